@@ -1,0 +1,129 @@
+// Package wire holds meshnode's wire formats: the control API between nodes
+// and the coordinator (JSON over HTTPS and a WebSocket stream), and the UDP
+// packet formats that share the WireGuard socket (discovery, relay).
+package wire
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+)
+
+// Control API paths, served over HTTPS by the coordinator.
+const (
+	PathRegister = "/api/v1/register"
+	PathStream   = "/api/v1/stream" // WebSocket upgrade
+	PathRelay    = "/api/v1/relay"  // WebSocket upgrade: relay frames over TCP/TLS
+	PathMetrics  = "/metrics"
+)
+
+// MaxRequestBody bounds what the coordinator reads from one request; larger
+// bodies get 413.
+const MaxRequestBody = 64 << 10
+
+// RegisterRequest is what a node sends with its join token.
+type RegisterRequest struct {
+	Token     string           `json:"token"` // the full join token string
+	PublicKey crypto.PublicKey `json:"public_key"`
+	Name      string           `json:"name"`
+}
+
+// RegisterResponse answers a successful registration.
+type RegisterResponse struct {
+	Self           Node             `json:"self"`
+	CoordinatorKey crypto.PublicKey `json:"coordinator_key"` // for stream auth and relay hello
+	NetworkV4      netip.Prefix     `json:"network_v4"`
+	NetworkV6      netip.Prefix     `json:"network_v6"`
+}
+
+// Error codes in ErrorResponse, so a node can tell the user exactly which
+// problem its token has.
+const (
+	ErrCodeBadRequest   = "bad_request"
+	ErrCodeTokenUnknown = "token_unknown"
+	ErrCodeTokenExpired = "token_expired"
+	ErrCodeTokenUsed    = "token_used"
+	ErrCodeTokenRevoked = "token_revoked"
+	ErrCodeNodeRemoved  = "node_removed"
+	ErrCodePoolFull     = "pool_exhausted"
+	ErrCodeUnauthorized = "unauthorized"
+	ErrCodeInternal     = "internal"
+)
+
+// ErrorResponse is the body of every non-2xx answer.
+type ErrorResponse struct {
+	Code  string `json:"code"`
+	Error string `json:"error"`
+}
+
+// Endpoint kinds, in the order a path manager prefers them.
+const (
+	EndpointLAN     = "lan"     // a local interface address
+	EndpointPortMap = "portmap" // a NAT-PMP/PCP/UPnP mapping
+	EndpointSTUN    = "stun"    // the reflexive address STUN saw
+	EndpointPredict = "predict" // a predicted port of a sequential symmetric NAT
+)
+
+// Endpoint is one candidate address where a node may be reached.
+type Endpoint struct {
+	Addr netip.AddrPort `json:"addr"`
+	Kind string         `json:"kind"`
+}
+
+// Node is one member of the mesh as the coordinator describes it.
+type Node struct {
+	Name      string           `json:"name"`
+	PublicKey crypto.PublicKey `json:"public_key"`
+	Addresses []netip.Addr     `json:"addresses"` // overlay IPv4 then IPv6
+	Endpoints []Endpoint       `json:"endpoints,omitempty"`
+	NAT       *NATInfo         `json:"nat,omitempty"`
+	Online    bool             `json:"online"`
+	LastSeen  time.Time        `json:"last_seen,omitzero"`
+	Tags      []string         `json:"tags,omitempty"`
+}
+
+// NATInfo is what a node learned of its own NAT (RFC 4787 terms), shared so
+// that peers can choose a traversal technique.
+type NATInfo struct {
+	Mapping   string `json:"mapping"`   // "endpoint-independent", "address-dependent", "address-and-port-dependent", "unknown"
+	PortAlloc string `json:"portalloc"` // "preserve", "sequential", "random", "unknown"
+	PortStep  int    `json:"port_step,omitempty"`
+}
+
+// Stream message types. The coordinator speaks first (challenge); the node
+// answers with auth; then the coordinator sends the whole map once (welcome)
+// and deltas after it.
+const (
+	MsgChallenge  = "challenge"  // coord → node: Challenge
+	MsgAuth       = "auth"       // node → coord: PublicKey, Proof
+	MsgWelcome    = "welcome"    // coord → node: Self, Peers (the full map), Version
+	MsgPeers      = "peers"      // coord → node: Upsert, Remove (a delta), Version
+	MsgEndpoints  = "endpoints"  // node → coord: Endpoints, NAT (its current candidates)
+	MsgRendezvous = "rendezvous" // node → coord: Peer (asks to reach it)
+	MsgPunch      = "punch"      // coord → node: Peer, Endpoints, NAT (punch now)
+	MsgError      = "error"      // either way: Code, Error; the sender then closes
+)
+
+// ProofLabel separates stream authentication proofs from other uses.
+const ProofLabel = "stream"
+
+// StreamMsg is one JSON message on the stream; Type says which fields apply.
+type StreamMsg struct {
+	Type      string             `json:"type"`
+	Challenge []byte             `json:"challenge,omitempty"`
+	PublicKey *crypto.PublicKey  `json:"public_key,omitempty"`
+	Proof     []byte             `json:"proof,omitempty"`
+	Self      *Node              `json:"self,omitempty"`
+	Peers     []Node             `json:"peers,omitempty"`
+	Upsert    []Node             `json:"upsert,omitempty"`
+	Remove    []crypto.PublicKey `json:"remove,omitempty"`
+	Version   uint64             `json:"version,omitempty"`
+	Endpoints []Endpoint         `json:"endpoints,omitempty"`
+	NAT       *NATInfo           `json:"nat,omitempty"`
+	Peer      *crypto.PublicKey  `json:"peer,omitempty"`
+	Relay     string             `json:"relay,omitempty"` // welcome: UDP relay host:port
+	STUN      []string           `json:"stun,omitempty"`  // welcome: STUN host:port, primary first
+	Code      string             `json:"code,omitempty"`
+	Error     string             `json:"error,omitempty"`
+}
