@@ -1,0 +1,82 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+)
+
+// Coordinator defaults.
+const (
+	DefaultCoordinatorConfigFile = "/etc/meshnode/coordinator.yaml"
+	// DefaultSTUNPort is the IANA port for STUN (RFC 8489 §18.3).
+	DefaultSTUNPort = 3478
+)
+
+// Overlay pools. The IPv4 default is a /16 inside the shared address space
+// 100.64.0.0/10 (RFC 6598): rarely used on LANs, and small enough to leave
+// the rest of that space to carrier-grade NATs. The IPv6 default is a ULA
+// (RFC 4193) whose global ID spells "meshn".
+var (
+	DefaultNetworkV4 = netip.MustParsePrefix("100.88.0.0/16")
+	DefaultNetworkV6 = netip.MustParsePrefix("fd6d:6573:686e::/48")
+)
+
+// Coordinator is the coordinator's settings (`meshnode coordinator`).
+type Coordinator struct {
+	DataDir       string       `mapstructure:"data_dir" desc:"all coordinator state: database, TLS certificate, keys"`
+	Listen        string       `mapstructure:"listen" desc:"control API (HTTPS, also the TCP relay) host:port"`
+	STUNListen    string       `mapstructure:"stun_listen" desc:"STUN and UDP relay host:port"`
+	STUNAlternate string       `mapstructure:"stun_alternate" desc:"optional second STUN address on a different IP (RFC 5780 NAT behaviour tests)"`
+	PublicURL     string       `mapstructure:"public_url" desc:"https URL nodes dial; join tokens carry it"`
+	Network       netip.Prefix `mapstructure:"network" desc:"overlay IPv4 pool"`
+	NetworkV6     netip.Prefix `mapstructure:"network_v6" desc:"overlay IPv6 pool (a ULA /48 to /64)"`
+	TLSCert       string       `mapstructure:"tls_cert" desc:"PEM certificate to serve (default: a self-signed one kept in data_dir)"`
+	TLSKey        string       `mapstructure:"tls_key" desc:"PEM private key for tls_cert"`
+	LogLevel      string       `mapstructure:"log_level" desc:"debug, info, warn or error"`
+}
+
+// DefaultCoordinator returns the coordinator defaults.
+func DefaultCoordinator() Coordinator {
+	return Coordinator{
+		DataDir:    "/var/lib/meshnode-coordinator",
+		Listen:     ":8443",
+		STUNListen: fmt.Sprintf(":%d", DefaultSTUNPort),
+		Network:    DefaultNetworkV4,
+		NetworkV6:  DefaultNetworkV6,
+		LogLevel:   "info",
+	}
+}
+
+// Validate checks every key and reports all problems at once.
+func (c Coordinator) Validate() error {
+	var errs []error
+	errs = append(errs,
+		errIf(c.DataDir == "", "data_dir", "must not be empty"),
+		hostPort("listen", c.Listen),
+		hostPort("stun_listen", c.STUNListen),
+		oneOf("log_level", c.LogLevel, "debug", "info", "warn", "error"),
+		errIf(!c.Network.IsValid() || !c.Network.Addr().Is4(), "network", "%v must be an IPv4 CIDR such as %v", c.Network, DefaultNetworkV4),
+		errIf(c.Network.IsValid() && c.Network.Bits() > 30, "network", "%v is too small; use at most a /30", c.Network),
+		errIf(!c.NetworkV6.IsValid() || c.NetworkV6.Addr().Is4(), "network_v6", "%v must be an IPv6 CIDR such as %v", c.NetworkV6, DefaultNetworkV6),
+		errIf(c.NetworkV6.IsValid() && c.NetworkV6.Bits() > 64, "network_v6", "%v is too small; use at most a /64", c.NetworkV6),
+		errIf((c.TLSCert == "") != (c.TLSKey == ""), "tls_cert", "tls_cert and tls_key go together; set both or neither"),
+	)
+	if c.STUNAlternate != "" {
+		errs = append(errs, hostPort("stun_alternate", c.STUNAlternate))
+	}
+	if c.PublicURL != "" {
+		u, err := url.Parse(c.PublicURL)
+		errs = append(errs, errIf(err != nil || u.Scheme != "https" || u.Host == "", "public_url", "%q must be https://HOST:PORT, the address nodes dial", c.PublicURL))
+	}
+	return errors.Join(errs...)
+}
+
+func hostPort(key, s string) error {
+	if _, _, err := net.SplitHostPort(s); err != nil {
+		return fmt.Errorf("%s: %q is not host:port (e.g. :8443 or 0.0.0.0:8443)", key, s)
+	}
+	return nil
+}

@@ -1,0 +1,103 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"runtime"
+	"time"
+)
+
+// Node defaults, each with its reason.
+const (
+	// DefaultNodeConfigFile is read when --config is not given and it exists.
+	DefaultNodeConfigFile = "/etc/meshnode/meshnode.yaml"
+	// DefaultListenPort is fixed so firewall rules can name it; 0 picks one.
+	DefaultListenPort = 41820
+	// DefaultMTU leaves room for WireGuard's 32 bytes, UDP's 8 and an IPv6
+	// header's 40 within a 1500-byte link (wireguard-go's default too).
+	DefaultMTU = 1420
+	// MinMTU is IPv6's minimum link MTU (RFC 8200 §5): below it the overlay
+	// can't carry IPv6 at all.
+	MinMTU = 1280
+	// DefaultKeepalive keeps NAT mappings alive: below the 20 s idle timeout
+	// seen on some home gateways and Linux conntrack's 30 s for unreplied UDP.
+	DefaultKeepalive = 15 * time.Second
+	// MinKeepalive bounds the heartbeat rate a config can ask for.
+	MinKeepalive = time.Second
+)
+
+// Node is the node agent's settings (`meshnode up`).
+type Node struct {
+	Token       string        `mapstructure:"token" desc:"join token; needed on the first run only, later runs reuse state_dir"`
+	StateDir    string        `mapstructure:"state_dir" desc:"where the node keeps its private key and registration"`
+	Interface   string        `mapstructure:"interface" desc:"TUN device name (mesh0 on Linux; utun or utunN on macOS)"`
+	Name        string        `mapstructure:"name" desc:"this node's name in the mesh (default: the host name); a DNS label"`
+	ListenPort  int           `mapstructure:"listen_port" desc:"UDP port for WireGuard, STUN and discovery (0 picks a free one)"`
+	Socket      string        `mapstructure:"socket" desc:"local control socket used by status, ping and down"`
+	SocketGroup string        `mapstructure:"socket_group" desc:"group allowed to use the control socket (default: root only)"`
+	MTU         int           `mapstructure:"mtu" desc:"TUN MTU (1420 for 1500-byte links; 1280 for PPPoE, cellular or nested tunnels)"`
+	TUNDriver   string        `mapstructure:"tun_driver" desc:"TUN driver: wireguard (offloads, fastest) or water (portable)"`
+	Keepalive   time.Duration `mapstructure:"keepalive" desc:"interval of keepalives on each direct path; keep below your NAT's UDP idle timeout"`
+	STUNServers []string      `mapstructure:"stun_servers" desc:"extra STUN servers (host:port) besides the coordinator"`
+	LogLevel    string        `mapstructure:"log_level" desc:"debug, info, warn or error"`
+}
+
+// DefaultNode returns the node defaults for this OS.
+func DefaultNode() Node {
+	n := Node{
+		StateDir:   "/var/lib/meshnode",
+		Interface:  "mesh0",
+		ListenPort: DefaultListenPort,
+		Socket:     "/run/meshnode/meshnode.sock",
+		MTU:        DefaultMTU,
+		TUNDriver:  "wireguard",
+		Keepalive:  DefaultKeepalive,
+		LogLevel:   "info",
+	}
+	if runtime.GOOS == "darwin" {
+		n.Interface = "utun"
+		n.Socket = "/var/run/meshnode.sock"
+		n.StateDir = "/usr/local/var/lib/meshnode"
+	}
+	return n
+}
+
+// Validate checks every key and reports all problems at once.
+func (n Node) Validate() error {
+	var errs []error
+	errs = append(errs,
+		errIf(n.StateDir == "", "state_dir", "must not be empty"),
+		errIf(n.Interface == "", "interface", "must not be empty"),
+		errIf(n.ListenPort < 0 || n.ListenPort > 65535, "listen_port", "%d is out of range; use 0-65535", n.ListenPort),
+		errIf(n.Socket == "", "socket", "must not be empty"),
+		errIf(n.MTU < MinMTU || n.MTU > 9000, "mtu", "%d is out of range; use %d-9000 (1420 is right for most links)", n.MTU, MinMTU),
+		oneOf("tun_driver", n.TUNDriver, "wireguard", "water"),
+		errIf(n.Keepalive < MinKeepalive, "keepalive", "%v is too short; use at least %v", n.Keepalive, MinKeepalive),
+		oneOf("log_level", n.LogLevel, "debug", "info", "warn", "error"),
+	)
+	if n.Name != "" {
+		errs = append(errs, validName("name", n.Name))
+	}
+	for _, s := range n.STUNServers {
+		if _, _, err := net.SplitHostPort(s); err != nil {
+			errs = append(errs, fmt.Errorf("stun_servers: %q is not host:port", s))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// validName checks a DNS label (RFC 1123 §2.1): letters, digits and
+// hyphens, 1-63 characters, not starting or ending with a hyphen.
+func validName(key, s string) error {
+	if len(s) > 63 {
+		return fmt.Errorf("%s: %q is longer than 63 characters", key, s)
+	}
+	for i, c := range s {
+		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(s)-1
+		if !ok {
+			return fmt.Errorf("%s: %q is not a DNS label; use letters, digits and inner hyphens", key, s)
+		}
+	}
+	return nil
+}
