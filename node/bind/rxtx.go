@@ -1,0 +1,117 @@
+package bind
+
+import (
+	"fmt"
+	"net/netip"
+
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// wrap demultiplexes one receive batch in place: WireGuard packets from a
+// known peer get that peer's endpoint; relayed WireGuard packets are
+// unframed; everything else goes to the handler and its size is set to 0,
+// which wireguard-go skips (device.MinMessageSize).
+func (b *Bind) wrap(fn conn.ReceiveFunc) conn.ReceiveFunc {
+	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
+		n, err := fn(bufs, sizes, eps)
+		for i := range n {
+			if sizes[i] == 0 {
+				continue
+			}
+			from := srcOf(eps[i])
+			pkt := bufs[i][:sizes[i]]
+			switch wire.Classify(pkt) {
+			case wire.KindWireGuard:
+				if peer, ok := b.router.PeerAt(from); ok {
+					eps[i] = b.Endpoint(peer)
+					continue
+				}
+				b.Stats.UnknownPeer.Add(1)
+			case wire.KindRelay:
+				if b.unframe(bufs[i], sizes, eps, i, from) {
+					continue
+				}
+			case wire.KindSTUN:
+				b.Stats.STUNIn.Add(1)
+				b.handler.HandleSTUN(pkt, from)
+			case wire.KindDisco:
+				b.Stats.DiscoIn.Add(1)
+				b.handler.HandleDisco(pkt, from)
+			default:
+				b.Stats.Garbage.Add(1)
+			}
+			sizes[i] = 0
+		}
+		return n, err
+	}
+}
+
+// unframe turns a relayed data frame into the WireGuard packet it carries,
+// in place, and reports whether it did. Control frames go to the handler.
+func (b *Bind) unframe(buf []byte, sizes []int, eps []conn.Endpoint, i int, from netip.AddrPort) bool {
+	f, err := wire.ParseRelay(buf[:sizes[i]])
+	if err != nil {
+		b.Stats.Garbage.Add(1)
+		return false
+	}
+	if f.Type != wire.RelayData {
+		b.Stats.RelayControl.Add(1)
+		b.handler.HandleRelayControl(buf[:sizes[i]], from)
+		return false
+	}
+	if !b.router.IsPeer(f.Key) || wire.Classify(f.Payload) != wire.KindWireGuard {
+		b.Stats.UnknownPeer.Add(1)
+		return false
+	}
+	b.Stats.RelayedIn.Add(1)
+	sizes[i] = copy(buf, f.Payload)
+	eps[i] = b.Endpoint(f.Key)
+	return true
+}
+
+// srcOf is the sender's address, IPv4 unmapped so that lookups match.
+func srcOf(ep conn.Endpoint) netip.AddrPort {
+	if se, ok := ep.(*conn.StdNetEndpoint); ok {
+		return netip.AddrPortFrom(se.Addr().Unmap(), se.Port())
+	}
+	ap, _ := netip.ParseAddrPort(ep.DstToString())
+	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port())
+}
+
+// Send sends WireGuard packets to the peer behind ep along its current route.
+func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
+	pe, ok := ep.(*PeerEndpoint)
+	if !ok {
+		return fmt.Errorf("bind: send to %T %s: only peer endpoints are routed", ep, ep.DstToString())
+	}
+	r, ok := b.router.RouteTo(pe.Key)
+	if !ok {
+		b.Stats.NoRoute.Add(uint64(len(bufs)))
+		return ErrNoRoute
+	}
+	if !r.Relay {
+		return b.inner.Send(bufs, &conn.StdNetEndpoint{AddrPort: r.Addr})
+	}
+	frames := make([][]byte, len(bufs))
+	ptrs := make([]*[]byte, len(bufs))
+	for i, pkt := range bufs {
+		ptrs[i] = b.framePool.Get().(*[]byte)
+		frames[i] = wire.AppendRelayData((*ptrs[i])[:0], pe.Key, pkt)
+	}
+	var err error
+	if r.Stream != nil {
+		err = r.Stream.SendFrames(frames)
+	} else {
+		err = b.inner.Send(frames, &conn.StdNetEndpoint{AddrPort: r.Addr})
+	}
+	for i, p := range ptrs {
+		*p = frames[i][:0]
+		b.framePool.Put(p)
+	}
+	if err == nil {
+		b.Stats.RelayedOut.Add(uint64(len(bufs)))
+	}
+	return err
+}

@@ -1,0 +1,117 @@
+package discovery
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// Gatherer collects this node's candidate endpoints.
+type Gatherer struct {
+	Prober *Prober
+	// LocalAddrs lists the host's addresses (nil: the OS's interfaces).
+	LocalAddrs func() []netip.Addr
+	// Exclude holds prefixes never offered as candidates: the overlay.
+	Exclude []netip.Prefix
+}
+
+// Result is one gathering.
+type Result struct {
+	Endpoints []wire.Endpoint
+	Mapping   Mapping
+	// STUNErr is set when no STUN server answered (UDP blocked, or the
+	// coordinator's STUN port unreachable).
+	STUNErr error
+}
+
+// Gather lists LAN candidates and, through the first STUN server that
+// answers, the public mapping and the NAT's mapping behaviour. port is the
+// shared socket's.
+func (g *Gatherer) Gather(ctx context.Context, servers []netip.AddrPort, port uint16) Result {
+	locals := g.locals()
+	var res Result
+	for _, a := range locals {
+		res.Endpoints = append(res.Endpoints, wire.Endpoint{Addr: netip.AddrPortFrom(a, port), Kind: wire.EndpointLAN})
+	}
+	res.STUNErr = ErrNoResponse
+	for _, s := range servers {
+		m, err := g.Prober.ClassifyMapping(ctx, s, port, locals)
+		if !m.Public.IsValid() {
+			res.STUNErr = err
+			continue
+		}
+		res.STUNErr = nil
+		res.Mapping = m
+		if m.Behaviour != BehaviourNone {
+			res.Endpoints = append(res.Endpoints, wire.Endpoint{Addr: m.Public, Kind: wire.EndpointSTUN})
+		}
+		break
+	}
+	return res
+}
+
+// locals returns the usable local addresses: no loopback, link-local,
+// multicast or overlay addresses.
+func (g *Gatherer) locals() []netip.Addr {
+	var all []netip.Addr
+	if g.LocalAddrs != nil {
+		all = g.LocalAddrs()
+	} else {
+		all = InterfaceAddrs()
+	}
+	var out []netip.Addr
+	for _, a := range all {
+		a = a.Unmap()
+		if !a.IsValid() || a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() {
+			continue
+		}
+		if slices.ContainsFunc(g.Exclude, func(p netip.Prefix) bool { return p.Contains(a) }) {
+			continue
+		}
+		out = append(out, a)
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return slices.Compact(out)
+}
+
+// InterfaceAddrs lists the addresses of the host's up interfaces.
+func InterfaceAddrs() []netip.Addr {
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return nil
+	}
+	var out []netip.Addr
+	for _, ifc := range ifs {
+		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue
+		}
+		for _, a := range addrs {
+			if pfx, err := netip.ParsePrefix(a.String()); err == nil {
+				out = append(out, pfx.Addr())
+			}
+		}
+	}
+	return out
+}
+
+// SameEndpoints reports whether two candidate lists hold the same set.
+func SameEndpoints(a, b []wire.Endpoint) bool {
+	key := func(e wire.Endpoint) string { return e.Kind + " " + e.Addr.String() }
+	as, bs := make([]string, len(a)), make([]string, len(b))
+	for i, e := range a {
+		as[i] = key(e)
+	}
+	for i, e := range b {
+		bs[i] = key(e)
+	}
+	slices.Sort(as)
+	slices.Sort(bs)
+	return slices.Equal(as, bs)
+}

@@ -1,0 +1,135 @@
+package discovery
+
+import (
+	"context"
+	"net/netip"
+	"time"
+)
+
+// RFC 4787 behaviour names, as status, netcheck and the coordinator show them.
+const (
+	BehaviourNone                 = "none" // no NAT: the mapped address is our own
+	BehaviourEndpointIndependent  = "endpoint-independent"
+	BehaviourAddressDependent     = "address-dependent"
+	BehaviourAddressPortDependent = "address-and-port-dependent"
+	BehaviourUnknown              = "unknown"
+)
+
+// Port allocation patterns of a NAT.
+const (
+	AllocPreserve   = "preserve"
+	AllocSequential = "sequential"
+	AllocRandom     = "random"
+	AllocUnknown    = "unknown"
+)
+
+// maxSequentialStep is the largest port delta still read as a sequential
+// allocator: busy NATs hand ports to other hosts between our two queries,
+// so the observed step may exceed the allocator's.
+const maxSequentialStep = 16
+
+// Mapping is the outcome of the RFC 5780 §4.3 mapping test.
+type Mapping struct {
+	Behaviour string
+	PortAlloc string
+	PortStep  int
+	// Public is the mapping the primary server saw.
+	Public netip.AddrPort
+	// Probes are the mappings seen by each server queried, in order.
+	Probes []netip.AddrPort
+}
+
+// ClassifyMapping runs the RFC 5780 §4.3 mapping test against a server with
+// an alternate address: the primary, then the alternate IP with the primary
+// port, then the alternate IP and port. local is our socket's port, to tell
+// a port-preserving NAT.
+func (p *Prober) ClassifyMapping(ctx context.Context, primary netip.AddrPort, local uint16, locals []netip.Addr) (Mapping, error) {
+	r1, err := p.Query(ctx, primary, 0)
+	if err != nil {
+		return Mapping{Behaviour: BehaviourUnknown, PortAlloc: AllocUnknown}, err
+	}
+	m := Mapping{Public: r1.Mapped, Probes: []netip.AddrPort{r1.Mapped}, Behaviour: BehaviourUnknown, PortAlloc: AllocUnknown}
+	for _, a := range locals {
+		if a == r1.Mapped.Addr() && local == r1.Mapped.Port() {
+			m.Behaviour, m.PortAlloc = BehaviourNone, AllocPreserve
+			return m, nil
+		}
+	}
+	if r1.Mapped.Port() == local {
+		m.PortAlloc = AllocPreserve
+	}
+	if !r1.Other.IsValid() {
+		return m, nil // the server has no alternate address: behaviour unknown
+	}
+	r2, err := p.Query(ctx, netip.AddrPortFrom(r1.Other.Addr(), primary.Port()), 0)
+	if err != nil {
+		return m, err
+	}
+	m.Probes = append(m.Probes, r2.Mapped)
+	if r2.Mapped == r1.Mapped {
+		m.Behaviour = BehaviourEndpointIndependent
+		return m, nil
+	}
+	r3, err := p.Query(ctx, r1.Other, 0)
+	if err != nil {
+		return m, err
+	}
+	m.Probes = append(m.Probes, r3.Mapped)
+	if r3.Mapped == r2.Mapped {
+		m.Behaviour = BehaviourAddressDependent
+	} else {
+		m.Behaviour = BehaviourAddressPortDependent
+	}
+	if m.PortAlloc != AllocPreserve {
+		m.PortAlloc, m.PortStep = portPattern(m.Probes)
+	}
+	return m, nil
+}
+
+// portPattern reads the allocator from the ports of successive new mappings.
+func portPattern(probes []netip.AddrPort) (string, int) {
+	step := 0
+	for i := 1; i < len(probes); i++ {
+		if probes[i].Port() == probes[i-1].Port() {
+			continue // a mapping reused, as with address-dependent mapping
+		}
+		d := int(probes[i].Port()) - int(probes[i-1].Port())
+		if d <= 0 || d > maxSequentialStep {
+			return AllocRandom, 0
+		}
+		if step == 0 || d < step {
+			step = d
+		}
+	}
+	if step == 0 {
+		return AllocUnknown, 0
+	}
+	return AllocSequential, step
+}
+
+// filterTimeout bounds each filtering probe: a filtered answer never comes,
+// so every dropped probe costs this long.
+const filterTimeout = 2 * time.Second
+
+// ClassifyFiltering runs the RFC 5780 §4.4 filtering test against a server
+// with an alternate address: ask for an answer from the other IP and port,
+// then from the other port only.
+func (p *Prober) ClassifyFiltering(ctx context.Context, primary netip.AddrPort) string {
+	answered := func(flags uint32) bool {
+		c, cancel := context.WithTimeout(ctx, filterTimeout)
+		defer cancel()
+		_, err := p.Query(c, primary, flags)
+		return err == nil
+	}
+	switch {
+	case answered(ChangeIP | ChangePort):
+		return BehaviourEndpointIndependent
+	case ctx.Err() != nil:
+		return BehaviourUnknown
+	case answered(ChangePort):
+		return BehaviourAddressDependent
+	case ctx.Err() != nil:
+		return BehaviourUnknown
+	}
+	return BehaviourAddressPortDependent
+}

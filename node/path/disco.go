@@ -1,0 +1,196 @@
+package path
+
+import (
+	"crypto/rand"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// outPkt is a packet to send once the lock is released.
+type outPkt struct {
+	pkt []byte
+	to  netip.AddrPort
+}
+
+// seal frames a discovery message for peer.
+func (m *Manager) seal(to crypto.PublicKey, d wire.Disco) ([]byte, error) {
+	magic := wire.DiscoMagic[:]
+	return m.sealer.Seal(append([]byte{}, magic...), magic, to, d.Marshal())
+}
+
+// HandleDisco handles a discovery packet that arrived at the shared socket.
+// Forged, replayed and malformed packets, and packets from keys that are not
+// peers, are dropped and counted.
+func (m *Manager) HandleDisco(pkt []byte, from netip.AddrPort) {
+	from = unmap(from)
+	magic := wire.DiscoMagic[:]
+	if len(pkt) < len(magic) {
+		m.Stats.Rejected.Add(1)
+		return
+	}
+	key, plain, err := m.sealer.Open(magic, pkt[len(magic):])
+	if err != nil {
+		m.Stats.Rejected.Add(1)
+		m.log.Debug("discovery packet rejected", "from", from, "err", err)
+		return
+	}
+	d, err := wire.ParseDisco(plain)
+	if err != nil {
+		m.Stats.Rejected.Add(1)
+		m.log.Debug("discovery packet malformed", "from", from, "peer", key.Short(), "err", err)
+		return
+	}
+	var out []outPkt
+	var hooks []func()
+	m.mu.Lock()
+	p, ok := m.peers[key]
+	if !ok {
+		m.mu.Unlock()
+		m.Stats.Rejected.Add(1)
+		m.log.Debug("discovery packet from a key that is not a peer", "from", from, "key", key.Short())
+		return
+	}
+	now := time.Now()
+	switch d.Type {
+	case wire.DiscoPing:
+		out = m.onPing(p, d, from, now, out)
+	case wire.DiscoPong:
+		hooks = m.onPong(p, d, from, now)
+	case wire.DiscoCallMeMaybe:
+		eps := make([]wire.Endpoint, 0, len(d.Addr))
+		for _, a := range d.Addr {
+			eps = append(eps, wire.Endpoint{Addr: a, Kind: wire.EndpointSTUN})
+		}
+		p.setCandidates(append(eps, currentEndpoints(p)...))
+		p.startRound(now, m.t)
+	}
+	m.mu.Unlock()
+	m.send(out)
+	for _, h := range hooks {
+		h()
+	}
+}
+
+// onPing records the sender's address and answers with a pong that tells it
+// where the ping came from.
+func (m *Manager) onPing(p *peer, d wire.Disco, from netip.AddrPort, now time.Time, out []outPkt) []outPkt {
+	m.Stats.PingsReceived.Add(1)
+	m.byAddr.Store(from, p.key)
+	p.lastPingSrc = from
+	if p.addPeerReflexive(from) {
+		m.log.Debug("peer-reflexive candidate", "peer", p.name, "addr", from)
+		if !p.hasBest || from != p.best {
+			out = m.appendPing(p, from, now, out)
+		}
+	}
+	pong, err := m.seal(p.key, wire.Disco{Type: wire.DiscoPong, TxID: d.TxID, Src: from})
+	if err != nil {
+		m.log.Warn("seal pong", "peer", p.name, "err", err)
+		return out
+	}
+	return append(out, outPkt{pong, from})
+}
+
+// onPong completes a ping: it measures the path and may switch to it.
+func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Time) []func() {
+	pg, ok := p.pending[d.TxID]
+	if !ok {
+		// Unsolicited or replayed (a replay would also fail the sealer's
+		// window): nothing to learn from it.
+		m.Stats.Rejected.Add(1)
+		return nil
+	}
+	delete(p.pending, d.TxID)
+	m.Stats.PongsReceived.Add(1)
+	rtt := now.Sub(pg.sent)
+	if pg.reply != nil {
+		path := PathDirect
+		if pg.relayed {
+			path = PathRelay
+		}
+		select {
+		case pg.reply <- PingResult{Path: path, Endpoint: pg.to, RTT: rtt}:
+		default:
+		}
+	}
+	if pg.relayed {
+		return nil
+	}
+	m.byAddr.Store(from, p.key)
+	if pg.to == p.best && p.hasBest {
+		p.lastPong, p.probes = now, 0
+		// Smooth the RTT like TCP's SRTT (RFC 6298 §2.3, alpha 1/8).
+		p.bestRTT += (rtt - p.bestRTT) / 8
+		return nil
+	}
+	kind := p.cands[pg.to]
+	if !p.prefer(pg.to, kind, rtt) {
+		return nil
+	}
+	first := !p.hasBest
+	old := p.best
+	p.setBest(pg.to, kind, rtt, now)
+	if p.punching(now) && p.settleAt.IsZero() {
+		p.settleAt = now.Add(m.t.Settle)
+	}
+	m.Stats.PathsFound.Add(1)
+	if first {
+		m.log.Info("direct path up", "peer", p.name, "endpoint", pg.to, "kind", kind, "rtt", rtt)
+	} else {
+		m.log.Info("direct path switched", "peer", p.name, "from", old, "to", pg.to, "kind", kind, "rtt", rtt)
+	}
+	return nil
+}
+
+// appendPing seals a ping to addr and records it as pending.
+func (m *Manager) appendPing(p *peer, to netip.AddrPort, now time.Time, out []outPkt) []outPkt {
+	pkt, _, err := m.newPing(p, to, now, nil)
+	if err != nil {
+		m.log.Warn("seal ping", "peer", p.name, "err", err)
+		return out
+	}
+	return append(out, outPkt{pkt, to})
+}
+
+// newPing builds a ping and registers it.
+func (m *Manager) newPing(p *peer, to netip.AddrPort, now time.Time, reply chan<- PingResult) ([]byte, [wire.TxIDLen]byte, error) {
+	var tx [wire.TxIDLen]byte
+	if _, err := rand.Read(tx[:]); err != nil {
+		return nil, tx, err
+	}
+	pkt, err := m.seal(p.key, wire.Disco{Type: wire.DiscoPing, TxID: tx})
+	if err != nil {
+		return nil, tx, err
+	}
+	p.pending[tx] = &ping{to: to, sent: now, reply: reply}
+	m.Stats.PingsSent.Add(1)
+	return pkt, tx, nil
+}
+
+// send writes packets; errors (the socket between rebinds, an unreachable
+// network) are logged at debug: the next round retries.
+func (m *Manager) send(out []outPkt) {
+	for _, o := range out {
+		if err := m.tr.WriteTo(o.pkt, o.to); err != nil {
+			m.log.Debug("discovery send failed", "to", o.to, "err", err)
+		}
+	}
+}
+
+// currentEndpoints lists a peer's candidates as endpoints.
+func currentEndpoints(p *peer) []wire.Endpoint {
+	eps := make([]wire.Endpoint, 0, len(p.cands))
+	for a, k := range p.cands {
+		if k != KindPeerReflexive {
+			eps = append(eps, wire.Endpoint{Addr: a, Kind: k})
+		}
+	}
+	return eps
+}
+
+// ErrNoPath is returned by Ping for a peer with no path.
+var ErrNoPath = errors.New("no path to the peer yet")

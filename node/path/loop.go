@@ -1,0 +1,129 @@
+package path
+
+import (
+	"context"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+)
+
+// Run drives every peer's timers until ctx is done: punch rounds, their
+// backoff, heartbeats and dead-path detection.
+func (m *Manager) Run(ctx context.Context) {
+	tk := time.NewTicker(m.t.Tick)
+	defer tk.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tk.C:
+			m.tick(now)
+		}
+	}
+}
+
+// tick advances all peers once.
+func (m *Manager) tick(now time.Time) {
+	var out []outPkt
+	var rendezvous, lost []crypto.PublicKey
+	m.mu.Lock()
+	for _, p := range m.peers {
+		m.expirePings(p, now)
+		if p.hasBest {
+			var dead bool
+			out, dead = m.heartbeat(p, now, out)
+			if dead {
+				lost = append(lost, p.key)
+				p.startRound(now, m.t)
+				p.wantRendezvous = true
+			}
+		}
+		out = m.advanceRound(p, now, out)
+		if p.wantRendezvous && p.online && now.Sub(p.lastRendezvous) >= m.t.RendezvousGap {
+			p.wantRendezvous = false
+			p.lastRendezvous = now
+			rendezvous = append(rendezvous, p.key)
+		}
+	}
+	m.mu.Unlock()
+	m.send(out)
+	for _, k := range lost {
+		if m.hooks.PathLost != nil {
+			m.hooks.PathLost(k)
+		}
+	}
+	for _, k := range rendezvous {
+		if m.hooks.Rendezvous != nil {
+			m.hooks.Rendezvous(k)
+		}
+	}
+}
+
+// expirePings forgets pings that went unanswered too long.
+func (m *Manager) expirePings(p *peer, now time.Time) {
+	for tx, pg := range p.pending {
+		if now.Sub(pg.sent) > m.t.PingTimeout {
+			delete(p.pending, tx)
+		}
+	}
+}
+
+// heartbeat keeps the direct path open and checks that it answers. Both
+// sides send, so both NATs' mappings stay fresh (one side's keepalive does
+// not hold the other's mapping). It reports a path that missed
+// Timing.MissedPongs heartbeats in a row as dead.
+func (m *Manager) heartbeat(p *peer, now time.Time, out []outPkt) ([]outPkt, bool) {
+	interval := m.t.Keepalive
+	if p.active(now, m.t) {
+		interval = m.t.ActiveHeartbeat
+	}
+	if now.Sub(p.lastHeartbeat) < interval {
+		return out, false
+	}
+	if p.probes >= m.t.MissedPongs {
+		m.Stats.PathsLost.Add(1)
+		m.log.Warn("direct path stopped answering; punching again", "peer", p.name, "endpoint", p.best, "missed", p.probes, "last_pong", now.Sub(p.lastPong).Round(time.Millisecond))
+		p.dropBest()
+		return out, true
+	}
+	p.lastHeartbeat = now
+	p.probes++
+	return m.appendPing(p, p.best, now, out), false
+}
+
+// advanceRound pings every candidate while a round lasts, ends it once a
+// path has settled, and schedules the next round with backoff when none
+// answered. A peer that is offline is not punched.
+func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt) []outPkt {
+	switch {
+	case p.punching(now):
+		if p.hasBest && !p.settleAt.IsZero() && !now.Before(p.settleAt) {
+			p.punchUntil = time.Time{}
+			return out
+		}
+		if now.Sub(p.lastPunchPing) >= m.t.PunchInterval {
+			p.lastPunchPing = now
+			for a := range p.cands {
+				out = m.appendPing(p, a, now, out)
+			}
+		}
+	case !p.punchUntil.IsZero():
+		// The round just ended.
+		p.punchUntil = time.Time{}
+		if !p.hasBest {
+			p.failures++
+			p.nextRound = now.Add(backoff(p.failures, m.t))
+			m.log.Debug("punch round failed", "peer", p.name, "candidates", len(p.cands), "failures", p.failures, "next", p.nextRound.Sub(now).Round(time.Second))
+		}
+	case !p.hasBest && p.online && len(p.cands) > 0 && !now.Before(p.nextRound):
+		// Keep retrying direct, with backoff; traffic waiting on the relay
+		// or on nothing doesn't shorten the wait below it.
+		if p.nextRound.IsZero() && !p.route.want.Load() {
+			return out
+		}
+		p.route.want.Store(false)
+		p.startRound(now, m.t)
+		p.wantRendezvous = true
+	}
+	return out
+}

@@ -1,0 +1,198 @@
+// Package path is meshnode's path manager: for every peer it gathers
+// candidate addresses, punches through NATs with sealed discovery pings,
+// picks the best path that answers, keeps it open with heartbeats, notices
+// when it dies and punches again, and falls back to a relay meanwhile.
+package path
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/node/bind"
+)
+
+// KindPeerReflexive marks a candidate learned from a ping's source address
+// (ICE's peer-reflexive candidate, RFC 8445 §7.3.1.3).
+const KindPeerReflexive = "prflx"
+
+// maxPeerReflexive bounds the candidates a peer's pings can add, so a peer
+// roaming through many NAT mappings can't grow our state without limit.
+const maxPeerReflexive = 8
+
+// Transport sends discovery packets from the shared socket.
+type Transport interface {
+	WriteTo(pkt []byte, to netip.AddrPort) error
+}
+
+// Hooks are the manager's calls out; each may be nil. They run without the
+// manager's lock held.
+type Hooks struct {
+	// Rendezvous asks the coordinator to cue both sides to punch now.
+	Rendezvous func(peer crypto.PublicKey)
+	// PathLost reports that a direct path stopped answering: this node's
+	// own mapping may have changed (the engine re-STUNs).
+	PathLost func(peer crypto.PublicKey)
+}
+
+// PeerInfo is what the coordinator says of a peer.
+type PeerInfo struct {
+	Key       crypto.PublicKey
+	Name      string
+	Online    bool
+	Endpoints []wire.Endpoint
+}
+
+// Manager implements bind.Router.
+type Manager struct {
+	sealer *crypto.Sealer
+	tr     Transport
+	hooks  Hooks
+	t      Timing
+	log    *slog.Logger
+
+	// Hot-path state, read without the lock by the Bind.
+	routes sync.Map // crypto.PublicKey → *route
+	byAddr sync.Map // netip.AddrPort → crypto.PublicKey (authenticated sources)
+	relay  atomic.Pointer[bind.Route]
+
+	Stats Stats
+
+	mu    sync.Mutex
+	peers map[crypto.PublicKey]*peer
+}
+
+// Stats counts discovery events.
+type Stats struct {
+	PingsSent, PongsReceived, PingsReceived atomic.Uint64
+	Rejected                                atomic.Uint64 // forged, replayed, unknown-peer or malformed
+	PathsFound, PathsLost                   atomic.Uint64
+}
+
+// route is a peer's hot-path state.
+type route struct {
+	direct atomic.Pointer[netip.AddrPort]
+	online atomic.Bool
+	lastTx atomic.Int64 // unix nanoseconds of the last send
+	want   atomic.Bool  // a send found no path
+}
+
+// New returns a manager sealing with sealer and sending through tr.
+func New(sealer *crypto.Sealer, tr Transport, t Timing, hooks Hooks, log *slog.Logger) *Manager {
+	return &Manager{
+		sealer: sealer,
+		tr:     tr,
+		hooks:  hooks,
+		t:      t,
+		log:    log,
+		peers:  make(map[crypto.PublicKey]*peer),
+	}
+}
+
+// RouteTo implements bind.Router: the direct path when one answers, else the
+// relay while the peer is online, else none (and a path is sought).
+func (m *Manager) RouteTo(key crypto.PublicKey) (bind.Route, bool) {
+	v, ok := m.routes.Load(key)
+	if !ok {
+		return bind.Route{}, false
+	}
+	r := v.(*route)
+	r.lastTx.Store(time.Now().UnixNano())
+	if d := r.direct.Load(); d != nil {
+		return bind.Route{Addr: *d}, true
+	}
+	if rl := m.relay.Load(); rl != nil && r.online.Load() {
+		return *rl, true
+	}
+	r.want.Store(true)
+	return bind.Route{}, false
+}
+
+// PeerAt implements bind.Router.
+func (m *Manager) PeerAt(addr netip.AddrPort) (crypto.PublicKey, bool) {
+	v, ok := m.byAddr.Load(addr)
+	if !ok {
+		return crypto.PublicKey{}, false
+	}
+	return v.(crypto.PublicKey), true
+}
+
+// IsPeer implements bind.Router.
+func (m *Manager) IsPeer(key crypto.PublicKey) bool {
+	_, ok := m.routes.Load(key)
+	return ok
+}
+
+// SetRelay sets the relay route used for peers without a direct path; nil
+// means no relay is available.
+func (m *Manager) SetRelay(r *bind.Route) { m.relay.Store(r) }
+
+// UpsertPeer adds or updates a peer from the coordinator's map. New
+// candidates, or a peer coming online, start a punch round at once: the
+// coordinator pushes the change to both sides, so both punch together.
+func (m *Manager) UpsertPeer(info PeerInfo) {
+	now := time.Now()
+	m.mu.Lock()
+	p, ok := m.peers[info.Key]
+	if !ok {
+		p = newPeer(info.Key)
+		m.peers[info.Key] = p
+		m.routes.Store(info.Key, p.route)
+	}
+	p.name = info.Name
+	cameOnline := info.Online && !p.online
+	p.online = info.Online
+	p.route.online.Store(info.Online)
+	changed := p.setCandidates(info.Endpoints)
+	if info.Online && (cameOnline || changed) {
+		p.startRound(now, m.t)
+	}
+	m.mu.Unlock()
+}
+
+// RemovePeer forgets a peer that left the mesh.
+func (m *Manager) RemovePeer(key crypto.PublicKey) {
+	m.mu.Lock()
+	delete(m.peers, key)
+	m.mu.Unlock()
+	m.routes.Delete(key)
+	m.byAddr.Range(func(a, k any) bool {
+		if k.(crypto.PublicKey) == key {
+			m.byAddr.Delete(a)
+		}
+		return true
+	})
+	m.sealer.Forget(key)
+}
+
+// Punch handles the coordinator's cue: merge the peer's candidates and punch
+// now, without asking for another cue.
+func (m *Manager) Punch(key crypto.PublicKey, eps []wire.Endpoint) {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.peers[key]
+	if !ok {
+		return
+	}
+	p.setCandidates(eps)
+	p.startRound(now, m.t)
+}
+
+// Repunch starts a round with every peer, after this node's own mapping
+// changed (re-STUN differs, a link changed).
+func (m *Manager) Repunch() {
+	now := time.Now()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, p := range m.peers {
+		if p.online {
+			p.startRound(now, m.t)
+			p.wantRendezvous = true
+		}
+	}
+}

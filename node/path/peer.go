@@ -1,0 +1,168 @@
+package path
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// peer is the manager's slow-path state for one peer, guarded by Manager.mu.
+type peer struct {
+	key    crypto.PublicKey
+	name   string
+	online bool
+	route  *route
+
+	// cands maps each candidate address to its kind.
+	cands map[netip.AddrPort]string
+	// prflx lists peer-reflexive candidates oldest first, for eviction.
+	prflx []netip.AddrPort
+
+	// The direct path in use, when hasBest.
+	hasBest  bool
+	best     netip.AddrPort
+	bestKind string
+	bestRTT  time.Duration
+	lastPong time.Time
+	// probes counts heartbeats sent to best since its last pong.
+	probes        int
+	lastHeartbeat time.Time
+	// lastPingSrc is where the peer's last ping came from: its current
+	// mapping towards us.
+	lastPingSrc netip.AddrPort
+
+	pending map[[wire.TxIDLen]byte]*ping
+
+	// Punch rounds.
+	punchUntil     time.Time
+	lastPunchPing  time.Time
+	settleAt       time.Time
+	nextRound      time.Time
+	failures       int
+	wantRendezvous bool
+	lastRendezvous time.Time
+}
+
+// ping is an outstanding discovery ping.
+type ping struct {
+	to      netip.AddrPort
+	sent    time.Time
+	relayed bool
+	reply   chan<- PingResult // set for user pings
+}
+
+func newPeer(key crypto.PublicKey) *peer {
+	return &peer{
+		key:     key,
+		route:   new(route),
+		cands:   make(map[netip.AddrPort]string),
+		pending: make(map[[wire.TxIDLen]byte]*ping),
+	}
+}
+
+// setCandidates replaces the coordinator-given candidates, keeping the
+// peer-reflexive ones, and reports whether any address is new.
+func (p *peer) setCandidates(eps []wire.Endpoint) bool {
+	next := make(map[netip.AddrPort]string, len(eps)+len(p.prflx))
+	changed := false
+	for _, e := range eps {
+		a := unmap(e.Addr)
+		if !a.IsValid() {
+			continue
+		}
+		if _, ok := p.cands[a]; !ok {
+			changed = true
+		}
+		next[a] = e.Kind
+	}
+	for _, a := range p.prflx {
+		if _, ok := next[a]; !ok {
+			next[a] = KindPeerReflexive
+		}
+	}
+	p.cands = next
+	return changed
+}
+
+// addPeerReflexive records a ping's new source as a candidate.
+func (p *peer) addPeerReflexive(a netip.AddrPort) bool {
+	if _, ok := p.cands[a]; ok {
+		return false
+	}
+	if len(p.prflx) == maxPeerReflexive {
+		delete(p.cands, p.prflx[0])
+		p.prflx = p.prflx[1:]
+	}
+	p.prflx = append(p.prflx, a)
+	p.cands[a] = KindPeerReflexive
+	return true
+}
+
+// startRound begins (or extends) a punch round.
+func (p *peer) startRound(now time.Time, t Timing) {
+	if now.Before(p.punchUntil) {
+		p.punchUntil = now.Add(t.PunchDuration)
+		return
+	}
+	p.punchUntil = now.Add(t.PunchDuration)
+	p.lastPunchPing = time.Time{}
+	p.settleAt = time.Time{}
+}
+
+func (p *peer) punching(now time.Time) bool { return now.Before(p.punchUntil) }
+
+// active reports whether traffic went to the peer recently.
+func (p *peer) active(now time.Time, t Timing) bool {
+	return now.Sub(time.Unix(0, p.route.lastTx.Load())) < t.ActiveWindow
+}
+
+// setBest switches the direct path.
+func (p *peer) setBest(a netip.AddrPort, kind string, rtt time.Duration, now time.Time) {
+	p.hasBest, p.best, p.bestKind, p.bestRTT = true, a, kind, rtt
+	p.lastPong, p.probes = now, 0
+	p.route.direct.Store(&a)
+	p.failures = 0
+}
+
+// dropBest forgets a dead direct path.
+func (p *peer) dropBest() {
+	p.hasBest = false
+	p.route.direct.Store(nil)
+}
+
+// prefer decides whether a path that just answered replaces the current one.
+// LAN beats everything else (peers behind one NAT, which may not hairpin);
+// the peer's current source towards us beats a stale mapping; otherwise a
+// new path must be betterRTTRatio faster, so similar paths don't flap.
+func (p *peer) prefer(a netip.AddrPort, kind string, rtt time.Duration) bool {
+	switch {
+	case !p.hasBest:
+		return true
+	case a == p.best:
+		return false
+	case p.bestKind == wire.EndpointLAN:
+		return kind == wire.EndpointLAN && float64(rtt) < betterRTTRatio*float64(p.bestRTT)
+	case kind == wire.EndpointLAN:
+		return true
+	case p.probes > 0:
+		return true // the current path is in doubt and this one answers
+	case a == p.lastPingSrc && p.best != p.lastPingSrc:
+		return true // the peer's mapping towards us moved here
+	}
+	return float64(rtt) < betterRTTRatio*float64(p.bestRTT)
+}
+
+// backoff is the wait before the next round after failures in a row.
+func backoff(failures int, t Timing) time.Duration {
+	d := t.RetryMin
+	for i := 1; i < failures && d < t.RetryMax; i++ {
+		d *= 2
+	}
+	return min(d, t.RetryMax)
+}
+
+func unmap(a netip.AddrPort) netip.AddrPort {
+	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}

@@ -1,0 +1,85 @@
+package path
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+)
+
+// Path kinds, as `meshnode status --json` prints them.
+const (
+	PathDirect = "direct"
+	PathRelay  = "relay"
+	PathNone   = "none"
+)
+
+// PeerPath is one peer's path as status shows it.
+type PeerPath struct {
+	Key        crypto.PublicKey
+	Path       string
+	Endpoint   netip.AddrPort // the direct address or the relay's; invalid when none
+	Latency    time.Duration  // smoothed RTT of the direct path
+	Candidates int
+}
+
+// Path returns a peer's current path.
+func (m *Manager) Path(key crypto.PublicKey) PeerPath {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.peers[key]
+	if !ok {
+		return PeerPath{Key: key, Path: PathNone}
+	}
+	pp := PeerPath{Key: key, Path: PathNone, Candidates: len(p.cands)}
+	switch {
+	case p.hasBest:
+		pp.Path, pp.Endpoint, pp.Latency = PathDirect, p.best, p.bestRTT
+	case p.online:
+		if rl := m.relay.Load(); rl != nil {
+			pp.Path, pp.Endpoint = PathRelay, rl.Addr
+		}
+	}
+	return pp
+}
+
+// PingResult is one answered user ping.
+type PingResult struct {
+	Path     string
+	Endpoint netip.AddrPort
+	RTT      time.Duration
+}
+
+// Ping sends one discovery ping to the peer over its current direct path and
+// waits for the pong. It is what `meshnode ping` shows.
+func (m *Manager) Ping(ctx context.Context, key crypto.PublicKey) (PingResult, error) {
+	reply := make(chan PingResult, 1)
+	m.mu.Lock()
+	p, ok := m.peers[key]
+	if !ok {
+		m.mu.Unlock()
+		return PingResult{}, fmt.Errorf("%s is not a peer", key.Short())
+	}
+	if !p.hasBest {
+		m.mu.Unlock()
+		return PingResult{}, fmt.Errorf("%s: %w", p.name, ErrNoPath)
+	}
+	to := p.best
+	pkt, tx, err := m.newPing(p, to, time.Now(), reply)
+	m.mu.Unlock()
+	if err != nil {
+		return PingResult{}, err
+	}
+	m.send([]outPkt{{pkt, to}})
+	select {
+	case r := <-reply:
+		return r, nil
+	case <-ctx.Done():
+		m.mu.Lock()
+		delete(p.pending, tx)
+		m.mu.Unlock()
+		return PingResult{}, ctx.Err()
+	}
+}

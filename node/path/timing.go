@@ -1,0 +1,79 @@
+package path
+
+import "time"
+
+// Timing constants, each with its reason. The defaults follow the field's
+// best practice (see docs: shared nat-traversal notes): Tailscale's disco
+// heartbeat and trust window, Nebula's short punch bursts.
+const (
+	// DefaultPunchInterval spaces pings to each candidate while punching.
+	// The first packets are expected to die at the far NAT until its own
+	// side has sent; a short interval makes the first crossing quick.
+	DefaultPunchInterval = 250 * time.Millisecond
+	// DefaultPunchDuration is one punch round: long enough for both sides to
+	// hear the coordinator's cue and for several packets to cross.
+	DefaultPunchDuration = 6 * time.Second
+	// DefaultSettle lets a better candidate (a LAN address, a lower RTT)
+	// answer after the first pong before the round ends.
+	DefaultSettle = time.Second
+	// DefaultActiveHeartbeat probes a path that carries traffic, so a dead
+	// path is noticed in seconds (Tailscale: 3 s).
+	DefaultActiveHeartbeat = 2 * time.Second
+	// DefaultActiveWindow: a peer sent to within this window is active.
+	DefaultActiveWindow = 10 * time.Second
+	// DefaultMissedPongs heartbeats without a pong mark a path dead: three
+	// lets one lost packet pass without a false alarm. While active that is
+	// 6 s (Tailscale trusts a path 6.5 s).
+	DefaultMissedPongs = 3
+	// DefaultRetryMin and DefaultRetryMax bound the backoff between punch
+	// rounds for a peer that doesn't answer: quick for a transient loss,
+	// never a busy loop for a peer behind a hopeless NAT.
+	DefaultRetryMin = 2 * time.Second
+	DefaultRetryMax = 60 * time.Second
+	// DefaultPingTimeout forgets an unanswered ping.
+	DefaultPingTimeout = 5 * time.Second
+	// DefaultRendezvousGap rate-limits cues requested from the coordinator.
+	DefaultRendezvousGap = 2 * time.Second
+	// tick is the manager's clock: fine enough for DefaultPunchInterval.
+	defaultTick = 50 * time.Millisecond
+)
+
+// betterRTTRatio is the hysteresis for switching paths on latency alone: a
+// new path must be 20% faster, so two similar paths don't flap.
+const betterRTTRatio = 0.8
+
+// Timing holds the manager's timers; tests scale them down.
+type Timing struct {
+	PunchInterval   time.Duration
+	PunchDuration   time.Duration
+	Settle          time.Duration
+	ActiveHeartbeat time.Duration
+	ActiveWindow    time.Duration
+	// Keepalive is the heartbeat of idle paths: below the NATs' idle
+	// timeouts (config keepalive).
+	Keepalive     time.Duration
+	MissedPongs   int
+	RetryMin      time.Duration
+	RetryMax      time.Duration
+	PingTimeout   time.Duration
+	RendezvousGap time.Duration
+	Tick          time.Duration
+}
+
+// DefaultTiming returns the defaults with the given keepalive.
+func DefaultTiming(keepalive time.Duration) Timing {
+	return Timing{
+		PunchInterval:   DefaultPunchInterval,
+		PunchDuration:   DefaultPunchDuration,
+		Settle:          DefaultSettle,
+		ActiveHeartbeat: DefaultActiveHeartbeat,
+		ActiveWindow:    DefaultActiveWindow,
+		Keepalive:       keepalive,
+		MissedPongs:     DefaultMissedPongs,
+		RetryMin:        DefaultRetryMin,
+		RetryMax:        DefaultRetryMax,
+		PingTimeout:     DefaultPingTimeout,
+		RendezvousGap:   DefaultRendezvousGap,
+		Tick:            defaultTick,
+	}
+}
