@@ -1,0 +1,87 @@
+package localapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"net/http"
+	"syscall"
+)
+
+// Client talks to a node's control socket.
+type Client struct {
+	path string
+	hc   *http.Client
+}
+
+// NewClient returns a client of the socket at path.
+func NewClient(path string) *Client {
+	return &Client{path: path, hc: &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", path)
+		},
+	}}}
+}
+
+// Status fetches the node's status.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.do(ctx, http.MethodGet, PathStatus, nil, &s)
+}
+
+// Ping asks for one discovery ping to peer.
+func (c *Client) Ping(ctx context.Context, peer string) (PingReply, error) {
+	var r PingReply
+	return r, c.do(ctx, http.MethodPost, PathPing, PingRequest{Peer: peer}, &r)
+}
+
+// Down asks the node to leave and exit.
+func (c *Client) Down(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, PathDown, nil, nil)
+}
+
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, "http://meshnode"+path, body)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return c.explain(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var er ErrorReply
+		json.NewDecoder(resp.Body).Decode(&er)
+		return errors.New(er.Error)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
+}
+
+// explain turns a dial failure into advice.
+func (c *Client) explain(err error) error {
+	switch {
+	case errors.Is(err, fs.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		return fmt.Errorf("no meshnode running at %s: start it with 'meshnode up', or pass --socket", c.path)
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EACCES):
+		return fmt.Errorf("control socket %s: permission denied: run as root, or set socket_group on the node and join that group", c.path)
+	}
+	return fmt.Errorf("control socket %s: %w", c.path, err)
+}

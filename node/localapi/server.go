@@ -1,0 +1,118 @@
+package localapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+// Backend is the running node as the socket sees it.
+type Backend interface {
+	Status() Status
+	Ping(ctx context.Context, peer string) (PingReply, error)
+	Down()
+}
+
+// Socket modes: root only, or root and one group.
+const (
+	modeOwner = 0o600
+	modeGroup = 0o660
+)
+
+// pingTimeout bounds one user ping.
+const pingTimeout = 3 * time.Second
+
+// maxBody bounds request bodies.
+const maxBody = 4 << 10
+
+// Listen opens the control socket at path, readable by its owner only or,
+// with group, by that group too. A stale socket from a crashed run is
+// replaced; a live one (another node running) is an error.
+func Listen(path, group string) (net.Listener, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, fmt.Errorf("control socket directory %s: %w", filepath.Dir(path), err)
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("control socket %s is in use: is another meshnode running? stop it, or set --socket", path)
+	}
+	os.Remove(path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	mode := os.FileMode(modeOwner)
+	if group != "" {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("socket_group %q: %w", group, err)
+		}
+		gid, _ := strconv.Atoi(g.Gid)
+		if err := os.Chown(path, -1, gid); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("control socket %s: chown to group %s: %w", path, group, err)
+		}
+		mode = modeGroup
+	}
+	if err := os.Chmod(path, mode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("control socket %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// Serve answers on ln until ctx ends.
+func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+PathStatus, func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, b.Status())
+	})
+	mux.HandleFunc("POST "+PathPing, func(w http.ResponseWriter, r *http.Request) {
+		var req PingRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil || req.Peer == "" {
+			writeJSON(w, http.StatusBadRequest, ErrorReply{Error: "want {\"peer\": NAME|IP|KEY}"})
+			return
+		}
+		pctx, cancel := context.WithTimeout(r.Context(), pingTimeout)
+		defer cancel()
+		rep, err := b.Ping(pctx, req.Peer)
+		if err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, ErrorReply{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, rep)
+	})
+	mux.HandleFunc("POST "+PathDown, func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, struct{}{})
+		b.Down()
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	err := srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	log.Error("control socket stopped", "err", err)
+	return err
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,75 @@
+// Package localapi is the node's control socket: `meshnode status`, `ping`
+// and `down` talk to the running node through it, as HTTP over a Unix socket
+// that only root (or a configured group) may open.
+package localapi
+
+import "net/netip"
+
+// Paths served on the socket.
+const (
+	PathStatus = "/v1/status"
+	PathPing   = "/v1/ping"
+	PathDown   = "/v1/down"
+)
+
+// Status is `meshnode status --json`: a stable interface for scripts.
+type Status struct {
+	Self        Self        `json:"self"`
+	Peers       []Peer      `json:"peers"`
+	Coordinator Coordinator `json:"coordinator"`
+}
+
+// Self describes this node.
+type Self struct {
+	Name      string       `json:"name"`
+	Addresses []netip.Addr `json:"addresses"`
+	PublicKey string       `json:"public_key"`
+	Endpoints []string     `json:"endpoints"`
+	Interface string       `json:"interface"`
+	NAT       NAT          `json:"nat"`
+}
+
+// NAT is what this node learned of its NAT.
+type NAT struct {
+	Mapping   string `json:"mapping"`
+	PortAlloc string `json:"port_allocation"`
+	Public    string `json:"public_address"`
+}
+
+// Coordinator is the control connection's state.
+type Coordinator struct {
+	URL       string `json:"url"`
+	Connected bool   `json:"connected"`
+}
+
+// Peer describes one peer.
+type Peer struct {
+	Name          string       `json:"name"`
+	Addresses     []netip.Addr `json:"addresses"`
+	PublicKey     string       `json:"public_key"`
+	Online        bool         `json:"online"`
+	Path          string       `json:"path"`     // "direct", "relay" or "none"
+	Endpoint      string       `json:"endpoint"` // ip:port in use; empty when none
+	LatencyMs     float64      `json:"latency_ms"`
+	RxBytes       uint64       `json:"rx_bytes"`
+	TxBytes       uint64       `json:"tx_bytes"`
+	LastHandshake string       `json:"last_handshake"` // RFC 3339; empty before the first
+}
+
+// PingRequest asks for one discovery ping.
+type PingRequest struct {
+	Peer string `json:"peer"` // a name, an overlay address or a public key
+}
+
+// PingReply is one answered ping.
+type PingReply struct {
+	Peer      string  `json:"peer"`
+	Path      string  `json:"path"`
+	Endpoint  string  `json:"endpoint"`
+	LatencyMs float64 `json:"latency_ms"`
+}
+
+// ErrorReply is the body of a failed request.
+type ErrorReply struct {
+	Error string `json:"error"`
+}
