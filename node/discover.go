@@ -1,0 +1,172 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/node/discovery"
+)
+
+// Discovery timing.
+const (
+	// stunEvery re-STUNs every 20-25 s: a changed mapping is noticed
+	// before a 30 s NAT timeout would bite, and the jitter keeps a fleet
+	// from probing in step (Tailscale: 20-26 s).
+	stunEvery  = 20 * time.Second
+	stunJitter = 5 * time.Second
+	// linkPoll compares the host's addresses this often: a portable way to
+	// notice a link change (a new address, a moved laptop) within seconds.
+	linkPoll = 2 * time.Second
+	// gatherTimeout bounds one gathering, STUN retransmissions included.
+	gatherTimeout = 10 * time.Second
+)
+
+// Kick asks for a gathering now (a path died, a link changed).
+func (e *Engine) Kick() {
+	select {
+	case e.kick <- struct{}{}:
+	default:
+	}
+}
+
+// discoveryLoop gathers candidates at start, every stunEvery, on a link
+// change and on a kick, and reports changes to the coordinator at once.
+func (e *Engine) discoveryLoop(ctx context.Context) {
+	g := &discovery.Gatherer{Prober: e.prober, LocalAddrs: e.opts.LocalAddrs, Exclude: e.state.routes()}
+	links := e.localAddrs()
+	next := time.NewTimer(0)
+	defer next.Stop()
+	poll := time.NewTicker(linkPoll)
+	defer poll.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-poll.C:
+			now := e.localAddrs()
+			if slices.Equal(now, links) {
+				continue
+			}
+			e.log.Info("link change: local addresses changed", "before", links, "after", now)
+			links = now
+		case <-e.kick:
+		case <-next.C:
+		}
+		e.gather(ctx, g)
+		next.Reset(stunEvery + rand.N(stunJitter))
+	}
+}
+
+// gather runs one gathering and reports what changed.
+func (e *Engine) gather(ctx context.Context, g *discovery.Gatherer) {
+	gctx, cancel := context.WithTimeout(ctx, gatherTimeout)
+	defer cancel()
+	res := g.Gather(gctx, e.stunAddrs(gctx), e.bind.Port())
+	if ctx.Err() != nil {
+		return
+	}
+	if res.STUNErr != nil {
+		e.log.Warn("STUN failed: no public address learned (UDP blocked?)", "err", res.STUNErr)
+	}
+	e.mu.Lock()
+	old := e.disc
+	e.disc = res
+	e.mu.Unlock()
+	if discovery.SameEndpoints(old.Endpoints, res.Endpoints) {
+		return
+	}
+	e.log.Info("candidates changed", "endpoints", res.Endpoints, "mapping", res.Mapping.Behaviour, "port_allocation", res.Mapping.PortAlloc)
+	e.sendEndpoints()
+	if old.Endpoints != nil {
+		// Our mapping or our links moved: peers' paths to us are stale.
+		e.mgr.Repunch()
+	}
+}
+
+// sendEndpoints reports the current candidates to the coordinator.
+func (e *Engine) sendEndpoints() {
+	e.mu.Lock()
+	res := e.disc
+	e.mu.Unlock()
+	if e.stream == nil || res.Endpoints == nil {
+		return
+	}
+	msg := wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: res.Endpoints}
+	if res.Mapping.Behaviour != "" {
+		msg.NAT = &wire.NATInfo{Mapping: res.Mapping.Behaviour, PortAlloc: res.Mapping.PortAlloc, PortStep: res.Mapping.PortStep}
+	}
+	if err := e.stream.Send(context.Background(), msg); err != nil {
+		e.log.Debug("endpoints not sent; they go with the next welcome", "err", err)
+	}
+}
+
+// stunAddrs resolves the STUN servers: the coordinator's, then configured ones.
+func (e *Engine) stunAddrs(ctx context.Context) []netip.AddrPort {
+	e.mu.Lock()
+	names := append(slices.Clone(e.stunServers), e.cfg.STUNServers...)
+	e.mu.Unlock()
+	var out []netip.AddrPort
+	for _, s := range names {
+		ap, err := resolveUDP(ctx, s)
+		if err != nil {
+			e.log.Warn("STUN server does not resolve", "server", s, "err", err)
+			continue
+		}
+		out = append(out, ap)
+	}
+	return out
+}
+
+// resolveUDP resolves host:port to an address, preferring IPv4 (the lab and
+// most NATs are IPv4).
+func resolveUDP(ctx context.Context, s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil {
+		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("port %q: %w", port, err)
+	}
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	if len(ips) == 0 {
+		return netip.AddrPort{}, fmt.Errorf("%s has no IPv4 address", host)
+	}
+	return netip.AddrPortFrom(ips[0].Unmap(), uint16(p)), nil
+}
+
+func (e *Engine) localAddrs() []netip.Addr {
+	var a []netip.Addr
+	if e.opts.LocalAddrs != nil {
+		a = e.opts.LocalAddrs()
+	} else {
+		a = discovery.InterfaceAddrs()
+	}
+	a = slices.Clone(a)
+	slices.SortFunc(a, func(x, y netip.Addr) int { return x.Compare(y) })
+	return a
+}
+
+// HandleSTUN implements bind.Handler.
+func (e *Engine) HandleSTUN(pkt []byte, from netip.AddrPort) { e.prober.HandleSTUN(pkt, from) }
+
+// HandleDisco implements bind.Handler.
+func (e *Engine) HandleDisco(pkt []byte, from netip.AddrPort) { e.mgr.HandleDisco(pkt, from) }
+
+// HandleRelayControl implements bind.Handler.
+func (e *Engine) HandleRelayControl(pkt []byte, from netip.AddrPort) {
+	e.relay.HandleControl(pkt, from)
+}

@@ -1,0 +1,182 @@
+// Package node is the meshnode agent: it registers with the coordinator,
+// opens the TUN device, runs wireguard-go over the shared-socket Bind, and
+// keeps a direct path to every peer that the NATs allow (relay otherwise).
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/meshnode/meshnode/config"
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/node/bind"
+	"github.com/meshnode/meshnode/node/control"
+	"github.com/meshnode/meshnode/node/discovery"
+	"github.com/meshnode/meshnode/node/path"
+	"github.com/meshnode/meshnode/node/relayclient"
+	"github.com/meshnode/meshnode/tun"
+)
+
+// Options configure an Engine. The seams (TUN, Bind, LocalAddrs) let tests
+// run nodes without root over the NAT emulator.
+type Options struct {
+	Config config.Node
+	Log    *slog.Logger
+	// TUN is an already created device (netstack in tests). When set, the
+	// engine does no OS set-up (addresses, routes).
+	TUN tun.Device
+	// Bind is the inner conn.Bind; nil means wireguard-go's StdNetBind.
+	Bind conn.Bind
+	// LocalAddrs lists LAN candidate addresses; nil means the host's.
+	LocalAddrs func() []netip.Addr
+	// Timing overrides the path manager's timers (tests scale them down).
+	Timing *path.Timing
+	// Progress, when set, hears what `up` is waiting for.
+	Progress func(msg string)
+	// Ready is closed once the node is up (device, socket, coordinator).
+	Ready chan<- struct{}
+}
+
+// Engine is a running node.
+type Engine struct {
+	opts  Options
+	cfg   config.Node
+	log   *slog.Logger
+	priv  crypto.PrivateKey
+	state State
+
+	tun    tun.Device
+	osTUN  bool
+	bind   *bind.Bind
+	dev    *device.Device
+	mgr    *path.Manager
+	prober *discovery.Prober
+	stream *control.Stream
+	relay  *relayclient.Client
+
+	stop context.CancelFunc
+
+	mu    sync.Mutex
+	peers map[crypto.PublicKey]wire.Node
+	disc  discovery.Result
+	// stunServers are the coordinator's STUN addresses (host:port), primary
+	// first, from its welcome.
+	stunServers []string
+	// kick asks the discovery loop to gather now.
+	kick chan struct{}
+}
+
+// New loads the key and registration from the state directory, registering
+// with the token when there is none yet.
+func New(ctx context.Context, opts Options) (*Engine, error) {
+	if opts.Log == nil {
+		opts.Log = slog.Default()
+	}
+	e := &Engine{
+		opts:  opts,
+		cfg:   opts.Config,
+		log:   opts.Log,
+		peers: make(map[crypto.PublicKey]wire.Node),
+		kick:  make(chan struct{}, 1),
+	}
+	if err := os.MkdirAll(e.cfg.StateDir, dirMode); err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w", e.cfg.StateDir, err)
+	}
+	priv, err := crypto.LoadOrCreatePrivateKey(filepath.Join(e.cfg.StateDir, keyFile))
+	if err != nil {
+		return nil, err
+	}
+	e.priv = priv
+	st, err := loadState(e.cfg.StateDir)
+	switch {
+	case errors.Is(err, errNotRegistered):
+		st, err = e.register(ctx)
+		if err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	case e.cfg.Token != "":
+		e.log.Info("already registered; the token is not needed and was not used", "state_dir", e.cfg.StateDir, "name", st.Self.Name)
+	}
+	e.state = st
+	return e, nil
+}
+
+// registerRetry bounds the wait between registration attempts while the
+// coordinator is unreachable.
+const (
+	registerRetryMin = time.Second
+	registerRetryMax = 30 * time.Second
+)
+
+// ErrNeedToken means the node has never registered and has no token.
+var ErrNeedToken = errors.New("this node is not registered yet: pass --token TOKEN (create one on the coordinator with 'meshnode token create')")
+
+func (e *Engine) register(ctx context.Context) (State, error) {
+	if e.cfg.Token == "" {
+		return State{}, ErrNeedToken
+	}
+	tok, err := crypto.ParseToken(e.cfg.Token)
+	if err != nil {
+		return State{}, err
+	}
+	name := e.cfg.Name
+	if name == "" {
+		name, _ = os.Hostname()
+	}
+	hc := control.NewHTTPClient(tok.Pin)
+	wait := registerRetryMin
+	for {
+		e.progress("registering with the coordinator at " + tok.URL)
+		resp, err := control.Register(ctx, hc, tok, e.cfg.Token, e.priv.Public(), name)
+		if err == nil {
+			st := State{
+				CoordinatorURL: tok.URL,
+				Pin:            tok.Pin,
+				CoordinatorKey: resp.CoordinatorKey,
+				Self:           resp.Self,
+				NetworkV4:      resp.NetworkV4,
+				NetworkV6:      resp.NetworkV6,
+			}
+			if err := saveState(e.cfg.StateDir, st); err != nil {
+				return st, err
+			}
+			e.log.Info("registered", "name", st.Self.Name, "addresses", st.Self.Addresses)
+			return st, nil
+		}
+		if control.IsPermanent(err) {
+			return State{}, err
+		}
+		e.log.Warn("coordinator unreachable; retrying", "url", tok.URL, "err", err, "in", wait)
+		select {
+		case <-ctx.Done():
+			return State{}, fmt.Errorf("registering: %w (last error: %v)", ctx.Err(), err)
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, registerRetryMax)
+	}
+}
+
+func (e *Engine) progress(msg string) {
+	if e.opts.Progress != nil {
+		e.opts.Progress(msg)
+	}
+}
+
+// Self is this node's registration.
+func (e *Engine) Self() wire.Node { return e.state.Self }
+
+// PublicKey is this node's key.
+func (e *Engine) PublicKey() crypto.PublicKey { return e.priv.Public() }

@@ -1,0 +1,149 @@
+// Package relayclient binds this node to a UDP relay: it proves the node's
+// key to the relay (hello → challenge → auth → ok) and refreshes the binding,
+// which also keeps the NAT mapping towards the relay open. While bound, the
+// path manager may route peers without a direct path through the relay.
+package relayclient
+
+import (
+	"context"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/node/bind"
+)
+
+// Relay binding timing.
+const (
+	// refresh re-proves the binding; it also serves as the keepalive of
+	// the NAT mapping towards the relay, so it stays below the 20 s idle
+	// timeouts some NATs use.
+	refresh = 10 * time.Second
+	// retry re-sends a hello quickly while unbound.
+	retry = time.Second
+	// expiry drops a binding the relay stopped confirming.
+	expiry = 3 * refresh
+)
+
+// Transport sends from the shared socket.
+type Transport interface {
+	WriteTo(pkt []byte, to netip.AddrPort) error
+}
+
+// Client keeps one relay binding.
+type Client struct {
+	priv     crypto.PrivateKey
+	coordKey crypto.PublicKey
+	tr       Transport
+	log      *slog.Logger
+	onChange func(*bind.Route)
+
+	mu     sync.Mutex
+	server netip.AddrPort
+	lastOK time.Time
+	bound  bool
+}
+
+// New returns a client; onChange hears the relay route, or nil when lost.
+func New(priv crypto.PrivateKey, coordKey crypto.PublicKey, tr Transport, log *slog.Logger, onChange func(*bind.Route)) *Client {
+	return &Client{priv: priv, coordKey: coordKey, tr: tr, log: log, onChange: onChange}
+}
+
+// SetServer sets the relay address (from the coordinator's welcome).
+func (c *Client) SetServer(addr netip.AddrPort) {
+	c.mu.Lock()
+	changed := c.server != addr
+	c.server = addr
+	wasBound := c.bound
+	if changed {
+		c.bound = false
+	}
+	c.mu.Unlock()
+	if changed && wasBound {
+		c.onChange(nil)
+	}
+	if changed {
+		c.hello()
+	}
+}
+
+// Run refreshes the binding until ctx ends.
+func (c *Client) Run(ctx context.Context) {
+	t := time.NewTimer(retry)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		c.mu.Lock()
+		lapsed := c.bound && time.Since(c.lastOK) > expiry
+		if lapsed {
+			c.bound = false
+		}
+		bound := c.bound
+		c.mu.Unlock()
+		if lapsed {
+			c.log.Warn("relay stopped confirming; relay route withdrawn")
+			c.onChange(nil)
+		}
+		c.hello()
+		if bound {
+			t.Reset(refresh)
+		} else {
+			t.Reset(retry)
+		}
+	}
+}
+
+func (c *Client) hello() {
+	c.mu.Lock()
+	server := c.server
+	c.mu.Unlock()
+	if !server.IsValid() {
+		return
+	}
+	pkt := wire.RelayFrame{Type: wire.RelayHello, Key: c.priv.Public()}.Marshal()
+	if err := c.tr.WriteTo(pkt, server); err != nil {
+		c.log.Debug("relay hello not sent", "relay", server, "err", err)
+	}
+}
+
+// HandleControl takes a relay control frame from the shared socket.
+func (c *Client) HandleControl(pkt []byte, from netip.AddrPort) {
+	c.mu.Lock()
+	server := c.server
+	c.mu.Unlock()
+	if from != server {
+		return
+	}
+	f, err := wire.ParseRelay(pkt)
+	if err != nil {
+		return
+	}
+	switch f.Type {
+	case wire.RelayChallenge:
+		proof, err := crypto.Proof(c.priv, c.coordKey, wire.RelayProofLabel, f.Challenge)
+		if err != nil {
+			c.log.Warn("relay proof", "err", err)
+			return
+		}
+		auth := wire.RelayFrame{Type: wire.RelayAuth, Key: c.priv.Public(), Challenge: f.Challenge, Proof: proof}
+		if err := c.tr.WriteTo(auth.Marshal(), server); err != nil {
+			c.log.Debug("relay auth not sent", "err", err)
+		}
+	case wire.RelayOK:
+		c.mu.Lock()
+		first := !c.bound
+		c.bound, c.lastOK = true, time.Now()
+		c.mu.Unlock()
+		if first {
+			c.log.Info("relay bound", "relay", server)
+			c.onChange(&bind.Route{Addr: server, Relay: true})
+		}
+	}
+}

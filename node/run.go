@@ -1,0 +1,167 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"sync"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/node/bind"
+	"github.com/meshnode/meshnode/node/control"
+	"github.com/meshnode/meshnode/node/discovery"
+	"github.com/meshnode/meshnode/node/localapi"
+	"github.com/meshnode/meshnode/node/path"
+	"github.com/meshnode/meshnode/node/relayclient"
+	"github.com/meshnode/meshnode/tun"
+)
+
+// Run brings the node up and keeps it up until ctx ends or `meshnode down`
+// asks it to leave; then it removes its device and routes. It returns an
+// error only for what retrying can't fix.
+func (e *Engine) Run(ctx context.Context) (err error) {
+	ctx, e.stop = context.WithCancel(ctx)
+	defer e.stop()
+
+	if err := e.openTUN(); err != nil {
+		return err
+	}
+	defer e.closeTUN()
+
+	timing := path.DefaultTiming(e.cfg.Keepalive)
+	if e.opts.Timing != nil {
+		timing = *e.opts.Timing
+	}
+	sealer := crypto.NewSealer(e.priv)
+	e.mgr = path.New(sealer, e, timing, path.Hooks{Rendezvous: e.rendezvous, PathLost: func(crypto.PublicKey) { e.Kick() }}, e.log.With("component", "path"))
+	e.prober = discovery.NewProber(e)
+	inner := e.opts.Bind
+	if inner == nil {
+		inner = conn.NewStdNetBind()
+	}
+	e.bind = bind.New(inner, e.mgr, e)
+	e.relay = relayclient.New(e.priv, e.state.CoordinatorKey, e, e.log.With("component", "relay"), e.mgr.SetRelay)
+	e.dev = device.NewDevice(e.tun, e.bind, wgLogger(e.log))
+	defer e.dev.Close()
+	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", e.priv.Hex(), e.cfg.ListenPort)); err != nil {
+		return fmt.Errorf("configure WireGuard (listen_port %d in use? set another or 0): %w", e.cfg.ListenPort, err)
+	}
+	if err := e.dev.Up(); err != nil {
+		return fmt.Errorf("start WireGuard on UDP port %d (in use? set listen_port to another or 0): %w", e.cfg.ListenPort, err)
+	}
+
+	ln, err := localapi.Listen(e.cfg.Socket, e.cfg.SocketGroup)
+	if err != nil {
+		return err
+	}
+
+	e.stream = &control.Stream{
+		URL:      e.state.CoordinatorURL,
+		Client:   control.NewHTTPClient(e.state.Pin),
+		Priv:     e.priv,
+		CoordKey: e.state.CoordinatorKey,
+		Log:      e.log.With("component", "control"),
+	}
+	var wg sync.WaitGroup
+	errc := make(chan error, 1)
+	wg.Go(func() { e.mgr.Run(ctx) })
+	wg.Go(func() { e.discoveryLoop(ctx) })
+	wg.Go(func() { e.relay.Run(ctx) })
+	wg.Go(func() {
+		if err := localapi.Serve(ctx, ln, e, e.log); err != nil {
+			e.log.Error("control socket", "err", err)
+		}
+	})
+	wg.Go(func() {
+		if err := e.stream.Run(ctx, e); err != nil && ctx.Err() == nil {
+			errc <- fmt.Errorf("coordinator: %w", err)
+			e.stop()
+		}
+	})
+	e.log.Info("meshnode up", "name", e.state.Self.Name, "addresses", e.state.Self.Addresses, "interface", e.tunName(), "port", e.bind.Port())
+	e.progress(fmt.Sprintf("up as %s %v on %s; waiting for the coordinator's peer map", e.state.Self.Name, e.state.Self.Addresses, e.tunName()))
+	if e.opts.Ready != nil {
+		close(e.opts.Ready)
+	}
+	// Tell systemd (Type=notify) we are ready; a no-op elsewhere.
+	daemon.SdNotify(false, daemon.SdNotifyReady)
+
+	<-ctx.Done()
+	daemon.SdNotify(false, daemon.SdNotifyStopping)
+	e.log.Info("meshnode going down")
+	wg.Wait()
+	select {
+	case err := <-errc:
+		return err
+	default:
+		return nil
+	}
+}
+
+// Down asks the node to leave (the control socket's /v1/down).
+func (e *Engine) Down() {
+	if e.stop != nil {
+		e.stop()
+	}
+}
+
+func (e *Engine) openTUN() error {
+	if e.opts.TUN != nil {
+		e.tun = e.opts.TUN
+		return nil
+	}
+	dev, err := tun.Create(e.cfg.TUNDriver, e.cfg.Interface, e.cfg.MTU)
+	if err != nil {
+		return err
+	}
+	e.tun, e.osTUN = dev, true
+	if err := tun.Configure(e.tunConfig()); err != nil {
+		dev.Close()
+		return err
+	}
+	return nil
+}
+
+func (e *Engine) tunConfig() tun.Config {
+	return tun.Config{
+		Name:      e.tunName(),
+		MTU:       e.cfg.MTU,
+		Addresses: e.state.prefixes(),
+		Routes:    e.state.routes(),
+	}
+}
+
+func (e *Engine) tunName() string {
+	if e.tun == nil {
+		return e.cfg.Interface
+	}
+	name, err := e.tun.Name()
+	if err != nil {
+		return e.cfg.Interface
+	}
+	return name
+}
+
+// closeTUN removes the routes and addresses this node added. The device
+// itself is closed by wireguard-go's device.Close.
+func (e *Engine) closeTUN() {
+	if !e.osTUN {
+		return
+	}
+	if err := tun.Deconfigure(e.tunConfig()); err != nil {
+		e.log.Warn("removing routes", "err", err)
+	}
+}
+
+// WriteTo sends a raw packet from the shared socket (path.Transport and
+// discovery.Transport).
+func (e *Engine) WriteTo(pkt []byte, to netip.AddrPort) error {
+	if e.bind == nil {
+		return bind.ErrClosed
+	}
+	return e.bind.WriteTo(pkt, to)
+}

@@ -1,0 +1,105 @@
+package node
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// Files in the state directory.
+const (
+	keyFile   = "private.key"
+	stateFile = "state.json"
+	stateMode = 0o600
+	dirMode   = 0o700
+)
+
+// State is this node's registration, kept across restarts so later runs
+// need no token.
+type State struct {
+	CoordinatorURL string           `json:"coordinator_url"`
+	Pin            string           `json:"pin"`
+	CoordinatorKey crypto.PublicKey `json:"coordinator_key"`
+	Self           wire.Node        `json:"self"`
+	NetworkV4      netip.Prefix     `json:"network_v4"`
+	NetworkV6      netip.Prefix     `json:"network_v6"`
+}
+
+// errNotRegistered means the state directory holds no registration.
+var errNotRegistered = errors.New("not registered")
+
+func loadState(dir string) (State, error) {
+	var s State
+	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	if errors.Is(err, os.ErrNotExist) {
+		return s, errNotRegistered
+	}
+	if err != nil {
+		return s, fmt.Errorf("read %s: %w", filepath.Join(dir, stateFile), err)
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("%s is damaged (%v): remove it and join again with a new token", filepath.Join(dir, stateFile), err)
+	}
+	return s, nil
+}
+
+// saveState writes atomically: a crash leaves the old or the new state,
+// never half of one.
+func saveState(dir string, s State) error {
+	b, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(dir, stateFile)
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, stateMode)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("sync %s: %w", tmp, err)
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
+}
+
+// prefixes are the TUN's addresses with the overlay's prefix lengths.
+func (s State) prefixes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range s.Self.Addresses {
+		switch {
+		case a.Is4() && s.NetworkV4.IsValid():
+			out = append(out, netip.PrefixFrom(a, s.NetworkV4.Bits()))
+		case a.Is6() && s.NetworkV6.IsValid():
+			out = append(out, netip.PrefixFrom(a, s.NetworkV6.Bits()))
+		}
+	}
+	return out
+}
+
+// routes are the overlay networks.
+func (s State) routes() []netip.Prefix {
+	var out []netip.Prefix
+	for _, p := range []netip.Prefix{s.NetworkV4, s.NetworkV6} {
+		if p.IsValid() {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}

@@ -1,0 +1,159 @@
+package node
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/node/localapi"
+	"github.com/meshnode/meshnode/node/path"
+)
+
+// Status implements localapi.Backend.
+func (e *Engine) Status() localapi.Status {
+	e.mu.Lock()
+	disc := e.disc
+	peers := make([]localapi.Peer, 0, len(e.peers))
+	for _, n := range e.peers {
+		peers = append(peers, localapi.Peer{Name: n.Name, Addresses: n.Addresses, PublicKey: n.PublicKey.String(), Online: n.Online})
+	}
+	e.mu.Unlock()
+	stats := e.wgStats()
+	for i := range peers {
+		k, _ := crypto.ParsePublicKey(peers[i].PublicKey)
+		pp := e.mgr.Path(k)
+		peers[i].Path = pp.Path
+		if pp.Endpoint.IsValid() {
+			peers[i].Endpoint = pp.Endpoint.String()
+		}
+		peers[i].LatencyMs = float64(pp.Latency.Microseconds()) / 1000
+		if s, ok := stats[k]; ok {
+			peers[i].RxBytes, peers[i].TxBytes = s.rx, s.tx
+			if !s.handshake.IsZero() {
+				peers[i].LastHandshake = s.handshake.UTC().Format(time.RFC3339)
+			}
+		}
+	}
+	sortPeers(peers)
+	self := localapi.Self{
+		Name:      e.state.Self.Name,
+		Addresses: e.state.Self.Addresses,
+		PublicKey: e.priv.Public().String(),
+		Interface: e.tunName(),
+		Endpoints: []string{},
+		NAT:       localapi.NAT{Mapping: disc.Mapping.Behaviour, PortAlloc: disc.Mapping.PortAlloc},
+	}
+	if disc.Mapping.Public.IsValid() {
+		self.NAT.Public = disc.Mapping.Public.String()
+	}
+	for _, ep := range disc.Endpoints {
+		self.Endpoints = append(self.Endpoints, ep.Addr.String())
+	}
+	return localapi.Status{
+		Self:        self,
+		Peers:       peers,
+		Coordinator: localapi.Coordinator{URL: e.state.CoordinatorURL, Connected: e.stream != nil && e.stream.Connected()},
+	}
+}
+
+// Ping implements localapi.Backend: peer is a name, an overlay address or a key.
+func (e *Engine) Ping(ctx context.Context, peer string) (localapi.PingReply, error) {
+	k, name, err := e.resolvePeer(peer)
+	if err != nil {
+		return localapi.PingReply{}, err
+	}
+	r, err := e.mgr.Ping(ctx, k)
+	if err != nil {
+		return localapi.PingReply{}, err
+	}
+	return localapi.PingReply{
+		Peer:      name,
+		Path:      r.Path,
+		Endpoint:  r.Endpoint.String(),
+		LatencyMs: float64(r.RTT.Microseconds()) / 1000,
+	}, nil
+}
+
+func (e *Engine) resolvePeer(s string) (crypto.PublicKey, string, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	ip, ipErr := netip.ParseAddr(s)
+	key, keyErr := crypto.ParsePublicKey(s)
+	for k, n := range e.peers {
+		if n.Name == s || (keyErr == nil && k == key) {
+			return k, n.Name, nil
+		}
+		for _, a := range n.Addresses {
+			if ipErr == nil && a == ip {
+				return k, n.Name, nil
+			}
+		}
+	}
+	return crypto.PublicKey{}, "", fmt.Errorf("no peer %q: give a peer's name, overlay address or public key (see 'meshnode status')", s)
+}
+
+// peerStats are WireGuard's counters for one peer.
+type peerStats struct {
+	rx, tx    uint64
+	handshake time.Time
+}
+
+// wgStats reads wireguard-go's UAPI dump (keys in hex).
+func (e *Engine) wgStats() map[crypto.PublicKey]peerStats {
+	out := make(map[crypto.PublicKey]peerStats)
+	dump, err := e.dev.IpcGet()
+	if err != nil {
+		return out
+	}
+	var cur *peerStats
+	var sec, nsec int64
+	flush := func(k crypto.PublicKey) {
+		if cur != nil && sec > 0 {
+			cur.handshake = time.Unix(sec, nsec)
+		}
+		if cur != nil {
+			out[k] = *cur
+		}
+	}
+	var key crypto.PublicKey
+	sc := bufio.NewScanner(strings.NewReader(dump))
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), "=")
+		if !ok {
+			continue
+		}
+		switch k {
+		case "public_key":
+			flush(key)
+			cur, sec, nsec = &peerStats{}, 0, 0
+			fmt.Sscanf(v, "%x", (*[crypto.KeyLen]byte)(&key))
+		case "rx_bytes":
+			if cur != nil {
+				cur.rx, _ = strconv.ParseUint(v, 10, 64)
+			}
+		case "tx_bytes":
+			if cur != nil {
+				cur.tx, _ = strconv.ParseUint(v, 10, 64)
+			}
+		case "last_handshake_time_sec":
+			sec, _ = strconv.ParseInt(v, 10, 64)
+		case "last_handshake_time_nsec":
+			nsec, _ = strconv.ParseInt(v, 10, 64)
+		}
+	}
+	flush(key)
+	return out
+}
+
+// PeerPath returns a peer's path, for tests and tools.
+func (e *Engine) PeerPath(k crypto.PublicKey) path.PeerPath { return e.mgr.Path(k) }
+
+func sortPeers(p []localapi.Peer) {
+	slices.SortFunc(p, func(a, b localapi.Peer) int { return strings.Compare(a.Name, b.Name) })
+}
