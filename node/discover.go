@@ -68,11 +68,12 @@ func (e *Engine) discoveryLoop(ctx context.Context) {
 func (e *Engine) gather(ctx context.Context, g *discovery.Gatherer) {
 	gctx, cancel := context.WithTimeout(ctx, gatherTimeout)
 	defer cancel()
-	res := g.Gather(gctx, e.stunAddrs(gctx), e.bind.Port())
+	servers := e.stunAddrs(gctx)
+	res := g.Gather(gctx, servers, e.bind.Port())
 	if ctx.Err() != nil {
 		return
 	}
-	if res.STUNErr != nil {
+	if res.STUNErr != nil && len(servers) > 0 {
 		e.log.Warn("STUN failed: no public address learned (UDP blocked?)", "err", res.STUNErr)
 	}
 	e.mu.Lock()

@@ -33,9 +33,10 @@ import (
 type Options struct {
 	Config config.Node
 	Log    *slog.Logger
-	// TUN is an already created device (netstack in tests). When set, the
-	// engine does no OS set-up (addresses, routes).
-	TUN tun.Device
+	// NewTUN creates the device for this node's overlay addresses instead
+	// of a kernel TUN (netstack in root-free tests). The engine then does no
+	// OS set-up (addresses, routes).
+	NewTUN func(addrs []netip.Addr, mtu int) (tun.Device, error)
 	// Bind is the inner conn.Bind; nil means wireguard-go's StdNetBind.
 	Bind conn.Bind
 	// LocalAddrs lists LAN candidate addresses; nil means the host's.

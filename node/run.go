@@ -110,8 +110,12 @@ func (e *Engine) Down() {
 }
 
 func (e *Engine) openTUN() error {
-	if e.opts.TUN != nil {
-		e.tun = e.opts.TUN
+	if e.opts.NewTUN != nil {
+		dev, err := e.opts.NewTUN(e.state.Self.Addresses, e.cfg.MTU)
+		if err != nil {
+			return fmt.Errorf("create TUN: %w", err)
+		}
+		e.tun = dev
 		return nil
 	}
 	dev, err := tun.Create(e.cfg.TUNDriver, e.cfg.Interface, e.cfg.MTU)

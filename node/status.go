@@ -3,6 +3,7 @@ package node
 import (
 	"bufio"
 	"context"
+	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -132,7 +133,9 @@ func (e *Engine) wgStats() map[crypto.PublicKey]peerStats {
 		case "public_key":
 			flush(key)
 			cur, sec, nsec = &peerStats{}, 0, 0
-			fmt.Sscanf(v, "%x", (*[crypto.KeyLen]byte)(&key))
+			if raw, err := hex.DecodeString(v); err == nil && len(raw) == crypto.KeyLen {
+				key = crypto.PublicKey(raw)
+			}
 		case "rx_bytes":
 			if cur != nil {
 				cur.rx, _ = strconv.ParseUint(v, 10, 64)
@@ -157,3 +160,6 @@ func (e *Engine) PeerPath(k crypto.PublicKey) path.PeerPath { return e.mgr.Path(
 func sortPeers(p []localapi.Peer) {
 	slices.SortFunc(p, func(a, b localapi.Peer) int { return strings.Compare(a.Name, b.Name) })
 }
+
+// PathStats are the path manager's counters.
+func (e *Engine) PathStats() *path.Stats { return &e.mgr.Stats }

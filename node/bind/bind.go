@@ -7,6 +7,7 @@
 package bind
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -149,14 +150,11 @@ func (b *Bind) BatchSize() int { return b.inner.BatchSize() }
 // ParseEndpoint accepts a peer's public key in hex, the form the engine
 // writes into wireguard-go's UAPI "endpoint=" key.
 func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
-	var k crypto.PublicKey
-	if len(s) != 2*crypto.KeyLen {
+	raw, err := hex.DecodeString(s)
+	if err != nil || len(raw) != crypto.KeyLen {
 		return nil, fmt.Errorf("endpoint %q: want a peer key in hex (%d characters)", s, 2*crypto.KeyLen)
 	}
-	if _, err := fmt.Sscanf(s, "%x", (*[crypto.KeyLen]byte)(&k)); err != nil {
-		return nil, fmt.Errorf("endpoint %q: %w", s, err)
-	}
-	return b.Endpoint(k), nil
+	return b.Endpoint(crypto.PublicKey(raw)), nil
 }
 
 // Endpoint returns the one endpoint value for a peer.

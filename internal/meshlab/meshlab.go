@@ -1,0 +1,161 @@
+// Package meshlab runs a whole meshnode network in one process, without
+// root: a real coordinator (HTTPS on loopback, STUN and relay on the NAT
+// emulator), and real node engines with netstack TUNs whose UDP goes
+// through internal/natlab. Tests build NAT topologies with it and assert
+// what users see: paths, pings and TCP over the overlay.
+package meshlab
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshnode/meshnode/config"
+	"github.com/meshnode/meshnode/coordinator"
+	"github.com/meshnode/meshnode/coordinator/stunserver"
+	"github.com/meshnode/meshnode/internal/natlab"
+)
+
+// Well-known lab addresses on the emulated internet (198.18.0.0/15, RFC 2544).
+var (
+	CoordIP    = netip.MustParseAddr("198.18.0.1")
+	CoordAltIP = netip.MustParseAddr("198.18.0.2")
+)
+
+// STUN ports of the lab coordinator: the primary and, for RFC 5780, the
+// alternate.
+const (
+	stunPort    = 3478
+	stunAltPort = 3479
+)
+
+// Options tune a Mesh.
+type Options struct {
+	// Debug logs at debug level, with the emulator's packet log.
+	Debug bool
+}
+
+// Mesh is one in-process network.
+type Mesh struct {
+	t     testing.TB
+	Lab   *natlab.Lab
+	Coord *coordinator.Server
+	// Token is a reusable join token.
+	Token string
+	log   *slog.Logger
+	ctx   context.Context
+
+	mu    sync.Mutex
+	nodes []*Node
+}
+
+// New starts a lab and its coordinator; everything stops at test cleanup.
+func New(t testing.TB, opts Options) *Mesh {
+	t.Helper()
+	debug := opts.Debug || os.Getenv("MESHLAB_DEBUG") != ""
+	level := slog.LevelInfo
+	var logf func(string, ...any)
+	if debug {
+		level = slog.LevelDebug
+		logf = t.Logf
+	}
+	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Mesh{t: t, Lab: natlab.New(logf), log: log, ctx: ctx}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		m.stopNodes()
+		cancel()
+		wg.Wait()
+		if m.Coord != nil {
+			m.Coord.Close()
+		}
+		m.Lab.Close()
+	})
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("coordinator listener: %v", err)
+	}
+	cfg := config.DefaultCoordinator()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = ln.Addr().String()
+	cfg.STUNListen = netip.AddrPortFrom(CoordIP, stunPort).String()
+	cfg.STUNAlternate = netip.AddrPortFrom(CoordAltIP, stunAltPort).String()
+	cfg.PublicURL = "https://" + ln.Addr().String()
+	coord, err := coordinator.New(coordinator.Options{Config: cfg, Logger: log.With("side", "coordinator")})
+	if err != nil {
+		t.Fatalf("coordinator: %v", err)
+	}
+	m.Coord = coord
+	host := m.Lab.NewHost("coordinator", CoordIP, CoordAltIP)
+	conns := stunserver.Conns{
+		Primary:   m.listen(host, CoordIP, stunPort),
+		AltPort:   m.listen(host, CoordIP, stunAltPort),
+		AltIP:     m.listen(host, CoordAltIP, stunPort),
+		Alternate: m.listen(host, CoordAltIP, stunAltPort),
+	}
+	wg.Go(func() { coord.Serve(ctx, ln) })
+	wg.Go(func() { coord.ServeSTUN(ctx, conns) })
+
+	tok, err := coord.CreateToken(ctx, coordinator.TokenOptions{Reusable: true, Expiry: time.Hour})
+	if err != nil {
+		t.Fatalf("create token: %v", err)
+	}
+	m.Token = tok.String()
+	return m
+}
+
+func (m *Mesh) listen(h *natlab.Host, ip netip.Addr, port uint16) net.PacketConn {
+	c, err := h.ListenPacket(netip.AddrPortFrom(ip, port))
+	if err != nil {
+		m.t.Fatalf("coordinator UDP %v:%d: %v", ip, port, err)
+	}
+	return c
+}
+
+// NAT adds a NAT router to the emulated internet.
+func (m *Mesh) NAT(cfg natlab.NATConfig) *natlab.NAT {
+	m.t.Helper()
+	n, err := m.Lab.NewNAT(cfg)
+	if err != nil {
+		m.t.Fatalf("NAT %s: %v", cfg.Name, err)
+	}
+	return n
+}
+
+// WaitFor polls cond every pollEvery until it holds or timeout passes, and
+// fails the test with what was awaited.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for {
+		if cond() {
+			return time.Since(start)
+		}
+		if time.Since(start) > timeout {
+			t.Fatalf("timed out after %v waiting for %s", timeout, what)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// pollEvery is the convergence poll interval.
+const pollEvery = 25 * time.Millisecond
+
+// testWriter sends logs to the test's log, shown on failure or with -v.
+type testWriter struct{ t testing.TB }
+
+func (w testWriter) Write(b []byte) (int, error) {
+	w.t.Log(strings.TrimSuffix(string(b), "\n"))
+	return len(b), nil
+}
+
+var _ io.Writer = testWriter{}

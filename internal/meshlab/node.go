@@ -1,0 +1,150 @@
+package meshlab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.zx2c4.com/wireguard/tun/netstack"
+
+	"github.com/meshnode/meshnode/config"
+	"github.com/meshnode/meshnode/internal/natlab"
+	"github.com/meshnode/meshnode/node"
+	"github.com/meshnode/meshnode/node/bind"
+	"github.com/meshnode/meshnode/node/path"
+	"github.com/meshnode/meshnode/tun"
+)
+
+// NodeOptions tune one node.
+type NodeOptions struct {
+	// Timing overrides the path manager's timers.
+	Timing *path.Timing
+	// Keepalive overrides the config's keepalive.
+	Keepalive time.Duration
+}
+
+// Node is one running node of the mesh.
+type Node struct {
+	Name   string
+	Host   *natlab.Host
+	Engine *node.Engine
+	// Net dials and listens on the overlay through the node's netstack.
+	Net *netstack.Net
+
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// listenPort is every lab node's UDP port, as in production: each emulated
+// host has its own port space.
+const listenPort = config.DefaultListenPort
+
+// AddNode starts a node named name on host and waits until it is up.
+func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
+	m.t.Helper()
+	cfg := config.DefaultNode()
+	cfg.Name = name
+	cfg.Token = m.Token
+	cfg.StateDir = m.t.TempDir()
+	cfg.ListenPort = listenPort
+	sockDir, err := os.MkdirTemp("", "mnsock")
+	if err != nil {
+		m.t.Fatal(err)
+	}
+	m.t.Cleanup(func() { os.RemoveAll(sockDir) })
+	cfg.Socket = filepath.Join(sockDir, "s")
+	if opts.Keepalive != 0 {
+		cfg.Keepalive = opts.Keepalive
+	}
+	n := &Node{Name: name, Host: host, done: make(chan error, 1)}
+	ready := make(chan struct{})
+	eopts := node.Options{
+		Config:     cfg,
+		Log:        m.log.With("node", name),
+		Timing:     opts.Timing,
+		LocalAddrs: host.IPs,
+		Ready:      ready,
+		Bind: bind.NewConnBind(func(port uint16) (bind.UDPConn, error) {
+			c, err := host.ListenPacket(netip.AddrPortFrom(netip.Addr{}, port))
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		}),
+		NewTUN: func(addrs []netip.Addr, mtu int) (tun.Device, error) {
+			dev, tnet, err := netstack.CreateNetTUN(addrs, nil, mtu)
+			n.Net = tnet
+			return dev, err
+		},
+	}
+	ctx, cancel := context.WithCancel(m.ctx)
+	n.cancel = cancel
+	eng, err := node.New(ctx, eopts)
+	if err != nil {
+		cancel()
+		m.t.Fatalf("node %s: %v", name, err)
+	}
+	n.Engine = eng
+	go func() { n.done <- eng.Run(ctx) }()
+	select {
+	case <-ready:
+	case err := <-n.done:
+		cancel()
+		m.t.Fatalf("node %s stopped while starting: %v", name, err)
+	case <-time.After(startTimeout):
+		cancel()
+		m.t.Fatalf("node %s not up after %v", name, startTimeout)
+	}
+	m.mu.Lock()
+	m.nodes = append(m.nodes, n)
+	m.mu.Unlock()
+	return n
+}
+
+// startTimeout bounds a node's start.
+const startTimeout = 30 * time.Second
+
+// Stop stops the node and waits for it to exit.
+func (n *Node) Stop() error {
+	n.cancel()
+	select {
+	case err := <-n.done:
+		n.done <- err // later Stops see the same result
+		if errors.Is(err, context.Canceled) {
+			return nil
+		}
+		return err
+	case <-time.After(startTimeout):
+		return fmt.Errorf("node %s did not stop within %v", n.Name, startTimeout)
+	}
+}
+
+func (m *Mesh) stopNodes() {
+	m.mu.Lock()
+	nodes := m.nodes
+	m.mu.Unlock()
+	for _, n := range nodes {
+		if err := n.Stop(); err != nil {
+			m.t.Errorf("stop %s: %v", n.Name, err)
+		}
+	}
+}
+
+// Addr4 is the node's overlay IPv4 address.
+func (n *Node) Addr4() netip.Addr {
+	for _, a := range n.Engine.Self().Addresses {
+		if a.Is4() {
+			return a
+		}
+	}
+	return netip.Addr{}
+}
+
+// PathTo is the node's current path to peer.
+func (n *Node) PathTo(peer *Node) path.PeerPath {
+	return n.Engine.PeerPath(peer.Engine.PublicKey())
+}

@@ -1,0 +1,197 @@
+package node_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"io"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/meshnode/meshnode/internal/meshlab"
+	"github.com/meshnode/meshnode/internal/natlab"
+	"github.com/meshnode/meshnode/node/path"
+)
+
+// Convergence deadlines: generous, so a loaded CI machine doesn't flake.
+const (
+	pathDeadline     = 30 * time.Second
+	transferDeadline = 60 * time.Second
+)
+
+// homeNAT is a typical home router: Linux masquerade, port-restricted cone.
+func homeNAT(name string) natlab.NATConfig {
+	c := natlab.PortRestrictedCone()
+	c.Name = name
+	return c
+}
+
+func waitDirect(t *testing.T, a, b *meshlab.Node) time.Duration {
+	t.Helper()
+	return meshlab.WaitFor(t, pathDeadline, a.Name+" and "+b.Name+" direct both ways", func() bool {
+		return a.PathTo(b).Path == path.PathDirect && b.PathTo(a).Path == path.PathDirect
+	})
+}
+
+// transfer sends size random bytes from a to b over the overlay with TCP
+// and checks they arrive intact.
+func transfer(t *testing.T, a, b *meshlab.Node, size int) {
+	t.Helper()
+	ln, err := b.Net.ListenTCPAddrPort(netip.AddrPortFrom(b.Addr4(), 0))
+	if err != nil {
+		t.Fatalf("listen on %s: %v", b.Name, err)
+	}
+	defer ln.Close()
+	want := make([]byte, size)
+	rand.Read(want)
+	got := make(chan []byte, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- nil
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(transferDeadline))
+		b, _ := io.ReadAll(c)
+		got <- b
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), transferDeadline)
+	defer cancel()
+	c, err := a.Net.DialContextTCPAddrPort(ctx, netip.AddrPortFrom(b.Addr4(), uint16(ln.Addr().(*net.TCPAddr).Port)))
+	if err != nil {
+		t.Fatalf("dial %s over the overlay: %v", b.Name, err)
+	}
+	c.SetDeadline(time.Now().Add(transferDeadline))
+	if _, err := c.Write(want); err != nil {
+		t.Fatalf("write to %s: %v", b.Name, err)
+	}
+	c.Close()
+	if g := <-got; !bytes.Equal(g, want) {
+		t.Fatalf("%s received %d bytes, want %d intact", b.Name, len(g), size)
+	}
+}
+
+func TestHomeNATsGoDirectAndCarryTCP(t *testing.T) {
+	m := meshlab.New(t, meshlab.Options{})
+	home := m.NAT(homeNAT("home"))
+	office := m.NAT(homeNAT("office"))
+	a := m.AddNode("laptop", home.NewHost("laptop", netip.MustParseAddr("192.168.1.10")), meshlab.NodeOptions{})
+	b := m.AddNode("desktop", office.NewHost("desktop", netip.MustParseAddr("10.0.0.20")), meshlab.NodeOptions{})
+	took := waitDirect(t, a, b)
+	t.Logf("direct after %v", took)
+	// The path must use the peer's public mapping, not an unreachable LAN address.
+	if ep := a.PathTo(b).Endpoint; ep.Addr() != office.PublicIP() {
+		t.Errorf("laptop reaches desktop at %v, want the office NAT's public address %v", ep, office.PublicIP())
+	}
+	transfer(t, a, b, 1<<20)
+	transfer(t, b, a, 256<<10)
+}
+
+func TestSameNATUsesLANAddresses(t *testing.T) {
+	m := meshlab.New(t, meshlab.Options{})
+	cfg := homeNAT("home")
+	cfg.Hairpin = false
+	home := m.NAT(cfg)
+	a := m.AddNode("a", home.NewHost("a", netip.MustParseAddr("192.168.1.10")), meshlab.NodeOptions{})
+	b := m.AddNode("b", home.NewHost("b", netip.MustParseAddr("192.168.1.11")), meshlab.NodeOptions{})
+	waitDirect(t, a, b)
+	if ep := a.PathTo(b).Endpoint.Addr(); ep != netip.MustParseAddr("192.168.1.11") {
+		t.Errorf("a reaches b at %v, want b's LAN address", ep)
+	}
+	if ep := b.PathTo(a).Endpoint.Addr(); ep != netip.MustParseAddr("192.168.1.10") {
+		t.Errorf("b reaches a at %v, want a's LAN address", ep)
+	}
+	transfer(t, a, b, 256<<10)
+}
+
+func TestEveryConeNATPairGoesDirect(t *testing.T) {
+	cones := map[string]func() natlab.NATConfig{
+		"full-cone":            natlab.FullCone,
+		"restricted-cone":      natlab.RestrictedCone,
+		"port-restricted-cone": natlab.PortRestrictedCone,
+	}
+	names := []string{"full-cone", "restricted-cone", "port-restricted-cone"}
+	for i, x := range names {
+		for _, y := range names[i:] {
+			t.Run(x+"/"+y, func(t *testing.T) {
+				m := meshlab.New(t, meshlab.Options{})
+				cx, cy := cones[x](), cones[y]()
+				cx.Name, cy.Name = "nat-a", "nat-b"
+				a := m.AddNode("a", m.NAT(cx).NewHost("a", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
+				b := m.AddNode("b", m.NAT(cy).NewHost("b", netip.MustParseAddr("192.168.2.2")), meshlab.NodeOptions{})
+				t.Logf("%s vs %s: direct after %v", x, y, waitDirect(t, a, b))
+				transfer(t, a, b, 64<<10)
+			})
+		}
+	}
+}
+
+// A NAT that forgets its mappings mid-transfer (a reboot, conntrack -F) or
+// changes its public address: the stream carries on after a re-punch.
+func TestMappingChangeMidTransferRecovers(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		event func(n *natlab.NAT)
+	}{
+		{"flush", func(n *natlab.NAT) { n.Flush() }},
+		{"new-public-address", func(n *natlab.NAT) { n.SetPublicIP(netip.MustParseAddr("198.18.9.9")) }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := meshlab.New(t, meshlab.Options{})
+			home := m.NAT(homeNAT("home"))
+			office := m.NAT(homeNAT("office"))
+			a := m.AddNode("a", home.NewHost("a", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
+			b := m.AddNode("b", office.NewHost("b", netip.MustParseAddr("10.0.0.2")), meshlab.NodeOptions{})
+			waitDirect(t, a, b)
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				transfer(t, a, b, 8<<20)
+			}()
+			// Change the mapping once the transfer is flowing.
+			meshlab.WaitFor(t, pathDeadline, "traffic flowing", func() bool {
+				return home.Stats().Outbound > 200
+			})
+			tc.event(home)
+			event := time.Now()
+			meshlab.WaitFor(t, transferDeadline, "direct path after the change", func() bool {
+				p := b.PathTo(a)
+				return p.Path == path.PathDirect && p.Endpoint.Addr() == home.PublicIP()
+			})
+			t.Logf("%s: direct again after %v", tc.name, time.Since(event).Round(time.Millisecond))
+			<-done
+		})
+	}
+}
+
+// Behind NATs that drop idle mappings quickly, keepalives shorter than the
+// timeout hold the path: after a long idle spell it is still the same path,
+// with no new punch.
+func TestKeepaliveHoldsPathThroughIdleTimeouts(t *testing.T) {
+	const natTimeout = time.Second
+	timing := path.DefaultTiming(natTimeout / 3)
+	m := meshlab.New(t, meshlab.Options{})
+	ca, cb := homeNAT("home"), homeNAT("office")
+	ca.IdleTimeout, cb.IdleTimeout = natTimeout, natTimeout
+	a := m.AddNode("a", m.NAT(ca).NewHost("a", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{Timing: &timing})
+	b := m.AddNode("b", m.NAT(cb).NewHost("b", netip.MustParseAddr("10.0.0.2")), meshlab.NodeOptions{Timing: &timing})
+	waitDirect(t, a, b)
+	before := a.PathTo(b).Endpoint
+	// Idle for several NAT timeouts; the assertion is about idleness, so a
+	// timer is the point here, not synchronisation.
+	idle := time.NewTimer(5 * natTimeout)
+	<-idle.C
+	after := a.PathTo(b)
+	if after.Path != path.PathDirect || after.Endpoint != before {
+		t.Fatalf("after idling: path %s at %v, want direct at %v", after.Path, after.Endpoint, before)
+	}
+	for _, n := range []*meshlab.Node{a, b} {
+		if lost := n.Engine.PathStats().PathsLost.Load(); lost != 0 {
+			t.Errorf("%s lost its path %d times while idle: keepalives did not hold the mapping", n.Name, lost)
+		}
+	}
+	transfer(t, a, b, 16<<10)
+}

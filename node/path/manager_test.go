@@ -1,0 +1,257 @@
+package path
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// fabric delivers packets between managers by address, synchronously, and
+// lets a test tap or drop them.
+type fabric struct {
+	mu    sync.Mutex
+	at    map[netip.AddrPort]*Manager
+	tap   func(pkt []byte, from, to netip.AddrPort)
+	block map[netip.AddrPort]bool
+}
+
+type port struct {
+	f    *fabric
+	self netip.AddrPort
+}
+
+func (p port) WriteTo(pkt []byte, to netip.AddrPort) error {
+	p.f.mu.Lock()
+	m, tap, blocked := p.f.at[to], p.f.tap, p.f.block[to]
+	p.f.mu.Unlock()
+	if tap != nil {
+		tap(append([]byte{}, pkt...), p.self, to)
+	}
+	if m != nil && !blocked {
+		m.HandleDisco(append([]byte{}, pkt...), p.self)
+	}
+	return nil
+}
+
+type node struct {
+	m    *Manager
+	key  crypto.PublicKey
+	addr netip.AddrPort
+}
+
+func fastTiming() Timing {
+	t := DefaultTiming(time.Second)
+	t.PunchInterval = 20 * time.Millisecond
+	t.Settle = 50 * time.Millisecond
+	t.Tick = 5 * time.Millisecond
+	return t
+}
+
+func (f *fabric) add(t *testing.T, addr string) *node {
+	t.Helper()
+	priv, err := crypto.NewPrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := netip.MustParseAddrPort(addr)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	m := New(crypto.NewSealer(priv), port{f, ap}, fastTiming(), Hooks{}, log)
+	f.mu.Lock()
+	f.at[ap] = m
+	f.mu.Unlock()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return &node{m: m, key: priv.Public(), addr: ap}
+}
+
+func newFabric() *fabric {
+	return &fabric{at: make(map[netip.AddrPort]*Manager), block: make(map[netip.AddrPort]bool)}
+}
+
+func introduce(a, b *node, bAddrs ...netip.AddrPort) {
+	var eps []wire.Endpoint
+	for _, x := range bAddrs {
+		eps = append(eps, wire.Endpoint{Addr: x, Kind: wire.EndpointSTUN})
+	}
+	a.m.UpsertPeer(PeerInfo{Key: b.key, Name: "peer", Online: true, Endpoints: eps})
+}
+
+func waitPath(t *testing.T, n, peer *node, want netip.AddrPort) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if p := n.m.Path(peer.key); p.Path == PathDirect && p.Endpoint == want {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no direct path to %v; have %+v", want, n.m.Path(peer.key))
+}
+
+func TestPunchFindsDirectPathBothWays(t *testing.T) {
+	f := newFabric()
+	a := f.add(t, "198.18.1.1:41820")
+	b := f.add(t, "198.18.2.1:41820")
+	dead := netip.MustParseAddrPort("10.9.9.9:1") // an unreachable LAN candidate
+	introduce(a, b, dead, b.addr)
+	introduce(b, a, a.addr)
+	waitPath(t, a, b, b.addr)
+	waitPath(t, b, a, a.addr)
+	if r, ok := a.m.RouteTo(b.key); !ok || r.Addr != b.addr || r.Relay {
+		t.Fatalf("RouteTo = %+v, %v; want direct to %v", r, ok, b.addr)
+	}
+	if k, ok := b.m.PeerAt(a.addr); !ok || k != a.key {
+		t.Fatalf("PeerAt(%v) = %v, %v; want a's key", a.addr, k, ok)
+	}
+}
+
+func TestLANCandidateWins(t *testing.T) {
+	f := newFabric()
+	a := f.add(t, "192.168.1.2:41820")
+	b := f.add(t, "192.168.1.3:41820")
+	public := netip.MustParseAddrPort("198.18.1.1:41821")
+	// b's public mapping hairpins to b in this fabric.
+	f.at[public] = b.m
+	a.m.UpsertPeer(PeerInfo{Key: b.key, Name: "b", Online: true, Endpoints: []wire.Endpoint{
+		{Addr: public, Kind: wire.EndpointSTUN},
+		{Addr: b.addr, Kind: wire.EndpointLAN},
+	}})
+	introduce(b, a, a.addr)
+	waitPath(t, a, b, b.addr)
+}
+
+func TestPeerReflexiveCandidate(t *testing.T) {
+	f := newFabric()
+	a := f.add(t, "198.18.1.1:41820")
+	b := f.add(t, "198.18.2.1:41820")
+	// a knows no address of b; b knows a's. b's pings teach a where b is.
+	introduce(a, b)
+	introduce(b, a, a.addr)
+	waitPath(t, a, b, b.addr)
+}
+
+func TestRejectsForgedAndReplayedDiscovery(t *testing.T) {
+	f := newFabric()
+	a := f.add(t, "198.18.1.1:41820")
+	b := f.add(t, "198.18.2.1:41820")
+	var mu sync.Mutex
+	var captured [][]byte
+	f.mu.Lock()
+	f.tap = func(pkt []byte, from, to netip.AddrPort) {
+		mu.Lock()
+		defer mu.Unlock()
+		if from == b.addr && to == a.addr {
+			captured = append(captured, pkt)
+		}
+	}
+	f.mu.Unlock()
+	introduce(a, b, b.addr)
+	introduce(b, a, a.addr)
+	waitPath(t, a, b, b.addr)
+	f.mu.Lock()
+	f.tap = nil
+	f.mu.Unlock()
+
+	// A stranger (not a peer) sends a well-formed sealed ping.
+	stranger := f.add(t, "198.18.3.1:41820")
+	stranger.m.UpsertPeer(PeerInfo{Key: a.key, Name: "a", Online: true, Endpoints: []wire.Endpoint{{Addr: a.addr, Kind: wire.EndpointSTUN}}})
+	deadline := time.Now().Add(5 * time.Second)
+	for a.m.Stats.Rejected.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if a.m.Stats.Rejected.Load() == 0 {
+		t.Fatal("a ping from a key that is not a peer was not rejected")
+	}
+	if p := stranger.m.Path(a.key); p.Path != PathNone {
+		t.Fatalf("stranger got a path to a: %+v", p)
+	}
+
+	tests := []struct {
+		name string
+		pkt  func() []byte
+	}{
+		{"replayed", func() []byte { mu.Lock(); defer mu.Unlock(); return captured[0] }},
+		{"tampered", func() []byte {
+			mu.Lock()
+			defer mu.Unlock()
+			p := append([]byte{}, captured[len(captured)-1]...)
+			p[len(p)-1] ^= 1
+			return p
+		}},
+		{"truncated", func() []byte { return wire.DiscoMagic[:] }},
+		{"garbage", func() []byte { return append(wire.DiscoMagic[:], make([]byte, 100)...) }},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := a.m.Stats.Rejected.Load()
+			pongs := b.m.Stats.PongsReceived.Load()
+			// Replayed from an attacker's address: it must not become b's path.
+			attacker := netip.MustParseAddrPort("198.18.66.6:666")
+			a.m.HandleDisco(tc.pkt(), attacker)
+			if got := a.m.Stats.Rejected.Load(); got != before+1 {
+				t.Fatalf("rejected count %d → %d, want one more", before, got)
+			}
+			if _, ok := a.m.PeerAt(attacker); ok {
+				t.Fatal("the attacker's address was mapped to b")
+			}
+			if b.m.Stats.PongsReceived.Load() < pongs {
+				t.Fatal("pong count went backwards")
+			}
+		})
+	}
+	if p := a.m.Path(b.key); p.Endpoint != b.addr {
+		t.Fatalf("a's path to b moved to %v", p.Endpoint)
+	}
+}
+
+func TestDeadPathIsNoticedAndRepunched(t *testing.T) {
+	f := newFabric()
+	a := f.add(t, "198.18.1.1:41820")
+	b := f.add(t, "198.18.2.1:41820")
+	introduce(a, b, b.addr)
+	introduce(b, a, a.addr)
+	waitPath(t, a, b, b.addr)
+	// Keep a active so heartbeats run at the active rate, then cut b off.
+	a.m.RouteTo(b.key)
+	f.mu.Lock()
+	f.block[b.addr] = true
+	f.mu.Unlock()
+	deadline := time.Now().Add(20 * time.Second)
+	for a.m.Stats.PathsLost.Load() == 0 && time.Now().Before(deadline) {
+		a.m.RouteTo(b.key)
+		time.Sleep(10 * time.Millisecond)
+	}
+	if a.m.Stats.PathsLost.Load() == 0 {
+		t.Fatal("a never noticed its path to b died")
+	}
+	if p := a.m.Path(b.key); p.Path != PathNone {
+		t.Fatalf("path after loss = %+v, want none (no relay configured)", p)
+	}
+	f.mu.Lock()
+	f.block[b.addr] = false
+	f.mu.Unlock()
+	waitPath(t, a, b, b.addr)
+}
+
+func TestBackoff(t *testing.T) {
+	tm := DefaultTiming(time.Second)
+	for _, tc := range []struct {
+		failures int
+		want     time.Duration
+	}{
+		{1, tm.RetryMin}, {2, 2 * tm.RetryMin}, {3, 4 * tm.RetryMin}, {20, tm.RetryMax},
+	} {
+		if got := backoff(tc.failures, tm); got != tc.want {
+			t.Errorf("backoff(%d) = %v, want %v", tc.failures, got, tc.want)
+		}
+	}
+}
