@@ -7,8 +7,11 @@ PKG     := github.com/meshnode/meshnode/internal/version
 LDFLAGS := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Commit=$(COMMIT) -X $(PKG).Date=$(DATE)
 # Tests run with a generous per-package timeout: the NAT lab waits for convergence.
 TEST_TIMEOUT ?= 20m
+# Packages: where they go and the Linux architectures they are built for.
+DIST    ?= dist
+ARCHES  ?= amd64 arm64
 
-.PHONY: all build test unit e2e demo natmatrix bench lint deb rpm darwin packages test-packaging clean
+.PHONY: all build test unit e2e demo natmatrix bench lint dist-linux deb rpm darwin packages test-packaging clean
 
 all: build
 
@@ -27,5 +30,34 @@ lint:
 	$(GO) vet ./...
 	staticcheck ./...
 
+# Linux binaries for the packages: $(DIST)/linux-ARCH/meshnode.
+dist-linux:
+	for arch in $(ARCHES); do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+			-o $(DIST)/linux-$$arch/meshnode ./cmd/meshnode || exit 1; \
+	done
+
+# deb and rpm packages (nfpm) for each of $(ARCHES), into $(DIST).
+deb rpm: dist-linux
+	GO='$(GO)' DIST='$(DIST)' packaging/package.sh $@ '$(VERSION)' $(ARCHES)
+
+# macOS binaries: $(DIST)/meshnode_darwin_amd64 and _arm64 (launchd: packaging/README.md).
+darwin:
+	for arch in amd64 arm64; do \
+		CGO_ENABLED=0 GOOS=darwin GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+			-o $(DIST)/meshnode_darwin_$$arch ./cmd/meshnode || exit 1; \
+	done
+
+packages: deb rpm darwin
+
+# Builds, installs, upgrades and purges the packages in a scratch root; needs
+# root and prints SKIP otherwise. Tools it needs: packaging/README.md.
+test-packaging:
+	packaging/test.sh
+
 clean:
 	rm -rf bin dist
+
+# bench: the data-plane and control-plane benchmarks, side by side in one run.
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 1 ./node/bind/ | tee bench/bind.txt
