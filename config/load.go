@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -89,24 +90,33 @@ func Load(out any, file, defaultFile string, flags *pflag.FlagSet) (used string,
 		mapstructure.StringToSliceHookFunc(","),
 	))
 	if err := v.UnmarshalExact(out, hook); err != nil {
-		return used, explain(err, used, Keys(out))
+		return used, explain(err, used, Keys(out), v)
 	}
 	return used, nil
 }
 
 // explain rewrites mapstructure's errors so they say where the bad key or
 // value came from and what is allowed.
-func explain(err error, file string, keys []string) error {
+func explain(err error, file string, keys []string, v *viper.Viper) error {
 	where := "settings"
 	if file != "" {
 		where = "config file " + file
 	}
 	msg := err.Error()
-	if strings.Contains(msg, "invalid keys") {
-		return fmt.Errorf("%s: %v; allowed keys: %s", where, err, strings.Join(keys, ", "))
+	if m := invalidKeys.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("%s: unknown key %s (a typo?); allowed keys: %s", where, m[1], strings.Join(keys, ", "))
 	}
-	return fmt.Errorf("%s: %w", where, err)
+	if m := badValue.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("%s: %s: %q is not a valid %s", where, m[1], fmt.Sprint(v.Get(m[1])), m[2])
+	}
+	return fmt.Errorf("%s: %s", where, strings.ReplaceAll(strings.TrimPrefix(msg, "decoding failed due to the following error(s):\n\n"), "\n", "; "))
 }
+
+// invalidKeys finds the keys in mapstructure's UnmarshalExact error.
+var invalidKeys = regexp.MustCompile(`has invalid keys: ([^\n]+)`)
+
+// badValue finds the key and wanted type in a decoding error.
+var badValue = regexp.MustCompile(`'([a-z_0-9]+)' cannot parse value as '([a-zA-Z.0-9]+)'`)
 
 // defaultOf returns the current value of the field tagged key.
 func defaultOf(settings any, key string) any {

@@ -20,6 +20,14 @@ then run "meshnode up --token TOKEN" on each machine.`,
 	})
 	root.AddCommand(
 		newVersionCmd(),
+		newCoordinatorCmd(),
+		newTokenCmd(),
+		newNodesCmd(),
+		newUpCmd(),
+		newDownCmd(),
+		newStatusCmd(),
+		newPingCmd(),
+		newConfigCmd(),
 	)
 	return root
 }

@@ -1,0 +1,126 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func writeFile(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadPrecedence(t *testing.T) {
+	file := writeFile(t, "mtu: 1300\nlisten_port: 1000\nkeepalive: 10s\nname: from-file\n")
+	t.Setenv("MESHNODE_LISTEN_PORT", "2000")
+	t.Setenv("MESHNODE_NAME", "from-env")
+	defaults := DefaultNode()
+	fs := pflag.NewFlagSet("up", pflag.ContinueOnError)
+	AddFlags(fs, &defaults)
+	if err := fs.Parse([]string{"--name", "from-flag"}); err != nil {
+		t.Fatal(err)
+	}
+	got := DefaultNode()
+	if _, err := Load(&got, file, "", fs); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		key       string
+		got, want any
+	}{
+		{"mtu (file over default)", got.MTU, 1300},
+		{"listen_port (env over file)", got.ListenPort, 2000},
+		{"name (flag over env)", got.Name, "from-flag"},
+		{"keepalive (duration from file)", got.Keepalive, 10 * time.Second},
+		{"tun_driver (default)", got.TUNDriver, "wireguard"},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v, want %v", tc.key, tc.got, tc.want)
+		}
+	}
+}
+
+func TestLoadErrorsNameTheProblem(t *testing.T) {
+	for _, tc := range []struct {
+		name, file string
+		want       []string
+	}{
+		{"unknown key", "mtu: 1400\nlisten_prot: 5\n", []string{"unknown key listen_prot", "allowed keys", "listen_port"}},
+		{"bad type", "mtu: big\n", []string{"mtu", "big"}},
+		{"not yaml", "mtu: [\n", []string{"not valid YAML"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := DefaultNode()
+			_, err := Load(&n, writeFile(t, tc.file), "", nil)
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not mention %q", err, w)
+				}
+			}
+		})
+	}
+	n := DefaultNode()
+	if _, err := Load(&n, "/nonexistent/meshnode.yaml", "", nil); err == nil || !strings.Contains(err.Error(), "/nonexistent/meshnode.yaml") {
+		t.Errorf("missing explicit file: error %v does not name the path", err)
+	}
+}
+
+func TestValidateNode(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Node)
+		want   string // empty: valid
+	}{
+		{"defaults", func(*Node) {}, ""},
+		{"mtu low", func(n *Node) { n.MTU = 1000 }, "mtu: 1000"},
+		{"driver", func(n *Node) { n.TUNDriver = "tap" }, `tun_driver: "tap" is not allowed; use one of wireguard, water`},
+		{"keepalive", func(n *Node) { n.Keepalive = time.Millisecond }, "keepalive: 1ms is too short"},
+		{"name", func(n *Node) { n.Name = "my laptop" }, `name: "my laptop" is not a DNS label`},
+		{"port", func(n *Node) { n.ListenPort = 70000 }, "listen_port: 70000"},
+		{"stun", func(n *Node) { n.STUNServers = []string{"stun.example"} }, `stun_servers: "stun.example" is not host:port`},
+		{"log", func(n *Node) { n.LogLevel = "loud" }, "log_level"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			n := DefaultNode()
+			tc.mutate(&n)
+			err := n.Validate()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("unexpected error: %v", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("error %v, want it to contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestValidateCoordinatorReportsEveryProblem(t *testing.T) {
+	c := DefaultCoordinator()
+	c.Listen = "8443"
+	c.PublicURL = "http://example"
+	c.TLSCert = "/x.pem"
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, w := range []string{"listen", "public_url", "tls_cert"} {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("error %q does not mention %s", err, w)
+		}
+	}
+	if err := DefaultCoordinator().Validate(); err != nil {
+		t.Errorf("defaults invalid: %v", err)
+	}
+}
