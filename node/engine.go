@@ -112,6 +112,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		e.log.Info("already registered; the token is not needed and was not used", "state_dir", e.cfg.StateDir, "name", st.Self.Name)
 	}
 	e.state = st
+	e.stunServers = st.STUN
 	return e, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"golang.zx2c4.com/wireguard/device"
@@ -29,10 +30,18 @@ func (e *Engine) OnWelcome(msg wire.StreamMsg) {
 			gone = append(gone, k)
 		}
 	}
+	saveSTUN := len(msg.STUN) > 0 && !slices.Equal(msg.STUN, e.state.STUN)
 	if len(msg.STUN) > 0 {
 		e.stunServers = msg.STUN
+		e.state.STUN = msg.STUN
 	}
+	st := e.state
 	e.mu.Unlock()
+	if saveSTUN {
+		if err := saveState(e.cfg.StateDir, st); err != nil {
+			e.log.Warn("saving the coordinator's STUN servers", "err", err)
+		}
+	}
 	if msg.Relay != "" {
 		if addr, err := resolveUDP(context.Background(), msg.Relay); err == nil {
 			e.relay.SetServer(addr)

@@ -29,6 +29,9 @@ type State struct {
 	Self           wire.Node        `json:"self"`
 	NetworkV4      netip.Prefix     `json:"network_v4"`
 	NetworkV6      netip.Prefix     `json:"network_v6"`
+	// STUN is the coordinator's STUN servers from its last welcome, for
+	// `meshnode netcheck` and for discovery before the stream is up.
+	STUN []string `json:"stun,omitempty"`
 }
 
 // errNotRegistered means the state directory holds no registration.

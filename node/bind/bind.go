@@ -57,14 +57,15 @@ type Handler interface {
 
 // Stats counts what the Bind saw; all fields are safe to read concurrently.
 type Stats struct {
-	Garbage      atomic.Uint64 // unrecognised payloads, dropped
-	UnknownPeer  atomic.Uint64 // WireGuard from an address no peer was seen at, dropped
-	NoRoute      atomic.Uint64 // sends to a peer with no path yet, dropped
-	RelayedIn    atomic.Uint64
-	RelayedOut   atomic.Uint64
-	DiscoIn      atomic.Uint64
-	STUNIn       atomic.Uint64
-	RelayControl atomic.Uint64
+	Garbage       atomic.Uint64 // unrecognised payloads, dropped
+	UnknownPeer   atomic.Uint64 // WireGuard from an address no peer was seen at, dropped
+	NoRoute       atomic.Uint64 // sends to a peer with no path yet, dropped
+	RelayedIn     atomic.Uint64
+	RelayedOut    atomic.Uint64
+	DiscoIn       atomic.Uint64
+	STUNIn        atomic.Uint64
+	RelayControl  atomic.Uint64
+	StreamDropped atomic.Uint64 // stream relay frames dropped on a full queue
 }
 
 // ErrNoRoute is returned by Send when a peer has no path yet. wireguard-go
@@ -82,9 +83,11 @@ type Bind struct {
 	handler Handler
 	Stats   Stats
 
-	mu   sync.RWMutex
-	open bool
-	port uint16
+	mu     sync.RWMutex
+	open   bool
+	port   uint16
+	stream chan []byte   // frames from a stream relay, while open
+	closed chan struct{} // closed by Close, ends streamReceive
 
 	epMu sync.Mutex
 	eps  map[crypto.PublicKey]*PeerEndpoint
@@ -116,12 +119,14 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 	if err != nil {
 		return nil, 0, err
 	}
-	wrapped := make([]conn.ReceiveFunc, len(fns))
-	for i, fn := range fns {
-		wrapped[i] = b.wrap(fn)
+	wrapped := make([]conn.ReceiveFunc, 0, len(fns)+1)
+	for _, fn := range fns {
+		wrapped = append(wrapped, b.wrap(fn))
 	}
+	stream, closed := make(chan []byte, streamQueue), make(chan struct{})
+	wrapped = append(wrapped, b.streamReceive(stream, closed))
 	b.mu.Lock()
-	b.open, b.port = true, actual
+	b.open, b.port, b.stream, b.closed = true, actual, stream, closed
 	b.mu.Unlock()
 	return wrapped, actual, nil
 }
@@ -137,6 +142,10 @@ func (b *Bind) Port() uint16 {
 func (b *Bind) Close() error {
 	b.mu.Lock()
 	b.open = false
+	if b.closed != nil {
+		close(b.closed)
+		b.closed, b.stream = nil, nil
+	}
 	b.mu.Unlock()
 	return b.inner.Close()
 }

@@ -1,0 +1,232 @@
+package bind
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/pion/stun/v3"
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+type recorder struct {
+	mu                  sync.Mutex
+	stun, disco, relayc [][]byte
+}
+
+func (r *recorder) HandleSTUN(p []byte, _ netip.AddrPort) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.stun = append(r.stun, append([]byte{}, p...))
+}
+
+func (r *recorder) HandleDisco(p []byte, _ netip.AddrPort) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.disco = append(r.disco, append([]byte{}, p...))
+}
+
+func (r *recorder) HandleRelayControl(p []byte, _ netip.AddrPort) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.relayc = append(r.relayc, append([]byte{}, p...))
+}
+
+func loopbackListen(port uint16) (UDPConn, error) {
+	return net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)})
+}
+
+// wgPacket is a minimal WireGuard-shaped transport message.
+func wgPacket(fill byte) []byte {
+	p := bytes.Repeat([]byte{fill}, 48)
+	p[0], p[1], p[2], p[3] = 4, 0, 0, 0
+	return p
+}
+
+func key(t *testing.T) crypto.PublicKey {
+	t.Helper()
+	k, err := crypto.NewPrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k.Public()
+}
+
+func TestReceiveDemultiplexes(t *testing.T) {
+	peer := key(t)
+	sender, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sender.Close()
+	senderAddr := sender.LocalAddr().(*net.UDPAddr).AddrPort()
+	router := staticRouter{
+		to:   map[crypto.PublicKey]netip.AddrPort{peer: senderAddr},
+		from: map[netip.AddrPort]crypto.PublicKey{senderAddr: peer},
+	}
+	rec := &recorder{}
+	b := New(NewConnBind(loopbackListen), router, rec)
+	fns, port, err := b.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}
+
+	stunReq := stun.MustBuild(stun.TransactionID, stun.BindingRequest).Raw
+	disco := append(wire.DiscoMagic[:], 1, 2, 3)
+	relayed := wire.AppendRelayData(nil, peer, wgPacket(7))
+	relayCtl := wire.RelayFrame{Type: wire.RelayOK}.Marshal()
+	for _, tc := range []struct {
+		name     string
+		pkt      []byte
+		wantSize int  // what wireguard-go gets: 0 = consumed
+		wantPeer bool // the endpoint is the peer's
+		check    func() bool
+	}{
+		{"wireguard from a known peer", wgPacket(1), 48, true, nil},
+		{"stun", stunReq, 0, false, func() bool { return len(rec.stun) == 1 }},
+		{"disco", disco, 0, false, func() bool { return len(rec.disco) == 1 }},
+		{"relayed wireguard", relayed, 48, true, nil},
+		{"relay control", relayCtl, 0, false, func() bool { return len(rec.relayc) == 1 }},
+		{"garbage", []byte("hello, world, this is not a protocol we speak"), 0, false, func() bool { return b.Stats.Garbage.Load() == 1 }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := sender.WriteToUDP(tc.pkt, to); err != nil {
+				t.Fatal(err)
+			}
+			bufs, sizes, eps := [][]byte{make([]byte, 1500)}, []int{0}, []conn.Endpoint{nil}
+			n, err := fns[0](bufs, sizes, eps)
+			if err != nil || n != 1 {
+				t.Fatalf("receive: n=%d err=%v", n, err)
+			}
+			if sizes[0] != tc.wantSize {
+				t.Fatalf("size %d, want %d", sizes[0], tc.wantSize)
+			}
+			if tc.wantPeer {
+				pe, ok := eps[0].(*PeerEndpoint)
+				if !ok || pe.Key != peer {
+					t.Fatalf("endpoint %v, want the peer's", eps[0])
+				}
+				if !bytes.Equal(bufs[0][:sizes[0]], wgPacket(bufs[0][4])) {
+					t.Fatal("payload damaged")
+				}
+			}
+			if tc.check != nil {
+				rec.mu.Lock()
+				ok := tc.check()
+				rec.mu.Unlock()
+				if !ok {
+					t.Fatal("not handed to its handler")
+				}
+			}
+		})
+	}
+}
+
+func TestSendFollowsTheRoute(t *testing.T) {
+	direct, relay, missing := key(t), key(t), key(t)
+	dst, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	addr := dst.LocalAddr().(*net.UDPAddr).AddrPort()
+	router := relayRouter{direct: direct, relay: relay, addr: addr}
+	b := New(NewConnBind(loopbackListen), router, &recorder{})
+	if _, _, err := b.Open(0); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	read := func() []byte {
+		buf := make([]byte, 1500)
+		dst.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _, err := dst.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return buf[:n]
+	}
+	if err := b.Send([][]byte{wgPacket(1)}, b.Endpoint(direct)); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(); !bytes.Equal(got, wgPacket(1)) {
+		t.Fatalf("direct: got %x", got)
+	}
+	if err := b.Send([][]byte{wgPacket(2)}, b.Endpoint(relay)); err != nil {
+		t.Fatal(err)
+	}
+	f, err := wire.ParseRelay(read())
+	if err != nil || f.Type != wire.RelayData || f.Key != relay || !bytes.Equal(f.Payload, wgPacket(2)) {
+		t.Fatalf("relay: frame %+v, err %v; want data for the peer", f, err)
+	}
+	if err := b.Send([][]byte{wgPacket(3)}, b.Endpoint(missing)); !errors.Is(err, ErrNoRoute) {
+		t.Fatalf("no route: err %v, want ErrNoRoute", err)
+	}
+}
+
+func TestStreamFramesReachWireGuard(t *testing.T) {
+	peer := key(t)
+	router := staticRouter{to: map[crypto.PublicKey]netip.AddrPort{peer: {}}, from: map[netip.AddrPort]crypto.PublicKey{}}
+	b := New(NewConnBind(loopbackListen), router, &recorder{})
+	fns, _, err := b.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	streamFn := fns[len(fns)-1]
+	b.DeliverFrame(wire.AppendRelayData(nil, key(t), wgPacket(8))) // not a peer: dropped
+	b.DeliverFrame(wire.AppendRelayData(nil, peer, wgPacket(9)))
+	bufs, sizes, eps := [][]byte{make([]byte, 1500)}, []int{0}, []conn.Endpoint{nil}
+	if n, err := streamFn(bufs, sizes, eps); n != 1 || err != nil {
+		t.Fatalf("stream receive: %d, %v", n, err)
+	}
+	if !bytes.Equal(bufs[0][:sizes[0]], wgPacket(9)) || eps[0].(*PeerEndpoint).Key != peer {
+		t.Fatal("wrong packet or endpoint from the stream")
+	}
+	if b.Stats.UnknownPeer.Load() != 1 {
+		t.Fatalf("frame from a non-peer not counted: %d", b.Stats.UnknownPeer.Load())
+	}
+	b.Close()
+	if _, err := streamFn(bufs, sizes, eps); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("after Close: %v, want net.ErrClosed", err)
+	}
+}
+
+func TestParseEndpoint(t *testing.T) {
+	b := New(NewConnBind(loopbackListen), staticRouter{}, &recorder{})
+	k := key(t)
+	ep, err := b.ParseEndpoint(k.Hex())
+	if err != nil || ep.(*PeerEndpoint).Key != k || ep != b.Endpoint(k) {
+		t.Fatalf("ParseEndpoint(hex key) = %v, %v", ep, err)
+	}
+	for _, bad := range []string{"", "127.0.0.1:1", k.String(), k.Hex()[:62] + "zz"} {
+		if _, err := b.ParseEndpoint(bad); err == nil {
+			t.Errorf("ParseEndpoint(%q) accepted", bad)
+		}
+	}
+}
+
+// relayRouter routes one peer directly and another through a relay, both at addr.
+type relayRouter struct {
+	direct, relay crypto.PublicKey
+	addr          netip.AddrPort
+}
+
+func (r relayRouter) RouteTo(k crypto.PublicKey) (Route, bool) {
+	switch k {
+	case r.direct:
+		return Route{Addr: r.addr}, true
+	case r.relay:
+		return Route{Addr: r.addr, Relay: true}, true
+	}
+	return Route{}, false
+}
+func (r relayRouter) PeerAt(netip.AddrPort) (crypto.PublicKey, bool) { return crypto.PublicKey{}, false }
+func (r relayRouter) IsPeer(k crypto.PublicKey) bool                 { return k == r.direct || k == r.relay }
