@@ -228,5 +228,7 @@ func (r relayRouter) RouteTo(k crypto.PublicKey) (Route, bool) {
 	}
 	return Route{}, false
 }
-func (r relayRouter) PeerAt(netip.AddrPort) (crypto.PublicKey, bool) { return crypto.PublicKey{}, false }
-func (r relayRouter) IsPeer(k crypto.PublicKey) bool                 { return k == r.direct || k == r.relay }
+func (r relayRouter) PeerAt(netip.AddrPort) (crypto.PublicKey, bool) {
+	return crypto.PublicKey{}, false
+}
+func (r relayRouter) IsPeer(k crypto.PublicKey) bool { return k == r.direct || k == r.relay }
