@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/discovery"
 )
@@ -163,6 +164,9 @@ func (e *Engine) localAddrs() []netip.Addr {
 
 // HandleSTUN implements bind.Handler.
 func (e *Engine) HandleSTUN(pkt []byte, from netip.AddrPort) { e.prober.HandleSTUN(pkt, from) }
+
+// HandleRelayedDisco implements bind.Handler.
+func (e *Engine) HandleRelayedDisco(pkt []byte, peer crypto.PublicKey) { e.mgr.HandleRelayedDisco(pkt, peer) }
 
 // HandleDisco implements bind.Handler.
 func (e *Engine) HandleDisco(pkt []byte, from netip.AddrPort) { e.mgr.HandleDisco(pkt, from) }

@@ -74,6 +74,9 @@ type Engine struct {
 	// stunServers are the coordinator's STUN addresses (host:port), primary
 	// first, from its welcome.
 	stunServers []string
+	// The relays: UDP is preferred, TCP is the fallback where UDP is blocked.
+	udpRelay, tcpRelay *bind.Route
+	udpRelayDownSince  time.Time
 	// kick asks the discovery loop to gather now.
 	kick chan struct{}
 }
@@ -85,11 +88,12 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		opts.Log = slog.Default()
 	}
 	e := &Engine{
-		opts:  opts,
-		cfg:   opts.Config,
-		log:   opts.Log,
-		peers: make(map[crypto.PublicKey]wire.Node),
-		kick:  make(chan struct{}, 1),
+		opts:              opts,
+		cfg:               opts.Config,
+		log:               opts.Log,
+		peers:             make(map[crypto.PublicKey]wire.Node),
+		kick:              make(chan struct{}, 1),
+		udpRelayDownSince: time.Now(),
 	}
 	if err := os.MkdirAll(e.cfg.StateDir, dirMode); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", e.cfg.StateDir, err)
@@ -182,3 +186,34 @@ func (e *Engine) Self() wire.Node { return e.state.Self }
 
 // PublicKey is this node's key.
 func (e *Engine) PublicKey() crypto.PublicKey { return e.priv.Public() }
+
+// tcpRelayGrace is how long the UDP relay may stay unbound before the TCP
+// relay is opened: a UDP relay binds within a round trip where UDP passes.
+const tcpRelayGrace = 3 * time.Second
+
+// setRelay records a relay route (or its loss) and gives the path manager
+// the best one: UDP when bound, else TCP.
+func (e *Engine) setRelay(tcp bool, r *bind.Route) {
+	e.mu.Lock()
+	if tcp {
+		e.tcpRelay = r
+	} else {
+		if r == nil && e.udpRelay != nil {
+			e.udpRelayDownSince = time.Now()
+		}
+		e.udpRelay = r
+	}
+	best := e.udpRelay
+	if best == nil {
+		best = e.tcpRelay
+	}
+	e.mu.Unlock()
+	e.mgr.SetRelay(best)
+}
+
+// wantTCPRelay reports whether the UDP relay has been unavailable too long.
+func (e *Engine) wantTCPRelay() bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.udpRelay == nil && time.Since(e.udpRelayDownSince) > tcpRelayGrace
+}

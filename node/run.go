@@ -44,7 +44,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		inner = conn.NewStdNetBind()
 	}
 	e.bind = bind.New(inner, e.mgr, e)
-	e.relay = relayclient.New(e.priv, e.state.CoordinatorKey, e, e.log.With("component", "relay"), e.mgr.SetRelay)
+	e.relay = relayclient.New(e.priv, e.state.CoordinatorKey, e, e.log.With("component", "relay"), func(r *bind.Route) { e.setRelay(false, r) })
 	e.dev = device.NewDevice(e.tun, e.bind, wgLogger(e.log))
 	defer e.dev.Close()
 	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", e.priv.Hex(), e.cfg.ListenPort)); err != nil {
@@ -71,6 +71,17 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	wg.Go(func() { e.mgr.Run(ctx) })
 	wg.Go(func() { e.discoveryLoop(ctx) })
 	wg.Go(func() { e.relay.Run(ctx) })
+	tcpRelay := &relayclient.StreamClient{
+		URL:      e.state.CoordinatorURL,
+		Client:   control.NewHTTPClient(e.state.Pin),
+		Priv:     e.priv,
+		CoordKey: e.state.CoordinatorKey,
+		Log:      e.log.With("component", "relay-tcp"),
+		Deliver:  e.bind.DeliverFrame,
+		OnChange: func(r *bind.Route) { e.setRelay(true, r) },
+		Want:     e.wantTCPRelay,
+	}
+	wg.Go(func() { tcpRelay.Run(ctx) })
 	wg.Go(func() {
 		if err := localapi.Serve(ctx, ln, e, e.log); err != nil {
 			e.log.Error("control socket", "err", err)

@@ -30,8 +30,11 @@ func (e *Engine) Status() localapi.Status {
 		k, _ := crypto.ParsePublicKey(peers[i].PublicKey)
 		pp := e.mgr.Path(k)
 		peers[i].Path = pp.Path
-		if pp.Endpoint.IsValid() {
+		switch {
+		case pp.Endpoint.IsValid():
 			peers[i].Endpoint = pp.Endpoint.String()
+		case pp.Via != "":
+			peers[i].Endpoint = pp.Via
 		}
 		peers[i].LatencyMs = float64(pp.Latency.Microseconds()) / 1000
 		if s, ok := stats[k]; ok {
@@ -73,10 +76,14 @@ func (e *Engine) Ping(ctx context.Context, peer string) (localapi.PingReply, err
 	if err != nil {
 		return localapi.PingReply{}, err
 	}
+	endpoint := r.Endpoint.String()
+	if r.Path == path.PathRelay {
+		endpoint = e.mgr.Path(k).Via
+	}
 	return localapi.PingReply{
 		Peer:      name,
 		Path:      r.Path,
-		Endpoint:  r.Endpoint.String(),
+		Endpoint:  endpoint,
 		LatencyMs: float64(r.RTT.Microseconds()) / 1000,
 	}, nil
 }

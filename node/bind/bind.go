@@ -29,6 +29,8 @@ type Route struct {
 	// Stream, when set, carries relay frames instead of UDP (a relay over
 	// TCP/TLS for networks that block UDP).
 	Stream FrameSender
+	// Via names the relay for status: its address or URL.
+	Via string
 }
 
 // FrameSender sends relay frames over a stream.
@@ -52,6 +54,9 @@ type Router interface {
 type Handler interface {
 	HandleSTUN(pkt []byte, from netip.AddrPort)
 	HandleDisco(pkt []byte, from netip.AddrPort)
+	// HandleRelayedDisco takes a discovery packet that a relay forwarded
+	// from peer.
+	HandleRelayedDisco(pkt []byte, peer crypto.PublicKey)
 	HandleRelayControl(pkt []byte, from netip.AddrPort)
 }
 

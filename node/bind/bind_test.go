@@ -33,6 +33,12 @@ func (r *recorder) HandleDisco(p []byte, _ netip.AddrPort) {
 	r.disco = append(r.disco, append([]byte{}, p...))
 }
 
+func (r *recorder) HandleRelayedDisco(p []byte, _ crypto.PublicKey) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.disco = append(r.disco, append([]byte{}, p...))
+}
+
 func (r *recorder) HandleRelayControl(p []byte, _ netip.AddrPort) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

@@ -61,8 +61,7 @@ func (b *Bind) unframe(buf []byte, sizes []int, eps []conn.Endpoint, i int, from
 		b.handler.HandleRelayControl(buf[:sizes[i]], from)
 		return false
 	}
-	if !b.router.IsPeer(f.Key) || wire.Classify(f.Payload) != wire.KindWireGuard {
-		b.Stats.UnknownPeer.Add(1)
+	if !b.relayedPayload(f) {
 		return false
 	}
 	b.Stats.RelayedIn.Add(1)
@@ -114,4 +113,23 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		b.Stats.RelayedOut.Add(uint64(len(bufs)))
 	}
 	return err
+}
+
+// relayedPayload checks a relayed data frame: discovery packets go to the
+// handler (false), WireGuard packets from a peer pass (true).
+func (b *Bind) relayedPayload(f wire.RelayFrame) bool {
+	if !b.router.IsPeer(f.Key) {
+		b.Stats.UnknownPeer.Add(1)
+		return false
+	}
+	switch wire.Classify(f.Payload) {
+	case wire.KindWireGuard:
+		return true
+	case wire.KindDisco:
+		b.Stats.DiscoIn.Add(1)
+		b.handler.HandleRelayedDisco(f.Payload, f.Key)
+	default:
+		b.Stats.Garbage.Add(1)
+	}
+	return false
 }

@@ -41,8 +41,11 @@ func (b *Bind) streamReceive(ch chan []byte, closed chan struct{}) conn.ReceiveF
 				return 0, net.ErrClosed
 			}
 			f, err := wire.ParseRelay(frame)
-			if err != nil || f.Type != wire.RelayData || !b.router.IsPeer(f.Key) || wire.Classify(f.Payload) != wire.KindWireGuard {
-				b.Stats.UnknownPeer.Add(1)
+			if err != nil || f.Type != wire.RelayData {
+				b.Stats.Garbage.Add(1)
+				continue
+			}
+			if !b.relayedPayload(f) {
 				continue
 			}
 			b.Stats.RelayedIn.Add(1)

@@ -26,14 +26,23 @@ func (m *Manager) seal(to crypto.PublicKey, d wire.Disco) ([]byte, error) {
 // Forged, replayed and malformed packets, and packets from keys that are not
 // peers, are dropped and counted.
 func (m *Manager) HandleDisco(pkt []byte, from netip.AddrPort) {
-	from = unmap(from)
+	m.handle(pkt, unmap(from), nil)
+}
+
+// HandleRelayedDisco handles a discovery packet that a relay forwarded from
+// peer. The sealed sender must be that peer.
+func (m *Manager) HandleRelayedDisco(pkt []byte, peer crypto.PublicKey) {
+	m.handle(pkt, netip.AddrPort{}, &peer)
+}
+
+func (m *Manager) handle(pkt []byte, from netip.AddrPort, relayedFrom *crypto.PublicKey) {
 	magic := wire.DiscoMagic[:]
 	if len(pkt) < len(magic) {
 		m.Stats.Rejected.Add(1)
 		return
 	}
 	key, plain, err := m.sealer.Open(magic, pkt[len(magic):])
-	if err != nil {
+	if err != nil || (relayedFrom != nil && *relayedFrom != key) {
 		m.Stats.Rejected.Add(1)
 		m.log.Debug("discovery packet rejected", "from", from, "err", err)
 		return
@@ -45,7 +54,6 @@ func (m *Manager) HandleDisco(pkt []byte, from netip.AddrPort) {
 		return
 	}
 	var out []outPkt
-	var hooks []func()
 	m.mu.Lock()
 	p, ok := m.peers[key]
 	if !ok {
@@ -55,12 +63,23 @@ func (m *Manager) HandleDisco(pkt []byte, from netip.AddrPort) {
 		return
 	}
 	now := time.Now()
-	switch d.Type {
-	case wire.DiscoPing:
+	switch {
+	case relayedFrom != nil && d.Type == wire.DiscoPing:
+		m.Stats.PingsReceived.Add(1)
+		m.mu.Unlock()
+		if pong, err := m.seal(key, wire.Disco{Type: wire.DiscoPong, TxID: d.TxID}); err == nil {
+			m.sendRelayed(key, pong)
+		}
+		return
+	case relayedFrom != nil && d.Type == wire.DiscoPong:
+		m.onPong(p, d, from, now)
+	case relayedFrom != nil:
+		// Call-me-maybe lists addresses; it is sent directly or not at all.
+	case d.Type == wire.DiscoPing:
 		out = m.onPing(p, d, from, now, out)
-	case wire.DiscoPong:
-		hooks = m.onPong(p, d, from, now)
-	case wire.DiscoCallMeMaybe:
+	case d.Type == wire.DiscoPong:
+		m.onPong(p, d, from, now)
+	case d.Type == wire.DiscoCallMeMaybe:
 		eps := make([]wire.Endpoint, 0, len(d.Addr))
 		for _, a := range d.Addr {
 			eps = append(eps, wire.Endpoint{Addr: a, Kind: wire.EndpointSTUN})
@@ -70,9 +89,19 @@ func (m *Manager) HandleDisco(pkt []byte, from netip.AddrPort) {
 	}
 	m.mu.Unlock()
 	m.send(out)
-	for _, h := range hooks {
-		h()
+}
+
+// sendRelayed sends a discovery packet to peer through the relay in use.
+func (m *Manager) sendRelayed(peer crypto.PublicKey, pkt []byte) error {
+	rl := m.relay.Load()
+	if rl == nil {
+		return ErrNoPath
 	}
+	frame := wire.AppendRelayData(nil, peer, pkt)
+	if rl.Stream != nil {
+		return rl.Stream.SendFrames([][]byte{frame})
+	}
+	return m.tr.WriteTo(frame, rl.Addr)
 }
 
 // onPing records the sender's address and answers with a pong that tells it
@@ -96,13 +125,13 @@ func (m *Manager) onPing(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 }
 
 // onPong completes a ping: it measures the path and may switch to it.
-func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Time) []func() {
+func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Time) {
 	pg, ok := p.pending[d.TxID]
 	if !ok {
 		// Unsolicited or replayed (a replay would also fail the sealer's
 		// window): nothing to learn from it.
 		m.Stats.Rejected.Add(1)
-		return nil
+		return
 	}
 	delete(p.pending, d.TxID)
 	m.Stats.PongsReceived.Add(1)
@@ -118,18 +147,18 @@ func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 		}
 	}
 	if pg.relayed {
-		return nil
+		return
 	}
 	m.byAddr.Store(from, p.key)
 	if pg.to == p.best && p.hasBest {
 		p.lastPong, p.probes = now, 0
 		// Smooth the RTT like TCP's SRTT (RFC 6298 §2.3, alpha 1/8).
 		p.bestRTT += (rtt - p.bestRTT) / 8
-		return nil
+		return
 	}
 	kind := p.cands[pg.to]
 	if !p.prefer(pg.to, kind, rtt) {
-		return nil
+		return
 	}
 	first := !p.hasBest
 	old := p.best
@@ -143,7 +172,6 @@ func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 	} else {
 		m.log.Info("direct path switched", "peer", p.name, "from", old, "to", pg.to, "kind", kind, "rtt", rtt)
 	}
-	return nil
 }
 
 // appendPing seals a ping to addr and records it as pending.

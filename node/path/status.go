@@ -20,7 +20,8 @@ const (
 type PeerPath struct {
 	Key        crypto.PublicKey
 	Path       string
-	Endpoint   netip.AddrPort // the direct address or the relay's; invalid when none
+	Endpoint   netip.AddrPort // the direct address or the UDP relay's; invalid when none
+	Via        string         // the relay in use, when relayed
 	Latency    time.Duration  // smoothed RTT of the direct path
 	Candidates int
 }
@@ -39,7 +40,7 @@ func (m *Manager) Path(key crypto.PublicKey) PeerPath {
 		pp.Path, pp.Endpoint, pp.Latency = PathDirect, p.best, p.bestRTT
 	case p.online:
 		if rl := m.relay.Load(); rl != nil {
-			pp.Path, pp.Endpoint = PathRelay, rl.Addr
+			pp.Path, pp.Endpoint, pp.Via = PathRelay, rl.Addr, rl.Via
 		}
 	}
 	return pp
@@ -62,17 +63,31 @@ func (m *Manager) Ping(ctx context.Context, key crypto.PublicKey) (PingResult, e
 		m.mu.Unlock()
 		return PingResult{}, fmt.Errorf("%s is not a peer", key.Short())
 	}
-	if !p.hasBest {
+	relayed := !p.hasBest
+	if relayed && (m.relay.Load() == nil || !p.online) {
 		m.mu.Unlock()
 		return PingResult{}, fmt.Errorf("%s: %w", p.name, ErrNoPath)
 	}
 	to := p.best
 	pkt, tx, err := m.newPing(p, to, time.Now(), reply)
+	if err == nil && relayed {
+		pg := p.pending[tx]
+		pg.relayed = true
+		if rl := m.relay.Load(); rl != nil {
+			pg.to = rl.Addr
+		}
+	}
 	m.mu.Unlock()
 	if err != nil {
 		return PingResult{}, err
 	}
-	m.send([]outPkt{{pkt, to}})
+	if relayed {
+		if err := m.sendRelayed(key, pkt); err != nil {
+			return PingResult{}, fmt.Errorf("%s via the relay: %w", p.name, err)
+		}
+	} else {
+		m.send([]outPkt{{pkt, to}})
+	}
 	select {
 	case r := <-reply:
 		return r, nil

@@ -143,7 +143,7 @@ func (c *Client) HandleControl(pkt []byte, from netip.AddrPort) {
 		c.mu.Unlock()
 		if first {
 			c.log.Info("relay bound", "relay", server)
-			c.onChange(&bind.Route{Addr: server, Relay: true})
+			c.onChange(&bind.Route{Addr: server, Relay: true, Via: server.String()})
 		}
 	}
 }
