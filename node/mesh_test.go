@@ -195,3 +195,29 @@ func TestKeepaliveHoldsPathThroughIdleTimeouts(t *testing.T) {
 	}
 	transfer(t, a, b, 16<<10)
 }
+
+// A symmetric NAT that allocates ports in sequence against a home router:
+// the cone side predicts the symmetric side's next ports and punches them.
+func TestSequentialSymmetricNATIsPredicted(t *testing.T) {
+	m := meshlab.New(t, meshlab.Options{})
+	hard := natlab.Symmetric()
+	hard.Name, hard.PortAlloc, hard.PortStep = "carrier", natlab.PortSequential, 1
+	a := m.AddNode("phone", m.NAT(hard).NewHost("phone", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{})
+	b := m.AddNode("home", m.NAT(homeNAT("home")).NewHost("home", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
+	t.Logf("direct after %v", waitDirect(t, a, b))
+	transfer(t, a, b, 64<<10)
+}
+
+// A symmetric NAT facing a full-cone NAT needs no prediction: the cone side
+// answers wherever the symmetric side's pings come from.
+func TestSymmetricAgainstFullConeGoesDirect(t *testing.T) {
+	m := meshlab.New(t, meshlab.Options{})
+	hard := natlab.Symmetric()
+	hard.Name = "carrier"
+	cone := natlab.FullCone()
+	cone.Name = "cone"
+	a := m.AddNode("phone", m.NAT(hard).NewHost("phone", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{})
+	b := m.AddNode("server", m.NAT(cone).NewHost("server", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
+	t.Logf("direct after %v", waitDirect(t, a, b))
+	transfer(t, a, b, 64<<10)
+}

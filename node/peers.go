@@ -77,7 +77,7 @@ func (e *Engine) OnPunch(msg wire.StreamMsg) {
 		return
 	}
 	e.log.Debug("rendezvous cue", "peer", msg.Peer.Short(), "endpoints", len(msg.Endpoints))
-	e.mgr.Punch(*msg.Peer, msg.Endpoints)
+	e.mgr.Punch(*msg.Peer, msg.Endpoints, msg.NAT)
 }
 
 // OnDisconnect keeps every path working: only the coordinator is gone.
@@ -97,7 +97,7 @@ func (e *Engine) upsertPeer(n wire.Node) {
 		e.log.Error("configure WireGuard peer", "peer", n.Name, "err", err)
 		return
 	}
-	e.mgr.UpsertPeer(path.PeerInfo{Key: n.PublicKey, Name: n.Name, Online: n.Online, Endpoints: n.Endpoints})
+	e.mgr.UpsertPeer(path.PeerInfo{Key: n.PublicKey, Name: n.Name, Online: n.Online, Endpoints: n.Endpoints, NAT: n.NAT})
 	if !known {
 		e.log.Info("peer added", "peer", n.Name, "addresses", n.Addresses, "online", n.Online)
 	}

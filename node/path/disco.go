@@ -156,7 +156,10 @@ func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 		p.bestRTT += (rtt - p.bestRTT) / 8
 		return
 	}
-	kind := p.cands[pg.to]
+	kind, ok := p.cands[pg.to]
+	if !ok {
+		kind = wire.EndpointPredict
+	}
 	if !p.prefer(pg.to, kind, rtt) {
 		return
 	}

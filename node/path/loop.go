@@ -106,6 +106,11 @@ func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt) []outPkt {
 			for a := range p.cands {
 				out = m.appendPing(p, a, now, out)
 			}
+			for _, a := range p.predictions() {
+				if _, known := p.cands[a]; !known {
+					out = m.appendPing(p, a, now, out)
+				}
+			}
 		}
 	case !p.punchUntil.IsZero():
 		// The round just ended.

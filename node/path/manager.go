@@ -45,6 +45,8 @@ type PeerInfo struct {
 	Name      string
 	Online    bool
 	Endpoints []wire.Endpoint
+	// NAT is what the peer learned of its NAT, for hard-NAT techniques.
+	NAT *wire.NATInfo
 }
 
 // Manager implements bind.Router.
@@ -147,6 +149,7 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	cameOnline := info.Online && !p.online
 	p.online = info.Online
 	p.route.online.Store(info.Online)
+	p.nat = info.NAT
 	changed := p.setCandidates(info.Endpoints)
 	if info.Online && (cameOnline || changed) {
 		p.startRound(now, m.t)
@@ -171,13 +174,16 @@ func (m *Manager) RemovePeer(key crypto.PublicKey) {
 
 // Punch handles the coordinator's cue: merge the peer's candidates and punch
 // now, without asking for another cue.
-func (m *Manager) Punch(key crypto.PublicKey, eps []wire.Endpoint) {
+func (m *Manager) Punch(key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NATInfo) {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.peers[key]
 	if !ok {
 		return
+	}
+	if nat != nil {
+		p.nat = nat
 	}
 	p.setCandidates(eps)
 	p.startRound(now, m.t)

@@ -19,6 +19,8 @@ type peer struct {
 	cands map[netip.AddrPort]string
 	// prflx lists peer-reflexive candidates oldest first, for eviction.
 	prflx []netip.AddrPort
+	// nat is the peer's own view of its NAT.
+	nat *wire.NATInfo
 
 	// The direct path in use, when hasBest.
 	hasBest  bool
@@ -84,6 +86,34 @@ func (p *peer) setCandidates(eps []wire.Endpoint) bool {
 	}
 	p.cands = next
 	return changed
+}
+
+// predictCount is how many ports past a sequential NAT's last mapping are
+// probed: the peer's NAT hands out its next ports to its pings towards us,
+// unless other hosts behind it took them in between.
+const predictCount = 8
+
+// predictions are the ports a sequential, endpoint-dependent NAT is likely
+// to give the peer's mapping towards us: just after the mapping its STUN
+// query got (nat-traversal notes: "the next port can be predicted").
+func (p *peer) predictions() []netip.AddrPort {
+	if p.nat == nil || p.nat.PortAlloc != "sequential" || p.nat.Mapping == "endpoint-independent" || p.nat.PortStep <= 0 {
+		return nil
+	}
+	var out []netip.AddrPort
+	for a, kind := range p.cands {
+		if kind != wire.EndpointSTUN {
+			continue
+		}
+		for i := 1; i <= predictCount; i++ {
+			port := int(a.Port()) + i*p.nat.PortStep
+			if port > 65535 {
+				break
+			}
+			out = append(out, netip.AddrPortFrom(a.Addr(), uint16(port)))
+		}
+	}
+	return out
 }
 
 // addPeerReflexive records a ping's new source as a candidate.
