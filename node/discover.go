@@ -166,7 +166,9 @@ func (e *Engine) localAddrs() []netip.Addr {
 func (e *Engine) HandleSTUN(pkt []byte, from netip.AddrPort) { e.prober.HandleSTUN(pkt, from) }
 
 // HandleRelayedDisco implements bind.Handler.
-func (e *Engine) HandleRelayedDisco(pkt []byte, peer crypto.PublicKey) { e.mgr.HandleRelayedDisco(pkt, peer) }
+func (e *Engine) HandleRelayedDisco(pkt []byte, peer crypto.PublicKey) {
+	e.mgr.HandleRelayedDisco(pkt, peer)
+}
 
 // HandleDisco implements bind.Handler.
 func (e *Engine) HandleDisco(pkt []byte, from netip.AddrPort) { e.mgr.HandleDisco(pkt, from) }

@@ -36,9 +36,9 @@ func (r staticRouter) IsPeer(k crypto.PublicKey) bool { _, ok := r.to[k]; return
 
 type nopHandler struct{}
 
-func (nopHandler) HandleSTUN([]byte, netip.AddrPort)         {}
-func (nopHandler) HandleDisco([]byte, netip.AddrPort)        {}
-func (nopHandler) HandleRelayControl([]byte, netip.AddrPort) {}
+func (nopHandler) HandleSTUN([]byte, netip.AddrPort)           {}
+func (nopHandler) HandleDisco([]byte, netip.AddrPort)          {}
+func (nopHandler) HandleRelayControl([]byte, netip.AddrPort)   {}
 func (nopHandler) HandleRelayedDisco([]byte, crypto.PublicKey) {}
 
 // benchPacket is an IPv4 packet from 10.0.0.1 to 10.0.0.2 of size bytes:
