@@ -30,6 +30,8 @@ const (
 	// RelayAuth (node → relay): Key, Challenge and Proof.
 	RelayAuth RelayType = 4
 	// RelayOK (relay → node): the sender's address is bound to its key.
+	// It echoes the answered Challenge, so nobody who merely spoofs the
+	// relay's address can keep a node believing it is bound.
 	RelayOK RelayType = 5
 )
 
@@ -70,7 +72,7 @@ func (f RelayFrame) Marshal() []byte {
 		return AppendRelayData(nil, f.Key, f.Payload)
 	case RelayHello:
 		b = append(b, f.Key[:]...)
-	case RelayChallenge:
+	case RelayChallenge, RelayOK:
 		b = append(b, f.Challenge...)
 	case RelayAuth:
 		b = append(b, f.Key[:]...)
@@ -100,7 +102,7 @@ func ParseRelay(b []byte) (RelayFrame, error) {
 		f.Payload = b[crypto.KeyLen:]
 	case RelayHello:
 		copy(f.Key[:], b)
-	case RelayChallenge:
+	case RelayChallenge, RelayOK:
 		f.Challenge = b[:relayChallengeLen]
 	case RelayAuth:
 		copy(f.Key[:], b)
@@ -115,12 +117,10 @@ func relayBodyLen(t RelayType) (int, bool) {
 	switch t {
 	case RelayData, RelayHello:
 		return crypto.KeyLen, true
-	case RelayChallenge:
+	case RelayChallenge, RelayOK:
 		return relayChallengeLen, true
 	case RelayAuth:
 		return crypto.KeyLen + relayChallengeLen + proofLen, true
-	case RelayOK:
-		return 0, true
 	}
 	return 0, false
 }

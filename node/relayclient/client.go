@@ -5,6 +5,7 @@
 package relayclient
 
 import (
+	"bytes"
 	"context"
 	"log/slog"
 	"net/netip"
@@ -45,6 +46,8 @@ type Client struct {
 	server netip.AddrPort
 	lastOK time.Time
 	bound  bool
+	// answered is the last challenge proved; only an OK echoing it counts.
+	answered []byte
 }
 
 // New returns a client; onChange hears the relay route, or nil when lost.
@@ -54,6 +57,7 @@ func New(priv crypto.PrivateKey, coordKey crypto.PublicKey, tr Transport, log *s
 
 // SetServer sets the relay address (from the coordinator's welcome).
 func (c *Client) SetServer(addr netip.AddrPort) {
+	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	c.mu.Lock()
 	changed := c.server != addr
 	c.server = addr
@@ -132,12 +136,19 @@ func (c *Client) HandleControl(pkt []byte, from netip.AddrPort) {
 			c.log.Warn("relay proof", "err", err)
 			return
 		}
+		c.mu.Lock()
+		c.answered = append(c.answered[:0], f.Challenge...)
+		c.mu.Unlock()
 		auth := wire.RelayFrame{Type: wire.RelayAuth, Key: c.priv.Public(), Challenge: f.Challenge, Proof: proof}
 		if err := c.tr.WriteTo(auth.Marshal(), server); err != nil {
 			c.log.Debug("relay auth not sent", "err", err)
 		}
 	case wire.RelayOK:
 		c.mu.Lock()
+		if !bytes.Equal(f.Challenge, c.answered) {
+			c.mu.Unlock()
+			return
+		}
 		first := !c.bound
 		c.bound, c.lastOK = true, time.Now()
 		c.mu.Unlock()

@@ -1,6 +1,7 @@
 package relayclient
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -155,8 +156,14 @@ func (s *StreamClient) handshake(ctx context.Context, c *websocket.Conn) error {
 	if err := c.Write(ctx, websocket.MessageBinary, auth.Marshal()); err != nil {
 		return err
 	}
-	_, err = readFrame(ctx, c, wire.RelayOK)
-	return err
+	ok, err := readFrame(ctx, c, wire.RelayOK)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(ok.Challenge, f.Challenge) {
+		return errors.New("relay handshake: the OK does not echo our challenge")
+	}
+	return nil
 }
 
 func readFrame(ctx context.Context, c *websocket.Conn, want wire.RelayType) (wire.RelayFrame, error) {

@@ -1,0 +1,179 @@
+package relay
+
+import (
+	"net/netip"
+	"sync/atomic"
+
+	"golang.org/x/time/rate"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// endpoint is where a node is reached: a UDP source address or one
+// WebSocket. Exactly one field is set.
+type endpoint struct {
+	addr netip.AddrPort
+	ws   *wsConn
+}
+
+func (e endpoint) String() string {
+	if e.ws != nil {
+		return "websocket"
+	}
+	return e.addr.String()
+}
+
+// origin is where a frame came from and how to answer it.
+type origin struct {
+	addr netip.AddrPort
+	send func(pkt []byte, to netip.AddrPort) error // with addr
+	ws   *wsConn
+}
+
+func (o origin) endpoint() endpoint { return endpoint{addr: o.addr, ws: o.ws} }
+
+// pendingKey names an issued challenge: the key it was issued for, at the
+// endpoint that asked. An answer from anywhere else does not match.
+type pendingKey struct {
+	ep  endpoint
+	key crypto.PublicKey
+}
+
+type challenge struct {
+	value   [wire.RelayChallengeLen]byte
+	expires int64 // stamp
+}
+
+// binding is a proven key at an endpoint. Only seen changes after creation;
+// a node that moves gets a new binding (and keeps its limiter).
+type binding struct {
+	key   crypto.PublicKey
+	ep    endpoint
+	send  func(pkt []byte, to netip.AddrPort) error // UDP endpoints
+	limit *rate.Limiter
+	seen  atomic.Int64 // stamp of the last refresh or sent frame
+}
+
+// live returns b unless it is nil or a UDP binding idle for longer than
+// bindingIdle. A WebSocket binding lives as long as its socket, which the
+// relay's pings check.
+func live(b *binding, now int64) *binding {
+	if b == nil || b.ep.ws == nil && now-b.seen.Load() > int64(bindingIdle) {
+		return nil
+	}
+	return b
+}
+
+// bind binds key to o, replacing the key's older binding (the node roamed)
+// and whatever key o's endpoint spoke for before. It reports false when the
+// table is full. On a WebSocket it queues ok before the binding becomes
+// visible, so no forwarded frame overtakes it: a stream client reads the
+// OK as the end of its handshake.
+func (s *Server) bind(key crypto.PublicKey, o origin, now int64, ok []byte) bool {
+	ep := o.endpoint()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	announce := func() {
+		if ep.ws != nil {
+			if r := ep.ws.enqueue(ok); r != resForwarded {
+				s.metrics.count(r)
+			}
+		}
+	}
+	old := s.byKey[key]
+	if old != nil && old.ep == ep {
+		old.seen.Store(now)
+		announce()
+		return true
+	}
+	if other := s.byEp[ep]; other != nil {
+		s.removeLocked(other)
+	}
+	var limit *rate.Limiter
+	if old != nil {
+		// Keep the bucket: re-binding must not refill it.
+		limit = old.limit
+		s.removeLocked(old)
+		s.log.Info("relay node moved", "node", key.Short(), "from", old.ep, "to", ep)
+	} else {
+		if len(s.byKey) >= maxBindings {
+			s.sweepLocked(now)
+		}
+		if len(s.byKey) >= maxBindings {
+			return false
+		}
+		limit = rate.NewLimiter(s.limit, s.burst)
+		s.log.Debug("relay node bound", "node", key.Short(), "at", ep)
+	}
+	announce()
+	b := &binding{key: key, ep: ep, send: o.send, limit: limit}
+	b.seen.Store(now)
+	s.byKey[key] = b
+	s.byEp[ep] = b
+	if ep.ws != nil {
+		ep.ws.bound.Store(true)
+	}
+	return true
+}
+
+// unbindEndpoint drops the binding at ep, if any (its WebSocket closed).
+func (s *Server) unbindEndpoint(ep endpoint) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if b := s.byEp[ep]; b != nil {
+		s.removeLocked(b)
+	}
+}
+
+func (s *Server) removeLocked(b *binding) {
+	if s.byKey[b.key] == b {
+		delete(s.byKey, b.key)
+	}
+	if s.byEp[b.ep] == b {
+		delete(s.byEp, b.ep)
+	}
+	if b.ep.ws != nil {
+		b.ep.ws.bound.Store(false)
+	}
+}
+
+// maybeSweep frees expired entries at most once per sweepInterval, so that
+// the tables hold only live state without a goroutine of their own.
+func (s *Server) maybeSweep() {
+	now := s.stamp()
+	last := s.lastSweep.Load()
+	if now-last < int64(sweepInterval) || !s.lastSweep.CompareAndSwap(last, now) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweepLocked(now)
+}
+
+func (s *Server) sweepLocked(now int64) {
+	for _, b := range s.byKey {
+		if live(b, now) == nil {
+			s.removeLocked(b)
+		}
+	}
+	for k, c := range s.pending {
+		if now > c.expires {
+			delete(s.pending, k)
+		}
+	}
+}
+
+// boundCount is the number of live bindings, for the gauge.
+func (s *Server) boundCount() int {
+	now := s.stamp()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, b := range s.byKey {
+		if live(b, now) != nil {
+			n++
+		}
+	}
+	return n
+}
