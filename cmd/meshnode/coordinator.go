@@ -1,0 +1,119 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/meshnode/meshnode/config"
+	"github.com/meshnode/meshnode/coordinator"
+)
+
+func newCoordinatorCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "coordinator",
+		Short: "Run the coordinator: registration, peer maps, rendezvous and STUN",
+		Long: `Run the coordinator in the foreground until interrupted (SIGINT or SIGTERM).
+
+Nodes register with it using join tokens, get stable overlay addresses, keep a
+stream to it for the peer map and hole-punching cues, and use its STUN server
+to learn their public addresses. Run it on a host every node can reach.
+
+All state (database, TLS certificate, keys) lives in --data-dir. Without
+--tls-cert it creates a self-signed certificate there once; join tokens pin
+its fingerprint, so no CA is needed. --public-url is what nodes dial and what
+tokens carry. With --stun-alternate (a second IP), it also listens on the
+other two IP/port combinations (port+1 when the alternate gives none) so that
+nodes can classify their NAT (RFC 5780).
+
+Settings come from flags, MESHNODE_* environment variables and the YAML file
+(--config, default ` + config.DefaultCoordinatorConfigFile + `), in that order of precedence.`,
+		Example: `  meshnode coordinator --data-dir /var/lib/meshnode-coordinator \
+      --public-url https://vpn.example.com:8443
+  # RFC 5780 NAT classification needs two public IPs
+  meshnode coordinator --public-url https://198.51.100.1:8443 \
+      --stun-listen 198.51.100.1:3478 --stun-alternate 198.51.100.2:3479`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := loadCoordinatorConfig(cmd, file)
+			if err != nil {
+				return err
+			}
+			srv, err := coordinator.New(coordinator.Options{Config: cfg, Logger: newLogger(cmd.ErrOrStderr(), cfg.LogLevel)})
+			if err != nil {
+				return err
+			}
+			defer srv.Close()
+			out := cmd.OutOrStdout()
+			stun := cfg.STUNListen
+			if cfg.STUNAlternate != "" {
+				stun += " and " + cfg.STUNAlternate
+			}
+			fmt.Fprintf(out, "meshnode coordinator: control API on %s, STUN on %s\n", cfg.Listen, stun)
+			if cfg.PublicURL != "" {
+				fmt.Fprintf(out, "nodes dial %s\n", cfg.PublicURL)
+			}
+			fmt.Fprintf(out, "certificate pin (sha256): %s\n", srv.Fingerprint())
+			hint := "meshnode token create --data-dir " + cfg.DataDir
+			if file != "" {
+				hint += " --config " + file
+			}
+			fmt.Fprintf(out, "create a join token with: %s\n", hint)
+			return srv.Run(cmd.Context())
+		},
+	}
+	addCoordinatorFlags(cmd.Flags(), &file)
+	return cmd
+}
+
+// addCoordinatorFlags adds --config and the flags of the named coordinator
+// settings (all of them when none is named).
+func addCoordinatorFlags(fs *pflag.FlagSet, file *string, keys ...string) {
+	fs.StringVar(file, "config", "", "YAML config file of the coordinator (default "+config.DefaultCoordinatorConfigFile+" if it exists)")
+	defaults := config.DefaultCoordinator()
+	all := pflag.NewFlagSet("coordinator", pflag.ContinueOnError)
+	config.AddFlags(all, &defaults)
+	if len(keys) == 0 {
+		fs.AddFlagSet(all)
+		return
+	}
+	for _, k := range keys {
+		fs.AddFlag(all.Lookup(config.FlagName(k)))
+	}
+}
+
+// loadCoordinatorConfig reads the coordinator settings; bad ones are usage
+// errors.
+func loadCoordinatorConfig(cmd *cobra.Command, file string) (config.Coordinator, error) {
+	cfg := config.DefaultCoordinator()
+	if _, err := config.Load(&cfg, file, config.DefaultCoordinatorConfigFile, cmd.Flags()); err != nil {
+		return cfg, usageError{err}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, usageError{err}
+	}
+	return cfg, nil
+}
+
+// openAdmin reaches the running coordinator of the configured data dir, or
+// the data dir itself.
+func openAdmin(cmd *cobra.Command, file string) (coordinator.Admin, error) {
+	cfg, err := loadCoordinatorConfig(cmd, file)
+	if err != nil {
+		return nil, err
+	}
+	return coordinator.OpenAdmin(cmd.Context(), cfg)
+}
+
+// exactArgs is cobra.ExactArgs with a usage error that names what is missing.
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) != len(names) {
+			return usageError{fmt.Errorf("want %d argument(s), %s; got %d: %q", len(names), strings.Join(names, " "), len(args), args)}
+		}
+		return nil
+	}
+}

@@ -1,0 +1,143 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/meshnode/meshnode/config"
+	"github.com/meshnode/meshnode/coordinator/store"
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// Admin is what the administration commands use. A running coordinator
+// provides it through its admin socket, so that its hub pushes changes to
+// the nodes at once; with none running, it works on the data directory.
+// *Server implements it too.
+type Admin interface {
+	CreateToken(ctx context.Context, opts TokenOptions) (crypto.Token, error)
+	Tokens(ctx context.Context) ([]TokenInfo, error)
+	RevokeToken(ctx context.Context, id string) error
+	Nodes(ctx context.Context) ([]wire.Node, error)
+	// RemoveNode takes the named node out of the mesh and every peer map.
+	RemoveNode(ctx context.Context, name string) (wire.Node, error)
+	Close() error
+}
+
+var _ Admin = (*Server)(nil)
+
+// Nodes lists every registered node, by name.
+func (s *Server) Nodes(context.Context) ([]wire.Node, error) { return s.hub.list(), nil }
+
+// RemoveNode removes a node: its stream is told node_removed and closed,
+// and every peer drops it from its map.
+func (s *Server) RemoveNode(ctx context.Context, name string) (wire.Node, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	n, err := s.store.RemoveNode(ctx, name, time.Now())
+	if err != nil {
+		return wire.Node{}, err
+	}
+	if sess := s.hub.remove(n.Key); sess != nil {
+		sess.stop(closeRemoved, "node removed", &wire.StreamMsg{
+			Type:  wire.MsgError,
+			Code:  wire.ErrCodeNodeRemoved,
+			Error: fmt.Sprintf("node %s was removed from the mesh by its administrator", n.Name),
+		})
+	}
+	s.log.Info("node removed", "node", n.Name, "key", n.Key.Short())
+	return toWire(n, false), nil
+}
+
+// OpenAdmin connects to the coordinator running on cfg.DataDir, or opens
+// the data directory itself when none is running.
+func OpenAdmin(ctx context.Context, cfg config.Coordinator) (Admin, error) {
+	sock := filepath.Join(cfg.DataDir, adminSocket)
+	c, err := (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	switch {
+	case err == nil:
+		c.Close()
+		return newAdminClient(sock), nil
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, syscall.ECONNREFUSED):
+		// No coordinator (a refused socket is a stale one after a crash).
+	default:
+		return nil, fmt.Errorf("admin socket %s: %w (run as the coordinator's user or root)", sock, err)
+	}
+	if _, err := os.Stat(cfg.DataDir); err != nil {
+		return nil, fmt.Errorf("data dir: %w (check --data-dir; the coordinator creates it on its first start)", err)
+	}
+	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, dbFile))
+	if err != nil {
+		return nil, err
+	}
+	return &offlineAdmin{cfg: cfg, store: st}, nil
+}
+
+// offlineAdmin administers a data directory no coordinator is serving.
+type offlineAdmin struct {
+	cfg   config.Coordinator
+	store store.Store
+}
+
+// CreateToken uses the public URL given to this command or the one the
+// coordinator recorded, and the certificate it will serve.
+func (a *offlineAdmin) CreateToken(ctx context.Context, opts TokenOptions) (crypto.Token, error) {
+	url := a.cfg.PublicURL
+	if url == "" {
+		stored, err := a.store.Setting(ctx, settingPublicURL)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return crypto.Token{}, err
+		}
+		url = stored
+	}
+	if url == "" {
+		return crypto.Token{}, ErrNoPublicURL
+	}
+	_, pin, err := loadCert(a.cfg, urlHost(url))
+	if err != nil {
+		return crypto.Token{}, err
+	}
+	// A pin from another certificate would make every node refuse the
+	// coordinator: compare with the one it served last.
+	served, err := a.store.Setting(ctx, settingPin)
+	if err == nil && served != pin {
+		return crypto.Token{}, fmt.Errorf("the coordinator last served a certificate with pin %s, but this command sees %s: give it the same --config, --tls-cert and --tls-key as the coordinator", served, pin)
+	}
+	return issueToken(ctx, a.store, url, pin, opts)
+}
+
+func (a *offlineAdmin) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	return tokenInfos(ctx, a.store)
+}
+
+func (a *offlineAdmin) RevokeToken(ctx context.Context, id string) error {
+	return a.store.RevokeToken(ctx, id, time.Now())
+}
+
+func (a *offlineAdmin) Nodes(ctx context.Context) ([]wire.Node, error) {
+	nodes, err := a.store.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]wire.Node, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, toWire(n, false))
+	}
+	return out, nil
+}
+
+func (a *offlineAdmin) RemoveNode(ctx context.Context, name string) (wire.Node, error) {
+	n, err := a.store.RemoveNode(ctx, name, time.Now())
+	if err != nil {
+		return wire.Node{}, err
+	}
+	return toWire(n, false), nil
+}
+
+func (a *offlineAdmin) Close() error { return a.store.Close() }

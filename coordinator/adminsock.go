@@ -1,0 +1,213 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// The admin socket speaks HTTP/1.1 with JSON bodies over a Unix socket in
+// the data directory. File permissions are its access control.
+const (
+	adminSocketMode = 0o600
+	adminNodes      = "/v1/nodes"
+	adminTokens     = "/v1/tokens"
+	// adminBase is a placeholder host: the transport always dials the socket.
+	adminBase = "http://meshnode-coordinator"
+	// adminTimeout bounds one admin request.
+	adminTimeout = 30 * time.Second
+)
+
+// Admin error codes, beside wire's, so the client can rebuild sentinel errors.
+const (
+	adminCodeNotFound = "not_found"
+	adminCodeNoURL    = "no_public_url"
+)
+
+// adminDialTimeout bounds probing the admin socket; a live coordinator
+// accepts at once.
+const adminDialTimeout = time.Second
+
+// checkAlone refuses to start when another coordinator answers on the admin
+// socket: two coordinators on one data dir would hand out the same
+// addresses twice and fight over every node's stream.
+func (s *Server) checkAlone() error {
+	path := filepath.Join(s.cfg.DataDir, adminSocket)
+	if c, err := net.DialTimeout("unix", path, adminDialTimeout); err == nil {
+		c.Close()
+		return fmt.Errorf("another coordinator is running on data dir %s (its admin socket %s answers); stop it first", s.cfg.DataDir, path)
+	}
+	return nil
+}
+
+// listenAdmin creates the admin socket, replacing a stale one left by a
+// crash.
+func (s *Server) listenAdmin() (net.Listener, error) {
+	path := filepath.Join(s.cfg.DataDir, adminSocket)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("remove stale admin socket: %w", err)
+	}
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	if err := os.Chmod(path, adminSocketMode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("admin socket: %w", err)
+	}
+	return ln, nil
+}
+
+// serveAdmin serves the admin API on ln until ctx is done.
+func (s *Server) serveAdmin(ctx context.Context, ln net.Listener) error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+adminNodes, func(w http.ResponseWriter, r *http.Request) {
+		nodes, err := s.Nodes(r.Context())
+		adminReply(w, nodes, err)
+	})
+	mux.HandleFunc("DELETE "+adminNodes+"/{name}", func(w http.ResponseWriter, r *http.Request) {
+		n, err := s.RemoveNode(r.Context(), r.PathValue("name"))
+		adminReply(w, n, err)
+	})
+	mux.HandleFunc("GET "+adminTokens, func(w http.ResponseWriter, r *http.Request) {
+		toks, err := s.Tokens(r.Context())
+		adminReply(w, toks, err)
+	})
+	mux.HandleFunc("POST "+adminTokens, func(w http.ResponseWriter, r *http.Request) {
+		var opts TokenOptions
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, wire.MaxRequestBody)).Decode(&opts); err != nil {
+			writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: wire.ErrCodeBadRequest, Error: "malformed JSON: " + err.Error()})
+			return
+		}
+		tok, err := s.CreateToken(r.Context(), opts)
+		adminReply(w, tokenReply{Token: tok.String()}, err)
+	})
+	mux.HandleFunc("POST "+adminTokens+"/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
+		adminReply(w, struct{}{}, s.RevokeToken(r.Context(), r.PathValue("id")))
+	})
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ErrorLog:          s.errorLog(),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	if err := serveHTTP(ctx, hs, ln); err != nil {
+		return fmt.Errorf("admin socket: %w", err)
+	}
+	return nil
+}
+
+type tokenReply struct {
+	Token string `json:"token"`
+}
+
+func adminReply(w http.ResponseWriter, v any, err error) {
+	switch {
+	case err == nil:
+		writeJSON(w, http.StatusOK, v)
+	case errors.Is(err, ErrNotFound):
+		writeJSON(w, http.StatusNotFound, wire.ErrorResponse{Code: adminCodeNotFound, Error: err.Error()})
+	case errors.Is(err, ErrNoPublicURL):
+		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeNoURL, Error: err.Error()})
+	default:
+		writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: wire.ErrCodeBadRequest, Error: err.Error()})
+	}
+}
+
+// adminClient is Admin over the admin socket.
+type adminClient struct {
+	hc *http.Client
+}
+
+func newAdminClient(sock string) *adminClient {
+	var d net.Dialer
+	return &adminClient{hc: &http.Client{
+		Timeout: adminTimeout,
+		Transport: &http.Transport{
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				return d.DialContext(ctx, "unix", sock)
+			},
+		},
+	}}
+}
+
+func (c *adminClient) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, adminBase+path, rd)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("coordinator admin socket: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		var e wire.ErrorResponse
+		if err := json.NewDecoder(resp.Body).Decode(&e); err != nil {
+			return fmt.Errorf("coordinator answered %s", resp.Status)
+		}
+		switch e.Code {
+		case adminCodeNotFound:
+			return fmt.Errorf("%s: %w", e.Error, ErrNotFound)
+		case adminCodeNoURL:
+			return ErrNoPublicURL
+		}
+		return errors.New(e.Error)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("coordinator admin socket: bad answer: %w", err)
+	}
+	return nil
+}
+
+func (c *adminClient) CreateToken(ctx context.Context, opts TokenOptions) (crypto.Token, error) {
+	var r tokenReply
+	if err := c.do(ctx, http.MethodPost, adminTokens, opts, &r); err != nil {
+		return crypto.Token{}, err
+	}
+	return crypto.ParseToken(r.Token)
+}
+
+func (c *adminClient) Tokens(ctx context.Context) ([]TokenInfo, error) {
+	var toks []TokenInfo
+	return toks, c.do(ctx, http.MethodGet, adminTokens, nil, &toks)
+}
+
+func (c *adminClient) RevokeToken(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodPost, adminTokens+"/"+url.PathEscape(id)+"/revoke", nil, &struct{}{})
+}
+
+func (c *adminClient) Nodes(ctx context.Context) ([]wire.Node, error) {
+	var nodes []wire.Node
+	return nodes, c.do(ctx, http.MethodGet, adminNodes, nil, &nodes)
+}
+
+func (c *adminClient) RemoveNode(ctx context.Context, name string) (wire.Node, error) {
+	var n wire.Node
+	return n, c.do(ctx, http.MethodDelete, adminNodes+"/"+url.PathEscape(name), nil, &n)
+}
+
+func (c *adminClient) Close() error {
+	c.hc.CloseIdleConnections()
+	return nil
+}

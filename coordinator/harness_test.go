@@ -1,0 +1,355 @@
+package coordinator_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshnode/meshnode/config"
+	"github.com/meshnode/meshnode/coordinator"
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// Polling: generous deadlines for -race on a loaded machine.
+const (
+	waitFor   = 15 * time.Second
+	pollEvery = 20 * time.Millisecond
+)
+
+// eventually polls cond until it holds or waitFor passes.
+func eventually(t testing.TB, cond func() bool, format string, args ...any) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: "+format, append([]any{waitFor}, args...)...)
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+func testConfig(t testing.TB) config.Coordinator {
+	cfg := config.DefaultCoordinator()
+	cfg.DataDir = t.TempDir()
+	cfg.Listen = "127.0.0.1:0"
+	cfg.STUNListen = "127.0.0.1:0"
+	return cfg
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// harness is a coordinator serving HTTPS on a loopback port.
+type harness struct {
+	t      testing.TB
+	cfg    config.Coordinator
+	srv    *coordinator.Server
+	reg    *prometheus.Registry
+	url    string
+	client *http.Client
+	stop   func()
+}
+
+// start serves a coordinator on cfg.DataDir until the test ends or h.stop.
+func start(t testing.TB, cfg config.Coordinator) *harness {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "https://" + ln.Addr().String()
+	}
+	reg := prometheus.NewRegistry()
+	srv, err := coordinator.New(coordinator.Options{Config: cfg, Logger: testLogger(t), Registry: reg})
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	h := &harness{t: t, cfg: cfg, srv: srv, reg: reg, url: "https://" + ln.Addr().String(),
+		client: &http.Client{Transport: &http.Transport{TLSClientConfig: crypto.PinnedTLSConfig(srv.Fingerprint())}}}
+	var once sync.Once
+	h.stop = func() {
+		once.Do(func() {
+			h.client.CloseIdleConnections()
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("Serve: %v", err)
+			}
+			if err := srv.Close(); err != nil {
+				t.Errorf("Close: %v", err)
+			}
+		})
+	}
+	t.Cleanup(h.stop)
+	return h
+}
+
+func (h *harness) token(opts coordinator.TokenOptions) string {
+	h.t.Helper()
+	tok, err := h.srv.CreateToken(context.Background(), opts)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return tok.String()
+}
+
+// post sends body to the register endpoint and decodes the answer.
+func (h *harness) post(body []byte) (int, wire.RegisterResponse, wire.ErrorResponse, error) {
+	var ok wire.RegisterResponse
+	var fail wire.ErrorResponse
+	resp, err := h.client.Post(h.url+wire.PathRegister, "application/json", bytes.NewReader(body))
+	if err != nil {
+		return 0, ok, fail, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusOK {
+		err = json.NewDecoder(resp.Body).Decode(&ok)
+	} else {
+		err = json.NewDecoder(resp.Body).Decode(&fail)
+	}
+	return resp.StatusCode, ok, fail, err
+}
+
+func (h *harness) register(token string, key crypto.PublicKey, name string) (int, wire.RegisterResponse, wire.ErrorResponse) {
+	h.t.Helper()
+	body, _ := json.Marshal(wire.RegisterRequest{Token: token, PublicKey: key, Name: name})
+	status, ok, fail, err := h.post(body)
+	if err != nil {
+		h.t.Fatalf("register %s: %v", name, err)
+	}
+	return status, ok, fail
+}
+
+// metric returns a metric's value by name and label, 0 if absent.
+func (h *harness) metric(name, label, value string) float64 {
+	h.t.Helper()
+	families, err := h.reg.Gather()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			match := label == ""
+			for _, l := range m.GetLabel() {
+				match = match || (l.GetName() == label && l.GetValue() == value)
+			}
+			if !match {
+				continue
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue()
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	return 0
+}
+
+// node is a test node: a key and, once registered, its registration.
+type node struct {
+	t    testing.TB
+	h    *harness
+	priv crypto.PrivateKey
+	reg  wire.RegisterResponse
+}
+
+func newNode(t testing.TB, h *harness) *node {
+	t.Helper()
+	priv, err := crypto.NewPrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &node{t: t, h: h, priv: priv}
+}
+
+func (n *node) key() crypto.PublicKey { return n.priv.Public() }
+
+// join registers the node with token and fails the test otherwise.
+func (n *node) join(token, name string) *node {
+	n.t.Helper()
+	status, ok, fail := n.h.register(token, n.key(), name)
+	if status != http.StatusOK {
+		n.t.Fatalf("register %s: %d %s: %s", name, status, fail.Code, fail.Error)
+	}
+	n.reg = ok
+	return n
+}
+
+// stream is a node's live stream with the map it has assembled.
+type stream struct {
+	conn    *websocket.Conn
+	welcome wire.StreamMsg
+	cancel  context.CancelFunc
+	done    chan struct{}
+	updates chan struct{} // capacity 1: signalled after each message
+
+	mu      sync.Mutex
+	peers   map[crypto.PublicKey]wire.Node
+	punches []wire.StreamMsg
+	final   *wire.StreamMsg // an error message from the coordinator
+	version uint64
+}
+
+// dial opens the stream and answers the challenge with proof (nil: the
+// correct one). It returns the first message after auth and, for a
+// welcome, the running stream.
+func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *stream, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	url := "wss" + strings.TrimPrefix(n.h.url, "https") + wire.PathStream
+	c, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: n.h.client})
+	if err != nil {
+		cancel()
+		return wire.StreamMsg{}, nil, err
+	}
+	fail := func(err error) (wire.StreamMsg, *stream, error) {
+		c.CloseNow()
+		cancel()
+		return wire.StreamMsg{}, nil, err
+	}
+	var ch wire.StreamMsg
+	if err := readJSON(ctx, c, &ch); err != nil || ch.Type != wire.MsgChallenge || len(ch.Challenge) != 32 {
+		return fail(fmt.Errorf("challenge: %+v, %v", ch, err))
+	}
+	var p []byte
+	if proof != nil {
+		p = proof(ch.Challenge)
+	} else if p, err = crypto.Proof(n.priv, n.reg.CoordinatorKey, wire.ProofLabel, ch.Challenge); err != nil {
+		return fail(err)
+	}
+	key := n.key()
+	if err := writeJSON(ctx, c, wire.StreamMsg{Type: wire.MsgAuth, PublicKey: &key, Proof: p}); err != nil {
+		return fail(err)
+	}
+	var first wire.StreamMsg
+	if err := readJSON(ctx, c, &first); err != nil {
+		return fail(err)
+	}
+	if first.Type != wire.MsgWelcome {
+		c.CloseNow()
+		cancel()
+		return first, nil, nil
+	}
+	s := &stream{conn: c, welcome: first, cancel: cancel, done: make(chan struct{}), updates: make(chan struct{}, 1),
+		peers: map[crypto.PublicKey]wire.Node{}, version: first.Version}
+	for _, p := range first.Peers {
+		s.peers[p.PublicKey] = p
+	}
+	go s.run(ctx)
+	return first, s, nil
+}
+
+// connect dials with the right proof and fails the test without a welcome.
+func (n *node) connect() *stream {
+	n.t.Helper()
+	first, s, err := n.dial(nil)
+	if err != nil || s == nil {
+		n.t.Fatalf("stream: %+v, %v", first, err)
+	}
+	n.t.Cleanup(s.close)
+	return s
+}
+
+func (s *stream) run(ctx context.Context) {
+	defer close(s.done)
+	for {
+		var m wire.StreamMsg
+		if err := readJSON(ctx, s.conn, &m); err != nil {
+			return
+		}
+		s.mu.Lock()
+		switch m.Type {
+		case wire.MsgPeers:
+			for _, p := range m.Upsert {
+				s.peers[p.PublicKey] = p
+			}
+			for _, k := range m.Remove {
+				delete(s.peers, k)
+			}
+			s.version = m.Version
+		case wire.MsgPunch:
+			s.punches = append(s.punches, m)
+		case wire.MsgError:
+			s.final = &m
+		}
+		s.mu.Unlock()
+		select {
+		case s.updates <- struct{}{}:
+		default:
+		}
+	}
+}
+
+func (s *stream) close() {
+	s.conn.CloseNow()
+	s.cancel()
+	<-s.done
+}
+
+func (s *stream) send(m wire.StreamMsg) error {
+	return writeJSON(context.Background(), s.conn, m)
+}
+
+// peer returns the stream's current view of a peer.
+func (s *stream) peer(k crypto.PublicKey) (wire.Node, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.peers[k]
+	return p, ok
+}
+
+func (s *stream) closed() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+func readJSON(ctx context.Context, c *websocket.Conn, v any) error {
+	_, b, err := c.Read(ctx)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+func writeJSON(ctx context.Context, c *websocket.Conn, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.Write(ctx, websocket.MessageText, b)
+}
+
+// errorCode is the code of the error message the stream got, if any.
+func (s *stream) errorCode() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.final == nil {
+		return ""
+	}
+	return s.final.Code
+}

@@ -1,0 +1,234 @@
+package coordinator
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshnode/meshnode/coordinator/store"
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// hub is the in-memory view of the mesh: every active node and the stream
+// of each connected one. Every change goes through it and is queued, as a
+// delta, to each connected peer of the changed node. The store stays the
+// source of truth; the hub is loaded from it at start and updated after
+// each committed write.
+type hub struct {
+	mu       sync.Mutex
+	nodes    map[crypto.PublicKey]*store.Node
+	sessions map[crypto.PublicKey]*session
+	// version counts changes; every welcome and delta carries the version
+	// of the newest change it includes, so a node can tell order.
+	version uint64
+}
+
+func newHub(nodes []store.Node) *hub {
+	h := &hub{
+		nodes:    make(map[crypto.PublicKey]*store.Node, len(nodes)),
+		sessions: make(map[crypto.PublicKey]*session),
+	}
+	for i := range nodes {
+		h.nodes[nodes[i].Key] = &nodes[i]
+	}
+	return h
+}
+
+// peers decides whether two nodes may reach each other. It is the only
+// place that does: today every node of the store is a peer of every other
+// (one network); ACLs by tag belong here.
+func peers(a, b *store.Node) bool { return a.Key != b.Key }
+
+// wireNode describes n as nodes see it. Caller holds mu.
+func (h *hub) wireNode(n *store.Node) wire.Node {
+	_, online := h.sessions[n.Key]
+	return toWire(*n, online)
+}
+
+func toWire(n store.Node, online bool) wire.Node {
+	var addrs []netip.Addr
+	for _, a := range []netip.Addr{n.IPv4, n.IPv6} {
+		if a.IsValid() {
+			addrs = append(addrs, a)
+		}
+	}
+	return wire.Node{
+		Name:      n.Name,
+		PublicKey: n.Key,
+		Addresses: addrs,
+		Endpoints: slices.Clone(n.Endpoints),
+		NAT:       n.NAT,
+		Online:    online,
+		LastSeen:  n.LastSeen,
+		Tags:      slices.Clone(n.Tags),
+	}
+}
+
+// changed queues n to every connected peer. Caller holds mu.
+func (h *hub) changed(n *store.Node) {
+	h.version++
+	w := h.wireNode(n)
+	for k, s := range h.sessions {
+		if other := h.nodes[k]; other != nil && peers(other, n) {
+			s.upsert(w, h.version)
+		}
+	}
+}
+
+// peersOf is n's full peer list, by name. Caller holds mu.
+func (h *hub) peersOf(n *store.Node) []wire.Node {
+	out := []wire.Node{}
+	for _, o := range h.nodes {
+		if peers(n, o) {
+			out = append(out, h.wireNode(o))
+		}
+	}
+	slices.SortFunc(out, func(a, b wire.Node) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// upsert adds a node or replaces it after a registration.
+func (h *hub) upsert(n store.Node) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if old := h.nodes[n.Key]; old != nil && old.LastSeen.After(n.LastSeen) {
+		n.LastSeen = old.LastSeen
+	}
+	h.nodes[n.Key] = &n
+	h.changed(&n)
+}
+
+// remove drops a node from every peer map and returns its session, if any,
+// for the caller to end.
+func (h *hub) remove(key crypto.PublicKey) *session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.nodes[key]
+	if n == nil {
+		return nil
+	}
+	delete(h.nodes, key)
+	sess := h.sessions[key]
+	delete(h.sessions, key)
+	h.version++
+	for k, s := range h.sessions {
+		if other := h.nodes[k]; other != nil && peers(other, n) {
+			s.removePeer(key, h.version)
+		}
+	}
+	return sess
+}
+
+// has reports whether key is an active node.
+func (h *hub) has(key crypto.PublicKey) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.nodes[key] != nil
+}
+
+// attach makes sess the node's stream and returns its welcome and the
+// stream it replaces. ok is false when the node is no longer active.
+func (h *hub) attach(sess *session, now time.Time, stun []string) (welcome wire.StreamMsg, old *session, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.nodes[sess.key]
+	if n == nil {
+		return wire.StreamMsg{}, nil, false
+	}
+	old = h.sessions[sess.key]
+	h.sessions[sess.key] = sess
+	n.LastSeen = now
+	h.changed(n)
+	self := h.wireNode(n)
+	return wire.StreamMsg{
+		Type:    wire.MsgWelcome,
+		Self:    &self,
+		Peers:   h.peersOf(n),
+		Version: h.version,
+		STUN:    stun,
+	}, old, true
+}
+
+// detach ends sess's presence unless a newer stream replaced it; it reports
+// whether the node went offline.
+func (h *hub) detach(sess *session, now time.Time) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.sessions[sess.key] != sess {
+		return false
+	}
+	delete(h.sessions, sess.key)
+	if n := h.nodes[sess.key]; n != nil {
+		n.LastSeen = now
+		h.changed(n)
+	}
+	return true
+}
+
+// endpoints returns a node's current candidates.
+func (h *hub) endpoints(key crypto.PublicKey) ([]wire.Endpoint, *wire.NATInfo, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.nodes[key]
+	if n == nil {
+		return nil, nil, false
+	}
+	return n.Endpoints, n.NAT, true
+}
+
+// setEndpoints records a node's candidates and pushes them to its peers.
+func (h *hub) setEndpoints(key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NATInfo) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.nodes[key]
+	if n == nil {
+		return
+	}
+	n.Endpoints, n.NAT = eps, nat
+	h.changed(n)
+}
+
+// rendezvous tells both nodes to punch towards each other now, each with
+// the other's current candidates. Both must be online and peers.
+func (h *hub) rendezvous(from, to crypto.PublicKey) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	a, b := h.nodes[from], h.nodes[to]
+	sa, sb := h.sessions[from], h.sessions[to]
+	if a == nil || b == nil || sa == nil || sb == nil || !peers(a, b) {
+		return false
+	}
+	keyA, keyB := a.Key, b.Key
+	sa.send(wire.StreamMsg{Type: wire.MsgPunch, Peer: &keyB, Endpoints: slices.Clone(b.Endpoints), NAT: b.NAT})
+	sb.send(wire.StreamMsg{Type: wire.MsgPunch, Peer: &keyA, Endpoints: slices.Clone(a.Endpoints), NAT: a.NAT})
+	return true
+}
+
+// list is every active node, by name.
+func (h *hub) list() []wire.Node {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]wire.Node, 0, len(h.nodes))
+	for _, n := range h.nodes {
+		out = append(out, h.wireNode(n))
+	}
+	slices.SortFunc(out, func(a, b wire.Node) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// counts is the number of active and of connected nodes.
+func (h *hub) counts() (nodes, online int) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.nodes), len(h.sessions)
+}
+
+// online reports whether a node has a stream.
+func (h *hub) online(key crypto.PublicKey) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sessions[key] != nil
+}

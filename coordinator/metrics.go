@@ -1,0 +1,45 @@
+package coordinator
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the coordinator's Prometheus metrics (meshnode_coordinator_*).
+type metrics struct {
+	registrations *prometheus.CounterVec
+	stun          *prometheus.CounterVec
+	rendezvous    prometheus.Counter
+	messages      *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer, h *hub) (*metrics, error) {
+	opts := func(name, help string) prometheus.Opts {
+		return prometheus.Opts{Namespace: "meshnode", Subsystem: "coordinator", Name: name, Help: help}
+	}
+	m := &metrics{
+		registrations: prometheus.NewCounterVec(prometheus.CounterOpts(opts("registrations_total",
+			"Registration requests by result: ok or the error code.")), []string{"result"}),
+		stun: prometheus.NewCounterVec(prometheus.CounterOpts(opts("stun_requests_total",
+			"UDP packets received on the STUN sockets by result.")), []string{"result"}),
+		rendezvous: prometheus.NewCounter(prometheus.CounterOpts(opts("rendezvous_total",
+			"Rendezvous performed: both nodes told to punch."))),
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts(opts("stream_messages_total",
+			"Stream messages sent and received, by type.")), []string{"type"}),
+	}
+	nodes := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("nodes", "Registered nodes.")), func() float64 {
+		n, _ := h.counts()
+		return float64(n)
+	})
+	online := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("nodes_online", "Nodes with a connected stream.")), func() float64 {
+		_, n := h.counts()
+		return float64(n)
+	})
+	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, nodes, online} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register coordinator metrics: %w", err)
+		}
+	}
+	return m, nil
+}

@@ -1,0 +1,156 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/coreos/go-systemd/v22/daemon"
+
+	"github.com/meshnode/meshnode/coordinator/stunserver"
+)
+
+// Run listens as configured (control API, STUN, admin socket), tells
+// systemd it is ready, and serves until ctx is done.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Before anything is written: a second coordinator must not touch the
+	// first one's recorded settings.
+	if err := s.checkAlone(); err != nil {
+		return err
+	}
+	api, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen (control API): %w", err)
+	}
+	defer api.Close()
+	conns, err := listenSTUN(s.cfg.STUNListen, s.cfg.STUNAlternate)
+	if err != nil {
+		return err
+	}
+	defer conns.close()
+	s.noteServed(api.Addr())
+	// Recorded before the admin socket appears: admin commands take the
+	// socket as the sign that the coordinator is up. The write is short and
+	// completes even when a signal arrives meanwhile.
+	if err := s.recordSettings(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
+	admin, err := s.listenAdmin()
+	if err != nil {
+		return err
+	}
+	defer admin.Close()
+
+	log := s.log.With("api", api.Addr().String(), "stun", conns.Primary.LocalAddr().String(), "admin", admin.Addr().String(), "pin", s.pin)
+	if conns.Alternate != nil {
+		log = log.With("stun_alternate", conns.Alternate.LocalAddr().String())
+	}
+	if url := s.publicURL(); url != "" {
+		log.Info("coordinator listening", "public_url", url)
+	} else {
+		log.Warn("coordinator listening without a public URL: join tokens can't be created until --public-url is set")
+	}
+	if _, err := daemon.SdNotify(false, daemon.SdNotifyReady); err != nil {
+		s.log.Warn("notify systemd", "err", err)
+	}
+
+	errc := make(chan error, 3)
+	go func() { errc <- s.Serve(ctx, api) }()
+	go func() { errc <- s.ServeSTUN(ctx, conns.Conns) }()
+	go func() { errc <- s.serveAdmin(ctx, admin) }()
+	var errs []error
+	for range 3 {
+		if err := <-errc; err != nil {
+			errs = append(errs, err)
+			cancel()
+		}
+	}
+	daemon.SdNotify(false, daemon.SdNotifyStopping) //nolint:errcheck // best effort on the way out
+	s.log.Info("coordinator stopped")
+	return errors.Join(errs...)
+}
+
+// recordSettings stores the public URL and pin so that admin commands run
+// while the coordinator is down make tokens that match it.
+func (s *Server) recordSettings(ctx context.Context) error {
+	if url := s.publicURL(); url != "" {
+		if err := s.store.SetSetting(ctx, settingPublicURL, url); err != nil {
+			return err
+		}
+	}
+	return s.store.SetSetting(ctx, settingPin, s.pin)
+}
+
+// stunSockets are the STUN sockets Run opened.
+type stunSockets struct {
+	stunserver.Conns
+}
+
+func (c stunSockets) close() {
+	for _, pc := range []net.PacketConn{c.Primary, c.AltPort, c.AltIP, c.Alternate} {
+		if pc != nil {
+			pc.Close()
+		}
+	}
+}
+
+// listenSTUN opens the STUN sockets. listen is IP1:P1. With alternate
+// (IP2:P2), RFC 5780 needs all four combinations, so Run also opens IP1:P2
+// and IP2:P1. When alternate's port is 0 or equal to P1, P2 is P1+1.
+func listenSTUN(listen, alternate string) (stunSockets, error) {
+	var c stunSockets
+	var err error
+	if c.Primary, err = net.ListenPacket("udp", listen); err != nil {
+		return c, fmt.Errorf("listen (stun_listen): %w", err)
+	}
+	if alternate == "" {
+		return c, nil
+	}
+	p, err := stunserver.LocalAddrPort(c.Primary)
+	if err != nil {
+		c.close()
+		return c, err
+	}
+	alt, err := net.ResolveUDPAddr("udp", alternate)
+	if err != nil {
+		c.close()
+		return c, fmt.Errorf("stun_alternate %q: %w", alternate, err)
+	}
+	ip1, ip2 := p.Addr(), alt.AddrPort().Addr().Unmap()
+	switch {
+	case ip1.IsUnspecified():
+		err = fmt.Errorf("stun_listen %q must name one IP address when stun_alternate is set: RFC 5780 answers come from two distinct IPs", listen)
+	case !ip2.IsValid() || ip2.IsUnspecified():
+		err = fmt.Errorf("stun_alternate %q must name one IP address, different from stun_listen's", alternate)
+	case ip1 == ip2:
+		err = fmt.Errorf("stun_alternate %q has the same IP as stun_listen %q; RFC 5780 needs a second IP", alternate, listen)
+	case p.Port() == 65535:
+		err = fmt.Errorf("stun_listen %q: port 65535 leaves no room for the alternate port; pick a lower one", listen)
+	}
+	if err != nil {
+		c.close()
+		return c, err
+	}
+	p1, p2 := p.Port(), alt.AddrPort().Port()
+	if p2 == 0 || p2 == p1 {
+		p2 = p1 + 1
+	}
+	for _, s := range []struct {
+		dst  *net.PacketConn
+		addr netip.AddrPort
+	}{
+		{&c.AltPort, netip.AddrPortFrom(ip1, p2)},
+		{&c.AltIP, netip.AddrPortFrom(ip2, p1)},
+		{&c.Alternate, netip.AddrPortFrom(ip2, p2)},
+	} {
+		if *s.dst, err = net.ListenPacket("udp", s.addr.String()); err != nil {
+			c.close()
+			return c, fmt.Errorf("listen (stun_alternate, RFC 5780 needs %s): %w", s.addr, err)
+		}
+	}
+	return c, nil
+}

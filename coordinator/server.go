@@ -1,0 +1,338 @@
+// Package coordinator is meshnode's control server: it registers nodes with
+// join tokens and gives them stable overlay addresses, keeps one stream to
+// every node to push the peer map and cue hole punching, answers STUN, and
+// serves an admin socket and Prometheus metrics. State lives in a Store.
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/meshnode/meshnode/config"
+	"github.com/meshnode/meshnode/coordinator/store"
+	"github.com/meshnode/meshnode/coordinator/stunserver"
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/version"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// Files in the data directory.
+const (
+	dbFile      = "coordinator.db"
+	keyFile     = "coordinator.key" // X25519 static key: stream proofs, relay hello
+	certFile    = "tls.crt"
+	certKeyFile = "tls.key"
+	adminSocket = "admin.sock"
+	// dataDirMode: the directory holds the database and private keys.
+	dataDirMode = 0o700
+)
+
+// Settings the coordinator records at start, so admin commands run without
+// it can still make tokens that point at it.
+const (
+	settingPublicURL = "public_url"
+	settingPin       = "tls_pin"
+)
+
+// HTTP timeouts.
+const (
+	// readHeaderTimeout bounds slow-header clients (Slowloris).
+	readHeaderTimeout = 10 * time.Second
+	// requestBodyTimeout bounds reading a registration body (64 KiB at most).
+	requestBodyTimeout = 30 * time.Second
+	// idleTimeout closes idle keep-alive connections between requests.
+	idleTimeout = 2 * time.Minute
+	// shutdownTimeout bounds waiting for in-flight requests on shutdown.
+	shutdownTimeout = 5 * time.Second
+	// openTimeout bounds opening the database, integrity check included.
+	openTimeout = 2 * time.Minute
+)
+
+// ErrNotFound is returned for an unknown node name or token ID.
+var ErrNotFound = store.ErrNotFound
+
+// Options configure a Server.
+type Options struct {
+	Config config.Coordinator
+	Logger *slog.Logger // nil discards
+	// Registry receives the metrics; nil makes a new registry. /metrics
+	// serves it when it is also a prometheus.Gatherer (a *prometheus.Registry is).
+	Registry prometheus.Registerer
+}
+
+// Server is a coordinator.
+type Server struct {
+	cfg      config.Coordinator
+	log      *slog.Logger
+	store    store.Store
+	key      crypto.PrivateKey
+	cert     tls.Certificate
+	pin      string
+	pool     store.Pool
+	hub      *hub
+	met      *metrics
+	gatherer prometheus.Gatherer
+	stun     *stunserver.Server
+
+	// writeMu orders registrations and removals with the hub's in-memory
+	// view, so that a node removed while it registers can't linger in maps.
+	writeMu sync.Mutex
+
+	mu        sync.Mutex
+	servedURL string           // https://IP:port of the first specific address Serve got
+	stunAddrs []netip.AddrPort // primary, then alternate: what the welcome advertises
+	closed    bool
+}
+
+// New opens the data directory (creating the keys, certificate and
+// database on first use) and returns a Server that is not yet listening.
+func New(opts Options) (*Server, error) {
+	cfg := opts.Config
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("coordinator settings: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := os.MkdirAll(cfg.DataDir, dataDirMode); err != nil {
+		return nil, fmt.Errorf("data dir %s: %w (it must be creatable and writable by the coordinator's user)", cfg.DataDir, err)
+	}
+	key, err := crypto.LoadOrCreatePrivateKey(filepath.Join(cfg.DataDir, keyFile))
+	if err != nil {
+		return nil, err
+	}
+	cert, pin, err := loadCert(cfg, urlHost(cfg.PublicURL))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
+	defer cancel()
+	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, dbFile))
+	if err != nil {
+		return nil, err
+	}
+	nodes, err := st.Nodes(ctx)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	s := &Server{
+		cfg:   cfg,
+		log:   log,
+		store: st,
+		key:   key,
+		cert:  cert,
+		pin:   pin,
+		pool:  store.Pool{V4: cfg.Network, V6: cfg.NetworkV6},
+		hub:   newHub(nodes),
+	}
+	reg := opts.Registry
+	if reg == nil {
+		reg = prometheus.NewRegistry()
+	}
+	s.gatherer, _ = reg.(prometheus.Gatherer)
+	if s.met, err = newMetrics(reg, s.hub); err != nil {
+		st.Close()
+		return nil, err
+	}
+	s.stun = stunserver.New(stunserver.Options{
+		Software: "meshnode " + version.Version,
+		Logger:   log,
+		Count:    func(result string) { s.met.stun.WithLabelValues(result).Inc() },
+	})
+	return s, nil
+}
+
+// Fingerprint is the pin of the served certificate, as join tokens carry it.
+func (s *Server) Fingerprint() string { return s.pin }
+
+// Close releases the store. Serve, ServeSTUN and Run must have returned.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	return s.store.Close()
+}
+
+func (s *Server) tlsConfig() *tls.Config {
+	return &tls.Config{
+		// Nodes pin with crypto.PinnedTLSConfig, which requires TLS 1.3.
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{s.cert},
+		// HTTP/1.1 only: the stream is a WebSocket upgrade (RFC 6455), which
+		// HTTP/2 does not carry without RFC 8441.
+		NextProtos: []string{"http/1.1"},
+	}
+}
+
+func (s *Server) handler(streams *sync.WaitGroup) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+wire.PathRegister, s.handleRegister)
+	mux.HandleFunc("GET "+wire.PathStream, func(w http.ResponseWriter, r *http.Request) {
+		streams.Add(1)
+		defer streams.Done()
+		s.handleStream(w, r)
+	})
+	if s.gatherer != nil {
+		mux.Handle("GET "+wire.PathMetrics, promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
+
+// Serve serves the control API over HTTPS on ln until ctx is done, then
+// shuts down: streams end (nodes reconnect elsewhere or later) and Serve
+// returns nil.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	s.noteServed(ln.Addr())
+	var streams sync.WaitGroup
+	hs := &http.Server{
+		Handler:           s.handler(&streams),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          s.errorLog(),
+		// Streams outlive ServeHTTP's connection tracking (they are
+		// hijacked); deriving their contexts from ctx ends them on shutdown.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+	err := serveHTTP(ctx, hs, tls.NewListener(ln, s.tlsConfig()))
+	streams.Wait()
+	if err != nil {
+		return fmt.Errorf("control API on %v: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// errorLog routes net/http's own messages to slog at debug level: they are
+// failed TLS handshakes (a node with a stale pin, scanners), the client's
+// problem rather than the coordinator's.
+func (s *Server) errorLog() *log.Logger {
+	return slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)
+}
+
+// serveHTTP runs hs on ln until ctx is done or it fails.
+func serveHTTP(ctx context.Context, hs *http.Server, ln net.Listener) error {
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	err := hs.Shutdown(sctx)
+	if errors.Is(err, context.DeadlineExceeded) {
+		// Requests still running (or connections that never sent one)
+		// after the grace period are cut: the shutdown was asked for.
+		err = hs.Close()
+	}
+	if serr := <-errc; !errors.Is(serr, http.ErrServerClosed) {
+		err = errors.Join(err, serr)
+	}
+	return err
+}
+
+// ServeSTUN answers STUN on conns until ctx is done. The conns' addresses
+// are what welcome messages advertise.
+func (s *Server) ServeSTUN(ctx context.Context, conns stunserver.Conns) error {
+	var addrs []netip.AddrPort
+	for _, c := range []net.PacketConn{conns.Primary, conns.Alternate} {
+		if c == nil {
+			continue
+		}
+		a, err := stunserver.LocalAddrPort(c)
+		if err != nil {
+			return fmt.Errorf("stun: %w", err)
+		}
+		addrs = append(addrs, a)
+	}
+	s.mu.Lock()
+	s.stunAddrs = addrs
+	s.mu.Unlock()
+	return s.stun.Serve(ctx, conns)
+}
+
+// noteServed remembers the first listener with a specific IP as the URL
+// nodes may dial when public_url is not set.
+func (s *Server) noteServed(a net.Addr) {
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil || ap.Addr().IsUnspecified() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.servedURL == "" {
+		s.servedURL = "https://" + ap.String()
+	}
+}
+
+// publicURL is what tokens carry: public_url, else the served address.
+func (s *Server) publicURL() string {
+	if s.cfg.PublicURL != "" {
+		return s.cfg.PublicURL
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.servedURL
+}
+
+// stunServers lists the STUN addresses for a welcome, as a node should dial
+// them: a socket bound to an unspecified address is advertised with the
+// public URL's host, or else with the host the node itself dialed.
+func (s *Server) stunServers(requestHost string) []string {
+	s.mu.Lock()
+	addrs := s.stunAddrs
+	s.mu.Unlock()
+	host := urlHost(s.publicURL())
+	if host == "" {
+		host = hostOnly(requestHost)
+	}
+	var out []string
+	for _, a := range addrs {
+		h := a.Addr().String()
+		if a.Addr().IsUnspecified() {
+			if host == "" {
+				continue
+			}
+			h = host
+		}
+		out = append(out, net.JoinHostPort(h, fmt.Sprint(a.Port())))
+	}
+	return out
+}
+
+// urlHost is the host of a URL without its port, or "".
+func urlHost(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Hostname()
+}
+
+// hostOnly strips an optional port from a Host header.
+func hostOnly(hostport string) string {
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		return h
+	}
+	return hostport
+}

@@ -1,0 +1,107 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+// migration is one versioned schema step. Versions only grow; a released
+// migration is never edited, a new one is appended instead.
+type migration struct {
+	version     int
+	description string
+	statements  []string
+}
+
+// migrations is the schema history. The SQL is portable between SQLite and
+// PostgreSQL: TEXT and BIGINT columns, booleans as 0/1 integers, times as
+// Unix milliseconds, JSON documents in TEXT. UNIQUE columns are nullable so a
+// removed node (a tombstone kept to answer node_removed) frees its name and
+// addresses: both databases allow many NULLs in a UNIQUE column.
+var migrations = []migration{
+	{
+		version:     1,
+		description: "tokens, nodes and settings",
+		statements: []string{
+			`CREATE TABLE tokens (
+				id          TEXT PRIMARY KEY,
+				secret_hash TEXT NOT NULL,
+				reusable    INTEGER NOT NULL,
+				tags        TEXT NOT NULL,
+				uses        INTEGER NOT NULL DEFAULT 0,
+				created_at  BIGINT NOT NULL,
+				expires_at  BIGINT NOT NULL,
+				revoked_at  BIGINT
+			)`,
+			`CREATE TABLE nodes (
+				public_key TEXT PRIMARY KEY,
+				name       TEXT UNIQUE,
+				host_index BIGINT UNIQUE,
+				ipv4       TEXT UNIQUE,
+				ipv6       TEXT UNIQUE,
+				tags       TEXT NOT NULL,
+				endpoints  TEXT NOT NULL,
+				nat        TEXT,
+				token_id   TEXT REFERENCES tokens(id) ON DELETE SET NULL,
+				created_at BIGINT NOT NULL,
+				last_seen  BIGINT,
+				removed_at BIGINT
+			)`,
+			`CREATE TABLE settings (
+				name  TEXT PRIMARY KEY,
+				value TEXT NOT NULL
+			)`,
+		},
+	},
+}
+
+// schemaVersion is the newest version this build knows.
+func schemaVersion() int { return migrations[len(migrations)-1].version }
+
+// migrate applies the missing migrations, each in its own transaction with
+// its schema_migrations row, so a crash leaves the schema at a whole version.
+func migrate(ctx context.Context, db *sql.DB, path string) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version     INTEGER PRIMARY KEY,
+		description TEXT NOT NULL,
+		applied_at  BIGINT NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("database %s: create schema_migrations: %w", path, err)
+	}
+	var current int
+	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return fmt.Errorf("database %s: read schema version: %w", path, err)
+	}
+	if current > schemaVersion() {
+		return fmt.Errorf("database %s has schema version %d, newer than this meshnode knows (%d): run a newer meshnode", path, current, schemaVersion())
+	}
+	for _, m := range migrations {
+		if m.version <= current {
+			continue
+		}
+		if err := apply(ctx, db, m); err != nil {
+			return fmt.Errorf("database %s: migration %d (%s): %w", path, m.version, m.description, err)
+		}
+	}
+	return nil
+}
+
+func apply(ctx context.Context, db *sql.DB, m migration) error {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	for _, stmt := range m.statements {
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)`,
+		m.version, m.description, time.Now().UnixMilli()); err != nil {
+		return err
+	}
+	return tx.Commit()
+}

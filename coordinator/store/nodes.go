@@ -1,0 +1,313 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+const nodeColumns = `public_key, name, ipv4, ipv6, tags, endpoints, nat, token_id, created_at, last_seen, removed_at`
+
+// querier is what *sql.DB and *sql.Tx share.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+}
+
+// Register checks the token and registers the node in one transaction.
+func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
+	n, err := s.register(ctx, r)
+	if err != nil {
+		return Node{}, fmt.Errorf("register %s: %w", r.Key.Short(), err)
+	}
+	return n, nil
+}
+
+func (s *SQLite) register(ctx context.Context, r Registration) (Node, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return Node{}, fmt.Errorf("database %s: begin: %w", s.path, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+
+	tok, err := scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = $1`, r.TokenID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Node{}, ErrTokenUnknown
+	}
+	if err != nil {
+		return Node{}, fmt.Errorf("database %s: read token: %w", s.path, err)
+	}
+	old, removed, err := s.node(ctx, tx, r.Key)
+	found := err == nil
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return Node{}, err
+	}
+	active := found && !removed
+	retry := active && old.TokenID == tok.ID
+	if err := CheckToken(tok, r.Secret, r.Now, retry); err != nil {
+		return Node{}, err
+	}
+
+	var n Node
+	if active {
+		// The same key keeps its name and addresses; the token's tags are added.
+		n = old
+		n.Tags = union(old.Tags, tok.Tags)
+		n.TokenID = tok.ID
+		tags, _ := json.Marshal(nonNil(n.Tags))
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET tags = $1, token_id = $2 WHERE public_key = $3`,
+			string(tags), tok.ID, r.Key.String()); err != nil {
+			return Node{}, fmt.Errorf("database %s: update node: %w", s.path, err)
+		}
+	} else {
+		if n, err = s.insertNode(ctx, tx, r, tok, found); err != nil {
+			return Node{}, err
+		}
+	}
+	if !retry {
+		// The condition makes the consumption atomic on its own, even in a
+		// database that doesn't serialise the read above (PostgreSQL's READ
+		// COMMITTED).
+		res, err := tx.ExecContext(ctx, `UPDATE tokens SET uses = uses + 1 WHERE id = $1 AND (reusable = 1 OR uses = 0)`, tok.ID)
+		if err != nil {
+			return Node{}, fmt.Errorf("database %s: consume token: %w", s.path, err)
+		}
+		if k, err := res.RowsAffected(); err != nil || k != 1 {
+			return Node{}, ErrTokenUsed
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return Node{}, fmt.Errorf("database %s: commit: %w", s.path, err)
+	}
+	return n, nil
+}
+
+// insertNode gives a new (or previously removed) key a unique name and the
+// lowest free addresses, inside the registration's transaction.
+func (s *SQLite) insertNode(ctx context.Context, tx *sql.Tx, r Registration, tok Token, tombstone bool) (Node, error) {
+	name, err := s.uniqueName(ctx, tx, r.Name)
+	if err != nil {
+		return Node{}, err
+	}
+	idx, err := s.allocate(ctx, tx, r.Pool)
+	if err != nil {
+		return Node{}, err
+	}
+	v4, v6 := r.Pool.Addrs(idx)
+	n := Node{Key: r.Key, Name: name, IPv4: v4, IPv6: v6, Tags: nonNil(tok.Tags), TokenID: tok.ID, Created: r.Now}
+	tags, _ := json.Marshal(n.Tags)
+	q := `INSERT INTO nodes (name, host_index, ipv4, ipv6, tags, endpoints, nat, token_id, created_at, last_seen, removed_at, public_key)
+		VALUES ($1, $2, $3, $4, $5, '[]', NULL, $6, $7, NULL, NULL, $8)`
+	if tombstone {
+		q = `UPDATE nodes SET name = $1, host_index = $2, ipv4 = $3, ipv6 = $4, tags = $5, endpoints = '[]', nat = NULL,
+			token_id = $6, created_at = $7, last_seen = NULL, removed_at = NULL WHERE public_key = $8`
+	}
+	if _, err := tx.ExecContext(ctx, q, name, int64(idx), v4.String(), v6.String(), string(tags), tok.ID,
+		r.Now.UnixMilli(), r.Key.String()); err != nil {
+		return Node{}, fmt.Errorf("database %s: insert node: %w", s.path, err)
+	}
+	return n, nil
+}
+
+// uniqueName returns base or the first free base-N. The loop ends: among
+// k+1 candidates at most k names (one per node) can be taken.
+func (s *SQLite) uniqueName(ctx context.Context, tx *sql.Tx, base string) (string, error) {
+	var count int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM nodes WHERE name IS NOT NULL`).Scan(&count); err != nil {
+		return "", fmt.Errorf("database %s: count names: %w", s.path, err)
+	}
+	for i := 1; i <= count+1; i++ {
+		name := Suffixed(base, i)
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM nodes WHERE name = $1`, name).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return name, nil
+		}
+		if err != nil {
+			return "", fmt.Errorf("database %s: check name %s: %w", s.path, name, err)
+		}
+	}
+	return "", fmt.Errorf("database %s: no free name for %q", s.path, base)
+}
+
+func (s *SQLite) allocate(ctx context.Context, tx *sql.Tx, p Pool) (uint64, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT host_index FROM nodes WHERE host_index IS NOT NULL ORDER BY host_index`)
+	if err != nil {
+		return 0, fmt.Errorf("database %s: read addresses: %w", s.path, err)
+	}
+	defer rows.Close()
+	var used []uint64
+	for rows.Next() {
+		var i int64
+		if err := rows.Scan(&i); err != nil {
+			return 0, fmt.Errorf("database %s: read addresses: %w", s.path, err)
+		}
+		used = append(used, uint64(i))
+	}
+	if err := rows.Err(); err != nil {
+		return 0, fmt.Errorf("database %s: read addresses: %w", s.path, err)
+	}
+	return p.LowestFree(used)
+}
+
+// Node returns an active node.
+func (s *SQLite) Node(ctx context.Context, key crypto.PublicKey) (Node, error) {
+	n, removed, err := s.node(ctx, s.r, key)
+	if err != nil {
+		return Node{}, err
+	}
+	if removed {
+		return Node{}, fmt.Errorf("node %s: %w", key.Short(), ErrRemoved)
+	}
+	return n, nil
+}
+
+func (s *SQLite) node(ctx context.Context, q querier, key crypto.PublicKey) (Node, bool, error) {
+	n, removed, err := scanNode(q.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE public_key = $1`, key.String()))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Node{}, false, fmt.Errorf("node %s: %w", key.Short(), ErrNotFound)
+	}
+	if err != nil {
+		return Node{}, false, fmt.Errorf("database %s: read node %s: %w", s.path, key.Short(), err)
+	}
+	return n, removed, nil
+}
+
+// Nodes lists the active nodes by name.
+func (s *SQLite) Nodes(ctx context.Context) ([]Node, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE removed_at IS NULL ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: list nodes: %w", s.path, err)
+	}
+	defer rows.Close()
+	var out []Node
+	for rows.Next() {
+		n, _, err := scanNode(rows)
+		if err != nil {
+			return nil, fmt.Errorf("database %s: list nodes: %w", s.path, err)
+		}
+		out = append(out, n)
+	}
+	return out, rows.Err()
+}
+
+// RemoveNode turns the node into a tombstone: its key is remembered (so its
+// stream is refused with node_removed) while its name and addresses are freed.
+func (s *SQLite) RemoveNode(ctx context.Context, name string, now time.Time) (Node, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return Node{}, fmt.Errorf("database %s: begin: %w", s.path, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	n, _, err := scanNode(tx.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE name = $1 AND removed_at IS NULL`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Node{}, fmt.Errorf("node %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return Node{}, fmt.Errorf("database %s: read node %q: %w", s.path, name, err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE nodes SET removed_at = $1, name = NULL, host_index = NULL, ipv4 = NULL, ipv6 = NULL,
+		endpoints = '[]', nat = NULL WHERE public_key = $2`, now.UnixMilli(), n.Key.String()); err != nil {
+		return Node{}, fmt.Errorf("database %s: remove node %q: %w", s.path, name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Node{}, fmt.Errorf("database %s: commit: %w", s.path, err)
+	}
+	return n, nil
+}
+
+// SetEndpoints stores a node's candidates.
+func (s *SQLite) SetEndpoints(ctx context.Context, key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NATInfo) error {
+	e, err := json.Marshal(nonNil(eps))
+	if err != nil {
+		return fmt.Errorf("encode endpoints: %w", err)
+	}
+	var natJSON sql.NullString
+	if nat != nil {
+		b, err := json.Marshal(nat)
+		if err != nil {
+			return fmt.Errorf("encode nat: %w", err)
+		}
+		natJSON = sql.NullString{String: string(b), Valid: true}
+	}
+	res, err := s.w.ExecContext(ctx, `UPDATE nodes SET endpoints = $1, nat = $2 WHERE public_key = $3 AND removed_at IS NULL`,
+		string(e), natJSON, key.String())
+	if err != nil {
+		return fmt.Errorf("database %s: store endpoints of %s: %w", s.path, key.Short(), err)
+	}
+	if k, err := res.RowsAffected(); err != nil || k == 0 {
+		return fmt.Errorf("node %s: %w", key.Short(), ErrNotFound)
+	}
+	return nil
+}
+
+// SetLastSeen records presence.
+func (s *SQLite) SetLastSeen(ctx context.Context, key crypto.PublicKey, t time.Time) error {
+	if _, err := s.w.ExecContext(ctx, `UPDATE nodes SET last_seen = $1 WHERE public_key = $2 AND removed_at IS NULL`,
+		t.UnixMilli(), key.String()); err != nil {
+		return fmt.Errorf("database %s: store last seen of %s: %w", s.path, key.Short(), err)
+	}
+	return nil
+}
+
+func scanNode(sc scanner) (Node, bool, error) {
+	var (
+		n                          Node
+		key, tags, eps             string
+		name, v4, v6, nat, tokenID sql.NullString
+		created                    int64
+		lastSeen, removed          sql.NullInt64
+	)
+	if err := sc.Scan(&key, &name, &v4, &v6, &tags, &eps, &nat, &tokenID, &created, &lastSeen, &removed); err != nil {
+		return n, false, err
+	}
+	var err error
+	if n.Key, err = crypto.ParsePublicKey(key); err != nil {
+		return n, false, err
+	}
+	n.Name, n.TokenID = name.String, tokenID.String
+	if v4.Valid {
+		if n.IPv4, err = netip.ParseAddr(v4.String); err != nil {
+			return n, false, fmt.Errorf("node %s: ipv4: %w", n.Key.Short(), err)
+		}
+	}
+	if v6.Valid {
+		if n.IPv6, err = netip.ParseAddr(v6.String); err != nil {
+			return n, false, fmt.Errorf("node %s: ipv6: %w", n.Key.Short(), err)
+		}
+	}
+	if err := json.Unmarshal([]byte(tags), &n.Tags); err != nil {
+		return n, false, fmt.Errorf("node %s: tags: %w", n.Key.Short(), err)
+	}
+	if err := json.Unmarshal([]byte(eps), &n.Endpoints); err != nil {
+		return n, false, fmt.Errorf("node %s: endpoints: %w", n.Key.Short(), err)
+	}
+	if nat.Valid {
+		n.NAT = new(wire.NATInfo)
+		if err := json.Unmarshal([]byte(nat.String), n.NAT); err != nil {
+			return n, false, fmt.Errorf("node %s: nat: %w", n.Key.Short(), err)
+		}
+	}
+	n.Created = time.UnixMilli(created)
+	n.LastSeen = fromNull(lastSeen)
+	return n, removed.Valid, nil
+}
+
+// union returns a followed by the elements of b not in a.
+func union(a, b []string) []string {
+	out := slices.Clone(a)
+	for _, s := range b {
+		if !slices.Contains(out, s) {
+			out = append(out, s)
+		}
+	}
+	return out
+}

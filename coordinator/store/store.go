@@ -1,0 +1,121 @@
+// Package store keeps the coordinator's durable state: join tokens, the
+// registered nodes with their overlay addresses, and a few settings.
+//
+// Store is the interface the coordinator uses. SQLite implements it (Open).
+// Its SQL stays portable (positional $N parameters, TEXT and BIGINT columns,
+// times as Unix milliseconds, JSON in TEXT) and the rules that decide a
+// registration live in plain Go here (CheckToken, Pool, Suffixed), so a
+// PostgreSQL implementation for several coordinator replicas can follow
+// without changing the coordinator.
+package store
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// Store is the coordinator's durable state. Every method that returns
+// without error has made its change durable: a caller may acknowledge it.
+type Store interface {
+	// CreateToken records a new join token.
+	CreateToken(ctx context.Context, t Token) error
+	// Tokens lists every token, newest first.
+	Tokens(ctx context.Context) ([]Token, error)
+	// RevokeToken marks a token revoked; ErrNotFound if there is none.
+	RevokeToken(ctx context.Context, id string, now time.Time) error
+
+	// Register checks the token and registers (or re-registers) the node in
+	// one transaction: the token is consumed and the addresses allocated
+	// atomically. Errors: ErrTokenUnknown, ErrTokenExpired, ErrTokenUsed,
+	// ErrTokenRevoked, ErrPoolExhausted.
+	Register(ctx context.Context, r Registration) (Node, error)
+	// Node returns an active node; ErrRemoved or ErrNotFound otherwise.
+	Node(ctx context.Context, key crypto.PublicKey) (Node, error)
+	// Nodes lists the active nodes by name.
+	Nodes(ctx context.Context) ([]Node, error)
+	// RemoveNode removes the active node of that name, frees its name and
+	// addresses and returns it; ErrNotFound if there is none.
+	RemoveNode(ctx context.Context, name string, now time.Time) (Node, error)
+	// SetEndpoints stores a node's candidates; ErrNotFound if it isn't active.
+	SetEndpoints(ctx context.Context, key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NATInfo) error
+	// SetLastSeen records presence; a removed or unknown key is ignored.
+	SetLastSeen(ctx context.Context, key crypto.PublicKey, t time.Time) error
+
+	// Setting reads a named value; ErrNotFound if it was never set.
+	Setting(ctx context.Context, name string) (string, error)
+	// SetSetting writes a named value.
+	SetSetting(ctx context.Context, name, value string) error
+
+	Close() error
+}
+
+// Errors callers tell apart with errors.Is.
+var (
+	ErrNotFound      = errors.New("not found")
+	ErrRemoved       = errors.New("node was removed")
+	ErrTokenUnknown  = errors.New("join token unknown")
+	ErrTokenExpired  = errors.New("join token expired")
+	ErrTokenUsed     = errors.New("join token already used")
+	ErrTokenRevoked  = errors.New("join token revoked")
+	ErrPoolExhausted = errors.New("overlay address pool exhausted")
+)
+
+// Token is a stored join token. Only the secret's hash is kept.
+type Token struct {
+	ID         string
+	SecretHash string
+	Reusable   bool
+	Tags       []string
+	Uses       int
+	Created    time.Time
+	Expires    time.Time
+	Revoked    time.Time // zero while the token is valid
+}
+
+// Node is a registered node as stored.
+type Node struct {
+	Key       crypto.PublicKey
+	Name      string
+	IPv4      netip.Addr
+	IPv6      netip.Addr
+	Tags      []string
+	Endpoints []wire.Endpoint
+	NAT       *wire.NATInfo
+	TokenID   string // the token of its latest registration
+	Created   time.Time
+	LastSeen  time.Time // zero until its first stream
+}
+
+// Registration is what Register needs.
+type Registration struct {
+	TokenID string
+	Secret  string
+	Key     crypto.PublicKey
+	Name    string // a DNS label; Register adds a suffix when it is taken
+	Pool    Pool
+	Now     time.Time
+}
+
+// CheckToken applies the token rules in the order a user can act on:
+// unknown (or a wrong secret, so that IDs cannot be probed), revoked,
+// expired, used. retry is true when the presenting node is the one that
+// already used this token: a node whose first answer was lost may register
+// again with the same single-use token and gets the same addresses.
+func CheckToken(t Token, secret string, now time.Time, retry bool) error {
+	switch {
+	case !crypto.SecretMatches(secret, t.SecretHash):
+		return ErrTokenUnknown
+	case !t.Revoked.IsZero():
+		return ErrTokenRevoked
+	case !now.Before(t.Expires):
+		return ErrTokenExpired
+	case !t.Reusable && t.Uses > 0 && !retry:
+		return ErrTokenUsed
+	}
+	return nil
+}

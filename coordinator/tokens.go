@@ -1,0 +1,128 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/meshnode/meshnode/coordinator/store"
+	"github.com/meshnode/meshnode/crypto"
+)
+
+// DefaultTokenExpiry is a day: long enough to carry a token to a new
+// machine, short enough that a forgotten or leaked one soon stops working.
+const DefaultTokenExpiry = 24 * time.Hour
+
+// ErrNoPublicURL means tokens can't be made: nothing says where nodes dial.
+var ErrNoPublicURL = errors.New("no public URL for join tokens: start the coordinator with --public-url https://HOST:PORT, the address nodes dial (while it is stopped, --public-url on this command works too)")
+
+// tagPattern: tags name groups of nodes in future ACLs, so they stay short
+// identifiers that read well in config files.
+var tagPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.:-]{0,62}$`)
+
+// TokenOptions say what a new join token allows.
+type TokenOptions struct {
+	Reusable bool          `json:"reusable"`       // any number of nodes, until expiry or revocation
+	Expiry   time.Duration `json:"expiry"`         // 0 means DefaultTokenExpiry
+	Tags     []string      `json:"tags,omitempty"` // given to every node registered with it
+}
+
+// Validate reports every bad option.
+func (o TokenOptions) Validate() error {
+	var errs []error
+	if o.Expiry < 0 {
+		errs = append(errs, fmt.Errorf("expiry %v is negative; give a duration such as 24h or 30m", o.Expiry))
+	}
+	for _, t := range o.Tags {
+		if !tagPattern.MatchString(t) {
+			errs = append(errs, fmt.Errorf("tag %q is not valid: use 1-63 lower-case letters, digits, '-', '_', '.' or ':', starting with a letter or digit", t))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// TokenInfo describes a stored token; the secret is never shown again.
+type TokenInfo struct {
+	ID        string    `json:"id"`
+	Created   time.Time `json:"created"`
+	Expires   time.Time `json:"expires"`
+	Reusable  bool      `json:"reusable"`
+	Uses      int       `json:"uses"`
+	Revoked   bool      `json:"revoked"`
+	RevokedAt time.Time `json:"revoked_at,omitzero"`
+	Tags      []string  `json:"tags,omitempty"`
+}
+
+// issueToken creates and stores a token pointing at url with pin.
+func issueToken(ctx context.Context, st store.Store, url, pin string, opts TokenOptions) (crypto.Token, error) {
+	if err := opts.Validate(); err != nil {
+		return crypto.Token{}, err
+	}
+	if url == "" {
+		return crypto.Token{}, ErrNoPublicURL
+	}
+	id, secret, err := crypto.NewTokenCredentials()
+	if err != nil {
+		return crypto.Token{}, err
+	}
+	expiry := opts.Expiry
+	if expiry == 0 {
+		expiry = DefaultTokenExpiry
+	}
+	now := time.Now()
+	if err := st.CreateToken(ctx, store.Token{
+		ID:         id,
+		SecretHash: crypto.HashSecret(secret),
+		Reusable:   opts.Reusable,
+		Tags:       opts.Tags,
+		Created:    now,
+		Expires:    now.Add(expiry),
+	}); err != nil {
+		return crypto.Token{}, err
+	}
+	return crypto.Token{URL: url, Pin: pin, ID: id, Secret: secret}, nil
+}
+
+func tokenInfos(ctx context.Context, st store.Store) ([]TokenInfo, error) {
+	toks, err := st.Tokens(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]TokenInfo, 0, len(toks))
+	for _, t := range toks {
+		out = append(out, TokenInfo{
+			ID:        t.ID,
+			Created:   t.Created,
+			Expires:   t.Expires,
+			Reusable:  t.Reusable,
+			Uses:      t.Uses,
+			Revoked:   !t.Revoked.IsZero(),
+			RevokedAt: t.Revoked,
+			Tags:      t.Tags,
+		})
+	}
+	return out, nil
+}
+
+// CreateToken creates a join token for this coordinator.
+func (s *Server) CreateToken(ctx context.Context, opts TokenOptions) (crypto.Token, error) {
+	tok, err := issueToken(ctx, s.store, s.publicURL(), s.pin, opts)
+	if err == nil {
+		s.log.Info("join token created", "token", tok.ID, "reusable", opts.Reusable, "tags", opts.Tags)
+	}
+	return tok, err
+}
+
+// Tokens lists the join tokens, newest first.
+func (s *Server) Tokens(ctx context.Context) ([]TokenInfo, error) { return tokenInfos(ctx, s.store) }
+
+// RevokeToken revokes a join token; ErrNotFound if there is none.
+func (s *Server) RevokeToken(ctx context.Context, id string) error {
+	if err := s.store.RevokeToken(ctx, id, time.Now()); err != nil {
+		return err
+	}
+	s.log.Info("join token revoked", "token", id)
+	return nil
+}
