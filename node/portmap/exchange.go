@@ -58,9 +58,11 @@ func exchange(ctx context.Context, c *net.UDPConn, send func() error, accept fun
 		if err := send(); err != nil {
 			return fmt.Errorf("send: %w", err)
 		}
-		deadline := time.Now().Add(rto)
-		if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
-			deadline = d
+		deadline, last := time.Now().Add(rto), false
+		if d, ok := ctx.Deadline(); ok && !d.After(deadline) {
+			// The read deadline is ctx's: its timeout is the end, even if
+			// it fires a moment before ctx's own timer.
+			deadline, last = d, true
 		}
 		if err := c.SetReadDeadline(deadline); err != nil {
 			return fmt.Errorf("set read deadline: %w", err)
@@ -78,7 +80,7 @@ func exchange(ctx context.Context, c *net.UDPConn, send func() error, accept fun
 				return fmt.Errorf("%w: port closed", ErrNoAnswer)
 			}
 			if errors.Is(err, os.ErrDeadlineExceeded) {
-				if ctx.Err() != nil {
+				if last || ctx.Err() != nil {
 					return noAnswer(ctx, start)
 				}
 				break // retransmit
@@ -96,11 +98,13 @@ func exchange(ctx context.Context, c *net.UDPConn, send func() error, accept fun
 	return fmt.Errorf("%w after %d sends over %v", ErrNoAnswer, maxSends, time.Since(start).Round(time.Millisecond))
 }
 
+// noAnswer is the error when ctx ends the wait: cancellation as such, a
+// deadline as ErrNoAnswer.
 func noAnswer(ctx context.Context, start time.Time) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return fmt.Errorf("%w within %v", ErrNoAnswer, time.Since(start).Round(time.Millisecond))
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return ctx.Err()
 	}
-	return ctx.Err()
+	return fmt.Errorf("%w within %v", ErrNoAnswer, time.Since(start).Round(time.Millisecond))
 }
 
 // dial opens a UDP socket connected to server, so the kernel drops
@@ -112,4 +116,37 @@ func dial(server netip.AddrPort) (*net.UDPConn, error) {
 		return nil, fmt.Errorf("dial %s: %w", server, err)
 	}
 	return c, nil
+}
+
+// ResultError is a NAT-PMP or PCP answer with a non-zero result code: the
+// server is there but refused the request.
+type ResultError struct {
+	Protocol string // "NAT-PMP" or "PCP"
+	Code     uint16
+}
+
+func (e *ResultError) Error() string {
+	name := natpmpResultName(e.Code)
+	if e.Protocol == protoPCP {
+		name = pcpResultName(e.Code)
+	}
+	return fmt.Sprintf("%s result %d (%s)", e.Protocol, e.Code, name)
+}
+
+// errOtherVersion means the server answered in another protocol version: a
+// PCP-only server answering NAT-PMP, or the reverse (RFC 6887 §9).
+var errOtherVersion = errors.New("the server speaks another protocol version")
+
+// unsupportedVersion reports whether err says the server doesn't speak the
+// version we sent: answered in another version, or with result 1 (both
+// NAT-PMP's "Unsupported Version" and PCP's UNSUPP_VERSION).
+func unsupportedVersion(err error) bool {
+	var re *ResultError
+	return errors.Is(err, errOtherVersion) || errors.As(err, &re) && re.Code == 1
+}
+
+// localAddr is the source address the kernel chose for a connected socket:
+// the address the gateway sees, which PCP puts in its header.
+func localAddr(c *net.UDPConn) netip.Addr {
+	return c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
 }
