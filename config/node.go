@@ -6,6 +6,8 @@ import (
 	"net"
 	"runtime"
 	"time"
+
+	"github.com/meshnode/meshnode/tun"
 )
 
 // Node defaults, each with its reason.
@@ -14,12 +16,9 @@ const (
 	DefaultNodeConfigFile = "/etc/meshnode/meshnode.yaml"
 	// DefaultListenPort is fixed so firewall rules can name it; 0 picks one.
 	DefaultListenPort = 41820
-	// DefaultMTU leaves room for WireGuard's 32 bytes, UDP's 8 and an IPv6
-	// header's 40 within a 1500-byte link (wireguard-go's default too).
-	DefaultMTU = 1420
-	// MinMTU is IPv6's minimum link MTU (RFC 8200 §5): below it the overlay
-	// can't carry IPv6 at all.
-	MinMTU = 1280
+	// DefaultMTU and MinMTU are the TUN device's (see package tun).
+	DefaultMTU = tun.DefaultMTU
+	MinMTU     = tun.MinMTU
 	// DefaultKeepalive keeps NAT mappings alive: below the 20 s idle timeout
 	// seen on some home gateways and Linux conntrack's 30 s for unreplied UDP.
 	DefaultKeepalive = 15 * time.Second
@@ -40,20 +39,22 @@ type Node struct {
 	TUNDriver   string        `mapstructure:"tun_driver" desc:"TUN driver: wireguard (offloads, fastest) or water (portable)"`
 	Keepalive   time.Duration `mapstructure:"keepalive" desc:"interval of keepalives on each direct path; keep below your NAT's UDP idle timeout"`
 	STUNServers []string      `mapstructure:"stun_servers" desc:"extra STUN servers (host:port) besides the coordinator"`
+	PortMapping bool          `mapstructure:"port_mapping" desc:"ask the LAN gateway (NAT-PMP, PCP) to forward listen_port, for a port-mapped candidate"`
 	LogLevel    string        `mapstructure:"log_level" desc:"debug, info, warn or error"`
 }
 
 // DefaultNode returns the node defaults for this OS.
 func DefaultNode() Node {
 	n := Node{
-		StateDir:   "/var/lib/meshnode",
-		Interface:  "mesh0",
-		ListenPort: DefaultListenPort,
-		Socket:     "/run/meshnode/meshnode.sock",
-		MTU:        DefaultMTU,
-		TUNDriver:  "wireguard",
-		Keepalive:  DefaultKeepalive,
-		LogLevel:   "info",
+		StateDir:    "/var/lib/meshnode",
+		Interface:   "mesh0",
+		ListenPort:  DefaultListenPort,
+		Socket:      "/run/meshnode/meshnode.sock",
+		MTU:         DefaultMTU,
+		TUNDriver:   "wireguard",
+		Keepalive:   DefaultKeepalive,
+		PortMapping: true,
+		LogLevel:    "info",
 	}
 	if runtime.GOOS == "darwin" {
 		n.Interface = "utun"

@@ -51,6 +51,7 @@ func (s *Server) RemoveNode(ctx context.Context, name string) (wire.Node, error)
 			Error: fmt.Sprintf("node %s was removed from the mesh by its administrator", n.Name),
 		})
 	}
+	s.relay.Forget(n.Key)
 	s.log.Info("node removed", "node", n.Name, "key", n.Key.Short())
 	return toWire(n, false), nil
 }

@@ -149,6 +149,8 @@ func (h *hub) attach(sess *session, now time.Time, stun []string) (welcome wire.
 		Peers:   h.peersOf(n),
 		Version: h.version,
 		STUN:    stun,
+		// The relay shares the primary STUN port.
+		Relay: firstOf(stun),
 	}, old, true
 }
 
@@ -231,4 +233,22 @@ func (h *hub) online(key crypto.PublicKey) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.sessions[key] != nil
+}
+
+func firstOf(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
+
+// Known implements relay.Authorizer: a registered node that wasn't removed.
+func (h *hub) Known(key crypto.PublicKey) bool { return h.has(key) }
+
+// ArePeers implements relay.Authorizer.
+func (h *hub) ArePeers(a, b crypto.PublicKey) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	na, nb := h.nodes[a], h.nodes[b]
+	return na != nil && nb != nil && peers(na, nb)
 }

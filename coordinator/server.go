@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meshnode/meshnode/config"
+	"github.com/meshnode/meshnode/coordinator/relay"
 	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/coordinator/stunserver"
 	"github.com/meshnode/meshnode/crypto"
@@ -88,6 +89,7 @@ type Server struct {
 	met      *metrics
 	gatherer prometheus.Gatherer
 	stun     *stunserver.Server
+	relay    *relay.Server
 
 	// writeMu orders registrations and removals with the hub's in-memory
 	// view, so that a node removed while it registers can't linger in maps.
@@ -151,10 +153,12 @@ func New(opts Options) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	s.relay = relay.New(relay.Options{Key: key, Auth: s.hub, Log: log.With("component", "relay"), Registry: reg})
 	s.stun = stunserver.New(stunserver.Options{
 		Software: "meshnode " + version.Version,
 		Logger:   log,
 		Count:    func(result string) { s.met.stun.WithLabelValues(result).Inc() },
+		Relay:    s.relay.HandlePacket,
 	})
 	return s, nil
 }
@@ -191,6 +195,11 @@ func (s *Server) handler(streams *sync.WaitGroup) http.Handler {
 		streams.Add(1)
 		defer streams.Done()
 		s.handleStream(w, r)
+	})
+	mux.HandleFunc("GET "+wire.PathRelay, func(w http.ResponseWriter, r *http.Request) {
+		streams.Add(1)
+		defer streams.Done()
+		s.relay.ServeHTTP(w, r)
 	})
 	if s.gatherer != nil {
 		mux.Handle("GET "+wire.PathMetrics, promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))

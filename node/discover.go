@@ -2,17 +2,15 @@ package node
 
 import (
 	"context"
-	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/discovery"
+	"github.com/meshnode/meshnode/node/portmap"
 )
 
 // Discovery timing.
@@ -74,6 +72,11 @@ func (e *Engine) gather(ctx context.Context, g *discovery.Gatherer) {
 	if ctx.Err() != nil {
 		return
 	}
+	e.mu.Lock()
+	if pm := e.portMapped; pm.IsValid() {
+		res.Endpoints = append(res.Endpoints, wire.Endpoint{Addr: pm, Kind: wire.EndpointPortMap})
+	}
+	e.mu.Unlock()
 	if res.STUNErr != nil && len(servers) > 0 {
 		e.log.Warn("STUN failed: no public address learned (UDP blocked?)", "err", res.STUNErr)
 	}
@@ -116,7 +119,7 @@ func (e *Engine) stunAddrs(ctx context.Context) []netip.AddrPort {
 	e.mu.Unlock()
 	var out []netip.AddrPort
 	for _, s := range names {
-		ap, err := resolveUDP(ctx, s)
+		ap, err := discovery.ResolveSTUN(ctx, s)
 		if err != nil {
 			e.log.Warn("STUN server does not resolve", "server", s, "err", err)
 			continue
@@ -124,30 +127,6 @@ func (e *Engine) stunAddrs(ctx context.Context) []netip.AddrPort {
 		out = append(out, ap)
 	}
 	return out
-}
-
-// resolveUDP resolves host:port to an address, preferring IPv4 (the lab and
-// most NATs are IPv4).
-func resolveUDP(ctx context.Context, s string) (netip.AddrPort, error) {
-	if ap, err := netip.ParseAddrPort(s); err == nil {
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
-	}
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	p, err := strconv.ParseUint(port, 10, 16)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("port %q: %w", port, err)
-	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
-	if err != nil {
-		return netip.AddrPort{}, err
-	}
-	if len(ips) == 0 {
-		return netip.AddrPort{}, fmt.Errorf("%s has no IPv4 address", host)
-	}
-	return netip.AddrPortFrom(ips[0].Unmap(), uint16(p)), nil
 }
 
 func (e *Engine) localAddrs() []netip.Addr {
@@ -176,4 +155,27 @@ func (e *Engine) HandleDisco(pkt []byte, from netip.AddrPort) { e.mgr.HandleDisc
 // HandleRelayControl implements bind.Handler.
 func (e *Engine) HandleRelayControl(pkt []byte, from netip.AddrPort) {
 	e.relay.HandleControl(pkt, from)
+}
+
+// keepPortMapping asks the LAN gateway to forward our port (NAT-PMP or PCP)
+// and offers the mapping as a candidate while it lasts.
+func (e *Engine) keepPortMapping(ctx context.Context) {
+	gw, err := portmap.DefaultGateway(ctx)
+	if err != nil {
+		e.log.Debug("no gateway for port mapping", "err", err)
+		return
+	}
+	m := &portmap.Mapper{Gateway: gw, Log: e.log.With("component", "portmap")}
+	err = m.Run(ctx, e.bind.Port(), func(ext netip.AddrPort) {
+		e.mu.Lock()
+		e.portMapped = ext
+		e.mu.Unlock()
+		if ext.IsValid() {
+			e.log.Info("gateway maps a port for us", "gateway", gw, "external", ext)
+		}
+		e.Kick()
+	})
+	if err != nil {
+		e.log.Debug("port mapping", "err", err)
+	}
 }

@@ -71,6 +71,8 @@ type Engine struct {
 	mu    sync.Mutex
 	peers map[crypto.PublicKey]wire.Node
 	disc  discovery.Result
+	// portMapped is the gateway's port mapping for our socket, if any.
+	portMapped netip.AddrPort
 	// stunServers are the coordinator's STUN addresses (host:port), primary
 	// first, from its welcome.
 	stunServers []string

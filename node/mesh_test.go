@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +19,7 @@ import (
 // Convergence deadlines: generous, so a loaded CI machine doesn't flake.
 const (
 	pathDeadline     = 30 * time.Second
-	transferDeadline = 60 * time.Second
+	transferDeadline = 120 * time.Second
 )
 
 // homeNAT is a typical home router: Linux masquerade, port-restricted cone.
@@ -149,7 +150,7 @@ func TestMappingChangeMidTransferRecovers(t *testing.T) {
 			done := make(chan struct{})
 			go func() {
 				defer close(done)
-				transfer(t, a, b, 8<<20)
+				transfer(t, a, b, 2<<20)
 			}()
 			// Change the mapping once the transfer is flowing.
 			meshlab.WaitFor(t, pathDeadline, "traffic flowing", func() bool {
@@ -220,4 +221,45 @@ func TestSymmetricAgainstFullConeGoesDirect(t *testing.T) {
 	b := m.AddNode("server", m.NAT(cone).NewHost("server", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
 	t.Logf("direct after %v", waitDirect(t, a, b))
 	transfer(t, a, b, 64<<10)
+}
+
+func waitPath(t *testing.T, a, b *meshlab.Node, want string) time.Duration {
+	t.Helper()
+	return meshlab.WaitFor(t, pathDeadline, a.Name+" and "+b.Name+" on "+want+" both ways", func() bool {
+		return a.PathTo(b).Path == want && b.PathTo(a).Path == want
+	})
+}
+
+// Random-port symmetric NATs at both ends can't be punched: the pair uses
+// the relay, end to end encrypted, and a discovery ping shows it.
+func TestHardNATsAtBothEndsUseTheRelay(t *testing.T) {
+	m := meshlab.New(t, meshlab.Options{})
+	ha, hb := natlab.Symmetric(), natlab.Symmetric()
+	ha.Name, hb.Name = "carrier-a", "carrier-b"
+	a := m.AddNode("a", m.NAT(ha).NewHost("a", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{})
+	b := m.AddNode("b", m.NAT(hb).NewHost("b", netip.MustParseAddr("10.2.0.2")), meshlab.NodeOptions{})
+	t.Logf("relay after %v", waitPath(t, a, b, path.PathRelay))
+	transfer(t, a, b, 256<<10)
+	ctx, cancel := context.WithTimeout(context.Background(), pathDeadline)
+	defer cancel()
+	r, err := a.Engine.Ping(ctx, "b")
+	if err != nil || r.Path != path.PathRelay || r.Endpoint == "" {
+		t.Fatalf("ping over the relay: %+v, %v", r, err)
+	}
+}
+
+// A network that blocks UDP: the node binds the relay over TCP (WebSocket on
+// the coordinator's HTTPS port) and still reaches its peer.
+func TestUDPBlockedUsesTheTCPRelay(t *testing.T) {
+	m := meshlab.New(t, meshlab.Options{})
+	blocked := homeNAT("hotel")
+	blocked.BlockUDP = true
+	a := m.AddNode("a", m.NAT(blocked).NewHost("a", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{})
+	b := m.AddNode("b", m.NAT(homeNAT("home")).NewHost("b", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
+	t.Logf("relay after %v", waitPath(t, a, b, path.PathRelay))
+	if via := a.PathTo(b).Via; !strings.HasPrefix(via, "https://") {
+		t.Errorf("a relays via %q, want the coordinator's HTTPS URL (TCP)", via)
+	}
+	transfer(t, a, b, 256<<10)
+	transfer(t, b, a, 64<<10)
 }

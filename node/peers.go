@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/node/discovery"
 	"github.com/meshnode/meshnode/node/path"
 )
 
@@ -43,7 +44,7 @@ func (e *Engine) OnWelcome(msg wire.StreamMsg) {
 		}
 	}
 	if msg.Relay != "" {
-		if addr, err := resolveUDP(context.Background(), msg.Relay); err == nil {
+		if addr, err := discovery.ResolveSTUN(context.Background(), msg.Relay); err == nil {
 			e.relay.SetServer(addr)
 		} else {
 			e.log.Warn("relay address does not resolve", "relay", msg.Relay, "err", err)

@@ -71,6 +71,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	wg.Go(func() { e.mgr.Run(ctx) })
 	wg.Go(func() { e.discoveryLoop(ctx) })
 	wg.Go(func() { e.relay.Run(ctx) })
+	if e.cfg.PortMapping {
+		wg.Go(func() { e.keepPortMapping(ctx) })
+	}
 	tcpRelay := &relayclient.StreamClient{
 		URL:      e.state.CoordinatorURL,
 		Client:   control.NewHTTPClient(e.state.Pin),

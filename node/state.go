@@ -14,8 +14,9 @@ import (
 
 // Files in the state directory.
 const (
-	keyFile   = "private.key"
-	stateFile = "state.json"
+	keyFile = "private.key"
+	// StateFile is the registration's file name in the state directory.
+	StateFile = "state.json"
 	stateMode = 0o600
 	dirMode   = 0o700
 )
@@ -39,15 +40,15 @@ var errNotRegistered = errors.New("not registered")
 
 func loadState(dir string) (State, error) {
 	var s State
-	b, err := os.ReadFile(filepath.Join(dir, stateFile))
+	b, err := os.ReadFile(filepath.Join(dir, StateFile))
 	if errors.Is(err, os.ErrNotExist) {
 		return s, errNotRegistered
 	}
 	if err != nil {
-		return s, fmt.Errorf("read %s: %w", filepath.Join(dir, stateFile), err)
+		return s, fmt.Errorf("read %s: %w", filepath.Join(dir, StateFile), err)
 	}
 	if err := json.Unmarshal(b, &s); err != nil {
-		return s, fmt.Errorf("%s is damaged (%v): remove it and join again with a new token", filepath.Join(dir, stateFile), err)
+		return s, fmt.Errorf("%s is damaged (%v): remove it and join again with a new token", filepath.Join(dir, StateFile), err)
 	}
 	return s, nil
 }
@@ -59,7 +60,7 @@ func saveState(dir string, s State) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(dir, stateFile)
+	path := filepath.Join(dir, StateFile)
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, stateMode)
 	if err != nil {

@@ -32,7 +32,7 @@ the value and what is allowed; the exit code is then 2.`,
 		Example: `  meshnode config check
   meshnode config check --config ./meshnode.yaml
   meshnode config check --coordinator --config /etc/meshnode/coordinator.yaml`,
-		Args: cobra.NoArgs,
+		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if coordinator {
 				c := config.DefaultCoordinator()

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -36,7 +35,7 @@ Settings come from flags, MESHNODE_* environment variables and the YAML file
   # RFC 5780 NAT classification needs two public IPs
   meshnode coordinator --public-url https://198.51.100.1:8443 \
       --stun-listen 198.51.100.1:3478 --stun-alternate 198.51.100.2:3479`,
-		Args: cobra.NoArgs,
+		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, err := loadCoordinatorConfig(cmd, file)
 			if err != nil {
@@ -106,14 +105,4 @@ func openAdmin(cmd *cobra.Command, file string) (coordinator.Admin, error) {
 		return nil, err
 	}
 	return coordinator.OpenAdmin(cmd.Context(), cfg)
-}
-
-// exactArgs is cobra.ExactArgs with a usage error that names what is missing.
-func exactArgs(names ...string) cobra.PositionalArgs {
-	return func(_ *cobra.Command, args []string) error {
-		if len(args) != len(names) {
-			return usageError{fmt.Errorf("want %d argument(s), %s; got %d: %q", len(names), strings.Join(names, " "), len(args), args)}
-		}
-		return nil
-	}
 }

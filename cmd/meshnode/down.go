@@ -18,7 +18,7 @@ func newDownCmd() *cobra.Command {
 		Short:   "Ask the running node to leave the mesh and exit cleanly",
 		Long:    "Ask the node behind the control socket to shut down: it removes its device and routes and exits.",
 		Example: "  sudo meshnode down",
-		Args:    cobra.NoArgs,
+		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := newLocalClient(socket).Down(cmd.Context()); err != nil {
 				return err

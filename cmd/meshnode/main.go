@@ -8,7 +8,10 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/spf13/cobra"
 )
 
 func main() {
@@ -36,8 +39,22 @@ func (e usageError) Unwrap() error { return e.err }
 
 func exitCode(err error) int {
 	var u usageError
-	if errors.As(err, &u) {
+	// cobra reports an unknown subcommand as a plain error.
+	if errors.As(err, &u) || strings.HasPrefix(err.Error(), "unknown command") {
 		return exitUsage
 	}
 	return exitFailure
+}
+
+// exactArgs is cobra.ExactArgs with a usage error that names what is wanted.
+func exactArgs(names ...string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		switch {
+		case len(args) == len(names):
+			return nil
+		case len(names) == 0:
+			return usageError{fmt.Errorf("takes no arguments; got %q (flags start with --)", args)}
+		}
+		return usageError{fmt.Errorf("want %d argument(s), %s; got %d: %q", len(names), strings.Join(names, " "), len(args), args)}
+	}
 }

@@ -25,10 +25,6 @@ import (
 // address is filtered) needs about 25 s.
 const netcheckTimeout = 45 * time.Second
 
-// stateFileName is the node's registration in its state directory
-// (node/state.go), which keeps the coordinator's STUN servers.
-const stateFileName = "state.json"
-
 func newNetcheckCmd() *cobra.Command {
 	var asJSON bool
 	var stunServer, stateDir string
@@ -99,7 +95,7 @@ stun_server, port_mapping{nat_pmp,pcp,upnp,gateway} and notes.`,
 // stateSTUN reads the coordinator's STUN servers, primary first, from the
 // node's state.
 func stateSTUN(dir string) ([]string, error) {
-	path := filepath.Join(dir, stateFileName)
+	path := filepath.Join(dir, node.StateFile)
 	b, err := os.ReadFile(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):

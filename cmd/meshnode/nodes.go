@@ -34,7 +34,7 @@ func newNodesListCmd() *cobra.Command {
 		Use:     "list",
 		Short:   "List registered nodes with addresses, keys, presence and endpoints",
 		Example: "  meshnode nodes list\n  meshnode nodes list --json | jq -r '.[] | select(.online) | .name'",
-		Args:    cobra.NoArgs,
+		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			admin, err := openAdmin(cmd, file)
 			if err != nil {

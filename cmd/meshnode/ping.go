@@ -20,7 +20,7 @@ func newPingCmd() *cobra.Command {
 the path (direct or relay), the endpoint and the round-trip time of each reply.
 It tests meshnode's own path, independent of the peer's firewall.`,
 		Example: "  meshnode ping office\n  meshnode ping 100.88.0.2 --count 10",
-		Args:    cobra.ExactArgs(1),
+		Args:    exactArgs("NAME|IP|KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if count < 1 {
 				return usageError{fmt.Errorf("--count %d: must be at least 1", count)}

@@ -33,7 +33,7 @@ latency, traffic and the last WireGuard handshake.
 self.public_key, self.endpoints and peers[] with name, addresses, public_key,
 online, path, endpoint, latency_ms, rx_bytes, tx_bytes, last_handshake.`,
 		Example: "  meshnode status\n  meshnode status --json | jq '.peers[] | {name, path}'",
-		Args:    cobra.NoArgs,
+		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := newLocalClient(socket).Status(cmd.Context())
 			if err != nil {

@@ -56,7 +56,7 @@ last started.` + tokenAdminNote,
   meshnode token create --reusable --expiry 168h --tag servers
   # in a script
   TOKEN=$(meshnode token create | tail -n 1)`,
-		Args: cobra.NoArgs,
+		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if expiry <= 0 {
 				return usageError{fmt.Errorf("--expiry %v: must be a positive duration such as 24h or 30m", expiry)}
@@ -109,7 +109,7 @@ func newTokenListCmd() *cobra.Command {
 		Short:   "List join tokens (never their secrets)",
 		Long:    `List every join token, newest first, with its state.` + tokenAdminNote,
 		Example: "  meshnode token list\n  meshnode token list --json | jq '.[] | select(.revoked | not)'",
-		Args:    cobra.NoArgs,
+		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			admin, err := openAdmin(cmd, file)
 			if err != nil {

@@ -32,7 +32,7 @@ Settings come from flags, MESHNODE_* environment variables and the YAML file
   # a second node on one host: its own interface, port, state and socket
   sudo meshnode up --interface mesh1 --listen-port 41821 \
       --state-dir /var/lib/meshnode2 --socket /run/meshnode/mesh1.sock`,
-		Args: cobra.NoArgs,
+		Args: exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			settings := config.DefaultNode()
 			if _, err := config.Load(&settings, file, config.DefaultNodeConfigFile, cmd.Flags()); err != nil {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/pion/stun/v3"
+
+	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // Conns are the sockets the server answers on. Only Primary is required.
@@ -31,6 +33,7 @@ type Conns struct {
 const (
 	ResultOK                = "ok"                 // a Binding success response was sent
 	ResultGarbage           = "garbage"            // not a STUN message
+	ResultRelay             = "relay"              // a relay frame, handed to the relay
 	ResultMalformed         = "malformed"          // a STUN header whose body doesn't decode or whose FINGERPRINT is wrong
 	ResultIgnored           = "ignored"            // valid STUN but not a Binding request
 	ResultRateLimited       = "rate_limited"       // over the source's budget
@@ -53,6 +56,10 @@ type Options struct {
 	Software string              // SOFTWARE attribute (RFC 8489 §14.14)
 	Logger   *slog.Logger        // nil discards
 	Count    func(result string) // called once per packet; nil ignores
+	// Relay takes the relay frames (wire.RelayMagic) that share the STUN
+	// port, before STUN's rate limit: the relay limits per node itself.
+	// send answers from the socket the frame came in on.
+	Relay func(pkt []byte, from netip.AddrPort, send func([]byte, netip.AddrPort) error)
 }
 
 // Server answers STUN Binding requests.
@@ -60,12 +67,13 @@ type Server struct {
 	software string
 	log      *slog.Logger
 	count    func(string)
+	relay    func([]byte, netip.AddrPort, func([]byte, netip.AddrPort) error)
 	limit    *limiter
 }
 
 // New returns a Server.
 func New(opts Options) *Server {
-	s := &Server{software: opts.Software, log: opts.Logger, count: opts.Count, limit: newLimiter()}
+	s := &Server{software: opts.Software, log: opts.Logger, count: opts.Count, relay: opts.Relay, limit: newLimiter()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -153,6 +161,13 @@ func (s *Server) handle(pkt []byte, from net.Addr, g socket, grid []socket, othe
 	src, err := addrPort(from)
 	if err != nil {
 		return ResultGarbage
+	}
+	if s.relay != nil && wire.Classify(pkt) == wire.KindRelay {
+		s.relay(pkt, src, func(b []byte, to netip.AddrPort) error {
+			_, err := g.conn.WriteTo(b, net.UDPAddrFromAddrPort(to))
+			return err
+		})
+		return ResultRelay
 	}
 	if !s.limit.allow(src.Addr(), time.Now()) {
 		return ResultRateLimited

@@ -51,6 +51,8 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 	cfg.Token = m.Token
 	cfg.StateDir = m.t.TempDir()
 	cfg.ListenPort = listenPort
+	// Never ask the host's real gateway for anything from a test.
+	cfg.PortMapping = false
 	sockDir, err := os.MkdirTemp("", "mnsock")
 	if err != nil {
 		m.t.Fatal(err)

@@ -89,7 +89,7 @@ func TestReceiveDemultiplexes(t *testing.T) {
 	stunReq := stun.MustBuild(stun.TransactionID, stun.BindingRequest).Raw
 	disco := append(wire.DiscoMagic[:], 1, 2, 3)
 	relayed := wire.AppendRelayData(nil, peer, wgPacket(7))
-	relayCtl := wire.RelayFrame{Type: wire.RelayOK}.Marshal()
+	relayCtl := wire.RelayFrame{Type: wire.RelayOK, Challenge: make([]byte, wire.RelayChallengeLen)}.Marshal()
 	for _, tc := range []struct {
 		name     string
 		pkt      []byte

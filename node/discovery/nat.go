@@ -110,26 +110,3 @@ func portPattern(probes []netip.AddrPort) (string, int) {
 // filterTimeout bounds each filtering probe: a filtered answer never comes,
 // so every dropped probe costs this long.
 const filterTimeout = 2 * time.Second
-
-// ClassifyFiltering runs the RFC 5780 §4.4 filtering test against a server
-// with an alternate address: ask for an answer from the other IP and port,
-// then from the other port only.
-func (p *Prober) ClassifyFiltering(ctx context.Context, primary netip.AddrPort) string {
-	answered := func(flags uint32) bool {
-		c, cancel := context.WithTimeout(ctx, filterTimeout)
-		defer cancel()
-		_, err := p.Query(c, primary, flags)
-		return err == nil
-	}
-	switch {
-	case answered(ChangeIP | ChangePort):
-		return BehaviourEndpointIndependent
-	case ctx.Err() != nil:
-		return BehaviourUnknown
-	case answered(ChangePort):
-		return BehaviourAddressDependent
-	case ctx.Err() != nil:
-		return BehaviourUnknown
-	}
-	return BehaviourAddressPortDependent
-}

@@ -16,11 +16,12 @@ import (
 )
 
 // STUN retransmission (RFC 8489 §6.2.1): an initial RTO of 500 ms, doubled
-// on each retry. Seven tries over ~8 s suit a lossy path; callers bound the
-// whole exchange with their context.
+// on each retry. Four tries wait 0.5+1+2+4 = 7.5 s: enough for a lossy path,
+// short enough that a blocked one is reported within a gathering; callers
+// bound the whole exchange with their context too.
 const (
 	stunRTO     = 500 * time.Millisecond
-	stunRetries = 7
+	stunRetries = 4
 )
 
 // Transport sends from the shared socket.
