@@ -40,4 +40,6 @@ func rowOf(readme, key string) string {
 }
 
 // isOSDependent keys have per-OS defaults that the README spells out.
-func isOSDependent(key string) bool { return key == "interface" || key == "socket" || key == "state_dir" }
+func isOSDependent(key string) bool {
+	return key == "interface" || key == "socket" || key == "state_dir"
+}
