@@ -87,6 +87,9 @@ func (e *Engine) gather(ctx context.Context, g *discovery.Gatherer) {
 	if discovery.SameEndpoints(old.Endpoints, res.Endpoints) {
 		return
 	}
+	if res.Mapping.Behaviour != "" {
+		e.mgr.SetSelfNAT(wire.NATInfo{Mapping: res.Mapping.Behaviour, PortAlloc: res.Mapping.PortAlloc, PortStep: res.Mapping.PortStep})
+	}
 	e.log.Info("candidates changed", "endpoints", res.Endpoints, "mapping", res.Mapping.Behaviour, "port_allocation", res.Mapping.PortAlloc)
 	e.sendEndpoints()
 	if old.Endpoints != nil {
@@ -150,7 +153,9 @@ func (e *Engine) HandleRelayedDisco(pkt []byte, peer crypto.PublicKey) {
 }
 
 // HandleDisco implements bind.Handler.
-func (e *Engine) HandleDisco(pkt []byte, from netip.AddrPort) { e.mgr.HandleDisco(pkt, from) }
+func (e *Engine) HandleDisco(pkt []byte, from netip.AddrPort, sock int) {
+	e.mgr.HandleDisco(pkt, from, sock)
+}
 
 // HandleRelayControl implements bind.Handler.
 func (e *Engine) HandleRelayControl(pkt []byte, from netip.AddrPort) {

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -39,6 +40,9 @@ type Options struct {
 	NewTUN func(addrs []netip.Addr, mtu int) (tun.Device, error)
 	// Bind is the inner conn.Bind; nil means wireguard-go's StdNetBind.
 	Bind conn.Bind
+	// AuxListen opens the auxiliary UDP sockets of the birthday technique;
+	// nil means plain IPv4 sockets on any port.
+	AuxListen func() (bind.UDPConn, error)
 	// LocalAddrs lists LAN candidate addresses; nil means the host's.
 	LocalAddrs func() []netip.Addr
 	// Timing overrides the path manager's timers (tests scale them down).
@@ -88,6 +92,9 @@ type Engine struct {
 func New(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
+	}
+	if opts.AuxListen == nil {
+		opts.AuxListen = func() (bind.UDPConn, error) { return net.ListenUDP("udp4", nil) }
 	}
 	e := &Engine{
 		opts:              opts,

@@ -263,3 +263,28 @@ func TestUDPBlockedUsesTheTCPRelay(t *testing.T) {
 	transfer(t, a, b, 256<<10)
 	transfer(t, b, a, 64<<10)
 }
+
+// A random-port symmetric NAT against a home router (port-restricted cone):
+// plain punching can't cross it (the symmetric side's mapping towards the
+// home router is unknown and the router filters by port), so the pair starts
+// on the relay and the birthday technique finds a direct path.
+func TestRandomSymmetricNATGoesDirectByBirthdayTechnique(t *testing.T) {
+	m := meshlab.New(t, meshlab.Options{})
+	hard := natlab.Symmetric()
+	hard.Name = "carrier"
+	a := m.AddNode("phone", m.NAT(hard).NewHost("phone", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{})
+	b := m.AddNode("home", m.NAT(homeNAT("home")).NewHost("home", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
+	t.Logf("relay after %v", waitPath(t, a, b, path.PathRelay))
+	took := meshlab.WaitFor(t, birthdayDeadline, "a direct path by the birthday technique", func() bool {
+		return a.PathTo(b).Path == path.PathDirect && b.PathTo(a).Path == path.PathDirect
+	})
+	t.Logf("direct after %v more", took)
+	if a.Engine.PathStats().BirthdayWins.Load()+b.Engine.PathStats().BirthdayWins.Load() == 0 {
+		t.Error("direct, but not through the birthday technique")
+	}
+	transfer(t, a, b, 256<<10)
+}
+
+// birthdayDeadline covers a failed punch round, then up to 2048 probes at
+// 100 a second.
+const birthdayDeadline = 90 * time.Second

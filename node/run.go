@@ -43,7 +43,10 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	if inner == nil {
 		inner = conn.NewStdNetBind()
 	}
-	e.bind = bind.New(inner, e.mgr, e)
+	e.bind = bind.New(inner, e.mgr, e, e.opts.AuxListen)
+	if e.opts.AuxListen != nil {
+		e.mgr.SetAux(e.bind)
+	}
 	e.relay = relayclient.New(e.priv, e.state.CoordinatorKey, e, e.log.With("component", "relay"), func(r *bind.Route) { e.setRelay(false, r) })
 	e.dev = device.NewDevice(e.tun, e.bind, wgLogger(e.log))
 	defer e.dev.Close()
@@ -175,8 +178,16 @@ func (e *Engine) closeTUN() {
 	}
 }
 
-// WriteTo sends a raw packet from the shared socket (path.Transport and
-// discovery.Transport).
+// WriteVia sends a raw packet from the shared socket or an auxiliary one
+// (path.Transport).
+func (e *Engine) WriteVia(pkt []byte, to netip.AddrPort, sock int) error {
+	if e.bind == nil {
+		return bind.ErrClosed
+	}
+	return e.bind.WriteVia(pkt, to, sock)
+}
+
+// WriteTo sends a raw packet from the shared socket (discovery.Transport).
 func (e *Engine) WriteTo(pkt []byte, to netip.AddrPort) error {
 	if e.bind == nil {
 		return bind.ErrClosed

@@ -77,6 +77,13 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 			}
 			return c, nil
 		}),
+		AuxListen: func() (bind.UDPConn, error) {
+			c, err := host.ListenPacket(netip.AddrPort{})
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		},
 		NewTUN: func(addrs []netip.Addr, mtu int) (tun.Device, error) {
 			dev, tnet, err := netstack.CreateNetTUN(addrs, nil, mtu)
 			n.Net = tnet

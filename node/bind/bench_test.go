@@ -37,7 +37,7 @@ func (r staticRouter) IsPeer(k crypto.PublicKey) bool { _, ok := r.to[k]; return
 type nopHandler struct{}
 
 func (nopHandler) HandleSTUN([]byte, netip.AddrPort)           {}
-func (nopHandler) HandleDisco([]byte, netip.AddrPort)          {}
+func (nopHandler) HandleDisco([]byte, netip.AddrPort, int)     {}
 func (nopHandler) HandleRelayControl([]byte, netip.AddrPort)   {}
 func (nopHandler) HandleRelayedDisco([]byte, crypto.PublicKey) {}
 
@@ -106,8 +106,8 @@ func pair(tb testing.TB, wrapped bool) (a, b *wgNode) {
 	}
 	ra := staticRouter{to: map[crypto.PublicKey]netip.AddrPort{}, from: map[netip.AddrPort]crypto.PublicKey{}}
 	rb := staticRouter{to: map[crypto.PublicKey]netip.AddrPort{}, from: map[netip.AddrPort]crypto.PublicKey{}}
-	a = startNode(tb, New(conn.NewStdNetBind(), ra, nopHandler{}))
-	b = startNode(tb, New(conn.NewStdNetBind(), rb, nopHandler{}))
+	a = startNode(tb, New(conn.NewStdNetBind(), ra, nopHandler{}, nil))
+	b = startNode(tb, New(conn.NewStdNetBind(), rb, nopHandler{}, nil))
 	ka, kb := a.priv.Public(), b.priv.Public()
 	ra.to[kb], ra.from[loop(b.port)] = loop(b.port), kb
 	rb.to[ka], rb.from[loop(a.port)] = loop(a.port), ka

@@ -31,6 +31,8 @@ type Route struct {
 	Stream FrameSender
 	// Via names the relay for status: its address or URL.
 	Via string
+	// Sock is the auxiliary socket a direct path uses (0: the main one).
+	Sock int
 }
 
 // FrameSender sends relay frames over a stream.
@@ -53,7 +55,9 @@ type Router interface {
 // valid during the call.
 type Handler interface {
 	HandleSTUN(pkt []byte, from netip.AddrPort)
-	HandleDisco(pkt []byte, from netip.AddrPort)
+	// HandleDisco takes a discovery packet that arrived on socket sock (0:
+	// the main socket; see OpenAux).
+	HandleDisco(pkt []byte, from netip.AddrPort, sock int)
 	// HandleRelayedDisco takes a discovery packet that a relay forwarded
 	// from peer.
 	HandleRelayedDisco(pkt []byte, peer crypto.PublicKey)
@@ -93,6 +97,11 @@ type Bind struct {
 	port   uint16
 	stream chan []byte   // frames from a stream relay, while open
 	closed chan struct{} // closed by Close, ends streamReceive
+	// Auxiliary sockets (aux.go), guarded by mu.
+	auxListen func() (UDPConn, error)
+	aux       map[int]UDPConn
+	auxNext   int
+	auxCh     chan auxPacket
 
 	epMu sync.Mutex
 	eps  map[crypto.PublicKey]*PeerEndpoint
@@ -100,13 +109,16 @@ type Bind struct {
 	framePool sync.Pool
 }
 
-// New wraps inner. router and handler must be set before Open.
-func New(inner conn.Bind, router Router, handler Handler) *Bind {
+// New wraps inner. router and handler must be set before Open. auxListen
+// opens auxiliary sockets for the birthday technique; nil disables them.
+func New(inner conn.Bind, router Router, handler Handler, auxListen func() (UDPConn, error)) *Bind {
 	return &Bind{
-		inner:   inner,
-		router:  router,
-		handler: handler,
-		eps:     make(map[crypto.PublicKey]*PeerEndpoint),
+		inner:     inner,
+		router:    router,
+		handler:   handler,
+		auxListen: auxListen,
+		aux:       make(map[int]UDPConn),
+		eps:       make(map[crypto.PublicKey]*PeerEndpoint),
 		framePool: sync.Pool{New: func() any {
 			b := make([]byte, 0, wire.RelayHeaderLen+maxPacket)
 			return &b
@@ -129,9 +141,10 @@ func (b *Bind) Open(port uint16) ([]conn.ReceiveFunc, uint16, error) {
 		wrapped = append(wrapped, b.wrap(fn))
 	}
 	stream, closed := make(chan []byte, streamQueue), make(chan struct{})
-	wrapped = append(wrapped, b.streamReceive(stream, closed))
+	auxCh := make(chan auxPacket, auxQueue)
+	wrapped = append(wrapped, b.streamReceive(stream, closed), b.auxReceive(auxCh, closed))
 	b.mu.Lock()
-	b.open, b.port, b.stream, b.closed = true, actual, stream, closed
+	b.open, b.port, b.stream, b.closed, b.auxCh = true, actual, stream, closed, auxCh
 	b.mu.Unlock()
 	return wrapped, actual, nil
 }
@@ -151,6 +164,7 @@ func (b *Bind) Close() error {
 		close(b.closed)
 		b.closed, b.stream = nil, nil
 	}
+	b.closeAllAux()
 	b.mu.Unlock()
 	return b.inner.Close()
 }

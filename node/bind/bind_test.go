@@ -27,7 +27,7 @@ func (r *recorder) HandleSTUN(p []byte, _ netip.AddrPort) {
 	r.stun = append(r.stun, append([]byte{}, p...))
 }
 
-func (r *recorder) HandleDisco(p []byte, _ netip.AddrPort) {
+func (r *recorder) HandleDisco(p []byte, _ netip.AddrPort, _ int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.disco = append(r.disco, append([]byte{}, p...))
@@ -78,7 +78,7 @@ func TestReceiveDemultiplexes(t *testing.T) {
 		from: map[netip.AddrPort]crypto.PublicKey{senderAddr: peer},
 	}
 	rec := &recorder{}
-	b := New(NewConnBind(loopbackListen), router, rec)
+	b := New(NewConnBind(loopbackListen), router, rec, nil)
 	fns, port, err := b.Open(0)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +146,7 @@ func TestSendFollowsTheRoute(t *testing.T) {
 	defer dst.Close()
 	addr := dst.LocalAddr().(*net.UDPAddr).AddrPort()
 	router := relayRouter{direct: direct, relay: relay, addr: addr}
-	b := New(NewConnBind(loopbackListen), router, &recorder{})
+	b := New(NewConnBind(loopbackListen), router, &recorder{}, nil)
 	if _, _, err := b.Open(0); err != nil {
 		t.Fatal(err)
 	}
@@ -181,12 +181,12 @@ func TestSendFollowsTheRoute(t *testing.T) {
 func TestStreamFramesReachWireGuard(t *testing.T) {
 	peer := key(t)
 	router := staticRouter{to: map[crypto.PublicKey]netip.AddrPort{peer: {}}, from: map[netip.AddrPort]crypto.PublicKey{}}
-	b := New(NewConnBind(loopbackListen), router, &recorder{})
+	b := New(NewConnBind(loopbackListen), router, &recorder{}, nil)
 	fns, _, err := b.Open(0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	streamFn := fns[len(fns)-1]
+	streamFn := fns[len(fns)-2]                                    // Open appends the stream, then the auxiliary, receive functions
 	b.DeliverFrame(wire.AppendRelayData(nil, key(t), wgPacket(8))) // not a peer: dropped
 	b.DeliverFrame(wire.AppendRelayData(nil, peer, wgPacket(9)))
 	bufs, sizes, eps := [][]byte{make([]byte, 1500)}, []int{0}, []conn.Endpoint{nil}
@@ -206,7 +206,7 @@ func TestStreamFramesReachWireGuard(t *testing.T) {
 }
 
 func TestParseEndpoint(t *testing.T) {
-	b := New(NewConnBind(loopbackListen), staticRouter{}, &recorder{})
+	b := New(NewConnBind(loopbackListen), staticRouter{}, &recorder{}, nil)
 	k := key(t)
 	ep, err := b.ParseEndpoint(k.Hex())
 	if err != nil || ep.(*PeerEndpoint).Key != k || ep != b.Endpoint(k) {
@@ -238,3 +238,77 @@ func (r relayRouter) PeerAt(netip.AddrPort) (crypto.PublicKey, bool) {
 	return crypto.PublicKey{}, false
 }
 func (r relayRouter) IsPeer(k crypto.PublicKey) bool { return k == r.direct || k == r.relay }
+
+// sockRecorder remembers which socket each discovery packet came in on.
+type sockRecorder struct {
+	recorder
+	socks chan int
+}
+
+func (r *sockRecorder) HandleDisco(p []byte, from netip.AddrPort, sock int) {
+	r.recorder.HandleDisco(p, from, sock)
+	r.socks <- sock
+}
+
+func TestAuxiliarySockets(t *testing.T) {
+	peer := key(t)
+	remote, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer remote.Close()
+	raddr := remote.LocalAddr().(*net.UDPAddr).AddrPort()
+	router := staticRouter{to: map[crypto.PublicKey]netip.AddrPort{peer: raddr}, from: map[netip.AddrPort]crypto.PublicKey{raddr: peer}}
+	rec := &sockRecorder{socks: make(chan int, 1)}
+	b := New(NewConnBind(loopbackListen), router, rec, func() (UDPConn, error) { return loopbackListen(0) })
+	fns, _, err := b.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	auxFn := fns[len(fns)-1]
+	ids, err := b.OpenAux(3)
+	if err != nil || len(ids) != 3 {
+		t.Fatalf("OpenAux: %v, %v", ids, err)
+	}
+	// Out through socket ids[1]: the remote sees that socket's port.
+	if err := b.WriteVia(append(wire.DiscoMagic[:], 1), raddr, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 100)
+	remote.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, auxAddr, err := remote.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Discovery back into that socket reaches the handler tagged with it.
+	remote.WriteToUDPAddrPort(append(wire.DiscoMagic[:], 2), auxAddr)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		bufs, sizes, eps := [][]byte{make([]byte, 1500)}, []int{0}, []conn.Endpoint{nil}
+		n, err := auxFn(bufs, sizes, eps) // the WireGuard packet sent below
+		if n != 1 || err != nil || eps[0].(*PeerEndpoint).Key != peer {
+			t.Errorf("aux receive: %d %v %v", n, err, eps[0])
+		}
+	}()
+	select {
+	case s := <-rec.socks:
+		if s != ids[1] {
+			t.Fatalf("discovery tagged socket %d, want %d", s, ids[1])
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("discovery from the auxiliary socket never reached the handler")
+	}
+	// WireGuard from the peer into the auxiliary socket goes to wireguard-go.
+	remote.WriteToUDPAddrPort(wgPacket(3), auxAddr)
+	<-done
+	// A route through the auxiliary socket sends from it.
+	if err := b.Send([][]byte{wgPacket(4)}, b.Endpoint(peer)); err != nil {
+		t.Fatal(err)
+	}
+	b.CloseAux(ids...)
+	if err := b.WriteVia([]byte("x"), raddr, ids[0]); err == nil {
+		t.Fatal("write through a closed auxiliary socket succeeded")
+	}
+}

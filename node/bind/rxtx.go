@@ -38,7 +38,7 @@ func (b *Bind) wrap(fn conn.ReceiveFunc) conn.ReceiveFunc {
 				b.handler.HandleSTUN(pkt, from)
 			case wire.KindDisco:
 				b.Stats.DiscoIn.Add(1)
-				b.handler.HandleDisco(pkt, from)
+				b.handler.HandleDisco(pkt, from, 0)
 			default:
 				b.Stats.Garbage.Add(1)
 			}
@@ -89,6 +89,14 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if !ok {
 		b.Stats.NoRoute.Add(uint64(len(bufs)))
 		return ErrNoRoute
+	}
+	if !r.Relay && r.Sock != 0 {
+		for _, pkt := range bufs {
+			if err := b.WriteVia(pkt, r.Addr, r.Sock); err != nil {
+				return err
+			}
+		}
+		return nil
 	}
 	if !r.Relay {
 		return b.inner.Send(bufs, &conn.StdNetEndpoint{AddrPort: r.Addr})

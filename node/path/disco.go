@@ -12,8 +12,9 @@ import (
 
 // outPkt is a packet to send once the lock is released.
 type outPkt struct {
-	pkt []byte
-	to  netip.AddrPort
+	pkt  []byte
+	to   netip.AddrPort
+	sock int
 }
 
 // seal frames a discovery message for peer.
@@ -25,17 +26,17 @@ func (m *Manager) seal(to crypto.PublicKey, d wire.Disco) ([]byte, error) {
 // HandleDisco handles a discovery packet that arrived at the shared socket.
 // Forged, replayed and malformed packets, and packets from keys that are not
 // peers, are dropped and counted.
-func (m *Manager) HandleDisco(pkt []byte, from netip.AddrPort) {
-	m.handle(pkt, unmap(from), nil)
+func (m *Manager) HandleDisco(pkt []byte, from netip.AddrPort, sock int) {
+	m.handle(pkt, unmap(from), sock, nil)
 }
 
 // HandleRelayedDisco handles a discovery packet that a relay forwarded from
 // peer. The sealed sender must be that peer.
 func (m *Manager) HandleRelayedDisco(pkt []byte, peer crypto.PublicKey) {
-	m.handle(pkt, netip.AddrPort{}, &peer)
+	m.handle(pkt, netip.AddrPort{}, 0, &peer)
 }
 
-func (m *Manager) handle(pkt []byte, from netip.AddrPort, relayedFrom *crypto.PublicKey) {
+func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom *crypto.PublicKey) {
 	magic := wire.DiscoMagic[:]
 	if len(pkt) < len(magic) {
 		m.Stats.Rejected.Add(1)
@@ -76,7 +77,7 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, relayedFrom *crypto.Pu
 	case relayedFrom != nil:
 		// Call-me-maybe lists addresses; it is sent directly or not at all.
 	case d.Type == wire.DiscoPing:
-		out = m.onPing(p, d, from, now, out)
+		out = m.onPing(p, d, from, sock, now, out)
 	case d.Type == wire.DiscoPong:
 		m.onPong(p, d, from, now)
 	case d.Type == wire.DiscoCallMeMaybe:
@@ -101,15 +102,22 @@ func (m *Manager) sendRelayed(peer crypto.PublicKey, pkt []byte) error {
 	if rl.Stream != nil {
 		return rl.Stream.SendFrames([][]byte{frame})
 	}
-	return m.tr.WriteTo(frame, rl.Addr)
+	return m.tr.WriteVia(frame, rl.Addr, 0)
 }
 
 // onPing records the sender's address and answers with a pong that tells it
 // where the ping came from.
-func (m *Manager) onPing(p *peer, d wire.Disco, from netip.AddrPort, now time.Time, out []outPkt) []outPkt {
+func (m *Manager) onPing(p *peer, d wire.Disco, from netip.AddrPort, sock int, now time.Time, out []outPkt) []outPkt {
 	m.Stats.PingsReceived.Add(1)
 	m.byAddr.Store(from, p.key)
 	p.lastPingSrc = from
+	if sock != 0 && p.sockFor[from] != sock {
+		// The easy side's probe hit one of our birthday sockets: that
+		// socket's mapping is the way through our NAT.
+		p.sockFor[from] = sock
+		m.log.Info("birthday probe hit", "peer", p.name, "from", from, "socket", sock)
+		out = m.appendPing(p, from, now, out)
+	}
 	if p.addPeerReflexive(from) {
 		m.log.Debug("peer-reflexive candidate", "peer", p.name, "addr", from)
 		if !p.hasBest || from != p.best {
@@ -121,7 +129,7 @@ func (m *Manager) onPing(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 		m.log.Warn("seal pong", "peer", p.name, "err", err)
 		return out
 	}
-	return append(out, outPkt{pong, from})
+	return append(out, outPkt{pong, from, sock})
 }
 
 // onPong completes a ping: it measures the path and may switch to it.
@@ -150,7 +158,7 @@ func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 		return
 	}
 	m.byAddr.Store(from, p.key)
-	if pg.to == p.best && p.hasBest {
+	if pg.to == p.best && pg.sock == p.bestSock && p.hasBest {
 		p.lastPong, p.probes = now, 0
 		// Smooth the RTT like TCP's SRTT (RFC 6298 §2.3, alpha 1/8).
 		p.bestRTT += (rtt - p.bestRTT) / 8
@@ -165,7 +173,11 @@ func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 	}
 	first := !p.hasBest
 	old := p.best
-	p.setBest(pg.to, kind, rtt, now)
+	p.setBest(pg.to, pg.sock, kind, rtt, now)
+	if pg.sock != 0 || p.bday.active() {
+		m.Stats.BirthdayWins.Add(1)
+		m.closeAux(p, pg.sock)
+	}
 	if p.punching(now) && p.settleAt.IsZero() {
 		p.settleAt = now.Add(m.t.Settle)
 	}
@@ -179,12 +191,18 @@ func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 
 // appendPing seals a ping to addr and records it as pending.
 func (m *Manager) appendPing(p *peer, to netip.AddrPort, now time.Time, out []outPkt) []outPkt {
-	pkt, _, err := m.newPing(p, to, now, nil)
+	return m.appendPingVia(p, to, p.sockFor[to], now, out)
+}
+
+// appendPingVia pings to from a given socket.
+func (m *Manager) appendPingVia(p *peer, to netip.AddrPort, sock int, now time.Time, out []outPkt) []outPkt {
+	pkt, tx, err := m.newPing(p, to, now, nil)
 	if err != nil {
 		m.log.Warn("seal ping", "peer", p.name, "err", err)
 		return out
 	}
-	return append(out, outPkt{pkt, to})
+	p.pending[tx].sock = sock
+	return append(out, outPkt{pkt, to, sock})
 }
 
 // newPing builds a ping and registers it.
@@ -206,7 +224,7 @@ func (m *Manager) newPing(p *peer, to netip.AddrPort, now time.Time, reply chan<
 // network) are logged at debug: the next round retries.
 func (m *Manager) send(out []outPkt) {
 	for _, o := range out {
-		if err := m.tr.WriteTo(o.pkt, o.to); err != nil {
+		if err := m.tr.WriteVia(o.pkt, o.to, o.sock); err != nil {
 			m.log.Debug("discovery send failed", "to", o.to, "err", err)
 		}
 	}

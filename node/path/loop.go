@@ -39,6 +39,7 @@ func (m *Manager) tick(now time.Time) {
 			}
 		}
 		out = m.advanceRound(p, now, out)
+		out = m.advanceBirthday(p, now, out)
 		if p.wantRendezvous && p.online && now.Sub(p.lastRendezvous) >= m.t.RendezvousGap {
 			p.wantRendezvous = false
 			p.lastRendezvous = now
@@ -84,11 +85,12 @@ func (m *Manager) heartbeat(p *peer, now time.Time, out []outPkt) ([]outPkt, boo
 		m.Stats.PathsLost.Add(1)
 		m.log.Warn("direct path stopped answering; punching again", "peer", p.name, "endpoint", p.best, "missed", p.probes, "last_pong", now.Sub(p.lastPong).Round(time.Millisecond))
 		p.dropBest()
+		m.closeAux(p, 0)
 		return out, true
 	}
 	p.lastHeartbeat = now
 	p.probes++
-	return m.appendPing(p, p.best, now, out), false
+	return m.appendPingVia(p, p.best, p.bestSock, now, out), false
 }
 
 // advanceRound pings every candidate while a round lasts, ends it once a
@@ -118,6 +120,7 @@ func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt) []outPkt {
 		if !p.hasBest {
 			p.failures++
 			p.nextRound = now.Add(backoff(p.failures, m.t))
+			m.startBirthday(p, now)
 			m.log.Debug("punch round failed", "peer", p.name, "candidates", len(p.cands), "failures", p.failures, "next", p.nextRound.Sub(now).Round(time.Second))
 		}
 	case !p.hasBest && p.online && len(p.cands) > 0 && !now.Before(p.nextRound):

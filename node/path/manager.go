@@ -24,9 +24,16 @@ const KindPeerReflexive = "prflx"
 // roaming through many NAT mappings can't grow our state without limit.
 const maxPeerReflexive = 8
 
-// Transport sends discovery packets from the shared socket.
+// Transport sends discovery packets from the shared socket (sock 0) or an
+// auxiliary socket of the birthday technique.
 type Transport interface {
-	WriteTo(pkt []byte, to netip.AddrPort) error
+	WriteVia(pkt []byte, to netip.AddrPort, sock int) error
+}
+
+// Aux opens and closes auxiliary sockets (bind.Bind does).
+type Aux interface {
+	OpenAux(n int) ([]int, error)
+	CloseAux(ids ...int)
 }
 
 // Hooks are the manager's calls out; each may be nil. They run without the
@@ -66,18 +73,22 @@ type Manager struct {
 
 	mu    sync.Mutex
 	peers map[crypto.PublicKey]*peer
+	// self is this node's own NAT, for choosing hard-NAT techniques.
+	self wire.NATInfo
+	aux  Aux
 }
 
 // Stats counts discovery events.
 type Stats struct {
 	PingsSent, PongsReceived, PingsReceived atomic.Uint64
+	BirthdayAttempts, BirthdayWins          atomic.Uint64
 	Rejected                                atomic.Uint64 // forged, replayed, unknown-peer or malformed
 	PathsFound, PathsLost                   atomic.Uint64
 }
 
 // route is a peer's hot-path state.
 type route struct {
-	direct atomic.Pointer[netip.AddrPort]
+	direct atomic.Pointer[bind.Route]
 	online atomic.Bool
 	lastTx atomic.Int64 // unix nanoseconds of the last send
 	want   atomic.Bool  // a send found no path
@@ -105,7 +116,7 @@ func (m *Manager) RouteTo(key crypto.PublicKey) (bind.Route, bool) {
 	r := v.(*route)
 	r.lastTx.Store(time.Now().UnixNano())
 	if d := r.direct.Load(); d != nil {
-		return bind.Route{Addr: *d}, true
+		return *d, true
 	}
 	if rl := m.relay.Load(); rl != nil && r.online.Load() {
 		return *rl, true
@@ -127,6 +138,20 @@ func (m *Manager) PeerAt(addr netip.AddrPort) (crypto.PublicKey, bool) {
 func (m *Manager) IsPeer(key crypto.PublicKey) bool {
 	_, ok := m.routes.Load(key)
 	return ok
+}
+
+// SetSelfNAT records what this node learned of its own NAT.
+func (m *Manager) SetSelfNAT(n wire.NATInfo) {
+	m.mu.Lock()
+	m.self = n
+	m.mu.Unlock()
+}
+
+// SetAux enables the birthday technique with auxiliary sockets.
+func (m *Manager) SetAux(a Aux) {
+	m.mu.Lock()
+	m.aux = a
+	m.mu.Unlock()
 }
 
 // SetRelay sets the relay route used for peers without a direct path; nil
@@ -160,6 +185,9 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 // RemovePeer forgets a peer that left the mesh.
 func (m *Manager) RemovePeer(key crypto.PublicKey) {
 	m.mu.Lock()
+	if p, ok := m.peers[key]; ok {
+		m.closeAux(p, 0)
+	}
 	delete(m.peers, key)
 	m.mu.Unlock()
 	m.routes.Delete(key)

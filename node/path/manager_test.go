@@ -27,7 +27,7 @@ type port struct {
 	self netip.AddrPort
 }
 
-func (p port) WriteTo(pkt []byte, to netip.AddrPort) error {
+func (p port) WriteVia(pkt []byte, to netip.AddrPort, _ int) error {
 	p.f.mu.Lock()
 	m, tap, blocked := p.f.at[to], p.f.tap, p.f.block[to]
 	p.f.mu.Unlock()
@@ -35,7 +35,7 @@ func (p port) WriteTo(pkt []byte, to netip.AddrPort) error {
 		tap(append([]byte{}, pkt...), p.self, to)
 	}
 	if m != nil && !blocked {
-		m.HandleDisco(append([]byte{}, pkt...), p.self)
+		m.HandleDisco(append([]byte{}, pkt...), p.self, 0)
 	}
 	return nil
 }
@@ -196,7 +196,7 @@ func TestRejectsForgedAndReplayedDiscovery(t *testing.T) {
 			pongs := b.m.Stats.PongsReceived.Load()
 			// Replayed from an attacker's address: it must not become b's path.
 			attacker := netip.MustParseAddrPort("198.18.66.6:666")
-			a.m.HandleDisco(tc.pkt(), attacker)
+			a.m.HandleDisco(tc.pkt(), attacker, 0)
 			if got := a.m.Stats.Rejected.Load(); got != before+1 {
 				t.Fatalf("rejected count %d → %d, want one more", before, got)
 			}

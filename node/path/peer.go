@@ -6,6 +6,7 @@ import (
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/node/bind"
 )
 
 // peer is the manager's slow-path state for one peer, guarded by Manager.mu.
@@ -37,6 +38,11 @@ type peer struct {
 
 	pending map[[wire.TxIDLen]byte]*ping
 
+	// sockFor maps a candidate to the auxiliary socket that reaches it.
+	sockFor  map[netip.AddrPort]int
+	bestSock int
+	bday     birthday
+
 	// Punch rounds.
 	punchUntil     time.Time
 	lastPunchPing  time.Time
@@ -50,6 +56,7 @@ type peer struct {
 // ping is an outstanding discovery ping.
 type ping struct {
 	to      netip.AddrPort
+	sock    int
 	sent    time.Time
 	relayed bool
 	reply   chan<- PingResult // set for user pings
@@ -61,6 +68,7 @@ func newPeer(key crypto.PublicKey) *peer {
 		route:   new(route),
 		cands:   make(map[netip.AddrPort]string),
 		pending: make(map[[wire.TxIDLen]byte]*ping),
+		sockFor: make(map[netip.AddrPort]int),
 	}
 }
 
@@ -149,10 +157,10 @@ func (p *peer) active(now time.Time, t Timing) bool {
 }
 
 // setBest switches the direct path.
-func (p *peer) setBest(a netip.AddrPort, kind string, rtt time.Duration, now time.Time) {
-	p.hasBest, p.best, p.bestKind, p.bestRTT = true, a, kind, rtt
+func (p *peer) setBest(a netip.AddrPort, sock int, kind string, rtt time.Duration, now time.Time) {
+	p.hasBest, p.best, p.bestSock, p.bestKind, p.bestRTT = true, a, sock, kind, rtt
 	p.lastPong, p.probes = now, 0
-	p.route.direct.Store(&a)
+	p.route.direct.Store(&bind.Route{Addr: a, Sock: sock})
 	p.failures = 0
 }
 

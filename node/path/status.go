@@ -70,6 +70,9 @@ func (m *Manager) Ping(ctx context.Context, key crypto.PublicKey) (PingResult, e
 	}
 	to := p.best
 	pkt, tx, err := m.newPing(p, to, time.Now(), reply)
+	if err == nil {
+		p.pending[tx].sock = p.bestSock
+	}
 	if err == nil && relayed {
 		pg := p.pending[tx]
 		pg.relayed = true
@@ -86,7 +89,7 @@ func (m *Manager) Ping(ctx context.Context, key crypto.PublicKey) (PingResult, e
 			return PingResult{}, fmt.Errorf("%s via the relay: %w", p.name, err)
 		}
 	} else {
-		m.send([]outPkt{{pkt, to}})
+		m.send([]outPkt{{pkt, to, p.bestSock}})
 	}
 	select {
 	case r := <-reply:

@@ -1,0 +1,179 @@
+package path
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"time"
+
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// The birthday technique (nat-traversal notes) for a random-port symmetric
+// NAT facing an endpoint-independent one: the hard side opens many sockets,
+// each holding a mapping towards the easy side's public address; the easy
+// side probes random ports of the hard side's public IP. With 256 mappings,
+// 1024 random probes succeed 98% of the time and 2048 99.9%. Hard NATs at
+// both ends would need ~170,000 probes a side: they use the relay instead.
+const (
+	birthdaySockets = 256
+	birthdayProbes  = 2048
+	// birthdayRate paces the easy side's probes: 2048 in ~20 s, gentle on
+	// both NATs' state tables.
+	birthdayRate = 100
+	// birthdayDuration bounds one attempt, the probes included.
+	birthdayDuration = 25 * time.Second
+	// birthdayRefresh re-sends from each hard-side socket, keeping its
+	// mapping open while the easy side probes.
+	birthdayRefresh = time.Second
+	// birthdayRetry spaces attempts for one peer: each costs hundreds of
+	// sockets and thousands of packets, so it runs rarely.
+	birthdayRetry = 2 * time.Minute
+	// The port range NATs allocate from (RFC 6056 §3.2: the dynamic range
+	// often starts at 1024).
+	firstNATPort = 1024
+	lastNATPort  = 65535
+)
+
+type birthdayRole int
+
+const (
+	roleNone birthdayRole = iota
+	roleHard
+	roleEasy
+)
+
+// birthday is one peer's attempt.
+type birthday struct {
+	role  birthdayRole
+	until time.Time
+	last  time.Time
+	sent  int
+	socks []int
+	// target is the easy side's public address (hard role) or the hard
+	// side's public IP (easy role, port ignored).
+	target netip.AddrPort
+	next   time.Time
+}
+
+func (b *birthday) active() bool { return b.role != roleNone }
+
+// hardNAT is an endpoint-dependent mapping with unpredictable ports.
+func hardNAT(n *wire.NATInfo) bool {
+	return n != nil && (n.Mapping == "address-dependent" || n.Mapping == "address-and-port-dependent") && n.PortAlloc != "sequential"
+}
+
+// easyNAT is no NAT or an endpoint-independent mapping.
+func easyNAT(n *wire.NATInfo) bool {
+	return n != nil && (n.Mapping == "endpoint-independent" || n.Mapping == "none")
+}
+
+// birthdayRoleFor decides this node's role against a peer.
+func birthdayRoleFor(self, peer *wire.NATInfo) birthdayRole {
+	switch {
+	case hardNAT(self) && easyNAT(peer):
+		return roleHard
+	case easyNAT(self) && hardNAT(peer):
+		return roleEasy
+	}
+	return roleNone
+}
+
+// startBirthday begins an attempt after a failed punch round, when the two
+// NATs call for it.
+func (m *Manager) startBirthday(p *peer, now time.Time) {
+	if m.aux == nil || p.bday.active() || now.Before(p.bday.next) {
+		return
+	}
+	role := birthdayRoleFor(&m.self, p.nat)
+	if role == roleNone {
+		return
+	}
+	var public netip.AddrPort
+	for a, kind := range p.cands {
+		if kind == wire.EndpointSTUN {
+			public = a
+		}
+	}
+	if !public.IsValid() {
+		return
+	}
+	b := birthday{role: role, until: now.Add(birthdayDuration), target: public}
+	if role == roleHard {
+		socks, err := m.aux.OpenAux(birthdaySockets)
+		if err != nil {
+			m.log.Warn("birthday technique: auxiliary sockets", "peer", p.name, "opened", len(socks), "err", err)
+			m.aux.CloseAux(socks...)
+			p.bday.next = now.Add(birthdayRetry)
+			return
+		}
+		b.socks = socks
+	}
+	p.bday = b
+	m.Stats.BirthdayAttempts.Add(1)
+	m.log.Info("birthday technique: starting", "peer", p.name, "role", map[birthdayRole]string{roleHard: "hard", roleEasy: "easy"}[role], "target", public)
+}
+
+// advanceBirthday sends this tick's share of an attempt and ends it on
+// success or timeout.
+func (m *Manager) advanceBirthday(p *peer, now time.Time, out []outPkt) []outPkt {
+	b := &p.bday
+	switch {
+	case !b.active():
+		return out
+	case p.hasBest:
+		m.endBirthday(p, p.bestSock, now)
+		return out
+	case now.After(b.until):
+		m.log.Info("birthday technique: no hit; the relay carries this peer", "peer", p.name, "probes", b.sent)
+		m.endBirthday(p, 0, now)
+		return out
+	}
+	if b.role == roleHard {
+		if now.Sub(b.last) >= birthdayRefresh {
+			b.last = now
+			for _, s := range b.socks {
+				out = m.appendPingVia(p, b.target, s, now, out)
+			}
+		}
+		return out
+	}
+	// Easy side: birthdayRate probes a second, spread over the ticks.
+	due := min(int(now.Sub(b.until.Add(-birthdayDuration)).Seconds()*birthdayRate), birthdayProbes)
+	for ; b.sent < due; b.sent++ {
+		port := firstNATPort + rand.IntN(lastNATPort-firstNATPort+1)
+		out = m.appendPingVia(p, netip.AddrPortFrom(b.target.Addr(), uint16(port)), 0, now, out)
+	}
+	return out
+}
+
+// endBirthday ends an attempt, keeping only the socket that won (if any).
+func (m *Manager) endBirthday(p *peer, keep int, now time.Time) {
+	m.closeAux(p, keep)
+	p.bday = birthday{next: now.Add(birthdayRetry)}
+}
+
+// closeAux closes a peer's auxiliary sockets except keep.
+func (m *Manager) closeAux(p *peer, keep int) {
+	var drop []int
+	for _, s := range p.bday.socks {
+		if s != keep {
+			drop = append(drop, s)
+		}
+	}
+	if keep == 0 && p.bestSock != 0 {
+		drop = append(drop, p.bestSock)
+	}
+	if len(drop) > 0 && m.aux != nil {
+		m.aux.CloseAux(drop...)
+	}
+	for a, s := range p.sockFor {
+		if s != keep {
+			delete(p.sockFor, a)
+		}
+	}
+	if keep != 0 {
+		p.bday.socks = []int{keep}
+	} else {
+		p.bday.socks = nil
+	}
+}

@@ -1,0 +1,107 @@
+package tcppunch
+
+import (
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+)
+
+const (
+	// waitTimeout bounds every wait in these tests; on loopback everything
+	// happens in milliseconds, so reaching it means the behaviour is broken.
+	waitTimeout = 20 * time.Second
+	// pollInterval is how often a wait re-checks its condition.
+	pollInterval = 20 * time.Millisecond
+	// frameQueue bounds frames a test collects before it reads them.
+	frameQueue = 1024
+)
+
+func newKey(t testing.TB) crypto.PrivateKey {
+	t.Helper()
+	k, err := crypto.NewPrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// freePort returns a TCP port nothing listens on at ip, picked by the kernel.
+func freePort(t *testing.T, ip string) uint16 {
+	t.Helper()
+	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		t.Fatalf("pick a free port on %s: %v", ip, err)
+	}
+	defer ln.Close()
+	return addrPort(ln.Addr()).Port()
+}
+
+func testLog(testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+// collector gathers delivered frames.
+type collector chan []byte
+
+func newCollector() collector { return make(collector, frameQueue) }
+
+func (c collector) deliver(f []byte) {
+	select {
+	case c <- f:
+	default:
+		panic("test collector full: raise frameQueue")
+	}
+}
+
+// next waits for the next delivered frame.
+func (c collector) next(t *testing.T) []byte {
+	t.Helper()
+	select {
+	case f := <-c:
+		return f
+	case <-time.After(waitTimeout):
+		t.Fatalf("no frame delivered within %v", waitTimeout)
+		return nil
+	}
+}
+
+// eventually polls cond until it returns nil or waitTimeout passes.
+func eventually(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not true after %v: %v", what, waitTimeout, err)
+		}
+		<-tick.C
+	}
+}
+
+// receive waits for a value from ch for at most waitTimeout.
+func receive[T any](t testing.TB, what string, ch <-chan T) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(waitTimeout):
+		t.Fatalf("%s: nothing after %v", what, waitTimeout)
+		var zero T
+		return zero
+	}
+}
+
+func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

@@ -1,0 +1,306 @@
+package tcppunch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+)
+
+// Punch timing.
+const (
+	// retryInterval spaces connect attempts: a NAT or host that answers a
+	// SYN with a reset fails an attempt at once, and the next one waits for
+	// the rest of this interval ("retry after about a second").
+	retryInterval = time.Second
+	// dialAttemptTimeout bounds one connect attempt whose SYN is silently
+	// dropped (the usual NAT filter). Until then the socket stays open in
+	// SYN-SENT, its NAT mapping stays open, and the kernel resends the SYN
+	// (after 1 s, then 2 s more: RFC 6298 initial RTO 1 s), so the peer's SYN
+	// crosses into it; after it a fresh socket starts over.
+	dialAttemptTimeout = 5 * time.Second
+	// handshakeTimeout bounds authenticating one connection: three short
+	// messages each way, a few round trips even on a slow link.
+	handshakeTimeout = 5 * time.Second
+	// punchTimeout bounds a punch even when ctx does not: two cone NATs
+	// open within a few retries once both sides punch, and past this the
+	// path manager should use the TCP relay and try again with backoff.
+	punchTimeout = 30 * time.Second
+	// maxCandidates bounds connections being authenticated at once; more
+	// from the peer's address are closed unread.
+	maxCandidates = 4
+)
+
+// Options configure one punch.
+type Options struct {
+	Priv crypto.PrivateKey
+	Peer crypto.PublicKey
+	// LocalPort is the port this node's coordinator connection uses (see
+	// Dialer); the peer punches its public mapping.
+	LocalPort uint16
+	// Remote is the peer's public TCP mapping, as the coordinator saw it.
+	Remote netip.AddrPort
+	// Log may be nil.
+	Log *slog.Logger
+	// Deliver takes every received data frame (bind.Bind.DeliverFrame).
+	// Each frame is a fresh slice the callee may keep.
+	Deliver func(frame []byte)
+}
+
+func (o Options) validate() error {
+	var errs []error
+	if o.Priv.IsZero() {
+		errs = append(errs, errors.New("tcp punch: Priv is unset; pass the node's private key"))
+	}
+	if o.Peer.IsZero() {
+		errs = append(errs, errors.New("tcp punch: Peer is unset; pass the peer's public key"))
+	} else if !o.Priv.IsZero() && o.Peer == o.Priv.Public() {
+		errs = append(errs, fmt.Errorf("tcp punch: Peer %s is this node's own key; pass the peer's key", o.Peer.Short()))
+	}
+	if o.LocalPort == 0 {
+		errs = append(errs, errors.New("tcp punch: LocalPort is 0; pass the port of the coordinator connection, whose mapping the peer punches"))
+	}
+	if !o.Remote.IsValid() || o.Remote.Port() == 0 || o.Remote.Addr().Unmap().IsUnspecified() {
+		errs = append(errs, fmt.Errorf("tcp punch: Remote %s is not an address and port; pass the peer's public TCP mapping", o.Remote))
+	}
+	if o.Deliver == nil {
+		errs = append(errs, errors.New("tcp punch: Deliver is nil; pass the Bind's DeliverFrame"))
+	}
+	return errors.Join(errs...)
+}
+
+// puncher is one Punch in progress.
+type puncher struct {
+	o       Options
+	self    crypto.PublicKey
+	remote  netip.AddrPort // o.Remote, unmapped
+	chooser bool           // this node picks the connection (lower key)
+
+	wg   sync.WaitGroup
+	slot chan struct{} // maxCandidates tokens
+	turn chan struct{} // chooser: one decision at a time
+	won  chan *Path    // the first connection both ends agreed on
+
+	mu       sync.Mutex
+	lastErr  error
+	rejected error // the last connection that proved the wrong key
+	attempts int
+}
+
+// Punch opens a direct TCP path to o.Peer: it listens on o.LocalPort and
+// repeatedly connects from it to o.Remote until a connection from the peer's
+// address (accepted, dialed or a simultaneous open) authenticates o.Peer.
+// It stops when ctx ends or after punchTimeout, and leaves no socket or
+// goroutine behind on failure. Run the returned Path's read loop.
+func Punch(ctx context.Context, o Options) (*Path, error) {
+	if err := o.validate(); err != nil {
+		return nil, err
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	self := o.Priv.Public()
+	pn := &puncher{
+		o:       o,
+		self:    self,
+		remote:  netip.AddrPortFrom(o.Remote.Addr().Unmap(), o.Remote.Port()),
+		chooser: bytes.Compare(self[:], o.Peer[:]) < 0,
+		slot:    make(chan struct{}, maxCandidates),
+		turn:    make(chan struct{}, 1),
+		won:     make(chan *Path, 1),
+	}
+	ctx, cancel := context.WithTimeout(ctx, punchTimeout)
+	defer cancel()
+	ln, err := Listen(ctx, o.LocalPort)
+	if err != nil {
+		return nil, fmt.Errorf("tcp punch to %s: %w", pn.remote, err)
+	}
+	pn.wg.Go(func() { pn.acceptLoop(ctx, ln) })
+	pn.wg.Go(func() { pn.dialLoop(ctx) })
+
+	var p *Path
+	select {
+	case p = <-pn.won:
+	case <-ctx.Done():
+	}
+	cancel()
+	ln.Close()
+	pn.wg.Wait()
+	if p == nil {
+		// A candidate may have won while ctx ended; the caller gave up,
+		// so it is not handed out.
+		select {
+		case late := <-pn.won:
+			late.Close()
+		default:
+		}
+		pn.mu.Lock()
+		defer pn.mu.Unlock()
+		err := fmt.Errorf("tcp punch to %s from port %d: no authenticated connection (%d connect attempts): %w",
+			pn.remote, o.LocalPort, pn.attempts, ctx.Err())
+		if pn.lastErr != nil {
+			err = fmt.Errorf("%w (last failure: %v)", err, pn.lastErr)
+		}
+		if pn.rejected != nil && pn.rejected != pn.lastErr {
+			err = fmt.Errorf("%w (last rejected connection: %v)", err, pn.rejected)
+		}
+		return nil, err
+	}
+	o.Log.Info("tcp punch connected", "peer", o.Peer.Short(), "remote", p.remote, "attempts", pn.attempts)
+	return p, nil
+}
+
+func (pn *puncher) fail(err error) {
+	if errors.Is(err, errWrongPeer) {
+		pn.o.Log.Warn("tcp punch rejected a connection", "peer", pn.o.Peer.Short(), "err", err)
+	} else {
+		pn.o.Log.Debug("tcp punch attempt failed", "peer", pn.o.Peer.Short(), "err", err)
+	}
+	pn.mu.Lock()
+	pn.lastErr = err
+	if errors.Is(err, errWrongPeer) {
+		pn.rejected = err
+	}
+	pn.mu.Unlock()
+}
+
+// acceptLoop takes connections from the peer's address until ln closes.
+func (pn *puncher) acceptLoop(ctx context.Context, ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() == nil {
+				pn.fail(fmt.Errorf("accept: %w", err))
+			}
+			return
+		}
+		if from := addrPort(c.RemoteAddr()); from.Addr() != pn.remote.Addr() {
+			c.Close()
+			pn.fail(fmt.Errorf("refused a connection from %s: the peer's address is %s", from, pn.remote.Addr()))
+			continue
+		}
+		pn.candidate(ctx, c, "accept")
+	}
+}
+
+// dialLoop connects from the local port to the peer's mapping, a fresh
+// socket per attempt, until ctx ends.
+func (pn *puncher) dialLoop(ctx context.Context) {
+	d := Dialer(pn.o.LocalPort)
+	d.Timeout = dialAttemptTimeout
+	for ctx.Err() == nil {
+		start := time.Now()
+		pn.mu.Lock()
+		pn.attempts++
+		pn.mu.Unlock()
+		c, err := d.DialContext(ctx, "tcp", pn.remote.String())
+		if err != nil {
+			if ctx.Err() == nil {
+				pn.fail(fmt.Errorf("connect: %w", err))
+			}
+		} else {
+			// Its 4-tuple is taken until the handshake ends: the next
+			// attempt waits for it to fail.
+			select {
+			case <-pn.candidate(ctx, c, "connect"):
+			case <-ctx.Done():
+				return
+			}
+		}
+		t := time.NewTimer(time.Until(start.Add(retryInterval)))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// candidate authenticates c in the background, or closes it when too many
+// are in progress. The channel closes if c fails; it stays open once c is
+// the path.
+func (pn *puncher) candidate(ctx context.Context, c net.Conn, how string) <-chan struct{} {
+	failed := make(chan struct{})
+	select {
+	case pn.slot <- struct{}{}:
+	default:
+		c.Close()
+		pn.fail(fmt.Errorf("%s from %s: %d connections already authenticating", how, c.RemoteAddr(), maxCandidates))
+		close(failed)
+		return failed
+	}
+	pn.wg.Go(func() {
+		defer func() { <-pn.slot }()
+		if err := pn.settle(ctx, c); err != nil {
+			close(failed)
+			c.Close()
+			if ctx.Err() == nil {
+				pn.fail(fmt.Errorf("%s from %s: %w", how, c.RemoteAddr(), err))
+			}
+			return
+		}
+		p := newPath(c, pn.self, pn.o.Peer, pn.o.Deliver, pn.o.Log)
+		select {
+		case pn.won <- p:
+			pn.o.Log.Debug("tcp punch path chosen", "how", how, "remote", p.remote)
+		default:
+			c.Close()
+		}
+	})
+	return failed
+}
+
+// settle authenticates c and agrees with the peer to use it. On success c
+// has no deadline and ctx no longer affects it.
+func (pn *puncher) settle(ctx context.Context, c net.Conn) error {
+	// Ending ctx unblocks the handshake; stop tells whether it did.
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
+	if err := c.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
+		stop()
+		return err
+	}
+	err := authenticate(c, pn.o.Priv, pn.o.Peer)
+	if err == nil {
+		err = pn.agree(ctx, c)
+	}
+	if !stop() {
+		return errors.Join(err, ctx.Err())
+	}
+	if err != nil {
+		return err
+	}
+	return c.SetDeadline(time.Time{})
+}
+
+// agree settles which authenticated connection is the path. The chooser
+// offers one at a time and keeps its turn once the peer agrees, so only one
+// connection ever wins; the other node takes what it is offered.
+func (pn *puncher) agree(ctx context.Context, c net.Conn) error {
+	if !pn.chooser {
+		return follow(c)
+	}
+	select {
+	case pn.turn <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	// The turn may have waited on another candidate: give this one a full
+	// exchange.
+	if err := c.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
+		<-pn.turn
+		return err
+	}
+	if err := choose(c); err != nil {
+		<-pn.turn
+		return err
+	}
+	return nil
+}
