@@ -25,6 +25,27 @@ test: unit e2e test-packaging
 unit:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
+# The real-kernel NAT lab (e2e/, lab in e2e/netlab): real meshnode binaries
+# with TUN devices behind nftables NATs in network namespaces. Needs root and
+# iproute2 nftables conntrack iputils-ping; without them it says so and skips.
+# E2E_FLAGS=-short skips the 2-minute keepalive scenario.
+E2E_TIMEOUT ?= 30m
+E2E_FLAGS   ?=
+E2E_ENV      = MESHNODE_E2E=1 MESHNODE_BIN=$(CURDIR)/bin/meshnode
+
+e2e: build
+	$(E2E_ENV) $(GO) test -p 1 -count=1 -timeout $(E2E_TIMEOUT) -v $(E2E_FLAGS) ./e2e/...
+
+# The NAT-pair matrix alone: prints the table and writes bench/NATMATRIX.md.
+natmatrix: build
+	$(E2E_ENV) MESHNODE_NATMATRIX=$(CURDIR)/bench/NATMATRIX.md \
+		$(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v -run '^TestNATMatrix$$' ./e2e
+
+# A coordinator and two nodes behind two home NATs, in namespaces: status,
+# ping, clean-up. As root; installs missing apt packages.
+demo:
+	@GO='$(GO)' scripts/demo.sh
+
 lint:
 	test -z "$$(gofmt -l .)"
 	$(GO) vet ./...
@@ -58,6 +79,9 @@ test-packaging:
 clean:
 	rm -rf bin dist
 
-# bench: the data-plane and control-plane benchmarks, side by side in one run.
+# bench: the data plane (plain wireguard-go, meshnode's Bind, the relay) side
+# by side in one run, then the coordinator's and the relay's hot paths.
+# Figures go in bench/RESULTS.md.
 bench:
-	$(GO) test -run '^$$' -bench . -benchtime 200000x -count 1 ./node/bind/ | tee bench/bind.txt
+	$(GO) test -run '^$$' -bench DataPlane -benchtime 100000x -count 3 ./bench/
+	$(GO) test -run '^$$' -bench . -count 1 ./coordinator/ ./coordinator/relay/ ./internal/natlab/

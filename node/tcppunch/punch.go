@@ -78,6 +78,7 @@ func (o Options) validate() error {
 
 // puncher is one Punch in progress.
 type puncher struct {
+	ctx     context.Context // ends with the punch
 	o       Options
 	self    crypto.PublicKey
 	remote  netip.AddrPort // o.Remote, unmapped
@@ -95,19 +96,35 @@ type puncher struct {
 }
 
 // Punch opens a direct TCP path to o.Peer: it listens on o.LocalPort and
-// repeatedly connects from it to o.Remote until a connection from the peer's
-// address (accepted, dialed or a simultaneous open) authenticates o.Peer.
+// repeatedly connects from it to o.Remote until a connection with the peer's
+// mapping (accepted, dialed or a simultaneous open) authenticates o.Peer.
 // It stops when ctx ends or after punchTimeout, and leaves no socket or
 // goroutine behind on failure. Run the returned Path's read loop.
+//
+// Punch listens for itself: run one at a time per port, or punch through
+// one Listener to punch several peers from a port at once.
 func Punch(ctx context.Context, o Options) (*Path, error) {
 	if err := o.validate(); err != nil {
 		return nil, err
 	}
+	l, err := NewListener(ctx, o.LocalPort)
+	if err != nil {
+		return nil, fmt.Errorf("tcp punch to %s: %w", o.Remote, err)
+	}
+	defer l.Close()
+	return l.Punch(ctx, o)
+}
+
+// punch runs one punch with l routing it the connections from its peer.
+func (l *Listener) punch(ctx context.Context, o Options) (*Path, error) {
 	if o.Log == nil {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
+	ctx, cancel := context.WithTimeout(ctx, punchTimeout)
+	defer cancel()
 	self := o.Priv.Public()
 	pn := &puncher{
+		ctx:     ctx,
 		o:       o,
 		self:    self,
 		remote:  netip.AddrPortFrom(o.Remote.Addr().Unmap(), o.Remote.Port()),
@@ -116,14 +133,8 @@ func Punch(ctx context.Context, o Options) (*Path, error) {
 		turn:    make(chan struct{}, 1),
 		won:     make(chan *Path, 1),
 	}
-	ctx, cancel := context.WithTimeout(ctx, punchTimeout)
-	defer cancel()
-	ln, err := Listen(ctx, o.LocalPort)
-	if err != nil {
-		return nil, fmt.Errorf("tcp punch to %s: %w", pn.remote, err)
-	}
-	pn.wg.Go(func() { pn.acceptLoop(ctx, ln) })
-	pn.wg.Go(func() { pn.dialLoop(ctx) })
+	l.add(pn)
+	pn.wg.Go(pn.dialLoop)
 
 	var p *Path
 	select {
@@ -131,7 +142,7 @@ func Punch(ctx context.Context, o Options) (*Path, error) {
 	case <-ctx.Done():
 	}
 	cancel()
-	ln.Close()
+	l.remove(pn) // after it, l hands pn no more connections
 	pn.wg.Wait()
 	if p == nil {
 		// A candidate may have won while ctx ended; the caller gave up,
@@ -171,28 +182,10 @@ func (pn *puncher) fail(err error) {
 	pn.mu.Unlock()
 }
 
-// acceptLoop takes connections from the peer's address until ln closes.
-func (pn *puncher) acceptLoop(ctx context.Context, ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if ctx.Err() == nil {
-				pn.fail(fmt.Errorf("accept: %w", err))
-			}
-			return
-		}
-		if from := addrPort(c.RemoteAddr()); from.Addr() != pn.remote.Addr() {
-			c.Close()
-			pn.fail(fmt.Errorf("refused a connection from %s: the peer's address is %s", from, pn.remote.Addr()))
-			continue
-		}
-		pn.candidate(ctx, c, "accept")
-	}
-}
-
 // dialLoop connects from the local port to the peer's mapping, a fresh
 // socket per attempt, until ctx ends.
-func (pn *puncher) dialLoop(ctx context.Context) {
+func (pn *puncher) dialLoop() {
+	ctx := pn.ctx
 	d := Dialer(pn.o.LocalPort)
 	d.Timeout = dialAttemptTimeout
 	for ctx.Err() == nil {
@@ -209,7 +202,7 @@ func (pn *puncher) dialLoop(ctx context.Context) {
 			// Its 4-tuple is taken until the handshake ends: the next
 			// attempt waits for it to fail.
 			select {
-			case <-pn.candidate(ctx, c, "connect"):
+			case <-pn.candidate(c, "connect"):
 			case <-ctx.Done():
 				return
 			}
@@ -227,7 +220,8 @@ func (pn *puncher) dialLoop(ctx context.Context) {
 // candidate authenticates c in the background, or closes it when too many
 // are in progress. The channel closes if c fails; it stays open once c is
 // the path.
-func (pn *puncher) candidate(ctx context.Context, c net.Conn, how string) <-chan struct{} {
+func (pn *puncher) candidate(c net.Conn, how string) <-chan struct{} {
+	ctx := pn.ctx
 	failed := make(chan struct{})
 	select {
 	case pn.slot <- struct{}{}:
@@ -261,12 +255,11 @@ func (pn *puncher) candidate(ctx context.Context, c net.Conn, how string) <-chan
 // settle authenticates c and agrees with the peer to use it. On success c
 // has no deadline and ctx no longer affects it.
 func (pn *puncher) settle(ctx context.Context, c net.Conn) error {
-	// Ending ctx unblocks the handshake; stop tells whether it did.
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	if err := c.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
-		stop()
 		return err
 	}
+	// Ending ctx unblocks the handshake; stop tells whether it did.
+	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
 	err := authenticate(c, pn.o.Priv, pn.o.Peer)
 	if err == nil {
 		err = pn.agree(ctx, c)
@@ -293,8 +286,12 @@ func (pn *puncher) agree(ctx context.Context, c net.Conn) error {
 		return ctx.Err()
 	}
 	// The turn may have waited on another candidate: give this one a full
-	// exchange.
+	// exchange, unless ctx ended and its deadline was cut short meanwhile.
 	if err := c.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
+		<-pn.turn
+		return err
+	}
+	if err := ctx.Err(); err != nil {
 		<-pn.turn
 		return err
 	}

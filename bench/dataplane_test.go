@@ -1,0 +1,232 @@
+// Package bench holds meshnode's cross-package benchmarks: the data plane
+// (wireguard-go over plain StdNetBind, over meshnode's Bind, and over the
+// Bind through the relay), measured side by side in one run. Figures and the
+// command that made them are in RESULTS.md.
+package bench
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+
+	"github.com/meshnode/meshnode/coordinator/relay"
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/node/bind"
+	"github.com/meshnode/meshnode/node/relayclient"
+)
+
+// router gives each peer one fixed route.
+type router struct {
+	to   map[crypto.PublicKey]bind.Route
+	from map[netip.AddrPort]crypto.PublicKey
+}
+
+func (r *router) RouteTo(k crypto.PublicKey) (bind.Route, bool) { rt, ok := r.to[k]; return rt, ok }
+func (r *router) PeerAt(a netip.AddrPort) (crypto.PublicKey, bool) {
+	k, ok := r.from[a]
+	return k, ok
+}
+func (r *router) IsPeer(k crypto.PublicKey) bool { _, ok := r.to[k]; return ok }
+
+// handler passes relay control frames to the node's relay client.
+type handler struct{ relay *relayclient.Client }
+
+func (handler) HandleSTUN([]byte, netip.AddrPort)               {}
+func (handler) HandleDisco([]byte, netip.AddrPort, int)         {}
+func (handler) HandleRelayedDisco([]byte, crypto.PublicKey)     {}
+func (h handler) HandleRelayControl(p []byte, f netip.AddrPort) { h.relay.HandleControl(p, f) }
+
+// everyone lets every registered key relay to every other.
+type everyone struct{}
+
+func (everyone) Known(crypto.PublicKey) bool         { return true }
+func (everyone) ArePeers(a, b crypto.PublicKey) bool { return a != b }
+
+type node struct {
+	priv  crypto.PrivateKey
+	tun   *tuntest.ChannelTUN
+	dev   *device.Device
+	bind  *bind.Bind
+	route *router
+	port  uint16
+}
+
+func loopback(port uint16) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+}
+
+func newNode(b *testing.B, wrapped bool, h *handler) *node {
+	priv, err := crypto.NewPrivateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	n := &node{priv: priv, tun: tuntest.NewChannelTUN(), route: &router{to: map[crypto.PublicKey]bind.Route{}, from: map[netip.AddrPort]crypto.PublicKey{}}}
+	var cb conn.Bind = conn.NewStdNetBind()
+	if wrapped {
+		n.bind = bind.New(cb, n.route, h, nil)
+		cb = n.bind
+	}
+	n.dev = device.NewDevice(n.tun.TUN(), cb, device.NewLogger(device.LogLevelSilent, ""))
+	if err := n.dev.IpcSet("private_key=" + priv.Hex() + "\nlisten_port=0\n"); err != nil {
+		b.Fatal(err)
+	}
+	if err := n.dev.Up(); err != nil {
+		b.Fatal(err)
+	}
+	dump, _ := n.dev.IpcGet()
+	for _, line := range strings.Split(dump, "\n") {
+		if v, ok := strings.CutPrefix(line, "listen_port="); ok {
+			p, _ := strconv.Atoi(v)
+			n.port = uint16(p)
+		}
+	}
+	b.Cleanup(n.dev.Close)
+	return n
+}
+
+func (n *node) peer(b *testing.B, p *node, allowed, endpoint string) {
+	cfg := fmt.Sprintf("public_key=%s\nallowed_ip=%s\nendpoint=%s\n", p.priv.Public().Hex(), allowed, endpoint)
+	if err := n.dev.IpcSet(cfg); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// startRelay runs a relay on loopback and binds both nodes to it.
+func startRelay(b *testing.B, x, y *node, hx, hy *handler) netip.AddrPort {
+	coord, err := crypto.NewPrivateKey()
+	if err != nil {
+		b.Fatal(err)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := relay.New(relay.Options{Key: coord, Auth: everyone{}, Log: log, Rate: 1e12, Burst: 1 << 30})
+	pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(loopback(0)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	b.Cleanup(func() { cancel(); pc.Close() })
+	go srv.ServeUDP(ctx, pc)
+	addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	for _, side := range []struct {
+		n *node
+		h *handler
+	}{{x, hx}, {y, hy}} {
+		bound := make(chan struct{}, 1)
+		c := relayclient.New(side.n.priv, coord.Public(), side.n.bind, log, func(r *bind.Route) {
+			if r != nil {
+				bound <- struct{}{}
+			}
+		})
+		side.h.relay = c
+		c.SetServer(addr)
+		go c.Run(ctx)
+		select {
+		case <-bound:
+		case <-time.After(10 * time.Second):
+			b.Fatal("relay never bound")
+		}
+	}
+	return addr
+}
+
+// setup builds two devices: over plain StdNetBinds, over meshnode's Bind
+// directly, or over meshnode's Bind through a UDP relay.
+func setup(b *testing.B, mode string) (x, y *node) {
+	if mode == "wireguard-go-StdNetBind" {
+		x, y = newNode(b, false, nil), newNode(b, false, nil)
+		x.peer(b, y, "10.0.0.2/32", loopback(y.port).String())
+		y.peer(b, x, "10.0.0.1/32", loopback(x.port).String())
+		return x, y
+	}
+	hx, hy := &handler{}, &handler{}
+	x, y = newNode(b, true, hx), newNode(b, true, hy)
+	kx, ky := x.priv.Public(), y.priv.Public()
+	x.route.to[ky], x.route.from[loopback(y.port)] = bind.Route{Addr: loopback(y.port)}, ky
+	y.route.to[kx], y.route.from[loopback(x.port)] = bind.Route{Addr: loopback(x.port)}, kx
+	if mode == "meshnode-Bind-UDP-relay" {
+		r := startRelay(b, x, y, hx, hy)
+		x.route.to[ky] = bind.Route{Addr: r, Relay: true}
+		y.route.to[kx] = bind.Route{Addr: r, Relay: true}
+	}
+	x.peer(b, y, "10.0.0.2/32", ky.Hex())
+	y.peer(b, x, "10.0.0.1/32", kx.Hex())
+	return x, y
+}
+
+// packet is an IPv4 packet from 10.0.0.1 to 10.0.0.2: what wireguard-go
+// needs to route it (version, length and addresses; it checks no checksum).
+func packet(size int) []byte {
+	p := make([]byte, size)
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:], uint16(size))
+	p[8], p[9] = 64, 17
+	copy(p[12:16], []byte{10, 0, 0, 1})
+	copy(p[16:20], []byte{10, 0, 0, 2})
+	return p
+}
+
+// window bounds packets in flight, like a transport's congestion window:
+// the benchmark measures sustainable goodput, not how fast a flood
+// overruns socket buffers.
+const window = 256
+
+// lossTimeout declares the packets in flight lost when nothing arrives for
+// this long, so a lost packet can't stall the window.
+const lossTimeout = 200 * time.Millisecond
+
+// BenchmarkDataPlane pushes 1400-byte packets through two wireguard-go
+// devices on loopback and reports goodput and loss for each data path.
+func BenchmarkDataPlane(b *testing.B) {
+	for _, mode := range []string{"wireguard-go-StdNetBind", "meshnode-Bind-direct", "meshnode-Bind-UDP-relay"} {
+		b.Run(mode, func(b *testing.B) {
+			x, y := setup(b, mode)
+			pkt := packet(1400)
+			x.tun.Outbound <- pkt // the handshake, before timing
+			<-y.tun.Inbound
+			b.SetBytes(int64(len(pkt)))
+			inflight := make(chan struct{}, window)
+			stop := make(chan struct{})
+			defer close(stop)
+			b.ResetTimer()
+			go func() {
+				for range b.N {
+					select {
+					case inflight <- struct{}{}:
+					case <-stop:
+						return
+					}
+					x.tun.Outbound <- pkt
+				}
+			}()
+			got, lost, start := 0, 0, time.Now()
+			for got+lost < b.N {
+				select {
+				case <-y.tun.Inbound:
+					got++
+					<-inflight
+				case <-time.After(lossTimeout):
+					for n := len(inflight); n > 0; n-- {
+						<-inflight
+						lost++
+					}
+				}
+			}
+			elapsed := time.Since(start)
+			b.StopTimer()
+			b.ReportMetric(float64(got*len(pkt)*8)/elapsed.Seconds()/1e6, "Mbit/s")
+			b.ReportMetric(100*float64(lost)/float64(b.N), "%loss")
+		})
+	}
+}
