@@ -312,3 +312,21 @@ func TestAuxiliarySockets(t *testing.T) {
 		t.Fatal("write through a closed auxiliary socket succeeded")
 	}
 }
+
+// staticRouter routes each peer to one fixed address.
+type staticRouter struct {
+	to   map[crypto.PublicKey]netip.AddrPort
+	from map[netip.AddrPort]crypto.PublicKey
+}
+
+func (r staticRouter) RouteTo(k crypto.PublicKey) (Route, bool) {
+	a, ok := r.to[k]
+	return Route{Addr: a}, ok
+}
+
+func (r staticRouter) PeerAt(a netip.AddrPort) (crypto.PublicKey, bool) {
+	k, ok := r.from[a]
+	return k, ok
+}
+
+func (r staticRouter) IsPeer(k crypto.PublicKey) bool { _, ok := r.to[k]; return ok }

@@ -31,8 +31,6 @@ const (
 	pingTimeout  = 10 * time.Second
 	// maxMessage bounds one stream message: a full map of a large mesh.
 	maxMessage = 16 << 20
-	// sendQueue bounds messages waiting for the stream.
-	sendQueue = 64
 )
 
 // Handler receives stream events, in order, from one goroutine.

@@ -67,12 +67,12 @@ func TestDialerSharesPort(t *testing.T) {
 type warnCounter struct{ n atomic.Int64 }
 
 func (w *warnCounter) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
-func (w *warnCounter) Handle(context.Context, slog.Record) error  { w.n.Add(1); return nil }
-func (w *warnCounter) WithAttrs([]slog.Attr) slog.Handler          { return w }
-func (w *warnCounter) WithGroup(string) slog.Handler               { return w }
+func (w *warnCounter) Handle(context.Context, slog.Record) error    { w.n.Add(1); return nil }
+func (w *warnCounter) WithAttrs([]slog.Attr) slog.Handler           { return w }
+func (w *warnCounter) WithGroup(string) slog.Handler                { return w }
 
 func TestListenerConcurrentPunches(t *testing.T) {
-	const peers = 3
+	const peers = 5
 	privA := newKey(t)
 	l, err := NewListener(t.Context(), 0)
 	if err != nil {
@@ -94,14 +94,10 @@ func TestListenerConcurrentPunches(t *testing.T) {
 		s := &sides[i]
 		s.priv, s.got = newKey(t), newCollector()
 		port := freePort(t, "127.0.0.1")
-		s.fromA = goPunch(ctx, Options{Priv: privA, Peer: s.priv.Public(), Remote: netip.AddrPortFrom(hub.Addr(), port),
+		s.fromA = goPunch(ctx, l.Punch, Options{Priv: privA, Peer: s.priv.Public(), Remote: netip.AddrPortFrom(hub.Addr(), port),
 			Log: slog.New(&warns), Deliver: newCollector().deliver})
-		s.fromPeer = goPunch(ctx, Options{Priv: s.priv, Peer: privA.Public(), LocalPort: port, Remote: hub,
+		s.fromPeer = goPunch(ctx, Punch, Options{Priv: s.priv, Peer: privA.Public(), LocalPort: port, Remote: hub,
 			Log: testLog(t), Deliver: s.got.deliver})
-	}
-	// goPunch calls the package Punch; A's punches must share l.
-	for i := range sides {
-		_ = i
 	}
 	for i, s := range sides {
 		a, p := receive(t, "A's punch", s.fromA), receive(t, "peer's punch", s.fromPeer)

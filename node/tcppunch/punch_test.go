@@ -24,10 +24,11 @@ type punchResult struct {
 	err error
 }
 
-func goPunch(ctx context.Context, o Options) <-chan punchResult {
+// goPunch runs punch (Punch or a Listener's) in the background.
+func goPunch(ctx context.Context, punch func(context.Context, Options) (*Path, error), o Options) <-chan punchResult {
 	ch := make(chan punchResult, 1)
 	go func() {
-		p, err := Punch(ctx, o)
+		p, err := punch(ctx, o)
 		ch <- punchResult{p, err}
 	}()
 	return ch
@@ -62,8 +63,8 @@ func TestPunchLoopback(t *testing.T) {
 			gotA, gotB := newCollector(), newCollector()
 			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 			defer cancel()
-			chA := goPunch(ctx, Options{Priv: privA, Peer: pubB, LocalPort: portA, Remote: remoteOfB, Log: testLog(t), Deliver: gotA.deliver})
-			chB := goPunch(ctx, Options{Priv: privB, Peer: pubA, LocalPort: portB, Remote: remoteOfA, Log: testLog(t), Deliver: gotB.deliver})
+			chA := goPunch(ctx, Punch, Options{Priv: privA, Peer: pubB, LocalPort: portA, Remote: remoteOfB, Log: testLog(t), Deliver: gotA.deliver})
+			chB := goPunch(ctx, Punch, Options{Priv: privB, Peer: pubA, LocalPort: portB, Remote: remoteOfA, Log: testLog(t), Deliver: gotB.deliver})
 			resA, resB := receive(t, "punch A", chA), receive(t, "punch B", chB)
 			if resA.err != nil || resB.err != nil {
 				t.Fatalf("punch: A: %v; B: %v", resA.err, resB.err)
@@ -207,7 +208,7 @@ func TestPunchRejectsWrongKey(t *testing.T) {
 			portA, portB := freePort(t, "127.0.0.1"), freePort(t, tt.remoteIP)
 			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 			defer cancel()
-			ch := goPunch(ctx, Options{Priv: privA, Peer: pubB, LocalPort: portA,
+			ch := goPunch(ctx, Punch, Options{Priv: privA, Peer: pubB, LocalPort: portA,
 				Remote: netip.AddrPortFrom(netip.MustParseAddr(tt.remoteIP), portB), Log: testLog(t), Deliver: newCollector().deliver})
 			eventually(t, "A listens", func() error {
 				c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", portA))
