@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -174,11 +175,14 @@ func (e *Engine) register(ctx context.Context) (State, error) {
 		if control.IsPermanent(err) {
 			return State{}, err
 		}
-		e.log.Warn("coordinator unreachable; retrying", "url", tok.URL, "err", err, "in", wait)
+		// Full jitter spreads a fleet's retries after a coordinator outage.
+		d := wait/2 + rand.N(wait)
+		e.log.Warn("coordinator unreachable; retrying", "url", tok.URL, "err", err, "in", d.Round(time.Millisecond))
+		e.progress(fmt.Sprintf("coordinator unreachable (%v); retrying in %v", err, d.Round(time.Second)))
 		select {
 		case <-ctx.Done():
 			return State{}, fmt.Errorf("registering: %w (last error: %v)", ctx.Err(), err)
-		case <-time.After(wait):
+		case <-time.After(d):
 		}
 		wait = min(2*wait, registerRetryMax)
 	}

@@ -59,10 +59,23 @@ func (e *Engine) Status() localapi.Status {
 	for _, ep := range disc.Endpoints {
 		self.Endpoints = append(self.Endpoints, ep.Addr.String())
 	}
+	bs, ps := &e.bind.Stats, &e.mgr.Stats
 	return localapi.Status{
 		Self:        self,
 		Peers:       peers,
 		Coordinator: localapi.Coordinator{URL: e.state.CoordinatorURL, Connected: e.stream != nil && e.stream.Connected()},
+		Counters: map[string]uint64{
+			"udp_garbage":        bs.Garbage.Load(),
+			"udp_unknown_source": bs.UnknownPeer.Load(),
+			"send_no_path":       bs.NoRoute.Load(),
+			"relayed_in":         bs.RelayedIn.Load(),
+			"relayed_out":        bs.RelayedOut.Load(),
+			"disco_rejected":     ps.Rejected.Load(),
+			"paths_found":        ps.PathsFound.Load(),
+			"paths_lost":         ps.PathsLost.Load(),
+			"birthday_attempts":  ps.BirthdayAttempts.Load(),
+			"birthday_wins":      ps.BirthdayWins.Load(),
+		},
 	}
 }
 

@@ -17,6 +17,10 @@ type Status struct {
 	Self        Self        `json:"self"`
 	Peers       []Peer      `json:"peers"`
 	Coordinator Coordinator `json:"coordinator"`
+	// Counters are what the node dropped and why: garbage on the UDP port,
+	// WireGuard from unknown sources, sends with no path, rejected
+	// (forged, replayed or malformed) discovery messages.
+	Counters map[string]uint64 `json:"counters"`
 }
 
 // Self describes this node.

@@ -19,11 +19,13 @@ import (
 //	chooser: msgUse (1)   this connection is the path
 //	other:   msgAck (1)   agreed
 //
-// Both ends write before they read, so neither waits on the other. Simultaneous
-// open and a listener on the same port can leave two authenticated
-// connections between the same nodes (one dialed by each side, when their
-// source addresses differ from the mappings they punched); the chooser, the
-// node with the lower key, picks one and the other node follows it.
+// Both ends write before they read, so neither waits on the other; a
+// Listener reads an accepted connection's hello first, to route it.
+// Simultaneous open and a listener on the same port can leave two
+// authenticated connections between the same nodes (one dialed by each
+// side, when their source addresses differ from the mappings they
+// punched); the chooser, the node with the lower key, picks one and the
+// other node follows it.
 
 // helloMagic starts a hello, so a stranger's connection fails at once with
 // a clear error instead of a proof mismatch.
@@ -56,34 +58,53 @@ func proofInput(challenge []byte, prover crypto.PublicKey) []byte {
 	return append(append(make([]byte, 0, len(challenge)+crypto.KeyLen), challenge...), prover[:]...)
 }
 
+// readHello reads the other end's hello and returns the key it claims and
+// its challenge. The caller bounds it with a deadline on c.
+func readHello(c net.Conn) (crypto.PublicKey, []byte, error) {
+	b := make([]byte, helloLen)
+	if _, err := io.ReadFull(c, b); err != nil {
+		return crypto.PublicKey{}, nil, fmt.Errorf("read hello: %w", err)
+	}
+	if [4]byte(b[:4]) != helloMagic || b[4] != helloVersion {
+		return crypto.PublicKey{}, nil, fmt.Errorf("hello starts %x, want %x version %d: not a meshnode TCP punch", b[:5], helloMagic, helloVersion)
+	}
+	return crypto.PublicKey(b[5 : 5+crypto.KeyLen]), b[5+crypto.KeyLen:], nil
+}
+
+// hello is the other end's hello, once read.
+type hello struct {
+	key       crypto.PublicKey
+	challenge []byte
+}
+
 // authenticate proves this node's key to the other end of c and checks that
-// it proves o.Peer. The caller bounds it with a deadline on c.
-func authenticate(c net.Conn, priv crypto.PrivateKey, peer crypto.PublicKey) error {
+// it proves peer. theirs is their hello when the Listener already read it to
+// route c, else nil. The caller bounds it with a deadline on c.
+func authenticate(c net.Conn, priv crypto.PrivateKey, peer crypto.PublicKey, theirs *hello) error {
 	self := priv.Public()
 	challenge := make([]byte, challengeLen)
 	if _, err := rand.Read(challenge); err != nil {
 		return fmt.Errorf("make challenge: %w", err)
 	}
-	hello := make([]byte, 0, helloLen)
-	hello = append(hello, helloMagic[:]...)
-	hello = append(hello, helloVersion)
-	hello = append(hello, self[:]...)
-	hello = append(hello, challenge...)
-	if _, err := c.Write(hello); err != nil {
+	ours := make([]byte, 0, helloLen)
+	ours = append(ours, helloMagic[:]...)
+	ours = append(ours, helloVersion)
+	ours = append(ours, self[:]...)
+	ours = append(ours, challenge...)
+	if _, err := c.Write(ours); err != nil {
 		return fmt.Errorf("send hello: %w", err)
 	}
-	theirs := make([]byte, helloLen)
-	if _, err := io.ReadFull(c, theirs); err != nil {
-		return fmt.Errorf("read hello: %w", err)
+	if theirs == nil {
+		key, ch, err := readHello(c)
+		if err != nil {
+			return err
+		}
+		theirs = &hello{key, ch}
 	}
-	if [4]byte(theirs[:4]) != helloMagic || theirs[4] != helloVersion {
-		return fmt.Errorf("hello starts %x, want %x version %d: not a meshnode TCP punch", theirs[:5], helloMagic, helloVersion)
+	if theirs.key != peer {
+		return fmt.Errorf("%w: the other end claims key %s, want %s", errWrongPeer, theirs.key.Short(), peer.Short())
 	}
-	claimed := crypto.PublicKey(theirs[5 : 5+crypto.KeyLen])
-	if claimed != peer {
-		return fmt.Errorf("%w: the other end claims key %s, want %s", errWrongPeer, claimed.Short(), peer.Short())
-	}
-	theirChallenge := theirs[5+crypto.KeyLen:]
+	theirChallenge := theirs.challenge
 	if bytes.Equal(theirChallenge, challenge) {
 		return fmt.Errorf("%w: the other end echoed our challenge", errWrongPeer)
 	}

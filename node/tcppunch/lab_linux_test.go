@@ -27,28 +27,38 @@ type lab struct {
 	nft    string
 }
 
-func newLab(t *testing.T) *lab {
+// labTools are the commands the lab needs.
+type labTools struct{ ip, nft string }
+
+// needLab skips the test, before any subtest starts, unless this host can
+// run the lab: root, iproute2, nftables and network namespaces.
+func needLab(t *testing.T) labTools {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: creates network namespaces, veth pairs and nftables NAT rules")
 	}
-	ip, err := exec.LookPath("ip")
-	if err != nil {
+	var tools labTools
+	var err error
+	if tools.ip, err = exec.LookPath("ip"); err != nil {
 		t.Skip("needs the ip command (iproute2) to create network namespaces")
 	}
-	nft, err := exec.LookPath("nft")
-	if err != nil {
+	if tools.nft, err = exec.LookPath("nft"); err != nil {
 		t.Skip("needs the nft command (nftables) for the NAT routers")
 	}
-	l := &lab{t: t, ip: ip, nft: nft, prefix: fmt.Sprintf("tp%d%s-", os.Getpid(), strings.ToLower(rand.Text()[:4]))}
+	l := newLab(t, tools)
 	probe := l.prefix + "probe"
-	if err := l.run("", ip, "netns", "add", probe); err != nil {
+	if err := l.run("", tools.ip, "netns", "add", probe); err != nil {
 		t.Skipf("cannot create a network namespace: %v", err)
 	}
-	if err := l.run("", ip, "netns", "del", probe); err != nil {
+	if err := l.run("", tools.ip, "netns", "del", probe); err != nil {
 		t.Fatalf("remove network namespace %s: %v", probe, err)
 	}
-	return l
+	return tools
+}
+
+// newLab starts an empty lab whose namespaces share a fresh name prefix.
+func newLab(t *testing.T, tools labTools) *lab {
+	return &lab{t: t, ip: tools.ip, nft: tools.nft, prefix: fmt.Sprintf("tp%d%s-", os.Getpid(), strings.ToLower(rand.Text()[:4]))}
 }
 
 // run runs a short command, stdin optional.

@@ -58,9 +58,15 @@ func runHelper() error {
 		cancel()
 	}()
 
-	// The control connection comes from the punch port and stays open: it
-	// holds the NAT's mapping, as the node's stream to the coordinator does.
-	ctrl, err := Dialer(uint16(port)).DialContext(ctx, "tcp", os.Getenv(envCoord))
+	// As a node runs: the punch port's Listener, then the control
+	// connection from the same port, kept open because it holds the NAT's
+	// mapping, as the node's stream to the coordinator does.
+	l, err := NewListener(ctx, uint16(port))
+	if err != nil {
+		return err
+	}
+	defer l.Close()
+	ctrl, err := Dialer(l.Port()).DialContext(ctx, "tcp", os.Getenv(envCoord))
 	if err != nil {
 		return fmt.Errorf("connect to the coordinator: %w", err)
 	}
@@ -83,7 +89,7 @@ func runHelper() error {
 		return err
 	}
 	got := make(chan []byte, 1)
-	p, err := Punch(ctx, Options{Priv: priv, Peer: peer, LocalPort: uint16(port), Remote: remote, Log: log,
+	p, err := l.Punch(ctx, Options{Priv: priv, Peer: peer, Remote: remote, Log: log,
 		Deliver: func(f []byte) {
 			select {
 			case got <- f:

@@ -4,18 +4,28 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"net/netip"
 	"sync"
+	"time"
 )
 
+// maxRouting bounds accepted connections whose hello is still awaited;
+// more are closed unread.
+const maxRouting = 16
+
 // Listener is a node's punch port: one listener that all punches from the
-// port share, each getting the connections from its own peer's mapping.
+// port share. It reads each accepted connection's hello and hands the
+// connection to the punch for the key it claims, from that peer's address.
 // Separate listeners on one SO_REUSEPORT port would not do: Linux spreads
 // incoming SYNs over them by a hash of the 4-tuple, so punches would take
 // each other's connections.
 type Listener struct {
-	ln   net.Listener
-	port uint16
-	wg   sync.WaitGroup
+	ln      net.Listener
+	port    uint16
+	closing context.Context // ends at Close, cutting short hellos awaited
+	close   context.CancelFunc
+	routing chan struct{} // maxRouting tokens
+	wg      sync.WaitGroup
 
 	mu      sync.Mutex
 	punches []*puncher // in progress, oldest first
@@ -28,7 +38,8 @@ func NewListener(ctx context.Context, localPort uint16) (*Listener, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &Listener{ln: ln, port: addrPort(ln.Addr()).Port()}
+	closing, cancel := context.WithCancel(context.Background())
+	l := &Listener{ln: ln, port: addrPort(ln.Addr()).Port(), closing: closing, close: cancel, routing: make(chan struct{}, maxRouting)}
 	l.wg.Go(l.acceptLoop)
 	return l, nil
 }
@@ -37,7 +48,7 @@ func NewListener(ctx context.Context, localPort uint16) (*Listener, error) {
 func (l *Listener) Port() uint16 { return l.port }
 
 // Punch is the package's Punch through this listener; any number may run at
-// once. o.LocalPort may be 0 for the listener's port.
+// once, one per peer. o.LocalPort may be 0 for the listener's port.
 func (l *Listener) Punch(ctx context.Context, o Options) (*Path, error) {
 	if o.LocalPort == 0 {
 		o.LocalPort = l.port
@@ -53,6 +64,7 @@ func (l *Listener) Punch(ctx context.Context, o Options) (*Path, error) {
 
 // Close stops listening. Punches still running go on by connecting only.
 func (l *Listener) Close() error {
+	l.close()
 	err := l.ln.Close()
 	l.wg.Wait()
 	if err != nil {
@@ -78,39 +90,64 @@ func (l *Listener) remove(pn *puncher) {
 	}
 }
 
-// acceptLoop hands each connection to the punch it belongs to, until the
-// listener closes. A connection no punch expects is closed unread.
+// expects reports whether a punch is under way to a peer at addr.
+func (l *Listener) expects(addr netip.Addr) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, pn := range l.punches {
+		if pn.remote.Addr() == addr {
+			return true
+		}
+	}
+	return false
+}
+
+// acceptLoop routes accepted connections until the listener closes. One
+// from an address no punch is aimed at is closed unread.
 func (l *Listener) acceptLoop() {
 	for {
 		c, err := l.ln.Accept()
 		if err != nil {
 			return
 		}
-		l.mu.Lock()
-		if pn := l.route(c); pn != nil {
-			// Under mu, so remove can't let the punch finish meanwhile.
-			pn.candidate(c, "accept")
-		} else {
+		if !l.expects(addrPort(c.RemoteAddr()).Addr()) {
 			c.Close()
+			continue
 		}
-		l.mu.Unlock()
+		select {
+		case l.routing <- struct{}{}:
+		default:
+			c.Close()
+			continue
+		}
+		l.wg.Go(func() {
+			defer func() { <-l.routing }()
+			l.route(c)
+		})
 	}
 }
 
-// route picks the punch for c: the one whose peer mapping is c's source,
-// else the oldest punching that address (a NAT may give the connection
-// another port than it gave the peer's coordinator connection; the
-// handshake then tells whether it is the peer). Callers hold mu.
-func (l *Listener) route(c net.Conn) *puncher {
-	from := addrPort(c.RemoteAddr())
-	var byAddr *puncher
+// route reads c's hello and hands c to the punch for the claimed key, when
+// that punch aims at c's address; the punch's handshake then checks the
+// claim. Anything else is closed.
+func (l *Listener) route(c net.Conn) {
+	c.SetDeadline(time.Now().Add(handshakeTimeout))
+	stop := context.AfterFunc(l.closing, func() { c.SetDeadline(time.Now()) })
+	key, challenge, err := readHello(c)
+	if !stop() || err != nil {
+		c.Close()
+		return
+	}
+	from := addrPort(c.RemoteAddr()).Addr()
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	for _, pn := range l.punches {
-		switch {
-		case pn.remote == from:
-			return pn
-		case byAddr == nil && pn.remote.Addr() == from.Addr():
-			byAddr = pn
+		if pn.o.Peer == key && pn.remote.Addr() == from {
+			// Under mu, so remove can't let the punch finish meanwhile.
+			// The punch sets c's deadlines from here on.
+			pn.candidate(c, "accept", &hello{key, challenge})
+			return
 		}
 	}
-	return byAddr
+	c.Close()
 }

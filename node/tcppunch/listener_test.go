@@ -2,12 +2,17 @@ package tcppunch
 
 import (
 	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
@@ -133,5 +138,72 @@ func TestListenerPunchPort(t *testing.T) {
 	_, err = l.Punch(t.Context(), o)
 	if err == nil || !strings.Contains(err.Error(), "differs from the listener's port") {
 		t.Errorf("Punch from another port = %v, want it refused", err)
+	}
+}
+
+func TestListenerRoutes(t *testing.T) {
+	privA, pubB := newKey(t), newKey(t).Public()
+	l, err := NewListener(t.Context(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	var warns warnCounter
+	// B's mapping is on 127.0.0.2; nothing listens there, so the punch
+	// only ever gets what the listener routes to it.
+	punch := goPunch(ctx, l.Punch, Options{Priv: privA, Peer: pubB, Remote: ap(fmt.Sprintf("127.0.0.2:%d", freePort(t, "127.0.0.2"))),
+		Log: slog.New(&warns), Deliver: newCollector().deliver})
+	defer func() {
+		cancel()
+		receive(t, "punch ends", punch)
+	}()
+	eventually(t, "the punch is registered", func() error {
+		if !l.expects(netip.MustParseAddr("127.0.0.2")) {
+			return errors.New("no punch aimed at 127.0.0.2 yet")
+		}
+		return nil
+	})
+	tests := []struct {
+		name  string
+		from  string
+		claim crypto.PublicKey // zero: send no hello
+		// answered: the punch took the connection and sent its hello.
+		answered bool
+	}{
+		{"address no punch aims at", "127.0.0.1", crypto.PublicKey{}, false},
+		{"key no punch expects", "127.0.0.2", newKey(t).Public(), false},
+		{"the peer's key from the peer's address", "127.0.0.2", pubB, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(tt.from)}, Timeout: waitTimeout}
+			c, err := d.DialContext(t.Context(), "tcp", fmt.Sprintf("127.0.0.1:%d", l.Port()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(waitTimeout))
+			if !tt.claim.IsZero() {
+				challenge := make([]byte, challengeLen)
+				rand.Read(challenge)
+				if _, err := c.Write(append(append(append(helloMagic[:], helloVersion), tt.claim[:]...), challenge...)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := make([]byte, helloLen)
+			_, err = io.ReadFull(c, got)
+			switch {
+			case tt.answered && err != nil:
+				t.Errorf("no hello from the punch: %v", err)
+			case tt.answered && [4]byte(got[:4]) != helloMagic:
+				t.Errorf("the punch answered %x, want a hello", got[:5])
+			case !tt.answered && err != io.EOF:
+				t.Errorf("read = %v, want the connection closed unanswered (EOF)", err)
+			}
+		})
+	}
+	if n := warns.n.Load(); n != 0 {
+		t.Errorf("the punch logged %d warnings: it was handed a connection it should not have seen", n)
 	}
 }

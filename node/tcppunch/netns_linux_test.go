@@ -88,6 +88,7 @@ type site struct {
 }
 
 func TestPunchThroughNAT(t *testing.T) {
+	tools := needLab(t)
 	tests := []struct {
 		name string
 		// offset delays the second node's punch after the first's: the
@@ -106,7 +107,7 @@ func TestPunchThroughNAT(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := newLab(t)
+			l := newLab(t, tools)
 			sites := [2]site{
 				{"a", netip.MustParseAddr("198.18.0.2"), netip.MustParsePrefix("10.0.1.0/24"), 41641},
 				{"b", netip.MustParseAddr("198.18.0.3"), netip.MustParsePrefix("10.0.2.0/24"), 41642},

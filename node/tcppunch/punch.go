@@ -202,7 +202,7 @@ func (pn *puncher) dialLoop() {
 			// Its 4-tuple is taken until the handshake ends: the next
 			// attempt waits for it to fail.
 			select {
-			case <-pn.candidate(c, "connect"):
+			case <-pn.candidate(c, "connect", nil):
 			case <-ctx.Done():
 				return
 			}
@@ -218,9 +218,9 @@ func (pn *puncher) dialLoop() {
 }
 
 // candidate authenticates c in the background, or closes it when too many
-// are in progress. The channel closes if c fails; it stays open once c is
-// the path.
-func (pn *puncher) candidate(c net.Conn, how string) <-chan struct{} {
+// are in progress. theirs is the hello already read from c, or nil. The
+// channel closes if c fails; it stays open once c is the path.
+func (pn *puncher) candidate(c net.Conn, how string, theirs *hello) <-chan struct{} {
 	ctx := pn.ctx
 	failed := make(chan struct{})
 	select {
@@ -233,7 +233,7 @@ func (pn *puncher) candidate(c net.Conn, how string) <-chan struct{} {
 	}
 	pn.wg.Go(func() {
 		defer func() { <-pn.slot }()
-		if err := pn.settle(ctx, c); err != nil {
+		if err := pn.settle(ctx, c, theirs); err != nil {
 			close(failed)
 			c.Close()
 			if ctx.Err() == nil {
@@ -254,13 +254,13 @@ func (pn *puncher) candidate(c net.Conn, how string) <-chan struct{} {
 
 // settle authenticates c and agrees with the peer to use it. On success c
 // has no deadline and ctx no longer affects it.
-func (pn *puncher) settle(ctx context.Context, c net.Conn) error {
+func (pn *puncher) settle(ctx context.Context, c net.Conn, theirs *hello) error {
 	if err := c.SetDeadline(time.Now().Add(handshakeTimeout)); err != nil {
 		return err
 	}
 	// Ending ctx unblocks the handshake; stop tells whether it did.
 	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Now()) })
-	err := authenticate(c, pn.o.Priv, pn.o.Peer)
+	err := authenticate(c, pn.o.Priv, pn.o.Peer, theirs)
 	if err == nil {
 		err = pn.agree(ctx, c)
 	}

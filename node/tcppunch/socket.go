@@ -10,6 +10,15 @@
 // connection completes either as a simultaneous open or as an accept. Both
 // ends then prove their node keys, and the connection carries relay data
 // frames (internal/wire) exactly as a stream to a relay does.
+//
+// A node holds one Listener on its punch port and punches every peer
+// through it; Dialer gives the coordinator connection the same port.
+//
+// It works across NATs with endpoint-independent mapping (cone NATs) that
+// drop unsolicited SYNs, as home routers' firewalls do. A NAT that answers
+// them with a reset lets the punch through only when the two SYNs cross in
+// flight, so both punches must start on the coordinator's cue; symmetric
+// NATs need the TCP relay.
 package tcppunch
 
 import (
