@@ -40,6 +40,7 @@ type Node struct {
 	Keepalive   time.Duration `mapstructure:"keepalive" desc:"interval of keepalives on each direct path; keep below your NAT's UDP idle timeout"`
 	STUNServers []string      `mapstructure:"stun_servers" desc:"extra STUN servers (host:port) besides the coordinator"`
 	PortMapping bool          `mapstructure:"port_mapping" desc:"ask the LAN gateway (NAT-PMP, PCP) to forward listen_port, for a port-mapped candidate"`
+	TCPPunch    bool          `mapstructure:"tcp_punch" desc:"where UDP fails, try a direct TCP path (hole punching from TCP listen_port) before the relay"`
 	LogLevel    string        `mapstructure:"log_level" desc:"debug, info, warn or error"`
 }
 
@@ -54,6 +55,7 @@ func DefaultNode() Node {
 		TUNDriver:   "wireguard",
 		Keepalive:   DefaultKeepalive,
 		PortMapping: true,
+		TCPPunch:    true,
 		LogLevel:    "info",
 	}
 	if runtime.GOOS == "darwin" {

@@ -44,8 +44,12 @@ func peers(a, b *store.Node) bool { return a.Key != b.Key }
 
 // wireNode describes n as nodes see it. Caller holds mu.
 func (h *hub) wireNode(n *store.Node) wire.Node {
-	_, online := h.sessions[n.Key]
-	return toWire(*n, online)
+	sess, online := h.sessions[n.Key]
+	w := toWire(*n, online)
+	if online && sess.tcp.IsValid() {
+		w.Endpoints = append(w.Endpoints, wire.Endpoint{Addr: sess.tcp, Kind: wire.EndpointTCP})
+	}
+	return w
 }
 
 func toWire(n store.Node, online bool) wire.Node {
@@ -178,7 +182,8 @@ func (h *hub) endpoints(key crypto.PublicKey) ([]wire.Endpoint, *wire.NATInfo, b
 	if n == nil {
 		return nil, nil, false
 	}
-	return n.Endpoints, n.NAT, true
+	w := h.wireNode(n)
+	return w.Endpoints, n.NAT, true
 }
 
 // setEndpoints records a node's candidates and pushes them to its peers.

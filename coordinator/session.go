@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -43,7 +44,10 @@ const (
 // session is one node's stream. The hub queues deltas and messages into it
 // under the hub's lock; the session's writer sends them.
 type session struct {
-	key    crypto.PublicKey
+	key crypto.PublicKey
+	// tcp is the stream's source as seen here: the node's public TCP
+	// mapping, offered to peers as a TCP hole-punching candidate.
+	tcp    netip.AddrPort
 	conn   *websocket.Conn
 	cancel context.CancelFunc
 	wake   chan struct{} // capacity 1: something to send
@@ -63,8 +67,9 @@ type closing struct {
 	reason string
 }
 
-func newSession(key crypto.PublicKey, conn *websocket.Conn, cancel context.CancelFunc) *session {
+func newSession(key crypto.PublicKey, tcp netip.AddrPort, conn *websocket.Conn, cancel context.CancelFunc) *session {
 	return &session{
+		tcp:    tcp,
 		key:    key,
 		conn:   conn,
 		cancel: cancel,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -66,7 +67,8 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		s.log.Info("stream refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	s.runSession(ctx, c, wr, key, s.stunServers(r.Host))
+	tcp, _ := netip.ParseAddrPort(r.RemoteAddr)
+	s.runSession(ctx, c, wr, key, netip.AddrPortFrom(tcp.Addr().Unmap(), tcp.Port()), s.stunServers(r.Host))
 }
 
 // authenticate runs the challenge/auth exchange: the node proves it holds
@@ -144,10 +146,10 @@ func (s *Server) read(ctx context.Context, c *websocket.Conn) (wire.StreamMsg, e
 type errMalformed struct{ error }
 
 // runSession serves an authenticated node until its stream ends.
-func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, key crypto.PublicKey, stun []string) {
+func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, key crypto.PublicKey, tcp netip.AddrPort, stun []string) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sess := newSession(key, c, cancel)
+	sess := newSession(key, tcp, c, cancel)
 	now := time.Now()
 	welcome, old, ok := s.hub.attach(sess, now, stun)
 	if !ok {

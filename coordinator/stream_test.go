@@ -85,7 +85,8 @@ func TestPeerMapDelivery(t *testing.T) {
 	}
 	delivered(t, "endpoints", func() bool {
 		p, _ := sa.peer(c.key())
-		return len(p.Endpoints) == 2 && p.Endpoints[1] == eps[1] && p.NAT != nil && *p.NAT == *nat
+		got := withoutTCP(p.Endpoints)
+		return len(got) == 2 && got[1] == eps[1] && hasTCP(p.Endpoints) && p.NAT != nil && *p.NAT == *nat
 	})
 
 	// Leave: removing c takes it out of a's map; c is told and closed.
@@ -115,7 +116,7 @@ func TestEndpointsPersist(t *testing.T) {
 	}
 	eventually(t, func() bool {
 		list, _ := h.srv.Nodes(context.Background())
-		return len(list) == 1 && len(list[0].Endpoints) == 1
+		return len(list) == 1 && len(withoutTCP(list[0].Endpoints)) == 1
 	}, "endpoints not stored")
 	s.close()
 	h.stop()
@@ -221,7 +222,7 @@ func TestRendezvous(t *testing.T) {
 	eventually(t, func() bool {
 		pa, _ := sa.peer(b.key())
 		pb, _ := sb.peer(a.key())
-		return len(pa.Endpoints) == 1 && len(pb.Endpoints) == 1
+		return len(withoutTCP(pa.Endpoints)) == 1 && len(withoutTCP(pb.Endpoints)) == 1
 	}, "endpoints not exchanged")
 
 	// c is offline: no punch.
@@ -243,6 +244,7 @@ func TestRendezvous(t *testing.T) {
 	if len(pa) != 1 || len(pb) != 1 {
 		t.Fatalf("punches: a got %d, b got %d; want one each (none for offline c)", len(pa), len(pb))
 	}
+	pa[0].Endpoints, pb[0].Endpoints = withoutTCP(pa[0].Endpoints), withoutTCP(pb[0].Endpoints)
 	if *pa[0].Peer != b.key() || len(pa[0].Endpoints) != 1 || pa[0].Endpoints[0] != epB[0] || pa[0].NAT == nil || *pa[0].NAT != *natB {
 		t.Fatalf("a's punch %+v", pa[0])
 	}
@@ -365,4 +367,27 @@ func TestStreamAuthMalformed(t *testing.T) {
 	if err := readJSON(context.Background(), c, &m); err != nil || m.Type != wire.MsgError || m.Code != wire.ErrCodeBadRequest || !strings.Contains(m.Error, "malformed") {
 		t.Fatalf("got %+v, %v; want a bad_request error naming the malformed message", m, err)
 	}
+}
+
+// withoutTCP drops the tcp candidate the coordinator adds from the stream's
+// source address.
+func withoutTCP(eps []wire.Endpoint) []wire.Endpoint {
+	var out []wire.Endpoint
+	for _, e := range eps {
+		if e.Kind != wire.EndpointTCP {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// hasTCP reports whether the coordinator offered the node's observed TCP
+// source (loopback here) as a hole-punching candidate.
+func hasTCP(eps []wire.Endpoint) bool {
+	for _, e := range eps {
+		if e.Kind == wire.EndpointTCP && e.Addr.Addr().IsLoopback() {
+			return true
+		}
+	}
+	return false
 }

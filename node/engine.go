@@ -27,6 +27,7 @@ import (
 	"github.com/meshnode/meshnode/node/discovery"
 	"github.com/meshnode/meshnode/node/path"
 	"github.com/meshnode/meshnode/node/relayclient"
+	"github.com/meshnode/meshnode/node/tcppunch"
 	"github.com/meshnode/meshnode/tun"
 )
 
@@ -72,6 +73,12 @@ type Engine struct {
 	relay  *relayclient.Client
 
 	stop context.CancelFunc
+	// runCtx and tasks belong to Run: work it starts later (TCP punches)
+	// ends with it.
+	runCtx context.Context
+	tasks  sync.WaitGroup
+	// tcp is the TCP hole-punching listener on TCP listen_port, when on.
+	tcp *tcppunch.Listener
 
 	mu    sync.Mutex
 	peers map[crypto.PublicKey]wire.Node

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
 	"net/netip"
 	"sync"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/meshnode/meshnode/node/localapi"
 	"github.com/meshnode/meshnode/node/path"
 	"github.com/meshnode/meshnode/node/relayclient"
+	"github.com/meshnode/meshnode/node/tcppunch"
 	"github.com/meshnode/meshnode/tun"
 )
 
@@ -25,7 +28,11 @@ import (
 // error only for what retrying can't fix.
 func (e *Engine) Run(ctx context.Context) (err error) {
 	ctx, e.stop = context.WithCancel(ctx)
-	defer e.stop()
+	e.runCtx = ctx
+	defer func() {
+		e.stop()
+		e.tasks.Wait()
+	}()
 
 	if err := e.openTUN(); err != nil {
 		return err
@@ -37,7 +44,11 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		timing = *e.opts.Timing
 	}
 	sealer := crypto.NewSealer(e.priv)
-	e.mgr = path.New(sealer, e, timing, path.Hooks{Rendezvous: e.rendezvous, PathLost: func(crypto.PublicKey) { e.Kick() }}, e.log.With("component", "path"))
+	hooks := path.Hooks{Rendezvous: e.rendezvous, PathLost: func(crypto.PublicKey) { e.Kick() }}
+	if e.cfg.TCPPunch {
+		hooks.PunchTCP = e.punchTCP
+	}
+	e.mgr = path.New(sealer, e, timing, hooks, e.log.With("component", "path"))
 	e.prober = discovery.NewProber(e)
 	inner := e.opts.Bind
 	if inner == nil {
@@ -62,9 +73,23 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		return err
 	}
 
+	streamClient := control.NewHTTPClient(e.state.Pin)
+	if e.cfg.TCPPunch {
+		if l, err := tcppunch.NewListener(ctx, e.bind.Port()); err != nil {
+			e.log.Warn("TCP hole punching off: cannot listen on the TCP port", "port", e.bind.Port(), "err", err)
+		} else {
+			e.tcp = l
+			defer l.Close()
+			// The stream leaves from the punch port, so the coordinator
+			// sees (and offers peers) this node's public TCP mapping.
+			t := streamClient.Transport.(*http.Transport)
+			t.DialContext = dialFrom(l.Port())
+			t.MaxConnsPerHost = 1
+		}
+	}
 	e.stream = &control.Stream{
 		URL:      e.state.CoordinatorURL,
-		Client:   control.NewHTTPClient(e.state.Pin),
+		Client:   streamClient,
 		Priv:     e.priv,
 		CoordKey: e.state.CoordinatorKey,
 		Log:      e.log.With("component", "control"),
@@ -193,4 +218,40 @@ func (e *Engine) WriteTo(pkt []byte, to netip.AddrPort) error {
 		return bind.ErrClosed
 	}
 	return e.bind.WriteTo(pkt, to)
+}
+
+// dialFrom dials from a fixed local port (the TCP punch port), or from any
+// port when that one is busy (a previous connection in TIME_WAIT).
+func dialFrom(port uint16) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	fixed := tcppunch.Dialer(port)
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := fixed.DialContext(ctx, network, addr)
+		if err == nil {
+			return c, nil
+		}
+		var ephemeral net.Dialer
+		return ephemeral.DialContext(ctx, network, addr)
+	}
+}
+
+// punchTCP tries a TCP hole punch to a peer (path.Hooks) and, when it
+// connects, gives the path manager the direct TCP path until it closes.
+func (e *Engine) punchTCP(peer crypto.PublicKey, remote netip.AddrPort) {
+	if e.tcp == nil {
+		e.mgr.SetTCPRoute(peer, nil)
+		return
+	}
+	log := e.log.With("component", "tcp-punch", "peer", peer.Short(), "remote", remote)
+	e.tasks.Go(func() {
+		p, err := e.tcp.Punch(e.runCtx, tcppunch.Options{Priv: e.priv, Peer: peer, Remote: remote, Log: log, Deliver: e.bind.DeliverFrame})
+		if err != nil {
+			log.Info("TCP hole punch failed; the relay carries this peer", "err", err)
+			e.mgr.SetTCPRoute(peer, nil)
+			return
+		}
+		e.mgr.SetTCPRoute(peer, &bind.Route{Relay: true, Stream: p, Addr: p.RemoteAddr(), Via: "tcp " + p.RemoteAddr().String()})
+		err = p.Run(e.runCtx)
+		log.Info("direct TCP path closed", "err", err)
+		e.mgr.SetTCPRoute(peer, nil)
+	})
 }

@@ -31,10 +31,10 @@ func (e *Engine) Status() localapi.Status {
 		pp := e.mgr.Path(k)
 		peers[i].Path = pp.Path
 		switch {
-		case pp.Endpoint.IsValid():
-			peers[i].Endpoint = pp.Endpoint.String()
 		case pp.Via != "":
 			peers[i].Endpoint = pp.Via
+		case pp.Endpoint.IsValid():
+			peers[i].Endpoint = pp.Endpoint.String()
 		}
 		peers[i].LatencyMs = float64(pp.Latency.Microseconds()) / 1000
 		if s, ok := stats[k]; ok {
@@ -89,9 +89,10 @@ func (e *Engine) Ping(ctx context.Context, peer string) (localapi.PingReply, err
 	if err != nil {
 		return localapi.PingReply{}, err
 	}
+	// A relayed or TCP path is named by its Via; a direct UDP one by address.
 	endpoint := r.Endpoint.String()
-	if r.Path == path.PathRelay {
-		endpoint = e.mgr.Path(k).Via
+	if via := e.mgr.Path(k).Via; via != "" {
+		endpoint = via
 	}
 	return localapi.PingReply{
 		Peer:      name,

@@ -51,8 +51,11 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 	cfg.Token = m.Token
 	cfg.StateDir = m.t.TempDir()
 	cfg.ListenPort = listenPort
-	// Never ask the host's real gateway for anything from a test.
+	// Never ask the host's real gateway for anything from a test, and keep
+	// TCP off: the emulator carries UDP only, and a TCP punch over the
+	// real loopback would bypass its NATs.
 	cfg.PortMapping = false
+	cfg.TCPPunch = false
 	sockDir, err := os.MkdirTemp("", "mnsock")
 	if err != nil {
 		m.t.Fatal(err)

@@ -63,6 +63,9 @@ const (
 	EndpointPortMap = "portmap" // a NAT-PMP/PCP/UPnP mapping
 	EndpointSTUN    = "stun"    // the reflexive address STUN saw
 	EndpointPredict = "predict" // a predicted port of a sequential symmetric NAT
+	// EndpointTCP is the node's public TCP mapping as the coordinator saw
+	// its stream arrive: the target of TCP hole punching.
+	EndpointTCP = "tcp"
 )
 
 // Endpoint is one candidate address where a node may be reached.

@@ -95,6 +95,11 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 // sendRelayed sends a discovery packet to peer through the relay in use.
 func (m *Manager) sendRelayed(peer crypto.PublicKey, pkt []byte) error {
 	rl := m.relay.Load()
+	if v, ok := m.routes.Load(peer); ok {
+		if t := v.(*route).tcp.Load(); t != nil {
+			rl = t
+		}
+	}
 	if rl == nil {
 		return ErrNoPath
 	}
@@ -146,7 +151,7 @@ func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 	rtt := now.Sub(pg.sent)
 	if pg.reply != nil {
 		path := PathDirect
-		if pg.relayed {
+		if pg.relayed && p.route.tcp.Load() == nil {
 			path = PathRelay
 		}
 		select {

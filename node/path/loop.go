@@ -2,9 +2,11 @@ package path
 
 import (
 	"context"
+	"net/netip"
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // Run drives every peer's timers until ctx is done: punch rounds, their
@@ -26,6 +28,7 @@ func (m *Manager) Run(ctx context.Context) {
 func (m *Manager) tick(now time.Time) {
 	var out []outPkt
 	var rendezvous, lost []crypto.PublicKey
+	var tcp []tcpAttempt
 	m.mu.Lock()
 	for _, p := range m.peers {
 		m.expirePings(p, now)
@@ -38,7 +41,7 @@ func (m *Manager) tick(now time.Time) {
 				p.wantRendezvous = true
 			}
 		}
-		out = m.advanceRound(p, now, out)
+		out, tcp = m.advanceRound(p, now, out, tcp)
 		out = m.advanceBirthday(p, now, out)
 		if p.wantRendezvous && p.online && now.Sub(p.lastRendezvous) >= m.t.RendezvousGap {
 			p.wantRendezvous = false
@@ -57,6 +60,9 @@ func (m *Manager) tick(now time.Time) {
 		if m.hooks.Rendezvous != nil {
 			m.hooks.Rendezvous(k)
 		}
+	}
+	for _, a := range tcp {
+		m.hooks.PunchTCP(a.peer, a.remote)
 	}
 }
 
@@ -96,17 +102,19 @@ func (m *Manager) heartbeat(p *peer, now time.Time, out []outPkt) ([]outPkt, boo
 // advanceRound pings every candidate while a round lasts, ends it once a
 // path has settled, and schedules the next round with backoff when none
 // answered. A peer that is offline is not punched.
-func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt) []outPkt {
+func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt, tcp []tcpAttempt) ([]outPkt, []tcpAttempt) {
 	switch {
 	case p.punching(now):
 		if p.hasBest && !p.settleAt.IsZero() && !now.Before(p.settleAt) {
 			p.punchUntil = time.Time{}
-			return out
+			return out, tcp
 		}
 		if now.Sub(p.lastPunchPing) >= m.t.PunchInterval {
 			p.lastPunchPing = now
-			for a := range p.cands {
-				out = m.appendPing(p, a, now, out)
+			for a, kind := range p.cands {
+				if kind != wire.EndpointTCP {
+					out = m.appendPing(p, a, now, out)
+				}
 			}
 			for _, a := range p.predictions() {
 				if _, known := p.cands[a]; !known {
@@ -121,17 +129,41 @@ func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt) []outPkt {
 			p.failures++
 			p.nextRound = now.Add(backoff(p.failures, m.t))
 			m.startBirthday(p, now)
+			if remote, ok := m.wantTCPPunch(p, now); ok {
+				tcp = append(tcp, tcpAttempt{p.key, remote})
+			}
 			m.log.Debug("punch round failed", "peer", p.name, "candidates", len(p.cands), "failures", p.failures, "next", p.nextRound.Sub(now).Round(time.Second))
 		}
 	case !p.hasBest && p.online && len(p.cands) > 0 && !now.Before(p.nextRound):
 		// Keep retrying direct, with backoff; traffic waiting on the relay
 		// or on nothing doesn't shorten the wait below it.
 		if p.nextRound.IsZero() && !p.route.want.Load() {
-			return out
+			return out, tcp
 		}
 		p.route.want.Store(false)
 		p.startRound(now, m.t)
 		p.wantRendezvous = true
 	}
-	return out
+	return out, tcp
+}
+
+// tcpAttempt is a TCP hole punch to request once the lock is released.
+type tcpAttempt struct {
+	peer   crypto.PublicKey
+	remote netip.AddrPort
+}
+
+// wantTCPPunch decides whether to try TCP after a failed UDP round: the
+// peer offers a TCP mapping and no attempt is under way or too recent.
+func (m *Manager) wantTCPPunch(p *peer, now time.Time) (netip.AddrPort, bool) {
+	if m.hooks.PunchTCP == nil || p.tcpTrying || now.Before(p.nextTCP) || p.route.tcp.Load() != nil {
+		return netip.AddrPort{}, false
+	}
+	for a, kind := range p.cands {
+		if kind == wire.EndpointTCP {
+			p.tcpTrying = true
+			return a, true
+		}
+	}
+	return netip.AddrPort{}, false
 }

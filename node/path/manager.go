@@ -44,6 +44,9 @@ type Hooks struct {
 	// PathLost reports that a direct path stopped answering: this node's
 	// own mapping may have changed (the engine re-STUNs).
 	PathLost func(peer crypto.PublicKey)
+	// PunchTCP asks for a TCP hole punch to the peer's public TCP mapping,
+	// after UDP punching failed; the result comes back by SetTCPRoute.
+	PunchTCP func(peer crypto.PublicKey, remote netip.AddrPort)
 }
 
 // PeerInfo is what the coordinator says of a peer.
@@ -89,6 +92,7 @@ type Stats struct {
 // route is a peer's hot-path state.
 type route struct {
 	direct atomic.Pointer[bind.Route]
+	tcp    atomic.Pointer[bind.Route] // a punched TCP path
 	online atomic.Bool
 	lastTx atomic.Int64 // unix nanoseconds of the last send
 	want   atomic.Bool  // a send found no path
@@ -117,6 +121,9 @@ func (m *Manager) RouteTo(key crypto.PublicKey) (bind.Route, bool) {
 	r.lastTx.Store(time.Now().UnixNano())
 	if d := r.direct.Load(); d != nil {
 		return *d, true
+	}
+	if t := r.tcp.Load(); t != nil {
+		return *t, true
 	}
 	if rl := m.relay.Load(); rl != nil && r.online.Load() {
 		return *rl, true
@@ -152,6 +159,23 @@ func (m *Manager) SetAux(a Aux) {
 	m.mu.Lock()
 	m.aux = a
 	m.mu.Unlock()
+}
+
+// SetTCPRoute sets (or, with nil, clears) a peer's punched TCP path.
+func (m *Manager) SetTCPRoute(key crypto.PublicKey, r *bind.Route) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p, ok := m.peers[key]
+	if !ok {
+		return
+	}
+	p.route.tcp.Store(r)
+	if r != nil {
+		m.log.Info("direct TCP path up", "peer", p.name, "endpoint", r.Via)
+		return
+	}
+	p.tcpTrying = false
+	p.nextTCP = time.Now().Add(tcpRetry)
 }
 
 // SetRelay sets the relay route used for peers without a direct path; nil

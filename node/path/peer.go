@@ -43,6 +43,10 @@ type peer struct {
 	bestSock int
 	bday     birthday
 
+	// TCP hole punching, after UDP failed.
+	tcpTrying bool
+	nextTCP   time.Time
+
 	// Punch rounds.
 	punchUntil     time.Time
 	lastPunchPing  time.Time

@@ -38,6 +38,9 @@ func (m *Manager) Path(key crypto.PublicKey) PeerPath {
 	switch {
 	case p.hasBest:
 		pp.Path, pp.Endpoint, pp.Latency = PathDirect, p.best, p.bestRTT
+	case p.route.tcp.Load() != nil:
+		t := p.route.tcp.Load()
+		pp.Path, pp.Endpoint, pp.Via = PathDirect, t.Addr, t.Via
 	case p.online:
 		if rl := m.relay.Load(); rl != nil {
 			pp.Path, pp.Endpoint, pp.Via = PathRelay, rl.Addr, rl.Via
@@ -64,7 +67,7 @@ func (m *Manager) Ping(ctx context.Context, key crypto.PublicKey) (PingResult, e
 		return PingResult{}, fmt.Errorf("%s is not a peer", key.Short())
 	}
 	relayed := !p.hasBest
-	if relayed && (m.relay.Load() == nil || !p.online) {
+	if relayed && p.route.tcp.Load() == nil && (m.relay.Load() == nil || !p.online) {
 		m.mu.Unlock()
 		return PingResult{}, fmt.Errorf("%s: %w", p.name, ErrNoPath)
 	}

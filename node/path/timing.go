@@ -38,6 +38,10 @@ const (
 	defaultTick = 50 * time.Millisecond
 )
 
+// tcpRetry spaces TCP hole-punching attempts for a peer: each holds
+// sockets and SYN state on both NATs for up to half a minute.
+const tcpRetry = time.Minute
+
 // betterRTTRatio is the hysteresis for switching paths on latency alone: a
 // new path must be 20% faster, so two similar paths don't flap.
 const betterRTTRatio = 0.8
