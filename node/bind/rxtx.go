@@ -108,9 +108,12 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		frames[i] = wire.AppendRelayData((*ptrs[i])[:0], pe.Key, pkt)
 	}
 	var err error
-	if r.Stream != nil {
+	switch {
+	case r.Stream != nil:
 		err = r.Stream.SendFrames(frames)
-	} else {
+	case len(frames[0]) > maxUnfragmented:
+		err = b.sendOneByOne(frames, r.Addr)
+	default:
 		err = b.inner.Send(frames, &conn.StdNetEndpoint{AddrPort: r.Addr})
 	}
 	for i, p := range ptrs {
@@ -140,4 +143,24 @@ func (b *Bind) relayedPayload(f wire.RelayFrame) bool {
 		b.Stats.Garbage.Add(1)
 	}
 	return false
+}
+
+// maxUnfragmented is the largest UDP payload that fits a 1500-byte IPv4
+// link unfragmented (1500 - 20 IP - 8 UDP). A relay frame adds
+// wire.RelayHeaderLen to a WireGuard packet, so at the default MTU 1420 a
+// full-size frame is 17 bytes over: it must go out on its own, for the
+// kernel to fragment it. Batched, StdNetBind would coalesce such frames with
+// UDP GSO, and the kernel refuses a segment larger than the path MTU
+// (EINVAL), dropping the whole batch.
+const maxUnfragmented = 1500 - 20 - 8
+
+// sendOneByOne sends each frame in its own call, so none is coalesced.
+func (b *Bind) sendOneByOne(frames [][]byte, to netip.AddrPort) error {
+	ep := &conn.StdNetEndpoint{AddrPort: to}
+	for _, f := range frames {
+		if err := b.inner.Send([][]byte{f}, ep); err != nil {
+			return err
+		}
+	}
+	return nil
 }
