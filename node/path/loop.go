@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
-	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // Run drives every peer's timers until ctx is done: punch rounds, their
@@ -111,10 +110,8 @@ func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt, tcp []tcpAt
 		}
 		if now.Sub(p.lastPunchPing) >= m.t.PunchInterval {
 			p.lastPunchPing = now
-			for a, kind := range p.cands {
-				if kind != wire.EndpointTCP {
-					out = m.appendPing(p, a, now, out)
-				}
+			for a := range p.cands {
+				out = m.appendPing(p, a, now, out)
 			}
 			for _, a := range p.predictions() {
 				if _, known := p.cands[a]; !known {
@@ -156,14 +153,9 @@ type tcpAttempt struct {
 // wantTCPPunch decides whether to try TCP after a failed UDP round: the
 // peer offers a TCP mapping and no attempt is under way or too recent.
 func (m *Manager) wantTCPPunch(p *peer, now time.Time) (netip.AddrPort, bool) {
-	if m.hooks.PunchTCP == nil || p.tcpTrying || now.Before(p.nextTCP) || p.route.tcp.Load() != nil {
+	if m.hooks.PunchTCP == nil || p.tcpTrying || now.Before(p.nextTCP) || p.route.tcp.Load() != nil || !p.tcpCand.IsValid() {
 		return netip.AddrPort{}, false
 	}
-	for a, kind := range p.cands {
-		if kind == wire.EndpointTCP {
-			p.tcpTrying = true
-			return a, true
-		}
-	}
-	return netip.AddrPort{}, false
+	p.tcpTrying = true
+	return p.tcpCand, true
 }

@@ -255,3 +255,20 @@ func TestBackoff(t *testing.T) {
 		}
 	}
 }
+
+// A public host's TCP candidate shares ip:port with its UDP one: offering
+// both must not hide the UDP candidate from punching.
+func TestTCPCandidateDoesNotHideUDPCandidate(t *testing.T) {
+	f := newFabric()
+	a := f.add(t, "198.18.1.10:41820")
+	b := f.add(t, "198.18.2.10:41820")
+	for _, pair := range [][2]*node{{a, b}, {b, a}} {
+		x, y := pair[0], pair[1]
+		x.m.UpsertPeer(PeerInfo{Key: y.key, Name: "peer", Online: true, Endpoints: []wire.Endpoint{
+			{Addr: y.addr, Kind: wire.EndpointLAN},
+			{Addr: y.addr, Kind: wire.EndpointTCP},
+		}})
+	}
+	waitPath(t, a, b, b.addr)
+	waitPath(t, b, a, a.addr)
+}

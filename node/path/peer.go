@@ -43,7 +43,9 @@ type peer struct {
 	bestSock int
 	bday     birthday
 
-	// TCP hole punching, after UDP failed.
+	// TCP hole punching, after UDP failed. The TCP candidate is kept apart
+	// from cands: a public host's TCP and UDP candidates share ip:port.
+	tcpCand   netip.AddrPort
 	tcpTrying bool
 	nextTCP   time.Time
 
@@ -84,6 +86,10 @@ func (p *peer) setCandidates(eps []wire.Endpoint) bool {
 	for _, e := range eps {
 		a := unmap(e.Addr)
 		if !a.IsValid() {
+			continue
+		}
+		if e.Kind == wire.EndpointTCP {
+			p.tcpCand = a
 			continue
 		}
 		if _, ok := p.cands[a]; !ok {

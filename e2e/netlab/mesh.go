@@ -1,0 +1,282 @@
+package netlab
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Coordinator ports: the config defaults, and the alternate STUN port that
+// RFC 5780 tests need on the second address.
+const (
+	CoordinatorPort = 8443
+	STUNPort        = 3478
+	STUNAltPort     = 3479
+)
+
+// Start-up and shutdown timing of meshnode processes.
+const (
+	// readyTimeout bounds a coordinator or node start (keys, database,
+	// TLS certificate, registration): seconds normally, so reaching it
+	// means it is stuck.
+	readyTimeout = 30 * time.Second
+	// downTimeout bounds a node's leaving after `meshnode down`.
+	downTimeout = 10 * time.Second
+	// tokenExpiry outlives the longest test run.
+	tokenExpiry = "2h"
+	// logTail is how many log lines an error quotes.
+	logTail = 15
+)
+
+// Coordinator is a `meshnode coordinator` process on the coordinator host.
+type Coordinator struct {
+	NS      *Netns
+	lab     *Lab
+	dataDir string
+
+	mu   sync.Mutex
+	proc *Proc
+}
+
+// StartCoordinator runs a coordinator on CoordinatorHost: control API and TCP
+// relay on the primary address, STUN and UDP relay on both.
+func (l *Lab) StartCoordinator(ctx context.Context) (*Coordinator, error) {
+	if err := l.needBin(); err != nil {
+		return nil, err
+	}
+	n, err := l.CoordinatorHost(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := &Coordinator{NS: n, lab: l, dataDir: filepath.Join(l.dir, "coordinator")}
+	return c, c.Start(ctx)
+}
+
+// URL is the coordinator's public URL.
+func (c *Coordinator) URL() string {
+	a, _ := CoordinatorAddrs()
+	return fmt.Sprintf("https://%s", netip.AddrPortFrom(a, CoordinatorPort))
+}
+
+// Start starts the coordinator (again, after Kill: same data directory) and
+// waits until it accepts connections.
+func (c *Coordinator) Start(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.proc != nil && c.proc.Running() {
+		return fmt.Errorf("coordinator already running (pid %d)", c.proc.PID())
+	}
+	a, b := CoordinatorAddrs()
+	p, err := c.NS.Start("coordinator", c.lab.bin, "coordinator",
+		"--data-dir", c.dataDir,
+		"--listen", netip.AddrPortFrom(a, CoordinatorPort).String(),
+		"--stun-listen", netip.AddrPortFrom(a, STUNPort).String(),
+		"--stun-alternate", netip.AddrPortFrom(b, STUNAltPort).String(),
+		"--public-url", c.URL(),
+		"--log-level", "debug",
+	)
+	if err != nil {
+		return err
+	}
+	c.proc = p
+	api := netip.AddrPortFrom(a, CoordinatorPort)
+	err = Poll(ctx, readyTimeout, PollInterval, func(context.Context) error {
+		if !p.Running() {
+			return fmt.Errorf("coordinator exited: %v", p.ExitErr())
+		}
+		return c.NS.Do(func() error {
+			conn, err := net.DialTimeout("tcp4", api.String(), time.Second)
+			if err != nil {
+				return err
+			}
+			return conn.Close()
+		})
+	})
+	if err != nil {
+		return fmt.Errorf("coordinator start: %w\n%s", err, p.Tail(logTail))
+	}
+	return nil
+}
+
+// Proc is the coordinator's current process.
+func (c *Coordinator) Proc() *Proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.proc
+}
+
+// Kill ends the coordinator abruptly (SIGKILL by PID), as a crash.
+func (c *Coordinator) Kill() error {
+	p := c.Proc()
+	if p == nil {
+		return errors.New("coordinator not started")
+	}
+	return p.Kill()
+}
+
+// Token creates a reusable join token.
+func (c *Coordinator) Token(ctx context.Context) (string, error) {
+	out, err := c.lab.meshnode(ctx, c.NS, "token", "create", "--data-dir", c.dataDir, "--reusable", "--expiry", tokenExpiry)
+	if err != nil {
+		return "", err
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	tok := strings.TrimSpace(lines[len(lines)-1])
+	if tok == "" {
+		return "", fmt.Errorf("token create printed no token: %q", out)
+	}
+	return tok, nil
+}
+
+// RemoveNode removes a node from the mesh and every peer map
+// (`meshnode nodes remove`), so the next test's nodes don't see it.
+func (c *Coordinator) RemoveNode(ctx context.Context, name string) error {
+	_, err := c.lab.meshnode(ctx, c.NS, "nodes", "remove", name, "--data-dir", c.dataDir)
+	return err
+}
+
+// NodeConfig is how a node starts.
+type NodeConfig struct {
+	Name  string
+	Token string
+	// ListenPort is the node's UDP port; DefaultNodePort when zero.
+	ListenPort int
+}
+
+// Node is a `meshnode up` process on a host.
+type Node struct {
+	Name   string
+	Host   *Host
+	lab    *Lab
+	socket string
+	proc   *Proc
+}
+
+// StartNode runs a node on h and waits until its control socket answers
+// with an overlay address.
+func (l *Lab) StartNode(ctx context.Context, h *Host, cfg NodeConfig) (*Node, error) {
+	if err := l.needBin(); err != nil {
+		return nil, err
+	}
+	if cfg.Name == "" || cfg.Token == "" {
+		return nil, fmt.Errorf("node %q: a node needs a Name and a Token", cfg.Name)
+	}
+	if cfg.ListenPort == 0 {
+		cfg.ListenPort = DefaultNodePort
+	}
+	state := filepath.Join(l.dir, cfg.Name)
+	if err := os.MkdirAll(state, 0o700); err != nil {
+		return nil, fmt.Errorf("state of %s: %w", cfg.Name, err)
+	}
+	n := &Node{Name: cfg.Name, Host: h, lab: l, socket: filepath.Join(state, "meshnode.sock")}
+	p, err := h.NS.Start(cfg.Name, l.bin, "up",
+		"--token", cfg.Token,
+		"--state-dir", state,
+		"--interface", "mesh0",
+		"--socket", n.socket,
+		"--listen-port", strconv.Itoa(cfg.ListenPort),
+		"--name", cfg.Name,
+		"--log-level", "debug",
+	)
+	if err != nil {
+		return nil, err
+	}
+	n.proc = p
+	err = Poll(ctx, readyTimeout, PollInterval, func(ctx context.Context) error {
+		if !p.Running() {
+			return fmt.Errorf("node exited: %v", p.ExitErr())
+		}
+		st, err := n.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if !st.Self.V4().IsValid() {
+			return errors.New("no overlay address yet")
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("node %s start: %w\n%s", cfg.Name, err, p.Tail(logTail)), p.Stop(stopGrace))
+	}
+	return n, nil
+}
+
+// Proc is the node's process.
+func (n *Node) Proc() *Proc { return n.proc }
+
+// Socket is the node's control socket.
+func (n *Node) Socket() string { return n.socket }
+
+// Status is `meshnode status --json`.
+func (n *Node) Status(ctx context.Context) (Status, error) {
+	out, err := n.lab.meshnode(ctx, nil, "status", "--json", "--socket", n.socket)
+	if err != nil {
+		return Status{}, err
+	}
+	var st Status
+	if err := json.Unmarshal([]byte(out), &st); err != nil {
+		return Status{}, fmt.Errorf("status of %s: %w: %q", n.Name, err, out)
+	}
+	return st, nil
+}
+
+// Ping is `meshnode ping PEER --count N`: discovery pings and their path.
+func (n *Node) Ping(ctx context.Context, peer string, count int) (string, error) {
+	return n.lab.meshnode(ctx, nil, "ping", peer, "--count", strconv.Itoa(count), "--socket", n.socket)
+}
+
+// Down asks the node to leave the mesh (`meshnode down`) and waits for it to
+// exit; a node that doesn't is stopped by signal.
+func (n *Node) Down(ctx context.Context) error {
+	if !n.proc.Running() {
+		return nil
+	}
+	_, downErr := n.lab.meshnode(ctx, nil, "down", "--socket", n.socket)
+	t := time.NewTimer(downTimeout)
+	defer t.Stop()
+	select {
+	case <-n.proc.Done():
+		return downErr
+	case <-t.C:
+	}
+	return errors.Join(downErr, fmt.Errorf("node %s still running %v after down", n.Name, downTimeout), n.proc.Stop(stopGrace))
+}
+
+// needBin checks that the lab was given a meshnode binary.
+func (l *Lab) needBin() error {
+	if l.bin == "" {
+		return errors.New("lab has no meshnode binary: set Options.Bin (make build puts it in bin/meshnode)")
+	}
+	return nil
+}
+
+// meshnode runs a short meshnode command, inside n when it isn't nil, and
+// returns its stdout; the error quotes stderr.
+func (l *Lab) meshnode(ctx context.Context, n *Netns, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	defer cancel()
+	argv := append([]string{l.bin}, args...)
+	if n != nil {
+		argv = append([]string{l.tools.IP, "netns", "exec", n.Name}, argv...)
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("meshnode %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}

@@ -1,0 +1,229 @@
+package netlab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Kind is the kind of network a site puts its hosts in.
+type Kind string
+
+// The lab's NAT kinds, in the classic RFC 3489 names with their RFC 4787
+// behaviour.
+const (
+	// Public: no NAT, the host sits on the internet.
+	Public Kind = "public"
+	// FullCone: a static 1:1 mapping of the node's UDP port (EIM, EIF).
+	FullCone Kind = "fullcone"
+	// PortRestricted: Linux masquerade; EIM with port preservation,
+	// address-and-port-dependent filtering. The common home router.
+	PortRestricted Kind = "portrestricted"
+	// Symmetric: masquerade with a random port per flow (EDM, random
+	// allocation, APDF). Enterprise firewalls, some CGNs.
+	Symmetric Kind = "symmetric"
+	// DoubleNAT: a home router (masquerade) behind a carrier-grade NAT
+	// (masquerade) on 100.64.0.0/10 (RFC 6598).
+	DoubleNAT Kind = "doublenat"
+	// UDPBlocked: masquerade that drops all forwarded UDP; TCP passes.
+	UDPBlocked Kind = "udpblocked"
+)
+
+// Kinds lists every kind, easiest first.
+func Kinds() []Kind {
+	return []Kind{Public, FullCone, PortRestricted, DoubleNAT, Symmetric, UDPBlocked}
+}
+
+// String is the kind's short name.
+func (k Kind) String() string { return string(k) }
+
+// Describe is a human description of the kind.
+func (k Kind) Describe() string {
+	switch k {
+	case Public:
+		return "no NAT (public address)"
+	case FullCone:
+		return "full cone (static mapping)"
+	case PortRestricted:
+		return "port-restricted cone (masquerade)"
+	case Symmetric:
+		return "symmetric (random ports)"
+	case DoubleNAT:
+		return "double NAT (home router behind CGN)"
+	case UDPBlocked:
+		return "UDP blocked (TCP only)"
+	}
+	return string(k)
+}
+
+// natMode is what one router does.
+type natMode int
+
+const (
+	modeMasquerade natMode = iota // port-restricted cone
+	modeRandom                    // symmetric
+	modeStatic                    // full cone for one host's UDP port
+	modeNoUDP                     // masquerade, forwarded UDP dropped
+)
+
+// Interface names inside routers.
+const (
+	wanIf = "wan0"
+	lanIf = "lan0" // a bridge: several hosts can sit behind one router
+)
+
+// nftTable is the one table the lab owns in each router namespace.
+const nftTable = "meshlab"
+
+// Router is a namespace that forwards between its LAN bridge and its WAN
+// veth, translating with nftables.
+type Router struct {
+	NS   *Netns
+	mode natMode
+
+	mu     sync.Mutex
+	wan    netip.Prefix   // the current WAN address
+	lan    netip.Prefix   // the router's address on its LAN
+	static netip.AddrPort // modeStatic: the inside host's UDP port, mapped 1:1
+}
+
+// WAN is the router's current public (outside) address.
+func (r *Router) WAN() netip.Addr {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.wan.Addr()
+}
+
+// LAN is the router's address on its LAN.
+func (r *Router) LAN() netip.Addr { return r.lan.Addr() }
+
+// Ruleset is the nftables ruleset the router runs now.
+func (r *Router) Ruleset() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return ruleset(r.mode, r.wan.Addr(), r.static)
+}
+
+// ruleset renders a router's NAT and filter rules. The forward chain drops
+// what it doesn't know, so the filtering is conntrack's: replies to flows
+// the inside started, from the exact address and port (APDF), plus what a
+// static mapping lets in (EIF).
+func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table ip %s {\n", nftTable)
+	b.WriteString("\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
+	switch mode {
+	case modeStatic:
+		fmt.Fprintf(&b, "\t\toifname %q ip saddr %s udp sport %d snat to %s:%d\n", wanIf, static.Addr(), static.Port(), wan, static.Port())
+		fmt.Fprintf(&b, "\t\toifname %q masquerade\n", wanIf)
+	case modeRandom:
+		fmt.Fprintf(&b, "\t\toifname %q masquerade random,fully-random\n", wanIf)
+	default:
+		fmt.Fprintf(&b, "\t\toifname %q masquerade\n", wanIf)
+	}
+	b.WriteString("\t}\n")
+	if mode == modeStatic {
+		b.WriteString("\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n")
+		fmt.Fprintf(&b, "\t\tiifname %q ip daddr %s udp dport %d dnat to %s\n", wanIf, wan, static.Port(), static)
+		b.WriteString("\t}\n")
+	}
+	// Like any home router's firewall, drop what arrives at the router
+	// itself from outside. Without it a peer's early punch packet to the
+	// mapped port is delivered locally and confirmed in conntrack, and that
+	// entry then forces the inside host's next flow onto another port:
+	// mapping would look endpoint-dependent.
+	b.WriteString("\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n")
+	fmt.Fprintf(&b, "\t\tiifname %q ct state established,related accept\n", wanIf)
+	fmt.Fprintf(&b, "\t\tiifname %q drop\n", wanIf)
+	b.WriteString("\t}\n")
+	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")
+	// Hosts on one LAN talk through its bridge; with br_netfilter on, that
+	// bridged traffic also passes this hook.
+	fmt.Fprintf(&b, "\t\tiifname %q oifname %q accept\n", lanIf, lanIf)
+	if mode == modeNoUDP {
+		b.WriteString("\t\tmeta l4proto udp counter drop\n")
+	}
+	b.WriteString("\t\tct state established,related accept\n")
+	if mode == modeStatic {
+		b.WriteString("\t\tct status dnat accept\n")
+	}
+	fmt.Fprintf(&b, "\t\tiifname %q oifname %q accept\n", lanIf, wanIf)
+	b.WriteString("\t}\n}\n")
+	return b.String()
+}
+
+// apply atomically replaces the router's ruleset.
+func (r *Router) apply(ctx context.Context) error {
+	if _, err := r.NS.ExecInput(ctx, "flush ruleset\n"+r.Ruleset(), r.NS.lab.tools.NFT, "-f", "-"); err != nil {
+		return fmt.Errorf("load NAT rules in %s: %w", r.NS.Name, err)
+	}
+	return nil
+}
+
+// FlushConntrack forgets every mapping, as a NAT that lost its state.
+func (r *Router) FlushConntrack(ctx context.Context) error {
+	if _, err := r.NS.Exec(ctx, r.NS.lab.tools.Conntrack, "-F"); err != nil {
+		return fmt.Errorf("flush conntrack in %s: %w", r.NS.Name, err)
+	}
+	return nil
+}
+
+// Conntrack lists the router's UDP mappings (for logs and assertions).
+func (r *Router) Conntrack(ctx context.Context) (string, error) {
+	out, err := r.NS.Exec(ctx, r.NS.lab.tools.Conntrack, "-L", "-p", "udp")
+	if err != nil {
+		return "", fmt.Errorf("list conntrack in %s: %w", r.NS.Name, err)
+	}
+	return out, nil
+}
+
+// Restart is a NAT reboot: the rules go away, then every mapping, then the
+// rules come back. The second flush drops flows that passed untranslated
+// while the rules were gone, which conntrack would otherwise keep
+// untranslated for their whole life.
+func (r *Router) Restart(ctx context.Context) error {
+	if _, err := r.NS.Exec(ctx, r.NS.lab.tools.NFT, "flush", "ruleset"); err != nil {
+		return fmt.Errorf("stop NAT in %s: %w", r.NS.Name, err)
+	}
+	return errors.Join(r.FlushConntrack(ctx), r.apply(ctx), r.FlushConntrack(ctx))
+}
+
+// ChangeWAN moves the router to a new public address, as an ISP handing out
+// a new lease: masquerade picks the new address for new flows and the old
+// flows are forgotten.
+func (r *Router) ChangeWAN(ctx context.Context, addr netip.Addr) error {
+	r.mu.Lock()
+	old := r.wan
+	r.wan = netip.PrefixFrom(addr, old.Bits())
+	r.mu.Unlock()
+	// Delete first: removing a primary address also removes its secondaries.
+	err := r.NS.IP(ctx,
+		fmt.Sprintf("addr del %s dev %s", old, wanIf),
+		fmt.Sprintf("addr add %s dev %s", netip.PrefixFrom(addr, old.Bits()), wanIf),
+	)
+	if err != nil {
+		return fmt.Errorf("change WAN address of %s to %s: %w", r.NS.Name, addr, err)
+	}
+	if r.mode == modeStatic {
+		if err := r.apply(ctx); err != nil {
+			return err
+		}
+	}
+	return r.FlushConntrack(ctx)
+}
+
+// SetUDPTimeout sets conntrack's UDP idle timeouts in the router (they are
+// per network namespace): unreplied and assured flows alike, as a NAT with
+// a short mapping lifetime.
+func (r *Router) SetUDPTimeout(d time.Duration) error {
+	s := strconv.Itoa(int(d / time.Second))
+	return r.NS.Sysctl(
+		"net.netfilter.nf_conntrack_udp_timeout", s,
+		"net.netfilter.nf_conntrack_udp_timeout_stream", s,
+	)
+}

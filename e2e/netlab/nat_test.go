@@ -1,0 +1,261 @@
+package netlab
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestRuleset(t *testing.T) {
+	wan := netip.MustParseAddr("198.18.3.1")
+	static := netip.MustParseAddrPort("10.3.0.2:41820")
+	for _, tc := range []struct {
+		name         string
+		mode         natMode
+		want, reject []string
+	}{
+		{"masquerade", modeMasquerade, []string{`oifname "wan0" masquerade`, "policy drop", "ct state established,related accept"}, []string{"random", "dnat", "udp counter drop"}},
+		{"random", modeRandom, []string{"masquerade random,fully-random"}, []string{"dnat"}},
+		{"static", modeStatic, []string{
+			`ip saddr 10.3.0.2 udp sport 41820 snat to 198.18.3.1:41820`,
+			`ip daddr 198.18.3.1 udp dport 41820 dnat to 10.3.0.2:41820`,
+			"ct status dnat accept",
+		}, []string{"random"}},
+		{"no UDP", modeNoUDP, []string{"meta l4proto udp counter drop", "masquerade"}, []string{"dnat"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rs := ruleset(tc.mode, wan, static)
+			for _, w := range tc.want {
+				if !strings.Contains(rs, w) {
+					t.Errorf("ruleset lacks %q:\n%s", w, rs)
+				}
+			}
+			for _, r := range tc.reject {
+				if strings.Contains(rs, r) {
+					t.Errorf("ruleset has %q:\n%s", r, rs)
+				}
+			}
+		})
+	}
+}
+
+// TestNATBehaviour checks that each kind of site behaves as the RFC 4787
+// class it stands for, with plain UDP sockets: mapping (does the source seen
+// by two servers match) and filtering (do datagrams from others get in).
+func TestNATBehaviour(t *testing.T) {
+	l := newTestLab(t)
+	srvNS, err := l.CoordinatorHost(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1 := udpIn(t, srvNS, "198.18.0.1:3478")
+	s1port := udpIn(t, srvNS, "198.18.0.1:3479")
+	s2 := udpIn(t, srvNS, "198.18.0.2:3478")
+	s2port := udpIn(t, srvNS, "198.18.0.2:3479")
+	for _, tc := range []struct {
+		kind Kind
+		// wantAddr is the mapping's address: the host's, or the router's WAN.
+		hostAddr bool
+		// keepsPort: the mapping keeps the node's port.
+		keepsPort bool
+		eim, eif  bool
+		udp       bool
+	}{
+		{kind: Public, hostAddr: true, keepsPort: true, eim: true, eif: true, udp: true},
+		{kind: FullCone, keepsPort: true, eim: true, eif: true, udp: true},
+		{kind: PortRestricted, keepsPort: true, eim: true, udp: true},
+		{kind: DoubleNAT, keepsPort: true, eim: true, udp: true},
+		{kind: Symmetric, udp: true},
+		{kind: UDPBlocked},
+	} {
+		t.Run(string(tc.kind), func(t *testing.T) {
+			ctx := testCtx(t)
+			site, err := l.AddSite(ctx, SiteConfig{Kind: tc.kind})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() {
+				if err := site.Close(); err != nil {
+					t.Errorf("close site: %v", err)
+				}
+			})
+			host := site.Hosts[0]
+			c := udpIn(t, host.NS, fmt.Sprintf("0.0.0.0:%d", DefaultNodePort))
+			m1, err := observe(c, s1)
+			if !tc.udp {
+				if err == nil {
+					t.Fatalf("UDP passed a UDP-blocking router (mapped to %v)", m1)
+				}
+				checkTCP(t, host.NS, srvNS)
+				return
+			}
+			if err != nil {
+				t.Fatalf("first datagram: %v", err)
+			}
+			wantAddr := host.Addr
+			if !tc.hostAddr {
+				wantAddr = site.Router.WAN()
+			}
+			if m1.Addr() != wantAddr {
+				t.Errorf("mapping address %v, want %v", m1.Addr(), wantAddr)
+			}
+			if got := m1.Port() == DefaultNodePort; got != tc.keepsPort {
+				t.Errorf("mapping %v keeps port %d: %v, want %v", m1, DefaultNodePort, got, tc.keepsPort)
+			}
+
+			// Filtering, before c has sent to anyone but s1.
+			for _, s := range []*net.UDPConn{s2, s1port} {
+				if _, err := s.WriteToUDPAddrPort([]byte("unsolicited"), m1); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if _, err := s1.WriteToUDPAddrPort([]byte("reply"), m1); err != nil {
+				t.Fatal(err)
+			}
+			got, err := receiveUntil(c, "reply")
+			if err != nil {
+				t.Fatalf("reply from the server c sent to: %v (got %q)", err, got)
+			}
+			if n := strings.Count(strings.Join(got, ","), "unsolicited"); tc.eif && n != 2 || !tc.eif && n != 0 {
+				t.Errorf("endpoint-independent filtering %v, but %d unsolicited datagrams arrived (%q)", tc.eif, n, got)
+			}
+
+			// Mapping towards the other address and port.
+			maps := []netip.AddrPort{m1}
+			for _, s := range []*net.UDPConn{s2, s2port} {
+				m, err := observe(c, s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				maps = append(maps, m)
+			}
+			slices.SortFunc(maps, netip.AddrPort.Compare)
+			distinct := len(slices.Compact(maps))
+			if tc.eim && distinct != 1 || !tc.eim && distinct == 1 {
+				t.Errorf("endpoint-independent mapping %v, but mappings are %v", tc.eim, maps)
+			}
+		})
+	}
+}
+
+// checkTCP dials a TCP listener on the server from the host.
+func checkTCP(t *testing.T, from, srvNS *Netns) {
+	t.Helper()
+	var ln net.Listener
+	if err := srvNS.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", "198.18.0.1:8443")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Close()
+		}
+	}()
+	var c net.Conn
+	if err := from.Do(func() (err error) {
+		c, err = net.DialTimeout("tcp4", "198.18.0.1:8443", probeTries*probeWait)
+		return err
+	}); err != nil {
+		t.Fatalf("TCP through the router: %v", err)
+	}
+	c.Close()
+}
+
+// TestRouterEvents checks the events the scenarios rely on: no hairpin,
+// an address change, a NAT restart, per-namespace UDP timeouts.
+func TestRouterEvents(t *testing.T) {
+	l := newTestLab(t)
+	ctx := testCtx(t)
+	srvNS, err := l.CoordinatorHost(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s1 := udpIn(t, srvNS, "198.18.0.1:3478")
+	site, err := l.AddSite(ctx, SiteConfig{Kind: PortRestricted, Hosts: 2, UDPTimeout: 20 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := site.Router
+	c1 := udpIn(t, site.Hosts[0].NS, "0.0.0.0:41820")
+	c2 := udpIn(t, site.Hosts[1].NS, "0.0.0.0:41820")
+	m1, err := observe(c1, s1)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("no hairpin", func(t *testing.T) {
+		if _, err := c2.WriteToUDPAddrPort([]byte("hairpin"), m1); err != nil {
+			t.Fatal(err)
+		}
+		lan := netip.AddrPortFrom(site.Hosts[0].Addr, DefaultNodePort)
+		if _, err := c2.WriteToUDPAddrPort([]byte("lan"), lan); err != nil {
+			t.Fatal(err)
+		}
+		got, err := receiveUntil(c1, "lan")
+		if err != nil {
+			t.Fatalf("datagram over the LAN: %v", err)
+		}
+		if slices.Contains(got, "hairpin") {
+			t.Errorf("the router hairpinned %v back to its LAN; got %q", m1, got)
+		}
+	})
+
+	t.Run("UDP timeout is per namespace", func(t *testing.T) {
+		out, err := r.NS.Exec(ctx, "cat", "/proc/sys/net/netfilter/nf_conntrack_udp_timeout", "/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f := strings.Fields(out); !slices.Equal(f, []string{"20", "20"}) {
+			t.Errorf("router's UDP timeouts %q, want 20 and 20", f)
+		}
+		root, err := os.ReadFile("/proc/sys/net/netfilter/nf_conntrack_udp_timeout_stream")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.TrimSpace(string(root)) == "20" {
+			t.Logf("the machine's own stream timeout is also 20 s; can't tell it apart")
+		}
+	})
+
+	t.Run("address change", func(t *testing.T) {
+		addr := NewWANAddr(site.Index)
+		if err := r.ChangeWAN(ctx, addr); err != nil {
+			t.Fatal(err)
+		}
+		m, err := observe(c1, s1)
+		if err != nil {
+			t.Fatalf("after the address change: %v", err)
+		}
+		if m.Addr() != addr {
+			t.Errorf("mapping %v after moving the router to %v", m, addr)
+		}
+	})
+
+	t.Run("restart", func(t *testing.T) {
+		if err := r.Restart(ctx); err != nil {
+			t.Fatal(err)
+		}
+		m, err := observe(c1, s1)
+		if err != nil {
+			t.Fatalf("after the restart: %v", err)
+		}
+		if m.Addr() != r.WAN() {
+			t.Errorf("mapping %v after the restart, want the router's %v", m, r.WAN())
+		}
+		out, err := r.Conntrack(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out, "dport=3478") {
+			t.Errorf("conntrack lacks the new flow:\n%s", out)
+		}
+	})
+}
