@@ -248,7 +248,7 @@ func mustStatus(t *testing.T, n *netlab.Node) netlab.Status {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !st.Self.V4().IsValid() {
+	if !st.Me().V4().IsValid() {
 		t.Fatalf("%s has no overlay IPv4 address: %+v", n.Name, st.Self)
 	}
 	return st
@@ -257,7 +257,7 @@ func mustStatus(t *testing.T, n *netlab.Node) netlab.Status {
 // mustPing pings from a to b's overlay IPv4 address.
 func mustPing(t *testing.T, a, b *netlab.Node, count int) {
 	t.Helper()
-	to := mustStatus(t, b).Self.V4()
+	to := mustStatus(t, b).Me().V4()
 	r, err := a.Host.NS.Ping(t.Context(), to, count)
 	if err != nil {
 		t.Fatalf("ping %s→%s (%v): %v\n%s", a.Name, b.Name, to, err, r.Output)

@@ -41,7 +41,7 @@ func TestKeepalive(t *testing.T) {
 		t.Fatal("test ended while idle")
 	}
 
-	to := mustStatus(t, b).Self.V4()
+	to := mustStatus(t, b).Me().V4()
 	r, err := a.Host.NS.Ping(t.Context(), to, 1)
 	if err != nil || r.Received != 1 {
 		t.Errorf("first ping after %v idle: %v\n%s", idleFor, err, r.Output)

@@ -33,7 +33,7 @@ func TestMappingChange(t *testing.T) {
 	a := e.node(t, sa.Hosts[0], "map-a")
 	b := e.node(t, sb.Hosts[0], "map-b")
 	mustDirect(t, a, b)
-	to := mustStatus(t, b).Self.V4()
+	to := mustStatus(t, b).Me().V4()
 	probe, err := netlab.StartProber(t.Context(), a.Host.NS, b.Host.NS, to)
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func streamThrough(t *testing.T, probe *netlab.Prober, a, b *netlab.Node, event 
 		err error
 	}
 	done := make(chan result, 1)
-	tr := netlab.Transfer{From: a.Host.NS, To: b.Host.NS, Addr: mustStatus(t, b).Self.V4(), Size: streamBytes, Rate: streamRate, StallTimeout: recoveryTimeout, Received: &received}
+	tr := netlab.Transfer{From: a.Host.NS, To: b.Host.NS, Addr: mustStatus(t, b).Me().V4(), Size: streamBytes, Rate: streamRate, StallTimeout: recoveryTimeout, Received: &received}
 	go func() {
 		res, err := tr.Run(ctx)
 		done <- result{res, err}

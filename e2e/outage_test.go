@@ -42,7 +42,7 @@ func TestCoordinatorOutage(t *testing.T) {
 	mustPing(t, a, b, 3)
 	ctx, cancel := context.WithTimeout(t.Context(), transferTimeout)
 	defer cancel()
-	to := mustStatus(t, b).Self.V4()
+	to := mustStatus(t, b).Me().V4()
 	res, err := netlab.Transfer{From: a.Host.NS, To: b.Host.NS, Addr: to, Size: outageStreamBytes, Rate: outageStreamRate, StallTimeout: stallTimeout}.Run(ctx)
 	if err != nil {
 		t.Errorf("TCP over the existing path during the outage: %v", err)

@@ -202,7 +202,7 @@ func (l *Lab) StartNode(ctx context.Context, h *Host, cfg NodeConfig) (*Node, er
 		if err != nil {
 			return err
 		}
-		if !st.Self.V4().IsValid() {
+		if !st.Me().V4().IsValid() {
 			return errors.New("no overlay address yet")
 		}
 		return nil

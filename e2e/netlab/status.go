@@ -2,55 +2,27 @@ package netlab
 
 import (
 	"net/netip"
+
+	"github.com/meshnode/meshnode/node/localapi"
+	"github.com/meshnode/meshnode/node/path"
 )
 
 // Path kinds in `meshnode status --json`.
 const (
-	PathDirect = "direct"
-	PathRelay  = "relay"
-	PathNone   = "none"
+	PathDirect = path.PathDirect
+	PathRelay  = path.PathRelay
+	PathNone   = path.PathNone
 )
 
 // Status is `meshnode status --json`, the CLI's stable interface for
-// scripts; the lab reads it like any script would.
-type Status struct {
-	Self        SelfStatus        `json:"self"`
-	Peers       []PeerStatus      `json:"peers"`
-	Coordinator CoordinatorStatus `json:"coordinator"`
-}
-
-// SelfStatus is the node itself.
-type SelfStatus struct {
-	Name      string       `json:"name"`
-	Addresses []netip.Addr `json:"addresses"`
-	PublicKey string       `json:"public_key"`
-	Endpoints []string     `json:"endpoints"`
-	NAT       struct {
-		Mapping   string `json:"mapping"`
-		PortAlloc string `json:"port_allocation"`
-		Public    string `json:"public_address"`
-	} `json:"nat"`
-}
-
-// CoordinatorStatus is the node's control connection.
-type CoordinatorStatus struct {
-	URL       string `json:"url"`
-	Connected bool   `json:"connected"`
-}
+// scripts; the lab reads the binary's output into the node's own types.
+type Status localapi.Status
 
 // PeerStatus is one peer as the node sees it.
-type PeerStatus struct {
-	Name          string       `json:"name"`
-	Addresses     []netip.Addr `json:"addresses"`
-	PublicKey     string       `json:"public_key"`
-	Online        bool         `json:"online"`
-	Path          string       `json:"path"`
-	Endpoint      string       `json:"endpoint"`
-	LatencyMs     float64      `json:"latency_ms"`
-	RxBytes       uint64       `json:"rx_bytes"`
-	TxBytes       uint64       `json:"tx_bytes"`
-	LastHandshake string       `json:"last_handshake"`
-}
+type PeerStatus = localapi.Peer
+
+// SelfStatus is the node itself.
+type SelfStatus struct{ localapi.Self }
 
 // Peer finds a peer by name.
 func (s Status) Peer(name string) (PeerStatus, bool) {
@@ -61,6 +33,9 @@ func (s Status) Peer(name string) (PeerStatus, bool) {
 	}
 	return PeerStatus{}, false
 }
+
+// Me is the node itself.
+func (s Status) Me() SelfStatus { return SelfStatus{s.Self} }
 
 // V4 is the node's overlay IPv4 address, invalid before it has one.
 func (s SelfStatus) V4() netip.Addr {
