@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 20m
 DIST    ?= dist
 ARCHES  ?= amd64 arm64
 
-.PHONY: all build test unit e2e demo natmatrix bench lint dist-linux deb rpm darwin packages test-packaging clean
+.PHONY: all build deps test unit e2e demo natmatrix bench lint dist-linux deb rpm darwin packages test-packaging clean
 
 all: build
 
@@ -20,7 +20,12 @@ build:
 
 # test: unit tests and the in-process NAT lab; as root also the real-kernel
 # lab and the package checks.
-test: unit e2e test-packaging
+test: deps unit e2e test-packaging
+
+# deps: install what the tests and the demo need from Debian's packages,
+# when root; otherwise say what is missing.
+deps:
+	scripts/deps.sh
 
 unit:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...

@@ -30,16 +30,7 @@ die() { printf 'demo: %s\n' "$*" >&2; exit 1; }
 [[ $EUID -eq 0 ]] || die "needs root to create network namespaces and TUN devices: sudo make demo"
 
 # --- tools -----------------------------------------------------------------
-need=()
-command -v ip >/dev/null || need+=(iproute2)
-command -v nft >/dev/null || need+=(nftables)
-command -v ping >/dev/null || need+=(iputils-ping)
-if ((${#need[@]})); then
-	command -v apt-get >/dev/null || die "missing packages: ${need[*]}; install them and retry"
-	say "Installing ${need[*]} (apt-get)"
-	DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+scripts/deps.sh
 
 # --- binary ----------------------------------------------------------------
 BIN=${MESHNODE_BIN:-}

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Installs, from Debian's packages, what the tests and the demo use and this
+# machine lacks. The one list, shared by `make test`, `make demo` and CI.
+# Without root or apt-get it only says what is missing: the tests that need
+# those tools skip and say so.
+set -euo pipefail
+
+# make; the real-kernel NAT lab (iproute2, nftables, conntrack, ping); the
+# package checks (rpm, dpkg-dev, systemd for systemd-analyze); kmod for the
+# tun module.
+packages=(make ca-certificates iproute2 nftables conntrack iputils-ping rpm dpkg-dev systemd kmod)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ]; then
+	exit 0
+fi
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
+	echo "deps: missing ${missing[*]}; as root this would install them (the tests that need them skip)" >&2
+	exit 0
+fi
+echo "deps: installing ${missing[*]} (apt-get)"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
