@@ -124,13 +124,13 @@ func startRelay(b *testing.B, x, y *node, hx, hy *handler) netip.AddrPort {
 		h *handler
 	}{{x, hx}, {y, hy}} {
 		bound := make(chan struct{}, 1)
-		c := relayclient.New(side.n.priv, coord.Public(), side.n.bind, log, func(r *bind.Route) {
+		c := relayclient.New(side.n.priv, side.n.bind, log, func(r *bind.Route) {
 			if r != nil {
 				bound <- struct{}{}
 			}
 		})
 		side.h.relay = c
-		c.SetServer(addr)
+		c.SetServer(addr, coord.Public())
 		go c.Run(ctx)
 		select {
 		case <-bound:

@@ -41,6 +41,8 @@ type Node struct {
 	STUNServers []string      `mapstructure:"stun_servers" desc:"extra STUN servers (host:port) besides the coordinator"`
 	PortMapping bool          `mapstructure:"port_mapping" desc:"ask the LAN gateway (NAT-PMP, PCP) to forward listen_port, for a port-mapped candidate"`
 	TCPPunch    bool          `mapstructure:"tcp_punch" desc:"where UDP fails, try a direct TCP path (hole punching from TCP listen_port) before the relay"`
+	RelayListen string        `mapstructure:"relay_listen" desc:"serve as the mesh's UDP relay on this host:port (a node with a public address); empty: off"`
+	RelayPublic string        `mapstructure:"relay_public" desc:"the host:port other nodes reach relay_listen at (needed with relay_listen)"`
 	LogLevel    string        `mapstructure:"log_level" desc:"debug, info, warn or error"`
 }
 
@@ -81,6 +83,16 @@ func (n Node) Validate() error {
 	)
 	if n.Name != "" {
 		errs = append(errs, validName("name", n.Name))
+	}
+	if n.RelayListen != "" || n.RelayPublic != "" {
+		errs = append(errs,
+			errIf(n.RelayListen == "", "relay_listen", "must be set with relay_public (the local host:port to serve the relay on)"),
+			errIf(n.RelayPublic == "", "relay_public", "must be set with relay_listen (the host:port other nodes reach the relay at)"))
+		for key, v := range map[string]string{"relay_listen": n.RelayListen, "relay_public": n.RelayPublic} {
+			if _, _, err := net.SplitHostPort(v); v != "" && err != nil {
+				errs = append(errs, fmt.Errorf("%s: %q is not host:port", key, v))
+			}
+		}
 	}
 	for _, s := range n.STUNServers {
 		if _, _, err := net.SplitHostPort(s); err != nil {

@@ -49,6 +49,9 @@ func (h *hub) wireNode(n *store.Node) wire.Node {
 	if online && sess.tcp.IsValid() {
 		w.Endpoints = append(w.Endpoints, wire.Endpoint{Addr: sess.tcp, Kind: wire.EndpointTCP})
 	}
+	if online {
+		w.Relay = sess.relay
+	}
 	return w
 }
 
@@ -182,8 +185,20 @@ func (h *hub) endpoints(key crypto.PublicKey) ([]wire.Endpoint, *wire.NATInfo, b
 	if n == nil {
 		return nil, nil, false
 	}
-	w := h.wireNode(n)
-	return w.Endpoints, n.NAT, true
+	return n.Endpoints, n.NAT, true
+}
+
+// setRelay records the relay a node serves (empty: none) for as long as its
+// session lasts, and pushes it to its peers.
+func (h *hub) setRelay(key crypto.PublicKey, relay string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	sess, n := h.sessions[key], h.nodes[key]
+	if sess == nil || n == nil || sess.relay == relay {
+		return
+	}
+	sess.relay = relay
+	h.changed(n)
 }
 
 // setEndpoints records a node's candidates and pushes them to its peers.
@@ -209,8 +224,9 @@ func (h *hub) rendezvous(from, to crypto.PublicKey) bool {
 		return false
 	}
 	keyA, keyB := a.Key, b.Key
-	sa.send(wire.StreamMsg{Type: wire.MsgPunch, Peer: &keyB, Endpoints: slices.Clone(b.Endpoints), NAT: b.NAT})
-	sb.send(wire.StreamMsg{Type: wire.MsgPunch, Peer: &keyA, Endpoints: slices.Clone(a.Endpoints), NAT: a.NAT})
+	// The wire form adds what the sessions know: the TCP candidate.
+	sa.send(wire.StreamMsg{Type: wire.MsgPunch, Peer: &keyB, Endpoints: h.wireNode(b).Endpoints, NAT: b.NAT})
+	sb.send(wire.StreamMsg{Type: wire.MsgPunch, Peer: &keyA, Endpoints: h.wireNode(a).Endpoints, NAT: a.NAT})
 	return true
 }
 

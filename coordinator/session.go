@@ -47,7 +47,10 @@ type session struct {
 	key crypto.PublicKey
 	// tcp is the stream's source as seen here: the node's public TCP
 	// mapping, offered to peers as a TCP hole-punching candidate.
-	tcp    netip.AddrPort
+	tcp netip.AddrPort
+	// relay is the UDP relay the node serves, when it is a relay node;
+	// guarded by the hub's lock.
+	relay  string
 	conn   *websocket.Conn
 	cancel context.CancelFunc
 	wake   chan struct{} // capacity 1: something to send

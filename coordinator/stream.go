@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -206,6 +207,9 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 				continue
 			}
 			s.setEndpoints(ctx, sess.key, m.Endpoints, m.NAT)
+			if m.Relay == "" || validRelay(m.Relay) {
+				s.hub.setRelay(sess.key, m.Relay)
+			}
 		case wire.MsgRendezvous:
 			if m.Peer == nil {
 				sess.stop(websocket.StatusPolicyViolation, "bad rendezvous",
@@ -277,4 +281,10 @@ func (s *Server) recordSeen(key crypto.PublicKey, t time.Time) {
 	if err := s.store.SetLastSeen(ctx, key, t); err != nil {
 		s.log.Warn("store last seen", "node", key.Short(), "err", err)
 	}
+}
+
+// validRelay checks a relay node's advertised address: host:port.
+func validRelay(s string) bool {
+	_, port, err := net.SplitHostPort(s)
+	return err == nil && port != "" && port != "0"
 }

@@ -106,7 +106,7 @@ func (e *Engine) sendEndpoints() {
 	if e.stream == nil || res.Endpoints == nil {
 		return
 	}
-	msg := wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: res.Endpoints}
+	msg := wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: res.Endpoints, Relay: e.cfg.RelayPublic}
 	if res.Mapping.Behaviour != "" {
 		msg.NAT = &wire.NATInfo{Mapping: res.Mapping.Behaviour, PortAlloc: res.Mapping.PortAlloc, PortStep: res.Mapping.PortStep}
 	}

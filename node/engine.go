@@ -45,6 +45,9 @@ type Options struct {
 	// AuxListen opens the auxiliary UDP sockets of the birthday technique;
 	// nil means plain IPv4 sockets on any port.
 	AuxListen func() (bind.UDPConn, error)
+	// RelayListen opens the socket of the relay this node serves
+	// (relay_listen); nil means a UDP socket on that address.
+	RelayListen func(addr string) (net.PacketConn, error)
 	// LocalAddrs lists LAN candidate addresses; nil means the host's.
 	LocalAddrs func() []netip.Addr
 	// Timing overrides the path manager's timers (tests scale them down).
@@ -85,6 +88,8 @@ type Engine struct {
 	disc  discovery.Result
 	// portMapped is the gateway's port mapping for our socket, if any.
 	portMapped netip.AddrPort
+	// coordRelay is the coordinator's UDP relay (host:port) from its welcome.
+	coordRelay string
 	// stunServers are the coordinator's STUN addresses (host:port), primary
 	// first, from its welcome.
 	stunServers []string
@@ -100,6 +105,9 @@ type Engine struct {
 func New(ctx context.Context, opts Options) (*Engine, error) {
 	if opts.Log == nil {
 		opts.Log = slog.Default()
+	}
+	if opts.RelayListen == nil {
+		opts.RelayListen = func(addr string) (net.PacketConn, error) { return net.ListenPacket("udp", addr) }
 	}
 	if opts.AuxListen == nil {
 		opts.AuxListen = func() (bind.UDPConn, error) { return net.ListenUDP("udp4", nil) }

@@ -12,7 +12,6 @@ import (
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
-	"github.com/meshnode/meshnode/node/discovery"
 	"github.com/meshnode/meshnode/node/path"
 )
 
@@ -43,19 +42,16 @@ func (e *Engine) OnWelcome(msg wire.StreamMsg) {
 			e.log.Warn("saving the coordinator's STUN servers", "err", err)
 		}
 	}
-	if msg.Relay != "" {
-		if addr, err := discovery.ResolveSTUN(context.Background(), msg.Relay); err == nil {
-			e.relay.SetServer(addr)
-		} else {
-			e.log.Warn("relay address does not resolve", "relay", msg.Relay, "err", err)
-		}
-	}
+	e.mu.Lock()
+	e.coordRelay = msg.Relay
+	e.mu.Unlock()
 	for _, k := range gone {
 		e.removePeer(k)
 	}
 	for _, p := range msg.Peers {
 		e.upsertPeer(p)
 	}
+	e.chooseRelay()
 	e.log.Info("peer map received", "peers", len(msg.Peers))
 	e.progress(fmt.Sprintf("connected to the coordinator; %d peers", len(msg.Peers)))
 	e.Kick()
@@ -70,6 +66,7 @@ func (e *Engine) OnPeers(msg wire.StreamMsg) {
 	for _, p := range msg.Upsert {
 		e.upsertPeer(p)
 	}
+	e.chooseRelay()
 }
 
 // OnPunch starts punching on the coordinator's cue.

@@ -58,7 +58,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	if e.opts.AuxListen != nil {
 		e.mgr.SetAux(e.bind)
 	}
-	e.relay = relayclient.New(e.priv, e.state.CoordinatorKey, e, e.log.With("component", "relay"), func(r *bind.Route) { e.setRelay(false, r) })
+	e.relay = relayclient.New(e.priv, e, e.log.With("component", "relay"), func(r *bind.Route) { e.setRelay(false, r) })
 	e.dev = device.NewDevice(e.tun, e.bind, wgLogger(e.log))
 	defer e.dev.Close()
 	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", e.priv.Hex(), e.cfg.ListenPort)); err != nil {
@@ -101,6 +101,11 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	wg.Go(func() { e.relay.Run(ctx) })
 	if e.cfg.PortMapping {
 		wg.Go(func() { e.keepPortMapping(ctx) })
+	}
+	if e.cfg.RelayListen != "" {
+		if err := e.serveRelay(ctx, &wg); err != nil {
+			return err
+		}
 	}
 	tcpRelay := &relayclient.StreamClient{
 		URL:      e.state.CoordinatorURL,

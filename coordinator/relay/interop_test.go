@@ -50,7 +50,7 @@ func (h *harness) newClientNode(t *testing.T) *clientNode {
 		data:   make(chan wire.RelayFrame, 8),
 	}
 	log := slog.New(slog.DiscardHandler)
-	n.client = relayclient.New(priv, h.coord.Public(), udpTransport{c}, log, func(r *bind.Route) { n.routes <- r })
+	n.client = relayclient.New(priv, udpTransport{c}, log, func(r *bind.Route) { n.routes <- r })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -134,7 +134,7 @@ func TestRelayClientInterop(t *testing.T) {
 			if tt.known {
 				h.auth.add(n.pub)
 			}
-			n.client.SetServer(h.addr)
+			n.client.SetServer(h.addr, h.coord.Public())
 			if !tt.known {
 				h.waitCount(t, resUnknownKey, 1)
 				select {
@@ -157,8 +157,8 @@ func TestRelayClientsExchangeData(t *testing.T) {
 	a, b := h.newClientNode(t), h.newClientNode(t)
 	h.auth.add(a.pub, b.pub)
 	h.auth.peer(a.pub, b.pub)
-	a.client.SetServer(h.addr)
-	b.client.SetServer(h.addr)
+	a.client.SetServer(h.addr, h.coord.Public())
+	b.client.SetServer(h.addr, h.coord.Public())
 	ra, rb := a.route(t), b.route(t)
 
 	tests := []struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -25,7 +26,13 @@ type NodeOptions struct {
 	Timing *path.Timing
 	// Keepalive overrides the config's keepalive.
 	Keepalive time.Duration
+	// Relay makes the node serve as the mesh's relay on its first address,
+	// port RelayPort.
+	Relay bool
 }
+
+// RelayPort is where relay nodes serve in the lab.
+const RelayPort = 3479
 
 // Node is one running node of the mesh.
 type Node struct {
@@ -65,6 +72,10 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 	if opts.Keepalive != 0 {
 		cfg.Keepalive = opts.Keepalive
 	}
+	if opts.Relay {
+		cfg.RelayListen = netip.AddrPortFrom(host.IPs()[0], RelayPort).String()
+		cfg.RelayPublic = cfg.RelayListen
+	}
 	n := &Node{Name: name, Host: host, done: make(chan error, 1)}
 	ready := make(chan struct{})
 	eopts := node.Options{
@@ -80,6 +91,17 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 			}
 			return c, nil
 		}),
+		RelayListen: func(addr string) (net.PacketConn, error) {
+			ap, err := netip.ParseAddrPort(addr)
+			if err != nil {
+				return nil, err
+			}
+			c, err := host.ListenPacket(ap)
+			if err != nil {
+				return nil, err
+			}
+			return c, nil
+		},
 		AuxListen: func() (bind.UDPConn, error) {
 			c, err := host.ListenPacket(netip.AddrPort{})
 			if err != nil {

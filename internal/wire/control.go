@@ -84,6 +84,9 @@ type Node struct {
 	Online    bool             `json:"online"`
 	LastSeen  time.Time        `json:"last_seen,omitzero"`
 	Tags      []string         `json:"tags,omitempty"`
+	// Relay is the UDP relay this node serves (host:port), when it is
+	// configured as one; its key is the node's PublicKey.
+	Relay string `json:"relay,omitempty"`
 }
 
 // NATInfo is what a node learned of its own NAT (RFC 4787 terms), shared so
@@ -125,7 +128,7 @@ type StreamMsg struct {
 	Endpoints []Endpoint         `json:"endpoints,omitempty"`
 	NAT       *NATInfo           `json:"nat,omitempty"`
 	Peer      *crypto.PublicKey  `json:"peer,omitempty"`
-	Relay     string             `json:"relay,omitempty"` // welcome: UDP relay host:port
+	Relay     string             `json:"relay,omitempty"` // welcome: the coordinator's UDP relay host:port; endpoints: the relay this node serves
 	STUN      []string           `json:"stun,omitempty"`  // welcome: STUN host:port, primary first
 	Code      string             `json:"code,omitempty"`
 	Error     string             `json:"error,omitempty"`

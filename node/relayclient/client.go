@@ -37,13 +37,15 @@ type Transport interface {
 // Client keeps one relay binding.
 type Client struct {
 	priv     crypto.PrivateKey
-	coordKey crypto.PublicKey
 	tr       Transport
 	log      *slog.Logger
 	onChange func(*bind.Route)
 
 	mu     sync.Mutex
 	server netip.AddrPort
+	// key is the relay's public key, which proofs are made for: the
+	// coordinator's, or a relay node's.
+	key    crypto.PublicKey
 	lastOK time.Time
 	bound  bool
 	// answered is the last challenge proved; only an OK echoing it counts.
@@ -51,16 +53,16 @@ type Client struct {
 }
 
 // New returns a client; onChange hears the relay route, or nil when lost.
-func New(priv crypto.PrivateKey, coordKey crypto.PublicKey, tr Transport, log *slog.Logger, onChange func(*bind.Route)) *Client {
-	return &Client{priv: priv, coordKey: coordKey, tr: tr, log: log, onChange: onChange}
+func New(priv crypto.PrivateKey, tr Transport, log *slog.Logger, onChange func(*bind.Route)) *Client {
+	return &Client{priv: priv, tr: tr, log: log, onChange: onChange}
 }
 
-// SetServer sets the relay address (from the coordinator's welcome).
-func (c *Client) SetServer(addr netip.AddrPort) {
+// SetServer sets the relay: its address and the key it proves with.
+func (c *Client) SetServer(addr netip.AddrPort, key crypto.PublicKey) {
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
 	c.mu.Lock()
-	changed := c.server != addr
-	c.server = addr
+	changed := c.server != addr || c.key != key
+	c.server, c.key = addr, key
 	wasBound := c.bound
 	if changed {
 		c.bound = false
@@ -131,7 +133,10 @@ func (c *Client) HandleControl(pkt []byte, from netip.AddrPort) {
 	}
 	switch f.Type {
 	case wire.RelayChallenge:
-		proof, err := crypto.Proof(c.priv, c.coordKey, wire.RelayProofLabel, f.Challenge)
+		c.mu.Lock()
+		key := c.key
+		c.mu.Unlock()
+		proof, err := crypto.Proof(c.priv, key, wire.RelayProofLabel, f.Challenge)
 		if err != nil {
 			c.log.Warn("relay proof", "err", err)
 			return
