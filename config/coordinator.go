@@ -13,6 +13,11 @@ const (
 	DefaultCoordinatorConfigFile = "/etc/meshnode/coordinator.yaml"
 	// DefaultSTUNPort is the IANA port for STUN (RFC 8489 §18.3).
 	DefaultSTUNPort = 3478
+	// DefaultRelayRate (Mbit/s per node) lets one node's relayed bulk
+	// transfer use a small VPS's uplink without starving everyone else.
+	DefaultRelayRate = 100
+	// maxRelayRate bounds the setting to what one process can forward.
+	maxRelayRate = 100_000
 )
 
 // Overlay pools. The IPv4 default is a /16 inside the shared address space
@@ -35,6 +40,7 @@ type Coordinator struct {
 	NetworkV6     netip.Prefix `mapstructure:"network_v6" desc:"overlay IPv6 pool (a ULA /48 to /64)"`
 	TLSCert       string       `mapstructure:"tls_cert" desc:"PEM certificate to serve (default: a self-signed one kept in data_dir)"`
 	TLSKey        string       `mapstructure:"tls_key" desc:"PEM private key for tls_cert"`
+	RelayRate     int          `mapstructure:"relay_rate" desc:"relayed traffic allowed per node, in Mbit/s (a flood from one node can't starve the others)"`
 	LogLevel      string       `mapstructure:"log_level" desc:"debug, info, warn or error"`
 }
 
@@ -46,6 +52,7 @@ func DefaultCoordinator() Coordinator {
 		STUNListen: fmt.Sprintf(":%d", DefaultSTUNPort),
 		Network:    DefaultNetworkV4,
 		NetworkV6:  DefaultNetworkV6,
+		RelayRate:  DefaultRelayRate,
 		LogLevel:   "info",
 	}
 }
@@ -63,6 +70,7 @@ func (c Coordinator) Validate() error {
 		errIf(!c.NetworkV6.IsValid() || c.NetworkV6.Addr().Is4(), "network_v6", "%v must be an IPv6 CIDR such as %v", c.NetworkV6, DefaultNetworkV6),
 		errIf(c.NetworkV6.IsValid() && c.NetworkV6.Bits() > 64, "network_v6", "%v is too small; use at most a /64", c.NetworkV6),
 		errIf((c.TLSCert == "") != (c.TLSKey == ""), "tls_cert", "tls_cert and tls_key go together; set both or neither"),
+		errIf(c.RelayRate < 1 || c.RelayRate > maxRelayRate, "relay_rate", "%d Mbit/s is out of range; use 1-%d", c.RelayRate, maxRelayRate),
 	)
 	if c.STUNAlternate != "" {
 		errs = append(errs, hostPort("stun_alternate", c.STUNAlternate))

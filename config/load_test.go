@@ -111,11 +111,12 @@ func TestValidateCoordinatorReportsEveryProblem(t *testing.T) {
 	c.Listen = "8443"
 	c.PublicURL = "http://example"
 	c.TLSCert = "/x.pem"
+	c.RelayRate = 0
 	err := c.Validate()
 	if err == nil {
 		t.Fatal("no error")
 	}
-	for _, w := range []string{"listen", "public_url", "tls_cert"} {
+	for _, w := range []string{"listen", "public_url", "tls_cert", "relay_rate: 0 Mbit/s"} {
 		if !strings.Contains(err.Error(), w) {
 			t.Errorf("error %q does not mention %s", err, w)
 		}

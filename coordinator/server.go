@@ -153,7 +153,7 @@ func New(opts Options) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
-	s.relay = relay.New(relay.Options{Key: key, Auth: s.hub, Log: log.With("component", "relay"), Registry: reg})
+	s.relay = relay.New(relay.Options{Key: key, Auth: s.hub, Log: log.With("component", "relay"), Registry: reg, Rate: mbitToBytes(cfg.RelayRate)})
 	s.stun = stunserver.New(stunserver.Options{
 		Software: "meshnode " + version.Version,
 		Logger:   log,
@@ -345,3 +345,6 @@ func hostOnly(hostport string) string {
 	}
 	return hostport
 }
+
+// mbitToBytes converts a rate in Mbit/s to bytes per second.
+func mbitToBytes(mbit int) float64 { return float64(mbit) * 1e6 / 8 }
