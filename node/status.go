@@ -70,6 +70,7 @@ func (e *Engine) Status() localapi.Status {
 			"send_no_path":       bs.NoRoute.Load(),
 			"relayed_in":         bs.RelayedIn.Load(),
 			"relayed_out":        bs.RelayedOut.Load(),
+			"queue_dropped":      bs.QueueDropped.Load(),
 			"disco_rejected":     ps.Rejected.Load(),
 			"paths_found":        ps.PathsFound.Load(),
 			"paths_lost":         ps.PathsLost.Load(),

@@ -80,7 +80,7 @@ func (b *Bind) readAux(c UDPConn, id int, ch chan auxPacket) {
 		select {
 		case ch <- p:
 		default:
-			b.Stats.StreamDropped.Add(1)
+			b.Stats.QueueDropped.Add(1)
 		}
 	}
 }

@@ -66,15 +66,15 @@ type Handler interface {
 
 // Stats counts what the Bind saw; all fields are safe to read concurrently.
 type Stats struct {
-	Garbage       atomic.Uint64 // unrecognised payloads, dropped
-	UnknownPeer   atomic.Uint64 // WireGuard from an address no peer was seen at, dropped
-	NoRoute       atomic.Uint64 // sends to a peer with no path yet, dropped
-	RelayedIn     atomic.Uint64
-	RelayedOut    atomic.Uint64
-	DiscoIn       atomic.Uint64
-	STUNIn        atomic.Uint64
-	RelayControl  atomic.Uint64
-	StreamDropped atomic.Uint64 // stream relay frames dropped on a full queue
+	Garbage      atomic.Uint64 // unrecognised payloads, dropped
+	UnknownPeer  atomic.Uint64 // WireGuard from an address no peer was seen at, dropped
+	NoRoute      atomic.Uint64 // sends to a peer with no path yet, dropped
+	RelayedIn    atomic.Uint64
+	RelayedOut   atomic.Uint64
+	DiscoIn      atomic.Uint64
+	STUNIn       atomic.Uint64
+	RelayControl atomic.Uint64
+	QueueDropped atomic.Uint64 // frames from a stream relay or an auxiliary socket dropped on a full queue
 }
 
 // ErrNoRoute is returned by Send when a peer has no path yet. wireguard-go

@@ -25,7 +25,7 @@ func (b *Bind) DeliverFrame(frame []byte) {
 	select {
 	case ch <- frame:
 	default:
-		b.Stats.StreamDropped.Add(1)
+		b.Stats.QueueDropped.Add(1)
 	}
 }
 

@@ -18,12 +18,11 @@ const (
 
 // PeerPath is one peer's path as status shows it.
 type PeerPath struct {
-	Key        crypto.PublicKey
-	Path       string
-	Endpoint   netip.AddrPort // the direct address or the UDP relay's; invalid when none
-	Via        string         // the relay in use, when relayed
-	Latency    time.Duration  // smoothed RTT of the direct path
-	Candidates int
+	Key      crypto.PublicKey
+	Path     string
+	Endpoint netip.AddrPort // the direct address or the UDP relay's; invalid when none
+	Via      string         // the relay in use, when relayed
+	Latency  time.Duration  // smoothed RTT of the direct path
 }
 
 // Path returns a peer's current path.
@@ -34,7 +33,7 @@ func (m *Manager) Path(key crypto.PublicKey) PeerPath {
 	if !ok {
 		return PeerPath{Key: key, Path: PathNone}
 	}
-	pp := PeerPath{Key: key, Path: PathNone, Candidates: len(p.cands)}
+	pp := PeerPath{Key: key, Path: PathNone}
 	switch {
 	case p.hasBest:
 		pp.Path, pp.Endpoint, pp.Latency = PathDirect, p.best, p.bestRTT
