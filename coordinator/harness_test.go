@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/meshnode/meshnode/internal/wait"
 	"log/slog"
 	"net"
 	"net/http"
@@ -31,13 +32,7 @@ const (
 // eventually polls cond until it holds or waitFor passes.
 func eventually(t testing.TB, cond func() bool, format string, args ...any) {
 	t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: "+format, append([]any{waitFor}, args...)...)
-		}
-		time.Sleep(pollEvery)
-	}
+	wait.For(t, waitFor, fmt.Sprintf(format, args...), cond)
 }
 
 func testConfig(t testing.TB) config.Coordinator {

@@ -2,6 +2,7 @@ package coordinator_test
 
 import (
 	"context"
+	"github.com/meshnode/meshnode/internal/wait"
 	"net"
 	"net/netip"
 	"strings"
@@ -52,9 +53,7 @@ func TestWelcome(t *testing.T) {
 // took; the promise is under a second, the deadline generous for -race.
 func delivered(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	start := time.Now()
-	eventually(t, cond, "%s not delivered", what)
-	t.Logf("%s delivered in %v", what, time.Since(start))
+	t.Logf("%s delivered in %v", what, wait.For(t, waitFor, what+" delivered", cond))
 }
 
 func TestPeerMapDelivery(t *testing.T) {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/meshnode/meshnode/internal/meshlab"
 	"github.com/meshnode/meshnode/internal/natlab"
+	"github.com/meshnode/meshnode/internal/wait"
 	"github.com/meshnode/meshnode/node/path"
 )
 
@@ -32,7 +33,7 @@ func homeNAT(name string) natlab.NATConfig {
 
 func waitDirect(t *testing.T, a, b *meshlab.Node) time.Duration {
 	t.Helper()
-	return meshlab.WaitFor(t, pathDeadline, a.Name+" and "+b.Name+" direct both ways", func() bool {
+	return wait.For(t, pathDeadline, a.Name+" and "+b.Name+" direct both ways", func() bool {
 		return a.PathTo(b).Path == path.PathDirect && b.PathTo(a).Path == path.PathDirect
 	})
 }
@@ -163,12 +164,12 @@ func TestMappingChangeMidTransferRecovers(t *testing.T) {
 			stream := make(chan error, 1)
 			go func() { stream <- tryTransfer(a, b, 2<<20) }()
 			// Change the mapping once the transfer is flowing.
-			meshlab.WaitFor(t, pathDeadline, "traffic flowing", func() bool {
+			wait.For(t, pathDeadline, "traffic flowing", func() bool {
 				return home.Stats().Outbound > 200
 			})
 			tc.event(home)
 			event := time.Now()
-			meshlab.WaitFor(t, transferDeadline, "direct path after the change", func() bool {
+			wait.For(t, transferDeadline, "direct path after the change", func() bool {
 				p := b.PathTo(a)
 				return p.Path == path.PathDirect && p.Endpoint.Addr() == home.PublicIP()
 			})
@@ -237,7 +238,7 @@ func TestSymmetricAgainstFullConeGoesDirect(t *testing.T) {
 
 func waitPath(t *testing.T, a, b *meshlab.Node, want string) time.Duration {
 	t.Helper()
-	return meshlab.WaitFor(t, pathDeadline, a.Name+" and "+b.Name+" on "+want+" both ways", func() bool {
+	return wait.For(t, pathDeadline, a.Name+" and "+b.Name+" on "+want+" both ways", func() bool {
 		return a.PathTo(b).Path == want && b.PathTo(a).Path == want
 	})
 }
@@ -287,7 +288,7 @@ func TestRandomSymmetricNATGoesDirectByBirthdayTechnique(t *testing.T) {
 	a := m.AddNode("phone", m.NAT(hard).NewHost("phone", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{})
 	b := m.AddNode("home", m.NAT(homeNAT("home")).NewHost("home", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
 	t.Logf("relay after %v", waitPath(t, a, b, path.PathRelay))
-	took := meshlab.WaitFor(t, birthdayDeadline, "a direct path by the birthday technique", func() bool {
+	took := wait.For(t, birthdayDeadline, "a direct path by the birthday technique", func() bool {
 		return a.PathTo(b).Path == path.PathDirect && b.PathTo(a).Path == path.PathDirect
 	})
 	t.Logf("direct after %v more", took)
@@ -313,7 +314,7 @@ func TestRelayNodeCarriesHardNATPairs(t *testing.T) {
 	a := m.AddNode("a", m.NAT(ha).NewHost("a", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{})
 	b := m.AddNode("b", m.NAT(hb).NewHost("b", netip.MustParseAddr("10.2.0.2")), meshlab.NodeOptions{})
 	want := netip.AddrPortFrom(relayHost.IPs()[0], meshlab.RelayPort).String()
-	meshlab.WaitFor(t, pathDeadline, "a and b relayed through the relay node", func() bool {
+	wait.For(t, pathDeadline, "a and b relayed through the relay node", func() bool {
 		pa, pb := a.PathTo(b), b.PathTo(a)
 		return pa.Path == path.PathRelay && pa.Via == want && pb.Path == path.PathRelay && pb.Via == want
 	})

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"github.com/meshnode/meshnode/internal/wait"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -68,19 +69,7 @@ func enterTestNetns(t *testing.T) {
 // eventually polls cond until it returns nil or waitTimeout passes.
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %v: %v", what, waitTimeout, err)
-		}
-		<-tick.C
-	}
+	wait.ForNil(t, waitTimeout, what, cond)
 }
 
 // readPackets copies packets read from dev into the returned channel until

@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"errors"
+	"github.com/meshnode/meshnode/internal/wait"
 	"net"
 	"net/netip"
 	"sync"
@@ -24,13 +25,7 @@ const (
 // waitFor polls cond until it holds or waitTimeout passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-		}
-		time.Sleep(pollEvery)
-	}
+	wait.For(t, waitTimeout, what, cond)
 }
 
 // fakeAuth is an in-memory Authorizer; peering is symmetric.

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
+	"github.com/meshnode/meshnode/internal/wait"
 	"hash/crc32"
 	"net"
 	"net/netip"
@@ -324,13 +326,7 @@ func TestRateLimitPerSource(t *testing.T) {
 // eventually polls cond until it holds or ioDeadline passes.
 func eventually(t *testing.T, cond func() bool, format string, args ...any) {
 	t.Helper()
-	deadline := time.Now().Add(ioDeadline)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: "+format, append([]any{ioDeadline}, args...)...)
-		}
-		time.Sleep(pollEvery)
-	}
+	wait.For(t, ioDeadline, fmt.Sprintf(format, args...), cond)
 }
 
 func TestLimiter(t *testing.T) {

@@ -131,25 +131,6 @@ func (m *Mesh) NAT(cfg natlab.NATConfig) *natlab.NAT {
 	return n
 }
 
-// WaitFor polls cond every pollEvery until it holds or timeout passes, and
-// fails the test with what was awaited.
-func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for {
-		if cond() {
-			return time.Since(start)
-		}
-		if time.Since(start) > timeout {
-			t.Fatalf("timed out after %v waiting for %s", timeout, what)
-		}
-		time.Sleep(pollEvery)
-	}
-}
-
-// pollEvery is the convergence poll interval.
-const pollEvery = 25 * time.Millisecond
-
 // testWriter sends logs to the test's log, shown on failure or with -v.
 type testWriter struct{ t testing.TB }
 

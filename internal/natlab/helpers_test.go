@@ -2,6 +2,7 @@ package natlab
 
 import (
 	"fmt"
+	"github.com/meshnode/meshnode/internal/wait"
 	"net/netip"
 	"strings"
 	"sync"
@@ -119,15 +120,7 @@ func observe(t *testing.T, c, server *Conn) netip.AddrPort {
 // waitFor polls cond until it holds, failing with what after waitTimeout.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	tick := time.NewTicker(pollEvery)
-	defer tick.Stop()
-	deadline := time.Now().Add(waitTimeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", waitTimeout, what)
-		}
-		<-tick.C
-	}
+	wait.For(t, waitTimeout, what, cond)
 }
 
 func ap(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

@@ -3,6 +3,7 @@ package portmap
 import (
 	"bytes"
 	"encoding/binary"
+	"github.com/meshnode/meshnode/internal/wait"
 	"net"
 	"net/netip"
 	"slices"
@@ -59,17 +60,14 @@ func (f *fakeServer) requests() [][]byte {
 	return slices.Clone(f.reqs)
 }
 
-// waitFor polls cond every 20 ms for up to 10 s.
+// waitFor polls cond for up to waitDeadline.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.For(t, waitDeadline, what, cond)
 }
+
+// waitDeadline bounds the fake servers' waits.
+const waitDeadline = 10 * time.Second
 
 // closedPort returns a loopback address where nothing listens.
 func closedPort(t *testing.T) netip.AddrPort {

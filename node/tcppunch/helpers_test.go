@@ -1,6 +1,7 @@
 package tcppunch
 
 import (
+	"github.com/meshnode/meshnode/internal/wait"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -15,8 +16,6 @@ const (
 	// waitTimeout bounds every wait in these tests; on loopback everything
 	// happens in milliseconds, so reaching it means the behaviour is broken.
 	waitTimeout = 20 * time.Second
-	// pollInterval is how often a wait re-checks its condition.
-	pollInterval = 20 * time.Millisecond
 	// frameQueue bounds frames a test collects before it reads them.
 	frameQueue = 1024
 )
@@ -76,19 +75,7 @@ func (c collector) next(t *testing.T) []byte {
 // eventually polls cond until it returns nil or waitTimeout passes.
 func eventually(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not true after %v: %v", what, waitTimeout, err)
-		}
-		<-tick.C
-	}
+	wait.ForNil(t, waitTimeout, what, cond)
 }
 
 // receive waits for a value from ch for at most waitTimeout.
