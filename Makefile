@@ -89,4 +89,4 @@ clean:
 # Figures go in bench/RESULTS.md.
 bench:
 	$(GO) test -run '^$$' -bench DataPlane -benchtime 100000x -count 3 ./bench/
-	$(GO) test -run '^$$' -bench . -count 1 ./coordinator/ ./coordinator/relay/ ./internal/natlab/
+	$(GO) test -run '^$$' -bench . -count 1 ./coordinator/ ./relay/ ./internal/natlab/

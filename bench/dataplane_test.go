@@ -21,7 +21,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
-	"github.com/meshnode/meshnode/coordinator/relay"
+	"github.com/meshnode/meshnode/relay"
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/relayclient"

@@ -24,7 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/meshnode/meshnode/config"
-	"github.com/meshnode/meshnode/coordinator/relay"
+	"github.com/meshnode/meshnode/relay"
 	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/coordinator/stunserver"
 	"github.com/meshnode/meshnode/crypto"

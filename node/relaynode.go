@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/meshnode/meshnode/coordinator/relay"
+	"github.com/meshnode/meshnode/relay"
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/node/discovery"
 )
