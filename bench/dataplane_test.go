@@ -21,10 +21,10 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
-	"github.com/meshnode/meshnode/relay"
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/relayclient"
+	"github.com/meshnode/meshnode/relay"
 )
 
 // router gives each peer one fixed route.
@@ -33,7 +33,7 @@ type router struct {
 	from map[netip.AddrPort]crypto.PublicKey
 }
 
-func (r *router) RouteTo(k crypto.PublicKey) (bind.Route, bool) { rt, ok := r.to[k]; return rt, ok }
+func (r *router) RouteTo(k crypto.PublicKey) bind.Route { return r.to[k] }
 func (r *router) PeerAt(a netip.AddrPort) (crypto.PublicKey, bool) {
 	k, ok := r.from[a]
 	return k, ok
@@ -43,10 +43,14 @@ func (r *router) IsPeer(k crypto.PublicKey) bool { _, ok := r.to[k]; return ok }
 // handler passes relay control frames to the node's relay client.
 type handler struct{ relay *relayclient.Client }
 
-func (handler) HandleSTUN([]byte, netip.AddrPort)               {}
-func (handler) HandleDisco([]byte, netip.AddrPort, int)         {}
-func (handler) HandleRelayedDisco([]byte, crypto.PublicKey)     {}
-func (h handler) HandleRelayControl(p []byte, f netip.AddrPort) { h.relay.HandleControl(p, f) }
+func (h *handler) handlers() bind.Handlers {
+	return bind.Handlers{
+		STUN:         func([]byte, netip.AddrPort) {},
+		Disco:        func([]byte, netip.AddrPort, int) {},
+		RelayedDisco: func([]byte, crypto.PublicKey) {},
+		RelayControl: func(p []byte, f netip.AddrPort) { h.relay.HandleControl(p, f) },
+	}
+}
 
 // everyone lets every registered key relay to every other.
 type everyone struct{}
@@ -75,7 +79,8 @@ func newNode(b *testing.B, wrapped bool, h *handler) *node {
 	n := &node{priv: priv, tun: tuntest.NewChannelTUN(), route: &router{to: map[crypto.PublicKey]bind.Route{}, from: map[netip.AddrPort]crypto.PublicKey{}}}
 	var cb conn.Bind = conn.NewStdNetBind()
 	if wrapped {
-		n.bind = bind.New(cb, n.route, h, nil)
+		n.bind = bind.New(cb, nil)
+		n.bind.Attach(n.route, h.handlers())
 		cb = n.bind
 	}
 	n.dev = device.NewDevice(n.tun.TUN(), cb, device.NewLogger(device.LogLevelSilent, ""))
@@ -124,7 +129,7 @@ func startRelay(b *testing.B, x, y *node, hx, hy *handler) netip.AddrPort {
 		h *handler
 	}{{x, hx}, {y, hy}} {
 		bound := make(chan struct{}, 1)
-		c := relayclient.New(side.n.priv, side.n.bind, log, func(r *bind.Route) {
+		c := relayclient.New(side.n.priv, side.n.bind, log, func(r bind.Route) {
 			if r != nil {
 				bound <- struct{}{}
 			}
@@ -153,12 +158,12 @@ func setup(b *testing.B, mode string) (x, y *node) {
 	hx, hy := &handler{}, &handler{}
 	x, y = newNode(b, true, hx), newNode(b, true, hy)
 	kx, ky := x.priv.Public(), y.priv.Public()
-	x.route.to[ky], x.route.from[loopback(y.port)] = bind.Route{Addr: loopback(y.port)}, ky
-	y.route.to[kx], y.route.from[loopback(x.port)] = bind.Route{Addr: loopback(x.port)}, kx
+	x.route.to[ky], x.route.from[loopback(y.port)] = x.bind.Direct(loopback(y.port), 0), ky
+	y.route.to[kx], y.route.from[loopback(x.port)] = y.bind.Direct(loopback(x.port), 0), kx
 	if mode == "meshnode-Bind-UDP-relay" {
 		r := startRelay(b, x, y, hx, hy)
-		x.route.to[ky] = bind.Route{Addr: r, Relay: true}
-		y.route.to[kx] = bind.Route{Addr: r, Relay: true}
+		x.route.to[ky] = x.bind.UDPRelay(r)
+		y.route.to[kx] = y.bind.UDPRelay(r)
 	}
 	x.peer(b, y, "10.0.0.2/32", ky.Hex())
 	y.peer(b, x, "10.0.0.1/32", kx.Hex())

@@ -7,7 +7,6 @@ import (
 	"slices"
 	"time"
 
-	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/discovery"
 	"github.com/meshnode/meshnode/node/portmap"
@@ -142,24 +141,6 @@ func (e *Engine) localAddrs() []netip.Addr {
 	a = slices.Clone(a)
 	slices.SortFunc(a, func(x, y netip.Addr) int { return x.Compare(y) })
 	return a
-}
-
-// HandleSTUN implements bind.Handler.
-func (e *Engine) HandleSTUN(pkt []byte, from netip.AddrPort) { e.prober.HandleSTUN(pkt, from) }
-
-// HandleRelayedDisco implements bind.Handler.
-func (e *Engine) HandleRelayedDisco(pkt []byte, peer crypto.PublicKey) {
-	e.mgr.HandleRelayedDisco(pkt, peer)
-}
-
-// HandleDisco implements bind.Handler.
-func (e *Engine) HandleDisco(pkt []byte, from netip.AddrPort, sock int) {
-	e.mgr.HandleDisco(pkt, from, sock)
-}
-
-// HandleRelayControl implements bind.Handler.
-func (e *Engine) HandleRelayControl(pkt []byte, from netip.AddrPort) {
-	e.relay.HandleControl(pkt, from)
 }
 
 // keepPortMapping asks the LAN gateway to forward our port (NAT-PMP or PCP)

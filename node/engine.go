@@ -94,7 +94,7 @@ type Engine struct {
 	// first, from its welcome.
 	stunServers []string
 	// The relays: UDP is preferred, TCP is the fallback where UDP is blocked.
-	udpRelay, tcpRelay *bind.Route
+	udpRelay, tcpRelay bind.Route
 	udpRelayDownSince  time.Time
 	// kick asks the discovery loop to gather now.
 	kick chan struct{}
@@ -221,7 +221,7 @@ const tcpRelayGrace = 3 * time.Second
 
 // setRelay records a relay route (or its loss) and gives the path manager
 // the best one: UDP when bound, else TCP.
-func (e *Engine) setRelay(tcp bool, r *bind.Route) {
+func (e *Engine) setRelay(tcp bool, r bind.Route) {
 	e.mu.Lock()
 	if tcp {
 		e.tcpRelay = r

@@ -6,9 +6,9 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/meshnode/meshnode/relay"
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/node/discovery"
+	"github.com/meshnode/meshnode/relay"
 )
 
 // A node with a public address can serve as the mesh's relay (relay_listen,

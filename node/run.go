@@ -43,22 +43,26 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	if e.opts.Timing != nil {
 		timing = *e.opts.Timing
 	}
-	sealer := crypto.NewSealer(e.priv)
-	hooks := path.Hooks{Rendezvous: e.rendezvous, PathLost: func(crypto.PublicKey) { e.Kick() }}
-	if e.cfg.TCPPunch {
-		hooks.PunchTCP = e.punchTCP
-	}
-	e.mgr = path.New(sealer, e, timing, hooks, e.log.With("component", "path"))
-	e.prober = discovery.NewProber(e)
 	inner := e.opts.Bind
 	if inner == nil {
 		inner = conn.NewStdNetBind()
 	}
-	e.bind = bind.New(inner, e.mgr, e, e.opts.AuxListen)
+	e.bind = bind.New(inner, e.opts.AuxListen)
+	e.mgr = path.New(crypto.NewSealer(e.priv), e.bind, timing, e.log.With("component", "path"))
+	if e.cfg.TCPPunch {
+		e.mgr.EnableTCPPunch()
+	}
 	if e.opts.AuxListen != nil {
 		e.mgr.SetAux(e.bind)
 	}
-	e.relay = relayclient.New(e.priv, e, e.log.With("component", "relay"), func(r *bind.Route) { e.setRelay(false, r) })
+	e.prober = discovery.NewProber(e.bind)
+	e.relay = relayclient.New(e.priv, e.bind, e.log.With("component", "relay"), func(r bind.Route) { e.setRelay(false, r) })
+	e.bind.Attach(e.mgr, bind.Handlers{
+		STUN:         e.prober.HandleSTUN,
+		Disco:        e.mgr.HandleDisco,
+		RelayedDisco: e.mgr.HandleRelayedDisco,
+		RelayControl: e.relay.HandleControl,
+	})
 	e.dev = device.NewDevice(e.tun, e.bind, wgLogger(e.log))
 	defer e.dev.Close()
 	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", e.priv.Hex(), e.cfg.ListenPort)); err != nil {
@@ -97,6 +101,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
 	wg.Go(func() { e.mgr.Run(ctx) })
+	wg.Go(func() { e.pathEvents(ctx) })
 	wg.Go(func() { e.discoveryLoop(ctx) })
 	wg.Go(func() { e.relay.Run(ctx) })
 	if e.cfg.PortMapping {
@@ -114,7 +119,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		CoordKey: e.state.CoordinatorKey,
 		Log:      e.log.With("component", "relay-tcp"),
 		Deliver:  e.bind.DeliverFrame,
-		OnChange: func(r *bind.Route) { e.setRelay(true, r) },
+		Routes:   e.bind.Stream,
+		OnChange: func(r bind.Route) { e.setRelay(true, r) },
 		Want:     e.wantTCPRelay,
 	}
 	wg.Go(func() { tcpRelay.Run(ctx) })
@@ -208,21 +214,24 @@ func (e *Engine) closeTUN() {
 	}
 }
 
-// WriteVia sends a raw packet from the shared socket or an auxiliary one
-// (path.Transport).
-func (e *Engine) WriteVia(pkt []byte, to netip.AddrPort, sock int) error {
-	if e.bind == nil {
-		return bind.ErrClosed
+// pathEvents carries out the path manager's requests. The manager never
+// waits for this loop; each request here is itself non-blocking.
+func (e *Engine) pathEvents(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-e.mgr.Events():
+			switch ev.Kind {
+			case path.EventRendezvous:
+				e.rendezvous(ev.Peer)
+			case path.EventPathLost:
+				e.Kick()
+			case path.EventPunchTCP:
+				e.punchTCP(ev.Peer, ev.Remote)
+			}
+		}
 	}
-	return e.bind.WriteVia(pkt, to, sock)
-}
-
-// WriteTo sends a raw packet from the shared socket (discovery.Transport).
-func (e *Engine) WriteTo(pkt []byte, to netip.AddrPort) error {
-	if e.bind == nil {
-		return bind.ErrClosed
-	}
-	return e.bind.WriteTo(pkt, to)
 }
 
 // dialFrom dials from a fixed local port (the TCP punch port), or from any
@@ -254,7 +263,7 @@ func (e *Engine) punchTCP(peer crypto.PublicKey, remote netip.AddrPort) {
 			e.mgr.SetTCPRoute(peer, nil)
 			return
 		}
-		e.mgr.SetTCPRoute(peer, &bind.Route{Relay: true, Stream: p, Addr: p.RemoteAddr(), Via: "tcp " + p.RemoteAddr().String()})
+		e.mgr.SetTCPRoute(peer, e.bind.Stream(p, bind.RouteInfo{Kind: bind.KindDirect, Addr: p.RemoteAddr(), Via: "tcp " + p.RemoteAddr().String()}))
 		err = p.Run(e.runCtx)
 		log.Info("direct TCP path closed", "err", err)
 		e.mgr.SetTCPRoute(peer, nil)

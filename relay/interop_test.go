@@ -20,6 +20,11 @@ import (
 // udpTransport is relayclient's Transport on a plain socket.
 type udpTransport struct{ c *net.UDPConn }
 
+// routes makes routes for status only: the test sends frames itself.
+var statusRoutes = bind.New(nil, nil)
+
+func (u udpTransport) UDPRelay(addr netip.AddrPort) bind.Route { return statusRoutes.UDPRelay(addr) }
+
 func (u udpTransport) WriteTo(pkt []byte, to netip.AddrPort) error {
 	_, err := u.c.WriteToUDPAddrPort(pkt, to)
 	return err
@@ -32,7 +37,7 @@ type clientNode struct {
 	pub    crypto.PublicKey
 	conn   *net.UDPConn
 	client *relayclient.Client
-	routes chan *bind.Route
+	routes chan bind.Route
 	data   chan wire.RelayFrame
 }
 
@@ -46,11 +51,11 @@ func (h *harness) newClientNode(t *testing.T) *clientNode {
 	n := &clientNode{
 		pub:    priv.Public(),
 		conn:   c,
-		routes: make(chan *bind.Route, 8),
+		routes: make(chan bind.Route, 8),
 		data:   make(chan wire.RelayFrame, 8),
 	}
 	log := slog.New(slog.DiscardHandler)
-	n.client = relayclient.New(priv, udpTransport{c}, log, func(r *bind.Route) { n.routes <- r })
+	n.client = relayclient.New(priv, udpTransport{c}, log, func(r bind.Route) { n.routes <- r })
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -90,7 +95,7 @@ func (n *clientNode) readLoop() {
 }
 
 // route waits for the client's relay route.
-func (n *clientNode) route(t *testing.T) *bind.Route {
+func (n *clientNode) route(t *testing.T) bind.Route {
 	t.Helper()
 	select {
 	case r := <-n.routes:
@@ -145,8 +150,8 @@ func TestRelayClientInterop(t *testing.T) {
 				return
 			}
 			r := n.route(t)
-			if !r.Relay || r.Addr != h.addr || r.Stream != nil {
-				t.Fatalf("route = %+v, want a UDP relay route via %s", *r, h.addr)
+			if i := r.Info(); i.Kind != bind.KindRelay || i.Addr != h.addr {
+				t.Fatalf("route = %+v, want a UDP relay route via %s", i, h.addr)
 			}
 		})
 	}
@@ -164,7 +169,7 @@ func TestRelayClientsExchangeData(t *testing.T) {
 	tests := []struct {
 		name     string
 		from, to *clientNode
-		route    *bind.Route
+		route    bind.Route
 		payload  []byte
 	}{
 		{"a to b", a, b, ra, wgPacket(148, 1)},
@@ -173,7 +178,7 @@ func TestRelayClientsExchangeData(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// As bind.Send frames a packet on a relayed route.
-			if err := (udpTransport{tt.from.conn}).WriteTo(wire.AppendRelayData(nil, tt.to.pub, tt.payload), tt.route.Addr); err != nil {
+			if err := (udpTransport{tt.from.conn}).WriteTo(wire.AppendRelayData(nil, tt.to.pub, tt.payload), tt.route.Info().Addr); err != nil {
 				t.Fatal(err)
 			}
 			f := tt.to.recvData(t)
@@ -191,7 +196,7 @@ func TestStreamClientInterop(t *testing.T) {
 	base := h.serveHTTP(t)
 	priv := newKey(t)
 	pub := priv.Public()
-	routes := make(chan *bind.Route, 8)
+	routes := make(chan bind.Route, 8)
 	frames := make(chan []byte, 8)
 	sc := &relayclient.StreamClient{
 		URL:      base,
@@ -205,13 +210,14 @@ func TestStreamClientInterop(t *testing.T) {
 			default:
 			}
 		},
-		OnChange: func(r *bind.Route) {
+		OnChange: func(r bind.Route) {
 			select {
 			case routes <- r:
 			default:
 			}
 		},
-		Want: func() bool { return true },
+		Routes: statusRoutes.Stream,
+		Want:   func() bool { return true },
 	}
 	peer := h.newUDPNode(t, newKey(t))
 	h.auth.add(pub, peer.pub)
@@ -228,7 +234,7 @@ func TestStreamClientInterop(t *testing.T) {
 
 	select {
 	case r := <-routes:
-		if r == nil || !r.Relay || r.Stream != sc {
+		if r == nil || r.Info().Kind != bind.KindRelay || r.Info().Via == "" {
 			t.Fatalf("stream client route = %+v, want a relay route over its stream", r)
 		}
 	case <-time.After(waitTimeout):

@@ -106,7 +106,7 @@ func (b *Bind) auxReceive(ch chan auxPacket, closed chan struct{}) conn.ReceiveF
 				b.Stats.UnknownPeer.Add(1)
 			case wire.KindDisco:
 				b.Stats.DiscoIn.Add(1)
-				b.handler.HandleDisco(p.pkt, p.from, p.sock)
+				b.handler.Disco(p.pkt, p.from, p.sock)
 			default:
 				b.Stats.Garbage.Add(1)
 			}

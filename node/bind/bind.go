@@ -15,53 +15,36 @@ import (
 	"sync/atomic"
 
 	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
-// Route says where packets for a peer go now.
-type Route struct {
-	// Addr is the peer's direct address, or the relay's when Relay is set.
-	Addr netip.AddrPort
-	// Relay marks a relayed route: packets are framed for the relay.
-	Relay bool
-	// Stream, when set, carries relay frames instead of UDP (a relay over
-	// TCP/TLS for networks that block UDP).
-	Stream FrameSender
-	// Via names the relay for status: its address or URL.
-	Via string
-	// Sock is the auxiliary socket a direct path uses (0: the main one).
-	Sock int
-}
-
-// FrameSender sends relay frames over a stream.
-type FrameSender interface {
-	SendFrames(frames [][]byte) error
-}
-
 // Router is the path manager as the Bind sees it.
 type Router interface {
-	// RouteTo returns the route for a packet to peer; false when there is
+	// RouteTo returns the route for a packet to peer; nil when there is
 	// none yet (the Router should start finding one).
-	RouteTo(peer crypto.PublicKey) (Route, bool)
+	RouteTo(peer crypto.PublicKey) Route
 	// PeerAt returns the peer authenticated at a UDP source address.
 	PeerAt(addr netip.AddrPort) (crypto.PublicKey, bool)
 	// IsPeer reports whether key is a current peer (relayed frames name it).
 	IsPeer(key crypto.PublicKey) bool
 }
 
-// Handler takes the packets that are not WireGuard's. The slice is only
-// valid during the call.
-type Handler interface {
-	HandleSTUN(pkt []byte, from netip.AddrPort)
-	// HandleDisco takes a discovery packet that arrived on socket sock (0:
-	// the main socket; see OpenAux).
-	HandleDisco(pkt []byte, from netip.AddrPort, sock int)
-	// HandleRelayedDisco takes a discovery packet that a relay forwarded
-	// from peer.
-	HandleRelayedDisco(pkt []byte, peer crypto.PublicKey)
-	HandleRelayControl(pkt []byte, from netip.AddrPort)
+// Handlers take the packets that are not WireGuard's, each straight to its
+// owner (STUN to the prober, discovery to the path manager, relay control to
+// the relay client). They run on wireguard-go's receive goroutines: they
+// must not block. The slice is only valid during the call.
+type Handlers struct {
+	STUN func(pkt []byte, from netip.AddrPort)
+	// Disco takes a discovery packet that arrived on socket sock (0: the
+	// main socket; see OpenAux).
+	Disco func(pkt []byte, from netip.AddrPort, sock int)
+	// RelayedDisco takes a discovery packet a relay forwarded from peer.
+	RelayedDisco func(pkt []byte, peer crypto.PublicKey)
+	// RelayControl takes a relay control frame (challenge, OK).
+	RelayControl func(pkt []byte, from netip.AddrPort)
 }
 
 // Stats counts what the Bind saw; all fields are safe to read concurrently.
@@ -89,7 +72,7 @@ var ErrClosed = errors.New("bind is closed")
 type Bind struct {
 	inner   conn.Bind
 	router  Router
-	handler Handler
+	handler Handlers
 	Stats   Stats
 
 	mu     sync.RWMutex
@@ -109,13 +92,11 @@ type Bind struct {
 	framePool sync.Pool
 }
 
-// New wraps inner. router and handler must be set before Open. auxListen
-// opens auxiliary sockets for the birthday technique; nil disables them.
-func New(inner conn.Bind, router Router, handler Handler, auxListen func() (UDPConn, error)) *Bind {
+// New wraps inner. auxListen opens auxiliary sockets for the birthday
+// technique; nil disables them. Attach must be called before Open.
+func New(inner conn.Bind, auxListen func() (UDPConn, error)) *Bind {
 	return &Bind{
 		inner:     inner,
-		router:    router,
-		handler:   handler,
 		auxListen: auxListen,
 		aux:       make(map[int]UDPConn),
 		eps:       make(map[crypto.PublicKey]*PeerEndpoint),
@@ -126,8 +107,17 @@ func New(inner conn.Bind, router Router, handler Handler, auxListen func() (UDPC
 	}
 }
 
-// maxPacket is the largest UDP payload wireguard-go sends (device.MaxMessageSize).
-const maxPacket = 65535
+// Attach gives the Bind its router and handlers. It must happen before
+// wireguard-go opens the Bind (device.Up): the packet paths read both
+// without a lock, and Open's lock orders this write before them.
+func (b *Bind) Attach(router Router, h Handlers) {
+	b.mu.Lock()
+	b.router, b.handler = router, h
+	b.mu.Unlock()
+}
+
+// maxPacket is the largest UDP payload wireguard-go sends.
+const maxPacket = device.MaxMessageSize
 
 // Open opens the inner Bind and wraps its receive functions. wireguard-go
 // calls it again on every rebind.

@@ -45,6 +45,22 @@ func (r *recorder) HandleRelayControl(p []byte, _ netip.AddrPort) {
 	r.relayc = append(r.relayc, append([]byte{}, p...))
 }
 
+// handlers hands the recorder every kind of packet.
+func (r *recorder) handlers() Handlers {
+	return Handlers{STUN: r.HandleSTUN, Disco: r.HandleDisco, RelayedDisco: r.HandleRelayedDisco, RelayControl: r.HandleRelayControl}
+}
+
+// newBind is a Bind on loopback with router and handlers attached; the
+// router gets the Bind to build its routes.
+func newBind(router interface {
+	Router
+	with(*Bind) Router
+}, h Handlers, aux func() (UDPConn, error)) *Bind {
+	b := New(NewConnBind(loopbackListen), aux)
+	b.Attach(router.with(b), h)
+	return b
+}
+
 func loopbackListen(port uint16) (UDPConn, error) {
 	return net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)})
 }
@@ -78,7 +94,7 @@ func TestReceiveDemultiplexes(t *testing.T) {
 		from: map[netip.AddrPort]crypto.PublicKey{senderAddr: peer},
 	}
 	rec := &recorder{}
-	b := New(NewConnBind(loopbackListen), router, rec, nil)
+	b := newBind(router, rec.handlers(), nil)
 	fns, port, err := b.Open(0)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +162,7 @@ func TestSendFollowsTheRoute(t *testing.T) {
 	defer dst.Close()
 	addr := dst.LocalAddr().(*net.UDPAddr).AddrPort()
 	router := relayRouter{direct: direct, relay: relay, addr: addr}
-	b := New(NewConnBind(loopbackListen), router, &recorder{}, nil)
+	b := newBind(router, (&recorder{}).handlers(), nil)
 	if _, _, err := b.Open(0); err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +197,7 @@ func TestSendFollowsTheRoute(t *testing.T) {
 func TestStreamFramesReachWireGuard(t *testing.T) {
 	peer := key(t)
 	router := staticRouter{to: map[crypto.PublicKey]netip.AddrPort{peer: {}}, from: map[netip.AddrPort]crypto.PublicKey{}}
-	b := New(NewConnBind(loopbackListen), router, &recorder{}, nil)
+	b := newBind(router, (&recorder{}).handlers(), nil)
 	fns, _, err := b.Open(0)
 	if err != nil {
 		t.Fatal(err)
@@ -206,7 +222,7 @@ func TestStreamFramesReachWireGuard(t *testing.T) {
 }
 
 func TestParseEndpoint(t *testing.T) {
-	b := New(NewConnBind(loopbackListen), staticRouter{}, &recorder{}, nil)
+	b := newBind(staticRouter{}, (&recorder{}).handlers(), nil)
 	k := key(t)
 	ep, err := b.ParseEndpoint(k.Hex())
 	if err != nil || ep.(*PeerEndpoint).Key != k || ep != b.Endpoint(k) {
@@ -223,16 +239,19 @@ func TestParseEndpoint(t *testing.T) {
 type relayRouter struct {
 	direct, relay crypto.PublicKey
 	addr          netip.AddrPort
+	b             *Bind
 }
 
-func (r relayRouter) RouteTo(k crypto.PublicKey) (Route, bool) {
+func (r relayRouter) with(b *Bind) Router { r.b = b; return r }
+
+func (r relayRouter) RouteTo(k crypto.PublicKey) Route {
 	switch k {
 	case r.direct:
-		return Route{Addr: r.addr}, true
+		return r.b.Direct(r.addr, 0)
 	case r.relay:
-		return Route{Addr: r.addr, Relay: true}, true
+		return r.b.UDPRelay(r.addr)
 	}
-	return Route{}, false
+	return nil
 }
 func (r relayRouter) PeerAt(netip.AddrPort) (crypto.PublicKey, bool) {
 	return crypto.PublicKey{}, false
@@ -260,7 +279,9 @@ func TestAuxiliarySockets(t *testing.T) {
 	raddr := remote.LocalAddr().(*net.UDPAddr).AddrPort()
 	router := staticRouter{to: map[crypto.PublicKey]netip.AddrPort{peer: raddr}, from: map[netip.AddrPort]crypto.PublicKey{raddr: peer}}
 	rec := &sockRecorder{socks: make(chan int, 1)}
-	b := New(NewConnBind(loopbackListen), router, rec, func() (UDPConn, error) { return loopbackListen(0) })
+	h := rec.handlers()
+	h.Disco = rec.HandleDisco
+	b := newBind(router, h, func() (UDPConn, error) { return loopbackListen(0) })
 	fns, _, err := b.Open(0)
 	if err != nil {
 		t.Fatal(err)
@@ -317,11 +338,17 @@ func TestAuxiliarySockets(t *testing.T) {
 type staticRouter struct {
 	to   map[crypto.PublicKey]netip.AddrPort
 	from map[netip.AddrPort]crypto.PublicKey
+	b    *Bind
 }
 
-func (r staticRouter) RouteTo(k crypto.PublicKey) (Route, bool) {
+func (r staticRouter) with(b *Bind) Router { r.b = b; return r }
+
+func (r staticRouter) RouteTo(k crypto.PublicKey) Route {
 	a, ok := r.to[k]
-	return Route{Addr: a}, ok
+	if !ok {
+		return nil
+	}
+	return r.b.Direct(a, 0)
 }
 
 func (r staticRouter) PeerAt(a netip.AddrPort) (crypto.PublicKey, bool) {

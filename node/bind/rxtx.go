@@ -35,10 +35,10 @@ func (b *Bind) wrap(fn conn.ReceiveFunc) conn.ReceiveFunc {
 				}
 			case wire.KindSTUN:
 				b.Stats.STUNIn.Add(1)
-				b.handler.HandleSTUN(pkt, from)
+				b.handler.STUN(pkt, from)
 			case wire.KindDisco:
 				b.Stats.DiscoIn.Add(1)
-				b.handler.HandleDisco(pkt, from, 0)
+				b.handler.Disco(pkt, from, 0)
 			default:
 				b.Stats.Garbage.Add(1)
 			}
@@ -58,7 +58,7 @@ func (b *Bind) unframe(buf []byte, sizes []int, eps []conn.Endpoint, i int, from
 	}
 	if f.Type != wire.RelayData {
 		b.Stats.RelayControl.Add(1)
-		b.handler.HandleRelayControl(buf[:sizes[i]], from)
+		b.handler.RelayControl(buf[:sizes[i]], from)
 		return false
 	}
 	if !b.relayedPayload(f) {
@@ -85,45 +85,12 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if !ok {
 		return fmt.Errorf("bind: send to %T %s: only peer endpoints are routed", ep, ep.DstToString())
 	}
-	r, ok := b.router.RouteTo(pe.Key)
-	if !ok {
+	r := b.router.RouteTo(pe.Key)
+	if r == nil {
 		b.Stats.NoRoute.Add(uint64(len(bufs)))
 		return ErrNoRoute
 	}
-	if !r.Relay && r.Sock != 0 {
-		for _, pkt := range bufs {
-			if err := b.WriteVia(pkt, r.Addr, r.Sock); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	if !r.Relay {
-		return b.inner.Send(bufs, &conn.StdNetEndpoint{AddrPort: r.Addr})
-	}
-	frames := make([][]byte, len(bufs))
-	ptrs := make([]*[]byte, len(bufs))
-	for i, pkt := range bufs {
-		ptrs[i] = b.framePool.Get().(*[]byte)
-		frames[i] = wire.AppendRelayData((*ptrs[i])[:0], pe.Key, pkt)
-	}
-	var err error
-	switch {
-	case r.Stream != nil:
-		err = r.Stream.SendFrames(frames)
-	case len(frames[0]) > maxUnfragmented:
-		err = b.sendOneByOne(frames, r.Addr)
-	default:
-		err = b.inner.Send(frames, &conn.StdNetEndpoint{AddrPort: r.Addr})
-	}
-	for i, p := range ptrs {
-		*p = frames[i][:0]
-		b.framePool.Put(p)
-	}
-	if err == nil {
-		b.Stats.RelayedOut.Add(uint64(len(bufs)))
-	}
-	return err
+	return r.Send(bufs, pe.Key)
 }
 
 // relayedPayload checks a relayed data frame: discovery packets go to the
@@ -138,29 +105,9 @@ func (b *Bind) relayedPayload(f wire.RelayFrame) bool {
 		return true
 	case wire.KindDisco:
 		b.Stats.DiscoIn.Add(1)
-		b.handler.HandleRelayedDisco(f.Payload, f.Key)
+		b.handler.RelayedDisco(f.Payload, f.Key)
 	default:
 		b.Stats.Garbage.Add(1)
 	}
 	return false
-}
-
-// maxUnfragmented is the largest UDP payload that fits a 1500-byte IPv4
-// link unfragmented (1500 - 20 IP - 8 UDP). A relay frame adds
-// wire.RelayHeaderLen to a WireGuard packet, so at the default MTU 1420 a
-// full-size frame is 17 bytes over: it must go out on its own, for the
-// kernel to fragment it. Batched, StdNetBind would coalesce such frames with
-// UDP GSO, and the kernel refuses a segment larger than the path MTU
-// (EINVAL), dropping the whole batch.
-const maxUnfragmented = 1500 - 20 - 8
-
-// sendOneByOne sends each frame in its own call, so none is coalesced.
-func (b *Bind) sendOneByOne(frames [][]byte, to netip.AddrPort) error {
-	ep := &conn.StdNetEndpoint{AddrPort: to}
-	for _, f := range frames {
-		if err := b.inner.Send([][]byte{f}, ep); err != nil {
-			return err
-		}
-	}
-	return nil
 }

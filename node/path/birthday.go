@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -14,20 +15,10 @@ import (
 // side probes random ports of the hard side's public IP. With 256 mappings,
 // 1024 random probes succeed 98% of the time and 2048 99.9%. Hard NATs at
 // both ends would need ~170,000 probes a side: they use the relay instead.
+// Its timing (rate, duration, refresh, retry) is in Timing.
 const (
 	birthdaySockets = 256
 	birthdayProbes  = 2048
-	// birthdayRate paces the easy side's probes: 2048 in ~20 s, gentle on
-	// both NATs' state tables.
-	birthdayRate = 100
-	// birthdayDuration bounds one attempt, the probes included.
-	birthdayDuration = 25 * time.Second
-	// birthdayRefresh re-sends from each hard-side socket, keeping its
-	// mapping open while the easy side probes.
-	birthdayRefresh = time.Second
-	// birthdayRetry spaces attempts for one peer: each costs hundreds of
-	// sockets and thousands of packets, so it runs rarely.
-	birthdayRetry = 2 * time.Minute
 	// The port range NATs allocate from (RFC 6056 §3.2: the dynamic range
 	// often starts at 1024).
 	firstNATPort = 1024
@@ -49,6 +40,9 @@ type birthday struct {
 	last  time.Time
 	sent  int
 	socks []int
+	// opening is set while the hard side's sockets are being opened, with
+	// the manager's lock released.
+	opening bool
 	// target is the easy side's public address (hard role) or the hard
 	// side's public IP (easy role, port ignored).
 	target netip.AddrPort
@@ -79,14 +73,15 @@ func birthdayRoleFor(self, peer *wire.NATInfo) birthdayRole {
 }
 
 // startBirthday begins an attempt after a failed punch round, when the two
-// NATs call for it.
-func (m *Manager) startBirthday(p *peer, now time.Time) {
+// NATs call for it. It reports whether the hard side's sockets must be
+// opened (openBirthdaySockets, after mu is released).
+func (m *Manager) startBirthday(p *peer, now time.Time) bool {
 	if m.aux == nil || p.bday.active() || now.Before(p.bday.next) {
-		return
+		return false
 	}
 	role := birthdayRoleFor(&m.self, p.nat)
 	if role == roleNone {
-		return
+		return false
 	}
 	var public netip.AddrPort
 	for a, kind := range p.cands {
@@ -95,22 +90,36 @@ func (m *Manager) startBirthday(p *peer, now time.Time) {
 		}
 	}
 	if !public.IsValid() {
-		return
+		return false
 	}
-	b := birthday{role: role, until: now.Add(birthdayDuration), target: public}
-	if role == roleHard {
-		socks, err := m.aux.OpenAux(birthdaySockets)
-		if err != nil {
-			m.log.Warn("birthday technique: auxiliary sockets", "peer", p.name, "opened", len(socks), "err", err)
-			m.aux.CloseAux(socks...)
-			p.bday.next = now.Add(birthdayRetry)
-			return
-		}
-		b.socks = socks
-	}
-	p.bday = b
+	p.bday = birthday{role: role, until: now.Add(m.t.BirthdayDuration), target: public, opening: role == roleHard}
 	m.Stats.BirthdayAttempts.Add(1)
 	m.log.Info("birthday technique: starting", "peer", p.name, "role", map[birthdayRole]string{roleHard: "hard", roleEasy: "easy"}[role], "target", public)
+	return p.bday.opening
+}
+
+// openBirthdaySockets opens the hard side's sockets for peer k with no lock
+// held, then hands them to the attempt if it still wants them.
+func (m *Manager) openBirthdaySockets(k crypto.PublicKey, now time.Time) {
+	m.mu.Lock()
+	aux := m.aux
+	m.mu.Unlock()
+	socks, err := aux.OpenAux(birthdaySockets)
+	m.mu.Lock()
+	defer m.unlock()
+	p, ok := m.peers[k]
+	if !ok || !p.bday.opening {
+		m.closing = append(m.closing, socks...)
+		return
+	}
+	p.bday.opening = false
+	if err != nil {
+		m.log.Warn("birthday technique: auxiliary sockets", "peer", p.name, "opened", len(socks), "err", err)
+		m.closing = append(m.closing, socks...)
+		p.bday = birthday{next: now.Add(m.t.BirthdayRetry)}
+		return
+	}
+	p.bday.socks = socks
 }
 
 // advanceBirthday sends this tick's share of an attempt and ends it on
@@ -129,7 +138,7 @@ func (m *Manager) advanceBirthday(p *peer, now time.Time, out []outPkt) []outPkt
 		return out
 	}
 	if b.role == roleHard {
-		if now.Sub(b.last) >= birthdayRefresh {
+		if now.Sub(b.last) >= m.t.BirthdayRefresh {
 			b.last = now
 			for _, s := range b.socks {
 				out = m.appendPingVia(p, b.target, s, now, out)
@@ -138,7 +147,7 @@ func (m *Manager) advanceBirthday(p *peer, now time.Time, out []outPkt) []outPkt
 		return out
 	}
 	// Easy side: birthdayRate probes a second, spread over the ticks.
-	due := min(int(now.Sub(b.until.Add(-birthdayDuration)).Seconds()*birthdayRate), birthdayProbes)
+	due := min(int(now.Sub(b.until.Add(-m.t.BirthdayDuration)).Seconds()*float64(m.t.BirthdayRate)), birthdayProbes)
 	for ; b.sent < due; b.sent++ {
 		port := firstNATPort + rand.IntN(lastNATPort-firstNATPort+1)
 		out = m.appendPingVia(p, netip.AddrPortFrom(b.target.Addr(), uint16(port)), 0, now, out)
@@ -149,10 +158,11 @@ func (m *Manager) advanceBirthday(p *peer, now time.Time, out []outPkt) []outPkt
 // endBirthday ends an attempt, keeping only the socket that won (if any).
 func (m *Manager) endBirthday(p *peer, keep int, now time.Time) {
 	m.closeAux(p, keep)
-	p.bday = birthday{next: now.Add(birthdayRetry)}
+	p.bday = birthday{next: now.Add(m.t.BirthdayRetry)}
 }
 
-// closeAux closes a peer's auxiliary sockets except keep.
+// closeAux closes a peer's auxiliary sockets except keep: it queues them
+// for m.unlock, which closes them once mu is released.
 func (m *Manager) closeAux(p *peer, keep int) {
 	var drop []int
 	for _, s := range p.bday.socks {
@@ -163,9 +173,7 @@ func (m *Manager) closeAux(p *peer, keep int) {
 	if keep == 0 && p.bestSock != 0 {
 		drop = append(drop, p.bestSock)
 	}
-	if len(drop) > 0 && m.aux != nil {
-		m.aux.CloseAux(drop...)
-	}
+	m.closing = append(m.closing, drop...)
 	for a, s := range p.sockFor {
 		if s != keep {
 			delete(p.sockFor, a)

@@ -88,26 +88,24 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 		p.setCandidates(append(eps, currentEndpoints(p)...))
 		p.startRound(now, m.t)
 	}
-	m.mu.Unlock()
+	m.unlock()
 	m.send(out)
 }
 
-// sendRelayed sends a discovery packet to peer through the relay in use.
+// sendRelayed sends a discovery packet to peer the way its WireGuard
+// packets go when there is no direct UDP path: a punched TCP path, else the
+// relay in use.
 func (m *Manager) sendRelayed(peer crypto.PublicKey, pkt []byte) error {
-	rl := m.relay.Load()
+	r := m.relay.Load()
 	if v, ok := m.routes.Load(peer); ok {
 		if t := v.(*route).tcp.Load(); t != nil {
-			rl = t
+			r = t
 		}
 	}
-	if rl == nil {
+	if r == nil {
 		return ErrNoPath
 	}
-	frame := wire.AppendRelayData(nil, peer, pkt)
-	if rl.Stream != nil {
-		return rl.Stream.SendFrames([][]byte{frame})
-	}
-	return m.tr.WriteVia(frame, rl.Addr, 0)
+	return r.Send([][]byte{pkt}, peer)
 }
 
 // onPing records the sender's address and answers with a pong that tells it
@@ -178,7 +176,7 @@ func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 	}
 	first := !p.hasBest
 	old := p.best
-	p.setBest(pg.to, pg.sock, kind, rtt, now)
+	p.setBest(m.socks.Direct(pg.to, pg.sock), pg.sock, kind, rtt, now)
 	if pg.sock != 0 || p.bday.active() {
 		m.Stats.BirthdayWins.Add(1)
 		m.closeAux(p, pg.sock)
@@ -229,7 +227,7 @@ func (m *Manager) newPing(p *peer, to netip.AddrPort, now time.Time, reply chan<
 // network) are logged at debug: the next round retries.
 func (m *Manager) send(out []outPkt) {
 	for _, o := range out {
-		if err := m.tr.WriteVia(o.pkt, o.to, o.sock); err != nil {
+		if err := m.socks.WriteVia(o.pkt, o.to, o.sock); err != nil {
 			m.log.Debug("discovery send failed", "to", o.to, "err", err)
 		}
 	}

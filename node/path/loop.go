@@ -23,11 +23,13 @@ func (m *Manager) Run(ctx context.Context) {
 	}
 }
 
-// tick advances all peers once.
+// tick advances all peers once. It decides under the lock and acts after:
+// packets go out, auxiliary sockets open and events are posted with mu
+// released.
 func (m *Manager) tick(now time.Time) {
 	var out []outPkt
-	var rendezvous, lost []crypto.PublicKey
-	var tcp []tcpAttempt
+	var events []Event
+	var opens []crypto.PublicKey
 	m.mu.Lock()
 	for _, p := range m.peers {
 		m.expirePings(p, now)
@@ -35,33 +37,33 @@ func (m *Manager) tick(now time.Time) {
 			var dead bool
 			out, dead = m.heartbeat(p, now, out)
 			if dead {
-				lost = append(lost, p.key)
+				events = append(events, Event{Kind: EventPathLost, Peer: p.key})
 				p.startRound(now, m.t)
 				p.wantRendezvous = true
 			}
 		}
-		out, tcp = m.advanceRound(p, now, out, tcp)
+		var open bool
+		out, events, open = m.advanceRound(p, now, out, events)
+		if open {
+			opens = append(opens, p.key)
+		}
 		out = m.advanceBirthday(p, now, out)
 		if p.wantRendezvous && p.online && now.Sub(p.lastRendezvous) >= m.t.RendezvousGap {
 			p.wantRendezvous = false
 			p.lastRendezvous = now
-			rendezvous = append(rendezvous, p.key)
+			events = append(events, Event{Kind: EventRendezvous, Peer: p.key})
 		}
 	}
-	m.mu.Unlock()
+	m.unlock()
 	m.send(out)
-	for _, k := range lost {
-		if m.hooks.PathLost != nil {
-			m.hooks.PathLost(k)
+	for _, e := range events {
+		if !m.post(e) && e.Kind == EventPunchTCP {
+			// Nobody will answer this attempt: allow a later one.
+			m.SetTCPRoute(e.Peer, nil)
 		}
 	}
-	for _, k := range rendezvous {
-		if m.hooks.Rendezvous != nil {
-			m.hooks.Rendezvous(k)
-		}
-	}
-	for _, a := range tcp {
-		m.hooks.PunchTCP(a.peer, a.remote)
+	for _, k := range opens {
+		m.openBirthdaySockets(k, now)
 	}
 }
 
@@ -101,12 +103,15 @@ func (m *Manager) heartbeat(p *peer, now time.Time, out []outPkt) ([]outPkt, boo
 // advanceRound pings every candidate while a round lasts, ends it once a
 // path has settled, and schedules the next round with backoff when none
 // answered. A peer that is offline is not punched.
-func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt, tcp []tcpAttempt) ([]outPkt, []tcpAttempt) {
+//
+// It reports whether the birthday technique needs its sockets opened.
+func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt, events []Event) ([]outPkt, []Event, bool) {
+	open := false
 	switch {
 	case p.punching(now):
 		if p.hasBest && !p.settleAt.IsZero() && !now.Before(p.settleAt) {
 			p.punchUntil = time.Time{}
-			return out, tcp
+			return out, events, false
 		}
 		if now.Sub(p.lastPunchPing) >= m.t.PunchInterval {
 			p.lastPunchPing = now
@@ -125,9 +130,9 @@ func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt, tcp []tcpAt
 		if !p.hasBest {
 			p.failures++
 			p.nextRound = now.Add(backoff(p.failures, m.t))
-			m.startBirthday(p, now)
+			open = m.startBirthday(p, now)
 			if remote, ok := m.wantTCPPunch(p, now); ok {
-				tcp = append(tcp, tcpAttempt{p.key, remote})
+				events = append(events, Event{Kind: EventPunchTCP, Peer: p.key, Remote: remote})
 			}
 			m.log.Debug("punch round failed", "peer", p.name, "candidates", len(p.cands), "failures", p.failures, "next", p.nextRound.Sub(now).Round(time.Second))
 		}
@@ -135,25 +140,19 @@ func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt, tcp []tcpAt
 		// Keep retrying direct, with backoff; traffic waiting on the relay
 		// or on nothing doesn't shorten the wait below it.
 		if p.nextRound.IsZero() && !p.route.want.Load() {
-			return out, tcp
+			return out, events, false
 		}
 		p.route.want.Store(false)
 		p.startRound(now, m.t)
 		p.wantRendezvous = true
 	}
-	return out, tcp
-}
-
-// tcpAttempt is a TCP hole punch to request once the lock is released.
-type tcpAttempt struct {
-	peer   crypto.PublicKey
-	remote netip.AddrPort
+	return out, events, open
 }
 
 // wantTCPPunch decides whether to try TCP after a failed UDP round: the
 // peer offers a TCP mapping and no attempt is under way or too recent.
 func (m *Manager) wantTCPPunch(p *peer, now time.Time) (netip.AddrPort, bool) {
-	if m.hooks.PunchTCP == nil || p.tcpTrying || now.Before(p.nextTCP) || p.route.tcp.Load() != nil || !p.tcpCand.IsValid() {
+	if !m.tcpPunch || p.tcpTrying || now.Before(p.nextTCP) || p.route.tcp.Load() != nil || !p.tcpCand.IsValid() {
 		return netip.AddrPort{}, false
 	}
 	p.tcpTrying = true

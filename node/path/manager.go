@@ -24,29 +24,20 @@ const KindPeerReflexive = "prflx"
 // roaming through many NAT mappings can't grow our state without limit.
 const maxPeerReflexive = 8
 
-// Transport sends discovery packets from the shared socket (sock 0) or an
-// auxiliary socket of the birthday technique.
-type Transport interface {
+// Sockets is what the manager sends with (the Bind): raw discovery packets
+// from the shared socket (sock 0) or an auxiliary one of the birthday
+// technique, and direct routes for the packet path.
+type Sockets interface {
 	WriteVia(pkt []byte, to netip.AddrPort, sock int) error
+	Direct(addr netip.AddrPort, sock int) bind.Route
 }
 
-// Aux opens and closes auxiliary sockets (bind.Bind does).
+// Aux opens and closes auxiliary sockets (bind.Bind does). The manager
+// calls it only with no lock of its own held: opening hundreds of sockets
+// must not stall the packet paths.
 type Aux interface {
 	OpenAux(n int) ([]int, error)
 	CloseAux(ids ...int)
-}
-
-// Hooks are the manager's calls out; each may be nil. They run without the
-// manager's lock held.
-type Hooks struct {
-	// Rendezvous asks the coordinator to cue both sides to punch now.
-	Rendezvous func(peer crypto.PublicKey)
-	// PathLost reports that a direct path stopped answering: this node's
-	// own mapping may have changed (the engine re-STUNs).
-	PathLost func(peer crypto.PublicKey)
-	// PunchTCP asks for a TCP hole punch to the peer's public TCP mapping,
-	// after UDP punching failed; the result comes back by SetTCPRoute.
-	PunchTCP func(peer crypto.PublicKey, remote netip.AddrPort)
 }
 
 // PeerInfo is what the coordinator says of a peer.
@@ -60,17 +51,24 @@ type PeerInfo struct {
 }
 
 // Manager implements bind.Router.
+//
+// Locking: mu guards the slow-path state (peers and what hangs off them).
+// The packet paths read the hot-path state (routes, byAddr, relay) without
+// it. Under mu the manager only decides: packets to send, sockets to open
+// or close and events to post are collected and acted on after Unlock, so
+// no network I/O, socket creation or blocking send happens under mu. mu is
+// never held while calling into the Bind, so the two never nest.
 type Manager struct {
 	sealer *crypto.Sealer
-	tr     Transport
-	hooks  Hooks
+	socks  Sockets
+	events chan Event
 	t      Timing
 	log    *slog.Logger
 
 	// Hot-path state, read without the lock by the Bind.
 	routes sync.Map // crypto.PublicKey → *route
 	byAddr sync.Map // netip.AddrPort → crypto.PublicKey (authenticated sources)
-	relay  atomic.Pointer[bind.Route]
+	relay  routeVar
 
 	Stats Stats
 
@@ -79,6 +77,10 @@ type Manager struct {
 	// self is this node's own NAT, for choosing hard-NAT techniques.
 	self wire.NATInfo
 	aux  Aux
+	// tcpPunch allows EventPunchTCP.
+	tcpPunch bool
+	// closing lists auxiliary sockets to close once mu is released.
+	closing []int
 }
 
 // Stats counts discovery events.
@@ -87,49 +89,51 @@ type Stats struct {
 	BirthdayAttempts, BirthdayWins          atomic.Uint64
 	Rejected                                atomic.Uint64 // forged, replayed, unknown-peer or malformed
 	PathsFound, PathsLost                   atomic.Uint64
+	EventsDropped                           atomic.Uint64 // events the consumer was too slow for
 }
 
 // route is a peer's hot-path state.
 type route struct {
-	direct atomic.Pointer[bind.Route]
-	tcp    atomic.Pointer[bind.Route] // a punched TCP path
+	direct routeVar
+	tcp    routeVar // a punched TCP path
 	online atomic.Bool
 	lastTx atomic.Int64 // unix nanoseconds of the last send
 	want   atomic.Bool  // a send found no path
 }
 
-// New returns a manager sealing with sealer and sending through tr.
-func New(sealer *crypto.Sealer, tr Transport, t Timing, hooks Hooks, log *slog.Logger) *Manager {
+// New returns a manager sealing with sealer and sending through socks.
+func New(sealer *crypto.Sealer, socks Sockets, t Timing, log *slog.Logger) *Manager {
 	return &Manager{
 		sealer: sealer,
-		tr:     tr,
-		hooks:  hooks,
+		socks:  socks,
+		events: make(chan Event, eventQueue),
 		t:      t,
 		log:    log,
 		peers:  make(map[crypto.PublicKey]*peer),
 	}
 }
 
-// RouteTo implements bind.Router: the direct path when one answers, else the
-// relay while the peer is online, else none (and a path is sought).
-func (m *Manager) RouteTo(key crypto.PublicKey) (bind.Route, bool) {
+// RouteTo implements bind.Router: the direct path when one answers, else a
+// punched TCP path, else the relay while the peer is online, else none (and
+// a path is sought).
+func (m *Manager) RouteTo(key crypto.PublicKey) bind.Route {
 	v, ok := m.routes.Load(key)
 	if !ok {
-		return bind.Route{}, false
+		return nil
 	}
 	r := v.(*route)
 	r.lastTx.Store(time.Now().UnixNano())
 	if d := r.direct.Load(); d != nil {
-		return *d, true
+		return d
 	}
 	if t := r.tcp.Load(); t != nil {
-		return *t, true
+		return t
 	}
 	if rl := m.relay.Load(); rl != nil && r.online.Load() {
-		return *rl, true
+		return rl
 	}
 	r.want.Store(true)
-	return bind.Route{}, false
+	return nil
 }
 
 // PeerAt implements bind.Router.
@@ -154,6 +158,14 @@ func (m *Manager) SetSelfNAT(n wire.NATInfo) {
 	m.mu.Unlock()
 }
 
+// EnableTCPPunch lets the manager ask for TCP hole punches (EventPunchTCP)
+// after UDP punching fails.
+func (m *Manager) EnableTCPPunch() {
+	m.mu.Lock()
+	m.tcpPunch = true
+	m.mu.Unlock()
+}
+
 // SetAux enables the birthday technique with auxiliary sockets.
 func (m *Manager) SetAux(a Aux) {
 	m.mu.Lock()
@@ -162,7 +174,7 @@ func (m *Manager) SetAux(a Aux) {
 }
 
 // SetTCPRoute sets (or, with nil, clears) a peer's punched TCP path.
-func (m *Manager) SetTCPRoute(key crypto.PublicKey, r *bind.Route) {
+func (m *Manager) SetTCPRoute(key crypto.PublicKey, r bind.Route) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, ok := m.peers[key]
@@ -171,16 +183,16 @@ func (m *Manager) SetTCPRoute(key crypto.PublicKey, r *bind.Route) {
 	}
 	p.route.tcp.Store(r)
 	if r != nil {
-		m.log.Info("direct TCP path up", "peer", p.name, "endpoint", r.Via)
+		m.log.Info("direct TCP path up", "peer", p.name, "endpoint", r.Info().Via)
 		return
 	}
 	p.tcpTrying = false
-	p.nextTCP = time.Now().Add(tcpRetry)
+	p.nextTCP = time.Now().Add(m.t.TCPRetry)
 }
 
 // SetRelay sets the relay route used for peers without a direct path; nil
 // means no relay is available.
-func (m *Manager) SetRelay(r *bind.Route) { m.relay.Store(r) }
+func (m *Manager) SetRelay(r bind.Route) { m.relay.Store(r) }
 
 // UpsertPeer adds or updates a peer from the coordinator's map. New
 // candidates, or a peer coming online, start a punch round at once: the
@@ -213,7 +225,7 @@ func (m *Manager) RemovePeer(key crypto.PublicKey) {
 		m.closeAux(p, 0)
 	}
 	delete(m.peers, key)
-	m.mu.Unlock()
+	m.unlock()
 	m.routes.Delete(key)
 	m.byAddr.Range(func(a, k any) bool {
 		if k.(crypto.PublicKey) == key {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/node/bind"
 )
 
 // fabric delivers packets between managers by address, synchronously, and
@@ -40,6 +41,31 @@ func (p port) WriteVia(pkt []byte, to netip.AddrPort, _ int) error {
 	return nil
 }
 
+// Direct is a route over the fabric.
+func (p port) Direct(addr netip.AddrPort, sock int) bind.Route {
+	return fabricRoute{p, addr, sock}
+}
+
+// fabricRoute sends over the fabric like a direct UDP path.
+type fabricRoute struct {
+	p    port
+	addr netip.AddrPort
+	sock int
+}
+
+func (r fabricRoute) Send(bufs [][]byte, _ crypto.PublicKey) error {
+	for _, b := range bufs {
+		if err := r.p.WriteVia(b, r.addr, r.sock); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (r fabricRoute) Info() bind.RouteInfo {
+	return bind.RouteInfo{Kind: bind.KindDirect, Addr: r.addr}
+}
+
 type node struct {
 	m    *Manager
 	key  crypto.PublicKey
@@ -62,7 +88,7 @@ func (f *fabric) add(t *testing.T, addr string) *node {
 	}
 	ap := netip.MustParseAddrPort(addr)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m := New(crypto.NewSealer(priv), port{f, ap}, fastTiming(), Hooks{}, log)
+	m := New(crypto.NewSealer(priv), port{f, ap}, fastTiming(), log)
 	f.mu.Lock()
 	f.at[ap] = m
 	f.mu.Unlock()
@@ -106,8 +132,8 @@ func TestPunchFindsDirectPathBothWays(t *testing.T) {
 	introduce(b, a, a.addr)
 	waitPath(t, a, b, b.addr)
 	waitPath(t, b, a, a.addr)
-	if r, ok := a.m.RouteTo(b.key); !ok || r.Addr != b.addr || r.Relay {
-		t.Fatalf("RouteTo = %+v, %v; want direct to %v", r, ok, b.addr)
+	if r := a.m.RouteTo(b.key); r == nil || r.Info() != (bind.RouteInfo{Kind: bind.KindDirect, Addr: b.addr}) {
+		t.Fatalf("RouteTo = %+v; want direct to %v", r, b.addr)
 	}
 	if k, ok := b.m.PeerAt(a.addr); !ok || k != a.key {
 		t.Fatalf("PeerAt(%v) = %v, %v; want a's key", a.addr, k, ok)

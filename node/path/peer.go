@@ -166,11 +166,11 @@ func (p *peer) active(now time.Time, t Timing) bool {
 	return now.Sub(time.Unix(0, p.route.lastTx.Load())) < t.ActiveWindow
 }
 
-// setBest switches the direct path.
-func (p *peer) setBest(a netip.AddrPort, sock int, kind string, rtt time.Duration, now time.Time) {
-	p.hasBest, p.best, p.bestSock, p.bestKind, p.bestRTT = true, a, sock, kind, rtt
+// setBest switches the direct path to r, from socket sock.
+func (p *peer) setBest(r bind.Route, sock int, kind string, rtt time.Duration, now time.Time) {
+	p.hasBest, p.best, p.bestSock, p.bestKind, p.bestRTT = true, r.Info().Addr, sock, kind, rtt
 	p.lastPong, p.probes = now, 0
-	p.route.direct.Store(&bind.Route{Addr: a, Sock: sock})
+	p.route.direct.Store(r)
 	p.failures = 0
 }
 

@@ -7,12 +7,13 @@ import (
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/node/bind"
 )
 
 // Path kinds, as `meshnode status --json` prints them.
 const (
-	PathDirect = "direct"
-	PathRelay  = "relay"
+	PathDirect = bind.KindDirect
+	PathRelay  = bind.KindRelay
 	PathNone   = "none"
 )
 
@@ -38,11 +39,12 @@ func (m *Manager) Path(key crypto.PublicKey) PeerPath {
 	case p.hasBest:
 		pp.Path, pp.Endpoint, pp.Latency = PathDirect, p.best, p.bestRTT
 	case p.route.tcp.Load() != nil:
-		t := p.route.tcp.Load()
-		pp.Path, pp.Endpoint, pp.Via = PathDirect, t.Addr, t.Via
+		i := p.route.tcp.Load().Info()
+		pp.Path, pp.Endpoint, pp.Via = i.Kind, i.Addr, i.Via
 	case p.online:
 		if rl := m.relay.Load(); rl != nil {
-			pp.Path, pp.Endpoint, pp.Via = PathRelay, rl.Addr, rl.Via
+			i := rl.Info()
+			pp.Path, pp.Endpoint, pp.Via = i.Kind, i.Addr, i.Via
 		}
 	}
 	return pp
@@ -79,7 +81,7 @@ func (m *Manager) Ping(ctx context.Context, key crypto.PublicKey) (PingResult, e
 		pg := p.pending[tx]
 		pg.relayed = true
 		if rl := m.relay.Load(); rl != nil {
-			pg.to = rl.Addr
+			pg.to = rl.Info().Addr
 		}
 	}
 	m.mu.Unlock()

@@ -36,11 +36,21 @@ const (
 	DefaultRendezvousGap = 2 * time.Second
 	// tick is the manager's clock: fine enough for DefaultPunchInterval.
 	defaultTick = 50 * time.Millisecond
+	// DefaultTCPRetry spaces TCP hole-punching attempts for a peer: each
+	// holds sockets and SYN state on both NATs for up to half a minute.
+	DefaultTCPRetry = time.Minute
+	// DefaultBirthdayRate paces the easy side's probes (per second): 2048
+	// in ~20 s, gentle on both NATs' state tables.
+	DefaultBirthdayRate = 100
+	// DefaultBirthdayDuration bounds one birthday attempt, probes included.
+	DefaultBirthdayDuration = 25 * time.Second
+	// DefaultBirthdayRefresh re-sends from each hard-side socket, keeping
+	// its mapping open while the easy side probes.
+	DefaultBirthdayRefresh = time.Second
+	// DefaultBirthdayRetry spaces attempts for one peer: each costs
+	// hundreds of sockets and thousands of packets, so it runs rarely.
+	DefaultBirthdayRetry = 2 * time.Minute
 )
-
-// tcpRetry spaces TCP hole-punching attempts for a peer: each holds
-// sockets and SYN state on both NATs for up to half a minute.
-const tcpRetry = time.Minute
 
 // betterRTTRatio is the hysteresis for switching paths on latency alone: a
 // new path must be 20% faster, so two similar paths don't flap.
@@ -62,22 +72,59 @@ type Timing struct {
 	PingTimeout   time.Duration
 	RendezvousGap time.Duration
 	Tick          time.Duration
+	TCPRetry      time.Duration
+	// The birthday technique (birthday.go).
+	BirthdayRate     int // probes a second
+	BirthdayDuration time.Duration
+	BirthdayRefresh  time.Duration
+	BirthdayRetry    time.Duration
 }
 
 // DefaultTiming returns the defaults with the given keepalive.
 func DefaultTiming(keepalive time.Duration) Timing {
 	return Timing{
-		PunchInterval:   DefaultPunchInterval,
-		PunchDuration:   DefaultPunchDuration,
-		Settle:          DefaultSettle,
-		ActiveHeartbeat: DefaultActiveHeartbeat,
-		ActiveWindow:    DefaultActiveWindow,
-		Keepalive:       keepalive,
-		MissedPongs:     DefaultMissedPongs,
-		RetryMin:        DefaultRetryMin,
-		RetryMax:        DefaultRetryMax,
-		PingTimeout:     DefaultPingTimeout,
-		RendezvousGap:   DefaultRendezvousGap,
-		Tick:            defaultTick,
+		PunchInterval:    DefaultPunchInterval,
+		PunchDuration:    DefaultPunchDuration,
+		Settle:           DefaultSettle,
+		ActiveHeartbeat:  DefaultActiveHeartbeat,
+		ActiveWindow:     DefaultActiveWindow,
+		Keepalive:        keepalive,
+		MissedPongs:      DefaultMissedPongs,
+		RetryMin:         DefaultRetryMin,
+		RetryMax:         DefaultRetryMax,
+		PingTimeout:      DefaultPingTimeout,
+		RendezvousGap:    DefaultRendezvousGap,
+		Tick:             defaultTick,
+		TCPRetry:         DefaultTCPRetry,
+		BirthdayRate:     DefaultBirthdayRate,
+		BirthdayDuration: DefaultBirthdayDuration,
+		BirthdayRefresh:  DefaultBirthdayRefresh,
+		BirthdayRetry:    DefaultBirthdayRetry,
+	}
+}
+
+// Scaled divides every duration by f (and multiplies rates by it), for
+// in-process labs that run production behaviour faster than real time. The
+// relations between timers, and the counts (missed pongs), stay.
+func (t Timing) Scaled(f float64) Timing {
+	d := func(x time.Duration) time.Duration { return time.Duration(float64(x) / f) }
+	return Timing{
+		PunchInterval:    d(t.PunchInterval),
+		PunchDuration:    d(t.PunchDuration),
+		Settle:           d(t.Settle),
+		ActiveHeartbeat:  d(t.ActiveHeartbeat),
+		ActiveWindow:     d(t.ActiveWindow),
+		Keepalive:        d(t.Keepalive),
+		MissedPongs:      t.MissedPongs,
+		RetryMin:         d(t.RetryMin),
+		RetryMax:         d(t.RetryMax),
+		PingTimeout:      d(t.PingTimeout),
+		RendezvousGap:    d(t.RendezvousGap),
+		Tick:             d(t.Tick),
+		TCPRetry:         d(t.TCPRetry),
+		BirthdayRate:     int(float64(t.BirthdayRate) * f),
+		BirthdayDuration: d(t.BirthdayDuration),
+		BirthdayRefresh:  d(t.BirthdayRefresh),
+		BirthdayRetry:    d(t.BirthdayRetry),
 	}
 }

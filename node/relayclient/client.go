@@ -29,9 +29,10 @@ const (
 	expiry = 3 * refresh
 )
 
-// Transport sends from the shared socket.
+// Transport sends from the shared socket and makes relay routes (the Bind).
 type Transport interface {
 	WriteTo(pkt []byte, to netip.AddrPort) error
+	UDPRelay(addr netip.AddrPort) bind.Route
 }
 
 // Client keeps one relay binding.
@@ -39,7 +40,7 @@ type Client struct {
 	priv     crypto.PrivateKey
 	tr       Transport
 	log      *slog.Logger
-	onChange func(*bind.Route)
+	onChange func(bind.Route)
 
 	mu     sync.Mutex
 	server netip.AddrPort
@@ -53,7 +54,7 @@ type Client struct {
 }
 
 // New returns a client; onChange hears the relay route, or nil when lost.
-func New(priv crypto.PrivateKey, tr Transport, log *slog.Logger, onChange func(*bind.Route)) *Client {
+func New(priv crypto.PrivateKey, tr Transport, log *slog.Logger, onChange func(bind.Route)) *Client {
 	return &Client{priv: priv, tr: tr, log: log, onChange: onChange}
 }
 
@@ -159,7 +160,7 @@ func (c *Client) HandleControl(pkt []byte, from netip.AddrPort) {
 		c.mu.Unlock()
 		if first {
 			c.log.Info("relay bound", "relay", server)
-			c.onChange(&bind.Route{Addr: server, Relay: true, Via: server.String()})
+			c.onChange(c.tr.UDPRelay(server))
 		}
 	}
 }

@@ -44,8 +44,10 @@ type StreamClient struct {
 	Log      *slog.Logger
 	// Deliver hands received frames to the Bind (bind.DeliverFrame).
 	Deliver func(frame []byte)
+	// Routes makes the stream's route (bind.Bind.Stream).
+	Routes func(bind.FrameSender, bind.RouteInfo) bind.Route
 	// OnChange hears the stream route, or nil when it closes.
-	OnChange func(*bind.Route)
+	OnChange func(bind.Route)
 	// Want reports whether the stream is needed now.
 	Want func() bool
 
@@ -108,7 +110,7 @@ func (s *StreamClient) session(ctx context.Context) error {
 	s.conn = c
 	s.mu.Unlock()
 	s.Log.Info("relay over TCP bound", "url", url)
-	s.OnChange(&bind.Route{Relay: true, Stream: s, Via: url})
+	s.OnChange(s.Routes(s, bind.RouteInfo{Kind: bind.KindRelay, Via: url}))
 	defer func() {
 		s.mu.Lock()
 		s.conn = nil
