@@ -30,40 +30,57 @@ type auxPacket struct {
 // ErrNoAux is returned when the Bind can't open auxiliary sockets.
 var ErrNoAux = errors.New("auxiliary sockets are not available")
 
-// OpenAux opens n auxiliary sockets and returns their numbers.
+// OpenAux opens n auxiliary sockets and returns their numbers. The sockets
+// are created with no lock held (the packet paths take b.mu), then
+// registered together.
 func (b *Bind) OpenAux(n int) ([]int, error) {
 	if b.auxListen == nil {
 		return nil, ErrNoAux
 	}
+	conns := make([]UDPConn, 0, n)
+	var err error
+	for range n {
+		c, lerr := b.auxListen()
+		if lerr != nil {
+			err = fmt.Errorf("open auxiliary socket %d of %d: %w", len(conns)+1, n, lerr)
+			break
+		}
+		conns = append(conns, c)
+	}
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	if !b.open {
+		b.mu.Unlock()
+		closeAll(conns)
 		return nil, ErrClosed
 	}
-	ids := make([]int, 0, n)
-	for range n {
-		c, err := b.auxListen()
-		if err != nil {
-			return ids, fmt.Errorf("open auxiliary socket %d of %d: %w", len(ids)+1, n, err)
-		}
+	ids := make([]int, 0, len(conns))
+	for _, c := range conns {
 		b.auxNext++
-		id := b.auxNext
-		b.aux[id] = c
-		ids = append(ids, id)
-		go b.readAux(c, id, b.auxCh)
+		b.aux[b.auxNext] = c
+		ids = append(ids, b.auxNext)
+		go b.readAux(c, b.auxNext, b.auxCh)
 	}
-	return ids, nil
+	b.mu.Unlock()
+	return ids, err
 }
 
-// CloseAux closes auxiliary sockets.
+// CloseAux closes auxiliary sockets, after releasing b.mu.
 func (b *Bind) CloseAux(ids ...int) {
+	conns := make([]UDPConn, 0, len(ids))
 	b.mu.Lock()
-	defer b.mu.Unlock()
 	for _, id := range ids {
 		if c, ok := b.aux[id]; ok {
-			c.Close()
+			conns = append(conns, c)
 			delete(b.aux, id)
 		}
+	}
+	b.mu.Unlock()
+	closeAll(conns)
+}
+
+func closeAll(conns []UDPConn) {
+	for _, c := range conns {
+		c.Close()
 	}
 }
 
@@ -129,10 +146,13 @@ func (b *Bind) WriteVia(pkt []byte, to netip.AddrPort, sock int) error {
 	return err
 }
 
-// closeAllAux closes every auxiliary socket; b.mu is held.
-func (b *Bind) closeAllAux() {
+// takeAllAux removes every auxiliary socket for the caller to close once
+// b.mu is released; b.mu is held.
+func (b *Bind) takeAllAux() []UDPConn {
+	conns := make([]UDPConn, 0, len(b.aux))
 	for id, c := range b.aux {
-		c.Close()
+		conns = append(conns, c)
 		delete(b.aux, id)
 	}
+	return conns
 }

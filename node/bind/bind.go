@@ -69,6 +69,11 @@ var ErrNoRoute = errors.New("no path to peer yet")
 var ErrClosed = errors.New("bind is closed")
 
 // Bind implements conn.Bind.
+//
+// Locking: mu guards the socket's open state and the auxiliary sockets;
+// epMu guards the endpoint table. The two never nest, and neither is held
+// while creating, closing or writing to a socket, nor while calling the
+// router or a handler (which take their own locks).
 type Bind struct {
 	inner   conn.Bind
 	router  Router
@@ -154,8 +159,9 @@ func (b *Bind) Close() error {
 		close(b.closed)
 		b.closed, b.stream = nil, nil
 	}
-	b.closeAllAux()
+	aux := b.takeAllAux()
 	b.mu.Unlock()
+	closeAll(aux)
 	return b.inner.Close()
 }
 
