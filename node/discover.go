@@ -2,13 +2,16 @@ package node
 
 import (
 	"context"
+	"log/slog"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/discovery"
+	"github.com/meshnode/meshnode/node/path"
 	"github.com/meshnode/meshnode/node/portmap"
 )
 
@@ -26,19 +29,67 @@ const (
 	gatherTimeout = 10 * time.Second
 )
 
+// discoverer owns this node's candidates: it gathers them (STUN from the
+// shared socket, local addresses, the gateway's port mapping) at start,
+// periodically, on a link change and on a kick, and reports changes to the
+// coordinator and the path manager.
+type discoverer struct {
+	prober     *discovery.Prober
+	port       func() uint16
+	mgr        *path.Manager
+	send       func(wire.StreamMsg) // to the coordinator; never blocks
+	localAddrs func() []netip.Addr  // nil: the host's
+	exclude    []netip.Prefix       // the overlay's own networks
+	configured []string             // STUN servers from the config
+	relay      string               // relay_public, announced with the candidates
+	saveSTUN   func([]string) error
+	log        *slog.Logger
+	kick       chan struct{}
+
+	mu sync.Mutex
+	// stun is the coordinator's STUN servers (host:port), primary first.
+	stun []string
+	res  discovery.Result
+	// portMapped is the gateway's port mapping for our socket, if any.
+	portMapped netip.AddrPort
+}
+
 // Kick asks for a gathering now (a path died, a link changed).
-func (e *Engine) Kick() {
+func (d *discoverer) Kick() {
 	select {
-	case e.kick <- struct{}{}:
+	case d.kick <- struct{}{}:
 	default:
 	}
 }
 
-// discoveryLoop gathers candidates at start, every stunEvery, on a link
-// change and on a kick, and reports changes to the coordinator at once.
-func (e *Engine) discoveryLoop(ctx context.Context) {
-	g := &discovery.Gatherer{Prober: e.prober, LocalAddrs: e.opts.LocalAddrs, Exclude: e.state.routes()}
-	links := e.localAddrs()
+// setSTUN records the coordinator's STUN servers from its welcome and
+// keeps them in the state file for the next start and for netcheck.
+func (d *discoverer) setSTUN(servers []string) {
+	if len(servers) == 0 {
+		return
+	}
+	d.mu.Lock()
+	changed := !slices.Equal(servers, d.stun)
+	d.stun = slices.Clone(servers)
+	d.mu.Unlock()
+	if changed {
+		if err := d.saveSTUN(servers); err != nil {
+			d.log.Warn("saving the coordinator's STUN servers", "err", err)
+		}
+	}
+}
+
+// result is the last gathering.
+func (d *discoverer) result() discovery.Result {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.res
+}
+
+// run gathers candidates until ctx ends.
+func (d *discoverer) run(ctx context.Context) {
+	g := &discovery.Gatherer{Prober: d.prober, LocalAddrs: d.localAddrs, Exclude: d.exclude}
+	links := d.hostAddrs()
 	next := time.NewTimer(0)
 	defer next.Stop()
 	poll := time.NewTicker(linkPoll)
@@ -48,82 +99,76 @@ func (e *Engine) discoveryLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-poll.C:
-			now := e.localAddrs()
+			now := d.hostAddrs()
 			if slices.Equal(now, links) {
 				continue
 			}
-			e.log.Info("link change: local addresses changed", "before", links, "after", now)
+			d.log.Info("link change: local addresses changed", "before", links, "after", now)
 			links = now
-		case <-e.kick:
+		case <-d.kick:
 		case <-next.C:
 		}
-		e.gather(ctx, g)
+		d.gather(ctx, g)
 		next.Reset(stunEvery + rand.N(stunJitter))
 	}
 }
 
 // gather runs one gathering and reports what changed.
-func (e *Engine) gather(ctx context.Context, g *discovery.Gatherer) {
+func (d *discoverer) gather(ctx context.Context, g *discovery.Gatherer) {
 	gctx, cancel := context.WithTimeout(ctx, gatherTimeout)
 	defer cancel()
-	servers := e.stunAddrs(gctx)
-	res := g.Gather(gctx, servers, e.bind.Port())
+	servers := d.stunAddrs(gctx)
+	res := g.Gather(gctx, servers, d.port())
 	if ctx.Err() != nil {
 		return
 	}
-	e.mu.Lock()
-	if pm := e.portMapped; pm.IsValid() {
+	if res.STUNErr != nil && len(servers) > 0 {
+		d.log.Warn("STUN failed: no public address learned (UDP blocked?)", "err", res.STUNErr)
+	}
+	d.mu.Lock()
+	if pm := d.portMapped; pm.IsValid() {
 		res.Endpoints = append(res.Endpoints, wire.Endpoint{Addr: pm, Kind: wire.EndpointPortMap})
 	}
-	e.mu.Unlock()
-	if res.STUNErr != nil && len(servers) > 0 {
-		e.log.Warn("STUN failed: no public address learned (UDP blocked?)", "err", res.STUNErr)
-	}
-	e.mu.Lock()
-	old := e.disc
-	e.disc = res
-	e.mu.Unlock()
+	old := d.res
+	d.res = res
+	d.mu.Unlock()
 	if discovery.SameEndpoints(old.Endpoints, res.Endpoints) {
 		return
 	}
 	if res.Mapping.Behaviour != "" {
-		e.mgr.SetSelfNAT(wire.NATInfo{Mapping: res.Mapping.Behaviour, PortAlloc: res.Mapping.PortAlloc, PortStep: res.Mapping.PortStep})
+		d.mgr.SetSelfNAT(wire.NATInfo{Mapping: res.Mapping.Behaviour, PortAlloc: res.Mapping.PortAlloc, PortStep: res.Mapping.PortStep})
 	}
-	e.log.Info("candidates changed", "endpoints", res.Endpoints, "mapping", res.Mapping.Behaviour, "port_allocation", res.Mapping.PortAlloc)
-	e.sendEndpoints()
+	d.log.Info("candidates changed", "endpoints", res.Endpoints, "mapping", res.Mapping.Behaviour, "port_allocation", res.Mapping.PortAlloc)
+	d.sendEndpoints()
 	if old.Endpoints != nil {
 		// Our mapping or our links moved: peers' paths to us are stale.
-		e.mgr.Repunch()
+		d.mgr.Repunch()
 	}
 }
 
 // sendEndpoints reports the current candidates to the coordinator.
-func (e *Engine) sendEndpoints() {
-	e.mu.Lock()
-	res := e.disc
-	e.mu.Unlock()
-	if e.stream == nil || res.Endpoints == nil {
+func (d *discoverer) sendEndpoints() {
+	res := d.result()
+	if res.Endpoints == nil {
 		return
 	}
-	msg := wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: res.Endpoints, Relay: e.cfg.RelayPublic}
+	msg := wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: res.Endpoints, Relay: d.relay}
 	if res.Mapping.Behaviour != "" {
 		msg.NAT = &wire.NATInfo{Mapping: res.Mapping.Behaviour, PortAlloc: res.Mapping.PortAlloc, PortStep: res.Mapping.PortStep}
 	}
-	if err := e.stream.Send(context.Background(), msg); err != nil {
-		e.log.Debug("endpoints not sent; they go with the next welcome", "err", err)
-	}
+	d.send(msg)
 }
 
 // stunAddrs resolves the STUN servers: the coordinator's, then configured ones.
-func (e *Engine) stunAddrs(ctx context.Context) []netip.AddrPort {
-	e.mu.Lock()
-	names := append(slices.Clone(e.stunServers), e.cfg.STUNServers...)
-	e.mu.Unlock()
+func (d *discoverer) stunAddrs(ctx context.Context) []netip.AddrPort {
+	d.mu.Lock()
+	names := append(slices.Clone(d.stun), d.configured...)
+	d.mu.Unlock()
 	var out []netip.AddrPort
 	for _, s := range names {
 		ap, err := discovery.ResolveSTUN(ctx, s)
 		if err != nil {
-			e.log.Warn("STUN server does not resolve", "server", s, "err", err)
+			d.log.Warn("STUN server does not resolve", "server", s, "err", err)
 			continue
 		}
 		out = append(out, ap)
@@ -131,10 +176,11 @@ func (e *Engine) stunAddrs(ctx context.Context) []netip.AddrPort {
 	return out
 }
 
-func (e *Engine) localAddrs() []netip.Addr {
+// hostAddrs are the local addresses, sorted, to notice link changes.
+func (d *discoverer) hostAddrs() []netip.Addr {
 	var a []netip.Addr
-	if e.opts.LocalAddrs != nil {
-		a = e.opts.LocalAddrs()
+	if d.localAddrs != nil {
+		a = d.localAddrs()
 	} else {
 		a = discovery.InterfaceAddrs()
 	}
@@ -145,23 +191,23 @@ func (e *Engine) localAddrs() []netip.Addr {
 
 // keepPortMapping asks the LAN gateway to forward our port (NAT-PMP or PCP)
 // and offers the mapping as a candidate while it lasts.
-func (e *Engine) keepPortMapping(ctx context.Context) {
+func (d *discoverer) keepPortMapping(ctx context.Context) {
 	gw, err := portmap.DefaultGateway(ctx)
 	if err != nil {
-		e.log.Debug("no gateway for port mapping", "err", err)
+		d.log.Debug("no gateway for port mapping", "err", err)
 		return
 	}
-	m := &portmap.Mapper{Gateway: gw, Log: e.log.With("component", "portmap")}
-	err = m.Run(ctx, e.bind.Port(), func(ext netip.AddrPort) {
-		e.mu.Lock()
-		e.portMapped = ext
-		e.mu.Unlock()
+	m := &portmap.Mapper{Gateway: gw, Log: d.log.With("component", "portmap")}
+	err = m.Run(ctx, d.port(), func(ext netip.AddrPort) {
+		d.mu.Lock()
+		d.portMapped = ext
+		d.mu.Unlock()
 		if ext.IsValid() {
-			e.log.Info("gateway maps a port for us", "gateway", gw, "external", ext)
+			d.log.Info("gateway maps a port for us", "gateway", gw, "external", ext)
 		}
-		e.Kick()
+		d.Kick()
 	})
 	if err != nil {
-		e.log.Debug("port mapping", "err", err)
+		d.log.Debug("port mapping", "err", err)
 	}
 }

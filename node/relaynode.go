@@ -4,17 +4,23 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/discovery"
+	"github.com/meshnode/meshnode/node/path"
+	"github.com/meshnode/meshnode/node/registry"
+	"github.com/meshnode/meshnode/node/relayclient"
 	"github.com/meshnode/meshnode/relay"
 )
 
 // A node with a public address can serve as the mesh's relay (relay_listen,
-// relay_public): the coordinator's relay code, with the node's key and its
-// peer map as the authority. Every node picks the same relay (chooseRelay),
-// so both ends of a relayed pair are bound to it.
+// relay_public): the relay package, with the node's key and its peer
+// registry as the authority. Every node picks the same relay (choose), so
+// both ends of a relayed pair are bound to it.
 
 // serveRelay runs the relay this node serves until ctx ends.
 func (e *Engine) serveRelay(ctx context.Context, wg *sync.WaitGroup) error {
@@ -22,7 +28,7 @@ func (e *Engine) serveRelay(ctx context.Context, wg *sync.WaitGroup) error {
 	if err != nil {
 		return fmt.Errorf("relay_listen %s: %w", e.cfg.RelayListen, err)
 	}
-	srv := relay.New(relay.Options{Key: e.priv, Auth: e, Log: e.log.With("component", "relay-server")})
+	srv := relay.New(relay.Options{Key: e.priv, Auth: relayAuth{self: e.priv.Public(), peers: e.peers}, Log: e.log.With("component", "relay-server")})
 	wg.Go(func() {
 		defer pc.Close()
 		if err := srv.ServeUDP(ctx, pc); err != nil {
@@ -33,33 +39,88 @@ func (e *Engine) serveRelay(ctx context.Context, wg *sync.WaitGroup) error {
 	return nil
 }
 
-// Known implements relay.Authorizer: this node and its peers may relay.
-func (e *Engine) Known(key crypto.PublicKey) bool {
-	if key == e.priv.Public() {
-		return true
-	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	_, ok := e.peers[key]
-	return ok
+// relayAuth is the relay's authority on a relay node: this node and its
+// peers may relay, to each other.
+type relayAuth struct {
+	self  crypto.PublicKey
+	peers *registry.Registry
 }
+
+// Known implements relay.Authorizer.
+func (a relayAuth) Known(key crypto.PublicKey) bool { return key == a.self || a.peers.Has(key) }
 
 // ArePeers implements relay.Authorizer: one mesh, so any two known nodes.
-func (e *Engine) ArePeers(a, b crypto.PublicKey) bool {
-	return a != b && e.Known(a) && e.Known(b)
+func (a relayAuth) ArePeers(x, y crypto.PublicKey) bool { return x != y && a.Known(x) && a.Known(y) }
+
+// tcpRelayGrace is how long the UDP relay may stay unbound before the TCP
+// relay is opened: a UDP relay binds within a round trip where UDP passes.
+const tcpRelayGrace = 3 * time.Second
+
+// relayChooser owns the relay policy: which relay to bind, and which relay
+// route (UDP when bound, else TCP) the path manager uses.
+type relayChooser struct {
+	self     crypto.PublicKey
+	public   string // relay_public, when this node serves as a relay
+	coordKey crypto.PublicKey
+	peers    *registry.Registry
+	client   *relayclient.Client
+	mgr      *path.Manager
+	log      *slog.Logger
+
+	mu           sync.Mutex
+	coordRelay   string
+	udp, tcp     bind.Route
+	udpDownSince time.Time
 }
 
-// chooseRelay binds to the relay every node agrees on: the online relay
-// node (this one included) with the lowest key, else the coordinator's.
-func (e *Engine) chooseRelay() {
-	e.mu.Lock()
-	addr, key := e.coordRelay, e.state.CoordinatorKey
-	var best *crypto.PublicKey
-	if e.cfg.RelayPublic != "" {
-		self := e.priv.Public()
-		best, addr = &self, e.cfg.RelayPublic
+// setCoordinatorRelay records the coordinator's relay from its welcome.
+func (c *relayChooser) setCoordinatorRelay(addr string) {
+	c.mu.Lock()
+	c.coordRelay = addr
+	c.mu.Unlock()
+	c.choose()
+}
+
+// setRoute records a relay route (or its loss) and gives the path manager
+// the best one: UDP when bound, else TCP.
+func (c *relayChooser) setRoute(tcp bool, r bind.Route) {
+	c.mu.Lock()
+	if tcp {
+		c.tcp = r
+	} else {
+		if r == nil && c.udp != nil {
+			c.udpDownSince = time.Now()
+		}
+		c.udp = r
 	}
-	for k, n := range e.peers {
+	best := c.udp
+	if best == nil {
+		best = c.tcp
+	}
+	c.mu.Unlock()
+	c.mgr.SetRelay(best)
+}
+
+// wantTCP reports whether the UDP relay has been unavailable too long.
+func (c *relayChooser) wantTCP() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.udp == nil && time.Since(c.udpDownSince) > tcpRelayGrace
+}
+
+// choose binds to the relay every node agrees on: the online relay node
+// (this one included) with the lowest key, else the coordinator's.
+func (c *relayChooser) choose() {
+	c.mu.Lock()
+	addr, key := c.coordRelay, c.coordKey
+	c.mu.Unlock()
+	var best *crypto.PublicKey
+	if c.public != "" {
+		self := c.self
+		best, addr = &self, c.public
+	}
+	for _, n := range c.peers.All() {
+		k := n.PublicKey
 		if n.Relay == "" || !n.Online || (best != nil && bytes.Compare(k[:], best[:]) >= 0) {
 			continue
 		}
@@ -68,14 +129,13 @@ func (e *Engine) chooseRelay() {
 	if best != nil {
 		key = *best
 	}
-	e.mu.Unlock()
 	if addr == "" {
 		return
 	}
 	ap, err := discovery.ResolveSTUN(context.Background(), addr)
 	if err != nil {
-		e.log.Warn("relay address does not resolve", "relay", addr, "err", err)
+		c.log.Warn("relay address does not resolve", "relay", addr, "err", err)
 		return
 	}
-	e.relay.SetServer(ap, key)
+	c.client.SetServer(ap, key)
 }

@@ -7,20 +7,22 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/control"
 	"github.com/meshnode/meshnode/node/discovery"
 	"github.com/meshnode/meshnode/node/localapi"
 	"github.com/meshnode/meshnode/node/path"
+	"github.com/meshnode/meshnode/node/registry"
 	"github.com/meshnode/meshnode/node/relayclient"
 	"github.com/meshnode/meshnode/node/tcppunch"
-	"github.com/meshnode/meshnode/tun"
 )
 
 // Run brings the node up and keeps it up until ctx ends or `meshnode down`
@@ -39,32 +41,11 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 	defer e.closeTUN()
 
-	timing := path.DefaultTiming(e.cfg.Keepalive)
-	if e.opts.Timing != nil {
-		timing = *e.opts.Timing
-	}
-	inner := e.opts.Bind
-	if inner == nil {
-		inner = conn.NewStdNetBind()
-	}
-	e.bind = bind.New(inner, e.opts.AuxListen)
-	e.mgr = path.New(crypto.NewSealer(e.priv), e.bind, timing, e.log.With("component", "path"))
-	if e.cfg.TCPPunch {
-		e.mgr.EnableTCPPunch()
-	}
-	if e.opts.AuxListen != nil {
-		e.mgr.SetAux(e.bind)
-	}
-	e.prober = discovery.NewProber(e.bind)
-	e.relay = relayclient.New(e.priv, e.bind, e.log.With("component", "relay"), func(r bind.Route) { e.setRelay(false, r) })
-	e.bind.Attach(e.mgr, bind.Handlers{
-		STUN:         e.prober.HandleSTUN,
-		Disco:        e.mgr.HandleDisco,
-		RelayedDisco: e.mgr.HandleRelayedDisco,
-		RelayControl: e.relay.HandleControl,
-	})
+	e.build()
 	e.dev = device.NewDevice(e.tun, e.bind, wgLogger(e.log))
 	defer e.dev.Close()
+	e.peers = registry.New(e.priv.Public(), e.relays.choose, peerConsumers(e.dev, e.bind, e.mgr)...)
+	e.relays.peers = e.peers
 	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", e.priv.Hex(), e.cfg.ListenPort)); err != nil {
 		return fmt.Errorf("configure WireGuard (listen_port %d in use? set another or 0): %w", e.cfg.ListenPort, err)
 	}
@@ -102,10 +83,10 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	errc := make(chan error, 1)
 	wg.Go(func() { e.mgr.Run(ctx) })
 	wg.Go(func() { e.pathEvents(ctx) })
-	wg.Go(func() { e.discoveryLoop(ctx) })
-	wg.Go(func() { e.relay.Run(ctx) })
+	wg.Go(func() { e.disc.run(ctx) })
+	wg.Go(func() { e.relays.client.Run(ctx) })
 	if e.cfg.PortMapping {
-		wg.Go(func() { e.keepPortMapping(ctx) })
+		wg.Go(func() { e.disc.keepPortMapping(ctx) })
 	}
 	if e.cfg.RelayListen != "" {
 		if err := e.serveRelay(ctx, &wg); err != nil {
@@ -120,8 +101,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		Log:      e.log.With("component", "relay-tcp"),
 		Deliver:  e.bind.DeliverFrame,
 		Routes:   e.bind.Stream,
-		OnChange: func(r bind.Route) { e.setRelay(true, r) },
-		Want:     e.wantTCPRelay,
+		OnChange: func(r bind.Route) { e.relays.setRoute(true, r) },
+		Want:     e.relays.wantTCP,
 	}
 	wg.Go(func() { tcpRelay.Run(ctx) })
 	wg.Go(func() {
@@ -130,7 +111,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 	})
 	wg.Go(func() {
-		if err := e.stream.Run(ctx, e); err != nil && ctx.Err() == nil {
+		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, coordRelay: e.relays.setCoordinatorRelay, log: e.log, progress: e.progress}
+		if err := e.stream.Run(ctx, link); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("coordinator: %w", err)
 			e.stop()
 		}
@@ -155,62 +137,81 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 }
 
+// build makes the node's parts and wires them; nothing here does I/O.
+func (e *Engine) build() {
+	timing := path.DefaultTiming(e.cfg.Keepalive)
+	if e.opts.Timing != nil {
+		timing = *e.opts.Timing
+	}
+	inner := e.opts.Bind
+	if inner == nil {
+		inner = conn.NewStdNetBind()
+	}
+	e.bind = bind.New(inner, e.opts.AuxListen)
+	e.mgr = path.New(crypto.NewSealer(e.priv), e.bind, timing, e.log.With("component", "path"))
+	if e.cfg.TCPPunch {
+		e.mgr.EnableTCPPunch()
+	}
+	if e.opts.AuxListen != nil {
+		e.mgr.SetAux(e.bind)
+	}
+	prober := discovery.NewProber(e.bind)
+	e.disc = &discoverer{
+		prober:     prober,
+		port:       e.bind.Port,
+		mgr:        e.mgr,
+		send:       e.sendCoordinator,
+		localAddrs: e.opts.LocalAddrs,
+		exclude:    e.state.routes(),
+		configured: e.cfg.STUNServers,
+		relay:      e.cfg.RelayPublic,
+		saveSTUN:   e.saveSTUN,
+		log:        e.log,
+		kick:       make(chan struct{}, 1),
+		stun:       e.state.STUN,
+	}
+	e.relays = &relayChooser{
+		self:         e.priv.Public(),
+		public:       e.cfg.RelayPublic,
+		coordKey:     e.state.CoordinatorKey,
+		mgr:          e.mgr,
+		log:          e.log,
+		udpDownSince: time.Now(),
+	}
+	e.relays.client = relayclient.New(e.priv, e.bind, e.log.With("component", "relay"), func(r bind.Route) { e.relays.setRoute(false, r) })
+	e.bind.Attach(e.mgr, bind.Handlers{
+		STUN:         prober.HandleSTUN,
+		Disco:        e.mgr.HandleDisco,
+		RelayedDisco: e.mgr.HandleRelayedDisco,
+		RelayControl: e.relays.client.HandleControl,
+	})
+}
+
+// saveSTUN keeps the coordinator's STUN servers in the state file.
+func (e *Engine) saveSTUN(servers []string) error {
+	st := e.state
+	st.STUN = servers
+	return saveState(e.cfg.StateDir, st)
+}
+
+// sendCoordinator queues a message for the coordinator. It never blocks;
+// while the stream is down the message is dropped (the node resends its
+// state after each welcome).
+func (e *Engine) sendCoordinator(msg wire.StreamMsg) {
+	if err := e.stream.Send(context.Background(), msg); err != nil {
+		e.log.Debug("message to the coordinator not sent", "type", msg.Type, "err", err)
+	}
+}
+
+// rendezvous asks the coordinator to cue both sides to punch now.
+func (e *Engine) rendezvous(peer crypto.PublicKey) {
+	e.sendCoordinator(wire.StreamMsg{Type: wire.MsgRendezvous, Peer: &peer})
+}
+
 // Down asks the node to leave (the control socket's /v1/down).
 func (e *Engine) Down() {
 	if e.stop != nil {
 		e.stop()
-	}
-}
-
-func (e *Engine) openTUN() error {
-	if e.opts.NewTUN != nil {
-		dev, err := e.opts.NewTUN(e.state.Self.Addresses, e.cfg.MTU)
-		if err != nil {
-			return fmt.Errorf("create TUN: %w", err)
-		}
-		e.tun = dev
-		return nil
-	}
-	dev, err := tun.Create(e.cfg.TUNDriver, e.cfg.Interface, e.cfg.MTU)
-	if err != nil {
-		return err
-	}
-	e.tun, e.osTUN = dev, true
-	if err := tun.Configure(e.tunConfig()); err != nil {
-		dev.Close()
-		return err
-	}
-	return nil
-}
-
-func (e *Engine) tunConfig() tun.Config {
-	return tun.Config{
-		Name:      e.tunName(),
-		MTU:       e.cfg.MTU,
-		Addresses: e.state.prefixes(),
-		Routes:    e.state.routes(),
-	}
-}
-
-func (e *Engine) tunName() string {
-	if e.tun == nil {
-		return e.cfg.Interface
-	}
-	name, err := e.tun.Name()
-	if err != nil {
-		return e.cfg.Interface
-	}
-	return name
-}
-
-// closeTUN removes the routes and addresses this node added. The device
-// itself is closed by wireguard-go's device.Close.
-func (e *Engine) closeTUN() {
-	if !e.osTUN {
-		return
-	}
-	if err := tun.Deconfigure(e.tunConfig()); err != nil {
-		e.log.Warn("removing routes", "err", err)
 	}
 }
 
@@ -226,7 +227,7 @@ func (e *Engine) pathEvents(ctx context.Context) {
 			case path.EventRendezvous:
 				e.rendezvous(ev.Peer)
 			case path.EventPathLost:
-				e.Kick()
+				e.disc.Kick()
 			case path.EventPunchTCP:
 				e.punchTCP(ev.Peer, ev.Remote)
 			}

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,13 +17,11 @@ import (
 
 // Status implements localapi.Backend.
 func (e *Engine) Status() localapi.Status {
-	e.mu.Lock()
-	disc := e.disc
-	peers := make([]localapi.Peer, 0, len(e.peers))
-	for _, n := range e.peers {
+	disc := e.disc.result()
+	peers := []localapi.Peer{}
+	for _, n := range e.peers.All() {
 		peers = append(peers, localapi.Peer{Name: n.Name, Addresses: n.Addresses, PublicKey: n.PublicKey.String(), Online: n.Online})
 	}
-	e.mu.Unlock()
 	stats := e.wgStats()
 	for i := range peers {
 		k, _ := crypto.ParsePublicKey(peers[i].PublicKey)
@@ -44,7 +41,6 @@ func (e *Engine) Status() localapi.Status {
 			}
 		}
 	}
-	sortPeers(peers)
 	self := localapi.Self{
 		Name:      e.state.Self.Name,
 		Addresses: e.state.Self.Addresses,
@@ -104,11 +100,10 @@ func (e *Engine) Ping(ctx context.Context, peer string) (localapi.PingReply, err
 }
 
 func (e *Engine) resolvePeer(s string) (crypto.PublicKey, string, error) {
-	e.mu.Lock()
-	defer e.mu.Unlock()
 	ip, ipErr := netip.ParseAddr(s)
 	key, keyErr := crypto.ParsePublicKey(s)
-	for k, n := range e.peers {
+	for _, n := range e.peers.All() {
+		k := n.PublicKey
 		if n.Name == s || (keyErr == nil && k == key) {
 			return k, n.Name, nil
 		}
@@ -178,10 +173,6 @@ func (e *Engine) wgStats() map[crypto.PublicKey]peerStats {
 
 // PeerPath returns a peer's path, for tests and tools.
 func (e *Engine) PeerPath(k crypto.PublicKey) path.PeerPath { return e.mgr.Path(k) }
-
-func sortPeers(p []localapi.Peer) {
-	slices.SortFunc(p, func(a, b localapi.Peer) int { return strings.Compare(a.Name, b.Name) })
-}
 
 // PathStats are the path manager's counters.
 func (e *Engine) PathStats() *path.Stats { return &e.mgr.Stats }

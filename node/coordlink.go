@@ -1,0 +1,72 @@
+package node
+
+import (
+	"fmt"
+	"log/slog"
+
+	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/node/path"
+	"github.com/meshnode/meshnode/node/registry"
+)
+
+// coordLink takes the coordinator's stream (control.Handler): the peer map
+// goes to the registry, cues to the path manager, the welcome's STUN and
+// relay servers to their owners. It runs on the stream's reader goroutine.
+type coordLink struct {
+	peers *registry.Registry
+	mgr   *path.Manager
+	disc  *discoverer
+	// coordRelay hears the coordinator's relay address from each welcome.
+	coordRelay func(addr string)
+	log        *slog.Logger
+	progress   func(string)
+}
+
+// OnWelcome takes the full peer map after each (re)connect: peers missing
+// from it are removed, the rest upserted, and this node's candidates resent
+// (a restarted coordinator may have lost them).
+func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
+	c.disc.setSTUN(msg.STUN)
+	c.coordRelay(msg.Relay)
+	if err := c.peers.Replace(msg.Peers); err != nil {
+		c.log.Error("applying the peer map", "err", err)
+	}
+	c.log.Info("peer map received", "peers", c.peers.Len())
+	c.progress(fmt.Sprintf("connected to the coordinator; %d peers", c.peers.Len()))
+	c.disc.Kick()
+	c.disc.sendEndpoints()
+}
+
+// OnPeers applies a delta.
+func (c *coordLink) OnPeers(msg wire.StreamMsg) {
+	for _, k := range msg.Remove {
+		n, known := c.peers.Get(k)
+		if err := c.peers.Remove(k); err != nil {
+			c.log.Error("removing a peer", "err", err)
+		} else if known {
+			c.log.Info("peer removed", "peer", n.Name)
+		}
+	}
+	for _, n := range msg.Upsert {
+		known := c.peers.Has(n.PublicKey)
+		if err := c.peers.Upsert(n); err != nil {
+			c.log.Error("applying a peer", "err", err)
+		} else if !known {
+			c.log.Info("peer added", "peer", n.Name, "addresses", n.Addresses, "online", n.Online)
+		}
+	}
+}
+
+// OnPunch starts punching on the coordinator's cue.
+func (c *coordLink) OnPunch(msg wire.StreamMsg) {
+	if msg.Peer == nil {
+		return
+	}
+	c.log.Debug("rendezvous cue", "peer", msg.Peer.Short(), "endpoints", len(msg.Endpoints))
+	c.mgr.Punch(*msg.Peer, msg.Endpoints, msg.NAT)
+}
+
+// OnDisconnect keeps every path working: only the coordinator is gone.
+func (c *coordLink) OnDisconnect(err error) {
+	c.log.Debug("coordinator stream dropped; existing paths keep working", "err", err)
+}
