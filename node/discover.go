@@ -88,7 +88,7 @@ func (e *Engine) gather(ctx context.Context, g *discovery.Gatherer) {
 		return
 	}
 	if res.Mapping.Behaviour != "" {
-		e.mgr.SetSelfNAT(wire.NATInfo{Mapping: res.Mapping.Behaviour, PortAlloc: res.Mapping.PortAlloc, PortStep: res.Mapping.PortStep})
+		e.mgr.SetSelfNAT(res.Mapping.NATInfo())
 	}
 	e.log.Info("candidates changed", "endpoints", res.Endpoints, "mapping", res.Mapping.Behaviour, "port_allocation", res.Mapping.PortAlloc)
 	e.sendEndpoints()
@@ -108,7 +108,8 @@ func (e *Engine) sendEndpoints() {
 	}
 	msg := wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: res.Endpoints, Relay: e.cfg.RelayPublic}
 	if res.Mapping.Behaviour != "" {
-		msg.NAT = &wire.NATInfo{Mapping: res.Mapping.Behaviour, PortAlloc: res.Mapping.PortAlloc, PortStep: res.Mapping.PortStep}
+		nat := res.Mapping.NATInfo()
+		msg.NAT = &nat
 	}
 	if err := e.stream.Send(context.Background(), msg); err != nil {
 		e.log.Debug("endpoints not sent; they go with the next welcome", "err", err)

@@ -45,7 +45,7 @@ func (g *Gatherer) Gather(ctx context.Context, servers []netip.AddrPort, port ui
 		}
 		res.STUNErr = nil
 		res.Mapping = m
-		if m.Behaviour != BehaviourNone {
+		if m.Behaviour != wire.MappingNone {
 			res.Endpoints = append(res.Endpoints, wire.Endpoint{Addr: m.Public, Kind: wire.EndpointSTUN})
 		}
 		break
