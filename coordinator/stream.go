@@ -28,10 +28,9 @@ const (
 	authTimeout = 10 * time.Second
 	// maxStreamMessage bounds what the coordinator reads from a node; the
 	// node-to-coordinator messages are small (an endpoints list at most).
-	maxStreamMessage = 64 << 10
-	// maxEndpoints bounds one node's candidate list: LAN addresses of a
-	// few interfaces, a port mapping, STUN results and predictions.
-	maxEndpoints = 64
+	maxStreamMessage = wire.MaxNodeMessage
+	// maxEndpoints bounds one node's candidate list, as nodes know.
+	maxEndpoints = wire.MaxEndpoints
 	// maxAttrLen bounds free-form strings (endpoint kinds) and what an
 	// error quotes of a bad value.
 	maxAttrLen = 64
