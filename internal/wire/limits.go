@@ -27,9 +27,13 @@ const (
 	// OK: three refreshes, so two lost in a row don't withdraw it.
 	RelayExpiry = 3 * RelayRefresh
 	// RelayBindingIdle is when the relay forgets a UDP binding without
-	// refresh or traffic. It outlives RelayExpiry, so the relay never
-	// forgets a node that still believes it is bound.
-	RelayBindingIdle = 35 * time.Second
+	// refresh or traffic. It must outlive the node's belief that it is
+	// bound, or the relay drops the traffic of a node that still routes
+	// through it: the node checks RelayExpiry only when a refresh is due,
+	// so it may believe itself bound for RelayExpiry+RelayRefresh after its
+	// last OK, and the relay's clock starts half a round trip before that
+	// OK. 45 s leaves 5 s for the round trip.
+	RelayBindingIdle = 45 * time.Second
 )
 
 // Relay frame sizes, for every transport that carries relay frames (the

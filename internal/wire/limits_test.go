@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"strings"
 	"testing"
+	"time"
 
 	"golang.zx2c4.com/wireguard/device"
 
@@ -14,6 +15,9 @@ import (
 // TestRelayBindingTiming checks that the relay keeps a binding for as long
 // as its node may believe itself bound, whatever refreshes are lost.
 func TestRelayBindingTiming(t *testing.T) {
+	// maxRTT is a round trip on a bad link; a refresh's auth reaches the
+	// relay this much before its OK reaches the node, at most.
+	const maxRTT = 2 * time.Second
 	for _, tc := range []struct {
 		relation string
 		ok       bool
@@ -24,6 +28,8 @@ func TestRelayBindingTiming(t *testing.T) {
 			RelayExpiry >= 3*RelayRefresh},
 		{"RelayBindingIdle > RelayExpiry: the relay outlives the node's expiry",
 			RelayBindingIdle > RelayExpiry},
+		{"RelayBindingIdle > RelayExpiry+RelayRefresh+maxRTT: the node checks its expiry only when a refresh is due, and the relay's clock starts before the node's",
+			RelayBindingIdle > RelayExpiry+RelayRefresh+maxRTT},
 	} {
 		if !tc.ok {
 			t.Errorf("want %s (refresh %v, retry %v, expiry %v, binding idle %v)",
