@@ -348,3 +348,13 @@ func (s *stream) errorCode() string {
 	}
 	return s.final.Code
 }
+
+// errorText is the text of the error message the stream got, if any.
+func (s *stream) errorText() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.final == nil {
+		return ""
+	}
+	return s.final.Error
+}

@@ -28,11 +28,11 @@ const (
 	authTimeout = 10 * time.Second
 	// maxStreamMessage bounds what the coordinator reads from a node; the
 	// node-to-coordinator messages are small (an endpoints list at most).
-	maxStreamMessage = 64 << 10
-	// maxEndpoints bounds one node's candidate list: LAN addresses of a
-	// few interfaces, a port mapping, STUN results and predictions.
-	maxEndpoints = 64
-	// maxAttrLen bounds free-form strings (endpoint kinds, NAT fields).
+	maxStreamMessage = wire.MaxNodeMessage
+	// maxEndpoints bounds one node's candidate list, as nodes know.
+	maxEndpoints = wire.MaxEndpoints
+	// maxAttrLen bounds free-form strings (endpoint kinds) and what an
+	// error quotes of a bad value.
 	maxAttrLen = 64
 	// maxCloseReason is the room for a close reason in a close frame
 	// (RFC 6455 §5.5: 125-byte control payload minus the 2-byte code).
@@ -267,8 +267,16 @@ func validEndpoints(eps []wire.Endpoint, nat *wire.NATInfo) error {
 			return fmt.Errorf("endpoint %v: kind %q must be 1 to %d characters", e.Addr, e.Kind, maxAttrLen)
 		}
 	}
-	if nat != nil && (len(nat.Mapping) > maxAttrLen || len(nat.PortAlloc) > maxAttrLen) {
-		return fmt.Errorf("nat fields must be at most %d characters", maxAttrLen)
+	if nat == nil {
+		return nil
+	}
+	// Peers choose their traversal technique by these values (wire.NATInfo's
+	// methods), so only the ones they know may pass on to them.
+	if !nat.Mapping.Known() {
+		return fmt.Errorf("nat mapping %q is not a known RFC 4787 mapping behaviour", truncate(string(nat.Mapping), maxAttrLen))
+	}
+	if !nat.PortAlloc.Known() {
+		return fmt.Errorf("nat port allocation %q is not a known allocation pattern", truncate(string(nat.PortAlloc), maxAttrLen))
 	}
 	return nil
 }

@@ -78,7 +78,7 @@ func TestPeerMapDelivery(t *testing.T) {
 		{Addr: netip.MustParseAddrPort("192.168.1.20:41820"), Kind: wire.EndpointLAN},
 		{Addr: netip.MustParseAddrPort("198.18.0.9:61000"), Kind: wire.EndpointSTUN},
 	}
-	nat := &wire.NATInfo{Mapping: "endpoint-independent", PortAlloc: "random"}
+	nat := &wire.NATInfo{Mapping: wire.MappingEndpointIndependent, PortAlloc: wire.PortAllocRandom}
 	if err := sc.send(wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: eps, NAT: nat}); err != nil {
 		t.Fatal(err)
 	}
@@ -211,7 +211,7 @@ func TestRendezvous(t *testing.T) {
 	sa, sb := a.connect(), b.connect()
 	epA := []wire.Endpoint{{Addr: netip.MustParseAddrPort("198.18.1.1:1111"), Kind: wire.EndpointSTUN}}
 	epB := []wire.Endpoint{{Addr: netip.MustParseAddrPort("198.18.2.2:2222"), Kind: wire.EndpointSTUN}}
-	natB := &wire.NATInfo{Mapping: "address-and-port-dependent", PortAlloc: "sequential", PortStep: 1}
+	natB := &wire.NATInfo{Mapping: wire.MappingAddressPortDependent, PortAlloc: wire.PortAllocSequential, PortStep: 1}
 	if err := sa.send(wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: epA}); err != nil {
 		t.Fatal(err)
 	}
@@ -257,13 +257,21 @@ func TestRendezvous(t *testing.T) {
 
 func TestBadStreamMessages(t *testing.T) {
 	_, nodes := mesh(t, "a")
+	withNAT := func(nat wire.NATInfo) wire.StreamMsg {
+		return wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.1:1"), Kind: wire.EndpointLAN}}, NAT: &nat}
+	}
 	tests := []struct {
 		name string
 		msg  wire.StreamMsg
+		want string // in the error's text; "": not checked
 	}{
-		{"unspecified endpoint", wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{{Addr: netip.MustParseAddrPort("0.0.0.0:1"), Kind: "lan"}}}},
-		{"endpoint without kind", wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.1:1")}}}},
-		{"rendezvous without peer", wire.StreamMsg{Type: wire.MsgRendezvous}},
+		{"unspecified endpoint", wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{{Addr: netip.MustParseAddrPort("0.0.0.0:1"), Kind: "lan"}}}, ""},
+		{"endpoint without kind", wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.1:1")}}}, ""},
+		{"rendezvous without peer", wire.StreamMsg{Type: wire.MsgRendezvous}, ""},
+		{"unknown NAT mapping", withNAT(wire.NATInfo{Mapping: "symmetric", PortAlloc: wire.PortAllocRandom}), `nat mapping "symmetric"`},
+		{"empty NAT mapping", withNAT(wire.NATInfo{PortAlloc: wire.PortAllocRandom}), `nat mapping ""`},
+		{"unknown port allocation", withNAT(wire.NATInfo{Mapping: wire.MappingAddressPortDependent, PortAlloc: "incremental"}), `nat port allocation "incremental"`},
+		{"overlong NAT value", withNAT(wire.NATInfo{Mapping: wire.NATMapping(strings.Repeat("x", 1000)), PortAlloc: wire.PortAllocRandom}), `nat mapping "xxx`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -272,6 +280,9 @@ func TestBadStreamMessages(t *testing.T) {
 				t.Fatal(err)
 			}
 			eventually(t, func() bool { return s.closed() && s.errorCode() == wire.ErrCodeBadRequest }, "stream not ended with bad_request")
+			if got := s.errorText(); !strings.Contains(got, tt.want) {
+				t.Errorf("error %q, want it to contain %q", got, tt.want)
+			}
 		})
 	}
 	t.Run("unknown type ignored", func(t *testing.T) {

@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/crypto/curve25519"
+
+	"github.com/meshnode/meshnode/internal/atomicfile"
 )
 
 // KeyLen is the length of a Curve25519 key (RFC 7748 §5).
@@ -137,8 +139,8 @@ func LoadOrCreatePrivateKey(path string) (PrivateKey, error) {
 		if err != nil {
 			return k, err
 		}
-		if err := os.WriteFile(path, []byte(k.String()+"\n"), privateKeyMode); err != nil {
-			return k, fmt.Errorf("write private key %s: %w", path, err)
+		if err := atomicfile.Write(path, []byte(k.String()+"\n"), privateKeyMode); err != nil {
+			return k, fmt.Errorf("private key: %w", err)
 		}
 		return k, nil
 	}

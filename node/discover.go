@@ -136,7 +136,7 @@ func (d *discoverer) gather(ctx context.Context, g *discovery.Gatherer) {
 		return
 	}
 	if res.Mapping.Behaviour != "" {
-		d.mgr.SetSelfNAT(wire.NATInfo{Mapping: res.Mapping.Behaviour, PortAlloc: res.Mapping.PortAlloc, PortStep: res.Mapping.PortStep})
+		d.mgr.SetSelfNAT(res.Mapping.NATInfo())
 	}
 	d.log.Info("candidates changed", "endpoints", res.Endpoints, "mapping", res.Mapping.Behaviour, "port_allocation", res.Mapping.PortAlloc)
 	d.sendEndpoints()
@@ -154,7 +154,8 @@ func (d *discoverer) sendEndpoints() {
 	}
 	msg := wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: res.Endpoints, Relay: d.relay}
 	if res.Mapping.Behaviour != "" {
-		msg.NAT = &wire.NATInfo{Mapping: res.Mapping.Behaviour, PortAlloc: res.Mapping.PortAlloc, PortStep: res.Mapping.PortStep}
+		nat := res.Mapping.NATInfo()
+		msg.NAT = &nat
 	}
 	d.send(msg)
 }

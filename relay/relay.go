@@ -36,11 +36,9 @@ const (
 
 // Binding timing.
 const (
-	// bindingIdle expires a binding without refresh or traffic. Nodes
-	// re-prove every 10 s (relayclient's refresh); 35 s survives two lost
-	// refreshes and outlives the client's own 30 s expiry, so the relay
-	// never forgets a node that still believes it is bound.
-	bindingIdle = 35 * time.Second
+	// bindingIdle expires a binding without refresh or traffic; it
+	// outlives a node's belief that it is bound (wire.RelayBindingIdle).
+	bindingIdle = wire.RelayBindingIdle
 	// challengeTTL bounds how long an issued challenge may be answered:
 	// generous for slow links (the client answers at once).
 	challengeTTL = 10 * time.Second
@@ -53,13 +51,12 @@ const (
 	// maxBindings caps bound nodes; only registered nodes can bind.
 	maxBindings = 1 << 16
 	// maxChallenges caps outstanding challenges; hellos need no key, so
-	// when full an arbitrary entry makes room (its node retries in 1 s).
+	// when full an arbitrary entry makes room (its node retries within
+	// wire.RelayRetry).
 	maxChallenges = 1 << 14
-	// maxPayload is the largest UDP payload, and so the largest packet a
-	// node relays (wireguard-go's device.MaxMessageSize).
-	maxPayload = 65535
-	// maxFrame is the largest relay frame.
-	maxFrame = wire.RelayHeaderLen + maxPayload
+	// maxFrame is the largest relay frame: the largest packet a node
+	// relays (wireguard-go's device.MaxMessageSize) and its header.
+	maxFrame = wire.MaxRelayFrame
 )
 
 // Authorizer is the coordinator's view of who may relay. Both methods are

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshnode/meshnode/config"
+	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node"
 	"github.com/meshnode/meshnode/node/discovery"
 )
@@ -154,9 +155,9 @@ func printNetcheck(w io.Writer, r discovery.Report) {
 	row("UDP", yesNo(r.UDP))
 	if r.UDP {
 		row("Public address", r.PublicAddress)
-		row("NAT mapping", r.Mapping)
-		row("NAT filtering", r.Filtering)
-		alloc := r.PortAllocation
+		row("NAT mapping", string(r.Mapping))
+		row("NAT filtering", string(r.Filtering))
+		alloc := string(r.PortAllocation)
 		if r.PortStep > 0 {
 			alloc += fmt.Sprintf(" (step %d)", r.PortStep)
 		}
@@ -193,20 +194,20 @@ func netcheckVerdict(r discovery.Report) string {
 		return "UDP blocked: traffic will use the TCP relay"
 	}
 	switch r.Mapping {
-	case discovery.BehaviourNone:
-		if r.Filtering == discovery.BehaviourNone {
+	case wire.MappingNone:
+		if r.Filtering == discovery.FilteringNone {
 			return "Direct connections: likely with all peers (no NAT)"
 		}
 		return "Direct connections: likely with most peers (no NAT; a firewall filters, so peers get through by hole punching)"
-	case discovery.BehaviourEndpointIndependent:
+	case wire.MappingEndpointIndependent:
 		return "Direct connections: likely with most peers (endpoint-independent mapping)"
-	case discovery.BehaviourAddressDependent:
+	case wire.MappingAddressDependent:
 		return "Moderate NAT (address-dependent mapping): direct with most peers; peers behind hard NATs will use the relay"
-	case discovery.BehaviourAddressPortDependent:
+	case wire.MappingAddressPortDependent:
 		switch r.PortAllocation {
-		case discovery.AllocSequential:
+		case wire.PortAllocSequential:
 			return "Hard NAT (address-and-port-dependent mapping, sequential ports): peers predict the next ports, so direct connections often work; otherwise the relay"
-		case discovery.AllocRandom:
+		case wire.PortAllocRandom:
 			return "Hard NAT (address-and-port-dependent mapping, random ports): peers behind hard NATs will use the relay"
 		}
 		return "Hard NAT (address-and-port-dependent mapping): peers behind hard NATs will use the relay"

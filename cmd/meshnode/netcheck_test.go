@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/discovery"
 )
 
@@ -90,7 +91,7 @@ func TestStateSTUN(t *testing.T) {
 }
 
 func TestNetcheckVerdict(t *testing.T) {
-	udp := func(mapping, filtering, alloc string) discovery.Report {
+	udp := func(mapping wire.NATMapping, filtering discovery.Filtering, alloc wire.PortAllocation) discovery.Report {
 		return discovery.Report{UDP: true, Mapping: mapping, Filtering: filtering, PortAllocation: alloc}
 	}
 	tests := []struct {
@@ -98,16 +99,16 @@ func TestNetcheckVerdict(t *testing.T) {
 		r    discovery.Report
 		want string
 	}{
-		{"UDP blocked", discovery.Report{Mapping: discovery.BehaviourUnknown}, "UDP blocked: traffic will use the TCP relay"},
-		{"no NAT", udp(discovery.BehaviourNone, discovery.BehaviourNone, discovery.AllocPreserve), "Direct connections: likely with all peers (no NAT)"},
-		{"no NAT, firewall", udp(discovery.BehaviourNone, discovery.BehaviourAddressPortDependent, discovery.AllocPreserve), "hole punching"},
-		{"cone", udp(discovery.BehaviourEndpointIndependent, discovery.BehaviourAddressPortDependent, discovery.AllocUnknown),
+		{"UDP blocked", discovery.Report{Mapping: wire.MappingUnknown}, "UDP blocked: traffic will use the TCP relay"},
+		{"no NAT", udp(wire.MappingNone, discovery.FilteringNone, wire.PortAllocPreserve), "Direct connections: likely with all peers (no NAT)"},
+		{"no NAT, firewall", udp(wire.MappingNone, discovery.FilteringAddressPortDependent, wire.PortAllocPreserve), "hole punching"},
+		{"cone", udp(wire.MappingEndpointIndependent, discovery.FilteringAddressPortDependent, wire.PortAllocUnknown),
 			"Direct connections: likely with most peers (endpoint-independent mapping)"},
-		{"address-dependent", udp(discovery.BehaviourAddressDependent, discovery.BehaviourAddressDependent, discovery.AllocSequential), "Moderate NAT (address-dependent mapping)"},
-		{"symmetric random", udp(discovery.BehaviourAddressPortDependent, discovery.BehaviourAddressPortDependent, discovery.AllocRandom),
+		{"address-dependent", udp(wire.MappingAddressDependent, discovery.FilteringAddressDependent, wire.PortAllocSequential), "Moderate NAT (address-dependent mapping)"},
+		{"symmetric random", udp(wire.MappingAddressPortDependent, discovery.FilteringAddressPortDependent, wire.PortAllocRandom),
 			"Hard NAT (address-and-port-dependent mapping, random ports): peers behind hard NATs will use the relay"},
-		{"symmetric sequential", udp(discovery.BehaviourAddressPortDependent, discovery.BehaviourAddressPortDependent, discovery.AllocSequential), "sequential ports): peers predict the next ports"},
-		{"unknown", udp(discovery.BehaviourUnknown, discovery.BehaviourUnknown, discovery.AllocUnknown), "NAT type unknown"},
+		{"symmetric sequential", udp(wire.MappingAddressPortDependent, discovery.FilteringAddressPortDependent, wire.PortAllocSequential), "sequential ports): peers predict the next ports"},
+		{"unknown", udp(wire.MappingUnknown, discovery.FilteringUnknown, wire.PortAllocUnknown), "NAT type unknown"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -120,8 +121,8 @@ func TestNetcheckVerdict(t *testing.T) {
 
 func TestPrintNetcheck(t *testing.T) {
 	r := discovery.Report{
-		UDP: true, PublicAddress: "198.18.0.7:41820", Mapping: discovery.BehaviourAddressPortDependent,
-		Filtering: discovery.BehaviourAddressPortDependent, PortAllocation: discovery.AllocSequential, PortStep: 2,
+		UDP: true, PublicAddress: "198.18.0.7:41820", Mapping: wire.MappingAddressPortDependent,
+		Filtering: discovery.FilteringAddressPortDependent, PortAllocation: wire.PortAllocSequential, PortStep: 2,
 		Hairpin: new(false), LatencyMs: new(23.456), STUNServer: "coord.example.com:3478",
 		PortMapping: discovery.PortMapping{NATPMP: true, Gateway: "192.168.1.1"},
 		Notes:       []string{"a note"},

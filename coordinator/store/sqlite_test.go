@@ -145,7 +145,7 @@ func TestEndpointsAndPresencePersist(t *testing.T) {
 		t.Fatal(err)
 	}
 	eps := []wire.Endpoint{{Addr: netip.MustParseAddrPort("198.18.0.5:41820"), Kind: wire.EndpointSTUN}}
-	nat := &wire.NATInfo{Mapping: "endpoint-independent", PortAlloc: "preserve"}
+	nat := &wire.NATInfo{Mapping: wire.MappingEndpointIndependent, PortAlloc: wire.PortAllocPreserve}
 	seen := time.UnixMilli(time.Now().UnixMilli())
 	if err := s.SetEndpoints(t.Context(), k, eps, nat); err != nil {
 		t.Fatal(err)

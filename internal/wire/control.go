@@ -92,9 +92,9 @@ type Node struct {
 // NATInfo is what a node learned of its own NAT (RFC 4787 terms), shared so
 // that peers can choose a traversal technique.
 type NATInfo struct {
-	Mapping   string `json:"mapping"`   // "endpoint-independent", "address-dependent", "address-and-port-dependent", "unknown"
-	PortAlloc string `json:"portalloc"` // "preserve", "sequential", "random", "unknown"
-	PortStep  int    `json:"port_step,omitempty"`
+	Mapping   NATMapping     `json:"mapping"`
+	PortAlloc PortAllocation `json:"portalloc"`
+	PortStep  int            `json:"port_step,omitempty"`
 }
 
 // Stream message types. The coordinator speaks first (challenge); the node

@@ -30,7 +30,7 @@ const (
 	pingInterval = 15 * time.Second
 	pingTimeout  = 10 * time.Second
 	// maxMessage bounds one stream message: a full map of a large mesh.
-	maxMessage = 16 << 20
+	maxMessage = wire.MaxCoordinatorMessage
 )
 
 // Handler receives stream events, in order, from one goroutine.

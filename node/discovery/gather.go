@@ -27,13 +27,19 @@ type Result struct {
 	STUNErr error
 }
 
+// maxLAN bounds the LAN candidates: the coordinator refuses more than
+// wire.MaxEndpoints, and the STUN mapping and a port mapping need room.
+// Addresses sort IPv4 first, so a host with many IPv6 addresses loses some
+// of those.
+const maxLAN = wire.MaxEndpoints - 2
+
 // Gather lists LAN candidates and, through the first STUN server that
 // answers, the public mapping and the NAT's mapping behaviour. port is the
 // shared socket's.
 func (g *Gatherer) Gather(ctx context.Context, servers []netip.AddrPort, port uint16) Result {
 	locals := g.locals()
 	var res Result
-	for _, a := range locals {
+	for _, a := range locals[:min(len(locals), maxLAN)] {
 		res.Endpoints = append(res.Endpoints, wire.Endpoint{Addr: netip.AddrPortFrom(a, port), Kind: wire.EndpointLAN})
 	}
 	res.STUNErr = ErrNoResponse
@@ -45,7 +51,7 @@ func (g *Gatherer) Gather(ctx context.Context, servers []netip.AddrPort, port ui
 		}
 		res.STUNErr = nil
 		res.Mapping = m
-		if m.Behaviour != BehaviourNone {
+		if m.Behaviour != wire.MappingNone {
 			res.Endpoints = append(res.Endpoints, wire.Endpoint{Addr: m.Public, Kind: wire.EndpointSTUN})
 		}
 		break

@@ -4,23 +4,22 @@ import (
 	"context"
 	"net/netip"
 	"time"
+
+	"github.com/meshnode/meshnode/internal/wire"
 )
 
-// RFC 4787 behaviour names, as status, netcheck and the coordinator show them.
-const (
-	BehaviourNone                 = "none" // no NAT: the mapped address is our own
-	BehaviourEndpointIndependent  = "endpoint-independent"
-	BehaviourAddressDependent     = "address-dependent"
-	BehaviourAddressPortDependent = "address-and-port-dependent"
-	BehaviourUnknown              = "unknown"
-)
+// Filtering is a NAT's or firewall's filtering behaviour (RFC 4787 §5),
+// which netcheck reports. Peers don't need it (hole punching opens any
+// filter), so unlike the mapping it is not on the wire.
+type Filtering string
 
-// Port allocation patterns of a NAT.
+// Filtering behaviours, named as the mapping behaviours they mirror.
 const (
-	AllocPreserve   = "preserve"
-	AllocSequential = "sequential"
-	AllocRandom     = "random"
-	AllocUnknown    = "unknown"
+	FilteringNone                 Filtering = "none" // nothing filters unsolicited packets
+	FilteringEndpointIndependent  Filtering = "endpoint-independent"
+	FilteringAddressDependent     Filtering = "address-dependent"
+	FilteringAddressPortDependent Filtering = "address-and-port-dependent"
+	FilteringUnknown              Filtering = "unknown"
 )
 
 // maxSequentialStep is the largest port delta still read as a sequential
@@ -30,13 +29,18 @@ const maxSequentialStep = 16
 
 // Mapping is the outcome of the RFC 5780 §4.3 mapping test.
 type Mapping struct {
-	Behaviour string
-	PortAlloc string
+	Behaviour wire.NATMapping
+	PortAlloc wire.PortAllocation
 	PortStep  int
 	// Public is the mapping the primary server saw.
 	Public netip.AddrPort
 	// Probes are the mappings seen by each server queried, in order.
 	Probes []netip.AddrPort
+}
+
+// NATInfo is what peers learn of m, through the coordinator.
+func (m Mapping) NATInfo() wire.NATInfo {
+	return wire.NATInfo{Mapping: m.Behaviour, PortAlloc: m.PortAlloc, PortStep: m.PortStep}
 }
 
 // ClassifyMapping runs the RFC 5780 §4.3 mapping test against a server with
@@ -46,17 +50,17 @@ type Mapping struct {
 func (p *Prober) ClassifyMapping(ctx context.Context, primary netip.AddrPort, local uint16, locals []netip.Addr) (Mapping, error) {
 	r1, err := p.Query(ctx, primary, 0)
 	if err != nil {
-		return Mapping{Behaviour: BehaviourUnknown, PortAlloc: AllocUnknown}, err
+		return Mapping{Behaviour: wire.MappingUnknown, PortAlloc: wire.PortAllocUnknown}, err
 	}
-	m := Mapping{Public: r1.Mapped, Probes: []netip.AddrPort{r1.Mapped}, Behaviour: BehaviourUnknown, PortAlloc: AllocUnknown}
+	m := Mapping{Public: r1.Mapped, Probes: []netip.AddrPort{r1.Mapped}, Behaviour: wire.MappingUnknown, PortAlloc: wire.PortAllocUnknown}
 	for _, a := range locals {
 		if a == r1.Mapped.Addr() && local == r1.Mapped.Port() {
-			m.Behaviour, m.PortAlloc = BehaviourNone, AllocPreserve
+			m.Behaviour, m.PortAlloc = wire.MappingNone, wire.PortAllocPreserve
 			return m, nil
 		}
 	}
 	if r1.Mapped.Port() == local {
-		m.PortAlloc = AllocPreserve
+		m.PortAlloc = wire.PortAllocPreserve
 	}
 	if !r1.Other.IsValid() {
 		return m, nil // the server has no alternate address: behaviour unknown
@@ -67,7 +71,7 @@ func (p *Prober) ClassifyMapping(ctx context.Context, primary netip.AddrPort, lo
 	}
 	m.Probes = append(m.Probes, r2.Mapped)
 	if r2.Mapped == r1.Mapped {
-		m.Behaviour = BehaviourEndpointIndependent
+		m.Behaviour = wire.MappingEndpointIndependent
 		return m, nil
 	}
 	r3, err := p.Query(ctx, r1.Other, 0)
@@ -76,18 +80,18 @@ func (p *Prober) ClassifyMapping(ctx context.Context, primary netip.AddrPort, lo
 	}
 	m.Probes = append(m.Probes, r3.Mapped)
 	if r3.Mapped == r2.Mapped {
-		m.Behaviour = BehaviourAddressDependent
+		m.Behaviour = wire.MappingAddressDependent
 	} else {
-		m.Behaviour = BehaviourAddressPortDependent
+		m.Behaviour = wire.MappingAddressPortDependent
 	}
-	if m.PortAlloc != AllocPreserve {
+	if m.PortAlloc != wire.PortAllocPreserve {
 		m.PortAlloc, m.PortStep = portPattern(m.Probes)
 	}
 	return m, nil
 }
 
 // portPattern reads the allocator from the ports of successive new mappings.
-func portPattern(probes []netip.AddrPort) (string, int) {
+func portPattern(probes []netip.AddrPort) (wire.PortAllocation, int) {
 	step := 0
 	for i := 1; i < len(probes); i++ {
 		if probes[i].Port() == probes[i-1].Port() {
@@ -95,16 +99,16 @@ func portPattern(probes []netip.AddrPort) (string, int) {
 		}
 		d := int(probes[i].Port()) - int(probes[i-1].Port())
 		if d <= 0 || d > maxSequentialStep {
-			return AllocRandom, 0
+			return wire.PortAllocRandom, 0
 		}
 		if step == 0 || d < step {
 			step = d
 		}
 	}
 	if step == 0 {
-		return AllocUnknown, 0
+		return wire.PortAllocUnknown, 0
 	}
-	return AllocSequential, step
+	return wire.PortAllocSequential, step
 }
 
 // filterTimeout bounds each filtering probe: a filtered answer never comes,

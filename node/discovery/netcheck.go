@@ -13,6 +13,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
+	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/portmap"
 )
 
@@ -37,12 +38,12 @@ const (
 // Report is what `meshnode netcheck` prints; the JSON is an interface for
 // scripts.
 type Report struct {
-	UDP            bool   `json:"udp"`            // a STUN server answered over UDP
-	PublicAddress  string `json:"public_address"` // ip:port the server saw; "" without UDP
-	Mapping        string `json:"mapping"`        // Behaviour* constant (RFC 4787 §4.1)
-	Filtering      string `json:"filtering"`      // Behaviour* constant (RFC 4787 §5)
-	PortAllocation string `json:"port_allocation"`
-	PortStep       int    `json:"port_step"` // sequential allocators' step, else 0
+	UDP            bool                `json:"udp"`            // a STUN server answered over UDP
+	PublicAddress  string              `json:"public_address"` // ip:port the server saw; "" without UDP
+	Mapping        wire.NATMapping     `json:"mapping"`        // RFC 4787 §4.1
+	Filtering      Filtering           `json:"filtering"`      // RFC 4787 §5
+	PortAllocation wire.PortAllocation `json:"port_allocation"`
+	PortStep       int                 `json:"port_step"` // sequential allocators' step, else 0
 	// Hairpin: does a packet to our own public address come back (RFC 4787
 	// §6)? nil when unknown.
 	Hairpin     *bool       `json:"hairpin"`
@@ -79,7 +80,7 @@ type NetcheckOptions struct {
 // It returns what it learned by the time ctx ends; unknowns say why in
 // Notes.
 func Netcheck(ctx context.Context, opts NetcheckOptions) Report {
-	rep := Report{Mapping: BehaviourUnknown, Filtering: BehaviourUnknown, PortAllocation: AllocUnknown, Notes: []string{}}
+	rep := Report{Mapping: wire.MappingUnknown, Filtering: FilteringUnknown, PortAllocation: wire.PortAllocUnknown, Notes: []string{}}
 	pm := make(chan portmap.Result, 1)
 	go func() { pm <- portmap.Probe(ctx, opts.PortMap) }()
 
@@ -112,7 +113,7 @@ func (s *netcheckSock) run(ctx context.Context, rep *Report, opts NetcheckOption
 	// mapping test's queries to the alternate address would open a NAT's
 	// filter for it and pass an address-dependent filter off as
 	// endpoint-independent.
-	filtering := BehaviourUnknown
+	filtering := FilteringUnknown
 	if first.Other.IsValid() {
 		f, err := s.prober.filtering(ctx, server, first.Other)
 		if err != nil {
@@ -131,7 +132,7 @@ func (s *netcheckSock) run(ctx context.Context, rep *Report, opts NetcheckOption
 		rep.PublicAddress = m.Public.String()
 	}
 	switch {
-	case m.Behaviour == BehaviourNone:
+	case m.Behaviour == wire.MappingNone:
 		rep.noNATFiltering(filtering, first.Other.IsValid())
 	case !first.Other.IsValid():
 		rep.note("the STUN server has no alternate address (RFC 5780 OTHER-ADDRESS), so the NAT's mapping and filtering can't be tested; start the coordinator with --stun-alternate")
@@ -143,14 +144,14 @@ func (s *netcheckSock) run(ctx context.Context, rep *Report, opts NetcheckOption
 
 // noNATFiltering reads the filtering test without a NAT: what filters then
 // is a stateful firewall, if anything.
-func (r *Report) noNATFiltering(filtering string, tested bool) {
+func (r *Report) noNATFiltering(filtering Filtering, tested bool) {
 	switch {
 	case !tested:
-		r.Filtering = BehaviourNone
+		r.Filtering = FilteringNone
 		r.note("no NAT; the STUN server has no alternate address (RFC 5780 OTHER-ADDRESS), so a firewall's filtering was not tested")
-	case filtering == BehaviourEndpointIndependent:
-		r.Filtering = BehaviourNone
-	case filtering != BehaviourUnknown:
+	case filtering == FilteringEndpointIndependent:
+		r.Filtering = FilteringNone
+	case filtering != FilteringUnknown:
 		r.note("no NAT, but a firewall drops unsolicited UDP (%s filtering): peers reach this host after hole punching", filtering)
 	}
 }
@@ -204,14 +205,14 @@ func (r *Report) setLatency(d time.Duration) {
 // the other IP and port, then from the other port only. Each answer must
 // come from the address asked for: a server that ignores CHANGE-REQUEST
 // answers from the primary and would pass for endpoint-independent.
-func (p *Prober) filtering(ctx context.Context, primary, other netip.AddrPort) (string, error) {
+func (p *Prober) filtering(ctx context.Context, primary, other netip.AddrPort) (Filtering, error) {
 	steps := []struct {
 		flags     uint32
 		from      netip.AddrPort
-		behaviour string
+		behaviour Filtering
 	}{
-		{ChangeIP | ChangePort, other, BehaviourEndpointIndependent},
-		{ChangePort, netip.AddrPortFrom(primary.Addr(), other.Port()), BehaviourAddressDependent},
+		{ChangeIP | ChangePort, other, FilteringEndpointIndependent},
+		{ChangePort, netip.AddrPortFrom(primary.Addr(), other.Port()), FilteringAddressDependent},
 	}
 	for _, st := range steps {
 		qctx, cancel := context.WithTimeout(ctx, filterTimeout)
@@ -219,14 +220,14 @@ func (p *Prober) filtering(ctx context.Context, primary, other netip.AddrPort) (
 		cancel()
 		switch {
 		case err == nil && r.Origin != st.from:
-			return BehaviourUnknown, fmt.Errorf("asked %s for an answer from %s, got one from %s: the server ignores CHANGE-REQUEST (RFC 5780)", primary, st.from, r.Origin)
+			return FilteringUnknown, fmt.Errorf("asked %s for an answer from %s, got one from %s: the server ignores CHANGE-REQUEST (RFC 5780)", primary, st.from, r.Origin)
 		case err == nil:
 			return st.behaviour, nil
 		case ctx.Err() != nil:
-			return BehaviourUnknown, ctx.Err()
+			return FilteringUnknown, ctx.Err()
 		}
 	}
-	return BehaviourAddressPortDependent, nil
+	return FilteringAddressPortDependent, nil
 }
 
 // hairpin sends a Binding request from the socket to our own public
@@ -275,7 +276,7 @@ func (r *Report) portMapping(pm portmap.Result) {
 		}
 	}
 	public, err := netip.ParseAddrPort(r.PublicAddress)
-	if pm.NATPMP && err == nil && r.Mapping != BehaviourNone && !pm.ExternalIP.IsUnspecified() && pm.ExternalIP != public.Addr() {
+	if pm.NATPMP && err == nil && r.Mapping != wire.MappingNone && !pm.ExternalIP.IsUnspecified() && pm.ExternalIP != public.Addr() {
 		r.note("the gateway's external address %s is not the public address %s: a second NAT (carrier-grade?) sits beyond it, so a port mapped on the gateway won't be reachable from the internet", pm.ExternalIP, public.Addr())
 	}
 }

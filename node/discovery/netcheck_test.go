@@ -16,6 +16,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
+	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/portmap"
 )
 
@@ -257,32 +258,32 @@ func TestNetcheck(t *testing.T) {
 		primarySilent bool   // a silent primary before the fake
 		noServer      bool   // only a silent server: UDP blocked
 		gatewayExt    string // the gateway's NAT-PMP external IP; "": the NAT's
-		mapping       string
-		filtering     string
-		alloc         string
+		mapping       wire.NATMapping
+		filtering     Filtering
+		alloc         wire.PortAllocation
 		step          int
 		hairpin       *bool
 		note          string // a note that must appear; "": no notes
 	}{
 		{
-			name: "no NAT", mapping: BehaviourNone, filtering: BehaviourNone, alloc: AllocPreserve, hairpin: new(true),
+			name: "no NAT", mapping: wire.MappingNone, filtering: FilteringNone, alloc: wire.PortAllocPreserve, hairpin: new(true),
 		},
 		{
 			name: "no NAT, stateful firewall", server: stunBehaviour{filter: addressPortDependent},
-			mapping: BehaviourNone, filtering: BehaviourAddressPortDependent, alloc: AllocPreserve, hairpin: new(true),
+			mapping: wire.MappingNone, filtering: FilteringAddressPortDependent, alloc: wire.PortAllocPreserve, hairpin: new(true),
 			note: "no NAT, but a firewall drops unsolicited UDP",
 		},
 		{
 			name: "full cone", nat: nat{mapping: endpointIndependent, echo: true},
-			mapping: BehaviourEndpointIndependent, filtering: BehaviourEndpointIndependent, alloc: AllocUnknown, hairpin: new(true),
+			mapping: wire.MappingEndpointIndependent, filtering: FilteringEndpointIndependent, alloc: wire.PortAllocUnknown, hairpin: new(true),
 		},
 		{
 			name: "restricted cone", nat: eim, server: stunBehaviour{filter: addressDependent},
-			mapping: BehaviourEndpointIndependent, filtering: BehaviourAddressDependent, alloc: AllocUnknown, hairpin: new(false),
+			mapping: wire.MappingEndpointIndependent, filtering: FilteringAddressDependent, alloc: wire.PortAllocUnknown, hairpin: new(false),
 		},
 		{
 			name: "port-restricted cone behind a carrier NAT", nat: eim, server: stunBehaviour{filter: addressPortDependent}, gatewayExt: "10.0.0.2",
-			mapping: BehaviourEndpointIndependent, filtering: BehaviourAddressPortDependent, alloc: AllocUnknown, hairpin: new(false),
+			mapping: wire.MappingEndpointIndependent, filtering: FilteringAddressPortDependent, alloc: wire.PortAllocUnknown, hairpin: new(false),
 			note: "a second NAT",
 		},
 		{
@@ -291,7 +292,7 @@ func TestNetcheck(t *testing.T) {
 				return portsPerServer(n, map[int]int{sockAltIP: 1, sockAlternate: 2})
 			}},
 			server:  stunBehaviour{filter: addressPortDependent},
-			mapping: BehaviourAddressPortDependent, filtering: BehaviourAddressPortDependent, alloc: AllocSequential, step: 1, hairpin: new(false),
+			mapping: wire.MappingAddressPortDependent, filtering: FilteringAddressPortDependent, alloc: wire.PortAllocSequential, step: 1, hairpin: new(false),
 		},
 		{
 			name: "symmetric, random ports",
@@ -299,26 +300,26 @@ func TestNetcheck(t *testing.T) {
 				return portsPerServer(n, map[int]int{sockAltIP: -1000, sockAlternate: 3000})
 			}},
 			server:  stunBehaviour{filter: addressPortDependent},
-			mapping: BehaviourAddressPortDependent, filtering: BehaviourAddressPortDependent, alloc: AllocRandom, hairpin: new(false),
+			mapping: wire.MappingAddressPortDependent, filtering: FilteringAddressPortDependent, alloc: wire.PortAllocRandom, hairpin: new(false),
 		},
 		{
 			name: "server ignores CHANGE-REQUEST", server: stunBehaviour{ignore: true},
-			mapping: BehaviourNone, filtering: BehaviourUnknown, alloc: AllocPreserve, hairpin: new(true),
+			mapping: wire.MappingNone, filtering: FilteringUnknown, alloc: wire.PortAllocPreserve, hairpin: new(true),
 			note: "the server ignores CHANGE-REQUEST",
 		},
 		{
 			name: "server without OTHER-ADDRESS behind a NAT", nat: eim, server: stunBehaviour{noOther: true},
-			mapping: BehaviourUnknown, filtering: BehaviourUnknown, alloc: AllocUnknown, hairpin: new(false),
+			mapping: wire.MappingUnknown, filtering: FilteringUnknown, alloc: wire.PortAllocUnknown, hairpin: new(false),
 			note: "start the coordinator with --stun-alternate",
 		},
 		{
 			name: "primary silent, secondary answers", primarySilent: true,
-			mapping: BehaviourNone, filtering: BehaviourNone, alloc: AllocPreserve, hairpin: new(true),
+			mapping: wire.MappingNone, filtering: FilteringNone, alloc: wire.PortAllocPreserve, hairpin: new(true),
 			note: "did not answer within",
 		},
 		{
 			name: "UDP blocked", noServer: true,
-			mapping: BehaviourUnknown, filtering: BehaviourUnknown, alloc: AllocUnknown,
+			mapping: wire.MappingUnknown, filtering: FilteringUnknown, alloc: wire.PortAllocUnknown,
 			note: "no STUN server answered over UDP",
 		},
 	}
@@ -412,8 +413,8 @@ func fmtBool(b *bool) string {
 // TestReportJSON pins the JSON interface scripts rely on.
 func TestReportJSON(t *testing.T) {
 	r := Report{
-		UDP: true, PublicAddress: "198.18.0.7:41820", Mapping: BehaviourEndpointIndependent,
-		Filtering: BehaviourAddressDependent, PortAllocation: AllocPreserve, Hairpin: new(false),
+		UDP: true, PublicAddress: "198.18.0.7:41820", Mapping: wire.MappingEndpointIndependent,
+		Filtering: FilteringAddressDependent, PortAllocation: wire.PortAllocPreserve, Hairpin: new(false),
 		LatencyMs: new(12.5), STUNServer: "coord.example.com:3478",
 		PortMapping: PortMapping{PCP: true, Gateway: "192.168.1.1"}, Notes: []string{},
 	}

@@ -3,7 +3,11 @@
 // that only root (or a configured group) may open.
 package localapi
 
-import "net/netip"
+import (
+	"net/netip"
+
+	"github.com/meshnode/meshnode/internal/wire"
+)
 
 // Paths served on the socket.
 const (
@@ -35,9 +39,9 @@ type Self struct {
 
 // NAT is what this node learned of its NAT.
 type NAT struct {
-	Mapping   string `json:"mapping"`
-	PortAlloc string `json:"port_allocation"`
-	Public    string `json:"public_address"`
+	Mapping   wire.NATMapping     `json:"mapping"`
+	PortAlloc wire.PortAllocation `json:"port_allocation"`
+	Public    string              `json:"public_address"`
 }
 
 // Coordinator is the control connection's state.

@@ -53,12 +53,12 @@ func (b *birthday) active() bool { return b.role != roleNone }
 
 // hardNAT is an endpoint-dependent mapping with unpredictable ports.
 func hardNAT(n *wire.NATInfo) bool {
-	return n != nil && (n.Mapping == "address-dependent" || n.Mapping == "address-and-port-dependent") && n.PortAlloc != "sequential"
+	return n != nil && n.Hard()
 }
 
 // easyNAT is no NAT or an endpoint-independent mapping.
 func easyNAT(n *wire.NATInfo) bool {
-	return n != nil && (n.Mapping == "endpoint-independent" || n.Mapping == "none")
+	return n != nil && n.Easy()
 }
 
 // birthdayRoleFor decides this node's role against a peer.

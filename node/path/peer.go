@@ -115,7 +115,7 @@ const predictCount = 8
 // to give the peer's mapping towards us: just after the mapping its STUN
 // query got (nat-traversal notes: "the next port can be predicted").
 func (p *peer) predictions() []netip.AddrPort {
-	if p.nat == nil || p.nat.PortAlloc != "sequential" || p.nat.Mapping == "endpoint-independent" || p.nat.PortStep <= 0 {
+	if p.nat == nil || !p.nat.Predictable() {
 		return nil
 	}
 	var out []netip.AddrPort

@@ -17,16 +17,14 @@ import (
 	"github.com/meshnode/meshnode/node/bind"
 )
 
-// Relay binding timing.
+// Relay binding timing, agreed with the relay: see wire.RelayRefresh.
 const (
-	// refresh re-proves the binding; it also serves as the keepalive of
-	// the NAT mapping towards the relay, so it stays below the 20 s idle
-	// timeouts some NATs use.
-	refresh = 10 * time.Second
+	// refresh re-proves the binding and keeps the NAT mapping open.
+	refresh = wire.RelayRefresh
 	// retry re-sends a hello quickly while unbound.
-	retry = time.Second
+	retry = wire.RelayRetry
 	// expiry drops a binding the relay stopped confirming.
-	expiry = 3 * refresh
+	expiry = wire.RelayExpiry
 )
 
 // Transport sends from the shared socket and makes relay routes (the Bind).

@@ -31,7 +31,7 @@ const (
 	// can't block wireguard-go's send path for long.
 	writeTimeout = 2 * time.Second
 	// maxFrame bounds a relay frame: a WireGuard packet plus the header.
-	maxFrame = 65535 + wire.RelayHeaderLen
+	maxFrame = wire.MaxRelayFrame
 )
 
 // StreamClient relays over a WebSocket to the coordinator's HTTPS port:

@@ -27,9 +27,9 @@ import (
 const (
 	// lengthLen is the prefix size: uint32, since a frame may exceed 65535.
 	lengthLen = 4
-	// maxFrame bounds a frame: the largest WireGuard packet
-	// (device.MaxMessageSize) plus the relay header, as the stream relay.
-	maxFrame = 65535 + wire.RelayHeaderLen
+	// maxFrame bounds a frame: the largest WireGuard packet plus the
+	// relay header, as the stream relay.
+	maxFrame = wire.MaxRelayFrame
 	// writeTimeout bounds one SendFrames call, so a stalled TCP connection
 	// blocks wireguard-go's send path for at most this long; the path is
 	// closed after it, since a partial write has broken the framing.

@@ -1,0 +1,66 @@
+package wire
+
+import (
+	"time"
+
+	"golang.zx2c4.com/wireguard/device"
+)
+
+// This file holds the timings and sizes that two programs (or two
+// packages) must agree on: a node and the relay, a node and the
+// coordinator. Each side keeps its own name for them; limits_test.go checks
+// the relations between them.
+
+// UDP relay binding timing: node/relayclient keeps a binding, relay keeps
+// the table of them.
+const (
+	// RelayRefresh is how often a bound node re-proves its binding (hello →
+	// challenge → auth → ok). The refresh is also the keepalive of the NAT
+	// mapping towards the relay, so it stays below the 20 s UDP idle
+	// timeouts some NATs use.
+	RelayRefresh = 10 * time.Second
+	// RelayRetry re-sends a hello while unbound. The relay relies on it:
+	// when its challenge table is full it forgets an arbitrary challenge,
+	// and that node is back within RelayRetry.
+	RelayRetry = time.Second
+	// RelayExpiry is when a node withdraws its relay route after the last
+	// OK: three refreshes, so two lost in a row don't withdraw it.
+	RelayExpiry = 3 * RelayRefresh
+	// RelayBindingIdle is when the relay forgets a UDP binding without
+	// refresh or traffic. It must outlive the node's belief that it is
+	// bound, or the relay drops the traffic of a node that still routes
+	// through it: the node checks RelayExpiry only when a refresh is due,
+	// so it may believe itself bound for RelayExpiry+RelayRefresh after its
+	// last OK, and the relay's clock starts half a round trip before that
+	// OK. 45 s leaves 5 s for the round trip.
+	RelayBindingIdle = 45 * time.Second
+)
+
+// Relay frame sizes, for every transport that carries relay frames (the
+// UDP relay, the WebSocket relay, punched TCP paths).
+const (
+	// MaxRelayPayload is the largest packet a frame carries: the largest
+	// message wireguard-go sends, which on Linux and macOS is the largest
+	// UDP datagram (device.MaxSegmentSize, 65535).
+	MaxRelayPayload = device.MaxMessageSize
+	// MaxRelayFrame is the largest relay frame: a data header and the
+	// largest payload.
+	MaxRelayFrame = RelayHeaderLen + MaxRelayPayload
+)
+
+// Control stream bounds: what each side reads of one message, and what a
+// node may report.
+const (
+	// MaxNodeMessage is the coordinator's read limit for a message from a
+	// node, which closes a stream that sends more. A node's largest message
+	// is an endpoints list of MaxEndpoints.
+	MaxNodeMessage = 64 << 10
+	// MaxCoordinatorMessage is a node's read limit for a message from the
+	// coordinator; the largest is a welcome, the whole map of the mesh.
+	MaxCoordinatorMessage = 16 << 20
+	// MaxEndpoints bounds the candidates a node reports: LAN addresses of
+	// a few interfaces, a port mapping and its STUN mapping. The
+	// coordinator refuses a longer list and closes the stream, so a node
+	// must never send one.
+	MaxEndpoints = 64
+)

@@ -1,0 +1,115 @@
+package wire
+
+import (
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/meshnode/meshnode/crypto"
+)
+
+// TestRelayBindingTiming checks that the relay keeps a binding for as long
+// as its node may believe itself bound, whatever refreshes are lost.
+func TestRelayBindingTiming(t *testing.T) {
+	// maxRTT is a round trip on a bad link; a refresh's auth reaches the
+	// relay this much before its OK reaches the node, at most.
+	const maxRTT = 2 * time.Second
+	for _, tc := range []struct {
+		relation string
+		ok       bool
+	}{
+		{"RelayRetry < RelayRefresh: an unbound node asks again sooner than a bound one refreshes",
+			RelayRetry < RelayRefresh},
+		{"RelayExpiry >= 3*RelayRefresh: two refreshes lost in a row keep the route",
+			RelayExpiry >= 3*RelayRefresh},
+		{"RelayBindingIdle > RelayExpiry: the relay outlives the node's expiry",
+			RelayBindingIdle > RelayExpiry},
+		{"RelayBindingIdle > RelayExpiry+RelayRefresh+maxRTT: the node checks its expiry only when a refresh is due, and the relay's clock starts before the node's",
+			RelayBindingIdle > RelayExpiry+RelayRefresh+maxRTT},
+	} {
+		if !tc.ok {
+			t.Errorf("want %s (refresh %v, retry %v, expiry %v, binding idle %v)",
+				tc.relation, RelayRefresh, RelayRetry, RelayExpiry, RelayBindingIdle)
+		}
+	}
+}
+
+// TestRelayFrameSizes checks that a frame carries any packet the node's
+// WireGuard sends or its socket receives.
+func TestRelayFrameSizes(t *testing.T) {
+	// maxUDPPayload is the largest UDP payload: IPv6's 16-bit payload
+	// length less the UDP header (RFC 8200 §3, jumbograms aside); IPv4's
+	// is 20 bytes smaller.
+	const maxUDPPayload = 65535 - 8
+	if MaxRelayPayload != device.MaxMessageSize {
+		t.Errorf("MaxRelayPayload = %d, want device.MaxMessageSize %d", MaxRelayPayload, device.MaxMessageSize)
+	}
+	if MaxRelayPayload < maxUDPPayload {
+		t.Errorf("MaxRelayPayload = %d is below the largest UDP payload %d: a relayed datagram would be cut", MaxRelayPayload, maxUDPPayload)
+	}
+	frame := AppendRelayData(nil, crypto.PublicKey{}, make([]byte, MaxRelayPayload))
+	if len(frame) != MaxRelayFrame {
+		t.Errorf("a data frame with the largest payload is %d bytes, MaxRelayFrame %d", len(frame), MaxRelayFrame)
+	}
+	f, err := ParseRelay(frame)
+	if err != nil || len(f.Payload) != MaxRelayPayload {
+		t.Errorf("ParseRelay of the largest frame: %d-byte payload, %v", len(f.Payload), err)
+	}
+}
+
+// TestStreamMessageSizes checks that a node's largest stream message fits
+// what the coordinator reads, and that the coordinator's messages passing it
+// on fit what a node reads.
+func TestStreamMessageSizes(t *testing.T) {
+	key := crypto.PublicKey{}
+	for i := range key {
+		key[i] = 0xff
+	}
+	// The longest text of each field: a full IPv6 address and port, the
+	// longest kind and NAT values, a name of a DNS label's 63 bytes, a
+	// relay at a 253-byte DNS name.
+	longestKind := ""
+	for _, k := range []string{EndpointLAN, EndpointPortMap, EndpointSTUN, EndpointPredict, EndpointTCP} {
+		if len(k) > len(longestKind) {
+			longestKind = k
+		}
+	}
+	ep := Endpoint{Addr: netip.MustParseAddrPort("[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"), Kind: longestKind}
+	nat := NATInfo{Mapping: MappingAddressPortDependent, PortAlloc: PortAllocSequential, PortStep: 1 << 16}
+	relay := strings.Repeat("a", 253) + ":65535"
+	eps := func(n int) []Endpoint {
+		out := make([]Endpoint, n)
+		for i := range out {
+			out[i] = ep
+		}
+		return out
+	}
+	size := func(m StreamMsg) int {
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(b)
+	}
+
+	endpoints := size(StreamMsg{Type: MsgEndpoints, Endpoints: eps(MaxEndpoints), NAT: &nat, Relay: relay})
+	if endpoints > MaxNodeMessage {
+		t.Errorf("an endpoints message with %d endpoints is %d bytes, over MaxNodeMessage %d", MaxEndpoints, endpoints, MaxNodeMessage)
+	}
+	// The coordinator passes a node's endpoints on with one of its own
+	// (EndpointTCP) in a punch or a peers delta.
+	node := Node{Name: strings.Repeat("n", 63), PublicKey: key, Endpoints: eps(MaxEndpoints + 1), NAT: &nat, Relay: relay,
+		Addresses: []netip.Addr{netip.MustParseAddr("255.255.255.255"), netip.MustParseAddr("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")}}
+	for _, m := range []StreamMsg{
+		{Type: MsgPunch, Peer: &key, Endpoints: eps(MaxEndpoints + 1), NAT: &nat},
+		{Type: MsgPeers, Upsert: []Node{node}, Version: 1<<64 - 1},
+	} {
+		if n := size(m); n > MaxCoordinatorMessage {
+			t.Errorf("a %s message about one node is %d bytes, over MaxCoordinatorMessage %d", m.Type, n, MaxCoordinatorMessage)
+		}
+	}
+}
