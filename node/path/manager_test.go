@@ -82,13 +82,18 @@ func fastTiming() Timing {
 
 func (f *fabric) add(t *testing.T, addr string) *node {
 	t.Helper()
+	return f.addTimed(t, addr, fastTiming())
+}
+
+func (f *fabric) addTimed(t *testing.T, addr string, tm Timing) *node {
+	t.Helper()
 	priv, err := crypto.NewPrivateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ap := netip.MustParseAddrPort(addr)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m := New(crypto.NewSealer(priv), port{f, ap}, fastTiming(), log)
+	m := New(crypto.NewSealer(priv), port{f, ap}, tm, log)
 	f.mu.Lock()
 	f.at[ap] = m
 	f.mu.Unlock()
