@@ -47,6 +47,9 @@ type Mesh struct {
 	t     testing.TB
 	Lab   *natlab.Lab
 	Coord *coordinator.Server
+	// CoordLink is the path between the nodes and the coordinator's HTTPS
+	// port: tests freeze it or slow it down.
+	CoordLink *Proxy
 	// Token is a reusable join token.
 	Token string
 	log   *slog.Logger
@@ -71,8 +74,10 @@ func New(t testing.TB, opts Options) *Mesh {
 	m := &Mesh{t: t, Lab: natlab.New(logf), log: log, ctx: ctx}
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
+		m.CoordLink.Thaw()
 		m.stopNodes()
 		cancel()
+		m.CoordLink.Close()
 		wg.Wait()
 		if m.Coord != nil {
 			m.Coord.Close()
@@ -84,12 +89,17 @@ func New(t testing.TB, opts Options) *Mesh {
 	if err != nil {
 		t.Fatalf("coordinator listener: %v", err)
 	}
+	front, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("coordinator proxy listener: %v", err)
+	}
+	m.CoordLink = newProxy(front, ln.Addr().String())
 	cfg := config.DefaultCoordinator()
 	cfg.DataDir = t.TempDir()
 	cfg.Listen = ln.Addr().String()
 	cfg.STUNListen = netip.AddrPortFrom(CoordIP, stunPort).String()
 	cfg.STUNAlternate = netip.AddrPortFrom(CoordAltIP, stunAltPort).String()
-	cfg.PublicURL = "https://" + ln.Addr().String()
+	cfg.PublicURL = "https://" + front.Addr().String()
 	coord, err := coordinator.New(coordinator.Options{Config: cfg, Logger: log.With("side", "coordinator")})
 	if err != nil {
 		t.Fatalf("coordinator: %v", err)
