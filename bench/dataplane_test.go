@@ -40,15 +40,15 @@ func (r *router) PeerAt(a netip.AddrPort) (crypto.PublicKey, bool) {
 }
 func (r *router) IsPeer(k crypto.PublicKey) bool { _, ok := r.to[k]; return ok }
 
-// handler passes relay control frames to the node's relay client.
-type handler struct{ relay *relayclient.Client }
+// handler passes relay control frames to the node's relays.
+type handler struct{ relays *relayclient.Relays }
 
 func (h *handler) handlers() bind.Handlers {
 	return bind.Handlers{
 		STUN:         func([]byte, netip.AddrPort) {},
 		Disco:        func([]byte, netip.AddrPort, int) {},
 		RelayedDisco: func([]byte, crypto.PublicKey) {},
-		RelayControl: func(p []byte, f netip.AddrPort) { h.relay.HandleControl(p, f) },
+		RelayControl: func(p []byte, f netip.AddrPort) { h.relays.HandleControl(p, f) },
 	}
 }
 
@@ -129,14 +129,19 @@ func startRelay(b *testing.B, x, y *node, hx, hy *handler) netip.AddrPort {
 		h *handler
 	}{{x, hx}, {y, hy}} {
 		bound := make(chan struct{}, 1)
-		c := relayclient.New(side.n.priv, side.n.bind, log, func(r bind.Route) {
-			if r != nil {
-				bound <- struct{}{}
-			}
+		rs := relayclient.New(relayclient.Options{
+			Priv:    side.n.priv,
+			Sockets: side.n.bind,
+			Log:     log,
+			OnRoute: func(r bind.Route) {
+				if r != nil {
+					bound <- struct{}{}
+				}
+			},
 		})
-		side.h.relay = c
-		c.SetServer(addr, coord.Public())
-		go c.Run(ctx)
+		side.h.relays = rs
+		rs.SetCandidates(relayclient.Candidate{Key: coord.Public(), Addr: addr.String()}, nil)
+		go rs.Run(ctx)
 		select {
 		case <-bound:
 		case <-time.After(10 * time.Second):

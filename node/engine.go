@@ -24,6 +24,7 @@ import (
 	"github.com/meshnode/meshnode/node/control"
 	"github.com/meshnode/meshnode/node/path"
 	"github.com/meshnode/meshnode/node/registry"
+	"github.com/meshnode/meshnode/node/relayclient"
 	"github.com/meshnode/meshnode/node/tcppunch"
 	"github.com/meshnode/meshnode/tun"
 )
@@ -57,7 +58,7 @@ type Options struct {
 
 // Engine is a running node. It wires the parts together; each part owns its
 // own state: the registry the peers, the path manager the paths, the
-// discoverer this node's candidates, the relay chooser the relay in use.
+// discoverer this node's candidates, the relay client the relay in use.
 type Engine struct {
 	opts  Options
 	cfg   config.Node
@@ -74,7 +75,9 @@ type Engine struct {
 	peers  *registry.Registry
 	disc   *discoverer
 	stream *control.Stream
-	relays *relayChooser
+	relays *relayclient.Relays
+	// relayFeed hands relays its candidates.
+	relayFeed *relayFeed
 	// tcp is the TCP hole-punching listener on TCP listen_port, when on.
 	tcp *tcppunch.Listener
 

@@ -1,17 +1,11 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
-	"time"
 
 	"github.com/meshnode/meshnode/crypto"
-	"github.com/meshnode/meshnode/node/bind"
-	"github.com/meshnode/meshnode/node/discovery"
-	"github.com/meshnode/meshnode/node/path"
 	"github.com/meshnode/meshnode/node/registry"
 	"github.com/meshnode/meshnode/node/relayclient"
 	"github.com/meshnode/meshnode/relay"
@@ -52,90 +46,40 @@ func (a relayAuth) Known(key crypto.PublicKey) bool { return key == a.self || a.
 // ArePeers implements relay.Authorizer: one mesh, so any two known nodes.
 func (a relayAuth) ArePeers(x, y crypto.PublicKey) bool { return x != y && a.Known(x) && a.Known(y) }
 
-// tcpRelayGrace is how long the UDP relay may stay unbound before the TCP
-// relay is opened: a UDP relay binds within a round trip where UDP passes.
-const tcpRelayGrace = 3 * time.Second
-
-// relayChooser owns the relay policy: which relay to bind, and which relay
-// route (UDP when bound, else TCP) the path manager uses.
-type relayChooser struct {
-	self     crypto.PublicKey
-	public   string // relay_public, when this node serves as a relay
-	coordKey crypto.PublicKey
+// relayFeed gives the relay client its candidates: the coordinator's relay
+// from the last welcome and the relay nodes among the online peers (this
+// node too, when it serves). The relay client chooses among them.
+type relayFeed struct {
+	relays   *relayclient.Relays
 	peers    *registry.Registry
-	client   *relayclient.Client
-	mgr      *path.Manager
-	log      *slog.Logger
+	coordKey crypto.PublicKey
+	self     relayclient.Candidate // Addr "" unless this node serves as a relay
 
-	mu           sync.Mutex
-	coordRelay   string
-	udp, tcp     bind.Route
-	udpDownSince time.Time
+	mu        sync.Mutex
+	coordAddr string
 }
 
 // setCoordinatorRelay records the coordinator's relay from its welcome.
-func (c *relayChooser) setCoordinatorRelay(addr string) {
-	c.mu.Lock()
-	c.coordRelay = addr
-	c.mu.Unlock()
-	c.choose()
+func (f *relayFeed) setCoordinatorRelay(addr string) {
+	f.mu.Lock()
+	f.coordAddr = addr
+	f.mu.Unlock()
+	f.update()
 }
 
-// setRoute records a relay route (or its loss) and gives the path manager
-// the best one: UDP when bound, else TCP.
-func (c *relayChooser) setRoute(tcp bool, r bind.Route) {
-	c.mu.Lock()
-	if tcp {
-		c.tcp = r
-	} else {
-		if r == nil && c.udp != nil {
-			c.udpDownSince = time.Now()
+// update hands the relay client the current candidates; it never blocks.
+func (f *relayFeed) update() {
+	f.mu.Lock()
+	coord := relayclient.Candidate{Key: f.coordKey, Addr: f.coordAddr}
+	f.mu.Unlock()
+	var nodes []relayclient.Candidate
+	if f.self.Addr != "" {
+		nodes = append(nodes, f.self)
+	}
+	for _, n := range f.peers.All() {
+		if n.Relay != "" && n.Online {
+			nodes = append(nodes, relayclient.Candidate{Key: n.PublicKey, Addr: n.Relay})
 		}
-		c.udp = r
 	}
-	best := c.udp
-	if best == nil {
-		best = c.tcp
-	}
-	c.mu.Unlock()
-	c.mgr.SetRelay(best)
-}
-
-// wantTCP reports whether the UDP relay has been unavailable too long.
-func (c *relayChooser) wantTCP() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.udp == nil && time.Since(c.udpDownSince) > tcpRelayGrace
-}
-
-// choose binds to the relay every node agrees on: the online relay node
-// (this one included) with the lowest key, else the coordinator's.
-func (c *relayChooser) choose() {
-	c.mu.Lock()
-	addr, key := c.coordRelay, c.coordKey
-	c.mu.Unlock()
-	var best *crypto.PublicKey
-	if c.public != "" {
-		self := c.self
-		best, addr = &self, c.public
-	}
-	for _, n := range c.peers.All() {
-		k := n.PublicKey
-		if n.Relay == "" || !n.Online || (best != nil && bytes.Compare(k[:], best[:]) >= 0) {
-			continue
-		}
-		best, addr = &k, n.Relay
-	}
-	if best != nil {
-		key = *best
-	}
-	if addr == "" {
-		return
-	}
-	ap, err := discovery.ResolveSTUN(context.Background(), addr)
-	if err != nil {
-		c.log.Warn("relay address does not resolve", "relay", addr, "err", err)
-		return
-	}
-	c.client.SetServer(ap, key)
+	f.relays.SetCandidates(coord, nodes)
 }

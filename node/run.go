@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
-	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.zx2c4.com/wireguard/conn"
@@ -44,8 +43,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	e.build()
 	e.dev = device.NewDevice(e.tun, e.bind, wgLogger(e.log))
 	defer e.dev.Close()
-	e.peers = registry.New(e.priv.Public(), e.relays.choose, peerConsumers(e.dev, e.bind, e.mgr)...)
-	e.relays.peers = e.peers
+	e.peers = registry.New(e.priv.Public(), e.relayFeed.update, peerConsumers(e.dev, e.bind, e.mgr)...)
+	e.relayFeed.peers = e.peers
 	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", e.priv.Hex(), e.cfg.ListenPort)); err != nil {
 		return fmt.Errorf("configure WireGuard (listen_port %d in use? set another or 0): %w", e.cfg.ListenPort, err)
 	}
@@ -84,7 +83,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	wg.Go(func() { e.mgr.Run(ctx) })
 	wg.Go(func() { e.pathEvents(ctx) })
 	wg.Go(func() { e.disc.run(ctx) })
-	wg.Go(func() { e.relays.client.Run(ctx) })
+	wg.Go(func() { e.relays.Run(ctx) })
 	if e.cfg.PortMapping {
 		wg.Go(func() { e.disc.keepPortMapping(ctx) })
 	}
@@ -93,25 +92,13 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
-	tcpRelay := &relayclient.StreamClient{
-		URL:      e.state.CoordinatorURL,
-		Client:   control.NewHTTPClient(e.state.Pin),
-		Priv:     e.priv,
-		CoordKey: e.state.CoordinatorKey,
-		Log:      e.log.With("component", "relay-tcp"),
-		Deliver:  e.bind.DeliverFrame,
-		Routes:   e.bind.Stream,
-		OnChange: func(r bind.Route) { e.relays.setRoute(true, r) },
-		Want:     e.relays.wantTCP,
-	}
-	wg.Go(func() { tcpRelay.Run(ctx) })
 	wg.Go(func() {
 		if err := localapi.Serve(ctx, ln, e, e.log); err != nil {
 			e.log.Error("control socket", "err", err)
 		}
 	})
 	wg.Go(func() {
-		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, coordRelay: e.relays.setCoordinatorRelay, log: e.log, progress: e.progress}
+		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, coordRelay: e.relayFeed.setCoordinatorRelay, log: e.log, progress: e.progress}
 		if err := e.stream.Run(ctx, link); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("coordinator: %w", err)
 			e.stop()
@@ -170,20 +157,25 @@ func (e *Engine) build() {
 		kick:       make(chan struct{}, 1),
 		stun:       e.state.STUN,
 	}
-	e.relays = &relayChooser{
-		self:         e.priv.Public(),
-		public:       e.cfg.RelayPublic,
-		coordKey:     e.state.CoordinatorKey,
-		mgr:          e.mgr,
-		log:          e.log,
-		udpDownSince: time.Now(),
+	e.relays = relayclient.New(relayclient.Options{
+		Priv:           e.priv,
+		Sockets:        e.bind,
+		CoordinatorURL: e.state.CoordinatorURL,
+		HTTPClient:     control.NewHTTPClient(e.state.Pin),
+		CoordinatorKey: e.state.CoordinatorKey,
+		Deliver:        e.bind.DeliverFrame,
+		OnRoute:        e.mgr.SetRelay,
+		Log:            e.log.With("component", "relay"),
+	})
+	e.relayFeed = &relayFeed{relays: e.relays, coordKey: e.state.CoordinatorKey}
+	if e.cfg.RelayPublic != "" {
+		e.relayFeed.self = relayclient.Candidate{Key: e.priv.Public(), Addr: e.cfg.RelayPublic}
 	}
-	e.relays.client = relayclient.New(e.priv, e.bind, e.log.With("component", "relay"), func(r bind.Route) { e.relays.setRoute(false, r) })
 	e.bind.Attach(e.mgr, bind.Handlers{
 		STUN:         prober.HandleSTUN,
 		Disco:        e.mgr.HandleDisco,
 		RelayedDisco: e.mgr.HandleRelayedDisco,
-		RelayControl: e.relays.client.HandleControl,
+		RelayControl: e.relays.HandleControl,
 	})
 }
 

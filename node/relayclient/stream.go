@@ -7,156 +7,160 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 )
 
-// Stream relay timing.
+// Stream relay limits and timing.
 const (
-	// streamPoll is how often an idle stream client checks whether it is
-	// needed (the UDP relay unavailable).
-	streamPoll = time.Second
-	// streamRetry spaces reconnects of a needed stream.
-	streamRetry = 2 * time.Second
 	// handshakeTimeout bounds dialing and proving the key.
 	handshakeTimeout = 10 * time.Second
-	// writeTimeout bounds one frame's write, so a stalled TCP connection
-	// can't block wireguard-go's send path for long.
-	writeTimeout = 2 * time.Second
+	// streamQueue bounds the frames waiting for a session's writer: two of
+	// wireguard-go's send batches. Beyond it frames are dropped, as a full
+	// socket buffer drops UDP, so a stalled connection never stalls the
+	// sender.
+	streamQueue = 2 * conn.IdealBatchSize
 	// maxFrame bounds a relay frame: a WireGuard packet plus the header.
 	maxFrame = wire.MaxRelayFrame
 )
 
-// StreamClient relays over a WebSocket to the coordinator's HTTPS port:
-// TCP/TLS for networks that block UDP. It implements bind.FrameSender.
-type StreamClient struct {
-	URL      string // the coordinator's https URL
-	Client   *http.Client
-	Priv     crypto.PrivateKey
-	CoordKey crypto.PublicKey
-	Log      *slog.Logger
-	// Deliver hands received frames to the Bind (bind.DeliverFrame).
-	Deliver func(frame []byte)
-	// Routes makes the stream's route (bind.Bind.Stream).
-	Routes func(bind.FrameSender, bind.RouteInfo) bind.Route
-	// OnChange hears the stream route, or nil when it closes.
-	OnChange func(bind.Route)
-	// Want reports whether the stream is needed now.
-	Want func() bool
+// errStreamDown is returned by SendFrames on a session that has ended.
+var errStreamDown = errors.New("relay stream is down")
 
-	mu   sync.Mutex
-	conn *websocket.Conn
+// errQueueFull is returned by SendFrames when it dropped frames.
+var errQueueFull = errors.New("relay stream send queue full: frames dropped")
+
+// streamClient relays over a WebSocket to the coordinator's HTTPS port:
+// TCP/TLS for networks that block UDP. Relays runs it only while it is
+// wanted (run's context).
+type streamClient struct {
+	url      string // the WebSocket relay's URL
+	client   *http.Client
+	priv     crypto.PrivateKey
+	coordKey crypto.PublicKey
+	log      *slog.Logger
+	deliver  func(frame []byte)
+	timing   Timing // StreamRetry and StreamWrite
+	stats    *Stats
+	// frames recycles the copies SendFrames queues.
+	frames sync.Pool
 }
 
-// SendFrames implements bind.FrameSender.
-func (s *StreamClient) SendFrames(frames [][]byte) error {
-	s.mu.Lock()
-	c := s.conn
-	s.mu.Unlock()
-	if c == nil {
-		return errors.New("relay stream is down")
+func newStreamClient(o Options, stats *Stats) *streamClient {
+	// The client's overall Timeout would cut the long-lived WebSocket;
+	// handshakeTimeout bounds the dial instead.
+	hc := *o.HTTPClient
+	hc.Timeout = 0
+	return &streamClient{
+		url:      o.CoordinatorURL + wire.PathRelay,
+		client:   &hc,
+		priv:     o.Priv,
+		coordKey: o.CoordinatorKey,
+		log:      o.Log,
+		deliver:  o.Deliver,
+		timing:   o.Timing,
+		stats:    stats,
+		frames: sync.Pool{New: func() any {
+			// Room for a frame at a 1500-byte MTU; a larger one grows it.
+			b := make([]byte, 0, wire.RelayHeaderLen+1500)
+			return &b
+		}},
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
-	defer cancel()
-	for _, f := range frames {
-		if err := c.Write(ctx, websocket.MessageBinary, f); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
-// Run keeps the stream up while it is wanted, until ctx ends.
-func (s *StreamClient) Run(ctx context.Context) {
+// run keeps a session up until ctx ends, reconnecting every retry. report
+// hears each session as it comes up, and nil when it ends.
+func (s *streamClient) run(ctx context.Context, report func(bind.FrameSender)) {
 	for {
-		wait := streamPoll
-		if s.Want() {
-			if err := s.session(ctx); err != nil && ctx.Err() == nil {
-				s.Log.Warn("relay stream down", "err", err)
-			}
-			wait = streamRetry
+		if err := s.session(ctx, report); err != nil && ctx.Err() == nil {
+			s.log.Warn("relay over TCP down", "url", s.url, "err", err)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(wait):
+		case <-time.After(s.timing.StreamRetry):
 		}
 	}
 }
 
-func (s *StreamClient) session(ctx context.Context) error {
-	url := strings.TrimSuffix(s.URL, "/") + wire.PathRelay
+// session runs one WebSocket until it fails or ctx ends; then it closes it.
+func (s *streamClient) session(ctx context.Context, report func(bind.FrameSender)) error {
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
-	hc := *s.Client
-	hc.Timeout = 0
-	c, _, err := websocket.Dial(hctx, url, &websocket.DialOptions{HTTPClient: &hc})
+	c, _, err := websocket.Dial(hctx, s.url, &websocket.DialOptions{HTTPClient: s.client})
 	if err != nil {
-		return fmt.Errorf("dial %s: %w", url, err)
+		return fmt.Errorf("dial %s: %w", s.url, err)
 	}
+	// Waits for the close started below, whoever ends the session.
 	defer c.CloseNow()
 	c.SetReadLimit(maxFrame)
 	if err := s.handshake(hctx, c); err != nil {
 		return err
 	}
-	s.mu.Lock()
-	s.conn = c
-	s.mu.Unlock()
-	s.Log.Info("relay over TCP bound", "url", url)
-	s.OnChange(s.Routes(s, bind.RouteInfo{Kind: bind.KindRelay, Via: url}))
-	defer func() {
-		s.mu.Lock()
-		s.conn = nil
-		s.mu.Unlock()
-		s.OnChange(nil)
-	}()
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go func() {
-		// Close once the UDP relay is back: the stream is only a fallback.
-		for sctx.Err() == nil && s.Want() {
-			select {
-			case <-sctx.Done():
-			case <-time.After(streamPoll):
-			}
-		}
-		c.Close(websocket.StatusNormalClosure, "udp relay available")
-	}()
+
+	sctx, end := context.WithCancel(ctx)
+	defer end()
+	// The stream is only a fallback: once it is no longer wanted, close it
+	// cleanly. Close also ends the read below.
+	context.AfterFunc(sctx, func() { c.Close(websocket.StatusNormalClosure, "relay stream no longer needed") })
+	sess := &streamSession{client: s, c: c, ctx: sctx, queue: make(chan *[]byte, streamQueue)}
+	var wg sync.WaitGroup
+	wg.Go(func() { sess.writeLoop(end) })
+
+	s.log.Info("relay over TCP bound", "url", s.url)
+	report(sess)
+	err = s.readLoop(c)
+	end()
+	wg.Wait()
+	report(nil)
+	switch {
+	case ctx.Err() != nil:
+		return nil
+	case sess.werr != nil:
+		return sess.werr
+	}
+	return err
+}
+
+// readLoop hands received frames to the Bind until the connection closes.
+func (s *streamClient) readLoop(c *websocket.Conn) error {
 	for {
-		typ, b, err := c.Read(sctx)
+		// Not the session's context: cancelling a read would cut the
+		// connection short of the close handshake.
+		typ, b, err := c.Read(context.Background())
 		if err != nil {
-			return err
+			return fmt.Errorf("read: %w", err)
 		}
 		if typ == websocket.MessageBinary {
-			s.Deliver(b)
+			s.deliver(b)
 		}
 	}
 }
 
 // handshake proves this node's key: hello → challenge → auth → ok.
-func (s *StreamClient) handshake(ctx context.Context, c *websocket.Conn) error {
-	pub := s.Priv.Public()
+func (s *streamClient) handshake(ctx context.Context, c *websocket.Conn) error {
+	pub := s.priv.Public()
 	if err := c.Write(ctx, websocket.MessageBinary, wire.RelayFrame{Type: wire.RelayHello, Key: pub}.Marshal()); err != nil {
-		return err
+		return fmt.Errorf("relay handshake: %w", err)
 	}
 	f, err := readFrame(ctx, c, wire.RelayChallenge)
 	if err != nil {
 		return err
 	}
-	proof, err := crypto.Proof(s.Priv, s.CoordKey, wire.RelayProofLabel, f.Challenge)
+	proof, err := crypto.Proof(s.priv, s.coordKey, wire.RelayProofLabel, f.Challenge)
 	if err != nil {
-		return err
+		return fmt.Errorf("relay handshake: %w", err)
 	}
 	auth := wire.RelayFrame{Type: wire.RelayAuth, Key: pub, Challenge: f.Challenge, Proof: proof}
 	if err := c.Write(ctx, websocket.MessageBinary, auth.Marshal()); err != nil {
-		return err
+		return fmt.Errorf("relay handshake: %w", err)
 	}
 	ok, err := readFrame(ctx, c, wire.RelayOK)
 	if err != nil {
@@ -181,4 +185,60 @@ func readFrame(ctx context.Context, c *websocket.Conn, want wire.RelayType) (wir
 		return f, fmt.Errorf("relay handshake: got frame type %d, want %d (is this node registered?)", f.Type, want)
 	}
 	return f, nil
+}
+
+// streamSession is one bound WebSocket; it implements bind.FrameSender.
+// Frames go through a bounded queue to the session's one writer, so a
+// sender never waits on TCP.
+type streamSession struct {
+	client *streamClient
+	c      *websocket.Conn
+	ctx    context.Context // ends with the session
+	queue  chan *[]byte
+	werr   error // why the writer ended the session; read after it exits
+}
+
+// SendFrames queues copies of frames (the caller reuses its buffers) and
+// returns at once; frames that find the queue full are dropped and counted.
+func (s *streamSession) SendFrames(frames [][]byte) error {
+	if s.ctx.Err() != nil {
+		return errStreamDown
+	}
+	dropped := 0
+	for _, f := range frames {
+		b := s.client.frames.Get().(*[]byte)
+		*b = append((*b)[:0], f...)
+		select {
+		case s.queue <- b:
+		default:
+			s.client.frames.Put(b)
+			dropped++
+		}
+	}
+	if dropped > 0 {
+		s.client.stats.StreamDropped.Add(uint64(dropped))
+		return errQueueFull
+	}
+	return nil
+}
+
+// writeLoop writes queued frames until the session ends; a failed or
+// stalled write ends it.
+func (s *streamSession) writeLoop(end context.CancelFunc) {
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case b := <-s.queue:
+			wctx, cancel := context.WithTimeout(s.ctx, s.client.timing.StreamWrite)
+			err := s.c.Write(wctx, websocket.MessageBinary, *b)
+			cancel()
+			s.client.frames.Put(b)
+			if err != nil {
+				s.werr = fmt.Errorf("write: %w", err)
+				end()
+				return
+			}
+		}
+	}
 }

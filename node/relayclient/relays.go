@@ -1,0 +1,355 @@
+// Package relayclient owns this node's relay policy: which UDP relay to
+// bind to (the one every node agrees on), the binding itself (hello →
+// challenge → auth → ok, refreshed), and the coordinator's TCP (WebSocket)
+// relay as the fallback where UDP is blocked. The node hears one thing
+// back: the best relay route, each time it changes.
+package relayclient
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/node/bind"
+)
+
+// Sockets sends from the node's shared UDP socket and makes relay routes:
+// the *bind.Bind.
+type Sockets interface {
+	WriteTo(pkt []byte, to netip.AddrPort) error
+	UDPRelay(addr netip.AddrPort) bind.Route
+	Stream(s bind.FrameSender, info bind.RouteInfo) bind.Route
+}
+
+// Options configure Relays.
+type Options struct {
+	Priv    crypto.PrivateKey
+	Sockets Sockets
+	// The TCP relay: the coordinator's WebSocket relay under
+	// CoordinatorURL (its https URL), reached with HTTPClient (pinned to
+	// its certificate), proved to CoordinatorKey. An empty CoordinatorURL
+	// turns the TCP fallback off.
+	CoordinatorURL string
+	HTTPClient     *http.Client
+	CoordinatorKey crypto.PublicKey
+	// Deliver hands frames received over the TCP relay to the Bind
+	// (bind.Bind.DeliverFrame); it must not block.
+	Deliver func(frame []byte)
+	// OnRoute hears the best relay route each time it changes; nil means
+	// no relay. It is called from Run's goroutine with no lock held, never
+	// after Run returns; relay control waits while it runs.
+	OnRoute func(bind.Route)
+	Log     *slog.Logger // nil discards
+	Timing  Timing
+}
+
+// Status is what the relays are doing.
+type Status struct {
+	Relay    Candidate      // the chosen UDP relay; zero when there is none
+	Addr     netip.AddrPort // its address; invalid until resolved
+	UDPBound bool           // the UDP relay confirmed this node's key
+	TCPUp    bool           // the TCP relay stream is bound
+}
+
+// Stats counts what the relays dropped; safe to read concurrently.
+type Stats struct {
+	// StreamDropped counts frames to the TCP relay dropped on a full send
+	// queue (the connection is slower than the traffic, or stalled).
+	StreamDropped atomic.Uint64
+	// ControlDropped counts relay control frames dropped because Run had
+	// not taken the earlier ones yet.
+	ControlDropped atomic.Uint64
+}
+
+// controlQueue bounds control frames waiting for Run: a relay answers each
+// hello with one frame, so more than a few only come from a spoofer.
+const controlQueue = 16
+
+// controlFrame is a control frame from the shared socket, owned by Run.
+type controlFrame struct {
+	pkt  []byte
+	from netip.AddrPort
+}
+
+// streamEvent is a TCP relay session coming up (sender) or ending (nil),
+// from the wanted period gen.
+type streamEvent struct {
+	gen    uint64
+	sender bind.FrameSender
+}
+
+// Relays is the one owner of the node's relays. Run's goroutine makes
+// every decision; the other methods only hand it input.
+type Relays struct {
+	Stats Stats
+
+	priv    crypto.PrivateKey
+	socks   Sockets
+	timing  Timing
+	log     *slog.Logger
+	onRoute func(bind.Route)
+	stream  *streamClient // nil: no TCP fallback
+
+	kick    chan struct{} // candidates changed
+	control chan controlFrame
+	events  chan streamEvent
+	// server is the UDP relay's address, published by Run so that
+	// HandleControl drops frames from elsewhere without asking it.
+	server atomic.Pointer[netip.AddrPort]
+
+	// mu guards the candidates (SetCandidates writes, Run reads) and the
+	// status (Run writes, Status reads).
+	mu     sync.Mutex
+	coord  Candidate
+	nodes  []Candidate
+	status Status
+
+	// Run's goroutine owns the rest.
+	udp         udpBinding
+	chosen      Candidate
+	resolved    bool // udp.server is chosen's address
+	nextResolve time.Time
+	streamGen   uint64
+	streamStop  context.CancelFunc // non-nil while the TCP relay is wanted
+	streams     sync.WaitGroup
+	tcpRoute    bind.Route
+	best        bind.Route
+}
+
+// New returns Relays; Run starts them. It panics on missing wiring
+// (Priv, Sockets, OnRoute; HTTPClient and Deliver with a CoordinatorURL):
+// a mistake in the program, not a runtime state.
+func New(o Options) *Relays {
+	switch {
+	case o.Priv.IsZero():
+		panic("relayclient.New: Options.Priv is zero")
+	case o.Sockets == nil:
+		panic("relayclient.New: Options.Sockets is nil; pass the node's Bind")
+	case o.OnRoute == nil:
+		panic("relayclient.New: Options.OnRoute is nil")
+	case o.CoordinatorURL != "" && (o.HTTPClient == nil || o.Deliver == nil):
+		panic("relayclient.New: the TCP relay needs Options.HTTPClient and Options.Deliver")
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
+	}
+	o.Timing = o.Timing.withDefaults()
+	r := &Relays{
+		priv:    o.Priv,
+		socks:   o.Sockets,
+		timing:  o.Timing,
+		log:     o.Log,
+		onRoute: o.OnRoute,
+		kick:    make(chan struct{}, 1),
+		control: make(chan controlFrame, controlQueue),
+		events:  make(chan streamEvent),
+		udp:     udpBinding{priv: o.Priv, socks: o.Sockets, timing: o.Timing, log: o.Log},
+	}
+	if o.CoordinatorURL != "" {
+		r.stream = newStreamClient(o, &r.Stats)
+	}
+	return r
+}
+
+// SetCandidates gives the relays to choose from: the coordinator's (from
+// its welcome) and the relay nodes of the peer map that are online, this
+// node included when it serves as one. It only records them: Run chooses
+// and resolves.
+func (r *Relays) SetCandidates(coordinator Candidate, nodes []Candidate) {
+	nodes = slices.Clone(nodes)
+	r.mu.Lock()
+	r.coord, r.nodes = coordinator, nodes
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default: // Run has a kick pending; it will read the latest candidates
+	}
+}
+
+// HandleControl takes a relay control frame from the shared socket
+// (bind.Handlers.RelayControl). It never blocks: it runs on wireguard-go's
+// receive goroutine, so frames Run hasn't room for are dropped.
+func (r *Relays) HandleControl(pkt []byte, from netip.AddrPort) {
+	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+	if s := r.server.Load(); s == nil || *s != from {
+		return
+	}
+	select {
+	case r.control <- controlFrame{pkt: bytes.Clone(pkt), from: from}:
+	default:
+		r.Stats.ControlDropped.Add(1)
+	}
+}
+
+// Status reports the chosen relay and which relays are up.
+func (r *Relays) Status() Status {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.status
+}
+
+// Run keeps the relays until ctx ends; call it once. On return the TCP
+// relay is closed and OnRoute is no longer called.
+func (r *Relays) Run(ctx context.Context) {
+	r.udp.downSince = time.Now()
+	defer r.streams.Wait()
+	defer r.stopStream()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		r.resolveDue(ctx)
+		now := time.Now()
+		r.udp.tick(now)
+		r.decideStream(ctx, now)
+		r.publish()
+		if next := r.wake(); next.IsZero() {
+			timer.Stop()
+		} else {
+			timer.Reset(time.Until(next))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+			r.reselect(time.Now())
+		case c := <-r.control:
+			r.udp.handle(c.pkt, c.from, time.Now())
+		case ev := <-r.events:
+			r.onStream(ev)
+		case <-timer.C:
+		}
+	}
+}
+
+// reselect applies the candidates. A new choice drops the old relay at
+// once: the other nodes are moving to the new one.
+func (r *Relays) reselect(now time.Time) {
+	r.mu.Lock()
+	c := choose(r.coord, r.nodes)
+	r.mu.Unlock()
+	if c == r.chosen {
+		return
+	}
+	if c == (Candidate{}) {
+		r.log.Info("no UDP relay")
+	} else {
+		r.log.Info("relay chosen", "relay", c.Addr, "key", c.Key.Short())
+	}
+	r.chosen, r.resolved, r.nextResolve = c, false, time.Time{}
+	r.setServer(netip.AddrPort{}, crypto.PublicKey{}, now)
+}
+
+// resolveDue resolves the chosen relay's address when that is due. It may
+// wait for DNS (bounded by resolveTimeout), in Run's goroutine only.
+func (r *Relays) resolveDue(ctx context.Context) {
+	if r.resolved || r.chosen == (Candidate{}) || time.Now().Before(r.nextResolve) {
+		return
+	}
+	ap, err := resolve(ctx, r.chosen)
+	now := time.Now()
+	if err != nil {
+		if ctx.Err() == nil {
+			r.log.Warn("relay address does not resolve; retrying", "err", err, "in", r.timing.Refresh)
+		}
+		r.nextResolve = now.Add(r.timing.Refresh)
+		return
+	}
+	r.resolved = true
+	r.setServer(ap, r.chosen.Key, now)
+}
+
+// setServer points the UDP binding at addr and publishes it for
+// HandleControl.
+func (r *Relays) setServer(addr netip.AddrPort, key crypto.PublicKey, now time.Time) {
+	r.udp.setServer(addr, key, now)
+	s := r.udp.server
+	r.server.Store(&s)
+}
+
+// decideStream opens the TCP relay once the UDP relay has been unbound for
+// the grace, and closes it once the UDP relay is bound: it is only a
+// fallback.
+func (r *Relays) decideStream(ctx context.Context, now time.Time) {
+	if r.stream == nil {
+		return
+	}
+	want := r.udp.route == nil && now.Sub(r.udp.downSince) >= r.timing.TCPGrace
+	switch {
+	case want && r.streamStop == nil:
+		r.log.Info("UDP relay unavailable; opening the TCP relay", "unbound_for", now.Sub(r.udp.downSince).Round(time.Millisecond))
+		sctx, stop := context.WithCancel(ctx)
+		r.streamGen++
+		gen := r.streamGen
+		r.streamStop = stop
+		r.streams.Go(func() {
+			r.stream.run(sctx, func(s bind.FrameSender) {
+				select {
+				case r.events <- streamEvent{gen: gen, sender: s}:
+				case <-sctx.Done(): // no longer wanted: Run has dropped the route
+				}
+			})
+		})
+	case !want && r.streamStop != nil:
+		r.log.Info("UDP relay bound; closing the TCP relay")
+		r.stopStream()
+	}
+}
+
+// stopStream ends the wanted period: the session closes on its own
+// goroutine.
+func (r *Relays) stopStream() {
+	if r.streamStop != nil {
+		r.streamStop()
+		r.streamStop, r.tcpRoute = nil, nil
+	}
+}
+
+// onStream records a session of the current wanted period.
+func (r *Relays) onStream(ev streamEvent) {
+	if ev.gen != r.streamGen || r.streamStop == nil {
+		return
+	}
+	r.tcpRoute = nil
+	if ev.sender != nil {
+		r.tcpRoute = r.socks.Stream(ev.sender, bind.RouteInfo{Kind: bind.KindRelay, Via: r.stream.url})
+	}
+}
+
+// wake is when Run has timed work next; zero when it has none.
+func (r *Relays) wake() time.Time {
+	next := r.udp.wake()
+	if !r.resolved && r.chosen != (Candidate{}) {
+		next = earliest(next, r.nextResolve)
+	}
+	if r.stream != nil && r.streamStop == nil && r.udp.route == nil {
+		next = earliest(next, r.udp.downSince.Add(r.timing.TCPGrace))
+	}
+	return next
+}
+
+// publish records the status and tells the node when the best route
+// changed: the UDP relay while bound, else the TCP relay.
+func (r *Relays) publish() {
+	best := r.udp.route
+	if best == nil {
+		best = r.tcpRoute
+	}
+	st := Status{Relay: r.chosen, UDPBound: r.udp.route != nil, TCPUp: r.tcpRoute != nil}
+	if r.resolved {
+		st.Addr = r.udp.server
+	}
+	r.mu.Lock()
+	r.status = st
+	r.mu.Unlock()
+	if best != r.best {
+		r.best = best
+		r.onRoute(best)
+	}
+}

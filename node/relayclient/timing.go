@@ -1,0 +1,73 @@
+package relayclient
+
+import (
+	"time"
+
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// UDP relay binding timing: the defaults of Timing.
+const (
+	// refresh re-proves the binding; it also serves as the keepalive of
+	// the NAT mapping towards the relay (wire.RelayRefresh says why).
+	refresh = wire.RelayRefresh
+	// retry re-sends a hello quickly while unbound.
+	retry = wire.RelayRetry
+	// expiry drops a binding the relay stopped confirming; the relay's own
+	// idle time (wire.RelayBindingIdle) is longer.
+	expiry = wire.RelayExpiry
+)
+
+// Fallback timing: the defaults of Timing.
+const (
+	// tcpGrace is how long the UDP relay may stay unbound before the TCP
+	// relay is opened: where UDP passes, a UDP relay binds within a round
+	// trip, so a longer wait means UDP is blocked.
+	tcpGrace = 3 * time.Second
+	// streamRetry spaces reconnects of a wanted TCP relay stream.
+	streamRetry = 2 * time.Second
+	// writeTimeout bounds one frame's write to the TCP relay: a connection
+	// that takes longer has stalled, and its session ends.
+	writeTimeout = 2 * time.Second
+)
+
+// Timing holds the relays' timers; a zero field takes its default (tests
+// scale them down).
+type Timing struct {
+	// Retry spaces hellos to the UDP relay while unbound.
+	Retry time.Duration
+	// Refresh spaces re-proofs of a bound UDP relay.
+	Refresh time.Duration
+	// Expiry drops a UDP binding that has not been confirmed for this long.
+	Expiry time.Duration
+	// TCPGrace is how long the UDP relay must have been unbound before
+	// the TCP relay is opened.
+	TCPGrace time.Duration
+	// StreamRetry spaces reconnects of the TCP relay while it is wanted.
+	StreamRetry time.Duration
+	// StreamWrite bounds one frame's write to the TCP relay.
+	StreamWrite time.Duration
+}
+
+// DefaultTiming is the production timing.
+func DefaultTiming() Timing {
+	return Timing{Retry: retry, Refresh: refresh, Expiry: expiry, TCPGrace: tcpGrace, StreamRetry: streamRetry, StreamWrite: writeTimeout}
+}
+
+// withDefaults fills the zero fields from DefaultTiming.
+func (t Timing) withDefaults() Timing {
+	d := DefaultTiming()
+	for _, f := range []struct{ v, def *time.Duration }{
+		{&t.Retry, &d.Retry},
+		{&t.Refresh, &d.Refresh},
+		{&t.Expiry, &d.Expiry},
+		{&t.TCPGrace, &d.TCPGrace},
+		{&t.StreamRetry, &d.StreamRetry},
+		{&t.StreamWrite, &d.StreamWrite},
+	} {
+		if *f.v <= 0 {
+			*f.v = *f.def
+		}
+	}
+	return t
+}
