@@ -109,6 +109,9 @@ func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) er
 		pctx, cancel := context.WithTimeout(r.Context(), pingTimeout)
 		defer cancel()
 		rep, err := b.Ping(pctx, req.Peer)
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("timed out after %v", pingTimeout)
+		}
 		if err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, ErrorReply{Error: err.Error()})
 			return
