@@ -190,7 +190,7 @@ func (e *Engine) saveSTUN(servers []string) error {
 // while the stream is down the message is dropped (the node resends its
 // state after each welcome).
 func (e *Engine) sendCoordinator(msg wire.StreamMsg) {
-	if err := e.stream.Send(context.Background(), msg); err != nil {
+	if err := e.stream.Send(msg); err != nil {
 		e.log.Debug("message to the coordinator not sent", "type", msg.Type, "err", err)
 	}
 }

@@ -36,6 +36,9 @@ func TestStalledCoordinatorDisturbsNoPath(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			timing := path.DefaultTiming(config.DefaultNode().Keepalive).Scaled(stallSpeed)
+			// The relayed peer is retried, with a rendezvous request, at
+			// the shortest backoff throughout the stall.
+			timing.RetryMax = timing.RetryMin
 			opts := meshlab.NodeOptions{Timing: &timing}
 			m := meshlab.New(t, meshlab.Options{})
 			hard := natlab.Symmetric()
@@ -52,6 +55,11 @@ func TestStalledCoordinatorDisturbsNoPath(t *testing.T) {
 			before := a.PathTo(b)
 			lost := a.Engine.PathStats().PathsLost.Load()
 
+			asked := func() uint64 {
+				c := a.Engine.Status().Counters
+				return c["coordinator_sent"] + c["coordinator_coalesced"] + c["coordinator_dropped"]
+			}
+			askedBefore := asked()
 			tc.stall(m.CoordLink)
 			stalled := time.Now()
 			pongs := a.Engine.PathStats().PongsReceived.Load()
@@ -72,6 +80,9 @@ func TestStalledCoordinatorDisturbsNoPath(t *testing.T) {
 			want := uint64(stallFor / timing.ActiveHeartbeat)
 			if got := a.Engine.PathStats().PongsReceived.Load() - pongs; got < want {
 				t.Errorf("a got %d pongs during the stall, want at least %d (heartbeats stalled)", got, want)
+			}
+			if asked() == askedBefore {
+				t.Error("a sent the coordinator nothing during the stall: the test did not exercise a stalled write")
 			}
 			m.CoordLink.Thaw()
 			m.CoordLink.SetDelay(0)

@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -18,7 +20,7 @@ import (
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
-// Stream timing.
+// Stream timing and bounds.
 const (
 	// backoffMin and backoffMax bound the wait between reconnects; full
 	// jitter spreads a fleet's reconnects after a coordinator restart
@@ -31,9 +33,25 @@ const (
 	pingTimeout  = 10 * time.Second
 	// maxMessage bounds one stream message: a full map of a large mesh.
 	maxMessage = wire.MaxCoordinatorMessage
+	// MaxQueued bounds the messages waiting for one session's writer. The
+	// node sends little (its candidates, rendezvous requests for the peers
+	// it is trying to reach), so a full queue means the coordinator has
+	// stopped taking messages.
+	MaxQueued = 64
 )
 
-// Handler receives stream events, in order, from one goroutine.
+// Errors of Send.
+var (
+	// ErrStreamDown is returned while no session is welcomed: the message is
+	// not kept, since the engine resends its state after every welcome.
+	ErrStreamDown = errors.New("coordinator stream is down")
+	// ErrQueueFull is returned when MaxQueued messages already wait for the
+	// writer; the message is dropped and counted in Stats.Dropped.
+	ErrQueueFull = errors.New("coordinator stream queue is full")
+)
+
+// Handler receives stream events, in order, from one goroutine: the
+// stream's reader.
 type Handler interface {
 	// OnWelcome gets the full map after each (re)connect.
 	OnWelcome(msg wire.StreamMsg)
@@ -45,22 +63,74 @@ type Handler interface {
 	OnDisconnect(err error)
 }
 
+// Backoff bounds the wait between reconnects: it starts at Min, doubles
+// after each attempt up to Max, and is back at Min once a session was
+// welcomed. Each wait is jittered by ±50%.
+type Backoff struct {
+	Min, Max time.Duration
+}
+
+// bounds returns Min and Max with defaults for the unset ones; Max is at
+// least Min.
+func (b Backoff) bounds() (lo, hi time.Duration) {
+	lo, hi = b.Min, b.Max
+	if lo <= 0 {
+		lo = backoffMin
+	}
+	if hi <= 0 {
+		hi = backoffMax
+	}
+	return lo, max(hi, lo)
+}
+
+// Stats counts what the stream did with the messages given to Send;
+// messages refused with ErrStreamDown are not counted.
+type Stats struct {
+	// Sent counts messages written to the coordinator.
+	Sent atomic.Uint64
+	// Coalesced counts messages superseded while queued: an endpoints
+	// message replaced by a newer one, a repeated rendezvous request.
+	Coalesced atomic.Uint64
+	// Dropped counts messages lost: refused with ErrQueueFull, or still
+	// queued when their session ended.
+	Dropped atomic.Uint64
+}
+
 // Stream keeps the node's stream to the coordinator.
+//
+// Each connection has one reader goroutine, which runs the Handler, and one
+// writer goroutine, fed by Send through a queue of at most MaxQueued
+// messages, so a coordinator that stops reading never holds up the caller
+// of Send. While queued, an endpoints message replaces any queued endpoints
+// message (only the latest candidates matter) and a rendezvous request for
+// a peer already queued is dropped as a duplicate. A write that fails or
+// takes longer than WriteTimeout ends the session; Run then reconnects.
+// What is still queued when a session ends is discarded: the engine resends
+// its state after every welcome.
 type Stream struct {
 	URL      string // the coordinator's https URL
 	Client   *http.Client
 	Priv     crypto.PrivateKey
 	CoordKey crypto.PublicKey
 	Log      *slog.Logger
+	// Backoff bounds the wait between reconnects; a zero field takes its
+	// default, one second and thirty seconds.
+	Backoff Backoff
+	// WriteTimeout bounds one message write; zero means 15 seconds.
+	WriteTimeout time.Duration
+
+	// Stats counts the messages given to Send.
+	Stats Stats
 
 	mu   sync.Mutex
-	conn *websocket.Conn
+	sess *session // the welcomed session; nil while down
 }
 
 // Run connects and reconnects until ctx ends or the coordinator refuses this
 // node for good (it was removed), which is returned.
 func (s *Stream) Run(ctx context.Context, h Handler) error {
-	wait := backoffMin
+	bmin, bmax := s.Backoff.bounds()
+	wait := bmin
 	for {
 		welcomed, err := s.session(ctx, h)
 		if ctx.Err() != nil {
@@ -71,7 +141,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 		}
 		h.OnDisconnect(err)
 		if welcomed {
-			wait = backoffMin
+			wait = bmin
 		}
 		d := rand.N(wait) + wait/2 // jitter in [wait/2, 3*wait/2)
 		s.Log.Warn("coordinator stream down; reconnecting", "err", err, "in", d.Round(time.Millisecond))
@@ -82,26 +152,34 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		wait = min(wait*2, backoffMax)
+		wait = min(wait*2, bmax)
 	}
 }
 
-// Send queues a message for the coordinator; it is dropped while the stream
-// is down (the engine resends its state after each welcome).
-func (s *Stream) Send(ctx context.Context, msg wire.StreamMsg) error {
+// Send queues msg for the coordinator and returns at once: it never waits
+// for the network. It returns ErrStreamDown while no session is welcomed
+// and ErrQueueFull when the queue is full; a message the queue coalesces
+// (see Stream) is not an error. msg is encoded before Send returns, so the
+// caller may reuse what it refers to.
+func (s *Stream) Send(msg wire.StreamMsg) error {
 	s.mu.Lock()
-	c := s.conn
+	sess := s.sess
 	s.mu.Unlock()
-	if c == nil {
-		return errors.New("coordinator stream is down")
+	if sess == nil {
+		return ErrStreamDown
 	}
-	b, err := json.Marshal(msg)
+	q, err := encode(msg)
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	defer cancel()
-	return c.Write(ctx, websocket.MessageText, b)
+	return sess.enqueue(q, &s.Stats)
+}
+
+// Connected reports whether the stream is up.
+func (s *Stream) Connected() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sess != nil
 }
 
 // session runs one connection; it reports whether the welcome arrived.
@@ -121,33 +199,111 @@ func (s *Stream) session(ctx context.Context, h Handler) (bool, error) {
 	if err := s.authenticate(ctx, c); err != nil {
 		return false, err
 	}
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	go s.keepalive(sctx, c)
+
+	// The writer and the keepalive end the session by cancelling sctx
+	// with the reason, which the reader then returns.
+	sctx, stop := context.WithCancelCause(ctx)
+	sess := newSession()
+	var wg sync.WaitGroup
+	defer func() {
+		s.detach(sess)
+		stop(nil)
+		c.CloseNow()
+		wg.Wait()
+	}()
+	wg.Go(func() { keepalive(sctx, c, stop) })
 
 	welcomed := false
 	for {
 		msg, err := read(sctx, c)
 		if err != nil {
-			s.setConn(nil)
+			if cause := context.Cause(sctx); sctx.Err() != nil && ctx.Err() == nil {
+				err = cause
+			}
 			return welcomed, err
 		}
 		switch msg.Type {
 		case wire.MsgWelcome:
-			s.setConn(c)
-			welcomed = true
+			s.attach(sess)
 			h.OnWelcome(msg)
+			if !welcomed {
+				// Started after OnWelcome, so what the engine resends
+				// from it is coalesced before the first write.
+				wg.Go(func() { s.writeLoop(sctx, c, sess, stop) })
+			}
+			welcomed = true
 		case wire.MsgPeers:
 			h.OnPeers(msg)
 		case wire.MsgPunch:
 			h.OnPunch(msg)
 		case wire.MsgError:
-			s.setConn(nil)
 			return welcomed, &RejectedError{Code: msg.Code, Reason: msg.Error}
 		default:
 			s.Log.Debug("unknown stream message ignored", "type", msg.Type)
 		}
 	}
+}
+
+// attach makes sess the one Send feeds.
+func (s *Stream) attach(sess *session) {
+	s.mu.Lock()
+	s.sess = sess
+	s.mu.Unlock()
+}
+
+// detach stops Send feeding sess and discards what it still holds.
+func (s *Stream) detach(sess *session) {
+	s.mu.Lock()
+	if s.sess == sess {
+		s.sess = nil
+	}
+	s.mu.Unlock()
+	sess.end(&s.Stats)
+}
+
+// writeLoop writes queued messages until the session ends. A write that
+// fails or takes longer than the write timeout ends the session.
+func (s *Stream) writeLoop(ctx context.Context, c *websocket.Conn, sess *session, stop context.CancelCauseFunc) {
+	timeout := s.WriteTimeout
+	if timeout <= 0 {
+		timeout = requestTimeout
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sess.wake:
+		}
+		for {
+			q, ok := sess.next()
+			if !ok {
+				break
+			}
+			err := within(timeout, stop, q.typ+" message not written", func() error {
+				return c.Write(ctx, websocket.MessageText, q.b)
+			})
+			if err != nil {
+				s.Stats.Dropped.Add(1)
+				stop(fmt.Errorf("stream: write %s message: %w", q.typ, err))
+				c.CloseNow()
+				return
+			}
+			s.Stats.Sent.Add(1)
+		}
+	}
+}
+
+// within runs f, which returns once the session's context is cancelled.
+// When f takes longer than d, within ends the session with a timeout error
+// saying what was late. The error is recorded before the connection
+// closes, so the reader reports it rather than the closed connection it
+// then sees.
+func within(d time.Duration, stop context.CancelCauseFunc, what string, f func() error) error {
+	t := time.AfterFunc(d, func() {
+		stop(fmt.Errorf("stream: %s in %v: %w", what, d, os.ErrDeadlineExceeded))
+	})
+	defer t.Stop()
+	return f()
 }
 
 // authenticate answers the coordinator's challenge with a proof of this
@@ -167,17 +323,21 @@ func (s *Stream) authenticate(ctx context.Context, c *websocket.Conn) error {
 	}
 	proof, err := crypto.Proof(s.Priv, s.CoordKey, wire.ProofLabel, msg.Challenge)
 	if err != nil {
-		return err
+		return fmt.Errorf("stream: prove the node key: %w", err)
 	}
 	pub := s.Priv.Public()
 	b, err := json.Marshal(wire.StreamMsg{Type: wire.MsgAuth, PublicKey: &pub, Proof: proof})
 	if err != nil {
-		return err
+		return fmt.Errorf("stream: encode auth: %w", err)
 	}
-	return c.Write(actx, websocket.MessageText, b)
+	if err := c.Write(actx, websocket.MessageText, b); err != nil {
+		return fmt.Errorf("stream: send auth: %w", err)
+	}
+	return nil
 }
 
-func (s *Stream) keepalive(ctx context.Context, c *websocket.Conn) {
+// keepalive ends the session when a ping goes unanswered.
+func keepalive(ctx context.Context, c *websocket.Conn, stop context.CancelCauseFunc) {
 	t := time.NewTicker(pingInterval)
 	defer t.Stop()
 	for {
@@ -185,28 +345,99 @@ func (s *Stream) keepalive(ctx context.Context, c *websocket.Conn) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-			err := c.Ping(pctx)
-			cancel()
-			if err != nil {
-				c.CloseNow()
-				return
-			}
+		}
+		if err := within(pingTimeout, stop, "ping not answered", func() error { return c.Ping(ctx) }); err != nil {
+			stop(fmt.Errorf("stream: ping: %w", err))
+			c.CloseNow()
+			return
 		}
 	}
 }
 
-func (s *Stream) setConn(c *websocket.Conn) {
-	s.mu.Lock()
-	s.conn = c
-	s.mu.Unlock()
+// queued is one encoded message waiting for the writer, with what the queue
+// policy looks at.
+type queued struct {
+	typ  string
+	peer crypto.PublicKey // rendezvous: the peer asked for
+	b    []byte
 }
 
-// Connected reports whether the stream is up.
-func (s *Stream) Connected() bool {
+func encode(msg wire.StreamMsg) (queued, error) {
+	b, err := json.Marshal(msg)
+	if err != nil {
+		return queued{}, fmt.Errorf("encode %s message: %w", msg.Type, err)
+	}
+	q := queued{typ: msg.Type, b: b}
+	if msg.Peer != nil {
+		q.peer = *msg.Peer
+	}
+	return q, nil
+}
+
+// session is one connection's queue, between Send and its writer.
+type session struct {
+	wake chan struct{} // capacity 1: something is queued
+
+	mu    sync.Mutex
+	queue []queued
+	ended bool
+}
+
+func newSession() *session {
+	return &session{wake: make(chan struct{}, 1)}
+}
+
+// enqueue applies the queue policy (see Stream) to q.
+func (s *session) enqueue(q queued, st *Stats) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.conn != nil
+	if s.ended {
+		return ErrStreamDown
+	}
+	for i, old := range s.queue {
+		switch {
+		case q.typ == wire.MsgEndpoints && old.typ == wire.MsgEndpoints:
+			s.queue[i] = q
+			st.Coalesced.Add(1)
+			return nil
+		case q.typ == wire.MsgRendezvous && old.typ == wire.MsgRendezvous && q.peer == old.peer:
+			st.Coalesced.Add(1)
+			return nil
+		}
+	}
+	if len(s.queue) >= MaxQueued {
+		st.Dropped.Add(1)
+		return ErrQueueFull
+	}
+	s.queue = append(s.queue, q)
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// next takes the oldest queued message; messages stay in the queue until
+// the writer is ready for them, so they can still be coalesced.
+func (s *session) next() (queued, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.queue) == 0 {
+		return queued{}, false
+	}
+	q := s.queue[0]
+	s.queue[0] = queued{}
+	s.queue = s.queue[1:]
+	return q, true
+}
+
+// end refuses further messages and discards the queued ones.
+func (s *session) end(st *Stats) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ended = true
+	st.Dropped.Add(uint64(len(s.queue)))
+	s.queue = nil
 }
 
 func read(ctx context.Context, c *websocket.Conn) (wire.StreamMsg, error) {

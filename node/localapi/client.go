@@ -51,7 +51,7 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return fmt.Errorf("encode request to %s: %w", path, err)
 		}
 		body = bytes.NewReader(b)
 	}
@@ -65,14 +65,29 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		var er ErrorReply
-		json.NewDecoder(resp.Body).Decode(&er)
-		return errors.New(er.Error)
+		return refused(resp)
 	}
 	if out == nil {
 		return nil
 	}
-	return json.NewDecoder(resp.Body).Decode(out)
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("control socket %s: bad answer to %s: %w", c.path, path, err)
+	}
+	return nil
+}
+
+// refused is the node's reason for a failed request; an answer that is not
+// an ErrorReply (a node too old for the request) is shown as it came.
+func refused(resp *http.Response) error {
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxBody))
+	if err != nil {
+		return fmt.Errorf("node answered HTTP %d; reading why: %w", resp.StatusCode, err)
+	}
+	var er ErrorReply
+	if json.Unmarshal(b, &er) == nil && er.Error != "" {
+		return errors.New(er.Error)
+	}
+	return fmt.Errorf("node answered HTTP %d: %s", resp.StatusCode, bytes.TrimSpace(b))
 }
 
 // explain turns a dial failure into advice.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -41,11 +42,9 @@ func Listen(path, group string) (net.Listener, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket directory %s: %w", filepath.Dir(path), err)
 	}
-	if c, err := net.Dial("unix", path); err == nil {
-		c.Close()
-		return nil, fmt.Errorf("control socket %s is in use: is another meshnode running? stop it, or set --socket", path)
+	if err := removeStale(path); err != nil {
+		return nil, err
 	}
-	os.Remove(path)
 	ln, err := net.Listen("unix", path)
 	if err != nil {
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
@@ -71,6 +70,30 @@ func Listen(path, group string) (net.Listener, error) {
 	return ln, nil
 }
 
+// removeStale removes a socket at path that nobody listens on. Anything
+// else there is left alone: a live socket belongs to another node, and a
+// path that is not a socket (a mistyped --socket) is not ours to delete.
+func removeStale(path string) error {
+	fi, err := os.Lstat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("control socket %s: %w", path, err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket {
+		return fmt.Errorf("control socket %s: it exists and is not a socket; move it away, or set --socket", path)
+	}
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return fmt.Errorf("control socket %s is in use: is another meshnode running? stop it, or set --socket", path)
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("control socket %s: remove the stale socket: %w", path, err)
+	}
+	return nil
+}
+
 // Serve answers on ln until ctx ends.
 func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) error {
 	mux := http.NewServeMux()
@@ -86,6 +109,9 @@ func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) er
 		pctx, cancel := context.WithTimeout(r.Context(), pingTimeout)
 		defer cancel()
 		rep, err := b.Ping(pctx, req.Peer)
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("timed out after %v", pingTimeout)
+		}
 		if err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, ErrorReply{Error: err.Error()})
 			return
