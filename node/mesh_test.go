@@ -54,6 +54,8 @@ func tryTransfer(a, b *meshlab.Node, size int) error {
 
 // tryTransferCtx is tryTransfer that gives up when ctx ends.
 func tryTransferCtx(ctx context.Context, a, b *meshlab.Node, size int) error {
+	ctx, cancel := context.WithTimeout(ctx, transferDeadline)
+	defer cancel()
 	ln, err := b.Net.ListenTCPAddrPort(netip.AddrPortFrom(b.Addr4(), 0))
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", b.Name, err)
@@ -68,20 +70,17 @@ func tryTransferCtx(ctx context.Context, a, b *meshlab.Node, size int) error {
 			got <- nil
 			return
 		}
+		defer context.AfterFunc(ctx, func() { c.Close() })()
 		defer c.Close()
-		c.SetDeadline(time.Now().Add(transferDeadline))
 		b, _ := io.ReadAll(c)
 		got <- b
 	}()
-	ctx, cancel := context.WithTimeout(ctx, transferDeadline)
-	defer cancel()
 	c, err := a.Net.DialContextTCPAddrPort(ctx, netip.AddrPortFrom(b.Addr4(), uint16(ln.Addr().(*net.TCPAddr).Port)))
 	if err != nil {
 		return fmt.Errorf("dial %s over the overlay: %w", b.Name, err)
 	}
-	c.SetDeadline(time.Now().Add(transferDeadline))
-	stop := context.AfterFunc(ctx, func() { c.Close(); ln.Close() })
-	defer stop()
+	// Ending ctx (the deadline, or the caller giving up) unblocks both ends.
+	defer context.AfterFunc(ctx, func() { c.Close(); ln.Close() })()
 	_, err = c.Write(want)
 	c.Close()
 	if err != nil {
