@@ -32,9 +32,10 @@ type Named struct {
 	Consumer
 }
 
-// Registry is the peer record. Changes are serialised; reads take a snapshot
-// without a lock, so the packet paths (the relay's authorizer) never wait
-// for a change in progress.
+// Registry is the peer record. Changes are serialised by mu, which is held
+// while the consumers run (they take their own locks under it, never the
+// other way round); reads take a snapshot without a lock, so the packet
+// paths (the relay's authorizer) never wait for a change in progress.
 type Registry struct {
 	self      crypto.PublicKey
 	consumers []Named
