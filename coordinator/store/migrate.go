@@ -55,6 +55,24 @@ var migrations = []migration{
 			)`,
 		},
 	},
+	{
+		version:     2,
+		description: "banned keys: a removed node stays out until allowed",
+		statements: []string{
+			// name is the node's name when it was removed (its row's name
+			// is freed for others), so the administrator can allow it by
+			// the name they knew.
+			`CREATE TABLE banned_keys (
+				public_key TEXT PRIMARY KEY,
+				name       TEXT NOT NULL,
+				banned_at  BIGINT NOT NULL
+			)`,
+			// Nodes removed before this version were removed by their
+			// administrator too: they stay out. Their names are gone.
+			`INSERT INTO banned_keys (public_key, name, banned_at)
+				SELECT public_key, '', removed_at FROM nodes WHERE removed_at IS NOT NULL`,
+		},
+	},
 }
 
 // schemaVersion is the newest version this build knows.

@@ -38,6 +38,10 @@ func (s *SQLite) register(ctx context.Context, r Registration) (Node, error) {
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 
+	// A ban comes first: however valid its token, a removed key stays out.
+	if err := s.checkBan(ctx, tx, r.Key); err != nil {
+		return Node{}, err
+	}
 	tok, err := scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = $1`, r.TokenID))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Node{}, ErrTokenUnknown
@@ -200,7 +204,8 @@ func (s *SQLite) Nodes(ctx context.Context) ([]Node, error) {
 }
 
 // RemoveNode turns the node into a tombstone: its key is remembered (so its
-// stream is refused with node_removed) while its name and addresses are freed.
+// stream is refused with node_removed) and banned (so it can't register
+// again, whatever token it holds), while its name and addresses are freed.
 func (s *SQLite) RemoveNode(ctx context.Context, name string, now time.Time) (Node, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -217,6 +222,38 @@ func (s *SQLite) RemoveNode(ctx context.Context, name string, now time.Time) (No
 	if _, err := tx.ExecContext(ctx, `UPDATE nodes SET removed_at = $1, name = NULL, host_index = NULL, ipv4 = NULL, ipv6 = NULL,
 		endpoints = '[]', nat = NULL WHERE public_key = $2`, now.UnixMilli(), n.Key.String()); err != nil {
 		return Node{}, fmt.Errorf("database %s: remove node %q: %w", s.path, name, err)
+	}
+	// INSERT … ON CONFLICT is the same in SQLite and PostgreSQL; a key
+	// allowed back and removed again is banned anew.
+	if _, err := tx.ExecContext(ctx, `INSERT INTO banned_keys (public_key, name, banned_at) VALUES ($1, $2, $3)
+		ON CONFLICT (public_key) DO UPDATE SET name = excluded.name, banned_at = excluded.banned_at`,
+		n.Key.String(), n.Name, now.UnixMilli()); err != nil {
+		return Node{}, fmt.Errorf("database %s: ban key of node %q: %w", s.path, name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return Node{}, fmt.Errorf("database %s: commit: %w", s.path, err)
+	}
+	return n, nil
+}
+
+// UpdateTags adds and then removes tags of an active node.
+func (s *SQLite) UpdateTags(ctx context.Context, name string, add, remove []string) (Node, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return Node{}, fmt.Errorf("database %s: begin: %w", s.path, err)
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	n, _, err := scanNode(tx.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE name = $1 AND removed_at IS NULL`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Node{}, fmt.Errorf("node %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return Node{}, fmt.Errorf("database %s: read node %q: %w", s.path, name, err)
+	}
+	n.Tags = slices.DeleteFunc(union(n.Tags, add), func(t string) bool { return slices.Contains(remove, t) })
+	tags, _ := json.Marshal(nonNil(n.Tags))
+	if _, err := tx.ExecContext(ctx, `UPDATE nodes SET tags = $1 WHERE public_key = $2`, string(tags), n.Key.String()); err != nil {
+		return Node{}, fmt.Errorf("database %s: tag node %q: %w", s.path, name, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return Node{}, fmt.Errorf("database %s: commit: %w", s.path, err)

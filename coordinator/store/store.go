@@ -31,16 +31,25 @@ type Store interface {
 
 	// Register checks the token and registers (or re-registers) the node in
 	// one transaction: the token is consumed and the addresses allocated
-	// atomically. Errors: ErrTokenUnknown, ErrTokenExpired, ErrTokenUsed,
-	// ErrTokenRevoked, ErrPoolExhausted.
+	// atomically. Errors: ErrBanned, ErrTokenUnknown, ErrTokenExpired,
+	// ErrTokenUsed, ErrTokenRevoked, ErrPoolExhausted.
 	Register(ctx context.Context, r Registration) (Node, error)
 	// Node returns an active node; ErrRemoved or ErrNotFound otherwise.
 	Node(ctx context.Context, key crypto.PublicKey) (Node, error)
 	// Nodes lists the active nodes by name.
 	Nodes(ctx context.Context) ([]Node, error)
 	// RemoveNode removes the active node of that name, frees its name and
-	// addresses and returns it; ErrNotFound if there is none.
+	// addresses, bans its key and returns it; ErrNotFound if there is none.
 	RemoveNode(ctx context.Context, name string, now time.Time) (Node, error)
+	// UpdateTags adds and then removes tags of the active node of that name
+	// and returns it; ErrNotFound if there is none.
+	UpdateTags(ctx context.Context, name string, add, remove []string) (Node, error)
+	// Bans lists the banned keys, newest first.
+	Bans(ctx context.Context) ([]Ban, error)
+	// Allow lifts the ban of a key, named by the key or by the node name it
+	// had, and returns it: ErrNotFound if no ban matches, ErrAmbiguous if a
+	// name matches several.
+	Allow(ctx context.Context, keyOrName string) (Ban, error)
 	// SetEndpoints stores a node's candidates; ErrNotFound if it isn't active.
 	SetEndpoints(ctx context.Context, key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NATInfo) error
 	// SetLastSeen records presence; a removed or unknown key is ignored.
@@ -58,6 +67,8 @@ type Store interface {
 var (
 	ErrNotFound      = errors.New("not found")
 	ErrRemoved       = errors.New("node was removed")
+	ErrBanned        = errors.New("node key is banned")
+	ErrAmbiguous     = errors.New("ambiguous")
 	ErrTokenUnknown  = errors.New("join token unknown")
 	ErrTokenExpired  = errors.New("join token expired")
 	ErrTokenUsed     = errors.New("join token already used")
@@ -89,6 +100,14 @@ type Node struct {
 	TokenID   string // the token of its latest registration
 	Created   time.Time
 	LastSeen  time.Time // zero until its first stream
+}
+
+// Ban keeps a removed node's key from registering again until the
+// administrator allows it.
+type Ban struct {
+	Key   crypto.PublicKey
+	Name  string // the node's name when it was removed; "" for bans older than schema version 2
+	Since time.Time
 }
 
 // Registration is what Register needs.
