@@ -91,6 +91,11 @@ func TestValidateNode(t *testing.T) {
 		{"port", func(n *Node) { n.ListenPort = 70000 }, "listen_port: 70000"},
 		{"stun", func(n *Node) { n.STUNServers = []string{"stun.example"} }, `stun_servers: "stun.example" is not host:port`},
 		{"log", func(n *Node) { n.LogLevel = "loud" }, "log_level"},
+		{"relay", func(n *Node) { n.RelayListen, n.RelayPublic = ":3479", "203.0.113.5:3479" }, ""},
+		{"relay host name", func(n *Node) { n.RelayListen, n.RelayPublic = ":3479", "relay.example.com:3479" }, `relay_public: "relay.example.com:3479" is not the IP:port`},
+		{"relay unspecified", func(n *Node) { n.RelayListen, n.RelayPublic = ":3479", "0.0.0.0:3479" }, `relay_public: "0.0.0.0:3479"`},
+		{"relay port 0", func(n *Node) { n.RelayListen, n.RelayPublic = ":3479", "203.0.113.5:0" }, `relay_public: "203.0.113.5:0"`},
+		{"relay without listen", func(n *Node) { n.RelayPublic = "203.0.113.5:3479" }, "relay_listen: must be set"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := DefaultNode()

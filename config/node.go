@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"runtime"
 	"time"
 
@@ -42,7 +43,7 @@ type Node struct {
 	PortMapping bool          `mapstructure:"port_mapping" desc:"ask the LAN gateway (NAT-PMP, PCP) to forward listen_port, for a port-mapped candidate"`
 	TCPPunch    bool          `mapstructure:"tcp_punch" desc:"where UDP fails, try a direct TCP path (hole punching from TCP listen_port) before the relay"`
 	RelayListen string        `mapstructure:"relay_listen" desc:"serve as the mesh's UDP relay on this host:port (a node with a public address); empty: off"`
-	RelayPublic string        `mapstructure:"relay_public" desc:"the host:port other nodes reach relay_listen at (needed with relay_listen)"`
+	RelayPublic string        `mapstructure:"relay_public" desc:"the IP:port other nodes reach relay_listen at (needed with relay_listen); offered only if the administrator tagged this node relay"`
 	LogLevel    string        `mapstructure:"log_level" desc:"debug, info, warn or error"`
 }
 
@@ -88,10 +89,13 @@ func (n Node) Validate() error {
 		errs = append(errs,
 			errIf(n.RelayListen == "", "relay_listen", "must be set with relay_public (the local host:port to serve the relay on)"),
 			errIf(n.RelayPublic == "", "relay_public", "must be set with relay_listen (the host:port other nodes reach the relay at)"))
-		for key, v := range map[string]string{"relay_listen": n.RelayListen, "relay_public": n.RelayPublic} {
-			if _, _, err := net.SplitHostPort(v); v != "" && err != nil {
-				errs = append(errs, fmt.Errorf("%s: %q is not host:port", key, v))
-			}
+		if _, _, err := net.SplitHostPort(n.RelayListen); n.RelayListen != "" && err != nil {
+			errs = append(errs, fmt.Errorf("relay_listen: %q is not host:port", n.RelayListen))
+		}
+		// Every peer sends to relay_public as given: the coordinator refuses
+		// host names, which each node would have to resolve.
+		if ap, err := netip.ParseAddrPort(n.RelayPublic); n.RelayPublic != "" && (err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() || ap.Addr().IsMulticast()) {
+			errs = append(errs, fmt.Errorf("relay_public: %q is not the IP:port peers reach the relay at (a literal IP address, not a host name, not 0.0.0.0, a port other than 0)", n.RelayPublic))
 		}
 	}
 	for _, s := range n.STUNServers {

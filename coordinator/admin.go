@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -25,9 +26,42 @@ type Admin interface {
 	Tokens(ctx context.Context) ([]TokenInfo, error)
 	RevokeToken(ctx context.Context, id string) error
 	Nodes(ctx context.Context) ([]wire.Node, error)
-	// RemoveNode takes the named node out of the mesh and every peer map.
+	// RemoveNode takes the named node out of the mesh and every peer map,
+	// and bans its key.
 	RemoveNode(ctx context.Context, name string) (wire.Node, error)
+	// TagNode adds, then removes, tags of the named node; peers see the
+	// change at once (RelayTag makes it a relay).
+	TagNode(ctx context.Context, name string, add, remove []string) (wire.Node, error)
+	// Bans lists the keys of removed nodes, newest first.
+	Bans(ctx context.Context) ([]Ban, error)
+	// AllowNode lifts the ban of a removed node's key, given as the key or
+	// the name the node had: it may register again with a join token.
+	AllowNode(ctx context.Context, keyOrName string) (Ban, error)
 	Close() error
+}
+
+// ErrAmbiguous is returned when a name matches several removed nodes.
+var ErrAmbiguous = store.ErrAmbiguous
+
+// Ban is a removed node's key, kept out until allowed.
+type Ban struct {
+	PublicKey crypto.PublicKey `json:"public_key"`
+	Name      string           `json:"name"` // when removed; "" for removals before bans were recorded
+	Since     time.Time        `json:"since"`
+}
+
+func toBan(b store.Ban) Ban { return Ban{PublicKey: b.Key, Name: b.Name, Since: b.Since} }
+
+func bans(ctx context.Context, st store.Store) ([]Ban, error) {
+	list, err := st.Bans(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Ban, 0, len(list))
+	for _, b := range list {
+		out = append(out, toBan(b))
+	}
+	return out, nil
 }
 
 var _ Admin = (*Server)(nil)
@@ -35,8 +69,15 @@ var _ Admin = (*Server)(nil)
 // Nodes lists every registered node, by name.
 func (s *Server) Nodes(context.Context) ([]wire.Node, error) { return s.hub.list(), nil }
 
+// removedText is what a removed node is told, on its stream and when it
+// tries to register again.
+func removedText(key crypto.PublicKey) string {
+	return fmt.Sprintf("this node (key %s) was removed from the mesh by its administrator; it may join again only after the administrator runs 'meshnode nodes allow %s'",
+		key.Short(), key)
+}
+
 // RemoveNode removes a node: its stream is told node_removed and closed,
-// and every peer drops it from its map.
+// every peer drops it from its map, and its key is banned.
 func (s *Server) RemoveNode(ctx context.Context, name string) (wire.Node, error) {
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -48,12 +89,41 @@ func (s *Server) RemoveNode(ctx context.Context, name string) (wire.Node, error)
 		sess.stop(closeRemoved, "node removed", &wire.StreamMsg{
 			Type:  wire.MsgError,
 			Code:  wire.ErrCodeNodeRemoved,
-			Error: fmt.Sprintf("node %s was removed from the mesh by its administrator", n.Name),
+			Error: removedText(n.Key),
 		})
 	}
 	s.relay.Forget(n.Key)
-	s.log.Info("node removed", "node", n.Name, "key", n.Key.Short())
+	s.log.Info("node removed and its key banned", "node", n.Name, "key", n.Key.Short())
 	return toWire(n, false), nil
+}
+
+// TagNode changes a node's tags and pushes the node to its peers.
+func (s *Server) TagNode(ctx context.Context, name string, add, remove []string) (wire.Node, error) {
+	if err := ValidateTags(append(slices.Clone(add), remove...)); err != nil {
+		return wire.Node{}, err
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	n, err := s.store.UpdateTags(ctx, name, add, remove)
+	if err != nil {
+		return wire.Node{}, err
+	}
+	w := s.hub.setTags(n.Key, n.Tags)
+	s.log.Info("node tags changed", "node", n.Name, "key", n.Key.Short(), "tags", n.Tags)
+	return w, nil
+}
+
+// Bans lists the banned keys.
+func (s *Server) Bans(ctx context.Context) ([]Ban, error) { return bans(ctx, s.store) }
+
+// AllowNode lifts a ban.
+func (s *Server) AllowNode(ctx context.Context, keyOrName string) (Ban, error) {
+	b, err := s.store.Allow(ctx, keyOrName)
+	if err != nil {
+		return Ban{}, err
+	}
+	s.log.Info("banned key allowed back", "name", b.Name, "key", b.Key.Short())
+	return toBan(b), nil
 }
 
 // OpenAdmin connects to the coordinator running on cfg.DataDir, or opens
@@ -139,6 +209,24 @@ func (a *offlineAdmin) RemoveNode(ctx context.Context, name string) (wire.Node, 
 		return wire.Node{}, err
 	}
 	return toWire(n, false), nil
+}
+
+func (a *offlineAdmin) TagNode(ctx context.Context, name string, add, remove []string) (wire.Node, error) {
+	if err := ValidateTags(append(slices.Clone(add), remove...)); err != nil {
+		return wire.Node{}, err
+	}
+	n, err := a.store.UpdateTags(ctx, name, add, remove)
+	if err != nil {
+		return wire.Node{}, err
+	}
+	return toWire(n, false), nil
+}
+
+func (a *offlineAdmin) Bans(ctx context.Context) ([]Ban, error) { return bans(ctx, a.store) }
+
+func (a *offlineAdmin) AllowNode(ctx context.Context, keyOrName string) (Ban, error) {
+	b, err := a.store.Allow(ctx, keyOrName)
+	return toBan(b), err
 }
 
 func (a *offlineAdmin) Close() error { return a.store.Close() }

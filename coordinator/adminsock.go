@@ -24,6 +24,7 @@ const (
 	adminSocketMode = 0o600
 	adminNodes      = "/v1/nodes"
 	adminTokens     = "/v1/tokens"
+	adminBans       = "/v1/bans"
 	// adminBase is a placeholder host: the transport always dials the socket.
 	adminBase = "http://meshnode-coordinator"
 	// adminTimeout bounds one admin request.
@@ -32,8 +33,9 @@ const (
 
 // Admin error codes, beside wire's, so the client can rebuild sentinel errors.
 const (
-	adminCodeNotFound = "not_found"
-	adminCodeNoURL    = "no_public_url"
+	adminCodeNotFound  = "not_found"
+	adminCodeNoURL     = "no_public_url"
+	adminCodeAmbiguous = "ambiguous"
 )
 
 // adminDialTimeout bounds probing the admin socket; a live coordinator
@@ -81,14 +83,34 @@ func (s *Server) serveAdmin(ctx context.Context, ln net.Listener) error {
 		n, err := s.RemoveNode(r.Context(), r.PathValue("name"))
 		adminReply(w, n, err)
 	})
+	mux.HandleFunc("POST "+adminNodes+"/{name}/tags", func(w http.ResponseWriter, r *http.Request) {
+		var req tagRequest
+		if !decodeAdmin(w, r, &req) {
+			return
+		}
+		n, err := s.TagNode(r.Context(), r.PathValue("name"), req.Add, req.Remove)
+		adminReply(w, n, err)
+	})
+	mux.HandleFunc("GET "+adminBans, func(w http.ResponseWriter, r *http.Request) {
+		list, err := s.Bans(r.Context())
+		adminReply(w, list, err)
+	})
+	// The key or name travels in the body: base64 keys hold '/'.
+	mux.HandleFunc("POST "+adminBans+"/allow", func(w http.ResponseWriter, r *http.Request) {
+		var req allowRequest
+		if !decodeAdmin(w, r, &req) {
+			return
+		}
+		b, err := s.AllowNode(r.Context(), req.Node)
+		adminReply(w, b, err)
+	})
 	mux.HandleFunc("GET "+adminTokens, func(w http.ResponseWriter, r *http.Request) {
 		toks, err := s.Tokens(r.Context())
 		adminReply(w, toks, err)
 	})
 	mux.HandleFunc("POST "+adminTokens, func(w http.ResponseWriter, r *http.Request) {
 		var opts TokenOptions
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, wire.MaxRequestBody)).Decode(&opts); err != nil {
-			writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: wire.ErrCodeBadRequest, Error: "malformed JSON: " + err.Error()})
+		if !decodeAdmin(w, r, &opts) {
 			return
 		}
 		tok, err := s.CreateToken(r.Context(), opts)
@@ -113,6 +135,24 @@ type tokenReply struct {
 	Token string `json:"token"`
 }
 
+type tagRequest struct {
+	Add    []string `json:"add,omitempty"`
+	Remove []string `json:"remove,omitempty"`
+}
+
+type allowRequest struct {
+	Node string `json:"node"` // a key or the name the node had
+}
+
+// decodeAdmin reads a JSON request body into v, or answers bad_request.
+func decodeAdmin(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, wire.MaxRequestBody)).Decode(v); err != nil {
+		writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: wire.ErrCodeBadRequest, Error: "malformed JSON: " + err.Error()})
+		return false
+	}
+	return true
+}
+
 func adminReply(w http.ResponseWriter, v any, err error) {
 	switch {
 	case err == nil:
@@ -121,6 +161,8 @@ func adminReply(w http.ResponseWriter, v any, err error) {
 		writeJSON(w, http.StatusNotFound, wire.ErrorResponse{Code: adminCodeNotFound, Error: err.Error()})
 	case errors.Is(err, ErrNoPublicURL):
 		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeNoURL, Error: err.Error()})
+	case errors.Is(err, ErrAmbiguous):
+		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeAmbiguous, Error: err.Error()})
 	default:
 		writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: wire.ErrCodeBadRequest, Error: err.Error()})
 	}
@@ -171,6 +213,8 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 			return fmt.Errorf("%s: %w", e.Error, ErrNotFound)
 		case adminCodeNoURL:
 			return ErrNoPublicURL
+		case adminCodeAmbiguous:
+			return fmt.Errorf("%s: %w", e.Error, ErrAmbiguous)
 		}
 		return errors.New(e.Error)
 	}
@@ -205,6 +249,21 @@ func (c *adminClient) Nodes(ctx context.Context) ([]wire.Node, error) {
 func (c *adminClient) RemoveNode(ctx context.Context, name string) (wire.Node, error) {
 	var n wire.Node
 	return n, c.do(ctx, http.MethodDelete, adminNodes+"/"+url.PathEscape(name), nil, &n)
+}
+
+func (c *adminClient) TagNode(ctx context.Context, name string, add, remove []string) (wire.Node, error) {
+	var n wire.Node
+	return n, c.do(ctx, http.MethodPost, adminNodes+"/"+url.PathEscape(name)+"/tags", tagRequest{Add: add, Remove: remove}, &n)
+}
+
+func (c *adminClient) Bans(ctx context.Context) ([]Ban, error) {
+	var list []Ban
+	return list, c.do(ctx, http.MethodGet, adminBans, nil, &list)
+}
+
+func (c *adminClient) AllowNode(ctx context.Context, keyOrName string) (Ban, error) {
+	var b Ban
+	return b, c.do(ctx, http.MethodPost, adminBans+"/allow", allowRequest{Node: keyOrName}, &b)
 }
 
 func (c *adminClient) Close() error {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -77,8 +78,7 @@ func start(t testing.TB, cfg config.Coordinator) *harness {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, ln) }()
-	h := &harness{t: t, cfg: cfg, srv: srv, reg: reg, url: "https://" + ln.Addr().String(),
-		client: &http.Client{Transport: &http.Transport{TLSClientConfig: crypto.PinnedTLSConfig(srv.Fingerprint())}}}
+	h := &harness{t: t, cfg: cfg, srv: srv, reg: reg, url: "https://" + ln.Addr().String(), client: pinnedClient(t, srv.Fingerprint())}
 	var once sync.Once
 	h.stop = func() {
 		once.Do(func() {
@@ -94,6 +94,13 @@ func start(t testing.TB, cfg config.Coordinator) *harness {
 	}
 	t.Cleanup(h.stop)
 	return h
+}
+
+// pinnedClient trusts only the certificate with pin, as nodes do.
+func pinnedClient(t testing.TB, pin string) *http.Client {
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: crypto.PinnedTLSConfig(pin)}}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
 }
 
 func (h *harness) token(opts coordinator.TokenOptions) string {
@@ -122,9 +129,35 @@ func (h *harness) post(body []byte) (int, wire.RegisterResponse, wire.ErrorRespo
 	return resp.StatusCode, ok, fail, err
 }
 
-func (h *harness) register(token string, key crypto.PublicKey, name string) (int, wire.RegisterResponse, wire.ErrorResponse) {
+// challenge fetches a registration challenge.
+func (h *harness) challenge() wire.RegisterChallenge {
 	h.t.Helper()
-	body, _ := json.Marshal(wire.RegisterRequest{Token: token, PublicKey: key, Name: name})
+	var ch wire.RegisterChallenge
+	resp, err := h.client.Get(h.url + wire.PathRegisterChallenge)
+	if err != nil {
+		h.t.Fatalf("registration challenge: %v", err)
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&ch); err != nil || resp.StatusCode != http.StatusOK {
+		h.t.Fatalf("registration challenge: %s, %v", resp.Status, err)
+	}
+	return ch
+}
+
+// request is a registration of priv's key that proves it, as a node sends.
+func (h *harness) request(token string, priv crypto.PrivateKey, name string) wire.RegisterRequest {
+	h.t.Helper()
+	ch := h.challenge()
+	proof, err := crypto.Proof(priv, ch.CoordinatorKey, wire.RegisterProofLabel, ch.Challenge)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return wire.RegisterRequest{Token: token, PublicKey: priv.Public(), Name: name, Challenge: ch.Challenge, Proof: proof}
+}
+
+func (h *harness) register(token string, priv crypto.PrivateKey, name string) (int, wire.RegisterResponse, wire.ErrorResponse) {
+	h.t.Helper()
+	body, _ := json.Marshal(h.request(token, priv, name))
 	status, ok, fail, err := h.post(body)
 	if err != nil {
 		h.t.Fatalf("register %s: %v", name, err)
@@ -184,7 +217,7 @@ func (n *node) key() crypto.PublicKey { return n.priv.Public() }
 // join registers the node with token and fails the test otherwise.
 func (n *node) join(token, name string) *node {
 	n.t.Helper()
-	status, ok, fail := n.h.register(token, n.key(), name)
+	status, ok, fail := n.h.register(token, n.priv, name)
 	if status != http.StatusOK {
 		n.t.Fatalf("register %s: %d %s: %s", name, status, fail.Code, fail.Error)
 	}
@@ -200,8 +233,11 @@ type stream struct {
 	done    chan struct{}
 	updates chan struct{} // capacity 1: signalled after each message
 
-	mu      sync.Mutex
-	peers   map[crypto.PublicKey]wire.Node
+	mu    sync.Mutex
+	peers map[crypto.PublicKey]wire.Node
+	// relays is every relay address the stream was offered per peer, in
+	// the welcome or a delta.
+	relays  map[crypto.PublicKey][]string
 	punches []wire.StreamMsg
 	final   *wire.StreamMsg // an error message from the coordinator
 	version uint64
@@ -247,9 +283,10 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 		return first, nil, nil
 	}
 	s := &stream{conn: c, welcome: first, cancel: cancel, done: make(chan struct{}), updates: make(chan struct{}, 1),
-		peers: map[crypto.PublicKey]wire.Node{}, version: first.Version}
+		peers: map[crypto.PublicKey]wire.Node{}, relays: map[crypto.PublicKey][]string{}, version: first.Version}
 	for _, p := range first.Peers {
 		s.peers[p.PublicKey] = p
+		s.noteRelay(p)
 	}
 	go s.run(ctx)
 	return first, s, nil
@@ -278,6 +315,7 @@ func (s *stream) run(ctx context.Context) {
 		case wire.MsgPeers:
 			for _, p := range m.Upsert {
 				s.peers[p.PublicKey] = p
+				s.noteRelay(p)
 			}
 			for _, k := range m.Remove {
 				delete(s.peers, k)
@@ -294,6 +332,20 @@ func (s *stream) run(ctx context.Context) {
 		default:
 		}
 	}
+}
+
+// noteRelay records a relay offered with p. Caller holds mu (or owns s).
+func (s *stream) noteRelay(p wire.Node) {
+	if p.Relay != "" {
+		s.relays[p.PublicKey] = append(s.relays[p.PublicKey], p.Relay)
+	}
+}
+
+// offered lists the relay addresses the stream was ever offered for k.
+func (s *stream) offered(k crypto.PublicKey) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.relays[k])
 }
 
 func (s *stream) close() {

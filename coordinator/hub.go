@@ -49,8 +49,8 @@ func (h *hub) wireNode(n *store.Node) wire.Node {
 	if online && sess.tcp.IsValid() {
 		w.Endpoints = append(w.Endpoints, wire.Endpoint{Addr: sess.tcp, Kind: wire.EndpointTCP})
 	}
-	if online {
-		w.Relay = sess.relay
+	if online && sess.relay.IsValid() && slices.Contains(n.Tags, RelayTag) {
+		w.Relay = sess.relay.String()
 	}
 	return w
 }
@@ -188,17 +188,41 @@ func (h *hub) endpoints(key crypto.PublicKey) ([]wire.Endpoint, *wire.NATInfo, b
 	return n.Endpoints, n.NAT, true
 }
 
-// setRelay records the relay a node serves (empty: none) for as long as its
-// session lasts, and pushes it to its peers.
-func (h *hub) setRelay(key crypto.PublicKey, relay string) {
+// setRelay records the relay a node announces (invalid: none) for as long
+// as its session lasts, and pushes the change to its peers. Peers are
+// offered it only while the node holds RelayTag; designated reports
+// whether it does.
+func (h *hub) setRelay(key crypto.PublicKey, relay netip.AddrPort) (designated bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sess, n := h.sessions[key], h.nodes[key]
-	if sess == nil || n == nil || sess.relay == relay {
-		return
+	if sess == nil || n == nil {
+		return false
+	}
+	designated = slices.Contains(n.Tags, RelayTag)
+	if sess.relay == relay {
+		return designated
 	}
 	sess.relay = relay
+	if designated {
+		h.changed(n)
+	}
+	return designated
+}
+
+// setTags records a node's new tags and pushes the node to its peers: a
+// relay it announces is offered, or withdrawn, with RelayTag. It returns
+// the node as its peers now see it.
+func (h *hub) setTags(key crypto.PublicKey, tags []string) wire.Node {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := h.nodes[key]
+	if n == nil {
+		return wire.Node{}
+	}
+	n.Tags = tags
 	h.changed(n)
+	return h.wireNode(n)
 }
 
 // setEndpoints records a node's candidates and pushes them to its peers.

@@ -55,9 +55,12 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		s.registerFailed(w, http.StatusBadRequest, wire.ErrCodeBadRequest, "public_key is missing")
 		return
 	}
+	if !s.checkProof(w, req) {
+		return
+	}
 	n, err := s.register(r.Context(), tok, req.PublicKey, dnsLabel(req.Name))
 	if err != nil {
-		status, code, text := registerError(err)
+		status, code, text := registerError(err, req.PublicKey)
 		if code == wire.ErrCodeInternal {
 			s.log.Error("registration failed", "key", req.PublicKey.Short(), "err", err)
 		}
@@ -72,6 +75,27 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 		NetworkV4:      s.cfg.Network,
 		NetworkV6:      s.cfg.NetworkV6,
 	})
+}
+
+// checkProof checks that the node holds the private key of the key it
+// registers, or answers why not. Without it, a token holder could register
+// another node's public key and have its own tags, or a relay designation,
+// applied to it.
+func (s *Server) checkProof(w http.ResponseWriter, req wire.RegisterRequest) bool {
+	switch {
+	case len(req.Challenge) == 0 || len(req.Proof) == 0:
+		s.registerFailed(w, http.StatusBadRequest, wire.ErrCodeBadRequest,
+			"registration without challenge and proof: this meshnode is older than its coordinator, which wants proof of the node's key (GET "+wire.PathRegisterChallenge+" first); upgrade meshnode on this node")
+	case s.challenges.check(req.Challenge, time.Now()) != nil:
+		s.registerFailed(w, http.StatusUnauthorized, wire.ErrCodeChallengeExpired,
+			"registration challenge expired or issued before the coordinator restarted; fetch a new one and register again")
+	case !crypto.VerifyProof(s.key, req.PublicKey, wire.RegisterProofLabel, req.Challenge, req.Proof):
+		s.registerFailed(w, http.StatusUnauthorized, wire.ErrCodeUnauthorized,
+			"proof does not match public key "+req.PublicKey.Short()+": a node can only register a key whose private key it holds")
+	default:
+		return true
+	}
+	return false
 }
 
 // register commits the registration, then shows it to the mesh.
@@ -95,8 +119,11 @@ func (s *Server) register(ctx context.Context, tok crypto.Token, key crypto.Publ
 
 // registerError maps a registration failure to its HTTP status, wire code
 // and the text the node shows its user.
-func registerError(err error) (status int, code, text string) {
+func registerError(err error, key crypto.PublicKey) (status int, code, text string) {
 	switch {
+	case errors.Is(err, store.ErrBanned):
+		// node_removed is permanent for nodes: they stop retrying.
+		return http.StatusForbidden, wire.ErrCodeNodeRemoved, removedText(key)
 	case errors.Is(err, store.ErrTokenUnknown):
 		return http.StatusUnauthorized, wire.ErrCodeTokenUnknown, "join token unknown to this coordinator (wrong coordinator, or a mistyped token); create one with 'meshnode token create'"
 	case errors.Is(err, store.ErrTokenExpired):

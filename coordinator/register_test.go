@@ -64,7 +64,7 @@ func TestTokenLifecycle(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			status, ok, fail := h.register(tt.token, newNode(t, h).key(), "n")
+			status, ok, fail := h.register(tt.token, newNode(t, h).priv, "n")
 			if status != tt.status || fail.Code != tt.code {
 				t.Fatalf("status %d code %q (%s); want %d %q", status, fail.Code, fail.Error, tt.status, tt.code)
 			}
@@ -118,7 +118,7 @@ func TestRegisterBadRequests(t *testing.T) {
 	h := start(t, testConfig(t))
 	token := h.token(coordinator.TokenOptions{Reusable: true})
 	key := newNode(t, h).key()
-	valid, _ := json.Marshal(wire.RegisterRequest{Token: token, PublicKey: key, Name: "x"})
+	valid, _ := json.Marshal(h.request(token, newNode(t, h).priv, "x"))
 	noKey, _ := json.Marshal(map[string]string{"token": token, "name": "x"})
 	padded := append(bytes.TrimSuffix(valid, []byte("}")), []byte(`,"pad":"`+strings.Repeat("x", wire.MaxRequestBody)+`"}`)...)
 	tests := []struct {
@@ -165,7 +165,7 @@ func TestPoolExhausted(t *testing.T) {
 	token := h.token(coordinator.TokenOptions{Reusable: true})
 	newNode(t, h).join(token, "a")
 	newNode(t, h).join(token, "b")
-	status, _, fail := h.register(token, newNode(t, h).key(), "c")
+	status, _, fail := h.register(token, newNode(t, h).priv, "c")
 	if status != http.StatusInsufficientStorage || fail.Code != wire.ErrCodePoolFull || !strings.Contains(fail.Error, "10.77.0.0/30") {
 		t.Fatalf("got %d %s %q; want 507 pool_exhausted naming 10.77.0.0/30", status, fail.Code, fail.Error)
 	}
@@ -268,13 +268,16 @@ func TestConcurrentRegistrations(t *testing.T) {
 		code   string
 	}
 	run := func(token string) []result {
+		// Proven requests first, so that the registrations themselves race.
+		bodies := make([][]byte, n)
+		for i := range bodies {
+			bodies[i], _ = json.Marshal(h.request(token, newNode(t, h).priv, "node"))
+		}
 		results := make([]result, n)
 		var wg sync.WaitGroup
 		for i := range n {
 			wg.Go(func() {
-				nd := newNode(t, h)
-				body, _ := json.Marshal(wire.RegisterRequest{Token: token, PublicKey: nd.key(), Name: "node"})
-				status, ok, fail, err := h.post(body)
+				status, ok, fail, err := h.post(bodies[i])
 				if err != nil {
 					t.Errorf("register %d: %v", i, err)
 				}
@@ -320,7 +323,7 @@ func BenchmarkRegister(b *testing.B) {
 	h := start(b, testConfig(b))
 	token := h.token(coordinator.TokenOptions{Reusable: true})
 	for b.Loop() {
-		status, _, fail := h.register(token, newNode(b, h).key(), "bench")
+		status, _, fail := h.register(token, newNode(b, h).priv, "bench")
 		if status != http.StatusOK {
 			b.Fatalf("register: %d %s", status, fail.Error)
 		}

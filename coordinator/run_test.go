@@ -12,7 +12,6 @@ import (
 	"io"
 	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -99,9 +98,7 @@ func TestRunWithAdminSocket(t *testing.T) {
 	if tok.Pin != r.srv.Fingerprint() || !strings.HasPrefix(tok.URL, "https://127.0.0.1:") {
 		t.Fatalf("token %s pinned %s; want the served address pinned %s", tok.URL, tok.Pin, r.srv.Fingerprint())
 	}
-	h := &harness{t: t, cfg: cfg, srv: r.srv, reg: r.reg, url: tok.URL,
-		client: &http.Client{Transport: &http.Transport{TLSClientConfig: crypto.PinnedTLSConfig(tok.Pin)}}}
-	t.Cleanup(h.client.CloseIdleConnections)
+	h := &harness{t: t, cfg: cfg, srv: r.srv, reg: r.reg, url: tok.URL, client: pinnedClient(t, tok.Pin)}
 	a := newNode(t, h).join(tok.String(), "a")
 	b := newNode(t, h).join(tok.String(), "b")
 	sa, sb := a.connect(), b.connect()

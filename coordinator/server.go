@@ -27,6 +27,7 @@ import (
 	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/coordinator/stunserver"
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/ratelog"
 	"github.com/meshnode/meshnode/internal/version"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/relay"
@@ -64,6 +65,13 @@ const (
 	openTimeout = 2 * time.Minute
 )
 
+// Log budget for what others cause: a burst of logBurst records, then one
+// per logEvery, per kind of source (nodes, strangers).
+const (
+	logEvery = time.Second
+	logBurst = 20
+)
+
 // ErrNotFound is returned for an unknown node name or token ID.
 var ErrNotFound = store.ErrNotFound
 
@@ -90,6 +98,14 @@ type Server struct {
 	gatherer prometheus.Gatherer
 	stun     *stunserver.Server
 	relay    *relay.Server
+	// challenges issues and checks registration challenges.
+	challenges *challenger
+
+	// nodeLog and strangerLog write what a node's or a stranger's
+	// requests caused, at a bounded rate: a flood of them must not flood
+	// the log.
+	nodeLog     *ratelog.Logger
+	strangerLog *ratelog.Logger
 
 	// writeMu orders registrations and removals with the hub's in-memory
 	// view, so that a node removed while it registers can't linger in maps.
@@ -135,14 +151,17 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:   cfg,
-		log:   log,
-		store: st,
-		key:   key,
-		cert:  cert,
-		pin:   pin,
-		pool:  store.Pool{V4: cfg.Network, V6: cfg.NetworkV6},
-		hub:   newHub(nodes),
+		cfg:         cfg,
+		log:         log,
+		nodeLog:     ratelog.New(log, logEvery, logBurst),
+		strangerLog: ratelog.New(log, logEvery, logBurst),
+		store:       st,
+		key:         key,
+		cert:        cert,
+		pin:         pin,
+		pool:        store.Pool{V4: cfg.Network, V6: cfg.NetworkV6},
+		hub:         newHub(nodes),
+		challenges:  newChallenger(),
 	}
 	reg := opts.Registry
 	if reg == nil {
@@ -190,6 +209,7 @@ func (s *Server) tlsConfig() *tls.Config {
 
 func (s *Server) handler(streams *sync.WaitGroup) http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("GET "+wire.PathRegisterChallenge, s.handleRegisterChallenge)
 	mux.HandleFunc("POST "+wire.PathRegister, s.handleRegister)
 	mux.HandleFunc("GET "+wire.PathStream, func(w http.ResponseWriter, r *http.Request) {
 		streams.Add(1)

@@ -48,9 +48,9 @@ type session struct {
 	// tcp is the stream's source as seen here: the node's public TCP
 	// mapping, offered to peers as a TCP hole-punching candidate.
 	tcp netip.AddrPort
-	// relay is the UDP relay the node serves, when it is a relay node;
-	// guarded by the hub's lock.
-	relay  string
+	// relay is the UDP relay the node announces, offered to peers only
+	// while the node holds RelayTag; guarded by the hub's lock.
+	relay  netip.AddrPort
 	conn   *websocket.Conn
 	cancel context.CancelFunc
 	wake   chan struct{} // capacity 1: something to send

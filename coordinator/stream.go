@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"net/netip"
 	"slices"
@@ -102,8 +101,7 @@ func (s *Server) authenticate(ctx context.Context, c *websocket.Conn, wr *writer
 	}
 	if !s.hub.has(key) {
 		if _, err := s.store.Node(ctx, key); errors.Is(err, store.ErrRemoved) {
-			return key, reject(ctx, c, wr, wire.ErrCodeNodeRemoved,
-				fmt.Sprintf("node %s was removed from the mesh; join again with a new token", key.Short()))
+			return key, reject(ctx, c, wr, wire.ErrCodeNodeRemoved, removedText(key))
 		}
 		return key, reject(ctx, c, wr, wire.ErrCodeUnauthorized,
 			fmt.Sprintf("node %s is not registered; register with a join token first", key.Short()))
@@ -154,7 +152,7 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 	now := time.Now()
 	welcome, old, ok := s.hub.attach(sess, now, stun)
 	if !ok {
-		reject(ctx, c, wr, wire.ErrCodeNodeRemoved, fmt.Sprintf("node %s was removed from the mesh; join again with a new token", key.Short())) //nolint:errcheck // logged below
+		reject(ctx, c, wr, wire.ErrCodeNodeRemoved, removedText(key)) //nolint:errcheck // logged below
 		s.log.Info("stream refused: node removed while connecting", "node", key.Short())
 		return
 	}
@@ -207,9 +205,7 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 				continue
 			}
 			s.setEndpoints(ctx, sess.key, m.Endpoints, m.NAT)
-			if m.Relay == "" || validRelay(m.Relay) {
-				s.hub.setRelay(sess.key, m.Relay)
-			}
+			s.setRelay(sess.key, m.Relay)
 		case wire.MsgRendezvous:
 			if m.Peer == nil {
 				sess.stop(websocket.StatusPolicyViolation, "bad rendezvous",
@@ -291,8 +287,45 @@ func (s *Server) recordSeen(key crypto.PublicKey, t time.Time) {
 	}
 }
 
-// validRelay checks a relay node's advertised address: host:port.
-func validRelay(s string) bool {
-	_, port, err := net.SplitHostPort(s)
-	return err == nil && port != "" && port != "0"
+// setRelay records the relay a node announces. A bad address withdraws
+// the node's relay rather than ending its stream: the node's candidates
+// in the same message are still good.
+func (s *Server) setRelay(key crypto.PublicKey, announced string) {
+	relay, err := parseRelay(announced)
+	if err != nil {
+		s.nodeLog.Warn("relay address refused", "node", key.Short(), "err", err)
+	}
+	if !s.hub.setRelay(key, relay) && relay.IsValid() {
+		s.nodeLog.Info("relay not offered to peers: the node is not designated a relay (tag it with 'meshnode nodes tag NAME "+RelayTag+"')",
+			"node", key.Short(), "relay", relay)
+	}
+}
+
+// ipv4Broadcast is the limited broadcast address (RFC 919).
+var ipv4Broadcast = netip.AddrFrom4([4]byte{255, 255, 255, 255})
+
+// parseRelay checks a relay node's announced address. It must be a literal
+// IP:port that peers can send to: a host name would have every node resolve
+// it, and its answer could point anywhere.
+func parseRelay(s string) (netip.AddrPort, error) {
+	if s == "" {
+		return netip.AddrPort{}, nil
+	}
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("relay %q is not an IP:port (host names are refused; announce the IP address peers reach)", truncate(s, maxAttrLen))
+	}
+	a := ap.Addr().Unmap()
+	switch {
+	case ap.Port() == 0:
+		err = fmt.Errorf("relay %v: port 0 can't be reached", ap)
+	case a.IsUnspecified(), a.IsMulticast(), a == ipv4Broadcast:
+		err = fmt.Errorf("relay %v: an unspecified, multicast or broadcast address is no relay", ap)
+	case a.Zone() != "":
+		err = fmt.Errorf("relay %v: an address with a zone means nothing to peers", ap)
+	}
+	if err != nil {
+		return netip.AddrPort{}, err
+	}
+	return netip.AddrPortFrom(a, ap.Port()), nil
 }

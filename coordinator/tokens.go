@@ -22,6 +22,12 @@ var ErrNoPublicURL = errors.New("no public URL for join tokens: start the coordi
 // identifiers that read well in config files.
 var tagPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.:-]{0,62}$`)
 
+// RelayTag designates a node as a relay for the mesh. Only the
+// administrator grants it (a join token's tags, or 'meshnode nodes tag'):
+// every node sends its relayed traffic through the relay node it is
+// offered, so a member that could name itself one could capture it.
+const RelayTag = "relay"
+
 // TokenOptions say what a new join token allows.
 type TokenOptions struct {
 	Reusable bool          `json:"reusable"`       // any number of nodes, until expiry or revocation
@@ -35,7 +41,14 @@ func (o TokenOptions) Validate() error {
 	if o.Expiry < 0 {
 		errs = append(errs, fmt.Errorf("expiry %v is negative; give a duration such as 24h or 30m", o.Expiry))
 	}
-	for _, t := range o.Tags {
+	errs = append(errs, ValidateTags(o.Tags))
+	return errors.Join(errs...)
+}
+
+// ValidateTags reports every tag that is not a valid tag.
+func ValidateTags(tags []string) error {
+	var errs []error
+	for _, t := range tags {
 		if !tagPattern.MatchString(t) {
 			errs = append(errs, fmt.Errorf("tag %q is not valid: use 1-63 lower-case letters, digits, '-', '_', '.' or ':', starting with a letter or digit", t))
 		}

@@ -46,6 +46,16 @@ func exitCode(err error) int {
 	return exitFailure
 }
 
+// minArgs wants at least one argument of each name, the last repeatable.
+func minArgs(names ...string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) >= len(names) {
+			return nil
+		}
+		return usageError{fmt.Errorf("want %s %s...; got %d argument(s): %q", strings.Join(names[:len(names)-1], " "), names[len(names)-1], len(args), args)}
+	}
+}
+
 // exactArgs is cobra.ExactArgs with a usage error that names what is wanted.
 func exactArgs(names ...string) cobra.PositionalArgs {
 	return func(_ *cobra.Command, args []string) error {

@@ -94,6 +94,10 @@ func TestAdminUsageErrors(t *testing.T) {
 		{"unknown token", []string{"token", "revoke", "feedface", "--data-dir", dir}, `"feedface"`},
 		{"revoke without ID", []string{"token", "revoke", "--data-dir", dir}, "ID"},
 		{"unknown node", []string{"nodes", "remove", "ghost", "--data-dir", dir}, `"ghost"`},
+		{"tag unknown node", []string{"nodes", "tag", "ghost", "relay", "--data-dir", dir}, `"ghost"`},
+		{"tag without a tag", []string{"nodes", "tag", "ghost", "--data-dir", dir}, "NAME TAG..."},
+		{"bad tag on a node", []string{"nodes", "untag", "ghost", "Not OK", "--data-dir", dir}, `"Not OK"`},
+		{"allow unknown", []string{"nodes", "allow", "ghost", "--data-dir", dir}, `"ghost"`},
 		{"bad public URL", []string{"token", "create", "--data-dir", dir, "--public-url", "http://x"}, "public_url"},
 	}
 	for _, tt := range tests {
@@ -104,6 +108,13 @@ func TestAdminUsageErrors(t *testing.T) {
 				t.Fatalf("error %v; want a usage error mentioning %s", err, tt.want)
 			}
 		})
+	}
+}
+
+func TestNodesBannedEmpty(t *testing.T) {
+	out, err := runCLI(t, "nodes", "banned", "--json", "--data-dir", t.TempDir(), "--config", emptyConfig(t))
+	if err != nil || strings.TrimSpace(out) != "[]" {
+		t.Fatalf("nodes banned --json on an empty data dir: %q, %v", out, err)
 	}
 }
 

@@ -52,8 +52,11 @@ type Mesh struct {
 	CoordLink *Proxy
 	// Token is a reusable join token.
 	Token string
-	log   *slog.Logger
-	ctx   context.Context
+	// RelayToken is a reusable join token that designates its nodes as
+	// relays (coordinator.RelayTag), for nodes started with Relay.
+	RelayToken string
+	log        *slog.Logger
+	ctx        context.Context
 
 	mu    sync.Mutex
 	nodes []*Node
@@ -120,6 +123,11 @@ func New(t testing.TB, opts Options) *Mesh {
 		t.Fatalf("create token: %v", err)
 	}
 	m.Token = tok.String()
+	relayTok, err := coord.CreateToken(ctx, coordinator.TokenOptions{Reusable: true, Expiry: time.Hour, Tags: []string{coordinator.RelayTag}})
+	if err != nil {
+		t.Fatalf("create relay token: %v", err)
+	}
+	m.RelayToken = relayTok.String()
 	return m
 }
 

@@ -27,7 +27,7 @@ type NodeOptions struct {
 	// Keepalive overrides the config's keepalive.
 	Keepalive time.Duration
 	// Relay makes the node serve as the mesh's relay on its first address,
-	// port RelayPort.
+	// port RelayPort; it joins with the relay token, which designates it.
 	Relay bool
 }
 
@@ -73,6 +73,7 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 		cfg.Keepalive = opts.Keepalive
 	}
 	if opts.Relay {
+		cfg.Token = m.RelayToken
 		cfg.RelayListen = netip.AddrPortFrom(host.IPs()[0], RelayPort).String()
 		cfg.RelayPublic = cfg.RelayListen
 	}

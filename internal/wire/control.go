@@ -12,21 +12,42 @@ import (
 
 // Control API paths, served over HTTPS by the coordinator.
 const (
-	PathRegister = "/api/v1/register"
-	PathStream   = "/api/v1/stream" // WebSocket upgrade
-	PathRelay    = "/api/v1/relay"  // WebSocket upgrade: relay frames over TCP/TLS
-	PathMetrics  = "/metrics"
+	// PathRegisterChallenge answers GET with a RegisterChallenge, the
+	// first step of a registration.
+	PathRegisterChallenge = "/api/v1/register/challenge"
+	PathRegister          = "/api/v1/register"
+	PathStream            = "/api/v1/stream" // WebSocket upgrade
+	PathRelay             = "/api/v1/relay"  // WebSocket upgrade: relay frames over TCP/TLS
+	// PathMetrics is where the coordinator's metrics listener (metrics_listen,
+	// loopback by default, never the public port) serves Prometheus metrics.
+	PathMetrics = "/metrics"
 )
 
 // MaxRequestBody bounds what the coordinator reads from one request; larger
 // bodies get 413.
 const MaxRequestBody = 64 << 10
 
-// RegisterRequest is what a node sends with its join token.
+// RegisterChallenge is the coordinator's challenge for a registration, and
+// the key the node proves its own to.
+type RegisterChallenge struct {
+	Challenge      []byte           `json:"challenge"`
+	CoordinatorKey crypto.PublicKey `json:"coordinator_key"`
+}
+
+// RegisterProofLabel separates registration proofs from the stream's and
+// the relay's: a proof made for one can't be presented to another.
+const RegisterProofLabel = "register"
+
+// RegisterRequest is what a node sends with its join token. Challenge is a
+// RegisterChallenge's, fetched just before, and Proof is
+// crypto.Proof(nodePriv, CoordinatorKey, RegisterProofLabel, Challenge): it
+// shows the node holds the private key of the key it registers.
 type RegisterRequest struct {
 	Token     string           `json:"token"` // the full join token string
 	PublicKey crypto.PublicKey `json:"public_key"`
 	Name      string           `json:"name"`
+	Challenge []byte           `json:"challenge,omitempty"`
+	Proof     []byte           `json:"proof,omitempty"`
 }
 
 // RegisterResponse answers a successful registration.
@@ -49,6 +70,10 @@ const (
 	ErrCodePoolFull     = "pool_exhausted"
 	ErrCodeUnauthorized = "unauthorized"
 	ErrCodeInternal     = "internal"
+	// ErrCodeChallengeExpired refuses a registration whose challenge is
+	// too old or from an earlier run of the coordinator: fetch a new one
+	// and register again at once.
+	ErrCodeChallengeExpired = "challenge_expired"
 )
 
 // ErrorResponse is the body of every non-2xx answer.
