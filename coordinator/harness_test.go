@@ -59,8 +59,9 @@ type harness struct {
 	stop   func()
 }
 
-// start serves a coordinator on cfg.DataDir until the test ends or h.stop.
-func start(t testing.TB, cfg config.Coordinator) *harness {
+// start serves a coordinator on cfg.DataDir until the test ends or h.stop;
+// each tune runs on the server before it serves.
+func start(t testing.TB, cfg config.Coordinator, tune ...func(*coordinator.Server)) *harness {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -74,6 +75,9 @@ func start(t testing.TB, cfg config.Coordinator) *harness {
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)
+	}
+	for _, f := range tune {
+		f(srv)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -231,13 +235,16 @@ type stream struct {
 	welcome wire.StreamMsg
 	cancel  context.CancelFunc
 	done    chan struct{}
+	reading chan struct{} // closed when the stream starts reading
 	updates chan struct{} // capacity 1: signalled after each message
 
 	mu    sync.Mutex
 	peers map[crypto.PublicKey]wire.Node
 	// relays is every relay address the stream was offered per peer, in
 	// the welcome or a delta.
-	relays  map[crypto.PublicKey][]string
+	relays map[crypto.PublicKey][]string
+	// upserts counts the deltas that carried each peer.
+	upserts map[crypto.PublicKey]int
 	punches []wire.StreamMsg
 	final   *wire.StreamMsg // an error message from the coordinator
 	version uint64
@@ -283,7 +290,8 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 		return first, nil, nil
 	}
 	s := &stream{conn: c, welcome: first, cancel: cancel, done: make(chan struct{}), updates: make(chan struct{}, 1),
-		peers: map[crypto.PublicKey]wire.Node{}, relays: map[crypto.PublicKey][]string{}, version: first.Version}
+		peers: map[crypto.PublicKey]wire.Node{}, relays: map[crypto.PublicKey][]string{}, upserts: map[crypto.PublicKey]int{},
+		version: first.Version, reading: make(chan struct{})}
 	for _, p := range first.Peers {
 		s.peers[p.PublicKey] = p
 		s.noteRelay(p)
@@ -295,6 +303,15 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 // connect dials with the right proof and fails the test without a welcome.
 func (n *node) connect() *stream {
 	n.t.Helper()
+	s := n.connectPaused()
+	s.resume()
+	return s
+}
+
+// connectPaused is connect for a node that reads nothing after its
+// welcome until resume: a slow consumer.
+func (n *node) connectPaused() *stream {
+	n.t.Helper()
 	first, s, err := n.dial(nil)
 	if err != nil || s == nil {
 		n.t.Fatalf("stream: %+v, %v", first, err)
@@ -303,8 +320,16 @@ func (n *node) connect() *stream {
 	return s
 }
 
+// resume starts reading the stream.
+func (s *stream) resume() { close(s.reading) }
+
 func (s *stream) run(ctx context.Context) {
 	defer close(s.done)
+	select {
+	case <-s.reading:
+	case <-ctx.Done():
+		return
+	}
 	for {
 		var m wire.StreamMsg
 		if err := readJSON(ctx, s.conn, &m); err != nil {
@@ -315,6 +340,7 @@ func (s *stream) run(ctx context.Context) {
 		case wire.MsgPeers:
 			for _, p := range m.Upsert {
 				s.peers[p.PublicKey] = p
+				s.upserts[p.PublicKey]++
 				s.noteRelay(p)
 			}
 			for _, k := range m.Remove {
@@ -389,6 +415,26 @@ func writeJSON(ctx context.Context, c *websocket.Conn, v any) error {
 		return err
 	}
 	return c.Write(ctx, websocket.MessageText, b)
+}
+
+// punchesFrom counts the punch cues naming k.
+func (s *stream) punchesFrom(k crypto.PublicKey) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, p := range s.punches {
+		if *p.Peer == k {
+			n++
+		}
+	}
+	return n
+}
+
+// deltasOf counts the deltas that carried k.
+func (s *stream) deltasOf(k crypto.PublicKey) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.upserts[k]
 }
 
 // errorCode is the code of the error message the stream got, if any.

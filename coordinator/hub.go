@@ -237,21 +237,42 @@ func (h *hub) setEndpoints(key crypto.PublicKey, eps []wire.Endpoint, nat *wire.
 	h.changed(n)
 }
 
+// rendezvousResult says what became of a rendezvous request.
+type rendezvousResult int
+
+const (
+	rendezvousCued       rendezvousResult = iota // both nodes cued
+	rendezvousSkipped                            // a node offline, or not peers
+	rendezvousOverBudget                         // the requester asked too often
+)
+
 // rendezvous tells both nodes to punch towards each other now, each with
-// the other's current candidates. Both must be online and peers.
-func (h *hub) rendezvous(from, to crypto.PublicKey) bool {
+// the other's current candidates. Both must be online and peers, and the
+// requester within its budget (every request costs it, so a flood of
+// requests naming offline or unknown nodes is bounded too). Each cue
+// replaces one still waiting for the same pair; coalesced counts those.
+func (h *hub) rendezvous(from, to crypto.PublicKey) (res rendezvousResult, coalesced int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	a, b := h.nodes[from], h.nodes[to]
 	sa, sb := h.sessions[from], h.sessions[to]
+	if sa != nil && !sa.rendezvous.Allow() {
+		return rendezvousOverBudget, 0
+	}
 	if a == nil || b == nil || sa == nil || sb == nil || !peers(a, b) {
-		return false
+		return rendezvousSkipped, 0
 	}
 	keyA, keyB := a.Key, b.Key
 	// The wire form adds what the sessions know: the TCP candidate.
-	sa.send(wire.StreamMsg{Type: wire.MsgPunch, Peer: &keyB, Endpoints: h.wireNode(b).Endpoints, NAT: b.NAT})
-	sb.send(wire.StreamMsg{Type: wire.MsgPunch, Peer: &keyA, Endpoints: h.wireNode(a).Endpoints, NAT: a.NAT})
-	return true
+	for _, replaced := range []bool{
+		sa.cue(keyB, wire.StreamMsg{Type: wire.MsgPunch, Peer: &keyB, Endpoints: h.wireNode(b).Endpoints, NAT: b.NAT}),
+		sb.cue(keyA, wire.StreamMsg{Type: wire.MsgPunch, Peer: &keyA, Endpoints: h.wireNode(a).Endpoints, NAT: a.NAT}),
+	} {
+		if replaced {
+			coalesced++
+		}
+	}
+	return rendezvousCued, coalesced
 }
 
 // list is every active node, by name.

@@ -12,7 +12,17 @@ type metrics struct {
 	stun          *prometheus.CounterVec
 	rendezvous    prometheus.Counter
 	messages      *prometheus.CounterVec
+	// limited counts what the stream limits held back, by limited*.
+	limited        *prometheus.CounterVec
+	endpointWrites prometheus.Counter
 }
+
+// Labels of the limited metric.
+const (
+	limitedEndpoints  = "endpoints_coalesced"    // a report replaced before it was applied
+	limitedRendezvous = "rendezvous_over_budget" // a request dropped
+	limitedCues       = "cue_coalesced"          // a cue replaced before it went out
+)
 
 func newMetrics(reg prometheus.Registerer, h *hub) (*metrics, error) {
 	opts := func(name, help string) prometheus.Opts {
@@ -27,6 +37,10 @@ func newMetrics(reg prometheus.Registerer, h *hub) (*metrics, error) {
 			"Rendezvous performed: both nodes told to punch."))),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts(opts("stream_messages_total",
 			"Stream messages sent and received, by type.")), []string{"type"}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts(opts("stream_limited_total",
+			"Stream messages the per-node limits held back: endpoint reports and punch cues replaced by newer ones, rendezvous requests over budget.")), []string{"reason"}),
+		endpointWrites: prometheus.NewCounter(prometheus.CounterOpts(opts("endpoint_writes_total",
+			"Endpoint reports stored (each a synced write and a push to every peer)."))),
 	}
 	nodes := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("nodes", "Registered nodes.")), func() float64 {
 		n, _ := h.counts()
@@ -36,7 +50,7 @@ func newMetrics(reg prometheus.Registerer, h *hub) (*metrics, error) {
 		_, n := h.counts()
 		return float64(n)
 	})
-	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, nodes, online} {
+	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, nodes, online} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register coordinator metrics: %w", err)
 		}

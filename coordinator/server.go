@@ -100,6 +100,8 @@ type Server struct {
 	relay    *relay.Server
 	// challenges issues and checks registration challenges.
 	challenges *challenger
+	// limits bound each node's stream.
+	limits streamLimits
 
 	// nodeLog and strangerLog write what a node's or a stranger's
 	// requests caused, at a bounded rate: a flood of them must not flood
@@ -162,6 +164,7 @@ func New(opts Options) (*Server, error) {
 		pool:        store.Pool{V4: cfg.Network, V6: cfg.NetworkV6},
 		hub:         newHub(nodes),
 		challenges:  newChallenger(),
+		limits:      defaultStreamLimits(),
 	}
 	reg := opts.Registry
 	if reg == nil {

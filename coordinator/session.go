@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
@@ -29,20 +30,22 @@ const (
 	pingInterval = 15 * time.Second
 	// pingTimeout is how long a pong may take before the stream is dropped.
 	pingTimeout = 10 * time.Second
-	// maxQueued bounds non-delta messages waiting for a slow node; past it
-	// the stream is closed and the node resumes with a fresh welcome.
-	maxQueued = 64
 )
 
 // WebSocket close codes (RFC 6455 §7.4.2 leaves 4000-4999 to applications).
+// 4002, which closed a node that didn't keep up with its queue, is
+// retired: what waits for a node is bounded by its peers (one delta entry
+// and one cue per peer), so traffic that others cause never cuts it off.
 const (
 	closeReplaced websocket.StatusCode = 4000 // a newer stream from the same key took over
 	closeRemoved  websocket.StatusCode = 4001 // the node was removed from the mesh
-	closeSlow     websocket.StatusCode = 4002 // the node didn't keep up with its messages
 )
 
-// session is one node's stream. The hub queues deltas and messages into it
-// under the hub's lock; the session's writer sends them.
+// session is one node's stream. The hub queues deltas and cues into it
+// under the hub's lock; the session's writer sends them. Everything that
+// waits is kept per peer, the latest replacing the older, so a slow node
+// (or one that others flood with changes and cues) holds at most one
+// entry per peer and catches up with the newest state.
 type session struct {
 	key crypto.PublicKey
 	// tcp is the stream's source as seen here: the node's public TCP
@@ -54,12 +57,22 @@ type session struct {
 	conn   *websocket.Conn
 	cancel context.CancelFunc
 	wake   chan struct{} // capacity 1: something to send
+	limits streamLimits
+	// rendezvous is the node's budget of rendezvous requests.
+	rendezvous *rate.Limiter
+	// reported wakes the applier of the latest endpoints report
+	// (capacity 1).
+	reported chan struct{}
 
 	mu      sync.Mutex
-	queue   []wire.StreamMsg
 	ups     map[crypto.PublicKey]wire.Node
 	rems    map[crypto.PublicKey]struct{}
 	version uint64
+	// cues wait per peer, a newer replacing an older; lastCue is when the
+	// last cue naming each peer went out.
+	cues    map[crypto.PublicKey]wire.StreamMsg
+	lastCue map[crypto.PublicKey]time.Time
+	report  *wire.StreamMsg // the latest endpoints report not yet applied
 	final   *closing
 }
 
@@ -70,15 +83,20 @@ type closing struct {
 	reason string
 }
 
-func newSession(key crypto.PublicKey, tcp netip.AddrPort, conn *websocket.Conn, cancel context.CancelFunc) *session {
+func newSession(key crypto.PublicKey, tcp netip.AddrPort, conn *websocket.Conn, cancel context.CancelFunc, limits streamLimits) *session {
 	return &session{
-		tcp:    tcp,
-		key:    key,
-		conn:   conn,
-		cancel: cancel,
-		wake:   make(chan struct{}, 1),
-		ups:    make(map[crypto.PublicKey]wire.Node),
-		rems:   make(map[crypto.PublicKey]struct{}),
+		tcp:        tcp,
+		key:        key,
+		conn:       conn,
+		cancel:     cancel,
+		wake:       make(chan struct{}, 1),
+		limits:     limits,
+		rendezvous: rate.NewLimiter(limits.rendezvousRate, limits.rendezvousBurst),
+		reported:   make(chan struct{}, 1),
+		ups:        make(map[crypto.PublicKey]wire.Node),
+		rems:       make(map[crypto.PublicKey]struct{}),
+		cues:       make(map[crypto.PublicKey]wire.StreamMsg),
+		lastCue:    make(map[crypto.PublicKey]time.Time),
 	}
 }
 
@@ -109,17 +127,42 @@ func (s *session) removePeer(key crypto.PublicKey, version uint64) {
 	s.signal()
 }
 
-// send queues a message to go out at once.
-func (s *session) send(m wire.StreamMsg) {
+// cue queues a punch cue naming peer, replacing one still waiting; it
+// reports whether it did. A cue goes out at once unless one naming the
+// same peer went out less than cueGap ago; then it waits for the gap's end.
+func (s *session) cue(peer crypto.PublicKey, m wire.StreamMsg) (replaced bool) {
 	s.mu.Lock()
-	if len(s.queue) >= maxQueued {
-		s.mu.Unlock()
-		s.stop(closeSlow, "too many queued messages; reconnect", nil)
-		return
-	}
-	s.queue = append(s.queue, m)
+	_, replaced = s.cues[peer]
+	s.cues[peer] = m
 	s.mu.Unlock()
 	s.signal()
+	return replaced
+}
+
+// setReport keeps m as the latest endpoints report, replacing one not yet
+// applied; it reports whether it did.
+func (s *session) setReport(m wire.StreamMsg) (replaced bool) {
+	s.mu.Lock()
+	replaced = s.report != nil
+	s.report = &m
+	s.mu.Unlock()
+	select {
+	case s.reported <- struct{}{}:
+	default:
+	}
+	return replaced
+}
+
+// takeReport returns the latest endpoints report, if one waits.
+func (s *session) takeReport() (wire.StreamMsg, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.report
+	s.report = nil
+	if m == nil {
+		return wire.StreamMsg{}, false
+	}
+	return *m, true
 }
 
 // stop ends the session after sending what is queued, then msg, then a
@@ -133,15 +176,26 @@ func (s *session) stop(code websocket.StatusCode, reason string, msg *wire.Strea
 	s.signal()
 }
 
-// urgent reports whether something must go out without coalescing.
-func (s *session) urgent() bool {
+// urgent reports whether something must go out without coalescing: the
+// end, or a cue that is due.
+func (s *session) urgent(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.queue) > 0 || s.final != nil
+	if s.final != nil {
+		return true
+	}
+	for p := range s.cues {
+		if now.Sub(s.lastCue[p]) >= s.limits.cueGap {
+			return true
+		}
+	}
+	return false
 }
 
-// take empties the session's queues.
-func (s *session) take() (delta *wire.StreamMsg, queue []wire.StreamMsg, final *closing) {
+// take empties the session's queues: the delta, the cues that are due, and
+// the closing. The other cues wait; next is when the first is due (0:
+// none waits).
+func (s *session) take(now time.Time) (delta *wire.StreamMsg, cues []wire.StreamMsg, next time.Duration, final *closing) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.ups) > 0 || len(s.rems) > 0 {
@@ -155,31 +209,53 @@ func (s *session) take() (delta *wire.StreamMsg, queue []wire.StreamMsg, final *
 		clear(s.ups)
 		clear(s.rems)
 	}
-	queue, s.queue = s.queue, nil
-	return delta, queue, s.final
+	for p, m := range s.cues {
+		if wait := s.limits.cueGap - now.Sub(s.lastCue[p]); wait > 0 {
+			if next == 0 || wait < next {
+				next = wait
+			}
+			continue
+		}
+		cues = append(cues, m)
+		s.lastCue[p] = now
+		delete(s.cues, p)
+	}
+	// A cue older than the gap constrains nothing: forget it, so the map
+	// holds only the peers cued of late.
+	for p, t := range s.lastCue {
+		if _, waiting := s.cues[p]; !waiting && now.Sub(t) >= s.limits.cueGap {
+			delete(s.lastCue, p)
+		}
+	}
+	return delta, cues, next, s.final
 }
 
-// writeLoop sends deltas (coalesced for deltaCoalesce), then queued
-// messages, until ctx is done, a write fails or the session is stopped.
+// writeLoop sends deltas (coalesced for deltaCoalesce), then the cues that
+// are due, until ctx is done, a write fails or the session is stopped.
 func (s *session) writeLoop(ctx context.Context, w *writer) {
 	defer s.cancel()
+	// later wakes the loop when a held cue is due.
+	later := time.NewTimer(time.Hour)
+	later.Stop()
+	defer later.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-s.wake:
+		case <-later.C:
 		}
 		if !s.coalesce(ctx) {
 			return
 		}
-		delta, queue, final := s.take()
+		delta, cues, next, final := s.take(time.Now())
 		// The delta goes first: a punch may name a peer the delta adds.
 		if delta != nil {
 			if w.write(ctx, s.conn, *delta) != nil {
 				return
 			}
 		}
-		for _, m := range queue {
+		for _, m := range cues {
 			if w.write(ctx, s.conn, m) != nil {
 				return
 			}
@@ -191,13 +267,16 @@ func (s *session) writeLoop(ctx context.Context, w *writer) {
 			s.conn.Close(final.code, final.reason) //nolint:errcheck // the stream is over either way
 			return
 		}
+		if next > 0 {
+			later.Reset(next)
+		}
 	}
 }
 
 // coalesce waits deltaCoalesce for more changes unless something urgent is
 // queued. It returns false when ctx is done.
 func (s *session) coalesce(ctx context.Context) bool {
-	if s.urgent() {
+	if s.urgent(time.Now()) {
 		return true
 	}
 	t := time.NewTimer(deltaCoalesce)
@@ -209,7 +288,7 @@ func (s *session) coalesce(ctx context.Context) bool {
 		case <-t.C:
 			return true
 		case <-s.wake:
-			if s.urgent() {
+			if s.urgent(time.Now()) {
 				return true
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/crypto"
@@ -38,6 +39,42 @@ const (
 	maxCloseReason = 123
 )
 
+// streamLimits bound what one node's stream may cost the coordinator and
+// its peers. Excess is coalesced or dropped, never fatal: the stream
+// stays up.
+type streamLimits struct {
+	// Endpoint reports: each one stored costs a synced database write and
+	// a push to every peer. A node reports a few in its first second (LAN
+	// addresses, then its STUN mapping, then a port mapping), later only
+	// on change (re-STUN every 20-25 s, link changes). Beyond the budget a
+	// report waits, replaced by any newer one: the latest is always
+	// applied, within 1/endpointRate.
+	endpointRate  rate.Limit
+	endpointBurst int
+	// Rendezvous requests: a node asks at most every 2 s per peer (its
+	// RendezvousGap), so a burst covers a node re-punching many peers at
+	// once (a network change); beyond it requests are dropped and the
+	// node asks again at its next retry.
+	rendezvousRate  rate.Limit
+	rendezvousBurst int
+	// cueGap is the least time between two punch cues naming the same
+	// peer. A punch round lasts 6 s, so cues closer together help nothing;
+	// one asked for sooner waits for the gap's end, with the candidates of
+	// that moment. A flood of requests naming a victim reaches it as at
+	// most one cue per gap per flooding peer.
+	cueGap time.Duration
+}
+
+func defaultStreamLimits() streamLimits {
+	return streamLimits{
+		endpointRate:    1,
+		endpointBurst:   8,
+		rendezvousRate:  10,
+		rendezvousBurst: 100,
+		cueGap:          time.Second,
+	}
+}
+
 // streamTypes are the message types counted by name; anything else is
 // counted as "unknown" so a node can't grow the metric's label set.
 var streamTypes = []string{
@@ -55,7 +92,7 @@ func (s *Server) countMessage(typ string) {
 func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
-		s.log.Debug("stream: upgrade failed", "remote", r.RemoteAddr, "err", err)
+		s.strangerLog.Debug("stream: upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	defer c.CloseNow() //nolint:errcheck // closing anyway
@@ -64,7 +101,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	wr := &writer{count: s.countMessage}
 	key, err := s.authenticate(ctx, c, wr)
 	if err != nil {
-		s.log.Info("stream refused", "remote", r.RemoteAddr, "err", err)
+		s.strangerLog.Info("stream refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	tcp, _ := netip.ParseAddrPort(r.RemoteAddr)
@@ -148,7 +185,7 @@ type errMalformed struct{ error }
 func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, key crypto.PublicKey, tcp netip.AddrPort, stun []string) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	sess := newSession(key, tcp, c, cancel)
+	sess := newSession(key, tcp, c, cancel, s.limits)
 	now := time.Now()
 	welcome, old, ok := s.hub.attach(sess, now, stun)
 	if !ok {
@@ -175,6 +212,7 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 	var wg sync.WaitGroup
 	wg.Go(func() { sess.writeLoop(ctx, wr) })
 	wg.Go(func() { sess.pingLoop(ctx, log) })
+	wg.Go(func() { s.applyReports(ctx, sess) })
 	// Stored after the welcome is out: when many nodes reconnect at once
 	// (a coordinator restart), their welcomes don't queue behind these
 	// synced writes.
@@ -204,26 +242,59 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 					&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: err.Error()})
 				continue
 			}
-			s.setEndpoints(ctx, sess.key, m.Endpoints, m.NAT)
-			s.setRelay(sess.key, m.Relay)
+			if sess.setReport(m) {
+				s.met.limited.WithLabelValues(limitedEndpoints).Inc()
+			}
 		case wire.MsgRendezvous:
 			if m.Peer == nil {
 				sess.stop(websocket.StatusPolicyViolation, "bad rendezvous",
 					&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: "rendezvous needs peer"})
 				continue
 			}
-			if s.hub.rendezvous(sess.key, *m.Peer) {
-				s.met.rendezvous.Inc()
-				s.log.Debug("rendezvous", "from", sess.key.Short(), "to", m.Peer.Short())
-			} else {
-				s.log.Debug("rendezvous skipped: peer offline or not a peer", "from", sess.key.Short(), "to", m.Peer.Short())
-			}
+			s.rendezvous(sess.key, *m.Peer)
 		case wire.MsgError:
-			s.log.Info("node reported an error", "node", sess.key.Short(), "code", m.Code, "error", m.Error)
+			s.nodeLog.Info("node reported an error", "node", sess.key.Short(), "code", truncate(m.Code, maxAttrLen), "error", truncate(m.Error, maxCloseReason))
 			return
 		default:
 			// A newer node may speak types this coordinator doesn't know.
-			s.log.Debug("stream: ignoring message", "node", sess.key.Short(), "type", m.Type)
+			s.nodeLog.Debug("stream: ignoring message", "node", sess.key.Short(), "type", truncate(m.Type, maxAttrLen))
+		}
+	}
+}
+
+// rendezvous cues both nodes to punch, within the requester's budget.
+func (s *Server) rendezvous(from, to crypto.PublicKey) {
+	res, coalesced := s.hub.rendezvous(from, to)
+	s.met.limited.WithLabelValues(limitedCues).Add(float64(coalesced))
+	switch res {
+	case rendezvousCued:
+		s.met.rendezvous.Inc()
+		s.nodeLog.Debug("rendezvous", "from", from.Short(), "to", to.Short())
+	case rendezvousSkipped:
+		s.nodeLog.Debug("rendezvous skipped: peer offline or not a peer", "from", from.Short(), "to", to.Short())
+	case rendezvousOverBudget:
+		s.met.limited.WithLabelValues(limitedRendezvous).Inc()
+		s.nodeLog.Info("rendezvous request over the node's budget; dropped", "from", from.Short(), "to", to.Short())
+	}
+}
+
+// applyReports applies the node's endpoint reports within its budget, the
+// latest first: one that arrives while the budget is spent replaces the
+// one waiting.
+func (s *Server) applyReports(ctx context.Context, sess *session) {
+	budget := rate.NewLimiter(sess.limits.endpointRate, sess.limits.endpointBurst)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sess.reported:
+		}
+		if budget.Wait(ctx) != nil {
+			return
+		}
+		if m, ok := sess.takeReport(); ok {
+			s.setEndpoints(ctx, sess.key, m.Endpoints, m.NAT)
+			s.setRelay(sess.key, m.Relay)
 		}
 	}
 }
@@ -236,11 +307,12 @@ func (s *Server) setEndpoints(ctx context.Context, key crypto.PublicKey, eps []w
 		return
 	}
 	if err := s.store.SetEndpoints(ctx, key, eps, nat); err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			s.log.Error("store endpoints", "node", key.Short(), "err", err)
+		if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+			s.nodeLog.Warn("store endpoints", "node", key.Short(), "err", err)
 		}
 		return
 	}
+	s.met.endpointWrites.Inc()
 	s.hub.setEndpoints(key, eps, nat)
 }
 

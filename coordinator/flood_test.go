@@ -1,0 +1,175 @@
+package coordinator_test
+
+import (
+	"math"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// Stream limits as the coordinator applies them (stream.go); the tests
+// derive their bounds from these and the time a flood took.
+const (
+	cueGap          = time.Second
+	rendezvousRate  = 10
+	rendezvousBurst = 100
+	endpointRate    = 1
+	endpointBurst   = 8
+)
+
+// received waits until the coordinator has read n messages of typ.
+func received(t *testing.T, h *harness, typ string, n int) {
+	t.Helper()
+	eventually(t, func() bool {
+		return h.metric("meshnode_coordinator_stream_messages_total", "type", typ) >= float64(n)
+	}, "coordinator did not read %d %s messages", n, typ)
+}
+
+// A member floods rendezvous requests naming a victim: each would cue the
+// victim to punch the attacker's candidates. The victim's stream survives,
+// it gets at most one cue per cueGap from the attacker, and it keeps
+// working with its other peers.
+func TestRendezvousFloodLeavesVictimConnected(t *testing.T) {
+	h, nodes := mesh(t, "attacker", "victim", "friend")
+	attacker, victim, friend := nodes[0], nodes[1], nodes[2]
+	sa, sv, sf := attacker.connect(), victim.connect(), friend.connect()
+
+	const flood = 5000
+	vk := victim.key()
+	start := time.Now()
+	for range flood {
+		if err := sa.send(wire.StreamMsg{Type: wire.MsgRendezvous, Peer: &vk}); err != nil {
+			t.Fatalf("attacker's stream: %v", err)
+		}
+	}
+	received(t, h, wire.MsgRendezvous, flood)
+	flooded := time.Since(start)
+	// The first cue goes out at once; the requests after it coalesce into
+	// one that goes out when the gap ends: held, not lost.
+	eventually(t, func() bool { return sv.punchesFrom(attacker.key()) >= 2 }, "victim did not get the first cue and the coalesced one")
+
+	// The victim still works: a friend's change reaches it, and its own
+	// rendezvous with the friend cues both at once.
+	ep := announce(t, sf, 4001, "")
+	handled(t, sv, friend, ep)
+	fk := friend.key()
+	if err := sv.send(wire.StreamMsg{Type: wire.MsgRendezvous, Peer: &fk}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { return sv.punchesFrom(fk) == 1 && sf.punchesFrom(vk) == 1 }, "victim's own rendezvous not cued")
+	if sv.closed() || sv.errorCode() != "" {
+		t.Fatalf("victim's stream ended (%s) by another node's flood", sv.errorCode())
+	}
+
+	elapsed := time.Since(start)
+	cues := sv.punchesFrom(attacker.key())
+	bound := 1 + int(math.Ceil(elapsed.Seconds()/cueGap.Seconds()))
+	overBudget := h.metric("meshnode_coordinator_stream_limited_total", "reason", "rendezvous_over_budget")
+	t.Logf("%d requests in %v: victim got %d cues from the attacker (bound %d after %v); %v requests over budget, %v cues coalesced",
+		flood, flooded.Round(time.Millisecond), cues, bound, elapsed.Round(time.Millisecond), overBudget,
+		h.metric("meshnode_coordinator_stream_limited_total", "reason", "cue_coalesced"))
+	if cues > bound {
+		t.Fatalf("victim got %d cues from the attacker in %v, more than one per %v (%d)", cues, elapsed, cueGap, bound)
+	}
+	if passed := flood - int(overBudget); passed > rendezvousBurst+int(math.Ceil(flooded.Seconds()*rendezvousRate))+1 {
+		t.Fatalf("%d of the attacker's %d requests passed its budget in %v", passed, flood, flooded)
+	}
+	if sa.closed() {
+		t.Fatal("the attacker's stream was closed: excess is dropped, not fatal")
+	}
+}
+
+// A victim that reads slowly (here: not at all, until the flood is over)
+// is not cut off for traffic that others cause: a rendezvous flood naming
+// it, and endpoint changes of a peer, wait for it one entry per peer.
+func TestSlowVictimIsNotCutOff(t *testing.T) {
+	h, nodes := mesh(t, "attacker", "victim")
+	attacker, victim := nodes[0], nodes[1]
+	sv := victim.connectPaused()
+	sa := attacker.connect()
+
+	const flood = 3000
+	vk := victim.key()
+	start := time.Now()
+	for i := range flood {
+		m := wire.StreamMsg{Type: wire.MsgRendezvous, Peer: &vk}
+		if i%2 == 1 {
+			m = wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{{
+				Addr: netip.AddrPortFrom(netip.MustParseAddr("198.18.0.9"), uint16(10000+i)), Kind: wire.EndpointSTUN}}}
+		}
+		if err := sa.send(m); err != nil {
+			t.Fatalf("attacker's stream: %v", err)
+		}
+	}
+	received(t, h, wire.MsgRendezvous, flood/2)
+	received(t, h, wire.MsgEndpoints, flood/2)
+	sv.resume()
+	last := uint16(10000 + flood - 1)
+	eventually(t, func() bool {
+		p, _ := sv.peer(attacker.key())
+		got := withoutTCP(p.Endpoints)
+		return len(got) == 1 && got[0].Addr.Port() == last
+	}, "victim never caught up with the attacker's latest endpoints")
+	elapsed := time.Since(start)
+	if sv.closed() || sv.errorCode() != "" {
+		t.Fatalf("slow victim's stream ended (%q)", sv.errorCode())
+	}
+	cues, deltas := sv.punchesFrom(attacker.key()), sv.deltasOf(attacker.key())
+	t.Logf("after %v: the slow victim got %d cues and %d deltas for %d messages of the attacker", elapsed.Round(time.Millisecond), cues, deltas, flood)
+	if bound := 1 + int(math.Ceil(elapsed.Seconds()/cueGap.Seconds())); cues > bound {
+		t.Fatalf("victim got %d cues, more than one per %v (%d)", cues, cueGap, bound)
+	}
+}
+
+// A member sends thousands of endpoint changes: each stored one costs a
+// synced write and a push to every peer. The writes and pushes stay within
+// the node's budget, the latest change is the one that sticks, and the
+// sender's stream stays up.
+func TestEndpointFloodIsBounded(t *testing.T) {
+	h, nodes := mesh(t, "flooder", "peer")
+	flooder, peer := nodes[0], nodes[1]
+	sp := peer.connect()
+	sf := flooder.connect()
+	pushesBefore := sp.deltasOf(flooder.key())
+
+	const flood = 3000
+	start := time.Now()
+	for i := range flood {
+		ep := wire.Endpoint{Addr: netip.AddrPortFrom(netip.MustParseAddr("198.18.0.9"), uint16(20000+i)), Kind: wire.EndpointSTUN}
+		if err := sf.send(wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{ep}}); err != nil {
+			t.Fatalf("flooder's stream: %v", err)
+		}
+	}
+	received(t, h, wire.MsgEndpoints, flood)
+	last := uint16(20000 + flood - 1)
+	eventually(t, func() bool {
+		p, _ := sp.peer(flooder.key())
+		got := withoutTCP(p.Endpoints)
+		return len(got) == 1 && got[0].Addr.Port() == last
+	}, "the latest endpoints never reached the peer")
+	elapsed := time.Since(start)
+
+	writes := h.metric("meshnode_coordinator_endpoint_writes_total", "", "")
+	pushes := sp.deltasOf(flooder.key()) - pushesBefore
+	bound := endpointBurst + int(math.Ceil(elapsed.Seconds()*endpointRate)) + 1
+	t.Logf("%d endpoint changes in %v: %v store writes, %d pushes to the peer (bound %d), %v coalesced",
+		flood, elapsed.Round(time.Millisecond), writes, pushes, bound,
+		h.metric("meshnode_coordinator_stream_limited_total", "reason", "endpoints_coalesced"))
+	if int(writes) > bound {
+		t.Fatalf("%v store writes for %d changes in %v; the budget allows %d", writes, flood, elapsed, bound)
+	}
+	if pushes > bound {
+		t.Fatalf("%d pushes to the peer for %d changes in %v; the budget allows %d", pushes, flood, elapsed, bound)
+	}
+	if sf.closed() {
+		t.Fatal("the flooder's stream was closed: excess is coalesced, not fatal")
+	}
+	stored, _ := h.srv.Nodes(t.Context())
+	for _, n := range stored {
+		if n.Name == "flooder" && (len(withoutTCP(n.Endpoints)) != 1 || withoutTCP(n.Endpoints)[0].Addr.Port() != last) {
+			t.Fatalf("stored endpoints %v, want the latest (port %d)", n.Endpoints, last)
+		}
+	}
+}
