@@ -78,5 +78,6 @@ func (c *challenger) check(ch []byte, now time.Time) error {
 // answer, and the key it proves its own to.
 func (s *Server) handleRegisterChallenge(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Connection", "close") // see handleRegister
 	writeJSON(w, http.StatusOK, wire.RegisterChallenge{Challenge: s.challenges.issue(time.Now()), CoordinatorKey: s.key.Public()})
 }

@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshnode/meshnode/internal/admit"
 )
 
 // metrics are the coordinator's Prometheus metrics (meshnode_coordinator_*).
@@ -15,6 +17,7 @@ type metrics struct {
 	// limited counts what the stream limits held back, by limited*.
 	limited        *prometheus.CounterVec
 	endpointWrites prometheus.Counter
+	preAuthClosed  *prometheus.CounterVec
 }
 
 // Labels of the limited metric.
@@ -24,7 +27,7 @@ const (
 	limitedCues       = "cue_coalesced"          // a cue replaced before it went out
 )
 
-func newMetrics(reg prometheus.Registerer, h *hub) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate) (*metrics, error) {
 	opts := func(name, help string) prometheus.Opts {
 		return prometheus.Opts{Namespace: "meshnode", Subsystem: "coordinator", Name: name, Help: help}
 	}
@@ -41,7 +44,12 @@ func newMetrics(reg prometheus.Registerer, h *hub) (*metrics, error) {
 			"Stream messages the per-node limits held back: endpoint reports and punch cues replaced by newer ones, rendezvous requests over budget.")), []string{"reason"}),
 		endpointWrites: prometheus.NewCounter(prometheus.CounterOpts(opts("endpoint_writes_total",
 			"Endpoint reports stored (each a synced write and a push to every peer)."))),
+		preAuthClosed: prometheus.NewCounterVec(prometheus.CounterOpts(opts("preauth_closed_total",
+			"HTTPS connections closed before they authenticated, by reason: per_source, evicted, timeout.")), []string{"reason"}),
 	}
+	preAuth := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("preauth_connections",
+		"HTTPS connections that have not authenticated (registrations, handshakes, streams and relay sockets before their proof).")),
+		func() float64 { return float64(gate.Pending()) })
 	nodes := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("nodes", "Registered nodes.")), func() float64 {
 		n, _ := h.counts()
 		return float64(n)
@@ -50,7 +58,7 @@ func newMetrics(reg prometheus.Registerer, h *hub) (*metrics, error) {
 		_, n := h.counts()
 		return float64(n)
 	})
-	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, nodes, online} {
+	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.preAuthClosed, preAuth, nodes, online} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register coordinator metrics: %w", err)
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/admit"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -25,7 +26,17 @@ const defaultNodeName = "node"
 // maxLabel is the longest DNS label (RFC 1035 §2.3.4).
 const maxLabel = 63
 
+// registerStoreTimeout bounds a registration's store transaction, which
+// may wait busy_timeout (10 s) for the database lock, then commit.
+const registerStoreTimeout = 30 * time.Second
+
 func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
+	// A registration never authenticates its connection (a proof of a key
+	// anyone can make is no credential), so the connection stays under its
+	// pre-authentication deadline; one request per connection keeps a
+	// client from sending its next request on a connection that deadline
+	// is about to close.
+	w.Header().Set("Connection", "close")
 	if r.ContentLength > wire.MaxRequestBody {
 		s.registerFailed(w, http.StatusRequestEntityTooLarge, wire.ErrCodeBadRequest,
 			fmt.Sprintf("request body of %d bytes is larger than the %d-byte limit", r.ContentLength, wire.MaxRequestBody))
@@ -58,6 +69,10 @@ func (s *Server) handleRegister(w http.ResponseWriter, r *http.Request) {
 	if !s.checkProof(w, req) {
 		return
 	}
+	// The store's answer may take longer than the deadline (a synced
+	// commit, a lock held by an admin command): the request got this far,
+	// let it finish. The connection closes after the answer.
+	admit.Extend(r.Context(), registerStoreTimeout)
 	n, err := s.register(r.Context(), tok, req.PublicKey, dnsLabel(req.Name))
 	if err != nil {
 		status, code, text := registerError(err, req.PublicKey)

@@ -27,6 +27,7 @@ import (
 	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/coordinator/stunserver"
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/admit"
 	"github.com/meshnode/meshnode/internal/ratelog"
 	"github.com/meshnode/meshnode/internal/version"
 	"github.com/meshnode/meshnode/internal/wire"
@@ -65,6 +66,18 @@ const (
 	openTimeout = 2 * time.Minute
 )
 
+// preAuthLimits bound the connections to the HTTPS port that have not
+// authenticated (a stream's challenge answered, a relay WebSocket bound):
+// registrations, TLS handshakes, idle sockets. Timeout leaves a node a few
+// round trips on a slow link (TCP, TLS 1.3, the upgrade, the challenge);
+// PerSource leaves room for a few hundred nodes behind one carrier-grade
+// NAT reconnecting at once; Total bounds what a flood from many sources
+// costs (tens of MiB), and since a full gate evicts from the source
+// holding the most, a node from any other source still gets in.
+func preAuthLimits() admit.Limits {
+	return admit.Limits{PerSource: 256, Total: 1024, Timeout: 5 * time.Second}
+}
+
 // Log budget for what others cause: a burst of logBurst records, then one
 // per logEvery, per kind of source (nodes, strangers).
 const (
@@ -102,6 +115,8 @@ type Server struct {
 	challenges *challenger
 	// limits bound each node's stream.
 	limits streamLimits
+	// gate holds the HTTPS connections that have not authenticated.
+	gate *admit.Gate
 
 	// nodeLog and strangerLog write what a node's or a stranger's
 	// requests caused, at a bounded rate: a flood of them must not flood
@@ -171,7 +186,8 @@ func New(opts Options) (*Server, error) {
 		reg = prometheus.NewRegistry()
 	}
 	s.gatherer, _ = reg.(prometheus.Gatherer)
-	if s.met, err = newMetrics(reg, s.hub); err != nil {
+	s.gate = admit.New(preAuthLimits(), func(reason string) { s.met.preAuthClosed.WithLabelValues(reason).Inc() })
+	if s.met, err = newMetrics(reg, s.hub, s.gate); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -244,8 +260,10 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// Streams outlive ServeHTTP's connection tracking (they are
 		// hijacked); deriving their contexts from ctx ends them on shutdown.
 		BaseContext: func(net.Listener) context.Context { return ctx },
+		// Handlers promote the connection once its node has proven its key.
+		ConnContext: admit.ConnContext,
 	}
-	err := serveHTTP(ctx, hs, tls.NewListener(ln, s.tlsConfig()))
+	err := serveHTTP(ctx, hs, tls.NewListener(s.gate.Listener(ln), s.tlsConfig()))
 	streams.Wait()
 	if err != nil {
 		return fmt.Errorf("control API on %v: %w", ln.Addr(), err)

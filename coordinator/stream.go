@@ -17,6 +17,7 @@ import (
 
 	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/admit"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -24,8 +25,10 @@ import (
 const (
 	// challengeLen is 256 bits: a proof can't be replayed across streams.
 	challengeLen = 32
-	// authTimeout is how long a node has to answer the challenge.
-	authTimeout = 10 * time.Second
+	// authTimeout is how long a node has to answer the challenge; the
+	// connection's own pre-authentication deadline (preAuthLimits) counts
+	// from its accept.
+	authTimeout = 5 * time.Second
 	// maxStreamMessage bounds what the coordinator reads from a node; the
 	// node-to-coordinator messages are small (an endpoints list at most).
 	maxStreamMessage = wire.MaxNodeMessage
@@ -104,6 +107,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		s.strangerLog.Info("stream refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
+	admit.Promote(ctx)
 	tcp, _ := netip.ParseAddrPort(r.RemoteAddr)
 	s.runSession(ctx, c, wr, key, netip.AddrPortFrom(tcp.Addr().Unmap(), tcp.Port()), s.stunServers(r.Host))
 }

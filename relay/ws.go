@@ -9,15 +9,20 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/meshnode/meshnode/internal/admit"
 )
 
 // WebSocket limits and timing.
 const (
 	// maxWSConns caps open relay WebSockets (bound or not); more get 503.
+	// The server in front (the coordinator's admit.Gate) keeps those not
+	// yet bound well below it, so that strangers can't fill it.
 	maxWSConns = 4096
 	// wsAuthTimeout closes a WebSocket that hasn't bound by then: a node
-	// sends its hello at once, so this only frees idle sockets.
-	wsAuthTimeout = 10 * time.Second
+	// sends its hello at once (a round trip to the challenge, one to the
+	// OK), so this only frees idle sockets.
+	wsAuthTimeout = 5 * time.Second
 	// wsPingInterval spaces the relay's pings on a bound WebSocket. The
 	// socket, not refreshes, keeps a WebSocket binding alive (the node's
 	// stream client proves its key once per connection), so pings find
@@ -119,6 +124,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.CloseNow() //nolint:errcheck // the peer may already be gone
 	}()
 
+	promoted := false
 	for {
 		typ, msg, err := c.Read(ctx)
 		if err != nil {
@@ -130,6 +136,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		s.handle(msg, origin{ws: ws})
+		if !promoted && ws.bound.Load() {
+			// The node proved its key: its connection no longer counts
+			// against the server's unauthenticated ones.
+			admit.Promote(r.Context())
+			promoted = true
+		}
 	}
 }
 
