@@ -18,6 +18,10 @@ const (
 	DefaultRelayRate = 100
 	// maxRelayRate bounds the setting to what one process can forward.
 	maxRelayRate = 100_000
+	// DefaultMetricsListen serves metrics to a scraper on the same host
+	// only: they tell who is online and from where. 9090 is Prometheus's
+	// own port, so the default sits beside it.
+	DefaultMetricsListen = "127.0.0.1:9479"
 )
 
 // Overlay pools. The IPv4 default is a /16 inside the shared address space
@@ -41,19 +45,21 @@ type Coordinator struct {
 	TLSCert       string       `mapstructure:"tls_cert" desc:"PEM certificate to serve (default: a self-signed one kept in data_dir)"`
 	TLSKey        string       `mapstructure:"tls_key" desc:"PEM private key for tls_cert"`
 	RelayRate     int          `mapstructure:"relay_rate" desc:"relayed traffic allowed per node, in Mbit/s (a flood from one node can't starve the others)"`
+	MetricsListen string       `mapstructure:"metrics_listen" desc:"host:port serving Prometheus /metrics over plain HTTP, without authentication (keep it on loopback or a private network); empty: off"`
 	LogLevel      string       `mapstructure:"log_level" desc:"debug, info, warn or error"`
 }
 
 // DefaultCoordinator returns the coordinator defaults.
 func DefaultCoordinator() Coordinator {
 	return Coordinator{
-		DataDir:    "/var/lib/meshnode-coordinator",
-		Listen:     ":8443",
-		STUNListen: fmt.Sprintf(":%d", DefaultSTUNPort),
-		Network:    DefaultNetworkV4,
-		NetworkV6:  DefaultNetworkV6,
-		RelayRate:  DefaultRelayRate,
-		LogLevel:   "info",
+		DataDir:       "/var/lib/meshnode-coordinator",
+		Listen:        ":8443",
+		STUNListen:    fmt.Sprintf(":%d", DefaultSTUNPort),
+		Network:       DefaultNetworkV4,
+		NetworkV6:     DefaultNetworkV6,
+		RelayRate:     DefaultRelayRate,
+		MetricsListen: DefaultMetricsListen,
+		LogLevel:      "info",
 	}
 }
 
@@ -74,6 +80,9 @@ func (c Coordinator) Validate() error {
 	)
 	if c.STUNAlternate != "" {
 		errs = append(errs, hostPort("stun_alternate", c.STUNAlternate))
+	}
+	if c.MetricsListen != "" {
+		errs = append(errs, hostPort("metrics_listen", c.MetricsListen))
 	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)

@@ -1,8 +1,19 @@
 package coordinator
 
-import "golang.org/x/time/rate"
+import (
+	"net"
+
+	"golang.org/x/time/rate"
+)
 
 // UnlimitEndpointReports lifts the budget of endpoint reports, for
 // BenchmarkEndpointDelivery: it measures delivery (store write, coalescing,
 // push), not the budget. Call it before the server serves.
 func UnlimitEndpointReports(s *Server) { s.limits.endpointRate = rate.Inf }
+
+// MetricsAddr is where Run serves metrics; nil until it does.
+func MetricsAddr(s *Server) net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.metricsAddr
+}

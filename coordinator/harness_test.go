@@ -41,6 +41,7 @@ func testConfig(t testing.TB) config.Coordinator {
 	cfg.DataDir = t.TempDir()
 	cfg.Listen = "127.0.0.1:0"
 	cfg.STUNListen = "127.0.0.1:0"
+	cfg.MetricsListen = "127.0.0.1:0"
 	return cfg
 }
 

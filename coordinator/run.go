@@ -12,8 +12,8 @@ import (
 	"github.com/meshnode/meshnode/coordinator/stunserver"
 )
 
-// Run listens as configured (control API, STUN, admin socket), tells
-// systemd it is ready, and serves until ctx is done.
+// Run listens as configured (control API, STUN, metrics, admin socket),
+// tells systemd it is ready, and serves until ctx is done.
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -32,6 +32,16 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	defer conns.close()
+	var metrics net.Listener
+	if s.cfg.MetricsListen != "" {
+		if metrics, err = net.Listen("tcp", s.cfg.MetricsListen); err != nil {
+			return fmt.Errorf("listen (metrics_listen): %w (set metrics_listen to a free host:port, or to \"\" for no metrics)", err)
+		}
+		defer metrics.Close()
+		s.mu.Lock()
+		s.metricsAddr = metrics.Addr()
+		s.mu.Unlock()
+	}
 	s.noteServed(api.Addr())
 	// Recorded before the admin socket appears: admin commands take the
 	// socket as the sign that the coordinator is up. The write is short and
@@ -49,6 +59,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if conns.Alternate != nil {
 		log = log.With("stun_alternate", conns.Alternate.LocalAddr().String())
 	}
+	if metrics != nil {
+		log = log.With("metrics", metrics.Addr().String())
+	}
 	if url := s.publicURL(); url != "" {
 		log.Info("coordinator listening", "public_url", url)
 	} else {
@@ -58,12 +71,17 @@ func (s *Server) Run(ctx context.Context) error {
 		s.log.Warn("notify systemd", "err", err)
 	}
 
-	errc := make(chan error, 3)
+	servers := 3
+	errc := make(chan error, servers+1)
 	go func() { errc <- s.Serve(ctx, api) }()
 	go func() { errc <- s.ServeSTUN(ctx, conns.Conns) }()
 	go func() { errc <- s.serveAdmin(ctx, admin) }()
+	if metrics != nil {
+		servers++
+		go func() { errc <- s.ServeMetrics(ctx, metrics) }()
+	}
 	var errs []error
-	for range 3 {
+	for range servers {
 		if err := <-errc; err != nil {
 			errs = append(errs, err)
 			cancel()

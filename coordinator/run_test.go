@@ -12,6 +12,7 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -316,9 +317,32 @@ func TestDataDirErrorsNamePath(t *testing.T) {
 	}
 }
 
+// Metrics are served on metrics_listen (loopback), never on the public
+// HTTPS port, where anyone who reaches it would learn who is online.
 func TestMetricsEndpoint(t *testing.T) {
-	h, _ := mesh(t, "a")
+	cfg := testConfig(t)
+	r := runCoordinator(t, cfg)
+	tok, err := openAdmin(t, cfg).CreateToken(context.Background(), coordinator.TokenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, cfg: cfg, srv: r.srv, reg: r.reg, url: tok.URL, client: pinnedClient(t, tok.Pin)}
+	newNode(t, h).join(tok.String(), "a")
+
 	resp, err := h.client.Get(h.url + wire.PathMetrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("public port %s: %s, want 404", wire.PathMetrics, resp.Status)
+	}
+
+	addr := coordinator.MetricsAddr(r.srv)
+	if addr == nil || !strings.HasPrefix(addr.String(), "127.0.0.1:") {
+		t.Fatalf("metrics served on %v, want loopback", addr)
+	}
+	resp, err = http.Get("http://" + addr.String() + wire.PathMetrics)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,10 +357,20 @@ func TestMetricsEndpoint(t *testing.T) {
 		"meshnode_coordinator_nodes_online 0",
 		`meshnode_coordinator_registrations_total{result="ok"} 1`,
 		"meshnode_coordinator_rendezvous_total 0",
+		"meshnode_coordinator_preauth_connections ",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+func TestMetricsOff(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MetricsListen = ""
+	r := runCoordinator(t, cfg)
+	if addr := coordinator.MetricsAddr(r.srv); addr != nil {
+		t.Fatalf("metrics served on %v with metrics_listen empty", addr)
 	}
 }
 

@@ -128,10 +128,11 @@ type Server struct {
 	// view, so that a node removed while it registers can't linger in maps.
 	writeMu sync.Mutex
 
-	mu        sync.Mutex
-	servedURL string           // https://IP:port of the first specific address Serve got
-	stunAddrs []netip.AddrPort // primary, then alternate: what the welcome advertises
-	closed    bool
+	mu          sync.Mutex
+	metricsAddr net.Addr         // where Run serves metrics, once it does
+	servedURL   string           // https://IP:port of the first specific address Serve got
+	stunAddrs   []netip.AddrPort // primary, then alternate: what the welcome advertises
+	closed      bool
 }
 
 // New opens the data directory (creating the keys, certificate and
@@ -240,10 +241,34 @@ func (s *Server) handler(streams *sync.WaitGroup) http.Handler {
 		defer streams.Done()
 		s.relay.ServeHTTP(w, r)
 	})
-	if s.gatherer != nil {
-		mux.Handle("GET "+wire.PathMetrics, promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
-	}
 	return mux
+}
+
+// ErrNoGatherer means metrics were asked for but Options.Registry can't
+// be gathered.
+var ErrNoGatherer = errors.New("metrics: the registry given in Options.Registry is not a prometheus.Gatherer")
+
+// ServeMetrics serves Prometheus metrics over plain HTTP on ln (the
+// metrics_listen address) until ctx is done. They are kept off the public
+// HTTPS port: who is online, how many registrations fail, what the relay
+// carries is for the operator, not for anyone who can reach the port.
+func (s *Server) ServeMetrics(ctx context.Context, ln net.Listener) error {
+	if s.gatherer == nil {
+		return ErrNoGatherer
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET "+wire.PathMetrics, promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	hs := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          s.errorLog(),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	if err := serveHTTP(ctx, hs, ln); err != nil {
+		return fmt.Errorf("metrics on %v: %w", ln.Addr(), err)
+	}
+	return nil
 }
 
 // Serve serves the control API over HTTPS on ln until ctx is done, then

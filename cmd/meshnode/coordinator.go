@@ -8,6 +8,7 @@ import (
 
 	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/coordinator"
+	"github.com/meshnode/meshnode/internal/wire"
 )
 
 func newCoordinatorCmd() *cobra.Command {
@@ -52,6 +53,9 @@ Settings come from flags, MESHNODE_* environment variables and the YAML file
 				stun += " and " + cfg.STUNAlternate
 			}
 			fmt.Fprintf(out, "meshnode coordinator: control API on %s, STUN on %s\n", cfg.Listen, stun)
+			if cfg.MetricsListen != "" {
+				fmt.Fprintf(out, "metrics on http://%s%s\n", cfg.MetricsListen, wire.PathMetrics)
+			}
 			if cfg.PublicURL != "" {
 				fmt.Fprintf(out, "nodes dial %s\n", cfg.PublicURL)
 			}
