@@ -2,8 +2,10 @@ package coordinator_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -234,23 +236,7 @@ func TestUnauthenticatedFloodLeavesNodesConnected(t *testing.T) {
 	delivered(t, "newcomer online at the established node", func() bool { p, _ := se.peer(newcomer.key()); return p.Online })
 
 	// Relayed traffic flows between them over TCP.
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	payload := append([]byte{4, 0, 0, 0}, []byte("relayed through a flood, still end-to-end encrypted")...)
-	if err := relayN.c.Write(ctx, websocket.MessageBinary, wire.AppendRelayData(nil, established.key(), payload)); err != nil {
-		t.Fatal(err)
-	}
-	for got := false; !got; {
-		select {
-		case f, ok := <-relayE.frames:
-			if !ok {
-				t.Fatal("relayed packet not received: the established node's relay socket closed")
-			}
-			got = f.Type == wire.RelayData && f.Key == newcomer.key() && string(f.Payload) == string(payload)
-		case <-ctx.Done():
-			t.Fatalf("relayed packet not received within %v", waitFor)
-		}
-	}
+	relayed(t, relayN, relayE, newcomer, established, "relayed through a flood")
 	if se.closed() || sn.closed() {
 		t.Fatal("a node's stream was closed during the flood")
 	}
@@ -258,5 +244,47 @@ func TestUnauthenticatedFloodLeavesNodesConnected(t *testing.T) {
 		preauth(), closed("per_source"), closed("evicted"), closed("timeout"))
 	if p := preauth(); p > preAuthTotal {
 		t.Fatalf("%v unauthenticated connections held, more than %d", p, preAuthTotal)
+	}
+
+	// Authenticated connections outlive the pre-authentication deadline:
+	// an idle connection opened after them is closed first.
+	idle, err := (&attacker{from: "127.0.0.8"}).dialer().Dial("tcp", strings.TrimPrefix(h.url, "https://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	idle.SetReadDeadline(time.Now().Add(waitFor)) //nolint:errcheck // the read reports it
+	if _, err := idle.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("an idle unauthenticated connection was not closed (%v)", err)
+	}
+	relayed(t, relayE, relayN, established, newcomer, "relayed after the deadline")
+	if se.closed() || sn.closed() {
+		t.Fatal("a node's stream was closed at the pre-authentication deadline")
+	}
+}
+
+// relayed sends a packet from one node's relay socket to another's and
+// waits for it.
+func relayed(t *testing.T, from, to *relaySocket, src, dst *node, text string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	// A WireGuard transport message (type 4) is at least 32 bytes.
+	payload := append(append([]byte{4, 0, 0, 0}, text...), make([]byte, 32)...)
+	if err := from.c.Write(ctx, websocket.MessageBinary, wire.AppendRelayData(nil, dst.key(), payload)); err != nil {
+		t.Fatalf("%s: %v", text, err)
+	}
+	for {
+		select {
+		case f, ok := <-to.frames:
+			if !ok {
+				t.Fatalf("%s: not received, the relay socket closed", text)
+			}
+			if f.Type == wire.RelayData && f.Key == src.key() && string(f.Payload) == string(payload) {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("%s: not received within %v", text, waitFor)
+		}
 	}
 }

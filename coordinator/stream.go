@@ -62,8 +62,8 @@ type streamLimits struct {
 	rendezvousBurst int
 	// cueGap is the least time between two punch cues naming the same
 	// peer. A punch round lasts 6 s, so cues closer together help nothing;
-	// one asked for sooner waits for the gap's end, with the candidates of
-	// that moment. A flood of requests naming a victim reaches it as at
+	// one asked for sooner waits for the gap's end, and a later one
+	// replaces it. A flood of requests naming a victim reaches it as at
 	// most one cue per gap per flooding peer.
 	cueGap time.Duration
 }
