@@ -93,6 +93,9 @@ func (s *Server) RemoveNode(ctx context.Context, name string) (wire.Node, error)
 		})
 	}
 	s.relay.Forget(n.Key)
+	s.seenMu.Lock()
+	delete(s.seenWritten, n.Key)
+	s.seenMu.Unlock()
 	s.log.Info("node removed and its key banned", "node", n.Name, "key", n.Key.Short())
 	return toWire(n, false), nil
 }

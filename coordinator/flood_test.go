@@ -189,3 +189,29 @@ func TestEndpointFloodIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// A member reconnecting in a loop: every round used to store its presence
+// twice (synced writes). Its peers still see each change, but the store
+// is written at most once per 10 s for it.
+func TestReconnectLoopIsBounded(t *testing.T) {
+	h, nodes := mesh(t, "flapper", "peer")
+	flapper, peer := nodes[0], nodes[1]
+	sp := peer.connect()
+	const rounds = 30
+	start := time.Now()
+	for range rounds {
+		flapper.connect().close()
+	}
+	delivered(t, "the last disconnect", func() bool { p, _ := sp.peer(flapper.key()); return !p.Online && !p.LastSeen.IsZero() })
+	elapsed := time.Since(start)
+	writes := h.metric("meshnode_coordinator_presence_writes_total", "", "")
+	// The peer's own connection is one write; the flapper's first another.
+	bound := 2 + int(math.Ceil(elapsed.Seconds()/10))
+	t.Logf("%d reconnects in %v: %v presence writes (bound %d), %d deltas to the peer", rounds, elapsed.Round(time.Millisecond), writes, bound, sp.deltasOf(flapper.key()))
+	if int(writes) > bound {
+		t.Fatalf("%v presence writes for %d reconnects in %v, more than one per 10 s (%d)", writes, rounds, elapsed, bound)
+	}
+	if sp.closed() {
+		t.Fatal("the peer's stream was closed")
+	}
+}

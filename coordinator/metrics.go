@@ -17,6 +17,7 @@ type metrics struct {
 	// limited counts what the stream limits held back, by limited*.
 	limited        *prometheus.CounterVec
 	endpointWrites prometheus.Counter
+	presenceWrites prometheus.Counter
 	preAuthClosed  *prometheus.CounterVec
 }
 
@@ -44,6 +45,8 @@ func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate) (*metrics, 
 			"Stream messages the per-node limits held back: endpoint reports and punch cues replaced by newer ones, rendezvous requests over budget.")), []string{"reason"}),
 		endpointWrites: prometheus.NewCounter(prometheus.CounterOpts(opts("endpoint_writes_total",
 			"Endpoint reports stored (each a synced write and a push to every peer)."))),
+		presenceWrites: prometheus.NewCounter(prometheus.CounterOpts(opts("presence_writes_total",
+			"Last-seen times stored (synced writes), at most one per node per 10 s."))),
 		preAuthClosed: prometheus.NewCounterVec(prometheus.CounterOpts(opts("preauth_closed_total",
 			"HTTPS connections closed before they authenticated, by reason: per_source, evicted, timeout.")), []string{"reason"}),
 	}
@@ -58,7 +61,7 @@ func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate) (*metrics, 
 		_, n := h.counts()
 		return float64(n)
 	})
-	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.preAuthClosed, preAuth, nodes, online} {
+	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, preAuth, nodes, online} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register coordinator metrics: %w", err)
 		}

@@ -128,6 +128,11 @@ type Server struct {
 	// view, so that a node removed while it registers can't linger in maps.
 	writeMu sync.Mutex
 
+	// seenMu guards seenWritten: when each node's presence was last
+	// stored (recordSeen).
+	seenMu      sync.Mutex
+	seenWritten map[crypto.PublicKey]time.Time
+
 	mu          sync.Mutex
 	metricsAddr net.Addr         // where Run serves metrics, once it does
 	servedURL   string           // https://IP:port of the first specific address Serve got
@@ -181,6 +186,7 @@ func New(opts Options) (*Server, error) {
 		hub:         newHub(nodes),
 		challenges:  newChallenger(),
 		limits:      defaultStreamLimits(),
+		seenWritten: make(map[crypto.PublicKey]time.Time),
 	}
 	reg := opts.Registry
 	if reg == nil {

@@ -353,14 +353,30 @@ func validEndpoints(eps []wire.Endpoint, nat *wire.NATInfo) error {
 	return nil
 }
 
-// recordSeen stores presence; the in-memory view already has it, so a
-// failure costs only the persisted last-seen time.
+// seenWriteGap bounds how often a node's presence is stored: a node that
+// reconnects in a loop would otherwise cost two synced writes a round. The
+// in-memory view (what peers see) is always current; only the persisted
+// last-seen time, shown after a coordinator restart, may lag by this much.
+const seenWriteGap = 10 * time.Second
+
+// recordSeen stores presence, at most once per seenWriteGap per node; the
+// in-memory view already has it, so a failure costs only the persisted
+// last-seen time.
 func (s *Server) recordSeen(key crypto.PublicKey, t time.Time) {
+	s.seenMu.Lock()
+	if last, ok := s.seenWritten[key]; ok && t.Sub(last) < seenWriteGap {
+		s.seenMu.Unlock()
+		return
+	}
+	s.seenWritten[key] = t
+	s.seenMu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
 	defer cancel()
 	if err := s.store.SetLastSeen(ctx, key, t); err != nil {
-		s.log.Warn("store last seen", "node", key.Short(), "err", err)
+		s.nodeLog.Warn("store last seen", "node", key.Short(), "err", err)
+		return
 	}
+	s.met.presenceWrites.Inc()
 }
 
 // setRelay records the relay a node announces. A bad address withdraws
