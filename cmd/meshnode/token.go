@@ -45,8 +45,10 @@ func newTokenCreateCmd() *cobra.Command {
 		Use:   "create",
 		Short: "Create a join token and print it on the last line",
 		Long: `Create a join token. It is single-use and valid for 24 hours unless told
-otherwise; tags are given to every node that joins with it. The token is
-printed alone on the last line of standard output.
+otherwise; tags are given to every node that joins with it. The tag ` + coordinator.RelayTag + `
+designates relays: a node that joins with it and sets relay_public is offered
+to every peer as a relay, so give it only to machines you trust with that.
+The token is printed alone on the last line of standard output.
 
 The token carries the coordinator's public URL: --public-url, or the one in
 the coordinator's config file, or the one the coordinator recorded when it
@@ -54,6 +56,8 @@ last started.` + tokenAdminNote,
 		Example: `  meshnode token create --data-dir /var/lib/meshnode-coordinator
   # one token for a whole fleet, for a week
   meshnode token create --reusable --expiry 168h --tag servers
+  # a token for a relay machine
+  meshnode token create --tag ` + coordinator.RelayTag + `
   # in a script
   TOKEN=$(meshnode token create | tail -n 1)`,
 		Args: exactArgs(),
