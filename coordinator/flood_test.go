@@ -1,8 +1,10 @@
 package coordinator_test
 
 import (
+	"fmt"
 	"math"
 	"net/netip"
+	"slices"
 	"testing"
 	"time"
 
@@ -95,6 +97,71 @@ func TestCueWithinGapIsHeldNotLost(t *testing.T) {
 	eventually(t, func() bool { return sb.punchesFrom(a.key()) == 1 && sa.punchesFrom(bk) == 1 }, "first cue not sent to both")
 	ask()
 	eventually(t, func() bool { return sb.punchesFrom(a.key()) == 2 && sa.punchesFrom(bk) == 2 }, "second cue lost")
+}
+
+// A node takes a cue's candidates as the peer's whole list: a cue must
+// never carry older ones than the map it has. Here cues are held (asked
+// within the gap) while the peer's candidates keep changing.
+func TestCuesCarryCurrentCandidates(t *testing.T) {
+	_, nodes := mesh(t, "a", "b")
+	a, b := nodes[0], nodes[1]
+	sa, sb := a.connect(), b.connect()
+	bk := b.key()
+	for i := range 6 {
+		if err := sa.send(wire.StreamMsg{Type: wire.MsgRendezvous, Peer: &bk}); err != nil {
+			t.Fatal(err)
+		}
+		ep := announce(t, sb, uint16(5000+i), "")
+		handled(t, sa, b, ep)
+	}
+	eventually(t, func() bool {
+		p, _ := sa.peer(bk)
+		sa.mu.Lock()
+		defer sa.mu.Unlock()
+		n := len(sa.punches)
+		return n >= 2 && slices.Equal(sa.punches[n-1].Endpoints, p.Endpoints)
+	}, "the last cue does not carry b's current candidates")
+	sa.mu.Lock()
+	defer sa.mu.Unlock()
+	if sa.staleCues > 0 {
+		t.Fatalf("%d of %d cues carried older candidates than the map a had", sa.staleCues, len(sa.punches))
+	}
+}
+
+// A node that reports new candidates and then asks for a rendezvous has
+// its peer cued with the new candidates, as when reports were stored
+// before the next message was read, whether the report is stored yet or
+// still held by the budget.
+func TestCueCarriesCandidatesReportedBefore(t *testing.T) {
+	// More rounds than the report budget's burst, so later reports wait;
+	// each with another peer, so no cue waits for the pair's gap.
+	const rounds = endpointBurst + 4
+	names := []string{"b"}
+	for i := range rounds {
+		names = append(names, fmt.Sprintf("p%d", i))
+	}
+	_, nodes := mesh(t, names...)
+	b := nodes[0]
+	sb := b.connect()
+	for i, p := range nodes[1:] {
+		sp := p.connect()
+		pk := p.key()
+		port := uint16(6000 + i)
+		ep := wire.Endpoint{Addr: netip.AddrPortFrom(netip.MustParseAddr("198.18.0.9"), port), Kind: wire.EndpointSTUN}
+		if err := sb.send(wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{ep}}); err != nil {
+			t.Fatal(err)
+		}
+		if err := sb.send(wire.StreamMsg{Type: wire.MsgRendezvous, Peer: &pk}); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, func() bool { return sp.punchesFrom(b.key()) == 1 }, "%s not cued", p.reg.Self.Name)
+		sp.mu.Lock()
+		got := withoutTCP(sp.punches[0].Endpoints)
+		sp.mu.Unlock()
+		if len(got) != 1 || got[0].Addr.Port() != port {
+			t.Fatalf("round %d: the cue carries %v, not the candidates reported just before (port %d)", i, got, port)
+		}
+	}
 }
 
 // A victim that reads slowly (here: not at all, until the flood is over)

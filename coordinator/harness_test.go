@@ -247,8 +247,11 @@ type stream struct {
 	// upserts counts the deltas that carried each peer.
 	upserts map[crypto.PublicKey]int
 	punches []wire.StreamMsg
-	final   *wire.StreamMsg // an error message from the coordinator
-	version uint64
+	// staleCues counts cues whose candidates differ from those of the
+	// map at the time: a node takes a cue's list as the peer's.
+	staleCues int
+	final     *wire.StreamMsg // an error message from the coordinator
+	version   uint64
 }
 
 // dial opens the stream and answers the challenge with proof (nil: the
@@ -350,6 +353,9 @@ func (s *stream) run(ctx context.Context) {
 			s.version = m.Version
 		case wire.MsgPunch:
 			s.punches = append(s.punches, m)
+			if p, ok := s.peers[*m.Peer]; ok && !slices.Equal(p.Endpoints, m.Endpoints) {
+				s.staleCues++
+			}
 		case wire.MsgError:
 			s.final = &m
 		}

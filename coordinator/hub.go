@@ -74,15 +74,36 @@ func toWire(n store.Node, online bool) wire.Node {
 	}
 }
 
-// changed queues n to every connected peer. Caller holds mu.
+// changed queues n to every connected peer, and refreshes the cues
+// naming n that still wait. Caller holds mu.
 func (h *hub) changed(n *store.Node) {
 	h.version++
 	w := h.wireNode(n)
+	cue := h.cueNaming(n)
 	for k, s := range h.sessions {
 		if other := h.nodes[k]; other != nil && peers(other, n) {
 			s.upsert(w, h.version)
+			s.refreshCue(n.Key, cue)
 		}
 	}
+}
+
+// cueNaming is a punch cue naming n, with n's freshest candidates: a
+// report its stream holds back (the endpoint budget) is newer than the
+// stored list. Peers take a cue's list as n's; the delta with the same
+// list follows once the report is stored. Caller holds mu.
+func (h *hub) cueNaming(n *store.Node) wire.StreamMsg {
+	key := n.Key
+	eps, nat := n.Endpoints, n.NAT
+	if sess := h.sessions[key]; sess != nil {
+		if r, ok := sess.pendingReport(); ok {
+			eps, nat = r.Endpoints, r.NAT
+		}
+		if sess.tcp.IsValid() {
+			eps = append(slices.Clone(eps), wire.Endpoint{Addr: sess.tcp, Kind: wire.EndpointTCP})
+		}
+	}
+	return wire.StreamMsg{Type: wire.MsgPunch, Peer: &key, Endpoints: eps, NAT: nat}
 }
 
 // peersOf is n's full peer list, by name. Caller holds mu.
@@ -262,12 +283,7 @@ func (h *hub) rendezvous(from, to crypto.PublicKey) (res rendezvousResult, coale
 	if a == nil || b == nil || sa == nil || sb == nil || !peers(a, b) {
 		return rendezvousSkipped, 0
 	}
-	keyA, keyB := a.Key, b.Key
-	// The wire form adds what the sessions know: the TCP candidate.
-	for _, replaced := range []bool{
-		sa.cue(keyB, wire.StreamMsg{Type: wire.MsgPunch, Peer: &keyB, Endpoints: h.wireNode(b).Endpoints, NAT: b.NAT}),
-		sb.cue(keyA, wire.StreamMsg{Type: wire.MsgPunch, Peer: &keyA, Endpoints: h.wireNode(a).Endpoints, NAT: a.NAT}),
-	} {
+	for _, replaced := range []bool{sa.cue(b.Key, h.cueNaming(b)), sb.cue(a.Key, h.cueNaming(a))} {
 		if replaced {
 			coalesced++
 		}

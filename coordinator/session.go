@@ -72,7 +72,7 @@ type session struct {
 	// last cue naming each peer went out.
 	cues    map[crypto.PublicKey]wire.StreamMsg
 	lastCue map[crypto.PublicKey]time.Time
-	report  *wire.StreamMsg // the latest endpoints report not yet applied
+	report  *wire.StreamMsg // the latest endpoints report not yet stored
 	final   *closing
 }
 
@@ -139,8 +139,20 @@ func (s *session) cue(peer crypto.PublicKey, m wire.StreamMsg) (replaced bool) {
 	return replaced
 }
 
+// refreshCue replaces a waiting cue naming peer with m, which carries the
+// peer's current candidates. A node takes a cue's candidates as the peer's
+// whole list, so a cue must never carry older ones than a delta sent
+// before it.
+func (s *session) refreshCue(peer crypto.PublicKey, m wire.StreamMsg) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.cues[peer]; ok {
+		s.cues[peer] = m
+	}
+}
+
 // setReport keeps m as the latest endpoints report, replacing one not yet
-// applied; it reports whether it did.
+// stored; it reports whether it did.
 func (s *session) setReport(m wire.StreamMsg) (replaced bool) {
 	s.mu.Lock()
 	replaced = s.report != nil
@@ -153,16 +165,23 @@ func (s *session) setReport(m wire.StreamMsg) (replaced bool) {
 	return replaced
 }
 
-// takeReport returns the latest endpoints report, if one waits.
-func (s *session) takeReport() (wire.StreamMsg, bool) {
+// pendingReport returns the latest endpoints report not yet stored. It
+// stays pending while it is being stored, so that a cue built meanwhile
+// carries it (see hub.cueNaming).
+func (s *session) pendingReport() (*wire.StreamMsg, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	m := s.report
-	s.report = nil
-	if m == nil {
-		return wire.StreamMsg{}, false
+	return s.report, s.report != nil
+}
+
+// reportDone ends m's pending state once it is stored, unless a newer
+// report replaced it meanwhile.
+func (s *session) reportDone(m *wire.StreamMsg) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.report == m {
+		s.report = nil
 	}
-	return *m, true
 }
 
 // stop ends the session after sending what is queued, then msg, then a

@@ -296,9 +296,10 @@ func (s *Server) applyReports(ctx context.Context, sess *session) {
 		if budget.Wait(ctx) != nil {
 			return
 		}
-		if m, ok := sess.takeReport(); ok {
+		if m, ok := sess.pendingReport(); ok {
 			s.setEndpoints(ctx, sess.key, m.Endpoints, m.NAT)
 			s.setRelay(sess.key, m.Relay)
+			sess.reportDone(m)
 		}
 	}
 }
