@@ -81,11 +81,17 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 	case d.Type == wire.DiscoPong:
 		m.onPong(p, d, from, now)
 	case d.Type == wire.DiscoCallMeMaybe:
+		// At most one a CallMeMaybeGap: each starts a round.
+		if !p.lastCallMeMaybe.IsZero() && now.Sub(p.lastCallMeMaybe) < m.t.CallMeMaybeGap {
+			m.Stats.CallMeMaybeDropped.Add(1)
+			break
+		}
+		p.lastCallMeMaybe = now
 		eps := make([]wire.Endpoint, 0, len(d.Addr))
 		for _, a := range d.Addr {
 			eps = append(eps, wire.Endpoint{Addr: a, Kind: wire.EndpointSTUN})
 		}
-		p.setCandidates(append(eps, currentEndpoints(p)...))
+		p.setCandidates(append(eps, currentEndpoints(p)...), m.permit)
 		p.startRound(now, m.t)
 	}
 	m.unlock()

@@ -116,10 +116,12 @@ func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt, events []Ev
 		if now.Sub(p.lastPunchPing) >= m.t.PunchInterval {
 			p.lastPunchPing = now
 			for a := range p.cands {
-				out = m.appendPing(p, a, now, out)
+				if m.allow(p, now) {
+					out = m.appendPing(p, a, now, out)
+				}
 			}
 			for _, a := range p.predictions() {
-				if _, known := p.cands[a]; !known {
+				if _, known := p.cands[a]; !known && m.allow(p, now) {
 					out = m.appendPing(p, a, now, out)
 				}
 			}

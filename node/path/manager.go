@@ -79,6 +79,9 @@ type Manager struct {
 	aux  Aux
 	// tcpPunch allows EventPunchTCP.
 	tcpPunch bool
+	// scope narrows which claimed addresses may be probed; nil: bogons only.
+	scope  Scope
+	budget budget
 	// closing lists auxiliary sockets to close once mu is released.
 	closing []int
 }
@@ -90,6 +93,8 @@ type Stats struct {
 	Rejected                                atomic.Uint64 // forged, replayed, unknown-peer or malformed
 	PathsFound, PathsLost                   atomic.Uint64
 	EventsDropped                           atomic.Uint64 // events the consumer was too slow for
+	PunchThrottled                          atomic.Uint64 // punch packets over the per-peer or total budget, not sent
+	CallMeMaybeDropped                      atomic.Uint64 // call-me-maybe messages over the per-peer rate, ignored
 }
 
 // route is a peer's hot-path state.
@@ -108,6 +113,7 @@ func New(sealer *crypto.Sealer, socks Sockets, t Timing, log *slog.Logger) *Mana
 		socks:  socks,
 		events: make(chan Event, eventQueue),
 		t:      t,
+		budget: newBudget(t),
 		log:    log,
 		peers:  make(map[crypto.PublicKey]*peer),
 	}
@@ -166,6 +172,14 @@ func (m *Manager) EnableTCPPunch() {
 	m.mu.Unlock()
 }
 
+// SetScope sets which claimed addresses may be probed (see Scope). It
+// applies to candidates learned from then on.
+func (m *Manager) SetScope(s Scope) {
+	m.mu.Lock()
+	m.scope = s
+	m.mu.Unlock()
+}
+
 // SetAux enables the birthday technique with auxiliary sockets.
 func (m *Manager) SetAux(a Aux) {
 	m.mu.Lock()
@@ -202,7 +216,7 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	m.mu.Lock()
 	p, ok := m.peers[info.Key]
 	if !ok {
-		p = newPeer(info.Key)
+		p = newPeer(info.Key, m.t)
 		m.peers[info.Key] = p
 		m.routes.Store(info.Key, p.route)
 	}
@@ -211,7 +225,7 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	p.online = info.Online
 	p.route.online.Store(info.Online)
 	p.nat = info.NAT
-	changed := p.setCandidates(info.Endpoints)
+	changed := p.setCandidates(info.Endpoints, m.permit)
 	if info.Online && (cameOnline || changed) {
 		p.startRound(now, m.t)
 	}
@@ -249,7 +263,7 @@ func (m *Manager) Punch(key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NAT
 	if nat != nil {
 		p.nat = nat
 	}
-	p.setCandidates(eps)
+	p.setCandidates(eps, m.permit)
 	p.startRound(now, m.t)
 }
 
