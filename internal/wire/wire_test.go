@@ -76,7 +76,7 @@ func TestRelayFrames(t *testing.T) {
 		{Type: RelayHello, Key: key},
 		{Type: RelayChallenge, Challenge: ch},
 		{Type: RelayAuth, Key: key, Challenge: ch, Proof: proof},
-		{Type: RelayOK, Challenge: ch},
+		{Type: RelayOK, Challenge: ch, Proof: proof},
 	} {
 		got, err := ParseRelay(f.Marshal())
 		if err != nil {

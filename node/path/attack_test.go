@@ -166,3 +166,44 @@ func TestClaimedAddressesOutsideScopeAreNeverProbed(t *testing.T) {
 		}
 	}
 }
+
+// A member forges the source address of its (validly sealed) pings to be
+// another peer's address: the victim must keep attributing that address to
+// the peer that confirmed it, so the peer's WireGuard packets are not
+// handed to the forger's session. Addresses nobody confirms any more are
+// forgotten.
+func TestForgedSourceCannotStealAPeersAddress(t *testing.T) {
+	tm := fastTiming()
+	tm.Keepalive = 50 * time.Millisecond
+	tm.ActiveHeartbeat = 50 * time.Millisecond
+	tm.AddrTTL = 4 * tm.Keepalive
+	f := newFabric()
+	victim := f.addTimed(t, "198.18.1.1:41820", tm)
+	peer := f.addTimed(t, "198.18.2.1:41820", tm)
+	forger := f.addTimed(t, "198.18.3.1:41820", tm)
+	for _, x := range []*node{peer, forger} {
+		introduce(victim, x, x.addr)
+		introduce(x, victim, victim.addr)
+		waitPath(t, victim, x, x.addr)
+	}
+	for range 20 {
+		var tx [wire.TxIDLen]byte
+		tx[0] = byte(len(t.Name()))
+		pkt, err := forger.m.seal(victim.key, wire.Disco{Type: wire.DiscoPing, TxID: tx})
+		if err != nil {
+			t.Fatal(err)
+		}
+		victim.m.HandleDisco(pkt, peer.addr, 0) // spoofed: the peer's address
+	}
+	if k, ok := victim.m.PeerAt(peer.addr); !ok || k != peer.key {
+		t.Fatalf("after forged pings, %v is attributed to %v (ok %v), want the peer", peer.addr, k.Short(), ok)
+	}
+	// The peer goes away: its address is forgotten once no pong confirms it.
+	f.mu.Lock()
+	f.block[peer.addr] = true
+	f.mu.Unlock()
+	wait.For(t, 20*time.Second, "the silent peer's address forgotten", func() bool {
+		_, ok := victim.m.PeerAt(peer.addr)
+		return !ok
+	})
+}

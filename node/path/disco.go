@@ -118,7 +118,9 @@ func (m *Manager) sendRelayed(peer crypto.PublicKey, pkt []byte) error {
 // where the ping came from.
 func (m *Manager) onPing(p *peer, d wire.Disco, from netip.AddrPort, sock int, now time.Time, out []outPkt) []outPkt {
 	m.Stats.PingsReceived.Add(1)
-	m.byAddr.Store(from, p.key)
+	// The source is not yet where the peer is: a peer (or anyone replaying
+	// its packets) can forge a source address. Only the pong to our own
+	// ping there confirms it (onPong).
 	p.lastPingSrc = from
 	if sock != 0 && p.sockFor[from] != sock {
 		// The easy side's probe hit one of our birthday sockets: that
@@ -166,7 +168,7 @@ func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 	if pg.relayed {
 		return
 	}
-	m.byAddr.Store(from, p.key)
+	m.confirmAddr(from, p.key, now)
 	if pg.to == p.best && pg.sock == p.bestSock && p.hasBest {
 		p.lastPong, p.probes = now, 0
 		// Smooth the RTT like TCP's SRTT (RFC 6298 §2.3, alpha 1/8).

@@ -4,10 +4,12 @@ import (
 	"cmp"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
 
+	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -98,4 +100,39 @@ func (m *Manager) allow(p *peer, now time.Time) bool {
 		return false
 	}
 	return true
+}
+
+// addrEntry maps a source address to the peer a pong confirmed there; seen
+// (unix nanoseconds) is refreshed by each later pong from it.
+type addrEntry struct {
+	key  crypto.PublicKey
+	seen atomic.Int64
+}
+
+// confirmAddr records that peer key answered from a: a pong to a ping we
+// sent there, so the key holder receives at a. A source address is only
+// ever attributed this way, never on a peer's say-so.
+func (m *Manager) confirmAddr(a netip.AddrPort, key crypto.PublicKey, now time.Time) {
+	if v, ok := m.byAddr.Load(a); ok {
+		e := v.(*addrEntry)
+		if e.key == key {
+			e.seen.Store(now.UnixNano())
+			return
+		}
+	}
+	e := &addrEntry{key: key}
+	e.seen.Store(now.UnixNano())
+	m.byAddr.Store(a, e)
+}
+
+// pruneAddrs forgets sources not confirmed for Timing.AddrTTL: a mapping
+// that moved on must not keep attributing packets to the peer that held it.
+func (m *Manager) pruneAddrs(now time.Time) {
+	cutoff := now.Add(-m.t.AddrTTL).UnixNano()
+	m.byAddr.Range(func(a, v any) bool {
+		if v.(*addrEntry).seen.Load() < cutoff {
+			m.byAddr.CompareAndDelete(a, v)
+		}
+		return true
+	})
 }

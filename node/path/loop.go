@@ -13,12 +13,17 @@ import (
 func (m *Manager) Run(ctx context.Context) {
 	tk := time.NewTicker(m.t.Tick)
 	defer tk.Stop()
+	var pruned time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tk.C:
 			m.tick(now)
+			if m.t.AddrTTL > 0 && now.Sub(pruned) >= m.t.AddrTTL/4 {
+				pruned = now
+				m.pruneAddrs(now)
+			}
 		}
 	}
 }

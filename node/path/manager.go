@@ -67,8 +67,11 @@ type Manager struct {
 
 	// Hot-path state, read without the lock by the Bind.
 	routes sync.Map // crypto.PublicKey → *route
-	byAddr sync.Map // netip.AddrPort → crypto.PublicKey (authenticated sources)
+	byAddr sync.Map // netip.AddrPort → *addrEntry (sources confirmed by a pong)
 	relay  routeVar
+	// relayAddr is the UDP relay's address while relay routes through one:
+	// the only source relayed frames are taken from.
+	relayAddr atomic.Pointer[netip.AddrPort]
 
 	Stats Stats
 
@@ -148,7 +151,7 @@ func (m *Manager) PeerAt(addr netip.AddrPort) (crypto.PublicKey, bool) {
 	if !ok {
 		return crypto.PublicKey{}, false
 	}
-	return v.(crypto.PublicKey), true
+	return v.(*addrEntry).key, true
 }
 
 // IsPeer implements bind.Router.
@@ -206,7 +209,24 @@ func (m *Manager) SetTCPRoute(key crypto.PublicKey, r bind.Route) {
 
 // SetRelay sets the relay route used for peers without a direct path; nil
 // means no relay is available.
-func (m *Manager) SetRelay(r bind.Route) { m.relay.Store(r) }
+func (m *Manager) SetRelay(r bind.Route) {
+	var at *netip.AddrPort
+	if r != nil {
+		if i := r.Info(); i.Kind == bind.KindRelay && i.Addr.IsValid() {
+			at = &i.Addr
+		}
+	}
+	m.relayAddr.Store(at)
+	m.relay.Store(r)
+}
+
+// RelayAt implements bind.Router: relayed frames are taken only from the
+// UDP relay this node is bound to, so nobody else can inject frames that
+// claim to come from a peer.
+func (m *Manager) RelayAt(a netip.AddrPort) bool {
+	at := m.relayAddr.Load()
+	return at != nil && *at == a
+}
 
 // UpsertPeer adds or updates a peer from the coordinator's map. New
 // candidates, or a peer coming online, start a punch round at once: the
@@ -241,9 +261,9 @@ func (m *Manager) RemovePeer(key crypto.PublicKey) {
 	delete(m.peers, key)
 	m.unlock()
 	m.routes.Delete(key)
-	m.byAddr.Range(func(a, k any) bool {
-		if k.(crypto.PublicKey) == key {
-			m.byAddr.Delete(a)
+	m.byAddr.Range(func(a, v any) bool {
+		if v.(*addrEntry).key == key {
+			m.byAddr.CompareAndDelete(a, v)
 		}
 		return true
 	})

@@ -64,6 +64,11 @@ const (
 	DefaultCallMeMaybeGap = time.Second
 )
 
+// addrTTLKeepalives: a confirmed source address is forgotten after this
+// many keepalive intervals without a pong from it, one more than a dead
+// path takes to be noticed.
+const addrTTLKeepalives = DefaultMissedPongs + 1
+
 // betterRTTRatio is the hysteresis for switching paths on latency alone: a
 // new path must be 20% faster, so two similar paths don't flap.
 const betterRTTRatio = 0.8
@@ -95,6 +100,8 @@ type Timing struct {
 	PunchRateTotal int // punch packets a second to all peers
 	MaxRound       time.Duration
 	CallMeMaybeGap time.Duration
+	// AddrTTL forgets a source address no pong has confirmed for so long.
+	AddrTTL time.Duration
 }
 
 // DefaultTiming returns the defaults with the given keepalive.
@@ -121,6 +128,7 @@ func DefaultTiming(keepalive time.Duration) Timing {
 		PunchRateTotal:   DefaultPunchRateTotal,
 		MaxRound:         DefaultMaxRound,
 		CallMeMaybeGap:   DefaultCallMeMaybeGap,
+		AddrTTL:          addrTTLKeepalives * keepalive,
 	}
 }
 
@@ -151,5 +159,6 @@ func (t Timing) Scaled(f float64) Timing {
 		PunchRateTotal:   int(float64(t.PunchRateTotal) * f),
 		MaxRound:         d(t.MaxRound),
 		CallMeMaybeGap:   d(t.CallMeMaybeGap),
+		AddrTTL:          d(t.AddrTTL),
 	}
 }
