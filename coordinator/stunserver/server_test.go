@@ -5,13 +5,15 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"github.com/meshnode/meshnode/internal/wait"
 	"hash/crc32"
 	"net"
 	"net/netip"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/meshnode/meshnode/internal/testenv"
+	"github.com/meshnode/meshnode/internal/wait"
 
 	"github.com/pion/stun/v3"
 )
@@ -44,7 +46,7 @@ func listen(t *testing.T, addr string) net.PacketConn {
 	t.Helper()
 	c, err := net.ListenPacket("udp", addr)
 	if err != nil {
-		t.Skipf("cannot listen on %s (the 4-socket tests need 127.0.0.2 on loopback, as on Linux): %v", addr, err)
+		testenv.Unavailable(t, "cannot listen on %s (the 4-socket tests need 127.0.0.2 on loopback, as on Linux): %v", addr, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c

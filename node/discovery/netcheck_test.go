@@ -16,6 +16,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
+	"github.com/meshnode/meshnode/internal/testenv"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/portmap"
 )
@@ -67,7 +68,7 @@ func listenGrid(t *testing.T) [4]*net.UDPConn {
 			}
 			a.Close()
 			if try == 20 {
-				t.Skipf("cannot bind the same port on 127.0.0.1 and 127.0.0.2: %v", err)
+				testenv.Unavailable(t, "cannot bind the same port on 127.0.0.1 and 127.0.0.2: %v", err)
 			}
 		}
 	}
@@ -161,7 +162,7 @@ func natSocket(t *testing.T, echo bool) netip.AddrPort {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3)})
 	if err != nil {
-		t.Skipf("cannot bind 127.0.0.3: %v", err)
+		testenv.Unavailable(t, "cannot bind 127.0.0.3: %v", err)
 	}
 	done := make(chan struct{})
 	go func() {
