@@ -186,7 +186,7 @@ func (d *discoverer) hostAddrs() []netip.Addr {
 		a = slices.Clone(d.localAddrs())
 		d.scope.set(assumedPrefixes(a))
 	} else {
-		prefixes := hostPrefixes()
+		prefixes := discovery.InterfacePrefixes()
 		d.scope.set(prefixes)
 		for _, p := range prefixes {
 			a = append(a, p.Addr())

@@ -1,7 +1,6 @@
 package node
 
 import (
-	"net"
 	"net/netip"
 	"slices"
 	"sync/atomic"
@@ -53,31 +52,6 @@ func (s *scope) Permit(a netip.AddrPort, kind string) bool {
 	// Peer-reflexive candidates are where the peer's sealed packets came
 	// from; the TCP candidate is the source the coordinator itself saw.
 	return true
-}
-
-// hostPrefixes lists the host's interface addresses with their prefix
-// lengths (up, not loopback).
-func hostPrefixes() []netip.Prefix {
-	ifs, err := net.Interfaces()
-	if err != nil {
-		return nil
-	}
-	var out []netip.Prefix
-	for _, ifc := range ifs {
-		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
-			continue
-		}
-		addrs, err := ifc.Addrs()
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			if p, err := netip.ParsePrefix(a.String()); err == nil {
-				out = append(out, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()))
-			}
-		}
-	}
-	return out
 }
 
 // assumedPrefixes gives injected addresses (the in-process lab) the usual

@@ -30,11 +30,7 @@ func TestCallMeMaybeFloodIsBounded(t *testing.T) {
 	tm.PunchDuration = 300 * time.Millisecond
 	tm.MaxRound = 600 * time.Millisecond
 	f := newFabric()
-	victim := f.addTimed(t, "198.18.1.1:41820", tm)
-	attacker := f.addTimed(t, "198.18.2.1:41820", tm)
-	introduce(victim, attacker, attacker.addr)
-	introduce(attacker, victim, victim.addr)
-	waitPath(t, victim, attacker, attacker.addr)
+	victim, attacker := f.pair(t, tm)
 
 	var mu sync.Mutex
 	targets := map[netip.AddrPort]bool{}

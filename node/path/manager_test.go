@@ -104,6 +104,19 @@ func (f *fabric) addTimed(t *testing.T, addr string, tm Timing) *node {
 	return &node{m: m, key: priv.Public(), addr: ap}
 }
 
+// pair adds two nodes on the fabric with timing tm, introduces them and
+// waits until each has a direct path to the other.
+func (f *fabric) pair(t *testing.T, tm Timing) (a, b *node) {
+	t.Helper()
+	a = f.addTimed(t, "198.18.1.1:41820", tm)
+	b = f.addTimed(t, "198.18.2.1:41820", tm)
+	introduce(a, b, b.addr)
+	introduce(b, a, a.addr)
+	waitPath(t, a, b, b.addr)
+	waitPath(t, b, a, a.addr)
+	return a, b
+}
+
 func newFabric() *fabric {
 	return &fabric{at: make(map[netip.AddrPort]*Manager), block: make(map[netip.AddrPort]bool)}
 }
