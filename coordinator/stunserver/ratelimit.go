@@ -28,6 +28,7 @@ const (
 // limiter is a token bucket per source IP.
 type limiter struct {
 	mu        sync.Mutex
+	capacity  int
 	sources   map[netip.Addr]*source
 	lastSweep time.Time
 }
@@ -37,8 +38,8 @@ type source struct {
 	last   time.Time
 }
 
-func newLimiter() *limiter {
-	return &limiter{sources: make(map[netip.Addr]*source)}
+func newLimiter(capacity int) *limiter {
+	return &limiter{capacity: capacity, sources: make(map[netip.Addr]*source)}
 }
 
 // allow takes a token from ip's bucket.
@@ -47,9 +48,9 @@ func (l *limiter) allow(ip netip.Addr, now time.Time) bool {
 	defer l.mu.Unlock()
 	s, ok := l.sources[ip]
 	if !ok {
-		if len(l.sources) >= maxSources {
+		if len(l.sources) >= l.capacity {
 			l.sweep(now)
-			if len(l.sources) >= maxSources {
+			if len(l.sources) >= l.capacity {
 				return false
 			}
 		}
