@@ -353,28 +353,3 @@ func eventually(t *testing.T, cond func() bool, format string, args ...any) {
 	t.Helper()
 	wait.For(t, ioDeadline, fmt.Sprintf(format, args...), cond)
 }
-
-func TestLimiter(t *testing.T) {
-	l := newLimiter(maxSources)
-	a, b := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")
-	t0 := time.Unix(1000, 0)
-	for i := range sourceBurst {
-		if !l.allow(a, t0) {
-			t.Fatalf("request %d of a burst refused", i)
-		}
-	}
-	if l.allow(a, t0) {
-		t.Fatal("request past the burst allowed")
-	}
-	if !l.allow(b, t0) {
-		t.Fatal("another source was limited by the first")
-	}
-	if !l.allow(a, t0.Add(time.Second/time.Duration(sourceRate))) {
-		t.Fatal("no token after one refill interval")
-	}
-	// Idle sources are forgotten.
-	l.allow(b, t0.Add(2*sourceIdle))
-	if _, ok := l.sources[a]; ok {
-		t.Fatal("idle source kept")
-	}
-}
