@@ -214,6 +214,9 @@ func (p *Prober) filtering(ctx context.Context, primary, other netip.AddrPort) (
 		{ChangeIP | ChangePort, other, FilteringEndpointIndependent},
 		{ChangePort, netip.AddrPortFrom(primary.Addr(), other.Port()), FilteringAddressDependent},
 	}
+	if err := checkOther(primary, other); err != nil {
+		return FilteringUnknown, err
+	}
 	for _, st := range steps {
 		qctx, cancel := context.WithTimeout(ctx, filterTimeout)
 		r, err := p.Query(qctx, primary, st.flags)

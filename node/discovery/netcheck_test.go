@@ -47,6 +47,10 @@ type stunBehaviour struct {
 	filter  func(from int, contacted map[int]bool) bool // nil: all pass
 	ignore  bool                                        // answer CHANGE-REQUEST from the socket asked
 	noOther bool                                        // leave out OTHER-ADDRESS
+	// fixedOther always names IP2:P2 in OTHER-ADDRESS, as meshnode's server
+	// did, instead of the other IP and port than the socket asked (RFC
+	// 5780 §6.1 Table 1).
+	fixedOther bool
 }
 
 // listenGrid binds P1 and P2 on both loopback IPs, retrying when a port
@@ -77,6 +81,12 @@ func listenGrid(t *testing.T) [4]*net.UDPConn {
 
 func newFakeSTUN(t *testing.T, b stunBehaviour, mapped func(netip.AddrPort, int) netip.AddrPort) netip.AddrPort {
 	t.Helper()
+	return startFakeSTUN(t, b, mapped).addr(sockPrimary)
+}
+
+// startFakeSTUN starts a fake server; its sockets are at f.addr(sock).
+func startFakeSTUN(t *testing.T, b stunBehaviour, mapped func(netip.AddrPort, int) netip.AddrPort) *fakeSTUN {
+	t.Helper()
 	f := &fakeSTUN{stunBehaviour: b, mapped: mapped}
 	f.socks = listenGrid(t)
 	f.contacted = map[int]bool{}
@@ -99,7 +109,7 @@ func newFakeSTUN(t *testing.T, b stunBehaviour, mapped func(netip.AddrPort, int)
 		}
 		wg.Wait()
 	})
-	return f.addr(sockPrimary)
+	return f
 }
 
 func (f *fakeSTUN) addr(i int) netip.AddrPort {
@@ -137,7 +147,10 @@ func (f *fakeSTUN) answer(pkt []byte, from netip.AddrPort, recv int) {
 		&stun.XORMappedAddress{IP: seen.Addr().AsSlice(), Port: int(seen.Port())},
 	}
 	if !f.noOther {
-		o := f.addr(sockAlternate)
+		o := f.addr(recv ^ sockAlternate)
+		if f.fixedOther {
+			o = f.addr(sockAlternate)
+		}
 		setters = append(setters, &stun.OtherAddress{IP: o.Addr().AsSlice(), Port: int(o.Port())})
 	}
 	resp, err := stun.Build(append(setters, stun.Fingerprint)...)
