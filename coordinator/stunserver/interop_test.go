@@ -4,13 +4,14 @@ import (
 	"context"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshnode/meshnode/internal/testenv"
 )
 
 // Independent STUN clients from Debian's packages check the server against
@@ -28,10 +29,7 @@ func needTool(t *testing.T, name, pkg string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s (Debian package %s) is missing; scripts/deps.sh should install it", name, pkg)
-		}
-		t.Skipf("needs %s (Debian package %s) to check the server against an independent client", name, pkg)
+		testenv.Unavailable(t, "needs %s (Debian package %s, installed by scripts/deps.sh) to check the server against an independent client", name, pkg)
 	}
 	return path
 }
@@ -62,7 +60,7 @@ func sameGrid(t *testing.T) Conns {
 				break
 			}
 			if try == 20 {
-				t.Skipf("cannot bind one port on both 127.0.0.1 and 127.0.0.2: %v", err)
+				testenv.Unavailable(t, "cannot bind one port on both 127.0.0.1 and 127.0.0.2: %v", err)
 			}
 		}
 	}

@@ -13,11 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshnode/meshnode/internal/testenv"
-	"github.com/meshnode/meshnode/internal/wait"
-
 	"github.com/pion/stun/v3"
 
+	"github.com/meshnode/meshnode/internal/testenv"
 	"github.com/meshnode/meshnode/internal/wait"
 )
 
