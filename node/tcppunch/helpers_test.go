@@ -18,6 +18,10 @@ const (
 	waitTimeout = 20 * time.Second
 	// frameQueue bounds frames a test collects before it reads them.
 	frameQueue = 1024
+	// testRetry spaces a punch's connect attempts (Options.RetryInterval):
+	// loopback refuses a connect at once, so the next needn't wait the
+	// production second.
+	testRetry = 50 * time.Millisecond
 )
 
 func newKey(t testing.TB) crypto.PrivateKey {
