@@ -100,9 +100,9 @@ func TestListenerConcurrentPunches(t *testing.T) {
 		s.priv, s.got = newKey(t), newCollector()
 		port := freePort(t, "127.0.0.1")
 		s.fromA = goPunch(ctx, l.Punch, Options{Priv: privA, Peer: s.priv.Public(), Remote: netip.AddrPortFrom(hub.Addr(), port),
-			Log: slog.New(&warns), Deliver: newCollector().deliver})
+			Log: slog.New(&warns), Deliver: newCollector().deliver, RetryInterval: testRetry})
 		s.fromPeer = goPunch(ctx, Punch, Options{Priv: s.priv, Peer: privA.Public(), LocalPort: port, Remote: hub,
-			Log: testLog(t), Deliver: s.got.deliver})
+			Log: testLog(t), Deliver: s.got.deliver, RetryInterval: testRetry})
 	}
 	for i, s := range sides {
 		a, p := receive(t, "A's punch", s.fromA), receive(t, "peer's punch", s.fromPeer)

@@ -64,8 +64,8 @@ func TestPunchLoopback(t *testing.T) {
 			gotA, gotB := newCollector(), newCollector()
 			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 			defer cancel()
-			chA := goPunch(ctx, Punch, Options{Priv: privA, Peer: pubB, LocalPort: portA, Remote: remoteOfB, Log: testLog(t), Deliver: gotA.deliver})
-			chB := goPunch(ctx, Punch, Options{Priv: privB, Peer: pubA, LocalPort: portB, Remote: remoteOfA, Log: testLog(t), Deliver: gotB.deliver})
+			chA := goPunch(ctx, Punch, Options{Priv: privA, Peer: pubB, LocalPort: portA, Remote: remoteOfB, Log: testLog(t), Deliver: gotA.deliver, RetryInterval: testRetry})
+			chB := goPunch(ctx, Punch, Options{Priv: privB, Peer: pubA, LocalPort: portB, Remote: remoteOfA, Log: testLog(t), Deliver: gotB.deliver, RetryInterval: testRetry})
 			resA, resB := receive(t, "punch A", chA), receive(t, "punch B", chB)
 			if resA.err != nil || resB.err != nil {
 				t.Fatalf("punch: A: %v; B: %v", resA.err, resB.err)
