@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -33,16 +34,39 @@ func newKey(t testing.TB) crypto.PrivateKey {
 	return k
 }
 
-// freePort returns a TCP port nothing listens on at ip, picked by the kernel.
+// freePort returns a TCP port nothing listens on at ip, picked by the
+// kernel, and never one it returned before: the kernel may hand a port just
+// closed out again, and two nodes given the same port punch themselves.
 func freePort(t *testing.T, ip string) uint16 {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatalf("pick a free port on %s: %v", ip, err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	var held []net.Listener // ports seen before, kept bound so the kernel picks another
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
+	for {
+		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			t.Fatalf("pick a free port on %s: %v", ip, err)
+		}
+		port := addrPort(ln.Addr()).Port()
+		if !handedOut.ports[port] {
+			ln.Close()
+			handedOut.ports[port] = true
+			return port
+		}
+		held = append(held, ln)
 	}
-	defer ln.Close()
-	return addrPort(ln.Addr()).Port()
 }
+
+// handedOut holds the ports freePort returned.
+var handedOut = struct {
+	sync.Mutex
+	ports map[uint16]bool
+}{ports: make(map[uint16]bool)}
 
 func testLog(testing.TB) *slog.Logger {
 	if testing.Verbose() {
