@@ -34,10 +34,12 @@ func newKey(t testing.TB) crypto.PrivateKey {
 	return k
 }
 
-// freePort returns a TCP port nothing listens on at ip, picked by the
-// kernel, and never one it returned before: the kernel may hand a port just
-// closed out again, and two nodes given the same port punch themselves.
-func freePort(t *testing.T, ip string) uint16 {
+// freePort returns a TCP port free on every address, as a punch's
+// Listener binds it, picked by the kernel; a port free on one address may
+// be held on another (a TIME_WAIT on 127.0.0.3 fails the Listener's bind).
+// It never returns a port twice: the kernel may hand a port just closed out
+// again, and two nodes given the same port punch themselves.
+func freePort(t *testing.T) uint16 {
 	t.Helper()
 	handedOut.Lock()
 	defer handedOut.Unlock()
@@ -48,9 +50,9 @@ func freePort(t *testing.T, ip string) uint16 {
 		}
 	}()
 	for {
-		ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		ln, err := net.Listen("tcp", ":0")
 		if err != nil {
-			t.Fatalf("pick a free port on %s: %v", ip, err)
+			t.Fatalf("pick a free port: %v", err)
 		}
 		port := addrPort(ln.Addr()).Port()
 		if !handedOut.ports[port] {

@@ -58,7 +58,7 @@ func TestPunchLoopback(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			privA, privB := newKey(t), newKey(t)
 			pubA, pubB := privA.Public(), privB.Public()
-			portA, portB := freePort(t, tt.addrA), freePort(t, tt.addrB)
+			portA, portB := freePort(t), freePort(t)
 			remoteOfA := netip.AddrPortFrom(netip.MustParseAddr(tt.addrA), portA)
 			remoteOfB := netip.AddrPortFrom(netip.MustParseAddr(tt.addrB), portB)
 			gotA, gotB := newCollector(), newCollector()
@@ -204,7 +204,7 @@ func TestPunchRejectsWrongKey(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			privA, pubB := newKey(t), newKey(t).Public()
-			portA, portB := freePort(t, "127.0.0.1"), freePort(t, tt.remoteIP)
+			portA, portB := freePort(t), freePort(t)
 			// A punches until it rejects a connection, and the
 			// impostor until then.
 			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
@@ -253,7 +253,7 @@ func TestPunchStops(t *testing.T) {
 		{
 			name: "deadline while every connect is refused",
 			remote: func(t *testing.T, _ context.CancelFunc) netip.AddrPort {
-				return ap(fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")))
+				return ap(fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 			},
 			timeout: 300 * time.Millisecond, // several attempts, testRetry apart
 			want:    context.DeadlineExceeded,
@@ -293,7 +293,7 @@ func TestPunchStops(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := runtime.NumGoroutine()
-			port := freePort(t, "127.0.0.1")
+			port := freePort(t)
 			ctx, cancel := context.WithTimeout(t.Context(), tt.timeout)
 			defer cancel()
 			remote := tt.remote(t, cancel)
