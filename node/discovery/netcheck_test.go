@@ -259,6 +259,11 @@ func portsPerServer(n netip.AddrPort, delta map[int]int) func(netip.AddrPort, in
 	}
 }
 
+// testTiming shortens the silences netcheck waits out. The servers here
+// are on loopback and answer in microseconds, so a quarter second still
+// tells an answer from silence on a loaded machine.
+var testTiming = NetcheckTiming{FirstAnswer: 250 * time.Millisecond, Filter: 250 * time.Millisecond, Hairpin: 250 * time.Millisecond}
+
 func TestNetcheck(t *testing.T) {
 	type nat struct {
 		mapping func(n netip.AddrPort) func(netip.AddrPort, int) netip.AddrPort // nil: no NAT
@@ -364,6 +369,7 @@ func TestNetcheck(t *testing.T) {
 				Servers:    servers,
 				LocalAddrs: func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("127.0.0.1")} },
 				PortMap:    portmap.ProbeOptions{Gateway: gw.Addr(), ServerPort: gw.Port(), SSDP: fakeSSDP(t), Timeout: time.Second},
+				Timing:     testTiming,
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
@@ -444,7 +450,7 @@ func TestReportJSON(t *testing.T) {
 		t.Errorf("JSON:\n%s\nwant\n%s", b, want)
 	}
 	unknown := Netcheck(t.Context(), NetcheckOptions{PortMap: portmap.ProbeOptions{
-		Gateway: netip.MustParseAddr("127.0.0.1"), ServerPort: closedUDP(t).Port(), SSDP: closedUDP(t), Timeout: 300 * time.Millisecond,
+		Gateway: netip.MustParseAddr("127.0.0.1"), ServerPort: closedUDP(t).Port(), SSDP: closedUDP(t), Timeout: 100 * time.Millisecond,
 	}})
 	b, err = json.Marshal(unknown)
 	if err != nil {
@@ -454,5 +460,20 @@ func TestReportJSON(t *testing.T) {
 		if !strings.Contains(string(b), field) {
 			t.Errorf("JSON without a STUN server %s lacks %s", b, field)
 		}
+	}
+}
+
+// TestNetcheckTimingDefaults: options that leave Timing zero, as the
+// netcheck command does, get the waits real networks need.
+func TestNetcheckTimingDefaults(t *testing.T) {
+	var zero NetcheckTiming
+	if got := zero.firstAnswer(); got != firstAnswerTimeout {
+		t.Errorf("first answer wait %v, want %v", got, firstAnswerTimeout)
+	}
+	if got := zero.filter(); got != filterTimeout {
+		t.Errorf("filtering probe wait %v, want %v", got, filterTimeout)
+	}
+	if got := zero.hairpin(); got != hairpinWait {
+		t.Errorf("hairpin wait %v, want %v", got, hairpinWait)
 	}
 }

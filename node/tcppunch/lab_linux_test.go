@@ -224,7 +224,11 @@ func (l *lab) checkUDPBlocked(inet, router, host string) {
 		}); err != nil {
 			l.t.Fatalf("UDP probe from %s: %v", probe.ns, err)
 		}
-		rx.SetReadDeadline(time.Now().Add(udpProbeWait))
+		wait := udpBlockedWait
+		if probe.passes {
+			wait = udpPassWait
+		}
+		rx.SetReadDeadline(time.Now().Add(wait))
 		buf := make([]byte, 64)
 		n, _, err := rx.ReadFromUDPAddrPort(buf)
 		switch {
