@@ -43,6 +43,7 @@ func netcheckOn(t *testing.T, server netip.AddrPort) Report {
 		Servers:    []string{server.String()},
 		LocalAddrs: func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("127.0.0.1")} },
 		PortMap:    portmap.ProbeOptions{Gateway: gw.Addr(), ServerPort: gw.Port(), SSDP: fakeSSDP(t), Timeout: time.Second},
+		Timing:     testTiming,
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
