@@ -92,13 +92,3 @@ func TestRelayFrames(t *testing.T) {
 		}
 	}
 }
-
-func FuzzParse(f *testing.F) {
-	f.Add([]byte{byte(DiscoPong), 1, 2, 3})
-	f.Add(append(RelayMagic[:], byte(RelayData)))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		ParseDisco(b)
-		ParseRelay(b)
-		Classify(b)
-	})
-}
