@@ -173,6 +173,14 @@ func (s *Sealer) Open(header, sealed []byte) (PublicKey, []byte, error) {
 	return from, msg[counterLen:], nil
 }
 
+// Len is how many keys the sealer holds state for (ciphers and replay
+// windows): its peers, and nobody else.
+func (s *Sealer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(len(s.aeads), len(s.replay))
+}
+
 // Forget drops the state kept for a peer that left the mesh.
 func (s *Sealer) Forget(peer PublicKey) {
 	s.mu.Lock()

@@ -203,3 +203,22 @@ func TestForgedSourceCannotStealAPeersAddress(t *testing.T) {
 		return !ok
 	})
 }
+
+// Strangers with keys of their own seal valid pings to a node: each is
+// rejected as not a peer, and the node keeps no state for any of them.
+func TestStrangersLeaveNoSealingState(t *testing.T) {
+	f := newFabric()
+	a, _ := f.pair(t, fastTiming())
+	before := a.m.DiscoKeys()
+	for i := range 100 {
+		stranger := f.add(t, netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, 1, byte(i)}), 41820).String())
+		pkt, err := stranger.m.seal(a.key, wire.Disco{Type: wire.DiscoPing})
+		if err != nil {
+			t.Fatal(err)
+		}
+		a.m.HandleDisco(pkt, stranger.addr, 0)
+	}
+	if got := a.m.DiscoKeys(); got != before {
+		t.Errorf("a holds sealing state for %d keys after 100 strangers, want %d (its peers)", got, before)
+	}
+}

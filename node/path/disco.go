@@ -58,6 +58,10 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 	m.mu.Lock()
 	p, ok := m.peers[key]
 	if !ok {
+		// Anyone can make a key pair and seal to us: keep nothing for a
+		// key that is not a peer (the sealer's lock is a leaf, and holding
+		// mu keeps the key from becoming a peer meanwhile).
+		m.sealer.Forget(key)
 		m.mu.Unlock()
 		m.Stats.Rejected.Add(1)
 		m.log.Debug("discovery packet from a key that is not a peer", "from", from, "key", key.Short())
