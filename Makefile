@@ -11,16 +11,19 @@ TEST_TIMEOUT ?= 20m
 DIST    ?= dist
 ARCHES  ?= amd64 arm64
 
-.PHONY: all build deps test unit e2e demo natmatrix bench lint dist-linux deb rpm darwin packages test-packaging clean
+.PHONY: all build deps test unit fuzz e2e demo natmatrix bench lint dist-linux deb rpm darwin packages test-packaging clean
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/meshnode ./cmd/meshnode
 
-# test: unit tests and the in-process NAT lab; as root also the real-kernel
-# lab and the package checks.
-test: deps unit e2e test-packaging
+# test: unit tests and the in-process NAT lab, a short run of every fuzz
+# target; as root also the real-kernel lab and the package checks.
+test: deps unit fuzz e2e test-packaging
+# Within make test each fuzz target runs 3 s (FUZZTIME=... on the command
+# line overrides it).
+test: FUZZTIME = 3s
 
 # deps: install what the tests and the demo need from Debian's packages,
 # when root; otherwise say what is missing.
@@ -29,6 +32,12 @@ deps:
 
 unit:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+# fuzz: every Go fuzz target (func FuzzXxx in a _test.go file, found by
+# scripts/fuzz.sh) for FUZZTIME each; `go test` alone replays their seeds.
+FUZZTIME ?= 5s
+fuzz:
+	GO='$(GO)' FUZZTIME='$(FUZZTIME)' scripts/fuzz.sh
 
 # The real-kernel NAT lab (e2e/, lab in e2e/netlab): real meshnode binaries
 # with TUN devices behind nftables NATs in network namespaces. Needs root and

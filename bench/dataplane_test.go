@@ -29,8 +29,9 @@ import (
 
 // router gives each peer one fixed route.
 type router struct {
-	to   map[crypto.PublicKey]bind.Route
-	from map[netip.AddrPort]crypto.PublicKey
+	to    map[crypto.PublicKey]bind.Route
+	from  map[netip.AddrPort]crypto.PublicKey
+	relay netip.AddrPort
 }
 
 func (r *router) RouteTo(k crypto.PublicKey) bind.Route { return r.to[k] }
@@ -39,6 +40,7 @@ func (r *router) PeerAt(a netip.AddrPort) (crypto.PublicKey, bool) {
 	return k, ok
 }
 func (r *router) IsPeer(k crypto.PublicKey) bool { _, ok := r.to[k]; return ok }
+func (r *router) RelayAt(a netip.AddrPort) bool  { return a == r.relay }
 
 // handler passes relay control frames to the node's relays.
 type handler struct{ relays *relayclient.Relays }
@@ -169,6 +171,7 @@ func setup(b *testing.B, mode string) (x, y *node) {
 		r := startRelay(b, x, y, hx, hy)
 		x.route.to[ky] = x.bind.UDPRelay(r)
 		y.route.to[kx] = y.bind.UDPRelay(r)
+		x.route.relay, y.route.relay = r, r
 	}
 	x.peer(b, y, "10.0.0.2/32", ky.Hex())
 	y.peer(b, x, "10.0.0.1/32", kx.Hex())

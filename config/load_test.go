@@ -49,6 +49,21 @@ func TestLoadPrecedence(t *testing.T) {
 	}
 }
 
+// TestTokenFromEnvironment: the join token and its file can come from the
+// environment, which other users can't read (/proc/PID/environ is the
+// owner's), unlike a command line.
+func TestTokenFromEnvironment(t *testing.T) {
+	t.Setenv("MESHNODE_TOKEN", "mntok1_from-env")
+	t.Setenv("MESHNODE_TOKEN_FILE", "/run/secrets/token")
+	n := DefaultNode()
+	if _, err := Load(&n, "", "", nil); err != nil {
+		t.Fatal(err)
+	}
+	if n.Token != "mntok1_from-env" || n.TokenFile != "/run/secrets/token" {
+		t.Fatalf("token %q, token_file %q from the environment", n.Token, n.TokenFile)
+	}
+}
+
 func TestLoadErrorsNameTheProblem(t *testing.T) {
 	for _, tc := range []struct {
 		name, file string

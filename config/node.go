@@ -29,7 +29,8 @@ const (
 
 // Node is the node agent's settings (`meshnode up`).
 type Node struct {
-	Token       string        `mapstructure:"token" desc:"join token; needed on the first run only, later runs reuse state_dir"`
+	Token       string        `mapstructure:"token" desc:"join token; needed on the first run only, later runs reuse state_dir (prefer token_file or MESHNODE_TOKEN: a --token flag is visible to every user)"`
+	TokenFile   string        `mapstructure:"token_file" desc:"file holding the join token (mode 0600), instead of token"`
 	StateDir    string        `mapstructure:"state_dir" desc:"where the node keeps its private key and registration"`
 	Interface   string        `mapstructure:"interface" desc:"TUN device name (mesh0 on Linux; utun or utunN on macOS)"`
 	Name        string        `mapstructure:"name" desc:"this node's name in the mesh (default: the host name); a DNS label"`

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/unixsock"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -55,19 +56,17 @@ func (s *Server) checkAlone() error {
 }
 
 // listenAdmin creates the admin socket, replacing a stale one left by a
-// crash.
+// crash. The socket is the coordinator's whole admin API, so it is never
+// reachable by others, not even for a moment (internal/unixsock), even in a
+// data dir that others may enter.
 func (s *Server) listenAdmin() (net.Listener, error) {
 	path := filepath.Join(s.cfg.DataDir, adminSocket)
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("remove stale admin socket: %w", err)
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := unixsock.Listen(path, adminSocketMode, -1)
 	if err != nil {
-		return nil, fmt.Errorf("admin socket: %w", err)
-	}
-	if err := os.Chmod(path, adminSocketMode); err != nil {
-		ln.Close()
-		return nil, fmt.Errorf("admin socket: %w", err)
+		return nil, fmt.Errorf("admin socket %s: %w", path, err)
 	}
 	return ln, nil
 }

@@ -37,6 +37,9 @@ const (
 	// maxAttrLen bounds free-form strings (endpoint kinds) and what an
 	// error quotes of a bad value.
 	maxAttrLen = 64
+	// maxErrorQuote bounds the text of a decoding error, which may quote
+	// what the node sent.
+	maxErrorQuote = 256
 	// maxCloseReason is the room for a close reason in a close frame
 	// (RFC 6455 §5.5: 125-byte control payload minus the 2-byte code).
 	maxCloseReason = 123
@@ -174,10 +177,21 @@ func (s *Server) read(ctx context.Context, c *websocket.Conn) (wire.StreamMsg, e
 	if typ != websocket.MessageText {
 		return m, errMalformed{errors.New("binary message; the stream carries JSON text messages")}
 	}
-	if err := json.Unmarshal(b, &m); err != nil {
-		return m, errMalformed{fmt.Errorf("malformed message: %w", err)}
+	if m, err = decodeMessage(b); err != nil {
+		return m, err
 	}
 	s.countMessage(m.Type)
+	return m, nil
+}
+
+// decodeMessage parses one message from a node. Decoding errors can quote
+// the message (netip's do, whole), and the error goes back to the node and,
+// before authentication, into the log: it is cut to maxErrorQuote.
+func decodeMessage(b []byte) (wire.StreamMsg, error) {
+	var m wire.StreamMsg
+	if err := json.Unmarshal(b, &m); err != nil {
+		return m, errMalformed{errors.New("malformed message: " + truncate(err.Error(), maxErrorQuote))}
+	}
 	return m, nil
 }
 
@@ -337,7 +351,7 @@ func validEndpoints(eps []wire.Endpoint, nat *wire.NATInfo) error {
 			return fmt.Errorf("endpoint %q is not a usable address:port", e.Addr)
 		}
 		if e.Kind == "" || len(e.Kind) > maxAttrLen {
-			return fmt.Errorf("endpoint %v: kind %q must be 1 to %d characters", e.Addr, e.Kind, maxAttrLen)
+			return fmt.Errorf("endpoint %v: kind %q must be 1 to %d characters", e.Addr, truncate(e.Kind, maxAttrLen), maxAttrLen)
 		}
 	}
 	if nat == nil {

@@ -96,11 +96,20 @@ func (p *PublicKey) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// maxQuotedKey bounds how much of a bad public key an error quotes: a key
+// is 44 characters, and a peer or a stranger (JSON bodies carry keys) must
+// not get a megabyte echoed into a reply or a log.
+const maxQuotedKey = 64
+
 // ParsePublicKey parses a base64 public key.
 func ParsePublicKey(s string) (PublicKey, error) {
 	var p PublicKey
 	if err := decodeKey(s, p[:]); err != nil {
-		return p, fmt.Errorf("public key %q: %w", s, err)
+		q := s
+		if len(q) > maxQuotedKey {
+			q = q[:maxQuotedKey] + "..."
+		}
+		return p, fmt.Errorf("public key %q: %w", q, err)
 	}
 	return p, nil
 }

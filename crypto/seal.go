@@ -71,12 +71,24 @@ func NewSealer(priv PrivateKey) *Sealer {
 // Public is this node's public key.
 func (s *Sealer) Public() PublicKey { return s.pub }
 
+// aead returns the cipher for a peer this node seals to, derived once and
+// then kept.
 func (s *Sealer) aead(peer PublicKey) (cipher.AEAD, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if a, ok := s.aeads[peer]; ok {
 		return a, nil
 	}
+	a, err := s.derive(peer)
+	if err != nil {
+		return nil, err
+	}
+	s.aeads[peer] = a
+	return a, nil
+}
+
+// derive computes the cipher shared with peer; s.mu need not be held.
+func (s *Sealer) derive(peer PublicKey) (cipher.AEAD, error) {
 	secret, err := s.priv.shared(peer)
 	if err != nil {
 		return nil, err
@@ -89,7 +101,6 @@ func (s *Sealer) aead(peer PublicKey) (cipher.AEAD, error) {
 	if err != nil {
 		return nil, fmt.Errorf("discovery cipher: %w", err)
 	}
-	s.aeads[peer] = a
 	return a, nil
 }
 
@@ -125,9 +136,18 @@ func (s *Sealer) Open(header, sealed []byte) (PublicKey, []byte, error) {
 	if from == s.pub {
 		return from, nil, ErrSelfSent
 	}
-	a, err := s.aead(from)
-	if err != nil {
-		return from, nil, err
+	// Anyone can claim any sender key, so a cipher derived for a new one
+	// is kept only once the message authenticates: forged packets must
+	// not grow this node's tables. Whether an authenticated sender is a
+	// peer is the caller's to check (and Forget).
+	s.mu.Lock()
+	a, known := s.aeads[from]
+	s.mu.Unlock()
+	if !known {
+		var err error
+		if a, err = s.derive(from); err != nil {
+			return from, nil, err
+		}
 	}
 	nonce := sealed[KeyLen : KeyLen+nonceLen]
 	ad := append(append([]byte{}, header...), sealed[:KeyLen]...)
@@ -137,6 +157,9 @@ func (s *Sealer) Open(header, sealed []byte) (PublicKey, []byte, error) {
 	}
 	counter := binary.BigEndian.Uint64(msg[:counterLen])
 	s.mu.Lock()
+	if _, ok := s.aeads[from]; !ok {
+		s.aeads[from] = a
+	}
 	f, ok := s.replay[from]
 	if !ok {
 		f = new(replay.Filter)
@@ -148,6 +171,14 @@ func (s *Sealer) Open(header, sealed []byte) (PublicKey, []byte, error) {
 		return from, nil, ErrReplay
 	}
 	return from, msg[counterLen:], nil
+}
+
+// Len is how many keys the sealer holds state for (ciphers and replay
+// windows): its peers, and nobody else.
+func (s *Sealer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return max(len(s.aeads), len(s.replay))
 }
 
 // Forget drops the state kept for a peer that left the mesh.

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/meshnode/meshnode/e2e/netlab"
+	"github.com/meshnode/meshnode/internal/testenv"
 )
 
 // Environment variables (see doc.go).
@@ -61,7 +62,7 @@ func binary(t *testing.T) string {
 		t.Skipf("real-kernel NAT lab: run it with `make e2e` as root (or set %s=1)", envGate)
 	}
 	if err := netlab.Check(); err != nil {
-		t.Skip(err)
+		testenv.Unavailable(t, "%v", err)
 	}
 	bin := os.Getenv(envBin)
 	if bin == "" {
@@ -72,10 +73,10 @@ func binary(t *testing.T) string {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(bin); err != nil {
-		t.Skipf("no meshnode binary (%v): run `make build`, or `make e2e` which builds it", err)
+		testenv.Unavailable(t, "no meshnode binary (%v): run `make build`, or `make e2e` which builds it", err)
 	}
 	if out, err := exec.Command(bin, "up", "--help").CombinedOutput(); err != nil {
-		t.Skipf("%s can't run `up` yet: %v: %s", bin, err, out)
+		testenv.Unavailable(t, "%s can't run `up` yet: %v: %s", bin, err, out)
 	}
 	return bin
 }
@@ -89,7 +90,7 @@ func newEnv(t *testing.T) *env {
 	defer cancel()
 	lab, err := netlab.New(ctx, netlab.Options{Bin: bin, KeepDir: os.Getenv(envKeep) != ""})
 	if errors.Is(err, netlab.ErrUnsupported) {
-		t.Skip(err)
+		testenv.Unavailable(t, "%v", err)
 	}
 	if err != nil {
 		t.Fatal(err)

@@ -43,6 +43,7 @@ type discoverer struct {
 	configured []string             // STUN servers from the config
 	relay      string               // relay_public, announced with the candidates
 	saveSTUN   func([]string) error
+	scope      *scope // refreshed with the host's prefixes on every link poll
 	log        *slog.Logger
 	kick       chan struct{}
 
@@ -177,15 +178,20 @@ func (d *discoverer) stunAddrs(ctx context.Context) []netip.AddrPort {
 	return out
 }
 
-// hostAddrs are the local addresses, sorted, to notice link changes.
+// hostAddrs are the local addresses, sorted, to notice link changes; the
+// scope gets their prefixes.
 func (d *discoverer) hostAddrs() []netip.Addr {
 	var a []netip.Addr
 	if d.localAddrs != nil {
-		a = d.localAddrs()
+		a = slices.Clone(d.localAddrs())
+		d.scope.set(assumedPrefixes(a))
 	} else {
-		a = discovery.InterfaceAddrs()
+		prefixes := discovery.InterfacePrefixes()
+		d.scope.set(prefixes)
+		for _, p := range prefixes {
+			a = append(a, p.Addr())
+		}
 	}
-	a = slices.Clone(a)
 	slices.SortFunc(a, func(x, y netip.Addr) int { return x.Compare(y) })
 	return a
 }

@@ -20,7 +20,7 @@ const (
 )
 
 // ErrNeedToken means the node has never registered and has no token.
-var ErrNeedToken = errors.New("this node is not registered yet: pass --token TOKEN (create one on the coordinator with 'meshnode token create')")
+var ErrNeedToken = errors.New("this node is not registered yet: give it a join token with --token-file FILE or MESHNODE_TOKEN (create one on the coordinator with 'meshnode token create')")
 
 func (e *Engine) register(ctx context.Context) (State, error) {
 	if e.cfg.Token == "" {

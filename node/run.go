@@ -41,6 +41,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	defer e.closeTUN()
 
 	e.build()
+	e.disc.hostAddrs() // the scope knows this host's prefixes before any peer arrives
 	e.dev = device.NewDevice(e.tun, e.bind, wgLogger(e.log))
 	defer e.dev.Close()
 	e.peers = registry.New(e.priv.Public(), e.relayFeed.update, peerConsumers(e.dev, e.bind, e.mgr)...)
@@ -142,6 +143,8 @@ func (e *Engine) build() {
 	if e.opts.AuxListen != nil {
 		e.mgr.SetAux(e.bind)
 	}
+	sc := new(scope)
+	e.mgr.SetScope(sc)
 	prober := discovery.NewProber(e.bind)
 	e.disc = &discoverer{
 		prober:     prober,
@@ -153,6 +156,7 @@ func (e *Engine) build() {
 		configured: e.cfg.STUNServers,
 		relay:      e.cfg.RelayPublic,
 		saveSTUN:   e.saveSTUN,
+		scope:      sc,
 		log:        e.log,
 		kick:       make(chan struct{}, 1),
 		stun:       e.state.STUN,

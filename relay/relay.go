@@ -250,7 +250,12 @@ func (s *Server) authenticate(f wire.RelayFrame, o origin) {
 		s.metrics.count(resUnknownKey)
 		return
 	}
-	okFrame := wire.RelayFrame{Type: wire.RelayOK, Challenge: f.Challenge}.Marshal()
+	okProof, err := crypto.Proof(s.key, f.Key, wire.RelayOKProofLabel, f.Challenge)
+	if err != nil {
+		s.metrics.count(resBadProof)
+		return
+	}
+	okFrame := wire.RelayFrame{Type: wire.RelayOK, Challenge: f.Challenge, Proof: okProof}.Marshal()
 	if !s.bind(f.Key, o, now, okFrame) {
 		s.metrics.count(resTableFull)
 		s.log.Warn("relay binding table full; node not bound", "node", f.Key.Short(), "max", maxBindings)

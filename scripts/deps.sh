@@ -7,8 +7,9 @@ set -euo pipefail
 
 # make; the real-kernel NAT lab (iproute2, nftables, conntrack, ping); the
 # package checks (rpm, dpkg-dev, systemd for systemd-analyze); kmod for the
-# tun module.
-packages=(make ca-certificates iproute2 nftables conntrack iputils-ping rpm dpkg-dev systemd kmod)
+# tun module; independent STUN clients the STUN server is checked against
+# (coturn's turnutils_natdiscovery, stun-client's classic RFC 3489 client).
+packages=(make ca-certificates iproute2 nftables conntrack iputils-ping rpm dpkg-dev systemd kmod coturn stun-client)
 
 missing=()
 for p in "${packages[@]}"; do

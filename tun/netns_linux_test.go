@@ -5,13 +5,15 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"github.com/meshnode/meshnode/internal/wait"
 	"net/netip"
 	"os"
 	"os/exec"
 	"runtime"
 	"testing"
 	"time"
+
+	"github.com/meshnode/meshnode/internal/testenv"
+	"github.com/meshnode/meshnode/internal/wait"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -40,15 +42,15 @@ const (
 func enterTestNetns(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace and TUN devices")
+		testenv.Unavailable(t, "needs root to create a network namespace and TUN devices")
 	}
 	ipPath, err := exec.LookPath("ip")
 	if err != nil {
-		t.Skip("needs the ip command (iproute2) to create a network namespace")
+		testenv.Unavailable(t, "needs the ip command (iproute2) to create a network namespace")
 	}
 	name := fmt.Sprintf("meshtun-%d-%s", os.Getpid(), rand.Text()[:8])
 	if out, err := exec.Command(ipPath, "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace (ip netns add %s): %v: %s", name, err, out)
+		testenv.Unavailable(t, "cannot create a network namespace (ip netns add %s): %v: %s", name, err, out)
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command(ipPath, "netns", "del", name).CombinedOutput(); err != nil {

@@ -7,7 +7,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/meshnode/meshnode/config"
-	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/node"
 )
 
@@ -21,12 +20,19 @@ func newUpCmd() *cobra.Command {
 
 The first run needs a join token from the coordinator ('meshnode token
 create'); the node then keeps its key and registration in --state-dir and
-later runs need no token. Needs CAP_NET_ADMIN (root) for the TUN device.
+later runs need no token. Pass the token in a file (--token-file, mode 0600)
+or in the MESHNODE_TOKEN environment variable: --token puts it on the
+command line, where every user of the host can read it. Needs CAP_NET_ADMIN
+(root) for the TUN device.
 
 Settings come from flags, MESHNODE_* environment variables and the YAML file
 (--config, default ` + config.DefaultNodeConfigFile + `), in that order of precedence.`,
-		Example: `  # first run on each machine
-  sudo meshnode up --token mntok1_...
+		Example: `  # first run on each machine: the token in a file only root can read
+  sudo install -D -m 600 /dev/stdin /etc/meshnode/token # paste the token, then Ctrl-D
+  sudo meshnode up --token-file /etc/meshnode/token
+  # or through the environment, off every command line
+  read -rs MESHNODE_TOKEN && export MESHNODE_TOKEN      # paste the token
+  sudo --preserve-env=MESHNODE_TOKEN meshnode up
   # later runs reuse the state in /var/lib/meshnode
   sudo meshnode up
   # a second node on one host: its own interface, port, state and socket
@@ -41,12 +47,10 @@ Settings come from flags, MESHNODE_* environment variables and the YAML file
 			if err := settings.Validate(); err != nil {
 				return usageError{err}
 			}
-			if settings.Token != "" {
-				if _, err := crypto.ParseToken(settings.Token); err != nil {
-					return usageError{fmt.Errorf("--token: %w", err)}
-				}
-			}
 			log := newLogger(cmd.ErrOrStderr(), settings.LogLevel)
+			if err := resolveToken(cmd, &settings, log); err != nil {
+				return usageError{err}
+			}
 			progress := func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "meshnode:", msg) }
 			eng, err := node.New(cmd.Context(), node.Options{Config: settings, Log: log, Progress: progress})
 			if errors.Is(err, node.ErrNeedToken) {

@@ -2,15 +2,39 @@
 // with the RFC 5780 attributes that let a node classify its NAT: with four
 // sockets on two IPs and two ports it reports OTHER-ADDRESS and honours
 // CHANGE-REQUEST, replying from the socket whose IP and/or port differ.
+//
+// What it refuses, and why:
+//   - Datagrams that are not well-formed RFC 5389 messages are dropped
+//     silently (RFC 5389 §7.3) and counted: the top two bits of the type
+//     set, a length that disagrees with the datagram or is not a multiple
+//     of 4 (§6), a body that doesn't decode, a wrong FINGERPRINT (§15.5).
+//   - Classic RFC 3489 requests (no magic cookie) are dropped and counted
+//     as ResultClassic. RFC 5389 §12.2 says a server that is backwards
+//     compatible with RFC 3489 SHOULD NOT share its port with another
+//     protocol, and this port carries the relay's frames too. The classic
+//     client Debian ships (stun-client) puts CHANGE-REQUEST in every
+//     request, which §12.2 would answer with 420 anyway.
+//   - Comprehension-required attributes it does not implement get 420
+//     (Unknown Attribute) with UNKNOWN-ATTRIBUTES (RFC 5389 §7.3.1). That
+//     includes CHANGE-REQUEST, of any value, when the server has no
+//     alternate address (RFC 5780 §6), and RESPONSE-PORT and PADDING
+//     (RFC 5780 §7.5-7.6). RESPONSE-PORT is optional for servers and
+//     clients must expect 420 for it (§5, §7.5); it would aim responses at
+//     another port of the client's IP, which behind a carrier-grade NAT
+//     belongs to someone else. PADDING is left out on purpose: honouring
+//     it (§6.1) means answering with a response as large as the MTU,
+//     whatever the request's size, an amplifier.
 package stunserver
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -20,8 +44,9 @@ import (
 )
 
 // Conns are the sockets the server answers on. Only Primary is required.
-// With all four, the server behaves as an RFC 5780 server: OTHER-ADDRESS is
-// Alternate's address and CHANGE-REQUEST is answered from the right socket.
+// With all four, the server behaves as an RFC 5780 server: OTHER-ADDRESS
+// names the socket with the other IP and port than the one a request came
+// in on, and CHANGE-REQUEST is answered from the right socket.
 type Conns struct {
 	Primary   net.PacketConn // IP1:P1
 	AltPort   net.PacketConn // IP1:P2
@@ -33,17 +58,30 @@ type Conns struct {
 const (
 	ResultOK                = "ok"                 // a Binding success response was sent
 	ResultGarbage           = "garbage"            // not a STUN message
+	ResultClassic           = "classic"            // an RFC 3489 message (no magic cookie): dropped
 	ResultRelay             = "relay"              // a relay frame, handed to the relay
-	ResultMalformed         = "malformed"          // a STUN header whose body doesn't decode or whose FINGERPRINT is wrong
+	ResultMalformed         = "malformed"          // a STUN header whose length is wrong, whose body doesn't decode or whose FINGERPRINT is wrong
 	ResultIgnored           = "ignored"            // valid STUN but not a Binding request
 	ResultRateLimited       = "rate_limited"       // over the source's budget
-	ResultChangeUnsupported = "change_unsupported" // CHANGE-REQUEST without the socket to honour it: 420 sent
+	ResultUnknownAttribute  = "unknown_attribute"  // a comprehension-required attribute not implemented: 420 sent
+	ResultChangeUnsupported = "change_unsupported" // CHANGE-REQUEST without an alternate address: 420 sent
 	ResultSendError         = "send_error"         // the reply could not be sent
 )
 
-// maxPacket bounds a read. STUN over UDP should stay under the path MTU
-// (RFC 8489 §6.1); anything longer is truncated and then fails to decode.
-const maxPacket = 1500
+// maxDatagram bounds a read: a whole UDP datagram. STUN over UDP stays
+// under the path MTU (RFC 8489 §6.1) except with PADDING (RFC 5780 §7.6),
+// which exists to exceed it; reading it whole lets such a request get its
+// 420 rather than be truncated into a length mismatch.
+const maxDatagram = 1 << 16
+
+// headerLen is the STUN header's length (RFC 5389 §6).
+const headerLen = 20
+
+// maxUnknown bounds the attributes a 420 response lists. RFC 5389 §7.3.1
+// asks for the unknown ones; a request with more than a few is broken or
+// hostile, and listing all of a 64 KiB request's would make a response
+// big enough to fragment.
+const maxUnknown = 16
 
 // Change-request flags (RFC 5780 §7.2).
 const (
@@ -73,7 +111,7 @@ type Server struct {
 
 // New returns a Server.
 func New(opts Options) *Server {
-	s := &Server{software: opts.Software, log: opts.Logger, count: opts.Count, relay: opts.Relay, limit: newLimiter()}
+	s := &Server{software: opts.Software, log: opts.Logger, count: opts.Count, relay: opts.Relay, limit: newLimiter(maxSources)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -83,40 +121,62 @@ func New(opts Options) *Server {
 	return s
 }
 
-// socket is one of the four conns with its position in the 2×2 grid.
-type socket struct {
-	conn    net.PacketConn
-	otherIP bool // IP2
-	altPort bool // P2
+// grid is the sockets as RFC 5780 §6.1 names them: bit otherIP of an index
+// picks the IP (Da or Ca), bit otherPort the port (Dp or Cp).
+type grid struct {
+	conns [4]net.PacketConn
+	addrs [4]netip.AddrPort // invalid when a socket's address is unknown
+	// alternate: all four sockets are there, so CHANGE-REQUEST and
+	// OTHER-ADDRESS are supported.
+	alternate bool
+}
+
+// Index bits of grid.
+const (
+	otherPort = 1
+	otherIP   = 2
+)
+
+func newGrid(c Conns) (*grid, error) {
+	if c.Primary == nil {
+		return nil, errors.New("stun: no primary socket")
+	}
+	g := &grid{
+		conns:     [4]net.PacketConn{c.Primary, c.AltPort, c.AltIP, c.Alternate},
+		alternate: c.AltPort != nil && c.AltIP != nil && c.Alternate != nil,
+	}
+	for i, pc := range g.conns {
+		if pc == nil {
+			continue
+		}
+		a, err := addrPort(pc.LocalAddr())
+		switch {
+		case err != nil && g.alternate:
+			return nil, fmt.Errorf("stun: socket address: %w", err)
+		case g.alternate && a.Addr().IsUnspecified():
+			// OTHER-ADDRESS must name where the other socket answers from.
+			return nil, fmt.Errorf("stun: with an alternate address each socket needs its own IP (RFC 5780 §6), not %v", a)
+		case err == nil:
+			g.addrs[i] = a
+		}
+	}
+	return g, nil
 }
 
 // Serve answers on conns until ctx is done or a socket fails. It does not
 // close the conns (the caller owns them); it unblocks their reads with a
 // past read deadline when ctx is done.
 func (s *Server) Serve(ctx context.Context, conns Conns) error {
-	if conns.Primary == nil {
-		return errors.New("stun: no primary socket")
-	}
-	grid := []socket{
-		{conns.Primary, false, false},
-		{conns.AltPort, false, true},
-		{conns.AltIP, true, false},
-		{conns.Alternate, true, true},
-	}
-	var other *netip.AddrPort
-	if conns.AltPort != nil && conns.AltIP != nil && conns.Alternate != nil {
-		a, err := addrPort(conns.Alternate.LocalAddr())
-		if err != nil {
-			return fmt.Errorf("stun: alternate address: %w", err)
-		}
-		other = &a
+	g, err := newGrid(conns)
+	if err != nil {
+		return err
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {
-		for _, g := range grid {
-			if g.conn != nil {
-				g.conn.SetReadDeadline(time.Now()) //nolint:errcheck // best effort: unblocks ReadFrom
+		for _, c := range g.conns {
+			if c != nil {
+				c.SetReadDeadline(time.Now()) //nolint:errcheck // best effort: unblocks ReadFrom
 			}
 		}
 	})
@@ -127,12 +187,12 @@ func (s *Server) Serve(ctx context.Context, conns Conns) error {
 		once sync.Once
 		fail error
 	)
-	for _, g := range grid {
-		if g.conn == nil {
+	for i, c := range g.conns {
+		if c == nil {
 			continue
 		}
 		wg.Go(func() {
-			if err := s.loop(ctx, g, grid, other); err != nil {
+			if err := s.loop(ctx, g, i); err != nil {
 				once.Do(func() { fail = err })
 				cancel()
 			}
@@ -142,93 +202,137 @@ func (s *Server) Serve(ctx context.Context, conns Conns) error {
 	return fail
 }
 
-func (s *Server) loop(ctx context.Context, g socket, grid []socket, other *netip.AddrPort) error {
-	buf := make([]byte, maxPacket)
+func (s *Server) loop(ctx context.Context, g *grid, recv int) error {
+	c := g.conns[recv]
+	buf := make([]byte, maxDatagram)
 	for {
-		n, from, err := g.conn.ReadFrom(buf)
+		n, from, err := c.ReadFrom(buf)
 		if err != nil {
 			if ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
 				return nil
 			}
-			return fmt.Errorf("stun: read on %v: %w", g.conn.LocalAddr(), err)
+			return fmt.Errorf("stun: read on %v: %w", c.LocalAddr(), err)
 		}
-		s.count(s.handle(buf[:n], from, g, grid, other))
+		s.count(s.handle(buf[:n], from, g, recv))
 	}
 }
 
-// handle answers one packet and returns its result.
-func (s *Server) handle(pkt []byte, from net.Addr, g socket, grid []socket, other *netip.AddrPort) string {
+// handle answers one packet that arrived on socket recv and returns its
+// result.
+func (s *Server) handle(pkt []byte, from net.Addr, g *grid, recv int) string {
 	src, err := addrPort(from)
 	if err != nil {
 		return ResultGarbage
 	}
 	if s.relay != nil && wire.Classify(pkt) == wire.KindRelay {
 		s.relay(pkt, src, func(b []byte, to netip.AddrPort) error {
-			_, err := g.conn.WriteTo(b, net.UDPAddrFromAddrPort(to))
+			_, err := g.conns[recv].WriteTo(b, net.UDPAddrFromAddrPort(to))
 			return err
 		})
 		return ResultRelay
 	}
-	if !s.limit.allow(src.Addr(), time.Now()) {
-		return ResultRateLimited
+	resp, via, result := s.respond(pkt, src, g, recv, time.Now())
+	if resp == nil {
+		return result
 	}
-	if !stun.IsMessage(pkt) {
-		return ResultGarbage
-	}
-	req := &stun.Message{Raw: append([]byte(nil), pkt...)}
-	if err := req.Decode(); err != nil {
-		return ResultMalformed
-	}
-	if req.Type != stun.BindingRequest {
-		return ResultIgnored
-	}
-	if req.Contains(stun.AttrFingerprint) {
-		if err := stun.Fingerprint.Check(req); err != nil {
-			return ResultMalformed
-		}
-	}
-	reply := g
-	if req.Contains(stun.AttrChangeRequest) {
-		v, _ := req.Get(stun.AttrChangeRequest)
-		if len(v) != 4 {
-			return ResultMalformed
-		}
-		want := socket{otherIP: g.otherIP != (v[3]&changeIP != 0), altPort: g.altPort != (v[3]&changePort != 0)}
-		reply = socket{}
-		for _, c := range grid {
-			if c.conn != nil && c.otherIP == want.otherIP && c.altPort == want.altPort {
-				reply = c
-			}
-		}
-		if reply.conn == nil {
-			// RFC 5780 §6.1: a server that cannot honour CHANGE-REQUEST
-			// answers 420 Unknown Attribute.
-			return s.send(g.conn, from, s.unsupported(req), ResultChangeUnsupported)
-		}
-	}
-	resp, err := s.success(req, src, reply.conn, other)
-	if err != nil {
-		s.log.Warn("stun: build response", "err", err)
-		return ResultSendError
-	}
-	return s.send(reply.conn, from, resp, ResultOK)
-}
-
-func (s *Server) send(c net.PacketConn, to net.Addr, m *stun.Message, result string) string {
-	if m == nil {
-		return ResultSendError
-	}
-	if _, err := c.WriteTo(m.Raw, to); err != nil {
-		s.log.Debug("stun: send", "to", to, "err", err)
+	if _, err := g.conns[via].WriteTo(resp, from); err != nil {
+		s.log.Debug("stun: send", "to", from, "err", err)
 		return ResultSendError
 	}
 	return result
 }
 
-// success builds the Binding success response: XOR-MAPPED-ADDRESS, and
-// MAPPED-ADDRESS for RFC 3489-era clients, RESPONSE-ORIGIN and
-// OTHER-ADDRESS (RFC 5780 §7.3-7.4), SOFTWARE, FINGERPRINT.
-func (s *Server) success(req *stun.Message, src netip.AddrPort, from net.PacketConn, other *netip.AddrPort) (*stun.Message, error) {
+// respond works out the answer to pkt, from src, received on socket recv
+// at now: the response and the socket to send it from (nil when none is
+// due), and the result to count. It does no I/O.
+func (s *Server) respond(pkt []byte, src netip.AddrPort, g *grid, recv int, now time.Time) ([]byte, int, string) {
+	if !s.limit.allow(src.Addr(), now) {
+		return nil, 0, ResultRateLimited
+	}
+	if result := checkHeader(pkt); result != "" {
+		return nil, 0, result
+	}
+	req := &stun.Message{Raw: pkt}
+	if err := req.Decode(); err != nil {
+		return nil, 0, ResultMalformed
+	}
+	if req.Type != stun.BindingRequest {
+		return nil, 0, ResultIgnored
+	}
+	if req.Contains(stun.AttrFingerprint) {
+		if err := stun.Fingerprint.Check(req); err != nil {
+			return nil, 0, ResultMalformed
+		}
+	}
+	if unknown := unknownAttributes(req, g.alternate); len(unknown) > 0 {
+		result := ResultUnknownAttribute
+		if slices.Contains(unknown, stun.AttrChangeRequest) {
+			result = ResultChangeUnsupported
+		}
+		return s.build(recv, result, stun.NewTransactionIDSetter(req.TransactionID), stun.BindingError,
+			stun.CodeUnknownAttribute, stun.UnknownAttributes(unknown))
+	}
+	via := recv
+	if v, err := req.Get(stun.AttrChangeRequest); err == nil {
+		if len(v) != 4 {
+			return nil, 0, ResultMalformed
+		}
+		// The other bits are unused (RFC 5780 §7.2).
+		if v[3]&changeIP != 0 {
+			via ^= otherIP
+		}
+		if v[3]&changePort != 0 {
+			via ^= otherPort
+		}
+	}
+	return s.build(via, ResultOK, s.success(req, src, g, recv, via)...)
+}
+
+// checkHeader applies the first checks of RFC 5389 §7.3 to pkt's header
+// (§6). It returns the result that drops pkt, or "" to go on decoding.
+func checkHeader(pkt []byte) string {
+	switch {
+	case len(pkt) < headerLen || pkt[0]&0xc0 != 0:
+		return ResultGarbage
+	case int(binary.BigEndian.Uint16(pkt[2:4])) != len(pkt)-headerLen || len(pkt)%4 != 0:
+		// The length counts every byte after the header, in attributes
+		// padded to 4 bytes; a datagram longer or shorter than that is
+		// not one STUN message.
+		if stun.IsMessage(pkt) {
+			return ResultMalformed
+		}
+		return ResultGarbage
+	case !stun.IsMessage(pkt):
+		return ResultClassic
+	}
+	return ""
+}
+
+// unknownAttributes lists, once each and at most maxUnknown, the
+// comprehension-required attributes of req (RFC 5389 §15) that the server
+// does not implement. CHANGE-REQUEST is implemented only with an alternate
+// address (RFC 5780 §6).
+func unknownAttributes(req *stun.Message, alternate bool) []stun.AttrType {
+	var unknown []stun.AttrType
+	for _, a := range req.Attributes {
+		known := a.Type == stun.AttrChangeRequest && alternate
+		if !a.Type.Required() || known || slices.Contains(unknown, a.Type) {
+			continue
+		}
+		if unknown = append(unknown, a.Type); len(unknown) == maxUnknown {
+			break
+		}
+	}
+	return unknown
+}
+
+// success lists the Binding success response's attributes (RFC 5780 §6.1):
+// XOR-MAPPED-ADDRESS and MAPPED-ADDRESS, RESPONSE-ORIGIN (the socket via,
+// which sends it) and OTHER-ADDRESS. OTHER-ADDRESS is the other IP and
+// port than the socket recv the request came in on (Ca:Cp of RFC 5780
+// Table 1), whatever CHANGE-REQUEST asked: a client that starts at the
+// alternate address is sent to the primary for its next test.
+func (s *Server) success(req *stun.Message, src netip.AddrPort, g *grid, recv, via int) []stun.Setter {
 	ip, port := src.Addr().AsSlice(), int(src.Port())
 	setters := []stun.Setter{
 		stun.NewTransactionIDSetter(req.TransactionID),
@@ -238,35 +342,28 @@ func (s *Server) success(req *stun.Message, src netip.AddrPort, from net.PacketC
 	}
 	// An unspecified local address (a socket bound to 0.0.0.0) says nothing
 	// about where the reply came from, so it is left out.
-	if origin, err := addrPort(from.LocalAddr()); err == nil && !origin.Addr().IsUnspecified() {
+	if origin := g.addrs[via]; origin.IsValid() && !origin.Addr().IsUnspecified() {
 		setters = append(setters, &stun.ResponseOrigin{IP: origin.Addr().AsSlice(), Port: int(origin.Port())})
 	}
-	if other != nil {
+	if g.alternate {
+		other := g.addrs[recv^(otherIP|otherPort)]
 		setters = append(setters, &stun.OtherAddress{IP: other.Addr().AsSlice(), Port: int(other.Port())})
 	}
-	if s.software != "" {
-		setters = append(setters, stun.NewSoftware(s.software))
-	}
-	setters = append(setters, stun.Fingerprint)
-	return stun.Build(setters...)
+	return setters
 }
 
-func (s *Server) unsupported(req *stun.Message) *stun.Message {
-	setters := []stun.Setter{
-		stun.NewTransactionIDSetter(req.TransactionID),
-		stun.NewType(stun.MethodBinding, stun.ClassErrorResponse),
-		stun.CodeUnknownAttribute,
-		stun.UnknownAttributes{stun.AttrChangeRequest},
-	}
+// build encodes a response with SOFTWARE and FINGERPRINT added, to be sent
+// from socket via.
+func (s *Server) build(via int, result string, setters ...stun.Setter) ([]byte, int, string) {
 	if s.software != "" {
 		setters = append(setters, stun.NewSoftware(s.software))
 	}
 	m, err := stun.Build(append(setters, stun.Fingerprint)...)
 	if err != nil {
-		s.log.Warn("stun: build 420 response", "err", err)
-		return nil
+		s.log.Warn("stun: build response", "err", err)
+		return nil, 0, ResultSendError
 	}
-	return m
+	return m.Raw, via, result
 }
 
 // addrPort reads any net.Addr (a *net.UDPAddr, or an emulator's own type

@@ -5,15 +5,18 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"github.com/meshnode/meshnode/internal/wait"
 	"hash/crc32"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/pion/stun/v3"
+
+	"github.com/meshnode/meshnode/internal/testenv"
+	"github.com/meshnode/meshnode/internal/wait"
 )
 
 const (
@@ -44,14 +47,14 @@ func listen(t *testing.T, addr string) net.PacketConn {
 	t.Helper()
 	c, err := net.ListenPacket("udp", addr)
 	if err != nil {
-		t.Skipf("cannot listen on %s (the 4-socket tests need 127.0.0.2 on loopback, as on Linux): %v", addr, err)
+		testenv.Unavailable(t, "cannot listen on %s (the 4-socket tests need 127.0.0.2 on loopback, as on Linux): %v", addr, err)
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
 }
 
 // serve starts a server on conns and stops it at cleanup.
-func serve(t *testing.T, conns Conns) *counter {
+func serve(t *testing.T, conns Conns) (*Server, *counter) {
 	t.Helper()
 	c := &counter{n: map[string]int{}}
 	s := New(Options{Software: software, Count: c.count})
@@ -64,7 +67,7 @@ func serve(t *testing.T, conns Conns) *counter {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return c
+	return s, c
 }
 
 func fourConns(t *testing.T) Conns {
@@ -169,93 +172,116 @@ func TestBindingResponseBytes(t *testing.T) {
 	}
 }
 
-func TestChangeRequest(t *testing.T) {
+// TestRFC5780Table1 sends a request to each of the four sockets with each
+// CHANGE-REQUEST and checks where the answer comes from, RESPONSE-ORIGIN
+// and OTHER-ADDRESS against RFC 5780 §6.1 Table 1: the source is Da or Ca
+// and Dp or Cp as the flags say, and OTHER-ADDRESS is always Ca:Cp, the
+// other IP and port than the ones the request was sent to.
+func TestRFC5780Table1(t *testing.T) {
 	conns := fourConns(t)
 	serve(t, conns)
 	client := listen(t, "127.0.0.1:0")
 	me := ap(t, client.LocalAddr())
-	other := ap(t, conns.Alternate.LocalAddr())
-	tests := []struct {
+	grid := [4]net.PacketConn{conns.Primary, conns.AltPort, conns.AltIP, conns.Alternate}
+	names := [4]string{"primary", "alt-port", "alt-IP", "alternate"}
+	flags := []struct {
 		name  string
-		to    net.PacketConn
-		flags byte
-		want  net.PacketConn
+		value byte
+		flip  int
 	}{
-		{"no change", conns.Primary, 0, conns.Primary},
-		{"change port", conns.Primary, changePort, conns.AltPort},
-		{"change IP", conns.Primary, changeIP, conns.AltIP},
-		{"change IP and port", conns.Primary, changeIP | changePort, conns.Alternate},
-		{"from alternate, change both", conns.Alternate, changeIP | changePort, conns.Primary},
-		{"from alt-port, change port", conns.AltPort, changePort, conns.Primary},
+		{"none", 0, 0},
+		{"change IP", changeIP, otherIP},
+		{"change port", changePort, otherPort},
+		{"change IP and port", changeIP | changePort, otherIP | otherPort},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			req := stun.MustBuild(stun.TransactionID, stun.BindingRequest,
-				stun.RawAttribute{Type: stun.AttrChangeRequest, Value: []byte{0, 0, 0, tt.flags}}, stun.Fingerprint)
-			raw, from := exchange(t, client, tt.to.LocalAddr(), req.Raw)
-			wantFrom := ap(t, tt.want.LocalAddr())
-			if from != wantFrom {
-				t.Fatalf("reply came from %v, want %v", from, wantFrom)
-			}
-			resp := &stun.Message{Raw: raw}
-			if err := resp.Decode(); err != nil {
-				t.Fatal(err)
-			}
-			if resp.Type != stun.BindingSuccess || resp.TransactionID != req.TransactionID {
-				t.Fatalf("response %v, transaction %x; want success for %x", resp.Type, resp.TransactionID, req.TransactionID)
-			}
-			var xor stun.XORMappedAddress
-			var origin stun.ResponseOrigin
-			var oa stun.OtherAddress
-			if err := resp.Check(stun.Fingerprint); err != nil {
-				t.Fatal(err)
-			}
-			if err := xor.GetFrom(resp); err != nil || xor.String() != me.String() {
-				t.Fatalf("XOR-MAPPED-ADDRESS %v (%v), want %v", xor, err, me)
-			}
-			if err := origin.GetFrom(resp); err != nil || origin.String() != wantFrom.String() {
-				t.Fatalf("RESPONSE-ORIGIN %v (%v), want %v", origin, err, wantFrom)
-			}
-			if err := oa.GetFrom(resp); err != nil || oa.String() != other.String() {
-				t.Fatalf("OTHER-ADDRESS %v (%v), want %v", oa, err, other)
-			}
-		})
+	for to := range grid {
+		for _, f := range flags {
+			t.Run(names[to]+"/"+f.name, func(t *testing.T) {
+				req := stun.MustBuild(stun.TransactionID, stun.BindingRequest,
+					stun.RawAttribute{Type: stun.AttrChangeRequest, Value: []byte{0, 0, 0, f.value}}, stun.Fingerprint)
+				raw, from := exchange(t, client, grid[to].LocalAddr(), req.Raw)
+				wantFrom := ap(t, grid[to^f.flip].LocalAddr())
+				wantOther := ap(t, grid[to^(otherIP|otherPort)].LocalAddr())
+				if from != wantFrom {
+					t.Fatalf("reply came from %v, want %v", from, wantFrom)
+				}
+				resp := &stun.Message{Raw: raw}
+				if err := resp.Decode(); err != nil {
+					t.Fatal(err)
+				}
+				if resp.Type != stun.BindingSuccess || resp.TransactionID != req.TransactionID {
+					t.Fatalf("response %v, transaction %x; want success for %x", resp.Type, resp.TransactionID, req.TransactionID)
+				}
+				var xor stun.XORMappedAddress
+				var origin stun.ResponseOrigin
+				var oa stun.OtherAddress
+				if err := resp.Check(stun.Fingerprint); err != nil {
+					t.Fatal(err)
+				}
+				if err := xor.GetFrom(resp); err != nil || xor.String() != me.String() {
+					t.Fatalf("XOR-MAPPED-ADDRESS %v (%v), want %v", xor, err, me)
+				}
+				if err := origin.GetFrom(resp); err != nil || origin.String() != wantFrom.String() {
+					t.Fatalf("RESPONSE-ORIGIN %v (%v), want %v", origin, err, wantFrom)
+				}
+				if err := oa.GetFrom(resp); err != nil || oa.String() != wantOther.String() {
+					t.Fatalf("OTHER-ADDRESS %v (%v), want %v", oa, err, wantOther)
+				}
+			})
+		}
 	}
 }
 
+// TestChangeRequestWithoutAlternate: a server with one address answers
+// CHANGE-REQUEST of any value, no change included, with 420 (RFC 5780 §6).
 func TestChangeRequestWithoutAlternate(t *testing.T) {
 	primary := listen(t, "127.0.0.1:0")
-	cnt := serve(t, Conns{Primary: primary})
+	_, cnt := serve(t, Conns{Primary: primary})
 	client := listen(t, "127.0.0.1:0")
-	req := stun.MustBuild(stun.TransactionID, stun.BindingRequest,
-		stun.RawAttribute{Type: stun.AttrChangeRequest, Value: []byte{0, 0, 0, changeIP}})
-	raw, _ := exchange(t, client, primary.LocalAddr(), req.Raw)
+	for _, flags := range []byte{0, changePort, changeIP, changeIP | changePort} {
+		req := stun.MustBuild(stun.TransactionID, stun.BindingRequest,
+			stun.RawAttribute{Type: stun.AttrChangeRequest, Value: []byte{0, 0, 0, flags}})
+		raw, _ := exchange(t, client, primary.LocalAddr(), req.Raw)
+		checkUnknownAttribute(t, raw, req.TransactionID, stun.AttrChangeRequest)
+	}
+	// Without an alternate, a plain request gets no OTHER-ADDRESS.
+	plain := stun.MustBuild(stun.TransactionID, stun.BindingRequest)
+	raw, _ := exchange(t, client, primary.LocalAddr(), plain.Raw)
+	resp := &stun.Message{Raw: raw}
+	if err := resp.Decode(); err != nil || resp.Contains(stun.AttrOtherAddress) {
+		t.Fatalf("plain response: %v, OTHER-ADDRESS present: %v", err, resp.Contains(stun.AttrOtherAddress))
+	}
+	// A result is counted just after its reply is sent: poll.
+	eventually(t, func() bool { return cnt.get(ResultChangeUnsupported) == 4 && cnt.get(ResultOK) == 1 }, "want four 420 and one ok counted")
+}
+
+// checkUnknownAttribute checks that raw is a 420 error response to
+// transaction tid listing want in UNKNOWN-ATTRIBUTES (RFC 5389 §7.3.1).
+func checkUnknownAttribute(t *testing.T, raw []byte, tid [stun.TransactionIDSize]byte, want ...stun.AttrType) {
+	t.Helper()
 	resp := &stun.Message{Raw: raw}
 	if err := resp.Decode(); err != nil {
-		t.Fatal(err)
+		t.Fatalf("response %x: %v", raw, err)
+	}
+	if resp.Type != stun.BindingError || resp.TransactionID != tid {
+		t.Fatalf("response %v for %x, want a Binding error response for %x", resp.Type, resp.TransactionID, tid)
+	}
+	if err := stun.Fingerprint.Check(resp); err != nil {
+		t.Fatalf("FINGERPRINT: %v", err)
 	}
 	var code stun.ErrorCodeAttribute
 	var unknown stun.UnknownAttributes
 	if err := code.GetFrom(resp); err != nil || code.Code != stun.CodeUnknownAttribute {
 		t.Fatalf("ERROR-CODE %v (%v), want 420", code, err)
 	}
-	if err := unknown.GetFrom(resp); err != nil || len(unknown) != 1 || unknown[0] != stun.AttrChangeRequest {
-		t.Fatalf("UNKNOWN-ATTRIBUTES %v (%v), want CHANGE-REQUEST", unknown, err)
+	if err := unknown.GetFrom(resp); err != nil || !slices.Equal(unknown, want) {
+		t.Fatalf("UNKNOWN-ATTRIBUTES %v (%v), want %v", unknown, err, want)
 	}
-	// Without an alternate, a plain request gets no OTHER-ADDRESS.
-	plain := stun.MustBuild(stun.TransactionID, stun.BindingRequest)
-	raw, _ = exchange(t, client, primary.LocalAddr(), plain.Raw)
-	resp = &stun.Message{Raw: raw}
-	if err := resp.Decode(); err != nil || resp.Contains(stun.AttrOtherAddress) {
-		t.Fatalf("plain response: %v, OTHER-ADDRESS present: %v", err, resp.Contains(stun.AttrOtherAddress))
-	}
-	// A result is counted just after its reply is sent: poll.
-	eventually(t, func() bool { return cnt.get(ResultChangeUnsupported) == 1 && cnt.get(ResultOK) == 1 }, "want one 420 and one ok counted")
 }
 
 func TestGarbageDroppedAndCounted(t *testing.T) {
 	primary := listen(t, "127.0.0.1:0")
-	cnt := serve(t, Conns{Primary: primary})
+	_, cnt := serve(t, Conns{Primary: primary})
 	client := listen(t, "127.0.0.1:0")
 	valid := stun.MustBuild(stun.TransactionID, stun.BindingRequest)
 	truncated := append([]byte(nil), valid.Raw...)
@@ -263,8 +289,6 @@ func TestGarbageDroppedAndCounted(t *testing.T) {
 	badFingerprint := stun.MustBuild(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
 	badFingerprint.Raw[len(badFingerprint.Raw)-1] ^= 0xff
 	indication := stun.MustBuild(stun.TransactionID, stun.NewType(stun.MethodBinding, stun.ClassIndication))
-	unknownAttr := stun.MustBuild(stun.TransactionID, stun.BindingRequest,
-		stun.RawAttribute{Type: 0x0033, Value: []byte("comprehension-required, unknown")})
 
 	tests := []struct {
 		name   string
@@ -277,6 +301,7 @@ func TestGarbageDroppedAndCounted(t *testing.T) {
 		{"truncated body", truncated, ResultMalformed},
 		{"wrong fingerprint", badFingerprint.Raw, ResultMalformed},
 		{"indication", indication.Raw, ResultIgnored},
+		{"classic RFC 3489", classicRequest, ResultClassic},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -297,18 +322,19 @@ func TestGarbageDroppedAndCounted(t *testing.T) {
 			}
 		})
 	}
-	t.Run("unknown attribute still answered", func(t *testing.T) {
-		raw, _ := exchange(t, client, primary.LocalAddr(), unknownAttr.Raw)
-		resp := &stun.Message{Raw: raw}
-		if err := resp.Decode(); err != nil || resp.Type != stun.BindingSuccess || resp.TransactionID != unknownAttr.TransactionID {
-			t.Fatalf("reply %v (%v), want a success for the request", resp, err)
-		}
-	})
+}
+
+// classicRequest is an RFC 3489 Binding request as the stun-client package's
+// client (Vovida's) sends it: no magic cookie, a 128-bit transaction ID and
+// a CHANGE-REQUEST with no flags.
+var classicRequest = []byte{
+	0x00, 0x01, 0x00, 0x08, 0x01, 0x1c, 0x1a, 0x50, 0xc2, 0x1c, 0xba, 0x15, 0xda, 0x60, 0x06, 0x2e,
+	0x5d, 0x18, 0xa3, 0x09, 0x00, 0x03, 0x00, 0x04, 0x00, 0x00, 0x00, 0x00,
 }
 
 func TestRateLimitPerSource(t *testing.T) {
 	primary := listen(t, "127.0.0.1:0")
-	cnt := serve(t, Conns{Primary: primary})
+	_, cnt := serve(t, Conns{Primary: primary})
 	client := listen(t, "127.0.0.1:0")
 	// Far more than a burst plus what refills while sending, whatever the
 	// machine's speed: 200 packets need 8 s at the sustained rate.
@@ -327,29 +353,4 @@ func TestRateLimitPerSource(t *testing.T) {
 func eventually(t *testing.T, cond func() bool, format string, args ...any) {
 	t.Helper()
 	wait.For(t, ioDeadline, fmt.Sprintf(format, args...), cond)
-}
-
-func TestLimiter(t *testing.T) {
-	l := newLimiter()
-	a, b := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")
-	t0 := time.Unix(1000, 0)
-	for i := range sourceBurst {
-		if !l.allow(a, t0) {
-			t.Fatalf("request %d of a burst refused", i)
-		}
-	}
-	if l.allow(a, t0) {
-		t.Fatal("request past the burst allowed")
-	}
-	if !l.allow(b, t0) {
-		t.Fatal("another source was limited by the first")
-	}
-	if !l.allow(a, t0.Add(time.Second/time.Duration(sourceRate))) {
-		t.Fatal("no token after one refill interval")
-	}
-	// Idle sources are forgotten.
-	l.allow(b, t0.Add(2*sourceIdle))
-	if _, ok := l.sources[a]; ok {
-		t.Fatal("idle source kept")
-	}
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/meshnode/meshnode/internal/testenv"
 )
 
 const (
@@ -24,11 +26,11 @@ const (
 func newTestLab(t *testing.T) *Lab {
 	t.Helper()
 	if err := Check(); err != nil {
-		t.Skip(err)
+		testenv.Unavailable(t, "%v", err)
 	}
 	l, err := New(t.Context(), Options{Prefix: "mnlabunit"})
 	if errors.Is(err, ErrUnsupported) {
-		t.Skip(err)
+		testenv.Unavailable(t, "%v", err)
 	}
 	if err != nil {
 		t.Fatal(err)

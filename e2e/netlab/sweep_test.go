@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+
+	"github.com/meshnode/meshnode/internal/testenv"
 )
 
 func TestOwnerPID(t *testing.T) {
@@ -38,7 +40,7 @@ func TestOwnerPID(t *testing.T) {
 // process's too when asked.
 func TestSweep(t *testing.T) {
 	if err := Check(); err != nil {
-		t.Skip(err)
+		testenv.Unavailable(t, "%v", err)
 	}
 	const prefix = "mnlabsweep"
 	exited := exec.Command("true")
@@ -51,7 +53,7 @@ func TestSweep(t *testing.T) {
 	tools, _ := LookupTools()
 	for _, name := range []string{staleNS, ownNS} {
 		if _, err := run(testCtx(t), "", tools.IP, "netns", "add", name); err != nil {
-			t.Skip(err)
+			testenv.Unavailable(t, "%v", err)
 		}
 		t.Cleanup(func() {
 			if !slices.Contains(listNetns(t), name) {

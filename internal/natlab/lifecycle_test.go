@@ -20,6 +20,7 @@ func TestIdleExpiry(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.alloc.String(), func(t *testing.T) {
+			t.Parallel() // each waits out an idle timeout in its own lab
 			l, _ := newLab(t)
 			stun := listen(t, l.NewHost("stun"), 3478)
 			cfg := named(PortRestrictedCone(), "nat")
@@ -59,6 +60,7 @@ func TestRefresh(t *testing.T) {
 	for _, inbound := range []bool{false, true} {
 		name := map[bool]string{false: "outbound", true: "inbound"}[inbound]
 		t.Run(name, func(t *testing.T) {
+			t.Parallel() // each runs for seconds of real time in its own lab
 			l, _ := newLab(t)
 			stun := listen(t, l.NewHost("stun"), 3478)
 			cfg := named(PortRestrictedCone(), "nat")

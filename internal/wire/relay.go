@@ -38,6 +38,11 @@ const (
 // RelayProofLabel separates relay proofs from stream proofs.
 const RelayProofLabel = "relay"
 
+// RelayOKProofLabel labels the relay's own proof in its OK: only the holder
+// of the relay's key can bind a node, so a forged challenge and OK from a
+// spoofed source can't make a node believe it is bound.
+const RelayOKProofLabel = "relay-ok"
+
 // RelayHeaderLen is the length of a data frame's header.
 const RelayHeaderLen = 4 + 1 + crypto.KeyLen
 
@@ -72,8 +77,11 @@ func (f RelayFrame) Marshal() []byte {
 		return AppendRelayData(nil, f.Key, f.Payload)
 	case RelayHello:
 		b = append(b, f.Key[:]...)
-	case RelayChallenge, RelayOK:
+	case RelayChallenge:
 		b = append(b, f.Challenge...)
+	case RelayOK:
+		b = append(b, f.Challenge...)
+		b = append(b, f.Proof...)
 	case RelayAuth:
 		b = append(b, f.Key[:]...)
 		b = append(b, f.Challenge...)
@@ -102,8 +110,11 @@ func ParseRelay(b []byte) (RelayFrame, error) {
 		f.Payload = b[crypto.KeyLen:]
 	case RelayHello:
 		copy(f.Key[:], b)
-	case RelayChallenge, RelayOK:
+	case RelayChallenge:
 		f.Challenge = b[:relayChallengeLen]
+	case RelayOK:
+		f.Challenge = b[:relayChallengeLen]
+		f.Proof = b[relayChallengeLen:n]
 	case RelayAuth:
 		copy(f.Key[:], b)
 		f.Challenge = b[crypto.KeyLen : crypto.KeyLen+relayChallengeLen]
@@ -117,8 +128,10 @@ func relayBodyLen(t RelayType) (int, bool) {
 	switch t {
 	case RelayData, RelayHello:
 		return crypto.KeyLen, true
-	case RelayChallenge, RelayOK:
+	case RelayChallenge:
 		return relayChallengeLen, true
+	case RelayOK:
+		return relayChallengeLen + proofLen, true
 	case RelayAuth:
 		return crypto.KeyLen + relayChallengeLen + proofLen, true
 	}

@@ -30,6 +30,9 @@ type Router interface {
 	PeerAt(addr netip.AddrPort) (crypto.PublicKey, bool)
 	// IsPeer reports whether key is a current peer (relayed frames name it).
 	IsPeer(key crypto.PublicKey) bool
+	// RelayAt reports whether addr is the UDP relay in use: the only
+	// source whose relayed data frames are accepted.
+	RelayAt(addr netip.AddrPort) bool
 }
 
 // Handlers take the packets that are not WireGuard's, each straight to its
@@ -53,6 +56,7 @@ type Stats struct {
 	UnknownPeer  atomic.Uint64 // WireGuard from an address no peer was seen at, dropped
 	NoRoute      atomic.Uint64 // sends to a peer with no path yet, dropped
 	RelayedIn    atomic.Uint64
+	RelayForged  atomic.Uint64 // relayed data frames from a source other than the relay in use, dropped
 	RelayedOut   atomic.Uint64
 	DiscoIn      atomic.Uint64
 	STUNIn       atomic.Uint64

@@ -90,8 +90,9 @@ func TestReceiveDemultiplexes(t *testing.T) {
 	defer sender.Close()
 	senderAddr := sender.LocalAddr().(*net.UDPAddr).AddrPort()
 	router := staticRouter{
-		to:   map[crypto.PublicKey]netip.AddrPort{peer: senderAddr},
-		from: map[netip.AddrPort]crypto.PublicKey{senderAddr: peer},
+		to:    map[crypto.PublicKey]netip.AddrPort{peer: senderAddr},
+		from:  map[netip.AddrPort]crypto.PublicKey{senderAddr: peer},
+		relay: senderAddr, // the sender also plays the relay
 	}
 	rec := &recorder{}
 	b := newBind(router, rec.handlers(), nil)
@@ -105,7 +106,7 @@ func TestReceiveDemultiplexes(t *testing.T) {
 	stunReq := stun.MustBuild(stun.TransactionID, stun.BindingRequest).Raw
 	disco := append(wire.DiscoMagic[:], 1, 2, 3)
 	relayed := wire.AppendRelayData(nil, peer, wgPacket(7))
-	relayCtl := wire.RelayFrame{Type: wire.RelayOK, Challenge: make([]byte, wire.RelayChallengeLen)}.Marshal()
+	relayCtl := wire.RelayFrame{Type: wire.RelayChallenge, Challenge: make([]byte, wire.RelayChallengeLen)}.Marshal()
 	for _, tc := range []struct {
 		name     string
 		pkt      []byte
@@ -257,6 +258,7 @@ func (r relayRouter) PeerAt(netip.AddrPort) (crypto.PublicKey, bool) {
 	return crypto.PublicKey{}, false
 }
 func (r relayRouter) IsPeer(k crypto.PublicKey) bool { return k == r.direct || k == r.relay }
+func (r relayRouter) RelayAt(a netip.AddrPort) bool  { return a == r.addr }
 
 // sockRecorder remembers which socket each discovery packet came in on.
 type sockRecorder struct {
@@ -336,10 +338,13 @@ func TestAuxiliarySockets(t *testing.T) {
 
 // staticRouter routes each peer to one fixed address.
 type staticRouter struct {
-	to   map[crypto.PublicKey]netip.AddrPort
-	from map[netip.AddrPort]crypto.PublicKey
-	b    *Bind
+	to    map[crypto.PublicKey]netip.AddrPort
+	from  map[netip.AddrPort]crypto.PublicKey
+	relay netip.AddrPort // the UDP relay in use, if any
+	b     *Bind
 }
+
+func (r staticRouter) RelayAt(a netip.AddrPort) bool { return r.relay.IsValid() && a == r.relay }
 
 func (r staticRouter) with(b *Bind) Router { r.b = b; return r }
 
@@ -357,3 +362,41 @@ func (r staticRouter) PeerAt(a netip.AddrPort) (crypto.PublicKey, bool) {
 }
 
 func (r staticRouter) IsPeer(k crypto.PublicKey) bool { _, ok := r.to[k]; return ok }
+
+// A relayed data frame naming a peer is taken only from the relay in use:
+// anyone else could otherwise inject packets that claim to come from that
+// peer (wireguard-go would drop them, but each costs a decryption attempt
+// and a forged source can steer nothing).
+func TestRelayedFramesOnlyFromTheRelay(t *testing.T) {
+	peer := key(t)
+	forger, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer forger.Close()
+	router := staticRouter{
+		to:    map[crypto.PublicKey]netip.AddrPort{peer: netip.MustParseAddrPort("127.0.0.1:9")},
+		from:  map[netip.AddrPort]crypto.PublicKey{},
+		relay: netip.MustParseAddrPort("127.0.0.1:9"),
+	}
+	b := newBind(router, (&recorder{}).handlers(), nil)
+	fns, port, err := b.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}
+	if _, err := forger.WriteToUDP(wire.AppendRelayData(nil, peer, wgPacket(5)), to); err != nil {
+		t.Fatal(err)
+	}
+	bufs, sizes, eps := [][]byte{make([]byte, 1500)}, []int{0}, []conn.Endpoint{nil}
+	if n, err := fns[0](bufs, sizes, eps); err != nil || n != 1 {
+		t.Fatalf("receive: n=%d err=%v", n, err)
+	}
+	if sizes[0] != 0 {
+		t.Fatalf("a relayed frame from %v (not the relay) reached wireguard-go", forger.LocalAddr())
+	}
+	if b.Stats.RelayForged.Load() != 1 {
+		t.Fatalf("forged relayed frames counted %d, want 1", b.Stats.RelayForged.Load())
+	}
+}

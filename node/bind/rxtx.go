@@ -61,6 +61,10 @@ func (b *Bind) unframe(buf []byte, sizes []int, eps []conn.Endpoint, i int, from
 		b.handler.RelayControl(buf[:sizes[i]], from)
 		return false
 	}
+	if !b.router.RelayAt(from) {
+		b.Stats.RelayForged.Add(1)
+		return false
+	}
 	if !b.relayedPayload(f) {
 		return false
 	}

@@ -45,8 +45,9 @@ func (e *RejectedError) Error() string {
 	return fmt.Sprintf("coordinator refused (%s): %s", e.Code, e.Reason)
 }
 
-// Permanent reports whether retrying can't help: the token or the node
-// itself was refused.
+// Permanent reports whether retrying a registration can't help: the token
+// or the node itself was refused, or the request was (a bad name or key
+// won't fix itself). The stream judges refusals by refusesNode instead.
 func (e *RejectedError) Permanent() bool {
 	switch e.Code {
 	case wire.ErrCodeTokenUnknown, wire.ErrCodeTokenExpired, wire.ErrCodeTokenUsed,
@@ -55,6 +56,15 @@ func (e *RejectedError) Permanent() bool {
 		return true
 	}
 	return false
+}
+
+// refusesNode reports whether a refusal on the stream is of this node
+// itself: removed from the mesh, or its key unknown or unproven, which no
+// reconnect can change. Any other refusal, a bad_request about one message
+// included, ends only that session: a node must not stop over one update
+// the coordinator didn't take.
+func (e *RejectedError) refusesNode() bool {
+	return e.Code == wire.ErrCodeNodeRemoved || e.Code == wire.ErrCodeUnauthorized
 }
 
 // Register presents a join token and this node's key and name.

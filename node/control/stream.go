@@ -127,24 +127,34 @@ type Stream struct {
 }
 
 // Run connects and reconnects until ctx ends or the coordinator refuses this
-// node for good (it was removed), which is returned.
+// node itself (it was removed, or its key is not registered), which is
+// returned. Any other refusal, such as a bad_request about one message, is
+// logged at a bounded rate and the stream reconnects; a session that ended
+// in a refusal doesn't reset the backoff, so a node whose every session is
+// refused settles at one attempt per Backoff.Max.
 func (s *Stream) Run(ctx context.Context, h Handler) error {
 	bmin, bmax := s.Backoff.bounds()
 	wait := bmin
+	var refusals refusalLog
 	for {
 		welcomed, err := s.session(ctx, h)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		if IsPermanent(err) {
+		var refused *RejectedError
+		if errors.As(err, &refused) && refused.refusesNode() {
 			return err
 		}
 		h.OnDisconnect(err)
-		if welcomed {
+		if welcomed && refused == nil {
 			wait = bmin
 		}
 		d := rand.N(wait) + wait/2 // jitter in [wait/2, 3*wait/2)
-		s.Log.Warn("coordinator stream down; reconnecting", "err", err, "in", d.Round(time.Millisecond))
+		if refused != nil {
+			refusals.log(s.Log, refused, d, time.Now())
+		} else {
+			s.Log.Warn("coordinator stream down; reconnecting", "err", err, "in", d.Round(time.Millisecond))
+		}
 		t := time.NewTimer(d)
 		select {
 		case <-ctx.Done():

@@ -1,12 +1,15 @@
 package control
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"log/slog"
 	"net/netip"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,6 +124,22 @@ func TestStreamRefusals(t *testing.T) {
 			wantCode: wire.ErrCodeUnauthorized, permanent: true,
 		},
 		{
+			name: "a malformed message is retried",
+			script: func(cc *coordConn, n int) {
+				if n == 1 {
+					cc.send(wire.StreamMsg{Type: wire.MsgChallenge, Challenge: []byte("c")})
+					cc.recv()
+					refuse(cc, wire.ErrCodeBadRequest)
+					return
+				}
+				if cc.auth() {
+					cc.send(wire.StreamMsg{Type: wire.MsgWelcome})
+					cc.hold()
+				}
+			},
+			wantCode: wire.ErrCodeBadRequest,
+		},
+		{
 			name: "internal error is retried",
 			script: func(cc *coordConn, n int) {
 				if !cc.auth() {
@@ -168,8 +187,8 @@ func TestStreamRefusals(t *testing.T) {
 			if !errors.As(err, &re) || re.Code != tt.wantCode || re.Reason == "" {
 				t.Fatalf("got %v, want the coordinator's %s refusal", err, tt.wantCode)
 			}
-			if IsPermanent(err) != tt.permanent {
-				t.Fatalf("IsPermanent(%v) = %v", err, !tt.permanent)
+			if got := errors.As(err, &re) && re.refusesNode(); got != tt.permanent {
+				t.Fatalf("refusesNode(%v) = %v", err, got)
 			}
 		})
 	}
@@ -507,4 +526,88 @@ func TestBackoffBounds(t *testing.T) {
 			t.Errorf("%+v.bounds() = %v, %v; want %v, %v", tt.in, lo, hi, tt.wantLo, tt.wantHi)
 		}
 	}
+}
+
+// TestStreamSurvivesRefusedUpdate: a coordinator that refuses an update
+// with bad_request (and closes the stream, as the real one does) must not
+// stop the node: the stream reconnects and is welcomed again, every time,
+// and the refusals are logged at a bounded rate.
+func TestStreamSurvivesRefusedUpdate(t *testing.T) {
+	co := newCoord(t, func(cc *coordConn, _ int) {
+		if !cc.auth() || !cc.send(wire.StreamMsg{Type: wire.MsgWelcome}) {
+			return
+		}
+		for {
+			m, ok := cc.recv()
+			if !ok {
+				return
+			}
+			if m.Type == wire.MsgEndpoints {
+				cc.send(wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: "endpoint \"0.0.0.0:1\" is not a usable address:port"})
+				cc.c.Close(websocket.StatusPolicyViolation, "bad endpoints")
+				return
+			}
+		}
+	})
+	s := co.stream(t)
+	logs := &countingHandler{}
+	s.Log = slog.New(logs)
+	h := newRecorder()
+	// The engine sends its candidates after every welcome; these are
+	// refused every time.
+	h.onWelcome = func(wire.StreamMsg) {
+		if err := s.Send(endpoints(1)); err != nil {
+			t.Errorf("Send after the welcome: %v", err)
+		}
+	}
+	start := time.Now()
+	done := run(t, s, h)
+
+	const refusals = 5
+	for i := range refusals {
+		h.next(t, "welcome")
+		err := h.next(t, "disconnect").err
+		var re *RejectedError
+		if !errors.As(err, &re) || re.Code != wire.ErrCodeBadRequest {
+			t.Fatalf("refusal %d: OnDisconnect got %v, want the coordinator's bad_request", i+1, err)
+		}
+	}
+	// Run would have returned instead of reconnecting: this welcome proves
+	// it kept going after every refusal.
+	h.next(t, "welcome")
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned %v", err)
+	default:
+	}
+	warned := logs.count(slog.LevelWarn, "coordinator refused the session; reconnecting")
+	if limit := 1 + int(time.Since(start)/refusalLogEvery); warned < 1 || warned > limit {
+		t.Fatalf("%d refusals logged %d warnings, want 1 to %d (one per %v)", refusals, warned, limit, refusalLogEvery)
+	}
+}
+
+// countingHandler is a slog.Handler that counts records by level and message.
+type countingHandler struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler            { return h }
+
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.seen == nil {
+		h.seen = make(map[string]int)
+	}
+	h.seen[r.Level.String()+" "+r.Message]++
+	return nil
+}
+
+func (h *countingHandler) count(level slog.Level, msg string) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.seen[level.String()+" "+msg]
 }

@@ -85,11 +85,21 @@ func (g *Gatherer) locals() []netip.Addr {
 
 // InterfaceAddrs lists the addresses of the host's up interfaces.
 func InterfaceAddrs() []netip.Addr {
+	var out []netip.Addr
+	for _, p := range InterfacePrefixes() {
+		out = append(out, p.Addr())
+	}
+	return out
+}
+
+// InterfacePrefixes lists the host's interface addresses with their prefix
+// lengths (interfaces up, loopback left out).
+func InterfacePrefixes() []netip.Prefix {
 	ifs, err := net.Interfaces()
 	if err != nil {
 		return nil
 	}
-	var out []netip.Addr
+	var out []netip.Prefix
 	for _, ifc := range ifs {
 		if ifc.Flags&net.FlagUp == 0 || ifc.Flags&net.FlagLoopback != 0 {
 			continue
@@ -99,8 +109,8 @@ func InterfaceAddrs() []netip.Addr {
 			continue
 		}
 		for _, a := range addrs {
-			if pfx, err := netip.ParsePrefix(a.String()); err == nil {
-				out = append(out, pfx.Addr())
+			if p, err := netip.ParsePrefix(a.String()); err == nil {
+				out = append(out, netip.PrefixFrom(p.Addr().Unmap(), p.Bits()))
 			}
 		}
 	}

@@ -2,6 +2,8 @@ package discovery
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/netip"
 	"time"
 
@@ -65,6 +67,9 @@ func (p *Prober) ClassifyMapping(ctx context.Context, primary netip.AddrPort, lo
 	if !r1.Other.IsValid() {
 		return m, nil // the server has no alternate address: behaviour unknown
 	}
+	if err := checkOther(primary, r1.Other); err != nil {
+		return m, err
+	}
 	r2, err := p.Query(ctx, netip.AddrPortFrom(r1.Other.Addr(), primary.Port()), 0)
 	if err != nil {
 		return m, err
@@ -88,6 +93,27 @@ func (p *Prober) ClassifyMapping(ctx context.Context, primary netip.AddrPort, lo
 		m.PortAlloc, m.PortStep = portPattern(m.Probes)
 	}
 	return m, nil
+}
+
+// errBadOther means a server's OTHER-ADDRESS can't serve the RFC 5780
+// tests, which then report the NAT's behaviour as unknown.
+var errBadOther = errors.New("the STUN server's OTHER-ADDRESS is not its other IP and port")
+
+// checkOther checks that other, a server's OTHER-ADDRESS, differs from the
+// server in both IP and port, as RFC 5780 §6.1 Table 1 has it (Ca:Cp). A
+// server that names its own IP there (meshnode's did, when asked at its
+// alternate address) would send the mapping test's "other" queries back to
+// itself and pass a symmetric NAT off as endpoint-independent.
+func checkOther(server, other netip.AddrPort) error {
+	switch {
+	case !other.Addr().IsValid() || other.Addr().IsUnspecified() || other.Port() == 0:
+		return fmt.Errorf("%w: %s named %s", errBadOther, server, other)
+	case other.Addr() == server.Addr():
+		return fmt.Errorf("%w: %s named %s, on its own IP", errBadOther, server, other)
+	case other.Port() == server.Port():
+		return fmt.Errorf("%w: %s named %s, on its own port", errBadOther, server, other)
+	}
+	return nil
 }
 
 // portPattern reads the allocator from the ports of successive new mappings.

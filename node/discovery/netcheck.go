@@ -73,6 +73,36 @@ type NetcheckOptions struct {
 	// PortMap says where to look for NAT-PMP, PCP and UPnP (zero: the
 	// default gateway and the SSDP group).
 	PortMap portmap.ProbeOptions
+	// Timing bounds the waits for answers (zero: the defaults).
+	Timing NetcheckTiming
+}
+
+// NetcheckTiming bounds netcheck's waits for an answer. Each zero field
+// means its default, sized for real networks; a test on loopback, where
+// answers take microseconds, shortens the silences it has to wait out.
+type NetcheckTiming struct {
+	FirstAnswer time.Duration // each server's first answer; zero: 5 s (firstAnswerTimeout)
+	Filter      time.Duration // each filtering probe; zero: 2 s (filterTimeout)
+	Hairpin     time.Duration // our request looping back; zero: 1 s (hairpinWait)
+}
+
+func (t NetcheckTiming) firstAnswer() time.Duration {
+	return orDefault(t.FirstAnswer, firstAnswerTimeout)
+}
+
+func (t NetcheckTiming) filter() time.Duration {
+	return orDefault(t.Filter, filterTimeout)
+}
+
+func (t NetcheckTiming) hairpin() time.Duration {
+	return orDefault(t.Hairpin, hairpinWait)
+}
+
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
 }
 
 // Netcheck tests this host's UDP connectivity and NAT over its own socket
@@ -101,13 +131,13 @@ func (r *Report) note(format string, args ...any) {
 
 // run fills the STUN half of the report.
 func (s *netcheckSock) run(ctx context.Context, rep *Report, opts NetcheckOptions) {
-	server, first, ok := s.firstAnswer(ctx, rep, opts.Servers)
+	server, first, ok := s.firstAnswer(ctx, rep, opts.Servers, opts.Timing.firstAnswer())
 	if !ok {
 		rep.note("no STUN server answered over UDP: UDP is blocked on this network or the servers are down")
 		return
 	}
 	rep.UDP, rep.PublicAddress = true, first.Mapped.String()
-	rep.setLatency(s.latency(ctx, server, first.RTT))
+	rep.setLatency(s.latency(ctx, server, first.RTT, opts.Timing.firstAnswer()))
 
 	// Filtering first, while the socket has talked to the primary only: the
 	// mapping test's queries to the alternate address would open a NAT's
@@ -115,7 +145,7 @@ func (s *netcheckSock) run(ctx context.Context, rep *Report, opts NetcheckOption
 	// endpoint-independent.
 	filtering := FilteringUnknown
 	if first.Other.IsValid() {
-		f, err := s.prober.filtering(ctx, server, first.Other)
+		f, err := s.prober.filtering(ctx, server, first.Other, opts.Timing.filter())
 		if err != nil {
 			rep.note("filtering test: %v", err)
 		}
@@ -138,7 +168,7 @@ func (s *netcheckSock) run(ctx context.Context, rep *Report, opts NetcheckOption
 		rep.note("the STUN server has no alternate address (RFC 5780 OTHER-ADDRESS), so the NAT's mapping and filtering can't be tested; start the coordinator with --stun-alternate")
 	}
 	if m.Public.IsValid() {
-		rep.Hairpin = s.hairpin(ctx, rep, m.Public)
+		rep.Hairpin = s.hairpin(ctx, rep, m.Public, opts.Timing.hairpin())
 	}
 }
 
@@ -156,21 +186,21 @@ func (r *Report) noNATFiltering(filtering Filtering, tested bool) {
 	}
 }
 
-// firstAnswer queries the servers in order and returns the first that
-// answers, with its answer.
-func (s *netcheckSock) firstAnswer(ctx context.Context, rep *Report, servers []string) (netip.AddrPort, Response, bool) {
+// firstAnswer queries the servers in order, each for up to timeout, and
+// returns the first that answers, with its answer.
+func (s *netcheckSock) firstAnswer(ctx context.Context, rep *Report, servers []string, timeout time.Duration) (netip.AddrPort, Response, bool) {
 	for _, name := range servers {
 		addr, err := ResolveSTUN(ctx, name)
 		if err != nil {
 			rep.note("STUN server %s: %v", name, err)
 			continue
 		}
-		qctx, cancel := context.WithTimeout(ctx, firstAnswerTimeout)
+		qctx, cancel := context.WithTimeout(ctx, timeout)
 		r, err := s.prober.Query(qctx, addr, 0)
 		cancel()
 		switch {
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
-			rep.note("STUN server %s did not answer within %v", name, firstAnswerTimeout)
+			rep.note("STUN server %s did not answer within %v", name, timeout)
 			continue
 		case err != nil:
 			rep.note("STUN server %s: %v", name, err)
@@ -182,11 +212,12 @@ func (s *netcheckSock) firstAnswer(ctx context.Context, rep *Report, servers []s
 	return netip.AddrPort{}, Response{}, false
 }
 
-// latency is the least round trip of a few queries, first's included.
-func (s *netcheckSock) latency(ctx context.Context, server netip.AddrPort, first time.Duration) time.Duration {
+// latency is the least round trip of a few queries, first's included, each
+// bounded by timeout.
+func (s *netcheckSock) latency(ctx context.Context, server netip.AddrPort, first, timeout time.Duration) time.Duration {
 	best := first
 	for range latencySamples - 1 {
-		qctx, cancel := context.WithTimeout(ctx, firstAnswerTimeout)
+		qctx, cancel := context.WithTimeout(ctx, timeout)
 		r, err := s.prober.Query(qctx, server, 0)
 		cancel()
 		if err == nil {
@@ -204,8 +235,9 @@ func (r *Report) setLatency(d time.Duration) {
 // filtering runs the RFC 5780 §4.4 filtering test: ask for an answer from
 // the other IP and port, then from the other port only. Each answer must
 // come from the address asked for: a server that ignores CHANGE-REQUEST
-// answers from the primary and would pass for endpoint-independent.
-func (p *Prober) filtering(ctx context.Context, primary, other netip.AddrPort) (Filtering, error) {
+// answers from the primary and would pass for endpoint-independent. Each
+// step waits up to timeout: its silence is the answer.
+func (p *Prober) filtering(ctx context.Context, primary, other netip.AddrPort, timeout time.Duration) (Filtering, error) {
 	steps := []struct {
 		flags     uint32
 		from      netip.AddrPort
@@ -214,8 +246,11 @@ func (p *Prober) filtering(ctx context.Context, primary, other netip.AddrPort) (
 		{ChangeIP | ChangePort, other, FilteringEndpointIndependent},
 		{ChangePort, netip.AddrPortFrom(primary.Addr(), other.Port()), FilteringAddressDependent},
 	}
+	if err := checkOther(primary, other); err != nil {
+		return FilteringUnknown, err
+	}
 	for _, st := range steps {
-		qctx, cancel := context.WithTimeout(ctx, filterTimeout)
+		qctx, cancel := context.WithTimeout(ctx, timeout)
 		r, err := p.Query(qctx, primary, st.flags)
 		cancel()
 		switch {
@@ -231,8 +266,9 @@ func (p *Prober) filtering(ctx context.Context, primary, other netip.AddrPort) (
 }
 
 // hairpin sends a Binding request from the socket to our own public
-// address and reports whether it arrives back (RFC 4787 §6, RFC 5780 §4.5).
-func (s *netcheckSock) hairpin(ctx context.Context, rep *Report, public netip.AddrPort) *bool {
+// address and reports whether it arrives back within wait (RFC 4787 §6,
+// RFC 5780 §4.5).
+func (s *netcheckSock) hairpin(ctx context.Context, rep *Report, public netip.AddrPort, wait time.Duration) *bool {
 	msg, err := stun.Build(stun.TransactionID, stun.BindingRequest, stun.Fingerprint)
 	if err != nil {
 		rep.note("hairpin test: build request: %v", err)
@@ -240,7 +276,7 @@ func (s *netcheckSock) hairpin(ctx context.Context, rep *Report, public netip.Ad
 	}
 	back := s.armHairpin(msg.TransactionID)
 	defer s.disarmHairpin()
-	deadline := time.NewTimer(hairpinWait)
+	deadline := time.NewTimer(wait)
 	defer deadline.Stop()
 	resend := time.NewTicker(stunRTO)
 	defer resend.Stop()

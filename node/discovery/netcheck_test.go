@@ -16,6 +16,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
+	"github.com/meshnode/meshnode/internal/testenv"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/portmap"
 )
@@ -46,6 +47,10 @@ type stunBehaviour struct {
 	filter  func(from int, contacted map[int]bool) bool // nil: all pass
 	ignore  bool                                        // answer CHANGE-REQUEST from the socket asked
 	noOther bool                                        // leave out OTHER-ADDRESS
+	// fixedOther always names IP2:P2 in OTHER-ADDRESS, as meshnode's server
+	// did, instead of the other IP and port than the socket asked (RFC
+	// 5780 §6.1 Table 1).
+	fixedOther bool
 }
 
 // listenGrid binds P1 and P2 on both loopback IPs, retrying when a port
@@ -67,7 +72,7 @@ func listenGrid(t *testing.T) [4]*net.UDPConn {
 			}
 			a.Close()
 			if try == 20 {
-				t.Skipf("cannot bind the same port on 127.0.0.1 and 127.0.0.2: %v", err)
+				testenv.Unavailable(t, "cannot bind the same port on 127.0.0.1 and 127.0.0.2: %v", err)
 			}
 		}
 	}
@@ -75,6 +80,12 @@ func listenGrid(t *testing.T) [4]*net.UDPConn {
 }
 
 func newFakeSTUN(t *testing.T, b stunBehaviour, mapped func(netip.AddrPort, int) netip.AddrPort) netip.AddrPort {
+	t.Helper()
+	return startFakeSTUN(t, b, mapped).addr(sockPrimary)
+}
+
+// startFakeSTUN starts a fake server; its sockets are at f.addr(sock).
+func startFakeSTUN(t *testing.T, b stunBehaviour, mapped func(netip.AddrPort, int) netip.AddrPort) *fakeSTUN {
 	t.Helper()
 	f := &fakeSTUN{stunBehaviour: b, mapped: mapped}
 	f.socks = listenGrid(t)
@@ -98,7 +109,7 @@ func newFakeSTUN(t *testing.T, b stunBehaviour, mapped func(netip.AddrPort, int)
 		}
 		wg.Wait()
 	})
-	return f.addr(sockPrimary)
+	return f
 }
 
 func (f *fakeSTUN) addr(i int) netip.AddrPort {
@@ -136,7 +147,10 @@ func (f *fakeSTUN) answer(pkt []byte, from netip.AddrPort, recv int) {
 		&stun.XORMappedAddress{IP: seen.Addr().AsSlice(), Port: int(seen.Port())},
 	}
 	if !f.noOther {
-		o := f.addr(sockAlternate)
+		o := f.addr(recv ^ sockAlternate)
+		if f.fixedOther {
+			o = f.addr(sockAlternate)
+		}
 		setters = append(setters, &stun.OtherAddress{IP: o.Addr().AsSlice(), Port: int(o.Port())})
 	}
 	resp, err := stun.Build(append(setters, stun.Fingerprint)...)
@@ -161,7 +175,7 @@ func natSocket(t *testing.T, echo bool) netip.AddrPort {
 	t.Helper()
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3)})
 	if err != nil {
-		t.Skipf("cannot bind 127.0.0.3: %v", err)
+		testenv.Unavailable(t, "cannot bind 127.0.0.3: %v", err)
 	}
 	done := make(chan struct{})
 	go func() {
@@ -244,6 +258,11 @@ func portsPerServer(n netip.AddrPort, delta map[int]int) func(netip.AddrPort, in
 		return netip.AddrPortFrom(n.Addr(), uint16(int(n.Port())+delta[sock]))
 	}
 }
+
+// testTiming shortens the silences netcheck waits out. The servers here
+// are on loopback and answer in microseconds, so a quarter second still
+// tells an answer from silence on a loaded machine.
+var testTiming = NetcheckTiming{FirstAnswer: 250 * time.Millisecond, Filter: 250 * time.Millisecond, Hairpin: 250 * time.Millisecond}
 
 func TestNetcheck(t *testing.T) {
 	type nat struct {
@@ -350,6 +369,7 @@ func TestNetcheck(t *testing.T) {
 				Servers:    servers,
 				LocalAddrs: func() []netip.Addr { return []netip.Addr{netip.MustParseAddr("127.0.0.1")} },
 				PortMap:    portmap.ProbeOptions{Gateway: gw.Addr(), ServerPort: gw.Port(), SSDP: fakeSSDP(t), Timeout: time.Second},
+				Timing:     testTiming,
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 			defer cancel()
@@ -430,7 +450,7 @@ func TestReportJSON(t *testing.T) {
 		t.Errorf("JSON:\n%s\nwant\n%s", b, want)
 	}
 	unknown := Netcheck(t.Context(), NetcheckOptions{PortMap: portmap.ProbeOptions{
-		Gateway: netip.MustParseAddr("127.0.0.1"), ServerPort: closedUDP(t).Port(), SSDP: closedUDP(t), Timeout: 300 * time.Millisecond,
+		Gateway: netip.MustParseAddr("127.0.0.1"), ServerPort: closedUDP(t).Port(), SSDP: closedUDP(t), Timeout: 100 * time.Millisecond,
 	}})
 	b, err = json.Marshal(unknown)
 	if err != nil {
@@ -440,5 +460,20 @@ func TestReportJSON(t *testing.T) {
 		if !strings.Contains(string(b), field) {
 			t.Errorf("JSON without a STUN server %s lacks %s", b, field)
 		}
+	}
+}
+
+// TestNetcheckTimingDefaults: options that leave Timing zero, as the
+// netcheck command does, get the waits real networks need.
+func TestNetcheckTimingDefaults(t *testing.T) {
+	var zero NetcheckTiming
+	if got := zero.firstAnswer(); got != firstAnswerTimeout {
+		t.Errorf("first answer wait %v, want %v", got, firstAnswerTimeout)
+	}
+	if got := zero.filter(); got != filterTimeout {
+		t.Errorf("filtering probe wait %v, want %v", got, filterTimeout)
+	}
+	if got := zero.hairpin(); got != hairpinWait {
+		t.Errorf("hairpin wait %v, want %v", got, hairpinWait)
 	}
 }

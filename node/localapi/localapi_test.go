@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/meshnode/meshnode/internal/testenv"
 )
 
 // waitFor bounds every wait on the server: generous for -race on a loaded
@@ -248,7 +250,7 @@ func TestListenModes(t *testing.T) {
 	}
 	g, err := user.LookupGroupId(u.Gid)
 	if err != nil {
-		t.Skipf("the primary group %s has no name: %v", u.Gid, err)
+		testenv.Unavailable(t, "the primary group %s has no name: %v", u.Gid, err)
 	}
 	gid, err := strconv.Atoi(g.Gid)
 	if err != nil {
@@ -300,11 +302,14 @@ func TestListenUnknownGroup(t *testing.T) {
 func TestListenReplacesStaleSocket(t *testing.T) {
 	path := socketPath(t)
 	// A crashed node leaves its socket file behind, with nobody listening.
-	old, err := Listen(path, "")
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	old, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	old.(*net.UnixListener).SetUnlinkOnClose(false)
+	old.SetUnlinkOnClose(false)
 	old.Close()
 	if _, err := os.Lstat(path); err != nil {
 		t.Fatalf("no stale socket to replace: %v", err)
@@ -367,5 +372,28 @@ func TestListenLeavesOtherFiles(t *testing.T) {
 				t.Fatalf("the %s was replaced or changed: %v", tt.name, err)
 			}
 		})
+	}
+}
+
+// TestListenUnderPermissiveUmask: under umask 0 bind makes a socket file
+// 0777; the control socket has its own mode whatever the umask, and nothing
+// of its private staging directory (internal/unixsock, whose tests check
+// that the socket is unreachable until it has that mode) is left beside it.
+func TestListenUnderPermissiveUmask(t *testing.T) {
+	path := socketPath(t)
+	old := syscall.Umask(0)
+	ln, err := Listen(path, "")
+	syscall.Umask(old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	fi, err := os.Lstat(path)
+	if err != nil || fi.Mode().Perm() != modeOwner {
+		t.Fatalf("socket %v, %v; want mode %v", fi.Mode(), err, fs.FileMode(modeOwner))
+	}
+	entries, err := os.ReadDir(filepath.Dir(path))
+	if err != nil || len(entries) != 1 {
+		t.Fatalf("socket directory holds %v (%v), want the socket alone", entries, err)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/meshnode/meshnode/internal/unixsock"
 )
 
 // Backend is the running node as the socket sees it.
@@ -35,36 +37,30 @@ const pingTimeout = 3 * time.Second
 // maxBody bounds request bodies.
 const maxBody = 4 << 10
 
-// Listen opens the control socket at path, readable by its owner only or,
-// with group, by that group too. A stale socket from a crashed run is
-// replaced; a live one (another node running) is an error.
+// Listen opens the control socket at path, usable by its owner only or,
+// with group, by that group too, from the moment it appears (see
+// internal/unixsock). A stale socket from a crashed run is replaced; a live
+// one (another node running) is an error.
 func Listen(path, group string) (net.Listener, error) {
+	mode, gid := os.FileMode(modeOwner), -1
+	if group != "" {
+		g, err := user.LookupGroup(group)
+		if err != nil {
+			return nil, fmt.Errorf("socket_group %q: %w", group, err)
+		}
+		if gid, err = strconv.Atoi(g.Gid); err != nil {
+			return nil, fmt.Errorf("socket_group %q: group ID %q: %w", group, g.Gid, err)
+		}
+		mode = modeGroup
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return nil, fmt.Errorf("control socket directory %s: %w", filepath.Dir(path), err)
 	}
 	if err := removeStale(path); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("unix", path)
+	ln, err := unixsock.Listen(path, mode, gid)
 	if err != nil {
-		return nil, fmt.Errorf("control socket %s: %w", path, err)
-	}
-	mode := os.FileMode(modeOwner)
-	if group != "" {
-		g, err := user.LookupGroup(group)
-		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("socket_group %q: %w", group, err)
-		}
-		gid, _ := strconv.Atoi(g.Gid)
-		if err := os.Chown(path, -1, gid); err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("control socket %s: chown to group %s: %w", path, group, err)
-		}
-		mode = modeGroup
-	}
-	if err := os.Chmod(path, mode); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("control socket %s: %w", path, err)
 	}
 	return ln, nil

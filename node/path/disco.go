@@ -58,6 +58,10 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 	m.mu.Lock()
 	p, ok := m.peers[key]
 	if !ok {
+		// Anyone can make a key pair and seal to us: keep nothing for a
+		// key that is not a peer (the sealer's lock is a leaf, and holding
+		// mu keeps the key from becoming a peer meanwhile).
+		m.sealer.Forget(key)
 		m.mu.Unlock()
 		m.Stats.Rejected.Add(1)
 		m.log.Debug("discovery packet from a key that is not a peer", "from", from, "key", key.Short())
@@ -81,11 +85,17 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 	case d.Type == wire.DiscoPong:
 		m.onPong(p, d, from, now)
 	case d.Type == wire.DiscoCallMeMaybe:
+		// At most one a CallMeMaybeGap: each starts a round.
+		if !p.lastCallMeMaybe.IsZero() && now.Sub(p.lastCallMeMaybe) < m.t.CallMeMaybeGap {
+			m.Stats.CallMeMaybeDropped.Add(1)
+			break
+		}
+		p.lastCallMeMaybe = now
 		eps := make([]wire.Endpoint, 0, len(d.Addr))
 		for _, a := range d.Addr {
 			eps = append(eps, wire.Endpoint{Addr: a, Kind: wire.EndpointSTUN})
 		}
-		p.setCandidates(append(eps, currentEndpoints(p)...))
+		p.setCandidates(append(eps, currentEndpoints(p)...), m.permit)
 		p.startRound(now, m.t)
 	}
 	m.unlock()
@@ -112,7 +122,9 @@ func (m *Manager) sendRelayed(peer crypto.PublicKey, pkt []byte) error {
 // where the ping came from.
 func (m *Manager) onPing(p *peer, d wire.Disco, from netip.AddrPort, sock int, now time.Time, out []outPkt) []outPkt {
 	m.Stats.PingsReceived.Add(1)
-	m.byAddr.Store(from, p.key)
+	// The source is not yet where the peer is: a peer (or anyone replaying
+	// its packets) can forge a source address. Only the pong to our own
+	// ping there confirms it (onPong).
 	p.lastPingSrc = from
 	if sock != 0 && p.sockFor[from] != sock {
 		// The easy side's probe hit one of our birthday sockets: that
@@ -160,7 +172,7 @@ func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 	if pg.relayed {
 		return
 	}
-	m.byAddr.Store(from, p.key)
+	m.confirmAddr(from, p.key, now)
 	if pg.to == p.best && pg.sock == p.bestSock && p.hasBest {
 		p.lastPong, p.probes = now, 0
 		// Smooth the RTT like TCP's SRTT (RFC 6298 §2.3, alpha 1/8).

@@ -13,12 +13,17 @@ import (
 func (m *Manager) Run(ctx context.Context) {
 	tk := time.NewTicker(m.t.Tick)
 	defer tk.Stop()
+	var pruned time.Time
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case now := <-tk.C:
 			m.tick(now)
+			if m.t.AddrTTL > 0 && now.Sub(pruned) >= m.t.AddrTTL/4 {
+				pruned = now
+				m.pruneAddrs(now)
+			}
 		}
 	}
 }
@@ -116,10 +121,12 @@ func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt, events []Ev
 		if now.Sub(p.lastPunchPing) >= m.t.PunchInterval {
 			p.lastPunchPing = now
 			for a := range p.cands {
-				out = m.appendPing(p, a, now, out)
+				if m.allow(p, now) {
+					out = m.appendPing(p, a, now, out)
+				}
 			}
 			for _, a := range p.predictions() {
-				if _, known := p.cands[a]; !known {
+				if _, known := p.cands[a]; !known && m.allow(p, now) {
 					out = m.appendPing(p, a, now, out)
 				}
 			}

@@ -67,8 +67,11 @@ type Manager struct {
 
 	// Hot-path state, read without the lock by the Bind.
 	routes sync.Map // crypto.PublicKey → *route
-	byAddr sync.Map // netip.AddrPort → crypto.PublicKey (authenticated sources)
+	byAddr sync.Map // netip.AddrPort → *addrEntry (sources confirmed by a pong)
 	relay  routeVar
+	// relayAddr is the UDP relay's address while relay routes through one:
+	// the only source relayed frames are taken from.
+	relayAddr atomic.Pointer[netip.AddrPort]
 
 	Stats Stats
 
@@ -79,6 +82,9 @@ type Manager struct {
 	aux  Aux
 	// tcpPunch allows EventPunchTCP.
 	tcpPunch bool
+	// scope narrows which claimed addresses may be probed; nil: bogons only.
+	scope  Scope
+	budget budget
 	// closing lists auxiliary sockets to close once mu is released.
 	closing []int
 }
@@ -90,6 +96,8 @@ type Stats struct {
 	Rejected                                atomic.Uint64 // forged, replayed, unknown-peer or malformed
 	PathsFound, PathsLost                   atomic.Uint64
 	EventsDropped                           atomic.Uint64 // events the consumer was too slow for
+	PunchThrottled                          atomic.Uint64 // punch packets over the per-peer or total budget, not sent
+	CallMeMaybeDropped                      atomic.Uint64 // call-me-maybe messages over the per-peer rate, ignored
 }
 
 // route is a peer's hot-path state.
@@ -108,6 +116,7 @@ func New(sealer *crypto.Sealer, socks Sockets, t Timing, log *slog.Logger) *Mana
 		socks:  socks,
 		events: make(chan Event, eventQueue),
 		t:      t,
+		budget: newBudget(t),
 		log:    log,
 		peers:  make(map[crypto.PublicKey]*peer),
 	}
@@ -142,7 +151,7 @@ func (m *Manager) PeerAt(addr netip.AddrPort) (crypto.PublicKey, bool) {
 	if !ok {
 		return crypto.PublicKey{}, false
 	}
-	return v.(crypto.PublicKey), true
+	return v.(*addrEntry).key, true
 }
 
 // IsPeer implements bind.Router.
@@ -163,6 +172,14 @@ func (m *Manager) SetSelfNAT(n wire.NATInfo) {
 func (m *Manager) EnableTCPPunch() {
 	m.mu.Lock()
 	m.tcpPunch = true
+	m.mu.Unlock()
+}
+
+// SetScope sets which claimed addresses may be probed (see Scope). It
+// applies to candidates learned from then on.
+func (m *Manager) SetScope(s Scope) {
+	m.mu.Lock()
+	m.scope = s
 	m.mu.Unlock()
 }
 
@@ -192,7 +209,24 @@ func (m *Manager) SetTCPRoute(key crypto.PublicKey, r bind.Route) {
 
 // SetRelay sets the relay route used for peers without a direct path; nil
 // means no relay is available.
-func (m *Manager) SetRelay(r bind.Route) { m.relay.Store(r) }
+func (m *Manager) SetRelay(r bind.Route) {
+	var at *netip.AddrPort
+	if r != nil {
+		if i := r.Info(); i.Kind == bind.KindRelay && i.Addr.IsValid() {
+			at = &i.Addr
+		}
+	}
+	m.relayAddr.Store(at)
+	m.relay.Store(r)
+}
+
+// RelayAt implements bind.Router: relayed frames are taken only from the
+// UDP relay this node is bound to, so nobody else can inject frames that
+// claim to come from a peer.
+func (m *Manager) RelayAt(a netip.AddrPort) bool {
+	at := m.relayAddr.Load()
+	return at != nil && *at == a
+}
 
 // UpsertPeer adds or updates a peer from the coordinator's map. New
 // candidates, or a peer coming online, start a punch round at once: the
@@ -202,7 +236,7 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	m.mu.Lock()
 	p, ok := m.peers[info.Key]
 	if !ok {
-		p = newPeer(info.Key)
+		p = newPeer(info.Key, m.t)
 		m.peers[info.Key] = p
 		m.routes.Store(info.Key, p.route)
 	}
@@ -211,7 +245,7 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	p.online = info.Online
 	p.route.online.Store(info.Online)
 	p.nat = info.NAT
-	changed := p.setCandidates(info.Endpoints)
+	changed := p.setCandidates(info.Endpoints, m.permit)
 	if info.Online && (cameOnline || changed) {
 		p.startRound(now, m.t)
 	}
@@ -227,9 +261,9 @@ func (m *Manager) RemovePeer(key crypto.PublicKey) {
 	delete(m.peers, key)
 	m.unlock()
 	m.routes.Delete(key)
-	m.byAddr.Range(func(a, k any) bool {
-		if k.(crypto.PublicKey) == key {
-			m.byAddr.Delete(a)
+	m.byAddr.Range(func(a, v any) bool {
+		if v.(*addrEntry).key == key {
+			m.byAddr.CompareAndDelete(a, v)
 		}
 		return true
 	})
@@ -249,7 +283,7 @@ func (m *Manager) Punch(key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NAT
 	if nat != nil {
 		p.nat = nat
 	}
-	p.setCandidates(eps)
+	p.setCandidates(eps, m.permit)
 	p.startRound(now, m.t)
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wait"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 )
@@ -102,6 +103,19 @@ func (f *fabric) addTimed(t *testing.T, addr string, tm Timing) *node {
 	go func() { m.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return &node{m: m, key: priv.Public(), addr: ap}
+}
+
+// pair adds two nodes on the fabric with timing tm, introduces them and
+// waits until each has a direct path to the other.
+func (f *fabric) pair(t *testing.T, tm Timing) (a, b *node) {
+	t.Helper()
+	a = f.addTimed(t, "198.18.1.1:41820", tm)
+	b = f.addTimed(t, "198.18.2.1:41820", tm)
+	introduce(a, b, b.addr)
+	introduce(b, a, a.addr)
+	waitPath(t, a, b, b.addr)
+	waitPath(t, b, a, a.addr)
+	return a, b
 }
 
 func newFabric() *fabric {
@@ -245,8 +259,12 @@ func TestRejectsForgedAndReplayedDiscovery(t *testing.T) {
 }
 
 func TestDeadPathIsNoticedAndRepunched(t *testing.T) {
+	// a's active heartbeat is short, so its MissedPongs heartbeats go
+	// unanswered in a fraction of a second rather than the default 6 s.
+	tm := fastTiming()
+	tm.ActiveHeartbeat = 50 * time.Millisecond
 	f := newFabric()
-	a := f.add(t, "198.18.1.1:41820")
+	a := f.addTimed(t, "198.18.1.1:41820", tm)
 	b := f.add(t, "198.18.2.1:41820")
 	introduce(a, b, b.addr)
 	introduce(b, a, a.addr)
@@ -256,14 +274,10 @@ func TestDeadPathIsNoticedAndRepunched(t *testing.T) {
 	f.mu.Lock()
 	f.block[b.addr] = true
 	f.mu.Unlock()
-	deadline := time.Now().Add(20 * time.Second)
-	for a.m.Stats.PathsLost.Load() == 0 && time.Now().Before(deadline) {
+	wait.For(t, 20*time.Second, "a to notice its path to b died", func() bool {
 		a.m.RouteTo(b.key)
-		time.Sleep(10 * time.Millisecond)
-	}
-	if a.m.Stats.PathsLost.Load() == 0 {
-		t.Fatal("a never noticed its path to b died")
-	}
+		return a.m.Stats.PathsLost.Load() > 0
+	})
 	if p := a.m.Path(b.key); p.Path != PathNone {
 		t.Fatalf("path after loss = %+v, want none (no relay configured)", p)
 	}

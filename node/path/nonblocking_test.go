@@ -28,13 +28,7 @@ func TestUnreadEventsDisturbNoPath(t *testing.T) {
 	tm.RendezvousGap = time.Millisecond
 	tm.ActiveHeartbeat = 20 * time.Millisecond
 	tm.Keepalive = 20 * time.Millisecond
-	f := newFabric()
-	a := f.addTimed(t, "198.18.1.1:41820", tm)
-	b := f.addTimed(t, "198.18.2.1:41820", tm)
-	introduce(a, b, b.addr)
-	introduce(b, a, a.addr)
-	waitPath(t, a, b, b.addr)
-	waitPath(t, b, a, a.addr)
+	a, b := newFabric().pair(t, tm)
 	// Many online peers, each asking for a rendezvous on every Repunch:
 	// more than the queue holds.
 	for range eventQueue {
@@ -79,12 +73,7 @@ func TestOpeningBirthdaySocketsBlocksNothing(t *testing.T) {
 	tm.PunchDuration = 100 * time.Millisecond
 	tm.ActiveHeartbeat = 20 * time.Millisecond
 	tm.Keepalive = 20 * time.Millisecond
-	f := newFabric()
-	a := f.addTimed(t, "198.18.1.1:41820", tm)
-	b := f.addTimed(t, "198.18.2.1:41820", tm)
-	introduce(a, b, b.addr)
-	introduce(b, a, a.addr)
-	waitPath(t, b, a, a.addr)
+	a, b := newFabric().pair(t, tm)
 
 	aux := stuckAux{entered: make(chan struct{}), release: make(chan struct{})}
 	defer close(aux.release)

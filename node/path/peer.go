@@ -2,11 +2,13 @@ package path
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
+	"golang.org/x/time/rate"
 )
 
 // peer is the manager's slow-path state for one peer, guarded by Manager.mu.
@@ -49,7 +51,9 @@ type peer struct {
 	tcpTrying bool
 	nextTCP   time.Time
 
-	// Punch rounds.
+	// Punch rounds, and the packets they may send.
+	limit          *rate.Limiter
+	roundStart     time.Time
 	punchUntil     time.Time
 	lastPunchPing  time.Time
 	settleAt       time.Time
@@ -57,6 +61,8 @@ type peer struct {
 	failures       int
 	wantRendezvous bool
 	lastRendezvous time.Time
+	// lastCallMeMaybe rate-limits the peer's call-me-maybe messages.
+	lastCallMeMaybe time.Time
 }
 
 // ping is an outstanding discovery ping.
@@ -68,9 +74,10 @@ type ping struct {
 	reply   chan<- PingResult // set for user pings
 }
 
-func newPeer(key crypto.PublicKey) *peer {
+func newPeer(key crypto.PublicKey, t Timing) *peer {
 	return &peer{
 		key:     key,
+		limit:   newPeerLimiter(t),
 		route:   new(route),
 		cands:   make(map[netip.AddrPort]string),
 		pending: make(map[[wire.TxIDLen]byte]*ping),
@@ -79,19 +86,24 @@ func newPeer(key crypto.PublicKey) *peer {
 }
 
 // setCandidates replaces the coordinator-given candidates, keeping the
-// peer-reflexive ones, and reports whether any address is new.
-func (p *peer) setCandidates(eps []wire.Endpoint) bool {
+// peer-reflexive ones, and reports whether any address is new. Only
+// addresses permit allows are kept, at most maxCandidates of them.
+func (p *peer) setCandidates(eps []wire.Endpoint, permit func(netip.AddrPort, string) bool) bool {
 	next := make(map[netip.AddrPort]string, len(eps)+len(p.prflx))
 	changed := false
+	var udp []wire.Endpoint
 	for _, e := range eps {
 		a := unmap(e.Addr)
-		if !a.IsValid() {
-			continue
-		}
-		if e.Kind == wire.EndpointTCP {
+		switch {
+		case !permit(a, e.Kind):
+		case e.Kind == wire.EndpointTCP:
 			p.tcpCand = a
-			continue
+		default:
+			udp = append(udp, wire.Endpoint{Addr: a, Kind: e.Kind})
 		}
+	}
+	for _, e := range bestCandidates(udp, maxCandidates) {
+		a := e.Addr
 		if _, ok := p.cands[a]; !ok {
 			changed = true
 		}
@@ -118,11 +130,15 @@ func (p *peer) predictions() []netip.AddrPort {
 	if p.nat == nil || !p.nat.Predictable() {
 		return nil
 	}
-	var out []netip.AddrPort
+	var stun []netip.AddrPort
 	for a, kind := range p.cands {
-		if kind != wire.EndpointSTUN {
-			continue
+		if kind == wire.EndpointSTUN {
+			stun = append(stun, a)
 		}
+	}
+	slices.SortFunc(stun, func(x, y netip.AddrPort) int { return x.Compare(y) })
+	var out []netip.AddrPort
+	for _, a := range stun[:min(len(stun), maxPredicted)] {
 		for i := 1; i <= predictCount; i++ {
 			port := int(a.Port()) + i*p.nat.PortStep
 			if port > 65535 {
@@ -148,12 +164,15 @@ func (p *peer) addPeerReflexive(a netip.AddrPort) bool {
 	return true
 }
 
-// startRound begins (or extends) a punch round.
+// startRound begins (or extends) a punch round. A round is extended by new
+// candidates or cues, but never past Timing.MaxRound from its start: a peer
+// can't keep us punching by feeding us news.
 func (p *peer) startRound(now time.Time, t Timing) {
 	if now.Before(p.punchUntil) {
-		p.punchUntil = now.Add(t.PunchDuration)
+		p.punchUntil = minTime(now.Add(t.PunchDuration), p.roundStart.Add(t.MaxRound))
 		return
 	}
+	p.roundStart = now
 	p.punchUntil = now.Add(t.PunchDuration)
 	p.lastPunchPing = time.Time{}
 	p.settleAt = time.Time{}
@@ -213,4 +232,11 @@ func backoff(failures int, t Timing) time.Duration {
 
 func unmap(a netip.AddrPort) netip.AddrPort {
 	return netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }

@@ -105,3 +105,7 @@ func (m *Manager) Ping(ctx context.Context, key crypto.PublicKey) (PingResult, e
 		return PingResult{}, ctx.Err()
 	}
 }
+
+// DiscoKeys is how many keys discovery holds sealing state for: the peers'
+// keys, never a stranger's.
+func (m *Manager) DiscoKeys() int { return m.sealer.Len() }

@@ -50,7 +50,24 @@ const (
 	// DefaultBirthdayRetry spaces attempts for one peer: each costs
 	// hundreds of sockets and thousands of packets, so it runs rarely.
 	DefaultBirthdayRetry = 2 * time.Minute
+	// DefaultPunchRate bounds the punch packets a second to one peer:
+	// maxCandidates plus predicted ports, every DefaultPunchInterval, fit.
+	DefaultPunchRate = (maxCandidates + maxPredicted*predictCount) * int(time.Second/DefaultPunchInterval)
+	// DefaultPunchRateTotal bounds punch packets a second to all peers: a
+	// node joining a large mesh punches at most this hard, and a hostile
+	// peer can't raise it.
+	DefaultPunchRateTotal = 1000
+	// DefaultMaxRound bounds how long news can stretch one punch round.
+	DefaultMaxRound = 2 * DefaultPunchDuration
+	// DefaultCallMeMaybeGap is the least time between a peer's
+	// call-me-maybe messages that are acted on.
+	DefaultCallMeMaybeGap = time.Second
 )
+
+// addrTTLKeepalives: a confirmed source address is forgotten after this
+// many keepalive intervals without a pong from it, one more than a dead
+// path takes to be noticed.
+const addrTTLKeepalives = DefaultMissedPongs + 1
 
 // betterRTTRatio is the hysteresis for switching paths on latency alone: a
 // new path must be 20% faster, so two similar paths don't flap.
@@ -78,6 +95,13 @@ type Timing struct {
 	BirthdayDuration time.Duration
 	BirthdayRefresh  time.Duration
 	BirthdayRetry    time.Duration
+	// What a peer can make this node send (limits.go).
+	PunchRate      int // punch packets a second to one peer
+	PunchRateTotal int // punch packets a second to all peers
+	MaxRound       time.Duration
+	CallMeMaybeGap time.Duration
+	// AddrTTL forgets a source address no pong has confirmed for so long.
+	AddrTTL time.Duration
 }
 
 // DefaultTiming returns the defaults with the given keepalive.
@@ -100,6 +124,11 @@ func DefaultTiming(keepalive time.Duration) Timing {
 		BirthdayDuration: DefaultBirthdayDuration,
 		BirthdayRefresh:  DefaultBirthdayRefresh,
 		BirthdayRetry:    DefaultBirthdayRetry,
+		PunchRate:        DefaultPunchRate,
+		PunchRateTotal:   DefaultPunchRateTotal,
+		MaxRound:         DefaultMaxRound,
+		CallMeMaybeGap:   DefaultCallMeMaybeGap,
+		AddrTTL:          addrTTLKeepalives * keepalive,
 	}
 }
 
@@ -126,5 +155,10 @@ func (t Timing) Scaled(f float64) Timing {
 		BirthdayDuration: d(t.BirthdayDuration),
 		BirthdayRefresh:  d(t.BirthdayRefresh),
 		BirthdayRetry:    d(t.BirthdayRetry),
+		PunchRate:        int(float64(t.PunchRate) * f),
+		PunchRateTotal:   int(float64(t.PunchRateTotal) * f),
+		MaxRound:         d(t.MaxRound),
+		CallMeMaybeGap:   d(t.CallMeMaybeGap),
+		AddrTTL:          d(t.AddrTTL),
 	}
 }

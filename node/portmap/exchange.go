@@ -43,17 +43,18 @@ var ErrNoAnswer = errors.New("no answer")
 // stray packet, a malformed one, another opcode); exchange keeps waiting.
 var errNotResponse = errors.New("not a response to this request")
 
-// exchange sends req with send, retransmitting on RFC 6886's schedule, and
+// exchange sends req with send, retransmitting on RFC 6886's schedule from
+// a first interval of rto (retransmitInitial; tests scale it down), and
 // hands each datagram read from c to accept until accept returns nil (done)
-// or an error other than errNotResponse (a final answer, such as a refusal).
-// It stops with ErrNoAnswer when the sends run out or ctx's deadline passes.
-func exchange(ctx context.Context, c *net.UDPConn, send func() error, accept func(pkt []byte, from netip.AddrPort) error) error {
+// or an error other than errNotResponse (a final answer, such as a
+// refusal). It stops with ErrNoAnswer when the sends run out or ctx's
+// deadline passes.
+func exchange(ctx context.Context, c *net.UDPConn, rto time.Duration, send func() error, accept func(pkt []byte, from netip.AddrPort) error) error {
 	// A cancelled context without a deadline unblocks the read too.
 	stop := context.AfterFunc(ctx, func() { c.SetReadDeadline(time.Now()) }) //nolint:errcheck // best effort: unblocks Read
 	defer stop()
 	start := time.Now()
 	buf := make([]byte, maxResponse)
-	rto := retransmitInitial
 	for range maxSends {
 		if err := send(); err != nil {
 			return fmt.Errorf("send: %w", err)

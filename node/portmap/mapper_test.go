@@ -36,7 +36,7 @@ func TestMapperNATPMP(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			srv := newFakeServer(t, tc.gw.handle)
-			m := &Mapper{Gateway: srv.addr().Addr(), ServerPort: srv.addr().Port(), Timeout: testTimeout}
+			m := &Mapper{Gateway: srv.addr().Addr(), ServerPort: srv.addr().Port(), Timeout: answerTimeout}
 			got, life, err := m.Map(t.Context(), wgPort)
 			checkErr(t, err, tc.wantErr, "")
 			if got != tc.want || life != tc.wantLife {
@@ -65,7 +65,7 @@ func TestMapperNATPMP(t *testing.T) {
 // the same nonce and lifetime 0.
 func TestMapperPCPFallback(t *testing.T) {
 	srv := newFakeServer(t, pcpGateway{port: 50000, maxLife: 3600}.handle)
-	m := &Mapper{Gateway: srv.addr().Addr(), ServerPort: srv.addr().Port(), Timeout: testTimeout}
+	m := &Mapper{Gateway: srv.addr().Addr(), ServerPort: srv.addr().Port(), Timeout: answerTimeout}
 	got, life, err := m.Map(t.Context(), wgPort)
 	if err != nil {
 		t.Fatalf("map: %v", err)
@@ -99,7 +99,7 @@ func TestMapperRun(t *testing.T) {
 	srv := newFakeServer(t, natpmpGateway{maxLife: 3600, portFor: func(uint16, uint16) uint16 { return port.Load() }}.handle)
 	waits, fire := make(chan time.Duration, 1), make(chan time.Time)
 	m := &Mapper{
-		Gateway: srv.addr().Addr(), ServerPort: srv.addr().Port(), Timeout: testTimeout,
+		Gateway: srv.addr().Addr(), ServerPort: srv.addr().Port(), Timeout: answerTimeout,
 		after: func(d time.Duration) <-chan time.Time { waits <- d; return fire },
 	}
 	updates := make(chan netip.AddrPort, 4)

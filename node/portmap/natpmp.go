@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"time"
 )
 
 // protoNATPMP names NAT-PMP in errors and results.
@@ -45,6 +46,11 @@ func natpmpResultName(code uint16) string {
 // address (RFC 6886 §3.2). The answer may be 0.0.0.0 while the gateway has
 // no external address.
 func ExternalAddress(ctx context.Context, server netip.AddrPort) (netip.Addr, error) {
+	return externalAddress(ctx, server, retransmitInitial)
+}
+
+// externalAddress is ExternalAddress retransmitting first after rto.
+func externalAddress(ctx context.Context, server netip.AddrPort, rto time.Duration) (netip.Addr, error) {
 	c, err := dial(server)
 	if err != nil {
 		return netip.Addr{}, fmt.Errorf("NAT-PMP: %w", err)
@@ -52,7 +58,7 @@ func ExternalAddress(ctx context.Context, server netip.AddrPort) (netip.Addr, er
 	defer c.Close()
 	req := []byte{natpmpVersion, natpmpOpExternal}
 	var ext netip.Addr
-	err = exchange(ctx, c, func() error { _, err := c.Write(req); return err }, func(b []byte, _ netip.AddrPort) error {
+	err = exchange(ctx, c, rto, func() error { _, err := c.Write(req); return err }, func(b []byte, _ netip.AddrPort) error {
 		var err error
 		ext, err = parseNATPMPExternal(b)
 		return err
@@ -125,7 +131,7 @@ func natpmpMap(ctx context.Context, server netip.AddrPort, internal, suggested u
 	req := natpmpMapRequest(internal, suggested, lifetime)
 	var ext uint16
 	var granted uint32
-	err = exchange(ctx, c, func() error { _, err := c.Write(req); return err }, func(b []byte, _ netip.AddrPort) error {
+	err = exchange(ctx, c, retransmitInitial, func() error { _, err := c.Write(req); return err }, func(b []byte, _ netip.AddrPort) error {
 		var err error
 		ext, granted, err = parseNATPMPMap(b, internal)
 		return err

@@ -10,9 +10,20 @@ import (
 	"time"
 )
 
-// testTimeout bounds each exchange in tests: loopback answers at once, and
-// a silent server gets three sends (0, 250, 750 ms) within it.
-const testTimeout = 800 * time.Millisecond
+// Test timing. The servers are on loopback and answer at once, so an
+// exchange expected to be answered gets a deadline generous for a loaded
+// machine and returns early; one expected to meet silence waits out its
+// whole deadline, so that is short, and the retransmission schedule is
+// scaled down with it.
+const (
+	// testRTO is the first retransmission interval, a tenth of RFC 6886's.
+	testRTO = 25 * time.Millisecond
+	// silenceTimeout gives a silent server three sends (0, 25 and 75 ms),
+	// the fourth due at 175 ms.
+	silenceTimeout = 125 * time.Millisecond
+	// answerTimeout bounds an exchange the server answers.
+	answerTimeout = 10 * time.Second
+)
 
 func TestExternalAddress(t *testing.T) {
 	tests := []struct {
@@ -40,9 +51,13 @@ func TestExternalAddress(t *testing.T) {
 				srv = newFakeServer(t, tc.handle)
 				addr = srv.addr()
 			}
-			ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+			timeout := answerTimeout
+			if errors.Is(tc.wantErr, ErrNoAnswer) && !tc.closed {
+				timeout = silenceTimeout
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), timeout)
 			defer cancel()
-			got, err := ExternalAddress(ctx, addr)
+			got, err := externalAddress(ctx, addr, testRTO)
 			checkErr(t, err, tc.wantErr, tc.errText)
 			if got != tc.want {
 				t.Errorf("external address = %v, want %v", got, tc.want)
@@ -58,20 +73,24 @@ func TestExternalAddress(t *testing.T) {
 	}
 }
 
-// TestExternalAddressRetransmits checks RFC 6886 §3.1's schedule: a lost
-// request is sent again (250 ms, then 500 ms later) until the deadline.
+// TestExternalAddressRetransmits checks RFC 6886 §3.1's schedule, scaled
+// down: a lost request is sent again (testRTO, then twice that later) until
+// the deadline. The deadline, 8 testRTO, falls well after the third send
+// (3 testRTO) and well before the fifth (15 testRTO), so a loaded machine
+// delaying the sends doesn't change the count.
 func TestExternalAddressRetransmits(t *testing.T) {
+	const window = 8 * testRTO
 	srv := newFakeServer(t, func([]byte) []byte { return nil })
-	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), window)
 	defer cancel()
-	if _, err := ExternalAddress(ctx, srv.addr()); !errors.Is(err, ErrNoAnswer) {
+	if _, err := externalAddress(ctx, srv.addr(), testRTO); !errors.Is(err, ErrNoAnswer) {
 		t.Fatalf("err = %v, want ErrNoAnswer", err)
 	}
 	waitFor(t, "3 sends", func() bool { return len(srv.requests()) >= 3 })
 	for i, r := range srv.requests() {
 		hexEqual(t, "retransmission", r, []byte{0, 0})
 		if i > 3 {
-			t.Errorf("%d sends within %v; the schedule allows 3", len(srv.requests()), testTimeout)
+			t.Errorf("%d sends within %v; the schedule allows 4", len(srv.requests()), window)
 		}
 	}
 }

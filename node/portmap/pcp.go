@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"net/netip"
+	"time"
 )
 
 // protoPCP names PCP in errors and results.
@@ -91,13 +92,18 @@ func parsePCPHeader(b []byte, op byte) (uint32, error) {
 // Announce sends PCP's ANNOUNCE (RFC 6887 §14.1), which a PCP server
 // answers with SUCCESS: the cheapest "is PCP here?".
 func Announce(ctx context.Context, server netip.AddrPort) error {
+	return announce(ctx, server, retransmitInitial)
+}
+
+// announce is Announce retransmitting first after rto.
+func announce(ctx context.Context, server netip.AddrPort, rto time.Duration) error {
 	c, err := dial(server)
 	if err != nil {
 		return fmt.Errorf("PCP: %w", err)
 	}
 	defer c.Close()
 	req := pcpRequest(pcpOpAnnounce, 0, localAddr(c), pcpHeaderLen)
-	err = exchange(ctx, c, func() error { _, err := c.Write(req); return err }, func(b []byte, _ netip.AddrPort) error {
+	err = exchange(ctx, c, rto, func() error { _, err := c.Write(req); return err }, func(b []byte, _ netip.AddrPort) error {
 		_, err := parsePCPHeader(b, pcpOpAnnounce)
 		return err
 	})
@@ -164,7 +170,7 @@ func pcpMap(ctx context.Context, server netip.AddrPort, m pcpMapping, suggested 
 	req := pcpMapRequest(m, localAddr(c), suggested, lifetime)
 	var ext netip.AddrPort
 	var granted uint32
-	err = exchange(ctx, c, func() error { _, err := c.Write(req); return err }, func(b []byte, _ netip.AddrPort) error {
+	err = exchange(ctx, c, retransmitInitial, func() error { _, err := c.Write(req); return err }, func(b []byte, _ netip.AddrPort) error {
 		var err error
 		ext, granted, err = parsePCPMap(b, m)
 		return err

@@ -2,6 +2,7 @@ package portmap
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"testing"
 )
@@ -31,9 +32,13 @@ func TestAnnounce(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			srv := newFakeServer(t, tc.handle)
-			ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+			timeout := answerTimeout
+			if errors.Is(tc.wantErr, ErrNoAnswer) {
+				timeout = silenceTimeout
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), timeout)
 			defer cancel()
-			checkErr(t, Announce(ctx, srv.addr()), tc.wantErr, tc.errText)
+			checkErr(t, announce(ctx, srv.addr(), testRTO), tc.wantErr, tc.errText)
 			reqs := srv.requests()
 			if len(reqs) == 0 {
 				t.Fatal("server saw no request")

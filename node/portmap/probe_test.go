@@ -4,7 +4,13 @@ import (
 	"errors"
 	"net/netip"
 	"testing"
+	"time"
 )
+
+// probeTimeout bounds each probe. A case where some services answer and
+// others stay silent waits all of it, so it is short; the answers come
+// over loopback, at once.
+const probeTimeout = 250 * time.Millisecond
 
 func TestProbe(t *testing.T) {
 	both := func(req []byte) []byte {
@@ -28,7 +34,7 @@ func TestProbe(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			opts := ProbeOptions{Gateway: netip.MustParseAddr("127.0.0.1"), Timeout: testTimeout}
+			opts := ProbeOptions{Gateway: netip.MustParseAddr("127.0.0.1"), Timeout: probeTimeout}
 			gw, ssdp := closedPort(t), closedPort(t)
 			if tc.gateway != nil {
 				gw = newFakeServer(t, tc.gateway).addr()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"time"
 )
 
 // SSDPGroup is SSDP's multicast address and port (UPnP Device
@@ -31,6 +32,11 @@ func mSearch(target netip.AddrPort) []byte {
 // M-SEARCH to target (normally SSDPGroup) and returns the address of the
 // first device that answers with 200 OK.
 func DiscoverIGD(ctx context.Context, target netip.AddrPort) (netip.AddrPort, error) {
+	return discoverIGD(ctx, target, retransmitInitial)
+}
+
+// discoverIGD is DiscoverIGD retransmitting first after rto.
+func discoverIGD(ctx context.Context, target netip.AddrPort, rto time.Duration) (netip.AddrPort, error) {
 	// Unconnected: answers come from the device's unicast address, not
 	// from the group.
 	c, err := net.ListenUDP("udp4", &net.UDPAddr{})
@@ -40,7 +46,7 @@ func DiscoverIGD(ctx context.Context, target netip.AddrPort) (netip.AddrPort, er
 	defer c.Close()
 	req := mSearch(target)
 	var igd netip.AddrPort
-	err = exchange(ctx, c, func() error { _, err := c.WriteToUDPAddrPort(req, target); return err }, func(b []byte, from netip.AddrPort) error {
+	err = exchange(ctx, c, rto, func() error { _, err := c.WriteToUDPAddrPort(req, target); return err }, func(b []byte, from netip.AddrPort) error {
 		if !ssdpOK(b) {
 			return errNotResponse
 		}

@@ -2,6 +2,7 @@ package portmap
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 )
@@ -28,9 +29,13 @@ func TestDiscoverIGD(t *testing.T) {
 				}
 				return []byte(tc.answer)
 			})
-			ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+			timeout := answerTimeout
+			if errors.Is(tc.wantErr, ErrNoAnswer) {
+				timeout = silenceTimeout
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), timeout)
 			defer cancel()
-			got, err := DiscoverIGD(ctx, srv.addr())
+			got, err := discoverIGD(ctx, srv.addr(), testRTO)
 			checkErr(t, err, tc.wantErr, "")
 			if tc.wantErr == nil && got != srv.addr() {
 				t.Errorf("IGD at %v, want %v", got, srv.addr())

@@ -75,8 +75,15 @@ func (f *fakeRelay) challenge(n *testNode) []byte {
 	return c
 }
 
-func okFrame(challenge []byte) wire.RelayFrame {
-	return wire.RelayFrame{Type: wire.RelayOK, Challenge: challenge}
+// okFrame is the OK that relay key sends node for challenge, with the
+// relay's proof.
+func okFrame(t *testing.T, key crypto.PrivateKey, node crypto.PublicKey, challenge []byte) wire.RelayFrame {
+	t.Helper()
+	proof, err := crypto.Proof(key, node, wire.RelayOKProofLabel, challenge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wire.RelayFrame{Type: wire.RelayOK, Challenge: challenge, Proof: proof}
 }
 
 // TestSpoofedOKDoesNotBind sends OKs the relay did not send for our
@@ -87,14 +94,19 @@ func TestSpoofedOKDoesNotBind(t *testing.T) {
 		spoof func(t *testing.T, f *fakeRelay, n *testNode, answered []byte)
 	}{
 		{"OK from another address", func(t *testing.T, f *fakeRelay, n *testNode, answered []byte) {
-			if _, err := loopback(t).WriteToUDPAddrPort(okFrame(answered).Marshal(), n.addr); err != nil {
+			if _, err := loopback(t).WriteToUDPAddrPort(okFrame(t, f.key, n.pub, answered).Marshal(), n.addr); err != nil {
 				t.Fatal(err)
 			}
 		}},
 		{"OK not echoing our challenge", func(t *testing.T, f *fakeRelay, n *testNode, answered []byte) {
 			other := make([]byte, len(answered))
 			rand.Read(other)
-			f.send(n, okFrame(other))
+			f.send(n, okFrame(t, f.key, n.pub, other))
+		}},
+		// A spoofer on the relay's address saw our challenge (or sent it)
+		// but holds no relay key.
+		{"OK without the relay's proof", func(t *testing.T, f *fakeRelay, n *testNode, answered []byte) {
+			f.send(n, okFrame(t, newKey(t), n.pub, answered))
 		}},
 	}
 	for _, tt := range tests {
@@ -115,7 +127,7 @@ func TestSpoofedOKDoesNotBind(t *testing.T) {
 			if st := n.relays.Status(); st.UDPBound {
 				t.Fatalf("status = %+v after a spoofed OK, want unbound", st)
 			}
-			f.send(n, okFrame(answered))
+			f.send(n, okFrame(t, f.key, n.pub, answered))
 			n.waitRoute(t, "route after the relay's OK", udpRouteTo(f.addr))
 		})
 	}
@@ -135,7 +147,7 @@ func TestHandleControlNeverBlocks(t *testing.T) {
 	}))
 	n.relays.SetCandidates(f.candidate(), nil)
 	f.expect(n, wire.RelayHello)
-	f.send(n, okFrame(f.challenge(n)))
+	f.send(n, okFrame(t, f.key, n.pub, f.challenge(n)))
 	select {
 	case <-held:
 	case <-time.After(waitTimeout):

@@ -169,6 +169,9 @@ func (s *streamClient) handshake(ctx context.Context, c *websocket.Conn) error {
 	if !bytes.Equal(ok.Challenge, f.Challenge) {
 		return errors.New("relay handshake: the OK does not echo our challenge")
 	}
+	if !crypto.VerifyProof(s.priv, s.coordKey, wire.RelayOKProofLabel, f.Challenge, ok.Proof) {
+		return errors.New("relay handshake: the OK does not prove the relay's key")
+	}
 	return nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wait"
 	"github.com/meshnode/meshnode/internal/wire"
 )
@@ -47,7 +48,7 @@ func TestTCPFallback(t *testing.T) {
 
 // stalledRelay is a WebSocket relay that binds the node and then stops
 // reading, as a stalled TCP connection does.
-func stalledRelay(t *testing.T) (url string, client *http.Client) {
+func stalledRelay(t *testing.T, key crypto.PrivateKey) (url string, client *http.Client) {
 	release := make(chan struct{})
 	url, client = serveTLS(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c, err := websocket.Accept(w, r, nil)
@@ -56,7 +57,12 @@ func stalledRelay(t *testing.T) (url string, client *http.Client) {
 		}
 		defer c.CloseNow()
 		ctx := r.Context()
-		if _, msg, err := c.Read(ctx); err != nil || len(msg) == 0 {
+		_, msg, err := c.Read(ctx)
+		if err != nil {
+			return
+		}
+		hello, err := wire.ParseRelay(msg)
+		if err != nil {
 			return
 		}
 		challenge := make([]byte, wire.RelayChallengeLen)
@@ -66,7 +72,7 @@ func stalledRelay(t *testing.T) (url string, client *http.Client) {
 		if _, _, err := c.Read(ctx); err != nil {
 			return
 		}
-		if c.Write(ctx, websocket.MessageBinary, okFrame(challenge).Marshal()) != nil {
+		if c.Write(ctx, websocket.MessageBinary, okFrame(t, key, hello.Key, challenge).Marshal()) != nil {
 			return
 		}
 		<-release
@@ -81,9 +87,10 @@ func stalledRelay(t *testing.T) (url string, client *http.Client) {
 // call returns meanwhile (thousands, before a generous deadline), and the
 // frames that found the queue full are dropped and counted.
 func TestStreamSendNeverStalls(t *testing.T) {
-	url, client := stalledRelay(t)
+	relayKey := newKey(t)
+	url, client := stalledRelay(t, relayKey)
 	timing := Timing{TCPGrace: time.Millisecond, StreamWrite: 200 * time.Millisecond}
-	n := newTestNode(t, timing, withTCP(url, client, newKey(t).Public()))
+	n := newTestNode(t, timing, withTCP(url, client, relayKey.Public()))
 	r := n.waitRoute(t, "TCP relay route", streamRouteVia(url))
 	peer := newKey(t).Public()
 	pkt := wgPacket(1420, 1)

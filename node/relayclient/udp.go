@@ -110,7 +110,8 @@ func (u *udpBinding) handle(pkt []byte, from netip.AddrPort, now time.Time) {
 			u.log.Debug("relay auth not sent", "relay", u.server, "err", err)
 		}
 	case wire.RelayOK:
-		if u.answered == nil || !bytes.Equal(f.Challenge, u.answered) {
+		if u.answered == nil || !bytes.Equal(f.Challenge, u.answered) ||
+			!crypto.VerifyProof(u.priv, u.key, wire.RelayOKProofLabel, f.Challenge, f.Proof) {
 			return
 		}
 		u.lastOK = now

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,6 +19,10 @@ const (
 	waitTimeout = 20 * time.Second
 	// frameQueue bounds frames a test collects before it reads them.
 	frameQueue = 1024
+	// testRetry spaces a punch's connect attempts (Options.RetryInterval):
+	// loopback refuses a connect at once, so the next needn't wait the
+	// production second.
+	testRetry = 50 * time.Millisecond
 )
 
 func newKey(t testing.TB) crypto.PrivateKey {
@@ -29,16 +34,41 @@ func newKey(t testing.TB) crypto.PrivateKey {
 	return k
 }
 
-// freePort returns a TCP port nothing listens on at ip, picked by the kernel.
-func freePort(t *testing.T, ip string) uint16 {
+// freePort returns a TCP port free on every address, as a punch's
+// Listener binds it, picked by the kernel; a port free on one address may
+// be held on another (a TIME_WAIT on 127.0.0.3 fails the Listener's bind).
+// It never returns a port twice: the kernel may hand a port just closed out
+// again, and two nodes given the same port punch themselves.
+func freePort(t *testing.T) uint16 {
 	t.Helper()
-	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		t.Fatalf("pick a free port on %s: %v", ip, err)
+	handedOut.Lock()
+	defer handedOut.Unlock()
+	var held []net.Listener // ports seen before, kept bound so the kernel picks another
+	defer func() {
+		for _, ln := range held {
+			ln.Close()
+		}
+	}()
+	for {
+		ln, err := net.Listen("tcp", ":0")
+		if err != nil {
+			t.Fatalf("pick a free port: %v", err)
+		}
+		port := addrPort(ln.Addr()).Port()
+		if !handedOut.ports[port] {
+			ln.Close()
+			handedOut.ports[port] = true
+			return port
+		}
+		held = append(held, ln)
 	}
-	defer ln.Close()
-	return addrPort(ln.Addr()).Port()
 }
+
+// handedOut holds the ports freePort returned.
+var handedOut = struct {
+	sync.Mutex
+	ports map[uint16]bool
+}{ports: make(map[uint16]bool)}
 
 func testLog(testing.TB) *slog.Logger {
 	if testing.Verbose() {

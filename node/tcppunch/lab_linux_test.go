@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnode/meshnode/internal/testenv"
 	"github.com/vishvananda/netns"
 )
 
@@ -35,20 +36,20 @@ type labTools struct{ ip, nft string }
 func needLab(t *testing.T) labTools {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: creates network namespaces, veth pairs and nftables NAT rules")
+		testenv.Unavailable(t, "needs root: creates network namespaces, veth pairs and nftables NAT rules")
 	}
 	var tools labTools
 	var err error
 	if tools.ip, err = exec.LookPath("ip"); err != nil {
-		t.Skip("needs the ip command (iproute2) to create network namespaces")
+		testenv.Unavailable(t, "needs the ip command (iproute2) to create network namespaces")
 	}
 	if tools.nft, err = exec.LookPath("nft"); err != nil {
-		t.Skip("needs the nft command (nftables) for the NAT routers")
+		testenv.Unavailable(t, "needs the nft command (nftables) for the NAT routers")
 	}
 	l := newLab(t, tools)
 	probe := l.prefix + "probe"
 	if err := l.run("", tools.ip, "netns", "add", probe); err != nil {
-		t.Skipf("cannot create a network namespace: %v", err)
+		testenv.Unavailable(t, "cannot create a network namespace: %v", err)
 	}
 	if err := l.run("", tools.ip, "netns", "del", probe); err != nil {
 		t.Fatalf("remove network namespace %s: %v", probe, err)
@@ -223,7 +224,11 @@ func (l *lab) checkUDPBlocked(inet, router, host string) {
 		}); err != nil {
 			l.t.Fatalf("UDP probe from %s: %v", probe.ns, err)
 		}
-		rx.SetReadDeadline(time.Now().Add(udpProbeWait))
+		wait := udpBlockedWait
+		if probe.passes {
+			wait = udpPassWait
+		}
+		rx.SetReadDeadline(time.Now().Add(wait))
 		buf := make([]byte, 64)
 		n, _, err := rx.ReadFromUDPAddrPort(buf)
 		switch {

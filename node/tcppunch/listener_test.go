@@ -98,11 +98,11 @@ func TestListenerConcurrentPunches(t *testing.T) {
 	for i := range sides {
 		s := &sides[i]
 		s.priv, s.got = newKey(t), newCollector()
-		port := freePort(t, "127.0.0.1")
+		port := freePort(t)
 		s.fromA = goPunch(ctx, l.Punch, Options{Priv: privA, Peer: s.priv.Public(), Remote: netip.AddrPortFrom(hub.Addr(), port),
-			Log: slog.New(&warns), Deliver: newCollector().deliver})
+			Log: slog.New(&warns), Deliver: newCollector().deliver, RetryInterval: testRetry})
 		s.fromPeer = goPunch(ctx, Punch, Options{Priv: s.priv, Peer: privA.Public(), LocalPort: port, Remote: hub,
-			Log: testLog(t), Deliver: s.got.deliver})
+			Log: testLog(t), Deliver: s.got.deliver, RetryInterval: testRetry})
 	}
 	for i, s := range sides {
 		a, p := receive(t, "A's punch", s.fromA), receive(t, "peer's punch", s.fromPeer)
@@ -152,7 +152,7 @@ func TestListenerRoutes(t *testing.T) {
 	var warns warnCounter
 	// B's mapping is on 127.0.0.2; nothing listens there, so the punch
 	// only ever gets what the listener routes to it.
-	punch := goPunch(ctx, l.Punch, Options{Priv: privA, Peer: pubB, Remote: ap(fmt.Sprintf("127.0.0.2:%d", freePort(t, "127.0.0.2"))),
+	punch := goPunch(ctx, l.Punch, Options{Priv: privA, Peer: pubB, Remote: ap(fmt.Sprintf("127.0.0.2:%d", freePort(t))),
 		Log: slog.New(&warns), Deliver: newCollector().deliver})
 	defer func() {
 		cancel()

@@ -36,9 +36,11 @@ const (
 	cmdTimeout = 10 * time.Second
 	// helperTimeout bounds a lab node's whole life.
 	helperTimeout = 60 * time.Second
-	// udpProbeWait is how long the UDP check waits for a datagram that must
-	// not arrive; one that passes arrives in microseconds.
-	udpProbeWait = time.Second
+	// udpBlockedWait is how long the UDP check waits for a datagram that
+	// must not arrive: one that passes crosses the veths and the bridge in
+	// microseconds. udpPassWait bounds the wait for one that must arrive.
+	udpBlockedWait = 250 * time.Millisecond
+	udpPassWait    = cmdTimeout
 	// udpProbes is how many datagrams each UDP probe sends.
 	udpProbes = 3
 )
@@ -107,6 +109,7 @@ func TestPunchThroughNAT(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel() // each lab is its own set of namespaces
 			l := newLab(t, tools)
 			sites := [2]site{
 				{"a", netip.MustParseAddr("198.18.0.2"), netip.MustParsePrefix("10.0.1.0/24"), 41641},

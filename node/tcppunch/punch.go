@@ -52,6 +52,9 @@ type Options struct {
 	// Deliver takes every received data frame (bind.Bind.DeliverFrame).
 	// Each frame is a fresh slice the callee may keep.
 	Deliver func(frame []byte)
+	// RetryInterval spaces connect attempts (zero: retryInterval, 1 s).
+	// Tests on loopback, where a connect is refused at once, shorten it.
+	RetryInterval time.Duration
 }
 
 func (o Options) validate() error {
@@ -207,7 +210,7 @@ func (pn *puncher) dialLoop() {
 				return
 			}
 		}
-		t := time.NewTimer(time.Until(start.Add(retryInterval)))
+		t := time.NewTimer(time.Until(start.Add(pn.retryInterval())))
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -215,6 +218,13 @@ func (pn *puncher) dialLoop() {
 		case <-t.C:
 		}
 	}
+}
+
+func (pn *puncher) retryInterval() time.Duration {
+	if pn.o.RetryInterval <= 0 {
+		return retryInterval
+	}
+	return pn.o.RetryInterval
 }
 
 // candidate authenticates c in the background, or closes it when too many

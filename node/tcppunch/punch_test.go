@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"runtime"
@@ -57,14 +58,14 @@ func TestPunchLoopback(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			privA, privB := newKey(t), newKey(t)
 			pubA, pubB := privA.Public(), privB.Public()
-			portA, portB := freePort(t, tt.addrA), freePort(t, tt.addrB)
+			portA, portB := freePort(t), freePort(t)
 			remoteOfA := netip.AddrPortFrom(netip.MustParseAddr(tt.addrA), portA)
 			remoteOfB := netip.AddrPortFrom(netip.MustParseAddr(tt.addrB), portB)
 			gotA, gotB := newCollector(), newCollector()
 			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 			defer cancel()
-			chA := goPunch(ctx, Punch, Options{Priv: privA, Peer: pubB, LocalPort: portA, Remote: remoteOfB, Log: testLog(t), Deliver: gotA.deliver})
-			chB := goPunch(ctx, Punch, Options{Priv: privB, Peer: pubA, LocalPort: portB, Remote: remoteOfA, Log: testLog(t), Deliver: gotB.deliver})
+			chA := goPunch(ctx, Punch, Options{Priv: privA, Peer: pubB, LocalPort: portA, Remote: remoteOfB, Log: testLog(t), Deliver: gotA.deliver, RetryInterval: testRetry})
+			chB := goPunch(ctx, Punch, Options{Priv: privB, Peer: pubA, LocalPort: portB, Remote: remoteOfA, Log: testLog(t), Deliver: gotB.deliver, RetryInterval: testRetry})
 			resA, resB := receive(t, "punch A", chA), receive(t, "punch B", chB)
 			if resA.err != nil || resB.err != nil {
 				t.Fatalf("punch: A: %v; B: %v", resA.err, resB.err)
@@ -142,17 +143,15 @@ func TestPunchRejectsWrongKey(t *testing.T) {
 		name string
 		// remoteIP is where A punches B's mapping, on port portB.
 		remoteIP string
-		// impostor answers for B without B's private key; A listens on
-		// portA.
-		impostor func(t *testing.T, portA, portB uint16, pubA, pubB crypto.PublicKey)
+		// impostor answers for B without B's private key, until ctx
+		// ends; A listens on portA.
+		impostor func(ctx context.Context, t *testing.T, portA, portB uint16, pubA, pubB crypto.PublicKey)
 		want     string
 	}{
 		{
 			name:     "peer holds another key",
 			remoteIP: "127.0.0.1",
-			impostor: func(t *testing.T, portA, portB uint16, pubA, _ crypto.PublicKey) {
-				ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
-				defer cancel()
+			impostor: func(ctx context.Context, t *testing.T, portA, portB uint16, pubA, _ crypto.PublicKey) {
 				_, err := Punch(ctx, Options{Priv: newKey(t), Peer: pubA, LocalPort: portB,
 					Remote: ap(fmt.Sprintf("127.0.0.1:%d", portA)), Log: testLog(t), Deliver: newCollector().deliver})
 				if err == nil {
@@ -165,7 +164,7 @@ func TestPunchRejectsWrongKey(t *testing.T) {
 			// Connects from the address A punches, to A's listener.
 			name:     "claims the peer's key without holding it",
 			remoteIP: "127.0.0.2",
-			impostor: func(t *testing.T, portA, _ uint16, pubA, pubB crypto.PublicKey) {
+			impostor: func(_ context.Context, t *testing.T, portA, _ uint16, pubA, pubB crypto.PublicKey) {
 				d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: waitTimeout}
 				c, err := d.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", portA))
 				if err != nil {
@@ -205,11 +204,14 @@ func TestPunchRejectsWrongKey(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			privA, pubB := newKey(t), newKey(t).Public()
-			portA, portB := freePort(t, "127.0.0.1"), freePort(t, tt.remoteIP)
-			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+			portA, portB := freePort(t), freePort(t)
+			// A punches until it rejects a connection, and the
+			// impostor until then.
+			ctx, cancel := context.WithTimeout(t.Context(), waitTimeout)
 			defer cancel()
 			ch := goPunch(ctx, Punch, Options{Priv: privA, Peer: pubB, LocalPort: portA,
-				Remote: netip.AddrPortFrom(netip.MustParseAddr(tt.remoteIP), portB), Log: testLog(t), Deliver: newCollector().deliver})
+				Remote: netip.AddrPortFrom(netip.MustParseAddr(tt.remoteIP), portB), Log: slog.New(cancelOnWarn(cancel)),
+				Deliver: newCollector().deliver, RetryInterval: testRetry})
 			eventually(t, "A listens", func() error {
 				c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", portA))
 				if err == nil {
@@ -217,7 +219,7 @@ func TestPunchRejectsWrongKey(t *testing.T) {
 				}
 				return err
 			})
-			tt.impostor(t, portA, portB, privA.Public(), pubB)
+			tt.impostor(ctx, t, portA, portB, privA.Public(), pubB)
 			res := receive(t, "A's punch", ch)
 			if res.err == nil {
 				res.p.Close()
@@ -229,6 +231,15 @@ func TestPunchRejectsWrongKey(t *testing.T) {
 		})
 	}
 }
+
+// cancelOnWarn is a log handler that calls its function at a warning,
+// which a punch logs only when it rejects a connection.
+type cancelOnWarn context.CancelFunc
+
+func (c cancelOnWarn) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
+func (c cancelOnWarn) Handle(context.Context, slog.Record) error    { c(); return nil }
+func (c cancelOnWarn) WithAttrs([]slog.Attr) slog.Handler           { return c }
+func (c cancelOnWarn) WithGroup(string) slog.Handler                { return c }
 
 func TestPunchStops(t *testing.T) {
 	tests := []struct {
@@ -242,9 +253,9 @@ func TestPunchStops(t *testing.T) {
 		{
 			name: "deadline while every connect is refused",
 			remote: func(t *testing.T, _ context.CancelFunc) netip.AddrPort {
-				return ap(fmt.Sprintf("127.0.0.1:%d", freePort(t, "127.0.0.1")))
+				return ap(fmt.Sprintf("127.0.0.1:%d", freePort(t)))
 			},
-			timeout: 1500 * time.Millisecond,
+			timeout: 300 * time.Millisecond, // several attempts, testRetry apart
 			want:    context.DeadlineExceeded,
 		},
 		{
@@ -282,12 +293,13 @@ func TestPunchStops(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := runtime.NumGoroutine()
-			port := freePort(t, "127.0.0.1")
+			port := freePort(t)
 			ctx, cancel := context.WithTimeout(t.Context(), tt.timeout)
 			defer cancel()
 			remote := tt.remote(t, cancel)
 			start := time.Now()
-			_, err := Punch(ctx, Options{Priv: newKey(t), Peer: newKey(t).Public(), LocalPort: port, Remote: remote, Log: testLog(t), Deliver: newCollector().deliver})
+			_, err := Punch(ctx, Options{Priv: newKey(t), Peer: newKey(t).Public(), LocalPort: port, Remote: remote, Log: testLog(t),
+				Deliver: newCollector().deliver, RetryInterval: testRetry})
 			if !errors.Is(err, tt.want) {
 				t.Fatalf("Punch = %v, want %v", err, tt.want)
 			}
@@ -346,5 +358,16 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	if err := good.validate(); err != nil {
 		t.Errorf("good options rejected: %v", err)
+	}
+}
+
+// TestRetryIntervalDefault: options that leave RetryInterval zero, as the
+// node does, space connect attempts by the production second.
+func TestRetryIntervalDefault(t *testing.T) {
+	if got := (&puncher{}).retryInterval(); got != retryInterval {
+		t.Errorf("retry interval %v, want %v", got, retryInterval)
+	}
+	if got := (&puncher{o: Options{RetryInterval: testRetry}}).retryInterval(); got != testRetry {
+		t.Errorf("retry interval %v, want the %v asked for", got, testRetry)
 	}
 }
