@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshnode/meshnode/config"
+	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -57,10 +58,17 @@ func FuzzStreamMessage(f *testing.F) {
 				t.Fatalf("accepted NAT %+v", *m.NAT)
 			}
 		}
-		if validRelay(m.Relay) {
-			if _, port, err := net.SplitHostPort(m.Relay); err != nil || port == "" || port == "0" {
-				t.Fatalf("accepted relay %q", m.Relay)
+		relay, err := parseRelay(m.Relay)
+		switch {
+		case err != nil && len(err.Error()) > maxNodeErrorText:
+			t.Fatalf("a %d-byte relay gave a %d-byte error", len(m.Relay), len(err.Error()))
+		case err == nil && relay.IsValid():
+			a := relay.Addr()
+			if relay.Port() == 0 || a.IsUnspecified() || a.IsMulticast() || a.Zone() != "" || a.Is4In6() {
+				t.Fatalf("accepted relay %q as %v", m.Relay, relay)
 			}
+		case err == nil && m.Relay != "":
+			t.Fatalf("relay %q neither refused nor accepted", m.Relay)
 		}
 	})
 }
@@ -68,7 +76,9 @@ func FuzzStreamMessage(f *testing.F) {
 // FuzzRegister posts arbitrary bodies to the registration handler of a
 // coordinator that issued no token. Nothing registers; every answer is a
 // JSON refusal with a code that matches its status and a reason; none is an
-// internal error.
+// internal error. A body that decodes as a registration is posted a second
+// time with a fresh challenge and a valid proof (of a key the test holds),
+// so that the checks past the proof, the token's, are fuzzed too.
 func FuzzRegister(f *testing.F) {
 	cfg := config.DefaultCoordinator()
 	cfg.DataDir = f.TempDir()
@@ -77,11 +87,17 @@ func FuzzRegister(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { s.Close() })
-	statusOf := map[string][]int{
-		wire.ErrCodeBadRequest:   {http.StatusBadRequest, http.StatusRequestEntityTooLarge},
-		wire.ErrCodeTokenUnknown: {http.StatusUnauthorized},
+	prover, err := crypto.NewPrivateKey()
+	if err != nil {
+		f.Fatal(err)
 	}
-	f.Fuzz(func(t *testing.T, body []byte) {
+	statusOf := map[string][]int{
+		wire.ErrCodeBadRequest:       {http.StatusBadRequest, http.StatusRequestEntityTooLarge},
+		wire.ErrCodeTokenUnknown:     {http.StatusUnauthorized},
+		wire.ErrCodeUnauthorized:     {http.StatusUnauthorized},
+		wire.ErrCodeChallengeExpired: {http.StatusUnauthorized},
+	}
+	post := func(t *testing.T, body []byte) {
 		rec := httptest.NewRecorder()
 		s.handleRegister(rec, httptest.NewRequest(http.MethodPost, wire.PathRegister, bytes.NewReader(body)))
 		var fail wire.ErrorResponse
@@ -98,10 +114,23 @@ func FuzzRegister(f *testing.F) {
 		if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 			t.Fatalf("answer with content type %q", ct)
 		}
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		post(t, body)
 		var req wire.RegisterRequest
-		if json.Unmarshal(body, &req) == nil {
-			checkLabel(t, req.Name)
+		if json.Unmarshal(body, &req) != nil {
+			return
 		}
+		checkLabel(t, req.Name)
+		req.PublicKey, req.Challenge = prover.Public(), s.challenges.issue(time.Now())
+		if req.Proof, err = crypto.Proof(prover, s.key.Public(), wire.RegisterProofLabel, req.Challenge); err != nil {
+			t.Fatal(err)
+		}
+		proven, err := json.Marshal(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		post(t, proven)
 	})
 }
 

@@ -422,14 +422,15 @@ func parseRelay(s string) (netip.AddrPort, error) {
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("relay %q is not an IP:port (host names are refused; announce the IP address peers reach)", truncate(s, maxAttrLen))
 	}
-	a := ap.Addr().Unmap()
+	// The errors quote what the node sent, shortened: a zone may be long.
+	a, quoted := ap.Addr().Unmap(), truncate(s, maxAttrLen)
 	switch {
 	case ap.Port() == 0:
-		err = fmt.Errorf("relay %v: port 0 can't be reached", ap)
+		err = fmt.Errorf("relay %q: port 0 can't be reached", quoted)
 	case a.IsUnspecified(), a.IsMulticast(), a == ipv4Broadcast:
-		err = fmt.Errorf("relay %v: an unspecified, multicast or broadcast address is no relay", ap)
+		err = fmt.Errorf("relay %q: an unspecified, multicast or broadcast address is no relay", quoted)
 	case a.Zone() != "":
-		err = fmt.Errorf("relay %v: an address with a zone means nothing to peers", ap)
+		err = fmt.Errorf("relay %q: an address with a zone means nothing to peers", quoted)
 	}
 	if err != nil {
 		return netip.AddrPort{}, err
