@@ -38,7 +38,7 @@ func (e *Engine) register(ctx context.Context) (State, error) {
 	wait := registerRetryMin
 	for {
 		e.progress("registering with the coordinator at " + tok.URL)
-		resp, err := control.Register(ctx, hc, tok, e.cfg.Token, e.priv.Public(), name)
+		resp, err := control.Register(ctx, hc, tok, e.cfg.Token, e.priv, name)
 		if err == nil {
 			st := State{
 				CoordinatorURL: tok.URL,

@@ -67,35 +67,90 @@ func (e *RejectedError) refusesNode() bool {
 	return e.Code == wire.ErrCodeNodeRemoved || e.Code == wire.ErrCodeUnauthorized
 }
 
-// Register presents a join token and this node's key and name.
-func Register(ctx context.Context, hc *http.Client, tok crypto.Token, tokenString string, pub crypto.PublicKey, name string) (wire.RegisterResponse, error) {
+// Register presents a join token and this node's key and name. It proves
+// the key first: the coordinator's challenge is answered with a proof only
+// the holder of priv can make, so no one registers a key it doesn't own.
+func Register(ctx context.Context, hc *http.Client, tok crypto.Token, tokenString string, priv crypto.PrivateKey, name string) (wire.RegisterResponse, error) {
 	var out wire.RegisterResponse
-	body, err := json.Marshal(wire.RegisterRequest{Token: tokenString, PublicKey: pub, Name: name})
+	base := strings.TrimSuffix(tok.URL, "/")
+	ch, err := registerChallenge(ctx, hc, base+wire.PathRegisterChallenge)
 	if err != nil {
 		return out, err
 	}
-	url := strings.TrimSuffix(tok.URL, "/") + wire.PathRegister
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	proof, err := crypto.Proof(priv, ch.CoordinatorKey, wire.RegisterProofLabel, ch.Challenge)
 	if err != nil {
-		return out, fmt.Errorf("register at %s: %w", url, err)
+		return out, fmt.Errorf("register: prove the node's key: %w", err)
 	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := hc.Do(req)
+	body, err := json.Marshal(wire.RegisterRequest{
+		Token: tokenString, PublicKey: priv.Public(), Name: name, Challenge: ch.Challenge, Proof: proof,
+	})
 	if err != nil {
-		return out, fmt.Errorf("register at %s: %w", url, err)
+		return out, err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, wire.MaxRequestBody))
+	url := base + wire.PathRegister
+	b, err := exchange(ctx, hc, http.MethodPost, url, body)
 	if err != nil {
-		return out, fmt.Errorf("register at %s: read answer: %w", url, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return out, rejected(resp.StatusCode, b)
+		return out, err
 	}
 	if err := json.Unmarshal(b, &out); err != nil {
 		return out, fmt.Errorf("register at %s: bad answer: %w", url, err)
 	}
+	// The stream and the relay prove the key to CoordinatorKey; it must be
+	// the key the registration proved it to.
+	if out.CoordinatorKey != ch.CoordinatorKey {
+		return out, fmt.Errorf("register at %s: bad answer: coordinator key %s differs from the %s it challenged with", url, out.CoordinatorKey.Short(), ch.CoordinatorKey.Short())
+	}
 	return out, nil
+}
+
+// registerChallenge fetches the challenge a registration answers.
+func registerChallenge(ctx context.Context, hc *http.Client, url string) (wire.RegisterChallenge, error) {
+	var ch wire.RegisterChallenge
+	b, err := exchange(ctx, hc, http.MethodGet, url, nil)
+	var re *RejectedError
+	if errors.As(err, &re) && re.Status == http.StatusNotFound {
+		// Retried: the coordinator may be upgraded meanwhile.
+		return ch, fmt.Errorf("register at %s: the coordinator is older than this node (it has no registration challenge); upgrade it: %w", url, err)
+	}
+	if err != nil {
+		return ch, err
+	}
+	if err := json.Unmarshal(b, &ch); err != nil {
+		return ch, fmt.Errorf("register at %s: bad answer: %w", url, err)
+	}
+	if len(ch.Challenge) == 0 || ch.CoordinatorKey.IsZero() {
+		return ch, fmt.Errorf("register at %s: bad answer: no challenge or coordinator key", url)
+	}
+	return ch, nil
+}
+
+// exchange sends one control API request and returns the body of a 200
+// answer; any other answer is the coordinator's RejectedError.
+func exchange(ctx context.Context, hc *http.Client, method, url string, body []byte) ([]byte, error) {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
+	if err != nil {
+		return nil, fmt.Errorf("register at %s: %w", url, err)
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("register at %s: %w", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, wire.MaxRequestBody))
+	if err != nil {
+		return nil, fmt.Errorf("register at %s: read answer: %w", url, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, rejected(resp.StatusCode, b)
+	}
+	return b, nil
 }
 
 func rejected(status int, body []byte) error {

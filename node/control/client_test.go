@@ -39,13 +39,18 @@ func TestRegister(t *testing.T) {
 		{"unknown code", http.StatusTeapot, refusal("from_the_future"), "from_the_future", false},
 		{"not JSON", http.StatusBadGateway, "<html>bad gateway</html>", wire.ErrCodeInternal, false},
 	}
+	coordPriv := newKey(t)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			srv, pin := newTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			srv, pin := newTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Path == wire.PathRegisterChallenge {
+					json.NewEncoder(w).Encode(wire.RegisterChallenge{Challenge: []byte("0123456789abcdef"), CoordinatorKey: coordPriv.Public()})
+					return
+				}
 				w.WriteHeader(tt.status)
 				fmt.Fprint(w, tt.body)
 			}))
-			_, err := Register(context.Background(), NewHTTPClient(pin), crypto.Token{URL: srv.URL}, "tok", newKey(t).Public(), "n")
+			_, err := Register(context.Background(), NewHTTPClient(pin), crypto.Token{URL: srv.URL}, "tok", newKey(t), "n")
 			var re *RejectedError
 			if !errors.As(err, &re) {
 				t.Fatalf("Register = %v, want a RejectedError", err)
@@ -63,15 +68,16 @@ func TestRegister(t *testing.T) {
 	}
 }
 
-func TestRegisterSuccess(t *testing.T) {
-	node := newKey(t).Public()
-	coordKey := newKey(t).Public()
-	want := wire.RegisterResponse{
-		Self:           wire.Node{Name: "a", PublicKey: node, Addresses: []netip.Addr{netip.MustParseAddr("100.64.0.1")}},
-		CoordinatorKey: coordKey,
-		NetworkV4:      netip.MustParsePrefix("100.64.0.0/10"),
-	}
+// fakeRegistrar is a coordinator's registration endpoint: it issues a
+// challenge and answers a registration whose proof holds with answer.
+func fakeRegistrar(t *testing.T, coordPriv crypto.PrivateKey, answer wire.RegisterResponse) (url, pin string) {
+	t.Helper()
+	challenge := []byte("a challenge of at least sixteen bytes")
 	srv, pin := newTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodGet && r.URL.Path == wire.PathRegisterChallenge {
+			json.NewEncoder(w).Encode(wire.RegisterChallenge{Challenge: challenge, CoordinatorKey: coordPriv.Public()})
+			return
+		}
 		var req wire.RegisterRequest
 		switch {
 		case r.Method != http.MethodPost || r.URL.Path != wire.PathRegister:
@@ -80,18 +86,55 @@ func TestRegisterSuccess(t *testing.T) {
 			t.Errorf("content type %q", r.Header.Get("Content-Type"))
 		case json.NewDecoder(r.Body).Decode(&req) != nil:
 			t.Error("request body is not a RegisterRequest")
-		case req.Token != "mntok1_x" || req.PublicKey != node || req.Name != "a":
+		case req.Token != "mntok1_x" || req.Name != "a" || string(req.Challenge) != string(challenge):
 			t.Errorf("request %+v", req)
+		case !crypto.VerifyProof(coordPriv, req.PublicKey, wire.RegisterProofLabel, req.Challenge, req.Proof):
+			w.WriteHeader(http.StatusUnauthorized)
+			json.NewEncoder(w).Encode(wire.ErrorResponse{Code: wire.ErrCodeUnauthorized, Error: "proof does not match"})
+			return
 		}
-		json.NewEncoder(w).Encode(want)
+		json.NewEncoder(w).Encode(answer)
 	}))
+	return srv.URL, pin
+}
+
+func TestRegisterSuccess(t *testing.T) {
+	node := newKey(t)
+	coordPriv := newKey(t)
+	want := wire.RegisterResponse{
+		Self:           wire.Node{Name: "a", PublicKey: node.Public(), Addresses: []netip.Addr{netip.MustParseAddr("100.64.0.1")}},
+		CoordinatorKey: coordPriv.Public(),
+		NetworkV4:      netip.MustParsePrefix("100.64.0.0/10"),
+	}
+	url, pin := fakeRegistrar(t, coordPriv, want)
 	// A trailing slash on the token's URL must not double the path's.
-	got, err := Register(context.Background(), NewHTTPClient(pin), crypto.Token{URL: srv.URL + "/"}, "mntok1_x", node, "a")
+	got, err := Register(context.Background(), NewHTTPClient(pin), crypto.Token{URL: url + "/"}, "mntok1_x", node, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Self.Name != "a" || got.Self.PublicKey != node || got.CoordinatorKey != coordKey || got.NetworkV4 != want.NetworkV4 {
+	if got.Self.Name != "a" || got.Self.PublicKey != node.Public() || got.CoordinatorKey != coordPriv.Public() || got.NetworkV4 != want.NetworkV4 {
 		t.Fatalf("Register = %+v, want %+v", got, want)
+	}
+}
+
+// A registration answered with another coordinator key than the one the
+// proof was made for is refused: the stream would prove to the wrong key.
+func TestRegisterKeyMismatch(t *testing.T) {
+	coordPriv := newKey(t)
+	url, pin := fakeRegistrar(t, coordPriv, wire.RegisterResponse{CoordinatorKey: newKey(t).Public()})
+	_, err := Register(context.Background(), NewHTTPClient(pin), crypto.Token{URL: url}, "mntok1_x", newKey(t), "a")
+	if err == nil || !strings.Contains(err.Error(), "differs from") || IsPermanent(err) {
+		t.Fatalf("Register = %v, want a retryable key mismatch", err)
+	}
+}
+
+// A coordinator older than the node has no challenge: the node says so,
+// and keeps retrying (the coordinator may be upgraded).
+func TestRegisterOlderCoordinator(t *testing.T) {
+	srv, pin := newTLSServer(t, http.NotFoundHandler())
+	_, err := Register(context.Background(), NewHTTPClient(pin), crypto.Token{URL: srv.URL}, "tok", newKey(t), "n")
+	if err == nil || !strings.Contains(err.Error(), "older than this node") || IsPermanent(err) {
+		t.Fatalf("Register = %v, want a retryable error naming an older coordinator", err)
 	}
 }
 
@@ -99,7 +142,7 @@ func TestRegisterBadAnswer(t *testing.T) {
 	srv, pin := newTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, "{not json")
 	}))
-	_, err := Register(context.Background(), NewHTTPClient(pin), crypto.Token{URL: srv.URL}, "tok", newKey(t).Public(), "n")
+	_, err := Register(context.Background(), NewHTTPClient(pin), crypto.Token{URL: srv.URL}, "tok", newKey(t), "n")
 	if err == nil || !strings.Contains(err.Error(), "bad answer") || IsPermanent(err) {
 		t.Fatalf("Register = %v, want a retryable bad answer error", err)
 	}
@@ -110,7 +153,7 @@ func TestBadPinRefused(t *testing.T) {
 	wrong := crypto.CertFingerprint([]byte("another certificate"))
 	const want = "does not match the token's pin"
 
-	_, err := Register(context.Background(), NewHTTPClient(wrong), crypto.Token{URL: co.srv.URL}, "tok", newKey(t).Public(), "n")
+	_, err := Register(context.Background(), NewHTTPClient(wrong), crypto.Token{URL: co.srv.URL}, "tok", newKey(t), "n")
 	if err == nil || !strings.Contains(err.Error(), want) || IsPermanent(err) {
 		t.Fatalf("Register with a wrong pin = %v, want a pin mismatch", err)
 	}
