@@ -9,6 +9,7 @@ import (
 
 	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // DefaultTokenExpiry is a day: long enough to carry a token to a new
@@ -26,7 +27,7 @@ var tagPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.:-]{0,62}$`)
 // administrator grants it (a join token's tags, or 'meshnode nodes tag'):
 // every node sends its relayed traffic through the relay node it is
 // offered, so a member that could name itself one could capture it.
-const RelayTag = "relay"
+const RelayTag = wire.TagRelay
 
 // TokenOptions say what a new join token allows.
 type TokenOptions struct {

@@ -16,10 +16,11 @@ type coordLink struct {
 	peers *registry.Registry
 	mgr   *path.Manager
 	disc  *discoverer
-	// coordRelay hears the coordinator's relay address from each welcome.
-	coordRelay func(addr string)
-	log        *slog.Logger
-	progress   func(string)
+	// welcomeRelay hears the coordinator's relay address and this node's
+	// own record from each welcome.
+	welcomeRelay func(addr string, self *wire.Node)
+	log          *slog.Logger
+	progress     func(string)
 }
 
 // OnWelcome takes the full peer map after each (re)connect: peers missing
@@ -27,7 +28,7 @@ type coordLink struct {
 // (a restarted coordinator may have lost them).
 func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
 	c.disc.setSTUN(msg.STUN)
-	c.coordRelay(msg.Relay)
+	c.welcomeRelay(msg.Relay, msg.Self)
 	if err := c.peers.Replace(msg.Peers); err != nil {
 		c.log.Error("applying the peer map", "err", err)
 	}

@@ -3,9 +3,11 @@ package node
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/registry"
 	"github.com/meshnode/meshnode/node/relayclient"
 	"github.com/meshnode/meshnode/relay"
@@ -57,12 +59,18 @@ type relayFeed struct {
 
 	mu        sync.Mutex
 	coordAddr string
+	// designated: the welcome shows the administrator's relay tag on this
+	// node. Until then it must not count itself as a relay: its peers
+	// don't, and a pair split across two relays can't meet.
+	designated bool
 }
 
-// setCoordinatorRelay records the coordinator's relay from its welcome.
-func (f *relayFeed) setCoordinatorRelay(addr string) {
+// welcome records the coordinator's relay and whether this node is a
+// designated relay, from the coordinator's welcome.
+func (f *relayFeed) welcome(addr string, self *wire.Node) {
 	f.mu.Lock()
 	f.coordAddr = addr
+	f.designated = self != nil && slices.Contains(self.Tags, wire.TagRelay)
 	f.mu.Unlock()
 	f.update()
 }
@@ -71,9 +79,10 @@ func (f *relayFeed) setCoordinatorRelay(addr string) {
 func (f *relayFeed) update() {
 	f.mu.Lock()
 	coord := relayclient.Candidate{Key: f.coordKey, Addr: f.coordAddr}
+	designated := f.designated
 	f.mu.Unlock()
 	var nodes []relayclient.Candidate
-	if f.self.Addr != "" {
+	if f.self.Addr != "" && designated {
 		nodes = append(nodes, f.self)
 	}
 	for _, n := range f.peers.All() {

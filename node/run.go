@@ -99,7 +99,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 	})
 	wg.Go(func() {
-		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, coordRelay: e.relayFeed.setCoordinatorRelay, log: e.log, progress: e.progress}
+		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, log: e.log, progress: e.progress}
 		if err := e.stream.Run(ctx, link); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("coordinator: %w", err)
 			e.stop()

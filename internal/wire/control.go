@@ -99,6 +99,11 @@ type Endpoint struct {
 	Kind string         `json:"kind"`
 }
 
+// TagRelay is the tag by which the administrator designates a node as a
+// relay for the mesh: only a node holding it is offered to peers as one
+// (and, seeing it on itself in the welcome, binds to its own relay).
+const TagRelay = "relay"
+
 // Node is one member of the mesh as the coordinator describes it.
 type Node struct {
 	Name      string           `json:"name"`
