@@ -1,7 +1,9 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -109,4 +111,33 @@ func openAdmin(cmd *cobra.Command, file string) (coordinator.Admin, error) {
 		return nil, err
 	}
 	return coordinator.OpenAdmin(cmd.Context(), cfg)
+}
+
+// adminListCmd completes cmd as a command that fetches a list over the
+// coordinator's admin socket and prints it as a table or, with --json, as
+// JSON.
+func adminListCmd[T any](cmd *cobra.Command, fetch func(coordinator.Admin, context.Context) (T, error), table func(io.Writer, T) error) *cobra.Command {
+	var (
+		file   string
+		asJSON bool
+	)
+	cmd.Args = exactArgs()
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		admin, err := openAdmin(cmd, file)
+		if err != nil {
+			return err
+		}
+		defer admin.Close()
+		list, err := fetch(admin, cmd.Context())
+		if err != nil {
+			return err
+		}
+		if asJSON {
+			return writeJSONOut(cmd.OutOrStdout(), list)
+		}
+		return table(cmd.OutOrStdout(), list)
+	}
+	addCoordinatorFlags(cmd.Flags(), &file, "data_dir")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
+	return cmd
 }

@@ -30,34 +30,11 @@ Presence (online, last seen) is live only through a running coordinator.`,
 }
 
 func newNodesListCmd() *cobra.Command {
-	var (
-		file   string
-		asJSON bool
-	)
-	cmd := &cobra.Command{
+	return adminListCmd(&cobra.Command{
 		Use:     "list",
 		Short:   "List registered nodes with addresses, keys, presence and endpoints",
 		Example: "  meshnode nodes list\n  meshnode nodes list --json | jq -r '.[] | select(.online) | .name'",
-		Args:    exactArgs(),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			admin, err := openAdmin(cmd, file)
-			if err != nil {
-				return err
-			}
-			defer admin.Close()
-			nodes, err := admin.Nodes(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSONOut(cmd.OutOrStdout(), nodes)
-			}
-			return printNodes(cmd.OutOrStdout(), nodes)
-		},
-	}
-	addCoordinatorFlags(cmd.Flags(), &file, "data_dir")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
-	return cmd
+	}, coordinator.Admin.Nodes, printNodes)
 }
 
 func newNodesRemoveCmd() *cobra.Command {
@@ -150,45 +127,27 @@ withdrawn from every peer's map.` + tokenAdminNote
 }
 
 func newNodesBannedCmd() *cobra.Command {
-	var (
-		file   string
-		asJSON bool
-	)
-	cmd := &cobra.Command{
+	return adminListCmd(&cobra.Command{
 		Use:   "banned",
 		Short: "List the keys of removed nodes, which can't join again until allowed",
 		Long: `List the keys that 'meshnode nodes remove' banned, newest first, with the
 name each node had.` + tokenAdminNote,
 		Example: "  meshnode nodes banned\n  meshnode nodes banned --json",
-		Args:    exactArgs(),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			admin, err := openAdmin(cmd, file)
-			if err != nil {
-				return err
-			}
-			defer admin.Close()
-			list, err := admin.Bans(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSONOut(cmd.OutOrStdout(), list)
-			}
-			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tPUBLIC KEY\tREMOVED")
-			for _, b := range list {
-				name := b.Name
-				if name == "" {
-					name = "-"
-				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\n", name, b.PublicKey, b.Since.Local().Format(timeLayout))
-			}
-			return tw.Flush()
-		},
+	}, coordinator.Admin.Bans, printBans)
+}
+
+// printBans is the table of banned keys.
+func printBans(w io.Writer, list []coordinator.Ban) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tPUBLIC KEY\tREMOVED")
+	for _, b := range list {
+		name := b.Name
+		if name == "" {
+			name = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", name, b.PublicKey, b.Since.Local().Format(timeLayout))
 	}
-	addCoordinatorFlags(cmd.Flags(), &file, "data_dir")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
-	return cmd
+	return tw.Flush()
 }
 
 func newNodesAllowCmd() *cobra.Command {

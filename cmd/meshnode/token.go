@@ -104,35 +104,12 @@ last started.` + tokenAdminNote,
 }
 
 func newTokenListCmd() *cobra.Command {
-	var (
-		file   string
-		asJSON bool
-	)
-	cmd := &cobra.Command{
+	return adminListCmd(&cobra.Command{
 		Use:     "list",
 		Short:   "List join tokens (never their secrets)",
 		Long:    `List every join token, newest first, with its state.` + tokenAdminNote,
 		Example: "  meshnode token list\n  meshnode token list --json | jq '.[] | select(.revoked | not)'",
-		Args:    exactArgs(),
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			admin, err := openAdmin(cmd, file)
-			if err != nil {
-				return err
-			}
-			defer admin.Close()
-			toks, err := admin.Tokens(cmd.Context())
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return writeJSONOut(cmd.OutOrStdout(), toks)
-			}
-			return printTokens(cmd.OutOrStdout(), toks, time.Now())
-		},
-	}
-	addCoordinatorFlags(cmd.Flags(), &file, "data_dir")
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON instead of a table")
-	return cmd
+	}, coordinator.Admin.Tokens, func(w io.Writer, toks []coordinator.TokenInfo) error { return printTokens(w, toks, time.Now()) })
 }
 
 func newTokenRevokeCmd() *cobra.Command {
