@@ -124,7 +124,10 @@ func (m *Manager) onPing(p *peer, d wire.Disco, from netip.AddrPort, sock int, n
 	m.Stats.PingsReceived.Add(1)
 	// The source is not yet where the peer is: a peer (or anyone replaying
 	// its packets) can forge a source address. Only the pong to our own
-	// ping there confirms it (onPong).
+	// ping there confirms it (onPong); a ping only keeps alive what a pong
+	// confirmed for this same peer (its heartbeats from a source we don't
+	// send to, on an asymmetric path).
+	m.refreshAddr(from, p.key, now)
 	p.lastPingSrc = from
 	if sock != 0 && p.sockFor[from] != sock {
 		// The easy side's probe hit one of our birthday sockets: that

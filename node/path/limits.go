@@ -125,6 +125,16 @@ func (m *Manager) confirmAddr(a netip.AddrPort, key crypto.PublicKey, now time.T
 	m.byAddr.Store(a, e)
 }
 
+// refreshAddr keeps a confirmed source alive when peer key, and nobody
+// else, is still seen there; it never attributes a new source.
+func (m *Manager) refreshAddr(a netip.AddrPort, key crypto.PublicKey, now time.Time) {
+	if v, ok := m.byAddr.Load(a); ok {
+		if e := v.(*addrEntry); e.key == key {
+			e.seen.Store(now.UnixNano())
+		}
+	}
+}
+
 // pruneAddrs forgets sources not confirmed for Timing.AddrTTL: a mapping
 // that moved on must not keep attributing packets to the peer that held it.
 func (m *Manager) pruneAddrs(now time.Time) {
