@@ -212,12 +212,9 @@ func (s *SQLite) RemoveNode(ctx context.Context, name string, now time.Time) (No
 		return Node{}, fmt.Errorf("database %s: begin: %w", s.path, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	n, _, err := scanNode(tx.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE name = $1 AND removed_at IS NULL`, name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Node{}, fmt.Errorf("node %q: %w", name, ErrNotFound)
-	}
+	n, err := s.activeNode(ctx, tx, name)
 	if err != nil {
-		return Node{}, fmt.Errorf("database %s: read node %q: %w", s.path, name, err)
+		return Node{}, err
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE nodes SET removed_at = $1, name = NULL, host_index = NULL, ipv4 = NULL, ipv6 = NULL,
 		endpoints = '[]', nat = NULL WHERE public_key = $2`, now.UnixMilli(), n.Key.String()); err != nil {
@@ -236,6 +233,18 @@ func (s *SQLite) RemoveNode(ctx context.Context, name string, now time.Time) (No
 	return n, nil
 }
 
+// activeNode reads the node named name, not removed, inside tx.
+func (s *SQLite) activeNode(ctx context.Context, tx *sql.Tx, name string) (Node, error) {
+	n, _, err := scanNode(tx.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE name = $1 AND removed_at IS NULL`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Node{}, fmt.Errorf("node %q: %w", name, ErrNotFound)
+	}
+	if err != nil {
+		return Node{}, fmt.Errorf("database %s: read node %q: %w", s.path, name, err)
+	}
+	return n, nil
+}
+
 // UpdateTags adds and then removes tags of an active node.
 func (s *SQLite) UpdateTags(ctx context.Context, name string, add, remove []string) (Node, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
@@ -243,12 +252,9 @@ func (s *SQLite) UpdateTags(ctx context.Context, name string, add, remove []stri
 		return Node{}, fmt.Errorf("database %s: begin: %w", s.path, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	n, _, err := scanNode(tx.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE name = $1 AND removed_at IS NULL`, name))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Node{}, fmt.Errorf("node %q: %w", name, ErrNotFound)
-	}
+	n, err := s.activeNode(ctx, tx, name)
 	if err != nil {
-		return Node{}, fmt.Errorf("database %s: read node %q: %w", s.path, name, err)
+		return Node{}, err
 	}
 	n.Tags = slices.DeleteFunc(union(n.Tags, add), func(t string) bool { return slices.Contains(remove, t) })
 	tags, _ := json.Marshal(nonNil(n.Tags))

@@ -65,13 +65,14 @@ func (r *directRoute) Info() RouteInfo { return RouteInfo{Kind: KindDirect, Addr
 
 // udpRelayRoute frames packets for a UDP relay.
 type udpRelayRoute struct {
-	b  *Bind
-	ep *conn.StdNetEndpoint
+	b    *Bind
+	ep   *conn.StdNetEndpoint
+	info RouteInfo // built once: the packet path reads it (bind.Router.RelayAt)
 }
 
 // UDPRelay is the path through the UDP relay at addr.
 func (b *Bind) UDPRelay(addr netip.AddrPort) Route {
-	return &udpRelayRoute{b: b, ep: &conn.StdNetEndpoint{AddrPort: addr}}
+	return &udpRelayRoute{b: b, ep: &conn.StdNetEndpoint{AddrPort: addr}, info: RouteInfo{Kind: KindRelay, Addr: addr, Via: addr.String()}}
 }
 
 func (r *udpRelayRoute) Send(bufs [][]byte, peer crypto.PublicKey) error {
@@ -83,9 +84,7 @@ func (r *udpRelayRoute) Send(bufs [][]byte, peer crypto.PublicKey) error {
 	})
 }
 
-func (r *udpRelayRoute) Info() RouteInfo {
-	return RouteInfo{Kind: KindRelay, Addr: r.ep.AddrPort, Via: r.ep.AddrPort.String()}
-}
+func (r *udpRelayRoute) Info() RouteInfo { return r.info }
 
 // FrameSender carries relay frames over a stream: the TCP relay, or a
 // punched TCP connection to the peer. SendFrames must not block for long:

@@ -69,9 +69,6 @@ type Manager struct {
 	routes sync.Map // crypto.PublicKey → *route
 	byAddr sync.Map // netip.AddrPort → *addrEntry (sources confirmed by a pong)
 	relay  routeVar
-	// relayAddr is the UDP relay's address while relay routes through one:
-	// the only source relayed frames are taken from.
-	relayAddr atomic.Pointer[netip.AddrPort]
 
 	Stats Stats
 
@@ -209,23 +206,18 @@ func (m *Manager) SetTCPRoute(key crypto.PublicKey, r bind.Route) {
 
 // SetRelay sets the relay route used for peers without a direct path; nil
 // means no relay is available.
-func (m *Manager) SetRelay(r bind.Route) {
-	var at *netip.AddrPort
-	if r != nil {
-		if i := r.Info(); i.Kind == bind.KindRelay && i.Addr.IsValid() {
-			at = &i.Addr
-		}
-	}
-	m.relayAddr.Store(at)
-	m.relay.Store(r)
-}
+func (m *Manager) SetRelay(r bind.Route) { m.relay.Store(r) }
 
 // RelayAt implements bind.Router: relayed frames are taken only from the
 // UDP relay this node is bound to, so nobody else can inject frames that
 // claim to come from a peer.
 func (m *Manager) RelayAt(a netip.AddrPort) bool {
-	at := m.relayAddr.Load()
-	return at != nil && *at == a
+	r := m.relay.Load()
+	if r == nil {
+		return false
+	}
+	i := r.Info()
+	return i.Kind == bind.KindRelay && i.Addr.IsValid() && i.Addr == a
 }
 
 // UpsertPeer adds or updates a peer from the coordinator's map. New
