@@ -52,6 +52,12 @@ func TestStalledCoordinatorDisturbsNoPath(t *testing.T) {
 			c := m.AddNode("c", m.NAT(otherHard).NewHost("c", netip.MustParseAddr("10.2.0.2")), opts)
 			waitDirect(t, a, b)
 			waitPath(t, a, c, path.PathRelay)
+			// a retries c (and asks for rendezvous) only once it knows an
+			// address of c's that it may punch: c's STUN mapping, which
+			// reaches a in a later map update than c itself.
+			wait.For(t, pathDeadline, "a knows a candidate of c's", func() bool {
+				return a.PathTo(c).Candidates > 0
+			})
 			before := a.PathTo(b)
 			lost := a.Engine.PathStats().PathsLost.Load()
 

@@ -27,6 +27,7 @@ func (e *Engine) Status() localapi.Status {
 		k, _ := crypto.ParsePublicKey(peers[i].PublicKey)
 		pp := e.mgr.Path(k)
 		peers[i].Path = pp.Path
+		peers[i].Candidates = pp.Candidates
 		switch {
 		case pp.Via != "":
 			peers[i].Endpoint = pp.Via

@@ -56,8 +56,9 @@ type Peer struct {
 	Addresses     []netip.Addr `json:"addresses"`
 	PublicKey     string       `json:"public_key"`
 	Online        bool         `json:"online"`
-	Path          string       `json:"path"`     // "direct", "relay" or "none"
-	Endpoint      string       `json:"endpoint"` // ip:port in use; empty when none
+	Path          string       `json:"path"`       // "direct", "relay" or "none"
+	Endpoint      string       `json:"endpoint"`   // ip:port in use; empty when none
+	Candidates    int          `json:"candidates"` // addresses this node may punch; 0: relay only
 	LatencyMs     float64      `json:"latency_ms"`
 	RxBytes       uint64       `json:"rx_bytes"`
 	TxBytes       uint64       `json:"tx_bytes"`

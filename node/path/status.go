@@ -24,6 +24,10 @@ type PeerPath struct {
 	Endpoint netip.AddrPort // the direct address or the UDP relay's; invalid when none
 	Via      string         // the relay in use, when relayed
 	Latency  time.Duration  // smoothed RTT of the direct path
+	// Candidates counts the peer's addresses this node may punch (its
+	// reported endpoints that pass this node's scope, and peer-reflexive
+	// ones): none means only the relay can carry it.
+	Candidates int
 }
 
 // Path returns a peer's current path.
@@ -34,7 +38,7 @@ func (m *Manager) Path(key crypto.PublicKey) PeerPath {
 	if !ok {
 		return PeerPath{Key: key, Path: PathNone}
 	}
-	pp := PeerPath{Key: key, Path: PathNone}
+	pp := PeerPath{Key: key, Path: PathNone, Candidates: len(p.cands)}
 	switch {
 	case p.hasBest:
 		pp.Path, pp.Endpoint, pp.Latency = PathDirect, p.best, p.bestRTT
