@@ -93,6 +93,7 @@ func (s *Server) RemoveNode(ctx context.Context, name string) (wire.Node, error)
 		})
 	}
 	s.relay.Forget(n.Key)
+	s.evidence.forget(n.Key)
 	s.seenMu.Lock()
 	delete(s.seenWritten, n.Key)
 	s.seenMu.Unlock()

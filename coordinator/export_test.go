@@ -2,6 +2,9 @@ package coordinator
 
 import (
 	"net"
+	"net/netip"
+
+	"github.com/meshnode/meshnode/crypto"
 
 	"golang.org/x/time/rate"
 )
@@ -16,4 +19,10 @@ func MetricsAddr(s *Server) net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.metricsAddr
+}
+
+// Observe records src as the source of an authenticated STUN request from
+// key, as the STUN server does (tests can't send from public addresses).
+func Observe(s *Server, key crypto.PublicKey, src netip.AddrPort) {
+	s.evidence.Observed(key.String(), src)
 }

@@ -232,6 +232,8 @@ func (n *node) join(token, name string) *node {
 
 // stream is a node's live stream with the map it has assembled.
 type stream struct {
+	key     crypto.PublicKey
+	srv     *coordinator.Server
 	conn    *websocket.Conn
 	welcome wire.StreamMsg
 	cancel  context.CancelFunc
@@ -293,7 +295,7 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 		cancel()
 		return first, nil, nil
 	}
-	s := &stream{conn: c, welcome: first, cancel: cancel, done: make(chan struct{}), updates: make(chan struct{}, 1),
+	s := &stream{key: key, srv: n.h.srv, conn: c, welcome: first, cancel: cancel, done: make(chan struct{}), updates: make(chan struct{}, 1),
 		peers: map[crypto.PublicKey]wire.Node{}, relays: map[crypto.PublicKey][]string{}, upserts: map[crypto.PublicKey]int{},
 		version: first.Version, reading: make(chan struct{})}
 	for _, p := range first.Peers {
@@ -387,7 +389,20 @@ func (s *stream) close() {
 	<-s.done
 }
 
+// send sends m as a node does. Before an endpoints report, the coordinator
+// is shown evidence for each candidate, as a node's signed STUN requests
+// from those addresses would (see sendUnseen).
 func (s *stream) send(m wire.StreamMsg) error {
+	if m.Type == wire.MsgEndpoints {
+		for _, ep := range m.Endpoints {
+			coordinator.Observe(s.srv, s.key, ep.Addr)
+		}
+	}
+	return s.sendUnseen(m)
+}
+
+// sendUnseen sends m with no evidence shown first.
+func (s *stream) sendUnseen(m wire.StreamMsg) error {
 	return writeJSON(context.Background(), s.conn, m)
 }
 

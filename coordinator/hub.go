@@ -198,6 +198,13 @@ func (h *hub) detach(sess *session, now time.Time) bool {
 	return true
 }
 
+// session returns a node's stream, or nil when it has none.
+func (h *hub) session(key crypto.PublicKey) *session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.sessions[key]
+}
+
 // endpoints returns a node's current candidates.
 func (h *hub) endpoints(key crypto.PublicKey) ([]wire.Endpoint, *wire.NATInfo, bool) {
 	h.mu.Lock()

@@ -19,6 +19,7 @@ type metrics struct {
 	endpointWrites prometheus.Counter
 	presenceWrites prometheus.Counter
 	preAuthClosed  *prometheus.CounterVec
+	unobserved     prometheus.Counter
 }
 
 // Labels of the limited metric.
@@ -49,6 +50,8 @@ func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate) (*metrics, 
 			"Last-seen times stored (synced writes), at most one per node per 10 s."))),
 		preAuthClosed: prometheus.NewCounterVec(prometheus.CounterOpts(opts("preauth_closed_total",
 			"HTTPS connections closed before they authenticated, by reason: per_source, evicted, timeout.")), []string{"reason"}),
+		unobserved: prometheus.NewCounter(prometheus.CounterOpts(opts("candidates_held_total",
+			"Public candidates nodes reported that the coordinator had not seen them use (no authenticated STUN request or stream from that address): held back from peers."))),
 	}
 	preAuth := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("preauth_connections",
 		"HTTPS connections that have not authenticated (registrations, handshakes, streams and relay sockets before their proof).")),
@@ -61,7 +64,7 @@ func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate) (*metrics, 
 		_, n := h.counts()
 		return float64(n)
 	})
-	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, preAuth, nodes, online} {
+	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, m.unobserved, preAuth, nodes, online} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register coordinator metrics: %w", err)
 		}

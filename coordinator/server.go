@@ -110,6 +110,7 @@ type Server struct {
 	met      *metrics
 	gatherer prometheus.Gatherer
 	stun     *stunserver.Server
+	evidence *evidence
 	relay    *relay.Server
 	// challenges issues and checks registration challenges.
 	challenges *challenger
@@ -199,11 +200,13 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.relay = relay.New(relay.Options{Key: key, Auth: s.hub, Log: log.With("component", "relay"), Registry: reg, Rate: mbitToBytes(cfg.RelayRate)})
+	s.evidence = newEvidence(key, s.hub.has, s.freshEvidence)
 	s.stun = stunserver.New(stunserver.Options{
 		Software: "meshnode " + version.Version,
 		Logger:   log,
 		Count:    func(result string) { s.met.stun.WithLabelValues(result).Inc() },
 		Relay:    s.relay.HandlePacket,
+		Auth:     s.evidence,
 	})
 	return s, nil
 }

@@ -73,7 +73,10 @@ type session struct {
 	cues    map[crypto.PublicKey]wire.StreamMsg
 	lastCue map[crypto.PublicKey]time.Time
 	report  *wire.StreamMsg // the latest endpoints report not yet stored
-	final   *closing
+	// unproven is the latest report as the node sent it, while some of its
+	// public candidates wait for evidence (see evidence); nil when none.
+	unproven *wire.StreamMsg
+	final    *closing
 }
 
 // closing is how a session ends on the coordinator's initiative.
@@ -163,6 +166,28 @@ func (s *session) setReport(m wire.StreamMsg) (replaced bool) {
 	default:
 	}
 	return replaced
+}
+
+// hold keeps m, the node's report as sent, until evidence for the
+// candidates held back from it arrives; a report with no Type clears it.
+func (s *session) hold(m wire.StreamMsg) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m.Type == "" {
+		s.unproven = nil
+	} else {
+		s.unproven = &m
+	}
+}
+
+// held returns the report kept by hold.
+func (s *session) held() (wire.StreamMsg, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unproven == nil {
+		return wire.StreamMsg{}, false
+	}
+	return *s.unproven, true
 }
 
 // pendingReport returns the latest endpoints report not yet stored. It

@@ -260,9 +260,7 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 					&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: err.Error()})
 				continue
 			}
-			if sess.setReport(m) {
-				s.met.limited.WithLabelValues(limitedEndpoints).Inc()
-			}
+			s.acceptReport(sess, m)
 		case wire.MsgRendezvous:
 			if m.Peer == nil {
 				sess.stop(websocket.StatusPolicyViolation, "bad rendezvous",
@@ -293,6 +291,38 @@ func (s *Server) rendezvous(from, to crypto.PublicKey) {
 	case rendezvousOverBudget:
 		s.met.limited.WithLabelValues(limitedRendezvous).Inc()
 		s.nodeLog.Info("rendezvous request over the node's budget; dropped", "from", from.Short(), "to", to.Short())
+	}
+}
+
+// acceptReport queues a node's endpoints report to be applied, with the
+// public candidates the coordinator has no evidence for held back (see
+// evidence). A held report is looked at again when the node's STUN request
+// shows a new source.
+func (s *Server) acceptReport(sess *session, m wire.StreamMsg) {
+	kept, held := s.evidence.filter(sess.key, m.Endpoints, sess.tcp.Addr())
+	if len(held) > 0 {
+		sess.hold(m)
+		s.met.unobserved.Add(float64(len(held)))
+		s.nodeLog.Info("candidates held back: the coordinator has not seen the node at these public addresses", "node", sess.key.Short(), "endpoints", held)
+	} else {
+		sess.hold(wire.StreamMsg{})
+	}
+	m.Endpoints = kept
+	if sess.setReport(m) {
+		s.met.limited.WithLabelValues(limitedEndpoints).Inc()
+	}
+}
+
+// freshEvidence applies a node's held report again: its STUN request just
+// came from a new source (evidence.fresh). It runs on the STUN server's
+// packet path, so it only queues.
+func (s *Server) freshEvidence(key crypto.PublicKey) {
+	sess := s.hub.session(key)
+	if sess == nil {
+		return
+	}
+	if m, ok := sess.held(); ok {
+		s.acceptReport(sess, m)
 	}
 }
 

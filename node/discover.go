@@ -41,11 +41,15 @@ type discoverer struct {
 	localAddrs func() []netip.Addr  // nil: the host's
 	exclude    []netip.Prefix       // the overlay's own networks
 	configured []string             // STUN servers from the config
-	relay      string               // relay_public, announced with the candidates
-	saveSTUN   func([]string) error
-	scope      *scope // refreshed with the host's prefixes on every link poll
-	log        *slog.Logger
-	kick       chan struct{}
+	// auth signs requests to the coordinator's STUN servers, so the
+	// coordinator sees first hand where this node is (wire.STUNAuthLabel);
+	// nil when the key pair can't make a password.
+	auth     *discovery.Credentials
+	relay    string // relay_public, announced with the candidates
+	saveSTUN func([]string) error
+	scope    *scope // refreshed with the host's prefixes on every link poll
+	log      *slog.Logger
+	kick     chan struct{}
 
 	mu sync.Mutex
 	// stun is the coordinator's STUN servers (host:port), primary first.
@@ -161,19 +165,25 @@ func (d *discoverer) sendEndpoints() {
 	d.send(msg)
 }
 
-// stunAddrs resolves the STUN servers: the coordinator's, then configured ones.
-func (d *discoverer) stunAddrs(ctx context.Context) []netip.AddrPort {
+// stunAddrs resolves the STUN servers: the coordinator's, signed, then
+// configured ones, unsigned (a third party has no use for our key).
+func (d *discoverer) stunAddrs(ctx context.Context) []discovery.Target {
 	d.mu.Lock()
 	names := append(slices.Clone(d.stun), d.configured...)
+	coordinator := len(d.stun)
 	d.mu.Unlock()
-	var out []netip.AddrPort
-	for _, s := range names {
+	var out []discovery.Target
+	for i, s := range names {
 		ap, err := discovery.ResolveSTUN(ctx, s)
 		if err != nil {
 			d.log.Warn("STUN server does not resolve", "server", s, "err", err)
 			continue
 		}
-		out = append(out, ap)
+		t := discovery.Target{Addr: ap}
+		if i < coordinator {
+			t.Auth = d.auth
+		}
+		out = append(out, t)
 	}
 	return out
 }

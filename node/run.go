@@ -146,6 +146,12 @@ func (e *Engine) build() {
 	sc := new(scope)
 	e.mgr.SetScope(sc)
 	prober := discovery.NewProber(e.bind)
+	var auth *discovery.Credentials
+	if pass, err := wire.STUNPassword(e.priv, e.state.CoordinatorKey); err != nil {
+		e.log.Warn("STUN requests go unsigned: the coordinator won't vouch for this node's public address, so peers reach it through the relay", "err", err)
+	} else {
+		auth = &discovery.Credentials{Username: e.priv.Public().String(), Password: pass}
+	}
 	e.disc = &discoverer{
 		prober:     prober,
 		port:       e.bind.Port,
@@ -154,6 +160,7 @@ func (e *Engine) build() {
 		localAddrs: e.opts.LocalAddrs,
 		exclude:    e.state.routes(),
 		configured: e.cfg.STUNServers,
+		auth:       auth,
 		relay:      e.cfg.RelayPublic,
 		saveSTUN:   e.saveSTUN,
 		scope:      sc,

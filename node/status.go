@@ -71,6 +71,7 @@ func (e *Engine) Status() localapi.Status {
 			"disco_rejected":        ps.Rejected.Load(),
 			"paths_found":           ps.PathsFound.Load(),
 			"paths_lost":            ps.PathsLost.Load(),
+			"disco_unvouched":       ps.Unvouched.Load(),
 			"birthday_attempts":     ps.BirthdayAttempts.Load(),
 			"birthday_wins":         ps.BirthdayWins.Load(),
 			"path_events_dropped":   ps.EventsDropped.Load(),

@@ -11,23 +11,34 @@ import (
 
 // maxResponse is the largest response the server may send: a success to an
 // IPv6 client (four 20-byte address attributes) or a 420 listing maxUnknown
-// attributes, with SOFTWARE and FINGERPRINT. It holds whatever the request:
+// attributes, with SOFTWARE, MESSAGE-INTEGRITY (for a signed request) and
+// FINGERPRINT. It holds whatever the request:
 // the server never sizes a response by it (PADDING is refused).
 func maxResponse(software string) int {
 	attr := func(value int) int { return 4 + (value+3)/4*4 }
 	success := 4 * attr(20)
 	refusal := attr(4+len("Unknown Attribute")) + attr(2*maxUnknown)
-	return headerLen + max(success, refusal) + attr(len(software)) + attr(4)
+	return headerLen + max(success, refusal) + attr(len(software)) + attr(20) + attr(4)
 }
 
 // FuzzRespond feeds the server's request handling any datagram, from an
 // IPv4 and an IPv6 client, on every socket of a server with and without an
-// alternate address. It must not panic; a response must be a well-formed
+// alternate address and an Authenticator. It must not panic; a response must be a well-formed
 // answer to the request's transaction, sent from the socket RFC 5780 says,
 // no larger than maxResponse.
 func FuzzRespond(f *testing.F) {
 	limit := maxResponse(software)
-	clients := []netip.AddrPort{netip.MustParseAddrPort("198.51.100.7:40000"), netip.MustParseAddrPort("[2001:db8::7]:40000")}
+	f.Add(request(stun.NewUsername("alice"), stun.NewShortTermIntegrity("secret"), stun.Fingerprint))
+	type fuzzCase struct {
+		client netip.AddrPort
+		auth   Authenticator
+	}
+	var cases []fuzzCase
+	for _, client := range []netip.AddrPort{netip.MustParseAddrPort("198.51.100.7:40000"), netip.MustParseAddrPort("[2001:db8::7]:40000")} {
+		for _, auth := range []Authenticator{nil, &users{pass: map[string]string{"alice": "secret"}, observed: map[string]netip.AddrPort{}}} {
+			cases = append(cases, fuzzCase{client, auth})
+		}
+	}
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		in := bytes.Clone(pkt)
 		for _, alternate := range []bool{false, true} {
@@ -36,8 +47,9 @@ func FuzzRespond(f *testing.F) {
 				if !addr.IsValid() {
 					continue
 				}
-				for _, client := range clients {
-					s := New(Options{Software: software})
+				for _, c := range cases {
+					client := c.client
+					s := New(Options{Software: software, Auth: c.auth})
 					resp, via, result := s.respond(pkt, client, g, recv, time.Unix(1000, 0))
 					if !bytes.Equal(pkt, in) {
 						t.Fatal("respond modified the request")
@@ -83,6 +95,11 @@ func checkResponse(t *testing.T, req, resp []byte, client netip.AddrPort, g *gri
 		var other stun.OtherAddress
 		if g.alternate && (other.GetFrom(m) != nil || other.String() != g.addrs[recv^(otherIP|otherPort)].String()) {
 			t.Fatalf("OTHER-ADDRESS %v for a request to %v", other, g.addrs[recv])
+		}
+	case ResultBadRequest, ResultUnauthorized:
+		var code stun.ErrorCodeAttribute
+		if m.Type != stun.BindingError || code.GetFrom(m) != nil || (code.Code != stun.CodeBadRequest && code.Code != stun.CodeUnauthorized) || via != recv {
+			t.Fatalf("%s response %v, code %v, sent from %d for a request to %d", result, m.Type, code, via, recv)
 		}
 	case ResultUnknownAttribute, ResultChangeUnsupported:
 		var code stun.ErrorCodeAttribute

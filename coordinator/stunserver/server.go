@@ -98,6 +98,9 @@ type Options struct {
 	// port, before STUN's rate limit: the relay limits per node itself.
 	// send answers from the socket the frame came in on.
 	Relay func(pkt []byte, from netip.AddrPort, send func([]byte, netip.AddrPort) error)
+	// Auth checks requests that carry USERNAME and MESSAGE-INTEGRITY; nil
+	// treats those attributes as unknown (420).
+	Auth Authenticator
 }
 
 // Server answers STUN Binding requests.
@@ -106,12 +109,13 @@ type Server struct {
 	log      *slog.Logger
 	count    func(string)
 	relay    func([]byte, netip.AddrPort, func([]byte, netip.AddrPort) error)
+	auth     Authenticator
 	limit    *limiter
 }
 
 // New returns a Server.
 func New(opts Options) *Server {
-	s := &Server{software: opts.Software, log: opts.Logger, count: opts.Count, relay: opts.Relay, limit: newLimiter(maxSources)}
+	s := &Server{software: opts.Software, log: opts.Logger, count: opts.Count, relay: opts.Relay, auth: opts.Auth, limit: newLimiter(maxSources)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -264,13 +268,22 @@ func (s *Server) respond(pkt []byte, src netip.AddrPort, g *grid, recv int, now 
 			return nil, 0, ResultMalformed
 		}
 	}
-	if unknown := unknownAttributes(req, g.alternate); len(unknown) > 0 {
+	if unknown := unknownAttributes(req, g.alternate, s.auth != nil); len(unknown) > 0 {
 		result := ResultUnknownAttribute
 		if slices.Contains(unknown, stun.AttrChangeRequest) {
 			result = ResultChangeUnsupported
 		}
 		return s.build(recv, result, stun.NewTransactionIDSetter(req.TransactionID), stun.BindingError,
 			stun.CodeUnknownAttribute, stun.UnknownAttributes(unknown))
+	}
+	var mi stun.MessageIntegrity
+	if req.Contains(stun.AttrUsername) || req.Contains(stun.AttrMessageIntegrity) {
+		user, integrity, code, result := s.authenticate(req)
+		if integrity == nil {
+			return s.build(recv, result, stun.NewTransactionIDSetter(req.TransactionID), stun.BindingError, code)
+		}
+		s.auth.Observed(user, src)
+		mi = integrity
 	}
 	via := recv
 	if v, err := req.Get(stun.AttrChangeRequest); err == nil {
@@ -285,7 +298,7 @@ func (s *Server) respond(pkt []byte, src netip.AddrPort, g *grid, recv int, now 
 			via ^= otherPort
 		}
 	}
-	return s.build(via, ResultOK, s.success(req, src, g, recv, via)...)
+	return s.buildSigned(via, ResultOK, mi, s.success(req, src, g, recv, via)...)
 }
 
 // checkHeader applies the first checks of RFC 5389 §7.3 to pkt's header
@@ -311,11 +324,13 @@ func checkHeader(pkt []byte) string {
 // unknownAttributes lists, once each and at most maxUnknown, the
 // comprehension-required attributes of req (RFC 5389 §15) that the server
 // does not implement. CHANGE-REQUEST is implemented only with an alternate
-// address (RFC 5780 §6).
-func unknownAttributes(req *stun.Message, alternate bool) []stun.AttrType {
+// address (RFC 5780 §6), USERNAME and MESSAGE-INTEGRITY only with an
+// Authenticator.
+func unknownAttributes(req *stun.Message, alternate, auth bool) []stun.AttrType {
 	var unknown []stun.AttrType
 	for _, a := range req.Attributes {
-		known := a.Type == stun.AttrChangeRequest && alternate
+		known := a.Type == stun.AttrChangeRequest && alternate ||
+			(a.Type == stun.AttrUsername || a.Type == stun.AttrMessageIntegrity) && auth
 		if !a.Type.Required() || known || slices.Contains(unknown, a.Type) {
 			continue
 		}
@@ -355,8 +370,18 @@ func (s *Server) success(req *stun.Message, src netip.AddrPort, g *grid, recv, v
 // build encodes a response with SOFTWARE and FINGERPRINT added, to be sent
 // from socket via.
 func (s *Server) build(via int, result string, setters ...stun.Setter) ([]byte, int, string) {
+	return s.buildSigned(via, result, nil, setters...)
+}
+
+// buildSigned is build with MESSAGE-INTEGRITY (when mi is not nil) after
+// every other attribute but FINGERPRINT, which it must precede (RFC 8489
+// §14.5, §14.7).
+func (s *Server) buildSigned(via int, result string, mi stun.MessageIntegrity, setters ...stun.Setter) ([]byte, int, string) {
 	if s.software != "" {
 		setters = append(setters, stun.NewSoftware(s.software))
+	}
+	if mi != nil {
+		setters = append(setters, mi)
 	}
 	m, err := stun.Build(append(setters, stun.Fingerprint)...)
 	if err != nil {

@@ -92,3 +92,50 @@ func TestRelayFrames(t *testing.T) {
 		}
 	}
 }
+
+// Both ends of a node–coordinator pair compute the same STUN password, and
+// no third key does.
+func TestSTUNPassword(t *testing.T) {
+	var keys [3]crypto.PrivateKey
+	for i := range keys {
+		k, err := crypto.NewPrivateKey()
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[i] = k
+	}
+	node, coord, other := keys[0], keys[1], keys[2]
+	a, err := STUNPassword(node, coord.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := STUNPassword(coord, node.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := STUNPassword(other, coord.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a != b || a == c || len(a) != 64 {
+		t.Fatalf("node %q, coordinator %q, stranger %q: want the first two equal, 64 hex digits, and the third different", a, b, c)
+	}
+}
+
+func TestVouches(t *testing.T) {
+	for _, tc := range []struct {
+		seen, ip string
+		want     bool
+	}{
+		{"198.18.1.1", "198.18.1.1", true},
+		{"198.18.1.1", "198.18.1.2", false},
+		{"::ffff:198.18.1.1", "198.18.1.1", true},
+		{"2001:2:0:1::5", "2001:2:0:1:aaaa::9", true},
+		{"2001:2:0:1::5", "2001:2:0:2::5", false},
+		{"2001:2:0:1::5", "198.18.1.1", false},
+	} {
+		if got := Vouches(netip.MustParseAddr(tc.seen), netip.MustParseAddr(tc.ip)); got != tc.want {
+			t.Errorf("Vouches(%s, %s) = %v, want %v", tc.seen, tc.ip, got, tc.want)
+		}
+	}
+}

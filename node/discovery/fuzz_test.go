@@ -20,13 +20,14 @@ func FuzzHandleSTUN(f *testing.F) {
 	from := netip.MustParseAddrPort("192.0.2.1:3478")
 	f.Fuzz(func(t *testing.T, pkt []byte) {
 		p := NewProber(discard{})
-		ch := make(chan Response, 1)
+		tx := transaction{answer: make(chan answer, 1)}
 		if len(pkt) >= 20 {
-			p.pending[[stun.TransactionIDSize]byte(pkt[8:20])] = ch
+			p.pending[[stun.TransactionIDSize]byte(pkt[8:20])] = tx
 		}
 		p.HandleSTUN(pkt, from)
 		select {
-		case r := <-ch:
+		case a := <-tx.answer:
+			r := a.resp
 			m := &stun.Message{Raw: pkt}
 			if err := m.Decode(); err != nil || m.Type != stun.BindingSuccess {
 				t.Fatalf("delivered %+v for a datagram that is not a Binding success (%v)", r, err)

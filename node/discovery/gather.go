@@ -36,7 +36,7 @@ const maxLAN = wire.MaxEndpoints - 2
 // Gather lists LAN candidates and, through the first STUN server that
 // answers, the public mapping and the NAT's mapping behaviour. port is the
 // shared socket's.
-func (g *Gatherer) Gather(ctx context.Context, servers []netip.AddrPort, port uint16) Result {
+func (g *Gatherer) Gather(ctx context.Context, servers []Target, port uint16) Result {
 	locals := g.locals()
 	var res Result
 	for _, a := range locals[:min(len(locals), maxLAN)] {

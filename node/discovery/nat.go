@@ -49,7 +49,10 @@ func (m Mapping) NATInfo() wire.NATInfo {
 // an alternate address: the primary, then the alternate IP with the primary
 // port, then the alternate IP and port. local is our socket's port, to tell
 // a port-preserving NAT.
-func (p *Prober) ClassifyMapping(ctx context.Context, primary netip.AddrPort, local uint16, locals []netip.Addr) (Mapping, error) {
+//
+// The other addresses are the same server's, so they get primary's
+// credentials.
+func (p *Prober) ClassifyMapping(ctx context.Context, primary Target, local uint16, locals []netip.Addr) (Mapping, error) {
 	r1, err := p.Query(ctx, primary, 0)
 	if err != nil {
 		return Mapping{Behaviour: wire.MappingUnknown, PortAlloc: wire.PortAllocUnknown}, err
@@ -67,10 +70,10 @@ func (p *Prober) ClassifyMapping(ctx context.Context, primary netip.AddrPort, lo
 	if !r1.Other.IsValid() {
 		return m, nil // the server has no alternate address: behaviour unknown
 	}
-	if err := checkOther(primary, r1.Other); err != nil {
+	if err := checkOther(primary.Addr, r1.Other); err != nil {
 		return m, err
 	}
-	r2, err := p.Query(ctx, netip.AddrPortFrom(r1.Other.Addr(), primary.Port()), 0)
+	r2, err := p.Query(ctx, Target{Addr: netip.AddrPortFrom(r1.Other.Addr(), primary.Addr.Port()), Auth: primary.Auth}, 0)
 	if err != nil {
 		return m, err
 	}
@@ -79,7 +82,7 @@ func (p *Prober) ClassifyMapping(ctx context.Context, primary netip.AddrPort, lo
 		m.Behaviour = wire.MappingEndpointIndependent
 		return m, nil
 	}
-	r3, err := p.Query(ctx, r1.Other, 0)
+	r3, err := p.Query(ctx, Target{Addr: r1.Other, Auth: primary.Auth}, 0)
 	if err != nil {
 		return m, err
 	}

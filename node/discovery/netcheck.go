@@ -152,7 +152,7 @@ func (s *netcheckSock) run(ctx context.Context, rep *Report, opts NetcheckOption
 		filtering = f
 	}
 	mctx, cancel := context.WithTimeout(ctx, mappingTimeout)
-	m, err := s.prober.ClassifyMapping(mctx, server, s.port(), localAddrs(opts.LocalAddrs))
+	m, err := s.prober.ClassifyMapping(mctx, Target{Addr: server}, s.port(), localAddrs(opts.LocalAddrs))
 	cancel()
 	if err != nil {
 		rep.note("mapping test incomplete: %v", err)
@@ -196,7 +196,7 @@ func (s *netcheckSock) firstAnswer(ctx context.Context, rep *Report, servers []s
 			continue
 		}
 		qctx, cancel := context.WithTimeout(ctx, timeout)
-		r, err := s.prober.Query(qctx, addr, 0)
+		r, err := s.prober.Query(qctx, Target{Addr: addr}, 0)
 		cancel()
 		switch {
 		case errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil:
@@ -218,7 +218,7 @@ func (s *netcheckSock) latency(ctx context.Context, server netip.AddrPort, first
 	best := first
 	for range latencySamples - 1 {
 		qctx, cancel := context.WithTimeout(ctx, timeout)
-		r, err := s.prober.Query(qctx, server, 0)
+		r, err := s.prober.Query(qctx, Target{Addr: server}, 0)
 		cancel()
 		if err == nil {
 			best = min(best, r.RTT)
@@ -251,7 +251,7 @@ func (p *Prober) filtering(ctx context.Context, primary, other netip.AddrPort, t
 	}
 	for _, st := range steps {
 		qctx, cancel := context.WithTimeout(ctx, timeout)
-		r, err := p.Query(qctx, primary, st.flags)
+		r, err := p.Query(qctx, Target{Addr: primary}, st.flags)
 		cancel()
 		switch {
 		case err == nil && r.Origin != st.from:

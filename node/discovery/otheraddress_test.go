@@ -227,7 +227,7 @@ func TestClassifyMappingAgainstMeshnodeServer(t *testing.T) {
 				tr := newNATTransport(t, tc.perDestination)
 				ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 				defer cancel()
-				m, err := tr.prober.ClassifyMapping(ctx, server[at], 0, nil)
+				m, err := tr.prober.ClassifyMapping(ctx, Target{Addr: server[at]}, 0, nil)
 				if err != nil {
 					t.Fatalf("mapping test: %v", err)
 				}

@@ -37,6 +37,21 @@ type Response struct {
 	RTT    time.Duration
 }
 
+// Credentials are RFC 8489 short-term credentials (§9.1): the node's
+// requests to its coordinator's STUN server carry them (wire.STUNPassword),
+// and the server's answers must be signed with them.
+type Credentials struct {
+	Username string
+	Password string
+}
+
+// Target is a STUN server to query and the credentials its requests carry
+// (nil: none, as for any public STUN server).
+type Target struct {
+	Addr netip.AddrPort
+	Auth *Credentials
+}
+
 // Change flags of CHANGE-REQUEST (RFC 5780 §7.2).
 const (
 	ChangeIP   = 0x04
@@ -49,33 +64,63 @@ type Prober struct {
 	tr Transport
 
 	mu      sync.Mutex
-	pending map[[stun.TransactionIDSize]byte]chan Response
+	pending map[[stun.TransactionIDSize]byte]transaction
+}
+
+// transaction is a request waiting for its answer.
+type transaction struct {
+	answer chan answer
+	// integrity checks a signed request's answer; nil when unsigned.
+	integrity stun.MessageIntegrity
+}
+
+// answer is a response, or errAuthUnknown.
+type answer struct {
+	resp Response
+	err  error
 }
 
 // NewProber returns a prober sending through tr.
 func NewProber(tr Transport) *Prober {
-	return &Prober{tr: tr, pending: make(map[[stun.TransactionIDSize]byte]chan Response)}
+	return &Prober{tr: tr, pending: make(map[[stun.TransactionIDSize]byte]transaction)}
 }
 
 // ErrNoResponse means the server didn't answer any retransmission.
 var ErrNoResponse = errors.New("no STUN response")
 
+// errAuthUnknown is a server's 420 for USERNAME or MESSAGE-INTEGRITY: a
+// coordinator older than short-term credentials. The request is sent again
+// unsigned, so a newer node still learns its mapping from it.
+var errAuthUnknown = errors.New("STUN server does not take credentials")
+
 // Query sends a Binding request to server, retransmitting until an answer,
 // the retries run out or ctx ends. change asks the server to answer from
 // another address (0 for none).
-func (p *Prober) Query(ctx context.Context, server netip.AddrPort, change uint32) (Response, error) {
+func (p *Prober) Query(ctx context.Context, server Target, change uint32) (Response, error) {
+	r, err := p.query(ctx, server, change)
+	if errors.Is(err, errAuthUnknown) {
+		return p.query(ctx, Target{Addr: server.Addr}, change)
+	}
+	return r, err
+}
+
+func (p *Prober) query(ctx context.Context, server Target, change uint32) (Response, error) {
 	setters := []stun.Setter{stun.TransactionID, stun.BindingRequest}
 	if change != 0 {
 		setters = append(setters, changeRequest(change))
+	}
+	tx := transaction{answer: make(chan answer, 1)}
+	if server.Auth != nil {
+		tx.integrity = stun.NewShortTermIntegrity(server.Auth.Password)
+		setters = append(setters, stun.NewUsername(server.Auth.Username), tx.integrity)
 	}
 	setters = append(setters, stun.Fingerprint)
 	msg, err := stun.Build(setters...)
 	if err != nil {
 		return Response{}, fmt.Errorf("build STUN request: %w", err)
 	}
-	ch := make(chan Response, 1)
 	p.mu.Lock()
-	p.pending[msg.TransactionID] = ch
+	p.pending[msg.TransactionID] = tx
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
@@ -85,51 +130,91 @@ func (p *Prober) Query(ctx context.Context, server netip.AddrPort, change uint32
 	start := time.Now()
 	rto := stunRTO
 	for range stunRetries {
-		if err := p.tr.WriteTo(msg.Raw, server); err != nil {
-			return Response{}, fmt.Errorf("send STUN request to %s: %w", server, err)
+		if err := p.tr.WriteTo(msg.Raw, server.Addr); err != nil {
+			return Response{}, fmt.Errorf("send STUN request to %s: %w", server.Addr, err)
 		}
 		t := time.NewTimer(rto)
 		select {
-		case r := <-ch:
+		case a := <-tx.answer:
 			t.Stop()
-			r.RTT = time.Since(start)
-			return r, nil
+			if a.err != nil {
+				return Response{}, fmt.Errorf("STUN %s: %w", server.Addr, a.err)
+			}
+			a.resp.RTT = time.Since(start)
+			return a.resp, nil
 		case <-ctx.Done():
 			t.Stop()
-			return Response{}, fmt.Errorf("STUN %s: %w", server, ctx.Err())
+			return Response{}, fmt.Errorf("STUN %s: %w", server.Addr, ctx.Err())
 		case <-t.C:
 		}
 		rto *= 2
 	}
-	return Response{}, fmt.Errorf("STUN %s: %w after %d tries", server, ErrNoResponse, stunRetries)
+	return Response{}, fmt.Errorf("STUN %s: %w after %d tries", server.Addr, ErrNoResponse, stunRetries)
 }
 
 // HandleSTUN takes a STUN packet from the shared socket. Unknown
-// transactions and malformed messages are ignored.
+// transactions, malformed messages and answers to a signed request that
+// are not signed with its key are ignored.
 func (p *Prober) HandleSTUN(pkt []byte, from netip.AddrPort) {
 	m := &stun.Message{Raw: append([]byte{}, pkt...)}
-	if err := m.Decode(); err != nil || m.Type != stun.BindingSuccess {
+	if err := m.Decode(); err != nil {
 		return
 	}
 	p.mu.Lock()
-	ch, ok := p.pending[m.TransactionID]
+	tx, ok := p.pending[m.TransactionID]
 	p.mu.Unlock()
 	if !ok {
 		return
 	}
+	var a answer
+	switch {
+	case m.Type == stun.BindingError && tx.integrity != nil && authUnknown(m):
+		a.err = errAuthUnknown
+	case m.Type != stun.BindingSuccess:
+		return
+	case tx.integrity != nil && tx.integrity.Check(m) != nil:
+		return
+	default:
+		r, ok := success(m, from)
+		if !ok {
+			return
+		}
+		a.resp = r
+	}
+	select {
+	case tx.answer <- a:
+	default:
+	}
+}
+
+// authUnknown reports whether an error response is a 420 naming the
+// credential attributes.
+func authUnknown(m *stun.Message) bool {
+	var code stun.ErrorCodeAttribute
+	var unknown stun.UnknownAttributes
+	if code.GetFrom(m) != nil || code.Code != stun.CodeUnknownAttribute || unknown.GetFrom(m) != nil {
+		return false
+	}
+	for _, t := range unknown {
+		if t == stun.AttrUsername || t == stun.AttrMessageIntegrity {
+			return true
+		}
+	}
+	return false
+}
+
+// success reads a Binding success response.
+func success(m *stun.Message, from netip.AddrPort) (Response, bool) {
 	var xa stun.XORMappedAddress
 	if err := xa.GetFrom(m); err != nil {
-		return
+		return Response{}, false
 	}
 	r := Response{Mapped: udpAddrPort(xa.IP, xa.Port), Origin: from}
 	var oa stun.OtherAddress
 	if oa.GetFrom(m) == nil {
 		r.Other = udpAddrPort(oa.IP, oa.Port)
 	}
-	select {
-	case ch <- r:
-	default:
-	}
+	return r, true
 }
 
 func udpAddrPort(ip []byte, port int) netip.AddrPort {

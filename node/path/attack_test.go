@@ -2,6 +2,7 @@ package path
 
 import (
 	"net/netip"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -20,8 +21,31 @@ func callMeMaybe(t *testing.T, n *node, peer *node, addrs []netip.AddrPort) []by
 	return pkt
 }
 
+// sentBy records the destinations of n's packets that keep accepts; the
+// returned function lists them so far.
+func sentBy(f *fabric, n *node, keep func(netip.AddrPort) bool) func() []netip.AddrPort {
+	var mu sync.Mutex
+	var to []netip.AddrPort
+	f.mu.Lock()
+	f.tap = func(_ []byte, from, dst netip.AddrPort) {
+		if from == n.addr && keep(dst) {
+			mu.Lock()
+			to = append(to, dst)
+			mu.Unlock()
+		}
+	}
+	f.mu.Unlock()
+	return func() []netip.AddrPort {
+		mu.Lock()
+		defer mu.Unlock()
+		return slices.Clone(to)
+	}
+}
+
 // A member floods a peer with call-me-maybe messages, each listing as many
-// (unanswering) addresses as the format allows. The victim acts on at most
+// (unanswering) ports of its own vouched address as the format allows
+// (other addresses are never probed, see
+// TestCallMeMaybeCannotAimAtThirdParties). The victim acts on at most
 // one a CallMeMaybeGap, punches at most maxCandidates addresses, and sends
 // no more than its per-peer punch budget: before these bounds, 200 such
 // messages made a victim send ~150,000 pings.
@@ -32,17 +56,7 @@ func TestCallMeMaybeFloodIsBounded(t *testing.T) {
 	f := newFabric()
 	victim, attacker := f.pair(t, tm)
 
-	var mu sync.Mutex
-	targets := map[netip.AddrPort]bool{}
-	f.mu.Lock()
-	f.tap = func(_ []byte, from, to netip.AddrPort) {
-		if from == victim.addr && to != attacker.addr {
-			mu.Lock()
-			targets[to] = true
-			mu.Unlock()
-		}
-	}
-	f.mu.Unlock()
+	sent := sentBy(f, victim, func(to netip.AddrPort) bool { return to != attacker.addr })
 
 	const messages = 200
 	sentBefore := victim.m.Stats.PingsSent.Load()
@@ -50,7 +64,7 @@ func TestCallMeMaybeFloodIsBounded(t *testing.T) {
 	for i := range messages {
 		var addrs []netip.AddrPort
 		for j := range 32 {
-			addrs = append(addrs, netip.AddrPortFrom(netip.AddrFrom4([4]byte{198, 19, byte(i), byte(j)}), 9))
+			addrs = append(addrs, netip.AddrPortFrom(attacker.addr.Addr(), uint16(1000+32*i+j)))
 		}
 		victim.m.HandleDisco(callMeMaybe(t, attacker, victim, addrs), attacker.addr, 0)
 	}
@@ -58,23 +72,55 @@ func TestCallMeMaybeFloodIsBounded(t *testing.T) {
 	idle := time.NewTimer(tm.MaxRound + 4*tm.Tick)
 	<-idle.C
 	elapsed := time.Since(start)
-	sent := victim.m.Stats.PingsSent.Load() - sentBefore
+	pings := victim.m.Stats.PingsSent.Load() - sentBefore
 
 	// Heartbeats to the attacker's real path, plus the punch budget.
 	budget := uint64(float64(tm.PunchRate)*elapsed.Seconds()) + uint64(tm.PunchRate/4+1)
 	heartbeats := uint64(elapsed/tm.ActiveHeartbeat) + 2
-	if sent > budget+heartbeats {
-		t.Errorf("victim sent %d pings in %v for %d call-me-maybe messages, over its budget of %d", sent, elapsed.Round(time.Millisecond), messages, budget+heartbeats)
+	if pings > budget+heartbeats {
+		t.Errorf("victim sent %d pings in %v for %d call-me-maybe messages, over its budget of %d", pings, elapsed.Round(time.Millisecond), messages, budget+heartbeats)
 	}
 	if dropped := victim.m.Stats.CallMeMaybeDropped.Load(); dropped < messages-2 {
 		t.Errorf("%d of %d call-me-maybe messages were ignored, want all but the first", dropped, messages)
 	}
-	mu.Lock()
-	defer mu.Unlock()
+	targets := map[netip.AddrPort]bool{}
+	for _, a := range sent() {
+		targets[a] = true
+	}
 	if len(targets) > maxCandidates {
 		t.Errorf("victim punched %d distinct addresses, want at most %d", len(targets), maxCandidates)
 	}
-	t.Logf("%d messages × 32 addresses: %d pings in %v to %d addresses", messages, sent, elapsed.Round(time.Millisecond), len(targets))
+	t.Logf("%d messages × 32 addresses: %d pings in %v to %d addresses", messages, pings, elapsed.Round(time.Millisecond), len(targets))
+}
+
+// A member's call-me-maybe naming third parties' addresses (a web server, a
+// victim's home) makes its peer send them nothing: only addresses the
+// coordinator vouched for the member are probed.
+func TestCallMeMaybeCannotAimAtThirdParties(t *testing.T) {
+	tm := fastTiming()
+	f := newFabric()
+	victim, attacker := f.pair(t, tm)
+	aimed := sentBy(f, victim, func(to netip.AddrPort) bool { return to.Addr() != attacker.addr.Addr() })
+	third := []netip.AddrPort{
+		netip.MustParseAddrPort("198.19.7.7:443"),
+		netip.MustParseAddrPort("198.18.1.2:41820"), // beside the victim
+		netip.MustParseAddrPort("[2001:2:0:9::1]:41820"),
+	}
+	pings := victim.m.Stats.PingsSent.Load()
+	victim.m.HandleDisco(callMeMaybe(t, attacker, victim, third), attacker.addr, 0)
+	// The round the message started runs out; heartbeats go on to the
+	// attacker itself, and nothing anywhere else.
+	wait.For(t, 10*time.Second, "the victim's round to end", func() bool {
+		victim.m.mu.Lock()
+		defer victim.m.mu.Unlock()
+		return victim.m.Stats.PingsSent.Load() > pings && !victim.m.peers[attacker.key].punching(time.Now())
+	})
+	if got := aimed(); len(got) > 0 {
+		t.Fatalf("the victim sent to third parties: %v", got)
+	}
+	if got := victim.m.Stats.Unvouched.Load(); got != uint64(len(third)) {
+		t.Errorf("%d addresses counted unvouched, want %d", got, len(third))
+	}
 }
 
 // A peer that keeps sending news (new candidates every poll) can't keep a
@@ -120,17 +166,7 @@ func TestClaimedAddressesOutsideScopeAreNeverProbed(t *testing.T) {
 	a := f.add(t, "198.18.1.1:41820")
 	b := f.add(t, "198.18.2.1:41820")
 	a.m.SetScope(testScope{deny: netip.MustParsePrefix("192.168.7.0/24")})
-	var mu sync.Mutex
-	var probed []netip.AddrPort
-	f.mu.Lock()
-	f.tap = func(_ []byte, from, to netip.AddrPort) {
-		if from == a.addr {
-			mu.Lock()
-			probed = append(probed, to)
-			mu.Unlock()
-		}
-	}
-	f.mu.Unlock()
+	probed := sentBy(f, a, func(netip.AddrPort) bool { return true })
 	claims := []netip.AddrPort{
 		netip.MustParseAddrPort("127.0.0.1:41820"),
 		netip.MustParseAddrPort("[::1]:41820"),
@@ -152,9 +188,7 @@ func TestClaimedAddressesOutsideScopeAreNeverProbed(t *testing.T) {
 	a.m.HandleDisco(callMeMaybe(t, b, a, claims), b.addr, 0)
 	idle := time.NewTimer(10 * fastTiming().PunchInterval)
 	<-idle.C
-	mu.Lock()
-	defer mu.Unlock()
-	for _, p := range probed {
+	for _, p := range probed() {
 		for _, c := range claims {
 			if p == c {
 				t.Errorf("a probed %v, which b merely claimed", p)

@@ -91,8 +91,14 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 			break
 		}
 		p.lastCallMeMaybe = now
+		// The peer's word alone can't aim our pings: each address must
+		// stand on what the coordinator saw of it.
 		eps := make([]wire.Endpoint, 0, len(d.Addr))
 		for _, a := range d.Addr {
+			if !p.vouchedFor(a.Addr()) {
+				m.Stats.Unvouched.Add(1)
+				continue
+			}
 			eps = append(eps, wire.Endpoint{Addr: a, Kind: wire.EndpointSTUN})
 		}
 		p.setCandidates(append(eps, currentEndpoints(p)...), m.permit)

@@ -95,6 +95,7 @@ type Stats struct {
 	EventsDropped                           atomic.Uint64 // events the consumer was too slow for
 	PunchThrottled                          atomic.Uint64 // punch packets over the per-peer or total budget, not sent
 	CallMeMaybeDropped                      atomic.Uint64 // call-me-maybe messages over the per-peer rate, ignored
+	Unvouched                               atomic.Uint64 // call-me-maybe addresses the coordinator did not vouch for, not probed
 }
 
 // route is a peer's hot-path state.
@@ -237,6 +238,7 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	p.online = info.Online
 	p.route.online.Store(info.Online)
 	p.nat = info.NAT
+	p.setVouched(info.Endpoints)
 	changed := p.setCandidates(info.Endpoints, m.permit)
 	if info.Online && (cameOnline || changed) {
 		p.startRound(now, m.t)
@@ -275,6 +277,7 @@ func (m *Manager) Punch(key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NAT
 	if nat != nil {
 		p.nat = nat
 	}
+	p.setVouched(eps)
 	p.setCandidates(eps, m.permit)
 	p.startRound(now, m.t)
 }

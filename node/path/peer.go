@@ -24,6 +24,10 @@ type peer struct {
 	prflx []netip.AddrPort
 	// nat is the peer's own view of its NAT.
 	nat *wire.NATInfo
+	// vouched are the addresses of the candidates the coordinator gave,
+	// which it only passes on with evidence (wire.Vouches): a
+	// call-me-maybe's addresses must stand on them.
+	vouched []netip.Addr
 
 	// The direct path in use, when hasBest.
 	hasBest  bool
@@ -83,6 +87,19 @@ func newPeer(key crypto.PublicKey, t Timing) *peer {
 		pending: make(map[[wire.TxIDLen]byte]*ping),
 		sockFor: make(map[netip.AddrPort]int),
 	}
+}
+
+// setVouched records the coordinator-given candidates' addresses.
+func (p *peer) setVouched(eps []wire.Endpoint) {
+	p.vouched = p.vouched[:0]
+	for _, e := range eps {
+		p.vouched = append(p.vouched, e.Addr.Addr().Unmap())
+	}
+}
+
+// vouchedFor reports whether the coordinator vouched for ip.
+func (p *peer) vouchedFor(ip netip.Addr) bool {
+	return slices.ContainsFunc(p.vouched, func(v netip.Addr) bool { return wire.Vouches(v, ip) })
 }
 
 // setCandidates replaces the coordinator-given candidates, keeping the
