@@ -3,6 +3,7 @@ package coordinator
 import (
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/meshnode/meshnode/crypto"
 
@@ -26,3 +27,7 @@ func MetricsAddr(s *Server) net.Addr {
 func Observe(s *Server, key crypto.PublicKey, src netip.AddrPort) {
 	s.evidence.Observed(key.String(), src)
 }
+
+// SetStreamSilence shortens how long a silent stream is kept, for tests of
+// dead nodes. Call it before the server serves.
+func SetStreamSilence(s *Server, d time.Duration) { s.limits.silence = d }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -24,12 +25,11 @@ const (
 	// writeTimeout bounds one message write; a node that can't take a
 	// message in this time is treated as gone.
 	writeTimeout = 10 * time.Second
-	// pingInterval detects dead streams (a vanished NAT mapping, a crashed
-	// node) well before TCP would, and keeps middlebox state alive; 15 s is
-	// below common 30 s NAT/proxy idle timeouts.
-	pingInterval = 15 * time.Second
-	// pingTimeout is how long a pong may take before the stream is dropped.
-	pingTimeout = 10 * time.Second
+	// silenceCheck is how often a stream's silence is checked against
+	// wire.StreamSilence: nodes ping (wire.StreamPing), the coordinator
+	// only listens, so a crashed node or a vanished NAT mapping is noticed
+	// without the coordinator sending anything to idle nodes.
+	silenceCheck = 10 * time.Second
 )
 
 // WebSocket close codes (RFC 6455 §7.4.2 leaves 4000-4999 to applications).
@@ -339,9 +339,17 @@ func (s *session) coalesce(ctx context.Context) bool {
 	}
 }
 
-// pingLoop drops the stream when the node stops answering pings.
-func (s *session) pingLoop(ctx context.Context, log *slog.Logger) {
-	t := time.NewTicker(pingInterval)
+// heard records when the node was last heard: a message or a ping.
+type heard struct{ at atomic.Int64 }
+
+func (h *heard) now() { h.at.Store(time.Now().UnixNano()) }
+
+func (h *heard) since() time.Duration { return time.Since(time.Unix(0, h.at.Load())) }
+
+// silenceLoop drops the stream when the node has been silent for
+// limits.silence: it stopped pinging.
+func (s *session) silenceLoop(ctx context.Context, log *slog.Logger, h *heard) {
+	t := time.NewTicker(min(silenceCheck, s.limits.silence/4))
 	defer t.Stop()
 	for {
 		select {
@@ -349,13 +357,8 @@ func (s *session) pingLoop(ctx context.Context, log *slog.Logger) {
 			return
 		case <-t.C:
 		}
-		pctx, cancel := context.WithTimeout(ctx, pingTimeout)
-		err := s.conn.Ping(pctx)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				log.Info("stream dead: no pong", "node", s.key.Short(), "err", err)
-			}
+		if quiet := h.since(); quiet > s.limits.silence {
+			log.Info("stream dead: the node went silent", "node", s.key.Short(), "silent", quiet.Round(time.Second))
 			s.cancel()
 			return
 		}

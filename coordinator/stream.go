@@ -69,6 +69,9 @@ type streamLimits struct {
 	// replaces it. A flood of requests naming a victim reaches it as at
 	// most one cue per gap per flooding peer.
 	cueGap time.Duration
+	// silence drops a stream that sent no message or ping for this long
+	// (wire.StreamSilence): the node only pings every wire.StreamPing.
+	silence time.Duration
 }
 
 func defaultStreamLimits() streamLimits {
@@ -78,6 +81,7 @@ func defaultStreamLimits() streamLimits {
 		rendezvousRate:  10,
 		rendezvousBurst: 100,
 		cueGap:          time.Second,
+		silence:         wire.StreamSilence,
 	}
 }
 
@@ -96,7 +100,12 @@ func (s *Server) countMessage(typ string) {
 }
 
 func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
-	c, err := websocket.Accept(w, r, nil)
+	h := new(heard)
+	h.now()
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OnPingReceived: func(context.Context, []byte) bool {
+		h.now()
+		return true
+	}})
 	if err != nil {
 		s.strangerLog.Debug("stream: upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
@@ -112,7 +121,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	admit.Promote(ctx)
 	tcp, _ := netip.ParseAddrPort(r.RemoteAddr)
-	s.runSession(ctx, c, wr, key, netip.AddrPortFrom(tcp.Addr().Unmap(), tcp.Port()), s.stunServers(r.Host))
+	s.runSession(ctx, c, wr, h, key, netip.AddrPortFrom(tcp.Addr().Unmap(), tcp.Port()), s.stunServers(r.Host))
 }
 
 // authenticate runs the challenge/auth exchange: the node proves it holds
@@ -200,7 +209,7 @@ func decodeMessage(b []byte) (wire.StreamMsg, error) {
 type errMalformed struct{ error }
 
 // runSession serves an authenticated node until its stream ends.
-func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, key crypto.PublicKey, tcp netip.AddrPort, stun []string) {
+func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, key crypto.PublicKey, tcp netip.AddrPort, stun []string) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sess := newSession(key, tcp, c, cancel, s.limits)
@@ -229,21 +238,22 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { sess.writeLoop(ctx, wr) })
-	wg.Go(func() { sess.pingLoop(ctx, log) })
+	wg.Go(func() { sess.silenceLoop(ctx, log, h) })
 	wg.Go(func() { s.applyReports(ctx, sess) })
 	// Stored after the welcome is out: when many nodes reconnect at once
 	// (a coordinator restart), their welcomes don't queue behind these
 	// synced writes.
 	s.recordSeen(key, now)
-	s.readLoop(ctx, c, sess)
+	s.readLoop(ctx, c, sess, h)
 	cancel()
 	wg.Wait()
 }
 
 // readLoop handles the node's messages until the stream ends.
-func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session) {
+func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session, h *heard) {
 	for {
 		m, err := s.read(ctx, c)
+		h.now()
 		var bad errMalformed
 		switch {
 		case errors.As(err, &bad):

@@ -55,7 +55,7 @@ func TestAuthenticatedBinding(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			u := &users{pass: map[string]string{"alice": "secret"}, observed: map[string]netip.AddrPort{}}
 			s := New(Options{Software: software, Auth: u})
-			resp, _, result := s.respond(tt.pkt, client, syntheticGrid(true), 0, time.Unix(1000, 0))
+			resp, _, result, _ := s.respond(tt.pkt, client, syntheticGrid(true), 0, time.Unix(1000, 0))
 			if result != tt.result {
 				t.Fatalf("result %q, want %q", result, tt.result)
 			}
@@ -94,7 +94,7 @@ func TestAuthenticatedBinding(t *testing.T) {
 func TestCredentialsWithoutAuthenticator(t *testing.T) {
 	s := New(Options{})
 	pkt := request(stun.NewUsername("alice"), stun.NewShortTermIntegrity("secret"))
-	_, _, result := s.respond(pkt, netip.MustParseAddrPort("198.51.100.7:40000"), syntheticGrid(false), 0, time.Unix(1000, 0))
+	_, _, result, _ := s.respond(pkt, netip.MustParseAddrPort("198.51.100.7:40000"), syntheticGrid(false), 0, time.Unix(1000, 0))
 	if result != ResultUnknownAttribute {
 		t.Fatalf("result %q, want %q", result, ResultUnknownAttribute)
 	}

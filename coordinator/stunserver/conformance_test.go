@@ -112,7 +112,7 @@ func TestConformance(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := New(Options{Software: software})
 			const recv = 0
-			resp, via, result := s.respond(tt.pkt, client, syntheticGrid(tt.alternate), recv, time.Unix(1000, 0))
+			resp, via, result, _ := s.respond(tt.pkt, client, syntheticGrid(tt.alternate), recv, time.Unix(1000, 0))
 			if result != tt.result {
 				t.Fatalf("result %q, want %q", result, tt.result)
 			}

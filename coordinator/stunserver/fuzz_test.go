@@ -50,7 +50,7 @@ func FuzzRespond(f *testing.F) {
 				for _, c := range cases {
 					client := c.client
 					s := New(Options{Software: software, Auth: c.auth})
-					resp, via, result := s.respond(pkt, client, g, recv, time.Unix(1000, 0))
+					resp, via, result, _ := s.respond(pkt, client, g, recv, time.Unix(1000, 0))
 					if !bytes.Equal(pkt, in) {
 						t.Fatal("respond modified the request")
 					}

@@ -108,7 +108,7 @@ func TestFullTableStillAnswersNewClients(t *testing.T) {
 			binary.BigEndian.PutUint64(a[8:], rand.Uint64())
 			src = netip.AddrFrom16(a)
 		}
-		if _, _, result := s.respond(req, netip.AddrPortFrom(src, 40000), g, 0, time.Now()); result != ResultOK {
+		if _, _, result, _ := s.respond(req, netip.AddrPortFrom(src, 40000), g, 0, time.Now()); result != ResultOK {
 			t.Fatalf("flood source %d (%v): %s", i, src, result)
 		}
 	}
@@ -141,14 +141,14 @@ func TestIPv6PrefixSprayIsOneSource(t *testing.T) {
 	for range spray {
 		a := prefix.Addr().As16()
 		binary.BigEndian.PutUint64(a[8:], rand.Uint64())
-		_, _, result := s.respond(req, netip.AddrPortFrom(netip.AddrFrom16(a), 40000), g, 0, now)
+		_, _, result, _ := s.respond(req, netip.AddrPortFrom(netip.AddrFrom16(a), 40000), g, 0, now)
 		counts[result]++
 	}
 	if counts[ResultOK] != sourceBurst || counts[ResultRateLimited] != spray-sourceBurst {
 		t.Fatalf("%d requests from one /64 at once: %v, want %d ok and the rest rate limited", spray, counts, sourceBurst)
 	}
 	neighbour := netip.MustParseAddrPort("[2001:db8:1:3::1]:40000")
-	if _, _, result := s.respond(req, neighbour, g, 0, now); result != ResultOK {
+	if _, _, result, _ := s.respond(req, neighbour, g, 0, now); result != ResultOK {
 		t.Fatalf("the neighbouring /64: %s, want ok", result)
 	}
 	if n := s.limit.len(); n != 2 {

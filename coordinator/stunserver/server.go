@@ -111,11 +111,12 @@ type Server struct {
 	relay    func([]byte, netip.AddrPort, func([]byte, netip.AddrPort) error)
 	auth     Authenticator
 	limit    *limiter
+	late     *delayed
 }
 
 // New returns a Server.
 func New(opts Options) *Server {
-	s := &Server{software: opts.Software, log: opts.Logger, count: opts.Count, relay: opts.Relay, auth: opts.Auth, limit: newLimiter(maxSources)}
+	s := &Server{software: opts.Software, log: opts.Logger, count: opts.Count, relay: opts.Relay, auth: opts.Auth, limit: newLimiter(maxSources), late: newDelayed()}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -177,6 +178,7 @@ func (s *Server) Serve(ctx context.Context, conns Conns) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	defer s.late.close()
 	stop := context.AfterFunc(ctx, func() {
 		for _, c := range g.conns {
 			if c != nil {
@@ -235,9 +237,12 @@ func (s *Server) handle(pkt []byte, from net.Addr, g *grid, recv int) string {
 		})
 		return ResultRelay
 	}
-	resp, via, result := s.respond(pkt, src, g, recv, time.Now())
+	resp, via, result, late := s.respond(pkt, src, g, recv, time.Now())
 	if resp == nil {
 		return result
+	}
+	if late.d > 0 && late.user != "" && s.late.hold(late.user, late.d, g.conns[via], resp, from) {
+		return ResultDelayed
 	}
 	if _, err := g.conns[via].WriteTo(resp, from); err != nil {
 		s.log.Debug("stun: send", "to", from, "err", err)
@@ -246,26 +251,33 @@ func (s *Server) handle(pkt []byte, from net.Addr, g *grid, recv int) string {
 	return result
 }
 
+// lateness is when a signed request asked for its answer to wait.
+type lateness struct {
+	user string
+	d    time.Duration
+}
+
 // respond works out the answer to pkt, from src, received on socket recv
 // at now: the response and the socket to send it from (nil when none is
-// due), and the result to count. It does no I/O.
-func (s *Server) respond(pkt []byte, src netip.AddrPort, g *grid, recv int, now time.Time) ([]byte, int, string) {
+// due), the result to count, and how long a signed request asked the
+// answer to wait. It does no I/O.
+func (s *Server) respond(pkt []byte, src netip.AddrPort, g *grid, recv int, now time.Time) ([]byte, int, string, lateness) {
 	if !s.limit.allow(src.Addr(), now) {
-		return nil, 0, ResultRateLimited
+		return nil, 0, ResultRateLimited, lateness{}
 	}
 	if result := checkHeader(pkt); result != "" {
-		return nil, 0, result
+		return nil, 0, result, lateness{}
 	}
 	req := &stun.Message{Raw: pkt}
 	if err := req.Decode(); err != nil {
-		return nil, 0, ResultMalformed
+		return nil, 0, ResultMalformed, lateness{}
 	}
 	if req.Type != stun.BindingRequest {
-		return nil, 0, ResultIgnored
+		return nil, 0, ResultIgnored, lateness{}
 	}
 	if req.Contains(stun.AttrFingerprint) {
 		if err := stun.Fingerprint.Check(req); err != nil {
-			return nil, 0, ResultMalformed
+			return nil, 0, ResultMalformed, lateness{}
 		}
 	}
 	if unknown := unknownAttributes(req, g.alternate, s.auth != nil); len(unknown) > 0 {
@@ -277,6 +289,7 @@ func (s *Server) respond(pkt []byte, src netip.AddrPort, g *grid, recv int, now 
 			stun.CodeUnknownAttribute, stun.UnknownAttributes(unknown))
 	}
 	var mi stun.MessageIntegrity
+	var late lateness
 	if req.Contains(stun.AttrUsername) || req.Contains(stun.AttrMessageIntegrity) {
 		user, integrity, code, result := s.authenticate(req)
 		if integrity == nil {
@@ -284,11 +297,13 @@ func (s *Server) respond(pkt []byte, src netip.AddrPort, g *grid, recv int, now 
 		}
 		s.auth.Observed(user, src)
 		mi = integrity
+		// Only members may make the server hold an answer.
+		late = lateness{user: user, d: requestedDelay(req)}
 	}
 	via := recv
 	if v, err := req.Get(stun.AttrChangeRequest); err == nil {
 		if len(v) != 4 {
-			return nil, 0, ResultMalformed
+			return nil, 0, ResultMalformed, lateness{}
 		}
 		// The other bits are unused (RFC 5780 §7.2).
 		if v[3]&changeIP != 0 {
@@ -298,7 +313,8 @@ func (s *Server) respond(pkt []byte, src netip.AddrPort, g *grid, recv int, now 
 			via ^= otherPort
 		}
 	}
-	return s.buildSigned(via, ResultOK, mi, s.success(req, src, g, recv, via)...)
+	resp, via, result := s.buildSigned(via, ResultOK, mi, s.success(req, src, g, recv, via)...)
+	return resp, via, result, late
 }
 
 // checkHeader applies the first checks of RFC 5389 §7.3 to pkt's header
@@ -369,8 +385,9 @@ func (s *Server) success(req *stun.Message, src netip.AddrPort, g *grid, recv, v
 
 // build encodes a response with SOFTWARE and FINGERPRINT added, to be sent
 // from socket via.
-func (s *Server) build(via int, result string, setters ...stun.Setter) ([]byte, int, string) {
-	return s.buildSigned(via, result, nil, setters...)
+func (s *Server) build(via int, result string, setters ...stun.Setter) ([]byte, int, string, lateness) {
+	resp, via, result := s.buildSigned(via, result, nil, setters...)
+	return resp, via, result, lateness{}
 }
 
 // buildSigned is build with MESSAGE-INTEGRITY (when mi is not nil) after

@@ -28,8 +28,10 @@ const (
 	backoffMin = time.Second
 	backoffMax = 30 * time.Second
 	// pingInterval probes the stream so a dead coordinator (or a NAT that
-	// dropped the TCP flow) is noticed; pingTimeout bounds the answer.
-	pingInterval = 15 * time.Second
+	// dropped the TCP flow) is noticed, and keeps the flow's NAT state; the
+	// node is the only end that pings (wire.StreamPing). pingTimeout bounds
+	// the answer.
+	pingInterval = wire.StreamPing
 	pingTimeout  = 10 * time.Second
 	// maxMessage bounds one stream message: a full map of a large mesh.
 	maxMessage = wire.MaxCoordinatorMessage
