@@ -1,7 +1,6 @@
 package stunserver
 
 import (
-	"context"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -24,16 +23,7 @@ func delayAttr(d time.Duration) stun.Setter {
 func TestDelayedAnswers(t *testing.T) {
 	conns := Conns{Primary: listen(t, "127.0.0.1:0")}
 	u := &users{pass: map[string]string{"alice": "secret"}, observed: map[string]netip.AddrPort{}}
-	s := New(Options{Software: software, Auth: u})
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Serve(ctx, conns) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	serveWith(t, conns, Options{Software: software, Auth: u})
 	server := conns.Primary.LocalAddr()
 	signed := func(extra ...stun.Setter) []byte {
 		return request(append(append([]stun.Setter{stun.NewUsername("alice")}, extra...), stun.NewShortTermIntegrity("secret"), stun.Fingerprint)...)

@@ -57,7 +57,13 @@ func listen(t *testing.T, addr string) net.PacketConn {
 func serve(t *testing.T, conns Conns) (*Server, *counter) {
 	t.Helper()
 	c := &counter{n: map[string]int{}}
-	s := New(Options{Software: software, Count: c.count})
+	return serveWith(t, conns, Options{Software: software, Count: c.count}), c
+}
+
+// serveWith starts a server with opts on conns and stops it at cleanup.
+func serveWith(t *testing.T, conns Conns, opts Options) *Server {
+	t.Helper()
+	s := New(opts)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(ctx, conns) }()
@@ -67,7 +73,7 @@ func serve(t *testing.T, conns Conns) (*Server, *counter) {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return s, c
+	return s
 }
 
 func fourConns(t *testing.T) Conns {
