@@ -40,6 +40,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
+	"github.com/meshnode/meshnode/internal/admit"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -106,7 +107,7 @@ type Server struct {
 	log      *slog.Logger
 	count    func(string)
 	relay    func([]byte, netip.AddrPort, func([]byte, netip.AddrPort) error)
-	limit    *limiter
+	limit    *admit.Budgets
 }
 
 // New returns a Server.
@@ -246,7 +247,7 @@ func (s *Server) handle(pkt []byte, from net.Addr, g *grid, recv int) string {
 // at now: the response and the socket to send it from (nil when none is
 // due), and the result to count. It does no I/O.
 func (s *Server) respond(pkt []byte, src netip.AddrPort, g *grid, recv int, now time.Time) ([]byte, int, string) {
-	if !s.limit.allow(src.Addr(), now) {
+	if !s.limit.Allow(src.Addr(), now) {
 		return nil, 0, ResultRateLimited
 	}
 	if result := checkHeader(pkt); result != "" {
