@@ -1,9 +1,12 @@
 package coordinator
 
 import (
+	"math"
 	"net"
 
 	"golang.org/x/time/rate"
+
+	"github.com/meshnode/meshnode/internal/admit"
 )
 
 // UnlimitEndpointReports lifts the budget of endpoint reports, for
@@ -16,4 +19,12 @@ func MetricsAddr(s *Server) net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.metricsAddr
+}
+
+// UnlimitFailedRegistrations lifts each source's budget of failed
+// registrations, for tests whose every request comes from loopback and
+// fails by design (a race for a single-use token, fuzzing). Call it before
+// the server serves.
+func UnlimitFailedRegistrations(s *Server) {
+	s.failedRegs = admit.NewBudgets(admit.BudgetLimits{Rate: 1, Burst: math.MaxInt32, Sources: 1})
 }

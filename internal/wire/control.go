@@ -74,6 +74,10 @@ const (
 	// too old or from an earlier run of the coordinator: fetch a new one
 	// and register again at once.
 	ErrCodeChallengeExpired = "challenge_expired"
+	// ErrCodeRateLimited refuses a registration from a source that failed
+	// too many (a stranger guessing tokens, or a node behind the same
+	// address): nothing was checked; retry after Retry-After seconds.
+	ErrCodeRateLimited = "rate_limited"
 )
 
 // ErrorResponse is the body of every non-2xx answer.
