@@ -89,10 +89,13 @@ func (f *relayFeed) welcome(addr string) {
 // designates it a relay.
 func (f *relayFeed) setSelf(self wire.Node) {
 	on := slices.Contains(self.Tags, wire.TagRelay)
-	if f.designated.Swap(on) != on && f.self.Addr != "" {
-		if on {
+	if f.designated.Swap(on) != on {
+		switch {
+		case on && f.self.Addr == "":
+			f.log.Warn("designated a relay by the administrator, but relay_listen and relay_public are not set: serving no one")
+		case on:
 			f.log.Info("designated a relay by the administrator; serving peers", "relay", f.self.Addr)
-		} else {
+		case f.self.Addr != "":
 			f.log.Info("no longer a designated relay; serving no one and choosing another", "relay", f.self.Addr)
 		}
 	}
