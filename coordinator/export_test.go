@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"math"
 	"net"
 	"net/netip"
 	"time"
@@ -8,6 +9,8 @@ import (
 	"github.com/meshnode/meshnode/crypto"
 
 	"golang.org/x/time/rate"
+
+	"github.com/meshnode/meshnode/internal/admit"
 )
 
 // UnlimitEndpointReports lifts the budget of endpoint reports, for
@@ -31,3 +34,11 @@ func Observe(s *Server, key crypto.PublicKey, src netip.AddrPort) {
 // SetStreamSilence shortens how long a silent stream is kept, for tests of
 // dead nodes. Call it before the server serves.
 func SetStreamSilence(s *Server, d time.Duration) { s.limits.silence = d }
+
+// UnlimitFailedRegistrations lifts each source's budget of failed
+// registrations, for tests whose every request comes from loopback and
+// fails by design (a race for a single-use token, fuzzing). Call it before
+// the server serves.
+func UnlimitFailedRegistrations(s *Server) {
+	s.failedRegs = admit.NewBudgets(admit.BudgetLimits{Rate: 1, Burst: math.MaxInt32, Sources: 1})
+}

@@ -254,6 +254,9 @@ type stream struct {
 	staleCues int
 	final     *wire.StreamMsg // an error message from the coordinator
 	version   uint64
+	// self is the node's own record: the welcome's, then the latest a
+	// delta carried.
+	self *wire.Node
 }
 
 // dial opens the stream and answers the challenge with proof (nil: the
@@ -297,7 +300,7 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 	}
 	s := &stream{key: key, srv: n.h.srv, conn: c, welcome: first, cancel: cancel, done: make(chan struct{}), updates: make(chan struct{}, 1),
 		peers: map[crypto.PublicKey]wire.Node{}, relays: map[crypto.PublicKey][]string{}, upserts: map[crypto.PublicKey]int{},
-		version: first.Version, reading: make(chan struct{})}
+		version: first.Version, reading: make(chan struct{}), self: first.Self}
 	for _, p := range first.Peers {
 		s.peers[p.PublicKey] = p
 		s.noteRelay(p)
@@ -352,6 +355,9 @@ func (s *stream) run(ctx context.Context) {
 			for _, k := range m.Remove {
 				delete(s.peers, k)
 			}
+			if m.Self != nil {
+				s.self = m.Self
+			}
 			s.version = m.Version
 		case wire.MsgPunch:
 			s.punches = append(s.punches, m)
@@ -374,6 +380,16 @@ func (s *stream) noteRelay(p wire.Node) {
 	if p.Relay != "" {
 		s.relays[p.PublicKey] = append(s.relays[p.PublicKey], p.Relay)
 	}
+}
+
+// ownTags are the node's tags as its stream last described them.
+func (s *stream) ownTags() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.self == nil {
+		return nil
+	}
+	return slices.Clone(s.self.Tags)
 }
 
 // offered lists the relay addresses the stream was ever offered for k.

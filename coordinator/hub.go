@@ -88,6 +88,17 @@ func (h *hub) changed(n *store.Node) {
 	}
 }
 
+// changedSelf queues n its own record, which the administrator changed
+// (its tags) or a registration did (a token's tags): a node learns these
+// only from the coordinator, and acts on them (RelayTag makes it serve as
+// a relay). Its endpoints and presence are its own doing, so those
+// changes are not echoed back. Caller holds mu, after changed(n).
+func (h *hub) changedSelf(n *store.Node) {
+	if sess := h.sessions[n.Key]; sess != nil {
+		sess.setSelf(h.wireNode(n), h.version)
+	}
+}
+
 // cueNaming is a punch cue naming n, with n's freshest candidates: a
 // report its stream holds back (the endpoint budget) is newer than the
 // stored list. Peers take a cue's list as n's; the delta with the same
@@ -127,6 +138,7 @@ func (h *hub) upsert(n store.Node) {
 	}
 	h.nodes[n.Key] = &n
 	h.changed(&n)
+	h.changedSelf(&n)
 }
 
 // remove drops a node from every peer map and returns its session, if any,
@@ -238,9 +250,10 @@ func (h *hub) setRelay(key crypto.PublicKey, relay netip.AddrPort) (designated b
 	return designated
 }
 
-// setTags records a node's new tags and pushes the node to its peers: a
-// relay it announces is offered, or withdrawn, with RelayTag. It returns
-// the node as its peers now see it.
+// setTags records a node's new tags and pushes the node to its peers (a
+// relay it announces is offered, or withdrawn, with RelayTag) and to
+// itself (it serves as a relay, or stops, with RelayTag). It returns the
+// node as its peers now see it.
 func (h *hub) setTags(key crypto.PublicKey, tags []string) wire.Node {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -250,6 +263,7 @@ func (h *hub) setTags(key crypto.PublicKey, tags []string) wire.Node {
 	}
 	n.Tags = tags
 	h.changed(n)
+	h.changedSelf(n)
 	return h.wireNode(n)
 }
 

@@ -5,6 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/internal/admit"
 )
 
@@ -29,7 +30,7 @@ const (
 	limitedCues       = "cue_coalesced"          // a cue replaced before it went out
 )
 
-func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate, st store.Store) (*metrics, error) {
 	opts := func(name, help string) prometheus.Opts {
 		return prometheus.Opts{Namespace: "meshnode", Subsystem: "coordinator", Name: name, Help: help}
 	}
@@ -64,7 +65,10 @@ func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate) (*metrics, 
 		_, n := h.counts()
 		return float64(n)
 	})
-	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, m.unobserved, preAuth, nodes, online} {
+	writes := prometheus.NewCounterFunc(prometheus.CounterOpts(opts("store_write_transactions_total",
+		"Write transactions begun on the database, one at a time under its write lock: registrations, endpoint and presence writes, admin changes.")),
+		func() float64 { return float64(st.WriteTransactions()) })
+	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, m.unobserved, preAuth, nodes, online, writes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register coordinator metrics: %w", err)
 		}

@@ -257,7 +257,8 @@ func equalAddrs(a, b []netip.Addr) bool {
 }
 
 func TestConcurrentRegistrations(t *testing.T) {
-	h := start(t, testConfig(t))
+	// 199 of the single-use token's registrations fail, all from loopback.
+	h := start(t, testConfig(t), coordinator.UnlimitFailedRegistrations)
 	const n = 200
 	reusable := h.token(coordinator.TokenOptions{Reusable: true})
 	single := h.token(coordinator.TokenOptions{})

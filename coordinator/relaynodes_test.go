@@ -3,6 +3,7 @@ package coordinator_test
 import (
 	"context"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/meshnode/meshnode/coordinator"
@@ -34,7 +35,8 @@ func handled(t *testing.T, observer *stream, n *node, ep wire.Endpoint) wire.Nod
 
 // A member that announces relay_public is not offered to anyone: only
 // nodes the administrator designated (tag relay) are, and only at a
-// literal IP:port. Untagging withdraws a relay from every peer's map.
+// literal IP:port. Untagging withdraws a relay from every peer's map, and
+// tells the node itself, which must stop serving.
 func TestOnlyDesignatedRelaysAreOffered(t *testing.T) {
 	h := start(t, testConfig(t))
 	plain := h.token(coordinator.TokenOptions{Reusable: true})
@@ -81,6 +83,7 @@ func TestOnlyDesignatedRelaysAreOffered(t *testing.T) {
 	for _, s := range []*stream{sa, sb, sc} {
 		eventually(t, func() bool { p, _ := s.peer(designated.key()); return p.Relay == "" && p.Name == "gateway" }, "relay not withdrawn")
 	}
+	eventually(t, func() bool { return !slices.Contains(sd.ownTags(), coordinator.RelayTag) }, "gateway not told it is no longer a relay")
 	// Until then no peer was ever offered the rogue, in a welcome or a delta.
 	for _, s := range []*stream{sa, sb, sc} {
 		if offers := s.offered(rogue.key()); len(offers) != 0 {
@@ -93,4 +96,11 @@ func TestOnlyDesignatedRelaysAreOffered(t *testing.T) {
 		t.Fatalf("TagNode(rogue) = %+v, %v", n, err)
 	}
 	eventually(t, func() bool { p, _ := sb.peer(rogue.key()); return p.Relay == "198.18.0.66:3479" }, "newly designated relay not offered")
+	eventually(t, func() bool { return slices.Contains(sr.ownTags(), coordinator.RelayTag) }, "rogue not told it is now a relay")
+	// A node hears only its own record: no one else's tags change its view.
+	for _, s := range []*stream{sa, sb, sc} {
+		if tags := s.ownTags(); len(tags) != 0 {
+			t.Errorf("a plain node's own record has tags %v", tags)
+		}
+	}
 }

@@ -118,6 +118,8 @@ type Server struct {
 	limits streamLimits
 	// gate holds the HTTPS connections that have not authenticated.
 	gate *admit.Gate
+	// failedRegs is each source's budget of failed registrations.
+	failedRegs *admit.Budgets
 
 	// nodeLog and strangerLog write what a node's or a stranger's
 	// requests caused, at a bounded rate: a flood of them must not flood
@@ -187,6 +189,7 @@ func New(opts Options) (*Server, error) {
 		hub:         newHub(nodes),
 		challenges:  newChallenger(),
 		limits:      defaultStreamLimits(),
+		failedRegs:  newFailedRegistrations(),
 		seenWritten: make(map[crypto.PublicKey]time.Time),
 	}
 	reg := opts.Registry
@@ -195,7 +198,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.gatherer, _ = reg.(prometheus.Gatherer)
 	s.gate = admit.New(preAuthLimits(), func(reason string) { s.met.preAuthClosed.WithLabelValues(reason).Inc() })
-	if s.met, err = newMetrics(reg, s.hub, s.gate); err != nil {
+	if s.met, err = newMetrics(reg, s.hub, s.gate, st); err != nil {
 		st.Close()
 		return nil, err
 	}

@@ -67,6 +67,7 @@ type session struct {
 	mu      sync.Mutex
 	ups     map[crypto.PublicKey]wire.Node
 	rems    map[crypto.PublicKey]struct{}
+	self    *wire.Node // the node's own record, when it changed
 	version uint64
 	// cues wait per peer, a newer replacing an older; lastCue is when the
 	// last cue naming each peer went out.
@@ -125,6 +126,15 @@ func (s *session) removePeer(key crypto.PublicKey, version uint64) {
 	s.mu.Lock()
 	delete(s.ups, key)
 	s.rems[key] = struct{}{}
+	s.version = version
+	s.mu.Unlock()
+	s.signal()
+}
+
+// setSelf queues the node's own record; the latest wins.
+func (s *session) setSelf(n wire.Node, version uint64) {
+	s.mu.Lock()
+	s.self = &n
 	s.version = version
 	s.mu.Unlock()
 	s.signal()
@@ -221,11 +231,14 @@ func (s *session) stop(code websocket.StatusCode, reason string, msg *wire.Strea
 }
 
 // urgent reports whether something must go out without coalescing: the
-// end, or a cue that is due.
+// end, a cue that is due, or the node's own record. That one changes the
+// node's role (a relay designated or withdrawn), and its peers hear of
+// the change in a coalesced delta: sent at once, it reaches the node
+// first, so a newly designated relay serves by the time peers bind to it.
 func (s *session) urgent(now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.final != nil {
+	if s.final != nil || s.self != nil {
 		return true
 	}
 	for p := range s.cues {
@@ -242,8 +255,9 @@ func (s *session) urgent(now time.Time) bool {
 func (s *session) take(now time.Time) (delta *wire.StreamMsg, cues []wire.StreamMsg, next time.Duration, final *closing) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.ups) > 0 || len(s.rems) > 0 {
-		delta = &wire.StreamMsg{Type: wire.MsgPeers, Version: s.version}
+	if len(s.ups) > 0 || len(s.rems) > 0 || s.self != nil {
+		delta = &wire.StreamMsg{Type: wire.MsgPeers, Version: s.version, Self: s.self}
+		s.self = nil
 		for _, n := range s.ups {
 			delta.Upsert = append(delta.Upsert, n)
 		}

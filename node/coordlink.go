@@ -16,11 +16,13 @@ type coordLink struct {
 	peers *registry.Registry
 	mgr   *path.Manager
 	disc  *discoverer
-	// welcomeRelay hears the coordinator's relay address and this node's
-	// own record from each welcome.
-	welcomeRelay func(addr string, self *wire.Node)
-	log          *slog.Logger
-	progress     func(string)
+	// welcomeRelay hears the coordinator's relay address from each welcome.
+	welcomeRelay func(addr string)
+	// self hears this node's own record: from each welcome, and from a
+	// delta when the administrator changed it (its tags).
+	self     func(wire.Node)
+	log      *slog.Logger
+	progress func(string)
 }
 
 // OnWelcome takes the full peer map after each (re)connect: peers missing
@@ -28,7 +30,10 @@ type coordLink struct {
 // (a restarted coordinator may have lost them).
 func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
 	c.disc.setSTUN(msg.STUN)
-	c.welcomeRelay(msg.Relay, msg.Self)
+	if msg.Self != nil {
+		c.self(*msg.Self)
+	}
+	c.welcomeRelay(msg.Relay)
 	if err := c.peers.Replace(msg.Peers); err != nil {
 		c.log.Error("applying the peer map", "err", err)
 	}
@@ -38,8 +43,13 @@ func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
 	c.disc.sendEndpoints()
 }
 
-// OnPeers applies a delta.
+// OnPeers applies a delta: this node's own record first, so that a relay
+// it stops serving is out of its own choice before its peers' records
+// are applied.
 func (c *coordLink) OnPeers(msg wire.StreamMsg) {
+	if msg.Self != nil {
+		c.self(*msg.Self)
+	}
 	for _, k := range msg.Remove {
 		n, known := c.peers.Get(k)
 		if err := c.peers.Remove(k); err != nil {

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -81,6 +82,11 @@ type Engine struct {
 	// tcp is the TCP hole-punching listener on TCP listen_port, when on.
 	tcp *tcppunch.Listener
 
+	// tagsMu guards tags: this node's tags as the coordinator last sent
+	// them (a welcome, or a delta when the administrator changed them).
+	tagsMu sync.Mutex
+	tags   []string
+
 	stop context.CancelFunc
 	// runCtx and tasks belong to Run: work it starts later (TCP punches)
 	// ends with it.
@@ -137,6 +143,22 @@ func (e *Engine) progress(msg string) {
 
 // Self is this node's registration.
 func (e *Engine) Self() wire.Node { return e.state.Self }
+
+// setSelf applies this node's own record from the coordinator: its tags,
+// which may make it a relay or stop it being one.
+func (e *Engine) setSelf(n wire.Node) {
+	e.tagsMu.Lock()
+	e.tags = slices.Clone(n.Tags)
+	e.tagsMu.Unlock()
+	e.relayFeed.setSelf(n)
+}
+
+// currentTags is this node's tags as the coordinator last sent them.
+func (e *Engine) currentTags() []string {
+	e.tagsMu.Lock()
+	defer e.tagsMu.Unlock()
+	return slices.Clone(e.tags)
+}
 
 // PublicKey is this node's key.
 func (e *Engine) PublicKey() crypto.PublicKey { return e.priv.Public() }

@@ -335,18 +335,8 @@ const birthdayDeadline = 90 * time.Second
 // it.
 func TestRelayNodeCarriesHardNATPairs(t *testing.T) {
 	t.Parallel()
-	m := meshlab.New(t, meshlab.Options{})
-	relayHost := m.Lab.NewHost("office-server", netip.MustParseAddr("198.18.5.5"))
-	r := m.AddNode("office-server", relayHost, meshlab.NodeOptions{Relay: true})
-	ha, hb := natlab.Symmetric(), natlab.Symmetric()
-	ha.Name, hb.Name = "carrier-a", "carrier-b"
-	a := m.AddNode("a", m.NAT(ha).NewHost("a", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{})
-	b := m.AddNode("b", m.NAT(hb).NewHost("b", netip.MustParseAddr("10.2.0.2")), meshlab.NodeOptions{})
-	want := netip.AddrPortFrom(relayHost.IPs()[0], meshlab.RelayPort).String()
-	wait.For(t, pathDeadline, "a and b relayed through the relay node", func() bool {
-		pa, pb := a.PathTo(b), b.PathTo(a)
-		return pa.Path == path.PathRelay && pa.Via == want && pb.Path == path.PathRelay && pb.Via == want
-	})
+	_, r, a, b, want := relayNodeMesh(t)
+	relayedVia(t, a, b, want)
 	transfer(t, a, b, 256<<10)
 	transfer(t, b, a, 64<<10)
 	// The relay node reaches both directly (it has a public address).

@@ -3,8 +3,10 @@ package node
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
@@ -24,7 +26,8 @@ func (e *Engine) serveRelay(ctx context.Context, wg *sync.WaitGroup) error {
 	if err != nil {
 		return fmt.Errorf("relay_listen %s: %w", e.cfg.RelayListen, err)
 	}
-	srv := relay.New(relay.Options{Key: e.priv, Auth: relayAuth{self: e.priv.Public(), peers: e.peers}, Log: e.log.With("component", "relay-server")})
+	auth := relayAuth{self: e.priv.Public(), peers: e.peers, designated: &e.relayFeed.designated}
+	srv := relay.New(relay.Options{Key: e.priv, Auth: auth, Log: e.log.With("component", "relay-server")})
 	wg.Go(func() {
 		defer pc.Close()
 		if err := srv.ServeUDP(ctx, pc); err != nil {
@@ -35,15 +38,20 @@ func (e *Engine) serveRelay(ctx context.Context, wg *sync.WaitGroup) error {
 	return nil
 }
 
-// relayAuth is the relay's authority on a relay node: this node and its
-// peers may relay, to each other.
+// relayAuth is the relay's authority on a relay node: while the
+// administrator designates this node, it and its peers may relay, to each
+// other. Undesignated, it serves no one: a binding made before gets no
+// frame through (both checks run on every frame), and no new one is made.
 type relayAuth struct {
-	self  crypto.PublicKey
-	peers *registry.Registry
+	self       crypto.PublicKey
+	peers      *registry.Registry
+	designated *atomic.Bool
 }
 
 // Known implements relay.Authorizer.
-func (a relayAuth) Known(key crypto.PublicKey) bool { return key == a.self || a.peers.Has(key) }
+func (a relayAuth) Known(key crypto.PublicKey) bool {
+	return a.designated.Load() && (key == a.self || a.peers.Has(key))
+}
 
 // ArePeers implements relay.Authorizer: one mesh, so any two known nodes.
 func (a relayAuth) ArePeers(x, y crypto.PublicKey) bool { return x != y && a.Known(x) && a.Known(y) }
@@ -56,33 +64,60 @@ type relayFeed struct {
 	peers    *registry.Registry
 	coordKey crypto.PublicKey
 	self     relayclient.Candidate // Addr "" unless this node serves as a relay
+	log      *slog.Logger
+
+	// designated: this node's own record, from the coordinator, carries
+	// the administrator's relay tag. Until it does, and as soon as it no
+	// longer does, the node neither counts itself as a relay (its peers
+	// don't, and a pair split across two relays can't meet) nor serves
+	// anyone as one (relayAuth).
+	designated atomic.Bool
 
 	mu        sync.Mutex
 	coordAddr string
-	// designated: the welcome shows the administrator's relay tag on this
-	// node. Until then it must not count itself as a relay: its peers
-	// don't, and a pair split across two relays can't meet.
-	designated bool
 }
 
-// welcome records the coordinator's relay and whether this node is a
-// designated relay, from the coordinator's welcome.
-func (f *relayFeed) welcome(addr string, self *wire.Node) {
+// welcome records the coordinator's relay from its welcome.
+func (f *relayFeed) welcome(addr string) {
 	f.mu.Lock()
 	f.coordAddr = addr
-	f.designated = self != nil && slices.Contains(self.Tags, wire.TagRelay)
 	f.mu.Unlock()
 	f.update()
+}
+
+// setSelf applies this node's own record: whether the administrator
+// designates it a relay.
+func (f *relayFeed) setSelf(self wire.Node) {
+	on := slices.Contains(self.Tags, wire.TagRelay)
+	if f.designated.Swap(on) != on {
+		switch {
+		case on && f.self.Addr == "":
+			f.log.Warn("designated a relay by the administrator, but relay_listen and relay_public are not set: serving no one")
+		case on:
+			f.log.Info("designated a relay by the administrator; serving peers", "relay", f.self.Addr)
+		case f.self.Addr != "":
+			f.log.Info("no longer a designated relay; serving no one and choosing another", "relay", f.self.Addr)
+		}
+	}
+	f.update()
+}
+
+// serving is the relay address this node serves its peers at, "" when
+// it serves none.
+func (f *relayFeed) serving() string {
+	if !f.designated.Load() {
+		return ""
+	}
+	return f.self.Addr
 }
 
 // update hands the relay client the current candidates; it never blocks.
 func (f *relayFeed) update() {
 	f.mu.Lock()
 	coord := relayclient.Candidate{Key: f.coordKey, Addr: f.coordAddr}
-	designated := f.designated
 	f.mu.Unlock()
 	var nodes []relayclient.Candidate
-	if f.self.Addr != "" && designated {
+	if f.serving() != "" {
 		nodes = append(nodes, f.self)
 	}
 	for _, n := range f.peers.All() {

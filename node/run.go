@@ -99,7 +99,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 	})
 	wg.Go(func() {
-		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, log: e.log, progress: e.progress}
+		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, log: e.log, progress: e.progress}
 		if err := e.stream.Run(ctx, link); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("coordinator: %w", err)
 			e.stop()
@@ -178,7 +178,7 @@ func (e *Engine) build() {
 		OnRoute:        e.mgr.SetRelay,
 		Log:            e.log.With("component", "relay"),
 	})
-	e.relayFeed = &relayFeed{relays: e.relays, coordKey: e.state.CoordinatorKey}
+	e.relayFeed = &relayFeed{relays: e.relays, coordKey: e.state.CoordinatorKey, log: e.log.With("component", "relay")}
 	if e.cfg.RelayPublic != "" {
 		e.relayFeed.self = relayclient.Candidate{Key: e.priv.Public(), Addr: e.cfg.RelayPublic}
 	}

@@ -49,6 +49,8 @@ func (e *Engine) Status() localapi.Status {
 		Interface: e.tunName(),
 		Endpoints: []string{},
 		NAT:       localapi.NAT{Mapping: disc.Mapping.Behaviour, PortAlloc: disc.Mapping.PortAlloc},
+		Tags:      e.currentTags(),
+		Relay:     e.relayFeed.serving(),
 	}
 	if disc.Mapping.Public.IsValid() {
 		self.NAT.Public = disc.Mapping.Public.String()

@@ -62,6 +62,12 @@ func printStatus(w io.Writer, st localapi.Status) error {
 	if st.Self.NAT.Public != "" {
 		fmt.Fprintf(w, "public %s, NAT mapping %s, ports %s\n", st.Self.NAT.Public, st.Self.NAT.Mapping, st.Self.NAT.PortAlloc)
 	}
+	if len(st.Self.Tags) > 0 {
+		fmt.Fprintf(w, "tags %s\n", strings.Join(st.Self.Tags, " "))
+	}
+	if st.Self.Relay != "" {
+		fmt.Fprintf(w, "relay for the mesh at %s\n", st.Self.Relay)
+	}
 	fmt.Fprintln(w)
 	if len(st.Peers) == 0 {
 		fmt.Fprintln(w, "no peers yet: run 'meshnode up' on another machine with a token")

@@ -62,7 +62,7 @@ func (s *SQLite) bans(ctx context.Context, q querier, query string, args ...any)
 // Allow lifts a ban. A string that parses as a key names a key; anything
 // else names the node the key belonged to.
 func (s *SQLite) Allow(ctx context.Context, keyOrName string) (Ban, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return Ban{}, fmt.Errorf("database %s: begin: %w", s.path, err)
 	}

@@ -31,56 +31,84 @@ func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
 	return n, nil
 }
 
+// CheckRegistration applies Register's checks on the read pool.
+func (s *SQLite) CheckRegistration(ctx context.Context, r Registration) error {
+	if _, err := s.admit(ctx, s.r, r); err != nil {
+		return fmt.Errorf("register %s: %w", r.Key.Short(), err)
+	}
+	return nil
+}
+
+// admission is what a registration's checks found.
+type admission struct {
+	tok    Token
+	old    Node // the key's record, if it has one
+	found  bool // the key has a record: active, or a removed node's
+	active bool
+	retry  bool // the key's active record used this token last
+}
+
+// admit applies a registration's checks on q: the key's ban first
+// (however valid its token, a removed key stays out), then the token's
+// rules (CheckToken).
+func (s *SQLite) admit(ctx context.Context, q querier, r Registration) (admission, error) {
+	if err := s.checkBan(ctx, q, r.Key); err != nil {
+		return admission{}, err
+	}
+	tok, err := scanToken(q.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = $1`, r.TokenID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return admission{}, ErrTokenUnknown
+	}
+	if err != nil {
+		return admission{}, fmt.Errorf("database %s: read token: %w", s.path, err)
+	}
+	old, removed, err := s.node(ctx, q, r.Key)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return admission{}, err
+	}
+	a := admission{tok: tok, old: old, found: err == nil}
+	a.active = a.found && !removed
+	a.retry = a.active && old.TokenID == tok.ID
+	if err := CheckToken(tok, r.Secret, r.Now, a.retry); err != nil {
+		return admission{}, err
+	}
+	return a, nil
+}
+
 func (s *SQLite) register(ctx context.Context, r Registration) (Node, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return Node{}, fmt.Errorf("database %s: begin: %w", s.path, err)
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 
-	// A ban comes first: however valid its token, a removed key stays out.
-	if err := s.checkBan(ctx, tx, r.Key); err != nil {
-		return Node{}, err
-	}
-	tok, err := scanToken(tx.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM tokens WHERE id = $1`, r.TokenID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return Node{}, ErrTokenUnknown
-	}
+	// Checked again under the write lock: CheckRegistration's pass was
+	// read beside other writers.
+	a, err := s.admit(ctx, tx, r)
 	if err != nil {
-		return Node{}, fmt.Errorf("database %s: read token: %w", s.path, err)
-	}
-	old, removed, err := s.node(ctx, tx, r.Key)
-	found := err == nil
-	if err != nil && !errors.Is(err, ErrNotFound) {
 		return Node{}, err
 	}
-	active := found && !removed
-	retry := active && old.TokenID == tok.ID
-	if err := CheckToken(tok, r.Secret, r.Now, retry); err != nil {
-		return Node{}, err
-	}
-
 	var n Node
-	if active {
+	if a.active {
 		// The same key keeps its name and addresses; the token's tags are added.
-		n = old
-		n.Tags = union(old.Tags, tok.Tags)
-		n.TokenID = tok.ID
+		n = a.old
+		n.Tags = union(a.old.Tags, a.tok.Tags)
+		n.TokenID = a.tok.ID
 		tags, _ := json.Marshal(nonNil(n.Tags))
 		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET tags = $1, token_id = $2 WHERE public_key = $3`,
-			string(tags), tok.ID, r.Key.String()); err != nil {
+			string(tags), a.tok.ID, r.Key.String()); err != nil {
 			return Node{}, fmt.Errorf("database %s: update node: %w", s.path, err)
 		}
 	} else {
-		if n, err = s.insertNode(ctx, tx, r, tok, found); err != nil {
+		if n, err = s.insertNode(ctx, tx, r, a.tok, a.found); err != nil {
 			return Node{}, err
 		}
 	}
-	if !retry {
+	if !a.retry {
 		// The condition makes the consumption atomic on its own, even in a
 		// database that doesn't serialise the read above (PostgreSQL's READ
 		// COMMITTED).
-		res, err := tx.ExecContext(ctx, `UPDATE tokens SET uses = uses + 1 WHERE id = $1 AND (reusable = 1 OR uses = 0)`, tok.ID)
+		res, err := tx.ExecContext(ctx, `UPDATE tokens SET uses = uses + 1 WHERE id = $1 AND (reusable = 1 OR uses = 0)`, a.tok.ID)
 		if err != nil {
 			return Node{}, fmt.Errorf("database %s: consume token: %w", s.path, err)
 		}
@@ -207,7 +235,7 @@ func (s *SQLite) Nodes(ctx context.Context) ([]Node, error) {
 // stream is refused with node_removed) and banned (so it can't register
 // again, whatever token it holds), while its name and addresses are freed.
 func (s *SQLite) RemoveNode(ctx context.Context, name string, now time.Time) (Node, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return Node{}, fmt.Errorf("database %s: begin: %w", s.path, err)
 	}
@@ -247,7 +275,7 @@ func (s *SQLite) activeNode(ctx context.Context, tx *sql.Tx, name string) (Node,
 
 // UpdateTags adds and then removes tags of an active node.
 func (s *SQLite) UpdateTags(ctx context.Context, name string, add, remove []string) (Node, error) {
-	tx, err := s.w.BeginTx(ctx, nil)
+	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return Node{}, fmt.Errorf("database %s: begin: %w", s.path, err)
 	}
@@ -281,7 +309,7 @@ func (s *SQLite) SetEndpoints(ctx context.Context, key crypto.PublicKey, eps []w
 		}
 		natJSON = sql.NullString{String: string(b), Valid: true}
 	}
-	res, err := s.w.ExecContext(ctx, `UPDATE nodes SET endpoints = $1, nat = $2 WHERE public_key = $3 AND removed_at IS NULL`,
+	res, err := s.execWrite(ctx, `UPDATE nodes SET endpoints = $1, nat = $2 WHERE public_key = $3 AND removed_at IS NULL`,
 		string(e), natJSON, key.String())
 	if err != nil {
 		return fmt.Errorf("database %s: store endpoints of %s: %w", s.path, key.Short(), err)
@@ -294,7 +322,7 @@ func (s *SQLite) SetEndpoints(ctx context.Context, key crypto.PublicKey, eps []w
 
 // SetLastSeen records presence.
 func (s *SQLite) SetLastSeen(ctx context.Context, key crypto.PublicKey, t time.Time) error {
-	if _, err := s.w.ExecContext(ctx, `UPDATE nodes SET last_seen = $1 WHERE public_key = $2 AND removed_at IS NULL`,
+	if _, err := s.execWrite(ctx, `UPDATE nodes SET last_seen = $1 WHERE public_key = $2 AND removed_at IS NULL`,
 		t.UnixMilli(), key.String()); err != nil {
 		return fmt.Errorf("database %s: store last seen of %s: %w", s.path, key.Short(), err)
 	}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
@@ -38,6 +39,9 @@ type SQLite struct {
 	// Register's check-then-update cannot race another writer.
 	w *sql.DB
 	r *sql.DB
+	// writes counts the write transactions begun on w: every write goes
+	// through beginWrite or execWrite.
+	writes atomic.Uint64
 }
 
 var _ Store = (*SQLite)(nil)
@@ -135,6 +139,22 @@ func (s *SQLite) quickCheck(ctx context.Context) ([]string, error) {
 	return problems, rows.Err()
 }
 
+// beginWrite begins a write transaction, which holds the database's
+// write lock from its start (BEGIN IMMEDIATE) to its end.
+func (s *SQLite) beginWrite(ctx context.Context) (*sql.Tx, error) {
+	s.writes.Add(1)
+	return s.w.BeginTx(ctx, nil)
+}
+
+// execWrite runs one write statement, a write transaction of its own.
+func (s *SQLite) execWrite(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	s.writes.Add(1)
+	return s.w.ExecContext(ctx, query, args...)
+}
+
+// WriteTransactions is how many write transactions were begun.
+func (s *SQLite) WriteTransactions() uint64 { return s.writes.Load() }
+
 // Close closes both pools.
 func (s *SQLite) Close() error {
 	return errors.Join(s.w.Close(), s.r.Close())
@@ -156,7 +176,7 @@ func (s *SQLite) Setting(ctx context.Context, name string) (string, error) {
 // SetSetting writes a named value.
 func (s *SQLite) SetSetting(ctx context.Context, name, value string) error {
 	// INSERT … ON CONFLICT … DO UPDATE is the same in SQLite and PostgreSQL.
-	_, err := s.w.ExecContext(ctx, `INSERT INTO settings (name, value) VALUES ($1, $2)
+	_, err := s.execWrite(ctx, `INSERT INTO settings (name, value) VALUES ($1, $2)
 		ON CONFLICT (name) DO UPDATE SET value = excluded.value`, name, value)
 	if err != nil {
 		return fmt.Errorf("write setting %s to %s: %w", name, s.path, err)
@@ -170,7 +190,7 @@ func (s *SQLite) CreateToken(ctx context.Context, t Token) error {
 	if err != nil {
 		return fmt.Errorf("encode token tags: %w", err)
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO tokens (id, secret_hash, reusable, tags, uses, created_at, expires_at)
+	_, err = s.execWrite(ctx, `INSERT INTO tokens (id, secret_hash, reusable, tags, uses, created_at, expires_at)
 		VALUES ($1, $2, $3, $4, 0, $5, $6)`,
 		t.ID, t.SecretHash, boolInt(t.Reusable), string(tags), t.Created.UnixMilli(), t.Expires.UnixMilli())
 	if err != nil {
@@ -201,7 +221,7 @@ func (s *SQLite) Tokens(ctx context.Context) ([]Token, error) {
 
 // RevokeToken marks a token revoked.
 func (s *SQLite) RevokeToken(ctx context.Context, id string, now time.Time) error {
-	res, err := s.w.ExecContext(ctx, `UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2`, now.UnixMilli(), id)
+	res, err := s.execWrite(ctx, `UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2`, now.UnixMilli(), id)
 	if err != nil {
 		return fmt.Errorf("revoke token %s in %s: %w", id, s.path, err)
 	}

@@ -29,7 +29,7 @@ func openTest(t *testing.T, path string) *SQLite {
 	return s
 }
 
-func newKey(t *testing.T) crypto.PublicKey {
+func newKey(t testing.TB) crypto.PublicKey {
 	t.Helper()
 	k, err := crypto.NewPrivateKey()
 	if err != nil {

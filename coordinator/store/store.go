@@ -34,6 +34,15 @@ type Store interface {
 	// atomically. Errors: ErrBanned, ErrTokenUnknown, ErrTokenExpired,
 	// ErrTokenUsed, ErrTokenRevoked, ErrPoolExhausted.
 	Register(ctx context.Context, r Registration) (Node, error)
+	// CheckRegistration applies Register's checks, and returns the error
+	// Register would, without writing: it takes no write lock, so a
+	// stranger's guessed tokens cost reads beside the writer and never
+	// hold up a registration. Its refusals are sound without a snapshot:
+	// each rests on facts that stay true once read (tokens are never
+	// deleted and their hashes never change; revocation, expiry and uses
+	// only grow; a ban is read on its own). A pass proves nothing: Register
+	// checks again in its transaction.
+	CheckRegistration(ctx context.Context, r Registration) error
 	// Node returns an active node; ErrRemoved or ErrNotFound otherwise.
 	Node(ctx context.Context, key crypto.PublicKey) (Node, error)
 	// Nodes lists the active nodes by name.
@@ -59,6 +68,10 @@ type Store interface {
 	Setting(ctx context.Context, name string) (string, error)
 	// SetSetting writes a named value.
 	SetSetting(ctx context.Context, name, value string) error
+
+	// WriteTransactions is how many write transactions were begun since
+	// Open; each held the database's write lock, one at a time.
+	WriteTransactions() uint64
 
 	Close() error
 }

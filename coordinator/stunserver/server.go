@@ -40,6 +40,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
+	"github.com/meshnode/meshnode/internal/admit"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -110,7 +111,7 @@ type Server struct {
 	count    func(string)
 	relay    func([]byte, netip.AddrPort, func([]byte, netip.AddrPort) error)
 	auth     Authenticator
-	limit    *limiter
+	limit    *admit.Budgets
 	late     *delayed
 }
 
@@ -262,7 +263,7 @@ type lateness struct {
 // due), the result to count, and how long a signed request asked the
 // answer to wait. It does no I/O.
 func (s *Server) respond(pkt []byte, src netip.AddrPort, g *grid, recv int, now time.Time) ([]byte, int, string, lateness) {
-	if !s.limit.allow(src.Addr(), now) {
+	if !s.limit.Allow(src.Addr(), now) {
 		return nil, 0, ResultRateLimited, lateness{}
 	}
 	if result := checkHeader(pkt); result != "" {

@@ -6,7 +6,8 @@
 // total, closes each one that has not authenticated by a deadline, and,
 // when full, closes the oldest of the source holding the most for a new
 // one. A flood therefore delays no one from a source that holds fewer, and
-// never touches a connection that authenticated.
+// never touches a connection that authenticated. Budgets bound, the same
+// way per source, what strangers may have of what a server gives away.
 package admit
 
 import (
@@ -194,20 +195,14 @@ func (g *Gate) removeLocked(c *Conn) {
 	}
 }
 
-// sourceOf is the share a remote address counts against: its IPv4 address,
-// or its IPv6 /64 (a host gets a whole /64 and picks addresses in it at
-// will, RFC 4291 §2.5.1, RFC 8981). Unparsable addresses share one share.
+// sourceOf is the share a remote address counts against (Source).
+// Unparsable addresses share one share.
 func sourceOf(a net.Addr) netip.Prefix {
 	ap, err := netip.ParseAddrPort(a.String())
 	if err != nil {
 		return netip.Prefix{}
 	}
-	ip := ap.Addr().Unmap().WithZone("")
-	if ip.Is4() {
-		return netip.PrefixFrom(ip, 32)
-	}
-	p, _ := ip.Prefix(64)
-	return p
+	return Source(ap.Addr())
 }
 
 type ctxKey struct{}

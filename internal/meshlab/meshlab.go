@@ -27,6 +27,8 @@ import (
 var (
 	CoordIP    = netip.MustParseAddr("198.18.0.1")
 	CoordAltIP = netip.MustParseAddr("198.18.0.2")
+	// CoordRelay is the coordinator's UDP relay: its primary STUN port.
+	CoordRelay = netip.AddrPortFrom(CoordIP, stunPort)
 )
 
 // STUN ports of the lab coordinator: the primary and, for RFC 5780, the

@@ -74,6 +74,10 @@ const (
 	// too old or from an earlier run of the coordinator: fetch a new one
 	// and register again at once.
 	ErrCodeChallengeExpired = "challenge_expired"
+	// ErrCodeRateLimited refuses a registration from a source that failed
+	// too many (a stranger guessing tokens, or a node behind the same
+	// address): nothing was checked; retry after Retry-After seconds.
+	ErrCodeRateLimited = "rate_limited"
 )
 
 // ErrorResponse is the body of every non-2xx answer.
@@ -134,7 +138,7 @@ const (
 	MsgChallenge  = "challenge"  // coord → node: Challenge
 	MsgAuth       = "auth"       // node → coord: PublicKey, Proof
 	MsgWelcome    = "welcome"    // coord → node: Self, Peers (the full map), Version
-	MsgPeers      = "peers"      // coord → node: Upsert, Remove (a delta), Version
+	MsgPeers      = "peers"      // coord → node: Upsert, Remove (a delta), Self (when the node's own record changed), Version
 	MsgEndpoints  = "endpoints"  // node → coord: Endpoints, NAT (its current candidates)
 	MsgRendezvous = "rendezvous" // node → coord: Peer (asks to reach it)
 	MsgPunch      = "punch"      // coord → node: Peer, Endpoints, NAT (punch now)
@@ -150,7 +154,7 @@ type StreamMsg struct {
 	Challenge []byte             `json:"challenge,omitempty"`
 	PublicKey *crypto.PublicKey  `json:"public_key,omitempty"`
 	Proof     []byte             `json:"proof,omitempty"`
-	Self      *Node              `json:"self,omitempty"`
+	Self      *Node              `json:"self,omitempty"` // welcome: this node's record; peers: its new record, when the administrator changed it (tags)
 	Peers     []Node             `json:"peers,omitempty"`
 	Upsert    []Node             `json:"upsert,omitempty"`
 	Remove    []crypto.PublicKey `json:"remove,omitempty"`

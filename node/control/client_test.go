@@ -36,6 +36,7 @@ func TestRegister(t *testing.T) {
 		{"unauthorized", http.StatusUnauthorized, refusal(wire.ErrCodeUnauthorized), wire.ErrCodeUnauthorized, true},
 		{"pool exhausted", http.StatusServiceUnavailable, refusal(wire.ErrCodePoolFull), wire.ErrCodePoolFull, true},
 		{"internal", http.StatusInternalServerError, refusal(wire.ErrCodeInternal), wire.ErrCodeInternal, false},
+		{"rate limited", http.StatusTooManyRequests, refusal(wire.ErrCodeRateLimited), wire.ErrCodeRateLimited, false},
 		{"unknown code", http.StatusTeapot, refusal("from_the_future"), "from_the_future", false},
 		{"not JSON", http.StatusBadGateway, "<html>bad gateway</html>", wire.ErrCodeInternal, false},
 	}

@@ -35,6 +35,12 @@ type Self struct {
 	Endpoints []string     `json:"endpoints"`
 	Interface string       `json:"interface"`
 	NAT       NAT          `json:"nat"`
+	// Tags are this node's tags as the coordinator last sent them.
+	Tags []string `json:"tags,omitempty"`
+	// Relay is the address this node serves as the mesh's relay at:
+	// relay_public while the administrator designates it (tag relay),
+	// else empty.
+	Relay string `json:"relay,omitempty"`
 }
 
 // NAT is what this node learned of its NAT.
