@@ -249,9 +249,14 @@ type stream struct {
 	// upserts counts the deltas that carried each peer.
 	upserts map[crypto.PublicKey]int
 	punches []wire.StreamMsg
-	// staleCues counts cues whose candidates differ from those of the
-	// map at the time: a node takes a cue's list as the peer's.
+	// staleCues counts cues whose candidates are an older list than the
+	// map's at the time (one the map has since replaced): a node takes a
+	// cue's list as the peer's. A cue may carry a newer list than the map
+	// (a report applied but not yet pushed).
 	staleCues int
+	// lists is every candidate list the map held for each peer, oldest
+	// first.
+	lists map[crypto.PublicKey][][]wire.Endpoint
 	final     *wire.StreamMsg // an error message from the coordinator
 	version   uint64
 	// self is the node's own record: the welcome's, then the latest a
@@ -299,10 +304,11 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 		return first, nil, nil
 	}
 	s := &stream{key: key, srv: n.h.srv, conn: c, welcome: first, cancel: cancel, done: make(chan struct{}), updates: make(chan struct{}, 1),
-		peers: map[crypto.PublicKey]wire.Node{}, relays: map[crypto.PublicKey][]string{}, upserts: map[crypto.PublicKey]int{},
+		peers: map[crypto.PublicKey]wire.Node{}, relays: map[crypto.PublicKey][]string{}, upserts: map[crypto.PublicKey]int{}, lists: map[crypto.PublicKey][][]wire.Endpoint{},
 		version: first.Version, reading: make(chan struct{}), self: first.Self}
 	for _, p := range first.Peers {
 		s.peers[p.PublicKey] = p
+		s.lists[p.PublicKey] = [][]wire.Endpoint{p.Endpoints}
 		s.noteRelay(p)
 	}
 	go s.run(ctx)
@@ -350,6 +356,7 @@ func (s *stream) run(ctx context.Context) {
 			for _, p := range m.Upsert {
 				s.peers[p.PublicKey] = p
 				s.upserts[p.PublicKey]++
+				s.lists[p.PublicKey] = append(s.lists[p.PublicKey], p.Endpoints)
 				s.noteRelay(p)
 			}
 			for _, k := range m.Remove {
@@ -361,7 +368,8 @@ func (s *stream) run(ctx context.Context) {
 			s.version = m.Version
 		case wire.MsgPunch:
 			s.punches = append(s.punches, m)
-			if p, ok := s.peers[*m.Peer]; ok && !slices.Equal(p.Endpoints, m.Endpoints) {
+			seen := s.lists[*m.Peer]
+			if i := slices.IndexFunc(seen, func(l []wire.Endpoint) bool { return slices.Equal(l, m.Endpoints) }); i >= 0 && i < len(seen)-1 {
 				s.staleCues++
 			}
 		case wire.MsgError:
