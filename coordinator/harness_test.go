@@ -256,9 +256,9 @@ type stream struct {
 	staleCues int
 	// lists is every candidate list the map held for each peer, oldest
 	// first.
-	lists map[crypto.PublicKey][][]wire.Endpoint
-	final     *wire.StreamMsg // an error message from the coordinator
-	version   uint64
+	lists   map[crypto.PublicKey][][]wire.Endpoint
+	final   *wire.StreamMsg // an error message from the coordinator
+	version uint64
 	// self is the node's own record: the welcome's, then the latest a
 	// delta carried.
 	self *wire.Node

@@ -17,11 +17,16 @@ import (
 
 // Discovery timing.
 const (
-	// stunEvery re-STUNs every 20-25 s: a changed mapping is noticed
-	// before a 30 s NAT timeout would bite, and the jitter keeps a fleet
-	// from probing in step (Tailscale: 20-26 s).
-	stunEvery  = 20 * time.Second
+	// stunEvery re-checks the mapping every 30-35 s with one signed
+	// Binding request to the primary STUN server (the full RFC 5780 test
+	// runs at start, on a link change or a kick, and when the mapping
+	// moved); the jitter keeps a fleet from probing in step. An idle node
+	// sends the coordinator about two packets a minute for it.
+	stunEvery  = 30 * time.Second
 	stunJitter = 5 * time.Second
+	// lifetimeMargin keeps idle keepalives inside the mapping lifetime
+	// the probe measured: 80% of the silence a mapping survived.
+	lifetimeMargin = 0.8
 	// linkPoll compares the host's addresses this often: a portable way to
 	// notice a link change (a new address, a moved laptop) within seconds.
 	linkPoll = 2 * time.Second
@@ -57,6 +62,10 @@ type discoverer struct {
 	res  discovery.Result
 	// portMapped is the gateway's port mapping for our socket, if any.
 	portMapped netip.AddrPort
+	// stopLearning ends the running lifetime measurement.
+	stopLearning context.CancelFunc
+	// learning waits for lifetime measurements when run ends.
+	learning sync.WaitGroup
 }
 
 // Kick asks for a gathering now (a path died, a link changed).
@@ -93,6 +102,7 @@ func (d *discoverer) result() discovery.Result {
 
 // run gathers candidates until ctx ends.
 func (d *discoverer) run(ctx context.Context) {
+	defer d.learning.Wait()
 	g := &discovery.Gatherer{Prober: d.prober, LocalAddrs: d.localAddrs, Exclude: d.exclude}
 	links := d.hostAddrs()
 	next := time.NewTimer(0)
@@ -112,10 +122,48 @@ func (d *discoverer) run(ctx context.Context) {
 			links = now
 		case <-d.kick:
 		case <-next.C:
+			if d.recheck(ctx) {
+				next.Reset(stunEvery + rand.N(stunJitter))
+				continue
+			}
 		}
 		d.gather(ctx, g)
 		next.Reset(stunEvery + rand.N(stunJitter))
 	}
+}
+
+// recheck asks the server that answered the last gathering where this
+// node's mapping is now; it reports whether that is still where it was
+// (no full gathering needed).
+func (d *discoverer) recheck(ctx context.Context) bool {
+	last := d.result()
+	if !last.Server.Addr.IsValid() || !last.Mapping.Public.IsValid() {
+		return false
+	}
+	qctx, cancel := context.WithTimeout(ctx, gatherTimeout)
+	defer cancel()
+	r, err := d.prober.Query(qctx, last.Server, 0)
+	return err == nil && r.Mapped == last.Mapping.Public
+}
+
+// learnLifetime measures this node's NAT mapping lifetime against the
+// server that answered res (its alternate sockets), and spaces idle
+// keepalives inside it. It ends early when ctx does (a newer gathering).
+func (d *discoverer) learnLifetime(ctx context.Context, res discovery.Result) {
+	alts := discovery.Alternates(res.Server, res.Mapping.Other)
+	if len(alts) == 0 || res.Server.Auth == nil || res.Mapping.Behaviour == wire.MappingNone {
+		return
+	}
+	survived, err := d.prober.LearnLifetime(ctx, alts)
+	switch {
+	case ctx.Err() != nil:
+		return
+	case err != nil:
+		d.log.Info("NAT mapping lifetime not measured; idle keepalives stay at the default", "err", err)
+		return
+	}
+	set := d.mgr.SetIdleKeepalive(time.Duration(float64(survived) * lifetimeMargin))
+	d.log.Info("NAT mapping lifetime measured", "outlived", survived, "idle_keepalive", set)
 }
 
 // gather runs one gathering and reports what changed.
@@ -149,6 +197,22 @@ func (d *discoverer) gather(ctx context.Context, g *discovery.Gatherer) {
 		// Our mapping or our links moved: peers' paths to us are stale.
 		d.mgr.Repunch()
 	}
+	if res.Mapping.Public != old.Mapping.Public {
+		d.relearn(ctx, res)
+	}
+}
+
+// relearn starts measuring the mapping lifetime of a new network, ending
+// a measurement of the old one.
+func (d *discoverer) relearn(ctx context.Context, res discovery.Result) {
+	lctx, cancel := context.WithCancel(ctx)
+	d.mu.Lock()
+	if d.stopLearning != nil {
+		d.stopLearning()
+	}
+	d.stopLearning = cancel
+	d.mu.Unlock()
+	d.learning.Go(func() { d.learnLifetime(lctx, res) })
 }
 
 // sendEndpoints reports the current candidates to the coordinator.

@@ -19,8 +19,9 @@ const (
 	// mapping lifetime worth keeping a path alive for.
 	MaxResponseDelay = 5 * time.Minute
 	// MaxDelayedPerNode bounds one node's answers waiting at once: one per
-	// alternate socket of the server.
-	MaxDelayedPerNode = 3
+	// alternate socket of the server, for a measurement and one it
+	// replaced (a node that moved networks).
+	MaxDelayedPerNode = 6
 	// MaxDelayedTotal bounds all nodes' answers waiting at once.
 	MaxDelayedTotal = 1 << 14
 )

@@ -22,6 +22,8 @@ type Gatherer struct {
 type Result struct {
 	Endpoints []wire.Endpoint
 	Mapping   Mapping
+	// Server is the STUN server that answered.
+	Server Target
 	// STUNErr is set when no STUN server answered (UDP blocked, or the
 	// coordinator's STUN port unreachable).
 	STUNErr error
@@ -50,7 +52,7 @@ func (g *Gatherer) Gather(ctx context.Context, servers []Target, port uint16) Re
 			continue
 		}
 		res.STUNErr = nil
-		res.Mapping = m
+		res.Mapping, res.Server = m, s
 		if m.Behaviour != wire.MappingNone {
 			res.Endpoints = append(res.Endpoints, wire.Endpoint{Addr: m.Public, Kind: wire.EndpointSTUN})
 		}

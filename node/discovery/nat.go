@@ -38,6 +38,9 @@ type Mapping struct {
 	Public netip.AddrPort
 	// Probes are the mappings seen by each server queried, in order.
 	Probes []netip.AddrPort
+	// Other is the server's OTHER-ADDRESS (RFC 5780 §7.4), when it has one
+	// that can serve the tests.
+	Other netip.AddrPort
 }
 
 // NATInfo is what peers learn of m, through the coordinator.
@@ -73,6 +76,7 @@ func (p *Prober) ClassifyMapping(ctx context.Context, primary Target, local uint
 	if err := checkOther(primary.Addr, r1.Other); err != nil {
 		return m, err
 	}
+	m.Other = r1.Other
 	r2, err := p.Query(ctx, Target{Addr: netip.AddrPortFrom(r1.Other.Addr(), primary.Addr.Port()), Auth: primary.Auth}, 0)
 	if err != nil {
 		return m, err

@@ -97,18 +97,30 @@ var errAuthUnknown = errors.New("STUN server does not take credentials")
 // the retries run out or ctx ends. change asks the server to answer from
 // another address (0 for none).
 func (p *Prober) Query(ctx context.Context, server Target, change uint32) (Response, error) {
-	r, err := p.query(ctx, server, change)
+	var extra []stun.Setter
+	if change != 0 {
+		extra = append(extra, changeRequest(change))
+	}
+	r, err := p.query(ctx, server, extra, retransmit)
 	if errors.Is(err, errAuthUnknown) {
-		return p.query(ctx, Target{Addr: server.Addr}, change)
+		return p.query(ctx, Target{Addr: server.Addr}, extra, retransmit)
 	}
 	return r, err
 }
 
-func (p *Prober) query(ctx context.Context, server Target, change uint32) (Response, error) {
-	setters := []stun.Setter{stun.TransactionID, stun.BindingRequest}
-	if change != 0 {
-		setters = append(setters, changeRequest(change))
-	}
+// schedule is when a request is sent: tries, the first wait for an answer,
+// and its growth per try.
+type schedule struct {
+	tries  int
+	wait   time.Duration
+	growth time.Duration
+}
+
+// retransmit is RFC 8489 §6.2.1's: stunRetries tries, the wait doubling.
+var retransmit = schedule{tries: stunRetries, wait: stunRTO, growth: 2}
+
+func (p *Prober) query(ctx context.Context, server Target, extra []stun.Setter, sched schedule) (Response, error) {
+	setters := append([]stun.Setter{stun.TransactionID, stun.BindingRequest}, extra...)
 	tx := transaction{answer: make(chan answer, 1)}
 	if server.Auth != nil {
 		tx.integrity = stun.NewShortTermIntegrity(server.Auth.Password)
@@ -128,8 +140,8 @@ func (p *Prober) query(ctx context.Context, server Target, change uint32) (Respo
 		p.mu.Unlock()
 	}()
 	start := time.Now()
-	rto := stunRTO
-	for range stunRetries {
+	rto := sched.wait
+	for range sched.tries {
 		if err := p.tr.WriteTo(msg.Raw, server.Addr); err != nil {
 			return Response{}, fmt.Errorf("send STUN request to %s: %w", server.Addr, err)
 		}
@@ -147,9 +159,9 @@ func (p *Prober) query(ctx context.Context, server Target, change uint32) (Respo
 			return Response{}, fmt.Errorf("STUN %s: %w", server.Addr, ctx.Err())
 		case <-t.C:
 		}
-		rto *= 2
+		rto *= sched.growth
 	}
-	return Response{}, fmt.Errorf("STUN %s: %w after %d tries", server.Addr, ErrNoResponse, stunRetries)
+	return Response{}, fmt.Errorf("STUN %s: %w after %d tries", server.Addr, ErrNoResponse, sched.tries)
 }
 
 // HandleSTUN takes a STUN packet from the shared socket. Unknown

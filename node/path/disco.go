@@ -134,7 +134,7 @@ func (m *Manager) onPing(p *peer, d wire.Disco, from netip.AddrPort, sock int, n
 	// confirmed for this same peer (its heartbeats from a source we don't
 	// send to, on an asymmetric path).
 	m.refreshAddr(from, p.key, now)
-	p.lastPingSrc = from
+	p.lastPingSrc, p.lastPingAt = from, now
 	if sock != 0 && p.sockFor[from] != sock {
 		// The easy side's probe hit one of our birthday sockets: that
 		// socket's mapping is the way through our NAT.

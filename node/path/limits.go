@@ -135,10 +135,10 @@ func (m *Manager) refreshAddr(a netip.AddrPort, key crypto.PublicKey, now time.T
 	}
 }
 
-// pruneAddrs forgets sources not confirmed for Timing.AddrTTL: a mapping
+// pruneAddrs forgets sources not confirmed for addrTTL: a mapping
 // that moved on must not keep attributing packets to the peer that held it.
 func (m *Manager) pruneAddrs(now time.Time) {
-	cutoff := now.Add(-m.t.AddrTTL).UnixNano()
+	cutoff := now.Add(-m.addrTTL()).UnixNano()
 	m.byAddr.Range(func(a, v any) bool {
 		if v.(*addrEntry).seen.Load() < cutoff {
 			m.byAddr.CompareAndDelete(a, v)

@@ -20,7 +20,7 @@ func (m *Manager) Run(ctx context.Context) {
 			return
 		case now := <-tk.C:
 			m.tick(now)
-			if m.t.AddrTTL > 0 && now.Sub(pruned) >= m.t.AddrTTL/4 {
+			if ttl := m.addrTTL(); ttl > 0 && now.Sub(pruned) >= ttl/4 {
 				pruned = now
 				m.pruneAddrs(now)
 			}
@@ -86,8 +86,9 @@ func (m *Manager) expirePings(p *peer, now time.Time) {
 // not hold the other's mapping). It reports a path that missed
 // Timing.MissedPongs heartbeats in a row as dead.
 func (m *Manager) heartbeat(p *peer, now time.Time, out []outPkt) ([]outPkt, bool) {
-	interval := m.t.Keepalive
-	if p.active(now, m.t) {
+	interval := m.idleKeepalive()
+	active := p.active(now, m.t)
+	if active {
 		interval = m.t.ActiveHeartbeat
 	}
 	if now.Sub(p.lastHeartbeat) < interval {
@@ -98,7 +99,16 @@ func (m *Manager) heartbeat(p *peer, now time.Time, out []outPkt) ([]outPkt, boo
 		m.log.Warn("direct path stopped answering; punching again", "peer", p.name, "endpoint", p.best, "missed", p.probes, "last_pong", now.Sub(p.lastPong).Round(time.Millisecond))
 		p.dropBest()
 		m.closeAux(p, 0)
+		if !active {
+			m.idleLost(interval)
+		}
 		return out, true
+	}
+	if !active && m.peerKeeps(p, now, interval) {
+		// The peer keeps this path: its ping and our pong refreshed both
+		// NATs and showed the path works.
+		p.lastHeartbeat, p.probes = now, 0
+		return out, false
 	}
 	p.lastHeartbeat = now
 	p.probes++

@@ -69,6 +69,9 @@ type Manager struct {
 	routes sync.Map // crypto.PublicKey → *route
 	byAddr sync.Map // netip.AddrPort → *addrEntry (sources confirmed by a pong)
 	relay  routeVar
+	// idle is the idle heartbeat interval (nanoseconds; 0: Timing.Keepalive),
+	// read by the pruner without the lock.
+	idle atomic.Int64
 
 	Stats Stats
 
@@ -84,6 +87,9 @@ type Manager struct {
 	budget budget
 	// closing lists auxiliary sockets to close once mu is released.
 	closing []int
+	// idleCeiling bounds the idle interval after a path died at a longer
+	// one; 0: none yet.
+	idleCeiling time.Duration
 }
 
 // Stats counts discovery events.

@@ -41,6 +41,7 @@ type peer struct {
 	// lastPingSrc is where the peer's last ping came from: its current
 	// mapping towards us.
 	lastPingSrc netip.AddrPort
+	lastPingAt  time.Time
 
 	pending map[[wire.TxIDLen]byte]*ping
 
