@@ -84,6 +84,10 @@ type Manager struct {
 	budget budget
 	// closing lists auxiliary sockets to close once mu is released.
 	closing []int
+	// relayCheck is the UDP relay checked with relayed pings (relaycheck.go);
+	// nextRelayCheck is when the next check is due.
+	relayCheck     netip.AddrPort
+	nextRelayCheck time.Time
 }
 
 // Stats counts discovery events.
