@@ -21,6 +21,7 @@ import (
 	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/coordinator"
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/metricvalue"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -173,31 +174,11 @@ func (h *harness) register(token string, priv crypto.PrivateKey, name string) (i
 // metric returns a metric's value by name and label, 0 if absent.
 func (h *harness) metric(name, label, value string) float64 {
 	h.t.Helper()
-	families, err := h.reg.Gather()
+	v, err := metricvalue.Of(h.reg, name, label, value)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			match := label == ""
-			for _, l := range m.GetLabel() {
-				match = match || (l.GetName() == label && l.GetValue() == value)
-			}
-			if !match {
-				continue
-			}
-			switch {
-			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	return 0
+	return v
 }
 
 // node is a test node: a key and, once registered, its registration.
@@ -252,6 +233,8 @@ type stream struct {
 	staleCues int
 	final     *wire.StreamMsg // an error message from the coordinator
 	version   uint64
+	// self is the node's own record, from the welcome and later deltas.
+	self wire.Node
 }
 
 // dial opens the stream and answers the challenge with proof (nil: the
@@ -299,6 +282,9 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 	for _, p := range first.Peers {
 		s.peers[p.PublicKey] = p
 		s.noteRelay(p)
+	}
+	if first.Self != nil {
+		s.self = *first.Self
 	}
 	go s.run(ctx)
 	return first, s, nil
@@ -350,6 +336,9 @@ func (s *stream) run(ctx context.Context) {
 			for _, k := range m.Remove {
 				delete(s.peers, k)
 			}
+			if m.Self != nil {
+				s.self = *m.Self
+			}
 			s.version = m.Version
 		case wire.MsgPunch:
 			s.punches = append(s.punches, m)
@@ -389,6 +378,13 @@ func (s *stream) close() {
 
 func (s *stream) send(m wire.StreamMsg) error {
 	return writeJSON(context.Background(), s.conn, m)
+}
+
+// me returns the node's own record as the coordinator last sent it.
+func (s *stream) me() wire.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.self
 }
 
 // peer returns the stream's current view of a peer.

@@ -19,6 +19,8 @@ type metrics struct {
 	endpointWrites prometheus.Counter
 	presenceWrites prometheus.Counter
 	preAuthClosed  *prometheus.CounterVec
+	// relayReports counts relay reports by verdict (relayhealth.go).
+	relayReports *prometheus.CounterVec
 }
 
 // Labels of the limited metric.
@@ -49,6 +51,8 @@ func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate) (*metrics, 
 			"Last-seen times stored (synced writes), at most one per node per 10 s."))),
 		preAuthClosed: prometheus.NewCounterVec(prometheus.CounterOpts(opts("preauth_closed_total",
 			"HTTPS connections closed before they authenticated, by reason: per_source, evicted, timeout.")), []string{"reason"}),
+		relayReports: prometheus.NewCounterVec(prometheus.CounterOpts(opts("relay_reports_total",
+			"Reports that a relay node did not carry a node's traffic, by verdict: suspended, unconfirmed (waits for the peer's report), stale, invalid, over_budget.")), []string{"verdict"}),
 	}
 	preAuth := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("preauth_connections",
 		"HTTPS connections that have not authenticated (registrations, handshakes, streams and relay sockets before their proof).")),
@@ -61,7 +65,10 @@ func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate) (*metrics, 
 		_, n := h.counts()
 		return float64(n)
 	})
-	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, preAuth, nodes, online} {
+	suspended := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("relays_suspended",
+		"Relay nodes whose designation is suspended because a node reported that they did not carry its traffic.")),
+		func() float64 { return float64(h.suspendedRelays()) })
+	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, m.relayReports, preAuth, nodes, online, suspended} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register coordinator metrics: %w", err)
 		}

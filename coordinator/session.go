@@ -58,13 +58,18 @@ type session struct {
 	cancel context.CancelFunc
 	wake   chan struct{} // capacity 1: something to send
 	limits streamLimits
-	// rendezvous is the node's budget of rendezvous requests.
+	// rendezvous is the node's budget of rendezvous requests, reports
+	// its budget of relay reports.
 	rendezvous *rate.Limiter
+	reports    *rate.Limiter
 	// reported wakes the applier of the latest endpoints report
 	// (capacity 1).
 	reported chan struct{}
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// self is the node's own record, when its relay designation changed
+	// (the latest wins).
+	self    *wire.Node
 	ups     map[crypto.PublicKey]wire.Node
 	rems    map[crypto.PublicKey]struct{}
 	version uint64
@@ -92,6 +97,7 @@ func newSession(key crypto.PublicKey, tcp netip.AddrPort, conn *websocket.Conn, 
 		wake:       make(chan struct{}, 1),
 		limits:     limits,
 		rendezvous: rate.NewLimiter(limits.rendezvousRate, limits.rendezvousBurst),
+		reports:    rate.NewLimiter(limits.reportRate, limits.reportBurst),
 		reported:   make(chan struct{}, 1),
 		ups:        make(map[crypto.PublicKey]wire.Node),
 		rems:       make(map[crypto.PublicKey]struct{}),
@@ -112,6 +118,15 @@ func (s *session) upsert(n wire.Node, version uint64) {
 	s.mu.Lock()
 	delete(s.rems, n.PublicKey)
 	s.ups[n.PublicKey] = n
+	s.version = version
+	s.mu.Unlock()
+	s.signal()
+}
+
+// setSelf queues the node's own record; the latest wins.
+func (s *session) setSelf(n wire.Node, version uint64) {
+	s.mu.Lock()
+	s.self = &n
 	s.version = version
 	s.mu.Unlock()
 	s.signal()
@@ -217,8 +232,9 @@ func (s *session) urgent(now time.Time) bool {
 func (s *session) take(now time.Time) (delta *wire.StreamMsg, cues []wire.StreamMsg, next time.Duration, final *closing) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.ups) > 0 || len(s.rems) > 0 {
-		delta = &wire.StreamMsg{Type: wire.MsgPeers, Version: s.version}
+	if len(s.ups) > 0 || len(s.rems) > 0 || s.self != nil {
+		delta = &wire.StreamMsg{Type: wire.MsgPeers, Version: s.version, Self: s.self}
+		s.self = nil
 		for _, n := range s.ups {
 			delta.Upsert = append(delta.Upsert, n)
 		}

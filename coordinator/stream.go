@@ -69,6 +69,10 @@ type streamLimits struct {
 	// replaces it. A flood of requests naming a victim reaches it as at
 	// most one cue per gap per flooding peer.
 	cueGap time.Duration
+	// Relay reports: as many as a node's relay client may send
+	// (wire.RelayReportEvery, wire.RelayReportBurst); more are dropped.
+	reportRate  rate.Limit
+	reportBurst int
 }
 
 func defaultStreamLimits() streamLimits {
@@ -78,6 +82,8 @@ func defaultStreamLimits() streamLimits {
 		rendezvousRate:  10,
 		rendezvousBurst: 100,
 		cueGap:          time.Second,
+		reportRate:      rate.Every(wire.RelayReportEvery),
+		reportBurst:     wire.RelayReportBurst,
 	}
 }
 
@@ -86,6 +92,7 @@ func defaultStreamLimits() streamLimits {
 var streamTypes = []string{
 	wire.MsgChallenge, wire.MsgAuth, wire.MsgWelcome, wire.MsgPeers,
 	wire.MsgEndpoints, wire.MsgRendezvous, wire.MsgPunch, wire.MsgError,
+	wire.MsgRelayReport,
 }
 
 func (s *Server) countMessage(typ string) {
@@ -270,6 +277,13 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session)
 				continue
 			}
 			s.rendezvous(sess.key, *m.Peer)
+		case wire.MsgRelayReport:
+			if m.RelayKey == nil {
+				sess.stop(websocket.StatusPolicyViolation, "bad relay report",
+					&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: "relay_report needs relay_key"})
+				continue
+			}
+			s.relayReport(sess, *m.RelayKey, m.Peer)
 		case wire.MsgError:
 			s.nodeLog.Info("node reported an error", "node", sess.key.Short(), "code", truncate(m.Code, maxAttrLen), "error", truncate(m.Error, maxCloseReason))
 			return
