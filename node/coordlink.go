@@ -17,8 +17,10 @@ type coordLink struct {
 	mgr   *path.Manager
 	disc  *discoverer
 	// welcomeRelay hears the coordinator's relay address and this node's
-	// own record from each welcome.
+	// own record from each welcome; selfChanged hears the record from a
+	// delta (the administrator tagged it, or its relay was suspended).
 	welcomeRelay func(addr string, self *wire.Node)
+	selfChanged  func(self wire.Node)
 	log          *slog.Logger
 	progress     func(string)
 }
@@ -40,6 +42,9 @@ func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
 
 // OnPeers applies a delta.
 func (c *coordLink) OnPeers(msg wire.StreamMsg) {
+	if msg.Self != nil {
+		c.selfChanged(*msg.Self)
+	}
 	for _, k := range msg.Remove {
 		n, known := c.peers.Get(k)
 		if err := c.peers.Remove(k); err != nil {

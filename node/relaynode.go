@@ -59,20 +59,37 @@ type relayFeed struct {
 
 	mu        sync.Mutex
 	coordAddr string
-	// designated: the welcome shows the administrator's relay tag on this
-	// node. Until then it must not count itself as a relay: its peers
-	// don't, and a pair split across two relays can't meet.
+	// designated: the coordinator's record of this node shows the
+	// administrator's relay tag and no suspension. Otherwise it must not
+	// count itself as a relay: its peers don't, and a pair split across
+	// two relays can't meet.
 	designated bool
 }
 
-// welcome records the coordinator's relay and whether this node is a
-// designated relay, from the coordinator's welcome.
+// welcome records the coordinator's relay and this node's own record, from
+// the coordinator's welcome.
 func (f *relayFeed) welcome(addr string, self *wire.Node) {
 	f.mu.Lock()
 	f.coordAddr = addr
-	f.designated = self != nil && slices.Contains(self.Tags, wire.TagRelay)
+	f.designated = self != nil && offered(*self)
 	f.mu.Unlock()
 	f.update()
+}
+
+// setSelf records this node's own record from a delta: the administrator
+// tagged or untagged it, or the coordinator suspended or restored its
+// relay. Every node moves with it at once.
+func (f *relayFeed) setSelf(self wire.Node) {
+	f.mu.Lock()
+	f.designated = offered(self)
+	f.mu.Unlock()
+	f.update()
+}
+
+// offered reports whether the coordinator offers n's relay to its peers
+// (once n announces one): designated and not suspended.
+func offered(n wire.Node) bool {
+	return slices.Contains(n.Tags, wire.TagRelay) && n.RelaySuspendedUntil.IsZero()
 }
 
 // update hands the relay client the current candidates; it never blocks.
