@@ -77,7 +77,8 @@ type Status struct {
 	Carried time.Time
 }
 
-// Stats counts what the relays dropped; safe to read concurrently.
+// Stats counts what the relays dropped, checked and reported; safe to read
+// concurrently.
 type Stats struct {
 	// StreamDropped counts frames to the TCP relay dropped on a full send
 	// queue (the connection is slower than the traffic, or stalled).
