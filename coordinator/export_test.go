@@ -42,3 +42,13 @@ func SetStreamSilence(s *Server, d time.Duration) { s.limits.silence = d }
 func UnlimitFailedRegistrations(s *Server) {
 	s.failedRegs = admit.NewBudgets(admit.BudgetLimits{Rate: 1, Burst: math.MaxInt32, Sources: 1})
 }
+
+// ShortRelaySuspensions makes relay suspensions last base, doubling up to
+// 2*base, so that tests see one end. Pass it to start.
+func ShortRelaySuspensions(base time.Duration) func(*Server) {
+	return func(s *Server) {
+		s.hub.mu.Lock()
+		defer s.hub.mu.Unlock()
+		s.hub.susp.policy.base, s.hub.susp.policy.max = base, 2*base
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/coordinator"
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/metricvalue"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -173,31 +174,11 @@ func (h *harness) register(token string, priv crypto.PrivateKey, name string) (i
 // metric returns a metric's value by name and label, 0 if absent.
 func (h *harness) metric(name, label, value string) float64 {
 	h.t.Helper()
-	families, err := h.reg.Gather()
+	v, err := metricvalue.Of(h.reg, name, label, value)
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	for _, f := range families {
-		if f.GetName() != name {
-			continue
-		}
-		for _, m := range f.GetMetric() {
-			match := label == ""
-			for _, l := range m.GetLabel() {
-				match = match || (l.GetName() == label && l.GetValue() == value)
-			}
-			if !match {
-				continue
-			}
-			switch {
-			case m.GetCounter() != nil:
-				return m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				return m.GetGauge().GetValue()
-			}
-		}
-	}
-	return 0
+	return v
 }
 
 // node is a test node: a key and, once registered, its registration.
@@ -259,9 +240,8 @@ type stream struct {
 	lists   map[crypto.PublicKey][][]wire.Endpoint
 	final   *wire.StreamMsg // an error message from the coordinator
 	version uint64
-	// self is the node's own record: the welcome's, then the latest a
-	// delta carried.
-	self *wire.Node
+	// self is the node's own record, from the welcome and later deltas.
+	self wire.Node
 }
 
 // dial opens the stream and answers the challenge with proof (nil: the
@@ -305,11 +285,14 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 	}
 	s := &stream{key: key, srv: n.h.srv, conn: c, welcome: first, cancel: cancel, done: make(chan struct{}), updates: make(chan struct{}, 1),
 		peers: map[crypto.PublicKey]wire.Node{}, relays: map[crypto.PublicKey][]string{}, upserts: map[crypto.PublicKey]int{}, lists: map[crypto.PublicKey][][]wire.Endpoint{},
-		version: first.Version, reading: make(chan struct{}), self: first.Self}
+		version: first.Version, reading: make(chan struct{})}
 	for _, p := range first.Peers {
 		s.peers[p.PublicKey] = p
 		s.lists[p.PublicKey] = [][]wire.Endpoint{p.Endpoints}
 		s.noteRelay(p)
+	}
+	if first.Self != nil {
+		s.self = *first.Self
 	}
 	go s.run(ctx)
 	return first, s, nil
@@ -363,7 +346,7 @@ func (s *stream) run(ctx context.Context) {
 				delete(s.peers, k)
 			}
 			if m.Self != nil {
-				s.self = m.Self
+				s.self = *m.Self
 			}
 			s.version = m.Version
 		case wire.MsgPunch:
@@ -394,9 +377,6 @@ func (s *stream) noteRelay(p wire.Node) {
 func (s *stream) ownTags() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.self == nil {
-		return nil
-	}
 	return slices.Clone(s.self.Tags)
 }
 
@@ -428,6 +408,13 @@ func (s *stream) send(m wire.StreamMsg) error {
 // sendUnseen sends m with no evidence shown first.
 func (s *stream) sendUnseen(m wire.StreamMsg) error {
 	return writeJSON(context.Background(), s.conn, m)
+}
+
+// me returns the node's own record as the coordinator last sent it.
+func (s *stream) me() wire.Node {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.self
 }
 
 // peer returns the stream's current view of a peer.

@@ -24,12 +24,15 @@ type hub struct {
 	// version counts changes; every welcome and delta carries the version
 	// of the newest change it includes, so a node can tell order.
 	version uint64
+	// susp holds the relays suspended on reports (relayhealth.go).
+	susp *suspensions
 }
 
 func newHub(nodes []store.Node) *hub {
 	h := &hub{
 		nodes:    make(map[crypto.PublicKey]*store.Node, len(nodes)),
 		sessions: make(map[crypto.PublicKey]*session),
+		susp:     newSuspensions(defaultSuspendPolicy()),
 	}
 	for i := range nodes {
 		h.nodes[nodes[i].Key] = &nodes[i]
@@ -49,10 +52,20 @@ func (h *hub) wireNode(n *store.Node) wire.Node {
 	if online && sess.tcp.IsValid() {
 		w.Endpoints = append(w.Endpoints, wire.Endpoint{Addr: sess.tcp, Kind: wire.EndpointTCP})
 	}
-	if online && sess.relay.IsValid() && slices.Contains(n.Tags, RelayTag) {
+	if until, suspended := h.susp.suspendedUntil(n.Key, time.Now()); suspended {
+		w.RelaySuspendedUntil = until
+	} else if h.offersRelay(n) {
 		w.Relay = sess.relay.String()
 	}
 	return w
+}
+
+// offersRelay reports whether n's relay is offered to its peers, unless
+// suspended: n announced one on its stream and the administrator
+// designated it. Caller holds mu.
+func (h *hub) offersRelay(n *store.Node) bool {
+	sess := h.sessions[n.Key]
+	return sess != nil && sess.relay.IsValid() && slices.Contains(n.Tags, RelayTag)
 }
 
 func toWire(n store.Node, online bool) wire.Node {
@@ -151,6 +164,7 @@ func (h *hub) remove(key crypto.PublicKey) *session {
 		return nil
 	}
 	delete(h.nodes, key)
+	h.susp.forget(key)
 	sess := h.sessions[key]
 	delete(h.sessions, key)
 	h.version++

@@ -21,6 +21,8 @@ type metrics struct {
 	presenceWrites prometheus.Counter
 	preAuthClosed  *prometheus.CounterVec
 	unobserved     prometheus.Counter
+	// relayReports counts relay reports by verdict (relayhealth.go).
+	relayReports *prometheus.CounterVec
 }
 
 // Labels of the limited metric.
@@ -53,6 +55,8 @@ func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate, st store.St
 			"HTTPS connections closed before they authenticated, by reason: per_source, evicted, timeout.")), []string{"reason"}),
 		unobserved: prometheus.NewCounter(prometheus.CounterOpts(opts("candidates_held_total",
 			"Public candidates nodes reported that the coordinator had not seen them use (no authenticated STUN request or stream from that address): held back from peers."))),
+		relayReports: prometheus.NewCounterVec(prometheus.CounterOpts(opts("relay_reports_total",
+			"Reports that a relay node did not carry a node's traffic, by verdict: suspended, unconfirmed (waits for the peer's report), stale, invalid, over_budget.")), []string{"verdict"}),
 	}
 	preAuth := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("preauth_connections",
 		"HTTPS connections that have not authenticated (registrations, handshakes, streams and relay sockets before their proof).")),
@@ -65,10 +69,13 @@ func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate, st store.St
 		_, n := h.counts()
 		return float64(n)
 	})
+	suspended := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("relays_suspended",
+		"Relay nodes whose designation is suspended because a node reported that they did not carry its traffic.")),
+		func() float64 { return float64(h.suspendedRelays()) })
 	writes := prometheus.NewCounterFunc(prometheus.CounterOpts(opts("store_write_transactions_total",
 		"Write transactions begun on the database, one at a time under its write lock: registrations, endpoint and presence writes, admin changes.")),
 		func() float64 { return float64(st.WriteTransactions()) })
-	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, m.unobserved, preAuth, nodes, online, writes} {
+	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, m.unobserved, m.relayReports, preAuth, nodes, online, suspended, writes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register coordinator metrics: %w", err)
 		}

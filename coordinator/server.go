@@ -141,6 +141,8 @@ type Server struct {
 	servedURL   string           // https://IP:port of the first specific address Serve got
 	stunAddrs   []netip.AddrPort // primary, then alternate: what the welcome advertises
 	closed      bool
+	// restores end relay suspensions (relayhealth.go), by relay.
+	restores map[crypto.PublicKey]*time.Timer
 }
 
 // New opens the data directory (creating the keys, certificate and
@@ -191,6 +193,7 @@ func New(opts Options) (*Server, error) {
 		limits:      defaultStreamLimits(),
 		failedRegs:  newFailedRegistrations(),
 		seenWritten: make(map[crypto.PublicKey]time.Time),
+		restores:    make(map[crypto.PublicKey]*time.Timer),
 	}
 	reg := opts.Registry
 	if reg == nil {
@@ -225,6 +228,9 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	for _, t := range s.restores {
+		t.Stop()
+	}
 	return s.store.Close()
 }
 

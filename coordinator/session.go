@@ -58,16 +58,20 @@ type session struct {
 	cancel context.CancelFunc
 	wake   chan struct{} // capacity 1: something to send
 	limits streamLimits
-	// rendezvous is the node's budget of rendezvous requests.
+	// rendezvous is the node's budget of rendezvous requests, reports
+	// its budget of relay reports.
 	rendezvous *rate.Limiter
+	reports    *rate.Limiter
 	// reported wakes the applier of the latest endpoints report
 	// (capacity 1).
 	reported chan struct{}
 
-	mu      sync.Mutex
+	mu sync.Mutex
+	// self is the node's own record, when its relay designation changed
+	// (the latest wins).
+	self    *wire.Node
 	ups     map[crypto.PublicKey]wire.Node
 	rems    map[crypto.PublicKey]struct{}
-	self    *wire.Node // the node's own record, when it changed
 	version uint64
 	// cues wait per peer, a newer replacing an older; lastCue is when the
 	// last cue naming each peer went out.
@@ -96,6 +100,7 @@ func newSession(key crypto.PublicKey, tcp netip.AddrPort, conn *websocket.Conn, 
 		wake:       make(chan struct{}, 1),
 		limits:     limits,
 		rendezvous: rate.NewLimiter(limits.rendezvousRate, limits.rendezvousBurst),
+		reports:    rate.NewLimiter(limits.reportRate, limits.reportBurst),
 		reported:   make(chan struct{}, 1),
 		ups:        make(map[crypto.PublicKey]wire.Node),
 		rems:       make(map[crypto.PublicKey]struct{}),
@@ -121,20 +126,20 @@ func (s *session) upsert(n wire.Node, version uint64) {
 	s.signal()
 }
 
-// removePeer queues a peer's removal, cancelling a queued upsert of it.
-func (s *session) removePeer(key crypto.PublicKey, version uint64) {
+// setSelf queues the node's own record; the latest wins.
+func (s *session) setSelf(n wire.Node, version uint64) {
 	s.mu.Lock()
-	delete(s.ups, key)
-	s.rems[key] = struct{}{}
+	s.self = &n
 	s.version = version
 	s.mu.Unlock()
 	s.signal()
 }
 
-// setSelf queues the node's own record; the latest wins.
-func (s *session) setSelf(n wire.Node, version uint64) {
+// removePeer queues a peer's removal, cancelling a queued upsert of it.
+func (s *session) removePeer(key crypto.PublicKey, version uint64) {
 	s.mu.Lock()
-	s.self = &n
+	delete(s.ups, key)
+	s.rems[key] = struct{}{}
 	s.version = version
 	s.mu.Unlock()
 	s.signal()

@@ -72,6 +72,10 @@ type streamLimits struct {
 	// silence drops a stream that sent no message or ping for this long
 	// (wire.StreamSilence): the node only pings every wire.StreamPing.
 	silence time.Duration
+	// Relay reports: as many as a node's relay client may send
+	// (wire.RelayReportEvery, wire.RelayReportBurst); more are dropped.
+	reportRate  rate.Limit
+	reportBurst int
 }
 
 func defaultStreamLimits() streamLimits {
@@ -82,6 +86,8 @@ func defaultStreamLimits() streamLimits {
 		rendezvousBurst: 100,
 		cueGap:          time.Second,
 		silence:         wire.StreamSilence,
+		reportRate:      rate.Every(wire.RelayReportEvery),
+		reportBurst:     wire.RelayReportBurst,
 	}
 }
 
@@ -90,6 +96,7 @@ func defaultStreamLimits() streamLimits {
 var streamTypes = []string{
 	wire.MsgChallenge, wire.MsgAuth, wire.MsgWelcome, wire.MsgPeers,
 	wire.MsgEndpoints, wire.MsgRendezvous, wire.MsgPunch, wire.MsgError,
+	wire.MsgRelayReport,
 }
 
 func (s *Server) countMessage(typ string) {
@@ -278,6 +285,13 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session,
 				continue
 			}
 			s.rendezvous(sess.key, *m.Peer)
+		case wire.MsgRelayReport:
+			if m.RelayKey == nil {
+				sess.stop(websocket.StatusPolicyViolation, "bad relay report",
+					&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: "relay_report needs relay_key"})
+				continue
+			}
+			s.relayReport(sess, *m.RelayKey, m.Peer)
 		case wire.MsgError:
 			s.nodeLog.Info("node reported an error", "node", sess.key.Short(), "code", truncate(m.Code, maxAttrLen), "error", truncate(m.Error, maxCloseReason))
 			return

@@ -51,6 +51,8 @@ type Options struct {
 	LocalAddrs func() []netip.Addr
 	// Timing overrides the path manager's timers (tests scale them down).
 	Timing *path.Timing
+	// RelayTiming overrides the relay client's timers.
+	RelayTiming *relayclient.Timing
 	// Progress, when set, hears what `up` is waiting for.
 	Progress func(msg string)
 	// Ready is closed once the node is up (device, socket, coordinator).

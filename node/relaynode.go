@@ -67,8 +67,8 @@ type relayFeed struct {
 	log      *slog.Logger
 
 	// designated: this node's own record, from the coordinator, carries
-	// the administrator's relay tag. Until it does, and as soon as it no
-	// longer does, the node neither counts itself as a relay (its peers
+	// the administrator's relay tag and no suspension. Until it does, and
+	// as soon as it no longer does, the node neither counts itself as a relay (its peers
 	// don't, and a pair split across two relays can't meet) nor serves
 	// anyone as one (relayAuth).
 	designated atomic.Bool
@@ -86,15 +86,18 @@ func (f *relayFeed) welcome(addr string) {
 }
 
 // setSelf applies this node's own record: whether the administrator
-// designates it a relay.
+// designates it a relay and the coordinator has not suspended it (a node
+// reported that it did not carry its traffic). Every node moves with it.
 func (f *relayFeed) setSelf(self wire.Node) {
-	on := slices.Contains(self.Tags, wire.TagRelay)
+	on := offered(self)
 	if f.designated.Swap(on) != on {
 		switch {
 		case on && f.self.Addr == "":
 			f.log.Warn("designated a relay by the administrator, but relay_listen and relay_public are not set: serving no one")
 		case on:
 			f.log.Info("designated a relay by the administrator; serving peers", "relay", f.self.Addr)
+		case f.self.Addr != "" && !self.RelaySuspendedUntil.IsZero():
+			f.log.Warn("the coordinator suspended this node's relay (a node reported it did not carry its traffic); serving no one and choosing another", "relay", f.self.Addr, "until", self.RelaySuspendedUntil)
 		case f.self.Addr != "":
 			f.log.Info("no longer a designated relay; serving no one and choosing another", "relay", f.self.Addr)
 		}
@@ -109,6 +112,12 @@ func (f *relayFeed) serving() string {
 		return ""
 	}
 	return f.self.Addr
+}
+
+// offered reports whether the coordinator offers n's relay to its peers
+// (once n announces one): designated and not suspended.
+func offered(n wire.Node) bool {
+	return slices.Contains(n.Tags, wire.TagRelay) && n.RelaySuspendedUntil.IsZero()
 }
 
 // update hands the relay client the current candidates; it never blocks.

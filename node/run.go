@@ -131,6 +131,10 @@ func (e *Engine) build() {
 	if e.opts.Timing != nil {
 		timing = *e.opts.Timing
 	}
+	var relayTiming relayclient.Timing
+	if e.opts.RelayTiming != nil {
+		relayTiming = *e.opts.RelayTiming
+	}
 	inner := e.opts.Bind
 	if inner == nil {
 		inner = conn.NewStdNetBind()
@@ -176,7 +180,10 @@ func (e *Engine) build() {
 		CoordinatorKey: e.state.CoordinatorKey,
 		Deliver:        e.bind.DeliverFrame,
 		OnRoute:        e.mgr.SetRelay,
+		OnCheck:        e.mgr.CheckRelay,
+		Report:         e.reportRelay,
 		Log:            e.log.With("component", "relay"),
+		Timing:         relayTiming,
 	})
 	e.relayFeed = &relayFeed{relays: e.relays, coordKey: e.state.CoordinatorKey, log: e.log.With("component", "relay")}
 	if e.cfg.RelayPublic != "" {
@@ -187,6 +194,8 @@ func (e *Engine) build() {
 		Disco:        e.mgr.HandleDisco,
 		RelayedDisco: e.mgr.HandleRelayedDisco,
 		RelayControl: e.relays.HandleControl,
+		Echo:         e.relays.HandleEcho,
+		Self:         e.priv.Public(),
 	})
 }
 
@@ -204,6 +213,13 @@ func (e *Engine) sendCoordinator(msg wire.StreamMsg) {
 	if err := e.stream.Send(msg); err != nil {
 		e.log.Debug("message to the coordinator not sent", "type", msg.Type, "err", err)
 	}
+}
+
+// reportRelay tells the coordinator that a relay node did not carry this
+// node's traffic (relayclient.Options.Report); peer names the peer whose
+// relayed pings went unanswered, nil for this node's own echoes.
+func (e *Engine) reportRelay(relay crypto.PublicKey, peer *crypto.PublicKey) {
+	e.sendCoordinator(wire.StreamMsg{Type: wire.MsgRelayReport, RelayKey: &relay, Peer: peer})
 }
 
 // rendezvous asks the coordinator to cue both sides to punch now.
@@ -233,6 +249,8 @@ func (e *Engine) pathEvents(ctx context.Context) {
 				e.disc.Kick()
 			case path.EventPunchTCP:
 				e.punchTCP(ev.Peer, ev.Remote)
+			case path.EventRelayUnanswered:
+				e.relays.PeerUnanswered(ev.Peer, ev.Remote, ev.Since)
 			}
 		}
 	}

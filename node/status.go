@@ -13,6 +13,7 @@ import (
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/node/localapi"
 	"github.com/meshnode/meshnode/node/path"
+	"github.com/meshnode/meshnode/node/relayclient"
 )
 
 // Status implements localapi.Backend.
@@ -79,6 +80,9 @@ func (e *Engine) Status() localapi.Status {
 			"path_events_dropped":   ps.EventsDropped.Load(),
 			"relay_tcp_dropped":     e.relays.Stats.StreamDropped.Load(),
 			"relay_ctl_dropped":     e.relays.Stats.ControlDropped.Load(),
+			"relay_checks":          e.relays.Stats.Checks.Load(),
+			"relay_reports":         e.relays.Stats.Reports.Load(),
+			"relay_reports_dropped": e.relays.Stats.ReportsDropped.Load(),
 			"coordinator_sent":      e.stream.Stats.Sent.Load(),
 			"coordinator_coalesced": e.stream.Stats.Coalesced.Load(),
 			"coordinator_dropped":   e.stream.Stats.Dropped.Load(),
@@ -186,3 +190,7 @@ func (e *Engine) PeerPath(k crypto.PublicKey) path.PeerPath { return e.mgr.Path(
 
 // PathStats are the path manager's counters.
 func (e *Engine) PathStats() *path.Stats { return &e.mgr.Stats }
+
+// RelayStatus is what the relay client is doing: the relay chosen, bound,
+// and when a relay node last carried this node's echo.
+func (e *Engine) RelayStatus() relayclient.Status { return e.relays.Status() }

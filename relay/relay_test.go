@@ -66,6 +66,7 @@ func TestForwardUDP(t *testing.T) {
 		{"reverse direction", func() *udpNode { return m.b }, func() crypto.PublicKey { return m.a.pub }, wgPacket(1400, 2), resForwarded},
 		{"discovery forwarded", func() *udpNode { return m.a }, func() crypto.PublicKey { return m.b.pub }, discoPacket(3), resForwarded},
 		{"not peers", func() *udpNode { return m.d }, func() crypto.PublicKey { return m.b.pub }, wgPacket(148, 4), resNotPeer},
+		{"echo: a node's frame to itself comes back, peers or not", func() *udpNode { return m.d }, func() crypto.PublicKey { return m.d.pub }, wire.AppendRelayEcho(nil, [wire.RelayEchoTokenLen]byte{9}), resForwarded},
 		{"peer offline", func() *udpNode { return m.a }, func() crypto.PublicKey { return m.c.pub }, wgPacket(148, 5), resOffline},
 		{"unknown destination", func() *udpNode { return m.a }, func() crypto.PublicKey { return unknown }, wgPacket(148, 6), resOffline},
 		{"unbound sender", func() *udpNode { return m.c }, func() crypto.PublicKey { return m.a.pub }, wgPacket(148, 7), resUnbound},
@@ -80,8 +81,10 @@ func TestForwardUDP(t *testing.T) {
 			from.send(wire.AppendRelayData(nil, to, tt.payload))
 			if tt.want == resForwarded {
 				dst := m.a
-				if to == m.b.pub {
-					dst = m.b
+				for _, n := range []*udpNode{m.b, m.d} {
+					if to == n.pub {
+						dst = n
+					}
 				}
 				expectData(t, dst, from.pub, tt.payload)
 				m.waitCount(t, resForwarded, before+1)

@@ -6,6 +6,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -31,8 +32,11 @@ Presence (online, last seen) is live only through a running coordinator.`,
 
 func newNodesListCmd() *cobra.Command {
 	return adminListCmd(&cobra.Command{
-		Use:     "list",
-		Short:   "List registered nodes with addresses, keys, presence and endpoints",
+		Use:   "list",
+		Short: "List registered nodes with addresses, keys, presence, relays and endpoints",
+		Long: `List the registered nodes. RELAY is the relay a designated relay node is
+offered to its peers as, or "suspended until" a time: a node reported that it
+did not carry its traffic, and every node uses the next relay meanwhile.` + tokenAdminNote,
 		Example: "  meshnode nodes list\n  meshnode nodes list --json | jq -r '.[] | select(.online) | .name'",
 	}, coordinator.Admin.Nodes, printNodes)
 }
@@ -81,7 +85,8 @@ The tag ` + coordinator.RelayTag + ` designates a relay: a node that sets relay_
 relay_public is offered to its peers as a relay only while it holds this tag,
 because every node sends its relayed traffic through the relay it is
 offered. Grant it only to machines you trust with that (the traffic stays
-end-to-end encrypted, but a relay can drop or delay it). Join tokens can grant
+end-to-end encrypted, but a relay can drop or delay it; one that stops
+carrying is suspended once nodes report it). Join tokens can grant
 it too: 'meshnode token create --tag ` + coordinator.RelayTag + `'.` + tokenAdminNote,
 		Example: `  meshnode nodes tag office-gw ` + coordinator.RelayTag + `
   meshnode nodes tag web-1 web eu`,
@@ -193,7 +198,7 @@ func tagList(tags []string) string {
 
 func printNodes(w io.Writer, nodes []wire.Node) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESSES\tPUBLIC KEY\tTAGS\tONLINE\tLAST SEEN\tENDPOINTS")
+	fmt.Fprintln(tw, "NAME\tADDRESSES\tPUBLIC KEY\tTAGS\tONLINE\tLAST SEEN\tRELAY\tENDPOINTS")
 	for _, n := range nodes {
 		seen := "never"
 		if !n.LastSeen.IsZero() {
@@ -203,9 +208,21 @@ func printNodes(w io.Writer, nodes []wire.Node) error {
 		for _, e := range n.Endpoints {
 			eps = append(eps, e.Addr.String()+"/"+e.Kind)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\t%s\n", n.Name, nodeAddrs(n), n.PublicKey, tagList(n.Tags), n.Online, seen, strings.Join(eps, " "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%t\t%s\t%s\t%s\n", n.Name, nodeAddrs(n), n.PublicKey, tagList(n.Tags), n.Online, seen, relayState(n), strings.Join(eps, " "))
 	}
 	return tw.Flush()
+}
+
+// relayState is the RELAY column: the relay a node serves and peers are
+// offered, its suspension after a node reported it did not carry, or "-".
+func relayState(n wire.Node) string {
+	switch {
+	case !n.RelaySuspendedUntil.IsZero():
+		return "suspended until " + n.RelaySuspendedUntil.Local().Format(time.TimeOnly)
+	case n.Relay != "":
+		return n.Relay
+	}
+	return "-"
 }
 
 func nodeAddrs(n wire.Node) string {

@@ -17,9 +17,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/coordinator"
 	"github.com/meshnode/meshnode/coordinator/stunserver"
+	"github.com/meshnode/meshnode/internal/metricvalue"
 	"github.com/meshnode/meshnode/internal/natlab"
 )
 
@@ -57,8 +60,10 @@ type Mesh struct {
 	// RelayToken is a reusable join token that designates its nodes as
 	// relays (coordinator.RelayTag), for nodes started with Relay.
 	RelayToken string
-	log        *slog.Logger
-	ctx        context.Context
+	// metrics is the coordinator's registry (Metric reads it).
+	metrics *prometheus.Registry
+	log     *slog.Logger
+	ctx     context.Context
 
 	mu    sync.Mutex
 	nodes []*Node
@@ -76,7 +81,7 @@ func New(t testing.TB, opts Options) *Mesh {
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Mesh{t: t, Lab: natlab.New(logf), log: log, ctx: ctx}
+	m := &Mesh{t: t, Lab: natlab.New(logf), log: log, ctx: ctx, metrics: prometheus.NewRegistry()}
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		m.CoordLink.Thaw()
@@ -105,7 +110,7 @@ func New(t testing.TB, opts Options) *Mesh {
 	cfg.STUNListen = netip.AddrPortFrom(CoordIP, stunPort).String()
 	cfg.STUNAlternate = netip.AddrPortFrom(CoordAltIP, stunAltPort).String()
 	cfg.PublicURL = "https://" + front.Addr().String()
-	coord, err := coordinator.New(coordinator.Options{Config: cfg, Logger: log.With("side", "coordinator")})
+	coord, err := coordinator.New(coordinator.Options{Config: cfg, Logger: log.With("side", "coordinator"), Registry: m.metrics})
 	if err != nil {
 		t.Fatalf("coordinator: %v", err)
 	}
@@ -131,6 +136,18 @@ func New(t testing.TB, opts Options) *Mesh {
 	}
 	m.RelayToken = relayTok.String()
 	return m
+}
+
+// Metric is the value of the coordinator's metric name (a counter or a
+// gauge) with label=value, or without labels when label is empty; 0 when
+// it has no such sample.
+func (m *Mesh) Metric(name, label, value string) float64 {
+	m.t.Helper()
+	v, err := metricvalue.Of(m.metrics, name, label, value)
+	if err != nil {
+		m.t.Fatalf("gather metrics: %v", err)
+	}
+	return v
 }
 
 func (m *Mesh) listen(h *natlab.Host, ip netip.Addr, port uint16) net.PacketConn {

@@ -14,9 +14,11 @@ import (
 
 	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/internal/natlab"
+	"github.com/meshnode/meshnode/internal/relayfault"
 	"github.com/meshnode/meshnode/node"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/path"
+	"github.com/meshnode/meshnode/node/relayclient"
 	"github.com/meshnode/meshnode/tun"
 )
 
@@ -29,6 +31,8 @@ type NodeOptions struct {
 	// Relay makes the node serve as the mesh's relay on its first address,
 	// port RelayPort; it joins with the relay token, which designates it.
 	Relay bool
+	// RelayTiming overrides the relay client's timers.
+	RelayTiming *relayclient.Timing
 }
 
 // RelayPort is where relay nodes serve in the lab.
@@ -41,6 +45,9 @@ type Node struct {
 	Engine *node.Engine
 	// Net dials and listens on the overlay through the node's netstack.
 	Net *netstack.Net
+	// RelayFault is the socket of the relay a Relay node serves: tests
+	// make the relay drop what it should carry (relayfault.Conn.Set).
+	RelayFault *relayfault.Conn
 
 	cancel context.CancelFunc
 	done   chan error
@@ -80,11 +87,12 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 	n := &Node{Name: name, Host: host, done: make(chan error, 1)}
 	ready := make(chan struct{})
 	eopts := node.Options{
-		Config:     cfg,
-		Log:        m.log.With("node", name),
-		Timing:     opts.Timing,
-		LocalAddrs: host.IPs,
-		Ready:      ready,
+		Config:      cfg,
+		Log:         m.log.With("node", name),
+		Timing:      opts.Timing,
+		RelayTiming: opts.RelayTiming,
+		LocalAddrs:  host.IPs,
+		Ready:       ready,
 		Bind: bind.NewConnBind(func(port uint16) (bind.UDPConn, error) {
 			c, err := host.ListenPacket(netip.AddrPortFrom(netip.Addr{}, port))
 			if err != nil {
@@ -101,7 +109,8 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 			if err != nil {
 				return nil, err
 			}
-			return c, nil
+			n.RelayFault = relayfault.Wrap(c)
+			return n.RelayFault, nil
 		},
 		AuxListen: func() (bind.UDPConn, error) {
 			c, err := host.ListenPacket(netip.AddrPort{})

@@ -121,6 +121,11 @@ type Node struct {
 	// Relay is the UDP relay this node serves (host:port), when it is
 	// configured as one; its key is the node's PublicKey.
 	Relay string `json:"relay,omitempty"`
+	// RelaySuspendedUntil is set while the coordinator has suspended this
+	// node's designation as a relay (a node reported that it did not carry
+	// its traffic): meanwhile Relay is empty, so nobody uses it, and the
+	// node itself stops counting itself a relay.
+	RelaySuspendedUntil time.Time `json:"relay_suspended_until,omitzero"`
 }
 
 // NATInfo is what a node learned of its own NAT (RFC 4787 terms), shared so
@@ -138,11 +143,20 @@ const (
 	MsgChallenge  = "challenge"  // coord → node: Challenge
 	MsgAuth       = "auth"       // node → coord: PublicKey, Proof
 	MsgWelcome    = "welcome"    // coord → node: Self, Peers (the full map), Version
-	MsgPeers      = "peers"      // coord → node: Upsert, Remove (a delta), Self (when the node's own record changed), Version
+	MsgPeers      = "peers"      // coord → node: Upsert, Remove (a delta), Version; Self when the node's own record changed (its tags, its relay's suspension)
 	MsgEndpoints  = "endpoints"  // node → coord: Endpoints, NAT (its current candidates)
 	MsgRendezvous = "rendezvous" // node → coord: Peer (asks to reach it)
 	MsgPunch      = "punch"      // coord → node: Peer, Endpoints, NAT (punch now)
 	MsgError      = "error"      // either way: Code, Error; the sender then closes
+	// MsgRelayReport (node → coord: RelayKey, and Peer when the evidence
+	// is that peer's) says the relay node RelayKey did not carry this
+	// node's traffic. Without Peer: frames this node addressed to itself
+	// through the relay did not come back while the relay confirmed its
+	// binding, or the relay went silent while another answered. With
+	// Peer: relayed pings to that online peer went unanswered while the
+	// relay confirmed the binding; the coordinator acts on it only when
+	// the peer says the same of this node.
+	MsgRelayReport = "relay_report"
 )
 
 // ProofLabel separates stream authentication proofs from other uses.
@@ -162,8 +176,9 @@ type StreamMsg struct {
 	Endpoints []Endpoint         `json:"endpoints,omitempty"`
 	NAT       *NATInfo           `json:"nat,omitempty"`
 	Peer      *crypto.PublicKey  `json:"peer,omitempty"`
-	Relay     string             `json:"relay,omitempty"` // welcome: the coordinator's UDP relay host:port; endpoints: the relay this node serves
-	STUN      []string           `json:"stun,omitempty"`  // welcome: STUN host:port, primary first
+	Relay     string             `json:"relay,omitempty"`     // welcome: the coordinator's UDP relay host:port; endpoints: the relay this node serves
+	RelayKey  *crypto.PublicKey  `json:"relay_key,omitempty"` // relay_report: the relay node that did not carry
+	STUN      []string           `json:"stun,omitempty"`      // welcome: STUN host:port, primary first
 	Code      string             `json:"code,omitempty"`
 	Error     string             `json:"error,omitempty"`
 }

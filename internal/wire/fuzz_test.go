@@ -104,6 +104,21 @@ func FuzzParseRelay(f *testing.F) {
 // node's endpoints and NAT on to its peers), and the encoding must be
 // stable: decoding it and encoding again gives the same bytes, so no field
 // changes meaning on its way through the coordinator.
+// FuzzParseRelayEcho: an echo is exactly the discovery magic and a token,
+// and what parses encodes back to the same bytes.
+func FuzzParseRelayEcho(f *testing.F) {
+	f.Fuzz(func(t *testing.T, b []byte) {
+		token, err := ParseRelayEcho(b)
+		want := len(b) == RelayEchoLen && Classify(b) == KindDisco
+		if (err == nil) != want {
+			t.Fatalf("ParseRelayEcho(%x): err %v, want ok %t", b, err, want)
+		}
+		if err == nil && !bytes.Equal(AppendRelayEcho(nil, token), b) {
+			t.Fatalf("ParseRelayEcho(%x) = %x does not encode back", b, token)
+		}
+	})
+}
+
 func FuzzControlJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkJSON[StreamMsg](t, b)

@@ -78,3 +78,28 @@ const (
 	// the second's time to arrive.
 	StreamSilence = 2*StreamPing + 10*time.Second
 )
+
+// Relay health: a node checks that the relay node it uses carries its
+// traffic (node/relayclient, node/path) and reports one that doesn't; the
+// coordinator suspends a reported relay for every node at once.
+const (
+	// RelayCheck spaces a node's checks of the relay node it uses: an
+	// echo through it, a refresh of the binding, and relayed pings to a
+	// few relayed peers. Each costs a handful of small packets.
+	RelayCheck = 5 * time.Second
+	// RelayCheckMisses is how many checks in a row must fail, with the
+	// relay shown alive, before a node reports it: one or two lost
+	// packets are no verdict.
+	RelayCheckMisses = 3
+	// RelayReportEvery and RelayReportBurst bound a node's relay reports:
+	// a burst (several relayed peers failing at once), then one per
+	// RelayReportEvery. The coordinator drops reports beyond the same
+	// budget.
+	RelayReportEvery = RelayCheck
+	RelayReportBurst = 4
+	// RelayReportWindow is how long the coordinator keeps a report that
+	// names a peer, waiting for that peer's report naming the reporter.
+	// A node that keeps missing reports again every
+	// RelayCheckMisses*RelayCheck, so two such rounds fit in the window.
+	RelayReportWindow = time.Minute
+)

@@ -113,3 +113,28 @@ func TestStreamMessageSizes(t *testing.T) {
 		}
 	}
 }
+
+// TestRelayHealthTiming checks that both ends of a failing relayed pair
+// report within the coordinator's window, and that a node's reports fit
+// the coordinator's budget.
+func TestRelayHealthTiming(t *testing.T) {
+	round := RelayCheckMisses * RelayCheck
+	for _, tc := range []struct {
+		relation string
+		ok       bool
+	}{
+		{"RelayReportWindow >= 2 rounds of misses: a peer's report repeated once still meets the first",
+			RelayReportWindow >= 2*round},
+		{"RelayCheck < RelayRefresh: a check refreshes the binding, so the relay shows itself alive in every check",
+			RelayCheck < RelayRefresh},
+		{"RelayReportEvery <= RelayCheck: a verdict is reported the check it is reached",
+			RelayReportEvery <= RelayCheck},
+		{"RelayReportBurst >= 1",
+			RelayReportBurst >= 1},
+	} {
+		if !tc.ok {
+			t.Errorf("want %s (check %v, misses %d, window %v, report every %v burst %d)",
+				tc.relation, RelayCheck, RelayCheckMisses, RelayReportWindow, RelayReportEvery, RelayReportBurst)
+		}
+	}
+}

@@ -140,3 +140,28 @@ func relayBodyLen(t RelayType) (int, bool) {
 
 // RelayChallengeLen is exported for relays that mint challenges.
 const RelayChallengeLen = relayChallengeLen
+
+// A relay echo is a data frame a node addresses to itself through the relay
+// it uses: its payload is DiscoMagic and a random token, so the relay
+// forwards it like any discovery packet. Only a relay that carries the
+// frame can return the token; the node's Bind hands it to the relay client.
+//
+//	DiscoMagic (4) | token (RelayEchoTokenLen)
+const (
+	RelayEchoTokenLen = 16
+	RelayEchoLen      = len(DiscoMagic) + RelayEchoTokenLen
+)
+
+// AppendRelayEcho appends an echo payload carrying token.
+func AppendRelayEcho(dst []byte, token [RelayEchoTokenLen]byte) []byte {
+	dst = append(dst, DiscoMagic[:]...)
+	return append(dst, token[:]...)
+}
+
+// ParseRelayEcho returns the token of an echo payload.
+func ParseRelayEcho(b []byte) ([RelayEchoTokenLen]byte, error) {
+	if len(b) != RelayEchoLen || [4]byte(b[:4]) != DiscoMagic {
+		return [RelayEchoTokenLen]byte{}, fmt.Errorf("relay echo: want %d bytes starting with the discovery magic, got %d", RelayEchoLen, len(b))
+	}
+	return [RelayEchoTokenLen]byte(b[len(DiscoMagic):]), nil
+}

@@ -139,3 +139,28 @@ func TestVouches(t *testing.T) {
 		}
 	}
 }
+
+func TestRelayEcho(t *testing.T) {
+	token := [RelayEchoTokenLen]byte{1, 2, 3, 15: 9}
+	echo := AppendRelayEcho(nil, token)
+	for _, tc := range []struct {
+		name string
+		pkt  []byte
+		ok   bool
+	}{
+		{"an echo", echo, true},
+		{"short", echo[:RelayEchoLen-1], false},
+		{"long", append(append([]byte{}, echo...), 0), false},
+		{"not discovery", append(append([]byte{}, RelayMagic[:]...), echo[4:]...), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := ParseRelayEcho(tc.pkt)
+			if (err == nil) != tc.ok || (tc.ok && got != token) {
+				t.Fatalf("ParseRelayEcho = %x, %v; want ok %t", got, err, tc.ok)
+			}
+		})
+	}
+	if Classify(echo) != KindDisco {
+		t.Fatalf("an echo classifies as %v, want %v: the relay forwards discovery and WireGuard only", Classify(echo), KindDisco)
+	}
+}

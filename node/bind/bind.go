@@ -48,6 +48,11 @@ type Handlers struct {
 	RelayedDisco func(pkt []byte, peer crypto.PublicKey)
 	// RelayControl takes a relay control frame (challenge, OK).
 	RelayControl func(pkt []byte, from netip.AddrPort)
+	// Echo takes the payload of a relayed frame that names Self, this
+	// node's own key: an echo the relay client sent through the relay it
+	// checks (wire.AppendRelayEcho). Nil drops them.
+	Echo func(pkt []byte)
+	Self crypto.PublicKey
 }
 
 // Stats counts what the Bind saw; all fields are safe to read concurrently.

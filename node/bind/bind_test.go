@@ -17,8 +17,9 @@ import (
 )
 
 type recorder struct {
-	mu                  sync.Mutex
-	stun, disco, relayc [][]byte
+	mu                        sync.Mutex
+	stun, disco, relayc, echo [][]byte
+	self                      crypto.PublicKey // this node's key: frames naming it are echoes
 }
 
 func (r *recorder) HandleSTUN(p []byte, _ netip.AddrPort) {
@@ -45,9 +46,15 @@ func (r *recorder) HandleRelayControl(p []byte, _ netip.AddrPort) {
 	r.relayc = append(r.relayc, append([]byte{}, p...))
 }
 
+func (r *recorder) HandleEcho(p []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.echo = append(r.echo, append([]byte{}, p...))
+}
+
 // handlers hands the recorder every kind of packet.
 func (r *recorder) handlers() Handlers {
-	return Handlers{STUN: r.HandleSTUN, Disco: r.HandleDisco, RelayedDisco: r.HandleRelayedDisco, RelayControl: r.HandleRelayControl}
+	return Handlers{STUN: r.HandleSTUN, Disco: r.HandleDisco, RelayedDisco: r.HandleRelayedDisco, RelayControl: r.HandleRelayControl, Echo: r.HandleEcho, Self: r.self}
 }
 
 // newBind is a Bind on loopback with router and handlers attached; the
@@ -94,7 +101,7 @@ func TestReceiveDemultiplexes(t *testing.T) {
 		from:  map[netip.AddrPort]crypto.PublicKey{senderAddr: peer},
 		relay: senderAddr, // the sender also plays the relay
 	}
-	rec := &recorder{}
+	rec := &recorder{self: key(t)}
 	b := newBind(router, rec.handlers(), nil)
 	fns, port, err := b.Open(0)
 	if err != nil {
@@ -102,6 +109,7 @@ func TestReceiveDemultiplexes(t *testing.T) {
 	}
 	defer b.Close()
 	to := &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}
+	echo := wire.AppendRelayEcho(nil, [wire.RelayEchoTokenLen]byte{1, 2, 3})
 
 	stunReq := stun.MustBuild(stun.TransactionID, stun.BindingRequest).Raw
 	disco := append(wire.DiscoMagic[:], 1, 2, 3)
@@ -119,6 +127,12 @@ func TestReceiveDemultiplexes(t *testing.T) {
 		{"disco", disco, 0, false, func() bool { return len(rec.disco) == 1 }},
 		{"relayed wireguard", relayed, 48, true, nil},
 		{"relay control", relayCtl, 0, false, func() bool { return len(rec.relayc) == 1 }},
+		{"relayed echo naming this node", wire.AppendRelayData(nil, rec.self, echo), 0, false, func() bool {
+			return len(rec.echo) == 1 && bytes.Equal(rec.echo[0], echo)
+		}},
+		{"relayed echo naming a stranger", wire.AppendRelayData(nil, key(t), echo), 0, false, func() bool {
+			return len(rec.echo) == 1 && b.Stats.UnknownPeer.Load() == 1
+		}},
 		{"garbage", []byte("hello, world, this is not a protocol we speak"), 0, false, func() bool { return b.Stats.Garbage.Load() == 1 }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

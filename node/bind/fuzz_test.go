@@ -20,6 +20,7 @@ var (
 	fuzzRelayAddr = netip.MustParseAddrPort("198.18.0.1:3478")
 	fuzzPeer      = crypto.PublicKey{1: 1}
 	fuzzRelayed   = crypto.PublicKey{2: 2} // a peer reached only through relays
+	fuzzSelf      = crypto.PublicKey{3: 3} // this node: relayed frames naming it are echoes
 )
 
 // fuzzSources are the senders a datagram may come from: the peer, the
@@ -65,6 +66,13 @@ func (h *checkingHandlers) handlers() Handlers {
 				h.t.Fatalf("relay control handler got %x (%v)", pkt, err)
 			}
 		},
+		Echo: func(pkt []byte) {
+			h.calls++
+			if wire.Classify(pkt) != wire.KindDisco {
+				h.t.Fatalf("echo handler got %x", pkt)
+			}
+		},
+		Self: fuzzSelf,
 	}
 }
 

@@ -98,9 +98,14 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 }
 
 // relayedPayload checks a relayed data frame: discovery packets go to the
-// handler (false), WireGuard packets from a peer pass (true).
+// handler (false), WireGuard packets from a peer pass (true). A frame
+// naming this node itself is an echo.
 func (b *Bind) relayedPayload(f wire.RelayFrame) bool {
 	if !b.router.IsPeer(f.Key) {
+		if f.Key == b.handler.Self && b.handler.Echo != nil && wire.Classify(f.Payload) == wire.KindDisco {
+			b.handler.Echo(f.Payload)
+			return false
+		}
 		b.Stats.UnknownPeer.Add(1)
 		return false
 	}

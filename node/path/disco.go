@@ -179,6 +179,7 @@ func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 		}
 	}
 	if pg.relayed {
+		p.relayMisses = 0 // the relay carries this pair
 		return
 	}
 	m.confirmAddr(from, p.key, now)

@@ -3,6 +3,7 @@ package path
 import (
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/node/bind"
@@ -21,13 +22,19 @@ const (
 	// TCP mapping, after UDP punching failed; the result comes back by
 	// SetTCPRoute (nil when it failed).
 	EventPunchTCP
+	// EventRelayUnanswered reports that relayed pings to an online peer
+	// through the relay at Remote went unanswered, wire.RelayCheckMisses
+	// in a row, the first sent at Since (relaycheck.go): evidence that the
+	// relay does not carry the pair.
+	EventRelayUnanswered
 )
 
 // Event is one request from the manager, read from Events.
 type Event struct {
 	Kind   EventKind
 	Peer   crypto.PublicKey
-	Remote netip.AddrPort // EventPunchTCP
+	Remote netip.AddrPort // EventPunchTCP, EventRelayUnanswered
+	Since  time.Time      // EventRelayUnanswered
 }
 
 // eventQueue bounds events waiting for the consumer. The manager never

@@ -36,8 +36,9 @@ func (m *Manager) tick(now time.Time) {
 	var events []Event
 	var opens []crypto.PublicKey
 	m.mu.Lock()
+	via := m.checkedRelay()
 	for _, p := range m.peers {
-		m.expirePings(p, now)
+		events = m.expirePings(p, now, via, events)
 		if p.hasBest {
 			var dead bool
 			out, dead = m.heartbeat(p, now, out)
@@ -59,8 +60,10 @@ func (m *Manager) tick(now time.Time) {
 			events = append(events, Event{Kind: EventRendezvous, Peer: p.key})
 		}
 	}
+	relayed := m.relayCheckDue(now, via)
 	m.unlock()
 	m.send(out)
+	m.sendRelayedPkts(relayed)
 	for _, e := range events {
 		if !m.post(e) && e.Kind == EventPunchTCP {
 			// Nobody will answer this attempt: allow a later one.
@@ -72,13 +75,18 @@ func (m *Manager) tick(now time.Time) {
 	}
 }
 
-// expirePings forgets pings that went unanswered too long.
-func (m *Manager) expirePings(p *peer, now time.Time) {
+// expirePings forgets pings that went unanswered too long; a relay check
+// among them counts against the relay under check, at via.
+func (m *Manager) expirePings(p *peer, now time.Time, via netip.AddrPort, events []Event) []Event {
 	for tx, pg := range p.pending {
 		if now.Sub(pg.sent) > m.t.PingTimeout {
 			delete(p.pending, tx)
+			if pg.check {
+				events = m.relayMiss(p, pg, via, events)
+			}
 		}
 	}
+	return events
 }
 
 // heartbeat keeps the direct path open and checks that it answers. Both

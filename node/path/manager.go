@@ -90,6 +90,10 @@ type Manager struct {
 	// idleCeiling bounds the idle interval after a path died at a longer
 	// one; 0: none yet.
 	idleCeiling time.Duration
+	// relayCheck is the UDP relay checked with relayed pings (relaycheck.go);
+	// nextRelayCheck is when the next check is due.
+	relayCheck     netip.AddrPort
+	nextRelayCheck time.Time
 }
 
 // Stats counts discovery events.

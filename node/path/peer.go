@@ -68,6 +68,12 @@ type peer struct {
 	lastRendezvous time.Time
 	// lastCallMeMaybe rate-limits the peer's call-me-maybe messages.
 	lastCallMeMaybe time.Time
+
+	// Relay checks (relaycheck.go): unanswered relayed pings in a row, the
+	// first one's send time, and the peer's last check.
+	relayMisses    int
+	relayMissSince time.Time
+	lastRelayCheck time.Time
 }
 
 // ping is an outstanding discovery ping.
@@ -76,6 +82,7 @@ type ping struct {
 	sock    int
 	sent    time.Time
 	relayed bool
+	check   bool              // a relay check (relaycheck.go)
 	reply   chan<- PingResult // set for user pings
 }
 

@@ -1,6 +1,10 @@
 package path
 
-import "time"
+import (
+	"time"
+
+	"github.com/meshnode/meshnode/internal/wire"
+)
 
 // Timing constants, each with its reason. The defaults follow the field's
 // best practice (see docs: shared nat-traversal notes): Tailscale's disco
@@ -62,6 +66,9 @@ const (
 	// DefaultCallMeMaybeGap is the least time between a peer's
 	// call-me-maybe messages that are acted on.
 	DefaultCallMeMaybeGap = time.Second
+	// DefaultRelayCheck spaces the relayed pings that check a relay node
+	// carries its peers (relaycheck.go).
+	DefaultRelayCheck = wire.RelayCheck
 )
 
 // addrTTLKeepalives: a confirmed source address is forgotten after this
@@ -102,6 +109,8 @@ type Timing struct {
 	CallMeMaybeGap time.Duration
 	// AddrTTL forgets a source address no pong has confirmed for so long.
 	AddrTTL time.Duration
+	// RelayCheck spaces relay checks with relayed peers (relaycheck.go).
+	RelayCheck time.Duration
 }
 
 // DefaultTiming returns the defaults with the given keepalive.
@@ -129,6 +138,7 @@ func DefaultTiming(keepalive time.Duration) Timing {
 		MaxRound:         DefaultMaxRound,
 		CallMeMaybeGap:   DefaultCallMeMaybeGap,
 		AddrTTL:          addrTTLKeepalives * keepalive,
+		RelayCheck:       DefaultRelayCheck,
 	}
 }
 
@@ -160,5 +170,6 @@ func (t Timing) Scaled(f float64) Timing {
 		MaxRound:         d(t.MaxRound),
 		CallMeMaybeGap:   d(t.CallMeMaybeGap),
 		AddrTTL:          d(t.AddrTTL),
+		RelayCheck:       d(t.RelayCheck),
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/relayfault"
 	"github.com/meshnode/meshnode/internal/wait"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
@@ -102,6 +103,8 @@ type relayServer struct {
 	srv  *relay.Server
 	udp  netip.AddrPort
 	stop func() // stops serving UDP; the relay then stays silent there
+	// fault makes the relay drop what it should carry (relayfault.Set).
+	fault *relayfault.Conn
 	// After serveTLS: the coordinator's https URL, a client pinned to its
 	// certificate, and how many relay WebSockets are open.
 	url    string
@@ -115,9 +118,10 @@ func startRelay(t *testing.T) *relayServer {
 	s.srv = relay.New(relay.Options{Key: s.key, Auth: s.auth})
 	pc := loopback(t)
 	s.udp = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	s.fault = relayfault.Wrap(pc)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.srv.ServeUDP(ctx, pc) }()
+	go func() { done <- s.srv.ServeUDP(ctx, s.fault) }()
 	var once sync.Once
 	s.stop = func() {
 		once.Do(func() {
@@ -161,13 +165,13 @@ func serveTLS(t *testing.T, h http.Handler) (string, *http.Client) {
 	return srv.URL, &http.Client{Transport: tr}
 }
 
-// router is the test node's path manager: every key is a peer, and the
-// test sends on routes itself.
-type router struct{}
+// router is the test node's path manager: every key but the node's own is
+// a peer, and the test sends on routes itself.
+type router struct{ self crypto.PublicKey }
 
 func (router) RouteTo(crypto.PublicKey) bind.Route            { return nil }
 func (router) PeerAt(netip.AddrPort) (crypto.PublicKey, bool) { return crypto.PublicKey{}, false }
-func (router) IsPeer(crypto.PublicKey) bool                   { return true }
+func (r router) IsPeer(k crypto.PublicKey) bool               { return k != r.self }
 
 // RelayAt takes relayed frames from anywhere: the Bind's source check is
 // node/bind's to test; these tests are about the relay client.
@@ -202,6 +206,24 @@ func withTCP(url string, client *http.Client, coord crypto.PublicKey) nodeOpts {
 // withOnRoute replaces the test's OnRoute.
 func withOnRoute(f func(bind.Route)) nodeOpts { return func(o *Options) { o.OnRoute = f } }
 
+// report is one call of Options.Report.
+type report struct {
+	relay crypto.PublicKey
+	peer  *crypto.PublicKey
+}
+
+// withReports sends the node's reports to ch.
+func withReports(ch chan report) nodeOpts {
+	return func(o *Options) {
+		o.Report = func(relay crypto.PublicKey, peer *crypto.PublicKey) {
+			select {
+			case ch <- report{relay, peer}:
+			default:
+			}
+		}
+	}
+}
+
 func newTestNode(t *testing.T, timing Timing, opts ...nodeOpts) *testNode {
 	t.Helper()
 	n := &testNode{priv: newKey(t), routes: make(chan bind.Route, 64), recv: make(chan packet, 64)}
@@ -220,11 +242,13 @@ func newTestNode(t *testing.T, timing Timing, opts ...nodeOpts) *testNode {
 		f(&o)
 	}
 	n.relays = New(o)
-	n.bind.Attach(router{}, bind.Handlers{
+	n.bind.Attach(router{self: n.pub}, bind.Handlers{
 		STUN:         func([]byte, netip.AddrPort) {},
 		Disco:        func([]byte, netip.AddrPort, int) {},
 		RelayedDisco: func([]byte, crypto.PublicKey) {},
 		RelayControl: n.relays.HandleControl,
+		Echo:         n.relays.HandleEcho,
+		Self:         n.pub,
 	})
 	fns, port, err := n.bind.Open(0)
 	if err != nil {

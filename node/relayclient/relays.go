@@ -1,8 +1,10 @@
 // Package relayclient owns this node's relay policy: which UDP relay to
 // bind to (the one every node agrees on), the binding itself (hello →
-// challenge → auth → ok, refreshed), and the coordinator's TCP (WebSocket)
-// relay as the fallback where UDP is blocked. The node hears one thing
-// back: the best relay route, each time it changes.
+// challenge → auth → ok, refreshed), the check that a relay node carries
+// this node's traffic (health.go), and the coordinator's TCP (WebSocket)
+// relay as the fallback where UDP is blocked. The node hears back the best
+// relay route each time it changes, the relay node the path manager should
+// check, and reports of a relay node that does not carry.
 package relayclient
 
 import (
@@ -16,7 +18,10 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 )
 
@@ -46,6 +51,17 @@ type Options struct {
 	// no relay. It is called from Run's goroutine with no lock held, never
 	// after Run returns; relay control waits while it runs.
 	OnRoute func(bind.Route)
+	// Report hears that the relay node with key relay did not carry this
+	// node's traffic (health.go): peer is nil when the evidence is this
+	// node's own echoes, else the peer whose relayed pings went
+	// unanswered. The node tells the coordinator; nil only logs. It is
+	// called from Run's goroutine and must not block.
+	Report func(relay crypto.PublicKey, peer *crypto.PublicKey)
+	// OnCheck hears the address of the UDP relay whose carrying the path
+	// manager should check with relayed pings (path.Manager.CheckRelay):
+	// the relay node while bound to it; invalid otherwise. Called like
+	// OnRoute; nil ignores it.
+	OnCheck func(netip.AddrPort)
 	Log     *slog.Logger // nil discards
 	Timing  Timing
 }
@@ -56,16 +72,24 @@ type Status struct {
 	Addr     netip.AddrPort // its address; invalid until resolved
 	UDPBound bool           // the UDP relay confirmed this node's key
 	TCPUp    bool           // the TCP relay stream is bound
+	// Carried is when a relay node last carried this node's echo back;
+	// zero while the relay is the coordinator's (not checked).
+	Carried time.Time
 }
 
-// Stats counts what the relays dropped; safe to read concurrently.
+// Stats counts what the relays dropped, checked and reported; safe to read
+// concurrently.
 type Stats struct {
 	// StreamDropped counts frames to the TCP relay dropped on a full send
 	// queue (the connection is slower than the traffic, or stalled).
 	StreamDropped atomic.Uint64
-	// ControlDropped counts relay control frames dropped because Run had
-	// not taken the earlier ones yet.
+	// ControlDropped counts relay control frames, echoes and path
+	// evidence dropped because Run had not taken the earlier ones yet.
 	ControlDropped atomic.Uint64
+	// Checks counts the check rounds of a relay node judged (health.go);
+	// Reports the reports that one did not carry, and ReportsDropped
+	// those over the report budget, not sent.
+	Checks, Reports, ReportsDropped atomic.Uint64
 }
 
 // controlQueue bounds control frames waiting for Run: a relay answers each
@@ -90,19 +114,25 @@ type streamEvent struct {
 type Relays struct {
 	Stats Stats
 
-	priv    crypto.PrivateKey
-	socks   Sockets
-	timing  Timing
-	log     *slog.Logger
-	onRoute func(bind.Route)
-	stream  *streamClient // nil: no TCP fallback
+	priv     crypto.PrivateKey
+	socks    Sockets
+	timing   Timing
+	log      *slog.Logger
+	onRoute  func(bind.Route)
+	onReport func(relay crypto.PublicKey, peer *crypto.PublicKey)
+	onCheck  func(netip.AddrPort)
+	stream   *streamClient // nil: no TCP fallback
 
 	kick    chan struct{} // candidates changed
 	control chan controlFrame
 	events  chan streamEvent
-	// server is the UDP relay's address, published by Run so that
+	echoes  chan [wire.RelayEchoTokenLen]byte
+	misses  chan peerMiss
+	// server is the UDP relay's address, and witnessPub the coordinator's
+	// relay's while it witnesses (health.go), published by Run so that
 	// HandleControl drops frames from elsewhere without asking it.
-	server atomic.Pointer[netip.AddrPort]
+	server     atomic.Pointer[netip.AddrPort]
+	witnessPub atomic.Pointer[netip.AddrPort]
 
 	// mu guards the candidates (SetCandidates writes, Run reads) and the
 	// status (Run writes, Status reads).
@@ -114,6 +144,11 @@ type Relays struct {
 	// Run's goroutine owns the rest.
 	udp         udpBinding
 	chosen      Candidate
+	coordCand   Candidate // the coordinator's relay, as last chosen from
+	health      health
+	witness     netip.AddrPort // the coordinator's relay, resolved
+	nextWitness time.Time
+	reports     *rate.Limiter
 	resolved    bool // udp.server is chosen's address
 	nextResolve time.Time
 	streamGen   uint64
@@ -121,6 +156,7 @@ type Relays struct {
 	streams     sync.WaitGroup
 	tcpRoute    bind.Route
 	best        bind.Route
+	checked     netip.AddrPort // last given to onCheck
 }
 
 // New returns Relays; Run starts them. It panics on missing wiring
@@ -141,16 +177,27 @@ func New(o Options) *Relays {
 		o.Log = slog.New(slog.DiscardHandler)
 	}
 	o.Timing = o.Timing.withDefaults()
+	if o.Report == nil {
+		o.Report = func(crypto.PublicKey, *crypto.PublicKey) {}
+	}
+	if o.OnCheck == nil {
+		o.OnCheck = func(netip.AddrPort) {}
+	}
 	r := &Relays{
-		priv:    o.Priv,
-		socks:   o.Sockets,
-		timing:  o.Timing,
-		log:     o.Log,
-		onRoute: o.OnRoute,
-		kick:    make(chan struct{}, 1),
-		control: make(chan controlFrame, controlQueue),
-		events:  make(chan streamEvent),
-		udp:     udpBinding{priv: o.Priv, socks: o.Sockets, timing: o.Timing, log: o.Log},
+		priv:     o.Priv,
+		socks:    o.Sockets,
+		timing:   o.Timing,
+		log:      o.Log,
+		onRoute:  o.OnRoute,
+		onReport: o.Report,
+		onCheck:  o.OnCheck,
+		kick:     make(chan struct{}, 1),
+		control:  make(chan controlFrame, controlQueue),
+		events:   make(chan streamEvent),
+		echoes:   make(chan [wire.RelayEchoTokenLen]byte, controlQueue),
+		misses:   make(chan peerMiss, controlQueue),
+		udp:      udpBinding{priv: o.Priv, socks: o.Sockets, timing: o.Timing, log: o.Log},
+		reports:  rate.NewLimiter(rate.Every(wire.RelayReportEvery), wire.RelayReportBurst),
 	}
 	if o.CoordinatorURL != "" {
 		r.stream = newStreamClient(o, &r.Stats)
@@ -177,8 +224,9 @@ func (r *Relays) SetCandidates(coordinator Candidate, nodes []Candidate) {
 // (bind.Handlers.RelayControl). It never blocks: it runs on wireguard-go's
 // receive goroutine, so frames Run hasn't room for are dropped.
 func (r *Relays) HandleControl(pkt []byte, from netip.AddrPort) {
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	if s := r.server.Load(); s == nil || *s != from {
+	from = unmapPort(from)
+	s, w := r.server.Load(), r.witnessPub.Load()
+	if (s == nil || *s != from) && (w == nil || *w != from) {
 		return
 	}
 	select {
@@ -205,8 +253,10 @@ func (r *Relays) Run(ctx context.Context) {
 	defer timer.Stop()
 	for {
 		r.resolveDue(ctx)
+		r.resolveWitness(ctx)
 		now := time.Now()
 		r.udp.tick(now)
+		r.checkDue(now)
 		r.decideStream(ctx, now)
 		r.publish()
 		if next := r.wake(); next.IsZero() {
@@ -220,7 +270,15 @@ func (r *Relays) Run(ctx context.Context) {
 		case <-r.kick:
 			r.reselect(time.Now())
 		case c := <-r.control:
-			r.udp.handle(c.pkt, c.from, time.Now())
+			if c.from == r.witness && c.from != r.udp.server {
+				r.onWitness(c.pkt, time.Now())
+			} else {
+				r.udp.handle(c.pkt, c.from, time.Now())
+			}
+		case t := <-r.echoes:
+			r.onEcho(t, time.Now())
+		case m := <-r.misses:
+			r.onPeerMiss(m)
 		case ev := <-r.events:
 			r.onStream(ev)
 		case <-timer.C:
@@ -232,11 +290,17 @@ func (r *Relays) Run(ctx context.Context) {
 // once: the other nodes are moving to the new one.
 func (r *Relays) reselect(now time.Time) {
 	r.mu.Lock()
-	c := choose(r.coord, r.nodes)
+	coord := r.coord
+	c := choose(coord, r.nodes)
 	r.mu.Unlock()
+	if coord != r.coordCand {
+		r.coordCand, r.witness, r.nextWitness = coord, netip.AddrPort{}, time.Time{}
+		r.witnessPub.Store(nil)
+	}
 	if c == r.chosen {
 		return
 	}
+	r.health = health{}
 	if c == (Candidate{}) {
 		r.log.Info("no UDP relay")
 	} else {
@@ -331,6 +395,12 @@ func (r *Relays) wake() time.Time {
 	if r.stream != nil && r.streamStop == nil && r.udp.route == nil {
 		next = earliest(next, r.udp.downSince.Add(r.timing.TCPGrace))
 	}
+	if r.watching() {
+		next = earliest(next, r.health.next)
+		if !r.witness.IsValid() && r.coordCand.Addr != "" {
+			next = earliest(next, r.nextWitness)
+		}
+	}
 	return next
 }
 
@@ -341,7 +411,7 @@ func (r *Relays) publish() {
 	if best == nil {
 		best = r.tcpRoute
 	}
-	st := Status{Relay: r.chosen, UDPBound: r.udp.route != nil, TCPUp: r.tcpRoute != nil}
+	st := Status{Relay: r.chosen, UDPBound: r.udp.route != nil, TCPUp: r.tcpRoute != nil, Carried: r.health.carried}
 	if r.resolved {
 		st.Addr = r.udp.server
 	}
@@ -351,5 +421,13 @@ func (r *Relays) publish() {
 	if best != r.best {
 		r.best = best
 		r.onRoute(best)
+	}
+	var checked netip.AddrPort
+	if r.watching() && r.udp.route != nil {
+		checked = r.udp.server
+	}
+	if checked != r.checked {
+		r.checked = checked
+		r.onCheck(checked)
 	}
 }

@@ -18,6 +18,10 @@ const (
 	expiry = wire.RelayExpiry
 )
 
+// check spaces the checks of a relay node's relay (health.go): the
+// default of Timing.Check.
+const check = wire.RelayCheck
+
 // Fallback timing: the defaults of Timing.
 const (
 	// tcpGrace is how long the UDP relay may stay unbound before the TCP
@@ -47,11 +51,14 @@ type Timing struct {
 	StreamRetry time.Duration
 	// StreamWrite bounds one frame's write to the TCP relay.
 	StreamWrite time.Duration
+	// Check spaces the checks that a relay node's relay carries this
+	// node's frames (health.go).
+	Check time.Duration
 }
 
 // DefaultTiming is the production timing.
 func DefaultTiming() Timing {
-	return Timing{Retry: retry, Refresh: refresh, Expiry: expiry, TCPGrace: tcpGrace, StreamRetry: streamRetry, StreamWrite: writeTimeout}
+	return Timing{Retry: retry, Refresh: refresh, Expiry: expiry, TCPGrace: tcpGrace, StreamRetry: streamRetry, StreamWrite: writeTimeout, Check: check}
 }
 
 // withDefaults fills the zero fields from DefaultTiming.
@@ -64,6 +71,7 @@ func (t Timing) withDefaults() Timing {
 		{&t.TCPGrace, &d.TCPGrace},
 		{&t.StreamRetry, &d.StreamRetry},
 		{&t.StreamWrite, &d.StreamWrite},
+		{&t.Check, &d.Check},
 	} {
 		if *f.v <= 0 {
 			*f.v = *f.def

@@ -65,6 +65,12 @@ func (u *udpBinding) tick(now time.Time) {
 	if !u.server.IsValid() || now.Before(u.nextHello) {
 		return
 	}
+	u.hello(now)
+}
+
+// hello asks the relay for a challenge now: a first binding, or a refresh
+// (which the relay confirms with an OK).
+func (u *udpBinding) hello(now time.Time) {
 	pkt := wire.RelayFrame{Type: wire.RelayHello, Key: u.priv.Public()}.Marshal()
 	if err := u.socks.WriteTo(pkt, u.server); err != nil {
 		u.log.Debug("relay hello not sent", "relay", u.server, "err", err)
