@@ -49,12 +49,15 @@ type discoverer struct {
 	// auth signs requests to the coordinator's STUN servers, so the
 	// coordinator sees first hand where this node is (wire.STUNAuthLabel);
 	// nil when the key pair can't make a password.
-	auth     *discovery.Credentials
-	relay    string // relay_public, announced with the candidates
-	saveSTUN func([]string) error
-	scope    *scope // refreshed with the host's prefixes on every link poll
-	log      *slog.Logger
-	kick     chan struct{}
+	auth *discovery.Credentials
+	// relayRefresh hears the keepalive interval the measured mapping
+	// lifetime allows, for the relay binding; nil: none.
+	relayRefresh func(time.Duration)
+	relay        string // relay_public, announced with the candidates
+	saveSTUN     func([]string) error
+	scope        *scope // refreshed with the host's prefixes on every link poll
+	log          *slog.Logger
+	kick         chan struct{}
 
 	mu sync.Mutex
 	// stun is the coordinator's STUN servers (host:port), primary first.
@@ -162,7 +165,11 @@ func (d *discoverer) learnLifetime(ctx context.Context, res discovery.Result) {
 		d.log.Info("NAT mapping lifetime not measured; idle keepalives stay at the default", "err", err)
 		return
 	}
-	set := d.mgr.SetIdleKeepalive(time.Duration(float64(survived) * lifetimeMargin))
+	keep := time.Duration(float64(survived) * lifetimeMargin)
+	set := d.mgr.SetIdleKeepalive(keep)
+	if d.relayRefresh != nil {
+		d.relayRefresh(keep)
+	}
 	d.log.Info("NAT mapping lifetime measured", "outlived", survived, "idle_keepalive", set)
 }
 

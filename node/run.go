@@ -185,6 +185,7 @@ func (e *Engine) build() {
 		Log:            e.log.With("component", "relay"),
 		Timing:         relayTiming,
 	})
+	e.disc.relayRefresh = e.relays.SetRefresh
 	e.relayFeed = &relayFeed{relays: e.relays, coordKey: e.state.CoordinatorKey, log: e.log.With("component", "relay")}
 	if e.cfg.RelayPublic != "" {
 		e.relayFeed.self = relayclient.Candidate{Key: e.priv.Public(), Addr: e.cfg.RelayPublic}

@@ -19,21 +19,28 @@ const (
 	// mapping towards the relay, so it stays below the 20 s UDP idle
 	// timeouts some NATs use.
 	RelayRefresh = 10 * time.Second
+	// MaxRelayRefresh bounds the refresh a node stretches to once it has
+	// measured that its NAT keeps an idle mapping longer (80% of what the
+	// mapping survived): an idle node's binding then costs two packets
+	// every 30 s instead of every 10 s.
+	MaxRelayRefresh = 30 * time.Second
 	// RelayRetry re-sends a hello while unbound. The relay relies on it:
 	// when its challenge table is full it forgets an arbitrary challenge,
 	// and that node is back within RelayRetry.
 	RelayRetry = time.Second
 	// RelayExpiry is when a node withdraws its relay route after the last
-	// OK: three refreshes, so two lost in a row don't withdraw it.
+	// OK: three refreshes, so two lost in a row don't withdraw it (with a
+	// stretched refresh, three of those).
 	RelayExpiry = 3 * RelayRefresh
 	// RelayBindingIdle is when the relay forgets a UDP binding without
 	// refresh or traffic. It must outlive the node's belief that it is
 	// bound, or the relay drops the traffic of a node that still routes
 	// through it: the node checks RelayExpiry only when a refresh is due,
-	// so it may believe itself bound for RelayExpiry+RelayRefresh after its
-	// last OK, and the relay's clock starts half a round trip before that
-	// OK. 45 s leaves 5 s for the round trip.
-	RelayBindingIdle = 45 * time.Second
+	// so it may believe itself bound for four refreshes after its last OK
+	// (expiry and the refresh that checks it), and the relay's clock starts
+	// half a round trip before that OK: the longest refresh's four, and 5 s
+	// for the round trip.
+	RelayBindingIdle = 4*MaxRelayRefresh + 5*time.Second
 )
 
 // Relay frame sizes, for every transport that carries relay frames (the

@@ -133,6 +133,8 @@ type Relays struct {
 	// HandleControl drops frames from elsewhere without asking it.
 	server     atomic.Pointer[netip.AddrPort]
 	witnessPub atomic.Pointer[netip.AddrPort]
+	// refresh is a new refresh interval for Run to apply (0: none).
+	refresh atomic.Int64
 
 	// mu guards the candidates (SetCandidates writes, Run reads) and the
 	// status (Run writes, Status reads).
@@ -205,6 +207,18 @@ func New(o Options) *Relays {
 	return r
 }
 
+// SetRefresh spaces the UDP binding's refreshes d apart, within
+// [wire.RelayRefresh, wire.MaxRelayRefresh]: the refresh is also the
+// keepalive of the NAT mapping towards the relay, so it follows the
+// mapping lifetime this node measured. It never blocks.
+func (r *Relays) SetRefresh(d time.Duration) {
+	r.refresh.Store(int64(min(max(d, wire.RelayRefresh), wire.MaxRelayRefresh)))
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
 // SetCandidates gives the relays to choose from: the coordinator's (from
 // its welcome) and the relay nodes of the peer map that are online, this
 // node included when it serves as one. It only records them: Run chooses
@@ -255,6 +269,9 @@ func (r *Relays) Run(ctx context.Context) {
 		r.resolveDue(ctx)
 		r.resolveWitness(ctx)
 		now := time.Now()
+		if d := time.Duration(r.refresh.Swap(0)); d > 0 {
+			r.udp.timing.Refresh, r.udp.timing.Expiry = d, 3*d
+		}
 		r.udp.tick(now)
 		r.checkDue(now)
 		r.decideStream(ctx, now)
