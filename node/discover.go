@@ -65,6 +65,9 @@ type discoverer struct {
 	res  discovery.Result
 	// portMapped is the gateway's port mapping for our socket, if any.
 	portMapped netip.AddrPort
+	// lifetime is the longest silence the mapping was measured to
+	// outlive; 0 until measured.
+	lifetime time.Duration
 	// stopLearning ends the running lifetime measurement.
 	stopLearning context.CancelFunc
 	// learning waits for lifetime measurements when run ends.
@@ -94,6 +97,13 @@ func (d *discoverer) setSTUN(servers []string) {
 			d.log.Warn("saving the coordinator's STUN servers", "err", err)
 		}
 	}
+}
+
+// mappingLifetime is what the last measurement found; 0 when none.
+func (d *discoverer) mappingLifetime() time.Duration {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.lifetime
 }
 
 // result is the last gathering.
@@ -165,6 +175,9 @@ func (d *discoverer) learnLifetime(ctx context.Context, res discovery.Result) {
 		d.log.Info("NAT mapping lifetime not measured; idle keepalives stay at the default", "err", err)
 		return
 	}
+	d.mu.Lock()
+	d.lifetime = survived
+	d.mu.Unlock()
 	keep := time.Duration(float64(survived) * lifetimeMargin)
 	set := d.mgr.SetIdleKeepalive(keep)
 	if d.relayRefresh != nil {
@@ -210,15 +223,20 @@ func (d *discoverer) gather(ctx context.Context, g *discovery.Gatherer) {
 }
 
 // relearn starts measuring the mapping lifetime of a new network, ending
-// a measurement of the old one.
+// a measurement of the old one. Until it is measured, keepalives go at the
+// default: the new NAT may forget sooner than the old.
 func (d *discoverer) relearn(ctx context.Context, res discovery.Result) {
 	lctx, cancel := context.WithCancel(ctx)
 	d.mu.Lock()
 	if d.stopLearning != nil {
 		d.stopLearning()
 	}
-	d.stopLearning = cancel
+	d.stopLearning, d.lifetime = cancel, 0
 	d.mu.Unlock()
+	d.mgr.SetIdleKeepalive(0)
+	if d.relayRefresh != nil {
+		d.relayRefresh(0)
+	}
 	d.learning.Go(func() { d.learnLifetime(lctx, res) })
 }
 

@@ -49,12 +49,15 @@ func (e *Engine) Status() localapi.Status {
 		PublicKey: e.priv.Public().String(),
 		Interface: e.tunName(),
 		Endpoints: []string{},
-		NAT:       localapi.NAT{Mapping: disc.Mapping.Behaviour, PortAlloc: disc.Mapping.PortAlloc},
+		NAT:       localapi.NAT{Mapping: disc.Mapping.Behaviour, PortAlloc: disc.Mapping.PortAlloc, IdleKeepalive: e.mgr.IdleKeepalive().String()},
 		Tags:      e.currentTags(),
 		Relay:     e.relayFeed.serving(),
 	}
 	if disc.Mapping.Public.IsValid() {
 		self.NAT.Public = disc.Mapping.Public.String()
+	}
+	if l := e.disc.mappingLifetime(); l > 0 {
+		self.NAT.MappingLifetime = l.String()
 	}
 	for _, ep := range disc.Endpoints {
 		self.Endpoints = append(self.Endpoints, ep.Addr.String())

@@ -61,6 +61,9 @@ func printStatus(w io.Writer, st localapi.Status) error {
 	fmt.Fprintf(w, "key %s\ncoordinator %s: %s\n", st.Self.PublicKey, st.Coordinator.URL, coord)
 	if st.Self.NAT.Public != "" {
 		fmt.Fprintf(w, "public %s, NAT mapping %s, ports %s\n", st.Self.NAT.Public, st.Self.NAT.Mapping, st.Self.NAT.PortAlloc)
+		if st.Self.NAT.MappingLifetime != "" {
+			fmt.Fprintf(w, "idle mappings outlive %s; idle keepalive every %s\n", st.Self.NAT.MappingLifetime, st.Self.NAT.IdleKeepalive)
+		}
 	}
 	if len(st.Self.Tags) > 0 {
 		fmt.Fprintf(w, "tags %s\n", strings.Join(st.Self.Tags, " "))

@@ -48,6 +48,12 @@ type NAT struct {
 	Mapping   wire.NATMapping     `json:"mapping"`
 	PortAlloc wire.PortAllocation `json:"port_allocation"`
 	Public    string              `json:"public_address"`
+	// MappingLifetime is the longest silence an idle mapping was measured
+	// to outlive ("" until measured, or when it outlived none of the
+	// probes); IdleKeepalive is the heartbeat interval of idle paths that
+	// follows from it (Go duration strings).
+	MappingLifetime string `json:"mapping_lifetime"`
+	IdleKeepalive   string `json:"idle_keepalive"`
 }
 
 // Coordinator is the control connection's state.

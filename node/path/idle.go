@@ -19,6 +19,9 @@ import (
 //     below Timing.Keepalive, and never again above half an interval a
 //     path did not survive.
 
+// IdleKeepalive is the heartbeat interval of idle paths now.
+func (m *Manager) IdleKeepalive() time.Duration { return m.idleKeepalive() }
+
 // idleKeepalive is the heartbeat interval of idle paths now.
 func (m *Manager) idleKeepalive() time.Duration {
 	if d := time.Duration(m.idle.Load()); d > 0 {
