@@ -67,14 +67,7 @@ func TestIdleQuiet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The scenario is idleness itself: nothing to wait for but time.
-	idle := time.NewTimer(quietFor)
-	select {
-	case <-idle.C:
-	case <-t.Context().Done():
-		idle.Stop()
-		t.Fatal("test ended while idle")
-	}
+	stayIdle(t, quietFor)
 	na, err := ca.Read(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -100,16 +93,5 @@ func TestIdleQuiet(t *testing.T) {
 		}
 	}
 
-	to := mustStatus(t, b).Me().V4()
-	r, err := a.Host.NS.Ping(t.Context(), to, 1)
-	if err != nil || r.Received != 1 {
-		t.Errorf("first ping after %v idle: %v\n%s", quietFor, err, r.Output)
-	}
-	after, err := observe(t.Context(), a, b)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if after.A.Endpoint != before.A.Endpoint || after.A.Path != netlab.PathDirect {
-		t.Errorf("a→b: path %s via %s after idling, was direct via %s", after.A.Path, after.A.Endpoint, before.A.Endpoint)
-	}
+	firstPacketPasses(t, a, b, before, quietFor)
 }
