@@ -10,6 +10,7 @@ import (
 	"github.com/coreos/go-systemd/v22/daemon"
 
 	"github.com/meshnode/meshnode/coordinator/stunserver"
+	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // Run listens as configured (control API, STUN, metrics, admin socket),
@@ -22,7 +23,7 @@ func (s *Server) Run(ctx context.Context) error {
 	if err := s.checkAlone(); err != nil {
 		return err
 	}
-	api, err := net.Listen("tcp", s.cfg.Listen)
+	api, err := (&net.ListenConfig{KeepAlive: wire.TCPKeepalive}).Listen(ctx, "tcp", s.cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen (control API): %w", err)
 	}

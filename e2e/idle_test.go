@@ -78,8 +78,9 @@ func TestIdleQuiet(t *testing.T) {
 	}
 	minutes := quietFor.Minutes()
 	pair := float64(na.ToPeers+na.FromPeers) / minutes
-	t.Logf("idle %v: the pair %.1f packets/min on the wire (a sent %d, received %d); to the coordinator a %.1f/min, b %.1f/min (from it: %.1f, %.1f)",
-		quietFor, pair, na.ToPeers, na.FromPeers, float64(na.ToCoordinator)/minutes, float64(nb.ToCoordinator)/minutes,
+	t.Logf("idle %v: the pair %.1f packets/min on the wire (a sent %d, received %d); to the coordinator a %.1f/min (TCP %.1f), b %.1f/min (TCP %.1f); from it %.1f and %.1f/min",
+		quietFor, pair, na.ToPeers, na.FromPeers, float64(na.ToCoordinator)/minutes, float64(na.ToCoordinatorTCP)/minutes,
+		float64(nb.ToCoordinator)/minutes, float64(nb.ToCoordinatorTCP)/minutes,
 		float64(na.FromCoordinator)/minutes, float64(nb.FromCoordinator)/minutes)
 	if pair > maxPairPerMinute {
 		t.Errorf("the idle pair exchanged %.1f packets a minute, want at most %d", pair, maxPairPerMinute)

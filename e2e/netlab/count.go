@@ -27,10 +27,13 @@ type Counter struct {
 type Counts struct {
 	ToCoordinator, FromCoordinator int
 	ToPeers, FromPeers             int
+	// ToCoordinatorTCP is the part of ToCoordinator on TCP (the control
+	// stream); the rest is UDP (STUN, the relay).
+	ToCoordinatorTCP int
 }
 
 // counterNames are the named counters, in Counts' order.
-var counterNames = []string{"to_coord", "from_coord", "to_peers", "from_peers"}
+var counterNames = []string{"to_coord", "from_coord", "to_peers", "from_peers", "to_coord_tcp"}
 
 // Count starts counting host's packets at r. The counters live until the
 // router's ruleset is replaced (Restart, ChangeWAN).
@@ -44,6 +47,7 @@ func (r *Router) Count(ctx context.Context, host netip.Addr) (*Counter, error) {
 	}
 	rs.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter - 10; policy accept;\n")
 	fmt.Fprintf(&rs, "\t\tip saddr %s ip daddr %s counter name to_coord\n", host, coord)
+	fmt.Fprintf(&rs, "\t\tip saddr %s ip daddr %s meta l4proto tcp counter name to_coord_tcp\n", host, coord)
 	fmt.Fprintf(&rs, "\t\tip daddr %s ip saddr %s counter name from_coord\n", host, coord)
 	fmt.Fprintf(&rs, "\t\tip saddr %s ip daddr != %s counter name to_peers\n", host, coord)
 	fmt.Fprintf(&rs, "\t\tip daddr %s ip saddr != %s counter name from_peers\n", host, coord)
@@ -59,7 +63,7 @@ var counterPackets = regexp.MustCompile(`packets (\d+)`)
 
 // Read returns the counts so far.
 func (c *Counter) Read(ctx context.Context) (Counts, error) {
-	var v [4]int
+	var v [5]int
 	for i, n := range counterNames {
 		out, err := c.r.NS.Exec(ctx, c.r.NS.lab.tools.NFT, "list", "counter", "ip", countTable, n)
 		if err != nil {
@@ -71,15 +75,5 @@ func (c *Counter) Read(ctx context.Context) (Counts, error) {
 		}
 		v[i], _ = strconv.Atoi(m[1])
 	}
-	return Counts{ToCoordinator: v[0], FromCoordinator: v[1], ToPeers: v[2], FromPeers: v[3]}, nil
-}
-
-// Sub is the packets counted between earlier and c.
-func (c Counts) Sub(earlier Counts) Counts {
-	return Counts{
-		ToCoordinator:   c.ToCoordinator - earlier.ToCoordinator,
-		FromCoordinator: c.FromCoordinator - earlier.FromCoordinator,
-		ToPeers:         c.ToPeers - earlier.ToPeers,
-		FromPeers:       c.FromPeers - earlier.FromPeers,
-	}
+	return Counts{ToCoordinator: v[0], FromCoordinator: v[1], ToPeers: v[2], FromPeers: v[3], ToCoordinatorTCP: v[4]}, nil
 }

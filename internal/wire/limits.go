@@ -84,6 +84,13 @@ const (
 	// ping from a node before it drops the stream: two pings missed and
 	// the second's time to arrive.
 	StreamSilence = 2*StreamPing + 10*time.Second
+	// TCPKeepalive is the kernel's keepalive on the control and relay TCP
+	// connections, both ends: probes only after this long idle. Go's
+	// default (15 s) would add four probes and their ACKs a minute to
+	// every idle stream, three times what its pings cost; a stream pings
+	// every StreamPing, so it never idles this long, and an idle TCP relay
+	// still keeps its NAT state.
+	TCPKeepalive = 2 * time.Minute
 )
 
 // Relay health: a node checks that the relay node it uses carries its

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ func NewHTTPClient(pin string) *http.Client {
 	return &http.Client{
 		Timeout: requestTimeout,
 		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{KeepAlive: wire.TCPKeepalive}).DialContext,
 			TLSClientConfig:     crypto.PinnedTLSConfig(pin),
 			TLSHandshakeTimeout: requestTimeout,
 			ForceAttemptHTTP2:   true,
