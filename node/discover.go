@@ -17,13 +17,14 @@ import (
 
 // Discovery timing.
 const (
-	// stunEvery re-checks the mapping every 30-35 s with one signed
+	// stunEvery re-checks the mapping every 55-65 s with one signed
 	// Binding request to the primary STUN server (the full RFC 5780 test
 	// runs at start, on a link change or a kick, and when the mapping
 	// moved); the jitter keeps a fleet from probing in step. An idle node
-	// sends the coordinator about two packets a minute for it.
-	stunEvery  = 30 * time.Second
-	stunJitter = 5 * time.Second
+	// sends the coordinator one packet a minute for it; a moved mapping of
+	// a busy path is noticed sooner, by its heartbeats (6 s).
+	stunEvery  = 55 * time.Second
+	stunJitter = 10 * time.Second
 	// lifetimeMargin keeps idle keepalives inside the mapping lifetime
 	// the probe measured: 80% of the silence a mapping survived.
 	lifetimeMargin = 0.8
