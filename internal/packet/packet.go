@@ -135,16 +135,23 @@ const (
 	synBit = 0x02
 )
 
+// SYN reports whether pkt is an unfragmented TCP SYN (or SYN-ACK): the
+// only packets ClampMSS changes.
+func SYN(pkt []byte) bool {
+	seg := tcp(pkt)
+	return len(seg) >= tcpHeaderLen && seg[13]&synBit != 0
+}
+
 // ClampMSS lowers the MSS option of a TCP SYN (or SYN-ACK) to mss, fixing
 // the checksum, and reports whether it changed the packet. Anything else
 // (not a SYN, no MSS option, MSS already small, a malformed header) is left
 // as it is. A SYN without the option announces 536 or 1220 bytes, which any
 // path carries.
 func ClampMSS(pkt []byte, mss int) bool {
-	seg := tcp(pkt)
-	if len(seg) < tcpHeaderLen || seg[13]&synBit == 0 || mss <= 0 {
+	if !SYN(pkt) || mss <= 0 {
 		return false
 	}
+	seg := tcp(pkt)
 	doff := int(seg[12]>>4) * 4
 	if doff < tcpHeaderLen || doff > len(seg) {
 		return false

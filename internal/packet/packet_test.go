@@ -12,10 +12,9 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/checksum"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
-)
 
-// The packets are built and checked with gVisor's header package and
-// x/net's parsers: an implementation independent of the code under test.
+	"github.com/meshnode/meshnode/internal/packet/packettest"
+)
 
 var (
 	src4 = netip.MustParseAddr("100.88.0.1")
@@ -24,111 +23,35 @@ var (
 	dst6 = netip.MustParseAddr("fd6d:6573:686e::2")
 )
 
-// ipPacket wraps an upper-layer payload in an IPv4 or IPv6 header.
-type ipPacket struct {
-	src, dst netip.Addr
-	proto    uint8
-	flags    uint8  // IPv4 flags (header.IPv4FlagDontFragment...)
-	fragOff  uint16 // IPv4 fragment offset in bytes
-}
-
-func (p ipPacket) build(payload []byte) []byte {
-	if p.src.Is4() {
-		b := make([]byte, header.IPv4MinimumSize+len(payload))
-		header.IPv4(b).Encode(&header.IPv4Fields{
-			TotalLength: uint16(len(b)), TTL: 64, Protocol: p.proto, Flags: p.flags, FragmentOffset: p.fragOff,
-			SrcAddr: tcpip.AddrFrom4(p.src.As4()), DstAddr: tcpip.AddrFrom4(p.dst.As4()),
-		})
-		header.IPv4(b).SetChecksum(^header.IPv4(b).CalculateChecksum())
-		copy(b[header.IPv4MinimumSize:], payload)
-		return b
-	}
-	b := make([]byte, header.IPv6MinimumSize+len(payload))
-	header.IPv6(b).Encode(&header.IPv6Fields{
-		PayloadLength: uint16(len(payload)), TransportProtocol: tcpip.TransportProtocolNumber(p.proto), HopLimit: 64,
-		SrcAddr: tcpip.AddrFrom16(p.src.As16()), DstAddr: tcpip.AddrFrom16(p.dst.As16()),
-	})
-	copy(b[header.IPv6MinimumSize:], payload)
-	return b
-}
-
-func tcpAddr(a netip.Addr) tcpip.Address {
-	if a.Is4() {
-		return tcpip.AddrFrom4(a.As4())
-	}
-	return tcpip.AddrFrom16(a.As16())
-}
-
-// tcpPacket builds a TCP segment with options and data, checksummed.
-func tcpPacket(ip ipPacket, flags header.TCPFlags, opts []byte, data int) []byte {
-	for len(opts)%4 != 0 {
-		opts = append(opts, 0) // end of options, then padding
-	}
-	seg := make([]byte, header.TCPMinimumSize+len(opts)+data)
-	header.TCP(seg).Encode(&header.TCPFields{SrcPort: 40000, DstPort: 443, SeqNum: 7, DataOffset: uint8(header.TCPMinimumSize + len(opts)), Flags: flags, WindowSize: 65535})
-	copy(seg[header.TCPMinimumSize:], opts)
-	ip.proto = uint8(header.TCPProtocolNumber)
-	pkt := ip.build(seg)
-	setTCPChecksum(pkt, ip)
-	return pkt
-}
-
-func tcpOf(pkt []byte, ip ipPacket) header.TCP {
-	if ip.src.Is4() {
-		return header.TCP(pkt[header.IPv4MinimumSize:])
-	}
-	return header.TCP(pkt[header.IPv6MinimumSize:])
-}
-
-func setTCPChecksum(pkt []byte, ip ipPacket) {
-	t := tcpOf(pkt, ip)
-	t.SetChecksum(0)
-	xsum := header.PseudoHeaderChecksum(header.TCPProtocolNumber, tcpAddr(ip.src), tcpAddr(ip.dst), uint16(len(t)))
-	t.SetChecksum(^checksum.Checksum(t, xsum))
-}
-
-func tcpChecksumValid(pkt []byte, ip ipPacket) bool {
-	t := tcpOf(pkt, ip)
-	payload := t[t.DataOffset():]
-	return t.IsChecksumValid(tcpAddr(ip.src), tcpAddr(ip.dst), checksum.Checksum(payload, 0), uint16(len(payload)))
-}
-
-// mssOf reads the MSS option with gVisor's parser (0: none).
-func mssOf(pkt []byte, ip ipPacket) int {
-	return int(header.ParseSynOptions(tcpOf(pkt, ip).Options(), false).MSS)
-}
-
-func mssOpt(v uint16) []byte { return []byte{2, 4, byte(v >> 8), byte(v)} }
-
 func TestClampMSS(t *testing.T) {
-	v4 := ipPacket{src: src4, dst: dst4, flags: header.IPv4FlagDontFragment}
-	v6 := ipPacket{src: src6, dst: dst6}
+	v4 := packettest.IP{Src: src4, Dst: dst4, Flags: header.IPv4FlagDontFragment}
+	v6 := packettest.IP{Src: src6, Dst: dst6}
 	syn, synAck, ack := header.TCPFlagSyn, header.TCPFlagSyn|header.TCPFlagAck, header.TCPFlagAck
 	wscale := []byte{3, 3, 7}
 	// sackOK + NOP puts the MSS value at an odd offset from the TCP header.
-	odd := append([]byte{optNOP, 4, 2}, mssOpt(1460)...)
+	odd := append([]byte{optNOP, 4, 2}, packettest.MSSOption(1460)...)
 	for _, tc := range []struct {
 		name    string
-		ip      ipPacket
+		ip      packettest.IP
 		flags   header.TCPFlags
 		opts    []byte
 		mss     int
 		changed bool
 		want    int // MSS after
 	}{
-		{"IPv4 SYN above the clamp", v4, syn, append(mssOpt(1460), wscale...), 1288, true, 1288},
-		{"IPv4 SYN-ACK above the clamp", v4, synAck, mssOpt(1380), 1288, true, 1288},
+		{"IPv4 SYN above the clamp", v4, syn, append(packettest.MSSOption(1460), wscale...), 1288, true, 1288},
+		{"IPv4 SYN-ACK above the clamp", v4, synAck, packettest.MSSOption(1380), 1288, true, 1288},
 		{"MSS at an odd offset", v4, syn, odd, 1176, true, 1176},
-		{"IPv6 SYN", v6, syn, mssOpt(1360), 1268, true, 1268},
-		{"MSS already below the clamp", v4, syn, mssOpt(1200), 1288, false, 1200},
-		{"MSS equal to the clamp", v4, syn, mssOpt(1288), 1288, false, 1288},
-		{"not a SYN", v4, ack, mssOpt(1460), 1288, false, 1460},
+		{"IPv6 SYN", v6, syn, packettest.MSSOption(1360), 1268, true, 1268},
+		{"MSS already below the clamp", v4, syn, packettest.MSSOption(1200), 1288, false, 1200},
+		{"MSS equal to the clamp", v4, syn, packettest.MSSOption(1288), 1288, false, 1288},
+		{"not a SYN", v4, ack, packettest.MSSOption(1460), 1288, false, 1460},
 		{"SYN without an MSS option", v4, syn, wscale, 1288, false, 0},
-		{"MSS option after end of options", v4, syn, append([]byte{optEnd, 0, 0, 0}, mssOpt(1460)...), 1288, false, 0},
+		{"MSS option after end of options", v4, syn, append([]byte{optEnd, 0, 0, 0}, packettest.MSSOption(1460)...), 1288, false, 0},
 		{"option length running past the header", v4, syn, []byte{optNOP, optNOP, 8, 10}, 1288, false, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			pkt := tcpPacket(tc.ip, tc.flags, tc.opts, 100)
+			pkt := packettest.TCP(tc.ip, tc.flags, tc.opts, 100)
 			before := bytes.Clone(pkt)
 			if got := ClampMSS(pkt, tc.mss); got != tc.changed {
 				t.Fatalf("ClampMSS = %v, want %v", got, tc.changed)
@@ -136,10 +59,10 @@ func TestClampMSS(t *testing.T) {
 			if !tc.changed && !bytes.Equal(pkt, before) {
 				t.Fatal("packet changed although ClampMSS reported no change")
 			}
-			if got := mssOf(pkt, tc.ip); tc.want != 0 && got != tc.want {
+			if got := packettest.MSS(pkt); tc.want != 0 && got != tc.want {
 				t.Errorf("MSS after = %d, want %d", got, tc.want)
 			}
-			if !tcpChecksumValid(pkt, tc.ip) {
+			if !packettest.TCPChecksumValid(pkt) {
 				t.Error("TCP checksum invalid after clamping")
 			}
 		})
@@ -147,17 +70,17 @@ func TestClampMSS(t *testing.T) {
 }
 
 func TestClampMSSLeavesOthersAlone(t *testing.T) {
-	frag := ipPacket{src: src4, dst: dst4, flags: header.IPv4FlagMoreFragments}
-	udp := ipPacket{src: src4, dst: dst4, proto: uint8(header.UDPProtocolNumber)}
+	frag := packettest.IP{Src: src4, Dst: dst4, Flags: header.IPv4FlagMoreFragments}
+	udp := packettest.IP{Src: src4, Dst: dst4, Proto: uint8(header.UDPProtocolNumber)}
 	for _, tc := range []struct {
 		name string
 		pkt  []byte
 	}{
-		{"first fragment of a SYN", tcpPacket(frag, header.TCPFlagSyn, mssOpt(1460), 0)},
-		{"UDP", udp.build(make([]byte, 100))},
-		{"truncated IPv4", tcpPacket(ipPacket{src: src4, dst: dst4}, header.TCPFlagSyn, mssOpt(1460), 0)[:30]},
+		{"first fragment of a SYN", packettest.TCP(frag, header.TCPFlagSyn, packettest.MSSOption(1460), 0)},
+		{"UDP", udp.Build(make([]byte, 100))},
+		{"truncated IPv4", packettest.TCP(packettest.IP{Src: src4, Dst: dst4}, header.TCPFlagSyn, packettest.MSSOption(1460), 0)[:30]},
 		{"empty", nil},
-		{"IPv6 with a hop-by-hop header", ipPacket{src: src6, dst: dst6, proto: 0}.build(make([]byte, 64))},
+		{"IPv6 with a hop-by-hop header", packettest.IP{Src: src6, Dst: dst6, Proto: 0}.Build(make([]byte, 64))},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := bytes.Clone(tc.pkt)
@@ -175,8 +98,8 @@ func TestAddresses(t *testing.T) {
 		src, dst netip.Addr
 		ok       bool
 	}{
-		{"IPv4", ipPacket{src: src4, dst: dst4}.build(nil), src4, dst4, true},
-		{"IPv6", ipPacket{src: src6, dst: dst6}.build(nil), src6, dst6, true},
+		{"IPv4", packettest.IP{Src: src4, Dst: dst4}.Build(nil), src4, dst4, true},
+		{"IPv6", packettest.IP{Src: src6, Dst: dst6}.Build(nil), src6, dst6, true},
 		{"short", []byte{0x45, 0}, netip.Addr{}, netip.Addr{}, false},
 		{"version 5", append([]byte{0x50}, make([]byte, 40)...), netip.Addr{}, netip.Addr{}, false},
 	} {
@@ -198,10 +121,10 @@ func icmpEcho(typ byte, n int) []byte {
 }
 
 func TestTooBig(t *testing.T) {
-	df := ipPacket{src: src4, dst: dst4, flags: header.IPv4FlagDontFragment}
-	v6 := ipPacket{src: src6, dst: dst6}
-	icmp4 := ipPacket{src: src4, dst: dst4, flags: header.IPv4FlagDontFragment, proto: protoICMP}
-	icmp6 := ipPacket{src: src6, dst: dst6, proto: protoICMPv6}
+	df := packettest.IP{Src: src4, Dst: dst4, Flags: header.IPv4FlagDontFragment}
+	v6 := packettest.IP{Src: src6, Dst: dst6}
+	icmp4 := packettest.IP{Src: src4, Dst: dst4, Flags: header.IPv4FlagDontFragment, Proto: protoICMP}
+	icmp6 := packettest.IP{Src: src6, Dst: dst6, Proto: protoICMPv6}
 	for _, tc := range []struct {
 		name    string
 		pkt     []byte
@@ -209,18 +132,18 @@ func TestTooBig(t *testing.T) {
 		verdict Verdict
 		wantMTU int
 	}{
-		{"IPv4 with DF", tcpPacket(df, header.TCPFlagAck, nil, 1380), 1328, Refuse, 1328},
-		{"IPv4 ICMP echo with DF", icmp4.build(icmpEcho(8, 1400)), 1216, Refuse, 1216},
-		{"IPv4 without DF: a router fragments it", tcpPacket(ipPacket{src: src4, dst: dst4}, header.TCPFlagAck, nil, 1380), 1328, Forward, 0},
-		{"IPv4 non-first fragment", ipPacket{src: src4, dst: dst4, flags: header.IPv4FlagDontFragment, fragOff: 1480, proto: 17}.build(make([]byte, 1400)), 1328, Drop, 0},
-		{"IPv4 ICMP error", icmp4.build(icmpEcho(3, 1400)), 1328, Drop, 0},
-		{"IPv4 from 0.0.0.0", ipPacket{src: netip.IPv4Unspecified(), dst: dst4, flags: header.IPv4FlagDontFragment, proto: 17}.build(make([]byte, 1400)), 1328, Drop, 0},
-		{"IPv6", tcpPacket(v6, header.TCPFlagAck, nil, 1360), 1328, Refuse, 1328},
-		{"IPv6 under a sub-1280 path: never below 1280", tcpPacket(v6, header.TCPFlagAck, nil, 1300), 1216, Refuse, IPv6MinMTU},
-		{"IPv6 within 1280 under a sub-1280 path", tcpPacket(v6, header.TCPFlagAck, nil, 1200), 1216, Forward, 0},
-		{"IPv6 jumbo quoted to fill 1280", icmp6.build(icmpEcho(128, 8000)), 1420, Refuse, 1420},
-		{"IPv6 ICMPv6 error", icmp6.build(icmpEcho(1, 1400)), 1328, Drop, 0},
-		{"IPv6 from a multicast source", ipPacket{src: netip.MustParseAddr("ff02::1"), dst: dst6, proto: 17}.build(make([]byte, 1400)), 1328, Drop, 0},
+		{"IPv4 with DF", packettest.TCP(df, header.TCPFlagAck, nil, 1380), 1328, Refuse, 1328},
+		{"IPv4 ICMP echo with DF", icmp4.Build(icmpEcho(8, 1400)), 1216, Refuse, 1216},
+		{"IPv4 without DF: a router fragments it", packettest.TCP(packettest.IP{Src: src4, Dst: dst4}, header.TCPFlagAck, nil, 1380), 1328, Forward, 0},
+		{"IPv4 non-first fragment", packettest.IP{Src: src4, Dst: dst4, Flags: header.IPv4FlagDontFragment, FragOff: 1480, Proto: 17}.Build(make([]byte, 1400)), 1328, Drop, 0},
+		{"IPv4 ICMP error", icmp4.Build(icmpEcho(3, 1400)), 1328, Drop, 0},
+		{"IPv4 from 0.0.0.0", packettest.IP{Src: netip.IPv4Unspecified(), Dst: dst4, Flags: header.IPv4FlagDontFragment, Proto: 17}.Build(make([]byte, 1400)), 1328, Drop, 0},
+		{"IPv6", packettest.TCP(v6, header.TCPFlagAck, nil, 1360), 1328, Refuse, 1328},
+		{"IPv6 under a sub-1280 path: never below 1280", packettest.TCP(v6, header.TCPFlagAck, nil, 1300), 1216, Refuse, IPv6MinMTU},
+		{"IPv6 within 1280 under a sub-1280 path", packettest.TCP(v6, header.TCPFlagAck, nil, 1200), 1216, Forward, 0},
+		{"IPv6 jumbo quoted to fill 1280", icmp6.Build(icmpEcho(128, 8000)), 1420, Refuse, 1420},
+		{"IPv6 ICMPv6 error", icmp6.Build(icmpEcho(1, 1400)), 1328, Drop, 0},
+		{"IPv6 from a multicast source", packettest.IP{Src: netip.MustParseAddr("ff02::1"), Dst: dst6, Proto: 17}.Build(make([]byte, 1400)), 1328, Drop, 0},
 		{"not IP", make([]byte, 1500), 1328, Drop, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
