@@ -35,6 +35,7 @@ func (m *Manager) tick(now time.Time) {
 	var out []outPkt
 	var events []Event
 	var opens []crypto.PublicKey
+	var mtus []mtuUpdate
 	m.mu.Lock()
 	for _, p := range m.peers {
 		m.expirePings(p, now)
@@ -53,14 +54,19 @@ func (m *Manager) tick(now time.Time) {
 			opens = append(opens, p.key)
 		}
 		out = m.advanceBirthday(p, now, out)
+		out, mtus = m.advanceMTU(p, now, out, mtus)
 		if p.wantRendezvous && p.online && now.Sub(p.lastRendezvous) >= m.t.RendezvousGap {
 			p.wantRendezvous = false
 			p.lastRendezvous = now
 			events = append(events, Event{Kind: EventRendezvous, Peer: p.key})
 		}
 	}
+	sink := m.mtuSink
 	m.unlock()
 	m.send(out)
+	for _, u := range mtus {
+		sink.SetMTU(u.peer, u.mtu)
+	}
 	for _, e := range events {
 		if !m.post(e) && e.Kind == EventPunchTCP {
 			// Nobody will answer this attempt: allow a later one.

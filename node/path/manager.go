@@ -14,6 +14,7 @@ import (
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
+	"github.com/meshnode/meshnode/node/pmtu"
 )
 
 // KindPeerReflexive marks a candidate learned from a ping's source address
@@ -84,6 +85,10 @@ type Manager struct {
 	budget budget
 	// closing lists auxiliary sockets to close once mu is released.
 	closing []int
+	// Path MTU discovery (mtu.go), on when mtuCfg.Ceil is set.
+	mtuCfg    pmtu.Config
+	mtuSink   MTUSink
+	kernelMTU func(netip.Addr) (int, error)
 }
 
 // Stats counts discovery events.
@@ -229,6 +234,9 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	p, ok := m.peers[info.Key]
 	if !ok {
 		p = newPeer(info.Key, m.t)
+		if m.mtuCfg.Ceil > 0 {
+			p.mtu = pmtu.NewSearch(m.mtuCfg)
+		}
 		m.peers[info.Key] = p
 		m.routes.Store(info.Key, p.route)
 	}

@@ -22,6 +22,9 @@ type fabric struct {
 	at    map[netip.AddrPort]*Manager
 	tap   func(pkt []byte, from, to netip.AddrPort)
 	block map[netip.AddrPort]bool
+	// mtu, when set, drops IPv4 datagrams larger than it without a word:
+	// a path with an ICMP black hole.
+	mtu int
 }
 
 type port struct {
@@ -32,6 +35,7 @@ type port struct {
 func (p port) WriteVia(pkt []byte, to netip.AddrPort, _ int) error {
 	p.f.mu.Lock()
 	m, tap, blocked := p.f.at[to], p.f.tap, p.f.block[to]
+	blocked = blocked || p.f.mtu > 0 && len(pkt)+20+8 > p.f.mtu
 	p.f.mu.Unlock()
 	if tap != nil {
 		tap(append([]byte{}, pkt...), p.self, to)

@@ -8,6 +8,7 @@ import (
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
+	"github.com/meshnode/meshnode/node/pmtu"
 	"golang.org/x/time/rate"
 )
 
@@ -63,6 +64,11 @@ type peer struct {
 	lastRendezvous time.Time
 	// lastCallMeMaybe rate-limits the peer's call-me-maybe messages.
 	lastCallMeMaybe time.Time
+
+	// mtu searches the direct path's MTU (nil: discovery off); mtuShown
+	// is the result last handed to the MTUSink.
+	mtu      *pmtu.Search
+	mtuShown int
 }
 
 // ping is an outstanding discovery ping.
@@ -72,6 +78,10 @@ type ping struct {
 	sent    time.Time
 	relayed bool
 	reply   chan<- PingResult // set for user pings
+	// probe is the size a path MTU probe tests (0: an ordinary ping), in
+	// the search's round.
+	probe int
+	round uint32
 }
 
 func newPeer(key crypto.PublicKey, t Timing) *peer {
@@ -191,12 +201,14 @@ func (p *peer) setBest(r bind.Route, sock int, kind string, rtt time.Duration, n
 	p.lastPong, p.probes = now, 0
 	p.route.direct.Store(r)
 	p.failures = 0
+	p.startMTU(now)
 }
 
 // dropBest forgets a dead direct path.
 func (p *peer) dropBest() {
 	p.hasBest = false
 	p.route.direct.Store(nil)
+	p.stopMTU()
 }
 
 // prefer decides whether a path that just answered replaces the current one.

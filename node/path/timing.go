@@ -1,6 +1,10 @@
 package path
 
-import "time"
+import (
+	"time"
+
+	"github.com/meshnode/meshnode/node/pmtu"
+)
 
 // Timing constants, each with its reason. The defaults follow the field's
 // best practice (see docs: shared nat-traversal notes): Tailscale's disco
@@ -102,6 +106,11 @@ type Timing struct {
 	CallMeMaybeGap time.Duration
 	// AddrTTL forgets a source address no pong has confirmed for so long.
 	AddrTTL time.Duration
+	// Path MTU search (pmtu.Config): a round's wait for its answers, the
+	// re-search above a settled MTU, the confirmation of it under traffic.
+	PMTUWait    time.Duration
+	PMTURaise   time.Duration
+	PMTUConfirm time.Duration
 }
 
 // DefaultTiming returns the defaults with the given keepalive.
@@ -129,6 +138,9 @@ func DefaultTiming(keepalive time.Duration) Timing {
 		MaxRound:         DefaultMaxRound,
 		CallMeMaybeGap:   DefaultCallMeMaybeGap,
 		AddrTTL:          addrTTLKeepalives * keepalive,
+		PMTUWait:         pmtu.DefaultWait,
+		PMTURaise:        pmtu.DefaultRaise,
+		PMTUConfirm:      pmtu.DefaultConfirm,
 	}
 }
 
@@ -160,5 +172,15 @@ func (t Timing) Scaled(f float64) Timing {
 		MaxRound:         d(t.MaxRound),
 		CallMeMaybeGap:   d(t.CallMeMaybeGap),
 		AddrTTL:          d(t.AddrTTL),
+		PMTUWait:         d(t.PMTUWait),
+		PMTURaise:        d(t.PMTURaise),
+		PMTUConfirm:      d(t.PMTUConfirm),
 	}
+}
+
+// pmtuConfig is the path MTU search's configuration for a TUN MTU.
+func (t Timing) pmtuConfig(tunMTU int) pmtu.Config {
+	c := pmtu.DefaultConfig(tunMTU)
+	c.Wait, c.Raise, c.Confirm = t.PMTUWait, t.PMTURaise, t.PMTUConfirm
+	return c
 }
