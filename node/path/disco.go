@@ -15,9 +15,6 @@ type outPkt struct {
 	pkt  []byte
 	to   netip.AddrPort
 	sock int
-	// probe marks a path MTU probe: not sent where the host would
-	// fragment it.
-	probe bool
 }
 
 // seal frames a discovery message for peer.
@@ -246,14 +243,9 @@ func (m *Manager) newPing(p *peer, to netip.AddrPort, now time.Time, reply chan<
 }
 
 // send writes packets; errors (the socket between rebinds, an unreachable
-// network) are logged at debug: the next round retries. A probe the host
-// would fragment is not sent: unanswered, it counts as too big.
+// network) are logged at debug: the next round retries.
 func (m *Manager) send(out []outPkt) {
-	var kernel kernelView
 	for _, o := range out {
-		if o.probe && !m.kernelAllows(o.pkt, o.to, &kernel) {
-			continue
-		}
 		if err := m.socks.WriteVia(o.pkt, o.to, o.sock); err != nil {
 			m.log.Debug("discovery send failed", "to", o.to, "err", err)
 		}

@@ -36,6 +36,7 @@ func (m *Manager) tick(now time.Time) {
 	var events []Event
 	var opens []crypto.PublicKey
 	var mtus []mtuUpdate
+	var views []hostView
 	m.mu.Lock()
 	for _, p := range m.peers {
 		m.expirePings(p, now)
@@ -55,15 +56,17 @@ func (m *Manager) tick(now time.Time) {
 		}
 		out = m.advanceBirthday(p, now, out)
 		out, mtus = m.advanceMTU(p, now, out, mtus)
+		views = m.wantHostView(p, views)
 		if p.wantRendezvous && p.online && now.Sub(p.lastRendezvous) >= m.t.RendezvousGap {
 			p.wantRendezvous = false
 			p.lastRendezvous = now
 			events = append(events, Event{Kind: EventRendezvous, Peer: p.key})
 		}
 	}
-	sink := m.mtuSink
+	sink, kernel := m.mtuSink, m.kernelMTU
 	m.unlock()
 	m.send(out)
+	m.readHostViews(kernel, views)
 	for _, u := range mtus {
 		sink.SetMTU(u.peer, u.mtu)
 	}

@@ -24,9 +24,8 @@ type MTUSink interface {
 
 // EnablePMTU turns path MTU discovery on for a TUN of tunMTU bytes,
 // reporting to sink. kernel, when set, is the host's path MTU to an address
-// (pmtu.KernelPathMTU): the socket fragments what exceeds it, so probes
-// larger are not sent (they would arrive in pieces and prove nothing).
-// Call it before peers are added.
+// (pmtu.KernelPathMTU): the socket fragments what exceeds it, so answers to
+// larger probes prove nothing. Call it before peers are added.
 func (m *Manager) EnablePMTU(tunMTU int, sink MTUSink, kernel func(netip.Addr) (int, error)) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -96,33 +95,41 @@ func (m *Manager) appendProbe(p *peer, size int, round uint32, now time.Time, ou
 	}
 	pg := p.pending[tx]
 	pg.sock, pg.probe, pg.round = p.bestSock, size, round
-	return append(out, outPkt{pkt: pkt, to: p.best, sock: p.bestSock, probe: true})
+	return append(out, outPkt{pkt: pkt, to: p.best, sock: p.bestSock})
 }
 
-// kernelAllows reports whether the host sends pkt to a unfragmented: no
-// larger than the path MTU its kernel learned (unknown: yes). last caches
-// one answer for a batch of probes to one address.
-func (m *Manager) kernelAllows(pkt []byte, to netip.AddrPort, last *kernelView) bool {
-	if m.kernelMTU == nil {
-		return true
+// hostView asks for the host's path MTU to a peer's direct path.
+type hostView struct {
+	peer crypto.PublicKey
+	addr netip.AddrPort
+}
+
+// wantHostView adds p to views while its probes await answers: the host's
+// limit must be fresh when the round is scored (pmtu.Search.SetHostLimit).
+func (m *Manager) wantHostView(p *peer, views []hostView) []hostView {
+	if m.kernelMTU == nil || p.mtu == nil || !p.hasBest || !p.mtu.Probing() {
+		return views
 	}
-	a := to.Addr()
-	if !last.addr.IsValid() || last.addr != a {
-		mtu, err := m.kernelMTU(a)
-		if err != nil {
-			mtu = 0
+	return append(views, hostView{p.key, p.best})
+}
+
+// readHostViews asks the kernel (a socket per query: mu is not held) and
+// hands each search its limit, unless the path changed meanwhile.
+func (m *Manager) readHostViews(kernel func(netip.Addr) (int, error), views []hostView) {
+	if len(views) == 0 {
+		return
+	}
+	limits := make([]int, len(views))
+	for i, v := range views {
+		if mtu, err := kernel(v.addr.Addr()); err == nil {
+			limits[i] = max(0, mtu-pmtu.Overhead(v.addr.Addr().Is6()))
 		}
-		*last = kernelView{a, mtu}
 	}
-	hdr := 20 + 8
-	if a.Is6() && !a.Is4In6() {
-		hdr = 40 + 8
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, v := range views {
+		if p, ok := m.peers[v.peer]; ok && p.mtu != nil && p.hasBest && p.best == v.addr {
+			p.mtu.SetHostLimit(limits[i])
+		}
 	}
-	return last.mtu == 0 || len(pkt)+hdr <= last.mtu
-}
-
-// kernelView is the kernel's path MTU to one address (0: unknown).
-type kernelView struct {
-	addr netip.Addr
-	mtu  int
 }

@@ -87,6 +87,32 @@ func TestPathMTUHonoursTheKernel(t *testing.T) {
 	wait.For(t, 10*time.Second, "a at MTU 1328", func() bool { return sa.get(b.key) == 1328 })
 }
 
+// TestPathMTUWithICMPDelivered: the first probe over the 1400-byte link
+// teaches both kernels the path MTU, and they fragment the probes that
+// follow, which then arrive; their answers must not count.
+func TestPathMTUWithICMPDelivered(t *testing.T) {
+	f := newFabric()
+	f.mtu, f.icmp = 1400, true
+	a := f.addTimed(t, "198.18.1.1:41820", mtuTiming())
+	b := f.addTimed(t, "198.18.2.1:41820", mtuTiming())
+	kernel := func(self netip.AddrPort) func(netip.Addr) (int, error) {
+		return func(netip.Addr) (int, error) {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.learned[self] {
+				return 1400, nil
+			}
+			return 1500, nil
+		}
+	}
+	sa, sb := &mtuRecorder{mtu: map[crypto.PublicKey]int{}}, &mtuRecorder{mtu: map[crypto.PublicKey]int{}}
+	a.m.EnablePMTU(1420, sa, kernel(a.addr))
+	b.m.EnablePMTU(1420, sb, kernel(b.addr))
+	introduce(a, b, b.addr)
+	introduce(b, a, a.addr)
+	wait.For(t, 10*time.Second, "both sides at MTU 1328", func() bool { return sa.get(b.key) == 1328 && sb.get(a.key) == 1328 })
+}
+
 func TestProbesArePaddedAndAnsweredAsLarge(t *testing.T) {
 	f := newFabric()
 	a := f.addTimed(t, "198.18.1.1:41820", mtuTiming())

@@ -126,6 +126,10 @@ type Search struct {
 	settledAt time.Time
 	confirmAt time.Time
 	missed    int // confirmation probes unanswered in a row
+
+	// limit is the largest size the host sends unfragmented (0: no
+	// limit known), from SetHostLimit.
+	limit int
 }
 
 // NewSearch returns an idle search.
@@ -138,8 +142,26 @@ func (s *Search) Start(now time.Time, ipv6 bool) {
 	s.phase = searching
 	s.lo, s.hi = 0, 0
 	s.fails = make(map[int]int)
-	s.missed = 0
+	s.missed, s.limit = 0, 0
 	s.newRound(now, nil)
+}
+
+// SetHostLimit tells the search the largest size the host sends to the
+// peer unfragmented (0: no limit known). A socket that may fragment
+// (Linux's IP_PMTUDISC_WANT) splits what exceeds the path MTU its kernel
+// learned from ICMP; such a probe arrives in pieces and its answer proves
+// nothing, so answers above the limit count as failures. The kernel may
+// learn the limit from the very probes of a round, as they cross the
+// smaller link, and fragment the round's later probes: the limit must be
+// fresh when the round is scored.
+func (s *Search) SetHostLimit(limit int) { s.limit = limit }
+
+// Probing reports whether a round of probes is waiting for answers.
+func (s *Search) Probing() bool { return !s.roundEnd.IsZero() }
+
+// proven reports whether an answer to a probe of size proves the path.
+func (s *Search) proven(size int) bool {
+	return s.answered[size] && (s.limit == 0 || size <= s.limit)
 }
 
 // Stop ends the search: the peer has no direct path. Result is 0 after.
@@ -200,7 +222,7 @@ func (s *Search) Tick(now time.Time, active bool) ([]int, uint32) {
 // conclude scores a finished search round.
 func (s *Search) conclude() {
 	for _, c := range s.probing {
-		if s.answered[c] {
+		if s.proven(c) {
 			s.lo = max(s.lo, c)
 			delete(s.fails, c)
 			continue
@@ -219,7 +241,7 @@ func (s *Search) conclude() {
 // concludeConfirm scores a confirmation probe; a settled MTU that missed
 // Fails of them in a row is searched again from the floor.
 func (s *Search) concludeConfirm(now time.Time) {
-	ok := s.answered[s.result]
+	ok := s.proven(s.result)
 	s.newRound(time.Time{}, nil)
 	if ok {
 		s.missed = 0

@@ -201,3 +201,20 @@ func TestCandidates(t *testing.T) {
 		t.Fatalf("IPv6 candidates %v: want 1200 to 1408, then 1420", got)
 	}
 }
+
+// TestSearchDiscountsFragmentedAnswers: the host fragments what exceeds the
+// path MTU its kernel learned, so every probe is answered; answers above
+// the host's limit prove nothing.
+func TestSearchDiscountsFragmentedAnswers(t *testing.T) {
+	s := NewSearch(DefaultConfig(1420))
+	c := newClock()
+	s.Start(c.now, false)
+	s.SetHostLimit(1400 - Overhead(false))
+	c.until(t, s, &fakePath{capacity: 1420}, false, time.Minute, isSettled(s))
+	if s.Result() != 1328 {
+		t.Errorf("settled at %d, want 1328: the host's 1400-byte limit rules", s.Result())
+	}
+	if s.Start(c.now, false); s.limit != 0 {
+		t.Errorf("a new search keeps the old path's host limit %d", s.limit)
+	}
+}
