@@ -288,7 +288,9 @@ func (m *Manager) Punch(key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NAT
 }
 
 // Repunch starts a round with every peer, after this node's own mapping
-// changed (re-STUN differs, a link changed).
+// changed (re-STUN differs, a link changed), and measures every direct
+// path's MTU again: a path kept across the change may run over another
+// link now.
 func (m *Manager) Repunch() {
 	now := time.Now()
 	m.mu.Lock()
@@ -297,6 +299,9 @@ func (m *Manager) Repunch() {
 		if p.online {
 			p.startRound(now, m.t)
 			p.wantRendezvous = true
+		}
+		if p.hasBest {
+			p.startMTU(now)
 		}
 	}
 }

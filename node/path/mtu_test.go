@@ -158,3 +158,21 @@ func TestPathMTUGoesWithThePath(t *testing.T) {
 	f.mu.Unlock()
 	wait.For(t, 20*time.Second, "MTU 1328 on the path punched again", func() bool { return sa.get(b.key) == 1328 })
 }
+
+// TestRepunchMeasuresTheMTUAgain: after a change of this node's network
+// the path may keep its address but run over another link.
+func TestRepunchMeasuresTheMTUAgain(t *testing.T) {
+	f := newFabric()
+	a := f.addTimed(t, "198.18.1.1:41820", mtuTiming())
+	b := f.addTimed(t, "198.18.2.1:41820", mtuTiming())
+	sa := &mtuRecorder{mtu: map[crypto.PublicKey]int{}}
+	a.m.EnablePMTU(1420, sa, nil)
+	introduce(a, b, b.addr)
+	introduce(b, a, a.addr)
+	wait.For(t, 10*time.Second, "MTU 1420", func() bool { return sa.get(b.key) == 1420 })
+	f.mu.Lock()
+	f.mtu = 1280 // the new link, say a phone's tether
+	f.mu.Unlock()
+	a.m.Repunch()
+	wait.For(t, 10*time.Second, "MTU 1216 on the new link", func() bool { return sa.get(b.key) == 1216 })
+}
