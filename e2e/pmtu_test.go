@@ -75,6 +75,7 @@ func TestPathMTU(t *testing.T) {
 	for i, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
 			p := startPMTUPair(t, e, i+1, sc)
+			checkTooBig(t, e, p)
 			r := pmtuResult{pair: p}
 			var rates [4][]float64 // a→b, full a→b, b→a, full b→a
 			for range pmtuRuns {
@@ -124,6 +125,30 @@ func startPMTUPair(t *testing.T, e *env, n int, sc pmtuScenario) *pmtuPair {
 	t.Logf("%s: MTU %d/%d found %.1f s after the direct path", sc.name, p.mtuA, p.mtuB, p.found.Seconds())
 	p.toA, p.toB = mustStatus(t, p.a).Me().V4(), mustStatus(t, p.b).Me().V4()
 	return p
+}
+
+// checkTooBig pings b's overlay addresses from a's host with don't-fragment:
+// a packet of the path's MTU crosses, a larger one is answered by a's node
+// with ICMP "fragmentation needed" or ICMPv6 "packet too big" naming it
+// (never less than 1280 for IPv6), as a router would.
+func checkTooBig(t *testing.T, e *env, p *pmtuPair) {
+	t.Helper()
+	for _, addr := range mustStatus(t, p.b).Self.Addresses {
+		hdr, want, family := 20+8, p.sc.wantMTU, "-4" // IPv4 and ICMP headers
+		if addr.Is6() {
+			hdr, want, family = 40+8, max(p.sc.wantMTU, 1280), "-6"
+		}
+		ping := func(size int) (string, error) {
+			return p.a.Host.NS.Exec(t.Context(), e.lab.Tools().Ping, family, "-n", "-c", "2", "-W", "2", "-M", "do", "-s", fmt.Sprint(size-hdr), addr.String())
+		}
+		if out, err := ping(min(want, p.sc.wantMTU)); err != nil {
+			t.Errorf("a %d-byte packet to %v: %v\n%s", min(want, p.sc.wantMTU), addr, err, out)
+		}
+		out, err := ping(1420)
+		if err == nil || !strings.Contains(out, fmt.Sprintf("mtu = %d", want)) && !strings.Contains(out, fmt.Sprintf("mtu=%d", want)) {
+			t.Errorf("a 1420-byte packet to %v: want it refused with MTU %d: %v\n%s", addr, want, err, out)
+		}
+	}
 }
 
 // transferRate moves pmtuTransfer bytes over TCP from one node's host to
