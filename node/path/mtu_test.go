@@ -37,6 +37,18 @@ func mtuTiming() Timing {
 	return t
 }
 
+// mtuOn adds two managers on f and introduces them; a searches path MTUs
+// and reports to sa, b only answers.
+func mtuOn(t *testing.T, f *fabric) (a, b *node, sa *mtuRecorder) {
+	a = f.addTimed(t, "198.18.1.1:41820", mtuTiming())
+	b = f.addTimed(t, "198.18.2.1:41820", mtuTiming())
+	sa = &mtuRecorder{mtu: map[crypto.PublicKey]int{}}
+	a.m.EnablePMTU(1420, sa, nil)
+	introduce(a, b, b.addr)
+	introduce(b, a, a.addr)
+	return a, b, sa
+}
+
 // mtuPair is two managers with path MTU discovery on, over a fabric that
 // carries datagrams of up to pathMTU bytes (0: any) and drops larger ones
 // silently; kernel is the host's view for a, when set.
@@ -115,20 +127,19 @@ func TestPathMTUWithICMPDelivered(t *testing.T) {
 
 func TestProbesArePaddedAndAnsweredAsLarge(t *testing.T) {
 	f := newFabric()
-	a := f.addTimed(t, "198.18.1.1:41820", mtuTiming())
-	b := f.addTimed(t, "198.18.2.1:41820", mtuTiming())
 	var mu sync.Mutex
-	sizes := map[netip.AddrPort]map[int]bool{a.addr: {}, b.addr: {}}
+	sizes := map[netip.AddrPort]map[int]bool{} // sender → sizes it sent
 	f.mu.Lock()
 	f.tap = func(pkt []byte, from, _ netip.AddrPort) {
 		mu.Lock()
 		defer mu.Unlock()
+		if sizes[from] == nil {
+			sizes[from] = map[int]bool{}
+		}
 		sizes[from][len(pkt)] = true
 	}
 	f.mu.Unlock()
-	a.m.EnablePMTU(1420, &mtuRecorder{mtu: map[crypto.PublicKey]int{}}, nil)
-	introduce(a, b, b.addr)
-	introduce(b, a, a.addr)
+	a, b, _ := mtuOn(t, f)
 	full := pmtu.Probe(1420) // the UDP payload of a full-size tunnel packet
 	wait.For(t, 10*time.Second, "a full-size probe each way", func() bool {
 		mu.Lock()
@@ -142,12 +153,7 @@ func TestProbesArePaddedAndAnsweredAsLarge(t *testing.T) {
 func TestPathMTUGoesWithThePath(t *testing.T) {
 	f := newFabric()
 	f.mtu = 1400
-	a := f.addTimed(t, "198.18.1.1:41820", mtuTiming())
-	b := f.addTimed(t, "198.18.2.1:41820", mtuTiming())
-	sa := &mtuRecorder{mtu: map[crypto.PublicKey]int{}}
-	a.m.EnablePMTU(1420, sa, nil)
-	introduce(a, b, b.addr)
-	introduce(b, a, a.addr)
+	a, b, sa := mtuOn(t, f)
 	wait.For(t, 10*time.Second, "MTU 1328", func() bool { return sa.get(b.key) == 1328 })
 	f.mu.Lock()
 	f.block[b.addr] = true
@@ -163,12 +169,7 @@ func TestPathMTUGoesWithThePath(t *testing.T) {
 // the path may keep its address but run over another link.
 func TestRepunchMeasuresTheMTUAgain(t *testing.T) {
 	f := newFabric()
-	a := f.addTimed(t, "198.18.1.1:41820", mtuTiming())
-	b := f.addTimed(t, "198.18.2.1:41820", mtuTiming())
-	sa := &mtuRecorder{mtu: map[crypto.PublicKey]int{}}
-	a.m.EnablePMTU(1420, sa, nil)
-	introduce(a, b, b.addr)
-	introduce(b, a, a.addr)
+	a, b, sa := mtuOn(t, f)
 	wait.For(t, 10*time.Second, "MTU 1420", func() bool { return sa.get(b.key) == 1420 })
 	f.mu.Lock()
 	f.mtu = 1280 // the new link, say a phone's tether
