@@ -301,7 +301,7 @@ func (m *Manager) Repunch() {
 			p.wantRendezvous = true
 		}
 		if p.hasBest {
-			p.startMTU(now)
+			p.startMTU()
 		}
 	}
 }

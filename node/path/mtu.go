@@ -61,9 +61,9 @@ func (m *Manager) advanceMTU(p *peer, now time.Time, out []outPkt, ups []mtuUpda
 }
 
 // startMTU searches a new direct path.
-func (p *peer) startMTU(now time.Time) {
+func (p *peer) startMTU() {
 	if p.mtu != nil {
-		p.mtu.Start(now, p.best.Addr().Is6())
+		p.mtu.Start(p.best.Addr().Is6())
 	}
 }
 

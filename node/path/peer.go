@@ -201,7 +201,7 @@ func (p *peer) setBest(r bind.Route, sock int, kind string, rtt time.Duration, n
 	p.lastPong, p.probes = now, 0
 	p.route.direct.Store(r)
 	p.failures = 0
-	p.startMTU(now)
+	p.startMTU()
 }
 
 // dropBest forgets a dead direct path.

@@ -137,13 +137,13 @@ func NewSearch(cfg Config) *Search { return &Search{cfg: cfg} }
 
 // Start searches from scratch, for a new path (over IPv6 or not). The
 // current Result stays until the search settles.
-func (s *Search) Start(now time.Time, ipv6 bool) {
+func (s *Search) Start(ipv6 bool) {
 	s.floor = min(Floor(ipv6), s.cfg.Ceil)
 	s.phase = searching
 	s.lo, s.hi = 0, 0
 	s.fails = make(map[int]int)
 	s.missed, s.limit = 0, 0
-	s.newRound(now, nil)
+	s.newRound(time.Time{}, nil) // the next Tick starts the first round
 }
 
 // SetHostLimit tells the search the largest size the host sends to the
@@ -174,9 +174,6 @@ func (s *Search) Stop() {
 // Result is the overlay MTU to use towards the peer: 0 before the first
 // search settles or without a direct path.
 func (s *Search) Result() int { return s.result }
-
-// Searching reports whether a search is in progress.
-func (s *Search) Searching() bool { return s.phase == searching }
 
 // Answered records an answer to a probe of size sent in round.
 func (s *Search) Answered(size int, round uint32) {

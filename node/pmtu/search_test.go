@@ -80,7 +80,7 @@ func TestSearchSettles(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := NewSearch(DefaultConfig(tc.ceil))
 			c := newClock()
-			s.Start(c.now, tc.ipv6)
+			s.Start(tc.ipv6)
 			took := c.until(t, s, &fakePath{capacity: tc.capacity, lose: tc.lose}, false, time.Minute, isSettled(s))
 			if s.Result() != tc.want {
 				t.Errorf("settled at %d, want %d", s.Result(), tc.want)
@@ -103,12 +103,12 @@ func TestSearchKeepsResultUntilSettled(t *testing.T) {
 	if s.Result() != 0 {
 		t.Fatalf("result %d before any search, want 0", s.Result())
 	}
-	s.Start(c.now, false)
+	s.Start(false)
 	c.until(t, s, p, false, time.Minute, isSettled(s))
-	s.Start(c.now, false) // the path changed
+	s.Start(false) // the path changed
 	c.step(s, p, false)
-	if !s.Searching() || s.Result() != 1328 {
-		t.Fatalf("during a new search: searching %v, result %d; want the old 1328 kept", s.Searching(), s.Result())
+	if s.phase != searching || s.Result() != 1328 {
+		t.Fatalf("during a new search: phase %d, result %d; want searching with the old 1328 kept", s.phase, s.Result())
 	}
 	s.Stop()
 	if s.Result() != 0 {
@@ -134,7 +134,7 @@ func TestSearchFindsAShrunkPath(t *testing.T) {
 			s := NewSearch(DefaultConfig(1420))
 			c := newClock()
 			p := &fakePath{capacity: 1420}
-			s.Start(c.now, false)
+			s.Start(false)
 			c.until(t, s, p, tc.active, time.Minute, isSettled(s))
 			p.capacity = 1220 // a black hole appears
 			sent := c.probes
@@ -156,7 +156,7 @@ func TestSearchRaises(t *testing.T) {
 	s := NewSearch(DefaultConfig(1420))
 	c := newClock()
 	p := &fakePath{capacity: 1340}
-	s.Start(c.now, false)
+	s.Start(false)
 	c.until(t, s, p, false, time.Minute, isSettled(s))
 	p.capacity = 1420
 	took := c.until(t, s, p, false, 2*DefaultRaise, func() bool { return s.Result() == 1420 })
@@ -168,7 +168,7 @@ func TestSearchRaises(t *testing.T) {
 func TestSearchIgnoresStaleAnswers(t *testing.T) {
 	s := NewSearch(DefaultConfig(1420))
 	now := time.Unix(1_700_000_000, 0)
-	s.Start(now, false)
+	s.Start(false)
 	sizes, round := s.Tick(now, false)
 	if len(sizes) == 0 {
 		t.Fatal("no first round")
@@ -188,7 +188,7 @@ func TestSearchIgnoresStaleAnswers(t *testing.T) {
 
 func TestCandidates(t *testing.T) {
 	s := NewSearch(DefaultConfig(1420))
-	s.Start(time.Time{}, false)
+	s.Start(false)
 	got := s.candidates()
 	if got[0] != 1216 || got[len(got)-1] != 1420 || len(got) != 14 {
 		t.Fatalf("IPv4 candidates %v: want 1216 to 1408 in steps of 16, then 1420", got)
@@ -196,7 +196,7 @@ func TestCandidates(t *testing.T) {
 	if len(got) > DefaultMaxProbes {
 		t.Errorf("%d candidates do not fit one round of %d", len(got), DefaultMaxProbes)
 	}
-	s.Start(time.Time{}, true)
+	s.Start(true)
 	if got := s.candidates(); got[0] != 1200 || len(got) != 15 {
 		t.Fatalf("IPv6 candidates %v: want 1200 to 1408, then 1420", got)
 	}
@@ -208,13 +208,13 @@ func TestCandidates(t *testing.T) {
 func TestSearchDiscountsFragmentedAnswers(t *testing.T) {
 	s := NewSearch(DefaultConfig(1420))
 	c := newClock()
-	s.Start(c.now, false)
+	s.Start(false)
 	s.SetHostLimit(1400 - Overhead(false))
 	c.until(t, s, &fakePath{capacity: 1420}, false, time.Minute, isSettled(s))
 	if s.Result() != 1328 {
 		t.Errorf("settled at %d, want 1328: the host's 1400-byte limit rules", s.Result())
 	}
-	if s.Start(c.now, false); s.limit != 0 {
+	if s.Start(false); s.limit != 0 {
 		t.Errorf("a new search keeps the old path's host limit %d", s.limit)
 	}
 }
