@@ -1,6 +1,8 @@
 // Package bench holds meshnode's cross-package benchmarks: the data plane
-// (wireguard-go over plain StdNetBind, over meshnode's Bind, and over the
-// Bind through the relay), measured side by side in one run. Figures and the
+// (wireguard-go over plain StdNetBind; over meshnode's Bind with its TUN
+// guard, while every path is full-size and while another peer's is
+// smaller; and over the Bind through the relay), measured side by side in
+// one run. Figures and the
 // command that made them are in RESULTS.md.
 package bench
 
@@ -19,10 +21,12 @@ import (
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
+	"golang.zx2c4.com/wireguard/tun"
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/node/bind"
+	"github.com/meshnode/meshnode/node/pmtu"
 	"github.com/meshnode/meshnode/node/relayclient"
 	"github.com/meshnode/meshnode/relay"
 )
@@ -73,7 +77,7 @@ func loopback(port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
 }
 
-func newNode(b *testing.B, wrapped bool, h *handler) *node {
+func newNode(b *testing.B, wrapped bool, h *handler, mtus *pmtu.Table) *node {
 	priv, err := crypto.NewPrivateKey()
 	if err != nil {
 		b.Fatal(err)
@@ -85,7 +89,11 @@ func newNode(b *testing.B, wrapped bool, h *handler) *node {
 		n.bind.Attach(n.route, h.handlers())
 		cb = n.bind
 	}
-	n.dev = device.NewDevice(n.tun.TUN(), cb, device.NewLogger(device.LogLevelSilent, ""))
+	var dev tun.Device = n.tun.TUN()
+	if wrapped {
+		dev = pmtu.NewGuard(dev, mtus) // as the node wraps its TUN
+	}
+	n.dev = device.NewDevice(dev, cb, device.NewLogger(device.LogLevelSilent, ""))
 	if err := n.dev.IpcSet("private_key=" + priv.Hex() + "\nlisten_port=0\n"); err != nil {
 		b.Fatal(err)
 	}
@@ -157,13 +165,13 @@ func startRelay(b *testing.B, x, y *node, hx, hy *handler) netip.AddrPort {
 // directly, or over meshnode's Bind through a UDP relay.
 func setup(b *testing.B, mode string) (x, y *node) {
 	if mode == "wireguard-go-StdNetBind" {
-		x, y = newNode(b, false, nil), newNode(b, false, nil)
+		x, y = newNode(b, false, nil, nil), newNode(b, false, nil, nil)
 		x.peer(b, y, "10.0.0.2/32", loopback(y.port).String())
 		y.peer(b, x, "10.0.0.1/32", loopback(x.port).String())
 		return x, y
 	}
 	hx, hy := &handler{}, &handler{}
-	x, y = newNode(b, true, hx), newNode(b, true, hy)
+	x, y = newNode(b, true, hx, mtuTable(mode)), newNode(b, true, hy, mtuTable(mode))
 	kx, ky := x.priv.Public(), y.priv.Public()
 	x.route.to[ky], x.route.from[loopback(y.port)] = x.bind.Direct(loopback(y.port), 0), ky
 	y.route.to[kx], y.route.from[loopback(x.port)] = y.bind.Direct(loopback(x.port), 0), kx
@@ -176,6 +184,19 @@ func setup(b *testing.B, mode string) (x, y *node) {
 	x.peer(b, y, "10.0.0.2/32", ky.Hex())
 	y.peer(b, x, "10.0.0.1/32", kx.Hex())
 	return x, y
+}
+
+// mtuTable is the path MTUs a node's guard sees: every path full-size, or
+// (guarded mode) another peer's path smaller, so the guard looks up every
+// packet's destination.
+func mtuTable(mode string) *pmtu.Table {
+	t := pmtu.NewTable(1420)
+	if mode == "meshnode-Bind-direct-guarded" {
+		other := crypto.PublicKey{9}
+		t.SetPeer(other, []netip.Addr{netip.MustParseAddr("10.0.0.9")})
+		t.SetMTU(other, 1328)
+	}
+	return t
 }
 
 // packet is an IPv4 packet from 10.0.0.1 to 10.0.0.2: what wireguard-go
@@ -202,7 +223,7 @@ const lossTimeout = 200 * time.Millisecond
 // BenchmarkDataPlane pushes 1400-byte packets through two wireguard-go
 // devices on loopback and reports goodput and loss for each data path.
 func BenchmarkDataPlane(b *testing.B) {
-	for _, mode := range []string{"wireguard-go-StdNetBind", "meshnode-Bind-direct", "meshnode-Bind-UDP-relay"} {
+	for _, mode := range []string{"wireguard-go-StdNetBind", "meshnode-Bind-direct", "meshnode-Bind-direct-guarded", "meshnode-Bind-UDP-relay"} {
 		b.Run(mode, func(b *testing.B) {
 			x, y := setup(b, mode)
 			pkt := packet(1400)

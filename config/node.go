@@ -37,7 +37,7 @@ type Node struct {
 	ListenPort  int           `mapstructure:"listen_port" desc:"UDP port for WireGuard, STUN and discovery (0 picks a free one)"`
 	Socket      string        `mapstructure:"socket" desc:"local control socket used by status, ping and down"`
 	SocketGroup string        `mapstructure:"socket_group" desc:"group allowed to use the control socket (default: root only)"`
-	MTU         int           `mapstructure:"mtu" desc:"TUN MTU (1420 for 1500-byte links; 1280 for PPPoE, cellular or nested tunnels)"`
+	MTU         int           `mapstructure:"mtu" desc:"TUN MTU: the largest packet to peers whose path carries it; peers behind smaller links are measured and fitted to theirs (1420 suits nearly everyone)"`
 	TUNDriver   string        `mapstructure:"tun_driver" desc:"TUN driver: wireguard (offloads, fastest) or water (portable)"`
 	Keepalive   time.Duration `mapstructure:"keepalive" desc:"interval of keepalives on each direct path; keep below your NAT's UDP idle timeout"`
 	STUNServers []string      `mapstructure:"stun_servers" desc:"extra STUN servers (host:port) besides the coordinator"`

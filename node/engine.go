@@ -24,6 +24,7 @@ import (
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/control"
 	"github.com/meshnode/meshnode/node/path"
+	"github.com/meshnode/meshnode/node/pmtu"
 	"github.com/meshnode/meshnode/node/registry"
 	"github.com/meshnode/meshnode/node/relayclient"
 	"github.com/meshnode/meshnode/node/tcppunch"
@@ -83,6 +84,9 @@ type Engine struct {
 	relayFeed *relayFeed
 	// tcp is the TCP hole-punching listener on TCP listen_port, when on.
 	tcp *tcppunch.Listener
+	// mtus holds each peer's path MTU; guard fits the TUN's packets to it.
+	mtus  *pmtu.Table
+	guard *pmtu.Guard
 
 	// tagsMu guards tags: this node's tags as the coordinator last sent
 	// them (a welcome, or a delta when the administrator changed them).

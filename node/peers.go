@@ -11,15 +11,19 @@ import (
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/path"
+	"github.com/meshnode/meshnode/node/pmtu"
 	"github.com/meshnode/meshnode/node/registry"
 )
 
 // The registry's consumers, in the order every peer change reaches them:
 // WireGuard's peer table first (a peer it refuses gets no path either),
-// then the path manager.
-func peerConsumers(dev *device.Device, b *bind.Bind, mgr *path.Manager) []registry.Named {
+// then the MTU table (it holds a peer before the path manager can report
+// its MTU, and ignores a report once it let the peer go), then the path
+// manager.
+func peerConsumers(dev *device.Device, b *bind.Bind, mtus *pmtu.Table, mgr *path.Manager) []registry.Named {
 	return []registry.Named{
 		{Name: "wireguard", Consumer: wgPeers{dev, b}},
+		{Name: "mtu", Consumer: mtuPeers{mtus}},
 		{Name: "path", Consumer: pathPeers{mgr}},
 	}
 }
@@ -67,6 +71,19 @@ func (p pathPeers) Upsert(n wire.Node, _ *wire.Node) error {
 
 func (p pathPeers) Remove(n wire.Node) error {
 	p.mgr.RemovePeer(n.PublicKey)
+	return nil
+}
+
+// mtuPeers keeps the MTU table's peers and their overlay addresses.
+type mtuPeers struct{ t *pmtu.Table }
+
+func (m mtuPeers) Upsert(n wire.Node, _ *wire.Node) error {
+	m.t.SetPeer(n.PublicKey, n.Addresses)
+	return nil
+}
+
+func (m mtuPeers) Remove(n wire.Node) error {
+	m.t.RemovePeer(n.PublicKey)
 	return nil
 }
 

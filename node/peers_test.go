@@ -17,6 +17,7 @@ import (
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/path"
+	"github.com/meshnode/meshnode/node/pmtu"
 	"github.com/meshnode/meshnode/node/registry"
 )
 
@@ -59,9 +60,9 @@ func TestPeerChangeFailingHalfWayLeavesConsumersAgreeing(t *testing.T) {
 	if err := dev.IpcSet("private_key=" + self.Hex() + "\nlisten_port=0\n"); err != nil {
 		t.Fatal(err)
 	}
-	consumers := peerConsumers(dev, b, mgr)
+	consumers := peerConsumers(dev, b, pmtu.NewTable(1420), mgr)
 	fault := &injected{armed: true}
-	reg := registry.New(self.Public(), nil, consumers[0], registry.Named{Name: "injected", Consumer: fault}, consumers[1])
+	reg := registry.New(self.Public(), nil, consumers[0], consumers[1], registry.Named{Name: "injected", Consumer: fault}, consumers[2])
 	k, err := crypto.NewPrivateKey()
 	if err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/meshnode/meshnode/node/discovery"
 	"github.com/meshnode/meshnode/node/localapi"
 	"github.com/meshnode/meshnode/node/path"
+	"github.com/meshnode/meshnode/node/pmtu"
 	"github.com/meshnode/meshnode/node/registry"
 	"github.com/meshnode/meshnode/node/relayclient"
 	"github.com/meshnode/meshnode/node/tcppunch"
@@ -42,9 +43,10 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 
 	e.build()
 	e.disc.hostAddrs() // the scope knows this host's prefixes before any peer arrives
-	e.dev = device.NewDevice(e.tun, e.bind, wgLogger(e.log))
+	e.guard = pmtu.NewGuard(e.tun, e.mtus)
+	e.dev = device.NewDevice(e.guard, e.bind, wgLogger(e.log))
 	defer e.dev.Close()
-	e.peers = registry.New(e.priv.Public(), e.relayFeed.update, peerConsumers(e.dev, e.bind, e.mgr)...)
+	e.peers = registry.New(e.priv.Public(), e.relayFeed.update, peerConsumers(e.dev, e.bind, e.mtus, e.mgr)...)
 	e.relayFeed.peers = e.peers
 	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", e.priv.Hex(), e.cfg.ListenPort)); err != nil {
 		return fmt.Errorf("configure WireGuard (listen_port %d in use? set another or 0): %w", e.cfg.ListenPort, err)
@@ -136,11 +138,17 @@ func (e *Engine) build() {
 		relayTiming = *e.opts.RelayTiming
 	}
 	inner := e.opts.Bind
+	// The host's path MTUs matter to the host's own sockets only.
+	var kernelMTU func(netip.Addr) (int, error)
 	if inner == nil {
 		inner = conn.NewStdNetBind()
+		kernelMTU = pmtu.KernelPathMTU
 	}
 	e.bind = bind.New(inner, e.opts.AuxListen)
+	e.bind.SetKernelPathMTU(kernelMTU)
 	e.mgr = path.New(crypto.NewSealer(e.priv), e.bind, timing, e.log.With("component", "path"))
+	e.mtus = pmtu.NewTable(e.cfg.MTU)
+	e.mgr.EnablePMTU(e.cfg.MTU, e.mtus, kernelMTU)
 	if e.cfg.TCPPunch {
 		e.mgr.EnableTCPPunch()
 	}

@@ -36,6 +36,7 @@ func (e *Engine) Status() localapi.Status {
 			peers[i].Endpoint = pp.Endpoint.String()
 		}
 		peers[i].LatencyMs = float64(pp.Latency.Microseconds()) / 1000
+		peers[i].MTU, peers[i].PathMTU = pp.MTU, pp.PathMTU
 		if s, ok := stats[k]; ok {
 			peers[i].RxBytes, peers[i].TxBytes = s.rx, s.tx
 			if !s.handshake.IsZero() {
@@ -62,7 +63,7 @@ func (e *Engine) Status() localapi.Status {
 	for _, ep := range disc.Endpoints {
 		self.Endpoints = append(self.Endpoints, ep.Addr.String())
 	}
-	bs, ps := &e.bind.Stats, &e.mgr.Stats
+	bs, ps, gs := &e.bind.Stats, &e.mgr.Stats, &e.guard.Stats
 	return localapi.Status{
 		Self:        self,
 		Peers:       peers,
@@ -74,6 +75,11 @@ func (e *Engine) Status() localapi.Status {
 			"relayed_in":            bs.RelayedIn.Load(),
 			"relayed_out":           bs.RelayedOut.Load(),
 			"queue_dropped":         bs.QueueDropped.Load(),
+			"gso_batches_split":     bs.BatchesSplit.Load(),
+			"mtu_syn_clamped":       gs.Clamped.Load(),
+			"mtu_too_big_sent":      gs.Refused.Load(),
+			"mtu_oversize_sent":     gs.Forwarded.Load(),
+			"mtu_oversize_dropped":  gs.Dropped.Load(),
 			"disco_rejected":        ps.Rejected.Load(),
 			"paths_found":           ps.PathsFound.Load(),
 			"paths_lost":            ps.PathsLost.Load(),

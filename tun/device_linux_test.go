@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnode/meshnode/internal/testenv"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 	wgtun "golang.zx2c4.com/wireguard/tun"
@@ -35,7 +36,7 @@ var (
 func TestDeviceInNetns(t *testing.T) {
 	for _, driver := range Drivers() {
 		t.Run(driver, func(t *testing.T) {
-			enterTestNetns(t)
+			testenv.EnterNetns(t)
 			testDevice(t, driver)
 		})
 	}
@@ -214,7 +215,7 @@ func assertDeconfigured(t *testing.T, cfg Config) {
 func TestCreateWithoutCapNetAdmin(t *testing.T) {
 	for _, driver := range Drivers() {
 		t.Run(driver, func(t *testing.T) {
-			enterTestNetns(t)
+			testenv.EnterNetns(t)
 			dropThreadCapability(t, unix.CAP_NET_ADMIN)
 			dev, err := Create(driver, testDevName, DefaultMTU)
 			if err == nil {

@@ -1,22 +1,16 @@
 package tun
 
 import (
-	"crypto/rand"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
-	"os"
-	"os/exec"
-	"runtime"
 	"testing"
 	"time"
 
-	"github.com/meshnode/meshnode/internal/testenv"
 	"github.com/meshnode/meshnode/internal/wait"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 )
 
 const (
@@ -32,41 +26,6 @@ const (
 	// maxPackets bounds how many packets a test reader takes from a device.
 	maxPackets = 10000
 )
-
-// enterTestNetns creates a network namespace, removes it when the test ends,
-// and moves the calling goroutine's thread into it. The thread stays locked,
-// so when the test goroutine exits the runtime discards it instead of reusing
-// a thread that sits in a foreign namespace. Sockets, devices and netlink
-// requests made from the test goroutine all live in the namespace, so no
-// traffic can leave it.
-func enterTestNetns(t *testing.T) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		testenv.Unavailable(t, "needs root to create a network namespace and TUN devices")
-	}
-	ipPath, err := exec.LookPath("ip")
-	if err != nil {
-		testenv.Unavailable(t, "needs the ip command (iproute2) to create a network namespace")
-	}
-	name := fmt.Sprintf("meshtun-%d-%s", os.Getpid(), rand.Text()[:8])
-	if out, err := exec.Command(ipPath, "netns", "add", name).CombinedOutput(); err != nil {
-		testenv.Unavailable(t, "cannot create a network namespace (ip netns add %s): %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command(ipPath, "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("remove network namespace %s: %v: %s", name, err, out)
-		}
-	})
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatalf("open network namespace %s: %v", name, err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	runtime.LockOSThread()
-	if err := netns.Set(ns); err != nil {
-		t.Fatalf("enter network namespace %s: %v", name, err)
-	}
-}
 
 // eventually polls cond until it returns nil or waitTimeout passes.
 func eventually(t *testing.T, what string, cond func() error) {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -27,11 +28,17 @@ func newStatusCmd() *cobra.Command {
 		Short: "Show this node and the path to every peer",
 		Long: `Show this node (name, overlay addresses, key, candidates) and every peer:
 whether it is online, the path in use (direct, relay or none), the endpoint,
-latency, traffic and the last WireGuard handshake.
+latency, the path's MTU, traffic and the last WireGuard handshake.
+
+MTU is the largest packet the direct path carries to the peer in one piece,
+measured with don't-fragment probes: the TUN MTU when the whole path carries
+full-size tunnel packets, less behind a smaller link (packets to that peer
+are then fitted to it), "-" while it is measured or without a direct path.
 
 --json prints a stable interface for scripts: self.name, self.addresses,
 self.public_key, self.endpoints and peers[] with name, addresses, public_key,
-online, path, endpoint, latency_ms, rx_bytes, tx_bytes, last_handshake.`,
+online, path, endpoint, latency_ms, mtu, path_mtu, rx_bytes, tx_bytes,
+last_handshake.`,
 		Example: "  meshnode status\n  meshnode status --json | jq '.peers[] | {name, path}'",
 		Args:    exactArgs(),
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -77,7 +84,7 @@ func printStatus(w io.Writer, st localapi.Status) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tPATH\tENDPOINT\tLATENCY\tRX\tTX\tHANDSHAKE\tONLINE")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tPATH\tENDPOINT\tLATENCY\tMTU\tRX\tTX\tHANDSHAKE\tONLINE")
 	for _, p := range st.Peers {
 		addr := ""
 		if len(p.Addresses) > 0 {
@@ -87,7 +94,11 @@ func printStatus(w io.Writer, st localapi.Status) error {
 		if p.Path == "direct" {
 			lat = fmt.Sprintf("%.1fms", p.LatencyMs)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, addr, p.Path, dash(p.Endpoint), lat,
+		mtu := "-"
+		if p.MTU > 0 {
+			mtu = strconv.Itoa(p.MTU)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, addr, p.Path, dash(p.Endpoint), lat, mtu,
 			bytesStr(p.RxBytes), bytesStr(p.TxBytes), ago(p.LastHandshake), yesNo(p.Online))
 	}
 	return tw.Flush()

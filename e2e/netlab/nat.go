@@ -90,6 +90,17 @@ type Router struct {
 	wan    netip.Prefix   // the current WAN address
 	lan    netip.Prefix   // the router's address on its LAN
 	static netip.AddrPort // modeStatic: the inside host's UDP port, mapped 1:1
+	link   linkRules
+}
+
+// linkRules are what a router does about a link smaller than its others.
+type linkRules struct {
+	// clampMSS fits forwarded TCP SYNs to the MTU of the route out, as
+	// every PPPoE router does: TCP through the router never needs ICMP.
+	clampMSS bool
+	// dropTooBig drops ICMP "fragmentation needed", made here or passing
+	// through: the router is a path MTU black hole for UDP.
+	dropTooBig bool
 }
 
 // WAN is the router's current public (outside) address.
@@ -106,14 +117,14 @@ func (r *Router) LAN() netip.Addr { return r.lan.Addr() }
 func (r *Router) Ruleset() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return ruleset(r.mode, r.wan.Addr(), r.static)
+	return ruleset(r.mode, r.wan.Addr(), r.static, r.link)
 }
 
 // ruleset renders a router's NAT and filter rules. The forward chain drops
 // what it doesn't know, so the filtering is conntrack's: replies to flows
 // the inside started, from the exact address and port (APDF), plus what a
 // static mapping lets in (EIF).
-func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort) string {
+func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort, link linkRules) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip %s {\n", nftTable)
 	b.WriteString("\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
@@ -141,7 +152,18 @@ func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort) string {
 	fmt.Fprintf(&b, "\t\tiifname %q ct state established,related accept\n", wanIf)
 	fmt.Fprintf(&b, "\t\tiifname %q drop\n", wanIf)
 	b.WriteString("\t}\n")
+	if link.dropTooBig {
+		b.WriteString("\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n")
+		b.WriteString("\t\t" + fragNeeded + " counter drop\n")
+		b.WriteString("\t}\n")
+	}
 	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")
+	if link.clampMSS {
+		b.WriteString("\t\ttcp flags syn tcp option maxseg size set rt mtu\n")
+	}
+	if link.dropTooBig {
+		b.WriteString("\t\t" + fragNeeded + " counter drop\n")
+	}
 	// Hosts on one LAN talk through its bridge; with br_netfilter on, that
 	// bridged traffic also passes this hook.
 	fmt.Fprintf(&b, "\t\tiifname %q oifname %q accept\n", lanIf, lanIf)
@@ -156,6 +178,9 @@ func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort) string {
 	b.WriteString("\t}\n}\n")
 	return b.String()
 }
+
+// fragNeeded matches ICMP "fragmentation needed" (RFC 792, RFC 1191).
+const fragNeeded = "icmp type destination-unreachable icmp code frag-needed"
 
 // apply atomically replaces the router's ruleset.
 func (r *Router) apply(ctx context.Context) error {

@@ -17,19 +17,22 @@ func TestRuleset(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
 		mode         natMode
+		link         linkRules
 		want, reject []string
 	}{
-		{"masquerade", modeMasquerade, []string{`oifname "wan0" masquerade`, "policy drop", "ct state established,related accept"}, []string{"random", "dnat", "udp counter drop"}},
-		{"random", modeRandom, []string{"masquerade random,fully-random"}, []string{"dnat"}},
-		{"static", modeStatic, []string{
+		{"masquerade", modeMasquerade, linkRules{}, []string{`oifname "wan0" masquerade`, "policy drop", "ct state established,related accept"}, []string{"random", "dnat", "udp counter drop", "maxseg", "frag-needed"}},
+		{"random", modeRandom, linkRules{}, []string{"masquerade random,fully-random"}, []string{"dnat"}},
+		{"small link", modeMasquerade, linkRules{clampMSS: true}, []string{"tcp flags syn tcp option maxseg size set rt mtu"}, []string{"frag-needed"}},
+		{"small link, black hole", modeMasquerade, linkRules{clampMSS: true, dropTooBig: true}, []string{"maxseg", "chain output", fragNeeded + " counter drop"}, nil},
+		{"static", modeStatic, linkRules{}, []string{
 			`ip saddr 10.3.0.2 udp sport 41820 snat to 198.18.3.1:41820`,
 			`ip daddr 198.18.3.1 udp dport 41820 dnat to 10.3.0.2:41820`,
 			"ct status dnat accept",
 		}, []string{"random"}},
-		{"no UDP", modeNoUDP, []string{"meta l4proto udp counter drop", "masquerade"}, []string{"dnat"}},
+		{"no UDP", modeNoUDP, linkRules{}, []string{"meta l4proto udp counter drop", "masquerade"}, []string{"dnat"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rs := ruleset(tc.mode, wan, static)
+			rs := ruleset(tc.mode, wan, static, tc.link)
 			for _, w := range tc.want {
 				if !strings.Contains(rs, w) {
 					t.Errorf("ruleset lacks %q:\n%s", w, rs)

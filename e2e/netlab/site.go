@@ -42,6 +42,35 @@ type SiteConfig struct {
 	// NodePort is the UDP port a full cone maps statically for the first
 	// host; DefaultNodePort when zero.
 	NodePort uint16
+	// UplinkMTU, when set, is the MTU of a DoubleNAT home's link to its
+	// carrier-grade NAT (a PPPoE line, a mobile carrier, a tunnel): both
+	// routers forward over it, so a packet too big for it meets a router
+	// on either side, which answers with ICMP "fragmentation needed" and
+	// clamps the MSS of TCP SYNs it forwards, as PPPoE routers do.
+	UplinkMTU int
+	// DropTooBig makes the site's routers drop ICMP "fragmentation
+	// needed", made or forwarded: a path MTU black hole.
+	DropTooBig bool
+}
+
+// Uplink MTUs the lab builds: from the datagram size every IPv4 host must
+// accept (RFC 791: 576) to Ethernet's.
+const (
+	minUplinkMTU = 576
+	maxUplinkMTU = 1500
+)
+
+// validate rejects what the lab can't build.
+func (cfg SiteConfig) validate() error {
+	switch {
+	case cfg.Hosts < 0 || cfg.Hosts > maxHosts:
+		return fmt.Errorf("site: %d hosts; use 1-%d", cfg.Hosts, maxHosts)
+	case cfg.UplinkMTU != 0 && cfg.Kind != DoubleNAT:
+		return fmt.Errorf("site: UplinkMTU needs a router on both ends of the link: use kind %s, not %s", DoubleNAT, cfg.Kind)
+	case cfg.UplinkMTU != 0 && (cfg.UplinkMTU < minUplinkMTU || cfg.UplinkMTU > maxUplinkMTU):
+		return fmt.Errorf("site: UplinkMTU %d; use %d-%d", cfg.UplinkMTU, minUplinkMTU, maxUplinkMTU)
+	}
+	return nil
 }
 
 // Site is one network: its hosts and the routers in front of them.
@@ -67,8 +96,8 @@ func (l *Lab) AddSite(ctx context.Context, cfg SiteConfig) (*Site, error) {
 	if cfg.Hosts == 0 {
 		cfg.Hosts = 1
 	}
-	if cfg.Hosts < 0 || cfg.Hosts > maxHosts {
-		return nil, fmt.Errorf("site: %d hosts; use 1-%d", cfg.Hosts, maxHosts)
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	if cfg.NodePort == 0 {
 		cfg.NodePort = DefaultNodePort
@@ -115,6 +144,7 @@ func (s *Site) build(ctx context.Context, l *Lab, cfg SiteConfig) error {
 			return err
 		}
 		r.wan = wan
+		r.link.dropTooBig = cfg.DropTooBig
 		return s.finish(ctx, l, cfg, r)
 	case DoubleNAT:
 		cgn, err := s.newRouter(ctx, l, "cgn", modeMasquerade, netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64, i, 1}), 24))
@@ -142,6 +172,17 @@ func (s *Site) build(ctx context.Context, l *Lab, cfg SiteConfig) error {
 		if err := configure(ctx, home.NS, wanIf, []netip.Prefix{home.wan}, cgn.LAN()); err != nil {
 			return err
 		}
+		if cfg.UplinkMTU != 0 {
+			mtu := cfg.UplinkMTU
+			if err := errors.Join(
+				cgn.NS.IP(ctx, fmt.Sprintf("link set h1 mtu %d", mtu), fmt.Sprintf("link set %s mtu %d", lanIf, mtu)),
+				home.NS.IP(ctx, fmt.Sprintf("link set %s mtu %d", wanIf, mtu)),
+			); err != nil {
+				return fmt.Errorf("uplink MTU %d: %w", mtu, err)
+			}
+			cgn.link.clampMSS, home.link.clampMSS = true, true
+		}
+		cgn.link.dropTooBig, home.link.dropTooBig = cfg.DropTooBig, cfg.DropTooBig
 		if err := cgn.start(ctx, cfg.UDPTimeout); err != nil {
 			return err
 		}

@@ -12,6 +12,11 @@ import (
 //	DiscoMagic (4) | sealed(type (1) | body)
 //
 // The magic is bound as additional data, so it can't be swapped.
+//
+// A ping or pong may carry zero bytes after its body (Disco.Pad): a path
+// MTU probe is a ping padded to the size under test, answered by a pong
+// padded as much. Parsers ignore what follows the body, so nodes that
+// don't probe answer probes too.
 
 // DiscoType is a discovery message type.
 type DiscoType byte
@@ -30,6 +35,13 @@ const (
 // TxIDLen is the length of a ping's transaction ID.
 const TxIDLen = 12
 
+// Plaintext lengths of an unpadded ping and pong: type, transaction ID,
+// and the pong's source address.
+const (
+	DiscoPingLen = 1 + TxIDLen
+	DiscoPongLen = 1 + TxIDLen + addrPortLen
+)
+
 // addrPortLen is an address as 16 bytes (IPv4 mapped) plus a port.
 const addrPortLen = 18
 
@@ -42,6 +54,9 @@ type Disco struct {
 	TxID [TxIDLen]byte    // ping, pong
 	Src  netip.AddrPort   // pong: where the ping came from
 	Addr []netip.AddrPort // call-me-maybe: the sender's candidates
+	// Pad is how many zero bytes Marshal appends to a ping or pong. It is
+	// not parsed back (trailing bytes are ignored).
+	Pad int
 }
 
 // Marshal encodes the message's plaintext.
@@ -50,9 +65,11 @@ func (d Disco) Marshal() []byte {
 	switch d.Type {
 	case DiscoPing:
 		b = append(b, d.TxID[:]...)
+		b = append(b, make([]byte, d.Pad)...)
 	case DiscoPong:
 		b = append(b, d.TxID[:]...)
 		b = appendAddrPort(b, d.Src)
+		b = append(b, make([]byte, d.Pad)...)
 	case DiscoCallMeMaybe:
 		for i, a := range d.Addr {
 			if i == maxCallMeMaybe {

@@ -47,8 +47,14 @@ func TestDiscoRoundTrip(t *testing.T) {
 		{Type: DiscoPong, TxID: [TxIDLen]byte{4}, Src: src},
 		{Type: DiscoPong, TxID: [TxIDLen]byte{5}, Src: netip.MustParseAddrPort("[2001:db8::1]:9")},
 		{Type: DiscoCallMeMaybe, Addr: []netip.AddrPort{src, netip.MustParseAddrPort("10.0.0.1:1")}},
+		{Type: DiscoPing, TxID: [TxIDLen]byte{6}, Pad: 1400},
+		{Type: DiscoPong, TxID: [TxIDLen]byte{7}, Src: src, Pad: 1381},
 	} {
-		got, err := ParseDisco(d.Marshal())
+		b := d.Marshal()
+		if want := map[DiscoType]int{DiscoPing: DiscoPingLen, DiscoPong: DiscoPongLen}[d.Type] + d.Pad; d.Type != DiscoCallMeMaybe && len(b) != want {
+			t.Errorf("%v padded by %d: %d bytes, want %d", d.Type, d.Pad, len(b), want)
+		}
+		got, err := ParseDisco(b)
 		if err != nil {
 			t.Fatalf("%v: %v", d.Type, err)
 		}

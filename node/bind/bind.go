@@ -67,6 +67,7 @@ type Stats struct {
 	STUNIn       atomic.Uint64
 	RelayControl atomic.Uint64
 	QueueDropped atomic.Uint64 // frames from a stream relay or an auxiliary socket dropped on a full queue
+	BatchesSplit atomic.Uint64 // UDP GSO batches the kernel refused as too large for the path, sent again split
 }
 
 // ErrNoRoute is returned by Send when a peer has no path yet. wireguard-go
@@ -94,6 +95,8 @@ type Bind struct {
 	port   uint16
 	stream chan []byte   // frames from a stream relay, while open
 	closed chan struct{} // closed by Close, ends streamReceive
+	// pathMTU is the kernel's path MTU to an address (gso.go).
+	pathMTU func(netip.Addr) (int, error)
 	// Auxiliary sockets (aux.go), guarded by mu.
 	auxListen func() (UDPConn, error)
 	aux       map[int]UDPConn

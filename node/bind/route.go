@@ -39,9 +39,10 @@ type RouteInfo struct {
 // directRoute sends plain UDP to the peer's address from the main socket
 // or an auxiliary one (sock, see OpenAux).
 type directRoute struct {
-	b    *Bind
-	ep   *conn.StdNetEndpoint // built once: a send allocates nothing
-	sock int
+	b     *Bind
+	ep    *conn.StdNetEndpoint // built once: a send allocates nothing
+	sock  int
+	limit batchLimit
 }
 
 // Direct is a direct UDP path to addr from socket sock (0: the main one).
@@ -51,7 +52,7 @@ func (b *Bind) Direct(addr netip.AddrPort, sock int) Route {
 
 func (r *directRoute) Send(bufs [][]byte, _ crypto.PublicKey) error {
 	if r.sock == 0 {
-		return r.b.inner.Send(bufs, r.ep)
+		return r.b.sendBatch(bufs, r.ep, &r.limit)
 	}
 	for _, pkt := range bufs {
 		if err := r.b.WriteVia(pkt, r.ep.AddrPort, r.sock); err != nil {
@@ -65,22 +66,23 @@ func (r *directRoute) Info() RouteInfo { return RouteInfo{Kind: KindDirect, Addr
 
 // udpRelayRoute frames packets for a UDP relay.
 type udpRelayRoute struct {
-	b    *Bind
-	ep   *conn.StdNetEndpoint
-	info RouteInfo // built once: the packet path reads it (bind.Router.RelayAt)
+	b     *Bind
+	ep    *conn.StdNetEndpoint
+	info  RouteInfo // built once: the packet path reads it (bind.Router.RelayAt)
+	limit batchLimit
 }
 
-// UDPRelay is the path through the UDP relay at addr.
+// UDPRelay is the path through the UDP relay at addr. Its frames are sent
+// in batches only up to maxUnfragmented from the start.
 func (b *Bind) UDPRelay(addr netip.AddrPort) Route {
-	return &udpRelayRoute{b: b, ep: &conn.StdNetEndpoint{AddrPort: addr}, info: RouteInfo{Kind: KindRelay, Addr: addr, Via: addr.String()}}
+	r := &udpRelayRoute{b: b, ep: &conn.StdNetEndpoint{AddrPort: addr}, info: RouteInfo{Kind: KindRelay, Addr: addr, Via: addr.String()}}
+	r.limit.n.Store(maxUnfragmented)
+	return r
 }
 
 func (r *udpRelayRoute) Send(bufs [][]byte, peer crypto.PublicKey) error {
 	return r.b.sendFramed(bufs, peer, func(frames [][]byte) error {
-		if len(frames[0]) > maxUnfragmented {
-			return r.b.sendOneByOne(frames, r.ep)
-		}
-		return r.b.inner.Send(frames, r.ep)
+		return r.b.sendBatch(frames, r.ep, &r.limit)
 	})
 }
 
@@ -135,17 +137,7 @@ func (b *Bind) sendFramed(bufs [][]byte, peer crypto.PublicKey, send func([][]by
 // link unfragmented (1500 - 20 IP - 8 UDP). A relay frame adds
 // wire.RelayHeaderLen to a WireGuard packet, so at the default MTU 1420 a
 // full-size frame is 17 bytes over: it must go out on its own, for the
-// kernel to fragment it. Batched, StdNetBind would coalesce such frames with
-// UDP GSO, and the kernel refuses a segment larger than the path MTU
-// (EINVAL), dropping the whole batch.
-const maxUnfragmented = 1500 - 20 - 8
-
-// sendOneByOne sends each frame in its own call, so none is coalesced.
-func (b *Bind) sendOneByOne(frames [][]byte, ep conn.Endpoint) error {
-	for _, f := range frames {
-		if err := b.inner.Send([][]byte{f}, ep); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// kernel to fragment it, where in a batch the kernel would refuse it (see
+// sendBatch). The relay route starts with this limit rather than learn it
+// from a refusal.
+const maxUnfragmented = 1500 - ipv4UDPHeaders

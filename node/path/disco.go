@@ -81,7 +81,7 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 	case relayedFrom != nil:
 		// Call-me-maybe lists addresses; it is sent directly or not at all.
 	case d.Type == wire.DiscoPing:
-		out = m.onPing(p, d, from, sock, now, out)
+		out = m.onPing(p, d, len(pkt), from, sock, now, out)
 	case d.Type == wire.DiscoPong:
 		m.onPong(p, d, from, now)
 	case d.Type == wire.DiscoCallMeMaybe:
@@ -125,8 +125,9 @@ func (m *Manager) sendRelayed(peer crypto.PublicKey, pkt []byte) error {
 }
 
 // onPing records the sender's address and answers with a pong that tells it
-// where the ping came from.
-func (m *Manager) onPing(p *peer, d wire.Disco, from netip.AddrPort, sock int, now time.Time, out []outPkt) []outPkt {
+// where the ping came from, as large as the ping (pingLen bytes): a path
+// MTU probe's answer tests the way back too.
+func (m *Manager) onPing(p *peer, d wire.Disco, pingLen int, from netip.AddrPort, sock int, now time.Time, out []outPkt) []outPkt {
 	m.Stats.PingsReceived.Add(1)
 	// The source is not yet where the peer is: a peer (or anyone replaying
 	// its packets) can forge a source address. Only the pong to our own
@@ -148,12 +149,12 @@ func (m *Manager) onPing(p *peer, d wire.Disco, from netip.AddrPort, sock int, n
 			out = m.appendPing(p, from, now, out)
 		}
 	}
-	pong, err := m.seal(p.key, wire.Disco{Type: wire.DiscoPong, TxID: d.TxID, Src: from})
+	pong, err := m.seal(p.key, wire.Disco{Type: wire.DiscoPong, TxID: d.TxID, Src: from, Pad: pongPad(pingLen)})
 	if err != nil {
 		m.log.Warn("seal pong", "peer", p.name, "err", err)
 		return out
 	}
-	return append(out, outPkt{pong, from, sock})
+	return append(out, outPkt{pkt: pong, to: from, sock: sock})
 }
 
 // onPong completes a ping: it measures the path and may switch to it.
@@ -181,6 +182,9 @@ func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 	if pg.relayed {
 		p.relayMisses = 0 // the relay carries this pair
 		return
+	}
+	if pg.probe != 0 && p.mtu != nil {
+		p.mtu.Answered(pg.probe, pg.round)
 	}
 	m.confirmAddr(from, p.key, now)
 	if pg.to == p.best && pg.sock == p.bestSock && p.hasBest {
@@ -221,22 +225,22 @@ func (m *Manager) appendPing(p *peer, to netip.AddrPort, now time.Time, out []ou
 
 // appendPingVia pings to from a given socket.
 func (m *Manager) appendPingVia(p *peer, to netip.AddrPort, sock int, now time.Time, out []outPkt) []outPkt {
-	pkt, tx, err := m.newPing(p, to, now, nil)
+	pkt, tx, err := m.newPing(p, to, now, nil, 0)
 	if err != nil {
 		m.log.Warn("seal ping", "peer", p.name, "err", err)
 		return out
 	}
 	p.pending[tx].sock = sock
-	return append(out, outPkt{pkt, to, sock})
+	return append(out, outPkt{pkt: pkt, to: to, sock: sock})
 }
 
-// newPing builds a ping and registers it.
-func (m *Manager) newPing(p *peer, to netip.AddrPort, now time.Time, reply chan<- PingResult) ([]byte, [wire.TxIDLen]byte, error) {
+// newPing builds a ping padded by pad bytes and registers it.
+func (m *Manager) newPing(p *peer, to netip.AddrPort, now time.Time, reply chan<- PingResult, pad int) ([]byte, [wire.TxIDLen]byte, error) {
 	var tx [wire.TxIDLen]byte
 	if _, err := rand.Read(tx[:]); err != nil {
 		return nil, tx, err
 	}
-	pkt, err := m.seal(p.key, wire.Disco{Type: wire.DiscoPing, TxID: tx})
+	pkt, err := m.seal(p.key, wire.Disco{Type: wire.DiscoPing, TxID: tx, Pad: pad})
 	if err != nil {
 		return nil, tx, err
 	}

@@ -9,11 +9,13 @@ import (
 // they are as few as the NATs allow (issue: "a quiet idle mesh"):
 //   - one side keeps the path: a ping and its pong refresh both NATs'
 //     mappings (conntrack refreshes a flow on packets either way). The
-//     side with the lower key keeps it; the other pings only when it has
-//     not been pinged for 1.5 of its own intervals (the keeper is gone, or
-//     keeps a longer interval than this side's NAT allows), and then the
-//     keeper, pinged since its own last heartbeat, stands back. A fixed
-//     keeper breaks the tie two sides in step would otherwise keep;
+//     side with the lower key keeps it, at its own interval; a fixed
+//     keeper breaks the tie two sides in step would otherwise keep. The
+//     other side pings when it has not been pinged for 1.5 of its own
+//     intervals (the keeper is gone, or keeps a longer interval than this
+//     side's NAT allows), and every sharedCheck intervals anyway: the
+//     keeper's pings show only that the keeper's packets arrive, a pong to
+//     its own ping that this side's do;
 //   - the interval follows the NAT's measured mapping lifetime
 //     (SetIdleKeepalive, from the discoverer's lifetime probe), never
 //     below Timing.Keepalive, and never again above half an interval a
@@ -65,11 +67,15 @@ func (m *Manager) addrTTL() time.Duration {
 // peerKeeps reports whether the peer's own heartbeats keep the idle path
 // (see above), so that ours would only repeat them.
 func (m *Manager) peerKeeps(p *peer, now time.Time, interval time.Duration) bool {
-	if p.lastPingSrc != p.best || p.lastPingAt.IsZero() {
-		return false
-	}
 	if self := m.sealer.Public(); bytes.Compare(self[:], p.key[:]) < 0 {
-		return p.lastPingAt.After(p.lastHeartbeat)
+		return false // this side is the keeper
 	}
-	return now.Sub(p.lastPingAt) < interval*3/2
+	return p.lastPingSrc == p.best && !p.lastPingAt.IsZero() &&
+		now.Sub(p.lastPingAt) < interval*3/2 && now.Sub(p.lastPong) < sharedCheck*interval
 }
+
+// sharedCheck is how many intervals the side that doesn't keep an idle
+// path goes without a pong of its own: a path that carries only the
+// keeper's direction is found dead within sharedCheck+MissedPongs
+// intervals, and the check adds a quarter to the pair's idle packets.
+const sharedCheck = 4

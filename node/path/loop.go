@@ -35,6 +35,8 @@ func (m *Manager) tick(now time.Time) {
 	var out []outPkt
 	var events []Event
 	var opens []crypto.PublicKey
+	var mtus []mtuUpdate
+	var views []hostView
 	m.mu.Lock()
 	via := m.checkedRelay()
 	for _, p := range m.peers {
@@ -54,6 +56,8 @@ func (m *Manager) tick(now time.Time) {
 			opens = append(opens, p.key)
 		}
 		out = m.advanceBirthday(p, now, out)
+		out, mtus = m.advanceMTU(p, now, out, mtus)
+		views = m.wantHostView(p, views)
 		if p.wantRendezvous && p.online && now.Sub(p.lastRendezvous) >= m.t.RendezvousGap {
 			p.wantRendezvous = false
 			p.lastRendezvous = now
@@ -61,9 +65,14 @@ func (m *Manager) tick(now time.Time) {
 		}
 	}
 	relayed := m.relayCheckDue(now, via)
+	sink, kernel := m.mtuSink, m.kernelMTU
 	m.unlock()
 	m.send(out)
 	m.sendRelayedPkts(relayed)
+	m.readHostViews(kernel, views)
+	for _, u := range mtus {
+		sink.SetMTU(u.peer, u.mtu)
+	}
 	for _, e := range events {
 		if !m.post(e) && e.Kind == EventPunchTCP {
 			// Nobody will answer this attempt: allow a later one.
@@ -114,8 +123,8 @@ func (m *Manager) heartbeat(p *peer, now time.Time, out []outPkt) ([]outPkt, boo
 	}
 	if !active && m.peerKeeps(p, now, interval) {
 		// The peer keeps this path: its ping and our pong refreshed both
-		// NATs and showed the path works.
-		p.lastHeartbeat, p.probes = now, 0
+		// NATs.
+		p.lastHeartbeat = now
 		return out, false
 	}
 	p.lastHeartbeat = now

@@ -14,6 +14,7 @@ import (
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
+	"github.com/meshnode/meshnode/node/pmtu"
 )
 
 // KindPeerReflexive marks a candidate learned from a ping's source address
@@ -94,6 +95,10 @@ type Manager struct {
 	// nextRelayCheck is when the next check is due.
 	relayCheck     netip.AddrPort
 	nextRelayCheck time.Time
+	// Path MTU discovery (mtu.go), on when mtuCfg.Ceil is set.
+	mtuCfg    pmtu.Config
+	mtuSink   MTUSink
+	kernelMTU func(netip.Addr) (int, error)
 }
 
 // Stats counts discovery events.
@@ -240,6 +245,9 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	p, ok := m.peers[info.Key]
 	if !ok {
 		p = newPeer(info.Key, m.t)
+		if m.mtuCfg.Ceil > 0 {
+			p.mtu = pmtu.NewSearch(m.mtuCfg)
+		}
 		m.peers[info.Key] = p
 		m.routes.Store(info.Key, p.route)
 	}
@@ -293,7 +301,9 @@ func (m *Manager) Punch(key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NAT
 }
 
 // Repunch starts a round with every peer, after this node's own mapping
-// changed (re-STUN differs, a link changed).
+// changed (re-STUN differs, a link changed), and measures every direct
+// path's MTU again: a path kept across the change may run over another
+// link now.
 func (m *Manager) Repunch() {
 	now := time.Now()
 	m.mu.Lock()
@@ -302,6 +312,9 @@ func (m *Manager) Repunch() {
 		if p.online {
 			p.startRound(now, m.t)
 			p.wantRendezvous = true
+		}
+		if p.hasBest {
+			p.startMTU()
 		}
 	}
 }

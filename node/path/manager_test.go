@@ -22,6 +22,13 @@ type fabric struct {
 	at    map[netip.AddrPort]*Manager
 	tap   func(pkt []byte, from, to netip.AddrPort)
 	block map[netip.AddrPort]bool
+	// mtu, when set, drops IPv4 datagrams larger than it without a word:
+	// a path with an ICMP black hole. With icmp, the first one a sender
+	// sends teaches its kernel the path MTU (learned), and later ones are
+	// fragmented and arrive, as under Linux's IP_PMTUDISC_WANT.
+	mtu     int
+	icmp    bool
+	learned map[netip.AddrPort]bool
 }
 
 type port struct {
@@ -32,6 +39,12 @@ type port struct {
 func (p port) WriteVia(pkt []byte, to netip.AddrPort, _ int) error {
 	p.f.mu.Lock()
 	m, tap, blocked := p.f.at[to], p.f.tap, p.f.block[to]
+	if p.f.mtu > 0 && len(pkt)+20+8 > p.f.mtu {
+		blocked = blocked || !p.f.icmp || !p.f.learned[p.self]
+		if p.f.icmp {
+			p.f.learned[p.self] = true
+		}
+	}
 	p.f.mu.Unlock()
 	if tap != nil {
 		tap(append([]byte{}, pkt...), p.self, to)
@@ -119,7 +132,7 @@ func (f *fabric) pair(t *testing.T, tm Timing) (a, b *node) {
 }
 
 func newFabric() *fabric {
-	return &fabric{at: make(map[netip.AddrPort]*Manager), block: make(map[netip.AddrPort]bool)}
+	return &fabric{at: make(map[netip.AddrPort]*Manager), block: make(map[netip.AddrPort]bool), learned: make(map[netip.AddrPort]bool)}
 }
 
 func introduce(a, b *node, bAddrs ...netip.AddrPort) {

@@ -8,6 +8,7 @@ import (
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
+	"github.com/meshnode/meshnode/node/pmtu"
 	"golang.org/x/time/rate"
 )
 
@@ -74,6 +75,10 @@ type peer struct {
 	relayMisses    int
 	relayMissSince time.Time
 	lastRelayCheck time.Time
+	// mtu searches the direct path's MTU (nil: discovery off); mtuShown
+	// is the result last handed to the MTUSink.
+	mtu      *pmtu.Search
+	mtuShown int
 }
 
 // ping is an outstanding discovery ping.
@@ -84,6 +89,10 @@ type ping struct {
 	relayed bool
 	check   bool              // a relay check (relaycheck.go)
 	reply   chan<- PingResult // set for user pings
+	// probe is the size a path MTU probe tests (0: an ordinary ping), in
+	// the search's round.
+	probe int
+	round uint32
 }
 
 func newPeer(key crypto.PublicKey, t Timing) *peer {
@@ -216,12 +225,14 @@ func (p *peer) setBest(r bind.Route, sock int, kind string, rtt time.Duration, n
 	p.lastPong, p.probes = now, 0
 	p.route.direct.Store(r)
 	p.failures = 0
+	p.startMTU()
 }
 
 // dropBest forgets a dead direct path.
 func (p *peer) dropBest() {
 	p.hasBest = false
 	p.route.direct.Store(nil)
+	p.stopMTU()
 }
 
 // prefer decides whether a path that just answered replaces the current one.

@@ -80,7 +80,7 @@ func (m *Manager) relayCheckDue(now time.Time, via netip.AddrPort) []relayedPkt 
 	})
 	var out []relayedPkt
 	for _, p := range due[:min(len(due), relayCheckPeers)] {
-		pkt, tx, err := m.newPing(p, via, now, nil)
+		pkt, tx, err := m.newPing(p, via, now, nil, 0)
 		if err != nil {
 			m.log.Warn("seal ping", "peer", p.name, "err", err)
 			continue

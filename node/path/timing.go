@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/node/pmtu"
 )
 
 // Timing constants, each with its reason. The defaults follow the field's
@@ -111,6 +112,11 @@ type Timing struct {
 	AddrTTL time.Duration
 	// RelayCheck spaces relay checks with relayed peers (relaycheck.go).
 	RelayCheck time.Duration
+	// Path MTU search (pmtu.Config): a round's wait for its answers, the
+	// re-search above a settled MTU, the confirmation of it under traffic.
+	PMTUWait    time.Duration
+	PMTURaise   time.Duration
+	PMTUConfirm time.Duration
 }
 
 // DefaultTiming returns the defaults with the given keepalive.
@@ -139,6 +145,9 @@ func DefaultTiming(keepalive time.Duration) Timing {
 		CallMeMaybeGap:   DefaultCallMeMaybeGap,
 		AddrTTL:          addrTTLKeepalives * keepalive,
 		RelayCheck:       DefaultRelayCheck,
+		PMTUWait:         pmtu.DefaultWait,
+		PMTURaise:        pmtu.DefaultRaise,
+		PMTUConfirm:      pmtu.DefaultConfirm,
 	}
 }
 
@@ -171,5 +180,15 @@ func (t Timing) Scaled(f float64) Timing {
 		CallMeMaybeGap:   d(t.CallMeMaybeGap),
 		AddrTTL:          d(t.AddrTTL),
 		RelayCheck:       d(t.RelayCheck),
+		PMTUWait:         d(t.PMTUWait),
+		PMTURaise:        d(t.PMTURaise),
+		PMTUConfirm:      d(t.PMTUConfirm),
 	}
+}
+
+// pmtuConfig is the path MTU search's configuration for a TUN MTU.
+func (t Timing) pmtuConfig(tunMTU int) pmtu.Config {
+	c := pmtu.DefaultConfig(tunMTU)
+	c.Wait, c.Raise, c.Confirm = t.PMTUWait, t.PMTURaise, t.PMTUConfirm
+	return c
 }
