@@ -16,9 +16,9 @@ type coordLink struct {
 	peers *registry.Registry
 	mgr   *path.Manager
 	disc  *discoverer
-	// welcomeRelay hears the coordinator's relay address and this node's
-	// own record from each welcome.
-	welcomeRelay func(addr string, self *wire.Node)
+	// welcomeRelay hears the coordinator's relay addresses (IPv4 and
+	// IPv6) and this node's own record from each welcome.
+	welcomeRelay func(addr, addr6 string, self *wire.Node)
 	log          *slog.Logger
 	progress     func(string)
 }
@@ -27,8 +27,8 @@ type coordLink struct {
 // from it are removed, the rest upserted, and this node's candidates resent
 // (a restarted coordinator may have lost them).
 func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
-	c.disc.setSTUN(msg.STUN)
-	c.welcomeRelay(msg.Relay, msg.Self)
+	c.disc.setSTUN(msg.STUN, msg.STUN6)
+	c.welcomeRelay(msg.Relay, msg.Relay6, msg.Self)
 	if err := c.peers.Replace(msg.Peers); err != nil {
 		c.log.Error("applying the peer map", "err", err)
 	}

@@ -57,19 +57,21 @@ type relayFeed struct {
 	coordKey crypto.PublicKey
 	self     relayclient.Candidate // Addr "" unless this node serves as a relay
 
-	mu        sync.Mutex
-	coordAddr string
+	mu         sync.Mutex
+	coordAddr  string
+	coordAddr6 string
 	// designated: the welcome shows the administrator's relay tag on this
 	// node. Until then it must not count itself as a relay: its peers
 	// don't, and a pair split across two relays can't meet.
 	designated bool
 }
 
-// welcome records the coordinator's relay and whether this node is a
-// designated relay, from the coordinator's welcome.
-func (f *relayFeed) welcome(addr string, self *wire.Node) {
+// welcome records the coordinator's relay (its IPv4 and IPv6 addresses)
+// and whether this node is a designated relay, from the coordinator's
+// welcome.
+func (f *relayFeed) welcome(addr, addr6 string, self *wire.Node) {
 	f.mu.Lock()
-	f.coordAddr = addr
+	f.coordAddr, f.coordAddr6 = addr, addr6
 	f.designated = self != nil && slices.Contains(self.Tags, wire.TagRelay)
 	f.mu.Unlock()
 	f.update()
@@ -78,7 +80,7 @@ func (f *relayFeed) welcome(addr string, self *wire.Node) {
 // update hands the relay client the current candidates; it never blocks.
 func (f *relayFeed) update() {
 	f.mu.Lock()
-	coord := relayclient.Candidate{Key: f.coordKey, Addr: f.coordAddr}
+	coord := relayclient.Candidate{Key: f.coordKey, Addr: f.coordAddr, Addr6: f.coordAddr6}
 	designated := f.designated
 	f.mu.Unlock()
 	var nodes []relayclient.Candidate

@@ -53,6 +53,9 @@ func (e *Engine) Status() localapi.Status {
 	if disc.Mapping.Public.IsValid() {
 		self.NAT.Public = disc.Mapping.Public.String()
 	}
+	if disc.Mapping6.Public.IsValid() {
+		self.NAT.Public6, self.NAT.Mapping6 = disc.Mapping6.Public.String(), disc.Mapping6.Behaviour
+	}
 	for _, ep := range disc.Endpoints {
 		self.Endpoints = append(self.Endpoints, ep.Addr.String())
 	}

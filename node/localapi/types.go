@@ -42,6 +42,10 @@ type NAT struct {
 	Mapping   wire.NATMapping     `json:"mapping"`
 	PortAlloc wire.PortAllocation `json:"port_allocation"`
 	Public    string              `json:"public_address"`
+	// Public6 is the address IPv6 STUN saw, and Mapping6 its NAT: usually
+	// "none", a global address behind a firewall.
+	Public6  string          `json:"public_address_v6,omitempty"`
+	Mapping6 wire.NATMapping `json:"mapping_v6,omitempty"`
 }
 
 // Coordinator is the control connection's state.

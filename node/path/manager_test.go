@@ -317,3 +317,74 @@ func TestTCPCandidateDoesNotHideUDPCandidate(t *testing.T) {
 	waitPath(t, a, b, b.addr)
 	waitPath(t, b, a, a.addr)
 }
+
+// TestPreferAcrossFamilies: between IPv4 and IPv6 the faster path wins,
+// past the hysteresis; a dual-stack peer's pings from the other family
+// are no sign that its mapping moved; LAN still beats a public address.
+func TestPreferAcrossFamilies(t *testing.T) {
+	v4 := netip.MustParseAddrPort("198.18.1.1:41820")
+	v4moved := netip.MustParseAddrPort("198.18.1.1:50000")
+	v6 := netip.MustParseAddrPort("[2001:2:0:1::2]:41820")
+	lan := netip.MustParseAddrPort("10.1.0.2:41820")
+	ms := time.Millisecond
+	tests := []struct {
+		name     string
+		best     netip.AddrPort
+		bestKind string
+		bestRTT  time.Duration
+		pingSrc  netip.AddrPort // where the peer's last ping came from
+		a        netip.AddrPort
+		kind     string
+		rtt      time.Duration
+		want     bool
+	}{
+		{"IPv6 much faster", v4, wire.EndpointSTUN, 20 * ms, v4, v6, wire.EndpointPublic, 10 * ms, true},
+		{"IPv6 about as fast", v4, wire.EndpointSTUN, 20 * ms, v4, v6, wire.EndpointPublic, 19 * ms, false},
+		{"IPv4 much faster", v6, wire.EndpointPublic, 30 * ms, v6, v4, wire.EndpointSTUN, 10 * ms, true},
+		{"the peer pinged from IPv4: no move", v6, wire.EndpointPublic, 10 * ms, v4, v4, wire.EndpointSTUN, 12 * ms, false},
+		{"the peer's IPv4 mapping moved", v4, wire.EndpointSTUN, 10 * ms, v4moved, v4moved, wire.EndpointSTUN, 30 * ms, true},
+		{"a public address is no LAN", v4, wire.EndpointSTUN, 20 * ms, v4, v6, wire.EndpointPublic, 30 * ms, false},
+		{"LAN beats a public address", v6, wire.EndpointPublic, 10 * ms, v6, lan, wire.EndpointLAN, 30 * ms, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &peer{hasBest: true, best: tt.best, bestKind: tt.bestKind, bestRTT: tt.bestRTT, lastPingSrc: tt.pingSrc}
+			if got := p.prefer(tt.a, tt.kind, tt.rtt); got != tt.want {
+				t.Fatalf("prefer(%v %s %v) over %v %s %v = %v, want %v", tt.a, tt.kind, tt.rtt, tt.best, tt.bestKind, tt.bestRTT, got, tt.want)
+			}
+		})
+	}
+}
+
+// familyScope permits IPv6 only once the host has it.
+type familyScope struct{ has6 *bool }
+
+func (s familyScope) Permit(a netip.AddrPort, _ string) bool { return a.Addr().Is4() || *s.has6 }
+
+// TestRepunchAppliesTheScopeAgain: a host that gains IPv6 (a link change)
+// probes its peers' IPv6 candidates from then on, without waiting for the
+// peers to report again.
+func TestRepunchAppliesTheScopeAgain(t *testing.T) {
+	f := newFabric()
+	a := f.add(t, "198.18.1.1:41820")
+	has6 := false
+	a.m.SetScope(familyScope{&has6})
+	peerKey, err := crypto.NewPrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.m.UpsertPeer(PeerInfo{Key: peerKey.Public(), Name: "b", Online: true, Endpoints: []wire.Endpoint{
+		{Addr: netip.MustParseAddrPort("198.18.2.1:41820"), Kind: wire.EndpointSTUN},
+		{Addr: netip.MustParseAddrPort("[2001:2:0:2::2]:41820"), Kind: wire.EndpointPublic},
+	}})
+	if n := a.m.Path(peerKey.Public()).Candidates; n != 1 {
+		t.Fatalf("%d candidates before the host has IPv6, want 1", n)
+	}
+	a.m.mu.Lock()
+	has6 = true
+	a.m.mu.Unlock()
+	a.m.Repunch()
+	if n := a.m.Path(peerKey.Public()).Candidates; n != 2 {
+		t.Fatalf("%d candidates after the host gained IPv6, want 2", n)
+	}
+}

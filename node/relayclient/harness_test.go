@@ -15,6 +15,7 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/testenv"
 	"github.com/meshnode/meshnode/internal/wait"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
@@ -113,13 +114,20 @@ func startRelay(t *testing.T) *relayServer {
 	t.Helper()
 	s := &relayServer{key: newKey(t), auth: newFakeAuth()}
 	s.srv = relay.New(relay.Options{Key: s.key, Auth: s.auth})
-	pc := loopback(t)
-	s.udp = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	s.udp, s.stop = s.serveUDP(t, loopback(t))
+	return s
+}
+
+// serveUDP serves the relay on pc (one more socket, as the coordinator's
+// stun_listen_v6 is) until the test ends or stop is called; it returns
+// pc's address.
+func (s *relayServer) serveUDP(t *testing.T, pc *net.UDPConn) (addr netip.AddrPort, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.srv.ServeUDP(ctx, pc) }()
 	var once sync.Once
-	s.stop = func() {
+	stop = func() {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
@@ -127,8 +135,8 @@ func startRelay(t *testing.T) *relayServer {
 			}
 		})
 	}
-	t.Cleanup(s.stop)
-	return s
+	t.Cleanup(stop)
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort(), stop
 }
 
 // candidate is the relay as the coordinator announces it.
@@ -204,10 +212,21 @@ func withOnRoute(f func(bind.Route)) nodeOpts { return func(o *Options) { o.OnRo
 
 func newTestNode(t *testing.T, timing Timing, opts ...nodeOpts) *testNode {
 	t.Helper()
+	return newTestNodeOn(t, "udp4", netip.MustParseAddrPort("127.0.0.1:0"), timing, opts...)
+}
+
+// newTestNodeOn is newTestNode with its socket on laddr: "udp6" is an
+// IPv6-only host, "udp" on [::] a dual-stack one.
+func newTestNodeOn(t *testing.T, network string, laddr netip.AddrPort, timing Timing, opts ...nodeOpts) *testNode {
+	t.Helper()
 	n := &testNode{priv: newKey(t), routes: make(chan bind.Route, 64), recv: make(chan packet, 64)}
 	n.pub = n.priv.Public()
 	n.bind = bind.New(bind.NewConnBind(func(uint16) (bind.UDPConn, error) {
-		return net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+		c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(laddr))
+		if err != nil {
+			testenv.Unavailable(t, "listen %s %s: %v", network, laddr, err)
+		}
+		return c, err
 	}), nil)
 	o := Options{
 		Priv:    n.priv,
@@ -230,7 +249,7 @@ func newTestNode(t *testing.T, timing Timing, opts ...nodeOpts) *testNode {
 	if err != nil {
 		t.Fatalf("open bind: %v", err)
 	}
-	n.addr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	n.addr = netip.AddrPortFrom(laddr.Addr(), port)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, fn := range fns {
