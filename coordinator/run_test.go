@@ -255,6 +255,23 @@ func TestRunServesSTUNOverIPv6(t *testing.T) {
 	checkSTUN(t, w.STUN[0])
 }
 
+// TestTokenForAnotherURL: a token can carry another way to the running
+// coordinator (its IPv6 address, for machines without IPv4), and only an
+// https URL.
+func TestTokenForAnotherURL(t *testing.T) {
+	cfg := testConfig(t)
+	runCoordinator(t, cfg)
+	admin := openAdmin(t, cfg)
+	const v6 = "https://[::1]:8443"
+	tok, err := admin.CreateToken(context.Background(), coordinator.TokenOptions{URL: v6})
+	if err != nil || tok.URL != v6 {
+		t.Fatalf("CreateToken(URL %s) = %+v, %v; want a token for %s", v6, tok, err, v6)
+	}
+	if _, err := admin.CreateToken(context.Background(), coordinator.TokenOptions{URL: "http://[::1]:8443"}); err == nil || !strings.Contains(err.Error(), "https://") {
+		t.Fatalf("CreateToken(plain http URL) = %v, want a refusal naming https://", err)
+	}
+}
+
 func TestRunRejectsBadSTUNAlternate(t *testing.T) {
 	tests := []struct {
 		name, listen, alternate, want string
