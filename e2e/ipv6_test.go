@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"testing"
@@ -46,7 +47,24 @@ func TestIPv6GoesDirectPastSymmetricNATs(t *testing.T) {
 		}
 		t.Logf("pair %d: direct over IPv6 %.2f s after the second node started (%s via %s, %s via %s)", i, took.Seconds(), a.Name, p.A.Endpoint, b.Name, p.B.Endpoint)
 		mustPing(t, a, b, 3)
+		if i == 0 {
+			ipv6Transfer(t, a, b)
+		}
 	}
+}
+
+// ipv6Transfer carries a TCP transfer over the overlay from a to b, whose
+// path is IPv6: WireGuard's own packets to an IPv6 peer, after IPv4 STUN
+// from the same socket.
+func ipv6Transfer(t *testing.T, a, b *netlab.Node) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), transferTimeout)
+	defer cancel()
+	res, err := netlab.Transfer{From: a.Host.NS, To: b.Host.NS, Addr: mustStatus(t, b).Me().V4(), Size: matrixTransfer, StallTimeout: stallTimeout}.Run(ctx)
+	if err != nil {
+		t.Fatalf("TCP %s→%s over IPv6: %v (%d bytes)", a.Name, b.Name, err, res.Bytes)
+	}
+	t.Logf("TCP %s→%s over IPv6: %d bytes at %.0f Mbit/s", a.Name, b.Name, res.Bytes, res.Rate()*8/1e6)
 }
 
 // TestIPv6OnlySiteJoins: a site without any IPv4 joins the mesh with a
