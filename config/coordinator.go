@@ -39,6 +39,7 @@ type Coordinator struct {
 	Listen        string       `mapstructure:"listen" desc:"control API (HTTPS, also the TCP relay) host:port"`
 	STUNListen    string       `mapstructure:"stun_listen" desc:"STUN and UDP relay host:port"`
 	STUNAlternate string       `mapstructure:"stun_alternate" desc:"optional second STUN address on a different IP (RFC 5780 NAT behaviour tests)"`
+	STUNListenV6  string       `mapstructure:"stun_listen_v6" desc:"STUN and UDP relay on IPv6, [IP]:port with this host's global IPv6 address; nodes are told it, gather over IPv6 and relay there when they have no IPv4; empty: IPv4 only"`
 	PublicURL     string       `mapstructure:"public_url" desc:"https URL nodes dial; join tokens carry it"`
 	Network       netip.Prefix `mapstructure:"network" desc:"overlay IPv4 pool"`
 	NetworkV6     netip.Prefix `mapstructure:"network_v6" desc:"overlay IPv6 pool (a ULA /48 to /64)"`
@@ -81,6 +82,9 @@ func (c Coordinator) Validate() error {
 	if c.STUNAlternate != "" {
 		errs = append(errs, hostPort("stun_alternate", c.STUNAlternate))
 	}
+	if c.STUNListenV6 != "" {
+		errs = append(errs, ipv6Port("stun_listen_v6", c.STUNListenV6))
+	}
 	if c.MetricsListen != "" {
 		errs = append(errs, hostPort("metrics_listen", c.MetricsListen))
 	}
@@ -89,6 +93,16 @@ func (c Coordinator) Validate() error {
 		errs = append(errs, errIf(err != nil || u.Scheme != "https" || u.Host == "", "public_url", "%q must be https://HOST:PORT, the address nodes dial", c.PublicURL))
 	}
 	return errors.Join(errs...)
+}
+
+// ipv6Port checks a literal IPv6 address and port: nodes are told it as it
+// is, so it must name one address, not a wildcard or a host name.
+func ipv6Port(key, s string) error {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil || !ap.Addr().Is6() || ap.Addr().Is4In6() || ap.Addr().IsUnspecified() {
+		return fmt.Errorf("%s: %q must be one IPv6 address of this host and a port, such as [2001:db8::1]:3478", key, s)
+	}
+	return nil
 }
 
 func hostPort(key, s string) error {

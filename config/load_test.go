@@ -145,3 +145,29 @@ func TestValidateCoordinatorReportsEveryProblem(t *testing.T) {
 		t.Errorf("defaults invalid: %v", err)
 	}
 }
+
+func TestValidateSTUNListenV6(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		ok    bool
+	}{
+		{"", true},
+		{"[2001:db8::1]:3478", true},
+		{"[2001:db8::1]:0", true},
+		{"[::]:3478", false},
+		{"198.51.100.1:3478", false},
+		{"[::ffff:198.51.100.1]:3478", false},
+		{"vpn.example.com:3478", false},
+		{"2001:db8::1", false},
+	} {
+		c := DefaultCoordinator()
+		c.STUNListenV6 = tc.value
+		err := c.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("stun_listen_v6 %q: error %v, want ok %v", tc.value, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "stun_listen_v6") {
+			t.Errorf("stun_listen_v6 %q: error %q does not name the key", tc.value, err)
+		}
+	}
+}

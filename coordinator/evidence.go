@@ -137,23 +137,11 @@ func (e *evidence) filter(key crypto.PublicKey, eps []wire.Endpoint, stream neti
 	}
 	for _, ep := range eps {
 		ip := ep.Addr.Addr().Unmap()
-		if !public(ip) || slices.ContainsFunc(seen, func(s netip.Addr) bool { return wire.Vouches(s, ip) }) {
+		if !wire.PublicAddr(ip) || slices.ContainsFunc(seen, func(s netip.Addr) bool { return wire.Vouches(s, ip) }) {
 			kept = append(kept, ep)
 		} else {
 			held = append(held, ep)
 		}
 	}
 	return kept, held
-}
-
-// sharedV4 is RFC 6598's shared address space (carrier-grade NAT).
-var sharedV4 = netip.MustParsePrefix("100.64.0.0/10")
-
-// public reports whether ip is an internet address: not private (RFC 1918,
-// RFC 4193), shared (RFC 6598), loopback, link-local, multicast or
-// unspecified. The benchmarking range (RFC 2544's 198.18.0.0/15) counts as
-// public: it is the lab's internet.
-func public(ip netip.Addr) bool {
-	return ip.IsValid() && !ip.IsPrivate() && !sharedV4.Contains(ip) && !ip.IsLoopback() &&
-		!ip.IsLinkLocalUnicast() && !ip.IsMulticast() && !ip.IsUnspecified()
 }

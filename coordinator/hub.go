@@ -185,7 +185,7 @@ func (h *hub) has(key crypto.PublicKey) bool {
 
 // attach makes sess the node's stream and returns its welcome and the
 // stream it replaces. ok is false when the node is no longer active.
-func (h *hub) attach(sess *session, now time.Time, stun []string) (welcome wire.StreamMsg, old *session, ok bool) {
+func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome wire.StreamMsg, old *session, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := h.nodes[sess.key]
@@ -202,9 +202,12 @@ func (h *hub) attach(sess *session, now time.Time, stun []string) (welcome wire.
 		Self:    &self,
 		Peers:   h.peersOf(n),
 		Version: h.version,
-		STUN:    stun,
-		// The relay shares the primary STUN port.
-		Relay: firstOf(stun),
+		STUN:    stun.v4,
+		STUN6:   stun.v6,
+		// The relay shares the STUN ports: the primary, and the IPv6 one
+		// for nodes without IPv4.
+		Relay:  firstOf(stun.v4),
+		Relay6: firstOf(stun.v6),
 	}, old, true
 }
 

@@ -28,7 +28,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return fmt.Errorf("listen (control API): %w", err)
 	}
 	defer api.Close()
-	conns, err := listenSTUN(s.cfg.STUNListen, s.cfg.STUNAlternate)
+	conns, err := listenSTUN(s.cfg.STUNListen, s.cfg.STUNAlternate, s.cfg.STUNListenV6)
 	if err != nil {
 		return err
 	}
@@ -59,6 +59,9 @@ func (s *Server) Run(ctx context.Context) error {
 	log := s.log.With("api", api.Addr().String(), "stun", conns.Primary.LocalAddr().String(), "admin", admin.Addr().String(), "pin", s.pin)
 	if conns.Alternate != nil {
 		log = log.With("stun_alternate", conns.Alternate.LocalAddr().String())
+	}
+	if conns.V6 != nil {
+		log = log.With("stun_v6", conns.V6.LocalAddr().String())
 	}
 	if metrics != nil {
 		log = log.With("metrics", metrics.Addr().String())
@@ -110,7 +113,7 @@ type stunSockets struct {
 }
 
 func (c stunSockets) close() {
-	for _, pc := range []net.PacketConn{c.Primary, c.AltPort, c.AltIP, c.Alternate} {
+	for _, pc := range []net.PacketConn{c.Primary, c.AltPort, c.AltIP, c.Alternate, c.V6} {
 		if pc != nil {
 			pc.Close()
 		}
@@ -119,12 +122,24 @@ func (c stunSockets) close() {
 
 // listenSTUN opens the STUN sockets. listen is IP1:P1. With alternate
 // (IP2:P2), RFC 5780 needs all four combinations, so Run also opens IP1:P2
-// and IP2:P1. When alternate's port is 0 or equal to P1, P2 is P1+1.
-func listenSTUN(listen, alternate string) (stunSockets, error) {
+// and IP2:P1. When alternate's port is 0 or equal to P1, P2 is P1+1. With
+// v6, one more socket serves IPv6 there; a wildcard listen then serves
+// IPv4 only, so the two don't claim the same port.
+func listenSTUN(listen, alternate, v6 string) (stunSockets, error) {
 	var c stunSockets
 	var err error
-	if c.Primary, err = net.ListenPacket("udp", listen); err != nil {
+	network := "udp"
+	if host, port, err := net.SplitHostPort(listen); err == nil && v6 != "" && wildcard(host) {
+		network, listen = "udp4", net.JoinHostPort("0.0.0.0", port)
+	}
+	if c.Primary, err = net.ListenPacket(network, listen); err != nil {
 		return c, fmt.Errorf("listen (stun_listen): %w", err)
+	}
+	if v6 != "" {
+		if c.V6, err = net.ListenPacket("udp6", v6); err != nil {
+			c.close()
+			return c, fmt.Errorf("listen (stun_listen_v6): %w (it must be an IPv6 address of this host)", err)
+		}
 	}
 	if alternate == "" {
 		return c, nil
@@ -172,4 +187,14 @@ func listenSTUN(listen, alternate string) (stunSockets, error) {
 		}
 	}
 	return c, nil
+}
+
+// wildcard reports whether a listen host is every address (empty or
+// unspecified), which Go opens as one dual-stack socket.
+func wildcard(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsUnspecified()
 }

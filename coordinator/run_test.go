@@ -9,6 +9,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -170,15 +171,19 @@ func TestRunWithAdminSocket(t *testing.T) {
 // checkSTUN sends a Binding request to addr and checks the mapped address.
 func checkSTUN(t *testing.T, addr string) {
 	t.Helper()
-	c, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
 	to, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
+	local := "127.0.0.1:0"
+	if to.IP.To4() == nil {
+		local = "[::1]:0"
+	}
+	c, err := net.ListenPacket("udp", local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
 	req := stun.MustBuild(stun.TransactionID, stun.BindingRequest)
 	if _, err := c.WriteTo(req.Raw, to); err != nil {
 		t.Fatal(err)
@@ -215,6 +220,55 @@ func TestOfflineTokenRefusesOtherCertificate(t *testing.T) {
 	tok, err := openAdmin(t, cfg).CreateToken(context.Background(), coordinator.TokenOptions{})
 	if err != nil || tok.Pin != r.srv.Fingerprint() {
 		t.Fatalf("CreateToken with the same certificate = %+v, %v", tok, err)
+	}
+}
+
+// TestRunServesSTUNOverIPv6: with stun_listen_v6 the welcome names the
+// IPv6 STUN server and relay, which answer there, and a wildcard
+// stun_listen on the same port serves IPv4 beside it.
+func TestRunServesSTUNOverIPv6(t *testing.T) {
+	free, err := net.ListenPacket("udp", ":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := free.LocalAddr().(*net.UDPAddr).Port
+	free.Close()
+	cfg := testConfig(t)
+	cfg.STUNListen = fmt.Sprintf(":%d", port)
+	cfg.STUNListenV6 = fmt.Sprintf("[::1]:%d", port)
+	r := runCoordinator(t, cfg)
+	tok, err := openAdmin(t, cfg).CreateToken(context.Background(), coordinator.TokenOptions{Reusable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, cfg: cfg, srv: r.srv, reg: r.reg, url: tok.URL, client: pinnedClient(t, tok.Pin)}
+	s := newNode(t, h).join(tok.String(), "a").connect()
+	w := s.welcome
+	v6 := cfg.STUNListenV6
+	if !slices.Equal(w.STUN6, []string{v6}) || w.Relay6 != v6 {
+		t.Fatalf("welcome STUN6 %v, Relay6 %q; want %s for both", w.STUN6, w.Relay6, v6)
+	}
+	if len(w.STUN) != 1 || w.Relay != w.STUN[0] {
+		t.Fatalf("welcome STUN %v, Relay %q; want the IPv4 server for both", w.STUN, w.Relay)
+	}
+	checkSTUN(t, v6)
+	checkSTUN(t, w.STUN[0])
+}
+
+// TestTokenForAnotherURL: a token can carry another way to the running
+// coordinator (its IPv6 address, for machines without IPv4), and only an
+// https URL.
+func TestTokenForAnotherURL(t *testing.T) {
+	cfg := testConfig(t)
+	runCoordinator(t, cfg)
+	admin := openAdmin(t, cfg)
+	const v6 = "https://[::1]:8443"
+	tok, err := admin.CreateToken(context.Background(), coordinator.TokenOptions{URL: v6})
+	if err != nil || tok.URL != v6 {
+		t.Fatalf("CreateToken(URL %s) = %+v, %v; want a token for %s", v6, tok, err, v6)
+	}
+	if _, err := admin.CreateToken(context.Background(), coordinator.TokenOptions{URL: "http://[::1]:8443"}); err == nil || !strings.Contains(err.Error(), "https://") {
+		t.Fatalf("CreateToken(plain http URL) = %v, want a refusal naming https://", err)
 	}
 }
 

@@ -140,6 +140,7 @@ type Server struct {
 	metricsAddr net.Addr         // where Run serves metrics, once it does
 	servedURL   string           // https://IP:port of the first specific address Serve got
 	stunAddrs   []netip.AddrPort // primary, then alternate: what the welcome advertises
+	stunAddr6   netip.AddrPort   // the IPv6 socket (stun_listen_v6), when there is one
 	closed      bool
 	// restores end relay suspensions (relayhealth.go), by relay.
 	restores map[crypto.PublicKey]*time.Timer
@@ -358,8 +359,16 @@ func (s *Server) ServeSTUN(ctx context.Context, conns stunserver.Conns) error {
 		}
 		addrs = append(addrs, a)
 	}
+	var v6 netip.AddrPort
+	if conns.V6 != nil {
+		a, err := stunserver.LocalAddrPort(conns.V6)
+		if err != nil {
+			return fmt.Errorf("stun (IPv6): %w", err)
+		}
+		v6 = a
+	}
 	s.mu.Lock()
-	s.stunAddrs = addrs
+	s.stunAddrs, s.stunAddr6 = addrs, v6
 	s.mu.Unlock()
 	return s.stun.Serve(ctx, conns)
 }
@@ -388,18 +397,25 @@ func (s *Server) publicURL() string {
 	return s.servedURL
 }
 
+// stunOffer is what a welcome tells a node of the coordinator's STUN
+// servers, which also carry the UDP relay.
+type stunOffer struct {
+	v4 []string // primary first
+	v6 []string // the IPv6 socket, a literal [IP]:port
+}
+
 // stunServers lists the STUN addresses for a welcome, as a node should dial
 // them: a socket bound to an unspecified address is advertised with the
 // public URL's host, or else with the host the node itself dialed.
-func (s *Server) stunServers(requestHost string) []string {
+func (s *Server) stunServers(requestHost string) stunOffer {
 	s.mu.Lock()
-	addrs := s.stunAddrs
+	addrs, v6 := s.stunAddrs, s.stunAddr6
 	s.mu.Unlock()
 	host := urlHost(s.publicURL())
 	if host == "" {
 		host = hostOnly(requestHost)
 	}
-	var out []string
+	var out stunOffer
 	for _, a := range addrs {
 		h := a.Addr().String()
 		if a.Addr().IsUnspecified() {
@@ -408,7 +424,10 @@ func (s *Server) stunServers(requestHost string) []string {
 			}
 			h = host
 		}
-		out = append(out, net.JoinHostPort(h, fmt.Sprint(a.Port())))
+		out.v4 = append(out.v4, net.JoinHostPort(h, fmt.Sprint(a.Port())))
+	}
+	if v6.IsValid() {
+		out.v6 = []string{v6.String()}
 	}
 	return out
 }

@@ -216,7 +216,7 @@ func decodeMessage(b []byte) (wire.StreamMsg, error) {
 type errMalformed struct{ error }
 
 // runSession serves an authenticated node until its stream ends.
-func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, key crypto.PublicKey, tcp netip.AddrPort, stun []string) {
+func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, key crypto.PublicKey, tcp netip.AddrPort, stun stunOffer) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sess := newSession(key, tcp, c, cancel, s.limits)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"regexp"
 	"time"
 
@@ -34,6 +35,10 @@ type TokenOptions struct {
 	Reusable bool          `json:"reusable"`       // any number of nodes, until expiry or revocation
 	Expiry   time.Duration `json:"expiry"`         // 0 means DefaultTokenExpiry
 	Tags     []string      `json:"tags,omitempty"` // given to every node registered with it
+	// URL is where the token's nodes dial, instead of the public URL:
+	// another way to this coordinator, such as its IPv6 address for
+	// machines without IPv4. Empty: the public URL.
+	URL string `json:"url,omitempty"`
 }
 
 // Validate reports every bad option.
@@ -43,6 +48,11 @@ func (o TokenOptions) Validate() error {
 		errs = append(errs, fmt.Errorf("expiry %v is negative; give a duration such as 24h or 30m", o.Expiry))
 	}
 	errs = append(errs, ValidateTags(o.Tags))
+	if o.URL != "" {
+		if u, err := url.Parse(o.URL); err != nil || u.Scheme != "https" || u.Host == "" {
+			errs = append(errs, fmt.Errorf("URL %q must be https://HOST:PORT, the address the token's nodes dial", o.URL))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -69,12 +79,17 @@ type TokenInfo struct {
 	Tags      []string  `json:"tags,omitempty"`
 }
 
-// issueToken creates and stores a token pointing at url with pin.
-func issueToken(ctx context.Context, st store.Store, url, pin string, opts TokenOptions) (crypto.Token, error) {
+// issueToken creates and stores a token pointing at opts.URL, else at
+// publicURL, with pin.
+func issueToken(ctx context.Context, st store.Store, publicURL, pin string, opts TokenOptions) (crypto.Token, error) {
 	if err := opts.Validate(); err != nil {
 		return crypto.Token{}, err
 	}
-	if url == "" {
+	dial := publicURL
+	if opts.URL != "" {
+		dial = opts.URL
+	}
+	if dial == "" {
 		return crypto.Token{}, ErrNoPublicURL
 	}
 	id, secret, err := crypto.NewTokenCredentials()
@@ -96,7 +111,7 @@ func issueToken(ctx context.Context, st store.Store, url, pin string, opts Token
 	}); err != nil {
 		return crypto.Token{}, err
 	}
-	return crypto.Token{URL: url, Pin: pin, ID: id, Secret: secret}, nil
+	return crypto.Token{URL: dial, Pin: pin, ID: id, Secret: secret}, nil
 }
 
 func tokenInfos(ctx context.Context, st store.Store) ([]TokenInfo, error) {

@@ -142,9 +142,16 @@ func (e *env) site(t *testing.T, cfg netlab.SiteConfig) *netlab.Site {
 // don't see it; a failed test first prints its log's tail.
 func (e *env) node(t *testing.T, h *netlab.Host, name string) *netlab.Node {
 	t.Helper()
+	return e.nodeWithToken(t, h, name, e.token)
+}
+
+// nodeWithToken is node joining with another token (one whose URL an
+// IPv6-only host can reach).
+func (e *env) nodeWithToken(t *testing.T, h *netlab.Host, name, token string) *netlab.Node {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), setupTimeout)
 	defer cancel()
-	n, err := e.lab.StartNode(ctx, h, netlab.NodeConfig{Name: name, Token: e.token})
+	n, err := e.lab.StartNode(ctx, h, netlab.NodeConfig{Name: name, Token: token})
 	if err != nil {
 		t.Fatal(err)
 	}

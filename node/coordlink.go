@@ -16,8 +16,9 @@ type coordLink struct {
 	peers *registry.Registry
 	mgr   *path.Manager
 	disc  *discoverer
-	// welcomeRelay hears the coordinator's relay address from each welcome.
-	welcomeRelay func(addr string)
+	// welcomeRelay hears the coordinator's relay addresses (IPv4 and
+	// IPv6) from each welcome.
+	welcomeRelay func(addr, addr6 string)
 	// self hears this node's own record: from each welcome, and from a
 	// delta when the administrator changed it (its tags).
 	self     func(wire.Node)
@@ -29,11 +30,11 @@ type coordLink struct {
 // from it are removed, the rest upserted, and this node's candidates resent
 // (a restarted coordinator may have lost them).
 func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
-	c.disc.setSTUN(msg.STUN)
+	c.disc.setSTUN(msg.STUN, msg.STUN6)
 	if msg.Self != nil {
 		c.self(*msg.Self)
 	}
-	c.welcomeRelay(msg.Relay)
+	c.welcomeRelay(msg.Relay, msg.Relay6)
 	if err := c.peers.Replace(msg.Peers); err != nil {
 		c.log.Error("applying the peer map", "err", err)
 	}

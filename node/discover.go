@@ -55,20 +55,25 @@ type discoverer struct {
 	// lifetime allows, for the relay binding; nil: none.
 	relayRefresh func(time.Duration)
 	relay        string // relay_public, announced with the candidates
-	saveSTUN     func([]string) error
+	saveSTUN     func(servers, servers6 []string) error
 	scope        *scope // refreshed with the host's prefixes on every link poll
 	log          *slog.Logger
 	kick         chan struct{}
 
 	mu sync.Mutex
-	// stun is the coordinator's STUN servers (host:port), primary first.
-	stun []string
-	res  discovery.Result
+	// stun is the coordinator's STUN servers (host:port), primary first;
+	// stun6 its IPv6 ones (stun_listen_v6).
+	stun  []string
+	stun6 []string
+	res   discovery.Result
 	// portMapped is the gateway's port mapping for our socket, if any.
 	portMapped netip.AddrPort
 	// lifetime is the longest silence the mapping was measured to
 	// outlive; 0 until measured.
 	lifetime time.Duration
+	// base is run's context, which the lifetime measurements that apply
+	// starts end with; set before run gathers.
+	base context.Context
 	// stopLearning ends the running lifetime measurement.
 	stopLearning context.CancelFunc
 	// learning waits for lifetime measurements when run ends.
@@ -83,18 +88,19 @@ func (d *discoverer) Kick() {
 	}
 }
 
-// setSTUN records the coordinator's STUN servers from its welcome and
-// keeps them in the state file for the next start and for netcheck.
-func (d *discoverer) setSTUN(servers []string) {
-	if len(servers) == 0 {
+// setSTUN records the coordinator's STUN servers from its welcome, IPv4
+// and IPv6, and keeps them in the state file for the next start and for
+// netcheck.
+func (d *discoverer) setSTUN(servers, servers6 []string) {
+	if len(servers) == 0 && len(servers6) == 0 {
 		return
 	}
 	d.mu.Lock()
-	changed := !slices.Equal(servers, d.stun)
-	d.stun = slices.Clone(servers)
+	changed := !slices.Equal(servers, d.stun) || !slices.Equal(servers6, d.stun6)
+	d.stun, d.stun6 = slices.Clone(servers), slices.Clone(servers6)
 	d.mu.Unlock()
 	if changed {
-		if err := d.saveSTUN(servers); err != nil {
+		if err := d.saveSTUN(servers, servers6); err != nil {
 			d.log.Warn("saving the coordinator's STUN servers", "err", err)
 		}
 	}
@@ -116,6 +122,7 @@ func (d *discoverer) result() discovery.Result {
 
 // run gathers candidates until ctx ends.
 func (d *discoverer) run(ctx context.Context) {
+	d.base = ctx
 	defer d.learning.Wait()
 	g := &discovery.Gatherer{Prober: d.prober, LocalAddrs: d.localAddrs, Exclude: d.exclude}
 	links := d.hostAddrs()
@@ -151,12 +158,12 @@ func (d *discoverer) run(ctx context.Context) {
 // (no full gathering needed).
 func (d *discoverer) recheck(ctx context.Context) bool {
 	last := d.result()
-	if !last.Server.Addr.IsValid() || !last.Mapping.Public.IsValid() {
+	if !last.Mapping.Server.Addr.IsValid() || !last.Mapping.Public.IsValid() {
 		return false
 	}
 	qctx, cancel := context.WithTimeout(ctx, gatherTimeout)
 	defer cancel()
-	r, err := d.prober.Query(qctx, last.Server, 0)
+	r, err := d.prober.Query(qctx, last.Mapping.Server, 0)
 	return err == nil && r.Mapped == last.Mapping.Public
 }
 
@@ -164,8 +171,8 @@ func (d *discoverer) recheck(ctx context.Context) bool {
 // server that answered res (its alternate sockets), and spaces idle
 // keepalives inside it. It ends early when ctx does (a newer gathering).
 func (d *discoverer) learnLifetime(ctx context.Context, res discovery.Result) {
-	alts := discovery.Alternates(res.Server, res.Mapping.Other)
-	if len(alts) == 0 || res.Server.Auth == nil || res.Mapping.Behaviour == wire.MappingNone {
+	alts := discovery.Alternates(res.Mapping.Server, res.Mapping.Other)
+	if len(alts) == 0 || res.Mapping.Server.Auth == nil || res.Mapping.Behaviour == wire.MappingNone {
 		return
 	}
 	survived, err := d.prober.LearnLifetime(ctx, alts)
@@ -187,18 +194,26 @@ func (d *discoverer) learnLifetime(ctx context.Context, res discovery.Result) {
 	d.log.Info("NAT mapping lifetime measured", "outlived", survived, "idle_keepalive", set)
 }
 
-// gather runs one gathering and reports what changed.
+// gather runs one gathering and reports what changed: once when the
+// first address family's STUN is in, if the other is slow, and again at
+// the end.
 func (d *discoverer) gather(ctx context.Context, g *discovery.Gatherer) {
 	gctx, cancel := context.WithTimeout(ctx, gatherTimeout)
 	defer cancel()
 	servers := d.stunAddrs(gctx)
-	res := g.Gather(gctx, servers, d.port())
+	res := g.Gather(gctx, servers, d.port(), d.result(), d.apply)
 	if ctx.Err() != nil {
 		return
 	}
-	if res.STUNErr != nil && len(servers) > 0 {
+	if res.STUNErr != nil && len(servers.V4)+len(servers.V6) > 0 {
 		d.log.Warn("STUN failed: no public address learned (UDP blocked?)", "err", res.STUNErr)
 	}
+	d.apply(res)
+}
+
+// apply takes a gathering's result and reports it if the candidates
+// changed.
+func (d *discoverer) apply(res discovery.Result) {
 	d.mu.Lock()
 	if pm := d.portMapped; pm.IsValid() {
 		res.Endpoints = append(res.Endpoints, wire.Endpoint{Addr: pm, Kind: wire.EndpointPortMap})
@@ -212,14 +227,14 @@ func (d *discoverer) gather(ctx context.Context, g *discovery.Gatherer) {
 	if res.Mapping.Behaviour != "" {
 		d.mgr.SetSelfNAT(res.Mapping.NATInfo())
 	}
-	d.log.Info("candidates changed", "endpoints", res.Endpoints, "mapping", res.Mapping.Behaviour, "port_allocation", res.Mapping.PortAlloc)
+	d.log.Info("candidates changed", "endpoints", res.Endpoints, "mapping", res.Mapping.Behaviour, "port_allocation", res.Mapping.PortAlloc, "mapping_v6", res.Mapping6.Behaviour)
 	d.sendEndpoints()
 	if old.Endpoints != nil {
 		// Our mapping or our links moved: peers' paths to us are stale.
 		d.mgr.Repunch()
 	}
 	if res.Mapping.Public != old.Mapping.Public {
-		d.relearn(ctx, res)
+		d.relearn(d.base, res)
 	}
 }
 
@@ -255,25 +270,41 @@ func (d *discoverer) sendEndpoints() {
 	d.send(msg)
 }
 
-// stunAddrs resolves the STUN servers: the coordinator's, signed, then
-// configured ones, unsigned (a third party has no use for our key).
-func (d *discoverer) stunAddrs(ctx context.Context) []discovery.Target {
+// stunAddrs resolves the STUN servers of each family: the coordinator's,
+// signed, then configured ones, unsigned (a third party has no use for our
+// key). A configured name counts in both families (its A and AAAA
+// records); a missing AAAA is no news worth a warning.
+func (d *discoverer) stunAddrs(ctx context.Context) discovery.Servers {
 	d.mu.Lock()
-	names := append(slices.Clone(d.stun), d.configured...)
-	coordinator := len(d.stun)
+	coord4, coord6 := slices.Clone(d.stun), slices.Clone(d.stun6)
 	d.mu.Unlock()
-	var out []discovery.Target
-	for i, s := range names {
-		ap, err := discovery.ResolveSTUN(ctx, s)
-		if err != nil {
-			d.log.Warn("STUN server does not resolve", "server", s, "err", err)
+	var out discovery.Servers
+	add := func(name string, v6 bool, auth *discovery.Credentials, quiet bool) {
+		ap, err := discovery.ResolveSTUNFamily(ctx, name, v6)
+		switch {
+		case err == nil && v6:
+			out.V6 = append(out.V6, discovery.Target{Addr: ap, Auth: auth})
+		case err == nil:
+			out.V4 = append(out.V4, discovery.Target{Addr: ap, Auth: auth})
+		case quiet:
+			d.log.Debug("STUN server has no address of this family", "server", name, "ipv6", v6, "err", err)
+		default:
+			d.log.Warn("STUN server does not resolve", "server", name, "err", err)
+		}
+	}
+	for _, s := range coord4 {
+		add(s, false, d.auth, false)
+	}
+	for _, s := range coord6 {
+		add(s, true, d.auth, false)
+	}
+	for _, s := range d.configured {
+		if ap, err := netip.ParseAddrPort(s); err == nil {
+			add(s, ap.Addr().Unmap().Is6(), nil, false)
 			continue
 		}
-		t := discovery.Target{Addr: ap}
-		if i < coordinator {
-			t.Auth = d.auth
-		}
-		out = append(out, t)
+		add(s, false, nil, false)
+		add(s, true, nil, true)
 	}
 	return out
 }

@@ -73,14 +73,16 @@ type relayFeed struct {
 	// anyone as one (relayAuth).
 	designated atomic.Bool
 
-	mu        sync.Mutex
-	coordAddr string
+	mu         sync.Mutex
+	coordAddr  string
+	coordAddr6 string
 }
 
-// welcome records the coordinator's relay from its welcome.
-func (f *relayFeed) welcome(addr string) {
+// welcome records the coordinator's relay (its IPv4 and IPv6 addresses)
+// from its welcome.
+func (f *relayFeed) welcome(addr, addr6 string) {
 	f.mu.Lock()
-	f.coordAddr = addr
+	f.coordAddr, f.coordAddr6 = addr, addr6
 	f.mu.Unlock()
 	f.update()
 }
@@ -123,7 +125,7 @@ func offered(n wire.Node) bool {
 // update hands the relay client the current candidates; it never blocks.
 func (f *relayFeed) update() {
 	f.mu.Lock()
-	coord := relayclient.Candidate{Key: f.coordKey, Addr: f.coordAddr}
+	coord := relayclient.Candidate{Key: f.coordKey, Addr: f.coordAddr, Addr6: f.coordAddr6}
 	f.mu.Unlock()
 	var nodes []relayclient.Candidate
 	if f.serving() != "" {

@@ -155,7 +155,7 @@ func (e *Engine) build() {
 	if e.opts.AuxListen != nil {
 		e.mgr.SetAux(e.bind)
 	}
-	sc := new(scope)
+	sc := &scope{overlay: e.state.routes()}
 	e.mgr.SetScope(sc)
 	prober := discovery.NewProber(e.bind)
 	var auth *discovery.Credentials
@@ -179,6 +179,7 @@ func (e *Engine) build() {
 		log:        e.log,
 		kick:       make(chan struct{}, 1),
 		stun:       e.state.STUN,
+		stun6:      e.state.STUN6,
 	}
 	e.relays = relayclient.New(relayclient.Options{
 		Priv:           e.priv,
@@ -209,9 +210,9 @@ func (e *Engine) build() {
 }
 
 // saveSTUN keeps the coordinator's STUN servers in the state file.
-func (e *Engine) saveSTUN(servers []string) error {
+func (e *Engine) saveSTUN(servers, servers6 []string) error {
 	st := e.state
-	st.STUN = servers
+	st.STUN, st.STUN6 = servers, servers6
 	return saveState(e.cfg.StateDir, st)
 }
 

@@ -11,24 +11,38 @@ import (
 // scope is what this node may probe on a peer's word (path.Scope): never
 // its own addresses; a private LAN candidate only inside one of this node's
 // own LAN prefixes (a remote peer can't aim us at our LAN's other hosts); a
-// public candidate (STUN, port mapping, prediction, or a server's public
-// interface address) only at a public address. The path manager asks under its lock, so the answer comes from
-// a snapshot the discoverer refreshes on every link poll.
+// public candidate (STUN, port mapping, prediction, or a public interface
+// address) only at a public address; and no address of a family this host
+// has no address in (an IPv6-only host can't send to IPv4, nor an
+// IPv4-only one to IPv6: punching there only wastes the budget). The path
+// manager asks under its lock, so the answer comes from a snapshot the
+// discoverer refreshes on every link poll.
 type scope struct {
-	local atomic.Pointer[localNet]
+	// overlay is the mesh's own networks: the TUN's addresses are no way
+	// to reach a peer, so they don't count as having a family.
+	overlay []netip.Prefix
+	local   atomic.Pointer[localNet]
 }
 
 // localNet is this host's addresses and the prefixes they sit in.
 type localNet struct {
-	addrs    []netip.Addr
-	prefixes []netip.Prefix
+	addrs      []netip.Addr
+	prefixes   []netip.Prefix
+	has4, has6 bool // an address of the family that can reach a peer
 }
 
 // set records the host's prefixes (address with its length).
 func (s *scope) set(prefixes []netip.Prefix) {
 	ln := &localNet{prefixes: prefixes}
 	for _, p := range prefixes {
-		ln.addrs = append(ln.addrs, p.Addr())
+		a := p.Addr()
+		ln.addrs = append(ln.addrs, a)
+		if a.IsLoopback() || a.IsLinkLocalUnicast() || a.IsUnspecified() || a.IsMulticast() ||
+			slices.ContainsFunc(s.overlay, func(o netip.Prefix) bool { return o.Contains(a) }) {
+			continue
+		}
+		ln.has4 = ln.has4 || a.Is4()
+		ln.has6 = ln.has6 || a.Is6()
 	}
 	s.local.Store(ln)
 }
@@ -37,7 +51,7 @@ func (s *scope) set(prefixes []netip.Prefix) {
 func (s *scope) Permit(a netip.AddrPort, kind string) bool {
 	ip := a.Addr()
 	ln := s.local.Load()
-	if ln != nil && slices.Contains(ln.addrs, ip) {
+	if ln != nil && (slices.Contains(ln.addrs, ip) || ip.Is4() && !ln.has4 || ip.Is6() && !ln.has6) {
 		return false
 	}
 	switch kind {
@@ -46,6 +60,8 @@ func (s *scope) Permit(a netip.AddrPort, kind string) bool {
 			return true
 		}
 		return ln != nil && slices.ContainsFunc(ln.prefixes, func(p netip.Prefix) bool { return p.Masked().Contains(ip) })
+	case wire.EndpointPublic:
+		return wire.PublicAddr(ip)
 	case wire.EndpointSTUN, wire.EndpointPortMap, wire.EndpointPredict:
 		return !ip.IsPrivate()
 	}

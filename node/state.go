@@ -34,6 +34,8 @@ type State struct {
 	// STUN is the coordinator's STUN servers from its last welcome, for
 	// `meshnode netcheck` and for discovery before the stream is up.
 	STUN []string `json:"stun,omitempty"`
+	// STUN6 is its IPv6 STUN servers (stun_listen_v6), likewise.
+	STUN6 []string `json:"stun6,omitempty"`
 }
 
 // errNotRegistered means the state directory holds no registration.

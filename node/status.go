@@ -57,6 +57,9 @@ func (e *Engine) Status() localapi.Status {
 	if disc.Mapping.Public.IsValid() {
 		self.NAT.Public = disc.Mapping.Public.String()
 	}
+	if disc.Mapping6.Public.IsValid() {
+		self.NAT.Public6, self.NAT.Mapping6 = disc.Mapping6.Public.String(), disc.Mapping6.Behaviour
+	}
 	if l := e.disc.mappingLifetime(); l > 0 {
 		self.NAT.MappingLifetime = l.String()
 	}

@@ -2,10 +2,14 @@ package relay
 
 import (
 	"bytes"
+	"context"
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/testenv"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -227,4 +231,42 @@ func TestRateLimitSurvivesRebind(t *testing.T) {
 	m.a.handshake(m.coord.Public())
 	m.a.send(frame)
 	m.waitCount(t, resRateLimited, 2)
+}
+
+// TestForwardAcrossFamilies: a node bound over IPv6 and one bound over IPv4
+// (the coordinator's stun_listen_v6 and stun_listen sockets, one relay)
+// reach each other: each frame leaves by the socket its destination bound
+// with.
+func TestForwardAcrossFamilies(t *testing.T) {
+	m := newMesh(t, false)
+	pc, err := net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("[::1]:0")))
+	if err != nil {
+		testenv.Unavailable(t, "no IPv6 loopback (::1): %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.s.ServeUDP(ctx, pc) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ServeUDP (IPv6): %v", err)
+		}
+		pc.Close()
+	})
+	c, err := net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("[::1]:0")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	v6 := &udpNode{t: t, priv: newKey(t), conn: c, relay: pc.LocalAddr().(*net.UDPAddr).AddrPort()}
+	v6.pub = v6.priv.Public()
+	m.auth.add(v6.pub)
+	m.auth.peer(v6.pub, m.a.pub)
+	v6.handshake(m.coord.Public())
+
+	out, back := wgPacket(148, 0x61), wgPacket(1400, 0x16)
+	v6.send(wire.AppendRelayData(nil, m.a.pub, out))
+	expectData(t, m.a, v6.pub, out)
+	m.a.send(wire.AppendRelayData(nil, v6.pub, back))
+	expectData(t, v6, m.a.pub, back)
 }

@@ -29,12 +29,18 @@ All state (database, TLS certificate, keys) lives in --data-dir. Without
 its fingerprint, so no CA is needed. --public-url is what nodes dial and what
 tokens carry. With --stun-alternate (a second IP), it also listens on the
 other two IP/port combinations (port+1 when the alternate gives none) so that
-nodes can classify their NAT (RFC 5780).
+nodes can classify their NAT (RFC 5780). With --stun-listen-v6 (an IPv6
+address of this host) STUN and the UDP relay serve IPv6 too: nodes learn
+first-hand evidence of their IPv6 addresses there, and IPv6-only nodes relay
+through it.
 
 Settings come from flags, MESHNODE_* environment variables and the YAML file
 (--config, default ` + config.DefaultCoordinatorConfigFile + `), in that order of precedence.`,
 		Example: `  meshnode coordinator --data-dir /var/lib/meshnode-coordinator \
       --public-url https://vpn.example.com:8443
+  # nodes also reach STUN and the relay over IPv6
+  meshnode coordinator --public-url https://vpn.example.com:8443 \
+      --stun-listen-v6 [2001:db8::1]:3478
   # RFC 5780 NAT classification needs two public IPs
   meshnode coordinator --public-url https://198.51.100.1:8443 \
       --stun-listen 198.51.100.1:3478 --stun-alternate 198.51.100.2:3479`,
@@ -53,6 +59,9 @@ Settings come from flags, MESHNODE_* environment variables and the YAML file
 			stun := cfg.STUNListen
 			if cfg.STUNAlternate != "" {
 				stun += " and " + cfg.STUNAlternate
+			}
+			if cfg.STUNListenV6 != "" {
+				stun += ", IPv6 on " + cfg.STUNListenV6
 			}
 			fmt.Fprintf(out, "meshnode coordinator: control API on %s, STUN on %s\n", cfg.Listen, stun)
 			if cfg.MetricsListen != "" {

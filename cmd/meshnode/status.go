@@ -78,6 +78,9 @@ func printStatus(w io.Writer, st localapi.Status) error {
 	if st.Self.Relay != "" {
 		fmt.Fprintf(w, "relay for the mesh at %s\n", st.Self.Relay)
 	}
+	if st.Self.NAT.Public6 != "" {
+		fmt.Fprintf(w, "public %s, NAT mapping %s\n", st.Self.NAT.Public6, st.Self.NAT.Mapping6)
+	}
 	fmt.Fprintln(w)
 	if len(st.Peers) == 0 {
 		fmt.Fprintln(w, "no peers yet: run 'meshnode up' on another machine with a token")

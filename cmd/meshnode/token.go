@@ -52,10 +52,14 @@ The token is printed alone on the last line of standard output.
 
 The token carries the coordinator's public URL: --public-url, or the one in
 the coordinator's config file, or the one the coordinator recorded when it
-last started.` + tokenAdminNote,
+last started. Machines without IPv4 need a URL they can reach: a public_url
+whose name has an AAAA record, or a token made with --public-url
+https://[IPv6]:PORT.` + tokenAdminNote,
 		Example: `  meshnode token create --data-dir /var/lib/meshnode-coordinator
   # one token for a whole fleet, for a week
   meshnode token create --reusable --expiry 168h --tag servers
+  # a token for IPv6-only machines
+  meshnode token create --public-url https://[2001:db8::1]:8443
   # a token for a relay machine
   meshnode token create --tag ` + coordinator.RelayTag + `
   # in a script
@@ -65,11 +69,17 @@ last started.` + tokenAdminNote,
 			if expiry <= 0 {
 				return usageError{fmt.Errorf("--expiry %v: must be a positive duration such as 24h or 30m", expiry)}
 			}
-			opts := coordinator.TokenOptions{Reusable: reusable, Expiry: expiry, Tags: tags}
+			cfg, err := loadCoordinatorConfig(cmd, file)
+			if err != nil {
+				return err
+			}
+			// A URL given here (or in the config file) goes into the token
+			// even while the coordinator runs with another.
+			opts := coordinator.TokenOptions{Reusable: reusable, Expiry: expiry, Tags: tags, URL: cfg.PublicURL}
 			if err := opts.Validate(); err != nil {
 				return usageError{err}
 			}
-			admin, err := openAdmin(cmd, file)
+			admin, err := coordinator.OpenAdmin(cmd.Context(), cfg)
 			if err != nil {
 				return err
 			}

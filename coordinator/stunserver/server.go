@@ -47,12 +47,15 @@ import (
 // Conns are the sockets the server answers on. Only Primary is required.
 // With all four, the server behaves as an RFC 5780 server: OTHER-ADDRESS
 // names the socket with the other IP and port than the one a request came
-// in on, and CHANGE-REQUEST is answered from the right socket.
+// in on, and CHANGE-REQUEST is answered from the right socket. V6, when
+// set, serves IPv6 on its own: a plain Binding server (IPv6 is rarely
+// NATed, so no RFC 5780 tests there), and the relay.
 type Conns struct {
 	Primary   net.PacketConn // IP1:P1
 	AltPort   net.PacketConn // IP1:P2
 	AltIP     net.PacketConn // IP2:P1
 	Alternate net.PacketConn // IP2:P2
+	V6        net.PacketConn
 }
 
 // Results, one per received packet, for the requests metric.
@@ -177,13 +180,23 @@ func (s *Server) Serve(ctx context.Context, conns Conns) error {
 	if err != nil {
 		return err
 	}
+	grids := []*grid{g}
+	if conns.V6 != nil {
+		g6, err := newGrid(Conns{Primary: conns.V6})
+		if err != nil {
+			return err
+		}
+		grids = append(grids, g6)
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer s.late.close()
 	stop := context.AfterFunc(ctx, func() {
-		for _, c := range g.conns {
-			if c != nil {
-				c.SetReadDeadline(time.Now()) //nolint:errcheck // best effort: unblocks ReadFrom
+		for _, g := range grids {
+			for _, c := range g.conns {
+				if c != nil {
+					c.SetReadDeadline(time.Now()) //nolint:errcheck // best effort: unblocks ReadFrom
+				}
 			}
 		}
 	})
@@ -194,16 +207,18 @@ func (s *Server) Serve(ctx context.Context, conns Conns) error {
 		once sync.Once
 		fail error
 	)
-	for i, c := range g.conns {
-		if c == nil {
-			continue
-		}
-		wg.Go(func() {
-			if err := s.loop(ctx, g, i); err != nil {
-				once.Do(func() { fail = err })
-				cancel()
+	for _, g := range grids {
+		for i, c := range g.conns {
+			if c == nil {
+				continue
 			}
-		})
+			wg.Go(func() {
+				if err := s.loop(ctx, g, i); err != nil {
+					once.Do(func() { fail = err })
+					cancel()
+				}
+			})
+		}
 	}
 	wg.Wait()
 	return fail

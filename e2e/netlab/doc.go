@@ -15,6 +15,13 @@
 //	                                                              │
 //	                                                            host 192.168.i.2
 //
+// IPv6 runs beside it on 2001:2::/48 (RFC 5180): the internet namespace
+// routes the segment 2001:2::/64 (the coordinator is 2001:2::1, site i's
+// router 2001:2::i:1) to each site's 2001:2:0:i::/64. A site with IPv6
+// (SiteConfig.IPv6, or the kind ipv6only with no IPv4 at all) gives its
+// hosts global addresses there, behind its router's stateful firewall: no
+// translation, unsolicited inbound dropped (RFC 6092).
+//
 // Routers translate with nftables: Linux masquerade is a port-restricted cone
 // (endpoint-independent mapping with port preservation, address-and-port-
 // dependent filtering, RFC 4787), masquerade with fully-random ports is

@@ -43,13 +43,30 @@ func newTestLab(t *testing.T) *Lab {
 	return l
 }
 
-// udpIn opens a UDP socket on addr inside n.
+// newTestLabWithServer is newTestLab with the coordinator's host, where
+// tests run their servers.
+func newTestLabWithServer(t *testing.T) (*Lab, *Netns) {
+	t.Helper()
+	l := newTestLab(t)
+	srvNS, err := l.CoordinatorHost(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l, srvNS
+}
+
+// udpIn opens a UDP socket on addr inside n, of addr's family.
 func udpIn(t *testing.T, n *Netns, addr string) *net.UDPConn {
 	t.Helper()
+	ap := netip.MustParseAddrPort(addr)
+	network := "udp4"
+	if ap.Addr().Is6() {
+		network = "udp6"
+	}
 	var c *net.UDPConn
 	err := n.Do(func() error {
 		var err error
-		c, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
+		c, err = net.ListenUDP(network, net.UDPAddrFromAddrPort(ap))
 		return err
 	})
 	if err != nil {

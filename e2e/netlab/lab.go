@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -143,10 +144,25 @@ func New(ctx context.Context, opts Options) (*Lab, error) {
 		return nil, errors.Join(fmt.Errorf("%w: cannot create a network namespace: %w", ErrUnsupported, err), l.Close())
 	}
 	l.inet = inet
-	if err := l.routerSysctls(inet, false); err != nil {
+	// The internet is one IPv4 segment, bridged; for IPv6 the internet
+	// namespace also routes, to the prefixes behind the sites' firewalls
+	// (routeSite6). Its bridge ports are plain layer 2: no IPv6 of their
+	// own.
+	if err := inet.Sysctl(
+		"net.ipv4.ip_forward", "0",
+		"net.ipv6.conf.all.disable_ipv6", "0",
+		"net.ipv6.conf.default.disable_ipv6", "1",
+		"net.ipv6.conf.all.forwarding", "1",
+	); err != nil {
 		return nil, errors.Join(err, l.Close())
 	}
-	if err := inet.IP(ctx, "link add br0 type bridge stp_state 0 forward_delay 0", "link set br0 up"); err != nil {
+	if err := inet.IP(ctx, "link add br0 type bridge stp_state 0 forward_delay 0"); err != nil {
+		return nil, errors.Join(fmt.Errorf("internet bridge: %w", err), l.Close())
+	}
+	if err := inet.Sysctl("net.ipv6.conf.br0.disable_ipv6", "0", "net.ipv6.conf.br0.accept_dad", "0"); err != nil {
+		return nil, errors.Join(err, l.Close())
+	}
+	if err := configure(ctx, inet, "br0", []netip.Prefix{netip.PrefixFrom(internetRouter6, internet6Bits)}); err != nil {
 		return nil, errors.Join(fmt.Errorf("internet bridge: %w", err), l.Close())
 	}
 	return l, nil
@@ -197,11 +213,11 @@ func (l *Lab) CoordinatorHost(ctx context.Context) (*Netns, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := l.routerSysctls(n, false); err != nil {
+	if err := l.dualStackSysctls(n, false); err != nil {
 		return nil, err
 	}
 	a, b := CoordinatorAddrs()
-	if err := l.ConnectInternet(ctx, n, "eth0", netip.PrefixFrom(a, internetBits), netip.PrefixFrom(b, internetBits)); err != nil {
+	if err := l.ConnectInternet(ctx, n, "eth0", netip.PrefixFrom(a, internetBits), netip.PrefixFrom(b, internetBits), netip.PrefixFrom(CoordinatorAddr6(), internet6Bits)); err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
@@ -211,22 +227,49 @@ func (l *Lab) CoordinatorHost(ctx context.Context) (*Netns, error) {
 }
 
 // routerSysctls disables IPv6 on every interface of a namespace that runs
-// no node (the lab is IPv4; link-local chatter only adds noise) and turns
+// no node and has no IPv6 (link-local chatter only adds noise) and turns
 // forwarding on or off.
 func (l *Lab) routerSysctls(n *Netns, forward bool) error {
-	fwd := "0"
-	if forward {
-		fwd = "1"
-	}
 	return n.Sysctl(
 		"net.ipv6.conf.all.disable_ipv6", "1",
 		"net.ipv6.conf.default.disable_ipv6", "1",
-		"net.ipv4.ip_forward", fwd,
+		"net.ipv4.ip_forward", onOff(forward),
 	)
 }
 
+// dualStackSysctls keeps IPv6 on in a namespace with IPv6 addresses,
+// without duplicate address detection (the lab's addresses are unique, and
+// DAD would hold each back for a second), and turns forwarding of both
+// families on or off.
+func (l *Lab) dualStackSysctls(n *Netns, forward bool) error {
+	return n.Sysctl(
+		"net.ipv6.conf.all.disable_ipv6", "0",
+		"net.ipv6.conf.default.disable_ipv6", "0",
+		"net.ipv6.conf.all.accept_dad", "0",
+		"net.ipv6.conf.default.accept_dad", "0",
+		"net.ipv6.conf.all.forwarding", onOff(forward),
+		"net.ipv4.ip_forward", onOff(forward),
+	)
+}
+
+func onOff(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// routeSite6 has the internet route a site's IPv6 prefix to its router.
+func (l *Lab) routeSite6(ctx context.Context, prefix netip.Prefix, router netip.Addr) error {
+	if err := l.inet.IP(ctx, fmt.Sprintf("route add %s via %s dev br0", prefix, router)); err != nil {
+		return fmt.Errorf("route %s to %s on the internet: %w", prefix, router, err)
+	}
+	return nil
+}
+
 // ConnectInternet plugs a namespace into the internet bridge through a new
-// veth whose end in n is called ifname and carries addrs.
+// veth whose end in n is called ifname and carries addrs. With an IPv6
+// address among them, IPv6 goes through the internet namespace's router.
 func (l *Lab) ConnectInternet(ctx context.Context, n *Netns, ifname string, addrs ...netip.Prefix) error {
 	l.mu.Lock()
 	l.ports++
@@ -240,21 +283,32 @@ func (l *Lab) ConnectInternet(ctx context.Context, n *Netns, ifname string, addr
 	if err != nil {
 		return fmt.Errorf("connect %s to the internet: %w", n.Name, err)
 	}
-	if err := n.noIPv6(ifname); err != nil {
-		return err
+	if !slices.ContainsFunc(addrs, func(p netip.Prefix) bool { return p.Addr().Is6() }) {
+		if err := n.noIPv6(ifname); err != nil {
+			return err
+		}
+		return configure(ctx, n, ifname, addrs)
 	}
-	return configure(ctx, n, ifname, addrs, netip.Addr{})
+	return configure(ctx, n, ifname, addrs, internetRouter6)
 }
 
-// configure puts addresses on an interface, brings it up and, when gw is
-// valid, routes everything through gw.
-func configure(ctx context.Context, n *Netns, ifname string, addrs []netip.Prefix, gw netip.Addr) error {
-	lines := make([]string, 0, len(addrs)+2)
+// configure puts addresses on an interface, brings it up and routes
+// everything of each gateway's family through it.
+func configure(ctx context.Context, n *Netns, ifname string, addrs []netip.Prefix, gws ...netip.Addr) error {
+	lines := make([]string, 0, len(addrs)+len(gws)+1)
 	for _, a := range addrs {
+		if a.Addr().Is6() {
+			lines = append(lines, fmt.Sprintf("addr add %s dev %s nodad", a, ifname))
+			continue
+		}
 		lines = append(lines, fmt.Sprintf("addr add %s dev %s", a, ifname))
 	}
 	lines = append(lines, fmt.Sprintf("link set %s up", ifname))
-	if gw.IsValid() {
+	for _, gw := range gws {
+		if gw.Is6() {
+			lines = append(lines, fmt.Sprintf("route add ::/0 via %s dev %s", gw, ifname))
+			continue
+		}
 		lines = append(lines, fmt.Sprintf("route add default via %s", gw))
 	}
 	if err := n.IP(ctx, lines...); err != nil {

@@ -51,7 +51,8 @@ type Coordinator struct {
 }
 
 // StartCoordinator runs a coordinator on CoordinatorHost: control API and TCP
-// relay on the primary address, STUN and UDP relay on both.
+// relay on every address (IPv6-only nodes dial CoordinatorAddr6), STUN and
+// UDP relay on both IPv4 addresses and on the IPv6 one.
 func (l *Lab) StartCoordinator(ctx context.Context) (*Coordinator, error) {
 	if err := l.needBin(); err != nil {
 		return nil, err
@@ -70,6 +71,11 @@ func (c *Coordinator) URL() string {
 	return fmt.Sprintf("https://%s", netip.AddrPortFrom(a, CoordinatorPort))
 }
 
+// URL6 is the coordinator's URL over IPv6, for nodes without IPv4.
+func (c *Coordinator) URL6() string {
+	return fmt.Sprintf("https://%s", netip.AddrPortFrom(CoordinatorAddr6(), CoordinatorPort))
+}
+
 // Start starts the coordinator (again, after Kill: same data directory) and
 // waits until it accepts connections.
 func (c *Coordinator) Start(ctx context.Context) error {
@@ -81,9 +87,10 @@ func (c *Coordinator) Start(ctx context.Context) error {
 	a, b := CoordinatorAddrs()
 	p, err := c.NS.Start("coordinator", c.lab.bin, "coordinator",
 		"--data-dir", c.dataDir,
-		"--listen", netip.AddrPortFrom(a, CoordinatorPort).String(),
+		"--listen", fmt.Sprintf(":%d", CoordinatorPort),
 		"--stun-listen", netip.AddrPortFrom(a, STUNPort).String(),
 		"--stun-alternate", netip.AddrPortFrom(b, STUNAltPort).String(),
+		"--stun-listen-v6", netip.AddrPortFrom(CoordinatorAddr6(), STUNPort).String(),
 		"--public-url", c.URL(),
 		"--log-level", "debug",
 	)
@@ -128,7 +135,13 @@ func (c *Coordinator) Kill() error {
 
 // Token creates a reusable join token.
 func (c *Coordinator) Token(ctx context.Context) (string, error) {
-	out, err := c.lab.meshnode(ctx, c.NS, "token", "create", "--data-dir", c.dataDir, "--reusable", "--expiry", tokenExpiry)
+	return c.TokenAt(ctx, c.URL())
+}
+
+// TokenAt creates a reusable join token whose nodes dial url (URL6 for
+// nodes without IPv4).
+func (c *Coordinator) TokenAt(ctx context.Context, url string) (string, error) {
+	out, err := c.lab.meshnode(ctx, c.NS, "token", "create", "--data-dir", c.dataDir, "--reusable", "--expiry", tokenExpiry, "--public-url", url)
 	if err != nil {
 		return "", err
 	}

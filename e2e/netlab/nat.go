@@ -32,9 +32,12 @@ const (
 	DoubleNAT Kind = "doublenat"
 	// UDPBlocked: masquerade that drops all forwarded UDP; TCP passes.
 	UDPBlocked Kind = "udpblocked"
+	// IPv6Only: no IPv4 at all; global IPv6 behind a stateful firewall
+	// (RFC 6092). Not in Kinds: it is no IPv4 NAT to pair in the matrix.
+	IPv6Only Kind = "ipv6only"
 )
 
-// Kinds lists every kind, easiest first.
+// Kinds lists every IPv4 NAT kind, easiest first.
 func Kinds() []Kind {
 	return []Kind{Public, FullCone, PortRestricted, DoubleNAT, Symmetric, UDPBlocked}
 }
@@ -57,6 +60,8 @@ func (k Kind) Describe() string {
 		return "double NAT (home router behind CGN)"
 	case UDPBlocked:
 		return "UDP blocked (TCP only)"
+	case IPv6Only:
+		return "IPv6 only (stateful firewall, no IPv4)"
 	}
 	return string(k)
 }
@@ -69,6 +74,7 @@ const (
 	modeRandom                    // symmetric
 	modeStatic                    // full cone for one host's UDP port
 	modeNoUDP                     // masquerade, forwarded UDP dropped
+	modeNoIPv4                    // no IPv4 at all (an IPv6-only site)
 )
 
 // Interface names inside routers.
@@ -77,8 +83,12 @@ const (
 	lanIf = "lan0" // a bridge: several hosts can sit behind one router
 )
 
-// nftTable is the one table the lab owns in each router namespace.
-const nftTable = "meshlab"
+// nftTable is the table the lab owns in each router namespace for IPv4,
+// nftTable6 the one for IPv6.
+const (
+	nftTable  = "meshlab"
+	nftTable6 = "meshlab6"
+)
 
 // Router is a namespace that forwards between its LAN bridge and its WAN
 // veth, translating with nftables.
@@ -87,10 +97,14 @@ type Router struct {
 	mode natMode
 
 	mu     sync.Mutex
-	wan    netip.Prefix   // the current WAN address
-	lan    netip.Prefix   // the router's address on its LAN
+	wan    netip.Prefix   // the current WAN address; invalid without IPv4
+	lan    netip.Prefix   // the router's address on its LAN; invalid without IPv4
 	static netip.AddrPort // modeStatic: the inside host's UDP port, mapped 1:1
 	link   linkRules
+	// With IPv6: the WAN address on the internet segment and the LAN
+	// prefix the router forwards to, through a stateful firewall.
+	wan6 netip.Addr
+	lan6 netip.Prefix
 }
 
 // linkRules are what a router does about a link smaller than its others.
@@ -113,17 +127,78 @@ func (r *Router) WAN() netip.Addr {
 // LAN is the router's address on its LAN.
 func (r *Router) LAN() netip.Addr { return r.lan.Addr() }
 
-// Ruleset is the nftables ruleset the router runs now.
+// WAN6 is the router's IPv6 address on the internet, invalid without IPv6.
+func (r *Router) WAN6() netip.Addr { return r.wan6 }
+
+// Ruleset is the nftables ruleset the router runs now: its IPv4 NAT and
+// its IPv6 firewall, each where it has that family.
 func (r *Router) Ruleset() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return ruleset(r.mode, r.wan.Addr(), r.static, r.link)
+	var rs string
+	if r.mode != modeNoIPv4 {
+		rs = ruleset(r.mode, r.wan.Addr(), r.static, r.link)
+	}
+	if r.lan6.IsValid() {
+		rs += ruleset6(r.mode == modeNoUDP)
+	}
+	return rs
 }
 
-// ruleset renders a router's NAT and filter rules. The forward chain drops
-// what it doesn't know, so the filtering is conntrack's: replies to flows
-// the inside started, from the exact address and port (APDF), plus what a
-// static mapping lets in (EIF).
+// ruleset6 renders an IPv6 home router's firewall, as RFC 6092 recommends
+// for residential gateways: no translation; what the inside started and
+// its replies pass, unsolicited inbound is dropped; the ICMPv6 errors a
+// path needs (RFC 4890 §4.3.1) pass. The router itself answers neighbour
+// discovery and nothing else from outside. With noUDP forwarded UDP is
+// dropped, as on the IPv4 side.
+func ruleset6(noUDP bool) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "table ip6 %s {\n", nftTable6)
+	filterChains(&b, noUDP,
+		[]string{"icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"}, nil,
+		[]string{"icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } accept"})
+	b.WriteString("}\n")
+	return b.String()
+}
+
+// filterChains writes a router's input and forward chains. Like any home
+// router's firewall, it drops what arrives at the router itself from
+// outside (inputFirst passes before that). Without it a peer's early punch
+// packet to a mapped port is delivered locally and confirmed in conntrack,
+// and that entry then forces the inside host's next flow onto another
+// port: mapping would look endpoint-dependent. The forward chain drops what
+// it doesn't know, so the filtering is conntrack's: flows the inside
+// started and their replies, plus forwardAlso; forwardFirst comes before
+// everything (MSS clamping, dropping ICMP).
+func filterChains(b *strings.Builder, noUDP bool, inputFirst, forwardFirst, forwardAlso []string) {
+	b.WriteString("\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n")
+	for _, r := range inputFirst {
+		fmt.Fprintf(b, "\t\t%s\n", r)
+	}
+	fmt.Fprintf(b, "\t\tiifname %q ct state established,related accept\n", wanIf)
+	fmt.Fprintf(b, "\t\tiifname %q drop\n", wanIf)
+	b.WriteString("\t}\n")
+	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")
+	for _, r := range forwardFirst {
+		fmt.Fprintf(b, "\t\t%s\n", r)
+	}
+	// Hosts on one LAN talk through its bridge; with br_netfilter on, that
+	// bridged traffic also passes this hook.
+	fmt.Fprintf(b, "\t\tiifname %q oifname %q accept\n", lanIf, lanIf)
+	if noUDP {
+		b.WriteString("\t\tmeta l4proto udp counter drop\n")
+	}
+	b.WriteString("\t\tct state established,related accept\n")
+	for _, r := range forwardAlso {
+		fmt.Fprintf(b, "\t\t%s\n", r)
+	}
+	fmt.Fprintf(b, "\t\tiifname %q oifname %q accept\n", lanIf, wanIf)
+	b.WriteString("\t}\n")
+}
+
+// ruleset renders a router's NAT and filter rules (filterChains): the
+// filtering is conntrack's, replies to flows the inside started from the
+// exact address and port (APDF), plus what a static mapping lets in (EIF).
 func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort, link linkRules) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip %s {\n", nftTable)
@@ -143,39 +218,23 @@ func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort, link linkRules
 		fmt.Fprintf(&b, "\t\tiifname %q ip daddr %s udp dport %d dnat to %s\n", wanIf, wan, static.Port(), static)
 		b.WriteString("\t}\n")
 	}
-	// Like any home router's firewall, drop what arrives at the router
-	// itself from outside. Without it a peer's early punch packet to the
-	// mapped port is delivered locally and confirmed in conntrack, and that
-	// entry then forces the inside host's next flow onto another port:
-	// mapping would look endpoint-dependent.
-	b.WriteString("\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n")
-	fmt.Fprintf(&b, "\t\tiifname %q ct state established,related accept\n", wanIf)
-	fmt.Fprintf(&b, "\t\tiifname %q drop\n", wanIf)
-	b.WriteString("\t}\n")
 	if link.dropTooBig {
 		b.WriteString("\tchain output {\n\t\ttype filter hook output priority filter; policy accept;\n")
 		b.WriteString("\t\t" + fragNeeded + " counter drop\n")
 		b.WriteString("\t}\n")
 	}
-	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")
+	var first, dnat []string
 	if link.clampMSS {
-		b.WriteString("\t\ttcp flags syn tcp option maxseg size set rt mtu\n")
+		first = append(first, "tcp flags syn tcp option maxseg size set rt mtu")
 	}
 	if link.dropTooBig {
-		b.WriteString("\t\t" + fragNeeded + " counter drop\n")
+		first = append(first, fragNeeded+" counter drop")
 	}
-	// Hosts on one LAN talk through its bridge; with br_netfilter on, that
-	// bridged traffic also passes this hook.
-	fmt.Fprintf(&b, "\t\tiifname %q oifname %q accept\n", lanIf, lanIf)
-	if mode == modeNoUDP {
-		b.WriteString("\t\tmeta l4proto udp counter drop\n")
-	}
-	b.WriteString("\t\tct state established,related accept\n")
 	if mode == modeStatic {
-		b.WriteString("\t\tct status dnat accept\n")
+		dnat = []string{"ct status dnat accept"}
 	}
-	fmt.Fprintf(&b, "\t\tiifname %q oifname %q accept\n", lanIf, wanIf)
-	b.WriteString("\t}\n}\n")
+	filterChains(&b, mode == modeNoUDP, nil, first, dnat)
+	b.WriteString("}\n")
 	return b.String()
 }
 

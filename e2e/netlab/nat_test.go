@@ -31,19 +31,117 @@ func TestRuleset(t *testing.T) {
 		}, []string{"random"}},
 		{"no UDP", modeNoUDP, linkRules{}, []string{"meta l4proto udp counter drop", "masquerade"}, []string{"dnat"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			rs := ruleset(tc.mode, wan, static, tc.link)
-			for _, w := range tc.want {
-				if !strings.Contains(rs, w) {
-					t.Errorf("ruleset lacks %q:\n%s", w, rs)
-				}
-			}
-			for _, r := range tc.reject {
-				if strings.Contains(rs, r) {
-					t.Errorf("ruleset has %q:\n%s", r, rs)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { checkRuleset(t, ruleset(tc.mode, wan, static, tc.link), tc.want, tc.reject) })
+	}
+}
+
+// checkRuleset fails t unless rs has every line of want and none of reject.
+func checkRuleset(t *testing.T, rs string, want, reject []string) {
+	t.Helper()
+	for _, w := range want {
+		if !strings.Contains(rs, w) {
+			t.Errorf("ruleset lacks %q:\n%s", w, rs)
+		}
+	}
+	for _, r := range reject {
+		if strings.Contains(rs, r) {
+			t.Errorf("ruleset has %q:\n%s", r, rs)
+		}
+	}
+}
+
+// TestRuleset6 checks the IPv6 firewall: no translation, inbound only what
+// the inside started.
+func TestRuleset6(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		noUDP        bool
+		want, reject []string
+	}{
+		{"firewall", false, []string{"table ip6 meshlab6", "policy drop", "ct state established,related accept", `iifname "lan0" oifname "wan0" accept`, "packet-too-big"}, []string{"masquerade", "snat", "dnat", "udp counter drop"}},
+		{"no UDP", true, []string{"meta l4proto udp counter drop"}, []string{"masquerade"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) { checkRuleset(t, ruleset6(tc.noUDP), tc.want, tc.reject) })
+	}
+}
+
+// TestIPv6Firewall checks the IPv6 side of a dual-stack site and an
+// IPv6-only site with plain UDP sockets: no translation (a server sees the
+// host's own global address and port), replies pass, unsolicited datagrams
+// don't, two firewalled hosts reach each other once both have sent (a
+// punch), and an IPv6-only host has no IPv4 route.
+func TestIPv6Firewall(t *testing.T) {
+	l, srvNS := newTestLabWithServer(t)
+	ctx := testCtx(t)
+	srv := netip.AddrPortFrom(CoordinatorAddr6(), 3478).String()
+	s1 := udpIn(t, srvNS, srv)
+	s1port := udpIn(t, srvNS, netip.AddrPortFrom(CoordinatorAddr6(), 3479).String())
+	dual, err := l.AddSite(ctx, SiteConfig{Kind: Symmetric, IPv6: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { dual.Close() })
+	only, err := l.AddSite(ctx, SiteConfig{Kind: IPv6Only})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { only.Close() })
+	a, b := dual.Hosts[0], only.Hosts[0]
+	if !a.Addr.IsValid() || !a.Addr6.IsValid() || b.Addr.IsValid() || !b.Addr6.IsValid() {
+		t.Fatalf("dual-stack host %v %v, IPv6-only host %v %v: want both families, then IPv6 alone", a.Addr, a.Addr6, b.Addr, b.Addr6)
+	}
+	ca := udpIn(t, a.NS, netip.AddrPortFrom(netip.IPv6Unspecified(), DefaultNodePort).String())
+	cb := udpIn(t, b.NS, netip.AddrPortFrom(netip.IPv6Unspecified(), DefaultNodePort).String())
+
+	t.Run("no translation, stateful filtering", func(t *testing.T) {
+		m, err := observe(ca, s1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := netip.AddrPortFrom(a.Addr6, DefaultNodePort); m != want {
+			t.Errorf("server saw %v, want the host's own %v", m, want)
+		}
+		sendUDP(t, s1port, "unsolicited", m)
+		sendUDP(t, s1, "reply", m)
+		expectWithout(t, ca, "reply", "unsolicited")
+	})
+
+	t.Run("punch between two firewalls", func(t *testing.T) {
+		toA, toB := netip.AddrPortFrom(a.Addr6, DefaultNodePort), netip.AddrPortFrom(b.Addr6, DefaultNodePort)
+		// a's first datagram dies at b's firewall; it opens a's.
+		sendUDP(t, ca, "early", toB)
+		sendUDP(t, cb, "from b", toA)
+		expectWithout(t, ca, "from b", "")
+		sendUDP(t, ca, "from a", toB)
+		expectWithout(t, cb, "from a", "early")
+	})
+
+	t.Run("no IPv4 on the IPv6-only site", func(t *testing.T) {
+		v4, _ := CoordinatorAddrs()
+		if _, err := cb.WriteToUDPAddrPort([]byte("x"), netip.AddrPortFrom(v4, 3478)); err == nil {
+			t.Errorf("an IPv6-only host sent to %v", v4)
+		}
+	})
+}
+
+// sendUDP sends msg from c to to.
+func sendUDP(t *testing.T, c *net.UDPConn, msg string, to netip.AddrPort) {
+	t.Helper()
+	if _, err := c.WriteToUDPAddrPort([]byte(msg), to); err != nil {
+		t.Fatalf("send %q to %v: %v", msg, to, err)
+	}
+}
+
+// expectWithout waits for the datagram want at c and fails if the datagram
+// unwanted (a filter's to drop) came too.
+func expectWithout(t *testing.T, c *net.UDPConn, want, unwanted string) {
+	t.Helper()
+	got, err := receiveUntil(c, want)
+	if err != nil {
+		t.Fatalf("%q at %v: %v (got %q)", want, c.LocalAddr(), err, got)
+	}
+	if unwanted != "" && slices.Contains(got, unwanted) {
+		t.Errorf("%q passed the firewall to %v: %q", unwanted, c.LocalAddr(), got)
 	}
 }
 
@@ -51,11 +149,7 @@ func TestRuleset(t *testing.T) {
 // class it stands for, with plain UDP sockets: mapping (does the source seen
 // by two servers match) and filtering (do datagrams from others get in).
 func TestNATBehaviour(t *testing.T) {
-	l := newTestLab(t)
-	srvNS, err := l.CoordinatorHost(testCtx(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	l, srvNS := newTestLabWithServer(t)
 	s1 := udpIn(t, srvNS, "198.18.0.1:3478")
 	s1port := udpIn(t, srvNS, "198.18.0.1:3479")
 	s2 := udpIn(t, srvNS, "198.18.0.2:3478")
@@ -175,12 +269,8 @@ func checkTCP(t *testing.T, from, srvNS *Netns) {
 // TestRouterEvents checks the events the scenarios rely on: no hairpin,
 // an address change, a NAT restart, per-namespace UDP timeouts.
 func TestRouterEvents(t *testing.T) {
-	l := newTestLab(t)
+	l, srvNS := newTestLabWithServer(t)
 	ctx := testCtx(t)
-	srvNS, err := l.CoordinatorHost(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	s1 := udpIn(t, srvNS, "198.18.0.1:3478")
 	site, err := l.AddSite(ctx, SiteConfig{Kind: PortRestricted, Hosts: 2, UDPTimeout: 20 * time.Second})
 	if err != nil {

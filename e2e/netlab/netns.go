@@ -77,9 +77,9 @@ func (n *Netns) Sysctl(kv ...string) error {
 	})
 }
 
-// noIPv6 turns IPv6 off on one interface before it comes up. The lab is
-// IPv4: link-local addresses would only add candidates and chatter. Hosts
-// keep IPv6 itself on, because the node's TUN device carries overlay IPv6.
+// noIPv6 turns IPv6 off on one interface before it comes up, on sites
+// without IPv6: link-local addresses would only add chatter. Hosts keep
+// IPv6 itself on, because the node's TUN device carries overlay IPv6.
 func (n *Netns) noIPv6(ifname string) error {
 	return n.Sysctl("net.ipv6.conf."+ifname+".disable_ipv6", "1")
 }

@@ -22,10 +22,38 @@ const (
 	DefaultNodePort = 41820
 )
 
+// IPv6 plan: the internet is 2001:2::/48 (RFC 5180, benchmarking). Its
+// segment 2001:2::/64 holds the internet namespace's router (::ffff), the
+// coordinator (::1), site i's router (2001:2::i:1) and public hosts
+// (2001:2::i:10 up); site i's LAN behind its firewall is 2001:2:0:i::/64,
+// its router ::1, its hosts ::2 up. No NAT anywhere: a home router is a
+// stateful firewall (RFC 6092).
+const internet6Bits = 64
+
+// internetRouter6 is the internet namespace's address on the segment: the
+// IPv6 default route of everything on it.
+var internetRouter6 = netip.AddrFrom16([16]byte{0x20, 0x01, 0, 0x02, 14: 0xff, 15: 0xff})
+
 // CoordinatorAddrs are the coordinator host's two addresses (RFC 5780 needs
 // a second IP for the alternate STUN address).
 func CoordinatorAddrs() (primary, alternate netip.Addr) {
 	return netip.AddrFrom4([4]byte{198, 18, 0, 1}), netip.AddrFrom4([4]byte{198, 18, 0, 2})
+}
+
+// CoordinatorAddr6 is the coordinator host's IPv6 address: its STUN server
+// and relay listen there too (stun_listen_v6), and IPv6-only nodes dial it.
+func CoordinatorAddr6() netip.Addr {
+	return netip.AddrFrom16([16]byte{0x20, 0x01, 0, 0x02, 15: 1})
+}
+
+// segment6 is host k of site i on the internet segment, 2001:2::i:k.
+func segment6(site, k int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0x20, 0x01, 0, 0x02, 12: byte(site >> 8), 13: byte(site), 15: byte(k)})
+}
+
+// lan6 is address k of site i's LAN prefix, 2001:2:0:i::k.
+func lan6(site, k int) netip.Addr {
+	return netip.AddrFrom16([16]byte{0x20, 0x01, 0, 0x02, 6: byte(site >> 8), 7: byte(site), 15: byte(k)})
 }
 
 // NewWANAddr is the address ChangeWAN tests move site i's router to.
@@ -51,6 +79,12 @@ type SiteConfig struct {
 	// DropTooBig makes the site's routers drop ICMP "fragmentation
 	// needed", made or forwarded: a path MTU black hole.
 	DropTooBig bool
+	// IPv6 gives the site global IPv6 beside its IPv4: public hosts get an
+	// address on the internet segment, hosts behind a router one in the
+	// site's /64, which the router forwards through a stateful firewall
+	// (replies and what the inside started pass; unsolicited inbound is
+	// dropped) with no NAT. Kind IPv6Only implies it. DoubleNAT has none.
+	IPv6 bool
 }
 
 // Uplink MTUs the lab builds: from the datagram size every IPv4 host must
@@ -87,8 +121,9 @@ type Site struct {
 
 // Host is a namespace where a node runs.
 type Host struct {
-	NS   *Netns
-	Addr netip.Addr // its address on eth0
+	NS    *Netns
+	Addr  netip.Addr // its IPv4 address on eth0; invalid on an IPv6-only site
+	Addr6 netip.Addr // its global IPv6 address on eth0, on a site with IPv6
 }
 
 // AddSite builds a network of the given kind.
@@ -101,6 +136,12 @@ func (l *Lab) AddSite(ctx context.Context, cfg SiteConfig) (*Site, error) {
 	}
 	if cfg.NodePort == 0 {
 		cfg.NodePort = DefaultNodePort
+	}
+	if cfg.Kind == IPv6Only {
+		cfg.IPv6 = true
+	}
+	if cfg.IPv6 && cfg.Kind == DoubleNAT {
+		return nil, fmt.Errorf("site: IPv6 is not modelled behind a double NAT; use another kind")
 	}
 	l.mu.Lock()
 	l.sites++
@@ -128,26 +169,55 @@ func (s *Site) build(ctx context.Context, l *Lab, cfg SiteConfig) error {
 				return err
 			}
 			h.Addr = addr
-			if err := l.ConnectInternet(ctx, h.NS, "eth0", netip.PrefixFrom(addr, internetBits)); err != nil {
+			addrs := []netip.Prefix{netip.PrefixFrom(addr, internetBits)}
+			if cfg.IPv6 {
+				h.Addr6 = segment6(s.Index, 10+k)
+				addrs = append(addrs, netip.PrefixFrom(h.Addr6, internet6Bits))
+				if err := l.dualStackSysctls(h.NS, false); err != nil {
+					return err
+				}
+			}
+			if err := l.ConnectInternet(ctx, h.NS, "eth0", addrs...); err != nil {
 				return err
 			}
 		}
 		return nil
-	case FullCone, PortRestricted, Symmetric, UDPBlocked:
-		mode := map[Kind]natMode{FullCone: modeStatic, PortRestricted: modeMasquerade, Symmetric: modeRandom, UDPBlocked: modeNoUDP}[cfg.Kind]
-		r, err := s.newRouter(ctx, l, "r", mode, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, i, 0, 1}), 24))
+	case FullCone, PortRestricted, Symmetric, UDPBlocked, IPv6Only:
+		mode := map[Kind]natMode{FullCone: modeStatic, PortRestricted: modeMasquerade, Symmetric: modeRandom, UDPBlocked: modeNoUDP, IPv6Only: modeNoIPv4}[cfg.Kind]
+		var lan []netip.Prefix
+		if cfg.Kind != IPv6Only {
+			lan = append(lan, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, i, 0, 1}), 24))
+		}
+		if cfg.IPv6 {
+			lan = append(lan, netip.PrefixFrom(lan6(s.Index, 1), internet6Bits))
+		}
+		r, err := s.newRouter(ctx, l, "r", mode, cfg.IPv6, lan...)
 		if err != nil {
 			return err
 		}
 		s.Router = r
-		if err := l.ConnectInternet(ctx, r.NS, wanIf, wan); err != nil {
+		var wans []netip.Prefix
+		if cfg.Kind != IPv6Only {
+			r.wan = wan
+			wans = append(wans, wan)
+		}
+		if cfg.IPv6 {
+			r.wan6 = segment6(s.Index, 1)
+			wans = append(wans, netip.PrefixFrom(r.wan6, internet6Bits))
+		}
+		if err := l.ConnectInternet(ctx, r.NS, wanIf, wans...); err != nil {
 			return err
 		}
 		r.wan = wan
 		r.link.dropTooBig = cfg.DropTooBig
+		if cfg.IPv6 {
+			if err := l.routeSite6(ctx, r.lan6.Masked(), r.wan6); err != nil {
+				return err
+			}
+		}
 		return s.finish(ctx, l, cfg, r)
 	case DoubleNAT:
-		cgn, err := s.newRouter(ctx, l, "cgn", modeMasquerade, netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64, i, 1}), 24))
+		cgn, err := s.newRouter(ctx, l, "cgn", modeMasquerade, false, netip.PrefixFrom(netip.AddrFrom4([4]byte{100, 64, i, 1}), 24))
 		if err != nil {
 			return err
 		}
@@ -156,7 +226,7 @@ func (s *Site) build(ctx context.Context, l *Lab, cfg SiteConfig) error {
 			return err
 		}
 		cgn.wan = wan
-		home, err := s.newRouter(ctx, l, "r", modeMasquerade, netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, i, 1}), 24))
+		home, err := s.newRouter(ctx, l, "r", modeMasquerade, false, netip.PrefixFrom(netip.AddrFrom4([4]byte{192, 168, i, 1}), 24))
 		if err != nil {
 			return err
 		}
@@ -198,9 +268,21 @@ func (s *Site) finish(ctx context.Context, l *Lab, cfg SiteConfig, r *Router) er
 		if err != nil {
 			return err
 		}
-		lan := r.lan.Addr().As4()
-		lan[3] = byte(2 + k)
-		h.Addr = netip.AddrFrom4(lan)
+		var addrs []netip.Prefix
+		var gws []netip.Addr
+		if r.lan.IsValid() {
+			lan := r.lan.Addr().As4()
+			lan[3] = byte(2 + k)
+			h.Addr = netip.AddrFrom4(lan)
+			addrs, gws = append(addrs, netip.PrefixFrom(h.Addr, r.lan.Bits())), append(gws, r.LAN())
+		}
+		if r.lan6.IsValid() {
+			h.Addr6 = lan6(s.Index, 2+k)
+			addrs, gws = append(addrs, netip.PrefixFrom(h.Addr6, r.lan6.Bits())), append(gws, r.lan6.Addr())
+			if err := l.dualStackSysctls(h.NS, false); err != nil {
+				return err
+			}
+		}
 		port := fmt.Sprintf("h%d", k+1)
 		if err := r.NS.IP(ctx,
 			fmt.Sprintf("link add %s type veth peer name eth0 netns %s", port, h.NS.Name),
@@ -209,10 +291,12 @@ func (s *Site) finish(ctx context.Context, l *Lab, cfg SiteConfig, r *Router) er
 		); err != nil {
 			return err
 		}
-		if err := h.NS.noIPv6("eth0"); err != nil {
-			return err
+		if !r.lan6.IsValid() {
+			if err := h.NS.noIPv6("eth0"); err != nil {
+				return err
+			}
 		}
-		if err := configure(ctx, h.NS, "eth0", []netip.Prefix{netip.PrefixFrom(h.Addr, r.lan.Bits())}, r.LAN()); err != nil {
+		if err := configure(ctx, h.NS, "eth0", addrs, gws...); err != nil {
 			return err
 		}
 	}
@@ -234,23 +318,37 @@ func (s *Site) newHost(ctx context.Context, l *Lab, k int) (*Host, error) {
 	return h, nil
 }
 
-// newRouter creates a router namespace with its LAN bridge.
-func (s *Site) newRouter(ctx context.Context, l *Lab, role string, mode natMode, lan netip.Prefix) (*Router, error) {
+// newRouter creates a router namespace with its LAN bridge, which carries
+// lan: an IPv4 prefix for its NAT and, with v6, an IPv6 one for its
+// firewall.
+func (s *Site) newRouter(ctx context.Context, l *Lab, role string, mode natMode, v6 bool, lan ...netip.Prefix) (*Router, error) {
 	n, err := l.NewNetns(ctx, fmt.Sprintf("s%d%s", s.Index, role))
 	if err != nil {
 		return nil, err
 	}
 	s.nss = append(s.nss, n)
-	if err := l.routerSysctls(n, true); err != nil {
+	sysctls := l.routerSysctls
+	if v6 {
+		sysctls = l.dualStackSysctls
+	}
+	if err := sysctls(n, true); err != nil {
 		return nil, err
 	}
 	if err := n.IP(ctx, fmt.Sprintf("link add %s type bridge stp_state 0 forward_delay 0", lanIf)); err != nil {
 		return nil, err
 	}
-	if err := configure(ctx, n, lanIf, []netip.Prefix{lan}, netip.Addr{}); err != nil {
+	if err := configure(ctx, n, lanIf, lan); err != nil {
 		return nil, err
 	}
-	return &Router{NS: n, mode: mode, lan: lan}, nil
+	r := &Router{NS: n, mode: mode}
+	for _, p := range lan {
+		if p.Addr().Is6() {
+			r.lan6 = p
+		} else {
+			r.lan = p
+		}
+	}
+	return r, nil
 }
 
 // start loads the router's rules, then its timeouts: the conntrack sysctls

@@ -26,12 +26,15 @@ import (
 	"github.com/meshnode/meshnode/internal/natlab"
 )
 
-// Well-known lab addresses on the emulated internet (198.18.0.0/15, RFC 2544).
+// Well-known lab addresses on the emulated internet (198.18.0.0/15, RFC
+// 2544; 2001:2::/48, RFC 5180): the coordinator's two IPv4 addresses and
+// its IPv6 one (its stun_listen_v6).
 var (
 	CoordIP    = netip.MustParseAddr("198.18.0.1")
 	CoordAltIP = netip.MustParseAddr("198.18.0.2")
 	// CoordRelay is the coordinator's UDP relay: its primary STUN port.
 	CoordRelay = netip.AddrPortFrom(CoordIP, stunPort)
+	CoordIP6   = netip.MustParseAddr("2001:2::1")
 )
 
 // STUN ports of the lab coordinator: the primary and, for RFC 5780, the
@@ -115,12 +118,13 @@ func New(t testing.TB, opts Options) *Mesh {
 		t.Fatalf("coordinator: %v", err)
 	}
 	m.Coord = coord
-	host := m.Lab.NewHost("coordinator", CoordIP, CoordAltIP)
+	host := m.Lab.NewHost("coordinator", CoordIP, CoordAltIP, CoordIP6)
 	conns := stunserver.Conns{
 		Primary:   m.listen(host, CoordIP, stunPort),
 		AltPort:   m.listen(host, CoordIP, stunAltPort),
 		AltIP:     m.listen(host, CoordAltIP, stunPort),
 		Alternate: m.listen(host, CoordAltIP, stunAltPort),
+		V6:        m.listen(host, CoordIP6, stunPort),
 	}
 	wg.Go(func() { coord.Serve(ctx, ln) })
 	wg.Go(func() { coord.ServeSTUN(ctx, conns) })

@@ -96,6 +96,10 @@ func (c *Conn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 		return 0, c.opError("write", addr, os.ErrDeadlineExceeded)
 	case !addr.IsValid() || !usableIP(addr.Addr()) || addr.Port() == 0:
 		return 0, c.opError("write", addr, fmt.Errorf("bad destination %v: %w", addr, syscall.EINVAL))
+	case addr.Addr().Is4() != c.local.Addr().Is4():
+		// A socket has one address family; an IPv6-only host has no
+		// route to IPv4, and the other way round.
+		return 0, c.opError("write", addr, fmt.Errorf("%v from %v: %w", addr, c.local, syscall.ENETUNREACH))
 	case len(b) > maxDatagram:
 		return 0, c.opError("write", addr, fmt.Errorf("%d bytes: %w", len(b), syscall.EMSGSIZE))
 	}

@@ -165,6 +165,10 @@ func TestConnDatagrams(t *testing.T) {
 				_, err := a.WriteToUDPAddrPort([]byte("x"), ap("198.18.0.1:0"))
 				return err
 			}},
+			{"other address family", syscall.ENETUNREACH, func() error {
+				_, err := a.WriteToUDPAddrPort([]byte("x"), ap("[2001:2::1]:3478"))
+				return err
+			}},
 			{"too big", syscall.EMSGSIZE, func() error {
 				_, err := a.WriteToUDPAddrPort(make([]byte, maxDatagram+1), b.LocalAddrPort())
 				return err

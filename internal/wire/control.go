@@ -88,7 +88,12 @@ type ErrorResponse struct {
 
 // Endpoint kinds, in the order a path manager prefers them.
 const (
-	EndpointLAN     = "lan"     // a local interface address
+	EndpointLAN = "lan" // a private local interface address (RFC 1918, RFC 4193, RFC 6598)
+	// EndpointPublic is a local interface address that is public
+	// (PublicAddr): no NAT in front of it, at most a stateful firewall,
+	// as with most homes' global IPv6 (RFC 6092). Both sides' first
+	// punches open the firewalls, so it is direct at once.
+	EndpointPublic  = "public"
 	EndpointPortMap = "portmap" // a NAT-PMP/PCP/UPnP mapping
 	EndpointSTUN    = "stun"    // the reflexive address STUN saw
 	EndpointPredict = "predict" // a predicted port of a sequential symmetric NAT
@@ -179,6 +184,8 @@ type StreamMsg struct {
 	Relay     string             `json:"relay,omitempty"`     // welcome: the coordinator's UDP relay host:port; endpoints: the relay this node serves
 	RelayKey  *crypto.PublicKey  `json:"relay_key,omitempty"` // relay_report: the relay node that did not carry
 	STUN      []string           `json:"stun,omitempty"`      // welcome: STUN host:port, primary first
+	STUN6     []string           `json:"stun6,omitempty"`     // welcome: IPv6 STUN [IP]:port (stun_listen_v6), gathered besides STUN
+	Relay6    string             `json:"relay6,omitempty"`    // welcome: the coordinator's UDP relay over IPv6, for nodes that can't reach Relay
 	Code      string             `json:"code,omitempty"`
 	Error     string             `json:"error,omitempty"`
 }

@@ -170,3 +170,29 @@ func TestRelayEcho(t *testing.T) {
 		t.Fatalf("an echo classifies as %v, want %v: the relay forwards discovery and WireGuard only", Classify(echo), KindDisco)
 	}
 }
+
+func TestPublicAddr(t *testing.T) {
+	for _, tc := range []struct {
+		ip   string
+		want bool
+	}{
+		{"198.18.1.1", true},
+		{"203.0.113.7", true},
+		{"::ffff:198.18.1.1", true},
+		{"2001:2:0:1::5", true},
+		{"2a00:1450::1", true},
+		{"10.1.0.2", false},
+		{"192.168.1.2", false},
+		{"100.64.3.2", false},
+		{"fd6d:6573:686e::1", false},
+		{"fe80::1", false},
+		{"::1", false},
+		{"127.0.0.1", false},
+		{"ff02::1", false},
+		{"::", false},
+	} {
+		if got := PublicAddr(netip.MustParseAddr(tc.ip)); got != tc.want {
+			t.Errorf("PublicAddr(%s) = %v, want %v", tc.ip, got, tc.want)
+		}
+	}
+}

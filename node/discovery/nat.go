@@ -41,6 +41,8 @@ type Mapping struct {
 	// Other is the server's OTHER-ADDRESS (RFC 5780 §7.4), when it has one
 	// that can serve the tests.
 	Other netip.AddrPort
+	// Server is the STUN server that answered.
+	Server Target
 }
 
 // NATInfo is what peers learn of m, through the coordinator.

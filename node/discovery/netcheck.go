@@ -339,11 +339,26 @@ func localAddrs(f func() []netip.Addr) []netip.Addr {
 // ResolveSTUN resolves a STUN server's host:port, preferring IPv4
 // (netcheck's socket is IPv4, as are most NATs).
 func ResolveSTUN(ctx context.Context, s string) (netip.AddrPort, error) {
+	if ap, err := netip.ParseAddrPort(s); err == nil && !ap.Addr().Unmap().Is4() {
+		return netip.AddrPort{}, fmt.Errorf("%s is not an IPv4 address; netcheck tests IPv4 NATs: give the server's IPv4 address or name", ap.Addr())
+	}
+	return ResolveSTUNFamily(ctx, s, false)
+}
+
+// ResolveSTUNFamily resolves a STUN server's host:port to an address of one
+// family, IPv6 when v6 is set: a name by its A or AAAA records, a literal
+// only when it is of that family.
+func ResolveSTUNFamily(ctx context.Context, s string, v6 bool) (netip.AddrPort, error) {
+	family, network := "IPv4", "ip4"
+	if v6 {
+		family, network = "IPv6", "ip6"
+	}
 	if ap, err := netip.ParseAddrPort(s); err == nil {
-		if !ap.Addr().Unmap().Is4() {
-			return netip.AddrPort{}, fmt.Errorf("%s is not an IPv4 address; netcheck tests IPv4 NATs: give the server's IPv4 address or name", ap.Addr())
+		ip := ap.Addr().Unmap()
+		if ip.Is6() != v6 {
+			return netip.AddrPort{}, fmt.Errorf("%s is not an %s address", ip, family)
 		}
-		return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), nil
+		return netip.AddrPortFrom(ip, ap.Port()), nil
 	}
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
@@ -353,9 +368,9 @@ func ResolveSTUN(ctx context.Context, s string) (netip.AddrPort, error) {
 	if err != nil || p == 0 {
 		return netip.AddrPort{}, fmt.Errorf("%q: port %q is not a number from 1 to 65535", s, port)
 	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", host)
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, network, host)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("resolve %s: %w", host, err)
+		return netip.AddrPort{}, fmt.Errorf("resolve %s (%s): %w", host, family, err)
 	}
 	return netip.AddrPortFrom(ips[0].Unmap(), uint16(p)), nil
 }

@@ -48,6 +48,10 @@ type NAT struct {
 	Mapping   wire.NATMapping     `json:"mapping"`
 	PortAlloc wire.PortAllocation `json:"port_allocation"`
 	Public    string              `json:"public_address"`
+	// Public6 is the address IPv6 STUN saw, and Mapping6 its NAT: usually
+	// "none", a global address behind a firewall.
+	Public6  string          `json:"public_address_v6,omitempty"`
+	Mapping6 wire.NATMapping `json:"mapping_v6,omitempty"`
 	// MappingLifetime is the longest silence an idle mapping was measured
 	// to outlive ("" until measured, or when it outlived none of the
 	// probes); IdleKeepalive is the heartbeat interval of idle paths that

@@ -51,18 +51,21 @@ func (m *Manager) permit(a netip.AddrPort, kind string) bool {
 }
 
 // kindRank orders candidate kinds by how likely they are to be the path:
-// LAN first (peers behind one NAT), then mappings the NAT itself promised,
-// then what STUN saw.
+// LAN first (peers behind one NAT), then public interface addresses (no
+// NAT, at most a stateful firewall that both sides' punches open: global
+// IPv6), then mappings the NAT itself promised, then what STUN saw.
 func kindRank(kind string) int {
 	switch kind {
 	case wire.EndpointLAN:
 		return 0
-	case wire.EndpointPortMap:
+	case wire.EndpointPublic:
 		return 1
-	case wire.EndpointSTUN:
+	case wire.EndpointPortMap:
 		return 2
+	case wire.EndpointSTUN:
+		return 3
 	}
-	return 3
+	return 4
 }
 
 // bestCandidates keeps at most n endpoints, the best kinds first and, within

@@ -303,12 +303,14 @@ func (m *Manager) Punch(key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NAT
 // Repunch starts a round with every peer, after this node's own mapping
 // changed (re-STUN differs, a link changed), and measures every direct
 // path's MTU again: a path kept across the change may run over another
-// link now.
+// link now. The scope may have changed with the links, so each peer's
+// candidates are filtered again.
 func (m *Manager) Repunch() {
 	now := time.Now()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range m.peers {
+		p.setCandidates(p.given, m.permit)
 		if p.online {
 			p.startRound(now, m.t)
 			p.wantRendezvous = true

@@ -15,8 +15,8 @@ import (
 	"github.com/meshnode/meshnode/node/bind"
 )
 
-// fabric delivers packets between managers by address, synchronously, and
-// lets a test tap or drop them.
+// fabric delivers packets between managers by address, synchronously
+// unless the destination has a delay, and lets a test tap or drop them.
 type fabric struct {
 	mu    sync.Mutex
 	at    map[netip.AddrPort]*Manager
@@ -29,16 +29,24 @@ type fabric struct {
 	mtu     int
 	icmp    bool
 	learned map[netip.AddrPort]bool
+	delay   map[netip.AddrPort]time.Duration // one way, to that address
 }
 
+// port is a node's socket on the fabric: it sends from self, or from self6
+// to an IPv6 address when the node has one.
 type port struct {
-	f    *fabric
-	self netip.AddrPort
+	f     *fabric
+	self  netip.AddrPort
+	self6 netip.AddrPort
 }
 
 func (p port) WriteVia(pkt []byte, to netip.AddrPort, _ int) error {
+	from := p.self
+	if to.Addr().Is6() && p.self6.IsValid() {
+		from = p.self6
+	}
 	p.f.mu.Lock()
-	m, tap, blocked := p.f.at[to], p.f.tap, p.f.block[to]
+	m, tap, blocked, delay := p.f.at[to], p.f.tap, p.f.block[to], p.f.delay[to]
 	if p.f.mtu > 0 && len(pkt)+20+8 > p.f.mtu {
 		blocked = blocked || !p.f.icmp || !p.f.learned[p.self]
 		if p.f.icmp {
@@ -47,11 +55,17 @@ func (p port) WriteVia(pkt []byte, to netip.AddrPort, _ int) error {
 	}
 	p.f.mu.Unlock()
 	if tap != nil {
-		tap(append([]byte{}, pkt...), p.self, to)
+		tap(append([]byte{}, pkt...), from, to)
 	}
-	if m != nil && !blocked {
-		m.HandleDisco(append([]byte{}, pkt...), p.self, 0)
+	if m == nil || blocked {
+		return nil
 	}
+	pkt = append([]byte{}, pkt...)
+	if delay > 0 {
+		time.AfterFunc(delay, func() { m.HandleDisco(pkt, from, 0) })
+		return nil
+	}
+	m.HandleDisco(pkt, from, 0)
 	return nil
 }
 
@@ -101,15 +115,29 @@ func (f *fabric) add(t *testing.T, addr string) *node {
 
 func (f *fabric) addTimed(t *testing.T, addr string, tm Timing) *node {
 	t.Helper()
+	return f.addDual(t, addr, "", tm)
+}
+
+// addDual adds a node with an IPv4 and, unless addr6 is empty, an IPv6
+// address.
+func (f *fabric) addDual(t *testing.T, addr, addr6 string, tm Timing) *node {
+	t.Helper()
 	priv, err := crypto.NewPrivateKey()
 	if err != nil {
 		t.Fatal(err)
 	}
 	ap := netip.MustParseAddrPort(addr)
+	var ap6 netip.AddrPort
+	if addr6 != "" {
+		ap6 = netip.MustParseAddrPort(addr6)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	m := New(crypto.NewSealer(priv), port{f, ap}, tm, log)
+	m := New(crypto.NewSealer(priv), port{f, ap, ap6}, tm, log)
 	f.mu.Lock()
 	f.at[ap] = m
+	if ap6.IsValid() {
+		f.at[ap6] = m
+	}
 	f.mu.Unlock()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -132,7 +160,7 @@ func (f *fabric) pair(t *testing.T, tm Timing) (a, b *node) {
 }
 
 func newFabric() *fabric {
-	return &fabric{at: make(map[netip.AddrPort]*Manager), block: make(map[netip.AddrPort]bool), learned: make(map[netip.AddrPort]bool)}
+	return &fabric{at: make(map[netip.AddrPort]*Manager), block: make(map[netip.AddrPort]bool), learned: make(map[netip.AddrPort]bool), delay: make(map[netip.AddrPort]time.Duration)}
 }
 
 func introduce(a, b *node, bAddrs ...netip.AddrPort) {
@@ -329,4 +357,126 @@ func TestTCPCandidateDoesNotHideUDPCandidate(t *testing.T) {
 	}
 	waitPath(t, a, b, b.addr)
 	waitPath(t, b, a, a.addr)
+}
+
+// TestFasterFamilyWins: dual-stack peers whose IPv6 path opens only after
+// their IPv4 one answered (a firewall slower to open, say) switch to it
+// when it is faster, and stay on IPv4 when IPv6 is slower.
+func TestFasterFamilyWins(t *testing.T) {
+	tests := []struct {
+		name           string
+		delay4, delay6 time.Duration // one way
+		want6          bool
+	}{
+		{"IPv6 faster", 20 * time.Millisecond, time.Millisecond, true},
+		{"IPv6 slower", time.Millisecond, 20 * time.Millisecond, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tm := fastTiming()
+			tm.Settle = time.Second // the later family answers within it
+			f := newFabric()
+			a := f.addDual(t, "198.18.1.1:41820", "[2001:2:0:1::2]:41820", tm)
+			b := f.addDual(t, "198.18.2.1:41820", "[2001:2:0:2::2]:41820", tm)
+			a6, b6 := netip.MustParseAddrPort("[2001:2:0:1::2]:41820"), netip.MustParseAddrPort("[2001:2:0:2::2]:41820")
+			f.mu.Lock()
+			f.delay[a.addr], f.delay[b.addr], f.delay[a6], f.delay[b6] = tt.delay4, tt.delay4, tt.delay6, tt.delay6
+			f.block[a6], f.block[b6] = true, true
+			f.mu.Unlock()
+			for _, x := range []struct {
+				n, peer *node
+				addr6   netip.AddrPort
+			}{{a, b, b6}, {b, a, a6}} {
+				x.n.m.UpsertPeer(PeerInfo{Key: x.peer.key, Name: "peer", Online: true, Endpoints: []wire.Endpoint{
+					{Addr: x.peer.addr, Kind: wire.EndpointSTUN},
+					{Addr: x.addr6, Kind: wire.EndpointPublic},
+				}})
+			}
+			waitPath(t, a, b, b.addr)
+			f.mu.Lock()
+			f.block[a6], f.block[b6] = false, false
+			f.mu.Unlock()
+			want := b.addr
+			if tt.want6 {
+				want = b6
+			}
+			wait.For(t, 10*time.Second, "the round to end on "+want.String(), func() bool {
+				a.m.mu.Lock()
+				defer a.m.mu.Unlock()
+				p := a.m.peers[b.key]
+				return !p.punching(time.Now()) && p.best == want
+			})
+		})
+	}
+}
+
+// TestPreferAcrossFamilies: between IPv4 and IPv6 the faster path wins,
+// past the hysteresis; a dual-stack peer's pings from the other family
+// are no sign that its mapping moved; LAN still beats a public address.
+func TestPreferAcrossFamilies(t *testing.T) {
+	v4 := netip.MustParseAddrPort("198.18.1.1:41820")
+	v4moved := netip.MustParseAddrPort("198.18.1.1:50000")
+	v6 := netip.MustParseAddrPort("[2001:2:0:1::2]:41820")
+	lan := netip.MustParseAddrPort("10.1.0.2:41820")
+	ms := time.Millisecond
+	tests := []struct {
+		name     string
+		best     netip.AddrPort
+		bestKind string
+		bestRTT  time.Duration
+		pingSrc  netip.AddrPort // where the peer's last ping came from
+		a        netip.AddrPort
+		kind     string
+		rtt      time.Duration
+		want     bool
+	}{
+		{"IPv6 much faster", v4, wire.EndpointSTUN, 20 * ms, v4, v6, wire.EndpointPublic, 10 * ms, true},
+		{"IPv6 about as fast", v4, wire.EndpointSTUN, 20 * ms, v4, v6, wire.EndpointPublic, 19 * ms, false},
+		{"IPv4 much faster", v6, wire.EndpointPublic, 30 * ms, v6, v4, wire.EndpointSTUN, 10 * ms, true},
+		{"the peer pinged from IPv4: no move", v6, wire.EndpointPublic, 10 * ms, v4, v4, wire.EndpointSTUN, 12 * ms, false},
+		{"the peer's IPv4 mapping moved", v4, wire.EndpointSTUN, 10 * ms, v4moved, v4moved, wire.EndpointSTUN, 30 * ms, true},
+		{"a public address is no LAN", v4, wire.EndpointSTUN, 20 * ms, v4, v6, wire.EndpointPublic, 30 * ms, false},
+		{"LAN beats a public address", v6, wire.EndpointPublic, 10 * ms, v6, lan, wire.EndpointLAN, 30 * ms, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &peer{hasBest: true, best: tt.best, bestKind: tt.bestKind, bestRTT: tt.bestRTT, lastPingSrc: tt.pingSrc}
+			if got := p.prefer(tt.a, tt.kind, tt.rtt); got != tt.want {
+				t.Fatalf("prefer(%v %s %v) over %v %s %v = %v, want %v", tt.a, tt.kind, tt.rtt, tt.best, tt.bestKind, tt.bestRTT, got, tt.want)
+			}
+		})
+	}
+}
+
+// familyScope permits IPv6 only once the host has it.
+type familyScope struct{ has6 *bool }
+
+func (s familyScope) Permit(a netip.AddrPort, _ string) bool { return a.Addr().Is4() || *s.has6 }
+
+// TestRepunchAppliesTheScopeAgain: a host that gains IPv6 (a link change)
+// probes its peers' IPv6 candidates from then on, without waiting for the
+// peers to report again.
+func TestRepunchAppliesTheScopeAgain(t *testing.T) {
+	f := newFabric()
+	a := f.add(t, "198.18.1.1:41820")
+	has6 := false
+	a.m.SetScope(familyScope{&has6})
+	peerKey, err := crypto.NewPrivateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.m.UpsertPeer(PeerInfo{Key: peerKey.Public(), Name: "b", Online: true, Endpoints: []wire.Endpoint{
+		{Addr: netip.MustParseAddrPort("198.18.2.1:41820"), Kind: wire.EndpointSTUN},
+		{Addr: netip.MustParseAddrPort("[2001:2:0:2::2]:41820"), Kind: wire.EndpointPublic},
+	}})
+	if n := a.m.Path(peerKey.Public()).Candidates; n != 1 {
+		t.Fatalf("%d candidates before the host has IPv6, want 1", n)
+	}
+	a.m.mu.Lock()
+	has6 = true
+	a.m.mu.Unlock()
+	a.m.Repunch()
+	if n := a.m.Path(peerKey.Public()).Candidates; n != 2 {
+		t.Fatalf("%d candidates after the host gained IPv6, want 2", n)
+	}
 }

@@ -29,6 +29,10 @@ type peer struct {
 	// which it only passes on with evidence (wire.Vouches): a
 	// call-me-maybe's addresses must stand on them.
 	vouched []netip.Addr
+	// given is the candidate list cands was last made from, before the
+	// scope's filter: a link change re-applies it (a host that gains
+	// IPv6 may now probe the peer's IPv6 addresses).
+	given []wire.Endpoint
 
 	// The direct path in use, when hasBest.
 	hasBest  bool
@@ -123,6 +127,7 @@ func (p *peer) vouchedFor(ip netip.Addr) bool {
 // peer-reflexive ones, and reports whether any address is new. Only
 // addresses permit allows are kept, at most maxCandidates of them.
 func (p *peer) setCandidates(eps []wire.Endpoint, permit func(netip.AddrPort, string) bool) bool {
+	p.given = slices.Clone(eps)
 	next := make(map[netip.AddrPort]string, len(eps)+len(p.prflx))
 	changed := false
 	var udp []wire.Endpoint
@@ -237,8 +242,10 @@ func (p *peer) dropBest() {
 
 // prefer decides whether a path that just answered replaces the current one.
 // LAN beats everything else (peers behind one NAT, which may not hairpin);
-// the peer's current source towards us beats a stale mapping; otherwise a
-// new path must be betterRTTRatio faster, so similar paths don't flap.
+// the peer's current source towards us beats a stale mapping of the same
+// address family; otherwise, and between IPv4 and IPv6, a new path must be
+// betterRTTRatio faster, so similar paths don't flap and the faster family
+// wins.
 func (p *peer) prefer(a netip.AddrPort, kind string, rtt time.Duration) bool {
 	switch {
 	case !p.hasBest:
@@ -251,8 +258,10 @@ func (p *peer) prefer(a netip.AddrPort, kind string, rtt time.Duration) bool {
 		return true
 	case p.probes > 0:
 		return true // the current path is in doubt and this one answers
-	case a == p.lastPingSrc && p.best != p.lastPingSrc:
-		return true // the peer's mapping towards us moved here
+	case a == p.lastPingSrc && p.best != p.lastPingSrc && a.Addr().Is4() == p.best.Addr().Is4():
+		// The peer's mapping towards us moved here. A dual-stack peer
+		// pings from both families while punching: that is no move.
+		return true
 	}
 	return float64(rtt) < betterRTTRatio*float64(p.bestRTT)
 }

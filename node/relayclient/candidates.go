@@ -3,8 +3,11 @@ package relayclient
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
@@ -16,8 +19,12 @@ type Candidate struct {
 	// Key is the key the relay verifies proofs with: the coordinator's,
 	// or the relay node's.
 	Key crypto.PublicKey
-	// Addr is the relay's UDP address, host:port.
-	Addr string
+	// Addr is the relay's UDP address, host:port. Addr6 is another way
+	// to it over IPv6 ([IP]:port; the coordinator's stun_listen_v6), for
+	// nodes that can't reach Addr: both lead to one relay, which forwards
+	// between the families.
+	Addr  string
+	Addr6 string
 }
 
 // choose picks the relay every node agrees on, so that both ends of a
@@ -35,7 +42,7 @@ func choose(coordinator Candidate, nodes []Candidate) Candidate {
 	if found {
 		return best
 	}
-	if coordinator.Addr == "" {
+	if coordinator.Addr == "" && coordinator.Addr6 == "" {
 		return Candidate{}
 	}
 	return coordinator
@@ -45,13 +52,29 @@ func choose(coordinator Candidate, nodes []Candidate) Candidate {
 // when it is a name).
 const resolveTimeout = 5 * time.Second
 
-// resolve turns a relay's host:port into the address to bind to.
-func resolve(ctx context.Context, c Candidate) (netip.AddrPort, error) {
+// resolve turns a relay's addresses into those to bind to, IPv4 first:
+// the ones that resolve, or an error naming why none did.
+func resolve(ctx context.Context, c Candidate) ([]netip.AddrPort, error) {
 	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
-	ap, err := discovery.ResolveSTUN(ctx, c.Addr)
-	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("relay %s (%s): %w", c.Addr, c.Key.Short(), err)
+	var out []netip.AddrPort
+	var errs []error
+	for _, a := range []struct {
+		addr string
+		v6   bool
+	}{{c.Addr, false}, {c.Addr6, true}} {
+		if a.addr == "" {
+			continue
+		}
+		ap, err := discovery.ResolveSTUNFamily(ctx, a.addr, a.v6)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, ap)
 	}
-	return ap, nil
+	if len(out) == 0 {
+		return nil, fmt.Errorf("relay %s (%s): %w", strings.Join(slices.DeleteFunc([]string{c.Addr, c.Addr6}, func(s string) bool { return s == "" }), " or "), c.Key.Short(), errors.Join(errs...))
+	}
+	return out, nil
 }

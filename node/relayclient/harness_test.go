@@ -16,6 +16,7 @@ import (
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/relayfault"
+	"github.com/meshnode/meshnode/internal/testenv"
 	"github.com/meshnode/meshnode/internal/wait"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
@@ -117,13 +118,21 @@ func startRelay(t *testing.T) *relayServer {
 	s := &relayServer{key: newKey(t), auth: newFakeAuth()}
 	s.srv = relay.New(relay.Options{Key: s.key, Auth: s.auth})
 	pc := loopback(t)
-	s.udp = pc.LocalAddr().(*net.UDPAddr).AddrPort()
 	s.fault = relayfault.Wrap(pc)
+	s.udp, s.stop = s.serveUDP(t, s.fault)
+	return s
+}
+
+// serveUDP serves the relay on pc (one more socket, as the coordinator's
+// stun_listen_v6 is) until the test ends or stop is called; it returns
+// pc's address.
+func (s *relayServer) serveUDP(t *testing.T, pc net.PacketConn) (addr netip.AddrPort, stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.srv.ServeUDP(ctx, s.fault) }()
+	go func() { done <- s.srv.ServeUDP(ctx, pc) }()
 	var once sync.Once
-	s.stop = func() {
+	stop = func() {
 		once.Do(func() {
 			cancel()
 			if err := <-done; err != nil {
@@ -131,8 +140,8 @@ func startRelay(t *testing.T) *relayServer {
 			}
 		})
 	}
-	t.Cleanup(s.stop)
-	return s
+	t.Cleanup(stop)
+	return pc.LocalAddr().(*net.UDPAddr).AddrPort(), stop
 }
 
 // candidate is the relay as the coordinator announces it.
@@ -226,10 +235,21 @@ func withReports(ch chan report) nodeOpts {
 
 func newTestNode(t *testing.T, timing Timing, opts ...nodeOpts) *testNode {
 	t.Helper()
+	return newTestNodeOn(t, "udp4", netip.MustParseAddrPort("127.0.0.1:0"), timing, opts...)
+}
+
+// newTestNodeOn is newTestNode with its socket on laddr: "udp6" is an
+// IPv6-only host, "udp" on [::] a dual-stack one.
+func newTestNodeOn(t *testing.T, network string, laddr netip.AddrPort, timing Timing, opts ...nodeOpts) *testNode {
+	t.Helper()
 	n := &testNode{priv: newKey(t), routes: make(chan bind.Route, 64), recv: make(chan packet, 64)}
 	n.pub = n.priv.Public()
 	n.bind = bind.New(bind.NewConnBind(func(uint16) (bind.UDPConn, error) {
-		return net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+		c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(laddr))
+		if err != nil {
+			testenv.Unavailable(t, "listen %s %s: %v", network, laddr, err)
+		}
+		return c, err
 	}), nil)
 	o := Options{
 		Priv:    n.priv,
@@ -254,7 +274,7 @@ func newTestNode(t *testing.T, timing Timing, opts ...nodeOpts) *testNode {
 	if err != nil {
 		t.Fatalf("open bind: %v", err)
 	}
-	n.addr = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
+	n.addr = netip.AddrPortFrom(laddr.Addr(), port)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	for _, fn := range fns {

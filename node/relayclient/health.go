@@ -212,7 +212,7 @@ func (r *Relays) resolveWitness(ctx context.Context) {
 		r.nextWitness = time.Now().Add(r.timing.Refresh)
 		return
 	}
-	r.witness = unmapPort(ap)
+	r.witness = unmapPort(ap[0]) // the first that resolved: IPv4 where there is one
 	w := r.witness
 	r.witnessPub.Store(&w)
 }

@@ -274,6 +274,7 @@ func (r *Relays) Run(ctx context.Context) {
 		}
 		r.udp.tick(now)
 		r.checkDue(now)
+		r.publishServer()
 		r.decideStream(ctx, now)
 		r.publish()
 		if next := r.wake(); next.IsZero() {
@@ -324,7 +325,7 @@ func (r *Relays) reselect(now time.Time) {
 		r.log.Info("relay chosen", "relay", c.Addr, "key", c.Key.Short())
 	}
 	r.chosen, r.resolved, r.nextResolve = c, false, time.Time{}
-	r.setServer(netip.AddrPort{}, crypto.PublicKey{}, now)
+	r.setServers(nil, crypto.PublicKey{}, now)
 }
 
 // resolveDue resolves the chosen relay's address when that is due. It may
@@ -333,7 +334,7 @@ func (r *Relays) resolveDue(ctx context.Context) {
 	if r.resolved || r.chosen == (Candidate{}) || time.Now().Before(r.nextResolve) {
 		return
 	}
-	ap, err := resolve(ctx, r.chosen)
+	addrs, err := resolve(ctx, r.chosen)
 	now := time.Now()
 	if err != nil {
 		if ctx.Err() == nil {
@@ -343,15 +344,23 @@ func (r *Relays) resolveDue(ctx context.Context) {
 		return
 	}
 	r.resolved = true
-	r.setServer(ap, r.chosen.Key, now)
+	r.setServers(addrs, r.chosen.Key, now)
 }
 
-// setServer points the UDP binding at addr and publishes it for
-// HandleControl.
-func (r *Relays) setServer(addr netip.AddrPort, key crypto.PublicKey, now time.Time) {
-	r.udp.setServer(addr, key, now)
-	s := r.udp.server
-	r.server.Store(&s)
+// setServers points the UDP binding at the relay's addresses and
+// publishes the one in use for HandleControl.
+func (r *Relays) setServers(addrs []netip.AddrPort, key crypto.PublicKey, now time.Time) {
+	r.udp.setServers(addrs, key, now)
+	r.publishServer()
+}
+
+// publishServer tells HandleControl which address the relay answers from:
+// the binding may move on to another.
+func (r *Relays) publishServer() {
+	if s := r.server.Load(); s == nil || *s != r.udp.server {
+		a := r.udp.server
+		r.server.Store(&a)
+	}
 }
 
 // decideStream opens the TCP relay once the UDP relay has been unbound for

@@ -2,9 +2,12 @@ package relayclient
 
 import (
 	"bytes"
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 
+	"github.com/meshnode/meshnode/internal/testenv"
 	"github.com/meshnode/meshnode/node/bind"
 )
 
@@ -135,5 +138,45 @@ func TestRouteWithdrawnAfterExpiry(t *testing.T) {
 	n.waitRoute(t, "route withdrawal", noRoute)
 	if st := n.relays.Status(); st.UDPBound {
 		t.Fatalf("status = %+v after expiry, want unbound", st)
+	}
+}
+
+// TestBindsOverEitherFamily: the coordinator's relay has an IPv4 and an
+// IPv6 address (stun_listen_v6). A dual-stack node binds over IPv4; an
+// IPv6-only node, which can't send to the IPv4 one, binds over IPv6 at
+// once; and a node whose IPv4 hellos go unanswered moves to IPv6.
+func TestBindsOverEitherFamily(t *testing.T) {
+	s := startRelay(t)
+	pc6, err := net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("[::1]:0")))
+	if err != nil {
+		testenv.Unavailable(t, "no IPv6 loopback (::1): %v", err)
+	}
+	t.Cleanup(func() { pc6.Close() })
+	udp6, _ := s.serveUDP(t, pc6)
+	silent := loopback(t).LocalAddr().(*net.UDPAddr).AddrPort()
+	anyAddr := netip.MustParseAddrPort("[::]:0")
+	tests := []struct {
+		name    string
+		network string
+		laddr   netip.AddrPort
+		relay   Candidate
+		want    netip.AddrPort
+	}{
+		{"dual stack: IPv4 first", "udp", anyAddr, Candidate{Addr: s.udp.String(), Addr6: udp6.String()}, s.udp},
+		{"IPv6-only host", "udp6", netip.MustParseAddrPort("[::1]:0"), Candidate{Addr: s.udp.String(), Addr6: udp6.String()}, udp6},
+		{"IPv4 unanswered", "udp", anyAddr, Candidate{Addr: silent.String(), Addr6: udp6.String()}, udp6},
+		{"IPv6 only announced", "udp6", netip.MustParseAddrPort("[::1]:0"), Candidate{Addr6: udp6.String()}, udp6},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n := newTestNodeOn(t, tt.network, tt.laddr, fastTiming)
+			s.auth.add(n.pub)
+			tt.relay.Key = s.key.Public()
+			n.relays.SetCandidates(tt.relay, nil)
+			n.waitRoute(t, "UDP relay route via "+tt.want.String(), udpRouteTo(tt.want))
+			if st := n.relays.Status(); !st.UDPBound || st.Addr != tt.want {
+				t.Fatalf("status %+v, want bound at %s", st, tt.want)
+			}
+		})
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
@@ -22,6 +23,12 @@ type udpBinding struct {
 	log    *slog.Logger
 
 	server netip.AddrPort // invalid: no relay
+	// servers are the relay's addresses (IPv4, then IPv6), server one of
+	// them: while unbound, a hello that can't be sent, or helloTries
+	// unanswered, move on to the next (an IPv6-only node can't send to
+	// the IPv4 one; a network may drop one family's UDP).
+	servers []netip.AddrPort
+	tries   int
 	// key is the relay's public key, which proofs are made for: the
 	// coordinator's, or a relay node's.
 	key crypto.PublicKey
@@ -35,16 +42,33 @@ type udpBinding struct {
 	downSince time.Time
 }
 
-// setServer switches to the relay at addr proving to key; an invalid addr
-// means none. A change drops the binding and says hello at once.
-func (u *udpBinding) setServer(addr netip.AddrPort, key crypto.PublicKey, now time.Time) {
-	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
-	if addr == u.server && key == u.key {
+// helloTries is how many hellos one address of the relay gets while
+// unbound before the next address is tried.
+const helloTries = 2
+
+// setServers switches to the relay at addrs proving to key; none means no
+// relay. A change drops the binding and says hello at once, to the first.
+func (u *udpBinding) setServers(addrs []netip.AddrPort, key crypto.PublicKey, now time.Time) {
+	addrs = slices.Clone(addrs)
+	for i, a := range addrs {
+		addrs[i] = netip.AddrPortFrom(a.Addr().Unmap(), a.Port())
+	}
+	if slices.Equal(addrs, u.servers) && key == u.key {
 		return
 	}
 	u.unbind(now)
-	u.server, u.key, u.answered = addr, key, nil
+	u.servers, u.key, u.answered, u.tries = addrs, key, nil, 0
+	u.server = netip.AddrPort{}
+	if len(addrs) > 0 {
+		u.server = addrs[0]
+	}
 	u.nextHello = now
+}
+
+// next moves an unbound relay to its next address.
+func (u *udpBinding) next() {
+	i := slices.Index(u.servers, u.server)
+	u.server, u.answered, u.tries = u.servers[(i+1)%len(u.servers)], nil, 0
 }
 
 // unbind drops the binding, if any.
@@ -69,12 +93,29 @@ func (u *udpBinding) tick(now time.Time) {
 }
 
 // hello asks the relay for a challenge now: a first binding, or a refresh
-// (which the relay confirms with an OK).
+// (which the relay confirms with an OK). Unbound after helloTries hellos,
+// it moves on to the relay's next address (IPv6 after IPv4).
 func (u *udpBinding) hello(now time.Time) {
-	pkt := wire.RelayFrame{Type: wire.RelayHello, Key: u.priv.Public()}.Marshal()
-	if err := u.socks.WriteTo(pkt, u.server); err != nil {
-		u.log.Debug("relay hello not sent", "relay", u.server, "err", err)
+	if u.route == nil && u.tries >= helloTries && len(u.servers) > 1 {
+		from := u.server
+		u.next()
+		u.log.Info("UDP relay does not answer at this address; trying the next", "relay", from, "next", u.server, "hellos", helloTries)
 	}
+	pkt := wire.RelayFrame{Type: wire.RelayHello, Key: u.priv.Public()}.Marshal()
+	// An address this host can't send to (no route for its family) is
+	// passed over at once, each at most once a tick.
+	for range u.servers {
+		err := u.socks.WriteTo(pkt, u.server)
+		if err == nil || u.route != nil || len(u.servers) < 2 {
+			if err != nil {
+				u.log.Debug("relay hello not sent", "relay", u.server, "err", err)
+			}
+			break
+		}
+		u.log.Debug("relay hello not sent; trying the next address", "relay", u.server, "err", err)
+		u.next()
+	}
+	u.tries++
 	if u.route != nil {
 		u.nextHello = now.Add(u.timing.Refresh)
 	} else {

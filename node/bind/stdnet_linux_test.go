@@ -1,0 +1,110 @@
+package bind
+
+import (
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.zx2c4.com/wireguard/conn"
+
+	"github.com/meshnode/meshnode/internal/testenv"
+	"github.com/meshnode/meshnode/internal/wait"
+)
+
+// TestStdNetBindSendsToEitherFamily: a dual-stack node sends to IPv4 and
+// IPv6 peers from the one socket, in any order, and each datagram reaches
+// the address it was sent to. wireguard-go's StdNetBind reused a pooled
+// address cut to 4 bytes by an IPv4 send for the next IPv6 one, sending it
+// to the wrong host (WireGuard/wireguard-go#135); third_party/wireguard-go
+// carries the fix. It runs in a network namespace of its own, with two
+// IPv6 addresses on its loopback.
+func TestStdNetBindSendsToEitherFamily(t *testing.T) {
+	if os.Geteuid() != 0 {
+		testenv.Unavailable(t, "needs root for a network namespace")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.New() // also enters it, on this thread only
+	if err != nil {
+		testenv.Unavailable(t, "no network namespace: %v", err)
+	}
+	defer func() {
+		if err := netns.Set(orig); err != nil {
+			t.Fatalf("leave the test's namespace: %v", err)
+		}
+		ns.Close()
+	}()
+	lo, err := netlink.LinkByName("lo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := netlink.LinkSetUp(lo); err != nil {
+		t.Fatal(err)
+	}
+	v6 := []netip.Addr{netip.MustParseAddr("2001:db8::1"), netip.MustParseAddr("2001:db8::2")}
+	for _, a := range v6 {
+		if err := netlink.AddrAdd(lo, &netlink.Addr{IPNet: netlink.NewIPNet(a.AsSlice()), Flags: 0x02 /* IFA_F_NODAD */}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	listen := func(a netip.Addr) *net.UDPConn {
+		c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, 0)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	dsts := []*net.UDPConn{listen(v6[0]), listen(netip.MustParseAddr("127.0.0.1")), listen(v6[1])}
+	// The namespace's addresses are in place once a plain socket's
+	// datagram reaches each listener: only then can a lost datagram be
+	// the Bind's doing.
+	probe := listen(netip.IPv6Unspecified())
+	buf := make([]byte, 16)
+	for _, d := range dsts {
+		wait.For(t, 5*time.Second, "the namespace to deliver to "+d.LocalAddr().String(), func() bool {
+			if _, err := probe.WriteToUDPAddrPort([]byte{0xff}, d.LocalAddr().(*net.UDPAddr).AddrPort()); err != nil {
+				return false
+			}
+			d.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+			n, _, err := d.ReadFromUDPAddrPort(buf)
+			return err == nil && n == 1 && buf[0] == 0xff
+		})
+	}
+	b := conn.NewStdNetBind()
+	if _, _, err := b.Open(0); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	const rounds = 8
+	for range rounds {
+		for i, d := range dsts {
+			to := d.LocalAddr().(*net.UDPAddr).AddrPort()
+			if err := b.Send([][]byte{{byte(i)}}, &conn.StdNetEndpoint{AddrPort: to}); err != nil {
+				t.Fatalf("send to %v: %v", to, err)
+			}
+		}
+	}
+	for i, d := range dsts {
+		d.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for range rounds {
+			n, _, err := d.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				t.Fatalf("%v: %v (a datagram for it went elsewhere)", d.LocalAddr(), err)
+			}
+			if n != 1 || buf[0] != byte(i) {
+				t.Fatalf("%v got datagram %v, want [%d]", d.LocalAddr(), buf[:n], i)
+			}
+		}
+	}
+}
