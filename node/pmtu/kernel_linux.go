@@ -15,11 +15,19 @@ import (
 // (EMSGSIZE). A connected UDP socket reads it: connect sends nothing.
 func KernelPathMTU(dst netip.Addr) (int, error) {
 	dst = dst.Unmap()
-	family, level, opt := unix.AF_INET, unix.IPPROTO_IP, unix.IP_MTU
-	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: discardPort, Addr: dst.As4()}
-	if dst.Is6() {
+	var (
+		family, level, opt int
+		sa                 unix.Sockaddr
+	)
+	switch {
+	case dst.Is4():
+		family, level, opt = unix.AF_INET, unix.IPPROTO_IP, unix.IP_MTU
+		sa = &unix.SockaddrInet4{Port: discardPort, Addr: dst.As4()}
+	case dst.Is6():
 		family, level, opt = unix.AF_INET6, unix.IPPROTO_IPV6, unix.IPV6_MTU
 		sa = &unix.SockaddrInet6{Port: discardPort, Addr: dst.As16()}
+	default:
+		return 0, fmt.Errorf("path MTU to %v: not an IP address", dst)
 	}
 	fd, err := unix.Socket(family, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
