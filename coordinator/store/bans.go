@@ -64,7 +64,7 @@ func (s *SQLite) bans(ctx context.Context, q querier, query string, args ...any)
 func (s *SQLite) Allow(ctx context.Context, keyOrName string) (Ban, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
-		return Ban{}, fmt.Errorf("database %s: begin: %w", s.path, err)
+		return Ban{}, err
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	var matches []Ban

@@ -78,7 +78,7 @@ func (s *SQLite) admit(ctx context.Context, q querier, r Registration) (admissio
 func (s *SQLite) register(ctx context.Context, r Registration) (Node, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
-		return Node{}, fmt.Errorf("database %s: begin: %w", s.path, err)
+		return Node{}, err
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 
@@ -237,7 +237,7 @@ func (s *SQLite) Nodes(ctx context.Context) ([]Node, error) {
 func (s *SQLite) RemoveNode(ctx context.Context, name string, now time.Time) (Node, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
-		return Node{}, fmt.Errorf("database %s: begin: %w", s.path, err)
+		return Node{}, err
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	n, err := s.activeNode(ctx, tx, name)
@@ -277,7 +277,7 @@ func (s *SQLite) activeNode(ctx context.Context, tx *sql.Tx, name string) (Node,
 func (s *SQLite) UpdateTags(ctx context.Context, name string, add, remove []string) (Node, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
-		return Node{}, fmt.Errorf("database %s: begin: %w", s.path, err)
+		return Node{}, err
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
 	n, err := s.activeNode(ctx, tx, name)

@@ -143,7 +143,11 @@ func (s *SQLite) quickCheck(ctx context.Context) ([]string, error) {
 // write lock from its start (BEGIN IMMEDIATE) to its end.
 func (s *SQLite) beginWrite(ctx context.Context) (*sql.Tx, error) {
 	s.writes.Add(1)
-	return s.w.BeginTx(ctx, nil)
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: begin: %w", s.path, err)
+	}
+	return tx, nil
 }
 
 // execWrite runs one write statement, a write transaction of its own.
