@@ -32,11 +32,19 @@ const (
 	DoubleNAT Kind = "doublenat"
 	// UDPBlocked: masquerade that drops all forwarded UDP; TCP passes.
 	UDPBlocked Kind = "udpblocked"
+	// EarlyRemap: Linux masquerade with no WAN input filter, as in many
+	// small and DIY routers. A packet that arrives at a mapped port before
+	// the inside host has sent to its source is delivered to the router's
+	// own stack and tracked (conntrack confirms it at local input), and the
+	// inside host's later flow to that source finds the tuple taken: the
+	// NAT gives that one flow another port. It looks port-restricted to
+	// STUN, and remaps when punched early.
+	EarlyRemap Kind = "earlyremap"
 )
 
 // Kinds lists every kind, easiest first.
 func Kinds() []Kind {
-	return []Kind{Public, FullCone, PortRestricted, DoubleNAT, Symmetric, UDPBlocked}
+	return []Kind{Public, FullCone, PortRestricted, EarlyRemap, DoubleNAT, Symmetric, UDPBlocked}
 }
 
 // String is the kind's short name.
@@ -57,6 +65,8 @@ func (k Kind) Describe() string {
 		return "double NAT (home router behind CGN)"
 	case UDPBlocked:
 		return "UDP blocked (TCP only)"
+	case EarlyRemap:
+		return "port-restricted cone, no WAN input filter (remaps when punched early)"
 	}
 	return string(k)
 }
@@ -69,6 +79,7 @@ const (
 	modeRandom                    // symmetric
 	modeStatic                    // full cone for one host's UDP port
 	modeNoUDP                     // masquerade, forwarded UDP dropped
+	modeOpenInput                 // masquerade, nothing filters what reaches the router itself
 )
 
 // Interface names inside routers.
@@ -85,6 +96,10 @@ const nftTable = "meshlab"
 type Router struct {
 	NS   *Netns
 	mode natMode
+
+	// onInternet: the WAN is on the lab's internet bridge (not a CGN's
+	// LAN), so the router plays its ISP's first hop too (ruleset).
+	onInternet bool
 
 	mu     sync.Mutex
 	wan    netip.Prefix   // the current WAN address
@@ -106,16 +121,27 @@ func (r *Router) LAN() netip.Addr { return r.lan.Addr() }
 func (r *Router) Ruleset() string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return ruleset(r.mode, r.wan.Addr(), r.static)
+	return ruleset(r.mode, r.wan.Addr(), r.static, r.onInternet)
 }
 
 // ruleset renders a router's NAT and filter rules. The forward chain drops
 // what it doesn't know, so the filtering is conntrack's: replies to flows
 // the inside started, from the exact address and port (APDF), plus what a
 // static mapping lets in (EIF).
-func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort) string {
+func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort, onInternet bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip %s {\n", nftTable)
+	if onInternet {
+		// The ISP's first hop. The lab's internet is one bridge, so two
+		// routers would be neighbours; a real home router is at least one
+		// router hop from any other. That hop drops what arrives with its
+		// TTL spent (RFC 1812 §5.3.1), so a low-TTL packet that passed the
+		// sender's own NAT dies before the far NAT, as on the internet.
+		// Priority raw runs before conntrack: the packet leaves no entry.
+		b.WriteString("\tchain isp {\n\t\ttype filter hook prerouting priority raw; policy accept;\n")
+		fmt.Fprintf(&b, "\t\tiifname %q ip ttl 0-1 counter drop\n", wanIf)
+		b.WriteString("\t}\n")
+	}
 	b.WriteString("\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
 	switch mode {
 	case modeStatic:
@@ -132,15 +158,17 @@ func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort) string {
 		fmt.Fprintf(&b, "\t\tiifname %q ip daddr %s udp dport %d dnat to %s\n", wanIf, wan, static.Port(), static)
 		b.WriteString("\t}\n")
 	}
-	// Like any home router's firewall, drop what arrives at the router
-	// itself from outside. Without it a peer's early punch packet to the
-	// mapped port is delivered locally and confirmed in conntrack, and that
-	// entry then forces the inside host's next flow onto another port:
-	// mapping would look endpoint-dependent.
-	b.WriteString("\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n")
-	fmt.Fprintf(&b, "\t\tiifname %q ct state established,related accept\n", wanIf)
-	fmt.Fprintf(&b, "\t\tiifname %q drop\n", wanIf)
-	b.WriteString("\t}\n")
+	// Like most home routers' firewalls, drop what arrives at the router
+	// itself from outside. Without it (modeOpenInput) a peer's early punch
+	// packet to the mapped port is delivered locally and confirmed in
+	// conntrack, and that entry then forces the inside host's next flow to
+	// that peer onto another port.
+	if mode != modeOpenInput {
+		b.WriteString("\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n")
+		fmt.Fprintf(&b, "\t\tiifname %q ct state established,related accept\n", wanIf)
+		fmt.Fprintf(&b, "\t\tiifname %q drop\n", wanIf)
+		b.WriteString("\t}\n")
+	}
 	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")
 	// Hosts on one LAN talk through its bridge; with br_netfilter on, that
 	// bridged traffic also passes this hook.

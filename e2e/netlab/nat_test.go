@@ -14,22 +14,27 @@ import (
 func TestRuleset(t *testing.T) {
 	wan := netip.MustParseAddr("198.18.3.1")
 	static := netip.MustParseAddrPort("10.3.0.2:41820")
+	const ispHop = `iifname "wan0" ip ttl 0-1 counter drop`
+	const inputFilter = `iifname "wan0" drop`
 	for _, tc := range []struct {
 		name         string
 		mode         natMode
+		onInternet   bool
 		want, reject []string
 	}{
-		{"masquerade", modeMasquerade, []string{`oifname "wan0" masquerade`, "policy drop", "ct state established,related accept"}, []string{"random", "dnat", "udp counter drop"}},
-		{"random", modeRandom, []string{"masquerade random,fully-random"}, []string{"dnat"}},
-		{"static", modeStatic, []string{
+		{"masquerade", modeMasquerade, true, []string{`oifname "wan0" masquerade`, "policy drop", "ct state established,related accept", inputFilter, ispHop}, []string{"random", "dnat", "udp counter drop"}},
+		{"random", modeRandom, true, []string{"masquerade random,fully-random", inputFilter}, []string{"dnat"}},
+		{"static", modeStatic, true, []string{
 			`ip saddr 10.3.0.2 udp sport 41820 snat to 198.18.3.1:41820`,
 			`ip daddr 198.18.3.1 udp dport 41820 dnat to 10.3.0.2:41820`,
 			"ct status dnat accept",
 		}, []string{"random"}},
-		{"no UDP", modeNoUDP, []string{"meta l4proto udp counter drop", "masquerade"}, []string{"dnat"}},
+		{"no UDP", modeNoUDP, true, []string{"meta l4proto udp counter drop", "masquerade"}, []string{"dnat"}},
+		{"open input", modeOpenInput, true, []string{`oifname "wan0" masquerade`, "policy drop", ispHop}, []string{"chain input", inputFilter, "random"}},
+		{"behind a CGN", modeMasquerade, false, []string{`oifname "wan0" masquerade`, inputFilter}, []string{"chain isp", ispHop}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			rs := ruleset(tc.mode, wan, static)
+			rs := ruleset(tc.mode, wan, static, tc.onInternet)
 			for _, w := range tc.want {
 				if !strings.Contains(rs, w) {
 					t.Errorf("ruleset lacks %q:\n%s", w, rs)
@@ -65,10 +70,17 @@ func TestNATBehaviour(t *testing.T) {
 		keepsPort bool
 		eim, eif  bool
 		udp       bool
+		// remapsEarly: the unsolicited datagrams below took the mapped
+		// port towards their senders, so c's flow to s2 gets another port
+		// (TestEarlyRemap). Linux then hands new flows from c the newest
+		// flow's mapping (nf_nat's find_appropriate_src), so s2port sees
+		// that one too.
+		remapsEarly bool
 	}{
 		{kind: Public, hostAddr: true, keepsPort: true, eim: true, eif: true, udp: true},
 		{kind: FullCone, keepsPort: true, eim: true, eif: true, udp: true},
 		{kind: PortRestricted, keepsPort: true, eim: true, udp: true},
+		{kind: EarlyRemap, keepsPort: true, eim: true, udp: true, remapsEarly: true},
 		{kind: DoubleNAT, keepsPort: true, eim: true, udp: true},
 		{kind: Symmetric, udp: true},
 		{kind: UDPBlocked},
@@ -133,6 +145,12 @@ func TestNATBehaviour(t *testing.T) {
 					t.Fatal(err)
 				}
 				maps = append(maps, m)
+			}
+			if tc.remapsEarly {
+				if maps[1].Addr() != m1.Addr() || maps[1].Port() == m1.Port() {
+					t.Errorf("mappings towards s1 and s2 (which sent early) are %v and %v; want s2's on another port", m1, maps[1])
+				}
+				return
 			}
 			slices.SortFunc(maps, netip.AddrPort.Compare)
 			distinct := len(slices.Compact(maps))

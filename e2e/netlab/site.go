@@ -104,12 +104,13 @@ func (s *Site) build(ctx context.Context, l *Lab, cfg SiteConfig) error {
 			}
 		}
 		return nil
-	case FullCone, PortRestricted, Symmetric, UDPBlocked:
-		mode := map[Kind]natMode{FullCone: modeStatic, PortRestricted: modeMasquerade, Symmetric: modeRandom, UDPBlocked: modeNoUDP}[cfg.Kind]
+	case FullCone, PortRestricted, EarlyRemap, Symmetric, UDPBlocked:
+		mode := map[Kind]natMode{FullCone: modeStatic, PortRestricted: modeMasquerade, EarlyRemap: modeOpenInput, Symmetric: modeRandom, UDPBlocked: modeNoUDP}[cfg.Kind]
 		r, err := s.newRouter(ctx, l, "r", mode, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, i, 0, 1}), 24))
 		if err != nil {
 			return err
 		}
+		r.onInternet = true
 		s.Router = r
 		if err := l.ConnectInternet(ctx, r.NS, wanIf, wan); err != nil {
 			return err
@@ -121,6 +122,7 @@ func (s *Site) build(ctx context.Context, l *Lab, cfg SiteConfig) error {
 		if err != nil {
 			return err
 		}
+		cgn.onInternet = true
 		s.Router = cgn
 		if err := l.ConnectInternet(ctx, cgn.NS, wanIf, wan); err != nil {
 			return err
