@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/coreos/go-systemd/v22/daemon"
-	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/meshnode/meshnode/crypto"
@@ -133,7 +132,7 @@ func (e *Engine) build() {
 	}
 	inner := e.opts.Bind
 	if inner == nil {
-		inner = conn.NewStdNetBind()
+		inner = bind.NewStdNet()
 	}
 	e.bind = bind.New(inner, e.opts.AuxListen)
 	e.mgr = path.New(crypto.NewSealer(e.priv), e.bind, timing, e.log.With("component", "path"))

@@ -7,8 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -58,18 +56,18 @@ func TestEarlyRemap(t *testing.T) {
 		if _, err := b.WriteToUDPAddrPort([]byte("early"), pubA); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := waitFlow(ctx, routers[0], func(f flow) bool { return f.orig == [2]netip.AddrPort{pubB, pubA} }); err != nil {
+		if _, err := waitFlow(ctx, routers[0], func(f Flow) bool { return f.Orig == [2]netip.AddrPort{pubB, pubA} }); err != nil {
 			t.Fatalf("a's router kept no flow for b's early datagram: %v", err)
 		}
 		// a's own flow to pubB now needs another public port.
 		if _, err := a.WriteToUDPAddrPort([]byte("answer"), pubB); err != nil {
 			t.Fatal(err)
 		}
-		f, err := waitFlow(ctx, routers[0], func(f flow) bool { return f.orig[1] == pubB && f.reply[0] == pubB })
+		f, err := waitFlow(ctx, routers[0], func(f Flow) bool { return f.Orig[1] == pubB && f.Reply[0] == pubB })
 		if err != nil {
 			t.Fatalf("a's router has no flow from a to b: %v", err)
 		}
-		if got := f.reply[1]; got == pubA {
+		if got := f.Reply[1]; got == pubA {
 			t.Errorf("a's flow to %v kept %v despite the early datagram", pubB, got)
 		} else {
 			t.Logf("a's flow to %v mapped to %v, not %v", pubB, got, pubA)
@@ -96,20 +94,20 @@ func TestEarlyRemap(t *testing.T) {
 		for i, r := range routers {
 			// Each router holds its own host's flow, and nothing the
 			// other's prime would have left.
-			own, err := waitFlow(ctx, r, func(f flow) bool { return f.reply[0] == []netip.AddrPort{pubB, pubA}[i] })
+			own, err := waitFlow(ctx, r, func(f Flow) bool { return f.Reply[0] == []netip.AddrPort{pubB, pubA}[i] })
 			if err != nil {
 				t.Fatalf("%s: the prime opened no mapping: %v", r.NS.Name, err)
 			}
-			if own.reply[1] != []netip.AddrPort{pubA, pubB}[i] {
-				t.Errorf("%s mapped the prime to %v", r.NS.Name, own.reply[1])
+			if own.Reply[1] != []netip.AddrPort{pubA, pubB}[i] {
+				t.Errorf("%s mapped the prime to %v", r.NS.Name, own.Reply[1])
 			}
-			fs, err := flows(ctx, r)
+			fs, err := r.Flows(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
 			for _, f := range fs {
-				if f.orig[1] == own.reply[1] {
-					t.Errorf("%s tracks the far side's prime (%v): its ISP hop should have dropped it", r.NS.Name, f.orig)
+				if f.Orig[1] == own.Reply[1] {
+					t.Errorf("%s tracks the far side's prime (%v): its ISP hop should have dropped it", r.NS.Name, f.Orig)
 				}
 			}
 		}
@@ -131,48 +129,11 @@ func TestEarlyRemap(t *testing.T) {
 	})
 }
 
-// flow is one conntrack entry: its original and reply (source,
-// destination) tuples.
-type flow struct{ orig, reply [2]netip.AddrPort }
-
-// flows lists a router's UDP conntrack entries.
-func flows(ctx context.Context, r *Router) ([]flow, error) {
-	out, err := r.Conntrack(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var fs []flow
-	for line := range strings.Lines(out) {
-		v := make(map[string][]string)
-		for _, f := range strings.Fields(line) {
-			if k, val, ok := strings.Cut(f, "="); ok {
-				v[k] = append(v[k], val)
-			}
-		}
-		if len(v["src"]) != 2 || len(v["sport"]) != 2 || len(v["dst"]) != 2 || len(v["dport"]) != 2 {
-			continue
-		}
-		var f flow
-		for i, t := range []*[2]netip.AddrPort{&f.orig, &f.reply} {
-			for j, k := range [][2]string{{"src", "sport"}, {"dst", "dport"}} {
-				ip, err := netip.ParseAddr(v[k[0]][i])
-				port, perr := strconv.ParseUint(v[k[1]][i], 10, 16)
-				if err != nil || perr != nil {
-					return nil, fmt.Errorf("conntrack line %q: %w", line, errors.Join(err, perr))
-				}
-				t[j] = netip.AddrPortFrom(ip, uint16(port))
-			}
-		}
-		fs = append(fs, f)
-	}
-	return fs, nil
-}
-
 // waitFlow polls a router's conntrack until an entry matches.
-func waitFlow(ctx context.Context, r *Router, match func(flow) bool) (flow, error) {
-	var found flow
+func waitFlow(ctx context.Context, r *Router, match func(Flow) bool) (Flow, error) {
+	var found Flow
 	err := Poll(ctx, probeTries*probeWait, probeWait/10, func(ctx context.Context) error {
-		fs, err := flows(ctx, r)
+		fs, err := r.Flows(ctx)
 		if err != nil {
 			return err
 		}

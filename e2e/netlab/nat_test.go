@@ -277,3 +277,25 @@ func TestRouterEvents(t *testing.T) {
 		}
 	})
 }
+
+func TestParseFlows(t *testing.T) {
+	out := `udp      17 29 src=198.18.2.1 dst=198.18.1.1 sport=41820 dport=41820 [UNREPLIED] src=198.18.1.1 dst=198.18.2.1 sport=41820 dport=41820 mark=0 use=1
+udp      17 27 src=10.1.0.2 dst=198.18.2.1 sport=41820 dport=41820 [UNREPLIED] src=198.18.2.1 dst=198.18.1.1 sport=41820 dport=34514 mark=0 use=1
+conntrack v1.4.8 (conntrack-tools): 2 flow entries have been shown.
+`
+	fs, err := parseFlows(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := netip.MustParseAddrPort
+	want := []Flow{
+		{Orig: [2]netip.AddrPort{ap("198.18.2.1:41820"), ap("198.18.1.1:41820")}, Reply: [2]netip.AddrPort{ap("198.18.1.1:41820"), ap("198.18.2.1:41820")}},
+		{Orig: [2]netip.AddrPort{ap("10.1.0.2:41820"), ap("198.18.2.1:41820")}, Reply: [2]netip.AddrPort{ap("198.18.2.1:41820"), ap("198.18.1.1:34514")}},
+	}
+	if !slices.Equal(fs, want) {
+		t.Errorf("flows %v, want %v", fs, want)
+	}
+	if _, err := parseFlows("udp 17 29 src=1.2.3.4 dst=x sport=1 dport=2 src=5.6.7.8 dst=1.2.3.4 sport=2 dport=1\n"); err == nil {
+		t.Error("a bad address parsed")
+	}
+}

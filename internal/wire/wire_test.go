@@ -47,6 +47,7 @@ func TestDiscoRoundTrip(t *testing.T) {
 		{Type: DiscoPong, TxID: [TxIDLen]byte{4}, Src: src},
 		{Type: DiscoPong, TxID: [TxIDLen]byte{5}, Src: netip.MustParseAddrPort("[2001:db8::1]:9")},
 		{Type: DiscoCallMeMaybe, Addr: []netip.AddrPort{src, netip.MustParseAddrPort("10.0.0.1:1")}},
+		{Type: DiscoReady},
 	} {
 		got, err := ParseDisco(d.Marshal())
 		if err != nil {
@@ -56,7 +57,7 @@ func TestDiscoRoundTrip(t *testing.T) {
 			t.Fatalf("round trip: got %+v, want %+v", got, d)
 		}
 	}
-	for _, bad := range [][]byte{nil, {9}, {byte(DiscoPing), 1}, {byte(DiscoPong), 1, 2}, append([]byte{byte(DiscoCallMeMaybe)}, make([]byte, 17)...)} {
+	for _, bad := range [][]byte{nil, {9}, {byte(DiscoPing), 1}, {byte(DiscoPong), 1, 2}, append([]byte{byte(DiscoCallMeMaybe)}, make([]byte, 17)...), {byte(DiscoReady), 0}} {
 		if _, err := ParseDisco(bad); err == nil {
 			t.Errorf("ParseDisco(%x) accepted", bad)
 		}

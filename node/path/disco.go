@@ -10,11 +10,15 @@ import (
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
-// outPkt is a packet to send once the lock is released.
+// outPkt is a packet to send once the lock is released: to an address from
+// socket sock (with TTL ttl when set: a prime), or to a peer the way its
+// relayed packets go (relayTo).
 type outPkt struct {
-	pkt  []byte
-	to   netip.AddrPort
-	sock int
+	pkt     []byte
+	to      netip.AddrPort
+	sock    int
+	ttl     int
+	relayTo *crypto.PublicKey
 }
 
 // seal frames a discovery message for peer.
@@ -78,6 +82,8 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 		return
 	case relayedFrom != nil && d.Type == wire.DiscoPong:
 		m.onPong(p, d, from, now)
+	case d.Type == wire.DiscoReady:
+		m.onReady(p, now)
 	case relayedFrom != nil:
 		// Call-me-maybe lists addresses; it is sent directly or not at all.
 	case d.Type == wire.DiscoPing:
@@ -129,6 +135,8 @@ func (m *Manager) onPing(p *peer, d wire.Disco, from netip.AddrPort, sock int, n
 	// send to, on an asymmetric path).
 	m.refreshAddr(from, p.key, now)
 	p.lastPingSrc = from
+	// The peer's NAT has sent to us: our pings can't arrive there early.
+	p.peerReady = now
 	if sock != 0 && p.sockFor[from] != sock {
 		// The easy side's probe hit one of our birthday sockets: that
 		// socket's mapping is the way through our NAT.
@@ -147,7 +155,7 @@ func (m *Manager) onPing(p *peer, d wire.Disco, from netip.AddrPort, sock int, n
 		m.log.Warn("seal pong", "peer", p.name, "err", err)
 		return out
 	}
-	return append(out, outPkt{pong, from, sock})
+	return append(out, outPkt{pkt: pong, to: from, sock: sock})
 }
 
 // onPong completes a ping: it measures the path and may switch to it.
@@ -220,7 +228,7 @@ func (m *Manager) appendPingVia(p *peer, to netip.AddrPort, sock int, now time.T
 		return out
 	}
 	p.pending[tx].sock = sock
-	return append(out, outPkt{pkt, to, sock})
+	return append(out, outPkt{pkt: pkt, to: to, sock: sock})
 }
 
 // newPing builds a ping and registers it.
@@ -242,8 +250,19 @@ func (m *Manager) newPing(p *peer, to netip.AddrPort, now time.Time, reply chan<
 // network) are logged at debug: the next round retries.
 func (m *Manager) send(out []outPkt) {
 	for _, o := range out {
-		if err := m.socks.WriteVia(o.pkt, o.to, o.sock); err != nil {
-			m.log.Debug("discovery send failed", "to", o.to, "err", err)
+		var err error
+		switch {
+		case o.relayTo != nil:
+			if err = m.sendRelayed(*o.relayTo, o.pkt); err != nil {
+				m.readyUnsent(*o.relayTo)
+			}
+		case o.ttl > 0:
+			err = m.socks.WriteTTL(o.pkt, o.to, o.ttl)
+		default:
+			err = m.socks.WriteVia(o.pkt, o.to, o.sock)
+		}
+		if err != nil {
+			m.log.Debug("discovery send failed", "to", o.to, "relayed", o.relayTo != nil, "ttl", o.ttl, "err", err)
 		}
 	}
 }

@@ -35,6 +35,8 @@ func (m *Manager) tick(now time.Time) {
 	var out []outPkt
 	var events []Event
 	var opens []crypto.PublicKey
+	// Asked before locking: the Bind's locks and mu never nest.
+	canPrime := m.socks.CanSendTTL()
 	m.mu.Lock()
 	for _, p := range m.peers {
 		m.expirePings(p, now)
@@ -48,7 +50,7 @@ func (m *Manager) tick(now time.Time) {
 			}
 		}
 		var open bool
-		out, events, open = m.advanceRound(p, now, out, events)
+		out, events, open = m.advanceRound(p, now, canPrime, out, events)
 		if open {
 			opens = append(opens, p.key)
 		}
@@ -110,7 +112,8 @@ func (m *Manager) heartbeat(p *peer, now time.Time, out []outPkt) ([]outPkt, boo
 // answered. A peer that is offline is not punched.
 //
 // It reports whether the birthday technique needs its sockets opened.
-func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt, events []Event) ([]outPkt, []Event, bool) {
+// canPrime says whether low-TTL primes can be sent (order.go).
+func (m *Manager) advanceRound(p *peer, now time.Time, canPrime bool, out []outPkt, events []Event) ([]outPkt, []Event, bool) {
 	open := false
 	switch {
 	case p.punching(now):
@@ -120,23 +123,18 @@ func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt, events []Ev
 		}
 		if now.Sub(p.lastPunchPing) >= m.t.PunchInterval {
 			p.lastPunchPing = now
-			for a := range p.cands {
-				if m.allow(p, now) {
-					out = m.appendPing(p, a, now, out)
-				}
-			}
-			for _, a := range p.predictions() {
-				if _, known := p.cands[a]; !known && m.allow(p, now) {
-					out = m.appendPing(p, a, now, out)
-				}
-			}
+			out = m.punchTick(p, now, canPrime, out)
 		}
 	case !p.punchUntil.IsZero():
 		// The round just ended.
 		p.punchUntil = time.Time{}
 		if !p.hasBest {
 			p.failures++
-			p.nextRound = now.Add(backoff(p.failures, m.t))
+			if p.orderedRound {
+				p.orderedFails++
+				m.log.Info("ordered punch failed: a packet that arrived early may hold a NAT's port; quiet before the next round", "peer", p.name, "failed", p.orderedFails)
+			}
+			p.nextRound = m.quietUntil(p, now)
 			open = m.startBirthday(p, now)
 			if remote, ok := m.wantTCPPunch(p, now); ok {
 				events = append(events, Event{Kind: EventPunchTCP, Peer: p.key, Remote: remote})

@@ -30,6 +30,10 @@ const maxPeerReflexive = 8
 type Sockets interface {
 	WriteVia(pkt []byte, to netip.AddrPort, sock int) error
 	Direct(addr netip.AddrPort, sock int) bind.Route
+	// WriteTTL sends from the shared socket with the given TTL (order.go);
+	// CanSendTTL reports whether it can. Neither blocks.
+	WriteTTL(pkt []byte, to netip.AddrPort, ttl int) error
+	CanSendTTL() bool
 }
 
 // Aux opens and closes auxiliary sockets (bind.Bind does). The manager
@@ -94,7 +98,10 @@ type Stats struct {
 	PathsFound, PathsLost                   atomic.Uint64
 	EventsDropped                           atomic.Uint64 // events the consumer was too slow for
 	PunchThrottled                          atomic.Uint64 // punch packets over the per-peer or total budget, not sent
-	CallMeMaybeDropped                      atomic.Uint64 // call-me-maybe messages over the per-peer rate, ignored
+	CallMeMaybeDropped                      atomic.Uint64 // call-me-maybe and ready messages over the per-peer rate, ignored
+	// Ordered punching (order.go): low-TTL primes sent, readies sent to
+	// and received from peers.
+	PrimesSent, ReadySent, ReadyReceived atomic.Uint64
 }
 
 // route is a peer's hot-path state.
@@ -238,6 +245,11 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	p.route.online.Store(info.Online)
 	p.nat = info.NAT
 	changed := p.setCandidates(info.Endpoints, m.permit)
+	if cameOnline {
+		// A peer back online starts afresh: its NAT's state of before,
+		// which a quiet period waits out, is gone or stale.
+		p.orderedFails = 0
+	}
 	if info.Online && (cameOnline || changed) {
 		p.startRound(now, m.t)
 	}

@@ -18,10 +18,11 @@ import (
 // fabric delivers packets between managers by address, synchronously, and
 // lets a test tap or drop them.
 type fabric struct {
-	mu    sync.Mutex
-	at    map[netip.AddrPort]*Manager
-	tap   func(pkt []byte, from, to netip.AddrPort)
-	block map[netip.AddrPort]bool
+	mu     sync.Mutex
+	at     map[netip.AddrPort]*Manager
+	tap    func(pkt []byte, from, to netip.AddrPort)
+	block  map[netip.AddrPort]bool
+	primes int // low-TTL packets written, none delivered
 }
 
 type port struct {
@@ -41,6 +42,17 @@ func (p port) WriteVia(pkt []byte, to netip.AddrPort, _ int) error {
 	}
 	return nil
 }
+
+// WriteTTL drops the packet: a low-TTL prime dies on the way.
+func (p port) WriteTTL(pkt []byte, to netip.AddrPort, _ int) error {
+	p.f.mu.Lock()
+	p.f.primes++
+	p.f.mu.Unlock()
+	return nil
+}
+
+// CanSendTTL is true: the fabric takes primes.
+func (port) CanSendTTL() bool { return true }
 
 // Direct is a route over the fabric.
 func (p port) Direct(addr netip.AddrPort, sock int) bind.Route {
@@ -78,6 +90,9 @@ func fastTiming() Timing {
 	t.PunchInterval = 20 * time.Millisecond
 	t.Settle = 50 * time.Millisecond
 	t.Tick = 5 * time.Millisecond
+	// No relay carries readies on the fabric unless a test adds one: hold
+	// only briefly.
+	t.HoldTimeout = 50 * time.Millisecond
 	return t
 }
 

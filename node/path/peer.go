@@ -61,8 +61,19 @@ type peer struct {
 	failures       int
 	wantRendezvous bool
 	lastRendezvous time.Time
-	// lastCallMeMaybe rate-limits the peer's call-me-maybe messages.
+	// lastCallMeMaybe rate-limits the peer's call-me-maybe and ready
+	// messages.
 	lastCallMeMaybe time.Time
+
+	// Ordered punching (order.go). peerReady is when the peer last said
+	// its NAT is primed towards us, or pinged us directly; lastReady when
+	// we last said so. orderedRound: this round pinged the peer's public
+	// mappings after its ready; orderedFails counts such rounds failed in
+	// a row.
+	peerReady    time.Time
+	lastReady    time.Time
+	orderedRound bool
+	orderedFails int
 }
 
 // ping is an outstanding discovery ping.
@@ -166,8 +177,12 @@ func (p *peer) addPeerReflexive(a netip.AddrPort) bool {
 
 // startRound begins (or extends) a punch round. A round is extended by new
 // candidates or cues, but never past Timing.MaxRound from its start: a peer
-// can't keep us punching by feeding us news.
+// can't keep us punching by feeding us news. In a quiet period nothing but
+// the retry timer starts one (order.go).
 func (p *peer) startRound(now time.Time, t Timing) {
+	if p.quiet(now) {
+		return
+	}
 	if now.Before(p.punchUntil) {
 		p.punchUntil = minTime(now.Add(t.PunchDuration), p.roundStart.Add(t.MaxRound))
 		return
@@ -176,9 +191,17 @@ func (p *peer) startRound(now time.Time, t Timing) {
 	p.punchUntil = now.Add(t.PunchDuration)
 	p.lastPunchPing = time.Time{}
 	p.settleAt = time.Time{}
+	p.lastReady = time.Time{}
+	p.orderedRound = false
 }
 
 func (p *peer) punching(now time.Time) bool { return now.Before(p.punchUntil) }
+
+// quiet reports whether the peer waits out a quiet period: an ordered
+// round failed and the retry isn't due (order.go).
+func (p *peer) quiet(now time.Time) bool {
+	return p.orderedFails > 0 && !p.hasBest && now.Before(p.nextRound)
+}
 
 // active reports whether traffic went to the peer recently.
 func (p *peer) active(now time.Time, t Timing) bool {
@@ -190,7 +213,7 @@ func (p *peer) setBest(r bind.Route, sock int, kind string, rtt time.Duration, n
 	p.hasBest, p.best, p.bestSock, p.bestKind, p.bestRTT = true, r.Info().Addr, sock, kind, rtt
 	p.lastPong, p.probes = now, 0
 	p.route.direct.Store(r)
-	p.failures = 0
+	p.failures, p.orderedFails = 0, 0
 }
 
 // dropBest forgets a dead direct path.

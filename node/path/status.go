@@ -97,7 +97,7 @@ func (m *Manager) Ping(ctx context.Context, key crypto.PublicKey) (PingResult, e
 			return PingResult{}, fmt.Errorf("%s via the relay: %w", p.name, err)
 		}
 	} else {
-		m.send([]outPkt{{pkt, to, p.bestSock}})
+		m.send([]outPkt{{pkt: pkt, to: to, sock: p.bestSock}})
 	}
 	select {
 	case r := <-reply:
