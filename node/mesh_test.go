@@ -127,14 +127,27 @@ func TestSameNATUsesLANAddresses(t *testing.T) {
 	transfer(t, a, b, 256<<10)
 }
 
+// earlyRemapNAT is a router that remaps when punched early (Linux
+// masquerade with no WAN input filter), one ISP hop from the internet as
+// any home router is: a TTL-2 prime opens it and dies at that hop.
+func earlyRemapNAT() natlab.NATConfig {
+	c := natlab.EarlyRemap()
+	c.UplinkHops = 1
+	return c
+}
+
+// Every pair of cone NATs goes direct, routers that remap when punched
+// early included: the punch is ordered (path/order.go), so no packet
+// arrives at one before it has sent to its peer.
 func TestEveryConeNATPairGoesDirect(t *testing.T) {
 	t.Parallel()
 	cones := map[string]func() natlab.NATConfig{
 		"full-cone":            natlab.FullCone,
 		"restricted-cone":      natlab.RestrictedCone,
 		"port-restricted-cone": natlab.PortRestrictedCone,
+		"early-remap":          earlyRemapNAT,
 	}
-	names := []string{"full-cone", "restricted-cone", "port-restricted-cone"}
+	names := []string{"full-cone", "restricted-cone", "port-restricted-cone", "early-remap"}
 	for i, x := range names {
 		for _, y := range names[i:] {
 			t.Run(x+"/"+y, func(t *testing.T) {

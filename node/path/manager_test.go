@@ -20,6 +20,7 @@ import (
 type fabric struct {
 	mu     sync.Mutex
 	at     map[netip.AddrPort]*Manager
+	byKey  map[crypto.PublicKey]*Manager // for the relay (order_test.go)
 	tap    func(pkt []byte, from, to netip.AddrPort)
 	block  map[netip.AddrPort]bool
 	primes int // low-TTL packets written, none delivered
@@ -134,7 +135,7 @@ func (f *fabric) pair(t *testing.T, tm Timing) (a, b *node) {
 }
 
 func newFabric() *fabric {
-	return &fabric{at: make(map[netip.AddrPort]*Manager), block: make(map[netip.AddrPort]bool)}
+	return &fabric{at: make(map[netip.AddrPort]*Manager), byKey: make(map[crypto.PublicKey]*Manager), block: make(map[netip.AddrPort]bool)}
 }
 
 func introduce(a, b *node, bAddrs ...netip.AddrPort) {
@@ -331,4 +332,40 @@ func TestTCPCandidateDoesNotHideUDPCandidate(t *testing.T) {
 	}
 	waitPath(t, a, b, b.addr)
 	waitPath(t, b, a, a.addr)
+}
+
+// fabricRelay carries relayed discovery between the fabric's managers by
+// key, as the coordinator's relay does.
+type fabricRelay struct {
+	f    *fabric
+	self crypto.PublicKey
+}
+
+func (r fabricRelay) Send(bufs [][]byte, peer crypto.PublicKey) error {
+	r.f.mu.Lock()
+	m := r.f.byKey[peer]
+	r.f.mu.Unlock()
+	if m == nil {
+		return ErrNoPath
+	}
+	for _, b := range bufs {
+		m.HandleRelayedDisco(append([]byte{}, b...), r.self)
+	}
+	return nil
+}
+
+func (fabricRelay) Info() bind.RouteInfo {
+	return bind.RouteInfo{Kind: bind.KindRelay, Addr: netip.MustParseAddrPort("198.18.0.1:3478")}
+}
+
+// relay gives the nodes a relay between them.
+func (f *fabric) relay(nodes ...*node) {
+	f.mu.Lock()
+	for _, n := range nodes {
+		f.byKey[n.key] = n.m
+	}
+	f.mu.Unlock()
+	for _, n := range nodes {
+		n.m.SetRelay(fabricRelay{f, n.key})
+	}
 }

@@ -81,12 +81,13 @@ func (m *Manager) held(p *peer, now time.Time) bool {
 
 // punchTick is one punch interval's packets to the peer: full pings to
 // candidates that need no order; to those that do, primes while held and
-// full pings after. While held it also tells the peer, every
+// full pings after. Until a path is up it also tells the peer, every
 // ReadyInterval, that this side is ready: behind no NAT, or it just primed
-// the peer's public mappings, which are where the peer's pings will come
-// from (a round that doesn't know them yet primed nothing and says
-// nothing). Once released this side's full pings do that: one that
-// arrives opens the peer's hold too.
+// or pinged the peer's public mappings, which are where the peer's pings
+// will come from (a round that doesn't know them yet says nothing). A
+// ping of ours that arrives releases the peer too, but not all do: behind
+// a CGN the prime opens only the home router, and the peer's pings die at
+// the CGN until ours have left it, so the peer must not wait for them.
 func (m *Manager) punchTick(p *peer, now time.Time, canPrime bool, out []outPkt) []outPkt {
 	hold := m.held(p, now)
 	var t tickCount
@@ -98,19 +99,19 @@ func (m *Manager) punchTick(p *peer, now time.Time, canPrime bool, out []outPkt)
 			out = m.punchOne(p, a, wire.EndpointPredict, hold, canPrime, now, &t, out)
 		}
 	}
-	if t.public > 0 && !hold && p.readyFresh(now, m.t) {
+	if t.pinged > 0 && p.readyFresh(now, m.t) {
 		p.orderedRound = true
 	}
-	ready := m.self.Mapping == wire.MappingNone || t.primed > 0
-	if hold && ready && now.Sub(p.lastReady) >= m.t.ReadyInterval && m.allow(p, now) {
+	ready := m.self.Mapping == wire.MappingNone || t.primed > 0 || t.pinged > 0
+	if !p.hasBest && ready && now.Sub(p.lastReady) >= m.t.ReadyInterval && m.allow(p, now) {
 		out = m.appendReady(p, now, out)
 	}
 	return out
 }
 
-// tickCount is what one punch tick did: candidates that need order met,
-// primes sent.
-type tickCount struct{ public, primed int }
+// tickCount is what one punch tick sent to candidates that need order:
+// primes, and full pings.
+type tickCount struct{ primed, pinged int }
 
 // punchOne sends this tick's packet to one candidate.
 func (m *Manager) punchOne(p *peer, a netip.AddrPort, kind string, hold, canPrime bool, now time.Time, t *tickCount, out []outPkt) []outPkt {
@@ -120,11 +121,11 @@ func (m *Manager) punchOne(p *peer, a netip.AddrPort, kind string, hold, canPrim
 		}
 		return out
 	}
-	t.public++
 	switch {
 	case !hold:
 		if m.allow(p, now) {
 			out = m.appendPing(p, a, now, out)
+			t.pinged++
 		}
 	case canPrime && m.self.Mapping != wire.MappingNone && m.allow(p, now):
 		out = m.appendPrime(p, a, now, out)
