@@ -34,17 +34,23 @@ type TTLConn interface {
 	WriteToUDPAddrPortTTL(b []byte, addr netip.AddrPort, ttl int) (int, error)
 }
 
-// WriteTTL sends a raw packet from the shared socket with the given TTL. It
-// returns ErrNoTTL when the inner Bind can't.
-func (b *Bind) WriteTTL(pkt []byte, to netip.AddrPort, ttl int) error {
+// WriteTTL sends a raw packet with the given TTL from socket sock: 0 is the
+// shared socket, others are auxiliary (the birthday technique's). It
+// returns ErrNoTTL when that socket can't.
+func (b *Bind) WriteTTL(pkt []byte, to netip.AddrPort, sock, ttl int) error {
 	if ttl < 1 || ttl > maxTTL {
 		return fmt.Errorf("TTL %d: use 1-%d", ttl, maxTTL)
 	}
 	b.mu.RLock()
-	open := b.open
+	open, aux := b.open, b.aux[sock]
 	b.mu.RUnlock()
-	if !open {
+	switch {
+	case !open:
 		return ErrClosed
+	case sock != 0 && aux == nil:
+		return fmt.Errorf("auxiliary socket %d: %w", sock, ErrClosed)
+	case sock != 0:
+		return writeTTL(aux, pkt, to, ttl)
 	}
 	s, ok := b.inner.(TTLSender)
 	if !ok {
@@ -85,6 +91,29 @@ func (b *ConnBind) SendTTL(pkt []byte, to netip.AddrPort, ttl int) error {
 	}
 	_, err := tc.WriteToUDPAddrPortTTL(pkt, to, ttl)
 	return err
+}
+
+// msgConn is a socket that sends with control messages: *net.UDPConn.
+type msgConn interface {
+	WriteMsgUDPAddrPort(b, oob []byte, addr netip.AddrPort) (n, oobn int, err error)
+}
+
+// writeTTL sends one packet with a given TTL from an auxiliary socket: the
+// emulator's conn, or a *net.UDPConn with a control message (ttlControl).
+func writeTTL(c UDPConn, pkt []byte, to netip.AddrPort, ttl int) error {
+	switch c := c.(type) {
+	case TTLConn:
+		_, err := c.WriteToUDPAddrPortTTL(pkt, to, ttl)
+		return err
+	case msgConn:
+		oob, err := ttlControl(to, ttl)
+		if err != nil {
+			return err
+		}
+		_, _, err = c.WriteMsgUDPAddrPort(pkt, oob, to)
+		return err
+	}
+	return ErrNoTTL
 }
 
 // StdNet is wireguard-go's StdNetBind (recvmmsg/sendmmsg, UDP GSO/GRO) that

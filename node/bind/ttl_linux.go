@@ -106,21 +106,33 @@ func (s ttlSockets) close() {
 // descriptor is non-blocking (shared file status with Go's), so a full send
 // buffer fails the send instead of waiting.
 func (s ttlSockets) send(pkt []byte, to netip.AddrPort, ttl int) error {
-	stored, level, typ := s.v4, unix.IPPROTO_IP, unix.IP_TTL
+	stored := s.v4
 	var sa unix.Sockaddr = &unix.SockaddrInet4{Port: int(to.Port()), Addr: to.Addr().Unmap().As4()}
-	if to.Addr().Is6() && !to.Addr().Is4In6() {
-		stored, level, typ = s.v6, unix.IPPROTO_IPV6, unix.IPV6_HOPLIMIT
+	if is6(to) {
+		stored = s.v6
 		sa = &unix.SockaddrInet6{Port: int(to.Port()), Addr: to.Addr().As16()}
 	}
 	d, ok := fd(stored)
 	if !ok {
 		return ErrNoTTL
 	}
-	_, err := unix.SendmsgN(d, pkt, intControl(level, typ, ttl), sa, 0)
+	oob, _ := ttlControl(to, ttl)
+	_, err := unix.SendmsgN(d, pkt, oob, sa, 0)
 	if errors.Is(err, unix.EINVAL) {
 		return ErrNoTTL
 	}
 	return err
+}
+
+func is6(a netip.AddrPort) bool { return a.Addr().Is6() && !a.Addr().Is4In6() }
+
+// ttlControl is the control message that sets one packet's TTL: IP_TTL
+// for IPv4, IPV6_HOPLIMIT for IPv6.
+func ttlControl(to netip.AddrPort, ttl int) ([]byte, error) {
+	if is6(to) {
+		return intControl(unix.IPPROTO_IPV6, unix.IPV6_HOPLIMIT, ttl), nil
+	}
+	return intControl(unix.IPPROTO_IP, unix.IP_TTL, ttl), nil
 }
 
 // intControl builds a control message carrying one int.

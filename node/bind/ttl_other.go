@@ -15,3 +15,5 @@ func (ttlSockets) any() bool { return false }
 func (ttlSockets) close() {}
 
 func (ttlSockets) send([]byte, netip.AddrPort, int) error { return ErrNoTTL }
+
+func ttlControl(netip.AddrPort, int) ([]byte, error) { return nil, ErrNoTTL }

@@ -257,7 +257,7 @@ func (m *Manager) send(out []outPkt) {
 				m.readyUnsent(*o.relayTo)
 			}
 		case o.ttl > 0:
-			err = m.socks.WriteTTL(o.pkt, o.to, o.ttl)
+			err = m.socks.WriteTTL(o.pkt, o.to, o.sock, o.ttl)
 		default:
 			err = m.socks.WriteVia(o.pkt, o.to, o.sock)
 		}

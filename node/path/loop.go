@@ -54,7 +54,7 @@ func (m *Manager) tick(now time.Time) {
 		if open {
 			opens = append(opens, p.key)
 		}
-		out = m.advanceBirthday(p, now, out)
+		out = m.advanceBirthday(p, now, canPrime, out)
 		if p.wantRendezvous && p.online && now.Sub(p.lastRendezvous) >= m.t.RendezvousGap {
 			p.wantRendezvous = false
 			p.lastRendezvous = now

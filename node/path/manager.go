@@ -30,9 +30,9 @@ const maxPeerReflexive = 8
 type Sockets interface {
 	WriteVia(pkt []byte, to netip.AddrPort, sock int) error
 	Direct(addr netip.AddrPort, sock int) bind.Route
-	// WriteTTL sends from the shared socket with the given TTL (order.go);
-	// CanSendTTL reports whether it can. Neither blocks.
-	WriteTTL(pkt []byte, to netip.AddrPort, ttl int) error
+	// WriteTTL sends with the given TTL (order.go) from socket sock;
+	// CanSendTTL reports whether the shared socket can. Neither blocks.
+	WriteTTL(pkt []byte, to netip.AddrPort, sock, ttl int) error
 	CanSendTTL() bool
 }
 

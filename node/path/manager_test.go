@@ -45,7 +45,7 @@ func (p port) WriteVia(pkt []byte, to netip.AddrPort, _ int) error {
 }
 
 // WriteTTL drops the packet: a low-TTL prime dies on the way.
-func (p port) WriteTTL(pkt []byte, to netip.AddrPort, _ int) error {
+func (p port) WriteTTL(pkt []byte, to netip.AddrPort, _, _ int) error {
 	p.f.mu.Lock()
 	p.f.primes++
 	p.f.mu.Unlock()
