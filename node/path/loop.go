@@ -130,11 +130,7 @@ func (m *Manager) advanceRound(p *peer, now time.Time, canPrime bool, out []outP
 		p.punchUntil = time.Time{}
 		if !p.hasBest {
 			p.failures++
-			if p.orderedRound {
-				p.orderedFails++
-				m.log.Info("ordered punch failed: a packet that arrived early may hold a NAT's port; quiet before the next round", "peer", p.name, "failed", p.orderedFails)
-			}
-			p.nextRound = m.quietUntil(p, now)
+			m.afterFailure(p, now)
 			open = m.startBirthday(p, now)
 			if remote, ok := m.wantTCPPunch(p, now); ok {
 				events = append(events, Event{Kind: EventPunchTCP, Peer: p.key, Remote: remote})

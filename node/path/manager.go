@@ -248,7 +248,7 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	if cameOnline {
 		// A peer back online starts afresh: its NAT's state of before,
 		// which a quiet period waits out, is gone or stale.
-		p.orderedFails = 0
+		p.orderedFails, p.quietUntil = 0, time.Time{}
 	}
 	if info.Online && (cameOnline || changed) {
 		p.startRound(now, m.t)

@@ -187,18 +187,20 @@ func (m *Manager) onReady(p *peer, now time.Time) {
 	p.startRound(now, m.t)
 }
 
-// quietUntil is the earliest next round after a failed one: the backoff,
+// afterFailure schedules the next round after a failed one: the backoff,
 // and after an ordered round that failed, the quiet period that lets a
-// disturbing entry expire (doubled from the second such failure, past the
-// 60 s some routers use).
-func (m *Manager) quietUntil(p *peer, now time.Time) time.Time {
-	next := now.Add(backoff(p.failures, m.t))
-	if p.orderedFails == 0 {
-		return next
+// disturbing entry expire (doubled from the second such failure in a row,
+// past the 60 s some routers use), in which nothing else starts a round.
+func (m *Manager) afterFailure(p *peer, now time.Time) {
+	p.nextRound = now.Add(backoff(p.failures, m.t))
+	if !p.orderedRound {
+		return
 	}
-	quiet := m.t.QuietPeriod << min(p.orderedFails-1, 1)
-	if q := now.Add(quiet); q.After(next) {
-		next = q
+	p.orderedFails++
+	p.quietUntil = now.Add(m.t.QuietPeriod << min(p.orderedFails-1, 1))
+	if p.quietUntil.After(p.nextRound) {
+		p.nextRound = p.quietUntil
 	}
-	return next
+	m.log.Info("ordered punch failed: a packet that arrived early may hold a NAT's port; quiet before the next round",
+		"peer", p.name, "failed", p.orderedFails, "next", p.nextRound.Sub(now).Round(time.Second))
 }

@@ -69,11 +69,12 @@ type peer struct {
 	// its NAT is primed towards us, or pinged us directly; lastReady when
 	// we last said so. orderedRound: this round pinged the peer's public
 	// mappings after its ready; orderedFails counts such rounds failed in
-	// a row.
+	// a row, and quietUntil ends the quiet period after the last.
 	peerReady    time.Time
 	lastReady    time.Time
 	orderedRound bool
 	orderedFails int
+	quietUntil   time.Time
 }
 
 // ping is an outstanding discovery ping.
@@ -197,10 +198,10 @@ func (p *peer) startRound(now time.Time, t Timing) {
 
 func (p *peer) punching(now time.Time) bool { return now.Before(p.punchUntil) }
 
-// quiet reports whether the peer waits out a quiet period: an ordered
-// round failed and the retry isn't due (order.go).
+// quiet reports whether the peer waits out a quiet period after an
+// ordered round failed (order.go).
 func (p *peer) quiet(now time.Time) bool {
-	return p.orderedFails > 0 && !p.hasBest && now.Before(p.nextRound)
+	return !p.hasBest && now.Before(p.quietUntil)
 }
 
 // active reports whether traffic went to the peer recently.
@@ -213,7 +214,7 @@ func (p *peer) setBest(r bind.Route, sock int, kind string, rtt time.Duration, n
 	p.hasBest, p.best, p.bestSock, p.bestKind, p.bestRTT = true, r.Info().Addr, sock, kind, rtt
 	p.lastPong, p.probes = now, 0
 	p.route.direct.Store(r)
-	p.failures, p.orderedFails = 0, 0
+	p.failures, p.orderedFails, p.quietUntil = 0, 0, time.Time{}
 }
 
 // dropBest forgets a dead direct path.
