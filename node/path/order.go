@@ -1,6 +1,8 @@
 package path
 
 import (
+	"context"
+	"log/slog"
 	"net/netip"
 	"time"
 
@@ -18,10 +20,12 @@ import (
 // sockets). A punch is safe when each side's NAT has sent towards the other
 // before the other's first packet arrives there.
 //
-// Two ways to order it were weighed. Cueing both sides at once (the
+// Ways to order it were weighed. Cueing both sides at once (the
 // coordinator's rendezvous) leaves them racing within the cues' skew,
 // which is tens of milliseconds while the packets between them may take
-// less. A low-TTL packet orders it on any kernel: sent from the shared
+// less; cueing one side first doesn't help, as its first packet is then
+// the early one at the other's router. A low-TTL packet orders it on any
+// kernel, and needs no clock: sent from the shared
 // socket with TTL primeTTL (a per-packet IP_TTL or IPV6_HOPLIMIT control
 // message, so WireGuard's packets are untouched), it creates this side's
 // mapping when its NAT forwards it and dies at the next router, before any
@@ -201,6 +205,12 @@ func (m *Manager) afterFailure(p *peer, now time.Time) {
 	if p.quietUntil.After(p.nextRound) {
 		p.nextRound = p.quietUntil
 	}
-	m.log.Info("ordered punch failed: a packet that arrived early may hold a NAT's port; quiet before the next round",
+	// Once per streak at info: a pair that can't punch at all (symmetric
+	// NATs at both ends) fails every round in order too.
+	level := slog.LevelInfo
+	if p.orderedFails > 1 {
+		level = slog.LevelDebug
+	}
+	m.log.Log(context.Background(), level, "ordered punch failed: a packet that arrived early may hold a NAT's port; quiet before the next round",
 		"peer", p.name, "failed", p.orderedFails, "next", p.nextRound.Sub(now).Round(time.Second))
 }
