@@ -30,10 +30,18 @@ type trackKey struct {
 	port   uint16
 }
 
+// trackSweep is the tracked-pair count at which expired pairs are swept
+// (they are otherwise removed only when met), so a NAT probed from many
+// addresses holds no more than its live pairs and this many.
+const trackSweep = 4096
+
 // track keeps an inbound packet no mapping accepted in the NAT's own stack
 // (TrackUnsolicited), as Linux conntrack does when no input filter drops
 // it first.
 func (n *NAT) track(p *packet, now time.Time) {
+	if len(n.tracked) >= trackSweep {
+		n.sweepTracked(now)
+	}
 	k := trackKey{remote: p.src, port: p.dst.Port()}
 	if !n.takenBy(p.src, k.port, now) {
 		n.lab.logPacket(p, "%s keeps it (no input filter): port %d is taken towards %v", n.cfg.Name, k.port, p.src)
@@ -42,6 +50,13 @@ func (n *NAT) track(p *packet, now time.Time) {
 	}
 	n.tracked[k] = now
 	n.stats.Tracked++
+}
+
+// sweepTracked forgets the tracked pairs that expired.
+func (n *NAT) sweepTracked(now time.Time) {
+	for k := range n.tracked {
+		n.takenBy(k.remote, k.port, now)
+	}
 }
 
 // takenBy reports whether an unsolicited packet from remote to port is

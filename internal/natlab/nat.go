@@ -156,10 +156,7 @@ func (n *NAT) MappingCount() int {
 func (n *NAT) TrackedCount() int {
 	n.lab.mu.Lock()
 	defer n.lab.mu.Unlock()
-	now := time.Now()
-	for k := range n.tracked {
-		n.takenBy(k.remote, k.port, now)
-	}
+	n.sweepTracked(time.Now())
 	return len(n.tracked)
 }
 

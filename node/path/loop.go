@@ -38,6 +38,7 @@ func (m *Manager) tick(now time.Time) {
 	// Asked before locking: the Bind's locks and mu never nest.
 	canPrime := m.socks.CanSendTTL()
 	m.mu.Lock()
+	m.noteNoPrime(canPrime)
 	for _, p := range m.peers {
 		m.expirePings(p, now)
 		if p.hasBest {

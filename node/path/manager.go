@@ -88,6 +88,8 @@ type Manager struct {
 	budget budget
 	// closing lists auxiliary sockets to close once mu is released.
 	closing []int
+	// saidNoTTL: the node said once that it can't prime (order.go).
+	saidNoTTL bool
 }
 
 // Stats counts discovery events.

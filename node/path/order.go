@@ -55,6 +55,18 @@ import (
 // filters what arrives early instead of tracking it.
 const primeTTL = 2
 
+// noteNoPrime says once, behind a NAT with peers, that this host can't
+// send low-TTL packets: its punches then wait for the peer's pings, or the
+// hold timeout, and a router that remaps when punched early may keep them
+// on the relay.
+func (m *Manager) noteNoPrime(canPrime bool) {
+	if canPrime || m.saidNoTTL || len(m.peers) == 0 || m.self.Mapping == "" || m.self.Mapping == wire.MappingNone {
+		return
+	}
+	m.saidNoTTL = true
+	m.log.Info("this host's socket can't set a packet's TTL: punches are not primed (routers that remap when punched early may keep a peer on the relay)")
+}
+
 // ordered reports whether a candidate of this kind sits behind the peer's
 // NAT as a mapping an early packet could move: what STUN saw, and the
 // ports predicted past it.
