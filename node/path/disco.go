@@ -11,14 +11,15 @@ import (
 )
 
 // outPkt is a packet to send once the lock is released: to an address from
-// socket sock (with TTL ttl when set: a prime), or to a peer the way its
-// relayed packets go (relayTo).
+// socket sock, with TTL ttl when set (a prime for peer), or a ready to peer
+// the way its relayed packets go.
 type outPkt struct {
-	pkt     []byte
-	to      netip.AddrPort
-	sock    int
-	ttl     int
-	relayTo *crypto.PublicKey
+	pkt   []byte
+	to    netip.AddrPort
+	sock  int
+	ttl   int
+	ready bool
+	peer  crypto.PublicKey
 }
 
 // seal frames a discovery message for peer.
@@ -101,7 +102,9 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 		for _, a := range d.Addr {
 			eps = append(eps, wire.Endpoint{Addr: a, Kind: wire.EndpointSTUN})
 		}
-		p.setCandidates(append(eps, currentEndpoints(p)...), m.permit)
+		if p.setCandidates(append(eps, currentEndpoints(p)...), m.permit) {
+			p.mappingsMoved(now)
+		}
 		p.startRound(now, m.t)
 	}
 	m.unlock()
@@ -247,22 +250,33 @@ func (m *Manager) newPing(p *peer, to netip.AddrPort, now time.Time, reply chan<
 }
 
 // send writes packets; errors (the socket between rebinds, an unreachable
-// network) are logged at debug: the next round retries.
+// network) are logged at debug: the next round retries. A ready follows
+// its primes in out; when one of them failed it is not sent (it would
+// claim a NAT open that isn't) and the next tick tries again.
 func (m *Manager) send(out []outPkt) {
+	var unprimed map[crypto.PublicKey]bool
 	for _, o := range out {
 		var err error
 		switch {
-		case o.relayTo != nil:
-			if err = m.sendRelayed(*o.relayTo, o.pkt); err != nil {
-				m.readyUnsent(*o.relayTo)
+		case o.ready && unprimed[o.peer]:
+			m.readyUnsent(o.peer)
+			continue
+		case o.ready:
+			if err = m.sendRelayed(o.peer, o.pkt); err != nil {
+				m.readyUnsent(o.peer)
 			}
 		case o.ttl > 0:
-			err = m.socks.WriteTTL(o.pkt, o.to, o.sock, o.ttl)
+			if err = m.socks.WriteTTL(o.pkt, o.to, o.sock, o.ttl); err != nil && o.sock == 0 {
+				if unprimed == nil {
+					unprimed = make(map[crypto.PublicKey]bool)
+				}
+				unprimed[o.peer] = true
+			}
 		default:
 			err = m.socks.WriteVia(o.pkt, o.to, o.sock)
 		}
 		if err != nil {
-			m.log.Debug("discovery send failed", "to", o.to, "relayed", o.relayTo != nil, "ttl", o.ttl, "err", err)
+			m.log.Debug("discovery send failed", "to", o.to, "ready", o.ready, "ttl", o.ttl, "err", err)
 		}
 	}
 }

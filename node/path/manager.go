@@ -247,6 +247,9 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	p.route.online.Store(info.Online)
 	p.nat = info.NAT
 	changed := p.setCandidates(info.Endpoints, m.permit)
+	if changed {
+		p.mappingsMoved(now)
+	}
 	if cameOnline {
 		// A peer back online starts afresh: its NAT's state of before,
 		// which a quiet period waits out, is gone or stale.
@@ -289,7 +292,9 @@ func (m *Manager) Punch(key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NAT
 	if nat != nil {
 		p.nat = nat
 	}
-	p.setCandidates(eps, m.permit)
+	if p.setCandidates(eps, m.permit) {
+		p.mappingsMoved(now)
+	}
 	p.startRound(now, m.t)
 }
 
@@ -301,6 +306,7 @@ func (m *Manager) Repunch() {
 	defer m.mu.Unlock()
 	for _, p := range m.peers {
 		if p.online {
+			p.mappingsMoved(now)
 			p.startRound(now, m.t)
 			p.wantRendezvous = true
 		}

@@ -24,6 +24,8 @@ type fabric struct {
 	tap    func(pkt []byte, from, to netip.AddrPort)
 	block  map[netip.AddrPort]bool
 	primes int // low-TTL packets written, none delivered
+	// noTTL makes low-TTL writes from these addresses fail.
+	noTTL map[netip.AddrPort]bool
 }
 
 type port struct {
@@ -47,8 +49,11 @@ func (p port) WriteVia(pkt []byte, to netip.AddrPort, _ int) error {
 // WriteTTL drops the packet: a low-TTL prime dies on the way.
 func (p port) WriteTTL(pkt []byte, to netip.AddrPort, _, _ int) error {
 	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	if p.f.noTTL[p.self] {
+		return bind.ErrNoTTL
+	}
 	p.f.primes++
-	p.f.mu.Unlock()
 	return nil
 }
 
@@ -111,6 +116,9 @@ func (f *fabric) addTimed(t *testing.T, addr string, tm Timing) *node {
 	ap := netip.MustParseAddrPort(addr)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m := New(crypto.NewSealer(priv), port{f, ap}, tm, log)
+	// The node's STUN has answered: its address on the fabric is its
+	// mapping.
+	m.SetSelfNAT(wire.NATInfo{Mapping: wire.MappingEndpointIndependent, PortAlloc: wire.PortAllocPreserve})
 	f.mu.Lock()
 	f.at[ap] = m
 	f.mu.Unlock()
@@ -135,7 +143,7 @@ func (f *fabric) pair(t *testing.T, tm Timing) (a, b *node) {
 }
 
 func newFabric() *fabric {
-	return &fabric{at: make(map[netip.AddrPort]*Manager), byKey: make(map[crypto.PublicKey]*Manager), block: make(map[netip.AddrPort]bool)}
+	return &fabric{at: make(map[netip.AddrPort]*Manager), byKey: make(map[crypto.PublicKey]*Manager), block: make(map[netip.AddrPort]bool), noTTL: make(map[netip.AddrPort]bool)}
 }
 
 func introduce(a, b *node, bAddrs ...netip.AddrPort) {

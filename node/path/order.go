@@ -84,15 +84,30 @@ func (p *peer) readyFresh(now time.Time, t Timing) bool {
 
 // held reports whether full-TTL pings to the peer's public mappings must
 // wait this tick: no path yet, the peer is behind a NAT, it hasn't said it
-// primed, and the round hasn't waited HoldTimeout for it (after which the
-// round pings anyway: a relay that drops the ready, a peer that can't
-// prime).
+// primed, and the hold hasn't lasted HoldTimeout (after which the round
+// pings anyway: a relay that drops the ready, a peer that can't prime).
+// Until this node's own STUN answers, the peer can't know where our pings
+// will come from, let alone prime for them: the hold lasts twice as long
+// then (a first answer takes a second or two; past that STUN is taken to
+// be blocked, and peer-reflexive learning is the way in).
 func (m *Manager) held(p *peer, now time.Time) bool {
 	switch {
 	case p.hasBest, p.nat != nil && p.nat.Mapping == wire.MappingNone, p.readyFresh(now, m.t):
 		return false
 	}
-	return now.Sub(p.roundStart) < m.t.HoldTimeout
+	limit := m.t.HoldTimeout
+	if m.self.Mapping == "" {
+		limit *= 2
+	}
+	return now.Sub(p.holdSince) < limit
+}
+
+// mappingsMoved starts the hold afresh when either side's public mappings
+// changed (new candidates of the peer's, or our own re-STUN): a ready the
+// peer sent primed the old ones, so a new one must come.
+func (p *peer) mappingsMoved(now time.Time) {
+	p.peerReady = time.Time{}
+	p.holdSince = now
 }
 
 // punchTick is one punch interval's packets to the peer: full pings to
@@ -157,7 +172,7 @@ func (m *Manager) appendPrime(p *peer, to netip.AddrPort, now time.Time, out []o
 	n := len(out)
 	out = m.appendPingVia(p, to, 0, now, out)
 	if len(out) > n {
-		out[n].ttl = primeTTL
+		out[n].ttl, out[n].peer = primeTTL, p.key
 		m.Stats.PrimesSent.Add(1)
 	}
 	return out
@@ -173,7 +188,7 @@ func (m *Manager) appendReady(p *peer, now time.Time, out []outPkt) []outPkt {
 	}
 	p.lastReady = now
 	m.Stats.ReadySent.Add(1)
-	return append(out, outPkt{pkt: pkt, relayTo: &p.key})
+	return append(out, outPkt{pkt: pkt, ready: true, peer: p.key})
 }
 
 // readyUnsent lets the next tick try again when a ready found no relay to

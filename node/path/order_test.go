@@ -81,6 +81,29 @@ func TestReadyOnlyAfterPriming(t *testing.T) {
 	})
 }
 
+// A prime that can't be sent (the socket refuses the TTL) takes back the
+// ready that follows it: the peer's pings must not come before our NAT is
+// open. Once primes go out, the ready does too.
+func TestNoReadyAfterAFailedPrime(t *testing.T) {
+	f := newFabric()
+	a := f.addTimed(t, "198.18.1.1:41820", orderTiming())
+	b := f.addTimed(t, "198.18.2.1:41820", orderTiming())
+	f.relay(a, b)
+	f.mu.Lock()
+	f.noTTL[a.addr] = true
+	f.mu.Unlock()
+	introduce(b, a) // b knows a as a peer, none of its addresses
+	introduce(a, b, b.addr)
+	wait.For(t, 10*time.Second, "a tries to prime b's mapping", func() bool { return a.m.Stats.PrimesSent.Load() >= 3 })
+	if n := b.m.Stats.ReadyReceived.Load(); n != 0 {
+		t.Fatalf("b got %d readies from a, whose primes all failed", n)
+	}
+	f.mu.Lock()
+	f.noTTL[a.addr] = false
+	f.mu.Unlock()
+	wait.For(t, 10*time.Second, "a's ready once its primes go out", func() bool { return b.m.Stats.ReadyReceived.Load() > 0 })
+}
+
 // orderedFails reads a peer's count of failed ordered rounds.
 func orderedFails(n *node, peer crypto.PublicKey) int {
 	n.m.mu.Lock()

@@ -75,6 +75,9 @@ type peer struct {
 	orderedRound bool
 	orderedFails int
 	quietUntil   time.Time
+	// holdSince is when the current hold began: the round's start, or
+	// the last time either side's mappings moved.
+	holdSince time.Time
 }
 
 // ping is an outstanding discovery ping.
@@ -194,6 +197,7 @@ func (p *peer) startRound(now time.Time, t Timing) {
 	p.settleAt = time.Time{}
 	p.lastReady = time.Time{}
 	p.orderedRound = false
+	p.holdSince = now
 }
 
 func (p *peer) punching(now time.Time) bool { return now.Before(p.punchUntil) }
