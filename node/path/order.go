@@ -103,10 +103,11 @@ func (m *Manager) held(p *peer, now time.Time) bool {
 }
 
 // mappingsMoved starts the hold afresh when either side's public mappings
-// changed (new candidates of the peer's, or our own re-STUN): a ready the
-// peer sent primed the old ones, so a new one must come.
+// changed (new candidates of the peer's, or our own re-STUN): a ready
+// either side sent primed the old ones, so new ones must go, ours at the
+// next tick.
 func (p *peer) mappingsMoved(now time.Time) {
-	p.peerReady = time.Time{}
+	p.peerReady, p.lastReady = time.Time{}, time.Time{}
 	p.holdSince = now
 }
 

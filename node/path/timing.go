@@ -67,9 +67,11 @@ const (
 	// carries a ready in a round trip or two; past half a round, ping
 	// anyway (a relay that drops it, a peer that can't prime).
 	DefaultHoldTimeout = DefaultPunchDuration / 2
-	// DefaultReadyInterval spaces the readies a held round sends: one is
-	// enough unless the relay loses it.
-	DefaultReadyInterval = time.Second
+	// DefaultReadyInterval spaces the readies a round sends until a path
+	// is up: one is enough unless the relay loses it or the peer's pings
+	// can't arrive yet (behind a CGN only this side's full pings open it),
+	// when the next one releases the peer.
+	DefaultReadyInterval = 2 * DefaultPunchInterval
 	// DefaultQuietPeriod is the least wait after an ordered round failed:
 	// Linux conntrack forgets an unanswered UDP flow 30 s after its last
 	// packet (nf_conntrack_udp_timeout), so a tracked early packet is gone
