@@ -42,7 +42,8 @@ fuzz:
 # The real-kernel NAT lab (e2e/, lab in e2e/netlab): real meshnode binaries
 # with TUN devices behind nftables NATs in network namespaces. Needs root and
 # iproute2 nftables conntrack iputils-ping; without them it says so and skips.
-# E2E_FLAGS=-short skips the 2-minute keepalive scenario.
+# E2E_FLAGS=-short skips the 2-minute keepalive scenario and the minute-long
+# recovery of a pair behind routers that remap when punched early.
 E2E_TIMEOUT ?= 30m
 E2E_FLAGS   ?=
 E2E_ENV      = MESHNODE_E2E=1 MESHNODE_BIN=$(CURDIR)/bin/meshnode

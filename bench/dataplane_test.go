@@ -85,7 +85,9 @@ func newNode(b *testing.B, wrapped bool, h *handler, mtus *pmtu.Table) *node {
 	n := &node{priv: priv, tun: tuntest.NewChannelTUN(), route: &router{to: map[crypto.PublicKey]bind.Route{}, from: map[netip.AddrPort]crypto.PublicKey{}}}
 	var cb conn.Bind = conn.NewStdNetBind()
 	if wrapped {
-		n.bind = bind.New(cb, nil)
+		// As the node runs it: StdNetBind in bind.StdNet, whose sends are
+		// StdNetBind's own (it adds only low-TTL sends beside them).
+		n.bind = bind.New(bind.NewStdNet(), nil)
 		n.bind.Attach(n.route, h.handlers())
 		cb = n.bind
 	}

@@ -20,7 +20,8 @@ const (
 )
 
 // expectedPath is the path a pair of NAT kinds should reach (see the shared
-// NAT-traversal notes): any two endpoint-independent mappings punch; a
+// NAT-traversal notes): any two endpoint-independent mappings punch, routers
+// that remap when punched early included (the punch is ordered); a
 // symmetric NAT punches only towards a side that accepts any source (no NAT,
 // full cone); symmetric against a filtering cone or another symmetric NAT
 // needs the relay, as does anything without UDP (the TCP relay).

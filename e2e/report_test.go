@@ -40,9 +40,10 @@ func matrixDocument(table, version, kernel string) string {
 	fmt.Fprintf(&b, "Command: `make natmatrix` · %s · %s · Linux %s\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), version, kernel)
 	b.WriteString(table)
-	b.WriteString("\n- **expected**: direct for any two endpoint-independent mappings and for symmetric against\n")
-	b.WriteString("  no NAT or a full cone; relay for symmetric against a filtering cone or symmetric, and for\n")
-	b.WriteString("  UDP blocked (TCP relay). A relay-expected pair that reaches direct passes and says so.\n")
+	b.WriteString("\n- **expected**: direct for any two endpoint-independent mappings (routers that remap when\n")
+	b.WriteString("  punched early included: the punch is ordered) and for symmetric against no NAT or a full\n")
+	b.WriteString("  cone; relay for symmetric against a filtering cone or symmetric, and for UDP blocked (TCP\n")
+	b.WriteString("  relay). A relay-expected pair that reaches direct passes and says so.\n")
 	b.WriteString("- **got**: the path both nodes report, over UDP or TCP (a punched TCP path or the TCP relay).\n")
 	b.WriteString("- **time to path**: from the second node's start to both nodes reporting the path.\n")
 	b.WriteString("- **ping**: `ping -c 3` across the overlay; **TCP**: 4 MiB checked by SHA-256.\n\n")

@@ -9,7 +9,6 @@ import (
 	"sync"
 
 	"github.com/coreos/go-systemd/v22/daemon"
-	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/meshnode/meshnode/crypto"
@@ -141,7 +140,7 @@ func (e *Engine) build() {
 	// The host's path MTUs matter to the host's own sockets only.
 	var kernelMTU func(netip.Addr) (int, error)
 	if inner == nil {
-		inner = conn.NewStdNetBind()
+		inner = bind.NewStdNet()
 		kernelMTU = pmtu.KernelPathMTU
 	}
 	e.bind = bind.New(inner, e.opts.AuxListen)

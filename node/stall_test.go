@@ -37,8 +37,10 @@ func TestStalledCoordinatorDisturbsNoPath(t *testing.T) {
 			t.Parallel()
 			timing := path.DefaultTiming(config.DefaultNode().Keepalive).Scaled(stallSpeed)
 			// The relayed peer is retried, with a rendezvous request, at
-			// the shortest backoff throughout the stall.
+			// the shortest backoff throughout the stall: no quiet period
+			// after its failed rounds either.
 			timing.RetryMax = timing.RetryMin
+			timing.QuietPeriod = 0
 			opts := meshlab.NodeOptions{Timing: &timing}
 			m := meshlab.New(t, meshlab.Options{})
 			hard := natlab.Symmetric()

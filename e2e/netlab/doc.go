@@ -25,7 +25,11 @@
 // Routers translate with nftables: Linux masquerade is a port-restricted cone
 // (endpoint-independent mapping with port preservation, address-and-port-
 // dependent filtering, RFC 4787), masquerade with fully-random ports is
-// symmetric, a static snat+dnat of the node's UDP port is a full cone. The
+// symmetric, a static snat+dnat of the node's UDP port is a full cone, and
+// masquerade with no input filter remaps a flow whose peer's packet arrived
+// first (EarlyRemap). A router on the internet also plays its ISP's first
+// hop, dropping what arrives with its TTL spent, so a low-TTL packet that
+// left one NAT dies before the next, as on the internet. The
 // lab is isolated: no namespace has a route to the machine's own networks, so
 // nothing a test sends can leave it.
 //

@@ -35,11 +35,19 @@ const (
 	// IPv6Only: no IPv4 at all; global IPv6 behind a stateful firewall
 	// (RFC 6092). Not in Kinds: it is no IPv4 NAT to pair in the matrix.
 	IPv6Only Kind = "ipv6only"
+	// EarlyRemap: Linux masquerade with no WAN input filter, as in many
+	// small and DIY routers. A packet that arrives at a mapped port before
+	// the inside host has sent to its source is delivered to the router's
+	// own stack and tracked (conntrack confirms it at local input), and the
+	// inside host's later flow to that source finds the tuple taken: the
+	// NAT gives that one flow another port. It looks port-restricted to
+	// STUN, and remaps when punched early.
+	EarlyRemap Kind = "earlyremap"
 )
 
 // Kinds lists every IPv4 NAT kind, easiest first.
 func Kinds() []Kind {
-	return []Kind{Public, FullCone, PortRestricted, DoubleNAT, Symmetric, UDPBlocked}
+	return []Kind{Public, FullCone, PortRestricted, EarlyRemap, DoubleNAT, Symmetric, UDPBlocked}
 }
 
 // String is the kind's short name.
@@ -62,6 +70,8 @@ func (k Kind) Describe() string {
 		return "UDP blocked (TCP only)"
 	case IPv6Only:
 		return "IPv6 only (stateful firewall, no IPv4)"
+	case EarlyRemap:
+		return "port-restricted cone, no WAN input filter (remaps when punched early)"
 	}
 	return string(k)
 }
@@ -75,6 +85,7 @@ const (
 	modeStatic                    // full cone for one host's UDP port
 	modeNoUDP                     // masquerade, forwarded UDP dropped
 	modeNoIPv4                    // no IPv4 at all (an IPv6-only site)
+	modeOpenInput                 // masquerade, nothing filters what reaches the router itself
 )
 
 // Interface names inside routers.
@@ -95,6 +106,10 @@ const (
 type Router struct {
 	NS   *Netns
 	mode natMode
+
+	// onInternet: the WAN is on the lab's internet bridge (not a CGN's
+	// LAN), so the router plays its ISP's first hop too (ruleset).
+	onInternet bool
 
 	mu     sync.Mutex
 	wan    netip.Prefix   // the current WAN address; invalid without IPv4
@@ -137,7 +152,7 @@ func (r *Router) Ruleset() string {
 	defer r.mu.Unlock()
 	var rs string
 	if r.mode != modeNoIPv4 {
-		rs = ruleset(r.mode, r.wan.Addr(), r.static, r.link)
+		rs = ruleset(r.mode, r.wan.Addr(), r.static, r.link, r.onInternet)
 	}
 	if r.lan6.IsValid() {
 		rs += ruleset6(r.mode == modeNoUDP)
@@ -154,42 +169,57 @@ func (r *Router) Ruleset() string {
 func ruleset6(noUDP bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip6 %s {\n", nftTable6)
-	filterChains(&b, noUDP,
-		[]string{"icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"}, nil,
-		[]string{"icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } accept"})
+	filterChains(&b, filter{
+		noUDP:       noUDP,
+		inputFirst:  []string{"icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept"},
+		forwardAlso: []string{"icmpv6 type { destination-unreachable, packet-too-big, time-exceeded, parameter-problem } accept"},
+	})
 	b.WriteString("}\n")
 	return b.String()
 }
 
-// filterChains writes a router's input and forward chains. Like any home
-// router's firewall, it drops what arrives at the router itself from
-// outside (inputFirst passes before that). Without it a peer's early punch
+// filter is what a router's filter chains add to conntrack's filtering.
+type filter struct {
+	// noUDP drops forwarded UDP.
+	noUDP bool
+	// openInput leaves out the input filter (modeOpenInput).
+	openInput bool
+	// inputFirst passes before the input filter drops; forwardFirst comes
+	// before everything in the forward chain (MSS clamping, dropping
+	// ICMP); forwardAlso passes what conntrack alone would not.
+	inputFirst, forwardFirst, forwardAlso []string
+}
+
+// filterChains writes a router's input and forward chains. Like most home
+// routers' firewalls, the input chain drops what arrives at the router
+// itself from outside. Without it (f.openInput) a peer's early punch
 // packet to a mapped port is delivered locally and confirmed in conntrack,
-// and that entry then forces the inside host's next flow onto another
-// port: mapping would look endpoint-dependent. The forward chain drops what
-// it doesn't know, so the filtering is conntrack's: flows the inside
-// started and their replies, plus forwardAlso; forwardFirst comes before
-// everything (MSS clamping, dropping ICMP).
-func filterChains(b *strings.Builder, noUDP bool, inputFirst, forwardFirst, forwardAlso []string) {
-	b.WriteString("\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n")
-	for _, r := range inputFirst {
-		fmt.Fprintf(b, "\t\t%s\n", r)
+// and that entry then forces the inside host's next flow to that peer onto
+// another port. The forward chain drops what it doesn't know, so the
+// filtering is conntrack's: flows the inside started and their replies,
+// plus f.forwardAlso.
+func filterChains(b *strings.Builder, f filter) {
+	if !f.openInput {
+		b.WriteString("\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n")
+		for _, r := range f.inputFirst {
+			fmt.Fprintf(b, "\t\t%s\n", r)
+		}
+		fmt.Fprintf(b, "\t\tiifname %q ct state established,related accept\n", wanIf)
+		fmt.Fprintf(b, "\t\tiifname %q drop\n", wanIf)
+		b.WriteString("\t}\n")
 	}
-	fmt.Fprintf(b, "\t\tiifname %q ct state established,related accept\n", wanIf)
-	fmt.Fprintf(b, "\t\tiifname %q drop\n", wanIf)
-	b.WriteString("\t}\n")
 	b.WriteString("\tchain forward {\n\t\ttype filter hook forward priority filter; policy drop;\n")
-	for _, r := range forwardFirst {
+	for _, r := range f.forwardFirst {
 		fmt.Fprintf(b, "\t\t%s\n", r)
 	}
 	// Hosts on one LAN talk through its bridge; with br_netfilter on, that
 	// bridged traffic also passes this hook.
 	fmt.Fprintf(b, "\t\tiifname %q oifname %q accept\n", lanIf, lanIf)
-	if noUDP {
+	if f.noUDP {
 		b.WriteString("\t\tmeta l4proto udp counter drop\n")
 	}
 	b.WriteString("\t\tct state established,related accept\n")
-	for _, r := range forwardAlso {
+	for _, r := range f.forwardAlso {
 		fmt.Fprintf(b, "\t\t%s\n", r)
 	}
 	fmt.Fprintf(b, "\t\tiifname %q oifname %q accept\n", lanIf, wanIf)
@@ -199,9 +229,21 @@ func filterChains(b *strings.Builder, noUDP bool, inputFirst, forwardFirst, forw
 // ruleset renders a router's NAT and filter rules (filterChains): the
 // filtering is conntrack's, replies to flows the inside started from the
 // exact address and port (APDF), plus what a static mapping lets in (EIF).
-func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort, link linkRules) string {
+// onInternet adds the ISP's first hop in front of the router.
+func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort, link linkRules, onInternet bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip %s {\n", nftTable)
+	if onInternet {
+		// The ISP's first hop. The lab's internet is one bridge, so two
+		// routers would be neighbours; a real home router is at least one
+		// router hop from any other. That hop drops what arrives with its
+		// TTL spent (RFC 1812 §5.3.1), so a low-TTL packet that passed the
+		// sender's own NAT dies before the far NAT, as on the internet.
+		// Priority raw runs before conntrack: the packet leaves no entry.
+		b.WriteString("\tchain isp {\n\t\ttype filter hook prerouting priority raw; policy accept;\n")
+		fmt.Fprintf(&b, "\t\tiifname %q ip ttl 0-1 counter drop\n", wanIf)
+		b.WriteString("\t}\n")
+	}
 	b.WriteString("\tchain postrouting {\n\t\ttype nat hook postrouting priority srcnat; policy accept;\n")
 	switch mode {
 	case modeStatic:
@@ -233,7 +275,7 @@ func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort, link linkRules
 	if mode == modeStatic {
 		dnat = []string{"ct status dnat accept"}
 	}
-	filterChains(&b, mode == modeNoUDP, nil, first, dnat)
+	filterChains(&b, filter{noUDP: mode == modeNoUDP, openInput: mode == modeOpenInput, forwardFirst: first, forwardAlso: dnat})
 	b.WriteString("}\n")
 	return b.String()
 }

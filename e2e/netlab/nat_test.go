@@ -14,24 +14,31 @@ import (
 func TestRuleset(t *testing.T) {
 	wan := netip.MustParseAddr("198.18.3.1")
 	static := netip.MustParseAddrPort("10.3.0.2:41820")
+	const ispHop = `iifname "wan0" ip ttl 0-1 counter drop`
+	const inputFilter = `iifname "wan0" drop`
 	for _, tc := range []struct {
 		name         string
 		mode         natMode
 		link         linkRules
+		onInternet   bool
 		want, reject []string
 	}{
-		{"masquerade", modeMasquerade, linkRules{}, []string{`oifname "wan0" masquerade`, "policy drop", "ct state established,related accept"}, []string{"random", "dnat", "udp counter drop", "maxseg", "frag-needed"}},
-		{"random", modeRandom, linkRules{}, []string{"masquerade random,fully-random"}, []string{"dnat"}},
-		{"small link", modeMasquerade, linkRules{clampMSS: true}, []string{"tcp flags syn tcp option maxseg size set rt mtu"}, []string{"frag-needed"}},
-		{"small link, black hole", modeMasquerade, linkRules{clampMSS: true, dropTooBig: true}, []string{"maxseg", "chain output", fragNeeded + " counter drop"}, nil},
-		{"static", modeStatic, linkRules{}, []string{
+		{"masquerade", modeMasquerade, linkRules{}, true, []string{`oifname "wan0" masquerade`, "policy drop", "ct state established,related accept", inputFilter, ispHop}, []string{"random", "dnat", "udp counter drop", "maxseg", "frag-needed"}},
+		{"random", modeRandom, linkRules{}, true, []string{"masquerade random,fully-random", inputFilter}, []string{"dnat"}},
+		{"small link", modeMasquerade, linkRules{clampMSS: true}, true, []string{"tcp flags syn tcp option maxseg size set rt mtu"}, []string{"frag-needed"}},
+		{"small link, black hole", modeMasquerade, linkRules{clampMSS: true, dropTooBig: true}, true, []string{"maxseg", "chain output", fragNeeded + " counter drop"}, nil},
+		{"static", modeStatic, linkRules{}, true, []string{
 			`ip saddr 10.3.0.2 udp sport 41820 snat to 198.18.3.1:41820`,
 			`ip daddr 198.18.3.1 udp dport 41820 dnat to 10.3.0.2:41820`,
 			"ct status dnat accept",
 		}, []string{"random"}},
-		{"no UDP", modeNoUDP, linkRules{}, []string{"meta l4proto udp counter drop", "masquerade"}, []string{"dnat"}},
+		{"no UDP", modeNoUDP, linkRules{}, true, []string{"meta l4proto udp counter drop", "masquerade"}, []string{"dnat"}},
+		{"open input", modeOpenInput, linkRules{}, true, []string{`oifname "wan0" masquerade`, "policy drop", ispHop}, []string{"chain input", inputFilter, "random"}},
+		{"behind a CGN", modeMasquerade, linkRules{}, false, []string{`oifname "wan0" masquerade`, inputFilter}, []string{"chain isp", ispHop}},
 	} {
-		t.Run(tc.name, func(t *testing.T) { checkRuleset(t, ruleset(tc.mode, wan, static, tc.link), tc.want, tc.reject) })
+		t.Run(tc.name, func(t *testing.T) {
+			checkRuleset(t, ruleset(tc.mode, wan, static, tc.link, tc.onInternet), tc.want, tc.reject)
+		})
 	}
 }
 
@@ -162,10 +169,17 @@ func TestNATBehaviour(t *testing.T) {
 		keepsPort bool
 		eim, eif  bool
 		udp       bool
+		// remapsEarly: the unsolicited datagrams below took the mapped
+		// port towards their senders, so c's flow to s2 gets another port
+		// (TestEarlyRemap). Linux then hands new flows from c the newest
+		// flow's mapping (nf_nat's find_appropriate_src), so s2port sees
+		// that one too.
+		remapsEarly bool
 	}{
 		{kind: Public, hostAddr: true, keepsPort: true, eim: true, eif: true, udp: true},
 		{kind: FullCone, keepsPort: true, eim: true, eif: true, udp: true},
 		{kind: PortRestricted, keepsPort: true, eim: true, udp: true},
+		{kind: EarlyRemap, keepsPort: true, eim: true, udp: true, remapsEarly: true},
 		{kind: DoubleNAT, keepsPort: true, eim: true, udp: true},
 		{kind: Symmetric, udp: true},
 		{kind: UDPBlocked},
@@ -230,6 +244,12 @@ func TestNATBehaviour(t *testing.T) {
 					t.Fatal(err)
 				}
 				maps = append(maps, m)
+			}
+			if tc.remapsEarly {
+				if maps[1].Addr() != m1.Addr() || maps[1].Port() == m1.Port() {
+					t.Errorf("mappings towards s1 and s2 (which sent early) are %v and %v; want s2's on another port", m1, maps[1])
+				}
+				return
 			}
 			slices.SortFunc(maps, netip.AddrPort.Compare)
 			distinct := len(slices.Compact(maps))
@@ -351,4 +371,26 @@ func TestRouterEvents(t *testing.T) {
 			t.Errorf("conntrack lacks the new flow:\n%s", out)
 		}
 	})
+}
+
+func TestParseFlows(t *testing.T) {
+	out := `udp      17 29 src=198.18.2.1 dst=198.18.1.1 sport=41820 dport=41820 [UNREPLIED] src=198.18.1.1 dst=198.18.2.1 sport=41820 dport=41820 mark=0 use=1
+udp      17 27 src=10.1.0.2 dst=198.18.2.1 sport=41820 dport=41820 [UNREPLIED] src=198.18.2.1 dst=198.18.1.1 sport=41820 dport=34514 mark=0 use=1
+conntrack v1.4.8 (conntrack-tools): 2 flow entries have been shown.
+`
+	fs, err := parseFlows(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ap := netip.MustParseAddrPort
+	want := []Flow{
+		{Orig: [2]netip.AddrPort{ap("198.18.2.1:41820"), ap("198.18.1.1:41820")}, Reply: [2]netip.AddrPort{ap("198.18.1.1:41820"), ap("198.18.2.1:41820")}},
+		{Orig: [2]netip.AddrPort{ap("10.1.0.2:41820"), ap("198.18.2.1:41820")}, Reply: [2]netip.AddrPort{ap("198.18.2.1:41820"), ap("198.18.1.1:34514")}},
+	}
+	if !slices.Equal(fs, want) {
+		t.Errorf("flows %v, want %v", fs, want)
+	}
+	if _, err := parseFlows("udp 17 29 src=1.2.3.4 dst=x sport=1 dport=2 src=5.6.7.8 dst=1.2.3.4 sport=2 dport=1\n"); err == nil {
+		t.Error("a bad address parsed")
+	}
 }

@@ -182,8 +182,8 @@ func (s *Site) build(ctx context.Context, l *Lab, cfg SiteConfig) error {
 			}
 		}
 		return nil
-	case FullCone, PortRestricted, Symmetric, UDPBlocked, IPv6Only:
-		mode := map[Kind]natMode{FullCone: modeStatic, PortRestricted: modeMasquerade, Symmetric: modeRandom, UDPBlocked: modeNoUDP, IPv6Only: modeNoIPv4}[cfg.Kind]
+	case FullCone, PortRestricted, EarlyRemap, Symmetric, UDPBlocked, IPv6Only:
+		mode := map[Kind]natMode{FullCone: modeStatic, PortRestricted: modeMasquerade, EarlyRemap: modeOpenInput, Symmetric: modeRandom, UDPBlocked: modeNoUDP, IPv6Only: modeNoIPv4}[cfg.Kind]
 		var lan []netip.Prefix
 		if cfg.Kind != IPv6Only {
 			lan = append(lan, netip.PrefixFrom(netip.AddrFrom4([4]byte{10, i, 0, 1}), 24))
@@ -195,6 +195,7 @@ func (s *Site) build(ctx context.Context, l *Lab, cfg SiteConfig) error {
 		if err != nil {
 			return err
 		}
+		r.onInternet = true
 		s.Router = r
 		var wans []netip.Prefix
 		if cfg.Kind != IPv6Only {
@@ -221,6 +222,7 @@ func (s *Site) build(ctx context.Context, l *Lab, cfg SiteConfig) error {
 		if err != nil {
 			return err
 		}
+		cgn.onInternet = true
 		s.Router = cgn
 		if err := l.ConnectInternet(ctx, cgn.NS, wanIf, wan); err != nil {
 			return err

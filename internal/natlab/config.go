@@ -125,6 +125,22 @@ type NATConfig struct {
 	Hairpin bool
 	// BlockUDP drops every outbound packet, like a network that blocks UDP.
 	BlockUDP bool
+	// TrackUnsolicited keeps an inbound packet that no mapping accepts in
+	// the NAT's own stack and tracks it, as Linux masquerade does on a
+	// router with no WAN input filter (conntrack confirms the packet at
+	// local input). The tracked pair (the sender, the public port) is then
+	// taken: an inside host's first packet to that sender can't leave
+	// through that port and gets another one, for that destination only,
+	// and the sender's later packets to the old port stay with the NAT
+	// (each refreshes the pair, which expires after IdleTimeout). Linux also
+	// gives the inside host's later new flows the moved one's port; the
+	// emulator keeps them on the mapping they had.
+	TrackUnsolicited bool
+	// UplinkHops counts the routers between the NAT's public side and its
+	// upstream network (the ISP's access routers). Each forwards a packet
+	// only with TTL left (RFC 1812 §5.3.1): a low-TTL packet that left this
+	// NAT dies before anyone else sees it.
+	UplinkHops int
 	// Seed makes PortRandom and the PortSequential start repeatable; 0
 	// derives it from Name, so a lab is deterministic unless a test varies it.
 	Seed uint64
@@ -159,6 +175,19 @@ func Symmetric() NATConfig {
 	}
 }
 
+// EarlyRemap is a port-restricted cone with TrackUnsolicited: Linux
+// masquerade on a router with no WAN input filter, which gives a flow
+// another port when its destination's packet arrived first.
+func EarlyRemap() NATConfig {
+	c := PortRestrictedCone()
+	c.TrackUnsolicited = true
+	return c
+}
+
+// maxUplinkHops bounds UplinkHops: past the largest TTL, more hops only
+// drop everything.
+const maxUplinkHops = maxTTL
+
 // validate checks the fields that do not depend on the lab's state.
 func (c NATConfig) validate() error {
 	var errs []error
@@ -178,6 +207,9 @@ func (c NATConfig) validate() error {
 		errs = append(errs, fmt.Errorf("bad PortStep %d: use 1..%d, or 0 for 1", c.PortStep, natPortSpan-1))
 	} else if c.PortStep != 0 && c.PortAlloc != PortSequential {
 		errs = append(errs, fmt.Errorf("bad PortStep %d: it only applies to PortSequential, not %v; leave it 0", c.PortStep, c.PortAlloc))
+	}
+	if c.UplinkHops < 0 || c.UplinkHops > maxUplinkHops {
+		errs = append(errs, fmt.Errorf("bad UplinkHops %d: use 0..%d", c.UplinkHops, maxUplinkHops))
 	}
 	if c.IdleTimeout < 0 {
 		errs = append(errs, fmt.Errorf("bad IdleTimeout %v: use a positive duration, or 0 for %v", c.IdleTimeout, DefaultIdleTimeout))

@@ -24,6 +24,8 @@ func TestNewNATErrors(t *testing.T) {
 		{"negative step", NATConfig{Name: "n", PortAlloc: PortSequential, PortStep: -2}, []string{"bad PortStep -2"}},
 		{"step without sequential", NATConfig{Name: "n", PortStep: 2}, []string{"bad PortStep 2", "PortSequential"}},
 		{"negative timeout", NATConfig{Name: "n", IdleTimeout: -1}, []string{"bad IdleTimeout -1ns"}},
+		{"negative uplink hops", NATConfig{Name: "n", UplinkHops: -1}, []string{"bad UplinkHops -1", "0..255"}},
+		{"too many uplink hops", NATConfig{Name: "n", UplinkHops: 256}, []string{"bad UplinkHops 256"}},
 		{"unspecified IP", NATConfig{Name: "n", PublicIP: ip("0.0.0.0")}, []string{"bad PublicIP 0.0.0.0"}},
 		{"IP in use", NATConfig{Name: "n", PublicIP: ip("198.18.7.7")}, []string{"bad PublicIP 198.18.7.7", "already in use"}},
 		{"foreign upstream", NATConfig{Name: "n", Upstream: foreign}, []string{`bad Upstream "foreign"`}},

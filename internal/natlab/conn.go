@@ -85,7 +85,20 @@ func (c *Conn) ReadFrom(b []byte) (int, net.Addr, error) {
 // delivered or dropped when this returns; a lost or filtered packet is not
 // an error, as with real UDP.
 func (c *Conn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
+	return c.WriteToUDPAddrPortTTL(b, addr, DefaultTTL)
+}
+
+// maxTTL is the largest IPv4 TTL (an 8-bit field).
+const maxTTL = 255
+
+// WriteToUDPAddrPortTTL sends b to addr with the given TTL (1-255), as a
+// socket does with an IP_TTL control message: each NAT and uplink hop on
+// the way spends one (NATConfig.UplinkHops).
+func (c *Conn) WriteToUDPAddrPortTTL(b []byte, addr netip.AddrPort, ttl int) (int, error) {
 	addr = netip.AddrPortFrom(addr.Addr().Unmap(), addr.Port())
+	if ttl < 1 || ttl > maxTTL {
+		return 0, c.opError("write", addr, fmt.Errorf("bad TTL %d, use 1-%d: %w", ttl, maxTTL, syscall.EINVAL))
+	}
 	c.mu.Lock()
 	closed, dl := c.closed, c.writeDL
 	c.mu.Unlock()
@@ -103,7 +116,7 @@ func (c *Conn) WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error) {
 	case len(b) > maxDatagram:
 		return 0, c.opError("write", addr, fmt.Errorf("%d bytes: %w", len(b), syscall.EMSGSIZE))
 	}
-	c.host.lab.send(&packet{from: c.host, src: c.local, dst: addr, data: bytes.Clone(b)})
+	c.host.lab.send(&packet{from: c.host, src: c.local, dst: addr, data: bytes.Clone(b), ttl: ttl})
 	return len(b), nil
 }
 

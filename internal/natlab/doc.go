@@ -17,7 +17,15 @@
 // destination port and its Filtering lets the source in, then rewrites the
 // destination. A packet to the NAT's own public address from inside is
 // hairpinned (source translated, RFC 4787 §6) only with Hairpin set.
-// Anything else is dropped and logged.
+// Anything else is dropped and logged, except on a NAT with
+// TrackUnsolicited, which keeps an unsolicited packet in its own stack and
+// moves its host's later flow to that sender onto another port (Linux
+// masquerade with no WAN input filter).
+//
+// Packets carry a TTL (DefaultTTL, or Conn.WriteToUDPAddrPortTTL's): each
+// NAT and each of its uplink hops (NATConfig.UplinkHops) spends one and
+// drops a packet with none left, so a low-TTL packet can open its own NAT
+// without reaching the far one.
 //
 // Outbound and accepted inbound packets refresh a mapping. Expired mappings
 // are removed lazily, when a packet, an allocation or MappingCount meets

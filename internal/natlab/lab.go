@@ -121,7 +121,7 @@ func (l *Lab) route(p *packet, n *network) {
 		return
 	}
 	if nat := n.nats[dst]; nat != nil {
-		nat.inbound(p)
+		nat.fromUpstream(p)
 		return
 	}
 	if n.nat != nil {

@@ -22,6 +22,55 @@ type mapping struct {
 	sentToIP map[netip.Addr]struct{}
 }
 
+// trackKey is an unsolicited sender and the public port it reached, kept
+// by a TrackUnsolicited NAT's own stack: the reply side of a flow that a
+// later inside flow to that sender would collide with.
+type trackKey struct {
+	remote netip.AddrPort
+	port   uint16
+}
+
+// trackSweep is the tracked-pair count at which expired pairs are swept
+// (they are otherwise removed only when met), so a NAT probed from many
+// addresses holds no more than its live pairs and this many.
+const trackSweep = 4096
+
+// track keeps an inbound packet no mapping accepted in the NAT's own stack
+// (TrackUnsolicited), as Linux conntrack does when no input filter drops
+// it first.
+func (n *NAT) track(p *packet, now time.Time) {
+	if len(n.tracked) >= trackSweep {
+		n.sweepTracked(now)
+	}
+	k := trackKey{remote: p.src, port: p.dst.Port()}
+	if !n.takenBy(p.src, k.port, now) {
+		n.lab.logPacket(p, "%s keeps it (no input filter): port %d is taken towards %v", n.cfg.Name, k.port, p.src)
+	} else {
+		n.lab.logPacket(p, "%s keeps it (tracked already)", n.cfg.Name)
+	}
+	n.tracked[k] = now
+	n.stats.Tracked++
+}
+
+// sweepTracked forgets the tracked pairs that expired.
+func (n *NAT) sweepTracked(now time.Time) {
+	for k := range n.tracked {
+		n.takenBy(k.remote, k.port, now)
+	}
+}
+
+// takenBy reports whether an unsolicited packet from remote to port is
+// still tracked, forgetting it once IdleTimeout passed without another.
+func (n *NAT) takenBy(remote netip.AddrPort, port uint16, now time.Time) bool {
+	k := trackKey{remote: remote, port: port}
+	last, ok := n.tracked[k]
+	if ok && now.Sub(last) >= n.cfg.IdleTimeout {
+		delete(n.tracked, k)
+		return false
+	}
+	return ok
+}
+
 func (m *mapping) accepts(remote netip.AddrPort, f Filtering) bool {
 	switch f {
 	case EndpointIndependentFiltering:
@@ -59,15 +108,27 @@ func (n *NAT) expire(m *mapping) {
 
 // mappingFor returns the live mapping for src sending to dst, creating one
 // if needed. It returns nil when no external port is free.
+//
+// On a TrackUnsolicited NAT a flow whose port an unsolicited packet from
+// dst took gets a mapping of its own, keyed by dst, on another port.
 func (n *NAT) mappingFor(src, dst netip.AddrPort, now time.Time) (m *mapping, isNew bool) {
-	key := mapKey{internal: src, dest: n.destKey(dst)}
-	if m := n.byKey[key]; m != nil {
-		if !n.expired(m, now) {
+	moved := mapKey{internal: src, dest: dst}
+	if n.cfg.TrackUnsolicited && n.destKey(dst) != dst {
+		if m := n.live(moved, now); m != nil {
 			return m, false
 		}
-		n.expire(m)
 	}
-	port, ok := n.allocPort(src.Port(), now)
+	key := mapKey{internal: src, dest: n.destKey(dst)}
+	if m := n.live(key, now); m != nil {
+		_, sent := m.sentTo[dst]
+		if sent || !n.takenBy(dst, m.external.Port(), now) {
+			return m, false
+		}
+		n.stats.Remapped++
+		n.lab.logEvent("%s: %v's flow to %v can't use %v (taken by an early packet): another port", n.cfg.Name, src, dst, m.external)
+		key = moved
+	}
+	port, ok := n.allocPort(src.Port(), dst, now)
 	if !ok {
 		return nil, false
 	}
@@ -84,9 +145,26 @@ func (n *NAT) mappingFor(src, dst netip.AddrPort, now time.Time) (m *mapping, is
 	return m, true
 }
 
-// portFree reports whether port can take a new mapping, reclaiming it from
-// an expired one.
-func (n *NAT) portFree(port int, now time.Time) bool {
+// live returns the mapping for key, nil when none or expired.
+func (n *NAT) live(key mapKey, now time.Time) *mapping {
+	m := n.byKey[key]
+	if m == nil {
+		return nil
+	}
+	if n.expired(m, now) {
+		n.expire(m)
+		return nil
+	}
+	return m
+}
+
+// portFree reports whether port can take a new mapping towards dst,
+// reclaiming it from an expired one. A port an unsolicited packet from dst
+// took (TrackUnsolicited) is not free for it.
+func (n *NAT) portFree(port int, dst netip.AddrPort, now time.Time) bool {
+	if n.takenBy(dst, uint16(port), now) {
+		return false
+	}
 	m := n.byPort[uint16(port)]
 	if m == nil {
 		return true
@@ -109,11 +187,11 @@ const randomTries = 64
 
 // allocPort picks the external port of a new mapping per PortAlloc. Every
 // loop is bounded by the size of the port range.
-func (n *NAT) allocPort(internal uint16, now time.Time) (uint16, bool) {
+func (n *NAT) allocPort(internal uint16, dst netip.AddrPort, now time.Time) (uint16, bool) {
 	var start int
 	switch n.cfg.PortAlloc {
 	case PortPreserve:
-		if internal != 0 && n.portFree(int(internal), now) {
+		if internal != 0 && n.portFree(int(internal), dst, now) {
 			return internal, true
 		}
 		start = max(int(internal), natFirstPort)
@@ -121,21 +199,21 @@ func (n *NAT) allocPort(internal uint16, now time.Time) (uint16, bool) {
 		for range natPortSpan {
 			p := n.next
 			n.next = wrapPort(n.next + n.cfg.PortStep)
-			if n.portFree(p, now) {
+			if n.portFree(p, dst, now) {
 				return uint16(p), true
 			}
 		}
 		return 0, false
 	case PortRandom:
 		for range randomTries {
-			if p := natFirstPort + n.rng.IntN(natPortSpan); n.portFree(p, now) {
+			if p := natFirstPort + n.rng.IntN(natPortSpan); n.portFree(p, dst, now) {
 				return uint16(p), true
 			}
 		}
 		start = natFirstPort + n.rng.IntN(natPortSpan)
 	}
 	for i := range natPortSpan {
-		if p := wrapPort(start + i); n.portFree(p, now) {
+		if p := wrapPort(start + i); n.portFree(p, dst, now) {
 			return uint16(p), true
 		}
 	}

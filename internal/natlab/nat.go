@@ -19,7 +19,10 @@ type NAT struct {
 
 	byKey  map[mapKey]*mapping
 	byPort map[uint16]*mapping
-	stats  NATStats
+	// tracked holds unsolicited packets kept by the NAT's own stack
+	// (TrackUnsolicited), by sender and public port: last packet's time.
+	tracked map[trackKey]time.Time
+	stats   NATStats
 }
 
 // NATStats counts what a NAT did with packets, for tests to assert on.
@@ -34,6 +37,12 @@ type NATStats struct {
 	DroppedBlocked   uint64 // outbound dropped by BlockUDP
 	DroppedHairpin   uint64 // to the NAT's own public address with Hairpin off
 	DroppedNoPort    uint64 // no free external port for a new mapping
+	DroppedTTL       uint64 // died at the NAT or its uplink hops, TTL spent
+	// Tracked counts unsolicited packets kept by the NAT's own stack
+	// (TrackUnsolicited); Remapped counts flows moved to another port
+	// because such a packet took theirs.
+	Tracked  uint64
+	Remapped uint64
 }
 
 // NewNAT adds a NAT. Its inside LAN gets automatic host addresses from
@@ -73,20 +82,28 @@ func (l *Lab) NewNAT(cfg NATConfig) (*NAT, error) {
 		cfg.Seed = nameSeed(cfg.Name)
 	}
 	n := &NAT{
-		lab:    l,
-		cfg:    cfg,
-		up:     up,
-		rng:    rand.New(rand.NewPCG(cfg.Seed, cfg.Seed)),
-		byKey:  make(map[mapKey]*mapping),
-		byPort: make(map[uint16]*mapping),
+		lab:     l,
+		cfg:     cfg,
+		up:      up,
+		rng:     rand.New(rand.NewPCG(cfg.Seed, cfg.Seed)),
+		byKey:   make(map[mapKey]*mapping),
+		byPort:  make(map[uint16]*mapping),
+		tracked: make(map[trackKey]time.Time),
 	}
 	n.next = natFirstPort + n.rng.IntN(natPortSpan)
 	l.nats = append(l.nats, n)
 	lan := netip.AddrFrom4([4]byte{192, 168, byte(len(l.nats)), 2})
 	n.inside = newNetwork(cfg.Name+" LAN", n, lan, lan)
 	up.nats[cfg.PublicIP] = n
-	l.logEvent("%s: up at %v on the %s (%v mapping, %v filtering, %v ports)",
-		cfg.Name, cfg.PublicIP, up.name, cfg.Mapping, cfg.Filtering, cfg.PortAlloc)
+	extra := ""
+	if cfg.TrackUnsolicited {
+		extra += ", tracks unsolicited packets"
+	}
+	if cfg.UplinkHops > 0 {
+		extra += fmt.Sprintf(", %d uplink hops", cfg.UplinkHops)
+	}
+	l.logEvent("%s: up at %v on the %s (%v mapping, %v filtering, %v ports%s)",
+		cfg.Name, cfg.PublicIP, up.name, cfg.Mapping, cfg.Filtering, cfg.PortAlloc, extra)
 	return n, nil
 }
 
@@ -134,6 +151,15 @@ func (n *NAT) MappingCount() int {
 	return len(n.byPort)
 }
 
+// TrackedCount returns the number of live tracked unsolicited pairs
+// (TrackUnsolicited), removing expired ones.
+func (n *NAT) TrackedCount() int {
+	n.lab.mu.Lock()
+	defer n.lab.mu.Unlock()
+	n.sweepTracked(time.Now())
+	return len(n.tracked)
+}
+
 // Flush drops every mapping, like conntrack -F or a NAT reboot.
 func (n *NAT) Flush() {
 	n.lab.mu.Lock()
@@ -165,6 +191,7 @@ func (n *NAT) flush(why string) {
 	n.lab.logEvent("%s: %d mappings %s", n.cfg.Name, len(n.byPort), why)
 	clear(n.byKey)
 	clear(n.byPort)
+	clear(n.tracked)
 }
 
 // outbound translates a packet leaving the inside LAN and forwards it
@@ -180,6 +207,13 @@ func (n *NAT) outbound(p *packet) {
 	if hairpin && !n.cfg.Hairpin {
 		n.stats.DroppedHairpin++
 		n.lab.logPacket(p, "%s: dropped (hairpin to its own public address is off)", name)
+		return
+	}
+	// Routers check the TTL before translating (Linux: ip_forward before
+	// POSTROUTING), so a packet that dies here leaves no mapping.
+	if !p.forward() {
+		n.stats.DroppedTTL++
+		n.lab.logPacket(p, "%s: dropped (TTL spent)", name)
 		return
 	}
 	now := time.Now()
@@ -202,15 +236,41 @@ func (n *NAT) outbound(p *packet) {
 	if hairpin {
 		n.stats.Hairpinned++
 		n.lab.logPacket(p, "%s hairpins it back inside", name)
-		n.inbound(p)
+		n.inbound(p, false)
+		return
+	}
+	if !n.uplink(p) {
 		return
 	}
 	n.lab.route(p, n.up)
 }
 
+// uplink takes p across the routers between the NAT and its upstream
+// network (UplinkHops), either way; it reports false when p dies there.
+func (n *NAT) uplink(p *packet) bool {
+	for i := range n.cfg.UplinkHops {
+		if !p.forward() {
+			n.stats.DroppedTTL++
+			n.lab.logPacket(p, "%s's uplink hop %d: dropped (TTL spent)", n.cfg.Name, i+1)
+			return false
+		}
+	}
+	return true
+}
+
+// fromUpstream takes a packet addressed to the NAT's public IP from its
+// upstream network: across the uplink hops, then in.
+func (n *NAT) fromUpstream(p *packet) {
+	if n.uplink(p) {
+		n.inbound(p, true)
+	}
+}
+
 // inbound filters a packet addressed to the NAT's public IP and, when a live
-// mapping accepts its source, translates it to the inside endpoint.
-func (n *NAT) inbound(p *packet) {
+// mapping accepts its source, translates it to the inside endpoint. hop is
+// false for a hairpinned packet, whose one hop through the NAT outbound
+// already spent.
+func (n *NAT) inbound(p *packet, hop bool) {
 	name := n.cfg.Name
 	now := time.Now()
 	m := n.byPort[p.dst.Port()]
@@ -218,14 +278,22 @@ func (n *NAT) inbound(p *packet) {
 		n.expire(m)
 		m = nil
 	}
-	if m == nil {
+	accepted := m != nil && m.accepts(p.src, n.cfg.Filtering)
+	switch {
+	case !accepted && n.cfg.TrackUnsolicited:
+		n.track(p, now)
+		return
+	case m == nil:
 		n.stats.DroppedNoMapping++
 		n.lab.logPacket(p, "%s filters: dropped (no mapping for port %d)", name, p.dst.Port())
 		return
-	}
-	if !m.accepts(p.src, n.cfg.Filtering) {
+	case !accepted:
 		n.stats.DroppedFiltered++
 		n.lab.logPacket(p, "%s filters: dropped (no mapping accepts %v, %v)", name, p.src, n.cfg.Filtering)
+		return
+	case hop && !p.forward():
+		n.stats.DroppedTTL++
+		n.lab.logPacket(p, "%s: dropped (TTL spent)", name)
 		return
 	}
 	m.lastUsed = now // a reply refreshes the entry, as conntrack does

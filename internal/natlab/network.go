@@ -47,6 +47,22 @@ type packet struct {
 	from     *Host // the sending host, named in the log
 	src, dst netip.AddrPort
 	data     []byte
+	ttl      int // IPv4 TTL or IPv6 hop limit left
+}
+
+// DefaultTTL is what a host's packets start with: Linux's
+// net.ipv4.ip_default_ttl.
+const DefaultTTL = 64
+
+// forward is one router hop (RFC 1812 §5.3.1, RFC 8200 §3): a router
+// forwards a packet only with TTL left to spend, and spends one. It
+// reports false for a packet that dies here.
+func (p *packet) forward() bool {
+	if p.ttl <= 1 {
+		return false
+	}
+	p.ttl--
+	return true
 }
 
 // delayed is a packet held back by its sender's latency.

@@ -30,6 +30,10 @@ const (
 	// DiscoCallMeMaybe lists the sender's candidates and asks the receiver
 	// to ping them now (sent over the relay or any working path).
 	DiscoCallMeMaybe DiscoType = 3
+	// DiscoReady says the sender's NAT is open towards the receiver's
+	// candidates (it primed them with low-TTL pings), so the receiver's
+	// pings can't arrive early there; sent over the relay. It has no body.
+	DiscoReady DiscoType = 4
 )
 
 // TxIDLen is the length of a ping's transaction ID.
@@ -109,6 +113,10 @@ func ParseDisco(b []byte) (Disco, error) {
 		}
 		for ; len(b) > 0; b = b[addrPortLen:] {
 			d.Addr = append(d.Addr, readAddrPort(b))
+		}
+	case DiscoReady:
+		if len(b) != 0 {
+			return d, fmt.Errorf("%w: ready with %d bytes of body", ErrDisco, len(b))
 		}
 	default:
 		return d, fmt.Errorf("%w: type %d", ErrDisco, d.Type)

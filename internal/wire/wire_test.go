@@ -49,9 +49,10 @@ func TestDiscoRoundTrip(t *testing.T) {
 		{Type: DiscoCallMeMaybe, Addr: []netip.AddrPort{src, netip.MustParseAddrPort("10.0.0.1:1")}},
 		{Type: DiscoPing, TxID: [TxIDLen]byte{6}, Pad: 1400},
 		{Type: DiscoPong, TxID: [TxIDLen]byte{7}, Src: src, Pad: 1381},
+		{Type: DiscoReady},
 	} {
 		b := d.Marshal()
-		if want := map[DiscoType]int{DiscoPing: DiscoPingLen, DiscoPong: DiscoPongLen}[d.Type] + d.Pad; d.Type != DiscoCallMeMaybe && len(b) != want {
+		if want := map[DiscoType]int{DiscoPing: DiscoPingLen, DiscoPong: DiscoPongLen}[d.Type] + d.Pad; (d.Type == DiscoPing || d.Type == DiscoPong) && len(b) != want {
 			t.Errorf("%v padded by %d: %d bytes, want %d", d.Type, d.Pad, len(b), want)
 		}
 		got, err := ParseDisco(b)
@@ -62,7 +63,7 @@ func TestDiscoRoundTrip(t *testing.T) {
 			t.Fatalf("round trip: got %+v, want %+v", got, d)
 		}
 	}
-	for _, bad := range [][]byte{nil, {9}, {byte(DiscoPing), 1}, {byte(DiscoPong), 1, 2}, append([]byte{byte(DiscoCallMeMaybe)}, make([]byte, 17)...)} {
+	for _, bad := range [][]byte{nil, {9}, {byte(DiscoPing), 1}, {byte(DiscoPong), 1, 2}, append([]byte{byte(DiscoCallMeMaybe)}, make([]byte, 17)...), {byte(DiscoReady), 0}} {
 		if _, err := ParseDisco(bad); err == nil {
 			t.Errorf("ParseDisco(%x) accepted", bad)
 		}

@@ -256,3 +256,45 @@ func TestStrangersLeaveNoSealingState(t *testing.T) {
 		t.Errorf("a holds sealing state for %d keys after 100 strangers, want %d (its peers)", got, before)
 	}
 }
+
+// A member floods a peer with ready messages over the relay, one every few
+// milliseconds. Each may start a round (the peer holds its pings for our
+// ready), but at most one a CallMeMaybeGap, and the rounds stay within the
+// punch budget.
+func TestReadyFloodIsBounded(t *testing.T) {
+	tm := fastTiming()
+	tm.PunchDuration, tm.MaxRound, tm.CallMeMaybeGap = 100*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
+	f := newFabric()
+	victim, attacker := f.pair(t, tm)
+	f.relay(victim, attacker)
+	const messages = 200
+	sentBefore := victim.m.Stats.PingsSent.Load()
+	start := time.Now()
+	pace := time.NewTicker(5 * time.Millisecond)
+	defer pace.Stop()
+	for range messages {
+		<-pace.C
+		// Each is sealed anew: the sealer's replay window drops a copy.
+		pkt, err := attacker.m.seal(victim.key, wire.Disco{Type: wire.DiscoReady})
+		if err != nil {
+			t.Fatal(err)
+		}
+		victim.m.HandleRelayedDisco(pkt, attacker.key)
+	}
+	idle := time.NewTimer(tm.MaxRound + 4*tm.Tick)
+	<-idle.C
+	elapsed := time.Since(start)
+	sent := victim.m.Stats.PingsSent.Load() - sentBefore
+	// At most one round a gap, each at most MaxRound of punch intervals to
+	// the one candidate, plus heartbeats.
+	rounds := uint64(elapsed/tm.CallMeMaybeGap) + 2
+	perRound := uint64(tm.MaxRound/tm.PunchInterval) + 1
+	heartbeats := uint64(elapsed/tm.ActiveHeartbeat) + 2
+	if sent > rounds*perRound+heartbeats {
+		t.Errorf("victim sent %d pings in %v for %d readies, over %d rounds' worth (%d)", sent, elapsed.Round(time.Millisecond), messages, rounds, rounds*perRound+heartbeats)
+	}
+	if got := victim.m.Stats.ReadyReceived.Load(); got != messages {
+		t.Errorf("victim took %d readies, want the %d sent", got, messages)
+	}
+	t.Logf("%d readies over %v: %d pings", messages, elapsed.Round(time.Millisecond), sent)
+}

@@ -123,8 +123,12 @@ func (m *Manager) openBirthdaySockets(k crypto.PublicKey, now time.Time) {
 }
 
 // advanceBirthday sends this tick's share of an attempt and ends it on
-// success or timeout.
-func (m *Manager) advanceBirthday(p *peer, now time.Time, out []outPkt) []outPkt {
+// success or timeout. The hard side's pings only open its own NAT's
+// mappings (the easy side's filter drops them; its probes find them), so
+// where the easy side is behind a NAT they go as primes (order.go): at
+// full TTL they would reach a router that remaps when punched early and
+// take the very tuples the easy side's probes need.
+func (m *Manager) advanceBirthday(p *peer, now time.Time, canPrime bool, out []outPkt) []outPkt {
 	b := &p.bday
 	switch {
 	case !b.active():
@@ -140,8 +144,13 @@ func (m *Manager) advanceBirthday(p *peer, now time.Time, out []outPkt) []outPkt
 	if b.role == roleHard {
 		if now.Sub(b.last) >= m.t.BirthdayRefresh {
 			b.last = now
+			prime := canPrime && p.nat != nil && p.nat.Mapping != wire.MappingNone
 			for _, s := range b.socks {
+				n := len(out)
 				out = m.appendPingVia(p, b.target, s, now, out)
+				if prime && len(out) > n {
+					out[n].ttl = primeTTL
+				}
 			}
 		}
 		return out

@@ -10,11 +10,16 @@ import (
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
-// outPkt is a packet to send once the lock is released.
+// outPkt is a packet to send once the lock is released: to an address from
+// socket sock, with TTL ttl when set (a prime for peer), or a ready to peer
+// the way its relayed packets go.
 type outPkt struct {
-	pkt  []byte
-	to   netip.AddrPort
-	sock int
+	pkt   []byte
+	to    netip.AddrPort
+	sock  int
+	ttl   int
+	ready bool
+	peer  crypto.PublicKey
 }
 
 // seal frames a discovery message for peer.
@@ -78,6 +83,8 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 		return
 	case relayedFrom != nil && d.Type == wire.DiscoPong:
 		m.onPong(p, d, from, now)
+	case d.Type == wire.DiscoReady:
+		m.onReady(p, now)
 	case relayedFrom != nil:
 		// Call-me-maybe lists addresses; it is sent directly or not at all.
 	case d.Type == wire.DiscoPing:
@@ -101,7 +108,9 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 			}
 			eps = append(eps, wire.Endpoint{Addr: a, Kind: wire.EndpointSTUN})
 		}
-		p.setCandidates(append(eps, currentEndpoints(p)...), m.permit)
+		if p.setCandidates(append(eps, currentEndpoints(p)...), m.permit) {
+			p.mappingsMoved(now)
+		}
 		p.startRound(now, m.t)
 	}
 	m.unlock()
@@ -136,6 +145,8 @@ func (m *Manager) onPing(p *peer, d wire.Disco, pingLen int, from netip.AddrPort
 	// send to, on an asymmetric path).
 	m.refreshAddr(from, p.key, now)
 	p.lastPingSrc, p.lastPingAt = from, now
+	// The peer's NAT has sent to us: our pings can't arrive there early.
+	p.peerReady = now
 	if sock != 0 && p.sockFor[from] != sock {
 		// The easy side's probe hit one of our birthday sockets: that
 		// socket's mapping is the way through our NAT.
@@ -250,11 +261,33 @@ func (m *Manager) newPing(p *peer, to netip.AddrPort, now time.Time, reply chan<
 }
 
 // send writes packets; errors (the socket between rebinds, an unreachable
-// network) are logged at debug: the next round retries.
+// network) are logged at debug: the next round retries. A ready follows
+// its primes in out; when one of them failed it is not sent (it would
+// claim a NAT open that isn't) and the next tick tries again.
 func (m *Manager) send(out []outPkt) {
+	var unprimed map[crypto.PublicKey]bool
 	for _, o := range out {
-		if err := m.socks.WriteVia(o.pkt, o.to, o.sock); err != nil {
-			m.log.Debug("discovery send failed", "to", o.to, "err", err)
+		var err error
+		switch {
+		case o.ready && unprimed[o.peer]:
+			m.readyUnsent(o.peer)
+			continue
+		case o.ready:
+			if err = m.sendRelayed(o.peer, o.pkt); err != nil {
+				m.readyUnsent(o.peer)
+			}
+		case o.ttl > 0:
+			if err = m.socks.WriteTTL(o.pkt, o.to, o.sock, o.ttl); err != nil && o.sock == 0 {
+				if unprimed == nil {
+					unprimed = make(map[crypto.PublicKey]bool)
+				}
+				unprimed[o.peer] = true
+			}
+		default:
+			err = m.socks.WriteVia(o.pkt, o.to, o.sock)
+		}
+		if err != nil {
+			m.log.Debug("discovery send failed", "to", o.to, "ready", o.ready, "ttl", o.ttl, "err", err)
 		}
 	}
 }

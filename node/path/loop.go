@@ -37,7 +37,10 @@ func (m *Manager) tick(now time.Time) {
 	var opens []crypto.PublicKey
 	var mtus []mtuUpdate
 	var views []hostView
+	// Asked before locking: the Bind's locks and mu never nest.
+	canPrime := m.socks.CanSendTTL()
 	m.mu.Lock()
+	m.noteNoPrime(canPrime)
 	via := m.checkedRelay()
 	for _, p := range m.peers {
 		events = m.expirePings(p, now, via, events)
@@ -51,11 +54,11 @@ func (m *Manager) tick(now time.Time) {
 			}
 		}
 		var open bool
-		out, events, open = m.advanceRound(p, now, out, events)
+		out, events, open = m.advanceRound(p, now, canPrime, out, events)
 		if open {
 			opens = append(opens, p.key)
 		}
-		out = m.advanceBirthday(p, now, out)
+		out = m.advanceBirthday(p, now, canPrime, out)
 		out, mtus = m.advanceMTU(p, now, out, mtus)
 		views = m.wantHostView(p, views)
 		if p.wantRendezvous && p.online && now.Sub(p.lastRendezvous) >= m.t.RendezvousGap {
@@ -137,7 +140,8 @@ func (m *Manager) heartbeat(p *peer, now time.Time, out []outPkt) ([]outPkt, boo
 // answered. A peer that is offline is not punched.
 //
 // It reports whether the birthday technique needs its sockets opened.
-func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt, events []Event) ([]outPkt, []Event, bool) {
+// canPrime says whether low-TTL primes can be sent (order.go).
+func (m *Manager) advanceRound(p *peer, now time.Time, canPrime bool, out []outPkt, events []Event) ([]outPkt, []Event, bool) {
 	open := false
 	switch {
 	case p.punching(now):
@@ -147,23 +151,14 @@ func (m *Manager) advanceRound(p *peer, now time.Time, out []outPkt, events []Ev
 		}
 		if now.Sub(p.lastPunchPing) >= m.t.PunchInterval {
 			p.lastPunchPing = now
-			for a := range p.cands {
-				if m.allow(p, now) {
-					out = m.appendPing(p, a, now, out)
-				}
-			}
-			for _, a := range p.predictions() {
-				if _, known := p.cands[a]; !known && m.allow(p, now) {
-					out = m.appendPing(p, a, now, out)
-				}
-			}
+			out = m.punchTick(p, now, canPrime, out)
 		}
 	case !p.punchUntil.IsZero():
 		// The round just ended.
 		p.punchUntil = time.Time{}
 		if !p.hasBest {
 			p.failures++
-			p.nextRound = now.Add(backoff(p.failures, m.t))
+			m.afterFailure(p, now)
 			open = m.startBirthday(p, now)
 			if remote, ok := m.wantTCPPunch(p, now); ok {
 				events = append(events, Event{Kind: EventPunchTCP, Peer: p.key, Remote: remote})

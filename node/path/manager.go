@@ -31,6 +31,10 @@ const maxPeerReflexive = 8
 type Sockets interface {
 	WriteVia(pkt []byte, to netip.AddrPort, sock int) error
 	Direct(addr netip.AddrPort, sock int) bind.Route
+	// WriteTTL sends with the given TTL (order.go) from socket sock;
+	// CanSendTTL reports whether the shared socket can. Neither blocks.
+	WriteTTL(pkt []byte, to netip.AddrPort, sock, ttl int) error
+	CanSendTTL() bool
 }
 
 // Aux opens and closes auxiliary sockets (bind.Bind does). The manager
@@ -99,6 +103,8 @@ type Manager struct {
 	mtuCfg    pmtu.Config
 	mtuSink   MTUSink
 	kernelMTU func(netip.Addr) (int, error)
+	// saidNoTTL: the node said once that it can't prime (order.go).
+	saidNoTTL bool
 }
 
 // Stats counts discovery events.
@@ -109,8 +115,11 @@ type Stats struct {
 	PathsFound, PathsLost                   atomic.Uint64
 	EventsDropped                           atomic.Uint64 // events the consumer was too slow for
 	PunchThrottled                          atomic.Uint64 // punch packets over the per-peer or total budget, not sent
-	CallMeMaybeDropped                      atomic.Uint64 // call-me-maybe messages over the per-peer rate, ignored
+	CallMeMaybeDropped                      atomic.Uint64 // call-me-maybe and ready messages over the per-peer rate, ignored
 	Unvouched                               atomic.Uint64 // call-me-maybe addresses the coordinator did not vouch for, not probed
+	// Ordered punching (order.go): low-TTL primes sent, readies sent to
+	// and received from peers.
+	PrimesSent, ReadySent, ReadyReceived atomic.Uint64
 }
 
 // route is a peer's hot-path state.
@@ -258,6 +267,14 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	p.nat = info.NAT
 	p.setVouched(info.Endpoints)
 	changed := p.setCandidates(info.Endpoints, m.permit)
+	if changed {
+		p.mappingsMoved(now)
+	}
+	if cameOnline {
+		// A peer back online starts afresh: its NAT's state of before,
+		// which a quiet period waits out, is gone or stale.
+		p.orderedFails, p.quietUntil = 0, time.Time{}
+	}
 	if info.Online && (cameOnline || changed) {
 		p.startRound(now, m.t)
 	}
@@ -296,7 +313,9 @@ func (m *Manager) Punch(key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NAT
 		p.nat = nat
 	}
 	p.setVouched(eps)
-	p.setCandidates(eps, m.permit)
+	if p.setCandidates(eps, m.permit) {
+		p.mappingsMoved(now)
+	}
 	p.startRound(now, m.t)
 }
 
@@ -312,6 +331,7 @@ func (m *Manager) Repunch() {
 	for _, p := range m.peers {
 		p.setCandidates(p.given, m.permit)
 		if p.online {
+			p.mappingsMoved(now)
 			p.startRound(now, m.t)
 			p.wantRendezvous = true
 		}

@@ -20,6 +20,7 @@ import (
 type fabric struct {
 	mu    sync.Mutex
 	at    map[netip.AddrPort]*Manager
+	byKey map[crypto.PublicKey]*Manager // for the relay (order_test.go)
 	tap   func(pkt []byte, from, to netip.AddrPort)
 	block map[netip.AddrPort]bool
 	// mtu, when set, drops IPv4 datagrams larger than it without a word:
@@ -30,6 +31,9 @@ type fabric struct {
 	icmp    bool
 	learned map[netip.AddrPort]bool
 	delay   map[netip.AddrPort]time.Duration // one way, to that address
+	primes  int                              // low-TTL packets written, none delivered
+	// noTTL makes low-TTL writes from these addresses fail.
+	noTTL map[netip.AddrPort]bool
 }
 
 // port is a node's socket on the fabric: it sends from self, or from self6
@@ -69,6 +73,20 @@ func (p port) WriteVia(pkt []byte, to netip.AddrPort, _ int) error {
 	return nil
 }
 
+// WriteTTL drops the packet: a low-TTL prime dies on the way.
+func (p port) WriteTTL(pkt []byte, to netip.AddrPort, _, _ int) error {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	if p.f.noTTL[p.self] {
+		return bind.ErrNoTTL
+	}
+	p.f.primes++
+	return nil
+}
+
+// CanSendTTL is true: the fabric takes primes.
+func (port) CanSendTTL() bool { return true }
+
 // Direct is a route over the fabric.
 func (p port) Direct(addr netip.AddrPort, sock int) bind.Route {
 	return fabricRoute{p, addr, sock}
@@ -105,6 +123,9 @@ func fastTiming() Timing {
 	t.PunchInterval = 20 * time.Millisecond
 	t.Settle = 50 * time.Millisecond
 	t.Tick = 5 * time.Millisecond
+	// No relay carries readies on the fabric unless a test adds one: hold
+	// only briefly.
+	t.HoldTimeout = 50 * time.Millisecond
 	return t
 }
 
@@ -133,6 +154,9 @@ func (f *fabric) addDual(t *testing.T, addr, addr6 string, tm Timing) *node {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	m := New(crypto.NewSealer(priv), port{f, ap, ap6}, tm, log)
+	// The node's STUN has answered: its address on the fabric is its
+	// mapping.
+	m.SetSelfNAT(wire.NATInfo{Mapping: wire.MappingEndpointIndependent, PortAlloc: wire.PortAllocPreserve})
 	f.mu.Lock()
 	f.at[ap] = m
 	if ap6.IsValid() {
@@ -160,7 +184,7 @@ func (f *fabric) pair(t *testing.T, tm Timing) (a, b *node) {
 }
 
 func newFabric() *fabric {
-	return &fabric{at: make(map[netip.AddrPort]*Manager), block: make(map[netip.AddrPort]bool), learned: make(map[netip.AddrPort]bool), delay: make(map[netip.AddrPort]time.Duration)}
+	return &fabric{at: make(map[netip.AddrPort]*Manager), byKey: make(map[crypto.PublicKey]*Manager), block: make(map[netip.AddrPort]bool), learned: make(map[netip.AddrPort]bool), delay: make(map[netip.AddrPort]time.Duration), noTTL: make(map[netip.AddrPort]bool)}
 }
 
 func introduce(a, b *node, bAddrs ...netip.AddrPort) {
@@ -478,5 +502,41 @@ func TestRepunchAppliesTheScopeAgain(t *testing.T) {
 	a.m.Repunch()
 	if n := a.m.Path(peerKey.Public()).Candidates; n != 2 {
 		t.Fatalf("%d candidates after the host gained IPv6, want 2", n)
+	}
+}
+
+// fabricRelay carries relayed discovery between the fabric's managers by
+// key, as the coordinator's relay does.
+type fabricRelay struct {
+	f    *fabric
+	self crypto.PublicKey
+}
+
+func (r fabricRelay) Send(bufs [][]byte, peer crypto.PublicKey) error {
+	r.f.mu.Lock()
+	m := r.f.byKey[peer]
+	r.f.mu.Unlock()
+	if m == nil {
+		return ErrNoPath
+	}
+	for _, b := range bufs {
+		m.HandleRelayedDisco(append([]byte{}, b...), r.self)
+	}
+	return nil
+}
+
+func (fabricRelay) Info() bind.RouteInfo {
+	return bind.RouteInfo{Kind: bind.KindRelay, Addr: netip.MustParseAddrPort("198.18.0.1:3478")}
+}
+
+// relay gives the nodes a relay between them.
+func (f *fabric) relay(nodes ...*node) {
+	f.mu.Lock()
+	for _, n := range nodes {
+		f.byKey[n.key] = n.m
+	}
+	f.mu.Unlock()
+	for _, n := range nodes {
+		n.m.SetRelay(fabricRelay{f, n.key})
 	}
 }

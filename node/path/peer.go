@@ -71,7 +71,8 @@ type peer struct {
 	failures       int
 	wantRendezvous bool
 	lastRendezvous time.Time
-	// lastCallMeMaybe rate-limits the peer's call-me-maybe messages.
+	// lastCallMeMaybe rate-limits the peer's call-me-maybe and ready
+	// messages.
 	lastCallMeMaybe time.Time
 
 	// Relay checks (relaycheck.go): unanswered relayed pings in a row, the
@@ -83,6 +84,19 @@ type peer struct {
 	// is the result last handed to the MTUSink.
 	mtu      *pmtu.Search
 	mtuShown int
+	// Ordered punching (order.go). peerReady is when the peer last said
+	// its NAT is primed towards us, or pinged us directly; lastReady when
+	// we last said so. orderedRound: this round pinged the peer's public
+	// mappings after its ready; orderedFails counts such rounds failed in
+	// a row, and quietUntil ends the quiet period after the last.
+	peerReady    time.Time
+	lastReady    time.Time
+	orderedRound bool
+	orderedFails int
+	quietUntil   time.Time
+	// holdSince is when the current hold began: the round's start, or
+	// the last time either side's mappings moved.
+	holdSince time.Time
 }
 
 // ping is an outstanding discovery ping.
@@ -205,8 +219,12 @@ func (p *peer) addPeerReflexive(a netip.AddrPort) bool {
 
 // startRound begins (or extends) a punch round. A round is extended by new
 // candidates or cues, but never past Timing.MaxRound from its start: a peer
-// can't keep us punching by feeding us news.
+// can't keep us punching by feeding us news. In a quiet period nothing but
+// the retry timer starts one (order.go).
 func (p *peer) startRound(now time.Time, t Timing) {
+	if p.quiet(now) {
+		return
+	}
 	if now.Before(p.punchUntil) {
 		p.punchUntil = minTime(now.Add(t.PunchDuration), p.roundStart.Add(t.MaxRound))
 		return
@@ -215,9 +233,18 @@ func (p *peer) startRound(now time.Time, t Timing) {
 	p.punchUntil = now.Add(t.PunchDuration)
 	p.lastPunchPing = time.Time{}
 	p.settleAt = time.Time{}
+	p.lastReady = time.Time{}
+	p.orderedRound = false
+	p.holdSince = now
 }
 
 func (p *peer) punching(now time.Time) bool { return now.Before(p.punchUntil) }
+
+// quiet reports whether the peer waits out a quiet period after an
+// ordered round failed (order.go).
+func (p *peer) quiet(now time.Time) bool {
+	return !p.hasBest && now.Before(p.quietUntil)
+}
 
 // active reports whether traffic went to the peer recently.
 func (p *peer) active(now time.Time, t Timing) bool {
@@ -229,7 +256,7 @@ func (p *peer) setBest(r bind.Route, sock int, kind string, rtt time.Duration, n
 	p.hasBest, p.best, p.bestSock, p.bestKind, p.bestRTT = true, r.Info().Addr, sock, kind, rtt
 	p.lastPong, p.probes = now, 0
 	p.route.direct.Store(r)
-	p.failures = 0
+	p.failures, p.orderedFails, p.quietUntil = 0, 0, time.Time{}
 	p.startMTU()
 }
 

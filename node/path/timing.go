@@ -70,6 +70,21 @@ const (
 	// DefaultRelayCheck spaces the relayed pings that check a relay node
 	// carries its peers (relaycheck.go).
 	DefaultRelayCheck = wire.RelayCheck
+	// DefaultHoldTimeout bounds how long a round holds its pings to the
+	// peer's public mappings for the peer's ready (order.go): the relay
+	// carries a ready in a round trip or two; past half a round, ping
+	// anyway (a relay that drops it, a peer that can't prime).
+	DefaultHoldTimeout = DefaultPunchDuration / 2
+	// DefaultReadyInterval spaces the readies a round sends until a path
+	// is up: one is enough unless the relay loses it or the peer's pings
+	// can't arrive yet (behind a CGN only this side's full pings open it),
+	// when the next one releases the peer.
+	DefaultReadyInterval = 2 * DefaultPunchInterval
+	// DefaultQuietPeriod is the least wait after an ordered round failed:
+	// Linux conntrack forgets an unanswered UDP flow 30 s after its last
+	// packet (nf_conntrack_udp_timeout), so a tracked early packet is gone
+	// once nobody has sent to it for this long.
+	DefaultQuietPeriod = 35 * time.Second
 )
 
 // addrTTLKeepalives: a confirmed source address is forgotten after this
@@ -108,6 +123,10 @@ type Timing struct {
 	PunchRateTotal int // punch packets a second to all peers
 	MaxRound       time.Duration
 	CallMeMaybeGap time.Duration
+	// Ordered punching (order.go).
+	HoldTimeout   time.Duration
+	ReadyInterval time.Duration
+	QuietPeriod   time.Duration
 	// AddrTTL forgets a source address no pong has confirmed for so long.
 	AddrTTL time.Duration
 	// RelayCheck spaces relay checks with relayed peers (relaycheck.go).
@@ -143,6 +162,9 @@ func DefaultTiming(keepalive time.Duration) Timing {
 		PunchRateTotal:   DefaultPunchRateTotal,
 		MaxRound:         DefaultMaxRound,
 		CallMeMaybeGap:   DefaultCallMeMaybeGap,
+		HoldTimeout:      DefaultHoldTimeout,
+		ReadyInterval:    DefaultReadyInterval,
+		QuietPeriod:      DefaultQuietPeriod,
 		AddrTTL:          addrTTLKeepalives * keepalive,
 		RelayCheck:       DefaultRelayCheck,
 		PMTUWait:         pmtu.DefaultWait,
@@ -178,6 +200,9 @@ func (t Timing) Scaled(f float64) Timing {
 		PunchRateTotal:   int(float64(t.PunchRateTotal) * f),
 		MaxRound:         d(t.MaxRound),
 		CallMeMaybeGap:   d(t.CallMeMaybeGap),
+		HoldTimeout:      d(t.HoldTimeout),
+		ReadyInterval:    d(t.ReadyInterval),
+		QuietPeriod:      d(t.QuietPeriod),
 		AddrTTL:          d(t.AddrTTL),
 		RelayCheck:       d(t.RelayCheck),
 		PMTUWait:         d(t.PMTUWait),
