@@ -186,6 +186,7 @@ type StreamMsg struct {
 	STUN      []string           `json:"stun,omitempty"`      // welcome: STUN host:port, primary first
 	STUN6     []string           `json:"stun6,omitempty"`     // welcome: IPv6 STUN [IP]:port (stun_listen_v6), gathered besides STUN
 	Relay6    string             `json:"relay6,omitempty"`    // welcome: the coordinator's UDP relay over IPv6, for nodes that can't reach Relay
+	Filter    *Filter            `json:"filter,omitempty"`    // welcome: the access policy compiled for this node (nil: none); peers: its new one, when it changed
 	Code      string             `json:"code,omitempty"`
 	Error     string             `json:"error,omitempty"`
 }
