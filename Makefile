@@ -61,7 +61,7 @@ natmatrix: build
 # wireguard-go (built from the module proxy at go.mod's version), meshnode
 # and Nebula (when NEBULA_BIN exists), on the offload and the packet wire,
 # median of PERF_RUNS interleaved rounds of PERF_SECONDS each; then
-# meshnode's time to first ping on three NAT pairs. As root; about five
+# meshnode's time to first ping on three NAT pairs. As root; about four
 # minutes. Prints the tables and writes them to bench/PERF.md.
 NEBULA_BIN   ?= $(abspath $(CURDIR)/../shared/peers/nebula)
 PERF_SECONDS ?= 5

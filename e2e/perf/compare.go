@@ -57,7 +57,8 @@ const (
 // contender is one data path, set up and ready to carry iperf3.
 type contender struct {
 	row *Row
-	// target is where the iperf3 client on host A dials host B's server.
+	// client runs iperf3 towards target, where its host B's server is.
+	client *netlab.Host
 	target netip.Addr
 	// procs are the contender's processes at both ends, whose CPU time
 	// is measured; none for the raw path.
@@ -84,23 +85,29 @@ func Compare(ctx context.Context, env Env, plan Plan) (*Report, error) {
 		return nil, err
 	}
 	rep := newReport(env, plan)
+	// Each contender gets its own host behind each NAT: a tunnel on the
+	// same host would offer its interface's address as a candidate, and
+	// one contender would run inside another.
+	hosts := 2
+	if plan.WireguardGo {
+		hosts++
+	}
+	if plan.Nebula != nil {
+		hosts++
+	}
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	sa, err := env.Lab.AddSite(sctx, netlab.SiteConfig{Kind: netlab.PortRestricted})
+	sa, err := env.Lab.AddSite(sctx, netlab.SiteConfig{Kind: netlab.PortRestricted, Hosts: hosts})
 	if err != nil {
 		return nil, err
 	}
 	defer env.closeSite(sa)
-	sb, err := env.Lab.AddSite(sctx, netlab.SiteConfig{Kind: netlab.PortRestricted})
+	sb, err := env.Lab.AddSite(sctx, netlab.SiteConfig{Kind: netlab.PortRestricted, Hosts: hosts})
 	if err != nil {
 		return nil, err
 	}
 	defer env.closeSite(sb)
-	a, b := sa.Hosts[0], sb.Hosts[0]
-	if err := startIperfServer(sctx, tl.iperf3, b.NS); err != nil {
-		return nil, err
-	}
-	cs, cleanup := setUp(ctx, env, plan, rep, sa, sb)
+	cs, cleanup := setUp(ctx, env, tl, plan, rep, sa, sb)
 	defer cleanup()
 	for r := range plan.Runs {
 		for _, w := range wires {
@@ -108,7 +115,7 @@ func Compare(ctx context.Context, env Env, plan Plan) (*Report, error) {
 				return nil, err
 			}
 			for _, c := range cs {
-				s, err := measure(ctx, tl.iperf3, a, c, plan.Seconds)
+				s, err := measure(ctx, tl.iperf3, c, plan.Seconds)
 				if err != nil {
 					c.row.Errs = append(c.row.Errs, fmt.Sprintf("round %d, %s: %v", r+1, w, err))
 					continue
@@ -130,16 +137,22 @@ func Compare(ctx context.Context, env Env, plan Plan) (*Report, error) {
 	return rep, nil
 }
 
-// setUp brings every contender of plan up between sites sa and sb; one
-// that fails keeps its row, with the error. cleanup takes them down
+// setUp brings every contender of plan up between sites sa and sb, the
+// i-th on the i-th host of each, with an iperf3 server on its host in sb;
+// one that fails keeps its row, with the error. cleanup takes them down
 // (meshnode's nodes leave the coordinator); it is safe to call twice.
-func setUp(ctx context.Context, env Env, plan Plan, rep *Report, sa, sb *netlab.Site) ([]contender, func()) {
+func setUp(ctx context.Context, env Env, tl tools, plan Plan, rep *Report, sa, sb *netlab.Site) ([]contender, func()) {
 	var cs []contender
 	var downs []func()
-	add := func(row *Row, setup func() (contender, func(), error)) {
+	add := func(row *Row, setup func(i int) (contender, func(), error)) {
+		i := len(rep.Rows)
 		rep.Rows = append(rep.Rows, row)
 		env.Logf("setting up %s", row.Name)
-		c, down, err := setup()
+		c, down, err := setup(i)
+		if err == nil {
+			c.client = sa.Hosts[i]
+			err = startIperfServer(ctx, tl.iperf3, sb.Hosts[i].NS, fmt.Sprintf("iperf3-server-%d", i))
+		}
 		if err != nil {
 			row.Errs = append(row.Errs, "setup: "+err.Error())
 			return
@@ -150,22 +163,22 @@ func setUp(ctx context.Context, env Env, plan Plan, rep *Report, sa, sb *netlab.
 			downs = append(downs, down)
 		}
 	}
-	add(&Row{Kind: kindRaw, Name: "raw path, no tunnel"}, func() (contender, func(), error) {
-		return setUpRaw(ctx, sb)
+	add(&Row{Kind: kindRaw, Name: "raw path, no tunnel"}, func(i int) (contender, func(), error) {
+		return setUpRaw(ctx, sb, i)
 	})
 	if plan.WireguardGo {
-		add(&Row{Kind: kindWireguardGo, Name: fmt.Sprintf("stock wireguard-go (MTU %d)", wgMTU)}, func() (contender, func(), error) {
-			c, v, err := setUpWireguardGo(ctx, env, sa, sb)
+		add(&Row{Kind: kindWireguardGo, Name: fmt.Sprintf("stock wireguard-go (MTU %d)", wgMTU)}, func(i int) (contender, func(), error) {
+			c, v, err := setUpWireguardGo(ctx, env, sa, sb, i)
 			rep.WireguardGoVersion = v
 			return c, nil, err
 		})
 	}
-	add(&Row{Kind: kindMeshnode, Name: fmt.Sprintf("meshnode (MTU %d)", meshnodeMTU)}, func() (contender, func(), error) {
-		return setUpMeshnode(ctx, env, sa.Hosts[0], sb.Hosts[0])
+	add(&Row{Kind: kindMeshnode, Name: fmt.Sprintf("meshnode (MTU %d)", meshnodeMTU)}, func(i int) (contender, func(), error) {
+		return setUpMeshnode(ctx, env, sa.Hosts[i], sb.Hosts[i])
 	})
 	if plan.Nebula != nil {
-		add(&Row{Kind: kindNebula, Name: fmt.Sprintf("Nebula (MTU %d)", nebulaMTU)}, func() (contender, func(), error) {
-			return setUpNebula(ctx, env, *plan.Nebula, sa.Hosts[0], sb.Hosts[0])
+		add(&Row{Kind: kindNebula, Name: fmt.Sprintf("Nebula (MTU %d)", nebulaMTU)}, func(i int) (contender, func(), error) {
+			return setUpNebula(ctx, env, *plan.Nebula, sa.Hosts[i], sb.Hosts[i])
 		})
 	}
 	done := false
@@ -181,7 +194,7 @@ func setUp(ctx context.Context, env Env, plan Plan, rep *Report, sa, sb *netlab.
 }
 
 // measure runs one iperf3 stream over c and the CPU time of its processes.
-func measure(ctx context.Context, iperf string, a *netlab.Host, c contender, seconds int) (Sample, error) {
+func measure(ctx context.Context, iperf string, c contender, seconds int) (Sample, error) {
 	pids := make([]int, 0, len(c.procs))
 	for _, p := range c.procs {
 		if !p.Running() {
@@ -194,7 +207,7 @@ func measure(ctx context.Context, iperf string, a *netlab.Host, c contender, sec
 		return Sample{}, err
 	}
 	start := time.Now()
-	mbps, err := runIperf(ctx, iperf, a.NS, c.target, seconds)
+	mbps, err := runIperf(ctx, iperf, c.client.NS, c.target, seconds)
 	wall := time.Since(start)
 	if err != nil {
 		return Sample{}, err
@@ -210,10 +223,21 @@ func measure(ctx context.Context, iperf string, a *netlab.Host, c contender, sec
 	return s, nil
 }
 
-// setUpRaw forwards iperf3's port on site b's router to its host: the
-// plain path through both NATs.
-func setUpRaw(ctx context.Context, b *netlab.Site) (contender, func(), error) {
-	h := b.Hosts[0]
+// pollWhile polls cond until it holds, as long as p runs, for at most
+// serverTimeout: how a contender's daemon is waited for.
+func pollWhile(ctx context.Context, p *netlab.Proc, cond func(context.Context) error) error {
+	return netlab.Poll(ctx, serverTimeout, netlab.PollInterval, func(ctx context.Context) error {
+		if !p.Running() {
+			return fmt.Errorf("%s exited: %v\n%s", p.Name(), p.ExitErr(), p.Tail(5))
+		}
+		return cond(ctx)
+	})
+}
+
+// setUpRaw forwards iperf3's port on site b's router to its i-th host:
+// the plain path through both NATs.
+func setUpRaw(ctx context.Context, b *netlab.Site, i int) (contender, func(), error) {
+	h := b.Hosts[i]
 	if err := b.Router.ForwardTCP(ctx, iperfPort, netip.AddrPortFrom(h.Addr, iperfPort)); err != nil {
 		return contender{}, nil, err
 	}
@@ -221,11 +245,18 @@ func setUpRaw(ctx context.Context, b *netlab.Site) (contender, func(), error) {
 }
 
 // machine describes this machine for the report: kernel, CPU model and
-// count.
-func machine() (kernel, cpu string, cpus int) {
+// count, and the load average over the last minute (work of others that
+// shares the cores makes the figures noisy).
+func machine() (kernel, cpu string, cpus int, load string) {
 	kernel = "(unknown kernel)"
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		kernel = strings.TrimSpace(string(b))
+	}
+	load = "(unknown)"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			load = f[0]
+		}
 	}
 	cpu = "(unknown CPU)"
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
@@ -236,5 +267,5 @@ func machine() (kernel, cpu string, cpus int) {
 			}
 		}
 	}
-	return kernel, cpu, runtime.NumCPU()
+	return kernel, cpu, runtime.NumCPU(), load
 }

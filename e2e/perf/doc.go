@@ -1,6 +1,9 @@
 // Package perf is the real-kernel data-plane comparison that `make perf`
 // runs (issue 16): one iperf3 TCP stream between two hosts behind two
-// port-restricted NATs (Linux masquerade) in the netlab lab, over
+// port-restricted NATs (Linux masquerade) in the netlab lab. Each
+// contender has its own host behind each of the same two NATs: a tunnel's
+// interface on a host is a LAN address to the next tunnel there, which
+// would then run inside it. The contenders:
 //
 //   - the raw path, no tunnel: iperf3 from host A to router B's public
 //     address, which forwards the port to host B (a home router's port
@@ -29,16 +32,18 @@
 // contender's two processes over the run.
 //
 // Then the time to first ping, for meshnode on three NAT pairs: a first
-// node is up; the clock starts when the second node starts, and a ping
-// loop from the first node (an echo every 50 ms) runs until the first
-// reply.
+// node is up and has learned its public address; the clock starts when
+// the second node starts, and a ping loop from the first node (an echo
+// every 50 ms, from the moment the second node has its overlay address)
+// runs until the first reply.
 //
 // Environment:
 //
 //	MESHNODE_PERF=1        run TestPerf, the full comparison (make perf)
 //	MESHNODE_PERF_OUT=PATH also write its report as Markdown to PATH
 //	PERF_SECONDS=N         each iperf3 run's length (default 5, 1-20)
-//	PERF_RUNS=N            rounds, the median's sample (default 3, 1-9)
+//	PERF_RUNS=N            rounds, the median's sample, and the runs of
+//	                       each first-ping pair (default 3, 1-9)
 //	NEBULA_BIN=PATH        Nebula (default ../shared/peers/nebula beside the
 //	                       repository); nebula-cert is looked for beside it
 //	MESHNODE_E2E=1         run TestPerfSmoke, the harness's quick check in

@@ -57,8 +57,9 @@ func parseReplyTime(out string) (time.Time, error) {
 }
 
 // measurePair measures meshnode's time to first ping on one NAT pair,
-// runs times: the first node stays up, each run starts a second node on a
-// new site, and takes it down and its site away after.
+// runs times: the first node comes up and settles (waitSettled: its NAT
+// must pass UDP) and stays up; each run starts a second node on a new
+// site, and takes it down and its site away after.
 func measurePair(ctx context.Context, env Env, k int, p Pair, runs int) *PingRow {
 	row := &PingRow{Pair: p}
 	fail := func(err error) *PingRow {
@@ -77,6 +78,9 @@ func measurePair(ctx context.Context, env Env, k int, p Pair, runs int) *PingRow
 		return fail(err)
 	}
 	defer env.leave(a)
+	if err := waitSettled(ctx, a); err != nil {
+		return fail(err)
+	}
 	for r := range runs {
 		d, err := firstPingRun(ctx, env, a, fmt.Sprintf("fp%db%d", k, r), p.Second)
 		if err != nil {
@@ -86,6 +90,22 @@ func measurePair(ctx context.Context, env Env, k int, p Pair, runs int) *PingRow
 		row.Times = append(row.Times, d)
 	}
 	return row
+}
+
+// waitSettled polls until n is connected to the coordinator and knows
+// its public address (STUN has answered): a first node that is up and
+// quiet, so the clock measures the second node alone.
+func waitSettled(ctx context.Context, n *netlab.Node) error {
+	return netlab.Poll(ctx, startTimeout, netlab.PollInterval, func(ctx context.Context) error {
+		st, err := n.Status(ctx)
+		if err != nil {
+			return err
+		}
+		if !st.Coordinator.Connected || st.Self.NAT.Public == "" {
+			return fmt.Errorf("%s: connected %v, public address %q; want connected and one", n.Name, st.Coordinator.Connected, st.Self.NAT.Public)
+		}
+		return nil
+	})
 }
 
 // firstPingRun starts a node named name behind a new site of kind and

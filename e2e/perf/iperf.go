@@ -15,8 +15,8 @@ import (
 )
 
 const (
-	// iperfPort is iperf3's default port; one server on host B answers
-	// every contender, each at its own address.
+	// iperfPort is iperf3's default port, where each contender's host B
+	// runs a server.
 	iperfPort = 5201
 	// iperfConnectMs bounds iperf3's connect (--connect-timeout): the
 	// paths are up before a run starts, so a slow connect is a broken one.
@@ -34,17 +34,14 @@ func iperf3() (string, error) {
 	return p, nil
 }
 
-// startIperfServer runs `iperf3 -s` in n (it lives as long as n) and waits
-// until it listens.
-func startIperfServer(ctx context.Context, bin string, n *netlab.Netns) error {
-	p, err := n.Start("iperf3-server", bin, "-s", "-p", strconv.Itoa(iperfPort))
+// startIperfServer runs `iperf3 -s` in n (it lives as long as n), logging
+// to name.log, and waits until it listens.
+func startIperfServer(ctx context.Context, bin string, n *netlab.Netns, name string) error {
+	p, err := n.Start(name, bin, "-s", "-p", strconv.Itoa(iperfPort))
 	if err != nil {
 		return err
 	}
-	return netlab.Poll(ctx, serverTimeout, netlab.PollInterval, func(ctx context.Context) error {
-		if !p.Running() {
-			return fmt.Errorf("iperf3 server exited: %v\n%s", p.ExitErr(), p.Tail(5))
-		}
+	return pollWhile(ctx, p, func(ctx context.Context) error {
 		out, err := n.Exec(ctx, "ss", "-Hltn", fmt.Sprintf("sport = :%d", iperfPort))
 		if err != nil {
 			return err

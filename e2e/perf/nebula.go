@@ -69,14 +69,33 @@ func setUpNebula(ctx context.Context, env Env, bins NebulaBins, a, b *netlab.Hos
 		if err != nil {
 			return contender{}, nil, err
 		}
-		if !h.lighthouse {
-			procs = append(procs, p)
+		if h.lighthouse {
+			continue
+		}
+		procs = append(procs, p)
+		if err := waitAddr(ctx, h.host.NS, p, addr); err != nil {
+			return contender{}, nil, err
 		}
 	}
 	if _, err := firstReply(ctx, a.NS, env.Lab.Tools().Ping, nebulaAddr(2)); err != nil {
 		return contender{}, nil, err
 	}
 	return contender{target: nebulaAddr(2), procs: procs}, nil, nil
+}
+
+// waitAddr polls until addr is on an interface in n: Nebula brings its
+// TUN up a moment after it starts, and a ping before that fails at once.
+func waitAddr(ctx context.Context, n *netlab.Netns, p *netlab.Proc, addr netip.Addr) error {
+	return pollWhile(ctx, p, func(ctx context.Context) error {
+		out, err := n.Exec(ctx, "ip", "-o", "addr", "show", "to", addr.String())
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(out) == "" {
+			return fmt.Errorf("%v is on no interface in %s yet", addr, n.Name)
+		}
+		return nil
+	})
 }
 
 // nebulaAddr is instance i's address on nebulaNet.

@@ -27,7 +27,8 @@ type Plan struct {
 type NebulaBins struct{ Nebula, Cert string }
 
 // Pair is a NAT pair for the time to first ping: a node behind First is
-// up and pings; the clock starts when a node behind Second starts.
+// up, has learned its public address (so First passes UDP) and pings; the
+// clock starts when a node behind Second starts.
 type Pair struct {
 	Name          string
 	First, Second netlab.Kind

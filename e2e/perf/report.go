@@ -41,6 +41,7 @@ type Report struct {
 	WireguardGoVersion string
 	Kernel, CPU        string
 	CPUs               int
+	Load               string // the load average at the start
 	Seconds, Runs      int
 	PairRuns           int
 	Nebula             string // the binary measured, empty when none
@@ -49,10 +50,10 @@ type Report struct {
 }
 
 func newReport(env Env, plan Plan) *Report {
-	kernel, cpu, cpus := machine()
+	kernel, cpu, cpus, load := machine()
 	r := &Report{
 		Date: time.Now().UTC(), Version: env.Version,
-		Kernel: kernel, CPU: cpu, CPUs: cpus,
+		Kernel: kernel, CPU: cpu, CPUs: cpus, Load: load,
 		Seconds: plan.Seconds, Runs: plan.Runs, PairRuns: plan.PairRuns,
 	}
 	if plan.Nebula != nil {
@@ -225,17 +226,19 @@ func (r *Report) runsList() string {
 func (r *Report) Markdown(command string) string {
 	var b strings.Builder
 	b.WriteString("# Data plane on real kernels: meshnode against the raw path, stock wireguard-go and Nebula\n\n")
-	fmt.Fprintf(&b, "Command: `%s` · %s · %s · Linux %s · %d CPUs (%s)\n\n",
-		command, r.Date.Format("2006-01-02 15:04 MST"), r.Version, r.Kernel, r.CPUs, r.CPU)
+	fmt.Fprintf(&b, "Command: `%s` · %s · %s · Linux %s · %d CPUs (%s), load average %s at the start\n\n",
+		command, r.Date.Format("2006-01-02 15:04 MST"), r.Version, r.Kernel, r.CPUs, r.CPU, r.Load)
 	fmt.Fprintf(&b, "Two hosts behind two port-restricted NATs (Linux masquerade) in network namespaces, on the lab's\n"+
-		"198.18.0.0/15 internet; one iperf3 TCP stream from host A to host B, %d s a run; median of %d runs,\n"+
+		"198.18.0.0/15 internet (each contender on its own pair of hosts behind the same two NATs, so no tunnel\n"+
+		"runs inside another); one iperf3 TCP stream from host A to host B, %d s a run; median of %d runs,\n"+
 		"interleaved (each round runs every contender on both wires). CPU: the contender's processes at both\n"+
 		"ends, user and system time over the run, 100 %% = one core.\n\n", r.Seconds, r.Runs)
 	b.WriteString(r.ThroughputTable())
 	b.WriteString("\n")
 	if len(r.Pings) > 0 {
-		fmt.Fprintf(&b, "Time to first ping (meshnode), median of %d: the first node is up; the clock starts when the second\n"+
-			"node starts; the first node pings the second's overlay address every 50 ms from the moment it has one.\n\n", r.PairRuns)
+		fmt.Fprintf(&b, "Time to first ping (meshnode), median of %d: the first node is up and knows its public address; the\n"+
+			"clock starts when the second node starts; the first node pings the second's overlay address every\n"+
+			"50 ms from the moment it has one, so traffic is waiting before any path exists.\n\n", r.PairRuns)
 		b.WriteString(r.PingTable())
 		b.WriteString("\n")
 	}

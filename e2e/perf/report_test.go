@@ -107,12 +107,12 @@ func TestPingTable(t *testing.T) {
 func TestMarkdown(t *testing.T) {
 	r := &Report{
 		Date: time.Date(2025, 11, 30, 6, 40, 0, 0, time.UTC), Version: "meshnode v1 (commit abc)",
-		Kernel: "6.18", CPU: "Xeon", CPUs: 2, Seconds: 5, Runs: 3, PairRuns: 3,
+		Kernel: "6.18", CPU: "Xeon", CPUs: 2, Load: "1.25", Seconds: 5, Runs: 3, PairRuns: 3,
 		Rows: []*Row{{Kind: kindRaw, Name: "raw path, no tunnel", Samples: [2][]Sample{samples(false, 1, 2, 3), samples(false, 4)}}},
 	}
 	doc := r.Markdown("make perf")
 	for _, want := range []string{
-		"Command: `make perf` · 2025-11-30 06:40 UTC · meshnode v1 (commit abc) · Linux 6.18 · 2 CPUs (Xeon)",
+		"Command: `make perf` · 2025-11-30 06:40 UTC · meshnode v1 (commit abc) · Linux 6.18 · 2 CPUs (Xeon), load average 1.25 at the start",
 		"5 s a run; median of 3 runs",
 		"- raw path, no tunnel, offload wire: 1, 2, 3 Mbit/s\n",
 		"Nebula**: not measured",

@@ -66,9 +66,10 @@ func buildWireguardGo(ctx context.Context, goBin, version, dir string) (string, 
 }
 
 // setUpWireguardGo builds stock wireguard-go into a temporary directory,
-// runs it on both hosts with each other's NAT's public address as the
-// endpoint, and waits until a ping crosses. It returns the version.
-func setUpWireguardGo(ctx context.Context, env Env, sa, sb *netlab.Site) (contender, string, error) {
+// runs it on the i-th host of each site with the other NAT's public
+// address as the endpoint, and waits until a ping crosses. It returns the
+// version.
+func setUpWireguardGo(ctx context.Context, env Env, sa, sb *netlab.Site, i int) (contender, string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
 		return contender{}, "", errors.New("go not found on PATH: stock wireguard-go is built with it")
@@ -92,23 +93,23 @@ func setUpWireguardGo(ctx context.Context, env Env, sa, sb *netlab.Site) (conten
 	keys := make([]*ecdh.PrivateKey, 2)
 	procs := make([]*netlab.Proc, 2)
 	ifs := make([]string, 2)
-	for i, s := range sites {
-		if keys[i], err = ecdh.X25519().GenerateKey(rand.Reader); err != nil {
+	for k, s := range sites {
+		if keys[k], err = ecdh.X25519().GenerateKey(rand.Reader); err != nil {
 			return contender{}, version, err
 		}
-		ifs[i] = fmt.Sprintf("wgp%d%c", os.Getpid()%100000, 'a'+i)
-		if procs[i], err = startWireguardGo(ctx, bin, s.Hosts[0].NS, ifs[i], wgAddr(i)); err != nil {
+		ifs[k] = fmt.Sprintf("wgp%d%c", os.Getpid()%100000, 'a'+k)
+		if procs[k], err = startWireguardGo(ctx, bin, s.Hosts[i].NS, ifs[k], wgAddr(k)); err != nil {
 			return contender{}, version, err
 		}
 	}
-	for i, s := range sites {
-		peer := sites[1-i]
-		cfg := uapiConfig(keys[i], keys[1-i].PublicKey(), netip.AddrPortFrom(peer.Router.WAN(), wgPort), wgAddr(1-i))
-		if err := uapiSet(ctx, filepath.Join(wgSocketDir, ifs[i]+".sock"), cfg); err != nil {
-			return contender{}, version, fmt.Errorf("configure wireguard-go on %s: %w", s.Hosts[0].NS.Name, err)
+	for k, s := range sites {
+		peer := sites[1-k]
+		cfg := uapiConfig(keys[k], keys[1-k].PublicKey(), netip.AddrPortFrom(peer.Router.WAN(), wgPort), wgAddr(1-k))
+		if err := uapiSet(ctx, filepath.Join(wgSocketDir, ifs[k]+".sock"), cfg); err != nil {
+			return contender{}, version, fmt.Errorf("configure wireguard-go on %s: %w", s.Hosts[i].NS.Name, err)
 		}
 	}
-	if _, err := firstReply(ctx, sa.Hosts[0].NS, env.Lab.Tools().Ping, wgAddr(1)); err != nil {
+	if _, err := firstReply(ctx, sa.Hosts[i].NS, env.Lab.Tools().Ping, wgAddr(1)); err != nil {
 		return contender{}, version, err
 	}
 	return contender{target: wgAddr(1), procs: procs}, version, nil
@@ -129,10 +130,7 @@ func startWireguardGo(ctx context.Context, bin string, n *netlab.Netns, ifname s
 		return nil, err
 	}
 	sock := filepath.Join(wgSocketDir, ifname+".sock")
-	err = netlab.Poll(ctx, serverTimeout, netlab.PollInterval, func(ctx context.Context) error {
-		if !p.Running() {
-			return fmt.Errorf("wireguard-go exited: %v\n%s", p.ExitErr(), p.Tail(5))
-		}
+	err = pollWhile(ctx, p, func(ctx context.Context) error {
 		c, err := net.Dial("unix", sock)
 		if err != nil {
 			return err
