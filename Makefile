@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 20m
 DIST    ?= dist
 ARCHES  ?= amd64 arm64
 
-.PHONY: all build deps test unit fuzz e2e demo natmatrix bench lint dist-linux deb rpm darwin packages test-packaging clean
+.PHONY: all build deps test unit fuzz e2e demo natmatrix perf bench lint dist-linux deb rpm darwin packages test-packaging clean
 
 all: build
 
@@ -55,6 +55,21 @@ e2e: build
 natmatrix: build
 	$(E2E_ENV) MESHNODE_NATMATRIX=$(CURDIR)/bench/NATMATRIX.md \
 		$(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v -run '^TestNATMatrix$$' ./e2e
+
+# perf: the real-kernel data-plane comparison (e2e/perf): one iperf3 TCP
+# stream through two NATs in namespaces over the raw path, stock
+# wireguard-go (built from the module proxy at go.mod's version), meshnode
+# and Nebula (when NEBULA_BIN exists), on the offload and the packet wire,
+# median of PERF_RUNS interleaved rounds of PERF_SECONDS each; then
+# meshnode's time to first ping on three NAT pairs. As root; about four
+# minutes. Prints the tables and writes them to bench/PERF.md.
+NEBULA_BIN   ?= $(abspath $(CURDIR)/../shared/peers/nebula)
+PERF_SECONDS ?= 5
+PERF_RUNS    ?= 3
+perf: deps build
+	$(E2E_ENV) MESHNODE_PERF=1 MESHNODE_PERF_OUT=$(CURDIR)/bench/PERF.md NEBULA_BIN='$(NEBULA_BIN)' \
+		PERF_SECONDS='$(PERF_SECONDS)' PERF_RUNS='$(PERF_RUNS)' \
+		$(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v -run '^TestPerf$$' ./e2e/perf
 
 # A coordinator and two nodes behind two home NATs, in namespaces: status,
 # ping, clean-up. As root; installs missing apt packages.

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnode/meshnode/e2e/labtest"
 	"github.com/meshnode/meshnode/e2e/netlab"
 	"github.com/meshnode/meshnode/internal/testenv"
 )
@@ -21,7 +21,6 @@ const (
 	envGate   = "MESHNODE_E2E"
 	envBin    = "MESHNODE_BIN"
 	envMatrix = "MESHNODE_NATMATRIX"
-	envKeep   = "MESHNODE_E2E_KEEP"
 )
 
 // Deadlines. Waits poll; these only bound them, generously, so a slow CI
@@ -88,22 +87,9 @@ func newEnv(t *testing.T) *env {
 	bin := binary(t)
 	ctx, cancel := context.WithTimeout(t.Context(), setupTimeout)
 	defer cancel()
-	lab, err := netlab.New(ctx, netlab.Options{Bin: bin, KeepDir: os.Getenv(envKeep) != ""})
-	if errors.Is(err, netlab.ErrUnsupported) {
-		testenv.Unavailable(t, "%v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
-			t.Errorf("remove lab %s: %v", lab.ID(), err)
-		}
-		if os.Getenv(envKeep) != "" {
-			t.Logf("lab logs and state kept in %s", lab.Dir())
-		}
-	})
+	lab := labtest.NewLab(ctx, t, bin)
 	e := &env{bin: bin, lab: lab}
+	var err error
 	e.coord, err = lab.StartCoordinator(ctx)
 	if err != nil {
 		t.Fatal(err)
