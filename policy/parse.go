@@ -82,10 +82,15 @@ func (ps *parser) warnf(n *yaml.Node, format string, args ...any) {
 	ps.warnings = append(ps.warnings, (&Error{File: ps.file, Line: n.Line, Column: n.Column, Msg: fmt.Sprintf(format, args...)}).Error())
 }
 
+// err is every error, in the order of the file.
 func (ps *parser) err() error {
-	errs := ps.errs
+	errs := slices.Clone(ps.errs)
+	slices.SortStableFunc(errs, func(a, b error) int {
+		x, y := a.(*Error), b.(*Error)
+		return cmp.Or(cmp.Compare(x.Line, y.Line), cmp.Compare(x.Column, y.Column))
+	})
 	if ps.dropped > 0 {
-		errs = append(slices.Clone(errs), &Error{File: ps.file, Msg: fmt.Sprintf("and %d more errors", ps.dropped)})
+		errs = append(errs, &Error{File: ps.file, Msg: fmt.Sprintf("and %d more errors", ps.dropped)})
 	}
 	return errors.Join(errs...)
 }
@@ -327,7 +332,7 @@ func (ps *parser) proto(n *yaml.Node, what string) string {
 	if n.Kind == yaml.ScalarNode && slices.Contains(protos, strings.ToLower(n.Value)) {
 		hint = "; write it in lower case, " + strings.ToLower(n.Value)
 	}
-	ps.errorf(n, "%s: proto %s: want tcp, udp, icmp or any%s (for tcp and udp, write two rules, or leave proto out)", what, quoteNode(n), hint)
+	ps.errorf(n, "%s: proto %s: want tcp, udp, icmp or any (any, the default, covers tcp and udp)%s", what, quoteNode(n), hint)
 	return wire.ProtoAny
 }
 
