@@ -110,8 +110,9 @@ clean:
 	rm -rf bin dist
 
 # bench: the data plane (plain wireguard-go, meshnode's Bind, the relay) side
-# by side in one run, then the coordinator's and the relay's hot paths.
+# by side in one run, then the coordinator's and the relay's hot paths and
+# the access policy's resolution.
 # Figures go in bench/RESULTS.md.
 bench:
 	$(GO) test -run '^$$' -bench DataPlane -benchtime 100000x -count 3 ./bench/
-	$(GO) test -run '^$$' -bench . -count 1 ./coordinator/ ./relay/ ./internal/natlab/
+	$(GO) test -run '^$$' -bench . -count 1 ./coordinator/ ./relay/ ./internal/natlab/ ./policy/

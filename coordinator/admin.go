@@ -15,6 +15,7 @@ import (
 	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/policy"
 )
 
 // Admin is what the administration commands use. A running coordinator
@@ -37,6 +38,14 @@ type Admin interface {
 	// AllowNode lifts the ban of a removed node's key, given as the key or
 	// the name the node had: it may register again with a join token.
 	AllowNode(ctx context.Context, keyOrName string) (Ban, error)
+	// SetPolicy checks and stores a new version of the access policy
+	// ("" removes it: everyone reaches everyone); a running coordinator
+	// applies it to every node at once. A policy that is not valid is
+	// refused with ErrInvalidPolicy.
+	SetPolicy(ctx context.Context, text string) (PolicyInfo, error)
+	// Policy returns a stored version of the access policy, the newest
+	// for 0; ErrNotFound when there is none.
+	Policy(ctx context.Context, version uint64) (PolicyInfo, error)
 	Close() error
 }
 
@@ -85,7 +94,7 @@ func (s *Server) RemoveNode(ctx context.Context, name string) (wire.Node, error)
 	if err != nil {
 		return wire.Node{}, err
 	}
-	if sess := s.hub.remove(n.Key); sess != nil {
+	if sess := s.hub.remove(n.Key, s.accessAfter(func(m map[crypto.PublicKey]policy.Node) { delete(m, n.Key) })); sess != nil {
 		sess.stop(closeRemoved, "node removed", &wire.StreamMsg{
 			Type:  wire.MsgError,
 			Code:  wire.ErrCodeNodeRemoved,
@@ -112,7 +121,7 @@ func (s *Server) TagNode(ctx context.Context, name string, add, remove []string)
 	if err != nil {
 		return wire.Node{}, err
 	}
-	w := s.hub.setTags(n.Key, n.Tags)
+	w := s.hub.setTags(n.Key, n.Tags, s.accessAfter(withNode(&n)))
 	s.log.Info("node tags changed", "node", n.Name, "key", n.Key.Short(), "tags", n.Tags)
 	return w, nil
 }
@@ -231,6 +240,34 @@ func (a *offlineAdmin) Bans(ctx context.Context) ([]Ban, error) { return bans(ct
 func (a *offlineAdmin) AllowNode(ctx context.Context, keyOrName string) (Ban, error) {
 	b, err := a.store.Allow(ctx, keyOrName)
 	return toBan(b), err
+}
+
+// SetPolicy checks the policy against the stored nodes and stores it;
+// the coordinator applies it when it starts.
+func (a *offlineAdmin) SetPolicy(ctx context.Context, text string) (PolicyInfo, error) {
+	nodes, err := a.Nodes(ctx)
+	if err != nil {
+		return PolicyInfo{}, err
+	}
+	pn := make([]policy.Node, len(nodes))
+	for i, n := range nodes {
+		pn[i] = policy.NodeOf(n)
+	}
+	_, warnings, err := checkPolicy(text, pn, policy.Network{V4: a.cfg.Network, V6: a.cfg.NetworkV6})
+	if err != nil {
+		return PolicyInfo{}, err
+	}
+	v, err := a.store.SetPolicy(ctx, text, time.Now())
+	if err != nil {
+		return PolicyInfo{}, err
+	}
+	info := toPolicyInfo(v)
+	info.Warnings = warnings
+	return info, nil
+}
+
+func (a *offlineAdmin) Policy(ctx context.Context, version uint64) (PolicyInfo, error) {
+	return storedPolicy(ctx, a.store, version)
 }
 
 func (a *offlineAdmin) Close() error { return a.store.Close() }

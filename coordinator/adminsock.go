@@ -12,11 +12,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/unixsock"
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/policy"
 )
 
 // The admin socket speaks HTTP/1.1 with JSON bodies over a Unix socket in
@@ -26,6 +29,7 @@ const (
 	adminNodes      = "/v1/nodes"
 	adminTokens     = "/v1/tokens"
 	adminBans       = "/v1/bans"
+	adminPolicy     = "/v1/policy"
 	// adminBase is a placeholder host: the transport always dials the socket.
 	adminBase = "http://meshnode-coordinator"
 	// adminTimeout bounds one admin request.
@@ -37,6 +41,7 @@ const (
 	adminCodeNotFound  = "not_found"
 	adminCodeNoURL     = "no_public_url"
 	adminCodeAmbiguous = "ambiguous"
+	adminCodeInvalid   = "invalid_policy"
 )
 
 // adminDialTimeout bounds probing the admin socket; a live coordinator
@@ -118,6 +123,37 @@ func (s *Server) serveAdmin(ctx context.Context, ln net.Listener) error {
 	mux.HandleFunc("POST "+adminTokens+"/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
 		adminReply(w, struct{}{}, s.RevokeToken(r.Context(), r.PathValue("id")))
 	})
+	mux.HandleFunc("GET "+adminPolicy, func(w http.ResponseWriter, r *http.Request) {
+		var version uint64
+		if v := r.URL.Query().Get("version"); v != "" {
+			var err error
+			if version, err = strconv.ParseUint(v, 10, 64); err != nil {
+				adminReply(w, nil, fmt.Errorf("version %q is not a number", v))
+				return
+			}
+		}
+		info, err := s.Policy(r.Context(), version)
+		adminReply(w, info, err)
+	})
+	// The policy travels as the file's text; a JSON string would escape
+	// it past the JSON body limit.
+	mux.HandleFunc("PUT "+adminPolicy, func(w http.ResponseWriter, r *http.Request) {
+		text, err := io.ReadAll(http.MaxBytesReader(w, r.Body, policy.MaxBytes))
+		if err != nil {
+			adminReply(w, nil, fmt.Errorf("%w: the policy is larger than %d bytes", ErrInvalidPolicy, policy.MaxBytes))
+			return
+		}
+		if len(text) == 0 {
+			adminReply(w, nil, fmt.Errorf("%w: the policy is empty; remove it with DELETE", ErrInvalidPolicy))
+			return
+		}
+		info, err := s.SetPolicy(r.Context(), string(text))
+		adminReply(w, info, err)
+	})
+	mux.HandleFunc("DELETE "+adminPolicy, func(w http.ResponseWriter, r *http.Request) {
+		info, err := s.SetPolicy(r.Context(), "")
+		adminReply(w, info, err)
+	})
 	hs := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -162,6 +198,8 @@ func adminReply(w http.ResponseWriter, v any, err error) {
 		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeNoURL, Error: err.Error()})
 	case errors.Is(err, ErrAmbiguous):
 		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeAmbiguous, Error: err.Error()})
+	case errors.Is(err, ErrInvalidPolicy):
+		writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: adminCodeInvalid, Error: err.Error()})
 	default:
 		writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: wire.ErrCodeBadRequest, Error: err.Error()})
 	}
@@ -186,12 +224,16 @@ func newAdminClient(sock string) *adminClient {
 
 func (c *adminClient) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
+	switch b := body.(type) {
+	case nil:
+	case rawBody:
+		rd = strings.NewReader(string(b))
+	default:
+		j, err := json.Marshal(body)
 		if err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(j)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, adminBase+path, rd)
 	if err != nil {
@@ -214,6 +256,8 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 			return ErrNoPublicURL
 		case adminCodeAmbiguous:
 			return fmt.Errorf("%s: %w", e.Error, ErrAmbiguous)
+		case adminCodeInvalid:
+			return invalidPolicyError(e.Error)
 		}
 		return errors.New(e.Error)
 	}
@@ -263,6 +307,28 @@ func (c *adminClient) Bans(ctx context.Context) ([]Ban, error) {
 func (c *adminClient) AllowNode(ctx context.Context, keyOrName string) (Ban, error) {
 	var b Ban
 	return b, c.do(ctx, http.MethodPost, adminBans+"/allow", allowRequest{Node: keyOrName}, &b)
+}
+
+// rawBody is a request body sent as it is, not as JSON.
+type rawBody string
+
+// invalidPolicyError rebuilds ErrInvalidPolicy from the coordinator's
+// answer, which already starts with its text.
+func invalidPolicyError(text string) error {
+	return fmt.Errorf("%w%s", ErrInvalidPolicy, strings.TrimPrefix(text, ErrInvalidPolicy.Error()))
+}
+
+func (c *adminClient) SetPolicy(ctx context.Context, text string) (PolicyInfo, error) {
+	var info PolicyInfo
+	if text == "" {
+		return info, c.do(ctx, http.MethodDelete, adminPolicy, nil, &info)
+	}
+	return info, c.do(ctx, http.MethodPut, adminPolicy, rawBody(text), &info)
+}
+
+func (c *adminClient) Policy(ctx context.Context, version uint64) (PolicyInfo, error) {
+	var info PolicyInfo
+	return info, c.do(ctx, http.MethodGet, adminPolicy+"?version="+strconv.FormatUint(version, 10), nil, &info)
 }
 
 func (c *adminClient) Close() error {

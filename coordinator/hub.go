@@ -26,24 +26,22 @@ type hub struct {
 	version uint64
 	// susp holds the relays suspended on reports (relayhealth.go).
 	susp *suspensions
+	// acc is the access policy, resolved against nodes (access.go).
+	acc access
 }
 
-func newHub(nodes []store.Node) *hub {
+func newHub(nodes []store.Node, acc access) *hub {
 	h := &hub{
 		nodes:    make(map[crypto.PublicKey]*store.Node, len(nodes)),
 		sessions: make(map[crypto.PublicKey]*session),
 		susp:     newSuspensions(defaultSuspendPolicy()),
+		acc:      acc,
 	}
 	for i := range nodes {
 		h.nodes[nodes[i].Key] = &nodes[i]
 	}
 	return h
 }
-
-// peers decides whether two nodes may reach each other. It is the only
-// place that does: today every node of the store is a peer of every other
-// (one network); ACLs by tag belong here.
-func peers(a, b *store.Node) bool { return a.Key != b.Key }
 
 // wireNode describes n as nodes see it. Caller holds mu.
 func (h *hub) wireNode(n *store.Node) wire.Node {
@@ -94,7 +92,7 @@ func (h *hub) changed(n *store.Node) {
 	w := h.wireNode(n)
 	cue := h.cueNaming(n)
 	for k, s := range h.sessions {
-		if other := h.nodes[k]; other != nil && peers(other, n) {
+		if other := h.nodes[k]; other != nil && h.peers(other, n) {
 			s.upsert(w, h.version)
 			s.refreshCue(n.Key, cue)
 		}
@@ -134,7 +132,7 @@ func (h *hub) cueNaming(n *store.Node) wire.StreamMsg {
 func (h *hub) peersOf(n *store.Node) []wire.Node {
 	out := []wire.Node{}
 	for _, o := range h.nodes {
-		if peers(n, o) {
+		if h.peers(n, o) {
 			out = append(out, h.wireNode(o))
 		}
 	}
@@ -142,21 +140,24 @@ func (h *hub) peersOf(n *store.Node) []wire.Node {
 	return out
 }
 
-// upsert adds a node or replaces it after a registration.
-func (h *hub) upsert(n store.Node) {
+// upsert adds a node or replaces it after a registration, with next
+// the access policy resolved with it.
+func (h *hub) upsert(n store.Node, next access) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if old := h.nodes[n.Key]; old != nil && old.LastSeen.After(n.LastSeen) {
+	old := h.nodes[n.Key]
+	if old != nil && old.LastSeen.After(n.LastSeen) {
 		n.LastSeen = old.LastSeen
 	}
 	h.nodes[n.Key] = &n
-	h.changed(&n)
+	h.transition(next, old, &n)
 	h.changedSelf(&n)
 }
 
-// remove drops a node from every peer map and returns its session, if any,
-// for the caller to end.
-func (h *hub) remove(key crypto.PublicKey) *session {
+// remove drops a node from every peer map, with next the access policy
+// resolved without it, and returns its session, if any, for the caller
+// to end.
+func (h *hub) remove(key crypto.PublicKey, next access) *session {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := h.nodes[key]
@@ -167,12 +168,7 @@ func (h *hub) remove(key crypto.PublicKey) *session {
 	h.susp.forget(key)
 	sess := h.sessions[key]
 	delete(h.sessions, key)
-	h.version++
-	for k, s := range h.sessions {
-		if other := h.nodes[k]; other != nil && peers(other, n) {
-			s.removePeer(key, h.version)
-		}
-	}
+	h.transition(next, n, nil)
 	return sess
 }
 
@@ -201,6 +197,7 @@ func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome wire
 		Type:    wire.MsgWelcome,
 		Self:    &self,
 		Peers:   h.peersOf(n),
+		Filter:  h.welcomeFilter(n),
 		Version: h.version,
 		STUN:    stun.v4,
 		STUN6:   stun.v6,
@@ -267,21 +264,24 @@ func (h *hub) setRelay(key crypto.PublicKey, relay netip.AddrPort) (designated b
 	return designated
 }
 
-// setTags records a node's new tags and pushes the node to its peers (a
-// relay it announces is offered, or withdrawn, with RelayTag) and to
-// itself (it serves as a relay, or stops, with RelayTag). It returns the
-// node as its peers now see it.
-func (h *hub) setTags(key crypto.PublicKey, tags []string) wire.Node {
+// setTags records a node's new tags, with next the access policy
+// resolved with them, and pushes the node to its peers (a relay it
+// announces is offered, or withdrawn, with RelayTag; the peers that may
+// see it change with the policy) and to itself (it serves as a relay, or
+// stops, with RelayTag). It returns the node as its peers now see it.
+func (h *hub) setTags(key crypto.PublicKey, tags []string, next access) wire.Node {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := h.nodes[key]
-	if n == nil {
+	old := h.nodes[key]
+	if old == nil {
 		return wire.Node{}
 	}
+	n := *old
 	n.Tags = tags
-	h.changed(n)
-	h.changedSelf(n)
-	return h.wireNode(n)
+	h.nodes[key] = &n
+	h.transition(next, old, &n)
+	h.changedSelf(&n)
+	return h.wireNode(&n)
 }
 
 // setEndpoints records a node's candidates and pushes them to its peers.
@@ -318,7 +318,7 @@ func (h *hub) rendezvous(from, to crypto.PublicKey) (res rendezvousResult, coale
 	if sa != nil && !sa.rendezvous.Allow() {
 		return rendezvousOverBudget, 0
 	}
-	if a == nil || b == nil || sa == nil || sb == nil || !peers(a, b) {
+	if a == nil || b == nil || sa == nil || sb == nil || !h.peers(a, b) {
 		return rendezvousSkipped, 0
 	}
 	for _, replaced := range []bool{sa.cue(b.Key, h.cueNaming(b)), sb.cue(a.Key, h.cueNaming(a))} {
@@ -370,5 +370,5 @@ func (h *hub) ArePeers(a, b crypto.PublicKey) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	na, nb := h.nodes[a], h.nodes[b]
-	return na != nil && nb != nil && peers(na, nb)
+	return na != nil && nb != nil && h.peers(na, nb)
 }

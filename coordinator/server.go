@@ -31,6 +31,7 @@ import (
 	"github.com/meshnode/meshnode/internal/ratelog"
 	"github.com/meshnode/meshnode/internal/version"
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/policy"
 	"github.com/meshnode/meshnode/relay"
 )
 
@@ -179,6 +180,11 @@ func New(opts Options) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	acc, err := loadAccess(ctx, st, nodes, policy.Network{V4: cfg.Network, V6: cfg.NetworkV6}, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	s := &Server{
 		cfg:         cfg,
 		log:         log,
@@ -189,7 +195,7 @@ func New(opts Options) (*Server, error) {
 		cert:        cert,
 		pin:         pin,
 		pool:        store.Pool{V4: cfg.Network, V6: cfg.NetworkV6},
-		hub:         newHub(nodes),
+		hub:         newHub(nodes, acc),
 		challenges:  newChallenger(),
 		limits:      defaultStreamLimits(),
 		failedRegs:  newFailedRegistrations(),

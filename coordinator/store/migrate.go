@@ -73,6 +73,20 @@ var migrations = []migration{
 				SELECT public_key, '', removed_at FROM nodes WHERE removed_at IS NOT NULL`,
 		},
 	},
+	{
+		version:     3,
+		description: "access policy versions",
+		statements: []string{
+			// Every version is kept, as the administrator wrote it
+			// (comments included), so any can be read back and set
+			// again. An empty text removed the policy.
+			`CREATE TABLE policies (
+				version    BIGINT PRIMARY KEY,
+				text       TEXT NOT NULL,
+				created_at BIGINT NOT NULL
+			)`,
+		},
+	},
 }
 
 // schemaVersion is the newest version this build knows.

@@ -1,5 +1,6 @@
 // Package store keeps the coordinator's durable state: join tokens, the
-// registered nodes with their overlay addresses, and a few settings.
+// registered nodes with their overlay addresses, the access policy's
+// versions, and a few settings.
 //
 // Store is the interface the coordinator uses. SQLite implements it (Open).
 // Its SQL stays portable (positional $N parameters, TEXT and BIGINT columns,
@@ -64,6 +65,14 @@ type Store interface {
 	// SetLastSeen records presence; a removed or unknown key is ignored.
 	SetLastSeen(ctx context.Context, key crypto.PublicKey, t time.Time) error
 
+	// SetPolicy stores text as the newest version of the access policy
+	// ("" removes the policy) and returns it with its version, one above
+	// the newest before.
+	SetPolicy(ctx context.Context, text string, now time.Time) (PolicyVersion, error)
+	// Policy returns a version of the access policy, the newest for 0;
+	// ErrNotFound when there is no such version (none was ever set).
+	Policy(ctx context.Context, version uint64) (PolicyVersion, error)
+
 	// Setting reads a named value; ErrNotFound if it was never set.
 	Setting(ctx context.Context, name string) (string, error)
 	// SetSetting writes a named value.
@@ -121,6 +130,13 @@ type Ban struct {
 	Key   crypto.PublicKey
 	Name  string // the node's name when it was removed; "" for bans older than schema version 2
 	Since time.Time
+}
+
+// PolicyVersion is one stored version of the access policy.
+type PolicyVersion struct {
+	Version uint64
+	Text    string // the policy file as written; "" removed the policy
+	Created time.Time
 }
 
 // Registration is what Register needs.
