@@ -37,6 +37,7 @@ const (
 	adminCodeNotFound  = "not_found"
 	adminCodeNoURL     = "no_public_url"
 	adminCodeAmbiguous = "ambiguous"
+	adminCodeNameTaken = "name_taken"
 )
 
 // adminDialTimeout bounds probing the admin socket; a live coordinator
@@ -90,6 +91,14 @@ func (s *Server) serveAdmin(ctx context.Context, ln net.Listener) error {
 		n, err := s.TagNode(r.Context(), r.PathValue("name"), req.Add, req.Remove)
 		adminReply(w, n, err)
 	})
+	mux.HandleFunc("POST "+adminNodes+"/{name}/rename", func(w http.ResponseWriter, r *http.Request) {
+		var req renameRequest
+		if !decodeAdmin(w, r, &req) {
+			return
+		}
+		n, err := s.RenameNode(r.Context(), r.PathValue("name"), req.Name)
+		adminReply(w, n, err)
+	})
 	mux.HandleFunc("GET "+adminBans, func(w http.ResponseWriter, r *http.Request) {
 		list, err := s.Bans(r.Context())
 		adminReply(w, list, err)
@@ -139,6 +148,10 @@ type tagRequest struct {
 	Remove []string `json:"remove,omitempty"`
 }
 
+type renameRequest struct {
+	Name string `json:"name"` // the new name
+}
+
 type allowRequest struct {
 	Node string `json:"node"` // a key or the name the node had
 }
@@ -162,6 +175,8 @@ func adminReply(w http.ResponseWriter, v any, err error) {
 		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeNoURL, Error: err.Error()})
 	case errors.Is(err, ErrAmbiguous):
 		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeAmbiguous, Error: err.Error()})
+	case errors.Is(err, ErrNameTaken):
+		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeNameTaken, Error: err.Error()})
 	default:
 		writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: wire.ErrCodeBadRequest, Error: err.Error()})
 	}
@@ -214,6 +229,8 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 			return ErrNoPublicURL
 		case adminCodeAmbiguous:
 			return fmt.Errorf("%s: %w", e.Error, ErrAmbiguous)
+		case adminCodeNameTaken:
+			return fmt.Errorf("%s: %w", e.Error, ErrNameTaken)
 		}
 		return errors.New(e.Error)
 	}
@@ -253,6 +270,11 @@ func (c *adminClient) RemoveNode(ctx context.Context, name string) (wire.Node, e
 func (c *adminClient) TagNode(ctx context.Context, name string, add, remove []string) (wire.Node, error) {
 	var n wire.Node
 	return n, c.do(ctx, http.MethodPost, adminNodes+"/"+url.PathEscape(name)+"/tags", tagRequest{Add: add, Remove: remove}, &n)
+}
+
+func (c *adminClient) RenameNode(ctx context.Context, name, newName string) (wire.Node, error) {
+	var n wire.Node
+	return n, c.do(ctx, http.MethodPost, adminNodes+"/"+url.PathEscape(name)+"/rename", renameRequest{Name: newName}, &n)
 }
 
 func (c *adminClient) Bans(ctx context.Context) ([]Ban, error) {

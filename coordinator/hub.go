@@ -102,7 +102,7 @@ func (h *hub) changed(n *store.Node) {
 }
 
 // changedSelf queues n its own record, which the administrator changed
-// (its tags) or a registration did (a token's tags): a node learns these
+// (its tags, its name) or a registration did (a token's tags): a node learns these
 // only from the coordinator, and acts on them (RelayTag makes it serve as
 // a relay). Its endpoints and presence are its own doing, so those
 // changes are not echoed back. Caller holds mu, after changed(n).
@@ -272,13 +272,26 @@ func (h *hub) setRelay(key crypto.PublicKey, relay netip.AddrPort) (designated b
 // itself (it serves as a relay, or stops, with RelayTag). It returns the
 // node as its peers now see it.
 func (h *hub) setTags(key crypto.PublicKey, tags []string) wire.Node {
+	return h.adminChanged(key, func(n *store.Node) { n.Tags = tags })
+}
+
+// setName records a node's new name and pushes the node to its peers (it
+// answers the new name in their DNS) and to itself. It returns the node as
+// its peers now see it.
+func (h *hub) setName(key crypto.PublicKey, name string) wire.Node {
+	return h.adminChanged(key, func(n *store.Node) { n.Name = name })
+}
+
+// adminChanged applies what the administrator changed of a node and
+// pushes the node to its peers and to itself.
+func (h *hub) adminChanged(key crypto.PublicKey, edit func(*store.Node)) wire.Node {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := h.nodes[key]
 	if n == nil {
 		return wire.Node{}
 	}
-	n.Tags = tags
+	edit(n)
 	h.changed(n)
 	h.changedSelf(n)
 	return h.wireNode(n)
