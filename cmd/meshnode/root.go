@@ -27,6 +27,7 @@ then run "meshnode up --token TOKEN" on each machine.`,
 		newDownCmd(),
 		newStatusCmd(),
 		newPingCmd(),
+		newDNSCmd(),
 		newNetcheckCmd(),
 		newConfigCmd(),
 	)

@@ -42,8 +42,8 @@ type Paths struct {
 	ResolvedUplinks string
 	// ResolverDir holds macOS's per-domain resolver files (resolver(5)).
 	ResolverDir string
-	// Proc is procfs, where resolved's process and network namespace are
-	// found.
+	// Proc is procfs, where this process's network namespace and the
+	// host's (PID 1's) are read.
 	Proc string
 }
 

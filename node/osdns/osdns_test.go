@@ -45,16 +45,13 @@ func newFakeSystem(t *testing.T) *fakeSystem {
 
 func (s *fakeSystem) path(p string) string { return filepath.Join(s.dir, p) }
 
-// process adds a process named comm in network namespace ns.
-func (s *fakeSystem) process(t *testing.T, pid int, comm, ns string) {
-	dir := s.path(fmt.Sprintf("proc/%d/ns", pid))
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+// hostNamespace gives PID 1 the network namespace ns; this process is
+// in net:[4026531840].
+func (s *fakeSystem) hostNamespace(t *testing.T, ns string) {
+	if err := os.MkdirAll(s.path("proc/1/ns"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(s.path(fmt.Sprintf("proc/%d/comm", pid)), []byte(comm+"\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Symlink(ns, filepath.Join(dir, "net")); err != nil {
+	if err := os.Symlink(ns, s.path("proc/1/ns/net")); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -88,26 +85,27 @@ func TestDetect(t *testing.T) {
 	tests := []struct {
 		name       string
 		goos       string
-		resolved   string // resolved's network namespace; "" none running
+		host       string // PID 1's network namespace
 		resolvectl bool
+		answers    bool // resolvectl status succeeds: resolved runs
 		manage     bool
 		want       string
 		note       string
 	}{
-		{name: "resolved in this namespace", goos: "linux", resolved: "net:[4026531840]", resolvectl: true, want: ModeResolved},
-		{name: "resolved in another namespace", goos: "linux", resolved: "net:[4026532001]", resolvectl: true, want: ModeNone, note: "no systemd-resolved in this network namespace"},
-		{name: "resolved without resolvectl", goos: "linux", resolved: "net:[4026531840]", want: ModeNone, note: "left alone"},
-		{name: "nothing, resolv.conf left alone", goos: "linux", resolvectl: true, want: ModeNone, note: "dns: manage-resolv-conf"},
-		{name: "nothing, resolv.conf managed", goos: "linux", manage: true, want: ModeResolvConf},
-		{name: "resolved wins over managing", goos: "linux", resolved: "net:[4026531840]", resolvectl: true, manage: true, want: ModeResolved},
-		{name: "macOS", goos: "darwin", manage: true, want: ModeResolverDir},
+		{name: "resolved in this namespace", goos: "linux", host: "net:[4026531840]", resolvectl: true, answers: true, want: ModeResolved},
+		{name: "in another namespace than the host's", goos: "linux", host: "net:[4026532001]", resolvectl: true, answers: true, want: ModeNone, note: "no systemd-resolved in this network namespace"},
+		{name: "resolved not running", goos: "linux", host: "net:[4026531840]", resolvectl: true, want: ModeNone, note: "left alone"},
+		{name: "no resolvectl", goos: "linux", host: "net:[4026531840]", answers: true, want: ModeNone, note: "dns: manage-resolv-conf"},
+		{name: "nothing, resolv.conf managed", goos: "linux", host: "net:[4026531840]", manage: true, want: ModeResolvConf},
+		{name: "resolved wins over managing", goos: "linux", host: "net:[4026531840]", resolvectl: true, answers: true, manage: true, want: ModeResolved},
+		{name: "macOS", goos: "darwin", host: "net:[4026531840]", manage: true, want: ModeResolverDir},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newFakeSystem(t)
-			s.process(t, 1, "systemd", "net:[4026531840]")
-			if tt.resolved != "" {
-				s.process(t, 321, resolvedComm, tt.resolved)
+			s.hostNamespace(t, tt.host)
+			if !tt.answers {
+				s.fail["status"] = errors.New("Failed to get global data: Unit dbus-org.freedesktop.resolve1.service not found.")
 			}
 			mode, note := s.manager(tt.goos, tt.manage, tt.resolvectl).Mode()
 			if mode != tt.want || !strings.Contains(note, tt.note) {
@@ -127,6 +125,7 @@ func TestResolvectlCommands(t *testing.T) {
 		{
 			name: "all applied",
 			want: []string{
+				"resolvectl status --no-pager",
 				"resolvectl dns mesh0 100.88.0.1 fd6d:6573:686e::1",
 				"resolvectl domain mesh0 mesh.internal ~88.100.in-addr.arpa ~e.6.8.6.3.7.5.6.d.6.d.f.ip6.arpa",
 				"resolvectl default-route mesh0 false",
@@ -137,6 +136,7 @@ func TestResolvectlCommands(t *testing.T) {
 			name: "a systemd without default-route",
 			fail: map[string]error{"default-route": errors.New("Unknown command verb default-route")},
 			want: []string{
+				"resolvectl status --no-pager",
 				"resolvectl dns mesh0 100.88.0.1 fd6d:6573:686e::1",
 				"resolvectl domain mesh0 mesh.internal ~88.100.in-addr.arpa ~e.6.8.6.3.7.5.6.d.6.d.f.ip6.arpa",
 				"resolvectl default-route mesh0 false",
@@ -147,6 +147,7 @@ func TestResolvectlCommands(t *testing.T) {
 			name: "a refused domain is taken back",
 			fail: map[string]error{"domain": errors.New("Failed to set domain configuration")},
 			want: []string{
+				"resolvectl status --no-pager",
 				"resolvectl dns mesh0 100.88.0.1 fd6d:6573:686e::1",
 				"resolvectl domain mesh0 mesh.internal ~88.100.in-addr.arpa ~e.6.8.6.3.7.5.6.d.6.d.f.ip6.arpa",
 				"resolvectl revert mesh0",
@@ -157,7 +158,7 @@ func TestResolvectlCommands(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newFakeSystem(t)
-			s.process(t, 321, resolvedComm, "net:[4026531840]")
+			s.hostNamespace(t, "net:[4026531840]")
 			s.fail = tt.fail
 			m := s.manager("linux", false, true)
 			err := m.Apply(context.Background(), meshCfg)
@@ -227,7 +228,7 @@ func TestUpstreams(t *testing.T) {
 // resolver itself, which resolved lists once the link is configured.
 func TestUpstreamsWithResolved(t *testing.T) {
 	s := newFakeSystem(t)
-	s.process(t, 321, resolvedComm, "net:[4026531840]")
+	s.hostNamespace(t, "net:[4026531840]")
 	os.WriteFile(s.path("etc/resolv.conf"), []byte("nameserver 127.0.0.53\noptions edns0 trust-ad\n"), 0o644)
 	os.WriteFile(s.path("run/resolved.conf"), []byte("nameserver 192.0.2.53\nnameserver 100.88.0.1\nnameserver 127.0.0.54\n"), 0o644)
 	got, err := s.manager("linux", false, true).Upstreams(overlay)

@@ -5,19 +5,16 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 )
 
-// resolvedComm is systemd-resolved's process name as the kernel keeps it
-// (comm is cut to 15 bytes).
-const resolvedComm = "systemd-resolve"
-
-// resolvedHere reports whether systemd-resolved runs in this network
-// namespace and resolvectl is there to talk to it. resolved is reached
-// over D-Bus, which no network namespace separates, and it names links
-// by index: a node in another namespace (a container, the test lab) must
-// not configure the host's resolved, whose link of that index is another.
+// resolvedHere reports whether systemd-resolved answers and runs in this
+// network namespace. resolved is reached over D-Bus, which no network
+// namespace separates, and it names links by index: a node in another
+// namespace (a container, the test lab) must not configure the host's
+// resolved, whose link of that index is another. resolved runs in the
+// host's namespace, PID 1's; whether it runs at all, resolvectl tells.
+// (Its own process may be invisible here: the packaged unit's
+// ProtectProc=invisible hides other users' processes, not root's PID 1.)
 func (m *Manager) resolvedHere() bool {
 	if _, err := m.opts.LookPath("resolvectl"); err != nil {
 		return false
@@ -26,24 +23,13 @@ func (m *Manager) resolvedHere() bool {
 	if err != nil {
 		return false
 	}
-	entries, err := os.ReadDir(m.opts.Paths.Proc)
-	if err != nil {
+	host, err := os.Readlink(filepath.Join(m.opts.Paths.Proc, "1", "ns", "net"))
+	if err != nil || host != self {
 		return false
 	}
-	for _, e := range entries {
-		if _, err := strconv.Atoi(e.Name()); err != nil {
-			continue
-		}
-		comm, err := os.ReadFile(filepath.Join(m.opts.Paths.Proc, e.Name(), "comm"))
-		if err != nil || strings.TrimSpace(string(comm)) != resolvedComm {
-			continue
-		}
-		ns, err := os.Readlink(filepath.Join(m.opts.Paths.Proc, e.Name(), "ns", "net"))
-		if err == nil && ns == self {
-			return true
-		}
-	}
-	return false
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+	return m.opts.Run(ctx, "resolvectl", "status", "--no-pager") == nil
 }
 
 // command is one resolvectl command; an optional one may fail.
