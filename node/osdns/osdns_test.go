@@ -116,43 +116,30 @@ func TestDetect(t *testing.T) {
 }
 
 func TestResolvectlCommands(t *testing.T) {
+	const (
+		detect  = "resolvectl status --no-pager"
+		servers = "resolvectl dns mesh0 100.88.0.1 fd6d:6573:686e::1"
+		domains = "resolvectl domain mesh0 mesh.internal ~88.100.in-addr.arpa ~e.6.8.6.3.7.5.6.d.6.d.f.ip6.arpa"
+		noRoute = "resolvectl default-route mesh0 false"
+		revert  = "resolvectl revert mesh0"
+	)
 	tests := []struct {
 		name string
 		fail map[string]error
 		want []string // the commands run, joined
 		err  bool
 	}{
-		{
-			name: "all applied",
-			want: []string{
-				"resolvectl status --no-pager",
-				"resolvectl dns mesh0 100.88.0.1 fd6d:6573:686e::1",
-				"resolvectl domain mesh0 mesh.internal ~88.100.in-addr.arpa ~e.6.8.6.3.7.5.6.d.6.d.f.ip6.arpa",
-				"resolvectl default-route mesh0 false",
-				"resolvectl revert mesh0",
-			},
-		},
+		{name: "all applied", want: []string{detect, servers, domains, noRoute, revert}},
 		{
 			name: "a systemd without default-route",
 			fail: map[string]error{"default-route": errors.New("Unknown command verb default-route")},
-			want: []string{
-				"resolvectl status --no-pager",
-				"resolvectl dns mesh0 100.88.0.1 fd6d:6573:686e::1",
-				"resolvectl domain mesh0 mesh.internal ~88.100.in-addr.arpa ~e.6.8.6.3.7.5.6.d.6.d.f.ip6.arpa",
-				"resolvectl default-route mesh0 false",
-				"resolvectl revert mesh0",
-			},
+			want: []string{detect, servers, domains, noRoute, revert},
 		},
 		{
 			name: "a refused domain is taken back",
 			fail: map[string]error{"domain": errors.New("Failed to set domain configuration")},
-			want: []string{
-				"resolvectl status --no-pager",
-				"resolvectl dns mesh0 100.88.0.1 fd6d:6573:686e::1",
-				"resolvectl domain mesh0 mesh.internal ~88.100.in-addr.arpa ~e.6.8.6.3.7.5.6.d.6.d.f.ip6.arpa",
-				"resolvectl revert mesh0",
-			},
-			err: true,
+			want: []string{detect, servers, domains, revert},
+			err:  true,
 		},
 	}
 	for _, tt := range tests {
