@@ -87,11 +87,16 @@ type Config struct {
 // Manager applies a Config to the OS and takes it back.
 type Manager struct {
 	opts Options
+	mode string // fixed by New
 
-	mu      sync.Mutex
-	mode    string
-	note    string
+	// opMu orders the changes to the OS (Apply, Revert, Recover), which
+	// run commands and write files; mu, never held across them, guards
+	// what Mode reports.
+	opMu    sync.Mutex
 	applied *Config
+
+	mu   sync.Mutex
+	note string
 }
 
 // New returns a manager; nothing changes until Apply.
@@ -144,19 +149,27 @@ func (m *Manager) Mode() (mode, note string) {
 	return m.mode, m.note
 }
 
+func (m *Manager) setNote(note string) {
+	m.mu.Lock()
+	m.note = note
+	m.mu.Unlock()
+}
+
 // Recover undoes what a node that crashed left: a managed
 // /etc/resolv.conf goes back to the original, and resolver files are
 // removed. It runs at every start, before anything reads the upstreams,
 // whatever this run's settings.
 func (m *Manager) Recover() error {
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
 	return errors.Join(m.restoreResolvConf(), m.removeResolverFiles(nil))
 }
 
 // Apply points the OS at cfg.Servers for cfg.Domain, replacing what an
 // earlier Apply set.
 func (m *Manager) Apply(ctx context.Context, cfg Config) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
 	if m.applied != nil && slices.Equal(m.applied.Servers, cfg.Servers) && m.applied.Domain == cfg.Domain && slices.Equal(m.applied.ReverseZones, cfg.ReverseZones) {
 		return nil
 	}
@@ -172,21 +185,22 @@ func (m *Manager) Apply(ctx context.Context, cfg Config) error {
 		return nil
 	}
 	if err != nil {
-		m.note = "not applied: " + err.Error()
+		m.setNote("not applied: " + err.Error())
 		return err
 	}
-	m.note = ""
+	note := ""
 	if m.mode == ModeResolvConf {
-		m.note = m.opts.Paths.ResolvConf + " points at the resolver while the node runs"
+		note = m.opts.Paths.ResolvConf + " points at the resolver while the node runs"
 	}
+	m.setNote(note)
 	m.applied = &cfg
 	return nil
 }
 
 // Revert takes back what Apply set.
 func (m *Manager) Revert(ctx context.Context) error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
+	m.opMu.Lock()
+	defer m.opMu.Unlock()
 	if m.applied == nil {
 		return nil
 	}
@@ -208,12 +222,9 @@ func (m *Manager) Revert(ctx context.Context) error {
 // /etc/resolv.conf, the original's. Addresses in exclude (the overlay:
 // this resolver and its peers') are left out, so no query loops.
 func (m *Manager) Upstreams(exclude []netip.Prefix) ([]netip.AddrPort, error) {
-	m.mu.Lock()
-	mode := m.mode
-	m.mu.Unlock()
 	var content []byte
 	var err error
-	switch mode {
+	switch m.mode {
 	case ModeResolved:
 		content, err = readFile(m.opts.Paths.ResolvedUplinks)
 		exclude = append(slices.Clone(exclude), resolvedStubs...)
