@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/tun"
 )
 
@@ -45,8 +46,21 @@ type Node struct {
 	TCPPunch    bool          `mapstructure:"tcp_punch" desc:"where UDP fails, try a direct TCP path (hole punching from TCP listen_port) before the relay"`
 	RelayListen string        `mapstructure:"relay_listen" desc:"serve as the mesh's UDP relay on this host:port (a node with a public address); empty: off"`
 	RelayPublic string        `mapstructure:"relay_public" desc:"the IP:port other nodes reach relay_listen at (needed with relay_listen); offered only if the administrator tagged this node relay"`
+	AcceptDNS   bool          `mapstructure:"accept_dns" desc:"answer the mesh's names (NAME.<domain>) with a resolver on this node's overlay addresses and point the OS at it for that domain; false: no resolver, the OS's DNS untouched"`
+	DNS         string        `mapstructure:"dns" desc:"how the OS is pointed at the resolver: split (systemd-resolved or /etc/resolver for the mesh's domain only; elsewhere nothing) or manage-resolv-conf (where split DNS is missing, /etc/resolv.conf points at the resolver while the node runs, restored when it stops)"`
 	LogLevel    string        `mapstructure:"log_level" desc:"debug, info, warn or error"`
 }
+
+// DNS modes (the dns key).
+const (
+	// DNSSplit sends the OS only the mesh's domain, where the OS can route
+	// one domain to one resolver (systemd-resolved, macOS /etc/resolver).
+	DNSSplit = "split"
+	// DNSManageResolvConf also points /etc/resolv.conf at the resolver
+	// where split DNS is missing; the resolver forwards every other name
+	// to the servers the file named.
+	DNSManageResolvConf = "manage-resolv-conf"
+)
 
 // DefaultNode returns the node defaults for this OS.
 func DefaultNode() Node {
@@ -60,6 +74,8 @@ func DefaultNode() Node {
 		Keepalive:   DefaultKeepalive,
 		PortMapping: true,
 		TCPPunch:    true,
+		AcceptDNS:   true,
+		DNS:         DNSSplit,
 		LogLevel:    "info",
 	}
 	if runtime.GOOS == "darwin" {
@@ -82,6 +98,7 @@ func (n Node) Validate() error {
 		oneOf("tun_driver", n.TUNDriver, "wireguard", "water"),
 		errIf(n.Keepalive < MinKeepalive, "keepalive", "%v is too short; use at least %v", n.Keepalive, MinKeepalive),
 		oneOf("log_level", n.LogLevel, "debug", "info", "warn", "error"),
+		oneOf("dns", n.DNS, DNSSplit, DNSManageResolvConf),
 	)
 	if n.Name != "" {
 		errs = append(errs, validName("name", n.Name))
@@ -110,14 +127,8 @@ func (n Node) Validate() error {
 // validName checks a DNS label (RFC 1123 §2.1): letters, digits and
 // hyphens, 1-63 characters, not starting or ending with a hyphen.
 func validName(key, s string) error {
-	if len(s) > 63 {
-		return fmt.Errorf("%s: %q is longer than 63 characters", key, s)
-	}
-	for i, c := range s {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(s)-1
-		if !ok {
-			return fmt.Errorf("%s: %q is not a DNS label; use letters, digits and inner hyphens", key, s)
-		}
+	if err := wire.ValidDNSLabel(s); err != nil {
+		return fmt.Errorf("%s: %q is not a DNS label: %w", key, s, err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -33,6 +34,9 @@ type Admin interface {
 	// TagNode adds, then removes, tags of the named node; peers see the
 	// change at once (RelayTag makes it a relay).
 	TagNode(ctx context.Context, name string, add, remove []string) (wire.Node, error)
+	// RenameNode gives the named node a new name (a DNS label): peers
+	// answer the new name in the mesh's DNS at once, the old one no more.
+	RenameNode(ctx context.Context, name, newName string) (wire.Node, error)
 	// Bans lists the keys of removed nodes, newest first.
 	Bans(ctx context.Context) ([]Ban, error)
 	// AllowNode lifts the ban of a removed node's key, given as the key or
@@ -51,6 +55,9 @@ type Admin interface {
 
 // ErrAmbiguous is returned when a name matches several removed nodes.
 var ErrAmbiguous = store.ErrAmbiguous
+
+// ErrNameTaken is returned for a rename to the name of another node.
+var ErrNameTaken = store.ErrNameTaken
 
 // Ban is a removed node's key, kept out until allowed.
 type Ban struct {
@@ -124,6 +131,32 @@ func (s *Server) TagNode(ctx context.Context, name string, add, remove []string)
 	w := s.hub.setTags(n.Key, n.Tags, s.accessAfter(withNode(&n)))
 	s.log.Info("node tags changed", "node", n.Name, "key", n.Key.Short(), "tags", n.Tags)
 	return w, nil
+}
+
+// RenameNode renames a node and pushes it to its peers and to itself.
+func (s *Server) RenameNode(ctx context.Context, name, newName string) (wire.Node, error) {
+	newName, err := ValidateName(newName)
+	if err != nil {
+		return wire.Node{}, err
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	n, err := s.store.RenameNode(ctx, name, newName)
+	if err != nil {
+		return wire.Node{}, err
+	}
+	w := s.hub.setName(n.Key, n.Name, s.accessAfter(withNode(&n)))
+	s.log.Info("node renamed", "from", name, "to", n.Name, "key", n.Key.Short())
+	return w, nil
+}
+
+// ValidateName checks a new name for a node, a DNS label, and returns it
+// in lower case, as registrations store names.
+func ValidateName(name string) (string, error) {
+	if err := wire.ValidDNSLabel(name); err != nil {
+		return "", fmt.Errorf("name %q: %w", name, err)
+	}
+	return strings.ToLower(name), nil
 }
 
 // Bans lists the banned keys.
@@ -229,6 +262,18 @@ func (a *offlineAdmin) TagNode(ctx context.Context, name string, add, remove []s
 		return wire.Node{}, err
 	}
 	n, err := a.store.UpdateTags(ctx, name, add, remove)
+	if err != nil {
+		return wire.Node{}, err
+	}
+	return toWire(n, false), nil
+}
+
+func (a *offlineAdmin) RenameNode(ctx context.Context, name, newName string) (wire.Node, error) {
+	newName, err := ValidateName(newName)
+	if err != nil {
+		return wire.Node{}, err
+	}
+	n, err := a.store.RenameNode(ctx, name, newName)
 	if err != nil {
 		return wire.Node{}, err
 	}

@@ -42,6 +42,7 @@ const (
 	adminCodeNoURL     = "no_public_url"
 	adminCodeAmbiguous = "ambiguous"
 	adminCodeInvalid   = "invalid_policy"
+	adminCodeNameTaken = "name_taken"
 )
 
 // adminDialTimeout bounds probing the admin socket; a live coordinator
@@ -93,6 +94,14 @@ func (s *Server) serveAdmin(ctx context.Context, ln net.Listener) error {
 			return
 		}
 		n, err := s.TagNode(r.Context(), r.PathValue("name"), req.Add, req.Remove)
+		adminReply(w, n, err)
+	})
+	mux.HandleFunc("POST "+adminNodes+"/{name}/rename", func(w http.ResponseWriter, r *http.Request) {
+		var req renameRequest
+		if !decodeAdmin(w, r, &req) {
+			return
+		}
+		n, err := s.RenameNode(r.Context(), r.PathValue("name"), req.Name)
 		adminReply(w, n, err)
 	})
 	mux.HandleFunc("GET "+adminBans, func(w http.ResponseWriter, r *http.Request) {
@@ -175,6 +184,10 @@ type tagRequest struct {
 	Remove []string `json:"remove,omitempty"`
 }
 
+type renameRequest struct {
+	Name string `json:"name"` // the new name
+}
+
 type allowRequest struct {
 	Node string `json:"node"` // a key or the name the node had
 }
@@ -200,6 +213,8 @@ func adminReply(w http.ResponseWriter, v any, err error) {
 		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeAmbiguous, Error: err.Error()})
 	case errors.Is(err, ErrInvalidPolicy):
 		writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: adminCodeInvalid, Error: err.Error()})
+	case errors.Is(err, ErrNameTaken):
+		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeNameTaken, Error: err.Error()})
 	default:
 		writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: wire.ErrCodeBadRequest, Error: err.Error()})
 	}
@@ -258,6 +273,8 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 			return fmt.Errorf("%s: %w", e.Error, ErrAmbiguous)
 		case adminCodeInvalid:
 			return invalidPolicyError(e.Error)
+		case adminCodeNameTaken:
+			return fmt.Errorf("%s: %w", e.Error, ErrNameTaken)
 		}
 		return errors.New(e.Error)
 	}
@@ -297,6 +314,11 @@ func (c *adminClient) RemoveNode(ctx context.Context, name string) (wire.Node, e
 func (c *adminClient) TagNode(ctx context.Context, name string, add, remove []string) (wire.Node, error) {
 	var n wire.Node
 	return n, c.do(ctx, http.MethodPost, adminNodes+"/"+url.PathEscape(name)+"/tags", tagRequest{Add: add, Remove: remove}, &n)
+}
+
+func (c *adminClient) RenameNode(ctx context.Context, name, newName string) (wire.Node, error) {
+	var n wire.Node
+	return n, c.do(ctx, http.MethodPost, adminNodes+"/"+url.PathEscape(name)+"/rename", renameRequest{Name: newName}, &n)
 }
 
 func (c *adminClient) Bans(ctx context.Context) ([]Ban, error) {

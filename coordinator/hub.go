@@ -100,7 +100,7 @@ func (h *hub) changed(n *store.Node) {
 }
 
 // changedSelf queues n its own record, which the administrator changed
-// (its tags) or a registration did (a token's tags): a node learns these
+// (its tags, its name) or a registration did (a token's tags): a node learns these
 // only from the coordinator, and acts on them (RelayTag makes it serve as
 // a relay). Its endpoints and presence are its own doing, so those
 // changes are not echoed back. Caller holds mu, after changed(n).
@@ -270,6 +270,21 @@ func (h *hub) setRelay(key crypto.PublicKey, relay netip.AddrPort) (designated b
 // see it change with the policy) and to itself (it serves as a relay, or
 // stops, with RelayTag). It returns the node as its peers now see it.
 func (h *hub) setTags(key crypto.PublicKey, tags []string, next access) wire.Node {
+	return h.adminChanged(key, next, func(n *store.Node) { n.Tags = tags })
+}
+
+// setName records a node's new name, with next the access policy
+// resolved with it (names are principals), and pushes the node to its
+// peers (they answer the new name in their DNS) and to itself. It
+// returns the node as its peers now see it.
+func (h *hub) setName(key crypto.PublicKey, name string, next access) wire.Node {
+	return h.adminChanged(key, next, func(n *store.Node) { n.Name = name })
+}
+
+// adminChanged applies what the administrator changed of a node, with
+// next the access policy resolved after the change, and pushes the node
+// to its peers and to itself.
+func (h *hub) adminChanged(key crypto.PublicKey, next access, edit func(*store.Node)) wire.Node {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	old := h.nodes[key]
@@ -277,7 +292,7 @@ func (h *hub) setTags(key crypto.PublicKey, tags []string, next access) wire.Nod
 		return wire.Node{}
 	}
 	n := *old
-	n.Tags = tags
+	edit(&n)
 	h.nodes[key] = &n
 	h.transition(next, old, &n)
 	h.changedSelf(&n)

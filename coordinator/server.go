@@ -117,6 +117,8 @@ type Server struct {
 	challenges *challenger
 	// limits bound each node's stream.
 	limits streamLimits
+	// dns is the mesh's DNS (dns_domain, dns_records), in every welcome.
+	dns wire.DNSConfig
 	// gate holds the HTTPS connections that have not authenticated.
 	gate *admit.Gate
 	// failedRegs is each source's budget of failed registrations.
@@ -169,6 +171,10 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	dns, err := cfg.DNS()
+	if err != nil {
+		return nil, fmt.Errorf("coordinator settings: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
 	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, dbFile))
@@ -198,6 +204,7 @@ func New(opts Options) (*Server, error) {
 		hub:         newHub(nodes, acc),
 		challenges:  newChallenger(),
 		limits:      defaultStreamLimits(),
+		dns:         dns,
 		failedRegs:  newFailedRegistrations(),
 		seenWritten: make(map[crypto.PublicKey]time.Time),
 		restores:    make(map[crypto.PublicKey]*time.Timer),

@@ -80,9 +80,10 @@ func binary(t *testing.T) string {
 	return bin
 }
 
-// newEnv builds a lab, starts its coordinator and creates a token. It all
-// goes away when the test ends; a failed test first prints the logs' tails.
-func newEnv(t *testing.T) *env {
+// newEnv builds a lab, starts its coordinator (with further flags
+// coordArgs) and creates a token. It all goes away when the test ends; a
+// failed test first prints the logs' tails.
+func newEnv(t *testing.T, coordArgs ...string) *env {
 	t.Helper()
 	bin := binary(t)
 	ctx, cancel := context.WithTimeout(t.Context(), setupTimeout)
@@ -90,7 +91,7 @@ func newEnv(t *testing.T) *env {
 	lab := labtest.NewLab(ctx, t, bin)
 	e := &env{bin: bin, lab: lab}
 	var err error
-	e.coord, err = lab.StartCoordinator(ctx)
+	e.coord, err = lab.StartCoordinator(ctx, coordArgs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -135,23 +136,34 @@ func (e *env) node(t *testing.T, h *netlab.Host, name string) *netlab.Node {
 // IPv6-only host can reach).
 func (e *env) nodeWithToken(t *testing.T, h *netlab.Host, name, token string) *netlab.Node {
 	t.Helper()
+	return e.startNode(t, h, netlab.NodeConfig{Name: name, Token: token}, true)
+}
+
+// startNode starts a node on h. When the (sub)test ends it goes down and,
+// with remove, is removed from the coordinator; a failed test first prints
+// its log's tail.
+func (e *env) startNode(t *testing.T, h *netlab.Host, cfg netlab.NodeConfig, remove bool) *netlab.Node {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), setupTimeout)
 	defer cancel()
-	n, err := e.lab.StartNode(ctx, h, netlab.NodeConfig{Name: name, Token: token})
+	n, err := e.lab.StartNode(ctx, h, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("node %s log (last %d lines):\n%s", name, logLines, n.Proc().Tail(logLines))
+			t.Logf("node %s log (last %d lines):\n%s", cfg.Name, logLines, n.Proc().Tail(logLines))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 		defer cancel()
 		if err := n.Down(ctx); err != nil {
-			t.Errorf("node %s down: %v", name, err)
+			t.Errorf("node %s down: %v", cfg.Name, err)
 		}
-		if err := e.coord.RemoveNode(ctx, name); err != nil {
-			t.Errorf("remove node %s from the coordinator: %v", name, err)
+		if !remove {
+			return
+		}
+		if err := e.coord.RemoveNode(ctx, cfg.Name); err != nil {
+			t.Errorf("remove node %s from the coordinator: %v", cfg.Name, err)
 		}
 	})
 	return n

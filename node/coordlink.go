@@ -21,7 +21,9 @@ type coordLink struct {
 	welcomeRelay func(addr, addr6 string)
 	// self hears this node's own record: from each welcome, and from a
 	// delta when the administrator changed it (its tags).
-	self     func(wire.Node)
+	self func(wire.Node)
+	// dns hears the mesh's DNS configuration from each welcome.
+	dns      func(*wire.DNSConfig)
 	log      *slog.Logger
 	progress func(string)
 }
@@ -35,6 +37,7 @@ func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
 		c.self(*msg.Self)
 	}
 	c.welcomeRelay(msg.Relay, msg.Relay6)
+	c.dns(msg.DNS)
 	if err := c.peers.Replace(msg.Peers); err != nil {
 		c.log.Error("applying the peer map", "err", err)
 	}

@@ -23,6 +23,8 @@ import (
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/control"
+	"github.com/meshnode/meshnode/node/meshdns"
+	"github.com/meshnode/meshnode/node/osdns"
 	"github.com/meshnode/meshnode/node/path"
 	"github.com/meshnode/meshnode/node/pmtu"
 	"github.com/meshnode/meshnode/node/registry"
@@ -54,6 +56,12 @@ type Options struct {
 	Timing *path.Timing
 	// RelayTiming overrides the relay client's timers.
 	RelayTiming *relayclient.Timing
+	// DNSListen opens the resolver's sockets on the overlay addresses
+	// (a user-space stack in tests); nil means the kernel's.
+	DNSListen *meshdns.Listeners
+	// DNSPaths are the OS's resolver files the upstreams are read from;
+	// nil means the system's.
+	DNSPaths *osdns.Paths
 	// Progress, when set, hears what `up` is waiting for.
 	Progress func(msg string)
 	// Ready is closed once the node is up (device, socket, coordinator).
@@ -87,11 +95,15 @@ type Engine struct {
 	// mtus holds each peer's path MTU; guard fits the TUN's packets to it.
 	mtus  *pmtu.Table
 	guard *pmtu.Guard
+	// dns is the resolver of the mesh's names; nil with accept_dns false.
+	dns *names
 
-	// tagsMu guards tags: this node's tags as the coordinator last sent
-	// them (a welcome, or a delta when the administrator changed them).
+	// tagsMu guards tags and name: this node's tags and name as the
+	// coordinator last sent them (a welcome, or a delta when the
+	// administrator changed them).
 	tagsMu sync.Mutex
 	tags   []string
+	name   string
 
 	stop context.CancelFunc
 	// runCtx and tasks belong to Run: work it starts later (TCP punches)
@@ -155,8 +167,23 @@ func (e *Engine) Self() wire.Node { return e.state.Self }
 func (e *Engine) setSelf(n wire.Node) {
 	e.tagsMu.Lock()
 	e.tags = slices.Clone(n.Tags)
+	e.name = n.Name
 	e.tagsMu.Unlock()
 	e.relayFeed.setSelf(n)
+	if e.dns != nil {
+		e.dns.table.Set(n)
+	}
+}
+
+// currentName is this node's name as the coordinator last sent it (the
+// administrator may rename it), its registered one before.
+func (e *Engine) currentName() string {
+	e.tagsMu.Lock()
+	defer e.tagsMu.Unlock()
+	if e.name == "" {
+		return e.state.Self.Name
+	}
+	return e.name
 }
 
 // currentTags is this node's tags as the coordinator last sent them.

@@ -39,13 +39,22 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer e.closeTUN()
+	e.recoverDNS()
+	if e.cfg.AcceptDNS {
+		e.startDNS()
+		defer e.dns.stop()
+	}
 
 	e.build()
 	e.disc.hostAddrs() // the scope knows this host's prefixes before any peer arrives
 	e.guard = pmtu.NewGuard(e.tun, e.mtus)
 	e.dev = device.NewDevice(e.guard, e.bind, wgLogger(e.log))
 	defer e.dev.Close()
-	e.peers = registry.New(e.priv.Public(), e.relayFeed.update, peerConsumers(e.dev, e.bind, e.mtus, e.mgr)...)
+	consumers := peerConsumers(e.dev, e.bind, e.mtus, e.mgr)
+	if e.dns != nil {
+		consumers = append(consumers, registry.Named{Name: "dns", Consumer: dnsPeers{e.dns.table}})
+	}
+	e.peers = registry.New(e.priv.Public(), e.relayFeed.update, consumers...)
 	e.relayFeed.peers = e.peers
 	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", e.priv.Hex(), e.cfg.ListenPort)); err != nil {
 		return fmt.Errorf("configure WireGuard (listen_port %d in use? set another or 0): %w", e.cfg.ListenPort, err)
@@ -89,6 +98,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	if e.cfg.PortMapping {
 		wg.Go(func() { e.disc.keepPortMapping(ctx) })
 	}
+	if e.dns != nil {
+		wg.Go(func() { e.dns.run(ctx) })
+	}
 	if e.cfg.RelayListen != "" {
 		if err := e.serveRelay(ctx, &wg); err != nil {
 			return err
@@ -100,7 +112,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 	})
 	wg.Go(func() {
-		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, log: e.log, progress: e.progress}
+		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, log: e.log, progress: e.progress}
 		if err := e.stream.Run(ctx, link); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("coordinator: %w", err)
 			e.stop()

@@ -45,7 +45,7 @@ func (e *Engine) Status() localapi.Status {
 		}
 	}
 	self := localapi.Self{
-		Name:      e.state.Self.Name,
+		Name:      e.currentName(),
 		Addresses: e.state.Self.Addresses,
 		PublicKey: e.priv.Public().String(),
 		Interface: e.tunName(),
@@ -71,6 +71,7 @@ func (e *Engine) Status() localapi.Status {
 		Self:        self,
 		Peers:       peers,
 		Coordinator: localapi.Coordinator{URL: e.state.CoordinatorURL, Connected: e.stream != nil && e.stream.Connected()},
+		DNS:         e.dnsStatus(),
 		Counters: map[string]uint64{
 			"udp_garbage":           bs.Garbage.Load(),
 			"udp_unknown_source":    bs.UnknownPeer.Load(),
@@ -129,11 +130,12 @@ func (e *Engine) Ping(ctx context.Context, peer string) (localapi.PingReply, err
 }
 
 func (e *Engine) resolvePeer(s string) (crypto.PublicKey, string, error) {
+	name := e.peerName(s)
 	ip, ipErr := netip.ParseAddr(s)
 	key, keyErr := crypto.ParsePublicKey(s)
 	for _, n := range e.peers.All() {
 		k := n.PublicKey
-		if n.Name == s || (keyErr == nil && k == key) {
+		if strings.EqualFold(n.Name, name) || (keyErr == nil && k == key) {
 			return k, n.Name, nil
 		}
 		for _, a := range n.Addresses {
@@ -142,7 +144,7 @@ func (e *Engine) resolvePeer(s string) (crypto.PublicKey, string, error) {
 			}
 		}
 	}
-	return crypto.PublicKey{}, "", fmt.Errorf("no peer %q: give a peer's name, overlay address or public key (see 'meshnode status')", s)
+	return crypto.PublicKey{}, "", fmt.Errorf("no peer %q: give a peer's name (NAME or NAME.<domain>), overlay address or public key (see 'meshnode status')", s)
 }
 
 // peerStats are WireGuard's counters for one peer.

@@ -28,6 +28,7 @@ then run "meshnode up --token TOKEN" on each machine.`,
 		newDownCmd(),
 		newStatusCmd(),
 		newPingCmd(),
+		newDNSCmd(),
 		newNetcheckCmd(),
 		newConfigCmd(),
 	)

@@ -24,11 +24,13 @@ func newStatusCmd() *cobra.Command {
 	var socket string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "status",
+		Use:   "status [NAME|IP]",
 		Short: "Show this node and the path to every peer",
-		Long: `Show this node (name, overlay addresses, key, candidates) and every peer:
-whether it is online, the path in use (direct, relay or none), the endpoint,
-latency, the path's MTU, traffic and the last WireGuard handshake.
+		Long: `Show this node (name, overlay addresses, key, candidates, its name in the
+mesh's DNS) and every peer: whether it is online, the path in use (direct,
+relay or none), the endpoint, latency, the path's MTU, traffic and the last
+WireGuard handshake. With NAME (or NAME.<domain>) or an overlay address, only
+that peer.
 
 MTU is the largest packet the direct path carries to the peer in one piece,
 measured with don't-fragment probes: the TUN MTU when the whole path carries
@@ -36,15 +38,20 @@ full-size tunnel packets, less behind a smaller link (packets to that peer
 are then fitted to it), "-" while it is measured or without a direct path.
 
 --json prints a stable interface for scripts: self.name, self.addresses,
-self.public_key, self.endpoints and peers[] with name, addresses, public_key,
+self.public_key, self.endpoints, peers[] with name, addresses, public_key,
 online, path, endpoint, latency_ms, mtu, path_mtu, rx_bytes, tx_bytes,
-last_handshake.`,
-		Example: "  meshnode status\n  meshnode status --json | jq '.peers[] | {name, path}'",
-		Args:    exactArgs(),
-		RunE: func(cmd *cobra.Command, _ []string) error {
+last_handshake, and dns (as 'meshnode dns status --json').`,
+		Example: "  meshnode status\n  meshnode status desktop.mesh.internal\n  meshnode status --json | jq '.peers[] | {name, path}'",
+		Args:    optionalArg("NAME|IP"),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := newLocalClient(socket).Status(cmd.Context())
 			if err != nil {
 				return err
+			}
+			if len(args) == 1 {
+				if st.Peers = matchPeers(st, args[0]); len(st.Peers) == 0 {
+					return usageError{fmt.Errorf("no peer %q: give a peer's name (NAME or NAME.%s) or overlay address; 'meshnode status' lists them", args[0], st.DNS.Domain)}
+				}
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -66,6 +73,7 @@ func printStatus(w io.Writer, st localapi.Status) error {
 	}
 	fmt.Fprintf(w, "%s  %s  on %s\n", st.Self.Name, joinAddrs(st.Self.Addresses), st.Self.Interface)
 	fmt.Fprintf(w, "key %s\ncoordinator %s: %s\n", st.Self.PublicKey, st.Coordinator.URL, coord)
+	fmt.Fprintln(w, dnsLine(st.DNS, st.Self.Name))
 	if st.Self.NAT.Public != "" {
 		fmt.Fprintf(w, "public %s, NAT mapping %s, ports %s\n", st.Self.NAT.Public, st.Self.NAT.Mapping, st.Self.NAT.PortAlloc)
 		if st.Self.NAT.MappingLifetime != "" {
@@ -105,6 +113,26 @@ func printStatus(w io.Writer, st localapi.Status) error {
 			bytesStr(p.RxBytes), bytesStr(p.TxBytes), ago(p.LastHandshake), yesNo(p.Online))
 	}
 	return tw.Flush()
+}
+
+// matchPeers are the peers named by arg: a name, the name in the mesh's
+// domain, an overlay address or a key.
+func matchPeers(st localapi.Status, arg string) []localapi.Peer {
+	name := strings.TrimSuffix(strings.ToLower(arg), ".")
+	if st.DNS.Domain != "" {
+		name = strings.TrimSuffix(name, "."+st.DNS.Domain)
+	}
+	var out []localapi.Peer
+	for _, p := range st.Peers {
+		match := strings.EqualFold(p.Name, name) || p.PublicKey == arg
+		for _, a := range p.Addresses {
+			match = match || a.String() == arg
+		}
+		if match {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func joinAddrs[T fmt.Stringer](a []T) string {

@@ -141,3 +141,44 @@ func TestUpdateTags(t *testing.T) {
 		t.Fatalf("UpdateTags(unknown) = %v, want ErrNotFound", err)
 	}
 }
+
+func TestRenameNode(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "c.db"))
+	secret := addToken(t, s, "t", true, time.Now().Add(time.Hour))
+	ka, kb := newKey(t), newKey(t)
+	for k, name := range map[crypto.PublicKey]string{ka: "desktop", kb: "laptop"} {
+		if _, err := register(s, "t", secret, k, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name, from, to string
+		wantErr        error
+	}{
+		{name: "to a free name", from: "desktop", to: "workstation"},
+		{name: "to its own name", from: "laptop", to: "laptop"},
+		{name: "to a taken name", from: "workstation", to: "laptop", wantErr: ErrNameTaken},
+		{name: "an unknown node", from: "desktop", to: "pc", wantErr: ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := s.RenameNode(t.Context(), tt.from, tt.to)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("RenameNode(%s, %s) = %v, want %v", tt.from, tt.to, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || n.Name != tt.to {
+				t.Fatalf("RenameNode(%s, %s) = %q, %v", tt.from, tt.to, n.Name, err)
+			}
+			if got, err := s.Node(t.Context(), n.Key); err != nil || got.Name != tt.to {
+				t.Fatalf("stored name %q, %v; want %q", got.Name, err, tt.to)
+			}
+		})
+	}
+	// The old name is free again.
+	if _, err := s.RenameNode(t.Context(), "laptop", "desktop"); err != nil {
+		t.Fatalf("rename to a freed name: %v", err)
+	}
+}

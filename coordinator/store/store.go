@@ -54,6 +54,10 @@ type Store interface {
 	// UpdateTags adds and then removes tags of the active node of that name
 	// and returns it; ErrNotFound if there is none.
 	UpdateTags(ctx context.Context, name string, add, remove []string) (Node, error)
+	// RenameNode gives the active node of that name a new one and returns
+	// it; ErrNotFound if there is none, ErrNameTaken if another node has
+	// the new name.
+	RenameNode(ctx context.Context, name, newName string) (Node, error)
 	// Bans lists the banned keys, newest first.
 	Bans(ctx context.Context) ([]Ban, error)
 	// Allow lifts the ban of a key, named by the key or by the node name it
@@ -91,6 +95,7 @@ var (
 	ErrRemoved       = errors.New("node was removed")
 	ErrBanned        = errors.New("node key is banned")
 	ErrAmbiguous     = errors.New("ambiguous")
+	ErrNameTaken     = errors.New("name taken")
 	ErrTokenUnknown  = errors.New("join token unknown")
 	ErrTokenExpired  = errors.New("join token expired")
 	ErrTokenUsed     = errors.New("join token already used")

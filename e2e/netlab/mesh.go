@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,8 @@ type Coordinator struct {
 	NS      *Netns
 	lab     *Lab
 	dataDir string
+	// args are settings beyond the lab's (--dns-records ...).
+	args []string
 
 	mu   sync.Mutex
 	proc *Proc
@@ -52,8 +55,9 @@ type Coordinator struct {
 
 // StartCoordinator runs a coordinator on CoordinatorHost: control API and TCP
 // relay on every address (IPv6-only nodes dial CoordinatorAddr6), STUN and
-// UDP relay on both IPv4 addresses and on the IPv6 one.
-func (l *Lab) StartCoordinator(ctx context.Context) (*Coordinator, error) {
+// UDP relay on both IPv4 addresses and on the IPv6 one; args are further
+// flags.
+func (l *Lab) StartCoordinator(ctx context.Context, args ...string) (*Coordinator, error) {
 	if err := l.needBin(); err != nil {
 		return nil, err
 	}
@@ -61,7 +65,7 @@ func (l *Lab) StartCoordinator(ctx context.Context) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Coordinator{NS: n, lab: l, dataDir: filepath.Join(l.dir, "coordinator")}
+	c := &Coordinator{NS: n, lab: l, dataDir: filepath.Join(l.dir, "coordinator"), args: args}
 	return c, c.Start(ctx)
 }
 
@@ -85,7 +89,7 @@ func (c *Coordinator) Start(ctx context.Context) error {
 		return fmt.Errorf("coordinator already running (pid %d)", c.proc.PID())
 	}
 	a, b := CoordinatorAddrs()
-	p, err := c.NS.Start("coordinator", c.lab.bin, "coordinator",
+	argv := append([]string{c.lab.bin, "coordinator",
 		"--data-dir", c.dataDir,
 		"--listen", fmt.Sprintf(":%d", CoordinatorPort),
 		"--stun-listen", netip.AddrPortFrom(a, STUNPort).String(),
@@ -93,7 +97,8 @@ func (c *Coordinator) Start(ctx context.Context) error {
 		"--stun-listen-v6", netip.AddrPortFrom(CoordinatorAddr6(), STUNPort).String(),
 		"--public-url", c.URL(),
 		"--log-level", "debug",
-	)
+	}, c.args...)
+	p, err := c.NS.Start("coordinator", argv...)
 	if err != nil {
 		return err
 	}
@@ -160,12 +165,20 @@ func (c *Coordinator) RemoveNode(ctx context.Context, name string) error {
 	return err
 }
 
+// RenameNode renames a node (`meshnode nodes rename`).
+func (c *Coordinator) RenameNode(ctx context.Context, name, newName string) error {
+	_, err := c.lab.meshnode(ctx, c.NS, "nodes", "rename", name, newName, "--data-dir", c.dataDir)
+	return err
+}
+
 // NodeConfig is how a node starts.
 type NodeConfig struct {
 	Name  string
 	Token string
 	// ListenPort is the node's UDP port; DefaultNodePort when zero.
 	ListenPort int
+	// Args are further flags of `meshnode up` (--dns manage-resolv-conf).
+	Args []string
 }
 
 // Node is a `meshnode up` process on a host.
@@ -189,12 +202,18 @@ func (l *Lab) StartNode(ctx context.Context, h *Host, cfg NodeConfig) (*Node, er
 	if cfg.ListenPort == 0 {
 		cfg.ListenPort = DefaultNodePort
 	}
+	// A node that manages resolv.conf writes the one it sees: the host's,
+	// unless its namespace has its own.
+	manages := slices.ContainsFunc(cfg.Args, func(a string) bool { return strings.Contains(a, "manage-resolv-conf") })
+	if manages && !h.NS.hasResolvConf() {
+		return nil, fmt.Errorf("node %q manages resolv.conf, but namespace %s has none of its own: it would write the host's (call SetResolvConf first)", cfg.Name, h.NS.Name)
+	}
 	state := filepath.Join(l.dir, cfg.Name)
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return nil, fmt.Errorf("state of %s: %w", cfg.Name, err)
 	}
 	n := &Node{Name: cfg.Name, Host: h, lab: l, socket: filepath.Join(state, "meshnode.sock")}
-	p, err := h.NS.Start(cfg.Name, l.bin, "up",
+	argv := append([]string{l.bin, "up",
 		"--token", cfg.Token,
 		"--state-dir", state,
 		"--interface", "mesh0",
@@ -202,7 +221,8 @@ func (l *Lab) StartNode(ctx context.Context, h *Host, cfg NodeConfig) (*Node, er
 		"--listen-port", strconv.Itoa(cfg.ListenPort),
 		"--name", cfg.Name,
 		"--log-level", "debug",
-	)
+	}, cfg.Args...)
+	p, err := h.NS.Start(cfg.Name, argv...)
 	if err != nil {
 		return nil, err
 	}

@@ -137,7 +137,7 @@ func (n *Netns) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
-	errs = append(errs, deleteNetns(ctx, n.lab.tools.IP, n.Name))
+	errs = append(errs, deleteNetns(ctx, n.lab.tools.IP, n.Name), removeEtc(n.Name))
 	return errors.Join(errs...)
 }
 

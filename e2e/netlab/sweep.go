@@ -78,6 +78,22 @@ func Sweep(ctx context.Context, prefix string, includeOwn bool) ([]string, error
 		}
 		removed = append(removed, name)
 	}
+	// Namespaces' own resolv.conf (SetResolvConf), also of namespaces
+	// already gone.
+	etc, err := filepath.Glob(filepath.Join(netnsEtc, prefix+"-*"))
+	if err != nil {
+		return removed, errors.Join(append(errs, err)...)
+	}
+	for _, dir := range etc {
+		if !stale(prefix, filepath.Base(dir), includeOwn) {
+			continue
+		}
+		if err := removeEtc(filepath.Base(dir)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, dir)
+	}
 	dirs, err := filepath.Glob(filepath.Join(os.TempDir(), prefix+"-*"))
 	if err != nil {
 		return removed, errors.Join(append(errs, err)...)

@@ -17,6 +17,8 @@ import (
 	"github.com/meshnode/meshnode/internal/relayfault"
 	"github.com/meshnode/meshnode/node"
 	"github.com/meshnode/meshnode/node/bind"
+	"github.com/meshnode/meshnode/node/meshdns"
+	"github.com/meshnode/meshnode/node/osdns"
 	"github.com/meshnode/meshnode/node/path"
 	"github.com/meshnode/meshnode/node/relayclient"
 	"github.com/meshnode/meshnode/tun"
@@ -85,6 +87,12 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 		cfg.RelayPublic = cfg.RelayListen
 	}
 	n := &Node{Name: name, Host: host, done: make(chan error, 1)}
+	// An empty resolv.conf: the resolver has no upstream, and never
+	// forwards to the host's.
+	resolvConf := filepath.Join(cfg.StateDir, "resolv.conf")
+	if err := os.WriteFile(resolvConf, nil, 0o644); err != nil {
+		m.t.Fatal(err)
+	}
 	ready := make(chan struct{})
 	eopts := node.Options{
 		Config:      cfg,
@@ -124,6 +132,12 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 			n.Net = tnet
 			return dev, err
 		},
+		// The resolver listens on the node's netstack, created first.
+		DNSListen: &meshdns.Listeners{
+			Packet: func(ap netip.AddrPort) (net.PacketConn, error) { return n.Net.ListenUDPAddrPort(ap) },
+			Stream: func(ap netip.AddrPort) (net.Listener, error) { return n.Net.ListenTCPAddrPort(ap) },
+		},
+		DNSPaths: &osdns.Paths{ResolvConf: resolvConf},
 	}
 	ctx, cancel := context.WithCancel(m.ctx)
 	n.cancel = cancel

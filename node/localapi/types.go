@@ -21,6 +21,8 @@ type Status struct {
 	Self        Self        `json:"self"`
 	Peers       []Peer      `json:"peers"`
 	Coordinator Coordinator `json:"coordinator"`
+	// DNS is the resolver of the mesh's names (`meshnode dns status`).
+	DNS DNS `json:"dns"`
 	// Counters are what the node dropped and why: garbage on the UDP port,
 	// WireGuard from unknown sources, sends with no path, rejected
 	// (forged, replayed or malformed) discovery messages.
@@ -64,6 +66,37 @@ type NAT struct {
 type Coordinator struct {
 	URL       string `json:"url"`
 	Connected bool   `json:"connected"`
+}
+
+// DNS is the resolver's state.
+type DNS struct {
+	// Enabled is accept_dns: the node runs a resolver.
+	Enabled bool   `json:"enabled"`
+	Domain  string `json:"domain,omitempty"`
+	// Listen are the addresses (ip:port) the resolver answers on, UDP and
+	// TCP; ListenError names those it could not open.
+	Listen      []string `json:"listen,omitempty"`
+	ListenError string   `json:"listen_error,omitempty"`
+	// OS is how the OS is pointed at the resolver: systemd-resolved,
+	// /etc/resolver (macOS), resolv.conf (dns: manage-resolv-conf) or
+	// none; OSNote says why none, or what went wrong.
+	OS     string `json:"os"`
+	OSNote string `json:"os_note,omitempty"`
+	// Upstreams are the machine's resolvers, which the resolver forwards
+	// every other name to.
+	Upstreams []string    `json:"upstreams,omitempty"`
+	Records   []DNSRecord `json:"records,omitempty"`
+	// Counters are the resolver's: queries, answered, nxdomain,
+	// forwarded, servfail, truncated, rate_limited, refused_source,
+	// malformed.
+	Counters map[string]uint64 `json:"counters,omitempty"`
+}
+
+// DNSRecord is one name the resolver answers.
+type DNSRecord struct {
+	Name      string       `json:"name"`
+	Addresses []netip.Addr `json:"addresses"`
+	Kind      string       `json:"kind"` // self, peer or extra (the administrator's dns_records)
 }
 
 // Peer describes one peer.
