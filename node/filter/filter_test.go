@@ -384,11 +384,14 @@ func TestDeniedCountsPerRule(t *testing.T) {
 	f.Check(Inbound, tcp(home4, office4, 40000, 23, syn))
 	f.Check(Outbound, udp(home4, office4, 40000, 443))
 	f.Check(Outbound, udp(office4, lab1, 40000, 53))
+	f.Check(Inbound, packettest.IP{Src: home4, Dst: office4, Proto: 47}.Build(make([]byte, 20)))
 	if err := f.Set(officePolicy(2)); err != nil {
 		t.Fatal(err)
 	}
 	st := f.Status()
-	want := []RuleDenied{{Rule: "web", In: 2, Out: 1}, {Rule: "dns"}, {Rule: "ping"}, {Rule: "lab"}}
+	// TCP to other ports against web (of TCP); UDP and GRE against the
+	// first rule whose addresses cover them, web too.
+	want := []RuleDenied{{Rule: "web", In: 3, Out: 1}, {Rule: "dns"}, {Rule: "ping"}, {Rule: "lab"}}
 	if len(st.Denied) != len(want) {
 		t.Fatalf("denied %+v, want %+v", st.Denied, want)
 	}
@@ -400,8 +403,18 @@ func TestDeniedCountsPerRule(t *testing.T) {
 	if st.NoRule != (RuleDenied{Out: 1}) {
 		t.Errorf("no rule: %+v, want 1 outbound", st.NoRule)
 	}
-	if f.Stats.DeniedIn.Load() != 2 || f.Stats.DeniedOut.Load() != 2 {
-		t.Errorf("totals %d in, %d out; want 2 and 2", f.Stats.DeniedIn.Load(), f.Stats.DeniedOut.Load())
+	if f.Stats.DeniedIn.Load() != 3 || f.Stats.DeniedOut.Load() != 2 {
+		t.Errorf("totals %d in, %d out; want 3 and 2", f.Stats.DeniedIn.Load(), f.Stats.DeniedOut.Load())
+	}
+	// With the ICMP rule first, SSH still counts against the TCP rule.
+	swapped := officePolicy(3)
+	swapped.Rules[0], swapped.Rules[2] = swapped.Rules[2], swapped.Rules[0]
+	if err := f.Set(swapped); err != nil {
+		t.Fatal(err)
+	}
+	f.Check(Inbound, tcp(home4, office4, 40000, 22, syn))
+	if st := f.Status(); st.Denied[0].Rule != "ping" || st.Denied[0].In != 0 || st.Denied[2].Rule != "web" || st.Denied[2].In != 4 {
+		t.Errorf("after SSH under the swapped policy: %+v; want it counted against web", st.Denied)
 	}
 }
 

@@ -121,13 +121,20 @@ func (rs *ruleSet) allows(k *key) bool {
 }
 
 // blame is the counter of the rule a denied packet is counted against:
-// the first whose addresses cover the packet's although its protocol or
-// ports do not, so that "web allowed from home to office" counts the SSH
-// it kept out; nil when no rule covers the addresses.
+// the first of its protocol whose addresses cover the packet's although
+// its ports do not, else the first whose addresses cover them at all, so
+// that "web allowed from home to office" counts the SSH it kept out; nil
+// when no rule covers the addresses.
 func (rs *ruleSet) blame(k *key) *Counter {
 	src, dst := value16(k.fam, &k.src), value16(k.fam, &k.dst)
+	covers := func(r *rule) bool { return r.dst[k.fam].contains(dst) && r.src[k.fam].contains(src) }
+	for _, r := range rs.byClass[k.fam][classOf(k.fam, k.proto)] {
+		if covers(r) {
+			return r.counter
+		}
+	}
 	for _, r := range rs.rules {
-		if r.dst[k.fam].contains(dst) && r.src[k.fam].contains(src) {
+		if covers(r) {
 			return r.counter
 		}
 	}
