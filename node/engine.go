@@ -23,6 +23,7 @@ import (
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/control"
+	"github.com/meshnode/meshnode/node/filter"
 	"github.com/meshnode/meshnode/node/path"
 	"github.com/meshnode/meshnode/node/pmtu"
 	"github.com/meshnode/meshnode/node/registry"
@@ -58,6 +59,10 @@ type Options struct {
 	Progress func(msg string)
 	// Ready is closed once the node is up (device, socket, coordinator).
 	Ready chan<- struct{}
+	// UnfilteredSends, for tests only, lets the node send what its access
+	// policy denies (it still filters what it receives): a test proves
+	// that its peers drop it.
+	UnfilteredSends bool
 }
 
 // Engine is a running node. It wires the parts together; each part owns its
@@ -87,6 +92,8 @@ type Engine struct {
 	// mtus holds each peer's path MTU; guard fits the TUN's packets to it.
 	mtus  *pmtu.Table
 	guard *pmtu.Guard
+	// filter enforces the access policy on the TUN, both ways.
+	filter *filter.Filter
 
 	// tagsMu guards tags: this node's tags as the coordinator last sent
 	// them (a welcome, or a delta when the administrator changed them).
@@ -113,9 +120,10 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		opts.AuxListen = func() (bind.UDPConn, error) { return net.ListenUDP("udp4", nil) }
 	}
 	e := &Engine{
-		opts: opts,
-		cfg:  opts.Config,
-		log:  opts.Log,
+		opts:   opts,
+		cfg:    opts.Config,
+		log:    opts.Log,
+		filter: filter.New(filter.Options{}),
 	}
 	if err := os.MkdirAll(e.cfg.StateDir, dirMode); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", e.cfg.StateDir, err)
