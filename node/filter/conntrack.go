@@ -323,13 +323,21 @@ func (t *table) clear() {
 	}
 }
 
-// len is the number of flows tracked.
-func (t *table) len() int {
+// live is the number of flows tracked and not yet idle past their
+// timeout (an idle one leaves the table at its next packet, or when its
+// room is needed).
+func (t *table) live(now int64) int {
 	n := 0
 	for i := range t.shards {
 		s := &t.shards[i]
 		s.mu.Lock()
-		n += s.n
+		for _, l := range []*lru{&s.first, &s.rest} {
+			for f := l.root.next; f != &l.root; f = f.next {
+				if now-f.last <= int64(idle[f.state]) {
+					n++
+				}
+			}
+		}
 		s.mu.Unlock()
 	}
 	return n

@@ -237,7 +237,7 @@ type Status struct {
 	Active   bool   // a policy is in force; false: everything passes
 	Version  uint64 // the policy's version (the latest applied, also when it removed the policy)
 	Rules    int    // rules in force
-	Flows    int    // flows tracked
+	Flows    int    // flows tracked, not idle past their timeout
 	MaxFlows int    // the table's bound
 	// Denied counts packets per rule of the policy in force, in its
 	// order (each name once); NoRule those whose addresses no rule
@@ -251,7 +251,7 @@ func (f *Filter) Status() Status {
 	rs := f.rules.Load()
 	st := Status{MaxFlows: f.maxFlows, NoRule: RuleDenied{In: f.noRule.In.Load(), Out: f.noRule.Out.Load()}}
 	if rs != nil {
-		st.Active, st.Rules, st.Flows = true, len(rs.rules), f.table.len()
+		st.Active, st.Rules, st.Flows = true, len(rs.rules), f.table.live(f.clock())
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

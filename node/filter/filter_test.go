@@ -240,6 +240,9 @@ func TestIdleExpiry(t *testing.T) {
 					t.Fatal("the first reply was denied")
 				}
 				clock.Advance(after.idle)
+				if n, want := f.Status().Flows, map[bool]int{true: 1, false: 0}[after.want]; n != want {
+					t.Errorf("after %v idle: status counts %d flows, want %d", after.idle, n, want)
+				}
 				if got := f.Check(Outbound, tc.reply); got != after.want {
 					t.Errorf("after %v idle: passes = %v, want %v", after.idle, got, after.want)
 				}
