@@ -160,7 +160,6 @@ type shard struct {
 	first, rest lru
 	n           int
 	spare       []*flow // removed flows, reused: no allocation per new flow
-	_           [64]byte
 }
 
 // table tracks flows: a bounded, sharded map from each direction's key.
