@@ -1,7 +1,6 @@
 package filter
 
 import (
-	"encoding/binary"
 	"math/bits"
 	"math/rand/v2"
 	"sync"
@@ -183,13 +182,13 @@ func newTable(maxFlows int, stats *Stats) *table {
 // hashes of its two ends are added, which doesn't depend on their order.
 // The seed keeps a peer from aiming all its flows at one shard.
 func (t *table) shardOf(k *key) *shard {
-	h := endpoint(t.seed, &k.src, k.sport) + endpoint(t.seed, &k.dst, k.dport)
+	h := endpoint(t.seed, k.src, k.sport) + endpoint(t.seed, k.dst, k.dport)
 	h = mix(h^uint64(k.proto)<<8^uint64(k.fam), t.seed|1)
 	return &t.shards[h>>(64-shardBits)]
 }
 
-func endpoint(seed uint64, a *[16]byte, port uint16) uint64 {
-	return mix(binary.LittleEndian.Uint64(a[:8])^seed, binary.LittleEndian.Uint64(a[8:])^uint64(port)<<48^0x9e3779b97f4a7c15)
+func endpoint(seed uint64, a u128, port uint16) uint64 {
+	return mix(a.hi^seed, a.lo^uint64(port)<<48^0x9e3779b97f4a7c15)
 }
 
 // mix folds the 128-bit product of a and b (wyhash's mixer).

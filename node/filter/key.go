@@ -36,7 +36,7 @@ const (
 // datagram. Comparable and free of pointers: a map key that costs the
 // garbage collector nothing.
 type key struct {
-	src, dst     [16]byte // IPv4 as IPv4-mapped IPv6 (netip.Addr.As16)
+	src, dst     u128 // addrValue: IPv4 in the low 32 bits
 	sport, dport uint16
 	proto        uint8
 	fam          family
@@ -61,7 +61,7 @@ func (k key) reverse() key {
 // and what tracking it starts: ok is false for packets that open nothing
 // (ICMP other than an echo request, and TCP resets).
 func flowKey(src, dst netip.Addr, t *packet.Transport) (key, state, bool) {
-	k := key{src: src.As16(), dst: dst.As16(), proto: t.Proto, fam: familyOf(src)}
+	k := key{src: addrValue(src), dst: addrValue(dst), proto: t.Proto, fam: familyOf(src)}
 	is6 := k.fam == v6
 	switch {
 	case t.Proto == packet.ProtoTCP:
@@ -86,7 +86,7 @@ func flowKey(src, dst netip.Addr, t *packet.Transport) (key, state, bool) {
 // §3.2: source, destination, protocol and identification).
 func fragmentKey(h *packet.Headers) key {
 	return key{
-		src: h.Src.As16(), dst: h.Dst.As16(), proto: h.Proto, fam: familyOf(h.Src), kind: kindFragment,
+		src: addrValue(h.Src), dst: addrValue(h.Dst), proto: h.Proto, fam: familyOf(h.Src), kind: kindFragment,
 		sport: uint16(h.FragID >> 16), dport: uint16(h.FragID),
 	}
 }

@@ -107,13 +107,12 @@ func compile(f *wire.Filter, gen uint64, counter func(name string) *Counter) *ru
 // a flow: its protocol, destination port, source and destination.
 func (rs *ruleSet) allows(k *key) bool {
 	c := classOf(k.fam, k.proto)
-	src, dst := value16(k.fam, &k.src), value16(k.fam, &k.dst)
 	port := u128{lo: uint64(k.dport)}
 	for _, r := range rs.byClass[k.fam][c] {
 		if c <= classUDP && r.ports != nil && !r.ports.contains(port) {
 			continue
 		}
-		if r.dst[k.fam].contains(dst) && r.src[k.fam].contains(src) {
+		if r.dst[k.fam].contains(k.dst) && r.src[k.fam].contains(k.src) {
 			return true
 		}
 	}
@@ -126,8 +125,7 @@ func (rs *ruleSet) allows(k *key) bool {
 // that "web allowed from home to office" counts the SSH it kept out; nil
 // when no rule covers the addresses.
 func (rs *ruleSet) blame(k *key) *Counter {
-	src, dst := value16(k.fam, &k.src), value16(k.fam, &k.dst)
-	covers := func(r *rule) bool { return r.dst[k.fam].contains(dst) && r.src[k.fam].contains(src) }
+	covers := func(r *rule) bool { return r.dst[k.fam].contains(k.dst) && r.src[k.fam].contains(k.src) }
 	for _, r := range rs.byClass[k.fam][classOf(k.fam, k.proto)] {
 		if covers(r) {
 			return r.counter

@@ -28,19 +28,14 @@ func (a u128) succ() (u128, bool) {
 	return a, false
 }
 
-// value16 is the number of a 16-byte address of family fam; IPv4 is held
-// IPv4-mapped (netip.Addr.As16), its 4 bytes in the low bits.
-func value16(fam family, a *[16]byte) u128 {
-	if fam == v4 {
-		return u128{lo: uint64(binary.BigEndian.Uint32(a[12:]))}
-	}
-	return u128{binary.BigEndian.Uint64(a[:8]), binary.BigEndian.Uint64(a[8:])}
-}
-
-// addrValue is value16 for a netip.Addr.
+// addrValue is an address as a number: IPv4 in the low 32 bits.
 func addrValue(a netip.Addr) u128 {
+	if a.Is4() {
+		b := a.As4()
+		return u128{lo: uint64(binary.BigEndian.Uint32(b[:]))}
+	}
 	b := a.As16()
-	return value16(familyOf(a), &b)
+	return u128{binary.BigEndian.Uint64(b[:8]), binary.BigEndian.Uint64(b[8:])}
 }
 
 // span is an inclusive range of u128.
