@@ -23,6 +23,7 @@ import (
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/control"
+	"github.com/meshnode/meshnode/node/filter"
 	"github.com/meshnode/meshnode/node/meshdns"
 	"github.com/meshnode/meshnode/node/osdns"
 	"github.com/meshnode/meshnode/node/path"
@@ -66,6 +67,10 @@ type Options struct {
 	Progress func(msg string)
 	// Ready is closed once the node is up (device, socket, coordinator).
 	Ready chan<- struct{}
+	// UnfilteredSends, for tests only, lets the node send what its access
+	// policy denies (it still filters what it receives): a test proves
+	// that its peers drop it.
+	UnfilteredSends bool
 }
 
 // Engine is a running node. It wires the parts together; each part owns its
@@ -97,6 +102,8 @@ type Engine struct {
 	guard *pmtu.Guard
 	// dns is the resolver of the mesh's names; nil with accept_dns false.
 	dns *names
+	// filter enforces the access policy on the TUN, both ways.
+	filter *filter.Filter
 
 	// tagsMu guards tags and name: this node's tags and name as the
 	// coordinator last sent them (a welcome, or a delta when the
@@ -125,9 +132,10 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		opts.AuxListen = func() (bind.UDPConn, error) { return net.ListenUDP("udp4", nil) }
 	}
 	e := &Engine{
-		opts: opts,
-		cfg:  opts.Config,
-		log:  opts.Log,
+		opts:   opts,
+		cfg:    opts.Config,
+		log:    opts.Log,
+		filter: filter.New(filter.Options{}),
 	}
 	if err := os.MkdirAll(e.cfg.StateDir, dirMode); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", e.cfg.StateDir, err)

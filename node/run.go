@@ -16,6 +16,7 @@ import (
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/control"
 	"github.com/meshnode/meshnode/node/discovery"
+	"github.com/meshnode/meshnode/node/filter"
 	"github.com/meshnode/meshnode/node/localapi"
 	"github.com/meshnode/meshnode/node/path"
 	"github.com/meshnode/meshnode/node/pmtu"
@@ -48,7 +49,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	e.build()
 	e.disc.hostAddrs() // the scope knows this host's prefixes before any peer arrives
 	e.guard = pmtu.NewGuard(e.tun, e.mtus)
-	e.dev = device.NewDevice(e.guard, e.bind, wgLogger(e.log))
+	// The filter sees what wireguard-go sends and receives; the guard's
+	// own ICMP errors go into the TUN below it.
+	e.dev = device.NewDevice(filter.NewTUN(e.guard, e.filter, !e.opts.UnfilteredSends), e.bind, wgLogger(e.log))
 	defer e.dev.Close()
 	consumers := peerConsumers(e.dev, e.bind, e.mtus, e.mgr)
 	if e.dns != nil {
@@ -112,7 +115,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 	})
 	wg.Go(func() {
-		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, log: e.log, progress: e.progress}
+		fl := &filterLink{e: e}
+		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, filter: fl.apply, log: e.log, progress: e.progress}
 		if err := e.stream.Run(ctx, link); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("coordinator: %w", err)
 			e.stop()

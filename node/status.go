@@ -20,8 +20,12 @@ import (
 func (e *Engine) Status() localapi.Status {
 	disc := e.disc.result()
 	peers := []localapi.Peer{}
+	own := e.state.Self.Addresses
 	for _, n := range e.peers.All() {
-		peers = append(peers, localapi.Peer{Name: n.Name, Addresses: n.Addresses, PublicKey: n.PublicKey.String(), Online: n.Online})
+		peers = append(peers, localapi.Peer{
+			Name: n.Name, Addresses: n.Addresses, PublicKey: n.PublicKey.String(), Online: n.Online,
+			Reach: e.filter.Reach(own, n.Addresses), ReachedBy: e.filter.Reach(n.Addresses, own),
+		})
 	}
 	stats := e.wgStats()
 	for i := range peers {
@@ -66,9 +70,10 @@ func (e *Engine) Status() localapi.Status {
 	for _, ep := range disc.Endpoints {
 		self.Endpoints = append(self.Endpoints, ep.Addr.String())
 	}
-	bs, ps, gs := &e.bind.Stats, &e.mgr.Stats, &e.guard.Stats
+	bs, ps, gs, fs := &e.bind.Stats, &e.mgr.Stats, &e.guard.Stats, &e.filter.Stats
 	return localapi.Status{
 		Self:        self,
+		Policy:      e.policyStatus(),
 		Peers:       peers,
 		Coordinator: localapi.Coordinator{URL: e.state.CoordinatorURL, Connected: e.stream != nil && e.stream.Connected()},
 		DNS:         e.dnsStatus(),
@@ -102,8 +107,28 @@ func (e *Engine) Status() localapi.Status {
 			"coordinator_sent":      e.stream.Stats.Sent.Load(),
 			"coordinator_coalesced": e.stream.Stats.Coalesced.Load(),
 			"coordinator_dropped":   e.stream.Stats.Dropped.Load(),
+			"filter_denied_in":      fs.DeniedIn.Load(),
+			"filter_denied_out":     fs.DeniedOut.Load(),
+			"filter_malformed":      fs.Malformed.Load(),
+			"filter_fragments":      fs.Fragments.Load(),
+			"filter_flows_evicted":  fs.Evicted.Load(),
+			"filter_flows_revoked":  fs.Revoked.Load(),
 		},
 	}
+}
+
+// policyStatus is the access policy in force and what it denied.
+func (e *Engine) policyStatus() localapi.Policy {
+	st := e.filter.Status()
+	p := localapi.Policy{
+		Active: st.Active, Version: st.Version, Rules: st.Rules, Flows: st.Flows, MaxFlows: st.MaxFlows,
+		Denied:       make([]localapi.RuleDenied, len(st.Denied)),
+		DeniedNoRule: localapi.RuleDenied{In: st.NoRule.In, Out: st.NoRule.Out},
+	}
+	for i, d := range st.Denied {
+		p.Denied[i] = localapi.RuleDenied{Rule: d.Rule, In: d.In, Out: d.Out}
+	}
+	return p
 }
 
 // Ping implements localapi.Backend: peer is a name, an overlay address or a key.

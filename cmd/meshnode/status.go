@@ -27,20 +27,29 @@ func newStatusCmd() *cobra.Command {
 		Use:   "status [NAME|IP]",
 		Short: "Show this node and the path to every peer",
 		Long: `Show this node (name, overlay addresses, key, candidates, its name in the
-mesh's DNS) and every peer: whether it is online, the path in use (direct,
-relay or none), the endpoint, latency, the path's MTU, traffic and the last
-WireGuard handshake. With NAME (or NAME.<domain>) or an overlay address, only
-that peer.
+mesh's DNS), the access policy it enforces, and every peer: whether it is
+online, the path in use (direct, relay or none), the endpoint, latency, the
+path's MTU, traffic, the last WireGuard handshake, and whether the policy
+lets this node reach it. With NAME (or NAME.<domain>) or an overlay address,
+only that peer.
 
 MTU is the largest packet the direct path carries to the peer in one piece,
 measured with don't-fragment probes: the TUN MTU when the whole path carries
 full-size tunnel packets, less behind a smaller link (packets to that peer
 are then fitted to it), "-" while it is measured or without a direct path.
 
+REACH is "yes" when the access policy lets this node open connections to
+the peer (on some protocol and port; always, with no policy), "no" when it
+doesn't: the peer is then listed because it may reach this node. The policy
+line counts the packets denied against each rule, from peers (in) and from
+this host (out).
+
 --json prints a stable interface for scripts: self.name, self.addresses,
-self.public_key, self.endpoints, peers[] with name, addresses, public_key,
+self.public_key, self.endpoints; peers[] with name, addresses, public_key,
 online, path, endpoint, latency_ms, mtu, path_mtu, rx_bytes, tx_bytes,
-last_handshake, and dns (as 'meshnode dns status --json').`,
+last_handshake, reach, reached_by; policy with active, version, rules,
+flows, max_flows, denied[] (rule, in, out) and denied_no_rule; counters;
+and dns (as 'meshnode dns status --json').`,
 		Example: "  meshnode status\n  meshnode status desktop.mesh.internal\n  meshnode status --json | jq '.peers[] | {name, path}'",
 		Args:    optionalArg("NAME|IP"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -89,13 +98,14 @@ func printStatus(w io.Writer, st localapi.Status) error {
 	if st.Self.NAT.Public6 != "" {
 		fmt.Fprintf(w, "public %s, NAT mapping %s\n", st.Self.NAT.Public6, st.Self.NAT.Mapping6)
 	}
+	printPolicy(w, st.Policy)
 	fmt.Fprintln(w)
 	if len(st.Peers) == 0 {
 		fmt.Fprintln(w, "no peers yet: run 'meshnode up' on another machine with a token")
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tPATH\tENDPOINT\tLATENCY\tMTU\tRX\tTX\tHANDSHAKE\tONLINE")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tPATH\tENDPOINT\tLATENCY\tMTU\tRX\tTX\tHANDSHAKE\tONLINE\tREACH")
 	for _, p := range st.Peers {
 		addr := ""
 		if len(p.Addresses) > 0 {
@@ -109,8 +119,8 @@ func printStatus(w io.Writer, st localapi.Status) error {
 		if p.MTU > 0 {
 			mtu = strconv.Itoa(p.MTU)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, addr, p.Path, dash(p.Endpoint), lat, mtu,
-			bytesStr(p.RxBytes), bytesStr(p.TxBytes), ago(p.LastHandshake), yesNo(p.Online))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, addr, p.Path, dash(p.Endpoint), lat, mtu,
+			bytesStr(p.RxBytes), bytesStr(p.TxBytes), ago(p.LastHandshake), yesNo(p.Online), yesNo(p.Reach))
 	}
 	return tw.Flush()
 }
@@ -133,6 +143,23 @@ func matchPeers(st localapi.Status, arg string) []localapi.Peer {
 		}
 	}
 	return out
+}
+
+// printPolicy shows the access policy in force and what it denied.
+func printPolicy(w io.Writer, p localapi.Policy) {
+	if !p.Active {
+		fmt.Fprintln(w, "access policy: none, every member reaches every other")
+		return
+	}
+	fmt.Fprintf(w, "access policy version %d: %d rules, %d of %d flows tracked\n", p.Version, p.Rules, p.Flows, p.MaxFlows)
+	for _, d := range p.Denied {
+		if d.In+d.Out > 0 {
+			fmt.Fprintf(w, "  denied against %q: %d in, %d out\n", d.Rule, d.In, d.Out)
+		}
+	}
+	if d := p.DeniedNoRule; d.In+d.Out > 0 {
+		fmt.Fprintf(w, "  denied, no rule covering the addresses: %d in, %d out\n", d.In, d.Out)
+	}
 }
 
 func joinAddrs[T fmt.Stringer](a []T) string {

@@ -35,6 +35,9 @@ type NodeOptions struct {
 	Relay bool
 	// RelayTiming overrides the relay client's timers.
 	RelayTiming *relayclient.Timing
+	// UnfilteredSends makes the node send what its access policy denies,
+	// as a modified node would: its peers must drop it.
+	UnfilteredSends bool
 }
 
 // RelayPort is where relay nodes serve in the lab.
@@ -139,6 +142,7 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 		},
 		DNSPaths: &osdns.Paths{ResolvConf: resolvConf},
 	}
+	eopts.UnfilteredSends = opts.UnfilteredSends
 	ctx, cancel := context.WithCancel(m.ctx)
 	n.cancel = cancel
 	eng, err := node.New(ctx, eopts)

@@ -25,8 +25,39 @@ type Status struct {
 	DNS DNS `json:"dns"`
 	// Counters are what the node dropped and why: garbage on the UDP port,
 	// WireGuard from unknown sources, sends with no path, rejected
-	// (forged, replayed or malformed) discovery messages.
+	// (forged, replayed or malformed) discovery messages, packets the
+	// access policy denied.
 	Counters map[string]uint64 `json:"counters"`
+	// Policy is the access policy this node enforces.
+	Policy Policy `json:"policy"`
+}
+
+// Policy is the access policy this node enforces on what it sends and
+// receives, and what it denied.
+type Policy struct {
+	// Active: a policy is in force. False: none is set, and every member
+	// reaches every other.
+	Active  bool   `json:"active"`
+	Version uint64 `json:"version"`
+	Rules   int    `json:"rules"`
+	// Flows are the connections tracked (their replies pass), at most
+	// MaxFlows.
+	Flows    int `json:"flows"`
+	MaxFlows int `json:"max_flows"`
+	// Denied counts the packets denied against each rule of the policy in
+	// force (the first rule whose addresses cover a packet its protocol or
+	// ports don't allow), in the policy's order; DeniedNoRule those whose
+	// addresses no rule covers.
+	Denied       []RuleDenied `json:"denied"`
+	DeniedNoRule RuleDenied   `json:"denied_no_rule"`
+}
+
+// RuleDenied counts the packets denied against one rule: In from peers,
+// Out from this host.
+type RuleDenied struct {
+	Rule string `json:"rule,omitempty"`
+	In   uint64 `json:"in"`
+	Out  uint64 `json:"out"`
 }
 
 // Self describes this node.
@@ -114,6 +145,11 @@ type Peer struct {
 	RxBytes       uint64       `json:"rx_bytes"`
 	TxBytes       uint64       `json:"tx_bytes"`
 	LastHandshake string       `json:"last_handshake"` // RFC 3339; empty before the first
+	// Reach: the access policy lets this node open connections to the
+	// peer (on some protocol and port); ReachedBy: the peer to this node.
+	// Both true when no policy is in force.
+	Reach     bool `json:"reach"`
+	ReachedBy bool `json:"reached_by"`
 }
 
 // PingRequest asks for one discovery ping.
