@@ -80,10 +80,12 @@ var ErrClosed = errors.New("bind is closed")
 
 // Bind implements conn.Bind.
 //
-// Locking: mu guards the socket's open state and the auxiliary sockets;
-// epMu guards the endpoint table. The two never nest, and neither is held
-// while creating, closing or writing to a socket, nor while calling the
-// router or a handler (which take their own locks).
+// Locking: mu guards the socket's open state and the auxiliary sockets. It
+// is not held while creating, closing or writing to a socket, nor while
+// calling the router or a handler (which take their own locks). The
+// endpoint table is a sync.Map: the receive path looks a peer's endpoint
+// up for every batch, and a lock there would serialise the receive
+// goroutines (one per socket) on each other.
 type Bind struct {
 	inner   conn.Bind
 	router  Router
@@ -103,8 +105,7 @@ type Bind struct {
 	auxNext   int
 	auxCh     chan auxPacket
 
-	epMu sync.Mutex
-	eps  map[crypto.PublicKey]*PeerEndpoint
+	eps sync.Map // crypto.PublicKey → *PeerEndpoint
 
 	framePool sync.Pool
 }
@@ -116,7 +117,6 @@ func New(inner conn.Bind, auxListen func() (UDPConn, error)) *Bind {
 		inner:     inner,
 		auxListen: auxListen,
 		aux:       make(map[int]UDPConn),
-		eps:       make(map[crypto.PublicKey]*PeerEndpoint),
 		framePool: sync.Pool{New: func() any {
 			b := make([]byte, 0, wire.RelayHeaderLen+maxPacket)
 			return &b
@@ -195,22 +195,15 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
 
 // Endpoint returns the one endpoint value for a peer.
 func (b *Bind) Endpoint(k crypto.PublicKey) *PeerEndpoint {
-	b.epMu.Lock()
-	defer b.epMu.Unlock()
-	ep, ok := b.eps[k]
-	if !ok {
-		ep = &PeerEndpoint{Key: k}
-		b.eps[k] = ep
+	if ep, ok := b.eps.Load(k); ok {
+		return ep.(*PeerEndpoint)
 	}
-	return ep
+	ep, _ := b.eps.LoadOrStore(k, &PeerEndpoint{Key: k})
+	return ep.(*PeerEndpoint)
 }
 
 // Forget drops a removed peer's endpoint.
-func (b *Bind) Forget(k crypto.PublicKey) {
-	b.epMu.Lock()
-	defer b.epMu.Unlock()
-	delete(b.eps, k)
-}
+func (b *Bind) Forget(k crypto.PublicKey) { b.eps.Delete(k) }
 
 // WriteTo sends a raw packet (STUN, discovery, relay control) from the shared
 // socket.

@@ -13,9 +13,15 @@ import (
 // known peer get that peer's endpoint; relayed WireGuard packets are
 // unframed; everything else goes to the handler and its size is set to 0,
 // which wireguard-go skips (device.MinMessageSize).
+//
+// The receive goroutine of a socket is serial: what it does per packet
+// bounds the throughput of every peer on that socket, whatever the cores.
+// A batch mostly holds one peer's packets (UDP GRO coalesces a flow), so
+// the previous packet's source and endpoint are kept for the next.
 func (b *Bind) wrap(fn conn.ReceiveFunc) conn.ReceiveFunc {
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		n, err := fn(bufs, sizes, eps)
+		var last lastPeer
 		for i := range n {
 			if sizes[i] == 0 {
 				continue
@@ -24,8 +30,8 @@ func (b *Bind) wrap(fn conn.ReceiveFunc) conn.ReceiveFunc {
 			pkt := bufs[i][:sizes[i]]
 			switch wire.Classify(pkt) {
 			case wire.KindWireGuard:
-				if peer, ok := b.router.PeerAt(from); ok {
-					eps[i] = b.Endpoint(peer)
+				if ep := b.peerAt(from, &last); ep != nil {
+					eps[i] = ep
 					continue
 				}
 				b.Stats.UnknownPeer.Add(1)
@@ -46,6 +52,28 @@ func (b *Bind) wrap(fn conn.ReceiveFunc) conn.ReceiveFunc {
 		}
 		return n, err
 	}
+}
+
+// lastPeer is the source of the previous WireGuard packet in a batch and
+// its peer's endpoint (nil: none yet).
+type lastPeer struct {
+	from netip.AddrPort
+	ep   *PeerEndpoint
+}
+
+// peerAt is the endpoint of the peer authenticated at from, nil if none.
+// Within one batch the path manager's answer is taken as fixed: a batch
+// is what one system call returned.
+func (b *Bind) peerAt(from netip.AddrPort, last *lastPeer) *PeerEndpoint {
+	if last.ep != nil && last.from == from {
+		return last.ep
+	}
+	peer, ok := b.router.PeerAt(from)
+	if !ok {
+		return nil
+	}
+	last.from, last.ep = from, b.Endpoint(peer)
+	return last.ep
 }
 
 // unframe turns a relayed data frame into the WireGuard packet it carries,
