@@ -87,6 +87,8 @@ type Engine struct {
 	// mtus holds each peer's path MTU; guard fits the TUN's packets to it.
 	mtus  *pmtu.Table
 	guard *pmtu.Guard
+	// handshakeAsks carries peers to start a handshake with (handshake.go).
+	handshakeAsks chan crypto.PublicKey
 
 	// tagsMu guards tags: this node's tags as the coordinator last sent
 	// them (a welcome, or a delta when the administrator changed them).
