@@ -104,6 +104,8 @@ type Engine struct {
 	dns *names
 	// filter enforces the access policy on the TUN, both ways.
 	filter *filter.Filter
+	// handshakeAsks carries peers to start a handshake with (handshake.go).
+	handshakeAsks chan crypto.PublicKey
 
 	// tagsMu guards tags and name: this node's tags and name as the
 	// coordinator last sent them (a welcome, or a delta when the

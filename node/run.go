@@ -96,6 +96,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	errc := make(chan error, 1)
 	wg.Go(func() { e.mgr.Run(ctx) })
 	wg.Go(func() { e.pathEvents(ctx) })
+	wg.Go(func() { e.handshakes(ctx) })
 	wg.Go(func() { e.disc.run(ctx) })
 	wg.Go(func() { e.relays.Run(ctx) })
 	if e.cfg.PortMapping {
@@ -160,6 +161,7 @@ func (e *Engine) build() {
 		kernelMTU = pmtu.KernelPathMTU
 	}
 	e.bind = bind.New(inner, e.opts.AuxListen)
+	e.handshakeAsks = make(chan crypto.PublicKey, handshakeQueue)
 	e.bind.SetKernelPathMTU(kernelMTU)
 	e.mgr = path.New(crypto.NewSealer(e.priv), e.bind, timing, e.log.With("component", "path"))
 	e.mtus = pmtu.NewTable(e.cfg.MTU)
@@ -221,6 +223,7 @@ func (e *Engine) build() {
 		RelayControl: e.relays.HandleControl,
 		Echo:         e.relays.HandleEcho,
 		Self:         e.priv.Public(),
+		NoSession:    e.askHandshake,
 	})
 }
 

@@ -186,6 +186,8 @@ type Node struct {
 	Name   string
 	Host   *Host
 	lab    *Lab
+	cfg    NodeConfig
+	state  string
 	socket string
 	proc   *Proc
 }
@@ -212,19 +214,32 @@ func (l *Lab) StartNode(ctx context.Context, h *Host, cfg NodeConfig) (*Node, er
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return nil, fmt.Errorf("state of %s: %w", cfg.Name, err)
 	}
-	n := &Node{Name: cfg.Name, Host: h, lab: l, socket: filepath.Join(state, "meshnode.sock")}
-	argv := append([]string{l.bin, "up",
-		"--token", cfg.Token,
-		"--state-dir", state,
+	n := &Node{Name: cfg.Name, Host: h, lab: l, cfg: cfg, state: state, socket: filepath.Join(state, "meshnode.sock")}
+	if err := n.Start(ctx); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Start runs the node's process and waits until its control socket answers
+// with an overlay address. After the process ended (Kill, Down) it starts
+// it again with the same state, as a reboot or an upgrade does.
+func (n *Node) Start(ctx context.Context) error {
+	if n.proc != nil && n.proc.Running() {
+		return fmt.Errorf("node %s already running (pid %d)", n.Name, n.proc.PID())
+	}
+	argv := append([]string{n.lab.bin, "up",
+		"--token", n.cfg.Token,
+		"--state-dir", n.state,
 		"--interface", "mesh0",
 		"--socket", n.socket,
-		"--listen-port", strconv.Itoa(cfg.ListenPort),
-		"--name", cfg.Name,
+		"--listen-port", strconv.Itoa(n.cfg.ListenPort),
+		"--name", n.Name,
 		"--log-level", "debug",
-	}, cfg.Args...)
-	p, err := h.NS.Start(cfg.Name, argv...)
+	}, n.cfg.Args...)
+	p, err := n.Host.NS.Start(n.Name, argv...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	n.proc = p
 	err = Poll(ctx, readyTimeout, PollInterval, func(ctx context.Context) error {
@@ -241,10 +256,14 @@ func (l *Lab) StartNode(ctx context.Context, h *Host, cfg NodeConfig) (*Node, er
 		return nil
 	})
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("node %s start: %w\n%s", cfg.Name, err, p.Tail(logTail)), p.Stop(stopGrace))
+		return errors.Join(fmt.Errorf("node %s start: %w\n%s", n.Name, err, p.Tail(logTail)), p.Stop(stopGrace))
 	}
-	return n, nil
+	return nil
 }
+
+// Kill ends the node's process abruptly (SIGKILL), as a crash or a power
+// cut does: it says goodbye to nobody.
+func (n *Node) Kill() error { return n.proc.Kill() }
 
 // Proc is the node's process.
 func (n *Node) Proc() *Proc { return n.proc }

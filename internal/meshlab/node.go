@@ -56,6 +56,9 @@ type Node struct {
 
 	cancel context.CancelFunc
 	done   chan error
+	// opts and stateDir start it again (Mesh.Restart).
+	opts     NodeOptions
+	stateDir string
 }
 
 // listenPort is every lab node's UDP port, as in production: each emulated
@@ -65,10 +68,28 @@ const listenPort = config.DefaultListenPort
 // AddNode starts a node named name on host and waits until it is up.
 func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 	m.t.Helper()
+	return m.startNode(name, host, opts, m.t.TempDir())
+}
+
+// Restart stops n and starts it again with its state, as after a reboot or
+// an upgrade: same key, same registration, same host and port. It returns
+// the new node.
+func (m *Mesh) Restart(n *Node) *Node {
+	m.t.Helper()
+	if err := n.Stop(); err != nil {
+		m.t.Fatalf("stop %s: %v", n.Name, err)
+	}
+	return m.startNode(n.Name, n.Host, n.opts, n.stateDir)
+}
+
+// startNode starts a node with its state in stateDir and waits until it is
+// up.
+func (m *Mesh) startNode(name string, host *natlab.Host, opts NodeOptions, stateDir string) *Node {
+	m.t.Helper()
 	cfg := config.DefaultNode()
 	cfg.Name = name
 	cfg.Token = m.Token
-	cfg.StateDir = m.t.TempDir()
+	cfg.StateDir = stateDir
 	cfg.ListenPort = listenPort
 	// Never ask the host's real gateway for anything from a test, and keep
 	// TCP off: the emulator carries UDP only, and a TCP punch over the
@@ -89,7 +110,7 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 		cfg.RelayListen = netip.AddrPortFrom(host.IPs()[0], RelayPort).String()
 		cfg.RelayPublic = cfg.RelayListen
 	}
-	n := &Node{Name: name, Host: host, done: make(chan error, 1)}
+	n := &Node{Name: name, Host: host, done: make(chan error, 1), opts: opts, stateDir: stateDir}
 	// An empty resolv.conf: the resolver has no upstream, and never
 	// forwards to the host's.
 	resolvConf := filepath.Join(cfg.StateDir, "resolv.conf")

@@ -3,8 +3,10 @@ package bind
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/meshnode/meshnode/internal/wire"
 )
@@ -31,6 +33,7 @@ func (b *Bind) wrap(fn conn.ReceiveFunc) conn.ReceiveFunc {
 			switch wire.Classify(pkt) {
 			case wire.KindWireGuard:
 				if ep := b.peerAt(from, &last); ep != nil {
+					b.received(ep, pkt)
 					eps[i] = ep
 					continue
 				}
@@ -98,7 +101,7 @@ func (b *Bind) unframe(buf []byte, sizes []int, eps []conn.Endpoint, i int, from
 	}
 	b.Stats.RelayedIn.Add(1)
 	sizes[i] = copy(buf, f.Payload)
-	eps[i] = b.Endpoint(f.Key)
+	eps[i] = b.fromPeer(f.Key, buf[:sizes[i]])
 	return true
 }
 
@@ -118,7 +121,17 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		return fmt.Errorf("bind: send to %T %s: only peer endpoints are routed", ep, ep.DstToString())
 	}
 	r := b.router.RouteTo(pe.Key)
+	// wireguard-go sends each handshake message alone.
+	handshake := len(bufs) == 1 && len(bufs[0]) > 0 && bufs[0][0] != device.MessageTransportType
+	if handshake {
+		pe.hs.outbound(bufs[0], r != nil, time.Now())
+	}
 	if r == nil {
+		if handshake && isInitiation(bufs[0]) {
+			// Kept: ResendHandshake sends it once a path is up.
+			b.Stats.HandshakesHeld.Add(1)
+			return nil
+		}
 		b.Stats.NoRoute.Add(uint64(len(bufs)))
 		return ErrNoRoute
 	}
