@@ -128,14 +128,20 @@ func startRelay(b *testing.B, x, y *node, hx, hy *handler) netip.AddrPort {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := relay.New(relay.Options{Key: coord, Auth: everyone{}, Log: log, Rate: 1e12, Burst: 1 << 30})
-	pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(loopback(0)))
+	// As a relay listens: a socket per CPU, with large buffers.
+	conns, err := relay.ListenUDP("udp4", loopback(0).String(), 0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(func() { cancel(); pc.Close() })
-	go srv.ServeUDP(ctx, pc)
-	addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	b.Cleanup(func() {
+		cancel()
+		for _, pc := range conns {
+			pc.Close()
+		}
+	})
+	go srv.ServeUDP(ctx, conns, nil)
+	addr := conns[0].LocalAddr().(*net.UDPAddr).AddrPort()
 	for _, side := range []struct {
 		n *node
 		h *handler

@@ -10,7 +10,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"log/slog"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -94,9 +93,12 @@ type Server struct {
 	now     func() time.Time
 	epoch   time.Time // origin of the monotonic stamps in bindings
 	wsConns atomic.Int64
-	bufs    sync.Pool // frame buffers for UDP forwarding
 
 	lastSweep atomic.Int64 // stamp of the last sweep
+
+	// gen counts changes to byKey and byEp (under mu): readers cache
+	// their lookups while it stands (view).
+	gen atomic.Uint64
 
 	mu      sync.RWMutex
 	byKey   map[crypto.PublicKey]*binding
@@ -123,10 +125,6 @@ func New(opts Options) *Server {
 		byKey:   make(map[crypto.PublicKey]*binding),
 		byEp:    make(map[endpoint]*binding),
 		pending: make(map[pendingKey]challenge),
-		bufs: sync.Pool{New: func() any {
-			b := make([]byte, 0, maxFrame)
-			return &b
-		}},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -154,16 +152,6 @@ func New(opts Options) *Server {
 // stamp is now as a monotonic offset from epoch, for atomics and stamps.
 func (s *Server) stamp() int64 { return int64(s.now().Sub(s.epoch)) }
 
-// HandlePacket processes one UDP datagram whose first bytes are
-// wire.RelayMagic, received from from on a socket that send writes to. It
-// may be called concurrently (one goroutine per socket). send must be
-// non-nil and safe for concurrent use: a bound node is reached later
-// through the send it bound with. pkt is neither retained nor modified.
-func (s *Server) HandlePacket(pkt []byte, from netip.AddrPort, send func(pkt []byte, to netip.AddrPort) error) {
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	s.handle(pkt, origin{addr: from, send: send})
-}
-
 // Forget drops key's binding at once (the node was removed) and closes its
 // WebSocket, if it has one.
 func (s *Server) Forget(key crypto.PublicKey) {
@@ -181,33 +169,33 @@ func (s *Server) Forget(key crypto.PublicKey) {
 	}
 }
 
-// handle dispatches one frame from o.
-func (s *Server) handle(pkt []byte, o origin) {
-	s.maybeSweep()
+// handle dispatches one frame from o, in a batch that k began. A data
+// frame is forwarded in place: pkt's key is rewritten to name its sender.
+func (s *Server) handle(pkt []byte, o origin, k *sink) {
 	f, err := wire.ParseRelay(pkt)
 	if err != nil {
-		s.metrics.count(resGarbage)
+		k.count(resGarbage)
 		return
 	}
 	switch f.Type {
 	case wire.RelayHello:
-		s.hello(f.Key, o)
+		s.hello(f.Key, o, k)
 	case wire.RelayAuth:
-		s.authenticate(f, o)
+		s.authenticate(f, o, k)
 	case wire.RelayData:
-		s.forward(f, len(pkt), o)
+		s.forward(f, pkt, o, k)
 	default:
 		// Challenge and OK only ever flow from a relay.
-		s.metrics.count(resGarbage)
+		k.count(resGarbage)
 	}
 }
 
 // hello answers with a challenge for (o, key). A repeated hello gets the
 // same challenge while it lives, so that a client retrying faster than the
 // round trip still answers a challenge the relay holds.
-func (s *Server) hello(key crypto.PublicKey, o origin) {
+func (s *Server) hello(key crypto.PublicKey, o origin, k *sink) {
 	pk := pendingKey{ep: o.endpoint(), key: key}
-	now := s.stamp()
+	now := k.stamp
 	s.mu.Lock()
 	c, ok := s.pending[pk]
 	if !ok || now > c.expires {
@@ -222,14 +210,14 @@ func (s *Server) hello(key crypto.PublicKey, o origin) {
 		s.pending[pk] = c
 	}
 	s.mu.Unlock()
-	s.metrics.count(resChallenged)
-	s.reply(o, wire.RelayFrame{Type: wire.RelayChallenge, Challenge: c.value[:]}.Marshal())
+	k.count(resChallenged)
+	s.reply(o, wire.RelayFrame{Type: wire.RelayChallenge, Challenge: c.value[:]}.Marshal(), k)
 }
 
 // authenticate checks an auth frame and binds its key to o.
-func (s *Server) authenticate(f wire.RelayFrame, o origin) {
+func (s *Server) authenticate(f wire.RelayFrame, o origin, k *sink) {
 	pk := pendingKey{ep: o.endpoint(), key: f.Key}
-	now := s.stamp()
+	now := k.stamp
 	s.mu.Lock()
 	c, ok := s.pending[pk]
 	match := ok && now <= c.expires && subtle.ConstantTimeCompare(c.value[:], f.Challenge) == 1
@@ -241,95 +229,82 @@ func (s *Server) authenticate(f wire.RelayFrame, o origin) {
 	s.mu.Unlock()
 	switch {
 	case !match:
-		s.metrics.count(resBadChallenge)
+		k.count(resBadChallenge)
 		return
 	case !crypto.VerifyProof(s.key, f.Key, wire.RelayProofLabel, f.Challenge, f.Proof):
-		s.metrics.count(resBadProof)
+		k.count(resBadProof)
 		return
 	case !s.auth.Known(f.Key):
-		s.metrics.count(resUnknownKey)
+		k.count(resUnknownKey)
 		return
 	}
 	okProof, err := crypto.Proof(s.key, f.Key, wire.RelayOKProofLabel, f.Challenge)
 	if err != nil {
-		s.metrics.count(resBadProof)
+		k.count(resBadProof)
 		return
 	}
 	okFrame := wire.RelayFrame{Type: wire.RelayOK, Challenge: f.Challenge, Proof: okProof}.Marshal()
-	if !s.bind(f.Key, o, now, okFrame) {
-		s.metrics.count(resTableFull)
+	if !s.bind(f.Key, o, now, okFrame, k) {
+		k.count(resTableFull)
 		s.log.Warn("relay binding table full; node not bound", "node", f.Key.Short(), "max", maxBindings)
 		return
 	}
-	s.metrics.count(resBound)
+	k.count(resBound)
 	if o.ws == nil {
 		// Sent after binding, outside the lock; UDP clients accept data
 		// before the OK.
-		s.reply(o, okFrame)
+		s.reply(o, okFrame, k)
 	}
 }
 
 // forward relays a data frame from o to the peer it names.
-func (s *Server) forward(f wire.RelayFrame, size int, o origin) {
-	if k := wire.Classify(f.Payload); k != wire.KindWireGuard && k != wire.KindDisco {
-		s.metrics.count(resBadPayload)
+func (s *Server) forward(f wire.RelayFrame, pkt []byte, o origin, k *sink) {
+	if kind := wire.Classify(f.Payload); kind != wire.KindWireGuard && kind != wire.KindDisco {
+		k.count(resBadPayload)
 		return
 	}
-	t := s.now()
-	now := int64(t.Sub(s.epoch))
-	s.mu.RLock()
-	src := live(s.byEp[o.endpoint()], now)
-	dst := live(s.byKey[f.Key], now)
-	s.mu.RUnlock()
+	src, dst := k.view.lookup(s, o.endpoint(), f.Key)
+	src, dst = live(src, k.stamp), live(dst, k.stamp)
 	switch {
 	case src == nil:
-		s.metrics.count(resUnbound)
+		k.count(resUnbound)
 		return
-	case !src.limit.AllowN(t, size):
-		src.seen.Store(now)
-		s.metrics.count(resRateLimited)
+	case !src.limit.AllowN(k.now, len(pkt)):
+		src.touch(k.stamp)
+		k.count(resRateLimited)
 		return
 	}
-	src.seen.Store(now)
+	src.touch(k.stamp)
 	switch {
 	case dst == nil:
 		// Unknown and offline look the same here: neither is bound.
-		s.metrics.count(resOffline)
+		k.count(resOffline)
 		return
-	case src != dst && !s.auth.ArePeers(src.key, f.Key):
+	case src != dst && !k.view.peers(s.auth, src, dst):
 		// A frame a node addresses to itself is its echo, the check that
 		// this relay carries its frames (wire.AppendRelayEcho).
-		s.metrics.count(resNotPeer)
+		k.count(resNotPeer)
 		return
 	}
-	var res result
 	if dst.ep.ws != nil {
-		res = dst.ep.ws.enqueue(wire.AppendRelayData(make([]byte, 0, size), src.key, f.Payload))
-	} else {
-		bp := s.bufs.Get().(*[]byte)
-		frame := wire.AppendRelayData((*bp)[:0], src.key, f.Payload)
-		res = resForwarded
-		if err := dst.send(frame, dst.ep.addr); err != nil {
-			res = resSendError
+		res := dst.ep.ws.enqueue(wire.AppendRelayData(make([]byte, 0, len(pkt)), src.key, f.Payload))
+		k.count(res)
+		if res == resForwarded {
+			k.bytes += len(f.Payload)
 		}
-		*bp = frame[:0]
-		s.bufs.Put(bp)
+		return
 	}
-	s.metrics.count(res)
-	if res == resForwarded {
-		s.metrics.bytes.Add(float64(len(f.Payload)))
-	}
+	wire.SetRelayKey(pkt, src.key)
+	k.send(dst.sock, pkt, dst.to, len(f.Payload))
 }
 
 // reply sends a control frame back where o came from.
-func (s *Server) reply(o origin, frame []byte) {
+func (s *Server) reply(o origin, frame []byte, k *sink) {
 	if o.ws != nil {
 		if res := o.ws.enqueue(frame); res != resForwarded {
-			s.metrics.count(res)
+			k.count(res)
 		}
 		return
 	}
-	if err := o.send(frame, o.addr); err != nil {
-		s.metrics.count(resSendError)
-	}
+	k.send(o.sock, frame, o.to, reply)
 }

@@ -100,7 +100,7 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 			}
 			return c, nil
 		}),
-		RelayListen: func(addr string) (net.PacketConn, error) {
+		RelayListen: func(addr string) ([]net.PacketConn, error) {
 			ap, err := netip.ParseAddrPort(addr)
 			if err != nil {
 				return nil, err
@@ -110,7 +110,7 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 				return nil, err
 			}
 			n.RelayFault = relayfault.Wrap(c)
-			return n.RelayFault, nil
+			return []net.PacketConn{n.RelayFault}, nil
 		},
 		AuxListen: func() (bind.UDPConn, error) {
 			c, err := host.ListenPacket(netip.AddrPort{})
