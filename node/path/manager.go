@@ -215,23 +215,29 @@ func (m *Manager) SetAux(a Aux) {
 // SetTCPRoute sets (or, with nil, clears) a peer's punched TCP path.
 func (m *Manager) SetTCPRoute(key crypto.PublicKey, r bind.Route) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	p, ok := m.peers[key]
 	if !ok {
+		m.mu.Unlock()
 		return
 	}
 	p.route.tcp.Store(r)
 	if r != nil {
 		m.log.Info("direct TCP path up", "peer", p.name, "endpoint", r.Info().Via)
-		return
+	} else {
+		p.tcpTrying = false
+		p.nextTCP = time.Now().Add(m.t.TCPRetry)
 	}
-	p.tcpTrying = false
-	p.nextTCP = time.Now().Add(m.t.TCPRetry)
+	// Back on the UDP relay, packets must fit it at once.
+	m.unlockNotingMTU(p)
 }
 
 // SetRelay sets the relay route used for peers without a direct path; nil
-// means no relay is available.
-func (m *Manager) SetRelay(r bind.Route) { m.relay.Store(r) }
+// means no relay is available. The MTUs of the peers it carries change
+// with it.
+func (m *Manager) SetRelay(r bind.Route) {
+	m.relay.Store(r)
+	m.refreshMTUs()
+}
 
 // RelayAt implements bind.Router: relayed frames are taken only from the
 // UDP relay this node is bound to, so nobody else can inject frames that
@@ -278,7 +284,8 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	if info.Online && (cameOnline || changed) {
 		p.startRound(now, m.t)
 	}
-	m.mu.Unlock()
+	// A new peer starts on the relay, if any: its MTU applies at once.
+	m.unlockNotingMTU(p)
 }
 
 // RemovePeer forgets a peer that left the mesh.
