@@ -21,16 +21,26 @@ import (
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
-// Per-node budget defaults.
+// Per-node budget defaults, chosen from measurements (bench/RESULTS.md,
+// "Relays close to direct"). A node's frames all arrive on one socket, so
+// one reader on one core carries them (ListenUDP): a node can never take
+// more than a core, which forwards 2.3-2.8 Gbit/s of full-size frames on
+// the CI machine (BenchmarkRelayCore, CPU time). The budget is 1000
+// Mbit/s, 40% of that: two nodes in bulk that the kernel hashes onto one
+// socket both get all of it and leave the reader time for the small
+// packets of the others, while a relayed pair is held near what direct
+// pairs carry on the same machine (1.1-1.5 Gbit/s in the real-kernel lab,
+// bench/NATMATRIX.md), not a tenth of it as the earlier 100 Mbit/s held
+// it. An uplink smaller than that is the operator's to protect: the
+// coordinator's relay_rate sets the budget.
 const (
-	// DefaultRate is each node's relay budget in bytes per second
-	// (100 Mbit/s): enough for interactive use and bulk transfer while a
-	// direct path is found, small enough that one node can't fill the
-	// coordinator's uplink.
-	DefaultRate = 12_500_000
-	// DefaultBurst is each node's bucket size in bytes: about 80 ms at
-	// DefaultRate, so TCP bursts pass without drops.
-	DefaultBurst = 1 << 20
+	// DefaultRateMbit is each node's budget in Mbit/s.
+	DefaultRateMbit = 1000
+	// DefaultRate is DefaultRateMbit in bytes per second.
+	DefaultRate = DefaultRateMbit * 1_000_000 / 8
+	// burstWindow sizes each node's bucket: 80 ms at its rate (10 MB at
+	// the default), so the bursts of a TCP window pass without drops.
+	burstWindow = 80 * time.Millisecond
 )
 
 // Binding timing.
@@ -76,8 +86,9 @@ type Options struct {
 	// Registry receives the relay's metrics; nil registers none.
 	Registry prometheus.Registerer
 	// Rate (bytes/s) and Burst (bytes) are each node's token bucket;
-	// zero or less means DefaultRate and DefaultBurst. A Burst below the
-	// largest frame is raised to it so that every frame can pass.
+	// zero or less means DefaultRate and burstWindow at Rate. A Burst
+	// below the largest frame is raised to it so that every frame can
+	// pass.
 	Rate  float64
 	Burst int
 }
@@ -132,10 +143,10 @@ func New(opts Options) *Server {
 	if !(s.limit > 0) { // also NaN
 		s.limit = DefaultRate
 	}
-	if s.burst <= 0 {
-		s.burst = DefaultBurst
-	}
-	if s.burst < maxFrame {
+	switch {
+	case s.burst <= 0:
+		s.burst = max(maxFrame, int(float64(s.limit)*burstWindow.Seconds()))
+	case s.burst < maxFrame:
 		s.log.Warn("relay burst below the largest frame; raised so large frames can pass", "burst", s.burst, "raised_to", maxFrame)
 		s.burst = maxFrame
 	}
