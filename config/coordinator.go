@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/relay"
 )
 
 // Coordinator defaults.
@@ -16,9 +17,9 @@ const (
 	DefaultCoordinatorConfigFile = "/etc/meshnode/coordinator.yaml"
 	// DefaultSTUNPort is the IANA port for STUN (RFC 8489 §18.3).
 	DefaultSTUNPort = 3478
-	// DefaultRelayRate (Mbit/s per node) lets one node's relayed bulk
-	// transfer use a small VPS's uplink without starving everyone else.
-	DefaultRelayRate = 100
+	// DefaultRelayRate (Mbit/s per node) is the relay's own default: what
+	// measurements chose, in relay.DefaultRateMbit's comment.
+	DefaultRelayRate = relay.DefaultRateMbit
 	// maxRelayRate bounds the setting to what one process can forward.
 	maxRelayRate = 100_000
 	// DefaultMetricsListen serves metrics to a scraper on the same host

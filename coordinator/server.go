@@ -225,7 +225,7 @@ func New(opts Options) (*Server, error) {
 		Software: "meshnode " + version.Version,
 		Logger:   log,
 		Count:    func(result string) { s.met.stun.WithLabelValues(result).Inc() },
-		Relay:    s.relay.HandlePacket,
+		Relay:    s.relay.ServeUDP,
 		Auth:     s.evidence,
 	})
 	return s, nil

@@ -31,6 +31,7 @@ import (
 	"github.com/meshnode/meshnode/node/registry"
 	"github.com/meshnode/meshnode/node/relayclient"
 	"github.com/meshnode/meshnode/node/tcppunch"
+	"github.com/meshnode/meshnode/relay"
 	"github.com/meshnode/meshnode/tun"
 )
 
@@ -48,9 +49,10 @@ type Options struct {
 	// AuxListen opens the auxiliary UDP sockets of the birthday technique;
 	// nil means plain IPv4 sockets on any port.
 	AuxListen func() (bind.UDPConn, error)
-	// RelayListen opens the socket of the relay this node serves
-	// (relay_listen); nil means a UDP socket on that address.
-	RelayListen func(addr string) (net.PacketConn, error)
+	// RelayListen opens the sockets of the relay this node serves
+	// (relay_listen), all on that address; nil means one per CPU
+	// (relay.ListenUDP).
+	RelayListen func(addr string) ([]net.PacketConn, error)
 	// LocalAddrs lists LAN candidate addresses; nil means the host's.
 	LocalAddrs func() []netip.Addr
 	// Timing overrides the path manager's timers (tests scale them down).
@@ -128,7 +130,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		opts.Log = slog.Default()
 	}
 	if opts.RelayListen == nil {
-		opts.RelayListen = func(addr string) (net.PacketConn, error) { return net.ListenPacket("udp", addr) }
+		opts.RelayListen = func(addr string) ([]net.PacketConn, error) { return relay.ListenUDP("udp", addr, 0) }
 	}
 	if opts.AuxListen == nil {
 		opts.AuxListen = func() (bind.UDPConn, error) { return net.ListenUDP("udp4", nil) }

@@ -36,7 +36,9 @@ only that peer.
 MTU is the largest packet the direct path carries to the peer in one piece,
 measured with don't-fragment probes: the TUN MTU when the whole path carries
 full-size tunnel packets, less behind a smaller link (packets to that peer
-are then fitted to it), "-" while it is measured or without a direct path.
+are then fitted to it), "-" while it is measured or over TCP. Through the
+UDP relay it is 1376, what a 1500-byte link carries whole with the relay's
+header.
 
 REACH is "yes" when the access policy lets this node open connections to
 the peer (on some protocol and port; always, with no policy), "no" when it

@@ -132,7 +132,7 @@ func (m *Mesh) startNode(name string, host *natlab.Host, opts NodeOptions, state
 			}
 			return c, nil
 		}),
-		RelayListen: func(addr string) (net.PacketConn, error) {
+		RelayListen: func(addr string) ([]net.PacketConn, error) {
 			ap, err := netip.ParseAddrPort(addr)
 			if err != nil {
 				return nil, err
@@ -142,7 +142,7 @@ func (m *Mesh) startNode(name string, host *natlab.Host, opts NodeOptions, state
 				return nil, err
 			}
 			n.RelayFault = relayfault.Wrap(c)
-			return n.RelayFault, nil
+			return []net.PacketConn{n.RelayFault}, nil
 		},
 		AuxListen: func() (bind.UDPConn, error) {
 			c, err := host.ListenPacket(netip.AddrPort{})

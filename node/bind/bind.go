@@ -18,7 +18,6 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/meshnode/meshnode/crypto"
-	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // Router is the path manager as the Bind sees it.
@@ -126,10 +125,7 @@ func New(inner conn.Bind, auxListen func() (UDPConn, error)) *Bind {
 		inner:     inner,
 		auxListen: auxListen,
 		aux:       make(map[int]UDPConn),
-		framePool: sync.Pool{New: func() any {
-			b := make([]byte, 0, wire.RelayHeaderLen+maxPacket)
-			return &b
-		}},
+		framePool: sync.Pool{New: func() any { return new(frameBatch) }},
 	}
 }
 

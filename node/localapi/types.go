@@ -140,8 +140,8 @@ type Peer struct {
 	Endpoint      string       `json:"endpoint"`   // ip:port in use; empty when none
 	Candidates    int          `json:"candidates"` // addresses this node may punch; 0: relay only
 	LatencyMs     float64      `json:"latency_ms"`
-	MTU           int          `json:"mtu"`      // the largest inner packet the direct path carries whole; 0: not known yet, or no direct UDP path
-	PathMTU       int          `json:"path_mtu"` // the underlay packet that carries it (mtu + 60 over IPv4, + 80 over IPv6)
+	MTU           int          `json:"mtu"`      // the largest inner packet the path carries whole: searched on a direct path, the relay's fit (1376) through the UDP relay; 0: not known yet, or over TCP
+	PathMTU       int          `json:"path_mtu"` // the underlay packet that carries it (mtu + 60 over IPv4, + 80 over IPv6, and the relay header's 37 through the relay)
 	RxBytes       uint64       `json:"rx_bytes"`
 	TxBytes       uint64       `json:"tx_bytes"`
 	LastHandshake string       `json:"last_handshake"` // RFC 3339; empty before the first

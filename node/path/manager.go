@@ -230,19 +230,21 @@ func (m *Manager) SetTCPRoute(key crypto.PublicKey, r bind.Route) {
 	if r == nil {
 		p.tcpTrying = false
 		p.nextTCP = time.Now().Add(m.t.TCPRetry)
-		m.mu.Unlock()
+		// Back on the UDP relay, packets must fit it at once.
+		m.unlockNotingMTU(p)
 		return
 	}
 	m.log.Info("direct TCP path up", "peer", p.name, "endpoint", r.Info().Via)
-	m.mu.Unlock()
+	m.unlockNotingMTU(p)
 	m.socks.ResendHandshake(key)
 }
 
 // SetRelay sets the relay route used for peers without a direct path; nil
-// means no relay is available. Readies and handshakes that found no path
-// before go now.
+// means no relay is available. The MTUs of the peers it carries change
+// with it; readies and handshakes that found no path before go now.
 func (m *Manager) SetRelay(r bind.Route) {
 	m.relay.Store(r)
+	m.refreshMTUs()
 	if r == nil {
 		return
 	}
@@ -298,7 +300,8 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	if info.Online && (cameOnline || changed) {
 		p.startRound(now, m.t)
 	}
-	m.mu.Unlock()
+	// A new peer starts on the relay, if any: its MTU applies at once.
+	m.unlockNotingMTU(p)
 	if cameOnline {
 		// The relay carries an online peer: a handshake waiting for it
 		// goes now.
