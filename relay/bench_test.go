@@ -4,9 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"syscall"
 	"testing"
-	"time"
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
@@ -16,9 +14,11 @@ import (
 type countConn struct{ n int }
 
 func (c *countConn) readBatch([]message) (int, error) { panic("countConn is written only") }
+func (*countConn) oobLen() int                        { return 0 }
+func (*countConn) segmentSize(*message) int           { return 0 }
 
-func (c *countConn) writeBatch(ms []message, failed []int) []int {
-	c.n += len(ms)
+func (c *countConn) writeBatch(ds []datagram, _ *packer, failed []int) []int {
+	c.n += len(ds)
 	return failed
 }
 
@@ -93,116 +93,6 @@ func BenchmarkForwardUDP(b *testing.B) {
 				}
 				b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batch), "ns/frame")
 			})
-		}
-	}
-}
-
-// coreRound is how many frames a node queues at the relay before the relay
-// drains them: within the relay socket's buffer (about 2.3 KiB of kernel
-// memory per datagram on loopback), whatever the host allows.
-const coreRound = 1024
-
-// BenchmarkRelayCore measures what one reader, so one core, forwards:
-// node a queues coreRound full-size frames to b at the relay's socket
-// (untimed), and the relay drains them through real loopback sockets
-// (timed: its reads, its work, its sends, and the kernel's delivery to b's
-// socket). The figure is the relay's cost alone, without a sender or a
-// receiver sharing the core; cpu-ns/frame and Mbit/s/core count the CPU
-// time the process spent (the reader is all that runs then), so other
-// work on the machine doesn't lower them as it lowers the wall-clock
-// figures. "one-at-a-time" reads and sends one datagram a call, as the
-// relay did before batching; "batched" uses recvmmsg and sendmmsg.
-func BenchmarkRelayCore(b *testing.B) {
-	const size = 1420 + 32 // a full-size WireGuard packet at MTU 1420
-	for _, mode := range []string{"one-at-a-time", "batched"} {
-		b.Run(mode, func(b *testing.B) {
-			s, coord, pa, pb := benchRelay(b)
-			relayConn := listenLoopback(b)
-			conn := newBatchConn(relayConn)
-			if mode == "one-at-a-time" {
-				conn = singleConn{relayConn}
-			}
-			sock := &udpSock{port: &udpPort{}, conn: conn}
-			na, nb := listenLoopback(b).(*net.UDPConn), listenLoopback(b).(*net.UDPConn)
-			for _, n := range []struct {
-				priv crypto.PrivateKey
-				c    *net.UDPConn
-			}{{pa, na}, {pb, nb}} {
-				bindVia(b, s, sock, coord.Public(), n.priv, n.c.LocalAddr().(*net.UDPAddr).AddrPort(), func() []byte { return readOne(b, n.c) })
-			}
-			to := relayConn.LocalAddr().(*net.UDPAddr)
-			frame := wire.AppendRelayData(nil, pb.Public(), wgPacket(size, 1))
-			r := s.newReader(sock, nil)
-			b.SetBytes(size)
-			var cpu time.Duration
-			for done := 0; done < b.N; done += coreRound {
-				k := min(coreRound, b.N-done)
-				b.StopTimer()
-				for range k {
-					if _, err := na.WriteToUDP(frame, to); err != nil {
-						b.Fatal(err)
-					}
-				}
-				relayConn.SetReadDeadline(time.Now().Add(waitTimeout)) //nolint:errcheck // a lost frame fails the read below
-				b.StartTimer()
-				start := cpuTime(b)
-				for got := 0; got < k; {
-					n, err := conn.readBatch(r.in)
-					if err != nil {
-						b.Fatalf("relay read after %d of %d frames: %v", got, k, err)
-					}
-					r.serve(r.in[:n])
-					got += n
-				}
-				cpu += cpuTime(b) - start
-				b.StopTimer()
-				drain(b, nb, k)
-				b.StartTimer()
-			}
-			b.ReportMetric(float64(b.N)*size*8/b.Elapsed().Seconds()/1e6, "Mbit/s")
-			b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/frame")
-			b.ReportMetric(float64(b.N)*size*8/cpu.Seconds()/1e6, "Mbit/s/core")
-		})
-	}
-}
-
-// cpuTime is the CPU time the process has used, user and system.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// listenLoopback opens one socket as the relay opens its own.
-func listenLoopback(b *testing.B) net.PacketConn {
-	conns, err := ListenUDP("udp4", "127.0.0.1:0", 1)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conns[0].Close() })
-	return conns[0]
-}
-
-// readOne reads the next datagram on c.
-func readOne(b *testing.B, c *net.UDPConn) []byte {
-	buf := make([]byte, maxDatagram)
-	c.SetReadDeadline(time.Now().Add(waitTimeout)) //nolint:errcheck // a missing datagram fails the read
-	n, err := c.Read(buf)
-	if err != nil {
-		b.Fatalf("no answer from the relay: %v", err)
-	}
-	return buf[:n]
-}
-
-// drain reads the k frames the relay forwarded to c.
-func drain(b *testing.B, c *net.UDPConn, k int) {
-	buf := make([]byte, maxDatagram)
-	c.SetReadDeadline(time.Now().Add(waitTimeout)) //nolint:errcheck // a lost frame fails the read
-	for i := range k {
-		if _, err := c.Read(buf); err != nil {
-			b.Fatalf("frame %d of %d not forwarded: %v", i+1, k, err)
 		}
 	}
 }

@@ -150,17 +150,20 @@ func (c *fakeConn) readBatch([]message) (int, error) {
 	return 0, errors.New("fakeConn is written only")
 }
 
-func (c *fakeConn) writeBatch(ms []message, failed []int) []int {
-	for i, m := range ms {
+func (*fakeConn) oobLen() int              { return 0 }
+func (*fakeConn) segmentSize(*message) int { return 0 }
+
+func (c *fakeConn) writeBatch(ds []datagram, _ *packer, failed []int) []int {
+	for i, d := range ds {
 		if c.fail {
 			failed = append(failed, i)
 			continue
 		}
-		to, err := udpAddr(m.Addr)
+		to, err := udpAddr(d.to)
 		if err != nil {
 			panic(err)
 		}
-		c.sent = append(c.sent, bytes.Clone(m.Buffers[0]))
+		c.sent = append(c.sent, bytes.Clone(d.frame))
 		c.to = append(c.to, to)
 	}
 	return failed

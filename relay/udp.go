@@ -77,9 +77,13 @@ type reader struct {
 }
 
 func (s *Server) newReader(sock *udpSock, other func([]byte, net.Addr)) *reader {
-	r := &reader{s: s, sock: sock, other: other, in: make([]message, batchSize), out: newSink(sock, batchSize)}
+	r := &reader{s: s, sock: sock, other: other, in: make([]message, batchSize), out: newSink(sock, batchSize*maxSegments)}
+	oob := sock.conn.oobLen()
 	for i := range r.in {
 		r.in[i].Buffers = [][]byte{make([]byte, maxDatagram)}
+		if oob > 0 {
+			r.in[i].OOB = make([]byte, oob)
+		}
 	}
 	return r
 }
@@ -100,40 +104,56 @@ func (r *reader) run(ctx context.Context) error {
 }
 
 // serve handles one batch: frames are forwarded in place (the relay
-// rewrites the key in the read buffer) and leave together at the end.
+// rewrites the key in the read buffer) and leave together at the end. A
+// train read whole (UDP_GRO) is its datagrams, each handled on its own.
 func (r *reader) serve(ms []message) {
 	r.out.begin(r.s)
 	for i := range ms {
 		pkt := ms[i].Buffers[0][:ms[i].N]
-		if wire.Classify(pkt) != wire.KindRelay {
-			if r.other != nil {
-				r.other(pkt, ms[i].Addr)
-			} else {
-				r.out.count(resNotRelay)
+		size := r.sock.conn.segmentSize(&ms[i])
+		if size <= 0 {
+			size = len(pkt)
+		}
+		for {
+			n := min(size, len(pkt))
+			r.datagram(pkt[:n], ms[i].Addr)
+			if pkt = pkt[n:]; len(pkt) == 0 {
+				break
 			}
-			continue
 		}
-		from, err := udpAddr(ms[i].Addr)
-		if err != nil {
-			r.out.count(resNotRelay)
-			continue
-		}
-		r.s.handle(pkt, origin{addr: from, to: ms[i].Addr, sock: r.sock}, &r.out)
 	}
 	r.out.flush(r.s.metrics)
 }
 
+// datagram handles one datagram from from.
+func (r *reader) datagram(pkt []byte, from net.Addr) {
+	if wire.Classify(pkt) != wire.KindRelay {
+		if r.other != nil {
+			r.other(pkt, from)
+		} else {
+			r.out.count(resNotRelay)
+		}
+		return
+	}
+	src, err := udpAddr(from)
+	if err != nil {
+		r.out.count(resNotRelay)
+		return
+	}
+	r.s.handle(pkt, origin{addr: src, to: from, sock: r.sock}, &r.out)
+}
+
 // sink is where one reader's frames go: UDP frames through the reader's
-// own socket leave together when its batch ends (one sendmmsg), frames
-// through another port's socket at once, and results are counted once a
-// batch. It also holds the batch's clock reading and the reader's view of
-// the binding table. A WebSocket's sink has no socket: its UDP frames all
-// go at once.
+// own socket leave together when its batch ends (one sendmmsg, in trains
+// where the socket can), frames through another port's socket at once,
+// and results are counted once a batch. It also holds the batch's clock
+// reading and the reader's view of the binding table. A WebSocket's sink
+// has no socket: its UDP frames all go at once.
 type sink struct {
 	sock   *udpSock
-	msgs   []message // queued, Buffers backed by bufs
-	bufs   [][1][]byte
-	kinds  []int // per queued message: a forwarded frame's payload bytes, or reply
+	queue  []datagram
+	kinds  []int // per queued datagram: a forwarded frame's payload bytes, or reply
+	pack   packer
 	failed []int // indices the kernel refused, from the last write
 
 	tally [numResults]int
@@ -148,7 +168,7 @@ type sink struct {
 const reply = -1
 
 func newSink(sock *udpSock, n int) sink {
-	return sink{sock: sock, msgs: make([]message, 0, n), bufs: make([][1][]byte, n), kinds: make([]int, 0, n)}
+	return sink{sock: sock, queue: make([]datagram, 0, n), kinds: make([]int, 0, n)}
 }
 
 // begin starts a batch at the Server's now.
@@ -164,15 +184,12 @@ func (k *sink) count(r result) { k.tally[r]++ }
 // send sends frame (a forwarded frame's payload bytes, or reply) to to
 // through via.
 func (k *sink) send(via *udpSock, frame []byte, to net.Addr, kind int) {
-	if k.sock != nil && via.port == k.sock.port && len(k.msgs) < cap(k.msgs) {
-		i := len(k.msgs)
-		k.bufs[i][0] = frame
-		k.msgs = append(k.msgs, message{Buffers: k.bufs[i][:], Addr: to})
+	if k.sock != nil && via.port == k.sock.port && len(k.queue) < cap(k.queue) {
+		k.queue = append(k.queue, datagram{frame, to})
 		k.kinds = append(k.kinds, kind)
 		return
 	}
-	one := []message{{Buffers: [][]byte{frame}, Addr: to}}
-	k.failed = via.conn.writeBatch(one, k.failed[:0])
+	k.failed = via.conn.writeBatch([]datagram{{frame, to}}, &k.pack, k.failed[:0])
 	k.sent(kind, len(k.failed) == 0)
 }
 
@@ -192,10 +209,10 @@ func (k *sink) sent(kind int, ok bool) {
 // what became of the sends after.
 func (k *sink) flush(m *metrics) {
 	k.report(m)
-	if len(k.msgs) == 0 {
+	if len(k.queue) == 0 {
 		return
 	}
-	k.failed = k.sock.conn.writeBatch(k.msgs, k.failed[:0])
+	k.failed = k.sock.conn.writeBatch(k.queue, &k.pack, k.failed[:0])
 	f := 0
 	for i, kind := range k.kinds {
 		refused := f < len(k.failed) && k.failed[f] == i
@@ -204,10 +221,8 @@ func (k *sink) flush(m *metrics) {
 		}
 		k.sent(kind, !refused)
 	}
-	for i := range k.msgs {
-		k.bufs[i][0], k.msgs[i] = nil, message{}
-	}
-	k.msgs, k.kinds = k.msgs[:0], k.kinds[:0]
+	clear(k.queue)
+	k.queue, k.kinds = k.queue[:0], k.kinds[:0]
 	k.report(m)
 }
 
