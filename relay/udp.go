@@ -15,7 +15,9 @@ import (
 // udpPort is one address the relay serves UDP on: every socket of one
 // ServeUDP call (ListenUDP's group) sends from it. A node is answered from
 // the address it bound to, or its NAT would not let the answers in; which
-// socket of the group sends makes no difference on the wire.
+// socket of the group sends makes no difference on the wire. Ports are
+// told apart by pointer; addr names the port (and gives it a size, so no
+// two ports share an address in memory).
 type udpPort struct{ addr net.Addr }
 
 // udpSock is one socket of a port.
