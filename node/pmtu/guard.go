@@ -1,6 +1,7 @@
 package pmtu
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -19,6 +20,13 @@ import (
 //
 // The packet path takes no lock and allocates nothing; while every path
 // carries the TUN MTU it only loads one atomic per batch.
+//
+// The errors are written into the TUN by a goroutine of their own, never by
+// the reader: writing to a TUN may wait for the reader to take what the
+// write provoked. gVisor's netstack (the TUN of root-free tests) hands the
+// error to TCP at once, TCP resends at once at the smaller size, and the
+// resent segment waits in an unbuffered queue that only Read drains, so a
+// reader writing the error itself waits for itself.
 type Guard struct {
 	tun.Device
 	table *Table
@@ -26,15 +34,31 @@ type Guard struct {
 
 	// Read's state: wireguard-go reads the TUN from one goroutine only.
 	errBuf  []byte
-	errBufs [1][]byte
 	nextErr time.Time
 	last    lastLookup
+
+	// Errors go to writeErrors through errs in buffers from free.
+	errs      chan errMsg
+	free      chan []byte
+	done      chan struct{}
+	closeOnce sync.Once
 }
+
+// errMsg is an ICMP error to write into the TUN: buf[offset:].
+type errMsg struct {
+	buf    []byte
+	offset int
+}
+
+// errQueue is how many errors may wait for the writer. They are spaced
+// errInterval apart: a few cover any pause of the writer, and the packets
+// refused meanwhile are dropped unanswered, as a router over its rate does.
+const errQueue = 4
 
 // GuardStats counts what the Guard did.
 type GuardStats struct {
 	Clamped   atomic.Uint64 // SYNs whose MSS was lowered
-	Refused   atomic.Uint64 // packets answered with ICMP too-big
+	Refused   atomic.Uint64 // packets answered with ICMP too-big (the error written)
 	Forwarded atomic.Uint64 // oversized packets that may not be refused (IPv4 without DF, IPv6 within 1280), sent as they are
 	Dropped   atomic.Uint64 // oversized packets dropped: no error allowed, or over the error rate
 }
@@ -47,9 +71,43 @@ const errInterval = time.Millisecond
 // (wireguard-go writes at device.MessageTransportOffsetContent, 16).
 const errHeadroom = 64
 
-// NewGuard wraps dev, looking MTUs up in t.
+// NewGuard wraps dev, looking MTUs up in t, and starts its error writer,
+// which Close stops.
 func NewGuard(dev tun.Device, t *Table) *Guard {
-	return &Guard{Device: dev, table: t, errBuf: make([]byte, 0, errHeadroom+packet.MaxError)}
+	g := &Guard{
+		Device: dev, table: t, errBuf: make([]byte, 0, errHeadroom+packet.MaxError),
+		errs: make(chan errMsg, errQueue), free: make(chan []byte, errQueue), done: make(chan struct{}),
+	}
+	for range errQueue {
+		g.free <- make([]byte, 0, errHeadroom+packet.MaxError)
+	}
+	go g.writeErrors()
+	return g
+}
+
+// Close stops the error writer and closes the TUN.
+func (g *Guard) Close() error {
+	g.closeOnce.Do(func() { close(g.done) })
+	return g.Device.Close()
+}
+
+// writeErrors writes the queued errors into the TUN until Close.
+func (g *Guard) writeErrors() {
+	var bufs [1][]byte
+	for {
+		select {
+		case <-g.done:
+			return
+		case m := <-g.errs:
+			bufs[0] = m.buf
+			if _, err := g.Device.Write(bufs[:], m.offset); err == nil {
+				g.Stats.Refused.Add(1)
+			} else {
+				g.Stats.Dropped.Add(1)
+			}
+			g.free <- m.buf
+		}
+	}
 }
 
 // Read reads packets from the TUN and fits those to peers with a smaller
@@ -90,17 +148,24 @@ func (g *Guard) tooBig(pkt []byte, mtu, offset int) bool {
 		g.Stats.Forwarded.Add(1)
 		return false
 	case packet.Refuse:
-		if now := time.Now(); !now.Before(g.nextErr) {
+		if now := time.Now(); !now.Before(g.nextErr) && g.queueError(msg, offset) {
 			g.nextErr = now.Add(errInterval)
-			g.errBufs[0] = msg
-			if _, err := g.Device.Write(g.errBufs[:], offset); err == nil {
-				g.Stats.Refused.Add(1)
-				return true
-			}
+			return true
 		}
 	}
 	g.Stats.Dropped.Add(1)
 	return true
+}
+
+// queueError hands a copy of msg to the writer, unless its queue is full.
+func (g *Guard) queueError(msg []byte, offset int) bool {
+	select {
+	case buf := <-g.free:
+		g.errs <- errMsg{append(buf[:0], msg...), offset}
+		return true
+	default:
+		return false
+	}
 }
 
 // Write writes packets from peers into the TUN, clamping the MSS of SYNs

@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"net/netip"
 	"testing"
+	"time"
 
 	"golang.org/x/net/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/packet/packettest"
+	"github.com/meshnode/meshnode/internal/wait"
 	"github.com/meshnode/meshnode/tun/tuntest"
 )
 
@@ -86,15 +88,13 @@ func TestGuardRead(t *testing.T) {
 				t.Error("packet changed")
 			}
 			if tc.errMTU == 0 {
-				if len(dev.Written) != 0 {
-					t.Fatalf("%d errors written, want none", len(dev.Written))
+				if len(g.errs) != 0 || len(dev.Writes()) != 0 {
+					t.Fatalf("%d errors queued, %d written, want none", len(g.errs), len(dev.Writes()))
 				}
 				return
 			}
-			if len(dev.Written) != 1 {
-				t.Fatalf("%d errors written, want 1", len(dev.Written))
-			}
-			checkError(t, dev.Written[0], tc.pkt, tc.errMTU)
+			wait.For(t, 10*time.Second, "the error written", func() bool { return len(dev.Writes()) == 1 })
+			checkError(t, dev.Writes()[0], tc.pkt, tc.errMTU)
 		})
 	}
 }
@@ -179,7 +179,7 @@ func TestGuardDoesNotAllocate(t *testing.T) {
 	syn := packettest.TCP(packettest.IP{Src: self4, Dst: small4, Flags: header.IPv4FlagDontFragment}, header.TCPFlagSyn, packettest.MSSOption(1380), 0)
 	big := packettest.TCP(packettest.IP{Src: self4, Dst: small4, Flags: header.IPv4FlagDontFragment}, header.TCPFlagAck, nil, 1380)
 	data := packettest.TCP(packettest.IP{Src: self4, Dst: full4, Flags: header.IPv4FlagDontFragment}, header.TCPFlagAck, nil, 1380)
-	g := NewGuard(&tuntest.Batch{Packets: [][]byte{syn, big, data}}, newTable())
+	g := NewGuard(&tuntest.Discard{Batch: tuntest.Batch{Packets: [][]byte{syn, big, data}}}, newTable())
 	b, sizes := bufs(3)
 	if a := testing.AllocsPerRun(100, func() { g.Read(b, sizes, offset) }); a != 0 {
 		t.Errorf("Read allocates %.1f times a batch", a)
@@ -230,4 +230,55 @@ func BenchmarkGuardRead(b *testing.B) {
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/packet")
 		})
 	}
+}
+
+// echoTUN answers every write as gVisor's netstack answers an ICMP error:
+// at once, with a packet that waits in an unbuffered queue for a Read.
+type echoTUN struct {
+	tuntest.Batch
+	queue chan []byte
+}
+
+func (e *echoTUN) Write(bufs [][]byte, off int) (int, error) {
+	e.queue <- bytes.Clone(bufs[0][off:])
+	return len(bufs), nil
+}
+
+func (e *echoTUN) Read(bufs [][]byte, sizes []int, off int) (int, error) {
+	select {
+	case p := <-e.queue:
+		sizes[0] = copy(bufs[0][off:], p)
+		return 1, nil
+	default:
+		return e.Batch.Read(bufs, sizes, off)
+	}
+}
+
+// TestGuardErrorsDoNotWaitForTheReader: the reader refuses a packet and
+// goes on reading; what the error provokes in the TUN reaches the next
+// Read. A reader that wrote the error itself would wait for itself.
+func TestGuardErrorsDoNotWaitForTheReader(t *testing.T) {
+	big := packettest.TCP(packettest.IP{Src: self4, Dst: small4, Flags: header.IPv4FlagDontFragment}, header.TCPFlagAck, nil, 1380)
+	dev := &echoTUN{Batch: tuntest.Batch{Packets: [][]byte{big}}, queue: make(chan []byte)}
+	g := NewGuard(dev, newTable())
+	t.Cleanup(func() { g.Close() })
+	b, sizes := bufs(1)
+	read := make(chan int, 1)
+	go func() {
+		g.Read(b, sizes, offset)
+		read <- sizes[0]
+	}()
+	select {
+	case n := <-read:
+		if n != 0 {
+			t.Fatalf("the oversized packet passed (%d bytes), want it refused", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Read did not return after refusing a packet: it waits on its own error")
+	}
+	wait.For(t, 10*time.Second, "the TUN's answer to the error at the next Read", func() bool {
+		dev.Packets = nil
+		n, _ := g.Read(b, sizes, offset)
+		return n == 1 && sizes[0] > 0
+	})
 }

@@ -5,15 +5,26 @@ package tuntest
 import (
 	"bytes"
 	"os"
+	"slices"
+	"sync"
 
 	"golang.zx2c4.com/wireguard/tun"
 )
 
 // Batch hands every Read its Packets as one batch and records what is
-// written.
+// written. Writes may come from another goroutine than the test's (the MTU
+// guard writes its errors from its own): read them then with Writes.
 type Batch struct {
 	Packets [][]byte
+	mu      sync.Mutex
 	Written [][]byte
+}
+
+// Writes returns what was written so far.
+func (d *Batch) Writes() [][]byte {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.Clone(d.Written)
 }
 
 func (d *Batch) Read(bufs [][]byte, sizes []int, off int) (int, error) {
@@ -24,6 +35,8 @@ func (d *Batch) Read(bufs [][]byte, sizes []int, off int) (int, error) {
 }
 
 func (d *Batch) Write(bufs [][]byte, off int) (int, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
 	for _, b := range bufs {
 		d.Written = append(d.Written, bytes.Clone(b[off:]))
 	}
