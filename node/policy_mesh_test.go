@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"testing"
 	"time"
 
@@ -32,14 +32,33 @@ const (
 func officePolicy(version uint64, web bool, office *meshlab.Node, homes ...*meshlab.Node) *wire.Filter {
 	var src []netip.Prefix
 	for _, h := range homes {
-		src = append(src, netip.PrefixFrom(h.Addr4(), 32))
+		src = append(src, hostPrefixes(h)...)
 	}
-	dst := []netip.Prefix{netip.PrefixFrom(office.Addr4(), 32)}
+	dst := hostPrefixes(office)
 	f := &wire.Filter{Version: version, Rules: []wire.FilterRule{{Rule: "home pings the office", Src: src, Dst: dst, Proto: wire.ProtoICMP}}}
 	if web {
 		f.Rules = append(f.Rules, wire.FilterRule{Rule: "home to office web", Src: src, Dst: dst, Proto: wire.ProtoTCP, Ports: []wire.PortRange{{First: webPort, Last: webPort}}})
 	}
 	return f
+}
+
+// hostPrefixes are a node's overlay addresses, IPv4 and IPv6, as prefixes.
+func hostPrefixes(n *meshlab.Node) []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range n.Engine.Self().Addresses {
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out
+}
+
+// addr6 is a node's overlay IPv6 address.
+func addr6(n *meshlab.Node) netip.Addr {
+	for _, a := range n.Engine.Self().Addresses {
+		if a.Is6() {
+			return a
+		}
+	}
+	return netip.Addr{}
 }
 
 // push applies a filter to nodes, as the coordinator's push would.
@@ -67,44 +86,45 @@ func denied(n *meshlab.Node, rule string) localapi.RuleDenied {
 	return localapi.RuleDenied{}
 }
 
-// server accepts TCP connections on one of n's overlay ports and echoes
-// what each sends; received collects all it read.
-type server struct {
-	ln       net.Listener
-	received chan []byte
-}
+// server accepts TCP connections on one of n's overlay ports (IPv4 and
+// IPv6) and echoes what each sends; received collects all it read.
+type server struct{ received chan []byte }
 
 func serve(t *testing.T, n *meshlab.Node, port uint16) *server {
 	t.Helper()
-	ln, err := n.Net.ListenTCPAddrPort(netip.AddrPortFrom(n.Addr4(), port))
-	if err != nil {
-		t.Fatalf("listen on %s:%d: %v", n.Name, port, err)
-	}
-	s := &server{ln: ln, received: make(chan []byte, 64)}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, 64)
-				for {
-					k, err := c.Read(buf)
-					if err != nil {
-						return
-					}
-					s.received <- bytes.Clone(buf[:k])
-					if _, err := c.Write(buf[:k]); err != nil {
-						return
-					}
-				}
-			}()
+	s := &server{received: make(chan []byte, 64)}
+	for _, a := range n.Engine.Self().Addresses {
+		ln, err := n.Net.ListenTCPAddrPort(netip.AddrPortFrom(a, port))
+		if err != nil {
+			t.Fatalf("listen on %s %v port %d: %v", n.Name, a, port, err)
 		}
-	}()
+		t.Cleanup(func() { ln.Close() })
+		go s.accept(ln)
+	}
 	return s
+}
+
+func (s *server) accept(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			buf := make([]byte, 64)
+			for {
+				k, err := c.Read(buf)
+				if err != nil {
+					return
+				}
+				s.received <- bytes.Clone(buf[:k])
+				if _, err := c.Write(buf[:k]); err != nil {
+					return
+				}
+			}
+		}()
+	}
 }
 
 // roundTrip sends msg on c and reads the echo back.
@@ -152,9 +172,27 @@ func dialDenied(t *testing.T, a, b *meshlab.Node, port uint16, what string, deny
 	}
 }
 
-// ping sends one ICMP echo request from a to b over the overlay and
-// waits for the reply until ctx ends.
+// ping sends ICMP echo requests from a to b over the overlay until a reply
+// comes back or ctx ends.
 func ping(ctx context.Context, a, b *meshlab.Node) error {
+	for {
+		err := pingOnce(a, b)
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (last try: %v)", ctx.Err(), err)
+		default:
+		}
+	}
+}
+
+// pingOnce sends one echo request on a fresh ping socket and waits a
+// second for the reply. A fresh socket each try: netstack wakes a reader
+// only for a packet that lands in an empty queue, so once a reply was
+// queued before its reader waited, the socket never reports another.
+func pingOnce(a, b *meshlab.Node) error {
 	pc, err := a.Net.DialPingAddr(a.Addr4(), b.Addr4())
 	if err != nil {
 		return err
@@ -164,24 +202,32 @@ func ping(ctx context.Context, a, b *meshlab.Node) error {
 	if err != nil {
 		return err
 	}
-	for ctx.Err() == nil {
-		if _, err := pc.Write(msg); err != nil {
-			return err
-		}
-		pc.SetReadDeadline(time.Now().Add(time.Second))
+	replied := make(chan error, 1) // the reader ends when pc closes
+	go func() {
 		buf := make([]byte, 1500)
-		n, err := pc.Read(buf)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			continue // lost: ask again
+		for {
+			n, err := pc.Read(buf)
+			if err != nil {
+				replied <- err
+				return
+			}
+			if m, err := icmp.ParseMessage(1, buf[:n]); err == nil && m.Type == ipv4.ICMPTypeEchoReply {
+				replied <- nil
+				return
+			}
 		}
-		if err != nil {
-			return err
-		}
-		if m, err := icmp.ParseMessage(1, buf[:n]); err == nil && m.Type == ipv4.ICMPTypeEchoReply {
-			return nil
-		}
+	}()
+	if _, err := pc.Write(msg); err != nil {
+		return err
 	}
-	return ctx.Err()
+	timeout := time.NewTimer(time.Second)
+	defer timeout.Stop()
+	select {
+	case err := <-replied:
+		return err
+	case <-timeout.C:
+		return errors.New("no reply within a second")
+	}
 }
 
 // The access policy is enforced at both ends: home reaches the office's
@@ -222,6 +268,15 @@ func TestAccessPolicyEnforcedAtBothEnds(t *testing.T) {
 	if err := ping(ctx, home, office); err != nil {
 		t.Fatalf("home pings the office: %v", err)
 	}
+	// The same over IPv6.
+	web6, err := home.Net.DialContextTCPAddrPort(ctx, netip.AddrPortFrom(addr6(office), webPort))
+	if err != nil {
+		t.Fatalf("home to the office's web server over IPv6: %v", err)
+	}
+	if err := roundTrip(web6, "hello over IPv6"); err != nil {
+		t.Fatalf("web round trip over IPv6: %v", err)
+	}
+	web6.Close()
 
 	// Denied: SSH from home, dropped by home's own filter before the wire.
 	officeIn := office.Engine.Status().Counters["filter_denied_in"]

@@ -45,8 +45,8 @@ const (
 type Options struct {
 	// MaxFlows bounds the connection table; 0 means DefaultMaxFlows.
 	MaxFlows int
-	// Now is the clock idle timeouts run on; nil means time.Now (tests
-	// pass a fake one).
+	// Now is the clock idle timeouts run on; nil means the system's
+	// monotonic clock (tests pass a fake one).
 	Now func() time.Time
 }
 
@@ -69,10 +69,10 @@ var ErrStale = errors.New("filter older than the one in force")
 // Filter is one node's packet filter. Set applies policies; TUN runs it
 // on the packet path.
 type Filter struct {
-	rules    atomic.Pointer[ruleSet] // nil: no policy, everything passes
-	table    *table
-	now      func() time.Time
-	base     time.Time
+	rules atomic.Pointer[ruleSet] // nil: no policy, everything passes
+	table *table
+	// elapsed is the time on the filter's clock since it was made.
+	elapsed  func() time.Duration
 	maxFlows int
 	// Stats count what the filter dropped.
 	Stats Stats
@@ -93,10 +93,16 @@ func New(opts Options) *Filter {
 	if opts.MaxFlows <= 0 {
 		opts.MaxFlows = DefaultMaxFlows
 	}
-	if opts.Now == nil {
-		opts.Now = time.Now
+	f := &Filter{maxFlows: opts.MaxFlows}
+	if now := opts.Now; now != nil {
+		base := now()
+		f.elapsed = func() time.Duration { return now().Sub(base) }
+	} else {
+		// Since a time with a monotonic reading reads only the monotonic
+		// clock: half what time.Now costs, once a batch of packets.
+		base := time.Now()
+		f.elapsed = func() time.Duration { return time.Since(base) }
 	}
-	f := &Filter{now: opts.Now, base: opts.Now(), maxFlows: opts.MaxFlows}
 	f.table = newTable(opts.MaxFlows, &f.Stats)
 	return f
 }
@@ -148,7 +154,7 @@ func (f *Filter) Set(wf *wire.Filter) error {
 }
 
 // clock is the time on the filter's clock, in nanoseconds.
-func (f *Filter) clock() int64 { return int64(f.now().Sub(f.base)) }
+func (f *Filter) clock() int64 { return int64(f.elapsed()) }
 
 // Check decides one packet going dir: whether it passes (tracking the flow
 // it opens). Enforced: with no policy everything passes.
