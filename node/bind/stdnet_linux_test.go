@@ -1,6 +1,7 @@
 package bind
 
 import (
+	"bytes"
 	"net"
 	"net/netip"
 	"os"
@@ -106,5 +107,57 @@ func TestStdNetBindSendsToEitherFamily(t *testing.T) {
 				t.Fatalf("%v got datagram %v, want [%d]", d.LocalAddr(), buf[:n], i)
 			}
 		}
+	}
+}
+
+// TestStdNetBindSendsRunsUncopied: StdNetBind sends a run of equal
+// datagrams as one UDP GSO message whose buffers are the datagrams
+// themselves (third_party/README.md), and the kernel cuts it back into the
+// same datagrams, in order, byte for byte; a shorter datagram ends a run.
+// On loopback, which segments in software.
+func TestStdNetBindSendsRunsUncopied(t *testing.T) {
+	dst, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dst.Close()
+	dst.SetReadBuffer(1 << 20) // the batches in flight at once, with room
+	b := conn.NewStdNetBind()
+	if _, _, err := b.Open(0); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	to := &conn.StdNetEndpoint{AddrPort: dst.LocalAddr().(*net.UDPAddr).AddrPort()}
+	for _, tc := range []struct {
+		name string
+		lens []int
+	}{
+		{"more than a run's 64 datagrams", repeat(65, 1000)},
+		{"a short tail", append(repeat(20, 1200), 300)},
+		{"short ones between runs", append(append(append(repeat(5, 1200), 77), repeat(7, 1400)...), 1, 1400)},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bufs := make([][]byte, len(tc.lens))
+			for i, n := range tc.lens {
+				bufs[i] = make([]byte, n) // no spare capacity to copy into
+				for j := range bufs[i] {
+					bufs[i][j] = byte(i + j)
+				}
+			}
+			if err := b.Send(bufs, to); err != nil {
+				t.Fatalf("send: %v", err)
+			}
+			got := make([]byte, 2048)
+			dst.SetReadDeadline(time.Now().Add(5 * time.Second))
+			for i, want := range bufs {
+				n, _, err := dst.ReadFromUDPAddrPort(got)
+				if err != nil {
+					t.Fatalf("datagram %d of %d: %v", i, len(bufs), err)
+				}
+				if !bytes.Equal(got[:n], want) {
+					t.Fatalf("datagram %d: %d bytes starting %v, want %d starting %v", i, n, got[:min(n, 4)], len(want), want[:min(len(want), 4)])
+				}
+			}
+		})
 	}
 }

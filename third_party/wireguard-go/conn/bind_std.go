@@ -200,8 +200,12 @@ again:
 
 func (s *StdNetBind) putMessages(msgs *[]ipv6.Message) {
 	for i := range *msgs {
+		// meshnode: a send may have given a message several buffers
+		// (coalesceMessages); a receive uses Buffers[0] alone.
+		bs := (*msgs)[i].Buffers
+		clear(bs[1:])
 		(*msgs)[i].OOB = (*msgs)[i].OOB[:0]
-		(*msgs)[i] = ipv6.Message{Buffers: (*msgs)[i].Buffers, OOB: (*msgs)[i].OOB}
+		(*msgs)[i] = ipv6.Message{Buffers: bs[:1], OOB: (*msgs)[i].OOB}
 	}
 	s.msgsPool.Put(msgs)
 }
@@ -401,7 +405,9 @@ retry:
 	} else {
 		for i := range bufs {
 			(*msgs)[i].Addr = ua
-			(*msgs)[i].Buffers[0] = bufs[i]
+			// meshnode: a retry after coalesceMessages finds messages of
+			// several buffers.
+			(*msgs)[i].Buffers = append((*msgs)[i].Buffers[:0], bufs[i])
 			setSrcControl(&(*msgs)[i].OOB, endpoint.(*StdNetEndpoint))
 		}
 		err = s.send(conn, br, (*msgs)[:len(bufs)])
@@ -450,9 +456,20 @@ const (
 
 type setGSOFunc func(control *[]byte, gsoSize uint16)
 
+// coalesceMessages fills msgs from bufs, each message one datagram or, with
+// UDP GSO, a run of datagrams the kernel segments: all of gsoSize bytes
+// but a shorter last one.
+//
+// meshnode: a run is one message of several buffers (iovecs), where
+// upstream copies every datagram of the run into the first one's spare
+// capacity: the kernel copies the data from user space anyway, so the copy
+// was pure cost (5 % of a node's CPU under load, and page faults on the
+// cold tails of 64 KiB buffers), and a run no longer depends on that
+// capacity (third_party/README.md).
 func coalesceMessages(addr *net.UDPAddr, ep *StdNetEndpoint, bufs [][]byte, msgs []ipv6.Message, setGSO setGSOFunc) int {
 	var (
 		base     = -1 // index of msg we are currently coalescing into
+		baseLen  int  // payload bytes in msgs[base]
 		gsoSize  int  // segmentation size of msgs[base]
 		dgramCnt int  // number of dgrams coalesced into msgs[base]
 		endBatch bool // tracking flag to start a new batch on next iteration of bufs
@@ -464,14 +481,12 @@ func coalesceMessages(addr *net.UDPAddr, ep *StdNetEndpoint, bufs [][]byte, msgs
 	for i, buf := range bufs {
 		if i > 0 {
 			msgLen := len(buf)
-			baseLenBefore := len(msgs[base].Buffers[0])
-			freeBaseCap := cap(msgs[base].Buffers[0]) - baseLenBefore
-			if msgLen+baseLenBefore <= maxPayloadLen &&
+			if msgLen+baseLen <= maxPayloadLen &&
 				msgLen <= gsoSize &&
-				msgLen <= freeBaseCap &&
 				dgramCnt < udpSegmentMaxDatagrams &&
 				!endBatch {
-				msgs[base].Buffers[0] = append(msgs[base].Buffers[0], buf...)
+				msgs[base].Buffers = append(msgs[base].Buffers, buf)
+				baseLen += msgLen
 				if i == len(bufs)-1 {
 					setGSO(&msgs[base].OOB, uint16(gsoSize))
 				}
@@ -492,8 +507,9 @@ func coalesceMessages(addr *net.UDPAddr, ep *StdNetEndpoint, bufs [][]byte, msgs
 		endBatch = false
 		base++
 		gsoSize = len(buf)
+		baseLen = len(buf)
 		setSrcControl(&msgs[base].OOB, ep)
-		msgs[base].Buffers[0] = buf
+		msgs[base].Buffers = append(msgs[base].Buffers[:0], buf)
 		msgs[base].Addr = addr
 		dgramCnt = 1
 	}
