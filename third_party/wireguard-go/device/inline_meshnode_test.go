@@ -1,0 +1,117 @@
+package device
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/tun/tuntest"
+)
+
+// meshnode's test of the inline data path (inline.go): on either path,
+// each way, every packet of a burst crosses two devices over loopback
+// sockets intact and in order (one flow's batches never overtake each
+// other), and the devices close cleanly.
+func TestDataPathInlineAndQueued(t *testing.T) {
+	for _, inline := range []bool{true, false} {
+		t.Run(fmt.Sprintf("inline=%v", inline), func(t *testing.T) {
+			old := inlineData
+			inlineData = func() bool { return inline }
+			t.Cleanup(func() { inlineData = old })
+
+			var keys [2]NoisePrivateKey
+			for i := range keys {
+				if _, err := rand.Read(keys[i][:]); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var (
+				tuns  [2]*tuntest.ChannelTUN
+				devs  [2]*Device
+				ports [2]int
+				ips   = [2]netip.Addr{netip.MustParseAddr("10.9.0.1"), netip.MustParseAddr("10.9.0.2")}
+			)
+			for i := range devs {
+				tuns[i] = tuntest.NewChannelTUN()
+				devs[i] = NewDevice(tuns[i].TUN(), conn.NewStdNetBind(), NewLogger(LogLevelError, fmt.Sprintf("dev%d: ", i)))
+				t.Cleanup(devs[i].Close)
+				if devs[i].inline != inline {
+					t.Fatalf("device %d: inline %v, want %v", i, devs[i].inline, inline)
+				}
+				if err := devs[i].IpcSet("private_key=" + hex.EncodeToString(keys[i][:]) + "\nlisten_port=0\n"); err != nil {
+					t.Fatal(err)
+				}
+				if err := devs[i].Up(); err != nil {
+					t.Fatal(err)
+				}
+				dump, err := devs[i].IpcGet()
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, line := range strings.Split(dump, "\n") {
+					if v, ok := strings.CutPrefix(line, "listen_port="); ok {
+						ports[i], _ = strconv.Atoi(v)
+					}
+				}
+			}
+			for i := range devs {
+				o := 1 - i
+				pub := keys[o].publicKey()
+				cfg := fmt.Sprintf("public_key=%s\nendpoint=127.0.0.1:%d\nallowed_ip=%s/32\n", hex.EncodeToString(pub[:]), ports[o], ips[o])
+				if err := devs[i].IpcSet(cfg); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// A handshake first: packets that wait for it are staged, and
+			// the oldest dropped, on either path.
+			tuns[0].Outbound <- meshUDPPacket(ips[0], ips[1], -1)
+			select {
+			case <-tuns[1].Inbound:
+			case <-time.After(20 * time.Second):
+				t.Fatal("no handshake")
+			}
+			for _, dir := range [][2]int{{0, 1}, {1, 0}} {
+				from, to := dir[0], dir[1]
+				const burst = 500
+				go func() {
+					for n := range burst {
+						tuns[from].Outbound <- meshUDPPacket(ips[from], ips[to], n)
+					}
+				}()
+				deadline := time.After(20 * time.Second)
+				for n := range burst {
+					select {
+					case got := <-tuns[to].Inbound:
+						if want := meshUDPPacket(ips[from], ips[to], n); !bytes.Equal(got, want) {
+							t.Fatalf("%d→%d: packet %d is #%d, want them in order, intact", from, to, n, binary.BigEndian.Uint32(got[28:]))
+						}
+					case <-deadline:
+						t.Fatalf("%d→%d: %d of %d packets arrived", from, to, n, burst)
+					}
+				}
+			}
+		})
+	}
+}
+
+// meshUDPPacket is an IPv4/UDP packet numbered n, 1000 bytes long: what
+// the device routes (version, length, addresses).
+func meshUDPPacket(src, dst netip.Addr, n int) []byte {
+	p := make([]byte, 1000)
+	p[0] = 0x45
+	binary.BigEndian.PutUint16(p[2:], uint16(len(p)))
+	p[8], p[9] = 64, 17
+	s, d := src.As4(), dst.As4()
+	copy(p[12:16], s[:])
+	copy(p[16:20], d[:])
+	binary.BigEndian.PutUint32(p[28:], uint32(n))
+	return p
+}
