@@ -36,7 +36,11 @@ type QueueInboundElement struct {
 type QueueInboundElementsContainer struct {
 	sync.Mutex
 	elems []*QueueInboundElement
-	bufs  [][]byte // meshnode: receiveContainer's scratch, kept with the pooled container
+	// meshnode: decryptContainer's and receiveContainer's scratch, kept
+	// with the pooled container (a nonce on the stack escapes to the heap
+	// through the AEAD interface: an allocation per call).
+	nonce [chacha20poly1305.NonceSize]byte
+	bufs  [][]byte
 }
 
 // clearPointers clears elem fields that contain pointers.
@@ -257,7 +261,7 @@ func (device *Device) RoutineDecryption(id int) {
 // is nil) and unlocks it for its consumer. meshnode: RoutineDecryption's
 // body, also called inline (inline.go).
 func (device *Device) decryptContainer(elemsContainer *QueueInboundElementsContainer) {
-	var nonce [chacha20poly1305.NonceSize]byte
+	nonce := &elemsContainer.nonce
 	for _, elem := range elemsContainer.elems {
 		// split message into fields
 		counter := elem.packet[MessageTransportOffsetCounter:MessageTransportOffsetContent]

@@ -55,7 +55,11 @@ type QueueOutboundElement struct {
 type QueueOutboundElementsContainer struct {
 	sync.Mutex
 	elems []*QueueOutboundElement
-	bufs  [][]byte // meshnode: sendContainer's scratch, kept with the pooled container
+	// meshnode: encryptContainer's and sendContainer's scratch, kept with
+	// the pooled container (a nonce on the stack escapes to the heap
+	// through the AEAD interface: an allocation per call).
+	nonce [chacha20poly1305.NonceSize]byte
+	bufs  [][]byte
 }
 
 func (device *Device) NewOutboundElement() *QueueOutboundElement {
@@ -459,7 +463,7 @@ var paddingZeros [PaddingMultiple]byte
 // consumer. meshnode: RoutineEncryption's body, also called inline
 // (inline.go).
 func (device *Device) encryptContainer(elemsContainer *QueueOutboundElementsContainer) {
-	var nonce [chacha20poly1305.NonceSize]byte
+	nonce := &elemsContainer.nonce
 	for _, elem := range elemsContainer.elems {
 		// populate header fields
 		header := elem.buffer[:MessageTransportHeaderSize]
