@@ -170,3 +170,73 @@ func TestCryptoOfABatchAllocatesNothing(t *testing.T) {
 		}
 	}
 }
+
+// meshnode: on the inline path a socket's receive goroutine delivers the
+// first packet of a new session without waiting for device.net's lock:
+// closeBindLocked holds that lock while it waits for the receive
+// goroutines to end, so a receive goroutine that sent the staged packets
+// itself (SendBuffers takes the lock) would never end, and a rebind or a
+// Close would hang.
+func TestInlineReceiveDoesNotWaitForTheNetLock(t *testing.T) {
+	old := inlineData
+	inlineData = func() bool { return true }
+	t.Cleanup(func() { inlineData = old })
+	dev := NewDevice(tuntest.NewChannelTUN().TUN(), conn.NewStdNetBind(), NewLogger(LogLevelError, ""))
+	t.Cleanup(dev.Close)
+	var sk NoisePrivateKey
+	if _, err := rand.Read(sk[:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.IpcSet("private_key=" + hex.EncodeToString(sk[:]) + "\nlisten_port=0\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := dev.Up(); err != nil {
+		t.Fatal(err)
+	}
+	var pk NoisePublicKey
+	pk[0] = 1
+	peer, err := dev.NewPeer(pk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer.Start()
+	// A packet waits for the session.
+	staged := dev.GetOutboundElementsContainer()
+	elem := dev.NewOutboundElement()
+	elem.packet = elem.buffer[MessageTransportHeaderSize : MessageTransportHeaderSize+copy(elem.buffer[MessageTransportHeaderSize:], meshUDPPacket(netip.MustParseAddr("10.9.0.1"), netip.MustParseAddr("10.9.0.2"), 1))]
+	staged.elems = append(staged.elems, elem)
+	peer.StagePackets(staged)
+	// The session's first packet: its keypair is the peer's next one.
+	var key [chacha20poly1305.KeySize]byte
+	aead, err := chacha20poly1305.New(key[:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	kp := &Keypair{send: aead, receive: aead, created: time.Now()}
+	peer.keypairs.next.Store(kp)
+	in := dev.GetInboundElementsContainer()
+	first := dev.GetInboundElement()
+	first.buffer = dev.GetMessageBuffer()
+	first.packet = first.buffer[MessageTransportOffsetContent : MessageTransportOffsetContent+copy(first.buffer[MessageTransportOffsetContent:], meshUDPPacket(netip.MustParseAddr("10.9.0.2"), netip.MustParseAddr("10.9.0.1"), 2))]
+	first.keypair = kp
+	in.elems = append(in.elems, first)
+
+	dev.net.Lock() // as closeBindLocked holds it
+	done := make(chan struct{})
+	go func() {
+		peer.rxMu.Lock()
+		peer.receiveContainer(in, true)
+		peer.rxMu.Unlock()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Error("the receive goroutine waited for device.net's lock to send the staged packet")
+	}
+	dev.net.Unlock()
+	<-done
+	if peer.keypairs.Current() != kp {
+		t.Errorf("the session's first packet did not confirm its keypair")
+	}
+}

@@ -58,14 +58,18 @@ func (elem *QueueInboundElement) clearPointers() {
  *
  * NOTE: Not thread safe, but called by sequential receiver!
  */
-func (peer *Peer) keepKeyFreshReceiving() {
+func (peer *Peer) keepKeyFreshReceiving(async bool) {
 	if peer.timers.sentLastMinuteHandshake.Load() {
 		return
 	}
 	keypair := peer.keypairs.Current()
 	if keypair != nil && keypair.isInitiator && time.Since(keypair.created) > (RejectAfterTime-KeepaliveTimeout-RekeyTimeout) {
 		peer.timers.sentLastMinuteHandshake.Store(true)
-		peer.SendHandshakeInitiation(false)
+		if async { // meshnode: see receiveContainer
+			go peer.SendHandshakeInitiation(false)
+		} else {
+			peer.SendHandshakeInitiation(false)
+		}
 	}
 }
 
@@ -230,7 +234,7 @@ func (device *Device) RoutineReceiveIncoming(maxBatchSize int, recv conn.Receive
 					// meshnode: decrypt and deliver on this goroutine (inline.go).
 					device.decryptContainer(elemsContainer)
 					peer.rxMu.Lock()
-					peer.receiveContainer(elemsContainer)
+					peer.receiveContainer(elemsContainer, true)
 					peer.rxMu.Unlock()
 				} else {
 					peer.queue.inbound.c <- elemsContainer
@@ -458,7 +462,7 @@ func (peer *Peer) RoutineSequentialReceiver() {
 			return
 		}
 		peer.rxMu.Lock()
-		peer.receiveContainer(elemsContainer)
+		peer.receiveContainer(elemsContainer, false)
 		peer.rxMu.Unlock()
 	}
 }
@@ -467,7 +471,13 @@ func (peer *Peer) RoutineSequentialReceiver() {
 // source address), writes them to the TUN, and returns it and them to
 // their pools. The caller holds peer.rxMu. meshnode:
 // RoutineSequentialReceiver's body, also called inline (inline.go).
-func (peer *Peer) receiveContainer(elemsContainer *QueueInboundElementsContainer) {
+//
+// async: the caller is a socket's receive goroutine, which
+// closeBindLocked waits for while it holds device.net's lock; what this
+// sends (staged packets once a session is confirmed, a handshake when the
+// session is old) takes that lock to send, so it is sent from a goroutine
+// of its own (rare: once a handshake), or a rebind would deadlock.
+func (peer *Peer) receiveContainer(elemsContainer *QueueInboundElementsContainer, async bool) {
 	device := peer.device
 	elemsContainer.Lock()
 	bufs := elemsContainer.bufs[:0]
@@ -488,7 +498,11 @@ func (peer *Peer) receiveContainer(elemsContainer *QueueInboundElementsContainer
 		if peer.ReceivedWithKeypair(elem.keypair) {
 			peer.SetEndpointFromPacket(elem.endpoint)
 			peer.timersHandshakeComplete()
-			peer.SendStagedPackets()
+			if async {
+				go peer.SendStagedPackets()
+			} else {
+				peer.SendStagedPackets()
+			}
 		}
 		rxBytesLen += uint64(len(elem.packet) + MinMessageSize)
 
@@ -543,7 +557,7 @@ func (peer *Peer) receiveContainer(elemsContainer *QueueInboundElementsContainer
 	peer.rxBytes.Add(rxBytesLen)
 	if validTailPacket >= 0 {
 		peer.SetEndpointFromPacket(elemsContainer.elems[validTailPacket].endpoint)
-		peer.keepKeyFreshReceiving()
+		peer.keepKeyFreshReceiving(async)
 		peer.timersAnyAuthenticatedPacketTraversal()
 		peer.timersAnyAuthenticatedPacketReceived()
 	}
