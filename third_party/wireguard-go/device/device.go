@@ -81,6 +81,11 @@ type Device struct {
 		handshake  *handshakeQueue
 	}
 
+	// inline: the goroutine that reads a batch also encrypts and sends it,
+	// or decrypts and delivers it (meshnode: inline.go). Set before the
+	// device's goroutines start, read-only after.
+	inline bool
+
 	tun struct {
 		device tun.Device
 		mtu    atomic.Int32
@@ -299,6 +304,7 @@ func NewDevice(tunDevice tun.Device, bind conn.Bind, logger *Logger) *Device {
 	device.indexTable.Init()
 
 	device.PopulatePools()
+	device.inline = inlineData()
 
 	// create queues
 

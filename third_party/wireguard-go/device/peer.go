@@ -53,6 +53,11 @@ type Peer struct {
 		inbound  *autodrainingInboundQueue            // sequential ordering of tun writing
 	}
 
+	// rxMu serialises receiveContainer for this peer: the sequential
+	// receiver and, inline, every socket's receive goroutine (meshnode:
+	// inline.go).
+	rxMu sync.Mutex
+
 	cookieGenerator             CookieGenerator
 	trieEntries                 list.List
 	persistentKeepaliveInterval atomic.Uint32
@@ -202,11 +207,8 @@ func (peer *Peer) Start() {
 	device.flushInboundQueue(peer.queue.inbound)
 	device.flushOutboundQueue(peer.queue.outbound)
 
-	// Use the device batch size, not the bind batch size, as the device size is
-	// the size of the batch pools.
-	batchSize := peer.device.BatchSize()
-	go peer.RoutineSequentialSender(batchSize)
-	go peer.RoutineSequentialReceiver(batchSize)
+	go peer.RoutineSequentialSender()
+	go peer.RoutineSequentialReceiver()
 
 	peer.isRunning.Store(true)
 }

@@ -55,6 +55,11 @@ type QueueOutboundElement struct {
 type QueueOutboundElementsContainer struct {
 	sync.Mutex
 	elems []*QueueOutboundElement
+	// meshnode: encryptContainer's and sendContainer's scratch, kept with
+	// the pooled container (a nonce on the stack escapes to the heap
+	// through the AEAD interface: an allocation per call).
+	nonce [chacha20poly1305.NonceSize]byte
+	bufs  [][]byte
 }
 
 func (device *Device) NewOutboundElement() *QueueOutboundElement {
@@ -382,8 +387,14 @@ top:
 
 			// add to parallel and sequential queue
 			if peer.isRunning.Load() {
-				peer.queue.outbound.c <- elemsContainer
-				peer.device.queue.encryption.c <- elemsContainer
+				if peer.device.inline {
+					// meshnode: encrypt and send on this goroutine (inline.go).
+					peer.device.encryptContainer(elemsContainer)
+					peer.sendContainer(elemsContainer)
+				} else {
+					peer.queue.outbound.c <- elemsContainer
+					peer.device.queue.encryption.c <- elemsContainer
+				}
 			} else {
 				for _, elem := range elemsContainer.elems {
 					peer.device.PutMessageBuffer(elem.buffer)
@@ -437,44 +448,52 @@ func calculatePaddingSize(packetSize, mtu int) int {
  * Obs. One instance per core
  */
 func (device *Device) RoutineEncryption(id int) {
-	var paddingZeros [PaddingMultiple]byte
-	var nonce [chacha20poly1305.NonceSize]byte
-
 	defer device.log.Verbosef("Routine: encryption worker %d - stopped", id)
 	device.log.Verbosef("Routine: encryption worker %d - started", id)
 
 	for elemsContainer := range device.queue.encryption.c {
-		for _, elem := range elemsContainer.elems {
-			// populate header fields
-			header := elem.buffer[:MessageTransportHeaderSize]
-
-			fieldType := header[0:4]
-			fieldReceiver := header[4:8]
-			fieldNonce := header[8:16]
-
-			binary.LittleEndian.PutUint32(fieldType, MessageTransportType)
-			binary.LittleEndian.PutUint32(fieldReceiver, elem.keypair.remoteIndex)
-			binary.LittleEndian.PutUint64(fieldNonce, elem.nonce)
-
-			// pad content to multiple of 16
-			paddingSize := calculatePaddingSize(len(elem.packet), int(device.tun.mtu.Load()))
-			elem.packet = append(elem.packet, paddingZeros[:paddingSize]...)
-
-			// encrypt content and release to consumer
-
-			binary.LittleEndian.PutUint64(nonce[4:], elem.nonce)
-			elem.packet = elem.keypair.send.Seal(
-				header,
-				nonce[:],
-				elem.packet,
-				nil,
-			)
-		}
-		elemsContainer.Unlock()
+		device.encryptContainer(elemsContainer)
 	}
 }
 
-func (peer *Peer) RoutineSequentialSender(maxBatchSize int) {
+// paddingZeros pads every packet to a multiple of PaddingMultiple.
+var paddingZeros [PaddingMultiple]byte
+
+// encryptContainer encrypts a container's packets and unlocks it for its
+// consumer. meshnode: RoutineEncryption's body, also called inline
+// (inline.go).
+func (device *Device) encryptContainer(elemsContainer *QueueOutboundElementsContainer) {
+	nonce := &elemsContainer.nonce
+	for _, elem := range elemsContainer.elems {
+		// populate header fields
+		header := elem.buffer[:MessageTransportHeaderSize]
+
+		fieldType := header[0:4]
+		fieldReceiver := header[4:8]
+		fieldNonce := header[8:16]
+
+		binary.LittleEndian.PutUint32(fieldType, MessageTransportType)
+		binary.LittleEndian.PutUint32(fieldReceiver, elem.keypair.remoteIndex)
+		binary.LittleEndian.PutUint64(fieldNonce, elem.nonce)
+
+		// pad content to multiple of 16
+		paddingSize := calculatePaddingSize(len(elem.packet), int(device.tun.mtu.Load()))
+		elem.packet = append(elem.packet, paddingZeros[:paddingSize]...)
+
+		// encrypt content and release to consumer
+
+		binary.LittleEndian.PutUint64(nonce[4:], elem.nonce)
+		elem.packet = elem.keypair.send.Seal(
+			header,
+			nonce[:],
+			elem.packet,
+			nil,
+		)
+	}
+	elemsContainer.Unlock()
+}
+
+func (peer *Peer) RoutineSequentialSender() {
 	device := peer.device
 	defer func() {
 		defer device.log.Verbosef("%v - Routine: sequential sender - stopped", peer)
@@ -482,10 +501,7 @@ func (peer *Peer) RoutineSequentialSender(maxBatchSize int) {
 	}()
 	device.log.Verbosef("%v - Routine: sequential sender - started", peer)
 
-	bufs := make([][]byte, 0, maxBatchSize)
-
 	for elemsContainer := range peer.queue.outbound.c {
-		bufs = bufs[:0]
 		if elemsContainer == nil {
 			return
 		}
@@ -504,39 +520,50 @@ func (peer *Peer) RoutineSequentialSender(maxBatchSize int) {
 			device.PutOutboundElementsContainer(elemsContainer)
 			continue
 		}
-		dataSent := false
-		elemsContainer.Lock()
-		for _, elem := range elemsContainer.elems {
-			if len(elem.packet) != MessageKeepaliveSize {
-				dataSent = true
-			}
-			bufs = append(bufs, elem.packet)
-		}
-
-		peer.timersAnyAuthenticatedPacketTraversal()
-		peer.timersAnyAuthenticatedPacketSent()
-
-		err := peer.SendBuffers(bufs)
-		if dataSent {
-			peer.timersDataSent()
-		}
-		for _, elem := range elemsContainer.elems {
-			device.PutMessageBuffer(elem.buffer)
-			device.PutOutboundElement(elem)
-		}
-		device.PutOutboundElementsContainer(elemsContainer)
-		if err != nil {
-			var errGSO conn.ErrUDPGSODisabled
-			if errors.As(err, &errGSO) {
-				device.log.Verbosef(err.Error())
-				err = errGSO.RetryErr
-			}
-		}
-		if err != nil {
-			device.log.Errorf("%v - Failed to send data packets: %v", peer, err)
-			continue
-		}
-
-		peer.keepKeyFreshSending()
+		peer.sendContainer(elemsContainer)
 	}
+}
+
+// sendContainer sends a container's packets once encrypted, and returns
+// it and them to their pools. meshnode: RoutineSequentialSender's body,
+// also called inline (inline.go).
+func (peer *Peer) sendContainer(elemsContainer *QueueOutboundElementsContainer) {
+	device := peer.device
+	dataSent := false
+	elemsContainer.Lock()
+	bufs := elemsContainer.bufs[:0]
+	for _, elem := range elemsContainer.elems {
+		if len(elem.packet) != MessageKeepaliveSize {
+			dataSent = true
+		}
+		bufs = append(bufs, elem.packet)
+	}
+
+	peer.timersAnyAuthenticatedPacketTraversal()
+	peer.timersAnyAuthenticatedPacketSent()
+
+	err := peer.SendBuffers(bufs)
+	if dataSent {
+		peer.timersDataSent()
+	}
+	clear(bufs)
+	elemsContainer.bufs = bufs[:0]
+	for _, elem := range elemsContainer.elems {
+		device.PutMessageBuffer(elem.buffer)
+		device.PutOutboundElement(elem)
+	}
+	device.PutOutboundElementsContainer(elemsContainer)
+	if err != nil {
+		var errGSO conn.ErrUDPGSODisabled
+		if errors.As(err, &errGSO) {
+			device.log.Verbosef(err.Error())
+			err = errGSO.RetryErr
+		}
+	}
+	if err != nil {
+		device.log.Errorf("%v - Failed to send data packets: %v", peer, err)
+		return
+	}
+
+	peer.keepKeyFreshSending()
 }

@@ -1,0 +1,90 @@
+package conn
+
+import (
+	"net"
+
+	"golang.org/x/net/ipv6"
+)
+
+// meshnode: the receive path of a socket with UDP GRO (third_party/README.md).
+//
+// With UDP_GRO on, a datagram the kernel reads may be a run of datagrams it
+// coalesced, up to 64 KiB. Upstream read such runs into the tail of the
+// caller's buffers and split them into the head in place, so it could ask
+// for only IdealBatchSize/udpSegmentMaxDatagrams = 2 of them per recvmmsg:
+// wherever the kernel does not coalesce (a NIC or veth without GRO, many
+// small flows), that is 2 datagrams per system call, and the batch behind
+// them (decryption, TUN writes, GRO towards the TUN) as small. groReader
+// reads up to groMessages runs into buffers of its own, copies their
+// datagrams into the caller's buffers (the copy upstream's split made
+// too), and keeps what does not fit for the next call.
+type groReader struct {
+	br   batchReader
+	msgs []ipv6.Message // groMessages messages, each with a 64 KiB buffer
+
+	// The runs read and not yet handed out: msgs[next:end], of which the
+	// first off bytes of msgs[next] are out already.
+	next, end, off int
+	// gso and ep are msgs[next]'s segment size (0: a single datagram) and
+	// sender, shared by its datagrams; ep is nil until they are known.
+	gso int
+	ep  *StdNetEndpoint
+}
+
+// groMessages is how many runs one recvmmsg reads: as many as the caller
+// has buffers for when the kernel coalesced nothing, at 64 KiB of address
+// space each (pages are touched only as far as a run fills them).
+const groMessages = IdealBatchSize
+
+// groMessageSize holds the largest run: a UDP payload of 64 KiB.
+const groMessageSize = 1<<16 - 1
+
+func newGROReader(br batchReader) *groReader {
+	r := &groReader{br: br, msgs: make([]ipv6.Message, groMessages)}
+	for i := range r.msgs {
+		r.msgs[i].Buffers = net.Buffers{make([]byte, groMessageSize)}
+		r.msgs[i].OOB = make([]byte, 0, stickyControlSize+gsoControlSize)
+	}
+	return r
+}
+
+// read is a ReceiveFunc: it hands out the datagrams of the runs already
+// read, or reads more when none are left.
+func (r *groReader) read(bufs [][]byte, sizes []int, eps []Endpoint) (int, error) {
+	if r.next == r.end {
+		for i := range r.msgs {
+			r.msgs[i].OOB = r.msgs[i].OOB[:cap(r.msgs[i].OOB)]
+		}
+		n, err := r.br.ReadBatch(r.msgs, 0)
+		if err != nil {
+			return 0, err
+		}
+		r.next, r.end, r.off, r.ep = 0, n, 0, nil
+	}
+	n := 0
+	for n < len(bufs) && r.next < r.end {
+		msg := &r.msgs[r.next]
+		if r.ep == nil {
+			gso, err := getGSOSize(msg.OOB[:msg.NN])
+			if err != nil {
+				r.next++ // a run whose size can't be read is dropped, as upstream did
+				return n, err
+			}
+			r.gso = gso
+			r.ep = &StdNetEndpoint{AddrPort: msg.Addr.(*net.UDPAddr).AddrPort()}
+			getSrcFromControl(msg.OOB[:msg.NN], r.ep)
+		}
+		size := msg.N - r.off
+		if r.gso > 0 {
+			size = min(size, r.gso)
+		}
+		sizes[n] = copy(bufs[n], msg.Buffers[0][r.off:r.off+size])
+		eps[n] = r.ep
+		n++
+		r.off += size
+		if r.off >= msg.N {
+			r.next, r.off, r.ep = r.next+1, 0, nil
+		}
+	}
+	return n, nil
+}

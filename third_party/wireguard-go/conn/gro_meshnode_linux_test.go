@@ -1,0 +1,142 @@
+package conn
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"net"
+	"testing"
+	"unsafe"
+
+	"golang.org/x/net/ipv6"
+	"golang.org/x/sys/unix"
+)
+
+// run is one message the fake kernel returns: a payload from a sender,
+// coalesced into datagrams of gso bytes (0: one datagram), or with a
+// control message that can't be parsed.
+type run struct {
+	from    *net.UDPAddr
+	payload []byte
+	gso     int
+	badOOB  bool
+}
+
+// scriptedReader returns its batches of runs, one per ReadBatch call.
+type scriptedReader struct {
+	batches [][]run
+	calls   int
+}
+
+var errNoMore = errors.New("no more batches")
+
+func (s *scriptedReader) ReadBatch(ms []ipv6.Message, _ int) (int, error) {
+	if s.calls == len(s.batches) {
+		return 0, errNoMore
+	}
+	b := s.batches[s.calls]
+	s.calls++
+	for i, r := range b {
+		m := &ms[i]
+		m.N = copy(m.Buffers[0], r.payload)
+		m.Addr = r.from
+		m.NN = 0
+		switch {
+		case r.badOOB:
+			m.OOB = append(m.OOB[:0], 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
+			m.NN = len(m.OOB)
+		case r.gso > 0:
+			oob := make([]byte, unix.CmsgSpace(2))
+			h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+			h.Level, h.Type = unix.SOL_UDP, unix.UDP_GRO
+			h.SetLen(unix.CmsgLen(2))
+			binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(r.gso))
+			m.OOB = append(m.OOB[:0], oob...)
+			m.NN = len(oob)
+		}
+	}
+	return len(b), nil
+}
+
+// meshnode's test of groReader (gro.go): runs are cut back into their
+// datagrams, in order, across as many calls as the caller's buffers need,
+// each datagram with its run's sender.
+func TestGROReaderCutsRunsAcrossCalls(t *testing.T) {
+	a := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1).To4(), Port: 1}
+	b := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 2).To4(), Port: 2}
+	payload := func(n int, fill byte) []byte { return bytes.Repeat([]byte{fill}, n) }
+	type dgram struct {
+		size int
+		fill byte
+		from *net.UDPAddr
+	}
+	for _, tc := range []struct {
+		name    string
+		batches [][]run
+		bufs    int       // the caller's buffers a call
+		want    [][]dgram // per call
+		wantErr []bool    // per call: an error with the datagrams before it
+	}{
+		{
+			name:    "single datagrams",
+			batches: [][]run{{{from: a, payload: payload(10, 1)}, {from: b, payload: payload(20, 2)}, {from: a, payload: payload(30, 3)}}},
+			bufs:    8,
+			want:    [][]dgram{{{10, 1, a}, {20, 2, b}, {30, 3, a}}},
+		},
+		{
+			name:    "a run with a short tail",
+			batches: [][]run{{{from: a, payload: append(payload(200, 4), payload(40, 4)...), gso: 100}}},
+			bufs:    8,
+			want:    [][]dgram{{{100, 4, a}, {100, 4, a}, {40, 4, a}}},
+		},
+		{
+			name: "more than the caller's buffers: kept for the next call",
+			batches: [][]run{
+				{{from: a, payload: payload(500, 5), gso: 100}, {from: b, payload: payload(7, 6)}},
+				{{from: b, payload: payload(8, 7)}},
+			},
+			bufs: 3,
+			want: [][]dgram{
+				{{100, 5, a}, {100, 5, a}, {100, 5, a}},
+				{{100, 5, a}, {100, 5, a}, {7, 6, b}},
+				{{8, 7, b}},
+			},
+		},
+		{
+			name:    "a run whose size can't be read is dropped",
+			batches: [][]run{{{from: a, payload: payload(10, 8)}, {from: b, payload: payload(300, 9), badOOB: true}, {from: a, payload: payload(11, 10)}}},
+			bufs:    8,
+			want:    [][]dgram{{{10, 8, a}}, {{11, 10, a}}},
+			wantErr: []bool{true, false},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newGROReader(&scriptedReader{batches: tc.batches})
+			bufs, sizes, eps := make([][]byte, tc.bufs), make([]int, tc.bufs), make([]Endpoint, tc.bufs)
+			for i := range bufs {
+				bufs[i] = make([]byte, groMessageSize)
+			}
+			for call, want := range tc.want {
+				n, err := r.read(bufs, sizes, eps)
+				if wantErr := call < len(tc.wantErr) && tc.wantErr[call]; (err != nil) != wantErr {
+					t.Fatalf("call %d: error %v, want one: %v", call, err, wantErr)
+				}
+				if n != len(want) {
+					t.Fatalf("call %d: %d datagrams, want %d", call, n, len(want))
+				}
+				for i, d := range want {
+					got := bufs[i][:sizes[i]]
+					if !bytes.Equal(got, payload(d.size, d.fill)) {
+						t.Errorf("call %d, datagram %d: %d bytes of %d, want %d of %d", call, i, len(got), got[0], d.size, d.fill)
+					}
+					if ep := eps[i].(*StdNetEndpoint); ep.AddrPort != d.from.AddrPort() {
+						t.Errorf("call %d, datagram %d: from %v, want %v", call, i, ep.AddrPort, d.from)
+					}
+				}
+			}
+			if _, err := r.read(bufs, sizes, eps); !errors.Is(err, errNoMore) {
+				t.Fatalf("after the script: %v, want the reader asked for more", err)
+			}
+		})
+	}
+}
