@@ -98,7 +98,7 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		pe.hs.outbound(bufs[0], r != nil, time.Now())
 	}
 	if r == nil {
-		if handshake && isInitiation(bufs[0]) {
+		if handshake && (isInitiation(bufs[0]) || isResponse(bufs[0])) {
 			// Kept: ResendHandshake sends it once a path is up.
 			b.Stats.HandshakesHeld.Add(1)
 			return nil
