@@ -66,3 +66,20 @@ func TestReadyGoesWhenTheRelayBinds(t *testing.T) {
 	f.relay(a)
 	wait.For(t, 10*time.Second, "b hears a's ready", func() bool { return b.m.Stats.ReadyReceived.Load() > 0 })
 }
+
+// A ping from a peer that has no direct path yet is answered with a ping at
+// once, not at the next punch tick: its pong confirms the path.
+func TestPingFromAPeerWithNoPathIsPingedBack(t *testing.T) {
+	slow := fastTiming()
+	// a punches once, at the start of one long round, and holds its pings
+	// to b's mapping (no relay carries readies here): only b's ping can
+	// make a ping b.
+	slow.PunchInterval, slow.PunchDuration, slow.MaxRound, slow.HoldTimeout = time.Hour, time.Hour, time.Hour, time.Hour
+	f := newFabric()
+	a := f.addTimed(t, "198.18.1.1:41820", slow)
+	b := f.add(t, "198.18.2.1:41820")
+	introduce(a, b, b.addr)
+	wait.For(t, 10*time.Second, "a's first round primed b's mapping", func() bool { return a.m.Stats.PrimesSent.Load() > 0 })
+	introduce(b, a, a.addr)
+	waitPath(t, a, b, b.addr)
+}
