@@ -36,7 +36,7 @@ type Sockets interface {
 	WriteTTL(pkt []byte, to netip.AddrPort, sock, ttl int) error
 	CanSendTTL() bool
 	// ResendHandshake sends the peer's unanswered WireGuard handshake
-	// initiation again, if one waits (bind/handshake.go): the manager
+	// message again, if one waits (bind/handshake.go): the manager
 	// calls it when a route to the peer may just have become usable, and
 	// when the peer just showed it is up (a discovery packet from it). It
 	// must not block.
