@@ -58,11 +58,16 @@ import (
 // either way, asks the node to initiate one now (Handlers.NoSession),
 // once a handshakeKickGap per peer.
 
-// handshakeResendGap spaces the copies of one message: well above a
-// round trip on the lab's and a LAN's paths, so a copy rarely goes out
-// while the answer to the last is on its way, and short next to the
-// second of waiting it saves.
-const handshakeResendGap = 100 * time.Millisecond
+// handshakeResendGap spaces the copies of one message, so that a burst of
+// notes (a punch tick's pings from each of the peer's candidates arrive
+// together) sends one copy, not one each. It is not a round trip: a note
+// may be the first news that the peer can be reached at all (its relay
+// binding came up a moment after the last copy went out and was lost),
+// and holding the next copy back for a round trip would lose that moment.
+// A copy that goes out while the answer to the last is on its way costs
+// the peer the work of dropping it as a replay (maxHandshakeResends
+// bounds it).
+const handshakeResendGap = 20 * time.Millisecond
 
 // maxHandshakeResends bounds the copies of one message: the path
 // manager's notes are many while a peer punches (a ping every punch
