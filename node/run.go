@@ -214,6 +214,7 @@ func (e *Engine) build() {
 		Echo:         e.relays.HandleEcho,
 		Self:         e.priv.Public(),
 		NoSession:    e.askHandshake,
+		Stray:        e.mgr.Stray,
 	})
 }
 

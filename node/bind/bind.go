@@ -53,6 +53,10 @@ type Handlers struct {
 	// checks (wire.AppendRelayEcho). Nil drops them.
 	Echo func(pkt []byte)
 	Self crypto.PublicKey
+	// Stray takes the source of a WireGuard packet from an address where
+	// no peer is confirmed, which is dropped: the path manager may know it
+	// as a peer's candidate (path.Manager.Stray). Nil ignores it.
+	Stray func(from netip.AddrPort)
 	// NoSession hears of a peer that sends transport data although no
 	// handshake with it was seen answered (handshake.go): this node
 	// restarted and the peer kept the old session. The node asks

@@ -222,3 +222,34 @@ func TestStrayDataAsksForAHandshake(t *testing.T) {
 		}
 	}
 }
+
+// A WireGuard packet from an address where no peer is confirmed is dropped,
+// and its source goes to Handlers.Stray: the path manager may know it.
+func TestStrayWireGuardSourceIsReported(t *testing.T) {
+	_, peerAddr := peerSocket(t)
+	stranger, strangerAddr := peerSocket(t)
+	strays := make(chan netip.AddrPort, 1)
+	h := (&recorder{}).handlers()
+	h.Stray = func(from netip.AddrPort) { strays <- from }
+	b := newBind(gateRouter{peer: key(t), addr: peerAddr, open: new(atomic.Bool)}, h, nil)
+	fns, port, err := b.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := stranger.WriteToUDP(wgPacket(1), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}); err != nil {
+		t.Fatal(err)
+	}
+	bufs, sizes, eps := [][]byte{make([]byte, 1500)}, []int{0}, []conn.Endpoint{nil}
+	if n, err := fns[0](bufs, sizes, eps); n != 1 || err != nil || sizes[0] != 0 {
+		t.Fatalf("receive: %d, %v, size %d; want the packet dropped", n, err, sizes[0])
+	}
+	select {
+	case from := <-strays:
+		if from != strangerAddr {
+			t.Fatalf("stray from %v, want %v", from, strangerAddr)
+		}
+	default:
+		t.Fatal("the stray's source was not reported")
+	}
+}

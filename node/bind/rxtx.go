@@ -31,6 +31,9 @@ func (b *Bind) wrap(fn conn.ReceiveFunc) conn.ReceiveFunc {
 					continue
 				}
 				b.Stats.UnknownPeer.Add(1)
+				if b.handler.Stray != nil {
+					b.handler.Stray(from)
+				}
 			case wire.KindRelay:
 				if b.unframe(bufs[i], sizes, eps, i, from) {
 					continue

@@ -1,6 +1,7 @@
 package path
 
 import (
+	"net/netip"
 	"slices"
 	"testing"
 	"time"
@@ -82,4 +83,28 @@ func TestPingFromAPeerWithNoPathIsPingedBack(t *testing.T) {
 	wait.For(t, 10*time.Second, "a's first round primed b's mapping", func() bool { return a.m.Stats.PrimesSent.Load() > 0 })
 	introduce(b, a, a.addr)
 	waitPath(t, a, b, b.addr)
+}
+
+// A WireGuard packet from a peer's candidate, where no pong confirmed the
+// peer yet, makes the node ping that candidate at once: the peer's NAT has
+// sent from there (a restarted node's peers keep sending while it holds
+// its pings). A source that is no candidate makes it send nothing.
+func TestStrayFromACandidateIsPinged(t *testing.T) {
+	slow := fastTiming()
+	// One punch tick in one long round, holding its pings to b's mapping.
+	slow.PunchInterval, slow.PunchDuration, slow.MaxRound, slow.HoldTimeout = time.Hour, time.Hour, time.Hour, time.Hour
+	f := newFabric()
+	a := f.addTimed(t, "198.18.1.1:41820", slow)
+	b := f.add(t, "198.18.2.1:41820")
+	b.m.UpsertPeer(PeerInfo{Key: a.key, Name: "a"}) // b answers a's pings
+	introduce(a, b, b.addr)
+	wait.For(t, 10*time.Second, "a's first round primed b's mapping", func() bool { return a.m.Stats.PrimesSent.Load() > 0 })
+
+	sent := a.m.Stats.PingsSent.Load()
+	a.m.Stray(netip.MustParseAddrPort("198.18.9.9:41820"))
+	a.m.Stray(b.addr)
+	waitPath(t, a, b, b.addr)
+	if n := a.m.Stats.PingsSent.Load() - sent; n != 1 {
+		t.Errorf("a sent %d pings after the strays, want 1 (to b's candidate only)", n)
+	}
 }
