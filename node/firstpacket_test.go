@@ -123,7 +123,7 @@ func TestWaitingTrafficReachesAPeerOnTheTCPRelay(t *testing.T) {
 	hotel.BlockUDP = true
 	// b's TCP relay opens a second after its UDP relay stays silent: a's
 	// traffic, started once b is up, waits for it.
-	slow := relayclient.Timing{HelloWait: time.Second}
+	slow := relayclient.Timing{HelloWait: time.Second, HelloWaitMin: time.Second}
 	b := m.AddNode("b", m.NAT(hotel).NewHost("b", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{RelayTiming: &slow})
 	echo(t, b)
 	p := startProbe(t, a, b.Addr4())

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"sync"
+	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
 	"golang.zx2c4.com/wireguard/device"
@@ -85,6 +86,11 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 			t.MaxConnsPerHost = 1
 		}
 	}
+	// Each connect of the stream times a round trip to the coordinator,
+	// whose host serves the UDP relay too: the relay client's wait for
+	// its UDP relay follows it.
+	st := streamClient.Transport.(*http.Transport)
+	st.DialContext = timedDial(st.DialContext, e.relays.SetCoordinatorRTT)
 	e.stream = &control.Stream{
 		URL:      e.state.CoordinatorURL,
 		Client:   streamClient,
@@ -224,6 +230,7 @@ func (e *Engine) build() {
 		Echo:         e.relays.HandleEcho,
 		Self:         e.priv.Public(),
 		NoSession:    e.askHandshake,
+		Stray:        e.mgr.Stray,
 	})
 }
 
@@ -295,6 +302,19 @@ func dialFrom(port uint16) func(ctx context.Context, network, addr string) (net.
 		}
 		var ephemeral net.Dialer
 		return ephemeral.DialContext(ctx, network, addr)
+	}
+}
+
+// timedDial reports how long each successful TCP connect took: one round
+// trip (SYN, SYN-ACK) to the host dialled.
+func timedDial(dial func(ctx context.Context, network, addr string) (net.Conn, error), report func(time.Duration)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		start := time.Now()
+		c, err := dial(ctx, network, addr)
+		if err == nil {
+			report(time.Since(start))
+		}
+		return c, err
 	}
 }
 

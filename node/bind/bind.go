@@ -52,6 +52,10 @@ type Handlers struct {
 	// checks (wire.AppendRelayEcho). Nil drops them.
 	Echo func(pkt []byte)
 	Self crypto.PublicKey
+	// Stray takes the source of a WireGuard packet from an address where
+	// no peer is confirmed, which is dropped: the path manager may know it
+	// as a peer's candidate (path.Manager.Stray). Nil ignores it.
+	Stray func(from netip.AddrPort)
 	// NoSession hears of a peer that sends transport data although no
 	// handshake with it was seen answered (handshake.go): this node
 	// restarted and the peer kept the old session. The node asks
@@ -72,14 +76,14 @@ type Stats struct {
 	RelayControl atomic.Uint64
 	QueueDropped atomic.Uint64 // frames from a stream relay or an auxiliary socket dropped on a full queue
 	BatchesSplit atomic.Uint64 // UDP GSO batches the kernel refused as too large for the path, sent again split
-	// Handshakes (handshake.go): initiations kept for want of a path,
+	// Handshakes (handshake.go): messages kept for want of a path,
 	// copies sent again, and handshakes asked for by a peer's stray data.
 	HandshakesHeld, HandshakesResent, HandshakesAsked atomic.Uint64
 }
 
 // ErrNoRoute is returned by Send when a peer has no path yet. wireguard-go
 // drops the packet; the Router has been asked to find one. A handshake
-// initiation is kept instead (handshake.go).
+// message is kept instead (handshake.go).
 var ErrNoRoute = errors.New("no path to peer yet")
 
 // ErrClosed is returned by WriteTo while the socket is closed (between

@@ -15,27 +15,38 @@ import (
 // wireguard-go sends a handshake initiation the moment a packet waits for
 // a session. When the Bind can't carry it (the peer is not online yet,
 // this node's relay is not bound yet) or the path loses it (the peer's
-// relay binding is a round trip behind), wireguard-go tries again only
-// after REKEY_TIMEOUT, 5 s (device.RekeyTimeout; WireGuard paper §6.4):
-// SendHandshakeInitiation sends nothing within RekeyTimeout of its last
-// initiation, and the only way to ask for one sooner is to expire the
-// session keys (Peer.ExpireCurrentKeypairs, which upstream uses when the
-// private key changes). That makes a new initiation, with a new ephemeral
-// key and sender index, and two initiations within the responder's flood
-// window (device.HandshakeInitationRate, 20 ms) or its timestamp's
-// granularity (tai64n whitens the low 24 bits of the nanoseconds, ~16 ms)
-// lose the second: the responder drops it, and its answer to the first
-// then matches no index the initiator still holds. So the Bind keeps the
-// peer's last initiation as it was sent and sends that same one again
-// when the path manager says a path may just have come up, or the peer
-// just showed it is up (ResendHandshake). The responder
-// (ConsumeMessageInitiation) takes an initiation only when its TAI64N
-// timestamp is later than the last it took from that initiator (paper
-// §5.1): the first copy to arrive is answered, and later copies are
-// replays it drops before changing any state. The initiator waits for the
-// answer to exactly this initiation until its retransmit timer makes the
-// next one (RekeyTimeout plus jitter), which replaces the copy here; past
-// RekeyTimeout the copy is stale and is not sent.
+// relay binding is a round trip behind, or the peer doesn't know this
+// node's address yet and drops what comes from it), wireguard-go tries
+// again only after REKEY_TIMEOUT, 5 s (device.RekeyTimeout; WireGuard
+// paper §6.4): SendHandshakeInitiation sends nothing within RekeyTimeout
+// of its last initiation, and the only way to ask for one sooner is to
+// expire the session keys (Peer.ExpireCurrentKeypairs, which upstream uses
+// when the private key changes). That makes a new initiation, with a new
+// ephemeral key and sender index, and two initiations within the
+// responder's flood window (device.HandshakeInitationRate, 20 ms) or its
+// timestamp's granularity (tai64n whitens the low 24 bits of the
+// nanoseconds, ~16 ms) lose the second: the responder drops it, and its
+// answer to the first then matches no index the initiator still holds.
+// So the Bind keeps the peer's last handshake message as it was sent and
+// sends that same one again when the path manager says a path may just
+// have come up, or the peer just showed it is up (ResendHandshake):
+//
+//   - an initiation, until the response comes. The responder
+//     (ConsumeMessageInitiation) takes an initiation only when its TAI64N
+//     timestamp is later than the last it took from that initiator (paper
+//     §5.1): the first copy to arrive is answered, and later copies are
+//     replays it drops before changing any state.
+//   - a response, until the initiator's first transport packet comes
+//     (which is how a responder learns the session is confirmed, paper
+//     §5.4.7). A lost response would otherwise stall the pair as a lost
+//     initiation does: the initiator's copies are replays to us. The
+//     initiator takes a response only while it waits for one with that
+//     index (ConsumeMessageResponse), so a second copy changes nothing.
+//
+// The initiator waits for the answer to exactly this exchange until its
+// retransmit timer makes the next initiation (RekeyTimeout plus jitter),
+// which replaces the copy on either side; past RekeyTimeout a copy is
+// stale and is not sent.
 //
 // A session only one side has: a node that restarted (a reboot, an
 // upgrade) has none, while its peer still sends with the old keys, which
@@ -47,17 +58,22 @@ import (
 // either way, asks the node to initiate one now (Handlers.NoSession),
 // once a handshakeKickGap per peer.
 
-// handshakeResendGap spaces the copies of one initiation: well above a
-// round trip on the lab's and a LAN's paths, so a copy rarely goes out
-// while the answer to the last is on its way, and short next to the
-// second of waiting it saves.
-const handshakeResendGap = 100 * time.Millisecond
+// handshakeResendGap spaces the copies of one message, so that a burst of
+// notes (a punch tick's pings from each of the peer's candidates arrive
+// together) sends one copy, not one each. It is not a round trip: a note
+// may be the first news that the peer can be reached at all (its relay
+// binding came up a moment after the last copy went out and was lost),
+// and holding the next copy back for a round trip would lose that moment.
+// A copy that goes out while the answer to the last is on its way costs
+// the peer the work of dropping it as a replay (maxHandshakeResends
+// bounds it).
+const handshakeResendGap = 20 * time.Millisecond
 
-// maxHandshakeResends bounds the copies of one initiation: the path
+// maxHandshakeResends bounds the copies of one message: the path
 // manager's notes are many while a peer punches (a ping every punch
-// interval to each candidate), each copy costs the responder a
-// Diffie-Hellman, and a path that lost this many will most likely lose
-// the next initiation too.
+// interval to each candidate), a copy of an initiation costs the
+// responder a Diffie-Hellman, and a path that lost this many will most
+// likely lose the next initiation too.
 const maxHandshakeResends = 10
 
 // handshakeKickGap spaces the handshakes asked for a peer that sends
@@ -73,12 +89,15 @@ type handshake struct {
 	session atomic.Bool
 	// lastKick is when a handshake was last asked for (unix nanoseconds).
 	lastKick atomic.Int64
+	// responding: msg is a response, which the peer's first transport
+	// packet answers (read on every received packet, without mu).
+	responding atomic.Bool
 
 	mu sync.Mutex
-	// init is the last initiation to the peer, until answered or stale;
-	// made is when wireguard-go sent it, sent when a copy last went out
-	// and resent how many copies did.
-	init   []byte
+	// msg is the last initiation or response to the peer, until answered
+	// or stale; made is when wireguard-go sent it, sent when a copy last
+	// went out and resent how many copies did.
+	msg    []byte
 	made   time.Time
 	sent   time.Time
 	resent int
@@ -89,34 +108,56 @@ func isInitiation(pkt []byte) bool {
 	return len(pkt) == device.MessageInitiationSize && pkt[0] == device.MessageInitiationType
 }
 
-// outbound notes a handshake message wireguard-go sends to the peer,
-// along a route or (routed false) none yet: it keeps an initiation, and a
-// response means a session is being made.
-func (h *handshake) outbound(pkt []byte, routed bool, now time.Time) {
-	switch {
-	case isInitiation(pkt):
-		h.mu.Lock()
-		h.init = append(h.init[:0:0], pkt...)
-		h.made, h.sent, h.resent = now, time.Time{}, 0
-		if routed {
-			h.sent = now
-		}
-		h.mu.Unlock()
-	case len(pkt) == device.MessageResponseSize && pkt[0] == device.MessageResponseType:
-		h.session.Store(true)
-	}
+// isResponse reports whether pkt is a WireGuard handshake response.
+func isResponse(pkt []byte) bool {
+	return len(pkt) == device.MessageResponseSize && pkt[0] == device.MessageResponseType
 }
 
-// answered notes a handshake response from the peer: the initiation it
-// answers is done with.
-func (h *handshake) answered() {
-	h.session.Store(true)
+// outbound notes a handshake message wireguard-go sends to the peer,
+// along a route or (routed false) none yet, and keeps it: an initiation
+// or a response replaces the last (wireguard-go holds one handshake per
+// peer), and a response means a session is being made.
+func (h *handshake) outbound(pkt []byte, routed bool, now time.Time) {
+	resp := isResponse(pkt)
+	if !resp && !isInitiation(pkt) {
+		return
+	}
+	if resp {
+		h.session.Store(true)
+	}
 	h.mu.Lock()
-	h.init = nil
+	h.msg = append(h.msg[:0:0], pkt...)
+	h.made, h.sent, h.resent = now, time.Time{}, 0
+	if routed {
+		h.sent = now
+	}
+	h.responding.Store(resp)
 	h.mu.Unlock()
 }
 
-// due reports whether the kept initiation is to be sent again now: kept,
+// responded notes a response from the peer: a session is being made, and
+// the initiation kept is done with.
+func (h *handshake) responded() {
+	h.session.Store(true)
+	h.mu.Lock()
+	if !h.responding.Load() {
+		h.msg = nil
+	}
+	h.mu.Unlock()
+}
+
+// confirmed notes transport data from the peer while a response is kept:
+// the initiator has the session, and the response is done with.
+func (h *handshake) confirmed() {
+	h.mu.Lock()
+	if h.responding.Load() {
+		h.msg = nil
+		h.responding.Store(false)
+	}
+	h.mu.Unlock()
+}
+
+// due reports whether the kept message is to be sent again now: kept,
 // fresh, and not sent too recently or too often. A stale one is dropped.
 func (h *handshake) due(now time.Time) bool {
 	h.mu.Lock()
@@ -126,17 +167,18 @@ func (h *handshake) due(now time.Time) bool {
 
 func (h *handshake) dueLocked(now time.Time) bool {
 	switch {
-	case h.init == nil:
+	case h.msg == nil:
 		return false
 	case now.Sub(h.made) >= device.RekeyTimeout:
-		h.init = nil
+		h.msg = nil
+		h.responding.Store(false)
 		return false
 	}
 	return now.Sub(h.sent) >= handshakeResendGap && h.resent < maxHandshakeResends
 }
 
-// take returns the initiation to send again and counts the copy, or nil
-// when it is no longer due.
+// take returns the message to send again and counts the copy, or nil when
+// it is no longer due.
 func (h *handshake) take(now time.Time) []byte {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -145,7 +187,7 @@ func (h *handshake) take(now time.Time) []byte {
 	}
 	h.sent = now
 	h.resent++
-	return h.init
+	return h.msg
 }
 
 // kick reports whether to ask for a handshake now that the peer sent
@@ -159,11 +201,11 @@ func (h *handshake) kick(now time.Time) bool {
 	return h.lastKick.CompareAndSwap(last, now.UnixNano())
 }
 
-// ResendHandshake sends the peer's last handshake initiation again along
-// its current route, when it is still unanswered and fresh (see above).
-// The path manager calls it when a route to the peer may just have become
-// usable, or the peer just showed it is up; calls with nothing to send
-// cost a map lookup.
+// ResendHandshake sends the peer's last handshake message (an initiation
+// or a response) again along its current route, when it is still
+// unanswered and fresh (see above). The path manager calls it when a route
+// to the peer may just have become usable, or the peer just showed it is
+// up; calls with nothing to send cost a map lookup.
 func (b *Bind) ResendHandshake(peer crypto.PublicKey) {
 	v, ok := b.eps.Load(peer)
 	if !ok {
@@ -199,13 +241,17 @@ func (b *Bind) fromPeer(peer crypto.PublicKey, pkt []byte) *PeerEndpoint {
 }
 
 // received notes what a WireGuard packet from ep's peer says of the
-// session: a response answers the initiation kept, and transport data with
-// no session seen asks for a handshake (Handlers.NoSession).
+// session: a response answers the initiation kept, transport data the
+// response kept, and transport data with no session seen asks for a
+// handshake (Handlers.NoSession).
 func (b *Bind) received(ep *PeerEndpoint, pkt []byte) {
 	switch pkt[0] {
 	case device.MessageResponseType:
-		ep.hs.answered()
+		ep.hs.responded()
 	case device.MessageTransportType:
+		if ep.hs.responding.Load() {
+			ep.hs.confirmed()
+		}
 		if !ep.hs.session.Load() && ep.hs.kick(time.Now()) && b.handler.NoSession != nil {
 			b.Stats.HandshakesAsked.Add(1)
 			b.handler.NoSession(ep.Key)

@@ -101,31 +101,42 @@ func TestHandshakeWaitsForAPath(t *testing.T) {
 	}
 }
 
-// The kept initiation's life: sent again at most every
-// handshakeResendGap and maxHandshakeResends times, never once answered or
-// older than RekeyTimeout, and a newer one replaces it.
+// The kept message's life: sent again at most every handshakeResendGap
+// and maxHandshakeResends times, never once answered (an initiation by a
+// response, a response by transport data) or older than RekeyTimeout, and
+// a newer one replaces it.
 func TestHandshakeCopies(t *testing.T) {
 	t0 := time.Unix(1000, 0)
+	const (
+		initiation = device.MessageInitiationType
+		response   = device.MessageResponseType
+	)
 	for _, tc := range []struct {
 		name   string
-		routed bool // the initiation went out along a route
+		typ    byte
+		routed bool // the message went out along a route
 		steps  func(h *handshake)
 		at     time.Duration
 		want   bool
 	}{
-		{"unrouted, at once", false, nil, 0, true},
-		{"routed, before the gap", true, nil, handshakeResendGap / 2, false},
-		{"routed, after the gap", true, nil, handshakeResendGap, true},
-		{"stale", false, nil, device.RekeyTimeout, false},
-		{"answered", false, func(h *handshake) { h.answered() }, handshakeResendGap, false},
-		{"copies used up", false, func(h *handshake) {
+		{"unrouted, at once", initiation, false, nil, 0, true},
+		{"routed, before the gap", initiation, true, nil, handshakeResendGap / 2, false},
+		{"routed, after the gap", initiation, true, nil, handshakeResendGap, true},
+		{"stale", initiation, false, nil, device.RekeyTimeout, false},
+		{"answered", initiation, false, func(h *handshake) { h.responded() }, handshakeResendGap, false},
+		{"data does not answer an initiation", initiation, false, func(h *handshake) { h.confirmed() }, handshakeResendGap, true},
+		{"a response, routed, after the gap", response, true, nil, handshakeResendGap, true},
+		{"a response answered by data", response, true, func(h *handshake) { h.confirmed() }, handshakeResendGap, false},
+		{"a response does not answer a response", response, true, func(h *handshake) { h.responded() }, handshakeResendGap, true},
+		{"a stale response", response, true, nil, device.RekeyTimeout, false},
+		{"copies used up", initiation, false, func(h *handshake) {
 			for i := range maxHandshakeResends {
 				if h.take(t0.Add(time.Duration(i)*handshakeResendGap)) == nil {
 					panic("copy refused")
 				}
 			}
 		}, maxHandshakeResends * handshakeResendGap, false},
-		{"a newer initiation", false, func(h *handshake) {
+		{"a newer initiation", initiation, false, func(h *handshake) {
 			for i := range maxHandshakeResends {
 				h.take(t0.Add(time.Duration(i) * handshakeResendGap))
 			}
@@ -134,7 +145,7 @@ func TestHandshakeCopies(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var h handshake
-			h.outbound(handshakeMsg(device.MessageInitiationType, 1), tc.routed, t0)
+			h.outbound(handshakeMsg(tc.typ, 1), tc.routed, t0)
 			if tc.steps != nil {
 				tc.steps(&h)
 			}
@@ -209,5 +220,36 @@ func TestStrayDataAsksForAHandshake(t *testing.T) {
 		if got != step.wantAsked {
 			t.Fatalf("after a type %d packet: %d handshakes asked, want %d", step.pkt[0], got, step.wantAsked)
 		}
+	}
+}
+
+// A WireGuard packet from an address where no peer is confirmed is dropped,
+// and its source goes to Handlers.Stray: the path manager may know it.
+func TestStrayWireGuardSourceIsReported(t *testing.T) {
+	_, peerAddr := peerSocket(t)
+	stranger, strangerAddr := peerSocket(t)
+	strays := make(chan netip.AddrPort, 1)
+	h := (&recorder{}).handlers()
+	h.Stray = func(from netip.AddrPort) { strays <- from }
+	b := newBind(gateRouter{peer: key(t), addr: peerAddr, open: new(atomic.Bool)}, h, nil)
+	fns, port, err := b.Open(0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	if _, err := stranger.WriteToUDP(wgPacket(1), &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)}); err != nil {
+		t.Fatal(err)
+	}
+	bufs, sizes, eps := [][]byte{make([]byte, 1500)}, []int{0}, []conn.Endpoint{nil}
+	if n, err := fns[0](bufs, sizes, eps); n != 1 || err != nil || sizes[0] != 0 {
+		t.Fatalf("receive: %d, %v, size %d; want the packet dropped", n, err, sizes[0])
+	}
+	select {
+	case from := <-strays:
+		if from != strangerAddr {
+			t.Fatalf("stray from %v, want %v", from, strangerAddr)
+		}
+	default:
+		t.Fatal("the stray's source was not reported")
 	}
 }

@@ -38,6 +38,9 @@ func (b *Bind) wrap(fn conn.ReceiveFunc) conn.ReceiveFunc {
 					continue
 				}
 				b.Stats.UnknownPeer.Add(1)
+				if b.handler.Stray != nil {
+					b.handler.Stray(from)
+				}
 			case wire.KindRelay:
 				if b.unframe(bufs[i], sizes, eps, i, from) {
 					continue
@@ -122,12 +125,12 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 	}
 	r := b.router.RouteTo(pe.Key)
 	// wireguard-go sends each handshake message alone.
-	handshake := len(bufs) == 1 && len(bufs[0]) > 0 && bufs[0][0] != device.MessageTransportType
-	if handshake {
+	control := len(bufs) == 1 && len(bufs[0]) > 0 && bufs[0][0] != device.MessageTransportType
+	if control {
 		pe.hs.outbound(bufs[0], r != nil, time.Now())
 	}
 	if r == nil {
-		if handshake && isInitiation(bufs[0]) {
+		if control && (isInitiation(bufs[0]) || isResponse(bufs[0])) {
 			// Kept: ResendHandshake sends it once a path is up.
 			b.Stats.HandshakesHeld.Add(1)
 			return nil

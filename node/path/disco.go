@@ -164,10 +164,12 @@ func (m *Manager) onPing(p *peer, d wire.Disco, pingLen int, from netip.AddrPort
 		if !p.hasBest || from != p.best {
 			out = m.appendPing(p, from, now, out)
 		}
-	case !p.hasBest && !m.pingedSince(p, from, now.Add(-m.t.PunchInterval)) && m.allow(p, now):
+	case !p.hasBest && now.Sub(p.lastPingBack) >= m.t.PunchInterval && m.allow(p, now):
 		// No path yet, and the peer's NAT is open towards us from here:
 		// ping back at once rather than at the next punch tick, so that
-		// its pong confirms the path a punch interval sooner.
+		// its pong confirms the path a punch interval sooner (at most
+		// once a punch interval: the peer may ping back too).
+		p.lastPingBack = now
 		out = m.appendPing(p, from, now, out)
 	}
 	pong, err := m.seal(p.key, wire.Disco{Type: wire.DiscoPong, TxID: d.TxID, Src: from, Pad: pongPad(pingLen)})
@@ -237,17 +239,6 @@ func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 	} else {
 		m.log.Info("direct path switched", "peer", p.name, "from", old, "to", pg.to, "kind", kind, "rtt", rtt)
 	}
-}
-
-// pingedSince reports whether a ping to addr, sent at or after t, waits
-// for its pong.
-func (m *Manager) pingedSince(p *peer, addr netip.AddrPort, t time.Time) bool {
-	for _, pg := range p.pending {
-		if pg.to == addr && !pg.relayed && !pg.sent.Before(t) {
-			return true
-		}
-	}
-	return false
 }
 
 // appendPing seals a ping to addr and records it as pending.

@@ -1,7 +1,9 @@
 package path
 
 import (
+	"net/netip"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,4 +67,52 @@ func TestReadyGoesWhenTheRelayBinds(t *testing.T) {
 	}
 	f.relay(a)
 	wait.For(t, 10*time.Second, "b hears a's ready", func() bool { return b.m.Stats.ReadyReceived.Load() > 0 })
+}
+
+// A ping from a peer that has no direct path yet is answered with a ping at
+// once, not at the next punch tick: its pong confirms the path.
+func TestPingFromAPeerWithNoPathIsPingedBack(t *testing.T) {
+	_, a, b := holdingPair(t)
+	introduce(b, a, a.addr)
+	waitPath(t, a, b, b.addr)
+}
+
+// holdingPair is a, which knows b's mapping and punches it once, at the
+// start of one long round, holding its pings there (no relay carries
+// readies here), and b, which doesn't punch a: only what a hears from b
+// can make a ping b.
+func holdingPair(t *testing.T) (f *fabric, a, b *node) {
+	t.Helper()
+	slow := fastTiming()
+	slow.PunchInterval, slow.PunchDuration, slow.MaxRound, slow.HoldTimeout = time.Hour, time.Hour, time.Hour, time.Hour
+	f = newFabric()
+	a = f.addTimed(t, "198.18.1.1:41820", slow)
+	b = f.add(t, "198.18.2.1:41820")
+	introduce(a, b, b.addr)
+	wait.For(t, 10*time.Second, "a's first round primed b's mapping", func() bool { return a.m.Stats.PrimesSent.Load() > 0 })
+	return f, a, b
+}
+
+// A WireGuard packet from a peer's candidate, where no pong confirmed the
+// peer yet, makes the node ping that candidate at once: the peer's NAT has
+// sent from there (a restarted node's peers keep sending while it holds
+// its pings). A source that is no candidate makes it send nothing.
+func TestStrayFromACandidateIsPinged(t *testing.T) {
+	f, a, b := holdingPair(t)
+	b.m.UpsertPeer(PeerInfo{Key: a.key, Name: "a"}) // b answers a's pings
+	stranger := netip.MustParseAddrPort("198.18.9.9:41820")
+	var strangerPkts atomic.Int64
+	f.mu.Lock()
+	f.tap = func(_ []byte, _, to netip.AddrPort) {
+		if to == stranger {
+			strangerPkts.Add(1)
+		}
+	}
+	f.mu.Unlock()
+	a.m.Stray(stranger)
+	a.m.Stray(b.addr)
+	waitPath(t, a, b, b.addr)
+	if n := strangerPkts.Load(); n != 0 {
+		t.Errorf("a sent %d packets to a source that is no candidate", n)
+	}
 }

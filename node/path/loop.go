@@ -18,6 +18,8 @@ func (m *Manager) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
+		case from := <-m.strays:
+			m.onStray(from, time.Now())
 		case now := <-tk.C:
 			m.tick(now)
 			if ttl := m.addrTTL(); ttl > 0 && now.Sub(pruned) >= ttl/4 {

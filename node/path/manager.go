@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
@@ -36,7 +38,7 @@ type Sockets interface {
 	WriteTTL(pkt []byte, to netip.AddrPort, sock, ttl int) error
 	CanSendTTL() bool
 	// ResendHandshake sends the peer's unanswered WireGuard handshake
-	// initiation again, if one waits (bind/handshake.go): the manager
+	// message again, if one waits (bind/handshake.go): the manager
 	// calls it when a route to the peer may just have become usable, and
 	// when the peer just showed it is up (a discovery packet from it). It
 	// must not block.
@@ -83,6 +85,10 @@ type Manager struct {
 	// idle is the idle heartbeat interval (nanoseconds; 0: Timing.Keepalive),
 	// read by the pruner without the lock.
 	idle atomic.Int64
+	// strays are sources of WireGuard packets no peer is confirmed at,
+	// for Run to look up (stray.go), within strayLimit.
+	strays     chan netip.AddrPort
+	strayLimit *rate.Limiter
 
 	Stats Stats
 
@@ -140,13 +146,15 @@ type route struct {
 // New returns a manager sealing with sealer and sending through socks.
 func New(sealer *crypto.Sealer, socks Sockets, t Timing, log *slog.Logger) *Manager {
 	return &Manager{
-		sealer: sealer,
-		socks:  socks,
-		events: make(chan Event, eventQueue),
-		t:      t,
-		budget: newBudget(t),
-		log:    log,
-		peers:  make(map[crypto.PublicKey]*peer),
+		sealer:     sealer,
+		socks:      socks,
+		events:     make(chan Event, eventQueue),
+		strays:     make(chan netip.AddrPort, strayQueue),
+		strayLimit: newStrayLimit(),
+		t:          t,
+		budget:     newBudget(t),
+		log:        log,
+		peers:      make(map[crypto.PublicKey]*peer),
 	}
 }
 

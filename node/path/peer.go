@@ -47,6 +47,9 @@ type peer struct {
 	// mapping towards us.
 	lastPingSrc netip.AddrPort
 	lastPingAt  time.Time
+	// lastPingBack is when a ping from the peer was last answered with a
+	// ping of ours at once (disco.go onPing).
+	lastPingBack time.Time
 
 	pending map[[wire.TxIDLen]byte]*ping
 

@@ -2,6 +2,7 @@ package relayclient
 
 import (
 	"testing"
+	"time"
 
 	"github.com/meshnode/meshnode/crypto"
 )
@@ -44,7 +45,7 @@ func TestTimingDefaults(t *testing.T) {
 		want Timing
 	}{
 		{"zero is the default", Timing{}, DefaultTiming()},
-		{"set fields are kept", Timing{Retry: 7, TCPGrace: 9}, Timing{Retry: 7, Refresh: refresh, Expiry: expiry, HelloWait: helloWait, TCPGrace: 9, StreamRetry: streamRetry, StreamWrite: writeTimeout, Check: check}},
+		{"set fields are kept", Timing{Retry: 7, TCPGrace: 9}, Timing{Retry: 7, Refresh: refresh, Expiry: expiry, HelloWait: helloWait, HelloWaitMin: helloWaitMin, TCPGrace: 9, StreamRetry: streamRetry, StreamWrite: writeTimeout, Check: check}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,5 +53,23 @@ func TestTimingDefaults(t *testing.T) {
 				t.Fatalf("withDefaults = %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// The wait for the UDP relay's answer: RFC 8305's 250 ms while the round
+// trip to the coordinator is unknown, else twice it within [100 ms, 2 s].
+func TestWaitForHello(t *testing.T) {
+	tm := DefaultTiming()
+	for _, tc := range []struct {
+		rtt, want time.Duration
+	}{
+		{0, 250 * time.Millisecond},
+		{time.Millisecond, 100 * time.Millisecond},
+		{150 * time.Millisecond, 300 * time.Millisecond},
+		{5 * time.Second, 2 * time.Second},
+	} {
+		if got := tm.waitForHello(tc.rtt); got != tc.want {
+			t.Errorf("round trip %v: wait %v, want %v", tc.rtt, got, tc.want)
+		}
 	}
 }

@@ -135,6 +135,9 @@ type Relays struct {
 	witnessPub atomic.Pointer[netip.AddrPort]
 	// refresh is a new refresh interval for Run to apply (0: none).
 	refresh atomic.Int64
+	// rtt is the last round trip to the coordinator (nanoseconds; 0: not
+	// known), from SetCoordinatorRTT.
+	rtt atomic.Int64
 
 	// mu guards the candidates (SetCandidates writes, Run reads) and the
 	// status (Run writes, Status reads).
@@ -217,6 +220,14 @@ func (r *Relays) SetRefresh(d time.Duration) {
 	case r.kick <- struct{}{}:
 	default:
 	}
+}
+
+// SetCoordinatorRTT tells the relays how long a TCP connect to the
+// coordinator took: one round trip to the host that serves the UDP relay
+// too, which sets how long a hello to the UDP relay may go unanswered
+// (timing.go). It never blocks.
+func (r *Relays) SetCoordinatorRTT(d time.Duration) {
+	r.rtt.Store(int64(d))
 }
 
 // SetCandidates gives the relays to choose from: the coordinator's (from
@@ -364,13 +375,14 @@ func (r *Relays) publishServer() {
 }
 
 // decideStream opens the TCP relay once the UDP relay is silent (timing.go:
-// a hello unanswered for HelloWait), and closes it once the UDP relay is
-// bound: it is only a fallback, and UDP keeps being tried meanwhile.
+// a hello unanswered for twice the round trip to the coordinator), and
+// closes it once the UDP relay is bound: it is only a fallback, and UDP
+// keeps being tried meanwhile.
 func (r *Relays) decideStream(ctx context.Context, now time.Time) {
 	if r.stream == nil {
 		return
 	}
-	want := r.udp.silent(now)
+	want := r.udp.silent(now, r.timing.waitForHello(time.Duration(r.rtt.Load())))
 	switch {
 	case want && r.streamStop == nil:
 		r.log.Info("UDP relay unavailable; opening the TCP relay", "relay", r.udp.server, "unbound_for", now.Sub(r.udp.downSince).Round(time.Millisecond))
@@ -419,7 +431,7 @@ func (r *Relays) wake() time.Time {
 		next = earliest(next, r.nextResolve)
 	}
 	if r.stream != nil && r.streamStop == nil && r.udp.route == nil {
-		next = earliest(next, r.udp.silentAt())
+		next = earliest(next, r.udp.silentAt(r.timing.waitForHello(time.Duration(r.rtt.Load()))))
 	}
 	if r.watching() {
 		next = earliest(next, r.health.next)

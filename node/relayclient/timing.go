@@ -25,16 +25,22 @@ const check = wire.RelayCheck
 // Fallback timing: the defaults of Timing.
 const (
 	// helloWait is how long a hello to the UDP relay may go unanswered
-	// before the TCP relay is opened beside it. The relay answers a hello
-	// in one round trip to the coordinator's host, so a network that lets
-	// UDP through answers well within it; one that blocks UDP never does,
-	// and every moment waited is a moment nothing reaches the node. This
-	// is Happy Eyeballs' Connection Attempt Delay (RFC 8305 §5, 250 ms:
-	// start the fallback when the preferred attempt hasn't answered, and
-	// keep both going). The UDP relay keeps being tried, and takes over
-	// (the TCP relay closes) once it binds; a long path that answers late
-	// costs one short-lived TCP connection.
-	helloWait = 250 * time.Millisecond
+	// before the TCP relay is opened beside it, while the round trip to
+	// the coordinator is not known. It is Happy Eyeballs' Connection
+	// Attempt Delay (RFC 8305 §5, 250 ms: start the fallback when the
+	// preferred attempt hasn't answered, and keep both going): a network
+	// that lets UDP through answers a hello within a round trip, one that
+	// blocks UDP never does, and every moment waited is a moment nothing
+	// reaches the node. Once the coordinator's TCP connection has timed a
+	// round trip (SetCoordinatorRTT) the wait is twice that (one round
+	// trip answers a hello, the other is margin for jitter and the relay's
+	// work), within RFC 8305 §8's bounds, helloWaitMin and helloWaitMax.
+	// The UDP relay keeps being tried, and takes over (the TCP relay
+	// closes) once it binds; a path that answers late costs one
+	// short-lived TCP connection.
+	helloWait    = 250 * time.Millisecond
+	helloWaitMin = 100 * time.Millisecond
+	helloWaitMax = 2 * time.Second
 	// tcpGrace is how long the node may have no UDP relay to say hello to
 	// (before the coordinator's welcome names one, or while it names
 	// none) before the TCP relay is opened.
@@ -56,10 +62,13 @@ type Timing struct {
 	// Expiry drops a UDP binding that has not been confirmed for this long.
 	Expiry time.Duration
 	// HelloWait is how long a hello to the UDP relay may go unanswered
-	// before the TCP relay is opened; TCPGrace how long the node may have
-	// no UDP relay to say hello to before it is.
-	HelloWait time.Duration
-	TCPGrace  time.Duration
+	// before the TCP relay is opened while the round trip to the
+	// coordinator is unknown, HelloWaitMin the least wait when it is
+	// known; TCPGrace how long the node may have no UDP relay to say
+	// hello to before the TCP relay is opened.
+	HelloWait    time.Duration
+	HelloWaitMin time.Duration
+	TCPGrace     time.Duration
 	// StreamRetry spaces reconnects of the TCP relay while it is wanted.
 	StreamRetry time.Duration
 	// StreamWrite bounds one frame's write to the TCP relay.
@@ -71,7 +80,7 @@ type Timing struct {
 
 // DefaultTiming is the production timing.
 func DefaultTiming() Timing {
-	return Timing{Retry: retry, Refresh: refresh, Expiry: expiry, HelloWait: helloWait, TCPGrace: tcpGrace, StreamRetry: streamRetry, StreamWrite: writeTimeout, Check: check}
+	return Timing{Retry: retry, Refresh: refresh, Expiry: expiry, HelloWait: helloWait, HelloWaitMin: helloWaitMin, TCPGrace: tcpGrace, StreamRetry: streamRetry, StreamWrite: writeTimeout, Check: check}
 }
 
 // withDefaults fills the zero fields from DefaultTiming.
@@ -82,6 +91,7 @@ func (t Timing) withDefaults() Timing {
 		{&t.Refresh, &d.Refresh},
 		{&t.Expiry, &d.Expiry},
 		{&t.HelloWait, &d.HelloWait},
+		{&t.HelloWaitMin, &d.HelloWaitMin},
 		{&t.TCPGrace, &d.TCPGrace},
 		{&t.StreamRetry, &d.StreamRetry},
 		{&t.StreamWrite, &d.StreamWrite},
@@ -92,4 +102,14 @@ func (t Timing) withDefaults() Timing {
 		}
 	}
 	return t
+}
+
+// waitForHello is how long a hello to the UDP relay may go unanswered
+// before the TCP relay is opened, given the round trip to the coordinator
+// (0: not known). See helloWait.
+func (t Timing) waitForHello(rtt time.Duration) time.Duration {
+	if rtt <= 0 {
+		return t.HelloWait
+	}
+	return min(max(2*rtt, t.HelloWaitMin), helloWaitMax)
 }

@@ -130,16 +130,16 @@ func (u *udpBinding) hello(now time.Time) {
 }
 
 // silent reports whether the UDP relay has left this node unbound long
-// enough to open the TCP relay: a hello unanswered for helloWait, or no
-// relay to say hello to for tcpGrace.
-func (u *udpBinding) silent(now time.Time) bool {
-	return u.route == nil && !now.Before(u.silentAt())
+// enough to open the TCP relay: a hello unanswered for helloWait (the
+// wait, timing.go), or no relay to say hello to for TCPGrace.
+func (u *udpBinding) silent(now time.Time, helloWait time.Duration) bool {
+	return u.route == nil && !now.Before(u.silentAt(helloWait))
 }
 
 // silentAt is when an unbound node's UDP relay counts as silent.
-func (u *udpBinding) silentAt() time.Time {
+func (u *udpBinding) silentAt(helloWait time.Duration) time.Time {
 	if !u.helloSince.IsZero() {
-		return u.helloSince.Add(u.timing.HelloWait)
+		return u.helloSince.Add(helloWait)
 	}
 	return u.downSince.Add(u.timing.TCPGrace)
 }
