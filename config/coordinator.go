@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"strings"
 )
 
 // Coordinator defaults.
@@ -47,7 +48,46 @@ type Coordinator struct {
 	TLSKey        string       `mapstructure:"tls_key" desc:"PEM private key for tls_cert"`
 	RelayRate     int          `mapstructure:"relay_rate" desc:"relayed traffic allowed per node, in Mbit/s (a flood from one node can't starve the others)"`
 	MetricsListen string       `mapstructure:"metrics_listen" desc:"host:port serving Prometheus /metrics over plain HTTP, without authentication (keep it on loopback or a private network); empty: off"`
-	LogLevel      string       `mapstructure:"log_level" desc:"debug, info, warn or error"`
+	// AutoApproveRoutes approves routes without the administrator.
+	AutoApproveRoutes []string `mapstructure:"auto_approve_routes" desc:"routes approved as soon as a node advertises them: TAG=PREFIX approves the routes within PREFIX of nodes with TAG, TAG=exit their exit routes (e.g. office=192.168.0.0/16, gw=exit); empty: every route waits for 'meshnode routes approve'"`
+	LogLevel          string   `mapstructure:"log_level" desc:"debug, info, warn or error"`
+}
+
+// ExitApproval is the word that stands for the exit routes in
+// auto_approve_routes.
+const ExitApproval = "exit"
+
+// AutoApproval is one entry of auto_approve_routes: a node with Tag gets
+// the routes it advertises within Prefix approved or, with Exit, its exit
+// routes.
+type AutoApproval struct {
+	Tag    string
+	Prefix netip.Prefix
+	Exit   bool
+}
+
+// AutoApprovals parses auto_approve_routes.
+func (c Coordinator) AutoApprovals() ([]AutoApproval, error) {
+	var out []AutoApproval
+	var errs []error
+	for _, s := range c.AutoApproveRoutes {
+		tag, what, ok := strings.Cut(s, "=")
+		if !ok || tag == "" {
+			errs = append(errs, fmt.Errorf("auto_approve_routes: %q is not TAG=PREFIX or TAG=%s", s, ExitApproval))
+			continue
+		}
+		if what == ExitApproval {
+			out = append(out, AutoApproval{Tag: tag, Exit: true})
+			continue
+		}
+		p, err := netip.ParsePrefix(what)
+		if err != nil || p != p.Masked() {
+			errs = append(errs, fmt.Errorf("auto_approve_routes: %q: %q is not a network such as 192.168.0.0/16, nor %s", s, what, ExitApproval))
+			continue
+		}
+		out = append(out, AutoApproval{Tag: tag, Prefix: p})
+	}
+	return out, errors.Join(errs...)
 }
 
 // DefaultCoordinator returns the coordinator defaults.
@@ -87,6 +127,9 @@ func (c Coordinator) Validate() error {
 	}
 	if c.MetricsListen != "" {
 		errs = append(errs, hostPort("metrics_listen", c.MetricsListen))
+	}
+	if _, err := c.AutoApprovals(); err != nil {
+		errs = append(errs, err)
 	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)

@@ -171,3 +171,27 @@ func TestValidateSTUNListenV6(t *testing.T) {
 		}
 	}
 }
+
+func TestValidateAutoApproveRoutes(t *testing.T) {
+	for _, tc := range []struct {
+		value []string
+		want  string // empty: valid
+	}{
+		{nil, ""},
+		{[]string{"office=192.168.0.0/16", "gw=exit", "v6=2001:db8::/32"}, ""},
+		{[]string{"office"}, `"office" is not TAG=PREFIX`},
+		{[]string{"=10.0.0.0/8"}, `"=10.0.0.0/8" is not TAG=PREFIX`},
+		{[]string{"office=192.168.1.1/16"}, `"192.168.1.1/16" is not a network`},
+		{[]string{"office=everything"}, `"everything" is not a network`},
+	} {
+		c := DefaultCoordinator()
+		c.AutoApproveRoutes = tc.value
+		err := c.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: unexpected error %v", tc.value, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "auto_approve_routes")):
+			t.Errorf("%q: error %v, want it to name the key and contain %q", tc.value, err, tc.want)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -37,6 +38,13 @@ type Admin interface {
 	// AllowNode lifts the ban of a removed node's key, given as the key or
 	// the name the node had: it may register again with a join token.
 	AllowNode(ctx context.Context, keyOrName string) (Ban, error)
+	// Routes lists every node's advertised and approved routes.
+	Routes(ctx context.Context) ([]RouteInfo, error)
+	// ApproveRoutes approves routes the named node advertises, and
+	// RejectRoutes withdraws approvals; both return the node's routes.
+	// Peers see the change at once.
+	ApproveRoutes(ctx context.Context, name string, prefixes []netip.Prefix) ([]RouteInfo, error)
+	RejectRoutes(ctx context.Context, name string, prefixes []netip.Prefix) ([]RouteInfo, error)
 	Close() error
 }
 
@@ -111,6 +119,12 @@ func (s *Server) TagNode(ctx context.Context, name string, add, remove []string)
 	n, err := s.store.UpdateTags(ctx, name, add, remove)
 	if err != nil {
 		return wire.Node{}, err
+	}
+	if approved, err := autoApproveTagged(ctx, s.store, s.autoApprove, s.hub.tags(n.Key), n); err != nil {
+		s.log.Warn("auto-approving routes of a newly tagged node", "node", n.Name, "err", err)
+	} else if len(approved.Approved) != len(n.Approved) {
+		n = approved
+		s.hub.setRoutes(n)
 	}
 	w := s.hub.setTags(n.Key, n.Tags)
 	s.log.Info("node tags changed", "node", n.Name, "key", n.Key.Short(), "tags", n.Tags)
@@ -219,11 +233,66 @@ func (a *offlineAdmin) TagNode(ctx context.Context, name string, add, remove []s
 	if err := ValidateTags(append(slices.Clone(add), remove...)); err != nil {
 		return wire.Node{}, err
 	}
+	old, err := a.activeNode(ctx, name)
+	if err != nil {
+		return wire.Node{}, err
+	}
 	n, err := a.store.UpdateTags(ctx, name, add, remove)
 	if err != nil {
 		return wire.Node{}, err
 	}
+	auto, err := newAutoApprover(a.cfg)
+	if err != nil {
+		return wire.Node{}, err
+	}
+	if n, err = autoApproveTagged(ctx, a.store, auto, old.Tags, n); err != nil {
+		return wire.Node{}, err
+	}
 	return toWire(n, false), nil
+}
+
+// activeNode is the active node of that name, as stored.
+func (a *offlineAdmin) activeNode(ctx context.Context, name string) (store.Node, error) {
+	nodes, err := a.store.Nodes(ctx)
+	if err != nil {
+		return store.Node{}, err
+	}
+	for _, n := range nodes {
+		if n.Name == name {
+			return n, nil
+		}
+	}
+	return store.Node{}, fmt.Errorf("node %q: %w", name, ErrNotFound)
+}
+
+// Routes lists the stored routes; which are primary is the running
+// coordinator's to say.
+func (a *offlineAdmin) Routes(ctx context.Context) ([]RouteInfo, error) {
+	nodes, err := a.store.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []RouteInfo
+	for _, n := range nodes {
+		out = append(out, routeInfos(n, false, func(netip.Prefix) bool { return false })...)
+	}
+	return out, nil
+}
+
+func (a *offlineAdmin) ApproveRoutes(ctx context.Context, name string, prefixes []netip.Prefix) ([]RouteInfo, error) {
+	return a.updateRoutes(ctx, name, prefixes, nil)
+}
+
+func (a *offlineAdmin) RejectRoutes(ctx context.Context, name string, prefixes []netip.Prefix) ([]RouteInfo, error) {
+	return a.updateRoutes(ctx, name, nil, prefixes)
+}
+
+func (a *offlineAdmin) updateRoutes(ctx context.Context, name string, approve, reject []netip.Prefix) ([]RouteInfo, error) {
+	n, err := a.store.UpdateRoutes(ctx, name, approve, reject, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return routeInfos(n, false, func(netip.Prefix) bool { return false }), nil
 }
 
 func (a *offlineAdmin) Bans(ctx context.Context) ([]Ban, error) { return bans(ctx, a.store) }

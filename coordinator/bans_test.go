@@ -62,20 +62,33 @@ func TestRemovedNodeStaysOutUntilAllowed(t *testing.T) {
 	}
 }
 
-// Tags set through the admin socket reach the running hub.
-func TestTagNodeThroughAdminSocket(t *testing.T) {
+// socketHarness runs a coordinator and opens its admin socket; it returns
+// a harness for its nodes and a reusable token made through the socket.
+func socketHarness(t *testing.T) (*running, coordinator.Admin, *harness, string) {
+	t.Helper()
 	cfg := testConfig(t)
 	r := runCoordinator(t, cfg)
 	admin := openAdmin(t, cfg)
-	ctx := context.Background()
-	tok, err := admin.CreateToken(ctx, coordinator.TokenOptions{Reusable: true})
+	tok, err := admin.CreateToken(context.Background(), coordinator.TokenOptions{Reusable: true})
 	if err != nil {
 		t.Fatal(err)
 	}
 	h := &harness{t: t, cfg: cfg, srv: r.srv, reg: r.reg, url: tok.URL, client: pinnedClient(t, tok.Pin)}
-	gw := newNode(t, h).join(tok.String(), "gw")
-	obs := newNode(t, h).join(tok.String(), "obs")
-	so, sg := obs.connect(), gw.connect()
+	return r, admin, h, tok.String()
+}
+
+// joinTwo registers nodes a and b with token and connects both.
+func joinTwo(t *testing.T, h *harness, token, a, b string) (na, nb *node, sa, sb *stream) {
+	t.Helper()
+	na, nb = newNode(t, h).join(token, a), newNode(t, h).join(token, b)
+	return na, nb, na.connect(), nb.connect()
+}
+
+// Tags set through the admin socket reach the running hub.
+func TestTagNodeThroughAdminSocket(t *testing.T) {
+	_, admin, h, tok := socketHarness(t)
+	ctx := context.Background()
+	gw, _, sg, so := joinTwo(t, h, tok, "gw", "obs")
 	ep := announce(t, sg, 3001, "198.18.0.5:3479")
 	handled(t, so, gw, ep)
 

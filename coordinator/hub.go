@@ -26,6 +26,9 @@ type hub struct {
 	version uint64
 	// susp holds the relays suspended on reports (relayhealth.go).
 	susp *suspensions
+	// primary is the node peers route each served prefix through
+	// (routes.go: reelect).
+	primary map[netip.Prefix]crypto.PublicKey
 }
 
 func newHub(nodes []store.Node) *hub {
@@ -37,6 +40,7 @@ func newHub(nodes []store.Node) *hub {
 	for i := range nodes {
 		h.nodes[nodes[i].Key] = &nodes[i]
 	}
+	h.reelect()
 	return h
 }
 
@@ -49,6 +53,7 @@ func peers(a, b *store.Node) bool { return a.Key != b.Key }
 func (h *hub) wireNode(n *store.Node) wire.Node {
 	sess, online := h.sessions[n.Key]
 	w := toWire(*n, online)
+	w.PrimaryRoutes = h.primaryRoutes(n)
 	if online && sess.tcp.IsValid() {
 		w.Endpoints = append(w.Endpoints, wire.Endpoint{Addr: sess.tcp, Kind: wire.EndpointTCP})
 	}
@@ -84,6 +89,7 @@ func toWire(n store.Node, online bool) wire.Node {
 		Online:    online,
 		LastSeen:  n.LastSeen,
 		Tags:      slices.Clone(n.Tags),
+		Routes:    n.Serves(),
 	}
 }
 
@@ -150,6 +156,7 @@ func (h *hub) upsert(n store.Node) {
 		n.LastSeen = old.LastSeen
 	}
 	h.nodes[n.Key] = &n
+	h.reelect()
 	h.changed(&n)
 	h.changedSelf(&n)
 }
@@ -167,6 +174,7 @@ func (h *hub) remove(key crypto.PublicKey) *session {
 	h.susp.forget(key)
 	sess := h.sessions[key]
 	delete(h.sessions, key)
+	h.reelect()
 	h.version++
 	for k, s := range h.sessions {
 		if other := h.nodes[k]; other != nil && peers(other, n) {
@@ -195,6 +203,7 @@ func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome wire
 	old = h.sessions[sess.key]
 	h.sessions[sess.key] = sess
 	n.LastSeen = now
+	h.reelect()
 	h.changed(n)
 	self := h.wireNode(n)
 	return wire.StreamMsg{
@@ -220,6 +229,7 @@ func (h *hub) detach(sess *session, now time.Time) bool {
 		return false
 	}
 	delete(h.sessions, sess.key)
+	h.reelect()
 	if n := h.nodes[sess.key]; n != nil {
 		n.LastSeen = now
 		h.changed(n)
@@ -282,6 +292,16 @@ func (h *hub) setTags(key crypto.PublicKey, tags []string) wire.Node {
 	h.changed(n)
 	h.changedSelf(n)
 	return h.wireNode(n)
+}
+
+// tags are a node's tags; nil when it is not an active node.
+func (h *hub) tags(key crypto.PublicKey) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := h.nodes[key]; n != nil {
+		return slices.Clone(n.Tags)
+	}
+	return nil
 }
 
 // setEndpoints records a node's candidates and pushes them to its peers.
