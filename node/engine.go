@@ -20,6 +20,7 @@ import (
 
 	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/underlay"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/control"
@@ -107,10 +108,10 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		opts.Log = slog.Default()
 	}
 	if opts.RelayListen == nil {
-		opts.RelayListen = func(addr string) (net.PacketConn, error) { return net.ListenPacket("udp", addr) }
+		opts.RelayListen = func(addr string) (net.PacketConn, error) { return underlay.ListenPacket("udp", addr) }
 	}
 	if opts.AuxListen == nil {
-		opts.AuxListen = func() (bind.UDPConn, error) { return net.ListenUDP("udp4", nil) }
+		opts.AuxListen = func() (bind.UDPConn, error) { return underlay.ListenUDP("udp4", nil) }
 	}
 	e := &Engine{
 		opts: opts,

@@ -12,6 +12,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/underlay"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/control"
@@ -47,7 +48,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	defer e.dev.Close()
 	e.peers = registry.New(e.priv.Public(), e.relayFeed.update, peerConsumers(e.dev, e.bind, e.mtus, e.mgr)...)
 	e.relayFeed.peers = e.peers
-	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", e.priv.Hex(), e.cfg.ListenPort)); err != nil {
+	// fwmark marks WireGuard's sockets as the node's own (underlay.Mark),
+	// on every rebind too.
+	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\nfwmark=%d\n", e.priv.Hex(), e.cfg.ListenPort, underlay.Mark)); err != nil {
 		return fmt.Errorf("configure WireGuard (listen_port %d in use? set another or 0): %w", e.cfg.ListenPort, err)
 	}
 	if err := e.dev.Up(); err != nil {
@@ -274,8 +277,7 @@ func dialFrom(port uint16) func(ctx context.Context, network, addr string) (net.
 		if err == nil {
 			return c, nil
 		}
-		var ephemeral net.Dialer
-		return ephemeral.DialContext(ctx, network, addr)
+		return underlay.Dialer().DialContext(ctx, network, addr)
 	}
 }
 
