@@ -28,6 +28,7 @@ import (
 	"github.com/meshnode/meshnode/node/pmtu"
 	"github.com/meshnode/meshnode/node/registry"
 	"github.com/meshnode/meshnode/node/relayclient"
+	"github.com/meshnode/meshnode/node/routes"
 	"github.com/meshnode/meshnode/node/tcppunch"
 	"github.com/meshnode/meshnode/tun"
 )
@@ -89,10 +90,19 @@ type Engine struct {
 	mtus  *pmtu.Table
 	guard *pmtu.Guard
 
-	// tagsMu guards tags: this node's tags as the coordinator last sent
-	// them (a welcome, or a delta when the administrator changed them).
-	tagsMu sync.Mutex
-	tags   []string
+	// recordMu guards record: this node's own record as the coordinator
+	// last sent it (a welcome, or a delta when the administrator changed
+	// its tags or routes).
+	recordMu sync.Mutex
+	record   wire.Node
+
+	// table decides what goes through which peer (subnet routes, the exit
+	// node); osRoutes keeps the OS routes in line with it, and gateway
+	// the forwarding of the routes this node serves. Both keepers are nil
+	// without an OS TUN (tests), gateway too when it advertises nothing.
+	table    *routes.Table
+	osRoutes *routes.Keeper
+	gateway  *routes.Keeper
 
 	stop context.CancelFunc
 	// runCtx and tasks belong to Run: work it starts later (TCP punches)
@@ -138,6 +148,9 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	case e.cfg.Token != "":
 		e.log.Info("already registered; the token is not needed and was not used", "state_dir", e.cfg.StateDir, "name", st.Self.Name)
 	}
+	if err := wire.CheckRoutes(e.cfg.Routes(), st.routes()); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRoutes, err)
+	}
 	e.state = st
 	return e, nil
 }
@@ -154,17 +167,22 @@ func (e *Engine) Self() wire.Node { return e.state.Self }
 // setSelf applies this node's own record from the coordinator: its tags,
 // which may make it a relay or stop it being one.
 func (e *Engine) setSelf(n wire.Node) {
-	e.tagsMu.Lock()
-	e.tags = slices.Clone(n.Tags)
-	e.tagsMu.Unlock()
+	e.recordMu.Lock()
+	e.record = n
+	e.recordMu.Unlock()
 	e.relayFeed.setSelf(n)
+	if e.gateway != nil {
+		e.gateway.Wake()
+	}
 }
 
-// currentTags is this node's tags as the coordinator last sent them.
-func (e *Engine) currentTags() []string {
-	e.tagsMu.Lock()
-	defer e.tagsMu.Unlock()
-	return slices.Clone(e.tags)
+// selfRecord is this node's record as the coordinator last sent it.
+func (e *Engine) selfRecord() wire.Node {
+	e.recordMu.Lock()
+	defer e.recordMu.Unlock()
+	n := e.record
+	n.Tags = slices.Clone(n.Tags)
+	return n
 }
 
 // PublicKey is this node's key.

@@ -46,7 +46,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	e.guard = pmtu.NewGuard(e.tun, e.mtus)
 	e.dev = device.NewDevice(e.guard, e.bind, wgLogger(e.log))
 	defer e.dev.Close()
-	e.peers = registry.New(e.priv.Public(), e.relayFeed.update, peerConsumers(e.dev, e.bind, e.mtus, e.mgr)...)
+	e.peers = registry.New(e.priv.Public(), e.relayFeed.update, peerConsumers(e.dev, e.bind, e.mtus, e.mgr, e.table)...)
 	e.relayFeed.peers = e.peers
 	// fwmark marks WireGuard's sockets as the node's own (underlay.Mark),
 	// on every rebind too.
@@ -89,6 +89,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	wg.Go(func() { e.pathEvents(ctx) })
 	wg.Go(func() { e.disc.run(ctx) })
 	wg.Go(func() { e.relays.Run(ctx) })
+	e.startRouting(ctx, &wg)
 	if e.cfg.PortMapping {
 		wg.Go(func() { e.disc.keepPortMapping(ctx) })
 	}
@@ -159,6 +160,7 @@ func (e *Engine) build() {
 	}
 	sc := &scope{overlay: e.state.routes()}
 	e.mgr.SetScope(sc)
+	e.table = e.newTable()
 	prober := discovery.NewProber(e.bind)
 	var auth *discovery.Credentials
 	if pass, err := wire.STUNPassword(e.priv, e.state.CoordinatorKey); err != nil {
@@ -176,6 +178,8 @@ func (e *Engine) build() {
 		configured: e.cfg.STUNServers,
 		auth:       auth,
 		relay:      e.cfg.RelayPublic,
+		routes:     e.cfg.Routes(),
+		links:      e.table.SetLocal,
 		saveSTUN:   e.saveSTUN,
 		scope:      sc,
 		log:        e.log,

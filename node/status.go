@@ -21,7 +21,8 @@ func (e *Engine) Status() localapi.Status {
 	disc := e.disc.result()
 	peers := []localapi.Peer{}
 	for _, n := range e.peers.All() {
-		peers = append(peers, localapi.Peer{Name: n.Name, Addresses: n.Addresses, PublicKey: n.PublicKey.String(), Online: n.Online})
+		via, exit := e.peerRoutes(n)
+		peers = append(peers, localapi.Peer{Name: n.Name, Addresses: n.Addresses, PublicKey: n.PublicKey.String(), Online: n.Online, Routes: via, ExitNodeOption: exit})
 	}
 	stats := e.wgStats()
 	for i := range peers {
@@ -51,7 +52,7 @@ func (e *Engine) Status() localapi.Status {
 		Interface: e.tunName(),
 		Endpoints: []string{},
 		NAT:       localapi.NAT{Mapping: disc.Mapping.Behaviour, PortAlloc: disc.Mapping.PortAlloc, IdleKeepalive: e.mgr.IdleKeepalive().String()},
-		Tags:      e.currentTags(),
+		Tags:      e.selfRecord().Tags,
 		Relay:     e.relayFeed.serving(),
 	}
 	if disc.Mapping.Public.IsValid() {
@@ -67,9 +68,12 @@ func (e *Engine) Status() localapi.Status {
 		self.Endpoints = append(self.Endpoints, ep.Addr.String())
 	}
 	bs, ps, gs := &e.bind.Stats, &e.mgr.Stats, &e.guard.Stats
+	rst, exit := e.routesStatus()
 	return localapi.Status{
 		Self:        self,
 		Peers:       peers,
+		Routes:      rst,
+		ExitNode:    exit,
 		Coordinator: localapi.Coordinator{URL: e.state.CoordinatorURL, Connected: e.stream != nil && e.stream.Connected()},
 		Counters: map[string]uint64{
 			"udp_garbage":           bs.Garbage.Load(),
