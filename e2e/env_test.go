@@ -149,9 +149,22 @@ func (e *env) node(t *testing.T, h *netlab.Host, name string) *netlab.Node {
 // IPv6-only host can reach).
 func (e *env) nodeWithToken(t *testing.T, h *netlab.Host, name, token string) *netlab.Node {
 	t.Helper()
+	return e.startNode(t, h, netlab.NodeConfig{Name: name, Token: token})
+}
+
+// nodeWith is node with more `meshnode up` flags.
+func (e *env) nodeWith(t *testing.T, h *netlab.Host, name string, args ...string) *netlab.Node {
+	t.Helper()
+	return e.startNode(t, h, netlab.NodeConfig{Name: name, Token: e.token, Args: args})
+}
+
+// startNode starts a node as node does.
+func (e *env) startNode(t *testing.T, h *netlab.Host, cfg netlab.NodeConfig) *netlab.Node {
+	t.Helper()
+	name := cfg.Name
 	ctx, cancel := context.WithTimeout(t.Context(), setupTimeout)
 	defer cancel()
-	n, err := e.lab.StartNode(ctx, h, netlab.NodeConfig{Name: name, Token: token})
+	n, err := e.lab.StartNode(ctx, h, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -160,12 +160,21 @@ func (c *Coordinator) RemoveNode(ctx context.Context, name string) error {
 	return err
 }
 
+// Routes runs `meshnode routes VERB NAME PREFIX...` on the coordinator
+// host (approve or reject) and returns what it printed.
+func (c *Coordinator) Routes(ctx context.Context, verb, name string, prefixes ...string) (string, error) {
+	args := append([]string{"routes", verb, name}, prefixes...)
+	return c.lab.meshnode(ctx, c.NS, append(args, "--data-dir", c.dataDir)...)
+}
+
 // NodeConfig is how a node starts.
 type NodeConfig struct {
 	Name  string
 	Token string
 	// ListenPort is the node's UDP port; DefaultNodePort when zero.
 	ListenPort int
+	// Args are more `meshnode up` flags (--advertise-routes, --exit-node).
+	Args []string
 }
 
 // Node is a `meshnode up` process on a host.
@@ -194,7 +203,7 @@ func (l *Lab) StartNode(ctx context.Context, h *Host, cfg NodeConfig) (*Node, er
 		return nil, fmt.Errorf("state of %s: %w", cfg.Name, err)
 	}
 	n := &Node{Name: cfg.Name, Host: h, lab: l, socket: filepath.Join(state, "meshnode.sock")}
-	p, err := h.NS.Start(cfg.Name, l.bin, "up",
+	argv := append([]string{l.bin, "up",
 		"--token", cfg.Token,
 		"--state-dir", state,
 		"--interface", "mesh0",
@@ -202,7 +211,8 @@ func (l *Lab) StartNode(ctx context.Context, h *Host, cfg NodeConfig) (*Node, er
 		"--listen-port", strconv.Itoa(cfg.ListenPort),
 		"--name", cfg.Name,
 		"--log-level", "debug",
-	)
+	}, cfg.Args...)
+	p, err := h.NS.Start(cfg.Name, argv...)
 	if err != nil {
 		return nil, err
 	}
@@ -248,6 +258,11 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 // Ping is `meshnode ping PEER --count N`: discovery pings and their path.
 func (n *Node) Ping(ctx context.Context, peer string, count int) (string, error) {
 	return n.lab.meshnode(ctx, nil, "ping", peer, "--count", strconv.Itoa(count), "--socket", n.socket)
+}
+
+// Set changes the running node's choices (`meshnode set ARGS`).
+func (n *Node) Set(ctx context.Context, args ...string) (string, error) {
+	return n.lab.meshnode(ctx, nil, append(append([]string{"set"}, args...), "--socket", n.socket)...)
 }
 
 // Down asks the node to leave the mesh (`meshnode down`) and waits for it to
