@@ -125,8 +125,19 @@ func (n Node) validateRoutes() error {
 		errs = append(errs, err)
 	}
 	if n.ExitNode != "" {
-		errs = append(errs, validName("exit_node", n.ExitNode), ExitNodeSupported())
+		errs = append(errs, validName("exit_node", n.ExitNode))
 		errs = append(errs, errIf(n.AdvertiseExitNode, "exit_node", "%q: an exit node uses no other exit node; unset exit_node or advertise_exit_node", n.ExitNode))
+	}
+	return errors.Join(errs...)
+}
+
+// CheckOS says which settings this OS can't honour: serving routes and
+// using an exit node need Linux. Validate leaves it out, so a file meant
+// for a Linux node checks anywhere.
+func (n Node) CheckOS() error {
+	var errs []error
+	if n.ExitNode != "" {
+		errs = append(errs, ExitNodeSupported())
 	}
 	if runtime.GOOS != "linux" && (len(n.AdvertiseRoutes) > 0 || n.AdvertiseExitNode) {
 		errs = append(errs, fmt.Errorf("advertise_routes, advertise_exit_node: serving routes needs Linux (forwarding and masquerading with nftables), not %s", runtime.GOOS))

@@ -49,7 +49,7 @@ Settings come from flags, MESHNODE_* environment variables and the YAML file
 			if _, err := config.Load(&settings, file, config.DefaultNodeConfigFile, cmd.Flags()); err != nil {
 				return usageError{err}
 			}
-			if err := settings.Validate(); err != nil {
+			if err := errors.Join(settings.Validate(), settings.CheckOS()); err != nil {
 				return usageError{err}
 			}
 			log := newLogger(cmd.ErrOrStderr(), settings.LogLevel)
