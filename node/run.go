@@ -85,11 +85,12 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
+	// First: the parts below wake the keepers it makes.
+	e.startRouting(ctx, &wg)
 	wg.Go(func() { e.mgr.Run(ctx) })
 	wg.Go(func() { e.pathEvents(ctx) })
 	wg.Go(func() { e.disc.run(ctx) })
 	wg.Go(func() { e.relays.Run(ctx) })
-	e.startRouting(ctx, &wg)
 	if e.cfg.PortMapping {
 		wg.Go(func() { e.disc.keepPortMapping(ctx) })
 	}
