@@ -152,11 +152,14 @@ func (h *hub) peersOf(n *store.Node) []wire.Node {
 func (h *hub) upsert(n store.Node) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if old := h.nodes[n.Key]; old != nil && old.LastSeen.After(n.LastSeen) {
+	old := h.nodes[n.Key]
+	if old != nil && old.LastSeen.After(n.LastSeen) {
 		n.LastSeen = old.LastSeen
 	}
 	h.nodes[n.Key] = &n
-	h.reelect()
+	if mayServe(old) || mayServe(&n) {
+		h.reelect()
+	}
 	h.changed(&n)
 	h.changedSelf(&n)
 }
@@ -174,7 +177,9 @@ func (h *hub) remove(key crypto.PublicKey) *session {
 	h.susp.forget(key)
 	sess := h.sessions[key]
 	delete(h.sessions, key)
-	h.reelect()
+	if mayServe(n) {
+		h.reelect()
+	}
 	h.version++
 	for k, s := range h.sessions {
 		if other := h.nodes[k]; other != nil && peers(other, n) {
@@ -203,7 +208,9 @@ func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome wire
 	old = h.sessions[sess.key]
 	h.sessions[sess.key] = sess
 	n.LastSeen = now
-	h.reelect()
+	if mayServe(n) {
+		h.reelect()
+	}
 	h.changed(n)
 	self := h.wireNode(n)
 	return wire.StreamMsg{
@@ -229,8 +236,10 @@ func (h *hub) detach(sess *session, now time.Time) bool {
 		return false
 	}
 	delete(h.sessions, sess.key)
-	h.reelect()
 	if n := h.nodes[sess.key]; n != nil {
+		if mayServe(n) {
+			h.reelect()
+		}
 		n.LastSeen = now
 		h.changed(n)
 	}

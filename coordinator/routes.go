@@ -227,13 +227,20 @@ func (h *hub) primaryRoutes(n *store.Node) []netip.Prefix {
 	return out
 }
 
+// mayServe reports whether n may serve a route: only then can its
+// arrival, presence or leaving move a primary.
+func mayServe(n *store.Node) bool { return n != nil && len(n.Approved) > 0 && len(n.Advertised) > 0 }
+
 // reelect makes every served prefix's primary afresh (electPrimaries) and
 // pushes the nodes whose primaries changed, to their peers and to
-// themselves. Caller holds mu; it runs after every change of routes or
-// presence.
+// themselves. Caller holds mu; it runs after every change of routes, and
+// of the presence of a node that may serve one.
 func (h *hub) reelect() {
 	cands := make(map[netip.Prefix][]candidate)
 	for _, n := range h.nodes {
+		if !mayServe(n) {
+			continue
+		}
 		for _, p := range n.Serves() {
 			if wire.IsExitRoute(p) {
 				continue
