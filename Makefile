@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 20m
 DIST    ?= dist
 ARCHES  ?= amd64 arm64
 
-.PHONY: all build deps test unit fuzz e2e demo natmatrix bench lint dist-linux deb rpm darwin packages test-packaging clean
+.PHONY: all build deps test unit fuzz e2e demo natmatrix perf bench lint dist-linux deb rpm darwin packages test-packaging clean
 
 all: build
 
@@ -56,6 +56,21 @@ natmatrix: build
 	$(E2E_ENV) MESHNODE_NATMATRIX=$(CURDIR)/bench/NATMATRIX.md \
 		$(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v -run '^TestNATMatrix$$' ./e2e
 
+# perf: the real-kernel data-plane comparison (e2e/perf): one iperf3 TCP
+# stream through two NATs in namespaces over the raw path, stock
+# wireguard-go (built from the module proxy at go.mod's version), meshnode
+# and Nebula (when NEBULA_BIN exists), on the offload and the packet wire,
+# median of PERF_RUNS interleaved rounds of PERF_SECONDS each; then
+# meshnode's time to first ping on three NAT pairs. As root; about four
+# minutes. Prints the tables and writes them to bench/PERF.md.
+NEBULA_BIN   ?= $(abspath $(CURDIR)/../shared/peers/nebula)
+PERF_SECONDS ?= 5
+PERF_RUNS    ?= 3
+perf: deps build
+	$(E2E_ENV) MESHNODE_PERF=1 MESHNODE_PERF_OUT=$(CURDIR)/bench/PERF.md NEBULA_BIN='$(NEBULA_BIN)' \
+		PERF_SECONDS='$(PERF_SECONDS)' PERF_RUNS='$(PERF_RUNS)' \
+		$(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v -run '^TestPerf$$' ./e2e/perf
+
 # A coordinator and two nodes behind two home NATs, in namespaces: status,
 # ping, clean-up. As root; installs missing apt packages.
 demo:
@@ -95,8 +110,9 @@ clean:
 	rm -rf bin dist
 
 # bench: the data plane (plain wireguard-go, meshnode's Bind, the relay) side
-# by side in one run, then the coordinator's and the relay's hot paths.
+# by side in one run, then the coordinator's and the relay's hot paths and
+# the access policy's resolution.
 # Figures go in bench/RESULTS.md.
 bench:
 	$(GO) test -run '^$$' -bench DataPlane -benchtime 100000x -count 3 ./bench/
-	$(GO) test -run '^$$' -bench . -count 1 ./coordinator/ ./relay/ ./internal/natlab/
+	$(GO) test -run '^$$' -bench . -count 1 ./coordinator/ ./relay/ ./internal/natlab/ ./policy/

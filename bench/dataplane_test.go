@@ -1,9 +1,9 @@
 // Package bench holds meshnode's cross-package benchmarks: the data plane
 // (wireguard-go over plain StdNetBind; over meshnode's Bind with its TUN
-// guard, while every path is full-size and while another peer's is
-// smaller; and over the Bind through the relay), measured side by side in
-// one run. Figures and the
-// command that made them are in RESULTS.md.
+// guard and packet filter, with no access policy, with a 100-rule policy
+// at both ends, and while another peer's path is smaller; and over the
+// Bind through the relay), measured side by side in one run. Figures and
+// the command that made them are in RESULTS.md.
 package bench
 
 import (
@@ -16,6 +16,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,7 +26,9 @@ import (
 	"golang.zx2c4.com/wireguard/tun/tuntest"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
+	"github.com/meshnode/meshnode/node/filter"
 	"github.com/meshnode/meshnode/node/pmtu"
 	"github.com/meshnode/meshnode/node/relayclient"
 	"github.com/meshnode/meshnode/relay"
@@ -77,7 +80,7 @@ func loopback(port uint16) netip.AddrPort {
 	return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), port)
 }
 
-func newNode(b *testing.B, wrapped bool, h *handler, mtus *pmtu.Table) *node {
+func newNode(b *testing.B, wrapped bool, h *handler, mtus *pmtu.Table, policy *filter.Filter) *node {
 	priv, err := crypto.NewPrivateKey()
 	if err != nil {
 		b.Fatal(err)
@@ -93,7 +96,8 @@ func newNode(b *testing.B, wrapped bool, h *handler, mtus *pmtu.Table) *node {
 	}
 	var dev tun.Device = n.tun.TUN()
 	if wrapped {
-		dev = pmtu.NewGuard(dev, mtus) // as the node wraps its TUN
+		// As the node wraps its TUN: the filter around the MTU guard.
+		dev = filter.NewTUN(pmtu.NewGuard(dev, mtus), policy, true)
 	}
 	n.dev = device.NewDevice(dev, cb, device.NewLogger(device.LogLevelSilent, ""))
 	if err := n.dev.IpcSet("private_key=" + priv.Hex() + "\nlisten_port=0\n"); err != nil {
@@ -128,14 +132,20 @@ func startRelay(b *testing.B, x, y *node, hx, hy *handler) netip.AddrPort {
 	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := relay.New(relay.Options{Key: coord, Auth: everyone{}, Log: log, Rate: 1e12, Burst: 1 << 30})
-	pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(loopback(0)))
+	// As a relay listens: a socket per CPU, with large buffers.
+	conns, err := relay.ListenUDP("udp4", loopback(0).String(), 0)
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b.Cleanup(func() { cancel(); pc.Close() })
-	go srv.ServeUDP(ctx, pc)
-	addr := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	b.Cleanup(func() {
+		cancel()
+		for _, pc := range conns {
+			pc.Close()
+		}
+	})
+	go srv.ServeUDP(ctx, conns, nil)
+	addr := conns[0].LocalAddr().(*net.UDPAddr).AddrPort()
 	for _, side := range []struct {
 		n *node
 		h *handler
@@ -167,13 +177,13 @@ func startRelay(b *testing.B, x, y *node, hx, hy *handler) netip.AddrPort {
 // directly, or over meshnode's Bind through a UDP relay.
 func setup(b *testing.B, mode string) (x, y *node) {
 	if mode == "wireguard-go-StdNetBind" {
-		x, y = newNode(b, false, nil, nil), newNode(b, false, nil, nil)
+		x, y = newNode(b, false, nil, nil, nil), newNode(b, false, nil, nil, nil)
 		x.peer(b, y, "10.0.0.2/32", loopback(y.port).String())
 		y.peer(b, x, "10.0.0.1/32", loopback(x.port).String())
 		return x, y
 	}
 	hx, hy := &handler{}, &handler{}
-	x, y = newNode(b, true, hx, mtuTable(mode)), newNode(b, true, hy, mtuTable(mode))
+	x, y = newNode(b, true, hx, mtuTable(mode), accessPolicy(b, mode)), newNode(b, true, hy, mtuTable(mode), accessPolicy(b, mode))
 	kx, ky := x.priv.Public(), y.priv.Public()
 	x.route.to[ky], x.route.from[loopback(y.port)] = x.bind.Direct(loopback(y.port), 0), ky
 	y.route.to[kx], y.route.from[loopback(x.port)] = y.bind.Direct(loopback(x.port), 0), kx
@@ -201,8 +211,36 @@ func mtuTable(mode string) *pmtu.Table {
 	return t
 }
 
-// packet is an IPv4 packet from 10.0.0.1 to 10.0.0.2: what wireguard-go
-// needs to route it (version, length and addresses; it checks no checksum).
+// accessPolicy is a node's packet filter: no policy, or (filter mode) 100
+// rules at both ends, of which only the last allows the benchmark's
+// packets (UDP between 10.0.0.1 and 10.0.0.2), so the first packet's
+// check walks them all; the flow is tracked from then on.
+func accessPolicy(b *testing.B, mode string) *filter.Filter {
+	f := filter.New(filter.Options{})
+	if mode != "meshnode-Bind-direct-filter-100-rules" {
+		return f
+	}
+	p := &wire.Filter{Version: 1}
+	for i := range 99 {
+		p.Rules = append(p.Rules, wire.FilterRule{
+			Rule:  fmt.Sprintf("rule %d", i),
+			Src:   []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 1, byte(i), 0}), 24)},
+			Dst:   []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")},
+			Proto: wire.ProtoTCP,
+			Ports: []wire.PortRange{{First: 22, Last: 22}, {First: uint16(1000 + i), Last: uint16(1000 + i)}},
+		})
+	}
+	p.Rules = append(p.Rules, wire.FilterRule{Rule: "bench", Src: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")},
+		Dst: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/24")}, Proto: wire.ProtoUDP})
+	if err := f.Set(p); err != nil {
+		b.Fatal(err)
+	}
+	return f
+}
+
+// packet is a UDP packet from 10.0.0.1 to 10.0.0.2: what wireguard-go
+// needs to route it (version, length and addresses; it checks no checksum)
+// and the filter to track it (protocol, a UDP header).
 func packet(size int) []byte {
 	p := make([]byte, size)
 	p[0] = 0x45
@@ -223,9 +261,14 @@ const window = 256
 const lossTimeout = 200 * time.Millisecond
 
 // BenchmarkDataPlane pushes 1400-byte packets through two wireguard-go
-// devices on loopback and reports goodput and loss for each data path.
+// devices on loopback and reports goodput and loss for each data path, and
+// the CPU time the process spent per packet (both devices, and the relay):
+// on a machine whose cores other work shares, the goodput swings with that
+// work, the CPU time much less, and with both ends and the relay on the
+// same cores the goodput of two paths goes as the inverse of their CPU
+// time.
 func BenchmarkDataPlane(b *testing.B) {
-	for _, mode := range []string{"wireguard-go-StdNetBind", "meshnode-Bind-direct", "meshnode-Bind-direct-guarded", "meshnode-Bind-UDP-relay"} {
+	for _, mode := range []string{"wireguard-go-StdNetBind", "meshnode-Bind-direct", "meshnode-Bind-direct-filter-100-rules", "meshnode-Bind-direct-guarded", "meshnode-Bind-UDP-relay"} {
 		b.Run(mode, func(b *testing.B) {
 			x, y := setup(b, mode)
 			pkt := packet(1400)
@@ -246,7 +289,7 @@ func BenchmarkDataPlane(b *testing.B) {
 					x.tun.Outbound <- pkt
 				}
 			}()
-			got, lost, start := 0, 0, time.Now()
+			got, lost, start, cpu := 0, 0, time.Now(), cpuTime(b)
 			for got+lost < b.N {
 				select {
 				case <-y.tun.Inbound:
@@ -259,10 +302,20 @@ func BenchmarkDataPlane(b *testing.B) {
 					}
 				}
 			}
-			elapsed := time.Since(start)
+			elapsed, used := time.Since(start), cpuTime(b)-cpu
 			b.StopTimer()
 			b.ReportMetric(float64(got*len(pkt)*8)/elapsed.Seconds()/1e6, "Mbit/s")
 			b.ReportMetric(100*float64(lost)/float64(b.N), "%loss")
+			b.ReportMetric(float64(used.Nanoseconds())/float64(b.N), "cpu-ns/pkt")
 		})
 	}
+}
+
+// cpuTime is the CPU time the process has used, user and system.
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -7,6 +7,9 @@ import (
 	"net/netip"
 	"net/url"
 	"strings"
+
+	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/relay"
 )
 
 // Coordinator defaults.
@@ -14,9 +17,9 @@ const (
 	DefaultCoordinatorConfigFile = "/etc/meshnode/coordinator.yaml"
 	// DefaultSTUNPort is the IANA port for STUN (RFC 8489 §18.3).
 	DefaultSTUNPort = 3478
-	// DefaultRelayRate (Mbit/s per node) lets one node's relayed bulk
-	// transfer use a small VPS's uplink without starving everyone else.
-	DefaultRelayRate = 100
+	// DefaultRelayRate (Mbit/s per node) is the relay's own default: what
+	// measurements chose, in relay.DefaultRateMbit's comment.
+	DefaultRelayRate = relay.DefaultRateMbit
 	// maxRelayRate bounds the setting to what one process can forward.
 	maxRelayRate = 100_000
 	// DefaultMetricsListen serves metrics to a scraper on the same host
@@ -48,6 +51,8 @@ type Coordinator struct {
 	TLSKey        string       `mapstructure:"tls_key" desc:"PEM private key for tls_cert"`
 	RelayRate     int          `mapstructure:"relay_rate" desc:"relayed traffic allowed per node, in Mbit/s (a flood from one node can't starve the others)"`
 	MetricsListen string       `mapstructure:"metrics_listen" desc:"host:port serving Prometheus /metrics over plain HTTP, without authentication (keep it on loopback or a private network); empty: off"`
+	DNSDomain     string       `mapstructure:"dns_domain" desc:"the mesh's DNS domain: every node answers NAME.<dns_domain> for each member"`
+	DNSRecords    []string     `mapstructure:"dns_records" desc:"extra names in the mesh's domain, NAME=IP each (nas=192.168.1.10; repeat a name for more addresses); they win over a member of the same name"`
 	// AutoApproveRoutes approves routes without the administrator.
 	AutoApproveRoutes []string `mapstructure:"auto_approve_routes" desc:"routes approved as soon as a node advertises them: TAG=PREFIX approves the routes within PREFIX of nodes with TAG, TAG=exit their exit routes (e.g. office=192.168.0.0/16, gw=exit); empty: every route waits for 'meshnode routes approve'"`
 	LogLevel          string   `mapstructure:"log_level" desc:"debug, info, warn or error"`
@@ -100,6 +105,7 @@ func DefaultCoordinator() Coordinator {
 		NetworkV6:     DefaultNetworkV6,
 		RelayRate:     DefaultRelayRate,
 		MetricsListen: DefaultMetricsListen,
+		DNSDomain:     wire.DefaultDNSDomain,
 		LogLevel:      "info",
 	}
 }
@@ -131,6 +137,9 @@ func (c Coordinator) Validate() error {
 	if _, err := c.AutoApprovals(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := c.DNS(); err != nil {
+		errs = append(errs, err)
+	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)
 		errs = append(errs, errIf(err != nil || u.Scheme != "https" || u.Host == "", "public_url", "%q must be https://HOST:PORT, the address nodes dial", c.PublicURL))
@@ -153,4 +162,42 @@ func hostPort(key, s string) error {
 		return fmt.Errorf("%s: %q is not host:port (e.g. :8443 or 0.0.0.0:8443)", key, s)
 	}
 	return nil
+}
+
+// DNS is the mesh's DNS configuration as nodes get it: dns_domain and the
+// dns_records, one record per name with its addresses in the order given.
+func (c Coordinator) DNS() (wire.DNSConfig, error) {
+	cfg := wire.DNSConfig{Domain: strings.ToLower(strings.TrimSuffix(c.DNSDomain, "."))}
+	if err := wire.ValidDNSName(cfg.Domain); err != nil {
+		return wire.DNSConfig{}, fmt.Errorf("dns_domain: %w (use a name such as %s)", err, wire.DefaultDNSDomain)
+	}
+	byName := map[string]int{}
+	var errs []error
+	for _, entry := range c.DNSRecords {
+		name, ip, ok := strings.Cut(entry, "=")
+		name = strings.ToLower(strings.TrimSpace(name))
+		addr, err := netip.ParseAddr(strings.TrimSpace(ip))
+		switch {
+		case !ok || err != nil:
+			errs = append(errs, fmt.Errorf("dns_records: %q is not NAME=IP (such as nas=192.168.1.10)", entry))
+			continue
+		case strings.HasSuffix(name, "."+cfg.Domain):
+			errs = append(errs, fmt.Errorf("dns_records: %q: give the name without the domain (%s)", entry, strings.TrimSuffix(name, "."+cfg.Domain)))
+			continue
+		}
+		i, seen := byName[name]
+		if !seen {
+			i = len(cfg.Records)
+			byName[name] = i
+			cfg.Records = append(cfg.Records, wire.DNSRecord{Name: name})
+		}
+		cfg.Records[i].Addrs = append(cfg.Records[i].Addrs, addr)
+	}
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("dns_records: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return wire.DNSConfig{}, err
+	}
+	return cfg, nil
 }

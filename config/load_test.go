@@ -2,13 +2,17 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/spf13/pflag"
+
+	"github.com/meshnode/meshnode/internal/wire"
 )
 
 func writeFile(t *testing.T, body string) string {
@@ -122,6 +126,8 @@ func TestValidateNode(t *testing.T) {
 		{"use an exit node", func(n *Node) { n.ExitNode = "office" }, ""},
 		{"exit node name", func(n *Node) { n.ExitNode = "office gw" }, `exit_node: "office gw" is not a DNS label`},
 		{"an exit node using one", func(n *Node) { n.ExitNode, n.AdvertiseExitNode = "office", true }, "an exit node uses no other exit node"},
+		{"dns", func(n *Node) { n.DNS = "resolv.conf" }, `dns: "resolv.conf" is not allowed; use one of split, manage-resolv-conf`},
+		{"dns managed", func(n *Node) { n.DNS = DNSManageResolvConf }, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n := DefaultNode()
@@ -214,5 +220,54 @@ func TestNodeRoutes(t *testing.T) {
 	n.AdvertiseRoutes, n.AdvertiseExitNode = []string{"192.168.10.0/24"}, true
 	if got := fmt.Sprint(n.Routes()); got != "[192.168.10.0/24 0.0.0.0/0 ::/0]" {
 		t.Errorf("Routes = %s", got)
+	}
+}
+
+func TestCoordinatorDNS(t *testing.T) {
+	a := netip.MustParseAddr
+	for _, tc := range []struct {
+		name    string
+		domain  string
+		records []string
+		want    wire.DNSConfig
+		wantErr string
+	}{
+		{name: "default", domain: wire.DefaultDNSDomain, want: wire.DNSConfig{Domain: "mesh.internal"}},
+		{name: "a final dot and capitals", domain: "Corp.Internal.", want: wire.DNSConfig{Domain: "corp.internal"}},
+		{
+			name: "records grouped by name, in order", domain: "mesh.internal",
+			records: []string{"nas=192.168.1.10", "Printer.Office = 10.0.0.7", "nas=fd00::10"},
+			want: wire.DNSConfig{Domain: "mesh.internal", Records: []wire.DNSRecord{
+				{Name: "nas", Addrs: []netip.Addr{a("192.168.1.10"), a("fd00::10")}},
+				{Name: "printer.office", Addrs: []netip.Addr{a("10.0.0.7")}},
+			}},
+		},
+		{name: "bad domain", domain: "mesh_internal", wantErr: "dns_domain:"},
+		{name: "no address", domain: "mesh.internal", records: []string{"nas"}, wantErr: `dns_records: "nas" is not NAME=IP`},
+		{name: "host name for an address", domain: "mesh.internal", records: []string{"nas=nas.lan"}, wantErr: `dns_records: "nas=nas.lan" is not NAME=IP`},
+		{name: "full name", domain: "mesh.internal", records: []string{"nas.mesh.internal=10.0.0.1"}, wantErr: "without the domain (nas)"},
+		{name: "bad name", domain: "mesh.internal", records: []string{"my nas=10.0.0.1"}, wantErr: "letters, digits and inner hyphens"},
+		{name: "multicast", domain: "mesh.internal", records: []string{"group=224.0.0.1"}, wantErr: "unicast"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultCoordinator()
+			c.DNSDomain, c.DNSRecords = tc.domain, tc.records
+			got, err := c.DNS()
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("DNS() error %v, want one containing %q", err, tc.wantErr)
+				}
+				if verr := c.Validate(); verr == nil || !strings.Contains(verr.Error(), tc.wantErr) {
+					t.Fatalf("Validate() = %v, want the same error", verr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("DNS() = %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }

@@ -53,8 +53,21 @@ type Node struct {
 	SNATSubnetRoutes       bool     `mapstructure:"snat_subnet_routes" desc:"masquerade traffic from the mesh to advertised routes as this node, so LAN hosts need no route back (false: keep overlay source addresses; the LAN must route the overlay to this node)"`
 	ExitNode               string   `mapstructure:"exit_node" desc:"send this node's internet traffic through the peer of this name, an approved exit node (blocked while it is unreachable); empty: direct; Linux only"`
 	ExitNodeAllowLANAccess bool     `mapstructure:"exit_node_allow_lan_access" desc:"with an exit node, keep this host's LANs reachable directly"`
+	AcceptDNS              bool     `mapstructure:"accept_dns" desc:"answer the mesh's names (NAME.<domain>) with a resolver on this node's overlay addresses and point the OS at it for that domain; false: no resolver, the OS's DNS untouched"`
+	DNS                    string   `mapstructure:"dns" desc:"how the OS is pointed at the resolver: split (systemd-resolved or /etc/resolver for the mesh's domain only; elsewhere nothing) or manage-resolv-conf (where split DNS is missing, /etc/resolv.conf points at the resolver while the node runs, restored when it stops)"`
 	LogLevel               string   `mapstructure:"log_level" desc:"debug, info, warn or error"`
 }
+
+// DNS modes (the dns key).
+const (
+	// DNSSplit sends the OS only the mesh's domain, where the OS can route
+	// one domain to one resolver (systemd-resolved, macOS /etc/resolver).
+	DNSSplit = "split"
+	// DNSManageResolvConf also points /etc/resolv.conf at the resolver
+	// where split DNS is missing; the resolver forwards every other name
+	// to the servers the file named.
+	DNSManageResolvConf = "manage-resolv-conf"
+)
 
 // DefaultNode returns the node defaults for this OS.
 func DefaultNode() Node {
@@ -70,6 +83,8 @@ func DefaultNode() Node {
 		TCPPunch:    true,
 		// Masquerading works on any LAN with nothing set up there.
 		SNATSubnetRoutes: true,
+		AcceptDNS:        true,
+		DNS:              DNSSplit,
 		LogLevel:         "info",
 	}
 	if runtime.GOOS == "darwin" {
@@ -92,6 +107,7 @@ func (n Node) Validate() error {
 		oneOf("tun_driver", n.TUNDriver, "wireguard", "water"),
 		errIf(n.Keepalive < MinKeepalive, "keepalive", "%v is too short; use at least %v", n.Keepalive, MinKeepalive),
 		oneOf("log_level", n.LogLevel, "debug", "info", "warn", "error"),
+		oneOf("dns", n.DNS, DNSSplit, DNSManageResolvConf),
 	)
 	if n.Name != "" {
 		errs = append(errs, validName("name", n.Name))
@@ -196,14 +212,8 @@ func ExitNodeSupported() error {
 // validName checks a DNS label (RFC 1123 §2.1): letters, digits and
 // hyphens, 1-63 characters, not starting or ending with a hyphen.
 func validName(key, s string) error {
-	if len(s) > 63 {
-		return fmt.Errorf("%s: %q is longer than 63 characters", key, s)
-	}
-	for i, c := range s {
-		ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(s)-1
-		if !ok {
-			return fmt.Errorf("%s: %q is not a DNS label; use letters, digits and inner hyphens", key, s)
-		}
+	if err := wire.ValidDNSLabel(s); err != nil {
+		return fmt.Errorf("%s: %q is not a DNS label: %w", key, s, err)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/policy"
 )
 
 // Admin is what the administration commands use. A running coordinator
@@ -33,6 +35,9 @@ type Admin interface {
 	// TagNode adds, then removes, tags of the named node; peers see the
 	// change at once (RelayTag makes it a relay).
 	TagNode(ctx context.Context, name string, add, remove []string) (wire.Node, error)
+	// RenameNode gives the named node a new name (a DNS label): peers
+	// answer the new name in the mesh's DNS at once, the old one no more.
+	RenameNode(ctx context.Context, name, newName string) (wire.Node, error)
 	// Bans lists the keys of removed nodes, newest first.
 	Bans(ctx context.Context) ([]Ban, error)
 	// AllowNode lifts the ban of a removed node's key, given as the key or
@@ -45,11 +50,22 @@ type Admin interface {
 	// Peers see the change at once.
 	ApproveRoutes(ctx context.Context, name string, prefixes []netip.Prefix) ([]RouteInfo, error)
 	RejectRoutes(ctx context.Context, name string, prefixes []netip.Prefix) ([]RouteInfo, error)
+	// SetPolicy checks and stores a new version of the access policy
+	// ("" removes it: everyone reaches everyone); a running coordinator
+	// applies it to every node at once. A policy that is not valid is
+	// refused with ErrInvalidPolicy.
+	SetPolicy(ctx context.Context, text string) (PolicyInfo, error)
+	// Policy returns a stored version of the access policy, the newest
+	// for 0; ErrNotFound when there is none.
+	Policy(ctx context.Context, version uint64) (PolicyInfo, error)
 	Close() error
 }
 
 // ErrAmbiguous is returned when a name matches several removed nodes.
 var ErrAmbiguous = store.ErrAmbiguous
+
+// ErrNameTaken is returned for a rename to the name of another node.
+var ErrNameTaken = store.ErrNameTaken
 
 // Ban is a removed node's key, kept out until allowed.
 type Ban struct {
@@ -93,7 +109,7 @@ func (s *Server) RemoveNode(ctx context.Context, name string) (wire.Node, error)
 	if err != nil {
 		return wire.Node{}, err
 	}
-	if sess := s.hub.remove(n.Key); sess != nil {
+	if sess := s.hub.remove(n.Key, s.accessAfter(func(m map[crypto.PublicKey]policy.Node) { delete(m, n.Key) })); sess != nil {
 		sess.stop(closeRemoved, "node removed", &wire.StreamMsg{
 			Type:  wire.MsgError,
 			Code:  wire.ErrCodeNodeRemoved,
@@ -122,13 +138,38 @@ func (s *Server) TagNode(ctx context.Context, name string, add, remove []string)
 	}
 	if approved, err := autoApproveTagged(ctx, s.store, s.autoApprove, s.hub.tags(n.Key), n); err != nil {
 		s.log.Warn("auto-approving routes of a newly tagged node", "node", n.Name, "err", err)
-	} else if len(approved.Approved) != len(n.Approved) {
+	} else {
 		n = approved
-		s.hub.setRoutes(n)
 	}
-	w := s.hub.setTags(n.Key, n.Tags)
+	w := s.hub.setTags(n, s.accessAfter(withNode(&n)))
 	s.log.Info("node tags changed", "node", n.Name, "key", n.Key.Short(), "tags", n.Tags)
 	return w, nil
+}
+
+// RenameNode renames a node and pushes it to its peers and to itself.
+func (s *Server) RenameNode(ctx context.Context, name, newName string) (wire.Node, error) {
+	newName, err := ValidateName(newName)
+	if err != nil {
+		return wire.Node{}, err
+	}
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	n, err := s.store.RenameNode(ctx, name, newName)
+	if err != nil {
+		return wire.Node{}, err
+	}
+	w := s.hub.setName(n.Key, n.Name, s.accessAfter(withNode(&n)))
+	s.log.Info("node renamed", "from", name, "to", n.Name, "key", n.Key.Short())
+	return w, nil
+}
+
+// ValidateName checks a new name for a node, a DNS label, and returns it
+// in lower case, as registrations store names.
+func ValidateName(name string) (string, error) {
+	if err := wire.ValidDNSLabel(name); err != nil {
+		return "", fmt.Errorf("name %q: %w", name, err)
+	}
+	return strings.ToLower(name), nil
 }
 
 // Bans lists the banned keys.
@@ -295,11 +336,51 @@ func (a *offlineAdmin) updateRoutes(ctx context.Context, name string, approve, r
 	return routeInfos(n, false, func(netip.Prefix) bool { return false }), nil
 }
 
+func (a *offlineAdmin) RenameNode(ctx context.Context, name, newName string) (wire.Node, error) {
+	newName, err := ValidateName(newName)
+	if err != nil {
+		return wire.Node{}, err
+	}
+	n, err := a.store.RenameNode(ctx, name, newName)
+	if err != nil {
+		return wire.Node{}, err
+	}
+	return toWire(n, false), nil
+}
+
 func (a *offlineAdmin) Bans(ctx context.Context) ([]Ban, error) { return bans(ctx, a.store) }
 
 func (a *offlineAdmin) AllowNode(ctx context.Context, keyOrName string) (Ban, error) {
 	b, err := a.store.Allow(ctx, keyOrName)
 	return toBan(b), err
+}
+
+// SetPolicy checks the policy against the stored nodes and stores it;
+// the coordinator applies it when it starts.
+func (a *offlineAdmin) SetPolicy(ctx context.Context, text string) (PolicyInfo, error) {
+	nodes, err := a.Nodes(ctx)
+	if err != nil {
+		return PolicyInfo{}, err
+	}
+	pn := make([]policy.Node, len(nodes))
+	for i, n := range nodes {
+		pn[i] = policy.NodeOf(n)
+	}
+	_, warnings, err := checkPolicy(text, pn, policy.Network{V4: a.cfg.Network, V6: a.cfg.NetworkV6})
+	if err != nil {
+		return PolicyInfo{}, err
+	}
+	v, err := a.store.SetPolicy(ctx, text, time.Now())
+	if err != nil {
+		return PolicyInfo{}, err
+	}
+	info := toPolicyInfo(v)
+	info.Warnings = warnings
+	return info, nil
+}
+
+func (a *offlineAdmin) Policy(ctx context.Context, version uint64) (PolicyInfo, error) {
+	return storedPolicy(ctx, a.store, version)
 }
 
 func (a *offlineAdmin) Close() error { return a.store.Close() }

@@ -13,11 +13,14 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/unixsock"
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/policy"
 )
 
 // The admin socket speaks HTTP/1.1 with JSON bodies over a Unix socket in
@@ -28,6 +31,7 @@ const (
 	adminTokens     = "/v1/tokens"
 	adminBans       = "/v1/bans"
 	adminRoutes     = "/v1/routes"
+	adminPolicy     = "/v1/policy"
 	// adminBase is a placeholder host: the transport always dials the socket.
 	adminBase = "http://meshnode-coordinator"
 	// adminTimeout bounds one admin request.
@@ -40,6 +44,8 @@ const (
 	adminCodeNoURL     = "no_public_url"
 	adminCodeAmbiguous = "ambiguous"
 	adminCodeRoute     = "route_unknown"
+	adminCodeInvalid   = "invalid_policy"
+	adminCodeNameTaken = "name_taken"
 )
 
 // adminDialTimeout bounds probing the admin socket; a live coordinator
@@ -88,6 +94,9 @@ func (s *Server) serveAdmin(ctx context.Context, ln net.Listener) error {
 	mux.HandleFunc("POST "+adminNodes+"/{name}/tags", posted(func(r *http.Request, req tagRequest) (any, error) {
 		return s.TagNode(r.Context(), r.PathValue("name"), req.Add, req.Remove)
 	}))
+	mux.HandleFunc("POST "+adminNodes+"/{name}/rename", posted(func(r *http.Request, req renameRequest) (any, error) {
+		return s.RenameNode(r.Context(), r.PathValue("name"), req.Name)
+	}))
 	mux.HandleFunc("GET "+adminBans, func(w http.ResponseWriter, r *http.Request) {
 		list, err := s.Bans(r.Context())
 		adminReply(w, list, err)
@@ -114,6 +123,37 @@ func (s *Server) serveAdmin(ctx context.Context, ln net.Listener) error {
 	mux.HandleFunc("POST "+adminTokens+"/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
 		adminReply(w, struct{}{}, s.RevokeToken(r.Context(), r.PathValue("id")))
 	})
+	mux.HandleFunc("GET "+adminPolicy, func(w http.ResponseWriter, r *http.Request) {
+		var version uint64
+		if v := r.URL.Query().Get("version"); v != "" {
+			var err error
+			if version, err = strconv.ParseUint(v, 10, 64); err != nil {
+				adminReply(w, nil, fmt.Errorf("version %q is not a number", v))
+				return
+			}
+		}
+		info, err := s.Policy(r.Context(), version)
+		adminReply(w, info, err)
+	})
+	// The policy travels as the file's text; a JSON string would escape
+	// it past the JSON body limit.
+	mux.HandleFunc("PUT "+adminPolicy, func(w http.ResponseWriter, r *http.Request) {
+		text, err := io.ReadAll(http.MaxBytesReader(w, r.Body, policy.MaxBytes))
+		if err != nil {
+			adminReply(w, nil, fmt.Errorf("%w: the policy is larger than %d bytes", ErrInvalidPolicy, policy.MaxBytes))
+			return
+		}
+		if len(text) == 0 {
+			adminReply(w, nil, fmt.Errorf("%w: the policy is empty; remove it with DELETE", ErrInvalidPolicy))
+			return
+		}
+		info, err := s.SetPolicy(r.Context(), string(text))
+		adminReply(w, info, err)
+	})
+	mux.HandleFunc("DELETE "+adminPolicy, func(w http.ResponseWriter, r *http.Request) {
+		info, err := s.SetPolicy(r.Context(), "")
+		adminReply(w, info, err)
+	})
 	hs := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -138,6 +178,10 @@ type tagRequest struct {
 type routesRequest struct {
 	Approve []netip.Prefix `json:"approve,omitempty"`
 	Reject  []netip.Prefix `json:"reject,omitempty"`
+}
+
+type renameRequest struct {
+	Name string `json:"name"` // the new name
 }
 
 type allowRequest struct {
@@ -177,6 +221,10 @@ func adminReply(w http.ResponseWriter, v any, err error) {
 		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeAmbiguous, Error: err.Error()})
 	case errors.Is(err, ErrRouteUnknown):
 		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeRoute, Error: err.Error()})
+	case errors.Is(err, ErrInvalidPolicy):
+		writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: adminCodeInvalid, Error: err.Error()})
+	case errors.Is(err, ErrNameTaken):
+		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeNameTaken, Error: err.Error()})
 	default:
 		writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: wire.ErrCodeBadRequest, Error: err.Error()})
 	}
@@ -201,12 +249,16 @@ func newAdminClient(sock string) *adminClient {
 
 func (c *adminClient) do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
+	switch b := body.(type) {
+	case nil:
+	case rawBody:
+		rd = strings.NewReader(string(b))
+	default:
+		j, err := json.Marshal(body)
 		if err != nil {
 			return err
 		}
-		rd = bytes.NewReader(b)
+		rd = bytes.NewReader(j)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, adminBase+path, rd)
 	if err != nil {
@@ -231,6 +283,10 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 			return fmt.Errorf("%s: %w", e.Error, ErrAmbiguous)
 		case adminCodeRoute:
 			return fmt.Errorf("%s: %w", e.Error, ErrRouteUnknown)
+		case adminCodeInvalid:
+			return invalidPolicyError(e.Error)
+		case adminCodeNameTaken:
+			return fmt.Errorf("%s: %w", e.Error, ErrNameTaken)
 		}
 		return errors.New(e.Error)
 	}
@@ -272,6 +328,11 @@ func (c *adminClient) TagNode(ctx context.Context, name string, add, remove []st
 	return n, c.do(ctx, http.MethodPost, adminNodes+"/"+url.PathEscape(name)+"/tags", tagRequest{Add: add, Remove: remove}, &n)
 }
 
+func (c *adminClient) RenameNode(ctx context.Context, name, newName string) (wire.Node, error) {
+	var n wire.Node
+	return n, c.do(ctx, http.MethodPost, adminNodes+"/"+url.PathEscape(name)+"/rename", renameRequest{Name: newName}, &n)
+}
+
 func (c *adminClient) Bans(ctx context.Context) ([]Ban, error) {
 	var list []Ban
 	return list, c.do(ctx, http.MethodGet, adminBans, nil, &list)
@@ -295,6 +356,28 @@ func (c *adminClient) ApproveRoutes(ctx context.Context, name string, prefixes [
 func (c *adminClient) RejectRoutes(ctx context.Context, name string, prefixes []netip.Prefix) ([]RouteInfo, error) {
 	var list []RouteInfo
 	return list, c.do(ctx, http.MethodPost, adminNodes+"/"+url.PathEscape(name)+"/routes", routesRequest{Reject: prefixes}, &list)
+}
+
+// rawBody is a request body sent as it is, not as JSON.
+type rawBody string
+
+// invalidPolicyError rebuilds ErrInvalidPolicy from the coordinator's
+// answer, which already starts with its text.
+func invalidPolicyError(text string) error {
+	return fmt.Errorf("%w%s", ErrInvalidPolicy, strings.TrimPrefix(text, ErrInvalidPolicy.Error()))
+}
+
+func (c *adminClient) SetPolicy(ctx context.Context, text string) (PolicyInfo, error) {
+	var info PolicyInfo
+	if text == "" {
+		return info, c.do(ctx, http.MethodDelete, adminPolicy, nil, &info)
+	}
+	return info, c.do(ctx, http.MethodPut, adminPolicy, rawBody(text), &info)
+}
+
+func (c *adminClient) Policy(ctx context.Context, version uint64) (PolicyInfo, error) {
+	var info PolicyInfo
+	return info, c.do(ctx, http.MethodGet, adminPolicy+"?version="+strconv.FormatUint(version, 10), nil, &info)
 }
 
 func (c *adminClient) Close() error {

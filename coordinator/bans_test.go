@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/netip"
+	"reflect"
 	"strings"
 	"testing"
 
+	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/coordinator"
 	"github.com/meshnode/meshnode/internal/wire"
 )
@@ -62,21 +65,6 @@ func TestRemovedNodeStaysOutUntilAllowed(t *testing.T) {
 	}
 }
 
-// socketHarness runs a coordinator and opens its admin socket; it returns
-// a harness for its nodes and a reusable token made through the socket.
-func socketHarness(t *testing.T) (*running, coordinator.Admin, *harness, string) {
-	t.Helper()
-	cfg := testConfig(t)
-	r := runCoordinator(t, cfg)
-	admin := openAdmin(t, cfg)
-	tok, err := admin.CreateToken(context.Background(), coordinator.TokenOptions{Reusable: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := &harness{t: t, cfg: cfg, srv: r.srv, reg: r.reg, url: tok.URL, client: pinnedClient(t, tok.Pin)}
-	return r, admin, h, tok.String()
-}
-
 // joinTwo registers nodes a and b with token and connects both.
 func joinTwo(t *testing.T, h *harness, token, a, b string) (na, nb *node, sa, sb *stream) {
 	t.Helper()
@@ -86,7 +74,7 @@ func joinTwo(t *testing.T, h *harness, token, a, b string) (na, nb *node, sa, sb
 
 // Tags set through the admin socket reach the running hub.
 func TestTagNodeThroughAdminSocket(t *testing.T) {
-	_, admin, h, tok := socketHarness(t)
+	_, admin, h, tok := runWithAdmin(t, testConfig(t))
 	ctx := context.Background()
 	gw, _, sg, so := joinTwo(t, h, tok, "gw", "obs")
 	ep := announce(t, sg, 3001, "198.18.0.5:3479")
@@ -107,4 +95,51 @@ func TestTagNodeThroughAdminSocket(t *testing.T) {
 	if _, err := admin.TagNode(ctx, "gw", []string{"Not A Tag"}, nil); err == nil || !strings.Contains(err.Error(), `"Not A Tag"`) {
 		t.Fatalf("TagNode(bad tag) = %v, want an error naming it", err)
 	}
+}
+
+// A rename through the admin socket reaches the peers' maps and the node's
+// own record at once; the welcome carries the configured DNS.
+func TestRenameNodeThroughAdminSocket(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.DNSDomain = "corp.internal"
+	cfg.DNSRecords = []string{"nas=192.168.1.10"}
+	_, admin, h, tok := runWithAdmin(t, cfg)
+	ctx := context.Background()
+	desk := newNode(t, h).join(tok, "desktop")
+	newNode(t, h).join(tok, "laptop")
+	obs := newNode(t, h).join(tok, "obs")
+	so, sd := obs.connect(), desk.connect()
+	want := wire.DNSConfig{Domain: "corp.internal", Records: []wire.DNSRecord{{Name: "nas", Addrs: []netip.Addr{netip.MustParseAddr("192.168.1.10")}}}}
+	if got := so.welcome.DNS; got == nil || !reflect.DeepEqual(*got, want) {
+		t.Fatalf("welcome DNS = %+v, want %+v", got, want)
+	}
+
+	n, err := admin.RenameNode(ctx, "desktop", "Workstation")
+	if err != nil || n.Name != "workstation" || n.PublicKey != desk.key() {
+		t.Fatalf("RenameNode = %+v, %v", n, err)
+	}
+	eventually(t, func() bool { p, _ := so.peer(desk.key()); return p.Name == "workstation" }, "peer did not see the new name")
+	eventually(t, func() bool { return sd.me().Name == "workstation" }, "node did not get its new name")
+	if _, err := admin.RenameNode(ctx, "workstation", "laptop"); !errors.Is(err, coordinator.ErrNameTaken) {
+		t.Fatalf("RenameNode to a taken name = %v, want ErrNameTaken", err)
+	}
+	if _, err := admin.RenameNode(ctx, "desktop", "pc"); !errors.Is(err, coordinator.ErrNotFound) {
+		t.Fatalf("RenameNode of the old name = %v, want ErrNotFound", err)
+	}
+	if _, err := admin.RenameNode(ctx, "workstation", "my pc"); err == nil || !strings.Contains(err.Error(), `"my pc"`) {
+		t.Fatalf("RenameNode to a bad name = %v, want an error naming it", err)
+	}
+}
+
+// runWithAdmin runs a coordinator with its admin socket and returns an
+// admin client, a harness for its nodes and a reusable join token.
+func runWithAdmin(t *testing.T, cfg config.Coordinator) (*running, coordinator.Admin, *harness, string) {
+	t.Helper()
+	r := runCoordinator(t, cfg)
+	admin := openAdmin(t, cfg)
+	tok, err := admin.CreateToken(context.Background(), coordinator.TokenOptions{Reusable: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, admin, &harness{t: t, cfg: cfg, srv: r.srv, reg: r.reg, url: tok.URL, client: pinnedClient(t, tok.Pin)}, tok.String()
 }

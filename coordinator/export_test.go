@@ -52,3 +52,14 @@ func ShortRelaySuspensions(base time.Duration) func(*Server) {
 		s.hub.susp.policy.base, s.hub.susp.policy.max = base, 2*base
 	}
 }
+
+// Rendezvous asks the hub to cue from and to, as a node's rendezvous
+// request does, and reports whether both were cued.
+func Rendezvous(s *Server, from, to crypto.PublicKey) bool {
+	res, _ := s.hub.rendezvous(from, to)
+	return res == rendezvousCued
+}
+
+// RelayAllows is what the coordinator's relay asks before it forwards a
+// frame from a to b.
+func RelayAllows(s *Server, a, b crypto.PublicKey) bool { return s.hub.ArePeers(a, b) }

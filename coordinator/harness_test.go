@@ -242,6 +242,9 @@ type stream struct {
 	version uint64
 	// self is the node's own record, from the welcome and later deltas.
 	self wire.Node
+	// filter is the node's access filter, from the welcome and later
+	// deltas (nil: no policy).
+	filter *wire.Filter
 }
 
 // dial opens the stream and answers the challenge with proof (nil: the
@@ -294,6 +297,7 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 	if first.Self != nil {
 		s.self = *first.Self
 	}
+	s.filter = first.Filter
 	go s.run(ctx)
 	return first, s, nil
 }
@@ -347,6 +351,9 @@ func (s *stream) run(ctx context.Context) {
 			}
 			if m.Self != nil {
 				s.self = *m.Self
+			}
+			if m.Filter != nil {
+				s.filter = m.Filter
 			}
 			s.version = m.Version
 		case wire.MsgPunch:
@@ -408,6 +415,25 @@ func (s *stream) send(m wire.StreamMsg) error {
 // sendUnseen sends m with no evidence shown first.
 func (s *stream) sendUnseen(m wire.StreamMsg) error {
 	return writeJSON(context.Background(), s.conn, m)
+}
+
+// accessFilter is the node's access filter as the coordinator last sent it.
+func (s *stream) accessFilter() *wire.Filter {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.filter
+}
+
+// peerNames lists the names in the stream's map, sorted.
+func (s *stream) peerNames() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []string
+	for _, p := range s.peers {
+		out = append(out, p.Name)
+	}
+	slices.Sort(out)
+	return out
 }
 
 // me returns the node's own record as the coordinator last sent it.

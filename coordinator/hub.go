@@ -29,13 +29,16 @@ type hub struct {
 	// primary is the node peers route each served prefix through
 	// (routes.go: reelect).
 	primary map[netip.Prefix]crypto.PublicKey
+	// acc is the access policy, resolved against nodes (access.go).
+	acc access
 }
 
-func newHub(nodes []store.Node) *hub {
+func newHub(nodes []store.Node, acc access) *hub {
 	h := &hub{
 		nodes:    make(map[crypto.PublicKey]*store.Node, len(nodes)),
 		sessions: make(map[crypto.PublicKey]*session),
 		susp:     newSuspensions(defaultSuspendPolicy()),
+		acc:      acc,
 	}
 	for i := range nodes {
 		h.nodes[nodes[i].Key] = &nodes[i]
@@ -43,11 +46,6 @@ func newHub(nodes []store.Node) *hub {
 	h.reelect()
 	return h
 }
-
-// peers decides whether two nodes may reach each other. It is the only
-// place that does: today every node of the store is a peer of every other
-// (one network); ACLs by tag belong here.
-func peers(a, b *store.Node) bool { return a.Key != b.Key }
 
 // wireNode describes n as nodes see it. Caller holds mu.
 func (h *hub) wireNode(n *store.Node) wire.Node {
@@ -100,7 +98,7 @@ func (h *hub) changed(n *store.Node) {
 	w := h.wireNode(n)
 	cue := h.cueNaming(n)
 	for k, s := range h.sessions {
-		if other := h.nodes[k]; other != nil && peers(other, n) {
+		if other := h.nodes[k]; other != nil && h.peers(other, n) {
 			s.upsert(w, h.version)
 			s.refreshCue(n.Key, cue)
 		}
@@ -108,7 +106,7 @@ func (h *hub) changed(n *store.Node) {
 }
 
 // changedSelf queues n its own record, which the administrator changed
-// (its tags) or a registration did (a token's tags): a node learns these
+// (its tags, its name) or a registration did (a token's tags): a node learns these
 // only from the coordinator, and acts on them (RelayTag makes it serve as
 // a relay). Its endpoints and presence are its own doing, so those
 // changes are not echoed back. Caller holds mu, after changed(n).
@@ -140,7 +138,7 @@ func (h *hub) cueNaming(n *store.Node) wire.StreamMsg {
 func (h *hub) peersOf(n *store.Node) []wire.Node {
 	out := []wire.Node{}
 	for _, o := range h.nodes {
-		if peers(n, o) {
+		if h.peers(n, o) {
 			out = append(out, h.wireNode(o))
 		}
 	}
@@ -148,8 +146,9 @@ func (h *hub) peersOf(n *store.Node) []wire.Node {
 	return out
 }
 
-// upsert adds a node or replaces it after a registration.
-func (h *hub) upsert(n store.Node) {
+// upsert adds a node or replaces it after a registration, with next
+// the access policy resolved with it.
+func (h *hub) upsert(n store.Node, next access) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	old := h.nodes[n.Key]
@@ -157,16 +156,17 @@ func (h *hub) upsert(n store.Node) {
 		n.LastSeen = old.LastSeen
 	}
 	h.nodes[n.Key] = &n
+	h.transition(next, old, &n)
 	if mayServe(old) || mayServe(&n) {
 		h.reelect()
 	}
-	h.changed(&n)
 	h.changedSelf(&n)
 }
 
-// remove drops a node from every peer map and returns its session, if any,
-// for the caller to end.
-func (h *hub) remove(key crypto.PublicKey) *session {
+// remove drops a node from every peer map, with next the access policy
+// resolved without it, and returns its session, if any, for the caller
+// to end.
+func (h *hub) remove(key crypto.PublicKey, next access) *session {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := h.nodes[key]
@@ -177,14 +177,9 @@ func (h *hub) remove(key crypto.PublicKey) *session {
 	h.susp.forget(key)
 	sess := h.sessions[key]
 	delete(h.sessions, key)
+	h.transition(next, n, nil)
 	if mayServe(n) {
 		h.reelect()
-	}
-	h.version++
-	for k, s := range h.sessions {
-		if other := h.nodes[k]; other != nil && peers(other, n) {
-			s.removePeer(key, h.version)
-		}
 	}
 	return sess
 }
@@ -217,6 +212,7 @@ func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome wire
 		Type:    wire.MsgWelcome,
 		Self:    &self,
 		Peers:   h.peersOf(n),
+		Filter:  h.welcomeFilter(n),
 		Version: h.version,
 		STUN:    stun.v4,
 		STUN6:   stun.v6,
@@ -286,21 +282,46 @@ func (h *hub) setRelay(key crypto.PublicKey, relay netip.AddrPort) (designated b
 	return designated
 }
 
-// setTags records a node's new tags and pushes the node to its peers (a
-// relay it announces is offered, or withdrawn, with RelayTag) and to
-// itself (it serves as a relay, or stops, with RelayTag). It returns the
-// node as its peers now see it.
-func (h *hub) setTags(key crypto.PublicKey, tags []string) wire.Node {
+// setTags records a node's new tags and its routes as stored with them
+// (new tags may auto-approve routes), with next the access policy
+// resolved with them, and pushes the node to its peers (a relay it
+// announces is offered, or withdrawn, with RelayTag; the peers that may
+// see it change with the policy) and to itself (it serves as a relay, or
+// stops, with RelayTag). It returns the node as its peers now see it.
+func (h *hub) setTags(stored store.Node, next access) wire.Node {
+	return h.adminChanged(stored.Key, next, func(n *store.Node) {
+		n.Tags, n.Advertised, n.Approved = stored.Tags, stored.Advertised, stored.Approved
+	})
+}
+
+// setName records a node's new name, with next the access policy
+// resolved with it (names are principals), and pushes the node to its
+// peers (they answer the new name in their DNS) and to itself. It
+// returns the node as its peers now see it.
+func (h *hub) setName(key crypto.PublicKey, name string, next access) wire.Node {
+	return h.adminChanged(key, next, func(n *store.Node) { n.Name = name })
+}
+
+// adminChanged applies what the administrator (or the node, for the
+// routes it advertises) changed of a node, with next the access policy
+// resolved after the change, pushes the node to its peers and to itself,
+// and moves the primaries that changed with its routes.
+func (h *hub) adminChanged(key crypto.PublicKey, next access, edit func(*store.Node)) wire.Node {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	n := h.nodes[key]
-	if n == nil {
+	old := h.nodes[key]
+	if old == nil {
 		return wire.Node{}
 	}
-	n.Tags = tags
-	h.changed(n)
-	h.changedSelf(n)
-	return h.wireNode(n)
+	n := *old
+	edit(&n)
+	h.nodes[key] = &n
+	h.transition(next, old, &n)
+	if mayServe(old) || mayServe(&n) {
+		h.reelect()
+	}
+	h.changedSelf(&n)
+	return h.wireNode(&n)
 }
 
 // tags are a node's tags; nil when it is not an active node.
@@ -347,7 +368,7 @@ func (h *hub) rendezvous(from, to crypto.PublicKey) (res rendezvousResult, coale
 	if sa != nil && !sa.rendezvous.Allow() {
 		return rendezvousOverBudget, 0
 	}
-	if a == nil || b == nil || sa == nil || sb == nil || !peers(a, b) {
+	if a == nil || b == nil || sa == nil || sb == nil || !h.peers(a, b) {
 		return rendezvousSkipped, 0
 	}
 	for _, replaced := range []bool{sa.cue(b.Key, h.cueNaming(b)), sb.cue(a.Key, h.cueNaming(a))} {
@@ -399,5 +420,5 @@ func (h *hub) ArePeers(a, b crypto.PublicKey) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	na, nb := h.nodes[a], h.nodes[b]
-	return na != nil && nb != nil && peers(na, nb)
+	return na != nil && nb != nil && h.peers(na, nb)
 }

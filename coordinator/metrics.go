@@ -72,10 +72,13 @@ func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate, st store.St
 	suspended := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("relays_suspended",
 		"Relay nodes whose designation is suspended because a node reported that they did not carry its traffic.")),
 		func() float64 { return float64(h.suspendedRelays()) })
+	policyVersion := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("policy_version",
+		"Version of the access policy applied (0: none was ever set); a version that removed the policy counts too.")),
+		func() float64 { return float64(h.policyVersion()) })
 	writes := prometheus.NewCounterFunc(prometheus.CounterOpts(opts("store_write_transactions_total",
 		"Write transactions begun on the database, one at a time under its write lock: registrations, endpoint and presence writes, admin changes.")),
 		func() float64 { return float64(st.WriteTransactions()) })
-	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, m.unobserved, m.relayReports, preAuth, nodes, online, suspended, writes} {
+	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, m.unobserved, m.relayReports, preAuth, nodes, online, suspended, policyVersion, writes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register coordinator metrics: %w", err)
 		}

@@ -222,7 +222,7 @@ func (h *hub) reportRelay(from, relay crypto.PublicKey, peer *crypto.PublicKey, 
 	r.relay = n.Name
 	if peer != nil {
 		p := h.nodes[*peer]
-		if p == nil || !peers(reporter, p) {
+		if p == nil || !h.peers(reporter, p) {
 			r.verdict = verdictInvalid
 			return r
 		}

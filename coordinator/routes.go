@@ -140,7 +140,7 @@ func (s *Server) setAdvertised(ctx context.Context, key crypto.PublicKey, routes
 		}
 		return
 	}
-	s.hub.setRoutes(n)
+	s.hub.setRoutes(n, s.accessAfter(withNode(&n)))
 	s.log.Info("node advertises routes", "node", n.Name, "advertised", n.Advertised, "serves", n.Serves())
 }
 
@@ -166,7 +166,7 @@ func (s *Server) updateRoutes(ctx context.Context, name string, approve, reject 
 	if err != nil {
 		return nil, err
 	}
-	s.hub.setRoutes(n)
+	s.hub.setRoutes(n, s.accessAfter(withNode(&n)))
 	s.log.Info("node routes changed", "node", n.Name, "approved", approve, "rejected", reject, "serves", n.Serves())
 	return s.hub.routeInfos(&n.Key), nil
 }
@@ -183,20 +183,15 @@ func (h *hub) advertised(key crypto.PublicKey) (routes []netip.Prefix, ok bool) 
 	return n.Advertised, true
 }
 
-// setRoutes records a node's routes after a store write and pushes the
-// node to its peers and to itself (it serves what is approved), then moves
-// the primaries that changed with them.
-func (h *hub) setRoutes(stored store.Node) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	n := h.nodes[stored.Key]
-	if n == nil {
-		return
-	}
-	n.Advertised, n.Approved = stored.Advertised, stored.Approved
-	h.reelect()
-	h.changed(n)
-	h.changedSelf(n)
+// setRoutes records a node's routes after a store write, with next the
+// access policy resolved with them (a rule naming a prefix applies at
+// the node that serves it), and pushes the node to its peers and to
+// itself (it serves what is approved), then moves the primaries that
+// changed with them.
+func (h *hub) setRoutes(stored store.Node, next access) {
+	h.adminChanged(stored.Key, next, func(n *store.Node) {
+		n.Advertised, n.Approved = stored.Advertised, stored.Approved
+	})
 }
 
 // routeInfos is the routes of one node (only), or of every node, by name.

@@ -152,7 +152,7 @@ func TestRoutesAutoApprove(t *testing.T) {
 // refusals keep their meaning across the socket; with no coordinator
 // running, the data directory is changed directly.
 func TestRoutesThroughAdminSocket(t *testing.T) {
-	r, admin, h, tok := socketHarness(t)
+	r, admin, h, tok := runWithAdmin(t, testConfig(t))
 	ctx := context.Background()
 	gw, _, sg, so := joinTwo(t, h, tok, "gw", "obs")
 	handled(t, so, gw, advertise(t, sg, 3001, officeLAN))
@@ -179,4 +179,38 @@ func TestRoutesThroughAdminSocket(t *testing.T) {
 	if err != nil || len(list) != 1 || list[0].Approved || !list[0].Advertised {
 		t.Fatalf("offline RejectRoutes = %+v, %v", list, err)
 	}
+}
+
+// Under an access policy, a rule whose destination is a LAN applies at the
+// router serving it, from its approval: the router then enforces the rule
+// and the rule's sources see the router; a rejection takes both back.
+func TestPolicyRuleToApprovedRoute(t *testing.T) {
+	h := start(t, testConfig(t))
+	tok := h.token(coordinator.TokenOptions{Reusable: true})
+	gw, _, sg, sh := joinTwo(t, h, tok, "gw", "home")
+	handled(t, sh, gw, advertise(t, sg, 1001, officeLAN))
+	if _, err := h.srv.SetPolicy(t.Context(), "rules:\n  - from: [home]\n    to: ["+officeLAN.String()+"]\n"); err != nil {
+		t.Fatal(err)
+	}
+	enforcesLAN := func() bool {
+		f := sg.accessFilter()
+		return f != nil && slices.ContainsFunc(f.Rules, func(r wire.FilterRule) bool { return slices.Contains(r.Dst, officeLAN) })
+	}
+	sees := func() bool { _, ok := sh.peer(gw.key()); return ok }
+	delivered(t, "the policy hiding the unapproved router", func() bool { return !sees() })
+	if enforcesLAN() {
+		t.Fatal("the router enforces a rule to a route not approved")
+	}
+
+	if _, err := h.srv.ApproveRoutes(t.Context(), "gw", []netip.Prefix{officeLAN}); err != nil {
+		t.Fatal(err)
+	}
+	delivered(t, "the router in the source's map", sees)
+	delivered(t, "the rule to the LAN in the router's filter", enforcesLAN)
+
+	if _, err := h.srv.RejectRoutes(t.Context(), "gw", []netip.Prefix{officeLAN}); err != nil {
+		t.Fatal(err)
+	}
+	delivered(t, "the router gone from the source's map", func() bool { return !sees() })
+	delivered(t, "the rule gone from the router's filter", func() bool { return !enforcesLAN() })
 }

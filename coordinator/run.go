@@ -11,6 +11,7 @@ import (
 
 	"github.com/meshnode/meshnode/coordinator/stunserver"
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/relay"
 )
 
 // Run listens as configured (control API, STUN, metrics, admin socket),
@@ -113,18 +114,30 @@ type stunSockets struct {
 }
 
 func (c stunSockets) close() {
-	for _, pc := range []net.PacketConn{c.Primary, c.AltPort, c.AltIP, c.Alternate, c.V6} {
+	all := append([]net.PacketConn{c.Primary, c.AltPort, c.AltIP, c.Alternate, c.V6}, c.PrimaryMore...)
+	for _, pc := range append(all, c.V6More...) {
 		if pc != nil {
 			pc.Close()
 		}
 	}
 }
 
+// listenShared opens the sockets of an address that carries the relay:
+// one per CPU, sharing it (relay.ListenUDP), the first to answer from.
+func listenShared(network, addr string) (net.PacketConn, []net.PacketConn, error) {
+	conns, err := relay.ListenUDP(network, addr, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	return conns[0], conns[1:], nil
+}
+
 // listenSTUN opens the STUN sockets. listen is IP1:P1. With alternate
 // (IP2:P2), RFC 5780 needs all four combinations, so Run also opens IP1:P2
 // and IP2:P1. When alternate's port is 0 or equal to P1, P2 is P1+1. With
-// v6, one more socket serves IPv6 there; a wildcard listen then serves
-// IPv4 only, so the two don't claim the same port.
+// v6, one more address serves IPv6 there; a wildcard listen then serves
+// IPv4 only, so the two don't claim the same port. The addresses the relay
+// is offered at (listen, v6) get a socket per CPU.
 func listenSTUN(listen, alternate, v6 string) (stunSockets, error) {
 	var c stunSockets
 	var err error
@@ -132,11 +145,11 @@ func listenSTUN(listen, alternate, v6 string) (stunSockets, error) {
 	if host, port, err := net.SplitHostPort(listen); err == nil && v6 != "" && wildcard(host) {
 		network, listen = "udp4", net.JoinHostPort("0.0.0.0", port)
 	}
-	if c.Primary, err = net.ListenPacket(network, listen); err != nil {
+	if c.Primary, c.PrimaryMore, err = listenShared(network, listen); err != nil {
 		return c, fmt.Errorf("listen (stun_listen): %w", err)
 	}
 	if v6 != "" {
-		if c.V6, err = net.ListenPacket("udp6", v6); err != nil {
+		if c.V6, c.V6More, err = listenShared("udp6", v6); err != nil {
 			c.close()
 			return c, fmt.Errorf("listen (stun_listen_v6): %w (it must be an IPv6 address of this host)", err)
 		}

@@ -31,6 +31,7 @@ import (
 	"github.com/meshnode/meshnode/internal/ratelog"
 	"github.com/meshnode/meshnode/internal/version"
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/policy"
 	"github.com/meshnode/meshnode/relay"
 )
 
@@ -116,6 +117,8 @@ type Server struct {
 	challenges *challenger
 	// limits bound each node's stream.
 	limits streamLimits
+	// dns is the mesh's DNS (dns_domain, dns_records), in every welcome.
+	dns wire.DNSConfig
 	// gate holds the HTTPS connections that have not authenticated.
 	gate *admit.Gate
 	// failedRegs is each source's budget of failed registrations.
@@ -175,6 +178,10 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	dns, err := cfg.DNS()
+	if err != nil {
+		return nil, fmt.Errorf("coordinator settings: %w", err)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
 	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, dbFile))
@@ -182,6 +189,11 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	nodes, err := st.Nodes(ctx)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	acc, err := loadAccess(ctx, st, nodes, policy.Network{V4: cfg.Network, V6: cfg.NetworkV6}, log)
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -196,9 +208,10 @@ func New(opts Options) (*Server, error) {
 		cert:        cert,
 		pin:         pin,
 		pool:        store.Pool{V4: cfg.Network, V6: cfg.NetworkV6},
-		hub:         newHub(nodes),
+		hub:         newHub(nodes, acc),
 		challenges:  newChallenger(),
 		limits:      defaultStreamLimits(),
+		dns:         dns,
 		failedRegs:  newFailedRegistrations(),
 		autoApprove: autoApprove,
 		seenWritten: make(map[crypto.PublicKey]time.Time),
@@ -220,7 +233,7 @@ func New(opts Options) (*Server, error) {
 		Software: "meshnode " + version.Version,
 		Logger:   log,
 		Count:    func(result string) { s.met.stun.WithLabelValues(result).Inc() },
-		Relay:    s.relay.HandlePacket,
+		Relay:    s.relay.ServeUDP,
 		Auth:     s.evidence,
 	})
 	return s, nil

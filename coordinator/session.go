@@ -69,7 +69,9 @@ type session struct {
 	mu sync.Mutex
 	// self is the node's own record, when its relay designation changed
 	// (the latest wins).
-	self    *wire.Node
+	self *wire.Node
+	// filter is the node's new access filter (the latest wins).
+	filter  *wire.Filter
 	ups     map[crypto.PublicKey]wire.Node
 	rems    map[crypto.PublicKey]struct{}
 	version uint64
@@ -135,10 +137,22 @@ func (s *session) setSelf(n wire.Node, version uint64) {
 	s.signal()
 }
 
-// removePeer queues a peer's removal, cancelling a queued upsert of it.
+// setFilter queues the node's new filter; the latest wins.
+func (s *session) setFilter(f *wire.Filter, version uint64) {
+	s.mu.Lock()
+	s.filter = f
+	s.version = version
+	s.mu.Unlock()
+	s.signal()
+}
+
+// removePeer queues a peer's removal, cancelling a queued upsert of it
+// and a cue naming it: a node is told nothing more of a peer it may no
+// longer see.
 func (s *session) removePeer(key crypto.PublicKey, version uint64) {
 	s.mu.Lock()
 	delete(s.ups, key)
+	delete(s.cues, key)
 	s.rems[key] = struct{}{}
 	s.version = version
 	s.mu.Unlock()
@@ -260,9 +274,9 @@ func (s *session) urgent(now time.Time) bool {
 func (s *session) take(now time.Time) (delta *wire.StreamMsg, cues []wire.StreamMsg, next time.Duration, final *closing) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.ups) > 0 || len(s.rems) > 0 || s.self != nil {
-		delta = &wire.StreamMsg{Type: wire.MsgPeers, Version: s.version, Self: s.self}
-		s.self = nil
+	if len(s.ups) > 0 || len(s.rems) > 0 || s.self != nil || s.filter != nil {
+		delta = &wire.StreamMsg{Type: wire.MsgPeers, Version: s.version, Self: s.self, Filter: s.filter}
+		s.self, s.filter = nil, nil
 		for _, n := range s.ups {
 			delta.Upsert = append(delta.Upsert, n)
 		}

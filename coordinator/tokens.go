@@ -5,12 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"regexp"
 	"time"
 
 	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/policy"
 )
 
 // DefaultTokenExpiry is a day: long enough to carry a token to a new
@@ -19,10 +19,6 @@ const DefaultTokenExpiry = 24 * time.Hour
 
 // ErrNoPublicURL means tokens can't be made: nothing says where nodes dial.
 var ErrNoPublicURL = errors.New("no public URL for join tokens: start the coordinator with --public-url https://HOST:PORT, the address nodes dial (while it is stopped, --public-url on this command works too)")
-
-// tagPattern: tags name groups of nodes in future ACLs, so they stay short
-// identifiers that read well in config files.
-var tagPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.:-]{0,62}$`)
 
 // RelayTag designates a node as a relay for the mesh. Only the
 // administrator grants it (a join token's tags, or 'meshnode nodes tag'):
@@ -56,11 +52,13 @@ func (o TokenOptions) Validate() error {
 	return errors.Join(errs...)
 }
 
-// ValidateTags reports every tag that is not a valid tag.
+// ValidateTags reports every tag that is not a valid tag: tags name nodes
+// in the access policy (tag:NAME), so they are short identifiers that
+// read well there.
 func ValidateTags(tags []string) error {
 	var errs []error
 	for _, t := range tags {
-		if !tagPattern.MatchString(t) {
+		if !policy.ValidTag(t) {
 			errs = append(errs, fmt.Errorf("tag %q is not valid: use 1-63 lower-case letters, digits, '-', '_', '.' or ':', starting with a letter or digit", t))
 		}
 	}

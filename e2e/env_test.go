@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnode/meshnode/e2e/labtest"
 	"github.com/meshnode/meshnode/e2e/netlab"
 	"github.com/meshnode/meshnode/internal/testenv"
 )
@@ -21,7 +21,6 @@ const (
 	envGate   = "MESHNODE_E2E"
 	envBin    = "MESHNODE_BIN"
 	envMatrix = "MESHNODE_NATMATRIX"
-	envKeep   = "MESHNODE_E2E_KEEP"
 )
 
 // Deadlines. Waits poll; these only bound them, generously, so a slow CI
@@ -81,30 +80,18 @@ func binary(t *testing.T) string {
 	return bin
 }
 
-// newEnv builds a lab, starts its coordinator and creates a token. It all
-// goes away when the test ends; a failed test first prints the logs' tails.
-func newEnv(t *testing.T) *env {
+// newEnv builds a lab, starts its coordinator (with further flags
+// coordArgs) and creates a token. It all goes away when the test ends; a
+// failed test first prints the logs' tails.
+func newEnv(t *testing.T, coordArgs ...string) *env {
 	t.Helper()
 	bin := binary(t)
 	ctx, cancel := context.WithTimeout(t.Context(), setupTimeout)
 	defer cancel()
-	lab, err := netlab.New(ctx, netlab.Options{Bin: bin, KeepDir: os.Getenv(envKeep) != ""})
-	if errors.Is(err, netlab.ErrUnsupported) {
-		testenv.Unavailable(t, "%v", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := lab.Close(); err != nil {
-			t.Errorf("remove lab %s: %v", lab.ID(), err)
-		}
-		if os.Getenv(envKeep) != "" {
-			t.Logf("lab logs and state kept in %s", lab.Dir())
-		}
-	})
+	lab := labtest.NewLab(ctx, t, bin)
 	e := &env{bin: bin, lab: lab}
-	e.coord, err = lab.StartCoordinator(ctx)
+	var err error
+	e.coord, err = lab.StartCoordinator(ctx, coordArgs...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,19 +136,20 @@ func (e *env) node(t *testing.T, h *netlab.Host, name string) *netlab.Node {
 // IPv6-only host can reach).
 func (e *env) nodeWithToken(t *testing.T, h *netlab.Host, name, token string) *netlab.Node {
 	t.Helper()
-	return e.startNode(t, h, netlab.NodeConfig{Name: name, Token: token})
+	return e.startNode(t, h, netlab.NodeConfig{Name: name, Token: token}, true)
 }
 
 // nodeWith is node with more `meshnode up` flags.
 func (e *env) nodeWith(t *testing.T, h *netlab.Host, name string, args ...string) *netlab.Node {
 	t.Helper()
-	return e.startNode(t, h, netlab.NodeConfig{Name: name, Token: e.token, Args: args})
+	return e.startNode(t, h, netlab.NodeConfig{Name: name, Token: e.token, Args: args}, true)
 }
 
-// startNode starts a node as node does.
-func (e *env) startNode(t *testing.T, h *netlab.Host, cfg netlab.NodeConfig) *netlab.Node {
+// startNode starts a node on h. When the (sub)test ends it goes down and,
+// with remove, is removed from the coordinator; a failed test first prints
+// its log's tail.
+func (e *env) startNode(t *testing.T, h *netlab.Host, cfg netlab.NodeConfig, remove bool) *netlab.Node {
 	t.Helper()
-	name := cfg.Name
 	ctx, cancel := context.WithTimeout(t.Context(), setupTimeout)
 	defer cancel()
 	n, err := e.lab.StartNode(ctx, h, cfg)
@@ -170,15 +158,18 @@ func (e *env) startNode(t *testing.T, h *netlab.Host, cfg netlab.NodeConfig) *ne
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("node %s log (last %d lines):\n%s", name, logLines, n.Proc().Tail(logLines))
+			t.Logf("node %s log (last %d lines):\n%s", cfg.Name, logLines, n.Proc().Tail(logLines))
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 		defer cancel()
 		if err := n.Down(ctx); err != nil {
-			t.Errorf("node %s down: %v", name, err)
+			t.Errorf("node %s down: %v", cfg.Name, err)
 		}
-		if err := e.coord.RemoveNode(ctx, name); err != nil {
-			t.Errorf("remove node %s from the coordinator: %v", name, err)
+		if !remove {
+			return
+		}
+		if err := e.coord.RemoveNode(ctx, cfg.Name); err != nil {
+			t.Errorf("remove node %s from the coordinator: %v", cfg.Name, err)
 		}
 	})
 	return n

@@ -53,10 +53,13 @@ type matrixRow struct {
 	Expected   string
 	Got        string // the path both report ("a/b" when they differ) and its transport
 	TimeToPath time.Duration
-	Ping       string // "ok", "FAIL" or "-" (not tried)
-	TCP        string
-	Note       string
-	Pass       bool
+	// FirstPacket is the time from the second node's start to the first
+	// reply to traffic that was already waiting for it (firstPacket).
+	FirstPacket time.Duration
+	Ping        string // "ok", "FAIL" or "-" (not tried)
+	TCP         string
+	Note        string
+	Pass        bool
 }
 
 // expected is the expectation as the table shows it: relay pairs are
@@ -108,8 +111,16 @@ func runPair(t *testing.T, e *env, n int, row *matrixRow) {
 	sa := e.site(t, netlab.SiteConfig{Kind: row.A})
 	sb := e.site(t, netlab.SiteConfig{Kind: row.B})
 	a := e.node(t, sa.Hosts[0], fmt.Sprintf("m%02da", n))
-	start := time.Now()
-	b := e.node(t, sb.Hosts[0], fmt.Sprintf("m%02db", n))
+	nameB := fmt.Sprintf("m%02db", n)
+	first := startFirstPacket(t, a, sb.Hosts[0], nameB)
+	start := first.start
+	firstErr := make(chan error, 1)
+	go func() {
+		d, err := first.wait(t.Context())
+		row.FirstPacket = d
+		firstErr <- err
+	}()
+	b := e.node(t, sb.Hosts[0], nameB)
 
 	want := []string{netlab.PathDirect}
 	if row.Expected == netlab.PathRelay {
@@ -122,9 +133,13 @@ func runPair(t *testing.T, e *env, n int, row *matrixRow) {
 	if err != nil {
 		row.Note = "no path"
 		t.Errorf("%s vs %s: expected %s: %v", row.A, row.B, row.Expected, err)
+		<-firstErr
 		return
 	}
 	row.TimeToPath = time.Since(start)
+	if err := <-firstErr; err != nil {
+		t.Errorf("%s vs %s: no reply to the traffic waiting for %s: %v", row.A, row.B, b.Name, err)
+	}
 	if row.Expected == netlab.PathRelay && p.Path() == netlab.PathDirect {
 		row.Note = "direct, better than expected"
 	}
@@ -136,8 +151,8 @@ func runPair(t *testing.T, e *env, n int, row *matrixRow) {
 			row.Note = fmt.Sprintf("then direct (%s) after %.1f s", q.Transport(), time.Since(start).Seconds())
 		}
 	}
-	t.Logf("%s vs %s: %s in %.1f s (%s via %s, %s via %s)", row.A, row.B, row.Got, row.TimeToPath.Seconds(),
-		a.Name, p.A.Endpoint, b.Name, p.B.Endpoint)
+	t.Logf("%s vs %s: %s in %.1f s, first packet in %.2f s (%s via %s, %s via %s)", row.A, row.B, row.Got, row.TimeToPath.Seconds(),
+		row.FirstPacket.Seconds(), a.Name, p.A.Endpoint, b.Name, p.B.Endpoint)
 
 	row.Ping = "FAIL"
 	to := mustStatus(t, b).Me().V4()

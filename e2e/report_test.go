@@ -13,19 +13,22 @@ import (
 // renderMatrix renders the rows as a Markdown table, readable as plain text.
 func renderMatrix(rows []matrixRow) string {
 	var b strings.Builder
-	b.WriteString("| node A | node B | expected | got | time to path | ping | TCP 4 MiB | result | note |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| node A | node B | expected | got | time to path | first packet | ping | TCP 4 MiB | result | note |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
-		ttp := "-"
+		ttp, first := "-", "-"
 		if r.TimeToPath > 0 {
 			ttp = fmt.Sprintf("%.1f s", r.TimeToPath.Seconds())
+		}
+		if r.FirstPacket > 0 {
+			first = fmt.Sprintf("%.2f s", r.FirstPacket.Seconds())
 		}
 		result := "pass"
 		if !r.Pass {
 			result = "FAIL"
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			r.A, r.B, r.expected(), r.Got, ttp, r.Ping, r.TCP, result, r.Note)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			r.A, r.B, r.expected(), r.Got, ttp, first, r.Ping, r.TCP, result, r.Note)
 	}
 	return b.String()
 }
@@ -46,6 +49,9 @@ func matrixDocument(table, version, kernel string) string {
 	b.WriteString("  relay). A relay-expected pair that reaches direct passes and says so.\n")
 	b.WriteString("- **got**: the path both nodes report, over UDP or TCP (a punched TCP path or the TCP relay).\n")
 	b.WriteString("- **time to path**: from the second node's start to both nodes reporting the path.\n")
+	b.WriteString("- **first packet**: from the second node's start to the first reply to UDP probes (one every\n")
+	b.WriteString("  50 ms) that node A sends it across the overlay from the moment it lists node B as a peer, before\n")
+	b.WriteString("  B has any path: traffic already waiting when B comes up.\n")
 	b.WriteString("- **ping**: `ping -c 3` across the overlay; **TCP**: 4 MiB checked by SHA-256.\n\n")
 	b.WriteString("Kinds:\n\n")
 	for _, k := range netlab.Kinds() {

@@ -425,8 +425,8 @@ func TestSubnetRouterFailover(t *testing.T) {
 	home := e.site(t, netlab.SiteConfig{Kind: netlab.PortRestricted})
 	lan := office.Router.LANPrefix()
 	lanHost := office.Hosts[2]
-	gw1 := e.startNode(t, office.Hosts[0], netlab.NodeConfig{Name: "gw1", Token: e.token, Args: []string{"--advertise-routes", lan.String()}})
-	gw2 := e.startNode(t, office.Hosts[1], netlab.NodeConfig{Name: "gw2", Token: e.token, ListenPort: netlab.DefaultNodePort + 1, Args: []string{"--advertise-routes", lan.String()}})
+	gw1 := e.startNode(t, office.Hosts[0], netlab.NodeConfig{Name: "gw1", Token: e.token, Args: []string{"--advertise-routes", lan.String()}}, true)
+	gw2 := e.startNode(t, office.Hosts[1], netlab.NodeConfig{Name: "gw2", Token: e.token, ListenPort: netlab.DefaultNodePort + 1, Args: []string{"--advertise-routes", lan.String()}}, true)
 	h := e.node(t, home.Hosts[0], "home")
 	mustDirect(t, h, gw1)
 	mustDirect(t, h, gw2)

@@ -21,20 +21,28 @@ type coordLink struct {
 	welcomeRelay func(addr, addr6 string)
 	// self hears this node's own record: from each welcome, and from a
 	// delta when the administrator changed it (its tags).
-	self     func(wire.Node)
+	self func(wire.Node)
+	// dns hears the mesh's DNS configuration from each welcome.
+	dns func(*wire.DNSConfig)
+	// filter hears the access policy: from each welcome (nil: none), and
+	// from a delta when it changed (nil: unchanged).
+	filter   func(f *wire.Filter, welcome bool)
 	log      *slog.Logger
 	progress func(string)
 }
 
-// OnWelcome takes the full peer map after each (re)connect: peers missing
-// from it are removed, the rest upserted, and this node's candidates resent
-// (a restarted coordinator may have lost them).
+// OnWelcome takes the full peer map after each (re)connect: the access
+// policy first, then peers missing from the map are removed, the rest
+// upserted, and this node's candidates resent (a restarted coordinator
+// may have lost them).
 func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
 	c.disc.setSTUN(msg.STUN, msg.STUN6)
 	if msg.Self != nil {
 		c.self(*msg.Self)
 	}
 	c.welcomeRelay(msg.Relay, msg.Relay6)
+	c.dns(msg.DNS)
+	c.filter(msg.Filter, true)
 	if err := c.peers.Replace(msg.Peers); err != nil {
 		c.log.Error("applying the peer map", "err", err)
 	}
@@ -46,11 +54,13 @@ func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
 
 // OnPeers applies a delta: this node's own record first, so that a relay
 // it stops serving is out of its own choice before its peers' records
-// are applied.
+// are applied, then a new access policy, so that the connections of a
+// peer it no longer allows stop before the peer goes.
 func (c *coordLink) OnPeers(msg wire.StreamMsg) {
 	if msg.Self != nil {
 		c.self(*msg.Self)
 	}
+	c.filter(msg.Filter, false)
 	for _, k := range msg.Remove {
 		n, known := c.peers.Get(k)
 		if err := c.peers.Remove(k); err != nil {

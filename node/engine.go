@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
@@ -24,12 +25,16 @@ import (
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/control"
+	"github.com/meshnode/meshnode/node/filter"
+	"github.com/meshnode/meshnode/node/meshdns"
+	"github.com/meshnode/meshnode/node/osdns"
 	"github.com/meshnode/meshnode/node/path"
 	"github.com/meshnode/meshnode/node/pmtu"
 	"github.com/meshnode/meshnode/node/registry"
 	"github.com/meshnode/meshnode/node/relayclient"
 	"github.com/meshnode/meshnode/node/routes"
 	"github.com/meshnode/meshnode/node/tcppunch"
+	"github.com/meshnode/meshnode/relay"
 	"github.com/meshnode/meshnode/tun"
 )
 
@@ -47,19 +52,30 @@ type Options struct {
 	// AuxListen opens the auxiliary UDP sockets of the birthday technique;
 	// nil means plain IPv4 sockets on any port.
 	AuxListen func() (bind.UDPConn, error)
-	// RelayListen opens the socket of the relay this node serves
-	// (relay_listen); nil means a UDP socket on that address.
-	RelayListen func(addr string) (net.PacketConn, error)
+	// RelayListen opens the sockets of the relay this node serves
+	// (relay_listen), all on that address; nil means one per CPU
+	// (relay.ListenUDP).
+	RelayListen func(addr string) ([]net.PacketConn, error)
 	// LocalAddrs lists LAN candidate addresses; nil means the host's.
 	LocalAddrs func() []netip.Addr
 	// Timing overrides the path manager's timers (tests scale them down).
 	Timing *path.Timing
 	// RelayTiming overrides the relay client's timers.
 	RelayTiming *relayclient.Timing
+	// DNSListen opens the resolver's sockets on the overlay addresses
+	// (a user-space stack in tests); nil means the kernel's.
+	DNSListen *meshdns.Listeners
+	// DNSPaths are the OS's resolver files the upstreams are read from;
+	// nil means the system's.
+	DNSPaths *osdns.Paths
 	// Progress, when set, hears what `up` is waiting for.
 	Progress func(msg string)
 	// Ready is closed once the node is up (device, socket, coordinator).
 	Ready chan<- struct{}
+	// UnfilteredSends, for tests only, lets the node send what its access
+	// policy denies (it still filters what it receives): a test proves
+	// that its peers drop it.
+	UnfilteredSends bool
 }
 
 // Engine is a running node. It wires the parts together; each part owns its
@@ -89,6 +105,12 @@ type Engine struct {
 	// mtus holds each peer's path MTU; guard fits the TUN's packets to it.
 	mtus  *pmtu.Table
 	guard *pmtu.Guard
+	// dns is the resolver of the mesh's names; nil with accept_dns false.
+	dns *names
+	// filter enforces the access policy on the TUN, both ways.
+	filter *filter.Filter
+	// handshakeAsks carries peers to start a handshake with (handshake.go).
+	handshakeAsks chan crypto.PublicKey
 
 	// recordMu guards record: this node's own record as the coordinator
 	// last sent it (a welcome, or a delta when the administrator changed
@@ -118,15 +140,16 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		opts.Log = slog.Default()
 	}
 	if opts.RelayListen == nil {
-		opts.RelayListen = func(addr string) (net.PacketConn, error) { return underlay.ListenPacket("udp", addr) }
+		opts.RelayListen = listenRelay
 	}
 	if opts.AuxListen == nil {
 		opts.AuxListen = func() (bind.UDPConn, error) { return underlay.ListenUDP("udp4", nil) }
 	}
 	e := &Engine{
-		opts: opts,
-		cfg:  opts.Config,
-		log:  opts.Log,
+		opts:   opts,
+		cfg:    opts.Config,
+		log:    opts.Log,
+		filter: filter.New(filter.Options{}),
 	}
 	if err := os.MkdirAll(e.cfg.StateDir, dirMode); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w", e.cfg.StateDir, err)
@@ -174,6 +197,20 @@ func (e *Engine) setSelf(n wire.Node) {
 	if e.gateway != nil {
 		e.gateway.Wake()
 	}
+	if e.dns != nil {
+		e.dns.table.Set(n)
+	}
+}
+
+// currentName is this node's name as the coordinator last sent it (the
+// administrator may rename it), its registered one before.
+func (e *Engine) currentName() string {
+	e.recordMu.Lock()
+	defer e.recordMu.Unlock()
+	if e.record.Name == "" {
+		return e.state.Self.Name
+	}
+	return e.record.Name
 }
 
 // selfRecord is this node's record as the coordinator last sent it.
@@ -187,3 +224,29 @@ func (e *Engine) selfRecord() wire.Node {
 
 // PublicKey is this node's key.
 func (e *Engine) PublicKey() crypto.PublicKey { return e.priv.Public() }
+
+// listenRelay opens the sockets of the relay this node serves
+// (relay.ListenUDP), marked as the node's own like every underlay socket,
+// so its frames never follow routes into the overlay (an exit node's).
+func listenRelay(addr string) ([]net.PacketConn, error) {
+	conns, err := relay.ListenUDP("udp", addr, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range conns {
+		err := fmt.Errorf("relay socket %s: no file descriptor to mark", c.LocalAddr())
+		if sc, ok := c.(syscall.Conn); ok {
+			var raw syscall.RawConn
+			if raw, err = sc.SyscallConn(); err == nil {
+				err = underlay.Control("", "", raw)
+			}
+		}
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, err
+		}
+	}
+	return conns, nil
+}

@@ -7,8 +7,10 @@ import (
 )
 
 // The import graph runs one way: cmd → node and coordinator → shared leaves
-// (relay, wire, crypto, ...). The node never imports the coordinator, and
-// the relay, which both use, imports neither, its tests included. (The
+// (relay, policy, wire, crypto, ...). The node never imports the
+// coordinator, nor the policy (it gets the compiled wire.Filter); the
+// relay and the policy, which the others use, import neither, their tests
+// included. (The
 // node's tests run a real coordinator through internal/meshlab: that is the
 // in-process lab, not the agent.)
 func TestImportGraphRunsOneWay(t *testing.T) {
@@ -18,8 +20,9 @@ func TestImportGraphRunsOneWay(t *testing.T) {
 		tests     bool
 		forbidden []string
 	}{
-		{mod + "node/...", false, []string{mod + "coordinator"}},
+		{mod + "node/...", false, []string{mod + "coordinator", mod + "policy"}},
 		{mod + "relay/...", true, []string{mod + "coordinator", mod + "node"}},
+		{mod + "policy/...", true, []string{mod + "coordinator", mod + "node"}},
 	} {
 		args := []string{"list", "-deps"}
 		if tc.tests {

@@ -22,19 +22,23 @@ import (
 
 // serveRelay runs the relay this node serves until ctx ends.
 func (e *Engine) serveRelay(ctx context.Context, wg *sync.WaitGroup) error {
-	pc, err := e.opts.RelayListen(e.cfg.RelayListen)
+	conns, err := e.opts.RelayListen(e.cfg.RelayListen)
 	if err != nil {
 		return fmt.Errorf("relay_listen %s: %w", e.cfg.RelayListen, err)
 	}
 	auth := relayAuth{self: e.priv.Public(), peers: e.peers, designated: &e.relayFeed.designated}
 	srv := relay.New(relay.Options{Key: e.priv, Auth: auth, Log: e.log.With("component", "relay-server")})
 	wg.Go(func() {
-		defer pc.Close()
-		if err := srv.ServeUDP(ctx, pc); err != nil {
+		defer func() {
+			for _, pc := range conns {
+				pc.Close()
+			}
+		}()
+		if err := srv.ServeUDP(ctx, conns, nil); err != nil {
 			e.log.Error("relay server stopped", "err", err)
 		}
 	})
-	e.log.Info("serving as a relay", "listen", e.cfg.RelayListen, "public", e.cfg.RelayPublic)
+	e.log.Info("serving as a relay", "listen", e.cfg.RelayListen, "public", e.cfg.RelayPublic, "sockets", len(conns))
 	return nil
 }
 

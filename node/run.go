@@ -17,6 +17,7 @@ import (
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/control"
 	"github.com/meshnode/meshnode/node/discovery"
+	"github.com/meshnode/meshnode/node/filter"
 	"github.com/meshnode/meshnode/node/localapi"
 	"github.com/meshnode/meshnode/node/path"
 	"github.com/meshnode/meshnode/node/pmtu"
@@ -40,13 +41,24 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer e.closeTUN()
+	e.recoverDNS()
+	if e.cfg.AcceptDNS {
+		e.startDNS()
+		defer e.dns.stop()
+	}
 
 	e.build()
 	e.disc.hostAddrs() // the scope knows this host's prefixes before any peer arrives
 	e.guard = pmtu.NewGuard(e.tun, e.mtus)
-	e.dev = device.NewDevice(e.guard, e.bind, wgLogger(e.log))
+	// The filter sees what wireguard-go sends and receives; the guard's
+	// own ICMP errors go into the TUN below it.
+	e.dev = device.NewDevice(filter.NewTUN(e.guard, e.filter, !e.opts.UnfilteredSends), e.bind, wgLogger(e.log))
 	defer e.dev.Close()
-	e.peers = registry.New(e.priv.Public(), e.relayFeed.update, peerConsumers(e.dev, e.bind, e.mtus, e.mgr, e.table)...)
+	consumers := peerConsumers(e.dev, e.bind, e.mtus, e.mgr, e.table)
+	if e.dns != nil {
+		consumers = append(consumers, registry.Named{Name: "dns", Consumer: dnsPeers{e.dns.table}})
+	}
+	e.peers = registry.New(e.priv.Public(), e.relayFeed.update, consumers...)
 	e.relayFeed.peers = e.peers
 	// fwmark marks WireGuard's sockets as the node's own (underlay.Mark),
 	// on every rebind too.
@@ -89,10 +101,14 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	e.startRouting(ctx, &wg)
 	wg.Go(func() { e.mgr.Run(ctx) })
 	wg.Go(func() { e.pathEvents(ctx) })
+	wg.Go(func() { e.handshakes(ctx) })
 	wg.Go(func() { e.disc.run(ctx) })
 	wg.Go(func() { e.relays.Run(ctx) })
 	if e.cfg.PortMapping {
 		wg.Go(func() { e.disc.keepPortMapping(ctx) })
+	}
+	if e.dns != nil {
+		wg.Go(func() { e.dns.run(ctx) })
 	}
 	if e.cfg.RelayListen != "" {
 		if err := e.serveRelay(ctx, &wg); err != nil {
@@ -105,7 +121,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 	})
 	wg.Go(func() {
-		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, log: e.log, progress: e.progress}
+		fl := &filterLink{e: e}
+		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, filter: fl.apply, log: e.log, progress: e.progress}
 		if err := e.stream.Run(ctx, link); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("coordinator: %w", err)
 			e.stop()
@@ -149,6 +166,7 @@ func (e *Engine) build() {
 		kernelMTU = pmtu.KernelPathMTU
 	}
 	e.bind = bind.New(inner, e.opts.AuxListen)
+	e.handshakeAsks = make(chan crypto.PublicKey, handshakeQueue)
 	e.bind.SetKernelPathMTU(kernelMTU)
 	e.mgr = path.New(crypto.NewSealer(e.priv), e.bind, timing, e.log.With("component", "path"))
 	e.mtus = pmtu.NewTable(e.cfg.MTU)
@@ -213,6 +231,7 @@ func (e *Engine) build() {
 		RelayControl: e.relays.HandleControl,
 		Echo:         e.relays.HandleEcho,
 		Self:         e.priv.Public(),
+		NoSession:    e.askHandshake,
 	})
 }
 

@@ -20,9 +20,14 @@ import (
 func (e *Engine) Status() localapi.Status {
 	disc := e.disc.result()
 	peers := []localapi.Peer{}
+	own := e.state.Self.Addresses
 	for _, n := range e.peers.All() {
 		via, exit := e.peerRoutes(n)
-		peers = append(peers, localapi.Peer{Name: n.Name, Addresses: n.Addresses, PublicKey: n.PublicKey.String(), Online: n.Online, Routes: via, ExitNodeOption: exit})
+		peers = append(peers, localapi.Peer{
+			Name: n.Name, Addresses: n.Addresses, PublicKey: n.PublicKey.String(), Online: n.Online,
+			Routes: via, ExitNodeOption: exit,
+			Reach: e.filter.Reach(own, n.Addresses), ReachedBy: e.filter.Reach(n.Addresses, own),
+		})
 	}
 	stats := e.wgStats()
 	for i := range peers {
@@ -46,7 +51,7 @@ func (e *Engine) Status() localapi.Status {
 		}
 	}
 	self := localapi.Self{
-		Name:      e.state.Self.Name,
+		Name:      e.currentName(),
 		Addresses: e.state.Self.Addresses,
 		PublicKey: e.priv.Public().String(),
 		Interface: e.tunName(),
@@ -67,14 +72,16 @@ func (e *Engine) Status() localapi.Status {
 	for _, ep := range disc.Endpoints {
 		self.Endpoints = append(self.Endpoints, ep.Addr.String())
 	}
-	bs, ps, gs := &e.bind.Stats, &e.mgr.Stats, &e.guard.Stats
+	bs, ps, gs, fs := &e.bind.Stats, &e.mgr.Stats, &e.guard.Stats, &e.filter.Stats
 	rst, exit := e.routesStatus()
 	return localapi.Status{
 		Self:        self,
+		Policy:      e.policyStatus(),
 		Peers:       peers,
 		Routes:      rst,
 		ExitNode:    exit,
 		Coordinator: localapi.Coordinator{URL: e.state.CoordinatorURL, Connected: e.stream != nil && e.stream.Connected()},
+		DNS:         e.dnsStatus(),
 		Counters: map[string]uint64{
 			"udp_garbage":           bs.Garbage.Load(),
 			"udp_unknown_source":    bs.UnknownPeer.Load(),
@@ -83,6 +90,9 @@ func (e *Engine) Status() localapi.Status {
 			"relayed_out":           bs.RelayedOut.Load(),
 			"queue_dropped":         bs.QueueDropped.Load(),
 			"gso_batches_split":     bs.BatchesSplit.Load(),
+			"handshakes_held":       bs.HandshakesHeld.Load(),
+			"handshakes_resent":     bs.HandshakesResent.Load(),
+			"handshakes_asked":      bs.HandshakesAsked.Load(),
 			"mtu_syn_clamped":       gs.Clamped.Load(),
 			"mtu_too_big_sent":      gs.Refused.Load(),
 			"mtu_oversize_sent":     gs.Forwarded.Load(),
@@ -105,8 +115,28 @@ func (e *Engine) Status() localapi.Status {
 			"coordinator_sent":      e.stream.Stats.Sent.Load(),
 			"coordinator_coalesced": e.stream.Stats.Coalesced.Load(),
 			"coordinator_dropped":   e.stream.Stats.Dropped.Load(),
+			"filter_denied_in":      fs.DeniedIn.Load(),
+			"filter_denied_out":     fs.DeniedOut.Load(),
+			"filter_malformed":      fs.Malformed.Load(),
+			"filter_fragments":      fs.Fragments.Load(),
+			"filter_flows_evicted":  fs.Evicted.Load(),
+			"filter_flows_revoked":  fs.Revoked.Load(),
 		},
 	}
+}
+
+// policyStatus is the access policy in force and what it denied.
+func (e *Engine) policyStatus() localapi.Policy {
+	st := e.filter.Status()
+	p := localapi.Policy{
+		Active: st.Active, Version: st.Version, Rules: st.Rules, Flows: st.Flows, MaxFlows: st.MaxFlows,
+		Denied:       make([]localapi.RuleDenied, len(st.Denied)),
+		DeniedNoRule: localapi.RuleDenied{In: st.NoRule.In, Out: st.NoRule.Out},
+	}
+	for i, d := range st.Denied {
+		p.Denied[i] = localapi.RuleDenied{Rule: d.Rule, In: d.In, Out: d.Out}
+	}
+	return p
 }
 
 // Ping implements localapi.Backend: peer is a name, an overlay address or a key.
@@ -133,11 +163,12 @@ func (e *Engine) Ping(ctx context.Context, peer string) (localapi.PingReply, err
 }
 
 func (e *Engine) resolvePeer(s string) (crypto.PublicKey, string, error) {
+	name := e.peerName(s)
 	ip, ipErr := netip.ParseAddr(s)
 	key, keyErr := crypto.ParsePublicKey(s)
 	for _, n := range e.peers.All() {
 		k := n.PublicKey
-		if n.Name == s || (keyErr == nil && k == key) {
+		if strings.EqualFold(n.Name, name) || (keyErr == nil && k == key) {
 			return k, n.Name, nil
 		}
 		for _, a := range n.Addresses {
@@ -146,7 +177,7 @@ func (e *Engine) resolvePeer(s string) (crypto.PublicKey, string, error) {
 			}
 		}
 	}
-	return crypto.PublicKey{}, "", fmt.Errorf("no peer %q: give a peer's name, overlay address or public key (see 'meshnode status')", s)
+	return crypto.PublicKey{}, "", fmt.Errorf("no peer %q: give a peer's name (NAME or NAME.<domain>), overlay address or public key (see 'meshnode status')", s)
 }
 
 // peerStats are WireGuard's counters for one peer.

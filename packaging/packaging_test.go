@@ -173,8 +173,8 @@ func TestSystemdUnits(t *testing.T) {
 	}{
 		{"systemd/meshnode.service", map[string]string{
 			"Service.ExecStart":             "/usr/bin/meshnode up --config /etc/meshnode/meshnode.yaml",
-			"Service.CapabilityBoundingSet": "CAP_NET_ADMIN",
-			"Service.AmbientCapabilities":   "CAP_NET_ADMIN",
+			"Service.CapabilityBoundingSet": "CAP_NET_ADMIN CAP_NET_BIND_SERVICE",
+			"Service.AmbientCapabilities":   "CAP_NET_ADMIN CAP_NET_BIND_SERVICE",
 			"Service.StateDirectory":        "meshnode",
 			"Service.StateDirectoryMode":    "0700",
 			"Service.RuntimeDirectory":      "meshnode",

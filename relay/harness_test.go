@@ -1,9 +1,9 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"errors"
-	"github.com/meshnode/meshnode/internal/wait"
 	"net"
 	"net/netip"
 	"sync"
@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wait"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -109,22 +110,72 @@ func newHarness(t *testing.T, withClock bool, opts ...harnessOpt) *harness {
 		h.clock = &fakeClock{t: time.Unix(1_700_000_000, 0)}
 		h.s.now, h.s.epoch = h.clock.Now, h.clock.Now()
 	}
-	pc, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.1:0")))
+	// Two sockets sharing the port, as a relay on two cores has: every
+	// test also checks that the binding table holds across them.
+	conns, err := ListenUDP("udp4", "127.0.0.1:0", 2)
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
-	h.addr = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	h.addr = conns[0].LocalAddr().(*net.UDPAddr).AddrPort()
+	serve(t, h.s, conns)
+	return h
+}
+
+// serve runs s on conns until the test ends.
+func serve(t *testing.T, s *Server, conns []net.PacketConn) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.s.ServeUDP(ctx, pc) }()
+	go func() { done <- s.ServeUDP(ctx, conns, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("ServeUDP: %v", err)
 		}
-		pc.Close()
+		for _, pc := range conns {
+			pc.Close()
+		}
 	})
-	return h
+}
+
+// fakeConn is a socket that keeps what the relay sends through it; with
+// fail set, the kernel refuses every datagram.
+type fakeConn struct {
+	fail bool
+	sent [][]byte // copies
+	to   []netip.AddrPort
+}
+
+func (c *fakeConn) readBatch([]message) (int, error) {
+	return 0, errors.New("fakeConn is written only")
+}
+
+func (c *fakeConn) writeBatch(ms []message, failed []int) []int {
+	for i, m := range ms {
+		if c.fail {
+			failed = append(failed, i)
+			continue
+		}
+		to, err := udpAddr(m.Addr)
+		if err != nil {
+			panic(err)
+		}
+		c.sent = append(c.sent, bytes.Clone(m.Buffers[0]))
+		c.to = append(c.to, to)
+	}
+	return failed
+}
+
+// fakeSock is a socket of its own port, over a fakeConn.
+func fakeSock() (*udpSock, *fakeConn) {
+	c := &fakeConn{}
+	return &udpSock{port: &udpPort{}, conn: c}, c
+}
+
+// deliver hands s a copy of pkt from from, as one datagram read on sock.
+func deliver(s *Server, sock *udpSock, pkt []byte, from netip.AddrPort) {
+	r := &reader{s: s, sock: sock, out: newSink(sock, 1)}
+	r.serve([]message{{Buffers: [][]byte{bytes.Clone(pkt)}, N: len(pkt), Addr: net.UDPAddrFromAddrPort(from)}})
 }
 
 // count reads one packets_total counter.
@@ -255,5 +306,3 @@ func discoPacket(tag byte) []byte {
 	p[len(p)-1] = tag
 	return p
 }
-
-var errSend = errors.New("test send failure")

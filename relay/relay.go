@@ -10,7 +10,6 @@ import (
 	"crypto/rand"
 	"crypto/subtle"
 	"log/slog"
-	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,16 +21,26 @@ import (
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
-// Per-node budget defaults.
+// Per-node budget defaults, chosen from measurements (bench/RESULTS.md,
+// "Relays close to direct"). A node's frames all arrive on one socket, so
+// one reader on one core carries them (ListenUDP): a node can never take
+// more than a core, which forwards 2.3-2.8 Gbit/s of full-size frames on
+// the CI machine (BenchmarkRelayCore, CPU time). The budget is 1000
+// Mbit/s, 40% of that: two nodes in bulk that the kernel hashes onto one
+// socket both get all of it and leave the reader time for the small
+// packets of the others, while a relayed pair is held near what direct
+// pairs carry on the same machine (1.1-1.5 Gbit/s in the real-kernel lab,
+// bench/NATMATRIX.md), not a tenth of it as the earlier 100 Mbit/s held
+// it. An uplink smaller than that is the operator's to protect: the
+// coordinator's relay_rate sets the budget.
 const (
-	// DefaultRate is each node's relay budget in bytes per second
-	// (100 Mbit/s): enough for interactive use and bulk transfer while a
-	// direct path is found, small enough that one node can't fill the
-	// coordinator's uplink.
-	DefaultRate = 12_500_000
-	// DefaultBurst is each node's bucket size in bytes: about 80 ms at
-	// DefaultRate, so TCP bursts pass without drops.
-	DefaultBurst = 1 << 20
+	// DefaultRateMbit is each node's budget in Mbit/s.
+	DefaultRateMbit = 1000
+	// DefaultRate is DefaultRateMbit in bytes per second.
+	DefaultRate = DefaultRateMbit * 1_000_000 / 8
+	// burstWindow sizes each node's bucket: 80 ms at its rate (10 MB at
+	// the default), so the bursts of a TCP window pass without drops.
+	burstWindow = 80 * time.Millisecond
 )
 
 // Binding timing.
@@ -77,8 +86,9 @@ type Options struct {
 	// Registry receives the relay's metrics; nil registers none.
 	Registry prometheus.Registerer
 	// Rate (bytes/s) and Burst (bytes) are each node's token bucket;
-	// zero or less means DefaultRate and DefaultBurst. A Burst below the
-	// largest frame is raised to it so that every frame can pass.
+	// zero or less means DefaultRate and burstWindow at Rate. A Burst
+	// below the largest frame is raised to it so that every frame can
+	// pass.
 	Rate  float64
 	Burst int
 }
@@ -94,9 +104,12 @@ type Server struct {
 	now     func() time.Time
 	epoch   time.Time // origin of the monotonic stamps in bindings
 	wsConns atomic.Int64
-	bufs    sync.Pool // frame buffers for UDP forwarding
 
 	lastSweep atomic.Int64 // stamp of the last sweep
+
+	// gen counts changes to byKey and byEp (under mu): readers cache
+	// their lookups while it stands (view).
+	gen atomic.Uint64
 
 	mu      sync.RWMutex
 	byKey   map[crypto.PublicKey]*binding
@@ -123,10 +136,6 @@ func New(opts Options) *Server {
 		byKey:   make(map[crypto.PublicKey]*binding),
 		byEp:    make(map[endpoint]*binding),
 		pending: make(map[pendingKey]challenge),
-		bufs: sync.Pool{New: func() any {
-			b := make([]byte, 0, maxFrame)
-			return &b
-		}},
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
@@ -134,10 +143,10 @@ func New(opts Options) *Server {
 	if !(s.limit > 0) { // also NaN
 		s.limit = DefaultRate
 	}
-	if s.burst <= 0 {
-		s.burst = DefaultBurst
-	}
-	if s.burst < maxFrame {
+	switch {
+	case s.burst <= 0:
+		s.burst = max(maxFrame, int(float64(s.limit)*burstWindow.Seconds()))
+	case s.burst < maxFrame:
 		s.log.Warn("relay burst below the largest frame; raised so large frames can pass", "burst", s.burst, "raised_to", maxFrame)
 		s.burst = maxFrame
 	}
@@ -153,16 +162,6 @@ func New(opts Options) *Server {
 
 // stamp is now as a monotonic offset from epoch, for atomics and stamps.
 func (s *Server) stamp() int64 { return int64(s.now().Sub(s.epoch)) }
-
-// HandlePacket processes one UDP datagram whose first bytes are
-// wire.RelayMagic, received from from on a socket that send writes to. It
-// may be called concurrently (one goroutine per socket). send must be
-// non-nil and safe for concurrent use: a bound node is reached later
-// through the send it bound with. pkt is neither retained nor modified.
-func (s *Server) HandlePacket(pkt []byte, from netip.AddrPort, send func(pkt []byte, to netip.AddrPort) error) {
-	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	s.handle(pkt, origin{addr: from, send: send})
-}
 
 // Forget drops key's binding at once (the node was removed) and closes its
 // WebSocket, if it has one.
@@ -181,33 +180,33 @@ func (s *Server) Forget(key crypto.PublicKey) {
 	}
 }
 
-// handle dispatches one frame from o.
-func (s *Server) handle(pkt []byte, o origin) {
-	s.maybeSweep()
+// handle dispatches one frame from o, in a batch that k began. A data
+// frame is forwarded in place: pkt's key is rewritten to name its sender.
+func (s *Server) handle(pkt []byte, o origin, k *sink) {
 	f, err := wire.ParseRelay(pkt)
 	if err != nil {
-		s.metrics.count(resGarbage)
+		k.count(resGarbage)
 		return
 	}
 	switch f.Type {
 	case wire.RelayHello:
-		s.hello(f.Key, o)
+		s.hello(f.Key, o, k)
 	case wire.RelayAuth:
-		s.authenticate(f, o)
+		s.authenticate(f, o, k)
 	case wire.RelayData:
-		s.forward(f, len(pkt), o)
+		s.forward(f, pkt, o, k)
 	default:
 		// Challenge and OK only ever flow from a relay.
-		s.metrics.count(resGarbage)
+		k.count(resGarbage)
 	}
 }
 
 // hello answers with a challenge for (o, key). A repeated hello gets the
 // same challenge while it lives, so that a client retrying faster than the
 // round trip still answers a challenge the relay holds.
-func (s *Server) hello(key crypto.PublicKey, o origin) {
+func (s *Server) hello(key crypto.PublicKey, o origin, k *sink) {
 	pk := pendingKey{ep: o.endpoint(), key: key}
-	now := s.stamp()
+	now := k.stamp
 	s.mu.Lock()
 	c, ok := s.pending[pk]
 	if !ok || now > c.expires {
@@ -222,14 +221,14 @@ func (s *Server) hello(key crypto.PublicKey, o origin) {
 		s.pending[pk] = c
 	}
 	s.mu.Unlock()
-	s.metrics.count(resChallenged)
-	s.reply(o, wire.RelayFrame{Type: wire.RelayChallenge, Challenge: c.value[:]}.Marshal())
+	k.count(resChallenged)
+	s.reply(o, wire.RelayFrame{Type: wire.RelayChallenge, Challenge: c.value[:]}.Marshal(), k)
 }
 
 // authenticate checks an auth frame and binds its key to o.
-func (s *Server) authenticate(f wire.RelayFrame, o origin) {
+func (s *Server) authenticate(f wire.RelayFrame, o origin, k *sink) {
 	pk := pendingKey{ep: o.endpoint(), key: f.Key}
-	now := s.stamp()
+	now := k.stamp
 	s.mu.Lock()
 	c, ok := s.pending[pk]
 	match := ok && now <= c.expires && subtle.ConstantTimeCompare(c.value[:], f.Challenge) == 1
@@ -241,95 +240,82 @@ func (s *Server) authenticate(f wire.RelayFrame, o origin) {
 	s.mu.Unlock()
 	switch {
 	case !match:
-		s.metrics.count(resBadChallenge)
+		k.count(resBadChallenge)
 		return
 	case !crypto.VerifyProof(s.key, f.Key, wire.RelayProofLabel, f.Challenge, f.Proof):
-		s.metrics.count(resBadProof)
+		k.count(resBadProof)
 		return
 	case !s.auth.Known(f.Key):
-		s.metrics.count(resUnknownKey)
+		k.count(resUnknownKey)
 		return
 	}
 	okProof, err := crypto.Proof(s.key, f.Key, wire.RelayOKProofLabel, f.Challenge)
 	if err != nil {
-		s.metrics.count(resBadProof)
+		k.count(resBadProof)
 		return
 	}
 	okFrame := wire.RelayFrame{Type: wire.RelayOK, Challenge: f.Challenge, Proof: okProof}.Marshal()
-	if !s.bind(f.Key, o, now, okFrame) {
-		s.metrics.count(resTableFull)
+	if !s.bind(f.Key, o, now, okFrame, k) {
+		k.count(resTableFull)
 		s.log.Warn("relay binding table full; node not bound", "node", f.Key.Short(), "max", maxBindings)
 		return
 	}
-	s.metrics.count(resBound)
+	k.count(resBound)
 	if o.ws == nil {
 		// Sent after binding, outside the lock; UDP clients accept data
 		// before the OK.
-		s.reply(o, okFrame)
+		s.reply(o, okFrame, k)
 	}
 }
 
 // forward relays a data frame from o to the peer it names.
-func (s *Server) forward(f wire.RelayFrame, size int, o origin) {
-	if k := wire.Classify(f.Payload); k != wire.KindWireGuard && k != wire.KindDisco {
-		s.metrics.count(resBadPayload)
+func (s *Server) forward(f wire.RelayFrame, pkt []byte, o origin, k *sink) {
+	if kind := wire.Classify(f.Payload); kind != wire.KindWireGuard && kind != wire.KindDisco {
+		k.count(resBadPayload)
 		return
 	}
-	t := s.now()
-	now := int64(t.Sub(s.epoch))
-	s.mu.RLock()
-	src := live(s.byEp[o.endpoint()], now)
-	dst := live(s.byKey[f.Key], now)
-	s.mu.RUnlock()
+	src, dst := k.view.lookup(s, o.endpoint(), f.Key)
+	src, dst = live(src, k.stamp), live(dst, k.stamp)
 	switch {
 	case src == nil:
-		s.metrics.count(resUnbound)
+		k.count(resUnbound)
 		return
-	case !src.limit.AllowN(t, size):
-		src.seen.Store(now)
-		s.metrics.count(resRateLimited)
+	case !src.limit.AllowN(k.now, len(pkt)):
+		src.touch(k.stamp)
+		k.count(resRateLimited)
 		return
 	}
-	src.seen.Store(now)
+	src.touch(k.stamp)
 	switch {
 	case dst == nil:
 		// Unknown and offline look the same here: neither is bound.
-		s.metrics.count(resOffline)
+		k.count(resOffline)
 		return
-	case src != dst && !s.auth.ArePeers(src.key, f.Key):
+	case src != dst && !k.view.peers(s.auth, src, dst):
 		// A frame a node addresses to itself is its echo, the check that
 		// this relay carries its frames (wire.AppendRelayEcho).
-		s.metrics.count(resNotPeer)
+		k.count(resNotPeer)
 		return
 	}
-	var res result
 	if dst.ep.ws != nil {
-		res = dst.ep.ws.enqueue(wire.AppendRelayData(make([]byte, 0, size), src.key, f.Payload))
-	} else {
-		bp := s.bufs.Get().(*[]byte)
-		frame := wire.AppendRelayData((*bp)[:0], src.key, f.Payload)
-		res = resForwarded
-		if err := dst.send(frame, dst.ep.addr); err != nil {
-			res = resSendError
+		res := dst.ep.ws.enqueue(wire.AppendRelayData(make([]byte, 0, len(pkt)), src.key, f.Payload))
+		k.count(res)
+		if res == resForwarded {
+			k.bytes += len(f.Payload)
 		}
-		*bp = frame[:0]
-		s.bufs.Put(bp)
+		return
 	}
-	s.metrics.count(res)
-	if res == resForwarded {
-		s.metrics.bytes.Add(float64(len(f.Payload)))
-	}
+	wire.SetRelayKey(pkt, src.key)
+	k.send(dst.sock, pkt, dst.to, len(f.Payload))
 }
 
 // reply sends a control frame back where o came from.
-func (s *Server) reply(o origin, frame []byte) {
+func (s *Server) reply(o origin, frame []byte, k *sink) {
 	if o.ws != nil {
 		if res := o.ws.enqueue(frame); res != resForwarded {
-			s.metrics.count(res)
+			k.count(res)
 		}
 		return
 	}
-	if err := o.send(frame, o.addr); err != nil {
-		s.metrics.count(resSendError)
-	}
+	k.send(o.sock, frame, o.to, reply)
 }

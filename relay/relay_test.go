@@ -2,7 +2,6 @@ package relay
 
 import (
 	"bytes"
-	"context"
 	"net"
 	"net/netip"
 	"testing"
@@ -239,20 +238,12 @@ func TestRateLimitSurvivesRebind(t *testing.T) {
 // with.
 func TestForwardAcrossFamilies(t *testing.T) {
 	m := newMesh(t, false)
-	pc, err := net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("[::1]:0")))
+	conns, err := ListenUDP("udp6", "[::1]:0", 2)
 	if err != nil {
 		testenv.Unavailable(t, "no IPv6 loopback (::1): %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- m.s.ServeUDP(ctx, pc) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("ServeUDP (IPv6): %v", err)
-		}
-		pc.Close()
-	})
+	pc := conns[0]
+	serve(t, m.s, conns)
 	c, err := net.ListenUDP("udp6", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("[::1]:0")))
 	if err != nil {
 		t.Fatal(err)

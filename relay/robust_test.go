@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"bytes"
 	"net/netip"
 	"testing"
 
@@ -19,7 +18,7 @@ func TestGarbage(t *testing.T) {
 		pkt  []byte
 		want result
 	}{
-		{"empty", nil, resGarbage},
+		{"empty", nil, resNotRelay},
 		{"magic only", wire.RelayMagic[:], resGarbage},
 		{"unknown type", append(wire.RelayMagic[:], 99), resGarbage},
 		{"truncated hello", append(wire.RelayMagic[:], byte(wire.RelayHello), 1, 2), resGarbage},
@@ -34,16 +33,14 @@ func TestGarbage(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			pkt := bytes.Clone(tt.pkt)
-			sent := 0
-			send := func([]byte, netip.AddrPort) error { sent++; return nil }
+			sock, c := fakeSock()
 			before := h.count(tt.want)
-			h.s.HandlePacket(pkt, netip.MustParseAddrPort("192.0.2.1:9"), send)
+			deliver(h.s, sock, tt.pkt, netip.MustParseAddrPort("192.0.2.1:9"))
 			if got := h.count(tt.want); got != before+1 {
 				t.Fatalf("%s counter went %v → %v, want +1", tt.want, before, got)
 			}
-			if sent != 0 {
-				t.Fatalf("the relay answered garbage with %d packets", sent)
+			if len(c.sent) != 0 {
+				t.Fatalf("the relay answered garbage with %d packets", len(c.sent))
 			}
 		})
 	}
@@ -63,8 +60,9 @@ func TestServeUDPDropsOtherProtocols(t *testing.T) {
 func TestSendErrorCounted(t *testing.T) {
 	h := newHarness(t, false)
 	before := h.count(resSendError)
-	h.s.HandlePacket(wire.RelayFrame{Type: wire.RelayHello, Key: newKey(t).Public()}.Marshal(),
-		netip.MustParseAddrPort("192.0.2.1:9"), func([]byte, netip.AddrPort) error { return errSend })
+	sock, c := fakeSock()
+	c.fail = true
+	deliver(h.s, sock, wire.RelayFrame{Type: wire.RelayHello, Key: newKey(t).Public()}.Marshal(), netip.MustParseAddrPort("192.0.2.1:9"))
 	if got := h.count(resSendError); got != before+1 {
 		t.Fatalf("send_error = %v, want %v", got, before+1)
 	}
@@ -72,11 +70,11 @@ func TestSendErrorCounted(t *testing.T) {
 
 func TestChallengeTableBounded(t *testing.T) {
 	h := newHarness(t, false)
-	send := func([]byte, netip.AddrPort) error { return nil }
+	sock, _ := fakeSock()
 	key := newKey(t).Public()
 	for i := range maxChallenges + 100 {
 		from := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), 9)
-		h.s.HandlePacket(wire.RelayFrame{Type: wire.RelayHello, Key: key}.Marshal(), from, send)
+		deliver(h.s, sock, wire.RelayFrame{Type: wire.RelayHello, Key: key}.Marshal(), from)
 	}
 	h.s.mu.RLock()
 	n := len(h.s.pending)
@@ -124,7 +122,9 @@ func TestMetricsRegistered(t *testing.T) {
 	}
 }
 
-func FuzzHandlePacket(f *testing.F) {
+// FuzzHandle feeds the relay any datagram: it must not panic, and what it
+// sends must be relay frames.
+func FuzzHandle(f *testing.F) {
 	key := crypto.PublicKey{1}
 	f.Add(wire.RelayFrame{Type: wire.RelayHello, Key: key}.Marshal())
 	f.Add(wire.RelayFrame{Type: wire.RelayAuth, Key: key, Challenge: make([]byte, 32), Proof: make([]byte, 32)}.Marshal())
@@ -132,12 +132,14 @@ func FuzzHandlePacket(f *testing.F) {
 	f.Add([]byte{'M', 'N', 'r', 1, 0xFF})
 	s := New(Options{Key: crypto.PrivateKey{2}, Auth: newFakeAuth()})
 	from := netip.MustParseAddrPort("192.0.2.1:9")
+	sock, c := fakeSock()
 	f.Fuzz(func(t *testing.T, pkt []byte) {
-		s.HandlePacket(pkt, from, func(out []byte, _ netip.AddrPort) error {
+		c.sent = c.sent[:0]
+		deliver(s, sock, pkt, from)
+		for _, out := range c.sent {
 			if _, err := wire.ParseRelay(out); err != nil {
 				t.Fatalf("relay sent an unparsable frame: %v", err)
 			}
-			return nil
-		})
+		}
 	})
 }

@@ -1,8 +1,10 @@
 package relay
 
 import (
+	"net"
 	"net/netip"
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/time/rate"
 
@@ -24,10 +26,12 @@ func (e endpoint) String() string {
 	return e.addr.String()
 }
 
-// origin is where a frame came from and how to answer it.
+// origin is where a frame came from and how to answer it: a UDP source
+// (addr, as the socket sock reported it in to) or a WebSocket.
 type origin struct {
 	addr netip.AddrPort
-	send func(pkt []byte, to netip.AddrPort) error // with addr
+	to   net.Addr
+	sock *udpSock
 	ws   *wsConn
 }
 
@@ -48,11 +52,26 @@ type challenge struct {
 // binding is a proven key at an endpoint. Only seen changes after creation;
 // a node that moves gets a new binding (and keeps its limiter).
 type binding struct {
-	key   crypto.PublicKey
-	ep    endpoint
-	send  func(pkt []byte, to netip.AddrPort) error // UDP endpoints
+	key crypto.PublicKey
+	ep  endpoint
+	// A UDP endpoint is reached through sock (of the port it bound
+	// through), at to (ep.addr, built once for the sends).
+	sock  *udpSock
+	to    net.Addr
 	limit *rate.Limiter
 	seen  atomic.Int64 // stamp of the last refresh or sent frame
+}
+
+// seenStep is how stale seen may be: a sender's every frame would
+// otherwise write the binding that other cores read, and idleness is
+// judged in minutes (bindingIdle).
+const seenStep = int64(time.Second)
+
+// touch records traffic at now.
+func (b *binding) touch(now int64) {
+	if now-b.seen.Load() >= seenStep {
+		b.seen.Store(now)
+	}
 }
 
 // live returns b unless it is nil or a UDP binding idle for longer than
@@ -70,19 +89,19 @@ func live(b *binding, now int64) *binding {
 // table is full. On a WebSocket it queues ok before the binding becomes
 // visible, so no forwarded frame overtakes it: a stream client reads the
 // OK as the end of its handshake.
-func (s *Server) bind(key crypto.PublicKey, o origin, now int64, ok []byte) bool {
+func (s *Server) bind(key crypto.PublicKey, o origin, now int64, ok []byte, k *sink) bool {
 	ep := o.endpoint()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	announce := func() {
 		if ep.ws != nil {
 			if r := ep.ws.enqueue(ok); r != resForwarded {
-				s.metrics.count(r)
+				k.count(r)
 			}
 		}
 	}
 	old := s.byKey[key]
-	if old != nil && old.ep == ep {
+	if old != nil && old.ep == ep && (ep.ws != nil || old.sock.port == o.sock.port) {
 		old.seen.Store(now)
 		announce()
 		return true
@@ -107,10 +126,14 @@ func (s *Server) bind(key crypto.PublicKey, o origin, now int64, ok []byte) bool
 		s.log.Debug("relay node bound", "node", key.Short(), "at", ep)
 	}
 	announce()
-	b := &binding{key: key, ep: ep, send: o.send, limit: limit}
+	b := &binding{key: key, ep: ep, sock: o.sock, limit: limit}
+	if ep.ws == nil {
+		b.to = net.UDPAddrFromAddrPort(ep.addr)
+	}
 	b.seen.Store(now)
 	s.byKey[key] = b
 	s.byEp[ep] = b
+	s.gen.Add(1)
 	if ep.ws != nil {
 		ep.ws.bound.Store(true)
 	}
@@ -127,6 +150,7 @@ func (s *Server) unbindEndpoint(ep endpoint) {
 }
 
 func (s *Server) removeLocked(b *binding) {
+	s.gen.Add(1)
 	if s.byKey[b.key] == b {
 		delete(s.byKey, b.key)
 	}
@@ -140,8 +164,7 @@ func (s *Server) removeLocked(b *binding) {
 
 // maybeSweep frees expired entries at most once per sweepInterval, so that
 // the tables hold only live state without a goroutine of their own.
-func (s *Server) maybeSweep() {
-	now := s.stamp()
+func (s *Server) maybeSweep(now int64) {
 	last := s.lastSweep.Load()
 	if now-last < int64(sweepInterval) || !s.lastSweep.CompareAndSwap(last, now) {
 		return

@@ -125,6 +125,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 
 	promoted := false
+	k := newSink(nil, 0) // no socket of its own: UDP frames go at once
 	for {
 		typ, msg, err := c.Read(ctx)
 		if err != nil {
@@ -135,7 +136,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			s.metrics.count(resGarbage)
 			continue
 		}
-		s.handle(msg, origin{ws: ws})
+		k.begin(s)
+		s.handle(msg, origin{ws: ws}, &k)
+		k.flush(s.metrics)
 		if !promoted && ws.bound.Load() {
 			// The node proved its key: its connection no longer counts
 			// against the server's unauthenticated ones.

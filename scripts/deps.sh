@@ -8,8 +8,10 @@ set -euo pipefail
 # make; the real-kernel NAT lab (iproute2, nftables, conntrack, ping); the
 # package checks (rpm, dpkg-dev, systemd for systemd-analyze); kmod for the
 # tun module; independent STUN clients the STUN server is checked against
-# (coturn's turnutils_natdiscovery, stun-client's classic RFC 3489 client).
-packages=(make ca-certificates iproute2 nftables conntrack iputils-ping rpm dpkg-dev systemd kmod coturn stun-client)
+# (coturn's turnutils_natdiscovery, stun-client's classic RFC 3489 client);
+# the real-kernel throughput comparison (make perf, and its smoke test in
+# make e2e): iperf3, and ethtool for the veths' offloads.
+packages=(make ca-certificates iproute2 nftables conntrack iputils-ping rpm dpkg-dev systemd kmod coturn stun-client iperf3 ethtool)
 
 missing=()
 for p in "${packages[@]}"; do

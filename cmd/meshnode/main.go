@@ -56,6 +56,16 @@ func minArgs(names ...string) cobra.PositionalArgs {
 	}
 }
 
+// optionalArg takes no argument or one, named name.
+func optionalArg(name string) cobra.PositionalArgs {
+	return func(_ *cobra.Command, args []string) error {
+		if len(args) <= 1 {
+			return nil
+		}
+		return usageError{fmt.Errorf("want at most one argument, %s; got %d: %q", name, len(args), args)}
+	}
+}
+
 // exactArgs is cobra.ExactArgs with a usage error that names what is wanted.
 func exactArgs(names ...string) cobra.PositionalArgs {
 	return func(_ *cobra.Command, args []string) error {

@@ -17,15 +17,16 @@ import (
 func newNodesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "nodes",
-		Short: "List, tag, remove and allow back the coordinator's nodes",
+		Short: "List, tag, rename, remove and allow back the coordinator's nodes",
 		Long: `Administer the nodes registered with the coordinator.` + tokenAdminNote + `
 Presence (online, last seen) is live only through a running coordinator.`,
 		Example: `  meshnode nodes list
   meshnode nodes tag office-gw relay
+  meshnode nodes rename desktop workstation
   meshnode nodes remove laptop
   meshnode nodes allow laptop`,
 	}
-	cmd.AddCommand(newNodesListCmd(), newNodesRemoveCmd(), newNodesTagCmd(true), newNodesTagCmd(false),
+	cmd.AddCommand(newNodesListCmd(), newNodesRemoveCmd(), newNodesRenameCmd(), newNodesTagCmd(true), newNodesTagCmd(false),
 		newNodesBannedCmd(), newNodesAllowCmd())
 	return cmd
 }
@@ -66,6 +67,43 @@ with 'meshnode nodes allow'.` + tokenAdminNote,
 				return err
 			}
 			_, err = fmt.Fprintf(cmd.OutOrStdout(), "Removed node %s (%s).\n", n.Name, nodeAddrs(n))
+			return err
+		},
+	}
+	addCoordinatorFlags(cmd.Flags(), &file, "data_dir")
+	return cmd
+}
+
+func newNodesRenameCmd() *cobra.Command {
+	var file string
+	cmd := &cobra.Command{
+		Use:   "rename NAME NEWNAME",
+		Short: "Give a node a new name, its name in the mesh's DNS",
+		Long: `Rename a node. NEWNAME is a DNS label (letters, digits, inner hyphens) no
+other node has. A running coordinator shows the change to every peer at once:
+within a second every node answers NEWNAME.<dns_domain>, and the old name no
+more.` + tokenAdminNote,
+		Example: "  meshnode nodes rename desktop workstation",
+		Args:    exactArgs("NAME", "NEWNAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := coordinator.ValidateName(args[1]); err != nil {
+				return usageError{err}
+			}
+			admin, err := openAdmin(cmd, file)
+			if err != nil {
+				return err
+			}
+			defer admin.Close()
+			n, err := admin.RenameNode(cmd.Context(), args[0], args[1])
+			switch {
+			case errors.Is(err, coordinator.ErrNotFound):
+				return usageError{fmt.Errorf("no node named %q; see 'meshnode nodes list'", args[0])}
+			case errors.Is(err, coordinator.ErrNameTaken):
+				return usageError{fmt.Errorf("another node is named %q; choose another name, or rename or remove that node first", args[1])}
+			case err != nil:
+				return err
+			}
+			_, err = fmt.Fprintf(cmd.OutOrStdout(), "Renamed node %s to %s (%s).\n", args[0], n.Name, nodeAddrs(n))
 			return err
 		},
 	}

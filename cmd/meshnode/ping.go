@@ -18,8 +18,9 @@ func newPingCmd() *cobra.Command {
 		Short: "Ping a peer with discovery messages and show the path and round-trip time",
 		Long: `Send discovery pings (not ICMP) to a peer over its current path and print
 the path (direct or relay), the endpoint and the round-trip time of each reply.
-It tests meshnode's own path, independent of the peer's firewall.`,
-		Example: "  meshnode ping office\n  meshnode ping 100.88.0.2 --count 10",
+It tests meshnode's own path, independent of the peer's firewall. NAME may be
+the peer's name in the mesh's DNS too, NAME.<domain>.`,
+		Example: "  meshnode ping office\n  meshnode ping office.mesh.internal\n  meshnode ping 100.88.0.2 --count 10",
 		Args:    exactArgs("NAME|IP|KEY"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if count < 1 {

@@ -24,16 +24,27 @@ func newStatusCmd() *cobra.Command {
 	var socket string
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "status",
+		Use:   "status [NAME|IP]",
 		Short: "Show this node and the path to every peer",
-		Long: `Show this node (name, overlay addresses, key, candidates) and every peer:
-whether it is online, the path in use (direct, relay or none), the endpoint,
-latency, the path's MTU, traffic and the last WireGuard handshake.
+		Long: `Show this node (name, overlay addresses, key, candidates, its name in the
+mesh's DNS), the access policy it enforces, and every peer: whether it is
+online, the path in use (direct, relay or none), the endpoint, latency, the
+path's MTU, traffic, the last WireGuard handshake, and whether the policy
+lets this node reach it. With NAME (or NAME.<domain>) or an overlay address,
+only that peer.
 
 MTU is the largest packet the direct path carries to the peer in one piece,
 measured with don't-fragment probes: the TUN MTU when the whole path carries
 full-size tunnel packets, less behind a smaller link (packets to that peer
-are then fitted to it), "-" while it is measured or without a direct path.
+are then fitted to it), "-" while it is measured or over TCP. Through the
+UDP relay it is 1376, what a 1500-byte link carries whole with the relay's
+header.
+
+REACH is "yes" when the access policy lets this node open connections to
+the peer (on some protocol and port; always, with no policy), "no" when it
+doesn't: the peer is then listed because it may reach this node. The policy
+line counts the packets denied against each rule, from peers (in) and from
+this host (out).
 
 ROUTES are the subnet routes sent through the peer (it is their primary
 router), and "exit" when it is an exit node this node may choose ('meshnode
@@ -45,15 +56,23 @@ this host's LAN is left to the LAN); and its exit node, reachable or not
 --json prints a stable interface for scripts: self.name, self.addresses,
 self.public_key, self.endpoints; peers[] with name, addresses, public_key,
 online, path, endpoint, latency_ms, mtu, path_mtu, rx_bytes, tx_bytes,
-last_handshake, routes, exit_node_option; routes with advertised, serving,
-primary, via[] (prefix, peer, state: routed, lan or own); exit_node with
-name, reachable, state (reachable, unknown, not approved, offline, no path).`,
-		Example: "  meshnode status\n  meshnode status --json | jq '.peers[] | {name, path}'",
-		Args:    exactArgs(),
-		RunE: func(cmd *cobra.Command, _ []string) error {
+last_handshake, reach, reached_by, routes, exit_node_option; policy with
+active, version, rules, flows, max_flows, denied[] (rule, in, out) and
+denied_no_rule; routes with advertised, serving, primary, via[] (prefix,
+peer, state: routed, lan or own); exit_node with name, reachable, state
+(reachable, unknown, not approved, offline, no path); counters; and dns (as
+'meshnode dns status --json').`,
+		Example: "  meshnode status\n  meshnode status desktop.mesh.internal\n  meshnode status --json | jq '.peers[] | {name, path}'",
+		Args:    optionalArg("NAME|IP"),
+		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := newLocalClient(socket).Status(cmd.Context())
 			if err != nil {
 				return err
+			}
+			if len(args) == 1 {
+				if st.Peers = matchPeers(st, args[0]); len(st.Peers) == 0 {
+					return usageError{fmt.Errorf("no peer %q: give a peer's name (NAME or NAME.%s) or overlay address; 'meshnode status' lists them", args[0], st.DNS.Domain)}
+				}
 			}
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
@@ -75,6 +94,7 @@ func printStatus(w io.Writer, st localapi.Status) error {
 	}
 	fmt.Fprintf(w, "%s  %s  on %s\n", st.Self.Name, joinAddrs(st.Self.Addresses), st.Self.Interface)
 	fmt.Fprintf(w, "key %s\ncoordinator %s: %s\n", st.Self.PublicKey, st.Coordinator.URL, coord)
+	fmt.Fprintln(w, dnsLine(st.DNS, st.Self.Name))
 	if st.Self.NAT.Public != "" {
 		fmt.Fprintf(w, "public %s, NAT mapping %s, ports %s\n", st.Self.NAT.Public, st.Self.NAT.Mapping, st.Self.NAT.PortAlloc)
 		if st.Self.NAT.MappingLifetime != "" {
@@ -90,6 +110,7 @@ func printStatus(w io.Writer, st localapi.Status) error {
 	if st.Self.NAT.Public6 != "" {
 		fmt.Fprintf(w, "public %s, NAT mapping %s\n", st.Self.NAT.Public6, st.Self.NAT.Mapping6)
 	}
+	printPolicy(w, st.Policy)
 	printRouting(w, st)
 	fmt.Fprintln(w)
 	if len(st.Peers) == 0 {
@@ -97,7 +118,7 @@ func printStatus(w io.Writer, st localapi.Status) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tPATH\tENDPOINT\tLATENCY\tMTU\tRX\tTX\tHANDSHAKE\tONLINE\tROUTES")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tPATH\tENDPOINT\tLATENCY\tMTU\tRX\tTX\tHANDSHAKE\tONLINE\tREACH\tROUTES")
 	for _, p := range st.Peers {
 		addr := ""
 		if len(p.Addresses) > 0 {
@@ -111,8 +132,8 @@ func printStatus(w io.Writer, st localapi.Status) error {
 		if p.MTU > 0 {
 			mtu = strconv.Itoa(p.MTU)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, addr, p.Path, dash(p.Endpoint), lat, mtu,
-			bytesStr(p.RxBytes), bytesStr(p.TxBytes), ago(p.LastHandshake), yesNo(p.Online), peerRoutes(p))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, addr, p.Path, dash(p.Endpoint), lat, mtu,
+			bytesStr(p.RxBytes), bytesStr(p.TxBytes), ago(p.LastHandshake), yesNo(p.Online), yesNo(p.Reach), peerRoutes(p))
 	}
 	return tw.Flush()
 }
@@ -169,6 +190,43 @@ func listOrNone[T fmt.Stringer](a []T) string {
 		return "none"
 	}
 	return joinAddrs(a)
+}
+
+// matchPeers are the peers named by arg: a name, the name in the mesh's
+// domain, an overlay address or a key.
+func matchPeers(st localapi.Status, arg string) []localapi.Peer {
+	name := strings.TrimSuffix(strings.ToLower(arg), ".")
+	if st.DNS.Domain != "" {
+		name = strings.TrimSuffix(name, "."+st.DNS.Domain)
+	}
+	var out []localapi.Peer
+	for _, p := range st.Peers {
+		match := strings.EqualFold(p.Name, name) || p.PublicKey == arg
+		for _, a := range p.Addresses {
+			match = match || a.String() == arg
+		}
+		if match {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// printPolicy shows the access policy in force and what it denied.
+func printPolicy(w io.Writer, p localapi.Policy) {
+	if !p.Active {
+		fmt.Fprintln(w, "access policy: none, every member reaches every other")
+		return
+	}
+	fmt.Fprintf(w, "access policy version %d: %d rules, %d of %d flows tracked\n", p.Version, p.Rules, p.Flows, p.MaxFlows)
+	for _, d := range p.Denied {
+		if d.In+d.Out > 0 {
+			fmt.Fprintf(w, "  denied against %q: %d in, %d out\n", d.Rule, d.In, d.Out)
+		}
+	}
+	if d := p.DeniedNoRule; d.In+d.Out > 0 {
+		fmt.Fprintf(w, "  denied, no rule covering the addresses: %d in, %d out\n", d.In, d.Out)
+	}
 }
 
 func joinAddrs[T fmt.Stringer](a []T) string {

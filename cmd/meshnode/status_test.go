@@ -82,3 +82,53 @@ func TestStatusShowsRoutesAndExitNode(t *testing.T) {
 		t.Errorf("status lacks %q:\n%s", want, out.String())
 	}
 }
+
+// TestStatusShowsPolicyAndReach: the text status names the policy in
+// force, the packets each rule denied, and per peer whether this node may
+// reach it.
+func TestStatusShowsPolicyAndReach(t *testing.T) {
+	peers := []localapi.Peer{
+		{Name: "office", Addresses: []netip.Addr{netip.MustParseAddr("100.88.0.2")}, Path: "direct", Online: true, Reach: true, ReachedBy: false},
+		{Name: "phone", Addresses: []netip.Addr{netip.MustParseAddr("100.88.0.3")}, Path: "relay", Online: true, Reach: false, ReachedBy: true},
+	}
+	for _, tc := range []struct {
+		name   string
+		policy localapi.Policy
+		want   []string
+	}{
+		{"no policy", localapi.Policy{MaxFlows: 65536}, []string{"access policy: none, every member reaches every other"}},
+		{"a policy", localapi.Policy{
+			Active: true, Version: 4, Rules: 2, Flows: 3, MaxFlows: 65536,
+			Denied:       []localapi.RuleDenied{{Rule: "home to office web", In: 5, Out: 1}, {Rule: "ping"}},
+			DeniedNoRule: localapi.RuleDenied{In: 2},
+		}, []string{
+			"access policy version 4: 2 rules, 3 of 65536 flows tracked",
+			`  denied against "home to office web": 5 in, 1 out`,
+			"  denied, no rule covering the addresses: 2 in, 0 out",
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			if err := printStatus(&out, localapi.Status{Self: localapi.Self{Name: "laptop"}, Peers: peers, Policy: tc.policy}); err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out.String(), w+"\n") {
+					t.Errorf("no line %q in\n%s", w, out.String())
+				}
+			}
+			if strings.Contains(out.String(), `"ping"`) {
+				t.Errorf("a rule that denied nothing is listed:\n%s", out.String())
+			}
+			reach := map[string]string{}
+			for _, line := range strings.Split(out.String(), "\n") {
+				if f := strings.Fields(line); len(f) > 1 {
+					reach[f[0]] = f[len(f)-2] // ROUTES comes last
+				}
+			}
+			if reach["NAME"] != "REACH" || reach["office"] != "yes" || reach["phone"] != "no" {
+				t.Errorf("REACH column: %v\n%s", reach, out.String())
+			}
+		})
+	}
+}

@@ -98,6 +98,9 @@ func TestAdminUsageErrors(t *testing.T) {
 		{"tag without a tag", []string{"nodes", "tag", "ghost", "--data-dir", dir}, "NAME TAG..."},
 		{"bad tag on a node", []string{"nodes", "untag", "ghost", "Not OK", "--data-dir", dir}, `"Not OK"`},
 		{"allow unknown", []string{"nodes", "allow", "ghost", "--data-dir", dir}, `"ghost"`},
+		{"rename unknown node", []string{"nodes", "rename", "ghost", "spirit", "--data-dir", dir}, `"ghost"`},
+		{"rename to a bad name", []string{"nodes", "rename", "ghost", "my pc", "--data-dir", dir}, `"my pc"`},
+		{"rename without a new name", []string{"nodes", "rename", "ghost", "--data-dir", dir}, "NAME NEWNAME"},
 		{"bad public URL", []string{"token", "create", "--data-dir", dir, "--public-url", "http://x"}, "public_url"},
 	}
 	for _, tt := range tests {

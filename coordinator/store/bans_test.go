@@ -99,7 +99,7 @@ func TestMigrationBansEarlierRemovals(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Back to schema version 1, as a database written before bans.
-	for _, q := range []string{`DROP TABLE banned_keys`, `ALTER TABLE nodes DROP COLUMN advertised_routes`,
+	for _, q := range []string{`DROP TABLE banned_keys`, `DROP TABLE policies`, `ALTER TABLE nodes DROP COLUMN advertised_routes`,
 		`ALTER TABLE nodes DROP COLUMN approved_routes`, `DELETE FROM schema_migrations WHERE version >= 2`} {
 		if _, err := s.w.Exec(q); err != nil {
 			t.Fatal(err)
@@ -140,5 +140,46 @@ func TestUpdateTags(t *testing.T) {
 	}
 	if _, err := s.UpdateTags(t.Context(), "b", []string{"x"}, nil); !errors.Is(err, ErrNotFound) {
 		t.Fatalf("UpdateTags(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+func TestRenameNode(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "c.db"))
+	secret := addToken(t, s, "t", true, time.Now().Add(time.Hour))
+	ka, kb := newKey(t), newKey(t)
+	for k, name := range map[crypto.PublicKey]string{ka: "desktop", kb: "laptop"} {
+		if _, err := register(s, "t", secret, k, name); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tests := []struct {
+		name, from, to string
+		wantErr        error
+	}{
+		{name: "to a free name", from: "desktop", to: "workstation"},
+		{name: "to its own name", from: "laptop", to: "laptop"},
+		{name: "to a taken name", from: "workstation", to: "laptop", wantErr: ErrNameTaken},
+		{name: "an unknown node", from: "desktop", to: "pc", wantErr: ErrNotFound},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			n, err := s.RenameNode(t.Context(), tt.from, tt.to)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("RenameNode(%s, %s) = %v, want %v", tt.from, tt.to, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || n.Name != tt.to {
+				t.Fatalf("RenameNode(%s, %s) = %q, %v", tt.from, tt.to, n.Name, err)
+			}
+			if got, err := s.Node(t.Context(), n.Key); err != nil || got.Name != tt.to {
+				t.Fatalf("stored name %q, %v; want %q", got.Name, err, tt.to)
+			}
+		})
+	}
+	// The old name is free again.
+	if _, err := s.RenameNode(t.Context(), "laptop", "desktop"); err != nil {
+		t.Fatalf("rename to a freed name: %v", err)
 	}
 }

@@ -75,6 +75,20 @@ var migrations = []migration{
 	},
 	{
 		version:     3,
+		description: "access policy versions",
+		statements: []string{
+			// Every version is kept, as the administrator wrote it
+			// (comments included), so any can be read back and set
+			// again. An empty text removed the policy.
+			`CREATE TABLE policies (
+				version    BIGINT PRIMARY KEY,
+				text       TEXT NOT NULL,
+				created_at BIGINT NOT NULL
+			)`,
+		},
+	},
+	{
+		version:     4,
 		description: "subnet routes: what each node advertises, what the administrator approved",
 		statements: []string{
 			// JSON lists: prefixes as the node last reported them, and

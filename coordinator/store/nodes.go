@@ -236,6 +236,25 @@ func (s *SQLite) Nodes(ctx context.Context) ([]Node, error) {
 // stream is refused with node_removed) and banned (so it can't register
 // again, whatever token it holds), while its name and addresses are freed.
 func (s *SQLite) RemoveNode(ctx context.Context, name string, now time.Time) (Node, error) {
+	return s.updateActive(ctx, name, func(tx *sql.Tx, n *Node) error {
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET removed_at = $1, name = NULL, host_index = NULL, ipv4 = NULL, ipv6 = NULL,
+		endpoints = '[]', nat = NULL, advertised_routes = '[]', approved_routes = '[]' WHERE public_key = $2`, now.UnixMilli(), n.Key.String()); err != nil {
+			return fmt.Errorf("database %s: remove node %q: %w", s.path, name, err)
+		}
+		// INSERT … ON CONFLICT is the same in SQLite and PostgreSQL; a key
+		// allowed back and removed again is banned anew.
+		if _, err := tx.ExecContext(ctx, `INSERT INTO banned_keys (public_key, name, banned_at) VALUES ($1, $2, $3)
+		ON CONFLICT (public_key) DO UPDATE SET name = excluded.name, banned_at = excluded.banned_at`,
+			n.Key.String(), n.Name, now.UnixMilli()); err != nil {
+			return fmt.Errorf("database %s: ban key of node %q: %w", s.path, name, err)
+		}
+		return nil
+	})
+}
+
+// updateActive reads the active node named name and applies edit to it
+// in one write transaction, which commits when edit succeeds.
+func (s *SQLite) updateActive(ctx context.Context, name string, edit func(tx *sql.Tx, n *Node) error) (Node, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return Node{}, err
@@ -245,16 +264,8 @@ func (s *SQLite) RemoveNode(ctx context.Context, name string, now time.Time) (No
 	if err != nil {
 		return Node{}, err
 	}
-	if _, err := tx.ExecContext(ctx, `UPDATE nodes SET removed_at = $1, name = NULL, host_index = NULL, ipv4 = NULL, ipv6 = NULL,
-		endpoints = '[]', nat = NULL, advertised_routes = '[]', approved_routes = '[]' WHERE public_key = $2`, now.UnixMilli(), n.Key.String()); err != nil {
-		return Node{}, fmt.Errorf("database %s: remove node %q: %w", s.path, name, err)
-	}
-	// INSERT … ON CONFLICT is the same in SQLite and PostgreSQL; a key
-	// allowed back and removed again is banned anew.
-	if _, err := tx.ExecContext(ctx, `INSERT INTO banned_keys (public_key, name, banned_at) VALUES ($1, $2, $3)
-		ON CONFLICT (public_key) DO UPDATE SET name = excluded.name, banned_at = excluded.banned_at`,
-		n.Key.String(), n.Name, now.UnixMilli()); err != nil {
-		return Node{}, fmt.Errorf("database %s: ban key of node %q: %w", s.path, name, err)
+	if err := edit(tx, &n); err != nil {
+		return Node{}, err
 	}
 	if err := tx.Commit(); err != nil {
 		return Node{}, fmt.Errorf("database %s: commit: %w", s.path, err)
@@ -276,24 +287,37 @@ func (s *SQLite) activeNode(ctx context.Context, tx *sql.Tx, name string) (Node,
 
 // UpdateTags adds and then removes tags of an active node.
 func (s *SQLite) UpdateTags(ctx context.Context, name string, add, remove []string) (Node, error) {
-	tx, err := s.beginWrite(ctx)
-	if err != nil {
-		return Node{}, err
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	n, err := s.activeNode(ctx, tx, name)
-	if err != nil {
-		return Node{}, err
-	}
-	n.Tags = slices.DeleteFunc(union(n.Tags, add), func(t string) bool { return slices.Contains(remove, t) })
-	tags, _ := json.Marshal(nonNil(n.Tags))
-	if _, err := tx.ExecContext(ctx, `UPDATE nodes SET tags = $1 WHERE public_key = $2`, string(tags), n.Key.String()); err != nil {
-		return Node{}, fmt.Errorf("database %s: tag node %q: %w", s.path, name, err)
-	}
-	if err := tx.Commit(); err != nil {
-		return Node{}, fmt.Errorf("database %s: commit: %w", s.path, err)
-	}
-	return n, nil
+	return s.updateActive(ctx, name, func(tx *sql.Tx, n *Node) error {
+		n.Tags = slices.DeleteFunc(union(n.Tags, add), func(t string) bool { return slices.Contains(remove, t) })
+		tags, _ := json.Marshal(nonNil(n.Tags))
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET tags = $1 WHERE public_key = $2`, string(tags), n.Key.String()); err != nil {
+			return fmt.Errorf("database %s: tag node %q: %w", s.path, name, err)
+		}
+		return nil
+	})
+}
+
+// RenameNode renames an active node. Names are unique among active nodes
+// (removed ones hold none), so the new one must be free.
+func (s *SQLite) RenameNode(ctx context.Context, name, newName string) (Node, error) {
+	return s.updateActive(ctx, name, func(tx *sql.Tx, n *Node) error {
+		if newName == name {
+			return nil
+		}
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM nodes WHERE name = $1`, newName).Scan(&one)
+		switch {
+		case err == nil:
+			return fmt.Errorf("node %q: %w", newName, ErrNameTaken)
+		case !errors.Is(err, sql.ErrNoRows):
+			return fmt.Errorf("database %s: check name %s: %w", s.path, newName, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET name = $1 WHERE public_key = $2`, newName, n.Key.String()); err != nil {
+			return fmt.Errorf("database %s: rename node %q: %w", s.path, name, err)
+		}
+		n.Name = newName
+		return nil
+	})
 }
 
 // SetEndpoints stores a node's candidates.

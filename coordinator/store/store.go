@@ -1,5 +1,6 @@
 // Package store keeps the coordinator's durable state: join tokens, the
-// registered nodes with their overlay addresses, and a few settings.
+// registered nodes with their overlay addresses, the access policy's
+// versions, and a few settings.
 //
 // Store is the interface the coordinator uses. SQLite implements it (Open).
 // Its SQL stays portable (positional $N parameters, TEXT and BIGINT columns,
@@ -56,6 +57,10 @@ type Store interface {
 	// UpdateTags adds and then removes tags of the active node of that name
 	// and returns it; ErrNotFound if there is none.
 	UpdateTags(ctx context.Context, name string, add, remove []string) (Node, error)
+	// RenameNode gives the active node of that name a new one and returns
+	// it; ErrNotFound if there is none, ErrNameTaken if another node has
+	// the new name.
+	RenameNode(ctx context.Context, name, newName string) (Node, error)
 	// Bans lists the banned keys, newest first.
 	Bans(ctx context.Context) ([]Ban, error)
 	// Allow lifts the ban of a key, named by the key or by the node name it
@@ -77,6 +82,14 @@ type Store interface {
 	// SetLastSeen records presence; a removed or unknown key is ignored.
 	SetLastSeen(ctx context.Context, key crypto.PublicKey, t time.Time) error
 
+	// SetPolicy stores text as the newest version of the access policy
+	// ("" removes the policy) and returns it with its version, one above
+	// the newest before.
+	SetPolicy(ctx context.Context, text string, now time.Time) (PolicyVersion, error)
+	// Policy returns a version of the access policy, the newest for 0;
+	// ErrNotFound when there is no such version (none was ever set).
+	Policy(ctx context.Context, version uint64) (PolicyVersion, error)
+
 	// Setting reads a named value; ErrNotFound if it was never set.
 	Setting(ctx context.Context, name string) (string, error)
 	// SetSetting writes a named value.
@@ -95,6 +108,7 @@ var (
 	ErrRemoved       = errors.New("node was removed")
 	ErrBanned        = errors.New("node key is banned")
 	ErrAmbiguous     = errors.New("ambiguous")
+	ErrNameTaken     = errors.New("name taken")
 	ErrTokenUnknown  = errors.New("join token unknown")
 	ErrTokenExpired  = errors.New("join token expired")
 	ErrTokenUsed     = errors.New("join token already used")
@@ -225,6 +239,13 @@ type Ban struct {
 	Key   crypto.PublicKey
 	Name  string // the node's name when it was removed; "" for bans older than schema version 2
 	Since time.Time
+}
+
+// PolicyVersion is one stored version of the access policy.
+type PolicyVersion struct {
+	Version uint64
+	Text    string // the policy file as written; "" removed the policy
+	Created time.Time
 }
 
 // Registration is what Register needs.

@@ -41,7 +41,6 @@ import (
 	"github.com/pion/stun/v3"
 
 	"github.com/meshnode/meshnode/internal/admit"
-	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // Conns are the sockets the server answers on. Only Primary is required.
@@ -56,6 +55,11 @@ type Conns struct {
 	AltIP     net.PacketConn // IP2:P1
 	Alternate net.PacketConn // IP2:P2
 	V6        net.PacketConn
+	// PrimaryMore and V6More are more sockets on Primary's and V6's
+	// addresses, sharing them with SO_REUSEPORT (relay.ListenUDP): the
+	// relay on those addresses spreads over cores, a reader per socket.
+	// Answers leave from Primary and V6, the same addresses.
+	PrimaryMore, V6More []net.PacketConn
 }
 
 // Results, one per received packet, for the requests metric.
@@ -63,7 +67,6 @@ const (
 	ResultOK                = "ok"                 // a Binding success response was sent
 	ResultGarbage           = "garbage"            // not a STUN message
 	ResultClassic           = "classic"            // an RFC 3489 message (no magic cookie): dropped
-	ResultRelay             = "relay"              // a relay frame, handed to the relay
 	ResultMalformed         = "malformed"          // a STUN header whose length is wrong, whose body doesn't decode or whose FINGERPRINT is wrong
 	ResultIgnored           = "ignored"            // valid STUN but not a Binding request
 	ResultRateLimited       = "rate_limited"       // over the source's budget
@@ -98,10 +101,13 @@ type Options struct {
 	Software string              // SOFTWARE attribute (RFC 8489 §14.14)
 	Logger   *slog.Logger        // nil discards
 	Count    func(result string) // called once per packet; nil ignores
-	// Relay takes the relay frames (wire.RelayMagic) that share the STUN
-	// port, before STUN's rate limit: the relay limits per node itself.
-	// send answers from the socket the frame came in on.
-	Relay func(pkt []byte, from netip.AddrPort, send func([]byte, netip.AddrPort) error)
+	// Relay, when set, reads the sockets: it serves the relay frames
+	// (wire.RelayMagic) that share the STUN ports, before STUN's rate
+	// limit (the relay limits per node itself), and hands every other
+	// datagram to stun, on the goroutine that read it. It is called once
+	// per address, with that address's sockets, and returns when ctx is
+	// done (relay.Server.ServeUDP).
+	Relay func(ctx context.Context, conns []net.PacketConn, stun func(pkt []byte, from net.Addr)) error
 	// Auth checks requests that carry USERNAME and MESSAGE-INTEGRITY; nil
 	// treats those attributes as unknown (420).
 	Auth Authenticator
@@ -112,7 +118,7 @@ type Server struct {
 	software string
 	log      *slog.Logger
 	count    func(string)
-	relay    func([]byte, netip.AddrPort, func([]byte, netip.AddrPort) error)
+	relay    func(context.Context, []net.PacketConn, func([]byte, net.Addr)) error
 	auth     Authenticator
 	limit    *admit.Budgets
 	late     *delayed
@@ -134,7 +140,8 @@ func New(opts Options) *Server {
 // picks the IP (Da or Ca), bit otherPort the port (Dp or Cp).
 type grid struct {
 	conns [4]net.PacketConn
-	addrs [4]netip.AddrPort // invalid when a socket's address is unknown
+	more  [4][]net.PacketConn // more sockets on conns[i]'s address, read only
+	addrs [4]netip.AddrPort   // invalid when a socket's address is unknown
 	// alternate: all four sockets are there, so CHANGE-REQUEST and
 	// OTHER-ADDRESS are supported.
 	alternate bool
@@ -152,6 +159,7 @@ func newGrid(c Conns) (*grid, error) {
 	}
 	g := &grid{
 		conns:     [4]net.PacketConn{c.Primary, c.AltPort, c.AltIP, c.Alternate},
+		more:      [4][]net.PacketConn{c.PrimaryMore},
 		alternate: c.AltPort != nil && c.AltIP != nil && c.Alternate != nil,
 	}
 	for i, pc := range g.conns {
@@ -182,7 +190,7 @@ func (s *Server) Serve(ctx context.Context, conns Conns) error {
 	}
 	grids := []*grid{g}
 	if conns.V6 != nil {
-		g6, err := newGrid(Conns{Primary: conns.V6})
+		g6, err := newGrid(Conns{Primary: conns.V6, PrimaryMore: conns.V6More})
 		if err != nil {
 			return err
 		}
@@ -193,8 +201,8 @@ func (s *Server) Serve(ctx context.Context, conns Conns) error {
 	defer s.late.close()
 	stop := context.AfterFunc(ctx, func() {
 		for _, g := range grids {
-			for _, c := range g.conns {
-				if c != nil {
+			for i := range g.conns {
+				for _, c := range g.sockets(i) {
 					c.SetReadDeadline(time.Now()) //nolint:errcheck // best effort: unblocks ReadFrom
 				}
 			}
@@ -207,25 +215,45 @@ func (s *Server) Serve(ctx context.Context, conns Conns) error {
 		once sync.Once
 		fail error
 	)
-	for _, g := range grids {
-		for i, c := range g.conns {
-			if c == nil {
-				continue
+	run := func(f func() error) {
+		wg.Go(func() {
+			if err := f(); err != nil {
+				once.Do(func() { fail = err })
+				cancel()
 			}
-			wg.Go(func() {
-				if err := s.loop(ctx, g, i); err != nil {
-					once.Do(func() { fail = err })
-					cancel()
+		})
+	}
+	for _, g := range grids {
+		for i := range g.conns {
+			socks := g.sockets(i)
+			switch {
+			case len(socks) == 0:
+			case s.relay != nil:
+				run(func() error {
+					return s.relay(ctx, socks, func(pkt []byte, from net.Addr) { s.count(s.handle(pkt, from, g, i)) })
+				})
+			default:
+				for _, c := range socks {
+					run(func() error { return s.loop(ctx, g, i, c) })
 				}
-			})
+			}
 		}
 	}
 	wg.Wait()
 	return fail
 }
 
-func (s *Server) loop(ctx context.Context, g *grid, recv int) error {
-	c := g.conns[recv]
+// sockets are the sockets on socket i's address: it and the more that
+// share it.
+func (g *grid) sockets(i int) []net.PacketConn {
+	if g.conns[i] == nil {
+		return nil
+	}
+	return append([]net.PacketConn{g.conns[i]}, g.more[i]...)
+}
+
+// loop answers what c, a socket on socket recv's address, reads.
+func (s *Server) loop(ctx context.Context, g *grid, recv int, c net.PacketConn) error {
 	buf := make([]byte, maxDatagram)
 	for {
 		n, from, err := c.ReadFrom(buf)
@@ -239,19 +267,12 @@ func (s *Server) loop(ctx context.Context, g *grid, recv int) error {
 	}
 }
 
-// handle answers one packet that arrived on socket recv and returns its
-// result.
+// handle answers one packet that arrived on socket recv's address and
+// returns its result.
 func (s *Server) handle(pkt []byte, from net.Addr, g *grid, recv int) string {
 	src, err := addrPort(from)
 	if err != nil {
 		return ResultGarbage
-	}
-	if s.relay != nil && wire.Classify(pkt) == wire.KindRelay {
-		s.relay(pkt, src, func(b []byte, to netip.AddrPort) error {
-			_, err := g.conns[recv].WriteTo(b, net.UDPAddrFromAddrPort(to))
-			return err
-		})
-		return ResultRelay
 	}
 	resp, via, result, late := s.respond(pkt, src, g, recv, time.Now())
 	if resp == nil {

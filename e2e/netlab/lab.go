@@ -200,6 +200,15 @@ func (l *Lab) NewNetns(ctx context.Context, role string) (*Netns, error) {
 	return n, nil
 }
 
+// Namespaces lists the lab's namespaces that are not closed, in order of
+// creation.
+func (l *Lab) Namespaces() []*Netns {
+	l.mu.Lock()
+	nss := slices.Clone(l.nss)
+	l.mu.Unlock()
+	return slices.DeleteFunc(nss, (*Netns).isClosed)
+}
+
 // CoordinatorHost returns the namespace that holds both CoordinatorAddrs on
 // the internet, creating it on first use.
 func (l *Lab) CoordinatorHost(ctx context.Context) (*Netns, error) {

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -45,6 +46,8 @@ type Coordinator struct {
 	NS      *Netns
 	lab     *Lab
 	dataDir string
+	// args are settings beyond the lab's (--dns-records ...).
+	args []string
 
 	mu   sync.Mutex
 	proc *Proc
@@ -52,8 +55,9 @@ type Coordinator struct {
 
 // StartCoordinator runs a coordinator on CoordinatorHost: control API and TCP
 // relay on every address (IPv6-only nodes dial CoordinatorAddr6), STUN and
-// UDP relay on both IPv4 addresses and on the IPv6 one.
-func (l *Lab) StartCoordinator(ctx context.Context) (*Coordinator, error) {
+// UDP relay on both IPv4 addresses and on the IPv6 one; args are further
+// flags.
+func (l *Lab) StartCoordinator(ctx context.Context, args ...string) (*Coordinator, error) {
 	if err := l.needBin(); err != nil {
 		return nil, err
 	}
@@ -61,7 +65,7 @@ func (l *Lab) StartCoordinator(ctx context.Context) (*Coordinator, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Coordinator{NS: n, lab: l, dataDir: filepath.Join(l.dir, "coordinator")}
+	c := &Coordinator{NS: n, lab: l, dataDir: filepath.Join(l.dir, "coordinator"), args: args}
 	return c, c.Start(ctx)
 }
 
@@ -85,7 +89,7 @@ func (c *Coordinator) Start(ctx context.Context) error {
 		return fmt.Errorf("coordinator already running (pid %d)", c.proc.PID())
 	}
 	a, b := CoordinatorAddrs()
-	p, err := c.NS.Start("coordinator", c.lab.bin, "coordinator",
+	argv := append([]string{c.lab.bin, "coordinator",
 		"--data-dir", c.dataDir,
 		"--listen", fmt.Sprintf(":%d", CoordinatorPort),
 		"--stun-listen", netip.AddrPortFrom(a, STUNPort).String(),
@@ -93,7 +97,8 @@ func (c *Coordinator) Start(ctx context.Context) error {
 		"--stun-listen-v6", netip.AddrPortFrom(CoordinatorAddr6(), STUNPort).String(),
 		"--public-url", c.URL(),
 		"--log-level", "debug",
-	)
+	}, c.args...)
+	p, err := c.NS.Start("coordinator", argv...)
 	if err != nil {
 		return err
 	}
@@ -167,13 +172,20 @@ func (c *Coordinator) Routes(ctx context.Context, verb, name string, prefixes ..
 	return c.lab.meshnode(ctx, c.NS, append(args, "--data-dir", c.dataDir)...)
 }
 
+// RenameNode renames a node (`meshnode nodes rename`).
+func (c *Coordinator) RenameNode(ctx context.Context, name, newName string) error {
+	_, err := c.lab.meshnode(ctx, c.NS, "nodes", "rename", name, newName, "--data-dir", c.dataDir)
+	return err
+}
+
 // NodeConfig is how a node starts.
 type NodeConfig struct {
 	Name  string
 	Token string
 	// ListenPort is the node's UDP port; DefaultNodePort when zero.
 	ListenPort int
-	// Args are more `meshnode up` flags (--advertise-routes, --exit-node).
+	// Args are more `meshnode up` flags (--advertise-routes, --exit-node,
+	// --dns manage-resolv-conf).
 	Args []string
 }
 
@@ -182,6 +194,8 @@ type Node struct {
 	Name   string
 	Host   *Host
 	lab    *Lab
+	cfg    NodeConfig
+	state  string
 	socket string
 	proc   *Proc
 }
@@ -198,23 +212,42 @@ func (l *Lab) StartNode(ctx context.Context, h *Host, cfg NodeConfig) (*Node, er
 	if cfg.ListenPort == 0 {
 		cfg.ListenPort = DefaultNodePort
 	}
+	// A node that manages resolv.conf writes the one it sees: the host's,
+	// unless its namespace has its own.
+	manages := slices.ContainsFunc(cfg.Args, func(a string) bool { return strings.Contains(a, "manage-resolv-conf") })
+	if manages && !h.NS.hasResolvConf() {
+		return nil, fmt.Errorf("node %q manages resolv.conf, but namespace %s has none of its own: it would write the host's (call SetResolvConf first)", cfg.Name, h.NS.Name)
+	}
 	state := filepath.Join(l.dir, cfg.Name)
 	if err := os.MkdirAll(state, 0o700); err != nil {
 		return nil, fmt.Errorf("state of %s: %w", cfg.Name, err)
 	}
-	n := &Node{Name: cfg.Name, Host: h, lab: l, socket: filepath.Join(state, "meshnode.sock")}
-	argv := append([]string{l.bin, "up",
-		"--token", cfg.Token,
-		"--state-dir", state,
+	n := &Node{Name: cfg.Name, Host: h, lab: l, cfg: cfg, state: state, socket: filepath.Join(state, "meshnode.sock")}
+	if err := n.Start(ctx); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Start runs the node's process and waits until its control socket answers
+// with an overlay address. After the process ended (Kill, Down) it starts
+// it again with the same state, as a reboot or an upgrade does.
+func (n *Node) Start(ctx context.Context) error {
+	if n.proc != nil && n.proc.Running() {
+		return fmt.Errorf("node %s already running (pid %d)", n.Name, n.proc.PID())
+	}
+	argv := append([]string{n.lab.bin, "up",
+		"--token", n.cfg.Token,
+		"--state-dir", n.state,
 		"--interface", "mesh0",
 		"--socket", n.socket,
-		"--listen-port", strconv.Itoa(cfg.ListenPort),
-		"--name", cfg.Name,
+		"--listen-port", strconv.Itoa(n.cfg.ListenPort),
+		"--name", n.Name,
 		"--log-level", "debug",
-	}, cfg.Args...)
-	p, err := h.NS.Start(cfg.Name, argv...)
+	}, n.cfg.Args...)
+	p, err := n.Host.NS.Start(n.Name, argv...)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	n.proc = p
 	err = Poll(ctx, readyTimeout, PollInterval, func(ctx context.Context) error {
@@ -231,10 +264,14 @@ func (l *Lab) StartNode(ctx context.Context, h *Host, cfg NodeConfig) (*Node, er
 		return nil
 	})
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("node %s start: %w\n%s", cfg.Name, err, p.Tail(logTail)), p.Stop(stopGrace))
+		return errors.Join(fmt.Errorf("node %s start: %w\n%s", n.Name, err, p.Tail(logTail)), p.Stop(stopGrace))
 	}
-	return n, nil
+	return nil
 }
+
+// Kill ends the node's process abruptly (SIGKILL), as a crash or a power
+// cut does: it says goodbye to nobody.
+func (n *Node) Kill() error { return n.proc.Kill() }
 
 // Proc is the node's process.
 func (n *Node) Proc() *Proc { return n.proc }

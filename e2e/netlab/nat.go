@@ -115,6 +115,7 @@ type Router struct {
 	wan    netip.Prefix   // the current WAN address; invalid without IPv4
 	lan    netip.Prefix   // the router's address on its LAN; invalid without IPv4
 	static netip.AddrPort // modeStatic: the inside host's UDP port, mapped 1:1
+	tcpFwd []tcpForward   // port forwards added by ForwardTCP
 	link   linkRules
 	// With IPv6: the WAN address on the internet segment and the LAN
 	// prefix the router forwards to, through a stateful firewall.
@@ -155,7 +156,7 @@ func (r *Router) Ruleset() string {
 	defer r.mu.Unlock()
 	var rs string
 	if r.mode != modeNoIPv4 {
-		rs = ruleset(r.mode, r.wan.Addr(), r.static, r.link, r.onInternet)
+		rs = ruleset(r.mode, r.wan.Addr(), r.static, r.tcpFwd, r.link, r.onInternet)
 	}
 	if r.lan6.IsValid() {
 		rs += ruleset6(r.mode == modeNoUDP)
@@ -229,11 +230,33 @@ func filterChains(b *strings.Builder, f filter) {
 	b.WriteString("\t}\n")
 }
 
+// tcpForward is a TCP port on the router's WAN address forwarded to a host
+// behind it.
+type tcpForward struct {
+	port uint16
+	to   netip.AddrPort
+}
+
+// ForwardTCP forwards TCP port on the router's WAN address to a host
+// behind it, as a home router's port-forwarding setting does, and reloads
+// the rules: the way in for a server that doesn't punch (make perf's
+// iperf3 on the plain path through both NATs).
+func (r *Router) ForwardTCP(ctx context.Context, port uint16, to netip.AddrPort) error {
+	if r.mode == modeNoIPv4 || !to.Addr().Is4() {
+		return fmt.Errorf("forward TCP port %d to %v in %s: needs an IPv4 NAT and an IPv4 host", port, to, r.NS.Name)
+	}
+	r.mu.Lock()
+	r.tcpFwd = append(r.tcpFwd, tcpForward{port: port, to: to})
+	r.mu.Unlock()
+	return r.apply(ctx)
+}
+
 // ruleset renders a router's NAT and filter rules (filterChains): the
 // filtering is conntrack's, replies to flows the inside started from the
-// exact address and port (APDF), plus what a static mapping lets in (EIF).
-// onInternet adds the ISP's first hop in front of the router.
-func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort, link linkRules, onInternet bool) string {
+// exact address and port (APDF), plus what a static mapping and the TCP
+// port forwards let in (EIF). onInternet adds the ISP's first hop in front
+// of the router.
+func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort, tcpFwd []tcpForward, link linkRules, onInternet bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip %s {\n", nftTable)
 	if onInternet {
@@ -258,9 +281,15 @@ func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort, link linkRules
 		fmt.Fprintf(&b, "\t\toifname %q masquerade\n", wanIf)
 	}
 	b.WriteString("\t}\n")
-	if mode == modeStatic {
+	dnatted := mode == modeStatic || len(tcpFwd) > 0
+	if dnatted {
 		b.WriteString("\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n")
-		fmt.Fprintf(&b, "\t\tiifname %q ip daddr %s udp dport %d dnat to %s\n", wanIf, wan, static.Port(), static)
+		if mode == modeStatic {
+			fmt.Fprintf(&b, "\t\tiifname %q ip daddr %s udp dport %d dnat to %s\n", wanIf, wan, static.Port(), static)
+		}
+		for _, f := range tcpFwd {
+			fmt.Fprintf(&b, "\t\tiifname %q ip daddr %s tcp dport %d dnat to %s\n", wanIf, wan, f.port, f.to)
+		}
 		b.WriteString("\t}\n")
 	}
 	if link.dropTooBig {
@@ -275,7 +304,7 @@ func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort, link linkRules
 	if link.dropTooBig {
 		first = append(first, fragNeeded+" counter drop")
 	}
-	if mode == modeStatic {
+	if dnatted {
 		dnat = []string{"ct status dnat accept"}
 	}
 	filterChains(&b, filter{noUDP: mode == modeNoUDP, openInput: mode == modeOpenInput, forwardFirst: first, forwardAlso: dnat})

@@ -19,25 +19,31 @@ func TestRuleset(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
 		mode         natMode
+		tcpFwd       []tcpForward
 		link         linkRules
 		onInternet   bool
 		want, reject []string
 	}{
-		{"masquerade", modeMasquerade, linkRules{}, true, []string{`oifname "wan0" masquerade`, "policy drop", "ct state established,related accept", inputFilter, ispHop}, []string{"random", "dnat", "udp counter drop", "maxseg", "frag-needed"}},
-		{"random", modeRandom, linkRules{}, true, []string{"masquerade random,fully-random", inputFilter}, []string{"dnat"}},
-		{"small link", modeMasquerade, linkRules{clampMSS: true}, true, []string{"tcp flags syn tcp option maxseg size set rt mtu"}, []string{"frag-needed"}},
-		{"small link, black hole", modeMasquerade, linkRules{clampMSS: true, dropTooBig: true}, true, []string{"maxseg", "chain output", fragNeeded + " counter drop"}, nil},
-		{"static", modeStatic, linkRules{}, true, []string{
+		{"masquerade", modeMasquerade, nil, linkRules{}, true, []string{`oifname "wan0" masquerade`, "policy drop", "ct state established,related accept", inputFilter, ispHop}, []string{"random", "dnat", "udp counter drop", "maxseg", "frag-needed"}},
+		{"random", modeRandom, nil, linkRules{}, true, []string{"masquerade random,fully-random", inputFilter}, []string{"dnat"}},
+		{"small link", modeMasquerade, nil, linkRules{clampMSS: true}, true, []string{"tcp flags syn tcp option maxseg size set rt mtu"}, []string{"frag-needed"}},
+		{"small link, black hole", modeMasquerade, nil, linkRules{clampMSS: true, dropTooBig: true}, true, []string{"maxseg", "chain output", fragNeeded + " counter drop"}, nil},
+		{"static", modeStatic, nil, linkRules{}, true, []string{
 			`ip saddr 10.3.0.2 udp sport 41820 snat to 198.18.3.1:41820`,
 			`ip daddr 198.18.3.1 udp dport 41820 dnat to 10.3.0.2:41820`,
 			"ct status dnat accept",
 		}, []string{"random"}},
-		{"no UDP", modeNoUDP, linkRules{}, true, []string{"meta l4proto udp counter drop", "masquerade"}, []string{"dnat"}},
-		{"open input", modeOpenInput, linkRules{}, true, []string{`oifname "wan0" masquerade`, "policy drop", ispHop}, []string{"chain input", inputFilter, "random"}},
-		{"behind a CGN", modeMasquerade, linkRules{}, false, []string{`oifname "wan0" masquerade`, inputFilter}, []string{"chain isp", ispHop}},
+		{"no UDP", modeNoUDP, nil, linkRules{}, true, []string{"meta l4proto udp counter drop", "masquerade"}, []string{"dnat"}},
+		{"open input", modeOpenInput, nil, linkRules{}, true, []string{`oifname "wan0" masquerade`, "policy drop", ispHop}, []string{"chain input", inputFilter, "random"}},
+		{"TCP port forward", modeMasquerade, []tcpForward{{port: 5201, to: netip.MustParseAddrPort("10.3.0.2:5201")}}, linkRules{}, true, []string{
+			`oifname "wan0" masquerade`,
+			`iifname "wan0" ip daddr 198.18.3.1 tcp dport 5201 dnat to 10.3.0.2:5201`,
+			"ct status dnat accept", inputFilter,
+		}, []string{"udp dport"}},
+		{"behind a CGN", modeMasquerade, nil, linkRules{}, false, []string{`oifname "wan0" masquerade`, inputFilter}, []string{"chain isp", ispHop}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			checkRuleset(t, ruleset(tc.mode, wan, static, tc.link, tc.onInternet), tc.want, tc.reject)
+			checkRuleset(t, ruleset(tc.mode, wan, static, tc.tcpFwd, tc.link, tc.onInternet), tc.want, tc.reject)
 		})
 	}
 }
@@ -392,5 +398,56 @@ conntrack v1.4.8 (conntrack-tools): 2 flow entries have been shown.
 	}
 	if _, err := parseFlows("udp 17 29 src=1.2.3.4 dst=x sport=1 dport=2 src=5.6.7.8 dst=1.2.3.4 sport=2 dport=1\n"); err == nil {
 		t.Error("a bad address parsed")
+	}
+}
+
+// TestForwardTCP checks a router's port forward: closed before, then a
+// server behind the NAT answers on the WAN address and sees the client's
+// own address (no source translation inbound).
+func TestForwardTCP(t *testing.T) {
+	l, srvNS := newTestLabWithServer(t)
+	ctx := testCtx(t)
+	site, err := l.AddSite(ctx, SiteConfig{Kind: PortRestricted})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { site.Close() })
+	host := site.Hosts[0]
+	var ln net.Listener
+	if err := host.NS.Do(func() (err error) {
+		ln, err = net.Listen("tcp4", ":5201")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	peers := make(chan netip.AddrPort, 1)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			peers <- c.RemoteAddr().(*net.TCPAddr).AddrPort()
+			c.Close()
+		}
+	}()
+	wan := netip.AddrPortFrom(site.Router.WAN(), 5201).String()
+	dial := func(timeout time.Duration) error {
+		return srvNS.Do(func() error {
+			c, err := net.DialTimeout("tcp4", wan, timeout)
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+	}
+	if err := dial(probeWait); err == nil {
+		t.Fatalf("%s answered before any port forward", wan)
+	}
+	if err := site.Router.ForwardTCP(ctx, 5201, netip.AddrPortFrom(host.Addr, 5201)); err != nil {
+		t.Fatal(err)
+	}
+	if err := dial(probeTries * probeWait); err != nil {
+		t.Fatalf("through the port forward: %v", err)
+	}
+	if got, want := (<-peers).Addr(), netip.MustParseAddr("198.18.0.1"); got != want {
+		t.Errorf("server behind the NAT saw %v, want the client's %v", got, want)
 	}
 }

@@ -114,6 +114,12 @@ func (n *Netns) Do(fn func() error) error {
 	return fnErr
 }
 
+func (n *Netns) isClosed() bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.closed
+}
+
 // Close stops the processes started in the namespace and deletes it, which
 // also deletes its veth pairs. It is safe to call more than once.
 func (n *Netns) Close() error {
@@ -131,7 +137,7 @@ func (n *Netns) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), cmdTimeout)
 	defer cancel()
-	errs = append(errs, deleteNetns(ctx, n.lab.tools.IP, n.Name))
+	errs = append(errs, deleteNetns(ctx, n.lab.tools.IP, n.Name), removeEtc(n.Name))
 	return errors.Join(errs...)
 }
 

@@ -3,12 +3,48 @@ package netlab
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
+
+// sweepTimeout bounds removing leftover namespaces.
+const sweepTimeout = time.Minute
+
+// Guard is for the TestMain of a test binary that builds labs with
+// DefaultPrefix: it removes what crashed earlier runs left behind, and on
+// SIGINT or SIGTERM removes this run's namespaces and processes and exits
+// with status 2, because t.Cleanup doesn't run when a test binary is
+// interrupted. It reports on stderr, each line starting with who.
+func Guard(who string) {
+	sweepReport(who, false)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "%s: %v: removing this run's namespaces and processes\n", who, s)
+		sweepReport(who, true)
+		os.Exit(2)
+	}()
+}
+
+// sweepReport sweeps DefaultPrefix's leftovers and says what it removed.
+func sweepReport(who string, includeOwn bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), sweepTimeout)
+	defer cancel()
+	removed, err := Sweep(ctx, DefaultPrefix, includeOwn)
+	if len(removed) > 0 {
+		fmt.Fprintf(os.Stderr, "%s: removed %d lab namespaces and directories: %v\n", who, len(removed), removed)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: removing lab namespaces and directories: %v\n", who, err)
+	}
+}
 
 // Sweep removes the namespaces and lab directories that labs with this
 // prefix left behind: those whose creating process (the PID in the name) is
@@ -41,6 +77,22 @@ func Sweep(ctx context.Context, prefix string, includeOwn bool) ([]string, error
 			continue
 		}
 		removed = append(removed, name)
+	}
+	// Namespaces' own resolv.conf (SetResolvConf), also of namespaces
+	// already gone.
+	etc, err := filepath.Glob(filepath.Join(netnsEtc, prefix+"-*"))
+	if err != nil {
+		return removed, errors.Join(append(errs, err)...)
+	}
+	for _, dir := range etc {
+		if !stale(prefix, filepath.Base(dir), includeOwn) {
+			continue
+		}
+		if err := removeEtc(filepath.Base(dir)); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, dir)
 	}
 	dirs, err := filepath.Glob(filepath.Join(os.TempDir(), prefix+"-*"))
 	if err != nil {

@@ -67,6 +67,15 @@ func TestSweep(t *testing.T) {
 	staleDir := makeDir(t, fmt.Sprintf("%s-%d-0000-1", prefix, dead), false)
 	keptDir := makeDir(t, fmt.Sprintf("%s-%d-0000-2", prefix, dead), true)
 	ownDir := makeDir(t, fmt.Sprintf("%s-%d-0000-3", prefix, own), false)
+	// A namespace's own resolv.conf (SetResolvConf), of a crashed run and
+	// of this one.
+	for _, ns := range []*Netns{{Name: staleNS}, {Name: ownNS}} {
+		if err := ns.SetResolvConf("nameserver 198.18.0.1\n"); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { removeEtc(ns.Name) })
+	}
+	staleEtc, ownEtc := (&Netns{Name: staleNS}).etcDir(), (&Netns{Name: ownNS}).etcDir()
 
 	if _, err := Sweep(testCtx(t), prefix, false); err != nil {
 		t.Fatal(err)
@@ -82,6 +91,8 @@ func TestSweep(t *testing.T) {
 		{"stale directory " + staleDir, !exists(staleDir), true},
 		{"kept directory " + keptDir, !exists(keptDir), false},
 		{"own directory " + ownDir, !exists(ownDir), false},
+		{"stale resolv.conf " + staleEtc, !exists(staleEtc), true},
+		{"own resolv.conf " + ownEtc, !exists(ownEtc), false},
 	} {
 		if c.gone != c.want {
 			t.Errorf("after Sweep: %s removed=%v, want %v", c.what, c.gone, c.want)
@@ -90,8 +101,8 @@ func TestSweep(t *testing.T) {
 	if _, err := Sweep(testCtx(t), prefix, true); err != nil {
 		t.Fatal(err)
 	}
-	if slices.Contains(listNetns(t), ownNS) || exists(ownDir) {
-		t.Errorf("Sweep with includeOwn left %s or %s", ownNS, ownDir)
+	if slices.Contains(listNetns(t), ownNS) || exists(ownDir) || exists(ownEtc) {
+		t.Errorf("Sweep with includeOwn left %s, %s or %s", ownNS, ownDir, ownEtc)
 	}
 }
 

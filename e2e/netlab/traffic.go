@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -45,12 +46,17 @@ func (n *Netns) Ping(ctx context.Context, addr netip.Addr, count int) (PingResul
 
 // Prober sends a small UDP datagram every ProbeInterval across the overlay to
 // an echo in another namespace and records when each one came back. It
-// measures how long a path takes to recover from an event.
+// measures how long a path takes to recover from an event, and how long the
+// first packet to a node that is just starting takes.
 type Prober struct {
 	mu      sync.Mutex
 	replies []probeReply
 	wg      sync.WaitGroup
 	cancel  context.CancelFunc
+	// target is where probes go: the peer's overlay address and the echo's
+	// port; nil until Aim.
+	target atomic.Pointer[netip.AddrPort]
+	port   uint16
 }
 
 type probeReply struct{ sent, received time.Time }
@@ -61,15 +67,28 @@ const ProbeInterval = 50 * time.Millisecond
 // maxProbes bounds a prober's life (about 80 minutes of probes).
 const maxProbes = 100_000
 
-// StartProber starts an echo on addr in to and probes it from from. Close
+// StartProber starts an echo in to and probes addr there from from. Close
 // stops both.
 func StartProber(ctx context.Context, from, to *Netns, addr netip.Addr) (*Prober, error) {
+	p, err := NewProber(ctx, from, to)
+	if err != nil {
+		return nil, err
+	}
+	p.Aim(addr)
+	return p, nil
+}
+
+// NewProber starts an echo in to, on every IPv4 address that namespace has
+// or will have (a node's overlay address appears only once it is up), and a
+// sender in from that probes once Aim gives it the address. Close stops
+// both.
+func NewProber(ctx context.Context, from, to *Netns) (*Prober, error) {
 	var echo, client *net.UDPConn
 	if err := to.Do(func() (err error) {
-		echo, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, 0)))
+		echo, err = net.ListenUDP("udp4", nil)
 		return err
 	}); err != nil {
-		return nil, fmt.Errorf("probe echo on %v in %s: %w", addr, to.Name, err)
+		return nil, fmt.Errorf("probe echo in %s: %w", to.Name, err)
 	}
 	if err := from.Do(func() (err error) {
 		client, err = net.ListenUDP("udp", nil)
@@ -79,9 +98,8 @@ func StartProber(ctx context.Context, from, to *Netns, addr netip.Addr) (*Prober
 		return nil, fmt.Errorf("probe socket in %s: %w", from.Name, err)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	p := &Prober{cancel: cancel}
+	p := &Prober{cancel: cancel, port: echo.LocalAddr().(*net.UDPAddr).AddrPort().Port()}
 	context.AfterFunc(ctx, func() { echo.Close(); client.Close() })
-	target := echo.LocalAddr().(*net.UDPAddr).AddrPort()
 	p.wg.Add(3)
 	go func() { // echo
 		defer p.wg.Done()
@@ -116,7 +134,9 @@ func StartProber(ctx context.Context, from, to *Netns, addr netip.Addr) (*Prober
 		tick := time.NewTicker(ProbeInterval)
 		defer tick.Stop()
 		for range maxProbes {
-			_, _ = client.WriteToUDPAddrPort([]byte(strconv.FormatInt(time.Now().UnixNano(), 10)), target)
+			if to := p.target.Load(); to != nil {
+				_, _ = client.WriteToUDPAddrPort([]byte(strconv.FormatInt(time.Now().UnixNano(), 10)), *to)
+			}
 			select {
 			case <-ctx.Done():
 				return
@@ -125,6 +145,13 @@ func StartProber(ctx context.Context, from, to *Netns, addr netip.Addr) (*Prober
 		}
 	}()
 	return p, nil
+}
+
+// Aim starts probing addr (a node's overlay address), or moves the probes
+// there.
+func (p *Prober) Aim(addr netip.Addr) {
+	to := netip.AddrPortFrom(addr, p.port)
+	p.target.Store(&to)
 }
 
 // RecoveredAfter waits up to timeout for the reply to a probe sent at or

@@ -48,6 +48,8 @@ const (
 type Options struct {
 	// Debug logs at debug level, with the emulator's packet log.
 	Debug bool
+	// DNSRecords are the coordinator's dns_records (NAME=IP).
+	DNSRecords []string
 }
 
 // Mesh is one in-process network.
@@ -113,6 +115,7 @@ func New(t testing.TB, opts Options) *Mesh {
 	cfg.STUNListen = netip.AddrPortFrom(CoordIP, stunPort).String()
 	cfg.STUNAlternate = netip.AddrPortFrom(CoordAltIP, stunAltPort).String()
 	cfg.PublicURL = "https://" + front.Addr().String()
+	cfg.DNSRecords = opts.DNSRecords
 	coord, err := coordinator.New(coordinator.Options{Config: cfg, Logger: log.With("side", "coordinator"), Registry: m.metrics})
 	if err != nil {
 		t.Fatalf("coordinator: %v", err)

@@ -18,6 +18,8 @@ import (
 	"github.com/meshnode/meshnode/internal/relayfault"
 	"github.com/meshnode/meshnode/node"
 	"github.com/meshnode/meshnode/node/bind"
+	"github.com/meshnode/meshnode/node/meshdns"
+	"github.com/meshnode/meshnode/node/osdns"
 	"github.com/meshnode/meshnode/node/path"
 	"github.com/meshnode/meshnode/node/relayclient"
 	"github.com/meshnode/meshnode/tun"
@@ -43,6 +45,9 @@ type NodeOptions struct {
 	// overlay ones: hosts on a LAN it routes, or on the internet beyond
 	// an exit node, which peers reach only through it.
 	Behind []netip.Addr
+	// UnfilteredSends makes the node send what its access policy denies,
+	// as a modified node would: its peers must drop it.
+	UnfilteredSends bool
 }
 
 // RelayPort is where relay nodes serve in the lab.
@@ -61,6 +66,9 @@ type Node struct {
 
 	cancel context.CancelFunc
 	done   chan error
+	// opts and stateDir start it again (Mesh.Restart).
+	opts     NodeOptions
+	stateDir string
 }
 
 // listenPort is every lab node's UDP port, as in production: each emulated
@@ -70,10 +78,28 @@ const listenPort = config.DefaultListenPort
 // AddNode starts a node named name on host and waits until it is up.
 func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 	m.t.Helper()
+	return m.startNode(name, host, opts, m.t.TempDir())
+}
+
+// Restart stops n and starts it again with its state, as after a reboot or
+// an upgrade: same key, same registration, same host and port. It returns
+// the new node.
+func (m *Mesh) Restart(n *Node) *Node {
+	m.t.Helper()
+	if err := n.Stop(); err != nil {
+		m.t.Fatalf("stop %s: %v", n.Name, err)
+	}
+	return m.startNode(n.Name, n.Host, n.opts, n.stateDir)
+}
+
+// startNode starts a node with its state in stateDir and waits until it is
+// up.
+func (m *Mesh) startNode(name string, host *natlab.Host, opts NodeOptions, stateDir string) *Node {
+	m.t.Helper()
 	cfg := config.DefaultNode()
 	cfg.Name = name
 	cfg.Token = m.Token
-	cfg.StateDir = m.t.TempDir()
+	cfg.StateDir = stateDir
 	cfg.ListenPort = listenPort
 	// Never ask the host's real gateway for anything from a test, and keep
 	// TCP off: the emulator carries UDP only, and a TCP punch over the
@@ -95,7 +121,13 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 		cfg.RelayListen = netip.AddrPortFrom(host.IPs()[0], RelayPort).String()
 		cfg.RelayPublic = cfg.RelayListen
 	}
-	n := &Node{Name: name, Host: host, done: make(chan error, 1)}
+	n := &Node{Name: name, Host: host, done: make(chan error, 1), opts: opts, stateDir: stateDir}
+	// An empty resolv.conf: the resolver has no upstream, and never
+	// forwards to the host's.
+	resolvConf := filepath.Join(cfg.StateDir, "resolv.conf")
+	if err := os.WriteFile(resolvConf, nil, 0o644); err != nil {
+		m.t.Fatal(err)
+	}
 	ready := make(chan struct{})
 	eopts := node.Options{
 		Config:      cfg,
@@ -111,7 +143,7 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 			}
 			return c, nil
 		}),
-		RelayListen: func(addr string) (net.PacketConn, error) {
+		RelayListen: func(addr string) ([]net.PacketConn, error) {
 			ap, err := netip.ParseAddrPort(addr)
 			if err != nil {
 				return nil, err
@@ -121,7 +153,7 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 				return nil, err
 			}
 			n.RelayFault = relayfault.Wrap(c)
-			return n.RelayFault, nil
+			return []net.PacketConn{n.RelayFault}, nil
 		},
 		AuxListen: func() (bind.UDPConn, error) {
 			c, err := host.ListenPacket(netip.AddrPort{})
@@ -135,7 +167,14 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 			n.Net = tnet
 			return dev, err
 		},
+		// The resolver listens on the node's netstack, created first.
+		DNSListen: &meshdns.Listeners{
+			Packet: func(ap netip.AddrPort) (net.PacketConn, error) { return n.Net.ListenUDPAddrPort(ap) },
+			Stream: func(ap netip.AddrPort) (net.Listener, error) { return n.Net.ListenTCPAddrPort(ap) },
+		},
+		DNSPaths: &osdns.Paths{ResolvConf: resolvConf},
 	}
+	eopts.UnfilteredSends = opts.UnfilteredSends
 	ctx, cancel := context.WithCancel(m.ctx)
 	n.cancel = cancel
 	eng, err := node.New(ctx, eopts)

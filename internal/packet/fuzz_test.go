@@ -78,3 +78,31 @@ func FuzzTooBig(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParse: no input panics; what Parse accepts has addresses of one
+// family, the quoted packet's too, and ports only for TCP and UDP.
+func FuzzParse(f *testing.F) {
+	fuzzSeeds(f)
+	ports := packettest.Ports{Src: 5, Dst: 7}
+	v4, v6 := packettest.IP{Src: src4, Dst: dst4}, packettest.IP{Src: src6, Dst: dst6}
+	udp4 := packettest.UDP(v4, ports, 8)
+	f.Add(udp4, 0)
+	f.Add(withExt(packettest.UDP(v6, ports, 8), ipv6Fragment, fragHeader(0, true, 9)), 0)
+	f.Add(packettest.ICMP(packettest.IP{Src: dst4, Dst: src4}, 3, 3, nil, udp4), 0)
+	f.Add(packettest.ICMP(packettest.IP{Src: dst6, Dst: src6}, 1, 4, nil, packettest.Echo(v6, false, 3)), 0)
+	f.Fuzz(func(t *testing.T, pkt []byte, _ int) {
+		var h Headers
+		if !Parse(pkt, &h) {
+			return
+		}
+		if !h.Src.IsValid() || h.Src.Is4() != h.Dst.Is4() {
+			t.Fatalf("addresses %v %v", h.Src, h.Dst)
+		}
+		if h.HasQuoted && (h.Quoted.Src.Is4() != h.Src.Is4() || h.Quoted.Dst.Is4() != h.Src.Is4()) {
+			t.Fatalf("quoted %v %v in a packet from %v", h.Quoted.Src, h.Quoted.Dst, h.Src)
+		}
+		if h.Proto != ProtoTCP && h.Proto != ProtoUDP && (h.SrcPort != 0 || h.DstPort != 0) {
+			t.Fatalf("ports %d %d for protocol %d", h.SrcPort, h.DstPort, h.Proto)
+		}
+	})
+}

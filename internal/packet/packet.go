@@ -2,7 +2,8 @@
 // does for a next hop with a smaller MTU: it clamps the MSS of TCP SYNs and
 // builds the ICMP "fragmentation needed" (RFC 792, RFC 1191) and ICMPv6
 // "packet too big" (RFC 4443 §3.2, RFC 8201) errors that tell a sender to
-// send smaller packets. Nothing here allocates except into a caller's buffer:
+// send smaller packets; and it reads the headers a stateful packet filter
+// decides on (Parse). Nothing here allocates except into a caller's buffer:
 // it runs on the TUN's packet path.
 package packet
 
@@ -35,6 +36,8 @@ const (
 const (
 	icmpDestUnreachable = 3 // RFC 792
 	icmpFragNeeded      = 4 // code: fragmentation needed and DF set
+	icmpTimeExceeded    = 11
+	icmpParamProblem    = 12
 	icmpv6PacketTooBig  = 2 // RFC 4443 §3.2
 	// icmpv6InfoMin: ICMPv6 types below it are errors (RFC 4443 §2.1).
 	icmpv6InfoMin = 128

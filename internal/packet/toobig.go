@@ -92,7 +92,7 @@ func tooBig4(dst, pkt []byte, mtu int) ([]byte, Verdict) {
 // exceeded, parameter problem.
 func icmpError4(typ byte) bool {
 	switch typ {
-	case 3, 4, 5, 11, 12:
+	case icmpDestUnreachable, 4, 5, icmpTimeExceeded, icmpParamProblem:
 		return true
 	}
 	return false

@@ -159,7 +159,7 @@ type NATInfo struct {
 const (
 	MsgChallenge  = "challenge"  // coord → node: Challenge
 	MsgAuth       = "auth"       // node → coord: PublicKey, Proof
-	MsgWelcome    = "welcome"    // coord → node: Self, Peers (the full map), Version
+	MsgWelcome    = "welcome"    // coord → node: Self, Peers (the full map), Version, DNS
 	MsgPeers      = "peers"      // coord → node: Upsert, Remove (a delta), Version; Self when the node's own record changed (its tags, its relay's suspension)
 	MsgEndpoints  = "endpoints"  // node → coord: Endpoints, NAT (its current candidates), Routes (the routes it advertises)
 	MsgRendezvous = "rendezvous" // node → coord: Peer (asks to reach it)
@@ -200,6 +200,7 @@ type StreamMsg struct {
 	Relay6    string             `json:"relay6,omitempty"`    // welcome: the coordinator's UDP relay over IPv6, for nodes that can't reach Relay
 	Filter    *Filter            `json:"filter,omitempty"`    // welcome: the access policy compiled for this node (nil: none); peers: its new one, when it changed
 	Routes    []netip.Prefix     `json:"routes,omitempty"`    // endpoints: the subnet and exit routes this node advertises (CheckRoutes), served once approved
+	DNS       *DNSConfig         `json:"dns,omitempty"`       // welcome: the mesh's DNS domain and extra records (nil: DefaultDNSDomain, none)
 	Code      string             `json:"code,omitempty"`
 	Error     string             `json:"error,omitempty"`
 }

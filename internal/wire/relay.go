@@ -69,6 +69,12 @@ func AppendRelayData(dst []byte, key crypto.PublicKey, payload []byte) []byte {
 	return append(dst, payload...)
 }
 
+// SetRelayKey rewrites the key of data frame f in place: a relay forwards
+// a frame to a key as the same frame from its sender.
+func SetRelayKey(f []byte, key crypto.PublicKey) {
+	copy(f[len(RelayMagic)+1:RelayHeaderLen], key[:])
+}
+
 // Marshal encodes a frame.
 func (f RelayFrame) Marshal() []byte {
 	b := append(RelayMagic[:], byte(f.Type))

@@ -117,7 +117,7 @@ func (b *Bind) auxReceive(ch chan auxPacket, closed chan struct{}) conn.ReceiveF
 			case wire.KindWireGuard:
 				if peer, ok := b.router.PeerAt(p.from); ok {
 					sizes[0] = copy(bufs[0], p.pkt)
-					eps[0] = b.Endpoint(peer)
+					eps[0] = b.fromPeer(peer, p.pkt)
 					return 1, nil
 				}
 				b.Stats.UnknownPeer.Add(1)

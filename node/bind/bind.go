@@ -18,7 +18,6 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/meshnode/meshnode/crypto"
-	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // Router is the path manager as the Bind sees it.
@@ -53,6 +52,11 @@ type Handlers struct {
 	// checks (wire.AppendRelayEcho). Nil drops them.
 	Echo func(pkt []byte)
 	Self crypto.PublicKey
+	// NoSession hears of a peer that sends transport data although no
+	// handshake with it was seen answered (handshake.go): this node
+	// restarted and the peer kept the old session. The node asks
+	// wireguard-go for a handshake. Nil ignores it.
+	NoSession func(peer crypto.PublicKey)
 }
 
 // Stats counts what the Bind saw; all fields are safe to read concurrently.
@@ -68,10 +72,14 @@ type Stats struct {
 	RelayControl atomic.Uint64
 	QueueDropped atomic.Uint64 // frames from a stream relay or an auxiliary socket dropped on a full queue
 	BatchesSplit atomic.Uint64 // UDP GSO batches the kernel refused as too large for the path, sent again split
+	// Handshakes (handshake.go): initiations kept for want of a path,
+	// copies sent again, and handshakes asked for by a peer's stray data.
+	HandshakesHeld, HandshakesResent, HandshakesAsked atomic.Uint64
 }
 
 // ErrNoRoute is returned by Send when a peer has no path yet. wireguard-go
-// drops the packet; the Router has been asked to find one.
+// drops the packet; the Router has been asked to find one. A handshake
+// initiation is kept instead (handshake.go).
 var ErrNoRoute = errors.New("no path to peer yet")
 
 // ErrClosed is returned by WriteTo while the socket is closed (between
@@ -80,10 +88,12 @@ var ErrClosed = errors.New("bind is closed")
 
 // Bind implements conn.Bind.
 //
-// Locking: mu guards the socket's open state and the auxiliary sockets;
-// epMu guards the endpoint table. The two never nest, and neither is held
-// while creating, closing or writing to a socket, nor while calling the
-// router or a handler (which take their own locks).
+// Locking: mu guards the socket's open state and the auxiliary sockets. It
+// is not held while creating, closing or writing to a socket, nor while
+// calling the router or a handler (which take their own locks). The
+// endpoint table is a sync.Map: the receive path looks a peer's endpoint
+// up for every batch, and a lock there would serialise the receive
+// goroutines (one per socket) on each other.
 type Bind struct {
 	inner   conn.Bind
 	router  Router
@@ -103,8 +113,7 @@ type Bind struct {
 	auxNext   int
 	auxCh     chan auxPacket
 
-	epMu sync.Mutex
-	eps  map[crypto.PublicKey]*PeerEndpoint
+	eps sync.Map // crypto.PublicKey → *PeerEndpoint
 
 	framePool sync.Pool
 }
@@ -116,11 +125,7 @@ func New(inner conn.Bind, auxListen func() (UDPConn, error)) *Bind {
 		inner:     inner,
 		auxListen: auxListen,
 		aux:       make(map[int]UDPConn),
-		eps:       make(map[crypto.PublicKey]*PeerEndpoint),
-		framePool: sync.Pool{New: func() any {
-			b := make([]byte, 0, wire.RelayHeaderLen+maxPacket)
-			return &b
-		}},
+		framePool: sync.Pool{New: func() any { return new(frameBatch) }},
 	}
 }
 
@@ -195,22 +200,15 @@ func (b *Bind) ParseEndpoint(s string) (conn.Endpoint, error) {
 
 // Endpoint returns the one endpoint value for a peer.
 func (b *Bind) Endpoint(k crypto.PublicKey) *PeerEndpoint {
-	b.epMu.Lock()
-	defer b.epMu.Unlock()
-	ep, ok := b.eps[k]
-	if !ok {
-		ep = &PeerEndpoint{Key: k}
-		b.eps[k] = ep
+	if ep, ok := b.eps.Load(k); ok {
+		return ep.(*PeerEndpoint)
 	}
-	return ep
+	ep, _ := b.eps.LoadOrStore(k, &PeerEndpoint{Key: k})
+	return ep.(*PeerEndpoint)
 }
 
 // Forget drops a removed peer's endpoint.
-func (b *Bind) Forget(k crypto.PublicKey) {
-	b.epMu.Lock()
-	defer b.epMu.Unlock()
-	delete(b.eps, k)
-}
+func (b *Bind) Forget(k crypto.PublicKey) { b.eps.Delete(k) }
 
 // WriteTo sends a raw packet (STUN, discovery, relay control) from the shared
 // socket.

@@ -10,6 +10,7 @@ import (
 // identity, not an address. The Bind resolves it to a path at each send.
 type PeerEndpoint struct {
 	Key crypto.PublicKey
+	hs  handshake
 }
 
 // ClearSrc is a no-op: the path manager owns source selection.

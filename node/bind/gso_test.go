@@ -12,6 +12,8 @@ import (
 	"golang.zx2c4.com/wireguard/conn"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/node/pmtu"
 )
 
 // gsoKernel is an inner Bind that sends like Linux with UDP GSO after it
@@ -25,11 +27,15 @@ type gsoKernel struct {
 	sent  []int   // every datagram sent, in order
 }
 
-func (k *gsoKernel) Send(bufs [][]byte, _ conn.Endpoint) error {
+func (k *gsoKernel) Send(bufs [][]byte, ep conn.Endpoint) error {
 	if k.fail != nil {
 		return k.fail
 	}
-	if len(bufs) > 1 && slices.ContainsFunc(bufs, func(p []byte) bool { return len(p)+ipv4UDPHeaders > k.mtu }) {
+	hdr := ipv4UDPHeaders
+	if ep.DstIP().Is6() {
+		hdr = ipv6UDPHeaders
+	}
+	if len(bufs) > 1 && slices.ContainsFunc(bufs, func(p []byte) bool { return len(p)+hdr > k.mtu }) {
 		return &net.OpError{Op: "write", Net: "udp", Err: os.NewSyscallError("sendmmsg", syscall.EMSGSIZE)}
 	}
 	call := make([]int, len(bufs))
@@ -183,23 +189,64 @@ func TestSendErrorsThatSplittingCannotFix(t *testing.T) {
 	}
 }
 
-// TestRelayFramesOverTheLinkGoAlone: relayed frames at the default MTU are
-// larger than a 1500-byte link carries whole; they are never batched.
+// TestRelayFramesOverTheLinkGoAlone: the frame of a full-size packet at
+// the default MTU is larger than a 1500-byte link carries whole, over IPv4
+// and IPv6; such frames are never batched (the kernel would refuse the
+// batch). The frames of packets fitted to the relay (pmtu.RelayMTU, what
+// the node's guard lets through to a relayed peer) fit, in one batch, and
+// leave no host in fragments.
 func TestRelayFramesOverTheLinkGoAlone(t *testing.T) {
-	k := &gsoKernel{mtu: 1500}
-	b := New(k, nil)
+	const full = 1420 + pmtu.WireGuardOverhead
+	fitted := pmtu.RelayMTU + pmtu.WireGuardOverhead
+	for _, tc := range []struct {
+		relay netip.AddrPort
+		hdr   int
+	}{
+		{peerAddr, ipv4UDPHeaders},
+		{netip.MustParseAddrPort("[2001:2::1]:3478"), ipv6UDPHeaders},
+	} {
+		t.Run(tc.relay.String(), func(t *testing.T) {
+			if n := fitted + wire.RelayHeaderLen + tc.hdr; n > 1500 {
+				t.Fatalf("a fitted relayed packet takes %d bytes on the link, over 1500", n)
+			}
+			k := &gsoKernel{mtu: 1500}
+			b := New(k, nil)
+			r := b.UDPRelay(tc.relay)
+			if err := r.Send(datagrams(repeat(3, full)...), crypto.PublicKey{}); err != nil {
+				t.Fatal(err)
+			}
+			if len(k.calls) != 3 || b.Stats.BatchesSplit.Load() != 0 {
+				t.Errorf("sends %v (%d split): want each frame alone without a refusal", k.calls, b.Stats.BatchesSplit.Load())
+			}
+			k.calls = nil
+			if err := r.Send(datagrams(repeat(3, fitted)...), crypto.PublicKey{}); err != nil {
+				t.Fatal(err)
+			}
+			if len(k.calls) != 1 || b.Stats.BatchesSplit.Load() != 0 {
+				t.Errorf("sends %v: want fitted frames in one batch", k.calls)
+			}
+		})
+	}
+}
+
+// discardKernel is an inner Bind that takes every send and keeps nothing.
+type discardKernel struct{ gsoKernel }
+
+func (discardKernel) Send([][]byte, conn.Endpoint) error { return nil }
+
+// TestRelaySendDoesNotAllocate: framing a batch for the relay reuses
+// pooled frames.
+func TestRelaySendDoesNotAllocate(t *testing.T) {
+	b := New(&discardKernel{}, nil)
 	r := b.UDPRelay(peerAddr)
-	if err := r.Send(datagrams(repeat(3, 1452)...), crypto.PublicKey{}); err != nil {
-		t.Fatal(err)
-	}
-	if len(k.calls) != 3 || b.Stats.BatchesSplit.Load() != 0 {
-		t.Errorf("sends %v (%d split): want each frame alone without a refusal", k.calls, b.Stats.BatchesSplit.Load())
-	}
-	k.calls = nil
-	if err := r.Send(datagrams(repeat(3, 1200)...), crypto.PublicKey{}); err != nil {
-		t.Fatal(err)
-	}
-	if len(k.calls) != 1 {
-		t.Errorf("sends %v: want frames that fit in one batch", k.calls)
+	bufs := datagrams(repeat(64, 1200)...)
+	peer := crypto.PublicKey{7}
+	allocs := testing.AllocsPerRun(100, func() {
+		if err := r.Send(bufs, peer); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("%v allocations per relayed batch, want 0", allocs)
 	}
 }

@@ -76,14 +76,15 @@ type udpRelayRoute struct {
 // in batches only up to maxUnfragmented from the start.
 func (b *Bind) UDPRelay(addr netip.AddrPort) Route {
 	r := &udpRelayRoute{b: b, ep: &conn.StdNetEndpoint{AddrPort: addr}, info: RouteInfo{Kind: KindRelay, Addr: addr, Via: addr.String()}}
-	r.limit.n.Store(maxUnfragmented)
+	r.limit.n.Store(int32(maxUnfragmented(addr.Addr())))
 	return r
 }
 
 func (r *udpRelayRoute) Send(bufs [][]byte, peer crypto.PublicKey) error {
-	return r.b.sendFramed(bufs, peer, func(frames [][]byte) error {
-		return r.b.sendBatch(frames, r.ep, &r.limit)
-	})
+	fb := r.b.frame(bufs, peer)
+	err := r.b.sendBatch(fb.frames(), r.ep, &r.limit)
+	r.b.sent(fb, err)
+	return err
 }
 
 func (r *udpRelayRoute) Info() RouteInfo { return r.info }
@@ -109,35 +110,56 @@ func (b *Bind) Stream(s FrameSender, info RouteInfo) Route {
 }
 
 func (r *streamRoute) Send(bufs [][]byte, peer crypto.PublicKey) error {
-	return r.b.sendFramed(bufs, peer, r.s.SendFrames)
+	fb := r.b.frame(bufs, peer)
+	err := r.s.SendFrames(fb.frames())
+	r.b.sent(fb, err)
+	return err
 }
 
 func (r *streamRoute) Info() RouteInfo { return r.info }
 
-// sendFramed frames bufs for peer in pooled buffers and hands them to send.
-func (b *Bind) sendFramed(bufs [][]byte, peer crypto.PublicKey, send func([][]byte) error) error {
-	frames := make([][]byte, len(bufs))
-	ptrs := make([]*[]byte, len(bufs))
-	for i, pkt := range bufs {
-		ptrs[i] = b.framePool.Get().(*[]byte)
-		frames[i] = wire.AppendRelayData((*ptrs[i])[:0], peer, pkt)
-	}
-	err := send(frames)
-	for i, p := range ptrs {
-		*p = frames[i][:0]
-		b.framePool.Put(p)
-	}
-	if err == nil {
-		b.Stats.RelayedOut.Add(uint64(len(bufs)))
-	}
-	return err
+// frameBatch holds the relay frames of one send. It is pooled whole, its
+// buffers kept at the size they grew to: framing a batch takes one buffer
+// from the pool, and allocates nothing once the pool is warm.
+type frameBatch struct {
+	bufs [][]byte
+	n    int // frames in use
 }
 
-// maxUnfragmented is the largest UDP payload that fits a 1500-byte IPv4
-// link unfragmented (1500 - 20 IP - 8 UDP). A relay frame adds
-// wire.RelayHeaderLen to a WireGuard packet, so at the default MTU 1420 a
-// full-size frame is 17 bytes over: it must go out on its own, for the
-// kernel to fragment it, where in a batch the kernel would refuse it (see
-// sendBatch). The relay route starts with this limit rather than learn it
-// from a refusal.
-const maxUnfragmented = 1500 - ipv4UDPHeaders
+func (fb *frameBatch) frames() [][]byte { return fb.bufs[:fb.n] }
+
+// frame frames bufs for peer: the data frames of a relay (wire.RelayData).
+func (b *Bind) frame(bufs [][]byte, peer crypto.PublicKey) *frameBatch {
+	fb := b.framePool.Get().(*frameBatch)
+	for len(fb.bufs) < len(bufs) {
+		fb.bufs = append(fb.bufs, nil)
+	}
+	for i, pkt := range bufs {
+		fb.bufs[i] = wire.AppendRelayData(fb.bufs[i][:0], peer, pkt)
+	}
+	fb.n = len(bufs)
+	return fb
+}
+
+// sent counts a framed batch that went out and returns it to the pool.
+func (b *Bind) sent(fb *frameBatch, err error) {
+	if err == nil {
+		b.Stats.RelayedOut.Add(uint64(fb.n))
+	}
+	b.framePool.Put(fb)
+}
+
+// maxUnfragmented is the largest UDP payload that fits a 1500-byte link
+// unfragmented towards addr (1500 less the IP and UDP headers). A relay
+// frame adds wire.RelayHeaderLen to a WireGuard packet, so a full-size
+// frame at the default MTU 1420 is over it unless the node fits relayed
+// packets to the relay (pmtu.RelayMTU): such a frame goes out on its own,
+// for the kernel to fragment it, where in a batch the kernel would refuse
+// it (see sendBatch). The relay route starts with this limit rather than
+// learn it from a refusal.
+func maxUnfragmented(addr netip.Addr) int {
+	if addr.Is6() && !addr.Is4In6() {
+		return 1500 - ipv6UDPHeaders
+	}
+	return 1500 - ipv4UDPHeaders
+}

@@ -3,8 +3,10 @@ package bind
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
+	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/meshnode/meshnode/internal/wire"
 )
@@ -13,9 +15,15 @@ import (
 // known peer get that peer's endpoint; relayed WireGuard packets are
 // unframed; everything else goes to the handler and its size is set to 0,
 // which wireguard-go skips (device.MinMessageSize).
+//
+// The receive goroutine of a socket is serial: what it does per packet
+// bounds the throughput of every peer on that socket, whatever the cores.
+// A batch mostly holds one peer's packets (UDP GRO coalesces a flow), so
+// the previous packet's source and endpoint are kept for the next.
 func (b *Bind) wrap(fn conn.ReceiveFunc) conn.ReceiveFunc {
 	return func(bufs [][]byte, sizes []int, eps []conn.Endpoint) (int, error) {
 		n, err := fn(bufs, sizes, eps)
+		var last lastPeer
 		for i := range n {
 			if sizes[i] == 0 {
 				continue
@@ -24,8 +32,9 @@ func (b *Bind) wrap(fn conn.ReceiveFunc) conn.ReceiveFunc {
 			pkt := bufs[i][:sizes[i]]
 			switch wire.Classify(pkt) {
 			case wire.KindWireGuard:
-				if peer, ok := b.router.PeerAt(from); ok {
-					eps[i] = b.Endpoint(peer)
+				if ep := b.peerAt(from, &last); ep != nil {
+					b.received(ep, pkt)
+					eps[i] = ep
 					continue
 				}
 				b.Stats.UnknownPeer.Add(1)
@@ -46,6 +55,28 @@ func (b *Bind) wrap(fn conn.ReceiveFunc) conn.ReceiveFunc {
 		}
 		return n, err
 	}
+}
+
+// lastPeer is the source of the previous WireGuard packet in a batch and
+// its peer's endpoint (nil: none yet).
+type lastPeer struct {
+	from netip.AddrPort
+	ep   *PeerEndpoint
+}
+
+// peerAt is the endpoint of the peer authenticated at from, nil if none.
+// Within one batch the path manager's answer is taken as fixed: a batch
+// is what one system call returned.
+func (b *Bind) peerAt(from netip.AddrPort, last *lastPeer) *PeerEndpoint {
+	if last.ep != nil && last.from == from {
+		return last.ep
+	}
+	peer, ok := b.router.PeerAt(from)
+	if !ok {
+		return nil
+	}
+	last.from, last.ep = from, b.Endpoint(peer)
+	return last.ep
 }
 
 // unframe turns a relayed data frame into the WireGuard packet it carries,
@@ -70,7 +101,7 @@ func (b *Bind) unframe(buf []byte, sizes []int, eps []conn.Endpoint, i int, from
 	}
 	b.Stats.RelayedIn.Add(1)
 	sizes[i] = copy(buf, f.Payload)
-	eps[i] = b.Endpoint(f.Key)
+	eps[i] = b.fromPeer(f.Key, buf[:sizes[i]])
 	return true
 }
 
@@ -90,7 +121,17 @@ func (b *Bind) Send(bufs [][]byte, ep conn.Endpoint) error {
 		return fmt.Errorf("bind: send to %T %s: only peer endpoints are routed", ep, ep.DstToString())
 	}
 	r := b.router.RouteTo(pe.Key)
+	// wireguard-go sends each handshake message alone.
+	handshake := len(bufs) == 1 && len(bufs[0]) > 0 && bufs[0][0] != device.MessageTransportType
+	if handshake {
+		pe.hs.outbound(bufs[0], r != nil, time.Now())
+	}
 	if r == nil {
+		if handshake && isInitiation(bufs[0]) {
+			// Kept: ResendHandshake sends it once a path is up.
+			b.Stats.HandshakesHeld.Add(1)
+			return nil
+		}
 		b.Stats.NoRoute.Add(uint64(len(bufs)))
 		return ErrNoRoute
 	}

@@ -50,7 +50,7 @@ func (b *Bind) streamReceive(ch chan []byte, closed chan struct{}) conn.ReceiveF
 			}
 			b.Stats.RelayedIn.Add(1)
 			sizes[0] = copy(bufs[0], f.Payload)
-			eps[0] = b.Endpoint(f.Key)
+			eps[0] = b.fromPeer(f.Key, bufs[0][:sizes[0]])
 			return 1, nil
 		}
 	}

@@ -108,10 +108,14 @@ func TestStatusRoundTrip(t *testing.T) {
 		Peers: []Peer{{
 			Name: "b", Addresses: []netip.Addr{netip.MustParseAddr("100.64.0.2")}, PublicKey: "key-b",
 			Online: true, Path: "direct", Endpoint: "192.0.2.2:41641", LatencyMs: 1.5,
-			RxBytes: 10, TxBytes: 20, LastHandshake: "2026-01-02T03:04:05Z",
+			RxBytes: 10, TxBytes: 20, LastHandshake: "2026-01-02T03:04:05Z", Reach: true,
 		}},
 		Coordinator: Coordinator{URL: "https://coord:8443", Connected: true},
 		Counters:    map[string]uint64{"garbage": 3},
+		Policy: Policy{
+			Active: true, Version: 3, Rules: 1, Flows: 2, MaxFlows: 65536,
+			Denied: []RuleDenied{{Rule: "web", In: 4, Out: 1}}, DeniedNoRule: RuleDenied{In: 7},
+		},
 	}
 	c := serve(t, &backend{status: want})
 	got, err := c.Status(ctxFor(t))

@@ -28,10 +28,43 @@ type Status struct {
 	// ExitNode is the exit node this node's internet traffic goes through;
 	// nil when it goes direct.
 	ExitNode *ExitNode `json:"exit_node,omitempty"`
+	// DNS is the resolver of the mesh's names (`meshnode dns status`).
+	DNS DNS `json:"dns"`
 	// Counters are what the node dropped and why: garbage on the UDP port,
 	// WireGuard from unknown sources, sends with no path, rejected
-	// (forged, replayed or malformed) discovery messages.
+	// (forged, replayed or malformed) discovery messages, packets the
+	// access policy denied.
 	Counters map[string]uint64 `json:"counters"`
+	// Policy is the access policy this node enforces.
+	Policy Policy `json:"policy"`
+}
+
+// Policy is the access policy this node enforces on what it sends and
+// receives, and what it denied.
+type Policy struct {
+	// Active: a policy is in force. False: none is set, and every member
+	// reaches every other.
+	Active  bool   `json:"active"`
+	Version uint64 `json:"version"`
+	Rules   int    `json:"rules"`
+	// Flows are the connections tracked (their replies pass), at most
+	// MaxFlows.
+	Flows    int `json:"flows"`
+	MaxFlows int `json:"max_flows"`
+	// Denied counts the packets denied against each rule of the policy in
+	// force (the first rule whose addresses cover a packet its protocol or
+	// ports don't allow), in the policy's order; DeniedNoRule those whose
+	// addresses no rule covers.
+	Denied       []RuleDenied `json:"denied"`
+	DeniedNoRule RuleDenied   `json:"denied_no_rule"`
+}
+
+// RuleDenied counts the packets denied against one rule: In from peers,
+// Out from this host.
+type RuleDenied struct {
+	Rule string `json:"rule,omitempty"`
+	In   uint64 `json:"in"`
+	Out  uint64 `json:"out"`
 }
 
 // Self describes this node.
@@ -73,6 +106,37 @@ type Coordinator struct {
 	Connected bool   `json:"connected"`
 }
 
+// DNS is the resolver's state.
+type DNS struct {
+	// Enabled is accept_dns: the node runs a resolver.
+	Enabled bool   `json:"enabled"`
+	Domain  string `json:"domain,omitempty"`
+	// Listen are the addresses (ip:port) the resolver answers on, UDP and
+	// TCP; ListenError names those it could not open.
+	Listen      []string `json:"listen,omitempty"`
+	ListenError string   `json:"listen_error,omitempty"`
+	// OS is how the OS is pointed at the resolver: systemd-resolved,
+	// /etc/resolver (macOS), resolv.conf (dns: manage-resolv-conf) or
+	// none; OSNote says why none, or what went wrong.
+	OS     string `json:"os"`
+	OSNote string `json:"os_note,omitempty"`
+	// Upstreams are the machine's resolvers, which the resolver forwards
+	// every other name to.
+	Upstreams []string    `json:"upstreams,omitempty"`
+	Records   []DNSRecord `json:"records,omitempty"`
+	// Counters are the resolver's: queries, answered, nxdomain,
+	// forwarded, servfail, truncated, rate_limited, refused_source,
+	// malformed.
+	Counters map[string]uint64 `json:"counters,omitempty"`
+}
+
+// DNSRecord is one name the resolver answers.
+type DNSRecord struct {
+	Name      string       `json:"name"`
+	Addresses []netip.Addr `json:"addresses"`
+	Kind      string       `json:"kind"` // self, peer or extra (the administrator's dns_records)
+}
+
 // Peer describes one peer.
 type Peer struct {
 	Name          string       `json:"name"`
@@ -83,8 +147,8 @@ type Peer struct {
 	Endpoint      string       `json:"endpoint"`   // ip:port in use; empty when none
 	Candidates    int          `json:"candidates"` // addresses this node may punch; 0: relay only
 	LatencyMs     float64      `json:"latency_ms"`
-	MTU           int          `json:"mtu"`      // the largest inner packet the direct path carries whole; 0: not known yet, or no direct UDP path
-	PathMTU       int          `json:"path_mtu"` // the underlay packet that carries it (mtu + 60 over IPv4, + 80 over IPv6)
+	MTU           int          `json:"mtu"`      // the largest inner packet the path carries whole: searched on a direct path, the relay's fit (1376) through the UDP relay; 0: not known yet, or over TCP
+	PathMTU       int          `json:"path_mtu"` // the underlay packet that carries it (mtu + 60 over IPv4, + 80 over IPv6, and the relay header's 37 through the relay)
 	RxBytes       uint64       `json:"rx_bytes"`
 	TxBytes       uint64       `json:"tx_bytes"`
 	LastHandshake string       `json:"last_handshake"` // RFC 3339; empty before the first
@@ -93,6 +157,11 @@ type Peer struct {
 	// node this node may choose.
 	Routes         []netip.Prefix `json:"routes,omitempty"`
 	ExitNodeOption bool           `json:"exit_node_option,omitempty"`
+	// Reach: the access policy lets this node open connections to the
+	// peer (on some protocol and port); ReachedBy: the peer to this node.
+	// Both true when no policy is in force.
+	Reach     bool `json:"reach"`
+	ReachedBy bool `json:"reached_by"`
 }
 
 // Routes is what a node routes beyond the overlay.

@@ -80,6 +80,7 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 		if pong, err := m.seal(key, wire.Disco{Type: wire.DiscoPong, TxID: d.TxID}); err == nil {
 			m.sendRelayed(key, pong)
 		}
+		m.socks.ResendHandshake(key)
 		return
 	case relayedFrom != nil && d.Type == wire.DiscoPong:
 		m.onPong(p, d, from, now)
@@ -115,6 +116,9 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 	}
 	m.unlock()
 	m.send(out)
+	// The peer is up and this packet found its way here: a handshake
+	// that waits for it may find its way there now.
+	m.socks.ResendHandshake(key)
 }
 
 // sendRelayed sends a discovery packet to peer the way its WireGuard
@@ -154,11 +158,17 @@ func (m *Manager) onPing(p *peer, d wire.Disco, pingLen int, from netip.AddrPort
 		m.log.Info("birthday probe hit", "peer", p.name, "from", from, "socket", sock)
 		out = m.appendPing(p, from, now, out)
 	}
-	if p.addPeerReflexive(from) {
+	switch {
+	case p.addPeerReflexive(from):
 		m.log.Debug("peer-reflexive candidate", "peer", p.name, "addr", from)
 		if !p.hasBest || from != p.best {
 			out = m.appendPing(p, from, now, out)
 		}
+	case !p.hasBest && !m.pingedSince(p, from, now.Add(-m.t.PunchInterval)) && m.allow(p, now):
+		// No path yet, and the peer's NAT is open towards us from here:
+		// ping back at once rather than at the next punch tick, so that
+		// its pong confirms the path a punch interval sooner.
+		out = m.appendPing(p, from, now, out)
 	}
 	pong, err := m.seal(p.key, wire.Disco{Type: wire.DiscoPong, TxID: d.TxID, Src: from, Pad: pongPad(pingLen)})
 	if err != nil {
@@ -229,6 +239,17 @@ func (m *Manager) onPong(p *peer, d wire.Disco, from netip.AddrPort, now time.Ti
 	}
 }
 
+// pingedSince reports whether a ping to addr, sent at or after t, waits
+// for its pong.
+func (m *Manager) pingedSince(p *peer, addr netip.AddrPort, t time.Time) bool {
+	for _, pg := range p.pending {
+		if pg.to == addr && !pg.relayed && !pg.sent.Before(t) {
+			return true
+		}
+	}
+	return false
+}
+
 // appendPing seals a ping to addr and records it as pending.
 func (m *Manager) appendPing(p *peer, to netip.AddrPort, now time.Time, out []outPkt) []outPkt {
 	return m.appendPingVia(p, to, p.sockFor[to], now, out)
@@ -270,11 +291,11 @@ func (m *Manager) send(out []outPkt) {
 		var err error
 		switch {
 		case o.ready && unprimed[o.peer]:
-			m.readyUnsent(o.peer)
+			m.readyUnsent(o.peer, false)
 			continue
 		case o.ready:
 			if err = m.sendRelayed(o.peer, o.pkt); err != nil {
-				m.readyUnsent(o.peer)
+				m.readyUnsent(o.peer, errors.Is(err, ErrNoPath))
 			}
 		case o.ttl > 0:
 			if err = m.socks.WriteTTL(o.pkt, o.to, o.sock, o.ttl); err != nil && o.sock == 0 {

@@ -73,9 +73,7 @@ func (m *Manager) tick(now time.Time) {
 	m.send(out)
 	m.sendRelayedPkts(relayed)
 	m.readHostViews(kernel, views)
-	for _, u := range mtus {
-		sink.SetMTU(u.peer, u.mtu)
-	}
+	applyMTUs(sink, mtus)
 	for _, e := range events {
 		if !m.post(e) && e.Kind == EventPunchTCP {
 			// Nobody will answer this attempt: allow a later one.

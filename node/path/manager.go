@@ -35,6 +35,12 @@ type Sockets interface {
 	// CanSendTTL reports whether the shared socket can. Neither blocks.
 	WriteTTL(pkt []byte, to netip.AddrPort, sock, ttl int) error
 	CanSendTTL() bool
+	// ResendHandshake sends the peer's unanswered WireGuard handshake
+	// initiation again, if one waits (bind/handshake.go): the manager
+	// calls it when a route to the peer may just have become usable, and
+	// when the peer just showed it is up (a discovery packet from it). It
+	// must not block.
+	ResendHandshake(peer crypto.PublicKey)
 }
 
 // Aux opens and closes auxiliary sockets (bind.Bind does). The manager
@@ -215,23 +221,39 @@ func (m *Manager) SetAux(a Aux) {
 // SetTCPRoute sets (or, with nil, clears) a peer's punched TCP path.
 func (m *Manager) SetTCPRoute(key crypto.PublicKey, r bind.Route) {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	p, ok := m.peers[key]
 	if !ok {
+		m.mu.Unlock()
 		return
 	}
 	p.route.tcp.Store(r)
-	if r != nil {
-		m.log.Info("direct TCP path up", "peer", p.name, "endpoint", r.Info().Via)
+	if r == nil {
+		p.tcpTrying = false
+		p.nextTCP = time.Now().Add(m.t.TCPRetry)
+		// Back on the UDP relay, packets must fit it at once.
+		m.unlockNotingMTU(p)
 		return
 	}
-	p.tcpTrying = false
-	p.nextTCP = time.Now().Add(m.t.TCPRetry)
+	m.log.Info("direct TCP path up", "peer", p.name, "endpoint", r.Info().Via)
+	m.unlockNotingMTU(p)
+	m.socks.ResendHandshake(key)
 }
 
 // SetRelay sets the relay route used for peers without a direct path; nil
-// means no relay is available.
-func (m *Manager) SetRelay(r bind.Route) { m.relay.Store(r) }
+// means no relay is available. The MTUs of the peers it carries change
+// with it; readies and handshakes that found no path before go now.
+func (m *Manager) SetRelay(r bind.Route) {
+	m.relay.Store(r)
+	m.refreshMTUs()
+	if r == nil {
+		return
+	}
+	m.relayBound()
+	m.routes.Range(func(k, _ any) bool {
+		m.socks.ResendHandshake(k.(crypto.PublicKey))
+		return true
+	})
+}
 
 // RelayAt implements bind.Router: relayed frames are taken only from the
 // UDP relay this node is bound to, so nobody else can inject frames that
@@ -278,7 +300,13 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	if info.Online && (cameOnline || changed) {
 		p.startRound(now, m.t)
 	}
-	m.mu.Unlock()
+	// A new peer starts on the relay, if any: its MTU applies at once.
+	m.unlockNotingMTU(p)
+	if cameOnline {
+		// The relay carries an online peer: a handshake waiting for it
+		// goes now.
+		m.socks.ResendHandshake(info.Key)
+	}
 }
 
 // RemovePeer forgets a peer that left the mesh.

@@ -34,6 +34,8 @@ type fabric struct {
 	primes  int                              // low-TTL packets written, none delivered
 	// noTTL makes low-TTL writes from these addresses fail.
 	noTTL map[netip.AddrPort]bool
+	// resends lists the peers each node asked to resend a handshake to.
+	resends map[netip.AddrPort][]crypto.PublicKey
 }
 
 // port is a node's socket on the fabric: it sends from self, or from self6
@@ -86,6 +88,13 @@ func (p port) WriteTTL(pkt []byte, to netip.AddrPort, _, _ int) error {
 
 // CanSendTTL is true: the fabric takes primes.
 func (port) CanSendTTL() bool { return true }
+
+// ResendHandshake records the request: the fabric carries no WireGuard.
+func (p port) ResendHandshake(peer crypto.PublicKey) {
+	p.f.mu.Lock()
+	defer p.f.mu.Unlock()
+	p.f.resends[p.self] = append(p.f.resends[p.self], peer)
+}
 
 // Direct is a route over the fabric.
 func (p port) Direct(addr netip.AddrPort, sock int) bind.Route {
@@ -184,7 +193,7 @@ func (f *fabric) pair(t *testing.T, tm Timing) (a, b *node) {
 }
 
 func newFabric() *fabric {
-	return &fabric{at: make(map[netip.AddrPort]*Manager), byKey: make(map[crypto.PublicKey]*Manager), block: make(map[netip.AddrPort]bool), learned: make(map[netip.AddrPort]bool), delay: make(map[netip.AddrPort]time.Duration), noTTL: make(map[netip.AddrPort]bool)}
+	return &fabric{at: make(map[netip.AddrPort]*Manager), byKey: make(map[crypto.PublicKey]*Manager), block: make(map[netip.AddrPort]bool), learned: make(map[netip.AddrPort]bool), delay: make(map[netip.AddrPort]time.Duration), noTTL: make(map[netip.AddrPort]bool), resends: make(map[netip.AddrPort][]crypto.PublicKey)}
 }
 
 func introduce(a, b *node, bAddrs ...netip.AddrPort) {

@@ -6,6 +6,7 @@ import (
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/pmtu"
 )
 
@@ -14,8 +15,9 @@ import (
 // decides the sizes, rounds and confirmations); the peer answers with a
 // pong padded as much, so an answer proves both directions. What a path
 // carries is handed to an MTUSink (the TUN's guard) as the largest inner
-// packet: 0 while unknown and without a direct path (a relay or TCP path
-// carries any size, fragmented where it must be).
+// packet: 0 while unknown, and over a TCP path, which carries any size.
+// Through the UDP relay it is pmtu.RelayMTU: the relay's header would
+// push a full-size packet past a 1500-byte link, to be fragmented.
 
 // MTUSink hears each peer's path MTU.
 type MTUSink interface {
@@ -39,7 +41,7 @@ type mtuUpdate struct {
 }
 
 // advanceMTU runs a peer's search: it probes while the direct path is up,
-// and reports the MTU when it changed.
+// and reports the MTU of the peer's route when it changed.
 func (m *Manager) advanceMTU(p *peer, now time.Time, out []outPkt, ups []mtuUpdate) ([]outPkt, []mtuUpdate) {
 	if p.mtu == nil {
 		return out, ups
@@ -50,14 +52,74 @@ func (m *Manager) advanceMTU(p *peer, now time.Time, out []outPkt, ups []mtuUpda
 			out = m.appendProbe(p, size, round, now, out)
 		}
 	}
-	if r := p.mtu.Result(); r != p.mtuShown {
-		if r != 0 {
-			m.log.Info("path MTU", "peer", p.name, "endpoint", p.best, "mtu", r, "path_mtu", r+pmtu.Overhead(p.best.Addr().Is6()))
-		}
-		p.mtuShown = r
-		ups = append(ups, mtuUpdate{p.key, r})
+	return out, m.noteMTU(p, ups)
+}
+
+// noteMTU adds p's MTU to ups when it changed since last handed out.
+func (m *Manager) noteMTU(p *peer, ups []mtuUpdate) []mtuUpdate {
+	if p.mtu == nil {
+		return ups
 	}
-	return out, ups
+	r := m.routeMTU(p)
+	if r == p.mtuShown {
+		return ups
+	}
+	switch {
+	case r != 0 && p.hasBest:
+		m.log.Info("path MTU", "peer", p.name, "endpoint", p.best, "mtu", r, "path_mtu", r+pmtu.Overhead(p.best.Addr().Is6()))
+	case r != 0:
+		m.log.Debug("path MTU through the UDP relay", "peer", p.name, "mtu", r)
+	}
+	p.mtuShown = r
+	return append(ups, mtuUpdate{p.key, r})
+}
+
+// routeMTU is the MTU of the route RouteTo takes to p: the direct path's
+// (searched; 0 until known), none over a punched TCP path, the UDP
+// relay's (pmtu.RelayMTU) while the relay in use is one, else none.
+func (m *Manager) routeMTU(p *peer) int {
+	switch {
+	case p.hasBest:
+		return p.mtu.Result()
+	case p.route.tcp.Load() != nil:
+		return 0
+	}
+	if r := m.relay.Load(); r != nil {
+		if i := r.Info(); i.Kind == bind.KindRelay && i.Addr.IsValid() {
+			return pmtu.RelayMTU
+		}
+	}
+	return 0
+}
+
+// refreshMTUs hands the sink every peer's MTU that changed with the relay
+// in use, at once rather than at the next tick: the guard must fit the
+// first packets to a newly relayed peer, the TCP handshake among them.
+func (m *Manager) refreshMTUs() {
+	m.mu.Lock()
+	var ups []mtuUpdate
+	for _, p := range m.peers {
+		ups = m.noteMTU(p, ups)
+	}
+	sink := m.mtuSink
+	m.unlock()
+	applyMTUs(sink, ups)
+}
+
+// unlockNotingMTU releases mu and hands the sink p's MTU if its route's
+// changed.
+func (m *Manager) unlockNotingMTU(p *peer) {
+	ups := m.noteMTU(p, nil)
+	sink := m.mtuSink
+	m.unlock()
+	applyMTUs(sink, ups)
+}
+
+// applyMTUs hands ups to sink, with mu released.
+func applyMTUs(sink MTUSink, ups []mtuUpdate) {
+	for _, u := range ups {
+		sink.SetMTU(u.peer, u.mtu)
+	}
 }
 
 // startMTU searches a new direct path.

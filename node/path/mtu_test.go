@@ -9,6 +9,8 @@ import (
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wait"
+	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/pmtu"
 )
 
@@ -176,4 +178,61 @@ func TestRepunchMeasuresTheMTUAgain(t *testing.T) {
 	f.mu.Unlock()
 	a.m.Repunch()
 	wait.For(t, 10*time.Second, "MTU 1216 on the new link", func() bool { return sa.get(b.key) == 1216 })
+}
+
+// streamRelay is a relay over a stream (the WebSocket relay): it carries
+// packets of any size.
+type streamRelay struct{}
+
+func (streamRelay) Send([][]byte, crypto.PublicKey) error { return nil }
+func (streamRelay) Info() bind.RouteInfo {
+	return bind.RouteInfo{Kind: bind.KindRelay, Via: "wss://coordinator.test/relay"}
+}
+
+// TestRelayedMTU: a peer the UDP relay carries is fitted to the relay at
+// once (pmtu.RelayMTU, so a full-size packet and the relay's header fit a
+// 1500-byte link), not at the next tick: the first packets to it, a TCP
+// SYN among them, must fit. A direct path takes its own MTU, a stream
+// relay none, and a lost direct path brings the relay's back.
+func TestRelayedMTU(t *testing.T) {
+	f := newFabric()
+	a := f.addTimed(t, "198.18.1.1:41820", mtuTiming())
+	b := f.addTimed(t, "198.18.2.1:41820", mtuTiming())
+	sa := &mtuRecorder{mtu: map[crypto.PublicKey]int{}}
+	a.m.EnablePMTU(1420, sa, nil)
+	f.relay(a, b)
+	introduce(a, b) // no candidates: only the relay carries b
+	steps := []struct {
+		name string
+		do   func()
+		want int // in the sink and in status
+	}{
+		{"new peer on the UDP relay", func() {}, pmtu.RelayMTU},
+		{"relay lost", func() { a.m.SetRelay(nil) }, 0},
+		{"stream relay", func() { a.m.SetRelay(streamRelay{}) }, 0},
+		{"UDP relay again", func() { a.m.SetRelay(fabricRelay{f, a.key}) }, pmtu.RelayMTU},
+	}
+	for _, s := range steps {
+		s.do()
+		if got := sa.get(b.key); got != s.want {
+			t.Fatalf("%s: MTU %d at once, want %d", s.name, got, s.want)
+		}
+		p := a.m.Path(b.key)
+		wantPath := 0
+		if s.want > 0 {
+			wantPath = s.want + pmtu.Overhead(false) + wire.RelayHeaderLen
+		}
+		if p.MTU != s.want || p.PathMTU != wantPath {
+			t.Fatalf("%s: status MTU %d, path MTU %d; want %d, %d", s.name, p.MTU, p.PathMTU, s.want, wantPath)
+		}
+	}
+
+	introduce(a, b, b.addr)
+	introduce(b, a, a.addr)
+	waitPath(t, a, b, b.addr)
+	wait.For(t, 10*time.Second, "the direct path's MTU", func() bool { return sa.get(b.key) == 1420 })
+	f.mu.Lock()
+	f.block[b.addr] = true
+	f.mu.Unlock()
+	wait.For(t, 10*time.Second, "the relay's MTU after the direct path died", func() bool { return sa.get(b.key) == pmtu.RelayMTU })
 }

@@ -187,19 +187,37 @@ func (m *Manager) appendReady(p *peer, now time.Time, out []outPkt) []outPkt {
 		m.log.Warn("seal ready", "peer", p.name, "err", err)
 		return out
 	}
-	p.lastReady = now
+	p.lastReady, p.readyWaits = now, false
 	m.Stats.ReadySent.Add(1)
 	return append(out, outPkt{pkt: pkt, ready: true, peer: p.key})
 }
 
-// readyUnsent lets the next tick try again when a ready found no relay to
-// go by (the node's first round often starts before its relay is bound).
-func (m *Manager) readyUnsent(key crypto.PublicKey) {
+// readyUnsent lets the next tick try again when a ready was not sent; one
+// that found no relay to go by (noRelay: the node's first round often
+// starts before its relay is bound) goes the moment one is (SetRelay).
+func (m *Manager) readyUnsent(key crypto.PublicKey, noRelay bool) {
 	m.mu.Lock()
 	if p, ok := m.peers[key]; ok {
 		p.lastReady = time.Time{}
+		p.readyWaits = noRelay
 	}
 	m.mu.Unlock()
+}
+
+// relayBound sends the readies that found no relay, now that one is bound:
+// the peer holds its pings, and its handshake, until it hears from us.
+func (m *Manager) relayBound() {
+	now := time.Now()
+	var out []outPkt
+	m.mu.Lock()
+	for _, p := range m.peers {
+		if p.readyWaits && p.online && !p.hasBest && p.punching(now) && m.allow(p, now) {
+			out = m.appendReady(p, now, out)
+		}
+		p.readyWaits = false
+	}
+	m.unlock()
+	m.send(out)
 }
 
 // onReady takes the peer's word that its NAT is primed towards us. Outside

@@ -89,8 +89,10 @@ type peer struct {
 	// we last said so. orderedRound: this round pinged the peer's public
 	// mappings after its ready; orderedFails counts such rounds failed in
 	// a row, and quietUntil ends the quiet period after the last.
-	peerReady    time.Time
-	lastReady    time.Time
+	peerReady time.Time
+	lastReady time.Time
+	// readyWaits: the last ready found no relay to go by.
+	readyWaits   bool
 	orderedRound bool
 	orderedFails int
 	quietUntil   time.Time

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/pmtu"
 )
@@ -32,7 +33,8 @@ type PeerPath struct {
 	// MTU is the largest inner packet the direct path carries in one
 	// tunnel packet, PathMTU that tunnel packet's size on the underlay
 	// (MTU plus 60 bytes over IPv4, 80 over IPv6); 0 before the search
-	// settles and without a direct UDP path.
+	// settles and over TCP. Through the UDP relay MTU is the relay's fit
+	// (pmtu.RelayMTU) and PathMTU includes the relay frame's header.
 	MTU, PathMTU int
 }
 
@@ -59,6 +61,12 @@ func (m *Manager) Path(key crypto.PublicKey) PeerPath {
 		if rl := m.relay.Load(); rl != nil {
 			i := rl.Info()
 			pp.Path, pp.Endpoint, pp.Via = i.Kind, i.Addr, i.Via
+			if p.mtuShown > 0 && i.Addr.IsValid() {
+				// The UDP relay's fit; its frames carry the relay's
+				// header too.
+				pp.MTU = p.mtuShown
+				pp.PathMTU = pp.MTU + pmtu.Overhead(i.Addr.Addr().Is6()) + wire.RelayHeaderLen
+			}
 		}
 	}
 	return pp

@@ -3,51 +3,18 @@ package pmtu
 import (
 	"bytes"
 	"net/netip"
-	"os"
 	"testing"
 
 	"golang.org/x/net/icmp"
-	"golang.zx2c4.com/wireguard/tun"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/packet/packettest"
+	"github.com/meshnode/meshnode/tun/tuntest"
 )
 
 // offset is wireguard-go's: the room it keeps before each packet.
 const offset = 16
-
-// fakeTUN hands Read a batch and records what is written.
-type fakeTUN struct {
-	batch   [][]byte
-	written [][]byte
-}
-
-func (f *fakeTUN) Read(bufs [][]byte, sizes []int, off int) (int, error) {
-	for i, p := range f.batch {
-		sizes[i] = copy(bufs[i][off:], p)
-	}
-	return len(f.batch), nil
-}
-
-func (f *fakeTUN) Write(bufs [][]byte, off int) (int, error) {
-	for _, b := range bufs {
-		f.written = append(f.written, bytes.Clone(b[off:]))
-	}
-	return len(bufs), nil
-}
-
-func (f *fakeTUN) File() *os.File           { return nil }
-func (f *fakeTUN) MTU() (int, error)        { return 1420, nil }
-func (f *fakeTUN) Name() (string, error)    { return "fake0", nil }
-func (f *fakeTUN) Events() <-chan tun.Event { return nil }
-func (f *fakeTUN) Close() error             { return nil }
-func (f *fakeTUN) BatchSize() int           { return 128 }
-
-// nopTUN takes writes and keeps nothing.
-type nopTUN struct{ fakeTUN }
-
-func (*nopTUN) Write(bufs [][]byte, _ int) (int, error) { return len(bufs), nil }
 
 var (
 	self4   = netip.MustParseAddr("100.88.0.1")
@@ -97,7 +64,7 @@ func TestGuardRead(t *testing.T) {
 		{"packet that fits the small peer: untouched", packettest.TCP(packettest.IP{Src: self4, Dst: small4, Flags: df}, header.TCPFlagAck, nil, 1288), false, 0, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dev := &fakeTUN{batch: [][]byte{tc.pkt}}
+			dev := &tuntest.Batch{Packets: [][]byte{tc.pkt}}
 			g := NewGuard(dev, newTable())
 			b, sizes := bufs(1)
 			n, err := g.Read(b, sizes, offset)
@@ -119,15 +86,15 @@ func TestGuardRead(t *testing.T) {
 				t.Error("packet changed")
 			}
 			if tc.errMTU == 0 {
-				if len(dev.written) != 0 {
-					t.Fatalf("%d errors written, want none", len(dev.written))
+				if len(dev.Written) != 0 {
+					t.Fatalf("%d errors written, want none", len(dev.Written))
 				}
 				return
 			}
-			if len(dev.written) != 1 {
-				t.Fatalf("%d errors written, want 1", len(dev.written))
+			if len(dev.Written) != 1 {
+				t.Fatalf("%d errors written, want 1", len(dev.Written))
 			}
-			checkError(t, dev.written[0], tc.pkt, tc.errMTU)
+			checkError(t, dev.Written[0], tc.pkt, tc.errMTU)
 		})
 	}
 }
@@ -165,16 +132,16 @@ func TestGuardWriteClampsSYNsFromSmallPeers(t *testing.T) {
 	syn := header.TCPFlagSyn | header.TCPFlagAck
 	fromSmall := packettest.TCP(packettest.IP{Src: small4, Dst: self4}, syn, packettest.MSSOption(1380), 0)
 	fromFull := packettest.TCP(packettest.IP{Src: full4, Dst: self4}, syn, packettest.MSSOption(1380), 0)
-	dev := &fakeTUN{}
+	dev := &tuntest.Batch{}
 	g := NewGuard(dev, newTable())
 	b := [][]byte{append(make([]byte, offset), fromSmall...), append(make([]byte, offset), fromFull...)}
 	if _, err := g.Write(b, offset); err != nil {
 		t.Fatal(err)
 	}
-	if got := packettest.MSS(dev.written[0]); got != 1288 || !packettest.TCPChecksumValid(dev.written[0]) {
-		t.Errorf("SYN-ACK from the small peer: MSS %d (checksum ok %v), want 1288", got, packettest.TCPChecksumValid(dev.written[0]))
+	if got := packettest.MSS(dev.Written[0]); got != 1288 || !packettest.TCPChecksumValid(dev.Written[0]) {
+		t.Errorf("SYN-ACK from the small peer: MSS %d (checksum ok %v), want 1288", got, packettest.TCPChecksumValid(dev.Written[0]))
 	}
-	if got := packettest.MSS(dev.written[1]); got != 1380 {
+	if got := packettest.MSS(dev.Written[1]); got != 1380 {
 		t.Errorf("SYN-ACK from the full peer: MSS %d, want 1380 untouched", got)
 	}
 	if g.Stats.Clamped.Load() != 1 {
@@ -212,12 +179,12 @@ func TestGuardDoesNotAllocate(t *testing.T) {
 	syn := packettest.TCP(packettest.IP{Src: self4, Dst: small4, Flags: header.IPv4FlagDontFragment}, header.TCPFlagSyn, packettest.MSSOption(1380), 0)
 	big := packettest.TCP(packettest.IP{Src: self4, Dst: small4, Flags: header.IPv4FlagDontFragment}, header.TCPFlagAck, nil, 1380)
 	data := packettest.TCP(packettest.IP{Src: self4, Dst: full4, Flags: header.IPv4FlagDontFragment}, header.TCPFlagAck, nil, 1380)
-	g := NewGuard(&fakeTUN{batch: [][]byte{syn, big, data}}, newTable())
+	g := NewGuard(&tuntest.Batch{Packets: [][]byte{syn, big, data}}, newTable())
 	b, sizes := bufs(3)
 	if a := testing.AllocsPerRun(100, func() { g.Read(b, sizes, offset) }); a != 0 {
 		t.Errorf("Read allocates %.1f times a batch", a)
 	}
-	g = NewGuard(&nopTUN{}, newTable())
+	g = NewGuard(&tuntest.Discard{}, newTable())
 	wb := [][]byte{append(make([]byte, offset), syn...)}
 	if a := testing.AllocsPerRun(100, func() { g.Write(wb, offset) }); a != 0 {
 		t.Errorf("Write allocates %.1f times a batch", a)
@@ -227,7 +194,7 @@ func TestGuardDoesNotAllocate(t *testing.T) {
 // presetTUN returns the same batch, already in the caller's buffers, on
 // every Read: a benchmark then times the guard, not copying packets.
 type presetTUN struct {
-	fakeTUN
+	tuntest.Batch
 	n, size int
 }
 

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"golang.zx2c4.com/wireguard/device"
+
+	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // Sizes. Everything here is an overlay MTU: the largest inner packet one
@@ -35,6 +37,19 @@ const (
 	// Below it a path is taken as carrying the floor, the best it can do.
 	minPath = 1280
 )
+
+// RelayMTU is the overlay MTU of a path through a UDP relay: what a
+// 1500-byte link (Ethernet's, the internet's usual) carries in one piece
+// when the tunnel packet also carries the relay frame's header
+// (wire.RelayHeaderLen), over IPv6, rounded down to Step (1376). IPv6
+// because the relay forwards to the peer over the family the peer bound
+// with, which the sender can't know; over IPv4 both legs carry 20 bytes
+// more. At the default TUN MTU of 1420 a full-size packet's frame is 1489
+// bytes, 17 over what IPv4 carries unfragmented and 37 over IPv6.
+const RelayMTU = (ethernetMTU - ipv6HeaderLen - udpHeaderLen - WireGuardOverhead - wire.RelayHeaderLen) / Step * Step
+
+// ethernetMTU is the link MTU a relayed path is taken to have (RFC 894).
+const ethernetMTU = 1500
 
 // Overhead is what the underlay adds to an inner packet over IPv4 or IPv6:
 // IP, UDP and WireGuard headers (60 or 80 bytes).

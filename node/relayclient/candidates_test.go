@@ -44,7 +44,7 @@ func TestTimingDefaults(t *testing.T) {
 		want Timing
 	}{
 		{"zero is the default", Timing{}, DefaultTiming()},
-		{"set fields are kept", Timing{Retry: 7, TCPGrace: 9}, Timing{Retry: 7, Refresh: refresh, Expiry: expiry, TCPGrace: 9, StreamRetry: streamRetry, StreamWrite: writeTimeout, Check: check}},
+		{"set fields are kept", Timing{Retry: 7, TCPGrace: 9}, Timing{Retry: 7, Refresh: refresh, Expiry: expiry, HelloWait: helloWait, TCPGrace: 9, StreamRetry: streamRetry, StreamWrite: writeTimeout, Check: check}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

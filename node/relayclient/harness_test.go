@@ -130,7 +130,7 @@ func (s *relayServer) serveUDP(t *testing.T, pc net.PacketConn) (addr netip.Addr
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- s.srv.ServeUDP(ctx, pc) }()
+	go func() { done <- s.srv.ServeUDP(ctx, []net.PacketConn{pc}, nil) }()
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {

@@ -363,17 +363,17 @@ func (r *Relays) publishServer() {
 	}
 }
 
-// decideStream opens the TCP relay once the UDP relay has been unbound for
-// the grace, and closes it once the UDP relay is bound: it is only a
-// fallback.
+// decideStream opens the TCP relay once the UDP relay is silent (timing.go:
+// a hello unanswered for HelloWait), and closes it once the UDP relay is
+// bound: it is only a fallback, and UDP keeps being tried meanwhile.
 func (r *Relays) decideStream(ctx context.Context, now time.Time) {
 	if r.stream == nil {
 		return
 	}
-	want := r.udp.route == nil && now.Sub(r.udp.downSince) >= r.timing.TCPGrace
+	want := r.udp.silent(now)
 	switch {
 	case want && r.streamStop == nil:
-		r.log.Info("UDP relay unavailable; opening the TCP relay", "unbound_for", now.Sub(r.udp.downSince).Round(time.Millisecond))
+		r.log.Info("UDP relay unavailable; opening the TCP relay", "relay", r.udp.server, "unbound_for", now.Sub(r.udp.downSince).Round(time.Millisecond))
 		sctx, stop := context.WithCancel(ctx)
 		r.streamGen++
 		gen := r.streamGen
@@ -419,7 +419,7 @@ func (r *Relays) wake() time.Time {
 		next = earliest(next, r.nextResolve)
 	}
 	if r.stream != nil && r.streamStop == nil && r.udp.route == nil {
-		next = earliest(next, r.udp.downSince.Add(r.timing.TCPGrace))
+		next = earliest(next, r.udp.silentAt())
 	}
 	if r.watching() {
 		next = earliest(next, r.health.next)

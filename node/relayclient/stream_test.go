@@ -14,14 +14,17 @@ import (
 )
 
 // TestTCPFallback blocks UDP to the relay (the node's UDP relay is a port
-// that never answers): after the grace the TCP relay route arrives and
-// carries packets to and from a node on the UDP relay. Once UDP binds
-// again, the UDP route is back and the stream closes.
+// that never answers): once a hello goes unanswered for HelloWait the TCP
+// relay route arrives (TCPGrace, the wait for a relay to say hello to, is
+// out of reach) and carries packets to and from a node on the UDP relay.
+// Once UDP binds again, the UDP route is back and the stream closes.
 func TestTCPFallback(t *testing.T) {
 	s := startRelay(t)
 	s.serveTLS(t)
 	dead := Candidate{Key: s.key.Public(), Addr: loopback(t).LocalAddr().String()}
-	a := newTestNode(t, fastTiming, withTCP(s.url, s.client, s.key.Public()))
+	timing := fastTiming
+	timing.TCPGrace = time.Hour
+	a := newTestNode(t, timing, withTCP(s.url, s.client, s.key.Public()))
 	b := newTestNode(t, fastTiming)
 	s.auth.add(a.pub, b.pub)
 	s.auth.peer(a.pub, b.pub)

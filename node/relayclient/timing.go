@@ -24,9 +24,20 @@ const check = wire.RelayCheck
 
 // Fallback timing: the defaults of Timing.
 const (
-	// tcpGrace is how long the UDP relay may stay unbound before the TCP
-	// relay is opened: where UDP passes, a UDP relay binds within a round
-	// trip, so a longer wait means UDP is blocked.
+	// helloWait is how long a hello to the UDP relay may go unanswered
+	// before the TCP relay is opened beside it. The relay answers a hello
+	// in one round trip to the coordinator's host, so a network that lets
+	// UDP through answers well within it; one that blocks UDP never does,
+	// and every moment waited is a moment nothing reaches the node. This
+	// is Happy Eyeballs' Connection Attempt Delay (RFC 8305 §5, 250 ms:
+	// start the fallback when the preferred attempt hasn't answered, and
+	// keep both going). The UDP relay keeps being tried, and takes over
+	// (the TCP relay closes) once it binds; a long path that answers late
+	// costs one short-lived TCP connection.
+	helloWait = 250 * time.Millisecond
+	// tcpGrace is how long the node may have no UDP relay to say hello to
+	// (before the coordinator's welcome names one, or while it names
+	// none) before the TCP relay is opened.
 	tcpGrace = 3 * time.Second
 	// streamRetry spaces reconnects of a wanted TCP relay stream.
 	streamRetry = 2 * time.Second
@@ -44,9 +55,11 @@ type Timing struct {
 	Refresh time.Duration
 	// Expiry drops a UDP binding that has not been confirmed for this long.
 	Expiry time.Duration
-	// TCPGrace is how long the UDP relay must have been unbound before
-	// the TCP relay is opened.
-	TCPGrace time.Duration
+	// HelloWait is how long a hello to the UDP relay may go unanswered
+	// before the TCP relay is opened; TCPGrace how long the node may have
+	// no UDP relay to say hello to before it is.
+	HelloWait time.Duration
+	TCPGrace  time.Duration
 	// StreamRetry spaces reconnects of the TCP relay while it is wanted.
 	StreamRetry time.Duration
 	// StreamWrite bounds one frame's write to the TCP relay.
@@ -58,7 +71,7 @@ type Timing struct {
 
 // DefaultTiming is the production timing.
 func DefaultTiming() Timing {
-	return Timing{Retry: retry, Refresh: refresh, Expiry: expiry, TCPGrace: tcpGrace, StreamRetry: streamRetry, StreamWrite: writeTimeout, Check: check}
+	return Timing{Retry: retry, Refresh: refresh, Expiry: expiry, HelloWait: helloWait, TCPGrace: tcpGrace, StreamRetry: streamRetry, StreamWrite: writeTimeout, Check: check}
 }
 
 // withDefaults fills the zero fields from DefaultTiming.
@@ -68,6 +81,7 @@ func (t Timing) withDefaults() Timing {
 		{&t.Retry, &d.Retry},
 		{&t.Refresh, &d.Refresh},
 		{&t.Expiry, &d.Expiry},
+		{&t.HelloWait, &d.HelloWait},
 		{&t.TCPGrace, &d.TCPGrace},
 		{&t.StreamRetry, &d.StreamRetry},
 		{&t.StreamWrite, &d.StreamWrite},

@@ -37,9 +37,11 @@ type udpBinding struct {
 	route     bind.Route // non-nil while bound
 	lastOK    time.Time
 	nextHello time.Time
-	// downSince is when the binding was last lost (or the start): the TCP
-	// relay's grace runs from it.
-	downSince time.Time
+	// downSince is when the binding was last lost (or the start), and
+	// helloSince when the first hello since went out (zero: none yet, or
+	// bound): the TCP relay's waits run from them.
+	downSince  time.Time
+	helloSince time.Time
 }
 
 // helloTries is how many hellos one address of the relay gets while
@@ -58,6 +60,7 @@ func (u *udpBinding) setServers(addrs []netip.AddrPort, key crypto.PublicKey, no
 	}
 	u.unbind(now)
 	u.servers, u.key, u.answered, u.tries = addrs, key, nil, 0
+	u.helloSince = time.Time{}
 	u.server = netip.AddrPort{}
 	if len(addrs) > 0 {
 		u.server = addrs[0]
@@ -74,7 +77,7 @@ func (u *udpBinding) next() {
 // unbind drops the binding, if any.
 func (u *udpBinding) unbind(now time.Time) {
 	if u.route != nil {
-		u.route, u.downSince = nil, now
+		u.route, u.downSince, u.helloSince = nil, now, time.Time{}
 	}
 }
 
@@ -116,11 +119,29 @@ func (u *udpBinding) hello(now time.Time) {
 		u.next()
 	}
 	u.tries++
+	if u.route == nil && u.helloSince.IsZero() {
+		u.helloSince = now
+	}
 	if u.route != nil {
 		u.nextHello = now.Add(u.timing.Refresh)
 	} else {
 		u.nextHello = now.Add(u.timing.Retry)
 	}
+}
+
+// silent reports whether the UDP relay has left this node unbound long
+// enough to open the TCP relay: a hello unanswered for helloWait, or no
+// relay to say hello to for tcpGrace.
+func (u *udpBinding) silent(now time.Time) bool {
+	return u.route == nil && !now.Before(u.silentAt())
+}
+
+// silentAt is when an unbound node's UDP relay counts as silent.
+func (u *udpBinding) silentAt() time.Time {
+	if !u.helloSince.IsZero() {
+		return u.helloSince.Add(u.timing.HelloWait)
+	}
+	return u.downSince.Add(u.timing.TCPGrace)
 }
 
 // wake is when tick has work next; zero when it has none.

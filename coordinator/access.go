@@ -1,0 +1,293 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/meshnode/meshnode/coordinator/store"
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/policy"
+)
+
+// The access policy (package policy) decides who may reach whom. The
+// coordinator keeps its versions in the store, resolves the newest
+// against the nodes whenever either changes, and pushes each node its
+// filter and a peer map of only the nodes it may see (hub.transition).
+// Rendezvous cues and relaying follow the same visibility (hub.peers).
+
+// ErrInvalidPolicy marks a policy that can't be set: it doesn't parse,
+// or it can't be applied to the mesh (see policy.Resolve).
+var ErrInvalidPolicy = errors.New("the access policy is not valid")
+
+// policyFile names the policy in errors when no file name is known.
+const policyFile = "policy"
+
+// PolicyInfo is a stored version of the access policy.
+type PolicyInfo struct {
+	Version uint64    `json:"version"`
+	Text    string    `json:"text"` // as written; "" when this version removed the policy
+	Created time.Time `json:"created"`
+	// Warnings say what the policy names that no node matches yet; set
+	// when the policy is set.
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+func toPolicyInfo(v store.PolicyVersion) PolicyInfo {
+	return PolicyInfo{Version: v.Version, Text: v.Text, Created: v.Created}
+}
+
+// access is the policy the hub applies: parsed, with its version, and
+// resolved against the hub's nodes.
+type access struct {
+	pol     *policy.Policy // nil: no policy, everyone reaches everyone
+	version uint64         // 0: none was ever set
+	res     *policy.Resolved
+}
+
+// network is the overlay's pools as the policy knows them.
+func (s *Server) network() policy.Network {
+	return policy.Network{V4: s.cfg.Network, V6: s.cfg.NetworkV6}
+}
+
+// policyNode is a node as the policy sees it.
+func policyNode(n *store.Node) policy.Node {
+	return policy.NodeOf(toWire(*n, false))
+}
+
+// checkPolicy parses text ("" : no policy) and resolves it against nodes,
+// as a new policy must: any error refuses it. It returns the policy and
+// its warnings.
+func checkPolicy(text string, nodes []policy.Node, net policy.Network) (*policy.Policy, []string, error) {
+	if text == "" {
+		return nil, nil, nil
+	}
+	pol, err := policy.Parse(policyFile, []byte(text))
+	if err == nil {
+		_, err = policy.Resolve(pol, 0, nodes, net)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w:\n%w", ErrInvalidPolicy, err)
+	}
+	return pol, pol.Warnings(nodes), nil
+}
+
+// loadAccess reads the newest policy from the store, for a starting
+// coordinator. A stored policy that no longer parses stops it: running
+// without would allow what the administrator denied.
+func loadAccess(ctx context.Context, st store.Store, nodes []store.Node, net policy.Network, log *slog.Logger) (access, error) {
+	v, err := st.Policy(ctx, 0)
+	if errors.Is(err, store.ErrNotFound) {
+		return access{res: resolveOpen(0)}, nil
+	}
+	if err != nil {
+		return access{}, err
+	}
+	acc := access{version: v.Version}
+	if v.Text != "" {
+		if acc.pol, err = policy.Parse(policyFile, []byte(v.Text)); err != nil {
+			return access{}, fmt.Errorf("the stored access policy (version %d) is not valid for this meshnode: %w\nset a valid one with 'meshnode policy set FILE', or remove it with 'meshnode policy clear', while the coordinator is stopped", v.Version, err)
+		}
+	}
+	pn := make([]policy.Node, len(nodes))
+	for i := range nodes {
+		pn[i] = policyNode(&nodes[i])
+	}
+	if acc.res, err = policy.Resolve(acc.pol, acc.version, pn, net); err != nil {
+		log.Error("access policy: parts of it can't be applied and deny instead", "version", acc.version, "err", err)
+	}
+	return acc, nil
+}
+
+// resolveOpen is the access without a policy.
+func resolveOpen(version uint64) *policy.Resolved {
+	res, _ := policy.Resolve(nil, version, nil, policy.Network{})
+	return res
+}
+
+// accessAfter resolves the hub's policy against its nodes as edit leaves
+// them. Caller holds writeMu, so no other change to the nodes or the
+// policy comes between this and applying the result. What the policy
+// can't apply to a node fails closed and is logged.
+func (s *Server) accessAfter(edit func(map[crypto.PublicKey]policy.Node)) access {
+	acc, nodes := s.hub.accessInput()
+	edit(nodes)
+	res, err := policy.Resolve(acc.pol, acc.version, sortedNodes(nodes), s.network())
+	if err != nil {
+		s.log.Error("access policy: parts of it can't be applied and deny instead", "version", acc.version, "err", err)
+	}
+	acc.res = res
+	return acc
+}
+
+// withNode is an edit that adds or replaces n.
+func withNode(n *store.Node) func(map[crypto.PublicKey]policy.Node) {
+	return func(m map[crypto.PublicKey]policy.Node) { m[n.Key] = policyNode(n) }
+}
+
+func sortedNodes(m map[crypto.PublicKey]policy.Node) []policy.Node {
+	out := make([]policy.Node, 0, len(m))
+	for _, n := range m {
+		out = append(out, n)
+	}
+	slices.SortFunc(out, func(a, b policy.Node) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+// SetPolicy checks text, stores it as the newest version of the access
+// policy ("" removes the policy) and applies it: every connected node
+// gets its new filter, and its peer map gains and loses the nodes it may
+// now see, in its next peers message.
+func (s *Server) SetPolicy(ctx context.Context, text string) (PolicyInfo, error) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	_, nodes := s.hub.accessInput()
+	pn := sortedNodes(nodes)
+	pol, warnings, err := checkPolicy(text, pn, s.network())
+	if err != nil {
+		return PolicyInfo{}, err
+	}
+	v, err := s.store.SetPolicy(ctx, text, time.Now())
+	if err != nil {
+		return PolicyInfo{}, err
+	}
+	res, err := policy.Resolve(pol, v.Version, pn, s.network())
+	if err != nil {
+		// checkPolicy resolved the same policy against the same nodes.
+		return PolicyInfo{}, fmt.Errorf("%w:\n%w", ErrInvalidPolicy, err)
+	}
+	s.hub.setAccess(access{pol: pol, version: v.Version, res: res})
+	s.log.Info("access policy set", "version", v.Version, "rules", pol.Rules(), "none", pol == nil)
+	info := toPolicyInfo(v)
+	info.Warnings = warnings
+	return info, nil
+}
+
+// Policy returns a stored version of the access policy, the newest for 0.
+func (s *Server) Policy(ctx context.Context, version uint64) (PolicyInfo, error) {
+	return storedPolicy(ctx, s.store, version)
+}
+
+func storedPolicy(ctx context.Context, st store.Store, version uint64) (PolicyInfo, error) {
+	v, err := st.Policy(ctx, version)
+	if err != nil {
+		return PolicyInfo{}, err
+	}
+	return toPolicyInfo(v), nil
+}
+
+// setAccess applies a new policy. Caller holds writeMu.
+func (h *hub) setAccess(next access) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.transition(next, nil, nil)
+}
+
+// policyVersion is the version of the policy applied.
+func (h *hub) policyVersion() uint64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.acc.version
+}
+
+// accessInput is the policy the hub applies and its nodes as the policy
+// sees them, for resolving a change. Caller holds writeMu.
+func (h *hub) accessInput() (access, map[crypto.PublicKey]policy.Node) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	nodes := make(map[crypto.PublicKey]policy.Node, len(h.nodes))
+	for k, n := range h.nodes {
+		nodes[k] = policyNode(n)
+	}
+	return h.acc, nodes
+}
+
+// peers decides whether two nodes are in each other's peer maps, which
+// also decides whether the coordinator cues them to punch to each other
+// and relays between them: the policy lets one reach the other. A
+// designated relay node is every node's peer whatever the policy says:
+// every node must see it to relay through it (both ends of a relayed
+// pair use the same relay, the lowest-key one they see), and the relay
+// must see them to serve them. It reaches, and is reached, only as the
+// policy allows: the filters at both ends decide.
+func peersUnder(res *policy.Resolved, a, b *store.Node) bool {
+	return a.Key != b.Key && (res.Visible(a.Name, b.Name) || isRelay(a) || isRelay(b))
+}
+
+func isRelay(n *store.Node) bool { return slices.Contains(n.Tags, RelayTag) }
+
+// peers applies peersUnder to the hub's policy. Caller holds mu.
+func (h *hub) peers(a, b *store.Node) bool { return peersUnder(h.acc.res, a, b) }
+
+// welcomeFilter is n's filter for its welcome: none without a policy.
+// Caller holds mu.
+func (h *hub) welcomeFilter(n *store.Node) *wire.Filter {
+	if h.acc.res.Open() {
+		return nil
+	}
+	return h.acc.res.Filter(n.Name)
+}
+
+// transition moves the hub to next after a node changed from was to now
+// (was nil: it joined; now nil: it left; both nil: only the policy
+// changed), with h.nodes already updated. Every connected node's map
+// gains the nodes it may now see and loses those it no longer may, a
+// changed node still seen is sent again, and each node whose filter
+// changed gets the new one. Only pairs with the changed node can change
+// visibility; after a policy change, any pair. Caller holds mu.
+func (h *hub) transition(next access, was, now *store.Node) {
+	prev := h.acc
+	h.acc = next
+	h.version++
+	changed := either(now, was)
+	for k, s := range h.sessions {
+		a := h.nodes[k]
+		if a == nil {
+			continue
+		}
+		switch {
+		case changed == nil:
+			for _, o := range h.nodes {
+				h.retell(s, prev, a, a, o, o)
+			}
+		case k == changed.Key:
+			for _, o := range h.nodes {
+				h.retell(s, prev, was, a, o, o)
+			}
+		default:
+			h.retell(s, prev, a, a, was, now)
+		}
+		if f := next.res.Filter(a.Name); !policy.SameFilter(prev.res.Filter(a.Name), f) {
+			s.setFilter(f, h.version)
+		}
+	}
+}
+
+// retell queues to s, the stream of the node that was aWas and is aNow,
+// what became of peer p (pWas before, pNow after; nil: not a node): now
+// seen, it is sent (again, if it changed); no longer seen, it is removed
+// with any cue naming it. Caller holds mu.
+func (h *hub) retell(s *session, prev access, aWas, aNow, pWas, pNow *store.Node) {
+	before := aWas != nil && pWas != nil && peersUnder(prev.res, aWas, pWas)
+	after := aNow != nil && pNow != nil && peersUnder(h.acc.res, aNow, pNow)
+	switch {
+	case after && (!before || pWas != pNow):
+		s.upsert(h.wireNode(pNow), h.version)
+		s.refreshCue(pNow.Key, h.cueNaming(pNow))
+	case before && !after:
+		s.removePeer(pWas.Key, h.version)
+	}
+}
+
+// either is the first of a and b that is not nil.
+func either(a, b *store.Node) *store.Node {
+	if a != nil {
+		return a
+	}
+	return b
+}

@@ -1,0 +1,271 @@
+package perf
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Sample is one iperf3 run.
+type Sample struct {
+	Mbps float64
+	// CPU is the contender's processes' CPU time over the run, in percent
+	// of one core, both ends summed; HasCPU is false for the raw path.
+	CPU    float64
+	HasCPU bool
+}
+
+// Row is one contender: its samples on each wire, and what failed.
+type Row struct {
+	Kind    kind
+	Name    string
+	Samples [2][]Sample // by wire
+	Errs    []string
+}
+
+// PingRow is one NAT pair's times to first ping.
+type PingRow struct {
+	Pair  Pair
+	Times []time.Duration
+	Errs  []string
+}
+
+// Report is one comparison's results and the conditions they were
+// measured in.
+type Report struct {
+	Date               time.Time
+	Version            string // meshnode's
+	WireguardGoVersion string
+	Kernel, CPU        string
+	CPUs               int
+	Load               string // the load average at the start
+	Seconds, Runs      int
+	PairRuns           int
+	Nebula             string // the binary measured, empty when none
+	Rows               []*Row
+	Pings              []*PingRow
+}
+
+func newReport(env Env, plan Plan) *Report {
+	kernel, cpu, cpus, load := machine()
+	r := &Report{
+		Date: time.Now().UTC(), Version: env.Version,
+		Kernel: kernel, CPU: cpu, CPUs: cpus, Load: load,
+		Seconds: plan.Seconds, Runs: plan.Runs, PairRuns: plan.PairRuns,
+	}
+	if plan.Nebula != nil {
+		r.Nebula = plan.Nebula.Nebula
+	}
+	return r
+}
+
+// Failures lists every failed setup or run, for the test to report.
+func (r *Report) Failures() []string {
+	var out []string
+	for _, row := range r.Rows {
+		for _, e := range row.Errs {
+			out = append(out, row.Name+": "+e)
+		}
+	}
+	for _, p := range r.Pings {
+		for _, e := range p.Errs {
+			out = append(out, "time to first ping, "+p.Pair.Name+": "+e)
+		}
+	}
+	return out
+}
+
+// median is the middle of xs (the mean of the two middle ones for an even
+// count); NaN for none.
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Sorted(slices.Values(xs))
+	m := len(s) / 2
+	if len(s)%2 == 0 {
+		return (s[m-1] + s[m]) / 2
+	}
+	return s[m]
+}
+
+// medians are a row's median rate and CPU on wire w; NaN where there is
+// no sample.
+func (row *Row) medians(w wire) (mbps, cpu float64) {
+	var rates, cpus []float64
+	for _, s := range row.Samples[w] {
+		rates = append(rates, s.Mbps)
+		if s.HasCPU {
+			cpus = append(cpus, s.CPU)
+		}
+	}
+	return median(rates), median(cpus)
+}
+
+// find returns the row of kind k, or nil.
+func (r *Report) find(k kind) *Row {
+	for _, row := range r.Rows {
+		if row.Kind == k {
+			return row
+		}
+	}
+	return nil
+}
+
+// ratio renders x/base as "0.71×", or "–" when either is missing.
+func ratio(x float64, base *Row, w wire) string {
+	if base == nil {
+		return "–"
+	}
+	b, _ := base.medians(w)
+	if math.IsNaN(x) || math.IsNaN(b) || b == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", x/b)
+}
+
+// thousands renders a rate as a whole number with thousands separators,
+// or "failed" when there is none.
+func thousands(x float64) string {
+	if math.IsNaN(x) {
+		return "failed"
+	}
+	s := strconv.FormatInt(int64(math.Round(x)), 10)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// percent renders a CPU share, "–" when not measured.
+func percent(x float64) string {
+	if math.IsNaN(x) {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f %%", x)
+}
+
+// ThroughputTable renders the contenders × wires table in Markdown.
+func (r *Report) ThroughputTable() string {
+	var b strings.Builder
+	b.WriteString("| contender |")
+	for _, w := range wires {
+		fmt.Fprintf(&b, " %s, Mbit/s | × Nebula | × wireguard-go | CPU |", w)
+	}
+	b.WriteString("\n|---|" + strings.Repeat("--:|", 4*len(wires)) + "\n")
+	neb, wg := r.find(kindNebula), r.find(kindWireguardGo)
+	for _, row := range r.Rows {
+		fmt.Fprintf(&b, "| %s |", row.Name)
+		for _, w := range wires {
+			mbps, cpu := row.medians(w)
+			fmt.Fprintf(&b, " %s | %s | %s | %s |", thousands(mbps), ratio(mbps, neb, w), ratio(mbps, wg, w), percent(cpu))
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+// seconds renders durations as "0.31 s".
+func seconds(ds ...time.Duration) string {
+	parts := make([]string, len(ds))
+	for i, d := range ds {
+		parts[i] = fmt.Sprintf("%.2f", d.Seconds())
+	}
+	return strings.Join(parts, ", ") + " s"
+}
+
+// PingTable renders the time-to-first-ping table in Markdown.
+func (r *Report) PingTable() string {
+	var b strings.Builder
+	b.WriteString("| pair | first node (pings) | second node (starts the clock) | meshnode, median | runs |\n|---|---|---|--:|---|\n")
+	for _, p := range r.Pings {
+		med, runs := "failed", "–"
+		if len(p.Times) > 0 {
+			xs := make([]float64, len(p.Times))
+			for i, d := range p.Times {
+				xs[i] = float64(d)
+			}
+			med = seconds(time.Duration(median(xs)))
+			runs = seconds(p.Times...)
+		}
+		if n := len(p.Errs); n > 0 {
+			runs += fmt.Sprintf(" (%d failed)", n)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", p.Pair.Name, p.Pair.First, p.Pair.Second, med, runs)
+	}
+	return b.String()
+}
+
+// runsList lists every run's rate, so a median's spread is visible.
+func (r *Report) runsList() string {
+	var b strings.Builder
+	for _, row := range r.Rows {
+		for _, w := range wires {
+			if len(row.Samples[w]) == 0 {
+				continue
+			}
+			rates := make([]string, len(row.Samples[w]))
+			for i, s := range row.Samples[w] {
+				rates[i] = thousands(s.Mbps)
+			}
+			fmt.Fprintf(&b, "- %s, %s: %s Mbit/s\n", row.Name, w, strings.Join(rates, ", "))
+		}
+	}
+	return b.String()
+}
+
+// Markdown is the whole report: what ran where, both tables, every run's
+// figures, how each contender was set up, and what failed.
+func (r *Report) Markdown(command string) string {
+	var b strings.Builder
+	b.WriteString("# Data plane on real kernels: meshnode against the raw path, stock wireguard-go and Nebula\n\n")
+	fmt.Fprintf(&b, "Command: `%s` · %s · %s · Linux %s · %d CPUs (%s), load average %s at the start\n\n",
+		command, r.Date.Format("2006-01-02 15:04 MST"), r.Version, r.Kernel, r.CPUs, r.CPU, r.Load)
+	fmt.Fprintf(&b, "Two hosts behind two port-restricted NATs (Linux masquerade) in network namespaces, on the lab's\n"+
+		"198.18.0.0/15 internet (each contender on its own pair of hosts behind the same two NATs, so no tunnel\n"+
+		"runs inside another); one iperf3 TCP stream from host A to host B, %d s a run; median of %d runs,\n"+
+		"interleaved (each round runs every contender on both wires). CPU: the contender's processes at both\n"+
+		"ends, user and system time over the run, 100 %% = one core.\n\n", r.Seconds, r.Runs)
+	b.WriteString(r.ThroughputTable())
+	b.WriteString("\n")
+	if len(r.Pings) > 0 {
+		fmt.Fprintf(&b, "Time to first ping (meshnode), median of %d: the first node is up and knows its public address; the\n"+
+			"clock starts when the second node starts; the first node pings the second's overlay address every\n"+
+			"50 ms from the moment it has one, so traffic is waiting before any path exists.\n\n", r.PairRuns)
+		b.WriteString(r.PingTable())
+		b.WriteString("\n")
+	}
+	b.WriteString("Every run:\n\n")
+	b.WriteString(r.runsList())
+	b.WriteString("\nHow each contender runs:\n\n")
+	b.WriteString("- **raw path**: iperf3 to router B's public address, which forwards the port to host B (a home\n" +
+		"  router's port forward): both NATs on the path, as for every tunnel.\n")
+	if r.WireguardGoVersion != "" {
+		fmt.Fprintf(&b, "- **stock wireguard-go**: %s@%s from the module proxy (go.mod's requirement, built outside the\n"+
+			"  module, so not the replace), configured through its UAPI socket. It can't punch: each side's endpoint\n"+
+			"  is the other NAT's public address and the port masquerade keeps, and both send at once (a persistent\n"+
+			"  keepalive), so the second handshake finds the first side's mapping open.\n", wgModule, r.WireguardGoVersion)
+	}
+	b.WriteString("- **meshnode**: a coordinator and two `meshnode up` nodes; measured once both report the direct path.\n")
+	if r.Nebula != "" {
+		fmt.Fprintf(&b, "- **Nebula** (`%s`): a CA, a lighthouse on a public host, punching on, an allow-all firewall.\n", r.Nebula)
+	} else {
+		b.WriteString("- **Nebula**: not measured, no binary (set NEBULA_BIN).\n")
+	}
+	fmt.Fprintf(&b, "- **offload wire**: veth's defaults; **packet wire**: `ethtool -K` %s off on every veth of the lab,\n"+
+		"  so every hop carries MTU-sized datagrams.\n", strings.Join(offloadFeatures, ", "))
+	if f := r.Failures(); len(f) > 0 {
+		b.WriteString("\nFailures:\n\n")
+		for _, e := range f {
+			fmt.Fprintf(&b, "- %s\n", strings.ReplaceAll(e, "\n", " "))
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,154 @@
+package perf
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshnode/meshnode/e2e/netlab"
+)
+
+func TestMedian(t *testing.T) {
+	for _, tc := range []struct {
+		xs   []float64
+		want float64
+	}{
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+		{[]float64{2, 2, 9}, 2},
+	} {
+		if got := median(tc.xs); got != tc.want {
+			t.Errorf("median(%v) = %v, want %v", tc.xs, got, tc.want)
+		}
+	}
+	if got := median(nil); !math.IsNaN(got) {
+		t.Errorf("median of nothing = %v, want NaN", got)
+	}
+	xs := []float64{3, 1, 2}
+	median(xs)
+	if xs[0] != 3 || xs[1] != 1 {
+		t.Errorf("median sorted its argument: %v", xs)
+	}
+}
+
+func TestThousands(t *testing.T) {
+	for x, want := range map[float64]string{0: "0", 999.4: "999", 1000: "1,000", 14076.2: "14,076", 1234567: "1,234,567", math.NaN(): "failed"} {
+		if got := thousands(x); got != want {
+			t.Errorf("thousands(%v) = %q, want %q", x, got, want)
+		}
+	}
+}
+
+// samples makes a row's samples on one wire from rates, with CPU figures
+// when cpu is set.
+func samples(cpu bool, rates ...float64) []Sample {
+	s := make([]Sample, len(rates))
+	for i, r := range rates {
+		s[i] = Sample{Mbps: r, CPU: r / 20, HasCPU: cpu}
+	}
+	return s
+}
+
+func TestThroughputTable(t *testing.T) {
+	r := &Report{Rows: []*Row{
+		{Kind: kindRaw, Name: "raw path, no tunnel", Samples: [2][]Sample{samples(false, 14000, 15000, 13000), samples(false, 16000)}},
+		{Kind: kindWireguardGo, Name: "stock wireguard-go (MTU 1420)", Samples: [2][]Sample{samples(true, 3000, 3100, 2900), samples(true, 1100)}},
+		{Kind: kindMeshnode, Name: "meshnode (MTU 1420)", Samples: [2][]Sample{samples(true, 2000, 3200, 2880), samples(true)}, Errs: []string{"round 1, packet wire: iperf3: boom"}},
+		{Kind: kindNebula, Name: "Nebula (MTU 1300)", Samples: [2][]Sample{samples(true, 4000), samples(true, 1000)}},
+	}}
+	table := r.ThroughputTable()
+	for _, want := range []string{
+		"| contender | offload wire, Mbit/s | × Nebula | × wireguard-go | CPU | packet wire, Mbit/s | × Nebula | × wireguard-go | CPU |",
+		"| raw path, no tunnel | 14,000 | 3.50× | 4.67× | – | 16,000 | 16.00× | 14.55× | – |",
+		"| stock wireguard-go (MTU 1420) | 3,000 | 0.75× | 1.00× | 150 % | 1,100 | 1.10× | 1.00× | 55 % |",
+		"| meshnode (MTU 1420) | 2,880 | 0.72× | 0.96× | 144 % | failed | – | – | – |",
+		"| Nebula (MTU 1300) | 4,000 | 1.00× | 1.33× | 200 % | 1,000 | 1.00× | 0.91× | 50 % |",
+	} {
+		if !strings.Contains(table, want+"\n") {
+			t.Errorf("table lacks\n%s\n%s", want, table)
+		}
+	}
+	if got := r.Failures(); len(got) != 1 || !strings.HasPrefix(got[0], "meshnode (MTU 1420): round 1") {
+		t.Errorf("failures %q, want meshnode's one", got)
+	}
+}
+
+func TestThroughputTableWithoutPeers(t *testing.T) {
+	r := &Report{Rows: []*Row{
+		{Kind: kindRaw, Name: "raw", Samples: [2][]Sample{samples(false, 100), samples(false, 90)}},
+		{Kind: kindMeshnode, Name: "meshnode", Samples: [2][]Sample{samples(true, 50), samples(true, 40)}},
+	}}
+	want := "| meshnode | 50 | – | – | 2 % | 40 | – | – | 2 % |\n"
+	if table := r.ThroughputTable(); !strings.Contains(table, want) {
+		t.Errorf("table lacks %q (no Nebula, no wireguard-go: no ratios):\n%s", want, table)
+	}
+}
+
+func TestPingTable(t *testing.T) {
+	r := &Report{Pings: []*PingRow{
+		{Pair: Pair{"cone-cone", netlab.PortRestricted, netlab.PortRestricted}, Times: []time.Duration{400 * time.Millisecond, 300 * time.Millisecond, 310 * time.Millisecond}},
+		{Pair: Pair{"UDP-blocked-cone", netlab.PortRestricted, netlab.UDPBlocked}, Times: []time.Duration{5 * time.Second}, Errs: []string{"run 2: no reply", "run 3: no reply"}},
+		{Pair: Pair{"symmetric-cone", netlab.PortRestricted, netlab.Symmetric}, Errs: []string{"site: boom"}},
+	}}
+	table := r.PingTable()
+	for _, want := range []string{
+		"| cone-cone | portrestricted | portrestricted | 0.31 s | 0.40, 0.30, 0.31 s |",
+		"| UDP-blocked-cone | portrestricted | udpblocked | 5.00 s | 5.00 s (2 failed) |",
+		"| symmetric-cone | portrestricted | symmetric | failed | – (1 failed) |",
+	} {
+		if !strings.Contains(table, want+"\n") {
+			t.Errorf("table lacks\n%s\n%s", want, table)
+		}
+	}
+}
+
+func TestMarkdown(t *testing.T) {
+	r := &Report{
+		Date: time.Date(2025, 11, 30, 6, 40, 0, 0, time.UTC), Version: "meshnode v1 (commit abc)",
+		Kernel: "6.18", CPU: "Xeon", CPUs: 2, Load: "1.25", Seconds: 5, Runs: 3, PairRuns: 3,
+		Rows: []*Row{{Kind: kindRaw, Name: "raw path, no tunnel", Samples: [2][]Sample{samples(false, 1, 2, 3), samples(false, 4)}}},
+	}
+	doc := r.Markdown("make perf")
+	for _, want := range []string{
+		"Command: `make perf` · 2025-11-30 06:40 UTC · meshnode v1 (commit abc) · Linux 6.18 · 2 CPUs (Xeon), load average 1.25 at the start",
+		"5 s a run; median of 3 runs",
+		"- raw path, no tunnel, offload wire: 1, 2, 3 Mbit/s\n",
+		"Nebula**: not measured",
+		"tx-udp-segmentation, gso, gro off",
+	} {
+		if !strings.Contains(doc, want) {
+			t.Errorf("report lacks %q:\n%s", want, doc)
+		}
+	}
+	for _, unwanted := range []string{"Time to first ping", "wireguard-go**", "Failures"} {
+		if strings.Contains(doc, unwanted) {
+			t.Errorf("report has %q, for something not measured:\n%s", unwanted, doc)
+		}
+	}
+}
+
+func TestEnvInt(t *testing.T) {
+	for _, tc := range []struct {
+		val     string
+		want    int
+		wantErr bool
+	}{
+		{"", 5, false},
+		{"1", 1, false},
+		{"20", 20, false},
+		{"0", 0, true},
+		{"21", 0, true},
+		{"-3", 0, true},
+		{"5s", 0, true},
+	} {
+		got, err := envInt("PERF_SECONDS", tc.val, 5, 20)
+		if (err != nil) != tc.wantErr || got != tc.want {
+			t.Errorf("envInt(%q) = %d, %v; want %d, error %v", tc.val, got, err, tc.want, tc.wantErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), "PERF_SECONDS") {
+			t.Errorf("error %q doesn't name the variable", err)
+		}
+	}
+}

@@ -1,0 +1,68 @@
+package path
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wait"
+)
+
+// asked is how many times n asked its socket to resend a handshake to peer.
+func (f *fabric) asked(n, peer *node) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(slices.DeleteFunc(slices.Clone(f.resends[n.addr]), func(k crypto.PublicKey) bool { return k != peer.key }))
+}
+
+// A handshake that found no path is sent again the moment one may be up:
+// the peer comes online (the relay carries it), the relay binds, a direct
+// path answers, or the peer shows it is up with any discovery packet.
+func TestHandshakeResentWhenAPathMayBeUp(t *testing.T) {
+	f := newFabric()
+	a := f.add(t, "198.18.1.1:41820")
+	b := f.add(t, "198.18.2.1:41820")
+	a.m.UpsertPeer(PeerInfo{Key: b.key, Name: "b"})
+	if n := f.asked(a, b); n != 0 {
+		t.Fatalf("asked %d times for an offline peer", n)
+	}
+
+	steps := []struct {
+		what string
+		do   func()
+	}{
+		{"the peer comes online", func() { introduce(a, b, b.addr) }},
+		{"the relay binds", func() { f.relay(a, b) }},
+		{"a discovery packet from the peer", func() { introduce(b, a, a.addr) }},
+	}
+	for _, s := range steps {
+		before := f.asked(a, b)
+		s.do()
+		wait.For(t, 10*time.Second, s.what+" asks for the handshake", func() bool { return f.asked(a, b) > before })
+	}
+	waitPath(t, a, b, b.addr)
+}
+
+// A ready that found no relay (the node's first round starts before its
+// relay is bound) goes the moment the relay binds, not a punch interval
+// later: the peer holds its pings, and its handshake, until it hears it.
+func TestReadyGoesWhenTheRelayBinds(t *testing.T) {
+	tm := fastTiming()
+	// One punch tick in one long round: only the relay's binding can send
+	// the ready again.
+	tm.PunchInterval, tm.PunchDuration, tm.MaxRound = time.Hour, time.Hour, time.Hour
+	f := newFabric()
+	a := f.addTimed(t, "198.18.1.1:41820", tm)
+	b := f.addTimed(t, "198.18.2.1:41820", tm)
+	f.relay(b)
+	// b knows a (so it takes a's relayed messages) but doesn't punch it.
+	b.m.UpsertPeer(PeerInfo{Key: a.key, Name: "a"})
+	introduce(a, b, b.addr)
+	wait.For(t, 10*time.Second, "a's first round primed b's mapping", func() bool { return a.m.Stats.PrimesSent.Load() > 0 })
+	if n := b.m.Stats.ReadyReceived.Load(); n != 0 {
+		t.Fatalf("b heard %d readies before a had a relay", n)
+	}
+	f.relay(a)
+	wait.For(t, 10*time.Second, "b hears a's ready", func() bool { return b.m.Stats.ReadyReceived.Load() > 0 })
+}
