@@ -53,7 +53,46 @@ type Coordinator struct {
 	MetricsListen string       `mapstructure:"metrics_listen" desc:"host:port serving Prometheus /metrics over plain HTTP, without authentication (keep it on loopback or a private network); empty: off"`
 	DNSDomain     string       `mapstructure:"dns_domain" desc:"the mesh's DNS domain: every node answers NAME.<dns_domain> for each member"`
 	DNSRecords    []string     `mapstructure:"dns_records" desc:"extra names in the mesh's domain, NAME=IP each (nas=192.168.1.10; repeat a name for more addresses); they win over a member of the same name"`
-	LogLevel      string       `mapstructure:"log_level" desc:"debug, info, warn or error"`
+	// AutoApproveRoutes approves routes without the administrator.
+	AutoApproveRoutes []string `mapstructure:"auto_approve_routes" desc:"routes approved as soon as a node advertises them: TAG=PREFIX approves the routes within PREFIX of nodes with TAG, TAG=exit their exit routes (e.g. office=192.168.0.0/16, gw=exit); empty: every route waits for 'meshnode routes approve'"`
+	LogLevel          string   `mapstructure:"log_level" desc:"debug, info, warn or error"`
+}
+
+// ExitApproval is the word that stands for the exit routes in
+// auto_approve_routes.
+const ExitApproval = "exit"
+
+// AutoApproval is one entry of auto_approve_routes: a node with Tag gets
+// the routes it advertises within Prefix approved or, with Exit, its exit
+// routes.
+type AutoApproval struct {
+	Tag    string
+	Prefix netip.Prefix
+	Exit   bool
+}
+
+// AutoApprovals parses auto_approve_routes.
+func (c Coordinator) AutoApprovals() ([]AutoApproval, error) {
+	var out []AutoApproval
+	var errs []error
+	for _, s := range c.AutoApproveRoutes {
+		tag, what, ok := strings.Cut(s, "=")
+		if !ok || tag == "" {
+			errs = append(errs, fmt.Errorf("auto_approve_routes: %q is not TAG=PREFIX or TAG=%s", s, ExitApproval))
+			continue
+		}
+		if what == ExitApproval {
+			out = append(out, AutoApproval{Tag: tag, Exit: true})
+			continue
+		}
+		p, err := netip.ParsePrefix(what)
+		if err != nil || p != p.Masked() {
+			errs = append(errs, fmt.Errorf("auto_approve_routes: %q: %q is not a network such as 192.168.0.0/16, nor %s", s, what, ExitApproval))
+			continue
+		}
+		out = append(out, AutoApproval{Tag: tag, Prefix: p})
+	}
+	return out, errors.Join(errs...)
 }
 
 // DefaultCoordinator returns the coordinator defaults.
@@ -94,6 +133,9 @@ func (c Coordinator) Validate() error {
 	}
 	if c.MetricsListen != "" {
 		errs = append(errs, hostPort("metrics_listen", c.MetricsListen))
+	}
+	if _, err := c.AutoApprovals(); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := c.DNS(); err != nil {
 		errs = append(errs, err)

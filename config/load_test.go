@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -115,6 +116,16 @@ func TestValidateNode(t *testing.T) {
 		{"relay unspecified", func(n *Node) { n.RelayListen, n.RelayPublic = ":3479", "0.0.0.0:3479" }, `relay_public: "0.0.0.0:3479"`},
 		{"relay port 0", func(n *Node) { n.RelayListen, n.RelayPublic = ":3479", "203.0.113.5:0" }, `relay_public: "203.0.113.5:0"`},
 		{"relay without listen", func(n *Node) { n.RelayPublic = "203.0.113.5:3479" }, "relay_listen: must be set"},
+		{"LANs", func(n *Node) { n.AdvertiseRoutes = []string{"192.168.10.0/24", " 10.20.0.0/16", "2001:db8:10::/64"} }, ""},
+		{"exit node", func(n *Node) { n.AdvertiseExitNode = true }, ""},
+		{"not a prefix", func(n *Node) { n.AdvertiseRoutes = []string{"192.168.10.0"} }, `advertise_routes: "192.168.10.0" is not a prefix`},
+		{"host bits", func(n *Node) { n.AdvertiseRoutes = []string{"192.168.10.1/24"} }, "use 192.168.10.0/24"},
+		{"loopback", func(n *Node) { n.AdvertiseRoutes = []string{"127.0.0.0/8"} }, "advertise_routes: route 127.0.0.0/8 overlaps 127.0.0.0/8"},
+		{"default route", func(n *Node) { n.AdvertiseRoutes = []string{"0.0.0.0/0"} }, "set advertise_exit_node"},
+		{"twice", func(n *Node) { n.AdvertiseRoutes = []string{"10.1.0.0/16", "10.1.0.0/16"} }, "listed twice"},
+		{"use an exit node", func(n *Node) { n.ExitNode = "office" }, ""},
+		{"exit node name", func(n *Node) { n.ExitNode = "office gw" }, `exit_node: "office gw" is not a DNS label`},
+		{"an exit node using one", func(n *Node) { n.ExitNode, n.AdvertiseExitNode = "office", true }, "an exit node uses no other exit node"},
 		{"dns", func(n *Node) { n.DNS = "resolv.conf" }, `dns: "resolv.conf" is not allowed; use one of split, manage-resolv-conf`},
 		{"dns managed", func(n *Node) { n.DNS = DNSManageResolvConf }, ""},
 	} {
@@ -175,6 +186,40 @@ func TestValidateSTUNListenV6(t *testing.T) {
 		if err != nil && !strings.Contains(err.Error(), "stun_listen_v6") {
 			t.Errorf("stun_listen_v6 %q: error %q does not name the key", tc.value, err)
 		}
+	}
+}
+
+func TestValidateAutoApproveRoutes(t *testing.T) {
+	for _, tc := range []struct {
+		value []string
+		want  string // empty: valid
+	}{
+		{nil, ""},
+		{[]string{"office=192.168.0.0/16", "gw=exit", "v6=2001:db8::/32"}, ""},
+		{[]string{"office"}, `"office" is not TAG=PREFIX`},
+		{[]string{"=10.0.0.0/8"}, `"=10.0.0.0/8" is not TAG=PREFIX`},
+		{[]string{"office=192.168.1.1/16"}, `"192.168.1.1/16" is not a network`},
+		{[]string{"office=everything"}, `"everything" is not a network`},
+	} {
+		c := DefaultCoordinator()
+		c.AutoApproveRoutes = tc.value
+		err := c.Validate()
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%q: unexpected error %v", tc.value, err)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), "auto_approve_routes")):
+			t.Errorf("%q: error %v, want it to name the key and contain %q", tc.value, err, tc.want)
+		}
+	}
+}
+
+// Routes are the routes advertised: advertise_routes, then the exit
+// routes.
+func TestNodeRoutes(t *testing.T) {
+	n := DefaultNode()
+	n.AdvertiseRoutes, n.AdvertiseExitNode = []string{"192.168.10.0/24"}, true
+	if got := fmt.Sprint(n.Routes()); got != "[192.168.10.0/24 0.0.0.0/0 ::/0]" {
+		t.Errorf("Routes = %s", got)
 	}
 }
 

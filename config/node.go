@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strings"
 	"time"
 
 	"github.com/meshnode/meshnode/internal/wire"
@@ -46,9 +47,15 @@ type Node struct {
 	TCPPunch    bool          `mapstructure:"tcp_punch" desc:"where UDP fails, try a direct TCP path (hole punching from TCP listen_port) before the relay"`
 	RelayListen string        `mapstructure:"relay_listen" desc:"serve as the mesh's UDP relay on this host:port (a node with a public address); empty: off"`
 	RelayPublic string        `mapstructure:"relay_public" desc:"the IP:port other nodes reach relay_listen at (needed with relay_listen); offered only if the administrator tagged this node relay"`
-	AcceptDNS   bool          `mapstructure:"accept_dns" desc:"answer the mesh's names (NAME.<domain>) with a resolver on this node's overlay addresses and point the OS at it for that domain; false: no resolver, the OS's DNS untouched"`
-	DNS         string        `mapstructure:"dns" desc:"how the OS is pointed at the resolver: split (systemd-resolved or /etc/resolver for the mesh's domain only; elsewhere nothing) or manage-resolv-conf (where split DNS is missing, /etc/resolv.conf points at the resolver while the node runs, restored when it stops)"`
-	LogLevel    string        `mapstructure:"log_level" desc:"debug, info, warn or error"`
+	// Subnet routes and exit nodes.
+	AdvertiseRoutes        []string `mapstructure:"advertise_routes" desc:"LANs this node routes for the mesh (comma-separated prefixes, e.g. 192.168.10.0/24), once the administrator approves them; Linux only"`
+	AdvertiseExitNode      bool     `mapstructure:"advertise_exit_node" desc:"offer this node as an exit node (it advertises 0.0.0.0/0 and ::/0), once the administrator approves; Linux only"`
+	SNATSubnetRoutes       bool     `mapstructure:"snat_subnet_routes" desc:"masquerade traffic from the mesh to advertised routes as this node, so LAN hosts need no route back (false: keep overlay source addresses; the LAN must route the overlay to this node)"`
+	ExitNode               string   `mapstructure:"exit_node" desc:"send this node's internet traffic through the peer of this name, an approved exit node (blocked while it is unreachable); empty: direct; Linux only"`
+	ExitNodeAllowLANAccess bool     `mapstructure:"exit_node_allow_lan_access" desc:"with an exit node, keep this host's LANs reachable directly"`
+	AcceptDNS              bool     `mapstructure:"accept_dns" desc:"answer the mesh's names (NAME.<domain>) with a resolver on this node's overlay addresses and point the OS at it for that domain; false: no resolver, the OS's DNS untouched"`
+	DNS                    string   `mapstructure:"dns" desc:"how the OS is pointed at the resolver: split (systemd-resolved or /etc/resolver for the mesh's domain only; elsewhere nothing) or manage-resolv-conf (where split DNS is missing, /etc/resolv.conf points at the resolver while the node runs, restored when it stops)"`
+	LogLevel               string   `mapstructure:"log_level" desc:"debug, info, warn or error"`
 }
 
 // DNS modes (the dns key).
@@ -74,9 +81,11 @@ func DefaultNode() Node {
 		Keepalive:   DefaultKeepalive,
 		PortMapping: true,
 		TCPPunch:    true,
-		AcceptDNS:   true,
-		DNS:         DNSSplit,
-		LogLevel:    "info",
+		// Masquerading works on any LAN with nothing set up there.
+		SNATSubnetRoutes: true,
+		AcceptDNS:        true,
+		DNS:              DNSSplit,
+		LogLevel:         "info",
 	}
 	if runtime.GOOS == "darwin" {
 		n.Interface = "utun"
@@ -116,12 +125,88 @@ func (n Node) Validate() error {
 			errs = append(errs, fmt.Errorf("relay_public: %q is not the IP:port peers reach the relay at (a literal IP address, not a host name, not 0.0.0.0, a port other than 0)", n.RelayPublic))
 		}
 	}
+	errs = append(errs, n.validateRoutes())
 	for _, s := range n.STUNServers {
 		if _, _, err := net.SplitHostPort(s); err != nil {
 			errs = append(errs, fmt.Errorf("stun_servers: %q is not host:port", s))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// validateRoutes checks the subnet route and exit node keys.
+func (n Node) validateRoutes() error {
+	var errs []error
+	if _, err := n.parseRoutes(); err != nil {
+		errs = append(errs, err)
+	}
+	if n.ExitNode != "" {
+		errs = append(errs, validName("exit_node", n.ExitNode))
+		errs = append(errs, errIf(n.AdvertiseExitNode, "exit_node", "%q: an exit node uses no other exit node; unset exit_node or advertise_exit_node", n.ExitNode))
+	}
+	return errors.Join(errs...)
+}
+
+// CheckOS says which settings this OS can't honour: serving routes and
+// using an exit node need Linux. Validate leaves it out, so a file meant
+// for a Linux node checks anywhere.
+func (n Node) CheckOS() error {
+	var errs []error
+	if n.ExitNode != "" {
+		errs = append(errs, ExitNodeSupported())
+	}
+	if runtime.GOOS != "linux" && (len(n.AdvertiseRoutes) > 0 || n.AdvertiseExitNode) {
+		errs = append(errs, fmt.Errorf("advertise_routes, advertise_exit_node: serving routes needs Linux (forwarding and masquerading with nftables), not %s", runtime.GOOS))
+	}
+	return errors.Join(errs...)
+}
+
+// parseRoutes reads advertise_routes, each a prefix a LAN may have.
+func (n Node) parseRoutes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	var errs []error
+	for _, s := range n.AdvertiseRoutes {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("advertise_routes: %q is not a prefix; write NETWORK/BITS, e.g. 192.168.10.0/24", s))
+		case wire.IsExitRoute(p):
+			errs = append(errs, fmt.Errorf("advertise_routes: %q is an exit route; set advertise_exit_node to offer this node as an exit node", s))
+		default:
+			if err := wire.CheckRoute(p); err != nil {
+				errs = append(errs, fmt.Errorf("advertise_routes: %w", err))
+				continue
+			}
+			out = append(out, p)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if err := wire.CheckRoutes(out, nil); err != nil {
+		return nil, fmt.Errorf("advertise_routes: %w", err)
+	}
+	return out, nil
+}
+
+// Routes are the routes this node advertises: advertise_routes, and the
+// exit routes with advertise_exit_node. Call it on valid settings.
+func (n Node) Routes() []netip.Prefix {
+	out, _ := n.parseRoutes()
+	if n.AdvertiseExitNode {
+		out = append(out, wire.ExitRouteV4, wire.ExitRouteV6)
+	}
+	return out
+}
+
+// ExitNodeSupported says why this OS can't use an exit node: on macOS
+// the node's own sockets can't be kept out of a default route through the
+// tunnel (Linux marks them, see internal/underlay).
+func ExitNodeSupported() error {
+	if runtime.GOOS == "linux" {
+		return nil
+	}
+	return fmt.Errorf("exit_node: using an exit node needs Linux, not %s", runtime.GOOS)
 }
 
 // validName checks a DNS label (RFC 1123 §2.1): letters, digits and

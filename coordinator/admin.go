@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
@@ -42,6 +43,13 @@ type Admin interface {
 	// AllowNode lifts the ban of a removed node's key, given as the key or
 	// the name the node had: it may register again with a join token.
 	AllowNode(ctx context.Context, keyOrName string) (Ban, error)
+	// Routes lists every node's advertised and approved routes.
+	Routes(ctx context.Context) ([]RouteInfo, error)
+	// ApproveRoutes approves routes the named node advertises, and
+	// RejectRoutes withdraws approvals; both return the node's routes.
+	// Peers see the change at once.
+	ApproveRoutes(ctx context.Context, name string, prefixes []netip.Prefix) ([]RouteInfo, error)
+	RejectRoutes(ctx context.Context, name string, prefixes []netip.Prefix) ([]RouteInfo, error)
 	// SetPolicy checks and stores a new version of the access policy
 	// ("" removes it: everyone reaches everyone); a running coordinator
 	// applies it to every node at once. A policy that is not valid is
@@ -128,7 +136,12 @@ func (s *Server) TagNode(ctx context.Context, name string, add, remove []string)
 	if err != nil {
 		return wire.Node{}, err
 	}
-	w := s.hub.setTags(n.Key, n.Tags, s.accessAfter(withNode(&n)))
+	if approved, err := autoApproveTagged(ctx, s.store, s.autoApprove, s.hub.tags(n.Key), n); err != nil {
+		s.log.Warn("auto-approving routes of a newly tagged node", "node", n.Name, "err", err)
+	} else {
+		n = approved
+	}
+	w := s.hub.setTags(n, s.accessAfter(withNode(&n)))
 	s.log.Info("node tags changed", "node", n.Name, "key", n.Key.Short(), "tags", n.Tags)
 	return w, nil
 }
@@ -261,11 +274,66 @@ func (a *offlineAdmin) TagNode(ctx context.Context, name string, add, remove []s
 	if err := ValidateTags(append(slices.Clone(add), remove...)); err != nil {
 		return wire.Node{}, err
 	}
+	old, err := a.activeNode(ctx, name)
+	if err != nil {
+		return wire.Node{}, err
+	}
 	n, err := a.store.UpdateTags(ctx, name, add, remove)
 	if err != nil {
 		return wire.Node{}, err
 	}
+	auto, err := newAutoApprover(a.cfg)
+	if err != nil {
+		return wire.Node{}, err
+	}
+	if n, err = autoApproveTagged(ctx, a.store, auto, old.Tags, n); err != nil {
+		return wire.Node{}, err
+	}
 	return toWire(n, false), nil
+}
+
+// activeNode is the active node of that name, as stored.
+func (a *offlineAdmin) activeNode(ctx context.Context, name string) (store.Node, error) {
+	nodes, err := a.store.Nodes(ctx)
+	if err != nil {
+		return store.Node{}, err
+	}
+	for _, n := range nodes {
+		if n.Name == name {
+			return n, nil
+		}
+	}
+	return store.Node{}, fmt.Errorf("node %q: %w", name, ErrNotFound)
+}
+
+// Routes lists the stored routes; which are primary is the running
+// coordinator's to say.
+func (a *offlineAdmin) Routes(ctx context.Context) ([]RouteInfo, error) {
+	nodes, err := a.store.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var out []RouteInfo
+	for _, n := range nodes {
+		out = append(out, routeInfos(n, false, func(netip.Prefix) bool { return false })...)
+	}
+	return out, nil
+}
+
+func (a *offlineAdmin) ApproveRoutes(ctx context.Context, name string, prefixes []netip.Prefix) ([]RouteInfo, error) {
+	return a.updateRoutes(ctx, name, prefixes, nil)
+}
+
+func (a *offlineAdmin) RejectRoutes(ctx context.Context, name string, prefixes []netip.Prefix) ([]RouteInfo, error) {
+	return a.updateRoutes(ctx, name, nil, prefixes)
+}
+
+func (a *offlineAdmin) updateRoutes(ctx context.Context, name string, approve, reject []netip.Prefix) ([]RouteInfo, error) {
+	n, err := a.store.UpdateRoutes(ctx, name, approve, reject, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return routeInfos(n, false, func(netip.Prefix) bool { return false }), nil
 }
 
 func (a *offlineAdmin) RenameNode(ctx context.Context, name, newName string) (wire.Node, error) {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -29,6 +30,7 @@ const (
 	adminNodes      = "/v1/nodes"
 	adminTokens     = "/v1/tokens"
 	adminBans       = "/v1/bans"
+	adminRoutes     = "/v1/routes"
 	adminPolicy     = "/v1/policy"
 	// adminBase is a placeholder host: the transport always dials the socket.
 	adminBase = "http://meshnode-coordinator"
@@ -41,6 +43,7 @@ const (
 	adminCodeNotFound  = "not_found"
 	adminCodeNoURL     = "no_public_url"
 	adminCodeAmbiguous = "ambiguous"
+	adminCodeRoute     = "route_unknown"
 	adminCodeInvalid   = "invalid_policy"
 	adminCodeNameTaken = "name_taken"
 )
@@ -88,47 +91,35 @@ func (s *Server) serveAdmin(ctx context.Context, ln net.Listener) error {
 		n, err := s.RemoveNode(r.Context(), r.PathValue("name"))
 		adminReply(w, n, err)
 	})
-	mux.HandleFunc("POST "+adminNodes+"/{name}/tags", func(w http.ResponseWriter, r *http.Request) {
-		var req tagRequest
-		if !decodeAdmin(w, r, &req) {
-			return
-		}
-		n, err := s.TagNode(r.Context(), r.PathValue("name"), req.Add, req.Remove)
-		adminReply(w, n, err)
-	})
-	mux.HandleFunc("POST "+adminNodes+"/{name}/rename", func(w http.ResponseWriter, r *http.Request) {
-		var req renameRequest
-		if !decodeAdmin(w, r, &req) {
-			return
-		}
-		n, err := s.RenameNode(r.Context(), r.PathValue("name"), req.Name)
-		adminReply(w, n, err)
-	})
+	mux.HandleFunc("POST "+adminNodes+"/{name}/tags", posted(func(r *http.Request, req tagRequest) (any, error) {
+		return s.TagNode(r.Context(), r.PathValue("name"), req.Add, req.Remove)
+	}))
+	mux.HandleFunc("POST "+adminNodes+"/{name}/rename", posted(func(r *http.Request, req renameRequest) (any, error) {
+		return s.RenameNode(r.Context(), r.PathValue("name"), req.Name)
+	}))
 	mux.HandleFunc("GET "+adminBans, func(w http.ResponseWriter, r *http.Request) {
 		list, err := s.Bans(r.Context())
 		adminReply(w, list, err)
 	})
 	// The key or name travels in the body: base64 keys hold '/'.
-	mux.HandleFunc("POST "+adminBans+"/allow", func(w http.ResponseWriter, r *http.Request) {
-		var req allowRequest
-		if !decodeAdmin(w, r, &req) {
-			return
-		}
-		b, err := s.AllowNode(r.Context(), req.Node)
-		adminReply(w, b, err)
+	mux.HandleFunc("POST "+adminBans+"/allow", posted(func(r *http.Request, req allowRequest) (any, error) {
+		return s.AllowNode(r.Context(), req.Node)
+	}))
+	mux.HandleFunc("GET "+adminRoutes, func(w http.ResponseWriter, r *http.Request) {
+		list, err := s.Routes(r.Context())
+		adminReply(w, list, err)
 	})
+	mux.HandleFunc("POST "+adminNodes+"/{name}/routes", posted(func(r *http.Request, req routesRequest) (any, error) {
+		return s.updateRoutes(r.Context(), r.PathValue("name"), req.Approve, req.Reject)
+	}))
 	mux.HandleFunc("GET "+adminTokens, func(w http.ResponseWriter, r *http.Request) {
 		toks, err := s.Tokens(r.Context())
 		adminReply(w, toks, err)
 	})
-	mux.HandleFunc("POST "+adminTokens, func(w http.ResponseWriter, r *http.Request) {
-		var opts TokenOptions
-		if !decodeAdmin(w, r, &opts) {
-			return
-		}
+	mux.HandleFunc("POST "+adminTokens, posted(func(r *http.Request, opts TokenOptions) (any, error) {
 		tok, err := s.CreateToken(r.Context(), opts)
-		adminReply(w, tokenReply{Token: tok.String()}, err)
-	})
+		return tokenReply{Token: tok.String()}, err
+	}))
 	mux.HandleFunc("POST "+adminTokens+"/{id}/revoke", func(w http.ResponseWriter, r *http.Request) {
 		adminReply(w, struct{}{}, s.RevokeToken(r.Context(), r.PathValue("id")))
 	})
@@ -184,12 +175,29 @@ type tagRequest struct {
 	Remove []string `json:"remove,omitempty"`
 }
 
+type routesRequest struct {
+	Approve []netip.Prefix `json:"approve,omitempty"`
+	Reject  []netip.Prefix `json:"reject,omitempty"`
+}
+
 type renameRequest struct {
 	Name string `json:"name"` // the new name
 }
 
 type allowRequest struct {
 	Node string `json:"node"` // a key or the name the node had
+}
+
+// posted serves POSTs whose JSON body is a Req with do's answer.
+func posted[Req any](do func(r *http.Request, req Req) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if !decodeAdmin(w, r, &req) {
+			return
+		}
+		v, err := do(r, req)
+		adminReply(w, v, err)
+	}
 }
 
 // decodeAdmin reads a JSON request body into v, or answers bad_request.
@@ -211,6 +219,8 @@ func adminReply(w http.ResponseWriter, v any, err error) {
 		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeNoURL, Error: err.Error()})
 	case errors.Is(err, ErrAmbiguous):
 		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeAmbiguous, Error: err.Error()})
+	case errors.Is(err, ErrRouteUnknown):
+		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeRoute, Error: err.Error()})
 	case errors.Is(err, ErrInvalidPolicy):
 		writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: adminCodeInvalid, Error: err.Error()})
 	case errors.Is(err, ErrNameTaken):
@@ -271,6 +281,8 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 			return ErrNoPublicURL
 		case adminCodeAmbiguous:
 			return fmt.Errorf("%s: %w", e.Error, ErrAmbiguous)
+		case adminCodeRoute:
+			return fmt.Errorf("%s: %w", e.Error, ErrRouteUnknown)
 		case adminCodeInvalid:
 			return invalidPolicyError(e.Error)
 		case adminCodeNameTaken:
@@ -329,6 +341,21 @@ func (c *adminClient) Bans(ctx context.Context) ([]Ban, error) {
 func (c *adminClient) AllowNode(ctx context.Context, keyOrName string) (Ban, error) {
 	var b Ban
 	return b, c.do(ctx, http.MethodPost, adminBans+"/allow", allowRequest{Node: keyOrName}, &b)
+}
+
+func (c *adminClient) Routes(ctx context.Context) ([]RouteInfo, error) {
+	var list []RouteInfo
+	return list, c.do(ctx, http.MethodGet, adminRoutes, nil, &list)
+}
+
+func (c *adminClient) ApproveRoutes(ctx context.Context, name string, prefixes []netip.Prefix) ([]RouteInfo, error) {
+	var list []RouteInfo
+	return list, c.do(ctx, http.MethodPost, adminNodes+"/"+url.PathEscape(name)+"/routes", routesRequest{Approve: prefixes}, &list)
+}
+
+func (c *adminClient) RejectRoutes(ctx context.Context, name string, prefixes []netip.Prefix) ([]RouteInfo, error) {
+	var list []RouteInfo
+	return list, c.do(ctx, http.MethodPost, adminNodes+"/"+url.PathEscape(name)+"/routes", routesRequest{Reject: prefixes}, &list)
 }
 
 // rawBody is a request body sent as it is, not as JSON.

@@ -65,13 +65,18 @@ func TestRemovedNodeStaysOutUntilAllowed(t *testing.T) {
 	}
 }
 
+// joinTwo registers nodes a and b with token and connects both.
+func joinTwo(t *testing.T, h *harness, token, a, b string) (na, nb *node, sa, sb *stream) {
+	t.Helper()
+	na, nb = newNode(t, h).join(token, a), newNode(t, h).join(token, b)
+	return na, nb, na.connect(), nb.connect()
+}
+
 // Tags set through the admin socket reach the running hub.
 func TestTagNodeThroughAdminSocket(t *testing.T) {
-	admin, h, tok := runWithAdmin(t, testConfig(t))
+	_, admin, h, tok := runWithAdmin(t, testConfig(t))
 	ctx := context.Background()
-	gw := newNode(t, h).join(tok, "gw")
-	obs := newNode(t, h).join(tok, "obs")
-	so, sg := obs.connect(), gw.connect()
+	gw, _, sg, so := joinTwo(t, h, tok, "gw", "obs")
 	ep := announce(t, sg, 3001, "198.18.0.5:3479")
 	handled(t, so, gw, ep)
 
@@ -98,7 +103,7 @@ func TestRenameNodeThroughAdminSocket(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.DNSDomain = "corp.internal"
 	cfg.DNSRecords = []string{"nas=192.168.1.10"}
-	admin, h, tok := runWithAdmin(t, cfg)
+	_, admin, h, tok := runWithAdmin(t, cfg)
 	ctx := context.Background()
 	desk := newNode(t, h).join(tok, "desktop")
 	newNode(t, h).join(tok, "laptop")
@@ -128,7 +133,7 @@ func TestRenameNodeThroughAdminSocket(t *testing.T) {
 
 // runWithAdmin runs a coordinator with its admin socket and returns an
 // admin client, a harness for its nodes and a reusable join token.
-func runWithAdmin(t *testing.T, cfg config.Coordinator) (coordinator.Admin, *harness, string) {
+func runWithAdmin(t *testing.T, cfg config.Coordinator) (*running, coordinator.Admin, *harness, string) {
 	t.Helper()
 	r := runCoordinator(t, cfg)
 	admin := openAdmin(t, cfg)
@@ -136,5 +141,5 @@ func runWithAdmin(t *testing.T, cfg config.Coordinator) (coordinator.Admin, *har
 	if err != nil {
 		t.Fatal(err)
 	}
-	return admin, &harness{t: t, cfg: cfg, srv: r.srv, reg: r.reg, url: tok.URL, client: pinnedClient(t, tok.Pin)}, tok.String()
+	return r, admin, &harness{t: t, cfg: cfg, srv: r.srv, reg: r.reg, url: tok.URL, client: pinnedClient(t, tok.Pin)}, tok.String()
 }

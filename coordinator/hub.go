@@ -26,6 +26,9 @@ type hub struct {
 	version uint64
 	// susp holds the relays suspended on reports (relayhealth.go).
 	susp *suspensions
+	// primary is the node peers route each served prefix through
+	// (routes.go: reelect).
+	primary map[netip.Prefix]crypto.PublicKey
 	// acc is the access policy, resolved against nodes (access.go).
 	acc access
 }
@@ -40,6 +43,7 @@ func newHub(nodes []store.Node, acc access) *hub {
 	for i := range nodes {
 		h.nodes[nodes[i].Key] = &nodes[i]
 	}
+	h.reelect()
 	return h
 }
 
@@ -47,6 +51,7 @@ func newHub(nodes []store.Node, acc access) *hub {
 func (h *hub) wireNode(n *store.Node) wire.Node {
 	sess, online := h.sessions[n.Key]
 	w := toWire(*n, online)
+	w.PrimaryRoutes = h.primaryRoutes(n)
 	if online && sess.tcp.IsValid() {
 		w.Endpoints = append(w.Endpoints, wire.Endpoint{Addr: sess.tcp, Kind: wire.EndpointTCP})
 	}
@@ -82,6 +87,7 @@ func toWire(n store.Node, online bool) wire.Node {
 		Online:    online,
 		LastSeen:  n.LastSeen,
 		Tags:      slices.Clone(n.Tags),
+		Routes:    n.Serves(),
 	}
 }
 
@@ -151,6 +157,9 @@ func (h *hub) upsert(n store.Node, next access) {
 	}
 	h.nodes[n.Key] = &n
 	h.transition(next, old, &n)
+	if mayServe(old) || mayServe(&n) {
+		h.reelect()
+	}
 	h.changedSelf(&n)
 }
 
@@ -169,6 +178,9 @@ func (h *hub) remove(key crypto.PublicKey, next access) *session {
 	sess := h.sessions[key]
 	delete(h.sessions, key)
 	h.transition(next, n, nil)
+	if mayServe(n) {
+		h.reelect()
+	}
 	return sess
 }
 
@@ -191,6 +203,9 @@ func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome wire
 	old = h.sessions[sess.key]
 	h.sessions[sess.key] = sess
 	n.LastSeen = now
+	if mayServe(n) {
+		h.reelect()
+	}
 	h.changed(n)
 	self := h.wireNode(n)
 	return wire.StreamMsg{
@@ -218,6 +233,9 @@ func (h *hub) detach(sess *session, now time.Time) bool {
 	}
 	delete(h.sessions, sess.key)
 	if n := h.nodes[sess.key]; n != nil {
+		if mayServe(n) {
+			h.reelect()
+		}
 		n.LastSeen = now
 		h.changed(n)
 	}
@@ -264,13 +282,16 @@ func (h *hub) setRelay(key crypto.PublicKey, relay netip.AddrPort) (designated b
 	return designated
 }
 
-// setTags records a node's new tags, with next the access policy
+// setTags records a node's new tags and its routes as stored with them
+// (new tags may auto-approve routes), with next the access policy
 // resolved with them, and pushes the node to its peers (a relay it
 // announces is offered, or withdrawn, with RelayTag; the peers that may
 // see it change with the policy) and to itself (it serves as a relay, or
 // stops, with RelayTag). It returns the node as its peers now see it.
-func (h *hub) setTags(key crypto.PublicKey, tags []string, next access) wire.Node {
-	return h.adminChanged(key, next, func(n *store.Node) { n.Tags = tags })
+func (h *hub) setTags(stored store.Node, next access) wire.Node {
+	return h.adminChanged(stored.Key, next, func(n *store.Node) {
+		n.Tags, n.Advertised, n.Approved = stored.Tags, stored.Advertised, stored.Approved
+	})
 }
 
 // setName records a node's new name, with next the access policy
@@ -281,9 +302,10 @@ func (h *hub) setName(key crypto.PublicKey, name string, next access) wire.Node 
 	return h.adminChanged(key, next, func(n *store.Node) { n.Name = name })
 }
 
-// adminChanged applies what the administrator changed of a node, with
-// next the access policy resolved after the change, and pushes the node
-// to its peers and to itself.
+// adminChanged applies what the administrator (or the node, for the
+// routes it advertises) changed of a node, with next the access policy
+// resolved after the change, pushes the node to its peers and to itself,
+// and moves the primaries that changed with its routes.
 func (h *hub) adminChanged(key crypto.PublicKey, next access, edit func(*store.Node)) wire.Node {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -295,8 +317,21 @@ func (h *hub) adminChanged(key crypto.PublicKey, next access, edit func(*store.N
 	edit(&n)
 	h.nodes[key] = &n
 	h.transition(next, old, &n)
+	if mayServe(old) || mayServe(&n) {
+		h.reelect()
+	}
 	h.changedSelf(&n)
 	return h.wireNode(&n)
+}
+
+// tags are a node's tags; nil when it is not an active node.
+func (h *hub) tags(key crypto.PublicKey) []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := h.nodes[key]; n != nil {
+		return slices.Clone(n.Tags)
+	}
+	return nil
 }
 
 // setEndpoints records a node's candidates and pushes them to its peers.

@@ -123,6 +123,9 @@ type Server struct {
 	gate *admit.Gate
 	// failedRegs is each source's budget of failed registrations.
 	failedRegs *admit.Budgets
+	// autoApprove approves routes without the administrator
+	// (auto_approve_routes); nil: none.
+	autoApprove store.AutoApprover
 
 	// nodeLog and strangerLog write what a node's or a stranger's
 	// requests caused, at a bounded rate: a flood of them must not flood
@@ -154,6 +157,10 @@ type Server struct {
 func New(opts Options) (*Server, error) {
 	cfg := opts.Config
 	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("coordinator settings: %w", err)
+	}
+	autoApprove, err := newAutoApprover(cfg)
+	if err != nil {
 		return nil, fmt.Errorf("coordinator settings: %w", err)
 	}
 	log := opts.Logger
@@ -206,6 +213,7 @@ func New(opts Options) (*Server, error) {
 		limits:      defaultStreamLimits(),
 		dns:         dns,
 		failedRegs:  newFailedRegistrations(),
+		autoApprove: autoApprove,
 		seenWritten: make(map[crypto.PublicKey]time.Time),
 		restores:    make(map[crypto.PublicKey]*time.Timer),
 	}

@@ -368,6 +368,7 @@ func (s *Server) applyReports(ctx context.Context, sess *session) {
 		if m, ok := sess.pendingReport(); ok {
 			s.setEndpoints(ctx, sess.key, m.Endpoints, m.NAT)
 			s.setRelay(sess.key, m.Relay)
+			s.setAdvertised(ctx, sess.key, m.Routes)
 			sess.reportDone(m)
 		}
 	}

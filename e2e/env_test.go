@@ -139,6 +139,12 @@ func (e *env) nodeWithToken(t *testing.T, h *netlab.Host, name, token string) *n
 	return e.startNode(t, h, netlab.NodeConfig{Name: name, Token: token}, true)
 }
 
+// nodeWith is node with more `meshnode up` flags.
+func (e *env) nodeWith(t *testing.T, h *netlab.Host, name string, args ...string) *netlab.Node {
+	t.Helper()
+	return e.startNode(t, h, netlab.NodeConfig{Name: name, Token: e.token, Args: args}, true)
+}
+
 // startNode starts a node on h. When the (sub)test ends it goes down and,
 // with remove, is removed from the coordinator; a failed test first prints
 // its log's tail.

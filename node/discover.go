@@ -54,11 +54,14 @@ type discoverer struct {
 	// relayRefresh hears the keepalive interval the measured mapping
 	// lifetime allows, for the relay binding; nil: none.
 	relayRefresh func(time.Duration)
-	relay        string // relay_public, announced with the candidates
-	saveSTUN     func(servers, servers6 []string) error
-	scope        *scope // refreshed with the host's prefixes on every link poll
-	log          *slog.Logger
-	kick         chan struct{}
+	relay        string         // relay_public, announced with the candidates
+	routes       []netip.Prefix // the routes this node advertises, announced with them too
+	// links hears this host's interface prefixes on every link poll.
+	links    func([]netip.Prefix)
+	saveSTUN func(servers, servers6 []string) error
+	scope    *scope // refreshed with the host's prefixes on every link poll
+	log      *slog.Logger
+	kick     chan struct{}
 
 	mu sync.Mutex
 	// stun is the coordinator's STUN servers (host:port), primary first;
@@ -262,7 +265,7 @@ func (d *discoverer) sendEndpoints() {
 	if res.Endpoints == nil {
 		return
 	}
-	msg := wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: res.Endpoints, Relay: d.relay}
+	msg := wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: res.Endpoints, Relay: d.relay, Routes: d.routes}
 	if res.Mapping.Behaviour != "" {
 		nat := res.Mapping.NATInfo()
 		msg.NAT = &nat
@@ -319,6 +322,9 @@ func (d *discoverer) hostAddrs() []netip.Addr {
 	} else {
 		prefixes := discovery.InterfacePrefixes()
 		d.scope.set(prefixes)
+		if d.links != nil {
+			d.links(prefixes)
+		}
 		for _, p := range prefixes {
 			a = append(a, p.Addr())
 		}

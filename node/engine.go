@@ -14,12 +14,14 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/underlay"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/control"
@@ -30,6 +32,7 @@ import (
 	"github.com/meshnode/meshnode/node/pmtu"
 	"github.com/meshnode/meshnode/node/registry"
 	"github.com/meshnode/meshnode/node/relayclient"
+	"github.com/meshnode/meshnode/node/routes"
 	"github.com/meshnode/meshnode/node/tcppunch"
 	"github.com/meshnode/meshnode/relay"
 	"github.com/meshnode/meshnode/tun"
@@ -109,12 +112,19 @@ type Engine struct {
 	// handshakeAsks carries peers to start a handshake with (handshake.go).
 	handshakeAsks chan crypto.PublicKey
 
-	// tagsMu guards tags and name: this node's tags and name as the
-	// coordinator last sent them (a welcome, or a delta when the
-	// administrator changed them).
-	tagsMu sync.Mutex
-	tags   []string
-	name   string
+	// recordMu guards record: this node's own record as the coordinator
+	// last sent it (a welcome, or a delta when the administrator changed
+	// its tags or routes).
+	recordMu sync.Mutex
+	record   wire.Node
+
+	// table decides what goes through which peer (subnet routes, the exit
+	// node); osRoutes keeps the OS routes in line with it, and gateway
+	// the forwarding of the routes this node serves. Both keepers are nil
+	// without an OS TUN (tests), gateway too when it advertises nothing.
+	table    *routes.Table
+	osRoutes *routes.Keeper
+	gateway  *routes.Keeper
 
 	stop context.CancelFunc
 	// runCtx and tasks belong to Run: work it starts later (TCP punches)
@@ -130,10 +140,10 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 		opts.Log = slog.Default()
 	}
 	if opts.RelayListen == nil {
-		opts.RelayListen = func(addr string) ([]net.PacketConn, error) { return relay.ListenUDP("udp", addr, 0) }
+		opts.RelayListen = listenRelay
 	}
 	if opts.AuxListen == nil {
-		opts.AuxListen = func() (bind.UDPConn, error) { return net.ListenUDP("udp4", nil) }
+		opts.AuxListen = func() (bind.UDPConn, error) { return underlay.ListenUDP("udp4", nil) }
 	}
 	e := &Engine{
 		opts:   opts,
@@ -161,6 +171,9 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	case e.cfg.Token != "":
 		e.log.Info("already registered; the token is not needed and was not used", "state_dir", e.cfg.StateDir, "name", st.Self.Name)
 	}
+	if err := wire.CheckRoutes(e.cfg.Routes(), st.routes()); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrRoutes, err)
+	}
 	e.state = st
 	return e, nil
 }
@@ -177,11 +190,13 @@ func (e *Engine) Self() wire.Node { return e.state.Self }
 // setSelf applies this node's own record from the coordinator: its tags,
 // which may make it a relay or stop it being one.
 func (e *Engine) setSelf(n wire.Node) {
-	e.tagsMu.Lock()
-	e.tags = slices.Clone(n.Tags)
-	e.name = n.Name
-	e.tagsMu.Unlock()
+	e.recordMu.Lock()
+	e.record = n
+	e.recordMu.Unlock()
 	e.relayFeed.setSelf(n)
+	if e.gateway != nil {
+		e.gateway.Wake()
+	}
 	if e.dns != nil {
 		e.dns.table.Set(n)
 	}
@@ -190,20 +205,48 @@ func (e *Engine) setSelf(n wire.Node) {
 // currentName is this node's name as the coordinator last sent it (the
 // administrator may rename it), its registered one before.
 func (e *Engine) currentName() string {
-	e.tagsMu.Lock()
-	defer e.tagsMu.Unlock()
-	if e.name == "" {
+	e.recordMu.Lock()
+	defer e.recordMu.Unlock()
+	if e.record.Name == "" {
 		return e.state.Self.Name
 	}
-	return e.name
+	return e.record.Name
 }
 
-// currentTags is this node's tags as the coordinator last sent them.
-func (e *Engine) currentTags() []string {
-	e.tagsMu.Lock()
-	defer e.tagsMu.Unlock()
-	return slices.Clone(e.tags)
+// selfRecord is this node's record as the coordinator last sent it.
+func (e *Engine) selfRecord() wire.Node {
+	e.recordMu.Lock()
+	defer e.recordMu.Unlock()
+	n := e.record
+	n.Tags = slices.Clone(n.Tags)
+	return n
 }
 
 // PublicKey is this node's key.
 func (e *Engine) PublicKey() crypto.PublicKey { return e.priv.Public() }
+
+// listenRelay opens the sockets of the relay this node serves
+// (relay.ListenUDP), marked as the node's own like every underlay socket,
+// so its frames never follow routes into the overlay (an exit node's).
+func listenRelay(addr string) ([]net.PacketConn, error) {
+	conns, err := relay.ListenUDP("udp", addr, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, c := range conns {
+		err := fmt.Errorf("relay socket %s: no file descriptor to mark", c.LocalAddr())
+		if sc, ok := c.(syscall.Conn); ok {
+			var raw syscall.RawConn
+			if raw, err = sc.SyscallConn(); err == nil {
+				err = underlay.Control("", "", raw)
+			}
+		}
+		if err != nil {
+			for _, c := range conns {
+				c.Close()
+			}
+			return nil, err
+		}
+	}
+	return conns, nil
+}

@@ -13,29 +13,34 @@ import (
 	"github.com/meshnode/meshnode/node/path"
 	"github.com/meshnode/meshnode/node/pmtu"
 	"github.com/meshnode/meshnode/node/registry"
+	"github.com/meshnode/meshnode/node/routes"
 )
 
 // The registry's consumers, in the order every peer change reaches them:
 // WireGuard's peer table first (a peer it refuses gets no path either),
 // then the MTU table (it holds a peer before the path manager can report
 // its MTU, and ignores a report once it let the peer go), then the path
-// manager.
-func peerConsumers(dev *device.Device, b *bind.Bind, mtus *pmtu.Table, mgr *path.Manager) []registry.Named {
+// manager, then the routing table (which moves OS routes to a peer only
+// once WireGuard has it).
+func peerConsumers(dev *device.Device, b *bind.Bind, mtus *pmtu.Table, mgr *path.Manager, table *routes.Table) []registry.Named {
 	return []registry.Named{
-		{Name: "wireguard", Consumer: wgPeers{dev, b}},
+		{Name: "wireguard", Consumer: wgPeers{dev, b, table}},
 		{Name: "mtu", Consumer: mtuPeers{mtus}},
 		{Name: "path", Consumer: pathPeers{mgr}},
+		{Name: "routes", Consumer: table},
 	}
 }
 
-// wgPeers keeps wireguard-go's peers (over UAPI) and their Bind endpoints.
+// wgPeers keeps wireguard-go's peers (over UAPI) and their Bind endpoints;
+// the routing table says what each carries beyond its addresses.
 type wgPeers struct {
-	dev  *device.Device
-	bind *bind.Bind
+	dev   *device.Device
+	bind  *bind.Bind
+	table *routes.Table
 }
 
 func (w wgPeers) Upsert(n wire.Node, old *wire.Node) error {
-	return w.dev.IpcSet(peerConfig(n, old == nil))
+	return w.dev.IpcSet(peerConfig(n, old == nil, w.table.AllowedIPs(n)))
 }
 
 func (w wgPeers) Remove(n wire.Node) error {
@@ -46,13 +51,18 @@ func (w wgPeers) Remove(n wire.Node) error {
 	return nil
 }
 
-// peerConfig is the UAPI text for a peer: its overlay addresses as allowed
-// IPs and, for a new peer, its key as the endpoint the Bind resolves.
-func peerConfig(n wire.Node, create bool) string {
+// peerConfig is the UAPI text for a peer: its overlay addresses and the
+// routes it carries (WireGuard sends a prefix to the one peer that has it
+// among its allowed IPs, and takes packets from a peer only from them) and,
+// for a new peer, its key as the endpoint the Bind resolves.
+func peerConfig(n wire.Node, create bool, routes []netip.Prefix) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "public_key=%s\nreplace_allowed_ips=true\n", n.PublicKey.Hex())
 	for _, a := range n.Addresses {
 		fmt.Fprintf(&b, "allowed_ip=%s\n", netip.PrefixFrom(a, a.BitLen()))
+	}
+	for _, p := range routes {
+		fmt.Fprintf(&b, "allowed_ip=%s\n", p)
 	}
 	if create {
 		fmt.Fprintf(&b, "endpoint=%s\n", n.PublicKey.Hex())

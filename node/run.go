@@ -13,6 +13,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/underlay"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/control"
@@ -54,13 +55,15 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	// own ICMP errors go into the TUN below it.
 	e.dev = device.NewDevice(filter.NewTUN(e.guard, e.filter, !e.opts.UnfilteredSends), e.bind, wgLogger(e.log))
 	defer e.dev.Close()
-	consumers := peerConsumers(e.dev, e.bind, e.mtus, e.mgr)
+	consumers := peerConsumers(e.dev, e.bind, e.mtus, e.mgr, e.table)
 	if e.dns != nil {
 		consumers = append(consumers, registry.Named{Name: "dns", Consumer: dnsPeers{e.dns.table}})
 	}
 	e.peers = registry.New(e.priv.Public(), e.relayFeed.update, consumers...)
 	e.relayFeed.peers = e.peers
-	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\n", e.priv.Hex(), e.cfg.ListenPort)); err != nil {
+	// fwmark marks WireGuard's sockets as the node's own (underlay.Mark),
+	// on every rebind too.
+	if err := e.dev.IpcSet(fmt.Sprintf("private_key=%s\nlisten_port=%d\nfwmark=%d\n", e.priv.Hex(), e.cfg.ListenPort, underlay.Mark)); err != nil {
 		return fmt.Errorf("configure WireGuard (listen_port %d in use? set another or 0): %w", e.cfg.ListenPort, err)
 	}
 	if err := e.dev.Up(); err != nil {
@@ -100,6 +103,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
+	// First: the parts below wake the keepers it makes.
+	e.startRouting(ctx, &wg)
 	wg.Go(func() { e.mgr.Run(ctx) })
 	wg.Go(func() { e.pathEvents(ctx) })
 	wg.Go(func() { e.handshakes(ctx) })
@@ -180,6 +185,7 @@ func (e *Engine) build() {
 	}
 	sc := &scope{overlay: e.state.routes()}
 	e.mgr.SetScope(sc)
+	e.table = e.newTable()
 	prober := discovery.NewProber(e.bind)
 	var auth *discovery.Credentials
 	if pass, err := wire.STUNPassword(e.priv, e.state.CoordinatorKey); err != nil {
@@ -197,6 +203,8 @@ func (e *Engine) build() {
 		configured: e.cfg.STUNServers,
 		auth:       auth,
 		relay:      e.cfg.RelayPublic,
+		routes:     e.cfg.Routes(),
+		links:      e.table.SetLocal,
 		saveSTUN:   e.saveSTUN,
 		scope:      sc,
 		log:        e.log,
@@ -300,8 +308,7 @@ func dialFrom(port uint16) func(ctx context.Context, network, addr string) (net.
 		if err == nil {
 			return c, nil
 		}
-		var ephemeral net.Dialer
-		return ephemeral.DialContext(ctx, network, addr)
+		return underlay.Dialer().DialContext(ctx, network, addr)
 	}
 }
 

@@ -22,8 +22,10 @@ func (e *Engine) Status() localapi.Status {
 	peers := []localapi.Peer{}
 	own := e.state.Self.Addresses
 	for _, n := range e.peers.All() {
+		via, exit := e.peerRoutes(n)
 		peers = append(peers, localapi.Peer{
 			Name: n.Name, Addresses: n.Addresses, PublicKey: n.PublicKey.String(), Online: n.Online,
+			Routes: via, ExitNodeOption: exit,
 			Reach: e.filter.Reach(own, n.Addresses), ReachedBy: e.filter.Reach(n.Addresses, own),
 		})
 	}
@@ -55,7 +57,7 @@ func (e *Engine) Status() localapi.Status {
 		Interface: e.tunName(),
 		Endpoints: []string{},
 		NAT:       localapi.NAT{Mapping: disc.Mapping.Behaviour, PortAlloc: disc.Mapping.PortAlloc, IdleKeepalive: e.mgr.IdleKeepalive().String()},
-		Tags:      e.currentTags(),
+		Tags:      e.selfRecord().Tags,
 		Relay:     e.relayFeed.serving(),
 	}
 	if disc.Mapping.Public.IsValid() {
@@ -71,10 +73,13 @@ func (e *Engine) Status() localapi.Status {
 		self.Endpoints = append(self.Endpoints, ep.Addr.String())
 	}
 	bs, ps, gs, fs := &e.bind.Stats, &e.mgr.Stats, &e.guard.Stats, &e.filter.Stats
+	rst, exit := e.routesStatus()
 	return localapi.Status{
 		Self:        self,
 		Policy:      e.policyStatus(),
 		Peers:       peers,
+		Routes:      rst,
+		ExitNode:    exit,
 		Coordinator: localapi.Coordinator{URL: e.state.CoordinatorURL, Connected: e.stream != nil && e.stream.Connected()},
 		DNS:         e.dnsStatus(),
 		Counters: map[string]uint64{

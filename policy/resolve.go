@@ -28,7 +28,7 @@ type Node struct {
 
 // NodeOf is a node of the peer map as the policy sees it.
 func NodeOf(n wire.Node) Node {
-	return Node{Name: n.Name, Tags: n.Tags, Addrs: n.Addresses}
+	return Node{Name: n.Name, Tags: n.Tags, Addrs: n.Addresses, Routes: n.Routes}
 }
 
 // Network is the overlay's address pools. "*" compiles to them, and no

@@ -33,12 +33,8 @@ func (c Config) validate() error {
 		}
 	}
 	for _, p := range c.Routes {
-		if err := validPrefix("route", p); err != nil {
+		if err := validRoute(p); err != nil {
 			errs = append(errs, err)
-			continue
-		}
-		if p != p.Masked() {
-			errs = append(errs, fmt.Errorf("route %s has host bits set: use %s", p, p.Masked()))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -54,6 +50,17 @@ func (c Config) validateWithMTU() error {
 		err = errors.Join(err, fmt.Errorf("%w for %q: %w", ErrInvalidConfig, c.Name, mtuErr))
 	}
 	return err
+}
+
+// validRoute checks a route: a valid prefix without host bits.
+func validRoute(p netip.Prefix) error {
+	if err := validPrefix("route", p); err != nil {
+		return err
+	}
+	if p != p.Masked() {
+		return fmt.Errorf("route %s has host bits set: use %s", p, p.Masked())
+	}
+	return nil
 }
 
 func validPrefix(what string, p netip.Prefix) error {

@@ -49,6 +49,9 @@ func TestBadInputIsAUsageErrorNamingTheValue(t *testing.T) {
 		{"config check", []string{"config", "check", "--config", badFile}, []string{"unknown key listen_prot"}},
 		{"coordinator network", []string{"coordinator", "--network", "10.0.0.0/31", "--data-dir", dir}, []string{"network"}},
 		{"token expiry", []string{"token", "create", "--expiry", "-1h", "--data-dir", dir}, []string{"expiry"}},
+		{"advertised route", []string{"up", "--advertise-routes", "192.168.10.0/24,10.1.2.3/16", "--state-dir", dir}, []string{"advertise_routes", "use 10.1.0.0/16"}},
+		{"exit node of an exit node", []string{"up", "--exit-node", "office", "--advertise-exit-node", "--state-dir", dir}, []string{"exit_node", "uses no other exit node"}},
+		{"set nothing", []string{"set"}, []string{"nothing to set", "--exit-node"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			code, out := run(t, tc.args...)

@@ -46,12 +46,22 @@ doesn't: the peer is then listed because it may reach this node. The policy
 line counts the packets denied against each rule, from peers (in) and from
 this host (out).
 
+ROUTES are the subnet routes sent through the peer (it is their primary
+router), and "exit" when it is an exit node this node may choose ('meshnode
+set --exit-node'). Above the table: the routes this node advertises, which
+of them are approved and primary; peers' routes it uses, or not (one inside
+this host's LAN is left to the LAN); and its exit node, reachable or not
+(traffic is then blocked, not sent directly).
+
 --json prints a stable interface for scripts: self.name, self.addresses,
 self.public_key, self.endpoints; peers[] with name, addresses, public_key,
 online, path, endpoint, latency_ms, mtu, path_mtu, rx_bytes, tx_bytes,
-last_handshake, reach, reached_by; policy with active, version, rules,
-flows, max_flows, denied[] (rule, in, out) and denied_no_rule; counters;
-and dns (as 'meshnode dns status --json').`,
+last_handshake, reach, reached_by, routes, exit_node_option; policy with
+active, version, rules, flows, max_flows, denied[] (rule, in, out) and
+denied_no_rule; routes with advertised, serving, primary, via[] (prefix,
+peer, state: routed, lan or own); exit_node with name, reachable, state
+(reachable, unknown, not approved, offline, no path); counters; and dns (as
+'meshnode dns status --json').`,
 		Example: "  meshnode status\n  meshnode status desktop.mesh.internal\n  meshnode status --json | jq '.peers[] | {name, path}'",
 		Args:    optionalArg("NAME|IP"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -101,13 +111,14 @@ func printStatus(w io.Writer, st localapi.Status) error {
 		fmt.Fprintf(w, "public %s, NAT mapping %s\n", st.Self.NAT.Public6, st.Self.NAT.Mapping6)
 	}
 	printPolicy(w, st.Policy)
+	printRouting(w, st)
 	fmt.Fprintln(w)
 	if len(st.Peers) == 0 {
 		fmt.Fprintln(w, "no peers yet: run 'meshnode up' on another machine with a token")
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tADDRESS\tPATH\tENDPOINT\tLATENCY\tMTU\tRX\tTX\tHANDSHAKE\tONLINE\tREACH")
+	fmt.Fprintln(tw, "NAME\tADDRESS\tPATH\tENDPOINT\tLATENCY\tMTU\tRX\tTX\tHANDSHAKE\tONLINE\tREACH\tROUTES")
 	for _, p := range st.Peers {
 		addr := ""
 		if len(p.Addresses) > 0 {
@@ -121,10 +132,64 @@ func printStatus(w io.Writer, st localapi.Status) error {
 		if p.MTU > 0 {
 			mtu = strconv.Itoa(p.MTU)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, addr, p.Path, dash(p.Endpoint), lat, mtu,
-			bytesStr(p.RxBytes), bytesStr(p.TxBytes), ago(p.LastHandshake), yesNo(p.Online), yesNo(p.Reach))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, addr, p.Path, dash(p.Endpoint), lat, mtu,
+			bytesStr(p.RxBytes), bytesStr(p.TxBytes), ago(p.LastHandshake), yesNo(p.Online), yesNo(p.Reach), peerRoutes(p))
 	}
 	return tw.Flush()
+}
+
+// printRouting is what the node routes: as a router (the routes it
+// advertises, those approved, those it is primary for), through its peers,
+// and its exit node, which says when traffic is blocked.
+func printRouting(w io.Writer, st localapi.Status) {
+	r := st.Routes
+	if len(r.Advertised) > 0 {
+		fmt.Fprintf(w, "advertises %s; approved: %s; primary for: %s\n", joinAddrs(r.Advertised), listOrNone(r.Serving), listOrNone(r.Primary))
+	}
+	if r.GatewayError != "" {
+		fmt.Fprintf(w, "NOT forwarding to the approved routes: %s\n", r.GatewayError)
+	}
+	for _, v := range r.Via {
+		switch v.State {
+		case localapi.RouteLAN:
+			fmt.Fprintf(w, "route %s via %s: not used, this host's LAN %s keeps it\n", v.Prefix, v.Peer, v.LAN)
+		case localapi.RouteOwn:
+			fmt.Fprintf(w, "route %s via %s: not used, this node serves it too\n", v.Prefix, v.Peer)
+		default:
+			fmt.Fprintf(w, "route %s via %s\n", v.Prefix, v.Peer)
+		}
+	}
+	if r.OSError != "" {
+		fmt.Fprintf(w, "routes NOT set up: %s\n", r.OSError)
+	}
+	if x := st.ExitNode; x != nil {
+		lan := "LANs through it too"
+		if x.AllowLAN {
+			lan = "LANs direct"
+		}
+		if x.Reachable {
+			fmt.Fprintf(w, "exit node %s: reachable; internet traffic goes through it (%s)\n", x.Name, lan)
+		} else {
+			fmt.Fprintf(w, "exit node %s: UNREACHABLE (%s); internet traffic is blocked, not sent directly\n", x.Name, x.State)
+		}
+	}
+}
+
+// peerRoutes is the ROUTES column: the subnets sent through the peer, and
+// "exit" for an exit node this node may choose.
+func peerRoutes(p localapi.Peer) string {
+	s := joinAddrs(p.Routes)
+	if p.ExitNodeOption {
+		s = strings.TrimSpace(s + " exit")
+	}
+	return dash(s)
+}
+
+func listOrNone[T fmt.Stringer](a []T) string {
+	if len(a) == 0 {
+		return "none"
+	}
+	return joinAddrs(a)
 }
 
 // matchPeers are the peers named by arg: a name, the name in the mesh's

@@ -42,6 +42,47 @@ func TestStatusShowsEachPeersMTU(t *testing.T) {
 	}
 }
 
+// The text status says what the node routes: as a router, through its
+// peers (a route its LAN keeps is not used), and whether its exit node
+// carries its traffic or the traffic is blocked.
+func TestStatusShowsRoutesAndExitNode(t *testing.T) {
+	p := netip.MustParsePrefix
+	lan := p("192.168.10.0/24")
+	st := localapi.Status{
+		Self: localapi.Self{Name: "home", Interface: "mesh0"},
+		Routes: localapi.Routes{
+			Advertised: []netip.Prefix{p("10.1.0.0/24")},
+			Via: []localapi.PeerRoute{
+				{Prefix: lan, Peer: "office", State: localapi.RouteRouted},
+				{Prefix: p("192.168.1.0/24"), Peer: "office", State: localapi.RouteLAN, LAN: "192.168.1.0/24"},
+			},
+		},
+		ExitNode: &localapi.ExitNode{Name: "office", State: localapi.ExitOffline},
+		Peers:    []localapi.Peer{{Name: "office", Path: "direct", Online: false, Routes: []netip.Prefix{lan}, ExitNodeOption: true}},
+	}
+	var out bytes.Buffer
+	if err := printStatus(&out, st); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"advertises 10.1.0.0/24; approved: none; primary for: none",
+		"route 192.168.10.0/24 via office\n",
+		"route 192.168.1.0/24 via office: not used, this host's LAN 192.168.1.0/24 keeps it",
+		"exit node office: UNREACHABLE (offline); internet traffic is blocked, not sent directly",
+		"192.168.10.0/24 exit\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("status lacks %q:\n%s", want, out.String())
+		}
+	}
+	st.ExitNode = &localapi.ExitNode{Name: "office", State: localapi.ExitReachable, Reachable: true, AllowLAN: true}
+	out.Reset()
+	printStatus(&out, st)
+	if want := "exit node office: reachable; internet traffic goes through it (LANs direct)"; !strings.Contains(out.String(), want) {
+		t.Errorf("status lacks %q:\n%s", want, out.String())
+	}
+}
+
 // TestStatusShowsPolicyAndReach: the text status names the policy in
 // force, the packets each rule denied, and per peer whether this node may
 // reach it.
@@ -81,8 +122,8 @@ func TestStatusShowsPolicyAndReach(t *testing.T) {
 			}
 			reach := map[string]string{}
 			for _, line := range strings.Split(out.String(), "\n") {
-				if f := strings.Fields(line); len(f) > 0 {
-					reach[f[0]] = f[len(f)-1]
+				if f := strings.Fields(line); len(f) > 1 {
+					reach[f[0]] = f[len(f)-2] // ROUTES comes last
 				}
 			}
 			if reach["NAME"] != "REACH" || reach["office"] != "yes" || reach["phone"] != "no" {

@@ -35,6 +35,11 @@ Settings come from flags, MESHNODE_* environment variables and the YAML file
   sudo --preserve-env=MESHNODE_TOKEN meshnode up
   # later runs reuse the state in /var/lib/meshnode
   sudo meshnode up
+  # an office gateway: routes its LAN for the mesh and offers itself as an
+  # exit node, once the administrator approves ('meshnode routes approve')
+  sudo meshnode up --advertise-routes 192.168.10.0/24 --advertise-exit-node
+  # a laptop on hotel Wi-Fi: all its internet traffic through the office
+  sudo meshnode up --exit-node office-gw
   # a second node on one host: its own interface, port, state and socket
   sudo meshnode up --interface mesh1 --listen-port 41821 \
       --state-dir /var/lib/meshnode2 --socket /run/meshnode/mesh1.sock`,
@@ -44,7 +49,7 @@ Settings come from flags, MESHNODE_* environment variables and the YAML file
 			if _, err := config.Load(&settings, file, config.DefaultNodeConfigFile, cmd.Flags()); err != nil {
 				return usageError{err}
 			}
-			if err := settings.Validate(); err != nil {
+			if err := errors.Join(settings.Validate(), settings.CheckOS()); err != nil {
 				return usageError{err}
 			}
 			log := newLogger(cmd.ErrOrStderr(), settings.LogLevel)
@@ -53,7 +58,7 @@ Settings come from flags, MESHNODE_* environment variables and the YAML file
 			}
 			progress := func(msg string) { fmt.Fprintln(cmd.ErrOrStderr(), "meshnode:", msg) }
 			eng, err := node.New(cmd.Context(), node.Options{Config: settings, Log: log, Progress: progress})
-			if errors.Is(err, node.ErrNeedToken) {
+			if errors.Is(err, node.ErrNeedToken) || errors.Is(err, node.ErrRoutes) {
 				return usageError{err}
 			}
 			if err != nil {

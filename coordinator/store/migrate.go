@@ -87,6 +87,16 @@ var migrations = []migration{
 			)`,
 		},
 	},
+	{
+		version:     4,
+		description: "subnet routes: what each node advertises, what the administrator approved",
+		statements: []string{
+			// JSON lists: prefixes as the node last reported them, and
+			// {"prefix", "approved_at"} in the order they were approved.
+			`ALTER TABLE nodes ADD COLUMN advertised_routes TEXT NOT NULL DEFAULT '[]'`,
+			`ALTER TABLE nodes ADD COLUMN approved_routes TEXT NOT NULL DEFAULT '[]'`,
+		},
+	},
 }
 
 // schemaVersion is the newest version this build knows.

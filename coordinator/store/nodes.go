@@ -14,7 +14,7 @@ import (
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
-const nodeColumns = `public_key, name, ipv4, ipv6, tags, endpoints, nat, token_id, created_at, last_seen, removed_at`
+const nodeColumns = `public_key, name, ipv4, ipv6, tags, endpoints, nat, token_id, created_at, last_seen, removed_at, advertised_routes, approved_routes`
 
 // querier is what *sql.DB and *sql.Tx share.
 type querier interface {
@@ -140,7 +140,8 @@ func (s *SQLite) insertNode(ctx context.Context, tx *sql.Tx, r Registration, tok
 		VALUES ($1, $2, $3, $4, $5, '[]', NULL, $6, $7, NULL, NULL, $8)`
 	if tombstone {
 		q = `UPDATE nodes SET name = $1, host_index = $2, ipv4 = $3, ipv6 = $4, tags = $5, endpoints = '[]', nat = NULL,
-			token_id = $6, created_at = $7, last_seen = NULL, removed_at = NULL WHERE public_key = $8`
+			token_id = $6, created_at = $7, last_seen = NULL, removed_at = NULL, advertised_routes = '[]', approved_routes = '[]'
+			WHERE public_key = $8`
 	}
 	if _, err := tx.ExecContext(ctx, q, name, int64(idx), v4.String(), v6.String(), string(tags), tok.ID,
 		r.Now.UnixMilli(), r.Key.String()); err != nil {
@@ -237,7 +238,7 @@ func (s *SQLite) Nodes(ctx context.Context) ([]Node, error) {
 func (s *SQLite) RemoveNode(ctx context.Context, name string, now time.Time) (Node, error) {
 	return s.updateActive(ctx, name, func(tx *sql.Tx, n *Node) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET removed_at = $1, name = NULL, host_index = NULL, ipv4 = NULL, ipv6 = NULL,
-		endpoints = '[]', nat = NULL WHERE public_key = $2`, now.UnixMilli(), n.Key.String()); err != nil {
+		endpoints = '[]', nat = NULL, advertised_routes = '[]', approved_routes = '[]' WHERE public_key = $2`, now.UnixMilli(), n.Key.String()); err != nil {
 			return fmt.Errorf("database %s: remove node %q: %w", s.path, name, err)
 		}
 		// INSERT … ON CONFLICT is the same in SQLite and PostgreSQL; a key
@@ -357,11 +358,12 @@ func scanNode(sc scanner) (Node, bool, error) {
 	var (
 		n                          Node
 		key, tags, eps             string
+		advertised, approved       string
 		name, v4, v6, nat, tokenID sql.NullString
 		created                    int64
 		lastSeen, removed          sql.NullInt64
 	)
-	if err := sc.Scan(&key, &name, &v4, &v6, &tags, &eps, &nat, &tokenID, &created, &lastSeen, &removed); err != nil {
+	if err := sc.Scan(&key, &name, &v4, &v6, &tags, &eps, &nat, &tokenID, &created, &lastSeen, &removed, &advertised, &approved); err != nil {
 		return n, false, err
 	}
 	var err error
@@ -390,6 +392,9 @@ func scanNode(sc scanner) (Node, bool, error) {
 		if err := json.Unmarshal([]byte(nat.String), n.NAT); err != nil {
 			return n, false, fmt.Errorf("node %s: nat: %w", n.Key.Short(), err)
 		}
+	}
+	if err := decodeRoutes(&n, advertised, approved); err != nil {
+		return n, false, fmt.Errorf("node %s: %w", n.Key.Short(), err)
 	}
 	n.Created = time.UnixMilli(created)
 	n.LastSeen = fromNull(lastSeen)

@@ -13,7 +13,10 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
@@ -66,6 +69,16 @@ type Store interface {
 	Allow(ctx context.Context, keyOrName string) (Ban, error)
 	// SetEndpoints stores a node's candidates; ErrNotFound if it isn't active.
 	SetEndpoints(ctx context.Context, key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NATInfo) error
+	// SetAdvertisedRoutes stores the routes an active node advertises and
+	// approves at once those newly advertised that auto allows for its
+	// tags (nil: none); ErrNotFound if it isn't active.
+	SetAdvertisedRoutes(ctx context.Context, key crypto.PublicKey, routes []netip.Prefix, auto AutoApprover, now time.Time) (Node, error)
+	// UpdateRoutes approves, then withdraws the approval of, routes of the
+	// active node of that name and returns it: ErrNotFound if there is no
+	// such node, ErrRouteUnknown for an approval of a route it does not
+	// advertise or a withdrawal of one it neither advertises nor has
+	// approved.
+	UpdateRoutes(ctx context.Context, name string, approve, reject []netip.Prefix, now time.Time) (Node, error)
 	// SetLastSeen records presence; a removed or unknown key is ignored.
 	SetLastSeen(ctx context.Context, key crypto.PublicKey, t time.Time) error
 
@@ -101,6 +114,7 @@ var (
 	ErrTokenUsed     = errors.New("join token already used")
 	ErrTokenRevoked  = errors.New("join token revoked")
 	ErrPoolExhausted = errors.New("overlay address pool exhausted")
+	ErrRouteUnknown  = errors.New("route not advertised")
 )
 
 // Token is a stored join token. Only the secret's hash is kept.
@@ -127,6 +141,96 @@ type Node struct {
 	TokenID   string // the token of its latest registration
 	Created   time.Time
 	LastSeen  time.Time // zero until its first stream
+	// Advertised are the routes it advertises, as it last reported them.
+	Advertised []netip.Prefix
+	// Approved are the routes the administrator approved (or a tag
+	// approved by the coordinator's auto_approve_routes), first approved
+	// first. Approval outlives the advertisement: a node that advertises
+	// an approved route again serves it at once.
+	Approved []ApprovedRoute
+}
+
+// ApprovedRoute is one approval of a node's route.
+type ApprovedRoute struct {
+	Prefix netip.Prefix
+	Since  time.Time
+}
+
+// Serves is what the node serves: the routes it advertises that are
+// approved, sorted (wire.SortRoutes).
+func (n Node) Serves() []netip.Prefix {
+	var out []netip.Prefix
+	for _, a := range n.Approved {
+		if slices.Contains(n.Advertised, a.Prefix) {
+			out = append(out, a.Prefix)
+		}
+	}
+	wire.SortRoutes(out)
+	return out
+}
+
+// ApprovedSince is when p was approved for n; ok is false if it is not.
+func (n Node) ApprovedSince(p netip.Prefix) (since time.Time, ok bool) {
+	for _, a := range n.Approved {
+		if a.Prefix == p {
+			return a.Since, true
+		}
+	}
+	return time.Time{}, false
+}
+
+// AutoApprover says whether a route advertised by a node with tags is
+// approved without the administrator (the coordinator's
+// auto_approve_routes).
+type AutoApprover func(tags []string, p netip.Prefix) bool
+
+// advertise applies a node's newly reported routes to n: they replace
+// its advertised ones, and those that are new and auto allows are
+// approved at now.
+func (n *Node) advertise(routes []netip.Prefix, auto AutoApprover, now time.Time) {
+	for _, p := range routes {
+		if slices.Contains(n.Advertised, p) || auto == nil || !auto(n.Tags, p) {
+			continue
+		}
+		if _, ok := n.ApprovedSince(p); !ok {
+			n.Approved = append(n.Approved, ApprovedRoute{Prefix: p, Since: now})
+		}
+	}
+	n.Advertised = slices.Clone(routes)
+	wire.SortRoutes(n.Advertised)
+}
+
+// updateRoutes approves, then withdraws approvals, as UpdateRoutes does.
+func (n *Node) updateRoutes(approve, reject []netip.Prefix, now time.Time) error {
+	var errs []error
+	for _, p := range approve {
+		if !slices.Contains(n.Advertised, p) {
+			errs = append(errs, fmt.Errorf("node %q does not advertise %s (it advertises %s): %w", n.Name, p, routeList(n.Advertised), ErrRouteUnknown))
+			continue
+		}
+		if _, ok := n.ApprovedSince(p); !ok {
+			n.Approved = append(n.Approved, ApprovedRoute{Prefix: p, Since: now})
+		}
+	}
+	for _, p := range reject {
+		_, approved := n.ApprovedSince(p)
+		if !approved && !slices.Contains(n.Advertised, p) {
+			errs = append(errs, fmt.Errorf("node %q neither advertises nor has approved %s: %w", n.Name, p, ErrRouteUnknown))
+		}
+		n.Approved = slices.DeleteFunc(n.Approved, func(a ApprovedRoute) bool { return a.Prefix == p })
+	}
+	return errors.Join(errs...)
+}
+
+func routeList(ps []netip.Prefix) string {
+	if len(ps) == 0 {
+		return "none"
+	}
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ", ")
 }
 
 // Ban keeps a removed node's key from registering again until the

@@ -165,6 +165,13 @@ func (c *Coordinator) RemoveNode(ctx context.Context, name string) error {
 	return err
 }
 
+// Routes runs `meshnode routes VERB NAME PREFIX...` on the coordinator
+// host (approve or reject) and returns what it printed.
+func (c *Coordinator) Routes(ctx context.Context, verb, name string, prefixes ...string) (string, error) {
+	args := append([]string{"routes", verb, name}, prefixes...)
+	return c.lab.meshnode(ctx, c.NS, append(args, "--data-dir", c.dataDir)...)
+}
+
 // RenameNode renames a node (`meshnode nodes rename`).
 func (c *Coordinator) RenameNode(ctx context.Context, name, newName string) error {
 	_, err := c.lab.meshnode(ctx, c.NS, "nodes", "rename", name, newName, "--data-dir", c.dataDir)
@@ -177,7 +184,8 @@ type NodeConfig struct {
 	Token string
 	// ListenPort is the node's UDP port; DefaultNodePort when zero.
 	ListenPort int
-	// Args are further flags of `meshnode up` (--dns manage-resolv-conf).
+	// Args are more `meshnode up` flags (--advertise-routes, --exit-node,
+	// --dns manage-resolv-conf).
 	Args []string
 }
 
@@ -287,6 +295,11 @@ func (n *Node) Status(ctx context.Context) (Status, error) {
 // Ping is `meshnode ping PEER --count N`: discovery pings and their path.
 func (n *Node) Ping(ctx context.Context, peer string, count int) (string, error) {
 	return n.lab.meshnode(ctx, nil, "ping", peer, "--count", strconv.Itoa(count), "--socket", n.socket)
+}
+
+// Set changes the running node's choices (`meshnode set ARGS`).
+func (n *Node) Set(ctx context.Context, args ...string) (string, error) {
+	return n.lab.meshnode(ctx, nil, append(append([]string{"set"}, args...), "--socket", n.socket)...)
 }
 
 // Down asks the node to leave the mesh (`meshnode down`) and waits for it to

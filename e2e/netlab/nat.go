@@ -143,6 +143,9 @@ func (r *Router) WAN() netip.Addr {
 // LAN is the router's address on its LAN.
 func (r *Router) LAN() netip.Addr { return r.lan.Addr() }
 
+// LANPrefix is the router's IPv4 LAN, e.g. 10.3.0.0/24.
+func (r *Router) LANPrefix() netip.Prefix { return r.lan.Masked() }
+
 // WAN6 is the router's IPv6 address on the internet, invalid without IPv6.
 func (r *Router) WAN6() netip.Addr { return r.wan6 }
 

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"golang.zx2c4.com/wireguard/tun/netstack"
@@ -35,6 +36,15 @@ type NodeOptions struct {
 	Relay bool
 	// RelayTiming overrides the relay client's timers.
 	RelayTiming *relayclient.Timing
+	// AdvertiseRoutes are the node's advertise_routes, and
+	// AdvertiseExitNode its advertise_exit_node; ExitNode is its exit_node.
+	AdvertiseRoutes   []string
+	AdvertiseExitNode bool
+	ExitNode          string
+	// Behind are addresses the node's netstack answers at besides its
+	// overlay ones: hosts on a LAN it routes, or on the internet beyond
+	// an exit node, which peers reach only through it.
+	Behind []netip.Addr
 	// UnfilteredSends makes the node send what its access policy denies,
 	// as a modified node would: its peers must drop it.
 	UnfilteredSends bool
@@ -105,6 +115,7 @@ func (m *Mesh) startNode(name string, host *natlab.Host, opts NodeOptions, state
 	if opts.Keepalive != 0 {
 		cfg.Keepalive = opts.Keepalive
 	}
+	cfg.AdvertiseRoutes, cfg.AdvertiseExitNode, cfg.ExitNode = opts.AdvertiseRoutes, opts.AdvertiseExitNode, opts.ExitNode
 	if opts.Relay {
 		cfg.Token = m.RelayToken
 		cfg.RelayListen = netip.AddrPortFrom(host.IPs()[0], RelayPort).String()
@@ -152,7 +163,7 @@ func (m *Mesh) startNode(name string, host *natlab.Host, opts NodeOptions, state
 			return c, nil
 		},
 		NewTUN: func(addrs []netip.Addr, mtu int) (tun.Device, error) {
-			dev, tnet, err := netstack.CreateNetTUN(addrs, nil, mtu)
+			dev, tnet, err := netstack.CreateNetTUN(append(slices.Clone(addrs), opts.Behind...), nil, mtu)
 			n.Net = tnet
 			return dev, err
 		},

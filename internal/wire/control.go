@@ -131,6 +131,18 @@ type Node struct {
 	// its traffic): meanwhile Relay is empty, so nobody uses it, and the
 	// node itself stops counting itself a relay.
 	RelaySuspendedUntil time.Time `json:"relay_suspended_until,omitzero"`
+	// Routes are the subnet routes this node serves: those it advertises
+	// that the administrator approved, the exit routes among them when it
+	// is an approved exit node. It forwards traffic from the overlay to
+	// them, and to nothing else.
+	Routes []netip.Prefix `json:"routes,omitempty"`
+	// PrimaryRoutes are the Routes peers send through this node: of the
+	// nodes serving one prefix, the coordinator makes one primary (the one
+	// it made primary before, while online; else the online one approved
+	// first), so WireGuard, which routes a prefix to one peer, sends it
+	// there. The exit routes are never among them: a peer uses the exit
+	// node its user chose.
+	PrimaryRoutes []netip.Prefix `json:"primary_routes,omitempty"`
 }
 
 // NATInfo is what a node learned of its own NAT (RFC 4787 terms), shared so
@@ -149,7 +161,7 @@ const (
 	MsgAuth       = "auth"       // node → coord: PublicKey, Proof
 	MsgWelcome    = "welcome"    // coord → node: Self, Peers (the full map), Version, DNS
 	MsgPeers      = "peers"      // coord → node: Upsert, Remove (a delta), Version; Self when the node's own record changed (its tags, its relay's suspension)
-	MsgEndpoints  = "endpoints"  // node → coord: Endpoints, NAT (its current candidates)
+	MsgEndpoints  = "endpoints"  // node → coord: Endpoints, NAT (its current candidates), Routes (the routes it advertises)
 	MsgRendezvous = "rendezvous" // node → coord: Peer (asks to reach it)
 	MsgPunch      = "punch"      // coord → node: Peer, Endpoints, NAT (punch now)
 	MsgError      = "error"      // either way: Code, Error; the sender then closes
@@ -187,6 +199,7 @@ type StreamMsg struct {
 	STUN6     []string           `json:"stun6,omitempty"`     // welcome: IPv6 STUN [IP]:port (stun_listen_v6), gathered besides STUN
 	Relay6    string             `json:"relay6,omitempty"`    // welcome: the coordinator's UDP relay over IPv6, for nodes that can't reach Relay
 	Filter    *Filter            `json:"filter,omitempty"`    // welcome: the access policy compiled for this node (nil: none); peers: its new one, when it changed
+	Routes    []netip.Prefix     `json:"routes,omitempty"`    // endpoints: the subnet and exit routes this node advertises (CheckRoutes), served once approved
 	DNS       *DNSConfig         `json:"dns,omitempty"`       // welcome: the mesh's DNS domain and extra records (nil: DefaultDNSDomain, none)
 	Code      string             `json:"code,omitempty"`
 	Error     string             `json:"error,omitempty"`

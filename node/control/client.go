@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/underlay"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -28,7 +29,7 @@ func NewHTTPClient(pin string) *http.Client {
 	return &http.Client{
 		Timeout: requestTimeout,
 		Transport: &http.Transport{
-			DialContext:         (&net.Dialer{KeepAlive: wire.TCPKeepalive}).DialContext,
+			DialContext:         (&net.Dialer{KeepAlive: wire.TCPKeepalive, Control: underlay.Control, Resolver: underlay.Resolver}).DialContext,
 			TLSClientConfig:     crypto.PinnedTLSConfig(pin),
 			TLSHandshakeTimeout: requestTimeout,
 			ForceAttemptHTTP2:   true,

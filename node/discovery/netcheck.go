@@ -13,6 +13,7 @@ import (
 
 	"github.com/pion/stun/v3"
 
+	"github.com/meshnode/meshnode/internal/underlay"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/portmap"
 )
@@ -368,7 +369,7 @@ func ResolveSTUNFamily(ctx context.Context, s string, v6 bool) (netip.AddrPort, 
 	if err != nil || p == 0 {
 		return netip.AddrPort{}, fmt.Errorf("%q: port %q is not a number from 1 to 65535", s, port)
 	}
-	ips, err := net.DefaultResolver.LookupNetIP(ctx, network, host)
+	ips, err := underlay.Resolver.LookupNetIP(ctx, network, host)
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("resolve %s (%s): %w", host, family, err)
 	}
@@ -388,7 +389,7 @@ type netcheckSock struct {
 }
 
 func listenNetcheck() (*netcheckSock, error) {
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{})
+	c, err := underlay.ListenUDP("udp4", &net.UDPAddr{})
 	if err != nil {
 		return nil, fmt.Errorf("open a UDP socket: %w", err)
 	}

@@ -41,6 +41,12 @@ func (c *Client) Ping(ctx context.Context, peer string) (PingReply, error) {
 	return r, c.do(ctx, http.MethodPost, PathPing, PingRequest{Peer: peer}, &r)
 }
 
+// SetPrefs changes the node's choices (nil fields stay) and returns them.
+func (c *Client) SetPrefs(ctx context.Context, req PrefsRequest) (Prefs, error) {
+	var p Prefs
+	return p, c.do(ctx, http.MethodPost, PathPrefs, req, &p)
+}
+
 // Down asks the node to leave and exit.
 func (c *Client) Down(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, PathDown, nil, nil)

@@ -31,6 +31,7 @@ type backend struct {
 	status Status
 	ping   func(ctx context.Context, peer string) (PingReply, error)
 	downs  chan struct{} // one value per Down
+	prefs  Prefs
 }
 
 func (b *backend) Status() Status { return b.status }
@@ -40,6 +41,20 @@ func (b *backend) Ping(ctx context.Context, peer string) (PingReply, error) {
 }
 
 func (b *backend) Down() { b.downs <- struct{}{} }
+
+// SetPrefs refuses one exit node, as a node refuses a peer that is none.
+func (b *backend) SetPrefs(req PrefsRequest) (Prefs, error) {
+	if req.ExitNode != nil && *req.ExitNode == "laptop" {
+		return b.prefs, errors.New("not an exit node: laptop serves no approved exit routes")
+	}
+	if req.ExitNode != nil {
+		b.prefs.ExitNode = *req.ExitNode
+	}
+	if req.AllowLAN != nil {
+		b.prefs.AllowLAN = *req.AllowLAN
+	}
+	return b.prefs, nil
+}
 
 // socketPath is a socket path in a directory Listen must create.
 func socketPath(t *testing.T) string {
@@ -198,6 +213,22 @@ func TestDown(t *testing.T) {
 	}
 }
 
+// Prefs sent through the socket reach the node, only the fields given; a
+// refusal comes back as the node said it.
+func TestSetPrefs(t *testing.T) {
+	b := &backend{prefs: Prefs{AllowLAN: true}}
+	c := serve(t, b)
+	office := "office"
+	p, err := c.SetPrefs(ctxFor(t), PrefsRequest{ExitNode: &office})
+	if err != nil || p != (Prefs{ExitNode: "office", AllowLAN: true}) {
+		t.Fatalf("SetPrefs = %+v, %v", p, err)
+	}
+	laptop := "laptop"
+	if _, err := c.SetPrefs(ctxFor(t), PrefsRequest{ExitNode: &laptop}); err == nil || !strings.Contains(err.Error(), "laptop serves no approved exit routes") {
+		t.Fatalf("SetPrefs(laptop) = %v, want the node's refusal", err)
+	}
+}
+
 func TestBadRequests(t *testing.T) {
 	const wantPeer = `want {"peer": NAME|IP|KEY}`
 	tests := []struct {
@@ -208,6 +239,7 @@ func TestBadRequests(t *testing.T) {
 		{"ping not JSON", http.MethodPost, PathPing, `{"peer`, http.StatusBadRequest, wantPeer},
 		{"ping without a peer", http.MethodPost, PathPing, `{}`, http.StatusBadRequest, wantPeer},
 		{"ping too large", http.MethodPost, PathPing, `{"peer":"` + strings.Repeat("b", 2*maxBody) + `"}`, http.StatusBadRequest, wantPeer},
+		{"prefs not JSON", http.MethodPost, PathPrefs, `{"exit`, http.StatusBadRequest, `want {"exit_node": NAME, "exit_node_allow_lan_access": BOOL}`},
 		{"wrong method", http.MethodGet, PathPing, ``, http.StatusMethodNotAllowed, "node answered HTTP 405: Method Not Allowed"},
 		{"unknown path", http.MethodGet, "/v1/nope", ``, http.StatusNotFound, "node answered HTTP 404: 404 page not found"},
 	}

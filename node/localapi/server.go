@@ -23,6 +23,9 @@ type Backend interface {
 	Status() Status
 	Ping(ctx context.Context, peer string) (PingReply, error)
 	Down()
+	// SetPrefs changes the user's choices (the exit node) and returns
+	// them; they last until the node stops.
+	SetPrefs(req PrefsRequest) (Prefs, error)
 }
 
 // Socket modes: root only, or root and one group.
@@ -113,6 +116,19 @@ func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) er
 			return
 		}
 		writeJSON(w, http.StatusOK, rep)
+	})
+	mux.HandleFunc("POST "+PathPrefs, func(w http.ResponseWriter, r *http.Request) {
+		var req PrefsRequest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
+			writeJSON(w, http.StatusBadRequest, ErrorReply{Error: "want {\"exit_node\": NAME, \"exit_node_allow_lan_access\": BOOL}"})
+			return
+		}
+		p, err := b.SetPrefs(req)
+		if err != nil {
+			writeJSON(w, http.StatusBadRequest, ErrorReply{Error: err.Error()})
+			return
+		}
+		writeJSON(w, http.StatusOK, p)
 	})
 	mux.HandleFunc("POST "+PathDown, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, struct{}{})

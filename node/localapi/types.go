@@ -14,6 +14,7 @@ const (
 	PathStatus = "/v1/status"
 	PathPing   = "/v1/ping"
 	PathDown   = "/v1/down"
+	PathPrefs  = "/v1/prefs"
 )
 
 // Status is `meshnode status --json`: a stable interface for scripts.
@@ -21,6 +22,12 @@ type Status struct {
 	Self        Self        `json:"self"`
 	Peers       []Peer      `json:"peers"`
 	Coordinator Coordinator `json:"coordinator"`
+	// Routes is what this node routes beyond the overlay, as a router and
+	// through its peers.
+	Routes Routes `json:"routes"`
+	// ExitNode is the exit node this node's internet traffic goes through;
+	// nil when it goes direct.
+	ExitNode *ExitNode `json:"exit_node,omitempty"`
 	// DNS is the resolver of the mesh's names (`meshnode dns status`).
 	DNS DNS `json:"dns"`
 	// Counters are what the node dropped and why: garbage on the UDP port,
@@ -145,11 +152,79 @@ type Peer struct {
 	RxBytes       uint64       `json:"rx_bytes"`
 	TxBytes       uint64       `json:"tx_bytes"`
 	LastHandshake string       `json:"last_handshake"` // RFC 3339; empty before the first
+	// Routes are the subnet routes this node sends through the peer (it
+	// is their primary router); ExitNodeOption: it is an approved exit
+	// node this node may choose.
+	Routes         []netip.Prefix `json:"routes,omitempty"`
+	ExitNodeOption bool           `json:"exit_node_option,omitempty"`
 	// Reach: the access policy lets this node open connections to the
 	// peer (on some protocol and port); ReachedBy: the peer to this node.
 	// Both true when no policy is in force.
 	Reach     bool `json:"reach"`
 	ReachedBy bool `json:"reached_by"`
+}
+
+// Routes is what a node routes beyond the overlay.
+type Routes struct {
+	// Advertised are the routes this node advertises; Serving those the
+	// administrator approved, which it forwards to; Primary those its
+	// peers send through it.
+	Advertised []netip.Prefix `json:"advertised"`
+	Serving    []netip.Prefix `json:"serving"`
+	Primary    []netip.Prefix `json:"primary"`
+	// GatewayError is why forwarding to the served routes isn't set up
+	// (IP forwarding off and not allowed to turn it on, no nftables).
+	GatewayError string `json:"gateway_error,omitempty"`
+	// Via are the peers' subnet routes as this node uses them.
+	Via []PeerRoute `json:"via"`
+	// OSError is why the OS routes aren't as they should be.
+	OSError string `json:"os_error,omitempty"`
+}
+
+// Ways a node uses a peer's subnet route (PeerRoute.State).
+const (
+	RouteRouted = "routed" // through the peer
+	RouteLAN    = "lan"    // not installed: it lies in this host's LAN, which keeps its traffic
+	RouteOwn    = "own"    // this node advertises it too and reaches it directly
+)
+
+// PeerRoute is one of a peer's subnet routes.
+type PeerRoute struct {
+	Prefix netip.Prefix `json:"prefix"`
+	Peer   string       `json:"peer"`
+	State  string       `json:"state"`
+	LAN    string       `json:"lan,omitempty"` // with RouteLAN, the LAN prefix
+}
+
+// Exit node states (ExitNode.State). Only ExitReachable carries traffic;
+// in every other, internet traffic is blocked, never sent directly.
+const (
+	ExitReachable   = "reachable"
+	ExitUnknown     = "unknown"      // no peer has the name
+	ExitNotApproved = "not approved" // the peer serves no exit routes
+	ExitOffline     = "offline"
+	ExitNoPath      = "no path" // online, but no path to it yet
+)
+
+// ExitNode is the exit node in use.
+type ExitNode struct {
+	Name      string `json:"name"`
+	AllowLAN  bool   `json:"allow_lan_access"`
+	Reachable bool   `json:"reachable"`
+	State     string `json:"state"`
+}
+
+// PrefsRequest changes the user's choices at run time (`meshnode set`);
+// a nil field stays as it is.
+type PrefsRequest struct {
+	ExitNode *string `json:"exit_node,omitempty"`
+	AllowLAN *bool   `json:"exit_node_allow_lan_access,omitempty"`
+}
+
+// Prefs are the user's choices.
+type Prefs struct {
+	ExitNode string `json:"exit_node"`
+	AllowLAN bool   `json:"exit_node_allow_lan_access"`
 }
 
 // PingRequest asks for one discovery ping.

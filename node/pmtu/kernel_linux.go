@@ -5,6 +5,8 @@ import (
 	"net/netip"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/meshnode/meshnode/internal/underlay"
 )
 
 // KernelPathMTU is the path MTU the kernel holds for dst: the route's MTU,
@@ -34,6 +36,11 @@ func KernelPathMTU(dst netip.Addr) (int, error) {
 		return 0, fmt.Errorf("path MTU to %v: %w", dst, err)
 	}
 	defer unix.Close(fd)
+	// The route to dst that the node's own packets take, not a route
+	// into the overlay.
+	if err := underlay.SetFD(fd); err != nil {
+		return 0, fmt.Errorf("path MTU to %v: %w", dst, err)
+	}
 	if err := unix.Connect(fd, sa); err != nil {
 		return 0, fmt.Errorf("path MTU to %v: %w", dst, err)
 	}

@@ -14,6 +14,8 @@ import (
 	"os"
 	"syscall"
 	"time"
+
+	"github.com/meshnode/meshnode/internal/underlay"
 )
 
 // ServerPort is where NAT-PMP and PCP servers listen on the gateway
@@ -112,7 +114,7 @@ func noAnswer(ctx context.Context, start time.Time) error {
 // datagrams from anyone else (RFC 6886 §3.1 and RFC 6887 §8.3 ask clients to
 // accept answers from the server's address only).
 func dial(server netip.AddrPort) (*net.UDPConn, error) {
-	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(server))
+	c, err := underlay.DialUDP("udp4", net.UDPAddrFromAddrPort(server))
 	if err != nil {
 		return nil, fmt.Errorf("dial %s: %w", server, err)
 	}

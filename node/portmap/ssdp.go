@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"net/netip"
 	"time"
+
+	"github.com/meshnode/meshnode/internal/underlay"
 )
 
 // SSDPGroup is SSDP's multicast address and port (UPnP Device
@@ -39,7 +41,7 @@ func DiscoverIGD(ctx context.Context, target netip.AddrPort) (netip.AddrPort, er
 func discoverIGD(ctx context.Context, target netip.AddrPort, rto time.Duration) (netip.AddrPort, error) {
 	// Unconnected: answers come from the device's unicast address, not
 	// from the group.
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{})
+	c, err := underlay.ListenUDP("udp4", &net.UDPAddr{})
 	if err != nil {
 		return netip.AddrPort{}, fmt.Errorf("UPnP: listen: %w", err)
 	}

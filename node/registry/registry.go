@@ -83,6 +83,20 @@ func (r *Registry) Remove(k crypto.PublicKey) error {
 	return err
 }
 
+// Reapply applies a peer's current record to every consumer again, after
+// something a consumer derives from it changed (the exit node chosen, and
+// with it WireGuard's allowed IPs); an unknown key is not an error.
+func (r *Registry) Reapply(k crypto.PublicKey) error {
+	r.mu.Lock()
+	n, ok := (*r.snap.Load())[k]
+	var err error
+	if ok {
+		err = r.upsert(n)
+	}
+	r.mu.Unlock()
+	return err
+}
+
 // Replace makes the registry hold exactly peers (the coordinator's full
 // map after a welcome): peers missing from it are removed, the rest
 // upserted. Each peer's change is all-or-nothing; the errors of those that

@@ -149,3 +149,27 @@ func (o orderRecorder) Remove(n wire.Node) error {
 	*o.order = append(*o.order, o.name)
 	return o.recorder.Remove(n)
 }
+
+// Reapply tells every consumer a peer's record again, as an update; an
+// unknown key changes nothing.
+func TestReapply(t *testing.T) {
+	rec := newRecorder()
+	calls := 0
+	r := New(crypto.PublicKey{}, nil, Named{"rec", rec}, Named{"count", counter{&calls}})
+	a := node(t, "a", "100.88.0.1")
+	if err := r.Upsert(a); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.Reapply(a.PublicKey); err != nil || calls != 2 {
+		t.Fatalf("Reapply = %v after %d upserts; want a second one", err, calls)
+	}
+	if err := r.Reapply(node(t, "b", "100.88.0.2").PublicKey); err != nil || calls != 2 || len(rec.peers) != 1 {
+		t.Fatalf("Reapply(unknown) = %v, %d upserts, %d peers", err, calls, len(rec.peers))
+	}
+}
+
+// counter counts upserts.
+type counter struct{ n *int }
+
+func (c counter) Upsert(wire.Node, *wire.Node) error { *c.n++; return nil }
+func (c counter) Remove(wire.Node) error             { return nil }

@@ -31,6 +31,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/meshnode/meshnode/internal/underlay"
 )
 
 // TCP keepalive on every punched socket. A path that idles (WireGuard is
@@ -84,7 +86,8 @@ func reuseControl(network, address string, c syscall.RawConn) error {
 func Dialer(localPort uint16) *net.Dialer {
 	return &net.Dialer{
 		LocalAddr:       &net.TCPAddr{Port: int(localPort)},
-		Control:         reuseControl,
+		Control:         underlay.Chain(reuseControl),
+		Resolver:        underlay.Resolver,
 		KeepAliveConfig: keepAlive,
 	}
 }
@@ -92,7 +95,7 @@ func Dialer(localPort uint16) *net.Dialer {
 // Listen listens for TCP on localPort on every address, sharing the port
 // with Dialer's connections.
 func Listen(ctx context.Context, localPort uint16) (net.Listener, error) {
-	lc := net.ListenConfig{Control: reuseControl, KeepAliveConfig: keepAlive}
+	lc := net.ListenConfig{Control: underlay.Chain(reuseControl), KeepAliveConfig: keepAlive}
 	addr := net.JoinHostPort("", strconv.Itoa(int(localPort)))
 	ln, err := lc.Listen(ctx, "tcp", addr)
 	if err != nil {
