@@ -33,6 +33,7 @@ then run "meshnode up --token TOKEN" on each machine.`,
 		newDNSCmd(),
 		newNetcheckCmd(),
 		newConfigCmd(),
+		newDebugCmd(),
 	)
 	return root
 }

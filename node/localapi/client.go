@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
+	"strconv"
 	"syscall"
 )
 
@@ -105,4 +107,27 @@ func (c *Client) explain(err error) error {
 		return fmt.Errorf("control socket %s: permission denied: run as root, or set socket_group on the node and join that group", c.path)
 	}
 	return fmt.Errorf("control socket %s: %w", c.path, err)
+}
+
+// Profile writes the node's Go profile of kind (cpu, recorded for
+// seconds; or a snapshot: heap, allocs, goroutine, mutex, block) to w,
+// in pprof's format.
+func (c *Client) Profile(ctx context.Context, kind string, seconds int, w io.Writer) error {
+	q := url.Values{"kind": {kind}, "seconds": {strconv.Itoa(seconds)}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://meshnode"+PathProfile+"?"+q.Encode(), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return c.explain(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return refused(resp)
+	}
+	if _, err := io.Copy(w, resp.Body); err != nil {
+		return fmt.Errorf("control socket %s: reading the profile: %w", c.path, err)
+	}
+	return nil
 }

@@ -130,6 +130,8 @@ func Serve(ctx context.Context, ln net.Listener, b Backend, log *slog.Logger) er
 		}
 		writeJSON(w, http.StatusOK, p)
 	})
+	var prof profiler
+	mux.HandleFunc("GET "+PathProfile, prof.serve)
 	mux.HandleFunc("POST "+PathDown, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, struct{}{})
 		b.Down()
