@@ -63,18 +63,11 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://meshnode"+path, body)
+	resp, err := c.send(ctx, method, path, body)
 	if err != nil {
 		return err
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return c.explain(err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return refused(resp)
-	}
 	if out == nil {
 		return nil
 	}
@@ -82,6 +75,24 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		return fmt.Errorf("control socket %s: bad answer to %s: %w", c.path, path, err)
 	}
 	return nil
+}
+
+// send makes one request and returns the node's answer when it is 200 OK;
+// otherwise the error says why.
+func (c *Client) send(ctx context.Context, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, "http://meshnode"+path, body)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, c.explain(err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, refused(resp)
+	}
+	return resp, nil
 }
 
 // refused is the node's reason for a failed request; an answer that is not
@@ -114,18 +125,11 @@ func (c *Client) explain(err error) error {
 // in pprof's format.
 func (c *Client) Profile(ctx context.Context, kind string, seconds int, w io.Writer) error {
 	q := url.Values{"kind": {kind}, "seconds": {strconv.Itoa(seconds)}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://meshnode"+PathProfile+"?"+q.Encode(), nil)
+	resp, err := c.send(ctx, http.MethodGet, PathProfile+"?"+q.Encode(), nil)
 	if err != nil {
 		return err
 	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return c.explain(err)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return refused(resp)
-	}
 	if _, err := io.Copy(w, resp.Body); err != nil {
 		return fmt.Errorf("control socket %s: reading the profile: %w", c.path, err)
 	}
