@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
@@ -49,7 +50,7 @@ func TestRelayedNotFragmented(t *testing.T) {
 				a = e.node(t, sa.Hosts[0], fmt.Sprintf("frag%da", i))
 			}
 			b := e.node(t, sb.Hosts[0], fmt.Sprintf("frag%db", i))
-			p, err := waitPath(t.Context(), a, b, pathTimeout, netlab.PathRelay)
+			p, err := waitUDPRelay(t.Context(), a, b)
 			if err != nil {
 				t.Fatalf("relayed path: %v", err)
 			}
@@ -140,4 +141,26 @@ func snmp6Field(t *testing.T, text, name string) int {
 	}
 	t.Fatalf("/proc/net/snmp6 has no %s", name)
 	return 0
+}
+
+// waitUDPRelay waits until a and b both relay through the UDP relay. A
+// node whose UDP relay is slow to answer (a loaded machine) starts on the
+// TCP relay and moves to the UDP relay once it binds: the fitting tested
+// here is the UDP relay's.
+func waitUDPRelay(ctx context.Context, a, b *netlab.Node) (pair, error) {
+	var last pair
+	err := netlab.Poll(ctx, pathTimeout, netlab.PollInterval, func(ctx context.Context) error {
+		p, err := waitPath(ctx, a, b, pathTimeout, netlab.PathRelay)
+		if err != nil {
+			return err
+		}
+		last = p
+		for _, side := range []netlab.PeerStatus{p.A, p.B} {
+			if _, err := netip.ParseAddrPort(side.Endpoint); err != nil {
+				return fmt.Errorf("%s relays via %q, not yet the UDP relay", side.Name, side.Endpoint)
+			}
+		}
+		return nil
+	})
+	return last, err
 }
