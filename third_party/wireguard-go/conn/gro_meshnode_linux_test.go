@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"net"
+	"net/netip"
 	"testing"
 	"unsafe"
 
@@ -138,5 +139,67 @@ func TestGROReaderCutsRunsAcrossCalls(t *testing.T) {
 				t.Fatalf("after the script: %v, want the reader asked for more", err)
 			}
 		})
+	}
+}
+
+// repeatReader returns the same batch of single datagrams on every call,
+// each with an IP_PKTINFO control message, as a sticky socket reads them.
+type repeatReader struct {
+	from *net.UDPAddr
+	n    int
+	oob  []byte
+}
+
+func newRepeatReader(n int) *repeatReader {
+	oob := make([]byte, unix.CmsgSpace(unix.SizeofInet4Pktinfo))
+	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+	h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
+	h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
+	info := (*unix.Inet4Pktinfo)(unsafe.Pointer(&oob[unix.CmsgLen(0)]))
+	info.Ifindex, info.Spec_dst = 3, [4]byte{198, 18, 1, 2}
+	return &repeatReader{from: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1).To4(), Port: 1}, n: n, oob: oob}
+}
+
+func (r *repeatReader) ReadBatch(ms []ipv6.Message, _ int) (int, error) {
+	n := min(r.n, len(ms))
+	for i := range n {
+		ms[i].N, ms[i].Addr = 1400, r.from
+		ms[i].NN = copy(ms[i].OOB[:cap(ms[i].OOB)], r.oob)
+	}
+	return n, nil
+}
+
+// Every datagram gets an endpoint of its own, with its source, and making
+// them costs far less than an allocation per datagram (they come from a
+// slab).
+func TestGROReaderEndpoints(t *testing.T) {
+	const batch = IdealBatchSize
+	r := newGROReader(newRepeatReader(batch))
+	bufs, sizes, eps := make([][]byte, batch), make([]int, batch), make([]Endpoint, batch)
+	for i := range bufs {
+		bufs[i] = make([]byte, 1500)
+	}
+	n, err := r.read(bufs, sizes, eps)
+	if err != nil || n != batch {
+		t.Fatalf("read = %d, %v; want %d datagrams", n, err, batch)
+	}
+	first, second := eps[0].(*StdNetEndpoint), eps[1].(*StdNetEndpoint)
+	if first == second {
+		t.Fatal("two datagrams share one endpoint")
+	}
+	if got := second.SrcIP(); got != netip.AddrFrom4([4]byte{198, 18, 1, 2}) {
+		t.Fatalf("source %v, want 198.18.1.2 from IP_PKTINFO", got)
+	}
+	first.ClearSrc()
+	if !second.SrcIP().IsValid() {
+		t.Fatal("clearing one endpoint's source cleared another's")
+	}
+	allocs := testing.AllocsPerRun(100, func() {
+		if _, err := r.read(bufs, sizes, eps); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if perDatagram := allocs / batch; perDatagram > 0.1 {
+		t.Fatalf("%.2f allocations per datagram, want at most 0.1", perDatagram)
 	}
 }
