@@ -108,6 +108,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	wg.Go(func() { e.mgr.Run(ctx) })
 	wg.Go(func() { e.pathEvents(ctx) })
 	wg.Go(func() { e.handshakes(ctx) })
+	welcomed := make(chan struct{}, 1)
+	wg.Go(func() { e.reportPaths(ctx, welcomed) })
 	wg.Go(func() { e.disc.run(ctx) })
 	wg.Go(func() { e.relays.Run(ctx) })
 	if e.cfg.PortMapping {
@@ -128,7 +130,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	})
 	wg.Go(func() {
 		fl := &filterLink{e: e}
-		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, filter: fl.apply, log: e.log, progress: e.progress}
+		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, filter: fl.apply, welcomed: welcomed, log: e.log, progress: e.progress}
 		if err := e.stream.Run(ctx, link); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("coordinator: %w", err)
 			e.stop()
