@@ -74,6 +74,14 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	metricsLn, err := e.listenMetrics()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close()
+	}
 
 	streamClient := control.NewHTTPClient(e.state.Pin)
 	if e.cfg.TCPPunch {
@@ -120,6 +128,11 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	}
 	if e.cfg.RelayListen != "" {
 		if err := e.serveRelay(ctx, &wg); err != nil {
+			return err
+		}
+	}
+	if metricsLn != nil {
+		if err := serveMetrics(ctx, &wg, metricsLn, e.Metrics(), e.log.With("component", "metrics")); err != nil {
 			return err
 		}
 	}
