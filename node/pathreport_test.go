@@ -1,7 +1,11 @@
 package node_test
 
 import (
+	"io"
+	"net"
+	"net/http"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -85,4 +89,27 @@ func pairs(m *meshlab.Mesh, k wire.PathKind) float64 {
 
 func relayedPairs(m *meshlab.Mesh) float64 {
 	return pairs(m, wire.PathRelayedUDP) + pairs(m, wire.PathRelayedTCP)
+}
+
+// A node with metrics_listen serves its metrics there over HTTP.
+func TestNodeServesMetrics(t *testing.T) {
+	t.Parallel()
+	// A free loopback port: the node must be given a port (0 is refused).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	m := meshlab.New(t, meshlab.Options{})
+	m.AddNode("a", m.NAT(homeNAT("home")).NewHost("a", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{MetricsListen: addr})
+	resp, err := http.Get("http://" + addr + wire.PathMetrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `meshnode_node_peers{path="direct_udp"} 0`) {
+		t.Fatalf("GET %s: %d, %v\n%s", wire.PathMetrics, resp.StatusCode, err, body)
+	}
 }
