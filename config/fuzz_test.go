@@ -60,6 +60,10 @@ func checkNode(t *testing.T, n Node) {
 			t.Fatalf("valid settings with address %q: %v", s, err)
 		}
 	}
+	// Metrics are unauthenticated: never on every interface.
+	if host, _, err := net.SplitHostPort(n.MetricsListen); n.MetricsListen != "" && (err != nil || host == "" || host == "0.0.0.0" || host == "::") {
+		t.Fatalf("valid settings with metrics_listen %q on every interface (or no host:port)", n.MetricsListen)
+	}
 }
 
 // checkCoordinator checks valid coordinator settings against the README's

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -55,6 +56,7 @@ type Node struct {
 	ExitNodeAllowLANAccess bool     `mapstructure:"exit_node_allow_lan_access" desc:"with an exit node, keep this host's LANs reachable directly"`
 	AcceptDNS              bool     `mapstructure:"accept_dns" desc:"answer the mesh's names (NAME.<domain>) with a resolver on this node's overlay addresses and point the OS at it for that domain; false: no resolver, the OS's DNS untouched"`
 	DNS                    string   `mapstructure:"dns" desc:"how the OS is pointed at the resolver: split (systemd-resolved or /etc/resolver for the mesh's domain only; elsewhere nothing) or manage-resolv-conf (where split DNS is missing, /etc/resolv.conf points at the resolver while the node runs, restored when it stops)"`
+	MetricsListen          string   `mapstructure:"metrics_listen" desc:"host:port serving Prometheus /metrics over plain HTTP without authentication: a loopback address (127.0.0.1:9480) or one address of this host given explicitly, never every interface; empty: off"`
 	LogLevel               string   `mapstructure:"log_level" desc:"debug, info, warn or error"`
 }
 
@@ -124,6 +126,9 @@ func (n Node) Validate() error {
 		if ap, err := netip.ParseAddrPort(n.RelayPublic); n.RelayPublic != "" && (err != nil || ap.Port() == 0 || ap.Addr().IsUnspecified() || ap.Addr().IsMulticast()) {
 			errs = append(errs, fmt.Errorf("relay_public: %q is not the IP:port peers reach the relay at (a literal IP address, not a host name, not 0.0.0.0, a port other than 0)", n.RelayPublic))
 		}
+	}
+	if n.MetricsListen != "" {
+		errs = append(errs, metricsListen(n.MetricsListen))
 	}
 	errs = append(errs, n.validateRoutes())
 	for _, s := range n.STUNServers {
@@ -214,6 +219,33 @@ func ExitNodeSupported() error {
 func validName(key, s string) error {
 	if err := wire.ValidDNSLabel(s); err != nil {
 		return fmt.Errorf("%s: %q is not a DNS label: %w", key, s, err)
+	}
+	return nil
+}
+
+// metricsListen checks a node's metrics_listen. Metrics are served without
+// authentication, so never on every interface by accident: the host is
+// localhost or a literal address, not a wildcard (nor a name, which could
+// resolve to anything).
+func metricsListen(s string) error {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("metrics_listen: %q is not host:port (e.g. 127.0.0.1:9480)", s)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("metrics_listen: %q: port %q is not 1-65535", s, port)
+	}
+	if host == "localhost" {
+		return nil
+	}
+	ip, err := netip.ParseAddr(host)
+	switch {
+	case host == "" || (err == nil && ip.IsUnspecified()):
+		return fmt.Errorf("metrics_listen: %q would serve unauthenticated metrics on every interface; give a loopback address (127.0.0.1:9480) or one address of this host", s)
+	case err != nil:
+		return fmt.Errorf("metrics_listen: %q: the host must be localhost or an IP address of this host, not a name", s)
+	case ip.IsMulticast():
+		return fmt.Errorf("metrics_listen: %q is a multicast address; give a loopback address (127.0.0.1:9480) or one address of this host", s)
 	}
 	return nil
 }

@@ -15,7 +15,13 @@ func TestREADMEDocumentsEveryKey(t *testing.T) {
 	}
 	readme := string(b)
 	node, coord := DefaultNode(), DefaultCoordinator()
-	for _, settings := range []any{&node, &coord} {
+	// Each program's keys are in its own table: both have metrics_listen.
+	nodeTable, coordTable := section(readme, "### Node ("), section(readme, "### Coordinator (")
+	for _, tc := range []struct {
+		settings any
+		readme   string
+	}{{&node, nodeTable}, {&coord, coordTable}} {
+		settings, readme := tc.settings, tc.readme
 		for _, d := range Describe(settings) {
 			row := rowOf(readme, d.Key)
 			if row == "" {
@@ -27,6 +33,16 @@ func TestREADMEDocumentsEveryKey(t *testing.T) {
 			}
 		}
 	}
+}
+
+// section is the README from the heading that starts with heading to the
+// next heading.
+func section(readme, heading string) string {
+	_, rest, _ := strings.Cut(readme, "\n"+heading)
+	if i := strings.Index(rest, "\n#"); i >= 0 {
+		rest = rest[:i]
+	}
+	return rest
 }
 
 // rowOf finds the table row that documents key.

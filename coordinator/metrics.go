@@ -23,6 +23,8 @@ type metrics struct {
 	unobserved     prometheus.Counter
 	// relayReports counts relay reports by verdict (relayhealth.go).
 	relayReports *prometheus.CounterVec
+	// pathReports counts path reports by verdict (paths.go).
+	pathReports *prometheus.CounterVec
 }
 
 // Labels of the limited metric.
@@ -32,7 +34,7 @@ const (
 	limitedCues       = "cue_coalesced"          // a cue replaced before it went out
 )
 
-func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate, st store.Store) (*metrics, error) {
+func newMetrics(reg prometheus.Registerer, h *hub, paths *pathTable, gate *admit.Gate, st store.Store) (*metrics, error) {
 	opts := func(name, help string) prometheus.Opts {
 		return prometheus.Opts{Namespace: "meshnode", Subsystem: "coordinator", Name: name, Help: help}
 	}
@@ -57,6 +59,8 @@ func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate, st store.St
 			"Public candidates nodes reported that the coordinator had not seen them use (no authenticated STUN request or stream from that address): held back from peers."))),
 		relayReports: prometheus.NewCounterVec(prometheus.CounterOpts(opts("relay_reports_total",
 			"Reports that a relay node did not carry a node's traffic, by verdict: suspended, unconfirmed (waits for the peer's report), stale, invalid, over_budget.")), []string{"verdict"}),
+		pathReports: prometheus.NewCounterVec(prometheus.CounterOpts(opts("path_reports_total",
+			"Path reports from nodes by verdict: accepted, partial (entries naming non-peers dropped), invalid (the stream closed), over_budget (dropped).")), []string{"verdict"}),
 	}
 	preAuth := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("preauth_connections",
 		"HTTPS connections that have not authenticated (registrations, handshakes, streams and relay sockets before their proof).")),
@@ -78,7 +82,7 @@ func newMetrics(reg prometheus.Registerer, h *hub, gate *admit.Gate, st store.St
 	writes := prometheus.NewCounterFunc(prometheus.CounterOpts(opts("store_write_transactions_total",
 		"Write transactions begun on the database, one at a time under its write lock: registrations, endpoint and presence writes, admin changes.")),
 		func() float64 { return float64(st.WriteTransactions()) })
-	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, m.unobserved, m.relayReports, preAuth, nodes, online, suspended, policyVersion, writes} {
+	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, m.unobserved, m.relayReports, m.pathReports, newPathCollector(paths), preAuth, nodes, online, suspended, policyVersion, writes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register coordinator metrics: %w", err)
 		}

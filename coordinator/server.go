@@ -108,6 +108,7 @@ type Server struct {
 	pin      string
 	pool     store.Pool
 	hub      *hub
+	paths    *pathTable // each online node's latest path report
 	met      *metrics
 	gatherer prometheus.Gatherer
 	stun     *stunserver.Server
@@ -209,6 +210,7 @@ func New(opts Options) (*Server, error) {
 		pin:         pin,
 		pool:        store.Pool{V4: cfg.Network, V6: cfg.NetworkV6},
 		hub:         newHub(nodes, acc),
+		paths:       newPathTable(),
 		challenges:  newChallenger(),
 		limits:      defaultStreamLimits(),
 		dns:         dns,
@@ -223,7 +225,7 @@ func New(opts Options) (*Server, error) {
 	}
 	s.gatherer, _ = reg.(prometheus.Gatherer)
 	s.gate = admit.New(preAuthLimits(), func(reason string) { s.met.preAuthClosed.WithLabelValues(reason).Inc() })
-	if s.met, err = newMetrics(reg, s.hub, s.gate, st); err != nil {
+	if s.met, err = newMetrics(reg, s.hub, s.paths, s.gate, st); err != nil {
 		st.Close()
 		return nil, err
 	}

@@ -62,6 +62,7 @@ type session struct {
 	// its budget of relay reports.
 	rendezvous *rate.Limiter
 	reports    *rate.Limiter
+	paths      *rate.Limiter // its budget of path reports
 	// reported wakes the applier of the latest endpoints report
 	// (capacity 1).
 	reported chan struct{}
@@ -103,6 +104,7 @@ func newSession(key crypto.PublicKey, tcp netip.AddrPort, conn *websocket.Conn, 
 		limits:     limits,
 		rendezvous: rate.NewLimiter(limits.rendezvousRate, limits.rendezvousBurst),
 		reports:    rate.NewLimiter(limits.reportRate, limits.reportBurst),
+		paths:      rate.NewLimiter(limits.pathRate, limits.pathBurst),
 		reported:   make(chan struct{}, 1),
 		ups:        make(map[crypto.PublicKey]wire.Node),
 		rems:       make(map[crypto.PublicKey]struct{}),

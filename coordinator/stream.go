@@ -76,6 +76,10 @@ type streamLimits struct {
 	// (wire.RelayReportEvery, wire.RelayReportBurst); more are dropped.
 	reportRate  rate.Limit
 	reportBurst int
+	// Path reports: as many as a node sends (wire.PathReportGap,
+	// wire.PathReportBurst); more are dropped.
+	pathRate  rate.Limit
+	pathBurst int
 }
 
 func defaultStreamLimits() streamLimits {
@@ -88,6 +92,8 @@ func defaultStreamLimits() streamLimits {
 		silence:         wire.StreamSilence,
 		reportRate:      rate.Every(wire.RelayReportEvery),
 		reportBurst:     wire.RelayReportBurst,
+		pathRate:        rate.Every(wire.PathReportGap),
+		pathBurst:       wire.PathReportBurst,
 	}
 }
 
@@ -96,7 +102,7 @@ func defaultStreamLimits() streamLimits {
 var streamTypes = []string{
 	wire.MsgChallenge, wire.MsgAuth, wire.MsgWelcome, wire.MsgPeers,
 	wire.MsgEndpoints, wire.MsgRendezvous, wire.MsgPunch, wire.MsgError,
-	wire.MsgRelayReport,
+	wire.MsgRelayReport, wire.MsgPaths,
 }
 
 func (s *Server) countMessage(typ string) {
@@ -235,6 +241,7 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 	log.Info("node online")
 	defer func() {
 		t := time.Now()
+		s.paths.forget(key, sess)
 		if s.hub.detach(sess, t) {
 			s.recordSeen(key, t)
 			log.Info("node offline")
@@ -293,6 +300,8 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session,
 				continue
 			}
 			s.relayReport(sess, *m.RelayKey, m.Peer)
+		case wire.MsgPaths:
+			s.pathReport(sess, m)
 		case wire.MsgError:
 			s.nodeLog.Info("node reported an error", "node", sess.key.Short(), "code", truncate(m.Code, maxAttrLen), "error", truncate(m.Error, maxCloseReason))
 			return

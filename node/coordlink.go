@@ -26,7 +26,10 @@ type coordLink struct {
 	dns func(*wire.DNSConfig)
 	// filter hears the access policy: from each welcome (nil: none), and
 	// from a delta when it changed (nil: unchanged).
-	filter   func(f *wire.Filter, welcome bool)
+	filter func(f *wire.Filter, welcome bool)
+	// welcomed hears each welcome (capacity 1, never waited on): the
+	// path reporter sends its report in full again.
+	welcomed chan<- struct{}
 	log      *slog.Logger
 	progress func(string)
 }
@@ -50,6 +53,10 @@ func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
 	c.progress(fmt.Sprintf("connected to the coordinator; %d peers", c.peers.Len()))
 	c.disc.Kick()
 	c.disc.sendEndpoints()
+	select {
+	case c.welcomed <- struct{}{}:
+	default:
+	}
 }
 
 // OnPeers applies a delta: this node's own record first, so that a relay

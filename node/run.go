@@ -74,6 +74,14 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
+	metricsLn, err := e.listenMetrics()
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	if metricsLn != nil {
+		defer metricsLn.Close()
+	}
 
 	streamClient := control.NewHTTPClient(e.state.Pin)
 	if e.cfg.TCPPunch {
@@ -108,6 +116,8 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	wg.Go(func() { e.mgr.Run(ctx) })
 	wg.Go(func() { e.pathEvents(ctx) })
 	wg.Go(func() { e.handshakes(ctx) })
+	welcomed := make(chan struct{}, 1)
+	wg.Go(func() { e.reportPaths(ctx, welcomed) })
 	wg.Go(func() { e.disc.run(ctx) })
 	wg.Go(func() { e.relays.Run(ctx) })
 	if e.cfg.PortMapping {
@@ -121,6 +131,11 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	if metricsLn != nil {
+		if err := serveMetrics(ctx, &wg, metricsLn, e.Metrics(), e.log.With("component", "metrics")); err != nil {
+			return err
+		}
+	}
 	wg.Go(func() {
 		if err := localapi.Serve(ctx, ln, e, e.log); err != nil {
 			e.log.Error("control socket", "err", err)
@@ -128,7 +143,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	})
 	wg.Go(func() {
 		fl := &filterLink{e: e}
-		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, filter: fl.apply, log: e.log, progress: e.progress}
+		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, filter: fl.apply, welcomed: welcomed, log: e.log, progress: e.progress}
 		if err := e.stream.Run(ctx, link); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("coordinator: %w", err)
 			e.stop()

@@ -103,6 +103,10 @@ drwxr-xr-x root/root ./usr/lib/systemd/
 drwxr-xr-x root/root ./usr/lib/systemd/system/
 -rw-r--r-- root/root ./usr/lib/systemd/system/meshnode-coordinator.service
 -rw-r--r-- root/root ./usr/lib/systemd/system/meshnode.service
+drwxr-xr-x root/root ./usr/share/
+drwxr-xr-x root/root ./usr/share/meshnode/
+drwxr-xr-x root/root ./usr/share/meshnode/grafana/
+-rw-r--r-- root/root ./usr/share/meshnode/grafana/meshnode.json
 drwxr-xr-x root/root ./var/
 drwxr-xr-x root/root ./var/lib/
 drwx------ root/root ./var/lib/meshnode-coordinator/
@@ -142,6 +146,8 @@ prerm" "$deb control files"
 	for f in meshnode.yaml coordinator.yaml; do
 		cmp "$x/etc/meshnode/$f" "$repo/packaging/config/$f" || fail "$deb /etc/meshnode/$f differs from packaging/config/$f"
 	done
+	cmp "$x/usr/share/meshnode/grafana/meshnode.json" "$repo/packaging/grafana/meshnode.json" ||
+		fail "$deb /usr/share/meshnode/grafana/meshnode.json differs from packaging/grafana/meshnode.json"
 	want=3e00
 	[ $arch = arm64 ] && want=b700
 	expect_eq "$(elf_machine "$x/usr/bin/meshnode")" $want "$deb: ELF machine of /usr/bin/meshnode"
@@ -152,6 +158,7 @@ rpm_files="-rw------- root/root flags=cn /etc/meshnode/meshnode.yaml
 -rw-r--r-- root/root flags=cn /etc/meshnode/coordinator.yaml
 -rw-r--r-- root/root flags= /usr/lib/systemd/system/meshnode-coordinator.service
 -rw-r--r-- root/root flags= /usr/lib/systemd/system/meshnode.service
+-rw-r--r-- root/root flags= /usr/share/meshnode/grafana/meshnode.json
 -rwxr-xr-x root/root flags= /usr/bin/meshnode
 drwx------ root/root flags= /var/lib/meshnode
 drwx------ root/root flags= /var/lib/meshnode-coordinator

@@ -48,6 +48,9 @@ type NodeOptions struct {
 	// UnfilteredSends makes the node send what its access policy denies,
 	// as a modified node would: its peers must drop it.
 	UnfilteredSends bool
+	// MetricsListen is the node's metrics_listen (on the host's real
+	// loopback: the emulator carries only the mesh's UDP).
+	MetricsListen string
 }
 
 // RelayPort is where relay nodes serve in the lab.
@@ -116,6 +119,7 @@ func (m *Mesh) startNode(name string, host *natlab.Host, opts NodeOptions, state
 		cfg.Keepalive = opts.Keepalive
 	}
 	cfg.AdvertiseRoutes, cfg.AdvertiseExitNode, cfg.ExitNode = opts.AdvertiseRoutes, opts.AdvertiseExitNode, opts.ExitNode
+	cfg.MetricsListen = opts.MetricsListen
 	if opts.Relay {
 		cfg.Token = m.RelayToken
 		cfg.RelayListen = netip.AddrPortFrom(host.IPs()[0], RelayPort).String()

@@ -174,6 +174,10 @@ const (
 	// relay confirmed the binding; the coordinator acts on it only when
 	// the peer says the same of this node.
 	MsgRelayReport = "relay_report"
+	// MsgPaths (node → coord: Paths, and RelayKey when a path goes through
+	// a relay node) is the node's path to each peer (pathreport.go): sent
+	// on change, at most every PathReportGap, never on the data path.
+	MsgPaths = "paths"
 )
 
 // ProofLabel separates stream authentication proofs from other uses.
@@ -194,13 +198,14 @@ type StreamMsg struct {
 	NAT       *NATInfo           `json:"nat,omitempty"`
 	Peer      *crypto.PublicKey  `json:"peer,omitempty"`
 	Relay     string             `json:"relay,omitempty"`     // welcome: the coordinator's UDP relay host:port; endpoints: the relay this node serves
-	RelayKey  *crypto.PublicKey  `json:"relay_key,omitempty"` // relay_report: the relay node that did not carry
+	RelayKey  *crypto.PublicKey  `json:"relay_key,omitempty"` // relay_report: the relay node that did not carry; paths: the relay node RelayNode entries go through
 	STUN      []string           `json:"stun,omitempty"`      // welcome: STUN host:port, primary first
 	STUN6     []string           `json:"stun6,omitempty"`     // welcome: IPv6 STUN [IP]:port (stun_listen_v6), gathered besides STUN
 	Relay6    string             `json:"relay6,omitempty"`    // welcome: the coordinator's UDP relay over IPv6, for nodes that can't reach Relay
 	Filter    *Filter            `json:"filter,omitempty"`    // welcome: the access policy compiled for this node (nil: none); peers: its new one, when it changed
 	Routes    []netip.Prefix     `json:"routes,omitempty"`    // endpoints: the subnet and exit routes this node advertises (CheckRoutes), served once approved
 	DNS       *DNSConfig         `json:"dns,omitempty"`       // welcome: the mesh's DNS domain and extra records (nil: DefaultDNSDomain, none)
+	Paths     []byte             `json:"paths,omitempty"`     // paths: packed PathEntry values (AppendPathReport)
 	Code      string             `json:"code,omitempty"`
 	Error     string             `json:"error,omitempty"`
 }

@@ -100,6 +100,14 @@ func TestStreamMessageSizes(t *testing.T) {
 	if endpoints > MaxNodeMessage {
 		t.Errorf("an endpoints message with %d endpoints is %d bytes, over MaxNodeMessage %d", MaxEndpoints, endpoints, MaxNodeMessage)
 	}
+	report := make([]PathEntry, MaxPathReportPeers)
+	for i := range report {
+		report[i] = PathEntry{Peer: key, Kind: PathRelayedUDP, Via: ViaRelayNode, Why: WhyHardNATs, RTT: MaxPathRTT}
+	}
+	paths := size(StreamMsg{Type: MsgPaths, Paths: AppendPathReport(nil, report), RelayKey: &key})
+	if paths > MaxNodeMessage {
+		t.Errorf("a paths message with %d entries is %d bytes, over MaxNodeMessage %d", MaxPathReportPeers, paths, MaxNodeMessage)
+	}
 	// The coordinator passes a node's endpoints on with one of its own
 	// (EndpointTCP) in a punch or a peers delta.
 	node := Node{Name: strings.Repeat("n", 63), PublicKey: key, Endpoints: eps(MaxEndpoints + 1), NAT: &nat, Relay: relay,

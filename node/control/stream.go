@@ -90,8 +90,8 @@ func (b Backoff) bounds() (lo, hi time.Duration) {
 type Stats struct {
 	// Sent counts messages written to the coordinator.
 	Sent atomic.Uint64
-	// Coalesced counts messages superseded while queued: an endpoints
-	// message replaced by a newer one, a repeated rendezvous request.
+	// Coalesced counts messages superseded while queued: an endpoints or
+	// paths message replaced by a newer one, a repeated rendezvous request.
 	Coalesced atomic.Uint64
 	// Dropped counts messages lost: refused with ErrQueueFull, or still
 	// queued when their session ended.
@@ -103,9 +103,10 @@ type Stats struct {
 // Each connection has one reader goroutine, which runs the Handler, and one
 // writer goroutine, fed by Send through a queue of at most MaxQueued
 // messages, so a coordinator that stops reading never holds up the caller
-// of Send. While queued, an endpoints message replaces any queued endpoints
-// message (only the latest candidates matter) and a rendezvous request for
-// a peer already queued is dropped as a duplicate. A write that fails or
+// of Send. While queued, an endpoints or paths message replaces any queued
+// one of its type (only the latest candidates and paths matter) and a
+// rendezvous request for a peer already queued is dropped as a duplicate.
+// A write that fails or
 // takes longer than WriteTimeout ends the session; Run then reconnects.
 // What is still queued when a session ends is discarded: the engine resends
 // its state after every welcome.
@@ -408,7 +409,7 @@ func (s *session) enqueue(q queued, st *Stats) error {
 	}
 	for i, old := range s.queue {
 		switch {
-		case q.typ == wire.MsgEndpoints && old.typ == wire.MsgEndpoints:
+		case q.typ == old.typ && (q.typ == wire.MsgEndpoints || q.typ == wire.MsgPaths):
 			s.queue[i] = q
 			st.Coalesced.Add(1)
 			return nil

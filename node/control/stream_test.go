@@ -224,6 +224,11 @@ func endpoints(port uint16) wire.StreamMsg {
 	return wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{{Addr: netip.AddrPortFrom(netip.MustParseAddr("192.0.2.1"), port), Kind: wire.EndpointSTUN}}}
 }
 
+// paths is a path report whose one entry names peer n.
+func paths(n int) wire.StreamMsg {
+	return wire.StreamMsg{Type: wire.MsgPaths, Paths: wire.AppendPathReport(nil, []wire.PathEntry{{Peer: *peerKey(n), Kind: wire.PathDirectUDP}})}
+}
+
 func rendezvous(peer int) wire.StreamMsg {
 	return wire.StreamMsg{Type: wire.MsgRendezvous, Peer: peerKey(peer)}
 }
@@ -235,6 +240,10 @@ func describe(m wire.StreamMsg) string {
 		return "endpoints:" + m.Endpoints[0].Addr.String()
 	case m.Type == wire.MsgRendezvous && m.Peer != nil:
 		return "rendezvous:" + m.Peer.Short()
+	case m.Type == wire.MsgPaths:
+		if e, err := wire.ParsePathReport(m.Paths); err == nil && len(e) == 1 {
+			return "paths:" + e[0].Peer.Short()
+		}
 	}
 	return m.Type
 }
@@ -259,6 +268,13 @@ func TestQueuePolicy(t *testing.T) {
 			errs:      []error{nil, nil, nil, nil},
 			want:      []wire.StreamMsg{endpoints(3), rendezvous(1)},
 			coalesced: 2,
+		},
+		{
+			name:      "paths replace queued paths in place, apart from endpoints",
+			send:      []wire.StreamMsg{paths(1), endpoints(1), paths(2)},
+			errs:      []error{nil, nil, nil},
+			want:      []wire.StreamMsg{paths(2), endpoints(1)},
+			coalesced: 1,
 		},
 		{
 			name:      "rendezvous for a queued peer is a duplicate",

@@ -112,7 +112,7 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 		if p.setCandidates(append(eps, currentEndpoints(p)...), m.permit) {
 			p.mappingsMoved(now)
 		}
-		p.startRound(now, m.t)
+		m.startRound(p, now)
 	}
 	m.unlock()
 	m.send(out)

@@ -51,7 +51,7 @@ func (m *Manager) tick(now time.Time) {
 			out, dead = m.heartbeat(p, now, out)
 			if dead {
 				events = append(events, Event{Kind: EventPathLost, Peer: p.key})
-				p.startRound(now, m.t)
+				m.startRound(p, now)
 				p.wantRendezvous = true
 			}
 		}
@@ -158,6 +158,7 @@ func (m *Manager) advanceRound(p *peer, now time.Time, canPrime bool, out []outP
 		p.punchUntil = time.Time{}
 		if !p.hasBest {
 			p.failures++
+			m.Stats.RoundsFailed.Add(1)
 			m.afterFailure(p, now)
 			open = m.startBirthday(p, now)
 			if remote, ok := m.wantTCPPunch(p, now); ok {
@@ -172,7 +173,7 @@ func (m *Manager) advanceRound(p *peer, now time.Time, canPrime bool, out []outP
 			return out, events, false
 		}
 		p.route.want.Store(false)
-		p.startRound(now, m.t)
+		m.startRound(p, now)
 		p.wantRendezvous = true
 	}
 	return out, events, open

@@ -132,6 +132,8 @@ type Stats struct {
 	// Ordered punching (order.go): low-TTL primes sent, readies sent to
 	// and received from peers.
 	PrimesSent, ReadySent, ReadyReceived atomic.Uint64
+	// Punch rounds begun, and those that ended without a direct path.
+	RoundsStarted, RoundsFailed atomic.Uint64
 }
 
 // route is a peer's hot-path state.
@@ -306,7 +308,7 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 		p.orderedFails, p.quietUntil = 0, time.Time{}
 	}
 	if info.Online && (cameOnline || changed) {
-		p.startRound(now, m.t)
+		m.startRound(p, now)
 	}
 	// A new peer starts on the relay, if any: its MTU applies at once.
 	m.unlockNotingMTU(p)
@@ -352,7 +354,7 @@ func (m *Manager) Punch(key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NAT
 	if p.setCandidates(eps, m.permit) {
 		p.mappingsMoved(now)
 	}
-	p.startRound(now, m.t)
+	m.startRound(p, now)
 }
 
 // Repunch starts a round with every peer, after this node's own mapping
@@ -368,7 +370,7 @@ func (m *Manager) Repunch() {
 		p.setCandidates(p.given, m.permit)
 		if p.online {
 			p.mappingsMoved(now)
-			p.startRound(now, m.t)
+			m.startRound(p, now)
 			p.wantRendezvous = true
 		}
 		if p.hasBest {

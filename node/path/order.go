@@ -234,7 +234,7 @@ func (m *Manager) onReady(p *peer, now time.Time) {
 		return
 	}
 	p.lastCallMeMaybe = now
-	p.startRound(now, m.t)
+	m.startRound(p, now)
 }
 
 // afterFailure schedules the next round after a failed one: the backoff,

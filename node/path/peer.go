@@ -225,14 +225,15 @@ func (p *peer) addPeerReflexive(a netip.AddrPort) bool {
 // startRound begins (or extends) a punch round. A round is extended by new
 // candidates or cues, but never past Timing.MaxRound from its start: a peer
 // can't keep us punching by feeding us news. In a quiet period nothing but
-// the retry timer starts one (order.go).
-func (p *peer) startRound(now time.Time, t Timing) {
+// the retry timer starts one (order.go). It reports whether a new round
+// began.
+func (p *peer) startRound(now time.Time, t Timing) bool {
 	if p.quiet(now) {
-		return
+		return false
 	}
 	if now.Before(p.punchUntil) {
 		p.punchUntil = minTime(now.Add(t.PunchDuration), p.roundStart.Add(t.MaxRound))
-		return
+		return false
 	}
 	p.roundStart = now
 	p.punchUntil = now.Add(t.PunchDuration)
@@ -241,6 +242,14 @@ func (p *peer) startRound(now time.Time, t Timing) {
 	p.lastReady = time.Time{}
 	p.orderedRound = false
 	p.holdSince = now
+	return true
+}
+
+// startRound starts or extends p's punch round, counting the new ones.
+func (m *Manager) startRound(p *peer, now time.Time) {
+	if p.startRound(now, m.t) {
+		m.Stats.RoundsStarted.Add(1)
+	}
 }
 
 func (p *peer) punching(now time.Time) bool { return now.Before(p.punchUntil) }

@@ -21,8 +21,11 @@ const (
 
 // PeerPath is one peer's path as status shows it.
 type PeerPath struct {
-	Key      crypto.PublicKey
-	Path     string
+	Key  crypto.PublicKey
+	Path string
+	// Kind tells the direct paths (UDP, punched TCP) and the relays (UDP,
+	// the coordinator's TCP relay) apart, as path reports and metrics do.
+	Kind     wire.PathKind
 	Endpoint netip.AddrPort // the direct address or the UDP relay's; invalid when none
 	Via      string         // the relay in use, when relayed
 	Latency  time.Duration  // smoothed RTT of the direct path
@@ -36,6 +39,9 @@ type PeerPath struct {
 	// settles and over TCP. Through the UDP relay MTU is the relay's fit
 	// (pmtu.RelayMTU) and PathMTU includes the relay frame's header.
 	MTU, PathMTU int
+	// PunchFailures counts the punch rounds that failed in a row since
+	// the last direct path.
+	PunchFailures int
 }
 
 // Path returns a peer's current path.
@@ -44,23 +50,28 @@ func (m *Manager) Path(key crypto.PublicKey) PeerPath {
 	defer m.mu.Unlock()
 	p, ok := m.peers[key]
 	if !ok {
-		return PeerPath{Key: key, Path: PathNone}
+		return PeerPath{Key: key, Path: PathNone, Kind: wire.PathNone}
 	}
-	pp := PeerPath{Key: key, Path: PathNone, Candidates: len(p.cands)}
+	pp := PeerPath{Key: key, Path: PathNone, Kind: wire.PathNone, Candidates: len(p.cands), PunchFailures: p.failures}
 	switch {
 	case p.hasBest:
-		pp.Path, pp.Endpoint, pp.Latency = PathDirect, p.best, p.bestRTT
+		pp.Path, pp.Kind, pp.Endpoint, pp.Latency = PathDirect, wire.PathDirectUDP, p.best, p.bestRTT
 		if p.mtu != nil && p.mtu.Result() > 0 {
 			pp.MTU = p.mtu.Result()
 			pp.PathMTU = pp.MTU + pmtu.Overhead(p.best.Addr().Is6())
 		}
 	case p.route.tcp.Load() != nil:
 		i := p.route.tcp.Load().Info()
-		pp.Path, pp.Endpoint, pp.Via = i.Kind, i.Addr, i.Via
+		pp.Path, pp.Kind, pp.Endpoint, pp.Via = i.Kind, wire.PathDirectTCP, i.Addr, i.Via
 	case p.online:
 		if rl := m.relay.Load(); rl != nil {
 			i := rl.Info()
 			pp.Path, pp.Endpoint, pp.Via = i.Kind, i.Addr, i.Via
+			// The UDP relay has an address; the TCP relay is a stream.
+			pp.Kind = wire.PathRelayedTCP
+			if i.Addr.IsValid() {
+				pp.Kind = wire.PathRelayedUDP
+			}
 			if p.mtuShown > 0 && i.Addr.IsValid() {
 				// The UDP relay's fit; its frames carry the relay's
 				// header too.
@@ -74,7 +85,10 @@ func (m *Manager) Path(key crypto.PublicKey) PeerPath {
 
 // PingResult is one answered user ping.
 type PingResult struct {
-	Path     string
+	Path string
+	// Kind tells the direct paths (UDP, punched TCP) and the relays (UDP,
+	// the coordinator's TCP relay) apart, as path reports and metrics do.
+	Kind     wire.PathKind
 	Endpoint netip.AddrPort
 	RTT      time.Duration
 }

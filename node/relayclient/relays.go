@@ -90,6 +90,9 @@ type Stats struct {
 	// Reports the reports that one did not carry, and ReportsDropped
 	// those over the report budget, not sent.
 	Checks, Reports, ReportsDropped atomic.Uint64
+	// TCPFallbacks counts the times the UDP relay went silent and the TCP
+	// relay was opened.
+	TCPFallbacks atomic.Uint64
 }
 
 // controlQueue bounds control frames waiting for Run: a relay answers each
@@ -386,6 +389,7 @@ func (r *Relays) decideStream(ctx context.Context, now time.Time) {
 	switch {
 	case want && r.streamStop == nil:
 		r.log.Info("UDP relay unavailable; opening the TCP relay", "relay", r.udp.server, "unbound_for", now.Sub(r.udp.downSince).Round(time.Millisecond))
+		r.Stats.TCPFallbacks.Add(1)
 		sctx, stop := context.WithCancel(ctx)
 		r.streamGen++
 		gen := r.streamGen

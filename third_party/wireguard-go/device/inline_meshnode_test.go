@@ -98,6 +98,13 @@ func TestDataPathInlineAndQueued(t *testing.T) {
 						t.Fatalf("%d→%d: %d of %d packets arrived", from, to, n, burst)
 					}
 				}
+				// meshnode: the packet counters saw the burst (and the
+				// handshake and keepalives around it).
+				rx, _ := devs[to].LookupPeer(keys[from].publicKey()).Packets()
+				_, tx := devs[from].LookupPeer(keys[to].publicKey()).Packets()
+				if rx < burst || tx < burst {
+					t.Errorf("%d→%d: %d packets counted sent, %d received; want at least %d each", from, to, tx, rx, burst)
+				}
 			}
 		})
 	}

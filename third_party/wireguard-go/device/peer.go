@@ -16,14 +16,17 @@ import (
 )
 
 type Peer struct {
-	isRunning         atomic.Bool
-	keypairs          Keypairs
-	handshake         Handshake
-	device            *Device
-	stopping          sync.WaitGroup // routines pending stop
-	txBytes           atomic.Uint64  // bytes send to peer (endpoint)
-	rxBytes           atomic.Uint64  // bytes received from peer
-	lastHandshakeNano atomic.Int64   // nano seconds since epoch
+	isRunning atomic.Bool
+	keypairs  Keypairs
+	handshake Handshake
+	device    *Device
+	stopping  sync.WaitGroup // routines pending stop
+	txBytes   atomic.Uint64  // bytes send to peer (endpoint)
+	rxBytes   atomic.Uint64  // bytes received from peer
+	// meshnode: packets, beside the bytes, for per-peer metrics (Packets).
+	txPackets         atomic.Uint64
+	rxPackets         atomic.Uint64
+	lastHandshakeNano atomic.Int64 // nano seconds since epoch
 
 	endpoint struct {
 		sync.Mutex
@@ -145,8 +148,16 @@ func (peer *Peer) SendBuffers(buffers [][]byte) error {
 			totalLen += uint64(len(b))
 		}
 		peer.txBytes.Add(totalLen)
+		peer.txPackets.Add(uint64(len(buffers)))
 	}
 	return err
+}
+
+// Packets returns the packets received from and sent to the peer: every
+// WireGuard message, handshakes and keepalives too, as the byte counters
+// count them (meshnode).
+func (peer *Peer) Packets() (rx, tx uint64) {
+	return peer.rxPackets.Load(), peer.txPackets.Load()
 }
 
 func (peer *Peer) String() string {

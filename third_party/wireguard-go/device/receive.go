@@ -398,6 +398,7 @@ func (device *Device) RoutineHandshake(id int) {
 
 			device.log.Verbosef("%v - Received handshake initiation", peer)
 			peer.rxBytes.Add(uint64(len(elem.packet)))
+			peer.rxPackets.Add(1)
 
 			peer.SendHandshakeResponse()
 
@@ -425,6 +426,7 @@ func (device *Device) RoutineHandshake(id int) {
 
 			device.log.Verbosef("%v - Received handshake response", peer)
 			peer.rxBytes.Add(uint64(len(elem.packet)))
+			peer.rxPackets.Add(1)
 
 			// update timers
 
@@ -483,7 +485,7 @@ func (peer *Peer) receiveContainer(elemsContainer *QueueInboundElementsContainer
 	bufs := elemsContainer.bufs[:0]
 	validTailPacket := -1
 	dataPacketReceived := false
-	rxBytesLen := uint64(0)
+	rxBytesLen, rxPackets := uint64(0), uint64(0)
 	for i, elem := range elemsContainer.elems {
 		if elem.packet == nil {
 			// decryption failed
@@ -505,6 +507,7 @@ func (peer *Peer) receiveContainer(elemsContainer *QueueInboundElementsContainer
 			}
 		}
 		rxBytesLen += uint64(len(elem.packet) + MinMessageSize)
+		rxPackets++
 
 		if len(elem.packet) == 0 {
 			device.log.Verbosef("%v - Receiving keepalive packet", peer)
@@ -555,6 +558,7 @@ func (peer *Peer) receiveContainer(elemsContainer *QueueInboundElementsContainer
 	}
 
 	peer.rxBytes.Add(rxBytesLen)
+	peer.rxPackets.Add(rxPackets)
 	if validTailPacket >= 0 {
 		peer.SetEndpointFromPacket(elemsContainer.elems[validTailPacket].endpoint)
 		peer.keepKeyFreshReceiving(async)
