@@ -92,8 +92,8 @@ func (s *sqlDB) Allow(ctx context.Context, keyOrName string) (Ban, error) {
 	if _, err := tx.ExecContext(ctx, `DELETE FROM banned_keys WHERE public_key = $1`, b.Key.String()); err != nil {
 		return Ban{}, fmt.Errorf("database %s: allow %s: %w", s.name, b.Key.Short(), err)
 	}
-	if err := tx.Commit(); err != nil {
-		return Ban{}, fmt.Errorf("database %s: commit: %w", s.name, err)
+	if err := s.commit(ctx, tx, Change{Kind: ChangeBan, Key: b.Key}); err != nil {
+		return Ban{}, err
 	}
 	return b, nil
 }

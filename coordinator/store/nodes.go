@@ -117,8 +117,8 @@ func (s *sqlDB) register(ctx context.Context, r Registration) (Node, error) {
 			return Node{}, ErrTokenUsed
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return Node{}, fmt.Errorf("database %s: commit: %w", s.name, err)
+	if err := s.commit(ctx, tx, Change{Kind: ChangeNode, Key: r.Key}); err != nil {
+		return Node{}, err
 	}
 	return n, nil
 }
@@ -274,8 +274,8 @@ func (s *sqlDB) updateActive(ctx context.Context, name string, edit func(tx *sql
 	if err := edit(tx, &n); err != nil {
 		return Node{}, err
 	}
-	if err := tx.Commit(); err != nil {
-		return Node{}, fmt.Errorf("database %s: commit: %w", s.name, err)
+	if err := s.commit(ctx, tx, Change{Kind: ChangeNode, Key: n.Key}); err != nil {
+		return Node{}, err
 	}
 	return n, nil
 }
@@ -341,7 +341,7 @@ func (s *sqlDB) SetEndpoints(ctx context.Context, key crypto.PublicKey, eps []wi
 		}
 		natJSON = sql.NullString{String: string(b), Valid: true}
 	}
-	res, err := s.execWrite(ctx, `UPDATE nodes SET endpoints = $1, nat = $2 WHERE public_key = $3 AND removed_at IS NULL`,
+	res, err := s.execWrite(ctx, Change{Kind: ChangeEndpoints, Key: key}, `UPDATE nodes SET endpoints = $1, nat = $2 WHERE public_key = $3 AND removed_at IS NULL`,
 		string(e), natJSON, key.String())
 	if err != nil {
 		return fmt.Errorf("database %s: store endpoints of %s: %w", s.name, key.Short(), err)
@@ -354,7 +354,7 @@ func (s *sqlDB) SetEndpoints(ctx context.Context, key crypto.PublicKey, eps []wi
 
 // SetLastSeen records presence.
 func (s *sqlDB) SetLastSeen(ctx context.Context, key crypto.PublicKey, t time.Time) error {
-	if _, err := s.execWrite(ctx, `UPDATE nodes SET last_seen = $1 WHERE public_key = $2 AND removed_at IS NULL`,
+	if _, err := s.execWrite(ctx, Change{Kind: ChangePresence, Key: key}, `UPDATE nodes SET last_seen = $1 WHERE public_key = $2 AND removed_at IS NULL`,
 		t.UnixMilli(), key.String()); err != nil {
 		return fmt.Errorf("database %s: store last seen of %s: %w", s.name, key.Short(), err)
 	}

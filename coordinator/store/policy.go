@@ -27,8 +27,8 @@ func (s *sqlDB) SetPolicy(ctx context.Context, text string, now time.Time) (Poli
 		int64(v.Version), text, now.UnixMilli()); err != nil {
 		return PolicyVersion{}, fmt.Errorf("database %s: store policy version %d: %w", s.name, v.Version, err)
 	}
-	if err := tx.Commit(); err != nil {
-		return PolicyVersion{}, fmt.Errorf("database %s: commit: %w", s.name, err)
+	if err := s.commit(ctx, tx, Change{Kind: ChangePolicy}); err != nil {
+		return PolicyVersion{}, err
 	}
 	return v, nil
 }

@@ -15,10 +15,12 @@ import (
 )
 
 // Postgres is the Store on a PostgreSQL database (pgx), which any number
-// of coordinators may share.
+// of coordinators may share. Each committed change is announced on the
+// database (NOTIFY), and each store hears them all (LISTEN): Watch.
 type Postgres struct {
 	sqlDB
-	cfg *pgx.ConnConfig
+	cfg    *pgx.ConnConfig
+	listen listener
 }
 
 var _ Store = (*Postgres)(nil)
@@ -88,6 +90,8 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 		txOpts: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
 		lock:   fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", writeLockKey),
 	}, cfg: cfg}
+	s.listen = listener{cfg: cfg, origin: newOrigin(), watch: &s.watch}
+	s.notify = s.listen.announce
 	if err := s.connect(ctx); err != nil {
 		db.Close()
 		return nil, err
@@ -96,7 +100,17 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := s.listen.start(ctx, name); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+// Close stops listening, ends the watches and closes the pool.
+func (s *Postgres) Close() error {
+	s.listen.close()
+	return s.sqlDB.Close()
 }
 
 // connect waits for the database to answer, retrying what may pass (a

@@ -70,8 +70,8 @@ func (s *sqlDB) editRoutes(ctx context.Context, read func(*sql.Tx) (Node, error)
 	if k, err := res.RowsAffected(); err != nil || k == 0 {
 		return n, nil // unchanged: the transaction rolls back
 	}
-	if err := tx.Commit(); err != nil {
-		return Node{}, fmt.Errorf("database %s: commit: %w", s.name, err)
+	if err := s.commit(ctx, tx, Change{Kind: ChangeNode, Key: n.Key}); err != nil {
+		return Node{}, err
 	}
 	return n, nil
 }

@@ -102,6 +102,15 @@ type Store interface {
 	// database's write lock from their start to their end.
 	WriteTransactions() uint64
 
+	// Watch delivers every change committed after it returns, by this
+	// store and, on PostgreSQL, by every other store on the same
+	// database (another coordinator's), until ctx ends or the store
+	// closes; then the channel is closed. A ChangeResync stands for
+	// changes that may have been missed. On SQLite only this store's own
+	// changes come: one coordinator owns the file.
+	Watch(ctx context.Context) <-chan Change
+
+	// Close ends the watches and closes the database.
 	Close() error
 }
 

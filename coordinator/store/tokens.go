@@ -14,7 +14,7 @@ func (s *sqlDB) CreateToken(ctx context.Context, t Token) error {
 	if err != nil {
 		return fmt.Errorf("encode token tags: %w", err)
 	}
-	_, err = s.execWrite(ctx, `INSERT INTO tokens (id, secret_hash, reusable, tags, uses, created_at, expires_at)
+	_, err = s.execWrite(ctx, Change{Kind: ChangeToken}, `INSERT INTO tokens (id, secret_hash, reusable, tags, uses, created_at, expires_at)
 		VALUES ($1, $2, $3, $4, 0, $5, $6)`,
 		t.ID, t.SecretHash, boolInt(t.Reusable), string(tags), t.Created.UnixMilli(), t.Expires.UnixMilli())
 	if err != nil {
@@ -45,7 +45,7 @@ func (s *sqlDB) Tokens(ctx context.Context) ([]Token, error) {
 
 // RevokeToken marks a token revoked.
 func (s *sqlDB) RevokeToken(ctx context.Context, id string, now time.Time) error {
-	res, err := s.execWrite(ctx, `UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2`, now.UnixMilli(), id)
+	res, err := s.execWrite(ctx, Change{Kind: ChangeToken}, `UPDATE tokens SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2`, now.UnixMilli(), id)
 	if err != nil {
 		return fmt.Errorf("revoke token %s in %s: %w", id, s.name, err)
 	}
