@@ -119,12 +119,22 @@ func (l *listener) hear(ctx context.Context, conn *pgx.Conn) {
 			return
 		}
 		var msg notice
-		if err := json.Unmarshal([]byte(n.Payload), &msg); err != nil || n.Channel != notifyChannel {
+		if err := json.Unmarshal([]byte(n.Payload), &msg); err != nil || n.Channel != notifyChannel || !known(msg.Kind) {
+			// Not a notice this build can read (a newer coordinator's
+			// kind, say): something changed, read everything again.
 			l.watch.publish(Change{Kind: ChangeResync})
 			continue
 		}
 		l.watch.publish(Change{Kind: msg.Kind, Key: msg.Key, Own: msg.Origin == l.origin})
 	}
+}
+
+func known(k ChangeKind) bool {
+	switch k {
+	case ChangeNode, ChangeEndpoints, ChangePresence, ChangeToken, ChangeBan, ChangePolicy, ChangeSetting:
+		return true
+	}
+	return false
 }
 
 // close stops listening and waits for the listener to end.

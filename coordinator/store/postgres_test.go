@@ -61,6 +61,7 @@ func TestPostgresPermanentErrors(t *testing.T) {
 		name, dsn, want string
 	}{
 		{"missing database", missing, "createdb -O meshnode nope"},
+		{"unknown user", strings.Replace(admin, "//meshnode:", "//nobody:", 1), "check the user (nobody) and password"},
 		{"malformed", "postgres://meshnode:" + pgtest.Password + "@127.0.0.1:99999/x", "malformed URL"},
 		{"not PostgreSQL", "mysql://meshnode:" + pgtest.Password + "@127.0.0.1/x", "not a postgres:// URL"},
 	}

@@ -178,3 +178,24 @@ func TestWatchOverflowResyncs(t *testing.T) {
 		t.Fatal("watch open after close")
 	}
 }
+
+// A notice this build cannot read (garbage, or a newer coordinator's
+// kind) makes watchers read everything again rather than be ignored.
+func TestWatchUnreadableNoticeResyncs(t *testing.T) {
+	db := pgtest.DB(t)
+	s := openTest(t, db)
+	ch := s.Watch(t.Context())
+	other, err := pgx.Connect(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer other.Close(context.Background())
+	for _, payload := range []string{`not json`, `{"kind":"future","origin":"x"}`, `{"kind":"node","key":"short"}`} {
+		if _, err := other.Exec(t.Context(), `SELECT pg_notify($1, $2)`, notifyChannel, payload); err != nil {
+			t.Fatal(err)
+		}
+		if c := next(t, ch); c.Kind != ChangeResync {
+			t.Fatalf("notice %q: %+v, want a resync", payload, c)
+		}
+	}
+}
