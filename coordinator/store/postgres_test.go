@@ -233,3 +233,34 @@ func forward(c net.Conn, backend string) {
 	go func() { io.Copy(c, b); done <- struct{}{} }() //nolint:errcheck // either side closing ends it
 	<-done
 }
+
+// Coordinators started together on a new database apply each migration
+// once: every step reads the version under the write lock.
+func TestPostgresConcurrentMigrations(t *testing.T) {
+	db := pgtest.DB(t)
+	const coordinators = 4
+	errs := make(chan error, coordinators)
+	var wg sync.WaitGroup
+	for range coordinators {
+		wg.Go(func() {
+			s, err := Open(t.Context(), db)
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("a coordinator starting beside others: %v", err)
+		}
+	}
+	s := openTest(t, db)
+	var rows, newest int
+	if err := rawDB(s).QueryRow(`SELECT COUNT(*), MAX(version) FROM schema_migrations`).Scan(&rows, &newest); err != nil ||
+		rows != len(migrations) || newest != schemaVersion() {
+		t.Fatalf("schema_migrations: %d rows up to %d (%v); want each of %d once", rows, newest, err, len(migrations))
+	}
+}
