@@ -34,9 +34,6 @@ type sqlDB struct {
 	notify func(ctx context.Context, tx *sql.Tx, c Change) error
 }
 
-// base gives tests and the engines the shared core.
-func (s *sqlDB) base() *sqlDB { return s }
-
 // beginWrite begins a write transaction, which holds the database's write
 // lock from its start to its end: two coordinators' registrations are
 // serialised as one coordinator's are.

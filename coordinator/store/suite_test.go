@@ -45,6 +45,9 @@ func openTest(t *testing.T, db string) Store {
 	return s
 }
 
+// base gives tests either engine's shared core.
+func (s *sqlDB) base() *sqlDB { return s }
+
 // rawDB is a store's database, for tests that rewrite its schema.
 func rawDB(s Store) *sql.DB { return s.(interface{ base() *sqlDB }).base().w }
 
