@@ -9,8 +9,10 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
@@ -33,6 +35,8 @@ type cluster struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed when postgres has exited
 	exit error         // its exit status, once done is closed
+	// release frees the thread that started postgres, once it has exited.
+	release func()
 }
 
 // errMissing marks what a developer's machine may lack.
@@ -130,16 +134,37 @@ func startIn(dir, bin string, cred *syscall.Credential) (*cluster, error) {
 	// Pdeathsig: a test binary that dies without Main's cleanup takes its
 	// cluster with it (SIGQUIT: immediate shutdown).
 	c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
-	if err := c.cmd.Start(); err != nil {
+	if err := c.startLocked(); err != nil {
 		return nil, fmt.Errorf("start postgres: %w", err)
 	}
-	go func() { c.exit = c.cmd.Wait(); close(c.done) }()
+	go func() { c.exit = c.cmd.Wait(); close(c.done); c.release() }()
 	if err := c.ready(); err != nil {
 		c.kill()
 		log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
 		return nil, fmt.Errorf("%w; its log: %s", err, log)
 	}
 	return c, nil
+}
+
+// startLocked starts postgres from a thread that lives until postgres has
+// exited: the kernel sends Pdeathsig when the thread that forked dies, not
+// the process (go.dev/issue/27505), and the runtime ends a thread whose
+// locked goroutine returns.
+func (c *cluster) startLocked() error {
+	started := make(chan error)
+	held := make(chan struct{})
+	var once sync.Once
+	c.release = func() { once.Do(func() { close(held) }) }
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		err := c.cmd.Start()
+		started <- err
+		if err == nil {
+			<-held
+		}
+	}()
+	return <-started
 }
 
 // freePort asks the kernel for a free loopback port.

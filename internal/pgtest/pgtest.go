@@ -4,7 +4,7 @@
 // per test. One cluster serves a whole test binary: initdb costs seconds,
 // a database tens of milliseconds. Main stops it by PID and removes its
 // directory; should the binary die first, the kernel stops it
-// (Pdeathsig).
+// (Pdeathsig), leaving only its directory (meshnode-pg-* in $TMPDIR).
 //
 // The binaries come from Debian's postgresql package (scripts/deps.sh),
 // under /usr/lib/postgresql/VERSION/bin. Without them the tests skip, or

@@ -1,15 +1,21 @@
 package pgtest
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
+	"os/exec"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/meshnode/meshnode/internal/testenv"
+	"github.com/meshnode/meshnode/internal/wait"
 )
 
 func TestMain(m *testing.M) { os.Exit(Main(m)) }
@@ -75,4 +81,72 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 	}
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
+}
+
+// helperEnv makes the test binary the child of TestClusterDiesWithItsTest.
+const helperEnv = "MESHNODE_PGTEST_HELPER"
+
+// TestHelperCluster starts a cluster, prints its PID and directory, and
+// waits to be killed, without stopping it.
+func TestHelperCluster(t *testing.T) {
+	if os.Getenv(helperEnv) == "" {
+		t.Skip("helper process for TestClusterDiesWithItsTest")
+	}
+	c, err := start()
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	fmt.Println("cluster", c.cmd.Process.Pid, c.dir)
+	select {}
+}
+
+// A test binary killed before it can stop its cluster takes the cluster
+// with it (Pdeathsig), so crashed tests leave no postgres behind.
+func TestClusterDiesWithItsTest(t *testing.T) {
+	if _, err := binDir(); err != nil {
+		testenv.Unavailable(t, "%v", err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCluster$")
+	cmd.Env = append(os.Environ(), helperEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill() //nolint:errcheck // killed already in the normal path
+		cmd.Wait()         //nolint:errcheck // killed on purpose
+	})
+	line, err := bufio.NewReader(out).ReadString('\n')
+	var pid int
+	var dir string
+	if _, serr := fmt.Sscanf(line, "cluster %d %s", &pid, &dir); serr != nil {
+		t.Fatalf("helper said %q (%v)", line, err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait() //nolint:errcheck // killed on purpose
+	wait.For(t, time.Minute, fmt.Sprintf("postgres (pid %d) to end with its test binary", pid), func() bool {
+		return gone(pid)
+	})
+}
+
+// gone reports whether pid has exited: no such process, or a zombie
+// nobody reaped yet (PID 1 of a container may not).
+func gone(pid int) bool {
+	if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		return true
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, which is in parentheses.
+	i := bytes.LastIndexByte(stat, ')')
+	return i > 0 && i+2 < len(stat) && stat[i+2] == 'Z'
 }
