@@ -5,13 +5,13 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/helperproc"
 )
 
 func TestOpenErrorsNamePath(t *testing.T) {
@@ -127,19 +127,7 @@ func TestUncleanStopKeepsAcknowledged(t *testing.T) {
 	secret := addToken(t, s, "fleet", true, time.Now().Add(time.Hour))
 	s.Close()
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperRegister$")
-	cmd.Env = append(os.Environ(), helperEnv+"="+path, helperEnv+"_SECRET="+secret)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill() //nolint:errcheck // already dead in the normal path
-		cmd.Wait()         //nolint:errcheck // killed on purpose
-	})
+	cmd, out := helperproc.Start(t, "TestHelperRegister", helperEnv+"="+path, helperEnv+"_SECRET="+secret)
 	const killAfter = 40
 	acked := map[string]string{}
 	sc := bufio.NewScanner(out)

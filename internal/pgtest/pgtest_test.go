@@ -7,13 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/meshnode/meshnode/internal/helperproc"
 	"github.com/meshnode/meshnode/internal/testenv"
 	"github.com/meshnode/meshnode/internal/wait"
 )
@@ -107,19 +107,7 @@ func TestClusterDiesWithItsTest(t *testing.T) {
 	if _, err := binDir(); err != nil {
 		testenv.Unavailable(t, "%v", err)
 	}
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperCluster$")
-	cmd.Env = append(os.Environ(), helperEnv+"=1")
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill() //nolint:errcheck // killed already in the normal path
-		cmd.Wait()         //nolint:errcheck // killed on purpose
-	})
+	cmd, out := helperproc.Start(t, "TestHelperCluster", helperEnv+"=1")
 	line, err := bufio.NewReader(out).ReadString('\n')
 	var pid int
 	var dir string
