@@ -63,7 +63,7 @@ func newKey(t testing.TB) crypto.PublicKey {
 }
 
 // addToken stores a token and returns its secret.
-func addToken(t *testing.T, s Store, id string, reusable bool, expires time.Time, tags ...string) string {
+func addToken(t testing.TB, s Store, id string, reusable bool, expires time.Time, tags ...string) string {
 	t.Helper()
 	_, secret, err := crypto.NewTokenCredentials()
 	if err != nil {
