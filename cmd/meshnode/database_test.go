@@ -6,7 +6,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/pgtest"
 )
 
@@ -23,11 +22,7 @@ func TestAdminOnPostgres(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	tok, err := crypto.ParseToken(lines[len(lines)-1])
-	if err != nil {
-		t.Fatalf("last line %q does not parse: %v", lines[len(lines)-1], err)
-	}
+	tok := lastToken(t, out)
 	out, err = runCLI(t, "token", "list", "--config", cfg, "--data-dir", filepath.Join(t.TempDir(), "none"), "--database", db)
 	if err != nil || !strings.Contains(out, tok.ID) {
 		t.Fatalf("token list on another host = %v\n%s; want token %s", err, out, tok.ID)
