@@ -40,6 +40,7 @@ var (
 // Coordinator is the coordinator's settings (`meshnode coordinator`).
 type Coordinator struct {
 	DataDir       string       `mapstructure:"data_dir" desc:"all coordinator state: database, TLS certificate, keys"`
+	Database      string       `mapstructure:"database" desc:"the coordinator's database: a postgres://USER:PASSWORD@HOST:PORT/DATABASE URL (PostgreSQL, which several coordinators may share) or a SQLite file's path; empty: coordinator.db in data_dir"`
 	Listen        string       `mapstructure:"listen" desc:"control API (HTTPS, also the TCP relay) host:port"`
 	STUNListen    string       `mapstructure:"stun_listen" desc:"STUN and UDP relay host:port"`
 	STUNAlternate string       `mapstructure:"stun_alternate" desc:"optional second STUN address on a different IP (RFC 5780 NAT behaviour tests)"`
@@ -140,11 +141,32 @@ func (c Coordinator) Validate() error {
 	if _, err := c.DNS(); err != nil {
 		errs = append(errs, err)
 	}
+	if c.Database != "" {
+		errs = append(errs, database(c.Database))
+	}
 	if c.PublicURL != "" {
 		u, err := url.Parse(c.PublicURL)
 		errs = append(errs, errIf(err != nil || u.Scheme != "https" || u.Host == "", "public_url", "%q must be https://HOST:PORT, the address nodes dial", c.PublicURL))
 	}
 	return errors.Join(errs...)
+}
+
+// database checks the database setting: a URL must be PostgreSQL's; any
+// other value is a SQLite file's path.
+func database(s string) error {
+	scheme, _, isURL := strings.Cut(s, "://")
+	if !isURL {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil || (scheme != "postgres" && scheme != "postgresql") || u.Host == "" {
+		shown := scheme + "://…"
+		if err == nil {
+			shown = u.Redacted()
+		}
+		return fmt.Errorf("database: %q must be postgres://USER:PASSWORD@HOST:PORT/DATABASE or the path of a SQLite file", shown)
+	}
+	return nil
 }
 
 // ipv6Port checks a literal IPv6 address and port: nodes are told it as it

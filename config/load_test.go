@@ -200,6 +200,31 @@ func TestValidateSTUNListenV6(t *testing.T) {
 	}
 }
 
+func TestValidateDatabase(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		ok    bool
+	}{
+		{"", true},
+		{"/srv/meshnode/coordinator.db", true},
+		{"coordinator.db", true},
+		{"postgres://meshnode:secret@db.example.com:5432/meshnode", true},
+		{"postgresql://meshnode@db.example.com/meshnode?sslmode=verify-full", true},
+		{"mysql://meshnode:secret@db.example.com/meshnode", false},
+		{"postgres:///meshnode", false},
+	} {
+		c := DefaultCoordinator()
+		c.Database = tc.value
+		err := c.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("database %q: error %v, want ok %v", tc.value, err, tc.ok)
+		}
+		if err != nil && (!strings.Contains(err.Error(), "database") || strings.Contains(err.Error(), "secret")) {
+			t.Errorf("database %q: error %q does not name the key, or shows the password", tc.value, err)
+		}
+	}
+}
+
 func TestValidateAutoApproveRoutes(t *testing.T) {
 	for _, tc := range []struct {
 		value []string

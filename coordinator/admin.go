@@ -199,10 +199,13 @@ func OpenAdmin(ctx context.Context, cfg config.Coordinator) (Admin, error) {
 	default:
 		return nil, fmt.Errorf("admin socket %s: %w (run as the coordinator's user or root)", sock, err)
 	}
-	if _, err := os.Stat(cfg.DataDir); err != nil {
-		return nil, fmt.Errorf("data dir: %w (check --data-dir; the coordinator creates it on its first start)", err)
+	// A PostgreSQL database needs no data directory on this host.
+	if !store.IsPostgresURL(database(cfg)) {
+		if _, err := os.Stat(cfg.DataDir); err != nil {
+			return nil, fmt.Errorf("data dir: %w (check --data-dir; the coordinator creates it on its first start)", err)
+		}
 	}
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, dbFile))
+	st, err := store.Open(ctx, database(cfg))
 	if err != nil {
 		return nil, err
 	}

@@ -46,6 +46,16 @@ const (
 	dataDirMode = 0o700
 )
 
+// database is what store.Open takes: the database setting (a PostgreSQL
+// URL or a SQLite file), or by default the SQLite file in the data
+// directory.
+func database(cfg config.Coordinator) string {
+	if cfg.Database != "" {
+		return cfg.Database
+	}
+	return filepath.Join(cfg.DataDir, dbFile)
+}
+
 // Settings the coordinator records at start, so admin commands run without
 // it can still make tokens that point at it.
 const (
@@ -63,7 +73,8 @@ const (
 	idleTimeout = 2 * time.Minute
 	// shutdownTimeout bounds waiting for in-flight requests on shutdown.
 	shutdownTimeout = 5 * time.Second
-	// openTimeout bounds opening the database, integrity check included.
+	// openTimeout bounds opening the database: SQLite's integrity check,
+	// or waiting for PostgreSQL to come up.
 	openTimeout = 2 * time.Minute
 )
 
@@ -185,7 +196,7 @@ func New(opts Options) (*Server, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), openTimeout)
 	defer cancel()
-	st, err := store.Open(ctx, filepath.Join(cfg.DataDir, dbFile))
+	st, err := store.Open(ctx, database(cfg))
 	if err != nil {
 		return nil, err
 	}

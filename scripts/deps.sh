@@ -10,8 +10,10 @@ set -euo pipefail
 # tun module; independent STUN clients the STUN server is checked against
 # (coturn's turnutils_natdiscovery, stun-client's classic RFC 3489 client);
 # the real-kernel throughput comparison (make perf, and its smoke test in
-# make e2e): iperf3, and ethtool for the veths' offloads.
-packages=(make ca-certificates iproute2 nftables conntrack iputils-ping rpm dpkg-dev systemd kmod coturn stun-client iperf3 ethtool)
+# make e2e): iperf3, and ethtool for the veths' offloads; PostgreSQL, whose
+# binaries the coordinator's store tests run as throwaway clusters
+# (internal/pgtest).
+packages=(make ca-certificates iproute2 nftables conntrack iputils-ping rpm dpkg-dev systemd kmod coturn stun-client iperf3 ethtool postgresql)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -23,6 +25,12 @@ fi
 if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null; then
 	echo "deps: missing ${missing[*]}; as root this would install them (the tests that need them skip)" >&2
 	exit 0
+fi
+# The tests start clusters of their own: Debian's package need not create
+# and start its system-wide one (postgresql-common reads createcluster.d).
+if [[ " ${missing[*]} " == *" postgresql "* ]]; then
+	mkdir -p /etc/postgresql-common/createcluster.d
+	echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/meshnode-tests.conf
 fi
 echo "deps: installing ${missing[*]} (apt-get)"
 export DEBIAN_FRONTEND=noninteractive

@@ -24,7 +24,9 @@ Nodes register with it using join tokens, get stable overlay addresses, keep a
 stream to it for the peer map and hole-punching cues, and use its STUN server
 to learn their public addresses. Run it on a host every node can reach.
 
-All state (database, TLS certificate, keys) lives in --data-dir. Without
+All state (database, TLS certificate, keys) lives in --data-dir; with
+--database postgres://USER:PASSWORD@HOST:PORT/DATABASE the database lives in
+PostgreSQL instead of a SQLite file there. Without
 --tls-cert it creates a self-signed certificate there once; join tokens pin
 its fingerprint, so no CA is needed. --public-url is what nodes dial and what
 tokens carry. With --stun-alternate (a second IP), it also listens on the
@@ -38,6 +40,9 @@ Settings come from flags, MESHNODE_* environment variables and the YAML file
 (--config, default ` + config.DefaultCoordinatorConfigFile + `), in that order of precedence.`,
 		Example: `  meshnode coordinator --data-dir /var/lib/meshnode-coordinator \
       --public-url https://vpn.example.com:8443
+  # the database in PostgreSQL
+  meshnode coordinator --public-url https://vpn.example.com:8443 \
+      --database postgres://meshnode:PASSWORD@db.example.com:5432/meshnode
   # nodes also reach STUN and the relay over IPv6
   meshnode coordinator --public-url https://vpn.example.com:8443 \
       --stun-listen-v6 [2001:db8::1]:3478
@@ -96,6 +101,11 @@ func addCoordinatorFlags(fs *pflag.FlagSet, file *string, keys ...string) {
 	}
 	for _, k := range keys {
 		fs.AddFlag(all.Lookup(config.FlagName(k)))
+		// Commands that work on the data directory work on the database
+		// too, which may live elsewhere.
+		if k == "data_dir" {
+			fs.AddFlag(all.Lookup(config.FlagName("database")))
+		}
 	}
 }
 

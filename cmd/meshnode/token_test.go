@@ -36,6 +36,17 @@ func emptyConfig(t *testing.T) string {
 	return path
 }
 
+// lastToken parses the token that token create prints last.
+func lastToken(t *testing.T, out string) crypto.Token {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	tok, err := crypto.ParseToken(lines[len(lines)-1])
+	if err != nil {
+		t.Fatalf("last line %q does not parse: %v", lines[len(lines)-1], err)
+	}
+	return tok
+}
+
 func TestTokenCreatePrintsTokenLast(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
 	if err := os.Mkdir(dir, 0o700); err != nil {
@@ -47,11 +58,7 @@ func TestTokenCreatePrintsTokenLast(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	tok, err := crypto.ParseToken(lines[len(lines)-1])
-	if err != nil {
-		t.Fatalf("last line %q does not parse: %v", lines[len(lines)-1], err)
-	}
+	tok := lastToken(t, out)
 	if tok.URL != "https://vpn.example.com:8443" || len(tok.Pin) != 64 {
 		t.Fatalf("token %+v", tok)
 	}

@@ -14,27 +14,27 @@ import (
 const banColumns = `public_key, name, banned_at`
 
 // checkBan returns ErrBanned when key is banned.
-func (s *SQLite) checkBan(ctx context.Context, q querier, key crypto.PublicKey) error {
+func (s *sqlDB) checkBan(ctx context.Context, q querier, key crypto.PublicKey) error {
 	var one int
 	err := q.QueryRowContext(ctx, `SELECT 1 FROM banned_keys WHERE public_key = $1`, key.String()).Scan(&one)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil
 	case err != nil:
-		return fmt.Errorf("database %s: read ban of %s: %w", s.path, key.Short(), err)
+		return fmt.Errorf("database %s: read ban of %s: %w", s.name, key.Short(), err)
 	}
 	return ErrBanned
 }
 
 // Bans lists the banned keys, newest first.
-func (s *SQLite) Bans(ctx context.Context) ([]Ban, error) {
+func (s *sqlDB) Bans(ctx context.Context) ([]Ban, error) {
 	return s.bans(ctx, s.r, `SELECT `+banColumns+` FROM banned_keys ORDER BY banned_at DESC, public_key`)
 }
 
-func (s *SQLite) bans(ctx context.Context, q querier, query string, args ...any) ([]Ban, error) {
+func (s *sqlDB) bans(ctx context.Context, q querier, query string, args ...any) ([]Ban, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("database %s: list bans: %w", s.path, err)
+		return nil, fmt.Errorf("database %s: list bans: %w", s.name, err)
 	}
 	defer rows.Close()
 	var out []Ban
@@ -45,23 +45,23 @@ func (s *SQLite) bans(ctx context.Context, q querier, query string, args ...any)
 			since int64
 		)
 		if err := rows.Scan(&key, &b.Name, &since); err != nil {
-			return nil, fmt.Errorf("database %s: list bans: %w", s.path, err)
+			return nil, fmt.Errorf("database %s: list bans: %w", s.name, err)
 		}
 		if b.Key, err = crypto.ParsePublicKey(key); err != nil {
-			return nil, fmt.Errorf("database %s: banned key %q: %w", s.path, key, err)
+			return nil, fmt.Errorf("database %s: banned key %q: %w", s.name, key, err)
 		}
 		b.Since = time.UnixMilli(since)
 		out = append(out, b)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("database %s: list bans: %w", s.path, err)
+		return nil, fmt.Errorf("database %s: list bans: %w", s.name, err)
 	}
 	return out, nil
 }
 
 // Allow lifts a ban. A string that parses as a key names a key; anything
 // else names the node the key belonged to.
-func (s *SQLite) Allow(ctx context.Context, keyOrName string) (Ban, error) {
+func (s *sqlDB) Allow(ctx context.Context, keyOrName string) (Ban, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return Ban{}, err
@@ -90,10 +90,10 @@ func (s *SQLite) Allow(ctx context.Context, keyOrName string) (Ban, error) {
 	}
 	b := matches[0]
 	if _, err := tx.ExecContext(ctx, `DELETE FROM banned_keys WHERE public_key = $1`, b.Key.String()); err != nil {
-		return Ban{}, fmt.Errorf("database %s: allow %s: %w", s.path, b.Key.Short(), err)
+		return Ban{}, fmt.Errorf("database %s: allow %s: %w", s.name, b.Key.Short(), err)
 	}
-	if err := tx.Commit(); err != nil {
-		return Ban{}, fmt.Errorf("database %s: commit: %w", s.path, err)
+	if err := s.commit(ctx, tx, Change{Kind: ChangeBan, Key: b.Key}); err != nil {
+		return Ban{}, err
 	}
 	return b, nil
 }

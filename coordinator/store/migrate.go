@@ -2,8 +2,8 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -102,48 +102,60 @@ var migrations = []migration{
 // schemaVersion is the newest version this build knows.
 func schemaVersion() int { return migrations[len(migrations)-1].version }
 
-// migrate applies the missing migrations, each in its own transaction with
-// its schema_migrations row, so a crash leaves the schema at a whole version.
-func migrate(ctx context.Context, db *sql.DB, path string) error {
-	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+// migrate applies the missing migrations, each in its own write
+// transaction with its schema_migrations row, so a crash or a lost
+// connection leaves the schema at a whole version. Each step reads the
+// version under the write lock: coordinators starting together on one
+// PostgreSQL database apply each migration once, one after the other.
+func (s *sqlDB) migrate(ctx context.Context) error {
+	// One step per migration and a last one that finds nothing to do.
+	for range len(migrations) + 1 {
+		done, err := s.migrateStep(ctx)
+		if err != nil || done {
+			return err
+		}
+	}
+	return fmt.Errorf("database %s: migrations did not converge", s.name)
+}
+
+// migrateStep applies the first missing migration; done is true when
+// there was none.
+func (s *sqlDB) migrateStep(ctx context.Context) (done bool, err error) {
+	tx, err := s.beginWrite(ctx)
+	if err != nil {
+		return false, err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version     INTEGER PRIMARY KEY,
 		description TEXT NOT NULL,
 		applied_at  BIGINT NOT NULL
 	)`); err != nil {
-		return fmt.Errorf("database %s: create schema_migrations: %w", path, err)
+		return false, fmt.Errorf("database %s: create schema_migrations: %w", s.name, err)
 	}
 	var current int
-	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return fmt.Errorf("database %s: read schema version: %w", path, err)
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+		return false, fmt.Errorf("database %s: read schema version: %w", s.name, err)
 	}
 	if current > schemaVersion() {
-		return fmt.Errorf("database %s has schema version %d, newer than this meshnode knows (%d): run a newer meshnode", path, current, schemaVersion())
+		return false, fmt.Errorf("database %s has schema version %d, newer than this meshnode knows (%d): a newer meshnode migrated it; run that version or newer (downgrading would need a backup from before the upgrade)", s.name, current, schemaVersion())
 	}
-	for _, m := range migrations {
-		if m.version <= current {
-			continue
-		}
-		if err := apply(ctx, db, m); err != nil {
-			return fmt.Errorf("database %s: migration %d (%s): %w", path, m.version, m.description, err)
-		}
+	i := slices.IndexFunc(migrations, func(m migration) bool { return m.version > current })
+	if i < 0 {
+		return true, tx.Commit()
 	}
-	return nil
-}
-
-func apply(ctx context.Context, db *sql.DB, m migration) error {
-	tx, err := db.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	m := migrations[i]
 	for _, stmt := range m.statements {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return err
+			return false, fmt.Errorf("database %s: migration %d (%s): %w; nothing of it was applied (schema version %d)", s.name, m.version, m.description, err, current)
 		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, description, applied_at) VALUES ($1, $2, $3)`,
 		m.version, m.description, time.Now().UnixMilli()); err != nil {
-		return err
+		return false, fmt.Errorf("database %s: record migration %d: %w", s.name, m.version, err)
 	}
-	return tx.Commit()
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("database %s: commit migration %d: %w", s.name, m.version, err)
+	}
+	return false, nil
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
@@ -23,7 +24,7 @@ type querier interface {
 }
 
 // Register checks the token and registers the node in one transaction.
-func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
+func (s *sqlDB) Register(ctx context.Context, r Registration) (Node, error) {
 	n, err := s.register(ctx, r)
 	if err != nil {
 		return Node{}, fmt.Errorf("register %s: %w", r.Key.Short(), err)
@@ -32,7 +33,7 @@ func (s *SQLite) Register(ctx context.Context, r Registration) (Node, error) {
 }
 
 // CheckRegistration applies Register's checks on the read pool.
-func (s *SQLite) CheckRegistration(ctx context.Context, r Registration) error {
+func (s *sqlDB) CheckRegistration(ctx context.Context, r Registration) error {
 	if _, err := s.admit(ctx, s.r, r); err != nil {
 		return fmt.Errorf("register %s: %w", r.Key.Short(), err)
 	}
@@ -51,7 +52,7 @@ type admission struct {
 // admit applies a registration's checks on q: the key's ban first
 // (however valid its token, a removed key stays out), then the token's
 // rules (CheckToken).
-func (s *SQLite) admit(ctx context.Context, q querier, r Registration) (admission, error) {
+func (s *sqlDB) admit(ctx context.Context, q querier, r Registration) (admission, error) {
 	if err := s.checkBan(ctx, q, r.Key); err != nil {
 		return admission{}, err
 	}
@@ -60,7 +61,7 @@ func (s *SQLite) admit(ctx context.Context, q querier, r Registration) (admissio
 		return admission{}, ErrTokenUnknown
 	}
 	if err != nil {
-		return admission{}, fmt.Errorf("database %s: read token: %w", s.path, err)
+		return admission{}, fmt.Errorf("database %s: read token: %w", s.name, err)
 	}
 	old, removed, err := s.node(ctx, q, r.Key)
 	if err != nil && !errors.Is(err, ErrNotFound) {
@@ -75,7 +76,7 @@ func (s *SQLite) admit(ctx context.Context, q querier, r Registration) (admissio
 	return a, nil
 }
 
-func (s *SQLite) register(ctx context.Context, r Registration) (Node, error) {
+func (s *sqlDB) register(ctx context.Context, r Registration) (Node, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return Node{}, err
@@ -97,7 +98,7 @@ func (s *SQLite) register(ctx context.Context, r Registration) (Node, error) {
 		tags, _ := json.Marshal(nonNil(n.Tags))
 		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET tags = $1, token_id = $2 WHERE public_key = $3`,
 			string(tags), a.tok.ID, r.Key.String()); err != nil {
-			return Node{}, fmt.Errorf("database %s: update node: %w", s.path, err)
+			return Node{}, fmt.Errorf("database %s: update node: %w", s.name, err)
 		}
 	} else {
 		if n, err = s.insertNode(ctx, tx, r, a.tok, a.found); err != nil {
@@ -110,21 +111,21 @@ func (s *SQLite) register(ctx context.Context, r Registration) (Node, error) {
 		// COMMITTED).
 		res, err := tx.ExecContext(ctx, `UPDATE tokens SET uses = uses + 1 WHERE id = $1 AND (reusable = 1 OR uses = 0)`, a.tok.ID)
 		if err != nil {
-			return Node{}, fmt.Errorf("database %s: consume token: %w", s.path, err)
+			return Node{}, fmt.Errorf("database %s: consume token: %w", s.name, err)
 		}
 		if k, err := res.RowsAffected(); err != nil || k != 1 {
 			return Node{}, ErrTokenUsed
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return Node{}, fmt.Errorf("database %s: commit: %w", s.path, err)
+	if err := s.commit(ctx, tx, Change{Kind: ChangeNode, Key: r.Key}); err != nil {
+		return Node{}, err
 	}
 	return n, nil
 }
 
 // insertNode gives a new (or previously removed) key a unique name and the
 // lowest free addresses, inside the registration's transaction.
-func (s *SQLite) insertNode(ctx context.Context, tx *sql.Tx, r Registration, tok Token, tombstone bool) (Node, error) {
+func (s *sqlDB) insertNode(ctx context.Context, tx *sql.Tx, r Registration, tok Token, tombstone bool) (Node, error) {
 	name, err := s.uniqueName(ctx, tx, r.Name)
 	if err != nil {
 		return Node{}, err
@@ -145,17 +146,17 @@ func (s *SQLite) insertNode(ctx context.Context, tx *sql.Tx, r Registration, tok
 	}
 	if _, err := tx.ExecContext(ctx, q, name, int64(idx), v4.String(), v6.String(), string(tags), tok.ID,
 		r.Now.UnixMilli(), r.Key.String()); err != nil {
-		return Node{}, fmt.Errorf("database %s: insert node: %w", s.path, err)
+		return Node{}, fmt.Errorf("database %s: insert node: %w", s.name, err)
 	}
 	return n, nil
 }
 
 // uniqueName returns base or the first free base-N. The loop ends: among
 // k+1 candidates at most k names (one per node) can be taken.
-func (s *SQLite) uniqueName(ctx context.Context, tx *sql.Tx, base string) (string, error) {
+func (s *sqlDB) uniqueName(ctx context.Context, tx *sql.Tx, base string) (string, error) {
 	var count int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM nodes WHERE name IS NOT NULL`).Scan(&count); err != nil {
-		return "", fmt.Errorf("database %s: count names: %w", s.path, err)
+		return "", fmt.Errorf("database %s: count names: %w", s.name, err)
 	}
 	for i := 1; i <= count+1; i++ {
 		name := Suffixed(base, i)
@@ -165,34 +166,34 @@ func (s *SQLite) uniqueName(ctx context.Context, tx *sql.Tx, base string) (strin
 			return name, nil
 		}
 		if err != nil {
-			return "", fmt.Errorf("database %s: check name %s: %w", s.path, name, err)
+			return "", fmt.Errorf("database %s: check name %s: %w", s.name, name, err)
 		}
 	}
-	return "", fmt.Errorf("database %s: no free name for %q", s.path, base)
+	return "", fmt.Errorf("database %s: no free name for %q", s.name, base)
 }
 
-func (s *SQLite) allocate(ctx context.Context, tx *sql.Tx, p Pool) (uint64, error) {
+func (s *sqlDB) allocate(ctx context.Context, tx *sql.Tx, p Pool) (uint64, error) {
 	rows, err := tx.QueryContext(ctx, `SELECT host_index FROM nodes WHERE host_index IS NOT NULL ORDER BY host_index`)
 	if err != nil {
-		return 0, fmt.Errorf("database %s: read addresses: %w", s.path, err)
+		return 0, fmt.Errorf("database %s: read addresses: %w", s.name, err)
 	}
 	defer rows.Close()
 	var used []uint64
 	for rows.Next() {
 		var i int64
 		if err := rows.Scan(&i); err != nil {
-			return 0, fmt.Errorf("database %s: read addresses: %w", s.path, err)
+			return 0, fmt.Errorf("database %s: read addresses: %w", s.name, err)
 		}
 		used = append(used, uint64(i))
 	}
 	if err := rows.Err(); err != nil {
-		return 0, fmt.Errorf("database %s: read addresses: %w", s.path, err)
+		return 0, fmt.Errorf("database %s: read addresses: %w", s.name, err)
 	}
 	return p.LowestFree(used)
 }
 
 // Node returns an active node.
-func (s *SQLite) Node(ctx context.Context, key crypto.PublicKey) (Node, error) {
+func (s *sqlDB) Node(ctx context.Context, key crypto.PublicKey) (Node, error) {
 	n, removed, err := s.node(ctx, s.r, key)
 	if err != nil {
 		return Node{}, err
@@ -203,50 +204,56 @@ func (s *SQLite) Node(ctx context.Context, key crypto.PublicKey) (Node, error) {
 	return n, nil
 }
 
-func (s *SQLite) node(ctx context.Context, q querier, key crypto.PublicKey) (Node, bool, error) {
+func (s *sqlDB) node(ctx context.Context, q querier, key crypto.PublicKey) (Node, bool, error) {
 	n, removed, err := scanNode(q.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE public_key = $1`, key.String()))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Node{}, false, fmt.Errorf("node %s: %w", key.Short(), ErrNotFound)
 	}
 	if err != nil {
-		return Node{}, false, fmt.Errorf("database %s: read node %s: %w", s.path, key.Short(), err)
+		return Node{}, false, fmt.Errorf("database %s: read node %s: %w", s.name, key.Short(), err)
 	}
 	return n, removed, nil
 }
 
-// Nodes lists the active nodes by name.
-func (s *SQLite) Nodes(ctx context.Context) ([]Node, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE removed_at IS NULL ORDER BY name`)
+// Nodes lists the active nodes by name. They are sorted here, byte by
+// byte: PostgreSQL's ORDER BY follows the database's collation, which
+// differs between clusters and from SQLite's.
+func (s *sqlDB) Nodes(ctx context.Context) ([]Node, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE removed_at IS NULL`)
 	if err != nil {
-		return nil, fmt.Errorf("database %s: list nodes: %w", s.path, err)
+		return nil, fmt.Errorf("database %s: list nodes: %w", s.name, err)
 	}
 	defer rows.Close()
 	var out []Node
 	for rows.Next() {
 		n, _, err := scanNode(rows)
 		if err != nil {
-			return nil, fmt.Errorf("database %s: list nodes: %w", s.path, err)
+			return nil, fmt.Errorf("database %s: list nodes: %w", s.name, err)
 		}
 		out = append(out, n)
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("database %s: list nodes: %w", s.name, err)
+	}
+	slices.SortFunc(out, func(a, b Node) int { return strings.Compare(a.Name, b.Name) })
+	return out, nil
 }
 
 // RemoveNode turns the node into a tombstone: its key is remembered (so its
 // stream is refused with node_removed) and banned (so it can't register
 // again, whatever token it holds), while its name and addresses are freed.
-func (s *SQLite) RemoveNode(ctx context.Context, name string, now time.Time) (Node, error) {
+func (s *sqlDB) RemoveNode(ctx context.Context, name string, now time.Time) (Node, error) {
 	return s.updateActive(ctx, name, func(tx *sql.Tx, n *Node) error {
 		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET removed_at = $1, name = NULL, host_index = NULL, ipv4 = NULL, ipv6 = NULL,
 		endpoints = '[]', nat = NULL, advertised_routes = '[]', approved_routes = '[]' WHERE public_key = $2`, now.UnixMilli(), n.Key.String()); err != nil {
-			return fmt.Errorf("database %s: remove node %q: %w", s.path, name, err)
+			return fmt.Errorf("database %s: remove node %q: %w", s.name, name, err)
 		}
 		// INSERT … ON CONFLICT is the same in SQLite and PostgreSQL; a key
 		// allowed back and removed again is banned anew.
 		if _, err := tx.ExecContext(ctx, `INSERT INTO banned_keys (public_key, name, banned_at) VALUES ($1, $2, $3)
 		ON CONFLICT (public_key) DO UPDATE SET name = excluded.name, banned_at = excluded.banned_at`,
 			n.Key.String(), n.Name, now.UnixMilli()); err != nil {
-			return fmt.Errorf("database %s: ban key of node %q: %w", s.path, name, err)
+			return fmt.Errorf("database %s: ban key of node %q: %w", s.name, name, err)
 		}
 		return nil
 	})
@@ -254,7 +261,7 @@ func (s *SQLite) RemoveNode(ctx context.Context, name string, now time.Time) (No
 
 // updateActive reads the active node named name and applies edit to it
 // in one write transaction, which commits when edit succeeds.
-func (s *SQLite) updateActive(ctx context.Context, name string, edit func(tx *sql.Tx, n *Node) error) (Node, error) {
+func (s *sqlDB) updateActive(ctx context.Context, name string, edit func(tx *sql.Tx, n *Node) error) (Node, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return Node{}, err
@@ -267,31 +274,31 @@ func (s *SQLite) updateActive(ctx context.Context, name string, edit func(tx *sq
 	if err := edit(tx, &n); err != nil {
 		return Node{}, err
 	}
-	if err := tx.Commit(); err != nil {
-		return Node{}, fmt.Errorf("database %s: commit: %w", s.path, err)
+	if err := s.commit(ctx, tx, Change{Kind: ChangeNode, Key: n.Key}); err != nil {
+		return Node{}, err
 	}
 	return n, nil
 }
 
 // activeNode reads the node named name, not removed, inside tx.
-func (s *SQLite) activeNode(ctx context.Context, tx *sql.Tx, name string) (Node, error) {
+func (s *sqlDB) activeNode(ctx context.Context, tx *sql.Tx, name string) (Node, error) {
 	n, _, err := scanNode(tx.QueryRowContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE name = $1 AND removed_at IS NULL`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return Node{}, fmt.Errorf("node %q: %w", name, ErrNotFound)
 	}
 	if err != nil {
-		return Node{}, fmt.Errorf("database %s: read node %q: %w", s.path, name, err)
+		return Node{}, fmt.Errorf("database %s: read node %q: %w", s.name, name, err)
 	}
 	return n, nil
 }
 
 // UpdateTags adds and then removes tags of an active node.
-func (s *SQLite) UpdateTags(ctx context.Context, name string, add, remove []string) (Node, error) {
+func (s *sqlDB) UpdateTags(ctx context.Context, name string, add, remove []string) (Node, error) {
 	return s.updateActive(ctx, name, func(tx *sql.Tx, n *Node) error {
 		n.Tags = slices.DeleteFunc(union(n.Tags, add), func(t string) bool { return slices.Contains(remove, t) })
 		tags, _ := json.Marshal(nonNil(n.Tags))
 		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET tags = $1 WHERE public_key = $2`, string(tags), n.Key.String()); err != nil {
-			return fmt.Errorf("database %s: tag node %q: %w", s.path, name, err)
+			return fmt.Errorf("database %s: tag node %q: %w", s.name, name, err)
 		}
 		return nil
 	})
@@ -299,7 +306,7 @@ func (s *SQLite) UpdateTags(ctx context.Context, name string, add, remove []stri
 
 // RenameNode renames an active node. Names are unique among active nodes
 // (removed ones hold none), so the new one must be free.
-func (s *SQLite) RenameNode(ctx context.Context, name, newName string) (Node, error) {
+func (s *sqlDB) RenameNode(ctx context.Context, name, newName string) (Node, error) {
 	return s.updateActive(ctx, name, func(tx *sql.Tx, n *Node) error {
 		if newName == name {
 			return nil
@@ -310,10 +317,10 @@ func (s *SQLite) RenameNode(ctx context.Context, name, newName string) (Node, er
 		case err == nil:
 			return fmt.Errorf("node %q: %w", newName, ErrNameTaken)
 		case !errors.Is(err, sql.ErrNoRows):
-			return fmt.Errorf("database %s: check name %s: %w", s.path, newName, err)
+			return fmt.Errorf("database %s: check name %s: %w", s.name, newName, err)
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE nodes SET name = $1 WHERE public_key = $2`, newName, n.Key.String()); err != nil {
-			return fmt.Errorf("database %s: rename node %q: %w", s.path, name, err)
+			return fmt.Errorf("database %s: rename node %q: %w", s.name, name, err)
 		}
 		n.Name = newName
 		return nil
@@ -321,7 +328,7 @@ func (s *SQLite) RenameNode(ctx context.Context, name, newName string) (Node, er
 }
 
 // SetEndpoints stores a node's candidates.
-func (s *SQLite) SetEndpoints(ctx context.Context, key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NATInfo) error {
+func (s *sqlDB) SetEndpoints(ctx context.Context, key crypto.PublicKey, eps []wire.Endpoint, nat *wire.NATInfo) error {
 	e, err := json.Marshal(nonNil(eps))
 	if err != nil {
 		return fmt.Errorf("encode endpoints: %w", err)
@@ -334,10 +341,10 @@ func (s *SQLite) SetEndpoints(ctx context.Context, key crypto.PublicKey, eps []w
 		}
 		natJSON = sql.NullString{String: string(b), Valid: true}
 	}
-	res, err := s.execWrite(ctx, `UPDATE nodes SET endpoints = $1, nat = $2 WHERE public_key = $3 AND removed_at IS NULL`,
+	res, err := s.execWrite(ctx, Change{Kind: ChangeEndpoints, Key: key}, `UPDATE nodes SET endpoints = $1, nat = $2 WHERE public_key = $3 AND removed_at IS NULL`,
 		string(e), natJSON, key.String())
 	if err != nil {
-		return fmt.Errorf("database %s: store endpoints of %s: %w", s.path, key.Short(), err)
+		return fmt.Errorf("database %s: store endpoints of %s: %w", s.name, key.Short(), err)
 	}
 	if k, err := res.RowsAffected(); err != nil || k == 0 {
 		return fmt.Errorf("node %s: %w", key.Short(), ErrNotFound)
@@ -346,10 +353,10 @@ func (s *SQLite) SetEndpoints(ctx context.Context, key crypto.PublicKey, eps []w
 }
 
 // SetLastSeen records presence.
-func (s *SQLite) SetLastSeen(ctx context.Context, key crypto.PublicKey, t time.Time) error {
-	if _, err := s.execWrite(ctx, `UPDATE nodes SET last_seen = $1 WHERE public_key = $2 AND removed_at IS NULL`,
+func (s *sqlDB) SetLastSeen(ctx context.Context, key crypto.PublicKey, t time.Time) error {
+	if _, err := s.execWrite(ctx, Change{Kind: ChangePresence, Key: key}, `UPDATE nodes SET last_seen = $1 WHERE public_key = $2 AND removed_at IS NULL`,
 		t.UnixMilli(), key.String()); err != nil {
-		return fmt.Errorf("database %s: store last seen of %s: %w", s.path, key.Short(), err)
+		return fmt.Errorf("database %s: store last seen of %s: %w", s.name, key.Short(), err)
 	}
 	return nil
 }

@@ -21,7 +21,7 @@ type storedApproval struct {
 // SetAdvertisedRoutes stores the routes a node advertises, approving the
 // new ones auto allows, in one transaction. A report that changes nothing
 // writes nothing.
-func (s *SQLite) SetAdvertisedRoutes(ctx context.Context, key crypto.PublicKey, routes []netip.Prefix, auto AutoApprover, now time.Time) (Node, error) {
+func (s *sqlDB) SetAdvertisedRoutes(ctx context.Context, key crypto.PublicKey, routes []netip.Prefix, auto AutoApprover, now time.Time) (Node, error) {
 	return s.editRoutes(ctx, func(tx *sql.Tx) (Node, error) {
 		n, removed, err := s.node(ctx, tx, key)
 		if err == nil && removed {
@@ -36,7 +36,7 @@ func (s *SQLite) SetAdvertisedRoutes(ctx context.Context, key crypto.PublicKey, 
 }
 
 // UpdateRoutes approves, then withdraws approvals, in one transaction.
-func (s *SQLite) UpdateRoutes(ctx context.Context, name string, approve, reject []netip.Prefix, now time.Time) (Node, error) {
+func (s *sqlDB) UpdateRoutes(ctx context.Context, name string, approve, reject []netip.Prefix, now time.Time) (Node, error) {
 	return s.editRoutes(ctx, func(tx *sql.Tx) (Node, error) {
 		n, err := s.activeNode(ctx, tx, name)
 		if err != nil {
@@ -51,7 +51,7 @@ func (s *SQLite) UpdateRoutes(ctx context.Context, name string, approve, reject 
 
 // editRoutes reads a node with read, inside a write transaction, and
 // stores the routes read left in it, unless they are unchanged.
-func (s *SQLite) editRoutes(ctx context.Context, read func(*sql.Tx) (Node, error)) (Node, error) {
+func (s *sqlDB) editRoutes(ctx context.Context, read func(*sql.Tx) (Node, error)) (Node, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return Node{}, err
@@ -65,13 +65,13 @@ func (s *SQLite) editRoutes(ctx context.Context, read func(*sql.Tx) (Node, error
 	res, err := tx.ExecContext(ctx, `UPDATE nodes SET advertised_routes = $1, approved_routes = $2
 		WHERE public_key = $3 AND (advertised_routes <> $1 OR approved_routes <> $2)`, advertised, approved, n.Key.String())
 	if err != nil {
-		return Node{}, fmt.Errorf("database %s: store routes of %q: %w", s.path, n.Name, err)
+		return Node{}, fmt.Errorf("database %s: store routes of %q: %w", s.name, n.Name, err)
 	}
 	if k, err := res.RowsAffected(); err != nil || k == 0 {
 		return n, nil // unchanged: the transaction rolls back
 	}
-	if err := tx.Commit(); err != nil {
-		return Node{}, fmt.Errorf("database %s: commit: %w", s.path, err)
+	if err := s.commit(ctx, tx, Change{Kind: ChangeNode, Key: n.Key}); err != nil {
+		return Node{}, err
 	}
 	return n, nil
 }

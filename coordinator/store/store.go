@@ -2,12 +2,14 @@
 // registered nodes with their overlay addresses, the access policy's
 // versions, and a few settings.
 //
-// Store is the interface the coordinator uses. SQLite implements it (Open).
-// Its SQL stays portable (positional $N parameters, TEXT and BIGINT columns,
-// times as Unix milliseconds, JSON in TEXT) and the rules that decide a
-// registration live in plain Go here (CheckToken, Pool, Suffixed), so a
-// PostgreSQL implementation for several coordinator replicas can follow
-// without changing the coordinator.
+// Store is the interface the coordinator uses. Two engines implement it:
+// SQLite (OpenSQLite), embedded, the default for one coordinator, and
+// PostgreSQL (OpenPostgres, through pgx), which several coordinators may
+// share. Their SQL is written once (sqlDB) in what both read alike:
+// positional $N parameters, TEXT and BIGINT columns, times as Unix
+// milliseconds, JSON in TEXT; the schema's migrations are one list. The
+// rules that decide a registration live in plain Go here (CheckToken,
+// Pool, Suffixed).
 package store
 
 import (
@@ -96,9 +98,19 @@ type Store interface {
 	SetSetting(ctx context.Context, name, value string) error
 
 	// WriteTransactions is how many write transactions were begun since
-	// Open; each held the database's write lock, one at a time.
+	// Open: single statements, and transactions that each held the
+	// database's write lock from their start to their end.
 	WriteTransactions() uint64
 
+	// Watch delivers every change committed after it returns, by this
+	// store and, on PostgreSQL, by every other store on the same
+	// database (another coordinator's), until ctx ends or the store
+	// closes; then the channel is closed. A ChangeResync stands for
+	// changes that may have been missed. On SQLite only this store's own
+	// changes come: one coordinator owns the file.
+	Watch(ctx context.Context) <-chan Change
+
+	// Close ends the watches and closes the database.
 	Close() error
 }
 

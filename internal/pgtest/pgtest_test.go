@@ -1,0 +1,140 @@
+package pgtest
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/meshnode/meshnode/internal/helperproc"
+	"github.com/meshnode/meshnode/internal/testenv"
+	"github.com/meshnode/meshnode/internal/wait"
+)
+
+func TestMain(m *testing.M) { os.Exit(Main(m)) }
+
+// Each DB is a fresh database of its own, dropped when its test ends.
+func TestDBIsFreshAndDropped(t *testing.T) {
+	var first string
+	t.Run("first", func(t *testing.T) {
+		first = DB(t)
+		conn := connect(t, first)
+		if _, err := conn.Exec(t.Context(), `CREATE TABLE mine (x INTEGER)`); err != nil {
+			t.Fatal(err)
+		}
+		other := connect(t, DB(t))
+		if _, err := other.Exec(t.Context(), `SELECT 1 FROM mine`); err == nil {
+			t.Fatal("a second database sees the first one's table")
+		}
+	})
+	var n int
+	if err := connect(t, AdminURL(t)).QueryRow(t.Context(), `SELECT COUNT(*) FROM pg_database WHERE datname LIKE 't\_%'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d test databases left after their tests (%v)", n, err)
+	}
+}
+
+// A cluster runs as an unprivileged user on loopback, and stop ends its
+// process and removes its directory.
+func TestStopRemovesEverything(t *testing.T) {
+	c, err := start()
+	if isMissing(err) {
+		testenv.Unavailable(t, "%v", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid := c.cmd.Process.Pid
+	var listen string
+	if err := connect(t, c.url("postgres")).QueryRow(t.Context(), `SELECT current_setting('listen_addresses')`).Scan(&listen); err != nil || listen != "127.0.0.1" {
+		t.Fatalf("listen_addresses %q, %v; want loopback only", listen, err)
+	}
+	st, err := os.Stat(c.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if owner := st.Sys().(*syscall.Stat_t).Uid; owner == 0 {
+		t.Fatalf("cluster directory owned by root; PostgreSQL must run unprivileged")
+	}
+	if err := c.stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Fatalf("postgres (pid %d) still there after stop: %v", pid, err)
+	}
+	if _, err := os.Stat(c.dir); !os.IsNotExist(err) {
+		t.Fatalf("cluster directory %s still there after stop: %v", c.dir, err)
+	}
+}
+
+func connect(t *testing.T, dsn string) *pgx.Conn {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}
+
+// helperEnv makes the test binary the child of TestClusterDiesWithItsTest.
+const helperEnv = "MESHNODE_PGTEST_HELPER"
+
+// TestHelperCluster starts a cluster, prints its PID and directory, and
+// waits to be killed, without stopping it.
+func TestHelperCluster(t *testing.T) {
+	if os.Getenv(helperEnv) == "" {
+		t.Skip("helper process for TestClusterDiesWithItsTest")
+	}
+	c, err := start()
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(1)
+	}
+	fmt.Println("cluster", c.cmd.Process.Pid, c.dir)
+	select {}
+}
+
+// A test binary killed before it can stop its cluster takes the cluster
+// with it (Pdeathsig), so crashed tests leave no postgres behind.
+func TestClusterDiesWithItsTest(t *testing.T) {
+	if _, err := binDir(); err != nil {
+		testenv.Unavailable(t, "%v", err)
+	}
+	cmd, out := helperproc.Start(t, "TestHelperCluster", helperEnv+"=1")
+	line, err := bufio.NewReader(out).ReadString('\n')
+	var pid int
+	var dir string
+	if _, serr := fmt.Sscanf(line, "cluster %d %s", &pid, &dir); serr != nil {
+		t.Fatalf("helper said %q (%v)", line, err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait() //nolint:errcheck // killed on purpose
+	wait.For(t, time.Minute, fmt.Sprintf("postgres (pid %d) to end with its test binary", pid), func() bool {
+		return gone(pid)
+	})
+}
+
+// gone reports whether pid has exited: no such process, or a zombie
+// nobody reaped yet (PID 1 of a container may not).
+func gone(pid int) bool {
+	if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
+		return true
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	// The state follows the command name, which is in parentheses.
+	i := bytes.LastIndexByte(stat, ')')
+	return i > 0 && i+2 < len(stat) && stat[i+2] == 'Z'
+}
