@@ -135,6 +135,9 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 	})
 	e.log.Info("meshnode up", "name", e.state.Self.Name, "addresses", e.state.Self.Addresses, "interface", e.tunName(), "port", e.bind.Port())
+	if filter.SendsUnfiltered {
+		e.log.Warn("test build (tag meshnode_unfiltered_sender): this node sends what its access policy denies; only its peers' filters stop it")
+	}
 	e.progress(fmt.Sprintf("up as %s %v on %s; waiting for the coordinator's peer map", e.state.Self.Name, e.state.Self.Addresses, e.tunName()))
 	if e.opts.Ready != nil {
 		close(e.opts.Ready)
