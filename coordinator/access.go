@@ -161,8 +161,10 @@ func (s *Server) SetPolicy(ctx context.Context, text string) (PolicyInfo, error)
 		// checkPolicy resolved the same policy against the same nodes.
 		return PolicyInfo{}, fmt.Errorf("%w:\n%w", ErrInvalidPolicy, err)
 	}
+	prev := s.hub.policy()
 	s.hub.setAccess(access{pol: pol, version: v.Version, res: res})
 	s.log.Info("access policy set", "version", v.Version, "rules", pol.Rules(), "none", pol == nil)
+	s.approveForPolicy(ctx, prev, pol)
 	info := toPolicyInfo(v)
 	info.Warnings = warnings
 	return info, nil
@@ -186,6 +188,13 @@ func (h *hub) setAccess(next access) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.transition(next, nil, nil)
+}
+
+// policy is the policy applied; nil: none.
+func (h *hub) policy() *policy.Policy {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.acc.pol
 }
 
 // policyVersion is the version of the policy applied.

@@ -369,8 +369,13 @@ func (p *Policy) Warnings(nodes []Node) []string {
 		}
 	}
 	warned := map[string]bool{}
+	var named [][]selector
 	for _, ru := range p.rules {
-		for _, s := range slices.Concat(ru.from, ru.to) {
+		named = append(named, ru.from, ru.to)
+	}
+	named = append(named, p.approvers.selectors())
+	for _, sel := range named {
+		for _, s := range sel {
 			var msg string
 			switch {
 			case s.kind == kindNode && !names[s.name]:
