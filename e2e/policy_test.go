@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,13 +102,7 @@ func TestPolicyWebNotSSH(t *testing.T) {
 	mustDirect(t, home, office)
 	mustDirect(t, rogue, office)
 
-	file := filepath.Join(e.lab.Dir(), "policy.yaml")
-	if err := os.WriteFile(file, []byte(webPolicy), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.coord.Policy(t.Context(), "set", file); err != nil {
-		t.Fatal(err)
-	}
+	setPolicy(t, e, webPolicy)
 	for _, n := range []*netlab.Node{office, home, rogue} {
 		waitStatus(t, n, "the policy is in force", func(st netlab.Status) error {
 			if !st.Policy.Active || st.Policy.Rules == 0 {
@@ -198,5 +193,55 @@ func TestPolicyWebNotSSH(t *testing.T) {
 	// Home and the rogue may not reach each other: neither lists the other.
 	if _, ok := mustStatus(t, home).Peer("rogue"); ok {
 		t.Error("home still lists the rogue as a peer: the policy gives them no rule")
+	}
+}
+
+// setPolicy writes text to a file in the lab and sets it as the mesh's
+// access policy.
+func setPolicy(t *testing.T, e *env, text string) {
+	t.Helper()
+	file := filepath.Join(e.lab.Dir(), "policy.yaml")
+	if err := os.WriteFile(file, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.coord.Policy(t.Context(), "set", file); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestPolicyAutoApprovesRoute: the policy's auto_approvers approve the
+// office LAN that the office router (tagged office) advertises, with no
+// `meshnode routes approve`. While the policy lets home reach only the
+// router itself, home's status marks the route denied and the LAN host
+// does not answer; a rule to the LAN lifts both.
+func TestPolicyAutoApprovesRoute(t *testing.T) {
+	e := newEnv(t)
+	office := e.site(t, netlab.SiteConfig{Kind: netlab.PortRestricted, Hosts: 2})
+	homeSite := e.site(t, netlab.SiteConfig{Kind: netlab.PortRestricted})
+	lan := office.Router.LANPrefix()
+	lanHost := office.Hosts[1]
+	gw := e.nodeWith(t, office.Hosts[0], "office-gw", "--advertise-routes", lan.String())
+	h := e.node(t, homeSite.Hosts[0], "home")
+	mustDirect(t, h, gw)
+	if err := e.coord.TagNode(t.Context(), "office-gw", "office"); err != nil {
+		t.Fatal(err)
+	}
+	approvers := fmt.Sprintf("auto_approvers:\n  routes:\n    %s: [tag:office]\n", lan)
+	setPolicy(t, e, "rules:\n  - {from: home, to: office-gw}\n"+approvers)
+	waitStatus(t, h, "the route is approved, and denied to home", func(st netlab.Status) error {
+		p, _ := st.Peer("office-gw")
+		if !slices.Equal(p.Routes, []netip.Prefix{lan}) || !slices.Equal(p.RoutesDenied, []netip.Prefix{lan}) {
+			return fmt.Errorf("office-gw's routes %v, denied %v", p.Routes, p.RoutesDenied)
+		}
+		return nil
+	})
+	if r, err := h.Host.NS.Ping(t.Context(), lanHost.Addr, 2); err == nil {
+		t.Fatalf("the LAN host answered while the policy gives home no rule to it:\n%s", r.Output)
+	}
+
+	setPolicy(t, e, fmt.Sprintf("rules:\n  - {from: home, to: office-gw}\n  - {from: home, to: %s}\n", lan)+approvers)
+	waitReach(t, h.Host.NS, lanHost.Addr, true)
+	if p, _ := mustStatus(t, h).Peer("office-gw"); len(p.RoutesDenied) != 0 {
+		t.Errorf("home's status still marks %v denied", p.RoutesDenied)
 	}
 }

@@ -179,6 +179,13 @@ func (c *Coordinator) Policy(ctx context.Context, verb string, args ...string) (
 	return c.lab.meshnode(ctx, c.NS, append(argv, "--data-dir", c.dataDir)...)
 }
 
+// TagNode gives a node tags (`meshnode nodes tag NAME TAG...`).
+func (c *Coordinator) TagNode(ctx context.Context, name string, tags ...string) error {
+	args := append([]string{"nodes", "tag", name}, tags...)
+	_, err := c.lab.meshnode(ctx, c.NS, append(args, "--data-dir", c.dataDir)...)
+	return err
+}
+
 // RenameNode renames a node (`meshnode nodes rename`).
 func (c *Coordinator) RenameNode(ctx context.Context, name, newName string) error {
 	_, err := c.lab.meshnode(ctx, c.NS, "nodes", "rename", name, newName, "--data-dir", c.dataDir)
