@@ -216,13 +216,8 @@ func setPolicy(t *testing.T, e *env, text string) {
 // does not answer; a rule to the LAN lifts both.
 func TestPolicyAutoApprovesRoute(t *testing.T) {
 	e := newEnv(t)
-	office := e.site(t, netlab.SiteConfig{Kind: netlab.PortRestricted, Hosts: 2})
-	homeSite := e.site(t, netlab.SiteConfig{Kind: netlab.PortRestricted})
-	lan := office.Router.LANPrefix()
-	lanHost := office.Hosts[1]
-	gw := e.nodeWith(t, office.Hosts[0], "office-gw", "--advertise-routes", lan.String())
-	h := e.node(t, homeSite.Hosts[0], "home")
-	mustDirect(t, h, gw)
+	o := newRoutedOffice(t, e)
+	lan, lanHost, h := o.lan, o.lanHost, o.home
 	if err := e.coord.TagNode(t.Context(), "office-gw", "office"); err != nil {
 		t.Fatal(err)
 	}
