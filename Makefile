@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 20m
 DIST    ?= dist
 ARCHES  ?= amd64 arm64
 
-.PHONY: all build deps test unit fuzz e2e demo natmatrix perf bench lint dist-linux deb rpm darwin packages test-packaging clean
+.PHONY: all build unfiltered-sender deps test unit fuzz e2e demo natmatrix perf bench lint dist-linux deb rpm darwin packages test-packaging clean
 
 all: build
 
@@ -34,6 +34,7 @@ deps:
 # tests of meshnode's changes (third_party/README.md) run from there.
 unit:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -count=1 -tags meshnode_unfiltered_sender -run '^TestTUN$$' ./node/filter/
 	cd third_party/wireguard-go && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./conn/ ./device/ ./tun/
 
 # fuzz: every Go fuzz target (func FuzzXxx in a _test.go file, found by
@@ -49,9 +50,15 @@ fuzz:
 # recovery of a pair behind routers that remap when punched early.
 E2E_TIMEOUT ?= 30m
 E2E_FLAGS   ?=
-E2E_ENV      = MESHNODE_E2E=1 MESHNODE_BIN=$(CURDIR)/bin/meshnode
+E2E_ENV      = MESHNODE_E2E=1 MESHNODE_BIN=$(CURDIR)/bin/meshnode MESHNODE_UNFILTERED_BIN=$(CURDIR)/bin/meshnode-unfiltered-sender
 
-e2e: build
+# A test-only meshnode whose filter passes everything it sends
+# (node/filter/sends_unfiltered.go): the policy scenario proves that the
+# receiver drops what such a sender lets out. Never packaged.
+unfiltered-sender:
+	CGO_ENABLED=0 $(GO) build -trimpath -tags meshnode_unfiltered_sender -ldflags '$(LDFLAGS)' -o bin/meshnode-unfiltered-sender ./cmd/meshnode
+
+e2e: build unfiltered-sender
 	$(E2E_ENV) $(GO) test -p 1 -count=1 -timeout $(E2E_TIMEOUT) -v $(E2E_FLAGS) ./e2e/...
 
 # The NAT-pair matrix alone: prints the table and writes bench/NATMATRIX.md.

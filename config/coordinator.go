@@ -55,7 +55,7 @@ type Coordinator struct {
 	DNSDomain     string       `mapstructure:"dns_domain" desc:"the mesh's DNS domain: every node answers NAME.<dns_domain> for each member"`
 	DNSRecords    []string     `mapstructure:"dns_records" desc:"extra names in the mesh's domain, NAME=IP each (nas=192.168.1.10; repeat a name for more addresses); they win over a member of the same name"`
 	// AutoApproveRoutes approves routes without the administrator.
-	AutoApproveRoutes []string `mapstructure:"auto_approve_routes" desc:"routes approved as soon as a node advertises them: TAG=PREFIX approves the routes within PREFIX of nodes with TAG, TAG=exit their exit routes (e.g. office=192.168.0.0/16, gw=exit); empty: every route waits for 'meshnode routes approve'"`
+	AutoApproveRoutes []string `mapstructure:"auto_approve_routes" desc:"routes approved as soon as a node advertises them: TAG=PREFIX approves the routes within PREFIX of nodes with TAG, TAG=exit their exit routes (e.g. office=192.168.0.0/16, gw=exit); empty: every route waits for 'meshnode routes approve' or the access policy's auto_approvers"`
 	LogLevel          string   `mapstructure:"log_level" desc:"debug, info, warn or error"`
 }
 

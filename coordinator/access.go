@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -161,8 +162,10 @@ func (s *Server) SetPolicy(ctx context.Context, text string) (PolicyInfo, error)
 		// checkPolicy resolved the same policy against the same nodes.
 		return PolicyInfo{}, fmt.Errorf("%w:\n%w", ErrInvalidPolicy, err)
 	}
+	prev := s.hub.policy()
 	s.hub.setAccess(access{pol: pol, version: v.Version, res: res})
 	s.log.Info("access policy set", "version", v.Version, "rules", pol.Rules(), "none", pol == nil)
+	s.approveForPolicy(ctx, prev, pol)
 	info := toPolicyInfo(v)
 	info.Warnings = warnings
 	return info, nil
@@ -186,6 +189,13 @@ func (h *hub) setAccess(next access) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.transition(next, nil, nil)
+}
+
+// policy is the policy applied; nil: none.
+func (h *hub) policy() *policy.Policy {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.acc.pol
 }
 
 // policyVersion is the version of the policy applied.
@@ -266,6 +276,52 @@ func (h *hub) transition(next access, was, now *store.Node) {
 			s.setFilter(f, h.version)
 		}
 	}
+	h.tellRelayPairs()
+}
+
+// relayPairs is which nodes may see each other, for the designated relay
+// nodes (wire.RelayPairs), in key order; nil without a policy. Caller
+// holds mu.
+func (h *hub) relayPairs() *wire.RelayPairs {
+	if h.acc.res.Open() {
+		return nil
+	}
+	p := &wire.RelayPairs{Version: h.acc.version, Members: make([]wire.RelayMember, 0, len(h.nodes))}
+	for _, n := range h.nodes {
+		m := wire.RelayMember{Key: n.Key, Relay: isRelay(n)}
+		m.Src, m.Dst, _ = h.acc.res.Membership(n.Name)
+		p.Members = append(p.Members, m)
+	}
+	slices.SortFunc(p.Members, func(a, b wire.RelayMember) int { return bytes.Compare(a.Key[:], b.Key[:]) })
+	return p
+}
+
+// tellRelayPairs sends the designated relay nodes the pairs that may see
+// each other, when they changed: a relay node relays only between those.
+// Caller holds mu.
+func (h *hub) tellRelayPairs() {
+	pairs := h.relayPairs()
+	if pairs.Equal(h.pairs) {
+		return
+	}
+	h.pairs = pairs
+	if pairs == nil {
+		pairs = &wire.RelayPairs{Version: h.acc.version, Open: true}
+	}
+	for k, s := range h.sessions {
+		if n := h.nodes[k]; n != nil && isRelay(n) {
+			s.setRelayPairs(pairs, h.version)
+		}
+	}
+}
+
+// welcomePairs is n's relay pairs for its welcome: none unless it is a
+// designated relay node. Caller holds mu.
+func (h *hub) welcomePairs(n *store.Node) *wire.RelayPairs {
+	if !isRelay(n) {
+		return nil
+	}
+	return h.relayPairs()
 }
 
 // retell queues to s, the stream of the node that was aWas and is aNow,

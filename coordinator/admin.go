@@ -136,7 +136,7 @@ func (s *Server) TagNode(ctx context.Context, name string, add, remove []string)
 	if err != nil {
 		return wire.Node{}, err
 	}
-	if approved, err := autoApproveTagged(ctx, s.store, s.autoApprove, s.hub.tags(n.Key), n); err != nil {
+	if approved, err := autoApproveTagged(ctx, s.store, s.approver(), s.hub.tags(n.Key), n); err != nil {
 		s.log.Warn("auto-approving routes of a newly tagged node", "node", n.Name, "err", err)
 	} else {
 		n = approved
@@ -285,11 +285,15 @@ func (a *offlineAdmin) TagNode(ctx context.Context, name string, add, remove []s
 	if err != nil {
 		return wire.Node{}, err
 	}
-	auto, err := newAutoApprover(a.cfg)
+	cfgAuto, err := newAutoApprover(a.cfg)
 	if err != nil {
 		return wire.Node{}, err
 	}
-	if n, err = autoApproveTagged(ctx, a.store, auto, old.Tags, n); err != nil {
+	pol, err := a.storedPolicy(ctx)
+	if err != nil {
+		return wire.Node{}, err
+	}
+	if n, err = autoApproveTagged(ctx, a.store, approverWith(cfgAuto, pol), old.Tags, n); err != nil {
 		return wire.Node{}, err
 	}
 	return toWire(n, false), nil
@@ -369,7 +373,15 @@ func (a *offlineAdmin) SetPolicy(ctx context.Context, text string) (PolicyInfo, 
 	for i, n := range nodes {
 		pn[i] = policy.NodeOf(n)
 	}
-	_, warnings, err := checkPolicy(text, pn, policy.Network{V4: a.cfg.Network, V6: a.cfg.NetworkV6})
+	pol, warnings, err := checkPolicy(text, pn, policy.Network{V4: a.cfg.Network, V6: a.cfg.NetworkV6})
+	if err != nil {
+		return PolicyInfo{}, err
+	}
+	cfgAuto, err := newAutoApprover(a.cfg)
+	if err != nil {
+		return PolicyInfo{}, err
+	}
+	prev, err := a.storedPolicy(ctx)
 	if err != nil {
 		return PolicyInfo{}, err
 	}
@@ -377,9 +389,27 @@ func (a *offlineAdmin) SetPolicy(ctx context.Context, text string) (PolicyInfo, 
 	if err != nil {
 		return PolicyInfo{}, err
 	}
+	if _, err := approveForPolicy(ctx, a.store, cfgAuto, prev, pol); err != nil {
+		return PolicyInfo{}, err
+	}
 	info := toPolicyInfo(v)
 	info.Warnings = warnings
 	return info, nil
+}
+
+// storedPolicy is the newest stored policy, parsed; nil when there is
+// none, or it no longer parses (the coordinator refuses to start with it,
+// so it approves nothing).
+func (a *offlineAdmin) storedPolicy(ctx context.Context) (*policy.Policy, error) {
+	v, err := a.store.Policy(ctx, 0)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil || v.Text == "" {
+		return nil, err
+	}
+	pol, _ := policy.Parse(policyFile, []byte(v.Text))
+	return pol, nil
 }
 
 func (a *offlineAdmin) Policy(ctx context.Context, version uint64) (PolicyInfo, error) {

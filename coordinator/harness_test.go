@@ -245,6 +245,8 @@ type stream struct {
 	// filter is the node's access filter, from the welcome and later
 	// deltas (nil: no policy).
 	filter *wire.Filter
+	// pairs are the relay pairs last received (a relay node's).
+	pairs *wire.RelayPairs
 }
 
 // dial opens the stream and answers the challenge with proof (nil: the
@@ -297,7 +299,7 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 	if first.Self != nil {
 		s.self = *first.Self
 	}
-	s.filter = first.Filter
+	s.filter, s.pairs = first.Filter, first.RelayPairs
 	go s.run(ctx)
 	return first, s, nil
 }
@@ -354,6 +356,9 @@ func (s *stream) run(ctx context.Context) {
 			}
 			if m.Filter != nil {
 				s.filter = m.Filter
+			}
+			if m.RelayPairs != nil {
+				s.pairs = m.RelayPairs
 			}
 			s.version = m.Version
 		case wire.MsgPunch:
@@ -422,6 +427,13 @@ func (s *stream) accessFilter() *wire.Filter {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.filter
+}
+
+// relayPairs are the relay pairs the stream last received.
+func (s *stream) relayPairs() *wire.RelayPairs {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pairs
 }
 
 // peerNames lists the names in the stream's map, sorted.

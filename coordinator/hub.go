@@ -31,6 +31,9 @@ type hub struct {
 	primary map[netip.Prefix]crypto.PublicKey
 	// acc is the access policy, resolved against nodes (access.go).
 	acc access
+	// pairs are the relay pairs last sent to the designated relay nodes
+	// (tellRelayPairs); nil: none, or no policy.
+	pairs *wire.RelayPairs
 }
 
 func newHub(nodes []store.Node, acc access) *hub {
@@ -209,13 +212,14 @@ func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome wire
 	h.changed(n)
 	self := h.wireNode(n)
 	return wire.StreamMsg{
-		Type:    wire.MsgWelcome,
-		Self:    &self,
-		Peers:   h.peersOf(n),
-		Filter:  h.welcomeFilter(n),
-		Version: h.version,
-		STUN:    stun.v4,
-		STUN6:   stun.v6,
+		Type:       wire.MsgWelcome,
+		Self:       &self,
+		Peers:      h.peersOf(n),
+		Filter:     h.welcomeFilter(n),
+		RelayPairs: h.welcomePairs(n),
+		Version:    h.version,
+		STUN:       stun.v4,
+		STUN6:      stun.v6,
 		// The relay shares the STUN ports: the primary, and the IPv6 one
 		// for nodes without IPv4.
 		Relay:  firstOf(stun.v4),

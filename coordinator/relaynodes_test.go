@@ -2,11 +2,13 @@ package coordinator_test
 
 import (
 	"context"
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
 
 	"github.com/meshnode/meshnode/coordinator"
+	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -103,4 +105,71 @@ func TestOnlyDesignatedRelaysAreOffered(t *testing.T) {
 			t.Errorf("a plain node's own record has tags %v", tags)
 		}
 	}
+}
+
+// sees reports whether the relay pairs let a and b see each other, as a
+// relay node tests them.
+func sees(p *wire.RelayPairs, a, b crypto.PublicKey) bool {
+	var ma, mb *wire.RelayMember
+	for i := range p.Members {
+		switch p.Members[i].Key {
+		case a:
+			ma = &p.Members[i]
+		case b:
+			mb = &p.Members[i]
+		}
+	}
+	return ma != nil && mb != nil && ma.Sees(mb)
+}
+
+// A designated relay node is told which nodes may see each other, so that
+// it relays only between those: in its welcome and whenever the policy,
+// or the nodes it applies to, change; with no policy, every pair. Other
+// nodes are told nothing of it.
+func TestRelayNodeToldWhichPairsSeeEachOther(t *testing.T) {
+	h := start(t, testConfig(t))
+	plain := h.token(coordinator.TokenOptions{Reusable: true})
+	relay := newNode(t, h).join(h.token(coordinator.TokenOptions{Tags: []string{coordinator.RelayTag}}), "relay")
+	alice := newNode(t, h).join(plain, "alice")
+	bob := newNode(t, h).join(plain, "bob")
+	carol := newNode(t, h).join(plain, "carol")
+	sr, sa := relay.connect(), alice.connect()
+	if p := sr.relayPairs(); p != nil {
+		t.Fatalf("relay pairs %+v without a policy; want none (every pair)", p)
+	}
+	if _, err := h.srv.SetPolicy(t.Context(), "rules:\n  - {from: alice, to: bob}\n"); err != nil {
+		t.Fatal(err)
+	}
+	want := func(p *wire.RelayPairs) error {
+		for _, c := range []struct {
+			a, b *node
+			want bool
+		}{{alice, bob, true}, {bob, alice, true}, {alice, carol, false}, {bob, carol, false}, {carol, relay, true}} {
+			if got := sees(p, c.a.key(), c.b.key()); got != c.want {
+				return fmt.Errorf("pairs say %v for a pair, want %v", got, c.want)
+			}
+		}
+		return nil
+	}
+	eventually(t, func() bool { p := sr.relayPairs(); return p != nil && want(p) == nil }, "the relay node told the policy's pairs")
+	if p := sa.relayPairs(); p != nil {
+		t.Errorf("alice, no relay node, was told relay pairs %+v", p)
+	}
+
+	// A reconnecting relay node gets them in its welcome.
+	sr.close()
+	sr = relay.connect()
+	if err := want(sr.welcome.RelayPairs); err != nil {
+		t.Errorf("welcome: %v", err)
+	}
+	// A new rule: carol and bob now see each other.
+	if _, err := h.srv.SetPolicy(t.Context(), "rules:\n  - {from: alice, to: bob}\n  - {from: carol, to: bob}\n"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { p := sr.relayPairs(); return p != nil && sees(p, carol.key(), bob.key()) }, "the relay node told the new pairs")
+	// The policy removed: every pair.
+	if _, err := h.srv.SetPolicy(t.Context(), ""); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool { p := sr.relayPairs(); return p != nil && p.Open }, "the relay node told every pair")
 }

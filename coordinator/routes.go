@@ -14,6 +14,7 @@ import (
 	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/policy"
 )
 
 // ErrRouteUnknown is returned for an approval of a route the node does not
@@ -98,16 +99,35 @@ func autoApprover(rules []config.AutoApproval) store.AutoApprover {
 	}
 }
 
+// approverWith is cfg (auto_approve_routes) together with pol's
+// auto_approvers: a route either approves is approved.
+func approverWith(cfg store.AutoApprover, pol *policy.Policy) store.AutoApprover {
+	if !pol.HasAutoApprovers() {
+		return cfg
+	}
+	return func(tags []string, p netip.Prefix) bool {
+		return cfg != nil && cfg(tags, p) || pol.AutoApproves(tags, p)
+	}
+}
+
 // autoApproveTagged approves the advertised routes that the node's new
 // tags auto-approve and its old ones did not: a tag given later counts as
 // if the node had held it when it advertised them.
 func autoApproveTagged(ctx context.Context, st store.Store, auto store.AutoApprover, oldTags []string, n store.Node) (store.Node, error) {
-	if auto == nil {
+	return autoApproveNew(ctx, st, n, auto, oldTags, auto)
+}
+
+// autoApproveNew approves n's advertised routes that now approves for
+// its tags and was did not for wasTags (nil approves nothing). Approval
+// follows changes only: a route the administrator rejected stays rejected
+// until an approver newly covers it.
+func autoApproveNew(ctx context.Context, st store.Store, n store.Node, was store.AutoApprover, wasTags []string, now store.AutoApprover) (store.Node, error) {
+	if now == nil {
 		return n, nil
 	}
 	var approve []netip.Prefix
 	for _, p := range n.Advertised {
-		if _, ok := n.ApprovedSince(p); !ok && auto(n.Tags, p) && !auto(oldTags, p) {
+		if _, ok := n.ApprovedSince(p); !ok && now(n.Tags, p) && (was == nil || !was(wasTags, p)) {
 			approve = append(approve, p)
 		}
 	}
@@ -115,6 +135,31 @@ func autoApproveTagged(ctx context.Context, st store.Store, auto store.AutoAppro
 		return n, nil
 	}
 	return st.UpdateRoutes(ctx, n.Name, approve, nil, time.Now())
+}
+
+// approveForPolicy approves, in st, the advertised routes that next's
+// auto_approvers approve and prev's did not (cfg's auto_approve_routes
+// counting for both), and returns the nodes it changed.
+func approveForPolicy(ctx context.Context, st store.Store, cfg store.AutoApprover, prev, next *policy.Policy) ([]store.Node, error) {
+	if !next.HasAutoApprovers() {
+		return nil, nil
+	}
+	nodes, err := st.Nodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	was, now := approverWith(cfg, prev), approverWith(cfg, next)
+	var changed []store.Node
+	for _, n := range nodes {
+		m, err := autoApproveNew(ctx, st, n, was, n.Tags, now)
+		if err != nil {
+			return changed, fmt.Errorf("auto-approve the routes of %s: %w", n.Name, err)
+		}
+		if len(m.Approved) != len(n.Approved) {
+			changed = append(changed, m)
+		}
+	}
+	return changed, nil
 }
 
 // setAdvertised stores the routes a node reports and pushes what it now
@@ -133,7 +178,7 @@ func (s *Server) setAdvertised(ctx context.Context, key crypto.PublicKey, routes
 	}
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
-	n, err := s.store.SetAdvertisedRoutes(ctx, key, sorted, s.autoApprove, time.Now())
+	n, err := s.store.SetAdvertisedRoutes(ctx, key, sorted, s.approver(), time.Now())
 	if err != nil {
 		if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
 			s.nodeLog.Warn("store advertised routes", "node", key.Short(), "err", err)
@@ -142,6 +187,26 @@ func (s *Server) setAdvertised(ctx context.Context, key crypto.PublicKey, routes
 	}
 	s.hub.setRoutes(n, s.accessAfter(withNode(&n)))
 	s.log.Info("node advertises routes", "node", n.Name, "advertised", n.Advertised, "serves", n.Serves())
+}
+
+// approver approves routes as the coordinator's auto_approve_routes and
+// the policy in force's auto_approvers say. Caller holds writeMu, so the
+// policy stays the one in force until the approval is stored.
+func (s *Server) approver() store.AutoApprover {
+	return approverWith(s.autoApprove, s.hub.policy())
+}
+
+// approveForPolicy approves the routes that the policy just set newly
+// auto-approves, and pushes them. Caller holds writeMu.
+func (s *Server) approveForPolicy(ctx context.Context, prev, next *policy.Policy) {
+	changed, err := approveForPolicy(ctx, s.store, s.autoApprove, prev, next)
+	if err != nil {
+		s.log.Warn("auto-approving routes under the new policy", "err", err)
+	}
+	for _, n := range changed {
+		s.hub.setRoutes(n, s.accessAfter(withNode(&n)))
+		s.log.Info("node routes auto-approved by the policy", "node", n.Name, "serves", n.Serves())
+	}
 }
 
 // Routes lists every node's routes, by node name.

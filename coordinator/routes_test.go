@@ -214,3 +214,107 @@ func TestPolicyRuleToApprovedRoute(t *testing.T) {
 	delivered(t, "the router gone from the source's map", func() bool { return !sees() })
 	delivered(t, "the rule gone from the router's filter", func() bool { return !enforcesLAN() })
 }
+
+// autoApprovePolicy lets everyone reach everyone, and approves the office
+// LANs of nodes tagged office and the exit routes of nodes tagged exit.
+const autoApprovePolicy = `rules:
+  - from: "*"
+    to: "*"
+auto_approvers:
+  routes:
+    192.168.0.0/16: [tag:office]
+  exit_node: [tag:exit]
+`
+
+// The policy's auto_approvers approve a tagged node's routes: those it
+// already advertises when the policy is set, those it advertises later,
+// and its exit routes once it gets the exit tag; routes outside them wait
+// for the administrator, and a route the administrator rejected stays
+// rejected when the same policy is set again.
+func TestRoutesAutoApproveByPolicy(t *testing.T) {
+	h := start(t, testConfig(t))
+	gw := newNode(t, h).join(h.token(coordinator.TokenOptions{Tags: []string{"office"}}), "gw")
+	home := newNode(t, h).join(h.token(coordinator.TokenOptions{}), "home")
+	sg, sh := gw.connect(), home.connect()
+	other := netip.MustParsePrefix("10.9.0.0/16")
+	handled(t, sh, gw, advertise(t, sg, 1001, officeLAN, other, wire.ExitRouteV4))
+	if p, _ := sh.peer(gw.key()); len(p.Routes) != 0 {
+		t.Fatalf("routes approved before any approver: %v", p.Routes)
+	}
+
+	if _, err := h.srv.SetPolicy(t.Context(), autoApprovePolicy); err != nil {
+		t.Fatal(err)
+	}
+	routesOf(t, sh, gw, []netip.Prefix{officeLAN}, []netip.Prefix{officeLAN})
+	if _, err := h.srv.TagNode(t.Context(), "gw", []string{"exit"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	routesOf(t, sh, gw, []netip.Prefix{wire.ExitRouteV4, officeLAN}, []netip.Prefix{officeLAN})
+
+	// Advertised later: approved as it arrives, within the prefix only.
+	lan2 := netip.MustParsePrefix("192.168.20.0/24")
+	handled(t, sh, gw, advertise(t, sg, 1002, officeLAN, lan2, other, wire.ExitRouteV4))
+	routesOf(t, sh, gw, []netip.Prefix{wire.ExitRouteV4, officeLAN, lan2}, []netip.Prefix{officeLAN, lan2})
+
+	// The administrator's rejection outlasts the same approvers set again.
+	if _, err := h.srv.RejectRoutes(t.Context(), "gw", []netip.Prefix{lan2}); err != nil {
+		t.Fatal(err)
+	}
+	routesOf(t, sh, gw, []netip.Prefix{wire.ExitRouteV4, officeLAN}, []netip.Prefix{officeLAN})
+	if _, err := h.srv.SetPolicy(t.Context(), autoApprovePolicy+"# again\n"); err != nil {
+		t.Fatal(err)
+	}
+	list, err := h.srv.Routes(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range list {
+		if want := r.Prefix != lan2 && r.Prefix != other; r.Approved != want {
+			t.Errorf("%s approved %v, want %v", r.Prefix, r.Approved, want)
+		}
+	}
+}
+
+// With no coordinator running, a policy set on the data directory
+// approves the stored routes its auto_approvers newly cover, and tagging
+// a node there applies them too.
+func TestRoutesAutoApproveByPolicyOffline(t *testing.T) {
+	r, admin, h, _ := runWithAdmin(t, testConfig(t))
+	gw := newNode(t, h).join(h.token(coordinator.TokenOptions{Tags: []string{"office"}}), "gw")
+	home := newNode(t, h).join(h.token(coordinator.TokenOptions{}), "home")
+	sg, sh := gw.connect(), home.connect()
+	handled(t, sh, gw, advertise(t, sg, 1001, officeLAN, wire.ExitRouteV6))
+	sg.close()
+	sh.close()
+	admin.Close()
+	r.stop(t)
+
+	offline := openAdmin(t, h.cfg)
+	ctx := context.Background()
+	if _, err := offline.SetPolicy(ctx, autoApprovePolicy); err != nil {
+		t.Fatal(err)
+	}
+	approved := func() []netip.Prefix {
+		t.Helper()
+		list, err := offline.Routes(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []netip.Prefix
+		for _, r := range list {
+			if r.Approved {
+				out = append(out, r.Prefix)
+			}
+		}
+		return out
+	}
+	if got := approved(); !slices.Equal(got, []netip.Prefix{officeLAN}) {
+		t.Fatalf("approved offline %v, want %v", got, officeLAN)
+	}
+	if _, err := offline.TagNode(ctx, "gw", []string{"exit"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := approved(); !slices.Equal(got, []netip.Prefix{officeLAN, wire.ExitRouteV6}) {
+		t.Fatalf("approved after the exit tag %v, want %v and the exit route", got, officeLAN)
+	}
+}

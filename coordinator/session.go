@@ -72,10 +72,12 @@ type session struct {
 	// (the latest wins).
 	self *wire.Node
 	// filter is the node's new access filter (the latest wins).
-	filter  *wire.Filter
-	ups     map[crypto.PublicKey]wire.Node
-	rems    map[crypto.PublicKey]struct{}
-	version uint64
+	filter *wire.Filter
+	// relayPairs are a relay node's new relay pairs (the latest wins).
+	relayPairs *wire.RelayPairs
+	ups        map[crypto.PublicKey]wire.Node
+	rems       map[crypto.PublicKey]struct{}
+	version    uint64
 	// cues wait per peer, a newer replacing an older; lastCue is when the
 	// last cue naming each peer went out.
 	cues    map[crypto.PublicKey]wire.StreamMsg
@@ -132,17 +134,24 @@ func (s *session) upsert(n wire.Node, version uint64) {
 
 // setSelf queues the node's own record; the latest wins.
 func (s *session) setSelf(n wire.Node, version uint64) {
-	s.mu.Lock()
-	s.self = &n
-	s.version = version
-	s.mu.Unlock()
-	s.signal()
+	s.queue(version, func() { s.self = &n })
 }
 
 // setFilter queues the node's new filter; the latest wins.
 func (s *session) setFilter(f *wire.Filter, version uint64) {
+	s.queue(version, func() { s.filter = f })
+}
+
+// setRelayPairs queues a relay node's new relay pairs; the latest wins.
+func (s *session) setRelayPairs(p *wire.RelayPairs, version uint64) {
+	s.queue(version, func() { s.relayPairs = p })
+}
+
+// queue runs set, which replaces a queued value, under mu at version, and
+// wakes the writer.
+func (s *session) queue(version uint64, set func()) {
 	s.mu.Lock()
-	s.filter = f
+	set()
 	s.version = version
 	s.mu.Unlock()
 	s.signal()
@@ -276,9 +285,9 @@ func (s *session) urgent(now time.Time) bool {
 func (s *session) take(now time.Time) (delta *wire.StreamMsg, cues []wire.StreamMsg, next time.Duration, final *closing) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.ups) > 0 || len(s.rems) > 0 || s.self != nil || s.filter != nil {
-		delta = &wire.StreamMsg{Type: wire.MsgPeers, Version: s.version, Self: s.self, Filter: s.filter}
-		s.self, s.filter = nil, nil
+	if len(s.ups) > 0 || len(s.rems) > 0 || s.self != nil || s.filter != nil || s.relayPairs != nil {
+		delta = &wire.StreamMsg{Type: wire.MsgPeers, Version: s.version, Self: s.self, Filter: s.filter, RelayPairs: s.relayPairs}
+		s.self, s.filter, s.relayPairs = nil, nil, nil
 		for _, n := range s.ups {
 			delta.Upsert = append(delta.Upsert, n)
 		}

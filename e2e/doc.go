@@ -8,6 +8,8 @@
 //
 //	MESHNODE_E2E=1            run the scenarios (else they skip)
 //	MESHNODE_BIN=PATH         the binary under test (default ../bin/meshnode)
+//	MESHNODE_UNFILTERED_BIN=PATH  the test build whose filter passes what it
+//	                          sends (default ../bin/meshnode-unfiltered-sender)
 //	MESHNODE_NATMATRIX=PATH   also write the matrix as Markdown to PATH
 //	MESHNODE_E2E_KEEP=1       keep the lab directory (logs, state) after a run
 package e2e

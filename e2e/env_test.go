@@ -18,9 +18,10 @@ import (
 
 // Environment variables (see doc.go).
 const (
-	envGate   = "MESHNODE_E2E"
-	envBin    = "MESHNODE_BIN"
-	envMatrix = "MESHNODE_NATMATRIX"
+	envGate       = "MESHNODE_E2E"
+	envBin        = "MESHNODE_BIN"
+	envUnfiltered = "MESHNODE_UNFILTERED_BIN"
+	envMatrix     = "MESHNODE_NATMATRIX"
 )
 
 // Deadlines. Waits poll; these only bound them, generously, so a slow CI
@@ -63,19 +64,36 @@ func binary(t *testing.T) string {
 	if err := netlab.Check(); err != nil {
 		testenv.Unavailable(t, "%v", err)
 	}
-	bin := os.Getenv(envBin)
+	bin := locate(t, envBin, "meshnode", "make build")
+	if out, err := exec.Command(bin, "up", "--help").CombinedOutput(); err != nil {
+		testenv.Unavailable(t, "%s can't run `up` yet: %v: %s", bin, err, out)
+	}
+	return bin
+}
+
+// unfilteredBinary returns the test build of meshnode whose filter passes
+// everything it sends (make unfiltered-sender), or makes the test
+// unavailable.
+func unfilteredBinary(t *testing.T) string {
+	t.Helper()
+	return locate(t, envUnfiltered, "meshnode-unfiltered-sender", "make unfiltered-sender")
+}
+
+// locate finds a binary: the path in the environment variable env, or
+// ../bin/name; missing, the test is unavailable, and make says how to
+// build it.
+func locate(t *testing.T, env, name, make string) string {
+	t.Helper()
+	bin := os.Getenv(env)
 	if bin == "" {
-		bin = filepath.Join("..", "bin", "meshnode")
+		bin = filepath.Join("..", "bin", name)
 	}
 	bin, err := filepath.Abs(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(bin); err != nil {
-		testenv.Unavailable(t, "no meshnode binary (%v): run `make build`, or `make e2e` which builds it", err)
-	}
-	if out, err := exec.Command(bin, "up", "--help").CombinedOutput(); err != nil {
-		testenv.Unavailable(t, "%s can't run `up` yet: %v: %s", bin, err, out)
+		testenv.Unavailable(t, "no %s binary (%v): run `%s`, or `make e2e` which builds it", name, err, make)
 	}
 	return bin
 }

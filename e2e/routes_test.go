@@ -33,6 +33,26 @@ const (
 	witnessPort = 8080
 )
 
+// routedOffice is an office whose router node, office-gw, advertises the
+// LAN where a host runs no meshnode, and a home node with a direct path
+// to the router.
+type routedOffice struct {
+	lan             netip.Prefix
+	gwHost, lanHost *netlab.Host
+	gw, home        *netlab.Node
+}
+
+func newRoutedOffice(t *testing.T, e *env) routedOffice {
+	t.Helper()
+	office := e.site(t, netlab.SiteConfig{Kind: netlab.PortRestricted, Hosts: 2})
+	home := e.site(t, netlab.SiteConfig{Kind: netlab.PortRestricted})
+	o := routedOffice{lan: office.Router.LANPrefix(), gwHost: office.Hosts[0], lanHost: office.Hosts[1]}
+	o.gw = e.nodeWith(t, o.gwHost, "office-gw", "--advertise-routes", o.lan.String())
+	o.home = e.node(t, home.Hosts[0], "home")
+	mustDirect(t, o.home, o.gw)
+	return o
+}
+
 // waitReach polls until a ping from n to addr is answered (reach), or
 // until one is not.
 func waitReach(t *testing.T, n *netlab.Netns, addr netip.Addr, reach bool) {
@@ -124,13 +144,8 @@ func sysctl(t *testing.T, ns *netlab.Netns, key string) string {
 // are gone afterwards.
 func TestSubnetRouter(t *testing.T) {
 	e := newEnv(t)
-	office := e.site(t, netlab.SiteConfig{Kind: netlab.PortRestricted, Hosts: 2})
-	home := e.site(t, netlab.SiteConfig{Kind: netlab.PortRestricted})
-	lan := office.Router.LANPrefix()
-	gwHost, lanHost := office.Hosts[0], office.Hosts[1]
-	gw := e.nodeWith(t, gwHost, "office-gw", "--advertise-routes", lan.String())
-	h := e.node(t, home.Hosts[0], "home")
-	mustDirect(t, h, gw)
+	o := newRoutedOffice(t, e)
+	lan, gwHost, lanHost, gw, h := o.lan, o.gwHost, o.lanHost, o.gw, o.home
 
 	if r, err := h.Host.NS.Ping(t.Context(), lanHost.Addr, 1); err == nil {
 		t.Fatalf("the office LAN host answered before the route was approved:\n%s", r.Output)

@@ -30,8 +30,12 @@ type coordLink struct {
 	// welcomed hears each welcome (capacity 1, never waited on): the
 	// path reporter sends its report in full again.
 	welcomed chan<- struct{}
-	log      *slog.Logger
-	progress func(string)
+	// relayPairs hears which nodes may see each other, for the relay
+	// this node may serve: from each welcome (nil: every pair), and from
+	// a delta when they changed (nil: unchanged).
+	relayPairs func(p *wire.RelayPairs, welcome bool)
+	log        *slog.Logger
+	progress   func(string)
 }
 
 // OnWelcome takes the full peer map after each (re)connect: the access
@@ -46,6 +50,7 @@ func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
 	c.welcomeRelay(msg.Relay, msg.Relay6)
 	c.dns(msg.DNS)
 	c.filter(msg.Filter, true)
+	c.relayPairs(msg.RelayPairs, true)
 	if err := c.peers.Replace(msg.Peers); err != nil {
 		c.log.Error("applying the peer map", "err", err)
 	}
@@ -68,6 +73,7 @@ func (c *coordLink) OnPeers(msg wire.StreamMsg) {
 		c.self(*msg.Self)
 	}
 	c.filter(msg.Filter, false)
+	c.relayPairs(msg.RelayPairs, false)
 	for _, k := range msg.Remove {
 		n, known := c.peers.Get(k)
 		if err := c.peers.Remove(k); err != nil {

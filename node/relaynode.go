@@ -26,7 +26,7 @@ func (e *Engine) serveRelay(ctx context.Context, wg *sync.WaitGroup) error {
 	if err != nil {
 		return fmt.Errorf("relay_listen %s: %w", e.cfg.RelayListen, err)
 	}
-	auth := relayAuth{self: e.priv.Public(), peers: e.peers, designated: &e.relayFeed.designated}
+	auth := relayAuth{self: e.priv.Public(), peers: e.peers, designated: &e.relayFeed.designated, pairs: &e.relayFeed.pairs}
 	srv := relay.New(relay.Options{Key: e.priv, Auth: auth, Log: e.log.With("component", "relay-server")})
 	wg.Go(func() {
 		defer func() {
@@ -44,12 +44,14 @@ func (e *Engine) serveRelay(ctx context.Context, wg *sync.WaitGroup) error {
 
 // relayAuth is the relay's authority on a relay node: while the
 // administrator designates this node, it and its peers may relay, to each
-// other. Undesignated, it serves no one: a binding made before gets no
-// frame through (both checks run on every frame), and no new one is made.
+// other, when the access policy lets them see each other (pairs).
+// Undesignated, it serves no one: a binding made before gets no frame
+// through (both checks run on every frame), and no new one is made.
 type relayAuth struct {
 	self       crypto.PublicKey
 	peers      *registry.Registry
 	designated *atomic.Bool
+	pairs      *atomic.Pointer[relayPairs]
 }
 
 // Known implements relay.Authorizer.
@@ -57,8 +59,58 @@ func (a relayAuth) Known(key crypto.PublicKey) bool {
 	return a.designated.Load() && (key == a.self || a.peers.Has(key))
 }
 
-// ArePeers implements relay.Authorizer: one mesh, so any two known nodes.
-func (a relayAuth) ArePeers(x, y crypto.PublicKey) bool { return x != y && a.Known(x) && a.Known(y) }
+// ArePeers implements relay.Authorizer: two known nodes that the access
+// policy lets see each other, as the coordinator decides for its own
+// relay. The relay asks once a batch of frames.
+func (a relayAuth) ArePeers(x, y crypto.PublicKey) bool {
+	return x != y && a.Known(x) && a.Known(y) && a.pairs.Load().sees(x, y)
+}
+
+// relayPairs are the coordinator's wire.RelayPairs by key: which nodes
+// may see each other. nil: every pair (no policy, or no word yet from a
+// coordinator, as before relay pairs existed).
+type relayPairs map[crypto.PublicKey]*wire.RelayMember
+
+// newRelayPairs indexes p; nil for none, or an open one.
+func newRelayPairs(p *wire.RelayPairs) (*relayPairs, error) {
+	if p == nil || p.Open {
+		return nil, nil
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	m := make(relayPairs, len(p.Members))
+	for i := range p.Members {
+		m[p.Members[i].Key] = &p.Members[i]
+	}
+	return &m, nil
+}
+
+// sees reports whether x and y may see each other; a node the pairs
+// don't list sees no one.
+func (p *relayPairs) sees(x, y crypto.PublicKey) bool {
+	if p == nil {
+		return true
+	}
+	mx, my := (*p)[x], (*p)[y]
+	return mx != nil && my != nil && mx.Sees(my)
+}
+
+// setPairs applies the relay pairs of a coordinator's message: a
+// welcome's (nil: every pair), a peers message's (nil: unchanged). Pairs
+// that are not valid are refused, and no pair is relayed until valid ones
+// arrive.
+func (f *relayFeed) setPairs(p *wire.RelayPairs, welcome bool) {
+	if p == nil && !welcome {
+		return
+	}
+	pairs, err := newRelayPairs(p)
+	if err != nil {
+		f.log.Error("relay pairs refused; relaying for no pair", "err", err)
+		pairs = &relayPairs{}
+	}
+	f.pairs.Store(pairs)
+}
 
 // relayFeed gives the relay client its candidates: the coordinator's relay
 // from the last welcome and the relay nodes among the online peers (this
@@ -76,6 +128,9 @@ type relayFeed struct {
 	// don't, and a pair split across two relays can't meet) nor serves
 	// anyone as one (relayAuth).
 	designated atomic.Bool
+	// pairs are which nodes may see each other, so that this node relays
+	// only between those (setPairs).
+	pairs atomic.Pointer[relayPairs]
 
 	mu         sync.Mutex
 	coordAddr  string

@@ -81,3 +81,23 @@ func TestRelayTagAppliesToARunningRelayNode(t *testing.T) {
 		transfer(t, b, a, 64<<10)
 	}
 }
+
+// Under an access policy a relay node relays only between nodes that may
+// see each other (node/relaynode.go): a pair a rule joins is still
+// relayed through it, and carries traffic the policy allows.
+func TestRelayNodeRelaysAPairThePolicyAllows(t *testing.T) {
+	t.Parallel()
+	m, r, a, b, relayNode := relayNodeMesh(t)
+	if _, err := m.Coord.SetPolicy(context.Background(), "rules:\n  - {from: a, to: b}\n"); err != nil {
+		t.Fatal(err)
+	}
+	wait.For(t, pathDeadline, "a's policy in force", func() bool { return a.Engine.Status().Policy.Active })
+	relayedVia(t, a, b, relayNode)
+	transfer(t, a, b, 64<<10)
+	// Carried by the relay node: had it dropped the pair's frames, both
+	// ends would have reported it, the coordinator suspended it and the
+	// transfer moved to the coordinator's relay.
+	if pa := a.PathTo(b); pa.Path != path.PathRelay || pa.Via != relayNode || !serves(r, relayNode) {
+		t.Errorf("after the transfer a's path to b is %s via %s, the relay node serving: %v; want the relay node carrying it", pa.Path, pa.Via, serves(r, relayNode))
+	}
+}

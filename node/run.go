@@ -143,13 +143,16 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	})
 	wg.Go(func() {
 		fl := &filterLink{e: e}
-		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, filter: fl.apply, welcomed: welcomed, log: e.log, progress: e.progress}
+		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, filter: fl.apply, relayPairs: e.relayFeed.setPairs, welcomed: welcomed, log: e.log, progress: e.progress}
 		if err := e.stream.Run(ctx, link); err != nil && ctx.Err() == nil {
 			errc <- fmt.Errorf("coordinator: %w", err)
 			e.stop()
 		}
 	})
 	e.log.Info("meshnode up", "name", e.state.Self.Name, "addresses", e.state.Self.Addresses, "interface", e.tunName(), "port", e.bind.Port())
+	if filter.SendsUnfiltered {
+		e.log.Warn("test build (tag meshnode_unfiltered_sender): this node sends what its access policy denies; only its peers' filters stop it")
+	}
 	e.progress(fmt.Sprintf("up as %s %v on %s; waiting for the coordinator's peer map", e.state.Self.Name, e.state.Self.Addresses, e.tunName()))
 	if e.opts.Ready != nil {
 		close(e.opts.Ready)

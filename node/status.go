@@ -23,9 +23,15 @@ func (e *Engine) Status() localapi.Status {
 	own := e.state.Self.Addresses
 	for _, n := range e.peers.All() {
 		via, exit := e.peerRoutes(n)
+		var denied []netip.Prefix
+		for _, p := range via {
+			if !e.filter.ReachRoute(own, p) {
+				denied = append(denied, p)
+			}
+		}
 		peers = append(peers, localapi.Peer{
 			Name: n.Name, Addresses: n.Addresses, PublicKey: n.PublicKey.String(), Online: n.Online,
-			Routes: via, ExitNodeOption: exit,
+			Routes: via, ExitNodeOption: exit, RoutesDenied: denied,
 			Reach: e.filter.Reach(own, n.Addresses), ReachedBy: e.filter.Reach(n.Addresses, own),
 		})
 	}

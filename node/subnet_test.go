@@ -109,6 +109,7 @@ func TestSubnetRoutesFailover(t *testing.T) {
 	if st := r1.Engine.Status(); !slices.Equal(st.Routes.Serving, []netip.Prefix{lan}) || !slices.Equal(st.Routes.Primary, []netip.Prefix{lan}) {
 		t.Errorf("r1's status: serving %v, primary %v; want both %v", st.Routes.Serving, st.Routes.Primary, lan)
 	}
+	routeReach(t, home, "r1", lan)
 
 	if err := r1.Stop(); err != nil {
 		t.Fatal(err)
@@ -128,6 +129,47 @@ func TestSubnetRoutesFailover(t *testing.T) {
 	if st := home.Engine.Status(); len(st.Routes.Via) != 0 {
 		t.Errorf("home still shows routes after the rejection: %+v", st.Routes.Via)
 	}
+}
+
+// routeReach checks that n's status marks the route it sends through peer
+// denied exactly while its access policy lets it reach only the peer, not
+// the LAN behind it; it leaves n with no policy.
+func routeReach(t *testing.T, n *meshlab.Node, peer string, lan netip.Prefix) {
+	t.Helper()
+	own := n.Engine.Status().Self.Addresses
+	var src []netip.Prefix
+	for _, a := range own {
+		src = append(src, netip.PrefixFrom(a, a.BitLen()))
+	}
+	peerAddrs := func() []netip.Prefix {
+		for _, p := range n.Engine.Status().Peers {
+			if p.Name == peer {
+				var out []netip.Prefix
+				for _, a := range p.Addresses {
+					out = append(out, netip.PrefixFrom(a, a.BitLen()))
+				}
+				return out
+			}
+		}
+		t.Fatalf("%s has no peer %s", n.Name, peer)
+		return nil
+	}()
+	for i, c := range []struct {
+		dst    []netip.Prefix
+		denied []netip.Prefix
+	}{
+		{peerAddrs, []netip.Prefix{lan}},
+		{[]netip.Prefix{netip.PrefixFrom(lan.Addr().Next(), 32)}, nil}, // one host of the LAN is enough
+	} {
+		f := &wire.Filter{Version: uint64(100 + i), Rules: []wire.FilterRule{{Rule: "r", Src: src, Dst: c.dst, Proto: wire.ProtoTCP, Ports: []wire.PortRange{{First: 80, Last: 80}}}}}
+		push(t, f, n)
+		for _, p := range n.Engine.Status().Peers {
+			if p.Name == peer && !slices.Equal(p.RoutesDenied, c.denied) {
+				t.Errorf("rule to %v: %s's status of %s: routes %v, denied %v; want denied %v", c.dst, n.Name, peer, p.Routes, p.RoutesDenied, c.denied)
+			}
+		}
+	}
+	push(t, &wire.Filter{Version: 200, AllowAll: true}, n)
 }
 
 // An exit node carries a peer's internet traffic only once its user

@@ -17,6 +17,7 @@ func FuzzParse(f *testing.F) {
 		"rules:\n  - from: *\n",
 		"a: &x [1]\nb: *x\n",
 		"rules:\n  - {from: laptop, to: 100.88.0.0/16}\n",
+		"rules: []\nauto_approvers:\n  routes:\n    192.168.0.0/16: [tag:office]\n  exit_node: tag:exit\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -40,6 +41,7 @@ func FuzzParse(f *testing.F) {
 			}
 			r.Test(n.Name, netip.MustParseAddr("192.168.10.1"), "tcp", 80)
 			r.Visible(n.Name, "laptop")
+			p.AutoApproves(n.Tags, netip.MustParsePrefix("192.168.10.0/24"))
 		}
 	})
 }

@@ -157,18 +157,21 @@ func (ps *parser) mapping(n *yaml.Node, what string, known []string, visit func(
 
 // Keys of the file and of a rule.
 var (
-	topKeys  = []string{"groups", "rules"}
+	topKeys  = []string{"groups", "rules", "auto_approvers"}
 	ruleKeys = []string{"name", "from", "to", "ports", "proto"}
 )
 
 // top reads the whole document.
 func (ps *parser) top(doc *yaml.Node) *Policy {
-	var groupsNode, rulesNode *yaml.Node
+	var groupsNode, rulesNode, approversNode *yaml.Node
 	ps.mapping(doc.Content[0], "the policy", topKeys, func(key string, _, v *yaml.Node) {
-		if key == "groups" {
+		switch key {
+		case "groups":
 			groupsNode = v
-		} else {
+		case "rules":
 			rulesNode = v
+		default:
+			approversNode = v
 		}
 	})
 	if len(ps.errs) > 0 {
@@ -183,6 +186,9 @@ func (ps *parser) top(doc *yaml.Node) *Policy {
 		return nil
 	}
 	p.rules = ps.rules(rulesNode, p.groups)
+	if approversNode != nil {
+		p.approvers = ps.autoApprovers(approversNode)
+	}
 	for _, g := range p.groups {
 		if !g.used {
 			ps.warnings = append(ps.warnings, (&Error{File: ps.file, Line: g.at.line, Column: g.at.col, Msg: fmt.Sprintf("group %q is not used by any rule", g.name)}).Error())

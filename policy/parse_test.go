@@ -60,7 +60,7 @@ func TestParseErrors(t *testing.T) {
 		{"empty", "", []string{"p.yaml: the file is empty"}},
 		{"only comments", "# nothing\n", []string{"p.yaml: the file is empty"}},
 		{"not a mapping", "- a\n", []string{"p.yaml:1:1: the policy must be a mapping"}},
-		{"unknown top key", "rules: []\nrulez: []\n", []string{`p.yaml:2:1: the policy: unknown key "rulez"; the keys are groups, rules`}},
+		{"unknown top key", "rules: []\nrulez: []\n", []string{`p.yaml:2:1: the policy: unknown key "rulez"; the keys are groups, rules, auto_approvers`}},
 		{"no rules", "groups: {}\n", []string{"has no rules"}},
 		{"rules not a list", "rules: {from: a}\n", []string{"p.yaml:1:8: rules must be a list"}},
 		{"tab", "rules:\n\t- from: a\n", []string{"p.yaml:2:1: YAML syntax", "spaces, not tabs"}},
@@ -98,6 +98,14 @@ func TestParseErrors(t *testing.T) {
 		{"no ports", "rules:\n  - from: a\n    to: b\n    ports: []\n", []string{"ports: [] allows no port"}},
 		{"name not text", "rules:\n  - name: [x]\n    from: a\n    to: b\n", []string{"p.yaml:2:11: rule 1: name must be a line of text"}},
 		{"long name", "rules:\n  - name: " + strings.Repeat("é", MaxNameLen+1) + "\n    from: a\n    to: b\n", []string{"is longer than 64 characters"}},
+		{"approver by name", "rules: []\nauto_approvers:\n  routes:\n    10.1.0.0/16: [gw, tag:office]\n", []string{`p.yaml:4:19: auto_approvers routes "10.1.0.0/16": "gw": only tags approve routes`}},
+		{"approver everyone", "rules: []\nauto_approvers:\n  exit_node: \"*\"\n", []string{`p.yaml:3:14: auto_approvers exit_node: "*": only tags approve routes`}},
+		{"approver unmasked", "rules: []\nauto_approvers:\n  routes:\n    10.1.2.0/16: tag:office\n", []string{`p.yaml:4:5: auto_approvers routes "10.1.2.0/16": has address bits set past /16; write 10.1.0.0/16`}},
+		{"approver exit route", "rules: []\nauto_approvers:\n  routes:\n    0.0.0.0/0: tag:exit\n", []string{`p.yaml:4:5: auto_approvers routes "0.0.0.0/0": that is an exit node's route: list exit nodes' tags under exit_node`}},
+		{"approver not a prefix", "rules: []\nauto_approvers:\n  routes:\n    office: tag:office\n", []string{`p.yaml:4:5: auto_approvers routes "office": not an address`}},
+		{"approver unknown key", "rules: []\nauto_approvers:\n  exit: tag:exit\n", []string{`p.yaml:3:3: auto_approvers: unknown key "exit"; the keys are routes, exit_node`}},
+		{"approver empty", "rules: []\nauto_approvers:\n  exit_node: []\n", []string{`p.yaml:3:14: auto_approvers exit_node: the list is empty`}},
+		{"approver bad tag", "rules: []\nauto_approvers:\n  exit_node: [tag:Exit]\n", []string{`p.yaml:3:15: auto_approvers exit_node: "tag:Exit": "Exit" is not a valid tag`, "write tag:exit"}},
 		{"every error", "rules:\n  - from: A\n    to: B\n  - from: c\n    to: D\n", []string{"p.yaml:2:11", "p.yaml:3:9", "p.yaml:5:9"}},
 	}
 	for _, tt := range tests {

@@ -15,6 +15,10 @@
 //	    to: [tag:office, 192.168.10.0/24]     # also prefixes (subnet routes) and internet (exit nodes)
 //	    ports: [80, 443, 8000-8080]           # optional: every port
 //	    proto: tcp                            # tcp, udp, icmp or any (the default)
+//	auto_approvers:             # optional: routes approved without 'meshnode routes approve'
+//	  routes:
+//	    192.168.10.0/24: [tag:office]         # routes within the prefix, of nodes with a tag
+//	  exit_node: [tag:exit]                   # exit routes, of nodes with a tag
 //
 // The node package never imports this one: nodes get the compiled
 // wire.Filter only.
@@ -80,6 +84,8 @@ type Policy struct {
 	file   string // the file's name, for messages
 	rules  []rule
 	groups []group
+	// approvers approve nodes' routes by tag (auto_approvers).
+	approvers autoApprovers
 	// warnings found while parsing (unused groups, no rules); Warnings
 	// adds those that depend on the nodes.
 	warnings []string

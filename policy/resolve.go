@@ -301,6 +301,18 @@ func (r *Resolved) Visible(a, b string) bool {
 	return r.src[ia].meets(r.dst[ib]) || r.src[ib].meets(r.dst[ia])
 }
 
+// Membership is the named node's part in the rules, as Visible tests
+// it: the rules it is a source of, and those it is a destination of (by
+// name or through its routes), a bit each; ok is false for a node the
+// policy was not resolved with, or without a policy.
+func (r *Resolved) Membership(name string) (src, dst []uint64, ok bool) {
+	i, ok := r.index[name]
+	if r.open || !ok {
+		return nil, nil, false
+	}
+	return slices.Clone(r.src[i]), slices.Clone(r.dst[i]), true
+}
+
 // Verdict is what the policy says of a packet.
 type Verdict struct {
 	Allow bool
@@ -369,8 +381,13 @@ func (p *Policy) Warnings(nodes []Node) []string {
 		}
 	}
 	warned := map[string]bool{}
+	var named [][]selector
 	for _, ru := range p.rules {
-		for _, s := range slices.Concat(ru.from, ru.to) {
+		named = append(named, ru.from, ru.to)
+	}
+	named = append(named, p.approvers.selectors())
+	for _, sel := range named {
+		for _, s := range sel {
 			var msg string
 			switch {
 			case s.kind == kindNode && !names[s.name]:

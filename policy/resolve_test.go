@@ -228,6 +228,39 @@ func TestVisible(t *testing.T) {
 			t.Errorf("Visible(%s, %s) = %v, want %v", tt.a, tt.b, got, tt.want)
 		}
 	}
+	// A relay node tests a pair with the members' rule sets: the same
+	// answer for every pair.
+	for _, a := range nodes {
+		for _, b := range nodes {
+			if a.Name == b.Name {
+				continue
+			}
+			ma, mb := member(t, r, a.Name), member(t, r, b.Name)
+			if got, want := ma.Sees(&mb), r.Visible(a.Name, b.Name); got != want {
+				t.Errorf("the relay pairs say %s and %s see each other: %v; Visible says %v", a.Name, b.Name, got, want)
+			}
+		}
+	}
+	if _, _, ok := r.Membership("ghost"); ok {
+		t.Error("an unknown node has a membership")
+	}
+}
+
+// member is a node's part in the rules as a relay node gets it.
+func member(t *testing.T, r *Resolved, name string) wire.RelayMember {
+	t.Helper()
+	src, dst, ok := r.Membership(name)
+	if !ok {
+		t.Fatalf("no membership for %s", name)
+	}
+	return wire.RelayMember{Src: src, Dst: dst}
+}
+
+// A relay node's rule sets hold every rule a policy may have.
+func TestRelayPairWordsHoldEveryRule(t *testing.T) {
+	if MaxRules > 64*wire.MaxRelayPairWords {
+		t.Errorf("MaxRules %d, but relay pairs carry %d rules", MaxRules, 64*wire.MaxRelayPairWords)
+	}
 }
 
 func TestNoPolicyAllowsEverything(t *testing.T) {

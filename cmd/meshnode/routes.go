@@ -19,7 +19,8 @@ func newRoutesCmd() *cobra.Command {
 		Use:   "routes",
 		Short: "List, approve and reject the subnet and exit routes nodes advertise",
 		Long: `Administer the routes nodes advertise ('meshnode up --advertise-routes',
-'--advertise-exit-node'). Nothing is routed until you approve it: then every
+'--advertise-exit-node'). Nothing is routed until you approve it (or the
+access policy's auto_approvers, or auto_approve_routes, do): then every
 peer sends traffic for the route through that node (a subnet router), or
 may choose it as its exit node (the exit routes 0.0.0.0/0 and ::/0). A
 running coordinator shows an approval or rejection to every node at once.` + tokenAdminNote + `

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -47,8 +48,9 @@ line counts the packets denied against each rule, from peers (in) and from
 this host (out).
 
 ROUTES are the subnet routes sent through the peer (it is their primary
-router), and "exit" when it is an exit node this node may choose ('meshnode
-set --exit-node'). Above the table: the routes this node advertises, which
+router), each marked "(denied)" when the access policy lets this node open
+no connection into it, and "exit" when it is an exit node this node may
+choose ('meshnode set --exit-node'). Above the table: the routes this node advertises, which
 of them are approved and primary; peers' routes it uses, or not (one inside
 this host's LAN is left to the LAN); and its exit node, reachable or not
 (traffic is then blocked, not sent directly).
@@ -56,7 +58,7 @@ this host's LAN is left to the LAN); and its exit node, reachable or not
 --json prints a stable interface for scripts: self.name, self.addresses,
 self.public_key, self.endpoints; peers[] with name, addresses, public_key,
 online, path, endpoint, latency_ms, mtu, path_mtu, rx_bytes, tx_bytes,
-last_handshake, reach, reached_by, routes, exit_node_option; policy with
+last_handshake, reach, reached_by, routes, routes_denied, exit_node_option; policy with
 active, version, rules, flows, max_flows, denied[] (rule, in, out) and
 denied_no_rule; routes with advertised, serving, primary, via[] (prefix,
 peer, state: routed, lan or own); exit_node with name, reachable, state
@@ -175,10 +177,18 @@ func printRouting(w io.Writer, st localapi.Status) {
 	}
 }
 
-// peerRoutes is the ROUTES column: the subnets sent through the peer, and
+// peerRoutes is the ROUTES column: the subnets sent through the peer,
+// marked "(denied)" where the policy lets this node reach nothing, and
 // "exit" for an exit node this node may choose.
 func peerRoutes(p localapi.Peer) string {
-	s := joinAddrs(p.Routes)
+	routes := make([]string, len(p.Routes))
+	for i, r := range p.Routes {
+		routes[i] = r.String()
+		if slices.Contains(p.RoutesDenied, r) {
+			routes[i] += "(denied)"
+		}
+	}
+	s := strings.Join(routes, " ")
 	if p.ExitNodeOption {
 		s = strings.TrimSpace(s + " exit")
 	}

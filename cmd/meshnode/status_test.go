@@ -81,6 +81,14 @@ func TestStatusShowsRoutesAndExitNode(t *testing.T) {
 	if want := "exit node office: reachable; internet traffic goes through it (LANs direct)"; !strings.Contains(out.String(), want) {
 		t.Errorf("status lacks %q:\n%s", want, out.String())
 	}
+	// A route the policy lets this node open nothing into is marked.
+	st.Peers[0].Routes = []netip.Prefix{p("10.20.0.0/16"), lan}
+	st.Peers[0].RoutesDenied = []netip.Prefix{lan}
+	out.Reset()
+	printStatus(&out, st)
+	if want := "10.20.0.0/16 192.168.10.0/24(denied) exit\n"; !strings.Contains(out.String(), want) {
+		t.Errorf("status lacks %q:\n%s", want, out.String())
+	}
 }
 
 // TestStatusShowsPolicyAndReach: the text status names the policy in

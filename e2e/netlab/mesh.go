@@ -172,6 +172,20 @@ func (c *Coordinator) Routes(ctx context.Context, verb, name string, prefixes ..
 	return c.lab.meshnode(ctx, c.NS, append(args, "--data-dir", c.dataDir)...)
 }
 
+// Policy runs `meshnode policy VERB ARGS...` on the coordinator host
+// (set FILE, test SRC DST, clear) and returns what it printed.
+func (c *Coordinator) Policy(ctx context.Context, verb string, args ...string) (string, error) {
+	argv := append([]string{"policy", verb}, args...)
+	return c.lab.meshnode(ctx, c.NS, append(argv, "--data-dir", c.dataDir)...)
+}
+
+// TagNode gives a node tags (`meshnode nodes tag NAME TAG...`).
+func (c *Coordinator) TagNode(ctx context.Context, name string, tags ...string) error {
+	args := append([]string{"nodes", "tag", name}, tags...)
+	_, err := c.lab.meshnode(ctx, c.NS, append(args, "--data-dir", c.dataDir)...)
+	return err
+}
+
 // RenameNode renames a node (`meshnode nodes rename`).
 func (c *Coordinator) RenameNode(ctx context.Context, name, newName string) error {
 	_, err := c.lab.meshnode(ctx, c.NS, "nodes", "rename", name, newName, "--data-dir", c.dataDir)
@@ -187,6 +201,10 @@ type NodeConfig struct {
 	// Args are more `meshnode up` flags (--advertise-routes, --exit-node,
 	// --dns manage-resolv-conf).
 	Args []string
+	// Bin is the binary this node runs (a test build such as
+	// bin/meshnode-unfiltered-sender); the lab's when empty. The CLI
+	// commands the lab runs against it (status, down) use the lab's.
+	Bin string
 }
 
 // Node is a `meshnode up` process on a host.
@@ -236,7 +254,11 @@ func (n *Node) Start(ctx context.Context) error {
 	if n.proc != nil && n.proc.Running() {
 		return fmt.Errorf("node %s already running (pid %d)", n.Name, n.proc.PID())
 	}
-	argv := append([]string{n.lab.bin, "up",
+	bin := n.cfg.Bin
+	if bin == "" {
+		bin = n.lab.bin
+	}
+	argv := append([]string{bin, "up",
 		"--token", n.cfg.Token,
 		"--state-dir", n.state,
 		"--interface", "mesh0",

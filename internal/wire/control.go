@@ -203,9 +203,13 @@ type StreamMsg struct {
 	STUN6     []string           `json:"stun6,omitempty"`     // welcome: IPv6 STUN [IP]:port (stun_listen_v6), gathered besides STUN
 	Relay6    string             `json:"relay6,omitempty"`    // welcome: the coordinator's UDP relay over IPv6, for nodes that can't reach Relay
 	Filter    *Filter            `json:"filter,omitempty"`    // welcome: the access policy compiled for this node (nil: none); peers: its new one, when it changed
-	Routes    []netip.Prefix     `json:"routes,omitempty"`    // endpoints: the subnet and exit routes this node advertises (CheckRoutes), served once approved
-	DNS       *DNSConfig         `json:"dns,omitempty"`       // welcome: the mesh's DNS domain and extra records (nil: DefaultDNSDomain, none)
-	Paths     []byte             `json:"paths,omitempty"`     // paths: packed PathEntry values (AppendPathReport)
-	Code      string             `json:"code,omitempty"`
-	Error     string             `json:"error,omitempty"`
+	// RelayPairs, to a designated relay node: welcome: which nodes may
+	// see each other (nil: every pair); peers: the new ones, when they
+	// changed.
+	RelayPairs *RelayPairs    `json:"relay_pairs,omitempty"`
+	Routes     []netip.Prefix `json:"routes,omitempty"` // endpoints: the subnet and exit routes this node advertises (CheckRoutes), served once approved
+	DNS        *DNSConfig     `json:"dns,omitempty"`    // welcome: the mesh's DNS domain and extra records (nil: DefaultDNSDomain, none)
+	Paths      []byte         `json:"paths,omitempty"`  // paths: packed PathEntry values (AppendPathReport)
+	Code       string         `json:"code,omitempty"`
+	Error      string         `json:"error,omitempty"`
 }

@@ -229,7 +229,22 @@ func (f *Filter) deny(rs *ruleSet, k *key, dir Direction) {
 // to any address of to (any protocol, any port); true with no policy.
 func (f *Filter) Reach(from, to []netip.Addr) bool {
 	rs := f.rules.Load()
-	return rs == nil || rs.reach(from, to)
+	if rs == nil {
+		return true
+	}
+	hosts := make([]netip.Prefix, len(to))
+	for i, a := range to {
+		hosts[i] = netip.PrefixFrom(a, a.BitLen())
+	}
+	return rs.reach(from, hosts)
+}
+
+// ReachRoute reports whether the policy lets any address of from open a
+// flow to some address within route (a LAN behind a subnet router), on
+// any protocol and port; true with no policy.
+func (f *Filter) ReachRoute(from []netip.Addr, route netip.Prefix) bool {
+	rs := f.rules.Load()
+	return rs == nil || rs.reach(from, []netip.Prefix{route})
 }
 
 // RuleDenied is how many packets were denied against one rule each way.

@@ -443,6 +443,35 @@ func TestReach(t *testing.T) {
 	}
 }
 
+// ReachRoute: may these addresses open anything into a LAN (some address
+// within it)?
+func TestReachRoute(t *testing.T) {
+	f, _ := newFilter(t, officePolicy(1), Options{})
+	home := []netip.Addr{home4, home6}
+	for _, tc := range []struct {
+		from  []netip.Addr
+		route string
+		want  bool
+	}{
+		{home, "100.88.2.0/24", true},   // the office, whole
+		{home, "100.88.2.128/25", true}, // part of it
+		{home, "100.88.0.0/16", true},   // wider than it
+		{home, "100.88.4.0/24", false},  // beside it
+		{home, "100.88.2.53/32", true},
+		{[]netip.Addr{lab1}, "100.88.2.48/28", true}, // the DNS server within it
+		{[]netip.Addr{lab1}, "100.88.2.64/28", false},
+		{home, "fd6d:6573:686e:2:8000::/65", true},
+		{[]netip.Addr{home4}, "fd6d:6573:686e:2::/64", false}, // the other family
+	} {
+		if got := f.ReachRoute(tc.from, netip.MustParsePrefix(tc.route)); got != tc.want {
+			t.Errorf("ReachRoute(%v, %s) = %v, want %v", tc.from, tc.route, got, tc.want)
+		}
+	}
+	if err := f.Set(nil); err != nil || !f.ReachRoute([]netip.Addr{office4}, netip.MustParsePrefix("192.168.10.0/24")) {
+		t.Error("with no policy, every route is reached")
+	}
+}
+
 // Once a flow is tracked its packets cost no allocation, either way.
 func TestTrackedFlowDoesNotAllocate(t *testing.T) {
 	f, _ := newFilter(t, officePolicy(1), Options{})

@@ -140,16 +140,17 @@ func (rs *ruleSet) blame(k *key) *Counter {
 }
 
 // reach reports whether some rule allows any address of from to open a
-// flow to any address of to (of the same family), on any protocol or port.
-func (rs *ruleSet) reach(from, to []netip.Addr) bool {
+// flow to some address within to (of the same family), on any protocol
+// or port.
+func (rs *ruleSet) reach(from []netip.Addr, to []netip.Prefix) bool {
 	for _, r := range rs.rules {
 		for _, a := range from {
 			fa := familyOf(a)
 			if !r.src[fa].contains(addrValue(a)) {
 				continue
 			}
-			for _, b := range to {
-				if familyOf(b) == fa && r.dst[fa].contains(addrValue(b)) {
+			for _, p := range to {
+				if familyOf(p.Addr()) == fa && r.dst[fa].overlaps(prefixSpan(p.Masked())) {
 					return true
 				}
 			}

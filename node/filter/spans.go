@@ -85,8 +85,20 @@ func newSpans(in []span) spans {
 
 // contains reports whether x is in the set.
 func (s spans) contains(x u128) bool {
+	i := s.search(x)
+	return i < len(s) && s[i].first.cmp(x) <= 0
+}
+
+// overlaps reports whether some value of sp is in the set.
+func (s spans) overlaps(sp span) bool {
+	i := s.search(sp.first)
+	return i < len(s) && s[i].first.cmp(sp.last) <= 0
+}
+
+// search is the index of the first span that does not end before x.
+func (s spans) search(x u128) int {
 	lo, hi := 0, len(s)
-	for lo < hi { // the first span that does not end before x
+	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
 		if s[m].last.cmp(x) < 0 {
 			lo = m + 1
@@ -94,5 +106,5 @@ func (s spans) contains(x u128) bool {
 			hi = m
 		}
 	}
-	return lo < len(s) && s[lo].first.cmp(x) <= 0
+	return lo
 }

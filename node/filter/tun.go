@@ -10,14 +10,15 @@ type TUN struct {
 	tun.Device
 	f *Filter
 	// filterSends enforces the policy on outbound packets too. Off (tests
-	// only), the node sends what its policy denies, and the peers' filters
-	// must drop it.
+	// only, or a binary built with SendsUnfiltered), the node sends what
+	// its policy denies, and the peers' filters must drop it.
 	filterSends bool
 }
 
-// NewTUN wraps dev with f.
+// NewTUN wraps dev with f. filterSends is ignored in a binary built with
+// SendsUnfiltered.
 func NewTUN(dev tun.Device, f *Filter, filterSends bool) *TUN {
-	return &TUN{Device: dev, f: f, filterSends: filterSends}
+	return &TUN{Device: dev, f: f, filterSends: filterSends && !SendsUnfiltered}
 }
 
 // Read reads packets from the device and drops (size 0, which

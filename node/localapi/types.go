@@ -157,6 +157,10 @@ type Peer struct {
 	// node this node may choose.
 	Routes         []netip.Prefix `json:"routes,omitempty"`
 	ExitNodeOption bool           `json:"exit_node_option,omitempty"`
+	// RoutesDenied are those of Routes into which the access policy lets
+	// this node open no connection: it routes them through the peer, whose
+	// filter drops what it sends.
+	RoutesDenied []netip.Prefix `json:"routes_denied,omitempty"`
 	// Reach: the access policy lets this node open connections to the
 	// peer (on some protocol and port); ReachedBy: the peer to this node.
 	// Both true when no policy is in force.
