@@ -240,7 +240,10 @@ func TestPolicyRendezvousAndRelay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	delivered(t, "the visible pair's cue", func() bool { return streams["gw"].punchesFrom(phone) > 0 })
+	// The metric counts a rendezvous after its cues are sent: wait for both.
+	delivered(t, "the visible pair's cue", func() bool {
+		return streams["gw"].punchesFrom(phone) > 0 && h.metric("meshnode_coordinator_rendezvous_total", "", "") > 0
+	})
 	if got := h.metric("meshnode_coordinator_rendezvous_total", "", ""); got != 1 {
 		t.Errorf("%v rendezvous performed, want 1: the phone's with the relay only", got)
 	}
