@@ -55,6 +55,7 @@ type Node struct {
 	ExitNodeAllowLANAccess bool     `mapstructure:"exit_node_allow_lan_access" desc:"with an exit node, keep this host's LANs reachable directly"`
 	AcceptDNS              bool     `mapstructure:"accept_dns" desc:"answer the mesh's names (NAME.<domain>) with a resolver on this node's overlay addresses and point the OS at it for that domain; false: no resolver, the OS's DNS untouched"`
 	DNS                    string   `mapstructure:"dns" desc:"how the OS is pointed at the resolver: split (systemd-resolved or /etc/resolver for the mesh's domain only; elsewhere nothing) or manage-resolv-conf (where split DNS is missing, /etc/resolv.conf points at the resolver while the node runs, restored when it stops)"`
+	PeerMapCache           bool     `mapstructure:"peer_map_cache" desc:"keep the last peer map in state_dir (peermap.json, mode 0600) and come up from it when no coordinator answers; false: no cache (an existing one is removed)"`
 	LogLevel               string   `mapstructure:"log_level" desc:"debug, info, warn or error"`
 }
 
@@ -85,7 +86,9 @@ func DefaultNode() Node {
 		SNATSubnetRoutes: true,
 		AcceptDNS:        true,
 		DNS:              DNSSplit,
-		LogLevel:         "info",
+		// A node restarted during a coordinator outage reaches its peers.
+		PeerMapCache: true,
+		LogLevel:     "info",
 	}
 	if runtime.GOOS == "darwin" {
 		n.Interface = "utun"

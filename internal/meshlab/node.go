@@ -196,6 +196,11 @@ func (m *Mesh) startNode(name string, host *natlab.Host, opts NodeOptions, state
 	m.mu.Lock()
 	m.nodes = append(m.nodes, n)
 	m.mu.Unlock()
+	// Stopped before its state directory (a TempDir made before it) is
+	// removed: a node writes there on the way down (its peer map). The
+	// Mesh's own cleanup reports errors of Stop, which returns the same
+	// result again.
+	m.t.Cleanup(func() { n.Stop() }) //nolint:errcheck // reported by stopNodes
 	return n
 }
 
