@@ -1,6 +1,11 @@
 package node_test
 
 import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
@@ -92,4 +97,89 @@ func TestRestartFromCachedMapWhileCoordinatorDown(t *testing.T) {
 		return b.Engine.Status().Coordinator.CachedMap == nil
 	})
 	transfer(t, b, a, 16<<10)
+}
+
+// A cache the node can't use never stops it: restarted during an outage
+// with a damaged cache file, a node comes up without peers (and says
+// nothing of a cached map), and once the coordinator answers its map
+// writes a good file again. With peer_map_cache off the file is removed
+// and the node comes up without peers likewise.
+func TestUnusableCachedMap(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		spoil   func(t *testing.T, file string)
+		opts    meshlab.NodeOptions
+		rewrite bool // the coordinator's map is cached again
+	}{
+		{"damaged", func(t *testing.T, file string) {
+			if err := os.WriteFile(file, []byte(`{"version":1,"map":{"peers":[{"name":`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, meshlab.NodeOptions{}, true},
+		{"newer format", func(t *testing.T, file string) {
+			if err := os.WriteFile(file, []byte(`{"version":99,"something":"else"}`), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}, meshlab.NodeOptions{}, true},
+		{"cache off", func(*testing.T, string) {}, meshlab.NodeOptions{NoPeerMapCache: true}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			m, a, b := homeAndOffice(t)
+			waitDirect(t, a, b)
+			file := filepath.Join(b.StateDir(), "peermap.json")
+			wait.ForNil(t, pathDeadline, "b's map cached", func() error {
+				_, err := os.Stat(file)
+				return err
+			})
+			m.StopCoordinator()
+			tc.spoil(t, file)
+			b = m.RestartWith(b, tc.opts)
+			st := b.Engine.Status()
+			if st.Coordinator.CachedMap != nil || len(st.Peers) != 0 {
+				t.Fatalf("b came up from an unusable cache: coordinator %+v, peers %+v", st.Coordinator, st.Peers)
+			}
+			if len(st.Self.Addresses) == 0 || st.Self.Addresses[0] != b.Addr4() {
+				t.Errorf("b came up with addresses %v, want its registration's", st.Self.Addresses)
+			}
+			if _, err := os.Stat(file); tc.rewrite && err != nil || !tc.rewrite && !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("the cache file after b's start: %v", err)
+			}
+			m.StartCoordinator()
+			waitDirect(t, a, b)
+			if !tc.rewrite {
+				if _, err := os.Stat(file); !errors.Is(err, fs.ErrNotExist) {
+					t.Errorf("peer_map_cache off, yet the file is there: %v", err)
+				}
+				return
+			}
+			wait.ForNil(t, pathDeadline, "b's map cached again", func() error {
+				return checkCached(file, a)
+			})
+		})
+	}
+}
+
+// checkCached reports whether file holds a map with peer in it.
+func checkCached(file string, peer *meshlab.Node) error {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	var f struct {
+		Version int `json:"version"`
+		Map     struct {
+			Peers []struct {
+				Name string `json:"name"`
+			} `json:"peers"`
+		} `json:"map"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return err
+	}
+	if f.Version != 1 || len(f.Map.Peers) != 1 || f.Map.Peers[0].Name != peer.Name {
+		return fmt.Errorf("the file holds version %d, peers %+v", f.Version, f.Map.Peers)
+	}
+	return nil
 }

@@ -48,6 +48,8 @@ type NodeOptions struct {
 	// UnfilteredSends makes the node send what its access policy denies,
 	// as a modified node would: its peers must drop it.
 	UnfilteredSends bool
+	// NoPeerMapCache turns peer_map_cache off.
+	NoPeerMapCache bool
 }
 
 // RelayPort is where relay nodes serve in the lab.
@@ -86,10 +88,16 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 // the new node.
 func (m *Mesh) Restart(n *Node) *Node {
 	m.t.Helper()
+	return m.RestartWith(n, n.opts)
+}
+
+// RestartWith is Restart with other options.
+func (m *Mesh) RestartWith(n *Node, opts NodeOptions) *Node {
+	m.t.Helper()
 	if err := n.Stop(); err != nil {
 		m.t.Fatalf("stop %s: %v", n.Name, err)
 	}
-	return m.startNode(n.Name, n.Host, n.opts, n.stateDir)
+	return m.startNode(n.Name, n.Host, opts, n.stateDir)
 }
 
 // startNode starts a node with its state in stateDir and waits until it is
@@ -116,6 +124,7 @@ func (m *Mesh) startNode(name string, host *natlab.Host, opts NodeOptions, state
 		cfg.Keepalive = opts.Keepalive
 	}
 	cfg.AdvertiseRoutes, cfg.AdvertiseExitNode, cfg.ExitNode = opts.AdvertiseRoutes, opts.AdvertiseExitNode, opts.ExitNode
+	cfg.PeerMapCache = !opts.NoPeerMapCache
 	if opts.Relay {
 		cfg.Token = m.RelayToken
 		cfg.RelayListen = netip.AddrPortFrom(host.IPs()[0], RelayPort).String()
@@ -232,6 +241,9 @@ func (m *Mesh) stopNodes() {
 		}
 	}
 }
+
+// StateDir is the node's state_dir.
+func (n *Node) StateDir() string { return n.stateDir }
 
 // Addr4 is the node's overlay IPv4 address.
 func (n *Node) Addr4() netip.Addr {
