@@ -97,10 +97,14 @@ func (w *Writer) Delta(msg wire.StreamMsg, significant bool) {
 }
 
 // Significant reports whether a peer's new record n changes what a node
-// needs to come up and reach it, beyond its candidates and presence: old
-// is its record before, nil for a new peer.
+// needs to come up and reach it, beyond a change of its candidates and
+// presence: old is its record before, nil for a new peer. A peer's first
+// candidates are significant (a peer reports them just after it joins,
+// and without them a cached peer can't be reached); later changes of them
+// are not.
 func Significant(old *wire.Node, n wire.Node) bool {
-	return old == nil || old.Name != n.Name || !slices.Equal(old.Addresses, n.Addresses) ||
+	return old == nil || len(old.Endpoints) == 0 && len(n.Endpoints) > 0 ||
+		old.Name != n.Name || !slices.Equal(old.Addresses, n.Addresses) ||
 		!slices.Equal(old.Routes, n.Routes) || !slices.Equal(old.PrimaryRoutes, n.PrimaryRoutes) ||
 		!slices.Equal(old.Tags, n.Tags) || old.Relay != n.Relay
 }

@@ -152,7 +152,8 @@ func TestSignificant(t *testing.T) {
 		edit func(n *wire.Node)
 		want bool
 	}{
-		{"candidates", func(n *wire.Node) { n.Endpoints = nil }, false},
+		{"candidates gone", func(n *wire.Node) { n.Endpoints = nil }, false},
+		{"candidates moved", func(n *wire.Node) { n.Endpoints = n.Endpoints[1:] }, false},
 		{"presence", func(n *wire.Node) { n.Online = !n.Online; n.LastSeen = time.Now() }, false},
 		{"NAT", func(n *wire.Node) { n.NAT = nil }, false},
 		{"name", func(n *wire.Node) { n.Name = "other" }, true},
@@ -170,6 +171,11 @@ func TestSignificant(t *testing.T) {
 	}
 	if !Significant(nil, base) {
 		t.Error("a new peer is not significant")
+	}
+	bare := base
+	bare.Endpoints = nil
+	if !Significant(&bare, base) {
+		t.Error("a peer's first candidates are not significant")
 	}
 }
 
