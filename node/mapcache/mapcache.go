@@ -130,6 +130,11 @@ func Load(path string, o Owner) (Map, time.Time, error) {
 	if err != nil {
 		return Map{}, time.Time{}, fmt.Errorf("peer map cache %s: %w", path, err)
 	}
+	return decode(path, b, o)
+}
+
+// decode checks and decodes the content b of the cache file at path.
+func decode(path string, b []byte, o Owner) (Map, time.Time, error) {
 	fail := func(format string, args ...any) (Map, time.Time, error) {
 		return Map{}, time.Time{}, fmt.Errorf("peer map cache %s: %s; it is ignored (remove it: the node writes a new one from the coordinator's next map)", path, fmt.Sprintf(format, args...))
 	}

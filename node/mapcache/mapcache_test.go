@@ -34,7 +34,7 @@ func key() crypto.PublicKey {
 }
 
 // sample is a map with every field set, as a welcome fills it.
-func sample(t *testing.T, o Owner) Map {
+func sample(t testing.TB, o Owner) Map {
 	t.Helper()
 	return Map{
 		Self: wire.Node{Name: "laptop", PublicKey: o.Node, Addresses: []netip.Addr{netip.MustParseAddr("100.88.0.2"), netip.MustParseAddr("fd6d:6573:686e::2")}, Tags: []string{"dev"}},
