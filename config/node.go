@@ -57,6 +57,7 @@ type Node struct {
 	AcceptDNS              bool     `mapstructure:"accept_dns" desc:"answer the mesh's names (NAME.<domain>) with a resolver on this node's overlay addresses and point the OS at it for that domain; false: no resolver, the OS's DNS untouched"`
 	DNS                    string   `mapstructure:"dns" desc:"how the OS is pointed at the resolver: split (systemd-resolved or /etc/resolver for the mesh's domain only; elsewhere nothing) or manage-resolv-conf (where split DNS is missing, /etc/resolv.conf points at the resolver while the node runs, restored when it stops)"`
 	MetricsListen          string   `mapstructure:"metrics_listen" desc:"host:port serving Prometheus /metrics over plain HTTP without authentication: a loopback address (127.0.0.1:9480) or one address of this host given explicitly, never every interface; empty: off"`
+	PeerMapCache           bool     `mapstructure:"peer_map_cache" desc:"keep the last peer map in state_dir (peermap.json, mode 0600) and come up from it when no coordinator answers; false: no cache (an existing one is removed)"`
 	LogLevel               string   `mapstructure:"log_level" desc:"debug, info, warn or error"`
 }
 
@@ -87,7 +88,9 @@ func DefaultNode() Node {
 		SNATSubnetRoutes: true,
 		AcceptDNS:        true,
 		DNS:              DNSSplit,
-		LogLevel:         "info",
+		// A node restarted during a coordinator outage reaches its peers.
+		PeerMapCache: true,
+		LogLevel:     "info",
 	}
 	if runtime.GOOS == "darwin" {
 		n.Interface = "utun"

@@ -88,3 +88,74 @@ func waitCoordinator(ctx context.Context, connected bool, timeout time.Duration,
 		return errors.Join(errs...)
 	})
 }
+
+// reconnectGoal is how soon every node should be back once its coordinator
+// answers again after an outage: node/control's longest wait between
+// attempts is 3.75 s. Logged against, not asserted: real processes on a
+// shared machine are no stopwatch.
+const reconnectGoal = 5 * time.Second
+
+// TestNodeRestartFromCachedMap: every coordinator is down and a node
+// restarts, cleanly (an upgrade) and then killed (a crash): each time it
+// comes up from its cached peer map, says so in status, and reaches its
+// peer directly again through the cached candidates, with traffic over the
+// overlay. When the coordinator comes back both reconnect and the live map
+// replaces the cached one.
+func TestNodeRestartFromCachedMap(t *testing.T) {
+	e := newEnv(t)
+	sa := e.site(t, netlab.SiteConfig{Kind: netlab.PortRestricted})
+	sb := e.site(t, netlab.SiteConfig{Kind: netlab.FullCone})
+	a := e.node(t, sa.Hosts[0], "pm-a")
+	b := e.node(t, sb.Hosts[0], "pm-b")
+	mustDirect(t, a, b)
+
+	if err := e.coord.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitCoordinator(t.Context(), false, pathTimeout, a, b); err != nil {
+		t.Fatalf("nodes didn't notice the coordinator is gone: %v", err)
+	}
+	for _, stop := range []struct {
+		name string
+		do   func(context.Context) error
+	}{
+		{"stopped", b.Down},
+		{"killed", func(context.Context) error { return b.Kill() }},
+	} {
+		t.Run(stop.name, func(t *testing.T) {
+			if err := stop.do(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if err := b.Start(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			st := mustStatus(t, b)
+			if st.Coordinator.CachedMap == nil || st.Coordinator.Connected {
+				t.Fatalf("%s restarted while the coordinator is down: coordinator %+v, want a cached map", b.Name, st.Coordinator)
+			}
+			if _, ok := st.Peer(a.Name); !ok {
+				t.Fatalf("%s came up from its cache without %s: %+v", b.Name, a.Name, st.Peers)
+			}
+			t.Logf("%s runs since %s from the cached map of %s", b.Name, st.Coordinator.CachedMap.Since, st.Coordinator.CachedMap.Updated)
+			mustDirect(t, a, b)
+			t.Logf("direct again %.1f s after %s started", time.Since(start).Seconds(), b.Name)
+			mustPing(t, b, a, 3)
+			mustPing(t, a, b, 3)
+		})
+	}
+
+	if err := e.coord.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	if err := waitCoordinator(t.Context(), true, reconnectTimeout, a, b); err != nil {
+		t.Fatalf("nodes didn't reconnect to the restarted coordinator: %v", err)
+	}
+	t.Logf("nodes reconnected %.1f s after the coordinator's start (goal: within %v)", time.Since(back).Seconds(), reconnectGoal)
+	if st := mustStatus(t, b); st.Coordinator.CachedMap != nil {
+		t.Errorf("%s still says it runs from the cached map once connected: %+v", b.Name, st.Coordinator)
+	}
+	mustDirect(t, a, b)
+	mustPing(t, a, b, 3)
+}

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/node/mapcache"
 	"github.com/meshnode/meshnode/node/path"
 	"github.com/meshnode/meshnode/node/registry"
 )
@@ -34,15 +35,37 @@ type coordLink struct {
 	// this node may serve: from each welcome (nil: every pair), and from
 	// a delta when they changed (nil: unchanged).
 	relayPairs func(p *wire.RelayPairs, welcome bool)
-	log        *slog.Logger
-	progress   func(string)
+	// cache keeps the map on disk, nil with peer_map_cache off; live
+	// hears each welcome (the node no longer runs from the cached map).
+	cache    *mapcache.Writer
+	live     func()
+	log      *slog.Logger
+	progress func(string)
 }
 
-// OnWelcome takes the full peer map after each (re)connect: the access
-// policy first, then peers missing from the map are removed, the rest
-// upserted, and this node's candidates resent (a restarted coordinator
-// may have lost them).
+// OnWelcome takes the full peer map after each (re)connect (apply), then
+// resends this node's candidates (a restarted coordinator may have lost
+// them).
 func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
+	c.apply(msg)
+	if c.cache != nil {
+		c.live()
+		c.cache.Welcome(msg)
+	}
+	c.log.Info("peer map received", "peers", c.peers.Len())
+	c.progress(fmt.Sprintf("connected to the coordinator; %d peers", c.peers.Len()))
+	c.disc.Kick()
+	c.disc.sendEndpoints()
+	select {
+	case c.welcomed <- struct{}{}:
+	default:
+	}
+}
+
+// apply takes a full map, the coordinator's welcome or the cached one:
+// the access policy first, then peers missing from the map are removed,
+// the rest upserted.
+func (c *coordLink) apply(msg wire.StreamMsg) {
 	c.disc.setSTUN(msg.STUN, msg.STUN6)
 	if msg.Self != nil {
 		c.self(*msg.Self)
@@ -53,14 +76,6 @@ func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
 	c.relayPairs(msg.RelayPairs, true)
 	if err := c.peers.Replace(msg.Peers); err != nil {
 		c.log.Error("applying the peer map", "err", err)
-	}
-	c.log.Info("peer map received", "peers", c.peers.Len())
-	c.progress(fmt.Sprintf("connected to the coordinator; %d peers", c.peers.Len()))
-	c.disc.Kick()
-	c.disc.sendEndpoints()
-	select {
-	case c.welcomed <- struct{}{}:
-	default:
 	}
 }
 
@@ -82,13 +97,22 @@ func (c *coordLink) OnPeers(msg wire.StreamMsg) {
 			c.log.Info("peer removed", "peer", n.Name)
 		}
 	}
+	significant := false
 	for _, n := range msg.Upsert {
-		known := c.peers.Has(n.PublicKey)
+		old, known := c.peers.Get(n.PublicKey)
+		if known {
+			significant = significant || mapcache.Significant(&old, n)
+		} else {
+			significant = true
+		}
 		if err := c.peers.Upsert(n); err != nil {
 			c.log.Error("applying a peer", "err", err)
 		} else if !known {
 			c.log.Info("peer added", "peer", n.Name, "addresses", n.Addresses, "online", n.Online)
 		}
+	}
+	if c.cache != nil {
+		c.cache.Delta(msg, significant)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"golang.zx2c4.com/wireguard/conn"
@@ -26,6 +27,7 @@ import (
 	"github.com/meshnode/meshnode/node/bind"
 	"github.com/meshnode/meshnode/node/control"
 	"github.com/meshnode/meshnode/node/filter"
+	"github.com/meshnode/meshnode/node/mapcache"
 	"github.com/meshnode/meshnode/node/meshdns"
 	"github.com/meshnode/meshnode/node/osdns"
 	"github.com/meshnode/meshnode/node/path"
@@ -111,6 +113,10 @@ type Engine struct {
 	filter *filter.Filter
 	// handshakeAsks carries peers to start a handshake with (handshake.go).
 	handshakeAsks chan crypto.PublicKey
+	// mapCache keeps the peer map on disk (nil with peer_map_cache off);
+	// fromCache is set while the node runs from the cached map.
+	mapCache  *mapcache.Writer
+	fromCache atomic.Pointer[cacheUse]
 
 	// recordMu guards record: this node's own record as the coordinator
 	// last sent it (a welcome, or a delta when the administrator changed

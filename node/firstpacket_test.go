@@ -96,9 +96,7 @@ func counter(n *meshlab.Node, name string) uint64 {
 // and the waiting traffic is answered.
 func TestRestartedPeerAnswersWaitingTraffic(t *testing.T) {
 	t.Parallel()
-	m := meshlab.New(t, meshlab.Options{})
-	a := m.AddNode("a", m.NAT(homeNAT("home")).NewHost("a", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
-	b := m.AddNode("b", m.NAT(homeNAT("office")).NewHost("b", netip.MustParseAddr("10.0.0.2")), meshlab.NodeOptions{})
+	m, a, b := homeAndOffice(t)
 	waitDirect(t, a, b)
 	echo(t, b)
 	p := startProbe(t, a, b.Addr4())

@@ -31,6 +31,16 @@ func homeNAT(name string) natlab.NATConfig {
 	return c
 }
 
+// homeAndOffice is a mesh of two nodes behind home routers: a at home, b
+// at the office.
+func homeAndOffice(t *testing.T) (m *meshlab.Mesh, a, b *meshlab.Node) {
+	t.Helper()
+	m = meshlab.New(t, meshlab.Options{})
+	a = m.AddNode("a", m.NAT(homeNAT("home")).NewHost("a", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
+	b = m.AddNode("b", m.NAT(homeNAT("office")).NewHost("b", netip.MustParseAddr("10.0.0.2")), meshlab.NodeOptions{})
+	return m, a, b
+}
+
 func waitDirect(t *testing.T, a, b *meshlab.Node) time.Duration {
 	t.Helper()
 	return wait.For(t, pathDeadline, a.Name+" and "+b.Name+" direct both ways", func() bool {

@@ -136,15 +136,18 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 			return err
 		}
 	}
+	fl := &filterLink{e: e}
+	link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, filter: fl.apply, relayPairs: e.relayFeed.setPairs, welcomed: welcomed, log: e.log, progress: e.progress}
+	// Before the control socket serves: status reads what it sets.
+	e.startMapCache(ctx, &wg, link)
 	wg.Go(func() {
 		if err := localapi.Serve(ctx, ln, e, e.log); err != nil {
 			e.log.Error("control socket", "err", err)
 		}
 	})
 	wg.Go(func() {
-		fl := &filterLink{e: e}
-		link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, filter: fl.apply, relayPairs: e.relayFeed.setPairs, welcomed: welcomed, log: e.log, progress: e.progress}
 		if err := e.stream.Run(ctx, link); err != nil && ctx.Err() == nil {
+			e.forgetMapCache(err)
 			errc <- fmt.Errorf("coordinator: %w", err)
 			e.stop()
 		}
@@ -153,7 +156,11 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 	if filter.SendsUnfiltered {
 		e.log.Warn("test build (tag meshnode_unfiltered_sender): this node sends what its access policy denies; only its peers' filters stop it")
 	}
-	e.progress(fmt.Sprintf("up as %s %v on %s; waiting for the coordinator's peer map", e.state.Self.Name, e.state.Self.Addresses, e.tunName()))
+	if e.fromCache.Load() != nil {
+		e.progress(fmt.Sprintf("up as %s %v on %s with the cached peer map; waiting for the coordinator", e.state.Self.Name, e.state.Self.Addresses, e.tunName()))
+	} else {
+		e.progress(fmt.Sprintf("up as %s %v on %s; waiting for the coordinator's peer map", e.state.Self.Name, e.state.Self.Addresses, e.tunName()))
+	}
 	if e.opts.Ready != nil {
 		close(e.opts.Ready)
 	}

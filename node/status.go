@@ -80,13 +80,13 @@ func (e *Engine) Status() localapi.Status {
 	}
 	bs, ps, gs, fs := &e.bind.Stats, &e.mgr.Stats, &e.guard.Stats, &e.filter.Stats
 	rst, exit := e.routesStatus()
-	return localapi.Status{
+	st := localapi.Status{
 		Self:        self,
 		Policy:      e.policyStatus(),
 		Peers:       peers,
 		Routes:      rst,
 		ExitNode:    exit,
-		Coordinator: localapi.Coordinator{URL: e.state.CoordinatorURL, Connected: e.stream != nil && e.stream.Connected()},
+		Coordinator: localapi.Coordinator{URL: e.state.CoordinatorURL, Connected: e.stream != nil && e.stream.Connected(), CachedMap: e.cachedMapStatus()},
 		DNS:         e.dnsStatus(),
 		Counters: map[string]uint64{
 			"udp_garbage":           bs.Garbage.Load(),
@@ -129,6 +129,11 @@ func (e *Engine) Status() localapi.Status {
 			"filter_flows_revoked":  fs.Revoked.Load(),
 		},
 	}
+	if e.mapCache != nil {
+		st.Counters["peer_map_writes"] = e.mapCache.Writes.Load()
+		st.Counters["peer_map_write_failures"] = e.mapCache.Failures.Load()
+	}
+	return st
 }
 
 // policyStatus is the access policy in force and what it denied.

@@ -55,6 +55,11 @@ of them are approved and primary; peers' routes it uses, or not (one inside
 this host's LAN is left to the LAN); and its exit node, reachable or not
 (traffic is then blocked, not sent directly).
 
+A node restarted while no coordinator answers comes up from the peer map
+it cached (peer_map_cache): the coordinator line then says since when it
+runs from it and when the coordinator last changed that map, until the
+coordinator answers and its map replaces the cached one.
+
 --json prints a stable interface for scripts: self.name, self.addresses,
 self.public_key, self.endpoints; peers[] with name, addresses, public_key,
 online, path, endpoint, latency_ms, mtu, path_mtu, rx_bytes, tx_bytes,
@@ -62,8 +67,10 @@ last_handshake, reach, reached_by, routes, routes_denied, exit_node_option; poli
 active, version, rules, flows, max_flows, denied[] (rule, in, out) and
 denied_no_rule; routes with advertised, serving, primary, via[] (prefix,
 peer, state: routed, lan or own); exit_node with name, reachable, state
-(reachable, unknown, not approved, offline, no path); counters; and dns (as
-'meshnode dns status --json').`,
+(reachable, unknown, not approved, offline, no path); coordinator with
+url, connected and, while the node runs from its cached peer map,
+cached_map (since, updated, file); counters; and dns (as 'meshnode dns
+status --json').`,
 		Example: "  meshnode status\n  meshnode status desktop.mesh.internal\n  meshnode status --json | jq '.peers[] | {name, path}'",
 		Args:    optionalArg("NAME|IP"),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -91,7 +98,10 @@ peer, state: routed, lan or own); exit_node with name, reachable, state
 
 func printStatus(w io.Writer, st localapi.Status) error {
 	coord := "connected"
-	if !st.Coordinator.Connected {
+	switch c := st.Coordinator.CachedMap; {
+	case c != nil:
+		coord = fmt.Sprintf("NOT connected; running since %s from the cached peer map of %s (%s)", c.Since, c.Updated, c.File)
+	case !st.Coordinator.Connected:
 		coord = "NOT connected (existing paths keep working)"
 	}
 	fmt.Fprintf(w, "%s  %s  on %s\n", st.Self.Name, joinAddrs(st.Self.Addresses), st.Self.Interface)

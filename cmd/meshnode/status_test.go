@@ -140,3 +140,34 @@ func TestStatusShowsPolicyAndReach(t *testing.T) {
 		})
 	}
 }
+
+// The text status says when the node runs from its cached peer map, since
+// when and how old the map is; otherwise it says connected or not.
+func TestStatusShowsTheCachedMap(t *testing.T) {
+	cached := &localapi.CachedMap{Since: "2026-11-30T09:26:40Z", Updated: "2026-11-30T09:12:03Z", File: "/var/lib/meshnode/peermap.json"}
+	tests := []struct {
+		name  string
+		coord localapi.Coordinator
+		want  []string
+	}{
+		{"connected", localapi.Coordinator{URL: "https://c.example:8443", Connected: true}, []string{"coordinator https://c.example:8443: connected"}},
+		{"down", localapi.Coordinator{URL: "https://c.example:8443"}, []string{"NOT connected (existing paths keep working)"}},
+		{"from the cache", localapi.Coordinator{URL: "https://c.example:8443", CachedMap: cached},
+			[]string{"NOT connected; running since 2026-11-30T09:26:40Z from the cached peer map of 2026-11-30T09:12:03Z", "peermap.json"}},
+	}
+	for _, tt := range tests {
+		st := localapi.Status{Self: localapi.Self{Name: "laptop", Interface: "mesh0"}, Coordinator: tt.coord}
+		var out bytes.Buffer
+		if err := printStatus(&out, st); err != nil {
+			t.Fatal(err)
+		}
+		for _, w := range tt.want {
+			if !strings.Contains(out.String(), w) {
+				t.Errorf("%s: status lacks %q:\n%s", tt.name, w, out.String())
+			}
+		}
+		if tt.coord.CachedMap == nil && strings.Contains(out.String(), "cached") {
+			t.Errorf("%s: status mentions a cached map:\n%s", tt.name, out.String())
+		}
+	}
+}

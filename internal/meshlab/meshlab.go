@@ -70,6 +70,14 @@ type Mesh struct {
 	log     *slog.Logger
 	ctx     context.Context
 
+	// coordCfg and coordAddr start the coordinator again
+	// (StartCoordinator) with the same data and address; stopCoord stops
+	// the running one, nil while it is stopped.
+	coordCfg  config.Coordinator
+	coordAddr string
+	coordHost *natlab.Host
+	stopCoord func()
+
 	mu    sync.Mutex
 	nodes []*Node
 }
@@ -86,16 +94,14 @@ func New(t testing.TB, opts Options) *Mesh {
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Mesh{t: t, Lab: natlab.New(logf), log: log, ctx: ctx, metrics: prometheus.NewRegistry()}
-	var wg sync.WaitGroup
+	m := &Mesh{t: t, Lab: natlab.New(logf), log: log, ctx: ctx}
 	t.Cleanup(func() {
 		m.CoordLink.Thaw()
 		m.stopNodes()
 		cancel()
 		m.CoordLink.Close()
-		wg.Wait()
-		if m.Coord != nil {
-			m.Coord.Close()
+		if m.stopCoord != nil {
+			m.stopCoord()
 		}
 		m.Lab.Close()
 	})
@@ -108,20 +114,44 @@ func New(t testing.TB, opts Options) *Mesh {
 	if err != nil {
 		t.Fatalf("coordinator proxy listener: %v", err)
 	}
-	m.CoordLink = newProxy(front, ln.Addr().String())
+	m.coordAddr = ln.Addr().String()
+	m.CoordLink = newProxy(front, m.coordAddr)
 	cfg := config.DefaultCoordinator()
 	cfg.DataDir = t.TempDir()
-	cfg.Listen = ln.Addr().String()
+	cfg.Listen = m.coordAddr
 	cfg.STUNListen = netip.AddrPortFrom(CoordIP, stunPort).String()
 	cfg.STUNAlternate = netip.AddrPortFrom(CoordAltIP, stunAltPort).String()
 	cfg.PublicURL = "https://" + front.Addr().String()
 	cfg.DNSRecords = opts.DNSRecords
-	coord, err := coordinator.New(coordinator.Options{Config: cfg, Logger: log.With("side", "coordinator"), Registry: m.metrics})
+	m.coordCfg = cfg
+	m.coordHost = m.Lab.NewHost("coordinator", CoordIP, CoordAltIP, CoordIP6)
+	m.startCoordinator(ln)
+
+	tok, err := m.Coord.CreateToken(ctx, coordinator.TokenOptions{Reusable: true, Expiry: time.Hour})
 	if err != nil {
-		t.Fatalf("coordinator: %v", err)
+		t.Fatalf("create token: %v", err)
+	}
+	m.Token = tok.String()
+	relayTok, err := m.Coord.CreateToken(ctx, coordinator.TokenOptions{Reusable: true, Expiry: time.Hour, Tags: []string{coordinator.RelayTag}})
+	if err != nil {
+		t.Fatalf("create relay token: %v", err)
+	}
+	m.RelayToken = relayTok.String()
+	return m
+}
+
+// startCoordinator starts the coordinator on ln, with its STUN and relay
+// sockets on the lab's coordinator host.
+func (m *Mesh) startCoordinator(ln net.Listener) {
+	m.t.Helper()
+	m.metrics = prometheus.NewRegistry()
+	coord, err := coordinator.New(coordinator.Options{Config: m.coordCfg, Logger: m.log.With("side", "coordinator"), Registry: m.metrics})
+	if err != nil {
+		ln.Close()
+		m.t.Fatalf("coordinator: %v", err)
 	}
 	m.Coord = coord
-	host := m.Lab.NewHost("coordinator", CoordIP, CoordAltIP, CoordIP6)
+	host := m.coordHost
 	conns := stunserver.Conns{
 		Primary:   m.listen(host, CoordIP, stunPort),
 		AltPort:   m.listen(host, CoordIP, stunAltPort),
@@ -129,20 +159,45 @@ func New(t testing.TB, opts Options) *Mesh {
 		Alternate: m.listen(host, CoordAltIP, stunAltPort),
 		V6:        m.listen(host, CoordIP6, stunPort),
 	}
+	ctx, cancel := context.WithCancel(m.ctx)
+	var wg sync.WaitGroup
 	wg.Go(func() { coord.Serve(ctx, ln) })
 	wg.Go(func() { coord.ServeSTUN(ctx, conns) })
+	m.stopCoord = func() {
+		cancel()
+		wg.Wait()
+		for _, c := range []net.PacketConn{conns.Primary, conns.AltPort, conns.AltIP, conns.Alternate, conns.V6} {
+			c.Close()
+		}
+		coord.Close()
+	}
+}
 
-	tok, err := coord.CreateToken(ctx, coordinator.TokenOptions{Reusable: true, Expiry: time.Hour})
-	if err != nil {
-		t.Fatalf("create token: %v", err)
+// StopCoordinator stops the coordinator, as a crash or an outage of its
+// host would: every stream ends, its HTTPS port refuses connections (the
+// nodes' proxy closes them at once), its STUN and relay sockets are gone.
+// StartCoordinator brings it back.
+func (m *Mesh) StopCoordinator() {
+	m.t.Helper()
+	if m.stopCoord == nil {
+		m.t.Fatal("StopCoordinator: the coordinator is not running")
 	}
-	m.Token = tok.String()
-	relayTok, err := coord.CreateToken(ctx, coordinator.TokenOptions{Reusable: true, Expiry: time.Hour, Tags: []string{coordinator.RelayTag}})
-	if err != nil {
-		t.Fatalf("create relay token: %v", err)
+	m.stopCoord()
+	m.stopCoord = nil
+}
+
+// StartCoordinator starts the stopped coordinator again, with its data
+// directory (nodes, keys, certificate) and its addresses.
+func (m *Mesh) StartCoordinator() {
+	m.t.Helper()
+	if m.stopCoord != nil {
+		m.t.Fatal("StartCoordinator: the coordinator is running")
 	}
-	m.RelayToken = relayTok.String()
-	return m
+	ln, err := net.Listen("tcp", m.coordAddr)
+	if err != nil {
+		m.t.Fatalf("coordinator listener on %s again: %v", m.coordAddr, err)
+	}
+	m.startCoordinator(ln)
 }
 
 // Metric is the value of the coordinator's metric name (a counter or a

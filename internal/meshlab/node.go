@@ -51,6 +51,8 @@ type NodeOptions struct {
 	// MetricsListen is the node's metrics_listen (on the host's real
 	// loopback: the emulator carries only the mesh's UDP).
 	MetricsListen string
+	// NoPeerMapCache turns peer_map_cache off.
+	NoPeerMapCache bool
 }
 
 // RelayPort is where relay nodes serve in the lab.
@@ -89,10 +91,16 @@ func (m *Mesh) AddNode(name string, host *natlab.Host, opts NodeOptions) *Node {
 // the new node.
 func (m *Mesh) Restart(n *Node) *Node {
 	m.t.Helper()
+	return m.RestartWith(n, n.opts)
+}
+
+// RestartWith is Restart with other options.
+func (m *Mesh) RestartWith(n *Node, opts NodeOptions) *Node {
+	m.t.Helper()
 	if err := n.Stop(); err != nil {
 		m.t.Fatalf("stop %s: %v", n.Name, err)
 	}
-	return m.startNode(n.Name, n.Host, n.opts, n.stateDir)
+	return m.startNode(n.Name, n.Host, opts, n.stateDir)
 }
 
 // startNode starts a node with its state in stateDir and waits until it is
@@ -120,6 +128,7 @@ func (m *Mesh) startNode(name string, host *natlab.Host, opts NodeOptions, state
 	}
 	cfg.AdvertiseRoutes, cfg.AdvertiseExitNode, cfg.ExitNode = opts.AdvertiseRoutes, opts.AdvertiseExitNode, opts.ExitNode
 	cfg.MetricsListen = opts.MetricsListen
+	cfg.PeerMapCache = !opts.NoPeerMapCache
 	if opts.Relay {
 		cfg.Token = m.RelayToken
 		cfg.RelayListen = netip.AddrPortFrom(host.IPs()[0], RelayPort).String()
@@ -200,6 +209,11 @@ func (m *Mesh) startNode(name string, host *natlab.Host, opts NodeOptions, state
 	m.mu.Lock()
 	m.nodes = append(m.nodes, n)
 	m.mu.Unlock()
+	// Stopped before its state directory (a TempDir made before it) is
+	// removed: a node writes there on the way down (its peer map). The
+	// Mesh's own cleanup reports errors of Stop, which returns the same
+	// result again.
+	m.t.Cleanup(func() { n.Stop() }) //nolint:errcheck // reported by stopNodes
 	return n
 }
 
@@ -231,6 +245,9 @@ func (m *Mesh) stopNodes() {
 		}
 	}
 }
+
+// StateDir is the node's state_dir.
+func (n *Node) StateDir() string { return n.stateDir }
 
 // Addr4 is the node's overlay IPv4 address.
 func (n *Node) Addr4() netip.Addr {

@@ -22,11 +22,32 @@ import (
 
 // Stream timing and bounds.
 const (
-	// backoffMin and backoffMax bound the wait between reconnects; full
-	// jitter spreads a fleet's reconnects after a coordinator restart
-	// (AWS Architecture Blog, "Exponential Backoff and Jitter").
+	// backoffMin and backoffMax bound the wait between reconnects while
+	// the coordinator is unreachable: the wait w doubles from backoffMin
+	// to backoffMax, and each one is drawn from [w/2, 3w/2) (jitter). So
+	// the waits are 0.5-1.5 s, 1-3 s, then 1.25-3.75 s for as long as the
+	// outage lasts:
+	//   - the longest wait, 3.75 s, bounds how long a node stays away once
+	//     the coordinator answers again: every node is back within 4 s
+	//     (the dial, TLS and the welcome take milliseconds), where a 30 s
+	//     cap left nodes away for up to 45 s after a long outage;
+	//   - the jitter keeps a fleet from coming back at once (AWS
+	//     Architecture Blog, "Exponential Backoff and Jitter"): a restart
+	//     drops every stream at the same moment, and the first retries
+	//     spread over a second; during a long outage each node's attempts
+	//     drift apart by up to 2.5 s each time, so when the coordinator
+	//     returns N nodes arrive at about N/2.5 per second (10,000 nodes:
+	//     4,000 TLS handshakes a second) rather than in one burst;
+	//   - an attempt at a coordinator that is down costs one refused TCP
+	//     connect, so one every 2.5 s on average costs nothing.
 	backoffMin = time.Second
-	backoffMax = 30 * time.Second
+	backoffMax = 2500 * time.Millisecond
+	// refusedBackoffMax bounds the wait after a session that ended in a
+	// refusal (not of the node itself: see refusesNode): the coordinator
+	// is up and answered, and answers the same sooner or later, so such a
+	// node keeps backing off, up to 30 s, instead of retrying a refused
+	// session every few seconds.
+	refusedBackoffMax = 30 * time.Second
 	// pingInterval probes the stream so a dead coordinator (or a NAT that
 	// dropped the TCP flow) is noticed, and keeps the flow's NAT state; the
 	// node is the only end that pings (wire.StreamPing). pingTimeout bounds
@@ -66,7 +87,8 @@ type Handler interface {
 }
 
 // Backoff bounds the wait between reconnects: it starts at Min, doubles
-// after each attempt up to Max, and is back at Min once a session was
+// after each attempt up to Max (up to 30 s, or Max if larger, after a
+// session the coordinator refused), and is back at Min once a session was
 // welcomed. Each wait is jittered by ±50%.
 type Backoff struct {
 	Min, Max time.Duration
@@ -83,6 +105,34 @@ func (b Backoff) bounds() (lo, hi time.Duration) {
 		hi = backoffMax
 	}
 	return lo, max(hi, lo)
+}
+
+// waits is Run's schedule of waits between sessions.
+type waits struct {
+	lo, hi, wait time.Duration
+}
+
+func (b Backoff) waits() *waits {
+	lo, hi := b.bounds()
+	return &waits{lo: lo, hi: hi, wait: lo}
+}
+
+// next returns the wait after a session that was welcomed or not, and
+// ended in a refusal or not: a welcome (without a refusal) starts again
+// at Min, a refusal lets the wait grow to refusedBackoffMax (or Max if
+// larger), anything else to Max. The wait is drawn from [w/2, 3w/2).
+func (w *waits) next(welcomed, refused bool) time.Duration {
+	if welcomed && !refused {
+		w.wait = w.lo
+	}
+	limit := w.hi
+	if refused {
+		limit = max(w.hi, refusedBackoffMax)
+	}
+	w.wait = min(w.wait, limit)
+	d := rand.N(w.wait) + w.wait/2
+	w.wait = min(w.wait*2, limit)
+	return d
 }
 
 // Stats counts what the stream did with the messages given to Send;
@@ -117,7 +167,7 @@ type Stream struct {
 	CoordKey crypto.PublicKey
 	Log      *slog.Logger
 	// Backoff bounds the wait between reconnects; a zero field takes its
-	// default, one second and thirty seconds.
+	// default, one second and 2.5 seconds.
 	Backoff Backoff
 	// WriteTimeout bounds one message write; zero means 15 seconds.
 	WriteTimeout time.Duration
@@ -133,11 +183,10 @@ type Stream struct {
 // node itself (it was removed, or its key is not registered), which is
 // returned. Any other refusal, such as a bad_request about one message, is
 // logged at a bounded rate and the stream reconnects; a session that ended
-// in a refusal doesn't reset the backoff, so a node whose every session is
-// refused settles at one attempt per Backoff.Max.
+// in a refusal doesn't reset the backoff, and lets it grow to 30 s, so a
+// node whose every session is refused settles at one attempt per 30 s.
 func (s *Stream) Run(ctx context.Context, h Handler) error {
-	bmin, bmax := s.Backoff.bounds()
-	wait := bmin
+	waits := s.Backoff.waits()
 	var refusals refusalLog
 	for {
 		welcomed, err := s.session(ctx, h)
@@ -149,10 +198,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 			return err
 		}
 		h.OnDisconnect(err)
-		if welcomed && refused == nil {
-			wait = bmin
-		}
-		d := rand.N(wait) + wait/2 // jitter in [wait/2, 3*wait/2)
+		d := waits.next(welcomed, refused != nil)
 		if refused != nil {
 			refusals.log(s.Log, refused, d, time.Now())
 		} else {
@@ -165,7 +211,6 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 			return ctx.Err()
 		case <-t.C:
 		}
-		wait = min(wait*2, bmax)
 	}
 }
 

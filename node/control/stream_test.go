@@ -627,3 +627,57 @@ func (h *countingHandler) count(level slog.Level, msg string) int {
 	defer h.mu.Unlock()
 	return h.seen[level.String()+" "+msg]
 }
+
+// TestReconnectWaits: while the coordinator is unreachable no wait exceeds
+// 3.75 s (every node is back within 4 s of its return, however long the
+// outage), yet the waits stay spread (no herd); a refused session backs
+// off to 30 s, and a welcome starts again at the shortest wait.
+func TestReconnectWaits(t *testing.T) {
+	const sessions = 2000
+	longest := backoffMax * 3 / 2
+	tests := []struct {
+		name              string
+		welcomed, refused bool
+		wantLo, wantHi    time.Duration // bounds of every wait after the ramp
+		wantSpreadAtLeast time.Duration // max - min of those waits
+	}{
+		{"unreachable", false, false, backoffMax / 2, longest, backoffMax * 3 / 4},
+		{"welcomed then dropped", true, false, backoffMin / 2, backoffMin * 3 / 2, backoffMin * 3 / 4},
+		{"refused", false, true, refusedBackoffMax / 2, refusedBackoffMax * 3 / 2, refusedBackoffMax * 3 / 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			w := Backoff{}.waits()
+			lo, hi := time.Duration(1<<62), time.Duration(0)
+			for i := range sessions {
+				d := w.next(tt.welcomed, tt.refused)
+				if i < 10 { // the ramp
+					continue
+				}
+				lo, hi = min(lo, d), max(hi, d)
+			}
+			if lo < tt.wantLo || hi >= tt.wantHi {
+				t.Errorf("waits %v-%v, want within [%v, %v)", lo, hi, tt.wantLo, tt.wantHi)
+			}
+			if hi-lo < tt.wantSpreadAtLeast {
+				t.Errorf("waits spread over %v only (%v-%v), want at least %v: a fleet would come back at once", hi-lo, lo, hi, tt.wantSpreadAtLeast)
+			}
+		})
+	}
+	if longest > 4*time.Second {
+		t.Errorf("the longest wait while unreachable is %v: nodes would not be back within 5 s of the coordinator", longest)
+	}
+
+	// Refusals raise the wait; the next failure without one brings it
+	// back under Max, and a welcome back to Min.
+	w := Backoff{}.waits()
+	for range 10 {
+		w.next(false, true)
+	}
+	if d := w.next(false, false); d >= longest {
+		t.Errorf("wait after refusals then a failed connect = %v, want < %v", d, longest)
+	}
+	if d := w.next(true, false); d >= backoffMin*3/2 {
+		t.Errorf("wait after a welcomed session = %v, want < %v", d, backoffMin*3/2)
+	}
+}

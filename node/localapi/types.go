@@ -104,6 +104,20 @@ type NAT struct {
 type Coordinator struct {
 	URL       string `json:"url"`
 	Connected bool   `json:"connected"`
+	// CachedMap is set while the node runs from its cached peer map: it
+	// came up while no coordinator answered, and none has since.
+	CachedMap *CachedMap `json:"cached_map,omitempty"`
+}
+
+// CachedMap says which cached peer map the node runs from (RFC 3339 times,
+// UTC).
+type CachedMap struct {
+	// Since is when the node started running from it.
+	Since string `json:"since"`
+	// Updated is when the coordinator last changed the map: how old it is.
+	Updated string `json:"updated"`
+	// File is the cache's path.
+	File string `json:"file"`
 }
 
 // DNS is the resolver's state.
