@@ -19,7 +19,7 @@ func TestRuleset(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
 		mode         natMode
-		tcpFwd       []tcpForward
+		fwds         []forward
 		link         linkRules
 		onInternet   bool
 		want, reject []string
@@ -35,15 +35,23 @@ func TestRuleset(t *testing.T) {
 		}, []string{"random"}},
 		{"no UDP", modeNoUDP, nil, linkRules{}, true, []string{"meta l4proto udp counter drop", "masquerade"}, []string{"dnat"}},
 		{"open input", modeOpenInput, nil, linkRules{}, true, []string{`oifname "wan0" masquerade`, "policy drop", ispHop}, []string{"chain input", inputFilter, "random"}},
-		{"TCP port forward", modeMasquerade, []tcpForward{{port: 5201, to: netip.MustParseAddrPort("10.3.0.2:5201")}}, linkRules{}, true, []string{
+		{"TCP port forward", modeMasquerade, []forward{{port: 5201, to: netip.MustParseAddrPort("10.3.0.2:5201")}}, linkRules{}, true, []string{
 			`oifname "wan0" masquerade`,
 			`iifname "wan0" ip daddr 198.18.3.1 tcp dport 5201 dnat to 10.3.0.2:5201`,
+			"ct status dnat accept", inputFilter,
+		}, []string{"udp dport", "icmp"}},
+		{"TCP port and echo forward", modeMasquerade, []forward{
+			{port: 5201, to: netip.MustParseAddrPort("10.3.0.2:5201")},
+			{to: netip.MustParseAddrPort("10.3.0.2:0")},
+		}, linkRules{}, true, []string{
+			`iifname "wan0" ip daddr 198.18.3.1 tcp dport 5201 dnat to 10.3.0.2:5201`,
+			`iifname "wan0" ip daddr 198.18.3.1 icmp type echo-request dnat to 10.3.0.2` + "\n",
 			"ct status dnat accept", inputFilter,
 		}, []string{"udp dport"}},
 		{"behind a CGN", modeMasquerade, nil, linkRules{}, false, []string{`oifname "wan0" masquerade`, inputFilter}, []string{"chain isp", ispHop}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			checkRuleset(t, ruleset(tc.mode, wan, static, tc.tcpFwd, tc.link, tc.onInternet), tc.want, tc.reject)
+			checkRuleset(t, ruleset(tc.mode, wan, static, tc.fwds, tc.link, tc.onInternet), tc.want, tc.reject)
 		})
 	}
 }
