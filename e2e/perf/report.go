@@ -358,7 +358,8 @@ func (r *Report) Markdown(command string) string {
 	}
 	b.WriteString("- **meshnode**: a coordinator and two `meshnode up` nodes; measured once both report the direct path.\n")
 	if r.Nebula != "" {
-		fmt.Fprintf(&b, "- **Nebula** (`%s`): a CA, a lighthouse on a public host, punching on, an allow-all firewall.\n", r.Nebula)
+		fmt.Fprintf(&b, "- **Nebula** (`%s`): a CA, a lighthouse on a public host (with a TUN, so a node can ping it),\n"+
+			"  punching on, an allow-all firewall.\n", r.Nebula)
 	} else {
 		b.WriteString("- **Nebula**: not measured, no binary (set NEBULA_BIN).\n")
 	}
