@@ -1,11 +1,13 @@
 package netlab
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -412,7 +414,10 @@ conntrack v1.4.8 (conntrack-tools): 2 flow entries have been shown.
 // TestForwardTCP checks a router's port forward: closed before, then a
 // server behind the NAT answers on the WAN address and sees the client's
 // own address (no source translation inbound).
-func TestForwardTCP(t *testing.T) {
+// serverAndSite is a lab with a server on its internet and a
+// port-restricted site, removed when t ends, and a context for t.
+func serverAndSite(t *testing.T) (*Netns, *Site, context.Context) {
+	t.Helper()
 	l, srvNS := newTestLabWithServer(t)
 	ctx := testCtx(t)
 	site, err := l.AddSite(ctx, SiteConfig{Kind: PortRestricted})
@@ -420,6 +425,11 @@ func TestForwardTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { site.Close() })
+	return srvNS, site, ctx
+}
+
+func TestForwardTCP(t *testing.T) {
+	srvNS, site, ctx := serverAndSite(t)
 	host := site.Hosts[0]
 	var ln net.Listener
 	if err := host.NS.Do(func() (err error) {
@@ -458,4 +468,53 @@ func TestForwardTCP(t *testing.T) {
 	if got, want := (<-peers).Addr(), netip.MustParseAddr("198.18.0.1"); got != want {
 		t.Errorf("server behind the NAT saw %v, want the client's %v", got, want)
 	}
+}
+
+func TestForwardEcho(t *testing.T) {
+	srvNS, site, ctx := serverAndSite(t)
+	host := site.Hosts[0]
+	wan := site.Router.WAN()
+	if r, err := srvNS.Ping(ctx, wan, 1); err == nil {
+		t.Fatalf("%v answered a ping before any forward:\n%s", wan, r.Output)
+	}
+	before := echoReplies(ctx, t, host.NS)
+	if err := site.Router.ForwardEcho(ctx, host.Addr); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := srvNS.Ping(ctx, wan, 3); err != nil || r.Received != 3 {
+		t.Fatalf("ping %v through the forward: %+v, %v; want 3 replies", wan, r, err)
+	}
+	if got := echoReplies(ctx, t, host.NS) - before; got != 3 {
+		t.Errorf("the host behind the NAT sent %d echo replies, want the 3 (the router must not answer itself)", got)
+	}
+}
+
+// echoReplies is the ICMP echo replies n has sent (/proc/net/snmp is the
+// reading process's namespace's: Icmp's OutEchoReps).
+func echoReplies(ctx context.Context, t *testing.T, n *Netns) int {
+	t.Helper()
+	out, err := n.Exec(ctx, "cat", "/proc/net/snmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Icmp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		if i := slices.Index(names, "OutEchoReps"); i > 0 && i < len(f) {
+			v, err := strconv.Atoi(f[i])
+			if err != nil {
+				t.Fatalf("OutEchoReps %q: %v", f[i], err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no Icmp OutEchoReps in /proc/net/snmp:\n%s", out)
+	return 0
 }
