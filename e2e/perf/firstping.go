@@ -57,10 +57,10 @@ func parseReplyTime(out string) (time.Time, error) {
 }
 
 // firstNode brings a contender's first node of a pair up on host a,
-// named name, and waits until it has settled. second then starts a second
-// node named name on host b and returns how long after its start the
-// first reply to the first node's pings (every pingGap) came; down takes
-// the first node (and what it needs) away.
+// named name, and waits until it has settled. The second it returns
+// starts a second node on host b and returns how long after that start
+// the first reply to the first node's pings (every pingGap) came; down
+// takes the first node (and what it needs) away.
 type firstNode func(ctx context.Context, a *netlab.Host, name string) (second secondNode, down func(), err error)
 
 // secondNode is one run of a pair: see firstNode.
