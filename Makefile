@@ -70,9 +70,10 @@ natmatrix: build
 # stream through two NATs in namespaces over the raw path, stock
 # wireguard-go (built from the module proxy at go.mod's version), meshnode
 # and Nebula (when NEBULA_BIN exists), on the offload and the packet wire,
-# median of PERF_RUNS interleaved rounds of PERF_SECONDS each; then
-# meshnode's time to first ping on three NAT pairs. As root; about four
-# minutes. Prints the tables and writes them to bench/PERF.md.
+# median of PERF_RUNS interleaved rounds of PERF_SECONDS each, with each
+# contender's idle RTT (30 pings before each run); then meshnode's time to
+# first ping on three NAT pairs, and Nebula's on the cone pair. As root;
+# about five minutes. Prints the tables and writes them to bench/PERF.md.
 NEBULA_BIN   ?= $(abspath $(CURDIR)/../shared/peers/nebula)
 PERF_SECONDS ?= 5
 PERF_RUNS    ?= 3

@@ -115,7 +115,7 @@ type Router struct {
 	wan    netip.Prefix   // the current WAN address; invalid without IPv4
 	lan    netip.Prefix   // the router's address on its LAN; invalid without IPv4
 	static netip.AddrPort // modeStatic: the inside host's UDP port, mapped 1:1
-	tcpFwd []tcpForward   // port forwards added by ForwardTCP
+	fwds   []forward      // forwards added by ForwardTCP and ForwardEcho
 	link   linkRules
 	// With IPv6: the WAN address on the internet segment and the LAN
 	// prefix the router forwards to, through a stateful firewall.
@@ -156,7 +156,7 @@ func (r *Router) Ruleset() string {
 	defer r.mu.Unlock()
 	var rs string
 	if r.mode != modeNoIPv4 {
-		rs = ruleset(r.mode, r.wan.Addr(), r.static, r.tcpFwd, r.link, r.onInternet)
+		rs = ruleset(r.mode, r.wan.Addr(), r.static, r.fwds, r.link, r.onInternet)
 	}
 	if r.lan6.IsValid() {
 		rs += ruleset6(r.mode == modeNoUDP)
@@ -230,11 +230,19 @@ func filterChains(b *strings.Builder, f filter) {
 	b.WriteString("\t}\n")
 }
 
-// tcpForward is a TCP port on the router's WAN address forwarded to a host
-// behind it.
-type tcpForward struct {
+// forward is what arrives at the router's WAN address and goes on to a
+// host behind it: a TCP port, or with port 0 ICMP echo requests.
+type forward struct {
 	port uint16
 	to   netip.AddrPort
+}
+
+// rule is f's destination NAT, after the match on the WAN address.
+func (f forward) rule() string {
+	if f.port == 0 {
+		return fmt.Sprintf("icmp type echo-request dnat to %s", f.to.Addr())
+	}
+	return fmt.Sprintf("tcp dport %d dnat to %s", f.port, f.to)
 }
 
 // ForwardTCP forwards TCP port on the router's WAN address to a host
@@ -242,21 +250,34 @@ type tcpForward struct {
 // the rules: the way in for a server that doesn't punch (make perf's
 // iperf3 on the plain path through both NATs).
 func (r *Router) ForwardTCP(ctx context.Context, port uint16, to netip.AddrPort) error {
-	if r.mode == modeNoIPv4 || !to.Addr().Is4() {
-		return fmt.Errorf("forward TCP port %d to %v in %s: needs an IPv4 NAT and an IPv4 host", port, to, r.NS.Name)
+	return r.addForward(ctx, forward{port: port, to: to})
+}
+
+// ForwardEcho forwards ICMP echo requests to the router's WAN address to
+// host to (the router's input filter would drop them), and reloads the
+// rules: make perf pings the plain path's far host through the same
+// forward as its iperf3.
+func (r *Router) ForwardEcho(ctx context.Context, to netip.Addr) error {
+	return r.addForward(ctx, forward{to: netip.AddrPortFrom(to, 0)})
+}
+
+// addForward adds f to the router's forwards and reloads the rules.
+func (r *Router) addForward(ctx context.Context, f forward) error {
+	if r.mode == modeNoIPv4 || !f.to.Addr().Is4() {
+		return fmt.Errorf("forward %q in %s: needs an IPv4 NAT and an IPv4 host", f.rule(), r.NS.Name)
 	}
 	r.mu.Lock()
-	r.tcpFwd = append(r.tcpFwd, tcpForward{port: port, to: to})
+	r.fwds = append(r.fwds, f)
 	r.mu.Unlock()
 	return r.apply(ctx)
 }
 
 // ruleset renders a router's NAT and filter rules (filterChains): the
 // filtering is conntrack's, replies to flows the inside started from the
-// exact address and port (APDF), plus what a static mapping and the TCP
-// port forwards let in (EIF). onInternet adds the ISP's first hop in front
+// exact address and port (APDF), plus what a static mapping and the
+// forwards let in (EIF). onInternet adds the ISP's first hop in front
 // of the router.
-func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort, tcpFwd []tcpForward, link linkRules, onInternet bool) string {
+func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort, fwds []forward, link linkRules, onInternet bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "table ip %s {\n", nftTable)
 	if onInternet {
@@ -281,14 +302,14 @@ func ruleset(mode natMode, wan netip.Addr, static netip.AddrPort, tcpFwd []tcpFo
 		fmt.Fprintf(&b, "\t\toifname %q masquerade\n", wanIf)
 	}
 	b.WriteString("\t}\n")
-	dnatted := mode == modeStatic || len(tcpFwd) > 0
+	dnatted := mode == modeStatic || len(fwds) > 0
 	if dnatted {
 		b.WriteString("\tchain prerouting {\n\t\ttype nat hook prerouting priority dstnat; policy accept;\n")
 		if mode == modeStatic {
 			fmt.Fprintf(&b, "\t\tiifname %q ip daddr %s udp dport %d dnat to %s\n", wanIf, wan, static.Port(), static)
 		}
-		for _, f := range tcpFwd {
-			fmt.Fprintf(&b, "\t\tiifname %q ip daddr %s tcp dport %d dnat to %s\n", wanIf, wan, f.port, f.to)
+		for _, f := range fwds {
+			fmt.Fprintf(&b, "\t\tiifname %q ip daddr %s %s\n", wanIf, wan, f.rule())
 		}
 		b.WriteString("\t}\n")
 	}

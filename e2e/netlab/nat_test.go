@@ -1,11 +1,13 @@
 package netlab
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -19,7 +21,7 @@ func TestRuleset(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
 		mode         natMode
-		tcpFwd       []tcpForward
+		fwds         []forward
 		link         linkRules
 		onInternet   bool
 		want, reject []string
@@ -35,15 +37,23 @@ func TestRuleset(t *testing.T) {
 		}, []string{"random"}},
 		{"no UDP", modeNoUDP, nil, linkRules{}, true, []string{"meta l4proto udp counter drop", "masquerade"}, []string{"dnat"}},
 		{"open input", modeOpenInput, nil, linkRules{}, true, []string{`oifname "wan0" masquerade`, "policy drop", ispHop}, []string{"chain input", inputFilter, "random"}},
-		{"TCP port forward", modeMasquerade, []tcpForward{{port: 5201, to: netip.MustParseAddrPort("10.3.0.2:5201")}}, linkRules{}, true, []string{
+		{"TCP port forward", modeMasquerade, []forward{{port: 5201, to: netip.MustParseAddrPort("10.3.0.2:5201")}}, linkRules{}, true, []string{
 			`oifname "wan0" masquerade`,
 			`iifname "wan0" ip daddr 198.18.3.1 tcp dport 5201 dnat to 10.3.0.2:5201`,
+			"ct status dnat accept", inputFilter,
+		}, []string{"udp dport", "icmp"}},
+		{"TCP port and echo forward", modeMasquerade, []forward{
+			{port: 5201, to: netip.MustParseAddrPort("10.3.0.2:5201")},
+			{to: netip.MustParseAddrPort("10.3.0.2:0")},
+		}, linkRules{}, true, []string{
+			`iifname "wan0" ip daddr 198.18.3.1 tcp dport 5201 dnat to 10.3.0.2:5201`,
+			`iifname "wan0" ip daddr 198.18.3.1 icmp type echo-request dnat to 10.3.0.2` + "\n",
 			"ct status dnat accept", inputFilter,
 		}, []string{"udp dport"}},
 		{"behind a CGN", modeMasquerade, nil, linkRules{}, false, []string{`oifname "wan0" masquerade`, inputFilter}, []string{"chain isp", ispHop}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			checkRuleset(t, ruleset(tc.mode, wan, static, tc.tcpFwd, tc.link, tc.onInternet), tc.want, tc.reject)
+			checkRuleset(t, ruleset(tc.mode, wan, static, tc.fwds, tc.link, tc.onInternet), tc.want, tc.reject)
 		})
 	}
 }
@@ -404,7 +414,10 @@ conntrack v1.4.8 (conntrack-tools): 2 flow entries have been shown.
 // TestForwardTCP checks a router's port forward: closed before, then a
 // server behind the NAT answers on the WAN address and sees the client's
 // own address (no source translation inbound).
-func TestForwardTCP(t *testing.T) {
+// serverAndSite is a lab with a server on its internet and a
+// port-restricted site, removed when t ends, and a context for t.
+func serverAndSite(t *testing.T) (*Netns, *Site, context.Context) {
+	t.Helper()
 	l, srvNS := newTestLabWithServer(t)
 	ctx := testCtx(t)
 	site, err := l.AddSite(ctx, SiteConfig{Kind: PortRestricted})
@@ -412,6 +425,11 @@ func TestForwardTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { site.Close() })
+	return srvNS, site, ctx
+}
+
+func TestForwardTCP(t *testing.T) {
+	srvNS, site, ctx := serverAndSite(t)
 	host := site.Hosts[0]
 	var ln net.Listener
 	if err := host.NS.Do(func() (err error) {
@@ -450,4 +468,53 @@ func TestForwardTCP(t *testing.T) {
 	if got, want := (<-peers).Addr(), netip.MustParseAddr("198.18.0.1"); got != want {
 		t.Errorf("server behind the NAT saw %v, want the client's %v", got, want)
 	}
+}
+
+func TestForwardEcho(t *testing.T) {
+	srvNS, site, ctx := serverAndSite(t)
+	host := site.Hosts[0]
+	wan := site.Router.WAN()
+	if r, err := srvNS.Ping(ctx, wan, 1); err == nil {
+		t.Fatalf("%v answered a ping before any forward:\n%s", wan, r.Output)
+	}
+	before := echoReplies(ctx, t, host.NS)
+	if err := site.Router.ForwardEcho(ctx, host.Addr); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := srvNS.Ping(ctx, wan, 3); err != nil || r.Received != 3 {
+		t.Fatalf("ping %v through the forward: %+v, %v; want 3 replies", wan, r, err)
+	}
+	if got := echoReplies(ctx, t, host.NS) - before; got != 3 {
+		t.Errorf("the host behind the NAT sent %d echo replies, want the 3 (the router must not answer itself)", got)
+	}
+}
+
+// echoReplies is the ICMP echo replies n has sent (/proc/net/snmp is the
+// reading process's namespace's: Icmp's OutEchoReps).
+func echoReplies(ctx context.Context, t *testing.T, n *Netns) int {
+	t.Helper()
+	out, err := n.Exec(ctx, "cat", "/proc/net/snmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 || f[0] != "Icmp:" {
+			continue
+		}
+		if names == nil {
+			names = f
+			continue
+		}
+		if i := slices.Index(names, "OutEchoReps"); i > 0 && i < len(f) {
+			v, err := strconv.Atoi(f[i])
+			if err != nil {
+				t.Fatalf("OutEchoReps %q: %v", f[i], err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("no Icmp OutEchoReps in /proc/net/snmp:\n%s", out)
+	return 0
 }

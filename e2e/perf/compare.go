@@ -115,12 +115,19 @@ func Compare(ctx context.Context, env Env, plan Plan) (*Report, error) {
 				return nil, err
 			}
 			for _, c := range cs {
+				// The idle RTT first: never while iperf3 loads the path.
+				rtt, err := idleRTT(ctx, c.client.NS, env.Lab.Tools().Ping, c.target)
+				if err != nil {
+					c.row.Errs = append(c.row.Errs, fmt.Sprintf("round %d, %s, idle RTT: %v", r+1, w, err))
+				} else {
+					c.row.RTTs[w] = append(c.row.RTTs[w], rtt)
+				}
 				s, err := measure(ctx, tl.iperf3, c, plan.Seconds)
 				if err != nil {
 					c.row.Errs = append(c.row.Errs, fmt.Sprintf("round %d, %s: %v", r+1, w, err))
 					continue
 				}
-				env.Logf("round %d, %s, %s: %.0f Mbit/s, CPU %.0f%%", r+1, w, c.row.Name, s.Mbps, s.CPU)
+				env.Logf("round %d, %s, %s: %.0f Mbit/s, CPU %.0f%%, idle RTT %v", r+1, w, c.row.Name, s.Mbps, s.CPU, rtt)
 				c.row.Samples[w] = append(c.row.Samples[w], s)
 			}
 		}
@@ -130,8 +137,13 @@ func Compare(ctx context.Context, env Env, plan Plan) (*Report, error) {
 	}
 	cleanup()
 	for k, p := range plan.Pairs {
-		row := measurePair(ctx, env, k, p, plan.PairRuns)
-		env.Logf("time to first ping, %s: %v %v", p.Name, row.Times, row.Errs)
+		row := &PingRow{Pair: p, Meshnode: measurePair(ctx, env, p, plan.PairRuns, fmt.Sprintf("fp%d", k), meshnodeFirst(env))}
+		env.Logf("time to first ping, %s: %v %v", p.Name, row.Meshnode.Times, row.Meshnode.Errs)
+		if p.Nebula && plan.Nebula != nil {
+			fp := measurePair(ctx, env, p, plan.PairRuns, fmt.Sprintf("nfp%d", k), nebulaFirst(env, *plan.Nebula))
+			env.Logf("time to first ping (Nebula), %s: %v %v", p.Name, fp.Times, fp.Errs)
+			row.Nebula = &fp
+		}
 		rep.Pings = append(rep.Pings, row)
 	}
 	return rep, nil
@@ -149,6 +161,9 @@ func setUp(ctx context.Context, env Env, tl tools, plan Plan, rep *Report, sa, s
 		rep.Rows = append(rep.Rows, row)
 		env.Logf("setting up %s", row.Name)
 		c, down, err := setup(i)
+		if down != nil {
+			downs = append(downs, down)
+		}
 		if err == nil {
 			c.client = sa.Hosts[i]
 			err = startIperfServer(ctx, tl.iperf3, sb.Hosts[i].NS, fmt.Sprintf("iperf3-server-%d", i))
@@ -159,9 +174,6 @@ func setUp(ctx context.Context, env Env, tl tools, plan Plan, rep *Report, sa, s
 		}
 		c.row = row
 		cs = append(cs, c)
-		if down != nil {
-			downs = append(downs, down)
-		}
 	}
 	add(&Row{Kind: kindRaw, Name: "raw path, no tunnel"}, func(i int) (contender, func(), error) {
 		return setUpRaw(ctx, sb, i)
@@ -234,11 +246,15 @@ func pollWhile(ctx context.Context, p *netlab.Proc, cond func(context.Context) e
 	})
 }
 
-// setUpRaw forwards iperf3's port on site b's router to its i-th host:
-// the plain path through both NATs.
+// setUpRaw forwards iperf3's port and ICMP echo requests (the idle RTT's
+// pings) on site b's router to its i-th host: the plain path through both
+// NATs.
 func setUpRaw(ctx context.Context, b *netlab.Site, i int) (contender, func(), error) {
 	h := b.Hosts[i]
 	if err := b.Router.ForwardTCP(ctx, iperfPort, netip.AddrPortFrom(h.Addr, iperfPort)); err != nil {
+		return contender{}, nil, err
+	}
+	if err := b.Router.ForwardEcho(ctx, h.Addr); err != nil {
 		return contender{}, nil, err
 	}
 	return contender{target: b.Router.WAN()}, nil, nil

@@ -6,9 +6,10 @@
 // would then run inside it. The contenders:
 //
 //   - the raw path, no tunnel: iperf3 from host A to router B's public
-//     address, which forwards the port to host B (a home router's port
-//     forward: a plain server can't punch, and this keeps both NATs on
-//     the path, as for every tunnel);
+//     address, which forwards the port (and ICMP echo requests, for the
+//     idle RTT) to host B (a home router's port forward: a plain server
+//     can't punch, and this keeps both NATs on the path, as for every
+//     tunnel);
 //   - stock wireguard-go, the upstream module at the version in go.mod
 //     (go.mod replaces it with third_party/wireguard-go; this one is built
 //     outside the module, from the module proxy, into a temporary
@@ -21,6 +22,11 @@
 //     up` nodes, MTU 1420), once both nodes report the direct path;
 //   - Nebula, when its binary is at hand (NEBULA_BIN): a CA, two hosts and
 //     a lighthouse on a public host, MTU 1300, an allow-all firewall.
+//
+// Before each iperf3 run, the same client pings the same target 30 times,
+// 10 ms apart, over the contender's path: the median is the idle
+// round-trip time, and the latency table shows each contender's overhead
+// over the raw path and that overhead over stock wireguard-go's.
 //
 // Every contender runs on both wires: the "offload wire" keeps veth's
 // defaults (UDP segmentation offload, GRO), the "packet wire" turns off
@@ -35,7 +41,11 @@
 // node is up and has learned its public address; the clock starts when
 // the second node starts, and a ping loop from the first node (an echo
 // every 50 ms, from the moment the second node has its overlay address)
-// runs until the first reply.
+// runs until the first reply. Nebula is timed the same way on the cone
+// pair (it has no relay here for the others): a mesh of its own with a
+// lighthouse on a public site; the first node is up and has reached the
+// lighthouse; each run starts a second node on a new site with its own
+// certificate and address, and the first node pings it from its start.
 //
 // Environment:
 //

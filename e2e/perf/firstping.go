@@ -56,15 +56,25 @@ func parseReplyTime(out string) (time.Time, error) {
 	return time.Unix(sec, ns), nil
 }
 
-// measurePair measures meshnode's time to first ping on one NAT pair,
-// runs times: the first node comes up and settles (waitSettled: its NAT
-// must pass UDP) and stays up; each run starts a second node on a new
-// site, and takes it down and its site away after.
-func measurePair(ctx context.Context, env Env, k int, p Pair, runs int) *PingRow {
-	row := &PingRow{Pair: p}
-	fail := func(err error) *PingRow {
-		row.Errs = append(row.Errs, err.Error())
-		return row
+// firstNode brings a contender's first node of a pair up on host a,
+// named name, and waits until it has settled. The second it returns
+// starts a second node on host b and returns how long after that start
+// the first reply to the first node's pings (every pingGap) came; down
+// takes the first node (and what it needs) away.
+type firstNode func(ctx context.Context, a *netlab.Host, name string) (second secondNode, down func(), err error)
+
+// secondNode is one run of a pair: see firstNode.
+type secondNode func(ctx context.Context, b *netlab.Host, name string) (time.Duration, error)
+
+// measurePair measures a contender's time to first ping on one NAT pair,
+// runs times: the first node (named prefix+"a") comes up behind a site of
+// p.First and stays up; each run starts a second node (prefix+"b"+run)
+// behind a new site of p.Second, which goes away after the run.
+func measurePair(ctx context.Context, env Env, p Pair, runs int, prefix string, first firstNode) FirstPings {
+	var fp FirstPings
+	fail := func(err error) FirstPings {
+		fp.Errs = append(fp.Errs, err.Error())
+		return fp
 	}
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
@@ -72,24 +82,71 @@ func measurePair(ctx context.Context, env Env, k int, p Pair, runs int) *PingRow
 	if err != nil {
 		return fail(err)
 	}
-	defer sa.Close()
-	a, err := env.Lab.StartNode(sctx, sa.Hosts[0], netlab.NodeConfig{Name: fmt.Sprintf("fp%da", k), Token: env.Token})
+	defer env.closeSite(sa)
+	second, down, err := first(ctx, sa.Hosts[0], prefix+"a")
 	if err != nil {
 		return fail(err)
 	}
-	defer env.leave(a)
-	if err := waitSettled(ctx, a); err != nil {
-		return fail(err)
-	}
+	defer down()
 	for r := range runs {
-		d, err := firstPingRun(ctx, env, a, fmt.Sprintf("fp%db%d", k, r), p.Second)
+		d, err := pairRun(ctx, env, p.Second, fmt.Sprintf("%sb%d", prefix, r), second)
 		if err != nil {
-			row.Errs = append(row.Errs, fmt.Sprintf("run %d: %v", r+1, err))
+			fp.Errs = append(fp.Errs, fmt.Sprintf("run %d: %v", r+1, err))
 			continue
 		}
-		row.Times = append(row.Times, d)
+		fp.Times = append(fp.Times, d)
 	}
-	return row
+	return fp
+}
+
+// pairRun runs second on a new site of kind, removed after.
+func pairRun(ctx context.Context, env Env, kind netlab.Kind, name string, second secondNode) (time.Duration, error) {
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	sb, err := env.Lab.AddSite(sctx, netlab.SiteConfig{Kind: kind})
+	if err != nil {
+		return 0, err
+	}
+	defer env.closeSite(sb)
+	return second(ctx, sb.Hosts[0], name)
+}
+
+// meshnodeFirst is meshnode's first node: up and settled (waitSettled:
+// its NAT must pass UDP). Each second node leaves the coordinator after
+// its run.
+func meshnodeFirst(env Env) firstNode {
+	return func(ctx context.Context, h *netlab.Host, name string) (secondNode, func(), error) {
+		sctx, cancel := context.WithTimeout(ctx, startTimeout)
+		defer cancel()
+		a, err := env.Lab.StartNode(sctx, h, netlab.NodeConfig{Name: name, Token: env.Token})
+		if err != nil {
+			return nil, nil, err
+		}
+		if err := waitSettled(ctx, a); err != nil {
+			env.leave(a)
+			return nil, nil, err
+		}
+		second := func(ctx context.Context, h *netlab.Host, name string) (time.Duration, error) {
+			sctx, cancel := context.WithTimeout(ctx, startTimeout)
+			defer cancel()
+			start := time.Now()
+			b, err := env.Lab.StartNode(sctx, h, netlab.NodeConfig{Name: name, Token: env.Token})
+			if err != nil {
+				return 0, err
+			}
+			defer env.leave(b)
+			st, err := b.Status(sctx)
+			if err != nil {
+				return 0, err
+			}
+			reply, err := firstReply(ctx, a.Host.NS, env.Lab.Tools().Ping, st.Me().V4())
+			if err != nil {
+				return 0, err
+			}
+			return reply.Sub(start), nil
+		}
+		return second, func() { env.leave(a) }, nil
+	}
 }
 
 // waitSettled polls until n is connected to the coordinator and knows
@@ -106,31 +163,4 @@ func waitSettled(ctx context.Context, n *netlab.Node) error {
 		}
 		return nil
 	})
-}
-
-// firstPingRun starts a node named name behind a new site of kind and
-// returns how long after its start the first ping from a came back.
-func firstPingRun(ctx context.Context, env Env, a *netlab.Node, name string, kind netlab.Kind) (time.Duration, error) {
-	sctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	sb, err := env.Lab.AddSite(sctx, netlab.SiteConfig{Kind: kind})
-	if err != nil {
-		return 0, err
-	}
-	defer sb.Close()
-	start := time.Now()
-	b, err := env.Lab.StartNode(sctx, sb.Hosts[0], netlab.NodeConfig{Name: name, Token: env.Token})
-	if err != nil {
-		return 0, err
-	}
-	defer env.leave(b)
-	st, err := b.Status(sctx)
-	if err != nil {
-		return 0, err
-	}
-	reply, err := firstReply(ctx, a.Host.NS, env.Lab.Tools().Ping, st.Me().V4())
-	if err != nil {
-		return 0, err
-	}
-	return reply.Sub(start), nil
 }

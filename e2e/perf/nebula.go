@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 
@@ -19,68 +20,191 @@ const (
 	nebulaMTU  = 1300
 )
 
-// nebulaNet is Nebula's overlay: the lighthouse is .1, host A .2, host B
-// .3. Away from the lab's LANs, meshnode's overlay and wgNet.
+// nebulaNet is Nebula's overlay: the lighthouse is .1, the nodes follow
+// in the order they join. Away from the lab's LANs, meshnode's overlay and
+// wgNet.
 var nebulaNet = netip.MustParsePrefix("172.16.100.0/24")
 
-// nebulaHost is one Nebula instance of the comparison.
+// nebulaHost is one Nebula instance's name and role, for its config.
 type nebulaHost struct {
 	name       string
-	host       *netlab.Host
 	lighthouse bool
 }
 
-// setUpNebula makes a CA and a certificate for each host, starts a
-// lighthouse on a new public site and Nebula on both hosts, and waits
-// until a ping crosses (Nebula has no relay here: a reply means the
-// punched direct path).
-func setUpNebula(ctx context.Context, env Env, bins NebulaBins, a, b *netlab.Host) (contender, func(), error) {
+// nebulaMesh is one Nebula network: a CA, a lighthouse on a public site of
+// its own, and the nodes that join it, each with its own certificate and
+// the next address on nebulaNet. The throughput setup and the time to
+// first ping each build one.
+type nebulaMesh struct {
+	bins NebulaBins
+	name string // names the directory and the processes' logs
+	dir  string
+	pub  *netlab.Site
+	lh   netip.AddrPort // the lighthouse's underlay address
+	next int            // the next node's index on nebulaNet
+}
+
+// nebulaNode is a node with its certificate signed and its config written,
+// ready to start.
+type nebulaNode struct {
+	name, config string
+	addr         netip.Addr
+}
+
+// newNebulaMesh makes a CA in the lab's directory name, and starts the
+// lighthouse (nebulaAddr(0)) on a new public site and waits for its TUN.
+func newNebulaMesh(ctx context.Context, env Env, bins NebulaBins, name string) (*nebulaMesh, error) {
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	pub, err := env.Lab.AddSite(sctx, netlab.SiteConfig{Kind: netlab.Public})
 	if err != nil {
-		return contender{}, nil, err
+		return nil, err
 	}
-	dir := filepath.Join(env.Lab.Dir(), "nebula")
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return contender{}, nil, err
+	m := &nebulaMesh{
+		bins: bins, name: name, dir: filepath.Join(env.Lab.Dir(), name),
+		pub: pub, lh: netip.AddrPortFrom(pub.Hosts[0].Addr, nebulaPort),
 	}
-	if err := nebulaCert(sctx, bins.Cert, dir, "ca", "-name", "perf", "-out-crt", "ca.crt", "-out-key", "ca.key"); err != nil {
-		return contender{}, nil, err
-	}
-	lh := netip.AddrPortFrom(pub.Hosts[0].Addr, nebulaPort)
-	hosts := []nebulaHost{{"lighthouse", pub.Hosts[0], true}, {"a", a, false}, {"b", b, false}}
-	var procs []*netlab.Proc
-	for i, h := range hosts {
-		addr := nebulaAddr(i)
-		if err := nebulaCert(sctx, bins.Cert, dir, "sign", "-ca-crt", "ca.crt", "-ca-key", "ca.key", "-name", h.name,
-			"-networks", netip.PrefixFrom(addr, nebulaNet.Bits()).String(), "-out-crt", h.name+".crt", "-out-key", h.name+".key"); err != nil {
-			return contender{}, nil, err
+	err = func() error {
+		if err := os.MkdirAll(m.dir, 0o700); err != nil {
+			return err
 		}
-		cfg, err := nebulaConfig(dir, h, lh)
+		if err := nebulaCert(sctx, bins.Cert, m.dir, "ca", "-name", name, "-out-crt", "ca.crt", "-out-key", "ca.key"); err != nil {
+			return err
+		}
+		lh, err := m.join(sctx, "lighthouse", true)
 		if err != nil {
-			return contender{}, nil, err
+			return err
 		}
-		path := filepath.Join(dir, h.name+".yaml")
-		if err := os.WriteFile(path, cfg, 0o600); err != nil {
-			return contender{}, nil, err
-		}
-		p, err := h.host.NS.Start("nebula-"+h.name, bins.Nebula, "-config", path)
-		if err != nil {
-			return contender{}, nil, err
-		}
-		if h.lighthouse {
-			continue
-		}
-		procs = append(procs, p)
-		if err := waitAddr(ctx, h.host.NS, p, addr); err != nil {
-			return contender{}, nil, err
-		}
+		_, err = m.up(ctx, lh, pub.Hosts[0])
+		return err
+	}()
+	if err != nil {
+		env.closeSite(pub)
+		return nil, err
 	}
-	if _, err := firstReply(ctx, a.NS, env.Lab.Tools().Ping, nebulaAddr(2)); err != nil {
+	return m, nil
+}
+
+// close removes the lighthouse's site.
+func (m *nebulaMesh) close(env Env) { env.closeSite(m.pub) }
+
+// join signs a certificate for a node named name at the mesh's next
+// address and writes its config.
+func (m *nebulaMesh) join(ctx context.Context, name string, lighthouse bool) (nebulaNode, error) {
+	if m.next >= 1<<(32-nebulaNet.Bits())-2 {
+		return nebulaNode{}, fmt.Errorf("nebula mesh %s: no address left on %v for %s", m.name, nebulaNet, name)
+	}
+	n := nebulaNode{name: name, addr: nebulaAddr(m.next), config: filepath.Join(m.dir, name+".yaml")}
+	m.next++
+	if err := nebulaCert(ctx, m.bins.Cert, m.dir, "sign", "-ca-crt", "ca.crt", "-ca-key", "ca.key", "-name", name,
+		"-networks", netip.PrefixFrom(n.addr, nebulaNet.Bits()).String(), "-out-crt", name+".crt", "-out-key", name+".key"); err != nil {
+		return nebulaNode{}, err
+	}
+	cfg, err := nebulaConfig(m.dir, nebulaHost{name, lighthouse}, m.lh)
+	if err != nil {
+		return nebulaNode{}, err
+	}
+	return n, os.WriteFile(n.config, cfg, 0o600)
+}
+
+// start runs n's Nebula on h.
+func (m *nebulaMesh) start(n nebulaNode, h *netlab.Host) (*netlab.Proc, error) {
+	return h.NS.Start("nebula-"+m.name+"-"+n.name, m.bins.Nebula, "-config", n.config)
+}
+
+// up starts n on h and waits until its TUN has its address.
+func (m *nebulaMesh) up(ctx context.Context, n nebulaNode, h *netlab.Host) (*netlab.Proc, error) {
+	p, err := m.start(n, h)
+	if err != nil {
+		return nil, err
+	}
+	return p, waitAddr(ctx, h.NS, p, n.addr)
+}
+
+// setUpNebula builds a Nebula mesh, brings up a node on each host, and
+// waits until a ping crosses (Nebula has no relay here: a reply means the
+// punched direct path). down removes the lighthouse.
+func setUpNebula(ctx context.Context, env Env, bins NebulaBins, a, b *netlab.Host) (contender, func(), error) {
+	m, err := newNebulaMesh(ctx, env, bins, "nebula")
+	if err != nil {
 		return contender{}, nil, err
 	}
-	return contender{target: nebulaAddr(2), procs: procs}, nil, nil
+	c, err := func() (contender, error) {
+		sctx, cancel := context.WithTimeout(ctx, startTimeout)
+		defer cancel()
+		var c contender
+		for _, h := range []struct {
+			name string
+			host *netlab.Host
+		}{{"a", a}, {"b", b}} {
+			n, err := m.join(sctx, h.name, false)
+			if err != nil {
+				return c, err
+			}
+			p, err := m.up(ctx, n, h.host)
+			if err != nil {
+				return c, err
+			}
+			c.procs, c.target = append(c.procs, p), n.addr
+		}
+		_, err := firstReply(ctx, a.NS, env.Lab.Tools().Ping, c.target)
+		return c, err
+	}()
+	if err != nil {
+		m.close(env)
+		return contender{}, nil, err
+	}
+	return c, func() { m.close(env) }, nil
+}
+
+// nebulaFirst is Nebula's first node of a time-to-first-ping pair: a mesh
+// of its own, the node up and settled (a ping to the lighthouse's Nebula
+// address answered: its handshake with the lighthouse is done and its
+// address reported). Each second node joins with its own certificate and
+// address, signed before the clock starts; the first node pings it from
+// the moment it starts (its address is in its certificate).
+func nebulaFirst(env Env, bins NebulaBins) firstNode {
+	return func(ctx context.Context, h *netlab.Host, name string) (secondNode, func(), error) {
+		m, err := newNebulaMesh(ctx, env, bins, "nebula-"+name)
+		if err != nil {
+			return nil, nil, err
+		}
+		err = func() error {
+			sctx, cancel := context.WithTimeout(ctx, startTimeout)
+			defer cancel()
+			a, err := m.join(sctx, name, false)
+			if err != nil {
+				return err
+			}
+			if _, err := m.up(ctx, a, h); err != nil {
+				return err
+			}
+			_, err = firstReply(ctx, h.NS, env.Lab.Tools().Ping, nebulaAddr(0))
+			return err
+		}()
+		if err != nil {
+			m.close(env)
+			return nil, nil, err
+		}
+		second := func(ctx context.Context, hb *netlab.Host, name string) (time.Duration, error) {
+			sctx, cancel := context.WithTimeout(ctx, startTimeout)
+			defer cancel()
+			b, err := m.join(sctx, name, false)
+			if err != nil {
+				return 0, err
+			}
+			start := time.Now()
+			if _, err := m.start(b, hb); err != nil {
+				return 0, err
+			}
+			reply, err := firstReply(ctx, h.NS, env.Lab.Tools().Ping, b.addr)
+			if err != nil {
+				return 0, err
+			}
+			return reply.Sub(start), nil
+		}
+		return second, func() { m.close(env) }, nil
+	}
 }
 
 // waitAddr polls until addr is on an interface in n: Nebula brings its
@@ -116,15 +240,14 @@ func nebulaCert(ctx context.Context, bin, dir string, args ...string) error {
 }
 
 // nebulaConfig is h's config: its certificate, the lighthouse at lh
-// (nebulaAddr(0)), punching on, the TUN at nebulaMTU (none on the
-// lighthouse) and a firewall that allows everything.
+// (nebulaAddr(0)), punching on, the TUN at nebulaMTU (the lighthouse's
+// too, so a node can ping it to learn it is registered) and a firewall
+// that allows everything.
 func nebulaConfig(dir string, h nebulaHost, lh netip.AddrPort) ([]byte, error) {
 	allowAll := []map[string]string{{"port": "any", "proto": "any", "host": "any"}}
 	lighthouses := []string{nebulaAddr(0).String()}
-	tun := map[string]any{"dev": "nebula1", "mtu": nebulaMTU}
 	if h.lighthouse {
 		lighthouses = []string{}
-		tun = map[string]any{"disabled": true}
 	}
 	return yaml.Marshal(map[string]any{
 		"pki": map[string]string{
@@ -136,7 +259,7 @@ func nebulaConfig(dir string, h nebulaHost, lh netip.AddrPort) ([]byte, error) {
 		"lighthouse":      map[string]any{"am_lighthouse": h.lighthouse, "interval": 60, "hosts": lighthouses},
 		"listen":          map[string]any{"host": "0.0.0.0", "port": nebulaPort},
 		"punchy":          map[string]any{"punch": true, "respond": true},
-		"tun":             tun,
+		"tun":             map[string]any{"dev": "nebula1", "mtu": nebulaMTU},
 		"logging":         map[string]string{"level": "info"},
 		"firewall":        map[string]any{"outbound": allowAll, "inbound": allowAll},
 	})

@@ -81,6 +81,49 @@ func TestParseReplyTime(t *testing.T) {
 	}
 }
 
+func TestParseRTTs(t *testing.T) {
+	for _, tc := range []struct {
+		name, out string
+		want      []time.Duration
+	}{
+		{"every reply", "PING 198.18.1.1 (198.18.1.1) 56(84) bytes of data.\n" +
+			"64 bytes from 198.18.1.1: icmp_seq=1 ttl=63 time=0.046 ms\n" +
+			"64 bytes from 198.18.1.1: icmp_seq=2 ttl=63 time=0.040 ms\n" +
+			"64 bytes from 198.18.1.1: icmp_seq=3 ttl=63 time=0.044 ms\n\n" +
+			"--- 198.18.1.1 ping statistics ---\n3 packets transmitted, 3 received, 0% packet loss, time 65ms\n" +
+			"rtt min/avg/max/mdev = 0.040/0.043/0.046/0.002 ms\n", rtts(46, 40, 44)},
+		{"slow paths print fewer decimals", "PING 100.88.0.3 (100.88.0.3) 56(84) bytes of data.\n" +
+			"64 bytes from 100.88.0.3: icmp_seq=1 ttl=64 time=1.52 ms\n" +
+			"64 bytes from 100.88.0.3: icmp_seq=2 ttl=64 time=12.3 ms\n" +
+			"64 bytes from 100.88.0.3: icmp_seq=3 ttl=64 time=123 ms\n", rtts(1520, 12300, 123000)},
+		{"lost echoes and a duplicate", "PING 172.16.99.2 (172.16.99.2) 56(84) bytes of data.\n" +
+			"64 bytes from 172.16.99.2: icmp_seq=2 ttl=64 time=0.210 ms\n" +
+			"64 bytes from 172.16.99.2: icmp_seq=2 ttl=64 time=0.250 ms (DUP!)\n" +
+			"64 bytes from 172.16.99.2: icmp_seq=4 ttl=64 time=0.198 ms\n\n" +
+			"--- 172.16.99.2 ping statistics ---\n4 packets transmitted, 2 received, +1 duplicates, 50% packet loss, time 31ms\n", rtts(210, 198)},
+		{"with -D timestamps", "PING 127.0.0.1 (127.0.0.1) 56(84) bytes of data.\n" +
+			"[1796031229.947426] 64 bytes from 127.0.0.1: icmp_seq=1 ttl=64 time=0.050 ms\n" +
+			"[1796031229.953851] 64 bytes from 127.0.0.1: icmp_seq=2 ttl=64 time=0.043 ms\n", rtts(50, 43)},
+		{"no reply", "PING 172.16.100.3 (172.16.100.3) 56(84) bytes of data.\n\n" +
+			"--- 172.16.100.3 ping statistics ---\n30 packets transmitted, 0 received, 100% packet loss, time 9999ms\n", nil},
+		{"unreachable", "PING 198.18.1.1 (198.18.1.1) 56(84) bytes of data.\n" +
+			"From 10.1.0.1 icmp_seq=1 Destination Host Unreachable\n", nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := parseRTTs(tc.out)
+			if tc.want == nil {
+				if err == nil {
+					t.Fatalf("parseRTTs = %v; want an error", got)
+				}
+				return
+			}
+			if err != nil || !slices.Equal(got, tc.want) {
+				t.Fatalf("parseRTTs = %v, %v; want %v", got, err, tc.want)
+			}
+		})
+	}
+}
+
 func TestParseLinks(t *testing.T) {
 	got, err := parseLinks(`[{"ifindex":2,"link_netnsid":0,"ifname":"eth0","flags":["UP"]},{"ifindex":3,"ifname":"h1","master":"lan0"}]`)
 	if err != nil || !slices.Equal(got, []string{"eth0", "h1"}) {
@@ -129,12 +172,11 @@ func TestReadErrno(t *testing.T) {
 func TestNebulaConfig(t *testing.T) {
 	lh := netip.MustParseAddrPort("198.18.3.10:4242")
 	for _, tc := range []struct {
-		h          nebulaHost
-		wantHosts  []string
-		wantTUNDev string
+		h         nebulaHost
+		wantHosts []string
 	}{
-		{nebulaHost{name: "a"}, []string{"172.16.100.1"}, "nebula1"},
-		{nebulaHost{name: "lighthouse", lighthouse: true}, nil, ""},
+		{nebulaHost{name: "a"}, []string{"172.16.100.1"}},
+		{nebulaHost{name: "lighthouse", lighthouse: true}, nil},
 	} {
 		b, err := nebulaConfig("/d", tc.h, lh)
 		if err != nil {
@@ -166,7 +208,7 @@ func TestNebulaConfig(t *testing.T) {
 		if cfg.Lighthouse.AmLighthouse != tc.h.lighthouse || !slices.Equal(cfg.Lighthouse.Hosts, tc.wantHosts) {
 			t.Errorf("%s's lighthouse section %+v", tc.h.name, cfg.Lighthouse)
 		}
-		if cfg.TUN.Dev != tc.wantTUNDev || cfg.TUN.Disabled != tc.h.lighthouse || !tc.h.lighthouse && cfg.TUN.MTU != 1300 {
+		if cfg.TUN.Dev != "nebula1" || cfg.TUN.Disabled || cfg.TUN.MTU != 1300 {
 			t.Errorf("%s's tun %+v", tc.h.name, cfg.TUN)
 		}
 		if len(cfg.Firewall.Inbound) != 1 || cfg.Firewall.Inbound[0]["host"] != "any" || len(cfg.Firewall.Outbound) != 1 {

@@ -32,6 +32,9 @@ type NebulaBins struct{ Nebula, Cert string }
 type Pair struct {
 	Name          string
 	First, Second netlab.Kind
+	// Nebula measures Nebula on the pair too (when the plan has it): on
+	// the cone pair only, as Nebula has no relay here.
+	Nebula bool
 }
 
 // Pairs are the pairs `make perf` measures: a quiet cone pair, a symmetric
@@ -40,9 +43,9 @@ type Pair struct {
 // it is the newcomer's discovery that the clock measures.
 func Pairs() []Pair {
 	return []Pair{
-		{"cone-cone", netlab.PortRestricted, netlab.PortRestricted},
-		{"symmetric-cone", netlab.PortRestricted, netlab.Symmetric},
-		{"UDP-blocked-cone", netlab.PortRestricted, netlab.UDPBlocked},
+		{"cone-cone", netlab.PortRestricted, netlab.PortRestricted, true},
+		{"symmetric-cone", netlab.PortRestricted, netlab.Symmetric, false},
+		{"UDP-blocked-cone", netlab.PortRestricted, netlab.UDPBlocked, false},
 	}
 }
 

@@ -23,14 +23,25 @@ type Row struct {
 	Kind    kind
 	Name    string
 	Samples [2][]Sample // by wire
-	Errs    []string
+	// RTTs are the idle round-trip times by wire, one a round: the median
+	// of that round's echoes.
+	RTTs [2][]time.Duration
+	Errs []string
 }
 
-// PingRow is one NAT pair's times to first ping.
-type PingRow struct {
-	Pair  Pair
+// FirstPings are one contender's times to first ping on one NAT pair, and
+// the runs that failed.
+type FirstPings struct {
 	Times []time.Duration
 	Errs  []string
+}
+
+// PingRow is one NAT pair's times to first ping: meshnode's, and Nebula's
+// when it was measured on the pair (nil otherwise).
+type PingRow struct {
+	Pair     Pair
+	Meshnode FirstPings
+	Nebula   *FirstPings
 }
 
 // Report is one comparison's results and the conditions they were
@@ -71,8 +82,13 @@ func (r *Report) Failures() []string {
 		}
 	}
 	for _, p := range r.Pings {
-		for _, e := range p.Errs {
+		for _, e := range p.Meshnode.Errs {
 			out = append(out, "time to first ping, "+p.Pair.Name+": "+e)
+		}
+		if p.Nebula != nil {
+			for _, e := range p.Nebula.Errs {
+				out = append(out, "time to first ping (Nebula), "+p.Pair.Name+": "+e)
+			}
 		}
 	}
 	return out
@@ -103,6 +119,24 @@ func (row *Row) medians(w wire) (mbps, cpu float64) {
 		}
 	}
 	return median(rates), median(cpus)
+}
+
+// durationMedian is the middle of ds; NaN for none.
+func durationMedian(ds []time.Duration) float64 {
+	xs := make([]float64, len(ds))
+	for i, d := range ds {
+		xs[i] = float64(d)
+	}
+	return median(xs)
+}
+
+// overhead is row's median idle RTT on wire w minus raw's, in
+// nanoseconds; NaN when either is missing.
+func overhead(row, raw *Row, w wire) float64 {
+	if row == nil || raw == nil {
+		return math.NaN()
+	}
+	return durationMedian(row.RTTs[w]) - durationMedian(raw.RTTs[w])
 }
 
 // find returns the row of kind k, or nil.
@@ -152,24 +186,63 @@ func percent(x float64) string {
 	return fmt.Sprintf("%.0f %%", x)
 }
 
-// ThroughputTable renders the contenders × wires table in Markdown.
-func (r *Report) ThroughputTable() string {
+// contenderTable renders a Markdown table with a row per contender and
+// the same columns for each wire: head is their header, a format with %s
+// for the wire's name, and cells renders them for a row on a wire.
+func (r *Report) contenderTable(head string, cells func(row *Row, w wire) string) string {
 	var b strings.Builder
 	b.WriteString("| contender |")
 	for _, w := range wires {
-		fmt.Fprintf(&b, " %s, Mbit/s | × Nebula | × wireguard-go | CPU |", w)
+		fmt.Fprintf(&b, head, w)
 	}
-	b.WriteString("\n|---|" + strings.Repeat("--:|", 4*len(wires)) + "\n")
-	neb, wg := r.find(kindNebula), r.find(kindWireguardGo)
+	b.WriteString("\n|---|" + strings.Repeat("--:|", strings.Count(head, "|")*len(wires)) + "\n")
 	for _, row := range r.Rows {
 		fmt.Fprintf(&b, "| %s |", row.Name)
 		for _, w := range wires {
-			mbps, cpu := row.medians(w)
-			fmt.Fprintf(&b, " %s | %s | %s | %s |", thousands(mbps), ratio(mbps, neb, w), ratio(mbps, wg, w), percent(cpu))
+			b.WriteString(cells(row, w))
 		}
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// ThroughputTable renders the contenders × wires table in Markdown.
+func (r *Report) ThroughputTable() string {
+	neb, wg := r.find(kindNebula), r.find(kindWireguardGo)
+	return r.contenderTable(" %s, Mbit/s | × Nebula | × wireguard-go | CPU |", func(row *Row, w wire) string {
+		mbps, cpu := row.medians(w)
+		return fmt.Sprintf(" %s | %s | %s | %s |", thousands(mbps), ratio(mbps, neb, w), ratio(mbps, wg, w), percent(cpu))
+	})
+}
+
+// micros renders a time in nanoseconds as whole microseconds, signed
+// when sign is set; "failed" when there is none.
+func micros(ns float64, sign bool) string {
+	if math.IsNaN(ns) {
+		return "failed"
+	}
+	if sign {
+		return fmt.Sprintf("%+.0f", ns/1e3)
+	}
+	return fmt.Sprintf("%.0f", ns/1e3)
+}
+
+// LatencyTable renders the idle round-trip times in Markdown: each
+// contender's median on each wire, its overhead over the raw path, and
+// that overhead over stock wireguard-go's (the goal: at most 1.00×).
+func (r *Report) LatencyTable() string {
+	raw, wg := r.find(kindRaw), r.find(kindWireguardGo)
+	return r.contenderTable(" %s, RTT µs | over raw, µs | × wireguard-go's overhead |", func(row *Row, w wire) string {
+		over, rel := "–", "–"
+		if row.Kind != kindRaw {
+			o := overhead(row, raw, w)
+			over = micros(o, true)
+			if base := overhead(wg, raw, w); !math.IsNaN(o) && base > 0 {
+				rel = fmt.Sprintf("%.2f×", o/base)
+			}
+		}
+		return fmt.Sprintf(" %s | %s | %s |", micros(durationMedian(row.RTTs[w]), false), over, rel)
+	})
 }
 
 // seconds renders durations as "0.31 s".
@@ -181,41 +254,60 @@ func seconds(ds ...time.Duration) string {
 	return strings.Join(parts, ", ") + " s"
 }
 
+// cells renders fp as a table's median and runs cells; "–" for both when
+// fp is nil (not measured).
+func (fp *FirstPings) cells() (med, runs string) {
+	if fp == nil {
+		return "–", "–"
+	}
+	med, runs = "failed", "–"
+	if len(fp.Times) > 0 {
+		med = seconds(time.Duration(durationMedian(fp.Times)))
+		runs = seconds(fp.Times...)
+	}
+	if n := len(fp.Errs); n > 0 {
+		runs += fmt.Sprintf(" (%d failed)", n)
+	}
+	return med, runs
+}
+
 // PingTable renders the time-to-first-ping table in Markdown.
 func (r *Report) PingTable() string {
 	var b strings.Builder
-	b.WriteString("| pair | first node (pings) | second node (starts the clock) | meshnode, median | runs |\n|---|---|---|--:|---|\n")
+	b.WriteString("| pair | first node (pings) | second node (starts the clock) | meshnode, median | runs | Nebula, median | runs |\n" +
+		"|---|---|---|--:|---|--:|---|\n")
 	for _, p := range r.Pings {
-		med, runs := "failed", "–"
-		if len(p.Times) > 0 {
-			xs := make([]float64, len(p.Times))
-			for i, d := range p.Times {
-				xs[i] = float64(d)
-			}
-			med = seconds(time.Duration(median(xs)))
-			runs = seconds(p.Times...)
-		}
-		if n := len(p.Errs); n > 0 {
-			runs += fmt.Sprintf(" (%d failed)", n)
-		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", p.Pair.Name, p.Pair.First, p.Pair.Second, med, runs)
+		med, runs := p.Meshnode.cells()
+		nmed, nruns := p.Nebula.cells()
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s |\n", p.Pair.Name, p.Pair.First, p.Pair.Second, med, runs, nmed, nruns)
 	}
 	return b.String()
 }
 
-// runsList lists every run's rate, so a median's spread is visible.
+// runsList lists every run's rate and idle RTT, so a median's spread is
+// visible.
 func (r *Report) runsList() string {
 	var b strings.Builder
 	for _, row := range r.Rows {
 		for _, w := range wires {
-			if len(row.Samples[w]) == 0 {
-				continue
+			var parts []string
+			if len(row.Samples[w]) > 0 {
+				rates := make([]string, len(row.Samples[w]))
+				for i, s := range row.Samples[w] {
+					rates[i] = thousands(s.Mbps)
+				}
+				parts = append(parts, strings.Join(rates, ", ")+" Mbit/s")
 			}
-			rates := make([]string, len(row.Samples[w]))
-			for i, s := range row.Samples[w] {
-				rates[i] = thousands(s.Mbps)
+			if len(row.RTTs[w]) > 0 {
+				rtts := make([]string, len(row.RTTs[w]))
+				for i, d := range row.RTTs[w] {
+					rtts[i] = micros(float64(d), false)
+				}
+				parts = append(parts, "idle RTT "+strings.Join(rtts, ", ")+" µs")
 			}
-			fmt.Fprintf(&b, "- %s, %s: %s Mbit/s\n", row.Name, w, strings.Join(rates, ", "))
+			if len(parts) > 0 {
+				fmt.Fprintf(&b, "- %s, %s: %s\n", row.Name, w, strings.Join(parts, "; "))
+			}
 		}
 	}
 	return b.String()
@@ -235,18 +327,29 @@ func (r *Report) Markdown(command string) string {
 		"ends, user and system time over the run, 100 %% = one core.\n\n", r.Seconds, r.Runs)
 	b.WriteString(r.ThroughputTable())
 	b.WriteString("\n")
+	fmt.Fprintf(&b, "Idle round-trip time, median of %d rounds: in each round, just before a contender's iperf3 run on a\n"+
+		"wire, %d pings %s s apart over its path, and the median of their replies. Overhead: the contender's RTT minus\n"+
+		"the raw path's; × wireguard-go's overhead: that over stock wireguard-go's (the goal is at most 1.00×).\n"+
+		"The raw path's pings go to router B's public address, which forwards ICMP echo requests to host B as it\n"+
+		"forwards iperf3's port: they reach host B through both NATs, as the tunnels' pings do.\n\n", r.Runs, rttEchoes, rttGap)
+	b.WriteString(r.LatencyTable())
+	b.WriteString("\n")
 	if len(r.Pings) > 0 {
-		fmt.Fprintf(&b, "Time to first ping (meshnode), median of %d: the first node is up and knows its public address; the\n"+
+		fmt.Fprintf(&b, "Time to first ping, median of %d: the first node is up and knows its public address; the\n"+
 			"clock starts when the second node starts; the first node pings the second's overlay address every\n"+
-			"50 ms from the moment it has one, so traffic is waiting before any path exists.\n\n", r.PairRuns)
+			"50 ms from the moment it has one, so traffic is waiting before any path exists. Nebula (cone-cone\n"+
+			"only: it has no relay here) the same way: a lighthouse on a public site; the first node is up and\n"+
+			"has reached it (a ping to the lighthouse's Nebula address answered); each run starts a second node\n"+
+			"on a new site, with its own certificate (signed before the clock starts) and address, which the\n"+
+			"first node pings from the moment the second starts.\n\n", r.PairRuns)
 		b.WriteString(r.PingTable())
 		b.WriteString("\n")
 	}
 	b.WriteString("Every run:\n\n")
 	b.WriteString(r.runsList())
 	b.WriteString("\nHow each contender runs:\n\n")
-	b.WriteString("- **raw path**: iperf3 to router B's public address, which forwards the port to host B (a home\n" +
-		"  router's port forward): both NATs on the path, as for every tunnel.\n")
+	b.WriteString("- **raw path**: iperf3 and ping to router B's public address, which forwards the port and ICMP echo\n" +
+		"  requests to host B (a home router's port forward): both NATs on the path, as for every tunnel.\n")
 	if r.WireguardGoVersion != "" {
 		fmt.Fprintf(&b, "- **stock wireguard-go**: %s@%s from the module proxy (go.mod's requirement, built outside the\n"+
 			"  module, so not the replace), configured through its UAPI socket. It can't punch: each side's endpoint\n"+
@@ -255,7 +358,8 @@ func (r *Report) Markdown(command string) string {
 	}
 	b.WriteString("- **meshnode**: a coordinator and two `meshnode up` nodes; measured once both report the direct path.\n")
 	if r.Nebula != "" {
-		fmt.Fprintf(&b, "- **Nebula** (`%s`): a CA, a lighthouse on a public host, punching on, an allow-all firewall.\n", r.Nebula)
+		fmt.Fprintf(&b, "- **Nebula** (`%s`): a CA, a lighthouse on a public host (with a TUN, so a node can ping it),\n"+
+			"  punching on, an allow-all firewall.\n", r.Nebula)
 	} else {
 		b.WriteString("- **Nebula**: not measured, no binary (set NEBULA_BIN).\n")
 	}

@@ -2,6 +2,7 @@ package perf
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -87,20 +88,80 @@ func TestThroughputTableWithoutPeers(t *testing.T) {
 }
 
 func TestPingTable(t *testing.T) {
+	ms := func(xs ...int) []time.Duration { return durations(time.Millisecond, xs...) }
 	r := &Report{Pings: []*PingRow{
-		{Pair: Pair{"cone-cone", netlab.PortRestricted, netlab.PortRestricted}, Times: []time.Duration{400 * time.Millisecond, 300 * time.Millisecond, 310 * time.Millisecond}},
-		{Pair: Pair{"UDP-blocked-cone", netlab.PortRestricted, netlab.UDPBlocked}, Times: []time.Duration{5 * time.Second}, Errs: []string{"run 2: no reply", "run 3: no reply"}},
-		{Pair: Pair{"symmetric-cone", netlab.PortRestricted, netlab.Symmetric}, Errs: []string{"site: boom"}},
+		{Pair: Pair{"cone-cone", netlab.PortRestricted, netlab.PortRestricted, true}, Meshnode: FirstPings{Times: ms(400, 300, 310)}, Nebula: &FirstPings{Times: ms(1100, 2400, 1500)}},
+		{Pair: Pair{"UDP-blocked-cone", netlab.PortRestricted, netlab.UDPBlocked, false}, Meshnode: FirstPings{Times: ms(5000), Errs: []string{"run 2: no reply", "run 3: no reply"}}},
+		{Pair: Pair{"symmetric-cone", netlab.PortRestricted, netlab.Symmetric, true}, Meshnode: FirstPings{Errs: []string{"site: boom"}}, Nebula: &FirstPings{Errs: []string{"run 1: no reply"}}},
 	}}
 	table := r.PingTable()
 	for _, want := range []string{
-		"| cone-cone | portrestricted | portrestricted | 0.31 s | 0.40, 0.30, 0.31 s |",
-		"| UDP-blocked-cone | portrestricted | udpblocked | 5.00 s | 5.00 s (2 failed) |",
-		"| symmetric-cone | portrestricted | symmetric | failed | – (1 failed) |",
+		"| pair | first node (pings) | second node (starts the clock) | meshnode, median | runs | Nebula, median | runs |",
+		"| cone-cone | portrestricted | portrestricted | 0.31 s | 0.40, 0.30, 0.31 s | 1.50 s | 1.10, 2.40, 1.50 s |",
+		"| UDP-blocked-cone | portrestricted | udpblocked | 5.00 s | 5.00 s (2 failed) | – | – |",
+		"| symmetric-cone | portrestricted | symmetric | failed | – (1 failed) | failed | – (1 failed) |",
 	} {
 		if !strings.Contains(table, want+"\n") {
 			t.Errorf("table lacks\n%s\n%s", want, table)
 		}
+	}
+	want := []string{
+		"time to first ping, UDP-blocked-cone: run 2: no reply",
+		"time to first ping, UDP-blocked-cone: run 3: no reply",
+		"time to first ping, symmetric-cone: site: boom",
+		"time to first ping (Nebula), symmetric-cone: run 1: no reply",
+	}
+	if got := r.Failures(); !slices.Equal(got, want) {
+		t.Errorf("failures\n%q\nwant\n%q", got, want)
+	}
+}
+
+// durations makes times from whole units.
+func durations(unit time.Duration, xs ...int) []time.Duration {
+	out := make([]time.Duration, len(xs))
+	for i, x := range xs {
+		out[i] = time.Duration(x) * unit
+	}
+	return out
+}
+
+// rtts makes a row's idle RTTs on one wire from microseconds.
+func rtts(us ...int) []time.Duration { return durations(time.Microsecond, us...) }
+
+func TestLatencyTable(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		rows []*Row
+		want []string
+	}{
+		{"all contenders", []*Row{
+			{Kind: kindRaw, Name: "raw path, no tunnel", RTTs: [2][]time.Duration{rtts(50, 40, 60), rtts(45)}},
+			{Kind: kindWireguardGo, Name: "stock wireguard-go (MTU 1420)", RTTs: [2][]time.Duration{rtts(150, 130, 140), rtts(125)}},
+			{Kind: kindMeshnode, Name: "meshnode (MTU 1420)", RTTs: [2][]time.Duration{rtts(190, 180), rtts()}},
+			{Kind: kindNebula, Name: "Nebula (MTU 1300)", RTTs: [2][]time.Duration{rtts(45), rtts(85)}},
+		}, []string{
+			"| contender | offload wire, RTT µs | over raw, µs | × wireguard-go's overhead | packet wire, RTT µs | over raw, µs | × wireguard-go's overhead |",
+			"| raw path, no tunnel | 50 | – | – | 45 | – | – |",
+			"| stock wireguard-go (MTU 1420) | 140 | +90 | 1.00× | 125 | +80 | 1.00× |",
+			"| meshnode (MTU 1420) | 185 | +135 | 1.50× | failed | failed | – |",
+			"| Nebula (MTU 1300) | 45 | -5 | -0.06× | 85 | +40 | 0.50× |",
+		}},
+		{"no wireguard-go", []*Row{
+			{Kind: kindRaw, Name: "raw", RTTs: [2][]time.Duration{rtts(50), rtts(50)}},
+			{Kind: kindMeshnode, Name: "meshnode", RTTs: [2][]time.Duration{rtts(80), rtts(90)}},
+		}, []string{"| meshnode | 80 | +30 | – | 90 | +40 | – |"}},
+		{"no raw path", []*Row{
+			{Kind: kindWireguardGo, Name: "wireguard-go", RTTs: [2][]time.Duration{rtts(80), rtts(90)}},
+		}, []string{"| wireguard-go | 80 | failed | – | 90 | failed | – |"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			table := (&Report{Rows: tc.rows}).LatencyTable()
+			for _, want := range tc.want {
+				if !strings.Contains(table, want+"\n") {
+					t.Errorf("table lacks\n%s\n%s", want, table)
+				}
+			}
+		})
 	}
 }
 
@@ -108,13 +169,16 @@ func TestMarkdown(t *testing.T) {
 	r := &Report{
 		Date: time.Date(2025, 11, 30, 6, 40, 0, 0, time.UTC), Version: "meshnode v1 (commit abc)",
 		Kernel: "6.18", CPU: "Xeon", CPUs: 2, Load: "1.25", Seconds: 5, Runs: 3, PairRuns: 3,
-		Rows: []*Row{{Kind: kindRaw, Name: "raw path, no tunnel", Samples: [2][]Sample{samples(false, 1, 2, 3), samples(false, 4)}}},
+		Rows: []*Row{{Kind: kindRaw, Name: "raw path, no tunnel", Samples: [2][]Sample{samples(false, 1, 2, 3), samples(false, 4)}, RTTs: [2][]time.Duration{rtts(41, 42, 43), nil}}},
 	}
 	doc := r.Markdown("make perf")
 	for _, want := range []string{
 		"Command: `make perf` · 2025-11-30 06:40 UTC · meshnode v1 (commit abc) · Linux 6.18 · 2 CPUs (Xeon), load average 1.25 at the start",
 		"5 s a run; median of 3 runs",
-		"- raw path, no tunnel, offload wire: 1, 2, 3 Mbit/s\n",
+		"- raw path, no tunnel, offload wire: 1, 2, 3 Mbit/s; idle RTT 41, 42, 43 µs\n",
+		"- raw path, no tunnel, packet wire: 4 Mbit/s\n",
+		"| raw path, no tunnel | 42 | – | – | failed | – | – |",
+		"forwards ICMP echo requests to host B",
 		"Nebula**: not measured",
 		"tx-udp-segmentation, gso, gro off",
 	} {
