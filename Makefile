@@ -74,12 +74,17 @@ natmatrix: build
 # contender's idle RTT (30 pings before each run); then meshnode's time to
 # first ping on three NAT pairs, and Nebula's on the cone pair. As root;
 # about five minutes. Prints the tables and writes them to bench/PERF.md.
+# BEFORE=REV also measures meshnode as it was at git revision REV, beside
+# the working tree's, in the same rounds: a change's before and after.
 NEBULA_BIN   ?= $(abspath $(CURDIR)/../shared/peers/nebula)
 PERF_SECONDS ?= 5
 PERF_RUNS    ?= 3
+BEFORE       ?=
 perf: deps build
+	$(if $(BEFORE),scripts/build-rev.sh '$(BEFORE)' bin/meshnode-before)
 	$(E2E_ENV) MESHNODE_PERF=1 MESHNODE_PERF_OUT=$(CURDIR)/bench/PERF.md NEBULA_BIN='$(NEBULA_BIN)' \
 		PERF_SECONDS='$(PERF_SECONDS)' PERF_RUNS='$(PERF_RUNS)' \
+		PERF_BEFORE='$(if $(BEFORE),$(CURDIR)/bin/meshnode-before)' \
 		$(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v -run '^TestPerf$$' ./e2e/perf
 
 # A coordinator and two nodes behind two home NATs, in namespaces: status,

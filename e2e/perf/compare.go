@@ -51,6 +51,7 @@ const (
 	kindRaw kind = iota
 	kindWireguardGo
 	kindMeshnode
+	kindMeshnodeBefore
 	kindNebula
 )
 
@@ -93,6 +94,9 @@ func Compare(ctx context.Context, env Env, plan Plan) (*Report, error) {
 		hosts++
 	}
 	if plan.Nebula != nil {
+		hosts++
+	}
+	if plan.Before != "" {
 		hosts++
 	}
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
@@ -186,8 +190,13 @@ func setUp(ctx context.Context, env Env, tl tools, plan Plan, rep *Report, sa, s
 		})
 	}
 	add(&Row{Kind: kindMeshnode, Name: fmt.Sprintf("meshnode (MTU %d)", meshnodeMTU)}, func(i int) (contender, func(), error) {
-		return setUpMeshnode(ctx, env, sa.Hosts[i], sb.Hosts[i])
+		return setUpMeshnode(ctx, env, sa.Hosts[i], sb.Hosts[i], "", "perf")
 	})
+	if plan.Before != "" {
+		add(&Row{Kind: kindMeshnodeBefore, Name: fmt.Sprintf("meshnode before (MTU %d)", meshnodeMTU)}, func(i int) (contender, func(), error) {
+			return setUpMeshnode(ctx, env, sa.Hosts[i], sb.Hosts[i], plan.Before, "before")
+		})
+	}
 	if plan.Nebula != nil {
 		add(&Row{Kind: kindNebula, Name: fmt.Sprintf("Nebula (MTU %d)", nebulaMTU)}, func(i int) (contender, func(), error) {
 			return setUpNebula(ctx, env, *plan.Nebula, sa.Hosts[i], sb.Hosts[i])

@@ -59,5 +59,8 @@
 //	MESHNODE_E2E=1         run TestPerfSmoke, the harness's quick check in
 //	                       make e2e (raw path and meshnode, 1 s, one round)
 //	MESHNODE_BIN=PATH      the meshnode binary (default ../../bin/meshnode)
+//	PERF_BEFORE=PATH       another meshnode binary, measured beside it as
+//	                       "meshnode before" (make perf BEFORE=REV builds
+//	                       git revision REV there)
 //	MESHNODE_E2E_KEEP=1    keep the lab directory (logs, configs)
 package perf

@@ -16,16 +16,18 @@ const (
 	directTimeout = 45 * time.Second
 )
 
-// setUpMeshnode starts a node on each host and waits until both report the
-// direct path to the other. down takes them down and off the coordinator.
-func setUpMeshnode(ctx context.Context, env Env, a, b *netlab.Host) (contender, func(), error) {
+// setUpMeshnode starts a node on each host, named prefix+"a" and
+// prefix+"b", running bin (empty: the lab's binary), and waits until both
+// report the direct path to the other. down takes them down and off the
+// coordinator.
+func setUpMeshnode(ctx context.Context, env Env, a, b *netlab.Host, bin, prefix string) (contender, func(), error) {
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
-	na, err := env.Lab.StartNode(sctx, a, netlab.NodeConfig{Name: "perfa", Token: env.Token})
+	na, err := env.Lab.StartNode(sctx, a, netlab.NodeConfig{Name: prefix + "a", Token: env.Token, Bin: bin})
 	if err != nil {
 		return contender{}, nil, err
 	}
-	nb, err := env.Lab.StartNode(sctx, b, netlab.NodeConfig{Name: "perfb", Token: env.Token})
+	nb, err := env.Lab.StartNode(sctx, b, netlab.NodeConfig{Name: prefix + "b", Token: env.Token, Bin: bin})
 	if err != nil {
 		env.leave(na)
 		return contender{}, nil, err

@@ -22,6 +22,7 @@ const (
 	envNebula  = "NEBULA_BIN"
 	envGate    = "MESHNODE_E2E"
 	envBin     = "MESHNODE_BIN"
+	envBefore  = "PERF_BEFORE"
 )
 
 // perfTimeout bounds the whole comparison: set-up, 9 rounds of 20 s runs
@@ -53,6 +54,10 @@ func TestPerf(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan := Plan{Seconds: secs, Runs: runs, WireguardGo: true, Nebula: nebulaBins(t), Pairs: Pairs(), PairRuns: runs}
+	var beforeVersion string
+	if plan.Before = os.Getenv(envBefore); plan.Before != "" {
+		beforeVersion = binVersion(t, plan.Before)
+	}
 	env := newEnv(t)
 	ctx, cancel := context.WithTimeout(t.Context(), perfTimeout)
 	defer cancel()
@@ -60,6 +65,7 @@ func TestPerf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	rep.BeforeVersion = beforeVersion
 	doc := rep.Markdown("make perf")
 	t.Logf("report:\n%s", doc)
 	if out := os.Getenv(envOut); out != "" {
@@ -154,10 +160,7 @@ func newEnv(t *testing.T) Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	version, err := exec.Command(bin, "version").Output()
-	if err != nil {
-		testenv.Unavailable(t, "meshnode binary %s: %v: run `make build`", bin, err)
-	}
+	version := binVersion(t, bin)
 	ctx, cancel := context.WithTimeout(t.Context(), startTimeout)
 	defer cancel()
 	lab := labtest.NewLab(ctx, t, bin)
@@ -169,5 +172,16 @@ func newEnv(t *testing.T) Env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Env{Lab: lab, Coord: coord, Token: token, Version: firstLine(string(version)), Logf: t.Logf}
+	return Env{Lab: lab, Coord: coord, Token: token, Version: version, Logf: t.Logf}
+}
+
+// binVersion is the first line of `bin version`, or the test stops
+// saying the binary is unusable.
+func binVersion(t *testing.T, bin string) string {
+	t.Helper()
+	out, err := exec.Command(bin, "version").Output()
+	if err != nil {
+		testenv.Unavailable(t, "meshnode binary %s: %v: run `make build` (or build the revision PERF_BEFORE names)", bin, err)
+	}
+	return firstLine(string(out))
 }

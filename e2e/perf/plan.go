@@ -17,6 +17,9 @@ type Plan struct {
 	WireguardGo bool
 	// Nebula, when set, is measured too.
 	Nebula *NebulaBins
+	// Before, when set, is another meshnode binary (an earlier revision)
+	// measured beside this one: a change's before and after in one run.
+	Before string
 	// Pairs are the NAT pairs whose time to first ping is measured, each
 	// PairRuns times.
 	Pairs    []Pair

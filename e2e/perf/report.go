@@ -50,6 +50,7 @@ type Report struct {
 	Date               time.Time
 	Version            string // meshnode's
 	WireguardGoVersion string
+	BeforeVersion      string // the meshnode measured as "before", empty when none
 	Kernel, CPU        string
 	CPUs               int
 	Load               string // the load average at the start
@@ -313,6 +314,21 @@ func (r *Report) runsList() string {
 	return b.String()
 }
 
+// afterOverBefore is meshnode's median rate over the before binary's, on
+// each wire.
+func (r *Report) afterOverBefore() string {
+	after, before := r.find(kindMeshnode), r.find(kindMeshnodeBefore)
+	parts := make([]string, 0, len(wires))
+	for _, w := range wires {
+		x := math.NaN()
+		if after != nil {
+			x, _ = after.medians(w)
+		}
+		parts = append(parts, fmt.Sprintf("%s on the %s", ratio(x, before, w), w))
+	}
+	return strings.Join(parts, ", ")
+}
+
 // Markdown is the whole report: what ran where, both tables, every run's
 // figures, how each contender was set up, and what failed.
 func (r *Report) Markdown(command string) string {
@@ -357,6 +373,10 @@ func (r *Report) Markdown(command string) string {
 			"  keepalive), so the second handshake finds the first side's mapping open.\n", wgModule, r.WireguardGoVersion)
 	}
 	b.WriteString("- **meshnode**: a coordinator and two `meshnode up` nodes; measured once both report the direct path.\n")
+	if r.BeforeVersion != "" {
+		fmt.Fprintf(&b, "- **meshnode before**: %s (PERF_BEFORE), set up the same way beside it, so a change's before\n"+
+			"  and after share the run; after ÷ before: %s.\n", r.BeforeVersion, r.afterOverBefore())
+	}
 	if r.Nebula != "" {
 		fmt.Fprintf(&b, "- **Nebula** (`%s`): a CA, a lighthouse on a public host (with a TUN, so a node can ping it),\n"+
 			"  punching on, an allow-all firewall.\n", r.Nebula)
