@@ -80,11 +80,14 @@ NEBULA_BIN   ?= $(abspath $(CURDIR)/../shared/peers/nebula)
 PERF_SECONDS ?= 5
 PERF_RUNS    ?= 3
 BEFORE       ?=
+# PERF_PROFILE=DIR: CPU profiles of both meshnode nodes during the last
+# round's run on each wire, for go tool pprof.
+PERF_PROFILE ?=
 perf: deps build
 	$(if $(BEFORE),scripts/build-rev.sh '$(BEFORE)' bin/meshnode-before)
 	$(E2E_ENV) MESHNODE_PERF=1 MESHNODE_PERF_OUT=$(CURDIR)/bench/PERF.md NEBULA_BIN='$(NEBULA_BIN)' \
 		PERF_SECONDS='$(PERF_SECONDS)' PERF_RUNS='$(PERF_RUNS)' \
-		PERF_BEFORE='$(if $(BEFORE),$(CURDIR)/bin/meshnode-before)' \
+		PERF_BEFORE='$(if $(BEFORE),$(CURDIR)/bin/meshnode-before)' PERF_PROFILE='$(PERF_PROFILE)' \
 		$(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v -run '^TestPerf$$' ./e2e/perf
 
 # A coordinator and two nodes behind two home NATs, in namespaces: status,

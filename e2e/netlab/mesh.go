@@ -324,6 +324,13 @@ func (n *Node) Set(ctx context.Context, args ...string) (string, error) {
 	return n.lab.meshnode(ctx, nil, append(append([]string{"set"}, args...), "--socket", n.socket)...)
 }
 
+// Profile records the node's CPU for seconds into out (`meshnode debug
+// profile`), for go tool pprof.
+func (n *Node) Profile(ctx context.Context, seconds int, out string) error {
+	_, err := n.lab.meshnode(ctx, nil, "debug", "profile", "--seconds", strconv.Itoa(seconds), "-o", out, "--socket", n.socket)
+	return err
+}
+
 // Down asks the node to leave the mesh (`meshnode down`) and waits for it to
 // exit; a node that doesn't is stopped by signal.
 func (n *Node) Down(ctx context.Context) error {

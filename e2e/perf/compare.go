@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/meshnode/meshnode/e2e/netlab"
@@ -64,6 +66,8 @@ type contender struct {
 	// procs are the contender's processes at both ends, whose CPU time
 	// is measured; none for the raw path.
 	procs []*netlab.Proc
+	// nodes are meshnode's nodes, which Plan.ProfileDir profiles.
+	nodes []*netlab.Node
 }
 
 // tools are the programs the comparison runs besides the lab's own.
@@ -126,7 +130,14 @@ func Compare(ctx context.Context, env Env, plan Plan) (*Report, error) {
 				} else {
 					c.row.RTTs[w] = append(c.row.RTTs[w], rtt)
 				}
+				var profiled func()
+				if plan.ProfileDir != "" && r == plan.Runs-1 && c.row.Kind == kindMeshnode {
+					profiled = profile(ctx, env, c.nodes, plan.ProfileDir, w, plan.Seconds)
+				}
 				s, err := measure(ctx, tl.iperf3, c, plan.Seconds)
+				if profiled != nil {
+					profiled()
+				}
 				if err != nil {
 					c.row.Errs = append(c.row.Errs, fmt.Sprintf("round %d, %s: %v", r+1, w, err))
 					continue
@@ -151,6 +162,24 @@ func Compare(ctx context.Context, env Env, plan Plan) (*Report, error) {
 		rep.Pings = append(rep.Pings, row)
 	}
 	return rep, nil
+}
+
+// profile records the CPU of each of nodes for seconds, from now, into
+// dir/NODE-WIRE.prof (`meshnode debug profile`); the returned func waits
+// for the profiles and reports what failed.
+func profile(ctx context.Context, env Env, nodes []*netlab.Node, dir string, w wire, seconds int) func() {
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		out := filepath.Join(dir, fmt.Sprintf("%s-%s.prof", n.Name, strings.ReplaceAll(w.String(), " ", "-")))
+		wg.Go(func() {
+			if err := n.Profile(ctx, seconds, out); err != nil {
+				env.Logf("profile of %s: %v", n.Name, err)
+				return
+			}
+			env.Logf("CPU profile of %s on the %s: %s", n.Name, w, out)
+		})
+	}
+	return wg.Wait
 }
 
 // setUp brings every contender of plan up between sites sa and sb, the

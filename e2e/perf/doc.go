@@ -62,5 +62,7 @@
 //	PERF_BEFORE=PATH       another meshnode binary, measured beside it as
 //	                       "meshnode before" (make perf BEFORE=REV builds
 //	                       git revision REV there)
+//	PERF_PROFILE=DIR       CPU profiles of both meshnode nodes during the
+//	                       last round's run on each wire, into DIR
 //	MESHNODE_E2E_KEEP=1    keep the lab directory (logs, configs)
 package perf

@@ -42,7 +42,7 @@ func setUpMeshnode(ctx context.Context, env Env, a, b *netlab.Host, bin, prefix 
 		down()
 		return contender{}, nil, err
 	}
-	return contender{target: st.Me().V4(), procs: []*netlab.Proc{na.Proc(), nb.Proc()}}, down, nil
+	return contender{target: st.Me().V4(), procs: []*netlab.Proc{na.Proc(), nb.Proc()}, nodes: []*netlab.Node{na, nb}}, down, nil
 }
 
 // waitDirect polls until each node sees the other online on the direct

@@ -23,6 +23,7 @@ const (
 	envGate    = "MESHNODE_E2E"
 	envBin     = "MESHNODE_BIN"
 	envBefore  = "PERF_BEFORE"
+	envProfile = "PERF_PROFILE"
 )
 
 // perfTimeout bounds the whole comparison: set-up, 9 rounds of 20 s runs
@@ -54,6 +55,12 @@ func TestPerf(t *testing.T) {
 		t.Fatal(err)
 	}
 	plan := Plan{Seconds: secs, Runs: runs, WireguardGo: true, Nebula: nebulaBins(t), Pairs: Pairs(), PairRuns: runs}
+	plan.ProfileDir = os.Getenv(envProfile)
+	if plan.ProfileDir != "" {
+		if err := os.MkdirAll(plan.ProfileDir, 0o755); err != nil {
+			t.Fatalf("%s: %v", envProfile, err)
+		}
+	}
 	var beforeVersion string
 	if plan.Before = os.Getenv(envBefore); plan.Before != "" {
 		beforeVersion = binVersion(t, plan.Before)

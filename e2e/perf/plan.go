@@ -20,6 +20,9 @@ type Plan struct {
 	// Before, when set, is another meshnode binary (an earlier revision)
 	// measured beside this one: a change's before and after in one run.
 	Before string
+	// ProfileDir, when set, gets CPU profiles of both meshnode nodes
+	// (not the before binary's) during the last round's run on each wire.
+	ProfileDir string
 	// Pairs are the NAT pairs whose time to first ping is measured, each
 	// PairRuns times.
 	Pairs    []Pair
