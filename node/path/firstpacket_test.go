@@ -116,3 +116,20 @@ func TestStrayFromACandidateIsPinged(t *testing.T) {
 		t.Errorf("a sent %d packets to a source that is no candidate", n)
 	}
 }
+
+// When a node's relay binds, a relayed peer with no direct path hears
+// from it through the relay at once: the peer's handshake, held until
+// this node was reachable, goes now. Behind a network that blocks UDP no
+// ready is ever due, so nothing else would reach the peer before
+// WireGuard's 5 s retry.
+func TestRelayedPeerHearsWhenTheRelayBinds(t *testing.T) {
+	f := newFabric()
+	a := f.add(t, "198.18.1.1:41820")
+	b := f.add(t, "198.18.2.1:41820")
+	introduce(a, b)
+	introduce(b, a)
+	f.relay(b)
+	before := f.asked(b, a)
+	f.relay(a)
+	wait.For(t, 10*time.Second, "b hears from a through the relay and sends its handshake", func() bool { return f.asked(b, a) > before })
+}

@@ -204,8 +204,14 @@ func (m *Manager) readyUnsent(key crypto.PublicKey, noRelay bool) {
 	m.mu.Unlock()
 }
 
-// relayBound sends the readies that found no relay, now that one is bound:
-// the peer holds its pings, and its handshake, until it hears from us.
+// relayBound lets peers hear from this node through the relay as soon as
+// one is bound: the readies that found no relay (the peer holds its pings
+// until it hears from us), and relayed pings to the relayed peers
+// (relayPings, bounded as a relay check is). A peer holds a handshake it
+// sent before this node was reachable until a packet from us arrives
+// (bind.Bind.ResendHandshake); behind a network that blocks UDP, or facing
+// a peer with no NAT, no ready is ever due and no direct packet arrives,
+// and the handshake waited out WireGuard's 5 s REKEY_TIMEOUT.
 func (m *Manager) relayBound() {
 	now := time.Now()
 	var out []outPkt
@@ -216,8 +222,10 @@ func (m *Manager) relayBound() {
 		}
 		p.readyWaits = false
 	}
+	pings := m.relayPings(now, m.checkedRelay())
 	m.unlock()
 	m.send(out)
+	m.sendRelayedPkts(pings)
 }
 
 // onReady takes the peer's word that its NAT is primed towards us. Outside

@@ -60,7 +60,20 @@ func (m *Manager) relayCheckDue(now time.Time, via netip.AddrPort) []relayedPkt 
 	if !via.IsValid() || now.Before(m.nextRelayCheck) {
 		return nil
 	}
-	m.nextRelayCheck = now.Add(m.t.RelayCheck)
+	return m.relayPings(now, via)
+}
+
+// relayPings pings up to relayCheckPeers relayed peers through the relay,
+// those with traffic first, then the one checked longest ago; through the
+// relay under check (via valid) they are that relay's check, and the next
+// one is a Timing.RelayCheck away. A peer's pong shows the pair carried;
+// the ping itself tells a peer that holds a handshake for this node that
+// it is reachable now (the peer answers with the handshake). Caller holds
+// mu; the packets go out after it is released.
+func (m *Manager) relayPings(now time.Time, via netip.AddrPort) []relayedPkt {
+	if via.IsValid() {
+		m.nextRelayCheck = now.Add(m.t.RelayCheck)
+	}
 	var due []*peer
 	for _, p := range m.peers {
 		if !p.online || p.hasBest || p.route.tcp.Load() != nil {
@@ -86,7 +99,7 @@ func (m *Manager) relayCheckDue(now time.Time, via netip.AddrPort) []relayedPkt 
 			continue
 		}
 		pg := p.pending[tx]
-		pg.relayed, pg.check = true, true
+		pg.relayed, pg.check = true, via.IsValid()
 		p.lastRelayCheck = now
 		out = append(out, relayedPkt{p.key, pkt})
 	}
