@@ -6,6 +6,7 @@ set -euo pipefail
 rev=${1:?usage: scripts/build-rev.sh REV OUT}
 out=${2:?usage: scripts/build-rev.sh REV OUT}
 root=$(cd "$(dirname "$0")/.." && pwd)
+out=$(realpath -m "$out") # before the build changes directory
 git -C "$root" rev-parse --verify --quiet "$rev^{commit}" >/dev/null ||
 	{ echo "build-rev.sh: $rev is not a commit here; give a branch, tag or hash" >&2; exit 2; }
 work=$(mktemp -d)
@@ -15,5 +16,5 @@ commit=$(git -C "$work/src" rev-parse --short HEAD)
 pkg=github.com/meshnode/meshnode/internal/version
 (cd "$work/src" && CGO_ENABLED=0 ${GO:-go} build -trimpath \
 	-ldflags "-s -w -X $pkg.Version=$commit-before -X $pkg.Commit=$commit -X $pkg.Date=$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
-	-o "$(realpath -m "$out")" ./cmd/meshnode)
+	-o "$out" ./cmd/meshnode)
 echo "built $rev ($commit) into $out"
