@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -149,14 +150,20 @@ func (h *hub) peersOf(n *store.Node) []wire.Node {
 	return out
 }
 
-// upsert adds a node or replaces it after a registration, with next
-// the access policy resolved with it.
+// upsert adds a node or replaces it with its stored record after a
+// registration, or any change another coordinator made (follow.go), with
+// next the access policy resolved with it. A node connected here keeps
+// the candidates its stream reported: this coordinator stores them, so
+// they are never older than the record read.
 func (h *hub) upsert(n store.Node, next access) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	old := h.nodes[n.Key]
 	if old != nil && old.LastSeen.After(n.LastSeen) {
 		n.LastSeen = old.LastSeen
+	}
+	if old != nil && h.sessions[n.Key] != nil {
+		n.Endpoints, n.NAT = old.Endpoints, old.NAT
 	}
 	h.nodes[n.Key] = &n
 	h.transition(next, old, &n)
@@ -244,6 +251,23 @@ func (h *hub) detach(sess *session, now time.Time) bool {
 		h.changed(n)
 	}
 	return true
+}
+
+// record is a copy of an active node's record.
+func (h *hub) record(key crypto.PublicKey) (store.Node, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := h.nodes[key]; n != nil {
+		return *n, true
+	}
+	return store.Node{}, false
+}
+
+// keys lists the active nodes' keys.
+func (h *hub) keys() []crypto.PublicKey {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Collect(maps.Keys(h.nodes))
 }
 
 // session returns a node's stream, or nil when it has none.

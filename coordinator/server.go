@@ -149,6 +149,11 @@ type Server struct {
 	// view, so that a node removed while it registers can't linger in maps.
 	writeMu sync.Mutex
 
+	// stopFollow ends follow (other coordinators' changes), which closes
+	// followed when it returns.
+	stopFollow context.CancelFunc
+	followed   chan struct{}
+
 	// seenMu guards seenWritten: when each node's presence was last
 	// stored (recordSeen).
 	seenMu      sync.Mutex
@@ -200,13 +205,19 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Watched before the hub is loaded: what other coordinators commit
+	// from here on is applied after the load (follow.go).
+	followCtx, stopFollow := context.WithCancel(context.Background())
+	changes := st.Watch(followCtx)
 	nodes, err := st.Nodes(ctx)
 	if err != nil {
+		stopFollow()
 		st.Close()
 		return nil, err
 	}
 	acc, err := loadAccess(ctx, st, nodes, policy.Network{V4: cfg.Network, V6: cfg.NetworkV6}, log)
 	if err != nil {
+		stopFollow()
 		st.Close()
 		return nil, err
 	}
@@ -229,6 +240,8 @@ func New(opts Options) (*Server, error) {
 		autoApprove: autoApprove,
 		seenWritten: make(map[crypto.PublicKey]time.Time),
 		restores:    make(map[crypto.PublicKey]*time.Timer),
+		stopFollow:  stopFollow,
+		followed:    make(chan struct{}),
 	}
 	reg := opts.Registry
 	if reg == nil {
@@ -237,6 +250,7 @@ func New(opts Options) (*Server, error) {
 	s.gatherer, _ = reg.(prometheus.Gatherer)
 	s.gate = admit.New(preAuthLimits(), func(reason string) { s.met.preAuthClosed.WithLabelValues(reason).Inc() })
 	if s.met, err = newMetrics(reg, s.hub, s.paths, s.gate, st); err != nil {
+		stopFollow()
 		st.Close()
 		return nil, err
 	}
@@ -249,6 +263,10 @@ func New(opts Options) (*Server, error) {
 		Relay:    s.relay.ServeUDP,
 		Auth:     s.evidence,
 	})
+	go func() {
+		defer close(s.followed)
+		s.follow(followCtx, changes)
+	}()
 	return s, nil
 }
 
@@ -258,14 +276,17 @@ func (s *Server) Fingerprint() string { return s.pin }
 // Close releases the store. Serve, ServeSTUN and Run must have returned.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
 	s.closed = true
 	for _, t := range s.restores {
 		t.Stop()
 	}
+	s.mu.Unlock()
+	s.stopFollow()
+	<-s.followed
 	return s.store.Close()
 }
 
