@@ -63,3 +63,10 @@ func Rendezvous(s *Server, from, to crypto.PublicKey) bool {
 // RelayAllows is what the coordinator's relay asks before it forwards a
 // frame from a to b.
 func RelayAllows(s *Server, a, b crypto.PublicKey) bool { return s.hub.ArePeers(a, b) }
+
+// ShortLease makes the coordinator renew its lease every renew, for
+// length, so that tests see a dead coordinator's lease end. Pass it to
+// start.
+func ShortLease(renew, length time.Duration) func(*Server) {
+	return func(s *Server) { s.lease = leaseTiming{renew: renew, length: length} }
+}

@@ -35,6 +35,7 @@ const (
 type followBatch struct {
 	nodes     map[crypto.PublicKey]struct{} // records to read again
 	endpoints map[crypto.PublicKey]struct{} // candidates to read again
+	presence  map[crypto.PublicKey]struct{} // where nodes are connected
 	policy    bool
 	resync    bool
 }
@@ -50,15 +51,18 @@ func (b *followBatch) add(c store.Change) {
 		b.nodes[c.Key] = struct{}{}
 	case store.ChangeEndpoints:
 		b.endpoints[c.Key] = struct{}{}
+	case store.ChangePresence:
+		b.presence[c.Key] = struct{}{}
 	case store.ChangePolicy:
 		b.policy = true
 	case store.ChangeResync:
 		b.resync = true
 	}
-	if len(b.nodes)+len(b.endpoints) > maxFollowBatch {
+	if len(b.nodes)+len(b.endpoints)+len(b.presence) > maxFollowBatch {
 		b.resync = true
 		clear(b.nodes)
 		clear(b.endpoints)
+		clear(b.presence)
 	}
 }
 
@@ -93,7 +97,7 @@ func (s *Server) follow(ctx context.Context, ch <-chan store.Change) {
 }
 
 func newFollowBatch() *followBatch {
-	return &followBatch{nodes: map[crypto.PublicKey]struct{}{}, endpoints: map[crypto.PublicKey]struct{}{}}
+	return &followBatch{nodes: map[crypto.PublicKey]struct{}{}, endpoints: map[crypto.PublicKey]struct{}{}, presence: map[crypto.PublicKey]struct{}{}}
 }
 
 // applyBatch applies what b asks for; an error means a read failed.
@@ -112,6 +116,9 @@ func (s *Server) applyBatch(ctx context.Context, b *followBatch) error {
 		if _, again := b.nodes[key]; !again {
 			errs = append(errs, s.followEndpoints(ctx, key))
 		}
+	}
+	for key := range b.presence {
+		errs = append(errs, s.followPresence(ctx, key))
 	}
 	return errors.Join(errs...)
 }
@@ -136,6 +143,14 @@ func (s *Server) followNode(ctx context.Context, key crypto.PublicKey) error {
 		s.applyRecord(n)
 	}
 	return nil
+}
+
+// adopt applies the record of a node that registered through another
+// coordinator, as its notice will.
+func (s *Server) adopt(n store.Node) {
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	s.applyRecord(n)
 }
 
 // applyRecord puts a node's stored record in the hub, unless the hub
@@ -216,7 +231,10 @@ func (s *Server) resync(ctx context.Context) error {
 	if err := s.resyncNodes(ctx); err != nil {
 		return err
 	}
-	return s.followPolicy(ctx)
+	if err := s.followPolicy(ctx); err != nil {
+		return err
+	}
+	return s.followOnline(ctx)
 }
 
 func (s *Server) resyncNodes(ctx context.Context) error {

@@ -2,12 +2,17 @@ package coordinator_test
 
 import (
 	"context"
+	"fmt"
+	"net/netip"
+	"os"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/meshnode/meshnode/coordinator"
+	"github.com/meshnode/meshnode/internal/helperproc"
 	"github.com/meshnode/meshnode/internal/pgtest"
+	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // twoCoordinators starts two coordinators, each with its own data
@@ -25,7 +30,7 @@ func twoCoordinators(t *testing.T) (a, b *harness) {
 func crossed(t *testing.T, what string, since time.Time, cond func() bool) {
 	t.Helper()
 	eventually(t, cond, "%s", what)
-	t.Logf("%s: %v after the change returned", what, time.Since(since).Round(time.Millisecond))
+	t.Logf("%s: after %v", what, time.Since(since).Round(time.Millisecond))
 }
 
 // A change committed through one coordinator reaches the nodes connected
@@ -90,4 +95,100 @@ func TestCoordinatorsFollowEachOther(t *testing.T) {
 	if err != nil || len(nodes) != 1 || nodes[0].Name != "laptop" {
 		t.Fatalf("B's nodes after the removals: %+v, %v; want laptop", nodes, err)
 	}
+}
+
+// A node connected to one coordinator is online, with its candidates and
+// its stream's TCP candidate, for the nodes of another; offline there
+// once its stream ends.
+func TestPresenceAcrossCoordinators(t *testing.T) {
+	a, b := twoCoordinators(t)
+	token := a.token(coordinator.TokenOptions{Reusable: true})
+	laptop := newNode(t, a).join(token, "laptop").connect()
+	desk := newNode(t, b).join(token, "desk")
+	eventually(t, func() bool { return slices.Equal(laptop.peerNames(), []string{"desk"}) }, "laptop sees desk")
+
+	at := time.Now()
+	deskStream := desk.connect()
+	crossed(t, "laptop on A sees desk online on B, with its TCP candidate", at, func() bool {
+		p, ok := laptop.peer(desk.key())
+		return ok && p.Online && slices.ContainsFunc(p.Endpoints, func(e wire.Endpoint) bool { return e.Kind == wire.EndpointTCP })
+	})
+
+	eps := []wire.Endpoint{{Addr: netip.MustParseAddrPort("198.18.0.9:41641"), Kind: wire.EndpointSTUN}}
+	at = time.Now()
+	if err := deskStream.send(wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: eps}); err != nil {
+		t.Fatal(err)
+	}
+	crossed(t, "laptop on A gets the candidates desk reported on B", at, func() bool {
+		p, _ := laptop.peer(desk.key())
+		return slices.Contains(p.Endpoints, eps[0])
+	})
+
+	at = time.Now()
+	deskStream.close()
+	crossed(t, "laptop on A sees desk offline once its stream on B ends", at, func() bool {
+		p, ok := laptop.peer(desk.key())
+		return ok && !p.Online
+	})
+}
+
+// helperCoordinatorDB, in a child's environment, makes it run
+// TestHelperCoordinator: a coordinator on that database, to be killed.
+const helperCoordinatorDB = "MESHNODE_TEST_COORDINATOR_DB"
+
+// helperLife bounds how long a helper coordinator waits to be killed.
+const helperLife = 2 * time.Minute
+
+// TestHelperCoordinator is a coordinator in a child process
+// (helperproc), on the database its environment names, with a short
+// lease. It prints its URL and pin, then serves until it is killed.
+func TestHelperCoordinator(t *testing.T) {
+	db := os.Getenv(helperCoordinatorDB)
+	if db == "" {
+		t.Skip("runs only as TestCoordinatorDiesWithoutGoodbye's child")
+	}
+	cfg := testConfig(t)
+	cfg.Database = db
+	h := start(t, cfg, coordinator.ShortLease(testLeaseRenew, testLease))
+	fmt.Printf("%s %s\n", h.url, h.srv.Fingerprint())
+	<-time.After(helperLife) // the parent kills it long before
+}
+
+// The tests' lease: renewed every testLeaseRenew, lasting testLease.
+const (
+	testLeaseRenew = 100 * time.Millisecond
+	testLease      = time.Second
+)
+
+// A coordinator killed without a goodbye keeps its nodes online for the
+// others until its lease ends; then they go offline there.
+func TestCoordinatorDiesWithoutGoodbye(t *testing.T) {
+	db := pgtest.DB(t)
+	cfg := testConfig(t)
+	cfg.Database = db
+	a := start(t, cfg, coordinator.ShortLease(testLeaseRenew, testLease))
+	cmd, out := helperproc.Start(t, "TestHelperCoordinator", helperCoordinatorDB+"="+db)
+	var url, pin string
+	if _, err := fmt.Fscanln(out, &url, &pin); err != nil {
+		t.Fatalf("the helper coordinator's URL and pin: %v", err)
+	}
+	b := &harness{t: t, url: url, client: pinnedClient(t, pin)}
+
+	token := a.token(coordinator.TokenOptions{Reusable: true})
+	laptop := newNode(t, a).join(token, "laptop").connect()
+	desk := newNode(t, b).join(token, "desk")
+	desk.connect()
+	eventually(t, func() bool {
+		p, ok := laptop.peer(desk.key())
+		return ok && p.Online
+	}, "laptop on A sees desk online on the helper coordinator")
+
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	crossed(t, "laptop on A sees desk offline after the killed coordinator's lease", killed, func() bool {
+		p, ok := laptop.peer(desk.key())
+		return ok && !p.Online
+	})
 }

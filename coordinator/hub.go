@@ -22,6 +22,9 @@ type hub struct {
 	mu       sync.Mutex
 	nodes    map[crypto.PublicKey]*store.Node
 	sessions map[crypto.PublicKey]*session
+	// remote holds the nodes connected to other coordinators on the same
+	// database (follow.go, presence.go); a stream here takes precedence.
+	remote map[crypto.PublicKey]store.Presence
 	// version counts changes; every welcome and delta carries the version
 	// of the newest change it includes, so a node can tell order.
 	version uint64
@@ -41,6 +44,7 @@ func newHub(nodes []store.Node, acc access) *hub {
 	h := &hub{
 		nodes:    make(map[crypto.PublicKey]*store.Node, len(nodes)),
 		sessions: make(map[crypto.PublicKey]*session),
+		remote:   make(map[crypto.PublicKey]store.Presence),
 		susp:     newSuspensions(defaultSuspendPolicy()),
 		acc:      acc,
 	}
@@ -53,26 +57,48 @@ func newHub(nodes []store.Node, acc access) *hub {
 
 // wireNode describes n as nodes see it. Caller holds mu.
 func (h *hub) wireNode(n *store.Node) wire.Node {
-	sess, online := h.sessions[n.Key]
-	w := toWire(*n, online)
+	st := h.stream(n.Key)
+	w := toWire(*n, st.online)
 	w.PrimaryRoutes = h.primaryRoutes(n)
-	if online && sess.tcp.IsValid() {
-		w.Endpoints = append(w.Endpoints, wire.Endpoint{Addr: sess.tcp, Kind: wire.EndpointTCP})
+	if st.tcp.IsValid() {
+		w.Endpoints = append(w.Endpoints, wire.Endpoint{Addr: st.tcp, Kind: wire.EndpointTCP})
 	}
 	if until, suspended := h.susp.suspendedUntil(n.Key, time.Now()); suspended {
 		w.RelaySuspendedUntil = until
 	} else if h.offersRelay(n) {
-		w.Relay = sess.relay.String()
+		w.Relay = st.relay.String()
 	}
 	return w
 }
+
+// streamInfo is what a node's stream, here or at another coordinator,
+// adds to its record.
+type streamInfo struct {
+	online     bool
+	tcp, relay netip.AddrPort
+}
+
+// stream is key's stream: this coordinator's, else another's. Caller
+// holds mu.
+func (h *hub) stream(key crypto.PublicKey) streamInfo {
+	if sess := h.sessions[key]; sess != nil {
+		return streamInfo{online: true, tcp: sess.tcp, relay: sess.relay}
+	}
+	if p, ok := h.remote[key]; ok {
+		return streamInfo{online: true, tcp: p.TCP, relay: p.Relay}
+	}
+	return streamInfo{}
+}
+
+// isOnline reports whether key has a stream, here or at another
+// coordinator. Caller holds mu.
+func (h *hub) isOnline(key crypto.PublicKey) bool { return h.stream(key).online }
 
 // offersRelay reports whether n's relay is offered to its peers, unless
 // suspended: n announced one on its stream and the administrator
 // designated it. Caller holds mu.
 func (h *hub) offersRelay(n *store.Node) bool {
-	sess := h.sessions[n.Key]
-	return sess != nil && sess.relay.IsValid() && slices.Contains(n.Tags, RelayTag)
+	return h.stream(n.Key).relay.IsValid() && slices.Contains(n.Tags, RelayTag)
 }
 
 func toWire(n store.Node, online bool) wire.Node {
@@ -131,9 +157,9 @@ func (h *hub) cueNaming(n *store.Node) wire.StreamMsg {
 		if r, ok := sess.pendingReport(); ok {
 			eps, nat = r.Endpoints, r.NAT
 		}
-		if sess.tcp.IsValid() {
-			eps = append(slices.Clone(eps), wire.Endpoint{Addr: sess.tcp, Kind: wire.EndpointTCP})
-		}
+	}
+	if tcp := h.stream(key).tcp; tcp.IsValid() {
+		eps = append(slices.Clone(eps), wire.Endpoint{Addr: tcp, Kind: wire.EndpointTCP})
 	}
 	return wire.StreamMsg{Type: wire.MsgPunch, Peer: &key, Endpoints: eps, NAT: nat}
 }
@@ -184,6 +210,7 @@ func (h *hub) remove(key crypto.PublicKey, next access) *session {
 		return nil
 	}
 	delete(h.nodes, key)
+	delete(h.remote, key)
 	h.susp.forget(key)
 	sess := h.sessions[key]
 	delete(h.sessions, key)
@@ -213,10 +240,7 @@ func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome wire
 	old = h.sessions[sess.key]
 	h.sessions[sess.key] = sess
 	n.LastSeen = now
-	if mayServe(n) {
-		h.reelect()
-	}
-	h.changed(n)
+	h.presenceChanged(n)
 	self := h.wireNode(n)
 	return wire.StreamMsg{
 		Type:       wire.MsgWelcome,
@@ -244,13 +268,20 @@ func (h *hub) detach(sess *session, now time.Time) bool {
 	}
 	delete(h.sessions, sess.key)
 	if n := h.nodes[sess.key]; n != nil {
-		if mayServe(n) {
-			h.reelect()
-		}
 		n.LastSeen = now
-		h.changed(n)
+		h.presenceChanged(n)
 	}
 	return true
+}
+
+// presenceChanged pushes n, whose stream came or went (here or at
+// another coordinator), to its peers, and moves the primaries of the
+// routes it may serve. Caller holds mu.
+func (h *hub) presenceChanged(n *store.Node) {
+	if mayServe(n) {
+		h.reelect()
+	}
+	h.changed(n)
 }
 
 // record is a copy of an active node's record.
@@ -291,23 +322,23 @@ func (h *hub) endpoints(key crypto.PublicKey) ([]wire.Endpoint, *wire.NATInfo, b
 // setRelay records the relay a node announces (invalid: none) for as long
 // as its session lasts, and pushes the change to its peers. Peers are
 // offered it only while the node holds RelayTag; designated reports
-// whether it does.
-func (h *hub) setRelay(key crypto.PublicKey, relay netip.AddrPort) (designated bool) {
+// whether it does, changed whether the relay is new.
+func (h *hub) setRelay(key crypto.PublicKey, relay netip.AddrPort) (designated, changed bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sess, n := h.sessions[key], h.nodes[key]
 	if sess == nil || n == nil {
-		return false
+		return false, false
 	}
 	designated = slices.Contains(n.Tags, RelayTag)
 	if sess.relay == relay {
-		return designated
+		return designated, false
 	}
 	sess.relay = relay
 	if designated {
 		h.changed(n)
 	}
-	return designated
+	return designated, true
 }
 
 // setTags records a node's new tags and its routes as stored with them
@@ -426,11 +457,12 @@ func (h *hub) counts() (nodes, online int) {
 	return len(h.nodes), len(h.sessions)
 }
 
-// online reports whether a node has a stream.
+// online reports whether a node has a stream, here or at another
+// coordinator.
 func (h *hub) online(key crypto.PublicKey) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.sessions[key] != nil
+	return h.isOnline(key)
 }
 
 func firstOf(s []string) string {

@@ -6,6 +6,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -149,10 +150,18 @@ type Server struct {
 	// view, so that a node removed while it registers can't linger in maps.
 	writeMu sync.Mutex
 
-	// stopFollow ends follow (other coordinators' changes), which closes
-	// followed when it returns.
-	stopFollow context.CancelFunc
-	followed   chan struct{}
+	// id names this run of the coordinator in the presence it records
+	// (presence.go); lease is how it keeps its lease, presence writes it.
+	id       string
+	lease    leaseTiming
+	presence *presenceWriter
+	// stopFollow ends the work for the other coordinators (follow,
+	// keepLease, writePresence): background waits for it.
+	stopFollow  context.CancelFunc
+	followCtx   context.Context
+	background  sync.WaitGroup
+	startLeases sync.Once
+	leaseErr    error // why the lease could not be taken; set once
 
 	// seenMu guards seenWritten: when each node's presence was last
 	// stored (recordSeen).
@@ -240,8 +249,11 @@ func New(opts Options) (*Server, error) {
 		autoApprove: autoApprove,
 		seenWritten: make(map[crypto.PublicKey]time.Time),
 		restores:    make(map[crypto.PublicKey]*time.Timer),
+		id:          rand.Text(),
+		lease:       defaultLease(),
+		presence:    newPresenceWriter(),
 		stopFollow:  stopFollow,
-		followed:    make(chan struct{}),
+		followCtx:   followCtx,
 	}
 	reg := opts.Registry
 	if reg == nil {
@@ -263,10 +275,12 @@ func New(opts Options) (*Server, error) {
 		Relay:    s.relay.ServeUDP,
 		Auth:     s.evidence,
 	})
-	go func() {
-		defer close(s.followed)
-		s.follow(followCtx, changes)
-	}()
+	if err := s.followOnline(ctx); err != nil {
+		stopFollow()
+		st.Close()
+		return nil, err
+	}
+	s.background.Go(func() { s.follow(followCtx, changes) })
 	return s, nil
 }
 
@@ -286,7 +300,8 @@ func (s *Server) Close() error {
 	}
 	s.mu.Unlock()
 	s.stopFollow()
-	<-s.followed
+	s.background.Wait()
+	s.endLease()
 	return s.store.Close()
 }
 
@@ -350,6 +365,9 @@ func (s *Server) ServeMetrics(ctx context.Context, ln net.Listener) error {
 // returns nil.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.noteServed(ln.Addr())
+	if err := s.serveLease(); err != nil {
+		return err
+	}
 	var streams sync.WaitGroup
 	hs := &http.Server{
 		Handler:           s.handler(&streams),
@@ -368,6 +386,20 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("control API on %v: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// serveLease takes this coordinator's lease and starts keeping it, and
+// recording its nodes' presence, once: before the first stream.
+func (s *Server) serveLease() error {
+	s.startLeases.Do(func() {
+		if err := s.takeLease(s.followCtx); err != nil {
+			s.leaseErr = fmt.Errorf("take this coordinator's lease: %w", err)
+			return
+		}
+		s.background.Go(func() { s.keepLease(s.followCtx) })
+		s.background.Go(func() { s.writePresence(s.followCtx) })
+	})
+	return s.leaseErr
 }
 
 // errorLog routes net/http's own messages to slog at debug level: they are

@@ -53,8 +53,9 @@ func (s *sqlDB) beginWrite(ctx context.Context) (*sql.Tx, error) {
 }
 
 // execWrite runs one write statement in a transaction of its own, which
-// announces c when the statement changed a row. A single statement is
-// atomic in both engines and needs no lock beyond its rows'.
+// announces c when the statement changed a row (a c without a Kind is
+// not announced). A single statement is atomic in both engines and needs
+// no lock beyond its rows'.
 func (s *sqlDB) execWrite(ctx context.Context, c Change, query string, args ...any) (sql.Result, error) {
 	s.writes.Add(1)
 	tx, err := s.w.BeginTx(ctx, s.txOpts)
@@ -67,7 +68,7 @@ func (s *sqlDB) execWrite(ctx context.Context, c Change, query string, args ...a
 		return nil, err
 	}
 	var changes []Change
-	if n, err := res.RowsAffected(); err == nil && n > 0 {
+	if n, err := res.RowsAffected(); err == nil && n > 0 && c.Kind != "" {
 		changes = append(changes, c)
 	}
 	return res, s.commit(ctx, tx, changes...)

@@ -84,6 +84,24 @@ type Store interface {
 	// SetLastSeen records presence; a removed or unknown key is ignored.
 	SetLastSeen(ctx context.Context, key crypto.PublicKey, t time.Time) error
 
+	// SetPresence records that p.Coordinator holds p.Key's stream, in
+	// place of where it was; ClearPresence that coordinator no longer
+	// does (presence another one recorded since stays).
+	SetPresence(ctx context.Context, p Presence) error
+	ClearPresence(ctx context.Context, key crypto.PublicKey, coordinator string) error
+	// Presence is where key is connected at now (ok false: nowhere, or
+	// at a coordinator whose lease ended); Online lists every node's.
+	Presence(ctx context.Context, key crypto.PublicKey, now time.Time) (p Presence, ok bool, err error)
+	Online(ctx context.Context, now time.Time) ([]Presence, error)
+	// RenewLease extends coordinator's lease to until; renewed is false
+	// when it had none (it lapsed, and its presence was expired).
+	RenewLease(ctx context.Context, coordinator string, until time.Time) (renewed bool, err error)
+	// ExpireLeases ends the leases that ran out before now, with the
+	// presence they held, and EndLease coordinator's (its goodbye); both
+	// return the nodes that went offline.
+	ExpireLeases(ctx context.Context, now time.Time) ([]crypto.PublicKey, error)
+	EndLease(ctx context.Context, coordinator string) ([]crypto.PublicKey, error)
+
 	// SetPolicy stores text as the newest version of the access policy
 	// ("" removes the policy) and returns it with its version, one above
 	// the newest before.
