@@ -56,7 +56,7 @@ func ShortRelaySuspensions(base time.Duration) func(*Server) {
 // Rendezvous asks the hub to cue from and to, as a node's rendezvous
 // request does, and reports whether both were cued.
 func Rendezvous(s *Server, from, to crypto.PublicKey) bool {
-	res, _ := s.hub.rendezvous(from, to)
+	res, _, _ := s.hub.rendezvous(from, to)
 	return res == rendezvousCued
 }
 

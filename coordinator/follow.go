@@ -36,14 +36,21 @@ type followBatch struct {
 	nodes     map[crypto.PublicKey]struct{} // records to read again
 	endpoints map[crypto.PublicKey]struct{} // candidates to read again
 	presence  map[crypto.PublicKey]struct{} // where nodes are connected
-	policy    bool
-	resync    bool
+	// cues asked of this coordinator (self): to, about.
+	cues   map[[2]crypto.PublicKey]struct{}
+	self   string
+	policy bool
+	resync bool
 }
 
 // add notes what c asks for. This coordinator's own changes are in its
 // hub already.
 func (b *followBatch) add(c store.Change) {
-	if c.Own && c.Kind != store.ChangeResync {
+	if c.Kind == store.ChangeCue {
+		if c.Coordinator == b.self {
+			b.cues[[2]crypto.PublicKey{c.Key, c.Peer}] = struct{}{}
+		}
+	} else if c.Own && c.Kind != store.ChangeResync {
 		return
 	}
 	switch c.Kind {
@@ -57,6 +64,10 @@ func (b *followBatch) add(c store.Change) {
 		b.policy = true
 	case store.ChangeResync:
 		b.resync = true
+	}
+	if len(b.cues) > maxFollowBatch {
+		// Cues are not state: the nodes ask again.
+		clear(b.cues)
 	}
 	if len(b.nodes)+len(b.endpoints)+len(b.presence) > maxFollowBatch {
 		b.resync = true
@@ -73,7 +84,7 @@ func (b *followBatch) add(c store.Change) {
 // asked.
 func (s *Server) follow(ctx context.Context, ch <-chan store.Change) {
 	for c := range ch {
-		b := newFollowBatch()
+		b := s.newFollowBatch()
 		b.add(c)
 		for more := true; more; {
 			select {
@@ -90,23 +101,26 @@ func (s *Server) follow(ctx context.Context, ch <-chan store.Change) {
 			case <-ctx.Done():
 			case <-time.After(followRetry):
 			}
-			b = newFollowBatch()
+			b = s.newFollowBatch()
 			b.resync = true
 		}
 	}
 }
 
-func newFollowBatch() *followBatch {
-	return &followBatch{nodes: map[crypto.PublicKey]struct{}{}, endpoints: map[crypto.PublicKey]struct{}{}, presence: map[crypto.PublicKey]struct{}{}}
+func (s *Server) newFollowBatch() *followBatch {
+	return &followBatch{
+		nodes: map[crypto.PublicKey]struct{}{}, endpoints: map[crypto.PublicKey]struct{}{}, presence: map[crypto.PublicKey]struct{}{},
+		cues: map[[2]crypto.PublicKey]struct{}{}, self: s.id,
+	}
 }
 
 // applyBatch applies what b asks for; an error means a read failed.
 func (s *Server) applyBatch(ctx context.Context, b *followBatch) error {
-	if b.resync {
-		return s.resync(ctx)
-	}
 	var errs []error
-	if b.policy {
+	if b.resync {
+		errs = append(errs, s.resync(ctx))
+	}
+	if b.policy && !b.resync {
 		errs = append(errs, s.followPolicy(ctx))
 	}
 	for key := range b.nodes {
@@ -120,7 +134,23 @@ func (s *Server) applyBatch(ctx context.Context, b *followBatch) error {
 	for key := range b.presence {
 		errs = append(errs, s.followPresence(ctx, key))
 	}
+	for pair := range b.cues {
+		s.followCue(pair[0], pair[1])
+	}
 	return errors.Join(errs...)
+}
+
+// followCue cues to, connected here, to punch towards about, as the
+// coordinator about streams to asked: that one cued about at the same
+// moment.
+func (s *Server) followCue(to, about crypto.PublicKey) {
+	cued, replaced := s.hub.cueFor(to, about)
+	if replaced {
+		s.met.limited.WithLabelValues(limitedCues).Inc()
+	}
+	if cued {
+		s.nodeLog.Debug("rendezvous asked by another coordinator", "from", about.Short(), "to", to.Short())
+	}
 }
 
 // followNode applies a node's stored record: a registration, tags, a

@@ -192,3 +192,35 @@ func TestCoordinatorDiesWithoutGoodbye(t *testing.T) {
 		return ok && !p.Online
 	})
 }
+
+// A rendezvous between nodes on different coordinators cues both: the
+// requester by its own coordinator, the peer by its own, which the first
+// asks through the database; each cue carries the other's candidates.
+func TestRendezvousAcrossCoordinators(t *testing.T) {
+	a, b := twoCoordinators(t)
+	token := a.token(coordinator.TokenOptions{Reusable: true})
+	laptop := newNode(t, a).join(token, "laptop")
+	desk := newNode(t, b).join(token, "desk")
+	ls, ds := laptop.connect(), desk.connect()
+	eps := []wire.Endpoint{{Addr: netip.MustParseAddrPort("198.18.0.20:41641"), Kind: wire.EndpointSTUN}}
+	if err := ls.send(wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: eps}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool {
+		p, ok := ls.peer(desk.key())
+		q, _ := ds.peer(laptop.key())
+		return ok && p.Online && slices.Contains(q.Endpoints, eps[0])
+	}, "each sees the other online, desk laptop's candidates")
+
+	peer := desk.key()
+	at := time.Now()
+	if err := ls.send(wire.StreamMsg{Type: wire.MsgRendezvous, Peer: &peer}); err != nil {
+		t.Fatal(err)
+	}
+	crossed(t, "laptop on A is cued towards desk", at, func() bool { return ls.punchesFrom(desk.key()) == 1 })
+	crossed(t, "desk on B is cued towards laptop, with its candidates", at, func() bool {
+		ds.mu.Lock()
+		defer ds.mu.Unlock()
+		return len(ds.punches) == 1 && *ds.punches[0].Peer == laptop.key() && slices.Contains(ds.punches[0].Endpoints, eps[0])
+	})
+}

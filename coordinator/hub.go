@@ -419,23 +419,43 @@ const (
 // requester within its budget (every request costs it, so a flood of
 // requests naming offline or unknown nodes is bounded too). Each cue
 // replaces one still waiting for the same pair; coalesced counts those.
-func (h *hub) rendezvous(from, to crypto.PublicKey) (res rendezvousResult, coalesced int) {
+// When to streams to another coordinator, from is cued here and via
+// names that coordinator, which the caller asks to cue to (Store.Cue).
+func (h *hub) rendezvous(from, to crypto.PublicKey) (res rendezvousResult, coalesced int, via string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	a, b := h.nodes[from], h.nodes[to]
 	sa, sb := h.sessions[from], h.sessions[to]
 	if sa != nil && !sa.rendezvous.Allow() {
-		return rendezvousOverBudget, 0
+		return rendezvousOverBudget, 0, ""
 	}
-	if a == nil || b == nil || sa == nil || sb == nil || !h.peers(a, b) {
-		return rendezvousSkipped, 0
+	elsewhere, remote := h.remote[to]
+	if a == nil || b == nil || sa == nil || sb == nil && !remote || !h.peers(a, b) {
+		return rendezvousSkipped, 0, ""
 	}
-	for _, replaced := range []bool{sa.cue(b.Key, h.cueNaming(b)), sb.cue(a.Key, h.cueNaming(a))} {
-		if replaced {
-			coalesced++
-		}
+	if sa.cue(b.Key, h.cueNaming(b)) {
+		coalesced++
 	}
-	return rendezvousCued, coalesced
+	if sb == nil {
+		return rendezvousCued, coalesced, elsewhere.Coordinator
+	}
+	if sb.cue(a.Key, h.cueNaming(a)) {
+		coalesced++
+	}
+	return rendezvousCued, coalesced, ""
+}
+
+// cueFor cues to, which streams here, to punch towards about, as another
+// coordinator asked for its node about (Store.Cue): both must be nodes
+// and peers here too. It reports whether a waiting cue was replaced.
+func (h *hub) cueFor(to, about crypto.PublicKey) (cued, replaced bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	a, b, sb := h.nodes[about], h.nodes[to], h.sessions[to]
+	if a == nil || b == nil || sb == nil || !h.peers(a, b) {
+		return false, false
+	}
+	return true, sb.cue(a.Key, h.cueNaming(a))
 }
 
 // list is every active node, by name.

@@ -323,17 +323,31 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session,
 
 // rendezvous cues both nodes to punch, within the requester's budget.
 func (s *Server) rendezvous(from, to crypto.PublicKey) {
-	res, coalesced := s.hub.rendezvous(from, to)
+	res, coalesced, via := s.hub.rendezvous(from, to)
 	s.met.limited.WithLabelValues(limitedCues).Add(float64(coalesced))
 	switch res {
 	case rendezvousCued:
 		s.met.rendezvous.Inc()
-		s.nodeLog.Debug("rendezvous", "from", from.Short(), "to", to.Short())
+		s.nodeLog.Debug("rendezvous", "from", from.Short(), "to", to.Short(), "via", via)
+		if via != "" {
+			s.cueElsewhere(via, to, from)
+		}
 	case rendezvousSkipped:
 		s.nodeLog.Debug("rendezvous skipped: peer offline or not a peer", "from", from.Short(), "to", to.Short())
 	case rendezvousOverBudget:
 		s.met.limited.WithLabelValues(limitedRendezvous).Inc()
 		s.nodeLog.Info("rendezvous request over the node's budget; dropped", "from", from.Short(), "to", to.Short())
+	}
+}
+
+// cueElsewhere asks coordinator, which holds to's stream, to cue it to
+// punch towards about. It runs on about's read loop, bounded by its
+// rendezvous budget; one database round trip, at most writeTimeout.
+func (s *Server) cueElsewhere(coordinator string, to, about crypto.PublicKey) {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	if err := s.store.Cue(ctx, coordinator, to, about); err != nil {
+		s.nodeLog.Warn("rendezvous: ask the peer's coordinator to cue it", "from", about.Short(), "to", to.Short(), "err", err)
 	}
 }
 

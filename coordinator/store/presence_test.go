@@ -88,3 +88,20 @@ func TestPresenceUnderLease(t *testing.T) {
 		}
 	})
 }
+
+// A cue reaches every watcher, naming the coordinator asked, the node to
+// cue and its peer; it is not announced on the changes' channel.
+func TestCueReachesWatchers(t *testing.T) {
+	eachBackend(t, func(t *testing.T, db string) {
+		s := openTest(t, db)
+		ch := s.Watch(t.Context())
+		to, about := newKey(t), newKey(t)
+		if err := s.Cue(t.Context(), "b", to, about); err != nil {
+			t.Fatal(err)
+		}
+		c := next(t, ch)
+		if c.Kind != ChangeCue || c.Key != to || c.Peer != about || c.Coordinator != "b" {
+			t.Fatalf("cue heard as %+v; want b asked to cue %v towards %v", c, to.Short(), about.Short())
+		}
+	})
+}

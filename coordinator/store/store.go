@@ -120,6 +120,10 @@ type Store interface {
 	// database's write lock from their start to their end.
 	WriteTransactions() uint64
 
+	// Cue asks coordinator to cue to, which streams to it, to punch
+	// towards about now: a ChangeCue through Watch, not stored.
+	Cue(ctx context.Context, coordinator string, to, about crypto.PublicKey) error
+
 	// Watch delivers every change committed after it returns, by this
 	// store and, on PostgreSQL, by every other store on the same
 	// database (another coordinator's), until ctx ends or the store
