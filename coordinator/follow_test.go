@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/meshnode/meshnode/coordinator"
 	"github.com/meshnode/meshnode/internal/helperproc"
 	"github.com/meshnode/meshnode/internal/pgtest"
@@ -17,12 +19,12 @@ import (
 
 // twoCoordinators starts two coordinators, each with its own data
 // directory and certificate, on one PostgreSQL database.
-func twoCoordinators(t *testing.T) (a, b *harness) {
+func twoCoordinators(t *testing.T) (db string, a, b *harness) {
 	t.Helper()
-	db := pgtest.DB(t)
+	db = pgtest.DB(t)
 	cfgA, cfgB := testConfig(t), testConfig(t)
 	cfgA.Database, cfgB.Database = db, db
-	return start(t, cfgA), start(t, cfgB)
+	return db, start(t, cfgA), start(t, cfgB)
 }
 
 // crossed waits for cond, a change made through one coordinator as a
@@ -33,11 +35,26 @@ func crossed(t *testing.T, what string, since time.Time, cond func() bool) {
 	t.Logf("%s: after %v", what, time.Since(since).Round(time.Millisecond))
 }
 
+// acrossPair joins laptop through a and desk through b, connects both,
+// and waits until laptop sees desk online.
+func acrossPair(t *testing.T, a, b *harness) (laptop *stream, desk *node, deskStream *stream) {
+	t.Helper()
+	token := a.token(coordinator.TokenOptions{Reusable: true})
+	laptop = newNode(t, a).join(token, "laptop").connect()
+	desk = newNode(t, b).join(token, "desk")
+	deskStream = desk.connect()
+	eventually(t, func() bool {
+		p, ok := laptop.peer(desk.key())
+		return ok && p.Online
+	}, "laptop sees desk online on the other coordinator")
+	return laptop, desk, deskStream
+}
+
 // A change committed through one coordinator reaches the nodes connected
 // to another, as a local change would: a registration, tags, a rename, a
 // policy, routes approved, a removal.
 func TestCoordinatorsFollowEachOther(t *testing.T) {
-	a, b := twoCoordinators(t)
+	_, a, b := twoCoordinators(t)
 	ctx := context.Background()
 	token := a.token(coordinator.TokenOptions{Reusable: true})
 	laptop := newNode(t, a).join(token, "laptop").connect()
@@ -101,7 +118,7 @@ func TestCoordinatorsFollowEachOther(t *testing.T) {
 // its stream's TCP candidate, for the nodes of another; offline there
 // once its stream ends.
 func TestPresenceAcrossCoordinators(t *testing.T) {
-	a, b := twoCoordinators(t)
+	_, a, b := twoCoordinators(t)
 	token := a.token(coordinator.TokenOptions{Reusable: true})
 	laptop := newNode(t, a).join(token, "laptop").connect()
 	desk := newNode(t, b).join(token, "desk")
@@ -173,15 +190,7 @@ func TestCoordinatorDiesWithoutGoodbye(t *testing.T) {
 		t.Fatalf("the helper coordinator's URL and pin: %v", err)
 	}
 	b := &harness{t: t, url: url, client: pinnedClient(t, pin)}
-
-	token := a.token(coordinator.TokenOptions{Reusable: true})
-	laptop := newNode(t, a).join(token, "laptop").connect()
-	desk := newNode(t, b).join(token, "desk")
-	desk.connect()
-	eventually(t, func() bool {
-		p, ok := laptop.peer(desk.key())
-		return ok && p.Online
-	}, "laptop on A sees desk online on the helper coordinator")
+	laptop, desk, _ := acrossPair(t, a, b)
 
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
@@ -197,20 +206,16 @@ func TestCoordinatorDiesWithoutGoodbye(t *testing.T) {
 // requester by its own coordinator, the peer by its own, which the first
 // asks through the database; each cue carries the other's candidates.
 func TestRendezvousAcrossCoordinators(t *testing.T) {
-	a, b := twoCoordinators(t)
-	token := a.token(coordinator.TokenOptions{Reusable: true})
-	laptop := newNode(t, a).join(token, "laptop")
-	desk := newNode(t, b).join(token, "desk")
-	ls, ds := laptop.connect(), desk.connect()
+	_, a, b := twoCoordinators(t)
+	ls, desk, ds := acrossPair(t, a, b)
 	eps := []wire.Endpoint{{Addr: netip.MustParseAddrPort("198.18.0.20:41641"), Kind: wire.EndpointSTUN}}
 	if err := ls.send(wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: eps}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, func() bool {
-		p, ok := ls.peer(desk.key())
-		q, _ := ds.peer(laptop.key())
-		return ok && p.Online && slices.Contains(q.Endpoints, eps[0])
-	}, "each sees the other online, desk laptop's candidates")
+		q, _ := ds.peer(ls.key)
+		return slices.Contains(q.Endpoints, eps[0])
+	}, "desk on B gets laptop's candidates")
 
 	peer := desk.key()
 	at := time.Now()
@@ -221,6 +226,34 @@ func TestRendezvousAcrossCoordinators(t *testing.T) {
 	crossed(t, "desk on B is cued towards laptop, with its candidates", at, func() bool {
 		ds.mu.Lock()
 		defer ds.mu.Unlock()
-		return len(ds.punches) == 1 && *ds.punches[0].Peer == laptop.key() && slices.Contains(ds.punches[0].Endpoints, eps[0])
+		return len(ds.punches) == 1 && *ds.punches[0].Peer == ls.key && slices.Contains(ds.punches[0].Endpoints, eps[0])
+	})
+}
+
+// After notices may have been missed (the store says resync), a
+// coordinator reads the mesh again and pushes what differs: here a name
+// and a presence changed behind every coordinator's back.
+func TestCoordinatorResyncs(t *testing.T) {
+	db, a, b := twoCoordinators(t)
+	laptop, desk, _ := acrossPair(t, a, b)
+
+	raw, err := pgx.Connect(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close(context.Background())
+	for _, q := range []string{`UPDATE nodes SET name = 'renamed' WHERE name = 'desk'`, `DELETE FROM presence WHERE public_key = '` + desk.key().String() + `'`} {
+		if _, err := raw.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	// A notice no store can read makes each read everything again.
+	at := time.Now()
+	if _, err := raw.Exec(t.Context(), `SELECT pg_notify('meshnode_changes', 'not a notice')`); err != nil {
+		t.Fatal(err)
+	}
+	crossed(t, "laptop on A sees what changed unannounced", at, func() bool {
+		p, ok := laptop.peer(desk.key())
+		return ok && p.Name == "renamed" && !p.Online
 	})
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/pgtest"
 )
 
 // A node's presence holds while its coordinator's lease runs: it moves
@@ -104,4 +105,20 @@ func TestCueReachesWatchers(t *testing.T) {
 			t.Fatalf("cue heard as %+v; want b asked to cue %v towards %v", c, to.Short(), about.Short())
 		}
 	})
+}
+
+// A cue notice this build can't read is dropped, not taken for missed
+// changes: a cue is not state.
+func TestUnreadableCueDropped(t *testing.T) {
+	db := pgtest.DB(t)
+	s := openTest(t, db)
+	ch := s.Watch(t.Context())
+	rawNotify(t, db, cueChannel, `not json`, `{"coordinator":"","to":"`+newKey(t).String()+`"}`)
+	to := newKey(t)
+	if err := s.Cue(t.Context(), "b", to, newKey(t)); err != nil {
+		t.Fatal(err)
+	}
+	if c := next(t, ch); c.Kind != ChangeCue || c.Key != to {
+		t.Fatalf("first change after unreadable cues: %+v; want the readable cue", c)
+	}
 }
