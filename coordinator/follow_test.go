@@ -257,3 +257,27 @@ func TestCoordinatorResyncs(t *testing.T) {
 		return ok && p.Name == "renamed" && !p.Online
 	})
 }
+
+// A node that moves to another coordinator while its old stream is not
+// yet noticed dead is taken from that stream at once: the old
+// coordinator ends it, and its nodes see the node online at the new one.
+func TestNodeMovesToAnotherCoordinator(t *testing.T) {
+	_, a, b := twoCoordinators(t)
+	token := a.token(coordinator.TokenOptions{Reusable: true})
+	laptop := newNode(t, a).join(token, "laptop").connect()
+	desk := newNode(t, a).join(token, "desk")
+	old := desk.connect()
+	eventually(t, func() bool {
+		p, ok := laptop.peer(desk.key())
+		return ok && p.Online
+	}, "laptop sees desk online on A")
+
+	moved := &node{t: t, h: b, priv: desk.priv, reg: desk.reg}
+	moved.reg.CoordinatorKey = b.challenge().CoordinatorKey
+	at := time.Now()
+	moved.connect()
+	crossed(t, "A ends desk's old stream once desk streams to B", at, old.closed)
+	if p, ok := laptop.peer(desk.key()); !ok || !p.Online {
+		t.Fatalf("laptop's view of desk after it moved: %+v, %v; want online", p, ok)
+	}
+}

@@ -239,6 +239,7 @@ func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome wire
 	}
 	old = h.sessions[sess.key]
 	h.sessions[sess.key] = sess
+	sess.attached = now
 	n.LastSeen = now
 	h.presenceChanged(n)
 	self := h.wireNode(n)

@@ -76,8 +76,13 @@ func (w *presenceWriter) take() map[crypto.PublicKey]struct{} {
 	return d
 }
 
-// markPresence has key's presence stored as the hub now has it.
-func (s *Server) markPresence(key crypto.PublicKey) { s.presence.mark(key) }
+// markPresence has key's presence stored as the hub now has it, when
+// other coordinators may share the database.
+func (s *Server) markPresence(key crypto.PublicKey) {
+	if s.shared {
+		s.presence.mark(key)
+	}
+}
 
 // writePresence stores marked presence until ctx ends.
 func (s *Server) writePresence(ctx context.Context) {
@@ -180,7 +185,7 @@ func (s *Server) followPresence(ctx context.Context, key crypto.PublicKey) error
 	if err != nil {
 		return s.followFailed(ctx, "read a node's presence another coordinator changed", err)
 	}
-	s.hub.setRemote(key, p, ok && p.Coordinator != s.id, now)
+	endStale(s.hub.setRemote(key, p, ok && p.Coordinator != s.id, now))
 	return nil
 }
 
@@ -193,7 +198,7 @@ func (s *Server) followOnline(ctx context.Context) error {
 	if err != nil {
 		return s.followFailed(ctx, "read where every node is connected", err)
 	}
-	s.hub.syncRemote(list, s.id, now)
+	endStale(s.hub.syncRemote(list, s.id, now)...)
 	return nil
 }
 
@@ -220,16 +225,19 @@ func (h *hub) localKeys() []crypto.PublicKey {
 
 // setRemote records that key is connected to another coordinator as p
 // (ok) or to none (!ok), and pushes the node as attach and detach do
-// when what its peers see changed.
-func (h *hub) setRemote(key crypto.PublicKey, p store.Presence, ok bool, now time.Time) {
+// when what its peers see changed. It returns the node's stream here
+// when p is newer: the node left it for the other coordinator, and the
+// caller ends it.
+func (h *hub) setRemote(key crypto.PublicKey, p store.Presence, ok bool, now time.Time) (stale *session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.setRemoteLocked(key, p, ok, now)
+	return h.setRemoteLocked(key, p, ok, now)
 }
 
 // syncRemote applies list, every node connected to a coordinator; self's
-// own are in sessions.
-func (h *hub) syncRemote(list []store.Presence, self string, now time.Time) {
+// own are in sessions. It returns the streams here that nodes left for
+// another coordinator, for the caller to end.
+func (h *hub) syncRemote(list []store.Presence, self string, now time.Time) (stale []*session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	at := make(map[crypto.PublicKey]store.Presence, len(list))
@@ -240,25 +248,35 @@ func (h *hub) syncRemote(list []store.Presence, self string, now time.Time) {
 	}
 	for key := range h.nodes {
 		p, ok := at[key]
-		h.setRemoteLocked(key, p, ok, now)
+		if sess := h.setRemoteLocked(key, p, ok, now); sess != nil {
+			stale = append(stale, sess)
+		}
 	}
+	return stale
 }
 
 // setRemoteLocked is setRemote. Caller holds mu.
-func (h *hub) setRemoteLocked(key crypto.PublicKey, p store.Presence, ok bool, now time.Time) {
+func (h *hub) setRemoteLocked(key crypto.PublicKey, p store.Presence, ok bool, now time.Time) (stale *session) {
 	n := h.nodes[key]
 	if n == nil {
-		return
+		return nil
 	}
 	before := h.stream(key)
 	if ok {
 		h.remote[key] = p
+		if sess := h.sessions[key]; sess != nil && p.Since.After(sess.attached) {
+			// The node streams to the other coordinator since after it
+			// attached here: this stream is dead and not yet noticed
+			// (detach then finds it replaced).
+			delete(h.sessions, key)
+			stale = sess
+		}
 	} else {
 		delete(h.remote, key)
 	}
 	after := h.stream(key)
 	if before == after {
-		return
+		return stale
 	}
 	switch {
 	case !after.online:
@@ -267,4 +285,14 @@ func (h *hub) setRemoteLocked(key crypto.PublicKey, p store.Presence, ok bool, n
 		n.LastSeen = p.Since
 	}
 	h.presenceChanged(n)
+	return stale
+}
+
+// endStale ends streams whose nodes moved to another coordinator.
+func endStale(stale ...*session) {
+	for _, sess := range stale {
+		if sess != nil {
+			sess.stop(closeReplaced, "replaced by a newer stream from the same node at another coordinator", nil)
+		}
+	}
 }

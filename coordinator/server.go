@@ -152,6 +152,10 @@ type Server struct {
 
 	// id names this run of the coordinator in the presence it records
 	// (presence.go); lease is how it keeps its lease, presence writes it.
+	// shared: the database is PostgreSQL, which other coordinators may
+	// share; on SQLite, which one coordinator owns, no presence is
+	// recorded and no lease kept.
+	shared   bool
 	id       string
 	lease    leaseTiming
 	presence *presenceWriter
@@ -249,6 +253,7 @@ func New(opts Options) (*Server, error) {
 		autoApprove: autoApprove,
 		seenWritten: make(map[crypto.PublicKey]time.Time),
 		restores:    make(map[crypto.PublicKey]*time.Timer),
+		shared:      store.IsPostgresURL(database(cfg)),
 		id:          rand.Text(),
 		lease:       defaultLease(),
 		presence:    newPresenceWriter(),
@@ -301,7 +306,9 @@ func (s *Server) Close() error {
 	s.mu.Unlock()
 	s.stopFollow()
 	s.background.Wait()
-	s.endLease()
+	if s.shared {
+		s.endLease()
+	}
 	return s.store.Close()
 }
 
@@ -392,6 +399,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 // recording its nodes' presence, once: before the first stream.
 func (s *Server) serveLease() error {
 	s.startLeases.Do(func() {
+		if !s.shared {
+			return
+		}
 		if err := s.takeLease(s.followCtx); err != nil {
 			s.leaseErr = fmt.Errorf("take this coordinator's lease: %w", err)
 			return
