@@ -23,6 +23,10 @@ const (
 	// applied; more waiting turn into one resync (a read of every node).
 	// Notices naming the same node are applied once per batch.
 	maxFollowBatch = 1024
+	// maxPresenceReads is how many nodes' presence a batch reads one by
+	// one; beyond, it reads every node's in one query (a coordinator
+	// that many nodes connect to at once writes theirs in batches).
+	maxPresenceReads = 64
 	// followReadTimeout bounds one read of the database for a notice.
 	followReadTimeout = 10 * time.Second
 	// followRetry is the pause before the mesh is read again after a
@@ -131,8 +135,12 @@ func (s *Server) applyBatch(ctx context.Context, b *followBatch) error {
 			errs = append(errs, s.followEndpoints(ctx, key))
 		}
 	}
-	for key := range b.presence {
-		errs = append(errs, s.followPresence(ctx, key))
+	if len(b.presence) > maxPresenceReads {
+		errs = append(errs, s.followOnline(ctx))
+	} else {
+		for key := range b.presence {
+			errs = append(errs, s.followPresence(ctx, key))
+		}
 	}
 	for pair := range b.cues {
 		s.followCue(pair[0], pair[1])

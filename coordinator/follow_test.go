@@ -281,3 +281,30 @@ func TestNodeMovesToAnotherCoordinator(t *testing.T) {
 		t.Fatalf("laptop's view of desk after it moved: %+v, %v; want online", p, ok)
 	}
 }
+
+// Many nodes connecting to one coordinator at once are online for the
+// nodes of another: their presence is written in batches and read in one
+// query.
+func TestManyNodesOnlineAcross(t *testing.T) {
+	_, a, b := twoCoordinators(t)
+	token := a.token(coordinator.TokenOptions{Reusable: true})
+	laptop := newNode(t, a).join(token, "laptop").connect()
+	const many = 80
+	nodes := make([]*node, many)
+	for i := range nodes {
+		nodes[i] = newNode(t, b).join(token, fmt.Sprintf("n%d", i))
+	}
+	eventually(t, func() bool { return len(laptop.peerNames()) == many }, "laptop sees the %d nodes registered through B", many)
+	at := time.Now()
+	for _, n := range nodes {
+		n.connect()
+	}
+	crossed(t, fmt.Sprintf("laptop on A sees the %d nodes online on B", many), at, func() bool {
+		for _, n := range nodes {
+			if p, ok := laptop.peer(n.key()); !ok || !p.Online {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -51,14 +51,19 @@ func newPresenceWriter() *presenceWriter {
 	return &presenceWriter{dirty: make(map[crypto.PublicKey]struct{}), wake: make(chan struct{}, 1)}
 }
 
-// mark asks for key's presence to be stored again.
+// mark asks for keys' presence to be stored again, now.
 func (w *presenceWriter) mark(keys ...crypto.PublicKey) {
+	w.add(keys)
+	w.poke()
+}
+
+// add asks for keys' presence to be stored again at the next poke.
+func (w *presenceWriter) add(keys []crypto.PublicKey) {
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	for _, k := range keys {
 		w.dirty[k] = struct{}{}
 	}
-	w.mu.Unlock()
-	w.poke()
 }
 
 func (w *presenceWriter) poke() {
@@ -84,6 +89,11 @@ func (s *Server) markPresence(key crypto.PublicKey) {
 	}
 }
 
+// presenceBatch is how many nodes' presence one transaction writes: a
+// coordinator that thousands of nodes connect to at once writes it in a
+// few transactions rather than thousands.
+const presenceBatch = 256
+
 // writePresence stores marked presence until ctx ends.
 func (s *Server) writePresence(ctx context.Context) {
 	for {
@@ -92,27 +102,38 @@ func (s *Server) writePresence(ctx context.Context) {
 			return
 		case <-s.presence.wake:
 		}
+		var batch []crypto.PublicKey
 		for key := range s.presence.take() {
-			if err := s.storePresence(ctx, key); err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				s.log.Warn("store a node's presence; retrying at the next lease renewal", "node", key.Short(), "err", err)
-				s.presence.mu.Lock()
-				s.presence.dirty[key] = struct{}{}
-				s.presence.mu.Unlock()
+			if batch = append(batch, key); len(batch) == presenceBatch {
+				s.storePresence(ctx, batch)
+				batch = batch[:0]
 			}
+		}
+		if len(batch) > 0 {
+			s.storePresence(ctx, batch)
 		}
 	}
 }
 
-func (s *Server) storePresence(ctx context.Context, key crypto.PublicKey) error {
-	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
-	defer cancel()
-	if st, here := s.hub.localStream(key); here {
-		return s.store.SetPresence(ctx, store.Presence{Key: key, Coordinator: s.id, TCP: st.tcp, Relay: st.relay, Since: time.Now()})
+// storePresence writes keys' presence as the hub has it; on failure they
+// are marked again, for the next renewal.
+func (s *Server) storePresence(ctx context.Context, keys []crypto.PublicKey) {
+	var here []store.Presence
+	var gone []crypto.PublicKey
+	now := time.Now()
+	for _, key := range keys {
+		if st, ok := s.hub.localStream(key); ok {
+			here = append(here, store.Presence{Key: key, TCP: st.tcp, Relay: st.relay, Since: now})
+		} else {
+			gone = append(gone, key)
+		}
 	}
-	return s.store.ClearPresence(ctx, key, s.id)
+	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	if err := s.store.WritePresence(wctx, s.id, here, gone); err != nil && ctx.Err() == nil {
+		s.log.Warn("store the presence of nodes; retrying at the next lease renewal", "nodes", len(keys), "err", err)
+		s.presence.add(keys)
+	}
 }
 
 // takeLease takes this coordinator's lease before it serves.

@@ -30,25 +30,36 @@ const presenceColumns = `p.public_key, p.coordinator, p.tcp, p.relay, p.since`
 // $1 (Unix milliseconds).
 const live = ` JOIN coordinators c ON c.id = p.coordinator AND c.lease_until >= $1`
 
-// SetPresence records that p.Coordinator holds p.Key's stream, replacing
-// where it was before.
-func (s *sqlDB) SetPresence(ctx context.Context, p Presence) error {
-	if _, err := s.execWrite(ctx, Change{Kind: ChangePresence, Key: p.Key}, `INSERT INTO presence (public_key, coordinator, tcp, relay, since) VALUES ($1, $2, $3, $4, $5)
-		ON CONFLICT (public_key) DO UPDATE SET coordinator = excluded.coordinator, tcp = excluded.tcp, relay = excluded.relay, since = excluded.since`,
-		p.Key.String(), p.Coordinator, addrText(p.TCP), addrText(p.Relay), p.Since.UnixMilli()); err != nil {
-		return fmt.Errorf("database %s: store presence of %s: %w", s.name, p.Key.Short(), err)
+// WritePresence records, in one transaction, that coordinator holds the
+// streams of here (each replacing where the node was) and no longer
+// those of gone (presence another coordinator recorded since stays).
+// Each node whose row changed is announced.
+func (s *sqlDB) WritePresence(ctx context.Context, coordinator string, here []Presence, gone []crypto.PublicKey) error {
+	s.writes.Add(1)
+	tx, err := s.w.BeginTx(ctx, s.txOpts)
+	if err != nil {
+		return fmt.Errorf("database %s: begin: %w", s.name, err)
 	}
-	return nil
-}
-
-// ClearPresence records that coordinator no longer holds key's stream;
-// presence another coordinator recorded since stays.
-func (s *sqlDB) ClearPresence(ctx context.Context, key crypto.PublicKey, coordinator string) error {
-	if _, err := s.execWrite(ctx, Change{Kind: ChangePresence, Key: key}, `DELETE FROM presence WHERE public_key = $1 AND coordinator = $2`,
-		key.String(), coordinator); err != nil {
-		return fmt.Errorf("database %s: clear presence of %s: %w", s.name, key.Short(), err)
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	changes := make([]Change, 0, len(here)+len(gone))
+	for _, p := range here {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO presence (public_key, coordinator, tcp, relay, since) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (public_key) DO UPDATE SET coordinator = excluded.coordinator, tcp = excluded.tcp, relay = excluded.relay, since = excluded.since`,
+			p.Key.String(), coordinator, addrText(p.TCP), addrText(p.Relay), p.Since.UnixMilli()); err != nil {
+			return fmt.Errorf("database %s: store presence of %s: %w", s.name, p.Key.Short(), err)
+		}
+		changes = append(changes, Change{Kind: ChangePresence, Key: p.Key})
 	}
-	return nil
+	for _, key := range gone {
+		res, err := tx.ExecContext(ctx, `DELETE FROM presence WHERE public_key = $1 AND coordinator = $2`, key.String(), coordinator)
+		if err != nil {
+			return fmt.Errorf("database %s: clear presence of %s: %w", s.name, key.Short(), err)
+		}
+		if n, err := res.RowsAffected(); err == nil && n > 0 {
+			changes = append(changes, Change{Kind: ChangePresence, Key: key})
+		}
+	}
+	return s.commit(ctx, tx, changes...)
 }
 
 // RenewLease extends coordinator's lease to until. renewed is false when

@@ -30,17 +30,14 @@ func TestPresenceUnderLease(t *testing.T) {
 		}
 		k1, k2 := newKey(t), newKey(t)
 		tcp := netip.MustParseAddrPort("198.18.0.7:50000")
-		if err := s.SetPresence(ctx, Presence{Key: k1, Coordinator: "a", TCP: tcp, Since: now}); err != nil {
-			t.Fatal(err)
-		}
-		if err := s.SetPresence(ctx, Presence{Key: k2, Coordinator: "a", Since: now}); err != nil {
+		if err := s.WritePresence(ctx, "a", []Presence{{Key: k1, TCP: tcp, Since: now}, {Key: k2, Since: now}}, nil); err != nil {
 			t.Fatal(err)
 		}
 		// k2 moves to b; a's late goodbye for it leaves it there.
-		if err := s.SetPresence(ctx, Presence{Key: k2, Coordinator: "b", Since: now}); err != nil {
+		if err := s.WritePresence(ctx, "b", []Presence{{Key: k2, Since: now}}, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.ClearPresence(ctx, k2, "a"); err != nil {
+		if err := s.WritePresence(ctx, "a", nil, []crypto.PublicKey{k2}); err != nil {
 			t.Fatal(err)
 		}
 		for _, want := range []crypto.PublicKey{k1, k2, k2} {

@@ -84,11 +84,10 @@ type Store interface {
 	// SetLastSeen records presence; a removed or unknown key is ignored.
 	SetLastSeen(ctx context.Context, key crypto.PublicKey, t time.Time) error
 
-	// SetPresence records that p.Coordinator holds p.Key's stream, in
-	// place of where it was; ClearPresence that coordinator no longer
-	// does (presence another one recorded since stays).
-	SetPresence(ctx context.Context, p Presence) error
-	ClearPresence(ctx context.Context, key crypto.PublicKey, coordinator string) error
+	// WritePresence records, in one transaction, that coordinator holds
+	// the streams of here, in place of where they were, and no longer
+	// those of gone (presence another one recorded since stays).
+	WritePresence(ctx context.Context, coordinator string, here []Presence, gone []crypto.PublicKey) error
 	// Presence is where key is connected at now (ok false: nowhere, or
 	// at a coordinator whose lease ended); Online lists every node's.
 	Presence(ctx context.Context, key crypto.PublicKey, now time.Time) (p Presence, ok bool, err error)
