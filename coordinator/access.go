@@ -157,18 +157,28 @@ func (s *Server) SetPolicy(ctx context.Context, text string) (PolicyInfo, error)
 	if err != nil {
 		return PolicyInfo{}, err
 	}
-	res, err := policy.Resolve(pol, v.Version, pn, s.network())
-	if err != nil {
-		// checkPolicy resolved the same policy against the same nodes.
-		return PolicyInfo{}, fmt.Errorf("%w:\n%w", ErrInvalidPolicy, err)
-	}
 	prev := s.hub.policy()
-	s.hub.setAccess(access{pol: pol, version: v.Version, res: res})
-	s.log.Info("access policy set", "version", v.Version, "rules", pol.Rules(), "none", pol == nil)
+	// checkPolicy resolved the same policy against the same nodes: it
+	// applies whole.
+	s.applyPolicy(v.Version, pol)
 	s.approveForPolicy(ctx, prev, pol)
 	info := toPolicyInfo(v)
 	info.Warnings = warnings
 	return info, nil
+}
+
+// applyPolicy puts pol, stored as version, in force: resolved against
+// the hub's nodes, every connected node gets its new filter and map.
+// What it can't apply to a node fails closed and is logged, as in
+// accessAfter. Caller holds writeMu.
+func (s *Server) applyPolicy(version uint64, pol *policy.Policy) {
+	_, nodes := s.hub.accessInput()
+	res, err := policy.Resolve(pol, version, sortedNodes(nodes), s.network())
+	if err != nil {
+		s.log.Error("access policy: parts of it can't be applied and deny instead", "version", version, "err", err)
+	}
+	s.hub.setAccess(access{pol: pol, version: version, res: res})
+	s.log.Info("access policy set", "version", version, "rules", pol.Rules(), "none", pol == nil)
 }
 
 // Policy returns a stored version of the access policy, the newest for 0.

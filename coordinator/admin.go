@@ -109,20 +109,27 @@ func (s *Server) RemoveNode(ctx context.Context, name string) (wire.Node, error)
 	if err != nil {
 		return wire.Node{}, err
 	}
-	if sess := s.hub.remove(n.Key, s.accessAfter(func(m map[crypto.PublicKey]policy.Node) { delete(m, n.Key) })); sess != nil {
+	s.dropNode(n.Key)
+	s.log.Info("node removed and its key banned", "node", n.Name, "key", n.Key.Short())
+	return toWire(n, false), nil
+}
+
+// dropNode takes a removed node out of the hub, every peer map and the
+// relay, and ends its stream, telling it node_removed. Caller holds
+// writeMu, after the removal is stored.
+func (s *Server) dropNode(key crypto.PublicKey) {
+	if sess := s.hub.remove(key, s.accessAfter(func(m map[crypto.PublicKey]policy.Node) { delete(m, key) })); sess != nil {
 		sess.stop(closeRemoved, "node removed", &wire.StreamMsg{
 			Type:  wire.MsgError,
 			Code:  wire.ErrCodeNodeRemoved,
-			Error: removedText(n.Key),
+			Error: removedText(key),
 		})
 	}
-	s.relay.Forget(n.Key)
-	s.evidence.forget(n.Key)
+	s.relay.Forget(key)
+	s.evidence.forget(key)
 	s.seenMu.Lock()
-	delete(s.seenWritten, n.Key)
+	delete(s.seenWritten, key)
 	s.seenMu.Unlock()
-	s.log.Info("node removed and its key banned", "node", n.Name, "key", n.Key.Short())
-	return toWire(n, false), nil
 }
 
 // TagNode changes a node's tags and pushes the node to its peers.

@@ -56,10 +56,17 @@ func ShortRelaySuspensions(base time.Duration) func(*Server) {
 // Rendezvous asks the hub to cue from and to, as a node's rendezvous
 // request does, and reports whether both were cued.
 func Rendezvous(s *Server, from, to crypto.PublicKey) bool {
-	res, _ := s.hub.rendezvous(from, to)
+	res, _, _ := s.hub.rendezvous(from, to)
 	return res == rendezvousCued
 }
 
 // RelayAllows is what the coordinator's relay asks before it forwards a
 // frame from a to b.
 func RelayAllows(s *Server, a, b crypto.PublicKey) bool { return s.hub.ArePeers(a, b) }
+
+// ShortLease makes the coordinator renew its lease every renew, for
+// length, so that tests see a dead coordinator's lease end. Pass it to
+// start.
+func ShortLease(renew, length time.Duration) func(*Server) {
+	return func(s *Server) { s.lease = leaseTiming{renew: renew, length: length} }
+}

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
@@ -21,6 +22,9 @@ type hub struct {
 	mu       sync.Mutex
 	nodes    map[crypto.PublicKey]*store.Node
 	sessions map[crypto.PublicKey]*session
+	// remote holds the nodes connected to other coordinators on the same
+	// database (follow.go, presence.go); a stream here takes precedence.
+	remote map[crypto.PublicKey]store.Presence
 	// version counts changes; every welcome and delta carries the version
 	// of the newest change it includes, so a node can tell order.
 	version uint64
@@ -40,6 +44,7 @@ func newHub(nodes []store.Node, acc access) *hub {
 	h := &hub{
 		nodes:    make(map[crypto.PublicKey]*store.Node, len(nodes)),
 		sessions: make(map[crypto.PublicKey]*session),
+		remote:   make(map[crypto.PublicKey]store.Presence),
 		susp:     newSuspensions(defaultSuspendPolicy()),
 		acc:      acc,
 	}
@@ -52,26 +57,48 @@ func newHub(nodes []store.Node, acc access) *hub {
 
 // wireNode describes n as nodes see it. Caller holds mu.
 func (h *hub) wireNode(n *store.Node) wire.Node {
-	sess, online := h.sessions[n.Key]
-	w := toWire(*n, online)
+	st := h.stream(n.Key)
+	w := toWire(*n, st.online)
 	w.PrimaryRoutes = h.primaryRoutes(n)
-	if online && sess.tcp.IsValid() {
-		w.Endpoints = append(w.Endpoints, wire.Endpoint{Addr: sess.tcp, Kind: wire.EndpointTCP})
+	if st.tcp.IsValid() {
+		w.Endpoints = append(w.Endpoints, wire.Endpoint{Addr: st.tcp, Kind: wire.EndpointTCP})
 	}
 	if until, suspended := h.susp.suspendedUntil(n.Key, time.Now()); suspended {
 		w.RelaySuspendedUntil = until
 	} else if h.offersRelay(n) {
-		w.Relay = sess.relay.String()
+		w.Relay = st.relay.String()
 	}
 	return w
 }
+
+// streamInfo is what a node's stream, here or at another coordinator,
+// adds to its record.
+type streamInfo struct {
+	online     bool
+	tcp, relay netip.AddrPort
+}
+
+// stream is key's stream: this coordinator's, else another's. Caller
+// holds mu.
+func (h *hub) stream(key crypto.PublicKey) streamInfo {
+	if sess := h.sessions[key]; sess != nil {
+		return streamInfo{online: true, tcp: sess.tcp, relay: sess.relay}
+	}
+	if p, ok := h.remote[key]; ok {
+		return streamInfo{online: true, tcp: p.TCP, relay: p.Relay}
+	}
+	return streamInfo{}
+}
+
+// isOnline reports whether key has a stream, here or at another
+// coordinator. Caller holds mu.
+func (h *hub) isOnline(key crypto.PublicKey) bool { return h.stream(key).online }
 
 // offersRelay reports whether n's relay is offered to its peers, unless
 // suspended: n announced one on its stream and the administrator
 // designated it. Caller holds mu.
 func (h *hub) offersRelay(n *store.Node) bool {
-	sess := h.sessions[n.Key]
-	return sess != nil && sess.relay.IsValid() && slices.Contains(n.Tags, RelayTag)
+	return h.stream(n.Key).relay.IsValid() && slices.Contains(n.Tags, RelayTag)
 }
 
 func toWire(n store.Node, online bool) wire.Node {
@@ -130,9 +157,9 @@ func (h *hub) cueNaming(n *store.Node) wire.StreamMsg {
 		if r, ok := sess.pendingReport(); ok {
 			eps, nat = r.Endpoints, r.NAT
 		}
-		if sess.tcp.IsValid() {
-			eps = append(slices.Clone(eps), wire.Endpoint{Addr: sess.tcp, Kind: wire.EndpointTCP})
-		}
+	}
+	if tcp := h.stream(key).tcp; tcp.IsValid() {
+		eps = append(slices.Clone(eps), wire.Endpoint{Addr: tcp, Kind: wire.EndpointTCP})
 	}
 	return wire.StreamMsg{Type: wire.MsgPunch, Peer: &key, Endpoints: eps, NAT: nat}
 }
@@ -149,14 +176,20 @@ func (h *hub) peersOf(n *store.Node) []wire.Node {
 	return out
 }
 
-// upsert adds a node or replaces it after a registration, with next
-// the access policy resolved with it.
+// upsert adds a node or replaces it with its stored record after a
+// registration, or any change another coordinator made (follow.go), with
+// next the access policy resolved with it. A node connected here keeps
+// the candidates its stream reported: this coordinator stores them, so
+// they are never older than the record read.
 func (h *hub) upsert(n store.Node, next access) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	old := h.nodes[n.Key]
 	if old != nil && old.LastSeen.After(n.LastSeen) {
 		n.LastSeen = old.LastSeen
+	}
+	if old != nil && h.sessions[n.Key] != nil {
+		n.Endpoints, n.NAT = old.Endpoints, old.NAT
 	}
 	h.nodes[n.Key] = &n
 	h.transition(next, old, &n)
@@ -177,6 +210,7 @@ func (h *hub) remove(key crypto.PublicKey, next access) *session {
 		return nil
 	}
 	delete(h.nodes, key)
+	delete(h.remote, key)
 	h.susp.forget(key)
 	sess := h.sessions[key]
 	delete(h.sessions, key)
@@ -205,11 +239,9 @@ func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome wire
 	}
 	old = h.sessions[sess.key]
 	h.sessions[sess.key] = sess
+	sess.attached = now
 	n.LastSeen = now
-	if mayServe(n) {
-		h.reelect()
-	}
-	h.changed(n)
+	h.presenceChanged(n)
 	self := h.wireNode(n)
 	return wire.StreamMsg{
 		Type:       wire.MsgWelcome,
@@ -237,13 +269,37 @@ func (h *hub) detach(sess *session, now time.Time) bool {
 	}
 	delete(h.sessions, sess.key)
 	if n := h.nodes[sess.key]; n != nil {
-		if mayServe(n) {
-			h.reelect()
-		}
 		n.LastSeen = now
-		h.changed(n)
+		h.presenceChanged(n)
 	}
 	return true
+}
+
+// presenceChanged pushes n, whose stream came or went (here or at
+// another coordinator), to its peers, and moves the primaries of the
+// routes it may serve. Caller holds mu.
+func (h *hub) presenceChanged(n *store.Node) {
+	if mayServe(n) {
+		h.reelect()
+	}
+	h.changed(n)
+}
+
+// record is a copy of an active node's record.
+func (h *hub) record(key crypto.PublicKey) (store.Node, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := h.nodes[key]; n != nil {
+		return *n, true
+	}
+	return store.Node{}, false
+}
+
+// keys lists the active nodes' keys.
+func (h *hub) keys() []crypto.PublicKey {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Collect(maps.Keys(h.nodes))
 }
 
 // session returns a node's stream, or nil when it has none.
@@ -267,23 +323,23 @@ func (h *hub) endpoints(key crypto.PublicKey) ([]wire.Endpoint, *wire.NATInfo, b
 // setRelay records the relay a node announces (invalid: none) for as long
 // as its session lasts, and pushes the change to its peers. Peers are
 // offered it only while the node holds RelayTag; designated reports
-// whether it does.
-func (h *hub) setRelay(key crypto.PublicKey, relay netip.AddrPort) (designated bool) {
+// whether it does, changed whether the relay is new.
+func (h *hub) setRelay(key crypto.PublicKey, relay netip.AddrPort) (designated, changed bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	sess, n := h.sessions[key], h.nodes[key]
 	if sess == nil || n == nil {
-		return false
+		return false, false
 	}
 	designated = slices.Contains(n.Tags, RelayTag)
 	if sess.relay == relay {
-		return designated
+		return designated, false
 	}
 	sess.relay = relay
 	if designated {
 		h.changed(n)
 	}
-	return designated
+	return designated, true
 }
 
 // setTags records a node's new tags and its routes as stored with them
@@ -364,23 +420,43 @@ const (
 // requester within its budget (every request costs it, so a flood of
 // requests naming offline or unknown nodes is bounded too). Each cue
 // replaces one still waiting for the same pair; coalesced counts those.
-func (h *hub) rendezvous(from, to crypto.PublicKey) (res rendezvousResult, coalesced int) {
+// When to streams to another coordinator, from is cued here and via
+// names that coordinator, which the caller asks to cue to (Store.Cue).
+func (h *hub) rendezvous(from, to crypto.PublicKey) (res rendezvousResult, coalesced int, via string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	a, b := h.nodes[from], h.nodes[to]
 	sa, sb := h.sessions[from], h.sessions[to]
 	if sa != nil && !sa.rendezvous.Allow() {
-		return rendezvousOverBudget, 0
+		return rendezvousOverBudget, 0, ""
 	}
-	if a == nil || b == nil || sa == nil || sb == nil || !h.peers(a, b) {
-		return rendezvousSkipped, 0
+	elsewhere, remote := h.remote[to]
+	if a == nil || b == nil || sa == nil || sb == nil && !remote || !h.peers(a, b) {
+		return rendezvousSkipped, 0, ""
 	}
-	for _, replaced := range []bool{sa.cue(b.Key, h.cueNaming(b)), sb.cue(a.Key, h.cueNaming(a))} {
-		if replaced {
-			coalesced++
-		}
+	if sa.cue(b.Key, h.cueNaming(b)) {
+		coalesced++
 	}
-	return rendezvousCued, coalesced
+	if sb == nil {
+		return rendezvousCued, coalesced, elsewhere.Coordinator
+	}
+	if sb.cue(a.Key, h.cueNaming(a)) {
+		coalesced++
+	}
+	return rendezvousCued, coalesced, ""
+}
+
+// cueFor cues to, which streams here, to punch towards about, as another
+// coordinator asked for its node about (Store.Cue): both must be nodes
+// and peers here too. It reports whether a waiting cue was replaced.
+func (h *hub) cueFor(to, about crypto.PublicKey) (cued, replaced bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	a, b, sb := h.nodes[about], h.nodes[to], h.sessions[to]
+	if a == nil || b == nil || sb == nil || !h.peers(a, b) {
+		return false, false
+	}
+	return true, sb.cue(a.Key, h.cueNaming(a))
 }
 
 // list is every active node, by name.
@@ -402,11 +478,12 @@ func (h *hub) counts() (nodes, online int) {
 	return len(h.nodes), len(h.sessions)
 }
 
-// online reports whether a node has a stream.
+// online reports whether a node has a stream, here or at another
+// coordinator.
 func (h *hub) online(key crypto.PublicKey) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return h.sessions[key] != nil
+	return h.isOnline(key)
 }
 
 func firstOf(s []string) string {

@@ -269,7 +269,7 @@ func (h *hub) routeInfos(only *crypto.PublicKey) []RouteInfo {
 			continue
 		}
 		primary := func(p netip.Prefix) bool { return h.primary[p] == n.Key }
-		out = append(out, routeInfos(*n, h.sessions[n.Key] != nil, primary)...)
+		out = append(out, routeInfos(*n, h.isOnline(n.Key), primary)...)
 	}
 	// Stable: each node's routes stay in wire order.
 	slices.SortStableFunc(out, func(a, b RouteInfo) int { return strings.Compare(a.Node, b.Node) })
@@ -306,7 +306,7 @@ func (h *hub) reelect() {
 				continue
 			}
 			since, _ := n.ApprovedSince(p)
-			cands[p] = append(cands[p], candidate{key: n.Key, online: h.sessions[n.Key] != nil, since: since})
+			cands[p] = append(cands[p], candidate{key: n.Key, online: h.isOnline(n.Key), since: since})
 		}
 	}
 	next := electPrimaries(cands, h.primary)

@@ -6,6 +6,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -149,6 +150,23 @@ type Server struct {
 	// view, so that a node removed while it registers can't linger in maps.
 	writeMu sync.Mutex
 
+	// id names this run of the coordinator in the presence it records
+	// (presence.go); lease is how it keeps its lease, presence writes it.
+	// shared: the database is PostgreSQL, which other coordinators may
+	// share; on SQLite, which one coordinator owns, no presence is
+	// recorded and no lease kept.
+	shared   bool
+	id       string
+	lease    leaseTiming
+	presence *presenceWriter
+	// stopFollow ends the work for the other coordinators (follow,
+	// keepLease, writePresence): background waits for it.
+	stopFollow  context.CancelFunc
+	followCtx   context.Context
+	background  sync.WaitGroup
+	startLeases sync.Once
+	leaseErr    error // why the lease could not be taken; set once
+
 	// seenMu guards seenWritten: when each node's presence was last
 	// stored (recordSeen).
 	seenMu      sync.Mutex
@@ -200,13 +218,19 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Watched before the hub is loaded: what other coordinators commit
+	// from here on is applied after the load (follow.go).
+	followCtx, stopFollow := context.WithCancel(context.Background())
+	changes := st.Watch(followCtx)
 	nodes, err := st.Nodes(ctx)
 	if err != nil {
+		stopFollow()
 		st.Close()
 		return nil, err
 	}
 	acc, err := loadAccess(ctx, st, nodes, policy.Network{V4: cfg.Network, V6: cfg.NetworkV6}, log)
 	if err != nil {
+		stopFollow()
 		st.Close()
 		return nil, err
 	}
@@ -229,6 +253,12 @@ func New(opts Options) (*Server, error) {
 		autoApprove: autoApprove,
 		seenWritten: make(map[crypto.PublicKey]time.Time),
 		restores:    make(map[crypto.PublicKey]*time.Timer),
+		shared:      store.IsPostgresURL(database(cfg)),
+		id:          rand.Text(),
+		lease:       defaultLease(),
+		presence:    newPresenceWriter(),
+		stopFollow:  stopFollow,
+		followCtx:   followCtx,
 	}
 	reg := opts.Registry
 	if reg == nil {
@@ -237,6 +267,7 @@ func New(opts Options) (*Server, error) {
 	s.gatherer, _ = reg.(prometheus.Gatherer)
 	s.gate = admit.New(preAuthLimits(), func(reason string) { s.met.preAuthClosed.WithLabelValues(reason).Inc() })
 	if s.met, err = newMetrics(reg, s.hub, s.paths, s.gate, st); err != nil {
+		stopFollow()
 		st.Close()
 		return nil, err
 	}
@@ -249,6 +280,12 @@ func New(opts Options) (*Server, error) {
 		Relay:    s.relay.ServeUDP,
 		Auth:     s.evidence,
 	})
+	if err := s.followOnline(ctx); err != nil {
+		stopFollow()
+		st.Close()
+		return nil, err
+	}
+	s.background.Go(func() { s.follow(followCtx, changes) })
 	return s, nil
 }
 
@@ -258,13 +295,19 @@ func (s *Server) Fingerprint() string { return s.pin }
 // Close releases the store. Serve, ServeSTUN and Run must have returned.
 func (s *Server) Close() error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	if s.closed {
+		s.mu.Unlock()
 		return nil
 	}
 	s.closed = true
 	for _, t := range s.restores {
 		t.Stop()
+	}
+	s.mu.Unlock()
+	s.stopFollow()
+	s.background.Wait()
+	if s.shared {
+		s.endLease()
 	}
 	return s.store.Close()
 }
@@ -329,6 +372,9 @@ func (s *Server) ServeMetrics(ctx context.Context, ln net.Listener) error {
 // returns nil.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	s.noteServed(ln.Addr())
+	if err := s.serveLease(); err != nil {
+		return err
+	}
 	var streams sync.WaitGroup
 	hs := &http.Server{
 		Handler:           s.handler(&streams),
@@ -347,6 +393,23 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		return fmt.Errorf("control API on %v: %w", ln.Addr(), err)
 	}
 	return nil
+}
+
+// serveLease takes this coordinator's lease and starts keeping it, and
+// recording its nodes' presence, once: before the first stream.
+func (s *Server) serveLease() error {
+	s.startLeases.Do(func() {
+		if !s.shared {
+			return
+		}
+		if err := s.takeLease(s.followCtx); err != nil {
+			s.leaseErr = fmt.Errorf("take this coordinator's lease: %w", err)
+			return
+		}
+		s.background.Go(func() { s.keepLease(s.followCtx) })
+		s.background.Go(func() { s.writePresence(s.followCtx) })
+	})
+	return s.leaseErr
 }
 
 // errorLog routes net/http's own messages to slog at debug level: they are

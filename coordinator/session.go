@@ -53,11 +53,14 @@ type session struct {
 	tcp netip.AddrPort
 	// relay is the UDP relay the node announces, offered to peers only
 	// while the node holds RelayTag; guarded by the hub's lock.
-	relay  netip.AddrPort
-	conn   *websocket.Conn
-	cancel context.CancelFunc
-	wake   chan struct{} // capacity 1: something to send
-	limits streamLimits
+	relay netip.AddrPort
+	// attached is when the hub made it the node's stream; guarded by the
+	// hub's lock.
+	attached time.Time
+	conn     *websocket.Conn
+	cancel   context.CancelFunc
+	wake     chan struct{} // capacity 1: something to send
+	limits   streamLimits
 	// rendezvous is the node's budget of rendezvous requests, reports
 	// its budget of relay reports.
 	rendezvous *rate.Limiter

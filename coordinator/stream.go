@@ -166,11 +166,18 @@ func (s *Server) authenticate(ctx context.Context, c *websocket.Conn, wr *writer
 			fmt.Sprintf("proof does not match public key %s", key.Short()))
 	}
 	if !s.hub.has(key) {
-		if _, err := s.store.Node(ctx, key); errors.Is(err, store.ErrRemoved) {
+		n, err := s.store.Node(ctx, key)
+		switch {
+		case errors.Is(err, store.ErrRemoved):
 			return key, reject(ctx, c, wr, wire.ErrCodeNodeRemoved, removedText(key))
+		case err == nil:
+			// Registered through another coordinator, whose notice
+			// has not been applied yet.
+			s.adopt(n)
+		default:
+			return key, reject(ctx, c, wr, wire.ErrCodeUnauthorized,
+				fmt.Sprintf("node %s is not registered; register with a join token first", key.Short()))
 		}
-		return key, reject(ctx, c, wr, wire.ErrCodeUnauthorized,
-			fmt.Sprintf("node %s is not registered; register with a join token first", key.Short()))
 	}
 	return key, nil
 }
@@ -243,6 +250,7 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 		t := time.Now()
 		s.paths.forget(key, sess)
 		if s.hub.detach(sess, t) {
+			s.markPresence(key)
 			s.recordSeen(key, t)
 			log.Info("node offline")
 		}
@@ -258,6 +266,7 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 	// Stored after the welcome is out: when many nodes reconnect at once
 	// (a coordinator restart), their welcomes don't queue behind these
 	// synced writes.
+	s.markPresence(key)
 	s.recordSeen(key, now)
 	s.readLoop(ctx, c, sess, h)
 	cancel()
@@ -314,17 +323,31 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session,
 
 // rendezvous cues both nodes to punch, within the requester's budget.
 func (s *Server) rendezvous(from, to crypto.PublicKey) {
-	res, coalesced := s.hub.rendezvous(from, to)
+	res, coalesced, via := s.hub.rendezvous(from, to)
 	s.met.limited.WithLabelValues(limitedCues).Add(float64(coalesced))
 	switch res {
 	case rendezvousCued:
 		s.met.rendezvous.Inc()
-		s.nodeLog.Debug("rendezvous", "from", from.Short(), "to", to.Short())
+		s.nodeLog.Debug("rendezvous", "from", from.Short(), "to", to.Short(), "via", via)
+		if via != "" {
+			s.cueElsewhere(via, to, from)
+		}
 	case rendezvousSkipped:
 		s.nodeLog.Debug("rendezvous skipped: peer offline or not a peer", "from", from.Short(), "to", to.Short())
 	case rendezvousOverBudget:
 		s.met.limited.WithLabelValues(limitedRendezvous).Inc()
 		s.nodeLog.Info("rendezvous request over the node's budget; dropped", "from", from.Short(), "to", to.Short())
+	}
+}
+
+// cueElsewhere asks coordinator, which holds to's stream, to cue it to
+// punch towards about. It runs on about's read loop, bounded by its
+// rendezvous budget; one database round trip, at most writeTimeout.
+func (s *Server) cueElsewhere(coordinator string, to, about crypto.PublicKey) {
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	if err := s.store.Cue(ctx, coordinator, to, about); err != nil {
+		s.nodeLog.Warn("rendezvous: ask the peer's coordinator to cue it", "from", about.Short(), "to", to.Short(), "err", err)
 	}
 }
 
@@ -467,7 +490,11 @@ func (s *Server) setRelay(key crypto.PublicKey, announced string) {
 	if err != nil {
 		s.nodeLog.Warn("relay address refused", "node", key.Short(), "err", err)
 	}
-	if !s.hub.setRelay(key, relay) && relay.IsValid() {
+	designated, changed := s.hub.setRelay(key, relay)
+	if changed {
+		s.markPresence(key)
+	}
+	if !designated && relay.IsValid() {
 		s.nodeLog.Info("relay not offered to peers: the node is not designated a relay (tag it with 'meshnode nodes tag NAME "+RelayTag+"')",
 			"node", key.Short(), "relay", relay)
 	}

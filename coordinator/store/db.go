@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+
+	"github.com/meshnode/meshnode/crypto"
 )
 
 // sqlDB is the Store's logic on a database/sql database, shared by SQLite
@@ -32,6 +34,26 @@ type sqlDB struct {
 	// publishes to watch itself (SQLite: one coordinator per database).
 	watch  watchers
 	notify func(ctx context.Context, tx *sql.Tx, c Change) error
+	// cue, when set, sends a ChangeCue to every store on the database
+	// (PostgreSQL); without it Cue publishes to watch.
+	cue func(ctx context.Context, c Change) error
+}
+
+// Cue asks coordinator to cue to, which streams to it, to punch towards
+// about now. It is delivered through Watch as a ChangeCue, to every
+// store on the database, and is not stored: a cue lost with the
+// listening connection is asked for again by the node's next rendezvous.
+func (s *sqlDB) Cue(ctx context.Context, coordinator string, to, about crypto.PublicKey) error {
+	c := Change{Kind: ChangeCue, Key: to, Peer: about, Coordinator: coordinator}
+	if s.cue == nil {
+		c.Own = true
+		s.watch.publish(c)
+		return nil
+	}
+	if err := s.cue(ctx, c); err != nil {
+		return fmt.Errorf("database %s: send a punch cue for %s: %w", s.name, to.Short(), err)
+	}
+	return nil
 }
 
 // beginWrite begins a write transaction, which holds the database's write
@@ -53,8 +75,9 @@ func (s *sqlDB) beginWrite(ctx context.Context) (*sql.Tx, error) {
 }
 
 // execWrite runs one write statement in a transaction of its own, which
-// announces c when the statement changed a row. A single statement is
-// atomic in both engines and needs no lock beyond its rows'.
+// announces c when the statement changed a row (a c without a Kind is
+// not announced). A single statement is atomic in both engines and needs
+// no lock beyond its rows'.
 func (s *sqlDB) execWrite(ctx context.Context, c Change, query string, args ...any) (sql.Result, error) {
 	s.writes.Add(1)
 	tx, err := s.w.BeginTx(ctx, s.txOpts)
@@ -67,7 +90,7 @@ func (s *sqlDB) execWrite(ctx context.Context, c Change, query string, args ...a
 		return nil, err
 	}
 	var changes []Change
-	if n, err := res.RowsAffected(); err == nil && n > 0 {
+	if n, err := res.RowsAffected(); err == nil && n > 0 && c.Kind != "" {
 		changes = append(changes, c)
 	}
 	return res, s.commit(ctx, tx, changes...)

@@ -97,6 +97,28 @@ var migrations = []migration{
 			`ALTER TABLE nodes ADD COLUMN approved_routes TEXT NOT NULL DEFAULT '[]'`,
 		},
 	},
+	{
+		version:     5,
+		description: "presence: which coordinator holds each node's stream, under a lease",
+		statements: []string{
+			// Each running coordinator's lease, renewed while it runs
+			// (Unix milliseconds).
+			`CREATE TABLE coordinators (
+				id          TEXT PRIMARY KEY,
+				lease_until BIGINT NOT NULL
+			)`,
+			// A connected node's stream: its coordinator, its source
+			// address and the relay it announces ('' for none).
+			`CREATE TABLE presence (
+				public_key  TEXT PRIMARY KEY,
+				coordinator TEXT NOT NULL,
+				tcp         TEXT NOT NULL,
+				relay       TEXT NOT NULL,
+				since       BIGINT NOT NULL
+			)`,
+			`CREATE INDEX presence_coordinator ON presence (coordinator)`,
+		},
+	},
 }
 
 // schemaVersion is the newest version this build knows.

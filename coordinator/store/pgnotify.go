@@ -17,6 +17,22 @@ import (
 // committed change is announced to the coordinators sharing the database.
 const notifyChannel = "meshnode_changes"
 
+// cueChannel carries punch cues between coordinators (Store.Cue). They
+// are not changes, so they have a channel of their own: a coordinator of
+// an older meshnode, which listens only on notifyChannel, never hears
+// them (it would read an unknown kind as a resync).
+const cueChannel = "meshnode_cues"
+
+// cueNotice is a Cue as a NOTIFY payload (under 200 bytes).
+type cueNotice struct {
+	Coordinator string           `json:"coordinator"`
+	To          crypto.PublicKey `json:"to"`
+	About       crypto.PublicKey `json:"about"`
+}
+
+// maxCoordinatorID bounds the coordinator ID a cue notice may carry.
+const maxCoordinatorID = 64
+
 // notice is a Change as a NOTIFY payload (at most 8000 bytes, PostgreSQL's
 // limit; this is under 100). Origin tells a store its own changes.
 type notice struct {
@@ -46,11 +62,22 @@ func newOrigin() string { return rand.Text() }
 // PostgreSQL delivers only if the transaction commits, once, in commit
 // order, to every listener.
 func (l *listener) announce(ctx context.Context, tx *sql.Tx, c Change) error {
-	payload, err := json.Marshal(notice{Kind: c.Kind, Key: c.Key, Origin: l.origin})
+	return pgNotify(ctx, tx, notifyChannel, notice{Kind: c.Kind, Key: c.Key, Origin: l.origin})
+}
+
+// execer is what *sql.DB and *sql.Tx share for statements.
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+}
+
+// pgNotify notifies channel with v in JSON, through ex: inside a
+// transaction, or at once.
+func pgNotify(ctx context.Context, ex execer, channel string, v any) error {
+	payload, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	_, err = tx.ExecContext(ctx, `SELECT pg_notify($1, $2)`, notifyChannel, string(payload))
+	_, err = ex.ExecContext(ctx, `SELECT pg_notify($1, $2)`, channel, string(payload))
 	return err
 }
 
@@ -74,9 +101,11 @@ func (l *listener) connect(ctx context.Context) (*pgx.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, "LISTEN "+notifyChannel); err != nil {
-		conn.Close(context.Background())
-		return nil, err
+	for _, ch := range []string{notifyChannel, cueChannel} {
+		if _, err := conn.Exec(ctx, "LISTEN "+ch); err != nil {
+			conn.Close(context.Background())
+			return nil, err
+		}
 	}
 	return conn, nil
 }
@@ -118,6 +147,10 @@ func (l *listener) hear(ctx context.Context, conn *pgx.Conn) {
 		if err != nil {
 			return
 		}
+		if n.Channel == cueChannel {
+			l.hearCue(n.Payload)
+			continue
+		}
 		var msg notice
 		if err := json.Unmarshal([]byte(n.Payload), &msg); err != nil || n.Channel != notifyChannel || !known(msg.Kind) {
 			// Not a notice this build can read (a newer coordinator's
@@ -127,6 +160,21 @@ func (l *listener) hear(ctx context.Context, conn *pgx.Conn) {
 		}
 		l.watch.publish(Change{Kind: msg.Kind, Key: msg.Key, Own: msg.Origin == l.origin})
 	}
+}
+
+// hearCue publishes a cue another coordinator sent. One this build can't
+// read is dropped: a cue is not state, and the node asks again.
+func (l *listener) hearCue(payload string) {
+	var c cueNotice
+	if json.Unmarshal([]byte(payload), &c) != nil || c.Coordinator == "" || len(c.Coordinator) > maxCoordinatorID {
+		return
+	}
+	l.watch.publish(Change{Kind: ChangeCue, Key: c.To, Peer: c.About, Coordinator: c.Coordinator})
+}
+
+// sendCue notifies cueChannel at once, outside any transaction.
+func (l *listener) sendCue(ctx context.Context, db *sql.DB, c Change) error {
+	return pgNotify(ctx, db, cueChannel, cueNotice{Coordinator: c.Coordinator, To: c.Key, About: c.Peer})
 }
 
 func known(k ChangeKind) bool {

@@ -93,6 +93,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 	}, cfg: cfg}
 	s.listen = listener{cfg: cfg, origin: newOrigin(), watch: &s.watch}
 	s.notify = s.listen.announce
+	s.cue = func(ctx context.Context, c Change) error { return s.listen.sendCue(ctx, db, c) }
 	if err := s.connect(ctx); err != nil {
 		db.Close()
 		return nil, err

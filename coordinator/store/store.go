@@ -84,6 +84,23 @@ type Store interface {
 	// SetLastSeen records presence; a removed or unknown key is ignored.
 	SetLastSeen(ctx context.Context, key crypto.PublicKey, t time.Time) error
 
+	// WritePresence records, in one transaction, that coordinator holds
+	// the streams of here, in place of where they were, and no longer
+	// those of gone (presence another one recorded since stays).
+	WritePresence(ctx context.Context, coordinator string, here []Presence, gone []crypto.PublicKey) error
+	// Presence is where key is connected at now (ok false: nowhere, or
+	// at a coordinator whose lease ended); Online lists every node's.
+	Presence(ctx context.Context, key crypto.PublicKey, now time.Time) (p Presence, ok bool, err error)
+	Online(ctx context.Context, now time.Time) ([]Presence, error)
+	// RenewLease extends coordinator's lease to until; renewed is false
+	// when it had none (it lapsed, and its presence was expired).
+	RenewLease(ctx context.Context, coordinator string, until time.Time) (renewed bool, err error)
+	// ExpireLeases ends the leases that ran out before now, with the
+	// presence they held, and EndLease coordinator's (its goodbye); both
+	// return the nodes that went offline.
+	ExpireLeases(ctx context.Context, now time.Time) ([]crypto.PublicKey, error)
+	EndLease(ctx context.Context, coordinator string) ([]crypto.PublicKey, error)
+
 	// SetPolicy stores text as the newest version of the access policy
 	// ("" removes the policy) and returns it with its version, one above
 	// the newest before.
@@ -101,6 +118,10 @@ type Store interface {
 	// Open: single statements, and transactions that each held the
 	// database's write lock from their start to their end.
 	WriteTransactions() uint64
+
+	// Cue asks coordinator to cue to, which streams to it, to punch
+	// towards about now: a ChangeCue through Watch, not stored.
+	Cue(ctx context.Context, coordinator string, to, about crypto.PublicKey) error
 
 	// Watch delivers every change committed after it returns, by this
 	// store and, on PostgreSQL, by every other store on the same

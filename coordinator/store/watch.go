@@ -29,6 +29,9 @@ const (
 	// that hears them was lost, or the watcher fell behind): read again
 	// whatever the watcher keeps.
 	ChangeResync ChangeKind = "resync"
+	// ChangeCue is no change but a request (Cue): Coordinator is asked
+	// to cue Key, which streams to it, to punch towards Peer now.
+	ChangeCue ChangeKind = "cue"
 )
 
 // Change is one committed change to the database, as Watch delivers it.
@@ -38,6 +41,9 @@ type Change struct {
 	// Own is true when this store made the change; false when another
 	// store on the same database (another coordinator) did.
 	Own bool
+	// Peer and Coordinator are a ChangeCue's.
+	Peer        crypto.PublicKey
+	Coordinator string
 }
 
 // watchBuffer is how many changes a watcher may fall behind before the

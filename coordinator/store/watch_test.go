@@ -183,17 +183,26 @@ func TestWatchUnreadableNoticeResyncs(t *testing.T) {
 	db := pgtest.DB(t)
 	s := openTest(t, db)
 	ch := s.Watch(t.Context())
-	other, err := pgx.Connect(t.Context(), db)
+	for _, payload := range []string{`not json`, `{"kind":"future","origin":"x"}`, `{"kind":"node","key":"short"}`} {
+		rawNotify(t, db, notifyChannel, payload)
+		if c := next(t, ch); c.Kind != ChangeResync {
+			t.Fatalf("notice %q: %+v, want a resync", payload, c)
+		}
+	}
+}
+
+// rawNotify sends payloads on channel from a connection of its own, as
+// another program on the database could.
+func rawNotify(t *testing.T, db, channel string, payloads ...string) {
+	t.Helper()
+	conn, err := pgx.Connect(t.Context(), db)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer other.Close(context.Background())
-	for _, payload := range []string{`not json`, `{"kind":"future","origin":"x"}`, `{"kind":"node","key":"short"}`} {
-		if _, err := other.Exec(t.Context(), `SELECT pg_notify($1, $2)`, notifyChannel, payload); err != nil {
+	defer conn.Close(context.Background())
+	for _, p := range payloads {
+		if _, err := conn.Exec(t.Context(), `SELECT pg_notify($1, $2)`, channel, p); err != nil {
 			t.Fatal(err)
-		}
-		if c := next(t, ch); c.Kind != ChangeResync {
-			t.Fatalf("notice %q: %+v, want a resync", payload, c)
 		}
 	}
 }

@@ -1,0 +1,310 @@
+package coordinator_test
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/meshnode/meshnode/coordinator"
+	"github.com/meshnode/meshnode/internal/helperproc"
+	"github.com/meshnode/meshnode/internal/pgtest"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// twoCoordinators starts two coordinators, each with its own data
+// directory and certificate, on one PostgreSQL database.
+func twoCoordinators(t *testing.T) (db string, a, b *harness) {
+	t.Helper()
+	db = pgtest.DB(t)
+	cfgA, cfgB := testConfig(t), testConfig(t)
+	cfgA.Database, cfgB.Database = db, db
+	return db, start(t, cfgA), start(t, cfgB)
+}
+
+// crossed waits for cond, a change made through one coordinator as a
+// node on another sees it, and logs how long it took.
+func crossed(t *testing.T, what string, since time.Time, cond func() bool) {
+	t.Helper()
+	eventually(t, cond, "%s", what)
+	t.Logf("%s: after %v", what, time.Since(since).Round(time.Millisecond))
+}
+
+// acrossPair joins laptop through a and desk through b, connects both,
+// and waits until laptop sees desk online.
+func acrossPair(t *testing.T, a, b *harness) (laptop *stream, desk *node, deskStream *stream) {
+	t.Helper()
+	token := a.token(coordinator.TokenOptions{Reusable: true})
+	laptop = newNode(t, a).join(token, "laptop").connect()
+	desk = newNode(t, b).join(token, "desk")
+	deskStream = desk.connect()
+	eventually(t, func() bool {
+		p, ok := laptop.peer(desk.key())
+		return ok && p.Online
+	}, "laptop sees desk online on the other coordinator")
+	return laptop, desk, deskStream
+}
+
+// A change committed through one coordinator reaches the nodes connected
+// to another, as a local change would: a registration, tags, a rename, a
+// policy, routes approved, a removal.
+func TestCoordinatorsFollowEachOther(t *testing.T) {
+	_, a, b := twoCoordinators(t)
+	ctx := context.Background()
+	token := a.token(coordinator.TokenOptions{Reusable: true})
+	laptop := newNode(t, a).join(token, "laptop").connect()
+
+	at := time.Now()
+	desk := newNode(t, b).join(token, "desk")
+	crossed(t, "laptop on A sees desk, registered on B", at, func() bool { return slices.Equal(laptop.peerNames(), []string{"desk"}) })
+	deskStream := desk.connect()
+	if !slices.Equal(deskStream.peerNames(), []string{"laptop"}) {
+		t.Fatalf("desk on B sees %v; want laptop", deskStream.peerNames())
+	}
+
+	at = time.Now()
+	if _, err := b.srv.TagNode(ctx, "laptop", []string{"home"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	crossed(t, "laptop on A gets its own tag, set through B", at, func() bool { return slices.Equal(laptop.ownTags(), []string{"home"}) })
+
+	at = time.Now()
+	if _, err := b.srv.RenameNode(ctx, "desk", "office"); err != nil {
+		t.Fatal(err)
+	}
+	crossed(t, "laptop on A sees desk renamed through B", at, func() bool { return slices.Equal(laptop.peerNames(), []string{"office"}) })
+
+	phone := newNode(t, b).join(token, "phone").connect()
+	eventually(t, func() bool { return slices.Equal(laptop.peerNames(), []string{"office", "phone"}) }, "laptop sees phone")
+	at = time.Now()
+	if _, err := b.srv.SetPolicy(ctx, "rules:\n  - {from: tag:home, to: office, ports: [22], proto: tcp}\n"); err != nil {
+		t.Fatal(err)
+	}
+	crossed(t, "the policy set through B reaches laptop on A", at, func() bool {
+		return laptop.accessFilter() != nil && slices.Equal(laptop.peerNames(), []string{"office"})
+	})
+	eventually(t, func() bool { return len(phone.peerNames()) == 0 }, "phone on B sees nobody under the policy")
+	at = time.Now()
+	if _, err := a.srv.SetPolicy(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	crossed(t, "the policy cleared through A reaches phone on B", at, func() bool {
+		f := phone.accessFilter()
+		return f != nil && f.AllowAll && slices.Equal(phone.peerNames(), []string{"laptop", "office"})
+	})
+
+	at = time.Now()
+	if _, err := b.srv.RemoveNode(ctx, "office"); err != nil {
+		t.Fatal(err)
+	}
+	crossed(t, "laptop on A drops office, removed through B", at, func() bool { return slices.Equal(laptop.peerNames(), []string{"phone"}) })
+	at = time.Now()
+	if _, err := a.srv.RemoveNode(ctx, "phone"); err != nil {
+		t.Fatal(err)
+	}
+	crossed(t, "phone on B is told node_removed, removed through A", at, func() bool { return phone.errorCode() == "node_removed" })
+	nodes, err := b.srv.Nodes(ctx)
+	if err != nil || len(nodes) != 1 || nodes[0].Name != "laptop" {
+		t.Fatalf("B's nodes after the removals: %+v, %v; want laptop", nodes, err)
+	}
+}
+
+// A node connected to one coordinator is online, with its candidates and
+// its stream's TCP candidate, for the nodes of another; offline there
+// once its stream ends.
+func TestPresenceAcrossCoordinators(t *testing.T) {
+	_, a, b := twoCoordinators(t)
+	token := a.token(coordinator.TokenOptions{Reusable: true})
+	laptop := newNode(t, a).join(token, "laptop").connect()
+	desk := newNode(t, b).join(token, "desk")
+	eventually(t, func() bool { return slices.Equal(laptop.peerNames(), []string{"desk"}) }, "laptop sees desk")
+
+	at := time.Now()
+	deskStream := desk.connect()
+	crossed(t, "laptop on A sees desk online on B, with its TCP candidate", at, func() bool {
+		p, ok := laptop.peer(desk.key())
+		return ok && p.Online && slices.ContainsFunc(p.Endpoints, func(e wire.Endpoint) bool { return e.Kind == wire.EndpointTCP })
+	})
+
+	eps := []wire.Endpoint{{Addr: netip.MustParseAddrPort("198.18.0.9:41641"), Kind: wire.EndpointSTUN}}
+	at = time.Now()
+	if err := deskStream.send(wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: eps}); err != nil {
+		t.Fatal(err)
+	}
+	crossed(t, "laptop on A gets the candidates desk reported on B", at, func() bool {
+		p, _ := laptop.peer(desk.key())
+		return slices.Contains(p.Endpoints, eps[0])
+	})
+
+	at = time.Now()
+	deskStream.close()
+	crossed(t, "laptop on A sees desk offline once its stream on B ends", at, func() bool {
+		p, ok := laptop.peer(desk.key())
+		return ok && !p.Online
+	})
+}
+
+// helperCoordinatorDB, in a child's environment, makes it run
+// TestHelperCoordinator: a coordinator on that database, to be killed.
+const helperCoordinatorDB = "MESHNODE_TEST_COORDINATOR_DB"
+
+// helperLife bounds how long a helper coordinator waits to be killed.
+const helperLife = 2 * time.Minute
+
+// TestHelperCoordinator is a coordinator in a child process
+// (helperproc), on the database its environment names, with a short
+// lease. It prints its URL and pin, then serves until it is killed.
+func TestHelperCoordinator(t *testing.T) {
+	db := os.Getenv(helperCoordinatorDB)
+	if db == "" {
+		t.Skip("runs only as TestCoordinatorDiesWithoutGoodbye's child")
+	}
+	cfg := testConfig(t)
+	cfg.Database = db
+	h := start(t, cfg, coordinator.ShortLease(testLeaseRenew, testLease))
+	fmt.Printf("%s %s\n", h.url, h.srv.Fingerprint())
+	<-time.After(helperLife) // the parent kills it long before
+}
+
+// The tests' lease: renewed every testLeaseRenew, lasting testLease.
+const (
+	testLeaseRenew = 100 * time.Millisecond
+	testLease      = time.Second
+)
+
+// A coordinator killed without a goodbye keeps its nodes online for the
+// others until its lease ends; then they go offline there.
+func TestCoordinatorDiesWithoutGoodbye(t *testing.T) {
+	db := pgtest.DB(t)
+	cfg := testConfig(t)
+	cfg.Database = db
+	a := start(t, cfg, coordinator.ShortLease(testLeaseRenew, testLease))
+	cmd, out := helperproc.Start(t, "TestHelperCoordinator", helperCoordinatorDB+"="+db)
+	var url, pin string
+	if _, err := fmt.Fscanln(out, &url, &pin); err != nil {
+		t.Fatalf("the helper coordinator's URL and pin: %v", err)
+	}
+	b := &harness{t: t, url: url, client: pinnedClient(t, pin)}
+	laptop, desk, _ := acrossPair(t, a, b)
+
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	killed := time.Now()
+	crossed(t, "laptop on A sees desk offline after the killed coordinator's lease", killed, func() bool {
+		p, ok := laptop.peer(desk.key())
+		return ok && !p.Online
+	})
+}
+
+// A rendezvous between nodes on different coordinators cues both: the
+// requester by its own coordinator, the peer by its own, which the first
+// asks through the database; each cue carries the other's candidates.
+func TestRendezvousAcrossCoordinators(t *testing.T) {
+	_, a, b := twoCoordinators(t)
+	ls, desk, ds := acrossPair(t, a, b)
+	eps := []wire.Endpoint{{Addr: netip.MustParseAddrPort("198.18.0.20:41641"), Kind: wire.EndpointSTUN}}
+	if err := ls.send(wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: eps}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func() bool {
+		q, _ := ds.peer(ls.key)
+		return slices.Contains(q.Endpoints, eps[0])
+	}, "desk on B gets laptop's candidates")
+
+	peer := desk.key()
+	at := time.Now()
+	if err := ls.send(wire.StreamMsg{Type: wire.MsgRendezvous, Peer: &peer}); err != nil {
+		t.Fatal(err)
+	}
+	crossed(t, "laptop on A is cued towards desk", at, func() bool { return ls.punchesFrom(desk.key()) == 1 })
+	crossed(t, "desk on B is cued towards laptop, with its candidates", at, func() bool {
+		ds.mu.Lock()
+		defer ds.mu.Unlock()
+		return len(ds.punches) == 1 && *ds.punches[0].Peer == ls.key && slices.Contains(ds.punches[0].Endpoints, eps[0])
+	})
+}
+
+// After notices may have been missed (the store says resync), a
+// coordinator reads the mesh again and pushes what differs: here a name
+// and a presence changed behind every coordinator's back.
+func TestCoordinatorResyncs(t *testing.T) {
+	db, a, b := twoCoordinators(t)
+	laptop, desk, _ := acrossPair(t, a, b)
+
+	raw, err := pgx.Connect(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close(context.Background())
+	for _, q := range []string{`UPDATE nodes SET name = 'renamed' WHERE name = 'desk'`, `DELETE FROM presence WHERE public_key = '` + desk.key().String() + `'`} {
+		if _, err := raw.Exec(t.Context(), q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	// A notice no store can read makes each read everything again.
+	at := time.Now()
+	if _, err := raw.Exec(t.Context(), `SELECT pg_notify('meshnode_changes', 'not a notice')`); err != nil {
+		t.Fatal(err)
+	}
+	crossed(t, "laptop on A sees what changed unannounced", at, func() bool {
+		p, ok := laptop.peer(desk.key())
+		return ok && p.Name == "renamed" && !p.Online
+	})
+}
+
+// A node that moves to another coordinator while its old stream is not
+// yet noticed dead is taken from that stream at once: the old
+// coordinator ends it, and its nodes see the node online at the new one.
+func TestNodeMovesToAnotherCoordinator(t *testing.T) {
+	_, a, b := twoCoordinators(t)
+	token := a.token(coordinator.TokenOptions{Reusable: true})
+	laptop := newNode(t, a).join(token, "laptop").connect()
+	desk := newNode(t, a).join(token, "desk")
+	old := desk.connect()
+	eventually(t, func() bool {
+		p, ok := laptop.peer(desk.key())
+		return ok && p.Online
+	}, "laptop sees desk online on A")
+
+	moved := &node{t: t, h: b, priv: desk.priv, reg: desk.reg}
+	moved.reg.CoordinatorKey = b.challenge().CoordinatorKey
+	at := time.Now()
+	moved.connect()
+	crossed(t, "A ends desk's old stream once desk streams to B", at, old.closed)
+	if p, ok := laptop.peer(desk.key()); !ok || !p.Online {
+		t.Fatalf("laptop's view of desk after it moved: %+v, %v; want online", p, ok)
+	}
+}
+
+// Many nodes connecting to one coordinator at once are online for the
+// nodes of another: their presence is written in batches and read in one
+// query.
+func TestManyNodesOnlineAcross(t *testing.T) {
+	_, a, b := twoCoordinators(t)
+	token := a.token(coordinator.TokenOptions{Reusable: true})
+	laptop := newNode(t, a).join(token, "laptop").connect()
+	const many = 80
+	nodes := make([]*node, many)
+	for i := range nodes {
+		nodes[i] = newNode(t, b).join(token, fmt.Sprintf("n%d", i))
+	}
+	eventually(t, func() bool { return len(laptop.peerNames()) == many }, "laptop sees the %d nodes registered through B", many)
+	at := time.Now()
+	for _, n := range nodes {
+		n.connect()
+	}
+	crossed(t, fmt.Sprintf("laptop on A sees the %d nodes online on B", many), at, func() bool {
+		for _, n := range nodes {
+			if p, ok := laptop.peer(n.key()); !ok || !p.Online {
+				return false
+			}
+		}
+		return true
+	})
+}
