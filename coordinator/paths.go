@@ -73,18 +73,21 @@ type pathSummary struct {
 	relayed   map[wire.RelayWhy]int // the relayed pairs, by why
 }
 
-// summary counts each pair once: by the newer of its two nodes' reports
-// (the lower key's on a tie), or by the one that reported it.
-func (t *pathTable) summary() pathSummary {
-	type pick struct {
-		at     time.Time
-		from   crypto.PublicKey
-		kind   wire.PathKind
-		reason wire.RelayWhy
-	}
+// pairPath is a pair's path, from the report chosen for it.
+type pairPath struct {
+	at    time.Time
+	from  crypto.PublicKey  // the reporter
+	relay *crypto.PublicKey // the reporter's relay node
+	entry wire.PathEntry    // the reporter's entry for the other node
+}
+
+// pairs picks each pair's path once: from the newer of its two nodes'
+// reports (the lower key's on a tie), or from the one that reported it.
+// It also returns how many nodes reported.
+func (t *pathTable) pairs() (map[[2]crypto.PublicKey]pairPath, int) {
 	t.mu.Lock()
-	sum := pathSummary{reporting: len(t.reports), pairs: make(map[wire.PathKind]int), relayed: make(map[wire.RelayWhy]int)}
-	pairs := make(map[[2]crypto.PublicKey]pick)
+	defer t.mu.Unlock()
+	pairs := make(map[[2]crypto.PublicKey]pairPath)
 	for from, np := range t.reports {
 		for _, e := range np.entries {
 			k := [2]crypto.PublicKey{from, e.Peer}
@@ -94,15 +97,21 @@ func (t *pathTable) summary() pathSummary {
 			cur, ok := pairs[k]
 			newer := !ok || np.at.After(cur.at) || (np.at.Equal(cur.at) && bytes.Compare(from[:], cur.from[:]) < 0)
 			if newer {
-				pairs[k] = pick{at: np.at, from: from, kind: e.Kind, reason: e.Why}
+				pairs[k] = pairPath{at: np.at, from: from, relay: np.relay, entry: e}
 			}
 		}
 	}
-	t.mu.Unlock()
+	return pairs, len(t.reports)
+}
+
+// summary counts each pair once, by the path pairs picks.
+func (t *pathTable) summary() pathSummary {
+	pairs, reporting := t.pairs()
+	sum := pathSummary{reporting: reporting, pairs: make(map[wire.PathKind]int), relayed: make(map[wire.RelayWhy]int)}
 	for _, p := range pairs {
-		sum.pairs[p.kind]++
-		if p.kind.Relayed() {
-			sum.relayed[p.reason]++
+		sum.pairs[p.entry.Kind]++
+		if p.entry.Kind.Relayed() {
+			sum.relayed[p.entry.Why]++
 		}
 	}
 	return sum
