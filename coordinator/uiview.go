@@ -60,14 +60,17 @@ type uiBackend struct{ s *Server }
 func (b uiBackend) View(context.Context) (ui.View, error) {
 	nodes := b.s.hub.list()
 	names := make(map[crypto.PublicKey]string, len(nodes))
+	online := make(map[crypto.PublicKey]bool, len(nodes))
 	for _, n := range nodes {
-		names[n.PublicKey] = n.Name
+		names[n.PublicKey], online[n.PublicKey] = n.Name, n.Online
 	}
 	pairs, _ := b.s.paths.pairs()
 	v := ui.View{Nodes: nodes, Paths: make([]ui.Path, 0, len(pairs))}
 	for k, p := range pairs {
 		e := p.entry
-		if e.Kind == wire.PathNone || names[k[0]] == "" || names[k[1]] == "" {
+		// A report outlives its peer's stream for up to a report's gap:
+		// only pairs of online nodes have a path.
+		if e.Kind == wire.PathNone || !online[k[0]] || !online[k[1]] {
 			continue
 		}
 		path := ui.Path{A: names[k[0]], B: names[k[1]], Kind: e.Kind.String(), RTTMillis: float64(e.RTT) / float64(time.Millisecond), Reported: p.at}

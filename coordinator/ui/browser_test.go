@@ -1,0 +1,183 @@
+package ui_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/meshnode/meshnode/internal/meshlab"
+	"github.com/meshnode/meshnode/internal/natlab"
+	"github.com/meshnode/meshnode/internal/testenv"
+	"github.com/meshnode/meshnode/internal/wait"
+)
+
+// Bounds of the browser test: a path appears within a few report gaps
+// (wire.PathReportGap); the browser's own steps are quick.
+const (
+	pathDeadline = 60 * time.Second
+	stepTimeout  = 30 * time.Second
+)
+
+// Headless Chromium (Debian's chromium) logs in to a lab coordinator's page
+// through a one-time link and sees the mesh: its nodes, and its pairs by
+// path kind (a and b direct, c behind a network that blocks UDP relayed
+// over TCP), live as c goes away. An action without the CSRF token is
+// refused; one through the page's own form works. It saves a screenshot
+// to $MESHNODE_ARTIFACTS (else the test's temporary directory).
+func TestBrowserShowsTheMesh(t *testing.T) {
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		testenv.Unavailable(t, "no chromium on PATH (Debian's package chromium; scripts/deps.sh installs it)")
+		return
+	}
+	m := meshlab.New(t, meshlab.Options{})
+	home := natlab.PortRestrictedCone()
+	home.Name = "home"
+	office := natlab.PortRestrictedCone()
+	office.Name = "office"
+	blocked := natlab.PortRestrictedCone()
+	blocked.Name = "blocked"
+	blocked.BlockUDP = true
+	a := m.AddNode("a", m.NAT(home).NewHost("a", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
+	b := m.AddNode("b", m.NAT(office).NewHost("b", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{})
+	c := m.AddNode("c", m.NAT(blocked).NewHost("c", netip.MustParseAddr("10.2.0.2")), meshlab.NodeOptions{})
+	// Pairs are reported once they have talked.
+	for _, p := range [][2]*meshlab.Node{{a, b}, {a, c}, {b, c}} {
+		talk(t, p[0], p[1])
+	}
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan error, 1)
+	go func() { served <- m.Coord.ServeUI(ctx, ln) }()
+	t.Cleanup(func() { cancel(); <-served })
+	var link string
+	wait.For(t, stepTimeout, "the page served", func() bool { link, err = m.Coord.UILoginLink(); return err == nil })
+
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.WindowSize(1400, 1100))
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer acancel()
+	bctx, bcancel := chromedp.NewContext(actx)
+	defer bcancel()
+	// The browser lives as long as the context of the first run: bctx.
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	// step runs one browser action within stepTimeout.
+	step := func(what string, act chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if _, err := run(bctx, what, act); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step("open the login link", chromedp.Steps(chromedp.Navigate(link), chromedp.WaitVisible(chromedp.ID("main"))))
+
+	shows := func(what string, wantNodes, wantEdges []string) {
+		t.Helper()
+		var nodes, edges []string
+		wait.For(t, pathDeadline, what, func() bool {
+			var err error
+			if nodes, err = run(bctx, "read the vertices", chromedp.Evaluate[[]string](nodesJS)); err != nil {
+				t.Fatal(err)
+			}
+			if edges, err = run(bctx, "read the edges", chromedp.Evaluate[[]string](edgesJS)); err != nil {
+				t.Fatal(err)
+			}
+			return slices.Equal(nodes, wantNodes) && slices.Equal(edges, wantEdges)
+		})
+	}
+	shows("the three nodes and their paths",
+		[]string{"a online", "b online", "c online"},
+		[]string{"a-b direct_udp", "a-c relayed_tcp via coordinator", "b-c relayed_tcp via coordinator"})
+	step("let the layout settle", chromedp.Sleep(2*time.Second)) // a picture, not a wait for a condition
+	shot, err := run(bctx, "screenshot", chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := os.Getenv("MESHNODE_ARTIFACTS")
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ui-topology.png"), shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", filepath.Join(dir, "ui-topology.png"))
+
+	status, err := run(bctx, "an action without the CSRF token",
+		chromedp.Evaluate[int](`fetch('/api/nodes/a/remove', {method: 'POST'}).then(r => r.status)`, chromedp.EvalAwaitPromise))
+	if err != nil || status != 403 {
+		t.Errorf("remove without the CSRF token: status %d, %v; want 403", status, err)
+	}
+	step("create a token through the page's form", chromedp.Steps(chromedp.Click(chromedp.CSS("#newtoken button")), chromedp.WaitVisible(chromedp.ID("tokenout"))))
+	if token, err := run(bctx, "read the token", chromedp.Text(chromedp.ID("newtokentext"))); err != nil || !strings.HasPrefix(token, "mntok") {
+		t.Errorf("token created through the page: %q, %v", token, err)
+	}
+
+	if err := c.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	shows("c offline, without paths", []string{"a online", "b online", "c offline"}, []string{"a-b direct_udp"})
+}
+
+// nodesJS lists the picture's vertices as "NAME online|offline".
+const nodesJS = `Array.from(document.querySelectorAll('g.node')).map(n =>
+  n.getAttribute('data-name') + ' ' + (n.getAttribute('data-online') === 'true' ? 'online' : 'offline')).sort()`
+
+// edgesJS lists its edges as "A-B KIND[ via RELAY]", names in order.
+const edgesJS = `Array.from(document.querySelectorAll('g.edge')).map(e => {
+  const d = e.__data__.p;
+  return [d.a, d.b].sort().join('-') + ' ' + d.kind + (d.via ? ' via ' + d.via : '');
+}).sort()`
+
+// run runs act in the browser of bctx within stepTimeout.
+func run[T any](bctx context.Context, what string, act chromedp.Action[T]) (T, error) {
+	ctx, cancel := context.WithTimeout(bctx, stepTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, act)
+	if err != nil {
+		return v, fmt.Errorf("%s: %w", what, err)
+	}
+	return v, nil
+}
+
+// talk opens a TCP connection from a to b over the mesh and exchanges a
+// few bytes.
+func talk(t *testing.T, a, b *meshlab.Node) {
+	t.Helper()
+	ln, err := b.Net.ListenTCPAddrPort(netip.AddrPortFrom(b.Addr4(), 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			c.Write([]byte("hello")) //nolint:errcheck // the dialer checks what it reads
+			c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), pathDeadline)
+	defer cancel()
+	conn, err := a.Net.DialContextTCPAddrPort(ctx, netip.AddrPortFrom(b.Addr4(), uint16(ln.Addr().(*net.TCPAddr).Port)))
+	if err != nil {
+		t.Fatalf("%s to %s over the mesh: %v", a.Name, b.Name, err)
+	}
+	defer conn.Close()
+	buf := make([]byte, 5)
+	if _, err := io.ReadFull(conn, buf); err != nil || string(buf) != "hello" {
+		t.Fatalf("%s from %s: %q, %v", a.Name, b.Name, buf, err)
+	}
+}
