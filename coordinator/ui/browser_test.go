@@ -32,7 +32,8 @@ const (
 // Headless Chromium (Debian's chromium) logs in to a lab coordinator's page
 // through a one-time link and sees the mesh: its nodes, and its pairs by
 // path kind (a and b direct, c behind a network that blocks UDP relayed
-// over TCP), live as c goes away. An action without the CSRF token is
+// over TCP), live as c goes away and as a and b fall back to a relay when
+// b's network fails. An action without the CSRF token is
 // refused; one through the page's own form works. It saves a screenshot
 // to $MESHNODE_ARTIFACTS (else the test's temporary directory).
 func TestBrowserShowsTheMesh(t *testing.T) {
@@ -86,17 +87,24 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 	}
 	step("open the login link", chromedp.Steps(chromedp.Navigate(link), chromedp.WaitVisible(chromedp.ID("main"))))
 
+	// picture waits until the picture's vertices and edges pass ok.
+	picture := func(what string, ok func(nodes, edges []string) bool) {
+		t.Helper()
+		wait.For(t, pathDeadline, what, func() bool {
+			nodes, err := run(bctx, "read the vertices", chromedp.Evaluate[[]string](nodesJS))
+			if err != nil {
+				t.Fatal(err)
+			}
+			edges, err := run(bctx, "read the edges", chromedp.Evaluate[[]string](edgesJS))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return ok(nodes, edges)
+		})
+	}
 	shows := func(what string, wantNodes, wantEdges []string) {
 		t.Helper()
-		var nodes, edges []string
-		wait.For(t, pathDeadline, what, func() bool {
-			var err error
-			if nodes, err = run(bctx, "read the vertices", chromedp.Evaluate[[]string](nodesJS)); err != nil {
-				t.Fatal(err)
-			}
-			if edges, err = run(bctx, "read the edges", chromedp.Evaluate[[]string](edgesJS)); err != nil {
-				t.Fatal(err)
-			}
+		picture(what, func(nodes, edges []string) bool {
 			return slices.Equal(nodes, wantNodes) && slices.Equal(edges, wantEdges)
 		})
 	}
@@ -131,6 +139,20 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 		t.Fatal(err)
 	}
 	shows("c offline, without paths", []string{"a online", "b online", "c offline"}, []string{"a-b direct_udp"})
+
+	// b's network starts dropping what b sends: a and b lose their
+	// direct path and fall back to a relay.
+	b.Host.SetLoss(1)
+	start := time.Now()
+	var relayed string
+	picture("a and b relayed", func(_, edges []string) bool {
+		if len(edges) == 1 && strings.HasPrefix(edges[0], "a-b relayed_") {
+			relayed = edges[0]
+			return true
+		}
+		return false
+	})
+	t.Logf("the page showed %q %v after b's network failed", relayed, time.Since(start).Round(time.Second))
 }
 
 // nodesJS lists the picture's vertices as "NAME online|offline".
