@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,21 +41,59 @@ type nodePaths struct {
 	entries []wire.PathEntry
 }
 
-// pathTable holds the latest report of each online node. Its lock is a
-// leaf: never held while the hub's is taken.
+// pathTable holds the latest report of each online node, and the latest
+// path changes (the web page's history). Its lock is a leaf: never held
+// while the hub's is taken.
 type pathTable struct {
 	mu      sync.Mutex
 	reports map[crypto.PublicKey]nodePaths
+	changes []pathChange // oldest first, at most maxPathChanges
 }
+
+// pathChange is a node's path to a peer changing kind between two of its
+// reports on one stream.
+type pathChange struct {
+	at       time.Time
+	from     crypto.PublicKey
+	peer     crypto.PublicKey
+	was, now wire.PathKind
+}
+
+// maxPathChanges bounds the history the page shows: a few per node of a
+// mesh of a hundred, a few dozen bytes each.
+const maxPathChanges = 512
 
 func newPathTable() *pathTable {
 	return &pathTable{reports: make(map[crypto.PublicKey]nodePaths)}
 }
 
+// set keeps key's report, and the changes since its previous one on the
+// same stream (a new stream's first report starts afresh).
 func (t *pathTable) set(key crypto.PublicKey, np nodePaths) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if prev, ok := t.reports[key]; ok && prev.sess == np.sess {
+		was := make(map[crypto.PublicKey]wire.PathKind, len(prev.entries))
+		for _, e := range prev.entries {
+			was[e.Peer] = e.Kind
+		}
+		for _, e := range np.entries {
+			if k, ok := was[e.Peer]; ok && k != e.Kind {
+				t.changes = append(t.changes, pathChange{at: np.at, from: key, peer: e.Peer, was: k, now: e.Kind})
+			}
+		}
+		if over := len(t.changes) - maxPathChanges; over > 0 {
+			t.changes = append(t.changes[:0], t.changes[over:]...)
+		}
+	}
 	t.reports[key] = np
+}
+
+// history returns the latest path changes, oldest first.
+func (t *pathTable) history() []pathChange {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.changes)
 }
 
 // forget drops the report that came on sess, when its stream ended.

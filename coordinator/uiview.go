@@ -83,6 +83,11 @@ func (b uiBackend) View(context.Context) (ui.View, error) {
 		}
 		v.Paths = append(v.Paths, path)
 	}
+	for _, c := range b.s.paths.history() {
+		if names[c.from] != "" && names[c.peer] != "" {
+			v.Changes = append(v.Changes, ui.PathChange{At: c.at, Node: names[c.from], Peer: names[c.peer], Was: c.was.String(), Now: c.now.String()})
+		}
+	}
 	return v, nil
 }
 
@@ -104,5 +109,12 @@ func (b uiBackend) RevokeToken(ctx context.Context, id string) error { return b.
 
 func (b uiBackend) RemoveNode(ctx context.Context, name string) error {
 	_, err := b.s.RemoveNode(ctx, name)
+	return err
+}
+
+func (b uiBackend) Routes(ctx context.Context) (any, error) { return b.s.Routes(ctx) }
+
+func (b uiBackend) SetRoutes(ctx context.Context, name string, req ui.RoutesRequest) error {
+	_, err := b.s.updateRoutes(ctx, name, req.Approve, req.Reject)
 	return err
 }

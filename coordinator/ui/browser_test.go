@@ -34,7 +34,8 @@ const (
 // path kind (a and b direct, c behind a network that blocks UDP relayed
 // over TCP), live as c goes away and as a and b fall back to a relay when
 // b's network fails. An action without the CSRF token is
-// refused; one through the page's own form works. It saves a screenshot
+// refused; one through the page's own form works, and so does a route's
+// approval on its node's page. It saves a screenshot
 // to $MESHNODE_ARTIFACTS (else the test's temporary directory).
 func TestBrowserShowsTheMesh(t *testing.T) {
 	chromium, err := exec.LookPath("chromium")
@@ -51,7 +52,7 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 	blocked.Name = "blocked"
 	blocked.BlockUDP = true
 	a := m.AddNode("a", m.NAT(home).NewHost("a", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
-	b := m.AddNode("b", m.NAT(office).NewHost("b", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{})
+	b := m.AddNode("b", m.NAT(office).NewHost("b", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{AdvertiseRoutes: []string{officeLAN}})
 	c := m.AddNode("c", m.NAT(blocked).NewHost("c", netip.MustParseAddr("10.2.0.2")), meshlab.NodeOptions{})
 	// Pairs are reported once they have talked.
 	for _, p := range [][2]*meshlab.Node{{a, b}, {a, c}, {b, c}} {
@@ -135,6 +136,19 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 		t.Errorf("token created through the page: %q, %v", token, err)
 	}
 
+	// b's page: its paths, and the route it advertises, approved there.
+	step("open b's page", chromedp.Steps(chromedp.Click(chromedp.CSS(`#nodes tr[data-name="b"] a`)),
+		chromedp.WaitVisible(chromedp.ID("nodepanel")), chromedp.WaitVisible(chromedp.CSS("#np-routes button"))))
+	paths, err := run(bctx, "read b's paths", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#np-paths tbody tr')).map(r => r.cells[0].textContent + ' ' + r.cells[1].textContent).sort()`))
+	if err != nil || !slices.Equal(paths, []string{"a direct UDP", "c relayed TCP"}) {
+		t.Errorf("b's paths on its page: %q, %v", paths, err)
+	}
+	step("approve b's route", chromedp.Click(chromedp.CSS("#np-routes button")))
+	wait.For(t, stepTimeout, "b's route approved", func() bool {
+		routes, err := m.Coord.Routes(context.Background())
+		return err == nil && len(routes) == 1 && routes[0].Approved && routes[0].Prefix.String() == officeLAN
+	})
+
 	if err := c.Stop(); err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +167,23 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 		return false
 	})
 	t.Logf("the page showed %q %v after b's network failed", relayed, time.Since(start).Round(time.Second))
+	// a's page lists the change among its recent ones.
+	step("open a's page", chromedp.Steps(chromedp.Click(chromedp.CSS(`#nodes tr[data-name="a"] a`)), chromedp.WaitVisible(chromedp.CSS("#np-changes tbody tr"))))
+	changes, err := run(bctx, "read a's path changes", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#np-changes tbody tr')).map(r => Array.from(r.cells).slice(1).map(c => c.textContent).join(' '))`))
+	if err != nil || !slices.ContainsFunc(changes, func(c string) bool { return strings.HasPrefix(c, "a b direct UDP relayed") }) {
+		t.Errorf("a's recent path changes: %q, %v; want a's path to b from direct UDP to relayed", changes, err)
+	}
+	shot, err = run(bctx, "screenshot of a's page", chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "ui-node.png"), shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
 }
+
+// officeLAN is the route b advertises.
+const officeLAN = "172.20.0.0/24"
 
 // nodesJS lists the picture's vertices as "NAME online|offline".
 const nodesJS = `Array.from(document.querySelectorAll('g.node')).map(n =>

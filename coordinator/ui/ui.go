@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/meshnode/meshnode/internal/wire"
@@ -31,12 +32,35 @@ type Backend interface {
 	CreateToken(ctx context.Context, req TokenRequest) (string, error)
 	RevokeToken(ctx context.Context, id string) error
 	RemoveNode(ctx context.Context, name string) error
+	// Routes lists every node's advertised and approved routes, as JSON
+	// (node, prefix, advertised, approved, primary, online).
+	Routes(ctx context.Context) (any, error)
+	// SetRoutes approves, then withdraws approval of, routes of the named
+	// node.
+	SetRoutes(ctx context.Context, name string, req RoutesRequest) error
 }
 
 // View is the mesh as the page draws it.
 type View struct {
-	Nodes []wire.Node `json:"nodes"`
-	Paths []Path      `json:"paths"`
+	Nodes   []wire.Node  `json:"nodes"`
+	Paths   []Path       `json:"paths"`
+	Changes []PathChange `json:"changes"` // the latest, oldest first
+}
+
+// PathChange is a node's path to a peer changing kind between two of its
+// reports.
+type PathChange struct {
+	At   time.Time `json:"at"`
+	Node string    `json:"node"`
+	Peer string    `json:"peer"`
+	Was  string    `json:"was"` // wire.PathKind's names
+	Now  string    `json:"now"`
+}
+
+// RoutesRequest is the page's approve or reject of a node's routes.
+type RoutesRequest struct {
+	Approve []netip.Prefix `json:"approve,omitempty"`
+	Reject  []netip.Prefix `json:"reject,omitempty"`
 }
 
 // Path is how a pair of online nodes talks, from the newer of their two
@@ -140,14 +164,22 @@ func (s *Server) routes() {
 	}))
 	s.mux.HandleFunc("POST /api/tokens", s.act(func(r *http.Request) (any, error) {
 		var req TokenRequest
-		if err := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody)).Decode(&req); err != nil {
-			return nil, errors.New("malformed JSON: " + err.Error())
+		if err := decode(r, &req); err != nil {
+			return nil, err
 		}
 		tok, err := s.b.CreateToken(r.Context(), req)
 		return map[string]string{"token": tok}, err
 	}))
 	s.mux.HandleFunc("POST /api/tokens/{id}/revoke", s.act(func(r *http.Request) (any, error) {
 		return struct{}{}, s.b.RevokeToken(r.Context(), r.PathValue("id"))
+	}))
+	s.mux.HandleFunc("GET /api/routes", s.read(func(r *http.Request, _ session) (any, error) { return s.b.Routes(r.Context()) }))
+	s.mux.HandleFunc("POST /api/nodes/{name}/routes", s.act(func(r *http.Request) (any, error) {
+		var req RoutesRequest
+		if err := decode(r, &req); err != nil {
+			return nil, err
+		}
+		return struct{}{}, s.b.SetRoutes(r.Context(), r.PathValue("name"), req)
 	}))
 	s.mux.HandleFunc("POST /api/nodes/{name}/remove", s.act(func(r *http.Request) (any, error) {
 		return struct{}{}, s.b.RemoveNode(r.Context(), r.PathValue("name"))
@@ -210,6 +242,14 @@ func (s *Server) act(do func(*http.Request) (any, error)) http.HandlerFunc {
 		v, err := do(r)
 		reply(w, http.StatusBadRequest, v, err)
 	}
+}
+
+// decode reads an action's JSON body into v.
+func decode(r *http.Request, v any) error {
+	if err := json.NewDecoder(http.MaxBytesReader(nil, r.Body, maxBody)).Decode(v); err != nil {
+		return errors.New("malformed JSON: " + err.Error())
+	}
+	return nil
 }
 
 // reply writes v as JSON, or err with status.

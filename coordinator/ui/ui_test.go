@@ -39,6 +39,11 @@ func (f *fakeBackend) RemoveNode(_ context.Context, name string) error {
 	return nil
 }
 
+func (f *fakeBackend) Routes(context.Context) (any, error) { return []string{}, nil }
+func (f *fakeBackend) SetRoutes(context.Context, string, RoutesRequest) error {
+	return nil
+}
+
 func (f *fakeBackend) setView(v View) {
 	f.mu.Lock()
 	defer f.mu.Unlock()

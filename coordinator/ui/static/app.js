@@ -79,7 +79,7 @@
 
     var v = nodeG.selectAll('g.node').data(nodes, function (d) { return d.name; });
     var ve = v.enter().append('g').call(force.drag);
-    ve.append('circle').attr('r', 9);
+    ve.append('circle').attr('r', 9).on('click', function (d) { if (!d3.event.defaultPrevented) { location.hash = 'node=' + encodeURIComponent(d.name); } });
     ve.append('title');
     ve.append('text').attr('class', 'name').attr('x', 12).attr('y', 0);
     ve.append('text').attr('class', 'nat').attr('x', 12).attr('y', 13);
@@ -110,7 +110,10 @@
       });
       var tr = document.createElement('tr');
       tr.dataset.name = n.name;
-      cell(tr, n.name);
+      var a = document.createElement('a');
+      a.href = '#node=' + encodeURIComponent(n.name);
+      a.textContent = n.name;
+      tr.insertCell().appendChild(a);
       cell(tr, (n.addresses || []).join('\n'), 'list');
       cell(tr, n.online ? 'online' : 'offline');
       cell(tr, n.last_seen ? new Date(n.last_seen).toLocaleString() : '');
@@ -131,6 +134,58 @@
       tr.insertCell().appendChild(b);
       if (q === '' || tr.textContent.toLowerCase().indexOf(q) >= 0) { body.appendChild(tr); }
     });
+  }
+
+  // The page of one node (#node=NAME): its paths, their recent changes and
+  // its routes, which the administrator approves or rejects here.
+  function panelNode() {
+    var m = /^#node=(.+)$/.exec(location.hash);
+    return m ? decodeURIComponent(m[1]) : '';
+  }
+  function rows(id, list, fields) {
+    var body = $(id).tBodies[0];
+    body.textContent = '';
+    list.forEach(function (x) {
+      var tr = body.insertRow();
+      fields(x).forEach(function (f) { if (f instanceof Node) { tr.insertCell().appendChild(f); } else { cell(tr, f); } });
+    });
+  }
+  function button(text, onclick) {
+    var b = document.createElement('button');
+    b.textContent = text;
+    b.onclick = onclick;
+    return b;
+  }
+  function drawPanel(view) {
+    var name = panelNode();
+    var n = view.nodes.filter(function (x) { return x.name === name; })[0];
+    $('nodepanel').hidden = !n;
+    if (!n) { return; }
+    $('np-name').textContent = name;
+    $('np-info').textContent = (n.online ? 'online' : 'offline, last seen ' + new Date(n.last_seen).toLocaleString()) +
+      ' · ' + (n.addresses || []).join(', ') + ' · ' + nat(n) + ' · key ' + n.public_key;
+    rows('np-paths', view.paths.filter(function (p) { return p.a === name || p.b === name; }), function (p) {
+      return [p.a === name ? p.b : p.a, kindText[p.kind] || p.kind, p.via || '', (p.why || '').replace(/_/g, ' '),
+        p.rtt_ms ? p.rtt_ms.toFixed(1) + ' ms' : '', new Date(p.reported).toLocaleTimeString()];
+    });
+    rows('np-changes', (view.changes || []).filter(function (c) { return c.node === name || c.peer === name; }).reverse(), function (c) {
+      return [new Date(c.at).toLocaleString(), c.node, c.peer, kindText[c.was] || c.was, kindText[c.now] || c.now];
+    });
+  }
+  function loadRoutes() {
+    var name = panelNode();
+    if (!name) { return; }
+    api('GET', '/api/routes').then(function (list) {
+      var set = function (what, prefix) {
+        var body = {};
+        body[what] = [prefix];
+        return function () { api('POST', '/api/nodes/' + encodeURIComponent(name) + '/routes', body).then(loadRoutes).catch(fail); };
+      };
+      rows('np-routes', list.filter(function (r) { return r.node === name; }), function (r) {
+        return [r.prefix, r.advertised ? 'yes' : 'no', r.approved ? 'yes' : 'no', r.primary ? 'yes' : 'no',
+          r.approved ? button('Reject', set('reject', r.prefix)) : button('Approve', set('approve', r.prefix))];
+      });
+    }).catch(fail);
   }
 
   function loadTokens() {
@@ -161,7 +216,10 @@
       status('live: ' + lastView.nodes.length + ' nodes, ' + lastView.paths.length + ' paths', 'live');
       drawGraph(lastView);
       drawTable(lastView);
+      drawPanel(lastView);
     });
+    window.onhashchange = function () { drawPanel(lastView); loadRoutes(); };
+    $('np-close').onclick = function () { location.hash = ''; };
     es.onerror = function () { status('disconnected; retrying…', 'down'); };
     $('filter').oninput = function () { drawTable(lastView); };
     $('logout').onclick = function () { api('POST', '/api/logout').then(function () { es.close(); location.reload(); }).catch(fail); };
