@@ -2,12 +2,10 @@ package ui_test
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -18,16 +16,12 @@ import (
 
 	"github.com/meshnode/meshnode/internal/meshlab"
 	"github.com/meshnode/meshnode/internal/natlab"
-	"github.com/meshnode/meshnode/internal/testenv"
 	"github.com/meshnode/meshnode/internal/wait"
 )
 
-// Bounds of the browser test: a path appears within a few report gaps
-// (wire.PathReportGap); the browser's own steps are quick.
-const (
-	pathDeadline = 60 * time.Second
-	stepTimeout  = 30 * time.Second
-)
+// pathDeadline bounds the browser test's waits for the mesh: a path
+// appears within a few report gaps (wire.PathReportGap).
+const pathDeadline = 60 * time.Second
 
 // Headless Chromium (Debian's chromium) logs in to a lab coordinator's page
 // through a one-time link and sees the mesh: its nodes, and its pairs by
@@ -38,11 +32,7 @@ const (
 // approval on its node's page. It saves a screenshot
 // to $MESHNODE_ARTIFACTS (else the test's temporary directory).
 func TestBrowserShowsTheMesh(t *testing.T) {
-	chromium, err := exec.LookPath("chromium")
-	if err != nil {
-		testenv.Unavailable(t, "no chromium on PATH (Debian's package chromium; scripts/deps.sh installs it)")
-		return
-	}
+	bctx := browser(t)
 	m := meshlab.New(t, meshlab.Options{})
 	home := natlab.PortRestrictedCone()
 	home.Name = "home"
@@ -70,15 +60,6 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 	var link string
 	wait.For(t, stepTimeout, "the page served", func() bool { link, err = m.Coord.UILoginLink(); return err == nil })
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.WindowSize(1400, 1100))
-	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer acancel()
-	bctx, bcancel := chromedp.NewContext(actx)
-	defer bcancel()
-	// The browser lives as long as the context of the first run: bctx.
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
 	// step runs one browser action within stepTimeout.
 	step := func(what string, act chromedp.Action[chromedp.Void]) {
 		t.Helper()
@@ -194,17 +175,6 @@ const edgesJS = `Array.from(document.querySelectorAll('g.edge')).map(e => {
   const d = e.__data__.p;
   return [d.a, d.b].sort().join('-') + ' ' + d.kind + (d.via ? ' via ' + d.via : '');
 }).sort()`
-
-// run runs act in the browser of bctx within stepTimeout.
-func run[T any](bctx context.Context, what string, act chromedp.Action[T]) (T, error) {
-	ctx, cancel := context.WithTimeout(bctx, stepTimeout)
-	defer cancel()
-	v, err := chromedp.Run(ctx, act)
-	if err != nil {
-		return v, fmt.Errorf("%s: %w", what, err)
-	}
-	return v, nil
-}
 
 // talk opens a TCP connection from a to b over the mesh and exchanges a
 // few bytes.

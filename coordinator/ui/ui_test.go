@@ -44,7 +44,7 @@ func (f *fakeBackend) SetRoutes(context.Context, string, RoutesRequest) error {
 	return nil
 }
 
-func (f *fakeBackend) setView(v View) {
+func (f *fakeBackend) SetView(v View) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.view = v
@@ -191,7 +191,7 @@ func TestActionsNeedCSRFTokenAndOrigin(t *testing.T) {
 
 func TestEventsCarryTheViewAndItsChanges(t *testing.T) {
 	p := newPage(t)
-	p.back.setView(View{Nodes: []wire.Node{{Name: "a"}, {Name: "b"}}})
+	p.back.SetView(View{Nodes: []wire.Node{{Name: "a"}, {Name: "b"}}})
 	c := p.login(t, p.srv.NewLink())
 	req, _ := http.NewRequest("GET", p.url+"/api/events", nil)
 	req.AddCookie(c)
@@ -222,7 +222,7 @@ func TestEventsCarryTheViewAndItsChanges(t *testing.T) {
 	if v := next(); len(v.Nodes) != 2 || len(v.Paths) != 0 {
 		t.Fatalf("first view %+v", v)
 	}
-	p.back.setView(View{Nodes: []wire.Node{{Name: "a"}, {Name: "b"}}, Paths: []Path{{A: "a", B: "b", Kind: "direct_udp"}}})
+	p.back.SetView(View{Nodes: []wire.Node{{Name: "a"}, {Name: "b"}}, Paths: []Path{{A: "a", B: "b", Kind: "direct_udp"}}})
 	if v := next(); len(v.Paths) != 1 || v.Paths[0].Kind != "direct_udp" {
 		t.Fatalf("changed view %+v", v)
 	}

@@ -42,14 +42,20 @@
     svg = d3.select('#graph');
     edgeG = svg.append('g');
     nodeG = svg.append('g');
-    force = d3.layout.force().charge(-500).linkDistance(150).gravity(0.06).on('tick', function () {
-      edgeG.selectAll('line').attr('x1', function (d) { return d.source.x; }).attr('y1', function (d) { return d.source.y; })
-        .attr('x2', function (d) { return d.target.x; }).attr('y2', function (d) { return d.target.y; });
-      edgeG.selectAll('text').attr('x', function (d) { return (d.source.x + d.target.x) / 2; })
-        .attr('y', function (d) { return (d.source.y + d.target.y) / 2 - 4; });
-      nodeG.selectAll('g.node').attr('transform', function (d) { return 'translate(' + d.x + ',' + d.y + ')'; });
-    });
+    force = d3.layout.force().charge(-500).linkDistance(150).gravity(0.06).on('tick', place);
   }
+  // place moves the drawing to the layout's positions.
+  function place() {
+    edgeG.selectAll('line').attr('x1', function (d) { return d.source.x; }).attr('y1', function (d) { return d.source.y; })
+      .attr('x2', function (d) { return d.target.x; }).attr('y2', function (d) { return d.target.y; });
+    edgeG.selectAll('text').attr('x', function (d) { return (d.source.x + d.target.x) / 2; })
+      .attr('y', function (d) { return (d.source.y + d.target.y) / 2 - 4; });
+    nodeG.selectAll('g.node').attr('transform', function (d) { return 'translate(' + d.x + ',' + d.y + ')'; });
+  }
+  // Beyond bigMesh nodes, the layout runs to rest before the drawing
+  // (moving thousands of SVG elements each frame would hold the page), and
+  // edge labels show on hover only.
+  var bigMesh = 100, shape = '';
   function drawGraph(view) {
     var el = $('graph');
     force.size([el.clientWidth, el.clientHeight]);
@@ -63,14 +69,14 @@
     known = next;
     var links = view.paths.filter(function (p) { return known[p.a] && known[p.b]; })
       .map(function (p) { return { source: known[p.a], target: known[p.b], p: p }; });
-    var labels = links.length <= 80; // beyond, labels would hide the picture: hover shows them
+    var labels = nodes.length <= bigMesh && links.length <= 80; // beyond, labels would hide the picture
     force.nodes(nodes).links(links);
 
     var e = edgeG.selectAll('g.edge').data(links, function (d) { return d.p.a + '|' + d.p.b; });
     var ee = e.enter().append('g').attr('class', 'edge');
     ee.append('line');
     ee.append('title');
-    ee.append('text');
+    if (labels) { ee.append('text'); }
     e.exit().remove();
     e.attr('data-pair', function (d) { return d.p.a + '|' + d.p.b; }).attr('data-kind', function (d) { return d.p.kind; });
     e.select('line').attr('class', function (d) { return d.p.kind; });
@@ -89,7 +95,18 @@
     v.select('text.name').text(function (d) { return d.name; });
     v.select('text.nat').text(function (d) { return nat(d.n); });
     v.select('title').text(function (d) { return d.name + ' (' + (d.n.online ? 'online' : 'offline') + ', ' + nat(d.n) + ')'; });
-    force.start();
+    // The layout moves only when nodes or pairs came or went.
+    var sig = nodes.map(function (d) { return d.name; }).join(' ') + '|' + links.map(function (d) { return d.p.a + '-' + d.p.b; }).join(' ');
+    if (sig === shape) { return; }
+    shape = sig;
+    if (nodes.length <= bigMesh) {
+      force.start();
+      return;
+    }
+    force.on('tick', null).start();
+    for (var i = 0; i < 300 && force.alpha() > 0.01; i++) { force.tick(); }
+    force.stop().on('tick', place);
+    place();
   }
 
   // The table of nodes, filtered by the text in #filter.
@@ -104,10 +121,13 @@
     var body = $('nodes').tBodies[0];
     var q = $('filter').value.trim().toLowerCase();
     body.textContent = '';
+    var byNode = {};
+    view.paths.forEach(function (p) {
+      (byNode[p.a] = byNode[p.a] || []).push(p.b + ': ' + pathText(p));
+      (byNode[p.b] = byNode[p.b] || []).push(p.a + ': ' + pathText(p));
+    });
     view.nodes.forEach(function (n) {
-      var paths = view.paths.filter(function (p) { return p.a === n.name || p.b === n.name; }).map(function (p) {
-        return (p.a === n.name ? p.b : p.a) + ': ' + pathText(p);
-      });
+      var paths = byNode[n.name] || [];
       var tr = document.createElement('tr');
       tr.dataset.name = n.name;
       var a = document.createElement('a');
