@@ -1,11 +1,13 @@
 package coordinator
 
 import (
+	"context"
 	"math"
 	"net"
 	"net/netip"
 	"time"
 
+	"github.com/meshnode/meshnode/coordinator/ui"
 	"github.com/meshnode/meshnode/crypto"
 
 	"golang.org/x/time/rate"
@@ -63,3 +65,6 @@ func Rendezvous(s *Server, from, to crypto.PublicKey) bool {
 // RelayAllows is what the coordinator's relay asks before it forwards a
 // frame from a to b.
 func RelayAllows(s *Server, a, b crypto.PublicKey) bool { return s.hub.ArePeers(a, b) }
+
+// UIView is the web page's view of s.
+func UIView(s *Server) (ui.View, error) { return uiBackend{s}.View(context.Background()) }

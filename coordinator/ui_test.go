@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/meshnode/meshnode/coordinator"
 	"github.com/meshnode/meshnode/coordinator/ui"
+	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // 'meshnode admin login' gets a one-time link through the admin socket;
@@ -68,4 +71,39 @@ func TestAdminLoginWithoutPage(t *testing.T) {
 	if _, err := coordinator.UILoginLink(context.Background(), cfg); !errors.Is(err, coordinator.ErrNoUI) {
 		t.Fatalf("link with ui_listen empty: %v, want ErrNoUI", err)
 	}
+}
+
+// The page's view names each pair's nodes, its kind, its relay (a relay
+// node by name), why it is relayed and its RTT, and lists a reporter's path
+// changes.
+func TestPageViewOfPaths(t *testing.T) {
+	m := newPathMesh(t)
+	bob := m.b.key()
+	if err := m.sa.send(wire.StreamMsg{Type: wire.MsgPaths, RelayKey: &bob, Paths: wire.AppendPathReport(nil, []wire.PathEntry{
+		direct(m.b), {Peer: m.c.key(), Kind: wire.PathRelayedUDP, Via: wire.ViaRelayNode, Why: wire.WhyHardNATs},
+	})}); err != nil {
+		t.Fatal(err)
+	}
+	pathsOf := func() []string {
+		v, err := coordinator.UIView(m.h.srv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range v.Paths {
+			ab := []string{p.A, p.B}
+			slices.Sort(ab)
+			out = append(out, fmt.Sprintf("%s-%s %s via=%s why=%s rtt=%.0f", ab[0], ab[1], p.Kind, p.Via, p.Why, p.RTTMillis))
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := []string{"alice-bob direct_udp via= why= rtt=3", "alice-carol relayed_udp via=bob why=hard_nats rtt=0"}
+	eventually(t, func() bool { return slices.Equal(pathsOf(), want) }, "alice's paths in the view")
+
+	m.report(t, m.sa, wire.PathEntry{Peer: bob, Kind: wire.PathRelayedTCP, Via: wire.ViaCoordinator, Why: wire.WhyUDPBlocked})
+	eventually(t, func() bool {
+		v, err := coordinator.UIView(m.h.srv)
+		return err == nil && len(v.Changes) == 1 && v.Changes[0] == ui.PathChange{At: v.Changes[0].At, Node: "alice", Peer: "bob", Was: "direct_udp", Now: "relayed_tcp"}
+	}, "alice's change of path to bob in the view")
 }
