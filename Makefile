@@ -135,3 +135,4 @@ clean:
 bench:
 	$(GO) test -run '^$$' -bench DataPlane -benchtime 100000x -count 3 ./bench/
 	$(GO) test -run '^$$' -bench . -count 1 ./coordinator/ ./relay/ ./internal/natlab/ ./policy/
+	$(GO) test -run '^$$' -bench Page500 -benchtime 5x -count 1 ./coordinator/ui/

@@ -26,6 +26,10 @@ const (
 	// only: they tell who is online and from where. 9090 is Prometheus's
 	// own port, so the default sits beside it.
 	DefaultMetricsListen = "127.0.0.1:9479"
+	// DefaultUIListen serves the web page on loopback only, beside the
+	// metrics (and the node's 9480): administrators reach it from afar
+	// through an SSH tunnel, as it speaks plain HTTP.
+	DefaultUIListen = "127.0.0.1:9481"
 )
 
 // Overlay pools. The IPv4 default is a /16 inside the shared address space
@@ -52,6 +56,7 @@ type Coordinator struct {
 	TLSKey        string       `mapstructure:"tls_key" desc:"PEM private key for tls_cert"`
 	RelayRate     int          `mapstructure:"relay_rate" desc:"relayed traffic allowed per node, in Mbit/s (a flood from one node can't starve the others)"`
 	MetricsListen string       `mapstructure:"metrics_listen" desc:"host:port serving Prometheus /metrics over plain HTTP, without authentication (keep it on loopback or a private network); empty: off"`
+	UIListen      string       `mapstructure:"ui_listen" desc:"loopback host:port serving the web page over plain HTTP, behind one-time links from 'meshnode admin login' (reach it from afar through an SSH tunnel); empty: off"`
 	DNSDomain     string       `mapstructure:"dns_domain" desc:"the mesh's DNS domain: every node answers NAME.<dns_domain> for each member"`
 	DNSRecords    []string     `mapstructure:"dns_records" desc:"extra names in the mesh's domain, NAME=IP each (nas=192.168.1.10; repeat a name for more addresses); they win over a member of the same name"`
 	// AutoApproveRoutes approves routes without the administrator.
@@ -106,6 +111,7 @@ func DefaultCoordinator() Coordinator {
 		NetworkV6:     DefaultNetworkV6,
 		RelayRate:     DefaultRelayRate,
 		MetricsListen: DefaultMetricsListen,
+		UIListen:      DefaultUIListen,
 		DNSDomain:     wire.DefaultDNSDomain,
 		LogLevel:      "info",
 	}
@@ -134,6 +140,9 @@ func (c Coordinator) Validate() error {
 	}
 	if c.MetricsListen != "" {
 		errs = append(errs, hostPort("metrics_listen", c.MetricsListen))
+	}
+	if c.UIListen != "" {
+		errs = append(errs, uiListen(c.UIListen))
 	}
 	if _, err := c.AutoApprovals(); err != nil {
 		errs = append(errs, err)
@@ -182,6 +191,19 @@ func ipv6Port(key, s string) error {
 func hostPort(key, s string) error {
 	if _, _, err := net.SplitHostPort(s); err != nil {
 		return fmt.Errorf("%s: %q is not host:port (e.g. :8443 or 0.0.0.0:8443)", key, s)
+	}
+	return nil
+}
+
+// uiListen checks ui_listen: the page speaks plain HTTP, so its session
+// cookie must never cross a network; only loopback serves it.
+func uiListen(s string) error {
+	host, _, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("ui_listen: %q is not host:port (e.g. %s)", s, DefaultUIListen)
+	}
+	if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
+		return fmt.Errorf("ui_listen: %q is not a loopback address: the page speaks plain HTTP; serve it on %s and open it from afar through an SSH tunnel", s, DefaultUIListen)
 	}
 	return nil
 }

@@ -174,11 +174,31 @@ func TestValidateCoordinatorReportsEveryProblem(t *testing.T) {
 	}
 }
 
+// keyCase is a value of one key, and whether it is valid.
+type keyCase struct {
+	value string
+	ok    bool
+}
+
+// checkKey validates the default coordinator settings with each value of
+// key set, and wants errors that name the key.
+func checkKey(t *testing.T, key string, set func(*Coordinator, string), cases []keyCase) {
+	t.Helper()
+	for _, tc := range cases {
+		c := DefaultCoordinator()
+		set(&c, tc.value)
+		err := c.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("%s %q: error %v, want ok %v", key, tc.value, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), key) {
+			t.Errorf("%s %q: error %q does not name the key", key, tc.value, err)
+		}
+	}
+}
+
 func TestValidateSTUNListenV6(t *testing.T) {
-	for _, tc := range []struct {
-		value string
-		ok    bool
-	}{
+	checkKey(t, "stun_listen_v6", func(c *Coordinator, v string) { c.STUNListenV6 = v }, []keyCase{
 		{"", true},
 		{"[2001:db8::1]:3478", true},
 		{"[2001:db8::1]:0", true},
@@ -187,17 +207,23 @@ func TestValidateSTUNListenV6(t *testing.T) {
 		{"[::ffff:198.51.100.1]:3478", false},
 		{"vpn.example.com:3478", false},
 		{"2001:db8::1", false},
-	} {
-		c := DefaultCoordinator()
-		c.STUNListenV6 = tc.value
-		err := c.Validate()
-		if (err == nil) != tc.ok {
-			t.Errorf("stun_listen_v6 %q: error %v, want ok %v", tc.value, err, tc.ok)
-		}
-		if err != nil && !strings.Contains(err.Error(), "stun_listen_v6") {
-			t.Errorf("stun_listen_v6 %q: error %q does not name the key", tc.value, err)
-		}
-	}
+	})
+}
+
+// The page speaks plain HTTP, so ui_listen is loopback or off.
+func TestValidateUIListen(t *testing.T) {
+	checkKey(t, "ui_listen", func(c *Coordinator, v string) { c.UIListen = v }, []keyCase{
+		{"", true},
+		{"127.0.0.1:9481", true},
+		{"[::1]:9481", true},
+		{"localhost:9481", true},
+		{"127.0.0.1:0", true},
+		{":9481", false},
+		{"0.0.0.0:9481", false},
+		{"10.0.0.5:9481", false},
+		{"ui.example.com:9481", false},
+		{"127.0.0.1", false},
+	})
 }
 
 func TestValidateDatabase(t *testing.T) {

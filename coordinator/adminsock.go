@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/unixsock"
 	"github.com/meshnode/meshnode/internal/wire"
@@ -32,6 +33,7 @@ const (
 	adminBans       = "/v1/bans"
 	adminRoutes     = "/v1/routes"
 	adminPolicy     = "/v1/policy"
+	adminUILogin    = "/v1/ui/login"
 	// adminBase is a placeholder host: the transport always dials the socket.
 	adminBase = "http://meshnode-coordinator"
 	// adminTimeout bounds one admin request.
@@ -46,6 +48,7 @@ const (
 	adminCodeRoute     = "route_unknown"
 	adminCodeInvalid   = "invalid_policy"
 	adminCodeNameTaken = "name_taken"
+	adminCodeNoUI      = "no_ui"
 )
 
 // adminDialTimeout bounds probing the admin socket; a live coordinator
@@ -154,6 +157,10 @@ func (s *Server) serveAdmin(ctx context.Context, ln net.Listener) error {
 		info, err := s.SetPolicy(r.Context(), "")
 		adminReply(w, info, err)
 	})
+	mux.HandleFunc("POST "+adminUILogin, func(w http.ResponseWriter, _ *http.Request) {
+		link, err := s.UILoginLink()
+		adminReply(w, loginReply{URL: link}, err)
+	})
 	hs := &http.Server{
 		Handler:           mux,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -168,6 +175,10 @@ func (s *Server) serveAdmin(ctx context.Context, ln net.Listener) error {
 
 type tokenReply struct {
 	Token string `json:"token"`
+}
+
+type loginReply struct {
+	URL string `json:"url"`
 }
 
 type tagRequest struct {
@@ -225,6 +236,8 @@ func adminReply(w http.ResponseWriter, v any, err error) {
 		writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: adminCodeInvalid, Error: err.Error()})
 	case errors.Is(err, ErrNameTaken):
 		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeNameTaken, Error: err.Error()})
+	case errors.Is(err, ErrNoUI):
+		writeJSON(w, http.StatusConflict, wire.ErrorResponse{Code: adminCodeNoUI, Error: err.Error()})
 	default:
 		writeJSON(w, http.StatusBadRequest, wire.ErrorResponse{Code: wire.ErrCodeBadRequest, Error: err.Error()})
 	}
@@ -287,6 +300,8 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 			return invalidPolicyError(e.Error)
 		case adminCodeNameTaken:
 			return fmt.Errorf("%s: %w", e.Error, ErrNameTaken)
+		case adminCodeNoUI:
+			return ErrNoUI
 		}
 		return errors.New(e.Error)
 	}
@@ -383,4 +398,21 @@ func (c *adminClient) Policy(ctx context.Context, version uint64) (PolicyInfo, e
 func (c *adminClient) Close() error {
 	c.hc.CloseIdleConnections()
 	return nil
+}
+
+// UILoginLink asks the coordinator running on cfg.DataDir for a one-time
+// link to its web page, through the admin socket: only who may use the
+// socket may log in.
+func UILoginLink(ctx context.Context, cfg config.Coordinator) (string, error) {
+	sock := filepath.Join(cfg.DataDir, adminSocket)
+	c := newAdminClient(sock)
+	defer c.Close()
+	var r loginReply
+	if err := c.do(ctx, http.MethodPost, adminUILogin, nil, &r); err != nil {
+		if _, dial := errors.AsType[*net.OpError](err); dial {
+			return "", fmt.Errorf("no coordinator answers on data dir %s (%w); the web page's login needs it running", cfg.DataDir, err)
+		}
+		return "", err
+	}
+	return r.URL, nil
 }

@@ -1,11 +1,13 @@
 package coordinator
 
 import (
+	"context"
 	"math"
 	"net"
 	"net/netip"
 	"time"
 
+	"github.com/meshnode/meshnode/coordinator/ui"
 	"github.com/meshnode/meshnode/crypto"
 
 	"golang.org/x/time/rate"
@@ -70,3 +72,6 @@ func RelayAllows(s *Server, a, b crypto.PublicKey) bool { return s.hub.ArePeers(
 func ShortLease(renew, length time.Duration) func(*Server) {
 	return func(s *Server) { s.lease = leaseTiming{renew: renew, length: length} }
 }
+
+// UIView is the web page's view of s.
+func UIView(s *Server) (ui.View, error) { return uiBackend{s}.View(context.Background()) }

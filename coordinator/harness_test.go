@@ -43,6 +43,7 @@ func testConfig(t testing.TB) config.Coordinator {
 	cfg.Listen = "127.0.0.1:0"
 	cfg.STUNListen = "127.0.0.1:0"
 	cfg.MetricsListen = "127.0.0.1:0"
+	cfg.UIListen = "127.0.0.1:0"
 	return cfg
 }
 

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"sync"
 	"time"
 
@@ -40,21 +41,59 @@ type nodePaths struct {
 	entries []wire.PathEntry
 }
 
-// pathTable holds the latest report of each online node. Its lock is a
-// leaf: never held while the hub's is taken.
+// pathTable holds the latest report of each online node, and the latest
+// path changes (the web page's history). Its lock is a leaf: never held
+// while the hub's is taken.
 type pathTable struct {
 	mu      sync.Mutex
 	reports map[crypto.PublicKey]nodePaths
+	changes []pathChange // oldest first, at most maxPathChanges
 }
+
+// pathChange is a node's path to a peer changing kind between two of its
+// reports on one stream.
+type pathChange struct {
+	at       time.Time
+	from     crypto.PublicKey
+	peer     crypto.PublicKey
+	was, now wire.PathKind
+}
+
+// maxPathChanges bounds the history the page shows: a few per node of a
+// mesh of a hundred, a few dozen bytes each.
+const maxPathChanges = 512
 
 func newPathTable() *pathTable {
 	return &pathTable{reports: make(map[crypto.PublicKey]nodePaths)}
 }
 
+// set keeps key's report, and the changes since its previous one on the
+// same stream (a new stream's first report starts afresh).
 func (t *pathTable) set(key crypto.PublicKey, np nodePaths) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if prev, ok := t.reports[key]; ok && prev.sess == np.sess {
+		was := make(map[crypto.PublicKey]wire.PathKind, len(prev.entries))
+		for _, e := range prev.entries {
+			was[e.Peer] = e.Kind
+		}
+		for _, e := range np.entries {
+			if k, ok := was[e.Peer]; ok && k != e.Kind {
+				t.changes = append(t.changes, pathChange{at: np.at, from: key, peer: e.Peer, was: k, now: e.Kind})
+			}
+		}
+		if over := len(t.changes) - maxPathChanges; over > 0 {
+			t.changes = append(t.changes[:0], t.changes[over:]...)
+		}
+	}
 	t.reports[key] = np
+}
+
+// history returns the latest path changes, oldest first.
+func (t *pathTable) history() []pathChange {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.changes)
 }
 
 // forget drops the report that came on sess, when its stream ended.
@@ -73,18 +112,21 @@ type pathSummary struct {
 	relayed   map[wire.RelayWhy]int // the relayed pairs, by why
 }
 
-// summary counts each pair once: by the newer of its two nodes' reports
-// (the lower key's on a tie), or by the one that reported it.
-func (t *pathTable) summary() pathSummary {
-	type pick struct {
-		at     time.Time
-		from   crypto.PublicKey
-		kind   wire.PathKind
-		reason wire.RelayWhy
-	}
+// pairPath is a pair's path, from the report chosen for it.
+type pairPath struct {
+	at    time.Time
+	from  crypto.PublicKey  // the reporter
+	relay *crypto.PublicKey // the reporter's relay node
+	entry wire.PathEntry    // the reporter's entry for the other node
+}
+
+// pairs picks each pair's path once: from the newer of its two nodes'
+// reports (the lower key's on a tie), or from the one that reported it.
+// It also returns how many nodes reported.
+func (t *pathTable) pairs() (map[[2]crypto.PublicKey]pairPath, int) {
 	t.mu.Lock()
-	sum := pathSummary{reporting: len(t.reports), pairs: make(map[wire.PathKind]int), relayed: make(map[wire.RelayWhy]int)}
-	pairs := make(map[[2]crypto.PublicKey]pick)
+	defer t.mu.Unlock()
+	pairs := make(map[[2]crypto.PublicKey]pairPath)
 	for from, np := range t.reports {
 		for _, e := range np.entries {
 			k := [2]crypto.PublicKey{from, e.Peer}
@@ -94,15 +136,21 @@ func (t *pathTable) summary() pathSummary {
 			cur, ok := pairs[k]
 			newer := !ok || np.at.After(cur.at) || (np.at.Equal(cur.at) && bytes.Compare(from[:], cur.from[:]) < 0)
 			if newer {
-				pairs[k] = pick{at: np.at, from: from, kind: e.Kind, reason: e.Why}
+				pairs[k] = pairPath{at: np.at, from: from, relay: np.relay, entry: e}
 			}
 		}
 	}
-	t.mu.Unlock()
+	return pairs, len(t.reports)
+}
+
+// summary counts each pair once, by the path pairs picks.
+func (t *pathTable) summary() pathSummary {
+	pairs, reporting := t.pairs()
+	sum := pathSummary{reporting: reporting, pairs: make(map[wire.PathKind]int), relayed: make(map[wire.RelayWhy]int)}
 	for _, p := range pairs {
-		sum.pairs[p.kind]++
-		if p.kind.Relayed() {
-			sum.relayed[p.reason]++
+		sum.pairs[p.entry.Kind]++
+		if p.entry.Kind.Relayed() {
+			sum.relayed[p.entry.Why]++
 		}
 	}
 	return sum

@@ -14,7 +14,8 @@ import (
 	"github.com/meshnode/meshnode/relay"
 )
 
-// Run listens as configured (control API, STUN, metrics, admin socket),
+// Run listens as configured (control API, STUN, metrics, web page, admin
+// socket),
 // tells systemd it is ready, and serves until ctx is done.
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
@@ -44,6 +45,13 @@ func (s *Server) Run(ctx context.Context) error {
 		s.metricsAddr = metrics.Addr()
 		s.mu.Unlock()
 	}
+	var page net.Listener
+	if s.cfg.UIListen != "" {
+		if page, err = net.Listen("tcp", s.cfg.UIListen); err != nil {
+			return fmt.Errorf("listen (ui_listen): %w (set ui_listen to a free loopback host:port, or to \"\" for no web page)", err)
+		}
+		defer page.Close()
+	}
 	s.noteServed(api.Addr())
 	// Recorded before the admin socket appears: admin commands take the
 	// socket as the sign that the coordinator is up. The write is short and
@@ -67,6 +75,9 @@ func (s *Server) Run(ctx context.Context) error {
 	if metrics != nil {
 		log = log.With("metrics", metrics.Addr().String())
 	}
+	if page != nil {
+		log = log.With("ui", page.Addr().String())
+	}
 	if url := s.publicURL(); url != "" {
 		log.Info("coordinator listening", "public_url", url)
 	} else {
@@ -77,13 +88,17 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 
 	servers := 3
-	errc := make(chan error, servers+1)
+	errc := make(chan error, servers+2)
 	go func() { errc <- s.Serve(ctx, api) }()
 	go func() { errc <- s.ServeSTUN(ctx, conns.Conns) }()
 	go func() { errc <- s.serveAdmin(ctx, admin) }()
 	if metrics != nil {
 		servers++
 		go func() { errc <- s.ServeMetrics(ctx, metrics) }()
+	}
+	if page != nil {
+		servers++
+		go func() { errc <- s.ServeUI(ctx, page) }()
 	}
 	var errs []error
 	for range servers {

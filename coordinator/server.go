@@ -27,6 +27,7 @@ import (
 	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/coordinator/stunserver"
+	"github.com/meshnode/meshnode/coordinator/ui"
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/admit"
 	"github.com/meshnode/meshnode/internal/ratelog"
@@ -174,6 +175,8 @@ type Server struct {
 
 	mu          sync.Mutex
 	metricsAddr net.Addr         // where Run serves metrics, once it does
+	ui          *ui.Server       // the web page, while ServeUI serves it
+	uiAddr      net.Addr         // where ServeUI serves it
 	servedURL   string           // https://IP:port of the first specific address Serve got
 	stunAddrs   []netip.AddrPort // primary, then alternate: what the welcome advertises
 	stunAddr6   netip.AddrPort   // the IPv6 socket (stun_listen_v6), when there is one

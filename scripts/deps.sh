@@ -12,8 +12,9 @@ set -euo pipefail
 # the real-kernel throughput comparison (make perf, and its smoke test in
 # make e2e): iperf3, and ethtool for the veths' offloads; PostgreSQL, whose
 # binaries the coordinator's store tests run as throwaway clusters
-# (internal/pgtest).
-packages=(make ca-certificates iproute2 nftables conntrack iputils-ping rpm dpkg-dev systemd kmod coturn stun-client iperf3 ethtool postgresql)
+# (internal/pgtest); chromium, the headless browser the web page's test
+# drives (coordinator/ui).
+packages=(make ca-certificates iproute2 nftables conntrack iputils-ping rpm dpkg-dev systemd kmod coturn stun-client iperf3 ethtool postgresql chromium)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -49,6 +49,7 @@ func TestBadInputIsAUsageErrorNamingTheValue(t *testing.T) {
 		{"config check", []string{"config", "check", "--config", badFile}, []string{"unknown key listen_prot"}},
 		{"coordinator network", []string{"coordinator", "--network", "10.0.0.0/31", "--data-dir", dir}, []string{"network"}},
 		{"token expiry", []string{"token", "create", "--expiry", "-1h", "--data-dir", dir}, []string{"expiry"}},
+		{"web page off loopback", []string{"coordinator", "--ui-listen", "0.0.0.0:9481", "--data-dir", dir}, []string{"ui_listen", "loopback", "SSH tunnel"}},
 		{"advertised route", []string{"up", "--advertise-routes", "192.168.10.0/24,10.1.2.3/16", "--state-dir", dir}, []string{"advertise_routes", "use 10.1.0.0/16"}},
 		{"exit node of an exit node", []string{"up", "--exit-node", "office", "--advertise-exit-node", "--state-dir", dir}, []string{"exit_node", "uses no other exit node"}},
 		{"set nothing", []string{"set"}, []string{"nothing to set", "--exit-node"}},
@@ -89,5 +90,15 @@ func TestEveryCommandHasHelpAndExamples(t *testing.T) {
 	code, out := run(t, "--help")
 	if code != exitOK || !strings.Contains(out, "up") || !strings.Contains(out, "coordinator") {
 		t.Fatalf("meshnode --help: %d %s", code, out)
+	}
+}
+
+// 'meshnode admin login' needs the running coordinator: without one it
+// fails, naming the data dir.
+func TestAdminLoginWithoutCoordinator(t *testing.T) {
+	dir := t.TempDir()
+	code, out := run(t, "admin", "login", "--config", emptyConfig(t), "--data-dir", dir)
+	if code != exitFailure || !strings.Contains(out, dir) || !strings.Contains(out, "running") {
+		t.Fatalf("admin login without a coordinator: %d %s; want exit %d naming %s", code, out, exitFailure, dir)
 	}
 }

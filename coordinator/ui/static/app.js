@@ -1,0 +1,263 @@
+// The coordinator's page: the view arrives as server-sent events (the
+// whole mesh each time it changes); actions carry the session's CSRF token.
+(function () {
+  'use strict';
+  var csrf = '';
+  var $ = function (id) { return document.getElementById(id); };
+
+  function api(method, path, body) {
+    return fetch(path, {
+      method: method, credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
+      body: body === undefined ? undefined : JSON.stringify(body)
+    }).then(function (r) {
+      return r.json().then(function (j) {
+        if (!r.ok) { throw new Error(j.error || r.statusText); }
+        return j;
+      });
+    });
+  }
+  function fail(err) { $('error').hidden = false; $('error').textContent = String(err.message || err); }
+  function status(text, cls) { $('status').textContent = text; $('status').className = cls; }
+
+  // Names of what the reports say, as the page shows them.
+  var kindText = { direct_udp: 'direct UDP', direct_tcp: 'direct TCP', relayed_udp: 'relayed UDP', relayed_tcp: 'relayed TCP' };
+  var natText = {
+    'none': 'no NAT', 'endpoint-independent': 'EIM NAT (cone)', 'address-dependent': 'ADM NAT',
+    'address-and-port-dependent': 'APDM NAT (symmetric)', 'unknown': 'NAT unknown'
+  };
+  function pathText(p) {
+    var t = kindText[p.kind] || p.kind;
+    if (p.via) { t += ' via ' + p.via; }
+    if (p.why) { t += ' (' + p.why.replace(/_/g, ' ') + ')'; }
+    if (p.rtt_ms) { t += ' ' + p.rtt_ms.toFixed(1) + ' ms'; }
+    return t;
+  }
+  function nat(n) { return n.nat ? (natText[n.nat.mapping] || n.nat.mapping) : 'NAT not reported'; }
+
+  // The topology: d3's force layout. Node objects live across views so
+  // that the picture moves only as much as the mesh changed.
+  var svg, force, edgeG, nodeG, known = {};
+  function setupGraph() {
+    svg = d3.select('#graph');
+    edgeG = svg.append('g');
+    nodeG = svg.append('g');
+    force = d3.layout.force().charge(-500).linkDistance(150).gravity(0.06).on('tick', place);
+  }
+  // place moves the drawing to the layout's positions.
+  function place() {
+    edgeG.selectAll('line').attr('x1', function (d) { return d.source.x; }).attr('y1', function (d) { return d.source.y; })
+      .attr('x2', function (d) { return d.target.x; }).attr('y2', function (d) { return d.target.y; });
+    edgeG.selectAll('text').attr('x', function (d) { return (d.source.x + d.target.x) / 2; })
+      .attr('y', function (d) { return (d.source.y + d.target.y) / 2 - 4; });
+    nodeG.selectAll('g.node').attr('transform', function (d) { return 'translate(' + d.x + ',' + d.y + ')'; });
+  }
+  // Beyond bigMesh nodes, the layout runs to rest before the drawing
+  // (moving thousands of SVG elements each frame would hold the page), and
+  // edge labels show on hover only.
+  var bigMesh = 100, shape = '';
+  function drawGraph(view) {
+    var el = $('graph');
+    force.size([el.clientWidth, el.clientHeight]);
+    var next = {};
+    var nodes = view.nodes.map(function (n) {
+      var o = known[n.name] || { name: n.name };
+      o.n = n;
+      next[n.name] = o;
+      return o;
+    });
+    known = next;
+    var links = view.paths.filter(function (p) { return known[p.a] && known[p.b]; })
+      .map(function (p) { return { source: known[p.a], target: known[p.b], p: p }; });
+    var labels = nodes.length <= bigMesh && links.length <= 80; // beyond, labels would hide the picture
+    force.nodes(nodes).links(links);
+
+    var e = edgeG.selectAll('g.edge').data(links, function (d) { return d.p.a + '|' + d.p.b; });
+    var ee = e.enter().append('g').attr('class', 'edge');
+    ee.append('line');
+    ee.append('title');
+    if (labels) { ee.append('text'); }
+    e.exit().remove();
+    e.attr('data-pair', function (d) { return d.p.a + '|' + d.p.b; }).attr('data-kind', function (d) { return d.p.kind; });
+    e.select('line').attr('class', function (d) { return d.p.kind; });
+    e.select('title').text(function (d) { return d.p.a + ' – ' + d.p.b + ': ' + pathText(d.p); });
+    e.select('text').text(function (d) { return labels ? pathText(d.p) : ''; });
+
+    var v = nodeG.selectAll('g.node').data(nodes, function (d) { return d.name; });
+    var ve = v.enter().append('g').call(force.drag);
+    ve.append('circle').attr('r', 9).on('click', function (d) { if (!d3.event.defaultPrevented) { location.hash = 'node=' + encodeURIComponent(d.name); } });
+    ve.append('title');
+    ve.append('text').attr('class', 'name').attr('x', 12).attr('y', 0);
+    ve.append('text').attr('class', 'nat').attr('x', 12).attr('y', 13);
+    v.exit().remove();
+    v.attr('class', function (d) { return 'node' + (d.n.online ? '' : ' offline'); })
+      .attr('data-name', function (d) { return d.name; }).attr('data-online', function (d) { return d.n.online; });
+    v.select('text.name').text(function (d) { return d.name; });
+    v.select('text.nat').text(function (d) { return nat(d.n); });
+    v.select('title').text(function (d) { return d.name + ' (' + (d.n.online ? 'online' : 'offline') + ', ' + nat(d.n) + ')'; });
+    // The layout moves only when nodes or pairs came or went.
+    var sig = nodes.map(function (d) { return d.name; }).join(' ') + '|' + links.map(function (d) { return d.p.a + '-' + d.p.b; }).join(' ');
+    if (sig === shape) { return; }
+    shape = sig;
+    if (nodes.length <= bigMesh) {
+      force.start();
+      return;
+    }
+    force.on('tick', null).start();
+    for (var i = 0; i < 300 && force.alpha() > 0.01; i++) { force.tick(); }
+    force.stop().on('tick', place);
+    place();
+  }
+
+  // The table of nodes, filtered by the text in #filter.
+  var lastView = { nodes: [], paths: [] };
+  function cell(tr, text, cls) {
+    var td = tr.insertCell();
+    td.textContent = text;
+    if (cls) { td.className = cls; }
+    return td;
+  }
+  function drawTable(view) {
+    var body = $('nodes').tBodies[0];
+    var q = $('filter').value.trim().toLowerCase();
+    body.textContent = '';
+    var byNode = {};
+    view.paths.forEach(function (p) {
+      (byNode[p.a] = byNode[p.a] || []).push(p.b + ': ' + pathText(p));
+      (byNode[p.b] = byNode[p.b] || []).push(p.a + ': ' + pathText(p));
+    });
+    view.nodes.forEach(function (n) {
+      var paths = byNode[n.name] || [];
+      var tr = document.createElement('tr');
+      tr.dataset.name = n.name;
+      var a = document.createElement('a');
+      a.href = '#node=' + encodeURIComponent(n.name);
+      a.textContent = n.name;
+      tr.insertCell().appendChild(a);
+      cell(tr, (n.addresses || []).join('\n'), 'list');
+      cell(tr, n.online ? 'online' : 'offline');
+      cell(tr, n.last_seen ? new Date(n.last_seen).toLocaleString() : '');
+      cell(tr, nat(n));
+      cell(tr, n.nat ? n.nat.portalloc + (n.nat.port_step ? ' (step ' + n.nat.port_step + ')' : '') : '');
+      cell(tr, (n.endpoints || []).map(function (e) { return e.addr + ' ' + e.kind; }).join('\n'), 'list');
+      cell(tr, (n.tags || []).join(', '));
+      cell(tr, (n.routes || []).join('\n'), 'list');
+      cell(tr, paths.join('\n'), 'list');
+      var b = document.createElement('button');
+      b.textContent = 'Remove';
+      b.className = 'remove';
+      b.onclick = function () {
+        if (confirm('Remove ' + n.name + ' from the mesh? Its key is banned until allowed back.')) {
+          api('POST', '/api/nodes/' + encodeURIComponent(n.name) + '/remove').catch(fail);
+        }
+      };
+      tr.insertCell().appendChild(b);
+      if (q === '' || tr.textContent.toLowerCase().indexOf(q) >= 0) { body.appendChild(tr); }
+    });
+  }
+
+  // The page of one node (#node=NAME): its paths, their recent changes and
+  // its routes, which the administrator approves or rejects here.
+  function panelNode() {
+    var m = /^#node=(.+)$/.exec(location.hash);
+    return m ? decodeURIComponent(m[1]) : '';
+  }
+  function rows(id, list, fields) {
+    var body = $(id).tBodies[0];
+    body.textContent = '';
+    list.forEach(function (x) {
+      var tr = body.insertRow();
+      fields(x).forEach(function (f) { if (f instanceof Node) { tr.insertCell().appendChild(f); } else { cell(tr, f); } });
+    });
+  }
+  function button(text, onclick) {
+    var b = document.createElement('button');
+    b.textContent = text;
+    b.onclick = onclick;
+    return b;
+  }
+  function drawPanel(view) {
+    var name = panelNode();
+    var n = view.nodes.filter(function (x) { return x.name === name; })[0];
+    $('nodepanel').hidden = !n;
+    if (!n) { return; }
+    $('np-name').textContent = name;
+    $('np-info').textContent = (n.online ? 'online' : 'offline, last seen ' + new Date(n.last_seen).toLocaleString()) +
+      ' · ' + (n.addresses || []).join(', ') + ' · ' + nat(n) + ' · key ' + n.public_key;
+    rows('np-paths', view.paths.filter(function (p) { return p.a === name || p.b === name; }), function (p) {
+      return [p.a === name ? p.b : p.a, kindText[p.kind] || p.kind, p.via || '', (p.why || '').replace(/_/g, ' '),
+        p.rtt_ms ? p.rtt_ms.toFixed(1) + ' ms' : '', new Date(p.reported).toLocaleTimeString()];
+    });
+    rows('np-changes', (view.changes || []).filter(function (c) { return c.node === name || c.peer === name; }).reverse(), function (c) {
+      return [new Date(c.at).toLocaleString(), c.node, c.peer, kindText[c.was] || c.was, kindText[c.now] || c.now];
+    });
+  }
+  function loadRoutes() {
+    var name = panelNode();
+    if (!name) { return; }
+    api('GET', '/api/routes').then(function (list) {
+      var set = function (what, prefix) {
+        var body = {};
+        body[what] = [prefix];
+        return function () { api('POST', '/api/nodes/' + encodeURIComponent(name) + '/routes', body).then(loadRoutes).catch(fail); };
+      };
+      rows('np-routes', list.filter(function (r) { return r.node === name; }), function (r) {
+        return [r.prefix, r.advertised ? 'yes' : 'no', r.approved ? 'yes' : 'no', r.primary ? 'yes' : 'no',
+          r.approved ? button('Reject', set('reject', r.prefix)) : button('Approve', set('approve', r.prefix))];
+      });
+    }).catch(fail);
+  }
+
+  function loadTokens() {
+    return api('GET', '/api/tokens').then(function (list) {
+      var body = $('tokens').tBodies[0];
+      body.textContent = '';
+      list.forEach(function (t) {
+        var tr = body.insertRow();
+        tr.dataset.id = t.id;
+        [t.id, new Date(t.created).toLocaleString(), new Date(t.expires).toLocaleString(), t.reusable ? 'yes' : 'no',
+          String(t.uses), t.revoked ? 'yes' : 'no', (t.tags || []).join(', ')].forEach(function (s) { cell(tr, s); });
+        var b = document.createElement('button');
+        b.textContent = 'Revoke';
+        b.disabled = t.revoked;
+        b.onclick = function () { api('POST', '/api/tokens/' + encodeURIComponent(t.id) + '/revoke').then(loadTokens).catch(fail); };
+        tr.insertCell().appendChild(b);
+      });
+    }).catch(fail);
+  }
+
+  function start() {
+    $('main').hidden = false;
+    $('logout').hidden = false;
+    setupGraph();
+    var es = new EventSource('/api/events');
+    es.addEventListener('view', function (ev) {
+      lastView = JSON.parse(ev.data);
+      status('live: ' + lastView.nodes.length + ' nodes, ' + lastView.paths.length + ' paths', 'live');
+      drawGraph(lastView);
+      drawTable(lastView);
+      drawPanel(lastView);
+    });
+    window.onhashchange = function () { drawPanel(lastView); loadRoutes(); };
+    $('np-close').onclick = function () { location.hash = ''; };
+    es.onerror = function () { status('disconnected; retrying…', 'down'); };
+    $('filter').oninput = function () { drawTable(lastView); };
+    $('logout').onclick = function () { api('POST', '/api/logout').then(function () { es.close(); location.reload(); }).catch(fail); };
+    $('newtoken').onsubmit = function (ev) {
+      ev.preventDefault();
+      var f = ev.target;
+      var tags = f.tags.value.split(/[\s,]+/).filter(function (s) { return s !== ''; });
+      api('POST', '/api/tokens', { reusable: f.reusable.checked, expiry: f.expiry.value.trim(), tags: tags }).then(function (r) {
+        $('tokenout').hidden = false;
+        $('newtokentext').textContent = r.token;
+        return loadTokens();
+      }).catch(fail);
+    };
+    loadTokens();
+  }
+
+  fetch('/api/session', { credentials: 'same-origin' }).then(function (r) {
+    if (r.status === 401) { $('login').hidden = false; status('not logged in', 'down'); return; }
+    return r.json().then(function (j) { csrf = j.csrf; start(); });
+  }).catch(fail);
+}());

@@ -1,0 +1,109 @@
+package coordinator_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/meshnode/meshnode/coordinator"
+	"github.com/meshnode/meshnode/coordinator/ui"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// 'meshnode admin login' gets a one-time link through the admin socket;
+// it logs a browser in to the page on ui_listen, which shows the nodes.
+func TestAdminLoginLinkOpensThePage(t *testing.T) {
+	ctx := context.Background()
+	cfg := testConfig(t)
+	if _, err := coordinator.UILoginLink(ctx, cfg); err == nil || !strings.Contains(err.Error(), cfg.DataDir) {
+		t.Errorf("link without a coordinator: %v, want an error naming %s", err, cfg.DataDir)
+	}
+	r := runCoordinator(t, cfg)
+	tok, err := openAdmin(t, cfg).CreateToken(ctx, coordinator.TokenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, cfg: cfg, srv: r.srv, reg: r.reg, url: tok.URL, client: pinnedClient(t, tok.Pin)}
+	newNode(t, h).join(tok.String(), "a")
+
+	link, err := coordinator.UILoginLink(ctx, cfg)
+	if err != nil || !strings.HasPrefix(link, "http://127.0.0.1:") || !strings.Contains(link, "/login?t=") {
+		t.Fatalf("link %q, %v", link, err)
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var cookie *http.Cookie
+	for _, c := range resp.Cookies() {
+		if c.Name == ui.CookieName {
+			cookie = c
+		}
+	}
+	if cookie == nil {
+		t.Fatalf("login: %s, no session cookie", resp.Status)
+	}
+	base, _, _ := strings.Cut(link, "/login")
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/view", nil)
+	req.AddCookie(cookie)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var v ui.View
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil || len(v.Nodes) != 1 || v.Nodes[0].Name != "a" {
+		t.Fatalf("view %+v, %v; want node a", v, err)
+	}
+}
+
+func TestAdminLoginWithoutPage(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.UIListen = ""
+	runCoordinator(t, cfg)
+	if _, err := coordinator.UILoginLink(context.Background(), cfg); !errors.Is(err, coordinator.ErrNoUI) {
+		t.Fatalf("link with ui_listen empty: %v, want ErrNoUI", err)
+	}
+}
+
+// The page's view names each pair's nodes, its kind, its relay (a relay
+// node by name), why it is relayed and its RTT, and lists a reporter's path
+// changes.
+func TestPageViewOfPaths(t *testing.T) {
+	m := newPathMesh(t)
+	bob := m.b.key()
+	if err := m.sa.send(wire.StreamMsg{Type: wire.MsgPaths, RelayKey: &bob, Paths: wire.AppendPathReport(nil, []wire.PathEntry{
+		direct(m.b), {Peer: m.c.key(), Kind: wire.PathRelayedUDP, Via: wire.ViaRelayNode, Why: wire.WhyHardNATs},
+	})}); err != nil {
+		t.Fatal(err)
+	}
+	pathsOf := func() []string {
+		v, err := coordinator.UIView(m.h.srv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range v.Paths {
+			ab := []string{p.A, p.B}
+			slices.Sort(ab)
+			out = append(out, fmt.Sprintf("%s-%s %s via=%s why=%s rtt=%.0f", ab[0], ab[1], p.Kind, p.Via, p.Why, p.RTTMillis))
+		}
+		slices.Sort(out)
+		return out
+	}
+	want := []string{"alice-bob direct_udp via= why= rtt=3", "alice-carol relayed_udp via=bob why=hard_nats rtt=0"}
+	eventually(t, func() bool { return slices.Equal(pathsOf(), want) }, "alice's paths in the view")
+
+	m.report(t, m.sa, wire.PathEntry{Peer: bob, Kind: wire.PathRelayedTCP, Via: wire.ViaCoordinator, Why: wire.WhyUDPBlocked})
+	eventually(t, func() bool {
+		v, err := coordinator.UIView(m.h.srv)
+		return err == nil && len(v.Changes) == 1 && v.Changes[0] == ui.PathChange{At: v.Changes[0].At, Node: "alice", Peer: "bob", Was: "direct_udp", Now: "relayed_tcp"}
+	}, "alice's change of path to bob in the view")
+}

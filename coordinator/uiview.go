@@ -1,0 +1,120 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/meshnode/meshnode/coordinator/ui"
+	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// ErrNoUI means a login link was asked for while the web page is off.
+var ErrNoUI = errors.New("the coordinator serves no web page: set ui_listen (e.g. 127.0.0.1:9481) and restart it")
+
+// ServeUI serves the web page (package ui) over plain HTTP on ln (the
+// ui_listen address) until ctx is done. Login links (UILoginLink) name
+// ln's address.
+func (s *Server) ServeUI(ctx context.Context, ln net.Listener) error {
+	page := ui.New(uiBackend{s}, ui.Options{Logger: s.log.With("part", "ui")})
+	s.mu.Lock()
+	s.ui, s.uiAddr = page, ln.Addr()
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.ui, s.uiAddr = nil, nil
+		s.mu.Unlock()
+	}()
+	hs := &http.Server{
+		Handler:           page,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          s.errorLog(),
+		BaseContext:       func(net.Listener) context.Context { return ctx },
+	}
+	if err := serveHTTP(ctx, hs, ln); err != nil {
+		return fmt.Errorf("web page on %v: %w", ln.Addr(), err)
+	}
+	return nil
+}
+
+// UILoginLink returns a one-time login link to the web page, valid for
+// ui.LinkExpiry.
+func (s *Server) UILoginLink() (string, error) {
+	s.mu.Lock()
+	page, addr := s.ui, s.uiAddr
+	s.mu.Unlock()
+	if page == nil {
+		return "", ErrNoUI
+	}
+	return "http://" + addr.String() + page.NewLink(), nil
+}
+
+// uiBackend gives the page the coordinator's own admin functions.
+type uiBackend struct{ s *Server }
+
+func (b uiBackend) View(context.Context) (ui.View, error) {
+	nodes := b.s.hub.list()
+	names := make(map[crypto.PublicKey]string, len(nodes))
+	online := make(map[crypto.PublicKey]bool, len(nodes))
+	for _, n := range nodes {
+		names[n.PublicKey], online[n.PublicKey] = n.Name, n.Online
+	}
+	pairs, _ := b.s.paths.pairs()
+	v := ui.View{Nodes: nodes, Paths: make([]ui.Path, 0, len(pairs))}
+	for k, p := range pairs {
+		e := p.entry
+		// A report outlives its peer's stream for up to a report's gap:
+		// only pairs of online nodes have a path.
+		if e.Kind == wire.PathNone || !online[k[0]] || !online[k[1]] {
+			continue
+		}
+		path := ui.Path{A: names[k[0]], B: names[k[1]], Kind: e.Kind.String(), RTTMillis: float64(e.RTT) / float64(time.Millisecond), Reported: p.at}
+		if e.Kind.Relayed() {
+			path.Why = e.Why.String()
+			path.Via = "coordinator"
+			if e.Via == wire.ViaRelayNode && p.relay != nil {
+				path.Via = names[*p.relay]
+			}
+		}
+		v.Paths = append(v.Paths, path)
+	}
+	for _, c := range b.s.paths.history() {
+		if names[c.from] != "" && names[c.peer] != "" {
+			v.Changes = append(v.Changes, ui.PathChange{At: c.at, Node: names[c.from], Peer: names[c.peer], Was: c.was.String(), Now: c.now.String()})
+		}
+	}
+	return v, nil
+}
+
+func (b uiBackend) Tokens(ctx context.Context) (any, error) { return b.s.Tokens(ctx) }
+
+func (b uiBackend) CreateToken(ctx context.Context, req ui.TokenRequest) (string, error) {
+	d, err := req.Duration()
+	if err != nil {
+		return "", err
+	}
+	tok, err := b.s.CreateToken(ctx, TokenOptions{Reusable: req.Reusable, Expiry: d, Tags: req.Tags})
+	if err != nil {
+		return "", err
+	}
+	return tok.String(), nil
+}
+
+func (b uiBackend) RevokeToken(ctx context.Context, id string) error { return b.s.RevokeToken(ctx, id) }
+
+func (b uiBackend) RemoveNode(ctx context.Context, name string) error {
+	_, err := b.s.RemoveNode(ctx, name)
+	return err
+}
+
+func (b uiBackend) Routes(ctx context.Context) (any, error) { return b.s.Routes(ctx) }
+
+func (b uiBackend) SetRoutes(ctx context.Context, name string, req ui.RoutesRequest) error {
+	_, err := b.s.updateRoutes(ctx, name, req.Approve, req.Reject)
+	return err
+}
