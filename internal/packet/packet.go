@@ -83,10 +83,14 @@ func version(pkt []byte) int {
 	return 0
 }
 
-// ipv4Header returns the header length of a well-formed IPv4 packet, or 0.
+// ipv4Header returns the header length of a well-formed IPv4 packet, or 0:
+// the header fits the packet, and the total length covers the header and
+// fits the packet too (a total length shorter than the header is hostile
+// or broken, never sent by a sane stack).
 func ipv4Header(pkt []byte) int {
 	ihl := int(pkt[0]&0x0f) * 4
-	if ihl < IPv4HeaderLen || ihl > len(pkt) || int(binary.BigEndian.Uint16(pkt[2:4])) > len(pkt) {
+	total := int(binary.BigEndian.Uint16(pkt[2:4]))
+	if ihl < IPv4HeaderLen || ihl > len(pkt) || total < ihl || total > len(pkt) {
 		return 0
 	}
 	return ihl
