@@ -89,6 +89,9 @@ type session struct {
 	// unproven is the latest report as the node sent it, while some of its
 	// public candidates wait for evidence (see evidence); nil when none.
 	unproven *wire.StreamMsg
+	// software is what the node last reported running (version, OS), for
+	// the administrator's view; it lives as long as the stream.
+	software wire.Software
 	final    *closing
 }
 
@@ -209,6 +212,20 @@ func (s *session) setReport(m wire.StreamMsg) (replaced bool) {
 	default:
 	}
 	return replaced
+}
+
+// setSoftware keeps what the node reports running; sw passed Check.
+func (s *session) setSoftware(sw wire.Software) {
+	s.mu.Lock()
+	s.software = sw
+	s.mu.Unlock()
+}
+
+// reportedSoftware is what the node last reported running (zero: nothing).
+func (s *session) reportedSoftware() wire.Software {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.software
 }
 
 // hold keeps m, the node's report as sent, until evidence for the

@@ -294,6 +294,14 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session,
 					&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: err.Error()})
 				continue
 			}
+			if m.Software != nil {
+				if err := m.Software.Check(); err != nil {
+					sess.stop(websocket.StatusPolicyViolation, "bad software",
+						&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: err.Error()})
+					continue
+				}
+				sess.setSoftware(*m.Software)
+			}
 			s.acceptReport(sess, m)
 		case wire.MsgRendezvous:
 			if m.Peer == nil {

@@ -260,6 +260,11 @@ func TestBadStreamMessages(t *testing.T) {
 	withNAT := func(nat wire.NATInfo) wire.StreamMsg {
 		return wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.1:1"), Kind: wire.EndpointLAN}}, NAT: &nat}
 	}
+	withSoftware := func(sw wire.Software) wire.StreamMsg {
+		m := withNAT(wire.NATInfo{Mapping: wire.MappingNone, PortAlloc: wire.PortAllocRandom})
+		m.Software = &sw
+		return m
+	}
 	tests := []struct {
 		name string
 		msg  wire.StreamMsg
@@ -272,6 +277,8 @@ func TestBadStreamMessages(t *testing.T) {
 		{"empty NAT mapping", withNAT(wire.NATInfo{PortAlloc: wire.PortAllocRandom}), `nat mapping ""`},
 		{"unknown port allocation", withNAT(wire.NATInfo{Mapping: wire.MappingAddressPortDependent, PortAlloc: "incremental"}), `nat port allocation "incremental"`},
 		{"overlong NAT value", withNAT(wire.NATInfo{Mapping: wire.NATMapping(strings.Repeat("x", 1000)), PortAlloc: wire.PortAllocRandom}), `nat mapping "xxx`},
+		{"overlong version", withSoftware(wire.Software{Version: strings.Repeat("v", 1000), OS: "linux/amd64"}), "software version is 1000 bytes; at most 64"},
+		{"control characters in OS", withSoftware(wire.Software{Version: "v1.0.0", OS: "linux\r\n\x1b[31m"}), "software os"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -106,4 +108,25 @@ func TestPageViewOfPaths(t *testing.T) {
 		v, err := coordinator.UIView(m.h.srv)
 		return err == nil && len(v.Changes) == 1 && v.Changes[0] == ui.PathChange{At: v.Changes[0].At, Node: "alice", Peer: "bob", Was: "direct_udp", Now: "relayed_tcp"}
 	}, "alice's change of path to bob in the view")
+}
+
+// What a node reports running (its version and OS) shows in the page's
+// view while its stream lasts; a node that reported none shows nothing.
+func TestPageViewOfSoftware(t *testing.T) {
+	m := newPathMesh(t)
+	sw := wire.Software{Version: "v1.2.3", OS: "linux/arm64"}
+	if err := m.sa.send(wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.1:51820"), Kind: wire.EndpointLAN}}, Software: &sw}); err != nil {
+		t.Fatal(err)
+	}
+	softwareOf := func() map[string]wire.Software {
+		v, err := coordinator.UIView(m.h.srv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v.Software
+	}
+	eventually(t, func() bool { return maps.Equal(softwareOf(), map[string]wire.Software{"alice": sw}) }, "alice's version and OS in the view")
+
+	m.sa.close()
+	eventually(t, func() bool { return len(softwareOf()) == 0 }, "alice's software gone with her stream")
 }

@@ -65,7 +65,14 @@ func (b uiBackend) View(context.Context) (ui.View, error) {
 		names[n.PublicKey], online[n.PublicKey] = n.Name, n.Online
 	}
 	pairs, _ := b.s.paths.pairs()
-	v := ui.View{Nodes: nodes, Paths: make([]ui.Path, 0, len(pairs))}
+	v := ui.View{Nodes: nodes, Paths: make([]ui.Path, 0, len(pairs)), Software: make(map[string]wire.Software)}
+	for _, n := range nodes {
+		if sess := b.s.hub.session(n.PublicKey); sess != nil {
+			if sw := sess.reportedSoftware(); sw != (wire.Software{}) {
+				v.Software[n.Name] = sw
+			}
+		}
+	}
 	for k, p := range pairs {
 		e := p.entry
 		// A report outlives its peer's stream for up to a report's gap:

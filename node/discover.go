@@ -5,10 +5,12 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/meshnode/meshnode/internal/version"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/discovery"
 	"github.com/meshnode/meshnode/node/path"
@@ -259,13 +261,18 @@ func (d *discoverer) relearn(ctx context.Context, res discovery.Result) {
 	d.learning.Go(func() { d.learnLifetime(lctx, res) })
 }
 
+// software is what this node runs, reported with its endpoints for the
+// administrator's node table. Its NAT filtering is not among what it
+// reports: only `meshnode netcheck` measures it, not the running node.
+var software = wire.Software{Version: version.Version, OS: runtime.GOOS + "/" + runtime.GOARCH}
+
 // sendEndpoints reports the current candidates to the coordinator.
 func (d *discoverer) sendEndpoints() {
 	res := d.result()
 	if res.Endpoints == nil {
 		return
 	}
-	msg := wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: res.Endpoints, Relay: d.relay, Routes: d.routes}
+	msg := wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: res.Endpoints, Relay: d.relay, Routes: d.routes, Software: &software}
 	if res.Mapping.Behaviour != "" {
 		nat := res.Mapping.NATInfo()
 		msg.NAT = &nat

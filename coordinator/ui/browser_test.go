@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/meshnode/meshnode/internal/meshlab"
 	"github.com/meshnode/meshnode/internal/natlab"
+	"github.com/meshnode/meshnode/internal/version"
 	"github.com/meshnode/meshnode/internal/wait"
 )
 
@@ -111,6 +113,11 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 		chromedp.Evaluate[int](`fetch('/api/nodes/a/remove', {method: 'POST'}).then(r => r.status)`, chromedp.EvalAwaitPromise))
 	if err != nil || status != 403 {
 		t.Errorf("remove without the CSRF token: status %d, %v; want 403", status, err)
+	}
+	// What a's agent reports running, through the coordinator to its row.
+	sw, err := run(bctx, "read a's version and OS", chromedp.Evaluate[string](`(r => r.cells[4].textContent + ' ' + r.cells[5].textContent)(document.querySelector('#nodes tr[data-name="a"]'))`))
+	if want := version.Version + " " + runtime.GOOS + "/" + runtime.GOARCH; err != nil || sw != want {
+		t.Errorf("a's version and OS in the node table: %q, %v; want %q", sw, err, want)
 	}
 	step("create a token through the page's form", chromedp.Steps(chromedp.Click(chromedp.CSS("#newtoken button")), chromedp.WaitVisible(chromedp.ID("tokenout"))))
 	if token, err := run(bctx, "read the token", chromedp.Text(chromedp.ID("newtokentext"))); err != nil || !strings.HasPrefix(token, "mntok") {

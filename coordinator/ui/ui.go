@@ -45,6 +45,8 @@ type View struct {
 	Nodes   []wire.Node  `json:"nodes"`
 	Paths   []Path       `json:"paths"`
 	Changes []PathChange `json:"changes"` // the latest, oldest first
+	// Software is what each online node (by name) reported running.
+	Software map[string]wire.Software `json:"software"`
 }
 
 // PathChange is a node's path to a peer changing kind between two of its

@@ -161,7 +161,7 @@ const (
 	MsgAuth       = "auth"       // node → coord: PublicKey, Proof
 	MsgWelcome    = "welcome"    // coord → node: Self, Peers (the full map), Version, DNS
 	MsgPeers      = "peers"      // coord → node: Upsert, Remove (a delta), Version; Self when the node's own record changed (its tags, its relay's suspension)
-	MsgEndpoints  = "endpoints"  // node → coord: Endpoints, NAT (its current candidates), Routes (the routes it advertises)
+	MsgEndpoints  = "endpoints"  // node → coord: Endpoints, NAT (its current candidates), Routes (the routes it advertises), Software
 	MsgRendezvous = "rendezvous" // node → coord: Peer (asks to reach it)
 	MsgPunch      = "punch"      // coord → node: Peer, Endpoints, NAT (punch now)
 	MsgError      = "error"      // either way: Code, Error; the sender then closes
@@ -210,6 +210,9 @@ type StreamMsg struct {
 	Routes     []netip.Prefix `json:"routes,omitempty"` // endpoints: the subnet and exit routes this node advertises (CheckRoutes), served once approved
 	DNS        *DNSConfig     `json:"dns,omitempty"`    // welcome: the mesh's DNS domain and extra records (nil: DefaultDNSDomain, none)
 	Paths      []byte         `json:"paths,omitempty"`  // paths: packed PathEntry values (AppendPathReport)
-	Code       string         `json:"code,omitempty"`
-	Error      string         `json:"error,omitempty"`
+	// Software, with endpoints: the node's version and OS (Software.Check),
+	// for the administrator's view only.
+	Software *Software `json:"software,omitempty"`
+	Code     string    `json:"code,omitempty"`
+	Error    string    `json:"error,omitempty"`
 }

@@ -96,7 +96,8 @@ func TestStreamMessageSizes(t *testing.T) {
 		return len(b)
 	}
 
-	endpoints := size(StreamMsg{Type: MsgEndpoints, Endpoints: eps(MaxEndpoints), NAT: &nat, Relay: relay})
+	endpoints := size(StreamMsg{Type: MsgEndpoints, Endpoints: eps(MaxEndpoints), NAT: &nat, Relay: relay,
+		Software: &Software{Version: strings.Repeat("v", MaxSoftwareField), OS: strings.Repeat("o", MaxSoftwareField)}})
 	if endpoints > MaxNodeMessage {
 		t.Errorf("an endpoints message with %d endpoints is %d bytes, over MaxNodeMessage %d", MaxEndpoints, endpoints, MaxNodeMessage)
 	}
@@ -144,5 +145,36 @@ func TestRelayHealthTiming(t *testing.T) {
 			t.Errorf("want %s (check %v, misses %d, window %v, report every %v burst %d)",
 				tc.relation, RelayCheck, RelayCheckMisses, RelayReportWindow, RelayReportEvery, RelayReportBurst)
 		}
+	}
+}
+
+func TestSoftwareCheck(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		s    Software
+		want string // part of the error; empty: accepted
+	}{
+		{"release", Software{Version: "v1.2.3", OS: "linux/amd64"}, ""},
+		{"dev build", Software{Version: "dev", OS: "darwin/arm64"}, ""},
+		{"nothing reported", Software{}, ""},
+		{"longest version", Software{Version: strings.Repeat("v", MaxSoftwareField)}, ""},
+		{"version too long", Software{Version: strings.Repeat("v", MaxSoftwareField+1)}, "software version is 65 bytes; at most 64"},
+		{"os too long", Software{OS: strings.Repeat("o", 1<<10)}, "software os is 1024 bytes"},
+		{"newline", Software{Version: "v1\nforged log line"}, "byte 2 (0x0a) is not printable ASCII"},
+		{"terminal escape", Software{OS: "\x1b[2Jlinux"}, "software os"},
+		{"DEL", Software{Version: "v1\x7f"}, "0x7f"},
+		{"NUL", Software{Version: "\x00"}, "byte 0 (0x00)"},
+		{"right-to-left override", Software{Version: "v1\u202e"}, "not printable ASCII"},
+		{"invalid UTF-8", Software{OS: "linux\xff"}, "0xff"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.s.Check()
+			switch {
+			case tc.want == "" && err != nil:
+				t.Fatalf("Check() = %v, want nil", err)
+			case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+				t.Fatalf("Check() = %v, want an error containing %q", err, tc.want)
+			}
+		})
 	}
 }

@@ -137,6 +137,9 @@
       cell(tr, (n.addresses || []).join('\n'), 'list');
       cell(tr, n.online ? 'online' : 'offline');
       cell(tr, n.last_seen ? new Date(n.last_seen).toLocaleString() : '');
+      var sw = (view.software || {})[n.name] || {};
+      cell(tr, sw.version || '');
+      cell(tr, sw.os || '');
       cell(tr, nat(n));
       cell(tr, n.nat ? n.nat.portalloc + (n.nat.port_step ? ' (step ' + n.nat.port_step + ')' : '') : '');
       cell(tr, (n.endpoints || []).map(function (e) { return e.addr + ' ' + e.kind; }).join('\n'), 'list');
