@@ -135,6 +135,10 @@ func (b uiBackend) CheckPolicy(_ context.Context, text string) ui.PolicyCheck {
 	return ui.PolicyCheck{Valid: true, Rules: pol.Rules(), Warnings: warnings}
 }
 
+func (b uiBackend) AskPolicy(_ context.Context, src, target string) (string, error) {
+	return b.s.AskPolicy(src, target)
+}
+
 func (b uiBackend) SetPolicy(ctx context.Context, text string) (any, error) {
 	return b.s.SetPolicy(ctx, text)
 }

@@ -31,10 +31,15 @@ func readPolicy(w http.ResponseWriter, r *http.Request) (string, error) {
 	return string(text), nil
 }
 
-// policyRoutes serves the access policy: the version in force, a check of
-// a new one, and setting it.
+// policyRoutes serves the access policy: the version in force, a test of
+// it, a check of a new one, and setting it.
 func (s *Server) policyRoutes() {
 	s.mux.HandleFunc("GET /api/policy", s.read(func(r *http.Request, _ session) (any, error) { return s.b.Policy(r.Context()) }))
+	s.mux.HandleFunc("GET /api/policy/test", s.read(func(r *http.Request, _ session) (any, error) {
+		q := r.URL.Query()
+		answer, err := s.b.AskPolicy(r.Context(), q.Get("src"), q.Get("dst"))
+		return map[string]string{"answer": answer}, err
+	}))
 	s.mux.HandleFunc("POST /api/policy/check", s.actW(func(w http.ResponseWriter, r *http.Request) (any, error) {
 		text, err := readPolicy(w, r)
 		if err != nil {

@@ -3,9 +3,12 @@ package ui
 import (
 	"context"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
 	"testing"
 
+	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/policy"
 )
 
@@ -48,6 +51,11 @@ func (f *fakeBackend) SetPolicy(ctx context.Context, text string) (any, error) {
 	}
 	f.policy = &next
 	return next, nil
+}
+
+func (f *fakeBackend) AskPolicy(_ context.Context, src, target string) (string, error) {
+	res, _ := policy.Resolve(nil, 0, nil, policy.Network{})
+	return res.Ask([]wire.Node{{Name: "laptop", Addresses: []netip.Addr{netip.MustParseAddr("100.88.0.2")}}}, src, target)
 }
 
 const goodPolicy = "rules:\n  - from: [tag:home]\n    to: [tag:office]\n    ports: [443]\n"
@@ -100,6 +108,29 @@ func TestPolicyViewCheckAndSet(t *testing.T) {
 	}
 	if code, got := p.do(t, "GET", "/api/policy", c, nil); got["version"] != 4.0 || got["text"] != next {
 		t.Errorf("view after set: %d %v, want version 4 and the new text", code, got)
+	}
+}
+
+func TestPolicyTest(t *testing.T) {
+	p := newPage(t)
+	c := p.login(t, p.srv.NewLink())
+	for _, tc := range []struct {
+		src, dst string
+		code     int
+		want     string
+	}{
+		{"laptop", "laptop:22/tcp", http.StatusOK, "allow: laptop -> laptop (100.88.0.2) tcp/22"},
+		{"laptop", "laptop/tcp", http.StatusBadRequest, "needs a port"},
+		{"ghost", "laptop:22", http.StatusBadRequest, `SRC "ghost"`},
+	} {
+		code, got := p.do(t, "GET", "/api/policy/test?"+url.Values{"src": {tc.src}, "dst": {tc.dst}}.Encode(), c, nil)
+		text, _ := got["answer"].(string)
+		if e, ok := got["error"].(string); ok {
+			text = e
+		}
+		if code != tc.code || !strings.Contains(text, tc.want) {
+			t.Errorf("test %s %s: %d %q, want %d and %q", tc.src, tc.dst, code, text, tc.code, tc.want)
+		}
 	}
 }
 

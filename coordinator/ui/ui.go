@@ -47,6 +47,10 @@ type Backend interface {
 	// socket's set does; it returns the new version as Policy does, with
 	// its warnings.
 	SetPolicy(ctx context.Context, text string) (any, error)
+	// AskPolicy answers whether node src may reach target
+	// (DST[:PORT][/PROTO]) under the policy in force, as one line, as
+	// 'meshnode policy test' does.
+	AskPolicy(ctx context.Context, src, target string) (string, error)
 }
 
 // View is the mesh as the page draws it.

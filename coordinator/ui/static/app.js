@@ -266,6 +266,13 @@
         return loadPolicy();
       }).catch(function (err) { policyResult(String(err.message || err).split('\n').map(function (l) { return ['error', l]; })); });
     };
+    // As 'meshnode policy test SRC DST[:PORT][/PROTO]', against the policy in force.
+    $('poltest').onsubmit = function (ev) {
+      ev.preventDefault();
+      var q = new URLSearchParams({ src: ev.target.src.value.trim(), dst: ev.target.dst.value.trim() });
+      api('GET', '/api/policy/test?' + q).then(function (r) { $('pol-answer').textContent = r.answer; })
+        .catch(function (err) { $('pol-answer').textContent = String(err.message || err); });
+    };
     loadPolicy();
   }
 
