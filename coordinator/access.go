@@ -167,6 +167,21 @@ func (s *Server) SetPolicy(ctx context.Context, text string) (PolicyInfo, error)
 	return info, nil
 }
 
+// CheckPolicy checks text as SetPolicy would, against the hub's nodes,
+// without setting it: the policy and its warnings, or every problem.
+func (s *Server) CheckPolicy(text string) (*policy.Policy, []string, error) {
+	_, nodes := s.hub.accessInput()
+	return checkPolicy(text, sortedNodes(nodes), s.network())
+}
+
+// AskPolicy answers whether node src may reach target
+// (DST[:PORT][/PROTO]) under the policy in force, and by which rule, as
+// 'meshnode policy test' does.
+func (s *Server) AskPolicy(src, target string) (string, error) {
+	acc, _ := s.hub.accessInput()
+	return acc.res.Ask(s.hub.list(), src, target)
+}
+
 // applyPolicy puts pol, stored as version, in force: resolved against
 // the hub's nodes, every connected node gets its new filter and map.
 // What it can't apply to a node fails closed and is logged, as in

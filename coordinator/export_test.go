@@ -75,3 +75,6 @@ func ShortLease(renew, length time.Duration) func(*Server) {
 
 // UIView is the web page's view of s.
 func UIView(s *Server) (ui.View, error) { return uiBackend{s}.View(context.Background()) }
+
+// UIBackend is what the web page shows and does on s.
+func UIBackend(s *Server) ui.Backend { return uiBackend{s} }

@@ -130,3 +130,35 @@ func TestPageViewOfSoftware(t *testing.T) {
 	m.sa.close()
 	eventually(t, func() bool { return len(softwareOf()) == 0 }, "alice's software gone with her stream")
 }
+
+// The page's policy: the version in force as set, a check that lists
+// every mistake by line and column (and warnings) without setting it, and
+// a set that applies it with a new version.
+func TestPagePolicy(t *testing.T) {
+	h := start(t, testConfig(t))
+	ctx := context.Background()
+	b := coordinator.UIBackend(h.srv)
+	if cur, err := b.Policy(ctx); err != nil || cur != nil {
+		t.Fatalf("policy before any was set: %v, %v; want none", cur, err)
+	}
+	if _, err := h.srv.SetPolicy(ctx, office); err != nil {
+		t.Fatal(err)
+	}
+	c := b.CheckPolicy(ctx, "rules:\n  - from: Laptop\n    to: [tag:Office]\n")
+	if c.Valid || len(c.Errors) != 2 || !strings.HasPrefix(c.Errors[0], "policy:2:11: ") || !strings.HasPrefix(c.Errors[1], "policy:3:10: ") {
+		t.Errorf("check of a policy with two mistakes: %+v; want each by line:col", c)
+	}
+	ghost := "rules:\n  - {from: ghost, to: tag:nobody}\n"
+	if c := b.CheckPolicy(ctx, ghost); !c.Valid || c.Rules != 1 || len(c.Warnings) != 2 {
+		t.Errorf("check of a policy naming unknown nodes: %+v; want valid, one rule, two warnings", c)
+	}
+	if cur, err := b.Policy(ctx); err != nil || cur.(coordinator.PolicyInfo).Version != 1 {
+		t.Fatalf("checks changed the policy: %+v, %v; want version 1", cur, err)
+	}
+	if set, err := b.SetPolicy(ctx, ghost); err != nil || set.(coordinator.PolicyInfo).Version != 2 {
+		t.Fatalf("set: %+v, %v; want version 2", set, err)
+	}
+	if cur, err := b.Policy(ctx); err != nil || cur.(coordinator.PolicyInfo).Text != ghost {
+		t.Errorf("policy after set: %+v, %v; want the new text", cur, err)
+	}
+}

@@ -125,3 +125,44 @@ func (b uiBackend) SetRoutes(ctx context.Context, name string, req ui.RoutesRequ
 	_, err := b.s.updateRoutes(ctx, name, req.Approve, req.Reject)
 	return err
 }
+
+func (b uiBackend) Policy(ctx context.Context) (any, error) {
+	info, err := b.s.Policy(ctx, 0)
+	if errors.Is(err, ErrNotFound) {
+		return nil, nil
+	}
+	return info, err
+}
+
+func (b uiBackend) CheckPolicy(_ context.Context, text string) ui.PolicyCheck {
+	pol, warnings, err := b.s.CheckPolicy(text)
+	if err != nil {
+		return ui.PolicyCheck{Errors: policyErrors(err)}
+	}
+	return ui.PolicyCheck{Valid: true, Rules: pol.Rules(), Warnings: warnings}
+}
+
+func (b uiBackend) AskPolicy(_ context.Context, src, target string) (string, error) {
+	return b.s.AskPolicy(src, target)
+}
+
+func (b uiBackend) SetPolicy(ctx context.Context, text string) (any, error) {
+	return b.s.SetPolicy(ctx, text)
+}
+
+// policyErrors lists err's problems one by one: the leaves of the joined
+// errors checkPolicy returns, each a policy.Error naming its line and
+// column, without the ErrInvalidPolicy that heads them.
+func policyErrors(err error) []string {
+	if err == ErrInvalidPolicy {
+		return nil
+	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []string
+		for _, e := range j.Unwrap() {
+			out = append(out, policyErrors(e)...)
+		}
+		return out
+	}
+	return []string{err.Error()}
+}

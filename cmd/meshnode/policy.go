@@ -4,12 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/netip"
 	"os"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -220,8 +215,7 @@ tcp (the default), udp or icmp. --file tests a policy file before it is set.` + 
   meshnode policy test --file new.yaml laptop '[fd6d:6573:686e::3]:443/tcp'`,
 		Args: exactArgs("SRC", "DST[:PORT][/PROTO]"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			host, port, proto, err := parseTarget(args[1])
-			if err != nil {
+			if _, _, _, err := policy.ParseTarget(args[1]); err != nil {
 				return usageError{err}
 			}
 			pa, err := openPolicyAdmin(cmd, file)
@@ -233,17 +227,13 @@ tcp (the default), udp or icmp. --file tests a policy file before it is set.` + 
 			if err != nil {
 				return err
 			}
-			src, ok := findNode(pa.nodes, args[0])
-			if !ok {
-				return usageError{fmt.Errorf("SRC %q: no node of that name or address; see 'meshnode nodes list'", args[0])}
-			}
-			dst, dstName, err := targetAddr(pa.nodes, host)
+			res, _ := policy.Resolve(pol, version, policyNodes(pa.nodes), network(pa.cfg))
+			answer, err := res.Ask(pa.nodes, args[0], args[1])
 			if err != nil {
 				return usageError{err}
 			}
-			res, _ := policy.Resolve(pol, version, policyNodes(pa.nodes), network(pa.cfg))
-			v := res.Test(src.Name, dst, proto, port)
-			return printVerdict(cmd.OutOrStdout(), v, res.Open(), src.Name, dstName, dst, proto, port)
+			_, err = fmt.Fprintln(cmd.OutOrStdout(), answer)
+			return err
 		},
 	}
 	addCoordinatorFlags(cmd.Flags(), &file, "data_dir")
@@ -294,80 +284,6 @@ func (pa *policyAdmin) testedPolicy(cmd *cobra.Command, path string) (*policy.Po
 	}
 	pol, err := policy.Parse(fmt.Sprintf("policy version %d", info.Version), []byte(info.Text))
 	return pol, info.Version, err
-}
-
-func printVerdict(w io.Writer, v policy.Verdict, open bool, src, dstName string, dst netip.Addr, proto string, port uint16) error {
-	what := fmt.Sprintf("%s -> %s %s", src, dst, proto)
-	if dstName != "" {
-		what = fmt.Sprintf("%s -> %s (%s) %s", src, dstName, dst, proto)
-	}
-	if proto != wire.ProtoICMP {
-		what += "/" + strconv.Itoa(int(port))
-	}
-	var err error
-	switch {
-	case open:
-		_, err = fmt.Fprintf(w, "allow: %s: no access policy is set, every node reaches every other\n", what)
-	case v.Allow:
-		_, err = fmt.Fprintf(w, "allow: %s: by rule %s\n", what, v.Rule)
-	default:
-		_, err = fmt.Fprintf(w, "deny: %s: no rule allows it\n", what)
-	}
-	return err
-}
-
-// parseTarget reads DST[:PORT][/PROTO]: a name or address, a port for tcp
-// and udp, and the protocol (tcp when not given).
-func parseTarget(s string) (host string, port uint16, proto string, err error) {
-	proto = wire.ProtoTCP
-	if i := strings.LastIndex(s, "/"); i >= 0 {
-		s, proto = s[:i], s[i+1:]
-		if proto != wire.ProtoTCP && proto != wire.ProtoUDP && proto != wire.ProtoICMP {
-			return "", 0, "", fmt.Errorf("DST %q: protocol %q: want tcp, udp or icmp", s+"/"+proto, proto)
-		}
-	}
-	host, portText := s, ""
-	if strings.HasPrefix(s, "[") || strings.Count(s, ":") == 1 {
-		if host, portText, err = net.SplitHostPort(s); err != nil {
-			return "", 0, "", fmt.Errorf("DST %q: want NAME:PORT, IPv4:PORT or [IPv6]:PORT: %w", s, err)
-		}
-	}
-	switch {
-	case proto == wire.ProtoICMP && portText != "":
-		return "", 0, "", fmt.Errorf("DST %q: icmp has no ports; write %s/icmp", s, host)
-	case proto == wire.ProtoICMP:
-		return host, 0, proto, nil
-	case portText == "":
-		return "", 0, "", fmt.Errorf("DST %q: %s needs a port, such as %s:443/%s", s, proto, host, proto)
-	}
-	p, err := strconv.ParseUint(portText, 10, 16)
-	if err != nil || p == 0 {
-		return "", 0, "", fmt.Errorf("DST %q: port %q is not a port (1-65535)", s, portText)
-	}
-	return host, uint16(p), proto, nil
-}
-
-// findNode finds a node by name or overlay address.
-func findNode(nodes []wire.Node, nameOrAddr string) (wire.Node, bool) {
-	a, err := netip.ParseAddr(nameOrAddr)
-	for _, n := range nodes {
-		if n.Name == nameOrAddr || (err == nil && slices.Contains(n.Addresses, a.Unmap())) {
-			return n, true
-		}
-	}
-	return wire.Node{}, false
-}
-
-// targetAddr is the address DST names, and the node's name when it is one.
-func targetAddr(nodes []wire.Node, host string) (netip.Addr, string, error) {
-	n, isNode := findNode(nodes, host)
-	if a, err := netip.ParseAddr(host); err == nil {
-		return a.Unmap(), n.Name, nil
-	}
-	if !isNode || len(n.Addresses) == 0 {
-		return netip.Addr{}, "", fmt.Errorf("DST %q: no node of that name, and not an address; see 'meshnode nodes list'", host)
-	}
-	return n.Addresses[0], n.Name, nil
 }
 
 // readPolicy reads a policy file ("-": standard input), up to one byte

@@ -31,7 +31,8 @@ const pathDeadline = 60 * time.Second
 // over TCP), live as c goes away and as a and b fall back to a relay when
 // b's network fails. An action without the CSRF token is
 // refused; one through the page's own form works, and so does a route's
-// approval on its node's page. It saves a screenshot
+// approval on its node's page, and a check and a set of the access
+// policy through its form. It saves a screenshot
 // to $MESHNODE_ARTIFACTS (else the test's temporary directory).
 func TestBrowserShowsTheMesh(t *testing.T) {
 	bctx := browser(t)
@@ -167,6 +168,21 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 	}
 	if err := os.WriteFile(filepath.Join(dir, "ui-node.png"), shot, 0o644); err != nil {
 		t.Fatal(err)
+	}
+
+	// The access policy: a check lists a mistake by line and column; a
+	// set through the form puts version 1 in force.
+	step("check a policy with a mistake", chromedp.Steps(
+		chromedp.SetValue(chromedp.CSS("#policy textarea"), "rules:\n  - from: \"*\"\n    to: \"*\"\n    proto: tcpp\n"),
+		chromedp.Click(chromedp.ID("pol-check")), chromedp.WaitVisible(chromedp.CSS("#pol-result li.error"))))
+	if text, err := run(bctx, "read the check", chromedp.Text(chromedp.CSS("#pol-result li.error"))); err != nil || !strings.Contains(text, "policy:4:") {
+		t.Errorf("check of a policy with a mistake on line 4: %q, %v", text, err)
+	}
+	step("set a policy", chromedp.Steps(
+		chromedp.SetValue(chromedp.CSS("#policy textarea"), "rules:\n  - from: \"*\"\n    to: \"*\"\n"),
+		chromedp.Click(chromedp.ID("pol-set")), chromedp.WaitVisible(chromedp.CSS(`#pol-info[data-version="1"]`))))
+	if cur, err := m.Coord.Policy(context.Background(), 0); err != nil || cur.Version != 1 {
+		t.Errorf("policy after the page's set: %+v, %v; want version 1", cur, err)
 	}
 }
 

@@ -38,6 +38,19 @@ type Backend interface {
 	// SetRoutes approves, then withdraws approval of, routes of the named
 	// node.
 	SetRoutes(ctx context.Context, name string, req RoutesRequest) error
+	// Policy is the access policy in force as JSON (version, text as
+	// set, created), null when none was ever set.
+	Policy(ctx context.Context) (any, error)
+	// CheckPolicy checks text as SetPolicy would, without setting it.
+	CheckPolicy(ctx context.Context, text string) PolicyCheck
+	// SetPolicy checks text and makes it the access policy, as the admin
+	// socket's set does; it returns the new version as Policy does, with
+	// its warnings.
+	SetPolicy(ctx context.Context, text string) (any, error)
+	// AskPolicy answers whether node src may reach target
+	// (DST[:PORT][/PROTO]) under the policy in force, as one line, as
+	// 'meshnode policy test' does.
+	AskPolicy(ctx context.Context, src, target string) (string, error)
 }
 
 // View is the mesh as the page draws it.
@@ -186,6 +199,7 @@ func (s *Server) routes() {
 	s.mux.HandleFunc("POST /api/nodes/{name}/remove", s.act(func(r *http.Request) (any, error) {
 		return struct{}{}, s.b.RemoveNode(r.Context(), r.PathValue("name"))
 	}))
+	s.policyRoutes()
 }
 
 // ServeHTTP serves the page, with headers that keep it from being framed,
@@ -230,6 +244,12 @@ func (s *Server) read(do func(*http.Request, session) (any, error)) http.Handler
 // act serves an action: it needs a session, the session's CSRF token and
 // a request from this page's origin.
 func (s *Server) act(do func(*http.Request) (any, error)) http.HandlerFunc {
+	return s.actW(func(_ http.ResponseWriter, r *http.Request) (any, error) { return do(r) })
+}
+
+// actW is act for an action that bounds its body with http.MaxBytesReader,
+// which needs the response: a body over the bound is refused with 413.
+func (s *Server) actW(do func(http.ResponseWriter, *http.Request) (any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		ss, ok := s.auth.session(r)
 		switch {
@@ -241,8 +261,12 @@ func (s *Server) act(do func(*http.Request) (any, error)) http.HandlerFunc {
 			reply(w, http.StatusForbidden, nil, errors.New("refused: the request lacks this session's CSRF token or comes from another origin"))
 			return
 		}
-		v, err := do(r)
-		reply(w, http.StatusBadRequest, v, err)
+		v, err := do(w, r)
+		status := http.StatusBadRequest
+		if _, tooLarge := errors.AsType[*http.MaxBytesError](err); tooLarge {
+			status = http.StatusRequestEntityTooLarge
+		}
+		reply(w, status, v, err)
 	}
 }
 

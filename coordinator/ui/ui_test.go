@@ -20,6 +20,7 @@ type fakeBackend struct {
 	mu      sync.Mutex
 	view    View
 	removed []string
+	policy  *fakePolicy // nil: none was ever set
 }
 
 func (f *fakeBackend) View(context.Context) (View, error) {
@@ -97,7 +98,13 @@ func (p *page) login(t *testing.T, link string) *http.Cookie {
 
 func (p *page) do(t *testing.T, method, path string, c *http.Cookie, hdr map[string]string) (int, map[string]any) {
 	t.Helper()
-	req, _ := http.NewRequest(method, p.url+path, strings.NewReader("{}"))
+	return p.send(t, method, path, "{}", c, hdr)
+}
+
+// send is do with body.
+func (p *page) send(t *testing.T, method, path, body string, c *http.Cookie, hdr map[string]string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, p.url+path, strings.NewReader(body))
 	if c != nil {
 		req.AddCookie(c)
 	}

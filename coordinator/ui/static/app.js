@@ -5,11 +5,13 @@
   var csrf = '';
   var $ = function (id) { return document.getElementById(id); };
 
+  // A string body goes as it is (a policy file's text), anything else as JSON.
   function api(method, path, body) {
+    var text = typeof body === 'string';
     return fetch(path, {
       method: method, credentials: 'same-origin',
-      headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': csrf },
-      body: body === undefined ? undefined : JSON.stringify(body)
+      headers: { 'Content-Type': text ? 'text/plain; charset=utf-8' : 'application/json', 'X-CSRF-Token': csrf },
+      body: body === undefined || text ? body : JSON.stringify(body)
     }).then(function (r) {
       return r.json().then(function (j) {
         if (!r.ok) { throw new Error(j.error || r.statusText); }
@@ -229,6 +231,54 @@
     }).catch(fail);
   }
 
+  // The access policy: the version in force, and a check or set of a new
+  // one, listing every error by line:col and every warning as
+  // 'meshnode policy check' does.
+  var policyInForce = null;
+  function loadPolicy() {
+    return api('GET', '/api/policy').then(function (p) {
+      policyInForce = p;
+      var info = $('pol-info');
+      $('pol-text').hidden = !(p && p.text);
+      if (!p) { info.textContent = 'No access policy was ever set: every node reaches every other.'; return; }
+      var when = new Date(p.created).toLocaleString();
+      info.textContent = p.text ? 'Version ' + p.version + ', set ' + when + ':' : 'Version ' + p.version + ', ' + when + ': removed; every node reaches every other.';
+      info.dataset.version = p.version;
+      $('pol-text').textContent = p.text;
+    }).catch(fail);
+  }
+  function policyResult(lines) {
+    var ul = $('pol-result');
+    ul.textContent = '';
+    lines.forEach(function (l) { var li = document.createElement('li'); li.className = l[0]; li.textContent = l[1]; ul.appendChild(li); });
+  }
+  function warnings(list) { return (list || []).map(function (w) { return ['warning', 'warning: ' + w]; }); }
+  function setupPolicy() {
+    var f = $('policy');
+    $('pol-edit').onclick = function () { f.text.value = policyInForce && policyInForce.text ? policyInForce.text : ''; };
+    $('pol-check').onclick = function () {
+      api('POST', '/api/policy/check', f.text.value).then(function (c) {
+        var head = c.valid ? [['ok', 'valid, ' + c.rules + ' rules']] : [];
+        policyResult(head.concat((c.errors || []).map(function (e) { return ['error', e]; }), warnings(c.warnings)));
+      }).catch(function (err) { policyResult([['error', String(err.message || err)]]); });
+    };
+    f.onsubmit = function (ev) {
+      ev.preventDefault();
+      api('POST', '/api/policy', f.text.value).then(function (p) {
+        policyResult([['ok', 'Access policy version ' + p.version + ' set: the coordinator has sent every node its filter and peer map.']].concat(warnings(p.warnings)));
+        return loadPolicy();
+      }).catch(function (err) { policyResult(String(err.message || err).split('\n').map(function (l) { return ['error', l]; })); });
+    };
+    // As 'meshnode policy test SRC DST[:PORT][/PROTO]', against the policy in force.
+    $('poltest').onsubmit = function (ev) {
+      ev.preventDefault();
+      var q = new URLSearchParams({ src: ev.target.src.value.trim(), dst: ev.target.dst.value.trim() });
+      api('GET', '/api/policy/test?' + q).then(function (r) { $('pol-answer').textContent = r.answer; })
+        .catch(function (err) { $('pol-answer').textContent = String(err.message || err); });
+    };
+    loadPolicy();
+  }
+
   function start() {
     $('main').hidden = false;
     $('logout').hidden = false;
@@ -257,6 +307,7 @@
       }).catch(fail);
     };
     loadTokens();
+    setupPolicy();
   }
 
   fetch('/api/session', { credentials: 'same-origin' }).then(function (r) {

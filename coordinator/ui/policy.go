@@ -1,0 +1,57 @@
+package ui
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/meshnode/meshnode/policy"
+)
+
+// PolicyCheck is what checking a policy found, as 'meshnode policy check'
+// says it: every error with its line and column, and the warnings.
+type PolicyCheck struct {
+	Valid    bool     `json:"valid"`
+	Rules    int      `json:"rules"`
+	Errors   []string `json:"errors,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// readPolicy reads an action's body: the policy file's text, as the admin
+// socket takes it, up to policy.MaxBytes.
+func readPolicy(w http.ResponseWriter, r *http.Request) (string, error) {
+	text, err := io.ReadAll(http.MaxBytesReader(w, r.Body, policy.MaxBytes))
+	if err != nil {
+		return "", fmt.Errorf("the policy is larger than %d bytes: %w", policy.MaxBytes, err)
+	}
+	if len(text) == 0 {
+		return "", errors.New("the policy is empty; remove it with 'meshnode policy clear' on the coordinator's host")
+	}
+	return string(text), nil
+}
+
+// policyRoutes serves the access policy: the version in force, a test of
+// it, a check of a new one, and setting it.
+func (s *Server) policyRoutes() {
+	s.mux.HandleFunc("GET /api/policy", s.read(func(r *http.Request, _ session) (any, error) { return s.b.Policy(r.Context()) }))
+	s.mux.HandleFunc("GET /api/policy/test", s.read(func(r *http.Request, _ session) (any, error) {
+		q := r.URL.Query()
+		answer, err := s.b.AskPolicy(r.Context(), q.Get("src"), q.Get("dst"))
+		return map[string]string{"answer": answer}, err
+	}))
+	s.mux.HandleFunc("POST /api/policy/check", s.actW(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		text, err := readPolicy(w, r)
+		if err != nil {
+			return nil, err
+		}
+		return s.b.CheckPolicy(r.Context(), text), nil
+	}))
+	s.mux.HandleFunc("POST /api/policy", s.actW(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		text, err := readPolicy(w, r)
+		if err != nil {
+			return nil, err
+		}
+		return s.b.SetPolicy(r.Context(), text)
+	}))
+}

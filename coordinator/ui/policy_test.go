@@ -1,0 +1,144 @@
+package ui
+
+import (
+	"context"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/policy"
+)
+
+// fakePolicy is the fake backend's policy in force.
+type fakePolicy struct {
+	Version uint64 `json:"version"`
+	Text    string `json:"text"`
+}
+
+func (f *fakeBackend) Policy(context.Context) (any, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.policy == nil {
+		return nil, nil
+	}
+	return *f.policy, nil
+}
+
+func (f *fakeBackend) CheckPolicy(_ context.Context, text string) PolicyCheck {
+	pol, err := policy.Parse("policy", []byte(text))
+	if err != nil {
+		var c PolicyCheck
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			c.Errors = append(c.Errors, e.Error())
+		}
+		return c
+	}
+	return PolicyCheck{Valid: true, Rules: pol.Rules()}
+}
+
+func (f *fakeBackend) SetPolicy(ctx context.Context, text string) (any, error) {
+	if c := f.CheckPolicy(ctx, text); !c.Valid {
+		return nil, &policy.Error{File: "policy", Msg: strings.Join(c.Errors, "\n")}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	next := fakePolicy{Version: 1, Text: text}
+	if f.policy != nil {
+		next.Version = f.policy.Version + 1
+	}
+	f.policy = &next
+	return next, nil
+}
+
+func (f *fakeBackend) AskPolicy(_ context.Context, src, target string) (string, error) {
+	res, _ := policy.Resolve(nil, 0, nil, policy.Network{})
+	return res.Ask([]wire.Node{{Name: "laptop", Addresses: []netip.Addr{netip.MustParseAddr("100.88.0.2")}}}, src, target)
+}
+
+const goodPolicy = "rules:\n  - from: [tag:home]\n    to: [tag:office]\n    ports: [443]\n"
+
+func TestPolicyViewCheckAndSet(t *testing.T) {
+	p := newPage(t)
+	p.back.policy = &fakePolicy{Version: 3, Text: goodPolicy}
+	c := p.login(t, p.srv.NewLink())
+	_, sess := p.do(t, "GET", "/api/session", c, nil)
+	csrf, _ := sess["csrf"].(string)
+	act := map[string]string{"Origin": p.url, CSRFHeader: csrf}
+
+	if code, got := p.do(t, "GET", "/api/policy", c, nil); code != http.StatusOK || got["version"] != 3.0 || got["text"] != goodPolicy {
+		t.Fatalf("view: %d %v, want version 3 and its text", code, got)
+	}
+
+	bad := "rules:\n  - from: [tag:home]\n    to: [tag:office]\n    proto: tcpp\n    ports: [99999]\n"
+	code, got := p.send(t, "POST", "/api/policy/check", bad, c, act)
+	errs, _ := got["errors"].([]any)
+	if code != http.StatusOK || got["valid"] == true || len(errs) < 2 {
+		t.Fatalf("check of a bad policy: %d %v, want two errors", code, got)
+	}
+	for _, want := range []string{"policy:4:", "policy:5:"} {
+		if !strings.Contains(toString(errs), want) {
+			t.Errorf("check errors %v: none at %s (line:col)", errs, want)
+		}
+	}
+
+	next := strings.Replace(goodPolicy, "443", "22", 1)
+	for _, tc := range []struct {
+		name string
+		hdr  map[string]string
+		body string
+		want int
+	}{
+		{"set without the CSRF token", map[string]string{"Origin": p.url}, next, http.StatusForbidden},
+		{"set of a body over the limit", act, goodPolicy + strings.Repeat("#", policy.MaxBytes), http.StatusRequestEntityTooLarge},
+		{"set of a bad policy", act, bad, http.StatusBadRequest},
+	} {
+		if code, got := p.send(t, "POST", "/api/policy", tc.body, c, tc.hdr); code != tc.want {
+			t.Errorf("%s: %d %v, want %d", tc.name, code, got, tc.want)
+		}
+	}
+	if code, got := p.do(t, "GET", "/api/policy", c, nil); code != http.StatusOK || got["version"] != 3.0 {
+		t.Fatalf("refused sets changed the policy: %d %v", code, got)
+	}
+
+	if code, got := p.send(t, "POST", "/api/policy", next, c, act); code != http.StatusOK || got["version"] != 4.0 {
+		t.Fatalf("set with the token: %d %v, want version 4", code, got)
+	}
+	if code, got := p.do(t, "GET", "/api/policy", c, nil); got["version"] != 4.0 || got["text"] != next {
+		t.Errorf("view after set: %d %v, want version 4 and the new text", code, got)
+	}
+}
+
+func TestPolicyTest(t *testing.T) {
+	p := newPage(t)
+	c := p.login(t, p.srv.NewLink())
+	for _, tc := range []struct {
+		src, dst string
+		code     int
+		want     string
+	}{
+		{"laptop", "laptop:22/tcp", http.StatusOK, "allow: laptop -> laptop (100.88.0.2) tcp/22"},
+		{"laptop", "laptop/tcp", http.StatusBadRequest, "needs a port"},
+		{"ghost", "laptop:22", http.StatusBadRequest, `SRC "ghost"`},
+	} {
+		code, got := p.do(t, "GET", "/api/policy/test?"+url.Values{"src": {tc.src}, "dst": {tc.dst}}.Encode(), c, nil)
+		text, _ := got["answer"].(string)
+		if e, ok := got["error"].(string); ok {
+			text = e
+		}
+		if code != tc.code || !strings.Contains(text, tc.want) {
+			t.Errorf("test %s %s: %d %q, want %d and %q", tc.src, tc.dst, code, text, tc.code, tc.want)
+		}
+	}
+}
+
+func toString(xs []any) string {
+	var b strings.Builder
+	for _, x := range xs {
+		s, _ := x.(string)
+		b.WriteString(s + "\n")
+	}
+	return b.String()
+}
