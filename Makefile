@@ -136,3 +136,4 @@ bench:
 	$(GO) test -run '^$$' -bench DataPlane -benchtime 100000x -count 3 ./bench/
 	$(GO) test -run '^$$' -bench . -count 1 ./coordinator/ ./relay/ ./internal/natlab/ ./policy/
 	$(GO) test -run '^$$' -bench Page500 -benchtime 5x -count 1 ./coordinator/ui/
+	$(GO) test -run '^$$' -bench EightPagesOpen -benchtime 50x -count 1 ./coordinator/ui/

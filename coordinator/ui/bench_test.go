@@ -1,11 +1,15 @@
 package ui_test
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"slices"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,6 +54,16 @@ func simulatedMesh(n, peers int) ui.View {
 	return v
 }
 
+// servePage serves the simulated mesh of benchNodes nodes, its event
+// streams checking every 10 ms.
+func servePage() (*ui.FakeBackend, ui.View, *ui.Server, *httptest.Server) {
+	back := &ui.FakeBackend{}
+	view := simulatedMesh(benchNodes, benchPeers)
+	back.SetView(view)
+	srv := ui.New(back, ui.Options{Every: 10 * time.Millisecond})
+	return back, view, srv, httptest.NewServer(srv)
+}
+
 // untilJS waits in the page, frame by frame, until cond holds.
 func untilJS(cond string) chromedp.Action[bool] {
 	return chromedp.Evaluate[bool](`new Promise(done => { const f = () => (`+cond+`) ? done(true) : requestAnimationFrame(f); f(); })`, chromedp.EvalAwaitPromise)
@@ -61,11 +75,7 @@ func untilJS(cond string) chromedp.Action[bool] {
 // stream within Every, here 10 ms) until the picture shows it.
 func BenchmarkPage500Nodes(b *testing.B) {
 	bctx := browser(b)
-	back := &ui.FakeBackend{}
-	view := simulatedMesh(benchNodes, benchPeers)
-	back.SetView(view)
-	srv := ui.New(back, ui.Options{Every: 10 * time.Millisecond})
-	hs := httptest.NewServer(srv)
+	back, view, srv, hs := servePage()
 	defer hs.Close()
 	if _, err := run(bctx, "log in", chromedp.Navigate(hs.URL+srv.NewLink())); err != nil {
 		b.Fatal(err)
@@ -100,4 +110,77 @@ func BenchmarkPage500Nodes(b *testing.B) {
 	}
 	b.ReportMetric(float64(load.Milliseconds())/float64(b.N), "load-ms")
 	b.ReportMetric(float64(update.Milliseconds())/float64(b.N), "update-ms")
+}
+
+// Eight pages open on a simulated mesh of benchNodes nodes: each op is one
+// change of the view, delivered to every page's event stream; cpu-ms is
+// the process's CPU time per change (getrusage), most of it building and
+// encoding the view.
+func BenchmarkEightPagesOpen(b *testing.B) {
+	const pages = 8
+	back, view, srv, hs := servePage()
+	defer hs.Close()
+	var streams []*bufio.Reader
+	for range pages {
+		cookie := login(b, hs.URL+srv.NewLink())
+		req, _ := http.NewRequest("GET", hs.URL+"/api/events", nil)
+		req.AddCookie(cookie)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		streams = append(streams, bufio.NewReaderSize(resp.Body, 1<<20))
+	}
+	// await reads a stream's events until one shows the first pair as kind.
+	await := func(r *bufio.Reader, kind string) {
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				b.Fatal(err)
+			}
+			if strings.HasPrefix(line, "data: ") && strings.Contains(line, `{"a":"n000","b":"n001","kind":"`+kind+`"`) {
+				return
+			}
+		}
+	}
+	cpu := func() time.Duration {
+		var ru syscall.Rusage
+		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+			b.Fatal(err)
+		}
+		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	before := cpu()
+	b.ResetTimer()
+	for i := range b.N {
+		kind := []string{"relayed_tcp", "direct_udp"}[i%2]
+		view.Paths = slices.Clone(view.Paths)
+		view.Paths[0].Kind = kind
+		back.SetView(view)
+		for _, r := range streams {
+			await(r, kind)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64((cpu()-before).Milliseconds())/float64(b.N), "cpu-ms")
+}
+
+// login follows a one-time link and returns the session cookie. (A
+// cookie jar would keep it to itself: it is Secure, and the test server
+// is plain HTTP.)
+func login(b *testing.B, link string) *http.Cookie {
+	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := c.Get(link)
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	for _, ck := range resp.Cookies() {
+		if ck.Name == ui.CookieName {
+			return ck
+		}
+	}
+	b.Fatalf("login: status %d, no session cookie", resp.StatusCode)
+	return nil
 }

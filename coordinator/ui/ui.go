@@ -134,6 +134,7 @@ type Server struct {
 	every   time.Duration
 	auth    *auth
 	streams chan struct{} // one slot per open event stream
+	feed    *feed
 	mux     *http.ServeMux
 }
 
@@ -151,6 +152,7 @@ func New(b Backend, opts Options) *Server {
 		now = time.Now
 	}
 	s.auth = newAuth(now)
+	s.feed = newFeed(b.View, s.every, s.log)
 	s.routes()
 	return s
 }

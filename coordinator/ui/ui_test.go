@@ -67,9 +67,16 @@ type page struct {
 
 func newPage(t *testing.T) *page {
 	t.Helper()
-	p := &page{back: &fakeBackend{}, clk: &clock{}}
+	back := &fakeBackend{}
+	return newPageOn(t, back, back)
+}
+
+// newPageOn serves b, whose view and actions fb holds.
+func newPageOn(t *testing.T, b Backend, fb *fakeBackend) *page {
+	t.Helper()
+	p := &page{back: fb, clk: &clock{}}
 	p.clk.ns.Store(time.Unix(1_800_000_000, 0).UnixNano())
-	p.srv = New(p.back, Options{Every: 10 * time.Millisecond, Now: p.clk.now})
+	p.srv = New(b, Options{Every: 10 * time.Millisecond, Now: p.clk.now})
 	hs := httptest.NewServer(p.srv)
 	t.Cleanup(hs.Close)
 	p.url = hs.URL
@@ -199,33 +206,11 @@ func TestActionsNeedCSRFTokenAndOrigin(t *testing.T) {
 func TestEventsCarryTheViewAndItsChanges(t *testing.T) {
 	p := newPage(t)
 	p.back.SetView(View{Nodes: []wire.Node{{Name: "a"}, {Name: "b"}}})
-	c := p.login(t, p.srv.NewLink())
-	req, _ := http.NewRequest("GET", p.url+"/api/events", nil)
-	req.AddCookie(c)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
+	sc, resp := p.events(t)
 	if ct := resp.Header.Get("Content-Type"); ct != "text/event-stream" {
 		t.Fatalf("content type %q", ct)
 	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	next := func() View {
-		t.Helper()
-		for sc.Scan() {
-			if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
-				var v View
-				if err := json.Unmarshal([]byte(d), &v); err != nil {
-					t.Fatal(err)
-				}
-				return v
-			}
-		}
-		t.Fatalf("stream ended: %v", sc.Err())
-		return View{}
-	}
+	next := func() View { t.Helper(); return nextView(t, sc) }
 	if v := next(); len(v.Nodes) != 2 || len(v.Paths) != 0 {
 		t.Fatalf("first view %+v", v)
 	}
@@ -233,6 +218,38 @@ func TestEventsCarryTheViewAndItsChanges(t *testing.T) {
 	if v := next(); len(v.Paths) != 1 || v.Paths[0].Kind != "direct_udp" {
 		t.Fatalf("changed view %+v", v)
 	}
+}
+
+// events logs in and opens the event stream.
+func (p *page) events(t *testing.T) (*bufio.Scanner, *http.Response) {
+	t.Helper()
+	c := p.login(t, p.srv.NewLink())
+	req, _ := http.NewRequest("GET", p.url+"/api/events", nil)
+	req.AddCookie(c)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	return sc, resp
+}
+
+// nextView reads the stream until its next view.
+func nextView(t *testing.T, sc *bufio.Scanner) View {
+	t.Helper()
+	for sc.Scan() {
+		if d, ok := strings.CutPrefix(sc.Text(), "data: "); ok {
+			var v View
+			if err := json.Unmarshal([]byte(d), &v); err != nil {
+				t.Fatal(err)
+			}
+			return v
+		}
+	}
+	t.Fatalf("stream ended: %v", sc.Err())
+	return View{}
 }
 
 func TestPageLoadsNothingFromElsewhere(t *testing.T) {
