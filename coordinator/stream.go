@@ -461,6 +461,9 @@ func validEndpoints(eps []wire.Endpoint, nat *wire.NATInfo) error {
 	if !nat.PortAlloc.Known() {
 		return fmt.Errorf("nat port allocation %q is not a known allocation pattern", truncate(string(nat.PortAlloc), maxAttrLen))
 	}
+	if !nat.Filtering.Known() {
+		return fmt.Errorf("nat filtering %q is not a known RFC 4787 filtering behaviour", truncate(string(nat.Filtering), maxAttrLen))
+	}
 	return nil
 }
 

@@ -58,6 +58,9 @@ type discoverer struct {
 	relayRefresh func(time.Duration)
 	relay        string         // relay_public, announced with the candidates
 	routes       []netip.Prefix // the routes this node advertises, announced with them too
+	// listen opens a fresh UDP socket for the NAT filtering test; nil:
+	// filtering is not measured.
+	listen func() (discovery.UDPConn, error)
 	// links hears this host's interface prefixes on every link poll.
 	links    func([]netip.Prefix)
 	saveSTUN func(servers, servers6 []string) error
@@ -76,6 +79,9 @@ type discoverer struct {
 	// lifetime is the longest silence the mapping was measured to
 	// outlive; 0 until measured.
 	lifetime time.Duration
+	// filtering is what the NAT filtering test found on this network;
+	// empty until measured.
+	filtering wire.NATFiltering
 	// base is run's context, which the lifetime measurements that apply
 	// starts end with; set before run gathers.
 	base context.Context
@@ -109,6 +115,14 @@ func (d *discoverer) setSTUN(servers, servers6 []string) {
 			d.log.Warn("saving the coordinator's STUN servers", "err", err)
 		}
 	}
+}
+
+// natFiltering is what the filtering test found on this network; empty
+// until measured.
+func (d *discoverer) natFiltering() wire.NATFiltering {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.filtering
 }
 
 // mappingLifetime is what the last measurement found; 0 when none.
@@ -226,7 +240,11 @@ func (d *discoverer) apply(res discovery.Result) {
 	old := d.res
 	d.res = res
 	d.mu.Unlock()
-	if discovery.SameEndpoints(old.Endpoints, res.Endpoints) {
+	// Without a NAT, STUN finds an address already among the
+	// candidates: what it learns is the mapping behaviour alone.
+	eps := !discovery.SameEndpoints(old.Endpoints, res.Endpoints)
+	moved := res.Mapping.Public != old.Mapping.Public
+	if !eps && !moved && res.Mapping.NATInfo() == old.Mapping.NATInfo() {
 		return
 	}
 	if res.Mapping.Behaviour != "" {
@@ -234,11 +252,11 @@ func (d *discoverer) apply(res discovery.Result) {
 	}
 	d.log.Info("candidates changed", "endpoints", res.Endpoints, "mapping", res.Mapping.Behaviour, "port_allocation", res.Mapping.PortAlloc, "mapping_v6", res.Mapping6.Behaviour)
 	d.sendEndpoints()
-	if old.Endpoints != nil {
+	if eps && old.Endpoints != nil {
 		// Our mapping or our links moved: peers' paths to us are stale.
 		d.mgr.Repunch()
 	}
-	if res.Mapping.Public != old.Mapping.Public {
+	if moved {
 		d.relearn(d.base, res)
 	}
 }
@@ -252,29 +270,61 @@ func (d *discoverer) relearn(ctx context.Context, res discovery.Result) {
 	if d.stopLearning != nil {
 		d.stopLearning()
 	}
-	d.stopLearning, d.lifetime = cancel, 0
+	d.stopLearning, d.lifetime, d.filtering = cancel, 0, ""
 	d.mu.Unlock()
 	d.mgr.SetIdleKeepalive(0)
 	if d.relayRefresh != nil {
 		d.relayRefresh(0)
 	}
 	d.learning.Go(func() { d.learnLifetime(lctx, res) })
+	d.learning.Go(func() { d.learnFiltering(lctx, res) })
+}
+
+// learnFiltering measures the NAT's filtering (RFC 5780 §4.4), for the
+// administrator's node table, once per network: from a socket of its own,
+// since the shared one has opened the NAT's filter towards the server's
+// other address. It reports the result with the candidates.
+func (d *discoverer) learnFiltering(ctx context.Context, res discovery.Result) {
+	m := res.Mapping
+	if d.listen == nil || !m.Server.Addr.IsValid() || !m.Other.IsValid() {
+		return
+	}
+	c, err := d.listen()
+	if err != nil {
+		d.log.Info("NAT filtering not measured", "err", err)
+		return
+	}
+	f, err := discovery.MeasureFiltering(ctx, c, m.Server.Addr, m.Other, m.Behaviour == wire.MappingNone)
+	switch {
+	case ctx.Err() != nil:
+		return
+	case err != nil:
+		d.log.Info("NAT filtering not measured", "err", err)
+		return
+	}
+	d.mu.Lock()
+	d.filtering = f
+	d.mu.Unlock()
+	d.log.Info("NAT filtering measured", "filtering", f)
+	d.sendEndpoints()
 }
 
 // software is what this node runs, reported with its endpoints for the
-// administrator's node table. Its NAT filtering is not among what it
-// reports: only `meshnode netcheck` measures it, not the running node.
+// administrator's node table.
 var software = wire.Software{Version: version.Version, OS: runtime.GOOS + "/" + runtime.GOARCH}
 
 // sendEndpoints reports the current candidates to the coordinator.
 func (d *discoverer) sendEndpoints() {
-	res := d.result()
+	d.mu.Lock()
+	res, filtering := d.res, d.filtering
+	d.mu.Unlock()
 	if res.Endpoints == nil {
 		return
 	}
 	msg := wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: res.Endpoints, Relay: d.relay, Routes: d.routes, Software: &software}
 	if res.Mapping.Behaviour != "" {
 		nat := res.Mapping.NATInfo()
+		nat.Filtering = filtering
 		msg.NAT = &nat
 	}
 	d.send(msg)

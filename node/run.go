@@ -229,6 +229,7 @@ func (e *Engine) build() {
 		auth:       auth,
 		relay:      e.cfg.RelayPublic,
 		routes:     e.cfg.Routes(),
+		listen:     func() (discovery.UDPConn, error) { return e.opts.AuxListen() },
 		links:      e.table.SetLocal,
 		saveSTUN:   e.saveSTUN,
 		scope:      sc,

@@ -72,6 +72,7 @@ func (e *Engine) Status() localapi.Status {
 	if disc.Mapping6.Public.IsValid() {
 		self.NAT.Public6, self.NAT.Mapping6 = disc.Mapping6.Public.String(), disc.Mapping6.Behaviour
 	}
+	self.NAT.Filtering = e.disc.natFiltering()
 	if l := e.disc.mappingLifetime(); l > 0 {
 		self.NAT.MappingLifetime = l.String()
 	}

@@ -195,7 +195,7 @@ func netcheckVerdict(r discovery.Report) string {
 	}
 	switch r.Mapping {
 	case wire.MappingNone:
-		if r.Filtering == discovery.FilteringNone {
+		if r.Filtering == wire.FilteringNone {
 			return "Direct connections: likely with all peers (no NAT)"
 		}
 		return "Direct connections: likely with most peers (no NAT; a firewall filters, so peers get through by hole punching)"

@@ -91,7 +91,7 @@ func TestStateSTUN(t *testing.T) {
 }
 
 func TestNetcheckVerdict(t *testing.T) {
-	udp := func(mapping wire.NATMapping, filtering discovery.Filtering, alloc wire.PortAllocation) discovery.Report {
+	udp := func(mapping wire.NATMapping, filtering wire.NATFiltering, alloc wire.PortAllocation) discovery.Report {
 		return discovery.Report{UDP: true, Mapping: mapping, Filtering: filtering, PortAllocation: alloc}
 	}
 	tests := []struct {
@@ -100,15 +100,15 @@ func TestNetcheckVerdict(t *testing.T) {
 		want string
 	}{
 		{"UDP blocked", discovery.Report{Mapping: wire.MappingUnknown}, "UDP blocked: traffic will use the TCP relay"},
-		{"no NAT", udp(wire.MappingNone, discovery.FilteringNone, wire.PortAllocPreserve), "Direct connections: likely with all peers (no NAT)"},
-		{"no NAT, firewall", udp(wire.MappingNone, discovery.FilteringAddressPortDependent, wire.PortAllocPreserve), "hole punching"},
-		{"cone", udp(wire.MappingEndpointIndependent, discovery.FilteringAddressPortDependent, wire.PortAllocUnknown),
+		{"no NAT", udp(wire.MappingNone, wire.FilteringNone, wire.PortAllocPreserve), "Direct connections: likely with all peers (no NAT)"},
+		{"no NAT, firewall", udp(wire.MappingNone, wire.FilteringAddressPortDependent, wire.PortAllocPreserve), "hole punching"},
+		{"cone", udp(wire.MappingEndpointIndependent, wire.FilteringAddressPortDependent, wire.PortAllocUnknown),
 			"Direct connections: likely with most peers (endpoint-independent mapping)"},
-		{"address-dependent", udp(wire.MappingAddressDependent, discovery.FilteringAddressDependent, wire.PortAllocSequential), "Moderate NAT (address-dependent mapping)"},
-		{"symmetric random", udp(wire.MappingAddressPortDependent, discovery.FilteringAddressPortDependent, wire.PortAllocRandom),
+		{"address-dependent", udp(wire.MappingAddressDependent, wire.FilteringAddressDependent, wire.PortAllocSequential), "Moderate NAT (address-dependent mapping)"},
+		{"symmetric random", udp(wire.MappingAddressPortDependent, wire.FilteringAddressPortDependent, wire.PortAllocRandom),
 			"Hard NAT (address-and-port-dependent mapping, random ports): peers behind hard NATs will use the relay"},
-		{"symmetric sequential", udp(wire.MappingAddressPortDependent, discovery.FilteringAddressPortDependent, wire.PortAllocSequential), "sequential ports): peers predict the next ports"},
-		{"unknown", udp(wire.MappingUnknown, discovery.FilteringUnknown, wire.PortAllocUnknown), "NAT type unknown"},
+		{"symmetric sequential", udp(wire.MappingAddressPortDependent, wire.FilteringAddressPortDependent, wire.PortAllocSequential), "sequential ports): peers predict the next ports"},
+		{"unknown", udp(wire.MappingUnknown, wire.FilteringUnknown, wire.PortAllocUnknown), "NAT type unknown"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -122,7 +122,7 @@ func TestNetcheckVerdict(t *testing.T) {
 func TestPrintNetcheck(t *testing.T) {
 	r := discovery.Report{
 		UDP: true, PublicAddress: "198.18.0.7:41820", Mapping: wire.MappingAddressPortDependent,
-		Filtering: discovery.FilteringAddressPortDependent, PortAllocation: wire.PortAllocSequential, PortStep: 2,
+		Filtering: wire.FilteringAddressPortDependent, PortAllocation: wire.PortAllocSequential, PortStep: 2,
 		Hairpin: new(false), LatencyMs: new(23.456), STUNServer: "coord.example.com:3478",
 		PortMapping: discovery.PortMapping{NATPMP: true, Gateway: "192.168.1.1"},
 		Notes:       []string{"a note"},

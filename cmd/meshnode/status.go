@@ -108,7 +108,11 @@ func printStatus(w io.Writer, st localapi.Status) error {
 	fmt.Fprintf(w, "key %s\ncoordinator %s: %s\n", st.Self.PublicKey, st.Coordinator.URL, coord)
 	fmt.Fprintln(w, dnsLine(st.DNS, st.Self.Name))
 	if st.Self.NAT.Public != "" {
-		fmt.Fprintf(w, "public %s, NAT mapping %s, ports %s\n", st.Self.NAT.Public, st.Self.NAT.Mapping, st.Self.NAT.PortAlloc)
+		fmt.Fprintf(w, "public %s, NAT mapping %s, ports %s", st.Self.NAT.Public, st.Self.NAT.Mapping, st.Self.NAT.PortAlloc)
+		if f := st.Self.NAT.Filtering; f != "" {
+			fmt.Fprintf(w, ", filtering %s", f)
+		}
+		fmt.Fprintln(w)
 		if st.Self.NAT.MappingLifetime != "" {
 			fmt.Fprintf(w, "idle mappings outlive %s; idle keepalive every %s\n", st.Self.NAT.MappingLifetime, st.Self.NAT.IdleKeepalive)
 		}

@@ -120,6 +120,14 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 	if want := version.Version + " " + runtime.GOOS + "/" + runtime.GOARCH; err != nil || sw != want {
 		t.Errorf("a's version and OS in the node table: %q, %v; want %q", sw, err, want)
 	}
+	// a's NAT, as a measured it: a port-restricted cone.
+	wait.For(t, pathDeadline, "a's NAT mapping and filtering in the node table", func() bool {
+		nat, err := run(bctx, "read a's NAT", chromedp.Evaluate[string](`(r => r.cells[6].textContent + ', ' + r.cells[7].textContent)(document.querySelector('#nodes tr[data-name="a"]'))`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return nat == "EIM NAT (cone), address-and-port-dependent"
+	})
 	step("create a token through the page's form", chromedp.Steps(chromedp.Click(chromedp.CSS("#newtoken button")), chromedp.WaitVisible(chromedp.ID("tokenout"))))
 	if token, err := run(bctx, "read the token", chromedp.Text(chromedp.ID("newtokentext"))); err != nil || !strings.HasPrefix(token, "mntok") {
 		t.Errorf("token created through the page: %q, %v", token, err)

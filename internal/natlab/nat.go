@@ -160,6 +160,21 @@ func (n *NAT) TrackedCount() int {
 	return len(n.tracked)
 }
 
+// TrackedFrom returns the number of live tracked unsolicited pairs
+// (TrackUnsolicited) whose sender is remote.
+func (n *NAT) TrackedFrom(remote netip.Addr) int {
+	n.lab.mu.Lock()
+	defer n.lab.mu.Unlock()
+	n.sweepTracked(time.Now())
+	count := 0
+	for k := range n.tracked {
+		if k.remote.Addr() == remote {
+			count++
+		}
+	}
+	return count
+}
+
 // Flush drops every mapping, like conntrack -F or a NAT reboot.
 func (n *NAT) Flush() {
 	n.lab.mu.Lock()

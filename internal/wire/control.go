@@ -151,6 +151,9 @@ type NATInfo struct {
 	Mapping   NATMapping     `json:"mapping"`
 	PortAlloc PortAllocation `json:"portalloc"`
 	PortStep  int            `json:"port_step,omitempty"`
+	// Filtering is the node's own measurement, for the node table; empty
+	// until measured.
+	Filtering NATFiltering `json:"filtering,omitempty"`
 }
 
 // Stream message types. The coordinator speaks first (challenge); the node

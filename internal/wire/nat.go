@@ -33,6 +33,31 @@ func (m NATMapping) endpointDependent() bool {
 	return m == MappingAddressDependent || m == MappingAddressPortDependent
 }
 
+// NATFiltering is a NAT's or firewall's filtering behaviour in RFC 4787 §5
+// terms, as the RFC 5780 §4.4 filtering test finds it. Peers don't need it
+// (hole punching opens any filter); the administrator's node table shows
+// it. The string values are a wire format, as NATMapping's.
+type NATFiltering string
+
+// NAT filtering behaviours, named as the mapping behaviours they mirror.
+const (
+	FilteringNone                 NATFiltering = "none" // nothing filters unsolicited packets
+	FilteringEndpointIndependent  NATFiltering = "endpoint-independent"
+	FilteringAddressDependent     NATFiltering = "address-dependent"
+	FilteringAddressPortDependent NATFiltering = "address-and-port-dependent"
+	FilteringUnknown              NATFiltering = "unknown"
+)
+
+// Known reports whether f is one of the Filtering constants or empty (not
+// measured: nodes before filtering was reported, or still measuring).
+func (f NATFiltering) Known() bool {
+	switch f {
+	case "", FilteringNone, FilteringEndpointIndependent, FilteringAddressDependent, FilteringAddressPortDependent, FilteringUnknown:
+		return true
+	}
+	return false
+}
+
 // PortAllocation is how a NAT picks the external port of a new mapping
 // (RFC 4787 §4.2.1). The string values are a wire format, as NATMapping's.
 type PortAllocation string

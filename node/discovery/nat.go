@@ -10,20 +10,6 @@ import (
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
-// Filtering is a NAT's or firewall's filtering behaviour (RFC 4787 §5),
-// which netcheck reports. Peers don't need it (hole punching opens any
-// filter), so unlike the mapping it is not on the wire.
-type Filtering string
-
-// Filtering behaviours, named as the mapping behaviours they mirror.
-const (
-	FilteringNone                 Filtering = "none" // nothing filters unsolicited packets
-	FilteringEndpointIndependent  Filtering = "endpoint-independent"
-	FilteringAddressDependent     Filtering = "address-dependent"
-	FilteringAddressPortDependent Filtering = "address-and-port-dependent"
-	FilteringUnknown              Filtering = "unknown"
-)
-
 // maxSequentialStep is the largest port delta still read as a sequential
 // allocator: busy NATs hand ports to other hosts between our two queries,
 // so the observed step may exceed the allocator's.
@@ -66,6 +52,11 @@ func (p *Prober) ClassifyMapping(ctx context.Context, primary Target, local uint
 	for _, a := range locals {
 		if a == r1.Mapped.Addr() && local == r1.Mapped.Port() {
 			m.Behaviour, m.PortAlloc = wire.MappingNone, wire.PortAllocPreserve
+			// Without a NAT a firewall may still filter: the
+			// filtering test needs the other address.
+			if checkOther(primary.Addr, r1.Other) == nil {
+				m.Other = r1.Other
+			}
 			return m, nil
 		}
 	}

@@ -42,7 +42,7 @@ type Report struct {
 	UDP            bool                `json:"udp"`            // a STUN server answered over UDP
 	PublicAddress  string              `json:"public_address"` // ip:port the server saw; "" without UDP
 	Mapping        wire.NATMapping     `json:"mapping"`        // RFC 4787 §4.1
-	Filtering      Filtering           `json:"filtering"`      // RFC 4787 §5
+	Filtering      wire.NATFiltering   `json:"filtering"`      // RFC 4787 §5
 	PortAllocation wire.PortAllocation `json:"port_allocation"`
 	PortStep       int                 `json:"port_step"` // sequential allocators' step, else 0
 	// Hairpin: does a packet to our own public address come back (RFC 4787
@@ -111,7 +111,7 @@ func orDefault(d, def time.Duration) time.Duration {
 // It returns what it learned by the time ctx ends; unknowns say why in
 // Notes.
 func Netcheck(ctx context.Context, opts NetcheckOptions) Report {
-	rep := Report{Mapping: wire.MappingUnknown, Filtering: FilteringUnknown, PortAllocation: wire.PortAllocUnknown, Notes: []string{}}
+	rep := Report{Mapping: wire.MappingUnknown, Filtering: wire.FilteringUnknown, PortAllocation: wire.PortAllocUnknown, Notes: []string{}}
 	pm := make(chan portmap.Result, 1)
 	go func() { pm <- portmap.Probe(ctx, opts.PortMap) }()
 
@@ -144,7 +144,7 @@ func (s *netcheckSock) run(ctx context.Context, rep *Report, opts NetcheckOption
 	// mapping test's queries to the alternate address would open a NAT's
 	// filter for it and pass an address-dependent filter off as
 	// endpoint-independent.
-	filtering := FilteringUnknown
+	filtering := wire.FilteringUnknown
 	if first.Other.IsValid() {
 		f, err := s.prober.filtering(ctx, server, first.Other, opts.Timing.filter())
 		if err != nil {
@@ -175,14 +175,14 @@ func (s *netcheckSock) run(ctx context.Context, rep *Report, opts NetcheckOption
 
 // noNATFiltering reads the filtering test without a NAT: what filters then
 // is a stateful firewall, if anything.
-func (r *Report) noNATFiltering(filtering Filtering, tested bool) {
+func (r *Report) noNATFiltering(filtering wire.NATFiltering, tested bool) {
 	switch {
 	case !tested:
-		r.Filtering = FilteringNone
+		r.Filtering = wire.FilteringNone
 		r.note("no NAT; the STUN server has no alternate address (RFC 5780 OTHER-ADDRESS), so a firewall's filtering was not tested")
-	case filtering == FilteringEndpointIndependent:
-		r.Filtering = FilteringNone
-	case filtering != FilteringUnknown:
+	case filtering == wire.FilteringEndpointIndependent:
+		r.Filtering = wire.FilteringNone
+	case filtering != wire.FilteringUnknown:
 		r.note("no NAT, but a firewall drops unsolicited UDP (%s filtering): peers reach this host after hole punching", filtering)
 	}
 }
@@ -238,17 +238,17 @@ func (r *Report) setLatency(d time.Duration) {
 // come from the address asked for: a server that ignores CHANGE-REQUEST
 // answers from the primary and would pass for endpoint-independent. Each
 // step waits up to timeout: its silence is the answer.
-func (p *Prober) filtering(ctx context.Context, primary, other netip.AddrPort, timeout time.Duration) (Filtering, error) {
+func (p *Prober) filtering(ctx context.Context, primary, other netip.AddrPort, timeout time.Duration) (wire.NATFiltering, error) {
 	steps := []struct {
 		flags     uint32
 		from      netip.AddrPort
-		behaviour Filtering
+		behaviour wire.NATFiltering
 	}{
-		{ChangeIP | ChangePort, other, FilteringEndpointIndependent},
-		{ChangePort, netip.AddrPortFrom(primary.Addr(), other.Port()), FilteringAddressDependent},
+		{ChangeIP | ChangePort, other, wire.FilteringEndpointIndependent},
+		{ChangePort, netip.AddrPortFrom(primary.Addr(), other.Port()), wire.FilteringAddressDependent},
 	}
 	if err := checkOther(primary, other); err != nil {
-		return FilteringUnknown, err
+		return wire.FilteringUnknown, err
 	}
 	for _, st := range steps {
 		qctx, cancel := context.WithTimeout(ctx, timeout)
@@ -256,14 +256,14 @@ func (p *Prober) filtering(ctx context.Context, primary, other netip.AddrPort, t
 		cancel()
 		switch {
 		case err == nil && r.Origin != st.from:
-			return FilteringUnknown, fmt.Errorf("asked %s for an answer from %s, got one from %s: the server ignores CHANGE-REQUEST (RFC 5780)", primary, st.from, r.Origin)
+			return wire.FilteringUnknown, fmt.Errorf("asked %s for an answer from %s, got one from %s: the server ignores CHANGE-REQUEST (RFC 5780)", primary, st.from, r.Origin)
 		case err == nil:
 			return st.behaviour, nil
 		case ctx.Err() != nil:
-			return FilteringUnknown, ctx.Err()
+			return wire.FilteringUnknown, ctx.Err()
 		}
 	}
-	return FilteringAddressPortDependent, nil
+	return wire.FilteringAddressPortDependent, nil
 }
 
 // hairpin sends a Binding request from the socket to our own public
@@ -379,7 +379,7 @@ func ResolveSTUNFamily(ctx context.Context, s string, v6 bool) (netip.AddrPort, 
 // netcheckSock is netcheck's own UDP socket: a read loop hands STUN answers
 // to the prober and watches for our hairpinned request.
 type netcheckSock struct {
-	conn   *net.UDPConn
+	conn   UDPConn
 	prober *Prober
 	done   chan struct{}
 
@@ -393,10 +393,38 @@ func listenNetcheck() (*netcheckSock, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open a UDP socket: %w", err)
 	}
+	return newNetcheckSock(c), nil
+}
+
+// UDPConn is a UDP socket of the host, or of the lab's emulated network.
+type UDPConn interface {
+	ReadFromUDPAddrPort(b []byte) (int, netip.AddrPort, error)
+	WriteToUDPAddrPort(b []byte, addr netip.AddrPort) (int, error)
+	LocalAddr() net.Addr
+	Close() error
+}
+
+func newNetcheckSock(c UDPConn) *netcheckSock {
 	s := &netcheckSock{conn: c, done: make(chan struct{})}
 	s.prober = NewProber(s)
 	go s.readLoop()
-	return s, nil
+	return s
+}
+
+// MeasureFiltering runs the RFC 5780 §4.4 filtering test against server,
+// whose OTHER-ADDRESS is other, from c, and closes c. c must be a socket
+// of its own that has sent nothing yet: a running node's shared socket
+// has talked to other (the mapping test), which opened the NAT's filter
+// for it. With noNAT (the mapping test found none), an endpoint-independent
+// answer means nothing filters.
+func MeasureFiltering(ctx context.Context, c UDPConn, server, other netip.AddrPort, noNAT bool) (wire.NATFiltering, error) {
+	s := newNetcheckSock(c)
+	defer s.close()
+	f, err := s.prober.filtering(ctx, server, other, filterTimeout)
+	if noNAT && f == wire.FilteringEndpointIndependent {
+		f = wire.FilteringNone
+	}
+	return f, err
 }
 
 // WriteTo implements Transport.
@@ -405,6 +433,7 @@ func (s *netcheckSock) WriteTo(pkt []byte, to netip.AddrPort) error {
 	return err
 }
 
+// port is the socket's own; netcheck's sockets are the host's.
 func (s *netcheckSock) port() uint16 { return s.conn.LocalAddr().(*net.UDPAddr).AddrPort().Port() }
 
 func (s *netcheckSock) close() {

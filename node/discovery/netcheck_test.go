@@ -278,31 +278,31 @@ func TestNetcheck(t *testing.T) {
 		noServer      bool   // only a silent server: UDP blocked
 		gatewayExt    string // the gateway's NAT-PMP external IP; "": the NAT's
 		mapping       wire.NATMapping
-		filtering     Filtering
+		filtering     wire.NATFiltering
 		alloc         wire.PortAllocation
 		step          int
 		hairpin       *bool
 		note          string // a note that must appear; "": no notes
 	}{
 		{
-			name: "no NAT", mapping: wire.MappingNone, filtering: FilteringNone, alloc: wire.PortAllocPreserve, hairpin: new(true),
+			name: "no NAT", mapping: wire.MappingNone, filtering: wire.FilteringNone, alloc: wire.PortAllocPreserve, hairpin: new(true),
 		},
 		{
 			name: "no NAT, stateful firewall", server: stunBehaviour{filter: addressPortDependent},
-			mapping: wire.MappingNone, filtering: FilteringAddressPortDependent, alloc: wire.PortAllocPreserve, hairpin: new(true),
+			mapping: wire.MappingNone, filtering: wire.FilteringAddressPortDependent, alloc: wire.PortAllocPreserve, hairpin: new(true),
 			note: "no NAT, but a firewall drops unsolicited UDP",
 		},
 		{
 			name: "full cone", nat: nat{mapping: endpointIndependent, echo: true},
-			mapping: wire.MappingEndpointIndependent, filtering: FilteringEndpointIndependent, alloc: wire.PortAllocUnknown, hairpin: new(true),
+			mapping: wire.MappingEndpointIndependent, filtering: wire.FilteringEndpointIndependent, alloc: wire.PortAllocUnknown, hairpin: new(true),
 		},
 		{
 			name: "restricted cone", nat: eim, server: stunBehaviour{filter: addressDependent},
-			mapping: wire.MappingEndpointIndependent, filtering: FilteringAddressDependent, alloc: wire.PortAllocUnknown, hairpin: new(false),
+			mapping: wire.MappingEndpointIndependent, filtering: wire.FilteringAddressDependent, alloc: wire.PortAllocUnknown, hairpin: new(false),
 		},
 		{
 			name: "port-restricted cone behind a carrier NAT", nat: eim, server: stunBehaviour{filter: addressPortDependent}, gatewayExt: "10.0.0.2",
-			mapping: wire.MappingEndpointIndependent, filtering: FilteringAddressPortDependent, alloc: wire.PortAllocUnknown, hairpin: new(false),
+			mapping: wire.MappingEndpointIndependent, filtering: wire.FilteringAddressPortDependent, alloc: wire.PortAllocUnknown, hairpin: new(false),
 			note: "a second NAT",
 		},
 		{
@@ -311,7 +311,7 @@ func TestNetcheck(t *testing.T) {
 				return portsPerServer(n, map[int]int{sockAltIP: 1, sockAlternate: 2})
 			}},
 			server:  stunBehaviour{filter: addressPortDependent},
-			mapping: wire.MappingAddressPortDependent, filtering: FilteringAddressPortDependent, alloc: wire.PortAllocSequential, step: 1, hairpin: new(false),
+			mapping: wire.MappingAddressPortDependent, filtering: wire.FilteringAddressPortDependent, alloc: wire.PortAllocSequential, step: 1, hairpin: new(false),
 		},
 		{
 			name: "symmetric, random ports",
@@ -319,26 +319,26 @@ func TestNetcheck(t *testing.T) {
 				return portsPerServer(n, map[int]int{sockAltIP: -1000, sockAlternate: 3000})
 			}},
 			server:  stunBehaviour{filter: addressPortDependent},
-			mapping: wire.MappingAddressPortDependent, filtering: FilteringAddressPortDependent, alloc: wire.PortAllocRandom, hairpin: new(false),
+			mapping: wire.MappingAddressPortDependent, filtering: wire.FilteringAddressPortDependent, alloc: wire.PortAllocRandom, hairpin: new(false),
 		},
 		{
 			name: "server ignores CHANGE-REQUEST", server: stunBehaviour{ignore: true},
-			mapping: wire.MappingNone, filtering: FilteringUnknown, alloc: wire.PortAllocPreserve, hairpin: new(true),
+			mapping: wire.MappingNone, filtering: wire.FilteringUnknown, alloc: wire.PortAllocPreserve, hairpin: new(true),
 			note: "the server ignores CHANGE-REQUEST",
 		},
 		{
 			name: "server without OTHER-ADDRESS behind a NAT", nat: eim, server: stunBehaviour{noOther: true},
-			mapping: wire.MappingUnknown, filtering: FilteringUnknown, alloc: wire.PortAllocUnknown, hairpin: new(false),
+			mapping: wire.MappingUnknown, filtering: wire.FilteringUnknown, alloc: wire.PortAllocUnknown, hairpin: new(false),
 			note: "start the coordinator with --stun-alternate",
 		},
 		{
 			name: "primary silent, secondary answers", primarySilent: true,
-			mapping: wire.MappingNone, filtering: FilteringNone, alloc: wire.PortAllocPreserve, hairpin: new(true),
+			mapping: wire.MappingNone, filtering: wire.FilteringNone, alloc: wire.PortAllocPreserve, hairpin: new(true),
 			note: "did not answer within",
 		},
 		{
 			name: "UDP blocked", noServer: true,
-			mapping: wire.MappingUnknown, filtering: FilteringUnknown, alloc: wire.PortAllocUnknown,
+			mapping: wire.MappingUnknown, filtering: wire.FilteringUnknown, alloc: wire.PortAllocUnknown,
 			note: "no STUN server answered over UDP",
 		},
 	}
@@ -434,7 +434,7 @@ func fmtBool(b *bool) string {
 func TestReportJSON(t *testing.T) {
 	r := Report{
 		UDP: true, PublicAddress: "198.18.0.7:41820", Mapping: wire.MappingEndpointIndependent,
-		Filtering: FilteringAddressDependent, PortAllocation: wire.PortAllocPreserve, Hairpin: new(false),
+		Filtering: wire.FilteringAddressDependent, PortAllocation: wire.PortAllocPreserve, Hairpin: new(false),
 		LatencyMs: new(12.5), STUNServer: "coord.example.com:3478",
 		PortMapping: PortMapping{PCP: true, Gateway: "192.168.1.1"}, Notes: []string{},
 	}

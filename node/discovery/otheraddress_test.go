@@ -61,23 +61,23 @@ func TestNetcheckAtTheAlternateAddress(t *testing.T) {
 		server    stunBehaviour
 		mapping   func(netip.AddrPort) func(netip.AddrPort, int) netip.AddrPort
 		want      wire.NATMapping
-		filtering Filtering
+		filtering wire.NATFiltering
 		alloc     wire.PortAllocation
 		step      int
 		note      string // a note that must appear; "": no notes
 	}{
 		{
 			name: "symmetric NAT", server: stunBehaviour{filter: addressPortDependent}, mapping: sequentialPerDestination,
-			want: wire.MappingAddressPortDependent, filtering: FilteringAddressPortDependent, alloc: wire.PortAllocSequential, step: 1,
+			want: wire.MappingAddressPortDependent, filtering: wire.FilteringAddressPortDependent, alloc: wire.PortAllocSequential, step: 1,
 		},
 		{
 			name: "port-restricted cone", server: stunBehaviour{filter: addressPortDependent}, mapping: endpointIndependent,
-			want: wire.MappingEndpointIndependent, filtering: FilteringAddressPortDependent, alloc: wire.PortAllocUnknown,
+			want: wire.MappingEndpointIndependent, filtering: wire.FilteringAddressPortDependent, alloc: wire.PortAllocUnknown,
 		},
 		{
 			name: "symmetric NAT, server names its own IP in OTHER-ADDRESS", server: stunBehaviour{filter: addressPortDependent, fixedOther: true},
 			mapping: sequentialPerDestination,
-			want:    wire.MappingUnknown, filtering: FilteringUnknown, alloc: wire.PortAllocUnknown,
+			want:    wire.MappingUnknown, filtering: wire.FilteringUnknown, alloc: wire.PortAllocUnknown,
 			note: "on its own IP",
 		},
 	}
@@ -248,7 +248,7 @@ func TestNetcheckAgainstMeshnodeServer(t *testing.T) {
 	for _, at := range []int{sockPrimary, sockAlternate} {
 		t.Run(server[at].String(), func(t *testing.T) {
 			r := netcheckOn(t, server[at])
-			if r.Mapping != wire.MappingNone || r.Filtering != FilteringNone || len(r.Notes) > 0 {
+			if r.Mapping != wire.MappingNone || r.Filtering != wire.FilteringNone || len(r.Notes) > 0 {
 				t.Errorf("mapping %q filtering %q notes %q; want no NAT, no filtering, no notes", r.Mapping, r.Filtering, r.Notes)
 			}
 		})

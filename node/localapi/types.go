@@ -92,6 +92,9 @@ type NAT struct {
 	// "none", a global address behind a firewall.
 	Public6  string          `json:"public_address_v6,omitempty"`
 	Mapping6 wire.NATMapping `json:"mapping_v6,omitempty"`
+	// Filtering is the NAT's (or, without one, a firewall's) filtering
+	// behaviour, measured once per network; "" until measured.
+	Filtering wire.NATFiltering `json:"filtering,omitempty"`
 	// MappingLifetime is the longest silence an idle mapping was measured
 	// to outlive ("" until measured, or when it outlived none of the
 	// probes); IdleKeepalive is the heartbeat interval of idle paths that

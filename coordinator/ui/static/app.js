@@ -36,6 +36,10 @@
     return t;
   }
   function nat(n) { return n.nat ? (natText[n.nat.mapping] || n.nat.mapping) : 'NAT not reported'; }
+  function filtering(n) {
+    if (!n.nat || !n.nat.filtering) { return 'not measured'; }
+    return n.nat.filtering === 'none' ? 'nothing filters' : n.nat.filtering;
+  }
 
   // The topology: d3's force layout. Node objects live across views so
   // that the picture moves only as much as the mesh changed.
@@ -143,6 +147,7 @@
       cell(tr, sw.version || '');
       cell(tr, sw.os || '');
       cell(tr, nat(n));
+      cell(tr, filtering(n));
       cell(tr, n.nat ? n.nat.portalloc + (n.nat.port_step ? ' (step ' + n.nat.port_step + ')' : '') : '');
       cell(tr, (n.endpoints || []).map(function (e) { return e.addr + ' ' + e.kind; }).join('\n'), 'list');
       cell(tr, (n.tags || []).join(', '));
@@ -188,7 +193,7 @@
     if (!n) { return; }
     $('np-name').textContent = name;
     $('np-info').textContent = (n.online ? 'online' : 'offline, last seen ' + new Date(n.last_seen).toLocaleString()) +
-      ' · ' + (n.addresses || []).join(', ') + ' · ' + nat(n) + ' · key ' + n.public_key;
+      ' · ' + (n.addresses || []).join(', ') + ' · ' + nat(n) + ', filtering ' + filtering(n) + ' · key ' + n.public_key;
     rows('np-paths', view.paths.filter(function (p) { return p.a === name || p.b === name; }), function (p) {
       return [p.a === name ? p.b : p.a, kindText[p.kind] || p.kind, p.via || '', (p.why || '').replace(/_/g, ' '),
         p.rtt_ms ? p.rtt_ms.toFixed(1) + ' ms' : '', new Date(p.reported).toLocaleTimeString()];
