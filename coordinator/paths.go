@@ -10,15 +10,17 @@ import (
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // Nodes report how they reach each peer (wire.MsgPaths): on change, at
 // most every wire.PathReportGap. The coordinator keeps each online node's
-// latest report in memory, never in the store (a report is stale once its
-// node is gone), and summarizes them for its metrics: how many pairs are
-// direct, how many relayed and why.
+// latest report in memory, and summarizes them for its metrics: how many
+// pairs are direct, how many relayed and why. On a shared database it
+// also records them (pathshare.go), so that every coordinator's web page
+// shows the whole mesh.
 //
 // A report is hostile input: its size is bounded by wire.ParsePathReport
 // (at most wire.MaxPathReportPeers entries), its rate by the session's
@@ -42,29 +44,24 @@ type nodePaths struct {
 }
 
 // pathTable holds the latest report of each online node, and the latest
-// path changes (the web page's history). Its lock is a leaf: never held
-// while the hub's is taken.
+// path changes (the web page's history): each a change of a node's path
+// to a peer between two of its reports on one stream. Its lock is a leaf:
+// never held while the hub's is taken.
 type pathTable struct {
 	mu      sync.Mutex
 	reports map[crypto.PublicKey]nodePaths
-	changes []pathChange // oldest first, at most maxPathChanges
+	changes []store.PathChange // oldest first, at most store.MaxPathChanges
+	// share is what waits to be recorded in a shared database; nil
+	// when the database is not shared.
+	share *pathShare
 }
 
-// pathChange is a node's path to a peer changing kind between two of its
-// reports on one stream.
-type pathChange struct {
-	at       time.Time
-	from     crypto.PublicKey
-	peer     crypto.PublicKey
-	was, now wire.PathKind
-}
-
-// maxPathChanges bounds the history the page shows: a few per node of a
-// mesh of a hundred, a few dozen bytes each.
-const maxPathChanges = 512
-
-func newPathTable() *pathTable {
-	return &pathTable{reports: make(map[crypto.PublicKey]nodePaths)}
+func newPathTable(shared bool) *pathTable {
+	t := &pathTable{reports: make(map[crypto.PublicKey]nodePaths)}
+	if shared {
+		t.share = newPathShare()
+	}
+	return t
 }
 
 // set keeps key's report, and the changes since its previous one on the
@@ -79,18 +76,39 @@ func (t *pathTable) set(key crypto.PublicKey, np nodePaths) {
 		}
 		for _, e := range np.entries {
 			if k, ok := was[e.Peer]; ok && k != e.Kind {
-				t.changes = append(t.changes, pathChange{at: np.at, from: key, peer: e.Peer, was: k, now: e.Kind})
+				c := store.PathChange{At: np.at, From: key, Peer: e.Peer, Was: k, Now: e.Kind}
+				t.changes = appendChange(t.changes, c)
+				if t.share != nil {
+					t.share.changed(c)
+				}
 			}
-		}
-		if over := len(t.changes) - maxPathChanges; over > 0 {
-			t.changes = append(t.changes[:0], t.changes[over:]...)
 		}
 	}
 	t.reports[key] = np
+	if t.share != nil {
+		t.share.touch(key)
+	}
+}
+
+// appendChange appends c, dropping the oldest beyond store.MaxPathChanges.
+func appendChange(changes []store.PathChange, c store.PathChange) []store.PathChange {
+	changes = append(changes, c)
+	if over := len(changes) - store.MaxPathChanges; over > 0 {
+		changes = append(changes[:0], changes[over:]...)
+	}
+	return changes
+}
+
+// report returns key's report, if it has one.
+func (t *pathTable) report(key crypto.PublicKey) (nodePaths, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	np, ok := t.reports[key]
+	return np, ok
 }
 
 // history returns the latest path changes, oldest first.
-func (t *pathTable) history() []pathChange {
+func (t *pathTable) history() []store.PathChange {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return slices.Clone(t.changes)
@@ -102,6 +120,9 @@ func (t *pathTable) forget(key crypto.PublicKey, sess *session) {
 	defer t.mu.Unlock()
 	if t.reports[key].sess == sess {
 		delete(t.reports, key)
+		if t.share != nil {
+			t.share.drop(key)
+		}
 	}
 }
 
@@ -120,14 +141,36 @@ type pairPath struct {
 	entry wire.PathEntry    // the reporter's entry for the other node
 }
 
-// pairs picks each pair's path once: from the newer of its two nodes'
-// reports (the lower key's on a tie), or from the one that reported it.
-// It also returns how many nodes reported.
-func (t *pathTable) pairs() (map[[2]crypto.PublicKey]pairPath, int) {
+// reportOf is one node's report, as pickPairs reads it.
+type reportOf struct {
+	key crypto.PublicKey
+	np  nodePaths
+}
+
+// snapshot returns every node's report.
+func (t *pathTable) snapshot() []reportOf {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	out := make([]reportOf, 0, len(t.reports))
+	for k, np := range t.reports {
+		out = append(out, reportOf{k, np})
+	}
+	return out
+}
+
+// pairs picks each pair's path from the reports this coordinator holds;
+// it also returns how many nodes reported.
+func (t *pathTable) pairs() (map[[2]crypto.PublicKey]pairPath, int) {
+	reports := t.snapshot()
+	return pickPairs(reports), len(reports)
+}
+
+// pickPairs picks each pair's path once: from the newer of its two nodes'
+// reports (the lower key's on a tie), or from the one that reported it.
+func pickPairs(reports []reportOf) map[[2]crypto.PublicKey]pairPath {
 	pairs := make(map[[2]crypto.PublicKey]pairPath)
-	for from, np := range t.reports {
+	for _, r := range reports {
+		from, np := r.key, r.np
 		for _, e := range np.entries {
 			k := [2]crypto.PublicKey{from, e.Peer}
 			if bytes.Compare(from[:], e.Peer[:]) > 0 {
@@ -140,7 +183,7 @@ func (t *pathTable) pairs() (map[[2]crypto.PublicKey]pairPath, int) {
 			}
 		}
 	}
-	return pairs, len(t.reports)
+	return pairs
 }
 
 // summary counts each pair once, by the path pairs picks.

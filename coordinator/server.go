@@ -248,7 +248,7 @@ func New(opts Options) (*Server, error) {
 		pin:         pin,
 		pool:        store.Pool{V4: cfg.Network, V6: cfg.NetworkV6},
 		hub:         newHub(nodes, acc),
-		paths:       newPathTable(),
+		paths:       newPathTable(store.IsPostgresURL(database(cfg))),
 		challenges:  newChallenger(),
 		limits:      defaultStreamLimits(),
 		dns:         dns,
@@ -411,6 +411,7 @@ func (s *Server) serveLease() error {
 		}
 		s.background.Go(func() { s.keepLease(s.followCtx) })
 		s.background.Go(func() { s.writePresence(s.followCtx) })
+		s.background.Go(func() { s.writePaths(s.followCtx) })
 	})
 	return s.leaseErr
 }

@@ -214,11 +214,14 @@ func (s *session) setReport(m wire.StreamMsg) (replaced bool) {
 	return replaced
 }
 
-// setSoftware keeps what the node reports running; sw passed Check.
-func (s *session) setSoftware(sw wire.Software) {
+// setSoftware keeps what the node reports running, and reports whether
+// it changed; sw passed Check.
+func (s *session) setSoftware(sw wire.Software) (changed bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	changed = s.software != sw
 	s.software = sw
-	s.mu.Unlock()
+	return changed
 }
 
 // reportedSoftware is what the node last reported running (zero: nothing).

@@ -300,7 +300,9 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session,
 						&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: err.Error()})
 					continue
 				}
-				sess.setSoftware(*m.Software)
+				if sess.setSoftware(*m.Software) {
+					s.paths.softwareChanged(sess.key)
+				}
 			}
 			s.acceptReport(sess, m)
 		case wire.MsgRendezvous:

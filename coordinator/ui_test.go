@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/meshnode/meshnode/coordinator"
 	"github.com/meshnode/meshnode/coordinator/ui"
@@ -161,4 +162,67 @@ func TestPagePolicy(t *testing.T) {
 	if cur, err := b.Policy(ctx); err != nil || cur.(coordinator.PolicyInfo).Text != ghost {
 		t.Errorf("policy after set: %+v, %v; want the new text", cur, err)
 	}
+}
+
+// Coordinators on one database serve one view: the page of either shows
+// the paths and the software that nodes reported to the other, and path
+// changes seen by either; a node's report goes when its stream ends.
+func TestPageViewAcrossCoordinators(t *testing.T) {
+	_, a, b := twoCoordinators(t)
+	laptop, _, deskStream := acrossPair(t, a, b)
+	sw := wire.Software{Version: "v9.9.9", OS: "darwin/arm64"}
+	if err := deskStream.send(wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.2:41820"), Kind: wire.EndpointLAN}}, Software: &sw}); err != nil {
+		t.Fatal(err)
+	}
+	via := func(k wire.PathKind) wire.PathVia {
+		if k.Relayed() {
+			return wire.ViaCoordinator
+		}
+		return wire.ViaNone
+	}
+	why := func(k wire.PathKind) wire.RelayWhy {
+		if k.Relayed() {
+			return wire.WhyHardNATs
+		}
+		return wire.WhyUnknown
+	}
+	report := func(kind wire.PathKind) {
+		t.Helper()
+		if err := deskStream.send(wire.StreamMsg{Type: wire.MsgPaths, Paths: wire.AppendPathReport(nil, []wire.PathEntry{{Peer: laptop.key, Kind: kind, Via: via(kind), Why: why(kind)}})}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report(wire.PathRelayedUDP)
+	viewOf := func(h *harness) ui.View {
+		t.Helper()
+		v, err := coordinator.UIView(h.srv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	pathOn := func(h *harness) string {
+		v := viewOf(h)
+		if len(v.Paths) != 1 {
+			return ""
+		}
+		return v.Paths[0].Kind
+	}
+	at := time.Now()
+	crossed(t, "desk's path, reported to B, on A's page", at, func() bool { return pathOn(a) == "relayed_udp" })
+	if got := viewOf(a).Software["desk"]; got != sw {
+		t.Errorf("desk's software on A's page: %+v, want %+v", got, sw)
+	}
+	report(wire.PathDirectUDP)
+	at = time.Now()
+	crossed(t, "desk's change of path on A's page", at, func() bool {
+		v := viewOf(a)
+		return len(v.Changes) == 1 && v.Changes[0] == ui.PathChange{At: v.Changes[0].At, Node: "desk", Peer: "laptop", Was: "relayed_udp", Now: "direct_udp"} &&
+			len(v.Paths) == 1 && v.Paths[0].Kind == "direct_udp"
+	})
+	if pathOn(b) != "direct_udp" {
+		t.Errorf("B's own page: %q, want direct_udp", pathOn(b))
+	}
+	deskStream.close()
+	eventually(t, func() bool { v := viewOf(a); return len(v.Paths) == 0 && len(v.Software) == 0 }, "desk's path and software gone from A's page with its stream")
 }

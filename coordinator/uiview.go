@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/coordinator/ui"
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
@@ -57,20 +58,34 @@ func (s *Server) UILoginLink() (string, error) {
 // uiBackend gives the page the coordinator's own admin functions.
 type uiBackend struct{ s *Server }
 
-func (b uiBackend) View(context.Context) (ui.View, error) {
+// View is the mesh as this coordinator knows it: the path reports and
+// software of the nodes it holds, from memory, and on a shared database
+// those the other coordinators recorded (pathshare.go).
+func (b uiBackend) View(ctx context.Context) (ui.View, error) {
 	nodes := b.s.hub.list()
 	names := make(map[crypto.PublicKey]string, len(nodes))
 	online := make(map[crypto.PublicKey]bool, len(nodes))
 	for _, n := range nodes {
 		names[n.PublicKey], online[n.PublicKey] = n.Name, n.Online
 	}
-	pairs, _ := b.s.paths.pairs()
-	v := ui.View{Nodes: nodes, Paths: make([]ui.Path, 0, len(pairs)), Software: make(map[string]wire.Software)}
+	reports, changes := b.s.paths.snapshot(), b.s.paths.history()
+	software := make(map[crypto.PublicKey]wire.Software)
 	for _, n := range nodes {
 		if sess := b.s.hub.session(n.PublicKey); sess != nil {
-			if sw := sess.reportedSoftware(); sw != (wire.Software{}) {
-				v.Software[n.Name] = sw
-			}
+			software[n.PublicKey] = sess.reportedSoftware()
+		}
+	}
+	if b.s.shared {
+		var err error
+		if reports, changes, err = b.s.sharedPaths(ctx, reports, software); err != nil {
+			return ui.View{}, err
+		}
+	}
+	pairs := pickPairs(reports)
+	v := ui.View{Nodes: nodes, Paths: make([]ui.Path, 0, len(pairs)), Software: make(map[string]wire.Software)}
+	for key, sw := range software {
+		if names[key] != "" && sw != (wire.Software{}) {
+			v.Software[names[key]] = sw
 		}
 	}
 	for k, p := range pairs {
@@ -90,12 +105,34 @@ func (b uiBackend) View(context.Context) (ui.View, error) {
 		}
 		v.Paths = append(v.Paths, path)
 	}
-	for _, c := range b.s.paths.history() {
-		if names[c.from] != "" && names[c.peer] != "" {
-			v.Changes = append(v.Changes, ui.PathChange{At: c.at, Node: names[c.from], Peer: names[c.peer], Was: c.was.String(), Now: c.now.String()})
+	for _, c := range changes {
+		if names[c.From] != "" && names[c.Peer] != "" {
+			v.Changes = append(v.Changes, ui.PathChange{At: c.At, Node: names[c.From], Peer: names[c.Peer], Was: c.Was.String(), Now: c.Now.String()})
 		}
 	}
 	return v, nil
+}
+
+// sharedPaths adds to local, the reports this coordinator holds, those
+// the others recorded for nodes it doesn't hold, and their software to
+// software; the changes are the recorded ones, every coordinator's.
+func (s *Server) sharedPaths(ctx context.Context, local []reportOf, software map[crypto.PublicKey]wire.Software) ([]reportOf, []store.PathChange, error) {
+	stored, changes, err := s.store.Paths(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	mine := make(map[crypto.PublicKey]bool, len(local))
+	for _, r := range local {
+		mine[r.key] = true
+	}
+	for _, r := range stored {
+		if mine[r.Key] || s.hub.session(r.Key) != nil {
+			continue
+		}
+		local = append(local, reportOf{key: r.Key, np: nodePaths{at: r.At, relay: r.Relay, entries: r.Entries}})
+		software[r.Key] = r.Software
+	}
+	return local, changes, nil
 }
 
 func (b uiBackend) Tokens(ctx context.Context) (any, error) { return b.s.Tokens(ctx) }

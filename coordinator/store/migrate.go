@@ -119,6 +119,30 @@ var migrations = []migration{
 			`CREATE INDEX presence_coordinator ON presence (coordinator)`,
 		},
 	},
+	{
+		version:     6,
+		description: "path reports and path changes, for one web page across coordinators",
+		statements: []string{
+			// A node's latest path report, recorded by the coordinator
+			// holding its stream: JSON (store.pathReportRow).
+			`CREATE TABLE path_reports (
+				public_key  TEXT PRIMARY KEY,
+				coordinator TEXT NOT NULL,
+				reported_at BIGINT NOT NULL,
+				report      TEXT NOT NULL
+			)`,
+			// The latest path changes (store.MaxPathChanges of them);
+			// was and now are wire.PathKind values.
+			`CREATE TABLE path_changes (
+				at       BIGINT NOT NULL,
+				from_key TEXT NOT NULL,
+				peer_key TEXT NOT NULL,
+				was      BIGINT NOT NULL,
+				now      BIGINT NOT NULL
+			)`,
+			`CREATE INDEX path_changes_at ON path_changes (at)`,
+		},
+	},
 }
 
 // schemaVersion is the newest version this build knows.

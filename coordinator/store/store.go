@@ -109,6 +109,14 @@ type Store interface {
 	// ErrNotFound when there is no such version (none was ever set).
 	Policy(ctx context.Context, version uint64) (PolicyVersion, error)
 
+	// WritePaths records, in one transaction, coordinator's path reports
+	// (each replacing the node's last), drops those of gone that it
+	// recorded, and adds changes, keeping the latest MaxPathChanges.
+	WritePaths(ctx context.Context, coordinator string, reports []PathReport, gone []crypto.PublicKey, changes []PathChange) error
+	// Paths returns every recorded path report, and the latest path
+	// changes, oldest first.
+	Paths(ctx context.Context) ([]PathReport, []PathChange, error)
+
 	// Setting reads a named value; ErrNotFound if it was never set.
 	Setting(ctx context.Context, name string) (string, error)
 	// SetSetting writes a named value.
