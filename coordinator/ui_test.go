@@ -134,12 +134,12 @@ func TestPageViewOfSoftware(t *testing.T) {
 
 // The page's policy: the version in force as set, a check that lists
 // every mistake by line and column (and warnings) without setting it, and
-// a set that applies it with a new version.
+// a set that applies it with a new version, a removal, and older versions.
 func TestPagePolicy(t *testing.T) {
 	h := start(t, testConfig(t))
 	ctx := context.Background()
 	b := coordinator.UIBackend(h.srv)
-	if cur, err := b.Policy(ctx); err != nil || cur != nil {
+	if cur, err := b.Policy(ctx, 0); err != nil || cur != nil {
 		t.Fatalf("policy before any was set: %v, %v; want none", cur, err)
 	}
 	if _, err := h.srv.SetPolicy(ctx, office); err != nil {
@@ -153,14 +153,23 @@ func TestPagePolicy(t *testing.T) {
 	if c := b.CheckPolicy(ctx, ghost); !c.Valid || c.Rules != 1 || len(c.Warnings) != 2 {
 		t.Errorf("check of a policy naming unknown nodes: %+v; want valid, one rule, two warnings", c)
 	}
-	if cur, err := b.Policy(ctx); err != nil || cur.(coordinator.PolicyInfo).Version != 1 {
+	if cur, err := b.Policy(ctx, 0); err != nil || cur.(coordinator.PolicyInfo).Version != 1 {
 		t.Fatalf("checks changed the policy: %+v, %v; want version 1", cur, err)
 	}
 	if set, err := b.SetPolicy(ctx, ghost); err != nil || set.(coordinator.PolicyInfo).Version != 2 {
 		t.Fatalf("set: %+v, %v; want version 2", set, err)
 	}
-	if cur, err := b.Policy(ctx); err != nil || cur.(coordinator.PolicyInfo).Text != ghost {
+	if cur, err := b.Policy(ctx, 0); err != nil || cur.(coordinator.PolicyInfo).Text != ghost {
 		t.Errorf("policy after set: %+v, %v; want the new text", cur, err)
+	}
+	if cleared, err := b.SetPolicy(ctx, ""); err != nil || cleared.(coordinator.PolicyInfo).Version != 3 || cleared.(coordinator.PolicyInfo).Text != "" {
+		t.Fatalf("clear: %+v, %v; want version 3, without text", cleared, err)
+	}
+	if old, err := b.Policy(ctx, 1); err != nil || old.(coordinator.PolicyInfo).Text != office {
+		t.Errorf("version 1 after the clear: %+v, %v; want the first text", old, err)
+	}
+	if _, err := b.Policy(ctx, 7); err == nil || !strings.Contains(err.Error(), "no access policy version 7") {
+		t.Errorf("version 7: %v; want an error naming it", err)
 	}
 }
 

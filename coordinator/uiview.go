@@ -163,9 +163,12 @@ func (b uiBackend) SetRoutes(ctx context.Context, name string, req ui.RoutesRequ
 	return err
 }
 
-func (b uiBackend) Policy(ctx context.Context) (any, error) {
-	info, err := b.s.Policy(ctx, 0)
-	if errors.Is(err, ErrNotFound) {
+func (b uiBackend) Policy(ctx context.Context, version uint64) (any, error) {
+	info, err := b.s.Policy(ctx, version)
+	switch {
+	case errors.Is(err, ErrNotFound) && version != 0:
+		return nil, fmt.Errorf("there is no access policy version %d", version)
+	case errors.Is(err, ErrNotFound):
 		return nil, nil
 	}
 	return info, err

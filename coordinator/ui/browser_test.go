@@ -192,6 +192,20 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 	if cur, err := m.Coord.Policy(context.Background(), 0); err != nil || cur.Version != 1 {
 		t.Errorf("policy after the page's set: %+v, %v; want version 1", cur, err)
 	}
+	// Removed through the page (its confirmation answered yes), then
+	// version 1 shown again as an older version.
+	step("remove the policy", chromedp.Steps(
+		chromedp.Evaluate[chromedp.Void](`void (window.confirm = () => true)`),
+		chromedp.Click(chromedp.ID("pol-clear")), chromedp.WaitVisible(chromedp.CSS(`#pol-info[data-version="2"]`))))
+	if cur, err := m.Coord.Policy(context.Background(), 0); err != nil || cur.Version != 2 || cur.Text != "" {
+		t.Errorf("policy after the page's removal: %+v, %v; want version 2, without text", cur, err)
+	}
+	step("show version 1", chromedp.Steps(
+		chromedp.SetValue(chromedp.CSS("#polver input"), "1"),
+		chromedp.Click(chromedp.CSS("#polver button")), chromedp.WaitVisible(chromedp.CSS(`#pol-info[data-version="1"]`))))
+	if text, err := run(bctx, "read version 1", chromedp.Text(chromedp.ID("pol-text"))); err != nil || !strings.Contains(text, `from: "*"`) {
+		t.Errorf("version 1 on the page: %q, %v", text, err)
+	}
 }
 
 // officeLAN is the route b advertises.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 
 	"github.com/meshnode/meshnode/policy"
 )
@@ -31,10 +32,21 @@ func readPolicy(w http.ResponseWriter, r *http.Request) (string, error) {
 	return string(text), nil
 }
 
-// policyRoutes serves the access policy: the version in force, a test of
-// it, a check of a new one, and setting it.
+// policyRoutes serves the access policy: the version in force or an older
+// one, a test of it, a check of a new one, setting it and removing it.
 func (s *Server) policyRoutes() {
-	s.mux.HandleFunc("GET /api/policy", s.read(func(r *http.Request, _ session) (any, error) { return s.b.Policy(r.Context()) }))
+	s.mux.HandleFunc("GET /api/policy", s.read(func(r *http.Request, _ session) (any, error) {
+		var version uint64
+		if v := r.URL.Query().Get("version"); v != "" {
+			n, err := strconv.ParseUint(v, 10, 64)
+			if err != nil || n == 0 {
+				return nil, fmt.Errorf("policy version %q is not a version number (1, 2, ...)", v)
+			}
+			version = n
+		}
+		return s.b.Policy(r.Context(), version)
+	}))
+	s.mux.HandleFunc("POST /api/policy/clear", s.act(func(r *http.Request) (any, error) { return s.b.SetPolicy(r.Context(), "") }))
 	s.mux.HandleFunc("GET /api/policy/test", s.read(func(r *http.Request, _ session) (any, error) {
 		q := r.URL.Query()
 		answer, err := s.b.AskPolicy(r.Context(), q.Get("src"), q.Get("dst"))

@@ -2,6 +2,8 @@ package ui
 
 import (
 	"context"
+	"fmt"
+	"maps"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -18,10 +20,15 @@ type fakePolicy struct {
 	Text    string `json:"text"`
 }
 
-func (f *fakeBackend) Policy(context.Context) (any, error) {
+func (f *fakeBackend) Policy(_ context.Context, version uint64) (any, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.policy == nil {
+	switch {
+	case version != 0 && (f.policy == nil || version > f.policy.Version):
+		return nil, fmt.Errorf("there is no access policy version %d", version)
+	case version != 0 && version < f.policy.Version:
+		return fakePolicy{Version: version, Text: f.older[version]}, nil
+	case f.policy == nil:
 		return nil, nil
 	}
 	return *f.policy, nil
@@ -40,7 +47,7 @@ func (f *fakeBackend) CheckPolicy(_ context.Context, text string) PolicyCheck {
 }
 
 func (f *fakeBackend) SetPolicy(ctx context.Context, text string) (any, error) {
-	if c := f.CheckPolicy(ctx, text); !c.Valid {
+	if c := f.CheckPolicy(ctx, text); text != "" && !c.Valid {
 		return nil, &policy.Error{File: "policy", Msg: strings.Join(c.Errors, "\n")}
 	}
 	f.mu.Lock()
@@ -48,6 +55,10 @@ func (f *fakeBackend) SetPolicy(ctx context.Context, text string) (any, error) {
 	next := fakePolicy{Version: 1, Text: text}
 	if f.policy != nil {
 		next.Version = f.policy.Version + 1
+		if f.older == nil {
+			f.older = make(map[uint64]string)
+		}
+		f.older[f.policy.Version] = f.policy.Text
 	}
 	f.policy = &next
 	return next, nil
@@ -108,6 +119,29 @@ func TestPolicyViewCheckAndSet(t *testing.T) {
 	}
 	if code, got := p.do(t, "GET", "/api/policy", c, nil); got["version"] != 4.0 || got["text"] != next {
 		t.Errorf("view after set: %d %v, want version 4 and the new text", code, got)
+	}
+
+	if code, got := p.do(t, "POST", "/api/policy/clear", c, map[string]string{"Origin": p.url}); code != http.StatusForbidden {
+		t.Errorf("clear without the CSRF token: %d %v, want 403", code, got)
+	}
+	if code, got := p.do(t, "POST", "/api/policy/clear", c, act); code != http.StatusOK || got["version"] != 5.0 || got["text"] != "" {
+		t.Fatalf("clear: %d %v, want version 5, without text", code, got)
+	}
+	for _, tc := range []struct {
+		query string
+		code  int
+		want  map[string]any
+	}{
+		{"?version=4", http.StatusOK, map[string]any{"version": 4.0, "text": next}},
+		{"?version=3", http.StatusOK, map[string]any{"version": 3.0, "text": goodPolicy}},
+		{"", http.StatusOK, map[string]any{"version": 5.0, "text": ""}},
+		{"?version=9", http.StatusBadRequest, map[string]any{"error": "there is no access policy version 9"}},
+		{"?version=0", http.StatusBadRequest, map[string]any{"error": `policy version "0" is not a version number (1, 2, ...)`}},
+		{"?version=x", http.StatusBadRequest, map[string]any{"error": `policy version "x" is not a version number (1, 2, ...)`}},
+	} {
+		if code, got := p.do(t, "GET", "/api/policy"+tc.query, c, nil); code != tc.code || !maps.Equal(got, tc.want) {
+			t.Errorf("GET /api/policy%s: %d %v, want %d %v", tc.query, code, got, tc.code, tc.want)
+		}
 	}
 }
 

@@ -38,14 +38,15 @@ type Backend interface {
 	// SetRoutes approves, then withdraws approval of, routes of the named
 	// node.
 	SetRoutes(ctx context.Context, name string, req RoutesRequest) error
-	// Policy is the access policy in force as JSON (version, text as
-	// set, created), null when none was ever set.
-	Policy(ctx context.Context) (any, error)
+	// Policy is a version of the access policy as JSON (version, text as
+	// set, created), the one in force for 0; null when none was ever set.
+	Policy(ctx context.Context, version uint64) (any, error)
 	// CheckPolicy checks text as SetPolicy would, without setting it.
 	CheckPolicy(ctx context.Context, text string) PolicyCheck
 	// SetPolicy checks text and makes it the access policy, as the admin
-	// socket's set does; it returns the new version as Policy does, with
-	// its warnings.
+	// socket's set does ("" removes the policy, as 'meshnode policy
+	// clear'); it returns the new version as Policy does, with its
+	// warnings.
 	SetPolicy(ctx context.Context, text string) (any, error)
 	// AskPolicy answers whether node src may reach target
 	// (DST[:PORT][/PROTO]) under the policy in force, as one line, as

@@ -20,7 +20,8 @@ type fakeBackend struct {
 	mu      sync.Mutex
 	view    View
 	removed []string
-	policy  *fakePolicy // nil: none was ever set
+	policy  *fakePolicy       // nil: none was ever set
+	older   map[uint64]string // the texts of the versions before policy
 }
 
 func (f *fakeBackend) View(context.Context) (View, error) {

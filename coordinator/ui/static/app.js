@@ -240,18 +240,21 @@
   // one, listing every error by line:col and every warning as
   // 'meshnode policy check' does.
   var policyInForce = null;
-  function loadPolicy() {
-    return api('GET', '/api/policy').then(function (p) {
-      policyInForce = p;
+  // showPolicy shows version (the one in force for 0).
+  function showPolicy(version) {
+    return api('GET', '/api/policy' + (version ? '?version=' + version : '')).then(function (p) {
+      if (!version) { policyInForce = p; }
       var info = $('pol-info');
       $('pol-text').hidden = !(p && p.text);
       if (!p) { info.textContent = 'No access policy was ever set: every node reaches every other.'; return; }
       var when = new Date(p.created).toLocaleString();
-      info.textContent = p.text ? 'Version ' + p.version + ', set ' + when + ':' : 'Version ' + p.version + ', ' + when + ': removed; every node reaches every other.';
+      var which = version ? 'Older version ' : 'In force: version ';
+      info.textContent = which + p.version + (p.text ? ', set ' + when + ':' : ', ' + when + ': removed; every node reaches every other.');
       info.dataset.version = p.version;
       $('pol-text').textContent = p.text;
-    }).catch(fail);
+    });
   }
+  function loadPolicy() { return showPolicy(0).catch(fail); }
   function policyResult(lines) {
     var ul = $('pol-result');
     ul.textContent = '';
@@ -274,6 +277,19 @@
         return loadPolicy();
       }).catch(function (err) { policyResult(String(err.message || err).split('\n').map(function (l) { return ['error', l]; })); });
     };
+    // As 'meshnode policy clear': a version of its own; the older ones stay.
+    $('pol-clear').onclick = function () {
+      if (!window.confirm('Remove the access policy? Every node will reach every other.')) { return; }
+      api('POST', '/api/policy/clear').then(function (p) {
+        policyResult([['ok', 'Access policy removed (version ' + p.version + '): every node reaches every other.']]);
+        return loadPolicy();
+      }).catch(function (err) { policyResult([['error', String(err.message || err)]]); });
+    };
+    $('polver').onsubmit = function (ev) {
+      ev.preventDefault();
+      showPolicy(ev.target.version.value.trim()).catch(function (err) { policyResult([['error', String(err.message || err)]]); });
+    };
+    $('pol-current').onclick = loadPolicy;
     // As 'meshnode policy test SRC DST[:PORT][/PROTO]', against the policy in force.
     $('poltest').onsubmit = function (ev) {
       ev.preventDefault();
