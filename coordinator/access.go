@@ -182,6 +182,22 @@ func (s *Server) AskPolicy(src, target string) (string, error) {
 	return acc.res.Ask(s.hub.list(), src, target)
 }
 
+// AskDraftPolicy answers as AskPolicy does, under the policy text instead
+// of the one in force ("" is no policy): a draft tested before it is set.
+func (s *Server) AskDraftPolicy(text, src, target string) (string, error) {
+	_, nodes := s.hub.accessInput()
+	pn := sortedNodes(nodes)
+	pol, _, err := checkPolicy(text, pn, s.network())
+	if err != nil {
+		return "", err
+	}
+	res, err := policy.Resolve(pol, 0, pn, s.network())
+	if err != nil {
+		return "", err
+	}
+	return res.Ask(s.hub.list(), src, target)
+}
+
 // applyPolicy puts pol, stored as version, in force: resolved against
 // the hub's nodes, every connected node gets its new filter and map.
 // What it can't apply to a node fails closed and is logged, as in

@@ -235,3 +235,39 @@ func TestPageViewAcrossCoordinators(t *testing.T) {
 	deskStream.close()
 	eventually(t, func() bool { v := viewOf(a); return len(v.Paths) == 0 && len(v.Software) == 0 }, "desk's path and software gone from A's page with its stream")
 }
+
+// A draft is tested on the page before it is set: against the mesh's
+// nodes, without touching the policy in force.
+func TestPageDraftPolicyTest(t *testing.T) {
+	h := start(t, testConfig(t))
+	ctx := context.Background()
+	homeOffice(t, h)
+	if _, err := h.srv.SetPolicy(ctx, office); err != nil {
+		t.Fatal(err)
+	}
+	b := coordinator.UIBackend(h.srv)
+	draft := office + "  - {name: phone-ssh, from: phone, to: tag:office, ports: 22, proto: tcp}\n"
+	for _, tc := range []struct {
+		name, text, want string
+	}{
+		{"in force", "", "deny: phone -> nas"},
+		{"the draft", draft, "allow: phone -> nas"},
+	} {
+		var answer string
+		var err error
+		if tc.text == "" {
+			answer, err = b.AskPolicy(ctx, "phone", "nas:22/tcp")
+		} else {
+			answer, err = b.AskDraftPolicy(ctx, tc.text, "phone", "nas:22/tcp")
+		}
+		if err != nil || !strings.HasPrefix(answer, tc.want) {
+			t.Errorf("%s: %q, %v; want %q", tc.name, answer, err, tc.want)
+		}
+	}
+	if _, err := b.AskDraftPolicy(ctx, "rules:\n  - from: Laptop\n", "phone", "nas:22"); err == nil || !strings.Contains(err.Error(), "policy:2:") {
+		t.Errorf("a draft with a mistake: %v; want its line", err)
+	}
+	if cur, err := h.srv.Policy(ctx, 0); err != nil || cur.Text != office {
+		t.Errorf("the policy in force after draft tests: %+v, %v; want office", cur, err)
+	}
+}

@@ -186,6 +186,10 @@ func (b uiBackend) AskPolicy(_ context.Context, src, target string) (string, err
 	return b.s.AskPolicy(src, target)
 }
 
+func (b uiBackend) AskDraftPolicy(_ context.Context, text, src, target string) (string, error) {
+	return b.s.AskDraftPolicy(text, src, target)
+}
+
 func (b uiBackend) SetPolicy(ctx context.Context, text string) (any, error) {
 	return b.s.SetPolicy(ctx, text)
 }

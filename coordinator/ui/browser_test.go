@@ -128,6 +128,13 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 		}
 		return nat == "EIM NAT (cone), address-and-port-dependent"
 	})
+	// The filter: a's overlay address leaves a's row alone in view.
+	step("filter the table", chromedp.SendKeys(chromedp.ID("filter"), a.Addr4().String()))
+	shown, err := run(bctx, "read the rows shown", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#nodes tbody tr')).filter(r => !r.hidden).map(r => r.dataset.name)`))
+	if err != nil || !slices.Equal(shown, []string{"a"}) {
+		t.Errorf("rows shown for the filter %s: %v, %v; want a's alone", a.Addr4(), shown, err)
+	}
+	step("clear the filter", chromedp.Evaluate[chromedp.Void](`void ((f => { f.value = ''; f.dispatchEvent(new Event('input')); })(document.getElementById('filter')))`))
 	step("create a token through the page's form", chromedp.Steps(chromedp.Click(chromedp.CSS("#newtoken button")), chromedp.WaitVisible(chromedp.ID("tokenout"))))
 	if token, err := run(bctx, "read the token", chromedp.Text(chromedp.ID("newtokentext"))); err != nil || !strings.HasPrefix(token, "mntok") {
 		t.Errorf("token created through the page: %q, %v", token, err)
@@ -205,6 +212,16 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 		chromedp.Click(chromedp.CSS("#polver button")), chromedp.WaitVisible(chromedp.CSS(`#pol-info[data-version="1"]`))))
 	if text, err := run(bctx, "read version 1", chromedp.Text(chromedp.ID("pol-text"))); err != nil || !strings.Contains(text, `from: "*"`) {
 		t.Errorf("version 1 on the page: %q, %v", text, err)
+	}
+	// The draft still in the box, tested before it is set.
+	step("test the draft", chromedp.Steps(
+		chromedp.SendKeys(chromedp.CSS("#poltest input[name=src]"), "a"),
+		chromedp.SendKeys(chromedp.CSS("#poltest input[name=dst]"), "b:22/tcp"),
+		chromedp.Click(chromedp.CSS("#poltest input[name=draft]")),
+		chromedp.Click(chromedp.CSS("#poltest button")),
+		chromedp.WaitVisible(chromedp.CSS("#pol-answer:not(:empty)"))))
+	if answer, err := run(bctx, "read the answer", chromedp.Text(chromedp.ID("pol-answer"))); err != nil || !strings.HasPrefix(answer, "allow: a -> b") || !strings.Contains(answer, "rule 1") {
+		t.Errorf("a to b:22/tcp under the draft: %q, %v; want allowed by rule 1", answer, err)
 	}
 }
 

@@ -1,6 +1,7 @@
 package ui
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,6 +20,14 @@ type PolicyCheck struct {
 	Warnings []string `json:"warnings,omitempty"`
 }
 
+// DraftTest is the page's test of a draft policy: may Src reach Dst
+// (DST[:PORT][/PROTO]) under Text.
+type DraftTest struct {
+	Text string `json:"text"`
+	Src  string `json:"src"`
+	Dst  string `json:"dst"`
+}
+
 // readPolicy reads an action's body: the policy file's text, as the admin
 // socket takes it, up to policy.MaxBytes.
 func readPolicy(w http.ResponseWriter, r *http.Request) (string, error) {
@@ -33,7 +42,8 @@ func readPolicy(w http.ResponseWriter, r *http.Request) (string, error) {
 }
 
 // policyRoutes serves the access policy: the version in force or an older
-// one, a test of it, a check of a new one, setting it and removing it.
+// one, a test of it or of a draft, a check of a new one, setting it and
+// removing it.
 func (s *Server) policyRoutes() {
 	s.mux.HandleFunc("GET /api/policy", s.read(func(r *http.Request, _ session) (any, error) {
 		var version uint64
@@ -50,6 +60,15 @@ func (s *Server) policyRoutes() {
 	s.mux.HandleFunc("GET /api/policy/test", s.read(func(r *http.Request, _ session) (any, error) {
 		q := r.URL.Query()
 		answer, err := s.b.AskPolicy(r.Context(), q.Get("src"), q.Get("dst"))
+		return map[string]string{"answer": answer}, err
+	}))
+	// A draft's test carries the draft: a POST, so an action (CSRF).
+	s.mux.HandleFunc("POST /api/policy/test", s.actW(func(w http.ResponseWriter, r *http.Request) (any, error) {
+		var req DraftTest
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, policy.MaxBytes+maxBody)).Decode(&req); err != nil {
+			return nil, errors.New("malformed JSON: " + err.Error())
+		}
+		answer, err := s.b.AskDraftPolicy(r.Context(), req.Text, req.Src, req.Dst)
 		return map[string]string{"answer": answer}, err
 	}))
 	s.mux.HandleFunc("POST /api/policy/check", s.actW(func(w http.ResponseWriter, r *http.Request) (any, error) {

@@ -2,6 +2,7 @@ package ui
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -67,6 +68,19 @@ func (f *fakeBackend) SetPolicy(ctx context.Context, text string) (any, error) {
 func (f *fakeBackend) AskPolicy(_ context.Context, src, target string) (string, error) {
 	res, _ := policy.Resolve(nil, 0, nil, policy.Network{})
 	return res.Ask([]wire.Node{{Name: "laptop", Addresses: []netip.Addr{netip.MustParseAddr("100.88.0.2")}}}, src, target)
+}
+
+func (f *fakeBackend) AskDraftPolicy(_ context.Context, text, src, target string) (string, error) {
+	pol, err := policy.Parse("policy", []byte(text))
+	if err != nil {
+		return "", err
+	}
+	laptop := netip.MustParseAddr("100.88.0.2")
+	res, err := policy.Resolve(pol, 0, []policy.Node{{Name: "laptop", Addrs: []netip.Addr{laptop}}}, policy.Network{})
+	if err != nil {
+		return "", err
+	}
+	return res.Ask([]wire.Node{{Name: "laptop", Addresses: []netip.Addr{laptop}}}, src, target)
 }
 
 const goodPolicy = "rules:\n  - from: [tag:home]\n    to: [tag:office]\n    ports: [443]\n"
@@ -167,6 +181,41 @@ func TestPolicyTest(t *testing.T) {
 		}
 	}
 }
+
+// A draft is tested before it is set: the answer under the draft, and the
+// draft's errors; it needs the CSRF token, as any action.
+func TestPolicyDraftTest(t *testing.T) {
+	p := newPage(t)
+	c := p.login(t, p.srv.NewLink())
+	_, sess := p.do(t, "GET", "/api/session", c, nil)
+	csrf, _ := sess["csrf"].(string)
+	act := map[string]string{"Origin": p.url, CSRFHeader: csrf}
+	deny := "rules:\n  - {from: laptop, to: laptop, ports: [443], proto: tcp}\n"
+	for _, tc := range []struct {
+		name string
+		hdr  map[string]string
+		body string
+		code int
+		want string
+	}{
+		{"denied by the draft", act, `{"text": ` + strconvQuote(deny) + `, "src": "laptop", "dst": "laptop:22/tcp"}`, http.StatusOK, "deny: laptop -> laptop (100.88.0.2) tcp/22"},
+		{"allowed by the draft", act, `{"text": ` + strconvQuote(deny) + `, "src": "laptop", "dst": "laptop:443/tcp"}`, http.StatusOK, "allow: laptop -> laptop (100.88.0.2) tcp/443"},
+		{"a draft with a mistake", act, `{"text": "rules: [", "src": "laptop", "dst": "laptop:22/tcp"}`, http.StatusBadRequest, "policy:"},
+		{"without the CSRF token", map[string]string{"Origin": p.url}, `{"text": "", "src": "laptop", "dst": "laptop:22"}`, http.StatusForbidden, "CSRF"},
+		{"not JSON", act, `text`, http.StatusBadRequest, "malformed JSON"},
+	} {
+		code, got := p.send(t, "POST", "/api/policy/test", tc.body, c, tc.hdr)
+		text, _ := got["answer"].(string)
+		if e, ok := got["error"].(string); ok {
+			text = e
+		}
+		if code != tc.code || !strings.Contains(text, tc.want) {
+			t.Errorf("%s: %d %q, want %d and %q", tc.name, code, text, tc.code, tc.want)
+		}
+	}
+}
+
+func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
 
 func toString(xs []any) string {
 	var b strings.Builder

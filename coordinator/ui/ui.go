@@ -52,6 +52,9 @@ type Backend interface {
 	// (DST[:PORT][/PROTO]) under the policy in force, as one line, as
 	// 'meshnode policy test' does.
 	AskPolicy(ctx context.Context, src, target string) (string, error)
+	// AskDraftPolicy answers as AskPolicy does, under the policy text
+	// (checked as CheckPolicy does) instead of the one in force.
+	AskDraftPolicy(ctx context.Context, text, src, target string) (string, error)
 }
 
 // View is the mesh as the page draws it.

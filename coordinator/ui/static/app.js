@@ -84,10 +84,17 @@
     ee.append('title');
     if (labels) { ee.append('text'); }
     e.exit().remove();
-    e.attr('data-pair', function (d) { return d.p.a + '|' + d.p.b; }).attr('data-kind', function (d) { return d.p.kind; });
-    e.select('line').attr('class', function (d) { return d.p.kind; });
-    e.select('title').text(function (d) { return d.p.a + ' – ' + d.p.b + ': ' + pathText(d.p); });
-    e.select('text').text(function (d) { return labels ? pathText(d.p) : ''; });
+    // Only the edges whose path changed are touched: with thousands of
+    // them, setting every one's attributes on each update held the page.
+    e.each(function (d) {
+      var text = pathText(d.p), sig = d.p.kind + '|' + text + '|' + labels;
+      if (this.__sig === sig) { return; }
+      this.__sig = sig;
+      var g = d3.select(this).attr('data-pair', d.p.a + '|' + d.p.b).attr('data-kind', d.p.kind);
+      g.select('line').attr('class', d.p.kind);
+      g.select('title').text(d.p.a + ' – ' + d.p.b + ': ' + text);
+      g.select('text').text(labels ? text : '');
+    });
 
     var v = nodeG.selectAll('g.node').data(nodes, function (d) { return d.name; });
     var ve = v.enter().append('g').call(force.drag);
@@ -96,11 +103,16 @@
     ve.append('text').attr('class', 'name').attr('x', 12).attr('y', 0);
     ve.append('text').attr('class', 'nat').attr('x', 12).attr('y', 13);
     v.exit().remove();
-    v.attr('class', function (d) { return 'node' + (d.n.online ? '' : ' offline'); })
-      .attr('data-name', function (d) { return d.name; }).attr('data-online', function (d) { return d.n.online; });
-    v.select('text.name').text(function (d) { return d.name; });
-    v.select('text.nat').text(function (d) { return nat(d.n); });
-    v.select('title').text(function (d) { return d.name + ' (' + (d.n.online ? 'online' : 'offline') + ', ' + nat(d.n) + ')'; });
+    v.each(function (d) {
+      var sig = d.n.online + '|' + nat(d.n);
+      if (this.__sig === sig) { return; }
+      this.__sig = sig;
+      var g = d3.select(this).attr('class', 'node' + (d.n.online ? '' : ' offline'))
+        .attr('data-name', d.name).attr('data-online', d.n.online);
+      g.select('text.name').text(d.name);
+      g.select('text.nat').text(nat(d.n));
+      g.select('title').text(d.name + ' (' + (d.n.online ? 'online' : 'offline') + ', ' + nat(d.n) + ')');
+    });
     // The layout moves only when nodes or pairs came or went.
     var sig = nodes.map(function (d) { return d.name; }).join(' ') + '|' + links.map(function (d) { return d.p.a + '-' + d.p.b; }).join(' ');
     if (sig === shape) { return; }
@@ -123,47 +135,69 @@
     if (cls) { td.className = cls; }
     return td;
   }
+  // Rows are kept by node and rebuilt only when their text changed; the
+  // filter hides rows rather than dropping them.
+  var tableRows = {};
+  function rowTexts(n, view, paths) {
+    var sw = (view.software || {})[n.name] || {};
+    return [n.name, (n.addresses || []).join('\n'), n.online ? 'online' : 'offline',
+      n.last_seen ? new Date(n.last_seen).toLocaleString() : '', sw.version || '', sw.os || '', nat(n), filtering(n),
+      n.nat ? n.nat.portalloc + (n.nat.port_step ? ' (step ' + n.nat.port_step + ')' : '') : '',
+      (n.endpoints || []).map(function (e) { return e.addr + ' ' + e.kind; }).join('\n'),
+      (n.tags || []).join(', '), (n.routes || []).join('\n'), paths.join('\n')];
+  }
+  var listCells = { 1: true, 9: true, 11: true, 12: true };
+  function tableRow(name, texts) {
+    var tr = document.createElement('tr');
+    tr.dataset.name = name;
+    var a = document.createElement('a');
+    a.href = '#node=' + encodeURIComponent(name);
+    a.textContent = name;
+    tr.insertCell().appendChild(a);
+    texts.slice(1).forEach(function (t, i) { cell(tr, t, listCells[i + 1] ? 'list' : ''); });
+    var b = document.createElement('button');
+    b.textContent = 'Remove';
+    b.className = 'remove';
+    b.onclick = function () {
+      if (confirm('Remove ' + name + ' from the mesh? Its key is banned until allowed back.')) {
+        api('POST', '/api/nodes/' + encodeURIComponent(name) + '/remove').catch(fail);
+      }
+    };
+    tr.insertCell().appendChild(b);
+    return tr;
+  }
   function drawTable(view) {
     var body = $('nodes').tBodies[0];
     var q = $('filter').value.trim().toLowerCase();
-    body.textContent = '';
     var byNode = {};
     view.paths.forEach(function (p) {
       (byNode[p.a] = byNode[p.a] || []).push(p.b + ': ' + pathText(p));
       (byNode[p.b] = byNode[p.b] || []).push(p.a + ': ' + pathText(p));
     });
+    var next = {}, order = [];
     view.nodes.forEach(function (n) {
-      var paths = byNode[n.name] || [];
-      var tr = document.createElement('tr');
-      tr.dataset.name = n.name;
-      var a = document.createElement('a');
-      a.href = '#node=' + encodeURIComponent(n.name);
-      a.textContent = n.name;
-      tr.insertCell().appendChild(a);
-      cell(tr, (n.addresses || []).join('\n'), 'list');
-      cell(tr, n.online ? 'online' : 'offline');
-      cell(tr, n.last_seen ? new Date(n.last_seen).toLocaleString() : '');
-      var sw = (view.software || {})[n.name] || {};
-      cell(tr, sw.version || '');
-      cell(tr, sw.os || '');
-      cell(tr, nat(n));
-      cell(tr, filtering(n));
-      cell(tr, n.nat ? n.nat.portalloc + (n.nat.port_step ? ' (step ' + n.nat.port_step + ')' : '') : '');
-      cell(tr, (n.endpoints || []).map(function (e) { return e.addr + ' ' + e.kind; }).join('\n'), 'list');
-      cell(tr, (n.tags || []).join(', '));
-      cell(tr, (n.routes || []).join('\n'), 'list');
-      cell(tr, paths.join('\n'), 'list');
-      var b = document.createElement('button');
-      b.textContent = 'Remove';
-      b.className = 'remove';
-      b.onclick = function () {
-        if (confirm('Remove ' + n.name + ' from the mesh? Its key is banned until allowed back.')) {
-          api('POST', '/api/nodes/' + encodeURIComponent(n.name) + '/remove').catch(fail);
-        }
-      };
-      tr.insertCell().appendChild(b);
-      if (q === '' || tr.textContent.toLowerCase().indexOf(q) >= 0) { body.appendChild(tr); }
+      var texts = rowTexts(n, view, byNode[n.name] || []);
+      var sig = texts.join('\u0001');
+      var r = tableRows[n.name];
+      if (!r || r.sig !== sig) {
+        var old = r;
+        r = { sig: sig, text: sig.toLowerCase(), tr: tableRow(n.name, texts) };
+        if (old && old.tr.parentNode === body) { body.replaceChild(r.tr, old.tr); }
+      }
+      next[n.name] = r;
+      r.tr.hidden = q !== '' && r.text.indexOf(q) < 0;
+      order.push(r.tr);
     });
+    Object.keys(tableRows).forEach(function (name) {
+      if (!next[name] && tableRows[name].tr.parentNode === body) { body.removeChild(tableRows[name].tr); }
+    });
+    tableRows = next;
+    // The rows in the view's order, moving only those out of place.
+    var at = body.firstChild;
+    order.forEach(function (tr) {
+      if (tr === at) { at = at.nextSibling; } else { body.insertBefore(tr, at); }
+    });
+    while (at) { var after = at.nextSibling; body.removeChild(at); at = after; }
   }
 
   // The page of one node (#node=NAME): its paths, their recent changes and
@@ -290,11 +324,14 @@
       showPolicy(ev.target.version.value.trim()).catch(function (err) { policyResult([['error', String(err.message || err)]]); });
     };
     $('pol-current').onclick = loadPolicy;
-    // As 'meshnode policy test SRC DST[:PORT][/PROTO]', against the policy in force.
+    // As 'meshnode policy test SRC DST[:PORT][/PROTO]', against the policy
+    // in force, or with --file against the draft in the text box.
     $('poltest').onsubmit = function (ev) {
       ev.preventDefault();
-      var q = new URLSearchParams({ src: ev.target.src.value.trim(), dst: ev.target.dst.value.trim() });
-      api('GET', '/api/policy/test?' + q).then(function (r) { $('pol-answer').textContent = r.answer; })
+      var src = ev.target.src.value.trim(), dst = ev.target.dst.value.trim();
+      var asked = ev.target.draft.checked ? api('POST', '/api/policy/test', { text: f.text.value, src: src, dst: dst })
+        : api('GET', '/api/policy/test?' + new URLSearchParams({ src: src, dst: dst }));
+      asked.then(function (r) { $('pol-answer').textContent = r.answer; })
         .catch(function (err) { $('pol-answer').textContent = String(err.message || err); });
     };
     loadPolicy();
