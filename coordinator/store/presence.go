@@ -35,6 +35,10 @@ const live = ` JOIN coordinators c ON c.id = p.coordinator AND c.lease_until >= 
 // those of gone (presence another coordinator recorded since stays).
 // Each node whose row changed is announced.
 func (s *sqlDB) WritePresence(ctx context.Context, coordinator string, here []Presence, gone []crypto.PublicKey) error {
+	return retryErr(ctx, s, func() error { return s.writePresence(ctx, coordinator, here, gone) })
+}
+
+func (s *sqlDB) writePresence(ctx context.Context, coordinator string, here []Presence, gone []crypto.PublicKey) error {
 	s.writes.Add(1)
 	tx, err := s.w.BeginTx(ctx, s.txOpts)
 	if err != nil {
@@ -98,6 +102,10 @@ func (s *sqlDB) EndLease(ctx context.Context, coordinator string) ([]crypto.Publ
 // which holds and the leases where lease holds (both of arg), announcing
 // each node.
 func (s *sqlDB) dropPresence(ctx context.Context, which, lease string, arg any) ([]crypto.PublicKey, error) {
+	return retry(ctx, s, func() ([]crypto.PublicKey, error) { return s.dropPresenceOnce(ctx, which, lease, arg) })
+}
+
+func (s *sqlDB) dropPresenceOnce(ctx context.Context, which, lease string, arg any) ([]crypto.PublicKey, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return nil, err
@@ -136,7 +144,9 @@ func (s *sqlDB) dropPresence(ctx context.Context, which, lease string, arg any) 
 // Presence is where key is connected at now; ok is false when it is not
 // (or its coordinator's lease has ended).
 func (s *sqlDB) Presence(ctx context.Context, key crypto.PublicKey, now time.Time) (p Presence, ok bool, err error) {
-	p, err = scanPresence(s.r.QueryRowContext(ctx, `SELECT `+presenceColumns+` FROM presence p`+live+` WHERE p.public_key = $2`, now.UnixMilli(), key.String()))
+	p, err = retry(ctx, s, func() (Presence, error) {
+		return scanPresence(s.r.QueryRowContext(ctx, `SELECT `+presenceColumns+` FROM presence p`+live+` WHERE p.public_key = $2`, now.UnixMilli(), key.String()))
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return Presence{}, false, nil
 	}
@@ -148,6 +158,10 @@ func (s *sqlDB) Presence(ctx context.Context, key crypto.PublicKey, now time.Tim
 
 // Online lists where each connected node is connected at now.
 func (s *sqlDB) Online(ctx context.Context, now time.Time) ([]Presence, error) {
+	return retry(ctx, s, func() ([]Presence, error) { return s.online(ctx, now) })
+}
+
+func (s *sqlDB) online(ctx context.Context, now time.Time) ([]Presence, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+presenceColumns+` FROM presence p`+live, now.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("database %s: list presence: %w", s.name, err)
