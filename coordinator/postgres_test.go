@@ -2,11 +2,14 @@ package coordinator_test
 
 import (
 	"context"
+	"net/http"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/meshnode/meshnode/coordinator"
 	"github.com/meshnode/meshnode/internal/pgtest"
+	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // TestMain stops the PostgreSQL cluster the tests on PostgreSQL start.
@@ -38,4 +41,32 @@ func TestCoordinatorOnPostgres(t *testing.T) {
 	if desktop.reg.Self.Name != "laptop-2" || desktop.reg.Self.Addresses[0] == laptop.reg.Self.Addresses[0] {
 		t.Fatalf("a node joining the second coordinator got %s at %v; want laptop-2 at the next address", desktop.reg.Self.Name, desktop.reg.Self.Addresses)
 	}
+}
+
+// A node registering while the coordinator's PostgreSQL is down is told,
+// once the store has retried for long enough, that the database is
+// unreachable (503, a code the node retries), with nothing stored; the
+// same registration succeeds once PostgreSQL is back.
+func TestRegisterWhileDatabaseDown(t *testing.T) {
+	cluster := pgtest.New(t, pgtest.Options{})
+	cfg := testConfig(t)
+	cfg.Database = cluster.DB(t)
+	h := start(t, cfg)
+	// Once one node has joined, the coordinator serves (it took its
+	// lease on the database first).
+	newNode(t, h).join(h.token(coordinator.TokenOptions{}), "desktop")
+	token := h.token(coordinator.TokenOptions{})
+	laptop := newNode(t, h)
+	if err := cluster.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	status, _, fail := h.register(token, laptop.priv, "laptop")
+	if status != http.StatusServiceUnavailable || fail.Code != wire.ErrCodeInternal || !strings.Contains(fail.Error, "database is unreachable") {
+		t.Fatalf("register with the database down: %d %s %q; want 503, internal, the database unreachable", status, fail.Code, fail.Error)
+	}
+	if err := cluster.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The single-use token was not consumed by the refused attempt.
+	laptop.join(token, "laptop")
 }

@@ -225,6 +225,9 @@ func TestPostgresDownGivesUp(t *testing.T) {
 	if !strings.Contains(msg, Redacted(db)) || !strings.Contains(msg, "is PostgreSQL running") || strings.Contains(msg, pgtest.Password) {
 		t.Fatalf("error %q: want the database named, without its password, and what to check", msg)
 	}
+	if !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("error %q is not ErrUnavailable", msg)
+	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Fatalf("gave up after %v; want about the caller's 2 s", took)
 	}

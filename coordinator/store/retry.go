@@ -30,6 +30,27 @@ const (
 	retryWithin = 15 * time.Second
 )
 
+// ErrUnavailable marks an operation that failed because the database
+// stayed unreachable for as long as it was retried: nothing was applied,
+// and doing it again later is safe.
+var ErrUnavailable = errors.New("database unreachable")
+
+// unavailableError is an operation given up on a lost connection.
+type unavailableError struct {
+	err      error
+	attempts int
+	elapsed  time.Duration
+}
+
+func (e *unavailableError) Error() string {
+	return fmt.Sprintf("%v (the connection was lost; %d attempts in %v: is PostgreSQL running and reachable?)",
+		e.err, e.attempts, e.elapsed.Round(time.Millisecond))
+}
+
+func (e *unavailableError) Unwrap() error { return e.err }
+
+func (e *unavailableError) Is(target error) bool { return target == ErrUnavailable }
+
 // commitError is a connection lost during COMMIT: whether the server
 // committed is unknown, so the operation is not run again (it might be
 // applied twice) and its caller must not acknowledge it.
@@ -79,12 +100,11 @@ func retry[T any](ctx context.Context, s *sqlDB, op func() (T, error)) (T, error
 		pause := wait/2 + rand.N(wait)
 		elapsed := time.Since(start)
 		if deadline, ok := ctx.Deadline(); elapsed+pause > retryWithin || ok && time.Now().Add(pause).After(deadline) {
-			return v, fmt.Errorf("%w (the connection was lost; %d attempts in %v: is PostgreSQL running and reachable?)",
-				err, attempt, elapsed.Round(time.Millisecond))
+			return v, &unavailableError{err, attempt, elapsed}
 		}
 		select {
 		case <-ctx.Done():
-			return v, err
+			return v, &unavailableError{err, attempt, time.Since(start)}
 		case <-time.After(pause):
 		}
 		wait = min(2*wait, retryMax)
