@@ -125,14 +125,14 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 }
 
 // reconnect listens again, with pauses from firstRetry doubling up to
-// maxRetry (postgres.go), for as long as the store is open; nil once it
-// closes.
+// maxRetry (postgres.go), ±50 % (jittered), for as long as the store is
+// open; nil once it closes.
 func (l *listener) reconnect(ctx context.Context) *pgx.Conn {
 	for wait := firstRetry; ; wait = min(2*wait, maxRetry) {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(wait):
+		case <-time.After(jittered(wait)):
 		}
 		if conn, err := l.connect(ctx); err == nil {
 			return conn

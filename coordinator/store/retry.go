@@ -97,7 +97,7 @@ func retry[T any](ctx context.Context, s *sqlDB, op func() (T, error)) (T, error
 		if err == nil || !lostConnection(err) || ctx.Err() != nil {
 			return v, err
 		}
-		pause := wait/2 + rand.N(wait)
+		pause := jittered(wait)
 		elapsed := time.Since(start)
 		if deadline, ok := ctx.Deadline(); elapsed+pause > retryWithin || ok && time.Now().Add(pause).After(deadline) {
 			return v, &unavailableError{err, attempt, elapsed}
@@ -110,6 +110,10 @@ func retry[T any](ctx context.Context, s *sqlDB, op func() (T, error)) (T, error
 		wait = min(2*wait, retryMax)
 	}
 }
+
+// jittered is d ±50 %, drawn at random: coordinators that lost the
+// database together don't come back to it in step.
+func jittered(d time.Duration) time.Duration { return d/2 + rand.N(d) }
 
 // retryErr is retry for an operation with no result.
 func retryErr(ctx context.Context, s *sqlDB, op func() error) error {
