@@ -18,6 +18,11 @@ const (
 	pgRestartStreamRate  = 256 << 10
 )
 
+// pgOutage is how long TestPostgresOutage keeps PostgreSQL down: longer
+// than the store retries an operation (15 s) and than a coordinator's
+// lease (10 s), so both give up and the lease lapses.
+const pgOutage = 12 * time.Second
+
 // pgEnv is a lab whose coordinators share one PostgreSQL cluster, run in
 // the coordinators' namespace (they reach it on its loopback; nothing
 // else does), with a join token for each coordinator. Its env's coord is
@@ -95,6 +100,44 @@ func waitPeer(ctx context.Context, peer string, present bool, nodes ...*netlab.N
 	})
 }
 
+// splitPair builds three sites, starts a node on the first that joins
+// through the first coordinator and one on the second through the
+// second, and waits for their direct path; spare is the third site's
+// host, for a node that joins later.
+func (e *pgEnv) splitPair(t *testing.T, prefix string) (a, b *netlab.Node, spare *netlab.Host, direct pair) {
+	t.Helper()
+	sa := e.site(t, netlab.SiteConfig{Kind: netlab.PortRestricted})
+	sb := e.site(t, netlab.SiteConfig{Kind: netlab.FullCone})
+	sc := e.site(t, netlab.SiteConfig{Kind: netlab.FullCone})
+	a = e.nodeOn(t, 0, sa.Hosts[0], prefix+"-a", true)
+	b = e.nodeOn(t, 1, sb.Hosts[0], prefix+"-b", true)
+	return a, b, sc.Hosts[0], mustDirect(t, a, b)
+}
+
+// pathUntouched checks that a and b still use the direct path they had
+// before what happened.
+func pathUntouched(t *testing.T, a, b *netlab.Node, before pair, what string) {
+	t.Helper()
+	after, err := observe(t.Context(), a, b)
+	if err != nil || after.Path() != netlab.PathDirect || after.A.Endpoint != before.A.Endpoint || after.B.Endpoint != before.B.Endpoint {
+		t.Errorf("path after %s: %s %s/%s (%v); want it untouched: direct %s/%s",
+			what, after.Path(), after.A.Endpoint, after.B.Endpoint, err, before.A.Endpoint, before.B.Endpoint)
+	}
+}
+
+// joinSeen starts a node on h that joins through coordinator i, and
+// waits until every node in seen lists it online.
+func (e *pgEnv) joinSeen(t *testing.T, i int, h *netlab.Host, name string, remove bool, seen ...*netlab.Node) *netlab.Node {
+	t.Helper()
+	start := time.Now()
+	n := e.nodeOn(t, i, h, name, remove)
+	if err := waitPeer(t.Context(), name, true, seen...); err != nil {
+		t.Fatalf("%s joined through %s: %v", name, e.coords[i].Name(), err)
+	}
+	t.Logf("%s, joined through %s, online at the other nodes %.1f s after it started", name, e.coords[i].Name(), time.Since(start).Seconds())
+	return n
+}
+
 // TestCoordinatorsOnPostgres: two coordinators share one PostgreSQL
 // database; a node joins through each, and the two find each other and
 // talk directly over the overlay, though neither coordinator saw the
@@ -119,12 +162,7 @@ func TestCoordinatorsOnPostgres(t *testing.T) {
 // acknowledged are still there.
 func TestPostgresRestart(t *testing.T) {
 	e := newPGEnv(t, 2)
-	sa := e.site(t, netlab.SiteConfig{Kind: netlab.PortRestricted})
-	sb := e.site(t, netlab.SiteConfig{Kind: netlab.FullCone})
-	sc := e.site(t, netlab.SiteConfig{Kind: netlab.FullCone})
-	a := e.nodeOn(t, 0, sa.Hosts[0], "pgr-a", true)
-	b := e.nodeOn(t, 1, sb.Hosts[0], "pgr-b", true)
-	before := mustDirect(t, a, b)
+	a, b, spare, before := e.splitPair(t, "pgr")
 
 	to := mustStatus(t, b).Me().V4()
 	stream := make(chan error, 1)
@@ -152,20 +190,11 @@ func TestPostgresRestart(t *testing.T) {
 	if err := waitCoordinator(t.Context(), true, reconnectTimeout, a, b); err != nil {
 		t.Errorf("nodes after the restart: %v", err)
 	}
-	after, err := observe(t.Context(), a, b)
-	if err != nil || after.Path() != netlab.PathDirect || after.A.Endpoint != before.A.Endpoint || after.B.Endpoint != before.B.Endpoint {
-		t.Errorf("path after the restart: %s %s/%s (%v); want it untouched: direct %s/%s",
-			after.Path(), after.A.Endpoint, after.B.Endpoint, err, before.A.Endpoint, before.B.Endpoint)
-	}
+	pathUntouched(t, a, b, before, "the restart")
 
 	// A node joins through the second coordinator: the first's node hears
 	// of it through the database.
-	joined := time.Now()
-	c := e.nodeOn(t, 1, sc.Hosts[0], "pgr-c", false)
-	if err := waitPeer(t.Context(), c.Name, true, a, b); err != nil {
-		t.Fatalf("a node that joined after the restart: %v", err)
-	}
-	t.Logf("%s, joined through %s, online at both nodes %.1f s after it started", c.Name, e.coords[1].Name(), time.Since(joined).Seconds())
+	c := e.joinSeen(t, 1, spare, "pgr-c", false, a, b)
 	mustDirect(t, a, c)
 	mustPing(t, a, c, 3)
 
@@ -179,4 +208,40 @@ func TestPostgresRestart(t *testing.T) {
 	}
 	t.Logf("%s removed through %s: gone from both nodes' maps in %.1f s", c.Name, e.coords[0].Name(), time.Since(removed).Seconds())
 	mustPing(t, a, b, 3)
+}
+
+// TestPostgresOutage: PostgreSQL stays down for longer than the store
+// retries and than the coordinators' leases. Meanwhile the nodes on the
+// two coordinators keep their direct path and their streams; once it is
+// back both coordinators recover by themselves: the nodes are online to
+// each other (no coordinator takes the other's nodes offline for the
+// lease both lost), and a node joining through the first is seen by the
+// second's.
+func TestPostgresOutage(t *testing.T) {
+	e := newPGEnv(t, 2)
+	a, b, spare, before := e.splitPair(t, "pgo")
+
+	if err := e.pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The outage's length is the scenario, not a wait for something.
+	select {
+	case <-t.Context().Done():
+		t.Fatal("test ended during the outage")
+	case <-time.After(pgOutage):
+	}
+	mustPing(t, a, b, 3)
+	if err := waitCoordinator(t.Context(), true, pathTimeout, a, b); err != nil {
+		t.Errorf("nodes %v into the database outage: %v", pgOutage, err)
+	}
+	if err := e.pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	if err := waitCoordinator(t.Context(), true, reconnectTimeout, a, b); err != nil {
+		t.Fatalf("nodes after the database came back: %v", err)
+	}
+	t.Logf("both nodes connected, each other online, %.1f s after PostgreSQL came back", time.Since(back).Seconds())
+	pathUntouched(t, a, b, before, "the outage")
+	e.joinSeen(t, 0, spare, "pgo-c", true, a, b)
 }

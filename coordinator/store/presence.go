@@ -67,10 +67,13 @@ func (s *sqlDB) writePresence(ctx context.Context, coordinator string, here []Pr
 }
 
 // RenewLease extends coordinator's lease to until. renewed is false when
-// it had none (its first, or it lapsed and its presence was expired):
-// the caller records its nodes' presence again.
+// it had none (its first, or it lapsed and its presence was expired) or
+// it had run out (a database outage longer than the lease): others may
+// have read its nodes as offline, so the caller records their presence
+// again, which announces it.
 func (s *sqlDB) RenewLease(ctx context.Context, coordinator string, until time.Time) (renewed bool, err error) {
-	res, err := s.execWrite(ctx, Change{}, `UPDATE coordinators SET lease_until = $1 WHERE id = $2`, until.UnixMilli(), coordinator)
+	res, err := s.execWrite(ctx, Change{}, `UPDATE coordinators SET lease_until = $1 WHERE id = $2 AND lease_until >= $3`,
+		until.UnixMilli(), coordinator, time.Now().UnixMilli())
 	if err != nil {
 		return false, fmt.Errorf("database %s: renew the lease of coordinator %s: %w", s.name, coordinator, err)
 	}
