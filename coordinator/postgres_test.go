@@ -2,11 +2,17 @@ package coordinator_test
 
 import (
 	"context"
+	"net/http"
 	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/meshnode/meshnode/coordinator"
 	"github.com/meshnode/meshnode/internal/pgtest"
+	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // TestMain stops the PostgreSQL cluster the tests on PostgreSQL start.
@@ -37,5 +43,93 @@ func TestCoordinatorOnPostgres(t *testing.T) {
 	desktop := newNode(t, second).join(token, "laptop")
 	if desktop.reg.Self.Name != "laptop-2" || desktop.reg.Self.Addresses[0] == laptop.reg.Self.Addresses[0] {
 		t.Fatalf("a node joining the second coordinator got %s at %v; want laptop-2 at the next address", desktop.reg.Self.Name, desktop.reg.Self.Addresses)
+	}
+}
+
+// A node registering while the coordinator's PostgreSQL is down is told,
+// once the store has retried for long enough, that the database is
+// unreachable (503, a code the node retries), with nothing stored; the
+// same registration succeeds once PostgreSQL is back.
+func TestRegisterWhileDatabaseDown(t *testing.T) {
+	cluster := pgtest.New(t, pgtest.Options{})
+	cfg := testConfig(t)
+	cfg.Database = cluster.DB(t)
+	h := start(t, cfg)
+	// Once one node has joined, the coordinator serves (it took its
+	// lease on the database first).
+	newNode(t, h).join(h.token(coordinator.TokenOptions{}), "desktop")
+	token := h.token(coordinator.TokenOptions{})
+	laptop := newNode(t, h)
+	if err := cluster.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	status, _, fail := h.register(token, laptop.priv, "laptop")
+	if status != http.StatusServiceUnavailable || fail.Code != wire.ErrCodeInternal || !strings.Contains(fail.Error, "database is unreachable") {
+		t.Fatalf("register with the database down: %d %s %q; want 503, internal, the database unreachable", status, fail.Code, fail.Error)
+	}
+	if err := cluster.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The single-use token was not consumed by the refused attempt.
+	laptop.join(token, "laptop")
+}
+
+// A lease for TestPresenceAcrossDatabaseOutage: longer than the store's
+// longest retry pause (3 s), so each coordinator renews within it once the
+// database is back, and the outage outlasts it.
+const (
+	outageLeaseRenew = 250 * time.Millisecond
+	outageLease      = 4 * time.Second
+	outageLength     = outageLease + time.Second
+)
+
+// PostgreSQL down for longer than the coordinators' leases lets every
+// lease lapse; once it is back, neither coordinator takes the other's
+// nodes offline: each renews, and expires no one until the other has had
+// a lease's time to. A node on each sees the other online throughout.
+func TestPresenceAcrossDatabaseOutage(t *testing.T) {
+	cluster := pgtest.New(t, pgtest.Options{})
+	db := cluster.DB(t)
+	cfgA, cfgB := testConfig(t), testConfig(t)
+	cfgA.Database, cfgB.Database = db, db
+	short := coordinator.ShortLease(outageLeaseRenew, outageLease)
+	a, b := start(t, cfgA, short), start(t, cfgB, short)
+	laptop, desk, deskStream := acrossPair(t, a, b)
+	eventually(t, func() bool {
+		p, ok := deskStream.peer(laptop.key)
+		return ok && p.Online
+	}, "desk sees laptop online on the other coordinator")
+
+	// Watch both views from before the outage until two leases after it.
+	var offline atomic.Value
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			if p, _ := laptop.peer(desk.key()); !p.Online {
+				offline.CompareAndSwap(nil, "laptop saw desk offline")
+			}
+			if p, _ := deskStream.peer(laptop.key); !p.Online {
+				offline.CompareAndSwap(nil, "desk saw laptop offline")
+			}
+		}
+	})
+	if err := cluster.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	<-time.After(outageLength) // the outage's length is the scenario
+	if err := cluster.Start(); err != nil {
+		t.Fatal(err)
+	}
+	<-time.After(2 * outageLease) // as long as a false expiry could come
+	close(done)
+	wg.Wait()
+	if what := offline.Load(); what != nil {
+		t.Fatalf("%s around a database outage of %v (lease %v)", what, outageLength, outageLease)
 	}
 }

@@ -148,19 +148,34 @@ func (s *Server) takeLease(ctx context.Context) error {
 func (s *Server) keepLease(ctx context.Context) {
 	t := time.NewTicker(s.lease.renew)
 	defer t.Stop()
+	reach := leaseReach{ok: time.Now()} // takeLease has just taken it
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 		case <-t.C:
-			s.renewLease(ctx)
+			s.renewLease(ctx, &reach)
 		}
 	}
 }
 
+// leaseReach is what keepLease knows of its reach to the database: when
+// a renewal last succeeded, and when renewals succeeded again after a gap
+// of half a lease or more. A database down for about a lease lets every
+// coordinator's lease end, not only a dead one's; the others, alive,
+// renew within their interval (and their store's retry pause) once it is
+// back. So for a lease's length after such a gap a coordinator expires no
+// one, and their nodes don't go offline for a few seconds after every
+// long outage; a coordinator that really died meanwhile is expired that
+// much later.
+type leaseReach struct {
+	ok, back time.Time
+}
+
 // renewLease renews the lease; a lease that had lapsed (its presence
 // expired by another coordinator) is taken anew and every stream here
-// recorded again. Then it takes the nodes of expired leases offline.
-func (s *Server) renewLease(ctx context.Context) {
+// recorded again. Then it takes the nodes of expired leases offline,
+// unless the database was only just regained (leaseReach).
+func (s *Server) renewLease(ctx context.Context, reach *leaseReach) {
 	rctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	now := time.Now()
@@ -172,7 +187,19 @@ func (s *Server) renewLease(ctx context.Context) {
 		s.log.Warn("this coordinator's lease had lapsed (the database was unreachable for longer than the lease); recording its nodes' presence again", "lease", s.lease.length)
 		s.presence.mark(s.hub.localKeys()...)
 	}
+	if err == nil {
+		// The renewal may have waited out much of the gap in the store's
+		// retries: measured when it succeeded.
+		at := time.Now()
+		if at.Sub(reach.ok) >= s.lease.length/2 {
+			reach.back = at
+		}
+		reach.ok = at
+	}
 	s.presence.poke()
+	if err != nil || time.Since(reach.back) < s.lease.length {
+		return
+	}
 	gone, err := s.store.ExpireLeases(rctx, now)
 	if err != nil {
 		s.followFailed(ctx, "expire the leases of stopped coordinators", err)
@@ -196,13 +223,21 @@ func (s *Server) endLease() {
 	}
 }
 
+// liveSince is the time a lease must reach for its nodes to be read as
+// online at now: a lease's length earlier. A lease that ran out in a
+// database outage is renewed within that once the database is back;
+// until then its nodes stay online here. A dead coordinator's nodes go
+// offline when a coordinator expires its lease (renewLease), which
+// deletes their presence and announces it.
+func (s *Server) liveSince(now time.Time) time.Time { return now.Add(-s.lease.length) }
+
 // followPresence applies where another coordinator says key is
 // connected, or that it no longer is.
 func (s *Server) followPresence(ctx context.Context, key crypto.PublicKey) error {
 	rctx, cancel := context.WithTimeout(ctx, followReadTimeout)
 	defer cancel()
 	now := time.Now()
-	p, ok, err := s.store.Presence(rctx, key, now)
+	p, ok, err := s.store.Presence(rctx, key, s.liveSince(now))
 	if err != nil {
 		return s.followFailed(ctx, "read a node's presence another coordinator changed", err)
 	}
@@ -215,7 +250,7 @@ func (s *Server) followOnline(ctx context.Context) error {
 	rctx, cancel := context.WithTimeout(ctx, followReadTimeout)
 	defer cancel()
 	now := time.Now()
-	list, err := s.store.Online(rctx, now)
+	list, err := s.store.Online(rctx, s.liveSince(now))
 	if err != nil {
 		return s.followFailed(ctx, "read where every node is connected", err)
 	}

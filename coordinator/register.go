@@ -212,6 +212,9 @@ func registerError(err error, key crypto.PublicKey) refusal {
 		// 507: the server lacks room to store what was asked; retrying
 		// won't help until an administrator frees or widens the pool.
 		return refusal{http.StatusInsufficientStorage, wire.ErrCodePoolFull, err.Error()}
+	case errors.Is(err, store.ErrUnavailable):
+		// Nothing was stored: the node's retry is safe, and needed.
+		return refusal{http.StatusServiceUnavailable, wire.ErrCodeInternal, "the coordinator's database is unreachable; the node retries"}
 	}
 	return refusal{http.StatusInternalServerError, wire.ErrCodeInternal, "internal error; see the coordinator's log"}
 }

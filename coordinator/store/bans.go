@@ -28,7 +28,9 @@ func (s *sqlDB) checkBan(ctx context.Context, q querier, key crypto.PublicKey) e
 
 // Bans lists the banned keys, newest first.
 func (s *sqlDB) Bans(ctx context.Context) ([]Ban, error) {
-	return s.bans(ctx, s.r, `SELECT `+banColumns+` FROM banned_keys ORDER BY banned_at DESC, public_key`)
+	return retry(ctx, s, func() ([]Ban, error) {
+		return s.bans(ctx, s.r, `SELECT `+banColumns+` FROM banned_keys ORDER BY banned_at DESC, public_key`)
+	})
 }
 
 func (s *sqlDB) bans(ctx context.Context, q querier, query string, args ...any) ([]Ban, error) {
@@ -62,6 +64,10 @@ func (s *sqlDB) bans(ctx context.Context, q querier, query string, args ...any) 
 // Allow lifts a ban. A string that parses as a key names a key; anything
 // else names the node the key belonged to.
 func (s *sqlDB) Allow(ctx context.Context, keyOrName string) (Ban, error) {
+	return retry(ctx, s, func() (Ban, error) { return s.allow(ctx, keyOrName) })
+}
+
+func (s *sqlDB) allow(ctx context.Context, keyOrName string) (Ban, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return Ban{}, err

@@ -50,7 +50,7 @@ func (s *sqlDB) Cue(ctx context.Context, coordinator string, to, about crypto.Pu
 		s.watch.publish(c)
 		return nil
 	}
-	if err := s.cue(ctx, c); err != nil {
+	if err := retryErr(ctx, s, func() error { return s.cue(ctx, c) }); err != nil {
 		return fmt.Errorf("database %s: send a punch cue for %s: %w", s.name, to.Short(), err)
 	}
 	return nil
@@ -77,8 +77,12 @@ func (s *sqlDB) beginWrite(ctx context.Context) (*sql.Tx, error) {
 // execWrite runs one write statement in a transaction of its own, which
 // announces c when the statement changed a row (a c without a Kind is
 // not announced). A single statement is atomic in both engines and needs
-// no lock beyond its rows'.
+// no lock beyond its rows'. A lost connection is retried (retry).
 func (s *sqlDB) execWrite(ctx context.Context, c Change, query string, args ...any) (sql.Result, error) {
+	return retry(ctx, s, func() (sql.Result, error) { return s.execWriteOnce(ctx, c, query, args...) })
+}
+
+func (s *sqlDB) execWriteOnce(ctx context.Context, c Change, query string, args ...any) (sql.Result, error) {
 	s.writes.Add(1)
 	tx, err := s.w.BeginTx(ctx, s.txOpts)
 	if err != nil {
@@ -108,6 +112,9 @@ func (s *sqlDB) commit(ctx context.Context, tx *sql.Tx, changes ...Change) error
 		}
 	}
 	if err := tx.Commit(); err != nil {
+		if lostConnection(err) {
+			err = &commitError{err}
+		}
 		return fmt.Errorf("database %s: commit: %w", s.name, err)
 	}
 	if s.notify == nil {
@@ -136,8 +143,9 @@ func (s *sqlDB) Close() error {
 
 // Setting reads a named value.
 func (s *sqlDB) Setting(ctx context.Context, name string) (string, error) {
-	var v string
-	err := s.r.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = $1`, name).Scan(&v)
+	v, err := retry(ctx, s, func() (v string, err error) {
+		return v, s.r.QueryRowContext(ctx, `SELECT value FROM settings WHERE name = $1`, name).Scan(&v)
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return "", fmt.Errorf("setting %s: %w", name, ErrNotFound)
 	}

@@ -156,7 +156,7 @@ func schemaVersion() int { return migrations[len(migrations)-1].version }
 func (s *sqlDB) migrate(ctx context.Context) error {
 	// One step per migration and a last one that finds nothing to do.
 	for range len(migrations) + 1 {
-		done, err := s.migrateStep(ctx)
+		done, err := retry(ctx, s, func() (bool, error) { return s.migrateStep(ctx) })
 		if err != nil || done {
 			return err
 		}

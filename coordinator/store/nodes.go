@@ -25,7 +25,7 @@ type querier interface {
 
 // Register checks the token and registers the node in one transaction.
 func (s *sqlDB) Register(ctx context.Context, r Registration) (Node, error) {
-	n, err := s.register(ctx, r)
+	n, err := retry(ctx, s, func() (Node, error) { return s.register(ctx, r) })
 	if err != nil {
 		return Node{}, fmt.Errorf("register %s: %w", r.Key.Short(), err)
 	}
@@ -34,7 +34,7 @@ func (s *sqlDB) Register(ctx context.Context, r Registration) (Node, error) {
 
 // CheckRegistration applies Register's checks on the read pool.
 func (s *sqlDB) CheckRegistration(ctx context.Context, r Registration) error {
-	if _, err := s.admit(ctx, s.r, r); err != nil {
+	if err := retryErr(ctx, s, func() error { _, err := s.admit(ctx, s.r, r); return err }); err != nil {
 		return fmt.Errorf("register %s: %w", r.Key.Short(), err)
 	}
 	return nil
@@ -194,7 +194,11 @@ func (s *sqlDB) allocate(ctx context.Context, tx *sql.Tx, p Pool) (uint64, error
 
 // Node returns an active node.
 func (s *sqlDB) Node(ctx context.Context, key crypto.PublicKey) (Node, error) {
-	n, removed, err := s.node(ctx, s.r, key)
+	var removed bool
+	n, err := retry(ctx, s, func() (n Node, err error) {
+		n, removed, err = s.node(ctx, s.r, key)
+		return n, err
+	})
 	if err != nil {
 		return Node{}, err
 	}
@@ -219,6 +223,10 @@ func (s *sqlDB) node(ctx context.Context, q querier, key crypto.PublicKey) (Node
 // byte: PostgreSQL's ORDER BY follows the database's collation, which
 // differs between clusters and from SQLite's.
 func (s *sqlDB) Nodes(ctx context.Context) ([]Node, error) {
+	return retry(ctx, s, func() ([]Node, error) { return s.nodes(ctx) })
+}
+
+func (s *sqlDB) nodes(ctx context.Context) ([]Node, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+nodeColumns+` FROM nodes WHERE removed_at IS NULL`)
 	if err != nil {
 		return nil, fmt.Errorf("database %s: list nodes: %w", s.name, err)
@@ -260,8 +268,13 @@ func (s *sqlDB) RemoveNode(ctx context.Context, name string, now time.Time) (Nod
 }
 
 // updateActive reads the active node named name and applies edit to it
-// in one write transaction, which commits when edit succeeds.
+// in one write transaction, which commits when edit succeeds; again, from
+// the start, if the connection was lost.
 func (s *sqlDB) updateActive(ctx context.Context, name string, edit func(tx *sql.Tx, n *Node) error) (Node, error) {
+	return retry(ctx, s, func() (Node, error) { return s.updateActiveOnce(ctx, name, edit) })
+}
+
+func (s *sqlDB) updateActiveOnce(ctx context.Context, name string, edit func(tx *sql.Tx, n *Node) error) (Node, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return Node{}, err

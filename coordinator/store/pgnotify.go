@@ -124,15 +124,20 @@ func (l *listener) run(ctx context.Context, conn *pgx.Conn) {
 	}
 }
 
-// reconnect listens again, with pauses from firstRetry doubling up to
-// maxRetry (postgres.go), for as long as the store is open; nil once it
-// closes.
+// listenMaxRetry caps the listener's pauses between attempts to listen
+// again: until it listens, changes through other coordinators go
+// unheard, and one connection attempt a second is cheap.
+const listenMaxRetry = time.Second
+
+// reconnect listens again, with pauses from firstRetry (postgres.go)
+// doubling up to listenMaxRetry, ±50 % (jittered), for as long as the
+// store is open; nil once it closes.
 func (l *listener) reconnect(ctx context.Context) *pgx.Conn {
-	for wait := firstRetry; ; wait = min(2*wait, maxRetry) {
+	for wait := firstRetry; ; wait = min(2*wait, listenMaxRetry) {
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(wait):
+		case <-time.After(jittered(wait)):
 		}
 		if conn, err := l.connect(ctx); err == nil {
 			return conn

@@ -13,6 +13,10 @@ import (
 // next one atomic; in a database without it, the primary key refuses the
 // second of two writers of the same version.
 func (s *sqlDB) SetPolicy(ctx context.Context, text string, now time.Time) (PolicyVersion, error) {
+	return retry(ctx, s, func() (PolicyVersion, error) { return s.setPolicy(ctx, text, now) })
+}
+
+func (s *sqlDB) setPolicy(ctx context.Context, text string, now time.Time) (PolicyVersion, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return PolicyVersion{}, err
@@ -44,7 +48,7 @@ func (s *sqlDB) Policy(ctx context.Context, version uint64) (PolicyVersion, erro
 		n       int64
 		created int64
 	)
-	err := s.r.QueryRowContext(ctx, q, args...).Scan(&n, &v.Text, &created)
+	err := retryErr(ctx, s, func() error { return s.r.QueryRowContext(ctx, q, args...).Scan(&n, &v.Text, &created) })
 	switch {
 	case errors.Is(err, sql.ErrNoRows) && version == 0:
 		return PolicyVersion{}, fmt.Errorf("no access policy was ever set: %w", ErrNotFound)

@@ -41,7 +41,7 @@ const maxPGConns = 8
 
 // Connecting at start: a database that is still starting (after a reboot
 // of both hosts, say) gets connectWithin to come up, retried with backoff
-// from firstRetry up to maxRetry between attempts.
+// from firstRetry up to maxRetry between attempts, ±50 % (jittered).
 const (
 	connectWithin = 30 * time.Second
 	firstRetry    = 250 * time.Millisecond
@@ -135,14 +135,14 @@ func (s *Postgres) connect(ctx context.Context) error {
 		if last == nil || ctx.Err() == nil {
 			last = err
 		}
-		elapsed := time.Since(start)
-		if elapsed+wait > connectWithin || ctx.Err() != nil {
+		elapsed, pause := time.Since(start), jittered(wait)
+		if elapsed+pause > connectWithin || ctx.Err() != nil {
 			return fmt.Errorf("database %s is unreachable (%d attempts in %v): %w; start PostgreSQL, or correct the host and port of --database (database in the config file)",
 				s.name, attempt, elapsed.Round(time.Millisecond), last)
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(wait):
+		case <-time.After(pause):
 		}
 		wait = min(2*wait, maxRetry)
 	}

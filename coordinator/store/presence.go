@@ -35,6 +35,10 @@ const live = ` JOIN coordinators c ON c.id = p.coordinator AND c.lease_until >= 
 // those of gone (presence another coordinator recorded since stays).
 // Each node whose row changed is announced.
 func (s *sqlDB) WritePresence(ctx context.Context, coordinator string, here []Presence, gone []crypto.PublicKey) error {
+	return retryErr(ctx, s, func() error { return s.writePresence(ctx, coordinator, here, gone) })
+}
+
+func (s *sqlDB) writePresence(ctx context.Context, coordinator string, here []Presence, gone []crypto.PublicKey) error {
 	s.writes.Add(1)
 	tx, err := s.w.BeginTx(ctx, s.txOpts)
 	if err != nil {
@@ -63,10 +67,13 @@ func (s *sqlDB) WritePresence(ctx context.Context, coordinator string, here []Pr
 }
 
 // RenewLease extends coordinator's lease to until. renewed is false when
-// it had none (its first, or it lapsed and its presence was expired):
-// the caller records its nodes' presence again.
+// it had none (its first, or it lapsed and its presence was expired) or
+// it had run out (a database outage longer than the lease): others may
+// have read its nodes as offline, so the caller records their presence
+// again, which announces it.
 func (s *sqlDB) RenewLease(ctx context.Context, coordinator string, until time.Time) (renewed bool, err error) {
-	res, err := s.execWrite(ctx, Change{}, `UPDATE coordinators SET lease_until = $1 WHERE id = $2`, until.UnixMilli(), coordinator)
+	res, err := s.execWrite(ctx, Change{}, `UPDATE coordinators SET lease_until = $1 WHERE id = $2 AND lease_until >= $3`,
+		until.UnixMilli(), coordinator, time.Now().UnixMilli())
 	if err != nil {
 		return false, fmt.Errorf("database %s: renew the lease of coordinator %s: %w", s.name, coordinator, err)
 	}
@@ -98,6 +105,10 @@ func (s *sqlDB) EndLease(ctx context.Context, coordinator string) ([]crypto.Publ
 // which holds and the leases where lease holds (both of arg), announcing
 // each node.
 func (s *sqlDB) dropPresence(ctx context.Context, which, lease string, arg any) ([]crypto.PublicKey, error) {
+	return retry(ctx, s, func() ([]crypto.PublicKey, error) { return s.dropPresenceOnce(ctx, which, lease, arg) })
+}
+
+func (s *sqlDB) dropPresenceOnce(ctx context.Context, which, lease string, arg any) ([]crypto.PublicKey, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return nil, err
@@ -136,7 +147,9 @@ func (s *sqlDB) dropPresence(ctx context.Context, which, lease string, arg any) 
 // Presence is where key is connected at now; ok is false when it is not
 // (or its coordinator's lease has ended).
 func (s *sqlDB) Presence(ctx context.Context, key crypto.PublicKey, now time.Time) (p Presence, ok bool, err error) {
-	p, err = scanPresence(s.r.QueryRowContext(ctx, `SELECT `+presenceColumns+` FROM presence p`+live+` WHERE p.public_key = $2`, now.UnixMilli(), key.String()))
+	p, err = retry(ctx, s, func() (Presence, error) {
+		return scanPresence(s.r.QueryRowContext(ctx, `SELECT `+presenceColumns+` FROM presence p`+live+` WHERE p.public_key = $2`, now.UnixMilli(), key.String()))
+	})
 	if errors.Is(err, sql.ErrNoRows) {
 		return Presence{}, false, nil
 	}
@@ -148,6 +161,10 @@ func (s *sqlDB) Presence(ctx context.Context, key crypto.PublicKey, now time.Tim
 
 // Online lists where each connected node is connected at now.
 func (s *sqlDB) Online(ctx context.Context, now time.Time) ([]Presence, error) {
+	return retry(ctx, s, func() ([]Presence, error) { return s.online(ctx, now) })
+}
+
+func (s *sqlDB) online(ctx context.Context, now time.Time) ([]Presence, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+presenceColumns+` FROM presence p`+live, now.UnixMilli())
 	if err != nil {
 		return nil, fmt.Errorf("database %s: list presence: %w", s.name, err)

@@ -119,3 +119,21 @@ func TestUnreadableCueDropped(t *testing.T) {
 		t.Fatalf("first change after unreadable cues: %+v; want the readable cue", c)
 	}
 }
+
+// A lease that ran out (the database was down for longer) is renewed as a
+// new one: others may have read its nodes as offline meanwhile.
+func TestRenewLeaseThatRanOut(t *testing.T) {
+	eachBackend(t, func(t *testing.T, db string) {
+		s := openTest(t, db)
+		ctx := t.Context()
+		if _, err := s.RenewLease(ctx, "a", time.Now().Add(-time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		if renewed, err := s.RenewLease(ctx, "a", time.Now().Add(10*time.Second)); err != nil || renewed {
+			t.Fatalf("a lease that ran out: renewed %v, %v; want a new lease", renewed, err)
+		}
+		if renewed, err := s.RenewLease(ctx, "a", time.Now().Add(10*time.Second)); err != nil || !renewed {
+			t.Fatalf("a running lease: renewed %v, %v; want renewed", renewed, err)
+		}
+	})
+}

@@ -52,6 +52,10 @@ func (s *sqlDB) UpdateRoutes(ctx context.Context, name string, approve, reject [
 // editRoutes reads a node with read, inside a write transaction, and
 // stores the routes read left in it, unless they are unchanged.
 func (s *sqlDB) editRoutes(ctx context.Context, read func(*sql.Tx) (Node, error)) (Node, error) {
+	return retry(ctx, s, func() (Node, error) { return s.editRoutesOnce(ctx, read) })
+}
+
+func (s *sqlDB) editRoutesOnce(ctx context.Context, read func(*sql.Tx) (Node, error)) (Node, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return Node{}, err

@@ -93,7 +93,8 @@ type Store interface {
 	Presence(ctx context.Context, key crypto.PublicKey, now time.Time) (p Presence, ok bool, err error)
 	Online(ctx context.Context, now time.Time) ([]Presence, error)
 	// RenewLease extends coordinator's lease to until; renewed is false
-	// when it had none (it lapsed, and its presence was expired).
+	// when it had none (it lapsed, and its presence was expired) or it
+	// had run out.
 	RenewLease(ctx context.Context, coordinator string, until time.Time) (renewed bool, err error)
 	// ExpireLeases ends the leases that ran out before now, with the
 	// presence they held, and EndLease coordinator's (its goodbye); both

@@ -27,6 +27,10 @@ const tokenColumns = `id, secret_hash, reusable, tags, uses, created_at, expires
 
 // Tokens lists every token, newest first.
 func (s *sqlDB) Tokens(ctx context.Context) ([]Token, error) {
+	return retry(ctx, s, func() ([]Token, error) { return s.tokens(ctx) })
+}
+
+func (s *sqlDB) tokens(ctx context.Context) ([]Token, error) {
 	rows, err := s.r.QueryContext(ctx, `SELECT `+tokenColumns+` FROM tokens ORDER BY created_at DESC, id`)
 	if err != nil {
 		return nil, fmt.Errorf("list tokens in %s: %w", s.name, err)

@@ -45,7 +45,13 @@ const (
 type Coordinator struct {
 	NS      *Netns
 	lab     *Lab
+	name    string // of its process and log
 	dataDir string
+	// port is the control API's; stun and stunAlt are the STUN ports on
+	// the primary and alternate addresses (the IPv6 one has stun).
+	port, stun, stunAlt int
+	// database is its --database ("": SQLite in dataDir).
+	database string
 	// args are settings beyond the lab's (--dns-records ...).
 	args []string
 
@@ -65,19 +71,20 @@ func (l *Lab) StartCoordinator(ctx context.Context, args ...string) (*Coordinato
 	if err != nil {
 		return nil, err
 	}
-	c := &Coordinator{NS: n, lab: l, dataDir: filepath.Join(l.dir, "coordinator"), args: args}
+	c := &Coordinator{NS: n, lab: l, name: "coordinator", dataDir: filepath.Join(l.dir, "coordinator"),
+		port: CoordinatorPort, stun: STUNPort, stunAlt: STUNAltPort, args: args}
 	return c, c.Start(ctx)
 }
 
 // URL is the coordinator's public URL.
 func (c *Coordinator) URL() string {
 	a, _ := CoordinatorAddrs()
-	return fmt.Sprintf("https://%s", netip.AddrPortFrom(a, CoordinatorPort))
+	return fmt.Sprintf("https://%s", netip.AddrPortFrom(a, uint16(c.port)))
 }
 
 // URL6 is the coordinator's URL over IPv6, for nodes without IPv4.
 func (c *Coordinator) URL6() string {
-	return fmt.Sprintf("https://%s", netip.AddrPortFrom(CoordinatorAddr6(), CoordinatorPort))
+	return fmt.Sprintf("https://%s", netip.AddrPortFrom(CoordinatorAddr6(), uint16(c.port)))
 }
 
 // Start starts the coordinator (again, after Kill: same data directory) and
@@ -89,21 +96,21 @@ func (c *Coordinator) Start(ctx context.Context) error {
 		return fmt.Errorf("coordinator already running (pid %d)", c.proc.PID())
 	}
 	a, b := CoordinatorAddrs()
-	argv := append([]string{c.lab.bin, "coordinator",
-		"--data-dir", c.dataDir,
-		"--listen", fmt.Sprintf(":%d", CoordinatorPort),
-		"--stun-listen", netip.AddrPortFrom(a, STUNPort).String(),
-		"--stun-alternate", netip.AddrPortFrom(b, STUNAltPort).String(),
-		"--stun-listen-v6", netip.AddrPortFrom(CoordinatorAddr6(), STUNPort).String(),
+	argv := append(append([]string{c.lab.bin, "coordinator"}, c.dataArgs()...),
+		"--listen", fmt.Sprintf(":%d", c.port),
+		"--stun-listen", netip.AddrPortFrom(a, uint16(c.stun)).String(),
+		"--stun-alternate", netip.AddrPortFrom(b, uint16(c.stunAlt)).String(),
+		"--stun-listen-v6", netip.AddrPortFrom(CoordinatorAddr6(), uint16(c.stun)).String(),
 		"--public-url", c.URL(),
 		"--log-level", "debug",
-	}, c.args...)
-	p, err := c.NS.Start("coordinator", argv...)
+	)
+	argv = append(argv, c.args...)
+	p, err := c.NS.Start(c.name, argv...)
 	if err != nil {
 		return err
 	}
 	c.proc = p
-	api := netip.AddrPortFrom(a, CoordinatorPort)
+	api := netip.AddrPortFrom(a, uint16(c.port))
 	err = Poll(ctx, readyTimeout, PollInterval, func(context.Context) error {
 		if !p.Running() {
 			return fmt.Errorf("coordinator exited: %v", p.ExitErr())
@@ -117,7 +124,7 @@ func (c *Coordinator) Start(ctx context.Context) error {
 		})
 	})
 	if err != nil {
-		return fmt.Errorf("coordinator start: %w\n%s", err, p.Tail(logTail))
+		return fmt.Errorf("%s start: %w\n%s", c.name, err, p.Tail(logTail))
 	}
 	return nil
 }
@@ -133,7 +140,7 @@ func (c *Coordinator) Proc() *Proc {
 func (c *Coordinator) Kill() error {
 	p := c.Proc()
 	if p == nil {
-		return errors.New("coordinator not started")
+		return fmt.Errorf("%s not started", c.name)
 	}
 	return p.Kill()
 }
@@ -146,7 +153,7 @@ func (c *Coordinator) Token(ctx context.Context) (string, error) {
 // TokenAt creates a reusable join token whose nodes dial url (URL6 for
 // nodes without IPv4).
 func (c *Coordinator) TokenAt(ctx context.Context, url string) (string, error) {
-	out, err := c.lab.meshnode(ctx, c.NS, "token", "create", "--data-dir", c.dataDir, "--reusable", "--expiry", tokenExpiry, "--public-url", url)
+	out, err := c.lab.meshnode(ctx, c.NS, append([]string{"token", "create", "--reusable", "--expiry", tokenExpiry, "--public-url", url}, c.dataArgs()...)...)
 	if err != nil {
 		return "", err
 	}
@@ -161,7 +168,7 @@ func (c *Coordinator) TokenAt(ctx context.Context, url string) (string, error) {
 // RemoveNode removes a node from the mesh and every peer map
 // (`meshnode nodes remove`), so the next test's nodes don't see it.
 func (c *Coordinator) RemoveNode(ctx context.Context, name string) error {
-	_, err := c.lab.meshnode(ctx, c.NS, "nodes", "remove", name, "--data-dir", c.dataDir)
+	_, err := c.lab.meshnode(ctx, c.NS, append([]string{"nodes", "remove", name}, c.dataArgs()...)...)
 	return err
 }
 
@@ -169,27 +176,36 @@ func (c *Coordinator) RemoveNode(ctx context.Context, name string) error {
 // host (approve or reject) and returns what it printed.
 func (c *Coordinator) Routes(ctx context.Context, verb, name string, prefixes ...string) (string, error) {
 	args := append([]string{"routes", verb, name}, prefixes...)
-	return c.lab.meshnode(ctx, c.NS, append(args, "--data-dir", c.dataDir)...)
+	return c.lab.meshnode(ctx, c.NS, append(args, c.dataArgs()...)...)
 }
 
 // Policy runs `meshnode policy VERB ARGS...` on the coordinator host
 // (set FILE, test SRC DST, clear) and returns what it printed.
 func (c *Coordinator) Policy(ctx context.Context, verb string, args ...string) (string, error) {
 	argv := append([]string{"policy", verb}, args...)
-	return c.lab.meshnode(ctx, c.NS, append(argv, "--data-dir", c.dataDir)...)
+	return c.lab.meshnode(ctx, c.NS, append(argv, c.dataArgs()...)...)
 }
 
 // TagNode gives a node tags (`meshnode nodes tag NAME TAG...`).
 func (c *Coordinator) TagNode(ctx context.Context, name string, tags ...string) error {
 	args := append([]string{"nodes", "tag", name}, tags...)
-	_, err := c.lab.meshnode(ctx, c.NS, append(args, "--data-dir", c.dataDir)...)
+	_, err := c.lab.meshnode(ctx, c.NS, append(args, c.dataArgs()...)...)
 	return err
 }
 
 // RenameNode renames a node (`meshnode nodes rename`).
 func (c *Coordinator) RenameNode(ctx context.Context, name, newName string) error {
-	_, err := c.lab.meshnode(ctx, c.NS, "nodes", "rename", name, newName, "--data-dir", c.dataDir)
+	_, err := c.lab.meshnode(ctx, c.NS, append([]string{"nodes", "rename", name, newName}, c.dataArgs()...)...)
 	return err
+}
+
+// dataArgs are the flags that name the coordinator's state, for it and
+// for the admin commands run beside it.
+func (c *Coordinator) dataArgs() []string {
+	if c.database == "" {
+		return []string{"--data-dir", c.dataDir}
+	}
+	return []string{"--data-dir", c.dataDir, "--database", c.database}
 }
 
 // NodeConfig is how a node starts.

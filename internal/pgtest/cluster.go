@@ -28,10 +28,19 @@ const (
 	pollEvery    = 50 * time.Millisecond
 )
 
-// cluster is a running postgres and the directory that holds it.
+// cluster is a postgres and the directory that holds it.
 type cluster struct {
 	dir  string // removed by stop
-	addr string // 127.0.0.1:port
+	bin  string
+	cred *syscall.Credential
+	port int
+	addr string // 127.0.0.1:port, in the namespace it listens in
+	// enter, when set, runs a function inside the network namespace
+	// postgres listens in (netlab's Netns.Do); the test reaches it
+	// through its Unix socket in dir either way.
+	enter func(func() error) error
+
+	// One run of postgres: start begins one, shutdown or kill ends it.
 	cmd  *exec.Cmd
 	done chan struct{} // closed when postgres has exited
 	exit error         // its exit status, once done is closed
@@ -76,7 +85,9 @@ func credential() (*syscall.Credential, error) {
 	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
 }
 
-func start() (*cluster, error) {
+// newCluster makes a cluster in a new temporary directory and starts it,
+// inside enter's network namespace when enter is set.
+func newCluster(enter func(func() error) error) (*cluster, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -89,76 +100,93 @@ func start() (*cluster, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := startIn(dir, bin, cred)
+	port, err := freePort()
 	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	c := &cluster{dir: dir, bin: bin, cred: cred, port: port, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), enter: enter}
+	if err := c.initdb(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	if err := c.start(); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
 	return c, nil
 }
 
-func startIn(dir, bin string, cred *syscall.Credential) (*cluster, error) {
-	if cred != nil {
-		if err := os.Chown(dir, int(cred.Uid), int(cred.Gid)); err != nil {
-			return nil, err
+func (c *cluster) initdb() error {
+	if c.cred != nil {
+		if err := os.Chown(c.dir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
+			return err
 		}
 	}
-	data := filepath.Join(dir, "data")
 	ctx, cancel := context.WithTimeout(context.Background(), initTimeout)
 	defer cancel()
-	// Trust on loopback only (listen_addresses below); -N skips fsync, as
-	// the cluster is thrown away.
-	initdb := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-N", "-A", "trust", "-U", superuser,
-		"-E", "UTF8", "--locale=C", "-D", data)
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
-	initdb.Dir = dir
+	// Trust on loopback and the socket in dir only (start); -N skips
+	// fsync, as the cluster is thrown away.
+	initdb := exec.CommandContext(ctx, filepath.Join(c.bin, "initdb"), "-N", "-A", "trust", "-U", superuser,
+		"-E", "UTF8", "--locale=C", "-D", filepath.Join(c.dir, "data"))
+	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
+	initdb.Dir = c.dir
 	if out, err := initdb.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("initdb: %v: %s", err, out)
+		return fmt.Errorf("initdb: %v: %s", err, out)
 	}
-	port, err := freePort()
+	return nil
+}
+
+// start runs postgres on the cluster's data, port and socket, and waits
+// until it accepts connections: at first, and again after shutdown.
+func (c *cluster) start() error {
+	logFile, err := os.OpenFile(filepath.Join(c.dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return nil, err
-	}
-	c := &cluster{dir: dir, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), done: make(chan struct{})}
-	logFile, err := os.Create(filepath.Join(dir, "postgres.log"))
-	if err != nil {
-		return nil, err
+		return err
 	}
 	defer logFile.Close()
-	// TCP on loopback only, no Unix socket; fsync off for speed.
-	c.cmd = exec.Command(filepath.Join(bin, "postgres"), "-D", data, "-p", strconv.Itoa(port),
-		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=off",
+	// TCP on loopback only; the Unix socket in dir (0700, the server's
+	// user's) for the test itself; fsync off for speed.
+	c.cmd = exec.Command(filepath.Join(c.bin, "postgres"), "-D", filepath.Join(c.dir, "data"), "-p", strconv.Itoa(c.port),
+		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories="+c.dir, "-c", "fsync=off",
 		"-c", "max_connections=200")
-	c.cmd.Dir = dir
+	c.cmd.Dir = c.dir
 	c.cmd.Stdout, c.cmd.Stderr = logFile, logFile
 	// Pdeathsig: a test binary that dies without Main's cleanup takes its
 	// cluster with it (SIGQUIT: immediate shutdown).
-	c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+	c.cmd.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred, Pdeathsig: syscall.SIGQUIT, Setpgid: true}
+	c.done = make(chan struct{})
 	if err := c.startLocked(); err != nil {
-		return nil, fmt.Errorf("start postgres: %w", err)
+		return fmt.Errorf("start postgres: %w", err)
 	}
-	go func() { c.exit = c.cmd.Wait(); close(c.done); c.release() }()
+	cmd, done, release := c.cmd, c.done, c.release
+	go func() { c.exit = cmd.Wait(); release(); close(done) }()
 	if err := c.ready(); err != nil {
 		c.kill()
-		log, _ := os.ReadFile(filepath.Join(dir, "postgres.log"))
-		return nil, fmt.Errorf("%w; its log: %s", err, log)
+		log, _ := os.ReadFile(filepath.Join(c.dir, "postgres.log"))
+		return fmt.Errorf("%w; its log: %s", err, log)
 	}
-	return c, nil
+	return nil
 }
 
 // startLocked starts postgres from a thread that lives until postgres has
 // exited: the kernel sends Pdeathsig when the thread that forked dies, not
 // the process (go.dev/issue/27505), and the runtime ends a thread whose
-// locked goroutine returns.
+// locked goroutine returns. With enter, the thread forks inside its
+// network namespace, so postgres listens there.
 func (c *cluster) startLocked() error {
 	started := make(chan error)
 	held := make(chan struct{})
 	var once sync.Once
 	c.release = func() { once.Do(func() { close(held) }) }
+	fork := c.cmd.Start
+	if c.enter != nil {
+		fork = func() error { return c.enter(c.cmd.Start) }
+	}
 	go func() {
 		runtime.LockOSThread()
 		defer runtime.UnlockOSThread()
-		err := c.cmd.Start()
+		err := fork()
 		started <- err
 		if err == nil {
 			<-held
@@ -182,7 +210,7 @@ func (c *cluster) ready() error {
 	deadline := time.Now().Add(readyTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		conn, err := pgx.Connect(ctx, c.url("postgres"))
+		conn, err := pgx.Connect(ctx, c.adminURL())
 		cancel()
 		if err == nil {
 			return conn.Close(context.Background())
@@ -198,19 +226,24 @@ func (c *cluster) ready() error {
 	}
 }
 
-// stop asks postgres for a fast shutdown (SIGINT) by PID, kills it if it
-// takes too long, and removes the directory.
+// stop shuts postgres down and removes the directory.
 func (c *cluster) stop() error {
-	var errs []error
+	return errors.Join(c.shutdown(), os.RemoveAll(c.dir))
+}
+
+// shutdown asks postgres for a fast shutdown (SIGINT) by PID, which ends
+// every session, and kills it if it takes too long. The data stays: start
+// runs it again.
+func (c *cluster) shutdown() error {
 	if err := c.cmd.Process.Signal(syscall.SIGINT); err == nil {
 		select {
 		case <-c.done:
 		case <-time.After(stopTimeout):
-			errs = append(errs, fmt.Errorf("postgres (pid %d) ignored SIGINT for %v; killed", c.cmd.Process.Pid, stopTimeout))
 			c.kill()
+			return fmt.Errorf("postgres (pid %d) ignored SIGINT for %v; killed", c.cmd.Process.Pid, stopTimeout)
 		}
 	}
-	return errors.Join(append(errs, os.RemoveAll(c.dir))...)
+	return nil
 }
 
 // kill ends postgres and its children (its process group) at once.

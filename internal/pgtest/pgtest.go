@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -57,7 +58,7 @@ func Main(m *testing.M) int {
 func get(t testing.TB) *cluster {
 	t.Helper()
 	once.Do(func() {
-		c, err := start()
+		c, err := newCluster(nil)
 		switch {
 		case err == nil:
 			shared = c
@@ -90,7 +91,7 @@ func DB(t testing.TB) string {
 	t.Helper()
 	c := get(t)
 	name := "t_" + randomName()
-	admin := c.url("postgres")
+	admin := c.adminURL()
 	run(t, admin, `CREATE DATABASE `+name)
 	t.Cleanup(func() {
 		// FORCE ends connections a failed test left open (PostgreSQL 13+).
@@ -104,6 +105,14 @@ const Password = "hunter2-not-checked"
 
 func (c *cluster) url(db string) string {
 	u := url.URL{Scheme: "postgres", User: url.UserPassword(superuser, Password), Host: c.addr, Path: "/" + db, RawQuery: "sslmode=disable"}
+	return u.String()
+}
+
+// adminURL reaches the maintenance database through the Unix socket,
+// from wherever the test runs, whichever namespace postgres listens in.
+func (c *cluster) adminURL() string {
+	u := url.URL{Scheme: "postgres", User: url.User(superuser), Path: "/postgres",
+		RawQuery: url.Values{"host": {c.dir}, "port": {strconv.Itoa(c.port)}}.Encode()}
 	return u.String()
 }
 

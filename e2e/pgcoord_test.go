@@ -1,0 +1,247 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/meshnode/meshnode/e2e/labtest"
+	"github.com/meshnode/meshnode/e2e/netlab"
+	"github.com/meshnode/meshnode/internal/pgtest"
+)
+
+// The stream that shows the path is left alone while PostgreSQL restarts:
+// 8 s at 256 KiB/s, longer than the restart and the reconnections.
+const (
+	pgRestartStreamBytes = 2 << 20
+	pgRestartStreamRate  = 256 << 10
+)
+
+// pgOutage is how long TestPostgresOutage keeps PostgreSQL down: longer
+// than the store retries an operation (15 s) and than a coordinator's
+// lease (10 s), so both give up and the lease lapses.
+const pgOutage = 12 * time.Second
+
+// pgEnv is a lab whose coordinators share one PostgreSQL cluster, run in
+// the coordinators' namespace (they reach it on its loopback; nothing
+// else does), with a join token for each coordinator. Its env's coord is
+// the first coordinator, which removes the nodes of ended (sub)tests.
+type pgEnv struct {
+	env
+	pg     *pgtest.Cluster
+	coords []*netlab.Coordinator
+	tokens []string
+}
+
+// newPGEnv builds a lab with n coordinators on one fresh PostgreSQL
+// database. Without PostgreSQL the test skips, or fails under CI=true.
+func newPGEnv(t *testing.T, n int) *pgEnv {
+	t.Helper()
+	bin := binary(t)
+	ctx, cancel := context.WithTimeout(t.Context(), setupTimeout)
+	defer cancel()
+	lab := labtest.NewLab(ctx, t, bin)
+	ns, err := lab.CoordinatorHost(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &pgEnv{env: env{bin: bin, lab: lab}, pg: pgtest.New(t, pgtest.Options{Enter: ns.Do})}
+	if e.coords, err = lab.StartCoordinators(ctx, n, e.pg.DB(t)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, c := range e.coords {
+				t.Logf("%s log (last %d lines):\n%s", c.Name(), logLines, c.Proc().Tail(logLines))
+			}
+		}
+	})
+	for _, c := range e.coords {
+		tok, err := c.Token(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e.tokens = append(e.tokens, tok)
+	}
+	e.coord, e.token = e.coords[0], e.tokens[0]
+	return e
+}
+
+// nodeOn starts a node on h that joins through coordinator i, and
+// checks that it is connected there.
+func (e *pgEnv) nodeOn(t *testing.T, i int, h *netlab.Host, name string, remove bool) *netlab.Node {
+	t.Helper()
+	n := e.startNode(t, h, netlab.NodeConfig{Name: name, Token: e.tokens[i]}, remove)
+	if st := mustStatus(t, n); st.Coordinator.URL != e.coords[i].URL() {
+		t.Fatalf("%s is connected to %s; want %s (%s)", name, st.Coordinator.URL, e.coords[i].Name(), e.coords[i].URL())
+	}
+	return n
+}
+
+// waitPeer waits until every node in nodes lists peer online, or, with
+// present false, no longer lists it.
+func waitPeer(ctx context.Context, peer string, present bool, nodes ...*netlab.Node) error {
+	return netlab.Poll(ctx, pathTimeout, netlab.PollInterval, func(ctx context.Context) error {
+		for _, n := range nodes {
+			st, err := n.Status(ctx)
+			if err != nil {
+				return err
+			}
+			p, ok := st.Peer(peer)
+			switch {
+			case present && (!ok || !p.Online):
+				return fmt.Errorf("%s: peer %s listed=%v online=%v", n.Name, peer, ok, p.Online)
+			case !present && ok:
+				return fmt.Errorf("%s still lists %s", n.Name, peer)
+			}
+		}
+		return nil
+	})
+}
+
+// splitPair builds three sites, starts a node on the first that joins
+// through the first coordinator and one on the second through the
+// second, and waits for their direct path; spare is the third site's
+// host, for a node that joins later.
+func (e *pgEnv) splitPair(t *testing.T, prefix string) (a, b *netlab.Node, spare *netlab.Host, direct pair) {
+	t.Helper()
+	sa := e.site(t, netlab.SiteConfig{Kind: netlab.PortRestricted})
+	sb := e.site(t, netlab.SiteConfig{Kind: netlab.FullCone})
+	sc := e.site(t, netlab.SiteConfig{Kind: netlab.FullCone})
+	a = e.nodeOn(t, 0, sa.Hosts[0], prefix+"-a", true)
+	b = e.nodeOn(t, 1, sb.Hosts[0], prefix+"-b", true)
+	return a, b, sc.Hosts[0], mustDirect(t, a, b)
+}
+
+// pathUntouched checks that a and b still use the direct path they had
+// before what happened.
+func pathUntouched(t *testing.T, a, b *netlab.Node, before pair, what string) {
+	t.Helper()
+	after, err := observe(t.Context(), a, b)
+	if err != nil || after.Path() != netlab.PathDirect || after.A.Endpoint != before.A.Endpoint || after.B.Endpoint != before.B.Endpoint {
+		t.Errorf("path after %s: %s %s/%s (%v); want it untouched: direct %s/%s",
+			what, after.Path(), after.A.Endpoint, after.B.Endpoint, err, before.A.Endpoint, before.B.Endpoint)
+	}
+}
+
+// joinSeen starts a node on h that joins through coordinator i, and
+// waits until every node in seen lists it online.
+func (e *pgEnv) joinSeen(t *testing.T, i int, h *netlab.Host, name string, remove bool, seen ...*netlab.Node) *netlab.Node {
+	t.Helper()
+	start := time.Now()
+	n := e.nodeOn(t, i, h, name, remove)
+	if err := waitPeer(t.Context(), name, true, seen...); err != nil {
+		t.Fatalf("%s joined through %s: %v", name, e.coords[i].Name(), err)
+	}
+	t.Logf("%s, joined through %s, online at the other nodes %.1f s after it started", name, e.coords[i].Name(), time.Since(start).Seconds())
+	return n
+}
+
+// TestCoordinatorsOnPostgres: two coordinators share one PostgreSQL
+// database; a node joins through each, and the two find each other and
+// talk directly over the overlay, though neither coordinator saw the
+// other's node register.
+func TestCoordinatorsOnPostgres(t *testing.T) {
+	e := newPGEnv(t, 2)
+	sa := e.site(t, netlab.SiteConfig{Kind: netlab.PortRestricted})
+	sb := e.site(t, netlab.SiteConfig{Kind: netlab.FullCone})
+	a := e.nodeOn(t, 0, sa.Hosts[0], "pgc-a", true)
+	b := e.nodeOn(t, 1, sb.Hosts[0], "pgc-b", true)
+	mustDirect(t, a, b)
+	mustPing(t, a, b, 3)
+	mustPing(t, b, a, 3)
+}
+
+// TestPostgresRestart: PostgreSQL restarts (a fast shutdown, which ends
+// every session, then a start) under two coordinators while their nodes
+// stream over a direct path. The stream and the path are left alone, the
+// nodes stay connected, and afterwards a node joining through one
+// coordinator, and its removal through the other, reach every node:
+// both coordinators are back on the database, and the nodes they had
+// acknowledged are still there.
+func TestPostgresRestart(t *testing.T) {
+	e := newPGEnv(t, 2)
+	a, b, spare, before := e.splitPair(t, "pgr")
+
+	to := mustStatus(t, b).Me().V4()
+	stream := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(t.Context(), transferTimeout)
+		defer cancel()
+		res, err := netlab.Transfer{From: a.Host.NS, To: b.Host.NS, Addr: to,
+			Size: pgRestartStreamBytes, Rate: pgRestartStreamRate, StallTimeout: stallTimeout}.Run(ctx)
+		if err == nil {
+			t.Logf("%d bytes streamed across the restart in %.1f s, longest stall %.2f s", res.Bytes, res.Elapsed.Seconds(), res.MaxStall.Seconds())
+		}
+		stream <- err
+	}()
+	stopped := time.Now()
+	if err := e.pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("PostgreSQL stopped and started again in %.1f s", time.Since(stopped).Seconds())
+	if err := <-stream; err != nil {
+		t.Errorf("TCP over the direct path across the restart: %v", err)
+	}
+	if err := waitCoordinator(t.Context(), true, reconnectTimeout, a, b); err != nil {
+		t.Errorf("nodes after the restart: %v", err)
+	}
+	pathUntouched(t, a, b, before, "the restart")
+
+	// A node joins through the second coordinator: the first's node hears
+	// of it through the database.
+	c := e.joinSeen(t, 1, spare, "pgr-c", false, a, b)
+	mustDirect(t, a, c)
+	mustPing(t, a, c, 3)
+
+	// Its removal, through the first coordinator, reaches the second's.
+	removed := time.Now()
+	if err := e.coords[0].RemoveNode(t.Context(), c.Name); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitPeer(t.Context(), c.Name, false, a, b); err != nil {
+		t.Fatalf("a removal after the restart: %v", err)
+	}
+	t.Logf("%s removed through %s: gone from both nodes' maps in %.1f s", c.Name, e.coords[0].Name(), time.Since(removed).Seconds())
+	mustPing(t, a, b, 3)
+}
+
+// TestPostgresOutage: PostgreSQL stays down for longer than the store
+// retries and than the coordinators' leases. Meanwhile the nodes on the
+// two coordinators keep their direct path and their streams; once it is
+// back both coordinators recover by themselves: the nodes are online to
+// each other (no coordinator takes the other's nodes offline for the
+// lease both lost), and a node joining through the first is seen by the
+// second's.
+func TestPostgresOutage(t *testing.T) {
+	e := newPGEnv(t, 2)
+	a, b, spare, before := e.splitPair(t, "pgo")
+
+	if err := e.pg.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	// The outage's length is the scenario, not a wait for something.
+	select {
+	case <-t.Context().Done():
+		t.Fatal("test ended during the outage")
+	case <-time.After(pgOutage):
+	}
+	mustPing(t, a, b, 3)
+	if err := waitCoordinator(t.Context(), true, pathTimeout, a, b); err != nil {
+		t.Errorf("nodes %v into the database outage: %v", pgOutage, err)
+	}
+	if err := e.pg.Start(); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	if err := waitCoordinator(t.Context(), true, reconnectTimeout, a, b); err != nil {
+		t.Fatalf("nodes after the database came back: %v", err)
+	}
+	t.Logf("both nodes connected, each other online, %.1f s after PostgreSQL came back", time.Since(back).Seconds())
+	pathUntouched(t, a, b, before, "the outage")
+	e.joinSeen(t, 0, spare, "pgo-c", true, a, b)
+}
