@@ -244,12 +244,14 @@ func (a *offlineAdmin) CreateToken(ctx context.Context, opts TokenOptions) (cryp
 		return crypto.Token{}, err
 	}
 	// A pin from another certificate would make every node refuse the
-	// coordinator: compare with the one it served last.
+	// coordinator: compare with the one it served last. Coordinators
+	// sharing a database each record theirs with their lease instead.
+	shared := store.IsPostgresURL(database(a.cfg))
 	served, err := a.store.Setting(ctx, settingPin)
-	if err == nil && served != pin {
+	if !shared && err == nil && served != pin {
 		return crypto.Token{}, fmt.Errorf("the coordinator last served a certificate with pin %s, but this command sees %s: give it the same --config, --tls-cert and --tls-key as the coordinator", served, pin)
 	}
-	return issueToken(ctx, a.store, url, pin, opts)
+	return issueToken(ctx, a.store, shared, url, pin, opts)
 }
 
 func (a *offlineAdmin) Tokens(ctx context.Context) ([]TokenInfo, error) {

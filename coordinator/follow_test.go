@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/meshnode/meshnode/coordinator"
+	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/helperproc"
 	"github.com/meshnode/meshnode/internal/pgtest"
 	"github.com/meshnode/meshnode/internal/wire"
@@ -272,8 +273,12 @@ func TestNodeMovesToAnotherCoordinator(t *testing.T) {
 		return ok && p.Online
 	}, "laptop sees desk online on A")
 
+	// The coordinators share one key: the registration made through A
+	// authenticates the stream to B.
 	moved := &node{t: t, h: b, priv: desk.priv, reg: desk.reg}
-	moved.reg.CoordinatorKey = b.challenge().CoordinatorKey
+	if k := b.challenge().CoordinatorKey; k != desk.reg.CoordinatorKey {
+		t.Fatalf("B's coordinator key %s differs from A's %s", k.Short(), desk.reg.CoordinatorKey.Short())
+	}
 	at := time.Now()
 	moved.connect()
 	crossed(t, "A ends desk's old stream once desk streams to B", at, old.closed)
@@ -307,4 +312,47 @@ func TestManyNodesOnlineAcross(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// Every coordinator on the database is in a new token, each with its own
+// pin, the one that made it first; a welcome lists them the same way, the
+// sender first. A coordinator added later is in the welcomes, and tokens
+// issued before it stay valid at both.
+func TestTokenAndWelcomeListEveryCoordinator(t *testing.T) {
+	db, a, b := twoCoordinators(t)
+	if a.srv.Fingerprint() == b.srv.Fingerprint() {
+		t.Fatal("the two coordinators share a certificate; each must have its own")
+	}
+	at := func(h *harness) crypto.Coordinator {
+		return crypto.Coordinator{URL: h.cfg.PublicURL, Pin: h.srv.Fingerprint()}
+	}
+	// B takes its lease as it starts serving, just after start returns.
+	var text string
+	var tok crypto.Token
+	want := []crypto.Coordinator{at(a), at(b)}
+	eventually(t, func() bool {
+		text = a.token(coordinator.TokenOptions{Reusable: true})
+		var err error
+		if tok, err = crypto.ParseToken(text); err != nil {
+			t.Fatal(err)
+		}
+		return slices.Equal(tok.Coordinators(), want)
+	}, "a token from A names A then B, each with its pin")
+	laptop := newNode(t, b).join(text, "laptop").connect()
+	if want := []crypto.Coordinator{at(b), at(a)}; !slices.Equal(laptop.welcome.Coordinators, want) {
+		t.Fatalf("B's welcome lists %+v; want %+v", laptop.welcome.Coordinators, want)
+	}
+
+	cfgC := testConfig(t)
+	cfgC.Database = db
+	c := start(t, cfgC)
+	desk := newNode(t, c).join(text, "desk").connect()
+	if got := desk.welcome.Coordinators; len(got) != 3 || got[0] != at(c) || !slices.Contains(got, at(a)) || !slices.Contains(got, at(b)) {
+		t.Fatalf("C's welcome lists %+v; want C first, then A and B", got)
+	}
+	eventually(t, func() bool {
+		s := newNode(t, a).join(text, "phone").connect()
+		defer s.close()
+		return slices.Contains(s.welcome.Coordinators, at(c))
+	}, "A's welcomes list C, started after A")
 }

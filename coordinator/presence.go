@@ -140,8 +140,12 @@ func (s *Server) storePresence(ctx context.Context, keys []crypto.PublicKey) {
 func (s *Server) takeLease(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	_, err := s.store.RenewLease(ctx, s.id, time.Now().Add(s.lease.length))
-	return err
+	now := time.Now()
+	if _, err := s.store.RenewLease(ctx, s.leaseInfo(), now.Add(s.lease.length)); err != nil {
+		return err
+	}
+	s.refreshMesh(ctx, now)
+	return nil
 }
 
 // keepLease renews the lease and expires others' until ctx ends.
@@ -164,7 +168,7 @@ func (s *Server) renewLease(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	now := time.Now()
-	renewed, err := s.store.RenewLease(rctx, s.id, now.Add(s.lease.length))
+	renewed, err := s.store.RenewLease(rctx, s.leaseInfo(), now.Add(s.lease.length))
 	switch {
 	case err != nil:
 		s.followFailed(ctx, "renew this coordinator's lease", err)
@@ -173,6 +177,7 @@ func (s *Server) renewLease(ctx context.Context) {
 		s.presence.mark(s.hub.localKeys()...)
 	}
 	s.presence.poke()
+	s.refreshMesh(rctx, now)
 	gone, err := s.store.ExpireLeases(rctx, now)
 	if err != nil {
 		s.followFailed(ctx, "expire the leases of stopped coordinators", err)

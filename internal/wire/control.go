@@ -210,6 +210,10 @@ type StreamMsg struct {
 	Routes     []netip.Prefix `json:"routes,omitempty"` // endpoints: the subnet and exit routes this node advertises (CheckRoutes), served once approved
 	DNS        *DNSConfig     `json:"dns,omitempty"`    // welcome: the mesh's DNS domain and extra records (nil: DefaultDNSDomain, none)
 	Paths      []byte         `json:"paths,omitempty"`  // paths: packed PathEntry values (AppendPathReport)
+	// Coordinators, in a welcome: the mesh's coordinators, each with the
+	// pin of its own certificate, the sender first (nil: the node keeps
+	// the list it has). A node whose stream fails reconnects to another.
+	Coordinators []crypto.Coordinator `json:"coordinators,omitempty"`
 	// Software, with endpoints: the node's version and OS (Software.Check),
 	// for the administrator's view only.
 	Software *Software `json:"software,omitempty"`
