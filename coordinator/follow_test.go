@@ -316,8 +316,9 @@ func TestManyNodesOnlineAcross(t *testing.T) {
 
 // Every coordinator on the database is in a new token, each with its own
 // pin, the one that made it first; a welcome lists them the same way, the
-// sender first. A coordinator added later is in the welcomes, and tokens
-// issued before it stay valid at both.
+// sender first. A coordinator added later is in the welcomes and reaches
+// the nodes already connected in a delta; tokens issued before it stay
+// valid at every coordinator. One that stops is dropped from the list.
 func TestTokenAndWelcomeListEveryCoordinator(t *testing.T) {
 	db, a, b := twoCoordinators(t)
 	if a.srv.Fingerprint() == b.srv.Fingerprint() {
@@ -350,9 +351,18 @@ func TestTokenAndWelcomeListEveryCoordinator(t *testing.T) {
 	if got := desk.welcome.Coordinators; len(got) != 3 || got[0] != at(c) || !slices.Contains(got, at(a)) || !slices.Contains(got, at(b)) {
 		t.Fatalf("C's welcome lists %+v; want C first, then A and B", got)
 	}
-	eventually(t, func() bool {
-		s := newNode(t, a).join(text, "phone").connect()
-		defer s.close()
-		return slices.Contains(s.welcome.Coordinators, at(c))
-	}, "A's welcomes list C, started after A")
+	added := time.Now()
+	crossed(t, "laptop, connected to B before C started, hears of C", added, func() bool {
+		got := laptop.coordinatorList()
+		return len(got) == 3 && got[0] == at(b) && slices.Contains(got, at(a)) && slices.Contains(got, at(c))
+	})
+	phone := newNode(t, a).join(text, "phone").connect()
+	if !slices.Contains(phone.welcome.Coordinators, at(c)) {
+		t.Fatalf("A's welcome lists %+v; want C in it", phone.welcome.Coordinators)
+	}
+	c.stop()
+	stopped := time.Now()
+	crossed(t, "laptop hears that C stopped", stopped, func() bool {
+		return slices.Equal(laptop.coordinatorList(), []crypto.Coordinator{at(b), at(a)})
+	})
 }

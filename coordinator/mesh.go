@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/meshnode/meshnode/coordinator/store"
@@ -52,7 +53,10 @@ func (s *Server) leaseInfo() store.Lease {
 }
 
 // refreshMesh reads the live coordinators for the welcomes (at each lease
-// renewal, not per welcome: thousands of nodes connect at once).
+// renewal, not per welcome: thousands of nodes connect at once). When
+// they changed (one started, or its lease ended), every node streaming
+// here hears the new list in a delta, so it can fail over to a
+// coordinator added after it connected.
 func (s *Server) refreshMesh(ctx context.Context, now time.Time) {
 	list, err := s.store.LiveCoordinators(ctx, now)
 	if err != nil {
@@ -60,8 +64,20 @@ func (s *Server) refreshMesh(ctx context.Context, now time.Time) {
 		return
 	}
 	s.mu.Lock()
+	changed := !slices.Equal(s.mesh, list)
 	s.mesh = list
 	s.mu.Unlock()
+	if !changed {
+		return
+	}
+	mesh := s.meshList()
+	if mesh == nil {
+		return
+	}
+	s.log.Info("the mesh's coordinators changed", "coordinators", len(mesh))
+	for _, sess := range s.hub.localSessions() {
+		sess.setCoordinators(mesh)
+	}
 }
 
 // meshList is what a welcome tells a node of the mesh's coordinators:

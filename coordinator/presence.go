@@ -238,6 +238,17 @@ func (h *hub) localStream(key crypto.PublicKey) (st streamInfo, here bool) {
 	return streamInfo{}, false
 }
 
+// localSessions lists the streams here.
+func (h *hub) localSessions() []*session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*session, 0, len(h.sessions))
+	for _, sess := range h.sessions {
+		out = append(out, sess)
+	}
+	return out
+}
+
 // localKeys lists the nodes with a stream here.
 func (h *hub) localKeys() []crypto.PublicKey {
 	h.mu.Lock()

@@ -24,14 +24,15 @@ func (s State) coordinators() []crypto.Coordinator {
 	return out
 }
 
-// welcomedBy takes each welcome's list of coordinators (nil: an older
-// coordinator's welcome, which has none; the node keeps its list). The
+// heardCoordinators takes the list of coordinators of each welcome and of
+// a delta that changed it (nil: an older coordinator's welcome, which has
+// none; the node keeps its list). The
 // list is checked like any input; the coordinator that sent it stays
 // listed even when it names itself by another URL than the one dialled
 // (a token's --url). The stream chooses from it from now on, the relay
 // over TCP follows the stream to the sender, and the state file keeps
 // the list, with the sender as the one to dial first at the next start.
-func (e *Engine) welcomedBy(list []crypto.Coordinator) {
+func (e *Engine) heardCoordinators(list []crypto.Coordinator) {
 	cur, _ := e.stream.Current()
 	current := crypto.Coordinator{}
 	for _, c := range e.stream.Known() {

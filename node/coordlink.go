@@ -37,8 +37,8 @@ type coordLink struct {
 	// this node may serve: from each welcome (nil: every pair), and from
 	// a delta when they changed (nil: unchanged).
 	relayPairs func(p *wire.RelayPairs, welcome bool)
-	// coordinators hears the mesh's coordinators from each welcome (nil:
-	// the coordinator sent none).
+	// coordinators hears the mesh's coordinators from each welcome, and
+	// from a delta when they changed (nil: none sent, or unchanged).
 	coordinators func([]crypto.Coordinator)
 	// cache keeps the map on disk, nil with peer_map_cache off; live
 	// hears each welcome (the node no longer runs from the cached map).
@@ -95,6 +95,9 @@ func (c *coordLink) OnPeers(msg wire.StreamMsg) {
 	}
 	c.filter(msg.Filter, false)
 	c.relayPairs(msg.RelayPairs, false)
+	if msg.Coordinators != nil {
+		c.coordinators(msg.Coordinators)
+	}
 	for _, k := range msg.Remove {
 		n, known := c.peers.Get(k)
 		if err := c.peers.Remove(k); err != nil {
