@@ -170,21 +170,20 @@ func (m *Mesh) startCoordinator(ln net.Listener) {
 	var wg sync.WaitGroup
 	wg.Go(func() { coord.Serve(ctx, ln) })
 	wg.Go(func() { coord.ServeSTUN(ctx, conns) })
-	m.stopCoord = func() {
+	halt := func() {
 		cancel()
 		wg.Wait()
 		for _, c := range []net.PacketConn{conns.Primary, conns.AltPort, conns.AltIP, conns.Alternate, conns.V6} {
 			c.Close()
 		}
+	}
+	m.stopCoord = func() {
+		halt()
 		coord.Close()
 	}
 	m.crashCoord = func() {
 		m.CoordLink.Close()
-		cancel()
-		wg.Wait()
-		for _, c := range []net.PacketConn{conns.Primary, conns.AltPort, conns.AltIP, conns.Alternate, conns.V6} {
-			c.Close()
-		}
+		halt()
 	}
 }
 
