@@ -2,7 +2,11 @@ package node_test
 
 import (
 	"context"
+	"encoding/json"
 	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -11,6 +15,7 @@ import (
 	"github.com/meshnode/meshnode/internal/meshlab"
 	"github.com/meshnode/meshnode/internal/pgtest"
 	"github.com/meshnode/meshnode/internal/wait"
+	"github.com/meshnode/meshnode/node"
 	"github.com/meshnode/meshnode/node/path"
 )
 
@@ -80,6 +85,13 @@ func TestNodesFailOverToAnotherCoordinator(t *testing.T) {
 		t.Errorf("a and b lost their direct path %d times during the failover", n)
 	}
 
+	// a keeps the list in its state file, B as the one to dial first.
+	wait.For(t, failoverDeadline, "a's state file names B first and both", func() bool {
+		st := readState(t, a)
+		return st.CoordinatorURL == cb.URL && len(st.Coordinators) == 2 &&
+			slices.Contains(st.Coordinators, crypto.Coordinator{URL: onA, Pin: m.Coord.Fingerprint()})
+	})
+
 	joined := time.Now()
 	c := m.AddNode("c", m.NAT(homeNAT("cafe")).NewHost("c", netip.MustParseAddr("192.168.7.2")), meshlab.NodeOptions{Token: both})
 	wait.For(t, failoverDeadline, "c connected to B", func() bool {
@@ -90,4 +102,26 @@ func TestNodesFailOverToAnotherCoordinator(t *testing.T) {
 	waitDirect(t, c, a)
 	transfer(t, c, a, 16<<10)
 	transfer(t, b, c, 16<<10)
+}
+
+// readState reads n's state file, which must be private to its owner.
+func readState(t *testing.T, n *meshlab.Node) node.State {
+	t.Helper()
+	file := filepath.Join(n.StateDir(), node.StateFile)
+	fi, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s has mode %v; want 0600", file, fi.Mode().Perm())
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st node.State
+	if err := json.Unmarshal(b, &st); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return st
 }
