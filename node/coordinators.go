@@ -26,12 +26,12 @@ func (s State) coordinators() []crypto.Coordinator {
 
 // heardCoordinators takes the list of coordinators of each welcome and of
 // a delta that changed it (nil: an older coordinator's welcome, which has
-// none; the node keeps its list). The
-// list is checked like any input; the coordinator that sent it stays
-// listed even when it names itself by another URL than the one dialled
-// (a token's --url). The stream chooses from it from now on, the relay
-// over TCP follows the stream to the sender, and the state file keeps
-// the list, with the sender as the one to dial first at the next start.
+// none; the node keeps its list). The list is checked like any input;
+// the coordinator that sent it stays listed even when it names itself by
+// another URL than the one dialled (a token's --url). The stream chooses
+// from it from now on, the relay over TCP follows the stream to the
+// sender, and the state file keeps the list, with the sender as the one
+// to dial first at the next start.
 func (e *Engine) heardCoordinators(list []crypto.Coordinator) {
 	cur, _ := e.stream.Current()
 	current := crypto.Coordinator{}
@@ -43,19 +43,38 @@ func (e *Engine) heardCoordinators(list []crypto.Coordinator) {
 	if current.URL == "" {
 		return
 	}
-	e.relays.SetCoordinator(current.URL, control.NewHTTPClient(current.Pin))
 	if list != nil {
-		if err := crypto.ValidateCoordinators(list); err != nil {
+		var err error
+		if list, err = withSender(list, current); err != nil {
 			e.log.Warn("the coordinator's list of coordinators is invalid; keeping the known one", "coordinator", cur, "err", err)
-			list = nil
+		} else {
+			e.stream.SetCoordinators(list)
 		}
 	}
-	if list != nil {
-		if !slices.ContainsFunc(list, func(c crypto.Coordinator) bool { return c.URL == cur }) && len(list) < crypto.MaxTokenCoordinators {
-			list = append(slices.Clone(list), current)
-		}
-		e.stream.SetCoordinators(list)
+	if e.saveCoordinators(current, list) {
+		e.relays.SetCoordinator(current.URL, control.NewHTTPClient(current.Pin))
+		e.log.Info("coordinator changed", "connected", cur, "known", len(e.stream.Known()))
 	}
+}
+
+// withSender checks a coordinator's list of coordinators and returns it
+// with sender, the coordinator that sent it, added at the end when the
+// list doesn't name it (and has room); nil and the error for a list that
+// fails the checks.
+func withSender(list []crypto.Coordinator, sender crypto.Coordinator) ([]crypto.Coordinator, error) {
+	if err := crypto.ValidateCoordinators(list); err != nil {
+		return nil, err
+	}
+	if slices.ContainsFunc(list, func(c crypto.Coordinator) bool { return c.URL == sender.URL }) || len(list) == crypto.MaxTokenCoordinators {
+		return list, nil
+	}
+	return append(slices.Clone(list), sender), nil
+}
+
+// saveCoordinators writes current, as the coordinator to dial first, and
+// list (nil: unchanged) to the state file when either changed; moved
+// reports whether current is another coordinator than before.
+func (e *Engine) saveCoordinators(current crypto.Coordinator, list []crypto.Coordinator) (moved bool) {
 	e.stateMu.Lock()
 	defer e.stateMu.Unlock()
 	next := e.saved
@@ -63,15 +82,16 @@ func (e *Engine) heardCoordinators(list []crypto.Coordinator) {
 	if list != nil {
 		next.Coordinators = list
 	}
-	if next.CoordinatorURL == e.saved.CoordinatorURL && next.Pin == e.saved.Pin && slices.Equal(next.Coordinators, e.saved.Coordinators) {
-		return
+	moved = next.CoordinatorURL != e.saved.CoordinatorURL || next.Pin != e.saved.Pin
+	if !moved && slices.Equal(next.Coordinators, e.saved.Coordinators) {
+		return false
 	}
 	if err := saveState(e.cfg.StateDir, next); err != nil {
 		e.log.Warn("keep the mesh's coordinators in the state file", "err", err)
-		return
+		return moved
 	}
 	e.saved = next
-	e.log.Info("coordinators of the mesh", "known", len(e.stream.Known()), "connected", cur)
+	return moved
 }
 
 // streamClients makes the stream's HTTP client for a coordinator's pin:

@@ -303,6 +303,12 @@ func (s *Stream) SetCoordinators(list []crypto.Coordinator) {
 	}
 	s.targets = slices.Clone(list)
 	s.cur = slices.IndexFunc(s.targets, func(c crypto.Coordinator) bool { return c.URL == cur })
+	for pin, hc := range s.clients {
+		if !slices.ContainsFunc(s.targets, func(c crypto.Coordinator) bool { return c.Pin == pin }) {
+			hc.CloseIdleConnections()
+			delete(s.clients, pin)
+		}
+	}
 }
 
 // target is the coordinator to dial next and the client for its pin.
