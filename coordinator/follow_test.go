@@ -6,11 +6,13 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/coordinator"
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/helperproc"
@@ -365,4 +367,53 @@ func TestTokenAndWelcomeListEveryCoordinator(t *testing.T) {
 	crossed(t, "laptop hears that C stopped", stopped, func() bool {
 		return slices.Equal(laptop.coordinatorList(), []crypto.Coordinator{at(b), at(a)})
 	})
+}
+
+// `token create` without a coordinator on its host, on a shared
+// database, names this host's coordinator (found by its certificate when
+// no public URL is given) and every other one; a public URL whose
+// coordinator serves another certificate is refused.
+func TestOfflineTokenOnSharedDatabase(t *testing.T) {
+	_, a, b := twoCoordinators(t)
+	at := func(h *harness) crypto.Coordinator {
+		return crypto.Coordinator{URL: h.cfg.PublicURL, Pin: h.srv.Fingerprint()}
+	}
+	eventually(t, func() bool {
+		tok, err := crypto.ParseToken(a.token(coordinator.TokenOptions{}))
+		return err == nil && len(tok.Coordinators()) == 2
+	}, "both coordinators hold a lease")
+	create := func(cfg config.Coordinator) (crypto.Token, error) {
+		admin, err := coordinator.OpenAdmin(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Close()
+		return admin.CreateToken(t.Context(), coordinator.TokenOptions{})
+	}
+	noURL := a.cfg
+	noURL.PublicURL = ""
+	otherURL := a.cfg
+	otherURL.PublicURL = b.cfg.PublicURL
+	for _, tt := range []struct {
+		name    string
+		cfg     config.Coordinator
+		wantErr string
+	}{
+		{"public URL given", a.cfg, ""},
+		{"found by the certificate", noURL, ""},
+		{"another coordinator's URL", otherURL, "serves a certificate with pin " + b.srv.Fingerprint()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tok, err := create(tt.cfg)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v; want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if want := []crypto.Coordinator{at(a), at(b)}; err != nil || !slices.Equal(tok.Coordinators(), want) {
+				t.Fatalf("token names %+v, %v; want %+v", tok.Coordinators(), err, want)
+			}
+		})
+	}
 }
