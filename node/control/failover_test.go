@@ -1,6 +1,7 @@
 package control
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -132,6 +133,65 @@ func TestStreamFailsOver(t *testing.T) {
 						t.Fatalf("disconnect %v; want a pin mismatch", e.err)
 					}
 				}
+			}
+		})
+	}
+}
+
+// A coordinator that refuses the node's key while another is known is
+// passed over; the node stops only when every known coordinator refused
+// it, or one says it was removed (they share the database).
+func TestUnauthorizedByOneFailsOver(t *testing.T) {
+	refuse := func(code string) func(cc *coordConn, _ int) {
+		return func(cc *coordConn, _ int) {
+			cc.send(wire.StreamMsg{Type: wire.MsgChallenge, Challenge: make([]byte, 32)})
+			cc.recv()
+			cc.send(wire.StreamMsg{Type: wire.MsgError, Code: code, Error: "refused"})
+		}
+	}
+	welcome := func(cc *coordConn, _ int) {
+		if cc.auth() {
+			cc.send(wire.StreamMsg{Type: wire.MsgWelcome, Self: &wire.Node{Name: "n"}})
+			cc.hold()
+		}
+	}
+	unauth, unauth2, removed, ok := newCoord(t, refuse(wire.ErrCodeUnauthorized)), newCoord(t, refuse(wire.ErrCodeUnauthorized)), newCoord(t, refuse(wire.ErrCodeNodeRemoved)), newCoord(t, welcome)
+	ok.priv = unauth.priv
+	at := func(co *coord) crypto.Coordinator { return crypto.Coordinator{URL: co.srv.URL, Pin: co.pin} }
+	for _, tt := range []struct {
+		name    string
+		targets []crypto.Coordinator
+		want    string // the error code Run returns; "": welcomed
+	}{
+		{"another accepts", []crypto.Coordinator{at(unauth), at(ok)}, ""},
+		{"every one refuses", []crypto.Coordinator{at(unauth), at(unauth2)}, wire.ErrCodeUnauthorized},
+		{"removed", []crypto.Coordinator{at(removed), at(ok)}, wire.ErrCodeNodeRemoved},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := unauth.stream(t)
+			s.Coordinators = tt.targets
+			h := newRecorder()
+			done := run(t, s, h)
+			if tt.want == "" {
+				for e := h.next(t, "disconnect"); e.kind != "welcome"; {
+					select {
+					case e = <-h.events:
+					case err := <-done:
+						t.Fatalf("Run returned %v; want a welcome from the other coordinator", err)
+					case <-time.After(waitFor):
+						t.Fatalf("no welcome in %v", waitFor)
+					}
+				}
+				return
+			}
+			select {
+			case err := <-done:
+				var re *RejectedError
+				if !errors.As(err, &re) || re.Code != tt.want {
+					t.Fatalf("Run = %v; want %s", err, tt.want)
+				}
+			case <-time.After(waitFor):
+				t.Fatalf("Run did not return in %v", waitFor)
 			}
 		})
 	}

@@ -188,16 +188,18 @@ type Stream struct {
 	sess *session // the welcomed session; nil while down
 	// targets are the coordinators, cur the index of the one dialled
 	// (-1: none yet, or it is no longer listed), failed those whose
-	// session failed since the last welcome, clients each pin's client.
-	targets []crypto.Coordinator
-	cur     int
-	failed  map[string]bool
-	clients map[string]*http.Client
+	// session failed and unauthorized those that refused this node's key
+	// since the last welcome, clients each pin's client.
+	targets      []crypto.Coordinator
+	cur          int
+	failed       map[string]bool
+	unauthorized map[string]bool
+	clients      map[string]*http.Client
 }
 
-// Run connects and reconnects until ctx ends or the coordinator refuses this
-// node itself (it was removed, or its key is not registered), which is
-// returned. Any other refusal, such as a bad_request about one message, is
+// Run connects and reconnects until ctx ends or the coordinators refuse
+// this node itself (it was removed, or every known coordinator refused
+// its key), which is returned. Any other refusal, such as a bad_request about one message, is
 // logged at a bounded rate and the stream reconnects; a session that ended
 // in a refusal doesn't reset the backoff, and lets it grow to 30 s, so a
 // node whose every session is refused settles at one attempt per 30 s.
@@ -219,7 +221,7 @@ func (s *Stream) Run(ctx context.Context, h Handler) error {
 			return ctx.Err()
 		}
 		var refused *RejectedError
-		if errors.As(err, &refused) && refused.refusesNode() {
+		if errors.As(err, &refused) && refused.refusesNode() && s.refusedByAll(target.URL, refused) {
 			return err
 		}
 		h.OnDisconnect(err)
@@ -376,12 +378,38 @@ func (s *Stream) pick(failedURL string) string {
 	return s.targets[s.cur].URL
 }
 
+// refusedByAll records that the coordinator at url refused this node
+// itself, and reports whether that ends the stream: a removal does (the
+// coordinators share the database, so every one says the same), as
+// does a key refused as unauthorized by every coordinator known. One
+// coordinator that refuses the key while others may accept it (one on
+// another database, or with another key) is passed over like one that
+// is down, so it can't stop the node.
+func (s *Stream) refusedByAll(url string, refused *RejectedError) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if refused.Code != wire.ErrCodeUnauthorized {
+		return true
+	}
+	if s.unauthorized == nil {
+		s.unauthorized = make(map[string]bool)
+	}
+	s.unauthorized[url] = true
+	for _, c := range s.targets {
+		if !s.unauthorized[c.URL] {
+			return false
+		}
+	}
+	return true
+}
+
 // welcomedBy records that the coordinator at url welcomed sess: every
 // coordinator may be tried again after the next failure.
 func (s *Stream) welcomedBy(sess *session, url string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	clear(s.failed)
+	clear(s.unauthorized)
 	sess.coordinator = url
 	s.sess = sess
 }
