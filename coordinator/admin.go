@@ -228,6 +228,9 @@ type offlineAdmin struct {
 // CreateToken uses the public URL given to this command or the one the
 // coordinator recorded, and the certificate it will serve.
 func (a *offlineAdmin) CreateToken(ctx context.Context, opts TokenOptions) (crypto.Token, error) {
+	if store.IsPostgresURL(database(a.cfg)) {
+		return a.createSharedToken(ctx, opts)
+	}
 	url := a.cfg.PublicURL
 	if url == "" {
 		stored, err := a.store.Setting(ctx, settingPublicURL)
@@ -249,7 +252,37 @@ func (a *offlineAdmin) CreateToken(ctx context.Context, opts TokenOptions) (cryp
 	if err == nil && served != pin {
 		return crypto.Token{}, fmt.Errorf("the coordinator last served a certificate with pin %s, but this command sees %s: give it the same --config, --tls-cert and --tls-key as the coordinator", served, pin)
 	}
-	return issueToken(ctx, a.store, url, pin, opts)
+	return issueToken(ctx, a.store, false, url, pin, opts)
+}
+
+// createSharedToken makes a token on a database that several
+// coordinators may share, where the recorded public URL and pin are the
+// last started coordinator's, not necessarily this host's: this host's
+// coordinator is the running one whose lease carries this host's
+// certificate, unless --public-url names it; a running coordinator at
+// that URL must serve this certificate.
+func (a *offlineAdmin) createSharedToken(ctx context.Context, opts TokenOptions) (crypto.Token, error) {
+	live, err := a.store.LiveCoordinators(ctx, time.Now())
+	if err != nil {
+		return crypto.Token{}, err
+	}
+	url := a.cfg.PublicURL
+	_, pin, err := loadCert(a.cfg, urlHost(url))
+	if err != nil {
+		return crypto.Token{}, err
+	}
+	for _, l := range live {
+		switch {
+		case url == "" && l.Pin == pin:
+			url = l.URL
+		case l.URL == url && l.Pin != pin:
+			return crypto.Token{}, fmt.Errorf("the coordinator at %s serves a certificate with pin %s, but this command sees %s: give it the same --config, --tls-cert and --tls-key as that coordinator", url, l.Pin, pin)
+		}
+	}
+	if url == "" {
+		return crypto.Token{}, fmt.Errorf("no running coordinator serves this host's certificate (pin %s), and several may share the database: give --public-url, the URL of the coordinator whose --data-dir or --tls-cert this command uses", pin)
+	}
+	return issueToken(ctx, a.store, true, url, pin, opts)
 }
 
 func (a *offlineAdmin) Tokens(ctx context.Context) ([]TokenInfo, error) {

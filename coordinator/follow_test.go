@@ -6,12 +6,15 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/coordinator"
+	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/helperproc"
 	"github.com/meshnode/meshnode/internal/pgtest"
 	"github.com/meshnode/meshnode/internal/wire"
@@ -272,8 +275,12 @@ func TestNodeMovesToAnotherCoordinator(t *testing.T) {
 		return ok && p.Online
 	}, "laptop sees desk online on A")
 
+	// The coordinators share one key: the registration made through A
+	// authenticates the stream to B.
 	moved := &node{t: t, h: b, priv: desk.priv, reg: desk.reg}
-	moved.reg.CoordinatorKey = b.challenge().CoordinatorKey
+	if k := b.challenge().CoordinatorKey; k != desk.reg.CoordinatorKey {
+		t.Fatalf("B's coordinator key %s differs from A's %s", k.Short(), desk.reg.CoordinatorKey.Short())
+	}
 	at := time.Now()
 	moved.connect()
 	crossed(t, "A ends desk's old stream once desk streams to B", at, old.closed)
@@ -307,4 +314,106 @@ func TestManyNodesOnlineAcross(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// Every coordinator on the database is in a new token, each with its own
+// pin, the one that made it first; a welcome lists them the same way, the
+// sender first. A coordinator added later is in the welcomes and reaches
+// the nodes already connected in a delta; tokens issued before it stay
+// valid at every coordinator. One that stops is dropped from the list.
+func TestTokenAndWelcomeListEveryCoordinator(t *testing.T) {
+	db, a, b := twoCoordinators(t)
+	if a.srv.Fingerprint() == b.srv.Fingerprint() {
+		t.Fatal("the two coordinators share a certificate; each must have its own")
+	}
+	at := func(h *harness) crypto.Coordinator {
+		return crypto.Coordinator{URL: h.cfg.PublicURL, Pin: h.srv.Fingerprint()}
+	}
+	// B takes its lease as it starts serving, just after start returns.
+	var text string
+	var tok crypto.Token
+	want := []crypto.Coordinator{at(a), at(b)}
+	eventually(t, func() bool {
+		text = a.token(coordinator.TokenOptions{Reusable: true})
+		var err error
+		if tok, err = crypto.ParseToken(text); err != nil {
+			t.Fatal(err)
+		}
+		return slices.Equal(tok.Coordinators(), want)
+	}, "a token from A names A then B, each with its pin")
+	laptop := newNode(t, b).join(text, "laptop").connect()
+	if want := []crypto.Coordinator{at(b), at(a)}; !slices.Equal(laptop.welcome.Coordinators, want) {
+		t.Fatalf("B's welcome lists %+v; want %+v", laptop.welcome.Coordinators, want)
+	}
+
+	cfgC := testConfig(t)
+	cfgC.Database = db
+	c := start(t, cfgC)
+	desk := newNode(t, c).join(text, "desk").connect()
+	if got := desk.welcome.Coordinators; len(got) != 3 || got[0] != at(c) || !slices.Contains(got, at(a)) || !slices.Contains(got, at(b)) {
+		t.Fatalf("C's welcome lists %+v; want C first, then A and B", got)
+	}
+	added := time.Now()
+	crossed(t, "laptop, connected to B before C started, hears of C", added, func() bool {
+		got := laptop.coordinatorList()
+		return len(got) == 3 && got[0] == at(b) && slices.Contains(got, at(a)) && slices.Contains(got, at(c))
+	})
+	phone := newNode(t, a).join(text, "phone").connect()
+	if !slices.Contains(phone.welcome.Coordinators, at(c)) {
+		t.Fatalf("A's welcome lists %+v; want C in it", phone.welcome.Coordinators)
+	}
+	c.stop()
+	stopped := time.Now()
+	crossed(t, "laptop hears that C stopped", stopped, func() bool {
+		return slices.Equal(laptop.coordinatorList(), []crypto.Coordinator{at(b), at(a)})
+	})
+}
+
+// `token create` without a coordinator on its host, on a shared
+// database, names this host's coordinator (found by its certificate when
+// no public URL is given) and every other one; a public URL whose
+// coordinator serves another certificate is refused.
+func TestOfflineTokenOnSharedDatabase(t *testing.T) {
+	_, a, b := twoCoordinators(t)
+	at := func(h *harness) crypto.Coordinator {
+		return crypto.Coordinator{URL: h.cfg.PublicURL, Pin: h.srv.Fingerprint()}
+	}
+	eventually(t, func() bool {
+		tok, err := crypto.ParseToken(a.token(coordinator.TokenOptions{}))
+		return err == nil && len(tok.Coordinators()) == 2
+	}, "both coordinators hold a lease")
+	create := func(cfg config.Coordinator) (crypto.Token, error) {
+		admin, err := coordinator.OpenAdmin(t.Context(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer admin.Close()
+		return admin.CreateToken(t.Context(), coordinator.TokenOptions{})
+	}
+	noURL := a.cfg
+	noURL.PublicURL = ""
+	otherURL := a.cfg
+	otherURL.PublicURL = b.cfg.PublicURL
+	for _, tt := range []struct {
+		name    string
+		cfg     config.Coordinator
+		wantErr string
+	}{
+		{"public URL given", a.cfg, ""},
+		{"found by the certificate", noURL, ""},
+		{"another coordinator's URL", otherURL, "serves a certificate with pin " + b.srv.Fingerprint()},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			tok, err := create(tt.cfg)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err %v; want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if want := []crypto.Coordinator{at(a), at(b)}; err != nil || !slices.Equal(tok.Coordinators(), want) {
+				t.Fatalf("token names %+v, %v; want %+v", tok.Coordinators(), err, want)
+			}
+		})
+	}
 }

@@ -248,6 +248,8 @@ type stream struct {
 	filter *wire.Filter
 	// pairs are the relay pairs last received (a relay node's).
 	pairs *wire.RelayPairs
+	// coordinators are the mesh's coordinators last received.
+	coordinators []crypto.Coordinator
 }
 
 // dial opens the stream and answers the challenge with proof (nil: the
@@ -300,7 +302,7 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 	if first.Self != nil {
 		s.self = *first.Self
 	}
-	s.filter, s.pairs = first.Filter, first.RelayPairs
+	s.filter, s.pairs, s.coordinators = first.Filter, first.RelayPairs, first.Coordinators
 	go s.run(ctx)
 	return first, s, nil
 }
@@ -361,6 +363,9 @@ func (s *stream) run(ctx context.Context) {
 			if m.RelayPairs != nil {
 				s.pairs = m.RelayPairs
 			}
+			if m.Coordinators != nil {
+				s.coordinators = m.Coordinators
+			}
 			s.version = m.Version
 		case wire.MsgPunch:
 			s.punches = append(s.punches, m)
@@ -377,6 +382,14 @@ func (s *stream) run(ctx context.Context) {
 		default:
 		}
 	}
+}
+
+// coordinatorList is the mesh's coordinators as the stream last heard
+// them.
+func (s *stream) coordinatorList() []crypto.Coordinator {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.coordinators)
 }
 
 // noteRelay records a relay offered with p. Caller holds mu (or owns s).

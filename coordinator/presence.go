@@ -140,8 +140,12 @@ func (s *Server) storePresence(ctx context.Context, keys []crypto.PublicKey) {
 func (s *Server) takeLease(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	_, err := s.store.RenewLease(ctx, s.id, time.Now().Add(s.lease.length))
-	return err
+	now := time.Now()
+	if _, err := s.store.RenewLease(ctx, s.leaseInfo(), now.Add(s.lease.length)); err != nil {
+		return err
+	}
+	s.refreshMesh(ctx, now)
+	return nil
 }
 
 // keepLease renews the lease and expires others' until ctx ends.
@@ -179,7 +183,7 @@ func (s *Server) renewLease(ctx context.Context, reach *leaseReach) {
 	rctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	now := time.Now()
-	renewed, err := s.store.RenewLease(rctx, s.id, now.Add(s.lease.length))
+	renewed, err := s.store.RenewLease(rctx, s.leaseInfo(), now.Add(s.lease.length))
 	switch {
 	case err != nil:
 		s.followFailed(ctx, "renew this coordinator's lease", err)
@@ -197,7 +201,11 @@ func (s *Server) renewLease(ctx context.Context, reach *leaseReach) {
 		reach.ok = at
 	}
 	s.presence.poke()
-	if err != nil || time.Since(reach.back) < s.lease.length {
+	if err != nil {
+		return
+	}
+	s.refreshMesh(rctx, now)
+	if time.Since(reach.back) < s.lease.length {
 		return
 	}
 	gone, err := s.store.ExpireLeases(rctx, now)
@@ -266,6 +274,17 @@ func (h *hub) localStream(key crypto.PublicKey) (st streamInfo, here bool) {
 		return streamInfo{online: true, tcp: sess.tcp, relay: sess.relay}, true
 	}
 	return streamInfo{}, false
+}
+
+// localSessions lists the streams here.
+func (h *hub) localSessions() []*session {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*session, 0, len(h.sessions))
+	for _, sess := range h.sessions {
+		out = append(out, sess)
+	}
+	return out
 }
 
 // localKeys lists the nodes with a stream here.

@@ -180,6 +180,7 @@ type Server struct {
 	servedURL   string           // https://IP:port of the first specific address Serve got
 	stunAddrs   []netip.AddrPort // primary, then alternate: what the welcome advertises
 	stunAddr6   netip.AddrPort   // the IPv6 socket (stun_listen_v6), when there is one
+	mesh        []store.Lease    // the live coordinators at the last lease renewal (mesh.go)
 	closed      bool
 	// restores end relay suspensions (relayhealth.go), by relay.
 	restores map[crypto.PublicKey]*time.Timer
@@ -221,6 +222,17 @@ func New(opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	shared := store.IsPostgresURL(database(cfg))
+	if shared {
+		own := key
+		if key, err = sharedKey(ctx, st, own); err != nil {
+			st.Close()
+			return nil, err
+		}
+		if key != own {
+			log.Info("using the coordinator key of the mesh's database instead of this data directory's own", "key", key.Public().Short(), "own", own.Public().Short())
+		}
+	}
 	// Watched before the hub is loaded: what other coordinators commit
 	// from here on is applied after the load (follow.go).
 	followCtx, stopFollow := context.WithCancel(context.Background())
@@ -256,7 +268,7 @@ func New(opts Options) (*Server, error) {
 		autoApprove: autoApprove,
 		seenWritten: make(map[crypto.PublicKey]time.Time),
 		restores:    make(map[crypto.PublicKey]*time.Timer),
-		shared:      store.IsPostgresURL(database(cfg)),
+		shared:      shared,
 		id:          rand.Text(),
 		lease:       defaultLease(),
 		presence:    newPresenceWriter(),

@@ -78,9 +78,12 @@ type session struct {
 	filter *wire.Filter
 	// relayPairs are a relay node's new relay pairs (the latest wins).
 	relayPairs *wire.RelayPairs
-	ups        map[crypto.PublicKey]wire.Node
-	rems       map[crypto.PublicKey]struct{}
-	version    uint64
+	// coordinators are the mesh's coordinators, when they changed (the
+	// latest wins).
+	coordinators []crypto.Coordinator
+	ups          map[crypto.PublicKey]wire.Node
+	rems         map[crypto.PublicKey]struct{}
+	version      uint64
 	// cues wait per peer, a newer replacing an older; lastCue is when the
 	// last cue naming each peer went out.
 	cues    map[crypto.PublicKey]wire.StreamMsg
@@ -151,6 +154,15 @@ func (s *session) setFilter(f *wire.Filter, version uint64) {
 // setRelayPairs queues a relay node's new relay pairs; the latest wins.
 func (s *session) setRelayPairs(p *wire.RelayPairs, version uint64) {
 	s.queue(version, func() { s.relayPairs = p })
+}
+
+// setCoordinators queues the mesh's new list of coordinators; the latest
+// wins. It leaves the map's version alone: the map did not change.
+func (s *session) setCoordinators(list []crypto.Coordinator) {
+	s.mu.Lock()
+	s.coordinators = list
+	s.mu.Unlock()
+	s.signal()
 }
 
 // queue runs set, which replaces a queued value, under mu at version, and
@@ -308,9 +320,9 @@ func (s *session) urgent(now time.Time) bool {
 func (s *session) take(now time.Time) (delta *wire.StreamMsg, cues []wire.StreamMsg, next time.Duration, final *closing) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.ups) > 0 || len(s.rems) > 0 || s.self != nil || s.filter != nil || s.relayPairs != nil {
-		delta = &wire.StreamMsg{Type: wire.MsgPeers, Version: s.version, Self: s.self, Filter: s.filter, RelayPairs: s.relayPairs}
-		s.self, s.filter, s.relayPairs = nil, nil, nil
+	if len(s.ups) > 0 || len(s.rems) > 0 || s.self != nil || s.filter != nil || s.relayPairs != nil || s.coordinators != nil {
+		delta = &wire.StreamMsg{Type: wire.MsgPeers, Version: s.version, Self: s.self, Filter: s.filter, RelayPairs: s.relayPairs, Coordinators: s.coordinators}
+		s.self, s.filter, s.relayPairs, s.coordinators = nil, nil, nil, nil
 		for _, n := range s.ups {
 			delta.Upsert = append(delta.Upsert, n)
 		}

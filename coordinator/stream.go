@@ -244,6 +244,7 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 		old.stop(closeReplaced, "replaced by a newer stream from the same node", nil)
 	}
 	welcome.DNS = &s.dns
+	welcome.Coordinators = s.meshList()
 	log := s.log.With("node", welcome.Self.Name, "key", key.Short())
 	log.Info("node online")
 	defer func() {

@@ -78,8 +78,9 @@ type TokenInfo struct {
 }
 
 // issueToken creates and stores a token pointing at opts.URL, else at
-// publicURL, with pin.
-func issueToken(ctx context.Context, st store.Store, publicURL, pin string, opts TokenOptions) (crypto.Token, error) {
+// publicURL, with pin, and at the other coordinators sharing the database
+// (shared), each with its own pin.
+func issueToken(ctx context.Context, st store.Store, shared bool, publicURL, pin string, opts TokenOptions) (crypto.Token, error) {
 	if err := opts.Validate(); err != nil {
 		return crypto.Token{}, err
 	}
@@ -89,6 +90,10 @@ func issueToken(ctx context.Context, st store.Store, publicURL, pin string, opts
 	}
 	if dial == "" {
 		return crypto.Token{}, ErrNoPublicURL
+	}
+	more, err := otherCoordinators(ctx, st, shared, crypto.Coordinator{URL: dial, Pin: pin})
+	if err != nil {
+		return crypto.Token{}, err
 	}
 	id, secret, err := crypto.NewTokenCredentials()
 	if err != nil {
@@ -109,7 +114,7 @@ func issueToken(ctx context.Context, st store.Store, publicURL, pin string, opts
 	}); err != nil {
 		return crypto.Token{}, err
 	}
-	return crypto.Token{URL: dial, Pin: pin, ID: id, Secret: secret}, nil
+	return crypto.Token{URL: dial, Pin: pin, More: more, ID: id, Secret: secret}, nil
 }
 
 func tokenInfos(ctx context.Context, st store.Store) ([]TokenInfo, error) {
@@ -135,9 +140,9 @@ func tokenInfos(ctx context.Context, st store.Store) ([]TokenInfo, error) {
 
 // CreateToken creates a join token for this coordinator.
 func (s *Server) CreateToken(ctx context.Context, opts TokenOptions) (crypto.Token, error) {
-	tok, err := issueToken(ctx, s.store, s.publicURL(), s.pin, opts)
+	tok, err := issueToken(ctx, s.store, s.shared, s.publicURL(), s.pin, opts)
 	if err == nil {
-		s.log.Info("join token created", "token", tok.ID, "reusable", opts.Reusable, "tags", opts.Tags)
+		s.log.Info("join token created", "token", tok.ID, "reusable", opts.Reusable, "tags", opts.Tags, "coordinators", 1+len(tok.More))
 	}
 	return tok, err
 }

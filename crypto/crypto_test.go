@@ -8,13 +8,17 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -140,10 +144,48 @@ func TestTokens(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok := Token{URL: "https://198.18.0.1:8443", Pin: strings.Repeat("ab", 32), ID: id, Secret: secret}
-	got, err := ParseToken("  " + tok.String() + "\n")
-	if err != nil || got != tok {
-		t.Fatalf("round trip: %+v, %v", got, err)
+	pinA, pinB := strings.Repeat("ab", 32), strings.Repeat("cd", 32)
+	one := Token{URL: "https://198.18.0.1:8443", Pin: pinA, ID: id, Secret: secret}
+	two := Token{URL: one.URL, Pin: pinA, More: []Coordinator{{URL: "https://[2001:2::5]:8443", Pin: pinB}}, ID: id, Secret: secret}
+	// multi encodes a token in the second format as given, so that bad
+	// lists can be written.
+	multi := func(list []Coordinator, id, secret string) string {
+		b, err := json.Marshal(multiToken{Coordinators: list, ID: id, Secret: secret})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return TokenPrefixMulti + base64.RawURLEncoding.EncodeToString(b)
+	}
+	many := make([]Coordinator, MaxTokenCoordinators+1)
+	for i := range many {
+		many[i] = Coordinator{URL: fmt.Sprintf("https://c%d.example:8443", i), Pin: pinA}
+	}
+	for _, tc := range []struct {
+		name, prefix string
+		tok          Token
+	}{
+		{"one coordinator: the first format, which older nodes read", TokenPrefix, one},
+		{"two coordinators: the second format", TokenPrefixMulti, two},
+		{"the most coordinators allowed", TokenPrefixMulti, Token{URL: many[0].URL, Pin: pinA, More: many[1:MaxTokenCoordinators], ID: id, Secret: secret}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := tc.tok.String()
+			if !strings.HasPrefix(s, tc.prefix) {
+				t.Fatalf("token %s does not start with %s", s, tc.prefix)
+			}
+			got, err := ParseToken("  " + s + "\n")
+			if err != nil || !reflect.DeepEqual(got, tc.tok) {
+				t.Fatalf("round trip: %+v, %v; want %+v", got, err, tc.tok)
+			}
+			if !reflect.DeepEqual(got.Coordinators(), append([]Coordinator{{URL: tc.tok.URL, Pin: tc.tok.Pin}}, tc.tok.More...)) {
+				t.Fatalf("coordinators %+v", got.Coordinators())
+			}
+		})
+	}
+	// A token made before several coordinators existed still parses.
+	old := TokenPrefix + base64.RawURLEncoding.EncodeToString([]byte(`{"u":"https://198.18.0.1:8443","p":"`+pinA+`","i":"`+id+`","s":"`+secret+`"}`))
+	if got, err := ParseToken(old); err != nil || !reflect.DeepEqual(got, one) {
+		t.Fatalf("old token: %+v, %v; want %+v", got, err, one)
 	}
 	if !SecretMatches(secret, HashSecret(secret)) || SecretMatches(secret+"x", HashSecret(secret)) {
 		t.Fatal("secret hash comparison wrong")
@@ -153,9 +195,18 @@ func TestTokens(t *testing.T) {
 	}{
 		{"no prefix", "abc", "must start with"},
 		{"damaged", TokenPrefix + "%%%", "damaged"},
-		{"http url", Token{URL: "http://x:1", Pin: tok.Pin, ID: "i", Secret: "s"}.String(), "must be https"},
-		{"bad pin", Token{URL: tok.URL, Pin: "zz", ID: "i", Secret: "s"}.String(), "certificate pin"},
-		{"no secret", Token{URL: tok.URL, Pin: tok.Pin}.String(), "missing ID or secret"},
+		{"damaged, second format", TokenPrefixMulti + "%%%", "damaged"},
+		{"not JSON, second format", TokenPrefixMulti + base64.RawURLEncoding.EncodeToString([]byte("[1]")), "damaged"},
+		{"http url", Token{URL: "http://x:1", Pin: one.Pin, ID: "i", Secret: "s"}.String(), "must be https"},
+		{"bad pin", Token{URL: one.URL, Pin: "zz", ID: "i", Secret: "s"}.String(), "certificate pin"},
+		{"no secret", Token{URL: one.URL, Pin: one.Pin}.String(), "missing ID or secret"},
+		{"no coordinator", multi(nil, id, secret), "names no coordinator"},
+		{"second coordinator not https", multi([]Coordinator{{one.URL, pinA}, {"http://b:1", pinB}}, id, secret), `coordinator 2: coordinator URL "http://b:1" must be https`},
+		{"second coordinator's pin bad", multi([]Coordinator{{one.URL, pinA}, {"https://b:1", "ab"}}, id, secret), `coordinator 2: certificate pin "ab"`},
+		{"a URL twice", multi([]Coordinator{{one.URL, pinA}, {one.URL, pinB}}, id, secret), "listed twice"},
+		{"too many coordinators", multi(many, id, secret), "more than the 16 allowed"},
+		{"no secret, second format", multi(two.Coordinators(), id, ""), "missing ID or secret"},
+		{"too long", TokenPrefixMulti + strings.Repeat("A", maxTokenLen), "more than the"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseToken(tc.token)

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/meshnode/meshnode/crypto"
+
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/mapcache"
 	"github.com/meshnode/meshnode/node/path"
@@ -35,6 +37,9 @@ type coordLink struct {
 	// this node may serve: from each welcome (nil: every pair), and from
 	// a delta when they changed (nil: unchanged).
 	relayPairs func(p *wire.RelayPairs, welcome bool)
+	// coordinators hears the mesh's coordinators from each welcome, and
+	// from a delta when they changed (nil: none sent, or unchanged).
+	coordinators func([]crypto.Coordinator)
 	// cache keeps the map on disk, nil with peer_map_cache off; live
 	// hears each welcome (the node no longer runs from the cached map).
 	cache    *mapcache.Writer
@@ -47,6 +52,7 @@ type coordLink struct {
 // resends this node's candidates (a restarted coordinator may have lost
 // them).
 func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
+	c.coordinators(msg.Coordinators)
 	c.apply(msg)
 	if c.cache != nil {
 		c.live()
@@ -89,6 +95,9 @@ func (c *coordLink) OnPeers(msg wire.StreamMsg) {
 	}
 	c.filter(msg.Filter, false)
 	c.relayPairs(msg.RelayPairs, false)
+	if msg.Coordinators != nil {
+		c.coordinators(msg.Coordinators)
+	}
 	for _, k := range msg.Remove {
 		n, known := c.peers.Get(k)
 		if err := c.peers.Remove(k); err != nil {

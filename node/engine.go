@@ -89,6 +89,10 @@ type Engine struct {
 	log   *slog.Logger
 	priv  crypto.PrivateKey
 	state State // the registration, fixed once New returns
+	// stateMu guards saved: the state file as last written, which the
+	// coordinators' welcomes (their list) and STUN servers update.
+	stateMu sync.Mutex
+	saved   State
 
 	// The parts, made by Run.
 	tun    tun.Device
@@ -180,7 +184,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err := wire.CheckRoutes(e.cfg.Routes(), st.routes()); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrRoutes, err)
 	}
-	e.state = st
+	e.state, e.saved = st, st
 	return e, nil
 }
 

@@ -34,15 +34,22 @@ func (e *Engine) register(ctx context.Context) (State, error) {
 	if name == "" {
 		name, _ = os.Hostname()
 	}
-	hc := control.NewHTTPClient(tok.Pin)
+	// Any of the token's coordinators registers the node (they share the
+	// database): a random one first, so that new nodes spread over them,
+	// then each other in turn; a full round that failed waits with
+	// backoff.
+	list := tok.Coordinators()
+	first := rand.N(len(list))
 	wait := registerRetryMin
-	for {
-		e.progress("registering with the coordinator at " + tok.URL)
-		resp, err := control.Register(ctx, hc, tok, e.cfg.Token, e.priv, name)
+	for attempt := 0; ; attempt++ {
+		c := list[(first+attempt)%len(list)]
+		e.progress("registering with the coordinator at " + c.URL)
+		resp, err := control.Register(ctx, control.NewHTTPClient(c.Pin), c, e.cfg.Token, e.priv, name)
 		if err == nil {
 			st := State{
-				CoordinatorURL: tok.URL,
-				Pin:            tok.Pin,
+				CoordinatorURL: c.URL,
+				Pin:            c.Pin,
+				Coordinators:   list,
 				CoordinatorKey: resp.CoordinatorKey,
 				Self:           resp.Self,
 				NetworkV4:      resp.NetworkV4,
@@ -51,15 +58,19 @@ func (e *Engine) register(ctx context.Context) (State, error) {
 			if err := saveState(e.cfg.StateDir, st); err != nil {
 				return st, err
 			}
-			e.log.Info("registered", "name", st.Self.Name, "addresses", st.Self.Addresses)
+			e.log.Info("registered", "name", st.Self.Name, "addresses", st.Self.Addresses, "coordinator", c.URL)
 			return st, nil
 		}
 		if control.IsPermanent(err) {
 			return State{}, err
 		}
+		if (attempt+1)%len(list) != 0 {
+			e.log.Warn("coordinator unreachable; trying the next one of the token", "url", c.URL, "err", err)
+			continue
+		}
 		// Full jitter spreads a fleet's retries after a coordinator outage.
 		d := wait/2 + rand.N(wait)
-		e.log.Warn("coordinator unreachable; retrying", "url", tok.URL, "err", err, "in", d.Round(time.Millisecond))
+		e.log.Warn("coordinator unreachable; retrying", "url", c.URL, "err", err, "in", d.Round(time.Millisecond))
 		e.progress(fmt.Sprintf("coordinator unreachable (%v); retrying in %v", err, d.Round(time.Second)))
 		select {
 		case <-ctx.Done():

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"sync"
 	"time"
@@ -83,31 +82,22 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		defer metricsLn.Close()
 	}
 
-	streamClient := control.NewHTTPClient(e.state.Pin)
+	var punchPort uint16
 	if e.cfg.TCPPunch {
 		if l, err := tcppunch.NewListener(ctx, e.bind.Port()); err != nil {
 			e.log.Warn("TCP hole punching off: cannot listen on the TCP port", "port", e.bind.Port(), "err", err)
 		} else {
 			e.tcp = l
 			defer l.Close()
-			// The stream leaves from the punch port, so the coordinator
-			// sees (and offers peers) this node's public TCP mapping.
-			t := streamClient.Transport.(*http.Transport)
-			t.DialContext = dialFrom(l.Port())
-			t.MaxConnsPerHost = 1
+			punchPort = l.Port()
 		}
 	}
-	// Each connect of the stream times a round trip to the coordinator,
-	// whose host serves the UDP relay too: the relay client's wait for
-	// its UDP relay follows it.
-	st := streamClient.Transport.(*http.Transport)
-	st.DialContext = timedDial(st.DialContext, e.relays.SetCoordinatorRTT)
 	e.stream = &control.Stream{
-		URL:      e.state.CoordinatorURL,
-		Client:   streamClient,
-		Priv:     e.priv,
-		CoordKey: e.state.CoordinatorKey,
-		Log:      e.log.With("component", "control"),
+		Coordinators: e.state.coordinators(),
+		Client:       e.streamClients(punchPort),
+		Priv:         e.priv,
+		CoordKey:     e.state.CoordinatorKey,
+		Log:          e.log.With("component", "control"),
 	}
 	var wg sync.WaitGroup
 	errc := make(chan error, 1)
@@ -137,7 +127,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 	}
 	fl := &filterLink{e: e}
-	link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, filter: fl.apply, relayPairs: e.relayFeed.setPairs, welcomed: welcomed, log: e.log, progress: e.progress}
+	link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, filter: fl.apply, relayPairs: e.relayFeed.setPairs, coordinators: e.heardCoordinators, welcomed: welcomed, log: e.log, progress: e.progress}
 	// Before the control socket serves: status reads what it sets.
 	e.startMapCache(ctx, &wg, link)
 	wg.Go(func() {
@@ -270,9 +260,15 @@ func (e *Engine) build() {
 
 // saveSTUN keeps the coordinator's STUN servers in the state file.
 func (e *Engine) saveSTUN(servers, servers6 []string) error {
-	st := e.state
+	e.stateMu.Lock()
+	defer e.stateMu.Unlock()
+	st := e.saved
 	st.STUN, st.STUN6 = servers, servers6
-	return saveState(e.cfg.StateDir, st)
+	if err := saveState(e.cfg.StateDir, st); err != nil {
+		return err
+	}
+	e.saved = st
+	return nil
 }
 
 // sendCoordinator queues a message for the coordinator. It never blocks;

@@ -25,12 +25,18 @@ const (
 // State is this node's registration, kept across restarts so later runs
 // need no token.
 type State struct {
-	CoordinatorURL string           `json:"coordinator_url"`
-	Pin            string           `json:"pin"`
-	CoordinatorKey crypto.PublicKey `json:"coordinator_key"`
-	Self           wire.Node        `json:"self"`
-	NetworkV4      netip.Prefix     `json:"network_v4"`
-	NetworkV6      netip.Prefix     `json:"network_v6"`
+	// CoordinatorURL and Pin are the coordinator the node registered
+	// with or was last welcomed by, dialled first at start.
+	CoordinatorURL string `json:"coordinator_url"`
+	Pin            string `json:"pin"`
+	// Coordinators are the mesh's coordinators, each with its own pin:
+	// the token's, then each welcome's (empty in a state written before
+	// several coordinators existed: CoordinatorURL alone).
+	Coordinators   []crypto.Coordinator `json:"coordinators,omitempty"`
+	CoordinatorKey crypto.PublicKey     `json:"coordinator_key"`
+	Self           wire.Node            `json:"self"`
+	NetworkV4      netip.Prefix         `json:"network_v4"`
+	NetworkV6      netip.Prefix         `json:"network_v6"`
 	// STUN is the coordinator's STUN servers from its last welcome, for
 	// `meshnode netcheck` and for discovery before the stream is up.
 	STUN []string `json:"stun,omitempty"`

@@ -87,7 +87,7 @@ func (e *Engine) Status() localapi.Status {
 		Peers:       peers,
 		Routes:      rst,
 		ExitNode:    exit,
-		Coordinator: localapi.Coordinator{URL: e.state.CoordinatorURL, Connected: e.stream != nil && e.stream.Connected(), CachedMap: e.cachedMapStatus()},
+		Coordinator: e.coordinatorStatus(),
 		DNS:         e.dnsStatus(),
 		Counters: map[string]uint64{
 			"udp_garbage":           bs.Garbage.Load(),
@@ -256,3 +256,21 @@ func (e *Engine) PathStats() *path.Stats { return &e.mgr.Stats }
 // RelayStatus is what the relay client is doing: the relay chosen, bound,
 // and when a relay node last carried this node's echo.
 func (e *Engine) RelayStatus() relayclient.Status { return e.relays.Status() }
+
+// coordinatorStatus is the stream's state: the coordinator connected to
+// (the last one used while down) and how many the node knows.
+func (e *Engine) coordinatorStatus() localapi.Coordinator {
+	e.stateMu.Lock()
+	c := localapi.Coordinator{URL: e.saved.CoordinatorURL, Known: len(e.saved.coordinators())}
+	e.stateMu.Unlock()
+	c.CachedMap = e.cachedMapStatus()
+	if e.stream == nil {
+		return c
+	}
+	url, known := e.stream.Current()
+	if url != "" {
+		c.URL, c.Connected = url, true
+	}
+	c.Known = known
+	return c
+}

@@ -55,6 +55,10 @@ of them are approved and primary; peers' routes it uses, or not (one inside
 this host's LAN is left to the LAN); and its exit node, reachable or not
 (traffic is then blocked, not sent directly).
 
+The coordinator line names the coordinator the node is connected to and,
+with several, how many it knows: when its coordinator fails it reconnects
+to another within a few seconds, and established paths keep working.
+
 A node restarted while no coordinator answers comes up from the peer map
 it cached (peer_map_cache): the coordinator line then says since when it
 runs from it and when the coordinator last changed that map, until the
@@ -68,7 +72,8 @@ active, version, rules, flows, max_flows, denied[] (rule, in, out) and
 denied_no_rule; routes with advertised, serving, primary, via[] (prefix,
 peer, state: routed, lan or own); exit_node with name, reachable, state
 (reachable, unknown, not approved, offline, no path); coordinator with
-url, connected and, while the node runs from its cached peer map,
+url (the one connected to, else the last one used), connected, known (how
+many coordinators of the mesh the node knows: it fails over among them) and, while the node runs from its cached peer map,
 cached_map (since, updated, file); counters; and dns (as 'meshnode dns
 status --json').`,
 		Example: "  meshnode status\n  meshnode status desktop.mesh.internal\n  meshnode status --json | jq '.peers[] | {name, path}'",
@@ -105,6 +110,9 @@ func printStatus(w io.Writer, st localapi.Status) error {
 		coord = "NOT connected (existing paths keep working)"
 	}
 	fmt.Fprintf(w, "%s  %s  on %s\n", st.Self.Name, joinAddrs(st.Self.Addresses), st.Self.Interface)
+	if st.Coordinator.Known > 1 {
+		coord += fmt.Sprintf("; %d coordinators known", st.Coordinator.Known)
+	}
 	fmt.Fprintf(w, "key %s\ncoordinator %s: %s\n", st.Self.PublicKey, st.Coordinator.URL, coord)
 	fmt.Fprintln(w, dnsLine(st.DNS, st.Self.Name))
 	if st.Self.NAT.Public != "" {

@@ -152,6 +152,7 @@ func TestStatusShowsTheCachedMap(t *testing.T) {
 	}{
 		{"connected", localapi.Coordinator{URL: "https://c.example:8443", Connected: true}, []string{"coordinator https://c.example:8443: connected"}},
 		{"down", localapi.Coordinator{URL: "https://c.example:8443"}, []string{"NOT connected (existing paths keep working)"}},
+		{"one of several", localapi.Coordinator{URL: "https://b.example:8443", Connected: true, Known: 3}, []string{"coordinator https://b.example:8443: connected; 3 coordinators known"}},
 		{"from the cache", localapi.Coordinator{URL: "https://c.example:8443", CachedMap: cached},
 			[]string{"NOT connected; running since 2026-11-30T09:26:40Z from the cached peer map of 2026-11-30T09:12:03Z", "peermap.json"}},
 	}

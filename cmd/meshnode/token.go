@@ -54,7 +54,13 @@ The token carries the coordinator's public URL: --public-url, or the one in
 the coordinator's config file, or the one the coordinator recorded when it
 last started. Machines without IPv4 need a URL they can reach: a public_url
 whose name has an AAAA record, or a token made with --public-url
-https://[IPv6]:PORT.` + tokenAdminNote,
+https://[IPv6]:PORT.
+
+With several coordinators on one PostgreSQL database, the token also names
+every other coordinator whose lease runs, each with the pin of its own
+certificate (a mntok2_ token): a node registers through any of them and
+fails over among them. A token naming one coordinator is a mntok1_ token,
+which every meshnode reads.` + tokenAdminNote,
 		Example: `  meshnode token create --data-dir /var/lib/meshnode-coordinator
   # one token for a whole fleet, for a week
   meshnode token create --reusable --expiry 168h --tag servers

@@ -155,6 +155,16 @@ func (s *sqlDB) Setting(ctx context.Context, name string) (string, error) {
 	return v, nil
 }
 
+// InitSetting writes a named value unless it is set, and reads back the
+// value it has: the insert is atomic (a unique key), so whichever
+// coordinator committed first set it, and every one reads that.
+func (s *sqlDB) InitSetting(ctx context.Context, name, value string) (string, error) {
+	if _, err := s.execWrite(ctx, Change{Kind: ChangeSetting}, `INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING`, name, value); err != nil {
+		return "", fmt.Errorf("write setting %s to %s: %w", name, s.name, err)
+	}
+	return s.Setting(ctx, name)
+}
+
 // SetSetting writes a named value.
 func (s *sqlDB) SetSetting(ctx context.Context, name, value string) error {
 	_, err := s.execWrite(ctx, Change{Kind: ChangeSetting}, `INSERT INTO settings (name, value) VALUES ($1, $2)

@@ -121,6 +121,17 @@ var migrations = []migration{
 	},
 	{
 		version:     6,
+		description: "coordinators record their public URL and certificate pin with their lease",
+		statements: []string{
+			// Where nodes dial each running coordinator ('' for no public
+			// URL), and the SHA-256 pin of its own certificate: join
+			// tokens and welcomes list them all.
+			`ALTER TABLE coordinators ADD COLUMN url TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE coordinators ADD COLUMN pin TEXT NOT NULL DEFAULT ''`,
+		},
+	},
+	{
+		version:     7,
 		description: "path reports and path changes, for one web page across coordinators",
 		statements: []string{
 			// A node's latest path report, recorded by the coordinator

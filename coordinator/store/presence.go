@@ -66,25 +66,61 @@ func (s *sqlDB) writePresence(ctx context.Context, coordinator string, here []Pr
 	return s.commit(ctx, tx, changes...)
 }
 
-// RenewLease extends coordinator's lease to until. renewed is false when
-// it had none (its first, or it lapsed and its presence was expired) or
-// it had run out (a database outage longer than the lease): others may
-// have read its nodes as offline, so the caller records their presence
-// again, which announces it.
-func (s *sqlDB) RenewLease(ctx context.Context, coordinator string, until time.Time) (renewed bool, err error) {
-	res, err := s.execWrite(ctx, Change{}, `UPDATE coordinators SET lease_until = $1 WHERE id = $2 AND lease_until >= $3`,
-		until.UnixMilli(), coordinator, time.Now().UnixMilli())
+// Lease is what a running coordinator records about itself: its ID for
+// this run, and where nodes dial it (its public URL, "" for none) with
+// the pin of its own certificate, so that any coordinator of the mesh can
+// list them all in join tokens and welcomes (LiveCoordinators).
+type Lease struct {
+	Coordinator string
+	URL         string
+	Pin         string
+}
+
+// RenewLease extends l's lease to until, recording its URL and pin.
+// renewed is false when it had none (its first, or it lapsed and its
+// presence was expired) or it had run out (a database outage longer than
+// the lease): others may have read its nodes as offline, so the caller
+// records their presence again, which announces it.
+func (s *sqlDB) RenewLease(ctx context.Context, l Lease, until time.Time) (renewed bool, err error) {
+	res, err := s.execWrite(ctx, Change{}, `UPDATE coordinators SET lease_until = $1, url = $3, pin = $4 WHERE id = $2 AND lease_until >= $5`,
+		until.UnixMilli(), l.Coordinator, l.URL, l.Pin, time.Now().UnixMilli())
 	if err != nil {
-		return false, fmt.Errorf("database %s: renew the lease of coordinator %s: %w", s.name, coordinator, err)
+		return false, fmt.Errorf("database %s: renew the lease of coordinator %s: %w", s.name, l.Coordinator, err)
 	}
 	if n, err := res.RowsAffected(); err == nil && n > 0 {
 		return true, nil
 	}
-	if _, err := s.execWrite(ctx, Change{}, `INSERT INTO coordinators (id, lease_until) VALUES ($1, $2)
-		ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until`, coordinator, until.UnixMilli()); err != nil {
-		return false, fmt.Errorf("database %s: take a lease for coordinator %s: %w", s.name, coordinator, err)
+	if _, err := s.execWrite(ctx, Change{}, `INSERT INTO coordinators (id, lease_until, url, pin) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, url = excluded.url, pin = excluded.pin`, l.Coordinator, until.UnixMilli(), l.URL, l.Pin); err != nil {
+		return false, fmt.Errorf("database %s: take a lease for coordinator %s: %w", s.name, l.Coordinator, err)
 	}
 	return false, nil
+}
+
+// LiveCoordinators lists the coordinators whose lease runs at now and
+// that have a public URL, by URL; of two runs with one URL (a coordinator
+// restarted before its old lease ended), the newer lease.
+func (s *sqlDB) LiveCoordinators(ctx context.Context, now time.Time) ([]Lease, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, url, pin FROM coordinators WHERE lease_until >= $1 AND url <> '' ORDER BY url, lease_until DESC`, now.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("database %s: list coordinators: %w", s.name, err)
+	}
+	defer rows.Close()
+	var out []Lease
+	for rows.Next() {
+		var l Lease
+		if err := rows.Scan(&l.Coordinator, &l.URL, &l.Pin); err != nil {
+			return nil, fmt.Errorf("database %s: list coordinators: %w", s.name, err)
+		}
+		if len(out) > 0 && out[len(out)-1].URL == l.URL {
+			continue
+		}
+		out = append(out, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("database %s: list coordinators: %w", s.name, err)
+	}
+	return out, nil
 }
 
 // ExpireLeases deletes the leases that ended before now and the presence

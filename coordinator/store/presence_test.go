@@ -3,6 +3,7 @@ package store
 import (
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -21,11 +22,11 @@ func TestPresenceUnderLease(t *testing.T) {
 		now := time.Now()
 		lease := now.Add(10 * time.Second)
 		for _, c := range []string{"a", "b"} {
-			if renewed, err := s.RenewLease(ctx, c, lease); err != nil || renewed {
+			if renewed, err := s.RenewLease(ctx, Lease{Coordinator: c}, lease); err != nil || renewed {
 				t.Fatalf("first lease of %s: renewed %v, %v; want a new lease", c, renewed, err)
 			}
 		}
-		if renewed, err := s.RenewLease(ctx, "a", lease); err != nil || !renewed {
+		if renewed, err := s.RenewLease(ctx, Lease{Coordinator: "a"}, lease); err != nil || !renewed {
 			t.Fatalf("second lease of a: renewed %v, %v; want renewed", renewed, err)
 		}
 		k1, k2 := newKey(t), newKey(t)
@@ -56,7 +57,7 @@ func TestPresenceUnderLease(t *testing.T) {
 		// a stops renewing: past its lease its nodes are offline, and
 		// expiring says which.
 		later := lease.Add(time.Millisecond)
-		if _, err := s.RenewLease(ctx, "b", later.Add(10*time.Second)); err != nil {
+		if _, err := s.RenewLease(ctx, Lease{Coordinator: "b"}, later.Add(10*time.Second)); err != nil {
 			t.Fatal(err)
 		}
 		if _, ok, err := s.Presence(ctx, k1, later); err != nil || ok {
@@ -69,7 +70,7 @@ func TestPresenceUnderLease(t *testing.T) {
 		if c := next(t, ch); c.Kind != ChangePresence || c.Key != k1 {
 			t.Fatalf("after the expiry: %+v", c)
 		}
-		if renewed, err := s.RenewLease(ctx, "a", later.Add(time.Second)); err != nil || renewed {
+		if renewed, err := s.RenewLease(ctx, Lease{Coordinator: "a"}, later.Add(time.Second)); err != nil || renewed {
 			t.Fatalf("a after its lease lapsed: renewed %v, %v; want a new lease", renewed, err)
 		}
 		online, err := s.Online(ctx, later)
@@ -126,14 +127,74 @@ func TestRenewLeaseThatRanOut(t *testing.T) {
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ctx := t.Context()
-		if _, err := s.RenewLease(ctx, "a", time.Now().Add(-time.Second)); err != nil {
+		if _, err := s.RenewLease(ctx, Lease{Coordinator: "a"}, time.Now().Add(-time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		if renewed, err := s.RenewLease(ctx, "a", time.Now().Add(10*time.Second)); err != nil || renewed {
+		if renewed, err := s.RenewLease(ctx, Lease{Coordinator: "a"}, time.Now().Add(10*time.Second)); err != nil || renewed {
 			t.Fatalf("a lease that ran out: renewed %v, %v; want a new lease", renewed, err)
 		}
-		if renewed, err := s.RenewLease(ctx, "a", time.Now().Add(10*time.Second)); err != nil || !renewed {
+		if renewed, err := s.RenewLease(ctx, Lease{Coordinator: "a"}, time.Now().Add(10*time.Second)); err != nil || !renewed {
 			t.Fatalf("a running lease: renewed %v, %v; want renewed", renewed, err)
+		}
+	})
+}
+
+// Each coordinator's lease carries its public URL and pin: the live ones
+// with a URL are listed, by URL, one per URL (the newer lease of a
+// coordinator restarted before its old one ended), and one whose lease
+// ended or that has no URL is not.
+func TestLiveCoordinators(t *testing.T) {
+	eachBackend(t, func(t *testing.T, db string) {
+		s := openTest(t, db)
+		ctx := t.Context()
+		now := time.Now()
+		pinA, pinB, pinB2 := strings.Repeat("aa", 32), strings.Repeat("bb", 32), strings.Repeat("b2", 32)
+		for _, l := range []struct {
+			lease Lease
+			until time.Time
+		}{
+			{Lease{Coordinator: "b-old", URL: "https://b:8443", Pin: pinB}, now.Add(5 * time.Second)},
+			{Lease{Coordinator: "b", URL: "https://b:8443", Pin: pinB2}, now.Add(10 * time.Second)},
+			{Lease{Coordinator: "a", URL: "https://a:8443", Pin: pinA}, now.Add(10 * time.Second)},
+			{Lease{Coordinator: "nourl"}, now.Add(10 * time.Second)},
+			{Lease{Coordinator: "dead", URL: "https://dead:8443", Pin: pinA}, now.Add(-time.Second)},
+		} {
+			if _, err := s.RenewLease(ctx, l.lease, l.until); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want := []Lease{{Coordinator: "a", URL: "https://a:8443", Pin: pinA}, {Coordinator: "b", URL: "https://b:8443", Pin: pinB2}}
+		if got, err := s.LiveCoordinators(ctx, now); err != nil || !slices.Equal(got, want) {
+			t.Fatalf("LiveCoordinators = %+v, %v; want %+v", got, err, want)
+		}
+		// A renewal records a changed URL (the same run keeps its ID).
+		moved := Lease{Coordinator: "a", URL: "https://a6:8443", Pin: pinA}
+		if renewed, err := s.RenewLease(ctx, moved, now.Add(10*time.Second)); err != nil || !renewed {
+			t.Fatalf("renew a: %v, %v", renewed, err)
+		}
+		if _, err := s.EndLease(ctx, "b"); err != nil {
+			t.Fatal(err)
+		}
+		want = []Lease{moved, {Coordinator: "b-old", URL: "https://b:8443", Pin: pinB}}
+		if got, err := s.LiveCoordinators(ctx, now); err != nil || !slices.Equal(got, want) {
+			t.Fatalf("after b's goodbye: %+v, %v; want %+v", got, err, want)
+		}
+		if got, err := s.LiveCoordinators(ctx, now.Add(6*time.Second)); err != nil || !slices.Equal(got, want[:1]) {
+			t.Fatalf("after b-old's lease: %+v, %v; want %+v", got, err, want[:1])
+		}
+	})
+}
+
+// InitSetting keeps the first value written: coordinators starting on one
+// database all read the same.
+func TestInitSetting(t *testing.T) {
+	eachBackend(t, func(t *testing.T, db string) {
+		s := openTest(t, db)
+		ctx := t.Context()
+		for _, v := range []string{"first", "second"} {
+			if got, err := s.InitSetting(ctx, "shared", v); err != nil || got != "first" {
+				t.Fatalf("InitSetting(%s) = %q, %v; want first", v, got, err)
+			}
 		}
 	})
 }

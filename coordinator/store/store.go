@@ -92,10 +92,13 @@ type Store interface {
 	// at a coordinator whose lease ended); Online lists every node's.
 	Presence(ctx context.Context, key crypto.PublicKey, now time.Time) (p Presence, ok bool, err error)
 	Online(ctx context.Context, now time.Time) ([]Presence, error)
-	// RenewLease extends coordinator's lease to until; renewed is false
-	// when it had none (it lapsed, and its presence was expired) or it
-	// had run out.
-	RenewLease(ctx context.Context, coordinator string, until time.Time) (renewed bool, err error)
+	// RenewLease extends l's lease to until, with its URL and pin;
+	// renewed is false when it had none (it lapsed, and its presence was
+	// expired) or it had run out.
+	RenewLease(ctx context.Context, l Lease, until time.Time) (renewed bool, err error)
+	// LiveCoordinators lists the coordinators with a public URL whose
+	// lease runs at now, by URL.
+	LiveCoordinators(ctx context.Context, now time.Time) ([]Lease, error)
 	// ExpireLeases ends the leases that ran out before now, with the
 	// presence they held, and EndLease coordinator's (its goodbye); both
 	// return the nodes that went offline.
@@ -122,6 +125,10 @@ type Store interface {
 	Setting(ctx context.Context, name string) (string, error)
 	// SetSetting writes a named value.
 	SetSetting(ctx context.Context, name, value string) error
+	// InitSetting writes a named value unless it is set, and returns the
+	// value it has then: of coordinators starting together on one
+	// database, the first to write wins and all read the same.
+	InitSetting(ctx context.Context, name, value string) (string, error)
 
 	// WriteTransactions is how many write transactions were begun since
 	// Open: single statements, and transactions that each held the

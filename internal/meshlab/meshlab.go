@@ -50,6 +50,10 @@ type Options struct {
 	Debug bool
 	// DNSRecords are the coordinator's dns_records (NAME=IP).
 	DNSRecords []string
+	// Database is the coordinator's database: a PostgreSQL URL lets
+	// AddCoordinator start more coordinators of the mesh on it. Empty:
+	// SQLite in the data directory.
+	Database string
 }
 
 // Mesh is one in-process network.
@@ -77,6 +81,8 @@ type Mesh struct {
 	coordAddr string
 	coordHost *natlab.Host
 	stopCoord func()
+	// crashCoord stops it without a goodbye (CrashCoordinator).
+	crashCoord func()
 
 	mu    sync.Mutex
 	nodes []*Node
@@ -123,6 +129,7 @@ func New(t testing.TB, opts Options) *Mesh {
 	cfg.STUNAlternate = netip.AddrPortFrom(CoordAltIP, stunAltPort).String()
 	cfg.PublicURL = "https://" + front.Addr().String()
 	cfg.DNSRecords = opts.DNSRecords
+	cfg.Database = opts.Database
 	m.coordCfg = cfg
 	m.coordHost = m.Lab.NewHost("coordinator", CoordIP, CoordAltIP, CoordIP6)
 	m.startCoordinator(ln)
@@ -163,14 +170,37 @@ func (m *Mesh) startCoordinator(ln net.Listener) {
 	var wg sync.WaitGroup
 	wg.Go(func() { coord.Serve(ctx, ln) })
 	wg.Go(func() { coord.ServeSTUN(ctx, conns) })
-	m.stopCoord = func() {
+	halt := func() {
 		cancel()
 		wg.Wait()
 		for _, c := range []net.PacketConn{conns.Primary, conns.AltPort, conns.AltIP, conns.Alternate, conns.V6} {
 			c.Close()
 		}
+	}
+	m.stopCoord = func() {
+		halt()
 		coord.Close()
 	}
+	m.crashCoord = func() {
+		m.CoordLink.Close()
+		halt()
+	}
+}
+
+// CrashCoordinator stops the coordinator without a goodbye, as a kill -9
+// of its process looks to the nodes: every stream is cut (its proxy
+// closes them and refuses new connections), and its STUN and relay
+// sockets are gone. Its database lease is left to run (it ends at test
+// cleanup): the nodes must not need one. It can't be started again.
+func (m *Mesh) CrashCoordinator() {
+	m.t.Helper()
+	if m.stopCoord == nil {
+		m.t.Fatal("CrashCoordinator: the coordinator is not running")
+	}
+	m.crashCoord()
+	m.stopCoord = nil
+	coord := m.Coord
+	m.t.Cleanup(func() { coord.Close() })
 }
 
 // StopCoordinator stops the coordinator, as a crash or an outage of its

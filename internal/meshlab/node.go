@@ -53,6 +53,8 @@ type NodeOptions struct {
 	MetricsListen string
 	// NoPeerMapCache turns peer_map_cache off.
 	NoPeerMapCache bool
+	// Token is the join token, instead of the mesh's Token.
+	Token string
 }
 
 // RelayPort is where relay nodes serve in the lab.
@@ -129,6 +131,9 @@ func (m *Mesh) startNode(name string, host *natlab.Host, opts NodeOptions, state
 	cfg.AdvertiseRoutes, cfg.AdvertiseExitNode, cfg.ExitNode = opts.AdvertiseRoutes, opts.AdvertiseExitNode, opts.ExitNode
 	cfg.MetricsListen = opts.MetricsListen
 	cfg.PeerMapCache = !opts.NoPeerMapCache
+	if opts.Token != "" {
+		cfg.Token = opts.Token
+	}
 	if opts.Relay {
 		cfg.Token = m.RelayToken
 		cfg.RelayListen = netip.AddrPortFrom(host.IPs()[0], RelayPort).String()

@@ -15,6 +15,7 @@ type Proxy struct {
 	target string
 	done   chan struct{}
 	wg     sync.WaitGroup
+	closed sync.Once
 
 	mu     sync.Mutex
 	thawed chan struct{} // closed while traffic flows
@@ -64,16 +65,19 @@ func (p *Proxy) SetDelay(d time.Duration) {
 	p.mu.Unlock()
 }
 
-// Close stops the proxy and closes its connections.
+// Close stops the proxy and closes its connections; later calls do
+// nothing.
 func (p *Proxy) Close() {
-	close(p.done)
-	p.ln.Close()
-	p.mu.Lock()
-	for c := range p.conns {
-		c.Close()
-	}
-	p.mu.Unlock()
-	p.wg.Wait()
+	p.closed.Do(func() {
+		close(p.done)
+		p.ln.Close()
+		p.mu.Lock()
+		for c := range p.conns {
+			c.Close()
+		}
+		p.mu.Unlock()
+		p.wg.Wait()
+	})
 }
 
 func (p *Proxy) accept() {

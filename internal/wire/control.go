@@ -163,7 +163,7 @@ const (
 	MsgChallenge  = "challenge"  // coord → node: Challenge
 	MsgAuth       = "auth"       // node → coord: PublicKey, Proof
 	MsgWelcome    = "welcome"    // coord → node: Self, Peers (the full map), Version, DNS
-	MsgPeers      = "peers"      // coord → node: Upsert, Remove (a delta), Version; Self when the node's own record changed (its tags, its relay's suspension)
+	MsgPeers      = "peers"      // coord → node: Upsert, Remove (a delta), Version; Self when the node's own record changed (its tags, its relay's suspension); Coordinators when they changed
 	MsgEndpoints  = "endpoints"  // node → coord: Endpoints, NAT (its current candidates), Routes (the routes it advertises), Software
 	MsgRendezvous = "rendezvous" // node → coord: Peer (asks to reach it)
 	MsgPunch      = "punch"      // coord → node: Peer, Endpoints, NAT (punch now)
@@ -213,6 +213,11 @@ type StreamMsg struct {
 	Routes     []netip.Prefix `json:"routes,omitempty"` // endpoints: the subnet and exit routes this node advertises (CheckRoutes), served once approved
 	DNS        *DNSConfig     `json:"dns,omitempty"`    // welcome: the mesh's DNS domain and extra records (nil: DefaultDNSDomain, none)
 	Paths      []byte         `json:"paths,omitempty"`  // paths: packed PathEntry values (AppendPathReport)
+	// Coordinators, in a welcome, and in peers when they changed: the
+	// mesh's coordinators, each with the pin of its own certificate, the
+	// sender first (nil: the node keeps the list it has). A node whose
+	// stream fails reconnects to another.
+	Coordinators []crypto.Coordinator `json:"coordinators,omitempty"`
 	// Software, with endpoints: the node's version and OS (Software.Check),
 	// for the administrator's view only.
 	Software *Software `json:"software,omitempty"`

@@ -70,12 +70,13 @@ func (e *RejectedError) refusesNode() bool {
 	return e.Code == wire.ErrCodeNodeRemoved || e.Code == wire.ErrCodeUnauthorized
 }
 
-// Register presents a join token and this node's key and name. It proves
+// Register presents a join token to the coordinator c, one of those it
+// names, with this node's key and name; hc is pinned to c's pin. It proves
 // the key first: the coordinator's challenge is answered with a proof only
 // the holder of priv can make, so no one registers a key it doesn't own.
-func Register(ctx context.Context, hc *http.Client, tok crypto.Token, tokenString string, priv crypto.PrivateKey, name string) (wire.RegisterResponse, error) {
+func Register(ctx context.Context, hc *http.Client, c crypto.Coordinator, tokenString string, priv crypto.PrivateKey, name string) (wire.RegisterResponse, error) {
 	var out wire.RegisterResponse
-	base := strings.TrimSuffix(tok.URL, "/")
+	base := strings.TrimSuffix(c.URL, "/")
 	ch, err := registerChallenge(ctx, hc, base+wire.PathRegisterChallenge)
 	if err != nil {
 		return out, err

@@ -51,7 +51,7 @@ func TestRegister(t *testing.T) {
 				w.WriteHeader(tt.status)
 				fmt.Fprint(w, tt.body)
 			}))
-			_, err := Register(context.Background(), NewHTTPClient(pin), crypto.Token{URL: srv.URL}, "tok", newKey(t), "n")
+			_, err := Register(context.Background(), NewHTTPClient(pin), crypto.Coordinator{URL: srv.URL}, "tok", newKey(t), "n")
 			var re *RejectedError
 			if !errors.As(err, &re) {
 				t.Fatalf("Register = %v, want a RejectedError", err)
@@ -109,7 +109,7 @@ func TestRegisterSuccess(t *testing.T) {
 	}
 	url, pin := fakeRegistrar(t, coordPriv, want)
 	// A trailing slash on the token's URL must not double the path's.
-	got, err := Register(context.Background(), NewHTTPClient(pin), crypto.Token{URL: url + "/"}, "mntok1_x", node, "a")
+	got, err := Register(context.Background(), NewHTTPClient(pin), crypto.Coordinator{URL: url + "/"}, "mntok1_x", node, "a")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestRegisterSuccess(t *testing.T) {
 func TestRegisterKeyMismatch(t *testing.T) {
 	coordPriv := newKey(t)
 	url, pin := fakeRegistrar(t, coordPriv, wire.RegisterResponse{CoordinatorKey: newKey(t).Public()})
-	_, err := Register(context.Background(), NewHTTPClient(pin), crypto.Token{URL: url}, "mntok1_x", newKey(t), "a")
+	_, err := Register(context.Background(), NewHTTPClient(pin), crypto.Coordinator{URL: url}, "mntok1_x", newKey(t), "a")
 	if err == nil || !strings.Contains(err.Error(), "differs from") || IsPermanent(err) {
 		t.Fatalf("Register = %v, want a retryable key mismatch", err)
 	}
@@ -133,7 +133,7 @@ func TestRegisterKeyMismatch(t *testing.T) {
 // and keeps retrying (the coordinator may be upgraded).
 func TestRegisterOlderCoordinator(t *testing.T) {
 	srv, pin := newTLSServer(t, http.NotFoundHandler())
-	_, err := Register(context.Background(), NewHTTPClient(pin), crypto.Token{URL: srv.URL}, "tok", newKey(t), "n")
+	_, err := Register(context.Background(), NewHTTPClient(pin), crypto.Coordinator{URL: srv.URL}, "tok", newKey(t), "n")
 	if err == nil || !strings.Contains(err.Error(), "older than this node") || IsPermanent(err) {
 		t.Fatalf("Register = %v, want a retryable error naming an older coordinator", err)
 	}
@@ -143,7 +143,7 @@ func TestRegisterBadAnswer(t *testing.T) {
 	srv, pin := newTLSServer(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprint(w, "{not json")
 	}))
-	_, err := Register(context.Background(), NewHTTPClient(pin), crypto.Token{URL: srv.URL}, "tok", newKey(t), "n")
+	_, err := Register(context.Background(), NewHTTPClient(pin), crypto.Coordinator{URL: srv.URL}, "tok", newKey(t), "n")
 	if err == nil || !strings.Contains(err.Error(), "bad answer") || IsPermanent(err) {
 		t.Fatalf("Register = %v, want a retryable bad answer error", err)
 	}
@@ -154,13 +154,13 @@ func TestBadPinRefused(t *testing.T) {
 	wrong := crypto.CertFingerprint([]byte("another certificate"))
 	const want = "does not match the token's pin"
 
-	_, err := Register(context.Background(), NewHTTPClient(wrong), crypto.Token{URL: co.srv.URL}, "tok", newKey(t), "n")
+	_, err := Register(context.Background(), NewHTTPClient(wrong), crypto.Coordinator{URL: co.srv.URL}, "tok", newKey(t), "n")
 	if err == nil || !strings.Contains(err.Error(), want) || IsPermanent(err) {
 		t.Fatalf("Register with a wrong pin = %v, want a pin mismatch", err)
 	}
 
 	s := co.stream(t)
-	s.Client = NewHTTPClient(wrong)
+	s.Coordinators[0].Pin = wrong
 	s.Backoff = Backoff{Min: time.Hour}
 	h := newRecorder()
 	run(t, s, h)

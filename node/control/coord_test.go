@@ -86,12 +86,11 @@ func newCoord(t *testing.T, script func(cc *coordConn, n int)) *coord {
 // stream returns a node's stream to co with a fast reconnect.
 func (co *coord) stream(t *testing.T) *Stream {
 	return &Stream{
-		URL:      co.srv.URL,
-		Client:   NewHTTPClient(co.pin),
-		Priv:     newKey(t),
-		CoordKey: co.priv.Public(),
-		Log:      testLog(t),
-		Backoff:  Backoff{Min: time.Millisecond, Max: 10 * time.Millisecond},
+		Coordinators: []crypto.Coordinator{{URL: co.srv.URL, Pin: co.pin}},
+		Priv:         newKey(t),
+		CoordKey:     co.priv.Public(),
+		Log:          testLog(t),
+		Backoff:      Backoff{Min: time.Millisecond, Max: 10 * time.Millisecond},
 	}
 }
 

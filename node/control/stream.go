@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,8 +162,16 @@ type Stats struct {
 // What is still queued when a session ends is discarded: the engine resends
 // its state after every welcome.
 type Stream struct {
-	URL      string // the coordinator's https URL
-	Client   *http.Client
+	// Coordinators are the mesh's coordinators, the first dialled first;
+	// SetCoordinators replaces them (each welcome does). When a session
+	// fails, or a welcomed one ends, the next goes to another of them,
+	// drawn at random among those that have not failed since the last
+	// welcome (pick): the nodes of a dead coordinator spread over the
+	// survivors, and a node stays with whichever works.
+	Coordinators []crypto.Coordinator
+	// Client makes the HTTP client for a coordinator's pin: each
+	// coordinator has its own certificate. Nil: NewHTTPClient.
+	Client   func(pin string) *http.Client
 	Priv     crypto.PrivateKey
 	CoordKey crypto.PublicKey
 	Log      *slog.Logger
@@ -177,32 +186,51 @@ type Stream struct {
 
 	mu   sync.Mutex
 	sess *session // the welcomed session; nil while down
+	// targets are the coordinators, cur the index of the one dialled
+	// (-1: none yet, or it is no longer listed), failed those whose
+	// session failed and unauthorized those that refused this node's key
+	// since the last welcome, clients each pin's client.
+	targets      []crypto.Coordinator
+	cur          int
+	failed       map[string]bool
+	unauthorized map[string]bool
+	clients      map[string]*http.Client
 }
 
-// Run connects and reconnects until ctx ends or the coordinator refuses this
-// node itself (it was removed, or its key is not registered), which is
-// returned. Any other refusal, such as a bad_request about one message, is
+// Run connects and reconnects until ctx ends or the coordinators refuse
+// this node itself (it was removed, or every known coordinator refused
+// its key), which is returned. Any other refusal, such as a bad_request about one message, is
 // logged at a bounded rate and the stream reconnects; a session that ended
 // in a refusal doesn't reset the backoff, and lets it grow to 30 s, so a
 // node whose every session is refused settles at one attempt per 30 s.
 func (s *Stream) Run(ctx context.Context, h Handler) error {
 	waits := s.Backoff.waits()
 	var refusals refusalLog
+	s.mu.Lock()
+	if s.targets == nil {
+		s.targets, s.cur = slices.Clone(s.Coordinators), 0
+	}
+	s.mu.Unlock()
 	for {
-		welcomed, err := s.session(ctx, h)
+		target, client, err := s.target()
+		if err != nil {
+			return err
+		}
+		welcomed, err := s.session(ctx, h, target, client)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
 		var refused *RejectedError
-		if errors.As(err, &refused) && refused.refusesNode() {
+		if errors.As(err, &refused) && refused.refusesNode() && s.refusedByAll(target.URL, refused) {
 			return err
 		}
 		h.OnDisconnect(err)
 		d := waits.next(welcomed, refused != nil)
+		next := s.pick(target.URL)
 		if refused != nil {
 			refusals.log(s.Log, refused, d, time.Now())
 		} else {
-			s.Log.Warn("coordinator stream down; reconnecting", "err", err, "in", d.Round(time.Millisecond))
+			s.Log.Warn("coordinator stream down; reconnecting", "coordinator", target.URL, "err", err, "next", next, "in", d.Round(time.Millisecond))
 		}
 		t := time.NewTimer(d)
 		select {
@@ -240,11 +268,158 @@ func (s *Stream) Connected() bool {
 	return s.sess != nil
 }
 
-// session runs one connection; it reports whether the welcome arrived.
-func (s *Stream) session(ctx context.Context, h Handler) (bool, error) {
-	url := strings.TrimSuffix(s.URL, "/") + wire.PathStream
+// Current is the URL of the coordinator the stream is connected to, ""
+// while it is down, and how many coordinators the stream knows.
+func (s *Stream) Current() (url string, known int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	known = len(s.targets)
+	if s.targets == nil {
+		known = len(s.Coordinators)
+	}
+	if s.sess == nil || s.sess.coordinator == "" {
+		return "", known
+	}
+	return s.sess.coordinator, known
+}
+
+// Known lists the coordinators the stream chooses from.
+func (s *Stream) Known() []crypto.Coordinator {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.targets == nil {
+		return slices.Clone(s.Coordinators)
+	}
+	return slices.Clone(s.targets)
+}
+
+// SetCoordinators replaces the coordinators the stream chooses from (a
+// welcome's list); the one connected to stays current when it is listed.
+// list must be valid (crypto.ValidateCoordinators).
+func (s *Stream) SetCoordinators(list []crypto.Coordinator) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := ""
+	if s.cur >= 0 && s.cur < len(s.targets) {
+		cur = s.targets[s.cur].URL
+	}
+	s.targets = slices.Clone(list)
+	s.cur = slices.IndexFunc(s.targets, func(c crypto.Coordinator) bool { return c.URL == cur })
+	for pin, hc := range s.clients {
+		if !slices.ContainsFunc(s.targets, func(c crypto.Coordinator) bool { return c.Pin == pin }) {
+			hc.CloseIdleConnections()
+			delete(s.clients, pin)
+		}
+	}
+}
+
+// target is the coordinator to dial next and the client for its pin.
+func (s *Stream) target() (crypto.Coordinator, *http.Client, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.targets) == 0 {
+		return crypto.Coordinator{}, nil, errors.New("stream: no coordinator to connect to")
+	}
+	if s.cur < 0 || s.cur >= len(s.targets) {
+		s.cur = rand.N(len(s.targets))
+	}
+	c := s.targets[s.cur]
+	hc := s.clients[c.Pin]
+	if hc == nil {
+		if s.Client != nil {
+			hc = s.Client(c.Pin)
+		} else {
+			hc = NewHTTPClient(c.Pin)
+		}
+		if s.clients == nil {
+			s.clients = make(map[string]*http.Client)
+		}
+		s.clients[c.Pin] = hc
+	}
+	return c, hc, nil
+}
+
+// pick chooses the coordinator for the next session after one with
+// failedURL ended, and returns its URL: at random among those that have
+// not failed since the last welcome, failedURL excluded; when every one
+// has, among all but failedURL; failedURL itself only when it is the
+// only one.
+func (s *Stream) pick(failedURL string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.failed == nil {
+		s.failed = make(map[string]bool)
+	}
+	s.failed[failedURL] = true
+	var fresh, others []int
+	for i, c := range s.targets {
+		switch {
+		case c.URL == failedURL:
+		case !s.failed[c.URL]:
+			fresh = append(fresh, i)
+			others = append(others, i)
+		default:
+			others = append(others, i)
+		}
+	}
+	switch {
+	case len(fresh) > 0:
+		s.cur = fresh[rand.N(len(fresh))]
+	case len(others) > 0:
+		clear(s.failed)
+		s.failed[failedURL] = true
+		s.cur = others[rand.N(len(others))]
+	default:
+		s.cur = slices.IndexFunc(s.targets, func(c crypto.Coordinator) bool { return c.URL == failedURL })
+	}
+	if s.cur < 0 {
+		return ""
+	}
+	return s.targets[s.cur].URL
+}
+
+// refusedByAll records that the coordinator at url refused this node
+// itself, and reports whether that ends the stream: a removal does (the
+// coordinators share the database, so every one says the same), as
+// does a key refused as unauthorized by every coordinator known. One
+// coordinator that refuses the key while others may accept it (one on
+// another database, or with another key) is passed over like one that
+// is down, so it can't stop the node.
+func (s *Stream) refusedByAll(url string, refused *RejectedError) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if refused.Code != wire.ErrCodeUnauthorized {
+		return true
+	}
+	if s.unauthorized == nil {
+		s.unauthorized = make(map[string]bool)
+	}
+	s.unauthorized[url] = true
+	for _, c := range s.targets {
+		if !s.unauthorized[c.URL] {
+			return false
+		}
+	}
+	return true
+}
+
+// welcomedBy records that the coordinator at url welcomed sess: every
+// coordinator may be tried again after the next failure.
+func (s *Stream) welcomedBy(sess *session, url string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.failed)
+	clear(s.unauthorized)
+	sess.coordinator = url
+	s.sess = sess
+}
+
+// session runs one connection to target; it reports whether the welcome
+// arrived.
+func (s *Stream) session(ctx context.Context, h Handler, target crypto.Coordinator, client *http.Client) (bool, error) {
+	url := strings.TrimSuffix(target.URL, "/") + wire.PathStream
 	dctx, cancel := context.WithTimeout(ctx, requestTimeout)
-	c, resp, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPClient: streamClient(s.Client)})
+	c, resp, err := websocket.Dial(dctx, url, &websocket.DialOptions{HTTPClient: streamClient(client)})
 	cancel()
 	if err != nil {
 		if resp != nil && resp.StatusCode >= 400 {
@@ -282,7 +457,7 @@ func (s *Stream) session(ctx context.Context, h Handler) (bool, error) {
 		}
 		switch msg.Type {
 		case wire.MsgWelcome:
-			s.attach(sess)
+			s.welcomedBy(sess, target.URL)
 			h.OnWelcome(msg)
 			if !welcomed {
 				// Started after OnWelcome, so what the engine resends
@@ -300,13 +475,6 @@ func (s *Stream) session(ctx context.Context, h Handler) (bool, error) {
 			s.Log.Debug("unknown stream message ignored", "type", msg.Type)
 		}
 	}
-}
-
-// attach makes sess the one Send feeds.
-func (s *Stream) attach(sess *session) {
-	s.mu.Lock()
-	s.sess = sess
-	s.mu.Unlock()
 }
 
 // detach stops Send feeding sess and discards what it still holds.
@@ -435,6 +603,9 @@ func encode(msg wire.StreamMsg) (queued, error) {
 // session is one connection's queue, between Send and its writer.
 type session struct {
 	wake chan struct{} // capacity 1: something is queued
+	// coordinator is the URL of the coordinator that welcomed it; set
+	// under Stream.mu.
+	coordinator string
 
 	mu    sync.Mutex
 	queue []queued

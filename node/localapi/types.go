@@ -105,8 +105,13 @@ type NAT struct {
 
 // Coordinator is the control connection's state.
 type Coordinator struct {
+	// URL is the coordinator the stream is connected to, or while it is
+	// down the one it used last.
 	URL       string `json:"url"`
 	Connected bool   `json:"connected"`
+	// Known is how many coordinators of the mesh the node knows (its
+	// token's, then each welcome's): it fails over among them.
+	Known int `json:"known"`
 	// CachedMap is set while the node runs from its cached peer map: it
 	// came up while no coordinator answered, and none has since.
 	CachedMap *CachedMap `json:"cached_map,omitempty"`

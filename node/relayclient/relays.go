@@ -213,6 +213,17 @@ func New(o Options) *Relays {
 	return r
 }
 
+// SetCoordinator makes the coordinator at url (its https URL), reached
+// with hc (pinned to its certificate), the one the relay over TCP dials
+// from its next session on: the node's stream failed over to it. A
+// session bound to the old one ends when that coordinator is gone. A
+// no-op without the relay over TCP (no CoordinatorURL in Options).
+func (r *Relays) SetCoordinator(url string, hc *http.Client) {
+	if r.stream != nil {
+		r.stream.set(url, hc)
+	}
+}
+
 // SetRefresh spaces the UDP binding's refreshes d apart, within
 // [wire.RelayRefresh, wire.MaxRelayRefresh]: the refresh is also the
 // keepalive of the NAT mapping towards the relay, so it follows the

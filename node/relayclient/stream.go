@@ -41,6 +41,9 @@ var errQueueFull = errors.New("relay stream send queue full: frames dropped")
 // TCP/TLS for networks that block UDP. Relays runs it only while it is
 // wanted (run's context).
 type streamClient struct {
+	// mu guards url and client: the coordinator the node's stream is
+	// connected to, which changes when it fails over (SetCoordinator).
+	mu       sync.Mutex
 	url      string // the WebSocket relay's URL
 	client   *http.Client
 	priv     crypto.PrivateKey
@@ -56,11 +59,7 @@ type streamClient struct {
 func newStreamClient(o Options, stats *Stats) *streamClient {
 	// The client's overall Timeout would cut the long-lived WebSocket;
 	// handshakeTimeout bounds the dial instead.
-	hc := *o.HTTPClient
-	hc.Timeout = 0
-	return &streamClient{
-		url:      o.CoordinatorURL + wire.PathRelay,
-		client:   &hc,
+	s := &streamClient{
 		priv:     o.Priv,
 		coordKey: o.CoordinatorKey,
 		log:      o.Log,
@@ -73,6 +72,25 @@ func newStreamClient(o Options, stats *Stats) *streamClient {
 			return &b
 		}},
 	}
+	s.set(o.CoordinatorURL, o.HTTPClient)
+	return s
+}
+
+// set makes the coordinator at url, reached with hc, the one the next
+// session dials.
+func (s *streamClient) set(url string, hc *http.Client) {
+	c := *hc
+	c.Timeout = 0
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.url, s.client = url+wire.PathRelay, &c
+}
+
+// target is the relay's URL and the client that reaches it.
+func (s *streamClient) target() (string, *http.Client) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.url, s.client
 }
 
 // run keeps a session up until ctx ends, reconnecting every retry. report
@@ -80,7 +98,8 @@ func newStreamClient(o Options, stats *Stats) *streamClient {
 func (s *streamClient) run(ctx context.Context, report func(bind.FrameSender)) {
 	for {
 		if err := s.session(ctx, report); err != nil && ctx.Err() == nil {
-			s.log.Warn("relay over TCP down", "url", s.url, "err", err)
+			url, _ := s.target()
+			s.log.Warn("relay over TCP down", "url", url, "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -94,9 +113,10 @@ func (s *streamClient) run(ctx context.Context, report func(bind.FrameSender)) {
 func (s *streamClient) session(ctx context.Context, report func(bind.FrameSender)) error {
 	hctx, cancel := context.WithTimeout(ctx, handshakeTimeout)
 	defer cancel()
-	c, _, err := websocket.Dial(hctx, s.url, &websocket.DialOptions{HTTPClient: s.client})
+	url, client := s.target()
+	c, _, err := websocket.Dial(hctx, url, &websocket.DialOptions{HTTPClient: client})
 	if err != nil {
-		return fmt.Errorf("dial %s: %w", s.url, err)
+		return fmt.Errorf("dial %s: %w", url, err)
 	}
 	// Waits for the close started below, whoever ends the session.
 	defer c.CloseNow()
@@ -114,7 +134,7 @@ func (s *streamClient) session(ctx context.Context, report func(bind.FrameSender
 	var wg sync.WaitGroup
 	wg.Go(func() { sess.writeLoop(end) })
 
-	s.log.Info("relay over TCP bound", "url", s.url)
+	s.log.Info("relay over TCP bound", "url", url)
 	report(sess)
 	err = s.readLoop(c)
 	end()
