@@ -248,6 +248,8 @@ type stream struct {
 	filter *wire.Filter
 	// pairs are the relay pairs last received (a relay node's).
 	pairs *wire.RelayPairs
+	// meshRelay is the mesh's relay, from the welcome and later deltas.
+	meshRelay *wire.MeshRelay
 }
 
 // dial opens the stream and answers the challenge with proof (nil: the
@@ -300,7 +302,7 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 	if first.Self != nil {
 		s.self = *first.Self
 	}
-	s.filter, s.pairs = first.Filter, first.RelayPairs
+	s.filter, s.pairs, s.meshRelay = first.Filter, first.RelayPairs, first.MeshRelay
 	go s.run(ctx)
 	return first, s, nil
 }
@@ -361,6 +363,9 @@ func (s *stream) run(ctx context.Context) {
 			if m.RelayPairs != nil {
 				s.pairs = m.RelayPairs
 			}
+			if m.MeshRelay != nil {
+				s.meshRelay = m.MeshRelay
+			}
 			s.version = m.Version
 		case wire.MsgPunch:
 			s.punches = append(s.punches, m)
@@ -384,6 +389,16 @@ func (s *stream) noteRelay(p wire.Node) {
 	if p.Relay != "" {
 		s.relays[p.PublicKey] = append(s.relays[p.PublicKey], p.Relay)
 	}
+}
+
+// mesh is the mesh's relay as the stream last described it; zero: none.
+func (s *stream) mesh() wire.MeshRelay {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.meshRelay == nil {
+		return wire.MeshRelay{}
+	}
+	return *s.meshRelay
 }
 
 // ownTags are the node's tags as its stream last described them.

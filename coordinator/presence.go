@@ -140,8 +140,11 @@ func (s *Server) storePresence(ctx context.Context, keys []crypto.PublicKey) {
 func (s *Server) takeLease(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
-	_, err := s.store.RenewLease(ctx, s.id, time.Now().Add(s.lease.length))
-	return err
+	if _, err := s.store.RenewLease(ctx, s.id, time.Now().Add(s.lease.length)); err != nil {
+		return err
+	}
+	s.refreshMeshRelay(ctx, true)
+	return nil
 }
 
 // keepLease renews the lease and expires others' until ctx ends.
@@ -173,6 +176,9 @@ func (s *Server) renewLease(ctx context.Context) {
 		s.presence.mark(s.hub.localKeys()...)
 	}
 	s.presence.poke()
+	if err == nil {
+		s.refreshMeshRelay(rctx, !renewed)
+	}
 	gone, err := s.store.ExpireLeases(rctx, now)
 	if err != nil {
 		s.followFailed(ctx, "expire the leases of stopped coordinators", err)

@@ -167,6 +167,9 @@ type Server struct {
 	background  sync.WaitGroup
 	startLeases sync.Once
 	leaseErr    error // why the lease could not be taken; set once
+	// relayAdvertised: this coordinator's relay is recorded with its
+	// lease (meshrelay.go); owned by the lease's goroutine.
+	relayAdvertised bool
 
 	// seenMu guards seenWritten: when each node's presence was last
 	// stored (recordSeen).

@@ -137,7 +137,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 	}
 	fl := &filterLink{e: e}
-	link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, filter: fl.apply, relayPairs: e.relayFeed.setPairs, welcomed: welcomed, log: e.log, progress: e.progress}
+	link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, meshRelay: e.relayFeed.setMesh, self: e.setSelf, dns: e.setDNS, filter: fl.apply, relayPairs: e.relayFeed.setPairs, welcomed: welcomed, log: e.log, progress: e.progress}
 	// Before the control socket serves: status reads what it sets.
 	e.startMapCache(ctx, &wg, link)
 	wg.Go(func() {

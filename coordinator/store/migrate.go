@@ -119,6 +119,20 @@ var migrations = []migration{
 			`CREATE INDEX presence_coordinator ON presence (coordinator)`,
 		},
 	},
+	{
+		version:     6,
+		description: "coordinators' relays: the UDP relay each running coordinator offers the whole mesh",
+		statements: []string{
+			// The relay's key, its IPv4 and IPv6 host:port ('' for
+			// none), and started, the end of the coordinator's first
+			// lease of this run, which orders coordinators by when they
+			// came up (Unix milliseconds).
+			`ALTER TABLE coordinators ADD COLUMN relay_key TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE coordinators ADD COLUMN relay TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE coordinators ADD COLUMN relay6 TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE coordinators ADD COLUMN started BIGINT NOT NULL DEFAULT 0`,
+		},
+	},
 }
 
 // schemaVersion is the newest version this build knows.

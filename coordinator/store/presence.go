@@ -73,7 +73,7 @@ func (s *sqlDB) RenewLease(ctx context.Context, coordinator string, until time.T
 	if n, err := res.RowsAffected(); err == nil && n > 0 {
 		return true, nil
 	}
-	if _, err := s.execWrite(ctx, Change{}, `INSERT INTO coordinators (id, lease_until) VALUES ($1, $2)
+	if _, err := s.execWrite(ctx, Change{}, `INSERT INTO coordinators (id, lease_until, started) VALUES ($1, $2, $2)
 		ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until`, coordinator, until.UnixMilli()); err != nil {
 		return false, fmt.Errorf("database %s: take a lease for coordinator %s: %w", s.name, coordinator, err)
 	}

@@ -100,6 +100,12 @@ type Store interface {
 	// return the nodes that went offline.
 	ExpireLeases(ctx context.Context, now time.Time) ([]crypto.PublicKey, error)
 	EndLease(ctx context.Context, coordinator string) ([]crypto.PublicKey, error)
+	// AdvertiseRelay records the UDP relay r.Coordinator offers the mesh,
+	// with its lease (ErrNotFound without one: it lapsed), and Relays
+	// lists those of the coordinators whose lease runs at now, the one
+	// up longest first (relays.go).
+	AdvertiseRelay(ctx context.Context, r CoordinatorRelay) error
+	Relays(ctx context.Context, now time.Time) ([]CoordinatorRelay, error)
 
 	// SetPolicy stores text as the newest version of the access policy
 	// ("" removes the policy) and returns it with its version, one above

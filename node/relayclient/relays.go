@@ -75,6 +75,9 @@ type Status struct {
 	// Carried is when a relay node last carried this node's echo back;
 	// zero while the relay is the coordinator's (not checked).
 	Carried time.Time
+	// Coordinator: the chosen relay is a coordinator's (SetCandidates'
+	// coordinator, this node's or the mesh's), not a relay node.
+	Coordinator bool
 }
 
 // Stats counts what the relays dropped, checked and reported; safe to read
@@ -453,7 +456,7 @@ func (r *Relays) publish() {
 	if best == nil {
 		best = r.tcpRoute
 	}
-	st := Status{Relay: r.chosen, UDPBound: r.udp.route != nil, TCPUp: r.tcpRoute != nil, Carried: r.health.carried}
+	st := Status{Relay: r.chosen, Coordinator: r.chosen != (Candidate{}) && r.chosen == r.coordCand, UDPBound: r.udp.route != nil, TCPUp: r.tcpRoute != nil, Carried: r.health.carried}
 	if r.resolved {
 		st.Addr = r.udp.server
 	}

@@ -1,0 +1,70 @@
+package coordinator_test
+
+import (
+	"context"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/meshnode/meshnode/coordinator"
+	"github.com/meshnode/meshnode/coordinator/stunserver"
+	"github.com/meshnode/meshnode/internal/pgtest"
+	"github.com/meshnode/meshnode/internal/wire"
+)
+
+// serveRelay serves h's STUN and relay on a loopback UDP port until the
+// test ends, and returns the port's address.
+func serveRelay(t *testing.T, h *harness) string {
+	t.Helper()
+	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- h.srv.ServeSTUN(ctx, stunserver.Conns{Primary: conn}) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("ServeSTUN: %v", err)
+		}
+		conn.Close()
+	})
+	return conn.LocalAddr().String()
+}
+
+// Every node of a mesh served by two coordinators is given one relay,
+// the first coordinator's, whichever coordinator it streams to; when
+// that coordinator stops, the nodes of the other are moved to its relay.
+func TestMeshRelayAcrossCoordinators(t *testing.T) {
+	db := pgtest.DB(t)
+	lease := coordinator.ShortLease(100*time.Millisecond, time.Second)
+	cfgA, cfgB := testConfig(t), testConfig(t)
+	cfgA.Database, cfgB.Database = db, db
+	a := start(t, cfgA, lease)
+	relayA := serveRelay(t, a)
+	token := a.token(coordinator.TokenOptions{Reusable: true})
+	laptopNode := newNode(t, a).join(token, "laptop")
+	laptop := laptopNode.connect()
+	keyA := laptopNode.reg.CoordinatorKey
+	wantA := wire.MeshRelay{Key: keyA, Addr: relayA}
+	eventually(t, func() bool { return laptop.mesh() == wantA }, "laptop on A is given A's relay")
+
+	b := start(t, cfgB, lease)
+	relayB := serveRelay(t, b)
+	desk := newNode(t, b).join(token, "desk")
+	keyB := desk.reg.CoordinatorKey
+	if keyA == keyB {
+		t.Fatal("the two coordinators share a key")
+	}
+	at := time.Now()
+	deskStream := desk.connect()
+	crossed(t, "desk on B is given A's relay, the coordinator up first", at, func() bool { return deskStream.mesh() == wantA })
+	// B's own relay is recorded too, and changes nothing for anyone.
+	eventually(t, func() bool { return laptop.mesh() == wantA && deskStream.mesh() == wantA }, "both stay on A's relay once B's is recorded")
+
+	at = time.Now()
+	a.stop()
+	wantB := wire.MeshRelay{Key: keyB, Addr: relayB}
+	crossed(t, "desk on B moves to B's relay once A said goodbye", at, func() bool { return deskStream.mesh() == wantB })
+}

@@ -1,0 +1,62 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/meshnode/meshnode/crypto"
+)
+
+// CoordinatorRelay is the UDP relay a running coordinator offers every
+// node of the mesh, whichever coordinator the node streams to: the key it
+// proves bindings with (the coordinator's static key) and its addresses,
+// host:port as a node dials them ("" for none).
+type CoordinatorRelay struct {
+	Coordinator string
+	Key         crypto.PublicKey
+	Addr        string
+	Addr6       string
+}
+
+// AdvertiseRelay records r with r.Coordinator's lease.
+func (s *sqlDB) AdvertiseRelay(ctx context.Context, r CoordinatorRelay) error {
+	res, err := s.execWrite(ctx, Change{}, `UPDATE coordinators SET relay_key = $1, relay = $2, relay6 = $3 WHERE id = $4`,
+		r.Key.String(), r.Addr, r.Addr6, r.Coordinator)
+	if err != nil {
+		return fmt.Errorf("database %s: record the relay of coordinator %s: %w", s.name, r.Coordinator, err)
+	}
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("database %s: record the relay of coordinator %s: it holds no lease: %w", s.name, r.Coordinator, ErrNotFound)
+	}
+	return nil
+}
+
+// Relays lists the relays of the coordinators whose lease runs at now,
+// the one that took its lease first first, the key breaking ties: every
+// coordinator reading the table sees the same order.
+func (s *sqlDB) Relays(ctx context.Context, now time.Time) ([]CoordinatorRelay, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT id, relay_key, relay, relay6 FROM coordinators
+		WHERE lease_until >= $1 AND relay_key <> '' AND (relay <> '' OR relay6 <> '')
+		ORDER BY started, relay_key`, now.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("database %s: list the coordinators' relays: %w", s.name, err)
+	}
+	defer rows.Close()
+	var out []CoordinatorRelay
+	for rows.Next() {
+		var r CoordinatorRelay
+		var key string
+		if err := rows.Scan(&r.Coordinator, &key, &r.Addr, &r.Addr6); err != nil {
+			return nil, fmt.Errorf("database %s: list the coordinators' relays: %w", s.name, err)
+		}
+		if r.Key, err = crypto.ParsePublicKey(key); err != nil {
+			return nil, fmt.Errorf("database %s: relay of coordinator %s: key %q: %w", s.name, r.Coordinator, key, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("database %s: list the coordinators' relays: %w", s.name, err)
+	}
+	return out, nil
+}

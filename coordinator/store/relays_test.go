@@ -1,0 +1,53 @@
+package store
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// The coordinators' relays are listed while their leases run, the one
+// whose lease came first first, whatever order they advertise in; a
+// relay is only recorded with a lease, and goes with it.
+func TestCoordinatorRelays(t *testing.T) {
+	eachBackend(t, func(t *testing.T, db string) {
+		s := openTest(t, db)
+		ctx := t.Context()
+		now := time.Now()
+		ka, kb := newKey(t), newKey(t)
+		if err := s.AdvertiseRelay(ctx, CoordinatorRelay{Coordinator: "a", Key: ka, Addr: "198.18.0.1:3478"}); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("relay without a lease: %v; want ErrNotFound", err)
+		}
+		for i, c := range []string{"b", "a", "c"} {
+			if _, err := s.RenewLease(ctx, c, now.Add(10*time.Second+time.Duration(i)*time.Millisecond)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, r := range []CoordinatorRelay{
+			{Coordinator: "a", Key: ka, Addr: "198.18.0.1:3478", Addr6: "[2001:2::1]:3478"},
+			{Coordinator: "b", Key: kb, Addr: "relay.example.com:3478"},
+		} {
+			if err := s.AdvertiseRelay(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// c advertises none: it is not listed. b renewing keeps its place.
+		if _, err := s.RenewLease(ctx, "b", now.Add(20*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.Relays(ctx, now)
+		if err != nil || len(got) != 2 || got[0].Coordinator != "b" || got[0].Key != kb || got[0].Addr != "relay.example.com:3478" ||
+			got[1].Coordinator != "a" || got[1].Key != ka || got[1].Addr6 != "[2001:2::1]:3478" {
+			t.Fatalf("Relays = %+v, %v; want b's then a's", got, err)
+		}
+		if _, err := s.EndLease(ctx, "b"); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Relays(ctx, now); err != nil || len(got) != 1 || got[0].Coordinator != "a" {
+			t.Fatalf("Relays after b's goodbye = %+v, %v; want a's", got, err)
+		}
+		if got, err := s.Relays(ctx, now.Add(15*time.Second)); err != nil || len(got) != 0 {
+			t.Fatalf("Relays past a's lease = %+v, %v; want none", got, err)
+		}
+	})
+}
