@@ -5,6 +5,8 @@ import (
 	"os"
 	"strconv"
 	"testing"
+
+	"github.com/meshnode/meshnode/internal/pgtest"
 )
 
 // labParallel is how many in-process lab tests run at once when -parallel
@@ -20,5 +22,7 @@ func TestMain(m *testing.M) {
 	if !set {
 		flag.Set("test.parallel", strconv.Itoa(labParallel))
 	}
-	os.Exit(m.Run())
+	// The lab's tests across coordinators share a PostgreSQL cluster
+	// (internal/pgtest), stopped once they all ended.
+	os.Exit(pgtest.Main(m))
 }

@@ -21,7 +21,6 @@ import (
 
 	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/coordinator"
-	"github.com/meshnode/meshnode/coordinator/stunserver"
 	"github.com/meshnode/meshnode/internal/metricvalue"
 	"github.com/meshnode/meshnode/internal/natlab"
 )
@@ -50,6 +49,10 @@ type Options struct {
 	Debug bool
 	// DNSRecords are the coordinator's dns_records (NAME=IP).
 	DNSRecords []string
+	// Database is the coordinator's database (a PostgreSQL URL), which
+	// AddCoordinator's coordinators share; "" is SQLite in its data
+	// directory.
+	Database string
 }
 
 // Mesh is one in-process network.
@@ -123,6 +126,7 @@ func New(t testing.TB, opts Options) *Mesh {
 	cfg.STUNAlternate = netip.AddrPortFrom(CoordAltIP, stunAltPort).String()
 	cfg.PublicURL = "https://" + front.Addr().String()
 	cfg.DNSRecords = opts.DNSRecords
+	cfg.Database = opts.Database
 	m.coordCfg = cfg
 	m.coordHost = m.Lab.NewHost("coordinator", CoordIP, CoordAltIP, CoordIP6)
 	m.startCoordinator(ln)
@@ -151,26 +155,7 @@ func (m *Mesh) startCoordinator(ln net.Listener) {
 		m.t.Fatalf("coordinator: %v", err)
 	}
 	m.Coord = coord
-	host := m.coordHost
-	conns := stunserver.Conns{
-		Primary:   m.listen(host, CoordIP, stunPort),
-		AltPort:   m.listen(host, CoordIP, stunAltPort),
-		AltIP:     m.listen(host, CoordAltIP, stunPort),
-		Alternate: m.listen(host, CoordAltIP, stunAltPort),
-		V6:        m.listen(host, CoordIP6, stunPort),
-	}
-	ctx, cancel := context.WithCancel(m.ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { coord.Serve(ctx, ln) })
-	wg.Go(func() { coord.ServeSTUN(ctx, conns) })
-	m.stopCoord = func() {
-		cancel()
-		wg.Wait()
-		for _, c := range []net.PacketConn{conns.Primary, conns.AltPort, conns.AltIP, conns.Alternate, conns.V6} {
-			c.Close()
-		}
-		coord.Close()
-	}
+	m.stopCoord = m.serve(coord, ln, m.coordHost, CoordIP, CoordAltIP, CoordIP6)
 }
 
 // StopCoordinator stops the coordinator, as a crash or an outage of its

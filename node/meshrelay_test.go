@@ -1,0 +1,65 @@
+package node_test
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/meshnode/meshnode/internal/meshlab"
+	"github.com/meshnode/meshnode/internal/natlab"
+	"github.com/meshnode/meshnode/internal/pgtest"
+	"github.com/meshnode/meshnode/internal/wait"
+)
+
+// relaysRecorded waits until n coordinators on db have recorded their
+// relays: the order they come up in is the order the mesh uses them in.
+func relaysRecorded(t *testing.T, db string, n int) {
+	t.Helper()
+	wait.For(t, pathDeadline, "coordinators' relays recorded", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn, err := pgx.Connect(ctx, db)
+		if err != nil {
+			return false
+		}
+		defer conn.Close(ctx)
+		var got int
+		err = conn.QueryRow(ctx, `SELECT count(*) FROM coordinators WHERE relay_key <> ''`).Scan(&got)
+		return err == nil && got >= n
+	})
+}
+
+// Two nodes behind random-port symmetric NATs, each streaming to another
+// coordinator of one mesh, can't go direct: they meet on one relay, the
+// relay of the coordinator that came up first, which neither streams to,
+// and carry TCP through it (WireGuard end to end, the relay forwards
+// sealed packets). When that coordinator stops, both move to the relay
+// of the next and traffic flows again.
+func TestRelayAcrossCoordinators(t *testing.T) {
+	t.Parallel()
+	db := pgtest.DB(t)
+	m := meshlab.New(t, meshlab.Options{Database: db})
+	relaysRecorded(t, db, 1)
+	second := m.AddCoordinator("coordinator-2", netip.MustParseAddr("198.18.0.21"), netip.MustParseAddr("198.18.0.22"))
+	relaysRecorded(t, db, 2)
+	third := m.AddCoordinator("coordinator-3", netip.MustParseAddr("198.18.0.31"), netip.MustParseAddr("198.18.0.32"))
+	ha, hb := natlab.Symmetric(), natlab.Symmetric()
+	ha.Name, hb.Name = "carrier-a", "carrier-b"
+	a := m.AddNode("a", m.NAT(ha).NewHost("a", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{Token: second.Token})
+	b := m.AddNode("b", m.NAT(hb).NewHost("b", netip.MustParseAddr("10.2.0.2")), meshlab.NodeOptions{Token: third.Token})
+	at := time.Now()
+	relayedVia(t, a, b, meshlab.CoordRelay.String())
+	t.Logf("a on coordinator 2 and b on coordinator 3 relayed through coordinator 1 after %v", time.Since(at).Round(time.Millisecond))
+	transfer(t, a, b, 256<<10)
+	transfer(t, b, a, 64<<10)
+
+	at = time.Now()
+	m.StopCoordinator()
+	relayedVia(t, a, b, second.Relay.String())
+	t.Logf("moved to coordinator 2's relay %v after coordinator 1 stopped", time.Since(at).Round(time.Millisecond))
+	transfer(t, a, b, 256<<10)
+	transfer(t, b, a, 64<<10)
+}
