@@ -45,8 +45,9 @@ import (
 //     for longer than one renewal.
 //
 // A designated relay node still comes first, as before. The cost is that
-// one coordinator carries the mesh's relayed traffic at a time; the
-// TCP (WebSocket) fallback stays at each node's own coordinator.
+// one coordinator carries the mesh's relayed traffic at a time. A node
+// whose UDP is blocked opens its TCP (WebSocket) relay at that
+// coordinator too (MeshRelay's URL and pin), for the same reason.
 
 // ownRelay is this coordinator's relay as the nodes of every coordinator
 // dial it: the addresses its welcome gives when no request names a host
@@ -54,7 +55,7 @@ import (
 // false before ServeSTUN knows them.
 func (s *Server) ownRelay() (r wire.MeshRelay, ok bool) {
 	stun := s.stunServers("")
-	r = wire.MeshRelay{Key: s.key.Public(), Addr: firstOf(stun.v4), Addr6: firstOf(stun.v6)}
+	r = wire.MeshRelay{Key: s.key.Public(), Addr: firstOf(stun.v4), Addr6: firstOf(stun.v6), URL: s.publicURL(), Pin: s.pin}
 	return r, r.Addr != "" || r.Addr6 != ""
 }
 
@@ -68,7 +69,7 @@ func (s *Server) refreshMeshRelay(ctx context.Context, lapsed bool) {
 	}
 	own, known := s.ownRelay()
 	if known && !s.relayAdvertised {
-		err := s.store.AdvertiseRelay(ctx, store.CoordinatorRelay{Coordinator: s.id, Key: own.Key, Addr: own.Addr, Addr6: own.Addr6})
+		err := s.store.AdvertiseRelay(ctx, store.CoordinatorRelay{Coordinator: s.id, Key: own.Key, Addr: own.Addr, Addr6: own.Addr6, URL: own.URL, Pin: own.Pin})
 		switch {
 		case err == nil:
 			s.relayAdvertised = true
@@ -89,7 +90,7 @@ func (s *Server) refreshMeshRelay(ctx context.Context, lapsed bool) {
 	switch {
 	case len(list) > 0:
 		first := list[0]
-		s.setMeshRelay(wire.MeshRelay{Key: first.Key, Addr: first.Addr, Addr6: first.Addr6})
+		s.setMeshRelay(wire.MeshRelay{Key: first.Key, Addr: first.Addr, Addr6: first.Addr6, URL: first.URL, Pin: first.Pin})
 	case known:
 		s.setMeshRelay(own)
 	}

@@ -34,7 +34,8 @@ func serveRelay(t *testing.T, h *harness) string {
 }
 
 // Every node of a mesh served by two coordinators is given one relay,
-// the first coordinator's, whichever coordinator it streams to; when
+// the first coordinator's (with its URL and pin, for its TCP relay),
+// whichever coordinator it streams to; when
 // that coordinator stops, the nodes of the other are moved to its relay.
 func TestMeshRelayAcrossCoordinators(t *testing.T) {
 	db := pgtest.DB(t)
@@ -47,7 +48,7 @@ func TestMeshRelayAcrossCoordinators(t *testing.T) {
 	laptopNode := newNode(t, a).join(token, "laptop")
 	laptop := laptopNode.connect()
 	keyA := laptopNode.reg.CoordinatorKey
-	wantA := wire.MeshRelay{Key: keyA, Addr: relayA}
+	wantA := wire.MeshRelay{Key: keyA, Addr: relayA, URL: a.url, Pin: a.srv.Fingerprint()}
 	eventually(t, func() bool { return laptop.mesh() == wantA }, "laptop on A is given A's relay")
 
 	b := start(t, cfgB, lease)
@@ -65,6 +66,6 @@ func TestMeshRelayAcrossCoordinators(t *testing.T) {
 
 	at = time.Now()
 	a.stop()
-	wantB := wire.MeshRelay{Key: keyB, Addr: relayB}
+	wantB := wire.MeshRelay{Key: keyB, Addr: relayB, URL: b.url, Pin: b.srv.Fingerprint()}
 	crossed(t, "desk on B moves to B's relay once A said goodbye", at, func() bool { return deskStream.mesh() == wantB })
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -158,7 +159,12 @@ func (f *relayFeed) setMesh(r *wire.MeshRelay, welcome bool) {
 		return
 	}
 	if r != nil {
-		r = &wire.MeshRelay{Key: r.Key, Addr: r.Addr, Addr6: r.Addr6}
+		r = &wire.MeshRelay{Key: r.Key, Addr: r.Addr, Addr6: r.Addr6, URL: r.URL, Pin: r.Pin}
+		if !strings.HasPrefix(r.URL, "https://") {
+			// The TCP relay is reached over TLS only; without a URL it
+			// stays at this node's coordinator.
+			r.URL, r.Pin = "", ""
+		}
 	}
 	f.mu.Lock()
 	f.mesh = r
@@ -206,7 +212,7 @@ func (f *relayFeed) update() {
 	f.mu.Lock()
 	coord := relayclient.Candidate{Key: f.coordKey, Addr: f.coordAddr, Addr6: f.coordAddr6}
 	if f.mesh != nil {
-		coord = relayclient.Candidate{Key: f.mesh.Key, Addr: f.mesh.Addr, Addr6: f.mesh.Addr6}
+		coord = relayclient.Candidate{Key: f.mesh.Key, Addr: f.mesh.Addr, Addr6: f.mesh.Addr6, URL: f.mesh.URL, Pin: f.mesh.Pin}
 	}
 	f.mu.Unlock()
 	var nodes []relayclient.Candidate

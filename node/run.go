@@ -243,6 +243,7 @@ func (e *Engine) build() {
 		CoordinatorURL: e.state.CoordinatorURL,
 		HTTPClient:     control.NewHTTPClient(e.state.Pin),
 		CoordinatorKey: e.state.CoordinatorKey,
+		HTTPClientFor:  control.NewHTTPClient,
 		Deliver:        e.bind.DeliverFrame,
 		OnRoute:        e.mgr.SetRelay,
 		OnCheck:        e.mgr.CheckRelay,

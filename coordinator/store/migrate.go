@@ -131,6 +131,10 @@ var migrations = []migration{
 			`ALTER TABLE coordinators ADD COLUMN relay TEXT NOT NULL DEFAULT ''`,
 			`ALTER TABLE coordinators ADD COLUMN relay6 TEXT NOT NULL DEFAULT ''`,
 			`ALTER TABLE coordinators ADD COLUMN started BIGINT NOT NULL DEFAULT 0`,
+			// The coordinator's HTTPS URL and certificate pin, for
+			// its TCP relay.
+			`ALTER TABLE coordinators ADD COLUMN url TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE coordinators ADD COLUMN pin TEXT NOT NULL DEFAULT ''`,
 		},
 	},
 }

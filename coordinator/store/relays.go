@@ -11,18 +11,21 @@ import (
 // CoordinatorRelay is the UDP relay a running coordinator offers every
 // node of the mesh, whichever coordinator the node streams to: the key it
 // proves bindings with (the coordinator's static key) and its addresses,
-// host:port as a node dials them ("" for none).
+// host:port as a node dials them ("" for none); and the coordinator's
+// HTTPS URL and certificate pin, for its TCP relay.
 type CoordinatorRelay struct {
 	Coordinator string
 	Key         crypto.PublicKey
 	Addr        string
 	Addr6       string
+	URL         string
+	Pin         string
 }
 
 // AdvertiseRelay records r with r.Coordinator's lease.
 func (s *sqlDB) AdvertiseRelay(ctx context.Context, r CoordinatorRelay) error {
-	res, err := s.execWrite(ctx, Change{}, `UPDATE coordinators SET relay_key = $1, relay = $2, relay6 = $3 WHERE id = $4`,
-		r.Key.String(), r.Addr, r.Addr6, r.Coordinator)
+	res, err := s.execWrite(ctx, Change{}, `UPDATE coordinators SET relay_key = $1, relay = $2, relay6 = $3, url = $4, pin = $5 WHERE id = $6`,
+		r.Key.String(), r.Addr, r.Addr6, r.URL, r.Pin, r.Coordinator)
 	if err != nil {
 		return fmt.Errorf("database %s: record the relay of coordinator %s: %w", s.name, r.Coordinator, err)
 	}
@@ -36,7 +39,7 @@ func (s *sqlDB) AdvertiseRelay(ctx context.Context, r CoordinatorRelay) error {
 // the one that took its lease first first, the key breaking ties: every
 // coordinator reading the table sees the same order.
 func (s *sqlDB) Relays(ctx context.Context, now time.Time) ([]CoordinatorRelay, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT id, relay_key, relay, relay6 FROM coordinators
+	rows, err := s.r.QueryContext(ctx, `SELECT id, relay_key, relay, relay6, url, pin FROM coordinators
 		WHERE lease_until >= $1 AND relay_key <> '' AND (relay <> '' OR relay6 <> '')
 		ORDER BY started, relay_key`, now.UnixMilli())
 	if err != nil {
@@ -47,7 +50,7 @@ func (s *sqlDB) Relays(ctx context.Context, now time.Time) ([]CoordinatorRelay, 
 	for rows.Next() {
 		var r CoordinatorRelay
 		var key string
-		if err := rows.Scan(&r.Coordinator, &key, &r.Addr, &r.Addr6); err != nil {
+		if err := rows.Scan(&r.Coordinator, &key, &r.Addr, &r.Addr6, &r.URL, &r.Pin); err != nil {
 			return nil, fmt.Errorf("database %s: list the coordinators' relays: %w", s.name, err)
 		}
 		if r.Key, err = crypto.ParsePublicKey(key); err != nil {

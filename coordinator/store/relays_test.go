@@ -25,7 +25,7 @@ func TestCoordinatorRelays(t *testing.T) {
 		}
 		for _, r := range []CoordinatorRelay{
 			{Coordinator: "a", Key: ka, Addr: "198.18.0.1:3478", Addr6: "[2001:2::1]:3478"},
-			{Coordinator: "b", Key: kb, Addr: "relay.example.com:3478"},
+			{Coordinator: "b", Key: kb, Addr: "relay.example.com:3478", URL: "https://relay.example.com", Pin: "sha256/b"},
 		} {
 			if err := s.AdvertiseRelay(ctx, r); err != nil {
 				t.Fatal(err)
@@ -36,7 +36,7 @@ func TestCoordinatorRelays(t *testing.T) {
 			t.Fatal(err)
 		}
 		got, err := s.Relays(ctx, now)
-		if err != nil || len(got) != 2 || got[0].Coordinator != "b" || got[0].Key != kb || got[0].Addr != "relay.example.com:3478" ||
+		if err != nil || len(got) != 2 || got[0].Coordinator != "b" || got[0].Key != kb || got[0].Addr != "relay.example.com:3478" || got[0].URL != "https://relay.example.com" || got[0].Pin != "sha256/b" ||
 			got[1].Coordinator != "a" || got[1].Key != ka || got[1].Addr6 != "[2001:2::1]:3478" {
 			t.Fatalf("Relays = %+v, %v; want b's then a's", got, err)
 		}

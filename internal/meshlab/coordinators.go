@@ -21,8 +21,10 @@ type Coordinator struct {
 	// Token is a reusable join token of this coordinator: nodes that join
 	// with it (NodeOptions.Token) stream to it.
 	Token string
-	// Relay is its UDP relay, its primary STUN port.
+	// Relay is its UDP relay, its primary STUN port; URL its public
+	// HTTPS URL, where its TCP relay is.
 	Relay netip.AddrPort
+	URL   string
 
 	stopOnce sync.Once
 	stop     func()
@@ -58,7 +60,7 @@ func (m *Mesh) AddCoordinator(name string, ip, alt netip.Addr) *Coordinator {
 		link.Close()
 		m.t.Fatalf("coordinator %s: %v", name, err)
 	}
-	c := &Coordinator{Srv: srv, Relay: netip.AddrPortFrom(ip, stunPort)}
+	c := &Coordinator{Srv: srv, Relay: netip.AddrPortFrom(ip, stunPort), URL: cfg.PublicURL}
 	stop := m.serve(srv, ln, m.Lab.NewHost(name, ip, alt), ip, alt, netip.Addr{})
 	c.stop = func() {
 		stop()
@@ -72,6 +74,10 @@ func (m *Mesh) AddCoordinator(name string, ip, alt netip.Addr) *Coordinator {
 	c.Token = tok.String()
 	return c
 }
+
+// CoordURL is the lab coordinator's public HTTPS URL, where its TCP relay
+// is.
+func (m *Mesh) CoordURL() string { return m.coordCfg.PublicURL }
 
 // Stop stops the coordinator, as a clean shutdown does: it says goodbye
 // to the others, its streams end and its STUN and relay sockets close.

@@ -182,11 +182,15 @@ const (
 
 // MeshRelay is one coordinator's UDP relay as the nodes of every other
 // coordinator reach it: the key it verifies relay proofs with (that
-// coordinator's static key) and its addresses, host:port ("" for none).
+// coordinator's static key) and its addresses, host:port ("" for none);
+// and the coordinator's HTTPS URL and certificate pin, for its TCP relay
+// (PathRelay).
 type MeshRelay struct {
 	Key   crypto.PublicKey `json:"key"`
 	Addr  string           `json:"addr,omitempty"`
 	Addr6 string           `json:"addr6,omitempty"`
+	URL   string           `json:"url,omitempty"`
+	Pin   string           `json:"pin,omitempty"`
 }
 
 // ProofLabel separates stream authentication proofs from other uses.

@@ -44,6 +44,13 @@ type Options struct {
 	CoordinatorURL string
 	HTTPClient     *http.Client
 	CoordinatorKey crypto.PublicKey
+	// HTTPClientFor makes the client for another coordinator's TCP
+	// relay, pinned to its certificate's pin: the one the candidate of
+	// SetCandidates names (Candidate.URL, where several coordinators
+	// serve the mesh), so that a node whose UDP is blocked meets its
+	// peers on the relay they bind. Nil keeps the TCP relay at
+	// CoordinatorURL.
+	HTTPClientFor func(pin string) *http.Client
 	// Deliver hands frames received over the TCP relay to the Bind
 	// (bind.Bind.DeliverFrame); it must not block.
 	Deliver func(frame []byte)
@@ -127,7 +134,9 @@ type Relays struct {
 	onRoute  func(bind.Route)
 	onReport func(relay crypto.PublicKey, peer *crypto.PublicKey)
 	onCheck  func(netip.AddrPort)
-	stream   *streamClient // nil: no TCP fallback
+	opts     Options       // what New was given, with defaults: for streamFor
+	own      *streamClient // this node's coordinator's TCP relay; nil: no TCP fallback
+	stream   *streamClient // the TCP relay in use: own, or the chosen coordinator's
 
 	kick    chan struct{} // candidates changed
 	control chan controlFrame
@@ -211,7 +220,9 @@ func New(o Options) *Relays {
 		reports:  rate.NewLimiter(rate.Every(wire.RelayReportEvery), wire.RelayReportBurst),
 	}
 	if o.CoordinatorURL != "" {
-		r.stream = newStreamClient(o, &r.Stats)
+		r.opts = o
+		r.own = newStreamClient(o, &r.Stats)
+		r.stream = r.own
 	}
 	return r
 }
@@ -331,6 +342,7 @@ func (r *Relays) reselect(now time.Time) {
 	if coord != r.coordCand {
 		r.coordCand, r.witness, r.nextWitness = coord, netip.AddrPort{}, time.Time{}
 		r.witnessPub.Store(nil)
+		r.retargetStream()
 	}
 	if c == r.chosen {
 		return
@@ -397,8 +409,9 @@ func (r *Relays) decideStream(ctx context.Context, now time.Time) {
 		r.streamGen++
 		gen := r.streamGen
 		r.streamStop = stop
+		sc := r.stream
 		r.streams.Go(func() {
-			r.stream.run(sctx, func(s bind.FrameSender) {
+			sc.run(sctx, func(s bind.FrameSender) {
 				select {
 				case r.events <- streamEvent{gen: gen, sender: s}:
 				case <-sctx.Done(): // no longer wanted: Run has dropped the route
@@ -409,6 +422,30 @@ func (r *Relays) decideStream(ctx context.Context, now time.Time) {
 		r.log.Info("UDP relay bound; closing the TCP relay")
 		r.stopStream()
 	}
+}
+
+// retargetStream points the TCP relay at the coordinator candidate's
+// (coordCand), which another coordinator's relay may be: a TCP relay
+// elsewhere than where the node's peers bind carries nothing. An open
+// session to the old one ends; decideStream opens the new one when the
+// fallback is still wanted.
+func (r *Relays) retargetStream() {
+	if r.own == nil {
+		return
+	}
+	next := r.own
+	c := r.coordCand
+	if c.URL != "" && r.opts.HTTPClientFor != nil && (c.URL != r.own.baseURL || c.Key != r.own.coordKey) {
+		o := r.opts
+		o.CoordinatorURL, o.HTTPClient, o.CoordinatorKey = c.URL, r.opts.HTTPClientFor(c.Pin), c.Key
+		next = newStreamClient(o, &r.Stats)
+	}
+	if next.baseURL == r.stream.baseURL && next.coordKey == r.stream.coordKey {
+		return
+	}
+	r.log.Info("TCP relay moves with the mesh's relay", "from", r.stream.url, "to", next.url)
+	r.stream = next
+	r.stopStream()
 }
 
 // stopStream ends the wanted period: the session closes on its own

@@ -41,6 +41,7 @@ var errQueueFull = errors.New("relay stream send queue full: frames dropped")
 // TCP/TLS for networks that block UDP. Relays runs it only while it is
 // wanted (run's context).
 type streamClient struct {
+	baseURL  string // the coordinator's HTTPS URL
 	url      string // the WebSocket relay's URL
 	client   *http.Client
 	priv     crypto.PrivateKey
@@ -59,6 +60,7 @@ func newStreamClient(o Options, stats *Stats) *streamClient {
 	hc := *o.HTTPClient
 	hc.Timeout = 0
 	return &streamClient{
+		baseURL:  o.CoordinatorURL,
 		url:      o.CoordinatorURL + wire.PathRelay,
 		client:   &hc,
 		priv:     o.Priv,
