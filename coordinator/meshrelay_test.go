@@ -69,3 +69,38 @@ func TestMeshRelayAcrossCoordinators(t *testing.T) {
 	wantB := wire.MeshRelay{Key: keyB, Addr: relayB, URL: b.url, Pin: b.srv.Fingerprint()}
 	crossed(t, "desk on B moves to B's relay once A said goodbye", at, func() bool { return deskStream.mesh() == wantB })
 }
+
+// A relay node suspended on a report to one coordinator is suspended for
+// the nodes of the other too, at once, and for a coordinator that starts
+// later: all nodes leave it together.
+func TestRelaySuspensionAcrossCoordinators(t *testing.T) {
+	db, a, b := twoCoordinators(t)
+	token := a.token(coordinator.TokenOptions{Reusable: true})
+	gw := newNode(t, a).join(a.token(coordinator.TokenOptions{Tags: []string{coordinator.RelayTag}}), "gateway")
+	sg := gw.connect()
+	alice := newNode(t, a).join(token, "alice").connect()
+	bob := newNode(t, b).join(token, "bob").connect()
+	const addr = "198.18.0.77:3479"
+	announce(t, sg, 2001, addr)
+	for _, s := range []*stream{alice, bob} {
+		eventually(t, func() bool { p, _ := s.peer(gw.key()); return p.Relay == addr }, "the gateway's relay offered")
+	}
+	k := gw.key()
+	at := time.Now()
+	if err := alice.send(wire.StreamMsg{Type: wire.MsgRelayReport, RelayKey: &k}); err != nil {
+		t.Fatal(err)
+	}
+	suspended := func(s *stream) func() bool {
+		return func() bool { p, _ := s.peer(k); return p.Relay == "" && !p.RelaySuspendedUntil.IsZero() }
+	}
+	eventually(t, suspended(alice), "alice on A sees the gateway suspended")
+	crossed(t, "bob on B sees the gateway suspended on alice's report to A", at, suspended(bob))
+
+	cfgC := testConfig(t)
+	cfgC.Database = db
+	c := start(t, cfgC)
+	carol := newNode(t, c).join(token, "carol").connect()
+	if p, _ := carol.peer(k); p.Relay != "" || p.RelaySuspendedUntil.IsZero() {
+		t.Fatalf("carol on a coordinator started after the suspension is offered %+v; want it suspended", p)
+	}
+}

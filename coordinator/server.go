@@ -291,6 +291,11 @@ func New(opts Options) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	if err := s.followSuspensions(ctx); err != nil {
+		stopFollow()
+		st.Close()
+		return nil, err
+	}
 	s.background.Go(func() { s.follow(followCtx, changes) })
 	return s, nil
 }

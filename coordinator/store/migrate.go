@@ -121,7 +121,7 @@ var migrations = []migration{
 	},
 	{
 		version:     6,
-		description: "coordinators' relays: the UDP relay each running coordinator offers the whole mesh",
+		description: "coordinators' relays: the UDP relay each running coordinator offers the whole mesh; relay suspensions shared",
 		statements: []string{
 			// The relay's key, its IPv4 and IPv6 host:port ('' for
 			// none), and started, the end of the coordinator's first
@@ -135,6 +135,15 @@ var migrations = []migration{
 			// its TCP relay.
 			`ALTER TABLE coordinators ADD COLUMN url TEXT NOT NULL DEFAULT ''`,
 			`ALTER TABLE coordinators ADD COLUMN pin TEXT NOT NULL DEFAULT ''`,
+			// A relay node's suspension (a node reported that it did
+			// not carry its traffic), for every coordinator's nodes:
+			// until when (Unix milliseconds), and the how-manieth in a
+			// row it is.
+			`CREATE TABLE relay_suspensions (
+				relay   TEXT PRIMARY KEY,
+				until   BIGINT NOT NULL,
+				strikes INTEGER NOT NULL
+			)`,
 		},
 	},
 }

@@ -63,3 +63,51 @@ func (s *sqlDB) Relays(ctx context.Context, now time.Time) ([]CoordinatorRelay, 
 	}
 	return out, nil
 }
+
+// RelaySuspension is a relay node's suspension: nobody is offered it
+// before Until; Strikes is the how-manieth suspension in a row it is.
+type RelaySuspension struct {
+	Relay   crypto.PublicKey
+	Until   time.Time
+	Strikes int
+}
+
+// SuspendRelay records r unless a suspension of the relay that ends
+// later is recorded, and announces it.
+func (s *sqlDB) SuspendRelay(ctx context.Context, r RelaySuspension) error {
+	if _, err := s.execWrite(ctx, Change{Kind: ChangeRelaySuspension, Key: r.Relay}, `INSERT INTO relay_suspensions (relay, until, strikes) VALUES ($1, $2, $3)
+		ON CONFLICT (relay) DO UPDATE SET until = excluded.until, strikes = excluded.strikes WHERE relay_suspensions.until < excluded.until`,
+		r.Relay.String(), r.Until.UnixMilli(), r.Strikes); err != nil {
+		return fmt.Errorf("database %s: record the suspension of relay %s: %w", s.name, r.Relay.Short(), err)
+	}
+	return nil
+}
+
+// RelaySuspensions lists the suspensions that run at now.
+func (s *sqlDB) RelaySuspensions(ctx context.Context, now time.Time) ([]RelaySuspension, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT relay, until, strikes FROM relay_suspensions WHERE until > $1`, now.UnixMilli())
+	if err != nil {
+		return nil, fmt.Errorf("database %s: list relay suspensions: %w", s.name, err)
+	}
+	defer rows.Close()
+	var out []RelaySuspension
+	for rows.Next() {
+		var (
+			r     RelaySuspension
+			key   string
+			until int64
+		)
+		if err := rows.Scan(&key, &until, &r.Strikes); err != nil {
+			return nil, fmt.Errorf("database %s: list relay suspensions: %w", s.name, err)
+		}
+		if r.Relay, err = crypto.ParsePublicKey(key); err != nil {
+			return nil, fmt.Errorf("database %s: suspension of relay key %q: %w", s.name, key, err)
+		}
+		r.Until = time.UnixMilli(until)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("database %s: list relay suspensions: %w", s.name, err)
+	}
+	return out, nil
+}

@@ -2,8 +2,11 @@ package store
 
 import (
 	"errors"
+
 	"testing"
 	"time"
+
+	"github.com/meshnode/meshnode/crypto"
 )
 
 // The coordinators' relays are listed while their leases run, the one
@@ -48,6 +51,37 @@ func TestCoordinatorRelays(t *testing.T) {
 		}
 		if got, err := s.Relays(ctx, now.Add(15*time.Second)); err != nil || len(got) != 0 {
 			t.Fatalf("Relays past a's lease = %+v, %v; want none", got, err)
+		}
+	})
+}
+
+// A relay's suspension is recorded and announced for every coordinator;
+// an earlier end never shortens a later one, and one that ended is not
+// listed.
+func TestRelaySuspensions(t *testing.T) {
+	eachBackend(t, func(t *testing.T, db string) {
+		s := openTest(t, db)
+		ctx := t.Context()
+		ch := s.Watch(ctx)
+		now := time.Now().Truncate(time.Millisecond)
+		r1, r2 := newKey(t), newKey(t)
+		for _, r := range []RelaySuspension{
+			{Relay: r1, Until: now.Add(2 * time.Minute), Strikes: 2},
+			{Relay: r1, Until: now.Add(time.Minute), Strikes: 1}, // changes nothing, announces nothing
+			{Relay: r2, Until: now.Add(time.Second), Strikes: 1},
+		} {
+			if err := s.SuspendRelay(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, want := range []crypto.PublicKey{r1, r2} {
+			if c := next(t, ch); c.Kind != ChangeRelaySuspension || c.Key != want {
+				t.Fatalf("change %+v; want the suspension of %v", c, want.Short())
+			}
+		}
+		got, err := s.RelaySuspensions(ctx, now.Add(30*time.Second))
+		if err != nil || len(got) != 1 || got[0].Relay != r1 || !got[0].Until.Equal(now.Add(2*time.Minute)) || got[0].Strikes != 2 {
+			t.Fatalf("RelaySuspensions = %+v, %v; want r1's second suspension alone", got, err)
 		}
 	})
 }

@@ -106,6 +106,11 @@ type Store interface {
 	// up longest first (relays.go).
 	AdvertiseRelay(ctx context.Context, r CoordinatorRelay) error
 	Relays(ctx context.Context, now time.Time) ([]CoordinatorRelay, error)
+	// SuspendRelay records a relay node's suspension, announced with
+	// ChangeRelaySuspension, unless one that ends later is recorded;
+	// RelaySuspensions lists those that run at now.
+	SuspendRelay(ctx context.Context, r RelaySuspension) error
+	RelaySuspensions(ctx context.Context, now time.Time) ([]RelaySuspension, error)
 
 	// SetPolicy stores text as the newest version of the access policy
 	// ("" removes the policy) and returns it with its version, one above
