@@ -104,3 +104,43 @@ func TestRelaySuspensionAcrossCoordinators(t *testing.T) {
 		t.Fatalf("carol on a coordinator started after the suspension is offered %+v; want it suspended", p)
 	}
 }
+
+// A relay node that both ends of a pair report, each to its own
+// coordinator, naming the other, is suspended: the first report waits in
+// the database for the second.
+func TestRelayReportsMeetAcrossCoordinators(t *testing.T) {
+	_, a, b := twoCoordinators(t)
+	token := a.token(coordinator.TokenOptions{Reusable: true})
+	gw := newNode(t, a).join(a.token(coordinator.TokenOptions{Tags: []string{coordinator.RelayTag}}), "gateway")
+	sg := gw.connect()
+	aliceNode, bobNode := newNode(t, a).join(token, "alice"), newNode(t, b).join(token, "bob")
+	alice, bob := aliceNode.connect(), bobNode.connect()
+	const addr = "198.18.0.77:3479"
+	announce(t, sg, 2001, addr)
+	for _, s := range []*stream{alice, bob} {
+		eventually(t, func() bool { p, _ := s.peer(gw.key()); return p.Relay == addr }, "the gateway's relay offered")
+	}
+	k := gw.key()
+	report := func(s *stream, about *node) {
+		t.Helper()
+		pk := about.key()
+		if err := s.send(wire.StreamMsg{Type: wire.MsgRelayReport, RelayKey: &k, Peer: &pk}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	report(alice, bobNode)
+	eventually(t, func() bool {
+		return a.metric("meshnode_coordinator_relay_reports_total", "verdict", "unconfirmed") == 1
+	}, "alice's report waits")
+	if p, _ := bob.peer(k); p.Relay != addr {
+		t.Fatalf("the gateway suspended on alice's report alone: bob sees %+v", p)
+	}
+	at := time.Now()
+	report(bob, aliceNode)
+	for _, s := range []*stream{alice, bob} {
+		crossed(t, "the gateway suspended once bob reported it to B", at, func() bool {
+			p, _ := s.peer(k)
+			return p.Relay == "" && !p.RelaySuspendedUntil.IsZero()
+		})
+	}
+}

@@ -286,6 +286,13 @@ func (s *Server) relayReport(sess *session, relay crypto.PublicKey, peer *crypto
 	}
 	now := time.Now()
 	r := s.hub.reportRelay(sess.key, relay, peer, now)
+	if r.verdict == verdictUnconfirmed && s.confirmedElsewhere(store.RelayReport{Relay: relay, Reporter: sess.key, Peer: *peer, At: now}) {
+		// Both ends reported it, each to its own coordinator: as good
+		// as the mirror report here.
+		named := r.peer
+		r = s.hub.reportRelay(sess.key, relay, nil, now)
+		r.peer = named
+	}
 	s.met.relayReports.WithLabelValues(string(r.verdict)).Inc()
 	evidence := "its own echoes through the relay did not come back"
 	if peer != nil {

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/meshnode/meshnode/coordinator/store"
+	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // Relay suspensions across coordinators. A suspension moves every node
@@ -15,8 +16,10 @@ import (
 // database (store.SuspendRelay), and the others apply it as their own as
 // soon as they hear of it (followSuspensions), as a coordinator that
 // starts, or reads the mesh again, does for those that still run.
-// Reports naming a peer still wait for the peer's report at the
-// coordinator that got the first one.
+// A report naming a peer waits for the peer's report naming the
+// reporter; the peer may stream to another coordinator, so the report
+// waits in the database too (store.ReportRelay), where the other's
+// report finds it (confirmedElsewhere).
 
 // shareSuspension records a suspension decided here for the other
 // coordinators' nodes; a failure leaves them on the relay until theirs
@@ -72,4 +75,26 @@ func (h *hub) imposeSuspension(r store.RelaySuspension, now time.Time) (name str
 	h.changed(n)
 	h.changedSelf(n)
 	return n.Name, true
+}
+
+// confirmedElsewhere reports whether r's peer reported r's relay naming
+// r's reporter, within the window a report waits, to any coordinator;
+// if not, it records r for the peer's report to find. Without another
+// coordinator, or when the database fails, a report waits here only.
+func (s *Server) confirmedElsewhere(r store.RelayReport) bool {
+	if !s.shared {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), writeTimeout)
+	defer cancel()
+	window := wire.RelayReportWindow
+	mirror := store.RelayReport{Relay: r.Relay, Reporter: r.Peer, Peer: r.Reporter}
+	found, err := s.store.RelayReported(ctx, mirror, r.At.Add(-window))
+	if err == nil && !found {
+		err = s.store.ReportRelay(ctx, r, r.At.Add(-window))
+	}
+	if err != nil {
+		s.log.Warn("share a relay report with the other coordinators; it waits for the peer's report here only", "relay", r.Relay.Short(), "err", err)
+	}
+	return found
 }

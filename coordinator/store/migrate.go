@@ -144,6 +144,16 @@ var migrations = []migration{
 				until   BIGINT NOT NULL,
 				strikes INTEGER NOT NULL
 			)`,
+			// A report that relay did not carry reporter's relayed
+			// pings to peer, waiting for peer's report, which may come
+			// to another coordinator; at is when (Unix milliseconds).
+			`CREATE TABLE relay_reports (
+				relay    TEXT NOT NULL,
+				reporter TEXT NOT NULL,
+				peer     TEXT NOT NULL,
+				at       BIGINT NOT NULL,
+				PRIMARY KEY (relay, reporter, peer)
+			)`,
 		},
 	},
 }

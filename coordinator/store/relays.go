@@ -111,3 +111,40 @@ func (s *sqlDB) RelaySuspensions(ctx context.Context, now time.Time) ([]RelaySus
 	}
 	return out, nil
 }
+
+// RelayReport is a node's report that Relay did not carry its relayed
+// pings to Peer, made at At.
+type RelayReport struct {
+	Relay, Reporter, Peer crypto.PublicKey
+	At                    time.Time
+}
+
+// ReportRelay records r, in place of the same report made earlier, and
+// drops the reports made before before.
+func (s *sqlDB) ReportRelay(ctx context.Context, r RelayReport, before time.Time) error {
+	tx, err := s.beginWrite(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	if _, err := tx.ExecContext(ctx, `DELETE FROM relay_reports WHERE at < $1`, before.UnixMilli()); err != nil {
+		return fmt.Errorf("database %s: drop old relay reports: %w", s.name, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO relay_reports (relay, reporter, peer, at) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (relay, reporter, peer) DO UPDATE SET at = excluded.at`,
+		r.Relay.String(), r.Reporter.String(), r.Peer.String(), r.At.UnixMilli()); err != nil {
+		return fmt.Errorf("database %s: record a report of relay %s: %w", s.name, r.Relay.Short(), err)
+	}
+	return s.commit(ctx, tx)
+}
+
+// RelayReported reports whether r's reporter reported r's relay naming r's
+// peer at or after since.
+func (s *sqlDB) RelayReported(ctx context.Context, r RelayReport, since time.Time) (bool, error) {
+	var n int
+	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM relay_reports WHERE relay = $1 AND reporter = $2 AND peer = $3 AND at >= $4`,
+		r.Relay.String(), r.Reporter.String(), r.Peer.String(), since.UnixMilli()).Scan(&n); err != nil {
+		return false, fmt.Errorf("database %s: read the reports of relay %s: %w", s.name, r.Relay.Short(), err)
+	}
+	return n > 0, nil
+}

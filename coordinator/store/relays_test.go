@@ -85,3 +85,36 @@ func TestRelaySuspensions(t *testing.T) {
 		}
 	})
 }
+
+// A report naming a peer is found by its reporter, relay and peer while
+// it is recent; reports older than the given bound are dropped.
+func TestRelayReports(t *testing.T) {
+	eachBackend(t, func(t *testing.T, db string) {
+		s := openTest(t, db)
+		ctx := t.Context()
+		now := time.Now()
+		relay, a, b := newKey(t), newKey(t), newKey(t)
+		old := RelayReport{Relay: relay, Reporter: b, Peer: a, At: now.Add(-time.Minute)}
+		if err := s.ReportRelay(ctx, old, now.Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		r := RelayReport{Relay: relay, Reporter: a, Peer: b, At: now}
+		if err := s.ReportRelay(ctx, r, now.Add(-30*time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		for _, tc := range []struct {
+			q     RelayReport
+			since time.Time
+			want  bool
+		}{
+			{r, now.Add(-time.Second), true},
+			{r, now.Add(time.Second), false},
+			{RelayReport{Relay: relay, Reporter: b, Peer: a}, now.Add(-time.Hour), false}, // dropped as too old
+			{RelayReport{Relay: newKey(t), Reporter: a, Peer: b}, now.Add(-time.Second), false},
+		} {
+			if got, err := s.RelayReported(ctx, tc.q, tc.since); err != nil || got != tc.want {
+				t.Errorf("RelayReported(%v→%v since %v) = %v, %v; want %v", tc.q.Reporter.Short(), tc.q.Peer.Short(), tc.since, got, err, tc.want)
+			}
+		}
+	})
+}

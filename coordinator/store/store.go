@@ -111,6 +111,11 @@ type Store interface {
 	// RelaySuspensions lists those that run at now.
 	SuspendRelay(ctx context.Context, r RelaySuspension) error
 	RelaySuspensions(ctx context.Context, now time.Time) ([]RelaySuspension, error)
+	// ReportRelay records a report naming a peer, dropping those older
+	// than before; RelayReported reports whether one recorded at or
+	// after since says what r says.
+	ReportRelay(ctx context.Context, r RelayReport, before time.Time) error
+	RelayReported(ctx context.Context, r RelayReport, since time.Time) (bool, error)
 
 	// SetPolicy stores text as the newest version of the access policy
 	// ("" removes the policy) and returns it with its version, one above
