@@ -11,6 +11,7 @@ import (
 	"github.com/meshnode/meshnode/internal/meshlab"
 	"github.com/meshnode/meshnode/internal/natlab"
 	"github.com/meshnode/meshnode/internal/pgtest"
+	"github.com/meshnode/meshnode/internal/relayfault"
 	"github.com/meshnode/meshnode/internal/wait"
 	"github.com/meshnode/meshnode/internal/wire"
 	"github.com/meshnode/meshnode/node/path"
@@ -96,4 +97,21 @@ func TestUDPBlockedRelayAcrossCoordinators(t *testing.T) {
 	t.Logf("relayed after %v", time.Since(at).Round(time.Millisecond))
 	transfer(t, a, c, 256<<10)
 	transfer(t, c, a, 64<<10)
+}
+
+// A designated relay node that carries the echoes it recognises and drops
+// the traffic between peers is left by a pair split across two
+// coordinators: each end reports it to its own coordinator, naming the
+// other, the reports meet in the database, and both move to the relay of
+// the mesh's coordinators together.
+func TestRelayNodeLeftAcrossCoordinators(t *testing.T) {
+	t.Parallel()
+	m, second, third := threeCoordinators(t)
+	r, a, b := relayedViaNodeJoined(t, m, second.Token, third.Token)
+	transfer(t, a, b, 64<<10)
+	r.RelayFault.Set(relayfault.DropPeerData)
+	took := waitRelayedVia(t, a, b, meshlab.CoordRelay.String())
+	t.Logf("a on coordinator 2 and b on coordinator 3 on the mesh's relay %v after the fault", took)
+	transfer(t, a, b, 64<<10)
+	transfer(t, b, a, 64<<10)
 }
