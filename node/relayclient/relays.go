@@ -134,7 +134,7 @@ type Relays struct {
 	onRoute  func(bind.Route)
 	onReport func(relay crypto.PublicKey, peer *crypto.PublicKey)
 	onCheck  func(netip.AddrPort)
-	opts     Options       // what New was given, with defaults: for streamFor
+	opts     Options       // what New was given, with defaults: for retargetStream
 	own      *streamClient // this node's coordinator's TCP relay; nil: no TCP fallback
 	stream   *streamClient // the TCP relay in use: own, or the chosen coordinator's
 
