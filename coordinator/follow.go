@@ -45,6 +45,8 @@ type followBatch struct {
 	self   string
 	policy bool
 	resync bool
+	// suspensions: another coordinator suspended a relay.
+	suspensions bool
 }
 
 // add notes what c asks for. This coordinator's own changes are in its
@@ -68,6 +70,8 @@ func (b *followBatch) add(c store.Change) {
 		b.policy = true
 	case store.ChangeResync:
 		b.resync = true
+	case store.ChangeRelaySuspension:
+		b.suspensions = true
 	}
 	if len(b.cues) > maxFollowBatch {
 		// Cues are not state: the nodes ask again.
@@ -141,6 +145,9 @@ func (s *Server) applyBatch(ctx context.Context, b *followBatch) error {
 		for key := range b.presence {
 			errs = append(errs, s.followPresence(ctx, key))
 		}
+	}
+	if b.suspensions || b.resync {
+		errs = append(errs, s.followSuspensions(ctx))
 	}
 	for pair := range b.cues {
 		s.followCue(pair[0], pair[1])

@@ -250,6 +250,8 @@ type stream struct {
 	pairs *wire.RelayPairs
 	// coordinators are the mesh's coordinators last received.
 	coordinators []crypto.Coordinator
+	// meshRelay is the mesh's relay, from the welcome and later deltas.
+	meshRelay *wire.MeshRelay
 }
 
 // dial opens the stream and answers the challenge with proof (nil: the
@@ -302,7 +304,7 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 	if first.Self != nil {
 		s.self = *first.Self
 	}
-	s.filter, s.pairs, s.coordinators = first.Filter, first.RelayPairs, first.Coordinators
+	s.filter, s.pairs, s.coordinators, s.meshRelay = first.Filter, first.RelayPairs, first.Coordinators, first.MeshRelay
 	go s.run(ctx)
 	return first, s, nil
 }
@@ -366,6 +368,9 @@ func (s *stream) run(ctx context.Context) {
 			if m.Coordinators != nil {
 				s.coordinators = m.Coordinators
 			}
+			if m.MeshRelay != nil {
+				s.meshRelay = m.MeshRelay
+			}
 			s.version = m.Version
 		case wire.MsgPunch:
 			s.punches = append(s.punches, m)
@@ -397,6 +402,16 @@ func (s *stream) noteRelay(p wire.Node) {
 	if p.Relay != "" {
 		s.relays[p.PublicKey] = append(s.relays[p.PublicKey], p.Relay)
 	}
+}
+
+// mesh is the mesh's relay as the stream last described it; zero: none.
+func (s *stream) mesh() wire.MeshRelay {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.meshRelay == nil {
+		return wire.MeshRelay{}
+	}
+	return *s.meshRelay
 }
 
 // ownTags are the node's tags as its stream last described them.

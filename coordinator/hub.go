@@ -38,6 +38,10 @@ type hub struct {
 	// pairs are the relay pairs last sent to the designated relay nodes
 	// (tellRelayPairs); nil: none, or no policy.
 	pairs *wire.RelayPairs
+	// meshRelay is the relay every node binds to where several
+	// coordinators serve the mesh (meshrelay.go); nil: this
+	// coordinator's own.
+	meshRelay *wire.MeshRelay
 }
 
 func newHub(nodes []store.Node, acc access) *hub {
@@ -254,8 +258,9 @@ func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome wire
 		STUN6:      stun.v6,
 		// The relay shares the STUN ports: the primary, and the IPv6 one
 		// for nodes without IPv4.
-		Relay:  firstOf(stun.v4),
-		Relay6: firstOf(stun.v6),
+		Relay:     firstOf(stun.v4),
+		Relay6:    firstOf(stun.v6),
+		MeshRelay: h.meshRelay,
 	}, old, true
 }
 

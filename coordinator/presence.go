@@ -145,6 +145,7 @@ func (s *Server) takeLease(ctx context.Context) error {
 		return err
 	}
 	s.refreshMesh(ctx, now)
+	s.refreshMeshRelay(ctx, true)
 	return nil
 }
 
@@ -205,6 +206,7 @@ func (s *Server) renewLease(ctx context.Context, reach *leaseReach) {
 		return
 	}
 	s.refreshMesh(rctx, now)
+	s.refreshMeshRelay(rctx, !renewed)
 	if time.Since(reach.back) < s.lease.length {
 		return
 	}

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"time"
 
+	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/wire"
 )
@@ -164,6 +165,22 @@ func (s *suspensions) expire(now time.Time) {
 	}
 }
 
+// impose records a suspension another coordinator decided (relayshare.go):
+// relay is suspended until until, the strikes-th time in a row.
+func (s *suspensions) impose(relay crypto.PublicKey, until time.Time, strikes int) {
+	rec := s.relays[relay]
+	if rec == nil {
+		rec = &suspension{}
+		s.relays[relay] = rec
+	}
+	rec.until, rec.strikes = until, max(rec.strikes, strikes)
+	for k := range s.pending {
+		if k.relay == relay {
+			delete(s.pending, k)
+		}
+	}
+}
+
 // suspendedUntil reports whether relay is suspended at now, and until when.
 func (s *suspensions) suspendedUntil(relay crypto.PublicKey, now time.Time) (time.Time, bool) {
 	rec := s.relays[relay]
@@ -269,6 +286,13 @@ func (s *Server) relayReport(sess *session, relay crypto.PublicKey, peer *crypto
 	}
 	now := time.Now()
 	r := s.hub.reportRelay(sess.key, relay, peer, now)
+	if r.verdict == verdictUnconfirmed && s.confirmedElsewhere(store.RelayReport{Relay: relay, Reporter: sess.key, Peer: *peer, At: now}) {
+		// Both ends reported it, each to its own coordinator: as good
+		// as the mirror report here.
+		named := r.peer
+		r = s.hub.reportRelay(sess.key, relay, nil, now)
+		r.peer = named
+	}
 	s.met.relayReports.WithLabelValues(string(r.verdict)).Inc()
 	evidence := "its own echoes through the relay did not come back"
 	if peer != nil {
@@ -276,6 +300,7 @@ func (s *Server) relayReport(sess *session, relay crypto.PublicKey, peer *crypto
 	}
 	switch r.verdict {
 	case verdictSuspended:
+		s.shareSuspension(store.RelaySuspension{Relay: relay, Until: r.until, Strikes: r.strikes})
 		// At most one a relay per suspension: bounded without a budget.
 		s.log.Warn("relay suspended: a node reported that it did not carry its traffic; every node moves to the next relay",
 			"relay", r.relay, "key", relay.Short(), "reporter", r.from, "evidence", evidence,

@@ -167,6 +167,9 @@ type Server struct {
 	background  sync.WaitGroup
 	startLeases sync.Once
 	leaseErr    error // why the lease could not be taken; set once
+	// relayAdvertised: this coordinator's relay is recorded with its
+	// lease (meshrelay.go); owned by the lease's goroutine.
+	relayAdvertised bool
 
 	// seenMu guards seenWritten: when each node's presence was last
 	// stored (recordSeen).
@@ -296,6 +299,11 @@ func New(opts Options) (*Server, error) {
 		Auth:     s.evidence,
 	})
 	if err := s.followOnline(ctx); err != nil {
+		stopFollow()
+		st.Close()
+		return nil, err
+	}
+	if err := s.followSuspensions(ctx); err != nil {
 		stopFollow()
 		st.Close()
 		return nil, err

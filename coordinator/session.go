@@ -96,6 +96,8 @@ type session struct {
 	// the administrator's view; it lives as long as the stream.
 	software wire.Software
 	final    *closing
+	// meshRelay is the mesh's new relay (meshrelay.go; the latest wins).
+	meshRelay *wire.MeshRelay
 }
 
 // closing is how a session ends on the coordinator's initiative.
@@ -163,6 +165,11 @@ func (s *session) setCoordinators(list []crypto.Coordinator) {
 	s.coordinators = list
 	s.mu.Unlock()
 	s.signal()
+}
+
+// setMeshRelay queues the mesh's new relay; the latest wins.
+func (s *session) setMeshRelay(r *wire.MeshRelay, version uint64) {
+	s.queue(version, func() { s.meshRelay = r })
 }
 
 // queue runs set, which replaces a queued value, under mu at version, and
@@ -320,9 +327,9 @@ func (s *session) urgent(now time.Time) bool {
 func (s *session) take(now time.Time) (delta *wire.StreamMsg, cues []wire.StreamMsg, next time.Duration, final *closing) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.ups) > 0 || len(s.rems) > 0 || s.self != nil || s.filter != nil || s.relayPairs != nil || s.coordinators != nil {
-		delta = &wire.StreamMsg{Type: wire.MsgPeers, Version: s.version, Self: s.self, Filter: s.filter, RelayPairs: s.relayPairs, Coordinators: s.coordinators}
-		s.self, s.filter, s.relayPairs, s.coordinators = nil, nil, nil, nil
+	if len(s.ups) > 0 || len(s.rems) > 0 || s.self != nil || s.filter != nil || s.relayPairs != nil || s.coordinators != nil || s.meshRelay != nil {
+		delta = &wire.StreamMsg{Type: wire.MsgPeers, Version: s.version, Self: s.self, Filter: s.filter, RelayPairs: s.relayPairs, Coordinators: s.coordinators, MeshRelay: s.meshRelay}
+		s.self, s.filter, s.relayPairs, s.coordinators, s.meshRelay = nil, nil, nil, nil, nil
 		for _, n := range s.ups {
 			delta.Upsert = append(delta.Upsert, n)
 		}

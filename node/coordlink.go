@@ -22,6 +22,11 @@ type coordLink struct {
 	// welcomeRelay hears the coordinator's relay addresses (IPv4 and
 	// IPv6) from each welcome.
 	welcomeRelay func(addr, addr6 string)
+	// meshRelay hears the relay of the mesh's coordinators
+	// (wire.StreamMsg.MeshRelay): from each welcome (nil: the
+	// coordinator's own), and from a delta when it changed (nil:
+	// unchanged).
+	meshRelay func(r *wire.MeshRelay, welcome bool)
 	// self hears this node's own record: from each welcome, and from a
 	// delta when the administrator changed it (its tags).
 	self func(wire.Node)
@@ -77,6 +82,7 @@ func (c *coordLink) apply(msg wire.StreamMsg) {
 		c.self(*msg.Self)
 	}
 	c.welcomeRelay(msg.Relay, msg.Relay6)
+	c.meshRelay(msg.MeshRelay, true)
 	c.dns(msg.DNS)
 	c.filter(msg.Filter, true)
 	c.relayPairs(msg.RelayPairs, true)
@@ -98,6 +104,7 @@ func (c *coordLink) OnPeers(msg wire.StreamMsg) {
 	if msg.Coordinators != nil {
 		c.coordinators(msg.Coordinators)
 	}
+	c.meshRelay(msg.MeshRelay, false)
 	for _, k := range msg.Remove {
 		n, known := c.peers.Get(k)
 		if err := c.peers.Remove(k); err != nil {

@@ -37,7 +37,7 @@ func TestNodesFailOverToAnotherCoordinator(t *testing.T) {
 	waitDirect(t, a, b)
 	onA := a.Engine.Status().Coordinator.URL
 
-	cb := m.AddCoordinator("b", netip.MustParseAddr("198.18.0.3"))
+	cb := m.AddCoordinator("b", netip.MustParseAddr("198.18.0.3"), netip.MustParseAddr("198.18.0.4"))
 	for _, n := range []*meshlab.Node{a, b} {
 		wait.For(t, failoverDeadline, n.Name+" hears of coordinator B", func() bool {
 			c := n.Engine.Status().Coordinator

@@ -22,5 +22,7 @@ func TestMain(m *testing.M) {
 	if !set {
 		flag.Set("test.parallel", strconv.Itoa(labParallel))
 	}
+	// The lab's tests across coordinators share a PostgreSQL cluster
+	// (internal/pgtest), stopped once they all ended.
 	os.Exit(pgtest.Main(m))
 }

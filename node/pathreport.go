@@ -96,7 +96,7 @@ func (e *Engine) pathReport(now time.Time) pathReport {
 			entry.Via = wire.ViaCoordinator
 		case wire.PathRelayedUDP:
 			entry.Via = wire.ViaCoordinator
-			if k := relayStatus.Relay.Key; k != e.state.CoordinatorKey {
+			if k := relayStatus.Relay.Key; !relayStatus.Coordinator {
 				entry.Via, r.relay = wire.ViaRelayNode, &k
 			}
 		}

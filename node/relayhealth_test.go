@@ -26,11 +26,18 @@ var coordRelay = netip.AddrPortFrom(meshlab.CoordIP, 3478).String()
 // and waits until both ends relay through the relay node.
 func relayedViaNode(t *testing.T, m *meshlab.Mesh) (r, a, b *meshlab.Node) {
 	t.Helper()
+	return relayedViaNodeJoined(t, m, "", "")
+}
+
+// relayedViaNodeJoined is relayedViaNode with a and b joined with the
+// tokens tokenA and tokenB ("": the lab coordinator's).
+func relayedViaNodeJoined(t *testing.T, m *meshlab.Mesh, tokenA, tokenB string) (r, a, b *meshlab.Node) {
+	t.Helper()
 	r = m.AddNode("office-server", m.Lab.NewHost("office-server", netip.MustParseAddr("198.18.5.5")), meshlab.NodeOptions{Relay: true})
 	ha, hb := natlab.Symmetric(), natlab.Symmetric()
 	ha.Name, hb.Name = "carrier-a", "carrier-b"
-	a = m.AddNode("a", m.NAT(ha).NewHost("a", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{})
-	b = m.AddNode("b", m.NAT(hb).NewHost("b", netip.MustParseAddr("10.2.0.2")), meshlab.NodeOptions{})
+	a = m.AddNode("a", m.NAT(ha).NewHost("a", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{Token: tokenA})
+	b = m.AddNode("b", m.NAT(hb).NewHost("b", netip.MustParseAddr("10.2.0.2")), meshlab.NodeOptions{Token: tokenB})
 	waitRelayedVia(t, a, b, netip.AddrPortFrom(r.Host.IPs()[0], meshlab.RelayPort).String())
 	return r, a, b
 }

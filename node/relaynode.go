@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -113,8 +114,9 @@ func (f *relayFeed) setPairs(p *wire.RelayPairs, welcome bool) {
 }
 
 // relayFeed gives the relay client its candidates: the coordinator's relay
-// from the last welcome and the relay nodes among the online peers (this
-// node too, when it serves). The relay client chooses among them.
+// from the last welcome (the mesh's coordinators' relay, where several
+// serve it) and the relay nodes among the online peers (this node too,
+// when it serves). The relay client chooses among them.
 type relayFeed struct {
 	relays   *relayclient.Relays
 	peers    *registry.Registry
@@ -135,6 +137,9 @@ type relayFeed struct {
 	mu         sync.Mutex
 	coordAddr  string
 	coordAddr6 string
+	// mesh is the relay of the mesh's coordinators (setMesh); nil: this
+	// node's coordinator's, coordAddr and coordAddr6.
+	mesh *wire.MeshRelay
 }
 
 // welcome records the coordinator's relay (its IPv4 and IPv6 addresses)
@@ -142,6 +147,27 @@ type relayFeed struct {
 func (f *relayFeed) welcome(addr, addr6 string) {
 	f.mu.Lock()
 	f.coordAddr, f.coordAddr6 = addr, addr6
+	f.mu.Unlock()
+	f.update()
+}
+
+// setMesh records the relay every node of a mesh served by several
+// coordinators binds to when no relay node is offered: from a welcome
+// (nil: the coordinator's own), or from a delta (nil: unchanged).
+func (f *relayFeed) setMesh(r *wire.MeshRelay, welcome bool) {
+	if r == nil && !welcome {
+		return
+	}
+	if r != nil {
+		r = &wire.MeshRelay{Key: r.Key, Addr: r.Addr, Addr6: r.Addr6, URL: r.URL, Pin: r.Pin}
+		if !strings.HasPrefix(r.URL, "https://") {
+			// The TCP relay is reached over TLS only; without a URL it
+			// stays at this node's coordinator.
+			r.URL, r.Pin = "", ""
+		}
+	}
+	f.mu.Lock()
+	f.mesh = r
 	f.mu.Unlock()
 	f.update()
 }
@@ -185,6 +211,9 @@ func offered(n wire.Node) bool {
 func (f *relayFeed) update() {
 	f.mu.Lock()
 	coord := relayclient.Candidate{Key: f.coordKey, Addr: f.coordAddr, Addr6: f.coordAddr6}
+	if f.mesh != nil {
+		coord = relayclient.Candidate{Key: f.mesh.Key, Addr: f.mesh.Addr, Addr6: f.mesh.Addr6, URL: f.mesh.URL, Pin: f.mesh.Pin}
+	}
 	f.mu.Unlock()
 	var nodes []relayclient.Candidate
 	if f.serving() != "" {

@@ -127,7 +127,7 @@ func (e *Engine) Run(ctx context.Context) (err error) {
 		}
 	}
 	fl := &filterLink{e: e}
-	link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, self: e.setSelf, dns: e.setDNS, filter: fl.apply, relayPairs: e.relayFeed.setPairs, coordinators: e.heardCoordinators, welcomed: welcomed, log: e.log, progress: e.progress}
+	link := &coordLink{peers: e.peers, mgr: e.mgr, disc: e.disc, welcomeRelay: e.relayFeed.welcome, meshRelay: e.relayFeed.setMesh, self: e.setSelf, dns: e.setDNS, filter: fl.apply, relayPairs: e.relayFeed.setPairs, coordinators: e.heardCoordinators, welcomed: welcomed, log: e.log, progress: e.progress}
 	// Before the control socket serves: status reads what it sets.
 	e.startMapCache(ctx, &wg, link)
 	wg.Go(func() {
@@ -234,6 +234,7 @@ func (e *Engine) build() {
 		CoordinatorURL: e.state.CoordinatorURL,
 		HTTPClient:     control.NewHTTPClient(e.state.Pin),
 		CoordinatorKey: e.state.CoordinatorKey,
+		HTTPClientFor:  control.NewHTTPClient,
 		Deliver:        e.bind.DeliverFrame,
 		OnRoute:        e.mgr.SetRelay,
 		OnCheck:        e.mgr.CheckRelay,

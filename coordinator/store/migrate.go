@@ -154,6 +154,39 @@ var migrations = []migration{
 			`CREATE INDEX path_changes_at ON path_changes (at)`,
 		},
 	},
+	{
+		version:     8,
+		description: "coordinators' relays: the UDP relay each running coordinator offers the whole mesh; relay suspensions shared",
+		statements: []string{
+			// The relay's key, its IPv4 and IPv6 host:port ('' for
+			// none), and started, the end of the coordinator's first
+			// lease of this run, which orders coordinators by when they
+			// came up (Unix milliseconds).
+			`ALTER TABLE coordinators ADD COLUMN relay_key TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE coordinators ADD COLUMN relay TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE coordinators ADD COLUMN relay6 TEXT NOT NULL DEFAULT ''`,
+			`ALTER TABLE coordinators ADD COLUMN started BIGINT NOT NULL DEFAULT 0`,
+			// A relay node's suspension (a node reported that it did
+			// not carry its traffic), for every coordinator's nodes:
+			// until when (Unix milliseconds), and the how-manieth in a
+			// row it is.
+			`CREATE TABLE relay_suspensions (
+				relay   TEXT PRIMARY KEY,
+				until   BIGINT NOT NULL,
+				strikes INTEGER NOT NULL
+			)`,
+			// A report that relay did not carry reporter's relayed
+			// pings to peer, waiting for peer's report, which may come
+			// to another coordinator; at is when (Unix milliseconds).
+			`CREATE TABLE relay_reports (
+				relay    TEXT NOT NULL,
+				reporter TEXT NOT NULL,
+				peer     TEXT NOT NULL,
+				at       BIGINT NOT NULL,
+				PRIMARY KEY (relay, reporter, peer)
+			)`,
+		},
+	},
 }
 
 // schemaVersion is the newest version this build knows.

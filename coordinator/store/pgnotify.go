@@ -184,7 +184,7 @@ func (l *listener) sendCue(ctx context.Context, db *sql.DB, c Change) error {
 
 func known(k ChangeKind) bool {
 	switch k {
-	case ChangeNode, ChangeEndpoints, ChangePresence, ChangeToken, ChangeBan, ChangePolicy, ChangeSetting:
+	case ChangeNode, ChangeEndpoints, ChangePresence, ChangeToken, ChangeBan, ChangePolicy, ChangeSetting, ChangeRelaySuspension:
 		return true
 	}
 	return false

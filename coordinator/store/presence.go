@@ -90,7 +90,7 @@ func (s *sqlDB) RenewLease(ctx context.Context, l Lease, until time.Time) (renew
 	if n, err := res.RowsAffected(); err == nil && n > 0 {
 		return true, nil
 	}
-	if _, err := s.execWrite(ctx, Change{}, `INSERT INTO coordinators (id, lease_until, url, pin) VALUES ($1, $2, $3, $4)
+	if _, err := s.execWrite(ctx, Change{}, `INSERT INTO coordinators (id, lease_until, started, url, pin) VALUES ($1, $2, $2, $3, $4)
 		ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until, url = excluded.url, pin = excluded.pin`, l.Coordinator, until.UnixMilli(), l.URL, l.Pin); err != nil {
 		return false, fmt.Errorf("database %s: take a lease for coordinator %s: %w", s.name, l.Coordinator, err)
 	}

@@ -104,6 +104,22 @@ type Store interface {
 	// return the nodes that went offline.
 	ExpireLeases(ctx context.Context, now time.Time) ([]crypto.PublicKey, error)
 	EndLease(ctx context.Context, coordinator string) ([]crypto.PublicKey, error)
+	// AdvertiseRelay records the UDP relay r.Coordinator offers the mesh,
+	// with its lease (ErrNotFound without one: it lapsed), and Relays
+	// lists those of the coordinators whose lease runs at now, the one
+	// up longest first (relays.go).
+	AdvertiseRelay(ctx context.Context, r CoordinatorRelay) error
+	Relays(ctx context.Context, now time.Time) ([]CoordinatorRelay, error)
+	// SuspendRelay records a relay node's suspension, announced with
+	// ChangeRelaySuspension, unless one that ends later is recorded;
+	// RelaySuspensions lists those that run at now.
+	SuspendRelay(ctx context.Context, r RelaySuspension) error
+	RelaySuspensions(ctx context.Context, now time.Time) ([]RelaySuspension, error)
+	// ReportRelay records a report naming a peer, dropping those older
+	// than before; RelayReported reports whether one recorded at or
+	// after since says what r says.
+	ReportRelay(ctx context.Context, r RelayReport, before time.Time) error
+	RelayReported(ctx context.Context, r RelayReport, since time.Time) (bool, error)
 
 	// SetPolicy stores text as the newest version of the access policy
 	// ("" removes the policy) and returns it with its version, one above

@@ -25,6 +25,9 @@ const (
 	ChangeBan     ChangeKind = "ban"
 	ChangePolicy  ChangeKind = "policy"
 	ChangeSetting ChangeKind = "setting"
+	// ChangeRelaySuspension: a relay node suspended (SuspendRelay); Key
+	// names it.
+	ChangeRelaySuspension ChangeKind = "relay_suspension"
 	// ChangeResync: changes may have been missed (the database connection
 	// that hears them was lost, or the watcher fell behind): read again
 	// whatever the watcher keeps.

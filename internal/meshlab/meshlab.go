@@ -21,7 +21,6 @@ import (
 
 	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/coordinator"
-	"github.com/meshnode/meshnode/coordinator/stunserver"
 	"github.com/meshnode/meshnode/internal/metricvalue"
 	"github.com/meshnode/meshnode/internal/natlab"
 )
@@ -158,25 +157,7 @@ func (m *Mesh) startCoordinator(ln net.Listener) {
 		m.t.Fatalf("coordinator: %v", err)
 	}
 	m.Coord = coord
-	host := m.coordHost
-	conns := stunserver.Conns{
-		Primary:   m.listen(host, CoordIP, stunPort),
-		AltPort:   m.listen(host, CoordIP, stunAltPort),
-		AltIP:     m.listen(host, CoordAltIP, stunPort),
-		Alternate: m.listen(host, CoordAltIP, stunAltPort),
-		V6:        m.listen(host, CoordIP6, stunPort),
-	}
-	ctx, cancel := context.WithCancel(m.ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { coord.Serve(ctx, ln) })
-	wg.Go(func() { coord.ServeSTUN(ctx, conns) })
-	halt := func() {
-		cancel()
-		wg.Wait()
-		for _, c := range []net.PacketConn{conns.Primary, conns.AltPort, conns.AltIP, conns.Alternate, conns.V6} {
-			c.Close()
-		}
-	}
+	halt := m.serve(coord, ln, m.coordHost, CoordIP, CoordAltIP, CoordIP6)
 	m.stopCoord = func() {
 		halt()
 		coord.Close()

@@ -53,7 +53,8 @@ type NodeOptions struct {
 	MetricsListen string
 	// NoPeerMapCache turns peer_map_cache off.
 	NoPeerMapCache bool
-	// Token is the join token, instead of the mesh's Token.
+	// Token joins the node with this token instead of Mesh.Token: one
+	// of another coordinator (Coordinator.Token).
 	Token string
 }
 
@@ -112,6 +113,9 @@ func (m *Mesh) startNode(name string, host *natlab.Host, opts NodeOptions, state
 	cfg := config.DefaultNode()
 	cfg.Name = name
 	cfg.Token = m.Token
+	if opts.Token != "" {
+		cfg.Token = opts.Token
+	}
 	cfg.StateDir = stateDir
 	cfg.ListenPort = listenPort
 	// Never ask the host's real gateway for anything from a test, and keep

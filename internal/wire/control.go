@@ -183,6 +183,19 @@ const (
 	MsgPaths = "paths"
 )
 
+// MeshRelay is one coordinator's UDP relay as the nodes of every other
+// coordinator reach it: the key it verifies relay proofs with (that
+// coordinator's static key) and its addresses, host:port ("" for none);
+// and the coordinator's HTTPS URL and certificate pin, for its TCP relay
+// (PathRelay).
+type MeshRelay struct {
+	Key   crypto.PublicKey `json:"key"`
+	Addr  string           `json:"addr,omitempty"`
+	Addr6 string           `json:"addr6,omitempty"`
+	URL   string           `json:"url,omitempty"`
+	Pin   string           `json:"pin,omitempty"`
+}
+
 // ProofLabel separates stream authentication proofs from other uses.
 const ProofLabel = "stream"
 
@@ -223,4 +236,9 @@ type StreamMsg struct {
 	Software *Software `json:"software,omitempty"`
 	Code     string    `json:"code,omitempty"`
 	Error    string    `json:"error,omitempty"`
+	// MeshRelay, where several coordinators serve the mesh: welcome: the
+	// coordinator's relay every node binds to when no relay node is
+	// offered (nil: this coordinator's, Relay and Relay6); peers: the new
+	// one, when it changed.
+	MeshRelay *MeshRelay `json:"mesh_relay,omitempty"`
 }

@@ -60,6 +60,11 @@ type Map struct {
 	Filter *wire.Filter `json:"filter,omitempty"`
 	// DNS is the mesh's domain and extra records; nil: the defaults.
 	DNS *wire.DNSConfig `json:"dns,omitempty"`
+	// MeshRelay is the relay of the mesh's coordinators, where several
+	// serve it; nil: the coordinator's own (Relay, Relay6). A node that
+	// comes up while its coordinator is down binds to it, where its
+	// peers of the other coordinators are.
+	MeshRelay *wire.MeshRelay `json:"mesh_relay,omitempty"`
 }
 
 // Welcome is the map as the welcome message it stands in for.
@@ -68,7 +73,7 @@ func (m Map) Welcome() wire.StreamMsg {
 	return wire.StreamMsg{
 		Type: wire.MsgWelcome, Self: &self, Peers: m.Peers,
 		Relay: m.Relay, Relay6: m.Relay6, STUN: m.STUN, STUN6: m.STUN6,
-		Filter: m.Filter, DNS: m.DNS,
+		Filter: m.Filter, DNS: m.DNS, MeshRelay: m.MeshRelay,
 	}
 }
 
@@ -204,7 +209,14 @@ func (m Map) check(o Owner) error {
 			return err
 		}
 	}
-	for _, s := range append(append([]string{m.Relay, m.Relay6}, m.STUN...), m.STUN6...) {
+	addrs := append(append([]string{m.Relay, m.Relay6}, m.STUN...), m.STUN6...)
+	if r := m.MeshRelay; r != nil {
+		addrs = append(addrs, r.Addr, r.Addr6)
+		if len(r.URL) > maxURL || len(r.Pin) > maxURL {
+			return fmt.Errorf("the mesh's relay's URL or pin of %d and %d characters, more than %d", len(r.URL), len(r.Pin), maxURL)
+		}
+	}
+	for _, s := range addrs {
 		if len(s) > maxHostPort {
 			return fmt.Errorf("a relay or STUN address of %d characters", len(s))
 		}
@@ -220,6 +232,9 @@ func (m Map) check(o Owner) error {
 const (
 	maxHostPort = wire.MaxDNSName + len(":65535")
 	maxSTUN     = 8
+	// maxURL bounds the mesh relay's coordinator URL (https://, a host
+	// name, a port and a short path) and its certificate pin.
+	maxURL = 2 * maxHostPort
 )
 
 // checkNode checks one record as the registry's consumers rely on it: a

@@ -47,8 +47,9 @@ func sample(t testing.TB, o Owner) Map {
 			LastSeen: time.Date(2026, 11, 30, 9, 0, 0, 0, time.UTC),
 		}},
 		Relay: "198.18.0.1:3478", STUN: []string{"198.18.0.1:3478", "198.18.0.2:3479"},
-		Filter: &wire.Filter{Version: 3, Rules: []wire.FilterRule{{Src: []netip.Prefix{netip.MustParsePrefix("100.88.0.3/32")}, Dst: []netip.Prefix{netip.MustParsePrefix("100.88.0.2/32")}, Proto: wire.ProtoTCP, Ports: []wire.PortRange{{First: 22, Last: 22}}}}},
-		DNS:    &wire.DNSConfig{Domain: "mesh.internal", Records: []wire.DNSRecord{{Name: "nas", Addrs: []netip.Addr{netip.MustParseAddr("192.168.10.5")}}}},
+		Filter:    &wire.Filter{Version: 3, Rules: []wire.FilterRule{{Src: []netip.Prefix{netip.MustParsePrefix("100.88.0.3/32")}, Dst: []netip.Prefix{netip.MustParsePrefix("100.88.0.2/32")}, Proto: wire.ProtoTCP, Ports: []wire.PortRange{{First: 22, Last: 22}}}}},
+		DNS:       &wire.DNSConfig{Domain: "mesh.internal", Records: []wire.DNSRecord{{Name: "nas", Addrs: []netip.Addr{netip.MustParseAddr("192.168.10.5")}}}},
+		MeshRelay: &wire.MeshRelay{Key: key(), Addr: "198.18.0.21:3478", URL: "https://coord-2.example.com:8443", Pin: "sha256/AAAA"},
 	}
 }
 
@@ -86,7 +87,7 @@ func TestSaveLoadRoundTrip(t *testing.T) {
 	if fi.Mode().Perm() != 0o600 {
 		t.Errorf("mode %v, want 0600", fi.Mode().Perm())
 	}
-	if w := m.Welcome(); w.Type != wire.MsgWelcome || len(w.Peers) != 1 || w.Self.PublicKey != o.Node || w.Filter != m.Filter || w.DNS != m.DNS || w.Relay != m.Relay {
+	if w := m.Welcome(); w.Type != wire.MsgWelcome || len(w.Peers) != 1 || w.Self.PublicKey != o.Node || w.Filter != m.Filter || w.DNS != m.DNS || w.Relay != m.Relay || w.MeshRelay != m.MeshRelay {
 		t.Errorf("Welcome() = %+v, not the map", w)
 	}
 }
@@ -172,6 +173,12 @@ func TestLoadRefusesBadFiles(t *testing.T) {
 		{"another node's", valid(func(f *file) { f.Node = key() }), "not this node's"},
 		{"another coordinator's", valid(func(f *file) { f.Coordinator = key() }), "from coordinator"},
 		{"no time", valid(func(f *file) { f.Updated = time.Time{} }), "when the map was received"},
+		{"mesh relay URL too long", valid(func(f *file) {
+			f.Map.MeshRelay = &wire.MeshRelay{Key: key(), Addr: "198.18.0.21:3478", URL: "https://" + strings.Repeat("a", 2*maxHostPort)}
+		}), "the mesh's relay's URL"},
+		{"mesh relay address too long", valid(func(f *file) {
+			f.Map.MeshRelay = &wire.MeshRelay{Key: key(), Addr: strings.Repeat("a", maxHostPort) + ":3478"}
+		}), "a relay or STUN address"},
 		{"self record of another key", valid(func(f *file) { f.Map.Self.PublicKey = key() }), "own record"},
 		{"itself as a peer", valid(peer(func(n *wire.Node) { n.PublicKey = o.Node })), "this node itself"},
 		{"a peer twice", valid(func(f *file) { f.Map.Peers = append(f.Map.Peers, f.Map.Peers[0]) }), "listed twice"},

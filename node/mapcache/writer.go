@@ -68,7 +68,7 @@ func NewWriter(path string, owner Owner, peers func() []wire.Node, timing Timing
 // Welcome takes a welcome: the whole map changed.
 func (w *Writer) Welcome(msg wire.StreamMsg) {
 	w.mu.Lock()
-	w.m = Map{Relay: msg.Relay, Relay6: msg.Relay6, STUN: slices.Clone(msg.STUN), STUN6: slices.Clone(msg.STUN6), Filter: msg.Filter, DNS: msg.DNS}
+	w.m = Map{Relay: msg.Relay, Relay6: msg.Relay6, STUN: slices.Clone(msg.STUN), STUN6: slices.Clone(msg.STUN6), Filter: msg.Filter, DNS: msg.DNS, MeshRelay: msg.MeshRelay}
 	if msg.Self != nil {
 		w.m.Self = *msg.Self
 	}
@@ -87,6 +87,10 @@ func (w *Writer) Delta(msg wire.StreamMsg, significant bool) {
 	}
 	if msg.Filter != nil {
 		w.m.Filter = msg.Filter
+		significant = true
+	}
+	if msg.MeshRelay != nil {
+		w.m.MeshRelay = msg.MeshRelay
 		significant = true
 	}
 	if len(msg.Remove) > 0 {

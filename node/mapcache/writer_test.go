@@ -225,3 +225,23 @@ func TestWriterRemove(t *testing.T) {
 		t.Errorf("%d writes, want only the one before Remove", n)
 	}
 }
+
+// A new relay of the mesh's coordinators, from a delta, is written as soon
+// as the changes that matter to coming up are.
+func TestWriterKeepsTheMeshRelay(t *testing.T) {
+	o := owner(t)
+	m := sample(t, o)
+	m.MeshRelay = nil
+	peers := &peerList{}
+	peers.set(m.Peers)
+	w, path, stop := startWriter(t, o, peers, Timing{Settle: 0, Later: time.Hour, MinGap: 0})
+	defer stop()
+	w.Welcome(m.Welcome())
+	wait.For(t, waitFor, "the welcome written", func() bool { return w.Writes.Load() == 1 })
+	r := &wire.MeshRelay{Key: key(), Addr: "198.18.0.31:3478", URL: "https://coord-3.example.com", Pin: "sha256/BBBB"}
+	w.Delta(wire.StreamMsg{Type: wire.MsgPeers, MeshRelay: r}, false)
+	wait.For(t, waitFor, "the mesh's relay written", func() bool {
+		got, _, err := Load(path, o)
+		return err == nil && got.MeshRelay != nil && *got.MeshRelay == *r
+	})
+}

@@ -25,6 +25,12 @@ type Candidate struct {
 	// between the families.
 	Addr  string
 	Addr6 string
+	// URL and Pin are the HTTPS URL and certificate pin of the
+	// coordinator serving the relay, for its TCP relay: set for the
+	// relay of the mesh's coordinators where several serve it
+	// (wire.MeshRelay), "" for this node's coordinator and relay nodes.
+	URL string
+	Pin string
 }
 
 // choose picks the relay every node agrees on, so that both ends of a

@@ -44,6 +44,13 @@ type Options struct {
 	CoordinatorURL string
 	HTTPClient     *http.Client
 	CoordinatorKey crypto.PublicKey
+	// HTTPClientFor makes the client for another coordinator's TCP
+	// relay, pinned to its certificate's pin: the one the candidate of
+	// SetCandidates names (Candidate.URL, where several coordinators
+	// serve the mesh), so that a node whose UDP is blocked meets its
+	// peers on the relay they bind. Nil keeps the TCP relay at
+	// CoordinatorURL.
+	HTTPClientFor func(pin string) *http.Client
 	// Deliver hands frames received over the TCP relay to the Bind
 	// (bind.Bind.DeliverFrame); it must not block.
 	Deliver func(frame []byte)
@@ -75,6 +82,9 @@ type Status struct {
 	// Carried is when a relay node last carried this node's echo back;
 	// zero while the relay is the coordinator's (not checked).
 	Carried time.Time
+	// Coordinator: the chosen relay is a coordinator's (SetCandidates'
+	// coordinator, this node's or the mesh's), not a relay node.
+	Coordinator bool
 }
 
 // Stats counts what the relays dropped, checked and reported; safe to read
@@ -124,7 +134,9 @@ type Relays struct {
 	onRoute  func(bind.Route)
 	onReport func(relay crypto.PublicKey, peer *crypto.PublicKey)
 	onCheck  func(netip.AddrPort)
-	stream   *streamClient // nil: no TCP fallback
+	opts     Options       // what New was given, with defaults: for retargetStream
+	own      *streamClient // this node's coordinator's TCP relay; nil: no TCP fallback
+	stream   *streamClient // the TCP relay in use: own, or the chosen coordinator's
 
 	kick    chan struct{} // candidates changed
 	control chan controlFrame
@@ -208,19 +220,23 @@ func New(o Options) *Relays {
 		reports:  rate.NewLimiter(rate.Every(wire.RelayReportEvery), wire.RelayReportBurst),
 	}
 	if o.CoordinatorURL != "" {
-		r.stream = newStreamClient(o, &r.Stats)
+		r.opts = o
+		r.own = newStreamClient(o, &r.Stats)
+		r.stream = r.own
 	}
 	return r
 }
 
 // SetCoordinator makes the coordinator at url (its https URL), reached
 // with hc (pinned to its certificate), the one the relay over TCP dials
-// from its next session on: the node's stream failed over to it. A
+// from its next session on, unless the mesh's relay is another
+// coordinator's (retargetStream): the node's stream failed over to it. A
 // session bound to the old one ends when that coordinator is gone. A
-// no-op without the relay over TCP (no CoordinatorURL in Options).
+// no-op without the relay over TCP (no CoordinatorURL in Options). It
+// touches only own, which New set and nothing replaces.
 func (r *Relays) SetCoordinator(url string, hc *http.Client) {
-	if r.stream != nil {
-		r.stream.set(url, hc)
+	if r.own != nil {
+		r.own.set(url, hc)
 	}
 }
 
@@ -339,6 +355,7 @@ func (r *Relays) reselect(now time.Time) {
 	if coord != r.coordCand {
 		r.coordCand, r.witness, r.nextWitness = coord, netip.AddrPort{}, time.Time{}
 		r.witnessPub.Store(nil)
+		r.retargetStream()
 	}
 	if c == r.chosen {
 		return
@@ -405,8 +422,9 @@ func (r *Relays) decideStream(ctx context.Context, now time.Time) {
 		r.streamGen++
 		gen := r.streamGen
 		r.streamStop = stop
+		sc := r.stream
 		r.streams.Go(func() {
-			r.stream.run(sctx, func(s bind.FrameSender) {
+			sc.run(sctx, func(s bind.FrameSender) {
 				select {
 				case r.events <- streamEvent{gen: gen, sender: s}:
 				case <-sctx.Done(): // no longer wanted: Run has dropped the route
@@ -417,6 +435,32 @@ func (r *Relays) decideStream(ctx context.Context, now time.Time) {
 		r.log.Info("UDP relay bound; closing the TCP relay")
 		r.stopStream()
 	}
+}
+
+// retargetStream points the TCP relay at the coordinator candidate's
+// (coordCand), which another coordinator's relay may be: a TCP relay
+// elsewhere than where the node's peers bind carries nothing. An open
+// session to the old one ends; decideStream opens the new one when the
+// fallback is still wanted.
+func (r *Relays) retargetStream() {
+	if r.own == nil {
+		return
+	}
+	next := r.own
+	c := r.coordCand
+	if c.URL != "" && r.opts.HTTPClientFor != nil && (c.URL != r.own.base() || c.Key != r.own.coordKey) {
+		o := r.opts
+		o.CoordinatorURL, o.HTTPClient, o.CoordinatorKey = c.URL, r.opts.HTTPClientFor(c.Pin), c.Key
+		next = newStreamClient(o, &r.Stats)
+	}
+	if next.base() == r.stream.base() && next.coordKey == r.stream.coordKey {
+		return
+	}
+	from, _ := r.stream.target()
+	to, _ := next.target()
+	r.log.Info("TCP relay moves with the mesh's relay", "from", from, "to", to)
+	r.stream = next
+	r.stopStream()
 }
 
 // stopStream ends the wanted period: the session closes on its own
@@ -435,7 +479,8 @@ func (r *Relays) onStream(ev streamEvent) {
 	}
 	r.tcpRoute = nil
 	if ev.sender != nil {
-		r.tcpRoute = r.socks.Stream(ev.sender, bind.RouteInfo{Kind: bind.KindRelay, Via: r.stream.url})
+		via, _ := r.stream.target()
+		r.tcpRoute = r.socks.Stream(ev.sender, bind.RouteInfo{Kind: bind.KindRelay, Via: via})
 	}
 }
 
@@ -464,7 +509,7 @@ func (r *Relays) publish() {
 	if best == nil {
 		best = r.tcpRoute
 	}
-	st := Status{Relay: r.chosen, UDPBound: r.udp.route != nil, TCPUp: r.tcpRoute != nil, Carried: r.health.carried}
+	st := Status{Relay: r.chosen, Coordinator: r.chosen != (Candidate{}) && r.chosen == r.coordCand, UDPBound: r.udp.route != nil, TCPUp: r.tcpRoute != nil, Carried: r.health.carried}
 	if r.resolved {
 		st.Addr = r.udp.server
 	}

@@ -52,7 +52,7 @@ func TestBindsToUDPRelay(t *testing.T) {
 			if i := r.Info(); i.Via != s.udp.String() {
 				t.Fatalf("route = %+v, want one via %s", i, s.udp)
 			}
-			if st := n.relays.Status(); st != (Status{Relay: s.candidate(), Addr: s.udp, UDPBound: true}) {
+			if st := n.relays.Status(); st != (Status{Relay: s.candidate(), Addr: s.udp, UDPBound: true, Coordinator: true}) {
 				t.Fatalf("status = %+v, want bound to %s", st, s.udp)
 			}
 		})

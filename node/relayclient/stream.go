@@ -41,9 +41,11 @@ var errQueueFull = errors.New("relay stream send queue full: frames dropped")
 // TCP/TLS for networks that block UDP. Relays runs it only while it is
 // wanted (run's context).
 type streamClient struct {
-	// mu guards url and client: the coordinator the node's stream is
-	// connected to, which changes when it fails over (SetCoordinator).
+	// mu guards baseURL, url and client: the coordinator whose TCP relay
+	// the next session dials, which changes when the node's stream fails
+	// over (SetCoordinator).
 	mu       sync.Mutex
+	baseURL  string // the coordinator's HTTPS URL
 	url      string // the WebSocket relay's URL
 	client   *http.Client
 	priv     crypto.PrivateKey
@@ -83,7 +85,14 @@ func (s *streamClient) set(url string, hc *http.Client) {
 	c.Timeout = 0
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.url, s.client = url+wire.PathRelay, &c
+	s.baseURL, s.url, s.client = url, url+wire.PathRelay, &c
+}
+
+// base is the coordinator's HTTPS URL.
+func (s *streamClient) base() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.baseURL
 }
 
 // target is the relay's URL and the client that reaches it.
