@@ -122,6 +122,7 @@ type Server struct {
 	pool     store.Pool
 	hub      *hub
 	paths    *pathTable // each online node's latest path report
+	software *softwareBook
 	met      *metrics
 	gatherer prometheus.Gatherer
 	stun     *stunserver.Server
@@ -246,6 +247,12 @@ func New(opts Options) (*Server, error) {
 		st.Close()
 		return nil, err
 	}
+	software, err := st.Software(ctx)
+	if err != nil {
+		stopFollow()
+		st.Close()
+		return nil, err
+	}
 	acc, err := loadAccess(ctx, st, nodes, policy.Network{V4: cfg.Network, V6: cfg.NetworkV6}, log)
 	if err != nil {
 		stopFollow()
@@ -264,6 +271,7 @@ func New(opts Options) (*Server, error) {
 		pool:        store.Pool{V4: cfg.Network, V6: cfg.NetworkV6},
 		hub:         newHub(nodes, acc),
 		paths:       newPathTable(store.IsPostgresURL(database(cfg))),
+		software:    newSoftwareBook(software),
 		challenges:  newChallenger(),
 		limits:      defaultStreamLimits(),
 		dns:         dns,

@@ -304,6 +304,7 @@ func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session,
 				if sess.setSoftware(*m.Software) {
 					s.paths.softwareChanged(sess.key)
 				}
+				s.recordSoftware(ctx, sess.key, *m.Software)
 			}
 			s.acceptReport(sess, m)
 		case wire.MsgRendezvous:

@@ -112,7 +112,8 @@ func TestPageViewOfPaths(t *testing.T) {
 }
 
 // What a node reports running (its version and OS) shows in the page's
-// view while its stream lasts; a node that reported none shows nothing.
+// view, and stays there when it goes offline and across a restart of the
+// coordinator; a node that reported none shows nothing.
 func TestPageViewOfSoftware(t *testing.T) {
 	m := newPathMesh(t)
 	sw := wire.Software{Version: "v1.2.3", OS: "linux/arm64"}
@@ -129,7 +130,18 @@ func TestPageViewOfSoftware(t *testing.T) {
 	eventually(t, func() bool { return maps.Equal(softwareOf(), map[string]wire.Software{"alice": sw}) }, "alice's version and OS in the view")
 
 	m.sa.close()
-	eventually(t, func() bool { return len(softwareOf()) == 0 }, "alice's software gone with her stream")
+	eventually(t, func() bool {
+		nodes, err := m.h.srv.Nodes(context.Background())
+		return err == nil && slices.ContainsFunc(nodes, func(n wire.Node) bool { return n.Name == "alice" && !n.Online })
+	}, "alice offline")
+	if got := softwareOf(); !maps.Equal(got, map[string]wire.Software{"alice": sw}) {
+		t.Errorf("after alice's stream ended: %v; want her last report", got)
+	}
+	m.h.stop()
+	m.h = start(t, m.h.cfg)
+	if got := softwareOf(); !maps.Equal(got, map[string]wire.Software{"alice": sw}) {
+		t.Errorf("after a restart of the coordinator: %v; want alice's last report", got)
+	}
 }
 
 // The page's policy: the version in force as set, a check that lists

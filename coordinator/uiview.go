@@ -69,10 +69,13 @@ func (b uiBackend) View(ctx context.Context) (ui.View, error) {
 		names[n.PublicKey], online[n.PublicKey] = n.Name, n.Online
 	}
 	reports, changes := b.s.paths.snapshot(), b.s.paths.history()
+	// What each node reports on its stream, else what it last reported.
 	software := make(map[crypto.PublicKey]wire.Software)
 	for _, n := range nodes {
-		if sess := b.s.hub.session(n.PublicKey); sess != nil {
+		if sess := b.s.hub.session(n.PublicKey); sess != nil && sess.reportedSoftware() != (wire.Software{}) {
 			software[n.PublicKey] = sess.reportedSoftware()
+		} else if sw, ok := b.s.software.get(n.PublicKey); ok {
+			software[n.PublicKey] = sw
 		}
 	}
 	if b.s.shared {
@@ -130,7 +133,9 @@ func (s *Server) sharedPaths(ctx context.Context, local []reportOf, software map
 			continue
 		}
 		local = append(local, reportOf{key: r.Key, np: nodePaths{at: r.At, relay: r.Relay, entries: r.Entries}})
-		software[r.Key] = r.Software
+		if r.Software != (wire.Software{}) {
+			software[r.Key] = r.Software
+		}
 	}
 	return local, changes, nil
 }

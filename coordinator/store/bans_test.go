@@ -102,7 +102,7 @@ func TestMigrationBansEarlierRemovals(t *testing.T) {
 		}
 		// Back to schema version 1, as a database written before bans.
 		for _, q := range []string{`DROP TABLE relay_reports`, `DROP TABLE relay_suspensions`, `DROP TABLE path_changes`, `DROP TABLE path_reports`, `DROP TABLE presence`, `DROP TABLE coordinators`, `DROP TABLE banned_keys`, `DROP TABLE policies`, `ALTER TABLE nodes DROP COLUMN advertised_routes`,
-			`ALTER TABLE nodes DROP COLUMN approved_routes`, `DELETE FROM schema_migrations WHERE version >= 2`} {
+			`ALTER TABLE nodes DROP COLUMN approved_routes`, `ALTER TABLE nodes DROP COLUMN software`, `DELETE FROM schema_migrations WHERE version >= 2`} {
 			if _, err := rawDB(s).Exec(q); err != nil {
 				t.Fatal(err)
 			}

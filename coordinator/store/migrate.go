@@ -187,6 +187,15 @@ var migrations = []migration{
 			)`,
 		},
 	},
+	{
+		version:     9,
+		description: "the software each node last reported running",
+		statements: []string{
+			// JSON of wire.Software ('' until it reports one): the
+			// administrator's node table shows it for offline nodes too.
+			`ALTER TABLE nodes ADD COLUMN software TEXT NOT NULL DEFAULT ''`,
+		},
+	},
 }
 
 // schemaVersion is the newest version this build knows.

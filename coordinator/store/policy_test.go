@@ -46,7 +46,7 @@ func TestMigrationAddsPolicies(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, q := range []string{`DROP TABLE relay_reports`, `DROP TABLE relay_suspensions`, `DROP TABLE path_changes`, `DROP TABLE path_reports`, `DROP TABLE presence`, `DROP TABLE coordinators`, `DROP TABLE policies`, `ALTER TABLE nodes DROP COLUMN advertised_routes`,
-			`ALTER TABLE nodes DROP COLUMN approved_routes`, `DELETE FROM schema_migrations WHERE version >= 3`} {
+			`ALTER TABLE nodes DROP COLUMN approved_routes`, `ALTER TABLE nodes DROP COLUMN software`, `DELETE FROM schema_migrations WHERE version >= 3`} {
 			if _, err := rawDB(s).Exec(q); err != nil {
 				t.Fatal(err)
 			}

@@ -129,6 +129,12 @@ type Store interface {
 	// ErrNotFound when there is no such version (none was ever set).
 	Policy(ctx context.Context, version uint64) (PolicyVersion, error)
 
+	// SetSoftware records what an active node reports running;
+	// ErrNotFound if it isn't active. Software lists it for every active
+	// node that reported one.
+	SetSoftware(ctx context.Context, key crypto.PublicKey, sw wire.Software) error
+	Software(ctx context.Context) (map[crypto.PublicKey]wire.Software, error)
+
 	// WritePaths records, in one transaction, coordinator's path reports
 	// (each replacing the node's last), drops those of gone that it
 	// recorded, and adds changes, keeping the latest MaxPathChanges.
