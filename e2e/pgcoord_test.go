@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/e2e/labtest"
 	"github.com/meshnode/meshnode/e2e/netlab"
 	"github.com/meshnode/meshnode/internal/pgtest"
@@ -69,10 +70,18 @@ func newPGEnv(t *testing.T, n int) *pgEnv {
 }
 
 // nodeOn starts a node on h that joins through coordinator i, and
-// checks that it is connected there.
+// checks that it is connected there. Its token is coordinator i's
+// narrowed to name that coordinator alone: a token naming several has
+// the node register through one of them at random (node.register), so
+// that a fleet spreads; the welcome then tells the node of the others.
 func (e *pgEnv) nodeOn(t *testing.T, i int, h *netlab.Host, name string, remove bool) *netlab.Node {
 	t.Helper()
-	n := e.startNode(t, h, netlab.NodeConfig{Name: name, Token: e.tokens[i]}, remove)
+	tok, err := crypto.ParseToken(e.tokens[i])
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok.More = nil
+	n := e.startNode(t, h, netlab.NodeConfig{Name: name, Token: tok.String()}, remove)
 	if st := mustStatus(t, n); st.Coordinator.URL != e.coords[i].URL() {
 		t.Fatalf("%s is connected to %s; want %s (%s)", name, st.Coordinator.URL, e.coords[i].Name(), e.coords[i].URL())
 	}
@@ -244,4 +253,108 @@ func TestPostgresOutage(t *testing.T) {
 	t.Logf("both nodes connected, each other online, %.1f s after PostgreSQL came back", time.Since(back).Seconds())
 	pathUntouched(t, a, b, before, "the outage")
 	e.joinSeen(t, 0, spare, "pgo-c", true, a, b)
+}
+
+// maxFailoverLoss is how many of the probes sent across a coordinator's
+// death may go unanswered: a few packets on a loaded machine; a path that
+// was torn down and rebuilt loses seconds of them (ProbeInterval apart).
+const maxFailoverLoss = 5
+
+// waitOn waits until every node in nodes streams to coordinator c and
+// knows known coordinators.
+func waitOn(ctx context.Context, c *netlab.Coordinator, known int, timeout time.Duration, nodes ...*netlab.Node) error {
+	return netlab.Poll(ctx, timeout, netlab.PollInterval, func(ctx context.Context) error {
+		for _, n := range nodes {
+			st, err := n.Status(ctx)
+			if err != nil {
+				return err
+			}
+			if got := st.Coordinator; !got.Connected || got.URL != c.URL() || got.Known != known {
+				return fmt.Errorf("%s: coordinator %s connected=%v, knows %d; want %s (%s), knowing %d",
+					n.Name, got.URL, got.Connected, got.Known, c.Name(), c.URL(), known)
+			}
+		}
+		return nil
+	})
+}
+
+// TestCoordinatorKilled: of two coordinators on one PostgreSQL database,
+// the one node A streams to is killed (SIGKILL by PID, no goodbye) while
+// A probes node B, which streams to the other, over their direct path.
+// A moves to the survivor within seconds, B stays there; the path is
+// left alone (same endpoints, next to no probe lost); and a node joining
+// with a token made before the kill, which names both coordinators,
+// registers through the survivor and reaches A and B.
+func TestCoordinatorKilled(t *testing.T) {
+	e := newPGEnv(t, 2)
+	a, b, spare, before := e.splitPair(t, "pgk")
+	dead, survivor := e.coords[0], e.coords[1]
+	if err := waitOn(t.Context(), dead, 2, pathTimeout, a); err != nil {
+		t.Fatal(err)
+	}
+	if err := waitOn(t.Context(), survivor, 2, pathTimeout, b); err != nil {
+		t.Fatal(err)
+	}
+	// C's token, made on the coordinator about to die, names both.
+	tok, err := crypto.ParseToken(e.tokens[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(tok.Coordinators()); n != 2 {
+		t.Fatalf("the token made on %s names %d coordinators; want both", dead.Name(), n)
+	}
+
+	probe, err := netlab.StartProber(t.Context(), a.Host.NS, b.Host.NS, mustStatus(t, b).Me().V4())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer probe.Close()
+	if _, err := probe.RecoveredAfter(t.Context(), time.Now(), pathTimeout); err != nil {
+		t.Fatalf("probes %s→%s before the kill: %v", a.Name, b.Name, err)
+	}
+
+	killed := time.Now()
+	if err := dead.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	// Nodes that end remove themselves through the survivor.
+	e.coord = survivor
+	if err := waitOn(t.Context(), survivor, 2, pathTimeout, a); err != nil {
+		t.Fatalf("%s after %s was killed: %v", a.Name, dead.Name(), err)
+	}
+	t.Logf("%s streams to %s %.1f s after %s was killed", a.Name, survivor.Name(), time.Since(killed).Seconds(), dead.Name())
+	if err := waitOn(t.Context(), survivor, 2, pathTimeout, b); err != nil {
+		t.Errorf("%s after %s was killed: %v", b.Name, dead.Name(), err)
+	}
+	if err := waitPeer(t.Context(), a.Name, true, b); err != nil {
+		t.Errorf("%s after the failover: %v", b.Name, err)
+	}
+	pathUntouched(t, a, b, before, "the kill")
+
+	joined := time.Now()
+	c := e.startNode(t, spare, netlab.NodeConfig{Name: "pgk-c", Token: e.tokens[0]}, true)
+	if err := waitOn(t.Context(), survivor, 2, pathTimeout, c); err != nil {
+		t.Fatalf("%s, joining with a token naming both: %v", c.Name, err)
+	}
+	if err := waitPeer(t.Context(), c.Name, true, a, b); err != nil {
+		t.Fatalf("%s joined with %s dead: %v", c.Name, dead.Name(), err)
+	}
+	t.Logf("%s, joined with %s dead, online at the other nodes %.1f s after it started", c.Name, dead.Name(), time.Since(joined).Seconds())
+	// Seconds, not the tenths of a join with both coordinators up: the
+	// mesh's relay, which carries the punch's "ready", is the dead
+	// coordinator's until its lease ends, so the punch waits out its hold.
+	mustDirect(t, c, a)
+	mustDirect(t, c, b)
+	// The probes' replies from before the pings have come by the end of
+	// them (an overlay RTT is far under their 0.4 s each).
+	pinged := time.Now()
+	mustPing(t, c, a, 3)
+	mustPing(t, c, b, 3)
+
+	sent, answered := probe.Answered(killed, pinged)
+	t.Logf("probes %s→%s from the kill until %s was direct to both (%.1f s): %d sent, %d answered",
+		a.Name, b.Name, c.Name, pinged.Sub(killed).Seconds(), sent, answered)
+	if sent == 0 || sent-answered > maxFailoverLoss {
+		t.Errorf("%d of %d probes lost across the failover; want at most %d", sent-answered, sent, maxFailoverLoss)
+	}
 }

@@ -50,6 +50,7 @@ func (n *Netns) Ping(ctx context.Context, addr netip.Addr, count int) (PingResul
 // first packet to a node that is just starting takes.
 type Prober struct {
 	mu      sync.Mutex
+	sent    []time.Time // when each probe left
 	replies []probeReply
 	wg      sync.WaitGroup
 	cancel  context.CancelFunc
@@ -135,7 +136,12 @@ func NewProber(ctx context.Context, from, to *Netns) (*Prober, error) {
 		defer tick.Stop()
 		for range maxProbes {
 			if to := p.target.Load(); to != nil {
-				_, _ = client.WriteToUDPAddrPort([]byte(strconv.FormatInt(time.Now().UnixNano(), 10)), *to)
+				now := time.Now()
+				if _, err := client.WriteToUDPAddrPort([]byte(strconv.FormatInt(now.UnixNano(), 10)), *to); err == nil {
+					p.mu.Lock()
+					p.sent = append(p.sent, now)
+					p.mu.Unlock()
+				}
 			}
 			select {
 			case <-ctx.Done():
@@ -170,6 +176,27 @@ func (p *Prober) RecoveredAfter(ctx context.Context, t0 time.Time, timeout time.
 		return errors.New("no probe sent after the event came back")
 	})
 	return d, err
+}
+
+// Answered counts the probes sent from t0 until t1 and how many of them
+// came back: the loss across an event. Replies still in flight are not
+// counted, so t1 should lie well before the call (an overlay RTT in the
+// lab is far under a second).
+func (p *Prober) Answered(t0, t1 time.Time) (sent, answered int) {
+	in := func(t time.Time) bool { return !t.Before(t0) && t.Before(t1) }
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, t := range p.sent {
+		if in(t) {
+			sent++
+		}
+	}
+	for _, r := range p.replies {
+		if in(r.sent) {
+			answered++
+		}
+	}
+	return sent, answered
 }
 
 // Close stops the prober.
