@@ -135,6 +135,8 @@ type Server struct {
 	dns wire.DNSConfig
 	// gate holds the HTTPS connections that have not authenticated.
 	gate *admit.Gate
+	// welcomeSlots paces welcomes (admitWelcome).
+	welcomeSlots chan struct{}
 	// failedRegs is each source's budget of failed registrations.
 	failedRegs *admit.Budgets
 	// autoApprove approves routes without the administrator
@@ -238,30 +240,31 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:         cfg,
-		log:         log,
-		nodeLog:     ratelog.New(log, logEvery, logBurst),
-		strangerLog: ratelog.New(log, logEvery, logBurst),
-		store:       st,
-		key:         key,
-		cert:        cert,
-		pin:         pin,
-		pool:        store.Pool{V4: cfg.Network, V6: cfg.NetworkV6},
-		hub:         newHub(nodes, acc),
-		paths:       newPathTable(),
-		challenges:  newChallenger(),
-		limits:      defaultStreamLimits(),
-		dns:         dns,
-		failedRegs:  newFailedRegistrations(),
-		autoApprove: autoApprove,
-		seenWritten: make(map[crypto.PublicKey]time.Time),
-		restores:    make(map[crypto.PublicKey]*time.Timer),
-		shared:      store.IsPostgresURL(database(cfg)),
-		id:          rand.Text(),
-		lease:       defaultLease(),
-		presence:    newPresenceWriter(),
-		stopFollow:  stopFollow,
-		followCtx:   followCtx,
+		cfg:          cfg,
+		log:          log,
+		nodeLog:      ratelog.New(log, logEvery, logBurst),
+		strangerLog:  ratelog.New(log, logEvery, logBurst),
+		store:        st,
+		key:          key,
+		cert:         cert,
+		pin:          pin,
+		pool:         store.Pool{V4: cfg.Network, V6: cfg.NetworkV6},
+		hub:          newHub(nodes, acc),
+		paths:        newPathTable(),
+		challenges:   newChallenger(),
+		limits:       defaultStreamLimits(),
+		welcomeSlots: make(chan struct{}, welcomeSlots),
+		dns:          dns,
+		failedRegs:   newFailedRegistrations(),
+		autoApprove:  autoApprove,
+		seenWritten:  make(map[crypto.PublicKey]time.Time),
+		restores:     make(map[crypto.PublicKey]*time.Timer),
+		shared:       store.IsPostgresURL(database(cfg)),
+		id:           rand.Text(),
+		lease:        defaultLease(),
+		presence:     newPresenceWriter(),
+		stopFollow:   stopFollow,
+		followCtx:    followCtx,
 	}
 	reg := opts.Registry
 	if reg == nil {

@@ -233,6 +233,25 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sess := newSession(key, tcp, c, cancel, s.limits)
+	// The reader runs from the start: it answers the node's pings while
+	// the welcome waits for its turn or is being written (a long one, to
+	// a slow link), so the node never times out a stream that is only
+	// slow to welcome it. What the node sends before its welcome waits in
+	// the session (an endpoints report) or is refused for want of a
+	// session in the hub (a rendezvous request).
+	reading := make(chan struct{})
+	go func() {
+		defer close(reading)
+		s.readLoop(ctx, c, sess, h)
+		cancel()
+	}()
+	defer func() { <-reading }()
+	defer cancel()
+	if !s.admitWelcome(ctx) {
+		return
+	}
+	release := sync.OnceFunc(s.welcomed)
+	defer release()
 	now := time.Now()
 	welcome, old, ok := s.hub.attach(sess, now, stun)
 	if !ok {
@@ -243,8 +262,8 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 	if old != nil {
 		old.stop(closeReplaced, "replaced by a newer stream from the same node", nil)
 	}
-	welcome.DNS = &s.dns
-	log := s.log.With("node", welcome.Self.Name, "key", key.Short())
+	welcome.msg.DNS = &s.dns
+	log := s.log.With("node", welcome.msg.Self.Name, "key", key.Short())
 	log.Info("node online")
 	defer func() {
 		t := time.Now()
@@ -255,7 +274,9 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 			log.Info("node offline")
 		}
 	}()
-	if err := wr.write(ctx, c, welcome); err != nil {
+	err := wr.writeOut(ctx, c, welcome)
+	release()
+	if err != nil {
 		log.Debug("stream: send welcome", "err", err)
 		return
 	}
@@ -268,10 +289,31 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 	// synced writes.
 	s.markPresence(key)
 	s.recordSeen(key, now)
-	s.readLoop(ctx, c, sess, h)
+	<-reading
 	cancel()
 	wg.Wait()
 }
+
+// welcomeSlots bounds the welcomes being built and written at once. A
+// welcome is the node's whole peer map; when thousands of nodes connect
+// together (a coordinator restart, a fleet powering on) the rest wait
+// their turn, their streams up and their pings answered, instead of
+// holding thousands of full maps in memory and each slowing all the
+// others' writes. A slot is held at most writeTimeout by a slow node.
+const welcomeSlots = 64
+
+// admitWelcome waits for a welcome slot; false if ctx ended first.
+func (s *Server) admitWelcome(ctx context.Context) bool {
+	select {
+	case s.welcomeSlots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// welcomed frees the slot admitWelcome took.
+func (s *Server) welcomed() { <-s.welcomeSlots }
 
 // readLoop handles the node's messages until the stream ends.
 func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session, h *heard) {

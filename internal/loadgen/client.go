@@ -2,6 +2,9 @@ package loadgen
 
 import (
 	"context"
+	"fmt"
+	"maps"
+	"slices"
 	"net"
 	"net/http"
 	"sync"
@@ -40,6 +43,38 @@ type mesh struct {
 	probe atomic.Pointer[probe]
 	start atomic.Int64 // the probe's start, in Unix nanoseconds
 	bytes atomic.Int64
+	// reasons counts why streams dropped, by error text.
+	reasonsMu sync.Mutex
+	reasons   map[string]int
+}
+
+// maxReasons bounds the distinct drop reasons kept; more count as other.
+const maxReasons = 32
+
+func (m *mesh) dropped(err error) {
+	why := "no error"
+	if err != nil {
+		why = err.Error()
+	}
+	m.reasonsMu.Lock()
+	defer m.reasonsMu.Unlock()
+	if _, ok := m.reasons[why]; !ok && len(m.reasons) >= maxReasons {
+		why = "other"
+	}
+	m.reasons[why]++
+}
+
+// topReasons are the most frequent drop reasons, with their counts.
+func (m *mesh) topReasons(n int) []string {
+	m.reasonsMu.Lock()
+	defer m.reasonsMu.Unlock()
+	keys := slices.Collect(maps.Keys(m.reasons))
+	slices.SortFunc(keys, func(a, b string) int { return m.reasons[b] - m.reasons[a] })
+	out := make([]string, 0, n)
+	for _, k := range keys[:min(n, len(keys))] {
+		out = append(out, fmt.Sprintf("%d× %s", m.reasons[k], k))
+	}
+	return out
 }
 
 // client is one simulated node: the real stream (control.Stream, as the
@@ -127,7 +162,8 @@ func (c *client) OnPeers(msg wire.StreamMsg) {
 func (c *client) OnPunch(wire.StreamMsg) {}
 
 // OnDisconnect implements control.Handler.
-func (c *client) OnDisconnect(error) {
+func (c *client) OnDisconnect(err error) {
+	c.mesh.dropped(err)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.welcomed = false

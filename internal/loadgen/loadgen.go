@@ -163,7 +163,7 @@ type run struct {
 // waits until every node has its map, then measures changes and churn.
 func Run(ctx context.Context, t Target, cfg Config) (Report, error) {
 	cfg.defaults()
-	r := &run{cfg: cfg, t: t, mesh: &mesh{index: make(map[crypto.PublicKey]int, cfg.Nodes)}}
+	r := &run{cfg: cfg, t: t, mesh: &mesh{index: make(map[crypto.PublicKey]int, cfg.Nodes), reasons: map[string]int{}}}
 	rep := Report{Nodes: cfg.Nodes, Group: cfg.Group}
 	defer r.stopAll()
 	if err := r.register(ctx, &rep); err != nil {
@@ -386,6 +386,9 @@ func (r *run) converge(ctx context.Context, rep *Report) error {
 		return err
 	}
 	rep.ConvergeCPU = rep.Usage.CPU - before.CPU
+	if rep.Drops > 0 {
+		r.cfg.Progress("streams dropped: %s", strings.Join(r.mesh.topReasons(3), "; "))
+	}
 	if !ok {
 		return fmt.Errorf("%d of %d nodes converged within %v", count, len(r.clients), r.cfg.Timeout)
 	}
