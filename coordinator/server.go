@@ -393,7 +393,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// Handlers promote the connection once its node has proven its key.
 		ConnContext: admit.ConnContext,
 	}
-	err := serveHTTP(ctx, hs, tls.NewListener(s.gate.Listener(ln), s.tlsConfig()))
+	err := serveHTTP(ctx, hs, tls.NewListener(s.gate.Listener(paced(ln, s.gate)), s.tlsConfig()))
 	streams.Wait()
 	if err != nil {
 		return fmt.Errorf("control API on %v: %w", ln.Addr(), err)
