@@ -31,19 +31,23 @@ func TestPacedListener(t *testing.T) {
 			gate := admit.New(admit.Limits{PerSource: 16, Total: 16, Timeout: time.Minute}, nil)
 			pl := &pacedListener{Listener: ln, gate: gate, above: tc.above, recent: time.Hour, step: time.Millisecond, max: 20 * time.Millisecond}
 			gl := gate.Listener(pl)
-			var accepted []net.Conn
-			for i := range 4 {
+			// connect dials and returns the accepted end.
+			connect := func() net.Conn {
 				c, err := net.Dial("tcp", ln.Addr().String())
 				if err != nil {
 					t.Fatal(err)
 				}
-				defer c.Close()
+				t.Cleanup(func() { c.Close() })
 				a, err := gl.Accept()
 				if err != nil {
-					t.Fatalf("accept %d: %v", i, err)
+					t.Fatalf("accept with %d pending: %v", gate.Pending(), err)
 				}
-				defer a.Close()
-				accepted = append(accepted, a)
+				t.Cleanup(func() { a.Close() })
+				return a
+			}
+			var accepted []net.Conn
+			for range 4 {
+				accepted = append(accepted, connect())
 			}
 			if tc.promote {
 				accepted[0].(*admit.Conn).Promote()
@@ -51,16 +55,7 @@ func TestPacedListener(t *testing.T) {
 			if busy := pl.busy(); busy != tc.wantBusy {
 				t.Errorf("busy with %d pending: %v, want %v", gate.Pending(), busy, tc.wantBusy)
 			}
-			c, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			a, err := gl.Accept()
-			if err != nil {
-				t.Fatalf("accept while busy: %v", err)
-			}
-			a.Close()
+			connect()
 		})
 	}
 }
