@@ -413,23 +413,25 @@ func (h *heard) now() { h.at.Store(time.Now().UnixNano()) }
 
 func (h *heard) since() time.Duration { return time.Since(time.Unix(0, h.at.Load())) }
 
-// silenceLoop drops the stream when the node has been silent for
-// limits.silence: it stopped pinging.
-func (s *session) silenceLoop(ctx context.Context, log *slog.Logger, h *heard) {
-	t := time.NewTicker(min(silenceCheck, s.limits.silence/4))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+// watchSilence drops the stream when the node has been silent for
+// limits.silence: it stopped pinging. A timer checks, re-armed after each
+// check until ctx is done, rather than a goroutine a stream: at 10,000
+// streams each goroutine's stack costs tens of MB.
+func (s *session) watchSilence(ctx context.Context, log *slog.Logger, h *heard) {
+	every := min(silenceCheck, s.limits.silence/4)
+	var check func()
+	check = func() {
+		if ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
 		if quiet := h.since(); quiet > s.limits.silence {
 			log.Info("stream dead: the node went silent", "node", s.key.Short(), "silent", quiet.Round(time.Second))
 			s.cancel()
 			return
 		}
+		time.AfterFunc(every, check)
 	}
+	time.AfterFunc(every, check)
 }
 
 // writer writes stream messages and counts them.

@@ -282,7 +282,7 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 	}
 	var wg sync.WaitGroup
 	wg.Go(func() { sess.writeLoop(ctx, wr) })
-	wg.Go(func() { sess.silenceLoop(ctx, log, h) })
+	sess.watchSilence(ctx, log, h)
 	wg.Go(func() { s.applyReports(ctx, sess) })
 	// Stored after the welcome is out: when many nodes reconnect at once
 	// (a coordinator restart), their welcomes don't queue behind these
