@@ -228,25 +228,33 @@ func decodeMessage(b []byte) (wire.StreamMsg, error) {
 // connection).
 type errMalformed struct{ error }
 
-// runSession serves an authenticated node until its stream ends.
+// runSession serves an authenticated node until its stream ends. Its
+// goroutine reads from the start: it answers the node's pings while the
+// welcome waits for its turn or is being written (a long one, to a slow
+// link), so the node never times out a stream that is only slow to
+// welcome it. What the node sends before its welcome waits in the
+// session (an endpoints report) or is refused for want of a session in
+// the hub (a rendezvous request). Another goroutine welcomes, then
+// writes; a third applies the node's reports: three a stream.
 func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, key crypto.PublicKey, tcp netip.AddrPort, stun stunOffer) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sess := newSession(key, tcp, c, cancel, s.limits)
-	// The reader runs from the start: it answers the node's pings while
-	// the welcome waits for its turn or is being written (a long one, to
-	// a slow link), so the node never times out a stream that is only
-	// slow to welcome it. What the node sends before its welcome waits in
-	// the session (an endpoints report) or is refused for want of a
-	// session in the hub (a rendezvous request).
-	reading := make(chan struct{})
-	go func() {
-		defer close(reading)
-		s.readLoop(ctx, c, sess, h)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		s.welcomeAndWrite(ctx, c, wr, h, sess, stun)
 		cancel()
-	}()
-	defer func() { <-reading }()
-	defer cancel()
+	})
+	s.readLoop(ctx, c, sess, h)
+	cancel()
+	wg.Wait()
+}
+
+// welcomeAndWrite attaches the session to the hub, sends the welcome in
+// its turn, then the session's deltas and cues until ctx is done, and
+// detaches it.
+func (s *Server) welcomeAndWrite(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, sess *session, stun stunOffer) {
+	key := sess.key
 	if !s.admitWelcome(ctx) {
 		return
 	}
@@ -280,17 +288,18 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 		log.Debug("stream: send welcome", "err", err)
 		return
 	}
-	var wg sync.WaitGroup
-	wg.Go(func() { sess.writeLoop(ctx, wr) })
 	sess.watchSilence(ctx, log, h)
-	wg.Go(func() { s.applyReports(ctx, sess) })
-	// Stored after the welcome is out: when many nodes reconnect at once
-	// (a coordinator restart), their welcomes don't queue behind these
-	// synced writes.
-	s.markPresence(key)
-	s.recordSeen(key, now)
-	<-reading
-	cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		// Stored after the welcome is out and beside the writes: when
+		// many nodes reconnect at once (a coordinator restart), neither
+		// their welcomes nor their deltas queue behind these synced
+		// writes.
+		s.markPresence(key)
+		s.recordSeen(key, now)
+		s.applyReports(ctx, sess)
+	})
+	sess.writeLoop(ctx, wr)
 	wg.Wait()
 }
 
