@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 20m
 DIST    ?= dist
 ARCHES  ?= amd64 arm64
 
-.PHONY: all build unfiltered-sender deps test unit fuzz e2e demo natmatrix perf bench lint dist-linux deb rpm darwin packages test-packaging clean
+.PHONY: all build unfiltered-sender deps test unit fuzz e2e demo natmatrix perf bench bench-coordinator lint dist-linux deb rpm darwin packages test-packaging clean
 
 all: build
 
@@ -137,3 +137,18 @@ bench:
 	$(GO) test -run '^$$' -bench . -count 1 ./coordinator/ ./relay/ ./internal/natlab/ ./policy/
 	$(GO) test -run '^$$' -bench Page500 -benchtime 5x -count 1 ./coordinator/ui/
 	$(GO) test -run '^$$' -bench EightPagesOpen -benchtime 50x -count 1 ./coordinator/ui/
+
+# bench-coordinator: the coordinator under simulated nodes on loopback
+# (bench/coordload, internal/loadgen): each registers, all open their
+# streams at once, then changes and churn; one line of figures per size.
+# COORD_GROUP=N scopes the maps by a policy of groups of N (0: everyone
+# sees everyone). BEFORE=REV runs revision REV's coordinator beside this
+# one at each size. Long (minutes per size); not part of make test.
+COORD_SIZES ?= 1000,2000,5000,10000
+COORD_GROUP ?= 100
+COORD_FLAGS ?=
+bench-coordinator: build
+	$(if $(BEFORE),scripts/build-rev.sh '$(BEFORE)' bin/meshnode-before)
+	$(GO) build -o bin/coordload ./bench/coordload
+	flock /tmp/meshnode-bench.lock bin/coordload -bin bin/meshnode -label after \
+		-sizes '$(COORD_SIZES)' -group '$(COORD_GROUP)' $(if $(BEFORE),-before bin/meshnode-before) $(COORD_FLAGS)

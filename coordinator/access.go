@@ -294,6 +294,7 @@ func (h *hub) welcomeFilter(n *store.Node) *wire.Filter {
 func (h *hub) transition(next access, was, now *store.Node) {
 	prev := h.acc
 	h.acc = next
+	h.vis = nil
 	h.version++
 	changed := either(now, was)
 	for k, s := range h.sessions {
@@ -374,7 +375,7 @@ func (h *hub) retell(s *session, prev access, aWas, aNow, pWas, pNow *store.Node
 	after := aNow != nil && pNow != nil && peersUnder(h.acc.res, aNow, pNow)
 	switch {
 	case after && (!before || pWas != pNow):
-		s.upsert(h.wireNode(pNow), h.version)
+		s.upsert(pNow.Key, h.encoded(pNow), h.version)
 		s.refreshCue(pNow.Key, h.cueNaming(pNow))
 	case before && !after:
 		s.removePeer(pWas.Key, h.version)

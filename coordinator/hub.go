@@ -1,6 +1,8 @@
 package coordinator
 
 import (
+	"encoding/json"
+	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
@@ -19,8 +21,13 @@ import (
 // source of truth; the hub is loaded from it at start and updated after
 // each committed write.
 type hub struct {
-	mu       sync.Mutex
-	nodes    map[crypto.PublicKey]*store.Node
+	mu    sync.Mutex
+	nodes map[crypto.PublicKey]*store.Node
+	// known holds the keys of nodes, updated with nodes under mu but
+	// read without it: authenticating a stream (and the relay's and the
+	// STUN server's checks) must not wait behind the O(N) work of
+	// attaches and detaches that mu serializes.
+	known    sync.Map // crypto.PublicKey → struct{}
 	sessions map[crypto.PublicKey]*session
 	// remote holds the nodes connected to other coordinators on the same
 	// database (follow.go, presence.go); a stream here takes precedence.
@@ -42,6 +49,21 @@ type hub struct {
 	// coordinators serve the mesh (meshrelay.go); nil: this
 	// coordinator's own.
 	meshRelay *wire.MeshRelay
+	// enc holds each node's record as its peers see it, JSON-encoded
+	// once and shared by every welcome and delta that carries it
+	// (encoded).
+	enc map[crypto.PublicKey]encodedNode
+	// vis indexes who sees whom (visibility.go); nil until first used
+	// after a transition.
+	vis *visibility
+}
+
+// encodedNode is a node's record, encoded while the node's entry in
+// hub.nodes was n: a changed record gets a new entry (upsert,
+// adminChanged) or goes through changed, which drops the encoding.
+type encodedNode struct {
+	n *store.Node
+	b json.RawMessage
 }
 
 func newHub(nodes []store.Node, acc access) *hub {
@@ -51,9 +73,11 @@ func newHub(nodes []store.Node, acc access) *hub {
 		remote:   make(map[crypto.PublicKey]store.Presence),
 		susp:     newSuspensions(defaultSuspendPolicy()),
 		acc:      acc,
+		enc:      make(map[crypto.PublicKey]encodedNode, len(nodes)),
 	}
 	for i := range nodes {
 		h.nodes[nodes[i].Key] = &nodes[i]
+		h.known.Store(nodes[i].Key, struct{}{})
 	}
 	h.reelect()
 	return h
@@ -73,6 +97,21 @@ func (h *hub) wireNode(n *store.Node) wire.Node {
 		w.Relay = st.relay.String()
 	}
 	return w
+}
+
+// encoded is wireNode(n), JSON-encoded: from the cache unless n changed
+// since. Caller holds mu.
+func (h *hub) encoded(n *store.Node) json.RawMessage {
+	if e, ok := h.enc[n.Key]; ok && e.n == n {
+		return e.b
+	}
+	b, err := json.Marshal(h.wireNode(n))
+	if err != nil {
+		// Every field of wire.Node has a JSON encoding.
+		panic(fmt.Sprintf("encode node %s: %v", n.Key.Short(), err))
+	}
+	h.enc[n.Key] = encodedNode{n: n, b: b}
+	return b
 }
 
 // streamInfo is what a node's stream, here or at another coordinator,
@@ -129,11 +168,12 @@ func toWire(n store.Node, online bool) wire.Node {
 // naming n that still wait. Caller holds mu.
 func (h *hub) changed(n *store.Node) {
 	h.version++
-	w := h.wireNode(n)
+	delete(h.enc, n.Key)
+	b := h.encoded(n)
 	cue := h.cueNaming(n)
-	for k, s := range h.sessions {
-		if other := h.nodes[k]; other != nil && h.peers(other, n) {
-			s.upsert(w, h.version)
+	for _, o := range h.seenBy(n) {
+		if s := h.sessions[o.Key]; s != nil && o.Key != n.Key {
+			s.upsert(n.Key, b, h.version)
 			s.refreshCue(n.Key, cue)
 		}
 	}
@@ -168,15 +208,15 @@ func (h *hub) cueNaming(n *store.Node) wire.StreamMsg {
 	return wire.StreamMsg{Type: wire.MsgPunch, Peer: &key, Endpoints: eps, NAT: nat}
 }
 
-// peersOf is n's full peer list, by name. Caller holds mu.
-func (h *hub) peersOf(n *store.Node) []wire.Node {
-	out := []wire.Node{}
-	for _, o := range h.nodes {
-		if h.peers(n, o) {
-			out = append(out, h.wireNode(o))
+// peersOf is n's full peer list, by name, encoded. Caller holds mu.
+func (h *hub) peersOf(n *store.Node) []json.RawMessage {
+	seen := h.seenBy(n)
+	out := make([]json.RawMessage, 0, len(seen))
+	for _, o := range seen {
+		if o.Key != n.Key {
+			out = append(out, h.encoded(o))
 		}
 	}
-	slices.SortFunc(out, func(a, b wire.Node) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -196,6 +236,7 @@ func (h *hub) upsert(n store.Node, next access) {
 		n.Endpoints, n.NAT = old.Endpoints, old.NAT
 	}
 	h.nodes[n.Key] = &n
+	h.known.Store(n.Key, struct{}{})
 	h.transition(next, old, &n)
 	if mayServe(old) || mayServe(&n) {
 		h.reelect()
@@ -214,6 +255,8 @@ func (h *hub) remove(key crypto.PublicKey, next access) *session {
 		return nil
 	}
 	delete(h.nodes, key)
+	h.known.Delete(key)
+	delete(h.enc, key)
 	delete(h.remote, key)
 	h.susp.forget(key)
 	sess := h.sessions[key]
@@ -225,21 +268,20 @@ func (h *hub) remove(key crypto.PublicKey, next access) *session {
 	return sess
 }
 
-// has reports whether key is an active node.
+// has reports whether key is an active node, without taking mu.
 func (h *hub) has(key crypto.PublicKey) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.nodes[key] != nil
+	_, ok := h.known.Load(key)
+	return ok
 }
 
 // attach makes sess the node's stream and returns its welcome and the
 // stream it replaces. ok is false when the node is no longer active.
-func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome wire.StreamMsg, old *session, ok bool) {
+func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome outgoing, old *session, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := h.nodes[sess.key]
 	if n == nil {
-		return wire.StreamMsg{}, nil, false
+		return outgoing{}, nil, false
 	}
 	old = h.sessions[sess.key]
 	h.sessions[sess.key] = sess
@@ -247,10 +289,9 @@ func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome wire
 	n.LastSeen = now
 	h.presenceChanged(n)
 	self := h.wireNode(n)
-	return wire.StreamMsg{
+	return outgoing{msg: wire.StreamMsg{
 		Type:       wire.MsgWelcome,
 		Self:       &self,
-		Peers:      h.peersOf(n),
 		Filter:     h.welcomeFilter(n),
 		RelayPairs: h.welcomePairs(n),
 		Version:    h.version,
@@ -261,7 +302,7 @@ func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome wire
 		Relay:     firstOf(stun.v4),
 		Relay6:    firstOf(stun.v6),
 		MeshRelay: h.meshRelay,
-	}, old, true
+	}, field: fieldPeers, parts: h.peersOf(n)}, old, true
 }
 
 // detach ends sess's presence unless a newer stream replaced it; it reports

@@ -136,6 +136,8 @@ type Server struct {
 	dns wire.DNSConfig
 	// gate holds the HTTPS connections that have not authenticated.
 	gate *admit.Gate
+	// welcomeSlots paces welcomes (admitWelcome).
+	welcomeSlots chan struct{}
 	// failedRegs is each source's budget of failed registrations.
 	failedRegs *admit.Budgets
 	// autoApprove approves routes without the administrator
@@ -260,31 +262,32 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:         cfg,
-		log:         log,
-		nodeLog:     ratelog.New(log, logEvery, logBurst),
-		strangerLog: ratelog.New(log, logEvery, logBurst),
-		store:       st,
-		key:         key,
-		cert:        cert,
-		pin:         pin,
-		pool:        store.Pool{V4: cfg.Network, V6: cfg.NetworkV6},
-		hub:         newHub(nodes, acc),
-		paths:       newPathTable(store.IsPostgresURL(database(cfg))),
-		software:    newSoftwareBook(software),
-		challenges:  newChallenger(),
-		limits:      defaultStreamLimits(),
-		dns:         dns,
-		failedRegs:  newFailedRegistrations(),
-		autoApprove: autoApprove,
-		seenWritten: make(map[crypto.PublicKey]time.Time),
-		restores:    make(map[crypto.PublicKey]*time.Timer),
-		shared:      shared,
-		id:          rand.Text(),
-		lease:       defaultLease(),
-		presence:    newPresenceWriter(),
-		stopFollow:  stopFollow,
-		followCtx:   followCtx,
+		cfg:          cfg,
+		log:          log,
+		nodeLog:      ratelog.New(log, logEvery, logBurst),
+		strangerLog:  ratelog.New(log, logEvery, logBurst),
+		store:        st,
+		key:          key,
+		cert:         cert,
+		pin:          pin,
+		pool:         store.Pool{V4: cfg.Network, V6: cfg.NetworkV6},
+		hub:          newHub(nodes, acc),
+		paths:        newPathTable(store.IsPostgresURL(database(cfg))),
+		software:     newSoftwareBook(software),
+		challenges:   newChallenger(),
+		limits:       defaultStreamLimits(),
+		welcomeSlots: make(chan struct{}, welcomeSlots),
+		dns:          dns,
+		failedRegs:   newFailedRegistrations(),
+		autoApprove:  autoApprove,
+		seenWritten:  make(map[crypto.PublicKey]time.Time),
+		restores:     make(map[crypto.PublicKey]*time.Timer),
+		shared:       shared,
+		id:           rand.Text(),
+		lease:        defaultLease(),
+		presence:     newPresenceWriter(),
+		stopFollow:   stopFollow,
+		followCtx:    followCtx,
 	}
 	reg := opts.Registry
 	if reg == nil {
@@ -418,7 +421,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		// Handlers promote the connection once its node has proven its key.
 		ConnContext: admit.ConnContext,
 	}
-	err := serveHTTP(ctx, hs, tls.NewListener(s.gate.Listener(ln), s.tlsConfig()))
+	err := serveHTTP(ctx, hs, tls.NewListener(s.gate.Listener(paced(ln, s.gate)), s.tlsConfig()))
 	streams.Wait()
 	if err != nil {
 		return fmt.Errorf("control API on %v: %w", ln.Addr(), err)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -81,9 +83,11 @@ type session struct {
 	// coordinators are the mesh's coordinators, when they changed (the
 	// latest wins).
 	coordinators []crypto.Coordinator
-	ups          map[crypto.PublicKey]wire.Node
-	rems         map[crypto.PublicKey]struct{}
-	version      uint64
+	// ups are the peers' new records, encoded (hub.encoded): shared by
+	// every session they go to.
+	ups     map[crypto.PublicKey]json.RawMessage
+	rems    map[crypto.PublicKey]struct{}
+	version uint64
 	// cues wait per peer, a newer replacing an older; lastCue is when the
 	// last cue naming each peer went out.
 	cues    map[crypto.PublicKey]wire.StreamMsg
@@ -119,7 +123,7 @@ func newSession(key crypto.PublicKey, tcp netip.AddrPort, conn *websocket.Conn, 
 		reports:    rate.NewLimiter(limits.reportRate, limits.reportBurst),
 		paths:      rate.NewLimiter(limits.pathRate, limits.pathBurst),
 		reported:   make(chan struct{}, 1),
-		ups:        make(map[crypto.PublicKey]wire.Node),
+		ups:        make(map[crypto.PublicKey]json.RawMessage),
 		rems:       make(map[crypto.PublicKey]struct{}),
 		cues:       make(map[crypto.PublicKey]wire.StreamMsg),
 		lastCue:    make(map[crypto.PublicKey]time.Time),
@@ -133,11 +137,12 @@ func (s *session) signal() {
 	}
 }
 
-// upsert queues a peer's new state; the latest state of a peer wins.
-func (s *session) upsert(n wire.Node, version uint64) {
+// upsert queues a peer's new record, encoded; the latest state of a
+// peer wins.
+func (s *session) upsert(key crypto.PublicKey, n json.RawMessage, version uint64) {
 	s.mu.Lock()
-	delete(s.rems, n.PublicKey)
-	s.ups[n.PublicKey] = n
+	delete(s.rems, key)
+	s.ups[key] = n
 	s.version = version
 	s.mu.Unlock()
 	s.signal()
@@ -324,17 +329,15 @@ func (s *session) urgent(now time.Time) bool {
 // take empties the session's queues: the delta, the cues that are due, and
 // the closing. The other cues wait; next is when the first is due (0:
 // none waits).
-func (s *session) take(now time.Time) (delta *wire.StreamMsg, cues []wire.StreamMsg, next time.Duration, final *closing) {
+func (s *session) take(now time.Time) (delta *outgoing, cues []wire.StreamMsg, next time.Duration, final *closing) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.ups) > 0 || len(s.rems) > 0 || s.self != nil || s.filter != nil || s.relayPairs != nil || s.coordinators != nil || s.meshRelay != nil {
-		delta = &wire.StreamMsg{Type: wire.MsgPeers, Version: s.version, Self: s.self, Filter: s.filter, RelayPairs: s.relayPairs, Coordinators: s.coordinators, MeshRelay: s.meshRelay}
+		delta = &outgoing{msg: wire.StreamMsg{Type: wire.MsgPeers, Version: s.version, Self: s.self, Filter: s.filter, RelayPairs: s.relayPairs, Coordinators: s.coordinators, MeshRelay: s.meshRelay}, field: fieldUpsert}
 		s.self, s.filter, s.relayPairs, s.coordinators, s.meshRelay = nil, nil, nil, nil, nil
-		for _, n := range s.ups {
-			delta.Upsert = append(delta.Upsert, n)
-		}
+		delta.parts = slices.AppendSeq(make([]json.RawMessage, 0, len(s.ups)), maps.Values(s.ups))
 		for k := range s.rems {
-			delta.Remove = append(delta.Remove, k)
+			delta.msg.Remove = append(delta.msg.Remove, k)
 		}
 		clear(s.ups)
 		clear(s.rems)
@@ -381,7 +384,7 @@ func (s *session) writeLoop(ctx context.Context, w *writer) {
 		delta, cues, next, final := s.take(time.Now())
 		// The delta goes first: a punch may name a peer the delta adds.
 		if delta != nil {
-			if w.write(ctx, s.conn, *delta) != nil {
+			if w.writeOut(ctx, s.conn, *delta) != nil {
 				return
 			}
 		}
@@ -432,23 +435,25 @@ func (h *heard) now() { h.at.Store(time.Now().UnixNano()) }
 
 func (h *heard) since() time.Duration { return time.Since(time.Unix(0, h.at.Load())) }
 
-// silenceLoop drops the stream when the node has been silent for
-// limits.silence: it stopped pinging.
-func (s *session) silenceLoop(ctx context.Context, log *slog.Logger, h *heard) {
-	t := time.NewTicker(min(silenceCheck, s.limits.silence/4))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
+// watchSilence drops the stream when the node has been silent for
+// limits.silence: it stopped pinging. A timer checks, re-armed after each
+// check until ctx is done, rather than a goroutine a stream: at 10,000
+// streams each goroutine's stack costs tens of MB.
+func (s *session) watchSilence(ctx context.Context, log *slog.Logger, h *heard) {
+	every := min(silenceCheck, s.limits.silence/4)
+	var check func()
+	check = func() {
+		if ctx.Err() != nil {
 			return
-		case <-t.C:
 		}
 		if quiet := h.since(); quiet > s.limits.silence {
 			log.Info("stream dead: the node went silent", "node", s.key.Short(), "silent", quiet.Round(time.Second))
 			s.cancel()
 			return
 		}
+		time.AfterFunc(every, check)
 	}
+	time.AfterFunc(every, check)
 }
 
 // writer writes stream messages and counts them.
@@ -457,7 +462,52 @@ type writer struct {
 }
 
 func (w *writer) write(ctx context.Context, c *websocket.Conn, m wire.StreamMsg) error {
-	b, err := json.Marshal(m)
+	return w.writeOut(ctx, c, outgoing{msg: m})
+}
+
+// Fields of a stream message that outgoing splices in.
+const (
+	fieldPeers  = "peers"
+	fieldUpsert = "upsert"
+)
+
+// outgoing is a message with a list of nodes already encoded (hub.encoded),
+// which encode splices in as field: a full map or a delta costs a copy
+// of each node's shared encoding instead of encoding each node again for
+// every recipient.
+type outgoing struct {
+	msg   wire.StreamMsg // without the field's nodes
+	field string
+	parts []json.RawMessage
+}
+
+// encode is the message's JSON: msg's, with field's array added before
+// the closing brace (msg always has a type, so the object is never empty).
+func (o outgoing) encode() ([]byte, error) {
+	b, err := json.Marshal(o.msg)
+	if err != nil || len(o.parts) == 0 {
+		return b, err
+	}
+	size := len(b) + len(o.field) + 6
+	for _, p := range o.parts {
+		size += len(p) + 1
+	}
+	out := make([]byte, 0, size)
+	out = append(out, b[:len(b)-1]...)
+	out = append(out, `,"`...)
+	out = append(out, o.field...)
+	out = append(out, `":[`...)
+	for i, p := range o.parts {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, p...)
+	}
+	return append(out, "]}"...), nil
+}
+
+func (w *writer) writeOut(ctx context.Context, c *websocket.Conn, o outgoing) error {
+	b, err := o.encode()
 	if err != nil {
 		return err
 	}
@@ -466,6 +516,6 @@ func (w *writer) write(ctx context.Context, c *websocket.Conn, m wire.StreamMsg)
 	if err := c.Write(ctx, websocket.MessageText, b); err != nil {
 		return err
 	}
-	w.count(m.Type)
+	w.count(o.msg.Type)
 	return nil
 }

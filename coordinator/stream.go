@@ -228,11 +228,38 @@ func decodeMessage(b []byte) (wire.StreamMsg, error) {
 // connection).
 type errMalformed struct{ error }
 
-// runSession serves an authenticated node until its stream ends.
+// runSession serves an authenticated node until its stream ends. Its
+// goroutine reads from the start: it answers the node's pings while the
+// welcome waits for its turn or is being written (a long one, to a slow
+// link), so the node never times out a stream that is only slow to
+// welcome it. What the node sends before its welcome waits in the
+// session (an endpoints report) or is refused for want of a session in
+// the hub (a rendezvous request). Another goroutine welcomes, then
+// writes; a third applies the node's reports: three a stream.
 func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, key crypto.PublicKey, tcp netip.AddrPort, stun stunOffer) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sess := newSession(key, tcp, c, cancel, s.limits)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		s.welcomeAndWrite(ctx, c, wr, h, sess, stun)
+		cancel()
+	})
+	s.readLoop(ctx, c, sess, h)
+	cancel()
+	wg.Wait()
+}
+
+// welcomeAndWrite attaches the session to the hub, sends the welcome in
+// its turn, then the session's deltas and cues until ctx is done, and
+// detaches it.
+func (s *Server) welcomeAndWrite(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, sess *session, stun stunOffer) {
+	key := sess.key
+	if !s.admitWelcome(ctx) {
+		return
+	}
+	release := sync.OnceFunc(s.welcomed)
+	defer release()
 	now := time.Now()
 	welcome, old, ok := s.hub.attach(sess, now, stun)
 	if !ok {
@@ -243,9 +270,9 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 	if old != nil {
 		old.stop(closeReplaced, "replaced by a newer stream from the same node", nil)
 	}
-	welcome.DNS = &s.dns
-	welcome.Coordinators = s.meshList()
-	log := s.log.With("node", welcome.Self.Name, "key", key.Short())
+	welcome.msg.DNS = &s.dns
+	welcome.msg.Coordinators = s.meshList()
+	log := s.log.With("node", welcome.msg.Self.Name, "key", key.Short())
 	log.Info("node online")
 	defer func() {
 		t := time.Now()
@@ -256,23 +283,47 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 			log.Info("node offline")
 		}
 	}()
-	if err := wr.write(ctx, c, welcome); err != nil {
+	err := wr.writeOut(ctx, c, welcome)
+	release()
+	if err != nil {
 		log.Debug("stream: send welcome", "err", err)
 		return
 	}
+	sess.watchSilence(ctx, log, h)
 	var wg sync.WaitGroup
-	wg.Go(func() { sess.writeLoop(ctx, wr) })
-	wg.Go(func() { sess.silenceLoop(ctx, log, h) })
-	wg.Go(func() { s.applyReports(ctx, sess) })
-	// Stored after the welcome is out: when many nodes reconnect at once
-	// (a coordinator restart), their welcomes don't queue behind these
-	// synced writes.
-	s.markPresence(key)
-	s.recordSeen(key, now)
-	s.readLoop(ctx, c, sess, h)
-	cancel()
+	wg.Go(func() {
+		// Stored after the welcome is out and beside the writes: when
+		// many nodes reconnect at once (a coordinator restart), neither
+		// their welcomes nor their deltas queue behind these synced
+		// writes.
+		s.markPresence(key)
+		s.recordSeen(key, now)
+		s.applyReports(ctx, sess)
+	})
+	sess.writeLoop(ctx, wr)
 	wg.Wait()
 }
+
+// welcomeSlots bounds the welcomes being built and written at once. A
+// welcome is the node's whole peer map; when thousands of nodes connect
+// together (a coordinator restart, a fleet powering on) the rest wait
+// their turn, their streams up and their pings answered, instead of
+// holding thousands of full maps in memory and each slowing all the
+// others' writes. A slot is held at most writeTimeout by a slow node.
+const welcomeSlots = 64
+
+// admitWelcome waits for a welcome slot; false if ctx ended first.
+func (s *Server) admitWelcome(ctx context.Context) bool {
+	select {
+	case s.welcomeSlots <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// welcomed frees the slot admitWelcome took.
+func (s *Server) welcomed() { <-s.welcomeSlots }
 
 // readLoop handles the node's messages until the stream ends.
 func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session, h *heard) {

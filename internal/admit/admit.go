@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -38,6 +39,10 @@ const (
 type Gate struct {
 	lim   Limits
 	count func(reason string)
+
+	// promoted is when a connection was last promoted, in Unix
+	// nanoseconds: whether the pending connections are getting through.
+	promoted atomic.Int64
 
 	mu      sync.Mutex
 	pending int
@@ -96,7 +101,15 @@ type Conn struct {
 // no longer pending, counted or timed.
 func (c *Conn) Promote() {
 	c.timer.Stop()
-	c.g.release(c)
+	if c.g.release(c) {
+		c.g.promoted.Store(time.Now().UnixNano())
+	}
+}
+
+// SincePromoted is how long ago a connection was last promoted; the
+// time since the Unix epoch when none was.
+func (g *Gate) SincePromoted() time.Duration {
+	return time.Since(time.Unix(0, g.promoted.Load()))
 }
 
 // Extend gives a pending connection d from now to authenticate or go,
