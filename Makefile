@@ -35,7 +35,7 @@ deps:
 unit:
 	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -count=1 -tags meshnode_unfiltered_sender -run '^TestTUN$$' ./node/filter/
-	cd third_party/wireguard-go && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./conn/ ./device/ ./tun/
+	cd third_party/wireguard-go && $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./conn/ ./device/ ./tun/ ./tun/netstack/
 
 # fuzz: every Go fuzz target (func FuzzXxx in a _test.go file, found by
 # scripts/fuzz.sh) for FUZZTIME each; `go test` alone replays their seeds.
