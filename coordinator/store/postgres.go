@@ -35,9 +35,9 @@ var _ Store = (*Postgres)(nil)
 // session dies.
 const writeLockKey = 0x6d6573686e6f6465
 
-// maxPGConns bounds one coordinator's pool; one more connection listens
-// (PostgreSQL's default max_connections is 100, shared by every
-// coordinator).
+// maxPGConns bounds one coordinator's pool; two more connections listen
+// and hold its lease lock (pglock.go). PostgreSQL's default
+// max_connections is 100, shared by every coordinator.
 const maxPGConns = 8
 
 // Connecting at start: a database that is still starting (after a reboot
