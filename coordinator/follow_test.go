@@ -202,18 +202,18 @@ func killedPair(t *testing.T, length time.Duration) (laptop *stream, desk *node,
 	cfg := testConfig(t)
 	cfg.Database = db
 	a := start(t, cfg, coordinator.ShortLease(testLeaseRenew, length))
-	started := time.Now()
 	cmd, out := helperproc.Start(t, "TestHelperCoordinator", helperCoordinatorDB+"="+db, helperCoordinatorLease+"="+length.String())
 	var url, pin string
 	if _, err := fmt.Fscanln(out, &url, &pin); err != nil {
 		t.Fatalf("the helper coordinator's URL and pin: %v", err)
 	}
 	b := &harness{t: t, url: url, client: pinnedClient(t, pin)}
+	up := time.Now()
 	laptop, desk, _ = acrossPair(t, a, b)
-	// A reads free lease locks only once its own has lasted a lease
-	// (store.ExpireUnlocked): a database restart meanwhile would have
-	// freed every lock.
-	wait.For(t, 2*length, "A has held its lease lock for a lease", func() bool { return time.Since(started) > length })
+	// A reads B's lock as a sign of death only once it saw it held, at
+	// one of its renewals (store.ExpireUnlocked): a coordinator of an
+	// older meshnode holds none.
+	wait.For(t, waitFor, "A renewed twice since B started", func() bool { return time.Since(up) > 2*testLeaseRenew })
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}

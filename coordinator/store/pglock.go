@@ -77,13 +77,13 @@ func (l *leaseLock) hold(ctx context.Context, id string) error {
 	return nil
 }
 
-// steadyFor reports whether this store has held its own lock on one
-// connection for at least d: the database has not restarted (nor failed
-// over) for that long, which would have ended it.
-func (l *leaseLock) steadyFor(d time.Duration) bool {
+// heldSince is when this store's own lock session began; ok is false
+// while it holds none. A database restart (or failover) since would have
+// ended that session.
+func (l *leaseLock) heldSince() (since time.Time, ok bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.id != "" && time.Since(l.since) >= d
+	return l.since, l.id != ""
 }
 
 func (l *leaseLock) close() {
@@ -108,24 +108,31 @@ func (s *Postgres) RenewLease(ctx context.Context, l Lease, until time.Time) (re
 // ExpireUnlocked ends, as ExpireLeases does, the leases that run no
 // later than until (renewed long enough ago that a live coordinator would
 // have renewed since) whose coordinator's lock this store saw held and
-// is now free: its process died. It does nothing unless this store's own
-// lock session has lasted steady: after a database restart every lock is
-// free until its coordinator renews.
+// is now free: its process died. Only leases that run at least steady
+// past the start of this store's own lock session count: renewed since
+// the database last started, so their coordinator took its lock on it
+// first (after a restart every lock is free until its coordinator
+// renews).
 func (s *Postgres) ExpireUnlocked(ctx context.Context, until time.Time, steady time.Duration) ([]crypto.PublicKey, error) {
-	dead, err := s.unlocked(ctx, until)
-	if err != nil || len(dead) == 0 || !s.lock.steadyFor(steady) {
+	since, ok := s.lock.heldSince()
+	if !ok {
+		return nil, nil
+	}
+	from, to := since.Add(steady).UnixMilli(), until.UnixMilli()
+	dead, err := s.unlocked(ctx, from, to)
+	if err != nil || len(dead) == 0 {
 		return nil, err
 	}
-	return s.dropPresence(ctx, `coordinator IN (SELECT id FROM coordinators WHERE id = ANY($1) AND lease_until <= $2)`,
-		`id = ANY($1) AND lease_until <= $2`, dead, until.UnixMilli())
+	return s.dropPresence(ctx, `coordinator IN (SELECT id FROM coordinators WHERE id = ANY($1) AND lease_until BETWEEN $2 AND $3)`,
+		`id = ANY($1) AND lease_until BETWEEN $2 AND $3`, dead, from, to)
 }
 
-// unlocked lists the coordinators, with a lease that runs no later than
-// until, whose lock this store saw held and is now free, and records
-// those whose lock it sees held.
-func (s *Postgres) unlocked(ctx context.Context, until time.Time) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, `SELECT c.id, c.lease_until <= $2, EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
-			AND l.classid = $1 AND l.objid = hashtext(c.id)::oid AND l.objsubid = 2) FROM coordinators c`, leaseLockClass, until.UnixMilli())
+// unlocked lists the coordinators, with a lease that runs from from to
+// to (Unix milliseconds), whose lock this store saw held and is now free,
+// and records those whose lock it sees held.
+func (s *Postgres) unlocked(ctx context.Context, from, to int64) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, `SELECT c.id, c.lease_until BETWEEN $2 AND $3, EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+			AND l.classid = $1 AND l.objid = hashtext(c.id)::oid AND l.objsubid = 2) FROM coordinators c`, leaseLockClass, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("database %s: read lease locks: %w", s.name, err)
 	}

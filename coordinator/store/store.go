@@ -106,7 +106,8 @@ type Store interface {
 	EndLease(ctx context.Context, coordinator string) ([]crypto.PublicKey, error)
 	// ExpireUnlocked ends, as ExpireLeases, the leases running no later
 	// than until whose coordinator died: on PostgreSQL its lease lock is
-	// free (pglock.go), once this store's own has been held for steady.
+	// free (pglock.go), of those running steady past the start of this
+	// store's own lock session.
 	// SQLite has one coordinator: none.
 	ExpireUnlocked(ctx context.Context, until time.Time, steady time.Duration) ([]crypto.PublicKey, error)
 	// AdvertiseRelay records the UDP relay r.Coordinator offers the mesh,
