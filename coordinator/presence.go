@@ -227,10 +227,10 @@ func (s *Server) expireLeases(ctx, rctx context.Context, now time.Time) {
 	// (store.ExpireUnlocked): its nodes go offline within a renewal or
 	// two rather than a lease. Only leases renewed at least a renewal
 	// ago, which a live coordinator would have renewed since, and only
-	// leases renewed a renewal or more after this store's own lock was
-	// taken: after a database restart every lock is free until its
-	// coordinator renews, and renewing takes it first.
-	dead, err := s.store.ExpireUnlocked(rctx, now.Add(s.lease.length-s.lease.renew), s.lease.renew+s.lease.length)
+	// leases renewed half a renewal or more (for the clocks) after this
+	// store's own lock was taken: after a database restart every lock is
+	// free until its coordinator renews, and renewing takes it first.
+	dead, err := s.store.ExpireUnlocked(rctx, now.Add(s.lease.length-s.lease.renew), s.lease.renew/2+s.lease.length)
 	if err != nil {
 		s.followFailed(ctx, "expire the leases of coordinators whose lease lock is free", err)
 		return

@@ -97,12 +97,18 @@ func (l *leaseLock) close() {
 
 // RenewLease takes l's lease lock if it is not held, then renews the
 // lease. A lock it can't take fails the renewal: a lease without its lock
-// is never fresh.
+// is never fresh. After the write it checks the lock again, in case the
+// database restarted in between; what fails there is retried first thing
+// at the next renewal, before the others count this lease a renewal old.
 func (s *Postgres) RenewLease(ctx context.Context, l Lease, until time.Time) (renewed bool, err error) {
 	if err := s.lock.hold(ctx, l.Coordinator); err != nil {
 		return false, fmt.Errorf("database %s: coordinator %s: %w", s.name, l.Coordinator, err)
 	}
-	return s.sqlDB.RenewLease(ctx, l, until)
+	renewed, err = s.sqlDB.RenewLease(ctx, l, until)
+	if err == nil {
+		s.lock.hold(ctx, l.Coordinator) //nolint:errcheck // retried at the next renewal, as above
+	}
+	return renewed, err
 }
 
 // ExpireUnlocked ends, as ExpireLeases does, the leases that run no
