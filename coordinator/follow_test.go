@@ -17,6 +17,7 @@ import (
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/helperproc"
 	"github.com/meshnode/meshnode/internal/pgtest"
+	"github.com/meshnode/meshnode/internal/wait"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -153,8 +154,13 @@ func TestPresenceAcrossCoordinators(t *testing.T) {
 }
 
 // helperCoordinatorDB, in a child's environment, makes it run
-// TestHelperCoordinator: a coordinator on that database, to be killed.
-const helperCoordinatorDB = "MESHNODE_TEST_COORDINATOR_DB"
+// TestHelperCoordinator: a coordinator on that database, to be killed;
+// helperCoordinatorLease, if set, is its lease's length (renewed every
+// testLeaseRenew), testLease without.
+const (
+	helperCoordinatorDB    = "MESHNODE_TEST_COORDINATOR_DB"
+	helperCoordinatorLease = "MESHNODE_TEST_COORDINATOR_LEASE"
+)
 
 // helperLife bounds how long a helper coordinator waits to be killed.
 const helperLife = 2 * time.Minute
@@ -167,9 +173,16 @@ func TestHelperCoordinator(t *testing.T) {
 	if db == "" {
 		t.Skip("runs only as TestCoordinatorDiesWithoutGoodbye's child")
 	}
+	lease := testLease
+	if v := os.Getenv(helperCoordinatorLease); v != "" {
+		var err error
+		if lease, err = time.ParseDuration(v); err != nil {
+			t.Fatalf("%s=%q: %v", helperCoordinatorLease, v, err)
+		}
+	}
 	cfg := testConfig(t)
 	cfg.Database = db
-	h := start(t, cfg, coordinator.ShortLease(testLeaseRenew, testLease))
+	h := start(t, cfg, coordinator.ShortLease(testLeaseRenew, lease))
 	fmt.Printf("%s %s\n", h.url, h.srv.Fingerprint())
 	<-time.After(helperLife) // the parent kills it long before
 }
@@ -180,29 +193,57 @@ const (
 	testLease      = time.Second
 )
 
-// A coordinator killed without a goodbye keeps its nodes online for the
-// others until its lease ends; then they go offline there.
-func TestCoordinatorDiesWithoutGoodbye(t *testing.T) {
+// killedPair starts coordinator A here and B in a child process, both on
+// one database with leases of length, joins laptop through A and desk
+// through B, and kills B without a goodbye; it returns when.
+func killedPair(t *testing.T, length time.Duration) (laptop *stream, desk *node, killed time.Time) {
+	t.Helper()
 	db := pgtest.DB(t)
 	cfg := testConfig(t)
 	cfg.Database = db
-	a := start(t, cfg, coordinator.ShortLease(testLeaseRenew, testLease))
-	cmd, out := helperproc.Start(t, "TestHelperCoordinator", helperCoordinatorDB+"="+db)
+	a := start(t, cfg, coordinator.ShortLease(testLeaseRenew, length))
+	cmd, out := helperproc.Start(t, "TestHelperCoordinator", helperCoordinatorDB+"="+db, helperCoordinatorLease+"="+length.String())
 	var url, pin string
 	if _, err := fmt.Fscanln(out, &url, &pin); err != nil {
 		t.Fatalf("the helper coordinator's URL and pin: %v", err)
 	}
 	b := &harness{t: t, url: url, client: pinnedClient(t, pin)}
-	laptop, desk, _ := acrossPair(t, a, b)
-
+	up := time.Now()
+	laptop, desk, _ = acrossPair(t, a, b)
+	// A reads B's lock as a sign of death only once it saw it held, at
+	// one of its renewals (store.ExpireUnlocked): a coordinator of an
+	// older meshnode holds none.
+	wait.For(t, waitFor, "A renewed twice since B started", func() bool { return time.Since(up) > 2*testLeaseRenew })
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
-	killed := time.Now()
-	crossed(t, "laptop on A sees desk offline after the killed coordinator's lease", killed, func() bool {
+	return laptop, desk, time.Now()
+}
+
+// A coordinator killed without a goodbye has its nodes offline for the
+// others within its lease.
+func TestCoordinatorDiesWithoutGoodbye(t *testing.T) {
+	laptop, desk, killed := killedPair(t, testLease)
+	crossed(t, "laptop on A sees desk offline within the killed coordinator's lease", killed, func() bool {
 		p, ok := laptop.peer(desk.key())
 		return ok && !p.Online
 	})
+}
+
+// A killed coordinator's lease lock is free at once: the others take its
+// nodes offline within a renewal or two, long before its lease would
+// end.
+func TestKilledCoordinatorsLockFrees(t *testing.T) {
+	const length = 5 * time.Second
+	laptop, desk, killed := killedPair(t, length)
+	crossed(t, "laptop on A sees desk offline after the killed coordinator's lock is free", killed, func() bool {
+		p, ok := laptop.peer(desk.key())
+		return ok && !p.Online
+	})
+	// The lease alone would have taken length-testLeaseRenew or more.
+	if took := time.Since(killed); took >= length/2 {
+		t.Fatalf("desk went offline %v after its coordinator was killed; want well within its lease (%v), through its free lock", took, length)
+	}
 }
 
 // A rendezvous between nodes on different coordinators cues both: the

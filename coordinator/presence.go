@@ -179,7 +179,8 @@ type leaseReach struct {
 // renewLease renews the lease; a lease that had lapsed (its presence
 // expired by another coordinator) is taken anew and every stream here
 // recorded again. Then it takes the nodes of expired leases offline,
-// unless the database was only just regained (leaseReach).
+// unless the database was only just regained (leaseReach), and updates
+// the mesh's relay.
 func (s *Server) renewLease(ctx context.Context, reach *leaseReach) {
 	rctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
@@ -206,20 +207,44 @@ func (s *Server) renewLease(ctx context.Context, reach *leaseReach) {
 		return
 	}
 	s.refreshMesh(rctx, now)
-	s.refreshMeshRelay(rctx, !renewed)
-	if time.Since(reach.back) < s.lease.length {
-		return
+	if time.Since(reach.back) >= s.lease.length {
+		s.expireLeases(ctx, rctx, now)
 	}
+	// After the expiry: a dead coordinator's relay is no longer listed.
+	s.refreshMeshRelay(rctx, !renewed)
+}
+
+// expireLeases takes the nodes of ended leases offline, and those of
+// coordinators that died; rctx bounds the renewal, ctx the lease.
+func (s *Server) expireLeases(ctx, rctx context.Context, now time.Time) {
 	gone, err := s.store.ExpireLeases(rctx, now)
 	if err != nil {
 		s.followFailed(ctx, "expire the leases of stopped coordinators", err)
 		return
 	}
+	s.offline(gone, now, "a coordinator's lease ended: its nodes are offline")
+	// A coordinator whose process died frees its lease lock at once
+	// (store.ExpireUnlocked): its nodes go offline within a renewal or
+	// two rather than a lease. Only leases renewed at least a renewal
+	// ago, which a live coordinator would have renewed since, and only
+	// leases renewed half a renewal or more (for the clocks) after this
+	// store's own lock was taken: after a database restart every lock is
+	// free until its coordinator renews, and renewing takes it first.
+	dead, err := s.store.ExpireUnlocked(rctx, now.Add(s.lease.length-s.lease.renew), s.lease.renew/2+s.lease.length)
+	if err != nil {
+		s.followFailed(ctx, "expire the leases of coordinators whose lease lock is free", err)
+		return
+	}
+	s.offline(dead, now, "a coordinator's lease lock is free (its process ended): its nodes are offline")
+}
+
+// offline takes gone, the nodes of expired leases, offline here.
+func (s *Server) offline(gone []crypto.PublicKey, now time.Time, msg string) {
 	for _, key := range gone {
 		s.hub.setRemote(key, store.Presence{}, false, now)
 	}
 	if len(gone) > 0 {
-		s.log.Info("a coordinator's lease ended: its nodes are offline", "nodes", len(gone))
+		s.log.Info(msg, "nodes", len(gone))
 	}
 }
 

@@ -59,14 +59,20 @@ func TestLostConnection(t *testing.T) {
 // idle_session_timeout or an administrator does, and returns how many.
 func terminateAll(t *testing.T, admin, db string) int {
 	t.Helper()
+	return countAsAdmin(t, admin, `SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = $1 AND pid <> pg_backend_pid()`, dbName(t, db))
+}
+
+// countAsAdmin runs query, which counts, as the cluster's superuser.
+func countAsAdmin(t *testing.T, admin, query string, args ...any) int {
+	t.Helper()
 	conn, err := pgx.Connect(t.Context(), admin)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close(context.Background())
 	var n int
-	if err := conn.QueryRow(t.Context(), `SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity
-		WHERE datname = $1 AND pid <> pg_backend_pid()`, dbName(t, db)).Scan(&n); err != nil {
+	if err := conn.QueryRow(t.Context(), query, args...).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n

@@ -21,6 +21,7 @@ type Postgres struct {
 	sqlDB
 	cfg    *pgx.ConnConfig
 	listen listener
+	lock   leaseLock
 }
 
 var _ Store = (*Postgres)(nil)
@@ -34,9 +35,9 @@ var _ Store = (*Postgres)(nil)
 // session dies.
 const writeLockKey = 0x6d6573686e6f6465
 
-// maxPGConns bounds one coordinator's pool; one more connection listens
-// (PostgreSQL's default max_connections is 100, shared by every
-// coordinator).
+// maxPGConns bounds one coordinator's pool; two more connections listen
+// and hold its lease lock (pglock.go). PostgreSQL's default
+// max_connections is 100, shared by every coordinator.
 const maxPGConns = 8
 
 // Connecting at start: a database that is still starting (after a reboot
@@ -90,7 +91,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 		// transaction committed before it was granted.
 		txOpts: &sql.TxOptions{Isolation: sql.LevelReadCommitted},
 		lock:   fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", writeLockKey),
-	}, cfg: cfg}
+	}, cfg: cfg, lock: leaseLock{cfg: cfg}}
 	s.listen = listener{cfg: cfg, origin: newOrigin(), watch: &s.watch}
 	s.notify = s.listen.announce
 	s.cue = func(ctx context.Context, c Change) error { return s.listen.sendCue(ctx, db, c) }
@@ -112,6 +113,7 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 // Close stops listening, ends the watches and closes the pool.
 func (s *Postgres) Close() error {
 	s.listen.close()
+	s.lock.close()
 	return s.sqlDB.Close()
 }
 

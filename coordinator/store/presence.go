@@ -138,19 +138,19 @@ func (s *sqlDB) EndLease(ctx context.Context, coordinator string) ([]crypto.Publ
 }
 
 // dropPresence deletes, in one transaction, the presence rows where
-// which holds and the leases where lease holds (both of arg), announcing
+// which holds and the leases where lease holds (both of args), announcing
 // each node.
-func (s *sqlDB) dropPresence(ctx context.Context, which, lease string, arg any) ([]crypto.PublicKey, error) {
-	return retry(ctx, s, func() ([]crypto.PublicKey, error) { return s.dropPresenceOnce(ctx, which, lease, arg) })
+func (s *sqlDB) dropPresence(ctx context.Context, which, lease string, args ...any) ([]crypto.PublicKey, error) {
+	return retry(ctx, s, func() ([]crypto.PublicKey, error) { return s.dropPresenceOnce(ctx, which, lease, args) })
 }
 
-func (s *sqlDB) dropPresenceOnce(ctx context.Context, which, lease string, arg any) ([]crypto.PublicKey, error) {
+func (s *sqlDB) dropPresenceOnce(ctx context.Context, which, lease string, args []any) ([]crypto.PublicKey, error) {
 	tx, err := s.beginWrite(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	rows, err := tx.QueryContext(ctx, `DELETE FROM presence WHERE `+which+` RETURNING public_key`, arg)
+	rows, err := tx.QueryContext(ctx, `DELETE FROM presence WHERE `+which+` RETURNING public_key`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("database %s: expire presence: %w", s.name, err)
 	}
@@ -174,7 +174,7 @@ func (s *sqlDB) dropPresenceOnce(ctx context.Context, which, lease string, arg a
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("database %s: expire presence: %w", s.name, err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM coordinators WHERE `+lease, arg); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM coordinators WHERE `+lease, args...); err != nil {
 		return nil, fmt.Errorf("database %s: expire leases: %w", s.name, err)
 	}
 	return keys, s.commit(ctx, tx, changes...)

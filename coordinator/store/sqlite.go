@@ -12,6 +12,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the pure-Go "sqlite" driver
+
+	"github.com/meshnode/meshnode/crypto"
 )
 
 // busyTimeout is how long a write waits for another process's write (a
@@ -33,6 +35,11 @@ type SQLite struct {
 }
 
 var _ Store = (*SQLite)(nil)
+
+// ExpireUnlocked ends no lease: a SQLite database has one coordinator.
+func (s *SQLite) ExpireUnlocked(context.Context, time.Time, time.Duration) ([]crypto.PublicKey, error) {
+	return nil, nil
+}
 
 // OpenSQLite opens (creating if needed) the database at path, checks its
 // integrity and applies the schema migrations. Errors name the path.

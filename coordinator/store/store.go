@@ -104,6 +104,12 @@ type Store interface {
 	// return the nodes that went offline.
 	ExpireLeases(ctx context.Context, now time.Time) ([]crypto.PublicKey, error)
 	EndLease(ctx context.Context, coordinator string) ([]crypto.PublicKey, error)
+	// ExpireUnlocked ends, as ExpireLeases, the leases running no later
+	// than until whose coordinator died: on PostgreSQL its lease lock is
+	// free (pglock.go), of those running steady past the start of this
+	// store's own lock session.
+	// SQLite has one coordinator: none.
+	ExpireUnlocked(ctx context.Context, until time.Time, steady time.Duration) ([]crypto.PublicKey, error)
 	// AdvertiseRelay records the UDP relay r.Coordinator offers the mesh,
 	// with its lease (ErrNotFound without one: it lapsed), and Relays
 	// lists those of the coordinators whose lease runs at now, the one
