@@ -340,9 +340,10 @@ func TestCoordinatorKilled(t *testing.T) {
 		t.Fatalf("%s joined with %s dead: %v", c.Name, dead.Name(), err)
 	}
 	t.Logf("%s, joined with %s dead, online at the other nodes %.1f s after it started", c.Name, dead.Name(), time.Since(joined).Seconds())
-	// Seconds, not the tenths of a join with both coordinators up: the
-	// mesh's relay, which carries the punch's "ready", is the dead
-	// coordinator's until its lease ends, so the punch waits out its hold.
+	// Up to a few seconds, not the tenths of a join with both
+	// coordinators up: the mesh's relay, which carries the punch's
+	// "ready", is the dead coordinator's until a survivor sees its lease
+	// lock free (a renewal, 2 s), and a punch meanwhile waits out its hold.
 	mustDirect(t, c, a)
 	mustDirect(t, c, b)
 	// The probes' replies from before the pings have come by the end of
