@@ -69,7 +69,7 @@ func (s *Server) refreshMeshRelay(ctx context.Context, lapsed bool) {
 	}
 	own, known := s.ownRelay()
 	if known && !s.relayAdvertised {
-		err := s.store.AdvertiseRelay(ctx, store.CoordinatorRelay{Coordinator: s.id, Key: own.Key, Addr: own.Addr, Addr6: own.Addr6, URL: own.URL, Pin: own.Pin})
+		err := s.store.AdvertiseRelay(ctx, store.CoordinatorRelay{Coordinator: s.id, Key: own.Key, Addr: own.Addr, Addr6: own.Addr6})
 		switch {
 		case err == nil:
 			s.relayAdvertised = true

@@ -276,6 +276,7 @@ func TestBadStreamMessages(t *testing.T) {
 		{"unknown NAT mapping", withNAT(wire.NATInfo{Mapping: "symmetric", PortAlloc: wire.PortAllocRandom}), `nat mapping "symmetric"`},
 		{"empty NAT mapping", withNAT(wire.NATInfo{PortAlloc: wire.PortAllocRandom}), `nat mapping ""`},
 		{"unknown port allocation", withNAT(wire.NATInfo{Mapping: wire.MappingAddressPortDependent, PortAlloc: "incremental"}), `nat port allocation "incremental"`},
+		{"unknown NAT filtering", withNAT(wire.NATInfo{Mapping: wire.MappingEndpointIndependent, PortAlloc: wire.PortAllocRandom, Filtering: "porous"}), `nat filtering "porous"`},
 		{"overlong NAT value", withNAT(wire.NATInfo{Mapping: wire.NATMapping(strings.Repeat("x", 1000)), PortAlloc: wire.PortAllocRandom}), `nat mapping "xxx`},
 		{"overlong version", withSoftware(wire.Software{Version: strings.Repeat("v", 1000), OS: "linux/amd64"}), "software version is 1000 bytes; at most 64"},
 		{"control characters in OS", withSoftware(wire.Software{Version: "v1.0.0", OS: "linux\r\n\x1b[31m"}), "software os"},
