@@ -295,13 +295,25 @@ func TestCoordinatorKilled(t *testing.T) {
 	if err := waitOn(t.Context(), survivor, 2, pathTimeout, b); err != nil {
 		t.Fatal(err)
 	}
-	// C's token, made on the coordinator about to die, names both.
-	tok, err := crypto.ParseToken(e.tokens[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if n := len(tok.Coordinators()); n != 2 {
-		t.Fatalf("the token made on %s names %d coordinators; want both", dead.Name(), n)
+	// C's token, made on the coordinator about to die, names both once
+	// it has read the other's lease (a renewal, 2 s, after both started).
+	var cToken string
+	for deadline := time.Now().Add(pathTimeout); ; {
+		s, err := dead.Token(t.Context())
+		if err != nil {
+			t.Fatal(err)
+		}
+		tok, err := crypto.ParseToken(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := len(tok.Coordinators()); n == 2 {
+			cToken = s
+			break
+		} else if time.Now().After(deadline) {
+			t.Fatalf("the token made on %s names %d coordinators; want both", dead.Name(), n)
+		}
+		time.Sleep(200 * time.Millisecond)
 	}
 
 	probe, err := netlab.StartProber(t.Context(), a.Host.NS, b.Host.NS, mustStatus(t, b).Me().V4())
@@ -332,7 +344,7 @@ func TestCoordinatorKilled(t *testing.T) {
 	pathUntouched(t, a, b, before, "the kill")
 
 	joined := time.Now()
-	c := e.startNode(t, spare, netlab.NodeConfig{Name: "pgk-c", Token: e.tokens[0]}, true)
+	c := e.startNode(t, spare, netlab.NodeConfig{Name: "pgk-c", Token: cToken}, true)
 	if err := waitOn(t.Context(), survivor, 2, pathTimeout, c); err != nil {
 		t.Fatalf("%s, joining with a token naming both: %v", c.Name, err)
 	}
