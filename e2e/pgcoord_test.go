@@ -261,7 +261,7 @@ func TestPostgresOutage(t *testing.T) {
 const maxFailoverLoss = 5
 
 // waitOn waits until every node in nodes streams to coordinator c and
-// knows known coordinators.
+// knows known coordinators (any number, with known -1).
 func waitOn(ctx context.Context, c *netlab.Coordinator, known int, timeout time.Duration, nodes ...*netlab.Node) error {
 	return netlab.Poll(ctx, timeout, netlab.PollInterval, func(ctx context.Context) error {
 		for _, n := range nodes {
@@ -269,7 +269,7 @@ func waitOn(ctx context.Context, c *netlab.Coordinator, known int, timeout time.
 			if err != nil {
 				return err
 			}
-			if got := st.Coordinator; !got.Connected || got.URL != c.URL() || got.Known != known {
+			if got := st.Coordinator; !got.Connected || got.URL != c.URL() || (known >= 0 && got.Known != known) {
 				return fmt.Errorf("%s: coordinator %s connected=%v, knows %d; want %s (%s), knowing %d",
 					n.Name, got.URL, got.Connected, got.Known, c.Name(), c.URL(), known)
 			}
@@ -286,8 +286,26 @@ func waitOn(ctx context.Context, c *netlab.Coordinator, known int, timeout time.
 // with a token made before the kill, which names both coordinators,
 // registers through the survivor and reaches A and B.
 func TestCoordinatorKilled(t *testing.T) {
+	coordinatorDies(t, "pgk", "killed", func(c *netlab.Coordinator) error { return c.Kill() })
+}
+
+// TestCoordinatorLost: as TestCoordinatorKilled, but the coordinator's
+// host is lost rather than its process killed (netlab's Lose: the
+// process stopped and every packet to or from it dropped), so no FIN or
+// RST tells anyone. A notices from its connection's keepalive
+// (wire.NodeKeepaliveDeadline, 8 s) and PostgreSQL from the lease lock's
+// (about 5 s), which moves the mesh's relay that the joining node's
+// punches need.
+func TestCoordinatorLost(t *testing.T) {
+	coordinatorDies(t, "pgl", "lost", func(c *netlab.Coordinator) error { return c.Lose(t.Context()) })
+}
+
+// coordinatorDies runs the scenarios of TestCoordinatorKilled and
+// TestCoordinatorLost: end ends the coordinator that A streams to, in the
+// way that how names.
+func coordinatorDies(t *testing.T, prefix, how string, end func(*netlab.Coordinator) error) {
 	e := newPGEnv(t, 2)
-	a, b, spare, before := e.splitPair(t, "pgk")
+	a, b, spare, before := e.splitPair(t, prefix)
 	dead, survivor := e.coords[0], e.coords[1]
 	if err := waitOn(t.Context(), dead, 2, pathTimeout, a); err != nil {
 		t.Fatal(err)
@@ -322,30 +340,30 @@ func TestCoordinatorKilled(t *testing.T) {
 	}
 	defer probe.Close()
 	if _, err := probe.RecoveredAfter(t.Context(), time.Now(), pathTimeout); err != nil {
-		t.Fatalf("probes %s→%s before the kill: %v", a.Name, b.Name, err)
+		t.Fatalf("probes %s→%s before %s was %s: %v", a.Name, b.Name, dead.Name(), how, err)
 	}
 
-	killed := time.Now()
-	if err := dead.Kill(); err != nil {
+	ended := time.Now()
+	if err := end(dead); err != nil {
 		t.Fatal(err)
 	}
 	// Nodes that end remove themselves through the survivor.
 	e.coord = survivor
-	if err := waitOn(t.Context(), survivor, 2, pathTimeout, a); err != nil {
-		t.Fatalf("%s after %s was killed: %v", a.Name, dead.Name(), err)
+	if err := waitOn(t.Context(), survivor, -1, pathTimeout, a); err != nil {
+		t.Fatalf("%s after %s was %s: %v", a.Name, dead.Name(), how, err)
 	}
-	t.Logf("%s streams to %s %.1f s after %s was killed", a.Name, survivor.Name(), time.Since(killed).Seconds(), dead.Name())
-	if err := waitOn(t.Context(), survivor, 2, pathTimeout, b); err != nil {
-		t.Errorf("%s after %s was killed: %v", b.Name, dead.Name(), err)
+	t.Logf("%s streams to %s %.1f s after %s was %s", a.Name, survivor.Name(), time.Since(ended).Seconds(), dead.Name(), how)
+	if err := waitOn(t.Context(), survivor, -1, pathTimeout, b); err != nil {
+		t.Errorf("%s after %s was %s: %v", b.Name, dead.Name(), how, err)
 	}
 	if err := waitPeer(t.Context(), a.Name, true, b); err != nil {
 		t.Errorf("%s after the failover: %v", b.Name, err)
 	}
-	pathUntouched(t, a, b, before, "the kill")
+	pathUntouched(t, a, b, before, dead.Name()+" was "+how)
 
 	joined := time.Now()
-	c := e.startNode(t, spare, netlab.NodeConfig{Name: "pgk-c", Token: cToken}, true)
-	if err := waitOn(t.Context(), survivor, 2, pathTimeout, c); err != nil {
+	c := e.startNode(t, spare, netlab.NodeConfig{Name: prefix + "-c", Token: cToken}, true)
+	if err := waitOn(t.Context(), survivor, -1, pathTimeout, c); err != nil {
 		t.Fatalf("%s, joining with a token naming both: %v", c.Name, err)
 	}
 	if err := waitPeer(t.Context(), c.Name, true, a, b); err != nil {
@@ -355,7 +373,8 @@ func TestCoordinatorKilled(t *testing.T) {
 	// Up to a few seconds, not the tenths of a join with both
 	// coordinators up: the mesh's relay, which carries the punch's
 	// "ready", is the dead coordinator's until a survivor sees its lease
-	// lock free (a renewal, 2 s), and a punch meanwhile waits out its hold.
+	// lock free (a renewal, 2 s, after PostgreSQL has ended a lost host's
+	// lock session), and a punch meanwhile waits out its hold.
 	mustDirect(t, c, a)
 	mustDirect(t, c, b)
 	// The probes' replies from before the pings have come by the end of
@@ -364,9 +383,15 @@ func TestCoordinatorKilled(t *testing.T) {
 	mustPing(t, c, a, 3)
 	mustPing(t, c, b, 3)
 
-	sent, answered := probe.Answered(killed, pinged)
-	t.Logf("probes %s→%s from the kill until %s was direct to both (%.1f s): %d sent, %d answered",
-		a.Name, b.Name, c.Name, pinged.Sub(killed).Seconds(), sent, answered)
+	// Once the dead coordinator's lease lapses (10 s), the survivor no
+	// longer lists it: every node knows the survivor alone.
+	if err := waitOn(t.Context(), survivor, 1, pathTimeout, a, b, c); err != nil {
+		t.Errorf("after %s was %s: %v", dead.Name(), how, err)
+	}
+
+	sent, answered := probe.Answered(ended, pinged)
+	t.Logf("probes %s→%s from when %s was %s until %s was direct to both (%.1f s): %d sent, %d answered",
+		a.Name, b.Name, dead.Name(), how, c.Name, pinged.Sub(ended).Seconds(), sent, answered)
 	if sent == 0 || sent-answered > maxFailoverLoss {
 		t.Errorf("%d of %d probes lost across the failover; want at most %d", sent-answered, sent, maxFailoverLoss)
 	}

@@ -325,13 +325,13 @@ func (e *Engine) pathEvents(ctx context.Context) {
 // dialFrom dials from a fixed local port (the TCP punch port), or from any
 // port when that one is busy (a previous connection in TIME_WAIT).
 func dialFrom(port uint16) func(ctx context.Context, network, addr string) (net.Conn, error) {
-	fixed := tcppunch.Dialer(port)
+	fixed := tcppunch.FromPort(control.Dialer(), port)
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := fixed.DialContext(ctx, network, addr)
 		if err == nil {
 			return c, nil
 		}
-		return underlay.Dialer().DialContext(ctx, network, addr)
+		return control.Dialer().DialContext(ctx, network, addr)
 	}
 }
 

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -26,6 +27,25 @@ const leaseLockClass = 0x6d657368
 // lockName is the application_name of the connection holding the lease
 // lock, telling it apart in pg_stat_activity.
 const lockName = "meshnode-coordinator-lock"
+
+// lockKeepalive is what PostgreSQL sets for the lock connection's
+// backend (server-side GUCs, sent at connect): when a coordinator's host
+// is lost rather than its process killed, no FIN or RST ever comes, and
+// the backend would hold the lock for as long as the server's TCP takes
+// to give up (system default keepalive: two hours). With these it
+// probes a lock connection idle 2 s every second and ends it after three
+// probes unanswered (tcp_user_timeout bounds unacknowledged data the
+// same): about 5 s after the host went, its lock is free. The connection
+// is never that idle while its coordinator lives, since each renewal
+// (every 2 s) pings it first; 5 s of silence between a live coordinator
+// and its database is an outage of its own, after which the coordinator
+// takes its lock again at its next renewal.
+var lockKeepalive = map[string]string{
+	"tcp_keepalives_idle":     "2",
+	"tcp_keepalives_interval": "1",
+	"tcp_keepalives_count":    "3",
+	"tcp_user_timeout":        "5000",
+}
 
 // leaseLock is the connection holding this coordinator's lease lock.
 type leaseLock struct {
@@ -58,6 +78,7 @@ func (l *leaseLock) hold(ctx context.Context, id string) error {
 	if l.conn == nil {
 		cfg := l.cfg.Copy()
 		cfg.RuntimeParams["application_name"] = lockName
+		maps.Copy(cfg.RuntimeParams, lockKeepalive)
 		conn, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
 			return fmt.Errorf("connect to hold the lease lock: %w", err)

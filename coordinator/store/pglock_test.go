@@ -127,3 +127,25 @@ func terminateLock(t *testing.T, admin, coordinator string) int {
 	return countAsAdmin(t, admin, `SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks
 		WHERE locktype = 'advisory' AND classid = $1 AND objid = hashtext($2)::oid AND objsubid = 2`, leaseLockClass, coordinator)
 }
+
+// The lock's backend probes its coordinator, so the lock of one whose
+// host is lost (no FIN or RST ever comes) is freed within seconds.
+func TestLeaseLockBackendProbesItsCoordinator(t *testing.T) {
+	s := openTest(t, pgtest.DB(t))
+	if _, err := s.RenewLease(t.Context(), Lease{Coordinator: "a"}, time.Now().Add(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	l := &s.(*Postgres).lock
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for name, want := range lockKeepalive {
+		var got string
+		if err := l.conn.QueryRow(t.Context(), "SELECT current_setting($1)", name).Scan(&got); err != nil {
+			t.Fatalf("%s on the lock connection: %v", name, err)
+		}
+		// PostgreSQL shows tcp_user_timeout with its unit.
+		if got != want && got != want+"ms" && got != want+"s" {
+			t.Errorf("%s = %q on the lock connection; want %s", name, got, want)
+		}
+	}
+}

@@ -38,6 +38,28 @@ func TestRelayBindingTiming(t *testing.T) {
 	}
 }
 
+// TestNodeKeepaliveTiming checks that a node notices a lost coordinator
+// host from its keepalive sooner than from its pings, without counting a
+// busy one lost.
+func TestNodeKeepaliveTiming(t *testing.T) {
+	for _, tc := range []struct {
+		relation string
+		ok       bool
+	}{
+		{"NodeKeepaliveDeadline < StreamPing: the keepalive notices a lost host before the next ping would",
+			NodeKeepaliveDeadline < StreamPing},
+		{"NodeKeepaliveCount >= 3: two probes lost in a row on a lossy link don't end a stream",
+			NodeKeepaliveCount >= 3},
+		{"NodeKeepaliveInterval >= 1 s: a probe's answer has a round trip on a bad link to arrive",
+			NodeKeepaliveInterval >= time.Second},
+	} {
+		if !tc.ok {
+			t.Errorf("want %s (idle %v, interval %v, count %d, ping %v)",
+				tc.relation, NodeKeepaliveIdle, NodeKeepaliveInterval, NodeKeepaliveCount, StreamPing)
+		}
+	}
+}
+
 // TestRelayFrameSizes checks that a frame carries any packet the node's
 // WireGuard sends or its socket receives.
 func TestRelayFrameSizes(t *testing.T) {

@@ -11,13 +11,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
-	"github.com/meshnode/meshnode/internal/underlay"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
@@ -29,7 +27,7 @@ func NewHTTPClient(pin string) *http.Client {
 	return &http.Client{
 		Timeout: requestTimeout,
 		Transport: &http.Transport{
-			DialContext:         (&net.Dialer{KeepAlive: wire.TCPKeepalive, Control: underlay.Control, Resolver: underlay.Resolver}).DialContext,
+			DialContext:         Dialer().DialContext,
 			TLSClientConfig:     crypto.PinnedTLSConfig(pin),
 			TLSHandshakeTimeout: requestTimeout,
 			ForceAttemptHTTP2:   true,

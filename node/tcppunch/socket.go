@@ -78,18 +78,31 @@ func reuseControl(network, address string, c syscall.RawConn) error {
 	return errors.Join(err, opErr)
 }
 
-// Dialer returns a dialer whose connections come from localPort, with
-// SO_REUSEADDR and SO_REUSEPORT set. Use it for the node's connection to the
-// coordinator, so the mapping the coordinator reports is the one Punch
-// reuses; keep that connection open, it holds the NAT's mapping. Port 0 lets
-// the kernel pick; read the chosen port from the connection's LocalAddr.
+// Dialer returns a dialer for punches whose connections come from
+// localPort (FromPort), with this package's keepalive.
 func Dialer(localPort uint16) *net.Dialer {
-	return &net.Dialer{
-		LocalAddr:       &net.TCPAddr{Port: int(localPort)},
-		Control:         underlay.Chain(reuseControl),
-		Resolver:        underlay.Resolver,
-		KeepAliveConfig: keepAlive,
+	return FromPort(&net.Dialer{Control: underlay.Control, Resolver: underlay.Resolver, KeepAliveConfig: keepAlive}, localPort)
+}
+
+// FromPort returns a copy of d whose connections come from localPort, with
+// SO_REUSEADDR and SO_REUSEPORT set after d's own Control. Use it for the
+// node's connection to the coordinator, so the mapping the coordinator
+// reports is the one Punch reuses; keep that connection open, it holds
+// the NAT's mapping. Port 0 lets the kernel pick; read the chosen port
+// from the connection's LocalAddr.
+func FromPort(d *net.Dialer, localPort uint16) *net.Dialer {
+	c := *d
+	c.LocalAddr = &net.TCPAddr{Port: int(localPort)}
+	base := d.Control
+	c.Control = func(network, address string, rc syscall.RawConn) error {
+		if base != nil {
+			if err := base(network, address, rc); err != nil {
+				return err
+			}
+		}
+		return reuseControl(network, address, rc)
 	}
+	return &c
 }
 
 // Listen listens for TCP on localPort on every address, sharing the port
