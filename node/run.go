@@ -2,10 +2,12 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/coreos/go-systemd/v22/daemon"
@@ -323,13 +325,14 @@ func (e *Engine) pathEvents(ctx context.Context) {
 }
 
 // dialFrom dials from a fixed local port (the TCP punch port), or from any
-// port when that one is busy (a previous connection in TIME_WAIT).
+// port when that one is busy (a previous connection to the same address
+// in TIME_WAIT); a coordinator that doesn't answer is not dialled twice.
 func dialFrom(port uint16) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	fixed := tcppunch.FromPort(control.Dialer(), port)
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := fixed.DialContext(ctx, network, addr)
-		if err == nil {
-			return c, nil
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) && !errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return c, err
 		}
 		return control.Dialer().DialContext(ctx, network, addr)
 	}

@@ -2,10 +2,18 @@ package control
 
 import (
 	"net"
+	"time"
 
 	"github.com/meshnode/meshnode/internal/underlay"
 	"github.com/meshnode/meshnode/internal/wire"
 )
+
+// connectTimeout bounds a TCP connect to a coordinator (and the name
+// lookup before it): its SYN and two retransmissions, at 1 s and 3 s
+// (RFC 6298's initial RTO, doubled), get their chance, and a token's next
+// coordinator is tried 4 s after a lost one's first (otherwise
+// wire.NodeKeepaliveDeadline, TCP_USER_TIMEOUT's bound on SYN retries).
+const connectTimeout = 4 * time.Second
 
 // Dialer opens the node's TCP connections to a coordinator (registration,
 // the stream, the TCP relay): marked as the node's own, and with the
@@ -15,6 +23,7 @@ import (
 // these settings (tcppunch.FromPort).
 func Dialer() *net.Dialer {
 	return &net.Dialer{
+		Timeout: connectTimeout,
 		KeepAliveConfig: net.KeepAliveConfig{
 			Enable:   true,
 			Idle:     wire.NodeKeepaliveIdle,
