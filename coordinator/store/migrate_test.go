@@ -8,6 +8,7 @@ import (
 )
 
 func TestMigrations(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, path string) {
 		s := openTest(t, path)
 		var versions int
@@ -31,6 +32,7 @@ func TestMigrations(t *testing.T) {
 // A migration that fails part-way applies nothing: the schema stays at the
 // version before it, and the error names the migration and the database.
 func TestFailedMigrationAppliesNothing(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		openTest(t, db).Close()
 		known := migrations

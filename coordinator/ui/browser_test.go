@@ -35,6 +35,7 @@ const pathDeadline = 60 * time.Second
 // policy through its form. It saves a screenshot
 // to $MESHNODE_ARTIFACTS (else the test's temporary directory).
 func TestBrowserShowsTheMesh(t *testing.T) {
+	t.Parallel()
 	bctx := browser(t)
 	m := meshlab.New(t, meshlab.Options{})
 	home := natlab.PortRestrictedCone()
