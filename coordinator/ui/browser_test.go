@@ -36,7 +36,7 @@ const pathDeadline = 60 * time.Second
 // to $MESHNODE_ARTIFACTS (else the test's temporary directory).
 func TestBrowserShowsTheMesh(t *testing.T) {
 	t.Parallel()
-	bctx := browser(t)
+	started := browser(t)
 	m := meshlab.New(t, meshlab.Options{})
 	home := natlab.PortRestrictedCone()
 	home.Name = "home"
@@ -52,6 +52,8 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 	for _, p := range [][2]*meshlab.Node{{a, b}, {a, c}, {b, c}} {
 		talk(t, p[0], p[1])
 	}
+
+	bctx := started()
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
