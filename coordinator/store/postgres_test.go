@@ -147,7 +147,8 @@ func TestPostgresLostConnectionMidTransaction(t *testing.T) {
 	// Once the registration's transaction waits for the lock, its
 	// connection is cut by the server; the retry waits on a new one. A
 	// session of its own watches: pg_stat_activity stays as it was first
-	// read for the rest of a transaction.
+	// read for the rest of a transaction. Only the test's database: the
+	// cluster serves other tests meanwhile.
 	watcher, err := pgx.Connect(t.Context(), db)
 	if err != nil {
 		t.Fatal(err)
@@ -155,7 +156,8 @@ func TestPostgresLostConnectionMidTransaction(t *testing.T) {
 	defer watcher.Close(context.Background())
 	waiter := func(not int) (pid int, err error) {
 		return pid, watcher.QueryRow(t.Context(), `SELECT pid FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND pid <> pg_backend_pid() AND pid <> $1`, not).Scan(&pid)
+			WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND datname = current_database()
+			AND pid <> pg_backend_pid() AND pid <> $1`, not).Scan(&pid)
 	}
 	var victim int
 	wait.ForNil(t, 15*time.Second, "the registration waiting for the write lock", func() (err error) {

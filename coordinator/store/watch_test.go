@@ -134,13 +134,14 @@ func TestWatchResyncAfterLostListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close(context.Background())
-	// Both stores listen; cutting every listener cuts b's.
+	// Both stores listen; cutting every listener on the test's database
+	// (the cluster serves other tests meanwhile) cuts b's.
 	wait.For(t, watchTimeout, "two listeners", func() bool {
 		var n int
-		err := admin.QueryRow(t.Context(), `SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1`, listenerName).Scan(&n)
+		err := admin.QueryRow(t.Context(), `SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`, listenerName).Scan(&n)
 		return err == nil && n == 2
 	})
-	if _, err := admin.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, listenerName); err != nil {
+	if _, err := admin.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`, listenerName); err != nil {
 		t.Fatal(err)
 	}
 	if c := next(t, fromB); c.Kind != ChangeResync {
