@@ -409,6 +409,12 @@ func TestTokenAndWelcomeListEveryCoordinator(t *testing.T) {
 		got := laptop.coordinatorList()
 		return len(got) == 3 && got[0] == at(b) && slices.Contains(got, at(a)) && slices.Contains(got, at(c))
 	})
+	// A learns of C on its own schedule (C's lease, read at A's renewal),
+	// not with B: once its tokens name C, so must its welcome.
+	eventually(t, func() bool {
+		tok, err := crypto.ParseToken(a.token(coordinator.TokenOptions{}))
+		return err == nil && slices.Contains(tok.Coordinators(), at(c))
+	}, "a token from A names C")
 	phone := newNode(t, a).join(text, "phone").connect()
 	if !slices.Contains(phone.welcome.Coordinators, at(c)) {
 		t.Fatalf("A's welcome lists %+v; want C in it", phone.welcome.Coordinators)

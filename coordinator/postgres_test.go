@@ -83,19 +83,20 @@ func TestRegisterWhileDatabaseDown(t *testing.T) {
 	laptop.join(token, "laptop")
 }
 
-// The store's retry schedule in tests that take PostgreSQL down: the
-// defaults' shape (pauses doubling to 20 times the first, given up on
-// after 150 times it), a tenth as long, so a test waits for the event,
-// not the production constants.
+// The store's retry schedule for TestRegisterWhileDatabaseDown, which
+// waits for the store to give up: the defaults' shape (pauses doubling
+// to 20 times the first, given up on after 150 times it), a tenth as
+// long, so the test waits for the event, not the production constants.
 var outageRetry = store.Retry{First: 10 * time.Millisecond, Max: 200 * time.Millisecond, Within: 1500 * time.Millisecond}
 
 // A lease for TestPresenceAcrossDatabaseOutage: longer than the store's
-// longest retry pause (outageRetry's 300 ms with jitter), so each
-// coordinator renews within it once the database is back, and the outage
-// outlasts it.
+// longest retry pause (3 s), so each coordinator renews within it once the
+// database is back, and the outage outlasts it. The store keeps its
+// default schedule: what waits out the outage gives up after 15 s, not
+// within it.
 const (
 	outageLeaseRenew = 250 * time.Millisecond
-	outageLease      = 2 * time.Second
+	outageLease      = 4 * time.Second
 	outageLength     = outageLease + time.Second
 )
 
@@ -109,8 +110,8 @@ func TestPresenceAcrossDatabaseOutage(t *testing.T) {
 	db := cluster.DB(t)
 	cfgA, cfgB := testConfig(t), testConfig(t)
 	cfgA.Database, cfgB.Database = db, db
-	short, retry := coordinator.ShortLease(outageLeaseRenew, outageLease), coordinator.StoreRetry(outageRetry)
-	a, b := start(t, cfgA, short, retry), start(t, cfgB, short, retry)
+	short := coordinator.ShortLease(outageLeaseRenew, outageLease)
+	a, b := start(t, cfgA, short), start(t, cfgB, short)
 	laptop, desk, deskStream := acrossPair(t, a, b)
 	eventually(t, func() bool {
 		p, ok := deskStream.peer(laptop.key)
