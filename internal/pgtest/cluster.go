@@ -86,8 +86,9 @@ func credential() (*syscall.Credential, error) {
 }
 
 // newCluster makes a cluster in a new temporary directory and starts it,
-// inside enter's network namespace when enter is set.
-func newCluster(enter func(func() error) error) (*cluster, error) {
+// inside enter's network namespace when enter is set. Its data is a copy
+// of the template (template.go) when fromTemplate is set, else initdb's.
+func newCluster(enter func(func() error) error, fromTemplate bool) (*cluster, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -106,7 +107,7 @@ func newCluster(enter func(func() error) error) (*cluster, error) {
 		return nil, err
 	}
 	c := &cluster{dir: dir, bin: bin, cred: cred, port: port, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), enter: enter}
-	if err := c.makeData(); err != nil {
+	if err := c.makeData(fromTemplate); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -118,12 +119,12 @@ func newCluster(enter func(func() error) error) (*cluster, error) {
 }
 
 // makeData makes the cluster's data directory, dir/data: a copy of the
-// binary's template while Main runs, else initdb's own.
-func (c *cluster) makeData() error {
+// binary's template, or initdb's own.
+func (c *cluster) makeData(fromTemplate bool) error {
 	if err := own(c.dir, c.cred); err != nil {
 		return err
 	}
-	if !template.enabled {
+	if !fromTemplate {
 		return initdb(c.bin, c.cred, c.dir)
 	}
 	data, err := templateData(c.bin, c.cred)

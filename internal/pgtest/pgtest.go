@@ -3,9 +3,9 @@
 // unprivileged user (PostgreSQL refuses to run as root), a fresh database
 // per test. One cluster serves a whole test binary: initdb costs seconds,
 // a database tens of milliseconds; a test's own cluster (New) starts from
-// a copy of what initdb made once. Main stops the cluster by PID and
-// removes its directory and initdb's; should the binary die first, the
-// kernel stops it (Pdeathsig), leaving only the directories
+// a copy of what initdb made once. Main stops the shared cluster by PID
+// and removes its directory and the template; should the binary die
+// first, the kernel stops it (Pdeathsig), leaving only the directories
 // (meshnode-pg-* in $TMPDIR).
 //
 // The binaries come from Debian's postgresql package (scripts/deps.sh),
@@ -65,7 +65,7 @@ func Main(m *testing.M) int {
 func get(t testing.TB) *cluster {
 	t.Helper()
 	once.Do(func() {
-		c, err := newCluster(nil)
+		c, err := newCluster(nil, false) // the binary's only initdb when no test has a cluster of its own
 		switch {
 		case err == nil:
 			shared = c

@@ -43,7 +43,7 @@ func TestDBIsFreshAndDropped(t *testing.T) {
 // A cluster runs as an unprivileged user on loopback, and stop ends its
 // process and removes its directory.
 func TestStopRemovesEverything(t *testing.T) {
-	c, err := newCluster(nil)
+	c, err := newCluster(nil, false)
 	if isMissing(err) {
 		testenv.Unavailable(t, "%v", err)
 	}
@@ -92,7 +92,7 @@ func TestHelperCluster(t *testing.T) {
 	if os.Getenv(helperEnv) == "" {
 		t.Skip("helper process for TestClusterDiesWithItsTest")
 	}
-	c, err := newCluster(nil)
+	c, err := newCluster(nil, true)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)

@@ -7,10 +7,10 @@ import (
 	"syscall"
 )
 
-// template is the data directory initdb makes, once per test binary:
-// each cluster then starts from a copy of it (a fraction of a second)
-// instead of running initdb (seconds, and a core's worth of them). Only
-// while Main runs, which removes it afterwards.
+// template is the data directory initdb makes, once per test binary, for
+// the tests' own clusters (New): each then starts from a copy of it (a
+// fraction of a second) instead of running initdb (seconds, and a core's
+// worth of them). Only while Main runs, which removes it afterwards.
 var template struct {
 	enabled bool // set by Main before the tests run
 	once    sync.Once
