@@ -34,8 +34,10 @@ const pathDeadline = 60 * time.Second
 // approval on its node's page, and a check and a set of the access
 // policy through its form. It saves a screenshot
 // to $MESHNODE_ARTIFACTS (else the test's temporary directory).
+//
+// Not parallel: Chromium and the lab take the CPU; the package's other
+// tests take about a second.
 func TestBrowserShowsTheMesh(t *testing.T) {
-	t.Parallel()
 	started := browser(t)
 	m := meshlab.New(t, meshlab.Options{})
 	home := natlab.PortRestrictedCone()
