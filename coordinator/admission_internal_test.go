@@ -12,6 +12,7 @@ import (
 // the threshold and promoted a connection of late, and then for a
 // bounded time: the next connection is always accepted.
 func TestPacedListener(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name     string
 		above    int

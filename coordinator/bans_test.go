@@ -18,6 +18,7 @@ import (
 // its key and may find a reusable token), until the administrator allows
 // its key back; allowed, it joins again.
 func TestRemovedNodeStaysOutUntilAllowed(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	r := runCoordinator(t, cfg)
 	admin := openAdmin(t, cfg)
@@ -74,6 +75,7 @@ func joinTwo(t *testing.T, h *harness, token, a, b string) (na, nb *node, sa, sb
 
 // Tags set through the admin socket reach the running hub.
 func TestTagNodeThroughAdminSocket(t *testing.T) {
+	t.Parallel()
 	_, admin, h, tok := runWithAdmin(t, testConfig(t))
 	ctx := context.Background()
 	gw, _, sg, so := joinTwo(t, h, tok, "gw", "obs")
@@ -100,6 +102,7 @@ func TestTagNodeThroughAdminSocket(t *testing.T) {
 // A rename through the admin socket reaches the peers' maps and the node's
 // own record at once; the welcome carries the configured DNS.
 func TestRenameNodeThroughAdminSocket(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.DNSDomain = "corp.internal"
 	cfg.DNSRecords = []string{"nas=192.168.1.10"}

@@ -6,6 +6,7 @@ import (
 )
 
 func TestChallengeLifetime(t *testing.T) {
+	t.Parallel()
 	c := newChallenger()
 	now := time.Now()
 	ch := c.issue(now)

@@ -188,6 +188,7 @@ func relayBind(t *testing.T, n *node) *relaySocket {
 // registers, gets its stream and binds the TCP relay, and relayed
 // traffic flows.
 func TestUnauthenticatedFloodLeavesNodesConnected(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	token := h.token(coordinator.TokenOptions{Reusable: true})
 	established := newNode(t, h).join(token, "established")

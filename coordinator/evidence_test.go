@@ -16,6 +16,7 @@ import (
 // Private addresses pass (peers probe those only inside their own LANs);
 // an IPv6 address passes on the evidence of its /64.
 func TestUnseenPublicCandidatesAreHeld(t *testing.T) {
+	t.Parallel()
 	h, nodes := mesh(t, "a", "b")
 	a, b := nodes[0], nodes[1]
 	sa, sb := a.connect(), b.connect()

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/coordinator/ui"
 	"github.com/meshnode/meshnode/crypto"
 
@@ -78,3 +79,9 @@ func UIView(s *Server) (ui.View, error) { return uiBackend{s}.View(context.Backg
 
 // UIBackend is what the web page shows and does on s.
 func UIBackend(s *Server) ui.Backend { return uiBackend{s} }
+
+// StoreRetry makes the coordinator's store ride out a lost database
+// connection on r's schedule instead of its defaults. Pass it to start.
+func StoreRetry(r store.Retry) func(*Server) {
+	return func(s *Server) { s.store.(interface{ SetRetry(store.Retry) }).SetRetry(r) }
+}

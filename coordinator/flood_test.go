@@ -34,6 +34,7 @@ func received(t *testing.T, h *harness, typ string, n int) {
 // it gets at most one cue per cueGap from the attacker, and it keeps
 // working with its other peers.
 func TestRendezvousFloodLeavesVictimConnected(t *testing.T) {
+	t.Parallel()
 	h, nodes := mesh(t, "attacker", "victim", "friend")
 	attacker, victim, friend := nodes[0], nodes[1], nodes[2]
 	sa, sv, sf := attacker.connect(), victim.connect(), friend.connect()
@@ -84,6 +85,7 @@ func TestRendezvousFloodLeavesVictimConnected(t *testing.T) {
 // A cue asked for within the gap of the last one for the same pair is
 // held until the gap ends, not lost: the peers still punch together.
 func TestCueWithinGapIsHeldNotLost(t *testing.T) {
+	t.Parallel()
 	_, nodes := mesh(t, "a", "b")
 	a, b := nodes[0], nodes[1]
 	sa, sb := a.connect(), b.connect()
@@ -103,6 +105,7 @@ func TestCueWithinGapIsHeldNotLost(t *testing.T) {
 // never carry older ones than the map it has. Here cues are held (asked
 // within the gap) while the peer's candidates keep changing.
 func TestCuesCarryCurrentCandidates(t *testing.T) {
+	t.Parallel()
 	_, nodes := mesh(t, "a", "b")
 	a, b := nodes[0], nodes[1]
 	sa, sb := a.connect(), b.connect()
@@ -133,6 +136,7 @@ func TestCuesCarryCurrentCandidates(t *testing.T) {
 // before the next message was read, whether the report is stored yet or
 // still held by the budget.
 func TestCueCarriesCandidatesReportedBefore(t *testing.T) {
+	t.Parallel()
 	// More rounds than the report budget's burst, so later reports wait;
 	// each with another peer, so no cue waits for the pair's gap.
 	const rounds = endpointBurst + 4
@@ -168,6 +172,7 @@ func TestCueCarriesCandidatesReportedBefore(t *testing.T) {
 // is not cut off for traffic that others cause: a rendezvous flood naming
 // it, and endpoint changes of a peer, wait for it one entry per peer.
 func TestSlowVictimIsNotCutOff(t *testing.T) {
+	t.Parallel()
 	h, nodes := mesh(t, "attacker", "victim")
 	attacker, victim := nodes[0], nodes[1]
 	sv := victim.connectPaused()
@@ -211,6 +216,7 @@ func TestSlowVictimIsNotCutOff(t *testing.T) {
 // the node's budget, the latest change is the one that sticks, and the
 // sender's stream stays up.
 func TestEndpointFloodIsBounded(t *testing.T) {
+	t.Parallel()
 	h, nodes := mesh(t, "flooder", "peer")
 	flooder, peer := nodes[0], nodes[1]
 	sp := peer.connect()
@@ -261,6 +267,7 @@ func TestEndpointFloodIsBounded(t *testing.T) {
 // twice (synced writes). Its peers still see each change, but the store
 // is written at most once per 10 s for it.
 func TestReconnectLoopIsBounded(t *testing.T) {
+	t.Parallel()
 	h, nodes := mesh(t, "flapper", "peer")
 	flapper, peer := nodes[0], nodes[1]
 	sp := peer.connect()

@@ -58,6 +58,7 @@ func acrossPair(t *testing.T, a, b *harness) (laptop *stream, desk *node, deskSt
 // to another, as a local change would: a registration, tags, a rename, a
 // policy, routes approved, a removal.
 func TestCoordinatorsFollowEachOther(t *testing.T) {
+	t.Parallel()
 	_, a, b := twoCoordinators(t)
 	ctx := context.Background()
 	token := a.token(coordinator.TokenOptions{Reusable: true})
@@ -122,6 +123,7 @@ func TestCoordinatorsFollowEachOther(t *testing.T) {
 // its stream's TCP candidate, for the nodes of another; offline there
 // once its stream ends.
 func TestPresenceAcrossCoordinators(t *testing.T) {
+	t.Parallel()
 	_, a, b := twoCoordinators(t)
 	token := a.token(coordinator.TokenOptions{Reusable: true})
 	laptop := newNode(t, a).join(token, "laptop").connect()
@@ -169,6 +171,7 @@ const helperLife = 2 * time.Minute
 // (helperproc), on the database its environment names, with a short
 // lease. It prints its URL and pin, then serves until it is killed.
 func TestHelperCoordinator(t *testing.T) {
+	t.Parallel()
 	db := os.Getenv(helperCoordinatorDB)
 	if db == "" {
 		t.Skip("runs only as TestCoordinatorDiesWithoutGoodbye's child")
@@ -223,6 +226,7 @@ func killedPair(t *testing.T, length time.Duration) (laptop *stream, desk *node,
 // A coordinator killed without a goodbye has its nodes offline for the
 // others within its lease.
 func TestCoordinatorDiesWithoutGoodbye(t *testing.T) {
+	t.Parallel()
 	laptop, desk, killed := killedPair(t, testLease)
 	crossed(t, "laptop on A sees desk offline within the killed coordinator's lease", killed, func() bool {
 		p, ok := laptop.peer(desk.key())
@@ -234,6 +238,7 @@ func TestCoordinatorDiesWithoutGoodbye(t *testing.T) {
 // nodes offline within a renewal or two, long before its lease would
 // end.
 func TestKilledCoordinatorsLockFrees(t *testing.T) {
+	t.Parallel()
 	const length = 5 * time.Second
 	laptop, desk, killed := killedPair(t, length)
 	crossed(t, "laptop on A sees desk offline after the killed coordinator's lock is free", killed, func() bool {
@@ -250,6 +255,7 @@ func TestKilledCoordinatorsLockFrees(t *testing.T) {
 // requester by its own coordinator, the peer by its own, which the first
 // asks through the database; each cue carries the other's candidates.
 func TestRendezvousAcrossCoordinators(t *testing.T) {
+	t.Parallel()
 	_, a, b := twoCoordinators(t)
 	ls, desk, ds := acrossPair(t, a, b)
 	eps := []wire.Endpoint{{Addr: netip.MustParseAddrPort("198.18.0.20:41641"), Kind: wire.EndpointSTUN}}
@@ -278,6 +284,7 @@ func TestRendezvousAcrossCoordinators(t *testing.T) {
 // coordinator reads the mesh again and pushes what differs: here a name
 // and a presence changed behind every coordinator's back.
 func TestCoordinatorResyncs(t *testing.T) {
+	t.Parallel()
 	db, a, b := twoCoordinators(t)
 	laptop, desk, _ := acrossPair(t, a, b)
 
@@ -306,6 +313,7 @@ func TestCoordinatorResyncs(t *testing.T) {
 // yet noticed dead is taken from that stream at once: the old
 // coordinator ends it, and its nodes see the node online at the new one.
 func TestNodeMovesToAnotherCoordinator(t *testing.T) {
+	t.Parallel()
 	_, a, b := twoCoordinators(t)
 	token := a.token(coordinator.TokenOptions{Reusable: true})
 	laptop := newNode(t, a).join(token, "laptop").connect()
@@ -334,6 +342,7 @@ func TestNodeMovesToAnotherCoordinator(t *testing.T) {
 // nodes of another: their presence is written in batches and read in one
 // query.
 func TestManyNodesOnlineAcross(t *testing.T) {
+	t.Parallel()
 	_, a, b := twoCoordinators(t)
 	token := a.token(coordinator.TokenOptions{Reusable: true})
 	laptop := newNode(t, a).join(token, "laptop").connect()
@@ -362,6 +371,9 @@ func TestManyNodesOnlineAcross(t *testing.T) {
 // sender first. A coordinator added later is in the welcomes and reaches
 // the nodes already connected in a delta; tokens issued before it stay
 // valid at every coordinator. One that stops is dropped from the list.
+//
+// Not parallel: under a loaded CPU it failed one run in three, for a
+// reason not yet found (the run's output was lost).
 func TestTokenAndWelcomeListEveryCoordinator(t *testing.T) {
 	db, a, b := twoCoordinators(t)
 	if a.srv.Fingerprint() == b.srv.Fingerprint() {
@@ -399,6 +411,12 @@ func TestTokenAndWelcomeListEveryCoordinator(t *testing.T) {
 		got := laptop.coordinatorList()
 		return len(got) == 3 && got[0] == at(b) && slices.Contains(got, at(a)) && slices.Contains(got, at(c))
 	})
+	// A learns of C on its own schedule (C's lease, read at A's renewal),
+	// not with B: once its tokens name C, so must its welcome.
+	eventually(t, func() bool {
+		tok, err := crypto.ParseToken(a.token(coordinator.TokenOptions{}))
+		return err == nil && slices.Contains(tok.Coordinators(), at(c))
+	}, "a token from A names C")
 	phone := newNode(t, a).join(text, "phone").connect()
 	if !slices.Contains(phone.welcome.Coordinators, at(c)) {
 		t.Fatalf("A's welcome lists %+v; want C in it", phone.welcome.Coordinators)
@@ -415,6 +433,7 @@ func TestTokenAndWelcomeListEveryCoordinator(t *testing.T) {
 // no public URL is given) and every other one; a public URL whose
 // coordinator serves another certificate is refused.
 func TestOfflineTokenOnSharedDatabase(t *testing.T) {
+	t.Parallel()
 	_, a, b := twoCoordinators(t)
 	at := func(h *harness) crypto.Coordinator {
 		return crypto.Coordinator{URL: h.cfg.PublicURL, Pin: h.srv.Fingerprint()}

@@ -38,6 +38,7 @@ func serveRelay(t *testing.T, h *harness) string {
 // whichever coordinator it streams to; when
 // that coordinator stops, the nodes of the other are moved to its relay.
 func TestMeshRelayAcrossCoordinators(t *testing.T) {
+	t.Parallel()
 	db := pgtest.DB(t)
 	lease := coordinator.ShortLease(100*time.Millisecond, time.Second)
 	cfgA, cfgB := testConfig(t), testConfig(t)
@@ -74,6 +75,7 @@ func TestMeshRelayAcrossCoordinators(t *testing.T) {
 // the nodes of the other too, at once, and for a coordinator that starts
 // later: all nodes leave it together.
 func TestRelaySuspensionAcrossCoordinators(t *testing.T) {
+	t.Parallel()
 	db, a, b := twoCoordinators(t)
 	token := a.token(coordinator.TokenOptions{Reusable: true})
 	gw := newNode(t, a).join(a.token(coordinator.TokenOptions{Tags: []string{coordinator.RelayTag}}), "gateway")
@@ -109,6 +111,7 @@ func TestRelaySuspensionAcrossCoordinators(t *testing.T) {
 // coordinator, naming the other, is suspended: the first report waits in
 // the database for the second.
 func TestRelayReportsMeetAcrossCoordinators(t *testing.T) {
+	t.Parallel()
 	_, a, b := twoCoordinators(t)
 	token := a.token(coordinator.TokenOptions{Reusable: true})
 	gw := newNode(t, a).join(a.token(coordinator.TokenOptions{Tags: []string{coordinator.RelayTag}}), "gateway")

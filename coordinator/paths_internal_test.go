@@ -13,6 +13,7 @@ import (
 // reports on one stream, not a new stream's first report, and no more than
 // store.MaxPathChanges of them.
 func TestPathHistory(t *testing.T) {
+	t.Parallel()
 	tab := newPathTable(false)
 	a, b := crypto.PublicKey{1}, crypto.PublicKey{2}
 	s1, s2 := &session{}, &session{}

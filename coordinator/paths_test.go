@@ -47,6 +47,7 @@ func direct(n *node) wire.PathEntry {
 // by the newer of its two ends' reports. A node's report goes with its
 // stream.
 func TestPathReportUpdatesSummary(t *testing.T) {
+	t.Parallel()
 	m := newPathMesh(t)
 	m.report(t, m.sa, direct(m.b),
 		wire.PathEntry{Peer: m.c.key(), Kind: wire.PathRelayedUDP, Via: wire.ViaCoordinator, Why: wire.WhyHardNATs})
@@ -79,6 +80,7 @@ func TestPathReportUpdatesSummary(t *testing.T) {
 // reporter's peers are dropped, reports over the budget are dropped, and
 // a malformed one closes the stream as a bad request.
 func TestPathReportsAreBounded(t *testing.T) {
+	t.Parallel()
 	m := newPathMesh(t)
 	stranger := newNode(t, m.h) // never registered
 	self := wire.PathEntry{Peer: m.a.key(), Kind: wire.PathDirectUDP}

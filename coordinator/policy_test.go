@@ -87,6 +87,7 @@ func filterRules(s *stream) []string {
 // node its filter, and takes from its map the nodes it may no longer see;
 // changing or removing the policy, or a node's tags, does it again.
 func TestPolicyPushesFiltersAndMaps(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	ctx := context.Background()
 	_, streams := homeOffice(t, h)
@@ -158,6 +159,7 @@ func TestPolicyPushesFiltersAndMaps(t *testing.T) {
 // with its filter and only the peers it may see; a node joining later
 // appears where the policy lets it, in maps and filters.
 func TestPolicyWelcomeAndJoin(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	nodes, streams := homeOffice(t, h)
 	if _, err := h.srv.SetPolicy(context.Background(), office); err != nil {
@@ -204,6 +206,7 @@ func peerNamesOf(ps []wire.Node) []string {
 // or relay to, a node it may not see; a designated relay stays everyone's
 // peer, so that relayed pairs still meet at it.
 func TestPolicyRendezvousAndRelay(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	nodes, streams := homeOffice(t, h)
 	gw := newNode(t, h).join(h.token(coordinator.TokenOptions{Tags: []string{coordinator.RelayTag}}), "gw")
@@ -255,6 +258,7 @@ func TestPolicyRendezvousAndRelay(t *testing.T) {
 // TestPolicyRefusedWhenInvalid: a policy with mistakes is refused with
 // every mistake by line, and the one in force stays.
 func TestPolicyRefusedWhenInvalid(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	ctx := context.Background()
 	if _, err := h.srv.SetPolicy(ctx, office); err != nil {
@@ -281,6 +285,7 @@ func TestPolicyRefusedWhenInvalid(t *testing.T) {
 // nodes when a restarted coordinator welcomes them; a stored policy this
 // meshnode can't read stops it instead of allowing everything.
 func TestPolicySurvivesRestart(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	h := start(t, cfg)
 	nodes, _ := homeOffice(t, h)
@@ -313,6 +318,7 @@ func TestPolicySurvivesRestart(t *testing.T) {
 // TestPolicyOverAdminSocket: set, read back and clear through a running
 // coordinator's admin socket.
 func TestPolicyOverAdminSocket(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	runCoordinator(t, cfg)
 	ctx := context.Background()

@@ -11,17 +11,25 @@ import (
 	"time"
 
 	"github.com/meshnode/meshnode/coordinator"
+	"github.com/meshnode/meshnode/coordinator/store"
 	"github.com/meshnode/meshnode/internal/pgtest"
+	"github.com/meshnode/meshnode/internal/testenv"
 	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // TestMain stops the PostgreSQL cluster the tests on PostgreSQL start.
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+// The tests mostly wait on leases, streams and PostgreSQL (the binary
+// uses about a third of one core), so 8 run at once.
+func TestMain(m *testing.M) {
+	testenv.Parallel(8)
+	os.Exit(pgtest.Main(m))
+}
 
 // A coordinator runs on PostgreSQL (--database) as on SQLite, and what it
 // stored is another coordinator's, with its own data directory and
 // certificate, on the same database: the nodes and the tokens.
 func TestCoordinatorOnPostgres(t *testing.T) {
+	t.Parallel()
 	db := pgtest.DB(t)
 	cfg := testConfig(t)
 	cfg.Database = db
@@ -51,10 +59,11 @@ func TestCoordinatorOnPostgres(t *testing.T) {
 // unreachable (503, a code the node retries), with nothing stored; the
 // same registration succeeds once PostgreSQL is back.
 func TestRegisterWhileDatabaseDown(t *testing.T) {
+	t.Parallel()
 	cluster := pgtest.New(t, pgtest.Options{})
 	cfg := testConfig(t)
 	cfg.Database = cluster.DB(t)
-	h := start(t, cfg)
+	h := start(t, cfg, coordinator.StoreRetry(outageRetry))
 	// Once one node has joined, the coordinator serves (it took its
 	// lease on the database first).
 	newNode(t, h).join(h.token(coordinator.TokenOptions{}), "desktop")
@@ -74,9 +83,20 @@ func TestRegisterWhileDatabaseDown(t *testing.T) {
 	laptop.join(token, "laptop")
 }
 
+// The store's retry schedule for TestRegisterWhileDatabaseDown, which
+// waits for the store to give up: the defaults' shape (pauses doubling
+// to 20 times the first, given up on after 150 times it), a tenth as
+// long, so the test waits for the event, not the production constants.
+var outageRetry = store.Retry{First: 10 * time.Millisecond, Max: 200 * time.Millisecond, Within: 1500 * time.Millisecond}
+
 // A lease for TestPresenceAcrossDatabaseOutage: longer than the store's
-// longest retry pause (3 s), so each coordinator renews within it once the
-// database is back, and the outage outlasts it.
+// longest retry pause, so each coordinator renews within it once the
+// database is back, and the outage outlasts it. The store retries as
+// long as by default (what waits out the outage gives up after 15 s, not
+// within it) but pauses at most 300 ms, not 3 s: on a busy machine a
+// renewal still lands well within the lease.
+var rideOutRetry = store.Retry{First: 10 * time.Millisecond, Max: 200 * time.Millisecond, Within: 15 * time.Second}
+
 const (
 	outageLeaseRenew = 250 * time.Millisecond
 	outageLease      = 4 * time.Second
@@ -87,13 +107,14 @@ const (
 // lease lapse; once it is back, neither coordinator takes the other's
 // nodes offline: each renews, and expires no one until the other has had
 // a lease's time to. A node on each sees the other online throughout.
+// Not parallel: the renewals it times must not wait for a busy CPU.
 func TestPresenceAcrossDatabaseOutage(t *testing.T) {
 	cluster := pgtest.New(t, pgtest.Options{})
 	db := cluster.DB(t)
 	cfgA, cfgB := testConfig(t), testConfig(t)
 	cfgA.Database, cfgB.Database = db, db
-	short := coordinator.ShortLease(outageLeaseRenew, outageLease)
-	a, b := start(t, cfgA, short), start(t, cfgB, short)
+	short, retry := coordinator.ShortLease(outageLeaseRenew, outageLease), coordinator.StoreRetry(rideOutRetry)
+	a, b := start(t, cfgA, short, retry), start(t, cfgB, short, retry)
 	laptop, desk, deskStream := acrossPair(t, a, b)
 	eventually(t, func() bool {
 		p, ok := deskStream.peer(laptop.key)

@@ -18,6 +18,7 @@ import (
 // relay tag would designate the victim's key as a relay (and hand the
 // attacker's tags to a node it doesn't control).
 func TestRegisterRequiresProofOfKey(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	victim := newNode(t, h).join(h.token(coordinator.TokenOptions{}), "victim")
 	attacker := newNode(t, h)
@@ -89,6 +90,7 @@ func TestRegisterRequiresProofOfKey(t *testing.T) {
 
 // A challenge carries the key the proof is made for: the coordinator's.
 func TestRegisterChallenge(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	a, b := h.challenge(), h.challenge()
 	if len(a.Challenge) < 32 || string(a.Challenge) == string(b.Challenge) {

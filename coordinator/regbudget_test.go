@@ -70,6 +70,7 @@ func codeOf(t *testing.T, rec *httptest.ResponseRecorder) string {
 // valid token from it waits. Other sources are untouched, a spray over
 // one IPv6 /64 is one source, and successes cost nothing.
 func TestFailedRegistrationsAreBoundedPerSource(t *testing.T) {
+	t.Parallel()
 	s, logs, valid, bogus := budgetServer(t)
 	const attacker, neighbour = "198.18.0.66:40000", "198.18.0.67:40000"
 	for i := range failedRegisterBurst {

@@ -18,6 +18,7 @@ import (
 )
 
 func TestTokenLifecycle(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	ctx := context.Background()
 	single := h.token(coordinator.TokenOptions{})
@@ -104,6 +105,7 @@ func TestTokenLifecycle(t *testing.T) {
 }
 
 func TestTokenTagsGoToNodes(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	n := newNode(t, h).join(h.token(coordinator.TokenOptions{Tags: []string{"web", "eu"}}), "a")
 	if strings.Join(n.reg.Self.Tags, ",") != "web,eu" {
@@ -115,6 +117,7 @@ func TestTokenTagsGoToNodes(t *testing.T) {
 }
 
 func TestRegisterBadRequests(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	token := h.token(coordinator.TokenOptions{Reusable: true})
 	key := newNode(t, h).key()
@@ -159,6 +162,7 @@ func TestRegisterBadRequests(t *testing.T) {
 }
 
 func TestPoolExhausted(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.Network = netip.MustParsePrefix("10.77.0.0/30")
 	h := start(t, cfg)
@@ -172,6 +176,7 @@ func TestPoolExhausted(t *testing.T) {
 }
 
 func TestNamesAndAddresses(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	token := h.token(coordinator.TokenOptions{Reusable: true})
 	tests := []struct {
@@ -197,6 +202,7 @@ func TestNamesAndAddresses(t *testing.T) {
 }
 
 func TestSameKeyKeepsRegistration(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	single := h.token(coordinator.TokenOptions{})
 	n := newNode(t, h).join(single, "first")
@@ -216,6 +222,7 @@ func TestSameKeyKeepsRegistration(t *testing.T) {
 }
 
 func TestAddressesStableAcrossRestart(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	h := start(t, cfg)
 	token := h.token(coordinator.TokenOptions{Reusable: true})
@@ -256,6 +263,8 @@ func equalAddrs(a, b []netip.Addr) bool {
 	return true
 }
 
+// Not parallel: 400 TLS handshakes at once take the CPU, and must finish
+// within the pre-authentication deadline (preAuthLimits) to register.
 func TestConcurrentRegistrations(t *testing.T) {
 	// 199 of the single-use token's registrations fail, all from loopback.
 	h := start(t, testConfig(t), coordinator.UnlimitFailedRegistrations)

@@ -14,6 +14,7 @@ func testKey(b byte) crypto.PublicKey { return crypto.PublicKey{0: b} }
 // clock the test sets: each step reports at its time and checks the
 // verdict and the suspension's length.
 func TestSuspensionPolicy(t *testing.T) {
+	t.Parallel()
 	policy := suspendPolicy{base: time.Minute, max: 30 * time.Minute, forgive: 30 * time.Minute, window: time.Minute, pending: 2}
 	relay, other := testKey(1), testKey(2)
 	a, b, c, d := testKey(10), testKey(11), testKey(12), testKey(13)
@@ -110,6 +111,7 @@ func TestSuspensionPolicy(t *testing.T) {
 // TestSuspensionsForget: a removed node leaves nothing behind, as a relay
 // or a reporter, and records of forgiven relays are dropped.
 func TestSuspensionsForget(t *testing.T) {
+	t.Parallel()
 	start := time.Unix(1_700_000_000, 0)
 	s := newSuspensions(defaultSuspendPolicy())
 	relay, a, b := testKey(1), testKey(10), testKey(11)

@@ -40,6 +40,7 @@ func handled(t *testing.T, observer *stream, n *node, ep wire.Endpoint) wire.Nod
 // literal IP:port. Untagging withdraws a relay from every peer's map, and
 // tells the node itself, which must stop serving.
 func TestOnlyDesignatedRelaysAreOffered(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	plain := h.token(coordinator.TokenOptions{Reusable: true})
 	rogue := newNode(t, h).join(plain, "rogue")
@@ -127,6 +128,7 @@ func sees(p *wire.RelayPairs, a, b crypto.PublicKey) bool {
 // or the nodes it applies to, change; with no policy, every pair. Other
 // nodes are told nothing of it.
 func TestRelayNodeToldWhichPairsSeeEachOther(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	plain := h.token(coordinator.TokenOptions{Reusable: true})
 	relay := newNode(t, h).join(h.token(coordinator.TokenOptions{Tags: []string{coordinator.RelayTag}}), "relay")

@@ -83,6 +83,7 @@ func (m *relayMesh) offered() bool {
 // map, told so itself and listed as such; the suspension ends on its own,
 // and a relay reported again is suspended for twice as long.
 func TestReportedRelayIsSuspended(t *testing.T) {
+	t.Parallel()
 	const base = time.Second
 	m := newRelayMesh(t, coordinator.ShortRelaySuspensions(base))
 
@@ -133,6 +134,7 @@ func TestReportedRelayIsSuspended(t *testing.T) {
 // no peer is ignored, reports beyond the budget are dropped, and one that
 // names no relay ends the stream as a bad request.
 func TestRelayReportsAreBounded(t *testing.T) {
+	t.Parallel()
 	m := newRelayMesh(t)
 	stranger := newNode(t, m.h) // never registered
 	m.report(t, m.sa, stranger)

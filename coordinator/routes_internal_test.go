@@ -11,6 +11,7 @@ import (
 )
 
 func TestElectPrimaries(t *testing.T) {
+	t.Parallel()
 	p := netip.MustParsePrefix("192.168.10.0/24")
 	k := func(b byte) crypto.PublicKey { return crypto.PublicKey{0: b} }
 	t0 := time.Unix(1_700_000_000, 0)
@@ -46,6 +47,7 @@ func TestElectPrimaries(t *testing.T) {
 }
 
 func TestAutoApprover(t *testing.T) {
+	t.Parallel()
 	cfg := config.DefaultCoordinator()
 	cfg.AutoApproveRoutes = []string{"office=192.168.0.0/16", "gw=exit", "v6=2001:db8::/32"}
 	auto, err := newAutoApprover(cfg)

@@ -38,6 +38,7 @@ func routesOf(t *testing.T, observer *stream, n *node, routes, primary []netip.P
 // then every peer sees them within moments, and the router itself learns
 // what it serves; a rejection withdraws them the same way.
 func TestRoutesApproveAndReject(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	tok := h.token(coordinator.TokenOptions{Reusable: true})
 	gw, _, sg, sh := joinTwo(t, h, tok, "gw", "home")
@@ -83,6 +84,7 @@ func TestRoutesApproveAndReject(t *testing.T) {
 // Routes that no node may serve (the overlay, loopback) are refused
 // without closing the stream; the node's candidates still count.
 func TestRoutesInvalidRefused(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	tok := h.token(coordinator.TokenOptions{Reusable: true})
 	gw, _, sg, sh := joinTwo(t, h, tok, "gw", "home")
@@ -99,6 +101,7 @@ func TestRoutesInvalidRefused(t *testing.T) {
 // first; when it goes offline they move to the other, and stay there when
 // the first comes back (live connections keep their router).
 func TestRoutesFailover(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	tok := h.token(coordinator.TokenOptions{Reusable: true})
 	gw1 := newNode(t, h).join(tok, "gw1")
@@ -133,6 +136,7 @@ func TestRoutesFailover(t *testing.T) {
 // named prefix at once, and when a node gets the tag later; the rest waits
 // for the administrator.
 func TestRoutesAutoApprove(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.AutoApproveRoutes = []string{"office=192.168.0.0/16", "gw=exit"}
 	h := start(t, cfg)
@@ -152,6 +156,7 @@ func TestRoutesAutoApprove(t *testing.T) {
 // refusals keep their meaning across the socket; with no coordinator
 // running, the data directory is changed directly.
 func TestRoutesThroughAdminSocket(t *testing.T) {
+	t.Parallel()
 	r, admin, h, tok := runWithAdmin(t, testConfig(t))
 	ctx := context.Background()
 	gw, _, sg, so := joinTwo(t, h, tok, "gw", "obs")
@@ -185,6 +190,7 @@ func TestRoutesThroughAdminSocket(t *testing.T) {
 // router serving it, from its approval: the router then enforces the rule
 // and the rule's sources see the router; a rejection takes both back.
 func TestPolicyRuleToApprovedRoute(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	tok := h.token(coordinator.TokenOptions{Reusable: true})
 	gw, _, sg, sh := joinTwo(t, h, tok, "gw", "home")
@@ -232,6 +238,7 @@ auto_approvers:
 // for the administrator, and a route the administrator rejected stays
 // rejected when the same policy is set again.
 func TestRoutesAutoApproveByPolicy(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	gw := newNode(t, h).join(h.token(coordinator.TokenOptions{Tags: []string{"office"}}), "gw")
 	home := newNode(t, h).join(h.token(coordinator.TokenOptions{}), "home")
@@ -279,6 +286,7 @@ func TestRoutesAutoApproveByPolicy(t *testing.T) {
 // approves the stored routes its auto_approvers newly cover, and tagging
 // a node there applies them too.
 func TestRoutesAutoApproveByPolicyOffline(t *testing.T) {
+	t.Parallel()
 	r, admin, h, _ := runWithAdmin(t, testConfig(t))
 	gw := newNode(t, h).join(h.token(coordinator.TokenOptions{Tags: []string{"office"}}), "gw")
 	home := newNode(t, h).join(h.token(coordinator.TokenOptions{}), "home")

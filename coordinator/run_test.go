@@ -88,6 +88,7 @@ func openAdmin(t *testing.T, cfg config.Coordinator) coordinator.Admin {
 }
 
 func TestRunWithAdminSocket(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	r := runCoordinator(t, cfg)
 	ctx := context.Background()
@@ -205,6 +206,7 @@ func checkSTUN(t *testing.T, addr string) {
 }
 
 func TestOfflineTokenRefusesOtherCertificate(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.TLSCert, cfg.TLSKey = writeCert(t, t.TempDir())
 	cfg.PublicURL = "https://vpn.example.com:8443"
@@ -227,6 +229,7 @@ func TestOfflineTokenRefusesOtherCertificate(t *testing.T) {
 // IPv6 STUN server and relay, which answer there, and a wildcard
 // stun_listen on the same port serves IPv4 beside it.
 func TestRunServesSTUNOverIPv6(t *testing.T) {
+	t.Parallel()
 	free, err := net.ListenPacket("udp", ":0")
 	if err != nil {
 		t.Fatal(err)
@@ -259,6 +262,7 @@ func TestRunServesSTUNOverIPv6(t *testing.T) {
 // coordinator (its IPv6 address, for machines without IPv4), and only an
 // https URL.
 func TestTokenForAnotherURL(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	runCoordinator(t, cfg)
 	admin := openAdmin(t, cfg)
@@ -273,6 +277,7 @@ func TestTokenForAnotherURL(t *testing.T) {
 }
 
 func TestRunRejectsBadSTUNAlternate(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name, listen, alternate, want string
 	}{
@@ -296,6 +301,7 @@ func TestRunRejectsBadSTUNAlternate(t *testing.T) {
 }
 
 func TestSelfSignedCertificate(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.PublicURL = "https://vpn.example.com:8443"
 	srv, err := coordinator.New(coordinator.Options{Config: cfg})
@@ -336,6 +342,7 @@ func TestSelfSignedCertificate(t *testing.T) {
 }
 
 func TestConfiguredCertificate(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.TLSCert, cfg.TLSKey = writeCert(t, t.TempDir())
 	h := start(t, cfg)
@@ -356,6 +363,7 @@ func TestConfiguredCertificate(t *testing.T) {
 }
 
 func TestDataDirErrorsNamePath(t *testing.T) {
+	t.Parallel()
 	file := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(file, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -374,6 +382,7 @@ func TestDataDirErrorsNamePath(t *testing.T) {
 // Metrics are served on metrics_listen (loopback), never on the public
 // HTTPS port, where anyone who reaches it would learn who is online.
 func TestMetricsEndpoint(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	r := runCoordinator(t, cfg)
 	tok, err := openAdmin(t, cfg).CreateToken(context.Background(), coordinator.TokenOptions{})
@@ -420,6 +429,7 @@ func TestMetricsEndpoint(t *testing.T) {
 }
 
 func TestMetricsOff(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.MetricsListen = ""
 	r := runCoordinator(t, cfg)

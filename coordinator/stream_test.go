@@ -30,6 +30,7 @@ func mesh(t testing.TB, names ...string) (*harness, []*node) {
 }
 
 func TestWelcome(t *testing.T) {
+	t.Parallel()
 	h, nodes := mesh(t, "a", "b", "c")
 	s := nodes[0].connect()
 	w := s.welcome
@@ -57,6 +58,7 @@ func delivered(t *testing.T, what string, cond func() bool) {
 }
 
 func TestPeerMapDelivery(t *testing.T) {
+	t.Parallel()
 	h, nodes := mesh(t, "a", "b")
 	a, b := nodes[0], nodes[1]
 	sa := a.connect()
@@ -105,6 +107,7 @@ func TestPeerMapDelivery(t *testing.T) {
 }
 
 func TestEndpointsPersist(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	h := start(t, cfg)
 	n := newNode(t, h).join(h.token(coordinator.TokenOptions{}), "a")
@@ -127,6 +130,7 @@ func TestEndpointsPersist(t *testing.T) {
 }
 
 func TestStreamResume(t *testing.T) {
+	t.Parallel()
 	h, nodes := mesh(t, "a", "b")
 	a := nodes[0]
 	s1 := a.connect()
@@ -146,6 +150,7 @@ func TestStreamResume(t *testing.T) {
 }
 
 func TestNewerStreamReplacesOlder(t *testing.T) {
+	t.Parallel()
 	_, nodes := mesh(t, "a", "b")
 	a, b := nodes[0], nodes[1]
 	sb := b.connect()
@@ -160,6 +165,7 @@ func TestNewerStreamReplacesOlder(t *testing.T) {
 }
 
 func TestStreamAuthRejects(t *testing.T) {
+	t.Parallel()
 	h, nodes := mesh(t, "a", "removed")
 	if _, err := h.srv.RemoveNode(context.Background(), "removed"); err != nil {
 		t.Fatal(err)
@@ -206,6 +212,7 @@ func TestStreamAuthRejects(t *testing.T) {
 }
 
 func TestRendezvous(t *testing.T) {
+	t.Parallel()
 	h, nodes := mesh(t, "a", "b", "c")
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	sa, sb := a.connect(), b.connect()
@@ -256,6 +263,7 @@ func TestRendezvous(t *testing.T) {
 }
 
 func TestBadStreamMessages(t *testing.T) {
+	t.Parallel()
 	_, nodes := mesh(t, "a")
 	withNAT := func(nat wire.NATInfo) wire.StreamMsg {
 		return wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.1:1"), Kind: wire.EndpointLAN}}, NAT: &nat}
@@ -314,6 +322,7 @@ func TestBadStreamMessages(t *testing.T) {
 }
 
 func TestWelcomeAdvertisesSTUN(t *testing.T) {
+	t.Parallel()
 	h, nodes := mesh(t, "a")
 	conn, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
@@ -369,6 +378,7 @@ func BenchmarkEndpointDelivery(b *testing.B) {
 }
 
 func TestStreamAuthMalformed(t *testing.T) {
+	t.Parallel()
 	h, _ := mesh(t, "a")
 	url := "wss" + strings.TrimPrefix(h.url, "https") + wire.PathStream
 	c, _, err := websocket.Dial(context.Background(), url, &websocket.DialOptions{HTTPClient: h.client})

@@ -24,6 +24,7 @@ const stunClients = 8
 // UDP relay: two nodes bind through it, each from its own socket, and a
 // frame from one reaches the other naming its sender.
 func TestSTUNPortCarriesTheRelay(t *testing.T) {
+	t.Parallel()
 	h, nodes := mesh(t, "a", "b")
 	conns, err := relay.ListenUDP("udp4", "127.0.0.1:0", 2)
 	if err != nil {

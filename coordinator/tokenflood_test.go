@@ -55,6 +55,7 @@ func (h *harness) writeTransactions() float64 {
 // the real nodes' too, loopback, so its failure budget is lifted here:
 // what is tested is the cost of a bogus token, not the budget.)
 func TestBogusTokenFloodTakesNoWriteLock(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t), coordinator.UnlimitFailedRegistrations)
 	reusable := h.token(coordinator.TokenOptions{Reusable: true})
 	bodies := floodBodies(t, h, reusable)

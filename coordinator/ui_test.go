@@ -21,6 +21,7 @@ import (
 // 'meshnode admin login' gets a one-time link through the admin socket;
 // it logs a browser in to the page on ui_listen, which shows the nodes.
 func TestAdminLoginLinkOpensThePage(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	cfg := testConfig(t)
 	if _, err := coordinator.UILoginLink(ctx, cfg); err == nil || !strings.Contains(err.Error(), cfg.DataDir) {
@@ -68,6 +69,7 @@ func TestAdminLoginLinkOpensThePage(t *testing.T) {
 }
 
 func TestAdminLoginWithoutPage(t *testing.T) {
+	t.Parallel()
 	cfg := testConfig(t)
 	cfg.UIListen = ""
 	runCoordinator(t, cfg)
@@ -80,6 +82,7 @@ func TestAdminLoginWithoutPage(t *testing.T) {
 // node by name), why it is relayed and its RTT, and lists a reporter's path
 // changes.
 func TestPageViewOfPaths(t *testing.T) {
+	t.Parallel()
 	m := newPathMesh(t)
 	bob := m.b.key()
 	if err := m.sa.send(wire.StreamMsg{Type: wire.MsgPaths, RelayKey: &bob, Paths: wire.AppendPathReport(nil, []wire.PathEntry{
@@ -115,6 +118,7 @@ func TestPageViewOfPaths(t *testing.T) {
 // view, and stays there when it goes offline and across a restart of the
 // coordinator; a node that reported none shows nothing.
 func TestPageViewOfSoftware(t *testing.T) {
+	t.Parallel()
 	m := newPathMesh(t)
 	sw := wire.Software{Version: "v1.2.3", OS: "linux/arm64"}
 	if err := m.sa.send(wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.1:51820"), Kind: wire.EndpointLAN}}, Software: &sw}); err != nil {
@@ -148,6 +152,7 @@ func TestPageViewOfSoftware(t *testing.T) {
 // every mistake by line and column (and warnings) without setting it, and
 // a set that applies it with a new version, a removal, and older versions.
 func TestPagePolicy(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	ctx := context.Background()
 	b := coordinator.UIBackend(h.srv)
@@ -189,6 +194,7 @@ func TestPagePolicy(t *testing.T) {
 // the paths and the software that nodes reported to the other, and path
 // changes seen by either; a node's report goes when its stream ends.
 func TestPageViewAcrossCoordinators(t *testing.T) {
+	t.Parallel()
 	_, a, b := twoCoordinators(t)
 	laptop, _, deskStream := acrossPair(t, a, b)
 	sw := wire.Software{Version: "v9.9.9", OS: "darwin/arm64"}
@@ -251,6 +257,7 @@ func TestPageViewAcrossCoordinators(t *testing.T) {
 // A draft is tested on the page before it is set: against the mesh's
 // nodes, without touching the policy in force.
 func TestPageDraftPolicyTest(t *testing.T) {
+	t.Parallel()
 	h := start(t, testConfig(t))
 	ctx := context.Background()
 	homeOffice(t, h)

@@ -15,6 +15,7 @@ import (
 // peersUnder for every pair, with and without a policy, with a relay
 // node and with nodes no rule names; each node's list is by name.
 func TestVisibilityMatchesPeers(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, policy string }{
 		{"no policy", ""},
 		{"groups", "rules:\n  - from: tag:a\n    to: tag:a\n  - from: tag:b\n    to: tag:b\n"},

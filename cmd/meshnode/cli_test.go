@@ -26,6 +26,7 @@ func run(t *testing.T, args ...string) (int, string) {
 }
 
 func TestBadInputIsAUsageErrorNamingTheValue(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	badFile := filepath.Join(dir, "bad.yaml")
 	os.WriteFile(badFile, []byte("mtu: 1400\nlisten_prot: 1\n"), 0o600)
@@ -69,6 +70,7 @@ func TestBadInputIsAUsageErrorNamingTheValue(t *testing.T) {
 }
 
 func TestEveryCommandHasHelpAndExamples(t *testing.T) {
+	t.Parallel()
 	root := newRootCmd()
 	for _, c := range root.Commands() {
 		if c.Name() == "help" || c.Name() == "completion" {
@@ -96,6 +98,7 @@ func TestEveryCommandHasHelpAndExamples(t *testing.T) {
 // 'meshnode admin login' needs the running coordinator: without one it
 // fails, naming the data dir.
 func TestAdminLoginWithoutCoordinator(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	code, out := run(t, "admin", "login", "--config", emptyConfig(t), "--data-dir", dir)
 	if code != exitFailure || !strings.Contains(out, dir) || !strings.Contains(out, "running") {

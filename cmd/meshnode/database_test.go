@@ -15,6 +15,7 @@ func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
 // The admin commands take --database: a token made on one host is listed
 // from another that has no data directory, through PostgreSQL.
 func TestAdminOnPostgres(t *testing.T) {
+	t.Parallel()
 	db := pgtest.DB(t)
 	cfg := emptyConfig(t)
 	out, err := runCLI(t, "token", "create", "--config", cfg, "--data-dir", t.TempDir(), "--database", db,
@@ -32,6 +33,7 @@ func TestAdminOnPostgres(t *testing.T) {
 // A database setting that is neither PostgreSQL's URL nor a path is a
 // usage error naming the key, without the password.
 func TestDatabaseFlagRefusesOtherURLs(t *testing.T) {
+	t.Parallel()
 	code, out := run(t, "token", "list", "--config", emptyConfig(t), "--database", "mysql://u:secret@db.example.com/mesh")
 	if code != exitUsage || !strings.Contains(out, "database") || strings.Contains(out, "secret") {
 		t.Fatalf("exit %d, %q; want a usage error naming database, without the password", code, out)

@@ -25,6 +25,7 @@ var dnsOn = localapi.DNS{
 // Status's dns line and `meshnode dns status` say what the resolver
 // serves, how the OS asks it, or why it doesn't.
 func TestDNSStatusText(t *testing.T) {
+	t.Parallel()
 	none := dnsOn
 	none.OS, none.OSNote = "none", "no systemd-resolved in this network namespace: /etc/resolv.conf left alone"
 	none.Upstreams = nil
@@ -69,6 +70,7 @@ func TestDNSStatusText(t *testing.T) {
 
 // `meshnode status NAME` takes the name, the full name or an address.
 func TestStatusOfOnePeer(t *testing.T) {
+	t.Parallel()
 	st := localapi.Status{
 		DNS: dnsOn,
 		Peers: []localapi.Peer{

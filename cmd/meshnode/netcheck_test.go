@@ -30,6 +30,7 @@ func netcheckCLI(args ...string) (int, string) {
 }
 
 func TestNetcheckInputErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	write := func(name, content string) string {
 		d := filepath.Join(dir, name)
@@ -75,6 +76,7 @@ func TestNetcheckInputErrors(t *testing.T) {
 }
 
 func TestStateSTUN(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	state := `{"coordinator_url":"https://coord.example.com:8443","stun":["coord.example.com:3478","198.18.0.1:3478"]}`
 	if err := os.WriteFile(filepath.Join(dir, "state.json"), []byte(state), 0o600); err != nil {
@@ -91,6 +93,7 @@ func TestStateSTUN(t *testing.T) {
 }
 
 func TestNetcheckVerdict(t *testing.T) {
+	t.Parallel()
 	udp := func(mapping wire.NATMapping, filtering wire.NATFiltering, alloc wire.PortAllocation) discovery.Report {
 		return discovery.Report{UDP: true, Mapping: mapping, Filtering: filtering, PortAllocation: alloc}
 	}
@@ -120,6 +123,7 @@ func TestNetcheckVerdict(t *testing.T) {
 }
 
 func TestPrintNetcheck(t *testing.T) {
+	t.Parallel()
 	r := discovery.Report{
 		UDP: true, PublicAddress: "198.18.0.7:41820", Mapping: wire.MappingAddressPortDependent,
 		Filtering: wire.FilteringAddressPortDependent, PortAllocation: wire.PortAllocSequential, PortStep: 2,

@@ -12,6 +12,7 @@ import (
 // TestNodesListShowsRelays: the RELAY column shows the relay a node is
 // offered as, its suspension, or nothing.
 func TestNodesListShowsRelays(t *testing.T) {
+	t.Parallel()
 	until := time.Date(2026, 5, 4, 13, 7, 9, 0, time.Local)
 	for _, tc := range []struct {
 		name string

@@ -75,6 +75,7 @@ func writeFile(t *testing.T, name, text string) string {
 // TestPolicyCheck: errors name the file, line and column and exit 2;
 // names no node holds are warnings; a good file is valid.
 func TestPolicyCheck(t *testing.T) {
+	t.Parallel()
 	dir, cfg := registeredMesh(t), emptyConfig(t)
 	bad := writeFile(t, "bad.yaml", "rules:\n  - from: Laptop\n    to: [tag:office, 100.88.0.0/24]\n    proto: sctp\n")
 	code, out := run(t, "policy", "check", bad, "--data-dir", dir, "--config", cfg)
@@ -103,6 +104,7 @@ func TestPolicyCheck(t *testing.T) {
 // TestPolicySetGetTestClear: the commands on a data directory, as on the
 // coordinator host while the coordinator is stopped.
 func TestPolicySetGetTestClear(t *testing.T) {
+	t.Parallel()
 	dir, cfg := registeredMesh(t), emptyConfig(t)
 	file := writeFile(t, "office.yaml", officePolicy)
 	cli := func(args ...string) string {
@@ -165,6 +167,7 @@ func TestPolicySetGetTestClear(t *testing.T) {
 }
 
 func TestPolicyUsageErrors(t *testing.T) {
+	t.Parallel()
 	dir, cfg := registeredMesh(t), emptyConfig(t)
 	bad := writeFile(t, "bad.yaml", "rules:\n  - {from: Laptop, to: nas}\n")
 	for _, tt := range []struct {

@@ -13,6 +13,7 @@ import (
 )
 
 func TestParseRoutes(t *testing.T) {
+	t.Parallel()
 	got, err := parseRoutes([]string{"192.168.10.0/24", "exit"})
 	want := []netip.Prefix{netip.MustParsePrefix("192.168.10.0/24"), wire.ExitRouteV4, wire.ExitRouteV6}
 	if err != nil || !slices.Equal(got, want) {
@@ -27,6 +28,7 @@ func TestParseRoutes(t *testing.T) {
 }
 
 func TestRoutesListShowsState(t *testing.T) {
+	t.Parallel()
 	since := time.Date(2026, 5, 4, 13, 7, 9, 0, time.Local)
 	var out bytes.Buffer
 	err := printRoutes(&out, []coordinator.RouteInfo{
@@ -56,6 +58,7 @@ func TestRoutesListShowsState(t *testing.T) {
 }
 
 func TestRoutesCommandsRefuseBadInput(t *testing.T) {
+	t.Parallel()
 	code, out := run(t, "routes", "approve", "gw", "192.168.10.1/24", "--data-dir", t.TempDir())
 	if code != exitUsage || !strings.Contains(out, "use 192.168.10.0/24") {
 		t.Fatalf("exit %d, output %q; want a usage error naming the masked prefix", code, out)

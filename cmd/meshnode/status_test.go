@@ -12,6 +12,7 @@ import (
 // TestStatusShowsEachPeersMTU: the text status has an MTU column, "-"
 // while a path's MTU is not known.
 func TestStatusShowsEachPeersMTU(t *testing.T) {
+	t.Parallel()
 	st := localapi.Status{
 		Self: localapi.Self{Name: "laptop", Addresses: []netip.Addr{netip.MustParseAddr("100.88.0.1")}, Interface: "mesh0"},
 		Peers: []localapi.Peer{
@@ -46,6 +47,7 @@ func TestStatusShowsEachPeersMTU(t *testing.T) {
 // peers (a route its LAN keeps is not used), and whether its exit node
 // carries its traffic or the traffic is blocked.
 func TestStatusShowsRoutesAndExitNode(t *testing.T) {
+	t.Parallel()
 	p := netip.MustParsePrefix
 	lan := p("192.168.10.0/24")
 	st := localapi.Status{
@@ -95,6 +97,7 @@ func TestStatusShowsRoutesAndExitNode(t *testing.T) {
 // force, the packets each rule denied, and per peer whether this node may
 // reach it.
 func TestStatusShowsPolicyAndReach(t *testing.T) {
+	t.Parallel()
 	peers := []localapi.Peer{
 		{Name: "office", Addresses: []netip.Addr{netip.MustParseAddr("100.88.0.2")}, Path: "direct", Online: true, Reach: true, ReachedBy: false},
 		{Name: "phone", Addresses: []netip.Addr{netip.MustParseAddr("100.88.0.3")}, Path: "relay", Online: true, Reach: false, ReachedBy: true},
@@ -144,6 +147,7 @@ func TestStatusShowsPolicyAndReach(t *testing.T) {
 // The text status says when the node runs from its cached peer map, since
 // when and how old the map is; otherwise it says connected or not.
 func TestStatusShowsTheCachedMap(t *testing.T) {
+	t.Parallel()
 	cached := &localapi.CachedMap{Since: "2026-11-30T09:26:40Z", Updated: "2026-11-30T09:12:03Z", File: "/var/lib/meshnode/peermap.json"}
 	tests := []struct {
 		name  string

@@ -48,6 +48,7 @@ func lastToken(t *testing.T, out string) crypto.Token {
 }
 
 func TestTokenCreatePrintsTokenLast(t *testing.T) {
+	t.Parallel()
 	dir := filepath.Join(t.TempDir(), "data")
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		t.Fatal(err)
@@ -87,6 +88,7 @@ func TestTokenCreatePrintsTokenLast(t *testing.T) {
 }
 
 func TestAdminUsageErrors(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	cfg := emptyConfig(t)
 	tests := []struct {
@@ -122,6 +124,7 @@ func TestAdminUsageErrors(t *testing.T) {
 }
 
 func TestNodesBannedEmpty(t *testing.T) {
+	t.Parallel()
 	out, err := runCLI(t, "nodes", "banned", "--json", "--data-dir", t.TempDir(), "--config", emptyConfig(t))
 	if err != nil || strings.TrimSpace(out) != "[]" {
 		t.Fatalf("nodes banned --json on an empty data dir: %q, %v", out, err)
@@ -129,6 +132,7 @@ func TestNodesBannedEmpty(t *testing.T) {
 }
 
 func TestNodesListEmpty(t *testing.T) {
+	t.Parallel()
 	out, err := runCLI(t, "nodes", "list", "--json", "--data-dir", t.TempDir(), "--config", emptyConfig(t))
 	if err != nil || strings.TrimSpace(out) != "[]" {
 		t.Fatalf("nodes list --json on an empty data dir: %q, %v", out, err)

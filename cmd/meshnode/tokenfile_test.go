@@ -80,6 +80,7 @@ func TestTokenSources(t *testing.T) {
 
 // TestTokenFromPipe: --token-file <(command) hands the node a pipe.
 func TestTokenFromPipe(t *testing.T) {
+	t.Parallel()
 	if runtime.GOOS != "linux" {
 		t.Skip("/proc/self/fd is Linux's")
 	}
@@ -101,6 +102,7 @@ func TestTokenFromPipe(t *testing.T) {
 // TestBadTokenFileIsAUsageError: a token file that can't give a token
 // stops `up` with exit code 2 and says which file and what to do.
 func TestBadTokenFileIsAUsageError(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing")
 	empty := writeTokenFile(t, "\n", 0o600)

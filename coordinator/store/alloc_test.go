@@ -12,6 +12,7 @@ func pool(v4, v6 string) Pool {
 }
 
 func TestPoolAddrs(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		pool   Pool
 		index  uint64
@@ -32,6 +33,7 @@ func TestPoolAddrs(t *testing.T) {
 }
 
 func TestPoolUsable(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		pool  Pool
 		index uint64
@@ -55,6 +57,7 @@ func TestPoolUsable(t *testing.T) {
 }
 
 func TestPoolLowestFree(t *testing.T) {
+	t.Parallel()
 	p16 := pool("100.88.0.0/16", "fd00::/64")
 	p30 := pool("10.0.0.0/30", "fd00::/64")
 	tests := []struct {
@@ -95,6 +98,7 @@ func seq(from, to uint64) []uint64 {
 }
 
 func TestSuffixed(t *testing.T) {
+	t.Parallel()
 	long := strings.Repeat("a", 59) + "-bcd"
 	tests := []struct {
 		base string

@@ -12,6 +12,7 @@ import (
 // A removed key stays out, whatever token it brings, until it is allowed
 // back; the ban survives a restart.
 func TestRemovedKeyStaysOut(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, path string) {
 		s := openTest(t, path)
 		ctx := t.Context()
@@ -60,6 +61,7 @@ func TestRemovedKeyStaysOut(t *testing.T) {
 }
 
 func TestAllowByKeyAndAmbiguousName(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ctx := t.Context()
@@ -90,6 +92,7 @@ func TestAllowByKeyAndAmbiguousName(t *testing.T) {
 
 // Nodes removed before bans existed are banned by the migration.
 func TestMigrationBansEarlierRemovals(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, path string) {
 		s := openTest(t, path)
 		secret := addToken(t, s, "fleet", true, time.Now().Add(time.Hour))
@@ -124,6 +127,7 @@ func TestMigrationBansEarlierRemovals(t *testing.T) {
 }
 
 func TestUpdateTags(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		secret := addToken(t, s, "t", true, time.Now().Add(time.Hour), "web")
@@ -149,6 +153,7 @@ func TestUpdateTags(t *testing.T) {
 }
 
 func TestRenameNode(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		secret := addToken(t, s, "t", true, time.Now().Add(time.Hour))

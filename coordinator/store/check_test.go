@@ -12,6 +12,7 @@ import (
 // CheckRegistration refuses what Register would, with the same error, and
 // writes nothing: it never begins a write transaction.
 func TestCheckRegistrationAgreesAndWritesNothing(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ctx := t.Context()

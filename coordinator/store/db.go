@@ -37,6 +37,8 @@ type sqlDB struct {
 	// cue, when set, sends a ChangeCue to every store on the database
 	// (PostgreSQL); without it Cue publishes to watch.
 	cue func(ctx context.Context, c Change) error
+	// retryAt, when set (SetRetry), replaces defaultRetry.
+	retryAt atomic.Pointer[Retry]
 }
 
 // Cue asks coordinator to cue to, which streams to it, to punch towards

@@ -8,6 +8,7 @@ import (
 )
 
 func TestMigrations(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, path string) {
 		s := openTest(t, path)
 		var versions int
@@ -30,6 +31,7 @@ func TestMigrations(t *testing.T) {
 
 // A migration that fails part-way applies nothing: the schema stays at the
 // version before it, and the error names the migration and the database.
+// Not parallel: it changes migrations, which every Open reads.
 func TestFailedMigrationAppliesNothing(t *testing.T) {
 	eachBackend(t, func(t *testing.T, db string) {
 		openTest(t, db).Close()

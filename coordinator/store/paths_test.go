@@ -13,6 +13,7 @@ import (
 // hold; each reads both. A coordinator drops only its own reports, and
 // the changes keep the latest MaxPathChanges.
 func TestPathsAcrossCoordinators(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		one, two := openTest(t, db), openTest(t, db)
 		a, b, relay := newKey(t), newKey(t), newKey(t)

@@ -26,6 +26,7 @@ import (
 // What counts as a lost connection, run again, and what is the
 // database's answer, returned at once.
 func TestLostConnection(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name string
 		err  error
@@ -92,6 +93,7 @@ func dbName(t *testing.T, db string) string {
 // run on new connections, and the watchers are told to read everything
 // again once the listener is back.
 func TestPostgresKilledIdleConnections(t *testing.T) {
+	t.Parallel()
 	db := pgtest.DB(t)
 	s := openTest(t, db)
 	secret := addToken(t, s, "fleet", true, time.Now().Add(time.Hour))
@@ -133,6 +135,7 @@ func TestPostgresKilledIdleConnections(t *testing.T) {
 // registering nodes: the registrations ride it out, every acknowledged one
 // is there afterwards, and the store and its watch work on.
 func TestPostgresRestartMidRun(t *testing.T) {
+	t.Parallel()
 	cluster := pgtest.New(t, pgtest.Options{})
 	db := cluster.DB(t)
 	s := openTest(t, db)
@@ -213,6 +216,7 @@ func TestPostgresRestartMidRun(t *testing.T) {
 // deadline, with an error that names the database, without its password,
 // and says what to check.
 func TestPostgresDownGivesUp(t *testing.T) {
+	t.Parallel()
 	cluster := pgtest.New(t, pgtest.Options{})
 	db := cluster.DB(t)
 	s := openTest(t, db)

@@ -49,6 +49,7 @@ func noneExpired(t *testing.T, b Store, node crypto.PublicKey, steady time.Durat
 // the others at once: its lease and presence go, announced, but not a
 // lease renewed too recently, and not once it holds its lock again.
 func TestFreeLeaseLockIsDeath(t *testing.T) {
+	t.Parallel()
 	cluster := pgtest.New(t, pgtest.Options{})
 	db := cluster.DB(t)
 	a, b, node := twoLeases(t, db)
@@ -92,6 +93,7 @@ func TestFreeLeaseLockIsDeath(t *testing.T) {
 // A database restart frees every lock: a live coordinator is not dead
 // while it has not yet taken its lock again, nor after.
 func TestRestartKeepsLiveLeases(t *testing.T) {
+	t.Parallel()
 	cluster := pgtest.New(t, pgtest.Options{})
 	db := cluster.DB(t)
 	a, b, node := twoLeases(t, db)

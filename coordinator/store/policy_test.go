@@ -9,6 +9,7 @@ import (
 // TestPolicyVersions: every version is kept and numbered, survives a
 // reopen, and an empty text (no policy) is a version too.
 func TestPolicyVersions(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, path string) {
 		s := openTest(t, path)
 		if _, err := s.Policy(t.Context(), 0); !errors.Is(err, ErrNotFound) {
@@ -39,6 +40,7 @@ func TestPolicyVersions(t *testing.T) {
 
 // A database from before policies gains the table and keeps its nodes.
 func TestMigrationAddsPolicies(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, path string) {
 		s := openTest(t, path)
 		secret := addToken(t, s, "fleet", true, time.Now().Add(time.Hour))

@@ -34,6 +34,7 @@ func closedPort(t *testing.T) int {
 // An unreachable database is retried, then refused with an error that
 // names it (without the password) and says what to do.
 func TestPostgresUnreachable(t *testing.T) {
+	t.Parallel()
 	dsn := fmt.Sprintf("postgres://meshnode:%s@127.0.0.1:%d/mesh?sslmode=disable", pgtest.Password, closedPort(t))
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
@@ -55,6 +56,7 @@ func TestPostgresUnreachable(t *testing.T) {
 
 // Mistakes that waiting won't fix fail at once, with what to do.
 func TestPostgresPermanentErrors(t *testing.T) {
+	t.Parallel()
 	admin := pgtest.AdminURL(t)
 	missing := strings.Replace(admin, "/postgres?", "/nope?", 1)
 	tests := []struct {
@@ -79,6 +81,7 @@ func TestPostgresPermanentErrors(t *testing.T) {
 // Two coordinators registering at once on one database never hand out a
 // name or an address twice: every write transaction takes the write lock.
 func TestPostgresConcurrentStores(t *testing.T) {
+	t.Parallel()
 	db := pgtest.DB(t)
 	a, b := openTest(t, db), openTest(t, db)
 	secret := addToken(t, a, "fleet", true, time.Now().Add(time.Hour))
@@ -117,6 +120,7 @@ func TestPostgresConcurrentStores(t *testing.T) {
 // single-use token is consumed once, by the registration that was
 // acknowledged.
 func TestPostgresLostConnectionMidTransaction(t *testing.T) {
+	t.Parallel()
 	db := pgtest.DB(t)
 	s := openTest(t, db)
 	secret := addToken(t, s, "single", false, time.Now().Add(time.Hour))
@@ -143,7 +147,8 @@ func TestPostgresLostConnectionMidTransaction(t *testing.T) {
 	// Once the registration's transaction waits for the lock, its
 	// connection is cut by the server; the retry waits on a new one. A
 	// session of its own watches: pg_stat_activity stays as it was first
-	// read for the rest of a transaction.
+	// read for the rest of a transaction. Only the test's database: the
+	// cluster serves other tests meanwhile.
 	watcher, err := pgx.Connect(t.Context(), db)
 	if err != nil {
 		t.Fatal(err)
@@ -151,7 +156,8 @@ func TestPostgresLostConnectionMidTransaction(t *testing.T) {
 	defer watcher.Close(context.Background())
 	waiter := func(not int) (pid int, err error) {
 		return pid, watcher.QueryRow(t.Context(), `SELECT pid FROM pg_stat_activity
-			WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND pid <> pg_backend_pid() AND pid <> $1`, not).Scan(&pid)
+			WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' AND datname = current_database()
+			AND pid <> pg_backend_pid() AND pid <> $1`, not).Scan(&pid)
 	}
 	var victim int
 	wait.ForNil(t, 15*time.Second, "the registration waiting for the write lock", func() (err error) {
@@ -182,6 +188,7 @@ func TestPostgresLostConnectionMidTransaction(t *testing.T) {
 // A database that refuses the first connections (still starting) is
 // waited for: Open retries and succeeds once it answers.
 func TestPostgresRetriesUntilUp(t *testing.T) {
+	t.Parallel()
 	db := pgtest.DB(t)
 	u, err := url.Parse(db)
 	if err != nil {
@@ -250,6 +257,7 @@ func forward(c net.Conn, backend string) {
 // Coordinators started together on a new database apply each migration
 // once: every step reads the version under the write lock.
 func TestPostgresConcurrentMigrations(t *testing.T) {
+	t.Parallel()
 	db := pgtest.DB(t)
 	const coordinators = 4
 	errs := make(chan error, coordinators)

@@ -15,6 +15,7 @@ import (
 // with the node, a coordinator clears only its own, and an expired or
 // ended lease takes its nodes offline, each announced.
 func TestPresenceUnderLease(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ctx := t.Context()
@@ -91,6 +92,7 @@ func TestPresenceUnderLease(t *testing.T) {
 // A cue reaches every watcher, naming the coordinator asked, the node to
 // cue and its peer; it is not announced on the changes' channel.
 func TestCueReachesWatchers(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ch := s.Watch(t.Context())
@@ -108,6 +110,7 @@ func TestCueReachesWatchers(t *testing.T) {
 // A cue notice this build can't read is dropped, not taken for missed
 // changes: a cue is not state.
 func TestUnreadableCueDropped(t *testing.T) {
+	t.Parallel()
 	db := pgtest.DB(t)
 	s := openTest(t, db)
 	ch := s.Watch(t.Context())
@@ -124,6 +127,7 @@ func TestUnreadableCueDropped(t *testing.T) {
 // A lease that ran out (the database was down for longer) is renewed as a
 // new one: others may have read its nodes as offline meanwhile.
 func TestRenewLeaseThatRanOut(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ctx := t.Context()
@@ -144,6 +148,7 @@ func TestRenewLeaseThatRanOut(t *testing.T) {
 // coordinator restarted before its old one ended), and one whose lease
 // ended or that has no URL is not.
 func TestLiveCoordinators(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ctx := t.Context()
@@ -188,6 +193,7 @@ func TestLiveCoordinators(t *testing.T) {
 // InitSetting keeps the first value written: coordinators starting on one
 // database all read the same.
 func TestInitSetting(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ctx := t.Context()

@@ -12,6 +12,7 @@ import (
 )
 
 func TestCheckToken(t *testing.T) {
+	t.Parallel()
 	now := time.Now()
 	secret := "s3cret"
 	valid := Token{ID: "a", SecretHash: crypto.HashSecret(secret), Expires: now.Add(time.Hour)}
@@ -42,6 +43,7 @@ func TestCheckToken(t *testing.T) {
 }
 
 func TestRegisterRules(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ctx := t.Context()
@@ -94,6 +96,7 @@ func TestRegisterRules(t *testing.T) {
 }
 
 func TestEndpointsAndPresencePersist(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, path string) {
 		s := openTest(t, path)
 		secret := addToken(t, s, "t", true, time.Now().Add(time.Hour))

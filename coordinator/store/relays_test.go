@@ -13,6 +13,7 @@ import (
 // whose lease came first first, whatever order they advertise in; a
 // relay is only recorded with a lease, and goes with it.
 func TestCoordinatorRelays(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ctx := t.Context()
@@ -61,6 +62,7 @@ func TestCoordinatorRelays(t *testing.T) {
 // an earlier end never shortens a later one, and one that ended is not
 // listed.
 func TestRelaySuspensions(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ctx := t.Context()
@@ -91,6 +93,7 @@ func TestRelaySuspensions(t *testing.T) {
 // A report naming a peer is found by its reporter, relay and peer while
 // it is recent; reports older than the given bound are dropped.
 func TestRelayReports(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ctx := t.Context()

@@ -21,14 +21,28 @@ import (
 // connections idle for over a second). An operation that failed on one
 // before it could commit applied nothing (its transaction died with the
 // connection), so it runs again, whole, after a pause that doubles from
-// retryFirst to retryMax, ±50 % jitter so that coordinators sharing the
-// database don't come back in step, for at most retryWithin and never
+// First to Max (defaultRetry), ±50 % jitter so that coordinators sharing the
+// database don't come back in step, for at most its Within and never
 // past the caller's deadline.
-const (
-	retryFirst  = 100 * time.Millisecond
-	retryMax    = 2 * time.Second
-	retryWithin = 15 * time.Second
-)
+var defaultRetry = Retry{First: 100 * time.Millisecond, Max: 2 * time.Second, Within: 15 * time.Second}
+
+// Retry is how a store rides out a lost connection: pauses that double
+// from First to Max, for at most Within (see retry).
+type Retry struct{ First, Max, Within time.Duration }
+
+// SetRetry replaces the store's defaults (100 ms doubling to 2 s, for at
+// most 15 s): for tests that take the database down and wait on the store
+// giving up or coming back, at a pace they choose. Safe while the store
+// is in use; an operation already retrying keeps its schedule.
+func (s *sqlDB) SetRetry(r Retry) { s.retryAt.Store(&r) }
+
+// retrySchedule is the store's Retry: SetRetry's, else defaultRetry.
+func (s *sqlDB) retrySchedule() Retry {
+	if r := s.retryAt.Load(); r != nil {
+		return *r
+	}
+	return defaultRetry
+}
 
 // ErrUnavailable marks an operation that failed because the database
 // stayed unreachable for as long as it was retried: nothing was applied,
@@ -88,10 +102,11 @@ func lostConnection(err error) bool {
 }
 
 // retry runs op, and runs it again while it fails on a lost connection
-// (see retryWithin). op must be one whole transaction, or only read.
+// (see Retry). op must be one whole transaction, or only read.
 func retry[T any](ctx context.Context, s *sqlDB, op func() (T, error)) (T, error) {
 	start := time.Now()
-	wait := retryFirst
+	sched := s.retrySchedule()
+	wait := sched.First
 	for attempt := 1; ; attempt++ {
 		v, err := op()
 		if err == nil || !lostConnection(err) || ctx.Err() != nil {
@@ -99,7 +114,7 @@ func retry[T any](ctx context.Context, s *sqlDB, op func() (T, error)) (T, error
 		}
 		pause := jittered(wait)
 		elapsed := time.Since(start)
-		if deadline, ok := ctx.Deadline(); elapsed+pause > retryWithin || ok && time.Now().Add(pause).After(deadline) {
+		if deadline, ok := ctx.Deadline(); elapsed+pause > sched.Within || ok && time.Now().Add(pause).After(deadline) {
 			return v, &unavailableError{err, attempt, elapsed}
 		}
 		select {
@@ -107,7 +122,7 @@ func retry[T any](ctx context.Context, s *sqlDB, op func() (T, error)) (T, error
 			return v, &unavailableError{err, attempt, time.Since(start)}
 		case <-time.After(pause):
 		}
-		wait = min(2*wait, retryMax)
+		wait = min(2*wait, sched.Max)
 	}
 }
 

@@ -31,6 +31,7 @@ func registerGW(t *testing.T, s Store, tags ...string) (crypto.PublicKey, string
 // A node's advertised routes are stored as reported; it serves only the
 // approved ones; approvals outlive the advertisement and keep their time.
 func TestRoutesAdvertiseApproveReject(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, path string) {
 		s := openTest(t, path)
 		ctx := t.Context()
@@ -101,6 +102,7 @@ func TestRoutesAdvertiseApproveReject(t *testing.T) {
 // are approved at once; a rejected one stays rejected while it is
 // advertised.
 func TestRoutesAutoApprove(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ctx := t.Context()

@@ -13,6 +13,7 @@ import (
 // What a node reports running is kept, replaced by its next report, and
 // goes with the node; an unknown or removed node's is refused.
 func TestSoftware(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ctx := t.Context()

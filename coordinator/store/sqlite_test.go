@@ -10,6 +10,7 @@ import (
 )
 
 func TestOpenErrorsNamePath(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	corrupt := filepath.Join(dir, "corrupt.db")
 	if err := os.WriteFile(corrupt, []byte(strings.Repeat("not a database ", 100)), 0o600); err != nil {

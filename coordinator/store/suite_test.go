@@ -10,12 +10,17 @@ import (
 
 	"github.com/meshnode/meshnode/crypto"
 	"github.com/meshnode/meshnode/internal/pgtest"
+	"github.com/meshnode/meshnode/internal/testenv"
 )
 
 // The shared store suite runs every test written with eachBackend against
 // both engines: SQLite in a temporary file, PostgreSQL on a throwaway
-// cluster (internal/pgtest) that TestMain stops and removes.
-func TestMain(m *testing.M) { os.Exit(pgtest.Main(m)) }
+// cluster (internal/pgtest) that TestMain stops and removes. The tests
+// mostly wait on PostgreSQL (stops, restarts, locks), so 8 run at once.
+func TestMain(m *testing.M) {
+	testenv.Parallel(8)
+	os.Exit(pgtest.Main(m))
+}
 
 // backend makes fresh, empty databases of one engine.
 type backend struct {

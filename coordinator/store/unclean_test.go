@@ -21,6 +21,7 @@ const helperEnv = "MESHNODE_STORE_HELPER_DB"
 // prints "ack KEY" after each commit, until it is killed. It never closes
 // the database.
 func TestHelperRegister(t *testing.T) {
+	t.Parallel()
 	path := os.Getenv(helperEnv)
 	if path == "" {
 		t.Skip("helper process for TestUncleanStopKeepsAcknowledged")
@@ -49,6 +50,7 @@ func TestHelperRegister(t *testing.T) {
 // A registration acknowledged before the process was killed (kill -9,
 // mid-stream) is there after: nothing is acknowledged before its commit.
 func TestUncleanStopKeepsAcknowledged(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, path string) {
 		s, err := Open(t.Context(), path)
 		if err != nil {

@@ -34,6 +34,7 @@ func next(t *testing.T, ch <-chan Change) Change {
 // A watcher sees each committed change, in commit order, and nothing of
 // a write that failed or changed nothing.
 func TestWatchSeesCommittedChanges(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ch := s.Watch(t.Context())
@@ -70,6 +71,7 @@ func TestWatchSeesCommittedChanges(t *testing.T) {
 // A watch ends, its channel closed, when its context does or the store
 // closes.
 func TestWatchEnds(t *testing.T) {
+	t.Parallel()
 	eachBackend(t, func(t *testing.T, db string) {
 		s := openTest(t, db)
 		ctx, cancel := context.WithCancel(t.Context())
@@ -96,6 +98,7 @@ func TestWatchEnds(t *testing.T) {
 // it took is logged (the goal is well under a second; speed is for
 // benchmarks, so the wait is watchTimeout).
 func TestWatchAcrossStores(t *testing.T) {
+	t.Parallel()
 	db := pgtest.DB(t)
 	a, b := openTest(t, db), openTest(t, db)
 	fromA, fromB := a.Watch(t.Context()), b.Watch(t.Context())
@@ -122,6 +125,7 @@ func TestWatchAcrossStores(t *testing.T) {
 // When the listening connection is lost, watchers get a ChangeResync once
 // it listens again, and changes flow again.
 func TestWatchResyncAfterLostListener(t *testing.T) {
+	t.Parallel()
 	db := pgtest.DB(t)
 	a, b := openTest(t, db), openTest(t, db)
 	fromB := b.Watch(t.Context())
@@ -130,13 +134,14 @@ func TestWatchResyncAfterLostListener(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close(context.Background())
-	// Both stores listen; cutting every listener cuts b's.
+	// Both stores listen; cutting every listener on the test's database
+	// (the cluster serves other tests meanwhile) cuts b's.
 	wait.For(t, watchTimeout, "two listeners", func() bool {
 		var n int
-		err := admin.QueryRow(t.Context(), `SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1`, listenerName).Scan(&n)
+		err := admin.QueryRow(t.Context(), `SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`, listenerName).Scan(&n)
 		return err == nil && n == 2
 	})
-	if _, err := admin.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1`, listenerName); err != nil {
+	if _, err := admin.Exec(t.Context(), `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1 AND datname = current_database()`, listenerName); err != nil {
 		t.Fatal(err)
 	}
 	if c := next(t, fromB); c.Kind != ChangeResync {
@@ -159,6 +164,7 @@ func TestWatchResyncAfterLostListener(t *testing.T) {
 // A watcher that falls behind loses its oldest changes to a resync, and
 // the one publishing never blocks.
 func TestWatchOverflowResyncs(t *testing.T) {
+	t.Parallel()
 	var w watchers
 	ch := w.watch(t.Context())
 	for range watchBuffer + 3 {
@@ -180,6 +186,7 @@ func TestWatchOverflowResyncs(t *testing.T) {
 // A notice this build cannot read (garbage, or a newer coordinator's
 // kind) makes watchers read everything again rather than be ignored.
 func TestWatchUnreadableNoticeResyncs(t *testing.T) {
+	t.Parallel()
 	db := pgtest.DB(t)
 	s := openTest(t, db)
 	ch := s.Watch(t.Context())

@@ -74,7 +74,7 @@ func untilJS(cond string) chromedp.Action[bool] {
 // update-ms from the backend's change of one path (seen on the event
 // stream within Every, here 10 ms) until the picture shows it.
 func BenchmarkPage500Nodes(b *testing.B) {
-	bctx := browser(b)
+	bctx := browser(b)()
 	back, view, srv, hs := servePage()
 	defer hs.Close()
 	if _, err := run(bctx, "log in", chromedp.Navigate(hs.URL+srv.NewLink())); err != nil {

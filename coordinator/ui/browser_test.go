@@ -34,8 +34,11 @@ const pathDeadline = 60 * time.Second
 // approval on its node's page, and a check and a set of the access
 // policy through its form. It saves a screenshot
 // to $MESHNODE_ARTIFACTS (else the test's temporary directory).
+//
+// Not parallel: Chromium and the lab take the CPU; the package's other
+// tests take about a second.
 func TestBrowserShowsTheMesh(t *testing.T) {
-	bctx := browser(t)
+	started := browser(t)
 	m := meshlab.New(t, meshlab.Options{})
 	home := natlab.PortRestrictedCone()
 	home.Name = "home"
@@ -51,6 +54,8 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 	for _, p := range [][2]*meshlab.Node{{a, b}, {a, c}, {b, c}} {
 		talk(t, p[0], p[1])
 	}
+
+	bctx := started()
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

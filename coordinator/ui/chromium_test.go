@@ -17,8 +17,10 @@ const stepTimeout = 30 * time.Second
 
 // browser starts headless Chromium (Debian's chromium) for the test, and
 // stops it at the test's end; without chromium the test skips (fails
-// under CI=true). CI runs as root, hence no sandbox.
-func browser(tb testing.TB) context.Context {
+// under CI=true). CI runs as root, hence no sandbox. Chromium starts in
+// the background, taking seconds: the test sets up meanwhile, and the
+// function browser returns waits until it runs.
+func browser(tb testing.TB) func() context.Context {
 	tb.Helper()
 	chromium, err := exec.LookPath("chromium")
 	if err != nil {
@@ -28,12 +30,19 @@ func browser(tb testing.TB) context.Context {
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.WindowSize(1400, 1100))
 	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
 	bctx, bcancel := chromedp.NewContext(actx)
-	tb.Cleanup(func() { bcancel(); acancel() })
+	started := make(chan error, 1)
 	// The browser lives as long as the context of the first run: bctx.
-	if err := chromedp.Do(bctx); err != nil {
-		tb.Fatalf("start chromium: %v", err)
+	go func() { started <- chromedp.Do(bctx) }()
+	tb.Cleanup(func() { bcancel(); <-started; acancel() })
+	return func() context.Context {
+		tb.Helper()
+		err := <-started
+		started <- err // for the cleanup, or another call
+		if err != nil {
+			tb.Fatalf("start chromium: %v", err)
+		}
+		return bctx
 	}
-	return bctx
 }
 
 // run runs act in the browser of bctx within stepTimeout.

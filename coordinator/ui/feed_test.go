@@ -31,6 +31,7 @@ func (g *gatedBackend) View(ctx context.Context) (View, error) {
 // Several open pages share one build of the view per interval: a change
 // reaches all of them from one build.
 func TestOpenPagesShareOneBuildOfTheView(t *testing.T) {
+	t.Parallel()
 	const pages = 3
 	back := &gatedBackend{permit: make(chan struct{}), done: make(chan struct{})}
 	t.Cleanup(func() { close(back.done) })

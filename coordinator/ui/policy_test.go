@@ -86,6 +86,7 @@ func (f *fakeBackend) AskDraftPolicy(_ context.Context, text, src, target string
 const goodPolicy = "rules:\n  - from: [tag:home]\n    to: [tag:office]\n    ports: [443]\n"
 
 func TestPolicyViewCheckAndSet(t *testing.T) {
+	t.Parallel()
 	p := newPage(t)
 	p.back.policy = &fakePolicy{Version: 3, Text: goodPolicy}
 	c := p.login(t, p.srv.NewLink())
@@ -160,6 +161,7 @@ func TestPolicyViewCheckAndSet(t *testing.T) {
 }
 
 func TestPolicyTest(t *testing.T) {
+	t.Parallel()
 	p := newPage(t)
 	c := p.login(t, p.srv.NewLink())
 	for _, tc := range []struct {
@@ -185,6 +187,7 @@ func TestPolicyTest(t *testing.T) {
 // A draft is tested before it is set: the answer under the draft, and the
 // draft's errors; it needs the CSRF token, as any action.
 func TestPolicyDraftTest(t *testing.T) {
+	t.Parallel()
 	p := newPage(t)
 	c := p.login(t, p.srv.NewLink())
 	_, sess := p.do(t, "GET", "/api/session", c, nil)

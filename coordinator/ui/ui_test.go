@@ -130,6 +130,7 @@ func (p *page) send(t *testing.T, method, path, body string, c *http.Cookie, hdr
 }
 
 func TestLoginLinkWorksOnceWithinItsExpiry(t *testing.T) {
+	t.Parallel()
 	p := newPage(t)
 	link := p.srv.NewLink()
 	c := p.login(t, link)
@@ -160,6 +161,7 @@ func TestLoginLinkWorksOnceWithinItsExpiry(t *testing.T) {
 }
 
 func TestSessionsAreBounded(t *testing.T) {
+	t.Parallel()
 	p := newPage(t)
 	first := p.login(t, p.srv.NewLink())
 	for range MaxSessions {
@@ -172,6 +174,7 @@ func TestSessionsAreBounded(t *testing.T) {
 }
 
 func TestActionsNeedCSRFTokenAndOrigin(t *testing.T) {
+	t.Parallel()
 	p := newPage(t)
 	c := p.login(t, p.srv.NewLink())
 	_, sess := p.do(t, "GET", "/api/session", c, nil)
@@ -205,6 +208,7 @@ func TestActionsNeedCSRFTokenAndOrigin(t *testing.T) {
 }
 
 func TestEventsCarryTheViewAndItsChanges(t *testing.T) {
+	t.Parallel()
 	p := newPage(t)
 	p.back.SetView(View{Nodes: []wire.Node{{Name: "a"}, {Name: "b"}}})
 	sc, resp := p.events(t)
@@ -254,6 +258,7 @@ func nextView(t *testing.T, sc *bufio.Scanner) View {
 }
 
 func TestPageLoadsNothingFromElsewhere(t *testing.T) {
+	t.Parallel()
 	p := newPage(t)
 	resp, err := http.Get(p.url + "/")
 	if err != nil {

@@ -86,8 +86,9 @@ func credential() (*syscall.Credential, error) {
 }
 
 // newCluster makes a cluster in a new temporary directory and starts it,
-// inside enter's network namespace when enter is set.
-func newCluster(enter func(func() error) error) (*cluster, error) {
+// inside enter's network namespace when enter is set. Its data is a copy
+// of the template (template.go) when fromTemplate is set, else initdb's.
+func newCluster(enter func(func() error) error, fromTemplate bool) (*cluster, error) {
 	bin, err := binDir()
 	if err != nil {
 		return nil, err
@@ -106,7 +107,7 @@ func newCluster(enter func(func() error) error) (*cluster, error) {
 		return nil, err
 	}
 	c := &cluster{dir: dir, bin: bin, cred: cred, port: port, addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), enter: enter}
-	if err := c.initdb(); err != nil {
+	if err := c.makeData(fromTemplate); err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
@@ -117,21 +118,45 @@ func newCluster(enter func(func() error) error) (*cluster, error) {
 	return c, nil
 }
 
-func (c *cluster) initdb() error {
-	if c.cred != nil {
-		if err := os.Chown(c.dir, int(c.cred.Uid), int(c.cred.Gid)); err != nil {
-			return err
-		}
+// makeData makes the cluster's data directory, dir/data: a copy of the
+// binary's template, or initdb's own.
+func (c *cluster) makeData(fromTemplate bool) error {
+	if err := own(c.dir, c.cred); err != nil {
+		return err
 	}
+	if !fromTemplate {
+		return initdb(c.bin, c.cred, c.dir)
+	}
+	data, err := templateData(c.bin, c.cred)
+	if err != nil {
+		return err
+	}
+	// cp -a keeps the files' modes, and their owner when root copies.
+	if out, err := exec.Command("cp", "-a", data, filepath.Join(c.dir, "data")).CombinedOutput(); err != nil {
+		return fmt.Errorf("copy the template cluster: %v: %s", err, out)
+	}
+	return nil
+}
+
+// own gives dir to cred's user, who runs PostgreSQL; nil: the caller.
+func own(dir string, cred *syscall.Credential) error {
+	if cred == nil {
+		return nil
+	}
+	return os.Chown(dir, int(cred.Uid), int(cred.Gid))
+}
+
+// initdb makes a cluster's data in dir/data.
+func initdb(bin string, cred *syscall.Credential, dir string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), initTimeout)
 	defer cancel()
 	// Trust on loopback and the socket in dir only (start); -N skips
 	// fsync, as the cluster is thrown away.
-	initdb := exec.CommandContext(ctx, filepath.Join(c.bin, "initdb"), "-N", "-A", "trust", "-U", superuser,
-		"-E", "UTF8", "--locale=C", "-D", filepath.Join(c.dir, "data"))
-	initdb.SysProcAttr = &syscall.SysProcAttr{Credential: c.cred}
-	initdb.Dir = c.dir
-	if out, err := initdb.CombinedOutput(); err != nil {
+	cmd := exec.CommandContext(ctx, filepath.Join(bin, "initdb"), "-N", "-A", "trust", "-U", superuser,
+		"-E", "UTF8", "--locale=C", "-D", filepath.Join(dir, "data"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("initdb: %v: %s", err, out)
 	}
 	return nil

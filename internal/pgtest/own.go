@@ -23,7 +23,7 @@ type Options struct {
 // Without PostgreSQL t is skipped, or fails under CI=true.
 func New(t testing.TB, o Options) *Cluster {
 	t.Helper()
-	c, err := newCluster(o.Enter)
+	c, err := newCluster(o.Enter, template.enabled)
 	if isMissing(err) {
 		testenv.Unavailable(t, "%v", err)
 	}

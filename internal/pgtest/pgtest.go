@@ -2,9 +2,11 @@
 // in a temporary directory, postgres on a free loopback port as an
 // unprivileged user (PostgreSQL refuses to run as root), a fresh database
 // per test. One cluster serves a whole test binary: initdb costs seconds,
-// a database tens of milliseconds. Main stops it by PID and removes its
-// directory; should the binary die first, the kernel stops it
-// (Pdeathsig), leaving only its directory (meshnode-pg-* in $TMPDIR).
+// a database tens of milliseconds; a test's own cluster (New) starts from
+// a copy of what initdb made once. Main stops the shared cluster by PID
+// and removes its directory and the template; should the binary die
+// first, the kernel stops it (Pdeathsig), leaving only the directories
+// (meshnode-pg-* in $TMPDIR).
 //
 // The binaries come from Debian's postgresql package (scripts/deps.sh),
 // under /usr/lib/postgresql/VERSION/bin. Without them the tests skip, or
@@ -14,6 +16,7 @@ package pgtest
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -40,15 +43,19 @@ var (
 )
 
 // Main runs the package's tests and then stops the cluster if one was
-// started: a package's TestMain is `os.Exit(pgtest.Main(m))`.
+// started, and removes the template clusters are copied from (template.go):
+// a package's TestMain is `os.Exit(pgtest.Main(m))`.
 func Main(m *testing.M) int {
+	template.enabled = true
 	code := m.Run()
+	var err error
 	if shared != nil {
-		if err := shared.stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "pgtest:", err)
-			if code == 0 {
-				code = 1
-			}
+		err = shared.stop()
+	}
+	if err = errors.Join(err, removeTemplate()); err != nil {
+		fmt.Fprintln(os.Stderr, "pgtest:", err)
+		if code == 0 {
+			code = 1
 		}
 	}
 	return code
@@ -58,7 +65,7 @@ func Main(m *testing.M) int {
 func get(t testing.TB) *cluster {
 	t.Helper()
 	once.Do(func() {
-		c, err := newCluster(nil)
+		c, err := newCluster(nil, false) // the binary's only initdb when no test has a cluster of its own
 		switch {
 		case err == nil:
 			shared = c

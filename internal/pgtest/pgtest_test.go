@@ -43,7 +43,7 @@ func TestDBIsFreshAndDropped(t *testing.T) {
 // A cluster runs as an unprivileged user on loopback, and stop ends its
 // process and removes its directory.
 func TestStopRemovesEverything(t *testing.T) {
-	c, err := newCluster(nil)
+	c, err := newCluster(nil, false)
 	if isMissing(err) {
 		testenv.Unavailable(t, "%v", err)
 	}
@@ -86,18 +86,18 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 // helperEnv makes the test binary the child of TestClusterDiesWithItsTest.
 const helperEnv = "MESHNODE_PGTEST_HELPER"
 
-// TestHelperCluster starts a cluster, prints its PID and directory, and
-// waits to be killed, without stopping it.
+// TestHelperCluster starts a cluster, prints its PID, its directory and
+// the template's, and waits to be killed, without stopping it.
 func TestHelperCluster(t *testing.T) {
 	if os.Getenv(helperEnv) == "" {
 		t.Skip("helper process for TestClusterDiesWithItsTest")
 	}
-	c, err := newCluster(nil)
+	c, err := newCluster(nil, true)
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)
 	}
-	fmt.Println("cluster", c.cmd.Process.Pid, c.dir)
+	fmt.Println("cluster", c.cmd.Process.Pid, c.dir, template.dir)
 	select {}
 }
 
@@ -110,11 +110,11 @@ func TestClusterDiesWithItsTest(t *testing.T) {
 	cmd, out := helperproc.Start(t, "TestHelperCluster", helperEnv+"=1")
 	line, err := bufio.NewReader(out).ReadString('\n')
 	var pid int
-	var dir string
-	if _, serr := fmt.Sscanf(line, "cluster %d %s", &pid, &dir); serr != nil {
+	var dir, tmpl string
+	if _, serr := fmt.Sscanf(line, "cluster %d %s %s", &pid, &dir, &tmpl); serr != nil {
 		t.Fatalf("helper said %q (%v)", line, err)
 	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
+	t.Cleanup(func() { os.RemoveAll(dir); os.RemoveAll(tmpl) })
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
