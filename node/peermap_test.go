@@ -129,6 +129,11 @@ func TestUnusableCachedMap(t *testing.T) {
 				return err
 			})
 			m.StopCoordinator()
+			// Spoiled once b is down: a clean stop writes the change still
+			// pending (a peer's new candidates), over the spoiled file.
+			if err := b.Stop(); err != nil {
+				t.Fatal(err)
+			}
 			tc.spoil(t, file)
 			b = m.RestartWith(b, tc.opts)
 			st := b.Engine.Status()
