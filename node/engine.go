@@ -88,7 +88,8 @@ type Engine struct {
 	cfg   config.Node
 	log   *slog.Logger
 	priv  crypto.PrivateKey
-	state State // the registration, fixed once New returns
+	pub   crypto.PublicKey // priv's, derived once: an X25519 multiplication
+	state State            // the registration, fixed once New returns
 	// stateMu guards saved: the state file as last written, which the
 	// coordinators' welcomes (their list) and STUN servers update.
 	stateMu sync.Mutex
@@ -168,7 +169,7 @@ func New(ctx context.Context, opts Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	e.priv = priv
+	e.priv, e.pub = priv, priv.Public()
 	st, err := loadState(e.cfg.StateDir)
 	switch {
 	case errors.Is(err, errNotRegistered):
@@ -233,7 +234,7 @@ func (e *Engine) selfRecord() wire.Node {
 }
 
 // PublicKey is this node's key.
-func (e *Engine) PublicKey() crypto.PublicKey { return e.priv.Public() }
+func (e *Engine) PublicKey() crypto.PublicKey { return e.pub }
 
 // listenRelay opens the sockets of the relay this node serves
 // (relay.ListenUDP), marked as the node's own like every underlay socket,

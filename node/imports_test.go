@@ -14,6 +14,7 @@ import (
 // node's tests run a real coordinator through internal/meshlab: that is the
 // in-process lab, not the agent.)
 func TestImportGraphRunsOneWay(t *testing.T) {
+	t.Parallel()
 	const mod = "github.com/meshnode/meshnode/"
 	for _, tc := range []struct {
 		pkgs      string

@@ -1,12 +1,11 @@
 package node_test
 
 import (
-	"flag"
 	"os"
-	"strconv"
 	"testing"
 
 	"github.com/meshnode/meshnode/internal/pgtest"
+	"github.com/meshnode/meshnode/internal/testenv"
 )
 
 // labParallel is how many in-process lab tests run at once when -parallel
@@ -16,12 +15,7 @@ import (
 const labParallel = 6
 
 func TestMain(m *testing.M) {
-	flag.Parse()
-	set := false
-	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
-	if !set {
-		flag.Set("test.parallel", strconv.Itoa(labParallel))
-	}
+	testenv.Parallel(labParallel)
 	// The lab's tests across coordinators share a PostgreSQL cluster
 	// (internal/pgtest), stopped once they all ended.
 	os.Exit(pgtest.Main(m))

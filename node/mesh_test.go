@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/internal/meshlab"
 	"github.com/meshnode/meshnode/internal/natlab"
 	"github.com/meshnode/meshnode/internal/wait"
@@ -23,6 +24,18 @@ const (
 	pathDeadline     = 30 * time.Second
 	transferDeadline = 120 * time.Second
 )
+
+// recoverySpeed runs the path manager's timers this many times faster than
+// production in tests that wait for a path to be found dead or for a punch
+// round to fail: the same steps in the same order, sooner.
+const recoverySpeed = 3
+
+// scaledTiming is the production path timing run f times faster
+// (path.Timing.Scaled).
+func scaledTiming(f float64) *path.Timing {
+	tm := path.DefaultTiming(config.DefaultNode().Keepalive).Scaled(f)
+	return &tm
+}
 
 // homeNAT is a typical home router: Linux masquerade, port-restricted cone.
 func homeNAT(name string) natlab.NATConfig {
@@ -193,8 +206,9 @@ func TestMappingChangeMidTransferRecovers(t *testing.T) {
 			m := meshlab.New(t, meshlab.Options{})
 			home := m.NAT(homeNAT("home"))
 			office := m.NAT(homeNAT("office"))
-			a := m.AddNode("a", home.NewHost("a", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
-			b := m.AddNode("b", office.NewHost("b", netip.MustParseAddr("10.0.0.2")), meshlab.NodeOptions{})
+			opts := meshlab.NodeOptions{Timing: scaledTiming(recoverySpeed)}
+			a := m.AddNode("a", home.NewHost("a", netip.MustParseAddr("192.168.1.2")), opts)
+			b := m.AddNode("b", office.NewHost("b", netip.MustParseAddr("10.0.0.2")), opts)
 			waitDirect(t, a, b)
 			sctx, stopStream := context.WithCancel(context.Background())
 			defer stopStream()
@@ -349,8 +363,9 @@ func TestRandomSymmetricNATGoesDirectByBirthdayTechnique(t *testing.T) {
 			hard := natlab.Symmetric()
 			hard.Name = "carrier"
 			tc.easy.Name = "home"
-			a := m.AddNode("phone", m.NAT(hard).NewHost("phone", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{})
-			b := m.AddNode("home", m.NAT(tc.easy).NewHost("home", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
+			opts := meshlab.NodeOptions{Timing: scaledTiming(recoverySpeed)}
+			a := m.AddNode("phone", m.NAT(hard).NewHost("phone", netip.MustParseAddr("10.1.0.2")), opts)
+			b := m.AddNode("home", m.NAT(tc.easy).NewHost("home", netip.MustParseAddr("192.168.1.2")), opts)
 			t.Logf("relay after %v", waitPath(t, a, b, path.PathRelay))
 			took := wait.For(t, birthdayDeadline, "a direct path by the birthday technique", func() bool {
 				return a.PathTo(b).Path == path.PathDirect && b.PathTo(a).Path == path.PathDirect

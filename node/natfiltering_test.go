@@ -16,6 +16,7 @@ import (
 // its own and reports it with its candidates, so that the coordinator's
 // node table shows what each site's NAT lets in.
 func TestNodesReportTheirNATFiltering(t *testing.T) {
+	t.Parallel()
 	m := meshlab.New(t, meshlab.Options{})
 	cases := []struct {
 		nat  func() natlab.NATConfig // nil: a host on the internet, no NAT

@@ -75,8 +75,10 @@ func TestRestartFromCachedMapWhileCoordinatorDown(t *testing.T) {
 		t.Error("b no longer says it runs from the cached map while the coordinator is still down")
 	}
 
-	// Long enough down that the reconnect waits are at their cap.
-	wait.For(t, pathDeadline, "the outage lasting 10 s", func() bool { return time.Since(down) > 10*time.Second })
+	// Long enough down that the reconnect waits are at their cap: the
+	// first two waits take at most 1.5 s and 3 s (node/control's
+	// backoffMin and backoffMax, with jitter), every later one is at it.
+	wait.For(t, pathDeadline, "the outage lasting 6 s", func() bool { return time.Since(down) > 6*time.Second })
 	m.StartCoordinator()
 	back := time.Now()
 	for _, n := range []*meshlab.Node{a, b} {
@@ -127,6 +129,11 @@ func TestUnusableCachedMap(t *testing.T) {
 				return err
 			})
 			m.StopCoordinator()
+			// Spoiled once b is down: a clean stop writes the change still
+			// pending (a peer's new candidates), over the spoiled file.
+			if err := b.Stop(); err != nil {
+				t.Fatal(err)
+			}
 			tc.spoil(t, file)
 			b = m.RestartWith(b, tc.opts)
 			st := b.Engine.Status()

@@ -6,11 +6,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/internal/meshlab"
 	"github.com/meshnode/meshnode/internal/natlab"
 	"github.com/meshnode/meshnode/internal/relayfault"
 	"github.com/meshnode/meshnode/internal/wait"
 	"github.com/meshnode/meshnode/node/path"
+	"github.com/meshnode/meshnode/node/relayclient"
 )
 
 // leaveDeadline bounds how long a mesh takes to leave a relay node that
@@ -33,13 +35,27 @@ func relayedViaNode(t *testing.T, m *meshlab.Mesh) (r, a, b *meshlab.Node) {
 // tokens tokenA and tokenB ("": the lab coordinator's).
 func relayedViaNodeJoined(t *testing.T, m *meshlab.Mesh, tokenA, tokenB string) (r, a, b *meshlab.Node) {
 	t.Helper()
-	r = m.AddNode("office-server", m.Lab.NewHost("office-server", netip.MustParseAddr("198.18.5.5")), meshlab.NodeOptions{Relay: true})
+	tm, rtm := relayCheckTiming()
+	r = m.AddNode("office-server", m.Lab.NewHost("office-server", netip.MustParseAddr("198.18.5.5")), meshlab.NodeOptions{Relay: true, Timing: &tm, RelayTiming: &rtm})
 	ha, hb := natlab.Symmetric(), natlab.Symmetric()
 	ha.Name, hb.Name = "carrier-a", "carrier-b"
-	a = m.AddNode("a", m.NAT(ha).NewHost("a", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{Token: tokenA})
-	b = m.AddNode("b", m.NAT(hb).NewHost("b", netip.MustParseAddr("10.2.0.2")), meshlab.NodeOptions{Token: tokenB})
+	a = m.AddNode("a", m.NAT(ha).NewHost("a", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{Token: tokenA, Timing: &tm, RelayTiming: &rtm})
+	b = m.AddNode("b", m.NAT(hb).NewHost("b", netip.MustParseAddr("10.2.0.2")), meshlab.NodeOptions{Token: tokenB, Timing: &tm, RelayTiming: &rtm})
 	waitRelayedVia(t, a, b, netip.AddrPortFrom(r.Host.IPs()[0], meshlab.RelayPort).String())
 	return r, a, b
+}
+
+// relayCheckTiming is the production timing with the relay checks of the
+// path manager and the relay client a second apart (wire.RelayCheck: 5 s),
+// and a relay check ping given up after two (path.DefaultPingTimeout:
+// 5 s). A verdict still takes wire.RelayCheckMisses unanswered checks in
+// a row; the lab carries a packet in microseconds, so it comes sooner, for
+// the same reason.
+func relayCheckTiming() (path.Timing, relayclient.Timing) {
+	tm := path.DefaultTiming(config.DefaultNode().Keepalive)
+	tm.RelayCheck = time.Second
+	tm.PingTimeout = 2 * time.Second
+	return tm, relayclient.Timing{Check: time.Second}
 }
 
 // waitRelayedVia waits until a and b relay to each other through via.

@@ -59,7 +59,7 @@ func (e *Engine) Status() localapi.Status {
 	self := localapi.Self{
 		Name:      e.currentName(),
 		Addresses: e.state.Self.Addresses,
-		PublicKey: e.priv.Public().String(),
+		PublicKey: e.pub.String(),
 		Interface: e.tunName(),
 		Endpoints: []string{},
 		NAT:       localapi.NAT{Mapping: disc.Mapping.Behaviour, PortAlloc: disc.Mapping.PortAlloc, IdleKeepalive: e.mgr.IdleKeepalive().String()},

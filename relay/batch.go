@@ -57,6 +57,9 @@ type datagram struct {
 type batchConn interface {
 	// readBatch fills ms[:n] (Buffers[0][:N] from Addr) and reports n.
 	readBatch(ms []message) (int, error)
+	// readSlots is the most messages one readBatch fills: a reader holds
+	// a maxDatagram buffer for each.
+	readSlots() int
 	// oobLen is the control space each read message needs (UDP_GRO).
 	oobLen() int
 	// segmentSize is the size of the datagrams in a read train, 0 when
@@ -114,6 +117,8 @@ type kernelConn struct {
 }
 
 func (c *kernelConn) readBatch(ms []message) (int, error) { return c.x.ReadBatch(ms, 0) }
+
+func (*kernelConn) readSlots() int { return batchSize }
 
 func (c *kernelConn) oobLen() int {
 	if c.gro {
@@ -216,6 +221,8 @@ func (c singleConn) readBatch(ms []message) (int, error) {
 	return 1, nil
 }
 
+// readSlots is one: the buffers of more would never be read into.
+func (singleConn) readSlots() int           { return 1 }
 func (singleConn) oobLen() int              { return 0 }
 func (singleConn) segmentSize(*message) int { return 0 }
 

@@ -14,6 +14,7 @@ import (
 type countConn struct{ n int }
 
 func (c *countConn) readBatch([]message) (int, error) { panic("countConn is written only") }
+func (*countConn) readSlots() int                     { return batchSize }
 func (*countConn) oobLen() int                        { return 0 }
 func (*countConn) segmentSize(*message) int           { return 0 }
 

@@ -150,6 +150,7 @@ func (c *fakeConn) readBatch([]message) (int, error) {
 	return 0, errors.New("fakeConn is written only")
 }
 
+func (*fakeConn) readSlots() int           { return batchSize }
 func (*fakeConn) oobLen() int              { return 0 }
 func (*fakeConn) segmentSize(*message) int { return 0 }
 

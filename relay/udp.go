@@ -74,12 +74,12 @@ type reader struct {
 	s     *Server
 	sock  *udpSock
 	other func([]byte, net.Addr)
-	in    []message // batchSize slots, each with a maxDatagram buffer
+	in    []message // readSlots slots, each with a maxDatagram buffer
 	out   sink
 }
 
 func (s *Server) newReader(sock *udpSock, other func([]byte, net.Addr)) *reader {
-	r := &reader{s: s, sock: sock, other: other, in: make([]message, batchSize), out: newSink(sock, batchSize*maxSegments)}
+	r := &reader{s: s, sock: sock, other: other, in: make([]message, sock.conn.readSlots()), out: newSink(sock, batchSize*maxSegments)}
 	oob := sock.conn.oobLen()
 	for i := range r.in {
 		r.in[i].Buffers = [][]byte{make([]byte, maxDatagram)}

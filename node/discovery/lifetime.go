@@ -33,6 +33,15 @@ const (
 	lateGrace = 3 * time.Second
 )
 
+// lifetimeTiming is the lifetime probe's waits: streamAge and lateGrace in
+// production. Tests against an in-process server, which has no conntrack
+// and answers on a local timer, shorten them.
+type lifetimeTiming struct {
+	streamAge, lateGrace time.Duration
+}
+
+var defaultLifetime = lifetimeTiming{streamAge: streamAge, lateGrace: lateGrace}
+
 // LifetimeProbes are the silences tried, one per alternate socket of the
 // coordinator's STUN server, all at once: under Linux's 30 s, between it
 // and its 120 s, and just under 120 s.
@@ -54,7 +63,7 @@ func (p *Prober) Survives(ctx context.Context, server Target, idle time.Duration
 	if _, err := p.Query(ctx, server, 0); err != nil {
 		return false, fmt.Errorf("lifetime probe: %w", err)
 	}
-	age := time.NewTimer(streamAge)
+	age := time.NewTimer(p.life.streamAge)
 	select {
 	case <-ctx.Done():
 		age.Stop()
@@ -63,7 +72,7 @@ func (p *Prober) Survives(ctx context.Context, server Target, idle time.Duration
 	}
 	delay := stun.RawAttribute{Type: stun.AttrType(wire.STUNAttrResponseDelay), Value: binary.BigEndian.AppendUint32(nil, uint32(idle/time.Second))}
 	start := time.Now()
-	_, err := p.query(ctx, server, []stun.Setter{delay}, schedule{tries: 1, wait: idle + lateGrace, growth: 1})
+	_, err := p.query(ctx, server, []stun.Setter{delay}, schedule{tries: 1, wait: idle + p.life.lateGrace, growth: 1})
 	switch {
 	case errors.Is(err, ErrNoResponse):
 		return false, nil

@@ -265,6 +265,7 @@ func portsPerServer(n netip.AddrPort, delta map[int]int) func(netip.AddrPort, in
 var testTiming = NetcheckTiming{FirstAnswer: 250 * time.Millisecond, Filter: 250 * time.Millisecond, Hairpin: 250 * time.Millisecond}
 
 func TestNetcheck(t *testing.T) {
+	t.Parallel()
 	type nat struct {
 		mapping func(n netip.AddrPort) func(netip.AddrPort, int) netip.AddrPort // nil: no NAT
 		echo    bool                                                            // hairpinning

@@ -56,6 +56,7 @@ func netcheckOn(t *testing.T, server netip.AddrPort) Report {
 // its own IP there, as meshnode's did, must leave the behaviour unknown with
 // a note, not report endpoint-independent mapping.
 func TestNetcheckAtTheAlternateAddress(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name      string
 		server    stunBehaviour

@@ -62,6 +62,8 @@ const (
 // HandleSTUN from the Bind.
 type Prober struct {
 	tr Transport
+	// life holds the lifetime probe's waits (lifetime.go).
+	life lifetimeTiming
 
 	mu      sync.Mutex
 	pending map[[stun.TransactionIDSize]byte]transaction
@@ -82,7 +84,7 @@ type answer struct {
 
 // NewProber returns a prober sending through tr.
 func NewProber(tr Transport) *Prober {
-	return &Prober{tr: tr, pending: make(map[[stun.TransactionIDSize]byte]transaction)}
+	return &Prober{tr: tr, life: defaultLifetime, pending: make(map[[stun.TransactionIDSize]byte]transaction)}
 }
 
 // ErrNoResponse means the server didn't answer any retransmission.

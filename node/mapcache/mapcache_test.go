@@ -107,9 +107,15 @@ func TestSaveIsAtomic(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Just enough peers that the map exceeds MaxSize: encoding a map
+	// several times that size only costs CPU.
+	one, err := json.Marshal(m.Peers[0])
+	if err != nil {
+		t.Fatal(err)
+	}
 	huge := m
 	huge.Peers = nil
-	for i := range MaxSize / 200 {
+	for i := range MaxSize/len(one) + 1 {
 		p := m.Peers[0]
 		binary.BigEndian.PutUint32(p.PublicKey[:], uint32(i))
 		huge.Peers = append(huge.Peers, p)

@@ -50,6 +50,7 @@ func sentBy(f *fabric, n *node, keep func(netip.AddrPort) bool) func() []netip.A
 // no more than its per-peer punch budget: before these bounds, 200 such
 // messages made a victim send ~150,000 pings.
 func TestCallMeMaybeFloodIsBounded(t *testing.T) {
+	t.Parallel()
 	tm := fastTiming()
 	tm.PunchDuration = 300 * time.Millisecond
 	tm.MaxRound = 600 * time.Millisecond
@@ -97,6 +98,7 @@ func TestCallMeMaybeFloodIsBounded(t *testing.T) {
 // victim's home) makes its peer send them nothing: only addresses the
 // coordinator vouched for the member are probed.
 func TestCallMeMaybeCannotAimAtThirdParties(t *testing.T) {
+	t.Parallel()
 	tm := fastTiming()
 	f := newFabric()
 	victim, attacker := f.pair(t, tm)
@@ -127,6 +129,7 @@ func TestCallMeMaybeCannotAimAtThirdParties(t *testing.T) {
 // punch round going past MaxRound: the round ends, and the next one starts
 // afresh with its own bound.
 func TestRoundCannotBeStretched(t *testing.T) {
+	t.Parallel()
 	tm := fastTiming()
 	tm.PunchDuration = 100 * time.Millisecond
 	tm.MaxRound = 200 * time.Millisecond
@@ -162,6 +165,7 @@ func (s testScope) Permit(a netip.AddrPort, _ string) bool { return !s.deny.Cont
 // multicast, unspecified, port 0) or outside the node's scope are never
 // probed, whether they come from the coordinator or a call-me-maybe.
 func TestClaimedAddressesOutsideScopeAreNeverProbed(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a := f.add(t, "198.18.1.1:41820")
 	b := f.add(t, "198.18.2.1:41820")
@@ -203,10 +207,14 @@ func TestClaimedAddressesOutsideScopeAreNeverProbed(t *testing.T) {
 // handed to the forger's session. Addresses nobody confirms any more are
 // forgotten.
 func TestForgedSourceCannotStealAPeersAddress(t *testing.T) {
+	t.Parallel()
 	tm := fastTiming()
 	tm.Keepalive = 50 * time.Millisecond
 	tm.ActiveHeartbeat = 50 * time.Millisecond
 	tm.AddrTTL = 4 * tm.Keepalive
+	// The silent peer punches the victim again once its path died, from
+	// the address in question; a short round lets it fall silent sooner.
+	tm.PunchDuration = time.Second
 	f := newFabric()
 	victim := f.addTimed(t, "198.18.1.1:41820", tm)
 	peer := f.addTimed(t, "198.18.2.1:41820", tm)
@@ -241,6 +249,7 @@ func TestForgedSourceCannotStealAPeersAddress(t *testing.T) {
 // Strangers with keys of their own seal valid pings to a node: each is
 // rejected as not a peer, and the node keeps no state for any of them.
 func TestStrangersLeaveNoSealingState(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a, _ := f.pair(t, fastTiming())
 	before := a.m.DiscoKeys()
@@ -262,6 +271,7 @@ func TestStrangersLeaveNoSealingState(t *testing.T) {
 // ready), but at most one a CallMeMaybeGap, and the rounds stay within the
 // punch budget.
 func TestReadyFloodIsBounded(t *testing.T) {
+	t.Parallel()
 	tm := fastTiming()
 	tm.PunchDuration, tm.MaxRound, tm.CallMeMaybeGap = 100*time.Millisecond, 200*time.Millisecond, 200*time.Millisecond
 	f := newFabric()

@@ -22,6 +22,7 @@ func (f *fabric) asked(n, peer *node) int {
 // the peer comes online (the relay carries it), the relay binds, a direct
 // path answers, or the peer shows it is up with any discovery packet.
 func TestHandshakeResentWhenAPathMayBeUp(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a := f.add(t, "198.18.1.1:41820")
 	b := f.add(t, "198.18.2.1:41820")
@@ -50,6 +51,7 @@ func TestHandshakeResentWhenAPathMayBeUp(t *testing.T) {
 // relay is bound) goes the moment the relay binds, not a punch interval
 // later: the peer holds its pings, and its handshake, until it hears it.
 func TestReadyGoesWhenTheRelayBinds(t *testing.T) {
+	t.Parallel()
 	tm := fastTiming()
 	// One punch tick in one long round: only the relay's binding can send
 	// the ready again.
@@ -72,6 +74,7 @@ func TestReadyGoesWhenTheRelayBinds(t *testing.T) {
 // A ping from a peer that has no direct path yet is answered with a ping at
 // once, not at the next punch tick: its pong confirms the path.
 func TestPingFromAPeerWithNoPathIsPingedBack(t *testing.T) {
+	t.Parallel()
 	_, a, b := holdingPair(t)
 	introduce(b, a, a.addr)
 	waitPath(t, a, b, b.addr)
@@ -98,6 +101,7 @@ func holdingPair(t *testing.T) (f *fabric, a, b *node) {
 // sent from there (a restarted node's peers keep sending while it holds
 // its pings). A source that is no candidate makes it send nothing.
 func TestStrayFromACandidateIsPinged(t *testing.T) {
+	t.Parallel()
 	f, a, b := holdingPair(t)
 	b.m.UpsertPeer(PeerInfo{Key: a.key, Name: "a"}) // b answers a's pings
 	stranger := netip.MustParseAddrPort("198.18.9.9:41820")
@@ -123,6 +127,7 @@ func TestStrayFromACandidateIsPinged(t *testing.T) {
 // ready is ever due, so nothing else would reach the peer before
 // WireGuard's 5 s retry.
 func TestRelayedPeerHearsWhenTheRelayBinds(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a := f.add(t, "198.18.1.1:41820")
 	b := f.add(t, "198.18.2.1:41820")

@@ -30,6 +30,7 @@ func keeperOf(a, b *node) (keeper, other *node) {
 // see its own direction works, so an idle pair costs well under the two
 // sides' full rate.
 func TestIdlePathKeptByOneSide(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	keeper, other := keeperOf(f.pair(t, idleTiming()))
 	pk, po := keeper.m.Stats.PingsSent.Load(), other.m.Stats.PingsSent.Load()
@@ -52,6 +53,7 @@ func TestIdlePathKeptByOneSide(t *testing.T) {
 // interval than the default, it drops back to the default, and later
 // settings stay under half the interval that failed.
 func TestIdleKeepaliveBounds(t *testing.T) {
+	t.Parallel()
 	tm := idleTiming()
 	f := newFabric()
 	a, b := f.pair(t, tm)
@@ -84,6 +86,7 @@ func TestIdleKeepaliveBounds(t *testing.T) {
 // at its shorter interval and the keeper stands back: the path is never
 // left idle longer than the shorter interval.
 func TestIdleShorterIntervalKeeps(t *testing.T) {
+	t.Parallel()
 	tm := idleTiming()
 	f := newFabric()
 	a, b := f.pair(t, tm)

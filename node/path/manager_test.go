@@ -217,6 +217,7 @@ func waitPath(t *testing.T, n, peer *node, want netip.AddrPort) {
 }
 
 func TestPunchFindsDirectPathBothWays(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a := f.add(t, "198.18.1.1:41820")
 	b := f.add(t, "198.18.2.1:41820")
@@ -234,6 +235,7 @@ func TestPunchFindsDirectPathBothWays(t *testing.T) {
 }
 
 func TestLANCandidateWins(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a := f.add(t, "192.168.1.2:41820")
 	b := f.add(t, "192.168.1.3:41820")
@@ -249,6 +251,7 @@ func TestLANCandidateWins(t *testing.T) {
 }
 
 func TestPeerReflexiveCandidate(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a := f.add(t, "198.18.1.1:41820")
 	b := f.add(t, "198.18.2.1:41820")
@@ -259,6 +262,7 @@ func TestPeerReflexiveCandidate(t *testing.T) {
 }
 
 func TestRejectsForgedAndReplayedDiscovery(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a := f.add(t, "198.18.1.1:41820")
 	b := f.add(t, "198.18.2.1:41820")
@@ -333,6 +337,7 @@ func TestRejectsForgedAndReplayedDiscovery(t *testing.T) {
 }
 
 func TestDeadPathIsNoticedAndRepunched(t *testing.T) {
+	t.Parallel()
 	// a's active heartbeat is short, so its MissedPongs heartbeats go
 	// unanswered in a fraction of a second rather than the default 6 s.
 	tm := fastTiming()
@@ -362,6 +367,7 @@ func TestDeadPathIsNoticedAndRepunched(t *testing.T) {
 }
 
 func TestBackoff(t *testing.T) {
+	t.Parallel()
 	tm := DefaultTiming(time.Second)
 	for _, tc := range []struct {
 		failures int
@@ -378,6 +384,7 @@ func TestBackoff(t *testing.T) {
 // A public host's TCP candidate shares ip:port with its UDP one: offering
 // both must not hide the UDP candidate from punching.
 func TestTCPCandidateDoesNotHideUDPCandidate(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a := f.add(t, "198.18.1.10:41820")
 	b := f.add(t, "198.18.2.10:41820")
@@ -396,6 +403,7 @@ func TestTCPCandidateDoesNotHideUDPCandidate(t *testing.T) {
 // their IPv4 one answered (a firewall slower to open, say) switch to it
 // when it is faster, and stay on IPv4 when IPv6 is slower.
 func TestFasterFamilyWins(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name           string
 		delay4, delay6 time.Duration // one way
@@ -447,6 +455,7 @@ func TestFasterFamilyWins(t *testing.T) {
 // past the hysteresis; a dual-stack peer's pings from the other family
 // are no sign that its mapping moved; LAN still beats a public address.
 func TestPreferAcrossFamilies(t *testing.T) {
+	t.Parallel()
 	v4 := netip.MustParseAddrPort("198.18.1.1:41820")
 	v4moved := netip.MustParseAddrPort("198.18.1.1:50000")
 	v6 := netip.MustParseAddrPort("[2001:2:0:1::2]:41820")
@@ -490,6 +499,7 @@ func (s familyScope) Permit(a netip.AddrPort, _ string) bool { return a.Addr().I
 // probes its peers' IPv6 candidates from then on, without waiting for the
 // peers to report again.
 func TestRepunchAppliesTheScopeAgain(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a := f.add(t, "198.18.1.1:41820")
 	has6 := false

@@ -32,10 +32,13 @@ func (r *mtuRecorder) get(k crypto.PublicKey) int {
 	return r.mtu[k]
 }
 
-// mtuTiming runs the search's rounds fast.
+// mtuTiming runs the search's rounds fast, and finds a path that stopped
+// carrying dead in a few tenths of a second: the MTU goes with the path.
 func mtuTiming() Timing {
 	t := fastTiming()
 	t.PMTUWait = 100 * time.Millisecond
+	t.Keepalive = 100 * time.Millisecond
+	t.ActiveHeartbeat = 100 * time.Millisecond
 	return t
 }
 
@@ -70,6 +73,7 @@ func mtuPair(t *testing.T, pathMTU int, kernel func(netip.Addr) (int, error)) (a
 }
 
 func TestPathMTUFoundBothWays(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct {
 		name    string
 		pathMTU int
@@ -96,6 +100,7 @@ func TestPathMTUFoundBothWays(t *testing.T) {
 // MTU from ICMP, so its socket would fragment larger probes; they are not
 // sent, and the path is taken at what the kernel sends whole.
 func TestPathMTUHonoursTheKernel(t *testing.T) {
+	t.Parallel()
 	kernel := func(netip.Addr) (int, error) { return 1400, nil }
 	_, b, sa, _ := mtuPair(t, 0, kernel)
 	wait.For(t, 10*time.Second, "a at MTU 1328", func() bool { return sa.get(b.key) == 1328 })
@@ -105,6 +110,7 @@ func TestPathMTUHonoursTheKernel(t *testing.T) {
 // teaches both kernels the path MTU, and they fragment the probes that
 // follow, which then arrive; their answers must not count.
 func TestPathMTUWithICMPDelivered(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	f.mtu, f.icmp = 1400, true
 	a := f.addTimed(t, "198.18.1.1:41820", mtuTiming())
@@ -128,6 +134,7 @@ func TestPathMTUWithICMPDelivered(t *testing.T) {
 }
 
 func TestProbesArePaddedAndAnsweredAsLarge(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	var mu sync.Mutex
 	sizes := map[netip.AddrPort]map[int]bool{} // sender → sizes it sent
@@ -153,6 +160,7 @@ func TestProbesArePaddedAndAnsweredAsLarge(t *testing.T) {
 // TestPathMTUGoesWithThePath: a path that dies takes its MTU with it (the
 // relay carries any size); the path punched again is searched again.
 func TestPathMTUGoesWithThePath(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	f.mtu = 1400
 	a, b, sa := mtuOn(t, f)
@@ -170,6 +178,7 @@ func TestPathMTUGoesWithThePath(t *testing.T) {
 // TestRepunchMeasuresTheMTUAgain: after a change of this node's network
 // the path may keep its address but run over another link.
 func TestRepunchMeasuresTheMTUAgain(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a, b, sa := mtuOn(t, f)
 	wait.For(t, 10*time.Second, "MTU 1420", func() bool { return sa.get(b.key) == 1420 })
@@ -195,6 +204,7 @@ func (streamRelay) Info() bind.RouteInfo {
 // SYN among them, must fit. A direct path takes its own MTU, a stream
 // relay none, and a lost direct path brings the relay's back.
 func TestRelayedMTU(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a := f.addTimed(t, "198.18.1.1:41820", mtuTiming())
 	b := f.addTimed(t, "198.18.2.1:41820", mtuTiming())

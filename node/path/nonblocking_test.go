@@ -24,6 +24,7 @@ func heartbeatsFlow(t *testing.T, n *node, rounds uint64, what string) {
 // Nobody reads the manager's events (a node whose coordinator hangs): the
 // manager drops them, counted, and its heartbeats and paths go on.
 func TestUnreadEventsDisturbNoPath(t *testing.T) {
+	t.Parallel()
 	tm := fastTiming()
 	tm.RendezvousGap = time.Millisecond
 	tm.ActiveHeartbeat = 20 * time.Millisecond
@@ -69,6 +70,7 @@ func (stuckAux) CloseAux(...int) {}
 // held: while it is stuck, discovery from other peers is answered, ticks
 // run and status reads the manager.
 func TestOpeningBirthdaySocketsBlocksNothing(t *testing.T) {
+	t.Parallel()
 	tm := fastTiming()
 	tm.PunchDuration = 100 * time.Millisecond
 	tm.ActiveHeartbeat = 20 * time.Millisecond

@@ -24,6 +24,7 @@ func orderTiming() Timing {
 // it primed its NAT (its ready) or pinged us: the packet that could arrive
 // early at a router that tracks it is never sent. Both still go direct.
 func TestOrderedPunch(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a := f.addTimed(t, "198.18.1.1:41820", orderTiming())
 	b := f.addTimed(t, "198.18.2.1:41820", orderTiming())
@@ -61,6 +62,7 @@ func TestOrderedPunch(t *testing.T) {
 // it claims no ready; its LAN candidates are pinged at once. Once the
 // peer's STUN mapping arrives, the round primes it and says so.
 func TestReadyOnlyAfterPriming(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a := f.addTimed(t, "198.18.1.1:41820", orderTiming())
 	b := f.addTimed(t, "198.18.2.1:41820", orderTiming())
@@ -85,6 +87,7 @@ func TestReadyOnlyAfterPriming(t *testing.T) {
 // ready that follows it: the peer's pings must not come before our NAT is
 // open. Once primes go out, the ready does too.
 func TestNoReadyAfterAFailedPrime(t *testing.T) {
+	t.Parallel()
 	f := newFabric()
 	a := f.addTimed(t, "198.18.1.1:41820", orderTiming())
 	b := f.addTimed(t, "198.18.2.1:41820", orderTiming())
@@ -119,6 +122,7 @@ func orderedFails(n *node, peer crypto.PublicKey) int {
 // packet to the peer, not even for new candidates, until it has passed;
 // then a retry punches through.
 func TestQuietAfterOrderedRoundFails(t *testing.T) {
+	t.Parallel()
 	tm := orderTiming()
 	tm.PunchDuration, tm.MaxRound, tm.RetryMin = 200*time.Millisecond, 400*time.Millisecond, 20*time.Millisecond
 	tm.QuietPeriod = 2 * time.Second

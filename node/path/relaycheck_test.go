@@ -110,6 +110,7 @@ func nextRelayEvent(t *testing.T, n *node, within time.Duration) (Event, bool) {
 // relay that carries them gets pongs and no blame; one that drops them
 // gets evidence naming the peer and the relay.
 func TestRelayCheck(t *testing.T) {
+	t.Parallel()
 	for _, tt := range []struct {
 		name string
 		drop bool
@@ -145,6 +146,7 @@ func TestRelayCheck(t *testing.T) {
 // TestRelayCheckIsBounded: with many relayed peers, a check pings at most
 // relayCheckPeers of them, and every peer's turn comes.
 func TestRelayCheckIsBounded(t *testing.T) {
+	t.Parallel()
 	r := newTestRelay()
 	r.drop.Store(true)
 	f := newFabric()
@@ -177,6 +179,7 @@ func TestRelayCheckIsBounded(t *testing.T) {
 // A peer with a direct path is not checked through the relay, and a relay
 // not under check (the coordinator's) is not pinged through at all.
 func TestRelayCheckOnlyRelayedPeersUnderCheck(t *testing.T) {
+	t.Parallel()
 	r := newTestRelay()
 	f := newFabric()
 	a, b := f.pair(t, relayCheckTiming())
