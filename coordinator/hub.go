@@ -228,6 +228,7 @@ func (h *hub) peersOf(n *store.Node) []json.RawMessage {
 func (h *hub) upsert(n store.Node, next access) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.index()
 	old := h.nodes[n.Key]
 	if old != nil && old.LastSeen.After(n.LastSeen) {
 		n.LastSeen = old.LastSeen
@@ -254,6 +255,7 @@ func (h *hub) remove(key crypto.PublicKey, next access) *session {
 	if n == nil {
 		return nil
 	}
+	h.index()
 	delete(h.nodes, key)
 	h.known.Delete(key)
 	delete(h.enc, key)
@@ -419,6 +421,7 @@ func (h *hub) adminChanged(key crypto.PublicKey, next access, edit func(*store.N
 	if old == nil {
 		return wire.Node{}
 	}
+	h.index()
 	n := *old
 	edit(&n)
 	h.nodes[key] = &n

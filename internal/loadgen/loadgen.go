@@ -32,6 +32,11 @@ type Config struct {
 	// group of this many (by tag) see each other only. 0: no policy, every
 	// node sees every other.
 	Group int
+	// PolicyFirst sets the policy before the nodes register, so that
+	// each registration joins a mesh under a policy (what
+	// registrations per second then measure); otherwise it is set once
+	// all are registered.
+	PolicyFirst bool
 	// Rounds is how many changes (a node's new candidates) and how many
 	// churns (a node going offline, then online) are measured.
 	Rounds int
@@ -216,7 +221,8 @@ func (r *run) wantPeers(i int) int {
 	return min(lo+r.cfg.Group, len(r.clients)) - lo - 1
 }
 
-// register makes the tokens, registers every node, then sets the policy.
+// register makes the tokens, registers every node, and sets the policy
+// before or after.
 func (r *run) register(ctx context.Context, rep *Report) error {
 	n := r.cfg.Nodes
 	groups := 1
@@ -264,6 +270,11 @@ func (r *run) register(ctx context.Context, rep *Report) error {
 		r.clients[i] = &client{idx: i, priv: priv, name: fmt.Sprintf("n%05d", i), group: r.groupOf(i), mesh: r.mesh, hc: hc, online: make([]uint64, (n+63)/64)}
 		r.mesh.index[priv.Public()] = i
 	}
+	if r.cfg.Group > 0 && r.cfg.PolicyFirst {
+		if err := r.setPolicy(ctx, groups); err != nil {
+			return err
+		}
+	}
 	r.cfg.Progress("registering %d nodes (%d workers; successful registrations cost no per-source budget, so no limit needs relaxing)", n, r.cfg.Workers)
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
@@ -297,17 +308,19 @@ func (r *run) register(ctx context.Context, rep *Report) error {
 		return err
 	}
 	r.cfg.Progress("registered %d nodes in %v (%.0f/s)", n, rep.Register.Round(time.Millisecond), rep.RegistrationsPerSecond())
-	// The policy comes once every node is registered: each registration
-	// under a policy resolves it against every node, which makes
-	// registering N nodes cost O(N²) (measured apart, see
-	// bench/RESULTS.md), and this run is about the streams.
-	if r.cfg.Group > 0 {
-		start := time.Now()
-		if err := r.t.SetPolicy(ctx, policyText(groups)); err != nil {
-			return fmt.Errorf("set the policy: %w", err)
-		}
-		r.cfg.Progress("policy of %d groups set in %v", groups, time.Since(start).Round(time.Millisecond))
+	if r.cfg.Group > 0 && !r.cfg.PolicyFirst {
+		return r.setPolicy(ctx, groups)
 	}
+	return nil
+}
+
+// setPolicy sets the policy of the groups.
+func (r *run) setPolicy(ctx context.Context, groups int) error {
+	start := time.Now()
+	if err := r.t.SetPolicy(ctx, policyText(groups)); err != nil {
+		return fmt.Errorf("set the policy: %w", err)
+	}
+	r.cfg.Progress("policy of %d groups set in %v", groups, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
