@@ -323,16 +323,17 @@ func (h *hub) transition(next access, was, now *store.Node) {
 // only the filters of the nodes that see it, before or after (policy.
 // Resolved.Update), so it visits those alone. Caller holds mu.
 func (h *hub) moved(prev access, was, now *store.Node) {
+	key := either(now, was).Key
 	var touched []*store.Node
 	if was != nil {
 		touched = slices.Clone(h.seenBy(was))
 	}
 	h.vis.move(h.acc.res, was, now)
+	h.changes.visibility(h.version, key, was == nil)
 	if now != nil {
 		touched = append(touched, h.seenBy(now)...)
 		touched = append(touched, now)
 	}
-	key := either(now, was).Key
 	self := h.sessions[key]
 	done := make(map[crypto.PublicKey]bool, len(touched))
 	for _, o := range touched {
@@ -361,6 +362,7 @@ func (h *hub) moved(prev access, was, now *store.Node) {
 // Caller holds mu.
 func (h *hub) retellAll(prev access) {
 	h.vis = nil
+	h.changes.reset(h.version)
 	for k, s := range h.sessions {
 		if a := h.nodes[k]; a != nil {
 			for _, o := range h.nodes {

@@ -2,7 +2,9 @@ package coordinator
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -113,11 +115,14 @@ func (v *hubView) drain() {
 // for that node alone (Server.accessAfter); after every step each
 // connected node's map and filter, as the deltas left them, are what a
 // full resolve of the mesh gives, and the visibility index kept up by
-// the changes is the one built from scratch.
+// the changes is the one built from scratch; and a map held at an
+// earlier step and resumed (hub.resume), where the hub can, is the map
+// the node has.
 func TestTransitionsMatchFullResolve(t *testing.T) {
 	cfg := config.DefaultCoordinator()
 	net := policy.Network{V4: cfg.Network, V6: cfg.NetworkV6}
 	tags := []string{"a", "b", "c", RelayTag}
+	resumed := 0
 	for seed := range uint64(60) {
 		rng := rand.New(rand.NewPCG(seed, 14))
 		text := ""
@@ -202,6 +207,13 @@ func TestTransitionsMatchFullResolve(t *testing.T) {
 			acc.res, _ = acc.res.Update(was, p)
 			return acc
 		}
+		// held are the maps the connected nodes held at step 10, to
+		// resume at the end.
+		type heldMap struct {
+			version uint64
+			peers   map[crypto.PublicKey]bool
+		}
+		held := map[crypto.PublicKey]heldMap{}
 		for step := range 30 {
 			keys := h.keys()
 			slices.SortFunc(keys, func(a, b crypto.PublicKey) int { return bytes.Compare(a[:], b[:]) })
@@ -250,6 +262,11 @@ func TestTransitionsMatchFullResolve(t *testing.T) {
 					t.Fatalf("seed %d step %d: %s's filter %+v, want %+v\n%s", seed, step, a.Name, v.filter, full.Filter(a.Name), text)
 				}
 			}
+			if step == 10 {
+				for key, v := range views {
+					held[key] = heldMap{h.version, maps.Clone(v.peers)}
+				}
+			}
 			for _, a := range h.nodes {
 				got := slices.Collect(func(yield func(string) bool) {
 					for _, o := range h.seenBy(a) {
@@ -267,5 +284,34 @@ func TestTransitionsMatchFullResolve(t *testing.T) {
 			}
 			h.mu.Unlock()
 		}
+		h.mu.Lock()
+		for key, m := range held {
+			n, v := h.nodes[key], views[key]
+			if n == nil || v == nil {
+				continue
+			}
+			ups, rems, ok := h.resume(n, &wire.MapVersion{Epoch: h.changes.epoch, Version: m.version})
+			if !ok {
+				continue
+			}
+			resumed++
+			for _, k := range rems {
+				delete(m.peers, k)
+			}
+			for _, b := range ups {
+				var w wire.Node
+				if err := json.Unmarshal(b, &w); err != nil {
+					t.Fatal(err)
+				}
+				m.peers[w.PublicKey] = true
+			}
+			if !maps.Equal(m.peers, v.peers) {
+				t.Fatalf("seed %d: %s's map resumed from version %d: %v, want %v\n%s", seed, n.Name, m.version, m.peers, v.peers, text)
+			}
+		}
+		h.mu.Unlock()
+	}
+	if resumed < 50 {
+		t.Errorf("%d maps resumed; want the test to resume at least 50", resumed)
 	}
 }

@@ -37,6 +37,11 @@ type Config struct {
 	// registrations per second then measure); otherwise it is set once
 	// all are registered.
 	PolicyFirst bool
+	// Herd, after the changes and churn, drops every stream at once and
+	// opens them all again (a coordinator's restart as its nodes see
+	// it, or a network blip): nodes that hold a map say which, and a
+	// coordinator that can resume sends only what changed.
+	Herd bool
 	// Rounds is how many changes (a node's new candidates) and how many
 	// churns (a node going offline, then online) are measured.
 	Rounds int
@@ -98,8 +103,18 @@ type Report struct {
 	// start (registrations included), ConvergeCPU the convergence alone.
 	Usage       Usage
 	ConvergeCPU float64
-	// End is the coordinator's at the end, after the changes and churn.
+	// End is the coordinator's at the end, after the changes and churn
+	// (and the herd).
 	End Usage
+	// HerdTime is how long the herd took until every node had its map
+	// with every peer online again, HerdConverged how many had by then,
+	// HerdBytes what the coordinator sent meanwhile (HerdWelcomeBytes of
+	// it the welcomes' JSON), HerdResumed how many welcomes resumed a
+	// map rather than sent it whole.
+	HerdTime                   time.Duration
+	HerdConverged, HerdResumed int
+	HerdBytes                  int64
+	HerdWelcomeBytes           int64
 }
 
 // RegistrationsPerSecond is the registration rate.
@@ -182,6 +197,11 @@ func Run(ctx context.Context, t Target, cfg Config) (Report, error) {
 	}
 	if err := r.churn(ctx, &rep); err != nil {
 		return rep, err
+	}
+	if cfg.Herd {
+		if err := r.herd(ctx, &rep); err != nil {
+			return rep, err
+		}
 	}
 	var err error
 	rep.End, err = usage(t.PID())
@@ -362,15 +382,10 @@ func (r *run) poll(ctx context.Context, d time.Duration, cond func() bool) bool 
 	return true
 }
 
-// converge opens every stream at once and waits until every node has its
-// map with every peer online.
-func (r *run) converge(ctx context.Context, rep *Report) error {
-	before, err := usage(r.t.PID())
-	if err != nil {
-		return err
-	}
-	r.mesh.bytes.Store(0)
-	r.cfg.Progress("opening %d streams at once", len(r.clients))
+// openAll opens every stream at once and waits until every node has its
+// map with every peer online: how many had, how long it took, and whether
+// all did within the timeout.
+func (r *run) openAll(ctx context.Context) (count int, took time.Duration, ok bool) {
 	start := time.Now()
 	for _, c := range r.clients {
 		c.start(r.url, r.key)
@@ -378,9 +393,8 @@ func (r *run) converge(ctx context.Context, rep *Report) error {
 	// Nodes already seen converged are not asked again: each check of
 	// the rest is cheap, and a node that drops later shows in Drops.
 	done := make([]bool, len(r.clients))
-	count := 0
 	last := time.Now()
-	ok := r.poll(ctx, 20*time.Millisecond, func() bool {
+	ok = r.poll(ctx, 20*time.Millisecond, func() bool {
 		for i, c := range r.clients {
 			if !done[i] && c.converged(r.wantPeers(i)) {
 				done[i] = true
@@ -393,11 +407,24 @@ func (r *run) converge(ctx context.Context, rep *Report) error {
 		}
 		return count == len(r.clients)
 	})
-	rep.Converge = time.Since(start)
+	return count, time.Since(start), ok
+}
+
+// converge opens every stream at once and waits until every node has its
+// map with every peer online.
+func (r *run) converge(ctx context.Context, rep *Report) error {
+	before, err := usage(r.t.PID())
+	if err != nil {
+		return err
+	}
+	r.mesh.bytes.Store(0)
+	r.cfg.Progress("opening %d streams at once", len(r.clients))
+	count, took, ok := r.openAll(ctx)
+	rep.Converge = took
 	rep.Converged = count
 	rep.ConvergeBytes = r.mesh.bytes.Load()
 	for _, c := range r.clients {
-		w, d := c.counts()
+		w, d, _, _ := c.counts()
 		rep.Welcomes += w
 		rep.Drops += d
 	}
@@ -500,6 +527,34 @@ func (r *run) churn(ctx context.Context, rep *Report) error {
 	slices.Sort(rep.Online)
 	r.cfg.Progress("churn: offline p50 %v p99 %v, online p50 %v p99 %v (%d missed)",
 		Quantile(rep.Offline, 0.5), Quantile(rep.Offline, 0.99), Quantile(rep.Online, 0.5), Quantile(rep.Online, 0.99), rep.ChurnMissed)
+	return nil
+}
+
+// herd drops every stream, then opens them all at once and waits until
+// every node has its map with every peer online again.
+func (r *run) herd(ctx context.Context, rep *Report) error {
+	r.stopAll()
+	welcomed := func() (resumed int, bytes int64) {
+		for _, c := range r.clients {
+			_, _, n, b := c.counts()
+			resumed += n
+			bytes += int64(b)
+		}
+		return resumed, bytes
+	}
+	resumedBefore, bytesBefore := welcomed()
+	r.mesh.bytes.Store(0)
+	r.cfg.Progress("herd: %d streams dropped, opening them all at once", len(r.clients))
+	var ok bool
+	rep.HerdConverged, rep.HerdTime, ok = r.openAll(ctx)
+	rep.HerdBytes = r.mesh.bytes.Load()
+	resumed, bytes := welcomed()
+	rep.HerdResumed, rep.HerdWelcomeBytes = resumed-resumedBefore, bytes-bytesBefore
+	if !ok {
+		return fmt.Errorf("herd: %d of %d nodes converged within %v", rep.HerdConverged, len(r.clients), r.cfg.Timeout)
+	}
+	r.cfg.Progress("herd converged in %v: %d KB sent, %d KB of it welcomes, %d of %d welcomes resumed",
+		rep.HerdTime.Round(time.Millisecond), rep.HerdBytes>>10, rep.HerdWelcomeBytes>>10, rep.HerdResumed, len(r.clients))
 	return nil
 }
 
