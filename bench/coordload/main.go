@@ -92,8 +92,8 @@ func run(before, bin, label, sizeList string, group int, policyFirst, herd bool,
 		when = "before"
 	}
 	fmt.Printf("# %s; group %d (0: open mesh), policy set %s registering; %d rounds; %d CPUs; load %s\n", mode, group, when, rounds, runtime.NumCPU(), loadavg())
-	fmt.Println("| label | nodes | register/s | converged | time to converge | welcomes | drops | MB sent | change p50 | change p99 | offline p99 | online p99 | RSS MB | peak RSS MB | CPU s (converge) | CPU s (total) | herd s | herd KB sent | herd KB welcomes | herd resumed |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("| label | nodes | register/s | converged | time to converge | welcomes | drops | MB sent | change p50 | change p99 | offline p99 | online p99 | RSS MB | peak RSS MB | CPU s (converge) | CPU s (total) | churn KB welcomes | herd s | herd KB sent | herd KB welcomes | herd resumed |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	var failed []string
 	for _, n := range sizes {
 		need := n
@@ -165,12 +165,12 @@ func writeHeap(path string) error {
 
 func row(label string, r loadgen.Report) string {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
-	return fmt.Sprintf("| %s | %d | %.0f | %d | %.1f s | %d | %d | %d | %s | %s | %s | %s | %d | %d | %.1f | %.1f | %.1f | %d | %d | %d |",
+	return fmt.Sprintf("| %s | %d | %.0f | %d | %.1f s | %d | %d | %d | %s | %s | %s | %s | %d | %d | %.1f | %.1f | %d | %.1f | %d | %d | %d |",
 		label, r.Nodes, r.RegistrationsPerSecond(), r.Converged, r.Converge.Seconds(), r.Welcomes, r.Drops, r.ConvergeBytes>>20,
 		ms(loadgen.Quantile(r.Change, 0.5)), ms(loadgen.Quantile(r.Change, 0.99)),
 		ms(loadgen.Quantile(r.Offline, 0.99)), ms(loadgen.Quantile(r.Online, 0.99)),
 		r.Usage.RSS>>20, max(r.Usage.PeakRSS, r.End.PeakRSS)>>20, r.ConvergeCPU, max(r.Usage.CPU, r.End.CPU),
-		r.HerdTime.Seconds(), r.HerdBytes>>10, r.HerdWelcomeBytes>>10, r.HerdResumed)
+		r.ChurnWelcomeBytes>>10, r.HerdTime.Seconds(), r.HerdBytes>>10, r.HerdWelcomeBytes>>10, r.HerdResumed)
 }
 
 // loadavg is the machine's load (proc(5)), to read the figures by.

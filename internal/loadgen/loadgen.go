@@ -99,6 +99,10 @@ type Report struct {
 	// took to reach each peer, over all rounds, sorted.
 	Offline, Online []time.Duration
 	ChurnMissed     int
+	// ChurnWelcomeBytes is the size of the welcomes' JSON a node that
+	// went offline got when it came back, over all rounds: its full
+	// map, or what changed since the one it held.
+	ChurnWelcomeBytes int64
 	// Usage is the coordinator's after convergence; CPU counts from its
 	// start (registrations included), ConvergeCPU the convergence alone.
 	Usage       Usage
@@ -507,6 +511,7 @@ func (r *run) churn(ctx context.Context, rep *Report) error {
 	for k := range r.cfg.Rounds {
 		i := r.chosen(k)
 		c := r.clients[i]
+		_, _, _, before := c.counts()
 		lat, missed, err := r.spread(ctx, &probe{peer: i, online: false}, func() error { c.stop(); return nil })
 		if err != nil {
 			return err
@@ -522,11 +527,13 @@ func (r *run) churn(ctx context.Context, rep *Report) error {
 		if !r.poll(ctx, 10*time.Millisecond, func() bool { return c.converged(r.wantPeers(i)) }) {
 			return fmt.Errorf("churn round %d: node %d did not get its map back", k, i)
 		}
+		_, _, _, after := c.counts()
+		rep.ChurnWelcomeBytes += int64(after - before)
 	}
 	slices.Sort(rep.Offline)
 	slices.Sort(rep.Online)
-	r.cfg.Progress("churn: offline p50 %v p99 %v, online p50 %v p99 %v (%d missed)",
-		Quantile(rep.Offline, 0.5), Quantile(rep.Offline, 0.99), Quantile(rep.Online, 0.5), Quantile(rep.Online, 0.99), rep.ChurnMissed)
+	r.cfg.Progress("churn: offline p50 %v p99 %v, online p50 %v p99 %v (%d missed); %d bytes of welcomes to the returning nodes",
+		Quantile(rep.Offline, 0.5), Quantile(rep.Offline, 0.99), Quantile(rep.Online, 0.5), Quantile(rep.Online, 0.99), rep.ChurnMissed, rep.ChurnWelcomeBytes)
 	return nil
 }
 

@@ -47,6 +47,9 @@ func TestSmoke(t *testing.T) {
 			if len(rep.Offline) != 2*peers || len(rep.Online) != 2*peers || rep.ChurnMissed != 0 {
 				t.Errorf("churn reached %d and %d peers and missed %d; want %d each and 0", len(rep.Offline), len(rep.Online), rep.ChurnMissed, 2*peers)
 			}
+			if rep.ChurnWelcomeBytes == 0 {
+				t.Error("no welcome measured for the churned nodes")
+			}
 			if rep.HerdConverged != tc.nodes || rep.HerdResumed != tc.nodes || rep.HerdWelcomeBytes == 0 {
 				t.Errorf("herd: %d converged, %d resumed, %d bytes of welcomes; want %d, %d and some", rep.HerdConverged, rep.HerdResumed, rep.HerdWelcomeBytes, tc.nodes, tc.nodes)
 			}
