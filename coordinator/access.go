@@ -111,14 +111,20 @@ func resolveOpen(version uint64) *policy.Resolved {
 	return res
 }
 
-// accessAfter resolves the hub's policy against its nodes as edit leaves
-// them. Caller holds writeMu, so no other change to the nodes or the
-// policy comes between this and applying the result. What the policy
-// can't apply to a node fails closed and is logged.
-func (s *Server) accessAfter(edit func(map[crypto.PublicKey]policy.Node)) access {
-	acc, nodes := s.hub.accessInput()
-	edit(nodes)
-	res, err := policy.Resolve(acc.pol, acc.version, sortedNodes(nodes), s.network())
+// accessAfter is the hub's policy as it applies once the node key is
+// now (nil: it left): resolved for that node's change alone
+// (policy.Resolved.Update), at the cost of what the node sees rather
+// than of the mesh. Caller holds writeMu, so no other change to the
+// nodes or the policy comes between this and applying the result. What
+// the policy can't apply to a node fails closed and is logged.
+func (s *Server) accessAfter(key crypto.PublicKey, now *store.Node) access {
+	acc, was := s.hub.accessFor(key)
+	var pn *policy.Node
+	if now != nil {
+		n := policyNode(now)
+		pn = &n
+	}
+	res, err := acc.res.Update(was, pn)
 	if err != nil {
 		s.log.Error("access policy: parts of it can't be applied and deny instead", "version", acc.version, "err", err)
 	}
@@ -126,10 +132,8 @@ func (s *Server) accessAfter(edit func(map[crypto.PublicKey]policy.Node)) access
 	return acc
 }
 
-// withNode is an edit that adds or replaces n.
-func withNode(n *store.Node) func(map[crypto.PublicKey]policy.Node) {
-	return func(m map[crypto.PublicKey]policy.Node) { m[n.Key] = policyNode(n) }
-}
+// withNode is the hub's policy once n is stored: accessAfter for n.
+func (s *Server) withNode(n *store.Node) access { return s.accessAfter(n.Key, n) }
 
 func sortedNodes(m map[crypto.PublicKey]policy.Node) []policy.Node {
 	out := make([]policy.Node, 0, len(m))
@@ -246,6 +250,17 @@ func (h *hub) policyVersion() uint64 {
 	return h.acc.version
 }
 
+// accessFor is the policy the hub applies and the name of the node key
+// ("" when it is not a node), for resolving its change.
+func (h *hub) accessFor(key crypto.PublicKey) (access, string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := h.nodes[key]; n != nil {
+		return h.acc, n.Name
+	}
+	return h.acc, ""
+}
+
 // accessInput is the policy the hub applies and its nodes as the policy
 // sees them, for resolving a change. Caller holds writeMu.
 func (h *hub) accessInput() (access, map[crypto.PublicKey]policy.Node) {
@@ -289,36 +304,87 @@ func (h *hub) welcomeFilter(n *store.Node) *wire.Filter {
 // changed), with h.nodes already updated. Every connected node's map
 // gains the nodes it may now see and loses those it no longer may, a
 // changed node still seen is sent again, and each node whose filter
-// changed gets the new one. Only pairs with the changed node can change
-// visibility; after a policy change, any pair. Caller holds mu.
+// changed gets the new one. Caller holds mu, and for a node's change
+// took the visibility index (h.index) before changing h.nodes.
 func (h *hub) transition(next access, was, now *store.Node) {
 	prev := h.acc
 	h.acc = next
-	h.vis = nil
 	h.version++
-	changed := either(now, was)
-	for k, s := range h.sessions {
-		a := h.nodes[k]
-		if a == nil {
+	if either(now, was) == nil {
+		h.retellAll(prev)
+	} else {
+		h.moved(prev, was, now)
+	}
+	h.tellRelayPairs()
+}
+
+// moved is transition for one node's change, through the visibility
+// index: only pairs with the changed node can change visibility, and
+// only the filters of the nodes that see it, before or after (policy.
+// Resolved.Update), so it visits those alone. Caller holds mu.
+func (h *hub) moved(prev access, was, now *store.Node) {
+	key := either(now, was).Key
+	var touched []*store.Node
+	if was != nil {
+		touched = slices.Clone(h.seenBy(was))
+	}
+	h.vis.move(h.acc.res, was, now)
+	h.changes.visibility(h.version, key, was == nil)
+	if now != nil {
+		touched = append(touched, h.seenBy(now)...)
+		touched = append(touched, now)
+	}
+	self := h.sessions[key]
+	done := make(map[crypto.PublicKey]bool, len(touched))
+	for _, o := range touched {
+		if done[o.Key] {
 			continue
 		}
-		switch {
-		case changed == nil:
+		done[o.Key] = true
+		if o.Key != key {
+			if self != nil {
+				h.retell(self, prev, was, now, o, o)
+			}
+			if s := h.sessions[o.Key]; s != nil {
+				h.retell(s, prev, o, o, was, now)
+			}
+		}
+		prevName := o.Name
+		if o.Key == key && was != nil {
+			prevName = was.Name
+		}
+		h.refilter(prev, o.Key, prevName)
+	}
+}
+
+// retellAll is transition for a policy change: any pair may change,
+// every session is visited, and the visibility index is built anew.
+// Caller holds mu.
+func (h *hub) retellAll(prev access) {
+	h.vis = nil
+	h.changes.reset(h.version)
+	for k, s := range h.sessions {
+		if a := h.nodes[k]; a != nil {
 			for _, o := range h.nodes {
 				h.retell(s, prev, a, a, o, o)
 			}
-		case k == changed.Key:
-			for _, o := range h.nodes {
-				h.retell(s, prev, was, a, o, o)
-			}
-		default:
-			h.retell(s, prev, a, a, was, now)
-		}
-		if f := next.res.Filter(a.Name); !policy.SameFilter(prev.res.Filter(a.Name), f) {
-			s.setFilter(f, h.version)
+			h.refilter(prev, k, a.Name)
 		}
 	}
-	h.tellRelayPairs()
+}
+
+// refilter sends a connected node its filter if it changed from the
+// one prev gave it under its name then (a renamed node's filter is the
+// old name's). Caller holds mu.
+func (h *hub) refilter(prev access, key crypto.PublicKey, prevName string) {
+	s, a := h.sessions[key], h.nodes[key]
+	if s == nil || a == nil {
+		return
+	}
+	was, f := prev.res.Filter(prevName), h.acc.res.Filter(a.Name)
+	if was != f && !policy.SameFilter(was, f) {
+		s.setFilter(f, h.version)
+	}
 }
 
 // relayPairs is which nodes may see each other, for the designated relay
@@ -342,6 +408,12 @@ func (h *hub) relayPairs() *wire.RelayPairs {
 // each other, when they changed: a relay node relays only between those.
 // Caller holds mu.
 func (h *hub) tellRelayPairs() {
+	if h.vis != nil && h.vis.relays == 0 {
+		// No relay node to tell; one that is designated gets the
+		// pairs then (transition) or in its welcome.
+		h.pairs = nil
+		return
+	}
 	pairs := h.relayPairs()
 	if pairs.Equal(h.pairs) {
 		return

@@ -118,7 +118,7 @@ func (s *Server) RemoveNode(ctx context.Context, name string) (wire.Node, error)
 // relay, and ends its stream, telling it node_removed. Caller holds
 // writeMu, after the removal is stored.
 func (s *Server) dropNode(key crypto.PublicKey) {
-	if sess := s.hub.remove(key, s.accessAfter(func(m map[crypto.PublicKey]policy.Node) { delete(m, key) })); sess != nil {
+	if sess := s.hub.remove(key, s.accessAfter(key, nil)); sess != nil {
 		sess.stop(closeRemoved, "node removed", &wire.StreamMsg{
 			Type:  wire.MsgError,
 			Code:  wire.ErrCodeNodeRemoved,
@@ -148,7 +148,7 @@ func (s *Server) TagNode(ctx context.Context, name string, add, remove []string)
 	} else {
 		n = approved
 	}
-	w := s.hub.setTags(n, s.accessAfter(withNode(&n)))
+	w := s.hub.setTags(n, s.withNode(&n))
 	s.log.Info("node tags changed", "node", n.Name, "key", n.Key.Short(), "tags", n.Tags)
 	return w, nil
 }
@@ -165,7 +165,7 @@ func (s *Server) RenameNode(ctx context.Context, name, newName string) (wire.Nod
 	if err != nil {
 		return wire.Node{}, err
 	}
-	w := s.hub.setName(n.Key, n.Name, s.accessAfter(withNode(&n)))
+	w := s.hub.setName(n.Key, n.Name, s.withNode(&n))
 	s.log.Info("node renamed", "from", name, "to", n.Name, "key", n.Key.Short())
 	return w, nil
 }

@@ -209,7 +209,7 @@ func (s *Server) applyRecord(n store.Node) {
 	if ok && sameRecord(cur, n) {
 		return
 	}
-	s.hub.upsert(n, s.accessAfter(withNode(&n)))
+	s.hub.upsert(n, s.withNode(&n))
 	s.log.Info("node changed through another coordinator", "node", n.Name, "key", n.Key.Short())
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"github.com/meshnode/meshnode/internal/wait"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"slices"
@@ -188,6 +189,10 @@ type node struct {
 	h    *harness
 	priv crypto.PrivateKey
 	reg  wire.RegisterResponse
+	// holds is the map the node says it holds when it dials (nil:
+	// none), and held that map's peers, which a resumed welcome updates.
+	holds *wire.MapVersion
+	held  map[crypto.PublicKey]wire.Node
 }
 
 func newNode(t testing.TB, h *harness) *node {
@@ -281,7 +286,7 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 		return fail(err)
 	}
 	key := n.key()
-	if err := writeJSON(ctx, c, wire.StreamMsg{Type: wire.MsgAuth, PublicKey: &key, Proof: p}); err != nil {
+	if err := writeJSON(ctx, c, wire.StreamMsg{Type: wire.MsgAuth, PublicKey: &key, Proof: p, Holds: n.holds}); err != nil {
 		return fail(err)
 	}
 	var first wire.StreamMsg
@@ -296,7 +301,13 @@ func (n *node) dial(proof func(challenge []byte) []byte) (wire.StreamMsg, *strea
 	s := &stream{key: key, srv: n.h.srv, conn: c, welcome: first, cancel: cancel, done: make(chan struct{}), updates: make(chan struct{}, 1),
 		peers: map[crypto.PublicKey]wire.Node{}, relays: map[crypto.PublicKey][]string{}, upserts: map[crypto.PublicKey]int{}, lists: map[crypto.PublicKey][][]wire.Endpoint{},
 		version: first.Version, reading: make(chan struct{})}
-	for _, p := range first.Peers {
+	if first.Resumed {
+		maps.Copy(s.peers, n.held)
+		for _, k := range first.Remove {
+			delete(s.peers, k)
+		}
+	}
+	for _, p := range append(first.Peers, first.Upsert...) {
 		s.peers[p.PublicKey] = p
 		s.lists[p.PublicKey] = [][]wire.Endpoint{p.Endpoints}
 		s.noteRelay(p)

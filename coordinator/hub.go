@@ -54,8 +54,10 @@ type hub struct {
 	// (encoded).
 	enc map[crypto.PublicKey]encodedNode
 	// vis indexes who sees whom (visibility.go); nil until first used
-	// after a transition.
+	// after a policy change.
 	vis *visibility
+	// changes are what reconnects resume from (resume.go).
+	changes changes
 }
 
 // encodedNode is a node's record, encoded while the node's entry in
@@ -74,6 +76,7 @@ func newHub(nodes []store.Node, acc access) *hub {
 		susp:     newSuspensions(defaultSuspendPolicy()),
 		acc:      acc,
 		enc:      make(map[crypto.PublicKey]encodedNode, len(nodes)),
+		changes:  newChanges(),
 	}
 	for i := range nodes {
 		h.nodes[nodes[i].Key] = &nodes[i]
@@ -168,6 +171,7 @@ func toWire(n store.Node, online bool) wire.Node {
 // naming n that still wait. Caller holds mu.
 func (h *hub) changed(n *store.Node) {
 	h.version++
+	h.changes.record(h.version, n.Key)
 	delete(h.enc, n.Key)
 	b := h.encoded(n)
 	cue := h.cueNaming(n)
@@ -228,6 +232,7 @@ func (h *hub) peersOf(n *store.Node) []json.RawMessage {
 func (h *hub) upsert(n store.Node, next access) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	h.index()
 	old := h.nodes[n.Key]
 	if old != nil && old.LastSeen.After(n.LastSeen) {
 		n.LastSeen = old.LastSeen
@@ -254,9 +259,11 @@ func (h *hub) remove(key crypto.PublicKey, next access) *session {
 	if n == nil {
 		return nil
 	}
+	h.index()
 	delete(h.nodes, key)
 	h.known.Delete(key)
 	delete(h.enc, key)
+	delete(h.changes.last, key)
 	delete(h.remote, key)
 	h.susp.forget(key)
 	sess := h.sessions[key]
@@ -275,8 +282,10 @@ func (h *hub) has(key crypto.PublicKey) bool {
 }
 
 // attach makes sess the node's stream and returns its welcome and the
-// stream it replaces. ok is false when the node is no longer active.
-func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome outgoing, old *session, ok bool) {
+// stream it replaces: what changed since holds (the map the node holds;
+// nil: none) when the hub can tell, else the full map. ok is false when
+// the node is no longer active.
+func (h *hub) attach(sess *session, now time.Time, stun stunOffer, holds *wire.MapVersion) (welcome outgoing, old *session, ok bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := h.nodes[sess.key]
@@ -289,12 +298,13 @@ func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome outg
 	n.LastSeen = now
 	h.presenceChanged(n)
 	self := h.wireNode(n)
-	return outgoing{msg: wire.StreamMsg{
+	msg := wire.StreamMsg{
 		Type:       wire.MsgWelcome,
 		Self:       &self,
 		Filter:     h.welcomeFilter(n),
 		RelayPairs: h.welcomePairs(n),
 		Version:    h.version,
+		Epoch:      h.changes.epoch,
 		STUN:       stun.v4,
 		STUN6:      stun.v6,
 		// The relay shares the STUN ports: the primary, and the IPv6 one
@@ -302,7 +312,12 @@ func (h *hub) attach(sess *session, now time.Time, stun stunOffer) (welcome outg
 		Relay:     firstOf(stun.v4),
 		Relay6:    firstOf(stun.v6),
 		MeshRelay: h.meshRelay,
-	}, field: fieldPeers, parts: h.peersOf(n)}, old, true
+	}
+	if ups, rems, resumed := h.resume(n, holds); resumed {
+		msg.Resumed, msg.Remove = true, rems
+		return outgoing{msg: msg, field: fieldUpsert, parts: ups}, old, true
+	}
+	return outgoing{msg: msg, field: fieldPeers, parts: h.peersOf(n)}, old, true
 }
 
 // detach ends sess's presence unless a newer stream replaced it; it reports
@@ -419,6 +434,7 @@ func (h *hub) adminChanged(key crypto.PublicKey, next access, edit func(*store.N
 	if old == nil {
 		return wire.Node{}
 	}
+	h.index()
 	n := *old
 	edit(&n)
 	h.nodes[key] = &n

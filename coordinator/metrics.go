@@ -25,6 +25,8 @@ type metrics struct {
 	relayReports *prometheus.CounterVec
 	// pathReports counts path reports by verdict (paths.go).
 	pathReports *prometheus.CounterVec
+	// welcomes counts welcomes by what they carry (resume.go).
+	welcomes *prometheus.CounterVec
 }
 
 // Labels of the limited metric.
@@ -47,6 +49,8 @@ func newMetrics(reg prometheus.Registerer, h *hub, paths *pathTable, gate *admit
 			"Rendezvous performed: both nodes told to punch."))),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts(opts("stream_messages_total",
 			"Stream messages sent and received, by type.")), []string{"type"}),
+		welcomes: prometheus.NewCounterVec(prometheus.CounterOpts(opts("welcomes_total",
+			"Welcomes sent, by map: full, or resumed (what changed since the map the node held).")), []string{"map"}),
 		limited: prometheus.NewCounterVec(prometheus.CounterOpts(opts("stream_limited_total",
 			"Stream messages the per-node limits held back: endpoint reports and punch cues replaced by newer ones, rendezvous requests over budget.")), []string{"reason"}),
 		endpointWrites: prometheus.NewCounter(prometheus.CounterOpts(opts("endpoint_writes_total",
@@ -82,7 +86,7 @@ func newMetrics(reg prometheus.Registerer, h *hub, paths *pathTable, gate *admit
 	writes := prometheus.NewCounterFunc(prometheus.CounterOpts(opts("store_write_transactions_total",
 		"Write transactions begun on the database, one at a time under its write lock: registrations, endpoint and presence writes, admin changes.")),
 		func() float64 { return float64(st.WriteTransactions()) })
-	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, m.unobserved, m.relayReports, m.pathReports, newPathCollector(paths), preAuth, nodes, online, suspended, policyVersion, writes} {
+	for _, c := range []prometheus.Collector{m.registrations, m.stun, m.rendezvous, m.messages, m.welcomes, m.limited, m.endpointWrites, m.presenceWrites, m.preAuthClosed, m.unobserved, m.relayReports, m.pathReports, newPathCollector(paths), preAuth, nodes, online, suspended, policyVersion, writes} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("register coordinator metrics: %w", err)
 		}

@@ -189,7 +189,7 @@ func (s *Server) register(ctx context.Context, tok crypto.Token, key crypto.Publ
 	if err != nil {
 		return n, err
 	}
-	s.hub.upsert(n, s.accessAfter(withNode(&n)))
+	s.hub.upsert(n, s.withNode(&n))
 	return n, nil
 }
 

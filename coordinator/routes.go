@@ -185,7 +185,7 @@ func (s *Server) setAdvertised(ctx context.Context, key crypto.PublicKey, routes
 		}
 		return
 	}
-	s.hub.setRoutes(n, s.accessAfter(withNode(&n)))
+	s.hub.setRoutes(n, s.withNode(&n))
 	s.log.Info("node advertises routes", "node", n.Name, "advertised", n.Advertised, "serves", n.Serves())
 }
 
@@ -204,7 +204,7 @@ func (s *Server) approveForPolicy(ctx context.Context, prev, next *policy.Policy
 		s.log.Warn("auto-approving routes under the new policy", "err", err)
 	}
 	for _, n := range changed {
-		s.hub.setRoutes(n, s.accessAfter(withNode(&n)))
+		s.hub.setRoutes(n, s.withNode(&n))
 		s.log.Info("node routes auto-approved by the policy", "node", n.Name, "serves", n.Serves())
 	}
 }
@@ -231,7 +231,7 @@ func (s *Server) updateRoutes(ctx context.Context, name string, approve, reject 
 	if err != nil {
 		return nil, err
 	}
-	s.hub.setRoutes(n, s.accessAfter(withNode(&n)))
+	s.hub.setRoutes(n, s.withNode(&n))
 	s.log.Info("node routes changed", "node", n.Name, "approved", approve, "rejected", reject, "serves", n.Serves())
 	return s.hub.routeInfos(&n.Key), nil
 }

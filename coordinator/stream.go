@@ -127,59 +127,60 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	c.SetReadLimit(maxStreamMessage)
 	ctx := r.Context()
 	wr := &writer{count: s.countMessage}
-	key, err := s.authenticate(ctx, c, wr)
+	key, holds, err := s.authenticate(ctx, c, wr)
 	if err != nil {
 		s.strangerLog.Info("stream refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
 	admit.Promote(ctx)
 	tcp, _ := netip.ParseAddrPort(r.RemoteAddr)
-	s.runSession(ctx, c, wr, h, key, netip.AddrPortFrom(tcp.Addr().Unmap(), tcp.Port()), s.stunServers(r.Host))
+	s.runSession(ctx, c, wr, h, key, holds, netip.AddrPortFrom(tcp.Addr().Unmap(), tcp.Port()), s.stunServers(r.Host))
 }
 
 // authenticate runs the challenge/auth exchange: the node proves it holds
 // the private key of a registered node. Failures are told to the node
-// (unauthorized or node_removed) before the stream closes.
-func (s *Server) authenticate(ctx context.Context, c *websocket.Conn, wr *writer) (crypto.PublicKey, error) {
+// (unauthorized or node_removed) before the stream closes. holds is the
+// map the node says it holds, for its welcome (nil: none).
+func (s *Server) authenticate(ctx context.Context, c *websocket.Conn, wr *writer) (key crypto.PublicKey, holds *wire.MapVersion, err error) {
 	ctx, cancel := context.WithTimeout(ctx, authTimeout)
 	defer cancel()
 	challenge := make([]byte, challengeLen)
 	rand.Read(challenge)
 	if err := wr.write(ctx, c, wire.StreamMsg{Type: wire.MsgChallenge, Challenge: challenge}); err != nil {
-		return crypto.PublicKey{}, fmt.Errorf("send challenge: %w", err)
+		return crypto.PublicKey{}, nil, fmt.Errorf("send challenge: %w", err)
 	}
 	m, err := s.read(ctx, c)
 	var bad errMalformed
 	if errors.As(err, &bad) {
-		return crypto.PublicKey{}, reject(ctx, c, wr, wire.ErrCodeBadRequest, bad.Error())
+		return crypto.PublicKey{}, nil, reject(ctx, c, wr, wire.ErrCodeBadRequest, bad.Error())
 	}
 	if err != nil {
-		return crypto.PublicKey{}, fmt.Errorf("read auth: %w", err)
+		return crypto.PublicKey{}, nil, fmt.Errorf("read auth: %w", err)
 	}
 	if m.Type != wire.MsgAuth || m.PublicKey == nil || len(m.Proof) == 0 {
-		return crypto.PublicKey{}, reject(ctx, c, wr, wire.ErrCodeUnauthorized,
+		return crypto.PublicKey{}, nil, reject(ctx, c, wr, wire.ErrCodeUnauthorized,
 			fmt.Sprintf("expected an %s message with public_key and proof, got %q", wire.MsgAuth, m.Type))
 	}
-	key := *m.PublicKey
+	key = *m.PublicKey
 	if !crypto.VerifyProof(s.key, key, wire.ProofLabel, challenge, m.Proof) {
-		return key, reject(ctx, c, wr, wire.ErrCodeUnauthorized,
+		return key, nil, reject(ctx, c, wr, wire.ErrCodeUnauthorized,
 			fmt.Sprintf("proof does not match public key %s", key.Short()))
 	}
 	if !s.hub.has(key) {
 		n, err := s.store.Node(ctx, key)
 		switch {
 		case errors.Is(err, store.ErrRemoved):
-			return key, reject(ctx, c, wr, wire.ErrCodeNodeRemoved, removedText(key))
+			return key, nil, reject(ctx, c, wr, wire.ErrCodeNodeRemoved, removedText(key))
 		case err == nil:
 			// Registered through another coordinator, whose notice
 			// has not been applied yet.
 			s.adopt(n)
 		default:
-			return key, reject(ctx, c, wr, wire.ErrCodeUnauthorized,
+			return key, nil, reject(ctx, c, wr, wire.ErrCodeUnauthorized,
 				fmt.Sprintf("node %s is not registered; register with a join token first", key.Short()))
 		}
 	}
-	return key, nil
+	return key, m.Holds, nil
 }
 
 // reject tells the node why, closes the stream and returns the reason.
@@ -236,13 +237,13 @@ type errMalformed struct{ error }
 // session (an endpoints report) or is refused for want of a session in
 // the hub (a rendezvous request). Another goroutine welcomes, then
 // writes; a third applies the node's reports: three a stream.
-func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, key crypto.PublicKey, tcp netip.AddrPort, stun stunOffer) {
+func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, key crypto.PublicKey, holds *wire.MapVersion, tcp netip.AddrPort, stun stunOffer) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sess := newSession(key, tcp, c, cancel, s.limits)
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		s.welcomeAndWrite(ctx, c, wr, h, sess, stun)
+		s.welcomeAndWrite(ctx, c, wr, h, sess, holds, stun)
 		cancel()
 	})
 	s.readLoop(ctx, c, sess, h)
@@ -253,7 +254,7 @@ func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, 
 // welcomeAndWrite attaches the session to the hub, sends the welcome in
 // its turn, then the session's deltas and cues until ctx is done, and
 // detaches it.
-func (s *Server) welcomeAndWrite(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, sess *session, stun stunOffer) {
+func (s *Server) welcomeAndWrite(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, sess *session, holds *wire.MapVersion, stun stunOffer) {
 	key := sess.key
 	if !s.admitWelcome(ctx) {
 		return
@@ -261,7 +262,7 @@ func (s *Server) welcomeAndWrite(ctx context.Context, c *websocket.Conn, wr *wri
 	release := sync.OnceFunc(s.welcomed)
 	defer release()
 	now := time.Now()
-	welcome, old, ok := s.hub.attach(sess, now, stun)
+	welcome, old, ok := s.hub.attach(sess, now, stun, holds)
 	if !ok {
 		reject(ctx, c, wr, wire.ErrCodeNodeRemoved, removedText(key)) //nolint:errcheck // logged below
 		s.log.Info("stream refused: node removed while connecting", "node", key.Short())
@@ -273,7 +274,7 @@ func (s *Server) welcomeAndWrite(ctx context.Context, c *websocket.Conn, wr *wri
 	welcome.msg.DNS = &s.dns
 	welcome.msg.Coordinators = s.meshList()
 	log := s.log.With("node", welcome.msg.Self.Name, "key", key.Short())
-	log.Info("node online")
+	log.Info("node online", "resumed", welcome.msg.Resumed)
 	defer func() {
 		t := time.Now()
 		s.paths.forget(key, sess)
@@ -289,6 +290,11 @@ func (s *Server) welcomeAndWrite(ctx context.Context, c *websocket.Conn, wr *wri
 		log.Debug("stream: send welcome", "err", err)
 		return
 	}
+	kind := "full"
+	if welcome.msg.Resumed {
+		kind = "resumed"
+	}
+	s.met.welcomes.WithLabelValues(kind).Inc()
 	sess.watchSilence(ctx, log, h)
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -51,14 +51,25 @@ type coordLink struct {
 	live     func()
 	log      *slog.Logger
 	progress func(string)
+	// held is the coordinator's map this node holds (control.Resumer):
+	// set by each welcome and delta, on the stream's goroutine, which
+	// alone reads it; zero before the first welcome, or when the
+	// coordinator can't resume.
+	held wire.MapVersion
 }
 
-// OnWelcome takes the full peer map after each (re)connect (apply), then
-// resends this node's candidates (a restarted coordinator may have lost
-// them).
+// OnWelcome takes the full peer map after each (re)connect (apply), or
+// what changed since the map it holds, then resends this node's
+// candidates (a restarted coordinator may have lost them).
 func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
 	c.coordinators(msg.Coordinators)
-	c.apply(msg)
+	if msg.Resumed {
+		c.applyRest(msg)
+		c.applyPeers(msg)
+	} else {
+		c.apply(msg)
+	}
+	c.held = wire.MapVersion{Epoch: msg.Epoch, Version: msg.Version}
 	if c.cache != nil {
 		c.live()
 		c.cache.Welcome(msg)
@@ -77,6 +88,23 @@ func (c *coordLink) OnWelcome(msg wire.StreamMsg) {
 // the access policy first, then peers missing from the map are removed,
 // the rest upserted.
 func (c *coordLink) apply(msg wire.StreamMsg) {
+	c.applyRest(msg)
+	if err := c.peers.Replace(msg.Peers); err != nil {
+		c.log.Error("applying the peer map", "err", err)
+	}
+}
+
+// Holds implements control.Resumer.
+func (c *coordLink) Holds() *wire.MapVersion {
+	if c.held.Epoch == 0 {
+		return nil
+	}
+	held := c.held
+	return &held
+}
+
+// applyRest takes what a welcome carries besides the peers.
+func (c *coordLink) applyRest(msg wire.StreamMsg) {
 	c.disc.setSTUN(msg.STUN, msg.STUN6)
 	if msg.Self != nil {
 		c.self(*msg.Self)
@@ -86,9 +114,6 @@ func (c *coordLink) apply(msg wire.StreamMsg) {
 	c.dns(msg.DNS)
 	c.filter(msg.Filter, true)
 	c.relayPairs(msg.RelayPairs, true)
-	if err := c.peers.Replace(msg.Peers); err != nil {
-		c.log.Error("applying the peer map", "err", err)
-	}
 }
 
 // OnPeers applies a delta: this node's own record first, so that a relay
@@ -105,6 +130,19 @@ func (c *coordLink) OnPeers(msg wire.StreamMsg) {
 		c.coordinators(msg.Coordinators)
 	}
 	c.meshRelay(msg.MeshRelay, false)
+	significant := c.applyPeers(msg)
+	if c.held.Epoch != 0 {
+		c.held.Version = max(c.held.Version, msg.Version)
+	}
+	if c.cache != nil {
+		c.cache.Delta(msg, significant)
+	}
+}
+
+// applyPeers applies a delta's removals and upserts (a delta's, or a
+// resumed welcome's), and reports whether any matters to coming up
+// (mapcache.Significant).
+func (c *coordLink) applyPeers(msg wire.StreamMsg) (significant bool) {
 	for _, k := range msg.Remove {
 		n, known := c.peers.Get(k)
 		if err := c.peers.Remove(k); err != nil {
@@ -113,7 +151,6 @@ func (c *coordLink) OnPeers(msg wire.StreamMsg) {
 			c.log.Info("peer removed", "peer", n.Name)
 		}
 	}
-	significant := false
 	for _, n := range msg.Upsert {
 		old, known := c.peers.Get(n.PublicKey)
 		if known {
@@ -127,9 +164,7 @@ func (c *coordLink) OnPeers(msg wire.StreamMsg) {
 			c.log.Info("peer added", "peer", n.Name, "addresses", n.Addresses, "online", n.Online)
 		}
 	}
-	if c.cache != nil {
-		c.cache.Delta(msg, significant)
-	}
+	return significant
 }
 
 // OnPunch starts punching on the coordinator's cue.

@@ -3,8 +3,10 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
+	"sync"
 
 	"github.com/meshnode/meshnode/internal/wire"
 )
@@ -46,26 +48,46 @@ func (n Network) pools() []netip.Prefix {
 }
 
 // Resolved is a policy applied to the registered nodes: each node's
-// filter, who sees whom, and verdicts. It is immutable.
+// filter, who sees whom, and verdicts. It is immutable: Update returns a
+// new one that shares what a change leaves alone.
 type Resolved struct {
 	version uint64
 	open    bool // no policy: everything is allowed
-	nodes   []Node
-	index   map[string]int
-	byAddr  map[netip.Addr]int
-	rules   []compiled
-	// Per node, the rules it is a source of, a destination of by name
-	// (tag, "*"), and a destination of by name or through its routes.
-	src, dstNode, dst []bitset
-	filters           []*wire.Filter
+	file    string
+	pools   []netip.Prefix
+	// nodes holds each node's entry by name; names are unique among a
+	// mesh's active nodes (the store gives them).
+	nodes map[string]*entry
+	rules []compiled
+	// byAddr finds a node by overlay address, for Test; built on first
+	// use, since only 'meshnode policy test' asks.
+	addrOnce sync.Once
+	byAddr   map[netip.Addr]*entry
+}
+
+// entry is one node's part in the policy. Its bitsets are never changed
+// once made, so entries of successive Resolveds share them.
+type entry struct {
+	Node
+	// The rules it is a source of, a destination of by name (tag, "*"),
+	// and a destination of by name or through its routes.
+	src, dstNode, dst bitset
+	filter            *wire.Filter
 }
 
 // compiled is a rule with its entries resolved to addresses.
 type compiled struct {
 	*rule
-	srcAddrs []netip.Prefix // the sources' addresses (the pools for "*")
-	dstPfx   []netip.Prefix // destination prefixes: subnets, the internet
-	dstSide  []netip.Prefix // every destination address: nodes' and dstPfx
+	// srcAll and dstAll say that a side is "*": every node is on it, and
+	// its addresses are the pools.
+	srcAll, dstAll bool
+	// srcNames and dstNames are the nodes on each side (dst: by name or
+	// through routes), sorted; nil for a side that is "*". A change to
+	// a node finds through them whose filters it changes.
+	srcNames, dstNames []string
+	srcAddrs           []netip.Prefix // the sources' addresses (the pools for "*")
+	dstPfx             []netip.Prefix // destination prefixes: subnets, the internet
+	dstSide            []netip.Prefix // every destination address: nodes' and dstPfx
 }
 
 // Resolve applies p (nil: no policy) at version to nodes. The Resolved
@@ -75,50 +97,180 @@ type compiled struct {
 // allows nothing. A new policy with errors should be refused; a node
 // joining a mesh whose policy then fails for it is logged.
 func Resolve(p *Policy, version uint64, nodes []Node, net Network) (*Resolved, error) {
-	r := &Resolved{
-		version: version,
-		open:    p == nil,
-		nodes:   slices.Clone(nodes),
-		index:   make(map[string]int, len(nodes)),
-		byAddr:  make(map[netip.Addr]int, 2*len(nodes)),
-	}
-	for i, n := range r.nodes {
-		r.index[n.Name] = i
-		for _, a := range n.Addrs {
-			r.byAddr[a.Unmap()] = i
-		}
-	}
+	r := &Resolved{version: version, open: p == nil, pools: net.pools(), nodes: make(map[string]*entry, len(nodes))}
 	if r.open {
 		return r, nil
 	}
+	r.file = p.file
 	var errs []error
 	for i := range p.rules {
 		c, err := p.compileTargets(&p.rules[i], net)
 		errs = append(errs, err...)
+		c.srcAll, c.dstAll = hasAll(c.from), hasAll(c.to)
 		r.rules = append(r.rules, c)
 	}
-	r.membership()
-	pools := net.pools()
+	for _, n := range nodes {
+		r.nodes[n.Name] = r.member(n)
+	}
+	names := slices.Sorted(maps.Keys(r.nodes))
 	for j := range r.rules {
 		c := &r.rules[j]
-		c.srcAddrs = r.addrsOf(j, c.from, r.src, pools)
-		c.dstSide = sortPrefixes(append(r.addrsOf(j, c.to, r.dstNode, pools), c.dstPfx...))
-	}
-	r.filters = make([]*wire.Filter, len(r.nodes))
-	failed := 0
-	for i := range r.nodes {
-		f, err := r.compileFilter(i)
-		if err != nil {
-			if failed++; failed <= maxErrors {
-				errs = append(errs, &Error{File: p.file, Msg: err.Error()})
+		for _, name := range names {
+			e := r.nodes[name]
+			if !c.srcAll && e.src.has(j) {
+				c.srcNames = append(c.srcNames, name)
+			}
+			if !c.dstAll && e.dst.has(j) {
+				c.dstNames = append(c.dstNames, name)
 			}
 		}
-		r.filters[i] = f
+		r.sideAddrs(j)
+	}
+	return r, errors.Join(append(errs, r.compileFilters(names)...)...)
+}
+
+// Update is r after the node named was (""; none) left and now (nil:
+// none) joined in its place: a changed node is both. It is what Resolve
+// gives for the nodes so changed, at the cost of what the change touches:
+// the sides of the rules either version of the node is on, and the
+// filters of the nodes on the other sides of those whose addresses
+// changed (nodes that see it, before or after); the rest is shared with
+// r. The error is as Resolve's, for the filters it compiled.
+func (r *Resolved) Update(was string, now *Node) (*Resolved, error) {
+	if r.open {
+		// No policy: nothing depends on the nodes.
+		return r, nil
+	}
+	n := &Resolved{version: r.version, file: r.file, pools: r.pools, nodes: maps.Clone(r.nodes), rules: slices.Clone(r.rules)}
+	old := r.nodes[was]
+	if old != nil {
+		delete(n.nodes, was)
+	}
+	var e *entry
+	stale := map[string]bool{}
+	if now != nil {
+		e = n.member(*now)
+		n.nodes[now.Name] = e
+		stale[now.Name] = true
+	}
+	in := func(x *entry, bits func(*entry) bitset, j int) bool { return x != nil && bits(x).has(j) }
+	src := func(x *entry) bitset { return x.src }
+	dstNode := func(x *entry) bitset { return x.dstNode }
+	dst := func(x *entry) bitset { return x.dst }
+	sameAddrs := old != nil && e != nil && slices.Equal(old.Addrs, e.Addrs)
+	for j := range n.rules {
+		c := &n.rules[j]
+		wasSrc, isSrc := in(old, src, j), in(e, src, j)
+		if !c.srcAll && (wasSrc || isSrc) {
+			c.srcNames = replaceName(c.srcNames, wasSrc, was, isSrc, e)
+		}
+		if !c.dstAll && (in(old, dst, j) || in(e, dst, j)) {
+			c.dstNames = replaceName(c.dstNames, in(old, dst, j), was, in(e, dst, j), e)
+		}
+		wasDst, isDst := in(old, dstNode, j), in(e, dstNode, j)
+		srcMoved := !c.srcAll && (wasSrc || isSrc) && !(wasSrc && isSrc && sameAddrs)
+		dstMoved := !c.dstAll && (wasDst || isDst) && !(wasDst && isDst && sameAddrs)
+		if !srcMoved && !dstMoved {
+			continue
+		}
+		n.sideAddrs(j)
+		// The rule's sources' filters hold its destinations' addresses,
+		// and its destinations' its sources'.
+		if srcMoved {
+			n.markSide(stale, c.dstAll, c.dstNames)
+		}
+		if dstMoved {
+			n.markSide(stale, c.srcAll, c.srcNames)
+		}
+	}
+	return n, errors.Join(n.compileFilters(slices.Sorted(maps.Keys(stale)))...)
+}
+
+// replaceName is names without was (if it was on the side) and with
+// now's name (if it is), sorted. names is shared with older Resolveds
+// and never changed.
+func replaceName(names []string, wasIn bool, was string, isIn bool, now *entry) []string {
+	out := make([]string, 0, len(names)+1)
+	for _, s := range names {
+		if !wasIn || s != was {
+			out = append(out, s)
+		}
+	}
+	if isIn {
+		if i, found := slices.BinarySearch(out, now.Name); !found {
+			out = slices.Insert(out, i, now.Name)
+		}
+	}
+	return out
+}
+
+// markSide adds the nodes on a rule's side to stale: every node when it
+// is "*".
+func (r *Resolved) markSide(stale map[string]bool, all bool, names []string) {
+	if all {
+		for name := range r.nodes {
+			stale[name] = true
+		}
+		return
+	}
+	for _, name := range names {
+		stale[name] = true
+	}
+}
+
+// member is n's entry, without its filter: the rules it is on.
+func (r *Resolved) member(n Node) *entry {
+	words := (len(r.rules) + 63) / 64
+	e := &entry{Node: n, src: make(bitset, words), dstNode: make(bitset, words), dst: make(bitset, words)}
+	for j, c := range r.rules {
+		if matches(c.from, n) {
+			e.src.set(j)
+		}
+		if matches(c.to, n) {
+			e.dstNode.set(j)
+			e.dst.set(j)
+		} else if len(routed(c.dstPfx, n.Routes)) > 0 {
+			e.dst.set(j)
+		}
+	}
+	return e
+}
+
+// sideAddrs sets rule j's addresses from the nodes on its sides.
+func (r *Resolved) sideAddrs(j int) {
+	c := &r.rules[j]
+	c.srcAddrs = r.addrsOf(c.srcAll, c.srcNames, nil)
+	c.dstSide = sortPrefixes(append(r.addrsOf(c.dstAll, c.dstNames, func(e *entry) bool { return e.dstNode.has(j) }), c.dstPfx...))
+}
+
+// compileFilters compiles the named nodes' filters into new entries,
+// and returns what failed.
+func (r *Resolved) compileFilters(names []string) []error {
+	var errs []error
+	failed := 0
+	for _, name := range names {
+		e, ok := r.nodes[name]
+		if !ok {
+			continue
+		}
+		f, err := r.compileFilter(e)
+		if err != nil {
+			if failed++; failed <= maxErrors {
+				errs = append(errs, &Error{File: r.file, Msg: err.Error()})
+			}
+		}
+		next := *e
+		next.filter = f
+		r.nodes[name] = &next
 	}
 	if failed > maxErrors {
-		errs = append(errs, &Error{File: p.file, Msg: fmt.Sprintf("and %d more nodes whose filters would exceed the bounds", failed-maxErrors)})
+		errs = append(errs, &Error{File: r.file, Msg: fmt.Sprintf("and %d more nodes whose filters would exceed the bounds", failed-maxErrors)})
 	}
-	return r, errors.Join(errs...)
+	return errs
+}
+
+func hasAll(sels []selector) bool {
+	return slices.ContainsFunc(sels, func(s selector) bool { return s.kind == kindAll })
 }
 
 // compileTargets resolves a rule's destination prefixes; one that
@@ -147,26 +299,6 @@ func (p *Policy) compileTargets(ru *rule, net Network) (compiled, []error) {
 	return c, errs
 }
 
-// membership fills each node's rule bitsets.
-func (r *Resolved) membership() {
-	words := (len(r.rules) + 63) / 64
-	r.src, r.dstNode, r.dst = make([]bitset, len(r.nodes)), make([]bitset, len(r.nodes)), make([]bitset, len(r.nodes))
-	for i, n := range r.nodes {
-		r.src[i], r.dstNode[i], r.dst[i] = make(bitset, words), make(bitset, words), make(bitset, words)
-		for j, c := range r.rules {
-			if matches(c.from, n) {
-				r.src[i].set(j)
-			}
-			if matches(c.to, n) {
-				r.dstNode[i].set(j)
-				r.dst[i].set(j)
-			} else if len(routed(c.dstPfx, n.Routes)) > 0 {
-				r.dst[i].set(j)
-			}
-		}
-	}
-}
-
 // matches reports whether an entry of sels names n.
 func matches(sels []selector, n Node) bool {
 	for _, s := range sels {
@@ -180,16 +312,16 @@ func matches(sels []selector, n Node) bool {
 	return false
 }
 
-// addrsOf is the addresses of the nodes in rule j's side (member: the
-// nodes' bitsets); the pools when the side says "*".
-func (r *Resolved) addrsOf(j int, sels []selector, member []bitset, pools []netip.Prefix) []netip.Prefix {
-	if slices.ContainsFunc(sels, func(s selector) bool { return s.kind == kindAll }) {
-		return slices.Clone(pools)
+// addrsOf is the addresses of the named nodes (those for which keep
+// holds, if set); the pools when the side is "*".
+func (r *Resolved) addrsOf(all bool, names []string, keep func(*entry) bool) []netip.Prefix {
+	if all {
+		return slices.Clone(r.pools)
 	}
 	var out []netip.Prefix
-	for i, n := range r.nodes {
-		if member[i].has(j) {
-			out = append(out, hosts(n.Addrs)...)
+	for _, name := range names {
+		if e := r.nodes[name]; keep == nil || keep(e) {
+			out = append(out, hosts(e.Addrs)...)
 		}
 	}
 	return sortPrefixes(out)
@@ -216,18 +348,17 @@ func routed(dst, routes []netip.Prefix) []netip.Prefix {
 // compileFilter is node i's filter: every rule it is a source of, with
 // its own addresses as the source, and every rule it is a destination
 // of, with its own addresses and routed ranges as the destination.
-func (r *Resolved) compileFilter(i int) (*wire.Filter, error) {
-	n := r.nodes[i]
+func (r *Resolved) compileFilter(n *entry) (*wire.Filter, error) {
 	own := hosts(n.Addrs)
 	f := &wire.Filter{Version: r.version}
 	for j := range r.rules {
 		c := &r.rules[j]
-		if r.src[i].has(j) {
+		if n.src.has(j) {
 			f.Rules = c.appendRules(f.Rules, own, c.dstSide)
 		}
-		if r.dst[i].has(j) {
+		if n.dst.has(j) {
 			var dst []netip.Prefix
-			if r.dstNode[i].has(j) {
+			if n.dstNode.has(j) {
 				dst = own
 			}
 			dst = sortPrefixes(append(slices.Clone(dst), routed(c.dstPfx, n.Routes)...))
@@ -280,8 +411,8 @@ func (r *Resolved) Filter(name string) *wire.Filter {
 	if r.open {
 		return &wire.Filter{Version: r.version, AllowAll: true}
 	}
-	if i, ok := r.index[name]; ok {
-		return r.filters[i]
+	if e, ok := r.nodes[name]; ok {
+		return e.filter
 	}
 	return &wire.Filter{Version: r.version}
 }
@@ -293,12 +424,12 @@ func (r *Resolved) Visible(a, b string) bool {
 	if r.open {
 		return true
 	}
-	ia, okA := r.index[a]
-	ib, okB := r.index[b]
+	ea, okA := r.nodes[a]
+	eb, okB := r.nodes[b]
 	if !okA || !okB {
 		return false
 	}
-	return r.src[ia].meets(r.dst[ib]) || r.src[ib].meets(r.dst[ia])
+	return ea.src.meets(eb.dst) || eb.src.meets(ea.dst)
 }
 
 // Membership is the named node's part in the rules, as Visible tests
@@ -306,11 +437,11 @@ func (r *Resolved) Visible(a, b string) bool {
 // name or through its routes), a bit each; ok is false for a node the
 // policy was not resolved with, or without a policy.
 func (r *Resolved) Membership(name string) (src, dst []uint64, ok bool) {
-	i, ok := r.index[name]
+	e, ok := r.nodes[name]
 	if r.open || !ok {
 		return nil, nil, false
 	}
-	return slices.Clone(r.src[i]), slices.Clone(r.dst[i]), true
+	return slices.Clone(e.src), slices.Clone(e.dst), true
 }
 
 // Verdict is what the policy says of a packet.
@@ -329,16 +460,16 @@ func (r *Resolved) Test(src string, dst netip.Addr, proto string, port uint16) V
 	if r.open {
 		return Verdict{Allow: true}
 	}
-	is, ok := r.index[src]
+	from, ok := r.nodes[src]
 	if !ok {
 		return Verdict{}
 	}
 	dst = dst.Unmap()
-	id, isNode := r.byAddr[dst]
+	to, isNode := r.addrIndex()[dst]
 	for j, c := range r.rules {
 		switch {
-		case !r.src[is].has(j):
-		case isNode && !r.dstNode[id].has(j):
+		case !from.src.has(j):
+		case isNode && !to.dstNode.has(j):
 		case !isNode && !slices.ContainsFunc(c.dstPfx, func(p netip.Prefix) bool { return p.Contains(dst) }):
 		case !c.allows(proto, port):
 		default:
@@ -346,6 +477,19 @@ func (r *Resolved) Test(src string, dst netip.Addr, proto string, port uint16) V
 		}
 	}
 	return Verdict{}
+}
+
+// addrIndex is byAddr, built on first use.
+func (r *Resolved) addrIndex() map[netip.Addr]*entry {
+	r.addrOnce.Do(func() {
+		r.byAddr = make(map[netip.Addr]*entry, 2*len(r.nodes))
+		for _, e := range r.nodes {
+			for _, a := range e.Addrs {
+				r.byAddr[a.Unmap()] = e
+			}
+		}
+	})
+	return r.byAddr
 }
 
 // allows reports whether the rule's protocol and ports admit a packet.

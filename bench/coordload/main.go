@@ -34,6 +34,8 @@ func main() {
 		before    = flag.String("before", "", "another meshnode binary (an older revision), run at each size just before -bin, labelled before")
 		sizes     = flag.String("sizes", "1000,2000,5000,10000", "mesh sizes, comma-separated")
 		group     = flag.Int("group", 0, "nodes per policy group (each sees only its group); 0: no policy, everyone sees everyone")
+		first     = flag.Bool("policy-first", false, "set the policy before the nodes register (registrations under a policy); else once all are registered")
+		herd      = flag.Bool("herd", false, "at the end, drop every stream and open them all again (resumed maps where the coordinator can)")
 		rounds    = flag.Int("rounds", 5, "changes and churns measured per size")
 		perSource = flag.Int("per-source", 50, "nodes per loopback source address (127.10.x.y); 0: one source")
 		workers   = flag.Int("workers", 16, "concurrent registrations")
@@ -42,13 +44,13 @@ func main() {
 		heapprof  = flag.String("heapprofile", "", "write a heap profile after each size's convergence here (in-process coordinator only)")
 	)
 	flag.Parse()
-	if err := run(*before, *bin, *label, *sizes, *group, *rounds, *perSource, *workers, *timeout, *cpuprof, *heapprof); err != nil {
+	if err := run(*before, *bin, *label, *sizes, *group, *first, *herd, *rounds, *perSource, *workers, *timeout, *cpuprof, *heapprof); err != nil {
 		fmt.Fprintln(os.Stderr, "coordload:", err)
 		os.Exit(1)
 	}
 }
 
-func run(before, bin, label, sizeList string, group, rounds, perSource, workers int, timeout time.Duration, cpuprof, heapprof string) error {
+func run(before, bin, label, sizeList string, group int, policyFirst, herd bool, rounds, perSource, workers int, timeout time.Duration, cpuprof, heapprof string) error {
 	var sizes []int
 	for f := range strings.SplitSeq(sizeList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -85,9 +87,13 @@ func run(before, bin, label, sizeList string, group, rounds, perSource, workers 
 	if bin == "" {
 		mode = "coordinator in the load generator's process (RSS and CPU include the simulated nodes)"
 	}
-	fmt.Printf("# %s; group %d (0: open mesh); %d rounds; %d CPUs; load %s\n", mode, group, rounds, runtime.NumCPU(), loadavg())
-	fmt.Println("| label | nodes | register/s | converged | time to converge | welcomes | drops | MB sent | change p50 | change p99 | offline p99 | online p99 | RSS MB | peak RSS MB | CPU s (converge) | CPU s (total) |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+	when := "after"
+	if policyFirst {
+		when = "before"
+	}
+	fmt.Printf("# %s; group %d (0: open mesh), policy set %s registering; %d rounds; %d CPUs; load %s\n", mode, group, when, rounds, runtime.NumCPU(), loadavg())
+	fmt.Println("| label | nodes | register/s | converged | time to converge | welcomes | drops | MB sent | change p50 | change p99 | offline p99 | online p99 | RSS MB | peak RSS MB | CPU s (converge) | CPU s (total) | churn KB welcomes | herd s | herd KB sent | herd KB welcomes | herd resumed |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 	var failed []string
 	for _, n := range sizes {
 		need := n
@@ -99,7 +105,7 @@ func run(before, bin, label, sizeList string, group, rounds, perSource, workers 
 		}
 		for _, sd := range sides {
 			rep, err := one(ctx, sd.bin, n, loadgen.Config{
-				Nodes: n, Group: group, Rounds: rounds, PerSource: perSource, Workers: workers, Timeout: timeout,
+				Nodes: n, Group: group, PolicyFirst: policyFirst, Herd: herd, Rounds: rounds, PerSource: perSource, Workers: workers, Timeout: timeout,
 				Progress: func(format string, args ...any) {
 					fmt.Fprintf(os.Stderr, "%s %s %d: %s\n", time.Now().UTC().Format("15:04:05"), sd.label, n, fmt.Sprintf(format, args...))
 				},
@@ -159,11 +165,12 @@ func writeHeap(path string) error {
 
 func row(label string, r loadgen.Report) string {
 	ms := func(d time.Duration) string { return fmt.Sprintf("%d ms", d.Milliseconds()) }
-	return fmt.Sprintf("| %s | %d | %.0f | %d | %.1f s | %d | %d | %d | %s | %s | %s | %s | %d | %d | %.1f | %.1f |",
+	return fmt.Sprintf("| %s | %d | %.0f | %d | %.1f s | %d | %d | %d | %s | %s | %s | %s | %d | %d | %.1f | %.1f | %d | %.1f | %d | %d | %d |",
 		label, r.Nodes, r.RegistrationsPerSecond(), r.Converged, r.Converge.Seconds(), r.Welcomes, r.Drops, r.ConvergeBytes>>20,
 		ms(loadgen.Quantile(r.Change, 0.5)), ms(loadgen.Quantile(r.Change, 0.99)),
 		ms(loadgen.Quantile(r.Offline, 0.99)), ms(loadgen.Quantile(r.Online, 0.99)),
-		r.Usage.RSS>>20, max(r.Usage.PeakRSS, r.End.PeakRSS)>>20, r.ConvergeCPU, max(r.Usage.CPU, r.End.CPU))
+		r.Usage.RSS>>20, max(r.Usage.PeakRSS, r.End.PeakRSS)>>20, r.ConvergeCPU, max(r.Usage.CPU, r.End.CPU),
+		r.ChurnWelcomeBytes>>10, r.HerdTime.Seconds(), r.HerdBytes>>10, r.HerdWelcomeBytes>>10, r.HerdResumed)
 }
 
 // loadavg is the machine's load (proc(5)), to read the figures by.

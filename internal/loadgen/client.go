@@ -2,6 +2,7 @@ package loadgen
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"maps"
 	"net"
@@ -98,6 +99,12 @@ type client struct {
 	disconnects int
 	online      []uint64
 	nOnline     int
+	// held is the map the client holds (control.Resumer); resumed
+	// counts the welcomes that resumed it.
+	held    wire.MapVersion
+	resumed int
+	// welcomeBytes is the size of the welcomes' JSON.
+	welcomeBytes int
 	// seen is when the probe's event reached this client, in
 	// nanoseconds since mesh.start; 0: not yet.
 	seen atomic.Int64
@@ -125,26 +132,55 @@ func (c *client) saw(n wire.Node, i int) {
 	c.seen.Store(max(time.Now().UnixNano()-c.mesh.start.Load(), 1))
 }
 
-// OnWelcome implements control.Handler.
+// OnWelcome implements control.Handler: the full map, or what changed
+// since the one it holds.
 func (c *client) OnWelcome(msg wire.StreamMsg) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	clear(c.online)
-	c.nOnline = 0
-	for _, p := range msg.Peers {
-		if i, ok := c.mesh.index[p.PublicKey]; ok {
-			c.setOnline(i, p.Online)
-			c.saw(p, i)
+	if msg.Resumed {
+		c.applyLocked(msg)
+		c.resumed++
+	} else {
+		clear(c.online)
+		c.nOnline = 0
+		for _, p := range msg.Peers {
+			if i, ok := c.mesh.index[p.PublicKey]; ok {
+				c.setOnline(i, p.Online)
+				c.saw(p, i)
+			}
 		}
+	}
+	c.held = wire.MapVersion{Epoch: msg.Epoch, Version: msg.Version}
+	if b, err := json.Marshal(msg); err == nil {
+		c.welcomeBytes += len(b)
 	}
 	c.welcomed = true
 	c.welcomes++
+}
+
+// Holds implements control.Resumer.
+func (c *client) Holds() *wire.MapVersion {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.held.Epoch == 0 {
+		return nil
+	}
+	held := c.held
+	return &held
 }
 
 // OnPeers implements control.Handler.
 func (c *client) OnPeers(msg wire.StreamMsg) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.applyLocked(msg)
+	if c.held.Epoch != 0 {
+		c.held.Version = max(c.held.Version, msg.Version)
+	}
+}
+
+// applyLocked applies a delta's upserts and removals; c.mu is held.
+func (c *client) applyLocked(msg wire.StreamMsg) {
 	for _, p := range msg.Upsert {
 		if i, ok := c.mesh.index[p.PublicKey]; ok {
 			c.setOnline(i, p.Online)
@@ -178,10 +214,10 @@ func (c *client) converged(want int) bool {
 	return c.welcomed && c.nOnline == want
 }
 
-func (c *client) counts() (welcomes, disconnects int) {
+func (c *client) counts() (welcomes, disconnects, resumed, welcomeBytes int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.welcomes, c.disconnects
+	return c.welcomes, c.disconnects, c.resumed, c.welcomeBytes
 }
 
 // start runs the client's stream until stop.

@@ -32,6 +32,16 @@ type Config struct {
 	// group of this many (by tag) see each other only. 0: no policy, every
 	// node sees every other.
 	Group int
+	// PolicyFirst sets the policy before the nodes register, so that
+	// each registration joins a mesh under a policy (what
+	// registrations per second then measure); otherwise it is set once
+	// all are registered.
+	PolicyFirst bool
+	// Herd, after the changes and churn, drops every stream at once and
+	// opens them all again (a coordinator's restart as its nodes see
+	// it, or a network blip): nodes that hold a map say which, and a
+	// coordinator that can resume sends only what changed.
+	Herd bool
 	// Rounds is how many changes (a node's new candidates) and how many
 	// churns (a node going offline, then online) are measured.
 	Rounds int
@@ -89,12 +99,26 @@ type Report struct {
 	// took to reach each peer, over all rounds, sorted.
 	Offline, Online []time.Duration
 	ChurnMissed     int
+	// ChurnWelcomeBytes is the size of the welcomes' JSON a node that
+	// went offline got when it came back, over all rounds: its full
+	// map, or what changed since the one it held.
+	ChurnWelcomeBytes int64
 	// Usage is the coordinator's after convergence; CPU counts from its
 	// start (registrations included), ConvergeCPU the convergence alone.
 	Usage       Usage
 	ConvergeCPU float64
-	// End is the coordinator's at the end, after the changes and churn.
+	// End is the coordinator's at the end, after the changes and churn
+	// (and the herd).
 	End Usage
+	// HerdTime is how long the herd took until every node had its map
+	// with every peer online again, HerdConverged how many had by then,
+	// HerdBytes what the coordinator sent meanwhile (HerdWelcomeBytes of
+	// it the welcomes' JSON), HerdResumed how many welcomes resumed a
+	// map rather than sent it whole.
+	HerdTime                   time.Duration
+	HerdConverged, HerdResumed int
+	HerdBytes                  int64
+	HerdWelcomeBytes           int64
 }
 
 // RegistrationsPerSecond is the registration rate.
@@ -178,6 +202,11 @@ func Run(ctx context.Context, t Target, cfg Config) (Report, error) {
 	if err := r.churn(ctx, &rep); err != nil {
 		return rep, err
 	}
+	if cfg.Herd {
+		if err := r.herd(ctx, &rep); err != nil {
+			return rep, err
+		}
+	}
 	var err error
 	rep.End, err = usage(t.PID())
 	return rep, err
@@ -216,7 +245,8 @@ func (r *run) wantPeers(i int) int {
 	return min(lo+r.cfg.Group, len(r.clients)) - lo - 1
 }
 
-// register makes the tokens, registers every node, then sets the policy.
+// register makes the tokens, registers every node, and sets the policy
+// before or after.
 func (r *run) register(ctx context.Context, rep *Report) error {
 	n := r.cfg.Nodes
 	groups := 1
@@ -264,6 +294,11 @@ func (r *run) register(ctx context.Context, rep *Report) error {
 		r.clients[i] = &client{idx: i, priv: priv, name: fmt.Sprintf("n%05d", i), group: r.groupOf(i), mesh: r.mesh, hc: hc, online: make([]uint64, (n+63)/64)}
 		r.mesh.index[priv.Public()] = i
 	}
+	if r.cfg.Group > 0 && r.cfg.PolicyFirst {
+		if err := r.setPolicy(ctx, groups); err != nil {
+			return err
+		}
+	}
 	r.cfg.Progress("registering %d nodes (%d workers; successful registrations cost no per-source budget, so no limit needs relaxing)", n, r.cfg.Workers)
 	ctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
 	defer cancel()
@@ -297,17 +332,19 @@ func (r *run) register(ctx context.Context, rep *Report) error {
 		return err
 	}
 	r.cfg.Progress("registered %d nodes in %v (%.0f/s)", n, rep.Register.Round(time.Millisecond), rep.RegistrationsPerSecond())
-	// The policy comes once every node is registered: each registration
-	// under a policy resolves it against every node, which makes
-	// registering N nodes cost O(N²) (measured apart, see
-	// bench/RESULTS.md), and this run is about the streams.
-	if r.cfg.Group > 0 {
-		start := time.Now()
-		if err := r.t.SetPolicy(ctx, policyText(groups)); err != nil {
-			return fmt.Errorf("set the policy: %w", err)
-		}
-		r.cfg.Progress("policy of %d groups set in %v", groups, time.Since(start).Round(time.Millisecond))
+	if r.cfg.Group > 0 && !r.cfg.PolicyFirst {
+		return r.setPolicy(ctx, groups)
 	}
+	return nil
+}
+
+// setPolicy sets the policy of the groups.
+func (r *run) setPolicy(ctx context.Context, groups int) error {
+	start := time.Now()
+	if err := r.t.SetPolicy(ctx, policyText(groups)); err != nil {
+		return fmt.Errorf("set the policy: %w", err)
+	}
+	r.cfg.Progress("policy of %d groups set in %v", groups, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
@@ -349,15 +386,10 @@ func (r *run) poll(ctx context.Context, d time.Duration, cond func() bool) bool 
 	return true
 }
 
-// converge opens every stream at once and waits until every node has its
-// map with every peer online.
-func (r *run) converge(ctx context.Context, rep *Report) error {
-	before, err := usage(r.t.PID())
-	if err != nil {
-		return err
-	}
-	r.mesh.bytes.Store(0)
-	r.cfg.Progress("opening %d streams at once", len(r.clients))
+// openAll opens every stream at once and waits until every node has its
+// map with every peer online: how many had, how long it took, and whether
+// all did within the timeout.
+func (r *run) openAll(ctx context.Context) (count int, took time.Duration, ok bool) {
 	start := time.Now()
 	for _, c := range r.clients {
 		c.start(r.url, r.key)
@@ -365,9 +397,8 @@ func (r *run) converge(ctx context.Context, rep *Report) error {
 	// Nodes already seen converged are not asked again: each check of
 	// the rest is cheap, and a node that drops later shows in Drops.
 	done := make([]bool, len(r.clients))
-	count := 0
 	last := time.Now()
-	ok := r.poll(ctx, 20*time.Millisecond, func() bool {
+	ok = r.poll(ctx, 20*time.Millisecond, func() bool {
 		for i, c := range r.clients {
 			if !done[i] && c.converged(r.wantPeers(i)) {
 				done[i] = true
@@ -380,11 +411,24 @@ func (r *run) converge(ctx context.Context, rep *Report) error {
 		}
 		return count == len(r.clients)
 	})
-	rep.Converge = time.Since(start)
+	return count, time.Since(start), ok
+}
+
+// converge opens every stream at once and waits until every node has its
+// map with every peer online.
+func (r *run) converge(ctx context.Context, rep *Report) error {
+	before, err := usage(r.t.PID())
+	if err != nil {
+		return err
+	}
+	r.mesh.bytes.Store(0)
+	r.cfg.Progress("opening %d streams at once", len(r.clients))
+	count, took, ok := r.openAll(ctx)
+	rep.Converge = took
 	rep.Converged = count
 	rep.ConvergeBytes = r.mesh.bytes.Load()
 	for _, c := range r.clients {
-		w, d := c.counts()
+		w, d, _, _ := c.counts()
 		rep.Welcomes += w
 		rep.Drops += d
 	}
@@ -467,6 +511,7 @@ func (r *run) churn(ctx context.Context, rep *Report) error {
 	for k := range r.cfg.Rounds {
 		i := r.chosen(k)
 		c := r.clients[i]
+		_, _, _, before := c.counts()
 		lat, missed, err := r.spread(ctx, &probe{peer: i, online: false}, func() error { c.stop(); return nil })
 		if err != nil {
 			return err
@@ -482,11 +527,41 @@ func (r *run) churn(ctx context.Context, rep *Report) error {
 		if !r.poll(ctx, 10*time.Millisecond, func() bool { return c.converged(r.wantPeers(i)) }) {
 			return fmt.Errorf("churn round %d: node %d did not get its map back", k, i)
 		}
+		_, _, _, after := c.counts()
+		rep.ChurnWelcomeBytes += int64(after - before)
 	}
 	slices.Sort(rep.Offline)
 	slices.Sort(rep.Online)
-	r.cfg.Progress("churn: offline p50 %v p99 %v, online p50 %v p99 %v (%d missed)",
-		Quantile(rep.Offline, 0.5), Quantile(rep.Offline, 0.99), Quantile(rep.Online, 0.5), Quantile(rep.Online, 0.99), rep.ChurnMissed)
+	r.cfg.Progress("churn: offline p50 %v p99 %v, online p50 %v p99 %v (%d missed); %d bytes of welcomes to the returning nodes",
+		Quantile(rep.Offline, 0.5), Quantile(rep.Offline, 0.99), Quantile(rep.Online, 0.5), Quantile(rep.Online, 0.99), rep.ChurnMissed, rep.ChurnWelcomeBytes)
+	return nil
+}
+
+// herd drops every stream, then opens them all at once and waits until
+// every node has its map with every peer online again.
+func (r *run) herd(ctx context.Context, rep *Report) error {
+	r.stopAll()
+	welcomed := func() (resumed int, bytes int64) {
+		for _, c := range r.clients {
+			_, _, n, b := c.counts()
+			resumed += n
+			bytes += int64(b)
+		}
+		return resumed, bytes
+	}
+	resumedBefore, bytesBefore := welcomed()
+	r.mesh.bytes.Store(0)
+	r.cfg.Progress("herd: %d streams dropped, opening them all at once", len(r.clients))
+	var ok bool
+	rep.HerdConverged, rep.HerdTime, ok = r.openAll(ctx)
+	rep.HerdBytes = r.mesh.bytes.Load()
+	resumed, bytes := welcomed()
+	rep.HerdResumed, rep.HerdWelcomeBytes = resumed-resumedBefore, bytes-bytesBefore
+	if !ok {
+		return fmt.Errorf("herd: %d of %d nodes converged within %v", rep.HerdConverged, len(r.clients), r.cfg.Timeout)
+	}
+	r.cfg.Progress("herd converged in %v: %d KB sent, %d KB of it welcomes, %d of %d welcomes resumed",
+		rep.HerdTime.Round(time.Millisecond), rep.HerdBytes>>10, rep.HerdWelcomeBytes>>10, rep.HerdResumed, len(r.clients))
 	return nil
 }
 

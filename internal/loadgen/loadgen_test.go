@@ -9,14 +9,17 @@ import (
 // TestSmoke runs the load generator small, against a coordinator in this
 // process, so that it keeps working: every node registers and converges,
 // every change and churn reaches every peer. Both an open mesh and one
-// scoped by a policy, with nodes spread over source addresses.
+// scoped by a policy (set before the nodes register), with nodes spread
+// over source addresses; and the herd at the end reconnects every node
+// with a resumed map.
 func TestSmoke(t *testing.T) {
 	for _, tc := range []struct {
 		name                    string
 		nodes, group, perSource int
+		policyFirst             bool
 	}{
-		{"open", 50, 0, 0},
-		{"groups", 50, 20, 10},
+		{"open", 50, 0, 0, false},
+		{"groups", 50, 20, 10, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			target, err := StartInProcess(t.TempDir(), nil)
@@ -25,7 +28,7 @@ func TestSmoke(t *testing.T) {
 			}
 			defer target.Close()
 			rep, err := Run(context.Background(), target, Config{
-				Nodes: tc.nodes, Group: tc.group, PerSource: tc.perSource, Rounds: 2, Timeout: time.Minute,
+				Nodes: tc.nodes, Group: tc.group, PerSource: tc.perSource, PolicyFirst: tc.policyFirst, Herd: true, Rounds: 2, Timeout: time.Minute,
 				Progress: t.Logf,
 			})
 			if err != nil {
@@ -43,6 +46,12 @@ func TestSmoke(t *testing.T) {
 			}
 			if len(rep.Offline) != 2*peers || len(rep.Online) != 2*peers || rep.ChurnMissed != 0 {
 				t.Errorf("churn reached %d and %d peers and missed %d; want %d each and 0", len(rep.Offline), len(rep.Online), rep.ChurnMissed, 2*peers)
+			}
+			if rep.ChurnWelcomeBytes == 0 {
+				t.Error("no welcome measured for the churned nodes")
+			}
+			if rep.HerdConverged != tc.nodes || rep.HerdResumed != tc.nodes || rep.HerdWelcomeBytes == 0 {
+				t.Errorf("herd: %d converged, %d resumed, %d bytes of welcomes; want %d, %d and some", rep.HerdConverged, rep.HerdResumed, rep.HerdWelcomeBytes, tc.nodes, tc.nodes)
 			}
 			if rep.ConvergeBytes == 0 || rep.Usage.RSS == 0 || rep.Register <= 0 {
 				t.Errorf("report lacks figures: %+v", rep)

@@ -57,6 +57,17 @@ func (p *Proxy) Thaw() {
 	}
 }
 
+// Cut closes every open connection, and lets new ones through: the
+// nodes' streams drop, as in a network blip, and they reconnect.
+func (p *Proxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		c.Close()
+		delete(p.conns, c)
+	}
+}
+
 // SetDelay holds every forwarded chunk for d: a coordinator that answers
 // slowly.
 func (p *Proxy) SetDelay(d time.Duration) {

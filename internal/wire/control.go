@@ -161,8 +161,8 @@ type NATInfo struct {
 // and deltas after it.
 const (
 	MsgChallenge  = "challenge"  // coord → node: Challenge
-	MsgAuth       = "auth"       // node → coord: PublicKey, Proof
-	MsgWelcome    = "welcome"    // coord → node: Self, Peers (the full map), Version, DNS
+	MsgAuth       = "auth"       // node → coord: PublicKey, Proof; Holds, the map it holds, if any
+	MsgWelcome    = "welcome"    // coord → node: Self, Peers (the full map), Version, Epoch, DNS; or, Resumed, Upsert and Remove since Holds
 	MsgPeers      = "peers"      // coord → node: Upsert, Remove (a delta), Version; Self when the node's own record changed (its tags, its relay's suspension); Coordinators when they changed
 	MsgEndpoints  = "endpoints"  // node → coord: Endpoints, NAT (its current candidates), Routes (the routes it advertises), Software
 	MsgRendezvous = "rendezvous" // node → coord: Peer (asks to reach it)
@@ -194,6 +194,16 @@ type MeshRelay struct {
 	Addr6 string           `json:"addr6,omitempty"`
 	URL   string           `json:"url,omitempty"`
 	Pin   string           `json:"pin,omitempty"`
+}
+
+// MapVersion names a peer map a node holds: the coordinator's map
+// epoch (StreamMsg.Epoch, a random number a coordinator process draws at
+// start: versions count its own changes and mean nothing to another
+// process) and the version of the last welcome or delta the node
+// applied.
+type MapVersion struct {
+	Epoch   uint64 `json:"epoch"`
+	Version uint64 `json:"version"`
 }
 
 // ProofLabel separates stream authentication proofs from other uses.
@@ -241,4 +251,15 @@ type StreamMsg struct {
 	// offered (nil: this coordinator's, Relay and Relay6); peers: the new
 	// one, when it changed.
 	MeshRelay *MeshRelay `json:"mesh_relay,omitempty"`
+	// Epoch, in a welcome: the coordinator's map epoch, for the node's
+	// Holds when it reconnects (0: the coordinator can't resume).
+	Epoch uint64 `json:"epoch,omitempty"`
+	// Holds, in auth: the map the node holds, so that the coordinator
+	// may send only what changed since (nil: none; a coordinator that
+	// can't resume from it sends the full map).
+	Holds *MapVersion `json:"holds,omitempty"`
+	// Resumed, in a welcome: Peers is absent, and Upsert and Remove
+	// bring the map named in the auth's Holds up to Version; the rest of
+	// the welcome is whole.
+	Resumed bool `json:"resumed,omitempty"`
 }

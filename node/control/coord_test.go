@@ -39,6 +39,8 @@ type coord struct {
 type coordConn struct {
 	*coord
 	c *websocket.Conn
+	// holds is the map the node said it holds in its auth.
+	holds *wire.MapVersion
 }
 
 func newKey(t *testing.T) crypto.PrivateKey {
@@ -137,6 +139,7 @@ func (cc *coordConn) auth() bool {
 		cc.t.Errorf("coordinator: want auth with a public key, got %+v", m)
 		return false
 	}
+	cc.holds = m.Holds
 	if !crypto.VerifyProof(cc.priv, *m.PublicKey, wire.ProofLabel, challenge, m.Proof) {
 		cc.send(wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeUnauthorized, Error: "proof does not match public key"})
 		return false

@@ -77,7 +77,8 @@ var (
 // Handler receives stream events, in order, from one goroutine: the
 // stream's reader.
 type Handler interface {
-	// OnWelcome gets the full map after each (re)connect.
+	// OnWelcome gets the full map after each (re)connect, or what
+	// changed since the map it holds (Resumer).
 	OnWelcome(msg wire.StreamMsg)
 	// OnPeers gets a delta.
 	OnPeers(msg wire.StreamMsg)
@@ -85,6 +86,15 @@ type Handler interface {
 	OnPunch(msg wire.StreamMsg)
 	// OnDisconnect reports a dropped stream; Run reconnects.
 	OnDisconnect(err error)
+}
+
+// Resumer is a Handler that keeps the map version it holds: it says so
+// when the stream reconnects (wire.StreamMsg.Holds), and must then take
+// a welcome that is Resumed (only what changed since) as well as a full
+// one. A Handler without it gets the full map on every connect.
+type Resumer interface {
+	// Holds is the map it holds; nil: none.
+	Holds() *wire.MapVersion
 }
 
 // Backoff bounds the wait between reconnects: it starts at Min, doubles
@@ -429,7 +439,11 @@ func (s *Stream) session(ctx context.Context, h Handler, target crypto.Coordinat
 	}
 	defer c.CloseNow()
 	c.SetReadLimit(maxMessage)
-	if err := s.authenticate(ctx, c); err != nil {
+	var holds *wire.MapVersion
+	if r, ok := h.(Resumer); ok {
+		holds = r.Holds()
+	}
+	if err := s.authenticate(ctx, c, holds); err != nil {
 		return false, err
 	}
 
@@ -533,8 +547,9 @@ func within(d time.Duration, stop context.CancelCauseFunc, what string, f func()
 }
 
 // authenticate answers the coordinator's challenge with a proof of this
-// node's private key: no bearer secret crosses the wire.
-func (s *Stream) authenticate(ctx context.Context, c *websocket.Conn) error {
+// node's private key (no bearer secret crosses the wire), and the map it
+// holds (nil: none).
+func (s *Stream) authenticate(ctx context.Context, c *websocket.Conn, holds *wire.MapVersion) error {
 	actx, cancel := context.WithTimeout(ctx, requestTimeout)
 	defer cancel()
 	msg, err := read(actx, c)
@@ -552,7 +567,7 @@ func (s *Stream) authenticate(ctx context.Context, c *websocket.Conn) error {
 		return fmt.Errorf("stream: prove the node key: %w", err)
 	}
 	pub := s.Priv.Public()
-	b, err := json.Marshal(wire.StreamMsg{Type: wire.MsgAuth, PublicKey: &pub, Proof: proof})
+	b, err := json.Marshal(wire.StreamMsg{Type: wire.MsgAuth, PublicKey: &pub, Proof: proof, Holds: holds})
 	if err != nil {
 		return fmt.Errorf("stream: encode auth: %w", err)
 	}

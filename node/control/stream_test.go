@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -679,5 +680,58 @@ func TestReconnectWaits(t *testing.T) {
 	}
 	if d := w.next(true, false); d >= backoffMin*3/2 {
 		t.Errorf("wait after a welcomed session = %v, want < %v", d, backoffMin*3/2)
+	}
+}
+
+// resumer is a recorder that holds a map.
+type resumer struct {
+	*recorder
+	held *wire.MapVersion
+}
+
+func (r resumer) Holds() *wire.MapVersion { return r.held }
+
+// A handler that holds a map says which in its auth, and gets a resumed
+// welcome like any other; one that can't resume says nothing.
+func TestStreamSaysWhatItHolds(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		h    func(r *recorder) Handler
+		want *wire.MapVersion
+	}{
+		{"resumer", func(r *recorder) Handler { return resumer{r, &wire.MapVersion{Epoch: 7, Version: 42}} }, &wire.MapVersion{Epoch: 7, Version: 42}},
+		{"resumer holding none", func(r *recorder) Handler { return resumer{r, nil} }, nil},
+		{"plain handler", func(r *recorder) Handler { return r }, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			said := make(chan *wire.MapVersion, 1)
+			co := newCoord(t, func(cc *coordConn, _ int) {
+				if !cc.auth() {
+					return
+				}
+				said <- cc.holds
+				cc.send(wire.StreamMsg{Type: wire.MsgWelcome, Resumed: true, Upsert: []wire.Node{{Name: "b", PublicKey: *peerKey(1)}}, Version: 43, Epoch: 7})
+				cc.hold()
+			})
+			s := co.stream(t)
+			r := newRecorder()
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() {
+				defer close(done)
+				s.Run(ctx, tc.h(r)) //nolint:errcheck // ends with ctx
+			}()
+			t.Cleanup(func() {
+				cancel()
+				close(r.stop)
+				<-done
+			})
+			if got := <-said; !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("auth says it holds %+v, want %+v", got, tc.want)
+			}
+			if w := r.next(t, "welcome").msg; !w.Resumed || len(w.Upsert) != 1 || w.Epoch != 7 {
+				t.Errorf("welcome %+v", w)
+			}
+		})
 	}
 }
