@@ -124,10 +124,6 @@ func newSession(key crypto.PublicKey, tcp netip.AddrPort, conn *websocket.Conn, 
 		reports:    rate.NewLimiter(limits.reportRate, limits.reportBurst),
 		paths:      rate.NewLimiter(limits.pathRate, limits.pathBurst),
 		endpoints:  rate.NewLimiter(limits.endpointRate, limits.endpointBurst),
-		ups:        make(map[crypto.PublicKey]json.RawMessage),
-		rems:       make(map[crypto.PublicKey]struct{}),
-		cues:       make(map[crypto.PublicKey]wire.StreamMsg),
-		lastCue:    make(map[crypto.PublicKey]time.Time),
 	}
 }
 
@@ -136,6 +132,7 @@ func newSession(key crypto.PublicKey, tcp netip.AddrPort, conn *websocket.Conn, 
 func (s *session) upsert(key crypto.PublicKey, n json.RawMessage, version uint64) {
 	s.mu.Lock()
 	delete(s.rems, key)
+	s.ups = orMake(s.ups)
 	s.ups[key] = n
 	s.version = version
 	s.mu.Unlock()
@@ -188,6 +185,7 @@ func (s *session) removePeer(key crypto.PublicKey, version uint64) {
 	s.mu.Lock()
 	delete(s.ups, key)
 	delete(s.cues, key)
+	s.rems = orMake(s.rems)
 	s.rems[key] = struct{}{}
 	s.version = version
 	s.mu.Unlock()
@@ -200,6 +198,7 @@ func (s *session) removePeer(key crypto.PublicKey, version uint64) {
 func (s *session) cue(peer crypto.PublicKey, m wire.StreamMsg) (replaced bool) {
 	s.mu.Lock()
 	_, replaced = s.cues[peer]
+	s.cues = orMake(s.cues)
 	s.cues[peer] = m
 	s.mu.Unlock()
 	s.signal()
@@ -312,8 +311,7 @@ func (s *session) take(now time.Time) (delta *outgoing, cues []wire.StreamMsg, n
 		for k := range s.rems {
 			delta.msg.Remove = append(delta.msg.Remove, k)
 		}
-		clear(s.ups)
-		clear(s.rems)
+		s.ups, s.rems = nil, nil
 	}
 	for p, m := range s.cues {
 		if wait := s.limits.cueGap - now.Sub(s.lastCue[p]); wait > 0 {
@@ -323,6 +321,7 @@ func (s *session) take(now time.Time) (delta *outgoing, cues []wire.StreamMsg, n
 			continue
 		}
 		cues = append(cues, m)
+		s.lastCue = orMake(s.lastCue)
 		s.lastCue[p] = now
 		delete(s.cues, p)
 	}
@@ -333,7 +332,28 @@ func (s *session) take(now time.Time) (delta *outgoing, cues []wire.StreamMsg, n
 			delete(s.lastCue, p)
 		}
 	}
+	s.cues, s.lastCue = nilIfEmpty(s.cues), nilIfEmpty(s.lastCue)
 	return delta, cues, next, s.final
+}
+
+// orMake returns m, or a new map if m is nil. A session's queues are
+// made when something is queued and dropped once sent (take): a map keeps
+// the room of its largest size even when cleared, and a herd of nodes
+// connecting at once would leave each session holding room for all its
+// peers for the stream's life.
+func orMake[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return make(map[K]V)
+	}
+	return m
+}
+
+// nilIfEmpty drops an empty map, for orMake to make again when needed.
+func nilIfEmpty[K comparable, V any](m map[K]V) map[K]V {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }
 
 // heard records when the node was last heard: a message or a ping.
