@@ -357,14 +357,13 @@ func (s *Server) tlsConfig() *tls.Config {
 	}
 }
 
-func (s *Server) handler(streams *sync.WaitGroup) http.Handler {
+func (s *Server) handler(ctx context.Context, streams *sync.WaitGroup) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET "+wire.PathRegisterChallenge, s.handleRegisterChallenge)
 	mux.HandleFunc("POST "+wire.PathRegister, s.handleRegister)
 	mux.HandleFunc("GET "+wire.PathStream, func(w http.ResponseWriter, r *http.Request) {
 		streams.Add(1)
-		defer streams.Done()
-		s.handleStream(w, r)
+		s.handleStream(ctx, w, r, streams.Done)
 	})
 	mux.HandleFunc("GET "+wire.PathRelay, func(w http.ResponseWriter, r *http.Request) {
 		streams.Add(1)
@@ -411,7 +410,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	}
 	var streams sync.WaitGroup
 	hs := &http.Server{
-		Handler:           s.handler(&streams),
+		Handler:           s.handler(ctx, &streams),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		ErrorLog:          s.errorLog(),

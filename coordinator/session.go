@@ -44,7 +44,8 @@ const (
 )
 
 // session is one node's stream. The hub queues deltas and cues into it
-// under the hub's lock; the session's writer sends them. Everything that
+// under the hub's lock; a flush, started on demand (sessionwrite.go),
+// sends them. Everything that
 // waits is kept per peer, the latest replacing the older, so a slow node
 // (or one that others flood with changes and cues) holds at most one
 // entry per peer and catches up with the newest state.
@@ -61,16 +62,14 @@ type session struct {
 	attached time.Time
 	conn     *websocket.Conn
 	cancel   context.CancelFunc
-	wake     chan struct{} // capacity 1: something to send
 	limits   streamLimits
 	// rendezvous is the node's budget of rendezvous requests, reports
 	// its budget of relay reports.
 	rendezvous *rate.Limiter
 	reports    *rate.Limiter
 	paths      *rate.Limiter // its budget of path reports
-	// reported wakes the applier of the latest endpoints report
-	// (capacity 1).
-	reported chan struct{}
+	// endpoints is its budget of endpoint reports applied.
+	endpoints *rate.Limiter
 
 	mu sync.Mutex
 	// self is the node's own record, when its relay designation changed
@@ -102,6 +101,9 @@ type session struct {
 	final    *closing
 	// meshRelay is the mesh's new relay (meshrelay.go; the latest wins).
 	meshRelay *wire.MeshRelay
+	// run is the state of the goroutines started on demand to write and
+	// to apply reports (sessionwrite.go).
+	run onDemand
 }
 
 // closing is how a session ends on the coordinator's initiative.
@@ -117,23 +119,11 @@ func newSession(key crypto.PublicKey, tcp netip.AddrPort, conn *websocket.Conn, 
 		key:        key,
 		conn:       conn,
 		cancel:     cancel,
-		wake:       make(chan struct{}, 1),
 		limits:     limits,
 		rendezvous: rate.NewLimiter(limits.rendezvousRate, limits.rendezvousBurst),
 		reports:    rate.NewLimiter(limits.reportRate, limits.reportBurst),
 		paths:      rate.NewLimiter(limits.pathRate, limits.pathBurst),
-		reported:   make(chan struct{}, 1),
-		ups:        make(map[crypto.PublicKey]json.RawMessage),
-		rems:       make(map[crypto.PublicKey]struct{}),
-		cues:       make(map[crypto.PublicKey]wire.StreamMsg),
-		lastCue:    make(map[crypto.PublicKey]time.Time),
-	}
-}
-
-func (s *session) signal() {
-	select {
-	case s.wake <- struct{}{}:
-	default:
+		endpoints:  rate.NewLimiter(limits.endpointRate, limits.endpointBurst),
 	}
 }
 
@@ -142,6 +132,7 @@ func (s *session) signal() {
 func (s *session) upsert(key crypto.PublicKey, n json.RawMessage, version uint64) {
 	s.mu.Lock()
 	delete(s.rems, key)
+	s.ups = orMake(s.ups)
 	s.ups[key] = n
 	s.version = version
 	s.mu.Unlock()
@@ -178,7 +169,7 @@ func (s *session) setMeshRelay(r *wire.MeshRelay, version uint64) {
 }
 
 // queue runs set, which replaces a queued value, under mu at version, and
-// wakes the writer.
+// schedules a flush.
 func (s *session) queue(version uint64, set func()) {
 	s.mu.Lock()
 	set()
@@ -194,6 +185,7 @@ func (s *session) removePeer(key crypto.PublicKey, version uint64) {
 	s.mu.Lock()
 	delete(s.ups, key)
 	delete(s.cues, key)
+	s.rems = orMake(s.rems)
 	s.rems[key] = struct{}{}
 	s.version = version
 	s.mu.Unlock()
@@ -206,6 +198,7 @@ func (s *session) removePeer(key crypto.PublicKey, version uint64) {
 func (s *session) cue(peer crypto.PublicKey, m wire.StreamMsg) (replaced bool) {
 	s.mu.Lock()
 	_, replaced = s.cues[peer]
+	s.cues = orMake(s.cues)
 	s.cues[peer] = m
 	s.mu.Unlock()
 	s.signal()
@@ -225,17 +218,15 @@ func (s *session) refreshCue(peer crypto.PublicKey, m wire.StreamMsg) {
 }
 
 // setReport keeps m as the latest endpoints report, replacing one not yet
-// stored; it reports whether it did.
-func (s *session) setReport(m wire.StreamMsg) (replaced bool) {
+// stored; it reports whether it did, and returns the report applier for
+// the caller to start when none runs (see onDemand).
+func (s *session) setReport(m wire.StreamMsg) (replaced bool, start func()) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	replaced = s.report != nil
 	s.report = &m
-	s.mu.Unlock()
-	select {
-	case s.reported <- struct{}{}:
-	default:
-	}
-	return replaced
+	s.run.reportWaits = true
+	return replaced, s.startApplierLocked()
 }
 
 // setSoftware keeps what the node reports running, and reports whether
@@ -307,25 +298,6 @@ func (s *session) stop(code websocket.StatusCode, reason string, msg *wire.Strea
 	s.signal()
 }
 
-// urgent reports whether something must go out without coalescing: the
-// end, a cue that is due, or the node's own record. That one changes the
-// node's role (a relay designated or withdrawn), and its peers hear of
-// the change in a coalesced delta: sent at once, it reaches the node
-// first, so a newly designated relay serves by the time peers bind to it.
-func (s *session) urgent(now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.final != nil || s.self != nil {
-		return true
-	}
-	for p := range s.cues {
-		if now.Sub(s.lastCue[p]) >= s.limits.cueGap {
-			return true
-		}
-	}
-	return false
-}
-
 // take empties the session's queues: the delta, the cues that are due, and
 // the closing. The other cues wait; next is when the first is due (0:
 // none waits).
@@ -339,8 +311,7 @@ func (s *session) take(now time.Time) (delta *outgoing, cues []wire.StreamMsg, n
 		for k := range s.rems {
 			delta.msg.Remove = append(delta.msg.Remove, k)
 		}
-		clear(s.ups)
-		clear(s.rems)
+		s.ups, s.rems = nil, nil
 	}
 	for p, m := range s.cues {
 		if wait := s.limits.cueGap - now.Sub(s.lastCue[p]); wait > 0 {
@@ -350,6 +321,7 @@ func (s *session) take(now time.Time) (delta *outgoing, cues []wire.StreamMsg, n
 			continue
 		}
 		cues = append(cues, m)
+		s.lastCue = orMake(s.lastCue)
 		s.lastCue[p] = now
 		delete(s.cues, p)
 	}
@@ -360,72 +332,28 @@ func (s *session) take(now time.Time) (delta *outgoing, cues []wire.StreamMsg, n
 			delete(s.lastCue, p)
 		}
 	}
+	s.cues, s.lastCue = nilIfEmpty(s.cues), nilIfEmpty(s.lastCue)
 	return delta, cues, next, s.final
 }
 
-// writeLoop sends deltas (coalesced for deltaCoalesce), then the cues that
-// are due, until ctx is done, a write fails or the session is stopped.
-func (s *session) writeLoop(ctx context.Context, w *writer) {
-	defer s.cancel()
-	// later wakes the loop when a held cue is due.
-	later := time.NewTimer(time.Hour)
-	later.Stop()
-	defer later.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.wake:
-		case <-later.C:
-		}
-		if !s.coalesce(ctx) {
-			return
-		}
-		delta, cues, next, final := s.take(time.Now())
-		// The delta goes first: a punch may name a peer the delta adds.
-		if delta != nil {
-			if w.writeOut(ctx, s.conn, *delta) != nil {
-				return
-			}
-		}
-		for _, m := range cues {
-			if w.write(ctx, s.conn, m) != nil {
-				return
-			}
-		}
-		if final != nil {
-			if final.msg != nil {
-				w.write(ctx, s.conn, *final.msg) //nolint:errcheck // closing anyway
-			}
-			s.conn.Close(final.code, final.reason) //nolint:errcheck // the stream is over either way
-			return
-		}
-		if next > 0 {
-			later.Reset(next)
-		}
+// orMake returns m, or a new map if m is nil. A session's queues are
+// made when something is queued and dropped once sent (take): a map keeps
+// the room of its largest size even when cleared, and a herd of nodes
+// connecting at once would leave each session holding room for all its
+// peers for the stream's life.
+func orMake[K comparable, V any](m map[K]V) map[K]V {
+	if m == nil {
+		return make(map[K]V)
 	}
+	return m
 }
 
-// coalesce waits deltaCoalesce for more changes unless something urgent is
-// queued. It returns false when ctx is done.
-func (s *session) coalesce(ctx context.Context) bool {
-	if s.urgent(time.Now()) {
-		return true
+// nilIfEmpty drops an empty map, for orMake to make again when needed.
+func nilIfEmpty[K comparable, V any](m map[K]V) map[K]V {
+	if len(m) == 0 {
+		return nil
 	}
-	t := time.NewTimer(deltaCoalesce)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
-		case <-s.wake:
-			if s.urgent(time.Now()) {
-				return true
-			}
-		}
-	}
+	return m
 }
 
 // heard records when the node was last heard: a message or a ping.

@@ -112,10 +112,23 @@ func (s *Server) countMessage(typ string) {
 	s.met.messages.WithLabelValues(typ).Inc()
 }
 
-func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
+// handleStream upgrades the request and authenticates the node, then
+// serves its session in a goroutine of its own and returns, which calls
+// done when the session ends. Returning frees what net/http keeps for the
+// connection while its handler runs (its buffers, the request, and the
+// goroutine's stack, grown by the TLS handshake); at 10,000 streams that
+// was about a third of the coordinator's memory (bench/RESULTS.md). The
+// session ends with ctx, the server's.
+func (s *Server) handleStream(ctx context.Context, w http.ResponseWriter, r *http.Request, done func()) {
+	handedOff := false
+	defer func() {
+		if !handedOff {
+			done()
+		}
+	}()
 	h := new(heard)
 	h.now()
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{OnPingReceived: func(context.Context, []byte) bool {
+	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{OnPingReceived: func(context.Context, []byte) bool {
 		h.now()
 		return true
 	}})
@@ -123,18 +136,23 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 		s.strangerLog.Debug("stream: upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	defer c.CloseNow() //nolint:errcheck // closing anyway
 	c.SetReadLimit(maxStreamMessage)
-	ctx := r.Context()
 	wr := &writer{count: s.countMessage}
-	key, holds, err := s.authenticate(ctx, c, wr)
+	key, holds, err := s.authenticate(r.Context(), c, wr)
 	if err != nil {
+		c.CloseNow() //nolint:errcheck // closing anyway
 		s.strangerLog.Info("stream refused", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	admit.Promote(ctx)
+	admit.Promote(r.Context())
 	tcp, _ := netip.ParseAddrPort(r.RemoteAddr)
-	s.runSession(ctx, c, wr, h, key, holds, netip.AddrPortFrom(tcp.Addr().Unmap(), tcp.Port()), s.stunServers(r.Host))
+	src, stun := netip.AddrPortFrom(tcp.Addr().Unmap(), tcp.Port()), s.stunServers(r.Host)
+	handedOff = true
+	go func() {
+		defer done()
+		defer c.CloseNow() //nolint:errcheck // closing anyway
+		s.runSession(ctx, c, wr, h, key, holds, src, stun)
+	}()
 }
 
 // authenticate runs the challenge/auth exchange: the node proves it holds
@@ -235,29 +253,42 @@ type errMalformed struct{ error }
 // link), so the node never times out a stream that is only slow to
 // welcome it. What the node sends before its welcome waits in the
 // session (an endpoints report) or is refused for want of a session in
-// the hub (a rendezvous request). Another goroutine welcomes, then
-// writes; a third applies the node's reports: three a stream.
+// the hub (a rendezvous request). Another goroutine welcomes; after the
+// welcome the reader is the stream's only goroutine, and writes and
+// report applications run on demand (sessionwrite.go). holds is the map
+// the node says it holds (nil: none).
 func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, key crypto.PublicKey, holds *wire.MapVersion, tcp netip.AddrPort, stun stunOffer) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sess := newSession(key, tcp, c, cancel, s.limits)
-	var wg sync.WaitGroup
+	var (
+		wg      sync.WaitGroup
+		offline func()
+	)
 	wg.Go(func() {
-		s.welcomeAndWrite(ctx, c, wr, h, sess, holds, stun)
-		cancel()
+		var welcomed bool
+		if offline, welcomed = s.welcome(ctx, c, wr, h, sess, holds, stun); !welcomed {
+			cancel()
+		}
 	})
 	s.readLoop(ctx, c, sess, h)
 	cancel()
 	wg.Wait()
+	sess.close()
+	if offline != nil {
+		offline()
+	}
 }
 
-// welcomeAndWrite attaches the session to the hub, sends the welcome in
-// its turn, then the session's deltas and cues until ctx is done, and
-// detaches it.
-func (s *Server) welcomeAndWrite(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, sess *session, holds *wire.MapVersion, stun stunOffer) {
+// welcome attaches the session to the hub, sends the welcome in its turn
+// (only what changed since holds, when the hub still can) and starts the
+// session's writes and report applications. It returns whether the
+// welcome went out, and, once the session was attached, the function that
+// detaches it, to call when the stream has ended.
+func (s *Server) welcome(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, sess *session, holds *wire.MapVersion, stun stunOffer) (offline func(), welcomed bool) {
 	key := sess.key
 	if !s.admitWelcome(ctx) {
-		return
+		return nil, false
 	}
 	release := sync.OnceFunc(s.welcomed)
 	defer release()
@@ -266,7 +297,7 @@ func (s *Server) welcomeAndWrite(ctx context.Context, c *websocket.Conn, wr *wri
 	if !ok {
 		reject(ctx, c, wr, wire.ErrCodeNodeRemoved, removedText(key)) //nolint:errcheck // logged below
 		s.log.Info("stream refused: node removed while connecting", "node", key.Short())
-		return
+		return nil, false
 	}
 	if old != nil {
 		old.stop(closeReplaced, "replaced by a newer stream from the same node", nil)
@@ -275,7 +306,7 @@ func (s *Server) welcomeAndWrite(ctx context.Context, c *websocket.Conn, wr *wri
 	welcome.msg.Coordinators = s.meshList()
 	log := s.log.With("node", welcome.msg.Self.Name, "key", key.Short())
 	log.Info("node online", "resumed", welcome.msg.Resumed)
-	defer func() {
+	offline = func() {
 		t := time.Now()
 		s.paths.forget(key, sess)
 		if s.hub.detach(sess, t) {
@@ -283,31 +314,27 @@ func (s *Server) welcomeAndWrite(ctx context.Context, c *websocket.Conn, wr *wri
 			s.recordSeen(key, t)
 			log.Info("node offline")
 		}
-	}()
+	}
 	err := wr.writeOut(ctx, c, welcome)
 	release()
 	if err != nil {
 		log.Debug("stream: send welcome", "err", err)
-		return
+		return offline, false
 	}
 	kind := "full"
 	if welcome.msg.Resumed {
 		kind = "resumed"
 	}
 	s.met.welcomes.WithLabelValues(kind).Inc()
+	sess.ready(ctx, wr)
 	sess.watchSilence(ctx, log, h)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		// Stored after the welcome is out and beside the writes: when
-		// many nodes reconnect at once (a coordinator restart), neither
-		// their welcomes nor their deltas queue behind these synced
-		// writes.
-		s.markPresence(key)
-		s.recordSeen(key, now)
-		s.applyReports(ctx, sess)
-	})
-	sess.writeLoop(ctx, wr)
-	wg.Wait()
+	// Stored after the welcome is out and beside the writes: when many
+	// nodes reconnect at once (a coordinator restart), neither their
+	// welcomes nor their deltas queue behind these synced writes.
+	s.markPresence(key)
+	s.recordSeen(key, now)
+	sess.applyWith(func() { s.applyReports(ctx, sess) })
+	return offline, true
 }
 
 // welcomeSlots bounds the welcomes being built and written at once. A
@@ -434,8 +461,12 @@ func (s *Server) acceptReport(sess *session, m wire.StreamMsg) {
 		sess.hold(wire.StreamMsg{})
 	}
 	m.Endpoints = kept
-	if sess.setReport(m) {
+	replaced, start := sess.setReport(m)
+	if replaced {
 		s.met.limited.WithLabelValues(limitedEndpoints).Inc()
+	}
+	if start != nil {
+		go start()
 	}
 }
 
@@ -454,16 +485,11 @@ func (s *Server) freshEvidence(key crypto.PublicKey) {
 
 // applyReports applies the node's endpoint reports within its budget, the
 // latest first: one that arrives while the budget is spent replaces the
-// one waiting.
+// one waiting. It runs while reports come (session.applyWith).
 func (s *Server) applyReports(ctx context.Context, sess *session) {
-	budget := rate.NewLimiter(sess.limits.endpointRate, sess.limits.endpointBurst)
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-sess.reported:
-		}
-		if budget.Wait(ctx) != nil {
+	defer sess.run.work.Done()
+	for sess.nextReport() {
+		if sess.endpoints.Wait(ctx) != nil {
 			return
 		}
 		if m, ok := sess.pendingReport(); ok {
