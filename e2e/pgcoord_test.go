@@ -10,6 +10,7 @@ import (
 	"github.com/meshnode/meshnode/e2e/labtest"
 	"github.com/meshnode/meshnode/e2e/netlab"
 	"github.com/meshnode/meshnode/internal/pgtest"
+	"github.com/meshnode/meshnode/internal/wire"
 )
 
 // The stream that shows the path is left alone while PostgreSQL restarts:
@@ -292,10 +293,10 @@ func TestCoordinatorKilled(t *testing.T) {
 // TestCoordinatorLost: as TestCoordinatorKilled, but the coordinator's
 // host is lost rather than its process killed (netlab's Lose: the
 // process stopped and every packet to or from it dropped), so no FIN or
-// RST tells anyone. A notices from its connection's keepalive
-// (wire.NodeKeepaliveDeadline, 8 s) and PostgreSQL from the lease lock's
-// (about 5 s), which moves the mesh's relay that the joining node's
-// punches need.
+// RST tells anyone. A notices from its connection's keepalive (within
+// wire.NodeKeepaliveDeadline, 33 s, of the last segment it had) and
+// PostgreSQL from the lease lock's (about 5 s), which moves the mesh's
+// relay that the joining node's punches need.
 func TestCoordinatorLost(t *testing.T) {
 	coordinatorDies(t, "pgl", "lost", func(c *netlab.Coordinator) error { return c.Lose(t.Context()) })
 }
@@ -349,7 +350,7 @@ func coordinatorDies(t *testing.T, prefix, how string, end func(*netlab.Coordina
 	}
 	// Nodes that end remove themselves through the survivor.
 	e.coord = survivor
-	if err := waitOn(t.Context(), survivor, -1, pathTimeout, a); err != nil {
+	if err := waitOn(t.Context(), survivor, -1, wire.NodeKeepaliveDeadline+pathTimeout, a); err != nil {
 		t.Fatalf("%s after %s was %s: %v", a.Name, dead.Name(), how, err)
 	}
 	t.Logf("%s streams to %s %.1f s after %s was %s", a.Name, survivor.Name(), time.Since(ended).Seconds(), dead.Name(), how)

@@ -96,20 +96,23 @@ const (
 
 // The node's end of its control and relay TCP connections notices a
 // coordinator whose host is lost (a crashed machine or a cut link: no FIN
-// or RST ever comes) from the kernel's keepalive: probes after
-// NodeKeepaliveIdle without a segment from the coordinator, every
+// or RST ever comes) from the kernel's keepalive: a probe after
+// NodeKeepaliveIdle without a segment from the coordinator, then every
 // NodeKeepaliveInterval, and the connection ends after NodeKeepaliveCount
-// unanswered, about NodeKeepaliveDeadline after the host went; the node
+// unanswered, at most NodeKeepaliveDeadline after the host went; the node
 // then fails over to another coordinator. Without them it would notice
 // at its next ping, up to StreamPing and the ping's timeout later (70 s).
 // On Linux the deadline is also TCP_USER_TIMEOUT, so a message sent to a
 // lost host (unacknowledged data, when keepalives don't run) fails as
-// soon. The probes are answered by the coordinator's kernel, not its
-// process: at 10,000 idle nodes about 2,000 probes and 2,000 ACKs a
-// second of 52-byte segments, a kernel's small change. Three probes
-// lost in a row on a lossy link only reconnect the stream.
+// soon. The idle time is what an idle node can afford: a ping resets it,
+// so between two pings (StreamPing) the stream idles long enough for one
+// probe, and one probe and its ACK a minute keep an idle node within its
+// budget of packets to the coordinator (e2e TestIdleQuiet: 10 a minute,
+// issue "a quiet idle mesh"); 5 s cost 12 a minute and broke it. The
+// probes are answered by the coordinator's kernel, not its process. Three
+// probes lost in a row on a lossy link only reconnect the stream.
 const (
-	NodeKeepaliveIdle     = 5 * time.Second
+	NodeKeepaliveIdle     = StreamPing / 2
 	NodeKeepaliveInterval = time.Second
 	NodeKeepaliveCount    = 3
 	NodeKeepaliveDeadline = NodeKeepaliveIdle + NodeKeepaliveCount*NodeKeepaliveInterval

@@ -48,6 +48,8 @@ func TestNodeKeepaliveTiming(t *testing.T) {
 	}{
 		{"NodeKeepaliveDeadline < StreamPing: the keepalive notices a lost host before the next ping would",
 			NodeKeepaliveDeadline < StreamPing},
+		{"2*NodeKeepaliveIdle >= StreamPing: an idle stream sends at most one probe between two pings",
+			2*NodeKeepaliveIdle >= StreamPing},
 		{"NodeKeepaliveCount >= 3: two probes lost in a row on a lossy link don't end a stream",
 			NodeKeepaliveCount >= 3},
 		{"NodeKeepaliveInterval >= 1 s: a probe's answer has a round trip on a bad link to arrive",
