@@ -72,10 +72,16 @@ func TestStalledCoordinatorDisturbsNoPath(t *testing.T) {
 			stalled := time.Now()
 			pongs := a.Engine.PathStats().PongsReceived.Load()
 			// Traffic both ways for the whole stall keeps the heartbeats at
-			// their active rate; every transfer must go through.
+			// their active rate; every transfer must go through. One round
+			// per heartbeat interval keeps both peers well inside the
+			// active window, without spending the stall's CPU on the
+			// transfers themselves.
+			round := time.NewTicker(timing.ActiveHeartbeat)
+			defer round.Stop()
 			for time.Since(stalled) < stallFor {
 				transfer(t, a, b, 64<<10)
 				transfer(t, a, c, 16<<10)
+				<-round.C
 			}
 			after := a.PathTo(b)
 			if after.Path != path.PathDirect || after.Endpoint != before.Endpoint {
