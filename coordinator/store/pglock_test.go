@@ -133,7 +133,7 @@ func terminateLock(t *testing.T, admin, coordinator string) int {
 // The lock's backend probes its coordinator, so the lock of one whose
 // host is lost (no FIN or RST ever comes) is freed within seconds.
 func TestLeaseLockBackendProbesItsCoordinator(t *testing.T) {
-	s := openTest(t, pgtest.DB(t))
+	s := openTest(t, migrated.DB(t))
 	if _, err := s.RenewLease(t.Context(), Lease{Coordinator: "a"}, time.Now().Add(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}
