@@ -105,7 +105,7 @@ func newCluster(enter func(func() error) error, fromTemplate bool) (*cluster, er
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "meshnode-pg-")
+	dir, err := os.MkdirTemp(tempRoot(), "meshnode-pg-")
 	if err != nil {
 		return nil, err
 	}

@@ -2,11 +2,11 @@
 // in a temporary directory, postgres on a free loopback port as an
 // unprivileged user (PostgreSQL refuses to run as root), a fresh database
 // per test. One cluster serves a whole test binary: initdb costs seconds,
-// a database tens of milliseconds; a test's own cluster (New) starts from
-// a copy of what initdb made once. Main stops the shared cluster by PID
+// a database tens of milliseconds; the shared cluster and a test's own
+// (New) start from copies of what initdb made once. Main stops the shared cluster by PID
 // and removes its directory and the template; should the binary die
 // first, the kernel stops it (Pdeathsig), leaving only the directories
-// (meshnode-pg-* in $TMPDIR).
+// (meshnode-pg-* in $TMPDIR, else in /dev/shm: tempRoot).
 //
 // The binaries come from Debian's postgresql package (scripts/deps.sh),
 // under /usr/lib/postgresql/VERSION/bin. Without them the tests skip, or
@@ -62,7 +62,9 @@ func Main(m *testing.M) int {
 func get(t testing.TB) *cluster {
 	t.Helper()
 	once.Do(func() {
-		c, err := newCluster(nil, false) // the binary's only initdb when no test has a cluster of its own
+		// From the template, as the tests' own clusters: one initdb per
+		// binary, whose copy costs a fraction of another.
+		c, err := newCluster(nil, template.enabled)
 		switch {
 		case err == nil:
 			shared = c

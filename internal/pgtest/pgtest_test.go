@@ -105,6 +105,15 @@ func (f *fatalT) run(fn func()) {
 	<-done
 }
 
+// Clusters go where $TMPDIR says, when it is set.
+func TestTempRootHonoursTMPDIR(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir)
+	if got := tempRoot(); got != dir {
+		t.Fatalf("tempRoot() = %q with TMPDIR=%s", got, dir)
+	}
+}
+
 // A cluster runs as an unprivileged user on loopback, and stop ends its
 // process and removes its directory.
 func TestStopRemovesEverything(t *testing.T) {
