@@ -93,7 +93,7 @@ func TestAllowByKeyAndAmbiguousName(t *testing.T) {
 // Nodes removed before bans existed are banned by the migration.
 func TestMigrationBansEarlierRemovals(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, path string) {
+	eachBlankBackend(t, func(t *testing.T, path string) {
 		s := openTest(t, path)
 		secret := addToken(t, s, "fleet", true, time.Now().Add(time.Hour))
 		k := newKey(t)

@@ -9,7 +9,7 @@ import (
 
 func TestMigrations(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, path string) {
+	eachBlankBackend(t, func(t *testing.T, path string) {
 		s := openTest(t, path)
 		var versions int
 		if err := rawDB(s).QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&versions); err != nil || versions != len(migrations) {
@@ -33,7 +33,7 @@ func TestMigrations(t *testing.T) {
 // version before it, and the error names the migration and the database.
 // Not parallel: it changes migrations, which every Open reads.
 func TestFailedMigrationAppliesNothing(t *testing.T) {
-	eachBackend(t, func(t *testing.T, db string) {
+	eachBlankBackend(t, func(t *testing.T, db string) {
 		openTest(t, db).Close()
 		known := migrations
 		t.Cleanup(func() { migrations = known })

@@ -94,7 +94,7 @@ func dbName(t *testing.T, db string) string {
 // again once the listener is back.
 func TestPostgresKilledIdleConnections(t *testing.T) {
 	t.Parallel()
-	db := pgtest.DB(t)
+	db := migrated.DB(t)
 	s := openTest(t, db)
 	secret := addToken(t, s, "fleet", true, time.Now().Add(time.Hour))
 	// Several pooled connections, idle now, each used twice: pgx pings

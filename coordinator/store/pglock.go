@@ -158,7 +158,10 @@ func (s *Postgres) ExpireUnlocked(ctx context.Context, until time.Time, steady t
 // to (Unix milliseconds), whose lock this store saw held and is now free,
 // and records those whose lock it sees held.
 func (s *Postgres) unlocked(ctx context.Context, from, to int64) ([]string, error) {
+	// Advisory locks are each database's own, but pg_locks shows the
+	// whole server's: only this database's say who is alive here.
 	rows, err := s.r.QueryContext(ctx, `SELECT c.id, c.lease_until BETWEEN $2 AND $3, EXISTS (SELECT 1 FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted
+			AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 			AND l.classid = $1 AND l.objid = hashtext(c.id)::oid AND l.objsubid = 2) FROM coordinators c`, leaseLockClass, from, to)
 	if err != nil {
 		return nil, fmt.Errorf("database %s: read lease locks: %w", s.name, err)

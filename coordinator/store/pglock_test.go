@@ -50,29 +50,18 @@ func noneExpired(t *testing.T, b Store, node crypto.PublicKey, steady time.Durat
 // lease renewed too recently, and not once it holds its lock again.
 func TestFreeLeaseLockIsDeath(t *testing.T) {
 	t.Parallel()
-	cluster := pgtest.New(t, pgtest.Options{})
-	db := cluster.DB(t)
+	db := migrated.DB(t)
 	a, b, node := twoLeases(t, db)
 	noneExpired(t, b, node, 0, "both locks held")
 
-	if n := terminateLock(t, cluster.AdminURL(), "a"); n != 1 {
+	if n := terminateLock(t, db, "a"); n != 1 {
 		t.Fatalf("ended %d sessions holding a's lock; want 1", n)
 	}
 	if gone, err := b.ExpireUnlocked(t.Context(), time.Now(), 0); err != nil || len(gone) > 0 {
 		t.Fatalf("ExpireUnlocked of leases renewed after until = %v, %v; want none", gone, err)
 	}
 	ch := b.Watch(t.Context())
-	var gone []crypto.PublicKey
-	wait.ForNil(t, 10*time.Second, "a's free lock ends its lease", func() error {
-		var err error
-		if gone, err = b.ExpireUnlocked(t.Context(), pastLeases(), 0); err == nil && len(gone) == 0 {
-			return errNoneYet
-		}
-		return err
-	})
-	if !slices.Equal(gone, []crypto.PublicKey{node}) {
-		t.Fatalf("ExpireUnlocked = %v; want a's node", gone)
-	}
+	expiresA(t, b, node, "a's free lock ends its lease")
 	if c := next(t, ch); c.Kind != ChangePresence || c.Key != node {
 		t.Fatalf("change %+v; want the presence of a's node", c)
 	}
@@ -119,21 +108,56 @@ func TestRestartKeepsLiveLeases(t *testing.T) {
 	noneExpired(t, b, node, 0, "a renewed and took its lock again")
 }
 
+// Lease locks are each database's own: a coordinator of the same ID on
+// another database of the server, its lock held, keeps nobody alive here.
+func TestLeaseLocksAreTheDatabases(t *testing.T) {
+	t.Parallel()
+	elsewhere := openTest(t, migrated.DB(t))
+	if _, err := elsewhere.RenewLease(t.Context(), Lease{Coordinator: "a"}, time.Now().Add(10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	db := migrated.DB(t)
+	_, b, node := twoLeases(t, db)
+	noneExpired(t, b, node, 0, "both locks held")
+	if n := terminateLock(t, db, "a"); n != 1 {
+		t.Fatalf("ended %d sessions holding a's lock; want 1", n)
+	}
+	expiresA(t, b, node, "a's free lock ends its lease, another database's a notwithstanding")
+}
+
+// expiresA waits for b's ExpireUnlocked to end a's lease, and checks
+// that it took a's node offline, and only it.
+func expiresA(t *testing.T, b Store, node crypto.PublicKey, what string) {
+	t.Helper()
+	var gone []crypto.PublicKey
+	wait.ForNil(t, 10*time.Second, what, func() error {
+		var err error
+		if gone, err = b.ExpireUnlocked(t.Context(), pastLeases(), 0); err == nil && len(gone) == 0 {
+			return errNoneYet
+		}
+		return err
+	})
+	if !slices.Equal(gone, []crypto.PublicKey{node}) {
+		t.Fatalf("ExpireUnlocked = %v; want a's node", gone)
+	}
+}
+
 // errNoneYet is a poll's "not yet".
 var errNoneYet = errors.New("none yet")
 
-// terminateLock ends the session holding coordinator's lease lock, as
-// PostgreSQL does when its process dies, and returns how many it ended.
-func terminateLock(t *testing.T, admin, coordinator string) int {
+// terminateLock ends the session holding coordinator's lease lock on db,
+// as PostgreSQL does when its process dies, and returns how many it ended.
+func terminateLock(t *testing.T, db, coordinator string) int {
 	t.Helper()
-	return countAsAdmin(t, admin, `SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks
-		WHERE locktype = 'advisory' AND classid = $1 AND objid = hashtext($2)::oid AND objsubid = 2`, leaseLockClass, coordinator)
+	return countAsAdmin(t, pgtest.AdminURL(t), `SELECT COUNT(pg_terminate_backend(pid)) FROM pg_locks
+		WHERE locktype = 'advisory' AND database = (SELECT oid FROM pg_database WHERE datname = $3)
+		AND classid = $1 AND objid = hashtext($2)::oid AND objsubid = 2`, leaseLockClass, coordinator, dbName(t, db))
 }
 
 // The lock's backend probes its coordinator, so the lock of one whose
 // host is lost (no FIN or RST ever comes) is freed within seconds.
 func TestLeaseLockBackendProbesItsCoordinator(t *testing.T) {
-	s := openTest(t, pgtest.DB(t))
+	s := openTest(t, migrated.DB(t))
 	if _, err := s.RenewLease(t.Context(), Lease{Coordinator: "a"}, time.Now().Add(10*time.Second)); err != nil {
 		t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ func TestPolicyVersions(t *testing.T) {
 // A database from before policies gains the table and keeps its nodes.
 func TestMigrationAddsPolicies(t *testing.T) {
 	t.Parallel()
-	eachBackend(t, func(t *testing.T, path string) {
+	eachBlankBackend(t, func(t *testing.T, path string) {
 		s := openTest(t, path)
 		secret := addToken(t, s, "fleet", true, time.Now().Add(time.Hour))
 		if _, err := register(s, "fleet", secret, newKey(t), "laptop"); err != nil {

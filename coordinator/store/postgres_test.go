@@ -82,7 +82,7 @@ func TestPostgresPermanentErrors(t *testing.T) {
 // name or an address twice: every write transaction takes the write lock.
 func TestPostgresConcurrentStores(t *testing.T) {
 	t.Parallel()
-	db := pgtest.DB(t)
+	db := migrated.DB(t)
 	a, b := openTest(t, db), openTest(t, db)
 	secret := addToken(t, a, "fleet", true, time.Now().Add(time.Hour))
 	const perStore = 15
@@ -121,7 +121,7 @@ func TestPostgresConcurrentStores(t *testing.T) {
 // acknowledged.
 func TestPostgresLostConnectionMidTransaction(t *testing.T) {
 	t.Parallel()
-	db := pgtest.DB(t)
+	db := migrated.DB(t)
 	s := openTest(t, db)
 	secret := addToken(t, s, "single", false, time.Now().Add(time.Hour))
 	// Another session holds the write lock, as a coordinator mid-write.
@@ -189,7 +189,7 @@ func TestPostgresLostConnectionMidTransaction(t *testing.T) {
 // waited for: Open retries and succeeds once it answers.
 func TestPostgresRetriesUntilUp(t *testing.T) {
 	t.Parallel()
-	db := pgtest.DB(t)
+	db := migrated.DB(t)
 	u, err := url.Parse(db)
 	if err != nil {
 		t.Fatal(err)

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
-	"github.com/meshnode/meshnode/internal/pgtest"
 )
 
 // A node's presence holds while its coordinator's lease runs: it moves
@@ -111,7 +110,7 @@ func TestCueReachesWatchers(t *testing.T) {
 // changes: a cue is not state.
 func TestUnreadableCueDropped(t *testing.T) {
 	t.Parallel()
-	db := pgtest.DB(t)
+	db := migrated.DB(t)
 	s := openTest(t, db)
 	ch := s.Watch(t.Context())
 	rawNotify(t, db, cueChannel, `not json`, `{"coordinator":"","to":"`+newKey(t).String()+`"}`)

@@ -22,20 +22,50 @@ func TestMain(m *testing.M) {
 	os.Exit(pgtest.Main(m))
 }
 
-// backend makes fresh, empty databases of one engine.
+// backend makes fresh databases of one engine.
 type backend struct {
 	name  string
 	fresh func(t *testing.T) string // the database, as Open takes it
 }
 
-var backends = []backend{
-	{"sqlite", func(t *testing.T) string { return filepath.Join(t.TempDir(), "c.db") }},
-	{"postgres", func(t *testing.T) string { return pgtest.DB(t) }},
+// migrated is a PostgreSQL database with the schema applied, made once;
+// eachBackend's tests start from copies of it, as the migrations, many
+// small DDL transactions, cost the server more than the copy.
+var migrated = pgtest.NewPrepared(func(ctx context.Context, url string) error {
+	s, err := OpenPostgres(ctx, url)
+	if err != nil {
+		return err
+	}
+	return s.Close()
+})
+
+var (
+	// backends' databases have the schema applied (PostgreSQL's) or not
+	// yet (SQLite's, cheap to migrate): Open finds them alike.
+	backends = []backend{
+		{"sqlite", sqliteFile},
+		{"postgres", func(t *testing.T) string { return migrated.DB(t) }},
+	}
+	// blankBackends' databases are empty, for the tests of migrations.
+	blankBackends = []backend{
+		{"sqlite", sqliteFile},
+		{"postgres", func(t *testing.T) string { return pgtest.DB(t) }},
+	}
+)
+
+func sqliteFile(t *testing.T) string { return filepath.Join(t.TempDir(), "c.db") }
+
+// eachBackend runs test on a fresh database of each engine that Open
+// finds current.
+func eachBackend(t *testing.T, test func(t *testing.T, db string)) { runOn(t, backends, test) }
+
+// eachBlankBackend runs test on a fresh, empty database of each engine.
+func eachBlankBackend(t *testing.T, test func(t *testing.T, db string)) {
+	runOn(t, blankBackends, test)
 }
 
-// eachBackend runs test on a fresh database of each engine.
-func eachBackend(t *testing.T, test func(t *testing.T, db string)) {
-	for _, b := range backends {
+func runOn(t *testing.T, bs []backend, test func(t *testing.T, db string)) {
+	for _, b := range bs {
 		t.Run(b.name, func(t *testing.T) { test(t, b.fresh(t)) })
 	}
 }

@@ -8,7 +8,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/meshnode/meshnode/internal/pgtest"
 	"github.com/meshnode/meshnode/internal/wait"
 	"github.com/meshnode/meshnode/internal/wire"
 )
@@ -99,7 +98,7 @@ func TestWatchEnds(t *testing.T) {
 // benchmarks, so the wait is watchTimeout).
 func TestWatchAcrossStores(t *testing.T) {
 	t.Parallel()
-	db := pgtest.DB(t)
+	db := migrated.DB(t)
 	a, b := openTest(t, db), openTest(t, db)
 	fromA, fromB := a.Watch(t.Context()), b.Watch(t.Context())
 	secret := addToken(t, a, "fleet", true, time.Now().Add(time.Hour))
@@ -126,7 +125,7 @@ func TestWatchAcrossStores(t *testing.T) {
 // it listens again, and changes flow again.
 func TestWatchResyncAfterLostListener(t *testing.T) {
 	t.Parallel()
-	db := pgtest.DB(t)
+	db := migrated.DB(t)
 	a, b := openTest(t, db), openTest(t, db)
 	fromB := b.Watch(t.Context())
 	admin, err := pgx.Connect(t.Context(), db)
@@ -187,7 +186,7 @@ func TestWatchOverflowResyncs(t *testing.T) {
 // kind) makes watchers read everything again rather than be ignored.
 func TestWatchUnreadableNoticeResyncs(t *testing.T) {
 	t.Parallel()
-	db := pgtest.DB(t)
+	db := migrated.DB(t)
 	s := openTest(t, db)
 	ch := s.Watch(t.Context())
 	for _, payload := range []string{`not json`, `{"kind":"future","origin":"x"}`, `{"kind":"node","key":"short"}`} {

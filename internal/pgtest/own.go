@@ -44,7 +44,9 @@ func New(t testing.TB, o Options) *Cluster {
 func (c *Cluster) DB(t testing.TB) string {
 	t.Helper()
 	name := "t_" + randomName()
-	run(t, c.c.adminURL(), `CREATE DATABASE `+name)
+	if err := c.c.exec(c.c.createDatabase(name, "")); err != nil {
+		t.Fatalf("pgtest: %v", err)
+	}
 	return c.c.url(name)
 }
 

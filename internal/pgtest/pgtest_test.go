@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -37,6 +39,78 @@ func TestDBIsFreshAndDropped(t *testing.T) {
 	var n int
 	if err := connect(t, AdminURL(t)).QueryRow(t.Context(), `SELECT COUNT(*) FROM pg_database WHERE datname LIKE 't\_%'`).Scan(&n); err != nil || n != 0 {
 		t.Fatalf("%d test databases left after their tests (%v)", n, err)
+	}
+}
+
+// A Prepared database is made once; each DB is a copy of it of the
+// test's own, dropped when the test ends.
+func TestPreparedDBsAreCopies(t *testing.T) {
+	prepares := 0
+	p := NewPrepared(func(ctx context.Context, url string) error {
+		prepares++
+		conn, err := pgx.Connect(ctx, url)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(context.Background())
+		_, err = conn.Exec(ctx, `CREATE TABLE schema (version INTEGER); INSERT INTO schema VALUES (7)`)
+		return err
+	})
+	t.Run("copies", func(t *testing.T) {
+		first, second := connect(t, p.DB(t)), connect(t, p.DB(t))
+		if _, err := first.Exec(t.Context(), `UPDATE schema SET version = 8`); err != nil {
+			t.Fatal(err)
+		}
+		var v int
+		if err := second.QueryRow(t.Context(), `SELECT version FROM schema`).Scan(&v); err != nil || v != 7 {
+			t.Fatalf("second copy's version = %d, %v; want the prepared 7, untouched by the first copy", v, err)
+		}
+	})
+	if prepares != 1 {
+		t.Fatalf("prepared %d times for two databases; want once", prepares)
+	}
+	var n int
+	if err := connect(t, AdminURL(t)).QueryRow(t.Context(), `SELECT COUNT(*) FROM pg_database WHERE datname LIKE 't\_%'`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("%d test databases left after their tests (%v)", n, err)
+	}
+}
+
+// A failed preparation fails every test that wants a copy, naming why.
+func TestPreparedFails(t *testing.T) {
+	p := NewPrepared(func(context.Context, string) error { return errors.New("migration 3 broke") })
+	for range 2 {
+		ft := &fatalT{TB: t}
+		ft.run(func() { p.DB(ft) })
+		if !strings.Contains(ft.msg, "migration 3 broke") {
+			t.Fatalf("DB after a failed preparation: %q; want its error", ft.msg)
+		}
+	}
+}
+
+// fatalT records a Fatalf instead of ending the test.
+type fatalT struct {
+	testing.TB
+	msg string
+}
+
+func (f *fatalT) Fatalf(format string, args ...any) {
+	f.msg = fmt.Sprintf(format, args...)
+	runtime.Goexit()
+}
+
+// run calls fn on a goroutine of its own, which Fatalf ends.
+func (f *fatalT) run(fn func()) {
+	done := make(chan struct{})
+	go func() { defer close(done); fn() }()
+	<-done
+}
+
+// Clusters go where $TMPDIR says, when it is set.
+func TestTempRootHonoursTMPDIR(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("TMPDIR", dir)
+	if got := tempRoot(); got != dir {
+		t.Fatalf("tempRoot() = %q with TMPDIR=%s", got, dir)
 	}
 }
 

@@ -22,7 +22,7 @@ var template struct {
 // its data directory.
 func templateData(bin string, cred *syscall.Credential) (string, error) {
 	template.once.Do(func() {
-		dir, err := os.MkdirTemp("", "meshnode-pg-template-")
+		dir, err := os.MkdirTemp(tempRoot(), "meshnode-pg-template-")
 		if err != nil {
 			template.err = err
 			return
