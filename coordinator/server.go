@@ -163,6 +163,9 @@ type Server struct {
 	id       string
 	lease    leaseTiming
 	presence *presenceWriter
+	// pathFlush spaces the writes of path reports for the other
+	// coordinators' pages (pathshare.go).
+	pathFlush time.Duration
 	// stopFollow ends the work for the other coordinators (follow,
 	// keepLease, writePresence): background waits for it.
 	stopFollow  context.CancelFunc
@@ -286,6 +289,7 @@ func New(opts Options) (*Server, error) {
 		id:           rand.Text(),
 		lease:        defaultLease(),
 		presence:     newPresenceWriter(),
+		pathFlush:    pathFlush,
 		stopFollow:   stopFollow,
 		followCtx:    followCtx,
 	}
