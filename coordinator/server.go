@@ -162,6 +162,7 @@ type Server struct {
 	shared   bool
 	id       string
 	lease    leaseTiming
+	reach    leaseReach
 	presence *presenceWriter
 	// pathFlush spaces the writes of path reports for the other
 	// coordinators' pages (pathshare.go).
