@@ -2,11 +2,13 @@ package coordinator_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -353,9 +355,28 @@ func TestManyNodesOnlineAcross(t *testing.T) {
 		nodes[i] = newNode(t, b).join(token, fmt.Sprintf("n%d", i))
 	}
 	eventually(t, func() bool { return len(laptop.peerNames()) == many }, "laptop sees the %d nodes registered through B", many)
+	// All at once, as after a coordinator restarts: their presence
+	// comes in few batches.
 	at := time.Now()
-	for _, n := range nodes {
-		n.connect()
+	errs := make([]error, many)
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			first, s, err := n.dial(nil)
+			if err == nil && s == nil {
+				err = fmt.Errorf("no welcome: %+v", first)
+			}
+			if err != nil {
+				errs[i] = fmt.Errorf("stream of n%d: %w", i, err)
+				return
+			}
+			t.Cleanup(s.close)
+			s.resume()
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
 	crossed(t, fmt.Sprintf("laptop on A sees the %d nodes online on B", many), at, func() bool {
 		for _, n := range nodes {
