@@ -74,6 +74,17 @@ func ShortLease(renew, length time.Duration) func(*Server) {
 	return func(s *Server) { s.lease = leaseTiming{renew: renew, length: length} }
 }
 
+// ShortPathFlush makes the coordinator record path reports for the
+// other coordinators' pages every d, so that tests wait for the write,
+// not the production spacing. Pass it to start.
+func ShortPathFlush(d time.Duration) func(*Server) {
+	return func(s *Server) { s.pathFlush = d }
+}
+
+// MeshList is the list of the mesh's coordinators a welcome from s
+// carries now.
+func MeshList(s *Server) []crypto.Coordinator { return s.meshList() }
+
 // UIView is the web page's view of s.
 func UIView(s *Server) (ui.View, error) { return uiBackend{s}.View(context.Background()) }
 

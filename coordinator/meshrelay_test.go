@@ -123,6 +123,13 @@ func TestRelayReportsMeetAcrossCoordinators(t *testing.T) {
 	for _, s := range []*stream{alice, bob} {
 		eventually(t, func() bool { p, _ := s.peer(gw.key()); return p.Relay == addr }, "the gateway's relay offered")
 	}
+	// A coordinator weighs a report only about a peer of the reporter
+	// it knows: A hears of bob, registered through B, by a notice.
+	eventually(t, func() bool {
+		_, seesBob := alice.peer(bobNode.key())
+		_, seesAlice := bob.peer(aliceNode.key())
+		return seesBob && seesAlice
+	}, "alice on A and bob on B see each other")
 	k := gw.key()
 	report := func(s *stream, about *node) {
 		t.Helper()

@@ -83,12 +83,12 @@ func (t *pathTable) softwareChanged(key crypto.PublicKey) {
 	}
 }
 
-// writePaths records what waits every pathFlush until ctx ends. A batch
+// writePaths records what waits every s.pathFlush until ctx ends. A batch
 // that fails is marked again, for the next flush; changes beyond the
 // bound are dropped, oldest first.
 func (s *Server) writePaths(ctx context.Context) {
 	share := s.paths.share
-	tick := time.NewTicker(pathFlush)
+	tick := time.NewTicker(s.pathFlush)
 	defer tick.Stop()
 	for {
 		select {

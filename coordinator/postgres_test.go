@@ -99,16 +99,26 @@ var rideOutRetry = store.Retry{First: 10 * time.Millisecond, Max: 200 * time.Mil
 
 const (
 	outageLeaseRenew = 250 * time.Millisecond
-	outageLease      = 4 * time.Second
-	outageLength     = outageLease + time.Second
+	outageLease      = 3 * time.Second
+	outageLength     = outageLease + 500*time.Millisecond
+	// outageAfter is how long the test watches once the database is
+	// back: a false expiry could come only until a lease after the first
+	// renewal that succeeds again (leaseReach), at most a renewal and a
+	// retry pause (rideOutRetry.Max) after the restart; two seconds more
+	// leave room for a busy machine.
+	outageAfter = outageLease + 2*time.Second
 )
 
 // PostgreSQL down for longer than the coordinators' leases lets every
 // lease lapse; once it is back, neither coordinator takes the other's
 // nodes offline: each renews, and expires no one until the other has had
 // a lease's time to. A node on each sees the other online throughout.
-// Not parallel: the renewals it times must not wait for a busy CPU.
+// Parallel: the renewals it times (every 250 ms) have the rest of a
+// 3 s lease to land on a busy CPU, and however long PostgreSQL takes to
+// restart, the coordinators read the leases as they were before the
+// outage until then (liveSince).
 func TestPresenceAcrossDatabaseOutage(t *testing.T) {
+	t.Parallel()
 	cluster := pgtest.New(t, pgtest.Options{})
 	db := cluster.DB(t)
 	cfgA, cfgB := testConfig(t), testConfig(t)
@@ -147,7 +157,7 @@ func TestPresenceAcrossDatabaseOutage(t *testing.T) {
 	if err := cluster.Start(); err != nil {
 		t.Fatal(err)
 	}
-	<-time.After(2 * outageLease) // as long as a false expiry could come
+	<-time.After(outageAfter) // as long as a false expiry could come
 	close(done)
 	wg.Wait()
 	if what := offline.Load(); what != nil {

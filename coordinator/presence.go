@@ -3,6 +3,7 @@ package coordinator
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/meshnode/meshnode/coordinator/store"
@@ -153,27 +154,51 @@ func (s *Server) takeLease(ctx context.Context) error {
 func (s *Server) keepLease(ctx context.Context) {
 	t := time.NewTicker(s.lease.renew)
 	defer t.Stop()
-	reach := leaseReach{ok: time.Now()} // takeLease has just taken it
+	s.reach.ok.Store(time.Now().UnixNano()) // takeLease has just taken it
 	for ctx.Err() == nil {
 		select {
 		case <-ctx.Done():
 		case <-t.C:
-			s.renewLease(ctx, &reach)
+			s.renewLease(ctx)
 		}
 	}
 }
 
 // leaseReach is what keepLease knows of its reach to the database: when
-// a renewal last succeeded, and when renewals succeeded again after a gap
-// of half a lease or more. A database down for about a lease lets every
-// coordinator's lease end, not only a dead one's; the others, alive,
-// renew within their interval (and their store's retry pause) once it is
-// back. So for a lease's length after such a gap a coordinator expires no
-// one, and their nodes don't go offline for a few seconds after every
-// long outage; a coordinator that really died meanwhile is expired that
-// much later.
+// a renewal last succeeded (ok), and when renewals succeeded again after
+// a gap of half a lease or more (back), and the last success before that
+// gap (from); Unix nanoseconds, zero until then. A database down for
+// about a lease lets every coordinator's lease end, not only a dead
+// one's; the others, alive, renew within their interval (and their
+// store's retry pause) once it is back. So for a lease's length after
+// such a gap a coordinator expires no one, and reads the others' leases
+// as they were before it (liveSince): their nodes don't go offline for a
+// few seconds after every long outage, however long the database took to
+// come back; a coordinator that really died meanwhile is expired that
+// much later. Only keepLease's goroutine writes it.
 type leaseReach struct {
-	ok, back time.Time
+	ok, from, back atomic.Int64
+}
+
+// unixTime is a leaseReach time; zero stays the zero time.
+func unixTime(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// beforeGap is when the database was last reached before a gap of half
+// a lease or more that still lasts at now, or that ended less than a
+// lease before it; zero when there is none.
+func (r *leaseReach) beforeGap(now time.Time, length time.Duration) time.Time {
+	if ok := unixTime(r.ok.Load()); !ok.IsZero() && now.Sub(ok) >= length/2 {
+		return ok
+	}
+	if back := unixTime(r.back.Load()); !back.IsZero() && now.Sub(back) < length {
+		return unixTime(r.from.Load())
+	}
+	return time.Time{}
 }
 
 // renewLease renews the lease; a lease that had lapsed (its presence
@@ -181,7 +206,7 @@ type leaseReach struct {
 // recorded again. Then it takes the nodes of expired leases offline,
 // unless the database was only just regained (leaseReach), and updates
 // the mesh's relay.
-func (s *Server) renewLease(ctx context.Context, reach *leaseReach) {
+func (s *Server) renewLease(ctx context.Context) {
 	rctx, cancel := context.WithTimeout(ctx, writeTimeout)
 	defer cancel()
 	now := time.Now()
@@ -197,17 +222,20 @@ func (s *Server) renewLease(ctx context.Context, reach *leaseReach) {
 		// The renewal may have waited out much of the gap in the store's
 		// retries: measured when it succeeded.
 		at := time.Now()
-		if at.Sub(reach.ok) >= s.lease.length/2 {
-			reach.back = at
+		if ok := unixTime(s.reach.ok.Load()); at.Sub(ok) >= s.lease.length/2 {
+			// from first: a reader that sees the new back with the old
+			// from reads leases more leniently, not less.
+			s.reach.from.Store(ok.UnixNano())
+			s.reach.back.Store(at.UnixNano())
 		}
-		reach.ok = at
+		s.reach.ok.Store(at.UnixNano())
 	}
 	s.presence.poke()
 	if err != nil {
 		return
 	}
 	s.refreshMesh(rctx, now)
-	if time.Since(reach.back) >= s.lease.length {
+	if back := unixTime(s.reach.back.Load()); back.IsZero() || time.Since(back) >= s.lease.length {
 		s.expireLeases(ctx, rctx, now)
 	}
 	// After the expiry: a dead coordinator's relay is no longer listed.
@@ -259,12 +287,22 @@ func (s *Server) endLease() {
 }
 
 // liveSince is the time a lease must reach for its nodes to be read as
-// online at now: a lease's length earlier. A lease that ran out in a
-// database outage is renewed within that once the database is back;
-// until then its nodes stay online here. A dead coordinator's nodes go
-// offline when a coordinator expires its lease (renewLease), which
-// deletes their presence and announces it.
-func (s *Server) liveSince(now time.Time) time.Time { return now.Add(-s.lease.length) }
+// online at now: a lease's length earlier, or a lease's length before
+// the database was last reached when it was unreachable for half a lease
+// or more (leaseReach): during the gap, and for a lease after it. A
+// lease that ran out in a database outage is renewed within that once
+// the database is back; until then its nodes stay online here, even when
+// this coordinator reads them (its listener's resync) before any
+// coordinator has renewed. A dead coordinator's nodes go offline when a
+// coordinator expires its lease (renewLease), which deletes their
+// presence and announces it.
+func (s *Server) liveSince(now time.Time) time.Time {
+	since := now.Add(-s.lease.length)
+	if seen := s.reach.beforeGap(now, s.lease.length); !seen.IsZero() && seen.Add(-s.lease.length).Before(since) {
+		return seen.Add(-s.lease.length)
+	}
+	return since
+}
 
 // followPresence applies where another coordinator says key is
 // connected, or that it no longer is.

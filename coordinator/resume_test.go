@@ -148,6 +148,7 @@ func (m *resumeMesh) freshMap(t *testing.T, h *harness) map[crypto.PublicKey]wir
 // own sight changed, the policy did, a map of another epoch or a version
 // never given, or none), it gets the full map, also the same.
 func TestReconnectResumes(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	tests := []struct {
 		name    string
@@ -181,6 +182,7 @@ func TestReconnectResumes(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			h := start(t, testConfig(t))
 			m := newResumeMesh(t, h)
 			v, held := m.leave(t)
@@ -209,6 +211,7 @@ func same(v wire.MapVersion) *wire.MapVersion { return &v }
 // coordinator's map and reconnects to another on the same database gets
 // the full map there, the one a fresh node gets.
 func TestReconnectElsewhereGetsFullMap(t *testing.T) {
+	t.Parallel()
 	_, first, second := twoCoordinators(t)
 	m := newResumeMesh(t, first)
 	v, held := m.leave(t)

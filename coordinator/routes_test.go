@@ -44,12 +44,18 @@ func TestRoutesApproveAndReject(t *testing.T) {
 	gw, _, sg, sh := joinTwo(t, h, tok, "gw", "home")
 
 	handled(t, sh, gw, advertise(t, sg, 1001, officeLAN, wire.ExitRouteV4, wire.ExitRouteV6))
+	// The report's candidates are pushed before its routes are stored.
+	var list []coordinator.RouteInfo
+	var err error
+	eventually(t, func() bool {
+		list, err = h.srv.Routes(t.Context())
+		return err == nil && len(list) == 3
+	}, "gw's three routes stored")
+	if list[0].Approved || !list[0].Advertised {
+		t.Fatalf("routes list = %+v; want three advertised, none approved", list)
+	}
 	if p, _ := sh.peer(gw.key()); len(p.Routes)+len(p.PrimaryRoutes) != 0 {
 		t.Fatalf("unapproved routes reached a peer: %+v", p)
-	}
-	list, err := h.srv.Routes(t.Context())
-	if err != nil || len(list) != 3 || list[0].Approved || !list[0].Advertised {
-		t.Fatalf("routes list = %+v, %v; want three advertised, none approved", list, err)
 	}
 
 	if _, err := h.srv.ApproveRoutes(t.Context(), "gw", []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}); !errors.Is(err, coordinator.ErrRouteUnknown) {

@@ -162,7 +162,11 @@ type Server struct {
 	shared   bool
 	id       string
 	lease    leaseTiming
+	reach    leaseReach
 	presence *presenceWriter
+	// pathFlush spaces the writes of path reports for the other
+	// coordinators' pages (pathshare.go).
+	pathFlush time.Duration
 	// stopFollow ends the work for the other coordinators (follow,
 	// keepLease, writePresence): background waits for it.
 	stopFollow  context.CancelFunc
@@ -286,6 +290,7 @@ func New(opts Options) (*Server, error) {
 		id:           rand.Text(),
 		lease:        defaultLease(),
 		presence:     newPresenceWriter(),
+		pathFlush:    pathFlush,
 		stopFollow:   stopFollow,
 		followCtx:    followCtx,
 	}

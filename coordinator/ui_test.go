@@ -195,7 +195,7 @@ func TestPagePolicy(t *testing.T) {
 // changes seen by either; a node's report goes when its stream ends.
 func TestPageViewAcrossCoordinators(t *testing.T) {
 	t.Parallel()
-	_, a, b := twoCoordinators(t)
+	_, a, b := twoCoordinators(t, coordinator.ShortPathFlush(100*time.Millisecond))
 	laptop, _, deskStream := acrossPair(t, a, b)
 	sw := wire.Software{Version: "v9.9.9", OS: "darwin/arm64"}
 	if err := deskStream.send(wire.StreamMsg{Type: wire.MsgEndpoints, Endpoints: []wire.Endpoint{{Addr: netip.MustParseAddrPort("10.0.0.2:41820"), Kind: wire.EndpointLAN}}, Software: &sw}); err != nil {
