@@ -111,8 +111,7 @@ type Options struct {
 	// serves it when it is also a prometheus.Gatherer (a *prometheus.Registry is).
 	Registry prometheus.Registerer
 	// PathReportGap overrides wire.PathReportGap in the limit on each
-	// node's path reports, and scales how often the page looks for
-	// changes: in-process labs whose nodes report more often
+	// node's path reports: in-process labs whose nodes report more often
 	// (node.Options.PathReportGap) shorten it alike.
 	PathReportGap time.Duration
 }
@@ -138,8 +137,6 @@ type Server struct {
 	challenges *challenger
 	// limits bound each node's stream.
 	limits streamLimits
-	// uiEvery is the page's ui.Options.Every (zero: ui.DefaultEvery).
-	uiEvery time.Duration
 	// dns is the mesh's DNS (dns_domain, dns_records), in every welcome.
 	dns wire.DNSConfig
 	// gate holds the HTTPS connections that have not authenticated.
@@ -299,9 +296,6 @@ func New(opts Options) (*Server, error) {
 	}
 	if opts.PathReportGap > 0 {
 		s.limits.pathRate = rate.Every(opts.PathReportGap)
-		// The page looks for changes as much more often as the nodes
-		// report them (ui.DefaultEvery is a fifth of the production gap).
-		s.uiEvery = time.Duration(float64(ui.DefaultEvery) * float64(opts.PathReportGap) / float64(wire.PathReportGap))
 	}
 	reg := opts.Registry
 	if reg == nil {

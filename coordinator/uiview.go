@@ -21,7 +21,7 @@ var ErrNoUI = errors.New("the coordinator serves no web page: set ui_listen (e.g
 // ui_listen address) until ctx is done. Login links (UILoginLink) name
 // ln's address.
 func (s *Server) ServeUI(ctx context.Context, ln net.Listener) error {
-	page := ui.New(uiBackend{s}, ui.Options{Logger: s.log.With("part", "ui"), Every: s.uiEvery})
+	page := ui.New(uiBackend{s}, ui.Options{Logger: s.log.With("part", "ui")})
 	s.mu.Lock()
 	s.ui, s.uiAddr = page, ln.Addr()
 	s.mu.Unlock()
