@@ -86,12 +86,20 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 	// picture waits until the picture's vertices and edges pass ok.
 	picture := func(what string, ok func(nodes, edges []string) bool) {
 		t.Helper()
+		var nodes, edges []string
+		// A wait that fails says what the page showed last.
+		defer func() {
+			if t.Failed() {
+				t.Logf("waiting for %s, the page showed vertices %q and edges %q", what, nodes, edges)
+			}
+		}()
 		wait.For(t, pathDeadline, what, func() bool {
-			nodes, err := run(bctx, "read the vertices", chromedp.Evaluate[[]string](nodesJS))
+			var err error
+			nodes, err = run(bctx, "read the vertices", chromedp.Evaluate[[]string](nodesJS))
 			if err != nil {
 				t.Fatal(err)
 			}
-			edges, err := run(bctx, "read the edges", chromedp.Evaluate[[]string](edgesJS))
+			edges, err = run(bctx, "read the edges", chromedp.Evaluate[[]string](edgesJS))
 			if err != nil {
 				t.Fatal(err)
 			}
