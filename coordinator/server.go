@@ -23,6 +23,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/time/rate"
 
 	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/coordinator/store"
@@ -109,6 +110,10 @@ type Options struct {
 	// Registry receives the metrics; nil makes a new registry. /metrics
 	// serves it when it is also a prometheus.Gatherer (a *prometheus.Registry is).
 	Registry prometheus.Registerer
+	// PathReportGap overrides wire.PathReportGap in the limit on each
+	// node's path reports: in-process labs whose nodes report more often
+	// (node.Options.PathReportGap) shorten it alike.
+	PathReportGap time.Duration
 }
 
 // Server is a coordinator.
@@ -293,6 +298,9 @@ func New(opts Options) (*Server, error) {
 		pathFlush:    pathFlush,
 		stopFollow:   stopFollow,
 		followCtx:    followCtx,
+	}
+	if opts.PathReportGap > 0 {
+		s.limits.pathRate = rate.Every(opts.PathReportGap)
 	}
 	reg := opts.Registry
 	if reg == nil {

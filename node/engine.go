@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
@@ -64,6 +65,10 @@ type Options struct {
 	Timing *path.Timing
 	// RelayTiming overrides the relay client's timers.
 	RelayTiming *relayclient.Timing
+	// PathReportGap overrides wire.PathReportGap, the least time between
+	// two path reports; in-process labs shorten it, and their
+	// coordinator's limit with it (coordinator.Options.PathReportGap).
+	PathReportGap time.Duration
 	// DNSListen opens the resolver's sockets on the overlay addresses
 	// (a user-space stack in tests); nil means the kernel's.
 	DNSListen *meshdns.Listeners

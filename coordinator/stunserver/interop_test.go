@@ -133,6 +133,7 @@ func TestCoturnPaddingRefused(t *testing.T) {
 // its requests have no magic cookie and are dropped and counted as classic
 // (RFC 5389 §12.2: not answered on a port shared with another protocol).
 func TestClassicClientRefused(t *testing.T) {
+	t.Parallel() // its own server; the client waits out its retransmissions
 	tool := needTool(t, "stun", "stun-client")
 	primary := listen(t, "127.0.0.1:0")
 	_, cnt := serve(t, Conns{Primary: primary})

@@ -15,10 +15,13 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"github.com/meshnode/meshnode/config"
 	"github.com/meshnode/meshnode/internal/meshlab"
 	"github.com/meshnode/meshnode/internal/natlab"
 	"github.com/meshnode/meshnode/internal/version"
 	"github.com/meshnode/meshnode/internal/wait"
+	"github.com/meshnode/meshnode/internal/wire"
+	"github.com/meshnode/meshnode/node/path"
 )
 
 // pathDeadline bounds the browser test's waits for the mesh: a path
@@ -39,7 +42,10 @@ const pathDeadline = 60 * time.Second
 // tests take about a second.
 func TestBrowserShowsTheMesh(t *testing.T) {
 	started := browser(t)
-	m := meshlab.New(t, meshlab.Options{})
+	// The page shows what the nodes report: they report paths and find a
+	// dead one faster than in production, in the same steps.
+	m := meshlab.New(t, meshlab.Options{PathReportGap: wire.PathReportGap / meshSpeed})
+	tm := path.DefaultTiming(config.DefaultNode().Keepalive).Scaled(meshSpeed)
 	home := natlab.PortRestrictedCone()
 	home.Name = "home"
 	office := natlab.PortRestrictedCone()
@@ -47,9 +53,9 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 	blocked := natlab.PortRestrictedCone()
 	blocked.Name = "blocked"
 	blocked.BlockUDP = true
-	a := m.AddNode("a", m.NAT(home).NewHost("a", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
-	b := m.AddNode("b", m.NAT(office).NewHost("b", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{AdvertiseRoutes: []string{officeLAN}})
-	c := m.AddNode("c", m.NAT(blocked).NewHost("c", netip.MustParseAddr("10.2.0.2")), meshlab.NodeOptions{})
+	a := m.AddNode("a", m.NAT(home).NewHost("a", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{Timing: &tm})
+	b := m.AddNode("b", m.NAT(office).NewHost("b", netip.MustParseAddr("10.1.0.2")), meshlab.NodeOptions{Timing: &tm, AdvertiseRoutes: []string{officeLAN}})
+	c := m.AddNode("c", m.NAT(blocked).NewHost("c", netip.MustParseAddr("10.2.0.2")), meshlab.NodeOptions{Timing: &tm})
 	// Pairs are reported once they have talked.
 	for _, p := range [][2]*meshlab.Node{{a, b}, {a, c}, {b, c}} {
 		talk(t, p[0], p[1])
@@ -80,12 +86,20 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 	// picture waits until the picture's vertices and edges pass ok.
 	picture := func(what string, ok func(nodes, edges []string) bool) {
 		t.Helper()
+		var nodes, edges []string
+		// A wait that fails says what the page showed last.
+		defer func() {
+			if t.Failed() {
+				t.Logf("waiting for %s, the page showed vertices %q and edges %q", what, nodes, edges)
+			}
+		}()
 		wait.For(t, pathDeadline, what, func() bool {
-			nodes, err := run(bctx, "read the vertices", chromedp.Evaluate[[]string](nodesJS))
+			var err error
+			nodes, err = run(bctx, "read the vertices", chromedp.Evaluate[[]string](nodesJS))
 			if err != nil {
 				t.Fatal(err)
 			}
-			edges, err := run(bctx, "read the edges", chromedp.Evaluate[[]string](edgesJS))
+			edges, err = run(bctx, "read the edges", chromedp.Evaluate[[]string](edgesJS))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -229,6 +243,11 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 		t.Errorf("a to b:22/tcp under the draft: %q, %v; want allowed by rule 1", answer, err)
 	}
 }
+
+// meshSpeed runs the browser test's path timers and path reports this many
+// times faster than production (path.Timing.Scaled,
+// meshlab.Options.PathReportGap).
+const meshSpeed = 5
 
 // officeLAN is the route b advertises.
 const officeLAN = "172.20.0.0/24"

@@ -22,9 +22,14 @@ const (
 	quietWait = 300 * time.Millisecond
 )
 
-// newTestLab builds a lab for one test, or skips saying why it can't.
+// newTestLab builds a lab for one test, or skips saying why it can't. The
+// test runs in parallel with the package's others: each lab is its own
+// set of namespaces, named by a random suffix, and most of a lab test's
+// time is waiting (ip and nft commands, probes that must not arrive).
+// Call it first, from a top-level test.
 func newTestLab(t *testing.T) *Lab {
 	t.Helper()
+	t.Parallel()
 	if err := Check(); err != nil {
 		testenv.Unavailable(t, "%v", err)
 	}
@@ -79,13 +84,18 @@ func udpIn(t *testing.T, n *Netns, addr string) *net.UDPConn {
 // observe sends from c to srv until srv hears it, and returns the source
 // address srv saw: c's mapping towards srv.
 func observe(c, srv *net.UDPConn) (netip.AddrPort, error) {
+	return observeEvery(c, srv, probeWait)
+}
+
+// observeEvery is observe with probeTries probes wait apart.
+func observeEvery(c, srv *net.UDPConn, wait time.Duration) (netip.AddrPort, error) {
 	buf := make([]byte, 64)
 	to := srv.LocalAddr().(*net.UDPAddr).AddrPort()
 	for range probeTries {
 		if _, err := c.WriteToUDPAddrPort([]byte("probe"), to); err != nil {
 			return netip.AddrPort{}, err
 		}
-		if err := srv.SetReadDeadline(time.Now().Add(probeWait)); err != nil {
+		if err := srv.SetReadDeadline(time.Now().Add(wait)); err != nil {
 			return netip.AddrPort{}, err
 		}
 		_, from, err := srv.ReadFromUDPAddrPort(buf)

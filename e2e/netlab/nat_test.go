@@ -213,14 +213,17 @@ func TestNATBehaviour(t *testing.T) {
 			})
 			host := site.Hosts[0]
 			c := udpIn(t, host.NS, fmt.Sprintf("0.0.0.0:%d", DefaultNodePort))
-			m1, err := observe(c, s1)
 			if !tc.udp {
-				if err == nil {
-					t.Fatalf("UDP passed a UDP-blocking router (mapped to %v)", m1)
-				}
+				// TCP through the same router is the positive control:
+				// once it crossed, the path and its neighbours are up, and
+				// a datagram let through would arrive within quietWait.
 				checkTCP(t, host.NS, srvNS)
+				if m, err := observeEvery(c, s1, quietWait/probeTries); err == nil {
+					t.Fatalf("UDP passed a UDP-blocking router (mapped to %v)", m)
+				}
 				return
 			}
+			m1, err := observe(c, s1)
 			if err != nil {
 				t.Fatalf("first datagram: %v", err)
 			}

@@ -39,6 +39,7 @@ func TestOwnerPID(t *testing.T) {
 // crashed run's only, except a directory kept on purpose; and this
 // process's too when asked.
 func TestSweep(t *testing.T) {
+	t.Parallel() // its namespaces have a prefix of their own: mnlabsweep
 	if err := Check(); err != nil {
 		testenv.Unavailable(t, "%v", err)
 	}

@@ -42,6 +42,7 @@ func TestUplinkMTU(t *testing.T) {
 		{"black hole", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel() // each its own site; the black hole waits out ping's -W
 			ctx := testCtx(t)
 			site, err := l.AddSite(ctx, SiteConfig{Kind: DoubleNAT, UplinkMTU: 1400, DropTooBig: tc.dropTooBig})
 			if err != nil {

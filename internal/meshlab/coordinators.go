@@ -60,7 +60,7 @@ func (m *Mesh) AddCoordinator(name string, ip, alt netip.Addr) *Coordinator {
 	cfg.STUNListen = netip.AddrPortFrom(ip, stunPort).String()
 	cfg.STUNAlternate = netip.AddrPortFrom(alt, stunAltPort).String()
 	cfg.PublicURL = "https://" + front.Addr().String()
-	srv, err := coordinator.New(coordinator.Options{Config: cfg, Logger: m.log.With("side", name), Registry: prometheus.NewRegistry()})
+	srv, err := coordinator.New(coordinator.Options{Config: cfg, Logger: m.log.With("side", name), Registry: prometheus.NewRegistry(), PathReportGap: m.pathReportGap})
 	if err != nil {
 		ln.Close()
 		link.Close()

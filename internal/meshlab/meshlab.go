@@ -53,6 +53,10 @@ type Options struct {
 	// AddCoordinator start more coordinators of the mesh on it. Empty:
 	// SQLite in the data directory.
 	Database string
+	// PathReportGap shortens wire.PathReportGap for the nodes and the
+	// coordinators alike (zero: the production gap), for tests that wait
+	// for path reports.
+	PathReportGap time.Duration
 }
 
 // Mesh is one in-process network.
@@ -83,6 +87,9 @@ type Mesh struct {
 	// crashCoord stops it without a goodbye (CrashCoordinator).
 	crashCoord func()
 
+	// pathReportGap is Options.PathReportGap.
+	pathReportGap time.Duration
+
 	mu    sync.Mutex
 	nodes []*Node
 }
@@ -99,7 +106,7 @@ func New(t testing.TB, opts Options) *Mesh {
 	}
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: level}))
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Mesh{t: t, Lab: natlab.New(logf), log: log, ctx: ctx}
+	m := &Mesh{t: t, Lab: natlab.New(logf), log: log, ctx: ctx, pathReportGap: opts.PathReportGap}
 	t.Cleanup(func() {
 		m.CoordLink.Thaw()
 		m.stopNodes()
@@ -151,7 +158,7 @@ func New(t testing.TB, opts Options) *Mesh {
 func (m *Mesh) startCoordinator(ln net.Listener) {
 	m.t.Helper()
 	m.metrics = prometheus.NewRegistry()
-	coord, err := coordinator.New(coordinator.Options{Config: m.coordCfg, Logger: m.log.With("side", "coordinator"), Registry: m.metrics})
+	coord, err := coordinator.New(coordinator.Options{Config: m.coordCfg, Logger: m.log.With("side", "coordinator"), Registry: m.metrics, PathReportGap: m.pathReportGap})
 	if err != nil {
 		ln.Close()
 		m.t.Fatalf("coordinator: %v", err)

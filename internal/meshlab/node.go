@@ -197,6 +197,7 @@ func (m *Mesh) startNode(name string, host *natlab.Host, opts NodeOptions, state
 		DNSPaths: &osdns.Paths{ResolvConf: resolvConf},
 	}
 	eopts.UnfilteredSends = opts.UnfilteredSends
+	eopts.PathReportGap = m.pathReportGap
 	ctx, cancel := context.WithCancel(m.ctx)
 	n.cancel = cancel
 	eng, err := node.New(ctx, eopts)

@@ -46,6 +46,9 @@ type upstream interface {
 // is, and the client asks again over TCP.
 type Forwarder struct {
 	slots chan struct{}
+	// timeout and try are forwardTimeout and tryTimeout; tests whose
+	// upstreams never answer shorten both.
+	timeout, try time.Duration
 
 	mu        sync.Mutex
 	upstreams []netip.AddrPort
@@ -53,7 +56,7 @@ type Forwarder struct {
 
 // NewForwarder returns a forwarder with no upstreams yet.
 func NewForwarder() *Forwarder {
-	return &Forwarder{slots: make(chan struct{}, maxInFlight)}
+	return &Forwarder{slots: make(chan struct{}, maxInFlight), timeout: forwardTimeout, try: tryTimeout}
 }
 
 // SetUpstreams replaces the upstream resolvers; the first maxUpstreams are
@@ -85,9 +88,9 @@ func (f *Forwarder) Forward(ctx context.Context, req *dns.Msg, network string) (
 	default:
 		return nil, errBusy
 	}
-	ctx, cancel := context.WithTimeout(ctx, forwardTimeout)
+	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	c := &dns.Client{Net: network, Timeout: tryTimeout}
+	c := &dns.Client{Net: network, Timeout: f.try}
 	var last *dns.Msg
 	var errs []error
 	for _, u := range ups {

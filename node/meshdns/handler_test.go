@@ -67,6 +67,12 @@ func startResolver(t *testing.T, limits Limits, upstreams ...netip.AddrPort) (ne
 	t.Helper()
 	fwd := NewForwarder()
 	fwd.SetUpstreams(upstreams)
+	return startResolverWith(t, limits, fwd)
+}
+
+// startResolverWith is startResolver forwarding to fwd.
+func startResolverWith(t *testing.T, limits Limits, fwd *Forwarder) (netip.AddrPort, *Handler) {
+	t.Helper()
 	h := NewHandler(testTable(), fwd, limits)
 	srv, err := Serve(h, []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}, loopbackListeners())
 	if err != nil {
@@ -244,6 +250,13 @@ func TestTruncatedOverUDPWholeOverTCP(t *testing.T) {
 // Without an upstream that answers, a forwarded query gets SERVFAIL, and
 // before the client gives up: never silence, never a hang.
 func TestServFailWithoutUpstream(t *testing.T) {
+	t.Parallel() // its own resolvers and upstreams
+	// The runs below shorten the forwarder's bounds; the production one
+	// must end a forward before a client's resolver retries (clientTimeout,
+	// glibc's RES_TIMEOUT).
+	if forwardTimeout >= clientTimeout {
+		t.Fatalf("forwardTimeout %v is not under a client's wait %v: clients would time out before the SERVFAIL", forwardTimeout, clientTimeout)
+	}
 	refusing, err := net.ListenPacket("udp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -267,7 +280,14 @@ func TestServFailWithoutUpstream(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			server, h := startResolver(t, DefaultLimits(), tt.upstreams...)
+			// Every upstream fails whatever the wait: the forwarder's
+			// timeouts shortened tenfold keep their order (a silent first
+			// upstream's try, then the next; the whole forward's bound
+			// cutting the third short) in a tenth of the time.
+			fwd := NewForwarder()
+			fwd.SetUpstreams(tt.upstreams)
+			fwd.timeout, fwd.try = forwardTimeout/10, tryTimeout/10
+			server, h := startResolverWith(t, DefaultLimits(), fwd)
 			for _, network := range []string{"udp", "tcp"} {
 				resp := exchange(t, network, server, question("example.test.", dns.TypeA, 0))
 				if resp.Rcode != dns.RcodeServerFailure || !resp.RecursionAvailable {
@@ -284,6 +304,7 @@ func TestServFailWithoutUpstream(t *testing.T) {
 // A source over its budget gets no answer until the budget refills; the
 // resolver counts what it dropped.
 func TestRateLimit(t *testing.T) {
+	t.Parallel() // its own resolver; it waits out answers that must not come
 	const burst = 3
 	server, h := startResolver(t, Limits{PerSource: rate.Every(time.Hour), Burst: burst, Sources: 16, TCPConns: 4})
 	for i := range burst {
@@ -310,6 +331,7 @@ func isTimeout(err error) bool {
 // Malformed messages get FORMERR or nothing, never a crash; responses and
 // NOTIFY are not queries.
 func TestMalformedQueries(t *testing.T) {
+	t.Parallel() // its own resolver; it waits out answers that must not come
 	server, h := startResolver(t, DefaultLimits())
 	valid, err := question("desktop.mesh.internal.", dns.TypeA, 0).Pack()
 	if err != nil {

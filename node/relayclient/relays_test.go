@@ -129,6 +129,7 @@ func TestSelectionFollowsCandidates(t *testing.T) {
 // TestRouteWithdrawnAfterExpiry stops the relay: once it has not confirmed
 // the binding for Expiry, the route is withdrawn.
 func TestRouteWithdrawnAfterExpiry(t *testing.T) {
+	t.Parallel() // its own relay and node; it waits for the route to expire
 	s := startRelay(t)
 	n := newTestNode(t, fastTiming)
 	s.auth.add(n.pub)

@@ -19,6 +19,7 @@ import (
 // out of reach) and carries packets to and from a node on the UDP relay.
 // Once UDP binds again, the UDP route is back and the stream closes.
 func TestTCPFallback(t *testing.T) {
+	t.Parallel() // its own relay and node; it waits for the TCP grace
 	s := startRelay(t)
 	s.serveTLS(t)
 	dead := Candidate{Key: s.key.Public(), Addr: loopback(t).LocalAddr().String()}
@@ -90,6 +91,7 @@ func stalledRelay(t *testing.T, key crypto.PrivateKey) (url string, client *http
 // call returns meanwhile (thousands, before a generous deadline), and the
 // frames that found the queue full are dropped and counted.
 func TestStreamSendNeverStalls(t *testing.T) {
+	t.Parallel() // its own relay and node; it waits on a stalled stream
 	relayKey := newKey(t)
 	url, client := stalledRelay(t, relayKey)
 	timing := Timing{TCPGrace: time.Millisecond, StreamWrite: 200 * time.Millisecond}

@@ -89,7 +89,7 @@ func runHelper() error {
 		return err
 	}
 	got := make(chan []byte, 1)
-	p, err := l.Punch(ctx, Options{Priv: priv, Peer: peer, Remote: remote, Log: log,
+	p, err := l.Punch(ctx, Options{Priv: priv, Peer: peer, Remote: remote, Log: log, DialAttemptTimeout: labDialAttemptTimeout,
 		Deliver: func(f []byte) {
 			select {
 			case got <- f:

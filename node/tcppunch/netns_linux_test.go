@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/testenv"
 )
 
 // The kernel lab: five network namespaces the test creates and removes.
@@ -34,6 +35,11 @@ const (
 	envCoord   = "MESHNODE_TCPPUNCH_COORD"
 	labTable   = "tcppunchlab" // the nftables table in each router
 	cmdTimeout = 10 * time.Second
+	// labDialAttemptTimeout is the lab nodes' Options.DialAttemptTimeout:
+	// production's 5 s scaled down, still past the kernel's first SYN
+	// resend (1 s), so each scenario below keeps its order of events in
+	// a fraction of the time.
+	labDialAttemptTimeout = 1500 * time.Millisecond
 	// helperTimeout bounds a lab node's whole life.
 	helperTimeout = 60 * time.Second
 	// udpBlockedWait is how long the UDP check waits for a datagram that
@@ -78,7 +84,9 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	// The NAT lab's scenarios wait on the kernel's SYN timers, each in
+	// namespaces of its own: all of them run at once.
+	testenv.MainParallel(m, 4)
 }
 
 // site is one NATed home network.
@@ -100,12 +108,15 @@ func TestPunchThroughNAT(t *testing.T) {
 	}{
 		{"together", 0},
 		// The first node's SYNs are dropped at the second NAT for a while;
-		// its socket stays in SYN-SENT and the late SYN crosses into it.
-		{"second node 2.5 s late", 2500 * time.Millisecond},
-		// Past dialAttemptTimeout: the first node's socket has given up and
-		// a fresh one (or the listener) meets the late SYN; the first
-		// NAT's entry from the earlier SYNs is still open.
-		{"second node 6 s late", 6 * time.Second},
+		// its socket stays in SYN-SENT (after the kernel's first resend at
+		// 1 s, within labDialAttemptTimeout) and the late SYN crosses into
+		// it.
+		{"second node 1.2 s late", 1200 * time.Millisecond},
+		// Past the attempt timeout: the first node's socket has given up
+		// and a fresh one (or the listener) meets the late SYN, 1 s into
+		// the next attempt; the first NAT's entry from the earlier SYNs is
+		// still open.
+		{"second node 2.5 s late", labDialAttemptTimeout + time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

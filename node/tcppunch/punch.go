@@ -55,6 +55,10 @@ type Options struct {
 	// RetryInterval spaces connect attempts (zero: retryInterval, 1 s).
 	// Tests on loopback, where a connect is refused at once, shorten it.
 	RetryInterval time.Duration
+	// DialAttemptTimeout bounds one connect attempt (zero:
+	// dialAttemptTimeout, 5 s). The NAT lab shortens it to reach the
+	// attempt after it within a short test.
+	DialAttemptTimeout time.Duration
 }
 
 func (o Options) validate() error {
@@ -190,7 +194,7 @@ func (pn *puncher) fail(err error) {
 func (pn *puncher) dialLoop() {
 	ctx := pn.ctx
 	d := Dialer(pn.o.LocalPort)
-	d.Timeout = dialAttemptTimeout
+	d.Timeout = pn.dialAttemptTimeout()
 	for ctx.Err() == nil {
 		start := time.Now()
 		pn.mu.Lock()
@@ -225,6 +229,13 @@ func (pn *puncher) retryInterval() time.Duration {
 		return retryInterval
 	}
 	return pn.o.RetryInterval
+}
+
+func (pn *puncher) dialAttemptTimeout() time.Duration {
+	if pn.o.DialAttemptTimeout <= 0 {
+		return dialAttemptTimeout
+	}
+	return pn.o.DialAttemptTimeout
 }
 
 // candidate authenticates c in the background, or closes it when too many

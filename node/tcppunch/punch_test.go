@@ -363,6 +363,16 @@ func TestOptionsValidate(t *testing.T) {
 
 // TestRetryIntervalDefault: options that leave RetryInterval zero, as the
 // node does, space connect attempts by the production second.
+func TestDialAttemptTimeoutDefault(t *testing.T) {
+	if got := (&puncher{}).dialAttemptTimeout(); got != dialAttemptTimeout {
+		t.Errorf("dial attempt timeout %v, want %v", got, dialAttemptTimeout)
+	}
+	const asked = 1500 * time.Millisecond
+	if got := (&puncher{o: Options{DialAttemptTimeout: asked}}).dialAttemptTimeout(); got != asked {
+		t.Errorf("dial attempt timeout %v, want the %v asked for", got, asked)
+	}
+}
+
 func TestRetryIntervalDefault(t *testing.T) {
 	if got := (&puncher{}).retryInterval(); got != retryInterval {
 		t.Errorf("retry interval %v, want %v", got, retryInterval)
