@@ -226,7 +226,10 @@ func TestReconnectElsewhereGetsFullMap(t *testing.T) {
 		defer s.close()
 		c, _ := s.peer(m.nodes["c"].key())
 		_, hasG := s.peer(m.nodes["g"].key())
-		return len(s.welcome.Peers) == 4 && !c.Online && hasG
+		// e came online at the first coordinator: its presence reaches
+		// the second through the database, a moment later.
+		eOnline := slices.ContainsFunc(s.welcome.Peers, func(p wire.Node) bool { return p.Name == "e" && p.Online })
+		return len(s.welcome.Peers) == 4 && !c.Online && hasG && eOnline
 	}, "the second coordinator has what a missed")
 	s := a.connect()
 	if s.welcome.Resumed {
