@@ -22,8 +22,9 @@ const talkedWindow = device.RejectAfterTime
 
 // reportPaths tells the coordinator how this node reaches each peer it
 // talks to (wire.MsgPaths): when a path's kind, relay or reason changes,
-// within wire.PathReportGap (Options.PathReportGap); when only RTTs moved, at most every
-// wire.PathReportEvery; and in full after each welcome (the coordinator
+// within wire.PathReportGap (or Options.PathReportGap); when only RTTs
+// moved, at most every wire.PathReportEvery; and in full after each
+// welcome (the coordinator
 // forgets a report with its stream). It reads the path manager's state
 // from its own goroutine, never from a packet path.
 func (e *Engine) reportPaths(ctx context.Context, welcomed <-chan struct{}) {

@@ -3,8 +3,9 @@
 // unprivileged user (PostgreSQL refuses to run as root), a fresh database
 // per test. One cluster serves a whole test binary: initdb costs seconds,
 // a database tens of milliseconds; the shared cluster and a test's own
-// (New) start from copies of what initdb made once. Main stops the shared cluster by PID
-// and removes its directory and the template; should the binary die
+// (New) start from copies of what initdb made once. Main stops the shared
+// cluster by PID and removes its directory and the template; should the
+// binary die
 // first, the kernel stops it (Pdeathsig), leaving only the directories
 // (meshnode-pg-* in $TMPDIR, else in /dev/shm: tempRoot).
 //
