@@ -5,9 +5,8 @@
 // a database tens of milliseconds; the shared cluster and a test's own
 // (New) start from copies of what initdb made once. Main stops the shared
 // cluster by PID and removes its directory and the template; should the
-// binary die
-// first, the kernel stops it (Pdeathsig), leaving only the directories
-// (meshnode-pg-* in $TMPDIR, else in /dev/shm: tempRoot).
+// binary die first, the kernel stops it (Pdeathsig), leaving only the
+// directories (meshnode-pg-* in $TMPDIR, else in /dev/shm: tempRoot).
 //
 // The binaries come from Debian's postgresql package (scripts/deps.sh),
 // under /usr/lib/postgresql/VERSION/bin. Without them the tests skip, or
