@@ -2,6 +2,7 @@ package netlab
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"net"
 	"net/netip"
@@ -87,20 +88,32 @@ func observe(c, srv *net.UDPConn) (netip.AddrPort, error) {
 	return observeEvery(c, srv, probeWait)
 }
 
-// observeEvery is observe with probeTries probes wait apart.
+// observeEvery is observe with up to probeTries probes wait apart. Each
+// call's probes carry their own token, and srv skips any other datagram: a
+// late copy of an earlier call's probe, still queued at a server that
+// subtests share, is not this call's mapping.
 func observeEvery(c, srv *net.UDPConn, wait time.Duration) (netip.AddrPort, error) {
+	probe := "probe " + rand.Text()
 	buf := make([]byte, 64)
 	to := srv.LocalAddr().(*net.UDPAddr).AddrPort()
 	for range probeTries {
-		if _, err := c.WriteToUDPAddrPort([]byte("probe"), to); err != nil {
+		if _, err := c.WriteToUDPAddrPort([]byte(probe), to); err != nil {
 			return netip.AddrPort{}, err
 		}
 		if err := srv.SetReadDeadline(time.Now().Add(wait)); err != nil {
 			return netip.AddrPort{}, err
 		}
-		_, from, err := srv.ReadFromUDPAddrPort(buf)
-		if err == nil {
-			return netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), nil
+		for {
+			n, from, err := srv.ReadFromUDPAddrPort(buf)
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				break
+			}
+			if err != nil {
+				return netip.AddrPort{}, err
+			}
+			if string(buf[:n]) == probe {
+				return netip.AddrPortFrom(from.Addr().Unmap(), from.Port()), nil
+			}
 		}
 	}
 	return netip.AddrPort{}, errors.New("no datagram arrived")
