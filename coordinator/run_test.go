@@ -40,8 +40,18 @@ type running struct {
 
 func runCoordinator(t *testing.T, cfg config.Coordinator) *running {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	srv, err := coordinator.New(coordinator.Options{Config: cfg, Logger: testLogger(t), Registry: reg})
+	return runWithRegistry(t, cfg, prometheus.NewRegistry())
+}
+
+// runWithRegistry is runCoordinator with reg for its metrics; nil leaves
+// the coordinator its default registry.
+func runWithRegistry(t *testing.T, cfg config.Coordinator, reg *prometheus.Registry) *running {
+	t.Helper()
+	opts := coordinator.Options{Config: cfg, Logger: testLogger(t)}
+	if reg != nil {
+		opts.Registry = reg
+	}
+	srv, err := coordinator.New(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,11 +390,12 @@ func TestDataDirErrorsNamePath(t *testing.T) {
 }
 
 // Metrics are served on metrics_listen (loopback), never on the public
-// HTTPS port, where anyone who reaches it would learn who is online.
+// HTTPS port, where anyone who reaches it would learn who is online. The
+// default registry adds the process's own: memory, goroutines, CPU.
 func TestMetricsEndpoint(t *testing.T) {
 	t.Parallel()
 	cfg := testConfig(t)
-	r := runCoordinator(t, cfg)
+	r := runWithRegistry(t, cfg, nil)
 	tok, err := openAdmin(t, cfg).CreateToken(context.Background(), coordinator.TokenOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -421,6 +432,9 @@ func TestMetricsEndpoint(t *testing.T) {
 		`meshnode_coordinator_registrations_total{result="ok"} 1`,
 		"meshnode_coordinator_rendezvous_total 0",
 		"meshnode_coordinator_preauth_connections ",
+		"go_goroutines ",
+		"go_memstats_heap_inuse_bytes ",
+		"process_resident_memory_bytes ",
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
@@ -107,7 +108,9 @@ var ErrNotFound = store.ErrNotFound
 type Options struct {
 	Config config.Coordinator
 	Logger *slog.Logger // nil discards
-	// Registry receives the metrics; nil makes a new registry. /metrics
+	// Registry receives the metrics; nil makes a new registry, with the Go
+	// runtime's and the process's metrics (go_*, process_*: memory,
+	// goroutines, CPU, open files) beside the coordinator's. /metrics
 	// serves it when it is also a prometheus.Gatherer (a *prometheus.Registry is).
 	Registry prometheus.Registerer
 	// PathReportGap overrides wire.PathReportGap in the limit on each
@@ -304,7 +307,9 @@ func New(opts Options) (*Server, error) {
 	}
 	reg := opts.Registry
 	if reg == nil {
-		reg = prometheus.NewRegistry()
+		r := prometheus.NewRegistry()
+		r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		reg = r
 	}
 	s.gatherer, _ = reg.(prometheus.Gatherer)
 	s.gate = admit.New(preAuthLimits(), func(reason string) { s.met.preAuthClosed.WithLabelValues(reason).Inc() })

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.zx2c4.com/wireguard/device"
 
@@ -249,10 +250,12 @@ func (e *Engine) listenMetrics() (net.Listener, error) {
 	return ln, nil
 }
 
-// serveMetrics serves c's metrics from a registry of their own at
-// wire.PathMetrics on ln until ctx ends.
+// serveMetrics serves c's metrics, with the Go runtime's and the process's
+// (go_*, process_*), from a registry of their own at wire.PathMetrics on ln
+// until ctx ends.
 func serveMetrics(ctx context.Context, wg *sync.WaitGroup, ln net.Listener, c prometheus.Collector, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	if err := reg.Register(c); err != nil {
 		ln.Close()
 		return fmt.Errorf("metrics: %w", err)

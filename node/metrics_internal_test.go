@@ -46,8 +46,8 @@ func TestSeriesLabels(t *testing.T) {
 	}
 }
 
-// serveMetrics serves the collector's metrics at wire.PathMetrics and
-// stops with its context.
+// serveMetrics serves the collector's metrics, and the process's, at
+// wire.PathMetrics and stops with its context.
 func TestServeMetrics(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -68,6 +68,11 @@ func TestServeMetrics(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "meshnode_node_test_value 7") {
 		t.Fatalf("GET %s: %d\n%s", wire.PathMetrics, resp.StatusCode, body)
+	}
+	for _, want := range []string{"go_goroutines ", "process_resident_memory_bytes "} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("GET %s lacks %q", wire.PathMetrics, want)
+		}
 	}
 	cancel()
 	wg.Wait()
