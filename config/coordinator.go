@@ -20,6 +20,9 @@ const (
 	// DefaultRelayRate (Mbit/s per node) is the relay's own default: what
 	// measurements chose, in relay.DefaultRateMbit's comment.
 	DefaultRelayRate = relay.DefaultRateMbit
+	// minMemoryLimit is the least memory_limit: below it a coordinator
+	// with a few nodes would spend its time collecting garbage.
+	minMemoryLimit ByteSize = 64 << 20
 	// maxRelayRate bounds the setting to what one process can forward.
 	maxRelayRate = 100_000
 	// DefaultMetricsListen serves metrics to a scraper on the same host
@@ -62,6 +65,8 @@ type Coordinator struct {
 	// AutoApproveRoutes approves routes without the administrator.
 	AutoApproveRoutes []string `mapstructure:"auto_approve_routes" desc:"routes approved as soon as a node advertises them: TAG=PREFIX approves the routes within PREFIX of nodes with TAG, TAG=exit their exit routes (e.g. office=192.168.0.0/16, gw=exit); empty: every route waits for 'meshnode routes approve' or the access policy's auto_approvers"`
 	LogLevel          string   `mapstructure:"log_level" desc:"debug, info, warn or error"`
+	// MemoryLimit is the Go runtime's soft memory limit.
+	MemoryLimit ByteSize `mapstructure:"memory_limit" desc:"soft limit on the coordinator's memory, as Go's GOMEMLIMIT (e.g. 450MiB): near it the garbage collector runs more often, trading CPU for memory; empty: none (GOMEMLIMIT in the environment still applies)"`
 }
 
 // ExitApproval is the word that stands for the exit routes in
@@ -141,6 +146,8 @@ func (c Coordinator) Validate() error {
 	if c.MetricsListen != "" {
 		errs = append(errs, hostPort("metrics_listen", c.MetricsListen))
 	}
+	errs = append(errs, errIf(c.MemoryLimit != 0 && c.MemoryLimit < minMemoryLimit, "memory_limit",
+		"%v is below the %v a coordinator needs; raise it, or leave it empty for no limit", c.MemoryLimit, minMemoryLimit))
 	if c.UIListen != "" {
 		errs = append(errs, uiListen(c.UIListen))
 	}

@@ -31,6 +31,7 @@ func main() {
 	var (
 		bin       = flag.String("bin", "", "meshnode binary to run as the coordinator; empty: a coordinator in this process")
 		label     = flag.String("label", "", "label of -bin's lines")
+		binArgs   = flag.String("bin-args", "", "more flags for -bin's coordinator, not -before's (e.g. \"--memory-limit 450MiB\")")
 		before    = flag.String("before", "", "another meshnode binary (an older revision), run at each size just before -bin, labelled before")
 		sizes     = flag.String("sizes", "1000,2000,5000,10000", "mesh sizes, comma-separated")
 		group     = flag.Int("group", 0, "nodes per policy group (each sees only its group); 0: no policy, everyone sees everyone")
@@ -44,13 +45,13 @@ func main() {
 		heapprof  = flag.String("heapprofile", "", "write a heap profile after each size's convergence here (in-process coordinator only)")
 	)
 	flag.Parse()
-	if err := run(*before, *bin, *label, *sizes, *group, *first, *herd, *rounds, *perSource, *workers, *timeout, *cpuprof, *heapprof); err != nil {
+	if err := run(*before, *bin, *label, strings.Fields(*binArgs), *sizes, *group, *first, *herd, *rounds, *perSource, *workers, *timeout, *cpuprof, *heapprof); err != nil {
 		fmt.Fprintln(os.Stderr, "coordload:", err)
 		os.Exit(1)
 	}
 }
 
-func run(before, bin, label, sizeList string, group int, policyFirst, herd bool, rounds, perSource, workers int, timeout time.Duration, cpuprof, heapprof string) error {
+func run(before, bin, label string, binArgs []string, sizeList string, group int, policyFirst, herd bool, rounds, perSource, workers int, timeout time.Duration, cpuprof, heapprof string) error {
 	var sizes []int
 	for f := range strings.SplitSeq(sizeList, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -65,10 +66,12 @@ func run(before, bin, label, sizeList string, group int, policyFirst, herd bool,
 	if before != "" && bin == "" {
 		return fmt.Errorf("-before needs -bin: both run as processes, to compare like with like")
 	}
-	type side struct{ label, bin string }
-	sides := []side{{label, bin}}
+	if len(binArgs) > 0 && bin == "" {
+		return fmt.Errorf("-bin-args needs -bin")
+	}
+	sides := []side{{label, bin, binArgs}}
 	if before != "" {
-		sides = []side{{"before", before}, {label, bin}}
+		sides = []side{{"before", before, nil}, {label, bin, binArgs}}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -104,7 +107,7 @@ func run(before, bin, label, sizeList string, group int, policyFirst, herd bool,
 			return err
 		}
 		for _, sd := range sides {
-			rep, err := one(ctx, sd.bin, n, loadgen.Config{
+			rep, err := one(ctx, sd, n, loadgen.Config{
 				Nodes: n, Group: group, PolicyFirst: policyFirst, Herd: herd, Rounds: rounds, PerSource: perSource, Workers: workers, Timeout: timeout,
 				Progress: func(format string, args ...any) {
 					fmt.Fprintf(os.Stderr, "%s %s %d: %s\n", time.Now().UTC().Format("15:04:05"), sd.label, n, fmt.Sprintf(format, args...))
@@ -128,16 +131,23 @@ func run(before, bin, label, sizeList string, group int, policyFirst, herd bool,
 	return nil
 }
 
+// side is one coordinator that a run loads: a binary with its flags, or
+// (bin empty) one in this process.
+type side struct {
+	label, bin string
+	args       []string
+}
+
 // one runs one size against a fresh coordinator.
-func one(ctx context.Context, bin string, n int, cfg loadgen.Config, heapprof string) (loadgen.Report, error) {
+func one(ctx context.Context, sd side, n int, cfg loadgen.Config, heapprof string) (loadgen.Report, error) {
 	dir, err := os.MkdirTemp("", "coordload-")
 	if err != nil {
 		return loadgen.Report{}, err
 	}
 	defer os.RemoveAll(dir)
 	var t loadgen.Target
-	if bin != "" {
-		t, err = loadgen.StartProcess(bin, dir)
+	if sd.bin != "" {
+		t, err = loadgen.StartProcess(sd.bin, dir, sd.args...)
 	} else {
 		t, err = loadgen.StartInProcess(dir, nil)
 	}

@@ -49,6 +49,7 @@ func TestBadInputIsAUsageErrorNamingTheValue(t *testing.T) {
 		{"ping count", []string{"ping", "x", "--count", "0"}, []string{"--count 0"}},
 		{"config check", []string{"config", "check", "--config", badFile}, []string{"unknown key listen_prot"}},
 		{"coordinator network", []string{"coordinator", "--network", "10.0.0.0/31", "--data-dir", dir}, []string{"network"}},
+		{"coordinator memory limit", []string{"coordinator", "--memory-limit", "450MB", "--data-dir", dir}, []string{"memory_limit", "450MB", "450MiB"}},
 		{"token expiry", []string{"token", "create", "--expiry", "-1h", "--data-dir", dir}, []string{"expiry"}},
 		{"web page off loopback", []string{"coordinator", "--ui-listen", "0.0.0.0:9481", "--data-dir", dir}, []string{"ui_listen", "loopback", "SSH tunnel"}},
 		{"advertised route", []string{"up", "--advertise-routes", "192.168.10.0/24,10.1.2.3/16", "--state-dir", dir}, []string{"advertise_routes", "use 10.1.0.0/16"}},

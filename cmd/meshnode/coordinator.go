@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -55,6 +56,11 @@ Settings come from flags, MESHNODE_* environment variables and the YAML file
 			if err != nil {
 				return err
 			}
+			if cfg.MemoryLimit > 0 {
+				// The process's own: set here, not by the coordinator
+				// package, which in-process labs run several of.
+				debug.SetMemoryLimit(int64(cfg.MemoryLimit))
+			}
 			srv, err := coordinator.New(coordinator.Options{Config: cfg, Logger: newLogger(cmd.ErrOrStderr(), cfg.LogLevel)})
 			if err != nil {
 				return err
@@ -71,6 +77,9 @@ Settings come from flags, MESHNODE_* environment variables and the YAML file
 			fmt.Fprintf(out, "meshnode coordinator: control API on %s, STUN on %s\n", cfg.Listen, stun)
 			if cfg.MetricsListen != "" {
 				fmt.Fprintf(out, "metrics on http://%s%s\n", cfg.MetricsListen, wire.PathMetrics)
+			}
+			if cfg.MemoryLimit > 0 {
+				fmt.Fprintf(out, "memory limit %v (soft: the garbage collector works harder near it)\n", cfg.MemoryLimit)
 			}
 			if cfg.PublicURL != "" {
 				fmt.Fprintf(out, "nodes dial %s\n", cfg.PublicURL)

@@ -120,9 +120,9 @@ type Process struct {
 }
 
 // StartProcess starts bin as a coordinator with its data in dir, serving
-// on a free loopback port, and waits until it answers. Its log goes to
-// dir/coordinator.log.
-func StartProcess(bin, dir string) (*Process, error) {
+// on a free loopback port, with extra flags after the others, and waits
+// until it answers. Its log goes to dir/coordinator.log.
+func StartProcess(bin, dir string, extra ...string) (*Process, error) {
 	addr, err := freePort()
 	if err != nil {
 		return nil, err
@@ -133,9 +133,10 @@ func StartProcess(bin, dir string) (*Process, error) {
 	}
 	defer logf.Close()
 	data := filepath.Join(dir, "data")
-	cmd := exec.Command(bin, "coordinator", "--data-dir", data, "--listen", addr,
+	args := append([]string{"coordinator", "--data-dir", data, "--listen", addr,
 		"--stun-listen", "127.0.0.1:0", "--metrics-listen", "", "--ui-listen", "",
-		"--public-url", "https://"+addr, "--log-level", "warn")
+		"--public-url", "https://" + addr, "--log-level", "warn"}, extra...)
+	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
