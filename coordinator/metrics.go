@@ -58,7 +58,7 @@ func newMetrics(reg prometheus.Registerer, h *hub, paths *pathTable, gate *admit
 		presenceWrites: prometheus.NewCounter(prometheus.CounterOpts(opts("presence_writes_total",
 			"Last-seen times stored (synced writes), at most one per node per 10 s."))),
 		preAuthClosed: prometheus.NewCounterVec(prometheus.CounterOpts(opts("preauth_closed_total",
-			"HTTPS connections closed before they authenticated, by reason: per_source, evicted, timeout.")), []string{"reason"}),
+			"HTTPS connections closed before they authenticated, by reason: per_source, evicted, timeout, gone (the client had left while it waited to be accepted).")), []string{"reason"}),
 		unobserved: prometheus.NewCounter(prometheus.CounterOpts(opts("candidates_held_total",
 			"Public candidates nodes reported that the coordinator had not seen them use (no authenticated STUN request or stream from that address): held back from peers."))),
 		relayReports: prometheus.NewCounterVec(prometheus.CounterOpts(opts("relay_reports_total",
