@@ -51,6 +51,8 @@ func (e *Engine) startMapCache(ctx context.Context, wg *sync.WaitGroup, link *co
 		e.log.Warn("coming up without the cached peer map; peers are known once the coordinator answers", "err", err)
 	default:
 		link.apply(m.Welcome())
+		// The stream has not started: no other goroutine reads held yet.
+		link.held = m.Held
 		e.fromCache.Store(&cacheUse{since: time.Now(), updated: updated})
 		age := time.Since(updated).Round(time.Second)
 		e.log.Info("running from the cached peer map until the coordinator answers", "peers", e.peers.Len(), "updated", updated.UTC().Format(time.RFC3339), "age", age)

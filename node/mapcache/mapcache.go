@@ -65,6 +65,11 @@ type Map struct {
 	// comes up while its coordinator is down binds to it, where its
 	// peers of the other coordinators are.
 	MeshRelay *wire.MeshRelay `json:"mesh_relay,omitempty"`
+	// Held is the coordinator's epoch and version of the map when it was
+	// written; the map may be newer, never older. A node restarted while
+	// that coordinator runs on asks it for what changed since instead of
+	// the whole map. Zero: unknown (the coordinator sends the whole map).
+	Held wire.MapVersion `json:"held,omitzero"`
 }
 
 // Welcome is the map as the welcome message it stands in for.
@@ -74,6 +79,7 @@ func (m Map) Welcome() wire.StreamMsg {
 		Type: wire.MsgWelcome, Self: &self, Peers: m.Peers,
 		Relay: m.Relay, Relay6: m.Relay6, STUN: m.STUN, STUN6: m.STUN6,
 		Filter: m.Filter, DNS: m.DNS, MeshRelay: m.MeshRelay,
+		Epoch: m.Held.Epoch, Version: m.Held.Version,
 	}
 }
 

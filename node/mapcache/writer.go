@@ -72,6 +72,7 @@ func (w *Writer) Welcome(msg wire.StreamMsg) {
 	if msg.Self != nil {
 		w.m.Self = *msg.Self
 	}
+	w.m.Held = wire.MapVersion{Epoch: msg.Epoch, Version: msg.Version}
 	w.changedLocked(true)
 	w.mu.Unlock()
 }
@@ -95,6 +96,9 @@ func (w *Writer) Delta(msg wire.StreamMsg, significant bool) {
 	}
 	if len(msg.Remove) > 0 {
 		significant = true
+	}
+	if w.m.Held.Epoch != 0 {
+		w.m.Held.Version = max(w.m.Held.Version, msg.Version)
 	}
 	w.changedLocked(significant)
 	w.mu.Unlock()
@@ -185,6 +189,8 @@ func (w *Writer) write() {
 		w.mu.Unlock()
 		return
 	}
+	// The peers are read after the rest, Held among it: the file's map is
+	// then never older than the version it names.
 	m, updated := w.m, w.updated
 	w.due = time.Time{}
 	w.written = time.Now()

@@ -245,3 +245,31 @@ func TestWriterKeepsTheMeshRelay(t *testing.T) {
 		return err == nil && got.MeshRelay != nil && *got.MeshRelay == *r
 	})
 }
+
+// The file names the coordinator's version of the map it holds: a
+// welcome's, advanced by each delta, significant or not, and none from a
+// coordinator that gives none.
+func TestWriterRecordsTheVersion(t *testing.T) {
+	o := owner(t)
+	m := sample(t, o)
+	peers := &peerList{}
+	peers.set(m.Peers)
+	w, path, stop := startWriter(t, o, peers, Timing{Settle: 0, Later: 0, MinGap: 0})
+	defer stop()
+	held := func(want wire.MapVersion) func() bool {
+		return func() bool {
+			got, _, err := Load(path, o)
+			return err == nil && got.Held == want
+		}
+	}
+	m.Held = wire.MapVersion{Epoch: 7, Version: 40}
+	w.Welcome(m.Welcome())
+	wait.For(t, waitFor, "the welcome's version written", held(m.Held))
+	w.Delta(wire.StreamMsg{Type: wire.MsgPeers, Version: 41, Upsert: m.Peers}, true)
+	wait.For(t, waitFor, "the delta's version written", held(wire.MapVersion{Epoch: 7, Version: 41}))
+	w.Delta(wire.StreamMsg{Type: wire.MsgPeers, Version: 42, Upsert: m.Peers}, false)
+	wait.For(t, waitFor, "a candidates-only delta's version written", held(wire.MapVersion{Epoch: 7, Version: 42}))
+	m.Held = wire.MapVersion{}
+	w.Welcome(m.Welcome())
+	wait.For(t, waitFor, "no version from a coordinator that gives none", held(wire.MapVersion{}))
+}
