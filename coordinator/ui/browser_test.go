@@ -2,6 +2,7 @@ package ui_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -82,6 +83,14 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 		}
 	}
 	step("open the login link", chromedp.Steps(chromedp.Navigate(link), chromedp.WaitVisible(chromedp.ID("main"))))
+	// clickLive clicks what sel names from inside the page, in one step:
+	// the page redraws a row or panel when the mesh changes, and a click
+	// that looks the element up first and clicks it after may find it
+	// replaced ("Could not find node with given id").
+	clickLive := func(sel string) chromedp.Action[chromedp.Void] {
+		return chromedp.Steps(chromedp.WaitVisible(chromedp.CSS(sel)),
+			chromedp.Evaluate[chromedp.Void](fmt.Sprintf(`void document.querySelector(%q).click()`, sel)))
+	}
 
 	// picture waits until the picture's vertices and edges pass ok.
 	picture := func(what string, ok func(nodes, edges []string) bool) {
@@ -160,13 +169,13 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 	}
 
 	// b's page: its paths, and the route it advertises, approved there.
-	step("open b's page", chromedp.Steps(chromedp.Click(chromedp.CSS(`#nodes tr[data-name="b"] a`)),
+	step("open b's page", chromedp.Steps(clickLive(`#nodes tr[data-name="b"] a`),
 		chromedp.WaitVisible(chromedp.ID("nodepanel")), chromedp.WaitVisible(chromedp.CSS("#np-routes button"))))
 	paths, err := run(bctx, "read b's paths", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#np-paths tbody tr')).map(r => r.cells[0].textContent + ' ' + r.cells[1].textContent).sort()`))
 	if err != nil || !slices.Equal(paths, []string{"a direct UDP", "c relayed TCP"}) {
 		t.Errorf("b's paths on its page: %q, %v", paths, err)
 	}
-	step("approve b's route", chromedp.Click(chromedp.CSS("#np-routes button")))
+	step("approve b's route", clickLive("#np-routes button"))
 	wait.For(t, stepTimeout, "b's route approved", func() bool {
 		routes, err := m.Coord.Routes(context.Background())
 		return err == nil && len(routes) == 1 && routes[0].Approved && routes[0].Prefix.String() == officeLAN
@@ -191,7 +200,7 @@ func TestBrowserShowsTheMesh(t *testing.T) {
 	})
 	t.Logf("the page showed %q %v after b's network failed", relayed, time.Since(start).Round(time.Second))
 	// a's page lists the change among its recent ones.
-	step("open a's page", chromedp.Steps(chromedp.Click(chromedp.CSS(`#nodes tr[data-name="a"] a`)), chromedp.WaitVisible(chromedp.CSS("#np-changes tbody tr"))))
+	step("open a's page", chromedp.Steps(clickLive(`#nodes tr[data-name="a"] a`), chromedp.WaitVisible(chromedp.CSS("#np-changes tbody tr"))))
 	changes, err := run(bctx, "read a's path changes", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('#np-changes tbody tr')).map(r => Array.from(r.cells).slice(1).map(c => c.textContent).join(' '))`))
 	if err != nil || !slices.ContainsFunc(changes, func(c string) bool { return strings.HasPrefix(c, "a b direct UDP relayed") }) {
 		t.Errorf("a's recent path changes: %q, %v; want a's path to b from direct UDP to relayed", changes, err)
