@@ -55,6 +55,39 @@ func (p Pool) addr6(i uint64) netip.Addr {
 // Addrs returns the addresses of host index i.
 func (p Pool) Addrs(i uint64) (v4, v6 netip.Addr) { return p.addr4(i), p.addr6(i) }
 
+// usableThrough is the number of usable host indexes from 1 to m.
+func (p Pool) usableThrough(m uint64) uint64 {
+	if p.size() < 3 {
+		return 0
+	}
+	m = min(m, p.size()-2)
+	if p.V4.Bits() >= 24 {
+		return m
+	}
+	// The pool starts at a multiple of 256 (a prefix shorter than /24), so
+	// an index ends in .0 when it is a multiple of 256, in .255 one before.
+	return m - m/256 - (m+1)/256
+}
+
+// AfterDense is LowestFree without the list, for the usual case: when
+// count indexes are used, the highest being highest, and those are all
+// the usable ones from 1 to highest (no node left a gap), the lowest free
+// one is the next usable after highest. ok is false otherwise, or when none is left: the
+// caller then reads them all for LowestFree. Lowest-first allocation keeps
+// the used indexes dense, so a registration costs one aggregate instead
+// of reading every node's index.
+func (p Pool) AfterDense(count, highest uint64) (uint64, bool) {
+	if count != p.usableThrough(highest) {
+		return 0, false
+	}
+	for i := highest + 1; i < p.size()-1; i++ {
+		if p.Usable(i) {
+			return i, true
+		}
+	}
+	return 0, false
+}
+
 // LowestFree returns the lowest usable host index not in used, which must be
 // sorted ascending. Lowest-first keeps addresses compact and predictable.
 func (p Pool) LowestFree(used []uint64) (uint64, error) {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net/netip"
 	"strings"
 	"testing"
@@ -116,6 +117,44 @@ func TestSuffixed(t *testing.T) {
 		got := Suffixed(tt.base, tt.n)
 		if got != tt.want || len(got) > maxLabel {
 			t.Errorf("Suffixed(%q, %d) = %q, want %q", tt.base, tt.n, got, tt.want)
+		}
+	}
+}
+
+// AfterDense, where it answers, answers as LowestFree does, and it answers
+// whenever no node left a gap.
+func TestPoolAfterDense(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, p := range []Pool{pool("100.88.0.0/16", "fd00::/64"), pool("10.1.0.0/22", "fd00::/64"), pool("10.0.0.0/24", "fd00::/64"), pool("10.0.0.0/29", "fd00::/64"), pool("10.0.0.0/31", "fd00::/64")} {
+		for range 300 {
+			// A dense run of n usable indexes, then maybe a node removed.
+			var used []uint64
+			n := rng.IntN(int(min(p.size(), 2000)))
+			for i := uint64(1); i < p.size()-1 && len(used) < n; i++ {
+				if p.Usable(i) {
+					used = append(used, i)
+				}
+			}
+			gap := len(used) > 1 && rng.IntN(2) == 0
+			if gap {
+				k := rng.IntN(len(used) - 1)
+				used = append(used[:k], used[k+1:]...)
+			}
+			var highest uint64
+			if len(used) > 0 {
+				highest = used[len(used)-1]
+			}
+			want, werr := p.LowestFree(used)
+			got, ok := p.AfterDense(uint64(len(used)), highest)
+			switch {
+			case ok && (werr != nil || got != want):
+				t.Fatalf("%v, %d used up to %d: AfterDense %d, LowestFree %d, %v", p.V4, len(used), highest, got, want, werr)
+			case !ok && !gap && werr == nil:
+				t.Fatalf("%v, %d used densely up to %d: AfterDense does not answer (LowestFree %d)", p.V4, len(used), highest, want)
+			case ok && gap:
+				t.Fatalf("%v: AfterDense answered %d over a gap", p.V4, got)
+			}
 		}
 	}
 }

@@ -172,7 +172,16 @@ func (s *sqlDB) uniqueName(ctx context.Context, tx *sql.Tx, base string) (string
 	return "", fmt.Errorf("database %s: no free name for %q", s.name, base)
 }
 
+// allocate returns the lowest free host index in p: from one aggregate
+// when the used ones are dense (Pool.AfterDense), else from all of them.
 func (s *sqlDB) allocate(ctx context.Context, tx *sql.Tx, p Pool) (uint64, error) {
+	var count, hi int64
+	if err := tx.QueryRowContext(ctx, `SELECT count(host_index), coalesce(max(host_index), 0) FROM nodes`).Scan(&count, &hi); err != nil {
+		return 0, fmt.Errorf("database %s: read addresses: %w", s.name, err)
+	}
+	if i, ok := p.AfterDense(uint64(count), uint64(hi)); ok {
+		return i, nil
+	}
 	rows, err := tx.QueryContext(ctx, `SELECT host_index FROM nodes WHERE host_index IS NOT NULL ORDER BY host_index`)
 	if err != nil {
 		return 0, fmt.Errorf("database %s: read addresses: %w", s.name, err)
