@@ -148,11 +148,20 @@ func (s *Server) handleStream(ctx context.Context, w http.ResponseWriter, r *htt
 	tcp, _ := netip.ParseAddrPort(r.RemoteAddr)
 	src, stun := netip.AddrPortFrom(tcp.Addr().Unmap(), tcp.Port()), s.stunServers(r.Host)
 	handedOff = true
-	go func() {
-		defer done()
-		defer c.CloseNow() //nolint:errcheck // closing anyway
-		s.runSession(ctx, c, wr, h, key, holds, src, stun)
-	}()
+	go s.runSession(ctx, &stream{c: c, wr: wr, h: h, key: key, holds: holds, tcp: src, stun: stun}, done)
+}
+
+// stream is what an authenticated stream's session starts from, kept on
+// the heap rather than in the first frames of the session's goroutine,
+// which stay on its stack for the stream's life (see readLoop).
+type stream struct {
+	c     *websocket.Conn
+	wr    *writer
+	h     *heard
+	key   crypto.PublicKey
+	holds *wire.MapVersion // the map the node says it holds; nil: none
+	tcp   netip.AddrPort   // the node's source address
+	stun  stunOffer
 }
 
 // authenticate runs the challenge/auth exchange: the node proves it holds
@@ -215,18 +224,19 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
-// read reads one JSON text message.
-func (s *Server) read(ctx context.Context, c *websocket.Conn) (wire.StreamMsg, error) {
-	var m wire.StreamMsg
+// read reads one JSON text message. The message lives on the heap (its
+// decoding needs it there anyway), not in read's frame: see readLoop.
+func (s *Server) read(ctx context.Context, c *websocket.Conn) (*wire.StreamMsg, error) {
 	typ, b, err := c.Read(ctx)
 	if err != nil {
-		return m, err
+		return nil, err
 	}
 	if typ != websocket.MessageText {
-		return m, errMalformed{errors.New("binary message; the stream carries JSON text messages")}
+		return nil, errMalformed{errors.New("binary message; the stream carries JSON text messages")}
 	}
-	if m, err = decodeMessage(b); err != nil {
-		return m, err
+	m, err := decodeMessage(b)
+	if err != nil {
+		return nil, err
 	}
 	s.countMessage(m.Type)
 	return m, nil
@@ -235,10 +245,10 @@ func (s *Server) read(ctx context.Context, c *websocket.Conn) (wire.StreamMsg, e
 // decodeMessage parses one message from a node. Decoding errors can quote
 // the message (netip's do, whole), and the error goes back to the node and,
 // before authentication, into the log: it is cut to maxErrorQuote.
-func decodeMessage(b []byte) (wire.StreamMsg, error) {
-	var m wire.StreamMsg
-	if err := json.Unmarshal(b, &m); err != nil {
-		return m, errMalformed{errors.New("malformed message: " + truncate(err.Error(), maxErrorQuote))}
+func decodeMessage(b []byte) (*wire.StreamMsg, error) {
+	m := new(wire.StreamMsg)
+	if err := json.Unmarshal(b, m); err != nil {
+		return nil, errMalformed{errors.New("malformed message: " + truncate(err.Error(), maxErrorQuote))}
 	}
 	return m, nil
 }
@@ -257,26 +267,38 @@ type errMalformed struct{ error }
 // welcome the reader is the stream's only goroutine, and writes and
 // report applications run on demand (sessionwrite.go). holds is the map
 // the node says it holds (nil: none).
-func (s *Server) runSession(ctx context.Context, c *websocket.Conn, wr *writer, h *heard, key crypto.PublicKey, holds *wire.MapVersion, tcp netip.AddrPort, stun stunOffer) {
+func (s *Server) runSession(ctx context.Context, st *stream, done func()) {
+	ctx, sess, end := s.startSession(ctx, st, done)
+	defer end()
+	s.readLoop(ctx, st.c, sess, st.h)
+}
+
+// startSession makes the stream's session and starts its welcome. end,
+// called once the read loop has returned, waits for the welcome, detaches
+// the session and closes the stream. What it holds is on the heap, not in
+// runSession's frame.
+func (s *Server) startSession(ctx context.Context, st *stream, done func()) (context.Context, *session, func()) {
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	sess := newSession(key, tcp, c, cancel, s.limits)
+	sess := newSession(st.key, st.tcp, st.c, cancel, s.limits)
 	var (
 		wg      sync.WaitGroup
 		offline func()
 	)
 	wg.Go(func() {
 		var welcomed bool
-		if offline, welcomed = s.welcome(ctx, c, wr, h, sess, holds, stun); !welcomed {
+		if offline, welcomed = s.welcome(ctx, st.c, st.wr, st.h, sess, st.holds, st.stun); !welcomed {
 			cancel()
 		}
 	})
-	s.readLoop(ctx, c, sess, h)
-	cancel()
-	wg.Wait()
-	sess.close()
-	if offline != nil {
-		offline()
+	return ctx, sess, func() {
+		cancel()
+		wg.Wait()
+		sess.close()
+		if offline != nil {
+			offline()
+		}
+		st.c.CloseNow() //nolint:errcheck // closing anyway
+		done()
 	}
 }
 
@@ -358,63 +380,79 @@ func (s *Server) admitWelcome(ctx context.Context) bool {
 // welcomed frees the slot admitWelcome took.
 func (s *Server) welcomed() { <-s.welcomeSlots }
 
-// readLoop handles the node's messages until the stream ends.
+// readLoop handles the node's messages until the stream ends. A stream
+// spends nearly all its life blocked in read, and the stack under that
+// read is what the runtime can't take back: at a GC it halves a
+// goroutine's stack only while less than a quarter of it (less the
+// runtime's 800-byte reserve) is in use. With the message in read's and
+// readLoop's frames the blocked depth was 6 KB, which kept 16 KiB a
+// stream; handle's frame, holding what a message's handling needs, is on
+// the stack only while a message is handled (bench/RESULTS.md, issue 14).
 func (s *Server) readLoop(ctx context.Context, c *websocket.Conn, sess *session, h *heard) {
 	for {
 		m, err := s.read(ctx, c)
 		h.now()
-		var bad errMalformed
-		switch {
-		case errors.As(err, &bad):
-			sess.stop(websocket.StatusPolicyViolation, "malformed message",
-				&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: bad.Error()})
-			continue
-		case err != nil:
+		if !s.handle(ctx, sess, m, err) {
 			return
-		}
-		switch m.Type {
-		case wire.MsgEndpoints:
-			if err := validEndpoints(m.Endpoints, m.NAT); err != nil {
-				sess.stop(websocket.StatusPolicyViolation, "bad endpoints",
-					&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: err.Error()})
-				continue
-			}
-			if m.Software != nil {
-				if err := m.Software.Check(); err != nil {
-					sess.stop(websocket.StatusPolicyViolation, "bad software",
-						&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: err.Error()})
-					continue
-				}
-				if sess.setSoftware(*m.Software) {
-					s.paths.softwareChanged(sess.key)
-				}
-				s.recordSoftware(ctx, sess.key, *m.Software)
-			}
-			s.acceptReport(sess, m)
-		case wire.MsgRendezvous:
-			if m.Peer == nil {
-				sess.stop(websocket.StatusPolicyViolation, "bad rendezvous",
-					&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: "rendezvous needs peer"})
-				continue
-			}
-			s.rendezvous(sess.key, *m.Peer)
-		case wire.MsgRelayReport:
-			if m.RelayKey == nil {
-				sess.stop(websocket.StatusPolicyViolation, "bad relay report",
-					&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: "relay_report needs relay_key"})
-				continue
-			}
-			s.relayReport(sess, *m.RelayKey, m.Peer)
-		case wire.MsgPaths:
-			s.pathReport(sess, m)
-		case wire.MsgError:
-			s.nodeLog.Info("node reported an error", "node", sess.key.Short(), "code", truncate(m.Code, maxAttrLen), "error", truncate(m.Error, maxCloseReason))
-			return
-		default:
-			// A newer node may speak types this coordinator doesn't know.
-			s.nodeLog.Debug("stream: ignoring message", "node", sess.key.Short(), "type", truncate(m.Type, maxAttrLen))
 		}
 	}
+}
+
+// handle acts on one message from the node, or on read's error, and says
+// whether the stream goes on.
+func (s *Server) handle(ctx context.Context, sess *session, m *wire.StreamMsg, err error) bool {
+	var bad errMalformed
+	switch {
+	case errors.As(err, &bad):
+		sess.stop(websocket.StatusPolicyViolation, "malformed message",
+			&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: bad.Error()})
+		return true
+	case err != nil:
+		return false
+	}
+	switch m.Type {
+	case wire.MsgEndpoints:
+		if err := validEndpoints(m.Endpoints, m.NAT); err != nil {
+			sess.stop(websocket.StatusPolicyViolation, "bad endpoints",
+				&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: err.Error()})
+			return true
+		}
+		if m.Software != nil {
+			if err := m.Software.Check(); err != nil {
+				sess.stop(websocket.StatusPolicyViolation, "bad software",
+					&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: err.Error()})
+				return true
+			}
+			if sess.setSoftware(*m.Software) {
+				s.paths.softwareChanged(sess.key)
+			}
+			s.recordSoftware(ctx, sess.key, *m.Software)
+		}
+		s.acceptReport(sess, *m)
+	case wire.MsgRendezvous:
+		if m.Peer == nil {
+			sess.stop(websocket.StatusPolicyViolation, "bad rendezvous",
+				&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: "rendezvous needs peer"})
+			return true
+		}
+		s.rendezvous(sess.key, *m.Peer)
+	case wire.MsgRelayReport:
+		if m.RelayKey == nil {
+			sess.stop(websocket.StatusPolicyViolation, "bad relay report",
+				&wire.StreamMsg{Type: wire.MsgError, Code: wire.ErrCodeBadRequest, Error: "relay_report needs relay_key"})
+			return true
+		}
+		s.relayReport(sess, *m.RelayKey, m.Peer)
+	case wire.MsgPaths:
+		s.pathReport(sess, *m)
+	case wire.MsgError:
+		s.nodeLog.Info("node reported an error", "node", sess.key.Short(), "code", truncate(m.Code, maxAttrLen), "error", truncate(m.Error, maxCloseReason))
+		return false
+	default:
+		// A newer node may speak types this coordinator doesn't know.
+		s.nodeLog.Debug("stream: ignoring message", "node", sess.key.Short(), "type", truncate(m.Type, maxAttrLen))
+	}
+	return true
 }
 
 // rendezvous cues both nodes to punch, within the requester's budget.
