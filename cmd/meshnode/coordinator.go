@@ -17,12 +17,12 @@ import (
 
 // coordinatorGOGC is the coordinator's garbage collector target (Go's
 // GOGC) unless the environment sets GOGC. Nearly all of a coordinator's
-// heap is its streams' state, alive as long as the streams, and between
-// herds of connecting nodes it allocates little, so collecting at half
-// Go's default headroom costs little CPU and keeps a fifth of its memory:
-// at 10,000 nodes 440 MB against 540 MB at GOGC=100, converging in the
-// same time and CPU (bench/RESULTS.md). Prometheus makes the same choice
-// (GOGC=75) for the same kind of heap.
+// heap is its streams' state, alive as long as the streams, so Go's
+// default lets the heap (and RSS) reach about twice what is live. At half
+// that headroom a 10,000-node coordinator kept 418-422 MB against 554 MB
+// at GOGC=100, converging in the same time, for about a tenth more CPU
+// while nodes register (bench/RESULTS.md). Prometheus makes a like choice
+// (GOGC=75) for a like heap.
 const coordinatorGOGC = 50
 
 func newCoordinatorCmd() *cobra.Command {
