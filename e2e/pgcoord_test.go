@@ -293,10 +293,12 @@ func TestCoordinatorKilled(t *testing.T) {
 // TestCoordinatorLost: as TestCoordinatorKilled, but the coordinator's
 // host is lost rather than its process killed (netlab's Lose: the
 // process stopped and every packet to or from it dropped), so no FIN or
-// RST tells anyone. A notices from its connection's keepalive (within
-// wire.NodeKeepaliveDeadline, 33 s, of the last segment it had) and
-// PostgreSQL from the lease lock's (about 5 s), which moves the mesh's
-// relay that the joining node's punches need.
+// RST tells anyone. PostgreSQL notices from the lease lock's keepalive
+// (about 5 s), which moves the mesh's relay that the joining node's
+// punches need and shows A offline at the survivor; B, there, still has a
+// direct path to A and tells A (wire.DiscoOffline), which checks its
+// stream and moves, well before its own keepalive would have told it
+// (wire.NodeKeepaliveDeadline, 33 s, after the last segment it had).
 func TestCoordinatorLost(t *testing.T) {
 	coordinatorDies(t, "pgl", "lost", func(c *netlab.Coordinator) error { return c.Lose(t.Context()) })
 }
@@ -353,7 +355,19 @@ func coordinatorDies(t *testing.T, prefix, how string, end func(*netlab.Coordina
 	if err := waitOn(t.Context(), survivor, -1, wire.NodeKeepaliveDeadline+pathTimeout, a); err != nil {
 		t.Fatalf("%s after %s was %s: %v", a.Name, dead.Name(), how, err)
 	}
-	t.Logf("%s streams to %s %.1f s after %s was %s", a.Name, survivor.Name(), time.Since(ended).Seconds(), dead.Name(), how)
+	moved := time.Since(ended)
+	t.Logf("%s streams to %s %.1f s after %s was %s", a.Name, survivor.Name(), moved.Seconds(), dead.Name(), how)
+	if how == "lost" {
+		// Its peer at the survivor saw it offline while their direct
+		// path was up and told it so: it checked its stream rather than
+		// wait for its keepalive (wire.NodeKeepaliveDeadline) or its next
+		// ping.
+		sa, sb := mustStatus(t, a), mustStatus(t, b)
+		t.Logf("offline notices sent by %s: %d; heard by %s: %d; its stream checks: %d", b.Name, sb.Counters["offline_notices_sent"], a.Name, sa.Counters["offline_notices_heard"], sa.Counters["coordinator_checks"])
+		if sa.Counters["coordinator_checks"] == 0 || moved >= wire.NodeKeepaliveDeadline {
+			t.Errorf("%s moved after %v with %d stream checks: its peer's offline notice should have made it check (%v keepalive)", a.Name, moved.Round(100*time.Millisecond), sa.Counters["coordinator_checks"], wire.NodeKeepaliveDeadline)
+		}
+	}
 	if err := waitOn(t.Context(), survivor, -1, pathTimeout, b); err != nil {
 		t.Errorf("%s after %s was %s: %v", b.Name, dead.Name(), how, err)
 	}

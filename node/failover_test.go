@@ -104,6 +104,51 @@ func TestNodesFailOverToAnotherCoordinator(t *testing.T) {
 	transfer(t, b, c, 16<<10)
 }
 
+// A coordinator that hangs, or whose host is lost, closes no stream: its
+// node would notice only at its next ping, up to a minute and its timeout
+// later. Here coordinator A says goodbye in the database while every
+// connection to it stays open and silent (the link is frozen). Node c, at
+// B, sees a go offline while its direct path to a is up and tells a so;
+// a checks its stream, gets no answer and moves to B within seconds, its
+// path to c untouched.
+func TestNodesLeaveAHungCoordinator(t *testing.T) {
+	t.Parallel()
+	m := meshlab.New(t, meshlab.Options{Database: pgtest.DB(t)})
+	a := m.AddNode("a", m.NAT(homeNAT("home")).NewHost("a", netip.MustParseAddr("192.168.1.2")), meshlab.NodeOptions{})
+	cb := m.AddCoordinator("b", netip.MustParseAddr("198.18.0.3"), netip.MustParseAddr("198.18.0.4"))
+	c := m.AddNode("c", m.NAT(homeNAT("office")).NewHost("c", netip.MustParseAddr("10.0.0.2")), meshlab.NodeOptions{Token: cb.Token})
+	onA := a.Engine.Status().Coordinator.URL
+	wait.For(t, failoverDeadline, "a at A knows B, c at B", func() bool {
+		sa, sc := a.Engine.Status().Coordinator, c.Engine.Status().Coordinator
+		return sa.Connected && sa.URL == onA && sa.Known == 2 && sc.Connected && sc.URL == cb.URL
+	})
+	waitDirect(t, a, c)
+	before := a.PathTo(c)
+	lost := a.Engine.PathStats().PathsLost.Load()
+
+	m.CoordLink.Freeze()
+	m.StopCoordinator()
+	stopped := time.Now()
+	wait.For(t, failoverDeadline, "a connected to B", func() bool {
+		st := a.Engine.Status().Coordinator
+		return st.Connected && st.URL == cb.URL
+	})
+	t.Logf("a connected to B %v after A hung", time.Since(stopped).Round(time.Millisecond))
+	if n := c.Engine.PathStats().OfflineSent.Load(); n == 0 {
+		t.Error("c sent a no offline notice")
+	}
+	if n := a.Engine.PathStats().OfflineReceived.Load(); n == 0 {
+		t.Error("a received no offline notice")
+	}
+	if after := a.PathTo(c); after.Path != path.PathDirect || after.Endpoint != before.Endpoint {
+		t.Errorf("a's path to c changed: %+v, was %+v", after, before)
+	}
+	if n := a.Engine.PathStats().PathsLost.Load() - lost; n != 0 {
+		t.Errorf("a lost its direct path %d times", n)
+	}
+	transfer(t, a, c, 16<<10)
+}
+
 // readState reads n's state file, which must be private to its owner.
 func readState(t *testing.T, n *meshlab.Node) node.State {
 	t.Helper()

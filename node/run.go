@@ -319,6 +319,10 @@ func (e *Engine) pathEvents(ctx context.Context) {
 				e.punchTCP(ev.Peer, ev.Remote)
 			case path.EventRelayUnanswered:
 				e.relays.PeerUnanswered(ev.Peer, ev.Remote, ev.Since)
+			case path.EventCoordinatorDoubted:
+				if e.stream.Check() {
+					e.log.Info("a peer sees this node offline at its coordinator; checking the stream", "peer", ev.Peer.Short())
+				}
 			}
 		}
 	}

@@ -35,7 +35,8 @@ func newProxy(ln net.Listener, target string) *Proxy {
 }
 
 // Freeze stops all traffic both ways, on open connections and new ones,
-// leaving every TCP connection open: the coordinator hangs.
+// leaving every TCP connection open, even one the coordinator closes: the
+// coordinator hangs, or its host is lost.
 func (p *Proxy) Freeze() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -144,7 +145,9 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			}
 		}
 		if err != nil {
-			if err != io.EOF {
+			// The end of a connection crosses the gate too: a hung
+			// coordinator's host sends no FIN or RST.
+			if !p.pass() || err != io.EOF {
 				return
 			}
 			if tc, ok := dst.(*net.TCPConn); ok {

@@ -34,6 +34,13 @@ const (
 	// candidates (it primed them with low-TTL pings), so the receiver's
 	// pings can't arrive early there; sent over the relay. It has no body.
 	DiscoReady DiscoType = 4
+	// DiscoOffline tells the receiver that the sender's coordinator shows
+	// it offline while the sender still has a direct path to it: the
+	// receiver's coordinator may have died without its streams closing (a
+	// lost host, a hung process), so the receiver checks its stream at
+	// once (StreamCheckTimeout) instead of at its next ping. It has no
+	// body. Nodes before it drop it as malformed.
+	DiscoOffline DiscoType = 5
 )
 
 // TxIDLen is the length of a ping's transaction ID.
@@ -114,9 +121,9 @@ func ParseDisco(b []byte) (Disco, error) {
 		for ; len(b) > 0; b = b[addrPortLen:] {
 			d.Addr = append(d.Addr, readAddrPort(b))
 		}
-	case DiscoReady:
+	case DiscoReady, DiscoOffline:
 		if len(b) != 0 {
-			return d, fmt.Errorf("%w: ready with %d bytes of body", ErrDisco, len(b))
+			return d, fmt.Errorf("%w: type %d with %d bytes of body", ErrDisco, d.Type, len(b))
 		}
 	default:
 		return d, fmt.Errorf("%w: type %d", ErrDisco, d.Type)

@@ -92,6 +92,14 @@ const (
 	// minute to every idle stream; the coordinator notices a silent node
 	// by StreamSilence anyway.
 	TCPKeepalive = 2 * time.Minute
+	// StreamCheckTimeout bounds the ping of a check a peer asked for
+	// (DiscoOffline): a coordinator that hung or whose host is gone
+	// answers none, and a live one answers in a round trip, well inside.
+	StreamCheckTimeout = 3 * time.Second
+	// StreamCheckGap is the least time between two such checks, however
+	// many peers ask: a peer's word costs this node at most one ping of
+	// its coordinator per gap.
+	StreamCheckGap = 10 * time.Second
 )
 
 // The node's end of its control and relay TCP connections notices a

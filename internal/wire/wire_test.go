@@ -50,6 +50,7 @@ func TestDiscoRoundTrip(t *testing.T) {
 		{Type: DiscoPing, TxID: [TxIDLen]byte{6}, Pad: 1400},
 		{Type: DiscoPong, TxID: [TxIDLen]byte{7}, Src: src, Pad: 1381},
 		{Type: DiscoReady},
+		{Type: DiscoOffline},
 	} {
 		b := d.Marshal()
 		if want := map[DiscoType]int{DiscoPing: DiscoPingLen, DiscoPong: DiscoPongLen}[d.Type] + d.Pad; (d.Type == DiscoPing || d.Type == DiscoPong) && len(b) != want {

@@ -157,6 +157,8 @@ type Stats struct {
 	// Dropped counts messages lost: refused with ErrQueueFull, or still
 	// queued when their session ended.
 	Dropped atomic.Uint64
+	// Checks counts the pings Check asked for.
+	Checks atomic.Uint64
 }
 
 // Stream keeps the node's stream to the coordinator.
@@ -205,6 +207,32 @@ type Stream struct {
 	failed       map[string]bool
 	unauthorized map[string]bool
 	clients      map[string]*http.Client
+	// lastCheck is when Check last asked the session for a ping.
+	lastCheck time.Time
+}
+
+// Check asks the welcomed session to ping the coordinator now, with
+// wire.StreamCheckTimeout to answer, when a peer says the coordinator
+// shows this node offline (path.EventCoordinatorDoubted): a coordinator
+// whose host is lost or whose process hangs answers nothing, and the
+// session ends and fails over to another, instead of at the next ping, up
+// to pingInterval and pingTimeout later. A live one answers and nothing
+// changes. At most one check a wire.StreamCheckGap, however many peers
+// ask; it reports whether it asked.
+func (s *Stream) Check() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := time.Now()
+	if s.sess == nil || (!s.lastCheck.IsZero() && now.Sub(s.lastCheck) < wire.StreamCheckGap) {
+		return false
+	}
+	s.lastCheck = now
+	s.Stats.Checks.Add(1)
+	select {
+	case s.sess.check <- struct{}{}:
+	default:
+	}
+	return true
 }
 
 // Run connects and reconnects until ctx ends or the coordinators refuse
@@ -458,7 +486,7 @@ func (s *Stream) session(ctx context.Context, h Handler, target crypto.Coordinat
 		c.CloseNow()
 		wg.Wait()
 	}()
-	wg.Go(func() { keepalive(sctx, c, stop) })
+	wg.Go(func() { keepalive(sctx, c, stop, sess.check) })
 
 	welcomed := false
 	for {
@@ -577,17 +605,22 @@ func (s *Stream) authenticate(ctx context.Context, c *websocket.Conn, holds *wir
 	return nil
 }
 
-// keepalive ends the session when a ping goes unanswered.
-func keepalive(ctx context.Context, c *websocket.Conn, stop context.CancelCauseFunc) {
+// keepalive ends the session when a ping goes unanswered: one every
+// pingInterval, and one at once for each check (Stream.Check), which has
+// less time to be answered.
+func keepalive(ctx context.Context, c *websocket.Conn, stop context.CancelCauseFunc, check <-chan struct{}) {
 	t := time.NewTicker(pingInterval)
 	defer t.Stop()
 	for {
+		timeout, what := pingTimeout, "ping not answered"
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		case <-check:
+			timeout, what = wire.StreamCheckTimeout, "check asked for by a peer: ping not answered"
 		}
-		if err := within(pingTimeout, stop, "ping not answered", func() error { return c.Ping(ctx) }); err != nil {
+		if err := within(timeout, stop, what, func() error { return c.Ping(ctx) }); err != nil {
 			stop(fmt.Errorf("stream: ping: %w", err))
 			c.CloseNow()
 			return
@@ -617,7 +650,8 @@ func encode(msg wire.StreamMsg) (queued, error) {
 
 // session is one connection's queue, between Send and its writer.
 type session struct {
-	wake chan struct{} // capacity 1: something is queued
+	wake  chan struct{} // capacity 1: something is queued
+	check chan struct{} // capacity 1: a check is asked for (Stream.Check)
 	// coordinator is the URL of the coordinator that welcomed it; set
 	// under Stream.mu.
 	coordinator string
@@ -628,7 +662,7 @@ type session struct {
 }
 
 func newSession() *session {
-	return &session{wake: make(chan struct{}, 1)}
+	return &session{wake: make(chan struct{}, 1), check: make(chan struct{}, 1)}
 }
 
 // enqueue applies the queue policy (see Stream) to q.

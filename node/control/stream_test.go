@@ -735,3 +735,29 @@ func TestStreamSaysWhatItHolds(t *testing.T) {
 		})
 	}
 }
+
+// Check asks the welcomed session for a ping at once, at most once a
+// wire.StreamCheckGap however often it is called, and not while the stream
+// is down.
+func TestCheckIsBounded(t *testing.T) {
+	var s Stream
+	if s.Check() {
+		t.Fatal("Check asked for a ping with no session")
+	}
+	sess := newSession()
+	s.sess = sess
+	asked := 0
+	for range 100 {
+		if s.Check() {
+			asked++
+		}
+	}
+	if asked != 1 || len(sess.check) != 1 {
+		t.Fatalf("100 checks within the gap asked %d times (%d queued), want 1", asked, len(sess.check))
+	}
+	s.lastCheck = s.lastCheck.Add(-wire.StreamCheckGap)
+	<-sess.check
+	if !s.Check() || len(sess.check) != 1 {
+		t.Fatal("a check after the gap asked for no ping")
+	}
+}

@@ -59,7 +59,10 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 		m.log.Debug("discovery packet malformed", "from", from, "peer", key.Short(), "err", err)
 		return
 	}
-	var out []outPkt
+	var (
+		out    []outPkt
+		doubts bool
+	)
 	m.mu.Lock()
 	p, ok := m.peers[key]
 	if !ok {
@@ -87,7 +90,11 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 	case d.Type == wire.DiscoReady:
 		m.onReady(p, now)
 	case relayedFrom != nil:
-		// Call-me-maybe lists addresses; it is sent directly or not at all.
+		// Call-me-maybe lists addresses, and an offline notice speaks of
+		// the coordinator whose relay may be in the way: each is sent
+		// directly or not at all.
+	case d.Type == wire.DiscoOffline:
+		doubts = m.onOffline(p, now)
 	case d.Type == wire.DiscoPing:
 		out = m.onPing(p, d, len(pkt), from, sock, now, out)
 	case d.Type == wire.DiscoPong:
@@ -116,6 +123,9 @@ func (m *Manager) handle(pkt []byte, from netip.AddrPort, sock int, relayedFrom 
 	}
 	m.unlock()
 	m.send(out)
+	if doubts {
+		m.post(Event{Kind: EventCoordinatorDoubted, Peer: key})
+	}
 	// The peer is up and this packet found its way here: a handshake
 	// that waits for it may find its way there now.
 	m.socks.ResendHandshake(key)

@@ -27,6 +27,10 @@ const (
 	// in a row, the first sent at Since (relaycheck.go): evidence that the
 	// relay does not carry the pair.
 	EventRelayUnanswered
+	// EventCoordinatorDoubted reports that Peer, over a direct path, says
+	// its coordinator shows this node offline (offline.go): the node
+	// checks its stream now.
+	EventCoordinatorDoubted
 )
 
 // Event is one request from the manager, read from Events.

@@ -134,6 +134,9 @@ type Stats struct {
 	PrimesSent, ReadySent, ReadyReceived atomic.Uint64
 	// Punch rounds begun, and those that ended without a direct path.
 	RoundsStarted, RoundsFailed atomic.Uint64
+	// Offline notices (offline.go) sent to peers the coordinator showed
+	// offline over a direct path, and received from peers.
+	OfflineSent, OfflineReceived atomic.Uint64
 }
 
 // route is a peer's hot-path state.
@@ -294,6 +297,10 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	}
 	p.name = info.Name
 	cameOnline := info.Online && !p.online
+	var out []outPkt
+	if p.online && !info.Online {
+		out = m.appendOffline(p, out)
+	}
 	p.online = info.Online
 	p.route.online.Store(info.Online)
 	p.nat = info.NAT
@@ -312,6 +319,7 @@ func (m *Manager) UpsertPeer(info PeerInfo) {
 	}
 	// A new peer starts on the relay, if any: its MTU applies at once.
 	m.unlockNotingMTU(p)
+	m.send(out)
 	if cameOnline {
 		// The relay carries an online peer: a handshake waiting for it
 		// goes now.

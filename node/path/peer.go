@@ -77,6 +77,9 @@ type peer struct {
 	// lastCallMeMaybe rate-limits the peer's call-me-maybe and ready
 	// messages.
 	lastCallMeMaybe time.Time
+	// lastOffline rate-limits the checks the peer's offline notices ask
+	// for (offline.go).
+	lastOffline time.Time
 
 	// Relay checks (relaycheck.go): unanswered relayed pings in a row, the
 	// first one's send time, and the peer's last check.
