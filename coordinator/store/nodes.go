@@ -152,21 +152,37 @@ func (s *sqlDB) insertNode(ctx context.Context, tx *sql.Tx, r Registration, tok 
 }
 
 // uniqueName returns base or the first free base-N. The loop ends: among
-// k+1 candidates at most k names (one per node) can be taken.
+// k+1 candidates at most k names (one per node) can be taken. The count
+// that bounds it is read only when base is taken: it reads every node.
 func (s *sqlDB) uniqueName(ctx context.Context, tx *sql.Tx, base string) (string, error) {
+	taken := func(name string) (bool, error) {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM nodes WHERE name = $1`, name).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return false, nil
+		}
+		if err != nil {
+			return false, fmt.Errorf("database %s: check name %s: %w", s.name, name, err)
+		}
+		return true, nil
+	}
+	switch t, err := taken(base); {
+	case err != nil:
+		return "", err
+	case !t:
+		return base, nil
+	}
 	var count int
 	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM nodes WHERE name IS NOT NULL`).Scan(&count); err != nil {
 		return "", fmt.Errorf("database %s: count names: %w", s.name, err)
 	}
-	for i := 1; i <= count+1; i++ {
+	for i := 2; i <= count+1; i++ {
 		name := Suffixed(base, i)
-		var one int
-		err := tx.QueryRowContext(ctx, `SELECT 1 FROM nodes WHERE name = $1`, name).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
+		switch t, err := taken(name); {
+		case err != nil:
+			return "", err
+		case !t:
 			return name, nil
-		}
-		if err != nil {
-			return "", fmt.Errorf("database %s: check name %s: %w", s.name, name, err)
 		}
 	}
 	return "", fmt.Errorf("database %s: no free name for %q", s.name, base)
