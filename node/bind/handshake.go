@@ -64,6 +64,9 @@ import (
 // may be the first news that the peer can be reached at all (its relay
 // binding came up a moment after the last copy went out and was lost),
 // and holding the next copy back for a round trip would lose that moment.
+// A note within the gap is not dropped: one copy goes when the gap ends
+// (on a fast link the peer's relay binding can come up, and its note
+// arrive, a few milliseconds after a copy the relay could not deliver).
 // A copy that goes out while the answer to the last is on its way costs
 // the peer the work of dropping it as a replay (maxHandshakeResends
 // bounds it).
@@ -101,6 +104,9 @@ type handshake struct {
 	made   time.Time
 	sent   time.Time
 	resent int
+	// deferred: a note came within handshakeResendGap of the last copy,
+	// and a copy is due when the gap ends (ResendHandshake).
+	deferred bool
 }
 
 // isInitiation reports whether pkt is a WireGuard handshake initiation.
@@ -177,6 +183,30 @@ func (h *handshake) dueLocked(now time.Time) bool {
 	return now.Sub(h.sent) >= handshakeResendGap && h.resent < maxHandshakeResends
 }
 
+// deferCopy reports how long until the kept message may go again when only
+// handshakeResendGap holds it back now, and then notes that a copy is
+// deferred to the gap's end: a burst of notes within the gap defers one.
+func (h *handshake) deferCopy(now time.Time) (time.Duration, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.msg == nil || h.deferred || h.resent >= maxHandshakeResends || now.Sub(h.made) >= device.RekeyTimeout {
+		return 0, false
+	}
+	wait := handshakeResendGap - now.Sub(h.sent)
+	if wait <= 0 {
+		return 0, false
+	}
+	h.deferred = true
+	return wait, true
+}
+
+// undefer notes that the deferred copy's time has come.
+func (h *handshake) undefer() {
+	h.mu.Lock()
+	h.deferred = false
+	h.mu.Unlock()
+}
+
 // take returns the message to send again and counts the copy, or nil when
 // it is no longer due.
 func (h *handshake) take(now time.Time) []byte {
@@ -215,6 +245,16 @@ func (b *Bind) ResendHandshake(peer crypto.PublicKey) {
 	// Asked first: the route's lookup counts as traffic to the peer.
 	now := time.Now()
 	if !ep.hs.due(now) {
+		// Too soon after the last copy, which the note may be the first
+		// news that the path can carry (the peer's relay binding came up
+		// just after it went): the copy goes when the gap ends, not at
+		// the next note, which may be a punch round away.
+		if wait, ok := ep.hs.deferCopy(now); ok {
+			time.AfterFunc(wait, func() {
+				ep.hs.undefer()
+				b.ResendHandshake(peer)
+			})
+		}
 		return
 	}
 	r := b.router.RouteTo(peer)

@@ -14,6 +14,7 @@ import (
 	"golang.zx2c4.com/wireguard/device"
 
 	"github.com/meshnode/meshnode/crypto"
+	"github.com/meshnode/meshnode/internal/wait"
 )
 
 // handshakeMsg is a WireGuard handshake message of type typ and its size,
@@ -251,5 +252,48 @@ func TestStrayWireGuardSourceIsReported(t *testing.T) {
 		}
 	default:
 		t.Fatal("the stray's source was not reported")
+	}
+}
+
+// A note that comes within handshakeResendGap of a copy (here, of the
+// initiation itself, which went out along the path) is not lost: one more
+// copy goes when the gap ends, however many notes came within it.
+func TestHandshakeNoteWithinTheGap(t *testing.T) {
+	peer := key(t)
+	dst, addr := peerSocket(t)
+	open := new(atomic.Bool)
+	open.Store(true)
+	b := newBind(gateRouter{peer: peer, addr: addr, open: open}, (&recorder{}).handlers(), nil)
+	if _, _, err := b.Open(0); err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+
+	init := handshakeMsg(device.MessageInitiationType, 9)
+	if err := b.Send([][]byte{init}, b.Endpoint(peer)); err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		b.ResendHandshake(peer)
+	}
+	buf := make([]byte, 1500)
+	for i, what := range []string{"the initiation", "its deferred copy"} {
+		dst.SetReadDeadline(time.Now().Add(5 * time.Second))
+		n, _, err := dst.ReadFromUDP(buf)
+		if err != nil {
+			t.Fatalf("%s did not arrive: %v", what, err)
+		}
+		if !bytes.Equal(buf[:n], init) {
+			t.Fatalf("packet %d is %x, want the initiation", i, buf[:n])
+		}
+	}
+	dst.SetReadDeadline(time.Now().Add(10 * handshakeResendGap))
+	if n, _, err := dst.ReadFromUDP(buf); err == nil {
+		t.Errorf("another packet of %d bytes after the deferred copy", n)
+	}
+	// Counted once its send returned, which may be after it arrived.
+	wait.For(t, 5*time.Second, "the deferred copy counted", func() bool { return b.Stats.HandshakesResent.Load() >= 1 })
+	if n := b.Stats.HandshakesResent.Load(); n != 1 {
+		t.Errorf("%d copies for 5 notes within the gap, want 1", n)
 	}
 }
