@@ -25,6 +25,11 @@ const (
 // sizes may be zero, and callers should ignore them. Callers must pass a sizes
 // and eps slice with a length greater than or equal to the length of packets.
 // These lengths must not exceed the length of the associated Bind.BatchSize().
+//
+// meshnode: a ReceiveFunc may also lend a packet instead of writing it,
+// setting packets[i] to a slice of its own memory that stays valid until
+// its next call (gro.go). A caller that keeps a packet past that copies
+// it, and gives every packets[i] its own buffer back before the next call.
 type ReceiveFunc func(packets [][]byte, sizes []int, eps []Endpoint) (n int, err error)
 
 // A Bind listens on a port for both IPv6 and IPv4 UDP traffic.

@@ -16,9 +16,13 @@ import (
 // wherever the kernel does not coalesce (a NIC or veth without GRO, many
 // small flows), that is 2 datagrams per system call, and the batch behind
 // them (decryption, TUN writes, GRO towards the TUN) as small. groReader
-// reads up to groMessages runs into buffers of its own, copies their
-// datagrams into the caller's buffers (the copy upstream's split made
-// too), and keeps what does not fit for the next call.
+// reads up to groMessages runs into buffers of its own, lends their
+// datagrams to the caller in place (packets[i] becomes a slice of the run,
+// valid until the next call: see ReceiveFunc), and keeps what does not fit
+// for the next call. Lending instead of copying lets the device decrypt
+// each datagram straight from the run into its own buffer: one pass over
+// the bytes instead of a copy and then a pass (the copy was 4-5 % of a
+// receiving node's CPU).
 type groReader struct {
 	br   batchReader
 	msgs []ipv6.Message // groMessages messages, each with a 64 KiB buffer
@@ -89,7 +93,8 @@ func (r *groReader) read(bufs [][]byte, sizes []int, eps []Endpoint) (int, error
 		if r.gso > 0 {
 			size = min(size, r.gso)
 		}
-		sizes[n] = copy(bufs[n], msg.Buffers[0][r.off:r.off+size])
+		bufs[n] = msg.Buffers[0][r.off : r.off+size : r.off+size]
+		sizes[n] = size
 		eps[n] = r.ep
 		n++
 		r.off += size

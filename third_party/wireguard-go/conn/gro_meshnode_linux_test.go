@@ -203,3 +203,37 @@ func TestGROReaderEndpoints(t *testing.T) {
 		t.Fatalf("%.2f allocations per datagram, want at most 0.1", perDatagram)
 	}
 }
+
+// The datagrams of a run are lent where they lie (ReceiveFunc), not
+// copied: each is a slice of the run's buffer, in order, whose capacity
+// ends where the datagram does, so nothing the caller appends or writes
+// past it can reach the next one.
+func TestGROReaderLendsDatagrams(t *testing.T) {
+	from := &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1).To4(), Port: 1}
+	payload := make([]byte, 2500)
+	for i := range payload {
+		payload[i] = byte(i / 1000)
+	}
+	r := newGROReader(&scriptedReader{batches: [][]run{{{from: from, payload: payload, gso: 1000}}}})
+	bufs, sizes, eps := make([][]byte, 4), make([]int, 4), make([]Endpoint, 4)
+	for i := range bufs {
+		bufs[i] = make([]byte, 1500)
+	}
+	n, err := r.read(bufs, sizes, eps)
+	if err != nil || n != 3 {
+		t.Fatalf("read = %d, %v; want 3 datagrams", n, err)
+	}
+	run := r.msgs[0].Buffers[0]
+	for i, want := range []int{1000, 1000, 500} {
+		got := bufs[i][:sizes[i]]
+		if sizes[i] != want || &got[0] != &run[i*1000] {
+			t.Errorf("datagram %d: %d bytes at %p, want %d bytes lent at %p, offset %d of the run", i, sizes[i], &got[0], want, &run[i*1000], i*1000)
+		}
+		if cap(bufs[i]) != want {
+			t.Errorf("datagram %d: capacity %d, want %d (the datagram's end)", i, cap(bufs[i]), want)
+		}
+		if !bytes.Equal(got, payload[i*1000:i*1000+want]) {
+			t.Errorf("datagram %d: wrong bytes", i)
+		}
+	}
+}

@@ -145,7 +145,7 @@ func TestCryptoOfABatchAllocatesNothing(t *testing.T) {
 	for i := range bufs {
 		plain[i] = bytes.Repeat([]byte{byte(i)}, 1000)
 		out.elems = append(out.elems, &QueueOutboundElement{buffer: &bufs[i], keypair: kp, nonce: uint64(i)})
-		in.elems = append(in.elems, &QueueInboundElement{keypair: kp})
+		in.elems = append(in.elems, &QueueInboundElement{buffer: &bufs[i], keypair: kp})
 	}
 	// Each run seals the plain packets afresh, then opens them.
 	seal := func() {

@@ -116,6 +116,11 @@ func (device *Device) RoutineReceiveIncoming(maxBatchSize int, recv conn.Receive
 	}()
 
 	for {
+		// meshnode: the reader may have lent the last batch's packets
+		// (conn.ReceiveFunc); each buffer is the device's own again.
+		for i := range count {
+			bufs[i] = bufsArrs[i][:]
+		}
 		count, err = recv(bufs, sizes, endpoints)
 		if err != nil {
 			if errors.Is(err, net.ErrClosed) {
@@ -134,6 +139,11 @@ func (device *Device) RoutineReceiveIncoming(maxBatchSize int, recv conn.Receive
 		}
 		deathSpiral = 0
 
+		// meshnode: the clock is read once a batch, for its first transport
+		// packet, not for each (3 % of a receiving node's CPU): a batch is
+		// one system call's worth, microseconds against RejectAfterTime.
+		var now time.Time
+
 		// handle each packet in the batch
 		for i, size := range sizes[:count] {
 			if size < MinMessageSize {
@@ -142,7 +152,12 @@ func (device *Device) RoutineReceiveIncoming(maxBatchSize int, recv conn.Receive
 
 			// check size of packet
 
-			packet := bufsArrs[i][:size]
+			packet := bufs[i][:size]
+			// meshnode: lent is a packet the reader lent (conn/gro.go),
+			// valid until the next read. Decrypted on this goroutine it is
+			// read where it lies (decryptContainer); anything kept longer
+			// is copied into the device's buffer first.
+			lent := &packet[0] != &bufsArrs[i][0]
 			msgType := binary.LittleEndian.Uint32(packet[:4])
 
 			switch msgType {
@@ -170,8 +185,15 @@ func (device *Device) RoutineReceiveIncoming(maxBatchSize int, recv conn.Receive
 
 				// check keypair expiry
 
-				if keypair.created.Add(RejectAfterTime).Before(time.Now()) {
+				if now.IsZero() {
+					now = time.Now()
+				}
+				if keypair.created.Add(RejectAfterTime).Before(now) {
 					continue
+				}
+
+				if lent && !device.inline {
+					packet = bufsArrs[i][:copy(bufsArrs[i][:], packet)]
 				}
 
 				// create work element
@@ -216,6 +238,9 @@ func (device *Device) RoutineReceiveIncoming(maxBatchSize int, recv conn.Receive
 				continue
 			}
 
+			if lent {
+				packet = bufsArrs[i][:copy(bufsArrs[i][:], packet)]
+			}
 			select {
 			case device.queue.handshake.c <- QueueHandshakeElement{
 				msgType:  msgType,
@@ -276,8 +301,12 @@ func (device *Device) decryptContainer(elemsContainer *QueueInboundElementsConta
 		elem.counter = binary.LittleEndian.Uint64(counter)
 		// copy counter to nonce
 		binary.LittleEndian.PutUint64(nonce[0x4:0xc], elem.counter)
+		// meshnode: into the element's buffer, where the packet already
+		// is unless a reader lent it (RoutineReceiveIncoming): in place,
+		// or one pass from the lender's memory instead of a copy and a
+		// pass.
 		elem.packet, err = elem.keypair.receive.Open(
-			content[:0],
+			elem.buffer[MessageTransportOffsetContent:MessageTransportOffsetContent],
 			nonce[:],
 			content,
 			nil,

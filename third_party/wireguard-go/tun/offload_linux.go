@@ -69,6 +69,7 @@ type tcpFlowKey struct {
 type tcpGROTable struct {
 	itemsByFlow map[tcpFlowKey][]tcpGROItem
 	itemsPool   [][]tcpGROItem
+	trusted     bool // meshnode: see NativeTun.TrustChecksums
 }
 
 func newTCPGROTable() *tcpGROTable {
@@ -177,6 +178,7 @@ type udpFlowKey struct {
 type udpGROTable struct {
 	itemsByFlow map[udpFlowKey][]udpGROItem
 	itemsPool   [][]udpGROItem
+	trusted     bool // meshnode: see NativeTun.TrustChecksums
 }
 
 func newUDPGROTable() *udpGROTable {
@@ -411,7 +413,7 @@ const (
 
 // coalesceUDPPackets attempts to coalesce pkt with the packet described by
 // item, and returns the outcome.
-func coalesceUDPPackets(pkt []byte, item *udpGROItem, bufs [][]byte, bufsOffset int, isV6 bool) coalesceResult {
+func coalesceUDPPackets(pkt []byte, item *udpGROItem, bufs [][]byte, bufsOffset int, isV6, trusted bool) coalesceResult {
 	pktHead := bufs[item.bufsIndex][bufsOffset:] // the packet that will end up at the front
 	headersLen := item.iphLen + udphLen
 	coalescedLen := len(bufs[item.bufsIndex][bufsOffset:]) + len(pkt) - int(headersLen)
@@ -421,13 +423,15 @@ func coalesceUDPPackets(pkt []byte, item *udpGROItem, bufs [][]byte, bufsOffset 
 		// too small.
 		return coalesceInsufficientCap
 	}
-	if item.numMerged == 0 {
-		if item.cSumKnownInvalid || !checksumValid(bufs[item.bufsIndex][bufsOffset:], item.iphLen, unix.IPPROTO_UDP, isV6) {
-			return coalesceItemInvalidCSum
+	if !trusted {
+		if item.numMerged == 0 {
+			if item.cSumKnownInvalid || !checksumValid(bufs[item.bufsIndex][bufsOffset:], item.iphLen, unix.IPPROTO_UDP, isV6) {
+				return coalesceItemInvalidCSum
+			}
 		}
-	}
-	if !checksumValid(pkt, item.iphLen, unix.IPPROTO_UDP, isV6) {
-		return coalescePktInvalidCSum
+		if !checksumValid(pkt, item.iphLen, unix.IPPROTO_UDP, isV6) {
+			return coalescePktInvalidCSum
+		}
 	}
 	extendBy := len(pkt) - int(headersLen)
 	bufs[item.bufsIndex] = extend(bufs[item.bufsIndex], extendBy)
@@ -450,7 +454,7 @@ func extend(buf []byte, n int) []byte {
 // item, and returns the outcome. This function may swap bufs elements in the
 // event of a prepend as item's bufs index is already being tracked for writing
 // to a Device.
-func coalesceTCPPackets(mode canCoalesce, pkt []byte, pktBuffsIndex int, gsoSize uint16, seq uint32, pshSet bool, item *tcpGROItem, bufs [][]byte, bufsOffset int, isV6 bool) coalesceResult {
+func coalesceTCPPackets(mode canCoalesce, pkt []byte, pktBuffsIndex int, gsoSize uint16, seq uint32, pshSet bool, item *tcpGROItem, bufs [][]byte, bufsOffset int, isV6, trusted bool) coalesceResult {
 	var pktHead []byte // the packet that will end up at the front
 	headersLen := item.iphLen + item.tcphLen
 	coalescedLen := len(bufs[item.bufsIndex][bufsOffset:]) + len(pkt) - int(headersLen)
@@ -466,12 +470,12 @@ func coalesceTCPPackets(mode canCoalesce, pkt []byte, pktBuffsIndex int, gsoSize
 		if pshSet {
 			return coalescePSHEnding
 		}
-		if item.numMerged == 0 {
+		if !trusted && item.numMerged == 0 {
 			if !checksumValid(bufs[item.bufsIndex][bufsOffset:], item.iphLen, unix.IPPROTO_TCP, isV6) {
 				return coalesceItemInvalidCSum
 			}
 		}
-		if !checksumValid(pkt, item.iphLen, unix.IPPROTO_TCP, isV6) {
+		if !trusted && !checksumValid(pkt, item.iphLen, unix.IPPROTO_TCP, isV6) {
 			return coalescePktInvalidCSum
 		}
 		item.sentSeq = seq
@@ -488,12 +492,12 @@ func coalesceTCPPackets(mode canCoalesce, pkt []byte, pktBuffsIndex int, gsoSize
 			// too small.
 			return coalesceInsufficientCap
 		}
-		if item.numMerged == 0 {
+		if !trusted && item.numMerged == 0 {
 			if !checksumValid(bufs[item.bufsIndex][bufsOffset:], item.iphLen, unix.IPPROTO_TCP, isV6) {
 				return coalesceItemInvalidCSum
 			}
 		}
-		if !checksumValid(pkt, item.iphLen, unix.IPPROTO_TCP, isV6) {
+		if !trusted && !checksumValid(pkt, item.iphLen, unix.IPPROTO_TCP, isV6) {
 			return coalescePktInvalidCSum
 		}
 		if pshSet {
@@ -609,7 +613,7 @@ func tcpGRO(bufs [][]byte, offset int, pktI int, table *tcpGROTable, isV6 bool) 
 		item := items[i]
 		can := tcpPacketsCanCoalesce(pkt, uint8(iphLen), uint8(tcphLen), seq, pshSet, gsoSize, item, bufs, offset)
 		if can != coalesceUnavailable {
-			result := coalesceTCPPackets(can, pkt, pktI, gsoSize, seq, pshSet, &item, bufs, offset, isV6)
+			result := coalesceTCPPackets(can, pkt, pktI, gsoSize, seq, pshSet, &item, bufs, offset, isV6, table.trusted)
 			switch result {
 			case coalesceSuccess:
 				table.updateAt(item, i)
@@ -841,7 +845,7 @@ func udpGRO(bufs [][]byte, offset int, pktI int, table *udpGROTable, isV6 bool) 
 	can := udpPacketsCanCoalesce(pkt, uint8(iphLen), gsoSize, item, bufs, offset)
 	var pktCSumKnownInvalid bool
 	if can == coalesceAppend {
-		result := coalesceUDPPackets(pkt, &item, bufs, offset, isV6)
+		result := coalesceUDPPackets(pkt, &item, bufs, offset, isV6, table.trusted)
 		switch result {
 		case coalesceSuccess:
 			table.updateAt(item, len(items)-1)
@@ -919,6 +923,11 @@ func gsoSplit(in []byte, hdr virtioNetHdr, outBuffs [][]byte, sizes []int, outOf
 		protocol = unix.IPPROTO_UDP
 	}
 	nextSegmentDataAt := int(hdr.hdrLen)
+	// meshnode: every segment but the last has the same pseudo-header, so
+	// its sum is taken once (lastPseudoLen) instead of once a segment.
+	transportHeaderLen := int(hdr.hdrLen - hdr.csumStart)
+	var pseudoCSumNoFold uint64
+	lastPseudoLen := -1
 	i := 0
 	for ; nextSegmentDataAt < len(in); i++ {
 		if i == len(outBuffs) {
@@ -972,10 +981,11 @@ func gsoSplit(in []byte, hdr virtioNetHdr, outBuffs [][]byte, sizes []int, outOf
 		copy(out[hdr.hdrLen:], in[nextSegmentDataAt:nextSegmentEnd])
 
 		// transport checksum
-		transportHeaderLen := int(hdr.hdrLen - hdr.csumStart)
-		lenForPseudo := uint16(transportHeaderLen + segmentDataLen)
-		transportCSumNoFold := pseudoHeaderChecksumNoFold(protocol, in[srcAddrOffset:srcAddrOffset+addrLen], in[srcAddrOffset+addrLen:srcAddrOffset+addrLen*2], lenForPseudo)
-		transportCSum := ^checksum(out[hdr.csumStart:totalLen], transportCSumNoFold)
+		if lenForPseudo := transportHeaderLen + segmentDataLen; lenForPseudo != lastPseudoLen {
+			pseudoCSumNoFold = pseudoHeaderChecksumNoFold(protocol, in[srcAddrOffset:srcAddrOffset+addrLen], in[srcAddrOffset+addrLen:srcAddrOffset+addrLen*2], uint16(lenForPseudo))
+			lastPseudoLen = lenForPseudo
+		}
+		transportCSum := ^checksum(out[hdr.csumStart:totalLen], pseudoCSumNoFold)
 		binary.BigEndian.PutUint16(out[hdr.csumStart+hdr.csumOffset:], transportCSum)
 
 		nextSegmentDataAt += int(hdr.gsoSize)
