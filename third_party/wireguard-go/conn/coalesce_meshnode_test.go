@@ -92,7 +92,7 @@ func TestPutMessagesLeavesOneBuffer(t *testing.T) {
 	s := NewStdNetBind().(*StdNetBind)
 	msgs := s.getMessages()
 	(*msgs)[0].Buffers = append((*msgs)[0].Buffers[:0], []byte{1}, []byte{2}, []byte{3})
-	s.putMessages(msgs)
+	s.putMessages(msgs, 1)
 	if bs := (*msgs)[0].Buffers; len(bs) != 1 || slices.ContainsFunc(bs[1:cap(bs)], func(b []byte) bool { return b != nil }) {
 		t.Fatalf("after putMessages: %d buffers (%v beyond), want 1 and nothing kept", len(bs), bs[1:cap(bs)])
 	}
