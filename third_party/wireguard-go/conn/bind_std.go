@@ -275,7 +275,9 @@ func (s *StdNetBind) receiveIP(
 
 func (s *StdNetBind) makeReceiveIPv4(pc *ipv4.PacketConn, conn *net.UDPConn, rxOffload bool) ReceiveFunc {
 	if rxOffload {
-		return newGROReader(pc).read // meshnode: gro.go
+		if rr, err := newMMsgReader(conn); err == nil {
+			return newGROReader(rr).read // meshnode: gro.go, mmsg_linux.go
+		}
 	}
 	return func(bufs [][]byte, sizes []int, eps []Endpoint) (n int, err error) {
 		return s.receiveIP(pc, conn, bufs, sizes, eps)
@@ -284,7 +286,9 @@ func (s *StdNetBind) makeReceiveIPv4(pc *ipv4.PacketConn, conn *net.UDPConn, rxO
 
 func (s *StdNetBind) makeReceiveIPv6(pc *ipv6.PacketConn, conn *net.UDPConn, rxOffload bool) ReceiveFunc {
 	if rxOffload {
-		return newGROReader(pc).read // meshnode: gro.go
+		if rr, err := newMMsgReader(conn); err == nil {
+			return newGROReader(rr).read // meshnode: gro.go, mmsg_linux.go
+		}
 	}
 	return func(bufs [][]byte, sizes []int, eps []Endpoint) (n int, err error) {
 		return s.receiveIP(pc, conn, bufs, sizes, eps)

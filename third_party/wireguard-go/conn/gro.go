@@ -1,11 +1,6 @@
 package conn
 
-import (
-	"net"
-	"net/netip"
-
-	"golang.org/x/net/ipv6"
-)
+import "net/netip"
 
 // meshnode: the receive path of a socket with UDP GRO (third_party/README.md).
 //
@@ -24,13 +19,13 @@ import (
 // the bytes instead of a copy and then a pass (the copy was 4-5 % of a
 // receiving node's CPU).
 type groReader struct {
-	br   batchReader
-	msgs []ipv6.Message // groMessages messages, each with a 64 KiB buffer
+	rr   runReader
+	runs []groRun // groMessages runs, each with a 64 KiB buffer
 
-	// The runs read and not yet handed out: msgs[next:end], of which the
-	// first off bytes of msgs[next] are out already.
+	// The runs read and not yet handed out: runs[next:end], of which the
+	// first off bytes of runs[next] are out already.
 	next, end, off int
-	// gso and ep are msgs[next]'s segment size (0: a single datagram) and
+	// gso and ep are runs[next]'s segment size (0: a single datagram) and
 	// sender, shared by its datagrams; ep is nil until they are known.
 	gso int
 	ep  *StdNetEndpoint
@@ -54,11 +49,29 @@ const groMessages = IdealBatchSize
 // groMessageSize holds the largest run: a UDP payload of 64 KiB.
 const groMessageSize = 1<<16 - 1
 
-func newGROReader(br batchReader) *groReader {
-	r := &groReader{br: br, msgs: make([]ipv6.Message, groMessages)}
-	for i := range r.msgs {
-		r.msgs[i].Buffers = net.Buffers{make([]byte, groMessageSize)}
-		r.msgs[i].OOB = make([]byte, 0, stickyControlSize+gsoControlSize)
+// groRun is one message a runReader reads: a run of datagrams, or one.
+type groRun struct {
+	buf  []byte // groMessageSize bytes
+	oob  []byte // room for the control messages: stickyControlSize+gsoControlSize
+	n    int    // bytes read into buf
+	nn   int    // bytes of control messages read into oob
+	from netip.AddrPort
+}
+
+// runReader reads up to len(runs) runs into their buffers, waiting for the
+// first. Unlike x/net's ReadBatch, which upstream used, it gives each
+// run's sender as a netip.AddrPort: x/net made a *net.UDPAddr for every
+// message, an allocation a datagram wherever the kernel coalesces nothing
+// (mmsg_linux.go).
+type runReader interface {
+	readRuns(runs []groRun) (int, error)
+}
+
+func newGROReader(rr runReader) *groReader {
+	r := &groReader{rr: rr, runs: make([]groRun, groMessages)}
+	for i := range r.runs {
+		r.runs[i].buf = make([]byte, groMessageSize)
+		r.runs[i].oob = make([]byte, stickyControlSize+gsoControlSize)
 	}
 	return r
 }
@@ -67,10 +80,7 @@ func newGROReader(br batchReader) *groReader {
 // read, or reads more when none are left.
 func (r *groReader) read(bufs [][]byte, sizes []int, eps []Endpoint) (int, error) {
 	if r.next == r.end {
-		for i := range r.msgs {
-			r.msgs[i].OOB = r.msgs[i].OOB[:cap(r.msgs[i].OOB)]
-		}
-		n, err := r.br.ReadBatch(r.msgs, 0)
+		n, err := r.rr.readRuns(r.runs)
 		if err != nil {
 			return 0, err
 		}
@@ -78,27 +88,27 @@ func (r *groReader) read(bufs [][]byte, sizes []int, eps []Endpoint) (int, error
 	}
 	n := 0
 	for n < len(bufs) && r.next < r.end {
-		msg := &r.msgs[r.next]
+		run := &r.runs[r.next]
 		if r.ep == nil {
-			gso, err := getGSOSize(msg.OOB[:msg.NN])
+			gso, err := getGSOSize(run.oob[:run.nn])
 			if err != nil {
 				r.next++ // a run whose size can't be read is dropped, as upstream did
 				return n, err
 			}
 			r.gso = gso
-			r.ep = r.newEndpoint(msg.Addr.(*net.UDPAddr).AddrPort())
-			getSrcFromControl(msg.OOB[:msg.NN], r.ep)
+			r.ep = r.newEndpoint(run.from)
+			getSrcFromControl(run.oob[:run.nn], r.ep)
 		}
-		size := msg.N - r.off
+		size := run.n - r.off
 		if r.gso > 0 {
 			size = min(size, r.gso)
 		}
-		bufs[n] = msg.Buffers[0][r.off : r.off+size : r.off+size]
+		bufs[n] = run.buf[r.off : r.off+size : r.off+size]
 		sizes[n] = size
 		eps[n] = r.ep
 		n++
 		r.off += size
-		if r.off >= msg.N {
+		if r.off >= run.n {
 			r.next, r.off, r.ep = r.next+1, 0, nil
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"testing"
 	"unsafe"
 
-	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -31,29 +30,27 @@ type scriptedReader struct {
 
 var errNoMore = errors.New("no more batches")
 
-func (s *scriptedReader) ReadBatch(ms []ipv6.Message, _ int) (int, error) {
+func (s *scriptedReader) readRuns(rs []groRun) (int, error) {
 	if s.calls == len(s.batches) {
 		return 0, errNoMore
 	}
 	b := s.batches[s.calls]
 	s.calls++
 	for i, r := range b {
-		m := &ms[i]
-		m.N = copy(m.Buffers[0], r.payload)
-		m.Addr = r.from
-		m.NN = 0
+		m := &rs[i]
+		m.n = copy(m.buf, r.payload)
+		m.from = r.from.AddrPort()
+		m.nn = 0
 		switch {
 		case r.badOOB:
-			m.OOB = append(m.OOB[:0], 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff)
-			m.NN = len(m.OOB)
+			m.nn = copy(m.oob, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff})
 		case r.gso > 0:
 			oob := make([]byte, unix.CmsgSpace(2))
 			h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 			h.Level, h.Type = unix.SOL_UDP, unix.UDP_GRO
 			h.SetLen(unix.CmsgLen(2))
 			binary.NativeEndian.PutUint16(oob[unix.CmsgLen(0):], uint16(r.gso))
-			m.OOB = append(m.OOB[:0], oob...)
-			m.NN = len(oob)
+			m.nn = copy(m.oob, oob)
 		}
 	}
 	return len(b), nil
@@ -160,11 +157,11 @@ func newRepeatReader(n int) *repeatReader {
 	return &repeatReader{from: &net.UDPAddr{IP: net.IPv4(192, 0, 2, 1).To4(), Port: 1}, n: n, oob: oob}
 }
 
-func (r *repeatReader) ReadBatch(ms []ipv6.Message, _ int) (int, error) {
-	n := min(r.n, len(ms))
+func (r *repeatReader) readRuns(rs []groRun) (int, error) {
+	n := min(r.n, len(rs))
 	for i := range n {
-		ms[i].N, ms[i].Addr = 1400, r.from
-		ms[i].NN = copy(ms[i].OOB[:cap(ms[i].OOB)], r.oob)
+		rs[i].n, rs[i].from = 1400, r.from.AddrPort()
+		rs[i].nn = copy(rs[i].oob, r.oob)
 	}
 	return n, nil
 }
@@ -223,7 +220,7 @@ func TestGROReaderLendsDatagrams(t *testing.T) {
 	if err != nil || n != 3 {
 		t.Fatalf("read = %d, %v; want 3 datagrams", n, err)
 	}
-	run := r.msgs[0].Buffers[0]
+	run := r.runs[0].buf
 	for i, want := range []int{1000, 1000, 500} {
 		got := bufs[i][:sizes[i]]
 		if sizes[i] != want || &got[0] != &run[i*1000] {
