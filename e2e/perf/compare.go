@@ -142,6 +142,7 @@ func Compare(ctx context.Context, env Env, plan Plan) (*Report, error) {
 					c.row.Errs = append(c.row.Errs, fmt.Sprintf("round %d, %s: %v", r+1, w, err))
 					continue
 				}
+				s.Round = r
 				env.Logf("round %d, %s, %s: %.0f Mbit/s, CPU %.0f%%, idle RTT %v", r+1, w, c.row.Name, s.Mbps, s.CPU, rtt)
 				c.row.Samples[w] = append(c.row.Samples[w], s)
 			}

@@ -11,7 +11,8 @@ import (
 
 // Sample is one iperf3 run.
 type Sample struct {
-	Mbps float64
+	Round int // from 0
+	Mbps  float64
 	// CPU is the contender's processes' CPU time over the run, in percent
 	// of one core, both ends summed; HasCPU is false for the raw path.
 	CPU    float64
@@ -314,6 +315,49 @@ func (r *Report) runsList() string {
 	return b.String()
 }
 
+// roundRatios are row's rate over base's in each round where both ran on
+// wire w. A round runs every contender within a minute or so, so the
+// machine's drift between rounds (seen here at ±15 % from one round to
+// the next) cancels in each ratio, as it does not between two medians.
+func roundRatios(row, base *Row, w wire) []float64 {
+	if row == nil || base == nil {
+		return nil
+	}
+	var out []float64
+	for _, s := range row.Samples[w] {
+		i := slices.IndexFunc(base.Samples[w], func(b Sample) bool { return b.Round == s.Round })
+		if i >= 0 && base.Samples[w][i].Mbps > 0 {
+			out = append(out, s.Mbps/base.Samples[w][i].Mbps)
+		}
+	}
+	return out
+}
+
+// pairedRatio renders the median of roundRatios and their range, as
+// "1.08× (0.96–1.21× in 5 rounds)", or "–" when no round has both.
+func pairedRatio(row, base *Row, w wire) string {
+	rs := roundRatios(row, base, w)
+	if len(rs) == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f× (%.2f–%.2f× in %d rounds)", median(rs), slices.Min(rs), slices.Max(rs), len(rs))
+}
+
+// pairedLines are meshnode's round-by-round ratios over Nebula and over
+// the before binary, where they ran, one Markdown list item each.
+func (r *Report) pairedLines() string {
+	m := r.find(kindMeshnode)
+	var b strings.Builder
+	for _, base := range []*Row{r.find(kindNebula), r.find(kindMeshnodeBefore)} {
+		if m == nil || base == nil {
+			continue
+		}
+		fmt.Fprintf(&b, "- meshnode ÷ %s: %s on the %s, %s on the %s\n", base.Name,
+			pairedRatio(m, base, offloadWire), offloadWire, pairedRatio(m, base, packetWire), packetWire)
+	}
+	return b.String()
+}
+
 // afterOverBefore is meshnode's median rate over the before binary's, on
 // each wire.
 func (r *Report) afterOverBefore() string {
@@ -343,6 +387,12 @@ func (r *Report) Markdown(command string) string {
 		"ends, user and system time over the run, 100 %% = one core.\n\n", r.Seconds, r.Runs)
 	b.WriteString(r.ThroughputTable())
 	b.WriteString("\n")
+	if lines := r.pairedLines(); lines != "" {
+		b.WriteString("Round by round: each round's rate over the other's in the same round, the median of those\n" +
+			"ratios and their range (the machine drifts between rounds; within one it is nearly the same):\n\n")
+		b.WriteString(lines)
+		b.WriteString("\n")
+	}
 	fmt.Fprintf(&b, "Idle round-trip time, median of %d rounds: in each round, just before a contender's iperf3 run on a\n"+
 		"wire, %d pings %s s apart over its path, and the median of their replies. Overhead: the contender's RTT minus\n"+
 		"the raw path's; × wireguard-go's overhead: that over stock wireguard-go's (the goal is at most 1.00×).\n"+

@@ -47,7 +47,7 @@ func TestThousands(t *testing.T) {
 func samples(cpu bool, rates ...float64) []Sample {
 	s := make([]Sample, len(rates))
 	for i, r := range rates {
-		s[i] = Sample{Mbps: r, CPU: r / 20, HasCPU: cpu}
+		s[i] = Sample{Round: i, Mbps: r, CPU: r / 20, HasCPU: cpu}
 	}
 	return s
 }
@@ -235,5 +235,39 @@ func TestMarkdownBeforeAndAfter(t *testing.T) {
 	r.BeforeVersion, r.Rows = "", r.Rows[:1]
 	if doc := r.Markdown("make perf"); strings.Contains(doc, "meshnode before") {
 		t.Errorf("report names a before binary that was not measured:\n%s", doc)
+	}
+}
+
+// Round-by-round ratios pair each round's samples, skip a round either
+// side lacks, and give the median and range.
+func TestPairedRatio(t *testing.T) {
+	mesh := &Row{Name: "meshnode", Samples: [2][]Sample{
+		{{Round: 0, Mbps: 1100}, {Round: 1, Mbps: 2400}, {Round: 2, Mbps: 900}, {Round: 3, Mbps: 1000}},
+		{{Round: 1, Mbps: 500}},
+	}}
+	neb := &Row{Name: "Nebula", Samples: [2][]Sample{
+		{{Round: 0, Mbps: 1000}, {Round: 1, Mbps: 2000}, {Round: 3, Mbps: 1250}},
+		{{Round: 0, Mbps: 400}},
+	}}
+	for _, tc := range []struct {
+		name      string
+		row, base *Row
+		w         wire
+		want      string
+	}{
+		{"rounds paired, a missing one skipped", mesh, neb, offloadWire, "1.10× (0.80–1.20× in 3 rounds)"},
+		{"no round with both", mesh, neb, packetWire, "–"},
+		{"no base", mesh, nil, offloadWire, "–"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := pairedRatio(tc.row, tc.base, tc.w); got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+	r := &Report{Rows: []*Row{{Kind: kindMeshnode, Name: "meshnode", Samples: mesh.Samples}, {Kind: kindNebula, Name: "Nebula", Samples: neb.Samples}}}
+	want := "- meshnode ÷ Nebula: 1.10× (0.80–1.20× in 3 rounds) on the offload wire, – on the packet wire\n"
+	if doc := r.Markdown("make perf"); !strings.Contains(doc, want) {
+		t.Errorf("report lacks %q:\n%s", want, doc)
 	}
 }
