@@ -81,6 +81,7 @@ func TestGSOSplitChecksums(t *testing.T) {
 	}{
 		{"even", 3000, 1000, 3},
 		{"short last", 2500, 1000, 3},
+		{"odd last", 2501, 1000, 3},
 		{"one", 700, 1000, 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
