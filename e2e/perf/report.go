@@ -347,9 +347,12 @@ func pairedRatio(row, base *Row, w wire) string {
 // the before binary, where they ran, one Markdown list item each.
 func (r *Report) pairedLines() string {
 	m := r.find(kindMeshnode)
+	if m == nil {
+		return ""
+	}
 	var b strings.Builder
 	for _, base := range []*Row{r.find(kindNebula), r.find(kindMeshnodeBefore)} {
-		if m == nil || base == nil {
+		if base == nil {
 			continue
 		}
 		fmt.Fprintf(&b, "- meshnode ÷ %s: %s on the %s, %s on the %s\n", base.Name,

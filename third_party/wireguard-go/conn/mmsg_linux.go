@@ -34,6 +34,13 @@ type mmsgReader struct {
 	hdrs  []mmsghdr
 	iovs  []unix.Iovec
 	names []unix.RawSockaddrInet6 // room for either family's sockaddr
+	// bound is the first of the runs the headers point into (bind); filled
+	// is how many of them the last read filled. The kernel writes only a
+	// message's name and control lengths, so a read with the same runs
+	// resets those of the filled messages instead of building every header
+	// again (a groReader reads into the same runs for its whole life).
+	bound  *groRun
+	filled int
 
 	// recv is r.recvmmsg, made once: a closure made for each call to
 	// rc.Read would escape to the heap, with what it captures.
@@ -64,15 +71,11 @@ func (r *mmsgReader) recvmmsg(fd uintptr) bool {
 	return true
 }
 
-func (r *mmsgReader) readRuns(runs []groRun) (int, error) {
-	if len(runs) == 0 {
-		return 0, nil
-	}
-	if len(r.hdrs) < len(runs) {
-		r.hdrs = make([]mmsghdr, len(runs))
-		r.iovs = make([]unix.Iovec, len(runs))
-		r.names = make([]unix.RawSockaddrInet6, len(runs))
-	}
+// bind points a header at each of runs' buffers.
+func (r *mmsgReader) bind(runs []groRun) {
+	r.hdrs = make([]mmsghdr, len(runs))
+	r.iovs = make([]unix.Iovec, len(runs))
+	r.names = make([]unix.RawSockaddrInet6, len(runs))
 	for i := range runs {
 		iov, h := &r.iovs[i], &r.hdrs[i].hdr
 		iov.Base = unsafe.SliceData(runs[i].buf)
@@ -83,8 +86,23 @@ func (r *mmsgReader) readRuns(runs []groRun) (int, error) {
 		h.SetIovlen(1)
 		h.Control = unsafe.SliceData(runs[i].oob)
 		h.SetControllen(len(runs[i].oob))
-		h.Flags = 0
 	}
+	r.bound, r.filled = &runs[0], 0
+}
+
+func (r *mmsgReader) readRuns(runs []groRun) (int, error) {
+	if len(runs) == 0 {
+		return 0, nil
+	}
+	if &runs[0] != r.bound || len(runs) != len(r.hdrs) {
+		r.bind(runs)
+	}
+	for i := range r.filled {
+		h := &r.hdrs[i].hdr
+		h.Namelen = unix.SizeofSockaddrInet6
+		h.SetControllen(len(runs[i].oob))
+	}
+	r.filled = 0
 	r.want = len(runs)
 	if err := r.rc.Read(r.recv); err != nil {
 		return 0, err
@@ -92,6 +110,7 @@ func (r *mmsgReader) readRuns(runs []groRun) (int, error) {
 	if r.errno != 0 {
 		return 0, &net.OpError{Op: "recvmmsg", Net: "udp", Err: r.errno}
 	}
+	r.filled = r.got
 	for i := range r.got {
 		h := &r.hdrs[i]
 		runs[i].n = int(h.len)

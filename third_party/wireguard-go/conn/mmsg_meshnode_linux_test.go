@@ -14,14 +14,16 @@ import (
 )
 
 // meshnode's test of mmsgReader (mmsg_linux.go) on real loopback sockets of
-// both families: every datagram whole, with its sender, and no allocation
-// a read.
+// both families, read as a groReader reads, into the same runs every time:
+// every datagram whole, with its sender and its control message (packet
+// info), read after read, and no allocation a read.
 func TestMMsgReaderReadsRuns(t *testing.T) {
 	for _, tc := range []struct {
 		network, addr string
+		level, opt    int // the socket option that asks for packet info
 	}{
-		{"udp4", "127.0.0.1:0"},
-		{"udp6", "[::1]:0"},
+		{"udp4", "127.0.0.1:0", unix.IPPROTO_IP, unix.IP_PKTINFO},
+		{"udp6", "[::1]:0", unix.IPPROTO_IPV6, unix.IPV6_RECVPKTINFO},
 	} {
 		t.Run(tc.network, func(t *testing.T) {
 			srv, err := net.ListenUDP(tc.network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(tc.addr)))
@@ -29,6 +31,16 @@ func TestMMsgReaderReadsRuns(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer srv.Close()
+			rc, err := srv.SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			pktinfo := func(on int) {
+				var serr error
+				if err := rc.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), tc.level, tc.opt, on) }); err != nil || serr != nil {
+					t.Fatal(err, serr)
+				}
+			}
 			cli, err := net.DialUDP(tc.network, nil, srv.LocalAddr().(*net.UDPAddr))
 			if err != nil {
 				t.Fatal(err)
@@ -43,44 +55,53 @@ func TestMMsgReaderReadsRuns(t *testing.T) {
 				runs[i].buf = make([]byte, groMessageSize)
 				runs[i].oob = make([]byte, stickyControlSize+gsoControlSize)
 			}
+			if _, err := cli.Write([]byte{0}); err != nil {
+				t.Fatal(err)
+			}
+			from := cli.LocalAddr().(*net.UDPAddr).AddrPort()
+			srv.SetReadDeadline(time.Now().Add(10 * time.Second))
+			// A read without packet info leaves the kernel's control
+			// lengths at 0; the reads after it, with packet info on, must
+			// still have room for it.
+			if n, err := rr.readRuns(runs); err != nil || n != 1 || runs[0].nn != 0 {
+				t.Fatalf("readRuns = %d, %v, control %d bytes; want one datagram without control messages", n, err, runs[0].nn)
+			}
+			pktinfo(1)
 			sent := [][]byte{bytes.Repeat([]byte{1}, 1400), {2}, bytes.Repeat([]byte{3}, 60000)}
 			for _, p := range sent {
 				if _, err := cli.Write(p); err != nil {
 					t.Fatal(err)
 				}
 			}
-			from := cli.LocalAddr().(*net.UDPAddr).AddrPort()
-			srv.SetReadDeadline(time.Now().Add(10 * time.Second))
 			var got int
 			for got < len(sent) {
-				n, err := rr.readRuns(runs[got:])
+				n, err := rr.readRuns(runs)
 				if err != nil {
 					t.Fatalf("after %d datagrams: %v", got, err)
 				}
-				for _, r := range runs[got : got+n] {
+				for _, r := range runs[:n] {
 					if !bytes.Equal(r.buf[:r.n], sent[got]) {
 						t.Errorf("datagram %d: %d bytes, want %d", got, r.n, len(sent[got]))
 					}
 					if r.from != from {
 						t.Errorf("datagram %d: from %v, want %v", got, r.from, from)
 					}
+					if r.nn == 0 {
+						t.Errorf("datagram %d: no control message", got)
+					}
 					got++
 				}
 			}
-			// AllocsPerRun calls once more than it counts.
-			const reads = 50
-			for range reads + 1 {
+			allocs := testing.AllocsPerRun(50, func() {
 				if _, err := cli.Write(sent[1]); err != nil {
 					t.Fatal(err)
 				}
-			}
-			allocs := testing.AllocsPerRun(reads, func() {
-				if n, err := rr.readRuns(runs[:1]); err != nil || n != 1 {
-					t.Fatalf("readRuns = %d, %v; want 1 datagram", n, err)
+				if n, err := rr.readRuns(runs); err != nil || n != 1 || runs[0].nn == 0 || runs[0].from != from {
+					t.Fatalf("readRuns = %d, %v, control %d bytes, from %v; want 1 datagram from %v with its packet info", n, err, runs[0].nn, runs[0].from, from)
 				}
 			})
 			if allocs != 0 {
-				t.Fatalf("%.1f allocations a read, want none", allocs)
+				t.Fatalf("%.1f allocations a write and read, want none", allocs)
 			}
 		})
 	}
@@ -158,11 +179,11 @@ func BenchmarkReadRuns(b *testing.B) {
 		for range b.N {
 			send(b)
 			for got := 0; got < batch; {
-				n, err := pc.ReadBatch(msgs[got:], 0)
+				n, err := pc.ReadBatch(msgs, 0)
 				if err != nil {
 					b.Fatal(err)
 				}
-				for _, m := range msgs[got : got+n] {
+				for _, m := range msgs[:n] {
 					_ = m.Addr.(*net.UDPAddr).AddrPort()
 				}
 				got += n
@@ -184,7 +205,7 @@ func BenchmarkReadRuns(b *testing.B) {
 		for range b.N {
 			send(b)
 			for got := 0; got < batch; {
-				n, err := rr.readRuns(runs[got:])
+				n, err := rr.readRuns(runs)
 				if err != nil {
 					b.Fatal(err)
 				}
